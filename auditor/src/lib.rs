@@ -1,0 +1,3 @@
+//! The Hexagone auditor library: ledger, locality lookups and the command-line entry points.
+
+pub mod cli;
