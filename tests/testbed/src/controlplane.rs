@@ -210,12 +210,18 @@ impl ControlPlane {
             bin.join("kube-scheduler"),
             args([
                 format!("--kubeconfig={}", path(&scheduler_kubeconfig)),
-                format!("--authentication-kubeconfig={}", path(&scheduler_kubeconfig)),
+                format!(
+                    "--authentication-kubeconfig={}",
+                    path(&scheduler_kubeconfig)
+                ),
                 format!("--authorization-kubeconfig={}", path(&scheduler_kubeconfig)),
                 "--bind-address=127.0.0.1".to_owned(),
                 format!("--secure-port={}", ports.scheduler),
                 format!("--tls-cert-file={}", path(&scheduler_serving.cert_file)),
-                format!("--tls-private-key-file={}", path(&scheduler_serving.key_file)),
+                format!(
+                    "--tls-private-key-file={}",
+                    path(&scheduler_serving.key_file)
+                ),
                 "--leader-elect=false".to_owned(),
             ]),
             &scheduler_dir,
@@ -468,7 +474,11 @@ impl Drop for ControlPlane {
 }
 
 fn bin_dir() -> Result<PathBuf, Error> {
-    let bin = std::env::var_os(BIN_ENV)
+    bin_dir_from(std::env::var_os(BIN_ENV))
+}
+
+fn bin_dir_from(var: Option<OsString>) -> Result<PathBuf, Error> {
+    let bin = var
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .ok_or(Error::BinariesNotConfigured { var: BIN_ENV })?;
@@ -499,7 +509,10 @@ fn apiserver_args(
         "--authorization-mode=Node,RBAC".to_owned(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
         format!("--service-account-key-file={}", path(&sa.public_file)),
-        format!("--service-account-signing-key-file={}", path(&sa.private_file)),
+        format!(
+            "--service-account-signing-key-file={}",
+            path(&sa.private_file)
+        ),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         // A loopback address may not appear in the `kubernetes` Endpoints; nothing in the test
         // bed routes to it anyway.
@@ -578,5 +591,33 @@ where
             });
         }
         tokio::time::sleep(wait::POLL_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_bin_variable_says_how_to_build() {
+        let err = bin_dir_from(None).unwrap_err();
+        assert!(matches!(err, Error::BinariesNotConfigured { .. }));
+        assert!(
+            err.to_string().contains("tests/scripts/controlplane.sh"),
+            "{err}"
+        );
+        let empty = bin_dir_from(Some(OsString::new())).unwrap_err();
+        assert!(matches!(empty, Error::BinariesNotConfigured { .. }));
+    }
+
+    #[test]
+    fn incomplete_bin_dir_names_the_missing_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("etcd"), "").unwrap();
+        let err = bin_dir_from(Some(dir.path().as_os_str().to_owned())).unwrap_err();
+        match err {
+            Error::MissingBinary { path } => assert_eq!(path, dir.path().join("kube-apiserver")),
+            other => panic!("expected MissingBinary, got {other}"),
+        }
     }
 }

@@ -48,7 +48,6 @@ pub(crate) fn write(
             std::io::Error::other(e),
         )
     })?;
-    std::fs::write(path, &text)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    std::fs::write(path, &text).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     Ok(text)
 }

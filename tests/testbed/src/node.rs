@@ -116,7 +116,11 @@ impl FakeNode {
     /// Adds kwok's conventional `kwok.x-k8s.io/node=fake:NoSchedule` taint, which keeps pods
     /// without the matching toleration off the node.
     pub fn kwok_taint(self) -> FakeNode {
-        self.taint(KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, TaintEffect::NoSchedule)
+        self.taint(
+            KWOK_NODE_ANNOTATION,
+            KWOK_NODE_VALUE,
+            TaintEffect::NoSchedule,
+        )
     }
 
     /// Adds an `InternalIP` address.
@@ -138,7 +142,11 @@ impl FakeNode {
     }
 
     /// Sets one capacity entry (e.g. `cpu`, `4`).
-    pub fn capacity(mut self, resource: impl Into<String>, quantity: impl Into<String>) -> FakeNode {
+    pub fn capacity(
+        mut self,
+        resource: impl Into<String>,
+        quantity: impl Into<String>,
+    ) -> FakeNode {
         self.capacity.insert(resource.into(), quantity.into());
         self
     }
@@ -157,10 +165,7 @@ impl FakeNode {
         .collect();
         labels.extend(self.labels.clone());
         let annotations = BTreeMap::from([
-            (
-                KWOK_NODE_ANNOTATION.to_owned(),
-                KWOK_NODE_VALUE.to_owned(),
-            ),
+            (KWOK_NODE_ANNOTATION.to_owned(), KWOK_NODE_VALUE.to_owned()),
             ("node.alpha.kubernetes.io/ttl".to_owned(), "0".to_owned()),
         ]);
         let capacity: BTreeMap<String, Quantity> = if self.capacity.is_empty() {
@@ -242,7 +247,10 @@ mod tests {
             .capacity("cpu", "4");
         check(&fake, |node| {
             let meta = &node.metadata;
-            assert_eq!(meta.annotations.as_ref().unwrap()[KWOK_NODE_ANNOTATION], "fake");
+            assert_eq!(
+                meta.annotations.as_ref().unwrap()[KWOK_NODE_ANNOTATION],
+                "fake"
+            );
             let labels = meta.labels.as_ref().unwrap();
             assert_eq!(labels["topology.kubernetes.io/region"], "fr-par");
             assert_eq!(labels["kubernetes.io/hostname"], "fr-1");

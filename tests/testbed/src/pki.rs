@@ -32,8 +32,7 @@ fn cert_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {
-    std::fs::write(path, contents)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    std::fs::write(path, contents).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 impl Authority {
