@@ -1,0 +1,11 @@
+//! Integration tests proving the test bed runs a real control plane: scheduling onto fake
+//! nodes, custom resources, API server recovery and isolation between test beds.
+//!
+//! They need `HEXAGONE_CONTROLPLANE_BIN` (see `tests/scripts/controlplane.sh`) and fail
+//! without it.
+
+mod crd;
+mod isolation;
+mod recovery;
+mod scheduling;
+mod util;
