@@ -1,3 +1,6 @@
 //! The Hexagone auditor library: ledger, locality lookups and the command-line entry points.
 
+pub mod bundle;
 pub mod cli;
+pub mod keys;
+pub mod ledger;
