@@ -2,5 +2,7 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod ingest;
 pub mod keys;
 pub mod ledger;
+pub mod store;

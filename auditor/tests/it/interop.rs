@@ -41,8 +41,9 @@ fn go_verifies_checkpoints_inclusion_and_consistency() {
     let ledger = memory_ledger(&key, 1000, 100);
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-    let mut oracle =
-        |a: u64, b: u64| Ok::<_, Infallible>(root_of_leaves(&ledger.leaves[a as usize..b as usize]));
+    let mut oracle = |a: u64, b: u64| {
+        Ok::<_, Infallible>(root_of_leaves(&ledger.leaves[a as usize..b as usize]))
+    };
     let (old_size, old_note) = &ledger.checkpoints[2];
     let (new_size, new_note) = ledger.checkpoints.last().unwrap();
     write("vkey", &key.verifier().to_string());
@@ -52,15 +53,22 @@ fn go_verifies_checkpoints_inclusion_and_consistency() {
     let proof = InclusionProof {
         extra: Some(ledger.texts[index].as_bytes().to_vec()),
         index: index as u64,
-        path: inclusion_proof(index as u64, *new_size, &mut oracle).unwrap().unwrap(),
+        path: inclusion_proof(index as u64, *new_size, &mut oracle)
+            .unwrap()
+            .unwrap(),
         checkpoint: new_note.clone(),
     };
     write("entry.tlog-proof", &proof.format());
-    let cons = consistency_proof(*old_size, *new_size, &mut oracle).unwrap().unwrap();
+    let cons = consistency_proof(*old_size, *new_size, &mut oracle)
+        .unwrap()
+        .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     write(
         "consistency",
-        &cons.iter().map(|h| b64.encode(h) + "\n").collect::<String>(),
+        &cons
+            .iter()
+            .map(|h| b64.encode(h) + "\n")
+            .collect::<String>(),
     );
 
     let out = go_interop(dir.path(), "entry.tlog-proof", "new.note");
@@ -70,9 +78,18 @@ fn go_verifies_checkpoints_inclusion_and_consistency() {
         "Go rejected our artefacts:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ok signatures on checkpoints of size 300 and 1000"), "{stdout}");
-    assert!(stdout.contains("ok inclusion of entry 777 in tree of size 1000"), "{stdout}");
-    assert!(stdout.contains("ok consistency from size 300 to 1000"), "{stdout}");
+    assert!(
+        stdout.contains("ok signatures on checkpoints of size 300 and 1000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok inclusion of entry 777 in tree of size 1000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok consistency from size 300 to 1000"),
+        "{stdout}"
+    );
 
     // The Go side is not a rubber stamp: an altered checkpoint and a wrong entry are refused.
     write("forged.note", &new_note.replacen("\n1000\n", "\n1001\n", 1));
