@@ -157,3 +157,61 @@ pub fn postgres_url() -> String {
         ),
     }
 }
+
+/// A fresh, empty PostgreSQL database on the test server; returns its URL.
+pub async fn fresh_postgres() -> String {
+    use sqlx::Connection as _;
+    let base = postgres_url();
+    let name = format!("ledger_{}_{}", std::process::id(), rand::random::<u32>());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{name}")
+}
+
+/// A fresh SQLite database file in `dir`.
+pub fn fresh_sqlite(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("ledger.sqlite").display())
+}
+
+/// Exports the ledger at `url` and verifies the bundle against `trust`.
+pub async fn export_and_verify(
+    url: &str,
+    trust: &str,
+) -> (
+    Vec<u8>,
+    Result<hexagone_auditor::ledger::verify::Summary, hexagone_auditor::ledger::verify::Finding>,
+) {
+    let ledger = hexagone_auditor::store::Ledger::open(url).await.unwrap();
+    let mut bundle = Vec::new();
+    ledger.export(&mut bundle, |_, _| {}).await.unwrap();
+    ledger.close().await;
+    let result = verify_bytes(&bundle, trust);
+    (bundle, result)
+}
+
+/// Verifies bundle bytes against `trust`.
+pub fn verify_bytes(
+    bundle: &[u8],
+    trust: &str,
+) -> Result<hexagone_auditor::ledger::verify::Summary, hexagone_auditor::ledger::verify::Finding> {
+    hexagone_auditor::ledger::verify::verify_bundle(
+        bundle,
+        hexagone_auditor::ledger::verify::Verifier::new(trust),
+        |_| {},
+    )
+    .unwrap()
+}
+
+/// `n` observation bodies starting at object `from`, all stamped `t`.
+pub fn bodies(from: u64, n: u64) -> Vec<(Timestamp, Body)> {
+    (from..from + n)
+        .map(|i| (Timestamp(1_764_300_000_000 + i as i64), observation(i)))
+        .collect()
+}
