@@ -1,6 +1,19 @@
 //! Command-line surface of `hexagone-auditor`: one clap type per subcommand, dispatched by `run`.
 
-use clap::{Parser, Subcommand};
+use std::io::{BufRead, BufReader, IsTerminal as _, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::keys::{SignerKey, VerifierKey};
+use crate::ledger::entry::Timestamp;
+use crate::ledger::verify::{Verifier, verify_bundle};
+use crate::store::{Advanced, Ledger};
+
+/// Default database: a SQLite file in the current directory.
+pub const DEFAULT_DB: &str = "sqlite:hexagone-ledger.sqlite";
 
 /// `hexagone-auditor` command line.
 #[derive(Debug, Parser)]
@@ -11,11 +24,386 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the ledger lives.
+#[derive(Debug, Clone, Args)]
+pub struct DbArg {
+    /// Ledger database: `sqlite:PATH` (one file, WAL) or `postgres://…`.
+    #[arg(long, env = "HEXAGONE_DB", default_value = DEFAULT_DB)]
+    pub db: String,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Generate an Ed25519 signing key; prints its verifier key and fingerprint.
+    Keygen(KeygenArgs),
+    /// Append observations (JSON Lines) to the ledger in batches, each under a checkpoint.
+    Append(AppendArgs),
+    /// Recover committed entries left without a checkpoint and print the signed head.
+    Checkpoint(CheckpointArgs),
+    /// Rotate the signing key: the new key is announced in an entry signed under the old one.
+    Rotate(RotateArgs),
+    /// Export the ledger as a streamed bundle (entries, checkpoints, public keys).
+    Export(ExportArgs),
+    /// Verify a bundle offline: exit 0 valid, 1 invalid ledger, 2 usage or I/O error.
+    Verify(VerifyArgs),
+    /// Write an inclusion proof (c2sp.org/tlog-proof@v1) for the latest entry about an object.
+    Prove(ProveArgs),
+}
+
+/// `keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key name: the log origin (e.g. `ledger.example.fr/hexagone`).
+    #[arg(long)]
+    pub name: String,
+    /// Private key file to create (mode 0600); the verifier key goes to `<out>.pub`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `append`.
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Private signing key file (mode 0600).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// JSON Lines input; `-` for standard input.
+    #[arg(long, default_value = "-")]
+    pub input: String,
+    /// Entries committed per transaction.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// Sign a checkpoint every N entries (rounded up to whole batches); default: every batch.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: Option<u64>,
+}
+
+/// `checkpoint`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Private signing key file (mode 0600).
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// `rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The current private key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The next private key file (from `keygen` with the same name).
+    #[arg(long)]
+    pub new_key: PathBuf,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Bundle file to write; `-` for standard output.
+    #[arg(long, default_value = "-")]
+    pub out: String,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle; `-` for standard input.
+    pub bundle: String,
+    /// The trusted key: verifier key string, fingerprint, or a file holding either.
+    #[arg(long, visible_alias = "key")]
+    pub trust: String,
+    /// A signed checkpoint obtained out of band that the bundle must reach (detects a
+    /// bundle cut short).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// `prove`.
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Object identifier.
+    #[arg(long)]
+    pub object: String,
+    /// Proof file to write; `-` for standard output.
+    #[arg(long, default_value = "-")]
+    pub out: String,
+}
 
 /// Runs one parsed command line; the returned code is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
-    match cli.command {}
+    match cli.command {
+        Command::Keygen(a) => keygen(a),
+        Command::Verify(a) => verify(a),
+        Command::Append(a) => block_on(append(a)),
+        Command::Checkpoint(a) => block_on(checkpoint(a)),
+        Command::Rotate(a) => block_on(rotate(a)),
+        Command::Export(a) => block_on(export(a)),
+        Command::Prove(a) => block_on(prove(a)),
+    }
+}
+
+fn block_on<F: Future<Output = anyhow::Result<u8>>>(f: F) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
+/// A one-line progress display on standard error, only when it is a terminal.
+struct Progress {
+    enabled: bool,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn update(&mut self, msg: impl FnOnce() -> String) {
+        if self.enabled && self.last.elapsed() >= Duration::from_millis(200) {
+            eprint!("\r\x1b[2K{}", msg());
+            self.last = Instant::now();
+            self.shown = true;
+        }
+    }
+
+    fn done(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
+
+fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
+    let key = SignerKey::generate(&a.name)?;
+    key.save(&a.out)?;
+    let pub_path = PathBuf::from(format!("{}.pub", a.out.display()));
+    std::fs::write(&pub_path, format!("{}\n", key.verifier()))
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    println!("private key: {} (mode 0600)", a.out.display());
+    println!("verifier key: {}", key.verifier());
+    println!("fingerprint: SHA256:{}", key.verifier().fingerprint());
+    println!("public key file: {}", pub_path.display());
+    Ok(0)
+}
+
+fn ack(out: &mut impl Write, a: &Advanced) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "ack first={} last={} size={}",
+        a.from,
+        a.size - 1,
+        a.size
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn append(a: AppendArgs) -> anyhow::Result<u8> {
+    let key = SignerKey::load(&a.key)?;
+    let ledger = Ledger::open(&a.db.db).await?;
+    ledger.ensure_initialised(&key).await?;
+    for r in ledger.recover(&key).await? {
+        eprintln!(
+            "recovered entries {}..{} committed by an interrupted writer: checkpoint size {}",
+            r.from,
+            r.size - 1,
+            r.size
+        );
+    }
+    let input: Box<dyn BufRead> = if a.input == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?,
+        ))
+    };
+    let every = a.checkpoint_every.unwrap_or(a.batch);
+    let mut stdout = std::io::stdout().lock();
+    let mut progress = Progress::new();
+    let mut batch = Vec::with_capacity(a.batch as usize);
+    let mut since_checkpoint = 0u64;
+    let mut total = 0u64;
+    let mut line_no = 0u64;
+    let mut lines = input.lines();
+    loop {
+        let line = lines.next().transpose().context("reading input")?;
+        if let Some(text) = &line {
+            line_no += 1;
+            if !text.trim().is_empty() {
+                batch.push(crate::ingest::parse_line(line_no, text, Timestamp::now())?);
+            }
+        }
+        let eof = line.is_none();
+        if batch.len() as u64 >= a.batch || (eof && !batch.is_empty()) {
+            ledger.append(&batch).await?;
+            since_checkpoint += batch.len() as u64;
+            total += batch.len() as u64;
+            batch.clear();
+            progress.update(|| format!("appended {total} entries"));
+        }
+        if since_checkpoint > 0 && (since_checkpoint >= every || eof) {
+            while let Some(adv) = ledger.advance(&key, false).await? {
+                ack(&mut stdout, &adv)?;
+                if adv.rotated {
+                    bail!("the signing key was rotated meanwhile: use the new key");
+                }
+            }
+            since_checkpoint = 0;
+        }
+        if eof {
+            break;
+        }
+    }
+    progress.done();
+    ledger.close().await;
+    eprintln!("appended {total} entries");
+    Ok(0)
+}
+
+async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
+    let key = SignerKey::load(&a.key)?;
+    let ledger = Ledger::open(&a.db.db).await?;
+    ledger.ensure_initialised(&key).await?;
+    for r in ledger.recover(&key).await? {
+        eprintln!(
+            "checkpoint size {} over entries {}..{}",
+            r.size,
+            r.from,
+            r.size - 1
+        );
+    }
+    let head = ledger.head().await?;
+    match head.note {
+        Some(note) => print!("{note}"),
+        None => eprintln!("the ledger is empty: no checkpoint yet"),
+    }
+    ledger.close().await;
+    Ok(0)
+}
+
+async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
+    let old = SignerKey::load(&a.key)?;
+    let new = SignerKey::load(&a.new_key)?;
+    let ledger = Ledger::open(&a.db.db).await?;
+    let adv = ledger.rotate(&old, new.verifier()).await?;
+    println!("rotated to {} in entry {}", new.verifier(), adv.size - 1);
+    println!("fingerprint: SHA256:{}", new.verifier().fingerprint());
+    print!("{}", adv.note);
+    ledger.close().await;
+    Ok(0)
+}
+
+fn open_out(path: &str) -> anyhow::Result<Box<dyn Write>> {
+    Ok(if path == "-" {
+        Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        ))
+    } else {
+        Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(path).with_context(|| format!("creating {path}"))?,
+        ))
+    })
+}
+
+async fn export(a: ExportArgs) -> anyhow::Result<u8> {
+    let ledger = Ledger::open(&a.db.db).await?;
+    let mut progress = Progress::new();
+    let stats = ledger
+        .export(open_out(&a.out)?, |done, total| {
+            progress.update(|| format!("exported {done}/{total} entries"))
+        })
+        .await?;
+    progress.done();
+    ledger.close().await;
+    eprintln!(
+        "exported {} entries and {} checkpoints",
+        stats.entries, stats.checkpoints
+    );
+    Ok(0)
+}
+
+async fn prove(a: ProveArgs) -> anyhow::Result<u8> {
+    let ledger = Ledger::open(&a.db.db).await?;
+    let proof = ledger.prove(&a.object).await?;
+    let mut out = open_out(&a.out)?;
+    out.write_all(proof.format().as_bytes())?;
+    out.flush()?;
+    ledger.close().await;
+    Ok(0)
+}
+
+/// Reads `--trust`: a verifier key, a fingerprint, or a file holding either.
+fn trust_anchor(s: &str) -> anyhow::Result<String> {
+    let p = Path::new(s);
+    if VerifierKey::parse(s).is_err() && p.exists() {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {s}"))?;
+        return Ok(text.trim().to_string());
+    }
+    Ok(s.trim().to_string())
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
+    let trust = trust_anchor(&a.trust)?;
+    let mut verifier = Verifier::new(&trust);
+    if let Some(cp) = &a.checkpoint {
+        let note =
+            std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
+        verifier = verifier.with_trusted_checkpoint(&note);
+    }
+    let input: Box<dyn BufRead> = if a.bundle == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock()))
+    } else {
+        let f = std::fs::File::open(&a.bundle).with_context(|| format!("opening {}", a.bundle))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let mut progress = Progress::new();
+    let started = Instant::now();
+    let result = verify_bundle(input, verifier, |lines| {
+        progress.update(|| format!("verified {lines} records ({:.0?})", started.elapsed()))
+    })
+    .with_context(|| format!("reading {}", a.bundle))?;
+    progress.done();
+    match result {
+        Ok(s) => {
+            println!(
+                "valid: {} entries, {} checkpoints, origin {}, root {}",
+                s.entries, s.checkpoints, s.origin, s.root
+            );
+            println!(
+                "verdicts: {} compliant, {} violation, {} unknown",
+                s.verdicts[0], s.verdicts[1], s.verdicts[2]
+            );
+            for (i, k) in s.keys.iter().enumerate() {
+                println!("key {i}: {k}");
+            }
+            Ok(0)
+        }
+        Err(finding) => {
+            println!("INVALID: {finding}");
+            Ok(1)
+        }
+    }
 }

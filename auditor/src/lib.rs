@@ -1,3 +1,8 @@
 //! The Hexagone auditor library: ledger, locality lookups and the command-line entry points.
 
+pub mod bundle;
 pub mod cli;
+pub mod ingest;
+pub mod keys;
+pub mod ledger;
+pub mod store;

@@ -1,0 +1,404 @@
+//! Ed25519 signing keys in the C2SP signed-note encodings: the verifier key string
+//! `name+hexkeyid+base64(0x01||pubkey)`, the private key string, fingerprints, and private
+//! key files (written 0600, refused when readable by group or others).
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// Signature algorithm byte for Ed25519 in signed notes.
+pub const ALG_ED25519: u8 = 0x01;
+const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
+
+/// Why a key string or key file is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Key name not allowed by the signed-note spec.
+    #[error("key name {0:?} is not valid: it must be non-empty, without spaces or '+'")]
+    BadName(String),
+    /// Malformed key string.
+    #[error("malformed {what}: {why}")]
+    Malformed {
+        /// Which kind of key string.
+        what: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// The key ID in the string does not match the key.
+    #[error("key ID {given} does not match the key (expected {computed})")]
+    WrongKeyId {
+        /// Key ID written in the string.
+        given: String,
+        /// Key ID computed from name and key.
+        computed: String,
+    },
+    /// Private key file readable by others.
+    #[error(
+        "private key file {path} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {path})"
+    )]
+    InsecureMode {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Reading or writing a key file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Checks a signed-note key name: non-empty, no Unicode whitespace, no `+`.
+pub fn check_name(name: &str) -> Result<(), KeyError> {
+    if name.is_empty()
+        || name.contains('+')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(KeyError::BadName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Signed-note key ID: the first 4 bytes of SHA-256(name || 0x0A || 0x01 || pubkey).
+pub fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([b'\n', ALG_ED25519]);
+    h.update(public.as_bytes());
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// A public key that verifies checkpoints, with the name it signs under (the log origin).
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifierKey {
+    name: String,
+    id: [u8; 4],
+    public: VerifyingKey,
+}
+
+impl fmt::Debug for VerifierKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifierKey({self})")
+    }
+}
+
+impl VerifierKey {
+    /// Builds from a name and an Ed25519 public key.
+    pub fn new(name: &str, public: VerifyingKey) -> Result<Self, KeyError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_string(),
+            id: key_id(name, &public),
+            public,
+        })
+    }
+
+    /// Parses `name+hexkeyid+base64(0x01||pubkey)`.
+    pub fn parse(s: &str) -> Result<Self, KeyError> {
+        let bad = |why: &str| KeyError::Malformed {
+            what: "verifier key",
+            why: format!("{why} (expected name+keyid+base64key)"),
+        };
+        let s = s.trim();
+        // The name cannot contain '+', the base64 key can: split from the left.
+        let mut parts = s.splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("not three '+'-separated fields"));
+        };
+        if id.len() != 8 || id.bytes().any(|c| !matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad("key ID is not 8 lowercase hex digits"));
+        }
+        let raw = B64
+            .decode(key)
+            .map_err(|e| bad(&format!("key is not base64: {e}")))?;
+        let [ALG_ED25519, rest @ ..] = raw.as_slice() else {
+            return Err(bad("not an Ed25519 key (algorithm byte is not 0x01)"));
+        };
+        let bytes: [u8; 32] = rest
+            .try_into()
+            .map_err(|_| bad("Ed25519 public key is not 32 bytes"))?;
+        let public = VerifyingKey::from_bytes(&bytes).map_err(|e| bad(&e.to_string()))?;
+        let key = Self::new(name, public)?;
+        if hex::encode(key.id) != id {
+            return Err(KeyError::WrongKeyId {
+                given: id.to_string(),
+                computed: hex::encode(key.id),
+            });
+        }
+        Ok(key)
+    }
+
+    /// The key name (the log origin).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The 4-byte key ID.
+    pub fn id(&self) -> [u8; 4] {
+        self.id
+    }
+
+    /// SHA-256 of `0x01 || pubkey`, 64 hex digits: what a person compares out of band.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update([ALG_ED25519]);
+        h.update(self.public.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// True when `s` is this key's verifier string or fingerprint (case-insensitive hex,
+    /// optionally prefixed `SHA256:`).
+    pub fn matches(&self, s: &str) -> bool {
+        let s = s.trim();
+        if let Ok(k) = Self::parse(s) {
+            return &k == self;
+        }
+        let fp = s.strip_prefix("SHA256:").unwrap_or(s);
+        fp.eq_ignore_ascii_case(&self.fingerprint())
+    }
+
+    /// Verifies an Ed25519 signature over `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else {
+            return false;
+        };
+        self.public.verify(msg, &sig).is_ok()
+    }
+}
+
+impl fmt::Display for VerifierKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut raw = [0u8; 33];
+        raw[0] = ALG_ED25519;
+        raw[1..].copy_from_slice(self.public.as_bytes());
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.id),
+            B64.encode(raw)
+        )
+    }
+}
+
+/// A private signing key with its name.
+pub struct SignerKey {
+    verifier: VerifierKey,
+    key: SigningKey,
+}
+
+impl fmt::Debug for SignerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignerKey({})", self.verifier)
+    }
+}
+
+impl SignerKey {
+    /// Generates a fresh key from the operating system's random source.
+    pub fn generate(name: &str) -> Result<Self, KeyError> {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        Self::from_signing_key(name, key)
+    }
+
+    /// Wraps an existing Ed25519 key.
+    pub fn from_signing_key(name: &str, key: SigningKey) -> Result<Self, KeyError> {
+        Ok(Self {
+            verifier: VerifierKey::new(name, key.verifying_key())?,
+            key,
+        })
+    }
+
+    /// The matching verifier key.
+    pub fn verifier(&self) -> &VerifierKey {
+        &self.verifier
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        self.verifier.name()
+    }
+
+    /// Signs `msg`.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.key.sign(msg).to_bytes()
+    }
+
+    /// `PRIVATE+KEY+name+hexkeyid+base64(0x01||seed)`, the signed-note signer key format.
+    pub fn to_private_string(&self) -> String {
+        let mut raw = [0u8; 33];
+        raw[0] = ALG_ED25519;
+        raw[1..].copy_from_slice(self.key.as_bytes());
+        format!(
+            "{PRIVATE_PREFIX}{}+{}+{}",
+            self.verifier.name,
+            hex::encode(self.verifier.id),
+            B64.encode(raw)
+        )
+    }
+
+    /// Parses [`SignerKey::to_private_string`].
+    pub fn parse_private(s: &str) -> Result<Self, KeyError> {
+        let bad = |why: &str| KeyError::Malformed {
+            what: "private key",
+            why: why.to_string(),
+        };
+        let rest = s
+            .trim()
+            .strip_prefix(PRIVATE_PREFIX)
+            .ok_or_else(|| bad("does not start with PRIVATE+KEY+"))?;
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("not name+keyid+key"));
+        };
+        let raw = B64.decode(key).map_err(|_| bad("key is not base64"))?;
+        let [ALG_ED25519, rest @ ..] = raw.as_slice() else {
+            return Err(bad("not an Ed25519 key"));
+        };
+        let seed: [u8; 32] = rest.try_into().map_err(|_| bad("seed is not 32 bytes"))?;
+        let signer = Self::from_signing_key(name, SigningKey::from_bytes(&seed))?;
+        if hex::encode(signer.verifier.id) != id {
+            return Err(KeyError::WrongKeyId {
+                given: id.to_string(),
+                computed: hex::encode(signer.verifier.id),
+            });
+        }
+        Ok(signer)
+    }
+
+    /// Loads a private key file, refusing it unless only its owner can read it.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let io = |action, source| KeyError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| io("reading key file", e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::InsecureMode {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| io("reading key file", e))?;
+        Self::parse_private(&text)
+    }
+
+    /// Writes the private key to a new file created with mode 0600 (never overwrites).
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let io = |source| KeyError::Io {
+            action: "writing key file",
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        writeln!(f, "{}", self.to_private_string()).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(s: &str, want: Result<&str, &str>) {
+        match (VerifierKey::parse(s), want) {
+            (Ok(k), Ok(name)) => {
+                assert_eq!(k.name(), name);
+                assert_eq!(k.to_string(), s);
+            }
+            (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{e} should mention {w}"),
+            (got, want) => panic!("parse({s}) = {got:?}, wanted {want:?}"),
+        }
+    }
+
+    #[test]
+    fn key_strings_round_trip() {
+        let k = SignerKey::from_signing_key("example.com/log", SigningKey::from_bytes(&[1; 32]))
+            .unwrap();
+        let v = k.verifier().to_string();
+        check(&v, Ok("example.com/log"));
+        let again = SignerKey::parse_private(&k.to_private_string()).unwrap();
+        assert_eq!(again.verifier(), k.verifier());
+        assert!(k.verifier().matches(&v));
+        assert!(
+            k.verifier()
+                .matches(&k.verifier().fingerprint().to_uppercase())
+        );
+        assert!(
+            k.verifier()
+                .matches(&format!("SHA256:{}", k.verifier().fingerprint()))
+        );
+        assert!(!k.verifier().matches("00"));
+        let sig = k.sign(b"msg");
+        assert!(k.verifier().verify(b"msg", &sig));
+        assert!(!k.verifier().verify(b"msh", &sig));
+    }
+
+    #[test]
+    fn key_id_matches_the_spec() {
+        // Key ID = SHA-256(name || "\n" || 0x01 || pubkey)[:4], computed here independently.
+        let k = SignerKey::from_signing_key("n", SigningKey::from_bytes(&[2; 32])).unwrap();
+        let mut msg = b"n\n\x01".to_vec();
+        msg.extend_from_slice(k.verifier().public.as_bytes());
+        assert_eq!(k.verifier().id(), Sha256::digest(&msg)[..4]);
+    }
+
+    #[test]
+    fn bad_key_strings_are_rejected() {
+        let k = SignerKey::from_signing_key("log", SigningKey::from_bytes(&[3; 32])).unwrap();
+        let v = k.verifier().to_string();
+        check("log+abc", Err("three"));
+        check(&v.replacen("log+", "log+0", 1), Err("8 lowercase hex"));
+        let mut id_wrong = v.clone();
+        id_wrong.replace_range(4..6, if &v[4..6] == "00" { "11" } else { "00" });
+        check(&id_wrong, Err("does not match"));
+        check(&v.replace("log+", "lo g+"), Err("not valid"));
+        check("log+00000000+AgID", Err("Ed25519"));
+        assert!(SignerKey::parse_private(&v).is_err());
+    }
+
+    #[test]
+    fn private_key_files_must_be_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let k = SignerKey::generate("log").unwrap();
+        k.save(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(SignerKey::load(&path).unwrap().verifier(), k.verifier());
+        assert!(
+            matches!(k.save(&path), Err(KeyError::Io { .. })),
+            "never overwrites"
+        );
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match SignerKey::load(&path) {
+                Err(KeyError::InsecureMode { mode: m, .. }) => assert_eq!(m, mode),
+                other => panic!("mode {mode:o} accepted: {other:?}"),
+            }
+        }
+    }
+}

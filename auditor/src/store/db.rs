@@ -1,0 +1,508 @@
+//! The SQL of the ledger store, once for SQLite and once for PostgreSQL: the same statements
+//! (`$n` placeholders work on both) expanded by one macro per backend, plus the batched insert,
+//! which differs (multi-row `VALUES` on SQLite, `UNNEST` arrays on PostgreSQL).
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row as _};
+
+use super::StoreError;
+use crate::ledger::tree::Hash;
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite file in WAL mode.
+    Sqlite(SqlitePool),
+    /// PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// The head row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadRow {
+    /// Log origin.
+    pub origin: String,
+    /// Entries covered by the signed head.
+    pub size: u64,
+    /// Serialized tree frontier at `size`.
+    pub frontier: Vec<u8>,
+    /// Signed checkpoint note at `size` (none before the first checkpoint).
+    pub note: Option<String>,
+    /// Index of the key in force.
+    pub key_index: u64,
+}
+
+/// One entry row to insert.
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    /// Sequence number.
+    pub seq: u64,
+    /// Leaf hash.
+    pub leaf: Hash,
+    /// Canonical encoding.
+    pub body: String,
+    /// Object identifier (observations only), for proofs by object.
+    pub object_id: Option<String>,
+}
+
+/// A key rotation to record with a head advance.
+#[derive(Debug, Clone)]
+pub struct RotationRow {
+    /// Index of the new key.
+    pub key_index: u64,
+    /// Its verifier string.
+    pub verifier: String,
+    /// The rotation entry.
+    pub seq: u64,
+}
+
+/// Rows per multi-row insert statement on SQLite (4 parameters each, under its variable limit).
+const SQLITE_CHUNK: usize = 2000;
+
+fn hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| StoreError::Corrupt(format!("a stored hash has {} bytes", b.len())))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).expect("ledger sizes stay below 2^63")
+}
+
+/// Expands the shared statements for one backend.
+macro_rules! shared_ops {
+    ($name:ident, $pool:ty, $begin:literal, $lock:literal) => {
+        pub(super) mod $name {
+            use super::*;
+
+            pub async fn begin(pool: &$pool) -> Result<sqlx::Transaction<'static, <$pool as PoolDb>::Db>, sqlx::Error> {
+                let mut tx = pool.begin_with($begin).await?;
+                if !$lock.is_empty() {
+                    sqlx::query($lock).execute(&mut *tx).await?;
+                }
+                Ok(tx)
+            }
+
+            pub async fn head(pool: &$pool) -> Result<Option<HeadRow>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT origin, size, frontier, note, key_index FROM ledger_head WHERE id = 1",
+                )
+                .fetch_optional(pool)
+                .await?;
+                row.map(|r| {
+                    Ok(HeadRow {
+                        origin: r.try_get("origin")?,
+                        size: r.try_get::<i64, _>("size")? as u64,
+                        frontier: r.try_get("frontier")?,
+                        note: r.try_get("note")?,
+                        key_index: r.try_get::<i64, _>("key_index")? as u64,
+                    })
+                })
+                .transpose()
+            }
+
+            pub async fn keys(pool: &$pool) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query("SELECT verifier FROM ledger_keys ORDER BY key_index")
+                    .fetch_all(pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| r.try_get::<String, _>("verifier"))
+                    .collect::<Result<_, _>>()?)
+            }
+
+            pub async fn init(pool: &$pool, origin: &str, frontier: &[u8], verifier: &str) -> Result<(), StoreError> {
+                let mut tx = pool.begin().await?;
+                let exists = sqlx::query("SELECT 1 AS one FROM ledger_head WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    sqlx::query(
+                        "INSERT INTO ledger_head (id, origin, size, frontier, note, key_index) VALUES (1, $1, 0, $2, NULL, 0)",
+                    )
+                    .bind(origin)
+                    .bind(frontier)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES (0, $1, NULL)")
+                        .bind(verifier)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub async fn tail_in(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+            ) -> Result<Option<(u64, Hash)>, StoreError> {
+                let row = sqlx::query("SELECT seq, leaf FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                row.map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, hash(r.try_get("leaf")?)?)))
+                    .transpose()
+            }
+
+            pub async fn tail(pool: &$pool) -> Result<Option<(u64, Hash)>, StoreError> {
+                let mut tx = pool.begin().await?;
+                let t = tail_in(&mut tx).await?;
+                tx.commit().await?;
+                Ok(t)
+            }
+
+            pub async fn entries_from(
+                pool: &$pool,
+                from: u64,
+                to: u64,
+                limit: u64,
+            ) -> Result<Vec<(u64, Hash, String)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, leaf, body FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(to_i64(from))
+                .bind(to_i64(to))
+                .bind(to_i64(limit))
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<i64, _>("seq")? as u64,
+                            hash(r.try_get("leaf")?)?,
+                            r.try_get("body")?,
+                        ))
+                    })
+                    .collect()
+            }
+
+            pub async fn leaves(pool: &$pool, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+                let rows = sqlx::query("SELECT leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq")
+                    .bind(to_i64(from))
+                    .bind(to_i64(to))
+                    .fetch_all(pool)
+                    .await?;
+                let out: Vec<Hash> = rows
+                    .into_iter()
+                    .map(|r| hash(r.try_get("leaf")?))
+                    .collect::<Result<_, StoreError>>()?;
+                if out.len() as u64 != to - from {
+                    return Err(StoreError::Corrupt(format!(
+                        "entries {from}..{to} should be {} rows, found {}",
+                        to - from,
+                        out.len()
+                    )));
+                }
+                Ok(out)
+            }
+
+            pub async fn advance(
+                pool: &$pool,
+                old_size: u64,
+                new: &HeadRow,
+                rotation: Option<&RotationRow>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = begin(pool).await?;
+                let updated = sqlx::query(
+                    "UPDATE ledger_head SET size = $1, frontier = $2, note = $3, key_index = $4 WHERE id = 1 AND size = $5",
+                )
+                .bind(to_i64(new.size))
+                .bind(&new.frontier)
+                .bind(&new.note)
+                .bind(to_i64(new.key_index))
+                .bind(to_i64(old_size))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some(note) = &new.note {
+                    sqlx::query("INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)")
+                        .bind(to_i64(new.size))
+                        .bind(note)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(r) = rotation {
+                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES ($1, $2, $3)")
+                        .bind(to_i64(r.key_index))
+                        .bind(&r.verifier)
+                        .bind(to_i64(r.seq))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            pub async fn checkpoints_from(
+                pool: &$pool,
+                from_size: u64,
+                limit: u64,
+            ) -> Result<Vec<(u64, String)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT size, note FROM ledger_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2",
+                )
+                .bind(to_i64(from_size))
+                .bind(to_i64(limit))
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|r| Ok((r.try_get::<i64, _>("size")? as u64, r.try_get("note")?)))
+                    .collect()
+            }
+
+            pub async fn find_object(
+                pool: &$pool,
+                object_id: &str,
+                below: u64,
+            ) -> Result<Option<(u64, String)>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT seq, body FROM ledger_entries WHERE object_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(object_id)
+                .bind(to_i64(below))
+                .fetch_optional(pool)
+                .await?;
+                row.map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, r.try_get("body")?)))
+                    .transpose()
+            }
+        }
+    };
+}
+
+/// Maps a pool type to its database type, for the macro.
+pub trait PoolDb {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+}
+impl PoolDb for SqlitePool {
+    type Db = sqlx::Sqlite;
+}
+impl PoolDb for PgPool {
+    type Db = sqlx::Postgres;
+}
+
+// SQLite: BEGIN IMMEDIATE takes the write lock up front, so two writers serialize instead of
+// failing at commit. PostgreSQL: a row lock on the head serializes writers.
+shared_ops!(lite, SqlitePool, "BEGIN IMMEDIATE", "");
+shared_ops!(
+    pg,
+    PgPool,
+    "BEGIN",
+    "SELECT size FROM ledger_head WHERE id = 1 FOR UPDATE"
+);
+
+macro_rules! dispatch {
+    ($self:expr, $f:ident ( $($arg:expr),* )) => {
+        match $self {
+            Db::Sqlite(p) => lite::$f(p $(, $arg)*).await,
+            Db::Postgres(p) => pg::$f(p $(, $arg)*).await,
+        }
+    };
+}
+
+impl Db {
+    /// Connects (`sqlite:PATH` or `postgres://…`) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Ok(Self::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(60));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Ok(Self::Sqlite(pool))
+        } else {
+            Err(StoreError::BadUrl(url.to_string()))
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// The head row, if the log was initialised.
+    pub async fn head(&self) -> Result<Option<HeadRow>, StoreError> {
+        dispatch!(self, head())
+    }
+
+    /// Signing keys in order.
+    pub async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, keys())
+    }
+
+    /// Creates the head row and key 0 unless they exist.
+    pub async fn init(
+        &self,
+        origin: &str,
+        frontier: &[u8],
+        verifier: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, init(origin, frontier, verifier))
+    }
+
+    /// Last entry (seq, leaf), staged or not.
+    pub async fn tail(&self) -> Result<Option<(u64, Hash)>, StoreError> {
+        dispatch!(self, tail())
+    }
+
+    /// Up to `limit` entries from `from` (inclusive) below `to`.
+    pub async fn entries_from(
+        &self,
+        from: u64,
+        to: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, Hash, String)>, StoreError> {
+        dispatch!(self, entries_from(from, to, limit))
+    }
+
+    /// Leaf hashes of entries `from..to`; all must exist.
+    pub async fn leaves(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        dispatch!(self, leaves(from, to))
+    }
+
+    /// Compare-and-swap of the head from `old_size`; false when another writer moved it.
+    pub async fn advance(
+        &self,
+        old_size: u64,
+        new: &HeadRow,
+        rotation: Option<&RotationRow>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, advance(old_size, new, rotation))
+    }
+
+    /// Up to `limit` checkpoints of size >= `from_size`.
+    pub async fn checkpoints_from(
+        &self,
+        from_size: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        dispatch!(self, checkpoints_from(from_size, limit))
+    }
+
+    /// The latest entry about `object_id` below `below`.
+    pub async fn find_object(
+        &self,
+        object_id: &str,
+        below: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        dispatch!(self, find_object(object_id, below))
+    }
+
+    /// Appends rows in one transaction if the log still ends at (`next_seq`, `prev`);
+    /// returns false (and writes nothing) when another writer got there first.
+    pub async fn stage(
+        &self,
+        next_seq: u64,
+        prev: &Hash,
+        rows: &[EntryRow],
+    ) -> Result<bool, StoreError> {
+        match self {
+            Db::Sqlite(p) => {
+                let mut tx = lite::begin(p).await?;
+                if !tail_matches(lite::tail_in(&mut tx).await?, next_seq, prev) {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                for chunk in rows.chunks(SQLITE_CHUNK) {
+                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO ledger_entries (seq, leaf, body, object_id) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(to_i64(r.seq))
+                            .push_bind(r.leaf.to_vec())
+                            .push_bind(r.body.clone())
+                            .push_bind(r.object_id.clone());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+            Db::Postgres(p) => {
+                let mut tx = pg::begin(p).await?;
+                if !tail_matches(pg::tail_in(&mut tx).await?, next_seq, prev) {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
+                let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
+                let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
+                let objects: Vec<Option<String>> =
+                    rows.iter().map(|r| r.object_id.clone()).collect();
+                sqlx::query(
+                    "INSERT INTO ledger_entries (seq, leaf, body, object_id) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::text[])",
+                )
+                .bind(seqs)
+                .bind(leaves)
+                .bind(bodies)
+                .bind(objects)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The names of the ledger tables and their columns, as the database reports them
+    /// (for the schema equivalence test).
+    pub async fn schema(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = match self {
+            Db::Sqlite(p) => {
+                sqlx::query(
+                    "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND m.name LIKE 'ledger_%' ORDER BY 1, 2",
+                )
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| Ok((r.try_get("t")?, r.try_get("c")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+            Db::Postgres(p) => sqlx::query(
+                "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name LIKE 'ledger_%' ORDER BY 1, 2",
+            )
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("t")?, r.try_get("c")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?,
+        };
+        Ok(rows)
+    }
+}
+
+fn tail_matches(tail: Option<(u64, Hash)>, next_seq: u64, prev: &Hash) -> bool {
+    match tail {
+        None => next_seq == 0,
+        Some((seq, leaf)) => seq + 1 == next_seq && &leaf == prev,
+    }
+}

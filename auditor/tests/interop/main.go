@@ -1,0 +1,134 @@
+// Command interop checks Hexagone ledger artefacts with independent Go implementations:
+// golang.org/x/mod/sumdb/note for signed checkpoints (C2SP signed notes, Ed25519) and
+// github.com/transparency-dev/merkle for RFC 6962 inclusion and consistency proofs.
+//
+// Usage: interop -vkey FILE -old NOTE -new NOTE -proof TLOGPROOF -consistency FILE
+// It prints one "ok" line per check and exits 1 at the first failure.
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+)
+
+type checkpoint struct {
+	origin string
+	size   uint64
+	root   []byte
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "interop: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func read(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fail("%v", err)
+	}
+	return b
+}
+
+// open verifies a signed note with the trusted key and parses the tlog-checkpoint body.
+func open(msg []byte, verifiers note.Verifiers, origin string) checkpoint {
+	n, err := note.Open(msg, verifiers)
+	if err != nil {
+		fail("note.Open: %v", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) < 4 {
+		fail("checkpoint body has %d lines", len(lines))
+	}
+	if lines[0] != origin {
+		fail("origin %q, key name %q", lines[0], origin)
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		fail("size: %v", err)
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != 32 {
+		fail("root %q: %v", lines[2], err)
+	}
+	return checkpoint{origin: lines[0], size: size, root: root}
+}
+
+func main() {
+	vkeyPath := flag.String("vkey", "", "verifier key file")
+	oldPath := flag.String("old", "", "older signed checkpoint")
+	newPath := flag.String("new", "", "newer signed checkpoint")
+	proofPath := flag.String("proof", "", "c2sp.org/tlog-proof@v1 file")
+	consPath := flag.String("consistency", "", "consistency proof: one base64 hash per line")
+	flag.Parse()
+
+	vkey := strings.TrimSpace(string(read(*vkeyPath)))
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		fail("note.NewVerifier: %v", err)
+	}
+	verifiers := note.VerifierList(verifier)
+	fmt.Printf("ok verifier key %s (key ID %08x)\n", verifier.Name(), verifier.KeyHash())
+
+	older := open(read(*oldPath), verifiers, verifier.Name())
+	newer := open(read(*newPath), verifiers, verifier.Name())
+	fmt.Printf("ok signatures on checkpoints of size %d and %d\n", older.size, newer.size)
+
+	// c2sp.org/tlog-proof@v1: header, optional extra, index, hashes, blank line, checkpoint.
+	parts := bytes.SplitN(read(*proofPath), []byte("\n\n"), 2)
+	if len(parts) != 2 {
+		fail("proof file has no blank line")
+	}
+	head := strings.Split(string(parts[0]), "\n")
+	if head[0] != "c2sp.org/tlog-proof@v1" {
+		fail("proof header %q", head[0])
+	}
+	head = head[1:]
+	var extra []byte
+	if strings.HasPrefix(head[0], "extra ") {
+		if extra, err = base64.StdEncoding.DecodeString(strings.TrimPrefix(head[0], "extra ")); err != nil {
+			fail("extra: %v", err)
+		}
+		head = head[1:]
+	}
+	index, err := strconv.ParseUint(strings.TrimPrefix(head[0], "index "), 10, 64)
+	if err != nil {
+		fail("index: %v", err)
+	}
+	var path [][]byte
+	for _, l := range head[1:] {
+		h, err := base64.StdEncoding.DecodeString(l)
+		if err != nil {
+			fail("proof hash: %v", err)
+		}
+		path = append(path, h)
+	}
+	inProof := open(parts[1], verifiers, verifier.Name())
+	leaf := rfc6962.DefaultHasher.HashLeaf(extra)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, inProof.size, leaf, path, inProof.root); err != nil {
+		fail("inclusion of entry %d in tree of size %d: %v", index, inProof.size, err)
+	}
+	fmt.Printf("ok inclusion of entry %d in tree of size %d\n", index, inProof.size)
+
+	var cpath [][]byte
+	for _, l := range strings.Fields(string(read(*consPath))) {
+		h, err := base64.StdEncoding.DecodeString(l)
+		if err != nil {
+			fail("consistency hash: %v", err)
+		}
+		cpath = append(cpath, h)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, older.size, newer.size, cpath, older.root, newer.root); err != nil {
+		fail("consistency %d -> %d: %v", older.size, newer.size, err)
+	}
+	fmt.Printf("ok consistency from size %d to %d\n", older.size, newer.size)
+}

@@ -1,0 +1,183 @@
+//! The `hexagone-auditor` binary end to end: keygen, append, checkpoint, rotate, export,
+//! verify and prove, as an operator would run them.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use hexagone_auditor::keys::VerifierKey;
+use hexagone_auditor::ledger::proof::InclusionProof;
+
+use crate::util::{ORIGIN, keygen, observation_json, run, run_ok};
+
+fn input(from: u64, n: u64) -> String {
+    (from..from + n)
+        .map(|i| observation_json(i) + "\n")
+        .collect()
+}
+
+#[test]
+fn keygen_prints_fingerprint_and_verifier_key_and_writes_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k");
+    let out = run_ok(
+        &["keygen", "--name", ORIGIN, "--out", path.to_str().unwrap()],
+        None,
+    );
+    let vkey = out
+        .lines()
+        .find_map(|l| l.strip_prefix("verifier key: "))
+        .unwrap();
+    let key = VerifierKey::parse(vkey).unwrap();
+    assert_eq!(key.name(), ORIGIN);
+    assert!(out.contains(&format!("fingerprint: SHA256:{}", key.fingerprint())));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("k.pub"))
+            .unwrap()
+            .trim(),
+        vkey
+    );
+    // Never overwrites a key.
+    let again = run(
+        &["keygen", "--name", ORIGIN, "--out", path.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(again.status.code(), Some(2));
+    // A bad name is refused.
+    let bad = run(
+        &[
+            "keygen",
+            "--name",
+            "a b",
+            "--out",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("key name"));
+}
+
+#[test]
+fn private_keys_readable_by_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "k");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let out = run(
+        &["append", "--db", &db, "--key", key.to_str().unwrap()],
+        Some(&input(0, 3)),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn append_export_verify_prove_and_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (k1, v1) = keygen(dir.path(), "k1");
+    let (k2, v2) = keygen(dir.path(), "k2");
+    let db = format!("sqlite:{}", p("l.sqlite"));
+    let k1s = k1.to_str().unwrap();
+    // 250 entries, batches of 20, a checkpoint every 100 entries (rounded up to batches).
+    let out = run_ok(
+        &[
+            "append",
+            "--db",
+            &db,
+            "--key",
+            k1s,
+            "--batch",
+            "20",
+            "--checkpoint-every",
+            "100",
+        ],
+        Some(&input(0, 250)),
+    );
+    let acks: Vec<&str> = out.lines().filter(|l| l.starts_with("ack ")).collect();
+    assert_eq!(
+        acks,
+        [
+            "ack first=0 last=99 size=100",
+            "ack first=100 last=199 size=200",
+            "ack first=200 last=249 size=250"
+        ]
+    );
+    // Bad input names its line and stops with exit 2; earlier batches stay acknowledged.
+    let mut bad = input(250, 5);
+    bad.push_str("{\"store\":\"x\"}\n");
+    let out = run(
+        &["append", "--db", &db, "--key", k1s, "--input", "-"],
+        Some(&bad),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 6: missing field"));
+    // Rotate to k2, then append under k2; k1 can no longer sign.
+    let out = run_ok(
+        &[
+            "rotate",
+            "--db",
+            &db,
+            "--key",
+            k1s,
+            "--new-key",
+            k2.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.contains("rotated to"), "{out}");
+    let out = run(&["append", "--db", &db, "--key", k1s], Some(&input(300, 5)));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not this ledger's signing key in force")
+    );
+    run_ok(
+        &[
+            "append",
+            "--db",
+            &db,
+            "--key",
+            k2.to_str().unwrap(),
+            "--input",
+            "-",
+        ],
+        Some(&input(300, 40)),
+    );
+    let note = run_ok(
+        &["checkpoint", "--db", &db, "--key", k2.to_str().unwrap()],
+        None,
+    );
+    assert!(note.starts_with(&format!("{ORIGIN}\n291\n")), "{note}");
+    // Export and verify with either key, or either fingerprint.
+    run_ok(&["export", "--db", &db, "--out", &p("bundle.jsonl")], None);
+    for trust in [&v1, &v2] {
+        let out = run_ok(&["verify", &p("bundle.jsonl"), "--trust", trust], None);
+        assert!(out.contains("valid: 291 entries"), "{out}");
+        assert!(out.contains("key 1: "), "{out}");
+    }
+    // Prove one object; the proof verifies against the new key.
+    let proof = run_ok(
+        &["prove", "--db", &db, "--object", "spaces/12/doc-12"],
+        None,
+    );
+    assert!(proof.starts_with("c2sp.org/tlog-proof@v1\nextra "));
+    let parsed = InclusionProof::parse(&proof).unwrap();
+    let entry = parsed
+        .verify(&[VerifierKey::parse(&v2).unwrap()], None)
+        .unwrap();
+    assert_eq!(entry.seq, 12);
+    assert!(
+        parsed
+            .verify(&[VerifierKey::parse(&v1).unwrap()], None)
+            .is_err()
+    );
+    // Not on a terminal: no progress display on stderr.
+    let out = run(&["export", "--db", &db, "--out", &p("b2.jsonl")], None);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
+}

@@ -1,0 +1,217 @@
+//! Shared helpers for the integration tests: temporary ledgers built with the pure core, the
+//! real binary, and the PostgreSQL URL from the environment.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ed25519_dalek::SigningKey;
+use hexagone_auditor::keys::SignerKey;
+use hexagone_auditor::ledger::Sequencer;
+use hexagone_auditor::ledger::entry::{
+    Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
+};
+
+/// The log origin used by tests.
+pub const ORIGIN: &str = "hexagone.test/ledger";
+
+/// A deterministic signing key.
+pub fn signer(seed: u8) -> SignerKey {
+    SignerKey::from_signing_key(ORIGIN, SigningKey::from_bytes(&[seed; 32])).unwrap()
+}
+
+/// A plausible observation body for object `i`.
+pub fn observation(i: u64) -> Body {
+    let verdict = match i % 7 {
+        3 => Verdict::Violation(vec!["geolocation says DE".into()]),
+        5 => Verdict::Unknown(vec!["address is private".into()]),
+        _ => Verdict::Compliant,
+    };
+    Body::Observation(Observation {
+        object: ObjectId {
+            store: "minio/documents".into(),
+            class: "document".into(),
+            id: format!("spaces/{}/doc-{i}", i % 97),
+        },
+        content: hexagone_auditor::ledger::tree::leaf_hash(&i.to_be_bytes()),
+        evidence: vec![
+            Evidence {
+                source: EvidenceSource::Topology,
+                country: Some(*b"FR"),
+                asn: None,
+            },
+            Evidence {
+                source: EvidenceSource::Geolocation,
+                country: Some(if i % 7 == 3 { *b"DE" } else { *b"FR" }),
+                asn: None,
+            },
+        ],
+        verdict,
+        policy: PolicyRef {
+            id: "france-only".into(),
+            version: "1".into(),
+        },
+    })
+}
+
+/// The JSON line `append` reads for observation `i`.
+pub fn observation_json(i: u64) -> String {
+    let (verdict, reasons, geo) = match i % 7 {
+        3 => ("violation", r#"["geolocation says DE"]"#, "DE"),
+        5 => ("unknown", r#"["address is private"]"#, "FR"),
+        _ => ("compliant", "[]", "FR"),
+    };
+    format!(
+        r#"{{"store":"minio/documents","class":"document","object":"spaces/{}/doc-{i}","content":"{}","evidence":[{{"source":"topology","country":"FR"}},{{"source":"geolocation","country":"{geo}"}}],"verdict":"{verdict}","reasons":{reasons},"policy":"france-only","policy_version":"1"}}"#,
+        i % 97,
+        hex::encode(hexagone_auditor::ledger::tree::leaf_hash(&i.to_be_bytes()))
+    )
+}
+
+/// Entries made by the pure core: canonical texts and leaf hashes, with a checkpoint note
+/// after every `every` entries (and at the end).
+pub struct MemoryLedger {
+    pub texts: Vec<String>,
+    pub leaves: Vec<[u8; 32]>,
+    /// (size, note)
+    pub checkpoints: Vec<(u64, String)>,
+}
+
+pub fn memory_ledger(key: &SignerKey, n: u64, every: u64) -> MemoryLedger {
+    let mut seq = Sequencer::new();
+    let mut out = MemoryLedger {
+        texts: Vec::new(),
+        leaves: Vec::new(),
+        checkpoints: Vec::new(),
+    };
+    for i in 0..n {
+        let s = seq.seal(Timestamp(1_764_300_000_000 + i as i64), observation(i));
+        out.texts.push(s.text);
+        out.leaves.push(s.leaf);
+        if (i + 1) % every == 0 || i + 1 == n {
+            out.checkpoints
+                .push((i + 1, seq.checkpoint(ORIGIN).sign(key)));
+        }
+    }
+    out
+}
+
+/// Path of the built `hexagone-auditor` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hexagone-auditor"))
+}
+
+/// Runs the binary with `args` and optional stdin.
+pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn hexagone-auditor");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Runs and asserts the exit code, returning stdout.
+pub fn run_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "hexagone-auditor {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Generates a key with the CLI into `dir`; returns (private key path, verifier key string).
+pub fn keygen(dir: &Path, file: &str) -> (PathBuf, String) {
+    let path = dir.join(file);
+    let out = run_ok(
+        &["keygen", "--name", ORIGIN, "--out", path.to_str().unwrap()],
+        None,
+    );
+    let vkey = out
+        .lines()
+        .find_map(|l| l.strip_prefix("verifier key: "))
+        .expect("keygen prints the verifier key")
+        .to_string();
+    (path, vkey)
+}
+
+/// The PostgreSQL URL the test script exported; a test that needs it fails without it.
+pub fn postgres_url() -> String {
+    match std::env::var("HEXAGONE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => panic!(
+            "HEXAGONE_TEST_POSTGRES_URL is not set: start a server with \
+             `eval \"$(tests/scripts/postgres.sh start)\"` before running the PostgreSQL tests"
+        ),
+    }
+}
+
+/// A fresh, empty PostgreSQL database on the test server; returns its URL.
+pub async fn fresh_postgres() -> String {
+    use sqlx::Connection as _;
+    let base = postgres_url();
+    let name = format!("ledger_{}_{}", std::process::id(), rand::random::<u32>());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{name}")
+}
+
+/// A fresh SQLite database file in `dir`.
+pub fn fresh_sqlite(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("ledger.sqlite").display())
+}
+
+/// Exports the ledger at `url` and verifies the bundle against `trust`.
+pub async fn export_and_verify(
+    url: &str,
+    trust: &str,
+) -> (
+    Vec<u8>,
+    Result<hexagone_auditor::ledger::verify::Summary, hexagone_auditor::ledger::verify::Finding>,
+) {
+    let ledger = hexagone_auditor::store::Ledger::open(url).await.unwrap();
+    let mut bundle = Vec::new();
+    ledger.export(&mut bundle, |_, _| {}).await.unwrap();
+    ledger.close().await;
+    let result = verify_bytes(&bundle, trust);
+    (bundle, result)
+}
+
+/// Verifies bundle bytes against `trust`.
+pub fn verify_bytes(
+    bundle: &[u8],
+    trust: &str,
+) -> Result<hexagone_auditor::ledger::verify::Summary, hexagone_auditor::ledger::verify::Finding> {
+    hexagone_auditor::ledger::verify::verify_bundle(
+        bundle,
+        hexagone_auditor::ledger::verify::Verifier::new(trust),
+        |_| {},
+    )
+    .unwrap()
+}
+
+/// `n` observation bodies starting at object `from`, all stamped `t`.
+pub fn bodies(from: u64, n: u64) -> Vec<(Timestamp, Body)> {
+    (from..from + n)
+        .map(|i| (Timestamp(1_764_300_000_000 + i as i64), observation(i)))
+        .collect()
+}
