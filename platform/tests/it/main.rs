@@ -1,0 +1,1 @@
+//! Integration tests of the locality engine on the vendored databases.
