@@ -114,6 +114,103 @@ struct RangeTable {
     v4: Vec<(u32, u32, u32)>,
     v6: Vec<(u128, u128, u32)>,
     values: Vec<Record>,
+    /// How many ranges overlapped another one (resolved: the narrower range wins).
+    overlaps: usize,
+}
+
+/// An address as a number, for range arithmetic over IPv4 and IPv6 alike.
+trait Bound: Copy + Ord {
+    fn next(self) -> Option<Self>;
+    fn prev(self) -> Option<Self>;
+    fn width(lo: Self, hi: Self) -> u128;
+}
+
+impl Bound for u32 {
+    fn next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn prev(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+    fn width(lo: Self, hi: Self) -> u128 {
+        u128::from(hi - lo)
+    }
+}
+
+impl Bound for u128 {
+    fn next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn prev(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+    fn width(lo: Self, hi: Self) -> u128 {
+        hi - lo
+    }
+}
+
+/// Sorts inclusive ranges and makes them disjoint: where ranges overlap (published data has a
+/// few such mistakes), the narrowest range covering an address wins. Returns the number of
+/// ranges that overlapped another.
+fn disjoint<T: Bound>(mut ranges: Vec<(T, T, u32)>) -> (Vec<(T, T, u32)>, usize) {
+    ranges.sort_unstable();
+    let mut out = Vec::with_capacity(ranges.len());
+    let mut overlaps = 0;
+    let mut i = 0;
+    while i < ranges.len() {
+        // A cluster: ranges chained by overlap, usually just one.
+        let mut j = i + 1;
+        let mut reach = ranges[i].1;
+        while j < ranges.len() && ranges[j].0 <= reach {
+            reach = reach.max(ranges[j].1);
+            j += 1;
+        }
+        let cluster = &ranges[i..j];
+        if cluster.len() == 1 {
+            out.push(cluster[0]);
+        } else {
+            overlaps += cluster.len();
+            resolve(cluster, &mut out);
+        }
+        i = j;
+    }
+    (out, overlaps)
+}
+
+/// Splits an overlapping cluster into elementary segments, each given to its narrowest range.
+fn resolve<T: Bound>(cluster: &[(T, T, u32)], out: &mut Vec<(T, T, u32)>) {
+    let mut cuts: Vec<T> = Vec::with_capacity(cluster.len() * 2);
+    for r in cluster {
+        cuts.push(r.0);
+        if let Some(n) = r.1.next() {
+            cuts.push(n);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let last = cluster.iter().map(|r| r.1).max().unwrap_or(cluster[0].1);
+    for (k, &lo) in cuts.iter().enumerate() {
+        let hi = match cuts.get(k + 1) {
+            Some(n) => match n.prev() {
+                Some(p) => p,
+                None => continue,
+            },
+            None => last,
+        };
+        if lo > last || hi < lo {
+            continue;
+        }
+        let best = cluster
+            .iter()
+            .filter(|r| r.0 <= lo && hi <= r.1)
+            .min_by_key(|r| T::width(r.0, r.1));
+        if let Some(b) = best {
+            match out.last_mut() {
+                Some(prev) if prev.2 == b.2 && prev.1.next() == Some(lo) => prev.1 = hi,
+                _ => out.push((lo, hi, b.2)),
+            }
+        }
+    }
 }
 
 impl RangeTable {
@@ -191,23 +288,11 @@ impl RangeTable {
                 }
             }
         }
-        table.v4.sort_unstable();
-        table.v6.sort_unstable();
-        if let Some(w) = table.v4.windows(2).find(|w| w[0].1 >= w[1].0) {
-            return Err(err(
-                0,
-                format!("IPv4 ranges overlap at {}", IpAddr::from(u32_to_v4(w[1].0))),
-            ));
-        }
-        if let Some(w) = table.v6.windows(2).find(|w| w[0].1 >= w[1].0) {
-            return Err(err(
-                0,
-                format!(
-                    "IPv6 ranges overlap at {}",
-                    std::net::Ipv6Addr::from(w[1].0)
-                ),
-            ));
-        }
+        let (v4, o4) = disjoint(std::mem::take(&mut table.v4));
+        let (v6, o6) = disjoint(std::mem::take(&mut table.v6));
+        table.v4 = v4;
+        table.v6 = v6;
+        table.overlaps = o4 + o6;
         Ok(table)
     }
 
@@ -223,10 +308,6 @@ impl RangeTable {
         }?;
         self.values.get(value as usize)
     }
-}
-
-fn u32_to_v4(n: u32) -> std::net::Ipv4Addr {
-    n.into()
 }
 
 /// Splits one CSV line; fields may be double-quoted with `""` escapes.
@@ -422,6 +503,17 @@ impl Database {
             field,
             parts: vec![(path.to_owned(), Part::parse(path, bytes)?)],
         })
+    }
+
+    /// How many CSV ranges overlapped another one when loaded (the narrower range wins).
+    pub fn overlapping_ranges(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|(_, p)| match p {
+                Part::Ranges(t) => t.overlaps,
+                Part::Mmdb(_) => 0,
+            })
+            .sum()
     }
 
     /// The files this database was read from.
@@ -626,11 +718,15 @@ mod tests {
         check(ASN, "0.255.255.255", Ok("none"));
         check(ASN, "2001:41d0:1::1", Ok("- 16276 OVH SAS"));
         check("1.0.0.0,1.0.0.255,AU\n", "1.0.0.1", Ok("AU - -"));
-        check(
-            "1.0.0.0,1.0.0.255,AU\n1.0.0.128,1.0.1.0,FR\n",
-            "1.0.0.1",
-            Err("geolocation database t.csv: IPv4 ranges overlap at 1.0.0.128"),
-        );
+        // Overlapping ranges: the narrower one wins where they overlap.
+        let overlapping = "1.0.0.0,1.0.0.255,AU\n1.0.0.128,1.0.0.129,FR\n1.0.0.200,1.0.1.9,NZ\n";
+        check(overlapping, "1.0.0.127", Ok("AU - -"));
+        check(overlapping, "1.0.0.128", Ok("FR - -"));
+        check(overlapping, "1.0.0.130", Ok("AU - -"));
+        check(overlapping, "1.0.0.199", Ok("AU - -"));
+        check(overlapping, "1.0.0.255", Ok("NZ - -"));
+        check(overlapping, "1.0.1.0", Ok("NZ - -"));
+        check(overlapping, "1.0.1.10", Ok("none"));
         check(
             "1.0.0.0,1.0.0.x,AU\n",
             "1.0.0.1",
