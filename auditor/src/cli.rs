@@ -13,9 +13,14 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Where an address or a node is, on what evidence, and what a locality policy says about it.
+    Locate(crate::locate::LocateArgs),
+}
 
 /// Runs one parsed command line; the returned code is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
-    match cli.command {}
+    match cli.command {
+        Command::Locate(args) => crate::locate::run(args),
+    }
 }

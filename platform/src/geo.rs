@@ -21,7 +21,7 @@ const MMDB_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
     /// The file could not be read.
-    #[error("cannot read geolocation database {path}: {source}")]
+    #[error("cannot read geolocation database {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -29,7 +29,7 @@ pub enum GeoError {
         source: std::io::Error,
     },
     /// The file is a MaxMind DB the reader rejects.
-    #[error("geolocation database {path} is not a valid MaxMind DB: {source}")]
+    #[error("geolocation database {path} is not a valid MaxMind DB")]
     Mmdb {
         /// The file.
         path: PathBuf,

@@ -58,7 +58,7 @@ impl NodeDescription {
     /// A bare endpoint known only by one address (an S3 endpoint, a backup target).
     pub fn endpoint(address: IpAddr) -> Self {
         NodeDescription {
-            name: address.to_string(),
+            name: crate::address::canonical(address).to_string(),
             labels: BTreeMap::new(),
             addresses: vec![NodeAddress {
                 kind: AddressKind::External,

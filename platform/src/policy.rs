@@ -202,7 +202,7 @@ impl<'de> Deserialize<'de> for Quorum {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("cannot read policy {origin}: {source}")]
+    #[error("cannot read policy {origin}")]
     Read {
         /// The file.
         origin: String,
