@@ -49,6 +49,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write an inclusion proof (c2sp.org/tlog-proof@v1) for the latest entry about an object.
     Prove(ProveArgs),
+    /// Locate an address or a node against a locality policy: evidence and verdict.
+    Locate(crate::locate::LocateArgs),
 }
 
 /// `keygen`.
@@ -151,6 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Rotate(a) => block_on(rotate(a)),
         Command::Export(a) => block_on(export(a)),
         Command::Prove(a) => block_on(prove(a)),
+        Command::Locate(a) => crate::locate::run(a),
     }
 }
 

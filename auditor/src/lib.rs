@@ -5,4 +5,5 @@ pub mod cli;
 pub mod ingest;
 pub mod keys;
 pub mod ledger;
+pub mod locate;
 pub mod store;

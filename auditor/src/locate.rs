@@ -1,0 +1,227 @@
+//! `hexagone-auditor locate`: gathers the evidence about an address or a node, weighs it against
+//! a locality policy and prints one sentence per evidence and the verdict.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use hexagone_platform::geo::{GeoDatabases, GeoPaths};
+use hexagone_platform::{Evaluation, LocalityPolicy, NodeDescription, evaluate};
+
+/// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
+const VENDORED_GEO_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../platform/data/ip-location-db"
+);
+
+/// Arguments of `locate`.
+#[derive(Debug, clap::Args)]
+pub struct LocateArgs {
+    /// An IP address to locate (a storage endpoint, a backup target...).
+    #[arg(required_unless_present = "node", conflicts_with = "node")]
+    pub address: Option<IpAddr>,
+    /// A node to locate: YAML with `name`, `labels` and `addresses`, or a Kubernetes Node
+    /// object as printed by `kubectl get node NAME -o yaml`.
+    #[arg(long, value_name = "FILE")]
+    pub node: Option<PathBuf>,
+    /// The locality policy (YAML), for example `policies/france-diffusion-restreinte.yaml`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Directory holding the ip-location-db layout; the other database options override its files.
+    #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
+    pub geo_dir: Option<PathBuf>,
+    /// Where-is database: MaxMind GeoIP2/GeoLite2 Country or City, flat `country_code` MMDB, or
+    /// range CSV. Repeat to look up several files in order.
+    #[arg(long = "geo-db", value_name = "FILE")]
+    pub geo_db: Vec<PathBuf>,
+    /// Registration-country database (iptoasn-country, or GeoIP2 `registered_country`). Repeatable.
+    #[arg(long = "registration-db", value_name = "FILE")]
+    pub registration_db: Vec<PathBuf>,
+    /// AS number database (GeoLite2-ASN MMDB or ip-location-db asn CSV). Repeatable.
+    #[arg(long = "asn-db", value_name = "FILE")]
+    pub asn_db: Vec<PathBuf>,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `locate`: exit code 0 when compliant, 1 on violation or unknown (errors give 2 in `main`).
+pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
+    let policy = LocalityPolicy::from_file(&args.policy)?;
+    let node = match (&args.address, &args.node) {
+        (Some(addr), None) => NodeDescription::endpoint(*addr),
+        (None, Some(path)) => read_node(path)?,
+        _ => bail!("give either an address or --node FILE"),
+    };
+    let dir = args
+        .geo_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(VENDORED_GEO_DIR));
+    let mut paths = GeoPaths::ip_location_db(&dir);
+    for (given, slot) in [
+        (&args.geo_db, &mut paths.location),
+        (&args.registration_db, &mut paths.registration),
+        (&args.asn_db, &mut paths.asn),
+    ] {
+        if !given.is_empty() {
+            slot.clone_from(given);
+        }
+    }
+    let geo = GeoDatabases::open(&paths).context("opening the geolocation databases")?;
+    let evaluation = evaluate(&policy, &node, &geo.snapshot());
+    let text = if args.json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&to_json(&evaluation)?)?
+        )
+    } else {
+        format!(
+            "{evaluation}verdict: {}{}\n",
+            evaluation.verdict.name(),
+            if evaluation.admits() {
+                ""
+            } else {
+                " (refused in enforce mode)"
+            }
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) is not an error of ours.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("writing the evaluation");
+        }
+        _ => {}
+    }
+    Ok(if evaluation.verdict.is_compliant() {
+        0
+    } else {
+        1
+    })
+}
+
+/// The evaluation as JSON, with the headline and each evidence's sentence added.
+fn to_json(e: &Evaluation) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(e)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("headline".into(), e.headline().into());
+        obj.insert("admits".into(), e.admits().into());
+    }
+    if let Some(items) = value.get_mut("evidence").and_then(|v| v.as_array_mut()) {
+        for (item, ev) in items.iter_mut().zip(&e.evidence) {
+            if let Some(obj) = item.as_object_mut() {
+                obj.insert("sentence".into(), ev.to_string().into());
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// Reads a node description, or the parts of a Kubernetes Node object the engine needs.
+fn read_node(path: &Path) -> anyhow::Result<NodeDescription> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read node file {}", path.display()))?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("node file {} is not YAML", path.display()))?;
+    if value.get("kind").and_then(|k| k.as_str()) == Some("Node") {
+        let meta = value.get("metadata");
+        let node = NodeDescription {
+            name: meta
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            labels: match meta.and_then(|m| m.get("labels")) {
+                Some(l) => serde_yaml::from_value(l.clone())
+                    .with_context(|| format!("{}: metadata.labels", path.display()))?,
+                None => Default::default(),
+            },
+            addresses: match value.get("status").and_then(|s| s.get("addresses")) {
+                Some(serde_yaml::Value::Sequence(items)) => items
+                    .iter()
+                    // Hostname and InternalDNS entries are not IP addresses.
+                    .filter_map(|a| serde_yaml::from_value(a.clone()).ok())
+                    .collect(),
+                _ => Vec::new(),
+            },
+        };
+        return Ok(node);
+    }
+    serde_yaml::from_value(value)
+        .with_context(|| format!("node file {} is not a node description", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+
+    fn check(
+        address: Option<&str>,
+        node_yaml: Option<&str>,
+        policy: &str,
+        expected: Result<u8, &str>,
+    ) {
+        let node = node_yaml.map(|yaml| {
+            let path = std::env::temp_dir().join(format!(
+                "hexagone-locate-{}-{policy}.yaml",
+                std::process::id()
+            ));
+            std::fs::write(&path, yaml).unwrap();
+            path
+        });
+        let args = LocateArgs {
+            address: address.map(|a| a.parse().unwrap()),
+            node: node.clone(),
+            policy: PathBuf::from(format!("{POLICIES}/{policy}.yaml")),
+            geo_dir: None,
+            geo_db: vec![],
+            registration_db: vec![],
+            asn_db: vec![],
+            json: true,
+        };
+        let got = run(args).map_err(|e| format!("{e:#}"));
+        if let Some(path) = node {
+            std::fs::remove_file(path).unwrap();
+        }
+        assert_eq!(
+            got.as_ref().map_err(String::as_str),
+            expected.as_ref().map_err(|e| *e)
+        );
+    }
+
+    #[test]
+    fn exit_codes() {
+        check(
+            Some("15.188.0.1"),
+            None,
+            "france-diffusion-restreinte",
+            Ok(1),
+        );
+        check(Some("5.9.0.1"), None, "eu-secnumcloud", Ok(0));
+        check(
+            None,
+            Some(
+                "kind: Node
+metadata:
+  name: scw-par-1
+  labels: {topology.kubernetes.io/region: fr-par, node-restriction.kubernetes.io/hexagone-country: FR}
+status:
+  addresses: [{type: Hostname, address: scw-par-1}, {type: ExternalIP, address: 51.15.0.1}]
+",
+            ),
+            "france-diffusion-restreinte",
+            Ok(0),
+        );
+        check(
+            Some("51.15.0.1"),
+            None,
+            "missing",
+            Err(&format!(
+                "cannot read policy {POLICIES}/missing.yaml: No such file or directory (os error 2)"
+            )),
+        );
+    }
+}

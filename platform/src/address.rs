@@ -1,0 +1,236 @@
+//! IP addresses as evidence: canonical form, and the special-purpose ranges that no database can place.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Serialize;
+
+/// A special-purpose range (IANA registries, RFC 6890): addresses in it are nowhere in particular.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReservedRange {
+    /// The range, in CIDR notation (`10.0.0.0/8`).
+    pub cidr: &'static str,
+    /// What it is for, in a few words ("private network").
+    pub purpose: &'static str,
+    /// The document that reserves it.
+    pub rfc: &'static str,
+}
+
+impl fmt::Display for ReservedRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the {} range {} ({})", self.purpose, self.cidr, self.rfc)
+    }
+}
+
+const fn r(cidr: &'static str, purpose: &'static str, rfc: &'static str) -> ReservedRange {
+    ReservedRange { cidr, purpose, rfc }
+}
+
+/// IPv4 special-purpose ranges: (network, prefix length, description).
+const V4: &[(u32, u8, ReservedRange)] = &[
+    (
+        0x0000_0000,
+        8,
+        r("0.0.0.0/8", "\"this network\"", "RFC 791"),
+    ),
+    (
+        0x0A00_0000,
+        8,
+        r("10.0.0.0/8", "private network", "RFC 1918"),
+    ),
+    (
+        0x6440_0000,
+        10,
+        r("100.64.0.0/10", "carrier-grade NAT shared", "RFC 6598"),
+    ),
+    (0x7F00_0000, 8, r("127.0.0.0/8", "loopback", "RFC 1122")),
+    (
+        0xA9FE_0000,
+        16,
+        r("169.254.0.0/16", "link-local", "RFC 3927"),
+    ),
+    (
+        0xAC10_0000,
+        12,
+        r("172.16.0.0/12", "private network", "RFC 1918"),
+    ),
+    (
+        0xC000_0000,
+        24,
+        r("192.0.0.0/24", "IETF protocol assignments", "RFC 6890"),
+    ),
+    (
+        0xC000_0200,
+        24,
+        r("192.0.2.0/24", "documentation (TEST-NET-1)", "RFC 5737"),
+    ),
+    (
+        0xC058_6300,
+        24,
+        r("192.88.99.0/24", "6to4 relay anycast", "RFC 7526"),
+    ),
+    (
+        0xC0A8_0000,
+        16,
+        r("192.168.0.0/16", "private network", "RFC 1918"),
+    ),
+    (
+        0xC612_0000,
+        15,
+        r("198.18.0.0/15", "benchmarking", "RFC 2544"),
+    ),
+    (
+        0xC633_6400,
+        24,
+        r("198.51.100.0/24", "documentation (TEST-NET-2)", "RFC 5737"),
+    ),
+    (
+        0xCB00_7100,
+        24,
+        r("203.0.113.0/24", "documentation (TEST-NET-3)", "RFC 5737"),
+    ),
+    (0xE000_0000, 4, r("224.0.0.0/4", "multicast", "RFC 5771")),
+    (
+        0xF000_0000,
+        4,
+        r("240.0.0.0/4", "reserved and broadcast", "RFC 1112"),
+    ),
+];
+
+/// IPv6 special-purpose ranges, most specific first where they nest.
+const V6: &[(u128, u8, ReservedRange)] = &[
+    (0, 128, r("::/128", "unspecified", "RFC 4291")),
+    (1, 128, r("::1/128", "loopback", "RFC 4291")),
+    (
+        0x0064_ff9b_0000_0000_0000_0000_0000_0000,
+        96,
+        r("64:ff9b::/96", "NAT64 well-known prefix", "RFC 6052"),
+    ),
+    (
+        0x0064_ff9b_0001_0000_0000_0000_0000_0000,
+        48,
+        r("64:ff9b:1::/48", "local-use NAT64", "RFC 8215"),
+    ),
+    (
+        0x0100_0000_0000_0000_0000_0000_0000_0000,
+        64,
+        r("100::/64", "discard-only", "RFC 6666"),
+    ),
+    (
+        0x2001_0db8_0000_0000_0000_0000_0000_0000,
+        32,
+        r("2001:db8::/32", "documentation", "RFC 3849"),
+    ),
+    (
+        0x2001_0000_0000_0000_0000_0000_0000_0000,
+        23,
+        r("2001::/23", "IETF protocol assignments", "RFC 2928"),
+    ),
+    (
+        0x2002_0000_0000_0000_0000_0000_0000_0000,
+        16,
+        r("2002::/16", "6to4", "RFC 3056"),
+    ),
+    (
+        0x3fff_0000_0000_0000_0000_0000_0000_0000,
+        20,
+        r("3fff::/20", "documentation", "RFC 9637"),
+    ),
+    (
+        0xfc00_0000_0000_0000_0000_0000_0000_0000,
+        7,
+        r("fc00::/7", "unique local", "RFC 4193"),
+    ),
+    (
+        0xfe80_0000_0000_0000_0000_0000_0000_0000,
+        10,
+        r("fe80::/10", "link-local", "RFC 4291"),
+    ),
+    (
+        0xff00_0000_0000_0000_0000_0000_0000_0000,
+        8,
+        r("ff00::/8", "multicast", "RFC 4291"),
+    ),
+];
+
+/// Everything outside 2000::/3 that the table above does not name.
+const V6_NOT_GLOBAL: ReservedRange = r("outside 2000::/3", "non-global-unicast IPv6", "RFC 4291");
+
+/// The form an address is looked up in: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) becomes IPv4.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    addr.to_canonical()
+}
+
+/// The special-purpose range `addr` falls in, if any (after canonicalisation).
+pub fn reserved_range(addr: IpAddr) -> Option<ReservedRange> {
+    match canonical(addr) {
+        IpAddr::V4(v4) => reserved_v4(v4),
+        IpAddr::V6(v6) => reserved_v6(v6),
+    }
+}
+
+fn reserved_v4(addr: Ipv4Addr) -> Option<ReservedRange> {
+    let bits = u32::from(addr);
+    V4.iter()
+        .find(|(net, len, _)| bits & (u32::MAX << (32 - u32::from(*len))) == *net)
+        .map(|(_, _, range)| *range)
+}
+
+fn reserved_v6(addr: Ipv6Addr) -> Option<ReservedRange> {
+    let bits = u128::from(addr);
+    let named = V6
+        .iter()
+        .find(|(net, len, _)| bits & (u128::MAX << (128 - u32::from(*len))) == *net)
+        .map(|(_, _, range)| *range);
+    named.or_else(|| (bits >> 125 != 0b001).then_some(V6_NOT_GLOBAL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(addr: &str, expected: Option<&str>) {
+        let addr: IpAddr = addr.parse().unwrap();
+        assert_eq!(reserved_range(addr).map(|r| r.cidr), expected, "{addr}");
+    }
+
+    #[test]
+    fn ranges() {
+        check("10.1.2.3", Some("10.0.0.0/8"));
+        check("172.31.255.255", Some("172.16.0.0/12"));
+        check("172.32.0.1", None);
+        check("100.64.0.1", Some("100.64.0.0/10"));
+        check("100.128.0.1", None);
+        check("127.0.0.1", Some("127.0.0.0/8"));
+        check("169.254.169.254", Some("169.254.0.0/16"));
+        check("203.0.113.7", Some("203.0.113.0/24"));
+        check("255.255.255.255", Some("240.0.0.0/4"));
+        check("51.15.0.1", None);
+        check("::1", Some("::1/128"));
+        check("fe80::1", Some("fe80::/10"));
+        check("fd00::1", Some("fc00::/7"));
+        check("2001:db8::1", Some("2001:db8::/32"));
+        check("2001:41d0::1", None);
+        check("::ffff:10.0.0.1", Some("10.0.0.0/8"));
+        check("::ffff:51.15.0.1", None);
+        check("::", Some("::/128"));
+        check("4000::1", Some("outside 2000::/3"));
+    }
+
+    #[test]
+    fn mapped_addresses_become_ipv4() {
+        let mapped: IpAddr = "::ffff:51.15.0.1".parse().unwrap();
+        assert_eq!(canonical(mapped), "51.15.0.1".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "2001:41d0::1".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+    }
+
+    #[test]
+    fn sentence() {
+        let range = reserved_range("192.168.1.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            range.to_string(),
+            "the private network range 192.168.0.0/16 (RFC 1918)"
+        );
+    }
+}

@@ -1,0 +1,757 @@
+//! Geolocation databases: MaxMind DB files (GeoIP2/GeoLite2 and flat `country_code` layouts) and
+//! ip-location-db range CSV files, read whole into memory and reloaded when replaced on disk.
+//!
+//! This is the only module of the crate that touches the file system, and only synchronously.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::address::canonical;
+use crate::country::Country;
+
+/// The marker that starts the metadata section of every MaxMind DB file.
+const MMDB_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
+
+/// A database that cannot be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    /// The file could not be read.
+    #[error("cannot read geolocation database {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is a MaxMind DB the reader rejects.
+    #[error("geolocation database {path} is not a valid MaxMind DB")]
+    Mmdb {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: maxminddb::MaxMindDbError,
+    },
+    /// A line of a range CSV file is not `start,end,country_code` or `start,end,asn,organisation`.
+    #[error("geolocation database {path}{}: {message}", if *line == 0 { String::new() } else { format!(":{line}") })]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, 0 when the mistake is not on one line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file kept changing while it was being read.
+    #[error("geolocation database {path} changed while being read, {attempts} times in a row")]
+    Unstable {
+        /// The file.
+        path: PathBuf,
+        /// How many reads were tried.
+        attempts: u32,
+    },
+    /// No file was given.
+    #[error("no file given for the {role} database")]
+    NoFile {
+        /// Which database.
+        role: &'static str,
+    },
+}
+
+/// What a database says about one address: any of a country, an AS number and its organisation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Record {
+    /// The country code the record holds, exactly as stored (validated later).
+    pub country_code: Option<Box<str>>,
+    /// The autonomous system number.
+    pub asn: Option<u32>,
+    /// The autonomous system's organisation.
+    pub organisation: Option<Arc<str>>,
+}
+
+/// Which country field of a GeoIP2 record a database is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountryField {
+    /// Where the address is: `country.iso_code` (GeoIP2) or `country_code` (flat).
+    Location,
+    /// Where the network is registered: `registered_country.iso_code` (GeoIP2), falling back to
+    /// `country_code` (flat layouts such as iptoasn-country, which store exactly that).
+    Registration,
+}
+
+#[derive(Deserialize)]
+struct IsoCode<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+}
+
+/// The union of the layouts read: GeoIP2 Country/City, GeoLite2-ASN and flat ip-location-db.
+#[derive(Deserialize)]
+struct MmdbRecord<'a> {
+    #[serde(borrow, default)]
+    country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    registered_country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    country_code: Option<&'a str>,
+    #[serde(default)]
+    autonomous_system_number: Option<u32>,
+    #[serde(borrow, default)]
+    autonomous_system_organization: Option<&'a str>,
+}
+
+fn iso<'a>(code: Option<IsoCode<'a>>) -> Option<&'a str> {
+    code.and_then(|c| c.iso_code)
+}
+
+/// Ranges read from a CSV file, sorted by start, with values shared between ranges.
+#[derive(Debug, Default)]
+struct RangeTable {
+    v4: Vec<(u32, u32, u32)>,
+    v6: Vec<(u128, u128, u32)>,
+    values: Vec<Record>,
+    /// How many ranges overlapped another one (resolved: the narrower range wins).
+    overlaps: usize,
+}
+
+/// An address as a number, for range arithmetic over IPv4 and IPv6 alike.
+trait Bound: Copy + Ord {
+    fn next(self) -> Option<Self>;
+    fn prev(self) -> Option<Self>;
+    fn width(lo: Self, hi: Self) -> u128;
+}
+
+impl Bound for u32 {
+    fn next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn prev(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+    fn width(lo: Self, hi: Self) -> u128 {
+        u128::from(hi - lo)
+    }
+}
+
+impl Bound for u128 {
+    fn next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn prev(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+    fn width(lo: Self, hi: Self) -> u128 {
+        hi - lo
+    }
+}
+
+/// Sorts inclusive ranges and makes them disjoint: where ranges overlap (published data has a
+/// few such mistakes), the narrowest range covering an address wins. Returns the number of
+/// ranges that overlapped another.
+fn disjoint<T: Bound>(mut ranges: Vec<(T, T, u32)>) -> (Vec<(T, T, u32)>, usize) {
+    ranges.sort_unstable();
+    let mut out = Vec::with_capacity(ranges.len());
+    let mut overlaps = 0;
+    let mut i = 0;
+    while i < ranges.len() {
+        // A cluster: ranges chained by overlap, usually just one.
+        let mut j = i + 1;
+        let mut reach = ranges[i].1;
+        while j < ranges.len() && ranges[j].0 <= reach {
+            reach = reach.max(ranges[j].1);
+            j += 1;
+        }
+        let cluster = &ranges[i..j];
+        if cluster.len() == 1 {
+            out.push(cluster[0]);
+        } else {
+            overlaps += cluster.len();
+            resolve(cluster, &mut out);
+        }
+        i = j;
+    }
+    (out, overlaps)
+}
+
+/// Splits an overlapping cluster into elementary segments, each given to its narrowest range.
+fn resolve<T: Bound>(cluster: &[(T, T, u32)], out: &mut Vec<(T, T, u32)>) {
+    let mut cuts: Vec<T> = Vec::with_capacity(cluster.len() * 2);
+    for r in cluster {
+        cuts.push(r.0);
+        if let Some(n) = r.1.next() {
+            cuts.push(n);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let last = cluster.iter().map(|r| r.1).max().unwrap_or(cluster[0].1);
+    for (k, &lo) in cuts.iter().enumerate() {
+        let hi = match cuts.get(k + 1) {
+            Some(n) => match n.prev() {
+                Some(p) => p,
+                None => continue,
+            },
+            None => last,
+        };
+        if lo > last || hi < lo {
+            continue;
+        }
+        let best = cluster
+            .iter()
+            .filter(|r| r.0 <= lo && hi <= r.1)
+            .min_by_key(|r| T::width(r.0, r.1));
+        if let Some(b) = best {
+            match out.last_mut() {
+                Some(prev) if prev.2 == b.2 && prev.1.next() == Some(lo) => prev.1 = hi,
+                _ => out.push((lo, hi, b.2)),
+            }
+        }
+    }
+}
+
+impl RangeTable {
+    fn parse(path: &Path, text: &str) -> Result<Self, GeoError> {
+        let mut table = RangeTable::default();
+        let mut seen: HashMap<Record, u32> = HashMap::new();
+        let mut orgs: HashMap<String, Arc<str>> = HashMap::new();
+        let err = |line: usize, message: String| GeoError::Csv {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        for (n, line) in text.lines().enumerate() {
+            let lineno = n + 1;
+            if line.is_empty() {
+                continue;
+            }
+            let fields = split_csv(line).map_err(|m| err(lineno, m))?;
+            let [start, end, rest @ ..] = fields.as_slice() else {
+                return Err(err(
+                    lineno,
+                    "expected at least 3 comma-separated fields".into(),
+                ));
+            };
+            let parse_ip = |s: &str| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| err(lineno, format!("`{s}` is not an IP address")))
+            };
+            let (start, end) = (parse_ip(start)?, parse_ip(end)?);
+            let record = match rest {
+                [code] => Record {
+                    country_code: Some(code.as_str().into()),
+                    ..Record::default()
+                },
+                [asn, org] => Record {
+                    asn: Some(
+                        asn.parse()
+                            .map_err(|_| err(lineno, format!("`{asn}` is not an AS number")))?,
+                    ),
+                    organisation: Some(match orgs.get(org.as_str()) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let a: Arc<str> = org.as_str().into();
+                            orgs.insert(org.clone(), a.clone());
+                            a
+                        }
+                    }),
+                    ..Record::default()
+                },
+                _ => {
+                    return Err(err(
+                        lineno,
+                        "expected `start,end,country_code` or `start,end,asn,organisation`".into(),
+                    ));
+                }
+            };
+            let key = record.clone();
+            let next = table.values.len() as u32;
+            let value = *seen.entry(key).or_insert_with(|| {
+                table.values.push(record);
+                next
+            });
+            match (start, end) {
+                (IpAddr::V4(s), IpAddr::V4(e)) if s <= e => {
+                    table.v4.push((s.into(), e.into(), value));
+                }
+                (IpAddr::V6(s), IpAddr::V6(e)) if s <= e => {
+                    table.v6.push((s.into(), e.into(), value));
+                }
+                _ => {
+                    return Err(err(
+                        lineno,
+                        format!("range {start}..{end} is empty or mixes IPv4 and IPv6"),
+                    ));
+                }
+            }
+        }
+        let (v4, o4) = disjoint(std::mem::take(&mut table.v4));
+        let (v6, o6) = disjoint(std::mem::take(&mut table.v6));
+        table.v4 = v4;
+        table.v6 = v6;
+        table.overlaps = o4 + o6;
+        Ok(table)
+    }
+
+    fn lookup(&self, addr: IpAddr) -> Option<&Record> {
+        fn find<T: Ord + Copy>(ranges: &[(T, T, u32)], x: T) -> Option<u32> {
+            let i = ranges.partition_point(|r| r.0 <= x);
+            let r = ranges.get(i.checked_sub(1)?)?;
+            (x <= r.1).then_some(r.2)
+        }
+        let value = match addr {
+            IpAddr::V4(v4) => find(&self.v4, u32::from(v4)),
+            IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
+        }?;
+        self.values.get(value as usize)
+    }
+}
+
+/// Splits one CSV line; fields may be double-quoted with `""` escapes.
+fn split_csv(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::with_capacity(4);
+    let mut chars = line.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err("unterminated quoted field".into()),
+                }
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => fields.push(field),
+                Some(c) => return Err(format!("unexpected `{c}` after a quoted field")),
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field);
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            fields.push(field);
+        }
+    }
+}
+
+/// One file's contents, parsed.
+enum Part {
+    Mmdb(Box<maxminddb::Reader<Vec<u8>>>),
+    Ranges(RangeTable),
+}
+
+impl Part {
+    fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self, GeoError> {
+        let tail = &bytes[bytes.len().saturating_sub(128 * 1024)..];
+        if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER) {
+            let reader =
+                maxminddb::Reader::from_source(bytes).map_err(|source| GeoError::Mmdb {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            Ok(Part::Mmdb(Box::new(reader)))
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| GeoError::Csv {
+                path: path.to_owned(),
+                line: 0,
+                message: "neither a MaxMind DB nor UTF-8 CSV text".into(),
+            })?;
+            RangeTable::parse(path, &text).map(Part::Ranges)
+        }
+    }
+
+    fn lookup(&self, addr: IpAddr, field: CountryField) -> Result<Option<Record>, String> {
+        match self {
+            Part::Ranges(t) => Ok(t.lookup(addr).cloned()),
+            Part::Mmdb(reader) => {
+                let found = reader.lookup(addr).map_err(|e| e.to_string())?;
+                let Some(rec) = found
+                    .decode::<MmdbRecord<'_>>()
+                    .map_err(|e| e.to_string())?
+                else {
+                    return Ok(None);
+                };
+                let code = match field {
+                    CountryField::Location => iso(rec.country).or(rec.country_code),
+                    CountryField::Registration => iso(rec.registered_country)
+                        .or(rec.country_code)
+                        .or_else(|| iso(rec.country)),
+                };
+                Ok(Some(Record {
+                    country_code: code.map(Into::into),
+                    asn: rec.autonomous_system_number,
+                    organisation: rec.autonomous_system_organization.map(Into::into),
+                }))
+            }
+        }
+    }
+}
+
+/// Identity of a file's contents as the file system reports it, to notice a replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    device: u64,
+}
+
+fn stamp(path: &Path) -> Result<Stamp, GeoError> {
+    let meta = std::fs::metadata(path).map_err(|source| GeoError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    #[cfg(unix)]
+    let (inode, device) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ino(), meta.dev())
+    };
+    #[cfg(not(unix))]
+    let (inode, device) = (0, 0);
+    Ok(Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode,
+        device,
+    })
+}
+
+/// Reads a whole file, retrying while it changes underneath (a writer still copying it in).
+fn read_stable(path: &Path) -> Result<(Stamp, Vec<u8>), GeoError> {
+    const ATTEMPTS: u32 = 5;
+    for _ in 0..ATTEMPTS {
+        let before = stamp(path)?;
+        let bytes = std::fs::read(path).map_err(|source| GeoError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let after = stamp(path)?;
+        if before == after && bytes.len() as u64 == after.len {
+            return Ok((after, bytes));
+        }
+    }
+    Err(GeoError::Unstable {
+        path: path.to_owned(),
+        attempts: ATTEMPTS,
+    })
+}
+
+/// One database role (location, registration or AS numbers), made of one or more files looked up
+/// in order: the first file with a record for an address answers.
+pub struct Database {
+    role: &'static str,
+    field: CountryField,
+    parts: Vec<(PathBuf, Part)>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("role", &self.role)
+            .field("files", &self.files().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Database {
+    fn load(
+        role: &'static str,
+        field: CountryField,
+        paths: &[PathBuf],
+    ) -> Result<(Vec<Stamp>, Self), GeoError> {
+        if paths.is_empty() {
+            return Err(GeoError::NoFile { role });
+        }
+        let mut stamps = Vec::with_capacity(paths.len());
+        let mut parts = Vec::with_capacity(paths.len());
+        for path in paths {
+            let (stamp, bytes) = read_stable(path)?;
+            stamps.push(stamp);
+            parts.push((path.clone(), Part::parse(path, bytes)?));
+        }
+        Ok((stamps, Database { role, field, parts }))
+    }
+
+    /// Parses one file's contents (a MaxMind DB, or range CSV text); `path` names it in messages.
+    pub fn parse(
+        role: &'static str,
+        field: CountryField,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<Self, GeoError> {
+        Ok(Database {
+            role,
+            field,
+            parts: vec![(path.to_owned(), Part::parse(path, bytes)?)],
+        })
+    }
+
+    /// How many CSV ranges overlapped another one when loaded (the narrower range wins).
+    pub fn overlapping_ranges(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|(_, p)| match p {
+                Part::Ranges(t) => t.overlaps,
+                Part::Mmdb(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The files this database was read from.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.parts.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// What the database says about `addr` (canonicalised first); `Err` carries a reason when a
+    /// file is corrupt at that address.
+    pub fn lookup(&self, addr: IpAddr) -> Result<Option<Record>, String> {
+        let addr = canonical(addr);
+        for (path, part) in &self.parts {
+            match part.lookup(addr, self.field) {
+                Ok(Some(rec)) => return Ok(Some(rec)),
+                Ok(None) => {}
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The country the database gives `addr`, or why there is none.
+    pub fn country(&self, addr: IpAddr) -> Result<Country, String> {
+        match self.lookup(addr)? {
+            None => Err(format!("is not in the {} database", self.role)),
+            Some(Record {
+                country_code: Some(code),
+                ..
+            }) => Country::from_bytes(code.as_bytes()).ok_or_else(|| {
+                format!(
+                    "has the code `{code}` in the {} database, which is not an ISO 3166-1 country",
+                    self.role
+                )
+            }),
+            Some(_) => Err(format!("has no country in the {} database", self.role)),
+        }
+    }
+}
+
+/// A [`Database`] that notices when its files are replaced on disk and swaps in the new contents.
+///
+/// Readers take a cheap [`Arc`] snapshot; a reload builds the new database fully in memory first,
+/// so a truncated or half-copied file is refused and the previous contents keep serving.
+#[derive(Debug)]
+pub struct ReloadingDatabase {
+    role: &'static str,
+    field: CountryField,
+    paths: Vec<PathBuf>,
+    current: RwLock<(Vec<Stamp>, Arc<Database>)>,
+}
+
+impl ReloadingDatabase {
+    /// Loads the files now.
+    pub fn open(
+        role: &'static str,
+        field: CountryField,
+        paths: Vec<PathBuf>,
+    ) -> Result<Self, GeoError> {
+        let (stamps, db) = Database::load(role, field, &paths)?;
+        Ok(ReloadingDatabase {
+            role,
+            field,
+            paths,
+            current: RwLock::new((stamps, Arc::new(db))),
+        })
+    }
+
+    /// The current contents.
+    pub fn snapshot(&self) -> Arc<Database> {
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        guard.1.clone()
+    }
+
+    /// Reloads when any file changed (length, modification time or inode); `Ok(true)` when the
+    /// new contents are now served. On error the previous contents stay in service.
+    pub fn refresh(&self) -> Result<bool, GeoError> {
+        let now: Vec<Stamp> = self
+            .paths
+            .iter()
+            .map(|p| stamp(p))
+            .collect::<Result<_, _>>()?;
+        {
+            let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if guard.0 == now {
+                return Ok(false);
+            }
+        }
+        let (stamps, db) = Database::load(self.role, self.field, &self.paths)?;
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *guard = (stamps, Arc::new(db));
+        Ok(true)
+    }
+}
+
+/// Where the three databases are: files for each role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoPaths {
+    /// Where an address is (geo-whois-asn-country, GeoIP2/GeoLite2-Country or City).
+    pub location: Vec<PathBuf>,
+    /// Where an address's network is registered (iptoasn-country, or GeoIP2 `registered_country`).
+    pub registration: Vec<PathBuf>,
+    /// AS number and organisation of an address (ip-location-db asn, GeoLite2-ASN).
+    pub asn: Vec<PathBuf>,
+}
+
+impl GeoPaths {
+    /// The vendored ip-location-db layout under `dir` (`platform/data/ip-location-db`).
+    pub fn ip_location_db(dir: &Path) -> Self {
+        GeoPaths {
+            location: vec![dir.join("geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb")],
+            registration: vec![dir.join("iptoasn-country-mmdb/iptoasn-country.mmdb")],
+            asn: vec![dir.join("asn/asn-ipv4.csv"), dir.join("asn/asn-ipv6.csv")],
+        }
+    }
+}
+
+/// The three databases the locality engine consults, each reloadable.
+#[derive(Debug)]
+pub struct GeoDatabases {
+    location: ReloadingDatabase,
+    registration: ReloadingDatabase,
+    asn: ReloadingDatabase,
+}
+
+impl GeoDatabases {
+    /// Opens every file now.
+    pub fn open(paths: &GeoPaths) -> Result<Self, GeoError> {
+        Ok(GeoDatabases {
+            location: ReloadingDatabase::open(
+                "location",
+                CountryField::Location,
+                paths.location.clone(),
+            )?,
+            registration: ReloadingDatabase::open(
+                "registration",
+                CountryField::Registration,
+                paths.registration.clone(),
+            )?,
+            asn: ReloadingDatabase::open("AS number", CountryField::Location, paths.asn.clone())?,
+        })
+    }
+
+    /// Reloads whichever files were replaced; `Ok(n)` is how many databases were reloaded.
+    pub fn refresh(&self) -> Result<usize, GeoError> {
+        let mut n = 0;
+        for db in [&self.location, &self.registration, &self.asn] {
+            n += usize::from(db.refresh()?);
+        }
+        Ok(n)
+    }
+
+    /// The current contents of all three, for a batch of evaluations.
+    pub fn snapshot(&self) -> GeoSnapshot {
+        GeoSnapshot {
+            location: self.location.snapshot(),
+            registration: self.registration.snapshot(),
+            asn: self.asn.snapshot(),
+        }
+    }
+}
+
+/// A consistent view of the three databases.
+#[derive(Debug, Clone)]
+pub struct GeoSnapshot {
+    /// Where an address is.
+    pub location: Arc<Database>,
+    /// Where its network is registered.
+    pub registration: Arc<Database>,
+    /// Its AS number and organisation.
+    pub asn: Arc<Database>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(csv: &str, addr: &str, expected: Result<&str, &str>) {
+        let table = RangeTable::parse(Path::new("t.csv"), csv).map_err(|e| e.to_string());
+        let got = table.map(|t| {
+            t.lookup(addr.parse().unwrap()).map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.country_code.as_deref().unwrap_or("-"),
+                    r.asn.map_or("-".into(), |a| a.to_string()),
+                    r.organisation.as_deref().unwrap_or("-")
+                )
+            })
+        });
+        let got = got.map(|o| o.unwrap_or_else(|| "none".into()));
+        assert_eq!(got.as_deref().map_err(String::as_str), expected);
+    }
+
+    const ASN: &str = "1.0.0.0,1.0.0.255,13335,\"Cloudflare, Inc.\"\n\
+                       51.15.0.0,51.15.255.255,12876,Scaleway S.a.s.\n\
+                       2001:41d0::,2001:41d0:ffff:ffff:ffff:ffff:ffff:ffff,16276,OVH SAS\n";
+
+    #[test]
+    fn csv_ranges() {
+        check(ASN, "1.0.0.7", Ok("- 13335 Cloudflare, Inc."));
+        check(ASN, "51.15.255.255", Ok("- 12876 Scaleway S.a.s."));
+        check(ASN, "51.16.0.0", Ok("none"));
+        check(ASN, "0.255.255.255", Ok("none"));
+        check(ASN, "2001:41d0:1::1", Ok("- 16276 OVH SAS"));
+        check("1.0.0.0,1.0.0.255,AU\n", "1.0.0.1", Ok("AU - -"));
+        // Overlapping ranges: the narrower one wins where they overlap.
+        let overlapping = "1.0.0.0,1.0.0.255,AU\n1.0.0.128,1.0.0.129,FR\n1.0.0.200,1.0.1.9,NZ\n";
+        check(overlapping, "1.0.0.127", Ok("AU - -"));
+        check(overlapping, "1.0.0.128", Ok("FR - -"));
+        check(overlapping, "1.0.0.130", Ok("AU - -"));
+        check(overlapping, "1.0.0.199", Ok("AU - -"));
+        check(overlapping, "1.0.0.255", Ok("NZ - -"));
+        check(overlapping, "1.0.1.0", Ok("NZ - -"));
+        check(overlapping, "1.0.1.10", Ok("none"));
+        check(
+            "1.0.0.0,1.0.0.x,AU\n",
+            "1.0.0.1",
+            Err("geolocation database t.csv:1: `1.0.0.x` is not an IP address"),
+        );
+        check(
+            "1.0.0.9,1.0.0.0,AU\n",
+            "1.0.0.1",
+            Err(
+                "geolocation database t.csv:1: range 1.0.0.9..1.0.0.0 is empty or mixes IPv4 and IPv6",
+            ),
+        );
+        check(
+            "1.0.0.0,1.0.0.9,\"AU\n",
+            "1.0.0.1",
+            Err("geolocation database t.csv:1: unterminated quoted field"),
+        );
+    }
+
+    #[test]
+    fn csv_quotes() {
+        assert_eq!(
+            split_csv("a,\"b, \"\"c\"\"\",d").unwrap(),
+            vec!["a", "b, \"c\"", "d"]
+        );
+        assert_eq!(split_csv("a,,b").unwrap(), vec!["a", "", "b"]);
+    }
+}

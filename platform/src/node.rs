@@ -1,0 +1,121 @@
+//! What the locality engine is told about a node (or any place data lives): plain data, no client.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Kubernetes well-known label naming a node's region (set by the cloud provider or the kubelet).
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// Kubernetes well-known label naming a node's zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// The operator's attested country of a node, as an ISO 3166-1 alpha-2 code (`FR`).
+///
+/// The `node-restriction.kubernetes.io/` prefix matters: with the NodeRestriction admission
+/// plugin a kubelet may not set or change labels under it on its own Node object, while it may
+/// set topology labels. Only a cluster principal (the operator) can write this one.
+pub const ATTESTED_COUNTRY_LABEL: &str = "node-restriction.kubernetes.io/hexagone-country";
+
+/// One address of a node, as in a Kubernetes `NodeAddress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAddress {
+    /// `ExternalIP`, `InternalIP` (Kubernetes address types); others are ignored.
+    #[serde(rename = "type")]
+    pub kind: AddressKind,
+    /// The address.
+    pub address: IpAddr,
+}
+
+/// Kubernetes node address types the locality engine reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AddressKind {
+    /// An address reachable from outside the cluster: the one geolocated first.
+    #[serde(rename = "ExternalIP")]
+    External,
+    /// A cluster-internal address: geolocated only when the node has no external address.
+    #[serde(rename = "InternalIP")]
+    Internal,
+}
+
+/// A node, a storage endpoint or any place data may live, described by name, labels and addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeDescription {
+    /// The node (or endpoint) name, used in sentences.
+    pub name: String,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its addresses.
+    #[serde(default)]
+    pub addresses: Vec<NodeAddress>,
+}
+
+impl NodeDescription {
+    /// A bare endpoint known only by one address (an S3 endpoint, a backup target).
+    pub fn endpoint(address: IpAddr) -> Self {
+        NodeDescription {
+            name: crate::address::canonical(address).to_string(),
+            labels: BTreeMap::new(),
+            addresses: vec![NodeAddress {
+                kind: AddressKind::External,
+                address,
+            }],
+        }
+    }
+
+    /// The addresses to geolocate: the external ones, or the internal ones when there are none.
+    pub fn public_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let has_external = self
+            .addresses
+            .iter()
+            .any(|a| a.kind == AddressKind::External);
+        let wanted = if has_external {
+            AddressKind::External
+        } else {
+            AddressKind::Internal
+        };
+        self.addresses
+            .iter()
+            .filter(move |a| a.kind == wanted)
+            .map(|a| a.address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str, expected: &[&str]) {
+        let node: NodeDescription = serde_yaml::from_str(yaml).unwrap();
+        let got: Vec<String> = node.public_addresses().map(|a| a.to_string()).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn external_addresses_win() {
+        check(
+            "name: n\naddresses:\n- {type: InternalIP, address: 10.0.0.1}\n- {type: ExternalIP, address: 51.15.0.1}\n",
+            &["51.15.0.1"],
+        );
+        check(
+            "name: n\naddresses:\n- {type: InternalIP, address: 10.0.0.1}\n",
+            &["10.0.0.1"],
+        );
+        check("name: n\n", &[]);
+    }
+
+    #[test]
+    fn label_key_is_valid() {
+        let (prefix, name) = ATTESTED_COUNTRY_LABEL.split_once('/').unwrap();
+        assert_eq!(prefix, "node-restriction.kubernetes.io");
+        assert!(name.len() <= 63);
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
+    }
+}
