@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -278,7 +278,9 @@ impl ControlPlane {
                 "--cidr=10.244.0.0/16".to_owned(),
             ]),
             &kwok_dir,
-        );
+        )
+        // kwok also loads ~/.kwok/kwok.yaml when it exists: keep a person's file out.
+        .env("HOME", &kwok_dir);
 
         scheduler.start()?;
         controller_manager.start()?;
@@ -434,7 +436,7 @@ impl ControlPlane {
             )
             .await;
             match result {
-                Ok(node) => ready.push(node),
+                Ok(node) => ready.push(self.settle_addresses(&api, fake, node).await?),
                 Err(timeout) => {
                     return Err(Error::NodeNotReady {
                         node: fake.name.clone(),
@@ -447,6 +449,36 @@ impl ControlPlane {
             }
         }
         Ok(ready)
+    }
+}
+
+impl ControlPlane {
+    /// kwok's initial stage writes its own address list when the declared one lacks an
+    /// `InternalIP`; put the declared list back (the heartbeat stage keeps whatever is there).
+    async fn settle_addresses(
+        &self,
+        api: &Api<Node>,
+        fake: &FakeNode,
+        node: Node,
+    ) -> Result<Node, Error> {
+        let wanted = fake.status_addresses();
+        let current = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.clone())
+            .unwrap_or_default();
+        if current == wanted {
+            return Ok(node);
+        }
+        let patch = serde_json::json!({ "status": { "addresses": wanted } });
+        api.patch_status(&fake.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| {
+                Error::kube(
+                    format!("setting the addresses of fake node {}", fake.name),
+                    e,
+                )
+            })
     }
 }
 

@@ -23,6 +23,7 @@ pub(crate) struct Process {
     pub component: &'static str,
     binary: PathBuf,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
@@ -40,10 +41,17 @@ impl Process {
             component,
             binary,
             args,
+            envs: Vec::new(),
             dir: dir.to_owned(),
             log: dir.join(format!("{component}.log")),
             child: None,
         }
+    }
+
+    /// Sets an environment variable for the process.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Process {
+        self.envs.push((key.into(), value.into()));
+        self
     }
 
     /// Starts the process, appending its stdout and stderr to its log file.
@@ -58,6 +66,7 @@ impl Process {
             .map_err(|e| Error::io(format!("opening {}", self.log.display()), e))?;
         let child = Command::new(&self.binary)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
