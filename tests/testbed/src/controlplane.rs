@@ -20,7 +20,7 @@ use crate::{kubeconfig, ports};
 /// The variable naming the directory that `tests/scripts/controlplane.sh` printed.
 pub const BIN_ENV: &str = "HEXAGONE_CONTROLPLANE_BIN";
 /// Set to `1` to keep every test bed's directory (logs, certificates, kubeconfigs) after it
-/// stops; a test bed dropped during a panic keeps its directory anyway.
+/// stops; a test bed that failed to start, or was dropped during a panic, keeps it anyway.
 pub const KEEP_ENV: &str = "HEXAGONE_TESTBED_KEEP";
 /// Overrides how long (in seconds) each component gets to become ready.
 pub const TIMEOUT_ENV: &str = "HEXAGONE_TESTBED_TIMEOUT_SECS";
@@ -102,7 +102,13 @@ impl ControlPlane {
     /// Binaries come from the directory named by [`BIN_ENV`]; without it this fails with the
     /// command to run.
     pub async fn start() -> Result<ControlPlane, Error> {
-        let bin = bin_dir()?;
+        Self::start_from(&bin_dir()?).await
+    }
+
+    /// Like [`ControlPlane::start`], with the binaries taken from `bin` (a directory laid out
+    /// as `tests/scripts/controlplane.sh` builds it).
+    pub async fn start_from(bin: &Path) -> Result<ControlPlane, Error> {
+        let bin = bin_dir_from(Some(bin.as_os_str().to_owned()))?;
         let ready_timeout = std::env::var(TIMEOUT_ENV)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -113,9 +119,9 @@ impl ControlPlane {
             .prefix("hexagone-testbed-")
             .tempdir()
             .map_err(|e| Error::io("creating the test bed directory", e))?;
-        if std::env::var(KEEP_ENV).is_ok_and(|v| v == "1") {
-            dir.disable_cleanup(true);
-        }
+        // Kept until the start succeeds, so the logs named in a start error still exist.
+        dir.disable_cleanup(true);
+        let keep = std::env::var(KEEP_ENV).is_ok_and(|v| v == "1");
         let layout = Layout {
             root: dir.path().to_owned(),
         };
@@ -298,6 +304,7 @@ impl ControlPlane {
             dir,
         };
         plane.wait_components().await?;
+        plane.dir.disable_cleanup(keep);
         Ok(plane)
     }
 
