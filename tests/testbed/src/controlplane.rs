@@ -153,6 +153,7 @@ impl ControlPlane {
             None,
         )?;
         let kwok_client = ca.client(&pki, "kwok", "kwok-controller", Some("system:masters"))?;
+        let front_proxy = ca.client(&pki, "front-proxy-client", "front-proxy-client", None)?;
 
         let kubeconfig = layout.root.join("admin.kubeconfig");
         kubeconfig::write(&kubeconfig, &server, &ca_pem, "admin", &admin)?;
@@ -194,7 +195,14 @@ impl ControlPlane {
         let mut apiserver = Process::new(
             "kube-apiserver",
             bin.join("kube-apiserver"),
-            apiserver_args(&ports, &etcd_url, &ca.cert_file, &apiserver_serving, &sa),
+            apiserver_args(
+                &ports,
+                &etcd_url,
+                &ca.cert_file,
+                &apiserver_serving,
+                &front_proxy,
+                &sa,
+            ),
             &apiserver_dir,
         );
         apiserver.start()?;
@@ -535,6 +543,7 @@ fn apiserver_args(
     etcd_url: &str,
     ca_file: &Path,
     serving: &Pair,
+    front_proxy: &Pair,
     sa: &ServiceAccountKeys,
 ) -> Vec<OsString> {
     args([
@@ -546,6 +555,16 @@ fn apiserver_args(
         format!("--tls-private-key-file={}", path(&serving.key_file)),
         format!("--client-ca-file={}", path(ca_file)),
         "--authorization-mode=Node,RBAC".to_owned(),
+        // Front-proxy (aggregation) settings, as kubeadm sets them: the scheduler and the
+        // controller-manager read this CA for delegated authentication, and aggregated API
+        // servers need the proxy client certificate.
+        format!("--requestheader-client-ca-file={}", path(ca_file)),
+        "--requestheader-allowed-names=front-proxy-client".to_owned(),
+        "--requestheader-username-headers=X-Remote-User".to_owned(),
+        "--requestheader-group-headers=X-Remote-Group".to_owned(),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_owned(),
+        format!("--proxy-client-cert-file={}", path(&front_proxy.cert_file)),
+        format!("--proxy-client-key-file={}", path(&front_proxy.key_file)),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
         format!("--service-account-key-file={}", path(&sa.public_file)),
         format!(
