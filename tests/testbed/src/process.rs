@@ -64,15 +64,26 @@ impl Process {
         let log_err = log
             .try_clone()
             .map_err(|e| Error::io(format!("opening {}", self.log.display()), e))?;
-        let child = Command::new(&self.binary)
+        // With setpriv (util-linux, on every Debian), the kernel kills the component when the
+        // test process dies without running Drop (SIGKILL, Ctrl-C of the test run).
+        let mut command = match setpriv() {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command
+                    .args(["--pdeathsig", "KILL", "--"])
+                    .arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            // Its own group, so a stop reaches any child it forks and a Ctrl-C of the test run
-            // is handled by us, not delivered to the components half-way.
+            // Its own group, so a stop reaches any child it forks.
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
@@ -147,6 +158,18 @@ impl Drop for Process {
             let _ = child.start_kill();
         }
     }
+}
+
+/// `setpriv` from the PATH, if there is one.
+fn setpriv() -> Option<PathBuf> {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SETPRIV
+        .get_or_init(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|dir| dir.join("setpriv"))
+                .find(|path| path.is_file())
+        })
+        .clone()
 }
 
 fn signal_group(pid: u32, signal: Signal) {
