@@ -395,7 +395,7 @@ impl ControlPlane {
 
     /// Kills the API server at once (SIGKILL), as a crash would.
     pub async fn kill_apiserver(&mut self) -> Result<(), Error> {
-        self.apiserver.stop(Duration::ZERO).await
+        self.apiserver.kill().await
     }
 
     /// Starts the API server again with the same ports, certificates and etcd, and waits for

@@ -56,6 +56,11 @@ impl Process {
 
     /// Starts the process, appending its stdout and stderr to its log file.
     pub fn start(&mut self) -> Result<(), Error> {
+        if self.check_running().is_ok() {
+            return Err(Error::AlreadyRunning {
+                component: self.component,
+            });
+        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -99,9 +104,8 @@ impl Process {
     /// Fails with the log tail if the process has exited (or was never started).
     pub fn check_running(&mut self) -> Result<(), Error> {
         let Some(child) = self.child.as_mut() else {
-            return Err(Error::Stop {
+            return Err(Error::NotRunning {
                 component: self.component,
-                detail: "not running".to_owned(),
             });
         };
         match child.try_wait() {
@@ -140,6 +144,20 @@ impl Process {
                 })
             }
         }
+    }
+
+    /// Kills the process group at once (SIGKILL), as a crash would, and reaps the process.
+    pub async fn kill(&mut self) -> Result<(), Error> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            signal_group(pid, Signal::SIGKILL);
+        }
+        child.kill().await.map_err(|e| Error::Stop {
+            component: self.component,
+            detail: format!("SIGKILL: {e}"),
+        })
     }
 
     /// The last lines of the log file.
