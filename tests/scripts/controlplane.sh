@@ -20,7 +20,7 @@ mode="${1:-build}"
 case "$mode" in
   build | --print-dir) ;;
   -h | --help)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -20,7 +20,7 @@ use crate::{kubeconfig, ports};
 /// The variable naming the directory that `tests/scripts/controlplane.sh` printed.
 pub const BIN_ENV: &str = "HEXAGONE_CONTROLPLANE_BIN";
 /// Set to `1` to keep every test bed's directory (logs, certificates, kubeconfigs) after it
-/// stops; a test bed dropped during a panic keeps its directory anyway.
+/// stops; a test bed that failed to start, or was dropped during a panic, keeps it anyway.
 pub const KEEP_ENV: &str = "HEXAGONE_TESTBED_KEEP";
 /// Overrides how long (in seconds) each component gets to become ready.
 pub const TIMEOUT_ENV: &str = "HEXAGONE_TESTBED_TIMEOUT_SECS";
@@ -102,7 +102,13 @@ impl ControlPlane {
     /// Binaries come from the directory named by [`BIN_ENV`]; without it this fails with the
     /// command to run.
     pub async fn start() -> Result<ControlPlane, Error> {
-        let bin = bin_dir()?;
+        Self::start_from(&bin_dir()?).await
+    }
+
+    /// Like [`ControlPlane::start`], with the binaries taken from `bin` (a directory laid out
+    /// as `tests/scripts/controlplane.sh` builds it).
+    pub async fn start_from(bin: &Path) -> Result<ControlPlane, Error> {
+        let bin = bin_dir_from(Some(bin.as_os_str().to_owned()))?;
         let ready_timeout = std::env::var(TIMEOUT_ENV)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -113,9 +119,9 @@ impl ControlPlane {
             .prefix("hexagone-testbed-")
             .tempdir()
             .map_err(|e| Error::io("creating the test bed directory", e))?;
-        if std::env::var(KEEP_ENV).is_ok_and(|v| v == "1") {
-            dir.disable_cleanup(true);
-        }
+        // Kept until the start succeeds, so the logs named in a start error still exist.
+        dir.disable_cleanup(true);
+        let keep = std::env::var(KEEP_ENV).is_ok_and(|v| v == "1");
         let layout = Layout {
             root: dir.path().to_owned(),
         };
@@ -147,6 +153,7 @@ impl ControlPlane {
             None,
         )?;
         let kwok_client = ca.client(&pki, "kwok", "kwok-controller", Some("system:masters"))?;
+        let front_proxy = ca.client(&pki, "front-proxy-client", "front-proxy-client", None)?;
 
         let kubeconfig = layout.root.join("admin.kubeconfig");
         kubeconfig::write(&kubeconfig, &server, &ca_pem, "admin", &admin)?;
@@ -188,7 +195,14 @@ impl ControlPlane {
         let mut apiserver = Process::new(
             "kube-apiserver",
             bin.join("kube-apiserver"),
-            apiserver_args(&ports, &etcd_url, &ca.cert_file, &apiserver_serving, &sa),
+            apiserver_args(
+                &ports,
+                &etcd_url,
+                &ca.cert_file,
+                &apiserver_serving,
+                &front_proxy,
+                &sa,
+            ),
             &apiserver_dir,
         );
         apiserver.start()?;
@@ -278,7 +292,9 @@ impl ControlPlane {
                 "--cidr=10.244.0.0/16".to_owned(),
             ]),
             &kwok_dir,
-        );
+        )
+        // kwok also loads ~/.kwok/kwok.yaml when it exists: keep a person's file out.
+        .env("HOME", &kwok_dir);
 
         scheduler.start()?;
         controller_manager.start()?;
@@ -296,6 +312,7 @@ impl ControlPlane {
             dir,
         };
         plane.wait_components().await?;
+        plane.dir.disable_cleanup(keep);
         Ok(plane)
     }
 
@@ -378,7 +395,7 @@ impl ControlPlane {
 
     /// Kills the API server at once (SIGKILL), as a crash would.
     pub async fn kill_apiserver(&mut self) -> Result<(), Error> {
-        self.apiserver.stop(Duration::ZERO).await
+        self.apiserver.kill().await
     }
 
     /// Starts the API server again with the same ports, certificates and etcd, and waits for
@@ -434,7 +451,7 @@ impl ControlPlane {
             )
             .await;
             match result {
-                Ok(node) => ready.push(node),
+                Ok(node) => ready.push(self.settle_addresses(&api, fake, node).await?),
                 Err(timeout) => {
                     return Err(Error::NodeNotReady {
                         node: fake.name.clone(),
@@ -447,6 +464,36 @@ impl ControlPlane {
             }
         }
         Ok(ready)
+    }
+}
+
+impl ControlPlane {
+    /// kwok's initial stage writes its own address list when the declared one lacks an
+    /// `InternalIP`; put the declared list back (the heartbeat stage keeps whatever is there).
+    async fn settle_addresses(
+        &self,
+        api: &Api<Node>,
+        fake: &FakeNode,
+        node: Node,
+    ) -> Result<Node, Error> {
+        let wanted = fake.status_addresses();
+        let current = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.clone())
+            .unwrap_or_default();
+        if current == wanted {
+            return Ok(node);
+        }
+        let patch = serde_json::json!({ "status": { "addresses": wanted } });
+        api.patch_status(&fake.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| {
+                Error::kube(
+                    format!("setting the addresses of fake node {}", fake.name),
+                    e,
+                )
+            })
     }
 }
 
@@ -496,6 +543,7 @@ fn apiserver_args(
     etcd_url: &str,
     ca_file: &Path,
     serving: &Pair,
+    front_proxy: &Pair,
     sa: &ServiceAccountKeys,
 ) -> Vec<OsString> {
     args([
@@ -507,6 +555,16 @@ fn apiserver_args(
         format!("--tls-private-key-file={}", path(&serving.key_file)),
         format!("--client-ca-file={}", path(ca_file)),
         "--authorization-mode=Node,RBAC".to_owned(),
+        // Front-proxy (aggregation) settings, as kubeadm sets them: the scheduler and the
+        // controller-manager read this CA for delegated authentication, and aggregated API
+        // servers need the proxy client certificate.
+        format!("--requestheader-client-ca-file={}", path(ca_file)),
+        "--requestheader-allowed-names=front-proxy-client".to_owned(),
+        "--requestheader-username-headers=X-Remote-User".to_owned(),
+        "--requestheader-group-headers=X-Remote-Group".to_owned(),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_owned(),
+        format!("--proxy-client-cert-file={}", path(&front_proxy.cert_file)),
+        format!("--proxy-client-key-file={}", path(&front_proxy.key_file)),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
         format!("--service-account-key-file={}", path(&sa.public_file)),
         format!(

@@ -78,6 +78,18 @@ pub enum Error {
         /// The end of its log file.
         tail: String,
     },
+    /// A component was expected to run but was stopped (e.g. after `stop_apiserver`).
+    #[error("{component} is not running")]
+    NotRunning {
+        /// The component name.
+        component: &'static str,
+    },
+    /// A component was started while it was already running.
+    #[error("{component} is already running")]
+    AlreadyRunning {
+        /// The component name.
+        component: &'static str,
+    },
     /// A component could not be stopped.
     #[error("stopping {component}: {detail}")]
     Stop {

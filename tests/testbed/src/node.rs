@@ -151,6 +151,22 @@ impl FakeNode {
         self
     }
 
+    /// The addresses the node status should show: the declared ones, then its `Hostname`
+    /// (kwok's initial stage rewrites the list when no `Hostname` entry is present).
+    pub fn status_addresses(&self) -> Vec<NodeAddress> {
+        self.addresses
+            .iter()
+            .map(|a| NodeAddress {
+                type_: format!("{:?}", a.kind),
+                address: a.address.to_string(),
+            })
+            .chain(std::iter::once(NodeAddress {
+                type_: "Hostname".to_owned(),
+                address: self.name.clone(),
+            }))
+            .collect()
+    }
+
     /// The `Node` object kwok will take over: kwok's annotation, the usual well-known labels,
     /// and the addresses and capacity in the status (nodes may be created with a status).
     pub fn to_node(&self) -> Node {
@@ -189,14 +205,7 @@ impl FakeNode {
                 time_added: None,
             })
             .collect();
-        let addresses: Vec<NodeAddress> = self
-            .addresses
-            .iter()
-            .map(|a| NodeAddress {
-                type_: format!("{:?}", a.kind),
-                address: a.address.to_string(),
-            })
-            .collect();
+        let addresses = self.status_addresses();
         Node {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -209,7 +218,7 @@ impl FakeNode {
                 ..NodeSpec::default()
             }),
             status: Some(NodeStatus {
-                addresses: (!addresses.is_empty()).then_some(addresses),
+                addresses: Some(addresses),
                 allocatable: Some(capacity.clone()),
                 capacity: Some(capacity),
                 ..NodeStatus::default()
@@ -274,7 +283,12 @@ mod tests {
             let status = node.status.as_ref().unwrap();
             assert_eq!(status.capacity.as_ref().unwrap()["pods"].0, "110");
             assert_eq!(status.allocatable, status.capacity);
-            assert!(status.addresses.is_none());
+            let addresses = status.addresses.as_ref().unwrap();
+            assert_eq!(addresses.len(), 1);
+            assert_eq!(
+                (addresses[0].type_.as_str(), addresses[0].address.as_str()),
+                ("Hostname", "n")
+            );
         });
     }
 

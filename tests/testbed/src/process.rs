@@ -23,6 +23,7 @@ pub(crate) struct Process {
     pub component: &'static str,
     binary: PathBuf,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
@@ -40,14 +41,26 @@ impl Process {
             component,
             binary,
             args,
+            envs: Vec::new(),
             dir: dir.to_owned(),
             log: dir.join(format!("{component}.log")),
             child: None,
         }
     }
 
+    /// Sets an environment variable for the process.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Process {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
     /// Starts the process, appending its stdout and stderr to its log file.
     pub fn start(&mut self) -> Result<(), Error> {
+        if self.check_running().is_ok() {
+            return Err(Error::AlreadyRunning {
+                component: self.component,
+            });
+        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -56,14 +69,26 @@ impl Process {
         let log_err = log
             .try_clone()
             .map_err(|e| Error::io(format!("opening {}", self.log.display()), e))?;
-        let child = Command::new(&self.binary)
+        // With setpriv (util-linux, on every Debian), the kernel kills the component when the
+        // test process dies without running Drop (SIGKILL, Ctrl-C of the test run).
+        let mut command = match setpriv() {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command
+                    .args(["--pdeathsig", "KILL", "--"])
+                    .arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            // Its own group, so a stop reaches any child it forks and a Ctrl-C of the test run
-            // is handled by us, not delivered to the components half-way.
+            // Its own group, so a stop reaches any child it forks.
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
@@ -79,9 +104,8 @@ impl Process {
     /// Fails with the log tail if the process has exited (or was never started).
     pub fn check_running(&mut self) -> Result<(), Error> {
         let Some(child) = self.child.as_mut() else {
-            return Err(Error::Stop {
+            return Err(Error::NotRunning {
                 component: self.component,
-                detail: "not running".to_owned(),
             });
         };
         match child.try_wait() {
@@ -122,6 +146,20 @@ impl Process {
         }
     }
 
+    /// Kills the process group at once (SIGKILL), as a crash would, and reaps the process.
+    pub async fn kill(&mut self) -> Result<(), Error> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            signal_group(pid, Signal::SIGKILL);
+        }
+        child.kill().await.map_err(|e| Error::Stop {
+            component: self.component,
+            detail: format!("SIGKILL: {e}"),
+        })
+    }
+
     /// The last lines of the log file.
     pub fn tail(&self) -> String {
         tail(&self.log, TAIL_LINES)
@@ -138,6 +176,18 @@ impl Drop for Process {
             let _ = child.start_kill();
         }
     }
+}
+
+/// `setpriv` from the PATH, if there is one.
+fn setpriv() -> Option<PathBuf> {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SETPRIV
+        .get_or_init(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|dir| dir.join("setpriv"))
+                .find(|path| path.is_file())
+        })
+        .clone()
 }
 
 fn signal_group(pid: u32, signal: Signal) {

@@ -5,6 +5,7 @@
 //! without it.
 
 mod crd;
+mod failure;
 mod isolation;
 mod recovery;
 mod scheduling;

@@ -1,6 +1,7 @@
 //! The API server is killed and restarted mid-test; the same client recovers and the data,
 //! kept in etcd, is still there.
 
+use hexagone_testbed::Error;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -21,6 +22,17 @@ async fn same_client_recovers_after_apiserver_restart() -> anyhow::Result<()> {
     let maps: Api<ConfigMap> = Api::namespaced(bed.client(), "default");
     maps.create(&PostParams::default(), &config_map("before")?)
         .await?;
+
+    let twice = bed.start_apiserver().await;
+    assert!(
+        matches!(
+            twice,
+            Err(Error::AlreadyRunning {
+                component: "kube-apiserver"
+            })
+        ),
+        "starting a running API server must be refused: {twice:?}"
+    );
 
     bed.kill_apiserver().await?;
     let down = maps.get("before").await;
