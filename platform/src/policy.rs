@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Unexpected};
 use serde::{Deserialize, Serialize, Serializer};
@@ -22,7 +23,7 @@ pub const SOURCE_COUNT: u8 = 4;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalityPolicy {
     /// The data classification this policy protects, shown in reports ("Diffusion Restreinte").
-    pub classification: String,
+    pub classification: Arc<str>,
     /// `enforce`: only a Compliant verdict admits a node; `audit`: verdicts are only reported.
     #[serde(default)]
     pub mode: Mode,
