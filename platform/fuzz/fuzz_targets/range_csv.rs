@@ -14,7 +14,14 @@ fuzz_target!(|data: &[u8]| {
         Path::new("fuzz.csv"),
         data.to_vec(),
     ) {
-        for addr in ["0.0.0.0", "1.2.3.4", "255.255.255.255", "::", "2001:db8::1", "ffff::1"] {
+        for addr in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "255.255.255.255",
+            "::",
+            "2001:db8::1",
+            "ffff::1",
+        ] {
             let _ = db.country(addr.parse().unwrap());
         }
     }
