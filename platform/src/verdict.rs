@@ -210,6 +210,9 @@ impl fmt::Display for Evaluation {
 pub fn evaluate(policy: &LocalityPolicy, node: &NodeDescription, geo: &GeoSnapshot) -> Evaluation {
     let mut evidence = Vec::with_capacity(4);
     evidence.push(topology(policy, node));
+    if let Some(zone) = conflicting_zone(policy, node) {
+        evidence.push(zone);
+    }
     evidence.push(attested(policy, node));
     for addr in node.public_addresses() {
         let addr = canonical(addr);
@@ -319,6 +322,23 @@ fn topology(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
         observation,
         assessment: place(policy, country),
     }
+}
+
+/// A zone label the region table places in another country than the region label: reported as
+/// evidence of its own, so a node claiming region `fr-par` and zone `eu-central-1a` is caught.
+fn conflicting_zone(policy: &LocalityPolicy, node: &NodeDescription) -> Option<Evidence> {
+    let region = policy.regions.get(node.labels.get(REGION_LABEL)?)?;
+    let value = node.labels.get(ZONE_LABEL)?;
+    let zone = *policy.regions.get(value)?;
+    (zone != *region).then(|| Evidence {
+        source: Source::TopologyLabel,
+        observation: Observation::TopologyLabel {
+            key: ZONE_LABEL,
+            value: Some(value.clone()),
+            country: Some(zone),
+        },
+        assessment: place(policy, Some(zone)),
+    })
 }
 
 fn attested(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
@@ -556,6 +576,24 @@ addresses: [{type: InternalIP, address: 192.168.1.4}]
         let e = evaluate(&enforce, &node, &geo());
         assert_eq!(e.verdict.name(), "unknown");
         assert!(!e.admits());
+    }
+
+    #[test]
+    fn a_zone_in_another_country_than_its_region_is_caught() {
+        check(
+            ("", ""),
+            "name: odd
+labels: {topology.kubernetes.io/region: fr-par, topology.kubernetes.io/zone: us-east-1, node-restriction.kubernetes.io/hexagone-country: FR}
+addresses: [{type: ExternalIP, address: 51.15.0.1}]
+",
+            "[violation] odd violates Diffusion Restreinte: topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, but topology label topology.kubernetes.io/zone=us-east-1 is in US by the policy's region table, outside the allowed countries (FR)
+  - topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, an allowed country
+  - topology label topology.kubernetes.io/zone=us-east-1 is in US by the policy's region table, outside the allowed countries (FR)
+  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
+  - address 51.15.0.1 is in FR, an allowed country
+  - network AS12876 (Scaleway S.a.s.) of address 51.15.0.1 is registered in FR, an allowed operator country
+",
+        );
     }
 
     #[test]
