@@ -159,11 +159,10 @@ struct Fact<'a>(&'a Observation);
 impl fmt::Display for Fact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Observation::TopologyLabel {
-                key, value: None, ..
-            } => write!(
+            Observation::TopologyLabel { value: None, .. } => write!(
                 f,
-                "the node has no {key} or {} label",
+                "the node has no {} or {} label",
+                crate::node::REGION_LABEL,
                 crate::node::ZONE_LABEL
             ),
             Observation::TopologyLabel {

@@ -209,10 +209,7 @@ impl fmt::Display for Evaluation {
 /// Evaluates `node` against `policy` with the databases in `geo`.
 pub fn evaluate(policy: &LocalityPolicy, node: &NodeDescription, geo: &GeoSnapshot) -> Evaluation {
     let mut evidence = Vec::with_capacity(4);
-    evidence.push(topology(policy, node));
-    if let Some(zone) = conflicting_zone(policy, node) {
-        evidence.push(zone);
-    }
+    topology(policy, node, &mut evidence);
     evidence.push(attested(policy, node));
     for addr in node.public_addresses() {
         let addr = canonical(addr);
@@ -286,59 +283,33 @@ fn place(policy: &LocalityPolicy, country: Option<Country>) -> Assessment {
     }
 }
 
-fn topology(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
-    // The region decides; the zone only when the region is absent or not in the table.
-    let mut first_seen = None;
-    let mut mapped = None;
-    for key in [REGION_LABEL, ZONE_LABEL] {
-        if let Some(value) = node.labels.get(key) {
-            first_seen.get_or_insert((key, value));
-            if let Some(c) = policy.regions.get(value) {
-                mapped = Some((key, value, *c));
-                break;
-            }
-        }
-    }
-    let observation = match (mapped, first_seen) {
-        (Some((key, value, c)), _) => Observation::TopologyLabel {
-            key,
-            value: Some(value.clone()),
-            country: Some(c),
-        },
-        (None, Some((key, value))) => Observation::TopologyLabel {
-            key,
-            value: Some(value.clone()),
-            country: None,
-        },
-        (None, None) => Observation::TopologyLabel {
-            key: REGION_LABEL,
-            value: None,
-            country: None,
-        },
-    };
-    let country = mapped.map(|m| m.2);
-    Evidence {
-        source: Source::TopologyLabel,
-        observation,
-        assessment: place(policy, country),
-    }
-}
-
-/// A zone label the region table places in another country than the region label: reported as
-/// evidence of its own, so a node claiming region `fr-par` and zone `eu-central-1a` is caught.
-fn conflicting_zone(policy: &LocalityPolicy, node: &NodeDescription) -> Option<Evidence> {
-    let region = policy.regions.get(node.labels.get(REGION_LABEL)?)?;
-    let value = node.labels.get(ZONE_LABEL)?;
-    let zone = *policy.regions.get(value)?;
-    (zone != *region).then(|| Evidence {
+/// Topology evidence: the region label decides, the zone label when the region is absent or not
+/// in the table; a zone the table places in another country than the region is reported as
+/// evidence of its own, so a node claiming region `fr-par` and zone `us-east-1` is caught.
+fn topology(policy: &LocalityPolicy, node: &NodeDescription, evidence: &mut Vec<Evidence>) {
+    let region = node.labels.get(REGION_LABEL);
+    let zone = node.labels.get(ZONE_LABEL);
+    let region_country = region.and_then(|v| policy.regions.get(v)).copied();
+    let zone_country = zone.and_then(|v| policy.regions.get(v)).copied();
+    let label = |key: &'static str, value: Option<&String>, country: Option<Country>| Evidence {
         source: Source::TopologyLabel,
         observation: Observation::TopologyLabel {
-            key: ZONE_LABEL,
-            value: Some(value.clone()),
-            country: Some(zone),
+            key,
+            value: value.cloned(),
+            country,
         },
-        assessment: place(policy, Some(zone)),
-    })
+        assessment: place(policy, country),
+    };
+    match (region_country, zone_country) {
+        (Some(r), Some(z)) if r != z => {
+            evidence.push(label(REGION_LABEL, region, Some(r)));
+            evidence.push(label(ZONE_LABEL, zone, Some(z)));
+        }
+        (Some(r), _) => evidence.push(label(REGION_LABEL, region, Some(r))),
+        (None, Some(z)) => evidence.push(label(ZONE_LABEL, zone, Some(z))),
+        (None, None) if region.is_some() => evidence.push(label(REGION_LABEL, region, None)),
+        (None, None) => evidence.push(label(ZONE_LABEL, zone, None)),
+    }
 }
 
 fn attested(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
