@@ -858,6 +858,46 @@ mod tests {
     }
 
     #[test]
+    fn gaps_say_why_there_is_no_country() {
+        let db = |csv: &str| {
+            Database::parse(
+                "location",
+                CountryField::Location,
+                Path::new("t.csv"),
+                csv.as_bytes().to_vec(),
+            )
+            .unwrap()
+        };
+        let gap =
+            |db: &Database, addr: &str| db.country(addr.parse().unwrap()).unwrap_err().to_string();
+        let countries = db("1.0.0.0,1.0.0.255,ZZ\n");
+        assert_eq!(
+            gap(&countries, "1.0.0.1"),
+            "has the code `ZZ` in the location database, which is not an ISO 3166-1 country"
+        );
+        assert_eq!(
+            gap(&countries, "9.9.9.9"),
+            "is not in the location database"
+        );
+        let asns = db(ASN);
+        assert_eq!(
+            gap(&asns, "1.0.0.1"),
+            "has no country in the location database"
+        );
+        assert_eq!(
+            Database::parse(
+                "x",
+                CountryField::Location,
+                Path::new("b.bin"),
+                vec![0xff, 0xfe]
+            )
+            .unwrap_err()
+            .to_string(),
+            "geolocation database b.bin: neither a MaxMind DB nor UTF-8 CSV text"
+        );
+    }
+
+    #[test]
     fn csv_quotes() {
         assert_eq!(
             split_csv("a,\"b, \"\"c\"\"\",d").unwrap(),
