@@ -10,6 +10,8 @@ pub mod evidence;
 pub mod geo;
 pub mod node;
 pub mod policy;
+#[cfg(feature = "schema")]
+mod schema;
 pub mod verdict;
 
 pub use country::{Country, CountryGroup, CountrySet, Territory};

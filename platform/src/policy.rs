@@ -19,6 +19,7 @@ use crate::country::{Country, CountrySet};
 pub const SOURCE_COUNT: u8 = 4;
 
 /// A locality policy: allowed countries, allowed network operators, how evidence must agree.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalityPolicy {
@@ -43,6 +44,7 @@ pub struct LocalityPolicy {
 }
 
 /// Rules on the network operator: the autonomous system of the node's address.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkOperatorRule {
@@ -57,6 +59,7 @@ pub struct NetworkOperatorRule {
 }
 
 /// Enforce or audit.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
@@ -68,6 +71,7 @@ pub enum Mode {
 }
 
 /// What happens when fewer sources than the quorum could place a node, and none contradicts.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OnUnknown {
