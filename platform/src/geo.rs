@@ -3,6 +3,7 @@
 //!
 //! This is the only module of the crate that touches the file system, and only synchronously.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -291,8 +292,8 @@ fn resolve<T: Bound>(cluster: &[(T, T, u32)], out: &mut Vec<(T, T, u32)>) {
 impl RangeTable {
     fn parse(path: &Path, text: &str) -> Result<Self, GeoError> {
         let mut table = RangeTable::default();
-        let mut seen: HashMap<Record, u32> = HashMap::new();
-        let mut orgs: HashMap<String, Arc<str>> = HashMap::new();
+        // Rows share values: (AS number, organisation) or (None, country code) -> value index.
+        let mut seen: HashMap<(Option<u32>, Cow<'_, str>), u32> = HashMap::new();
         let err = |line: usize, message: String| GeoError::Csv {
             path: path.to_owned(),
             line,
@@ -303,35 +304,22 @@ impl RangeTable {
             if line.is_empty() {
                 continue;
             }
-            let fields = split_csv(line).map_err(|m| err(lineno, m))?;
-            let [start, end, rest @ ..] = fields.as_slice() else {
-                return Err(err(
-                    lineno,
-                    "expected at least 3 comma-separated fields".into(),
-                ));
-            };
+            let (fields, count) = split_csv(line).map_err(|m| err(lineno, m))?;
             let parse_ip = |s: &str| {
                 s.parse::<IpAddr>()
                     .map_err(|_| err(lineno, format!("`{s}` is not an IP address")))
             };
-            let (start, end) = (parse_ip(start)?, parse_ip(end)?);
-            let record = match rest {
-                [code] => Record::with_code(code),
-                [asn, org] => Record {
-                    asn: Some(
-                        asn.parse()
-                            .map_err(|_| err(lineno, format!("`{asn}` is not an AS number")))?,
+            let [start, end, third, fourth] = fields;
+            let key = match count {
+                3 => (None, third),
+                4 => (
+                    Some(
+                        third
+                            .parse::<u32>()
+                            .map_err(|_| err(lineno, format!("`{third}` is not an AS number")))?,
                     ),
-                    organisation: Some(match orgs.get(org.as_str()) {
-                        Some(a) => a.clone(),
-                        None => {
-                            let a: Arc<str> = org.as_str().into();
-                            orgs.insert(org.clone(), a.clone());
-                            a
-                        }
-                    }),
-                    ..Record::default()
-                },
+                    fourth,
+                ),
                 _ => {
                     return Err(err(
                         lineno,
@@ -339,12 +327,23 @@ impl RangeTable {
                     ));
                 }
             };
-            let key = record.clone();
+            let (start, end) = (parse_ip(&start)?, parse_ip(&end)?);
             let next = table.values.len() as u32;
-            let value = *seen.entry(key).or_insert_with(|| {
-                table.values.push(record);
-                next
-            });
+            let value = match seen.get(&key) {
+                Some(v) => *v,
+                None => {
+                    table.values.push(match &key {
+                        (None, code) => Record::with_code(code),
+                        (Some(asn), org) => Record {
+                            asn: Some(*asn),
+                            organisation: (!org.is_empty()).then(|| Arc::from(&**org)),
+                            ..Record::default()
+                        },
+                    });
+                    seen.insert(key, next);
+                    next
+                }
+            };
             match (start, end) {
                 (IpAddr::V4(s), IpAddr::V4(e)) if s <= e => {
                     table.v4.push((s.into(), e.into(), value));
@@ -449,45 +448,44 @@ impl RangeTable {
     }
 }
 
-/// Splits one CSV line; fields may be double-quoted with `""` escapes.
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::with_capacity(4);
-    let mut chars = line.chars().peekable();
+/// Splits one CSV line of at most four fields, borrowing them unless quoted with `""` escapes;
+/// returns the fields (unused ones empty) and how many there were.
+fn split_csv(line: &str) -> Result<([Cow<'_, str>; 4], usize), String> {
+    let mut fields: [Cow<'_, str>; 4] = Default::default();
+    let mut count = 0;
+    let mut rest = line;
     loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
+        if count == fields.len() {
+            return Err(format!("more than {} fields", fields.len()));
+        }
+        let (field, after) = if let Some(quoted) = rest.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let after = loop {
                 match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
+                    Some((i, '"')) if quoted[i + 1..].starts_with('"') => {
+                        value.push('"');
                         chars.next();
-                        field.push('"');
                     }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
+                    Some((i, '"')) => break &quoted[i + 1..],
+                    Some((_, c)) => value.push(c),
                     None => return Err("unterminated quoted field".into()),
                 }
-            }
-            match chars.next() {
-                None => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(',') => fields.push(field),
+            };
+            match after.chars().next() {
+                None | Some(',') => {}
                 Some(c) => return Err(format!("unexpected `{c}` after a quoted field")),
             }
+            (Cow::Owned(value), after)
         } else {
-            loop {
-                match chars.next() {
-                    None => {
-                        fields.push(field);
-                        return Ok(fields);
-                    }
-                    Some(',') => break,
-                    Some(c) => field.push(c),
-                }
-            }
-            fields.push(field);
+            let end = rest.find(',').unwrap_or(rest.len());
+            (Cow::Borrowed(&rest[..end]), &rest[end..])
+        };
+        fields[count] = field;
+        count += 1;
+        match after.strip_prefix(',') {
+            Some(next) => rest = next,
+            None => return Ok((fields, count)),
         }
     }
 }
@@ -899,10 +897,19 @@ mod tests {
 
     #[test]
     fn csv_quotes() {
-        assert_eq!(
-            split_csv("a,\"b, \"\"c\"\"\",d").unwrap(),
-            vec!["a", "b, \"c\"", "d"]
-        );
-        assert_eq!(split_csv("a,,b").unwrap(), vec!["a", "", "b"]);
+        let check = |line: &str, expected: &str| {
+            let got = match split_csv(line) {
+                Ok((fields, n)) => {
+                    format!("{:?} {n}", fields.iter().map(|c| &**c).collect::<Vec<_>>())
+                }
+                Err(e) => e,
+            };
+            assert_eq!(got, expected, "{line}");
+        };
+        check("a,\"b, \"\"c\"\"\",d", r#"["a", "b, \"c\"", "d", ""] 3"#);
+        check("a,,b", r#"["a", "", "b", ""] 3"#);
+        check("a,\"b\"", r#"["a", "b", "", ""] 2"#);
+        check("a,b,c,d,e", "more than 4 fields");
+        check("\"a\"x,b", "unexpected `x` after a quoted field");
     }
 }
