@@ -73,13 +73,33 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&evaluation)?)
     } else {
+        let files = |files: &[PathBuf]| {
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
-            "{evaluation}verdict: {}{}\n",
+            "{evaluation}verdict: {}{}\ndatabases: location {}; registration {}; AS numbers {}\n{}",
             evaluation.verdict.name(),
             if evaluation.admits() {
                 ""
             } else {
                 " (refused in enforce mode)"
+            },
+            files(&paths.location),
+            files(&paths.registration),
+            files(&paths.asn),
+            if args.geo_dir.is_none()
+                && args.geo_db.is_empty()
+                && args.registration_db.is_empty()
+                && args.asn_db.is_empty()
+            {
+                // The vendored data's licences ask for attribution where it is used.
+                "IP data: ip-location-db (CC BY 4.0: NRO, RouteViews, DB-IP; PDDL 1.0: IPtoASN)\n"
+            } else {
+                ""
             }
         )
     };
