@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
-use hexagone_platform::{Evaluation, LocalityPolicy, NodeDescription, evaluate};
+use hexagone_platform::{LocalityPolicy, NodeDescription, evaluate};
 
 /// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
 const VENDORED_GEO_DIR: &str = concat!(
@@ -71,18 +71,35 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     let geo = GeoDatabases::open(&paths).context("opening the geolocation databases")?;
     let evaluation = evaluate(&policy, &node, &geo.snapshot());
     let text = if args.json {
-        format!(
-            "{}\n",
-            serde_json::to_string_pretty(&to_json(&evaluation)?)?
-        )
+        format!("{}\n", serde_json::to_string_pretty(&evaluation)?)
     } else {
+        let files = |files: &[PathBuf]| {
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
-            "{evaluation}verdict: {}{}\n",
+            "{evaluation}verdict: {}{}\ndatabases: location {}; registration {}; AS numbers {}\n{}",
             evaluation.verdict.name(),
             if evaluation.admits() {
                 ""
             } else {
                 " (refused in enforce mode)"
+            },
+            files(&paths.location),
+            files(&paths.registration),
+            files(&paths.asn),
+            if args.geo_dir.is_none()
+                && args.geo_db.is_empty()
+                && args.registration_db.is_empty()
+                && args.asn_db.is_empty()
+            {
+                // The vendored data's licences ask for attribution where it is used.
+                "IP data: ip-location-db (CC BY 4.0: NRO, RouteViews, DB-IP; PDDL 1.0: IPtoASN)\n"
+            } else {
+                ""
             }
         )
     };
@@ -99,23 +116,6 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     } else {
         1
     })
-}
-
-/// The evaluation as JSON, with the headline and each evidence's sentence added.
-fn to_json(e: &Evaluation) -> anyhow::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(e)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("headline".into(), e.headline().into());
-        obj.insert("admits".into(), e.admits().into());
-    }
-    if let Some(items) = value.get_mut("evidence").and_then(|v| v.as_array_mut()) {
-        for (item, ev) in items.iter_mut().zip(&e.evidence) {
-            if let Some(obj) = item.as_object_mut() {
-                obj.insert("sentence".into(), ev.to_string().into());
-            }
-        }
-    }
-    Ok(value)
 }
 
 /// Reads a node description, or the parts of a Kubernetes Node object the engine needs.

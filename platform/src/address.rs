@@ -27,7 +27,7 @@ const fn r(cidr: &'static str, purpose: &'static str, rfc: &'static str) -> Rese
 }
 
 /// IPv4 special-purpose ranges: (network, prefix length, description).
-const V4: &[(u32, u8, ReservedRange)] = &[
+static V4: &[(u32, u8, ReservedRange)] = &[
     (
         0x0000_0000,
         8,
@@ -98,7 +98,7 @@ const V4: &[(u32, u8, ReservedRange)] = &[
 ];
 
 /// IPv6 special-purpose ranges, most specific first where they nest.
-const V6: &[(u128, u8, ReservedRange)] = &[
+static V6: &[(u128, u8, ReservedRange)] = &[
     (0, 128, r("::/128", "unspecified", "RFC 4291")),
     (1, 128, r("::1/128", "loopback", "RFC 4291")),
     (
@@ -154,7 +154,7 @@ const V6: &[(u128, u8, ReservedRange)] = &[
 ];
 
 /// Everything outside 2000::/3 that the table above does not name.
-const V6_NOT_GLOBAL: ReservedRange = r("outside 2000::/3", "non-global-unicast IPv6", "RFC 4291");
+static V6_NOT_GLOBAL: ReservedRange = r("outside 2000::/3", "non-global-unicast IPv6", "RFC 4291");
 
 /// The form an address is looked up in: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) becomes IPv4.
 pub fn canonical(addr: IpAddr) -> IpAddr {
@@ -162,27 +162,27 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 }
 
 /// The special-purpose range `addr` falls in, if any (after canonicalisation).
-pub fn reserved_range(addr: IpAddr) -> Option<ReservedRange> {
+pub fn reserved_range(addr: IpAddr) -> Option<&'static ReservedRange> {
     match canonical(addr) {
         IpAddr::V4(v4) => reserved_v4(v4),
         IpAddr::V6(v6) => reserved_v6(v6),
     }
 }
 
-fn reserved_v4(addr: Ipv4Addr) -> Option<ReservedRange> {
+fn reserved_v4(addr: Ipv4Addr) -> Option<&'static ReservedRange> {
     let bits = u32::from(addr);
     V4.iter()
         .find(|(net, len, _)| bits & (u32::MAX << (32 - u32::from(*len))) == *net)
-        .map(|(_, _, range)| *range)
+        .map(|(_, _, range)| range)
 }
 
-fn reserved_v6(addr: Ipv6Addr) -> Option<ReservedRange> {
+fn reserved_v6(addr: Ipv6Addr) -> Option<&'static ReservedRange> {
     let bits = u128::from(addr);
     let named = V6
         .iter()
         .find(|(net, len, _)| bits & (u128::MAX << (128 - u32::from(*len))) == *net)
-        .map(|(_, _, range)| *range);
-    named.or_else(|| (bits >> 125 != 0b001).then_some(V6_NOT_GLOBAL))
+        .map(|(_, _, range)| range);
+    named.or_else(|| (bits >> 125 != 0b001).then_some(&V6_NOT_GLOBAL))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Unexpected};
 use serde::{Deserialize, Serialize, Serializer};
@@ -36,6 +37,18 @@ VAVCVEVGVIVNVU\
 WFWS\
 YEYT\
 ZAZMZW";
+
+/// [`ASSIGNED`] as a bit set: bit `second - 'A'` of entry `first - 'A'`, built at compile time.
+const ASSIGNED_BITS: [u32; 26] = {
+    let codes = ASSIGNED.as_bytes();
+    let mut bits = [0u32; 26];
+    let mut i = 0;
+    while i < codes.len() {
+        bits[(codes[i] - b'A') as usize] |= 1 << (codes[i + 1] - b'A');
+        i += 2;
+    }
+    bits
+};
 
 /// The 27 member states of the European Union, plus the territories that are part of the Union
 /// but carry their own ISO code (French outermost regions, Saint-Martin, Åland).
@@ -79,12 +92,7 @@ impl Country {
         if !a.is_ascii_uppercase() || !b.is_ascii_uppercase() {
             return None;
         }
-        let pair = [a, b];
-        ASSIGNED
-            .as_bytes()
-            .chunks_exact(2)
-            .any(|c| c == pair)
-            .then_some(Country(pair))
+        (ASSIGNED_BITS[usize::from(a - b'A')] & (1 << (b - b'A')) != 0).then_some(Country([a, b]))
     }
 
     /// The two-letter code.
@@ -223,11 +231,17 @@ impl<T> de::Visitor<'_> for StrVisitor<T> {
 }
 
 /// A list of territories; a country is in the set when any entry contains it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CountrySet(pub Vec<Territory>);
+///
+/// Shared, not copied: evidence that cites the set a country is outside of holds a reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountrySet(Arc<[Territory]>);
 
 impl CountrySet {
+    /// A set of these territories.
+    pub fn new(territories: Vec<Territory>) -> Self {
+        CountrySet(territories.into())
+    }
+
     /// Whether any entry contains `country`.
     pub fn contains(&self, country: Country) -> bool {
         self.0.iter().any(|t| t.contains(country))
@@ -236,6 +250,23 @@ impl CountrySet {
     /// Whether the set lists nothing.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The entries.
+    pub fn territories(&self) -> &[Territory] {
+        &self.0
+    }
+}
+
+impl Serialize for CountrySet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CountrySet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Territory>::deserialize(d).map(CountrySet::new)
     }
 }
 
@@ -267,6 +298,15 @@ mod tests {
         let codes: Vec<&[u8]> = ASSIGNED.as_bytes().chunks_exact(2).collect();
         assert_eq!(codes.len(), 249, "ISO 3166-1 assigns 249 alpha-2 codes");
         assert!(codes.windows(2).all(|w| w[0] < w[1]));
+        let mut accepted = 0;
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                let known = codes.contains(&&[a, b][..]);
+                assert_eq!(Country::from_bytes(&[a, b]).is_some(), known);
+                accepted += usize::from(known);
+            }
+        }
+        assert_eq!(accepted, 249);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-use crate::address::ReservedRange;
 use crate::country::{Country, CountrySet};
+use crate::geo::Gap;
 use crate::policy::Asn;
 
 /// An independent source of evidence about a node's location.
@@ -62,12 +62,9 @@ pub enum Observation {
         address: IpAddr,
         /// Its country.
         country: Option<Country>,
-        /// The special-purpose range it is in, which no database can place.
+        /// Why there is no country, when there is none.
         #[serde(skip_serializing_if = "Option::is_none")]
-        reserved: Option<ReservedRange>,
-        /// Why there is no country, when the database gave none.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        missing: Option<String>,
+        missing: Option<Gap>,
     },
     /// Who operates the network of an address.
     NetworkOperator {
@@ -83,7 +80,7 @@ pub enum Observation {
         registered: Option<Country>,
         /// Why something is missing, when it is.
         #[serde(skip_serializing_if = "Option::is_none")]
-        missing: Option<String>,
+        missing: Option<Gap>,
     },
 }
 
@@ -162,11 +159,10 @@ struct Fact<'a>(&'a Observation);
 impl fmt::Display for Fact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Observation::TopologyLabel {
-                key, value: None, ..
-            } => write!(
+            Observation::TopologyLabel { value: None, .. } => write!(
                 f,
-                "the node has no {key} or {} label",
+                "the node has no {} or {} label",
+                crate::node::REGION_LABEL,
                 crate::node::ZONE_LABEL
             ),
             Observation::TopologyLabel {
@@ -208,16 +204,15 @@ impl fmt::Display for Fact<'_> {
             } => write!(f, "address {address} is in {c}"),
             Observation::Geolocation {
                 address,
-                reserved: Some(range),
+                missing: Some(Gap::Reserved { range }),
                 ..
             } => write!(f, "address {address} is in {range} and has no location"),
             Observation::Geolocation {
                 address, missing, ..
-            } => write!(
-                f,
-                "address {address} {}",
-                missing.as_deref().unwrap_or("has no location")
-            ),
+            } => match missing {
+                Some(gap) => write!(f, "address {address} {gap}"),
+                None => write!(f, "address {address} has no location"),
+            },
             Observation::NetworkOperator {
                 address,
                 asn,
@@ -225,6 +220,12 @@ impl fmt::Display for Fact<'_> {
                 registered,
                 missing,
             } => {
+                if let Some(Gap::Reserved { range }) = missing {
+                    return write!(
+                        f,
+                        "the network of address {address} is in {range} and has no operator"
+                    );
+                }
                 match asn {
                     Some(a) => write!(f, "network {a}")?,
                     None => f.write_str("the network")?,

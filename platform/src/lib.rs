@@ -10,6 +10,8 @@ pub mod evidence;
 pub mod geo;
 pub mod node;
 pub mod policy;
+#[cfg(feature = "schema")]
+mod schema;
 pub mod verdict;
 
 pub use country::{Country, CountryGroup, CountrySet, Territory};
@@ -17,4 +19,4 @@ pub use evidence::{Assessment, Breach, Evidence, Observation, Source};
 pub use geo::{GeoDatabases, GeoPaths, GeoSnapshot};
 pub use node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
 pub use policy::{Asn, LocalityPolicy, Mode, OnUnknown, PolicyError, Quorum};
-pub use verdict::{Evaluation, Verdict, evaluate};
+pub use verdict::{Evaluation, Reason, Verdict, evaluate};

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Unexpected};
 use serde::{Deserialize, Serialize, Serializer};
@@ -18,11 +19,12 @@ use crate::country::{Country, CountrySet};
 pub const SOURCE_COUNT: u8 = 4;
 
 /// A locality policy: allowed countries, allowed network operators, how evidence must agree.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalityPolicy {
     /// The data classification this policy protects, shown in reports ("Diffusion Restreinte").
-    pub classification: String,
+    pub classification: Arc<str>,
     /// `enforce`: only a Compliant verdict admits a node; `audit`: verdicts are only reported.
     #[serde(default)]
     pub mode: Mode,
@@ -42,6 +44,7 @@ pub struct LocalityPolicy {
 }
 
 /// Rules on the network operator: the autonomous system of the node's address.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkOperatorRule {
@@ -56,6 +59,7 @@ pub struct NetworkOperatorRule {
 }
 
 /// Enforce or audit.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
@@ -67,6 +71,7 @@ pub enum Mode {
 }
 
 /// What happens when fewer sources than the quorum could place a node, and none contradicts.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OnUnknown {

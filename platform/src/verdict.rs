@@ -8,13 +8,14 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::address::{canonical, reserved_range};
 use crate::country::Country;
 use crate::evidence::{Assessment, Breach, Evidence, Observation, Source};
-use crate::geo::GeoSnapshot;
+use crate::geo::{Gap, GeoSnapshot};
 use crate::node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
 use crate::policy::{Asn, LocalityPolicy, Mode, OnUnknown};
 
@@ -25,9 +26,27 @@ pub enum Verdict {
     /// Enough sources place the node within the policy and none outside it.
     Compliant,
     /// Some evidence places the node outside the policy (or, per policy, evidence is missing).
-    Violation(Vec<String>),
+    Violation(Vec<Reason>),
     /// Too few sources could place the node.
-    Unknown(Vec<String>),
+    Unknown(Vec<Reason>),
+}
+
+/// Why a verdict is not Compliant; rendered as a sentence by [`Evaluation::reasons`].
+///
+/// Reasons point into the evaluation's evidence rather than copying sentences, so a verdict
+/// costs no text formatting until someone reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    /// The evidence at this index (contradicting, or inconclusive).
+    Evidence(usize),
+    /// Fewer distinct sources than the quorum placed the node in an allowed country.
+    QuorumNotMet {
+        /// Distinct sources that did.
+        supporting: u8,
+        /// Sources the policy requires.
+        quorum: u8,
+    },
 }
 
 impl Verdict {
@@ -47,13 +66,14 @@ impl Verdict {
 }
 
 /// The evidence about one node and the verdict it leads to under one policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Serialized with the verdict's reasons and the headline rendered as sentences.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
     /// The node (or endpoint) name.
     pub subject: String,
     /// The policy's classification label.
-    pub classification: String,
+    pub classification: Arc<str>,
     /// The policy's mode.
     pub mode: Mode,
     /// Every piece of evidence, in source order.
@@ -63,8 +83,52 @@ pub struct Evaluation {
     /// The quorum of the policy.
     pub quorum: u8,
     /// The verdict.
-    #[serde(flatten)]
     pub verdict: Verdict,
+}
+
+impl Serialize for Evaluation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Shown<'a> {
+            subject: &'a str,
+            classification: &'a str,
+            mode: Mode,
+            verdict: &'static str,
+            admits: bool,
+            headline: String,
+            reasons: Vec<String>,
+            supporting_sources: u8,
+            quorum: u8,
+            evidence: Vec<ShownEvidence<'a>>,
+        }
+        #[derive(Serialize)]
+        struct ShownEvidence<'a> {
+            #[serde(flatten)]
+            evidence: &'a Evidence,
+            sentence: String,
+        }
+        Shown {
+            subject: &self.subject,
+            classification: &self.classification,
+            mode: self.mode,
+            verdict: self.verdict.name(),
+            admits: self.admits(),
+            headline: self.headline(),
+            reasons: self.reasons(),
+            supporting_sources: self.supporting_sources,
+            quorum: self.quorum,
+            evidence: self
+                .evidence
+                .iter()
+                .map(|e| ShownEvidence {
+                    evidence: e,
+                    sentence: e.to_string(),
+                })
+                .collect(),
+        }
+        .serialize(s)
+    }
 }
 
 impl Evaluation {
@@ -74,6 +138,26 @@ impl Evaluation {
             Mode::Enforce => self.verdict.is_compliant(),
             Mode::Audit => true,
         }
+    }
+
+    /// The verdict's reasons, one sentence each (empty when Compliant).
+    pub fn reasons(&self) -> Vec<String> {
+        let reasons = match &self.verdict {
+            Verdict::Compliant => return Vec::new(),
+            Verdict::Violation(r) | Verdict::Unknown(r) => r,
+        };
+        reasons
+            .iter()
+            .map(|r| match r {
+                Reason::Evidence(i) => self
+                    .evidence
+                    .get(*i)
+                    .map_or_else(|| format!("evidence #{i}"), ToString::to_string),
+                Reason::QuorumNotMet { supporting, quorum } => format!(
+                    "only {supporting} of the {quorum} sources the policy requires place the node in an allowed country"
+                ),
+            })
+            .collect()
     }
 
     /// One sentence for the whole verdict, naming the decisive evidence.
@@ -125,7 +209,7 @@ impl fmt::Display for Evaluation {
 /// Evaluates `node` against `policy` with the databases in `geo`.
 pub fn evaluate(policy: &LocalityPolicy, node: &NodeDescription, geo: &GeoSnapshot) -> Evaluation {
     let mut evidence = Vec::with_capacity(4);
-    evidence.push(topology(policy, node));
+    topology(policy, node, &mut evidence);
     evidence.push(attested(policy, node));
     for addr in node.public_addresses() {
         let addr = canonical(addr);
@@ -153,21 +237,24 @@ pub fn combine(policy: &LocalityPolicy, subject: String, evidence: Vec<Evidence>
         Verdict::Violation(
             evidence
                 .iter()
-                .filter(|e| matches!(e.assessment, Assessment::Contradicts(_)))
-                .map(ToString::to_string)
+                .enumerate()
+                .filter(|(_, e)| matches!(e.assessment, Assessment::Contradicts(_)))
+                .map(|(i, _)| Reason::Evidence(i))
                 .collect(),
         )
     } else if supporting_sources >= quorum {
         Verdict::Compliant
     } else {
-        let mut reasons: Vec<String> = evidence
+        let mut reasons: Vec<Reason> = evidence
             .iter()
-            .filter(|e| e.assessment == Assessment::Inconclusive)
-            .map(ToString::to_string)
+            .enumerate()
+            .filter(|(_, e)| e.assessment == Assessment::Inconclusive)
+            .map(|(i, _)| Reason::Evidence(i))
             .collect();
-        reasons.push(format!(
-            "only {supporting_sources} of the {quorum} sources the policy requires place the node in an allowed country"
-        ));
+        reasons.push(Reason::QuorumNotMet {
+            supporting: supporting_sources,
+            quorum,
+        });
         match (policy.on_unknown, policy.mode) {
             (OnUnknown::Violation, _) => Verdict::Violation(reasons),
             (OnUnknown::AllowInAudit, Mode::Audit) => Verdict::Compliant,
@@ -196,41 +283,32 @@ fn place(policy: &LocalityPolicy, country: Option<Country>) -> Assessment {
     }
 }
 
-fn topology(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
-    // The region decides; the zone only when the region is absent or not in the table.
-    let mut first_seen = None;
-    let mut mapped = None;
-    for key in [REGION_LABEL, ZONE_LABEL] {
-        if let Some(value) = node.labels.get(key) {
-            first_seen.get_or_insert((key, value));
-            if let Some(c) = policy.regions.get(value) {
-                mapped = Some((key, value, *c));
-                break;
-            }
-        }
-    }
-    let observation = match (mapped, first_seen) {
-        (Some((key, value, c)), _) => Observation::TopologyLabel {
-            key,
-            value: Some(value.clone()),
-            country: Some(c),
-        },
-        (None, Some((key, value))) => Observation::TopologyLabel {
-            key,
-            value: Some(value.clone()),
-            country: None,
-        },
-        (None, None) => Observation::TopologyLabel {
-            key: REGION_LABEL,
-            value: None,
-            country: None,
-        },
-    };
-    let country = mapped.map(|m| m.2);
-    Evidence {
+/// Topology evidence: the region label decides, the zone label when the region is absent or not
+/// in the table; a zone the table places in another country than the region is reported as
+/// evidence of its own, so a node claiming region `fr-par` and zone `us-east-1` is caught.
+fn topology(policy: &LocalityPolicy, node: &NodeDescription, evidence: &mut Vec<Evidence>) {
+    let region = node.labels.get(REGION_LABEL);
+    let zone = node.labels.get(ZONE_LABEL);
+    let region_country = region.and_then(|v| policy.regions.get(v)).copied();
+    let zone_country = zone.and_then(|v| policy.regions.get(v)).copied();
+    let label = |key: &'static str, value: Option<&String>, country: Option<Country>| Evidence {
         source: Source::TopologyLabel,
-        observation,
+        observation: Observation::TopologyLabel {
+            key,
+            value: value.cloned(),
+            country,
+        },
         assessment: place(policy, country),
+    };
+    match (region_country, zone_country) {
+        (Some(r), Some(z)) if r != z => {
+            evidence.push(label(REGION_LABEL, region, Some(r)));
+            evidence.push(label(ZONE_LABEL, zone, Some(z)));
+        }
+        (Some(r), _) => evidence.push(label(REGION_LABEL, region, Some(r))),
+        (None, Some(z)) => evidence.push(label(ZONE_LABEL, zone, Some(z))),
+        (None, None) if region.is_some() => evidence.push(label(REGION_LABEL, region, None)),
+        (None, None) => evidence.push(label(ZONE_LABEL, zone, None)),
     }
 }
 
@@ -249,12 +327,11 @@ fn attested(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
 }
 
 fn geolocation(policy: &LocalityPolicy, address: IpAddr, geo: &GeoSnapshot) -> Evidence {
-    let reserved = reserved_range(address);
-    let (country, missing) = match reserved {
-        Some(_) => (None, None),
+    let (country, missing) = match reserved_range(address) {
+        Some(range) => (None, Some(Gap::Reserved { range })),
         None => match geo.location.country(address) {
             Ok(c) => (Some(c), None),
-            Err(why) => (None, Some(why)),
+            Err(gap) => (None, Some(gap)),
         },
     };
     Evidence {
@@ -262,7 +339,6 @@ fn geolocation(policy: &LocalityPolicy, address: IpAddr, geo: &GeoSnapshot) -> E
         observation: Observation::Geolocation {
             address,
             country,
-            reserved,
             missing,
         },
         assessment: place(policy, country),
@@ -272,25 +348,21 @@ fn geolocation(policy: &LocalityPolicy, address: IpAddr, geo: &GeoSnapshot) -> E
 fn network_operator(policy: &LocalityPolicy, address: IpAddr, geo: &GeoSnapshot) -> Evidence {
     let rule = &policy.network_operator;
     let (asn, organisation, registered, missing) = if let Some(range) = reserved_range(address) {
-        (
-            None,
-            None,
-            None,
-            Some(format!("is in {range} and has no operator")),
-        )
+        (None, None, None, Some(Gap::Reserved { range }))
     } else {
         let (asn, organisation, asn_missing) = match geo.asn.lookup(address) {
-            Ok(Some(rec)) => (rec.asn.map(Asn), rec.organisation, None),
-            Ok(None) => (
+            Some(rec) => (rec.asn.map(Asn), rec.organisation.clone(), None),
+            None => (
                 None,
                 None,
-                Some("is not in the AS number database".to_owned()),
+                Some(Gap::NotFound {
+                    database: "AS number",
+                }),
             ),
-            Err(why) => (None, None, Some(why)),
         };
         let (registered, reg_missing) = match geo.registration.country(address) {
             Ok(c) => (Some(c), None),
-            Err(why) => (None, Some(why)),
+            Err(gap) => (None, Some(gap)),
         };
         (asn, organisation, registered, reg_missing.or(asn_missing))
     };
@@ -475,6 +547,24 @@ addresses: [{type: InternalIP, address: 192.168.1.4}]
         let e = evaluate(&enforce, &node, &geo());
         assert_eq!(e.verdict.name(), "unknown");
         assert!(!e.admits());
+    }
+
+    #[test]
+    fn a_zone_in_another_country_than_its_region_is_caught() {
+        check(
+            ("", ""),
+            "name: odd
+labels: {topology.kubernetes.io/region: fr-par, topology.kubernetes.io/zone: us-east-1, node-restriction.kubernetes.io/hexagone-country: FR}
+addresses: [{type: ExternalIP, address: 51.15.0.1}]
+",
+            "[violation] odd violates Diffusion Restreinte: topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, but topology label topology.kubernetes.io/zone=us-east-1 is in US by the policy's region table, outside the allowed countries (FR)
+  - topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, an allowed country
+  - topology label topology.kubernetes.io/zone=us-east-1 is in US by the policy's region table, outside the allowed countries (FR)
+  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
+  - address 51.15.0.1 is in FR, an allowed country
+  - network AS12876 (Scaleway S.a.s.) of address 51.15.0.1 is registered in FR, an allowed operator country
+",
+        );
     }
 
     #[test]
