@@ -13,11 +13,12 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # package -> files kept from it (the combined IPv4+IPv6 MMDB where one exists; the asn package is
-# published on the registry as CSV only).
+# published on the registry as CSV only). The packages' README.md and package.json are not kept:
+# they link to registry and CDN hosts; version and declared licence go to VERSIONS.md.
 declare -A keep=(
-  [geo-whois-asn-country-mmdb]="geo-whois-asn-country.mmdb NRO_LICENSE README.md package.json"
-  [iptoasn-country-mmdb]="iptoasn-country.mmdb README.md package.json"
-  [asn]="asn-ipv4.csv asn-ipv6.csv DBIP-LICENSE NRO_LICENSE ROUTEVIEWS-LICENSE MODIFICATIONS README.md package.json"
+  [geo-whois-asn-country-mmdb]="geo-whois-asn-country.mmdb NRO_LICENSE"
+  [iptoasn-country-mmdb]="iptoasn-country.mmdb"
+  [asn]="asn-ipv4.csv asn-ipv6.csv DBIP-LICENSE NRO_LICENSE ROUTEVIEWS-LICENSE MODIFICATIONS"
 )
 
 mkdir -p "$dest"
