@@ -625,7 +625,7 @@ pub fn verify_bundle<R: std::io::BufRead>(
         if let Err(f) = verifier.feed(line, record) {
             return Ok(Err(f));
         }
-        if line % 65_536 == 0 {
+        if line.is_multiple_of(65_536) {
             progress(line);
         }
     }
