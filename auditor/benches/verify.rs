@@ -140,6 +140,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    if let Some(i) = args.iter().position(|a| a == "--generate") {
+        // For profiling: write the bundle and stop.
+        generate(Path::new(&args[i + 1]), n);
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.jsonl");
     let small = dir.path().join("small.jsonl");

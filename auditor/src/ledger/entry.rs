@@ -677,7 +677,11 @@ pub fn check_text(field: &'static str, s: &str) -> Result<(), EntryError> {
         "must not be empty".to_string()
     } else if s.len() > MAX_TEXT {
         format!("{} bytes, at most {MAX_TEXT}", s.len())
-    } else if s.chars().any(char::is_control) {
+    } else if if s.is_ascii() {
+        s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        s.chars().any(char::is_control)
+    } {
         "contains a control character".to_string()
     } else {
         return Ok(());
@@ -694,23 +698,36 @@ pub fn parse_hash(field: &'static str, s: &str) -> Result<Hash, EntryError> {
     parse_hash_bytes(s.as_bytes()).ok_or_else(bad)
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Lowercase hex digit values; 0xff marks every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 fn parse_hash_bytes(b: &[u8]) -> Option<Hash> {
-    if b.len() != 64 {
-        return None;
-    }
+    let b: &[u8; 64] = b.try_into().ok()?;
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    let mut bad = 0u8;
+    for (i, o) in out.iter_mut().enumerate() {
+        let (hi, lo) = (
+            HEX_VALUE[b[2 * i] as usize],
+            HEX_VALUE[b[2 * i + 1] as usize],
+        );
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    // Valid digits are below 16, so any 0xff leaves high bits set.
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// Parses an ISO 3166-1 alpha-2 code (two uppercase ASCII letters).

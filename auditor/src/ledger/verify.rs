@@ -231,6 +231,7 @@ pub struct Summary {
 pub struct Verifier {
     trust: String,
     trusted_checkpoint: Option<String>,
+    trusted_size: Option<u64>,
     trusted_root_at: Option<(u64, Hash)>,
     origin: Option<String>,
     listed: Vec<VerifierKey>,
@@ -254,6 +255,7 @@ impl Verifier {
         Self {
             trust: trust.trim().to_string(),
             trusted_checkpoint: None,
+            trusted_size: None,
             trusted_root_at: None,
             origin: None,
             listed: Vec::new(),
@@ -275,13 +277,11 @@ impl Verifier {
     /// Also requires the bundle to reach a checkpoint obtained out of band (this is what
     /// detects a bundle cut short after a checkpoint, with a forged end record).
     pub fn with_trusted_checkpoint(mut self, note: &str) -> Self {
+        self.trusted_size = parse_note(note)
+            .ok()
+            .and_then(|n| n.text.lines().nth(1)?.parse().ok());
         self.trusted_checkpoint = Some(note.to_string());
         self
-    }
-
-    fn expected_size(&self) -> Option<u64> {
-        let note = parse_note(self.trusted_checkpoint.as_deref()?).ok()?;
-        note.text.lines().nth(1)?.parse().ok()
     }
 
     /// Feeds one record found at `line`.
@@ -442,7 +442,7 @@ impl Verifier {
         self.frontier.push(leaf);
         self.prev = leaf;
         self.prev_line = line;
-        if let Some(size) = self.expected_size()
+        if let Some(size) = self.trusted_size
             && size == self.frontier.size()
         {
             self.trusted_root_at = Some((size, self.frontier.root()));
