@@ -71,11 +71,11 @@ async fn raw_inserts(url: &str, rows: &[EntryRow]) -> Duration {
     let db = Db::connect(url).await.unwrap();
     let d = match &db {
         Db::Sqlite(p) => {
-            sqlx::query("CREATE TABLE raw_entries (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, body TEXT NOT NULL, object_id TEXT)")
+            sqlx::query("CREATE TABLE raw_entries (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, body TEXT NOT NULL, object_key BIGINT)")
                 .execute(p)
                 .await
                 .unwrap();
-            sqlx::query("CREATE INDEX raw_entries_object ON raw_entries (object_id)")
+            sqlx::query("CREATE INDEX raw_entries_object ON raw_entries (object_key)")
                 .execute(p)
                 .await
                 .unwrap();
@@ -84,13 +84,13 @@ async fn raw_inserts(url: &str, rows: &[EntryRow]) -> Duration {
                 let mut tx = p.begin().await.unwrap();
                 for chunk in batch.chunks(2000) {
                     let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO raw_entries (seq, leaf, body, object_id) ",
+                        "INSERT INTO raw_entries (seq, leaf, body, object_key) ",
                     );
                     qb.push_values(chunk, |mut b, r| {
                         b.push_bind(r.seq as i64)
                             .push_bind(r.leaf.to_vec())
                             .push_bind(r.body.clone())
-                            .push_bind(r.object_id.clone());
+                            .push_bind(r.object_key);
                     });
                     qb.build().execute(&mut *tx).await.unwrap();
                 }
@@ -99,22 +99,22 @@ async fn raw_inserts(url: &str, rows: &[EntryRow]) -> Duration {
             t.elapsed()
         }
         Db::Postgres(p) => {
-            sqlx::query("CREATE TABLE raw_entries (seq BIGINT PRIMARY KEY, leaf BYTEA NOT NULL, body TEXT NOT NULL, object_id TEXT)")
+            sqlx::query("CREATE TABLE raw_entries (seq BIGINT PRIMARY KEY, leaf BYTEA NOT NULL, body TEXT NOT NULL, object_key BIGINT)")
                 .execute(p)
                 .await
                 .unwrap();
-            sqlx::query("CREATE INDEX raw_entries_object ON raw_entries (object_id)")
+            sqlx::query("CREATE INDEX raw_entries_object ON raw_entries (object_key)")
                 .execute(p)
                 .await
                 .unwrap();
             let t = Instant::now();
             for batch in rows.chunks(BATCH) {
                 let mut tx = p.begin().await.unwrap();
-                sqlx::query("INSERT INTO raw_entries (seq, leaf, body, object_id) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::text[])")
+                sqlx::query("INSERT INTO raw_entries (seq, leaf, body, object_key) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])")
                     .bind(batch.iter().map(|r| r.seq as i64).collect::<Vec<_>>())
                     .bind(batch.iter().map(|r| r.leaf.to_vec()).collect::<Vec<_>>())
                     .bind(batch.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
-                    .bind(batch.iter().map(|r| r.object_id.clone()).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|r| r.object_key).collect::<Vec<_>>())
                     .execute(&mut *tx)
                     .await
                     .unwrap();
@@ -167,15 +167,15 @@ async fn main() {
         .iter()
         .map(|(t, b)| {
             let s = seq.seal(*t, b.clone());
-            let object_id = match b {
-                Body::Observation(o) => Some(o.object.id.clone()),
+            let object_key = match b {
+                Body::Observation(o) => Some(hexagone_auditor::store::db::object_key(&o.object.id)),
                 Body::KeyRotation { .. } => None,
             };
             EntryRow {
                 seq: s.seq,
                 leaf: s.leaf,
                 body: s.text,
-                object_id,
+                object_key,
             }
         })
         .collect();
