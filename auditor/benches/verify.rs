@@ -15,7 +15,7 @@ use hexagone_auditor::ledger::Sequencer;
 use hexagone_auditor::ledger::entry::{
     Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
 };
-use hexagone_auditor::ledger::verify::{Verifier, verify_bundle};
+use hexagone_auditor::ledger::verify::{Verifier, verify_bundle, verify_bundle_parallel};
 use sha2::{Digest, Sha256};
 
 const ORIGIN: &str = "bench.hexagone/ledger";
@@ -92,7 +92,18 @@ fn plain_sha256(path: &Path) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Verifies as `hexagone-auditor verify` does (two worker threads).
 fn verify_file(path: &Path) -> u64 {
+    let input = std::fs::File::open(path).unwrap();
+    let trust = key().verifier().fingerprint();
+    verify_bundle_parallel(input, Verifier::new(&trust), 2, |_| {})
+        .unwrap()
+        .unwrap_or_else(|f| panic!("bench bundle invalid: {f}"))
+        .entries
+}
+
+/// Verifies on one thread.
+fn verify_file_sequential(path: &Path) -> u64 {
     let input = BufReader::with_capacity(1 << 20, std::fs::File::open(path).unwrap());
     let trust = key().verifier().fingerprint();
     verify_bundle(input, Verifier::new(&trust), |_| {})
@@ -173,9 +184,16 @@ fn main() {
         hex::encode(&digest[..4])
     );
     println!(
-        "verify: {n} entries in {verify:.2?} ({:.0} entries/s, {:.0} MB/s)",
+        "verify (2 worker threads): {n} entries in {verify:.2?} ({:.0} entries/s, {:.0} MB/s)",
         n as f64 / verify.as_secs_f64(),
         bytes as f64 / 1e6 / verify.as_secs_f64()
+    );
+    let t = Instant::now();
+    assert_eq!(verify_file_sequential(&big), n);
+    let sequential = t.elapsed();
+    println!(
+        "verify on one thread: {sequential:.2?} (ratio to plain SHA-256 {:.2}x)",
+        sequential.as_secs_f64() / sha.as_secs_f64()
     );
     let ratio = verify.as_secs_f64() / sha.as_secs_f64();
     println!(
