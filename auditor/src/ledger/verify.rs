@@ -679,6 +679,8 @@ pub fn verify_bundle<R: std::io::BufRead>(
 /// Bytes per block handed to a worker by [`verify_bundle_parallel`].
 const BLOCK: usize = 1 << 20;
 
+// Nearly every item is an entry: boxing it would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Entry(Prepared),
     Other(Vec<u8>),
