@@ -227,11 +227,46 @@ pub struct Summary {
     pub verdicts: [u64; 3],
 }
 
+/// What the sequential checks need of a decoded entry (the rest was checked by decoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFacts {
+    /// Sequence number.
+    pub seq: u64,
+    /// Recorded previous leaf hash.
+    pub prev: Hash,
+    /// The announced key, for a key-rotation entry.
+    pub new_key: Option<String>,
+    /// Verdict class: 0 compliant, 1 violation, 2 unknown (observations).
+    pub verdict: Option<u8>,
+}
+
+impl From<Entry> for EntryFacts {
+    fn from(e: Entry) -> Self {
+        let (new_key, verdict) = match e.body {
+            Body::KeyRotation { new_key } => (Some(new_key), None),
+            Body::Observation(o) => (
+                None,
+                Some(match o.verdict {
+                    Verdict::Compliant => 0,
+                    Verdict::Violation(_) => 1,
+                    Verdict::Unknown(_) => 2,
+                }),
+            ),
+        };
+        Self {
+            seq: e.seq,
+            prev: e.prev,
+            new_key,
+            verdict,
+        }
+    }
+}
+
 /// An entry record decoded and leaf-hashed, ready for [`Verifier::feed_prepared`].
 #[derive(Debug)]
 pub struct Prepared {
-    /// The decoded entry, or why it does not decode.
-    pub entry: Result<Entry, EntryError>,
+    /// The decoded entry's facts, or why it does not decode.
+    pub entry: Result<EntryFacts, EntryError>,
     /// RFC 6962 leaf hash of the record's bytes.
     pub leaf: Hash,
 }
@@ -240,7 +275,7 @@ impl Prepared {
     /// Decodes and hashes one entry's bytes.
     pub fn new(bytes: &[u8]) -> Self {
         Self {
-            entry: Entry::decode(bytes),
+            entry: Entry::decode(bytes).map(EntryFacts::from),
             leaf: leaf_hash(bytes),
         }
     }
@@ -392,7 +427,7 @@ impl Verifier {
 
     fn entry(&mut self, line: u64, bytes: &[u8]) -> Result<(), Finding> {
         let prepared = Prepared {
-            entry: Entry::decode_with(bytes, &mut self.scratch),
+            entry: Entry::decode_with(bytes, &mut self.scratch).map(EntryFacts::from),
             leaf: leaf_hash(bytes),
         };
         self.feed_prepared(line, prepared)
@@ -458,8 +493,8 @@ impl Verifier {
                 },
             });
         }
-        match &entry.body {
-            Body::KeyRotation { new_key } => {
+        match (&entry.new_key, entry.verdict) {
+            (Some(new_key), _) => {
                 let key = VerifierKey::parse(new_key)
                     .map_err(|e| at(Problem::BadRotation(e.to_string())))?;
                 if Some(key.name()) != self.origin.as_deref() {
@@ -474,13 +509,8 @@ impl Verifier {
                 self.chain.push(key);
                 self.pending_rotation = Some(entry.seq);
             }
-            Body::Observation(o) => {
-                self.verdicts[match o.verdict {
-                    Verdict::Compliant => 0,
-                    Verdict::Violation(_) => 1,
-                    Verdict::Unknown(_) => 2,
-                }] += 1;
-            }
+            (None, Some(v)) => self.verdicts[usize::from(v)] += 1,
+            (None, None) => {}
         }
         let leaf = prepared.leaf;
         self.frontier.push(leaf);
