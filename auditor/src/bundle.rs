@@ -184,34 +184,47 @@ impl<R: BufRead> BundleReader<R> {
         }
         self.line += 1;
         let line = self.line;
-        let bad = |why: String| BundleError::Malformed { line, why };
         let Some(content) = self.buf.strip_suffix(b"\n") else {
-            return Err(bad(if n > MAX_LINE {
-                format!("longer than {MAX_LINE} bytes")
-            } else {
-                "incomplete last line (the bundle is truncated)".into()
-            }));
+            return Err(BundleError::Malformed {
+                line,
+                why: unterminated(n),
+            });
         };
-        if let Some(rest) = content.strip_prefix(ENTRY_PREFIX) {
-            let Some(entry) = rest.strip_suffix(b"}") else {
-                return Err(bad("entry record does not end with `}`".into()));
-            };
-            return Ok(Some(Record::Entry(entry)));
-        }
-        let parsed: Line = serde_json::from_slice(content)
-            .map_err(|e| bad(format!("not a bundle record: {e}")))?;
-        Ok(Some(match parsed {
-            Line::Bundle(h) => Record::Header {
-                format: h.format,
-                origin: h.origin,
-            },
-            Line::Key(k) => Record::Key(k),
-            Line::Checkpoint(c) => Record::Checkpoint(c),
-            Line::End(e) => Record::End {
-                entries: e.entries,
-                checkpoints: e.checkpoints,
-            },
-        }))
+        parse_record(line, content).map(Some)
+    }
+}
+
+/// Parses one line (without its newline) as a record; `line` is its 1-based number.
+pub fn parse_record(line: u64, content: &[u8]) -> Result<Record<'_>, BundleError> {
+    let bad = |why: String| BundleError::Malformed { line, why };
+    if let Some(rest) = content.strip_prefix(ENTRY_PREFIX) {
+        let Some(entry) = rest.strip_suffix(b"}") else {
+            return Err(bad("entry record does not end with `}`".into()));
+        };
+        return Ok(Record::Entry(entry));
+    }
+    let parsed: Line =
+        serde_json::from_slice(content).map_err(|e| bad(format!("not a bundle record: {e}")))?;
+    Ok(match parsed {
+        Line::Bundle(h) => Record::Header {
+            format: h.format,
+            origin: h.origin,
+        },
+        Line::Key(k) => Record::Key(k),
+        Line::Checkpoint(c) => Record::Checkpoint(c),
+        Line::End(e) => Record::End {
+            entries: e.entries,
+            checkpoints: e.checkpoints,
+        },
+    })
+}
+
+/// The message for a line without newline: too long, or the bundle stops mid-line.
+pub fn unterminated(len: usize) -> String {
+    if len > MAX_LINE {
+        format!("longer than {MAX_LINE} bytes")
+    } else {
+        "incomplete last line (the bundle is truncated)".into()
     }
 }
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::entry::Timestamp;
-use crate::ledger::verify::{Verifier, verify_bundle};
+use crate::ledger::verify::{Verifier, verify_bundle_parallel};
 use crate::store::{Advanced, Ledger};
 
 /// Default database: a SQLite file in the current directory.
@@ -376,15 +376,16 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
         verifier = verifier.with_trusted_checkpoint(&note);
     }
-    let input: Box<dyn BufRead> = if a.bundle == "-" {
-        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock()))
+    let input: Box<dyn std::io::Read + Send> = if a.bundle == "-" {
+        Box::new(std::io::stdin())
     } else {
         let f = std::fs::File::open(&a.bundle).with_context(|| format!("opening {}", a.bundle))?;
-        Box::new(BufReader::with_capacity(1 << 20, f))
+        Box::new(f)
     };
     let mut progress = Progress::new();
     let started = Instant::now();
-    let result = verify_bundle(input, verifier, |lines| {
+    // Two workers decode and hash entries while this thread checks order, chain and tree.
+    let result = verify_bundle_parallel(input, verifier, 2, |lines| {
         progress.update(|| format!("verified {lines} records ({:.0?})", started.elapsed()))
     })
     .with_context(|| format!("reading {}", a.bundle))?;

@@ -24,9 +24,10 @@ CREATE TABLE ledger_entries (
     seq BIGINT PRIMARY KEY,
     leaf BYTEA NOT NULL,
     body TEXT NOT NULL,
-    object_id TEXT
+    object_key BIGINT
 );
-CREATE INDEX ledger_entries_object ON ledger_entries (object_id);
+-- First 8 bytes of SHA-256(object identifier): a small index key for proofs by object.
+CREATE INDEX ledger_entries_object ON ledger_entries (object_key);
 
 -- Every signed checkpoint ever issued.
 CREATE TABLE ledger_checkpoints (

@@ -53,21 +53,24 @@ impl Timestamp {
     }
 
     fn write(self, out: &mut String) {
-        let secs = self.0.div_euclid(1000);
-        let ms = self.0.rem_euclid(1000);
-        let t = time::OffsetDateTime::from_unix_timestamp(secs)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let _ = write!(
-            out,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            ms
-        );
+        let days = self.0.div_euclid(86_400_000);
+        let ms_of_day = self.0.rem_euclid(86_400_000);
+        let (y, m, d) = civil_from_days(days);
+        let secs = ms_of_day / 1000;
+        push_digits(out, y as u64, 4);
+        out.push('-');
+        push_digits(out, m as u64, 2);
+        out.push('-');
+        push_digits(out, d as u64, 2);
+        out.push('T');
+        push_digits(out, (secs / 3600) as u64, 2);
+        out.push(':');
+        push_digits(out, (secs / 60 % 60) as u64, 2);
+        out.push(':');
+        push_digits(out, (secs % 60) as u64, 2);
+        out.push('.');
+        push_digits(out, (ms_of_day % 1000) as u64, 3);
+        out.push('Z');
     }
 
     /// Parses the canonical form `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 0000..9999).
@@ -94,14 +97,77 @@ impl Timestamp {
         let num = |r: std::ops::Range<usize>| -> i64 {
             b[r].iter().fold(0i64, |a, c| a * 10 + i64::from(c - b'0'))
         };
-        let month = time::Month::try_from(num(5..7) as u8).map_err(|_| bad("bad month"))?;
-        let date = time::Date::from_calendar_date(num(0..4) as i32, month, num(8..10) as u8)
-            .map_err(|_| bad("bad date"))?;
-        let tod = time::Time::from_hms(num(11..13) as u8, num(14..16) as u8, num(17..19) as u8)
-            .map_err(|_| bad("bad time of day"))?;
-        let secs = date.with_time(tod).assume_utc().unix_timestamp();
+        let (y, mo, d) = (num(0..4), num(5..7), num(8..10));
+        if !(1..=12).contains(&mo) {
+            return Err(bad("bad month"));
+        }
+        if d < 1 || d > days_in_month(y, mo) {
+            return Err(bad("bad date"));
+        }
+        let (h, mi, sec) = (num(11..13), num(14..16), num(17..19));
+        if h > 23 || mi > 59 || sec > 59 {
+            return Err(bad("bad time of day"));
+        }
+        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
         Ok(Self(secs * 1000 + num(20..23)))
     }
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Writes `v` in decimal, zero-padded to `width`.
+fn push_digits(out: &mut String, v: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while buf.len() - i < width {
+        i -= 1;
+        buf[i] = b'0';
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 /// Where an object lives, as the auditor names it: data store, object class, identifier.
@@ -298,9 +364,7 @@ impl Entry {
                     }
                     out.push_str(",\"asn\":");
                     match e.asn {
-                        Some(n) => {
-                            let _ = write!(out, "{n}");
-                        }
+                        Some(n) => push_digits(out, u64::from(n), 1),
                         None => out.push_str("null"),
                     }
                     out.push('}');
@@ -341,6 +405,16 @@ impl Entry {
 
     /// [`Entry::decode`] with a caller-owned buffer for the canonicality check (hot loops).
     pub fn decode_with(bytes: &[u8], scratch: &mut String) -> Result<Self, EntryError> {
+        match strict_decode(bytes) {
+            Ok(entry) => Ok(entry),
+            Err(Some(invalid)) => Err(invalid),
+            // Not in the exact canonical shape: the general parser says precisely why.
+            Err(None) => Self::diagnose(bytes, scratch),
+        }
+    }
+
+    /// Parses any JSON spelling of an entry, then insists on the canonical bytes.
+    fn diagnose(bytes: &[u8], scratch: &mut String) -> Result<Self, EntryError> {
         let raw: RawEntry<'_> =
             serde_json::from_slice(bytes).map_err(|e| EntryError::Syntax(e.to_string()))?;
         let entry = raw.into_entry()?;
@@ -355,6 +429,226 @@ impl Entry {
     }
 }
 
+/// A cursor that accepts exactly the canonical encoding, nothing else.
+struct Strict<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// `Err(None)`: not the canonical shape; `Err(Some(e))`: canonical shape, invalid value.
+type StrictResult<T> = Result<T, Option<EntryError>>;
+
+impl<'a> Strict<'a> {
+    fn lit(&mut self, s: &[u8]) -> StrictResult<()> {
+        if self.b[self.i..].starts_with(s) {
+            self.i += s.len();
+            Ok(())
+        } else {
+            Err(None)
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn uint(&mut self) -> StrictResult<u64> {
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(c @ b'0'..=b'9') = self.b.get(self.i).copied() {
+            v = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(c - b'0')))
+                .ok_or(None)?;
+            self.i += 1;
+        }
+        let len = self.i - start;
+        if len == 0 || (len > 1 && self.b[start] == b'0') {
+            return Err(None);
+        }
+        Ok(v)
+    }
+
+    /// A JSON string whose only escapes are `\"` and `\\`, without control bytes.
+    fn string(&mut self) -> StrictResult<Cow<'a, str>> {
+        if !self.eat(b'"') {
+            return Err(None);
+        }
+        let start = self.i;
+        let mut owned: Option<Vec<u8>> = None;
+        let mut seg = start;
+        loop {
+            let c = *self.b.get(self.i).ok_or(None)?;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let next = *self.b.get(self.i + 1).ok_or(None)?;
+                    if next != b'"' && next != b'\\' {
+                        return Err(None);
+                    }
+                    let o = owned.get_or_insert_with(Vec::new);
+                    o.extend_from_slice(&self.b[seg..self.i]);
+                    o.push(next);
+                    self.i += 2;
+                    seg = self.i;
+                }
+                0..=0x1f => return Err(None),
+                _ => self.i += 1,
+            }
+        }
+        let end = self.i;
+        self.i += 1;
+        match owned {
+            None => std::str::from_utf8(&self.b[start..end])
+                .map(Cow::Borrowed)
+                .map_err(|_| None),
+            Some(mut o) => {
+                o.extend_from_slice(&self.b[seg..end]);
+                String::from_utf8(o).map(Cow::Owned).map_err(|_| None)
+            }
+        }
+    }
+
+    fn text(&mut self, field: &'static str) -> StrictResult<String> {
+        let s = self.string()?;
+        check_text(field, &s).map_err(Some)?;
+        Ok(s.into_owned())
+    }
+
+    fn hash(&mut self, field: &'static str) -> StrictResult<Hash> {
+        if !self.eat(b'"') || self.b.len() < self.i + 65 || self.b[self.i + 64] != b'"' {
+            return Err(None);
+        }
+        let h = parse_hash_bytes(&self.b[self.i..self.i + 64]).ok_or_else(|| {
+            Some(EntryError::Field {
+                field,
+                problem: "not 64 lowercase hex digits".into(),
+            })
+        })?;
+        self.i += 65;
+        Ok(h)
+    }
+}
+
+fn strict_decode(bytes: &[u8]) -> StrictResult<Entry> {
+    let mut p = Strict { b: bytes, i: 0 };
+    p.lit(b"{\"v\":1,\"seq\":")?;
+    let seq = p.uint()?;
+    p.lit(b",\"time\":\"")?;
+    let time_bytes = bytes.get(p.i..p.i + 24).ok_or(None)?;
+    let time =
+        Timestamp::parse(std::str::from_utf8(time_bytes).map_err(|_| None)?).map_err(Some)?;
+    p.i += 24;
+    p.lit(b"\",\"prev\":")?;
+    let prev = p.hash("prev")?;
+    p.lit(b",\"kind\":\"")?;
+    let body = if p.lit(b"observation\",\"store\":").is_ok() {
+        let store = p.text("store")?;
+        p.lit(b",\"class\":")?;
+        let class = p.text("class")?;
+        p.lit(b",\"object\":")?;
+        let id = p.text("object")?;
+        p.lit(b",\"content\":")?;
+        let content = p.hash("content")?;
+        p.lit(b",\"evidence\":[")?;
+        let mut evidence = Vec::with_capacity(4);
+        if !p.eat(b']') {
+            loop {
+                p.lit(b"{\"source\":")?;
+                let source = EvidenceSource::parse(&p.string()?).map_err(Some)?;
+                p.lit(b",\"country\":")?;
+                let country = if p.lit(b"null").is_ok() {
+                    None
+                } else {
+                    Some(parse_country(&p.string()?).map_err(Some)?)
+                };
+                p.lit(b",\"asn\":")?;
+                let asn = if p.lit(b"null").is_ok() {
+                    None
+                } else {
+                    Some(u32::try_from(p.uint()?).map_err(|_| None)?)
+                };
+                p.lit(b"}")?;
+                evidence.push(Evidence {
+                    source,
+                    country,
+                    asn,
+                });
+                if evidence.len() > MAX_ITEMS {
+                    return Err(None);
+                }
+                if p.eat(b']') {
+                    break;
+                }
+                p.lit(b",")?;
+            }
+        }
+        p.lit(b",\"verdict\":\"")?;
+        let verdict_name = if p.lit(b"compliant\"").is_ok() {
+            "compliant"
+        } else if p.lit(b"violation\"").is_ok() {
+            "violation"
+        } else if p.lit(b"unknown\"").is_ok() {
+            "unknown"
+        } else {
+            return Err(None);
+        };
+        p.lit(b",\"reasons\":[")?;
+        let mut reasons = Vec::new();
+        if !p.eat(b']') {
+            loop {
+                reasons.push(p.text("reasons")?);
+                if reasons.len() > MAX_ITEMS {
+                    return Err(None);
+                }
+                if p.eat(b']') {
+                    break;
+                }
+                p.lit(b",")?;
+            }
+        }
+        if verdict_name == "compliant" && !reasons.is_empty() {
+            return Err(None);
+        }
+        let verdict = make_verdict(verdict_name, reasons).map_err(Some)?;
+        check_verdict(&evidence, &verdict).map_err(Some)?;
+        p.lit(b",\"policy\":")?;
+        let policy = p.text("policy")?;
+        p.lit(b",\"policy_version\":")?;
+        let version = p.text("policy_version")?;
+        Body::Observation(Observation {
+            object: ObjectId { store, class, id },
+            content,
+            evidence,
+            verdict,
+            policy: PolicyRef {
+                id: policy,
+                version,
+            },
+        })
+    } else {
+        p.lit(b"key-rotation\",\"new_key\":")?;
+        Body::KeyRotation {
+            new_key: p.text("new_key")?,
+        }
+    };
+    p.lit(b"}")?;
+    if p.i != bytes.len() {
+        return Err(None);
+    }
+    Ok(Entry {
+        seq,
+        time,
+        prev,
+        body,
+    })
+}
+
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
@@ -366,12 +660,14 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 /// Writes a JSON string; only `"` and `\` are escaped because control characters are refused.
 fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
+    let mut rest = s;
+    while let Some(i) = rest.find(['"', '\\']) {
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push_str(&rest[i..=i]);
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -381,7 +677,11 @@ pub fn check_text(field: &'static str, s: &str) -> Result<(), EntryError> {
         "must not be empty".to_string()
     } else if s.len() > MAX_TEXT {
         format!("{} bytes, at most {MAX_TEXT}", s.len())
-    } else if s.chars().any(char::is_control) {
+    } else if if s.is_ascii() {
+        s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        s.chars().any(char::is_control)
+    } {
         "contains a control character".to_string()
     } else {
         return Ok(());
@@ -395,12 +695,39 @@ pub fn parse_hash(field: &'static str, s: &str) -> Result<Hash, EntryError> {
         field,
         problem: format!("{s:?} is not 64 lowercase hex digits"),
     };
-    if s.len() != 64 || s.bytes().any(|c| !matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(bad());
+    parse_hash_bytes(s.as_bytes()).ok_or_else(bad)
+}
+
+/// Lowercase hex digit values; 0xff marks every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+fn parse_hash_bytes(b: &[u8]) -> Option<Hash> {
+    let b: &[u8; 64] = b.try_into().ok()?;
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
-    Ok(out)
+    let mut bad = 0u8;
+    for (i, o) in out.iter_mut().enumerate() {
+        let (hi, lo) = (
+            HEX_VALUE[b[2 * i] as usize],
+            HEX_VALUE[b[2 * i + 1] as usize],
+        );
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    // Valid digits are below 16, so any 0xff leaves high bits set.
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// Parses an ISO 3166-1 alpha-2 code (two uppercase ASCII letters).
@@ -657,6 +984,12 @@ mod tests {
             )
         );
         assert_eq!(Entry::decode(text.as_bytes()).unwrap(), e);
+        // The fast strict parser takes canonical input itself; the general one agrees.
+        assert_eq!(strict_decode(text.as_bytes()).unwrap(), e);
+        assert_eq!(
+            Entry::diagnose(text.as_bytes(), &mut String::new()).unwrap(),
+            e
+        );
         check(&text, None);
         let rot = Entry {
             seq: 9,

@@ -144,7 +144,7 @@ impl Frontier {
 
     /// Parses what [`Frontier::to_bytes`] wrote.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TreeError> {
-        if bytes.len() < 8 || (bytes.len() - 8) % 32 != 0 {
+        if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(32) {
             return Err(TreeError::BadFrontier(format!("{} bytes", bytes.len())));
         }
         let size = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));

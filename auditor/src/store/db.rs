@@ -47,8 +47,8 @@ pub struct EntryRow {
     pub leaf: Hash,
     /// Canonical encoding.
     pub body: String,
-    /// Object identifier (observations only), for proofs by object.
-    pub object_id: Option<String>,
+    /// [`object_key`] of the object identifier (observations only), for proofs by object.
+    pub object_key: Option<i64>,
 }
 
 /// A key rotation to record with a head advance.
@@ -69,6 +69,13 @@ fn hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
     bytes
         .try_into()
         .map_err(|b: Vec<u8>| StoreError::Corrupt(format!("a stored hash has {} bytes", b.len())))
+}
+
+/// Index key of an object identifier: the first 8 bytes of its SHA-256, as a signed integer.
+pub fn object_key(object_id: &str) -> i64 {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(object_id.as_bytes());
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -261,18 +268,19 @@ macro_rules! shared_ops {
 
             pub async fn find_object(
                 pool: &$pool,
-                object_id: &str,
+                key: i64,
                 below: u64,
-            ) -> Result<Option<(u64, String)>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT seq, body FROM ledger_entries WHERE object_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1",
+            ) -> Result<Vec<(u64, String)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, body FROM ledger_entries WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT 64",
                 )
-                .bind(object_id)
+                .bind(key)
                 .bind(to_i64(below))
-                .fetch_optional(pool)
+                .fetch_all(pool)
                 .await?;
-                row.map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, r.try_get("body")?)))
-                    .transpose()
+                rows.into_iter()
+                    .map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, r.try_get("body")?)))
+                    .collect()
             }
         }
     };
@@ -325,7 +333,9 @@ impl Db {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(60));
+                .busy_timeout(Duration::from_secs(60))
+                // 64 MiB of page cache per connection keeps the index pages hot during appends.
+                .pragma("cache_size", "-65536");
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(60))
@@ -405,13 +415,13 @@ impl Db {
         dispatch!(self, checkpoints_from(from_size, limit))
     }
 
-    /// The latest entry about `object_id` below `below`.
+    /// The latest entries (newest first) whose object key is `key`, below `below`.
     pub async fn find_object(
         &self,
-        object_id: &str,
+        key: i64,
         below: u64,
-    ) -> Result<Option<(u64, String)>, StoreError> {
-        dispatch!(self, find_object(object_id, below))
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        dispatch!(self, find_object(key, below))
     }
 
     /// Appends rows in one transaction if the log still ends at (`next_seq`, `prev`);
@@ -431,13 +441,13 @@ impl Db {
                 }
                 for chunk in rows.chunks(SQLITE_CHUNK) {
                     let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO ledger_entries (seq, leaf, body, object_id) ",
+                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
                     );
                     qb.push_values(chunk, |mut b, r| {
                         b.push_bind(to_i64(r.seq))
                             .push_bind(r.leaf.to_vec())
                             .push_bind(r.body.clone())
-                            .push_bind(r.object_id.clone());
+                            .push_bind(r.object_key);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -453,11 +463,10 @@ impl Db {
                 let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
                 let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
                 let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
-                let objects: Vec<Option<String>> =
-                    rows.iter().map(|r| r.object_id.clone()).collect();
+                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
                 sqlx::query(
-                    "INSERT INTO ledger_entries (seq, leaf, body, object_id) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::text[])",
+                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
                 )
                 .bind(seqs)
                 .bind(leaves)

@@ -381,10 +381,17 @@ impl Ledger {
         let (Some(note), true) = (head.note.clone(), head.size > 0) else {
             return Err(StoreError::NoSuchObject(object_id.to_string()));
         };
-        let (seq, body) = self
+        let candidates = self
             .db
-            .find_object(object_id, head.size)
-            .await?
+            .find_object(db::object_key(object_id), head.size)
+            .await?;
+        // The key is a hash prefix: keep the newest entry that really names this object.
+        let (seq, body) = candidates
+            .into_iter()
+            .find(|(_, body)| {
+                matches!(Entry::decode(body.as_bytes()),
+                    Ok(Entry { body: Body::Observation(o), .. }) if o.object.id == object_id)
+            })
             .ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
         let path = self.inclusion_path(seq, head.size).await?;
         Ok(InclusionProof {
@@ -442,8 +449,8 @@ fn seal(next: u64, prev: Hash, items: &[(Timestamp, Body)]) -> Vec<EntryRow> {
             EntryRow {
                 seq: entry.seq,
                 leaf,
-                object_id: match body {
-                    Body::Observation(o) => Some(o.object.id.clone()),
+                object_key: match body {
+                    Body::Observation(o) => Some(db::object_key(&o.object.id)),
                     Body::KeyRotation { .. } => None,
                 },
                 body: text,

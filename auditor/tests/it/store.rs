@@ -106,7 +106,7 @@ async fn head_is_compare_and_swap(url: String) {
         seq: 3,
         leaf: [0; 32],
         body: "x".into(),
-        object_id: None,
+        object_key: None,
     }];
     assert!(!ledger.db().stage(3, &[0; 32], &rows).await.unwrap());
     // A key other than the one in force cannot sign.
