@@ -79,6 +79,31 @@ async fn sigkill_at_random_points_loses_no_acknowledged_entry() {
         }
         feeder.join().unwrap();
 
+        // Killed before the first checkpoint: nothing can have been acknowledged, and an
+        // empty ledger proves nothing to verify.
+        let probe = hexagone_auditor::store::Ledger::open(&db).await.unwrap();
+        let head = probe.head().await;
+        probe.close().await;
+        match head {
+            Err(hexagone_auditor::store::StoreError::NotInitialised) => {
+                assert_eq!(acked, 0, "round {round}: acknowledged entries but no log");
+                continue;
+            }
+            Ok(h) if h.size == 0 => {
+                assert_eq!(
+                    acked, 0,
+                    "round {round}: acknowledged entries but no checkpoint"
+                );
+                run_ok(
+                    &["checkpoint", "--db", &db, "--key", key.to_str().unwrap()],
+                    None,
+                );
+                continue;
+            }
+            other => {
+                other.unwrap();
+            }
+        }
         // After every kill: the signed ledger verifies and holds every acknowledged entry.
         let (_, res) = export_and_verify(&db, &vkey).await;
         let s = res.unwrap_or_else(|f| panic!("round {round}: ledger invalid after SIGKILL: {f}"));
