@@ -267,6 +267,8 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         }
         if since_checkpoint > 0 && (since_checkpoint >= every || eof) {
             while let Some(adv) = ledger.advance(&key, false).await? {
+                // Clear the progress line first: acks and progress may share one terminal.
+                progress.done();
                 ack(&mut stdout, &adv)?;
                 if adv.rotated {
                     bail!("the signing key was rotated meanwhile: use the new key");
