@@ -35,7 +35,27 @@ impl fmt::Display for Basis {
 }
 
 /// What a security officer attests about one node: the spec of the `NodeAttestation` resource.
+///
+/// Only a security-officer role may create it (see `manifests/rbac/`); a kubelet cannot.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "k8s",
+    derive(kube::CustomResource),
+    kube(
+        group = "hexagone.fr",
+        version = "v1alpha1",
+        kind = "NodeAttestation",
+        shortname = "nat",
+        category = "hexagone",
+        doc = "A security officer's attestation of where a node is and who hosts it, made outside the node's reach.",
+        printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
+        printcolumn = r#"{"name":"Country","type":"string","jsonPath":".spec.country"}"#,
+        printcolumn = r#"{"name":"Company","type":"string","jsonPath":".spec.hostingCompany"}"#,
+        printcolumn = r#"{"name":"Basis","type":"string","jsonPath":".spec.basis"}"#,
+        printcolumn = r#"{"name":"Until","type":"string","jsonPath":".spec.validUntil"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttestationSpec {
@@ -58,6 +78,7 @@ pub struct AttestationSpec {
     /// The person or office attesting (shown in reports).
     pub attested_by: String,
     /// End of validity, RFC 3339 (`2027-06-30T00:00:00Z`); an expired attestation attests nothing.
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub valid_until: String,
 }
 

@@ -102,6 +102,14 @@ pub enum Observation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         missing: Option<Gap>,
     },
+    /// An address the node reports that is not an IP address: its network cannot be known,
+    /// so it blocks compliance rather than being silently dropped.
+    UnreadableAddress {
+        /// The Kubernetes address type (`ExternalIP`, `InternalIP`).
+        address_type: String,
+        /// The value as reported.
+        value: String,
+    },
 }
 
 impl Observation {
@@ -111,7 +119,9 @@ impl Observation {
             Observation::TopologyLabel { .. } => Source::TopologyLabel,
             Observation::Attestation { .. } => Source::Attestation,
             Observation::Address { .. } => Source::Address,
-            Observation::NetworkOperator { .. } => Source::NetworkOperator,
+            Observation::NetworkOperator { .. } | Observation::UnreadableAddress { .. } => {
+                Source::NetworkOperator
+            }
         }
     }
 }
@@ -233,6 +243,13 @@ impl fmt::Display for Fact<'_> {
                     None => Ok(()),
                 }
             }
+            Observation::UnreadableAddress {
+                address_type,
+                value,
+            } => write!(
+                f,
+                "the node reports {address_type} {value:?}, which is not an IP address, so its network is unknown"
+            ),
             Observation::Address {
                 address,
                 country: Some(c),

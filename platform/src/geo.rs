@@ -568,7 +568,7 @@ fn parse_file(
         why,
     };
     let tail = &bytes[bytes.len().saturating_sub(128 * 1024)..];
-    let (table, format, built) = if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER) {
+    let (table, format, built, flat) = if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER) {
         let mmdb_err = |source| GeoError::Mmdb {
             path: path.to_owned(),
             source,
@@ -579,14 +579,15 @@ fn parse_file(
             .ok()
             .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
         let table = RangeTable::from_mmdb(&reader, field).map_err(mmdb_err)?;
-        (table, format!("MaxMind DB {kind}"), built)
+        let flat = !kind.starts_with("Geo");
+        (table, format!("MaxMind DB {kind}"), built, flat)
     } else {
         let text = String::from_utf8(bytes).map_err(|_| GeoError::Csv {
             path: path.to_owned(),
             line: 0,
             message: "neither a MaxMind DB nor UTF-8 CSV text".into(),
         })?;
-        (RangeTable::parse(path, &text)?, "range CSV".to_owned(), None)
+        (RangeTable::parse(path, &text)?, "range CSV".to_owned(), None, true)
     };
     let holds_asn = table.values.iter().any(|r| r.asn.is_some());
     let holds_country = table
@@ -609,16 +610,19 @@ fn parse_file(
                 if holds_asn { " (an AS number file?)" } else { "" }
             )));
         }
-        // ip-location-db names its files by what they hold: iptoasn-country is the registration
-        // country of the announcing network, the others (geo-whois-asn-country, dbip-country,
-        // geolite2-country) are locations. A file named for one role is refused in the other.
-        "location" if lower.contains("iptoasn") => {
+        // A flat file holds one country per range and cannot say which kind. ip-location-db
+        // names its files by what they hold: iptoasn-country is the registration country of the
+        // announcing network, the others (geo-whois-asn-country, dbip-country, geolite2-country)
+        // are locations. A flat file named for one role is refused in the other. (GeoIP2 files
+        // hold both `country` and `registered_country` and serve either role.)
+        "location" if flat && lower.contains("iptoasn") => {
             return Err(wrong(
                 "its name says it holds registration countries (iptoasn-country)".into(),
             ));
         }
         "registration"
-            if ["geo-whois", "dbip-", "geolite2-country", "geolite2-city", "geo-asn"]
+            if flat
+                && ["geo-whois", "dbip-", "geolite2-country", "geolite2-city", "geo-asn"]
                 .iter()
                 .any(|n| lower.contains(n)) =>
         {

@@ -57,6 +57,10 @@ pub struct NodeDescription {
     /// Its addresses.
     #[serde(default)]
     pub addresses: Vec<NodeAddress>,
+    /// Addresses of type `ExternalIP` or `InternalIP` that are not IP addresses, as
+    /// (type, value): reported in the evaluation, never dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_addresses: Vec<(String, String)>,
 }
 
 impl NodeDescription {
@@ -70,6 +74,7 @@ impl NodeDescription {
                 kind: AddressKind::External,
                 address,
             }],
+            unreadable_addresses: Vec::new(),
         }
     }
 

@@ -21,6 +21,25 @@ pub const SOURCE_COUNT: u8 = 3;
 
 /// A locality policy: allowed countries, allowed network operators, how evidence must agree.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "k8s",
+    derive(kube::CustomResource),
+    kube(
+        group = "hexagone.fr",
+        version = "v1alpha1",
+        kind = "LocalityPolicy",
+        root = "LocalityPolicyResource",
+        status = "crate::k8s::LocalityPolicyStatus",
+        shortname = "lp",
+        category = "hexagone",
+        doc = "What \"in France\" (or \"in the EU\") means for one data classification, and which nodes meet it.",
+        printcolumn = r#"{"name":"Classification","type":"string","jsonPath":".spec.classification"}"#,
+        printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+        printcolumn = r#"{"name":"Eligible","type":"integer","jsonPath":".status.eligibleNodes"}"#,
+        printcolumn = r#"{"name":"Nodes","type":"integer","jsonPath":".status.evaluatedNodes"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalityPolicy {
@@ -337,6 +356,13 @@ impl LocalityPolicy {
     pub fn digest(&self) -> String {
         let json = serde_json::to_vec(self).expect("a policy always serializes");
         crate::jurisdiction::sha256_tag(&json)
+    }
+
+    /// Checks the rules that span fields (what [`LocalityPolicy::from_yaml`] checks after
+    /// parsing), for a policy read another way, such as a custom resource's spec.
+    pub fn validate(&self) -> Result<(), String> {
+        self.check()
+            .map_err(|(path, message)| format!("{}: {message}", render_path(&path)))
     }
 
     /// Checks that span fields; the path names the field to point at.

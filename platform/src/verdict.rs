@@ -350,6 +350,12 @@ pub fn observe(
         observations.push(locate(address, geo));
         observations.push(network_operator(address, geo));
     }
+    for (address_type, value) in &node.unreadable_addresses {
+        observations.push(Observation::UnreadableAddress {
+            address_type: address_type.clone(),
+            value: value.clone(),
+        });
+    }
     Facts {
         subject: node.name.clone(),
         subject_kind: kind,
@@ -411,6 +417,44 @@ fn network_operator(address: IpAddr, geo: &GeoSnapshot) -> Observation {
         registered,
         missing: reg_missing.or(asn_missing),
     }
+}
+
+/// Whether the operator may set the attested label, and to what: only from a valid attestation
+/// that no address of the node contradicts (an address located in another country). `Err` says
+/// why the label must not be there.
+pub fn attested_label(facts: &Facts) -> Result<Country, String> {
+    let (attestation, status) = facts
+        .observations
+        .iter()
+        .find_map(|o| match o {
+            Observation::Attestation {
+                attestation,
+                status,
+                ..
+            } => Some((attestation.as_ref(), status)),
+            _ => None,
+        })
+        .unwrap_or((None, &AttestationStatus::Missing));
+    let a = match (attestation, status) {
+        (Some(a), AttestationStatus::Valid) => a,
+        (Some(a), status) => return Err(format!("NodeAttestation {} {status}", a.name)),
+        (None, _) => return Err("no NodeAttestation names the node".into()),
+    };
+    for o in &facts.observations {
+        if let Observation::Address {
+            address,
+            country: Some(c),
+            ..
+        } = o
+            && *c != a.country
+        {
+            return Err(format!(
+                "NodeAttestation {} says {}, but address {address} is in {c}",
+                a.name, a.country
+            ));
+        }
+    }
+    Ok(a.country)
 }
 
 /// Weighs recorded facts against a policy. Deterministic: the same facts and policy always give
@@ -548,6 +592,9 @@ fn weigh(
         }
         Observation::Address { country, .. } => {
             (address_controller, *country, place(policy, *country))
+        }
+        Observation::UnreadableAddress { .. } => {
+            (address_controller, None, Assessment::Inconclusive)
         }
         Observation::NetworkOperator {
             address,
