@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
-use hexagone_platform::{Attestation, AttestationSpec, Basis, LocalityPolicy, NodeDescription, evaluate};
+use hexagone_platform::{
+    Attestation, AttestationSpec, Basis, LocalityPolicy, NodeDescription, evaluate,
+};
 
 /// Real addresses of French and foreign networks, IPv4 and IPv6, and a few private ones.
 const ADDRESSES: &[&str] = &[
@@ -129,7 +131,13 @@ addresses: [{{type: InternalIP, address: 10.0.0.{i}}}, {{type: ExternalIP, addre
     if std::env::var_os("LOCALITY_BENCH_ONLY_EVALUATION").is_some() {
         // For profiling the evaluation alone.
         let full = rate(&nodes, budget, |n| {
-            black_box(evaluate(&policy, black_box(n), &attestations, &snapshot, now));
+            black_box(evaluate(
+                &policy,
+                black_box(n),
+                &attestations,
+                &snapshot,
+                now,
+            ));
         });
         println!("full evaluation: {full:.0} /s");
         return;
@@ -149,16 +157,32 @@ addresses: [{{type: InternalIP, address: 10.0.0.{i}}}, {{type: ExternalIP, addre
         black_box(snapshot.asn.lookup(black_box(*a)));
     });
     let full = rate(&nodes, budget, |n| {
-        black_box(evaluate(&policy, black_box(n), &attestations, &snapshot, now));
+        black_box(evaluate(
+            &policy,
+            black_box(n),
+            &attestations,
+            &snapshot,
+            now,
+        ));
     });
 
     let compliant: Vec<NodeDescription> = nodes
         .iter()
-        .filter(|n| evaluate(&policy, n, &attestations, &snapshot, now).verdict.is_compliant())
+        .filter(|n| {
+            evaluate(&policy, n, &attestations, &snapshot, now)
+                .verdict
+                .is_compliant()
+        })
         .cloned()
         .collect();
     let full_compliant = rate(&compliant, budget, |n| {
-        black_box(evaluate(&policy, black_box(n), &attestations, &snapshot, now));
+        black_box(evaluate(
+            &policy,
+            black_box(n),
+            &attestations,
+            &snapshot,
+            now,
+        ));
     });
     println!(
         "databases loaded (2 MMDB flattened, 2 CSV) in {:.2} s",

@@ -273,15 +273,30 @@ mod tests {
     fn the_valid_attestation_speaks() {
         check(&[], "None is missing");
         check(
-            &[attestation("a", "FR", "ovh://gra/1", "2027-01-01T00:00:00Z")],
+            &[attestation(
+                "a",
+                "FR",
+                "ovh://gra/1",
+                "2027-01-01T00:00:00Z",
+            )],
             "Some(\"a\") is valid",
         );
         check(
-            &[attestation("a", "FR", "ovh://gra/1", "2026-11-29T12:00:00Z")],
+            &[attestation(
+                "a",
+                "FR",
+                "ovh://gra/1",
+                "2026-11-29T12:00:00Z",
+            )],
             "Some(\"a\") has expired",
         );
         check(
-            &[attestation("a", "FR", "ovh://gra/9", "2027-01-01T00:00:00Z")],
+            &[attestation(
+                "a",
+                "FR",
+                "ovh://gra/9",
+                "2027-01-01T00:00:00Z",
+            )],
             "Some(\"a\") names provider ID ovh://gra/9, but the node's is ovh://gra/1",
         );
         check(

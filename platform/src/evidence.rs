@@ -17,9 +17,7 @@ use crate::node::ATTESTED_COUNTRY_LABEL;
 use crate::policy::{Asn, LocationSource};
 
 /// A source of evidence about a node.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Source {
     /// `topology.kubernetes.io/region` or `/zone`, mapped by the policy's region table.

@@ -559,16 +559,18 @@ fn parse_file(
 ) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
     use sha2::Digest;
     let sha256 = hex_lower(&sha2::Sha256::digest(&bytes));
-    let file = path
-        .file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let wrong = |why: String| GeoError::WrongRole {
         path: path.to_owned(),
         role,
         why,
     };
     let tail = &bytes[bytes.len().saturating_sub(128 * 1024)..];
-    let (table, format, built, flat) = if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER) {
+    let (table, format, built, flat) = if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER)
+    {
         let mmdb_err = |source| GeoError::Mmdb {
             path: path.to_owned(),
             source,
@@ -577,7 +579,10 @@ fn parse_file(
         let kind = reader.metadata().database_type.clone();
         let built = time::OffsetDateTime::from_unix_timestamp(reader.metadata().build_epoch as i64)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
         let table = RangeTable::from_mmdb(&reader, field).map_err(mmdb_err)?;
         let flat = !kind.starts_with("Geo");
         (table, format!("MaxMind DB {kind}"), built, flat)
@@ -587,7 +592,12 @@ fn parse_file(
             line: 0,
             message: "neither a MaxMind DB nor UTF-8 CSV text".into(),
         })?;
-        (RangeTable::parse(path, &text)?, "range CSV".to_owned(), None, true)
+        (
+            RangeTable::parse(path, &text)?,
+            "range CSV".to_owned(),
+            None,
+            true,
+        )
     };
     let holds_asn = table.values.iter().any(|r| r.asn.is_some());
     let holds_country = table
@@ -607,7 +617,11 @@ fn parse_file(
                 } else {
                     "country or country_code field"
                 },
-                if holds_asn { " (an AS number file?)" } else { "" }
+                if holds_asn {
+                    " (an AS number file?)"
+                } else {
+                    ""
+                }
             )));
         }
         // A flat file holds one country per range and cannot say which kind. ip-location-db
@@ -622,11 +636,19 @@ fn parse_file(
         }
         "registration"
             if flat
-                && ["geo-whois", "dbip-", "geolite2-country", "geolite2-city", "geo-asn"]
+                && [
+                    "geo-whois",
+                    "dbip-",
+                    "geolite2-country",
+                    "geolite2-city",
+                    "geo-asn",
+                ]
                 .iter()
                 .any(|n| lower.contains(n)) =>
         {
-            return Err(wrong("its name says it holds locations, not registrations".into()));
+            return Err(wrong(
+                "its name says it holds locations, not registrations".into(),
+            ));
         }
         _ => {}
     }

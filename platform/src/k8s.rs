@@ -7,13 +7,13 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use crate::attestation::NodeAttestation;
 use crate::attestation::Attestation;
+pub use crate::attestation::NodeAttestation;
 use crate::country::Country;
 use crate::geo::GeoSnapshot;
 use crate::node::{AddressKind, NodeAddress, NodeDescription};
-pub use crate::policy::LocalityPolicyResource;
 use crate::policy::LocalityPolicy;
+pub use crate::policy::LocalityPolicyResource;
 use crate::verdict::{Evaluation, SubjectKind, attested_label, judge, observe};
 
 /// Status of a `LocalityPolicy`: which nodes meet it, each with its verdict in one sentence.
@@ -53,6 +53,9 @@ pub struct NodeVerdict {
     /// One sentence per reason (empty when compliant).
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// One sentence per piece of evidence, each saying what it weighs.
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 impl NodeVerdict {
@@ -64,6 +67,7 @@ impl NodeVerdict {
             eligible: e.admits(),
             headline: e.headline(),
             reasons: e.reasons(),
+            evidence: e.evidence.iter().map(ToString::to_string).collect(),
         }
     }
 }

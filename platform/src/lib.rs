@@ -19,8 +19,8 @@ pub mod policy;
 mod schema;
 pub mod verdict;
 
-pub use country::{Country, CountryGroup, CountrySet, Territory};
 pub use attestation::{Attestation, AttestationSpec, AttestationStatus, Basis};
+pub use country::{Country, CountryGroup, CountrySet, Territory};
 pub use evidence::{Assessment, Breach, Controller, Evidence, Observation, Source};
 pub use geo::{DatabaseIdentity, GeoDatabases, GeoPaths, GeoSnapshot};
 pub use jurisdiction::ExtraEuControl;

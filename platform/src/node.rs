@@ -49,7 +49,11 @@ pub struct NodeDescription {
     /// The node (or endpoint) name, used in sentences.
     pub name: String,
     /// The node's `spec.providerID`, which binds an attestation to one machine.
-    #[serde(default, rename = "providerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "providerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub provider_id: Option<String>,
     /// Its labels.
     #[serde(default)]

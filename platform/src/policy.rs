@@ -428,7 +428,10 @@ impl LocalityPolicy {
         } else {
             SOURCE_COUNT
         };
-        if self.regions.is_empty() && self.required_sources.contains(&LocationSource::TopologyLabel)
+        if self.regions.is_empty()
+            && self
+                .required_sources
+                .contains(&LocationSource::TopologyLabel)
         {
             return Err((
                 vec![Key("requiredSources")],
@@ -609,11 +612,17 @@ onUnknown: violation
             "p.yaml:9:1: quorum: quorum 3 cannot be met: with an empty regions table topology labels place no node, so at most 2 sources can agree; expected at most 2 or a regions table",
         );
         check(
-            &GOOD.replace("  deniedAsns:", "  allowPrivateAddresses: true\n  deniedAsns:"),
+            &GOOD.replace(
+                "  deniedAsns:",
+                "  allowPrivateAddresses: true\n  deniedAsns:",
+            ),
             "p.yaml:6:3: networkOperator.allowPrivateAddresses: private addresses have no network operator and cannot be located, so the node's attestation must carry the proof; expected requiredSources to include attestation",
         );
         check(
-            &GOOD.replace("quorum: 3", "quorum: 3\nrequiredSources: [attestation, address, attestation]"),
+            &GOOD.replace(
+                "quorum: 3",
+                "quorum: 3\nrequiredSources: [attestation, address, attestation]",
+            ),
             "p.yaml:12:1: requiredSources[2]: Attestation is listed twice; expected each source at most once",
         );
         check(

@@ -420,8 +420,9 @@ fn network_operator(address: IpAddr, geo: &GeoSnapshot) -> Observation {
 }
 
 /// Whether the operator may set the attested label, and to what: only from a valid attestation
-/// that no address of the node contradicts (an address located in another country). `Err` says
-/// why the label must not be there.
+/// that the node's other evidence does not contradict (an address located in another country, a
+/// network under extra-EU control, an unreadable address). `Err` says why the label must not be
+/// there. Policy-independent: each policy still judges the node on its own rules.
 pub fn attested_label(facts: &Facts) -> Result<Country, String> {
     let (attestation, status) = facts
         .observations
@@ -441,17 +442,35 @@ pub fn attested_label(facts: &Facts) -> Result<Country, String> {
         (None, _) => return Err("no NodeAttestation names the node".into()),
     };
     for o in &facts.observations {
-        if let Observation::Address {
-            address,
-            country: Some(c),
-            ..
-        } = o
-            && *c != a.country
-        {
-            return Err(format!(
-                "NodeAttestation {} says {}, but address {address} is in {c}",
-                a.name, a.country
-            ));
+        match o {
+            Observation::Address {
+                address,
+                country: Some(c),
+                ..
+            } if *c != a.country => {
+                return Err(format!(
+                    "NodeAttestation {} says {}, but address {address} is in {c}",
+                    a.name, a.country
+                ));
+            }
+            // The label admits a node to placement: never on a network another jurisdiction
+            // controls, whatever an attestation says about the building it is in.
+            Observation::NetworkOperator {
+                address,
+                asn: Some(asn),
+                ..
+            } => {
+                if let Some(n) = ExtraEuControl::shipped().get(*asn) {
+                    return Err(format!(
+                        "address {address} is on network {asn}, controlled by {} ({})",
+                        n.parent, n.parent_country
+                    ));
+                }
+            }
+            Observation::UnreadableAddress { value, .. } => {
+                return Err(format!("the node reports an unreadable address {value:?}"));
+            }
+            _ => {}
         }
     }
     Ok(a.country)
@@ -500,7 +519,8 @@ pub fn judge(policy: &LocalityPolicy, facts: Facts) -> Evaluation {
             e.assessment,
             Assessment::Supports | Assessment::NotApplicable
         )
-    }) && (!operators.is_empty() || policy.network_operator.allow_private_addresses);
+    }) && (!operators.is_empty()
+        || policy.network_operator.allow_private_addresses);
 
     let verdict = if !contradicting.is_empty() {
         Verdict::Violation(contradicting)
@@ -517,7 +537,11 @@ pub fn judge(policy: &LocalityPolicy, facts: Facts) -> Evaluation {
         if !jurisdiction && operators.is_empty() {
             reasons.push(Reason::JurisdictionUnproven);
         }
-        reasons.extend(missing_required.into_iter().map(Reason::RequiredSourceMissing));
+        reasons.extend(
+            missing_required
+                .into_iter()
+                .map(Reason::RequiredSourceMissing),
+        );
         if supporting.len() < usize::from(quorum) {
             reasons.push(Reason::QuorumNotMet {
                 supporting: supporting.len() as u8,
@@ -719,8 +743,8 @@ pub enum ReplayError {
 /// Reads a serialized evaluation back and judges its facts again under `policy`: the policy
 /// must be the one recorded (same digest), and the verdict must come out the same.
 pub fn replay(recorded_json: &str, policy: &LocalityPolicy) -> Result<Evaluation, ReplayError> {
-    let r: Recorded = serde_json::from_str(recorded_json)
-        .map_err(|e| ReplayError::Malformed(e.to_string()))?;
+    let r: Recorded =
+        serde_json::from_str(recorded_json).map_err(|e| ReplayError::Malformed(e.to_string()))?;
     let given = policy.digest();
     if r.policy_digest != given {
         return Err(ReplayError::PolicyChanged {
@@ -1043,8 +1067,14 @@ requiredSources: [attestation]
             })
         );
         // A record whose facts were edited replays to the verdict the facts give.
-        let moved = json.replace("\"country\":\"FR\",\"missing\"", "\"country\":\"US\",\"missing\"");
-        let moved = moved.replace("\"address\":\"51.38.0.1\",\"country\":\"FR\"", "\"address\":\"51.38.0.1\",\"country\":\"US\"");
+        let moved = json.replace(
+            "\"country\":\"FR\",\"missing\"",
+            "\"country\":\"US\",\"missing\"",
+        );
+        let moved = moved.replace(
+            "\"address\":\"51.38.0.1\",\"country\":\"FR\"",
+            "\"address\":\"51.38.0.1\",\"country\":\"US\"",
+        );
         assert!(matches!(
             replay(&moved, &policy),
             Err(ReplayError::VerdictDiffers { .. })

@@ -49,8 +49,8 @@ fn the_qualified_operator_allow_list_names_french_networks() {
     let p = policy("france-diffusion-restreinte");
     let text =
         std::fs::read_to_string(policies_dir().join("france-diffusion-restreinte.yaml")).unwrap();
-    let asn_csv = std::fs::read_to_string(crate::util::vendored_dir().join("asn/asn-ipv4.csv"))
-        .unwrap();
+    let asn_csv =
+        std::fs::read_to_string(crate::util::vendored_dir().join("asn/asn-ipv4.csv")).unwrap();
     assert!(p.network_operator.allowed_asns.len() >= 4);
     for asn in &p.network_operator.allowed_asns {
         assert!(ExtraEuControl::shipped().get(*asn).is_none(), "{asn}");
@@ -99,7 +99,11 @@ fn the_extra_eu_control_list_matches_the_vendored_data() {
             // Registration data may place a range of a multinational elsewhere; US parents'
             // own networks must at least not be registered in the EU.
             if n.registered.as_str() == "US" {
-                assert!(!hexagone_platform::CountryGroup::Eu.contains(c), "{}: {c}", n.asn);
+                assert!(
+                    !hexagone_platform::CountryGroup::Eu.contains(c),
+                    "{}: {c}",
+                    n.asn
+                );
             }
         }
         assert!(!hexagone_platform::CountryGroup::Eu.contains(n.parent_country));
@@ -110,7 +114,13 @@ fn the_extra_eu_control_list_matches_the_vendored_data() {
 /// its addresses, even the attested label set without an attestation) is ever compliant.
 #[test]
 fn no_node_controlled_evidence_is_ever_compliant_under_the_strict_policies() {
-    let regions = [None, Some("fr-par"), Some("gra"), Some("eu-west-3"), Some("nope")];
+    let regions = [
+        None,
+        Some("fr-par"),
+        Some("gra"),
+        Some("eu-west-3"),
+        Some("nope"),
+    ];
     let labels = [None, Some("FR"), Some("DE")];
     let addresses: [&[&str]; 8] = [
         &[],
@@ -136,7 +146,9 @@ fn no_node_controlled_evidence_is_ever_compliant_under_the_strict_policies() {
                             yaml += &format!("  topology.kubernetes.io/zone: {z}\n");
                         }
                         if let Some(l) = label {
-                            yaml += &format!("  node-restriction.kubernetes.io/hexagone-country: {l}\n");
+                            yaml += &format!(
+                                "  node-restriction.kubernetes.io/hexagone-country: {l}\n"
+                            );
                         }
                         yaml += "addresses:\n";
                         for a in addrs {
@@ -145,7 +157,8 @@ fn no_node_controlled_evidence_is_ever_compliant_under_the_strict_policies() {
                         if yaml.ends_with("labels:\naddresses:\n") {
                             yaml = yaml.replace("labels:\n", "");
                         }
-                        let e = evaluate_yaml(policy_name, &yaml.replace("addresses:\n\n", ""), &[]);
+                        let e =
+                            evaluate_yaml(policy_name, &yaml.replace("addresses:\n\n", ""), &[]);
                         assert!(!e.verdict.is_compliant(), "{policy_name}: {e}");
                         judged += 1;
                     }
@@ -178,7 +191,10 @@ fn a_broken_policy_file_names_file_line_and_field() {
     let path = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(policies_dir().join("france-standard.yaml"))
         .unwrap()
-        .replace("  allowedCountries: [EU]", "  allowedCountries: [EU]\n  deniedAsns: [AS0]");
+        .replace(
+            "  allowedCountries: [EU]",
+            "  allowedCountries: [EU]\n  deniedAsns: [AS0]",
+        );
     std::fs::write(&path, text).unwrap();
     let err = LocalityPolicy::from_file(&path).unwrap_err().to_string();
     let expected = format!(

@@ -55,10 +55,26 @@ const STD: &str = "france-standard";
 #[test]
 fn qualified_french_operators_comply_with_diffusion_restreinte_when_attested() {
     for (address, region, network) in [
-        ("51.38.1.1", "gra", "network AS16276 (OVH SAS) of address 51.38.1.1"),
-        ("2001:41d0:8::1", "rbx", "network AS16276 (OVH SAS) of address 2001:41d0:8::1"),
-        ("46.231.144.1", "cloudgouv-eu-west-1", "network AS50624 (Outscale SASU) of address 46.231.144.1"),
-        ("45.15.212.1", "fr-par", "network AS33930 (Cloud Temple SAS) of address 45.15.212.1"),
+        (
+            "51.38.1.1",
+            "gra",
+            "network AS16276 (OVH SAS) of address 51.38.1.1",
+        ),
+        (
+            "2001:41d0:8::1",
+            "rbx",
+            "network AS16276 (OVH SAS) of address 2001:41d0:8::1",
+        ),
+        (
+            "46.231.144.1",
+            "cloudgouv-eu-west-1",
+            "network AS50624 (Outscale SASU) of address 46.231.144.1",
+        ),
+        (
+            "45.15.212.1",
+            "fr-par",
+            "network AS33930 (Cloud Temple SAS) of address 45.15.212.1",
+        ),
     ] {
         check(
             DR,
@@ -82,9 +98,15 @@ fn qualified_french_operators_comply_with_diffusion_restreinte_when_attested() {
 #[test]
 fn french_operators_without_qualification_are_refused_for_diffusion_restreinte() {
     for (address, network) in [
-        ("51.15.0.1", "network AS12876 (Scaleway SAS) of address 51.15.0.1"),
+        (
+            "51.15.0.1",
+            "network AS12876 (Scaleway SAS) of address 51.15.0.1",
+        ),
         ("2.3.0.1", "network AS3215 (Orange S.A.) of address 2.3.0.1"),
-        ("78.192.0.1", "network AS12322 (Free SAS) of address 78.192.0.1"),
+        (
+            "78.192.0.1",
+            "network AS12322 (Free SAS) of address 78.192.0.1",
+        ),
     ] {
         check(
             DR,
@@ -95,7 +117,9 @@ fn french_operators_without_qualification_are_refused_for_diffusion_restreinte()
                 "violation",
                 [
                     &format!("address {address} is in FR, an allowed country"),
-                    &format!("{network} is registered in FR, and this network is not on the policy's allow list"),
+                    &format!(
+                        "{network} is registered in FR, and this network is not on the policy's allow list"
+                    ),
                 ],
             ),
         );
@@ -129,9 +153,9 @@ fn hyperscaler_regions_in_france_are_never_compliant() {
                     .find(|e| e.source == Source::NetworkOperator)
                     .unwrap();
                 assert!(
-                    operator.to_string().ends_with(&format!(
-                        "but it is controlled by {parent}, outside the EU"
-                    )),
+                    operator
+                        .to_string()
+                        .ends_with(&format!("but it is controlled by {parent}, outside the EU")),
                     "{operator}"
                 );
             }
@@ -143,13 +167,21 @@ fn hyperscaler_regions_in_france_are_never_compliant() {
 fn us_parent_subsidiaries_registered_in_the_eu_are_refused() {
     // IBM France (registered FR), Akamai International (NL), AWS European Sovereign Cloud (DE).
     for (address, registered, parent) in [
-        ("64.208.250.1", "FR", "International Business Machines Corporation"),
+        (
+            "64.208.250.1",
+            "FR",
+            "International Business Machines Corporation",
+        ),
         ("2.16.0.1", "NL", "Akamai Technologies, Inc."),
         // Not in the registration data at all: the AS number alone decides.
         ("2001:3fc0::1", "", "Amazon.com, Inc."),
     ] {
         for policy in [DR, EU, STD] {
-            let e = evaluate_yaml(policy, &node(address, "fr-par"), &[attestation("node-1", "FR")]);
+            let e = evaluate_yaml(
+                policy,
+                &node(address, "fr-par"),
+                &[attestation("node-1", "FR")],
+            );
             let operator = e
                 .evidence
                 .iter()
@@ -296,7 +328,11 @@ fn vendored_asn_data_has_few_overlaps() {
 
 #[test]
 fn evaluations_name_the_databases_they_used() {
-    let e = evaluate_yaml(DR, &node("51.38.1.1", "gra"), &[attestation("node-1", "FR")]);
+    let e = evaluate_yaml(
+        DR,
+        &node("51.38.1.1", "gra"),
+        &[attestation("node-1", "FR")],
+    );
     let ids: Vec<(String, String, bool, usize)> = e
         .facts
         .databases
@@ -313,14 +349,29 @@ fn evaluations_name_the_databases_they_used() {
     assert_eq!(
         ids,
         [
-            ("location".into(), "geo-whois-asn-country.mmdb".into(), true, 64),
-            ("registration".into(), "iptoasn-country.mmdb".into(), true, 64),
+            (
+                "location".into(),
+                "geo-whois-asn-country.mmdb".into(),
+                true,
+                64
+            ),
+            (
+                "registration".into(),
+                "iptoasn-country.mmdb".into(),
+                true,
+                64
+            ),
             ("AS number".into(), "asn-ipv4.csv".into(), false, 64),
             ("AS number".into(), "asn-ipv6.csv".into(), false, 64),
         ]
     );
     let json = serde_json::to_value(&e).unwrap();
-    assert!(json["policyDigest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        json["policyDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     assert!(
         json["extraEuControlDigest"]
             .as_str()

@@ -60,7 +60,11 @@ pub fn attestation(node: &str, country: &str) -> Attestation {
 }
 
 /// Evaluates a node given as YAML under a shipped policy, with these attestations.
-pub fn evaluate_yaml(policy_name: &str, node_yaml: &str, attestations: &[Attestation]) -> Evaluation {
+pub fn evaluate_yaml(
+    policy_name: &str,
+    node_yaml: &str,
+    attestations: &[Attestation],
+) -> Evaluation {
     let node: NodeDescription = serde_yaml::from_str(node_yaml).unwrap();
     evaluate(&policy(policy_name), &node, attestations, geo(), now())
 }

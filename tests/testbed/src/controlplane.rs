@@ -379,13 +379,7 @@ impl ControlPlane {
         );
         let pair = self.ca.client(&self.pki, &name, user, group)?;
         let path = self.pki.join(format!("{name}.kubeconfig"));
-        kubeconfig::write(
-            &path,
-            &self.server_url(),
-            &self.ca.cert_pem(),
-            user,
-            &pair,
-        )?;
+        kubeconfig::write(&path, &self.server_url(), &self.ca.cert_pem(), user, &pair)?;
         Ok(path)
     }
 
