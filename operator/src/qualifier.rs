@@ -151,7 +151,7 @@ impl NodeQualifier {
     }
 
     /// One pass over every node and policy; returns how long until the next one is due (the
-    /// next attestation expiry, at most [`RESYNC`]).
+    /// next attestation expiry, at most five minutes).
     pub async fn pass(&self) -> Result<Duration, QualifyError> {
         let nodes_api = Api::<Node>::all(self.client.clone());
         let nodes = nodes_api

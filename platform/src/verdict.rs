@@ -972,7 +972,7 @@ addresses: [{type: InternalIP, address: 192.168.1.4}]
                 "quorum: 3\nrequiredSources: [attestation, address]",
                 "quorum: 1\nrequiredSources: [attestation]",
             ),
-            &node.replace("", ""),
+            node,
             &att,
             "[violation] lab is in violation under Diffusion Restreinte: the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which does not establish the operator's jurisdiction
   - the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing
