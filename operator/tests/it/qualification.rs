@@ -295,6 +295,52 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
     );
     assert_eq!(s.eligible_nodes, 0);
 
+    // Another attested node's kubelet moves it onto a US-controlled network (AWS Paris, located
+    // in FR): the attestation still says FR, the address is still in FR, but the label goes.
+    bed.add_nodes(&[FakeNode::new("ovh-to-aws")
+        .label("topology.kubernetes.io/region", "gra")
+        .external_ip("51.38.6.6".parse()?)])
+        .await?;
+    create_attestation(&officer, &attestation("ovh-to-aws", "FR", LATER)).await?;
+    eventually("ovh-to-aws eligible and labelled", || {
+        let admin = admin.clone();
+        async move {
+            let got = verdicts(&admin, "dr").await?;
+            let l = label(&admin, "ovh-to-aws").await;
+            match got.get("ovh-to-aws") {
+                Some((v, true)) if v == "compliant" && l.as_deref() == Some("FR") => Ok(()),
+                other => Err(format!("{other:?} label {l:?}")),
+            }
+        }
+    })
+    .await?;
+    Api::<Node>::all(bed.kubelet_client("ovh-to-aws").await?)
+        .patch_status(
+            "ovh-to-aws",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"addresses": [
+                {"type": "ExternalIP", "address": "15.188.0.2"},
+                {"type": "Hostname", "address": "ovh-to-aws"}
+            ]}})),
+        )
+        .await?;
+    eventually("ovh-to-aws refused on a US-controlled network", || {
+        let admin = admin.clone();
+        async move {
+            let got = verdicts(&admin, "dr").await?;
+            let l = label(&admin, "ovh-to-aws").await;
+            let ev = events(&admin, "ovh-to-aws").await;
+            let removed = ev.iter().any(|(r, n)| {
+                r == "AttestedLabelRemoved" && n.contains("controlled by Amazon.com, Inc. (US)")
+            });
+            match got.get("ovh-to-aws") {
+                Some((v, false)) if v == "violation" && l.is_none() && removed => Ok(()),
+                other => Err(format!("{other:?} label {l:?} events {ev:?}")),
+            }
+        }
+    })
+    .await?;
+
     // An attestation that expires while the operator runs: eligible, then not, without any
     // other change in the cluster (the operator schedules a pass at the expiry).
     bed.add_nodes(&[FakeNode::new("ovh-short")
