@@ -299,7 +299,7 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
     // in FR): the attestation still says FR, the address is still in FR, but the label goes.
     bed.add_nodes(&[FakeNode::new("ovh-to-aws")
         .label("topology.kubernetes.io/region", "gra")
-        .external_ip("51.38.6.6".parse()?)])
+        .external_ip("51.38.1.6".parse()?)])
         .await?;
     create_attestation(&officer, &attestation("ovh-to-aws", "FR", LATER)).await?;
     eventually("ovh-to-aws eligible and labelled", || {
