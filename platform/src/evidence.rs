@@ -327,7 +327,7 @@ impl fmt::Display for Evidence {
                 parent_country,
             }) => write!(
                 f,
-                ", but it is controlled by {parent} ({parent_country}), outside the EU"
+                ", and it is controlled by {parent} ({parent_country}), outside the EU"
             ),
             Assessment::Contradicts(Breach::LabelWithoutAttestation) => {
                 f.write_str(", a label no valid attestation stands behind")

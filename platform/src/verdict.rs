@@ -920,11 +920,11 @@ labels: {topology.kubernetes.io/region: eu-west-3}
 addresses: [{type: ExternalIP, address: '::ffff:15.188.0.9'}]
 ",
             &[attestation("aws-1", "FR", "2027-01-01T00:00:00Z")],
-            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, but it is controlled by Amazon.com, Inc. (US), outside the EU
+            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
   - topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, an allowed country
   - NodeAttestation aws-1-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
   - address 15.188.0.9 is in FR, an allowed country
-  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, but it is controlled by Amazon.com, Inc. (US), outside the EU
+  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
 ",
         );
     }

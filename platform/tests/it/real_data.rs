@@ -155,7 +155,7 @@ fn hyperscaler_regions_in_france_are_never_compliant() {
                 assert!(
                     operator
                         .to_string()
-                        .ends_with(&format!("but it is controlled by {parent}, outside the EU")),
+                        .ends_with(&format!("and it is controlled by {parent}, outside the EU")),
                     "{operator}"
                 );
             }
@@ -279,7 +279,7 @@ fn eu_policy_accepts_attested_eu_operators_only() {
             "violation",
             [
                 "address 3.2.99.1 is in US, outside the allowed countries (EU)",
-                "network AS8987 (Amazon Data Services Ireland Ltd) of address 3.2.99.1 is registered in IE, but it is controlled by Amazon.com, Inc. (US), outside the EU",
+                "network AS8987 (Amazon Data Services Ireland Ltd) of address 3.2.99.1 is registered in IE, and it is controlled by Amazon.com, Inc. (US), outside the EU",
             ],
         ),
     );
