@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
 use hexagone_platform::k8s::NodeAttestation;
-use hexagone_platform::{Attestation, LocalityPolicy, NodeDescription, evaluate};
+use hexagone_platform::{
+    Attestation, LocalityPolicy, NodeDescription, SubjectKind, judge, observe,
+};
 
 /// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
 const VENDORED_GEO_DIR: &str = concat!(
@@ -79,12 +81,21 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
         .map(|p| read_attestation(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let geo = GeoDatabases::open(&paths).context("opening the geolocation databases")?;
-    let evaluation = evaluate(
+    // An address alone is an endpoint the caller names, not a node's claim about itself.
+    let kind = if args.address.is_some() {
+        SubjectKind::Endpoint
+    } else {
+        SubjectKind::Node
+    };
+    let evaluation = judge(
         &policy,
-        &node,
-        &attestations,
-        &geo.snapshot(),
-        time::OffsetDateTime::now_utc(),
+        observe(
+            &node,
+            kind,
+            &attestations,
+            &geo.snapshot(),
+            time::OffsetDateTime::now_utc(),
+        ),
     );
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&evaluation)?)
