@@ -50,6 +50,31 @@ async fn events(client: &Client, node: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits until `node` has `verdict` (and eligibility) under policy `dr` and the attested label
+/// `label_value`.
+async fn expect_node(
+    admin: &Client,
+    node: &str,
+    verdict: &str,
+    label_value: Option<&str>,
+) -> anyhow::Result<()> {
+    let eligible = verdict == "compliant";
+    eventually(&format!("{node} {verdict}, label {label_value:?}"), || {
+        let admin = admin.clone();
+        async move {
+            let got = verdicts(&admin, "dr").await?;
+            let l = label(&admin, node).await;
+            match got.get(node) {
+                Some((v, e)) if v == verdict && *e == eligible && l.as_deref() == label_value => {
+                    Ok(())
+                }
+                other => Err(format!("{other:?} label {l:?}")),
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
     let _turn = util::serial().await;
@@ -227,19 +252,7 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
     Api::<NodeAttestation>::all(officer.clone())
         .delete("outscale-1-attestation", &DeleteParams::default())
         .await?;
-    eventually("outscale-1 loses its label and eligibility", || {
-        let admin = admin.clone();
-        async move {
-            let got = verdicts(&admin, "dr").await?;
-            let l = label(&admin, "outscale-1").await;
-            if got["outscale-1"] == ("violation".to_owned(), false) && l.is_none() {
-                Ok(())
-            } else {
-                Err(format!("{:?} label {l:?}", got["outscale-1"]))
-            }
-        }
-    })
-    .await?;
+    expect_node(&admin, "outscale-1", "violation", None).await?;
     eventually("an Event says outscale-1 changed verdict", || {
         let admin = admin.clone();
         async move {
@@ -270,19 +283,7 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
             ]}})),
         )
         .await?;
-    eventually("ovh-gra-1 refused after moving abroad", || {
-        let admin = admin.clone();
-        async move {
-            let got = verdicts(&admin, "dr").await?;
-            let l = label(&admin, "ovh-gra-1").await;
-            if got["ovh-gra-1"] == ("violation".to_owned(), false) && l.is_none() {
-                Ok(())
-            } else {
-                Err(format!("{:?} label {l:?}", got["ovh-gra-1"]))
-            }
-        }
-    })
-    .await?;
+    expect_node(&admin, "ovh-gra-1", "violation", None).await?;
     let s = Api::<LocalityPolicyResource>::all(admin.clone())
         .get("dr")
         .await?
@@ -302,18 +303,7 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
         .external_ip("51.38.1.6".parse()?)])
         .await?;
     create_attestation(&officer, &attestation("ovh-to-aws", "FR", LATER)).await?;
-    eventually("ovh-to-aws eligible and labelled", || {
-        let admin = admin.clone();
-        async move {
-            let got = verdicts(&admin, "dr").await?;
-            let l = label(&admin, "ovh-to-aws").await;
-            match got.get("ovh-to-aws") {
-                Some((v, true)) if v == "compliant" && l.as_deref() == Some("FR") => Ok(()),
-                other => Err(format!("{other:?} label {l:?}")),
-            }
-        }
-    })
-    .await?;
+    expect_node(&admin, "ovh-to-aws", "compliant", Some("FR")).await?;
     Api::<Node>::all(bed.kubelet_client("ovh-to-aws").await?)
         .patch_status(
             "ovh-to-aws",
@@ -350,29 +340,8 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
     let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(25);
     let until = until.format(&time::format_description::well_known::Rfc3339)?;
     create_attestation(&officer, &attestation("ovh-short", "FR", &until)).await?;
-    eventually("ovh-short eligible while attested", || {
-        let admin = admin.clone();
-        async move {
-            let got = verdicts(&admin, "dr").await?;
-            match got.get("ovh-short") {
-                Some((v, true)) if v == "compliant" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await?;
-    eventually("ovh-short refused once its attestation expired", || {
-        let admin = admin.clone();
-        async move {
-            let got = verdicts(&admin, "dr").await?;
-            let l = label(&admin, "ovh-short").await;
-            match got.get("ovh-short") {
-                Some((v, false)) if v == "violation" && l.is_none() => Ok(()),
-                other => Err(format!("{other:?} label {l:?}")),
-            }
-        }
-    })
-    .await?;
+    expect_node(&admin, "ovh-short", "compliant", Some("FR")).await?;
+    expect_node(&admin, "ovh-short", "violation", None).await?;
     operator.check_running()?;
     Ok(())
 }
