@@ -57,4 +57,27 @@ mod tests {
             );
         }
     }
+
+    /// The samples ops start from are valid resources, and the sample policy is the shipped one.
+    #[test]
+    fn samples_are_valid() {
+        use hexagone_platform::LocalityPolicy;
+        use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        let policy: LocalityPolicyResource = serde_yaml::from_str(&read(
+            "manifests/samples/localitypolicy-diffusion-restreinte.yaml",
+        ))
+        .unwrap();
+        policy.spec.validate().unwrap();
+        let shipped = LocalityPolicy::from_yaml(
+            &read("policies/france-diffusion-restreinte.yaml"),
+            "policies/france-diffusion-restreinte.yaml",
+        )
+        .unwrap();
+        assert_eq!(policy.spec.digest(), shipped.digest());
+        let attestation: NodeAttestation =
+            serde_yaml::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
+        assert_eq!(attestation.spec.country.as_str(), "FR");
+    }
 }

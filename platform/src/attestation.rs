@@ -63,6 +63,7 @@ pub struct AttestationSpec {
     pub node_name: String,
     /// The node's `spec.providerID` (which a node cannot change once set), binding the
     /// attestation to one machine rather than to a name any new node could take.
+    #[serde(rename = "providerID")]
     pub provider_id: String,
     /// The country the node is in, as an ISO 3166-1 alpha-2 code (FR).
     pub country: Country,
