@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
-use hexagone_platform::{LocalityPolicy, NodeDescription, evaluate};
+use hexagone_platform::k8s::NodeAttestation;
+use hexagone_platform::{
+    Attestation, LocalityPolicy, NodeDescription, SubjectKind, judge, observe,
+};
 
 /// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
 const VENDORED_GEO_DIR: &str = concat!(
@@ -25,6 +28,10 @@ pub struct LocateArgs {
     /// object as printed by `kubectl get node NAME -o yaml`.
     #[arg(long, value_name = "FILE")]
     pub node: Option<PathBuf>,
+    /// A NodeAttestation (YAML, as `kubectl get nodeattestation NAME -o yaml` prints it) to
+    /// weigh with the node. Repeatable.
+    #[arg(long = "attestation", value_name = "FILE")]
+    pub attestations: Vec<PathBuf>,
     /// The locality policy (YAML), for example `policies/france-diffusion-restreinte.yaml`.
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
@@ -68,8 +75,28 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
             slot.clone_from(given);
         }
     }
+    let attestations = args
+        .attestations
+        .iter()
+        .map(|p| read_attestation(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let geo = GeoDatabases::open(&paths).context("opening the geolocation databases")?;
-    let evaluation = evaluate(&policy, &node, &geo.snapshot());
+    // An address alone is an endpoint the caller names, not a node's claim about itself.
+    let kind = if args.address.is_some() {
+        SubjectKind::Endpoint
+    } else {
+        SubjectKind::Node
+    };
+    let evaluation = judge(
+        &policy,
+        observe(
+            &node,
+            kind,
+            &attestations,
+            &geo.snapshot(),
+            time::OffsetDateTime::now_utc(),
+        ),
+    );
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&evaluation)?)
     } else {
@@ -118,38 +145,29 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// Reads a node description, or the parts of a Kubernetes Node object the engine needs.
+/// Reads a node description, or a Kubernetes Node object (through the platform's Node bridge,
+/// which keeps unreadable addresses as evidence instead of dropping them).
 fn read_node(path: &Path) -> anyhow::Result<NodeDescription> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read node file {}", path.display()))?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("node file {} is not YAML", path.display()))?;
     if value.get("kind").and_then(|k| k.as_str()) == Some("Node") {
-        let meta = value.get("metadata");
-        let node = NodeDescription {
-            name: meta
-                .and_then(|m| m.get("name"))
-                .and_then(|n| n.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            labels: match meta.and_then(|m| m.get("labels")) {
-                Some(l) => serde_yaml::from_value(l.clone())
-                    .with_context(|| format!("{}: metadata.labels", path.display()))?,
-                None => Default::default(),
-            },
-            addresses: match value.get("status").and_then(|s| s.get("addresses")) {
-                Some(serde_yaml::Value::Sequence(items)) => items
-                    .iter()
-                    // Hostname and InternalDNS entries are not IP addresses.
-                    .filter_map(|a| serde_yaml::from_value(a.clone()).ok())
-                    .collect(),
-                _ => Vec::new(),
-            },
-        };
-        return Ok(node);
+        let node: k8s_openapi::api::core::v1::Node = serde_yaml::from_value(value)
+            .with_context(|| format!("node file {} is not a valid Node", path.display()))?;
+        return Ok(hexagone_platform::k8s::describe(&node));
     }
     serde_yaml::from_value(value)
         .with_context(|| format!("node file {} is not a node description", path.display()))
+}
+
+/// Reads a NodeAttestation resource.
+fn read_attestation(path: &Path) -> anyhow::Result<Attestation> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read attestation file {}", path.display()))?;
+    let resource: NodeAttestation = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a NodeAttestation", path.display()))?;
+    Ok(hexagone_platform::k8s::attestations(std::slice::from_ref(&resource)).remove(0))
 }
 
 #[cfg(test)]
@@ -175,6 +193,7 @@ mod tests {
         let args = LocateArgs {
             address: address.map(|a| a.parse().unwrap()),
             node: node.clone(),
+            attestations: vec![],
             policy: PathBuf::from(format!("{POLICIES}/{policy}.yaml")),
             geo_dir: None,
             geo_db: vec![],
@@ -200,7 +219,7 @@ mod tests {
             "france-diffusion-restreinte",
             Ok(1),
         );
-        check(Some("5.9.0.1"), None, "eu-secnumcloud", Ok(0));
+        check(Some("5.9.0.1"), None, "eu-secnumcloud", Ok(1));
         check(
             None,
             Some(
@@ -212,8 +231,32 @@ status:
   addresses: [{type: Hostname, address: scw-par-1}, {type: ExternalIP, address: 51.15.0.1}]
 ",
             ),
+            // The attested label without an attestation behind it is a violation.
+            "france-standard",
+            Ok(1),
+        );
+        let plain = "kind: Node
+metadata:
+  name: scw-par-1
+  labels: {topology.kubernetes.io/region: fr-par}
+status:
+  addresses: [{type: ExternalIP, address: 51.15.0.1}]
+";
+        check(None, Some(plain), "france-standard", Ok(0));
+        // The issue's case: French label and address, no attestation: refused for DR.
+        check(
+            None,
+            Some(
+                "kind: Node
+metadata:
+  name: scw-par-1
+  labels: {topology.kubernetes.io/region: fr-par}
+status:
+  addresses: [{type: ExternalIP, address: 51.15.0.1}]
+",
+            ),
             "france-diffusion-restreinte",
-            Ok(0),
+            Ok(1),
         );
         check(
             Some("51.15.0.1"),

@@ -156,6 +156,16 @@ static V6: &[(u128, u8, ReservedRange)] = &[
 /// Everything outside 2000::/3 that the table above does not name.
 static V6_NOT_GLOBAL: ReservedRange = r("outside 2000::/3", "non-global-unicast IPv6", "RFC 4291");
 
+/// The special-purpose range written `cidr` (as in [`ReservedRange::cidr`]), for reading back a
+/// recorded evaluation.
+pub fn reserved_by_cidr(cidr: &str) -> Option<&'static ReservedRange> {
+    V4.iter()
+        .map(|(_, _, r)| r)
+        .chain(V6.iter().map(|(_, _, r)| r))
+        .chain(std::iter::once(&V6_NOT_GLOBAL))
+        .find(|r| r.cidr == cidr)
+}
+
 /// The form an address is looked up in: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) becomes IPv4.
 pub fn canonical(addr: IpAddr) -> IpAddr {
     addr.to_canonical()

@@ -1,69 +1,91 @@
-//! Evidence: what one source says about where a node is, judged against a policy, in one sentence.
+//! Evidence: what one source observed about where a node is, who controls that source, and how it
+//! weighs against a policy, in one sentence.
+//!
+//! Observations are facts, recorded as they were seen (a label's value, where an address
+//! geolocates, which attestation names the node); they never depend on a policy, so a recorded
+//! evaluation can be judged again later ([`crate::verdict::judge`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
+use crate::attestation::{AttestationRecord, AttestationStatus};
 use crate::country::{Country, CountrySet};
 use crate::geo::Gap;
-use crate::policy::Asn;
+use crate::node::ATTESTED_COUNTRY_LABEL;
+use crate::policy::{Asn, LocationSource};
 
-/// An independent source of evidence about a node's location.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// A source of evidence about a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Source {
     /// `topology.kubernetes.io/region` or `/zone`, mapped by the policy's region table.
     TopologyLabel,
-    /// The operator's label under `node-restriction.kubernetes.io/`.
-    AttestedLabel,
-    /// Where the public address is, according to the location database.
-    Geolocation,
-    /// The network (AS) of the address and the country its operator is registered in.
+    /// A NodeAttestation (and its mirror, the `node-restriction.kubernetes.io/` label).
+    Attestation,
+    /// Where one of the node's addresses geolocates.
+    Address,
+    /// Who operates the network of an address: jurisdiction, not location.
     NetworkOperator,
 }
 
 impl Source {
-    /// All sources, in the order evidence is listed.
-    pub const ALL: [Source; 4] = [
-        Source::TopologyLabel,
-        Source::AttestedLabel,
-        Source::Geolocation,
-        Source::NetworkOperator,
-    ];
+    /// The location source this is, or `None` for the network operator (jurisdiction).
+    pub fn location(self) -> Option<LocationSource> {
+        match self {
+            Source::TopologyLabel => Some(LocationSource::TopologyLabel),
+            Source::Attestation => Some(LocationSource::Attestation),
+            Source::Address => Some(LocationSource::Address),
+            Source::NetworkOperator => None,
+        }
+    }
 }
 
-/// What a source observed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Who controls a source, and so who could lie through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Controller {
+    /// The node itself: a kubelet sets its topology labels and reports its own addresses, and
+    /// everything derived from an address (location, AS number, registration) follows it.
+    Node,
+    /// The cluster's security officer, through a NodeAttestation a kubelet cannot write.
+    SecurityOfficer,
+    /// Neither: an endpoint declared in the auditor's own inventory.
+    Neither,
+}
+
+/// What a source observed: facts only, never a judgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Observation {
-    /// A topology label and the country the policy's region table gives it.
+    /// A topology label (`key` is the label key; `value` is `None` when the node has none).
     TopologyLabel {
         /// The label key.
-        key: &'static str,
-        /// Its value (a region or zone name); `None` when the node has neither label.
+        key: Cow<'static, str>,
+        /// Its value, a region or zone name.
         value: Option<String>,
-        /// The country the region table maps the value to.
-        country: Option<Country>,
     },
-    /// The operator's attested label.
-    AttestedLabel {
-        /// The label key.
-        key: &'static str,
-        /// Its value, `None` when absent.
-        value: Option<String>,
-        /// The value as a country, when it is one.
-        country: Option<Country>,
+    /// The attestation that names the node, if any, and the attested label the node carries.
+    Attestation {
+        /// The value of the `node-restriction.kubernetes.io/hexagone-country` label, if set.
+        label: Option<String>,
+        /// The attestation considered (the valid one, or the latest invalid one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attestation: Option<AttestationRecord>,
+        /// Whether it holds for this node now.
+        status: AttestationStatus,
     },
     /// Where an address is.
-    Geolocation {
+    Address {
         /// The address, canonical form.
         address: IpAddr,
         /// Its country.
         country: Option<Country>,
         /// Why there is no country, when there is none.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         missing: Option<Gap>,
     },
     /// Who operates the network of an address.
@@ -71,30 +93,36 @@ pub enum Observation {
         /// The address, canonical form.
         address: IpAddr,
         /// Its autonomous system.
-        #[serde(serialize_with = "ser_asn")]
         asn: Option<Asn>,
-        /// The AS organisation.
-        #[serde(serialize_with = "ser_org")]
+        /// The AS organisation (shared with the database's record).
         organisation: Option<Arc<str>>,
         /// Where the network is registered.
         registered: Option<Country>,
         /// Why something is missing, when it is.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         missing: Option<Gap>,
+    },
+    /// An address the node reports that is not an IP address: its network cannot be known,
+    /// so it blocks compliance rather than being silently dropped.
+    UnreadableAddress {
+        /// The Kubernetes address type (`ExternalIP`, `InternalIP`).
+        address_type: String,
+        /// The value as reported.
+        value: String,
     },
 }
 
-fn ser_asn<S: Serializer>(asn: &Option<Asn>, s: S) -> Result<S::Ok, S::Error> {
-    match asn {
-        Some(a) => s.serialize_some(&a.0),
-        None => s.serialize_none(),
-    }
-}
-
-fn ser_org<S: Serializer>(org: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
-    match org {
-        Some(o) => s.serialize_some(&**o),
-        None => s.serialize_none(),
+impl Observation {
+    /// The source that made this observation.
+    pub fn source(&self) -> Source {
+        match self {
+            Observation::TopologyLabel { .. } => Source::TopologyLabel,
+            Observation::Attestation { .. } => Source::Attestation,
+            Observation::Address { .. } => Source::Address,
+            Observation::NetworkOperator { .. } | Observation::UnreadableAddress { .. } => {
+                Source::NetworkOperator
+            }
+        }
     }
 }
 
@@ -102,12 +130,14 @@ fn ser_org<S: Serializer>(org: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Erro
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "assessment", content = "rule")]
 pub enum Assessment {
-    /// It places the node in an allowed country (or an allowed network).
+    /// It places the node in an allowed country (or its network under an accepted operator).
     Supports,
-    /// It places the node outside the policy; the string names the rule broken.
+    /// It places the node outside the policy; the breach names the rule broken.
     Contradicts(Breach),
     /// It says nothing either way.
     Inconclusive,
+    /// The rule does not apply (a private address under a policy that accepts them).
+    NotApplicable,
 }
 
 /// Which rule an observation breaks.
@@ -122,43 +152,53 @@ pub enum Breach {
     AsnDenied,
     /// The policy lists allowed networks and this is not one.
     AsnNotAllowed,
+    /// The network is controlled from outside the EU (curated list).
+    ExtraEuControl {
+        /// The controlling parent company.
+        parent: String,
+        /// Its country.
+        parent_country: Country,
+    },
+    /// The node carries the attested label without a valid attestation behind it.
+    LabelWithoutAttestation,
+    /// The attested label says another country than the attestation.
+    LabelDisagrees {
+        /// The attestation's country.
+        attested: Country,
+    },
 }
 
-/// One piece of evidence: a source, what it observed, and how that weighs against the policy.
+/// One piece of evidence: what was observed, who controls it, and how it weighs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
     /// The source.
     pub source: Source,
+    /// Who controls it.
+    pub controller: Controller,
     /// What it observed.
+    #[serde(flatten)]
     pub observation: Observation,
+    /// The country it places the node in, under the policy (a label through the region table).
+    pub placed_in: Option<Country>,
     /// How it weighs.
     #[serde(flatten)]
     pub assessment: Assessment,
 }
 
 impl Evidence {
-    /// The country this evidence places the node in, if any.
-    pub fn country(&self) -> Option<Country> {
-        match &self.observation {
-            Observation::TopologyLabel { country, .. }
-            | Observation::AttestedLabel { country, .. }
-            | Observation::Geolocation { country, .. } => *country,
-            Observation::NetworkOperator { registered, .. } => *registered,
-        }
-    }
-
     /// The observation alone, without judgement ("address 51.15.0.1 is in FR").
     pub fn fact(&self) -> String {
-        Fact(&self.observation).to_string()
+        Fact(self).to_string()
     }
 }
 
-struct Fact<'a>(&'a Observation);
+struct Fact<'a>(&'a Evidence);
 
 impl fmt::Display for Fact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
+        let placed = self.0.placed_in;
+        match &self.0.observation {
             Observation::TopologyLabel { value: None, .. } => write!(
                 f,
                 "the node has no {} or {} label",
@@ -168,46 +208,59 @@ impl fmt::Display for Fact<'_> {
             Observation::TopologyLabel {
                 key,
                 value: Some(v),
-                country: Some(c),
+            } => match placed {
+                Some(c) => write!(
+                    f,
+                    "topology label {key}={v} (set by the node) is in {c} by the policy's region table"
+                ),
+                None => write!(
+                    f,
+                    "topology label {key}={v} (set by the node) is not in the policy's region table"
+                ),
+            },
+            Observation::Attestation {
+                label,
+                attestation,
+                status,
+            } => {
+                match (attestation, status) {
+                    (Some(a), AttestationStatus::Valid) => write!(
+                        f,
+                        "NodeAttestation {} by {} ({}, {} at {}) places the node in {} until {}",
+                        a.name,
+                        a.attested_by,
+                        a.basis,
+                        a.hosting_company,
+                        a.site,
+                        a.country,
+                        a.valid_until
+                    )?,
+                    (Some(a), status) => write!(f, "NodeAttestation {} {status}", a.name)?,
+                    (None, _) => f.write_str("no NodeAttestation names the node")?,
+                }
+                match label {
+                    Some(v) => write!(f, "; the node carries {ATTESTED_COUNTRY_LABEL}={v}"),
+                    None => Ok(()),
+                }
+            }
+            Observation::UnreadableAddress {
+                address_type,
+                value,
             } => write!(
                 f,
-                "topology label {key}={v} is in {c} by the policy's region table"
+                "the node reports {address_type} {value:?}, which is not an IP address, so its network is unknown"
             ),
-            Observation::TopologyLabel {
-                key,
-                value: Some(v),
-                country: None,
-            } => write!(
-                f,
-                "topology label {key}={v} is not in the policy's region table"
-            ),
-            Observation::AttestedLabel {
-                key, value: None, ..
-            } => write!(f, "the node has no attested label {key}"),
-            Observation::AttestedLabel {
-                key,
-                value: Some(_),
-                country: Some(c),
-            } => write!(f, "attested label {key} says {c}"),
-            Observation::AttestedLabel {
-                key,
-                value: Some(v),
-                country: None,
-            } => write!(
-                f,
-                "attested label {key}={v:?} is not an ISO 3166-1 country code"
-            ),
-            Observation::Geolocation {
+            Observation::Address {
                 address,
                 country: Some(c),
                 ..
             } => write!(f, "address {address} is in {c}"),
-            Observation::Geolocation {
+            Observation::Address {
                 address,
                 missing: Some(Gap::Reserved { range }),
                 ..
             } => write!(f, "address {address} is in {range} and has no location"),
-            Observation::Geolocation {
+            Observation::Address {
                 address, missing, ..
             } => match missing {
                 Some(gap) => write!(f, "address {address} {gap}"),
@@ -247,13 +300,18 @@ impl fmt::Display for Fact<'_> {
 impl fmt::Display for Evidence {
     /// One plain sentence: the fact, then how it weighs against the policy.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Fact(&self.observation).fmt(f)?;
+        Fact(self).fmt(f)?;
+        let network = self.source == Source::NetworkOperator;
         match &self.assessment {
-            Assessment::Supports => match &self.observation {
-                Observation::NetworkOperator { .. } => f.write_str(", an allowed operator country"),
-                _ => f.write_str(", an allowed country"),
-            },
+            Assessment::Supports if network => f.write_str(", an accepted network operator"),
+            Assessment::Supports => f.write_str(", an allowed country"),
+            Assessment::Inconclusive if network => {
+                f.write_str(", which does not establish the operator's jurisdiction")
+            }
             Assessment::Inconclusive => f.write_str(", which proves nothing"),
+            Assessment::NotApplicable => f.write_str(
+                ", which the policy accepts for a private address (the attestation is the evidence)",
+            ),
             Assessment::Contradicts(Breach::CountryNotAllowed(set)) => {
                 write!(f, ", outside the allowed countries ({set})")
             }
@@ -265,6 +323,19 @@ impl fmt::Display for Evidence {
             }
             Assessment::Contradicts(Breach::AsnNotAllowed) => {
                 f.write_str(", and this network is not on the policy's allow list")
+            }
+            Assessment::Contradicts(Breach::ExtraEuControl {
+                parent,
+                parent_country,
+            }) => write!(
+                f,
+                ", and it is controlled by {parent} ({parent_country}), outside the EU"
+            ),
+            Assessment::Contradicts(Breach::LabelWithoutAttestation) => {
+                f.write_str(", a label no valid attestation stands behind")
+            }
+            Assessment::Contradicts(Breach::LabelDisagrees { attested }) => {
+                write!(f, ", which disagrees with the attested {attested}")
             }
         }
     }

@@ -55,6 +55,17 @@ pub enum GeoError {
         /// How many reads were tried.
         attempts: u32,
     },
+    /// The file holds another kind of data than its role needs (an AS file as location data, a
+    /// location file as registration data).
+    #[error("geolocation database {path} cannot serve as {role} data: {why}")]
+    WrongRole {
+        /// The file.
+        path: PathBuf,
+        /// The role it was given.
+        role: &'static str,
+        /// What it holds instead.
+        why: String,
+    },
     /// No file was given.
     #[error("no file given for the {role} database")]
     NoFile {
@@ -89,6 +100,51 @@ pub enum Gap {
         /// Which database.
         database: &'static str,
     },
+}
+
+/// The database roles a [`Gap`] can name, so a recorded gap reads back into the same `'static` text.
+const ROLES: [&str; 3] = ["location", "registration", "AS number"];
+
+impl<'de> Deserialize<'de> for Gap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", tag = "why")]
+        enum Shown {
+            Reserved { range: ShownRange },
+            NotFound { database: String },
+            NotIso { database: String, code: String },
+            NoCountry { database: String },
+        }
+        #[derive(Deserialize)]
+        struct ShownRange {
+            cidr: String,
+        }
+        let role = |name: String| {
+            ROLES
+                .iter()
+                .copied()
+                .find(|r| *r == name)
+                .ok_or_else(|| D::Error::custom(format!("unknown database role {name:?}")))
+        };
+        Ok(match Shown::deserialize(d)? {
+            Shown::Reserved { range } => Gap::Reserved {
+                range: crate::address::reserved_by_cidr(&range.cidr).ok_or_else(|| {
+                    D::Error::custom(format!("{:?} is not a special-purpose range", range.cidr))
+                })?,
+            },
+            Shown::NotFound { database } => Gap::NotFound {
+                database: role(database)?,
+            },
+            Shown::NotIso { database, code } => Gap::NotIso {
+                database: role(database)?,
+                code: code.into(),
+            },
+            Shown::NoCountry { database } => Gap::NoCountry {
+                database: role(database)?,
+            },
+        })
+    }
 }
 
 impl std::fmt::Display for Gap {
@@ -138,8 +194,8 @@ impl Record {
 pub enum CountryField {
     /// Where the address is: `country.iso_code` (GeoIP2) or `country_code` (flat).
     Location,
-    /// Where the network is registered: `registered_country.iso_code` (GeoIP2), falling back to
-    /// `country_code` (flat layouts such as iptoasn-country, which store exactly that).
+    /// Where the network is registered: `registered_country.iso_code` (GeoIP2) or `country_code`
+    /// (flat layouts such as iptoasn-country, which store exactly that); never `country`.
     Registration,
 }
 
@@ -495,32 +551,152 @@ fn split_csv(line: &str) -> Result<([Cow<'_, str>; 4], usize), String> {
 ///
 /// Flattening costs a walk of the whole tree at load time and makes every lookup a search in
 /// a sorted array (IPv4: one index probe and a few comparisons) instead of a tree walk.
-fn parse_file(path: &Path, field: CountryField, bytes: Vec<u8>) -> Result<RangeTable, GeoError> {
+fn parse_file(
+    role: &'static str,
+    path: &Path,
+    field: CountryField,
+    bytes: Vec<u8>,
+) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
+    use sha2::Digest;
+    let sha256 = hex_lower(&sha2::Sha256::digest(&bytes));
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let wrong = |why: String| GeoError::WrongRole {
+        path: path.to_owned(),
+        role,
+        why,
+    };
     let tail = &bytes[bytes.len().saturating_sub(128 * 1024)..];
-    if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER) {
+    let (table, format, built, flat) = if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER)
+    {
         let mmdb_err = |source| GeoError::Mmdb {
             path: path.to_owned(),
             source,
         };
         let reader = maxminddb::Reader::from_source(bytes).map_err(mmdb_err)?;
-        RangeTable::from_mmdb(&reader, field).map_err(mmdb_err)
+        let kind = reader.metadata().database_type.clone();
+        let built = time::OffsetDateTime::from_unix_timestamp(reader.metadata().build_epoch as i64)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        let table = RangeTable::from_mmdb(&reader, field).map_err(mmdb_err)?;
+        let flat = !kind.starts_with("Geo");
+        (table, format!("MaxMind DB {kind}"), built, flat)
     } else {
         let text = String::from_utf8(bytes).map_err(|_| GeoError::Csv {
             path: path.to_owned(),
             line: 0,
             message: "neither a MaxMind DB nor UTF-8 CSV text".into(),
         })?;
-        RangeTable::parse(path, &text)
+        (
+            RangeTable::parse(path, &text)?,
+            "range CSV".to_owned(),
+            None,
+            true,
+        )
+    };
+    let holds_asn = table.values.iter().any(|r| r.asn.is_some());
+    let holds_country = table
+        .values
+        .iter()
+        .any(|r| r.country.is_some() || r.invalid_code.is_some());
+    let lower = file.to_ascii_lowercase();
+    match role {
+        "AS number" if !holds_asn => {
+            return Err(wrong("it holds no AS numbers (a country file?)".into()));
+        }
+        "location" | "registration" if !holds_country => {
+            return Err(wrong(format!(
+                "no record holds a {}{}",
+                if field == CountryField::Registration {
+                    "registered_country or country_code field"
+                } else {
+                    "country or country_code field"
+                },
+                if holds_asn {
+                    " (an AS number file?)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        // A flat file holds one country per range and cannot say which kind. ip-location-db
+        // names its files by what they hold: iptoasn-country is the registration country of the
+        // announcing network, the others (geo-whois-asn-country, dbip-country, geolite2-country)
+        // are locations. A flat file named for one role is refused in the other. (GeoIP2 files
+        // hold both `country` and `registered_country` and serve either role.)
+        "location" if flat && lower.contains("iptoasn") => {
+            return Err(wrong(
+                "its name says it holds registration countries (iptoasn-country)".into(),
+            ));
+        }
+        "registration"
+            if flat
+                && [
+                    "geo-whois",
+                    "dbip-",
+                    "geolite2-country",
+                    "geolite2-city",
+                    "geo-asn",
+                ]
+                .iter()
+                .any(|n| lower.contains(n)) =>
+        {
+            return Err(wrong(
+                "its name says it holds locations, not registrations".into(),
+            ));
+        }
+        _ => {}
     }
+    Ok((
+        table,
+        DatabaseIdentity {
+            role: role.to_owned(),
+            file,
+            format,
+            built,
+            sha256,
+        },
+    ))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Which database file an evaluation consulted, so it can be replayed against the same data:
+/// its role, format (MaxMind `database_type` or range CSV), build date and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseIdentity {
+    /// `location`, `registration` or `AS number`.
+    pub role: String,
+    /// The file name (without directories, which differ between machines).
+    pub file: String,
+    /// `MaxMind DB GeoLite2-Country`, `MaxMind DB country ipvAll`, `range CSV`.
+    pub format: String,
+    /// The build date a MaxMind DB records (RFC 3339); CSV files record none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<String>,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
 }
 
 impl Record {
     fn from_mmdb(rec: MmdbRecord<'_>, field: CountryField) -> Self {
         let code = match field {
             CountryField::Location => iso(rec.country).or(rec.country_code),
-            CountryField::Registration => iso(rec.registered_country)
-                .or(rec.country_code)
-                .or_else(|| iso(rec.country)),
+            // Never the location country: a network's registration is a separate datum, and
+            // borrowing the location would count one fact twice.
+            CountryField::Registration => iso(rec.registered_country).or(rec.country_code),
         };
         let mut record = code.map(Record::with_code).unwrap_or_default();
         record.asn = rec.autonomous_system_number;
@@ -583,6 +759,7 @@ fn read_stable(path: &Path) -> Result<(Stamp, Vec<u8>), GeoError> {
 pub struct Database {
     role: &'static str,
     parts: Vec<(PathBuf, RangeTable)>,
+    identities: Vec<DatabaseIdentity>,
 }
 
 impl std::fmt::Debug for Database {
@@ -605,12 +782,22 @@ impl Database {
         }
         let mut stamps = Vec::with_capacity(paths.len());
         let mut parts = Vec::with_capacity(paths.len());
+        let mut identities = Vec::with_capacity(paths.len());
         for path in paths {
             let (stamp, bytes) = read_stable(path)?;
             stamps.push(stamp);
-            parts.push((path.clone(), parse_file(path, field, bytes)?));
+            let (table, identity) = parse_file(role, path, field, bytes)?;
+            parts.push((path.clone(), table));
+            identities.push(identity);
         }
-        Ok((stamps, Database { role, parts }))
+        Ok((
+            stamps,
+            Database {
+                role,
+                parts,
+                identities,
+            },
+        ))
     }
 
     /// Parses one file's contents (a MaxMind DB, or range CSV text); `path` names it in messages.
@@ -620,15 +807,22 @@ impl Database {
         path: &Path,
         bytes: Vec<u8>,
     ) -> Result<Self, GeoError> {
+        let (table, identity) = parse_file(role, path, field, bytes)?;
         Ok(Database {
             role,
-            parts: vec![(path.to_owned(), parse_file(path, field, bytes)?)],
+            parts: vec![(path.to_owned(), table)],
+            identities: vec![identity],
         })
     }
 
     /// How many CSV ranges overlapped another one when loaded (the narrower range wins).
     pub fn overlapping_ranges(&self) -> usize {
         self.parts.iter().map(|(_, t)| t.overlaps).sum()
+    }
+
+    /// What each file is (role, format, build date, digest), in lookup order.
+    pub fn identities(&self) -> &[DatabaseIdentity] {
+        &self.identities
     }
 
     /// The files this database was read from.
@@ -776,11 +970,32 @@ impl GeoDatabases {
 
     /// The current contents of all three, for a batch of evaluations.
     pub fn snapshot(&self) -> GeoSnapshot {
+        GeoSnapshot::new(
+            self.location.snapshot(),
+            self.registration.snapshot(),
+            self.asn.snapshot(),
+        )
+    }
+}
+
+impl GeoSnapshot {
+    /// A view of three databases.
+    pub fn new(location: Arc<Database>, registration: Arc<Database>, asn: Arc<Database>) -> Self {
+        let identities = [&location, &registration, &asn]
+            .iter()
+            .flat_map(|db| db.identities().iter().cloned())
+            .collect();
         GeoSnapshot {
-            location: self.location.snapshot(),
-            registration: self.registration.snapshot(),
-            asn: self.asn.snapshot(),
+            location,
+            registration,
+            asn,
+            identities,
         }
+    }
+
+    /// Every file of the three databases, for an evaluation's provenance (shared, not copied).
+    pub fn identities(&self) -> Arc<[DatabaseIdentity]> {
+        self.identities.clone()
     }
 }
 
@@ -793,6 +1008,7 @@ pub struct GeoSnapshot {
     pub registration: Arc<Database>,
     /// Its AS number and organisation.
     pub asn: Arc<Database>,
+    identities: Arc<[DatabaseIdentity]>,
 }
 
 #[cfg(test)]
@@ -877,10 +1093,39 @@ mod tests {
             gap(&countries, "9.9.9.9"),
             "is not in the location database"
         );
-        let asns = db(ASN);
+        // An AS number file given as location data is refused, not read as "no country".
         assert_eq!(
-            gap(&asns, "1.0.0.1"),
-            "has no country in the location database"
+            Database::parse(
+                "location",
+                CountryField::Location,
+                Path::new("asn.csv"),
+                ASN.as_bytes().to_vec()
+            )
+            .unwrap_err()
+            .to_string(),
+            "geolocation database asn.csv cannot serve as location data: no record holds a country or country_code field (an AS number file?)"
+        );
+        assert_eq!(
+            Database::parse(
+                "AS number",
+                CountryField::Location,
+                Path::new("c.csv"),
+                b"1.0.0.0,1.0.0.255,FR\n".to_vec()
+            )
+            .unwrap_err()
+            .to_string(),
+            "geolocation database c.csv cannot serve as AS number data: it holds no AS numbers (a country file?)"
+        );
+        assert_eq!(
+            Database::parse(
+                "registration",
+                CountryField::Registration,
+                Path::new("geo-whois-asn-country-ipv4.csv"),
+                b"1.0.0.0,1.0.0.255,FR\n".to_vec()
+            )
+            .unwrap_err()
+            .to_string(),
+            "geolocation database geo-whois-asn-country-ipv4.csv cannot serve as registration data: its name says it holds locations, not registrations"
         );
         assert_eq!(
             Database::parse(

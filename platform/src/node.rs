@@ -11,11 +11,13 @@ pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 /// Kubernetes well-known label naming a node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
-/// The operator's attested country of a node, as an ISO 3166-1 alpha-2 code (`FR`).
+/// The attested country of a node, as an ISO 3166-1 alpha-2 code (`FR`): the operator's mirror
+/// of a valid NodeAttestation, which pods select through required node affinity.
 ///
 /// The `node-restriction.kubernetes.io/` prefix matters: with the NodeRestriction admission
 /// plugin a kubelet may not set or change labels under it on its own Node object, while it may
-/// set topology labels. Only a cluster principal (the operator) can write this one.
+/// set topology labels. Only a cluster principal (the operator) can write this one, and the
+/// locality engine counts it only when an attestation stands behind it.
 pub const ATTESTED_COUNTRY_LABEL: &str = "node-restriction.kubernetes.io/hexagone-country";
 
 /// One address of a node, as in a Kubernetes `NodeAddress`.
@@ -46,12 +48,23 @@ pub enum AddressKind {
 pub struct NodeDescription {
     /// The node (or endpoint) name, used in sentences.
     pub name: String,
+    /// The node's `spec.providerID`, which binds an attestation to one machine.
+    #[serde(
+        default,
+        rename = "providerID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provider_id: Option<String>,
     /// Its labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Its addresses.
     #[serde(default)]
     pub addresses: Vec<NodeAddress>,
+    /// Addresses of type `ExternalIP` or `InternalIP` that are not IP addresses, as
+    /// (type, value): reported in the evaluation, never dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_addresses: Vec<(String, String)>,
 }
 
 impl NodeDescription {
@@ -59,11 +72,13 @@ impl NodeDescription {
     pub fn endpoint(address: IpAddr) -> Self {
         NodeDescription {
             name: crate::address::canonical(address).to_string(),
+            provider_id: None,
             labels: BTreeMap::new(),
             addresses: vec![NodeAddress {
                 kind: AddressKind::External,
                 address,
             }],
+            unreadable_addresses: Vec::new(),
         }
     }
 

@@ -15,11 +15,31 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::country::{Country, CountrySet};
 
-/// How many independent evidence sources exist (topology, attested label, geolocation, operator).
-pub const SOURCE_COUNT: u8 = 4;
+/// How many location sources exist (topology label, address, attestation). The network operator
+/// is jurisdiction, a separate requirement, not a vote on location.
+pub const SOURCE_COUNT: u8 = 3;
 
 /// A locality policy: allowed countries, allowed network operators, how evidence must agree.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "k8s",
+    derive(kube::CustomResource),
+    kube(
+        group = "hexagone.fr",
+        version = "v1alpha1",
+        kind = "LocalityPolicy",
+        root = "LocalityPolicyResource",
+        status = "crate::k8s::LocalityPolicyStatus",
+        shortname = "lp",
+        category = "hexagone",
+        doc = "What \"in France\" (or \"in the EU\") means for one data classification, and which nodes meet it.",
+        printcolumn = r#"{"name":"Classification","type":"string","jsonPath":".spec.classification"}"#,
+        printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+        printcolumn = r#"{"name":"Eligible","type":"integer","jsonPath":".status.eligibleNodes"}"#,
+        printcolumn = r#"{"name":"Nodes","type":"integer","jsonPath":".status.evaluatedNodes"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalityPolicy {
@@ -35,9 +55,15 @@ pub struct LocalityPolicy {
     /// Region and zone names (values of the topology labels) and the country each lies in.
     #[serde(default)]
     pub regions: BTreeMap<String, Country>,
-    /// How many distinct sources must place the node in an allowed country (1 to 4).
+    /// How many distinct location sources (topology label, address, attestation) must place the
+    /// node in an allowed country (1 to 3).
     #[serde(default)]
     pub quorum: Quorum,
+    /// Location sources that must each place the node in an allowed country, whatever the
+    /// quorum. `[attestation]` makes node-controlled evidence (its labels and addresses) never
+    /// enough on its own.
+    #[serde(default)]
+    pub required_sources: Vec<LocationSource>,
     /// What a verdict is when too few sources could place the node.
     #[serde(default)]
     pub on_unknown: OnUnknown,
@@ -50,12 +76,49 @@ pub struct LocalityPolicy {
 pub struct NetworkOperatorRule {
     /// Countries or groups where the network's operator must be registered (its jurisdiction).
     pub allowed_countries: CountrySet,
-    /// When not empty, only these networks are accepted.
+    /// When not empty, only these networks are accepted (for example the SecNumCloud-qualified
+    /// French operators); an address whose AS number is unknown is then never accepted.
     #[serde(default)]
     pub allowed_asns: Vec<Asn>,
     /// Networks never accepted, wherever they are registered or located.
     #[serde(default)]
     pub denied_asns: Vec<Asn>,
+    /// Deny every network of the curated list of networks under extra-EU control
+    /// (`platform/data/extra-eu-control.yaml`): US hyperscalers, their EU subsidiaries and
+    /// US-parent national subsidiaries, whatever their registration country.
+    #[serde(default)]
+    pub deny_extra_eu_control: bool,
+    /// Accept addresses in private ranges, which have no network operator, as outside this
+    /// rule (on-premises clusters). Only valid when the policy requires an attestation.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
+}
+
+/// A source that can place a node in a country.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LocationSource {
+    /// `topology.kubernetes.io/region` or `/zone`: set by the node's kubelet or its provider.
+    TopologyLabel,
+    /// Where the node's own addresses geolocate: reported by the node itself.
+    Address,
+    /// A NodeAttestation written by a security officer, outside the node's reach.
+    Attestation,
+}
+
+impl LocationSource {
+    /// Whether the node controls this source (a kubelet can set it on its own Node).
+    pub fn node_controlled(self) -> bool {
+        !matches!(self, LocationSource::Attestation)
+    }
+}
+
+impl NetworkOperatorRule {
+    /// Whether any rule on AS numbers is in force, under which an unknown AS proves nothing.
+    pub fn has_as_rule(&self) -> bool {
+        !self.allowed_asns.is_empty() || !self.denied_asns.is_empty() || self.deny_extra_eu_control
+    }
 }
 
 /// Enforce or audit.
@@ -80,8 +143,6 @@ pub enum OnUnknown {
     Violation,
     /// The verdict is Unknown (which enforce mode refuses too, but reports tell apart).
     Unknown,
-    /// Only with `mode: audit`: missing evidence is reported as compliant.
-    AllowInAudit,
 }
 
 /// An autonomous system number, written `16509` or `AS16509`.
@@ -184,7 +245,7 @@ impl<'de> Deserialize<'de> for Quorum {
         impl de::Visitor<'_> for V {
             type Value = Quorum;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number of sources between 1 and 4 (topology labels, attested label, geolocation, network operator)")
+                f.write_str("a number of location sources between 1 and 3 (topology label, address, attestation)")
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Quorum, E> {
                 u8::try_from(n)
@@ -289,6 +350,21 @@ impl LocalityPolicy {
         Ok(policy)
     }
 
+    /// SHA-256 of the policy's canonical JSON form (`sha256:<hex>`): the same for any YAML
+    /// layout or comments of the same rules, different as soon as a rule changes. Evaluations
+    /// carry it so a verdict can be replayed against exactly this policy.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a policy always serializes");
+        crate::jurisdiction::sha256_tag(&json)
+    }
+
+    /// Checks the rules that span fields (what [`LocalityPolicy::from_yaml`] checks after
+    /// parsing), for a policy read another way, such as a custom resource's spec.
+    pub fn validate(&self) -> Result<(), String> {
+        self.check()
+            .map_err(|(path, message)| format!("{}: {message}", render_path(&path)))
+    }
+
     /// Checks that span fields; the path names the field to point at.
     fn check(&self) -> Result<(), (Vec<Seg>, String)> {
         use Seg::{Index, Key};
@@ -325,10 +401,26 @@ impl LocalityPolicy {
                 ),
             ));
         }
-        if self.on_unknown == OnUnknown::AllowInAudit && self.mode == Mode::Enforce {
+        if rule.allow_private_addresses
+            && !self.required_sources.contains(&LocationSource::Attestation)
+        {
             return Err((
-                vec![Key("onUnknown")],
-                "allowInAudit is only valid with mode: audit (in enforce mode Unknown never counts as compliant); expected violation or unknown".into(),
+                vec![Key("networkOperator"), Key("allowPrivateAddresses")],
+                "private addresses have no network operator and cannot be located, so the node's attestation must carry the proof; expected requiredSources to include attestation".into(),
+            ));
+        }
+        if let Some(i) = self
+            .required_sources
+            .iter()
+            .enumerate()
+            .position(|(i, s)| self.required_sources[..i].contains(s))
+        {
+            return Err((
+                vec![Key("requiredSources"), Index(i)],
+                format!(
+                    "{:?} is listed twice; expected each source at most once",
+                    self.required_sources[i]
+                ),
             ));
         }
         let reachable = if self.regions.is_empty() {
@@ -336,6 +428,16 @@ impl LocalityPolicy {
         } else {
             SOURCE_COUNT
         };
+        if self.regions.is_empty()
+            && self
+                .required_sources
+                .contains(&LocationSource::TopologyLabel)
+        {
+            return Err((
+                vec![Key("requiredSources")],
+                "topologyLabel is required but the regions table is empty, so no label can place a node; expected a regions table".into(),
+            ));
+        }
         if self.quorum.get() > reachable {
             return Err((
                 vec![Key("quorum")],
@@ -479,7 +581,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorum: 5"),
-            "p.yaml:11:9: quorum: invalid value: integer `5`, expected a number of sources between 1 and 4 (topology labels, attested label, geolocation, network operator)",
+            "p.yaml:11:9: quorum: invalid value: integer `5`, expected a number of location sources between 1 and 3 (topology label, address, attestation)",
         );
         check(
             &GOOD.replace("mode: enforce", "mode: enforced"),
@@ -487,7 +589,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorom: 3"),
-            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `onUnknown`",
+            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`",
         );
         check(
             "mode: audit\n",
@@ -503,11 +605,25 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("onUnknown: violation", "onUnknown: allowInAudit"),
-            "p.yaml:12:1: onUnknown: allowInAudit is only valid with mode: audit (in enforce mode Unknown never counts as compliant); expected violation or unknown",
+            "p.yaml:12:12: onUnknown: unknown variant `allowInAudit`, expected `violation` or `unknown`",
         );
         check(
-            &GOOD.replace("regions:\n  fr-par: FR\nquorum: 3", "quorum: 4"),
-            "p.yaml:9:1: quorum: quorum 4 cannot be met: with an empty regions table topology labels place no node, so at most 3 sources can agree; expected at most 3 or a regions table",
+            &GOOD.replace("regions:\n  fr-par: FR\nquorum: 3", "quorum: 3"),
+            "p.yaml:9:1: quorum: quorum 3 cannot be met: with an empty regions table topology labels place no node, so at most 2 sources can agree; expected at most 2 or a regions table",
+        );
+        check(
+            &GOOD.replace(
+                "  deniedAsns:",
+                "  allowPrivateAddresses: true\n  deniedAsns:",
+            ),
+            "p.yaml:6:3: networkOperator.allowPrivateAddresses: private addresses have no network operator and cannot be located, so the node's attestation must carry the proof; expected requiredSources to include attestation",
+        );
+        check(
+            &GOOD.replace(
+                "quorum: 3",
+                "quorum: 3\nrequiredSources: [attestation, address, attestation]",
+            ),
+            "p.yaml:12:1: requiredSources[2]: Attestation is listed twice; expected each source at most once",
         );
         check(
             &GOOD.replace(

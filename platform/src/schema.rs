@@ -88,8 +88,8 @@ impl JsonSchema for Quorum {
         json_schema!({
             "type": "integer",
             "minimum": 1,
-            "maximum": 4,
-            "description": "How many distinct sources (topology label, attested label, geolocation, network operator) must agree."
+            "maximum": 3,
+            "description": "How many distinct location sources (topology label, address, attestation) must place the node in an allowed country."
         })
     }
 }
@@ -114,7 +114,7 @@ mod tests {
             serde_json::json!(["classification", "allowedCountries", "networkOperator"]),
         );
         check("/additionalProperties", serde_json::json!(false));
-        check("/properties/quorum/maximum", serde_json::json!(4));
+        check("/properties/quorum/maximum", serde_json::json!(3));
         check(
             "/properties/allowedCountries/items/pattern",
             serde_json::json!("^(EEA|[A-Z]{2})$"),
@@ -125,8 +125,12 @@ mod tests {
         );
         check("/$defs/Mode/oneOf/0/const", serde_json::json!("enforce"));
         check(
-            "/$defs/OnUnknown/oneOf/2/const",
-            serde_json::json!("allowInAudit"),
+            "/$defs/OnUnknown/oneOf/1/const",
+            serde_json::json!("unknown"),
+        );
+        check(
+            "/properties/requiredSources/items/$ref",
+            serde_json::json!("#/$defs/LocationSource"),
         );
         check(
             "/$defs/NetworkOperatorRule/properties/deniedAsns/items/x-kubernetes-int-or-string",

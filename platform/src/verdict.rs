@@ -1,52 +1,61 @@
-//! Evaluation: gather the evidence about a node, weigh it against a policy, give a verdict that
-//! explains itself.
+//! Evaluation in two steps: [`observe`] gathers facts about a node (labels, attestation, where its
+//! addresses are and who operates their networks), [`judge`] weighs recorded facts against a
+//! policy. A verdict is replayed later by judging the recorded facts again ([`replay`]).
 //!
 //! How evidence combines:
 //! 1. any evidence that contradicts the policy makes a Violation (one source outside is enough);
-//! 2. otherwise, when at least `quorum` distinct sources support the policy, Compliant;
-//! 3. otherwise the policy's `onUnknown` decides: Violation, Unknown, or (audit mode only) Compliant.
+//! 2. Compliant needs all of: at least `quorum` distinct location sources (topology label,
+//!    address, attestation) placing the node in an allowed country, every source the policy
+//!    requires among them, and every address's network operator accepted (jurisdiction is a
+//!    requirement of its own, never a vote on location);
+//! 3. otherwise the policy's `onUnknown` decides: Violation or Unknown.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::address::{canonical, reserved_range};
+use crate::attestation::{Attestation, AttestationStatus, select};
 use crate::country::Country;
-use crate::evidence::{Assessment, Breach, Evidence, Observation, Source};
-use crate::geo::{Gap, GeoSnapshot};
+use crate::evidence::{Assessment, Breach, Controller, Evidence, Observation, Source};
+use crate::geo::{DatabaseIdentity, Gap, GeoSnapshot};
+use crate::jurisdiction::ExtraEuControl;
 use crate::node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
-use crate::policy::{Asn, LocalityPolicy, Mode, OnUnknown};
+use crate::policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown};
 
 /// The verdict on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "verdict", content = "reasons")]
 pub enum Verdict {
-    /// Enough sources place the node within the policy and none outside it.
+    /// Enough sources place the node within the policy, none outside it, its network is accepted.
     Compliant,
     /// Some evidence places the node outside the policy (or, per policy, evidence is missing).
     Violation(Vec<Reason>),
-    /// Too few sources could place the node.
+    /// Too little evidence to decide.
     Unknown(Vec<Reason>),
 }
 
 /// Why a verdict is not Compliant; rendered as a sentence by [`Evaluation::reasons`].
-///
-/// Reasons point into the evaluation's evidence rather than copying sentences, so a verdict
-/// costs no text formatting until someone reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Reason {
     /// The evidence at this index (contradicting, or inconclusive).
     Evidence(usize),
-    /// Fewer distinct sources than the quorum placed the node in an allowed country.
+    /// Fewer distinct location sources than the quorum placed the node in an allowed country.
     QuorumNotMet {
-        /// Distinct sources that did.
+        /// Distinct location sources that did.
         supporting: u8,
         /// Sources the policy requires.
         quorum: u8,
     },
+    /// A source the policy requires did not place the node in an allowed country.
+    RequiredSourceMissing(LocationSource),
+    /// No network operator of the node's addresses was established (no address, or unknown).
+    JurisdictionUnproven,
 }
 
 impl Verdict {
@@ -65,21 +74,59 @@ impl Verdict {
     }
 }
 
-/// The evidence about one node and the verdict it leads to under one policy.
-///
-/// Serialized with the verdict's reasons and the headline rendered as sentences.
+/// What a subject is, which decides who controls its addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SubjectKind {
+    /// A Kubernetes node: its labels and addresses are its own claims.
+    #[default]
+    Node,
+    /// An endpoint declared in the auditor's inventory (an S3 endpoint, a backup target).
+    Endpoint,
+}
+
+/// Everything observed about one subject, before any policy: what an evaluation records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    /// The node or endpoint name.
+    pub subject: String,
+    /// Node or endpoint.
+    #[serde(default)]
+    pub subject_kind: SubjectKind,
+    /// When the facts were gathered (RFC 3339 in JSON), which decides attestation expiry.
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
+    /// The observations, in source order.
+    pub observations: Vec<Observation>,
+    /// The geolocation database files consulted (shared by every evaluation of a snapshot).
+    pub databases: Arc<[DatabaseIdentity]>,
+}
+
+/// The evidence about one node and the verdict it leads to under one policy, with the digests
+/// that let anyone replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
-    /// The node (or endpoint) name.
+    /// The node or endpoint name.
     pub subject: String,
+    /// Node or endpoint.
+    pub subject_kind: SubjectKind,
+    /// When the facts were gathered.
+    pub observed_at: OffsetDateTime,
+    /// The geolocation database files consulted.
+    pub databases: Arc<[DatabaseIdentity]>,
     /// The policy's classification label.
     pub classification: Arc<str>,
     /// The policy's mode.
     pub mode: Mode,
-    /// Every piece of evidence, in source order.
+    /// [`LocalityPolicy::digest`] of the policy judged against.
+    pub policy_digest: Arc<str>,
+    /// Digest of the extra-EU control list, when the policy used it.
+    pub extra_eu_control_digest: Option<Arc<str>>,
+    /// Every piece of evidence, in observation order.
     pub evidence: Vec<Evidence>,
-    /// How many distinct sources support the policy, and how many it requires.
-    pub supporting_sources: u8,
+    /// The distinct location sources that place the node in an allowed country.
+    pub supporting: Vec<LocationSource>,
     /// The quorum of the policy.
     pub quorum: u8,
     /// The verdict.
@@ -92,14 +139,21 @@ impl Serialize for Evaluation {
         #[serde(rename_all = "camelCase")]
         struct Shown<'a> {
             subject: &'a str,
+            subject_kind: SubjectKind,
+            #[serde(with = "time::serde::rfc3339")]
+            observed_at: OffsetDateTime,
             classification: &'a str,
             mode: Mode,
             verdict: &'static str,
             admits: bool,
             headline: String,
             reasons: Vec<String>,
-            supporting_sources: u8,
+            supporting_sources: &'a [LocationSource],
             quorum: u8,
+            policy_digest: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            extra_eu_control_digest: Option<&'a str>,
+            databases: &'a [DatabaseIdentity],
             evidence: Vec<ShownEvidence<'a>>,
         }
         #[derive(Serialize)]
@@ -110,14 +164,19 @@ impl Serialize for Evaluation {
         }
         Shown {
             subject: &self.subject,
+            subject_kind: self.subject_kind,
+            observed_at: self.observed_at,
             classification: &self.classification,
             mode: self.mode,
             verdict: self.verdict.name(),
             admits: self.admits(),
             headline: self.headline(),
             reasons: self.reasons(),
-            supporting_sources: self.supporting_sources,
+            supporting_sources: &self.supporting,
             quorum: self.quorum,
+            policy_digest: &self.policy_digest,
+            extra_eu_control_digest: self.extra_eu_control_digest.as_deref(),
+            databases: &self.databases,
             evidence: self
                 .evidence
                 .iter()
@@ -132,6 +191,11 @@ impl Serialize for Evaluation {
 }
 
 impl Evaluation {
+    /// The node (or endpoint) name.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
     /// Whether the node may host data: in enforce mode only when Compliant; audit mode admits all.
     pub fn admits(&self) -> bool {
         match self.mode {
@@ -154,10 +218,26 @@ impl Evaluation {
                     .get(*i)
                     .map_or_else(|| format!("evidence #{i}"), ToString::to_string),
                 Reason::QuorumNotMet { supporting, quorum } => format!(
-                    "only {supporting} of the {quorum} sources the policy requires place the node in an allowed country"
+                    "only {supporting} of the {quorum} location sources the policy requires place the node in an allowed country"
                 ),
+                Reason::RequiredSourceMissing(source) => format!(
+                    "the policy requires the {} to place the node in an allowed country, and it does not",
+                    source_name(*source)
+                ),
+                Reason::JurisdictionUnproven => {
+                    "no network operator of the node's addresses is established as accepted".into()
+                }
             })
             .collect()
+    }
+
+    /// Whether the only location evidence is the attestation because every address is private.
+    fn on_attestation_alone(&self) -> bool {
+        self.supporting == [LocationSource::Attestation]
+            && self
+                .evidence
+                .iter()
+                .any(|e| e.assessment == Assessment::NotApplicable)
     }
 
     /// One sentence for the whole verdict, naming the decisive evidence.
@@ -173,25 +253,45 @@ impl Evaluation {
         let who = &self.subject;
         let class = &self.classification;
         match (&self.verdict, support, against) {
-            (Verdict::Violation(_), Some(s), Some(a)) => {
+            (Verdict::Violation(_), Some(s), Some(a)) if s.source != a.source => {
                 format!("{who} violates {class}: {}, but {}", s.fact(), a)
             }
-            (Verdict::Violation(_), None, Some(a)) => format!("{who} violates {class}: {a}"),
+            (Verdict::Violation(_), _, Some(a)) => format!("{who} violates {class}: {a}"),
+            (Verdict::Compliant, _, _) if self.on_attestation_alone() => format!(
+                "{who} complies with {class} on the security officer's attestation alone: its addresses are private, so no database can place it"
+            ),
             (Verdict::Compliant, _, _) => format!(
-                "{who} complies with {class}: {} sources agree (the policy requires {}) and none disagrees",
-                self.supporting_sources, self.quorum
+                "{who} complies with {class}: {} ({} of {} required), none disagrees, and its network operator is accepted",
+                self.supporting
+                    .iter()
+                    .map(|s| source_name(*s))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.supporting.len(),
+                self.quorum
             ),
             (_, _, _) => format!(
-                "{who} is {} under {class}: only {} of {} required sources place it, and none places it outside",
+                "{who} is {} under {class}: {}",
                 if matches!(self.verdict, Verdict::Violation(_)) {
                     "in violation"
                 } else {
                     "of unknown location"
                 },
-                self.supporting_sources,
-                self.quorum
+                self.reasons()
+                    .into_iter()
+                    .rev()
+                    .find(|r| !r.ends_with("which proves nothing"))
+                    .unwrap_or_default()
             ),
         }
+    }
+}
+
+fn source_name(s: LocationSource) -> &'static str {
+    match s {
+        LocationSource::TopologyLabel => "topology label",
+        LocationSource::Address => "address",
+        LocationSource::Attestation => "attestation",
     }
 }
 
@@ -206,43 +306,274 @@ impl fmt::Display for Evaluation {
     }
 }
 
-/// Evaluates `node` against `policy` with the databases in `geo`.
-pub fn evaluate(policy: &LocalityPolicy, node: &NodeDescription, geo: &GeoSnapshot) -> Evaluation {
-    let mut evidence = Vec::with_capacity(4);
-    topology(policy, node, &mut evidence);
-    evidence.push(attested(policy, node));
-    for addr in node.public_addresses() {
-        let addr = canonical(addr);
-        evidence.push(geolocation(policy, addr, geo));
-        evidence.push(network_operator(policy, addr, geo));
-    }
-    combine(policy, node.name.clone(), evidence)
+/// Observes `node` and judges it: [`observe`] then [`judge`].
+pub fn evaluate(
+    policy: &LocalityPolicy,
+    node: &NodeDescription,
+    attestations: &[Attestation],
+    geo: &GeoSnapshot,
+    now: OffsetDateTime,
+) -> Evaluation {
+    judge(
+        policy,
+        observe(node, SubjectKind::Node, attestations, geo, now),
+    )
 }
 
-/// Weighs evidence already gathered (used by [`evaluate`], and by callers with evidence of
-/// their own, such as the auditor's storage events).
-pub fn combine(policy: &LocalityPolicy, subject: String, evidence: Vec<Evidence>) -> Evaluation {
-    let mut supporting = 0u8;
-    let mut contradicted = false;
-    for e in &evidence {
-        match e.assessment {
-            Assessment::Supports => supporting |= 1 << e.source as u8,
-            Assessment::Contradicts(_) => contradicted = true,
-            Assessment::Inconclusive => {}
+/// Gathers the facts about a subject: its topology labels, the attestation that names it, and
+/// for each address where it is and who operates its network. Pure but for the databases.
+pub fn observe(
+    node: &NodeDescription,
+    kind: SubjectKind,
+    attestations: &[Attestation],
+    geo: &GeoSnapshot,
+    now: OffsetDateTime,
+) -> Facts {
+    let mut observations = Vec::with_capacity(5);
+    let region = node.labels.get(REGION_LABEL);
+    let zone = node.labels.get(ZONE_LABEL);
+    match (region, zone) {
+        (None, None) => observations.push(Observation::TopologyLabel {
+            key: Cow::Borrowed(REGION_LABEL),
+            value: None,
+        }),
+        _ => {
+            for (key, value) in [(REGION_LABEL, region), (ZONE_LABEL, zone)] {
+                if let Some(v) = value {
+                    observations.push(Observation::TopologyLabel {
+                        key: Cow::Borrowed(key),
+                        value: Some(v.clone()),
+                    });
+                }
+            }
         }
     }
-    let supporting_sources = supporting.count_ones() as u8;
+    let (attestation, status) = select(node, attestations, now);
+    observations.push(Observation::Attestation {
+        label: node.labels.get(ATTESTED_COUNTRY_LABEL).cloned(),
+        attestation,
+        status,
+    });
+    for addr in node.public_addresses() {
+        let address = canonical(addr);
+        observations.push(locate(address, geo));
+        observations.push(network_operator(address, geo));
+    }
+    for (address_type, value) in &node.unreadable_addresses {
+        observations.push(Observation::UnreadableAddress {
+            address_type: address_type.clone(),
+            value: value.clone(),
+        });
+    }
+    Facts {
+        subject: node.name.clone(),
+        subject_kind: kind,
+        observed_at: now,
+        observations,
+        databases: geo.identities(),
+    }
+}
+
+fn locate(address: IpAddr, geo: &GeoSnapshot) -> Observation {
+    let (country, missing) = match reserved_range(address) {
+        Some(range) => (None, Some(Gap::Reserved { range })),
+        None => match geo.location.country(address) {
+            Ok(c) => (Some(c), None),
+            Err(gap) => (None, Some(gap)),
+        },
+    };
+    Observation::Address {
+        address,
+        country,
+        missing,
+    }
+}
+
+fn network_operator(address: IpAddr, geo: &GeoSnapshot) -> Observation {
+    if let Some(range) = reserved_range(address) {
+        return Observation::NetworkOperator {
+            address,
+            asn: None,
+            organisation: None,
+            registered: None,
+            missing: Some(Gap::Reserved { range }),
+        };
+    }
+    let (asn, organisation, asn_missing) = match geo.asn.lookup(address) {
+        Some(rec) => (rec.asn.map(Asn), rec.organisation.clone(), None),
+        None => (
+            None,
+            None,
+            Some(Gap::NotFound {
+                database: "AS number",
+            }),
+        ),
+    };
+    let (registered, reg_missing) = match geo.registration.country(address) {
+        Ok(c) => (Some(c), None),
+        Err(gap) => (None, Some(gap)),
+    };
+    Observation::NetworkOperator {
+        address,
+        asn,
+        organisation,
+        registered,
+        missing: reg_missing.or(asn_missing),
+    }
+}
+
+/// Whether the operator may set the attested label, and to what: only from a valid attestation
+/// that the node's other evidence does not contradict (an address located in another country, a
+/// network under extra-EU control, an unreadable address). `Err` says why the label must not be
+/// there. Policy-independent: each policy still judges the node on its own rules.
+pub fn attested_label(facts: &Facts) -> Result<Country, String> {
+    let (attestation, status) = facts
+        .observations
+        .iter()
+        .find_map(|o| match o {
+            Observation::Attestation {
+                attestation,
+                status,
+                ..
+            } => Some((attestation.as_ref(), status)),
+            _ => None,
+        })
+        .unwrap_or((None, &AttestationStatus::Missing));
+    let a = match (attestation, status) {
+        (Some(a), AttestationStatus::Valid) => a,
+        (Some(a), status) => return Err(format!("NodeAttestation {} {status}", a.name)),
+        (None, _) => return Err("no NodeAttestation names the node".into()),
+    };
+    for o in &facts.observations {
+        match o {
+            Observation::Address {
+                address,
+                country: Some(c),
+                ..
+            } if *c != a.country => {
+                return Err(format!(
+                    "NodeAttestation {} says {}, but address {address} is in {c}",
+                    a.name, a.country
+                ));
+            }
+            // The label admits a node to placement: never on a network another jurisdiction
+            // controls, whatever an attestation says about the building it is in.
+            Observation::NetworkOperator {
+                address,
+                asn: Some(asn),
+                ..
+            } => {
+                if let Some(n) = ExtraEuControl::shipped().get(*asn) {
+                    return Err(format!(
+                        "address {address} is on network {asn}, controlled by {} ({})",
+                        n.parent, n.parent_country
+                    ));
+                }
+            }
+            Observation::UnreadableAddress { value, .. } => {
+                return Err(format!("the node reports an unreadable address {value:?}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(a.country)
+}
+
+/// A policy ready to judge many subjects: its digest is computed once, not per evaluation.
+#[derive(Debug, Clone)]
+pub struct Judge<'a> {
+    policy: &'a LocalityPolicy,
+    digest: Arc<str>,
+    list_digest: Option<Arc<str>>,
+}
+
+impl<'a> Judge<'a> {
+    /// Prepares `policy`.
+    pub fn new(policy: &'a LocalityPolicy) -> Self {
+        Judge {
+            policy,
+            digest: policy.digest().into(),
+            list_digest: policy
+                .network_operator
+                .deny_extra_eu_control
+                .then(|| ExtraEuControl::shipped().digest().into()),
+        }
+    }
+
+    /// Weighs recorded facts against the policy (see [`judge`]).
+    pub fn judge(&self, facts: Facts) -> Evaluation {
+        judge_with(self, facts)
+    }
+
+    /// Observes a node and judges it (see [`evaluate`]).
+    pub fn evaluate(
+        &self,
+        node: &NodeDescription,
+        attestations: &[Attestation],
+        geo: &GeoSnapshot,
+        now: OffsetDateTime,
+    ) -> Evaluation {
+        self.judge(observe(node, SubjectKind::Node, attestations, geo, now))
+    }
+}
+
+/// Weighs recorded facts against a policy. Deterministic: the same facts and policy always give
+/// the same evaluation, which is what makes a recorded verdict replayable. To judge many
+/// subjects under one policy, prepare a [`Judge`] once.
+pub fn judge(policy: &LocalityPolicy, facts: Facts) -> Evaluation {
+    Judge::new(policy).judge(facts)
+}
+
+fn judge_with(j: &Judge<'_>, facts: Facts) -> Evaluation {
+    let policy = j.policy;
+    let list = ExtraEuControl::shipped();
+    let address_controller = match facts.subject_kind {
+        SubjectKind::Node => Controller::Node,
+        SubjectKind::Endpoint => Controller::Neither,
+    };
+    // The observations move into the evidence: an evaluation holds each fact once.
+    let evidence: Vec<Evidence> = facts
+        .observations
+        .into_iter()
+        .map(|o| weigh(policy, list, o, address_controller))
+        .collect();
+
+    let mut supporting: Vec<LocationSource> = evidence
+        .iter()
+        .filter(|e| e.assessment == Assessment::Supports)
+        .filter_map(|e| e.source.location())
+        .collect();
+    supporting.sort();
+    supporting.dedup();
+    let contradicting: Vec<Reason> = evidence
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.assessment, Assessment::Contradicts(_)))
+        .map(|(i, _)| Reason::Evidence(i))
+        .collect();
     let quorum = policy.quorum.get();
-    let verdict = if contradicted {
-        Verdict::Violation(
-            evidence
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| matches!(e.assessment, Assessment::Contradicts(_)))
-                .map(|(i, _)| Reason::Evidence(i))
-                .collect(),
+    let missing_required: Vec<LocationSource> = policy
+        .required_sources
+        .iter()
+        .copied()
+        .filter(|s| !supporting.contains(s))
+        .collect();
+    let operators: Vec<&Evidence> = evidence
+        .iter()
+        .filter(|e| e.source == Source::NetworkOperator)
+        .collect();
+    let jurisdiction = operators.iter().all(|e| {
+        matches!(
+            e.assessment,
+            Assessment::Supports | Assessment::NotApplicable
         )
-    } else if supporting_sources >= quorum {
+    }) && (!operators.is_empty()
+        || policy.network_operator.allow_private_addresses);
+
+    let verdict = if !contradicting.is_empty() {
+        Verdict::Violation(contradicting)
+    } else if supporting.len() >= usize::from(quorum) && missing_required.is_empty() && jurisdiction
+    {
         Verdict::Compliant
     } else {
         let mut reasons: Vec<Reason> = evidence
@@ -251,25 +582,38 @@ pub fn combine(policy: &LocalityPolicy, subject: String, evidence: Vec<Evidence>
             .filter(|(_, e)| e.assessment == Assessment::Inconclusive)
             .map(|(i, _)| Reason::Evidence(i))
             .collect();
-        reasons.push(Reason::QuorumNotMet {
-            supporting: supporting_sources,
-            quorum,
-        });
-        match (policy.on_unknown, policy.mode) {
-            (OnUnknown::Violation, _) => Verdict::Violation(reasons),
-            (OnUnknown::AllowInAudit, Mode::Audit) => Verdict::Compliant,
-            // Unknown never counts as compliant in enforce mode, whatever the policy says.
-            (OnUnknown::Unknown | OnUnknown::AllowInAudit, _) => Verdict::Unknown(reasons),
+        if !jurisdiction && operators.is_empty() {
+            reasons.push(Reason::JurisdictionUnproven);
+        }
+        reasons.extend(
+            missing_required
+                .into_iter()
+                .map(Reason::RequiredSourceMissing),
+        );
+        if supporting.len() < usize::from(quorum) {
+            reasons.push(Reason::QuorumNotMet {
+                supporting: supporting.len() as u8,
+                quorum,
+            });
+        }
+        match policy.on_unknown {
+            OnUnknown::Violation => Verdict::Violation(reasons),
+            OnUnknown::Unknown => Verdict::Unknown(reasons),
         }
     };
     Evaluation {
-        subject,
         classification: policy.classification.clone(),
         mode: policy.mode,
+        policy_digest: j.digest.clone(),
+        extra_eu_control_digest: j.list_digest.clone(),
         evidence,
-        supporting_sources,
+        supporting,
         quorum,
         verdict,
+        subject: facts.subject,
+        subject_kind: facts.subject_kind,
+        observed_at: facts.observed_at,
+        databases: facts.databases,
     }
 }
 
@@ -283,135 +627,228 @@ fn place(policy: &LocalityPolicy, country: Option<Country>) -> Assessment {
     }
 }
 
-/// Topology evidence: the region label decides, the zone label when the region is absent or not
-/// in the table; a zone the table places in another country than the region is reported as
-/// evidence of its own, so a node claiming region `fr-par` and zone `us-east-1` is caught.
-fn topology(policy: &LocalityPolicy, node: &NodeDescription, evidence: &mut Vec<Evidence>) {
-    let region = node.labels.get(REGION_LABEL);
-    let zone = node.labels.get(ZONE_LABEL);
-    let region_country = region.and_then(|v| policy.regions.get(v)).copied();
-    let zone_country = zone.and_then(|v| policy.regions.get(v)).copied();
-    let label = |key: &'static str, value: Option<&String>, country: Option<Country>| Evidence {
-        source: Source::TopologyLabel,
-        observation: Observation::TopologyLabel {
-            key,
-            value: value.cloned(),
-            country,
-        },
-        assessment: place(policy, country),
-    };
-    match (region_country, zone_country) {
-        (Some(r), Some(z)) if r != z => {
-            evidence.push(label(REGION_LABEL, region, Some(r)));
-            evidence.push(label(ZONE_LABEL, zone, Some(z)));
+fn weigh(
+    policy: &LocalityPolicy,
+    list: &ExtraEuControl,
+    observation: Observation,
+    address_controller: Controller,
+) -> Evidence {
+    let (controller, placed_in, assessment) = match &observation {
+        Observation::TopologyLabel { value, .. } => {
+            let country = value.as_ref().and_then(|v| policy.regions.get(v)).copied();
+            (Controller::Node, country, place(policy, country))
         }
-        (Some(r), _) => evidence.push(label(REGION_LABEL, region, Some(r))),
-        (None, Some(z)) => evidence.push(label(ZONE_LABEL, zone, Some(z))),
-        (None, None) if region.is_some() => evidence.push(label(REGION_LABEL, region, None)),
-        (None, None) => evidence.push(label(ZONE_LABEL, zone, None)),
-    }
-}
-
-fn attested(policy: &LocalityPolicy, node: &NodeDescription) -> Evidence {
-    let value = node.labels.get(ATTESTED_COUNTRY_LABEL);
-    let country = value.and_then(|v| Country::from_bytes(v.as_bytes()));
-    Evidence {
-        source: Source::AttestedLabel,
-        observation: Observation::AttestedLabel {
-            key: ATTESTED_COUNTRY_LABEL,
-            value: value.cloned(),
-            country,
-        },
-        assessment: place(policy, country),
-    }
-}
-
-fn geolocation(policy: &LocalityPolicy, address: IpAddr, geo: &GeoSnapshot) -> Evidence {
-    let (country, missing) = match reserved_range(address) {
-        Some(range) => (None, Some(Gap::Reserved { range })),
-        None => match geo.location.country(address) {
-            Ok(c) => (Some(c), None),
-            Err(gap) => (None, Some(gap)),
-        },
-    };
-    Evidence {
-        source: Source::Geolocation,
-        observation: Observation::Geolocation {
-            address,
-            country,
-            missing,
-        },
-        assessment: place(policy, country),
-    }
-}
-
-fn network_operator(policy: &LocalityPolicy, address: IpAddr, geo: &GeoSnapshot) -> Evidence {
-    let rule = &policy.network_operator;
-    let (asn, organisation, registered, missing) = if let Some(range) = reserved_range(address) {
-        (None, None, None, Some(Gap::Reserved { range }))
-    } else {
-        let (asn, organisation, asn_missing) = match geo.asn.lookup(address) {
-            Some(rec) => (rec.asn.map(Asn), rec.organisation.clone(), None),
-            None => (
-                None,
-                None,
-                Some(Gap::NotFound {
-                    database: "AS number",
-                }),
-            ),
-        };
-        let (registered, reg_missing) = match geo.registration.country(address) {
-            Ok(c) => (Some(c), None),
-            Err(gap) => (None, Some(gap)),
-        };
-        (asn, organisation, registered, reg_missing.or(asn_missing))
-    };
-    let assessment = match (asn, registered) {
-        (Some(a), _) if rule.denied_asns.contains(&a) => Assessment::Contradicts(Breach::AsnDenied),
-        (Some(a), _) if !rule.allowed_asns.is_empty() && !rule.allowed_asns.contains(&a) => {
-            Assessment::Contradicts(Breach::AsnNotAllowed)
+        Observation::Attestation {
+            label,
+            attestation,
+            status,
+        } => {
+            let valid = (*status == AttestationStatus::Valid)
+                .then_some(attestation.as_ref())
+                .flatten();
+            let assessment = match (valid, label) {
+                (Some(a), Some(v)) if v.as_str() != a.country.as_str() => {
+                    Assessment::Contradicts(Breach::LabelDisagrees {
+                        attested: a.country,
+                    })
+                }
+                (Some(a), _) => place(policy, Some(a.country)),
+                (None, Some(_)) => Assessment::Contradicts(Breach::LabelWithoutAttestation),
+                (None, None) => Assessment::Inconclusive,
+            };
+            (
+                Controller::SecurityOfficer,
+                valid.map(|a| a.country),
+                assessment,
+            )
         }
-        (_, Some(c)) if !rule.allowed_countries.contains(c) => Assessment::Contradicts(
-            Breach::RegistrationNotAllowed(rule.allowed_countries.clone()),
-        ),
-        // An allow list can only be honoured when the AS number is known.
-        (None, Some(_)) if !rule.allowed_asns.is_empty() => Assessment::Inconclusive,
-        (_, Some(_)) => Assessment::Supports,
-        (_, None) => Assessment::Inconclusive,
-    };
-    Evidence {
-        source: Source::NetworkOperator,
-        observation: Observation::NetworkOperator {
+        Observation::Address { country, .. } => {
+            (address_controller, *country, place(policy, *country))
+        }
+        Observation::UnreadableAddress { .. } => {
+            (address_controller, None, Assessment::Inconclusive)
+        }
+        Observation::NetworkOperator {
             address,
             asn,
-            organisation,
             registered,
-            missing,
-        },
+            ..
+        } => (
+            address_controller,
+            None,
+            jurisdiction(policy, list, *address, *asn, *registered),
+        ),
+    };
+    Evidence {
+        source: observation.source(),
+        controller,
+        observation,
+        placed_in,
         assessment,
     }
+}
+
+/// The network operator rule: deny lists first, then the allow list, then the registration.
+/// An unknown AS number under any AS rule, or an unknown registration, proves nothing; nothing
+/// falls back to the address's location.
+fn jurisdiction(
+    policy: &LocalityPolicy,
+    list: &ExtraEuControl,
+    address: IpAddr,
+    asn: Option<Asn>,
+    registered: Option<Country>,
+) -> Assessment {
+    let rule = &policy.network_operator;
+    if reserved_range(address).is_some() {
+        return if rule.allow_private_addresses {
+            Assessment::NotApplicable
+        } else {
+            Assessment::Inconclusive
+        };
+    }
+    if let Some(a) = asn {
+        if rule.denied_asns.contains(&a) {
+            return Assessment::Contradicts(Breach::AsnDenied);
+        }
+        if rule.deny_extra_eu_control
+            && let Some(n) = list.get(a)
+        {
+            return Assessment::Contradicts(Breach::ExtraEuControl {
+                parent: n.parent.clone(),
+                parent_country: n.parent_country,
+            });
+        }
+        if !rule.allowed_asns.is_empty() && !rule.allowed_asns.contains(&a) {
+            return Assessment::Contradicts(Breach::AsnNotAllowed);
+        }
+    } else if rule.has_as_rule() {
+        return Assessment::Inconclusive;
+    }
+    match registered {
+        None => Assessment::Inconclusive,
+        Some(c) if rule.allowed_countries.contains(c) => Assessment::Supports,
+        Some(_) => Assessment::Contradicts(Breach::RegistrationNotAllowed(
+            rule.allowed_countries.clone(),
+        )),
+    }
+}
+
+/// The part of a serialized [`Evaluation`] that replay reads back.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Recorded {
+    subject: String,
+    #[serde(default)]
+    subject_kind: SubjectKind,
+    #[serde(with = "time::serde::rfc3339")]
+    observed_at: OffsetDateTime,
+    verdict: String,
+    policy_digest: String,
+    #[serde(default)]
+    extra_eu_control_digest: Option<String>,
+    #[serde(default)]
+    databases: Arc<[DatabaseIdentity]>,
+    evidence: Vec<RecordedEvidence>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordedEvidence {
+    #[serde(flatten)]
+    observation: Observation,
+}
+
+/// Why a recorded evaluation does not replay.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReplayError {
+    /// The recorded JSON is not an evaluation.
+    #[error("not a recorded evaluation: {0}")]
+    Malformed(String),
+    /// The policy given is not the one the verdict was judged under.
+    #[error("the evaluation was judged under policy {recorded}, not the given policy {given}")]
+    PolicyChanged {
+        /// The recorded digest.
+        recorded: String,
+        /// The given policy's digest.
+        given: String,
+    },
+    /// The extra-EU control list differs from the one used.
+    #[error("the evaluation used extra-EU control list {recorded}, this build has {shipped}")]
+    ListChanged {
+        /// The recorded digest.
+        recorded: String,
+        /// This build's.
+        shipped: String,
+    },
+    /// The facts judged again give another verdict.
+    #[error("the recorded verdict is {recorded}, the facts judged again give {recomputed}")]
+    VerdictDiffers {
+        /// The recorded verdict.
+        recorded: String,
+        /// The recomputed one.
+        recomputed: &'static str,
+    },
+}
+
+/// Reads a serialized evaluation back and judges its facts again under `policy`: the policy
+/// must be the one recorded (same digest), and the verdict must come out the same.
+pub fn replay(recorded_json: &str, policy: &LocalityPolicy) -> Result<Evaluation, ReplayError> {
+    let r: Recorded =
+        serde_json::from_str(recorded_json).map_err(|e| ReplayError::Malformed(e.to_string()))?;
+    let given = policy.digest();
+    if *r.policy_digest != *given {
+        return Err(ReplayError::PolicyChanged {
+            recorded: r.policy_digest,
+            given,
+        });
+    }
+    let shipped = ExtraEuControl::shipped().digest();
+    if let Some(recorded) = r.extra_eu_control_digest
+        && recorded != shipped
+    {
+        return Err(ReplayError::ListChanged {
+            recorded,
+            shipped: shipped.to_owned(),
+        });
+    }
+    let facts = Facts {
+        subject: r.subject,
+        subject_kind: r.subject_kind,
+        observed_at: r.observed_at,
+        observations: r.evidence.into_iter().map(|e| e.observation).collect(),
+        databases: r.databases,
+    };
+    let evaluation = judge(policy, facts);
+    if evaluation.verdict.name() != r.verdict {
+        return Err(ReplayError::VerdictDiffers {
+            recorded: r.verdict,
+            recomputed: evaluation.verdict.name(),
+        });
+    }
+    Ok(evaluation)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attestation::{AttestationSpec, Basis};
     use crate::geo::{CountryField, Database};
     use std::path::Path;
     use std::sync::Arc;
 
-    const LOCATION: &str = "51.15.0.0,51.15.255.255,FR\n15.188.0.0,15.188.255.255,FR\n3.0.0.0,3.0.0.255,US\n5.0.0.0,5.0.0.255,EU\n";
-    const REGISTRATION: &str =
-        "51.15.0.0,51.15.255.255,FR\n15.188.0.0,15.188.255.255,US\n3.0.0.0,3.0.0.255,US\n";
-    const ASN: &str = "51.15.0.0,51.15.255.255,12876,Scaleway S.a.s.\n15.188.0.0,15.188.255.255,16509,\"Amazon.com, Inc.\"\n3.0.0.0,3.0.0.255,14618,\"Amazon.com, Inc.\"\n";
+    const LOCATION: &str = "51.15.0.0,51.15.255.255,FR\n51.38.0.0,51.38.255.255,FR\n15.188.0.0,15.188.255.255,FR\n3.0.0.0,3.0.0.255,US\n5.0.0.0,5.0.0.255,EU\n";
+    const REGISTRATION: &str = "51.15.0.0,51.15.255.255,FR\n51.38.0.0,51.38.255.255,FR\n15.188.0.0,15.188.255.255,US\n3.0.0.0,3.0.0.255,US\n";
+    const ASN: &str = "51.15.0.0,51.15.255.255,12876,Scaleway S.a.s.\n51.38.0.0,51.38.255.255,16276,OVH SAS\n15.188.0.0,15.188.255.255,16509,\"Amazon.com, Inc.\"\n3.0.0.0,3.0.0.255,14618,\"Amazon.com, Inc.\"\n";
 
     const POLICY: &str = "\
 classification: Diffusion Restreinte
 allowedCountries: [FR]
 networkOperator:
   allowedCountries: [FR]
-  deniedAsns: [16509, 14618]
-regions: {fr-par: FR, eu-west-3: FR, us-east-1: US}
+  allowedAsns: [16276]
+  denyExtraEuControl: true
+regions: {fr-par: FR, gra: FR, eu-west-3: FR, us-east-1: US}
 quorum: 3
+requiredSources: [attestation, address]
 onUnknown: violation
 ";
 
@@ -422,162 +859,288 @@ onUnknown: violation
                     .unwrap(),
             )
         };
-        GeoSnapshot {
-            location: db("location", CountryField::Location, LOCATION),
-            registration: db("registration", CountryField::Registration, REGISTRATION),
-            asn: db("AS number", CountryField::Location, ASN),
+        GeoSnapshot::new(
+            db("location", CountryField::Location, LOCATION),
+            db("registration", CountryField::Registration, REGISTRATION),
+            db("AS number", CountryField::Location, ASN),
+        )
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::parse(
+            "2026-11-29T12:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    }
+
+    fn attestation(node: &str, country: &str, until: &str) -> Attestation {
+        Attestation {
+            name: format!("{node}-att"),
+            spec: AttestationSpec {
+                node_name: node.into(),
+                provider_id: format!("kwok://{node}"),
+                country: country.parse().unwrap(),
+                hosting_company: "OVH SAS".into(),
+                site: "GRA3".into(),
+                basis: Basis::Contract,
+                reference: None,
+                attested_by: "rssi".into(),
+                valid_until: until.into(),
+            },
         }
     }
 
-    fn check(policy_edit: (&str, &str), node_yaml: &str, expected: &str) {
+    fn check(
+        policy_edit: (&str, &str),
+        node_yaml: &str,
+        attestations: &[Attestation],
+        expected: &str,
+    ) {
         let policy =
             LocalityPolicy::from_yaml(&POLICY.replace(policy_edit.0, policy_edit.1), "p").unwrap();
         let node: NodeDescription = serde_yaml::from_str(node_yaml).unwrap();
-        let got = evaluate(&policy, &node, &geo());
+        let got = evaluate(&policy, &node, attestations, &geo(), now());
         assert_eq!(format!("[{}] {got}", got.verdict.name()), expected);
     }
 
-    const FR_NODE: &str = "name: par-1
-labels: {topology.kubernetes.io/region: fr-par, node-restriction.kubernetes.io/hexagone-country: FR}
-addresses: [{type: ExternalIP, address: 51.15.0.1}, {type: InternalIP, address: 10.0.0.1}]
+    const FR_NODE: &str = "name: gra-1
+providerID: kwok://gra-1
+labels: {topology.kubernetes.io/region: gra, node-restriction.kubernetes.io/hexagone-country: FR}
+addresses: [{type: ExternalIP, address: 51.38.0.1}, {type: InternalIP, address: 10.0.0.1}]
 ";
 
     #[test]
-    fn french_node_is_compliant() {
+    fn attested_french_node_on_a_qualified_operator_is_compliant() {
         check(
             ("", ""),
             FR_NODE,
-            "[compliant] par-1 complies with Diffusion Restreinte: 4 sources agree (the policy requires 3) and none disagrees
-  - topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, an allowed country
-  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
-  - address 51.15.0.1 is in FR, an allowed country
-  - network AS12876 (Scaleway S.a.s.) of address 51.15.0.1 is registered in FR, an allowed operator country
+            &[attestation("gra-1", "FR", "2027-01-01T00:00:00Z")],
+            "[compliant] gra-1 complies with Diffusion Restreinte: topology label, address, attestation (3 of 3 required), none disagrees, and its network operator is accepted
+  - topology label topology.kubernetes.io/region=gra (set by the node) is in FR by the policy's region table, an allowed country
+  - NodeAttestation gra-1-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z; the node carries node-restriction.kubernetes.io/hexagone-country=FR, an allowed country
+  - address 51.38.0.1 is in FR, an allowed country
+  - network AS16276 (OVH SAS) of address 51.38.0.1 is registered in FR, an accepted network operator
 ",
         );
     }
 
     #[test]
-    fn hyperscaler_in_paris_is_a_violation() {
+    fn node_controlled_evidence_alone_is_never_enough() {
+        // The issue's case: a French region label and a French address, no attestation.
+        check(
+            ("", ""),
+            "name: scw-1
+labels: {topology.kubernetes.io/region: fr-par}
+addresses: [{type: ExternalIP, address: 51.38.0.9}]
+",
+            &[],
+            "[violation] scw-1 is in violation under Diffusion Restreinte: only 2 of the 3 location sources the policy requires place the node in an allowed country
+  - topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country
+  - no NodeAttestation names the node, which proves nothing
+  - address 51.38.0.9 is in FR, an allowed country
+  - network AS16276 (OVH SAS) of address 51.38.0.9 is registered in FR, an accepted network operator
+",
+        );
+        // The label a kubelet cannot set, set anyway (by a careless admin): a violation.
+        check(
+            ("", ""),
+            "name: scw-1
+labels: {topology.kubernetes.io/region: fr-par, node-restriction.kubernetes.io/hexagone-country: FR}
+addresses: [{type: ExternalIP, address: 51.38.0.9}]
+",
+            &[],
+            "[violation] scw-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, but no NodeAttestation names the node; the node carries node-restriction.kubernetes.io/hexagone-country=FR, a label no valid attestation stands behind
+  - topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country
+  - no NodeAttestation names the node; the node carries node-restriction.kubernetes.io/hexagone-country=FR, a label no valid attestation stands behind
+  - address 51.38.0.9 is in FR, an allowed country
+  - network AS16276 (OVH SAS) of address 51.38.0.9 is registered in FR, an accepted network operator
+",
+        );
+    }
+
+    #[test]
+    fn hyperscaler_in_paris_is_a_violation_whatever_its_attestation() {
         check(
             ("", ""),
             "name: aws-1
+providerID: kwok://aws-1
 labels: {topology.kubernetes.io/region: eu-west-3}
 addresses: [{type: ExternalIP, address: '::ffff:15.188.0.9'}]
 ",
-            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and the policy denies this network
-  - topology label topology.kubernetes.io/region=eu-west-3 is in FR by the policy's region table, an allowed country
-  - the node has no attested label node-restriction.kubernetes.io/hexagone-country, which proves nothing
+            &[attestation("aws-1", "FR", "2027-01-01T00:00:00Z")],
+            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
+  - topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, an allowed country
+  - NodeAttestation aws-1-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
   - address 15.188.0.9 is in FR, an allowed country
-  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and the policy denies this network
-",
-        );
-        // Without the deny list, the registration country alone condemns it.
-        check(
-            ("deniedAsns: [16509, 14618]", "deniedAsns: []"),
-            "name: aws-1\naddresses: [{type: ExternalIP, address: 15.188.0.9}]\n",
-            "[violation] aws-1 violates Diffusion Restreinte: address 15.188.0.9 is in FR, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, outside the allowed operator countries (FR)
-  - the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing
-  - the node has no attested label node-restriction.kubernetes.io/hexagone-country, which proves nothing
-  - address 15.188.0.9 is in FR, an allowed country
-  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, outside the allowed operator countries (FR)
+  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
 ",
         );
     }
 
     #[test]
-    fn lying_label_is_caught() {
+    fn unknown_as_under_an_as_rule_proves_nothing() {
+        // 5.0.0.1 has no AS record; the registration is unknown too: never compliant.
         check(
-            ("", ""),
-            "name: fake
-labels: {topology.kubernetes.io/region: fr-par, node-restriction.kubernetes.io/hexagone-country: FR}
-addresses: [{type: ExternalIP, address: 3.0.0.1}]
+            ("requiredSources: [attestation, address]", "requiredSources: [attestation]"),
+            "name: x
+providerID: kwok://x
+labels: {topology.kubernetes.io/region: gra}
+addresses: [{type: ExternalIP, address: 5.0.0.1}]
 ",
-            "[violation] fake violates Diffusion Restreinte: topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, but address 3.0.0.1 is in US, outside the allowed countries (FR)
-  - topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, an allowed country
-  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
-  - address 3.0.0.1 is in US, outside the allowed countries (FR)
-  - network AS14618 (Amazon.com, Inc.) of address 3.0.0.1 is registered in US, and the policy denies this network
+            &[attestation("x", "FR", "2027-01-01T00:00:00Z")],
+            "[violation] x is in violation under Diffusion Restreinte: only 2 of the 3 location sources the policy requires place the node in an allowed country
+  - topology label topology.kubernetes.io/region=gra (set by the node) is in FR by the policy's region table, an allowed country
+  - NodeAttestation x-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
+  - address 5.0.0.1 has the code `EU` in the location database, which is not an ISO 3166-1 country, which proves nothing
+  - the network of address 5.0.0.1 is not in the registration database, which does not establish the operator's jurisdiction
 ",
         );
     }
 
-    const PRIVATE_NODE: &str = "name: lab
-labels: {topology.kubernetes.io/zone: fr-par, node-restriction.kubernetes.io/hexagone-country: FR}
+    #[test]
+    fn private_addresses_need_a_policy_of_their_own() {
+        let node = "name: lab
+providerID: kwok://lab
 addresses: [{type: InternalIP, address: 192.168.1.4}]
 ";
-
-    #[test]
-    fn missing_evidence_follows_on_unknown() {
-        check(
-            ("", ""),
-            PRIVATE_NODE,
-            "[violation] lab is in violation under Diffusion Restreinte: only 2 of 3 required sources place it, and none places it outside
-  - topology label topology.kubernetes.io/zone=fr-par is in FR by the policy's region table, an allowed country
-  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
-  - address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no location, which proves nothing
-  - the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which proves nothing
-",
-        );
-        check(
-            ("onUnknown: violation", "onUnknown: unknown"),
-            PRIVATE_NODE,
-            "[unknown] lab is of unknown location under Diffusion Restreinte: only 2 of 3 required sources place it, and none places it outside
-  - topology label topology.kubernetes.io/zone=fr-par is in FR by the policy's region table, an allowed country
-  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
-  - address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no location, which proves nothing
-  - the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which proves nothing
-",
-        );
-    }
-
-    #[test]
-    fn unknown_admission_depends_on_mode() {
-        let node: NodeDescription = serde_yaml::from_str(PRIVATE_NODE).unwrap();
-        let audit = POLICY.replace(
-            "onUnknown: violation",
-            "onUnknown: allowInAudit\nmode: audit",
-        );
-        let policy = LocalityPolicy::from_yaml(&audit, "p").unwrap();
-        let e = evaluate(&policy, &node, &geo());
-        assert_eq!(e.verdict, Verdict::Compliant);
-        assert!(e.admits());
-
-        let mut enforce = policy.clone();
-        enforce.mode = Mode::Enforce; // bypasses the loader's check on purpose
-        let e = evaluate(&enforce, &node, &geo());
-        assert_eq!(e.verdict.name(), "unknown");
-        assert!(!e.admits());
-    }
-
-    #[test]
-    fn a_zone_in_another_country_than_its_region_is_caught() {
-        check(
-            ("", ""),
-            "name: odd
-labels: {topology.kubernetes.io/region: fr-par, topology.kubernetes.io/zone: us-east-1, node-restriction.kubernetes.io/hexagone-country: FR}
-addresses: [{type: ExternalIP, address: 51.15.0.1}]
-",
-            "[violation] odd violates Diffusion Restreinte: topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, but topology label topology.kubernetes.io/zone=us-east-1 is in US by the policy's region table, outside the allowed countries (FR)
-  - topology label topology.kubernetes.io/region=fr-par is in FR by the policy's region table, an allowed country
-  - topology label topology.kubernetes.io/zone=us-east-1 is in US by the policy's region table, outside the allowed countries (FR)
-  - attested label node-restriction.kubernetes.io/hexagone-country says FR, an allowed country
-  - address 51.15.0.1 is in FR, an allowed country
-  - network AS12876 (Scaleway S.a.s.) of address 51.15.0.1 is registered in FR, an allowed operator country
-",
-        );
-    }
-
-    #[test]
-    fn non_iso_codes_from_databases_are_unknown() {
+        let att = [attestation("lab", "FR", "2027-01-01T00:00:00Z")];
         check(
             ("quorum: 3", "quorum: 1"),
-            "name: eu\naddresses: [{type: ExternalIP, address: 5.0.0.1}]\n",
-            "[violation] eu is in violation under Diffusion Restreinte: only 0 of 1 required sources place it, and none places it outside
+            node,
+            &att,
+            "[violation] lab is in violation under Diffusion Restreinte: the policy requires the address to place the node in an allowed country, and it does not
   - the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing
-  - the node has no attested label node-restriction.kubernetes.io/hexagone-country, which proves nothing
-  - address 5.0.0.1 has the code `EU` in the location database, which is not an ISO 3166-1 country, which proves nothing
-  - the network of address 5.0.0.1 is not in the registration database, which proves nothing
+  - NodeAttestation lab-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
+  - address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no location, which proves nothing
+  - the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which does not establish the operator's jurisdiction
 ",
         );
+        check(
+            (
+                "quorum: 3\nrequiredSources: [attestation, address]",
+                "quorum: 1\nrequiredSources: [attestation]",
+            ),
+            node,
+            &att,
+            "[violation] lab is in violation under Diffusion Restreinte: the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which does not establish the operator's jurisdiction
+  - the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing
+  - NodeAttestation lab-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
+  - address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no location, which proves nothing
+  - the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which does not establish the operator's jurisdiction
+",
+        );
+        check(
+            (
+                "denyExtraEuControl: true\nregions",
+                "denyExtraEuControl: true\n  allowPrivateAddresses: true\nregions",
+            ),
+            node,
+            &att,
+            "[violation] lab is in violation under Diffusion Restreinte: only 1 of the 3 location sources the policy requires place the node in an allowed country
+  - the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing
+  - NodeAttestation lab-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
+  - address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no location, which proves nothing
+  - the network of address 192.168.1.4 is in the private network range 192.168.0.0/16 (RFC 1918) and has no operator, which the policy accepts for a private address (the attestation is the evidence)
+",
+        );
+        let on_prem = "classification: On premises
+allowedCountries: [FR]
+networkOperator: {allowedCountries: [FR], allowPrivateAddresses: true}
+quorum: 1
+requiredSources: [attestation]
+";
+        let policy = LocalityPolicy::from_yaml(on_prem, "p").unwrap();
+        let n: NodeDescription = serde_yaml::from_str(node).unwrap();
+        let e = evaluate(&policy, &n, &att, &geo(), now());
+        assert_eq!(
+            e.headline(),
+            "lab complies with On premises on the security officer's attestation alone: its addresses are private, so no database can place it"
+        );
+        let e = evaluate(&policy, &n, &[], &geo(), now());
+        assert_eq!(e.verdict.name(), "violation", "{e}");
+    }
+
+    #[test]
+    fn expired_and_foreign_attestations() {
+        check(
+            ("", ""),
+            FR_NODE,
+            &[attestation("gra-1", "FR", "2026-01-01T00:00:00Z")],
+            "[violation] gra-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=gra (set by the node) is in FR by the policy's region table, but NodeAttestation gra-1-att has expired; the node carries node-restriction.kubernetes.io/hexagone-country=FR, a label no valid attestation stands behind
+  - topology label topology.kubernetes.io/region=gra (set by the node) is in FR by the policy's region table, an allowed country
+  - NodeAttestation gra-1-att has expired; the node carries node-restriction.kubernetes.io/hexagone-country=FR, a label no valid attestation stands behind
+  - address 51.38.0.1 is in FR, an allowed country
+  - network AS16276 (OVH SAS) of address 51.38.0.1 is registered in FR, an accepted network operator
+",
+        );
+        let policy = LocalityPolicy::from_yaml(POLICY, "p").unwrap();
+        let node: NodeDescription = serde_yaml::from_str(FR_NODE).unwrap();
+        let e = evaluate(
+            &policy,
+            &node,
+            &[attestation("gra-1", "DE", "2027-01-01T00:00:00Z")],
+            &geo(),
+            now(),
+        );
+        assert_eq!(
+            e.reasons(),
+            [
+                "NodeAttestation gra-1-att by rssi (contract, OVH SAS at GRA3) places the node in DE until 2027-01-01T00:00:00Z; the node carries node-restriction.kubernetes.io/hexagone-country=FR, which disagrees with the attested DE"
+            ]
+        );
+    }
+
+    #[test]
+    fn replay_recomputes_and_detects_a_changed_policy() {
+        let policy = LocalityPolicy::from_yaml(POLICY, "p").unwrap();
+        let node: NodeDescription = serde_yaml::from_str(FR_NODE).unwrap();
+        let att = [attestation("gra-1", "FR", "2027-01-01T00:00:00Z")];
+        let e = evaluate(&policy, &node, &att, &geo(), now());
+        let json = serde_json::to_string(&e).unwrap();
+        let again = replay(&json, &policy).unwrap();
+        assert_eq!(again, e);
+
+        let stricter = LocalityPolicy::from_yaml(&POLICY.replace("[16276]", "[1]"), "p").unwrap();
+        assert!(matches!(
+            replay(&json, &stricter),
+            Err(ReplayError::PolicyChanged { .. })
+        ));
+        // A record whose verdict was edited does not replay.
+        let forged = json.replacen("\"verdict\":\"compliant\"", "\"verdict\":\"violation\"", 1);
+        assert_eq!(
+            replay(&forged, &policy).map(|_| ()),
+            Err(ReplayError::VerdictDiffers {
+                recorded: "violation".into(),
+                recomputed: "compliant"
+            })
+        );
+        // A record whose facts were edited replays to the verdict the facts give.
+        let moved = json.replace(
+            "\"country\":\"FR\",\"missing\"",
+            "\"country\":\"US\",\"missing\"",
+        );
+        let moved = moved.replace(
+            "\"address\":\"51.38.0.1\",\"country\":\"FR\"",
+            "\"address\":\"51.38.0.1\",\"country\":\"US\"",
+        );
+        assert!(matches!(
+            replay(&moved, &policy),
+            Err(ReplayError::VerdictDiffers { .. })
+        ));
+        assert!(matches!(
+            replay("{}", &policy),
+            Err(ReplayError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn policy_digest_ignores_layout_not_rules() {
+        let a = LocalityPolicy::from_yaml(POLICY, "p").unwrap();
+        let b = LocalityPolicy::from_yaml(&format!("# comment\n{POLICY}"), "p").unwrap();
+        let c = LocalityPolicy::from_yaml(&POLICY.replace("quorum: 3", "quorum: 2"), "p").unwrap();
+        assert_eq!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+        assert!(a.digest().starts_with("sha256:") && a.digest().len() == 71);
     }
 }

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
             // An accepted policy upholds the checks the loader promises.
             assert!(!policy.allowed_countries.is_empty());
             assert!(!policy.network_operator.allowed_countries.is_empty());
-            assert!((1..=4).contains(&policy.quorum.get()));
+            assert!((1..=3).contains(&policy.quorum.get()));
         }
         Err(e) => {
             // Every refusal renders to a message naming the origin.

@@ -1,20 +1,21 @@
-//! The engine on real addresses of well-known networks, as the vendored data places them.
+//! The engine on real addresses of well-known networks, as the vendored data places them, under
+//! every shipped policy.
 //!
 //! Each expectation is what the vendored ip-location-db data says (version in
 //! `platform/data/ip-location-db/VERSIONS.md`); a data refresh that moves one of these networks
 //! fails here, on purpose, so the change is looked at.
 
-use hexagone_platform::Verdict;
+use hexagone_platform::{Assessment, Breach, Source};
 
-use crate::util::{evaluate_yaml, geo};
+use crate::util::{attestation, evaluate_yaml, geo};
 
-/// A node with French topology and attested labels and one external address.
-fn labelled(address: &str, region: &str) -> String {
+/// A node with a topology label and one external address, provider ID `test://node-1`.
+fn node(address: &str, region: &str) -> String {
     format!(
         "name: node-1
+providerID: test://node-1
 labels:
   topology.kubernetes.io/region: {region}
-  node-restriction.kubernetes.io/hexagone-country: FR
 addresses:
   - {{type: InternalIP, address: 10.1.2.3}}
   - {{type: ExternalIP, address: '{address}'}}
@@ -22,281 +23,358 @@ addresses:
     )
 }
 
-/// Evaluates under a policy and checks the verdict and the two address sentences.
-fn check(policy: &str, node_yaml: &str, verdict: &str, address_sentences: &[&str]) {
-    let e = evaluate_yaml(policy, node_yaml);
-    let sentences: Vec<String> = e.evidence[2..].iter().map(ToString::to_string).collect();
+/// Evaluates the node under `policy` with (or without) a French attestation and checks the
+/// verdict and the sentences about the address (location, then network operator).
+fn check(policy: &str, address: &str, region: &str, attested: bool, expected: (&str, [&str; 2])) {
+    let att = [attestation("node-1", "FR")];
+    let e = evaluate_yaml(
+        policy,
+        &node(address, region),
+        if attested { &att[..] } else { &[] },
+    );
+    let sentences: Vec<String> = e
+        .evidence
+        .iter()
+        .filter(|e| matches!(e.source, Source::Address | Source::NetworkOperator))
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
+        (e.verdict.name(), sentences),
         (
-            e.verdict.name(),
-            sentences.iter().map(String::as_str).collect::<Vec<_>>()
+            expected.0,
+            expected.1.iter().map(|s| s.to_string()).collect::<Vec<_>>()
         ),
-        (verdict, address_sentences.to_vec()),
         "\n{e}"
     );
 }
 
+const DR: &str = "france-diffusion-restreinte";
+const EU: &str = "eu-secnumcloud";
+const STD: &str = "france-standard";
+
 #[test]
-fn french_hosters_are_compliant_for_diffusion_restreinte() {
-    let dr = "france-diffusion-restreinte";
+fn qualified_french_operators_comply_with_diffusion_restreinte_when_attested() {
+    for (address, region, network) in [
+        (
+            "51.38.1.1",
+            "gra",
+            "network AS16276 (OVH SAS) of address 51.38.1.1",
+        ),
+        (
+            "2001:41d0:8::1",
+            "rbx",
+            "network AS16276 (OVH SAS) of address 2001:41d0:8::1",
+        ),
+        (
+            "46.231.144.1",
+            "cloudgouv-eu-west-1",
+            "network AS50624 (Outscale SASU) of address 46.231.144.1",
+        ),
+        (
+            "45.15.212.1",
+            "fr-par",
+            "network AS33930 (Cloud Temple SAS) of address 45.15.212.1",
+        ),
+    ] {
+        check(
+            DR,
+            address,
+            region,
+            true,
+            (
+                "compliant",
+                [
+                    &format!("address {address} is in FR, an allowed country"),
+                    &format!("{network} is registered in FR, an accepted network operator"),
+                ],
+            ),
+        );
+        // The same node without its attestation: its own claims are never enough.
+        let e = evaluate_yaml(DR, &node(address, region), &[]);
+        assert_eq!(e.verdict.name(), "violation", "{e}");
+    }
+}
+
+#[test]
+fn french_operators_without_qualification_are_refused_for_diffusion_restreinte() {
+    for (address, network) in [
+        (
+            "51.15.0.1",
+            "network AS12876 (Scaleway SAS) of address 51.15.0.1",
+        ),
+        ("2.3.0.1", "network AS3215 (Orange S.A.) of address 2.3.0.1"),
+        (
+            "78.192.0.1",
+            "network AS12322 (Free SAS) of address 78.192.0.1",
+        ),
+    ] {
+        check(
+            DR,
+            address,
+            "fr-par",
+            true,
+            (
+                "violation",
+                [
+                    &format!("address {address} is in FR, an allowed country"),
+                    &format!(
+                        "{network} is registered in FR, and this network is not on the policy's allow list"
+                    ),
+                ],
+            ),
+        );
+        // ...but they host ordinary French data, without an attestation.
+        let e = evaluate_yaml(STD, &node(address, "fr-par"), &[]);
+        assert_eq!(e.verdict.name(), "compliant", "{e}");
+    }
+}
+
+#[test]
+fn hyperscaler_regions_in_france_are_never_compliant() {
+    // AWS Paris, Google Paris, Azure France Central: located in FR, controlled from the US.
+    for (address, region, parent) in [
+        ("15.188.0.1", "eu-west-3", "Amazon.com, Inc. (US)"),
+        ("35.180.0.1", "eu-west-3", "Amazon.com, Inc. (US)"),
+        ("34.155.0.1", "europe-west9", "Alphabet Inc. (US)"),
+        ("20.19.0.1", "francecentral", "Microsoft Corporation (US)"),
+    ] {
+        for policy in [DR, EU, STD] {
+            for attested in [false, true] {
+                let att = [attestation("node-1", "FR")];
+                let e = evaluate_yaml(
+                    policy,
+                    &node(address, region),
+                    if attested { &att[..] } else { &[] },
+                );
+                assert_eq!(e.verdict.name(), "violation", "{policy} {e}");
+                let operator = e
+                    .evidence
+                    .iter()
+                    .find(|e| e.source == Source::NetworkOperator)
+                    .unwrap();
+                assert!(
+                    operator
+                        .to_string()
+                        .ends_with(&format!("and it is controlled by {parent}, outside the EU")),
+                    "{operator}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn us_parent_subsidiaries_registered_in_the_eu_are_refused() {
+    // IBM France (registered FR), Akamai International (NL), AWS European Sovereign Cloud (DE).
+    for (address, registered, parent) in [
+        (
+            "64.208.250.1",
+            "FR",
+            "International Business Machines Corporation",
+        ),
+        ("2.16.0.1", "NL", "Akamai Technologies, Inc."),
+        // Not in the registration data at all: the AS number alone decides.
+        ("2001:3fc0::1", "", "Amazon.com, Inc."),
+    ] {
+        for policy in [DR, EU, STD] {
+            let e = evaluate_yaml(
+                policy,
+                &node(address, "fr-par"),
+                &[attestation("node-1", "FR")],
+            );
+            let operator = e
+                .evidence
+                .iter()
+                .find(|e| e.source == Source::NetworkOperator)
+                .unwrap();
+            assert_eq!(e.verdict.name(), "violation", "{policy} {e}");
+            assert!(
+                matches!(
+                    &operator.assessment,
+                    Assessment::Contradicts(Breach::ExtraEuControl { parent: p, .. }) if p == parent
+                ),
+                "{policy}: {operator}"
+            );
+            if !registered.is_empty() {
+                assert!(
+                    operator
+                        .to_string()
+                        .contains(&format!("is registered in {registered}")),
+                    "{operator}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_network_is_never_accepted_under_an_as_rule() {
+    // Find a real address the registration data places in FR but the AS data does not know.
+    let g = geo();
+    let unknown = (0u32..=0xFFFF)
+        .map(|i| std::net::IpAddr::from(std::net::Ipv4Addr::from(0x5000_0000 + (i << 12))))
+        .find(|a| {
+            g.asn.lookup(*a).is_none()
+                && g.registration.country(*a).is_ok_and(|c| c.as_str() == "FR")
+                && g.location.country(*a).is_ok_and(|c| c.as_str() == "FR")
+        })
+        .expect("the vendored data has a French-registered address without an AS record");
+    for policy in [DR, EU, STD] {
+        let e = evaluate_yaml(
+            policy,
+            &node(&unknown.to_string(), "fr-par"),
+            &[attestation("node-1", "FR")],
+        );
+        assert!(!e.verdict.is_compliant(), "{policy} {e}");
+        let operator = e
+            .evidence
+            .iter()
+            .find(|e| e.source == Source::NetworkOperator)
+            .unwrap();
+        assert_eq!(operator.assessment, Assessment::Inconclusive, "{operator}");
+    }
+}
+
+#[test]
+fn a_french_hoster_address_placed_abroad_is_a_violation() {
     check(
-        dr,
-        &labelled("51.15.0.1", "fr-par"),
-        "compliant",
-        &[
-            "address 51.15.0.1 is in FR, an allowed country",
-            "network AS12876 (Scaleway SAS) of address 51.15.0.1 is registered in FR, an allowed operator country",
-        ],
-    );
-    check(
-        dr,
-        &labelled("51.38.1.1", "gra"),
-        "compliant",
-        &[
-            "address 51.38.1.1 is in FR, an allowed country",
-            "network AS16276 (OVH SAS) of address 51.38.1.1 is registered in FR, an allowed operator country",
-        ],
-    );
-    check(
-        dr,
-        &labelled("2.3.0.1", "fr-par"),
-        "compliant",
-        &[
-            "address 2.3.0.1 is in FR, an allowed country",
-            "network AS3215 (Orange S.A.) of address 2.3.0.1 is registered in FR, an allowed operator country",
-        ],
-    );
-    check(
-        dr,
-        &labelled("78.192.0.1", "fr-par"),
-        "compliant",
-        &[
-            "address 78.192.0.1 is in FR, an allowed country",
-            "network AS12322 (Free SAS) of address 78.192.0.1 is registered in FR, an allowed operator country",
-        ],
-    );
-    check(
-        dr,
-        &labelled("46.231.144.1", "cloudgouv-eu-west-1"),
-        "compliant",
-        &[
-            "address 46.231.144.1 is in FR, an allowed country",
-            "network AS50624 (Outscale SASU) of address 46.231.144.1 is registered in FR, an allowed operator country",
-        ],
-    );
-    check(
-        dr,
-        &labelled("45.15.212.1", "fr-par"),
-        "compliant",
-        &[
-            "address 45.15.212.1 is in FR, an allowed country",
-            "network AS33930 (Cloud Temple SAS) of address 45.15.212.1 is registered in FR, an allowed operator country",
-        ],
+        DR,
+        "54.36.0.9",
+        "gra",
+        true,
+        (
+            "violation",
+            [
+                "address 54.36.0.9 is in PL, outside the allowed countries (FR)",
+                "network AS16276 (OVH SAS) of address 54.36.0.9 is registered in FR, an accepted network operator",
+            ],
+        ),
     );
 }
 
 #[test]
-fn ipv6_addresses() {
-    let dr = "france-diffusion-restreinte";
+fn eu_policy_accepts_attested_eu_operators_only() {
     check(
-        dr,
-        &labelled("2001:bc8::1", "fr-par"),
-        "compliant",
-        &[
-            "address 2001:bc8::1 is in FR, an allowed country",
-            "network AS12876 (Scaleway SAS) of address 2001:bc8::1 is registered in FR, an allowed operator country",
-        ],
+        EU,
+        "5.9.0.1",
+        "eu-central-1",
+        true,
+        (
+            // The attestation says FR, the address DE: both in the EU, so both support.
+            "compliant",
+            [
+                "address 5.9.0.1 is in DE, an allowed country",
+                "network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, an accepted network operator",
+            ],
+        ),
     );
+    let e = evaluate_yaml(EU, &node("5.9.0.1", "eu-central-1"), &[]);
+    assert_eq!(e.verdict.name(), "violation", "{e}");
     check(
-        dr,
-        &labelled("2001:41d0:8::1", "rbx"),
-        "compliant",
-        &[
-            "address 2001:41d0:8::1 is in FR, an allowed country",
-            "network AS16276 (OVH SAS) of address 2001:41d0:8::1 is registered in FR, an allowed operator country",
-        ],
-    );
-    check(
-        dr,
-        &labelled("2a01:e0a::1", "fr-par"),
-        "compliant",
-        &[
-            "address 2a01:e0a::1 is in FR, an allowed country",
-            "network AS12322 (Free SAS) of address 2a01:e0a::1 is registered in FR, an allowed operator country",
-        ],
-    );
-    // Google's public DNS over IPv6: in the US, US network.
-    check(
-        dr,
-        &labelled("2001:4860:4860::8888", "fr-par"),
-        "violation",
-        &[
-            "address 2001:4860:4860::8888 is in US, outside the allowed countries (FR)",
-            "network AS15169 (Google LLC) of address 2001:4860:4860::8888 is registered in US, and the policy denies this network",
-        ],
+        EU,
+        "3.2.99.1",
+        "eu-central-1",
+        true,
+        (
+            "violation",
+            [
+                "address 3.2.99.1 is in US, outside the allowed countries (EU)",
+                "network AS8987 (Amazon Data Services Ireland Ltd) of address 3.2.99.1 is registered in IE, and it is controlled by Amazon.com, Inc. (US), outside the EU",
+            ],
+        ),
     );
 }
 
 #[test]
 fn ipv4_mapped_addresses_are_looked_up_as_ipv4() {
     check(
-        "france-diffusion-restreinte",
-        &labelled("::ffff:51.15.0.1", "fr-par"),
-        "compliant",
-        &[
-            "address 51.15.0.1 is in FR, an allowed country",
-            "network AS12876 (Scaleway SAS) of address 51.15.0.1 is registered in FR, an allowed operator country",
-        ],
-    );
-}
-
-#[test]
-fn hyperscaler_regions_in_france_are_located_in_france_but_operated_from_the_us() {
-    let dr = "france-diffusion-restreinte";
-    // AWS eu-west-3 (Paris).
-    let e = evaluate_yaml(dr, &labelled("15.188.0.1", "eu-west-3"));
-    assert_eq!(
-        e.headline(),
-        "node-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 is in FR by the policy's region table, \
-         but network AS16509 (Amazon.com, Inc.) of address 15.188.0.1 is registered in US, and the policy denies this network"
-    );
-    check(
-        dr,
-        &labelled("15.188.0.1", "eu-west-3"),
-        "violation",
-        &[
-            "address 15.188.0.1 is in FR, an allowed country",
-            "network AS16509 (Amazon.com, Inc.) of address 15.188.0.1 is registered in US, and the policy denies this network",
-        ],
-    );
-    // Google Cloud europe-west9 (Paris).
-    check(
-        dr,
-        &labelled("34.155.0.1", "europe-west9"),
-        "violation",
-        &[
-            "address 34.155.0.1 is in FR, an allowed country",
-            "network AS396982 (Google LLC) of address 34.155.0.1 is registered in US, and the policy denies this network",
-        ],
-    );
-    // Azure France Central.
-    check(
-        dr,
-        &labelled("20.19.0.1", "francecentral"),
-        "violation",
-        &[
-            "address 20.19.0.1 is in FR, an allowed country",
-            "network AS8075 (Microsoft Corporation) of address 20.19.0.1 is registered in US, and the policy denies this network",
-        ],
-    );
-    // Even with the deny list emptied, the registration country condemns it.
-    let mut p = crate::util::policy(dr);
-    p.network_operator.denied_asns.clear();
-    let node = serde_yaml::from_str(&labelled("35.180.0.1", "eu-west-3")).unwrap();
-    let e = hexagone_platform::evaluate(&p, &node, geo());
-    assert_eq!(
-        e.evidence[3].to_string(),
-        "network AS16509 (Amazon.com, Inc.) of address 35.180.0.1 is registered in US, outside the allowed operator countries (FR)"
-    );
-    assert!(matches!(e.verdict, Verdict::Violation(_)));
-}
-
-#[test]
-fn a_french_hoster_address_placed_abroad_is_a_violation() {
-    // The example of the design brief: an OVHcloud address the data places in Poland.
-    check(
-        "france-diffusion-restreinte",
-        &labelled("54.36.0.9", "gra"),
-        "violation",
-        &[
-            "address 54.36.0.9 is in PL, outside the allowed countries (FR)",
-            "network AS16276 (OVH SAS) of address 54.36.0.9 is registered in FR, an allowed operator country",
-        ],
-    );
-}
-
-#[test]
-fn foreign_networks() {
-    let node = |a: &str| format!("name: n\naddresses: [{{type: ExternalIP, address: '{a}'}}]\n");
-    // Hetzner in Germany: outside France, but fine for the EU policy.
-    check(
-        "france-standard",
-        &node("5.9.0.1"),
-        "violation",
-        &[
-            "address 5.9.0.1 is in DE, outside the allowed countries (FR)",
-            "network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, an allowed operator country",
-        ],
-    );
-    check(
-        "eu-secnumcloud",
-        &node("5.9.0.1"),
-        "compliant",
-        &[
-            "address 5.9.0.1 is in DE, an allowed country",
-            "network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, an allowed operator country",
-        ],
-    );
-    // Amazon's Irish subsidiary: registered in the EU, still denied.
-    check(
-        "eu-secnumcloud",
-        &node("3.2.99.1"),
-        "violation",
-        &[
-            "address 3.2.99.1 is in US, outside the allowed countries (EU)",
-            "network AS8987 (Amazon Data Services Ireland Ltd) of address 3.2.99.1 is registered in IE, and the policy denies this network",
-        ],
-    );
-    // Outscale's US subsidiary: a French brand, a US network.
-    check(
-        "eu-secnumcloud",
-        &node("68.169.224.1"),
-        "violation",
-        &[
-            "address 68.169.224.1 is in US, outside the allowed countries (EU)",
-            "network AS53306 (OUTSCALE INC) of address 68.169.224.1 is registered in US, outside the allowed operator countries (EU)",
-        ],
-    );
-    check(
-        "eu-secnumcloud",
-        &node("8.8.8.8"),
-        "violation",
-        &[
-            "address 8.8.8.8 is in US, outside the allowed countries (EU)",
-            "network AS15169 (Google LLC) of address 8.8.8.8 is registered in US, and the policy denies this network",
-        ],
+        DR,
+        "::ffff:51.38.1.1",
+        "gra",
+        true,
+        (
+            "compliant",
+            [
+                "address 51.38.1.1 is in FR, an allowed country",
+                "network AS16276 (OVH SAS) of address 51.38.1.1 is registered in FR, an accepted network operator",
+            ],
+        ),
     );
 }
 
 #[test]
 fn private_and_reserved_addresses_prove_nothing() {
-    let node = "name: lab
-labels: {topology.kubernetes.io/region: fr-par, node-restriction.kubernetes.io/hexagone-country: FR}
-addresses: [{type: InternalIP, address: 10.1.2.3}, {type: InternalIP, address: 'fd00::7'}]
-";
-    let private = [
-        "address 10.1.2.3 is in the private network range 10.0.0.0/8 (RFC 1918) and has no location, which proves nothing",
-        "the network of address 10.1.2.3 is in the private network range 10.0.0.0/8 (RFC 1918) and has no operator, which proves nothing",
-        "address fd00::7 is in the unique local range fc00::/7 (RFC 4193) and has no location, which proves nothing",
-        "the network of address fd00::7 is in the unique local range fc00::/7 (RFC 4193) and has no operator, which proves nothing",
-    ];
-    // Two label sources are below the quorum of 3: a violation under Diffusion Restreinte...
-    check("france-diffusion-restreinte", node, "violation", &private);
-    // ...and enough for France standard (quorum 2).
-    check("france-standard", node, "compliant", &private);
-    // Without labels, France standard cannot tell: Unknown, which enforce mode refuses.
-    let bare = "name: lab\naddresses: [{type: ExternalIP, address: '::ffff:100.64.1.1'}]\n";
-    let e = evaluate_yaml("france-standard", bare);
-    assert_eq!(e.verdict.name(), "unknown");
-    assert!(!e.admits());
+    let e = evaluate_yaml(
+        DR,
+        "name: lab\nproviderID: test://lab\nlabels: {topology.kubernetes.io/region: gra}\naddresses: [{type: InternalIP, address: 10.1.2.3}]\n",
+        &[attestation("lab", "FR")],
+    );
+    assert_eq!(e.verdict.name(), "violation", "{e}");
+    let e = evaluate_yaml(
+        "france-on-premises",
+        "name: lab\nproviderID: test://lab\naddresses: [{type: InternalIP, address: 10.1.2.3}]\n",
+        &[attestation("lab", "FR")],
+    );
     assert_eq!(
-        e.evidence[2].to_string(),
-        "address 100.64.1.1 is in the carrier-grade NAT shared range 100.64.0.0/10 (RFC 6598) and has no location, which proves nothing"
+        e.headline(),
+        "lab complies with On premises (France) on the security officer's attestation alone: its addresses are private, so no database can place it"
     );
 }
 
 #[test]
 fn vendored_asn_data_has_few_overlaps() {
-    let n = geo().asn.overlapping_ranges();
-    assert!(n < 1000, "{n} overlapping ranges in the asn CSV");
+    assert!(geo().asn.overlapping_ranges() < 1000);
+}
+
+#[test]
+fn evaluations_name_the_databases_they_used() {
+    let e = evaluate_yaml(
+        DR,
+        &node("51.38.1.1", "gra"),
+        &[attestation("node-1", "FR")],
+    );
+    let ids: Vec<(String, String, bool, usize)> = e
+        .databases
+        .iter()
+        .map(|d| {
+            (
+                d.role.clone(),
+                d.file.clone(),
+                d.built.is_some(),
+                d.sha256.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (
+                "location".into(),
+                "geo-whois-asn-country.mmdb".into(),
+                true,
+                64
+            ),
+            (
+                "registration".into(),
+                "iptoasn-country.mmdb".into(),
+                true,
+                64
+            ),
+            ("AS number".into(), "asn-ipv4.csv".into(), false, 64),
+            ("AS number".into(), "asn-ipv6.csv".into(), false, 64),
+        ]
+    );
+    let json = serde_json::to_value(&e).unwrap();
+    assert!(
+        json["policyDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        json["extraEuControlDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
 }

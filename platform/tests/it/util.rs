@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use hexagone_platform::geo::{GeoDatabases, GeoPaths, GeoSnapshot};
-use hexagone_platform::{Evaluation, LocalityPolicy, NodeDescription, evaluate};
+use hexagone_platform::{
+    Attestation, AttestationSpec, Basis, Evaluation, LocalityPolicy, NodeDescription, evaluate,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// `platform/data/ip-location-db`.
 pub fn vendored_dir() -> PathBuf {
@@ -32,8 +36,35 @@ pub fn policy(name: &str) -> LocalityPolicy {
     LocalityPolicy::from_file(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Evaluates a node given as YAML under a shipped policy.
-pub fn evaluate_yaml(policy_name: &str, node_yaml: &str) -> Evaluation {
+/// The fixed "now" of these tests.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::parse("2026-11-29T12:00:00Z", &Rfc3339).unwrap()
+}
+
+/// A valid attestation of `node` (provider ID `test://<node>`) in `country`, until 2027.
+pub fn attestation(node: &str, country: &str) -> Attestation {
+    Attestation {
+        name: format!("{node}-attestation"),
+        spec: AttestationSpec {
+            node_name: node.into(),
+            provider_id: format!("test://{node}"),
+            country: country.parse().unwrap(),
+            hosting_company: "Hoster SAS".into(),
+            site: "Site 1".into(),
+            basis: Basis::Contract,
+            reference: Some("contract 2026-042".into()),
+            attested_by: "security officer".into(),
+            valid_until: "2027-06-30T00:00:00Z".into(),
+        },
+    }
+}
+
+/// Evaluates a node given as YAML under a shipped policy, with these attestations.
+pub fn evaluate_yaml(
+    policy_name: &str,
+    node_yaml: &str,
+    attestations: &[Attestation],
+) -> Evaluation {
     let node: NodeDescription = serde_yaml::from_str(node_yaml).unwrap();
-    evaluate(&policy(policy_name), &node, geo())
+    evaluate(&policy(policy_name), &node, attestations, geo(), now())
 }

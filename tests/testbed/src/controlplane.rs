@@ -71,6 +71,8 @@ pub struct ControlPlane {
     ports: Ports,
     kubeconfig: PathBuf,
     ready_timeout: Duration,
+    ca: Authority,
+    pki: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -309,6 +311,8 @@ impl ControlPlane {
             ports,
             kubeconfig,
             ready_timeout,
+            ca,
+            pki,
             dir,
         };
         plane.wait_components().await?;
@@ -350,6 +354,33 @@ impl ControlPlane {
     /// It keeps working across [`ControlPlane::restart_apiserver`].
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// A client authenticated by a client certificate as `user` in `group` (if any): a kubelet
+    /// (`system:node:NAME` in `system:nodes`), a security officer, an operator's account. What
+    /// it may do is decided by the apiserver (Node and RBAC authorizers, admission plugins).
+    pub async fn client_as(&self, user: &str, group: Option<&str>) -> Result<Client, Error> {
+        client_from(&self.kubeconfig_as(user, group)?, None).await
+    }
+
+    /// A client with the identity the kubelet of node `name` has: user `system:node:<name>` in
+    /// group `system:nodes`.
+    pub async fn kubelet_client(&self, name: &str) -> Result<Client, Error> {
+        self.client_as(&format!("system:node:{name}"), Some("system:nodes"))
+            .await
+    }
+
+    /// Writes a kubeconfig for `user` in `group` and returns its path, for a process under test
+    /// that should run with that identity (an operator, kubectl as a security officer).
+    pub fn kubeconfig_as(&self, user: &str, group: Option<&str>) -> Result<PathBuf, Error> {
+        let name = format!(
+            "user-{}",
+            user.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
+        let pair = self.ca.client(&self.pki, &name, user, group)?;
+        let path = self.pki.join(format!("{name}.kubeconfig"));
+        kubeconfig::write(&path, &self.server_url(), &self.ca.cert_pem(), user, &pair)?;
+        Ok(path)
     }
 
     /// The admin kubeconfig file, for tools such as kubectl or a process under test.
@@ -555,6 +586,10 @@ fn apiserver_args(
         format!("--tls-private-key-file={}", path(&serving.key_file)),
         format!("--client-ca-file={}", path(ca_file)),
         "--authorization-mode=Node,RBAC".to_owned(),
+        // NodeRestriction: a kubelet may modify only its own Node and pods bound to it, and may
+        // not set labels under node-restriction.kubernetes.io/. Hexagone's attested label relies
+        // on it; tests prove it with a kubelet's identity.
+        "--enable-admission-plugins=NodeRestriction".to_owned(),
         // Front-proxy (aggregation) settings, as kubeadm sets them: the scheduler and the
         // controller-manager read this CA for delegated authentication, and aggregated API
         // servers need the proxy client certificate.

@@ -70,6 +70,9 @@ pub struct FakeNode {
     /// Addresses reported in the node status.
     #[serde(default)]
     pub addresses: Vec<FakeAddress>,
+    /// `spec.providerID`; defaults to `kwok://<name>` (a provider ID is immutable once set).
+    #[serde(default)]
+    pub provider_id: Option<String>,
     /// Capacity (and allocatable), e.g. `cpu: "8"`, `memory: 32Gi`, `pods: "110"`.
     /// Defaults to [`FakeNode::DEFAULT_CAPACITY`] when empty.
     #[serde(default)]
@@ -85,6 +88,7 @@ impl FakeNode {
     pub fn new(name: impl Into<String>) -> FakeNode {
         FakeNode {
             name: name.into(),
+            provider_id: None,
             labels: BTreeMap::new(),
             taints: Vec::new(),
             addresses: Vec::new(),
@@ -148,6 +152,19 @@ impl FakeNode {
         quantity: impl Into<String>,
     ) -> FakeNode {
         self.capacity.insert(resource.into(), quantity.into());
+        self
+    }
+
+    /// The node's provider ID: the one set, or `kwok://<name>`.
+    pub fn provider_id(&self) -> String {
+        self.provider_id
+            .clone()
+            .unwrap_or_else(|| format!("kwok://{}", self.name))
+    }
+
+    /// Sets the provider ID.
+    pub fn with_provider_id(mut self, id: impl Into<String>) -> FakeNode {
+        self.provider_id = Some(id.into());
         self
     }
 
@@ -215,6 +232,7 @@ impl FakeNode {
             },
             spec: Some(NodeSpec {
                 taints: (!taints.is_empty()).then_some(taints),
+                provider_id: Some(self.provider_id()),
                 ..NodeSpec::default()
             }),
             status: Some(NodeStatus {

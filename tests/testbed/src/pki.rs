@@ -90,7 +90,7 @@ impl Authority {
     pub fn client(
         &self,
         dir: &Path,
-        name: &'static str,
+        name: &str,
         cn: &str,
         org: Option<&str>,
     ) -> Result<Pair, Error> {

@@ -1,0 +1,118 @@
+//! Prometheus metrics of the operator and the HTTP endpoint serving them with health checks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{Encoder, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Nodes each policy admits.
+    pub eligible_nodes: IntGaugeVec,
+    /// Nodes per policy and verdict.
+    pub node_verdicts: IntGaugeVec,
+    /// Qualification passes completed.
+    pub passes: IntCounter,
+    /// Qualification passes that failed (API errors).
+    pub pass_errors: IntCounter,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let eligible_nodes = IntGaugeVec::new(
+            Opts::new(
+                "hexagone_eligible_nodes",
+                "Nodes a LocalityPolicy admits (compliant in enforce mode).",
+            ),
+            &["policy"],
+        )
+        .expect("valid metric");
+        let node_verdicts = IntGaugeVec::new(
+            Opts::new(
+                "hexagone_node_verdicts",
+                "Nodes per LocalityPolicy and verdict (compliant, violation, unknown).",
+            ),
+            &["policy", "verdict"],
+        )
+        .expect("valid metric");
+        let passes = IntCounter::new(
+            "hexagone_qualification_passes_total",
+            "Qualification passes over all nodes and policies.",
+        )
+        .expect("valid metric");
+        let pass_errors = IntCounter::new(
+            "hexagone_qualification_errors_total",
+            "Qualification passes that failed on an API error (retried with backoff).",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(eligible_nodes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(node_verdicts.clone()),
+            Box::new(passes.clone()),
+            Box::new(pass_errors.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            eligible_nodes,
+            node_verdicts,
+            passes,
+            pass_errors,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the operator ready (a first qualification pass completed).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(out).expect("Prometheus text is UTF-8")
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (a first pass completed).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move { m.render() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                if m.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no qualification pass yet")
+                }
+            }),
+        )
+        .with_state(metrics);
+    axum::serve(listener, app).await
+}

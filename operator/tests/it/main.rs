@@ -1,0 +1,7 @@
+//! Integration tests of the operator on the real control-plane test bed (kube-apiserver with
+//! NodeRestriction and RBAC, scheduler, controller-manager, kwok nodes): one test binary, one
+//! module per capability.
+
+mod node_restriction;
+mod qualification;
+mod util;

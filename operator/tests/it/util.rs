@@ -1,0 +1,240 @@
+//! Helpers shared by the operator tests: the test bed, the manifests, the operator under test.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hexagone_operator::Settings;
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::{AttestationSpec, Basis, LocalityPolicy};
+use hexagone_testbed::ControlPlane;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio::sync::{Mutex, MutexGuard, oneshot};
+
+/// How long a test waits for the cluster and the operator to converge.
+pub const CONVERGE: Duration = Duration::from_secs(90);
+
+/// The operator's ServiceAccount as a user name: RBAC binds it by that name.
+pub const OPERATOR_USER: &str = "system:serviceaccount:hexagone-system:hexagone-operator";
+
+/// The group the shipped RBAC lets write NodeAttestations.
+pub const OFFICERS: &str = "hexagone:security-officers";
+
+/// Control planes are heavy on a small machine: the tests of this binary take turns.
+pub async fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Polls `check` until it yields a value, for at most [`CONVERGE`].
+pub async fn eventually<T, E, F, Fut>(what: &str, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    Ok(hexagone_testbed::wait::until(what, CONVERGE, check).await?)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Starts a control plane and installs what `kubectl apply -k manifests/` installs, but the
+/// operator's Deployment (the operator runs in the test process, with its ServiceAccount's
+/// identity): CRDs, namespace, ServiceAccount, ClusterRoles and bindings.
+pub async fn start() -> anyhow::Result<ControlPlane> {
+    let bed = ControlPlane::start().await?;
+    let client = bed.client();
+    let pp = PatchParams::apply("hexagone-test").force();
+    for file in [
+        "manifests/crds/localitypolicies.yaml",
+        "manifests/crds/nodeattestations.yaml",
+        "manifests/operator.yaml",
+        "manifests/rbac/operator.yaml",
+        "manifests/rbac/security-officer.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?;
+            let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let ns = value["metadata"]["namespace"].as_str().map(str::to_owned);
+            match kind.as_str() {
+                "CustomResourceDefinition" => {
+                    Api::<CustomResourceDefinition>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "Namespace" => {
+                    Api::<Namespace>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "ServiceAccount" => {
+                    Api::<ServiceAccount>::namespaced(client.clone(), ns.as_deref().unwrap())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "ClusterRole" => {
+                    Api::<ClusterRole>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "ClusterRoleBinding" => {
+                    Api::<ClusterRoleBinding>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "Deployment" => {} // no image here: the operator runs in-process
+                other => anyhow::bail!("{file}: unexpected kind {other}"),
+            }
+        }
+    }
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for name in [
+        "localitypolicies.hexagone.fr",
+        "nodeattestations.hexagone.fr",
+    ] {
+        eventually(&format!("CRD {name} established"), || {
+            let crds = crds.clone();
+            async move {
+                let crd = crds.get(name).await.map_err(|e| e.to_string())?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if ok {
+                    Ok(())
+                } else {
+                    Err("not Established".to_owned())
+                }
+            }
+        })
+        .await?;
+    }
+    Ok(bed)
+}
+
+use serde::Deserialize as _;
+
+/// The operator running in this process with its ServiceAccount's identity; stopped on drop.
+pub struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The metrics endpoint.
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+impl Operator {
+    /// Starts it.
+    pub async fn start(bed: &ControlPlane) -> anyhow::Result<Operator> {
+        let client = bed.client_as(OPERATOR_USER, None).await?;
+        let metrics_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?
+        };
+        let settings = Settings {
+            geo_dir: PathBuf::from(hexagone_operator::VENDORED_GEO_DIR),
+            metrics_addr,
+            reporter: "hexagone-operator".into(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(hexagone_operator::run_with(client, settings, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Operator {
+            stop: Some(stop),
+            task,
+            metrics_addr,
+        })
+    }
+
+    /// Fails if the operator stopped on its own (with its error).
+    pub fn check_running(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.task.is_finished(), "the operator stopped");
+        Ok(())
+    }
+
+    /// GET on the metrics endpoint.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.metrics_addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// A shipped policy as a LocalityPolicy resource named `name`.
+pub fn policy(name: &str, file: &str) -> LocalityPolicyResource {
+    let spec = LocalityPolicy::from_file(&repo().join("policies").join(format!("{file}.yaml")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    LocalityPolicyResource::new(name, spec)
+}
+
+/// A NodeAttestation of `node` (provider ID `kwok://<node>`) in `country`, valid until `until`.
+pub fn attestation(node: &str, country: &str, until: &str) -> NodeAttestation {
+    NodeAttestation::new(
+        &format!("{node}-attestation"),
+        AttestationSpec {
+            node_name: node.into(),
+            provider_id: format!("kwok://{node}"),
+            country: country.parse().unwrap(),
+            hosting_company: "OVH SAS".into(),
+            site: "Gravelines GRA3".into(),
+            basis: Basis::Contract,
+            reference: Some("contract 2026-042".into()),
+            attested_by: "rssi@ministere.example.fr".into(),
+            valid_until: until.into(),
+        },
+    )
+}
+
+/// Creates `resource` with `client` (whose identity decides whether it may).
+pub async fn create_attestation(
+    client: &Client,
+    a: &NodeAttestation,
+) -> Result<NodeAttestation, kube::Error> {
+    Api::<NodeAttestation>::all(client.clone())
+        .create(&PostParams::default(), a)
+        .await
+}
+
+/// The HTTP status of a failed API call, 0 for any other failure.
+pub fn status_of(e: &kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        _ => 0,
+    }
+}

@@ -1,0 +1,322 @@
+//! Node attestations: a security officer's signed-off statement of where a node is and who hosts
+//! it, made outside the node's reach (the `NodeAttestation` custom resource), and whether one
+//! holds for a given node at a given time.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::country::Country;
+use crate::node::NodeDescription;
+
+/// On what an attestation rests.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Basis {
+    /// A hosting contract naming the machine and its site.
+    Contract,
+    /// An on-site inspection.
+    Inspection,
+    /// The hosting provider's inventory, matched by provider ID.
+    ProviderInventory,
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Basis::Contract => "contract",
+            Basis::Inspection => "inspection",
+            Basis::ProviderInventory => "provider inventory",
+        })
+    }
+}
+
+/// What a security officer attests about one node: the spec of the `NodeAttestation` resource.
+///
+/// Only a security-officer role may create it (see `manifests/rbac/`); a kubelet cannot.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "k8s",
+    derive(kube::CustomResource),
+    kube(
+        group = "hexagone.fr",
+        version = "v1alpha1",
+        kind = "NodeAttestation",
+        shortname = "nat",
+        category = "hexagone",
+        doc = "A security officer's attestation of where a node is and who hosts it, made outside the node's reach.",
+        printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
+        printcolumn = r#"{"name":"Country","type":"string","jsonPath":".spec.country"}"#,
+        printcolumn = r#"{"name":"Company","type":"string","jsonPath":".spec.hostingCompany"}"#,
+        printcolumn = r#"{"name":"Basis","type":"string","jsonPath":".spec.basis"}"#,
+        printcolumn = r#"{"name":"Until","type":"string","jsonPath":".spec.validUntil"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttestationSpec {
+    /// Name of the Node this attestation is about.
+    pub node_name: String,
+    /// The node's `spec.providerID` (which a node cannot change once set), binding the
+    /// attestation to one machine rather than to a name any new node could take.
+    #[serde(rename = "providerID")]
+    pub provider_id: String,
+    /// The country the node is in, as an ISO 3166-1 alpha-2 code (FR).
+    pub country: Country,
+    /// The company hosting the machine (a legal entity, as on the contract).
+    pub hosting_company: String,
+    /// The site (data centre) the machine is in.
+    pub site: String,
+    /// What the attestation rests on.
+    pub basis: Basis,
+    /// A reference to the contract, inspection report or inventory extract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The person or office attesting (shown in reports).
+    pub attested_by: String,
+    /// End of validity, RFC 3339 (`2027-06-30T00:00:00Z`); an expired attestation attests nothing.
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
+    pub valid_until: String,
+}
+
+/// An attestation as recorded in an evaluation: the resource's name and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationRecord {
+    /// The resource name.
+    pub name: String,
+    /// Its country.
+    pub country: Country,
+    /// The hosting company.
+    pub hosting_company: String,
+    /// The site.
+    pub site: String,
+    /// Its basis.
+    pub basis: Basis,
+    /// Who attested.
+    pub attested_by: String,
+    /// End of validity, as written.
+    pub valid_until: String,
+}
+
+/// Whether an attestation holds for a node at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum AttestationStatus {
+    /// No attestation names the node.
+    Missing,
+    /// It names the node, matches its provider ID and has not expired.
+    Valid,
+    /// It expired.
+    Expired,
+    /// It names another machine under the same node name.
+    ProviderIdMismatch {
+        /// The provider ID attested.
+        attested: String,
+        /// The node's, empty when it has none.
+        actual: String,
+    },
+    /// It cannot be used (an unreadable date, two valid attestations that disagree).
+    Invalid {
+        /// Why.
+        why: String,
+    },
+}
+
+impl fmt::Display for AttestationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttestationStatus::Missing => f.write_str("is missing"),
+            AttestationStatus::Valid => f.write_str("is valid"),
+            AttestationStatus::Expired => f.write_str("has expired"),
+            AttestationStatus::ProviderIdMismatch { attested, actual } if actual.is_empty() => {
+                write!(
+                    f,
+                    "names provider ID {attested}, but the node reports no provider ID"
+                )
+            }
+            AttestationStatus::ProviderIdMismatch { attested, actual } => write!(
+                f,
+                "names provider ID {attested}, but the node's is {actual}"
+            ),
+            AttestationStatus::Invalid { why } => write!(f, "cannot be used: {why}"),
+        }
+    }
+}
+
+/// A named attestation, as read from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attestation {
+    /// The resource name.
+    pub name: String,
+    /// What it attests.
+    pub spec: AttestationSpec,
+}
+
+impl Attestation {
+    /// Whether this attestation holds for `node` at `now`.
+    pub fn status(&self, node: &NodeDescription, now: OffsetDateTime) -> AttestationStatus {
+        let actual = node.provider_id.clone().unwrap_or_default();
+        if self.spec.provider_id != actual {
+            return AttestationStatus::ProviderIdMismatch {
+                attested: self.spec.provider_id.clone(),
+                actual,
+            };
+        }
+        match OffsetDateTime::parse(&self.spec.valid_until, &Rfc3339) {
+            Err(e) => AttestationStatus::Invalid {
+                why: format!(
+                    "validUntil {:?} is not an RFC 3339 time ({e})",
+                    self.spec.valid_until
+                ),
+            },
+            Ok(until) if until <= now => AttestationStatus::Expired,
+            Ok(_) => AttestationStatus::Valid,
+        }
+    }
+
+    /// The record an evaluation keeps.
+    pub fn record(&self) -> AttestationRecord {
+        let s = &self.spec;
+        AttestationRecord {
+            name: self.name.clone(),
+            country: s.country,
+            hosting_company: s.hosting_company.clone(),
+            site: s.site.clone(),
+            basis: s.basis,
+            attested_by: s.attested_by.clone(),
+            valid_until: s.valid_until.clone(),
+        }
+    }
+}
+
+/// Picks, among `attestations`, the one that speaks for `node` at `now`: the valid one (the
+/// longest-lived when several agree), otherwise the latest-expiring invalid one, so the
+/// evaluation can say why it does not hold. Valid attestations that disagree on the country
+/// make the status Invalid: a security officer must settle it.
+pub fn select(
+    node: &NodeDescription,
+    attestations: &[Attestation],
+    now: OffsetDateTime,
+) -> (Option<AttestationRecord>, AttestationStatus) {
+    let mine: Vec<(&Attestation, AttestationStatus)> = attestations
+        .iter()
+        .filter(|a| a.spec.node_name == node.name)
+        .map(|a| (a, a.status(node, now)))
+        .collect();
+    let mut valid: Vec<&Attestation> = mine
+        .iter()
+        .filter(|(_, s)| *s == AttestationStatus::Valid)
+        .map(|(a, _)| *a)
+        .collect();
+    valid.sort_by(|a, b| a.spec.valid_until.cmp(&b.spec.valid_until));
+    if let Some(last) = valid.last() {
+        if let Some(other) = valid.iter().find(|a| a.spec.country != last.spec.country) {
+            return (
+                Some(last.record()),
+                AttestationStatus::Invalid {
+                    why: format!(
+                        "NodeAttestations {} ({}) and {} ({}) disagree",
+                        other.name, other.spec.country, last.name, last.spec.country
+                    ),
+                },
+            );
+        }
+        return (Some(last.record()), AttestationStatus::Valid);
+    }
+    match mine
+        .into_iter()
+        .max_by(|a, b| a.0.spec.valid_until.cmp(&b.0.spec.valid_until))
+    {
+        Some((a, status)) => (Some(a.record()), status),
+        None => (None, AttestationStatus::Missing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attestation(name: &str, country: &str, provider: &str, until: &str) -> Attestation {
+        Attestation {
+            name: name.into(),
+            spec: AttestationSpec {
+                node_name: "gra-1".into(),
+                provider_id: provider.into(),
+                country: country.parse().unwrap(),
+                hosting_company: "OVH SAS".into(),
+                site: "Gravelines GRA3".into(),
+                basis: Basis::Contract,
+                reference: None,
+                attested_by: "rssi@example.fr".into(),
+                valid_until: until.into(),
+            },
+        }
+    }
+
+    fn check(attestations: &[Attestation], expected: &str) {
+        let node = NodeDescription {
+            name: "gra-1".into(),
+            provider_id: Some("ovh://gra/1".into()),
+            ..NodeDescription::default()
+        };
+        let now = OffsetDateTime::parse("2026-11-29T12:00:00Z", &Rfc3339).unwrap();
+        let (record, status) = select(&node, attestations, now);
+        let got = format!("{:?} {status}", record.map(|r| r.name));
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn the_valid_attestation_speaks() {
+        check(&[], "None is missing");
+        check(
+            &[attestation(
+                "a",
+                "FR",
+                "ovh://gra/1",
+                "2027-01-01T00:00:00Z",
+            )],
+            "Some(\"a\") is valid",
+        );
+        check(
+            &[attestation(
+                "a",
+                "FR",
+                "ovh://gra/1",
+                "2026-11-29T12:00:00Z",
+            )],
+            "Some(\"a\") has expired",
+        );
+        check(
+            &[attestation(
+                "a",
+                "FR",
+                "ovh://gra/9",
+                "2027-01-01T00:00:00Z",
+            )],
+            "Some(\"a\") names provider ID ovh://gra/9, but the node's is ovh://gra/1",
+        );
+        check(
+            &[attestation("a", "FR", "ovh://gra/1", "next year")],
+            "Some(\"a\") cannot be used: validUntil \"next year\" is not an RFC 3339 time (the 'year' component could not be parsed)",
+        );
+        check(
+            &[
+                attestation("old", "FR", "ovh://gra/1", "2025-01-01T00:00:00Z"),
+                attestation("new", "FR", "ovh://gra/1", "2027-01-01T00:00:00Z"),
+            ],
+            "Some(\"new\") is valid",
+        );
+        check(
+            &[
+                attestation("fr", "FR", "ovh://gra/1", "2027-01-01T00:00:00Z"),
+                attestation("de", "DE", "ovh://gra/1", "2028-01-01T00:00:00Z"),
+            ],
+            "Some(\"de\") cannot be used: NodeAttestations fr (FR) and de (DE) disagree",
+        );
+    }
+}
