@@ -1306,6 +1306,7 @@ components:
                 "search",
                 "keycloak",
                 "postgresql",
+                "mysql",
                 "valkey",
                 "seaweedfs-master",
                 "seaweedfs-volume",
@@ -1315,14 +1316,17 @@ components:
         );
         // No digest is invented: none can be checked from here.
         assert_eq!(catalog.unpinned_images().len(), catalog.components.len());
-        // PostgreSQL backs up to the object store.
-        let pg = catalog.component("postgresql").unwrap();
-        let bucket = &pg.backup.as_ref().unwrap().bucket;
-        let store = pg.writes.iter().find(|w| &w.name == bucket).unwrap();
-        assert_eq!(
-            (store.on.as_str(), store.class),
-            ("seaweedfs-filer", DataClass::Backups)
-        );
+        // Both databases back up to the object store.
+        for name in ["postgresql", "mysql"] {
+            let db = catalog.component(name).unwrap();
+            let bucket = &db.backup.as_ref().unwrap().bucket;
+            let store = db.writes.iter().find(|w| &w.name == bucket).unwrap();
+            assert_eq!(
+                (store.on.as_str(), store.class),
+                ("seaweedfs-filer", DataClass::Backups),
+                "{name}"
+            );
+        }
         // The stores the issue names: eXo's database, file volume and search index.
         let exo = catalog.component("exo").unwrap();
         let kinds: BTreeSet<StoreKind> = exo.writes.iter().map(|w| w.kind).collect();
