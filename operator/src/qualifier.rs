@@ -20,7 +20,7 @@ use hexagone_platform::k8s::{
     describe,
 };
 use hexagone_platform::{
-    ATTESTED_COUNTRY_LABEL, Facts, Observation, SubjectKind, attested_label, judge, observe,
+    ATTESTED_COUNTRY_LABEL, Facts, Judge, Observation, SubjectKind, attested_label, observe,
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -282,8 +282,9 @@ impl NodeQualifier {
         if let Err(e) = policy.spec.validate() {
             status.error = Some(format!("the policy cannot be used: {e}"));
         } else {
+            let judge = Judge::new(&policy.spec);
             for (node, facts) in all_facts {
-                let evaluation = judge(&policy.spec, facts.clone());
+                let evaluation = judge.judge(facts.clone());
                 let entry = NodeVerdict::of(&evaluation);
                 *counts.entry(evaluation.verdict.name()).or_default() += 1;
                 if previous.get(&entry.name) != Some(&entry.verdict) {

@@ -5,8 +5,10 @@
 //! geolocates, which attestation names the node); they never depend on a policy, so a recorded
 //! evaluation can be judged again later ([`crate::verdict::judge`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +64,7 @@ pub enum Observation {
     /// A topology label (`key` is the label key; `value` is `None` when the node has none).
     TopologyLabel {
         /// The label key.
-        key: String,
+        key: Cow<'static, str>,
         /// Its value, a region or zone name.
         value: Option<String>,
     },
@@ -92,8 +94,8 @@ pub enum Observation {
         address: IpAddr,
         /// Its autonomous system.
         asn: Option<Asn>,
-        /// The AS organisation.
-        organisation: Option<String>,
+        /// The AS organisation (shared with the database's record).
+        organisation: Option<Arc<str>>,
         /// Where the network is registered.
         registered: Option<Country>,
         /// Why something is missing, when it is.

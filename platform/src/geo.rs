@@ -970,21 +970,32 @@ impl GeoDatabases {
 
     /// The current contents of all three, for a batch of evaluations.
     pub fn snapshot(&self) -> GeoSnapshot {
-        GeoSnapshot {
-            location: self.location.snapshot(),
-            registration: self.registration.snapshot(),
-            asn: self.asn.snapshot(),
-        }
+        GeoSnapshot::new(
+            self.location.snapshot(),
+            self.registration.snapshot(),
+            self.asn.snapshot(),
+        )
     }
 }
 
 impl GeoSnapshot {
-    /// Every file of the three databases, for an evaluation's provenance.
-    pub fn identities(&self) -> Vec<DatabaseIdentity> {
-        [&self.location, &self.registration, &self.asn]
+    /// A view of three databases.
+    pub fn new(location: Arc<Database>, registration: Arc<Database>, asn: Arc<Database>) -> Self {
+        let identities = [&location, &registration, &asn]
             .iter()
             .flat_map(|db| db.identities().iter().cloned())
-            .collect()
+            .collect();
+        GeoSnapshot {
+            location,
+            registration,
+            asn,
+            identities,
+        }
+    }
+
+    /// Every file of the three databases, for an evaluation's provenance (shared, not copied).
+    pub fn identities(&self) -> Arc<[DatabaseIdentity]> {
+        self.identities.clone()
     }
 }
 
@@ -997,6 +1008,7 @@ pub struct GeoSnapshot {
     pub registration: Arc<Database>,
     /// Its AS number and organisation.
     pub asn: Arc<Database>,
+    identities: Arc<[DatabaseIdentity]>,
 }
 
 #[cfg(test)]

@@ -29,6 +29,6 @@ pub use jurisdiction::ExtraEuControl;
 pub use node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
 pub use policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, Quorum};
 pub use verdict::{
-    Evaluation, Facts, Reason, ReplayError, SubjectKind, Verdict, attested_label, evaluate, judge,
-    observe, replay,
+    Evaluation, Facts, Judge, Reason, ReplayError, SubjectKind, Verdict, attested_label, evaluate,
+    judge, observe, replay,
 };

@@ -10,6 +10,7 @@
 //!    requirement of its own, never a vote on location);
 //! 3. otherwise the policy's `onUnknown` decides: Violation or Unknown.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -93,28 +94,35 @@ pub struct Facts {
     /// Node or endpoint.
     #[serde(default)]
     pub subject_kind: SubjectKind,
-    /// When the facts were gathered (RFC 3339), which decides attestation expiry.
-    pub observed_at: String,
+    /// When the facts were gathered (RFC 3339 in JSON), which decides attestation expiry.
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
     /// The observations, in source order.
     pub observations: Vec<Observation>,
-    /// The geolocation database files consulted.
-    pub databases: Vec<DatabaseIdentity>,
+    /// The geolocation database files consulted (shared by every evaluation of a snapshot).
+    pub databases: Arc<[DatabaseIdentity]>,
 }
 
 /// The evidence about one node and the verdict it leads to under one policy, with the digests
 /// that let anyone replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
-    /// The facts judged.
-    pub facts: Facts,
+    /// The node or endpoint name.
+    pub subject: String,
+    /// Node or endpoint.
+    pub subject_kind: SubjectKind,
+    /// When the facts were gathered.
+    pub observed_at: OffsetDateTime,
+    /// The geolocation database files consulted.
+    pub databases: Arc<[DatabaseIdentity]>,
     /// The policy's classification label.
     pub classification: Arc<str>,
     /// The policy's mode.
     pub mode: Mode,
     /// [`LocalityPolicy::digest`] of the policy judged against.
-    pub policy_digest: String,
+    pub policy_digest: Arc<str>,
     /// Digest of the extra-EU control list, when the policy used it.
-    pub extra_eu_control_digest: Option<String>,
+    pub extra_eu_control_digest: Option<Arc<str>>,
     /// Every piece of evidence, in observation order.
     pub evidence: Vec<Evidence>,
     /// The distinct location sources that place the node in an allowed country.
@@ -132,7 +140,8 @@ impl Serialize for Evaluation {
         struct Shown<'a> {
             subject: &'a str,
             subject_kind: SubjectKind,
-            observed_at: &'a str,
+            #[serde(with = "time::serde::rfc3339")]
+            observed_at: OffsetDateTime,
             classification: &'a str,
             mode: Mode,
             verdict: &'static str,
@@ -154,9 +163,9 @@ impl Serialize for Evaluation {
             sentence: String,
         }
         Shown {
-            subject: &self.facts.subject,
-            subject_kind: self.facts.subject_kind,
-            observed_at: &self.facts.observed_at,
+            subject: &self.subject,
+            subject_kind: self.subject_kind,
+            observed_at: self.observed_at,
             classification: &self.classification,
             mode: self.mode,
             verdict: self.verdict.name(),
@@ -167,7 +176,7 @@ impl Serialize for Evaluation {
             quorum: self.quorum,
             policy_digest: &self.policy_digest,
             extra_eu_control_digest: self.extra_eu_control_digest.as_deref(),
-            databases: &self.facts.databases,
+            databases: &self.databases,
             evidence: self
                 .evidence
                 .iter()
@@ -184,7 +193,7 @@ impl Serialize for Evaluation {
 impl Evaluation {
     /// The node (or endpoint) name.
     pub fn subject(&self) -> &str {
-        &self.facts.subject
+        &self.subject
     }
 
     /// Whether the node may host data: in enforce mode only when Compliant; audit mode admits all.
@@ -241,7 +250,7 @@ impl Evaluation {
             .evidence
             .iter()
             .find(|e| matches!(e.assessment, Assessment::Contradicts(_)));
-        let who = &self.facts.subject;
+        let who = &self.subject;
         let class = &self.classification;
         match (&self.verdict, support, against) {
             (Verdict::Violation(_), Some(s), Some(a)) if s.source != a.source => {
@@ -325,14 +334,14 @@ pub fn observe(
     let zone = node.labels.get(ZONE_LABEL);
     match (region, zone) {
         (None, None) => observations.push(Observation::TopologyLabel {
-            key: REGION_LABEL.into(),
+            key: Cow::Borrowed(REGION_LABEL),
             value: None,
         }),
         _ => {
             for (key, value) in [(REGION_LABEL, region), (ZONE_LABEL, zone)] {
                 if let Some(v) = value {
                     observations.push(Observation::TopologyLabel {
-                        key: key.into(),
+                        key: Cow::Borrowed(key),
                         value: Some(v.clone()),
                     });
                 }
@@ -359,9 +368,7 @@ pub fn observe(
     Facts {
         subject: node.name.clone(),
         subject_kind: kind,
-        observed_at: now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        observed_at: now,
         observations,
         databases: geo.identities(),
     }
@@ -393,11 +400,7 @@ fn network_operator(address: IpAddr, geo: &GeoSnapshot) -> Observation {
         };
     }
     let (asn, organisation, asn_missing) = match geo.asn.lookup(address) {
-        Some(rec) => (
-            rec.asn.map(Asn),
-            rec.organisation.as_deref().map(str::to_owned),
-            None,
-        ),
+        Some(rec) => (rec.asn.map(Asn), rec.organisation.clone(), None),
         None => (
             None,
             None,
@@ -476,17 +479,62 @@ pub fn attested_label(facts: &Facts) -> Result<Country, String> {
     Ok(a.country)
 }
 
+/// A policy ready to judge many subjects: its digest is computed once, not per evaluation.
+#[derive(Debug, Clone)]
+pub struct Judge<'a> {
+    policy: &'a LocalityPolicy,
+    digest: Arc<str>,
+    list_digest: Option<Arc<str>>,
+}
+
+impl<'a> Judge<'a> {
+    /// Prepares `policy`.
+    pub fn new(policy: &'a LocalityPolicy) -> Self {
+        Judge {
+            policy,
+            digest: policy.digest().into(),
+            list_digest: policy
+                .network_operator
+                .deny_extra_eu_control
+                .then(|| ExtraEuControl::shipped().digest().into()),
+        }
+    }
+
+    /// Weighs recorded facts against the policy (see [`judge`]).
+    pub fn judge(&self, facts: Facts) -> Evaluation {
+        judge_with(self, facts)
+    }
+
+    /// Observes a node and judges it (see [`evaluate`]).
+    pub fn evaluate(
+        &self,
+        node: &NodeDescription,
+        attestations: &[Attestation],
+        geo: &GeoSnapshot,
+        now: OffsetDateTime,
+    ) -> Evaluation {
+        self.judge(observe(node, SubjectKind::Node, attestations, geo, now))
+    }
+}
+
 /// Weighs recorded facts against a policy. Deterministic: the same facts and policy always give
-/// the same evaluation, which is what makes a recorded verdict replayable.
+/// the same evaluation, which is what makes a recorded verdict replayable. To judge many
+/// subjects under one policy, prepare a [`Judge`] once.
 pub fn judge(policy: &LocalityPolicy, facts: Facts) -> Evaluation {
+    Judge::new(policy).judge(facts)
+}
+
+fn judge_with(j: &Judge<'_>, facts: Facts) -> Evaluation {
+    let policy = j.policy;
     let list = ExtraEuControl::shipped();
     let address_controller = match facts.subject_kind {
         SubjectKind::Node => Controller::Node,
         SubjectKind::Endpoint => Controller::Neither,
     };
+    // The observations move into the evidence: an evaluation holds each fact once.
     let evidence: Vec<Evidence> = facts
         .observations
-        .iter()
+        .into_iter()
         .map(|o| weigh(policy, list, o, address_controller))
         .collect();
 
@@ -556,16 +604,16 @@ pub fn judge(policy: &LocalityPolicy, facts: Facts) -> Evaluation {
     Evaluation {
         classification: policy.classification.clone(),
         mode: policy.mode,
-        policy_digest: policy.digest(),
-        extra_eu_control_digest: policy
-            .network_operator
-            .deny_extra_eu_control
-            .then(|| list.digest().to_owned()),
+        policy_digest: j.digest.clone(),
+        extra_eu_control_digest: j.list_digest.clone(),
         evidence,
         supporting,
         quorum,
         verdict,
-        facts,
+        subject: facts.subject,
+        subject_kind: facts.subject_kind,
+        observed_at: facts.observed_at,
+        databases: facts.databases,
     }
 }
 
@@ -582,10 +630,10 @@ fn place(policy: &LocalityPolicy, country: Option<Country>) -> Assessment {
 fn weigh(
     policy: &LocalityPolicy,
     list: &ExtraEuControl,
-    observation: &Observation,
+    observation: Observation,
     address_controller: Controller,
 ) -> Evidence {
-    let (controller, placed_in, assessment) = match observation {
+    let (controller, placed_in, assessment) = match &observation {
         Observation::TopologyLabel { value, .. } => {
             let country = value.as_ref().and_then(|v| policy.regions.get(v)).copied();
             (Controller::Node, country, place(policy, country))
@@ -634,7 +682,7 @@ fn weigh(
     Evidence {
         source: observation.source(),
         controller,
-        observation: observation.clone(),
+        observation,
         placed_in,
         assessment,
     }
@@ -692,13 +740,14 @@ struct Recorded {
     subject: String,
     #[serde(default)]
     subject_kind: SubjectKind,
-    observed_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    observed_at: OffsetDateTime,
     verdict: String,
     policy_digest: String,
     #[serde(default)]
     extra_eu_control_digest: Option<String>,
     #[serde(default)]
-    databases: Vec<DatabaseIdentity>,
+    databases: Arc<[DatabaseIdentity]>,
     evidence: Vec<RecordedEvidence>,
 }
 
@@ -746,7 +795,7 @@ pub fn replay(recorded_json: &str, policy: &LocalityPolicy) -> Result<Evaluation
     let r: Recorded =
         serde_json::from_str(recorded_json).map_err(|e| ReplayError::Malformed(e.to_string()))?;
     let given = policy.digest();
-    if r.policy_digest != given {
+    if *r.policy_digest != *given {
         return Err(ReplayError::PolicyChanged {
             recorded: r.policy_digest,
             given,
@@ -810,11 +859,11 @@ onUnknown: violation
                     .unwrap(),
             )
         };
-        GeoSnapshot {
-            location: db("location", CountryField::Location, LOCATION),
-            registration: db("registration", CountryField::Registration, REGISTRATION),
-            asn: db("AS number", CountryField::Location, ASN),
-        }
+        GeoSnapshot::new(
+            db("location", CountryField::Location, LOCATION),
+            db("registration", CountryField::Registration, REGISTRATION),
+            db("AS number", CountryField::Location, ASN),
+        )
     }
 
     fn now() -> OffsetDateTime {

@@ -334,7 +334,6 @@ fn evaluations_name_the_databases_they_used() {
         &[attestation("node-1", "FR")],
     );
     let ids: Vec<(String, String, bool, usize)> = e
-        .facts
         .databases
         .iter()
         .map(|d| {
