@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod attestation;
+pub mod catalog;
 pub mod country;
 pub mod evidence;
 pub mod geo;
@@ -20,6 +21,7 @@ mod schema;
 pub mod verdict;
 
 pub use attestation::{Attestation, AttestationSpec, AttestationStatus, Basis};
+pub use catalog::{Catalog, CatalogError, Component, DataClass, ImageRef, Profile, StoreKind};
 pub use country::{Country, CountryGroup, CountrySet, Territory};
 pub use evidence::{Assessment, Breach, Controller, Evidence, Observation, Source};
 pub use geo::{DatabaseIdentity, GeoDatabases, GeoPaths, GeoSnapshot};
