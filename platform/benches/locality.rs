@@ -111,19 +111,21 @@ addresses: [{{type: InternalIP, address: 10.0.0.{i}}}, {{type: ExternalIP, addre
     // Every node attested in FR, so the evaluation does its full work (attestation included).
     let attestations: Vec<Attestation> = nodes
         .iter()
-        .map(|n| Attestation {
-            name: format!("{}-attestation", n.name),
-            spec: AttestationSpec {
-                node_name: n.name.clone(),
-                provider_id: format!("bench://{}", n.name),
-                country: "FR".parse().unwrap(),
-                hosting_company: "Hoster SAS".into(),
-                site: "Site".into(),
-                basis: Basis::Contract,
-                reference: None,
-                attested_by: "bench".into(),
-                valid_until: "2099-01-01T00:00:00Z".into(),
-            },
+        .map(|n| {
+            Attestation::new(
+                format!("{}-attestation", n.name),
+                AttestationSpec {
+                    node_name: n.name.clone(),
+                    provider_id: format!("bench://{}", n.name),
+                    country: "FR".parse().unwrap(),
+                    hosting_company: "Hoster SAS".into(),
+                    site: "Site".into(),
+                    basis: Basis::Contract,
+                    reference: None,
+                    attested_by: "bench".into(),
+                    valid_until: "2099-01-01T00:00:00Z".into(),
+                },
+            )
         })
         .collect();
     let now = time::OffsetDateTime::now_utc();

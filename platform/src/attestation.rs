@@ -3,6 +3,7 @@
 //! holds for a given node at a given time.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -148,49 +149,72 @@ impl fmt::Display for AttestationStatus {
     }
 }
 
-/// A named attestation, as read from the cluster.
+/// A named attestation, as read from the cluster, with what every evaluation needs from it
+/// (its record and its parsed expiry) prepared once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attestation {
-    /// The resource name.
-    pub name: String,
-    /// What it attests.
-    pub spec: AttestationSpec,
+    name: String,
+    spec: AttestationSpec,
+    record: Arc<AttestationRecord>,
+    until: Result<OffsetDateTime, String>,
 }
 
 impl Attestation {
+    /// The attestation named `name` (the resource's name).
+    pub fn new(name: impl Into<String>, spec: AttestationSpec) -> Self {
+        let name = name.into();
+        let until = OffsetDateTime::parse(&spec.valid_until, &Rfc3339).map_err(|e| {
+            format!(
+                "validUntil {:?} is not an RFC 3339 time ({e})",
+                spec.valid_until
+            )
+        });
+        let record = Arc::new(AttestationRecord {
+            name: name.clone(),
+            country: spec.country,
+            hosting_company: spec.hosting_company.clone(),
+            site: spec.site.clone(),
+            basis: spec.basis,
+            attested_by: spec.attested_by.clone(),
+            valid_until: spec.valid_until.clone(),
+        });
+        Attestation {
+            name,
+            spec,
+            record,
+            until,
+        }
+    }
+
+    /// The resource name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What it attests.
+    pub fn spec(&self) -> &AttestationSpec {
+        &self.spec
+    }
+
     /// Whether this attestation holds for `node` at `now`.
     pub fn status(&self, node: &NodeDescription, now: OffsetDateTime) -> AttestationStatus {
-        let actual = node.provider_id.clone().unwrap_or_default();
+        let actual = node.provider_id.as_deref().unwrap_or_default();
         if self.spec.provider_id != actual {
             return AttestationStatus::ProviderIdMismatch {
                 attested: self.spec.provider_id.clone(),
-                actual,
+                actual: actual.to_owned(),
             };
         }
-        match OffsetDateTime::parse(&self.spec.valid_until, &Rfc3339) {
-            Err(e) => AttestationStatus::Invalid {
-                why: format!(
-                    "validUntil {:?} is not an RFC 3339 time ({e})",
-                    self.spec.valid_until
-                ),
-            },
-            Ok(until) if until <= now => AttestationStatus::Expired,
+        match &self.until {
+            Err(why) => AttestationStatus::Invalid { why: why.clone() },
+            Ok(until) if *until <= now => AttestationStatus::Expired,
             Ok(_) => AttestationStatus::Valid,
         }
     }
 
-    /// The record an evaluation keeps.
-    pub fn record(&self) -> AttestationRecord {
-        let s = &self.spec;
-        AttestationRecord {
-            name: self.name.clone(),
-            country: s.country,
-            hosting_company: s.hosting_company.clone(),
-            site: s.site.clone(),
-            basis: s.basis,
-            attested_by: s.attested_by.clone(),
-            valid_until: s.valid_until.clone(),
-        }
+    /// The record an evaluation keeps (shared, not copied).
+    pub fn record(&self) -> Arc<AttestationRecord> {
+        self.record.clone()
     }
 }
 
@@ -202,7 +226,7 @@ pub fn select(
     node: &NodeDescription,
     attestations: &[Attestation],
     now: OffsetDateTime,
-) -> (Option<AttestationRecord>, AttestationStatus) {
+) -> (Option<Arc<AttestationRecord>>, AttestationStatus) {
     let mine: Vec<(&Attestation, AttestationStatus)> = attestations
         .iter()
         .filter(|a| a.spec.node_name == node.name)
@@ -213,7 +237,8 @@ pub fn select(
         .filter(|(_, s)| *s == AttestationStatus::Valid)
         .map(|(a, _)| *a)
         .collect();
-    valid.sort_by(|a, b| a.spec.valid_until.cmp(&b.spec.valid_until));
+    // By instant, not by text: `2027-01-01T01:00:00+02:00` is before `2027-01-01T00:00:00Z`.
+    valid.sort_by_key(|a| a.until.as_ref().ok().copied());
     if let Some(last) = valid.last() {
         if let Some(other) = valid.iter().find(|a| a.spec.country != last.spec.country) {
             return (
@@ -230,7 +255,7 @@ pub fn select(
     }
     match mine
         .into_iter()
-        .max_by(|a, b| a.0.spec.valid_until.cmp(&b.0.spec.valid_until))
+        .max_by_key(|(a, _)| a.until.as_ref().ok().copied())
     {
         Some((a, status)) => (Some(a.record()), status),
         None => (None, AttestationStatus::Missing),
@@ -242,9 +267,9 @@ mod tests {
     use super::*;
 
     fn attestation(name: &str, country: &str, provider: &str, until: &str) -> Attestation {
-        Attestation {
-            name: name.into(),
-            spec: AttestationSpec {
+        Attestation::new(
+            name,
+            AttestationSpec {
                 node_name: "gra-1".into(),
                 provider_id: provider.into(),
                 country: country.parse().unwrap(),
@@ -255,7 +280,7 @@ mod tests {
                 attested_by: "rssi@example.fr".into(),
                 valid_until: until.into(),
             },
-        }
+        )
     }
 
     fn check(attestations: &[Attestation], expected: &str) {
@@ -266,7 +291,7 @@ mod tests {
         };
         let now = OffsetDateTime::parse("2026-11-29T12:00:00Z", &Rfc3339).unwrap();
         let (record, status) = select(&node, attestations, now);
-        let got = format!("{:?} {status}", record.map(|r| r.name));
+        let got = format!("{:?} {status}", record.map(|r| r.name.clone()));
         assert_eq!(got, expected);
     }
 
@@ -310,6 +335,13 @@ mod tests {
                 attestation("new", "FR", "ovh://gra/1", "2027-01-01T00:00:00Z"),
             ],
             "Some(\"new\") is valid",
+        );
+        check(
+            &[
+                attestation("later", "FR", "ovh://gra/1", "2027-01-01T00:00:00Z"),
+                attestation("sooner", "FR", "ovh://gra/1", "2027-01-01T01:00:00+02:00"),
+            ],
+            "Some(\"later\") is valid",
         );
         check(
             &[

@@ -74,7 +74,7 @@ pub enum Observation {
         label: Option<String>,
         /// The attestation considered (the valid one, or the latest invalid one).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        attestation: Option<AttestationRecord>,
+        attestation: Option<Arc<AttestationRecord>>,
         /// Whether it holds for this node now.
         status: AttestationStatus,
     },

@@ -108,10 +108,7 @@ pub fn describe(node: &Node) -> NodeDescription {
 pub fn attestations(resources: &[NodeAttestation]) -> Vec<Attestation> {
     resources
         .iter()
-        .map(|r| Attestation {
-            name: r.name_any(),
-            spec: r.spec.clone(),
-        })
+        .map(|r| Attestation::new(r.name_any(), r.spec.clone()))
         .collect()
 }
 

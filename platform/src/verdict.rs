@@ -875,9 +875,9 @@ onUnknown: violation
     }
 
     fn attestation(node: &str, country: &str, until: &str) -> Attestation {
-        Attestation {
-            name: format!("{node}-att"),
-            spec: AttestationSpec {
+        Attestation::new(
+            format!("{node}-att"),
+            AttestationSpec {
                 node_name: node.into(),
                 provider_id: format!("kwok://{node}"),
                 country: country.parse().unwrap(),
@@ -888,7 +888,7 @@ onUnknown: violation
                 attested_by: "rssi".into(),
                 valid_until: until.into(),
             },
-        }
+        )
     }
 
     fn check(

@@ -43,9 +43,9 @@ pub fn now() -> OffsetDateTime {
 
 /// A valid attestation of `node` (provider ID `test://<node>`) in `country`, until 2027.
 pub fn attestation(node: &str, country: &str) -> Attestation {
-    Attestation {
-        name: format!("{node}-attestation"),
-        spec: AttestationSpec {
+    Attestation::new(
+        format!("{node}-attestation"),
+        AttestationSpec {
             node_name: node.into(),
             provider_id: format!("test://{node}"),
             country: country.parse().unwrap(),
@@ -56,7 +56,7 @@ pub fn attestation(node: &str, country: &str) -> Attestation {
             attested_by: "security officer".into(),
             valid_until: "2027-06-30T00:00:00Z".into(),
         },
-    }
+    )
 }
 
 /// Evaluates a node given as YAML under a shipped policy, with these attestations.
