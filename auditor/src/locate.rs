@@ -267,4 +267,59 @@ status:
             )),
         );
     }
+
+    /// A Kubernetes Node and a NodeAttestation file, as kubectl prints them: with the
+    /// attestation the node complies with Diffusion Restreinte, without it not; a malformed
+    /// attestation file is a usage error naming the file.
+    #[test]
+    fn attestation_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("node.yaml");
+        std::fs::write(
+            &node,
+            "kind: Node
+metadata:
+  name: gra-3
+  labels: {topology.kubernetes.io/region: gra}
+spec: {providerID: 'ovh://gra/3'}
+status:
+  addresses: [{type: ExternalIP, address: 51.38.1.1}]
+",
+        )
+        .unwrap();
+        let attestation = dir.path().join("gra-3.yaml");
+        std::fs::write(
+            &attestation,
+            "apiVersion: hexagone.fr/v1alpha1
+kind: NodeAttestation
+metadata: {name: gra-3}
+spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: OVH SAS,
+       site: GRA3, basis: contract, attestedBy: rssi, validUntil: '2099-01-01T00:00:00Z'}
+",
+        )
+        .unwrap();
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&broken, "kind: NodeAttestation\nspec: {country: France}\n").unwrap();
+        let locate = |attestations: Vec<PathBuf>| {
+            run(LocateArgs {
+                address: None,
+                node: Some(node.clone()),
+                attestations,
+                policy: PathBuf::from(format!("{POLICIES}/france-diffusion-restreinte.yaml")),
+                geo_dir: None,
+                geo_db: vec![],
+                registration_db: vec![],
+                asn_db: vec![],
+                json: true,
+            })
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(locate(vec![attestation]), Ok(0));
+        assert_eq!(locate(vec![]), Ok(1));
+        let err = locate(vec![broken.clone()]).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{} is not a NodeAttestation", broken.display())),
+            "{err}"
+        );
+    }
 }
