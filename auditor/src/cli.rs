@@ -4,13 +4,14 @@ use std::io::{BufRead, BufReader, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::keys::{SignerKey, VerifierKey};
+use crate::ledger::Sequencer;
 use crate::ledger::entry::Timestamp;
 use crate::ledger::verify::{Verifier, verify_bundle_parallel};
-use crate::store::{Advanced, Ledger};
+use crate::store::{Appended, Ledger};
 
 /// Default database: a SQLite file in the current directory.
 pub const DEFAULT_DB: &str = "sqlite:hexagone-ledger.sqlite";
@@ -37,9 +38,10 @@ pub struct DbArg {
 pub enum Command {
     /// Generate an Ed25519 signing key; prints its verifier key and fingerprint.
     Keygen(KeygenArgs),
-    /// Append observations (JSON Lines) to the ledger in batches, each under a checkpoint.
+    /// Append observations (JSON Lines) to the ledger in batches, each committed with its
+    /// signed checkpoint.
     Append(AppendArgs),
-    /// Recover committed entries left without a checkpoint and print the signed head.
+    /// Check the stored head with the key, drop rows found past it, print the signed head.
     Checkpoint(CheckpointArgs),
     /// Rotate the signing key: the new key is announced in an entry signed under the old one.
     Rotate(RotateArgs),
@@ -78,9 +80,10 @@ pub struct AppendArgs {
     /// Entries committed per transaction.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
-    /// Sign a checkpoint every N entries (rounded up to whole batches); default: every batch.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub checkpoint_every: Option<u64>,
+    /// Commit (and acknowledge) what has been read after this many milliseconds, even if the
+    /// batch is not full: a slow stream still gets its acks.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_ms: u64,
 }
 
 /// `checkpoint`.
@@ -210,71 +213,89 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn ack(out: &mut impl Write, a: &Advanced) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "ack first={} last={} size={}",
-        a.from,
-        a.size - 1,
-        a.size
-    )?;
+fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
+    writeln!(out, "ack first={} last={} size={}", a.first, a.last, a.size)?;
     out.flush()?;
     Ok(())
 }
 
-async fn append(a: AppendArgs) -> anyhow::Result<u8> {
-    let key = SignerKey::load(&a.key)?;
-    let ledger = Ledger::open(&a.db.db).await?;
-    ledger.ensure_initialised(&key).await?;
-    for r in ledger.recover(&key).await? {
+/// Opens the ledger for signing with the key at `path`, saying what was dropped.
+async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
+    let key = SignerKey::load(path)?;
+    let ledger = Ledger::open(db).await?;
+    let (seq, dropped) = ledger.sequencer(key).await?;
+    if let Some(d) = dropped {
         eprintln!(
-            "recovered entries {}..{} committed by an interrupted writer: checkpoint size {}",
-            r.from,
-            r.size - 1,
-            r.size
+            "dropped {} entry rows found past the signed head (from entry {}): this sequencer did not seal them and they were never acknowledged; resubmit them from their source",
+            d.count, d.first
         );
     }
-    let input: Box<dyn BufRead> = if a.input == "-" {
-        Box::new(BufReader::new(std::io::stdin().lock()))
+    Ok((ledger, seq))
+}
+
+/// One input line read by the reader thread.
+enum Line {
+    Text(u64, String),
+    Failed(std::io::Error),
+}
+
+/// Reads `input` line by line on its own thread, so that `append` can commit on a timer.
+fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>> {
+    let file = if input == "-" {
+        None
     } else {
-        Box::new(BufReader::new(
-            std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?,
-        ))
+        Some(std::fs::File::open(&input).with_context(|| format!("opening {input}"))?)
     };
-    let every = a.checkpoint_every.unwrap_or(a.batch);
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    std::thread::spawn(move || {
+        let reader: Box<dyn BufRead> = match file {
+            None => Box::new(BufReader::new(std::io::stdin())),
+            Some(f) => Box::new(BufReader::new(f)),
+        };
+        for (i, line) in reader.lines().enumerate() {
+            let msg = match line {
+                Ok(t) => Line::Text(i as u64 + 1, t),
+                Err(e) => Line::Failed(e),
+            };
+            if tx.blocking_send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn append(a: AppendArgs) -> anyhow::Result<u8> {
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let mut lines = read_lines(a.input.clone())?;
+    let flush = Duration::from_millis(a.flush_ms);
     let mut stdout = std::io::stdout().lock();
     let mut progress = Progress::new();
     let mut batch = Vec::with_capacity(a.batch as usize);
-    let mut since_checkpoint = 0u64;
     let mut total = 0u64;
-    let mut line_no = 0u64;
-    let mut lines = input.lines();
+    let mut deadline = tokio::time::Instant::now() + flush;
     loop {
-        let line = lines.next().transpose().context("reading input")?;
-        if let Some(text) = &line {
-            line_no += 1;
-            if !text.trim().is_empty() {
-                batch.push(crate::ingest::parse_line(line_no, text, Timestamp::now())?);
+        let next = tokio::time::timeout_at(deadline, lines.recv()).await;
+        let eof = matches!(next, Ok(None));
+        let timed_out = next.is_err();
+        match next {
+            Ok(Some(Line::Text(n, text))) if !text.trim().is_empty() => {
+                batch.push(crate::ingest::parse_line(n, &text)?);
             }
+            Ok(Some(Line::Failed(e))) => return Err(e).context("reading input"),
+            _ => {}
         }
-        let eof = line.is_none();
-        if batch.len() as u64 >= a.batch || (eof && !batch.is_empty()) {
-            ledger.append(&batch).await?;
-            since_checkpoint += batch.len() as u64;
+        if batch.len() as u64 >= a.batch || ((eof || timed_out) && !batch.is_empty()) {
+            let done = ledger.append(&mut seq, Timestamp::now(), &batch).await?;
             total += batch.len() as u64;
             batch.clear();
+            // Clear the progress line first: acks and progress may share one terminal.
+            progress.done();
+            ack(&mut stdout, &done)?;
             progress.update(|| format!("appended {total} entries"));
         }
-        if since_checkpoint > 0 && (since_checkpoint >= every || eof) {
-            while let Some(adv) = ledger.advance(&key, false).await? {
-                // Clear the progress line first: acks and progress may share one terminal.
-                progress.done();
-                ack(&mut stdout, &adv)?;
-                if adv.rotated {
-                    bail!("the signing key was rotated meanwhile: use the new key");
-                }
-            }
-            since_checkpoint = 0;
+        if timed_out || batch.is_empty() {
+            deadline = tokio::time::Instant::now() + flush;
         }
         if eof {
             break;
@@ -287,19 +308,8 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
-    let key = SignerKey::load(&a.key)?;
-    let ledger = Ledger::open(&a.db.db).await?;
-    ledger.ensure_initialised(&key).await?;
-    for r in ledger.recover(&key).await? {
-        eprintln!(
-            "checkpoint size {} over entries {}..{}",
-            r.size,
-            r.from,
-            r.size - 1
-        );
-    }
-    let head = ledger.head().await?;
-    match head.note {
+    let (ledger, seq) = open_sequencer(&a.db.db, &a.key).await?;
+    match seq.note() {
         Some(note) => print!("{note}"),
         None => eprintln!("the ledger is empty: no checkpoint yet"),
     }
@@ -308,13 +318,14 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 }
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
-    let old = SignerKey::load(&a.key)?;
     let new = SignerKey::load(&a.new_key)?;
-    let ledger = Ledger::open(&a.db.db).await?;
-    let adv = ledger.rotate(&old, new.verifier()).await?;
-    println!("rotated to {} in entry {}", new.verifier(), adv.size - 1);
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let done = ledger
+        .rotate(&mut seq, Timestamp::now(), new.clone())
+        .await?;
+    println!("rotated to {} in entry {}", new.verifier(), done.last);
     println!("fingerprint: SHA256:{}", new.verifier().fingerprint());
-    print!("{}", adv.note);
+    print!("{}", done.note);
     ledger.close().await;
     Ok(0)
 }

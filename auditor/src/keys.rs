@@ -194,6 +194,7 @@ impl fmt::Display for VerifierKey {
 }
 
 /// A private signing key with its name.
+#[derive(Clone)]
 pub struct SignerKey {
     verifier: VerifierKey,
     key: SigningKey,

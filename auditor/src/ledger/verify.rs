@@ -888,7 +888,7 @@ mod tests {
         let key = SignerKey::from_signing_key("t/log", SigningKey::from_bytes(&[3; 32])).unwrap();
         let mut w = BundleWriter::new(Vec::new(), "t/log").unwrap();
         w.key(key.verifier()).unwrap();
-        let mut seq = Sequencer::new();
+        let mut seq = Sequencer::new(key.clone());
         for i in 0..n {
             let text = format!(
                 r#"{{"v":1,"seq":0,"time":"2026-01-01T00:00:00.000Z","prev":"{}","kind":"observation","store":"s","class":"c","object":"o{i}","content":"{}","evidence":[{{"source":"topology","country":"FR","asn":null}}],"verdict":"compliant","reasons":[],"policy":"p","policy_version":"1"}}"#,
@@ -899,7 +899,7 @@ mod tests {
             let s = seq.seal(Timestamp(i as i64), body);
             w.entry(s.text.as_bytes()).unwrap();
             if (i + 1).is_multiple_of(1000) || i + 1 == n {
-                w.checkpoint(&seq.checkpoint("t/log").sign(&key)).unwrap();
+                w.checkpoint(&seq.sign()).unwrap();
             }
         }
         (key, w.finish().unwrap())

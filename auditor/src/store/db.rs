@@ -62,6 +62,33 @@ pub struct RotationRow {
     pub seq: u64,
 }
 
+/// What became of a [`Db::commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Entries and head are durable.
+    Done,
+    /// Another sequencer moved the head first: nothing was written.
+    HeadMoved,
+    /// Rows lie past the head: nothing was written.
+    RowsPastHead {
+        /// How many.
+        count: u64,
+        /// First sequence number.
+        first: u64,
+    },
+}
+
+/// What [`Db::drop_past_head`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastHead {
+    /// The head is no longer at the size given: nothing was done.
+    HeadMoved,
+    /// A checkpoint larger than the head was recorded: the head went back; nothing was done.
+    NewerCheckpoint(u64),
+    /// The rows past the head, (count, first), were deleted (none when `None`).
+    Dropped(Option<(u64, u64)>),
+}
+
 /// Rows per multi-row insert statement on SQLite (4 parameters each, under its variable limit).
 const SQLITE_CHUNK: usize = 2000;
 
@@ -146,21 +173,122 @@ macro_rules! shared_ops {
                 Ok(())
             }
 
-            pub async fn tail_in(
+            pub async fn key_rows(pool: &$pool) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+                let rows = sqlx::query("SELECT verifier, announced_in FROM ledger_keys ORDER BY key_index")
+                    .fetch_all(pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<String, _>("verifier")?,
+                            r.try_get::<Option<i64>, _>("announced_in")?.map(|s| s as u64),
+                        ))
+                    })
+                    .collect()
+            }
+
+            /// (count, first) of the rows at or past `size`, inside a transaction.
+            pub async fn past_head(
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
-            ) -> Result<Option<(u64, Hash)>, StoreError> {
-                let row = sqlx::query("SELECT seq, leaf FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+                size: u64,
+            ) -> Result<Option<(u64, u64)>, StoreError> {
+                let row = sqlx::query("SELECT COUNT(*) AS n, MIN(seq) AS first FROM ledger_entries WHERE seq >= $1")
+                    .bind(to_i64(size))
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let n = row.try_get::<i64, _>("n")? as u64;
+                Ok((n > 0).then(|| row.try_get::<Option<i64>, _>("first"))
+                    .transpose()?
+                    .map(|f| (n, f.unwrap_or_default() as u64)))
+            }
+
+            /// The head (size, note) inside a transaction.
+            pub async fn head_in(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+            ) -> Result<Option<(u64, Option<String>)>, StoreError> {
+                let row = sqlx::query("SELECT size, note FROM ledger_head WHERE id = 1")
                     .fetch_optional(&mut **tx)
                     .await?;
-                row.map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, hash(r.try_get("leaf")?)?)))
+                row.map(|r| Ok((r.try_get::<i64, _>("size")? as u64, r.try_get("note")?)))
                     .transpose()
             }
 
-            pub async fn tail(pool: &$pool) -> Result<Option<(u64, Hash)>, StoreError> {
-                let mut tx = pool.begin().await?;
-                let t = tail_in(&mut tx).await?;
+            pub async fn drop_past_head(pool: &$pool, size: u64) -> Result<PastHead, StoreError> {
+                let mut tx = begin(pool).await?;
+                if head_in(&mut tx).await?.map(|h| h.0) != Some(size) {
+                    tx.rollback().await?;
+                    return Ok(PastHead::HeadMoved);
+                }
+                let newest = sqlx::query("SELECT MAX(size) AS size FROM ledger_checkpoints")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get::<Option<i64>, _>("size")?
+                    .map_or(0, |s| s as u64);
+                if newest > size {
+                    tx.rollback().await?;
+                    return Ok(PastHead::NewerCheckpoint(newest));
+                }
+                let past = past_head(&mut tx, size).await?;
+                if past.is_some() {
+                    sqlx::query("DELETE FROM ledger_entries WHERE seq >= $1")
+                        .bind(to_i64(size))
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
-                Ok(t)
+                Ok(PastHead::Dropped(past))
+            }
+
+            /// Checks the head is still (`old_size`, `old_note`) and nothing lies past it.
+            pub async fn precheck(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+                old_size: u64,
+                old_note: Option<&str>,
+            ) -> Result<Option<Commit>, StoreError> {
+                let head = head_in(tx).await?;
+                if head.as_ref().map(|(s, n)| (*s, n.as_deref())) != Some((old_size, old_note)) {
+                    return Ok(Some(Commit::HeadMoved));
+                }
+                Ok(past_head(tx, old_size).await?.map(|(count, first)| Commit::RowsPastHead { count, first }))
+            }
+
+            /// Moves the head from `old_size` to `new`, records its checkpoint and rotation.
+            pub async fn swap_head(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+                old_size: u64,
+                new: &HeadRow,
+                rotation: Option<&RotationRow>,
+            ) -> Result<bool, StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE ledger_head SET size = $1, frontier = $2, note = $3, key_index = $4 WHERE id = 1 AND size = $5",
+                )
+                .bind(to_i64(new.size))
+                .bind(&new.frontier)
+                .bind(&new.note)
+                .bind(to_i64(new.key_index))
+                .bind(to_i64(old_size))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if updated != 1 {
+                    return Ok(false);
+                }
+                if let Some(note) = &new.note {
+                    sqlx::query("INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)")
+                        .bind(to_i64(new.size))
+                        .bind(note)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if let Some(r) = rotation {
+                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES ($1, $2, $3)")
+                        .bind(to_i64(r.key_index))
+                        .bind(&r.verifier)
+                        .bind(to_i64(r.seq))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(true)
             }
 
             pub async fn entries_from(
@@ -206,47 +334,6 @@ macro_rules! shared_ops {
                     )));
                 }
                 Ok(out)
-            }
-
-            pub async fn advance(
-                pool: &$pool,
-                old_size: u64,
-                new: &HeadRow,
-                rotation: Option<&RotationRow>,
-            ) -> Result<bool, StoreError> {
-                let mut tx = begin(pool).await?;
-                let updated = sqlx::query(
-                    "UPDATE ledger_head SET size = $1, frontier = $2, note = $3, key_index = $4 WHERE id = 1 AND size = $5",
-                )
-                .bind(to_i64(new.size))
-                .bind(&new.frontier)
-                .bind(&new.note)
-                .bind(to_i64(new.key_index))
-                .bind(to_i64(old_size))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                if let Some(note) = &new.note {
-                    sqlx::query("INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)")
-                        .bind(to_i64(new.size))
-                        .bind(note)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(r) = rotation {
-                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES ($1, $2, $3)")
-                        .bind(to_i64(r.key_index))
-                        .bind(&r.verifier)
-                        .bind(to_i64(r.seq))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
             }
 
             pub async fn checkpoints_from(
@@ -376,9 +463,15 @@ impl Db {
         dispatch!(self, init(origin, frontier, verifier))
     }
 
-    /// Last entry (seq, leaf), staged or not.
-    pub async fn tail(&self) -> Result<Option<(u64, Hash)>, StoreError> {
-        dispatch!(self, tail())
+    /// The key table: verifier key strings in order, with the entry announcing each.
+    pub async fn key_rows(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        dispatch!(self, key_rows())
+    }
+
+    /// Deletes the rows at or past `size`, if the head is still at `size` and no checkpoint
+    /// beyond it was ever recorded.
+    pub async fn drop_past_head(&self, size: u64) -> Result<PastHead, StoreError> {
+        dispatch!(self, drop_past_head(size))
     }
 
     /// Up to `limit` entries from `from` (inclusive) below `to`.
@@ -394,16 +487,6 @@ impl Db {
     /// Leaf hashes of entries `from..to`; all must exist.
     pub async fn leaves(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         dispatch!(self, leaves(from, to))
-    }
-
-    /// Compare-and-swap of the head from `old_size`; false when another writer moved it.
-    pub async fn advance(
-        &self,
-        old_size: u64,
-        new: &HeadRow,
-        rotation: Option<&RotationRow>,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, advance(old_size, new, rotation))
     }
 
     /// Up to `limit` checkpoints of size >= `from_size`.
@@ -424,20 +507,22 @@ impl Db {
         dispatch!(self, find_object(key, below))
     }
 
-    /// Appends rows in one transaction if the log still ends at (`next_seq`, `prev`);
-    /// returns false (and writes nothing) when another writer got there first.
-    pub async fn stage(
+    /// In one transaction: checks the head is still (`old_size`, `old_note`) with no row past
+    /// it, inserts `rows`, swaps the head to `new` and records its checkpoint (and rotation).
+    pub async fn commit(
         &self,
-        next_seq: u64,
-        prev: &Hash,
+        old_size: u64,
+        old_note: Option<&str>,
         rows: &[EntryRow],
-    ) -> Result<bool, StoreError> {
+        new: &HeadRow,
+        rotation: Option<&RotationRow>,
+    ) -> Result<Commit, StoreError> {
         match self {
             Db::Sqlite(p) => {
                 let mut tx = lite::begin(p).await?;
-                if !tail_matches(lite::tail_in(&mut tx).await?, next_seq, prev) {
+                if let Some(refused) = lite::precheck(&mut tx, old_size, old_note).await? {
                     tx.rollback().await?;
-                    return Ok(false);
+                    return Ok(refused);
                 }
                 for chunk in rows.chunks(SQLITE_CHUNK) {
                     let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
@@ -451,14 +536,18 @@ impl Db {
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
+                if !lite::swap_head(&mut tx, old_size, new, rotation).await? {
+                    tx.rollback().await?;
+                    return Ok(Commit::HeadMoved);
+                }
                 tx.commit().await?;
-                Ok(true)
+                Ok(Commit::Done)
             }
             Db::Postgres(p) => {
                 let mut tx = pg::begin(p).await?;
-                if !tail_matches(pg::tail_in(&mut tx).await?, next_seq, prev) {
+                if let Some(refused) = pg::precheck(&mut tx, old_size, old_note).await? {
                     tx.rollback().await?;
-                    return Ok(false);
+                    return Ok(refused);
                 }
                 let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
                 let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
@@ -474,8 +563,12 @@ impl Db {
                 .bind(objects)
                 .execute(&mut *tx)
                 .await?;
+                if !pg::swap_head(&mut tx, old_size, new, rotation).await? {
+                    tx.rollback().await?;
+                    return Ok(Commit::HeadMoved);
+                }
                 tx.commit().await?;
-                Ok(true)
+                Ok(Commit::Done)
             }
         }
     }
@@ -506,12 +599,5 @@ impl Db {
             .collect::<Result<Vec<_>, sqlx::Error>>()?,
         };
         Ok(rows)
-    }
-}
-
-fn tail_matches(tail: Option<(u64, Hash)>, next_seq: u64, prev: &Hash) -> bool {
-    match tail {
-        None => next_seq == 0,
-        Some((seq, leaf)) => seq + 1 == next_seq && &leaf == prev,
     }
 }

@@ -1,22 +1,24 @@
-//! The durable ledger on SQLite or PostgreSQL: batched appends, a signed head that advances
-//! by compare-and-swap only over entries already committed, recovery of committed entries
-//! left without a checkpoint, key rotation, streamed export and inclusion proofs.
+//! The durable ledger on SQLite or PostgreSQL: batches sealed and signed by the one
+//! [`Sequencer`] and committed with the head swap (compare-and-swap) in one transaction,
+//! checks of the stored head before anything is signed, key rotation, streamed export and
+//! inclusion proofs.
 //!
-//! Entries are made by the pure core ([`crate::ledger`]); this module only moves them to and
-//! from the database.
+//! Entries are made and checked by the pure core ([`crate::ledger`]); this module only moves
+//! them to and from the database.
 
 pub mod db;
 
 use std::collections::HashMap;
 use std::io::Write;
 
-use db::{Db, EntryRow, HeadRow, RotationRow};
+use db::{Commit, Db, EntryRow, HeadRow, PastHead, RotationRow};
 
 use crate::bundle::{BundleError, BundleWriter};
 use crate::keys::{SignerKey, VerifierKey};
-use crate::ledger::entry::{Body, Entry, EntryError, GENESIS_PREV, Timestamp};
+use crate::ledger::entry::{Body, Entry, Timestamp};
 use crate::ledger::proof::InclusionProof;
-use crate::ledger::tree::{Frontier, Hash, TreeError, inclusion_proof, leaf_hash};
+use crate::ledger::tree::{Frontier, Hash, TreeError, inclusion_proof};
+use crate::ledger::{Sealed, Sequencer, SequencerError, StoredHead};
 
 /// Rows read per page when streaming.
 const PAGE: u64 = 10_000;
@@ -38,13 +40,18 @@ pub enum StoreError {
     /// The log has no head yet.
     #[error("the ledger is empty: append entries first (with a signing key)")]
     NotInitialised,
-    /// The signing key is not the key in force.
-    #[error("key {given} is not this ledger's signing key in force ({active})")]
-    WrongKey {
-        /// The key offered.
-        given: String,
-        /// The key in force.
-        active: String,
+    /// The sequencer refused the stored head: nothing was signed.
+    #[error("refusing to sign: {0}")]
+    Sequencer(#[from] SequencerError),
+    /// Rows appeared past the signed head while this sequencer was running.
+    #[error(
+        "refusing to sign: {count} entry rows past the signed head, from entry {first}, were written by someone else; nothing was signed (the next start drops them)"
+    )]
+    RowsPastHead {
+        /// How many.
+        count: u64,
+        /// First sequence number.
+        first: u64,
     },
     /// Stored data contradicts itself.
     #[error("the stored ledger is inconsistent: {0}")]
@@ -61,36 +68,29 @@ pub enum StoreError {
     /// No entry about the object.
     #[error("no entry about object {0:?} is covered by the signed head")]
     NoSuchObject(String),
-    /// A rotation names a key for another log.
-    #[error("the new key is named {given:?}; it must be named after the log origin {origin:?}")]
-    RotationName {
-        /// New key's name.
-        given: String,
-        /// Log origin.
-        origin: String,
-    },
 }
 
-/// Entries committed by one append call (not yet under a checkpoint).
+/// Rows found past the signed head when the sequencer opened the log, and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Staged {
-    /// First sequence number.
+pub struct Dropped {
+    /// How many rows.
+    pub count: u64,
+    /// The first one's sequence number (the head size).
     pub first: u64,
-    /// Last sequence number.
-    pub last: u64,
 }
 
-/// A head advance: the new signed checkpoint.
+/// One commit: entries sealed by this sequencer and the signed checkpoint covering them,
+/// made durable in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advanced {
-    /// Previous head size.
-    pub from: u64,
-    /// New head size.
+pub struct Appended {
+    /// First sequence number of this commit's entries.
+    pub first: u64,
+    /// Last sequence number of this commit's entries.
+    pub last: u64,
+    /// The new head size.
     pub size: u64,
     /// The signed checkpoint note.
     pub note: String,
-    /// True when this checkpoint committed a key rotation (later ones need the new key).
-    pub rotated: bool,
 }
 
 /// Counts of an export.
@@ -143,178 +143,173 @@ impl Ledger {
             .collect()
     }
 
-    /// Creates the log for `signer` if it is new, then checks `signer` is the key in force.
-    pub async fn ensure_initialised(&self, signer: &SignerKey) -> Result<HeadRow, StoreError> {
+    /// Opens the log for signing with `key`, creating it if it is new. The whole stored head
+    /// is checked first (see [`Sequencer::adopt`]): the note opens with the key in force, its
+    /// root is the root of the stored leaves, the frontier is theirs, no newer checkpoint was
+    /// issued. Rows found past the head were never acknowledged: they are deleted, never
+    /// signed, and reported.
+    pub async fn sequencer(
+        &self,
+        key: SignerKey,
+    ) -> Result<(Sequencer, Option<Dropped>), StoreError> {
         let empty = Frontier::new().to_bytes();
         self.db
-            .init(signer.name(), &empty, &signer.verifier().to_string())
+            .init(key.name(), &empty, &key.verifier().to_string())
             .await?;
-        let head = self.head().await?;
-        self.check_active(&head, signer.verifier()).await?;
-        Ok(head)
+        let keys = self.db.key_rows().await?;
+        let first = keys
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("the key table is empty".into()))?;
+        let mut seq = Sequencer::at_genesis(key, &first.0)?;
+        for _ in 0..RETRIES {
+            self.catch_up(&mut seq).await?;
+            match self.db.drop_past_head(seq.size()).await? {
+                PastHead::HeadMoved => continue,
+                PastHead::NewerCheckpoint(newest) => {
+                    return Err(SequencerError::RolledBack {
+                        ours: newest,
+                        found: seq.size(),
+                    }
+                    .into());
+                }
+                PastHead::Dropped(dropped) => {
+                    let dropped = dropped.map(|(count, first)| Dropped { count, first });
+                    return Ok((seq, dropped));
+                }
+            }
+        }
+        Err(StoreError::Contended)
     }
 
-    async fn check_active(&self, head: &HeadRow, key: &VerifierKey) -> Result<(), StoreError> {
-        let keys = self.keys().await?;
-        let active = keys
-            .get(head.key_index as usize)
-            .ok_or_else(|| StoreError::Corrupt(format!("no key number {}", head.key_index)))?;
-        if active != key {
-            return Err(StoreError::WrongKey {
-                given: key.to_string(),
-                active: active.to_string(),
-            });
+    /// Brings `seq` to the stored head, checking it (reads only the leaves it has not seen).
+    async fn catch_up(&self, seq: &mut Sequencer) -> Result<(), StoreError> {
+        let head = self.head().await?;
+        let keys = self.db.key_rows().await?;
+        let mut leaves = seq.catch_up(&keys);
+        while leaves.next() < head.size {
+            let end = (leaves.next() + PAGE).min(head.size);
+            for leaf in self.db.leaves(leaves.next(), end).await? {
+                leaves.push(leaf);
+            }
         }
+        let text = |s: u64| async move {
+            let rows = self.db.entries_from(s, s + 1, 1).await?;
+            rows.into_iter()
+                .next()
+                .map(|(_, _, body)| body)
+                .ok_or_else(|| StoreError::Corrupt(format!("entry {s} is missing")))
+        };
+        let last = if head.size > seq.size() {
+            Some(text(head.size - 1).await?)
+        } else {
+            None
+        };
+        let mut rotations = Vec::new();
+        for (_, at) in keys.iter().skip(seq.keys().len()) {
+            if let Some(s) = at
+                && *s < head.size
+            {
+                rotations.push((*s, text(*s).await?));
+            }
+        }
+        let stored = StoredHead {
+            origin: head.origin,
+            size: head.size,
+            note: head.note,
+            frontier: head.frontier,
+            keys,
+            last,
+            rotations,
+        };
+        seq.adopt(leaves, &stored)?;
         Ok(())
     }
 
-    /// Commits entries at the end of the log in one transaction (retrying when another
-    /// writer extended the log meanwhile). They are durable, but not acknowledged until a
-    /// checkpoint covers them ([`Ledger::advance`]).
-    pub async fn append(&self, items: &[(Timestamp, Body)]) -> Result<Staged, StoreError> {
-        for _ in 0..RETRIES {
-            let (next, prev) = match self.db.tail().await? {
-                None => (0, GENESIS_PREV),
-                Some((seq, leaf)) => (seq + 1, leaf),
-            };
-            let rows = seal(next, prev, items);
-            if self.db.stage(next, &prev, &rows).await? {
-                return Ok(Staged {
-                    first: next,
-                    last: next + items.len() as u64 - 1,
-                });
-            }
-        }
-        Err(StoreError::Contended)
-    }
-
-    /// Signs a checkpoint over every committed entry beyond the head and swaps the head to it.
-    /// Stops right after a key-rotation entry: what follows needs the new key. With `check`,
-    /// every entry is re-decoded, re-hashed and its chain link checked first (recovery).
-    pub async fn advance(
+    /// Seals `items` with `seq`, stamped `now` (or later: times never decrease), signs a
+    /// checkpoint over them and commits entries and head in one transaction. When another
+    /// sequencer moved the head meanwhile, its head is checked and adopted and the items are
+    /// sealed again after it. Rows found past the head stop the sequencer.
+    pub async fn append(
         &self,
-        signer: &SignerKey,
-        check: bool,
-    ) -> Result<Option<Advanced>, StoreError> {
+        seq: &mut Sequencer,
+        now: Timestamp,
+        items: &[Body],
+    ) -> Result<Appended, StoreError> {
+        self.commit(seq, |next| {
+            let first = next.size();
+            let rows = items
+                .iter()
+                .map(|b| row(next.seal(now, b.clone()), b))
+                .collect();
+            Ok((first, rows, None))
+        })
+        .await
+    }
+
+    /// Rotates from the key `seq` holds to `new`: a rotation entry sealed and signed under the
+    /// old key, committed with the key table row in one transaction; `seq` then signs with
+    /// `new`.
+    pub async fn rotate(
+        &self,
+        seq: &mut Sequencer,
+        now: Timestamp,
+        new: SignerKey,
+    ) -> Result<Appended, StoreError> {
+        self.commit(seq, |next| {
+            let (sealed, _) = next.rotate(now, new.clone())?;
+            let rotation = RotationRow {
+                key_index: next.keys().len() as u64 - 1,
+                verifier: next.keys().last().expect("rotated").to_string(),
+                seq: sealed.seq,
+            };
+            let first = sealed.seq;
+            Ok((first, vec![row_of(sealed, None)], Some(rotation)))
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        seq: &mut Sequencer,
+        mut make: impl FnMut(&mut Sequencer) -> Result<CommitRows, SequencerError>,
+    ) -> Result<Appended, StoreError> {
         for _ in 0..RETRIES {
-            let head = self.head().await?;
-            self.check_active(&head, signer.verifier()).await?;
-            let mut frontier = Frontier::from_bytes(&head.frontier)?;
-            if frontier.size() != head.size {
-                return Err(StoreError::Corrupt(
-                    "head frontier and size disagree".into(),
-                ));
-            }
-            let mut prev = if head.size == 0 {
-                GENESIS_PREV
-            } else {
-                self.db.leaves(head.size - 1, head.size).await?[0]
+            let mut next = seq.clone();
+            let (first, rows, rotation) = make(&mut next)?;
+            let note = match next.note() {
+                Some(n) => n.to_string(),
+                None => next.sign(),
             };
-            let mut rotation = None;
-            let mut next = head.size;
-            'pages: loop {
-                let page = self.db.entries_from(next, u64::MAX >> 1, PAGE).await?;
-                if page.is_empty() {
-                    break;
-                }
-                for (seq, leaf, body) in page {
-                    if seq != next {
-                        return Err(StoreError::Corrupt(format!(
-                            "entry {next} is missing (found {seq})"
-                        )));
-                    }
-                    if check {
-                        check_stored(seq, &leaf, &body, &prev)?;
-                    }
-                    frontier.push(leaf);
-                    prev = leaf;
-                    next += 1;
-                    if body.contains("\"kind\":\"key-rotation\"") {
-                        let entry = Entry::decode(body.as_bytes())
-                            .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                        if let Body::KeyRotation { new_key } = entry.body {
-                            rotation = Some(RotationRow {
-                                key_index: head.key_index + 1,
-                                verifier: new_key,
-                                seq,
-                            });
-                            break 'pages;
-                        }
-                    }
-                }
-            }
-            if next == head.size {
-                return Ok(None);
-            }
-            let note = crate::ledger::checkpoint::Checkpoint {
-                origin: head.origin.clone(),
-                size: next,
-                root: frontier.root(),
-                extensions: Vec::new(),
-            }
-            .sign(signer);
+            let (old_size, old_note) = seq.head();
             let new = HeadRow {
-                origin: head.origin.clone(),
-                size: next,
-                frontier: frontier.to_bytes(),
+                origin: next.origin().to_string(),
+                size: next.size(),
+                frontier: next.frontier().to_bytes(),
                 note: Some(note.clone()),
-                key_index: head.key_index + u64::from(rotation.is_some()),
+                key_index: next.keys().len() as u64 - 1,
             };
-            if self.db.advance(head.size, &new, rotation.as_ref()).await? {
-                return Ok(Some(Advanced {
-                    from: head.size,
-                    size: next,
-                    note,
-                    rotated: rotation.is_some(),
-                }));
+            match self
+                .db
+                .commit(old_size, old_note, &rows, &new, rotation.as_ref())
+                .await?
+            {
+                Commit::Done => {
+                    let size = next.size();
+                    *seq = next;
+                    return Ok(Appended {
+                        first,
+                        last: size - 1,
+                        size,
+                        note,
+                    });
+                }
+                Commit::HeadMoved => self.catch_up(seq).await?,
+                Commit::RowsPastHead { count, first } => {
+                    return Err(StoreError::RowsPastHead { count, first });
+                }
             }
         }
         Err(StoreError::Contended)
-    }
-
-    /// Recovery on start: entries committed by a writer that died before signing are checked
-    /// and brought under a checkpoint.
-    pub async fn recover(&self, signer: &SignerKey) -> Result<Vec<Advanced>, StoreError> {
-        let mut done = Vec::new();
-        while let Some(a) = self.advance(signer, true).await? {
-            let rotated = a.rotated;
-            done.push(a);
-            if rotated {
-                break;
-            }
-        }
-        Ok(done)
-    }
-
-    /// Rotates from `old` to `new`: a rotation entry committed under a checkpoint signed by
-    /// `old`; from then on only `new` can advance the head.
-    pub async fn rotate(&self, old: &SignerKey, new: &VerifierKey) -> Result<Advanced, StoreError> {
-        let head = self.ensure_initialised(old).await?;
-        if new.name() != head.origin {
-            return Err(StoreError::RotationName {
-                given: new.name().to_string(),
-                origin: head.origin,
-            });
-        }
-        self.recover(old).await?;
-        self.append(&[(
-            Timestamp::now(),
-            Body::KeyRotation {
-                new_key: new.to_string(),
-            },
-        )])
-        .await?;
-        loop {
-            match self.advance(old, false).await? {
-                Some(a) if a.rotated => return Ok(a),
-                Some(_) => continue,
-                None => {
-                    return Err(StoreError::Corrupt(
-                        "the rotation entry was not found".into(),
-                    ));
-                }
-            }
-        }
     }
 
     /// Writes the export bundle: keys, then entries up to the signed head with each
@@ -430,49 +425,22 @@ impl Ledger {
     }
 }
 
-/// Seals items as rows starting at `next` after `prev` (the pure core makes the entries).
-fn seal(next: u64, prev: Hash, items: &[(Timestamp, Body)]) -> Vec<EntryRow> {
-    let mut prev = prev;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, (time, body))| {
-            let entry = Entry {
-                seq: next + i as u64,
-                time: *time,
-                prev,
-                body: body.clone(),
-            };
-            let text = entry.encode();
-            let leaf = leaf_hash(text.as_bytes());
-            prev = leaf;
-            EntryRow {
-                seq: entry.seq,
-                leaf,
-                object_key: match body {
-                    Body::Observation(o) => Some(db::object_key(&o.object.id)),
-                    Body::KeyRotation { .. } => None,
-                },
-                body: text,
-            }
-        })
-        .collect()
+type CommitRows = (u64, Vec<EntryRow>, Option<RotationRow>);
+
+/// The row of an entry sealed from `body`.
+fn row(sealed: Sealed, body: &Body) -> EntryRow {
+    let key = match body {
+        Body::Observation(o) => Some(db::object_key(&o.object.id)),
+        Body::KeyRotation { .. } => None,
+    };
+    row_of(sealed, key)
 }
 
-fn check_stored(seq: u64, leaf: &Hash, body: &str, prev: &Hash) -> Result<(), StoreError> {
-    let corrupt = |why: String| StoreError::Corrupt(format!("entry {seq}: {why}"));
-    let entry = Entry::decode(body.as_bytes()).map_err(|e: EntryError| corrupt(e.to_string()))?;
-    if entry.seq != seq {
-        return Err(corrupt(format!(
-            "stored under seq {seq} but says {}",
-            entry.seq
-        )));
+fn row_of(sealed: Sealed, object_key: Option<i64>) -> EntryRow {
+    EntryRow {
+        seq: sealed.seq,
+        leaf: sealed.leaf,
+        body: sealed.text,
+        object_key,
     }
-    if &leaf_hash(body.as_bytes()) != leaf {
-        return Err(corrupt("stored leaf hash does not match its text".into()));
-    }
-    if &entry.prev != prev {
-        return Err(corrupt("prev does not match the previous entry".into()));
-    }
-    Ok(())
 }
