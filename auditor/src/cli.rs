@@ -127,6 +127,10 @@ pub struct VerifyArgs {
     /// The trusted key: verifier key string, fingerprint, or a file holding either.
     #[arg(long, visible_alias = "key")]
     pub trust: String,
+    /// Accept a trusted key that is retired (it signed earlier checkpoints, a later key signed
+    /// the last one). Without it, the trusted key must sign the last checkpoint.
+    #[arg(long)]
+    pub accept_retired_key: bool,
     /// A signed checkpoint obtained out of band that the bundle must reach (detects a
     /// bundle cut short).
     #[arg(long)]
@@ -383,7 +387,7 @@ fn trust_anchor(s: &str) -> anyhow::Result<String> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
-    let mut verifier = Verifier::new(&trust);
+    let mut verifier = Verifier::new(&trust).accept_retired_key(a.accept_retired_key);
     if let Some(cp) = &a.checkpoint {
         let note =
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
@@ -415,6 +419,16 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             );
             for (i, k) in s.keys.iter().enumerate() {
                 println!("key {i}: {k}");
+            }
+            println!(
+                "last checkpoint signed by key {}: {}",
+                s.last_signer, s.keys[s.last_signer]
+            );
+            if s.trusted != s.last_signer {
+                println!(
+                    "WARNING: the trusted key (key {}) is retired; accepted because of --accept-retired-key",
+                    s.trusted
+                );
             }
             Ok(0)
         }

@@ -34,6 +34,18 @@ pub enum Problem {
     /// The trusted key never signed a checkpoint of this ledger.
     #[error("the trusted key {0} signed no checkpoint of this ledger")]
     TrustedKeyUnused(String),
+    /// The trusted key is retired: a later key signed the last checkpoint.
+    #[error(
+        "the trusted key {trusted} is retired: the last checkpoint (size {size}) is signed by {last}, a key announced after it; trust the key in force, or accept a retired key explicitly (--accept-retired-key)"
+    )]
+    TrustedKeyRetired {
+        /// The trusted key.
+        trusted: String,
+        /// The key that signed the last checkpoint.
+        last: String,
+        /// Size of the last checkpoint.
+        size: u64,
+    },
     /// An entry does not decode.
     #[error("entry is invalid: {0}")]
     BadEntry(EntryError),
@@ -223,6 +235,10 @@ pub struct Summary {
     pub root: String,
     /// The signing keys in order (rotations included).
     pub keys: Vec<String>,
+    /// Index in `keys` of the key that signed the last checkpoint.
+    pub last_signer: usize,
+    /// Index in `keys` of the trusted key.
+    pub trusted: usize,
     /// Observations by verdict: compliant, violation, unknown.
     pub verdicts: [u64; 3],
 }
@@ -293,6 +309,8 @@ pub struct Verifier {
     active: usize,
     pending_rotation: Option<u64>,
     trusted_signed: bool,
+    accept_retired: bool,
+    last_signer: usize,
     frontier: Frontier,
     prev: Hash,
     prev_line: u64,
@@ -317,6 +335,8 @@ impl Verifier {
             active: 0,
             pending_rotation: None,
             trusted_signed: false,
+            accept_retired: false,
+            last_signer: 0,
             frontier: Frontier::new(),
             prev: GENESIS_PREV,
             prev_line: 0,
@@ -326,6 +346,13 @@ impl Verifier {
             ended: false,
             scratch: String::with_capacity(1024),
         }
+    }
+
+    /// Accepts a trusted key that signed earlier checkpoints but not the last one (a retired
+    /// key). Without this, the trusted key must have signed the last checkpoint.
+    pub fn accept_retired_key(mut self, accept: bool) -> Self {
+        self.accept_retired = accept;
+        self
     }
 
     /// Also requires the bundle to reach a checkpoint obtained out of band (this is what
@@ -601,6 +628,7 @@ impl Verifier {
         if self.chain[self.active].matches(&self.trust) {
             self.trusted_signed = true;
         }
+        self.last_signer = self.active;
         if self.pending_rotation.take().is_some() {
             self.active += 1;
         }
@@ -633,6 +661,18 @@ impl Verifier {
         }
         if !self.trusted_signed {
             return Err(at(Problem::TrustedKeyUnused(self.trust.clone())));
+        }
+        let trusted = self
+            .chain
+            .iter()
+            .position(|k| k.matches(&self.trust))
+            .expect("the trusted key signed a checkpoint, so it is in the chain");
+        if trusted != self.last_signer && !self.accept_retired {
+            return Err(at(Problem::TrustedKeyRetired {
+                trusted: self.chain[trusted].to_string(),
+                last: self.chain[self.last_signer].to_string(),
+                size: covered,
+            }));
         }
         if let Some(note) = &self.trusted_checkpoint {
             let (cp, _) = open_checkpoint(note, &self.chain).map_err(|e| {
@@ -669,6 +709,8 @@ impl Verifier {
             checkpoints: self.checkpoints,
             root: hex::encode(self.frontier.root()),
             keys: self.chain.iter().map(ToString::to_string).collect(),
+            last_signer: self.last_signer,
+            trusted,
             verdicts: self.verdicts,
         })
     }

@@ -146,11 +146,28 @@ fn append_export_verify_prove_and_rotate() {
     assert!(note.starts_with(&format!("{ORIGIN}\n291\n")), "{note}");
     // Export and verify with either key, or either fingerprint.
     run_ok(&["export", "--db", &db, "--out", &p("bundle.jsonl")], None);
-    for trust in [&v1, &v2] {
-        let out = run_ok(&["verify", &p("bundle.jsonl"), "--trust", trust], None);
-        assert!(out.contains("valid: 291 entries"), "{out}");
-        assert!(out.contains("key 1: "), "{out}");
-    }
+    // Trust means the key in force: k2 verifies, retired k1 only when accepted explicitly.
+    let out = run_ok(&["verify", &p("bundle.jsonl"), "--trust", &v2], None);
+    assert!(out.contains("valid: 291 entries"), "{out}");
+    assert!(
+        out.contains(&format!("last checkpoint signed by key 1: {v2}")),
+        "{out}"
+    );
+    let out = run(&["verify", &p("bundle.jsonl"), "--trust", &v1], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is retired"));
+    let out = run_ok(
+        &[
+            "verify",
+            &p("bundle.jsonl"),
+            "--trust",
+            &v1,
+            "--accept-retired-key",
+        ],
+        None,
+    );
+    assert!(out.contains("valid: 291 entries"), "{out}");
+    assert!(out.contains("the trusted key (key 0) is retired"), "{out}");
     // Prove one object; the proof verifies against the new key.
     let proof = run_ok(
         &["prove", "--db", &db, "--object", "spaces/12/doc-12"],
@@ -170,4 +187,59 @@ fn append_export_verify_prove_and_rotate() {
     // Not on a terminal: no progress display on stderr.
     let out = run(&["export", "--db", &db, "--out", &p("b2.jsonl")], None);
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
+}
+
+/// Whoever obtains a retired key can announce a key of their own under it and sign the rest
+/// with that. An auditor who still trusts the retired key is told so, and told which key
+/// signed the last checkpoint, instead of a plain "valid".
+#[test]
+fn a_retired_key_does_not_vouch_for_its_successors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (k1, v1) = keygen(dir.path(), "k1");
+    let (mallory, vm) = keygen(dir.path(), "mallory");
+    let db = format!("sqlite:{}", p("l.sqlite"));
+    run_ok(
+        &["append", "--db", &db, "--key", k1.to_str().unwrap()],
+        Some(&input(0, 20)),
+    );
+    // The attacker holds the old key: rotates to their own and signs what they like.
+    run_ok(
+        &[
+            "rotate",
+            "--db",
+            &db,
+            "--key",
+            k1.to_str().unwrap(),
+            "--new-key",
+            mallory.to_str().unwrap(),
+        ],
+        None,
+    );
+    run_ok(
+        &["append", "--db", &db, "--key", mallory.to_str().unwrap()],
+        Some(&input(100, 20)),
+    );
+    run_ok(&["export", "--db", &db, "--out", &p("forged.jsonl")], None);
+    let out = run(&["verify", &p("forged.jsonl"), "--trust", &v1], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("INVALID") && stdout.contains("is retired") && stdout.contains(&vm),
+        "{stdout}"
+    );
+    let out = run_ok(
+        &[
+            "verify",
+            &p("forged.jsonl"),
+            "--trust",
+            &v1,
+            "--accept-retired-key",
+        ],
+        None,
+    );
+    assert!(
+        out.contains(&format!("last checkpoint signed by key 1: {vm}")) && out.contains("WARNING"),
+        "{out}"
+    );
 }
