@@ -290,12 +290,18 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
             _ => {}
         }
         if batch.len() as u64 >= a.batch || ((eof || timed_out) && !batch.is_empty()) {
-            let done = ledger.append(&mut seq, Timestamp::now(), &batch).await?;
-            total += batch.len() as u64;
+            let done = ledger.submit(&mut seq, Timestamp::now(), &batch).await?;
             batch.clear();
             // Clear the progress line first: acks and progress may share one terminal.
             progress.done();
-            ack(&mut stdout, &done)?;
+            if let Some(a) = &done.appended {
+                total += a.size - a.first;
+                ack(&mut stdout, a)?;
+            }
+            for (id, at) in &done.already {
+                writeln!(stdout, "already id={id} seq={at}")?;
+            }
+            stdout.flush()?;
             progress.update(|| format!("appended {total} entries"));
         }
         if timed_out || batch.is_empty() {

@@ -42,6 +42,8 @@ struct InputEvidence {
 #[serde(deny_unknown_fields)]
 struct InputObservation {
     #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
     time: Option<String>,
     store: String,
     class: String,
@@ -84,9 +86,18 @@ fn time(s: &str) -> Result<Timestamp, EntryError> {
     Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
+/// One observation submitted for the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The writer's idempotency key: a retry with the same id is recorded once.
+    pub id: Option<String>,
+    /// The entry body.
+    pub body: Body,
+}
+
 /// Parses one input line (1-based `line` for messages). A `time` given by the caller is
 /// checked but not recorded: the sequencer stamps every entry itself.
-pub fn parse_line(line: u64, text: &str) -> Result<Body, IngestError> {
+pub fn parse_line(line: u64, text: &str) -> Result<Submission, IngestError> {
     let input: InputObservation = serde_json::from_str(text).map_err(|e| IngestError::Syntax {
         line,
         why: e.to_string(),
@@ -94,7 +105,10 @@ pub fn parse_line(line: u64, text: &str) -> Result<Body, IngestError> {
     build(input).map_err(|source| IngestError::Field { line, source })
 }
 
-fn build(i: InputObservation) -> Result<Body, EntryError> {
+fn build(i: InputObservation) -> Result<Submission, EntryError> {
+    if let Some(id) = &i.id {
+        check_text("id", id)?;
+    }
     check_text("store", &i.store)?;
     check_text("class", &i.class)?;
     check_text("object", &i.object)?;
@@ -133,7 +147,7 @@ fn build(i: InputObservation) -> Result<Body, EntryError> {
     let verdict = make_verdict(&i.verdict, i.reasons)?;
     check_verdict(&evidence, &verdict)?;
     i.time.as_deref().map(time).transpose()?;
-    Ok(Body::Observation(Observation {
+    let body = Body::Observation(Observation {
         object: ObjectId {
             store: i.store,
             class: i.class,
@@ -146,7 +160,8 @@ fn build(i: InputObservation) -> Result<Body, EntryError> {
             id: i.policy,
             version: i.policy_version,
         },
-    }))
+    });
+    Ok(Submission { id: i.id, body })
 }
 
 #[cfg(test)]
@@ -183,6 +198,15 @@ mod tests {
             "{\"time\":\"2026-01-02T03:04:05.5+01:00\",\"store\"",
         );
         check(&with_time, Ok(()));
+        let with_id = GOOD.replace("{\"store\"", "{\"id\":\"retry-1\",\"store\"");
+        assert_eq!(
+            parse_line(1, &with_id).unwrap().id.as_deref(),
+            Some("retry-1")
+        );
+        check(
+            &GOOD.replace("{\"store\"", "{\"id\":\"\",\"store\""),
+            Err("id"),
+        );
         check(
             &GOOD.replace("{\"store\"", "{\"time\":\"yesterday\",\"store\""),
             Err("time"),

@@ -507,6 +507,41 @@ impl Db {
         dispatch!(self, find_object(key, below))
     }
 
+    /// The entries that recorded the idempotency keys among `ids` that are already known.
+    pub async fn requests(&self, ids: &[String]) -> Result<Vec<(String, u64)>, StoreError> {
+        let parse = |r: sqlx::Result<(String, i64)>| r.map(|(id, s)| (id, s as u64));
+        let mut out = Vec::new();
+        match self {
+            Db::Sqlite(p) => {
+                for chunk in ids.chunks(SQLITE_CHUNK) {
+                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
+                        "SELECT id, seq FROM ledger_requests WHERE id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.clone());
+                    }
+                    qb.push(")");
+                    for r in qb.build_query_as::<(String, i64)>().fetch_all(p).await? {
+                        out.push(parse(Ok(r))?);
+                    }
+                }
+            }
+            Db::Postgres(p) => {
+                let rows = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT id, seq FROM ledger_requests WHERE id = ANY($1)",
+                )
+                .bind(ids.to_vec())
+                .fetch_all(p)
+                .await?;
+                for r in rows {
+                    out.push(parse(Ok(r))?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// In one transaction: checks the head is still (`old_size`, `old_note`) with no row past
     /// it, inserts `rows`, swaps the head to `new` and records its checkpoint (and rotation).
     pub async fn commit(
@@ -514,6 +549,7 @@ impl Db {
         old_size: u64,
         old_note: Option<&str>,
         rows: &[EntryRow],
+        requests: &[(String, u64)],
         new: &HeadRow,
         rotation: Option<&RotationRow>,
     ) -> Result<Commit, StoreError> {
@@ -533,6 +569,14 @@ impl Db {
                             .push_bind(r.leaf.to_vec())
                             .push_bind(r.body.clone())
                             .push_bind(r.object_key);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in requests.chunks(SQLITE_CHUNK) {
+                    let mut qb =
+                        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ledger_requests (id, seq) ");
+                    qb.push_values(chunk, |mut b, (id, seq)| {
+                        b.push_bind(id.clone()).push_bind(to_i64(*seq));
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -563,6 +607,17 @@ impl Db {
                 .bind(objects)
                 .execute(&mut *tx)
                 .await?;
+                if !requests.is_empty() {
+                    let ids: Vec<String> = requests.iter().map(|r| r.0.clone()).collect();
+                    let seqs: Vec<i64> = requests.iter().map(|r| to_i64(r.1)).collect();
+                    sqlx::query(
+                        "INSERT INTO ledger_requests (id, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])",
+                    )
+                    .bind(ids)
+                    .bind(seqs)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if !pg::swap_head(&mut tx, old_size, new, rotation).await? {
                     tx.rollback().await?;
                     return Ok(Commit::HeadMoved);

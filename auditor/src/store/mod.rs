@@ -14,6 +14,7 @@ use std::io::Write;
 use db::{Commit, Db, EntryRow, HeadRow, PastHead, RotationRow};
 
 use crate::bundle::{BundleError, BundleWriter};
+use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::entry::{Body, Entry, Timestamp};
 use crate::ledger::proof::InclusionProof;
@@ -56,6 +57,17 @@ pub enum StoreError {
     /// Stored data contradicts itself.
     #[error("the stored ledger is inconsistent: {0}")]
     Corrupt(String),
+    /// An idempotency key already names another observation.
+    #[error(
+        "idempotency key {id:?} is already used for {}: a retry must carry the same observation",
+        seq.map_or("another observation of this batch".to_string(), |s| format!("entry {s}, a different observation"))
+    )]
+    IdempotencyConflict {
+        /// The key.
+        id: String,
+        /// The entry recorded under it.
+        seq: Option<u64>,
+    },
     /// Lost too many races with other writers.
     #[error("gave up after {RETRIES} attempts: other writers kept extending the log")]
     Contended,
@@ -91,6 +103,15 @@ pub struct Appended {
     pub size: u64,
     /// The signed checkpoint note.
     pub note: String,
+}
+
+/// What [`Ledger::submit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The commit of the submissions not seen before (none when all were retries).
+    pub appended: Option<Appended>,
+    /// Retried submissions, recorded once already: (idempotency key, entry).
+    pub already: Vec<(String, u64)>,
 }
 
 /// Counts of an export.
@@ -235,15 +256,124 @@ impl Ledger {
         now: Timestamp,
         items: &[Body],
     ) -> Result<Appended, StoreError> {
-        self.commit(seq, |next| {
-            let first = next.size();
-            let rows = items
-                .iter()
-                .map(|b| row(next.seal(now, b.clone()), b))
-                .collect();
-            Ok((first, rows, None))
-        })
-        .await
+        for _ in 0..RETRIES {
+            let make = |next: &mut Sequencer| {
+                let first = next.size();
+                let rows = items
+                    .iter()
+                    .map(|b| row(next.seal(now, b.clone()), b))
+                    .collect();
+                Ok((first, rows, Vec::new(), None))
+            };
+            if let Some(done) = self.commit_once(seq, make).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// [`Ledger::append`] for submissions that may carry an idempotency key: one whose key is
+    /// already recorded is not recorded again (its entry must hold the same observation);
+    /// it is reported with the entry that holds it.
+    pub async fn submit(
+        &self,
+        seq: &mut Sequencer,
+        now: Timestamp,
+        items: &[Submission],
+    ) -> Result<Submitted, StoreError> {
+        let ids: Vec<String> = items.iter().filter_map(|s| s.id.clone()).collect();
+        if ids.is_empty() {
+            let bodies: Vec<Body> = items.iter().map(|s| s.body.clone()).collect();
+            let appended = self.append(seq, now, &bodies).await?;
+            return Ok(Submitted {
+                appended: Some(appended),
+                already: Vec::new(),
+            });
+        }
+        for _ in 0..RETRIES {
+            let known: HashMap<String, u64> = self.db.requests(&ids).await?.into_iter().collect();
+            let mut already = Vec::new();
+            for item in items {
+                let Some((id, &at)) = item.id.as_ref().and_then(|id| known.get_key_value(id))
+                else {
+                    continue;
+                };
+                self.check_request(id, at, &item.body).await?;
+                already.push((id.clone(), at));
+            }
+            let mut fresh: Vec<&Submission> = Vec::new();
+            let mut in_batch: HashMap<&str, usize> = HashMap::new();
+            let mut repeats = Vec::new();
+            for item in items {
+                match item.id.as_deref() {
+                    Some(id) if known.contains_key(id) => {}
+                    Some(id) => match in_batch.get(id) {
+                        Some(&i) if fresh[i].body == item.body => repeats.push((id, i)),
+                        Some(_) => {
+                            return Err(StoreError::IdempotencyConflict {
+                                id: id.to_string(),
+                                seq: None,
+                            });
+                        }
+                        None => {
+                            in_batch.insert(id, fresh.len());
+                            fresh.push(item);
+                        }
+                    },
+                    None => fresh.push(item),
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(Submitted {
+                    appended: None,
+                    already,
+                });
+            }
+            let make = |next: &mut Sequencer| {
+                let first = next.size();
+                let mut requests = Vec::new();
+                let rows = fresh
+                    .iter()
+                    .map(|s| {
+                        let sealed = next.seal(now, s.body.clone());
+                        if let Some(id) = &s.id {
+                            requests.push((id.clone(), sealed.seq));
+                        }
+                        row(sealed, &s.body)
+                    })
+                    .collect();
+                Ok((first, rows, requests, None))
+            };
+            if let Some(done) = self.commit_once(seq, make).await? {
+                for (id, i) in repeats {
+                    already.push((id.to_string(), done.first + i as u64));
+                }
+                return Ok(Submitted {
+                    appended: Some(done),
+                    already,
+                });
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// A recorded idempotency key must point at a stored entry holding the same observation:
+    /// a key row written by someone else cannot make a new observation vanish.
+    async fn check_request(&self, id: &str, at: u64, body: &Body) -> Result<(), StoreError> {
+        let conflict = || StoreError::IdempotencyConflict {
+            id: id.to_string(),
+            seq: Some(at),
+        };
+        let rows = self.db.entries_from(at, at + 1, 1).await?;
+        let (_, leaf, text) = rows.into_iter().next().ok_or_else(conflict)?;
+        let entry = Entry::decode(text.as_bytes()).map_err(|_| conflict())?;
+        if entry.seq != at
+            || entry.body != *body
+            || crate::ledger::tree::leaf_hash(text.as_bytes()) != leaf
+        {
+            return Err(conflict());
+        }
+        Ok(())
     }
 
     /// Rotates from the key `seq` holds to `new`: a rotation entry sealed and signed under the
@@ -255,61 +385,78 @@ impl Ledger {
         now: Timestamp,
         new: SignerKey,
     ) -> Result<Appended, StoreError> {
-        self.commit(seq, |next| {
-            let (sealed, _) = next.rotate(now, new.clone())?;
-            let rotation = RotationRow {
-                key_index: next.keys().len() as u64 - 1,
-                verifier: next.keys().last().expect("rotated").to_string(),
-                seq: sealed.seq,
-            };
-            let first = sealed.seq;
-            Ok((first, vec![row_of(sealed, None)], Some(rotation)))
-        })
-        .await
-    }
-
-    async fn commit(
-        &self,
-        seq: &mut Sequencer,
-        mut make: impl FnMut(&mut Sequencer) -> Result<CommitRows, SequencerError>,
-    ) -> Result<Appended, StoreError> {
         for _ in 0..RETRIES {
-            let mut next = seq.clone();
-            let (first, rows, rotation) = make(&mut next)?;
-            let note = match next.note() {
-                Some(n) => n.to_string(),
-                None => next.sign(),
+            let make = |next: &mut Sequencer| {
+                let (sealed, _) = next.rotate(now, new.clone())?;
+                let rotation = RotationRow {
+                    key_index: next.keys().len() as u64 - 1,
+                    verifier: next.keys().last().expect("rotated").to_string(),
+                    seq: sealed.seq,
+                };
+                let first = sealed.seq;
+                Ok((
+                    first,
+                    vec![row_of(sealed, None)],
+                    Vec::new(),
+                    Some(rotation),
+                ))
             };
-            let (old_size, old_note) = seq.head();
-            let new = HeadRow {
-                origin: next.origin().to_string(),
-                size: next.size(),
-                frontier: next.frontier().to_bytes(),
-                note: Some(note.clone()),
-                key_index: next.keys().len() as u64 - 1,
-            };
-            match self
-                .db
-                .commit(old_size, old_note, &rows, &new, rotation.as_ref())
-                .await?
-            {
-                Commit::Done => {
-                    let size = next.size();
-                    *seq = next;
-                    return Ok(Appended {
-                        first,
-                        last: size - 1,
-                        size,
-                        note,
-                    });
-                }
-                Commit::HeadMoved => self.catch_up(seq).await?,
-                Commit::RowsPastHead { count, first } => {
-                    return Err(StoreError::RowsPastHead { count, first });
-                }
+            if let Some(done) = self.commit_once(seq, make).await? {
+                return Ok(done);
             }
         }
         Err(StoreError::Contended)
+    }
+
+    /// One attempt: seals with a copy of `seq`, signs, commits. `None` when another sequencer
+    /// moved the head first (then `seq` has checked and adopted that head).
+    async fn commit_once(
+        &self,
+        seq: &mut Sequencer,
+        make: impl FnOnce(&mut Sequencer) -> Result<CommitRows, SequencerError>,
+    ) -> Result<Option<Appended>, StoreError> {
+        let mut next = seq.clone();
+        let (first, rows, requests, rotation) = make(&mut next)?;
+        let note = match next.note() {
+            Some(n) => n.to_string(),
+            None => next.sign(),
+        };
+        let (old_size, old_note) = seq.head();
+        let new = HeadRow {
+            origin: next.origin().to_string(),
+            size: next.size(),
+            frontier: next.frontier().to_bytes(),
+            note: Some(note.clone()),
+            key_index: next.keys().len() as u64 - 1,
+        };
+        match self
+            .db
+            .commit(
+                old_size,
+                old_note,
+                &rows,
+                &requests,
+                &new,
+                rotation.as_ref(),
+            )
+            .await?
+        {
+            Commit::Done => {
+                let size = next.size();
+                *seq = next;
+                Ok(Some(Appended {
+                    first,
+                    last: size - 1,
+                    size,
+                    note,
+                }))
+            }
+            Commit::HeadMoved => {
+                self.catch_up(seq).await?;
+                Ok(None)
+            }
+            Commit::RowsPastHead { count, first } => Err(StoreError::RowsPastHead { count, first }),
+        }
     }
 
     /// Writes the export bundle: keys, then entries up to the signed head with each
@@ -425,7 +572,7 @@ impl Ledger {
     }
 }
 
-type CommitRows = (u64, Vec<EntryRow>, Option<RotationRow>);
+type CommitRows = (u64, Vec<EntryRow>, Vec<(String, u64)>, Option<RotationRow>);
 
 /// The row of an entry sealed from `body`.
 fn row(sealed: Sealed, body: &Body) -> EntryRow {

@@ -243,3 +243,69 @@ fn a_retired_key_does_not_vouch_for_its_successors() {
         "{out}"
     );
 }
+
+/// A slow stream is acknowledged on the timer, without waiting for a full batch or the end of
+/// its input; a retried line (same id) is acknowledged with the entry that already holds it.
+#[test]
+fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "k");
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["append", "--db", &db, "--key", key.to_str().unwrap()])
+        .args(["--batch", "1000", "--flush-ms", "50"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let with_id = |i: u64| observation_json(i).replacen('{', &format!("{{\"id\":\"obs-{i}\","), 1);
+    let next = || {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("no ack within 60 s while the input stays open")
+    };
+    for i in 0..3 {
+        writeln!(stdin, "{}", with_id(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    assert_eq!(next(), "ack first=0 last=2 size=3");
+    // The writer retries line 1 (it never saw the ack), then sends a new one.
+    writeln!(stdin, "{}\n{}", with_id(1), with_id(3)).unwrap();
+    stdin.flush().unwrap();
+    let mut got = vec![next(), next()];
+    got.sort();
+    assert_eq!(got, ["ack first=3 last=3 size=4", "already id=obs-1 seq=1"]);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    run_ok(
+        &[
+            "export",
+            "--db",
+            &db,
+            "--out",
+            dir.path().join("b").to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = run_ok(
+        &[
+            "verify",
+            dir.path().join("b").to_str().unwrap(),
+            "--trust",
+            &vkey,
+        ],
+        None,
+    );
+    assert!(out.contains("valid: 4 entries"), "{out}");
+}

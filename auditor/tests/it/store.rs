@@ -1,11 +1,14 @@
 //! The store on real SQLite and PostgreSQL: the same suite runs on both. Every scenario ends
 //! by exporting and verifying the whole ledger, then again after reopening the database.
 
+use hexagone_auditor::ingest::Submission;
 use hexagone_auditor::ledger::SequencerError;
 use hexagone_auditor::ledger::entry::{Entry, Timestamp};
 use hexagone_auditor::store::{Ledger, StoreError};
 
-use crate::util::{NOW, bodies, export_and_verify, fresh_postgres, fresh_sqlite, signer};
+use crate::util::{
+    NOW, bodies, export_and_verify, fresh_postgres, fresh_sqlite, observation, signer,
+};
 
 /// Exports and verifies, then reopens (restart) and verifies again; returns the entry count.
 pub async fn reverify(url: &str, trust: &str) -> u64 {
@@ -162,6 +165,68 @@ async fn times_never_decrease_when_the_clock_goes_back(url: String) {
     assert_eq!(reverify(&url, &key.verifier().to_string()).await, 10);
 }
 
+async fn retried_observations_are_recorded_once(url: String) {
+    let key = signer(9);
+    let ledger = Ledger::open(&url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    let sub = |i: u64| Submission {
+        id: Some(format!("req-{i}")),
+        body: observation(i),
+    };
+    let first: Vec<Submission> = (0..5).map(sub).collect();
+    let done = ledger.submit(&mut seq, NOW, &first).await.unwrap();
+    let a = done.appended.unwrap();
+    assert_eq!((a.first, a.last, done.already), (0, 4, vec![]));
+    // A retry of 3 and 4 with five new ones, one of them twice in the batch, and one
+    // observation without a key.
+    let mut retry: Vec<Submission> = (3..10).map(sub).collect();
+    retry.push(sub(7));
+    retry.push(Submission {
+        id: None,
+        body: observation(10),
+    });
+    let done = ledger.submit(&mut seq, NOW, &retry).await.unwrap();
+    let a = done.appended.unwrap();
+    assert_eq!((a.first, a.last, a.size), (5, 10, 11));
+    assert_eq!(
+        done.already,
+        vec![
+            ("req-3".to_string(), 3),
+            ("req-4".to_string(), 4),
+            ("req-7".to_string(), 7)
+        ]
+    );
+    // All retries: nothing new is recorded or signed.
+    let done = ledger.submit(&mut seq, NOW, &first[..2]).await.unwrap();
+    assert_eq!(done.appended, None);
+    assert_eq!(done.already.len(), 2);
+    assert_eq!(ledger.head().await.unwrap().size, 11);
+    // A key reused for another observation is refused, in the log or in the batch.
+    let reused = Submission {
+        id: Some("req-2".into()),
+        body: observation(99),
+    };
+    match ledger.submit(&mut seq, NOW, &[reused]).await {
+        Err(e @ StoreError::IdempotencyConflict { seq: Some(2), .. }) => {
+            assert!(e.to_string().contains("a different observation"), "{e}")
+        }
+        other => panic!("a reused key was accepted: {other:?}"),
+    }
+    let twice = [
+        sub(50),
+        Submission {
+            id: Some("req-50".into()),
+            body: observation(51),
+        },
+    ];
+    assert!(matches!(
+        ledger.submit(&mut seq, NOW, &twice).await,
+        Err(StoreError::IdempotencyConflict { seq: None, .. })
+    ));
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().to_string()).await, 11);
+}
+
 async fn rotation_is_verified_across_keys(url: String) {
     let (old, new) = (signer(5), signer(6));
     let ledger = Ledger::open(&url).await.unwrap();
@@ -217,6 +282,7 @@ on_both!(
     concurrent_writers_cannot_fork,
     a_stale_sequencer_catches_up_and_seals_after,
     times_never_decrease_when_the_clock_goes_back,
+    retried_observations_are_recorded_once,
     rotation_is_verified_across_keys,
     proofs_by_object,
 );
