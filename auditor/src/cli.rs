@@ -206,7 +206,7 @@ impl Progress {
 
 fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
     let key = SignerKey::generate(&a.name)?;
-    key.save(&a.out)?;
+    crate::keyfile::save(&key, &a.out)?;
     let pub_path = PathBuf::from(format!("{}.pub", a.out.display()));
     std::fs::write(&pub_path, format!("{}\n", key.verifier()))
         .with_context(|| format!("writing {}", pub_path.display()))?;
@@ -225,7 +225,7 @@ fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
 
 /// Opens the ledger for signing with the key at `path`, saying what was dropped.
 async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
-    let key = SignerKey::load(path)?;
+    let key = crate::keyfile::load(path)?;
     let ledger = Ledger::open(db).await?;
     let (seq, dropped) = ledger.sequencer(key).await?;
     if let Some(d) = dropped {
@@ -328,7 +328,7 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 }
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
-    let new = SignerKey::load(&a.new_key)?;
+    let new = crate::keyfile::load(&a.new_key)?;
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
     let done = ledger
         .rotate(&mut seq, Timestamp::now(), new.clone())

@@ -75,6 +75,19 @@ fn private_keys_readable_by_others_are_refused() {
         err.contains("has mode 0644") && err.contains("chmod 600"),
         "{err}"
     );
+    // A symbolic link to a good key file is refused: the file read must be the file checked.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let out = run(
+        &["append", "--db", &db, "--key", link.to_str().unwrap()],
+        Some(&input(0, 3)),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    // Nothing was written by the refused runs.
+    assert!(!dir.path().join("l.sqlite").exists());
 }
 
 #[test]
