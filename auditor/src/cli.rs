@@ -4,14 +4,16 @@ use std::io::{BufRead, BufReader, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::Sequencer;
+use crate::ledger::cosignature::{WitnessKey, WitnessSigner};
 use crate::ledger::entry::Timestamp;
 use crate::ledger::verify::{Verifier, verify_bundle_parallel};
-use crate::store::{Appended, Ledger};
+use crate::store::{Appended, Ledger, WitnessEndpoint};
+use crate::witness::Witness;
 
 /// Default database: a SQLite file in the current directory.
 pub const DEFAULT_DB: &str = "sqlite:hexagone-ledger.sqlite";
@@ -53,6 +55,35 @@ pub enum Command {
     Prove(ProveArgs),
     /// Locate an address or a node against a locality policy: evidence and verdict.
     Locate(crate::locate::LocateArgs),
+    /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+/// `witness` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Generate a witness key (cosignature/v1); prints its verifier key.
+    Keygen(KeygenArgs),
+    /// Serve `POST /add-checkpoint` for the logs whose keys are given.
+    Serve(WitnessServeArgs),
+}
+
+/// `witness serve`.
+#[derive(Debug, Args)]
+pub struct WitnessServeArgs {
+    /// The witness's private key file (mode 0600).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// A log key to watch (verifier key or file); repeatable (give every key of a rotated log).
+    #[arg(long = "log-key", required = true)]
+    pub log_keys: Vec<String>,
+    /// The state file: the last checkpoint cosigned per log.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    pub listen: String,
 }
 
 /// `keygen`.
@@ -84,6 +115,10 @@ pub struct AppendArgs {
     /// batch is not full: a slow stream still gets its acks.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_ms: u64,
+    /// A witness to ask for a cosignature of every checkpoint, as `VERIFIER_KEY,http://host:port`;
+    /// repeatable. Acks come after the witnesses answered.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
 }
 
 /// `checkpoint`.
@@ -131,6 +166,12 @@ pub struct VerifyArgs {
     /// the last one). Without it, the trusted key must sign the last checkpoint.
     #[arg(long)]
     pub accept_retired_key: bool,
+    /// A witness key (or file) whose cosignature the last checkpoint must carry; repeatable.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the last checkpoint (default: all).
+    #[arg(long)]
+    pub witness_threshold: Option<usize>,
     /// A signed checkpoint obtained out of band that the bundle must reach (detects a
     /// bundle cut short).
     #[arg(long)]
@@ -161,6 +202,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(a) => block_on(export(a)),
         Command::Prove(a) => block_on(prove(a)),
         Command::Locate(a) => crate::locate::run(a),
+        Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
+        Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),
     }
 }
 
@@ -217,6 +260,42 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+fn witness_keygen(a: KeygenArgs) -> anyhow::Result<u8> {
+    let key = WitnessSigner::generate(&a.name)?;
+    crate::keyfile::save_private(&key.to_private_string(), &a.out)?;
+    let pub_path = PathBuf::from(format!("{}.pub", a.out.display()));
+    std::fs::write(&pub_path, format!("{}\n", key.public()))
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    println!("private key: {} (mode 0600)", a.out.display());
+    println!("witness key: {}", key.public());
+    Ok(0)
+}
+
+async fn witness_serve(a: WitnessServeArgs) -> anyhow::Result<u8> {
+    let text = crate::keyfile::read_private(&a.key)?;
+    let signer = WitnessSigner::parse_private(&text)
+        .with_context(|| format!("witness key {}", a.key.display()))?;
+    let logs = a
+        .log_keys
+        .iter()
+        .map(|k| {
+            let text = trust_anchor(k)?;
+            VerifierKey::parse(&text).with_context(|| format!("--log-key {k}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    println!(
+        "witness {} listening on {}",
+        signer.public(),
+        listener.local_addr()?
+    );
+    std::io::stdout().flush()?;
+    crate::witness::serve::serve(listener, Witness::new(signer, logs), a.state).await?;
+    Ok(0)
+}
+
 fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
     writeln!(out, "ack first={} last={} size={}", a.first, a.last, a.size)?;
     out.flush()?;
@@ -269,7 +348,26 @@ fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>
     Ok(rx)
 }
 
+/// Parses `--witness VERIFIER_KEY,URL`: the URL follows the first comma after the key's
+/// base64 part (names and base64 hold no comma there).
+fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
+    let split = s
+        .rfind('+')
+        .and_then(|p| s[p..].find(',').map(|c| p + c))
+        .with_context(|| format!("--witness {s:?}: expected VERIFIER_KEY,http://host:port"))?;
+    Ok(WitnessEndpoint {
+        key: WitnessKey::parse(&s[..split]).with_context(|| format!("--witness {s:?}"))?,
+        url: s[split + 1..].to_string(),
+        last: None,
+    })
+}
+
 async fn append(a: AppendArgs) -> anyhow::Result<u8> {
+    let mut witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| witness_endpoint(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
     let mut lines = read_lines(a.input.clone())?;
     let flush = Duration::from_millis(a.flush_ms);
@@ -296,6 +394,12 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
             progress.done();
             if let Some(a) = &done.appended {
                 total += a.size - a.first;
+                let results = ledger.collect_cosignatures(a, &mut witnesses).await;
+                for (w, r) in witnesses.iter().zip(results) {
+                    if let Err(e) = r {
+                        eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                    }
+                }
                 ack(&mut stdout, a)?;
             }
             for (id, at) in &done.already {
@@ -393,7 +497,24 @@ fn trust_anchor(s: &str) -> anyhow::Result<String> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
-    let mut verifier = Verifier::new(&trust).accept_retired_key(a.accept_retired_key);
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| {
+            let text = trust_anchor(w)?;
+            WitnessKey::parse(&text).with_context(|| format!("--witness {w}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let threshold = a.witness_threshold.unwrap_or(witnesses.len());
+    if threshold > witnesses.len() {
+        bail!(
+            "--witness-threshold {threshold} is more than the {} witnesses given",
+            witnesses.len()
+        );
+    }
+    let mut verifier = Verifier::new(&trust)
+        .accept_retired_key(a.accept_retired_key)
+        .with_witnesses(witnesses, threshold);
     if let Some(cp) = &a.checkpoint {
         let note =
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
@@ -430,6 +551,9 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
                 "last checkpoint signed by key {}: {}",
                 s.last_signer, s.keys[s.last_signer]
             );
+            if !s.cosigned_by.is_empty() {
+                println!("last checkpoint cosigned by: {}", s.cosigned_by.join(", "));
+            }
             if s.trusted != s.last_signer {
                 println!(
                     "WARNING: the trusted key (key {}) is retired; accepted because of --accept-retired-key",

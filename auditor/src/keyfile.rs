@@ -69,6 +69,15 @@ pub enum KeyFileError {
 /// Loads a private key file. The file is opened with `O_NOFOLLOW`, and its type, mode and
 /// owner are checked on the open descriptor, so the checked file is the file read.
 pub fn load(path: &Path) -> Result<SignerKey, KeyFileError> {
+    let text = read_private(path)?;
+    SignerKey::parse_private(&text).map_err(|source| KeyFileError::Key {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a private key file's text under the rules of [`load`] (any key type).
+pub fn read_private(path: &Path) -> Result<String, KeyFileError> {
     let at = || path.to_path_buf();
     let io = |source| KeyFileError::Io {
         action: "reading key file",
@@ -93,7 +102,7 @@ pub fn load(path: &Path) -> Result<SignerKey, KeyFileError> {
     )?;
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(io)?;
-    SignerKey::parse_private(&text).map_err(|source| KeyFileError::Key { path: at(), source })
+    Ok(text)
 }
 
 /// The rules on the open file: a regular file, no access for group or others, owned by `uid`.
@@ -121,6 +130,11 @@ fn check_open(
 /// Writes the private key to a new file created with mode 0600 (never overwrites, never
 /// follows a symbolic link).
 pub fn save(key: &SignerKey, path: &Path) -> Result<(), KeyFileError> {
+    save_private(&key.to_private_string(), path)
+}
+
+/// Writes a private key string as [`save`] does.
+pub fn save_private(text: &str, path: &Path) -> Result<(), KeyFileError> {
     let io = |source| KeyFileError::Io {
         action: "writing key file",
         path: path.to_path_buf(),
@@ -132,7 +146,7 @@ pub fn save(key: &SignerKey, path: &Path) -> Result<(), KeyFileError> {
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    writeln!(f, "{}", key.to_private_string()).map_err(io)?;
+    writeln!(f, "{text}").map_err(io)?;
     f.sync_all().map_err(io)
 }
 

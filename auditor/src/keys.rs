@@ -50,9 +50,15 @@ pub fn check_name(name: &str) -> Result<(), KeyError> {
 
 /// Signed-note key ID: the first 4 bytes of SHA-256(name || 0x0A || 0x01 || pubkey).
 pub fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    key_id_for(ALG_ED25519, name, public)
+}
+
+/// Key ID for the signature type `alg`: the first 4 bytes of
+/// SHA-256(name || 0x0A || alg || pubkey).
+pub fn key_id_for(alg: u8, name: &str, public: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(public.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]

@@ -8,3 +8,4 @@ pub mod keys;
 pub mod ledger;
 pub mod locate;
 pub mod store;
+pub mod witness;

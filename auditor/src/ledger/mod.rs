@@ -2,6 +2,7 @@
 //! No I/O, no async, no database: plain functions over plain data.
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod entry;
 pub mod proof;
 pub mod tree;

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::checkpoint::{CheckpointError, open_checkpoint, parse_note};
+use super::cosignature::WitnessKey;
 use super::entry::{Body, Entry, EntryError, GENESIS_PREV, Verdict};
 use super::tree::{Frontier, Hash, leaf_hash};
 use crate::bundle::{BUNDLE_FORMAT, Record};
@@ -189,6 +190,20 @@ pub enum Problem {
         /// Entries read.
         entries: u64,
     },
+    /// The last checkpoint lacks the witness cosignatures required.
+    #[error(
+        "the last checkpoint (size {size}) is cosigned by {have} of the required witnesses, {need} needed; missing: {missing}"
+    )]
+    MissingCosignatures {
+        /// Size of the last checkpoint.
+        size: u64,
+        /// Valid cosignatures from the given witnesses.
+        have: usize,
+        /// The threshold.
+        need: usize,
+        /// Names of the witnesses without a valid cosignature.
+        missing: String,
+    },
     /// A trusted checkpoint given out of band is not matched by the bundle.
     #[error("the trusted checkpoint (size {size}) {why}")]
     TrustedCheckpoint {
@@ -239,6 +254,8 @@ pub struct Summary {
     pub last_signer: usize,
     /// Index in `keys` of the trusted key.
     pub trusted: usize,
+    /// The witnesses given to the verifier that cosigned the last checkpoint.
+    pub cosigned_by: Vec<String>,
     /// Observations by verdict: compliant, violation, unknown.
     pub verdicts: [u64; 3],
 }
@@ -310,6 +327,9 @@ pub struct Verifier {
     pending_rotation: Option<u64>,
     trusted_signed: bool,
     accept_retired: bool,
+    witnesses: Vec<WitnessKey>,
+    witness_threshold: usize,
+    last_note: Option<String>,
     last_signer: usize,
     frontier: Frontier,
     prev: Hash,
@@ -336,6 +356,9 @@ impl Verifier {
             pending_rotation: None,
             trusted_signed: false,
             accept_retired: false,
+            witnesses: Vec::new(),
+            witness_threshold: 0,
+            last_note: None,
             last_signer: 0,
             frontier: Frontier::new(),
             prev: GENESIS_PREV,
@@ -346,6 +369,14 @@ impl Verifier {
             ended: false,
             scratch: String::with_capacity(1024),
         }
+    }
+
+    /// Requires the last checkpoint to carry valid cosignatures from at least `threshold` of
+    /// `witnesses`.
+    pub fn with_witnesses(mut self, witnesses: Vec<WitnessKey>, threshold: usize) -> Self {
+        self.witnesses = witnesses;
+        self.witness_threshold = threshold;
+        self
     }
 
     /// Accepts a trusted key that signed earlier checkpoints but not the last one (a retired
@@ -629,6 +660,9 @@ impl Verifier {
             self.trusted_signed = true;
         }
         self.last_signer = self.active;
+        if !self.witnesses.is_empty() {
+            self.last_note = Some(note.to_string());
+        }
         if self.pending_rotation.take().is_some() {
             self.active += 1;
         }
@@ -674,6 +708,25 @@ impl Verifier {
                 size: covered,
             }));
         }
+        let note = self.last_note.as_deref().and_then(|n| parse_note(n).ok());
+        let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) = self
+            .witnesses
+            .iter()
+            .partition(|w| note.as_ref().is_some_and(|n| w.cosigned(n).is_some()));
+        {
+            if have.len() < self.witness_threshold {
+                return Err(at(Problem::MissingCosignatures {
+                    size: covered,
+                    have: have.len(),
+                    need: self.witness_threshold,
+                    missing: missing
+                        .iter()
+                        .map(|w| w.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }));
+            }
+        }
         if let Some(note) = &self.trusted_checkpoint {
             let (cp, _) = open_checkpoint(note, &self.chain).map_err(|e| {
                 at(Problem::TrustedCheckpoint {
@@ -711,6 +764,7 @@ impl Verifier {
             keys: self.chain.iter().map(ToString::to_string).collect(),
             last_signer: self.last_signer,
             trusted,
+            cosigned_by: have.iter().map(|w| w.name().to_string()).collect(),
             verdicts: self.verdicts,
         })
     }

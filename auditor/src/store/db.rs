@@ -353,6 +353,24 @@ macro_rules! shared_ops {
                     .collect()
             }
 
+            pub async fn cosignatures(pool: &$pool, size: u64) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query("SELECT line FROM ledger_cosignatures WHERE size = $1 ORDER BY witness")
+                    .bind(to_i64(size))
+                    .fetch_all(pool)
+                    .await?;
+                Ok(rows.into_iter().map(|r| r.try_get("line")).collect::<Result<_, _>>()?)
+            }
+
+            pub async fn add_cosignature(pool: &$pool, size: u64, witness: &str, line: &str) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO ledger_cosignatures (size, witness, line) VALUES ($1, $2, $3) ON CONFLICT (size, witness) DO UPDATE SET line = $3")
+                    .bind(to_i64(size))
+                    .bind(witness)
+                    .bind(line)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
             pub async fn find_object(
                 pool: &$pool,
                 key: i64,
@@ -496,6 +514,21 @@ impl Db {
         limit: u64,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         dispatch!(self, checkpoints_from(from_size, limit))
+    }
+
+    /// The witness cosignature lines recorded for the checkpoint of `size`.
+    pub async fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, cosignatures(size))
+    }
+
+    /// Records (or replaces) `witness`'s cosignature line on the checkpoint of `size`.
+    pub async fn add_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, add_cosignature(size, witness, line))
     }
 
     /// The latest entries (newest first) whose object key is `key`, below `below`.

@@ -16,10 +16,13 @@ use db::{Commit, Db, EntryRow, HeadRow, PastHead, RotationRow};
 use crate::bundle::{BundleError, BundleWriter};
 use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
+use crate::ledger::checkpoint::parse_note;
+use crate::ledger::cosignature::WitnessKey;
 use crate::ledger::entry::{Body, Entry, Timestamp};
 use crate::ledger::proof::InclusionProof;
-use crate::ledger::tree::{Frontier, Hash, TreeError, inclusion_proof};
+use crate::ledger::tree::{Frontier, Hash, TreeError, consistency_proof, inclusion_proof};
 use crate::ledger::{Sealed, Sequencer, SequencerError, StoredHead};
+use crate::witness::AddCheckpoint;
 
 /// Rows read per page when streaming.
 const PAGE: u64 = 10_000;
@@ -112,6 +115,17 @@ pub struct Submitted {
     pub appended: Option<Appended>,
     /// Retried submissions, recorded once already: (idempotency key, entry).
     pub already: Vec<(String, u64)>,
+}
+
+/// A witness the log asks for cosignatures: its key, its URL, the last size it cosigned.
+#[derive(Debug, Clone)]
+pub struct WitnessEndpoint {
+    /// The witness's cosignature key.
+    pub key: WitnessKey,
+    /// `http://host:port[/prefix]`.
+    pub url: String,
+    /// Last size it cosigned, when known (learnt from a 409 answer otherwise).
+    pub last: Option<u64>,
 }
 
 /// Counts of an export.
@@ -499,7 +513,10 @@ impl Ledger {
                     }
                     match cps.front() {
                         Some((s, _)) if *s == next && *s <= head.size => {
-                            let (_, note) = cps.pop_front().expect("front exists");
+                            let (size, mut note) = cps.pop_front().expect("front exists");
+                            for line in self.db.cosignatures(size).await? {
+                                note.push_str(&line);
+                            }
                             w.checkpoint(&note)?;
                             stats.checkpoints += 1;
                         }
@@ -544,14 +561,94 @@ impl Ledger {
         })
     }
 
-    /// The RFC 6962 audit path of `index` in the tree of `size`, computed page by page.
-    pub async fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+    /// Asks each witness to cosign the checkpoint `appended` (C2SP `tlog-witness`), with a
+    /// consistency proof from the last size it cosigned, and records each valid
+    /// cosignature. Returns, per witness, what happened; a witness that refuses or cannot be
+    /// reached does not undo the commit.
+    pub async fn collect_cosignatures(
+        &self,
+        appended: &Appended,
+        witnesses: &mut [WitnessEndpoint],
+    ) -> Vec<Result<(), String>> {
+        let mut out = Vec::new();
+        for w in witnesses.iter_mut() {
+            out.push(self.cosign_with(appended, w).await);
+        }
+        out
+    }
+
+    async fn cosign_with(&self, a: &Appended, w: &mut WitnessEndpoint) -> Result<(), String> {
+        let name = w.key.name().to_string();
+        for _ in 0..3 {
+            let old = w.last.unwrap_or(0).min(a.size);
+            let proof = if old == 0 || old == a.size {
+                Vec::new()
+            } else {
+                self.consistency_path(old, a.size)
+                    .await
+                    .map_err(|e| format!("witness {name}: {e}"))?
+            };
+            let req = AddCheckpoint {
+                old,
+                proof,
+                note: a.note.clone(),
+            };
+            let (status, body) = crate::witness::serve::add_checkpoint(&w.url, &req)
+                .await
+                .map_err(|e| e.to_string())?;
+            match status {
+                200 => {
+                    let cosigned = format!("{}{body}", a.note);
+                    let note = parse_note(&cosigned).map_err(|e| format!("witness {name}: {e}"))?;
+                    if w.key.cosigned(&note).is_none() {
+                        return Err(format!("witness {name} answered no valid cosignature"));
+                    }
+                    let line = body
+                        .lines()
+                        .find(|l| l.starts_with(&format!("\u{2014} {name} ")))
+                        .ok_or_else(|| format!("witness {name}: no signature line"))?;
+                    self.db
+                        .add_cosignature(a.size, &name, &format!("{line}\n"))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    w.last = Some(a.size);
+                    return Ok(());
+                }
+                409 => match body.trim().parse::<u64>() {
+                    Ok(last) if Some(last) != w.last => w.last = Some(last),
+                    _ => return Err(format!("witness {name} refused: {}", body.trim())),
+                },
+                _ => {
+                    return Err(format!(
+                        "witness {name} refused ({status}): {}",
+                        body.trim()
+                    ));
+                }
+            }
+        }
+        Err(format!("witness {name}: gave up after repeated conflicts"))
+    }
+
+    /// The RFC 6962 consistency proof from `old` to `new`, computed from the stored leaves.
+    pub async fn consistency_path(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         let mut ranges = Vec::new();
-        inclusion_proof(index, size, &mut |a, b| {
+        consistency_proof(old, new, &mut |a, b| {
             ranges.push((a, b));
             Ok::<_, std::convert::Infallible>([0u8; 32])
         })
         .expect("infallible")?;
+        let hashes = self.subtree_hashes(ranges).await?;
+        Ok(consistency_proof(old, new, &mut |a, b| {
+            Ok::<_, std::convert::Infallible>(hashes[&(a, b)])
+        })
+        .expect("infallible")?)
+    }
+
+    /// Merkle tree hashes of leaf ranges, from the stored leaves.
+    async fn subtree_hashes(
+        &self,
+        ranges: Vec<(u64, u64)>,
+    ) -> Result<HashMap<(u64, u64), Hash>, StoreError> {
         let mut hashes = HashMap::new();
         for (a, b) in ranges {
             let mut f = Frontier::new();
@@ -565,6 +662,18 @@ impl Ledger {
             }
             hashes.insert((a, b), f.root());
         }
+        Ok(hashes)
+    }
+
+    /// The RFC 6962 audit path of `index` in the tree of `size`, computed page by page.
+    pub async fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut ranges = Vec::new();
+        inclusion_proof(index, size, &mut |a, b| {
+            ranges.push((a, b));
+            Ok::<_, std::convert::Infallible>([0u8; 32])
+        })
+        .expect("infallible")?;
+        let hashes = self.subtree_hashes(ranges).await?;
         Ok(inclusion_proof(index, size, &mut |a, b| {
             Ok::<_, std::convert::Infallible>(hashes[&(a, b)])
         })

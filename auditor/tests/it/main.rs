@@ -9,3 +9,4 @@ mod crash;
 mod interop;
 mod store;
 mod tamper;
+mod witness;
