@@ -1,4 +1,5 @@
-//! Benchmark: ledger append throughput (commit in batches, then sign a checkpoint per batch)
+//! Benchmark: ledger append throughput (each batch sealed, signed and committed with the head
+//! swap in one transaction)
 //! against raw inserts of the same rows with the same batching, on SQLite and, when
 //! `HEXAGONE_TEST_POSTGRES_URL` is set, on PostgreSQL.
 //!
@@ -47,7 +48,7 @@ fn body(i: u64) -> Body {
     })
 }
 
-/// The ledger path: seal, commit a batch, sign and swap the head, for every batch.
+/// The ledger path: hold the head, seal a batch, sign, commit entries and head, per batch.
 async fn ledger_append(url: &str, items: &[Body]) -> Duration {
     let key =
         SignerKey::from_signing_key("bench.hexagone/ledger", SigningKey::from_bytes(&[1; 32]))

@@ -62,31 +62,132 @@ pub struct RotationRow {
     pub seq: u64,
 }
 
-/// What became of a [`Db::commit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    /// Entries and head are durable.
-    Done,
-    /// Another sequencer moved the head first: nothing was written.
-    HeadMoved,
-    /// Rows lie past the head: nothing was written.
-    RowsPastHead {
-        /// How many.
-        count: u64,
-        /// First sequence number.
-        first: u64,
-    },
+/// A transaction holding the head row (SQLite: the write lock; PostgreSQL: the row lock):
+/// the sequencer reads the head, checks nothing lies past it, writes a batch and swaps the
+/// head, and no other sequencer commits in between. Dropped without commit, it rolls back.
+pub enum HeadLock {
+    /// On SQLite.
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// On PostgreSQL.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
-/// What [`Db::drop_past_head`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PastHead {
-    /// The head is no longer at the size given: nothing was done.
-    HeadMoved,
-    /// A checkpoint larger than the head was recorded: the head went back; nothing was done.
-    NewerCheckpoint(u64),
-    /// The rows past the head, (count, first), were deleted (none when `None`).
-    Dropped(Option<(u64, u64)>),
+impl HeadLock {
+    /// The head (size, note).
+    pub async fn head(&mut self) -> Result<(u64, Option<String>), StoreError> {
+        let head = match self {
+            HeadLock::Sqlite(tx) => lite::head_in(tx).await?,
+            HeadLock::Postgres(tx) => pg::head_in(tx).await?,
+        };
+        head.ok_or(StoreError::NotInitialised)
+    }
+
+    /// (count, first) of the rows at or past `size`.
+    pub async fn past(&mut self, size: u64) -> Result<Option<(u64, u64)>, StoreError> {
+        match self {
+            HeadLock::Sqlite(tx) => lite::past_head(tx, size).await,
+            HeadLock::Postgres(tx) => pg::past_head(tx, size).await,
+        }
+    }
+
+    /// Size of the largest checkpoint ever recorded.
+    pub async fn newest_checkpoint(&mut self) -> Result<u64, StoreError> {
+        match self {
+            HeadLock::Sqlite(tx) => lite::newest_checkpoint(tx).await,
+            HeadLock::Postgres(tx) => pg::newest_checkpoint(tx).await,
+        }
+    }
+
+    /// Deletes the rows at or past `size` and commits.
+    pub async fn drop_past(self, size: u64) -> Result<(), StoreError> {
+        match self {
+            HeadLock::Sqlite(mut tx) => {
+                lite::delete_past(&mut tx, size).await?;
+                tx.commit().await?;
+            }
+            HeadLock::Postgres(mut tx) => {
+                pg::delete_past(&mut tx, size).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` and `requests`, swaps the head from `old_size` to `new` with its
+    /// checkpoint (and rotation), and commits. False (and nothing written) when the head was
+    /// not at `old_size`.
+    pub async fn commit(
+        self,
+        old_size: u64,
+        rows: &[EntryRow],
+        requests: &[(String, u64)],
+        new: &HeadRow,
+        rotation: Option<&RotationRow>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            HeadLock::Sqlite(mut tx) => {
+                for chunk in rows.chunks(SQLITE_CHUNK) {
+                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(to_i64(r.seq))
+                            .push_bind(r.leaf.to_vec())
+                            .push_bind(r.body.clone())
+                            .push_bind(r.object_key);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in requests.chunks(SQLITE_CHUNK) {
+                    let mut qb =
+                        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ledger_requests (id, seq) ");
+                    qb.push_values(chunk, |mut b, (id, seq)| {
+                        b.push_bind(id.clone()).push_bind(to_i64(*seq));
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                if !lite::swap_head(&mut tx, old_size, new, rotation).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+            HeadLock::Postgres(mut tx) => {
+                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
+                let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
+                let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
+                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
+                sqlx::query(
+                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
+                )
+                .bind(seqs)
+                .bind(leaves)
+                .bind(bodies)
+                .bind(objects)
+                .execute(&mut *tx)
+                .await?;
+                if !requests.is_empty() {
+                    let ids: Vec<String> = requests.iter().map(|r| r.0.clone()).collect();
+                    let seqs: Vec<i64> = requests.iter().map(|r| to_i64(r.1)).collect();
+                    sqlx::query(
+                        "INSERT INTO ledger_requests (id, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])",
+                    )
+                    .bind(ids)
+                    .bind(seqs)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !pg::swap_head(&mut tx, old_size, new, rotation).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// Rows per multi-row insert statement on SQLite (4 parameters each, under its variable limit).
@@ -152,19 +253,22 @@ macro_rules! shared_ops {
             }
 
             pub async fn init(pool: &$pool, origin: &str, frontier: &[u8], verifier: &str) -> Result<(), StoreError> {
-                let mut tx = pool.begin().await?;
+                // SQLite: take the write lock first (a read upgraded to a write fails at once when
+                // another writer got in between). PostgreSQL: ON CONFLICT lets the loser of a race
+                // between two first starts find the winner's rows.
+                let mut tx = begin(pool).await?;
                 let exists = sqlx::query("SELECT 1 AS one FROM ledger_head WHERE id = 1")
                     .fetch_optional(&mut *tx)
                     .await?;
                 if exists.is_none() {
                     sqlx::query(
-                        "INSERT INTO ledger_head (id, origin, size, frontier, note, key_index) VALUES (1, $1, 0, $2, NULL, 0)",
+                        "INSERT INTO ledger_head (id, origin, size, frontier, note, key_index) VALUES (1, $1, 0, $2, NULL, 0) ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(origin)
                     .bind(frontier)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES (0, $1, NULL)")
+                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES (0, $1, NULL) ON CONFLICT (key_index) DO NOTHING")
                         .bind(verifier)
                         .execute(&mut *tx)
                         .await?;
@@ -213,43 +317,27 @@ macro_rules! shared_ops {
                     .transpose()
             }
 
-            pub async fn drop_past_head(pool: &$pool, size: u64) -> Result<PastHead, StoreError> {
-                let mut tx = begin(pool).await?;
-                if head_in(&mut tx).await?.map(|h| h.0) != Some(size) {
-                    tx.rollback().await?;
-                    return Ok(PastHead::HeadMoved);
-                }
-                let newest = sqlx::query("SELECT MAX(size) AS size FROM ledger_checkpoints")
-                    .fetch_one(&mut *tx)
+            /// Size of the largest checkpoint recorded, inside a transaction.
+            pub async fn newest_checkpoint(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query("SELECT MAX(size) AS size FROM ledger_checkpoints")
+                    .fetch_one(&mut **tx)
                     .await?
                     .try_get::<Option<i64>, _>("size")?
-                    .map_or(0, |s| s as u64);
-                if newest > size {
-                    tx.rollback().await?;
-                    return Ok(PastHead::NewerCheckpoint(newest));
-                }
-                let past = past_head(&mut tx, size).await?;
-                if past.is_some() {
-                    sqlx::query("DELETE FROM ledger_entries WHERE seq >= $1")
-                        .bind(to_i64(size))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(PastHead::Dropped(past))
+                    .map_or(0, |s| s as u64))
             }
 
-            /// Checks the head is still (`old_size`, `old_note`) and nothing lies past it.
-            pub async fn precheck(
+            /// Deletes the rows at or past `size`, inside a transaction.
+            pub async fn delete_past(
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
-                old_size: u64,
-                old_note: Option<&str>,
-            ) -> Result<Option<Commit>, StoreError> {
-                let head = head_in(tx).await?;
-                if head.as_ref().map(|(s, n)| (*s, n.as_deref())) != Some((old_size, old_note)) {
-                    return Ok(Some(Commit::HeadMoved));
-                }
-                Ok(past_head(tx, old_size).await?.map(|(count, first)| Commit::RowsPastHead { count, first }))
+                size: u64,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM ledger_entries WHERE seq >= $1")
+                    .bind(to_i64(size))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             /// Moves the head from `old_size` to `new`, records its checkpoint and rotation.
@@ -434,7 +522,17 @@ impl Db {
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Ok(Self::Postgres(pool))
         } else if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
+            let opts = SqliteConnectOptions::from_str(url)?;
+            // Two processes opening a new file at once would both apply the migrations: the
+            // second fails. A lock file beside the database serializes migrating (SQLite's own
+            // locks are POSIX locks, which another descriptor on the database file would drop).
+            let lock_path = format!("{}-migrate.lock", opts.get_filename().display());
+            let lock_err = |source| StoreError::MigrationLock {
+                path: lock_path.clone(),
+                source,
+            };
+            let lock = std::fs::File::create(&lock_path).map_err(lock_err)?;
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -446,7 +544,14 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(60))
                 .connect_with(opts)
                 .await?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            // Waiting for another process (or task) migrating must not hold an async worker.
+            let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+                .await
+                .expect("the lock task does not panic")
+                .map_err(lock_err)?;
+            let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+            drop(lock);
+            migrated?;
             Ok(Self::Sqlite(pool))
         } else {
             Err(StoreError::BadUrl(url.to_string()))
@@ -484,12 +589,6 @@ impl Db {
     /// The key table: verifier key strings in order, with the entry announcing each.
     pub async fn key_rows(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
         dispatch!(self, key_rows())
-    }
-
-    /// Deletes the rows at or past `size`, if the head is still at `size` and no checkpoint
-    /// beyond it was ever recorded.
-    pub async fn drop_past_head(&self, size: u64) -> Result<PastHead, StoreError> {
-        dispatch!(self, drop_past_head(size))
     }
 
     /// Up to `limit` entries from `from` (inclusive) below `to`.
@@ -575,90 +674,12 @@ impl Db {
         Ok(out)
     }
 
-    /// In one transaction: checks the head is still (`old_size`, `old_note`) with no row past
-    /// it, inserts `rows`, swaps the head to `new` and records its checkpoint (and rotation).
-    pub async fn commit(
-        &self,
-        old_size: u64,
-        old_note: Option<&str>,
-        rows: &[EntryRow],
-        requests: &[(String, u64)],
-        new: &HeadRow,
-        rotation: Option<&RotationRow>,
-    ) -> Result<Commit, StoreError> {
-        match self {
-            Db::Sqlite(p) => {
-                let mut tx = lite::begin(p).await?;
-                if let Some(refused) = lite::precheck(&mut tx, old_size, old_note).await? {
-                    tx.rollback().await?;
-                    return Ok(refused);
-                }
-                for chunk in rows.chunks(SQLITE_CHUNK) {
-                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(to_i64(r.seq))
-                            .push_bind(r.leaf.to_vec())
-                            .push_bind(r.body.clone())
-                            .push_bind(r.object_key);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                for chunk in requests.chunks(SQLITE_CHUNK) {
-                    let mut qb =
-                        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ledger_requests (id, seq) ");
-                    qb.push_values(chunk, |mut b, (id, seq)| {
-                        b.push_bind(id.clone()).push_bind(to_i64(*seq));
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                if !lite::swap_head(&mut tx, old_size, new, rotation).await? {
-                    tx.rollback().await?;
-                    return Ok(Commit::HeadMoved);
-                }
-                tx.commit().await?;
-                Ok(Commit::Done)
-            }
-            Db::Postgres(p) => {
-                let mut tx = pg::begin(p).await?;
-                if let Some(refused) = pg::precheck(&mut tx, old_size, old_note).await? {
-                    tx.rollback().await?;
-                    return Ok(refused);
-                }
-                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
-                let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
-                let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
-                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
-                sqlx::query(
-                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
-                )
-                .bind(seqs)
-                .bind(leaves)
-                .bind(bodies)
-                .bind(objects)
-                .execute(&mut *tx)
-                .await?;
-                if !requests.is_empty() {
-                    let ids: Vec<String> = requests.iter().map(|r| r.0.clone()).collect();
-                    let seqs: Vec<i64> = requests.iter().map(|r| to_i64(r.1)).collect();
-                    sqlx::query(
-                        "INSERT INTO ledger_requests (id, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])",
-                    )
-                    .bind(ids)
-                    .bind(seqs)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if !pg::swap_head(&mut tx, old_size, new, rotation).await? {
-                    tx.rollback().await?;
-                    return Ok(Commit::HeadMoved);
-                }
-                tx.commit().await?;
-                Ok(Commit::Done)
-            }
-        }
+    /// Begins the transaction that holds the head: other sequencers wait until it ends.
+    pub async fn lock_head(&self) -> Result<HeadLock, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => HeadLock::Sqlite(lite::begin(p).await?),
+            Db::Postgres(p) => HeadLock::Postgres(pg::begin(p).await?),
+        })
     }
 
     /// The names of the ledger tables and their columns, as the database reports them

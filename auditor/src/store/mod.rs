@@ -11,7 +11,7 @@ pub mod db;
 use std::collections::HashMap;
 use std::io::Write;
 
-use db::{Commit, Db, EntryRow, HeadRow, PastHead, RotationRow};
+use db::{Db, EntryRow, HeadRow, RotationRow};
 
 use crate::bundle::{BundleError, BundleWriter};
 use crate::ingest::Submission;
@@ -26,8 +26,6 @@ use crate::witness::AddCheckpoint;
 
 /// Rows read per page when streaming.
 const PAGE: u64 = 10_000;
-/// How many times an append or head advance is retried when another writer got first.
-const RETRIES: usize = 64;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +36,14 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The lock file that serializes migrations of a SQLite file cannot be used.
+    #[error("migration lock {path}: {source}")]
+    MigrationLock {
+        /// The lock file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The `--db` value is not a supported URL.
     #[error("unsupported database {0:?}: use sqlite:PATH or postgres://…")]
     BadUrl(String),
@@ -71,9 +77,6 @@ pub enum StoreError {
         /// The entry recorded under it.
         seq: Option<u64>,
     },
-    /// Lost too many races with other writers.
-    #[error("gave up after {RETRIES} attempts: other writers kept extending the log")]
-    Contended,
     /// A tree computation failed.
     #[error("tree: {0}")]
     Tree(#[from] TreeError),
@@ -196,24 +199,22 @@ impl Ledger {
             .first()
             .ok_or_else(|| StoreError::Corrupt("the key table is empty".into()))?;
         let mut seq = Sequencer::at_genesis(key, &first.0)?;
-        for _ in 0..RETRIES {
-            self.catch_up(&mut seq).await?;
-            match self.db.drop_past_head(seq.size()).await? {
-                PastHead::HeadMoved => continue,
-                PastHead::NewerCheckpoint(newest) => {
-                    return Err(SequencerError::RolledBack {
-                        ours: newest,
-                        found: seq.size(),
-                    }
-                    .into());
-                }
-                PastHead::Dropped(dropped) => {
-                    let dropped = dropped.map(|(count, first)| Dropped { count, first });
-                    return Ok((seq, dropped));
-                }
+        // Under the head lock, so that other sequencers cannot move the head meanwhile.
+        let mut lock = self.db.lock_head().await?;
+        self.catch_up(&mut seq).await?;
+        let newest = lock.newest_checkpoint().await?;
+        if newest > seq.size() {
+            return Err(SequencerError::RolledBack {
+                ours: newest,
+                found: seq.size(),
             }
+            .into());
         }
-        Err(StoreError::Contended)
+        let dropped = lock.past(seq.size()).await?;
+        if dropped.is_some() {
+            lock.drop_past(seq.size()).await?;
+        }
+        Ok((seq, dropped.map(|(count, first)| Dropped { count, first })))
     }
 
     /// Brings `seq` to the stored head, checking it (reads only the leaves it has not seen).
@@ -261,29 +262,27 @@ impl Ledger {
     }
 
     /// Seals `items` with `seq`, stamped `now` (or later: times never decrease), signs a
-    /// checkpoint over them and commits entries and head in one transaction. When another
-    /// sequencer moved the head meanwhile, its head is checked and adopted and the items are
-    /// sealed again after it. Rows found past the head stop the sequencer.
+    /// checkpoint over them and commits entries and head in one transaction that holds the
+    /// head. When another sequencer moved the head since `seq` last saw it, that head is
+    /// checked and adopted first (under the same lock) and the items are sealed after it.
+    /// Rows found past the head stop the sequencer.
     pub async fn append(
         &self,
         seq: &mut Sequencer,
         now: Timestamp,
         items: &[Body],
     ) -> Result<Appended, StoreError> {
-        for _ in 0..RETRIES {
-            let make = |next: &mut Sequencer| {
+        let done = self
+            .commit(seq, &[], |next, _| {
                 let first = next.size();
                 let rows = items
                     .iter()
                     .map(|b| row(next.seal(now, b.clone()), b))
                     .collect();
-                Ok((first, rows, Vec::new(), None))
-            };
-            if let Some(done) = self.commit_once(seq, make).await? {
-                return Ok(done);
-            }
-        }
-        Err(StoreError::Contended)
+                Ok(Some((first, rows, Vec::new(), None)))
+            })
+            .await?;
+        Ok(done.expect("append always writes"))
     }
 
     /// [`Ledger::append`] for submissions that may carry an idempotency key: one whose key is
@@ -295,80 +294,58 @@ impl Ledger {
         now: Timestamp,
         items: &[Submission],
     ) -> Result<Submitted, StoreError> {
-        let ids: Vec<String> = items.iter().filter_map(|s| s.id.clone()).collect();
-        if ids.is_empty() {
-            let bodies: Vec<Body> = items.iter().map(|s| s.body.clone()).collect();
-            let appended = self.append(seq, now, &bodies).await?;
-            return Ok(Submitted {
-                appended: Some(appended),
-                already: Vec::new(),
-            });
-        }
-        for _ in 0..RETRIES {
-            let known: HashMap<String, u64> = self.db.requests(&ids).await?.into_iter().collect();
-            let mut already = Vec::new();
-            for item in items {
-                let Some((id, &at)) = item.id.as_ref().and_then(|id| known.get_key_value(id))
-                else {
-                    continue;
-                };
-                self.check_request(id, at, &item.body).await?;
-                already.push((id.clone(), at));
-            }
-            let mut fresh: Vec<&Submission> = Vec::new();
-            let mut in_batch: HashMap<&str, usize> = HashMap::new();
-            let mut repeats = Vec::new();
-            for item in items {
-                match item.id.as_deref() {
-                    Some(id) if known.contains_key(id) => {}
-                    Some(id) => match in_batch.get(id) {
-                        Some(&i) if fresh[i].body == item.body => repeats.push((id, i)),
-                        Some(_) => {
-                            return Err(StoreError::IdempotencyConflict {
-                                id: id.to_string(),
-                                seq: None,
-                            });
-                        }
-                        None => {
-                            in_batch.insert(id, fresh.len());
-                            fresh.push(item);
-                        }
-                    },
-                    None => fresh.push(item),
-                }
-            }
-            if fresh.is_empty() {
-                return Ok(Submitted {
-                    appended: None,
-                    already,
+        let ids: Vec<(&str, &Body)> = items
+            .iter()
+            .filter_map(|s| s.id.as_deref().map(|id| (id, &s.body)))
+            .collect();
+        let mut in_batch: HashMap<&str, &Body> = HashMap::new();
+        for item in items {
+            if let Some(id) = item.id.as_deref()
+                && in_batch
+                    .insert(id, &item.body)
+                    .is_some_and(|b| *b != item.body)
+            {
+                return Err(StoreError::IdempotencyConflict {
+                    id: id.to_string(),
+                    seq: None,
                 });
             }
-            let make = |next: &mut Sequencer| {
+        }
+        let mut already = Vec::new();
+        let mut repeats: Vec<(String, u64)> = Vec::new();
+        let done = self
+            .commit(seq, &ids, |next, known| {
                 let first = next.size();
+                let mut sealed_ids: HashMap<&str, u64> = HashMap::new();
+                let mut rows = Vec::new();
                 let mut requests = Vec::new();
-                let rows = fresh
-                    .iter()
-                    .map(|s| {
-                        let sealed = next.seal(now, s.body.clone());
-                        if let Some(id) = &s.id {
-                            requests.push((id.clone(), sealed.seq));
+                for item in items {
+                    let id = item.id.as_deref();
+                    if let Some(id) = id {
+                        if let Some(&at) = known.get(id) {
+                            already.push((id.to_string(), at));
+                            continue;
                         }
-                        row(sealed, &s.body)
-                    })
-                    .collect();
-                Ok((first, rows, requests, None))
-            };
-            if let Some(done) = self.commit_once(seq, make).await? {
-                for (id, i) in repeats {
-                    already.push((id.to_string(), done.first + i as u64));
+                        if let Some(&at) = sealed_ids.get(id) {
+                            repeats.push((id.to_string(), at));
+                            continue;
+                        }
+                    }
+                    let sealed = next.seal(now, item.body.clone());
+                    if let Some(id) = id {
+                        sealed_ids.insert(id, sealed.seq);
+                        requests.push((id.to_string(), sealed.seq));
+                    }
+                    rows.push(row(sealed, &item.body));
                 }
-                return Ok(Submitted {
-                    appended: Some(done),
-                    already,
-                });
-            }
-        }
-        Err(StoreError::Contended)
+                Ok((!rows.is_empty()).then_some((first, rows, requests, None)))
+            })
+            .await?;
+        already.extend(repeats);
+        Ok(Submitted {
+            appended: done,
+            already,
+        })
     }
 
     /// A recorded idempotency key must point at a stored entry holding the same observation:
@@ -399,8 +376,8 @@ impl Ledger {
         now: Timestamp,
         new: SignerKey,
     ) -> Result<Appended, StoreError> {
-        for _ in 0..RETRIES {
-            let make = |next: &mut Sequencer| {
+        let done = self
+            .commit(seq, &[], |next, _| {
                 let (sealed, _) = next.rotate(now, new.clone())?;
                 let rotation = RotationRow {
                     key_index: next.keys().len() as u64 - 1,
@@ -408,34 +385,58 @@ impl Ledger {
                     seq: sealed.seq,
                 };
                 let first = sealed.seq;
-                Ok((
+                Ok(Some((
                     first,
                     vec![row_of(sealed, None)],
                     Vec::new(),
                     Some(rotation),
-                ))
-            };
-            if let Some(done) = self.commit_once(seq, make).await? {
-                return Ok(done);
-            }
-        }
-        Err(StoreError::Contended)
+                )))
+            })
+            .await?;
+        Ok(done.expect("a rotation always writes"))
     }
 
-    /// One attempt: seals with a copy of `seq`, signs, commits. `None` when another sequencer
-    /// moved the head first (then `seq` has checked and adopted that head).
-    async fn commit_once(
+    /// Holds the head, brings `seq` to it (checking it) if another sequencer moved it, looks
+    /// up the idempotency keys of `ids` (checking each known one holds the same body), lets
+    /// `make` seal with a copy of `seq`, signs and commits. `make` returns `None` when there
+    /// is nothing to write.
+    async fn commit(
         &self,
         seq: &mut Sequencer,
-        make: impl FnOnce(&mut Sequencer) -> Result<CommitRows, SequencerError>,
+        ids: &[(&str, &Body)],
+        make: impl FnOnce(
+            &mut Sequencer,
+            &HashMap<String, u64>,
+        ) -> Result<Option<CommitRows>, SequencerError>,
     ) -> Result<Option<Appended>, StoreError> {
+        let mut lock = self.db.lock_head().await?;
+        let (size, note) = lock.head().await?;
+        if (size, note.as_deref()) != seq.head() {
+            // Reads through the pool see the committed head, which the lock keeps still.
+            self.catch_up(seq).await?;
+        }
+        if let Some((count, first)) = lock.past(seq.size()).await? {
+            return Err(StoreError::RowsPastHead { count, first });
+        }
+        let known: HashMap<String, u64> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            let names: Vec<String> = ids.iter().map(|(id, _)| id.to_string()).collect();
+            self.db.requests(&names).await?.into_iter().collect()
+        };
+        for (id, body) in ids {
+            if let Some(&at) = known.get(*id) {
+                self.check_request(id, at, body).await?;
+            }
+        }
         let mut next = seq.clone();
-        let (first, rows, requests, rotation) = make(&mut next)?;
+        let Some((first, rows, requests, rotation)) = make(&mut next, &known)? else {
+            return Ok(None);
+        };
         let note = match next.note() {
             Some(n) => n.to_string(),
             None => next.sign(),
         };
-        let (old_size, old_note) = seq.head();
         let new = HeadRow {
             origin: next.origin().to_string(),
             size: next.size(),
@@ -443,34 +444,22 @@ impl Ledger {
             note: Some(note.clone()),
             key_index: next.keys().len() as u64 - 1,
         };
-        match self
-            .db
-            .commit(
-                old_size,
-                old_note,
-                &rows,
-                &requests,
-                &new,
-                rotation.as_ref(),
-            )
+        if !lock
+            .commit(seq.size(), &rows, &requests, &new, rotation.as_ref())
             .await?
         {
-            Commit::Done => {
-                let size = next.size();
-                *seq = next;
-                Ok(Some(Appended {
-                    first,
-                    last: size - 1,
-                    size,
-                    note,
-                }))
-            }
-            Commit::HeadMoved => {
-                self.catch_up(seq).await?;
-                Ok(None)
-            }
-            Commit::RowsPastHead { count, first } => Err(StoreError::RowsPastHead { count, first }),
+            return Err(StoreError::Corrupt(
+                "the head moved while this sequencer held it".into(),
+            ));
         }
+        let size = next.size();
+        *seq = next;
+        Ok(Some(Appended {
+            first,
+            last: size - 1,
+            size,
+            note,
+        }))
     }
 
     /// Writes the export bundle: keys, then entries up to the signed head with each
