@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use hexagone_auditor::bundle::BundleWriter;
+use hexagone_auditor::bundle_verify::{verify_bundle, verify_bundle_parallel};
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::Sequencer;
 use hexagone_auditor::ledger::entry::{
     Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
 };
-use hexagone_auditor::ledger::verify::{Verifier, verify_bundle, verify_bundle_parallel};
+use hexagone_auditor::ledger::verify::Verifier;
 use sha2::{Digest, Sha256};
 
 const ORIGIN: &str = "bench.hexagone/ledger";

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::Sequencer;
 use crate::ledger::cosignature::{WitnessKey, WitnessSigner};
 use crate::ledger::entry::Timestamp;
-use crate::ledger::verify::{Verifier, verify_bundle_parallel};
+use crate::ledger::verify::Verifier;
 use crate::store::{Appended, Ledger, WitnessEndpoint};
 use crate::witness::Witness;
 

@@ -1,6 +1,7 @@
 //! The Hexagone auditor library: ledger, locality lookups and the command-line entry points.
 
 pub mod bundle;
+pub mod bundle_verify;
 pub mod cli;
 pub mod ingest;
 pub mod keyfile;

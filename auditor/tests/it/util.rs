@@ -203,7 +203,7 @@ pub fn verify_bytes(
     bundle: &[u8],
     trust: &str,
 ) -> Result<hexagone_auditor::ledger::verify::Summary, hexagone_auditor::ledger::verify::Finding> {
-    hexagone_auditor::ledger::verify::verify_bundle(
+    hexagone_auditor::bundle_verify::verify_bundle(
         bundle,
         hexagone_auditor::ledger::verify::Verifier::new(trust),
         |_| {},
