@@ -1,4 +1,5 @@
-//! Benchmark: ledger append throughput (commit in batches, then sign a checkpoint per batch)
+//! Benchmark: ledger append throughput (each batch sealed, signed and committed with the head
+//! swap in one transaction)
 //! against raw inserts of the same rows with the same batching, on SQLite and, when
 //! `HEXAGONE_TEST_POSTGRES_URL` is set, on PostgreSQL.
 //!
@@ -47,17 +48,19 @@ fn body(i: u64) -> Body {
     })
 }
 
-/// The ledger path: seal, commit a batch, sign and swap the head, for every batch.
-async fn ledger_append(url: &str, items: &[(Timestamp, Body)]) -> Duration {
+/// The ledger path: hold the head, seal a batch, sign, commit entries and head, per batch.
+async fn ledger_append(url: &str, items: &[Body]) -> Duration {
     let key =
         SignerKey::from_signing_key("bench.hexagone/ledger", SigningKey::from_bytes(&[1; 32]))
             .unwrap();
     let ledger = Ledger::open(url).await.unwrap();
-    ledger.ensure_initialised(&key).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key).await.unwrap();
     let t = Instant::now();
     for chunk in items.chunks(BATCH) {
-        ledger.append(chunk).await.unwrap();
-        ledger.advance(&key, false).await.unwrap().unwrap();
+        ledger
+            .append(&mut seq, Timestamp(1_764_300_000_000), chunk)
+            .await
+            .unwrap();
     }
     let d = t.elapsed();
     assert_eq!(ledger.head().await.unwrap().size, items.len() as u64);
@@ -159,14 +162,15 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500_000);
-    let items: Vec<(Timestamp, Body)> = (0..n as u64)
-        .map(|i| (Timestamp(1_764_300_000_000 + i as i64), body(i)))
-        .collect();
-    let mut seq = Sequencer::new();
+    let items: Vec<Body> = (0..n as u64).map(body).collect();
+    let mut seq = Sequencer::new(
+        SignerKey::from_signing_key("bench.hexagone/ledger", SigningKey::from_bytes(&[1; 32]))
+            .unwrap(),
+    );
     let rows: Vec<EntryRow> = items
         .iter()
-        .map(|(t, b)| {
-            let s = seq.seal(*t, b.clone());
+        .map(|b| {
+            let s = seq.seal(Timestamp(1_764_300_000_000), b.clone());
             let object_key = match b {
                 Body::Observation(o) => Some(hexagone_auditor::store::db::object_key(&o.object.id)),
                 Body::KeyRotation { .. } => None,

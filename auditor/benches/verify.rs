@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use hexagone_auditor::bundle::BundleWriter;
+use hexagone_auditor::bundle_verify::{verify_bundle, verify_bundle_parallel};
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::Sequencer;
 use hexagone_auditor::ledger::entry::{
     Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
 };
-use hexagone_auditor::ledger::verify::{Verifier, verify_bundle, verify_bundle_parallel};
+use hexagone_auditor::ledger::verify::Verifier;
 use sha2::{Digest, Sha256};
 
 const ORIGIN: &str = "bench.hexagone/ledger";
@@ -67,12 +68,12 @@ fn generate(path: &Path, n: u64) {
     let out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut w = BundleWriter::new(out, ORIGIN).unwrap();
     w.key(key.verifier()).unwrap();
-    let mut seq = Sequencer::new();
+    let mut seq = Sequencer::new(key.clone());
     for i in 0..n {
         let s = seq.seal(Timestamp(1_764_300_000_000 + i as i64), body(i));
         w.entry(s.text.as_bytes()).unwrap();
         if (i + 1).is_multiple_of(10_000) || i + 1 == n {
-            w.checkpoint(&seq.checkpoint(ORIGIN).sign(&key)).unwrap();
+            w.checkpoint(&seq.sign()).unwrap();
         }
     }
     w.finish().unwrap();

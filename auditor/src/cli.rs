@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
+use crate::ledger::Sequencer;
+use crate::ledger::cosignature::{WitnessKey, WitnessSigner};
 use crate::ledger::entry::Timestamp;
-use crate::ledger::verify::{Verifier, verify_bundle_parallel};
-use crate::store::{Advanced, Ledger};
+use crate::ledger::verify::Verifier;
+use crate::store::{Appended, Ledger, WitnessEndpoint};
+use crate::witness::Witness;
 
 /// Default database: a SQLite file in the current directory.
 pub const DEFAULT_DB: &str = "sqlite:hexagone-ledger.sqlite";
@@ -37,9 +41,10 @@ pub struct DbArg {
 pub enum Command {
     /// Generate an Ed25519 signing key; prints its verifier key and fingerprint.
     Keygen(KeygenArgs),
-    /// Append observations (JSON Lines) to the ledger in batches, each under a checkpoint.
+    /// Append observations (JSON Lines) to the ledger in batches, each committed with its
+    /// signed checkpoint.
     Append(AppendArgs),
-    /// Recover committed entries left without a checkpoint and print the signed head.
+    /// Check the stored head with the key, drop rows found past it, print the signed head.
     Checkpoint(CheckpointArgs),
     /// Rotate the signing key: the new key is announced in an entry signed under the old one.
     Rotate(RotateArgs),
@@ -51,6 +56,35 @@ pub enum Command {
     Prove(ProveArgs),
     /// Locate an address or a node against a locality policy: evidence and verdict.
     Locate(crate::locate::LocateArgs),
+    /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+/// `witness` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Generate a witness key (cosignature/v1); prints its verifier key.
+    Keygen(KeygenArgs),
+    /// Serve `POST /add-checkpoint` for the logs whose keys are given.
+    Serve(WitnessServeArgs),
+}
+
+/// `witness serve`.
+#[derive(Debug, Args)]
+pub struct WitnessServeArgs {
+    /// The witness's private key file (mode 0600).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// A log key to watch (verifier key or file); repeatable (give every key of a rotated log).
+    #[arg(long = "log-key", required = true)]
+    pub log_keys: Vec<String>,
+    /// The state file: the last checkpoint cosigned per log.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    pub listen: String,
 }
 
 /// `keygen`.
@@ -78,9 +112,14 @@ pub struct AppendArgs {
     /// Entries committed per transaction.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
-    /// Sign a checkpoint every N entries (rounded up to whole batches); default: every batch.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub checkpoint_every: Option<u64>,
+    /// Commit (and acknowledge) what has been read after this many milliseconds, even if the
+    /// batch is not full: a slow stream still gets its acks.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_ms: u64,
+    /// A witness to ask for a cosignature of every checkpoint, as `VERIFIER_KEY,http://host:port`;
+    /// repeatable. Acks come after the witnesses answered.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
 }
 
 /// `checkpoint`.
@@ -124,6 +163,16 @@ pub struct VerifyArgs {
     /// The trusted key: verifier key string, fingerprint, or a file holding either.
     #[arg(long, visible_alias = "key")]
     pub trust: String,
+    /// Accept a trusted key that is retired (it signed earlier checkpoints, a later key signed
+    /// the last one). Without it, the trusted key must sign the last checkpoint.
+    #[arg(long)]
+    pub accept_retired_key: bool,
+    /// A witness key (or file) whose cosignature the last checkpoint must carry; repeatable.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the last checkpoint (default: all).
+    #[arg(long)]
+    pub witness_threshold: Option<usize>,
     /// A signed checkpoint obtained out of band that the bundle must reach (detects a
     /// bundle cut short).
     #[arg(long)]
@@ -154,6 +203,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(a) => block_on(export(a)),
         Command::Prove(a) => block_on(prove(a)),
         Command::Locate(a) => crate::locate::run(a),
+        Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
+        Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),
     }
 }
 
@@ -199,7 +250,7 @@ impl Progress {
 
 fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
     let key = SignerKey::generate(&a.name)?;
-    key.save(&a.out)?;
+    crate::keyfile::save(&key, &a.out)?;
     let pub_path = PathBuf::from(format!("{}.pub", a.out.display()));
     std::fs::write(&pub_path, format!("{}\n", key.verifier()))
         .with_context(|| format!("writing {}", pub_path.display()))?;
@@ -210,71 +261,156 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn ack(out: &mut impl Write, a: &Advanced) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "ack first={} last={} size={}",
-        a.from,
-        a.size - 1,
-        a.size
-    )?;
+fn witness_keygen(a: KeygenArgs) -> anyhow::Result<u8> {
+    let key = WitnessSigner::generate(&a.name)?;
+    crate::keyfile::save_private(&key.to_private_string(), &a.out)?;
+    let pub_path = PathBuf::from(format!("{}.pub", a.out.display()));
+    std::fs::write(&pub_path, format!("{}\n", key.public()))
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    println!("private key: {} (mode 0600)", a.out.display());
+    println!("witness key: {}", key.public());
+    Ok(0)
+}
+
+async fn witness_serve(a: WitnessServeArgs) -> anyhow::Result<u8> {
+    let text = crate::keyfile::read_private(&a.key)?;
+    let signer = WitnessSigner::parse_private(&text)
+        .with_context(|| format!("witness key {}", a.key.display()))?;
+    let logs = a
+        .log_keys
+        .iter()
+        .map(|k| {
+            let text = trust_anchor(k)?;
+            VerifierKey::parse(&text).with_context(|| format!("--log-key {k}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    println!(
+        "witness {} listening on {}",
+        signer.public(),
+        listener.local_addr()?
+    );
+    std::io::stdout().flush()?;
+    crate::witness::serve::serve(listener, Witness::new(signer, logs), a.state).await?;
+    Ok(0)
+}
+
+fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
+    writeln!(out, "ack first={} last={} size={}", a.first, a.last, a.size)?;
     out.flush()?;
     Ok(())
 }
 
-async fn append(a: AppendArgs) -> anyhow::Result<u8> {
-    let key = SignerKey::load(&a.key)?;
-    let ledger = Ledger::open(&a.db.db).await?;
-    ledger.ensure_initialised(&key).await?;
-    for r in ledger.recover(&key).await? {
+/// Opens the ledger for signing with the key at `path`, saying what was dropped.
+async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
+    let key = crate::keyfile::load(path)?;
+    let ledger = Ledger::open(db).await?;
+    let (seq, dropped) = ledger.sequencer(key).await?;
+    if let Some(d) = dropped {
         eprintln!(
-            "recovered entries {}..{} committed by an interrupted writer: checkpoint size {}",
-            r.from,
-            r.size - 1,
-            r.size
+            "dropped {} entry rows found past the signed head (from entry {}): this sequencer did not seal them and they were never acknowledged; resubmit them from their source",
+            d.count, d.first
         );
     }
-    let input: Box<dyn BufRead> = if a.input == "-" {
-        Box::new(BufReader::new(std::io::stdin().lock()))
+    Ok((ledger, seq))
+}
+
+/// One input line read by the reader thread.
+enum Line {
+    Text(u64, String),
+    Failed(std::io::Error),
+}
+
+/// Reads `input` line by line on its own thread, so that `append` can commit on a timer.
+fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>> {
+    let file = if input == "-" {
+        None
     } else {
-        Box::new(BufReader::new(
-            std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input))?,
-        ))
+        Some(std::fs::File::open(&input).with_context(|| format!("opening {input}"))?)
     };
-    let every = a.checkpoint_every.unwrap_or(a.batch);
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    std::thread::spawn(move || {
+        let reader: Box<dyn BufRead> = match file {
+            None => Box::new(BufReader::new(std::io::stdin())),
+            Some(f) => Box::new(BufReader::new(f)),
+        };
+        for (i, line) in reader.lines().enumerate() {
+            let msg = match line {
+                Ok(t) => Line::Text(i as u64 + 1, t),
+                Err(e) => Line::Failed(e),
+            };
+            if tx.blocking_send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Parses `--witness VERIFIER_KEY,URL`: the URL follows the first comma after the key's
+/// base64 part (names and base64 hold no comma there).
+fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
+    let split = s
+        .rfind('+')
+        .and_then(|p| s[p..].find(',').map(|c| p + c))
+        .with_context(|| format!("--witness {s:?}: expected VERIFIER_KEY,http://host:port"))?;
+    Ok(WitnessEndpoint {
+        key: WitnessKey::parse(&s[..split]).with_context(|| format!("--witness {s:?}"))?,
+        url: s[split + 1..].to_string(),
+        last: None,
+    })
+}
+
+async fn append(a: AppendArgs) -> anyhow::Result<u8> {
+    let mut witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| witness_endpoint(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let mut lines = read_lines(a.input.clone())?;
+    let flush = Duration::from_millis(a.flush_ms);
     let mut stdout = std::io::stdout().lock();
     let mut progress = Progress::new();
     let mut batch = Vec::with_capacity(a.batch as usize);
-    let mut since_checkpoint = 0u64;
     let mut total = 0u64;
-    let mut line_no = 0u64;
-    let mut lines = input.lines();
+    let mut deadline = tokio::time::Instant::now() + flush;
     loop {
-        let line = lines.next().transpose().context("reading input")?;
-        if let Some(text) = &line {
-            line_no += 1;
-            if !text.trim().is_empty() {
-                batch.push(crate::ingest::parse_line(line_no, text, Timestamp::now())?);
+        let next = tokio::time::timeout_at(deadline, lines.recv()).await;
+        let eof = matches!(next, Ok(None));
+        let timed_out = next.is_err();
+        match next {
+            Ok(Some(Line::Text(n, text))) if !text.trim().is_empty() => {
+                batch.push(crate::ingest::parse_line(n, &text)?);
             }
+            Ok(Some(Line::Failed(e))) => return Err(e).context("reading input"),
+            _ => {}
         }
-        let eof = line.is_none();
-        if batch.len() as u64 >= a.batch || (eof && !batch.is_empty()) {
-            ledger.append(&batch).await?;
-            since_checkpoint += batch.len() as u64;
-            total += batch.len() as u64;
+        if batch.len() as u64 >= a.batch || ((eof || timed_out) && !batch.is_empty()) {
+            let done = ledger.submit(&mut seq, Timestamp::now(), &batch).await?;
             batch.clear();
+            // Clear the progress line first: acks and progress may share one terminal.
+            progress.done();
+            if let Some(a) = &done.appended {
+                total += a.size - a.first;
+                let results = ledger.collect_cosignatures(a, &mut witnesses).await;
+                for (w, r) in witnesses.iter().zip(results) {
+                    if let Err(e) = r {
+                        eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                    }
+                }
+                ack(&mut stdout, a)?;
+            }
+            for (id, at) in &done.already {
+                writeln!(stdout, "already id={id} seq={at}")?;
+            }
+            stdout.flush()?;
             progress.update(|| format!("appended {total} entries"));
         }
-        if since_checkpoint > 0 && (since_checkpoint >= every || eof) {
-            while let Some(adv) = ledger.advance(&key, false).await? {
-                // Clear the progress line first: acks and progress may share one terminal.
-                progress.done();
-                ack(&mut stdout, &adv)?;
-                if adv.rotated {
-                    bail!("the signing key was rotated meanwhile: use the new key");
-                }
-            }
-            since_checkpoint = 0;
+        if timed_out || batch.is_empty() {
+            deadline = tokio::time::Instant::now() + flush;
         }
         if eof {
             break;
@@ -287,19 +423,8 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
-    let key = SignerKey::load(&a.key)?;
-    let ledger = Ledger::open(&a.db.db).await?;
-    ledger.ensure_initialised(&key).await?;
-    for r in ledger.recover(&key).await? {
-        eprintln!(
-            "checkpoint size {} over entries {}..{}",
-            r.size,
-            r.from,
-            r.size - 1
-        );
-    }
-    let head = ledger.head().await?;
-    match head.note {
+    let (ledger, seq) = open_sequencer(&a.db.db, &a.key).await?;
+    match seq.note() {
         Some(note) => print!("{note}"),
         None => eprintln!("the ledger is empty: no checkpoint yet"),
     }
@@ -308,13 +433,14 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 }
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
-    let old = SignerKey::load(&a.key)?;
-    let new = SignerKey::load(&a.new_key)?;
-    let ledger = Ledger::open(&a.db.db).await?;
-    let adv = ledger.rotate(&old, new.verifier()).await?;
-    println!("rotated to {} in entry {}", new.verifier(), adv.size - 1);
+    let new = crate::keyfile::load(&a.new_key)?;
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let done = ledger
+        .rotate(&mut seq, Timestamp::now(), new.clone())
+        .await?;
+    println!("rotated to {} in entry {}", new.verifier(), done.last);
     println!("fingerprint: SHA256:{}", new.verifier().fingerprint());
-    print!("{}", adv.note);
+    print!("{}", done.note);
     ledger.close().await;
     Ok(0)
 }
@@ -372,7 +498,24 @@ fn trust_anchor(s: &str) -> anyhow::Result<String> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
-    let mut verifier = Verifier::new(&trust);
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| {
+            let text = trust_anchor(w)?;
+            WitnessKey::parse(&text).with_context(|| format!("--witness {w}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let threshold = a.witness_threshold.unwrap_or(witnesses.len());
+    if threshold > witnesses.len() {
+        bail!(
+            "--witness-threshold {threshold} is more than the {} witnesses given",
+            witnesses.len()
+        );
+    }
+    let mut verifier = Verifier::new(&trust)
+        .accept_retired_key(a.accept_retired_key)
+        .with_witnesses(witnesses, threshold);
     if let Some(cp) = &a.checkpoint {
         let note =
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
@@ -404,6 +547,19 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             );
             for (i, k) in s.keys.iter().enumerate() {
                 println!("key {i}: {k}");
+            }
+            println!(
+                "last checkpoint signed by key {}: {}",
+                s.last_signer, s.keys[s.last_signer]
+            );
+            if !s.cosigned_by.is_empty() {
+                println!("last checkpoint cosigned by: {}", s.cosigned_by.join(", "));
+            }
+            if s.trusted != s.last_signer {
+                println!(
+                    "WARNING: the trusted key (key {}) is retired; accepted because of --accept-retired-key",
+                    s.trusted
+                );
             }
             Ok(0)
         }

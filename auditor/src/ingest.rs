@@ -42,6 +42,8 @@ struct InputEvidence {
 #[serde(deny_unknown_fields)]
 struct InputObservation {
     #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
     time: Option<String>,
     store: String,
     class: String,
@@ -84,16 +86,29 @@ fn time(s: &str) -> Result<Timestamp, EntryError> {
     Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
-/// Parses one input line (1-based `line` for messages); entries without `time` get `now`.
-pub fn parse_line(line: u64, text: &str, now: Timestamp) -> Result<(Timestamp, Body), IngestError> {
+/// One observation submitted for the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The writer's idempotency key: a retry with the same id is recorded once.
+    pub id: Option<String>,
+    /// The entry body.
+    pub body: Body,
+}
+
+/// Parses one input line (1-based `line` for messages). A `time` given by the caller is
+/// checked but not recorded: the sequencer stamps every entry itself.
+pub fn parse_line(line: u64, text: &str) -> Result<Submission, IngestError> {
     let input: InputObservation = serde_json::from_str(text).map_err(|e| IngestError::Syntax {
         line,
         why: e.to_string(),
     })?;
-    build(input, now).map_err(|source| IngestError::Field { line, source })
+    build(input).map_err(|source| IngestError::Field { line, source })
 }
 
-fn build(i: InputObservation, now: Timestamp) -> Result<(Timestamp, Body), EntryError> {
+fn build(i: InputObservation) -> Result<Submission, EntryError> {
+    if let Some(id) = &i.id {
+        check_text("id", id)?;
+    }
     check_text("store", &i.store)?;
     check_text("class", &i.class)?;
     check_text("object", &i.object)?;
@@ -131,24 +146,22 @@ fn build(i: InputObservation, now: Timestamp) -> Result<(Timestamp, Body), Entry
     }
     let verdict = make_verdict(&i.verdict, i.reasons)?;
     check_verdict(&evidence, &verdict)?;
-    let t = i.time.as_deref().map(time).transpose()?.unwrap_or(now);
-    Ok((
-        t,
-        Body::Observation(Observation {
-            object: ObjectId {
-                store: i.store,
-                class: i.class,
-                id: i.object,
-            },
-            content,
-            evidence,
-            verdict,
-            policy: PolicyRef {
-                id: i.policy,
-                version: i.policy_version,
-            },
-        }),
-    ))
+    i.time.as_deref().map(time).transpose()?;
+    let body = Body::Observation(Observation {
+        object: ObjectId {
+            store: i.store,
+            class: i.class,
+            id: i.object,
+        },
+        content,
+        evidence,
+        verdict,
+        policy: PolicyRef {
+            id: i.policy,
+            version: i.policy_version,
+        },
+    });
+    Ok(Submission { id: i.id, body })
 }
 
 #[cfg(test)]
@@ -158,7 +171,7 @@ mod tests {
     const GOOD: &str = r#"{"store":"s3/docs","class":"document","object":"o1","content":"sha256:abababababababababababababababababababababababababababababababab","evidence":[{"source":"geolocation","country":"FR"}],"verdict":"compliant","policy":"p","policy_version":"1"}"#;
 
     fn check(text: &str, want: Result<(), &str>) {
-        match (parse_line(7, text, Timestamp(5)), want) {
+        match (parse_line(7, text), want) {
             (Ok(_), Ok(())) => {}
             (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{e} should mention {w}"),
             (got, want) => panic!("{got:?}, wanted {want:?}"),
@@ -184,7 +197,19 @@ mod tests {
             "{\"store\"",
             "{\"time\":\"2026-01-02T03:04:05.5+01:00\",\"store\"",
         );
-        let (t, _) = parse_line(1, &with_time, Timestamp(0)).unwrap();
-        assert_eq!(t, Timestamp::parse("2026-01-02T02:04:05.500Z").unwrap());
+        check(&with_time, Ok(()));
+        let with_id = GOOD.replace("{\"store\"", "{\"id\":\"retry-1\",\"store\"");
+        assert_eq!(
+            parse_line(1, &with_id).unwrap().id.as_deref(),
+            Some("retry-1")
+        );
+        check(
+            &GOOD.replace("{\"store\"", "{\"id\":\"\",\"store\""),
+            Err("id"),
+        );
+        check(
+            &GOOD.replace("{\"store\"", "{\"time\":\"yesterday\",\"store\""),
+            Err("time"),
+        );
     }
 }

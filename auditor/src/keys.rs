@@ -1,10 +1,8 @@
 //! Ed25519 signing keys in the C2SP signed-note encodings: the verifier key string
-//! `name+hexkeyid+base64(0x01||pubkey)`, the private key string, fingerprints, and private
-//! key files (written 0600, refused when readable by group or others).
+//! `name+hexkeyid+base64(0x01||pubkey)`, the private key string and fingerprints. Pure: the
+//! key files are read and written by [`crate::keyfile`].
 
 use std::fmt;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -37,26 +35,6 @@ pub enum KeyError {
         /// Key ID computed from name and key.
         computed: String,
     },
-    /// Private key file readable by others.
-    #[error(
-        "private key file {path} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {path})"
-    )]
-    InsecureMode {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// Reading or writing a key file failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
 }
 
 /// Checks a signed-note key name: non-empty, no Unicode whitespace, no `+`.
@@ -72,9 +50,15 @@ pub fn check_name(name: &str) -> Result<(), KeyError> {
 
 /// Signed-note key ID: the first 4 bytes of SHA-256(name || 0x0A || 0x01 || pubkey).
 pub fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    key_id_for(ALG_ED25519, name, public)
+}
+
+/// Key ID for the signature type `alg`: the first 4 bytes of
+/// SHA-256(name || 0x0A || alg || pubkey).
+pub fn key_id_for(alg: u8, name: &str, public: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(public.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
@@ -194,6 +178,7 @@ impl fmt::Display for VerifierKey {
 }
 
 /// A private signing key with its name.
+#[derive(Clone)]
 pub struct SignerKey {
     verifier: VerifierKey,
     key: SigningKey,
@@ -276,44 +261,6 @@ impl SignerKey {
         }
         Ok(signer)
     }
-
-    /// Loads a private key file, refusing it unless only its owner can read it.
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let io = |action, source| KeyError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| io("reading key file", e))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::InsecureMode {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| io("reading key file", e))?;
-        Self::parse_private(&text)
-    }
-
-    /// Writes the private key to a new file created with mode 0600 (never overwrites).
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let io = |source| KeyError::Io {
-            action: "writing key file",
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        writeln!(f, "{}", self.to_private_string()).map_err(io)?;
-        f.sync_all().map_err(io)
-    }
 }
 
 #[cfg(test)]
@@ -375,30 +322,5 @@ mod tests {
         check(&v.replace("log+", "lo g+"), Err("not valid"));
         check("log+00000000+AgID", Err("Ed25519"));
         assert!(SignerKey::parse_private(&v).is_err());
-    }
-
-    #[test]
-    fn private_key_files_must_be_0600() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        let k = SignerKey::generate("log").unwrap();
-        k.save(&path).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(SignerKey::load(&path).unwrap().verifier(), k.verifier());
-        assert!(
-            matches!(k.save(&path), Err(KeyError::Io { .. })),
-            "never overwrites"
-        );
-        for mode in [0o644, 0o640, 0o604, 0o660] {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            match SignerKey::load(&path) {
-                Err(KeyError::InsecureMode { mode: m, .. }) => assert_eq!(m, mode),
-                other => panic!("mode {mode:o} accepted: {other:?}"),
-            }
-        }
     }
 }

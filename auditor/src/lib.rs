@@ -1,9 +1,12 @@
 //! The Hexagone auditor library: ledger, locality lookups and the command-line entry points.
 
 pub mod bundle;
+pub mod bundle_verify;
 pub mod cli;
 pub mod ingest;
+pub mod keyfile;
 pub mod keys;
 pub mod ledger;
 pub mod locate;
 pub mod store;
+pub mod witness;

@@ -2,7 +2,8 @@
 //! panic.
 #![no_main]
 
-use hexagone_auditor::ledger::verify::{Verifier, verify_bundle};
+use hexagone_auditor::bundle_verify::verify_bundle;
+use hexagone_auditor::ledger::verify::Verifier;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

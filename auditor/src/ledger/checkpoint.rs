@@ -7,10 +7,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::tree::Hash;
 use crate::keys::{SignerKey, VerifierKey};
 
-/// Most signature lines a note may carry before it is refused.
-pub const MAX_SIGNATURES: usize = 32;
-/// Longest note accepted, in bytes.
-pub const MAX_NOTE: usize = 16 * 1024;
+/// Most signature lines a note may carry before it is refused (as Go's `sumdb/note`).
+pub const MAX_SIGNATURES: usize = 100;
+/// Longest note accepted, in bytes (room for 100 signature lines).
+pub const MAX_NOTE: usize = 64 * 1024;
 
 /// Why a note or checkpoint is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,11 +1,13 @@
 //! The streaming ledger verifier: fed bundle records one at a time, it re-hashes every leaf,
 //! checks sequence numbers, the hash chain, the canonical encoding and verdict rules, every
 //! checkpoint's signature (following key rotations) and root, and that successive
-//! checkpoints describe one append-only tree. Memory stays O(log n).
+//! checkpoints describe one append-only tree. Memory stays O(log n). Pure: reading a bundle
+//! and the worker threads are in [`crate::bundle_verify`].
 
 use std::fmt;
 
 use super::checkpoint::{CheckpointError, open_checkpoint, parse_note};
+use super::cosignature::WitnessKey;
 use super::entry::{Body, Entry, EntryError, GENESIS_PREV, Verdict};
 use super::tree::{Frontier, Hash, leaf_hash};
 use crate::bundle::{BUNDLE_FORMAT, Record};
@@ -34,6 +36,18 @@ pub enum Problem {
     /// The trusted key never signed a checkpoint of this ledger.
     #[error("the trusted key {0} signed no checkpoint of this ledger")]
     TrustedKeyUnused(String),
+    /// The trusted key is retired: a later key signed the last checkpoint.
+    #[error(
+        "the trusted key {trusted} is retired: the last checkpoint (size {size}) is signed by {last}, a key announced after it; trust the key in force, or accept a retired key explicitly (--accept-retired-key)"
+    )]
+    TrustedKeyRetired {
+        /// The trusted key.
+        trusted: String,
+        /// The key that signed the last checkpoint.
+        last: String,
+        /// Size of the last checkpoint.
+        size: u64,
+    },
     /// An entry does not decode.
     #[error("entry is invalid: {0}")]
     BadEntry(EntryError),
@@ -177,6 +191,20 @@ pub enum Problem {
         /// Entries read.
         entries: u64,
     },
+    /// The last checkpoint lacks the witness cosignatures required.
+    #[error(
+        "the last checkpoint (size {size}) is cosigned by {have} of the required witnesses, {need} needed; missing: {missing}"
+    )]
+    MissingCosignatures {
+        /// Size of the last checkpoint.
+        size: u64,
+        /// Valid cosignatures from the given witnesses.
+        have: usize,
+        /// The threshold.
+        need: usize,
+        /// Names of the witnesses without a valid cosignature.
+        missing: String,
+    },
     /// A trusted checkpoint given out of band is not matched by the bundle.
     #[error("the trusted checkpoint (size {size}) {why}")]
     TrustedCheckpoint {
@@ -223,6 +251,12 @@ pub struct Summary {
     pub root: String,
     /// The signing keys in order (rotations included).
     pub keys: Vec<String>,
+    /// Index in `keys` of the key that signed the last checkpoint.
+    pub last_signer: usize,
+    /// Index in `keys` of the trusted key.
+    pub trusted: usize,
+    /// The witnesses given to the verifier that cosigned the last checkpoint.
+    pub cosigned_by: Vec<String>,
     /// Observations by verdict: compliant, violation, unknown.
     pub verdicts: [u64; 3],
 }
@@ -293,6 +327,11 @@ pub struct Verifier {
     active: usize,
     pending_rotation: Option<u64>,
     trusted_signed: bool,
+    accept_retired: bool,
+    witnesses: Vec<WitnessKey>,
+    witness_threshold: usize,
+    last_note: Option<String>,
+    last_signer: usize,
     frontier: Frontier,
     prev: Hash,
     prev_line: u64,
@@ -317,6 +356,11 @@ impl Verifier {
             active: 0,
             pending_rotation: None,
             trusted_signed: false,
+            accept_retired: false,
+            witnesses: Vec::new(),
+            witness_threshold: 0,
+            last_note: None,
+            last_signer: 0,
             frontier: Frontier::new(),
             prev: GENESIS_PREV,
             prev_line: 0,
@@ -326,6 +370,21 @@ impl Verifier {
             ended: false,
             scratch: String::with_capacity(1024),
         }
+    }
+
+    /// Requires the last checkpoint to carry valid cosignatures from at least `threshold` of
+    /// `witnesses`.
+    pub fn with_witnesses(mut self, witnesses: Vec<WitnessKey>, threshold: usize) -> Self {
+        self.witnesses = witnesses;
+        self.witness_threshold = threshold;
+        self
+    }
+
+    /// Accepts a trusted key that signed earlier checkpoints but not the last one (a retired
+    /// key). Without this, the trusted key must have signed the last checkpoint.
+    pub fn accept_retired_key(mut self, accept: bool) -> Self {
+        self.accept_retired = accept;
+        self
     }
 
     /// Also requires the bundle to reach a checkpoint obtained out of band (this is what
@@ -601,6 +660,10 @@ impl Verifier {
         if self.chain[self.active].matches(&self.trust) {
             self.trusted_signed = true;
         }
+        self.last_signer = self.active;
+        if !self.witnesses.is_empty() {
+            self.last_note = Some(note.to_string());
+        }
         if self.pending_rotation.take().is_some() {
             self.active += 1;
         }
@@ -633,6 +696,37 @@ impl Verifier {
         }
         if !self.trusted_signed {
             return Err(at(Problem::TrustedKeyUnused(self.trust.clone())));
+        }
+        let trusted = self
+            .chain
+            .iter()
+            .position(|k| k.matches(&self.trust))
+            .expect("the trusted key signed a checkpoint, so it is in the chain");
+        if trusted != self.last_signer && !self.accept_retired {
+            return Err(at(Problem::TrustedKeyRetired {
+                trusted: self.chain[trusted].to_string(),
+                last: self.chain[self.last_signer].to_string(),
+                size: covered,
+            }));
+        }
+        let note = self.last_note.as_deref().and_then(|n| parse_note(n).ok());
+        let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) = self
+            .witnesses
+            .iter()
+            .partition(|w| note.as_ref().is_some_and(|n| w.cosigned(n).is_some()));
+        {
+            if have.len() < self.witness_threshold {
+                return Err(at(Problem::MissingCosignatures {
+                    size: covered,
+                    have: have.len(),
+                    need: self.witness_threshold,
+                    missing: missing
+                        .iter()
+                        .map(|w| w.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }));
+            }
         }
         if let Some(note) = &self.trusted_checkpoint {
             let (cp, _) = open_checkpoint(note, &self.chain).map_err(|e| {
@@ -669,280 +763,10 @@ impl Verifier {
             checkpoints: self.checkpoints,
             root: hex::encode(self.frontier.root()),
             keys: self.chain.iter().map(ToString::to_string).collect(),
+            last_signer: self.last_signer,
+            trusted,
+            cosigned_by: have.iter().map(|w| w.name().to_string()).collect(),
             verdicts: self.verdicts,
         })
-    }
-}
-
-/// Verifies a whole bundle from a reader, stopping at the first problem. `progress` is called
-/// with the number of records read every 65,536 records.
-pub fn verify_bundle<R: std::io::BufRead>(
-    input: R,
-    mut verifier: Verifier,
-    mut progress: impl FnMut(u64),
-) -> Result<Result<Summary, Finding>, crate::bundle::BundleError> {
-    let mut reader = crate::bundle::BundleReader::new(input);
-    loop {
-        let line = reader.line() + 1;
-        let record = match reader.next_record() {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(crate::bundle::BundleError::Malformed { line, why }) => {
-                return Ok(Err(Finding {
-                    line,
-                    seq: None,
-                    problem: Problem::Unexpected(why),
-                }));
-            }
-            Err(e) => return Err(e),
-        };
-        if let Err(f) = verifier.feed(line, record) {
-            return Ok(Err(f));
-        }
-        if line.is_multiple_of(65_536) {
-            progress(line);
-        }
-    }
-    Ok(verifier.finish())
-}
-
-/// Bytes per block handed to a worker by [`verify_bundle_parallel`].
-const BLOCK: usize = 1 << 20;
-
-// Nearly every item is an entry: boxing it would only add an allocation per entry.
-#[allow(clippy::large_enum_variant)]
-enum Item {
-    Entry(Prepared),
-    Other(Vec<u8>),
-    Broken(String),
-}
-
-/// Splits a block of whole lines and prepares its entries.
-fn prepare_block(block: &[u8], last: bool) -> Vec<Item> {
-    let mut items = Vec::with_capacity(block.len() / 400 + 4);
-    let mut rest = block;
-    while !rest.is_empty() {
-        let Some(n) = rest.iter().position(|&c| c == b'\n') else {
-            // Only the last block may end without a newline.
-            debug_assert!(last);
-            items.push(Item::Broken(crate::bundle::unterminated(rest.len())));
-            break;
-        };
-        let line = &rest[..n];
-        rest = &rest[n + 1..];
-        if line.len() > crate::bundle::MAX_LINE {
-            items.push(Item::Broken(crate::bundle::unterminated(line.len())));
-            break;
-        }
-        match crate::bundle::parse_record(0, line) {
-            Ok(Record::Entry(bytes)) => items.push(Item::Entry(Prepared::new(bytes))),
-            _ => items.push(Item::Other(line.to_vec())),
-        }
-    }
-    items
-}
-
-/// [`verify_bundle`] with entries decoded and hashed by `workers` threads while this thread
-/// checks order, chain, tree and checkpoints. Same verdicts and diagnoses; memory stays
-/// bounded (a few 1 MiB blocks in flight).
-pub fn verify_bundle_parallel<R: std::io::Read + Send>(
-    mut input: R,
-    mut verifier: Verifier,
-    workers: usize,
-    mut progress: impl FnMut(u64),
-) -> Result<Result<Summary, Finding>, crate::bundle::BundleError> {
-    use std::collections::BTreeMap;
-    use std::sync::mpsc::sync_channel;
-    use std::sync::{Arc, Mutex};
-
-    type Job = (u64, Vec<u8>, bool);
-    let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = sync_channel::<Result<(u64, Vec<Item>), std::io::Error>>(workers * 2);
-    std::thread::scope(|scope| {
-        let reader_tx = res_tx.clone();
-        scope.spawn(move || {
-            let mut idx = 0;
-            let mut carry: Vec<u8> = Vec::new();
-            loop {
-                let mut block = std::mem::take(&mut carry);
-                let start = block.len();
-                block.resize(start.max(BLOCK) + BLOCK, 0);
-                let mut filled = start;
-                let eof = loop {
-                    match input.read(&mut block[filled..]) {
-                        Ok(0) => break true,
-                        Ok(n) => {
-                            filled += n;
-                            if filled == block.len() {
-                                break false;
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = reader_tx.send(Err(e));
-                            return;
-                        }
-                    }
-                };
-                block.truncate(filled);
-                if !eof {
-                    match block.iter().rposition(|&c| c == b'\n') {
-                        Some(p) => carry = block.split_off(p + 1),
-                        None if block.len() <= crate::bundle::MAX_LINE + 1 => {
-                            carry = block;
-                            continue;
-                        }
-                        None => {
-                            // One line longer than allowed: let a worker report it.
-                            let _ = job_tx.send((idx, block, true));
-                            return;
-                        }
-                    }
-                }
-                if job_tx.send((idx, block, eof)).is_err() || eof {
-                    return;
-                }
-                idx += 1;
-            }
-        });
-        for _ in 0..workers.max(1) {
-            let rx = Arc::clone(&job_rx);
-            let tx = res_tx.clone();
-            scope.spawn(move || {
-                loop {
-                    let job = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((idx, block, last))) = job else {
-                        return;
-                    };
-                    if tx.send(Ok((idx, prepare_block(&block, last)))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(res_tx);
-        drop(job_rx);
-        let outcome = (|| {
-            let mut pending = BTreeMap::new();
-            let mut next = 0u64;
-            let mut line = 0u64;
-            for res in &res_rx {
-                let (idx, items) = res?;
-                pending.insert(idx, items);
-                while let Some(items) = pending.remove(&next) {
-                    next += 1;
-                    for item in items {
-                        line += 1;
-                        let fed = match item {
-                            Item::Entry(p) => verifier.feed_prepared(line, p),
-                            Item::Other(bytes) => match crate::bundle::parse_record(line, &bytes) {
-                                Ok(record) => verifier.feed(line, record),
-                                Err(e) => Err(Finding {
-                                    line,
-                                    seq: None,
-                                    problem: Problem::Unexpected(match e {
-                                        crate::bundle::BundleError::Malformed { why, .. } => why,
-                                        other => other.to_string(),
-                                    }),
-                                }),
-                            },
-                            Item::Broken(why) => Err(Finding {
-                                line,
-                                seq: None,
-                                problem: Problem::Unexpected(why),
-                            }),
-                        };
-                        if let Err(f) = fed {
-                            return Ok(Err(f));
-                        }
-                        if line.is_multiple_of(65_536) {
-                            progress(line);
-                        }
-                    }
-                }
-            }
-            Ok(Ok(()))
-        })();
-        // Dropping the receiver stops the workers and the reader.
-        drop(res_rx);
-        match outcome {
-            Err(e) => Err(crate::bundle::BundleError::Io(e)),
-            Ok(Err(f)) => Ok(Err(f)),
-            Ok(Ok(())) => Ok(verifier.finish()),
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bundle::BundleWriter;
-    use crate::keys::SignerKey;
-    use crate::ledger::Sequencer;
-    use crate::ledger::entry::Timestamp;
-    use ed25519_dalek::SigningKey;
-
-    /// A bundle of `n` observations with a checkpoint every 1000 entries.
-    fn bundle(n: u64) -> (SignerKey, Vec<u8>) {
-        let key = SignerKey::from_signing_key("t/log", SigningKey::from_bytes(&[3; 32])).unwrap();
-        let mut w = BundleWriter::new(Vec::new(), "t/log").unwrap();
-        w.key(key.verifier()).unwrap();
-        let mut seq = Sequencer::new();
-        for i in 0..n {
-            let text = format!(
-                r#"{{"v":1,"seq":0,"time":"2026-01-01T00:00:00.000Z","prev":"{}","kind":"observation","store":"s","class":"c","object":"o{i}","content":"{}","evidence":[{{"source":"topology","country":"FR","asn":null}}],"verdict":"compliant","reasons":[],"policy":"p","policy_version":"1"}}"#,
-                "0".repeat(64),
-                "1".repeat(64)
-            );
-            let body = Entry::decode(text.as_bytes()).unwrap().body;
-            let s = seq.seal(Timestamp(i as i64), body);
-            w.entry(s.text.as_bytes()).unwrap();
-            if (i + 1).is_multiple_of(1000) || i + 1 == n {
-                w.checkpoint(&seq.checkpoint("t/log").sign(&key)).unwrap();
-            }
-        }
-        (key, w.finish().unwrap())
-    }
-
-    /// Sequential and parallel verification agree on `bytes`; returns the shared result.
-    fn check(bytes: &[u8], trust: &str) -> Result<Summary, Finding> {
-        let seq = verify_bundle(bytes, Verifier::new(trust), |_| {}).unwrap();
-        let par = verify_bundle_parallel(bytes, Verifier::new(trust), 2, |_| {}).unwrap();
-        assert_eq!(seq, par);
-        seq
-    }
-
-    #[test]
-    fn parallel_and_sequential_agree_across_blocks() {
-        // About 3 MiB: several blocks for the parallel reader.
-        let (key, bytes) = bundle(9000);
-        assert!(bytes.len() > 2 * BLOCK);
-        let trust = key.verifier().fingerprint();
-        assert_eq!(check(&bytes, &trust).unwrap().entries, 9000);
-        let text = String::from_utf8(bytes).unwrap();
-        let tampered = text.replacen("\"object\":\"o7777\"", "\"object\":\"o7778\"", 1);
-        let f = check(tampered.as_bytes(), &trust).unwrap_err();
-        assert_eq!(f.seq, Some(7777));
-        assert!(f.to_string().contains("entry 7777 was altered"), "{f}");
-        let cut = &text[..text.len() - 100];
-        assert!(
-            check(cut.as_bytes(), &trust)
-                .unwrap_err()
-                .to_string()
-                .contains("truncated")
-        );
-        let long = format!(
-            "{}{}\n",
-            &text[..200],
-            "x".repeat(crate::bundle::MAX_LINE + 10)
-        );
-        assert!(
-            check(long.as_bytes(), &trust)
-                .unwrap_err()
-                .to_string()
-                .contains("longer than")
-        );
-        assert!(check(b"", &trust).is_err());
     }
 }

@@ -62,6 +62,134 @@ pub struct RotationRow {
     pub seq: u64,
 }
 
+/// A transaction holding the head row (SQLite: the write lock; PostgreSQL: the row lock):
+/// the sequencer reads the head, checks nothing lies past it, writes a batch and swaps the
+/// head, and no other sequencer commits in between. Dropped without commit, it rolls back.
+pub enum HeadLock {
+    /// On SQLite.
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// On PostgreSQL.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl HeadLock {
+    /// The head (size, note).
+    pub async fn head(&mut self) -> Result<(u64, Option<String>), StoreError> {
+        let head = match self {
+            HeadLock::Sqlite(tx) => lite::head_in(tx).await?,
+            HeadLock::Postgres(tx) => pg::head_in(tx).await?,
+        };
+        head.ok_or(StoreError::NotInitialised)
+    }
+
+    /// (count, first) of the rows at or past `size`.
+    pub async fn past(&mut self, size: u64) -> Result<Option<(u64, u64)>, StoreError> {
+        match self {
+            HeadLock::Sqlite(tx) => lite::past_head(tx, size).await,
+            HeadLock::Postgres(tx) => pg::past_head(tx, size).await,
+        }
+    }
+
+    /// Size of the largest checkpoint ever recorded.
+    pub async fn newest_checkpoint(&mut self) -> Result<u64, StoreError> {
+        match self {
+            HeadLock::Sqlite(tx) => lite::newest_checkpoint(tx).await,
+            HeadLock::Postgres(tx) => pg::newest_checkpoint(tx).await,
+        }
+    }
+
+    /// Deletes the rows at or past `size` and commits.
+    pub async fn drop_past(self, size: u64) -> Result<(), StoreError> {
+        match self {
+            HeadLock::Sqlite(mut tx) => {
+                lite::delete_past(&mut tx, size).await?;
+                tx.commit().await?;
+            }
+            HeadLock::Postgres(mut tx) => {
+                pg::delete_past(&mut tx, size).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` and `requests`, swaps the head from `old_size` to `new` with its
+    /// checkpoint (and rotation), and commits. False (and nothing written) when the head was
+    /// not at `old_size`.
+    pub async fn commit(
+        self,
+        old_size: u64,
+        rows: &[EntryRow],
+        requests: &[(String, u64)],
+        new: &HeadRow,
+        rotation: Option<&RotationRow>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            HeadLock::Sqlite(mut tx) => {
+                for chunk in rows.chunks(SQLITE_CHUNK) {
+                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(to_i64(r.seq))
+                            .push_bind(r.leaf.to_vec())
+                            .push_bind(r.body.clone())
+                            .push_bind(r.object_key);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in requests.chunks(SQLITE_CHUNK) {
+                    let mut qb =
+                        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ledger_requests (id, seq) ");
+                    qb.push_values(chunk, |mut b, (id, seq)| {
+                        b.push_bind(id.clone()).push_bind(to_i64(*seq));
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                if !lite::swap_head(&mut tx, old_size, new, rotation).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+            HeadLock::Postgres(mut tx) => {
+                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
+                let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
+                let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
+                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
+                sqlx::query(
+                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
+                )
+                .bind(seqs)
+                .bind(leaves)
+                .bind(bodies)
+                .bind(objects)
+                .execute(&mut *tx)
+                .await?;
+                if !requests.is_empty() {
+                    let ids: Vec<String> = requests.iter().map(|r| r.0.clone()).collect();
+                    let seqs: Vec<i64> = requests.iter().map(|r| to_i64(r.1)).collect();
+                    sqlx::query(
+                        "INSERT INTO ledger_requests (id, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])",
+                    )
+                    .bind(ids)
+                    .bind(seqs)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !pg::swap_head(&mut tx, old_size, new, rotation).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// Rows per multi-row insert statement on SQLite (4 parameters each, under its variable limit).
 const SQLITE_CHUNK: usize = 2000;
 
@@ -125,19 +253,22 @@ macro_rules! shared_ops {
             }
 
             pub async fn init(pool: &$pool, origin: &str, frontier: &[u8], verifier: &str) -> Result<(), StoreError> {
-                let mut tx = pool.begin().await?;
+                // SQLite: take the write lock first (a read upgraded to a write fails at once when
+                // another writer got in between). PostgreSQL: ON CONFLICT lets the loser of a race
+                // between two first starts find the winner's rows.
+                let mut tx = begin(pool).await?;
                 let exists = sqlx::query("SELECT 1 AS one FROM ledger_head WHERE id = 1")
                     .fetch_optional(&mut *tx)
                     .await?;
                 if exists.is_none() {
                     sqlx::query(
-                        "INSERT INTO ledger_head (id, origin, size, frontier, note, key_index) VALUES (1, $1, 0, $2, NULL, 0)",
+                        "INSERT INTO ledger_head (id, origin, size, frontier, note, key_index) VALUES (1, $1, 0, $2, NULL, 0) ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(origin)
                     .bind(frontier)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES (0, $1, NULL)")
+                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES (0, $1, NULL) ON CONFLICT (key_index) DO NOTHING")
                         .bind(verifier)
                         .execute(&mut *tx)
                         .await?;
@@ -146,21 +277,106 @@ macro_rules! shared_ops {
                 Ok(())
             }
 
-            pub async fn tail_in(
+            pub async fn key_rows(pool: &$pool) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+                let rows = sqlx::query("SELECT verifier, announced_in FROM ledger_keys ORDER BY key_index")
+                    .fetch_all(pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<String, _>("verifier")?,
+                            r.try_get::<Option<i64>, _>("announced_in")?.map(|s| s as u64),
+                        ))
+                    })
+                    .collect()
+            }
+
+            /// (count, first) of the rows at or past `size`, inside a transaction.
+            pub async fn past_head(
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
-            ) -> Result<Option<(u64, Hash)>, StoreError> {
-                let row = sqlx::query("SELECT seq, leaf FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+                size: u64,
+            ) -> Result<Option<(u64, u64)>, StoreError> {
+                let row = sqlx::query("SELECT COUNT(*) AS n, MIN(seq) AS first FROM ledger_entries WHERE seq >= $1")
+                    .bind(to_i64(size))
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let n = row.try_get::<i64, _>("n")? as u64;
+                Ok((n > 0).then(|| row.try_get::<Option<i64>, _>("first"))
+                    .transpose()?
+                    .map(|f| (n, f.unwrap_or_default() as u64)))
+            }
+
+            /// The head (size, note) inside a transaction.
+            pub async fn head_in(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+            ) -> Result<Option<(u64, Option<String>)>, StoreError> {
+                let row = sqlx::query("SELECT size, note FROM ledger_head WHERE id = 1")
                     .fetch_optional(&mut **tx)
                     .await?;
-                row.map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, hash(r.try_get("leaf")?)?)))
+                row.map(|r| Ok((r.try_get::<i64, _>("size")? as u64, r.try_get("note")?)))
                     .transpose()
             }
 
-            pub async fn tail(pool: &$pool) -> Result<Option<(u64, Hash)>, StoreError> {
-                let mut tx = pool.begin().await?;
-                let t = tail_in(&mut tx).await?;
-                tx.commit().await?;
-                Ok(t)
+            /// Size of the largest checkpoint recorded, inside a transaction.
+            pub async fn newest_checkpoint(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query("SELECT MAX(size) AS size FROM ledger_checkpoints")
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get::<Option<i64>, _>("size")?
+                    .map_or(0, |s| s as u64))
+            }
+
+            /// Deletes the rows at or past `size`, inside a transaction.
+            pub async fn delete_past(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+                size: u64,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM ledger_entries WHERE seq >= $1")
+                    .bind(to_i64(size))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Moves the head from `old_size` to `new`, records its checkpoint and rotation.
+            pub async fn swap_head(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+                old_size: u64,
+                new: &HeadRow,
+                rotation: Option<&RotationRow>,
+            ) -> Result<bool, StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE ledger_head SET size = $1, frontier = $2, note = $3, key_index = $4 WHERE id = 1 AND size = $5",
+                )
+                .bind(to_i64(new.size))
+                .bind(&new.frontier)
+                .bind(&new.note)
+                .bind(to_i64(new.key_index))
+                .bind(to_i64(old_size))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if updated != 1 {
+                    return Ok(false);
+                }
+                if let Some(note) = &new.note {
+                    sqlx::query("INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)")
+                        .bind(to_i64(new.size))
+                        .bind(note)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if let Some(r) = rotation {
+                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES ($1, $2, $3)")
+                        .bind(to_i64(r.key_index))
+                        .bind(&r.verifier)
+                        .bind(to_i64(r.seq))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(true)
             }
 
             pub async fn entries_from(
@@ -208,47 +424,6 @@ macro_rules! shared_ops {
                 Ok(out)
             }
 
-            pub async fn advance(
-                pool: &$pool,
-                old_size: u64,
-                new: &HeadRow,
-                rotation: Option<&RotationRow>,
-            ) -> Result<bool, StoreError> {
-                let mut tx = begin(pool).await?;
-                let updated = sqlx::query(
-                    "UPDATE ledger_head SET size = $1, frontier = $2, note = $3, key_index = $4 WHERE id = 1 AND size = $5",
-                )
-                .bind(to_i64(new.size))
-                .bind(&new.frontier)
-                .bind(&new.note)
-                .bind(to_i64(new.key_index))
-                .bind(to_i64(old_size))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                if let Some(note) = &new.note {
-                    sqlx::query("INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)")
-                        .bind(to_i64(new.size))
-                        .bind(note)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(r) = rotation {
-                    sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES ($1, $2, $3)")
-                        .bind(to_i64(r.key_index))
-                        .bind(&r.verifier)
-                        .bind(to_i64(r.seq))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
-            }
-
             pub async fn checkpoints_from(
                 pool: &$pool,
                 from_size: u64,
@@ -264,6 +439,24 @@ macro_rules! shared_ops {
                 rows.into_iter()
                     .map(|r| Ok((r.try_get::<i64, _>("size")? as u64, r.try_get("note")?)))
                     .collect()
+            }
+
+            pub async fn cosignatures(pool: &$pool, size: u64) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query("SELECT line FROM ledger_cosignatures WHERE size = $1 ORDER BY witness")
+                    .bind(to_i64(size))
+                    .fetch_all(pool)
+                    .await?;
+                Ok(rows.into_iter().map(|r| r.try_get("line")).collect::<Result<_, _>>()?)
+            }
+
+            pub async fn add_cosignature(pool: &$pool, size: u64, witness: &str, line: &str) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO ledger_cosignatures (size, witness, line) VALUES ($1, $2, $3) ON CONFLICT (size, witness) DO UPDATE SET line = $3")
+                    .bind(to_i64(size))
+                    .bind(witness)
+                    .bind(line)
+                    .execute(pool)
+                    .await?;
+                Ok(())
             }
 
             pub async fn find_object(
@@ -329,7 +522,17 @@ impl Db {
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Ok(Self::Postgres(pool))
         } else if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
+            let opts = SqliteConnectOptions::from_str(url)?;
+            // Two processes opening a new file at once would both apply the migrations: the
+            // second fails. A lock file beside the database serializes migrating (SQLite's own
+            // locks are POSIX locks, which another descriptor on the database file would drop).
+            let lock_path = format!("{}-migrate.lock", opts.get_filename().display());
+            let lock_err = |source| StoreError::MigrationLock {
+                path: lock_path.clone(),
+                source,
+            };
+            let lock = std::fs::File::create(&lock_path).map_err(lock_err)?;
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -341,7 +544,14 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(60))
                 .connect_with(opts)
                 .await?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            // Waiting for another process (or task) migrating must not hold an async worker.
+            let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+                .await
+                .expect("the lock task does not panic")
+                .map_err(lock_err)?;
+            let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+            drop(lock);
+            migrated?;
             Ok(Self::Sqlite(pool))
         } else {
             Err(StoreError::BadUrl(url.to_string()))
@@ -376,9 +586,9 @@ impl Db {
         dispatch!(self, init(origin, frontier, verifier))
     }
 
-    /// Last entry (seq, leaf), staged or not.
-    pub async fn tail(&self) -> Result<Option<(u64, Hash)>, StoreError> {
-        dispatch!(self, tail())
+    /// The key table: verifier key strings in order, with the entry announcing each.
+    pub async fn key_rows(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        dispatch!(self, key_rows())
     }
 
     /// Up to `limit` entries from `from` (inclusive) below `to`.
@@ -396,16 +606,6 @@ impl Db {
         dispatch!(self, leaves(from, to))
     }
 
-    /// Compare-and-swap of the head from `old_size`; false when another writer moved it.
-    pub async fn advance(
-        &self,
-        old_size: u64,
-        new: &HeadRow,
-        rotation: Option<&RotationRow>,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, advance(old_size, new, rotation))
-    }
-
     /// Up to `limit` checkpoints of size >= `from_size`.
     pub async fn checkpoints_from(
         &self,
@@ -413,6 +613,21 @@ impl Db {
         limit: u64,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         dispatch!(self, checkpoints_from(from_size, limit))
+    }
+
+    /// The witness cosignature lines recorded for the checkpoint of `size`.
+    pub async fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, cosignatures(size))
+    }
+
+    /// Records (or replaces) `witness`'s cosignature line on the checkpoint of `size`.
+    pub async fn add_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, add_cosignature(size, witness, line))
     }
 
     /// The latest entries (newest first) whose object key is `key`, below `below`.
@@ -424,60 +639,47 @@ impl Db {
         dispatch!(self, find_object(key, below))
     }
 
-    /// Appends rows in one transaction if the log still ends at (`next_seq`, `prev`);
-    /// returns false (and writes nothing) when another writer got there first.
-    pub async fn stage(
-        &self,
-        next_seq: u64,
-        prev: &Hash,
-        rows: &[EntryRow],
-    ) -> Result<bool, StoreError> {
+    /// The entries that recorded the idempotency keys among `ids` that are already known.
+    pub async fn requests(&self, ids: &[String]) -> Result<Vec<(String, u64)>, StoreError> {
+        let parse = |r: sqlx::Result<(String, i64)>| r.map(|(id, s)| (id, s as u64));
+        let mut out = Vec::new();
         match self {
             Db::Sqlite(p) => {
-                let mut tx = lite::begin(p).await?;
-                if !tail_matches(lite::tail_in(&mut tx).await?, next_seq, prev) {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                for chunk in rows.chunks(SQLITE_CHUNK) {
+                for chunk in ids.chunks(SQLITE_CHUNK) {
                     let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
+                        "SELECT id, seq FROM ledger_requests WHERE id IN (",
                     );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(to_i64(r.seq))
-                            .push_bind(r.leaf.to_vec())
-                            .push_bind(r.body.clone())
-                            .push_bind(r.object_key);
-                    });
-                    qb.build().execute(&mut *tx).await?;
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.clone());
+                    }
+                    qb.push(")");
+                    for r in qb.build_query_as::<(String, i64)>().fetch_all(p).await? {
+                        out.push(parse(Ok(r))?);
+                    }
                 }
-                tx.commit().await?;
-                Ok(true)
             }
             Db::Postgres(p) => {
-                let mut tx = pg::begin(p).await?;
-                if !tail_matches(pg::tail_in(&mut tx).await?, next_seq, prev) {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
-                let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
-                let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
-                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
-                sqlx::query(
-                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
+                let rows = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT id, seq FROM ledger_requests WHERE id = ANY($1)",
                 )
-                .bind(seqs)
-                .bind(leaves)
-                .bind(bodies)
-                .bind(objects)
-                .execute(&mut *tx)
+                .bind(ids.to_vec())
+                .fetch_all(p)
                 .await?;
-                tx.commit().await?;
-                Ok(true)
+                for r in rows {
+                    out.push(parse(Ok(r))?);
+                }
             }
         }
+        Ok(out)
+    }
+
+    /// Begins the transaction that holds the head: other sequencers wait until it ends.
+    pub async fn lock_head(&self) -> Result<HeadLock, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => HeadLock::Sqlite(lite::begin(p).await?),
+            Db::Postgres(p) => HeadLock::Postgres(pg::begin(p).await?),
+        })
     }
 
     /// The names of the ledger tables and their columns, as the database reports them
@@ -506,12 +708,5 @@ impl Db {
             .collect::<Result<Vec<_>, sqlx::Error>>()?,
         };
         Ok(rows)
-    }
-}
-
-fn tail_matches(tail: Option<(u64, Hash)>, next_seq: u64, prev: &Hash) -> bool {
-    match tail {
-        None => next_seq == 0,
-        Some((seq, leaf)) => seq + 1 == next_seq && &leaf == prev,
     }
 }

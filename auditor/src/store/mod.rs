@@ -1,9 +1,10 @@
-//! The durable ledger on SQLite or PostgreSQL: batched appends, a signed head that advances
-//! by compare-and-swap only over entries already committed, recovery of committed entries
-//! left without a checkpoint, key rotation, streamed export and inclusion proofs.
+//! The durable ledger on SQLite or PostgreSQL: batches sealed and signed by the one
+//! [`Sequencer`] and committed with the head swap (compare-and-swap) in one transaction,
+//! checks of the stored head before anything is signed, key rotation, streamed export and
+//! inclusion proofs.
 //!
-//! Entries are made by the pure core ([`crate::ledger`]); this module only moves them to and
-//! from the database.
+//! Entries are made and checked by the pure core ([`crate::ledger`]); this module only moves
+//! them to and from the database.
 
 pub mod db;
 
@@ -13,15 +14,18 @@ use std::io::Write;
 use db::{Db, EntryRow, HeadRow, RotationRow};
 
 use crate::bundle::{BundleError, BundleWriter};
+use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
-use crate::ledger::entry::{Body, Entry, EntryError, GENESIS_PREV, Timestamp};
+use crate::ledger::checkpoint::parse_note;
+use crate::ledger::cosignature::WitnessKey;
+use crate::ledger::entry::{Body, Entry, Timestamp};
 use crate::ledger::proof::InclusionProof;
-use crate::ledger::tree::{Frontier, Hash, TreeError, inclusion_proof, leaf_hash};
+use crate::ledger::tree::{Frontier, Hash, TreeError, consistency_proof, inclusion_proof};
+use crate::ledger::{Sealed, Sequencer, SequencerError, StoredHead};
+use crate::witness::AddCheckpoint;
 
 /// Rows read per page when streaming.
 const PAGE: u64 = 10_000;
-/// How many times an append or head advance is retried when another writer got first.
-const RETRIES: usize = 64;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,26 +36,47 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The lock file that serializes migrations of a SQLite file cannot be used.
+    #[error("migration lock {path}: {source}")]
+    MigrationLock {
+        /// The lock file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The `--db` value is not a supported URL.
     #[error("unsupported database {0:?}: use sqlite:PATH or postgres://…")]
     BadUrl(String),
     /// The log has no head yet.
     #[error("the ledger is empty: append entries first (with a signing key)")]
     NotInitialised,
-    /// The signing key is not the key in force.
-    #[error("key {given} is not this ledger's signing key in force ({active})")]
-    WrongKey {
-        /// The key offered.
-        given: String,
-        /// The key in force.
-        active: String,
+    /// The sequencer refused the stored head: nothing was signed.
+    #[error("refusing to sign: {0}")]
+    Sequencer(#[from] SequencerError),
+    /// Rows appeared past the signed head while this sequencer was running.
+    #[error(
+        "refusing to sign: {count} entry rows past the signed head, from entry {first}, were written by someone else; nothing was signed (the next start drops them)"
+    )]
+    RowsPastHead {
+        /// How many.
+        count: u64,
+        /// First sequence number.
+        first: u64,
     },
     /// Stored data contradicts itself.
     #[error("the stored ledger is inconsistent: {0}")]
     Corrupt(String),
-    /// Lost too many races with other writers.
-    #[error("gave up after {RETRIES} attempts: other writers kept extending the log")]
-    Contended,
+    /// An idempotency key already names another observation.
+    #[error(
+        "idempotency key {id:?} is already used for {}: a retry must carry the same observation",
+        seq.map_or("another observation of this batch".to_string(), |s| format!("entry {s}, a different observation"))
+    )]
+    IdempotencyConflict {
+        /// The key.
+        id: String,
+        /// The entry recorded under it.
+        seq: Option<u64>,
+    },
     /// A tree computation failed.
     #[error("tree: {0}")]
     Tree(#[from] TreeError),
@@ -61,36 +86,49 @@ pub enum StoreError {
     /// No entry about the object.
     #[error("no entry about object {0:?} is covered by the signed head")]
     NoSuchObject(String),
-    /// A rotation names a key for another log.
-    #[error("the new key is named {given:?}; it must be named after the log origin {origin:?}")]
-    RotationName {
-        /// New key's name.
-        given: String,
-        /// Log origin.
-        origin: String,
-    },
 }
 
-/// Entries committed by one append call (not yet under a checkpoint).
+/// Rows found past the signed head when the sequencer opened the log, and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Staged {
-    /// First sequence number.
+pub struct Dropped {
+    /// How many rows.
+    pub count: u64,
+    /// The first one's sequence number (the head size).
     pub first: u64,
-    /// Last sequence number.
-    pub last: u64,
 }
 
-/// A head advance: the new signed checkpoint.
+/// One commit: entries sealed by this sequencer and the signed checkpoint covering them,
+/// made durable in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advanced {
-    /// Previous head size.
-    pub from: u64,
-    /// New head size.
+pub struct Appended {
+    /// First sequence number of this commit's entries.
+    pub first: u64,
+    /// Last sequence number of this commit's entries.
+    pub last: u64,
+    /// The new head size.
     pub size: u64,
     /// The signed checkpoint note.
     pub note: String,
-    /// True when this checkpoint committed a key rotation (later ones need the new key).
-    pub rotated: bool,
+}
+
+/// What [`Ledger::submit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The commit of the submissions not seen before (none when all were retries).
+    pub appended: Option<Appended>,
+    /// Retried submissions, recorded once already: (idempotency key, entry).
+    pub already: Vec<(String, u64)>,
+}
+
+/// A witness the log asks for cosignatures: its key, its URL, the last size it cosigned.
+#[derive(Debug, Clone)]
+pub struct WitnessEndpoint {
+    /// The witness's cosignature key.
+    pub key: WitnessKey,
+    /// `http://host:port[/prefix]`.
+    pub url: String,
+    /// Last size it cosigned, when known (learnt from a 409 answer otherwise).
+    pub last: Option<u64>,
 }
 
 /// Counts of an export.
@@ -143,178 +181,285 @@ impl Ledger {
             .collect()
     }
 
-    /// Creates the log for `signer` if it is new, then checks `signer` is the key in force.
-    pub async fn ensure_initialised(&self, signer: &SignerKey) -> Result<HeadRow, StoreError> {
+    /// Opens the log for signing with `key`, creating it if it is new. The whole stored head
+    /// is checked first (see [`Sequencer::adopt`]): the note opens with the key in force, its
+    /// root is the root of the stored leaves, the frontier is theirs, no newer checkpoint was
+    /// issued. Rows found past the head were never acknowledged: they are deleted, never
+    /// signed, and reported.
+    pub async fn sequencer(
+        &self,
+        key: SignerKey,
+    ) -> Result<(Sequencer, Option<Dropped>), StoreError> {
         let empty = Frontier::new().to_bytes();
         self.db
-            .init(signer.name(), &empty, &signer.verifier().to_string())
+            .init(key.name(), &empty, &key.verifier().to_string())
             .await?;
-        let head = self.head().await?;
-        self.check_active(&head, signer.verifier()).await?;
-        Ok(head)
+        let keys = self.db.key_rows().await?;
+        let first = keys
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("the key table is empty".into()))?;
+        let mut seq = Sequencer::at_genesis(key, &first.0)?;
+        // Under the head lock, so that other sequencers cannot move the head meanwhile.
+        let mut lock = self.db.lock_head().await?;
+        self.catch_up(&mut seq).await?;
+        let newest = lock.newest_checkpoint().await?;
+        if newest > seq.size() {
+            return Err(SequencerError::RolledBack {
+                ours: newest,
+                found: seq.size(),
+            }
+            .into());
+        }
+        let dropped = lock.past(seq.size()).await?;
+        if dropped.is_some() {
+            lock.drop_past(seq.size()).await?;
+        }
+        Ok((seq, dropped.map(|(count, first)| Dropped { count, first })))
     }
 
-    async fn check_active(&self, head: &HeadRow, key: &VerifierKey) -> Result<(), StoreError> {
-        let keys = self.keys().await?;
-        let active = keys
-            .get(head.key_index as usize)
-            .ok_or_else(|| StoreError::Corrupt(format!("no key number {}", head.key_index)))?;
-        if active != key {
-            return Err(StoreError::WrongKey {
-                given: key.to_string(),
-                active: active.to_string(),
-            });
+    /// Brings `seq` to the stored head, checking it (reads only the leaves it has not seen).
+    async fn catch_up(&self, seq: &mut Sequencer) -> Result<(), StoreError> {
+        let head = self.head().await?;
+        let keys = self.db.key_rows().await?;
+        let mut leaves = seq.catch_up(&keys);
+        while leaves.next() < head.size {
+            let end = (leaves.next() + PAGE).min(head.size);
+            for leaf in self.db.leaves(leaves.next(), end).await? {
+                leaves.push(leaf);
+            }
+        }
+        let text = |s: u64| async move {
+            let rows = self.db.entries_from(s, s + 1, 1).await?;
+            rows.into_iter()
+                .next()
+                .map(|(_, _, body)| body)
+                .ok_or_else(|| StoreError::Corrupt(format!("entry {s} is missing")))
+        };
+        let last = if head.size > seq.size() {
+            Some(text(head.size - 1).await?)
+        } else {
+            None
+        };
+        let mut rotations = Vec::new();
+        for (_, at) in keys.iter().skip(seq.keys().len()) {
+            if let Some(s) = at
+                && *s < head.size
+            {
+                rotations.push((*s, text(*s).await?));
+            }
+        }
+        let stored = StoredHead {
+            origin: head.origin,
+            size: head.size,
+            note: head.note,
+            frontier: head.frontier,
+            keys,
+            last,
+            rotations,
+        };
+        seq.adopt(leaves, &stored)?;
+        Ok(())
+    }
+
+    /// Seals `items` with `seq`, stamped `now` (or later: times never decrease), signs a
+    /// checkpoint over them and commits entries and head in one transaction that holds the
+    /// head. When another sequencer moved the head since `seq` last saw it, that head is
+    /// checked and adopted first (under the same lock) and the items are sealed after it.
+    /// Rows found past the head stop the sequencer.
+    pub async fn append(
+        &self,
+        seq: &mut Sequencer,
+        now: Timestamp,
+        items: &[Body],
+    ) -> Result<Appended, StoreError> {
+        let done = self
+            .commit(seq, &[], |next, _| {
+                let first = next.size();
+                let rows = items
+                    .iter()
+                    .map(|b| row(next.seal(now, b.clone()), b))
+                    .collect();
+                Ok(Some((first, rows, Vec::new(), None)))
+            })
+            .await?;
+        Ok(done.expect("append always writes"))
+    }
+
+    /// [`Ledger::append`] for submissions that may carry an idempotency key: one whose key is
+    /// already recorded is not recorded again (its entry must hold the same observation);
+    /// it is reported with the entry that holds it.
+    pub async fn submit(
+        &self,
+        seq: &mut Sequencer,
+        now: Timestamp,
+        items: &[Submission],
+    ) -> Result<Submitted, StoreError> {
+        let ids: Vec<(&str, &Body)> = items
+            .iter()
+            .filter_map(|s| s.id.as_deref().map(|id| (id, &s.body)))
+            .collect();
+        let mut in_batch: HashMap<&str, &Body> = HashMap::new();
+        for item in items {
+            if let Some(id) = item.id.as_deref()
+                && in_batch
+                    .insert(id, &item.body)
+                    .is_some_and(|b| *b != item.body)
+            {
+                return Err(StoreError::IdempotencyConflict {
+                    id: id.to_string(),
+                    seq: None,
+                });
+            }
+        }
+        let mut already = Vec::new();
+        let mut repeats: Vec<(String, u64)> = Vec::new();
+        let done = self
+            .commit(seq, &ids, |next, known| {
+                let first = next.size();
+                let mut sealed_ids: HashMap<&str, u64> = HashMap::new();
+                let mut rows = Vec::new();
+                let mut requests = Vec::new();
+                for item in items {
+                    let id = item.id.as_deref();
+                    if let Some(id) = id {
+                        if let Some(&at) = known.get(id) {
+                            already.push((id.to_string(), at));
+                            continue;
+                        }
+                        if let Some(&at) = sealed_ids.get(id) {
+                            repeats.push((id.to_string(), at));
+                            continue;
+                        }
+                    }
+                    let sealed = next.seal(now, item.body.clone());
+                    if let Some(id) = id {
+                        sealed_ids.insert(id, sealed.seq);
+                        requests.push((id.to_string(), sealed.seq));
+                    }
+                    rows.push(row(sealed, &item.body));
+                }
+                Ok((!rows.is_empty()).then_some((first, rows, requests, None)))
+            })
+            .await?;
+        already.extend(repeats);
+        Ok(Submitted {
+            appended: done,
+            already,
+        })
+    }
+
+    /// A recorded idempotency key must point at a stored entry holding the same observation:
+    /// a key row written by someone else cannot make a new observation vanish.
+    async fn check_request(&self, id: &str, at: u64, body: &Body) -> Result<(), StoreError> {
+        let conflict = || StoreError::IdempotencyConflict {
+            id: id.to_string(),
+            seq: Some(at),
+        };
+        let rows = self.db.entries_from(at, at + 1, 1).await?;
+        let (_, leaf, text) = rows.into_iter().next().ok_or_else(conflict)?;
+        let entry = Entry::decode(text.as_bytes()).map_err(|_| conflict())?;
+        if entry.seq != at
+            || entry.body != *body
+            || crate::ledger::tree::leaf_hash(text.as_bytes()) != leaf
+        {
+            return Err(conflict());
         }
         Ok(())
     }
 
-    /// Commits entries at the end of the log in one transaction (retrying when another
-    /// writer extended the log meanwhile). They are durable, but not acknowledged until a
-    /// checkpoint covers them ([`Ledger::advance`]).
-    pub async fn append(&self, items: &[(Timestamp, Body)]) -> Result<Staged, StoreError> {
-        for _ in 0..RETRIES {
-            let (next, prev) = match self.db.tail().await? {
-                None => (0, GENESIS_PREV),
-                Some((seq, leaf)) => (seq + 1, leaf),
-            };
-            let rows = seal(next, prev, items);
-            if self.db.stage(next, &prev, &rows).await? {
-                return Ok(Staged {
-                    first: next,
-                    last: next + items.len() as u64 - 1,
-                });
-            }
-        }
-        Err(StoreError::Contended)
-    }
-
-    /// Signs a checkpoint over every committed entry beyond the head and swaps the head to it.
-    /// Stops right after a key-rotation entry: what follows needs the new key. With `check`,
-    /// every entry is re-decoded, re-hashed and its chain link checked first (recovery).
-    pub async fn advance(
+    /// Rotates from the key `seq` holds to `new`: a rotation entry sealed and signed under the
+    /// old key, committed with the key table row in one transaction; `seq` then signs with
+    /// `new`.
+    pub async fn rotate(
         &self,
-        signer: &SignerKey,
-        check: bool,
-    ) -> Result<Option<Advanced>, StoreError> {
-        for _ in 0..RETRIES {
-            let head = self.head().await?;
-            self.check_active(&head, signer.verifier()).await?;
-            let mut frontier = Frontier::from_bytes(&head.frontier)?;
-            if frontier.size() != head.size {
-                return Err(StoreError::Corrupt(
-                    "head frontier and size disagree".into(),
-                ));
-            }
-            let mut prev = if head.size == 0 {
-                GENESIS_PREV
-            } else {
-                self.db.leaves(head.size - 1, head.size).await?[0]
-            };
-            let mut rotation = None;
-            let mut next = head.size;
-            'pages: loop {
-                let page = self.db.entries_from(next, u64::MAX >> 1, PAGE).await?;
-                if page.is_empty() {
-                    break;
-                }
-                for (seq, leaf, body) in page {
-                    if seq != next {
-                        return Err(StoreError::Corrupt(format!(
-                            "entry {next} is missing (found {seq})"
-                        )));
-                    }
-                    if check {
-                        check_stored(seq, &leaf, &body, &prev)?;
-                    }
-                    frontier.push(leaf);
-                    prev = leaf;
-                    next += 1;
-                    if body.contains("\"kind\":\"key-rotation\"") {
-                        let entry = Entry::decode(body.as_bytes())
-                            .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                        if let Body::KeyRotation { new_key } = entry.body {
-                            rotation = Some(RotationRow {
-                                key_index: head.key_index + 1,
-                                verifier: new_key,
-                                seq,
-                            });
-                            break 'pages;
-                        }
-                    }
-                }
-            }
-            if next == head.size {
-                return Ok(None);
-            }
-            let note = crate::ledger::checkpoint::Checkpoint {
-                origin: head.origin.clone(),
-                size: next,
-                root: frontier.root(),
-                extensions: Vec::new(),
-            }
-            .sign(signer);
-            let new = HeadRow {
-                origin: head.origin.clone(),
-                size: next,
-                frontier: frontier.to_bytes(),
-                note: Some(note.clone()),
-                key_index: head.key_index + u64::from(rotation.is_some()),
-            };
-            if self.db.advance(head.size, &new, rotation.as_ref()).await? {
-                return Ok(Some(Advanced {
-                    from: head.size,
-                    size: next,
-                    note,
-                    rotated: rotation.is_some(),
-                }));
-            }
-        }
-        Err(StoreError::Contended)
+        seq: &mut Sequencer,
+        now: Timestamp,
+        new: SignerKey,
+    ) -> Result<Appended, StoreError> {
+        let done = self
+            .commit(seq, &[], |next, _| {
+                let (sealed, _) = next.rotate(now, new.clone())?;
+                let rotation = RotationRow {
+                    key_index: next.keys().len() as u64 - 1,
+                    verifier: next.keys().last().expect("rotated").to_string(),
+                    seq: sealed.seq,
+                };
+                let first = sealed.seq;
+                Ok(Some((
+                    first,
+                    vec![row_of(sealed, None)],
+                    Vec::new(),
+                    Some(rotation),
+                )))
+            })
+            .await?;
+        Ok(done.expect("a rotation always writes"))
     }
 
-    /// Recovery on start: entries committed by a writer that died before signing are checked
-    /// and brought under a checkpoint.
-    pub async fn recover(&self, signer: &SignerKey) -> Result<Vec<Advanced>, StoreError> {
-        let mut done = Vec::new();
-        while let Some(a) = self.advance(signer, true).await? {
-            let rotated = a.rotated;
-            done.push(a);
-            if rotated {
-                break;
+    /// Holds the head, brings `seq` to it (checking it) if another sequencer moved it, looks
+    /// up the idempotency keys of `ids` (checking each known one holds the same body), lets
+    /// `make` seal with a copy of `seq`, signs and commits. `make` returns `None` when there
+    /// is nothing to write.
+    async fn commit(
+        &self,
+        seq: &mut Sequencer,
+        ids: &[(&str, &Body)],
+        make: impl FnOnce(
+            &mut Sequencer,
+            &HashMap<String, u64>,
+        ) -> Result<Option<CommitRows>, SequencerError>,
+    ) -> Result<Option<Appended>, StoreError> {
+        let mut lock = self.db.lock_head().await?;
+        let (size, note) = lock.head().await?;
+        if (size, note.as_deref()) != seq.head() {
+            // Reads through the pool see the committed head, which the lock keeps still.
+            self.catch_up(seq).await?;
+        }
+        if let Some((count, first)) = lock.past(seq.size()).await? {
+            return Err(StoreError::RowsPastHead { count, first });
+        }
+        let known: HashMap<String, u64> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            let names: Vec<String> = ids.iter().map(|(id, _)| id.to_string()).collect();
+            self.db.requests(&names).await?.into_iter().collect()
+        };
+        for (id, body) in ids {
+            if let Some(&at) = known.get(*id) {
+                self.check_request(id, at, body).await?;
             }
         }
-        Ok(done)
-    }
-
-    /// Rotates from `old` to `new`: a rotation entry committed under a checkpoint signed by
-    /// `old`; from then on only `new` can advance the head.
-    pub async fn rotate(&self, old: &SignerKey, new: &VerifierKey) -> Result<Advanced, StoreError> {
-        let head = self.ensure_initialised(old).await?;
-        if new.name() != head.origin {
-            return Err(StoreError::RotationName {
-                given: new.name().to_string(),
-                origin: head.origin,
-            });
+        let mut next = seq.clone();
+        let Some((first, rows, requests, rotation)) = make(&mut next, &known)? else {
+            return Ok(None);
+        };
+        let note = match next.note() {
+            Some(n) => n.to_string(),
+            None => next.sign(),
+        };
+        let new = HeadRow {
+            origin: next.origin().to_string(),
+            size: next.size(),
+            frontier: next.frontier().to_bytes(),
+            note: Some(note.clone()),
+            key_index: next.keys().len() as u64 - 1,
+        };
+        if !lock
+            .commit(seq.size(), &rows, &requests, &new, rotation.as_ref())
+            .await?
+        {
+            return Err(StoreError::Corrupt(
+                "the head moved while this sequencer held it".into(),
+            ));
         }
-        self.recover(old).await?;
-        self.append(&[(
-            Timestamp::now(),
-            Body::KeyRotation {
-                new_key: new.to_string(),
-            },
-        )])
-        .await?;
-        loop {
-            match self.advance(old, false).await? {
-                Some(a) if a.rotated => return Ok(a),
-                Some(_) => continue,
-                None => {
-                    return Err(StoreError::Corrupt(
-                        "the rotation entry was not found".into(),
-                    ));
-                }
-            }
-        }
+        let size = next.size();
+        *seq = next;
+        Ok(Some(Appended {
+            first,
+            last: size - 1,
+            size,
+            note,
+        }))
     }
 
     /// Writes the export bundle: keys, then entries up to the signed head with each
@@ -357,7 +502,10 @@ impl Ledger {
                     }
                     match cps.front() {
                         Some((s, _)) if *s == next && *s <= head.size => {
-                            let (_, note) = cps.pop_front().expect("front exists");
+                            let (size, mut note) = cps.pop_front().expect("front exists");
+                            for line in self.db.cosignatures(size).await? {
+                                note.push_str(&line);
+                            }
                             w.checkpoint(&note)?;
                             stats.checkpoints += 1;
                         }
@@ -402,14 +550,94 @@ impl Ledger {
         })
     }
 
-    /// The RFC 6962 audit path of `index` in the tree of `size`, computed page by page.
-    pub async fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+    /// Asks each witness to cosign the checkpoint `appended` (C2SP `tlog-witness`), with a
+    /// consistency proof from the last size it cosigned, and records each valid
+    /// cosignature. Returns, per witness, what happened; a witness that refuses or cannot be
+    /// reached does not undo the commit.
+    pub async fn collect_cosignatures(
+        &self,
+        appended: &Appended,
+        witnesses: &mut [WitnessEndpoint],
+    ) -> Vec<Result<(), String>> {
+        let mut out = Vec::new();
+        for w in witnesses.iter_mut() {
+            out.push(self.cosign_with(appended, w).await);
+        }
+        out
+    }
+
+    async fn cosign_with(&self, a: &Appended, w: &mut WitnessEndpoint) -> Result<(), String> {
+        let name = w.key.name().to_string();
+        for _ in 0..3 {
+            let old = w.last.unwrap_or(0).min(a.size);
+            let proof = if old == 0 || old == a.size {
+                Vec::new()
+            } else {
+                self.consistency_path(old, a.size)
+                    .await
+                    .map_err(|e| format!("witness {name}: {e}"))?
+            };
+            let req = AddCheckpoint {
+                old,
+                proof,
+                note: a.note.clone(),
+            };
+            let (status, body) = crate::witness::serve::add_checkpoint(&w.url, &req)
+                .await
+                .map_err(|e| e.to_string())?;
+            match status {
+                200 => {
+                    let cosigned = format!("{}{body}", a.note);
+                    let note = parse_note(&cosigned).map_err(|e| format!("witness {name}: {e}"))?;
+                    if w.key.cosigned(&note).is_none() {
+                        return Err(format!("witness {name} answered no valid cosignature"));
+                    }
+                    let line = body
+                        .lines()
+                        .find(|l| l.starts_with(&format!("\u{2014} {name} ")))
+                        .ok_or_else(|| format!("witness {name}: no signature line"))?;
+                    self.db
+                        .add_cosignature(a.size, &name, &format!("{line}\n"))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    w.last = Some(a.size);
+                    return Ok(());
+                }
+                409 => match body.trim().parse::<u64>() {
+                    Ok(last) if Some(last) != w.last => w.last = Some(last),
+                    _ => return Err(format!("witness {name} refused: {}", body.trim())),
+                },
+                _ => {
+                    return Err(format!(
+                        "witness {name} refused ({status}): {}",
+                        body.trim()
+                    ));
+                }
+            }
+        }
+        Err(format!("witness {name}: gave up after repeated conflicts"))
+    }
+
+    /// The RFC 6962 consistency proof from `old` to `new`, computed from the stored leaves.
+    pub async fn consistency_path(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         let mut ranges = Vec::new();
-        inclusion_proof(index, size, &mut |a, b| {
+        consistency_proof(old, new, &mut |a, b| {
             ranges.push((a, b));
             Ok::<_, std::convert::Infallible>([0u8; 32])
         })
         .expect("infallible")?;
+        let hashes = self.subtree_hashes(ranges).await?;
+        Ok(consistency_proof(old, new, &mut |a, b| {
+            Ok::<_, std::convert::Infallible>(hashes[&(a, b)])
+        })
+        .expect("infallible")?)
+    }
+
+    /// Merkle tree hashes of leaf ranges, from the stored leaves.
+    async fn subtree_hashes(
+        &self,
+        ranges: Vec<(u64, u64)>,
+    ) -> Result<HashMap<(u64, u64), Hash>, StoreError> {
         let mut hashes = HashMap::new();
         for (a, b) in ranges {
             let mut f = Frontier::new();
@@ -423,6 +651,18 @@ impl Ledger {
             }
             hashes.insert((a, b), f.root());
         }
+        Ok(hashes)
+    }
+
+    /// The RFC 6962 audit path of `index` in the tree of `size`, computed page by page.
+    pub async fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut ranges = Vec::new();
+        inclusion_proof(index, size, &mut |a, b| {
+            ranges.push((a, b));
+            Ok::<_, std::convert::Infallible>([0u8; 32])
+        })
+        .expect("infallible")?;
+        let hashes = self.subtree_hashes(ranges).await?;
         Ok(inclusion_proof(index, size, &mut |a, b| {
             Ok::<_, std::convert::Infallible>(hashes[&(a, b)])
         })
@@ -430,49 +670,22 @@ impl Ledger {
     }
 }
 
-/// Seals items as rows starting at `next` after `prev` (the pure core makes the entries).
-fn seal(next: u64, prev: Hash, items: &[(Timestamp, Body)]) -> Vec<EntryRow> {
-    let mut prev = prev;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, (time, body))| {
-            let entry = Entry {
-                seq: next + i as u64,
-                time: *time,
-                prev,
-                body: body.clone(),
-            };
-            let text = entry.encode();
-            let leaf = leaf_hash(text.as_bytes());
-            prev = leaf;
-            EntryRow {
-                seq: entry.seq,
-                leaf,
-                object_key: match body {
-                    Body::Observation(o) => Some(db::object_key(&o.object.id)),
-                    Body::KeyRotation { .. } => None,
-                },
-                body: text,
-            }
-        })
-        .collect()
+type CommitRows = (u64, Vec<EntryRow>, Vec<(String, u64)>, Option<RotationRow>);
+
+/// The row of an entry sealed from `body`.
+fn row(sealed: Sealed, body: &Body) -> EntryRow {
+    let key = match body {
+        Body::Observation(o) => Some(db::object_key(&o.object.id)),
+        Body::KeyRotation { .. } => None,
+    };
+    row_of(sealed, key)
 }
 
-fn check_stored(seq: u64, leaf: &Hash, body: &str, prev: &Hash) -> Result<(), StoreError> {
-    let corrupt = |why: String| StoreError::Corrupt(format!("entry {seq}: {why}"));
-    let entry = Entry::decode(body.as_bytes()).map_err(|e: EntryError| corrupt(e.to_string()))?;
-    if entry.seq != seq {
-        return Err(corrupt(format!(
-            "stored under seq {seq} but says {}",
-            entry.seq
-        )));
+fn row_of(sealed: Sealed, object_key: Option<i64>) -> EntryRow {
+    EntryRow {
+        seq: sealed.seq,
+        leaf: sealed.leaf,
+        body: sealed.text,
+        object_key,
     }
-    if &leaf_hash(body.as_bytes()) != leaf {
-        return Err(corrupt("stored leaf hash does not match its text".into()));
-    }
-    if &entry.prev != prev {
-        return Err(corrupt("prev does not match the previous entry".into()));
-    }
-    Ok(())
 }

@@ -75,6 +75,19 @@ fn private_keys_readable_by_others_are_refused() {
         err.contains("has mode 0644") && err.contains("chmod 600"),
         "{err}"
     );
+    // A symbolic link to a good key file is refused: the file read must be the file checked.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let out = run(
+        &["append", "--db", &db, "--key", link.to_str().unwrap()],
+        Some(&input(0, 3)),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    // Nothing was written by the refused runs.
+    assert!(!dir.path().join("l.sqlite").exists());
 }
 
 #[test]
@@ -85,19 +98,9 @@ fn append_export_verify_prove_and_rotate() {
     let (k2, v2) = keygen(dir.path(), "k2");
     let db = format!("sqlite:{}", p("l.sqlite"));
     let k1s = k1.to_str().unwrap();
-    // 250 entries, batches of 20, a checkpoint every 100 entries (rounded up to batches).
+    // 250 entries in batches of 100, each committed with its checkpoint.
     let out = run_ok(
-        &[
-            "append",
-            "--db",
-            &db,
-            "--key",
-            k1s,
-            "--batch",
-            "20",
-            "--checkpoint-every",
-            "100",
-        ],
+        &["append", "--db", &db, "--key", k1s, "--batch", "100"],
         Some(&input(0, 250)),
     );
     let acks: Vec<&str> = out.lines().filter(|l| l.starts_with("ack ")).collect();
@@ -156,11 +159,28 @@ fn append_export_verify_prove_and_rotate() {
     assert!(note.starts_with(&format!("{ORIGIN}\n291\n")), "{note}");
     // Export and verify with either key, or either fingerprint.
     run_ok(&["export", "--db", &db, "--out", &p("bundle.jsonl")], None);
-    for trust in [&v1, &v2] {
-        let out = run_ok(&["verify", &p("bundle.jsonl"), "--trust", trust], None);
-        assert!(out.contains("valid: 291 entries"), "{out}");
-        assert!(out.contains("key 1: "), "{out}");
-    }
+    // Trust means the key in force: k2 verifies, retired k1 only when accepted explicitly.
+    let out = run_ok(&["verify", &p("bundle.jsonl"), "--trust", &v2], None);
+    assert!(out.contains("valid: 291 entries"), "{out}");
+    assert!(
+        out.contains(&format!("last checkpoint signed by key 1: {v2}")),
+        "{out}"
+    );
+    let out = run(&["verify", &p("bundle.jsonl"), "--trust", &v1], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is retired"));
+    let out = run_ok(
+        &[
+            "verify",
+            &p("bundle.jsonl"),
+            "--trust",
+            &v1,
+            "--accept-retired-key",
+        ],
+        None,
+    );
+    assert!(out.contains("valid: 291 entries"), "{out}");
+    assert!(out.contains("the trusted key (key 0) is retired"), "{out}");
     // Prove one object; the proof verifies against the new key.
     let proof = run_ok(
         &["prove", "--db", &db, "--object", "spaces/12/doc-12"],
@@ -180,4 +200,125 @@ fn append_export_verify_prove_and_rotate() {
     // Not on a terminal: no progress display on stderr.
     let out = run(&["export", "--db", &db, "--out", &p("b2.jsonl")], None);
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
+}
+
+/// Whoever obtains a retired key can announce a key of their own under it and sign the rest
+/// with that. An auditor who still trusts the retired key is told so, and told which key
+/// signed the last checkpoint, instead of a plain "valid".
+#[test]
+fn a_retired_key_does_not_vouch_for_its_successors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (k1, v1) = keygen(dir.path(), "k1");
+    let (mallory, vm) = keygen(dir.path(), "mallory");
+    let db = format!("sqlite:{}", p("l.sqlite"));
+    run_ok(
+        &["append", "--db", &db, "--key", k1.to_str().unwrap()],
+        Some(&input(0, 20)),
+    );
+    // The attacker holds the old key: rotates to their own and signs what they like.
+    run_ok(
+        &[
+            "rotate",
+            "--db",
+            &db,
+            "--key",
+            k1.to_str().unwrap(),
+            "--new-key",
+            mallory.to_str().unwrap(),
+        ],
+        None,
+    );
+    run_ok(
+        &["append", "--db", &db, "--key", mallory.to_str().unwrap()],
+        Some(&input(100, 20)),
+    );
+    run_ok(&["export", "--db", &db, "--out", &p("forged.jsonl")], None);
+    let out = run(&["verify", &p("forged.jsonl"), "--trust", &v1], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("INVALID") && stdout.contains("is retired") && stdout.contains(&vm),
+        "{stdout}"
+    );
+    let out = run_ok(
+        &[
+            "verify",
+            &p("forged.jsonl"),
+            "--trust",
+            &v1,
+            "--accept-retired-key",
+        ],
+        None,
+    );
+    assert!(
+        out.contains(&format!("last checkpoint signed by key 1: {vm}")) && out.contains("WARNING"),
+        "{out}"
+    );
+}
+
+/// A slow stream is acknowledged on the timer, without waiting for a full batch or the end of
+/// its input; a retried line (same id) is acknowledged with the entry that already holds it.
+#[test]
+fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "k");
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["append", "--db", &db, "--key", key.to_str().unwrap()])
+        .args(["--batch", "1000", "--flush-ms", "50"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let with_id = |i: u64| observation_json(i).replacen('{', &format!("{{\"id\":\"obs-{i}\","), 1);
+    let next = || {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("no ack within 60 s while the input stays open")
+    };
+    for i in 0..3 {
+        writeln!(stdin, "{}", with_id(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    assert_eq!(next(), "ack first=0 last=2 size=3");
+    // The writer retries line 1 (it never saw the ack), then sends a new one.
+    writeln!(stdin, "{}\n{}", with_id(1), with_id(3)).unwrap();
+    stdin.flush().unwrap();
+    let mut got = vec![next(), next()];
+    got.sort();
+    assert_eq!(got, ["ack first=3 last=3 size=4", "already id=obs-1 seq=1"]);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    run_ok(
+        &[
+            "export",
+            "--db",
+            &db,
+            "--out",
+            dir.path().join("b").to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = run_ok(
+        &[
+            "verify",
+            dir.path().join("b").to_str().unwrap(),
+            "--trust",
+            &vkey,
+        ],
+        None,
+    );
+    assert!(out.contains("valid: 4 entries"), "{out}");
 }

@@ -1,134 +1,207 @@
-//! Crash safety of the real binary: `append` is killed with SIGKILL at random points, then
-//! restarted, many times. No acknowledged entry is ever lost and the ledger verifies after
-//! every kill (recovery signs what a dead writer committed without a checkpoint).
+//! Crash safety of the real binary: two `append` writers share one ledger and are killed with
+//! SIGKILL at random points, then restarted, many times. Every entry a writer was acknowledged
+//! for is in the signed ledger, holds that writer's observation, and appears exactly once;
+//! the ledger verifies after every round; a kill never leaves rows past the signed head
+//! (entries and their checkpoint are committed in one transaction).
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rand::Rng as _;
 
-use crate::util::{bin, export_and_verify, keygen, observation_json, run_ok};
+use crate::util::{bin, export_and_verify, keygen, observation_json, run};
+
+/// Objects of writer `w` in round `r` are numbered from here (unique across the test).
+fn base(round: u64, w: u64) -> u64 {
+    (round * 2 + w) * 1_000_000
+}
+
+/// A writer process fed observations `from..` until it dies; its stdout lines are collected.
+struct Writer {
+    child: Child,
+    feeder: std::thread::JoinHandle<()>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn spawn(db: &str, key: &std::path::Path, batch: u64, from: u64, log: &std::path::Path) -> Writer {
+    let mut child = Command::new(bin())
+        .args(["append", "--db", db, "--key", key.to_str().unwrap()])
+        .args(["--batch", &batch.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in from.. {
+            if stdin
+                .write_all((observation_json(i) + "\n").as_bytes())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Writer {
+        child,
+        feeder,
+        lines,
+    }
+}
+
+/// (first, last) of every ack line.
+fn acks(lines: &[String]) -> Vec<(u64, u64)> {
+    lines
+        .iter()
+        .map(|l| {
+            let field = |k: &str| -> u64 {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(k))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected output {l:?}"))
+            };
+            (field("first="), field("last="))
+        })
+        .collect()
+}
+
+/// The object number of every entry of a bundle, by seq.
+fn objects(bundle: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(bundle)
+        .lines()
+        .filter(|l| l.starts_with("{\"entry\":"))
+        .map(|l| {
+            let at = l.find("/doc-").expect("observation entry") + 5;
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap()
+        })
+        .collect()
+}
 
 #[tokio::test]
-async fn sigkill_at_random_points_loses_no_acknowledged_entry() {
+async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (key, vkey) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("crash.sqlite").display());
     let mut rng = rand::thread_rng();
-    let mut acked: u64 = 0;
-    let mut next_object: u64 = 0;
-    let rounds = 40;
-    let mut kills_between_commit_and_checkpoint = 0;
+    // (writer base, first, last) of every ack.
+    let mut acked: Vec<(u64, u64, u64)> = Vec::new();
+    let rounds = 12;
     for round in 0..rounds {
-        let batch = [7u64, 50, 200][rng.gen_range(0..3)];
-        let every = batch * rng.gen_range(1..4);
-        let mut child = Command::new(bin())
-            .args(["append", "--db", &db, "--key", key.to_str().unwrap()])
-            .args([
-                "--batch",
-                &batch.to_string(),
-                "--checkpoint-every",
-                &every.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let start = next_object;
-        let feeder = std::thread::spawn(move || {
-            // Writes until the process dies (broken pipe).
-            for i in start.. {
-                if stdin
-                    .write_all((observation_json(i) + "\n").as_bytes())
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        next_object += 1_000_000;
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let target_acks = rng.gen_range(0..4);
-        let mut line = String::new();
-        for _ in 0..target_acks {
-            line.clear();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            let size: u64 = line
-                .trim()
-                .rsplit_once("size=")
-                .and_then(|(_, s)| s.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected output {line:?}"));
-            acked = acked.max(size);
-        }
-        // Kill at a random point inside the next batch or checkpoint.
-        std::thread::sleep(Duration::from_micros(rng.gen_range(0..20_000)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // Acks already written to the pipe before the kill count too.
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
-        for l in rest.lines() {
-            if let Some((_, s)) = l.rsplit_once("size=") {
-                acked = acked.max(s.parse().unwrap());
+        let writers: Vec<(u64, Writer)> = (0..2)
+            .map(|w| {
+                let batch = [7u64, 50, 200][rng.gen_range(0..3)];
+                let log = dir.path().join(format!("writer-{w}.log"));
+                (
+                    base(round, w),
+                    spawn(&db, &key, batch, base(round, w), &log),
+                )
+            })
+            .collect();
+        // Let each writer be acknowledged 0 to 3 times, then kill both at a random point of
+        // their batches and checkpoints.
+        let mut out: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+        for (i, (_, w)) in writers.iter().enumerate() {
+            for _ in 0..rng.gen_range(0..4) {
+                let line = w
+                    .lines
+                    .recv_timeout(Duration::from_secs(120))
+                    .unwrap_or_else(|e| {
+                        let log = dir.path().join(format!("writer-{i}.log"));
+                        let err = std::fs::read_to_string(log).unwrap_or_default();
+                        panic!("round {round}: writer {i} gave no ack ({e}): {err}")
+                    });
+                out[i].push(line);
             }
         }
-        feeder.join().unwrap();
+        for (i, (b, mut w)) in writers.into_iter().enumerate() {
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..20_000)));
+            w.child.kill().unwrap();
+            w.child.wait().unwrap();
+            w.feeder.join().unwrap();
+            // Acks already written to the pipe before the kill count too.
+            out[i].extend(w.lines.iter());
+            for (f, l) in acks(&out[i]) {
+                acked.push((b, f, l));
+            }
+        }
 
-        // Killed before the first checkpoint: nothing can have been acknowledged, and an
-        // empty ledger proves nothing to verify.
         let probe = hexagone_auditor::store::Ledger::open(&db).await.unwrap();
         let head = probe.head().await;
         probe.close().await;
-        match head {
-            Err(hexagone_auditor::store::StoreError::NotInitialised) => {
-                assert_eq!(acked, 0, "round {round}: acknowledged entries but no log");
-                continue;
-            }
-            Ok(h) if h.size == 0 => {
-                assert_eq!(
-                    acked, 0,
-                    "round {round}: acknowledged entries but no checkpoint"
-                );
-                run_ok(
-                    &["checkpoint", "--db", &db, "--key", key.to_str().unwrap()],
-                    None,
-                );
-                continue;
-            }
-            other => {
-                other.unwrap();
-            }
+        let size = match head {
+            Err(hexagone_auditor::store::StoreError::NotInitialised) => 0,
+            Ok(h) => h.size,
+            Err(e) => panic!("round {round}: {e}"),
+        };
+        if size == 0 {
+            assert!(
+                acked.is_empty(),
+                "round {round}: acknowledged but no checkpoint"
+            );
+            continue;
         }
-        // After every kill: the signed ledger verifies and holds every acknowledged entry.
-        let (_, res) = export_and_verify(&db, &vkey).await;
-        let s = res.unwrap_or_else(|f| panic!("round {round}: ledger invalid after SIGKILL: {f}"));
-        assert!(
-            s.entries >= acked,
-            "round {round}: acknowledged {acked} entries, ledger holds {}",
-            s.entries
-        );
-        // Entries committed without a checkpoint are signed on the next start.
-        let out = run_ok(
+        // The next start finds the head it signed and nothing past it.
+        let out = run(
             &["checkpoint", "--db", &db, "--key", key.to_str().unwrap()],
             None,
         );
-        let size: u64 = out.lines().nth(1).unwrap().parse().unwrap();
-        if size > s.entries {
-            kills_between_commit_and_checkpoint += 1;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
+        assert!(!stderr.contains("dropped"), "round {round}: {stderr}");
+
+        // The signed ledger verifies and holds each acked entry once, with its writer's object.
+        let (bundle, res) = export_and_verify(&db, &vkey).await;
+        let s = res.unwrap_or_else(|f| panic!("round {round}: ledger invalid after SIGKILL: {f}"));
+        assert_eq!(s.entries, size);
+        let objects = objects(&bundle);
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        for o in &objects {
+            *seen.entry(*o).or_default() += 1;
         }
-        let (_, res) = export_and_verify(&db, &vkey).await;
-        let s2 =
-            res.unwrap_or_else(|f| panic!("round {round}: ledger invalid after recovery: {f}"));
-        assert_eq!(s2.entries, size);
-        acked = acked.max(size);
+        assert!(
+            seen.values().all(|&n| n == 1),
+            "round {round}: an observation was recorded twice"
+        );
+        for &(b, f, l) in &acked {
+            assert!(
+                l < size,
+                "round {round}: ack {f}..{l} beyond the ledger of {size}"
+            );
+            for seq in f..=l {
+                let o = objects[seq as usize];
+                assert!(
+                    (b..b + 1_000_000).contains(&o),
+                    "round {round}: entry {seq} acked to writer {b} holds object {o}"
+                );
+            }
+        }
     }
+    let entries: u64 = acked.iter().map(|(_, f, l)| l - f + 1).sum();
+    let both = acked
+        .iter()
+        .map(|a| a.0 % 2_000_000)
+        .collect::<std::collections::HashSet<_>>();
     eprintln!(
-        "{rounds} kills, {kills_between_commit_and_checkpoint} between a commit and its checkpoint, {acked} entries"
+        "{rounds} rounds of two kills: {} acks for {entries} entries",
+        acked.len()
     );
-    assert!(acked > 0, "the writer never acknowledged anything");
+    assert!(entries > 0, "the writers never acknowledged anything");
+    assert_eq!(
+        both.len(),
+        2,
+        "both writers were acknowledged at some point"
+    );
 }

@@ -1,8 +1,12 @@
 //! Integration tests of `hexagone-auditor`: one test binary, one module per capability.
 
+#[macro_use]
+mod util;
+
+mod attack;
 mod cli;
 mod crash;
 mod interop;
 mod store;
 mod tamper;
-mod util;
+mod witness;

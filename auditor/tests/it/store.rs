@@ -1,12 +1,17 @@
 //! The store on real SQLite and PostgreSQL: the same suite runs on both. Every scenario ends
 //! by exporting and verifying the whole ledger, then again after reopening the database.
 
+use hexagone_auditor::ingest::Submission;
+use hexagone_auditor::ledger::SequencerError;
+use hexagone_auditor::ledger::entry::{Entry, Timestamp};
 use hexagone_auditor::store::{Ledger, StoreError};
 
-use crate::util::{bodies, export_and_verify, fresh_postgres, fresh_sqlite, signer};
+use crate::util::{
+    NOW, bodies, export_and_verify, fresh_postgres, fresh_sqlite, observation, signer,
+};
 
 /// Exports and verifies, then reopens (restart) and verifies again; returns the entry count.
-async fn reverify(url: &str, trust: &str) -> u64 {
+pub async fn reverify(url: &str, trust: &str) -> u64 {
     let (_, first) = export_and_verify(url, trust).await;
     let first = first.unwrap_or_else(|f| panic!("ledger invalid: {f}"));
     let (_, again) = export_and_verify(url, trust).await;
@@ -17,20 +22,25 @@ async fn reverify(url: &str, trust: &str) -> u64 {
 async fn append_checkpoint_export(url: String) {
     let key = signer(1);
     let ledger = Ledger::open(&url).await.unwrap();
-    ledger.ensure_initialised(&key).await.unwrap();
-    let s = ledger.append(&bodies(0, 2500)).await.unwrap();
-    assert_eq!((s.first, s.last), (0, 2499));
-    // Committed but not yet under a checkpoint: not exported, not acknowledged.
-    assert_eq!(ledger.head().await.unwrap().size, 0);
-    let a = ledger.advance(&key, false).await.unwrap().unwrap();
-    assert_eq!((a.from, a.size), (0, 2500));
-    assert!(
-        ledger.advance(&key, false).await.unwrap().is_none(),
-        "nothing new to sign"
+    let (mut seq, dropped) = ledger.sequencer(key.clone()).await.unwrap();
+    assert_eq!(dropped, None);
+    let a = ledger
+        .append(&mut seq, NOW, &bodies(0, 2500))
+        .await
+        .unwrap();
+    assert_eq!((a.first, a.last, a.size), (0, 2499, 2500));
+    // Entries and their checkpoint are durable together.
+    let head = ledger.head().await.unwrap();
+    assert_eq!(
+        (head.size, head.note.as_deref()),
+        (2500, Some(a.note.as_str()))
     );
     for i in 0..3 {
-        ledger.append(&bodies(2500 + i * 10, 10)).await.unwrap();
-        ledger.advance(&key, false).await.unwrap().unwrap();
+        let a = ledger
+            .append(&mut seq, NOW, &bodies(2500 + i * 10, 10))
+            .await
+            .unwrap();
+        assert_eq!((a.first, a.last), (2500 + i * 10, 2509 + i * 10));
     }
     ledger.close().await;
     let fp = key.verifier().fingerprint();
@@ -39,25 +49,21 @@ async fn append_checkpoint_export(url: String) {
     assert_eq!(summary.unwrap().checkpoints, 4);
 }
 
-async fn recovery_signs_committed_entries(url: String) {
+async fn restart_resumes_the_signed_head(url: String) {
     let key = signer(2);
     let ledger = Ledger::open(&url).await.unwrap();
-    ledger.ensure_initialised(&key).await.unwrap();
-    ledger.append(&bodies(0, 100)).await.unwrap();
-    ledger.advance(&key, false).await.unwrap();
-    // A writer commits entries, then dies before signing.
-    ledger.append(&bodies(100, 50)).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger.append(&mut seq, NOW, &bodies(0, 100)).await.unwrap();
     ledger.close().await;
-    let (_, before) = export_and_verify(&url, &key.verifier().to_string()).await;
-    assert_eq!(
-        before.unwrap().entries,
-        100,
-        "unsigned entries are not exported"
-    );
     let ledger = Ledger::open(&url).await.unwrap();
-    let rec = ledger.recover(&key).await.unwrap();
-    assert_eq!(rec.len(), 1);
-    assert_eq!((rec[0].from, rec[0].size), (100, 150));
+    let (mut again, dropped) = ledger.sequencer(key.clone()).await.unwrap();
+    assert_eq!((again.size(), dropped), (100, None));
+    assert_eq!(again.note(), seq.note());
+    let a = ledger
+        .append(&mut again, NOW, &bodies(100, 50))
+        .await
+        .unwrap();
+    assert_eq!((a.first, a.last, a.size), (100, 149, 150));
     ledger.close().await;
     assert_eq!(reverify(&url, &key.verifier().to_string()).await, 150);
 }
@@ -65,89 +71,198 @@ async fn recovery_signs_committed_entries(url: String) {
 async fn concurrent_writers_cannot_fork(url: String) {
     let key = signer(3);
     let first = Ledger::open(&url).await.unwrap();
-    first.ensure_initialised(&key).await.unwrap();
+    first.sequencer(key.clone()).await.unwrap();
     let mut tasks = Vec::new();
     for w in 0..4u64 {
-        // Separate pools: as separate processes would.
+        // Separate pools and sequencers: as separate processes would.
         let url = url.clone();
-        let key = signer(3);
+        let key = key.clone();
         tasks.push(tokio::spawn(async move {
             let ledger = Ledger::open(&url).await.unwrap();
+            let (mut seq, _) = ledger.sequencer(key).await.unwrap();
+            let mut acks = Vec::new();
             for b in 0..10 {
-                ledger.append(&bodies(w * 1000 + b * 10, 10)).await.unwrap();
-                ledger.advance(&key, false).await.unwrap();
+                let a = ledger
+                    .append(&mut seq, NOW, &bodies(w * 1000 + b * 10, 10))
+                    .await
+                    .unwrap();
+                acks.push((a.first, a.last, w * 1000 + b * 10));
             }
             ledger.close().await;
+            acks
         }));
     }
+    let mut acks = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        acks.extend(t.await.unwrap());
     }
-    first.advance(&key, false).await.unwrap();
+    // Each writer is acknowledged for exactly its own entries: 40 disjoint ranges of 10
+    // that hold the objects it submitted.
+    acks.sort();
+    assert_eq!(acks.len(), 40);
+    for (i, (f, l, _)) in acks.iter().enumerate() {
+        assert_eq!((*f, *l), (i as u64 * 10, i as u64 * 10 + 9));
+    }
+    for (f, _, object) in &acks {
+        let rows = first.db().entries_from(*f, f + 1, 1).await.unwrap();
+        let id = format!("\"object\":\"spaces/{}/doc-{object}\"", object % 97);
+        assert!(
+            rows[0].2.contains(&id),
+            "entry {f} is not writer's object {object}"
+        );
+    }
     first.close().await;
     assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 400);
 }
 
-async fn head_is_compare_and_swap(url: String) {
+async fn a_stale_sequencer_catches_up_and_seals_after(url: String) {
     let key = signer(4);
     let ledger = Ledger::open(&url).await.unwrap();
-    let head = ledger.ensure_initialised(&key).await.unwrap();
-    ledger.append(&bodies(0, 5)).await.unwrap();
-    ledger.advance(&key, false).await.unwrap().unwrap();
-    // A stale writer that still believes the head is at 0 cannot move it.
-    let stale = hexagone_auditor::store::db::HeadRow {
-        size: 5,
-        note: Some("forged".into()),
-        ..head
+    let (mut a, _) = ledger.sequencer(key.clone()).await.unwrap();
+    let (mut b, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger.append(&mut a, NOW, &bodies(0, 5)).await.unwrap();
+    // b still believes the head is at 0: it checks a's head, then seals after it.
+    let late = ledger.append(&mut b, NOW, &bodies(5, 5)).await.unwrap();
+    assert_eq!((late.first, late.last, late.size), (5, 9, 10));
+    // A key other than the one in force cannot open the log for signing.
+    match ledger.sequencer(signer(40)).await {
+        Err(StoreError::Sequencer(SequencerError::WrongKey { active, .. })) => {
+            assert_eq!(active, key.verifier().to_string())
+        }
+        other => panic!(
+            "another key opened the log: {:?}",
+            other.map(|s| s.0.size())
+        ),
+    }
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().to_string()).await, 10);
+}
+
+async fn times_never_decrease_when_the_clock_goes_back(url: String) {
+    let key = signer(8);
+    let ledger = Ledger::open(&url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger.append(&mut seq, NOW, &bodies(0, 3)).await.unwrap();
+    let back = Timestamp(NOW.0 - 3_600_000);
+    ledger.append(&mut seq, back, &bodies(3, 3)).await.unwrap();
+    // Restarted with the clock still an hour behind.
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger.append(&mut seq, back, &bodies(6, 3)).await.unwrap();
+    let later = Timestamp(NOW.0 + 1);
+    ledger.append(&mut seq, later, &bodies(9, 1)).await.unwrap();
+    let times: Vec<Timestamp> = ledger
+        .db()
+        .entries_from(0, 10, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, _, body)| Entry::decode(body.as_bytes()).unwrap().time)
+        .collect();
+    let mut want = vec![NOW; 9];
+    want.push(later);
+    assert_eq!(times, want);
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().to_string()).await, 10);
+}
+
+async fn retried_observations_are_recorded_once(url: String) {
+    let key = signer(9);
+    let ledger = Ledger::open(&url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    let sub = |i: u64| Submission {
+        id: Some(format!("req-{i}")),
+        body: observation(i),
     };
-    assert!(!ledger.db().advance(0, &stale, None).await.unwrap());
-    // Nor can a stale writer stage entries at a position already taken.
-    let rows = vec![hexagone_auditor::store::db::EntryRow {
-        seq: 3,
-        leaf: [0; 32],
-        body: "x".into(),
-        object_key: None,
-    }];
-    assert!(!ledger.db().stage(3, &[0; 32], &rows).await.unwrap());
-    // A key other than the one in force cannot sign.
-    let other = signer(40);
+    let first: Vec<Submission> = (0..5).map(sub).collect();
+    let done = ledger.submit(&mut seq, NOW, &first).await.unwrap();
+    let a = done.appended.unwrap();
+    assert_eq!((a.first, a.last, done.already), (0, 4, vec![]));
+    // A retry of 3 and 4 with five new ones, one of them twice in the batch, and one
+    // observation without a key.
+    let mut retry: Vec<Submission> = (3..10).map(sub).collect();
+    retry.push(sub(7));
+    retry.push(Submission {
+        id: None,
+        body: observation(10),
+    });
+    let done = ledger.submit(&mut seq, NOW, &retry).await.unwrap();
+    let a = done.appended.unwrap();
+    assert_eq!((a.first, a.last, a.size), (5, 10, 11));
+    assert_eq!(
+        done.already,
+        vec![
+            ("req-3".to_string(), 3),
+            ("req-4".to_string(), 4),
+            ("req-7".to_string(), 7)
+        ]
+    );
+    // All retries: nothing new is recorded or signed.
+    let done = ledger.submit(&mut seq, NOW, &first[..2]).await.unwrap();
+    assert_eq!(done.appended, None);
+    assert_eq!(done.already.len(), 2);
+    assert_eq!(ledger.head().await.unwrap().size, 11);
+    // A key reused for another observation is refused, in the log or in the batch.
+    let reused = Submission {
+        id: Some("req-2".into()),
+        body: observation(99),
+    };
+    match ledger.submit(&mut seq, NOW, &[reused]).await {
+        Err(e @ StoreError::IdempotencyConflict { seq: Some(2), .. }) => {
+            assert!(e.to_string().contains("a different observation"), "{e}")
+        }
+        other => panic!("a reused key was accepted: {other:?}"),
+    }
+    let twice = [
+        sub(50),
+        Submission {
+            id: Some("req-50".into()),
+            body: observation(51),
+        },
+    ];
     assert!(matches!(
-        ledger.advance(&other, false).await,
-        Err(StoreError::WrongKey { .. })
+        ledger.submit(&mut seq, NOW, &twice).await,
+        Err(StoreError::IdempotencyConflict { seq: None, .. })
     ));
     ledger.close().await;
-    assert_eq!(reverify(&url, &key.verifier().to_string()).await, 5);
+    assert_eq!(reverify(&url, &key.verifier().to_string()).await, 11);
 }
 
 async fn rotation_is_verified_across_keys(url: String) {
     let (old, new) = (signer(5), signer(6));
     let ledger = Ledger::open(&url).await.unwrap();
-    ledger.ensure_initialised(&old).await.unwrap();
-    ledger.append(&bodies(0, 30)).await.unwrap();
-    ledger.advance(&old, false).await.unwrap();
-    let r = ledger.rotate(&old, new.verifier()).await.unwrap();
-    assert!(r.rotated);
-    assert_eq!(r.size, 31);
-    ledger.append(&bodies(30, 20)).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(old.clone()).await.unwrap();
+    ledger.append(&mut seq, NOW, &bodies(0, 30)).await.unwrap();
+    let r = ledger.rotate(&mut seq, NOW, new.clone()).await.unwrap();
+    assert_eq!((r.first, r.last, r.size), (30, 30, 31));
+    // The same sequencer now signs with the new key.
+    ledger.append(&mut seq, NOW, &bodies(30, 10)).await.unwrap();
+    // The old key can no longer open the log for signing; the new one can.
     assert!(matches!(
-        ledger.advance(&old, false).await,
-        Err(StoreError::WrongKey { .. })
+        ledger.sequencer(old.clone()).await,
+        Err(StoreError::Sequencer(SequencerError::WrongKey { .. }))
     ));
-    ledger.advance(&new, false).await.unwrap().unwrap();
+    let (mut seq, _) = ledger.sequencer(new.clone()).await.unwrap();
+    ledger.append(&mut seq, NOW, &bodies(40, 10)).await.unwrap();
+    // A rotation to a key named for another log is refused before anything is written.
+    let foreign = hexagone_auditor::keys::SignerKey::generate("elsewhere/log").unwrap();
+    assert!(matches!(
+        ledger.rotate(&mut seq, NOW, foreign).await,
+        Err(StoreError::Sequencer(SequencerError::Rotation { .. }))
+    ));
     ledger.close().await;
-    // Trusting either key verifies the whole ledger, across the rotation.
-    assert_eq!(reverify(&url, &old.verifier().fingerprint()).await, 51);
     assert_eq!(reverify(&url, &new.verifier().fingerprint()).await, 51);
-    let (_, s) = export_and_verify(&url, &old.verifier().to_string()).await;
+    let (_, s) = export_and_verify(&url, &new.verifier().to_string()).await;
     assert_eq!(s.unwrap().keys.len(), 2);
 }
 
 async fn proofs_by_object(url: String) {
     let key = signer(7);
     let ledger = Ledger::open(&url).await.unwrap();
-    ledger.ensure_initialised(&key).await.unwrap();
-    ledger.append(&bodies(0, 1234)).await.unwrap();
-    ledger.advance(&key, false).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger
+        .append(&mut seq, NOW, &bodies(0, 1234))
+        .await
+        .unwrap();
     let proof = ledger.prove("spaces/1/doc-777").await.unwrap();
     let entry = proof.verify(&[key.verifier().clone()], None).unwrap();
     assert_eq!(entry.seq, 777);
@@ -161,33 +276,13 @@ async fn proofs_by_object(url: String) {
     reverify(&url, &key.verifier().to_string()).await;
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    super::$name(super::fresh_sqlite(dir.path())).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::fresh_postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both!(
     append_checkpoint_export,
-    recovery_signs_committed_entries,
+    restart_resumes_the_signed_head,
     concurrent_writers_cannot_fork,
-    head_is_compare_and_swap,
+    a_stale_sequencer_catches_up_and_seals_after,
+    times_never_decrease_when_the_clock_goes_back,
+    retried_observations_are_recorded_once,
     rotation_is_verified_across_keys,
     proofs_by_object,
 );

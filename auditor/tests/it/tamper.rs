@@ -7,7 +7,7 @@ use std::path::Path;
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::store::Ledger;
 
-use crate::util::{bodies, export_and_verify, run, signer};
+use crate::util::{NOW, bodies, export_and_verify, run, signer};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -22,10 +22,12 @@ struct Fixture {
 async fn ledger(dir: &Path, name: &str, key: &SignerKey, from: u64) -> (String, Vec<String>) {
     let url = format!("sqlite:{}", dir.join(name).display());
     let ledger = Ledger::open(&url).await.unwrap();
-    ledger.ensure_initialised(key).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
     for b in 0..5 {
-        ledger.append(&bodies(from + b * 10, 10)).await.unwrap();
-        ledger.advance(key, false).await.unwrap().unwrap();
+        ledger
+            .append(&mut seq, NOW, &bodies(from + b * 10, 10))
+            .await
+            .unwrap();
     }
     ledger.close().await;
     let (bytes, res) = export_and_verify(&url, &key.verifier().to_string()).await;

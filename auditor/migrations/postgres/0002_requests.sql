@@ -1,0 +1,7 @@
+-- Idempotency keys, postgres flavour (kept equivalent to ../sqlite/0002_requests.sql): the id a
+-- writer gave an observation and the entry that recorded it, committed with that entry, so a
+-- retried observation is recorded once.
+CREATE TABLE ledger_requests (
+    id TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL
+);

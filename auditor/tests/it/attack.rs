@@ -1,0 +1,348 @@
+//! Whoever can write the ledger's database, without the key: every attack is made with SQL on
+//! real SQLite and PostgreSQL, against a sequencer already running and against one starting.
+//! Nothing forged is ever signed, the signer stops with an error naming what is wrong, and the
+//! whole ledger is verified after each scenario.
+
+use hexagone_auditor::keys::SignerKey;
+use hexagone_auditor::ledger::entry::{Body, Entry};
+use hexagone_auditor::ledger::tree::{Frontier, Hash, leaf_hash};
+use hexagone_auditor::ledger::{Sequencer, SequencerError};
+use hexagone_auditor::store::db::Db;
+use hexagone_auditor::store::{Dropped, Ledger, StoreError};
+
+use crate::store::reverify;
+use crate::util::{NOW, bodies, export_and_verify, observation, signer};
+
+/// A value bound into the attacker's SQL.
+enum Arg {
+    Int(i64),
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+/// Runs one statement as the attacker, on whichever database.
+async fn sql(db: &Db, stmt: &str, args: Vec<Arg>) {
+    macro_rules! run {
+        ($pool:expr) => {{
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(stmt.to_string()));
+            for a in args {
+                q = match a {
+                    Arg::Int(i) => q.bind(i),
+                    Arg::Bytes(b) => q.bind(b),
+                    Arg::Text(t) => q.bind(t),
+                };
+            }
+            q.execute($pool).await.unwrap();
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => run!(p),
+        Db::Postgres(p) => run!(p),
+    }
+}
+
+/// Every stored entry: (seq, leaf, text).
+async fn rows(db: &Db) -> Vec<(u64, Hash, String)> {
+    db.entries_from(0, i64::MAX as u64, 1_000_000)
+        .await
+        .unwrap()
+}
+
+/// A chain-valid entry at the end of the stored rows, as the attacker would make it.
+async fn forge_next(db: &Db, body: Body) -> (u64, Hash, String) {
+    let last = rows(db).await.pop().unwrap();
+    let entry = Entry {
+        seq: last.0 + 1,
+        time: NOW,
+        prev: last.1,
+        body,
+    };
+    let text = entry.encode();
+    (entry.seq, leaf_hash(text.as_bytes()), text)
+}
+
+async fn insert(db: &Db, (seq, leaf, text): (u64, Hash, String)) {
+    sql(
+        db,
+        "INSERT INTO ledger_entries (seq, leaf, body, object_key) VALUES ($1, $2, $3, NULL)",
+        vec![
+            Arg::Int(seq as i64),
+            Arg::Bytes(leaf.to_vec()),
+            Arg::Text(text),
+        ],
+    )
+    .await;
+}
+
+/// A log of 30 entries in three checkpoints (10, 20, 30) signed by `key`, and a sequencer
+/// still running on it.
+async fn log(url: &str, key: &SignerKey) -> (Ledger, Sequencer) {
+    let ledger = Ledger::open(url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    for b in 0..3 {
+        ledger
+            .append(&mut seq, NOW, &bodies(b * 10, 10))
+            .await
+            .unwrap();
+    }
+    (ledger, seq)
+}
+
+async fn head_size(ledger: &Ledger) -> u64 {
+    ledger.head().await.unwrap().size
+}
+
+/// The attack of issue 10: one INSERT of a chain-valid key-rotation row past the head,
+/// announcing the attacker's key. It is never signed, and the attacker's key never enters
+/// the ledger.
+async fn injected_rotation_is_never_signed(url: String) {
+    let key = signer(31);
+    let mallory = SignerKey::generate(crate::util::ORIGIN).unwrap();
+    let (ledger, mut running) = log(&url, &key).await;
+    let rotation = Body::KeyRotation {
+        new_key: mallory.verifier().to_string(),
+    };
+    insert(ledger.db(), forge_next(ledger.db(), rotation).await).await;
+
+    // The running sequencer refuses to commit over it, and writes nothing.
+    match ledger.append(&mut running, NOW, &bodies(30, 5)).await {
+        Err(
+            e @ StoreError::RowsPastHead {
+                count: 1,
+                first: 30,
+            },
+        ) => {
+            assert!(e.to_string().contains("nothing was signed"), "{e}")
+        }
+        other => panic!("appended over an injected row: {other:?}"),
+    }
+    assert_eq!(head_size(&ledger).await, 30);
+
+    // A starting sequencer drops the row, says so, and goes on with the real key only.
+    let (mut seq, dropped) = ledger.sequencer(key.clone()).await.unwrap();
+    assert_eq!(
+        dropped,
+        Some(Dropped {
+            count: 1,
+            first: 30
+        })
+    );
+    assert!(
+        rows(ledger.db())
+            .await
+            .iter()
+            .all(|r| !r.2.contains("key-rotation"))
+    );
+    let a = ledger.append(&mut seq, NOW, &bodies(30, 5)).await.unwrap();
+    assert_eq!((a.first, a.last), (30, 34));
+    assert_eq!(ledger.keys().await.unwrap(), vec![key.verifier().clone()]);
+
+    // The same row with its key-table row: the key is not announced under the signed root.
+    insert(
+        ledger.db(),
+        forge_next(
+            ledger.db(),
+            Body::KeyRotation {
+                new_key: mallory.verifier().to_string(),
+            },
+        )
+        .await,
+    )
+    .await;
+    sql(
+        ledger.db(),
+        "INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES (1, $1, 35)",
+        vec![Arg::Text(mallory.verifier().to_string())],
+    )
+    .await;
+    sql(ledger.db(), "UPDATE ledger_head SET key_index = 1", vec![]).await;
+    for signing in [key.clone(), mallory.clone()] {
+        match ledger.sequencer(signing).await {
+            Err(StoreError::Sequencer(SequencerError::Key { index: 1, why, .. })) => {
+                assert!(
+                    why.contains("rotation entry 35 is not among the signed entries"),
+                    "{why}"
+                )
+            }
+            other => panic!(
+                "a key injected in the key table was accepted: {:?}",
+                other.map(|s| s.1)
+            ),
+        }
+    }
+    assert_eq!(head_size(&ledger).await, 35);
+    ledger.close().await;
+    // What was signed is exactly what the real key sealed.
+    let (_, res) = export_and_verify(&url, &key.verifier().fingerprint()).await;
+    let s = res.unwrap();
+    assert_eq!(s.entries, 35);
+    assert_eq!(s.keys, vec![key.verifier().to_string()]);
+}
+
+/// History rewritten from entry 12 on, with leaves, chain and frontier recomputed: the head
+/// note still signs the true root. A starting sequencer refuses; a running one signs only
+/// its own view; the exported ledger names the rewritten range.
+async fn rewritten_history_is_refused(url: String) {
+    let key = signer(32);
+    let (ledger, mut running) = log(&url, &key).await;
+    let stored = rows(ledger.db()).await;
+    let mut forger = Sequencer::new(SignerKey::generate(crate::util::ORIGIN).unwrap());
+    let mut frontier = Frontier::new();
+    for (seq, _, text) in &stored {
+        let entry = Entry::decode(text.as_bytes()).unwrap();
+        let body = if *seq == 12 {
+            observation(9_999)
+        } else {
+            entry.body
+        };
+        let s = forger.seal(entry.time, body);
+        frontier.push(s.leaf);
+        sql(
+            ledger.db(),
+            "UPDATE ledger_entries SET leaf = $1, body = $2 WHERE seq = $3",
+            vec![
+                Arg::Bytes(s.leaf.to_vec()),
+                Arg::Text(s.text),
+                Arg::Int(*seq as i64),
+            ],
+        )
+        .await;
+    }
+    sql(
+        ledger.db(),
+        "UPDATE ledger_head SET frontier = $1",
+        vec![Arg::Bytes(frontier.to_bytes())],
+    )
+    .await;
+
+    match ledger.sequencer(key.clone()).await {
+        Err(e @ StoreError::Sequencer(SequencerError::RootMismatch { size: 30, .. })) => {
+            assert!(
+                e.to_string().contains("stored entries were rewritten"),
+                "{e}"
+            )
+        }
+        other => panic!("rewritten history accepted: {:?}", other.map(|s| s.1)),
+    }
+    // The head swapped back to the true frontier alone is not enough either.
+    let running_before = running.clone();
+    sql(
+        ledger.db(),
+        "UPDATE ledger_head SET frontier = $1",
+        vec![Arg::Bytes(running_before.frontier().to_bytes())],
+    )
+    .await;
+    assert!(matches!(
+        ledger.sequencer(key.clone()).await,
+        Err(StoreError::Sequencer(SequencerError::RootMismatch { .. }))
+    ));
+    // A sequencer that was running signs its own view: the true root, never the forged one.
+    let a = ledger
+        .append(&mut running, NOW, &bodies(30, 5))
+        .await
+        .unwrap();
+    let mut truth = running_before;
+    for b in bodies(30, 5) {
+        truth.seal(NOW, b);
+    }
+    assert!(a.note.contains(&base64_root(truth.frontier())));
+    ledger.close().await;
+    let (_, res) = export_and_verify(&url, &key.verifier().fingerprint()).await;
+    let f = res.unwrap_err();
+    assert!(
+        f.to_string().contains("checkpoint of size 20 signs root")
+            && f.to_string().contains("an entry in 10..19 was altered"),
+        "{f}"
+    );
+}
+
+fn base64_root(f: &Frontier) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(f.root())
+}
+
+/// The head row restored to an older signed checkpoint (a genuine note and frontier): both
+/// a running and a starting sequencer refuse, naming the rollback.
+async fn restored_older_head_is_refused(url: String) {
+    let key = signer(33);
+    let (ledger, mut running) = log(&url, &key).await;
+    let old_note = ledger.db().checkpoints_from(20, 1).await.unwrap()[0]
+        .1
+        .clone();
+    let mut old = Frontier::new();
+    for (_, leaf, _) in &rows(ledger.db()).await[..20] {
+        old.push(*leaf);
+    }
+    sql(
+        ledger.db(),
+        "UPDATE ledger_head SET size = 20, frontier = $1, note = $2",
+        vec![Arg::Bytes(old.to_bytes()), Arg::Text(old_note)],
+    )
+    .await;
+    match ledger.append(&mut running, NOW, &bodies(30, 5)).await {
+        Err(
+            e @ StoreError::Sequencer(SequencerError::RolledBack {
+                ours: 30,
+                found: 20,
+            }),
+        ) => {
+            assert!(
+                e.to_string().contains("restored from an older state"),
+                "{e}"
+            )
+        }
+        other => panic!("appended on a restored head: {other:?}"),
+    }
+    assert!(matches!(
+        ledger.sequencer(key.clone()).await,
+        Err(StoreError::Sequencer(SequencerError::RolledBack {
+            ours: 30,
+            found: 20
+        }))
+    ));
+    // Nothing was dropped or signed: the 30 entries are all still there.
+    assert_eq!(rows(ledger.db()).await.len(), 30);
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 20);
+}
+
+/// Observation rows injected past the head, chain-valid: never signed; dropped at start.
+async fn rows_injected_past_the_head_are_dropped(url: String) {
+    let key = signer(34);
+    let (ledger, mut running) = log(&url, &key).await;
+    for i in 0..3 {
+        insert(
+            ledger.db(),
+            forge_next(ledger.db(), observation(500 + i)).await,
+        )
+        .await;
+    }
+    assert!(matches!(
+        ledger.append(&mut running, NOW, &bodies(30, 5)).await,
+        Err(StoreError::RowsPastHead {
+            count: 3,
+            first: 30
+        })
+    ));
+    let (mut seq, dropped) = ledger.sequencer(key.clone()).await.unwrap();
+    assert_eq!(
+        dropped,
+        Some(Dropped {
+            count: 3,
+            first: 30
+        })
+    );
+    ledger.append(&mut seq, NOW, &bodies(30, 5)).await.unwrap();
+    let texts = rows(ledger.db()).await;
+    assert_eq!(texts.len(), 35);
+    assert!(texts.iter().all(|r| !r.2.contains("doc-500\"")));
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 35);
+}
+
+on_both!(
+    injected_rotation_is_never_signed,
+    rewritten_history_is_refused,
+    restored_older_head_is_refused,
+    rows_injected_past_the_head_are_dropped,
+);

@@ -1,0 +1,213 @@
+//! Witnesses watching the key holder, with the real binary: `witness serve` processes on
+//! loopback, `append --witness`, and `verify --witness --witness-threshold`. A log that shows
+//! two views to two witnesses, or one view after another to the same witness, is caught.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::{ORIGIN, bin, keygen, observation_json, run, run_ok};
+
+/// A running witness process, killed on drop.
+struct WitnessProcess {
+    child: Child,
+    url: String,
+    key: String,
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_witness(dir: &Path, name: &str, log_pub: &Path) -> WitnessProcess {
+    let key = dir.join(name);
+    let out = run_ok(
+        &[
+            "witness",
+            "keygen",
+            "--name",
+            &format!("witness.test/{name}"),
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    let vkey = out
+        .lines()
+        .find_map(|l| l.strip_prefix("witness key: "))
+        .unwrap()
+        .to_string();
+    let mut child = Command::new(bin())
+        .args(["witness", "serve", "--key", key.to_str().unwrap()])
+        .args(["--log-key", log_pub.to_str().unwrap()])
+        .args([
+            "--state",
+            dir.join(format!("{name}.state")).to_str().unwrap(),
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit_once(" listening on ")
+        .unwrap_or_else(|| panic!("witness did not start: {line:?}"))
+        .1;
+    WitnessProcess {
+        child,
+        url: format!("http://{addr}"),
+        key: vkey,
+    }
+}
+
+fn input(from: u64, n: u64) -> String {
+    (from..from + n)
+        .map(|i| observation_json(i) + "\n")
+        .collect()
+}
+
+/// Appends `n` entries to `db` asking `witnesses`; returns stderr.
+fn append(db: &str, key: &Path, witnesses: &[&WitnessProcess], from: u64, n: u64) -> String {
+    let mut args = vec![
+        "append".to_string(),
+        "--db".into(),
+        db.into(),
+        "--key".into(),
+        key.to_str().unwrap().into(),
+        "--batch".into(),
+        "10".into(),
+    ];
+    for w in witnesses {
+        args.push("--witness".into());
+        args.push(format!("{},{}", w.key, w.url));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, Some(&input(from, n)));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Verifies the export of `db` with the given witnesses and threshold; (exit code, stdout).
+fn verify(
+    dir: &Path,
+    db: &str,
+    trust: &str,
+    witnesses: &[&str],
+    threshold: Option<usize>,
+) -> (i32, String) {
+    let bundle = dir.join("bundle.jsonl");
+    run_ok(
+        &["export", "--db", db, "--out", bundle.to_str().unwrap()],
+        None,
+    );
+    let mut args = vec![
+        "verify".to_string(),
+        bundle.to_str().unwrap().into(),
+        "--trust".into(),
+        trust.into(),
+    ];
+    for w in witnesses {
+        args.push("--witness".into());
+        args.push(w.to_string());
+    }
+    if let Some(t) = threshold {
+        args.push("--witness-threshold".into());
+        args.push(t.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, None);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn witnesses_cosign_and_verify_requires_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "log");
+    let log_pub = dir.path().join("log.pub");
+    let (w1, w2, w3) = (
+        start_witness(dir.path(), "w1", &log_pub),
+        start_witness(dir.path(), "w2", &log_pub),
+        start_witness(dir.path(), "w3", &log_pub),
+    );
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    // Two runs: the second learns each witness's last size from its 409 answer.
+    assert_eq!(
+        append(&db, &key, &[&w1, &w2], 0, 25),
+        "appended 25 entries\n"
+    );
+    assert_eq!(
+        append(&db, &key, &[&w1, &w2], 100, 12),
+        "appended 12 entries\n"
+    );
+    let (code, out) = verify(dir.path(), &db, &vkey, &[&w1.key, &w2.key], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("last checkpoint cosigned by: witness.test/w1, witness.test/w2"),
+        "{out}"
+    );
+    // w3 was never asked: requiring it fails and names it; a threshold of 1 of {w1, w3} passes.
+    let (code, out) = verify(dir.path(), &db, &vkey, &[&w1.key, &w3.key], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("cosigned by 1 of the required witnesses, 2 needed; missing: witness.test/w3"),
+        "{out}"
+    );
+    let (code, out) = verify(dir.path(), &db, &vkey, &[&w1.key, &w3.key], Some(1));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(ORIGIN, vkey.split('+').next().unwrap());
+}
+
+/// The key holder keeps two databases, two views of one log under one key, and shows each
+/// to a different witness. Neither view gets both cosignatures, and showing one view to the
+/// witness that saw the other is refused.
+#[test]
+fn a_log_showing_two_views_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "log");
+    let log_pub = dir.path().join("log.pub");
+    let (w1, w2) = (
+        start_witness(dir.path(), "w1", &log_pub),
+        start_witness(dir.path(), "w2", &log_pub),
+    );
+    let a = format!("sqlite:{}", dir.path().join("a.sqlite").display());
+    let b = format!("sqlite:{}", dir.path().join("b.sqlite").display());
+    append(&a, &key, &[&w1], 0, 20);
+    append(&b, &key, &[&w2], 5000, 20);
+    for db in [&a, &b] {
+        let (code, out) = verify(dir.path(), db, &vkey, &[&w1.key, &w2.key], None);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("cosigned by 1 of the required witnesses"),
+            "{out}"
+        );
+    }
+    // View A shown to w2, which cosigned view B: refused (same size, other root; or an
+    // inconsistent proof), and A still lacks w2's cosignature.
+    let err = append(&a, &key, &[&w2], 100, 10);
+    assert!(
+        err.contains("did not cosign") && err.contains("refused"),
+        "{err}"
+    );
+    let (code, out) = verify(dir.path(), &a, &vkey, &[&w1.key, &w2.key], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("missing: witness.test/w1, witness.test/w2"),
+        "{out}"
+    );
+}
