@@ -332,12 +332,13 @@ async fn nodes_are_qualified_labelled_and_explained() -> anyhow::Result<()> {
     .await?;
 
     // An attestation that expires while the operator runs: eligible, then not, without any
-    // other change in the cluster (the operator schedules a pass at the expiry).
+    // other change in the cluster (the operator schedules a pass at the expiry). A minute of
+    // validity leaves a loaded machine time to see it valid first.
     bed.add_nodes(&[FakeNode::new("ovh-short")
         .label("topology.kubernetes.io/region", "gra")
         .external_ip("51.38.5.5".parse()?)])
         .await?;
-    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(25);
+    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
     let until = until.format(&time::format_description::well_known::Rfc3339)?;
     create_attestation(&officer, &attestation("ovh-short", "FR", &until)).await?;
     expect_node(&admin, "ovh-short", "compliant", Some("FR")).await?;
