@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -63,13 +64,59 @@ func open(msg []byte, verifiers note.Verifiers, origin string) checkpoint {
 	return checkpoint{origin: lines[0], size: size, root: root}
 }
 
+// sign is the other direction: Go signs a checkpoint body with our private key (in the
+// signed-note signer format) plus extra Ed25519 signers of its own, and writes the note and
+// the extra verifier keys for Rust to check.
+func sign(skeyPath, textPath, outPath, vkeysPath string, extra int) {
+	skey := strings.TrimSpace(string(read(skeyPath)))
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		fail("note.NewSigner: %v", err)
+	}
+	signers := []note.Signer{signer}
+	var vkeys []string
+	for i := 0; i < extra; i++ {
+		sk, vk, err := note.GenerateKey(rand.Reader, fmt.Sprintf("witness-%d.example", i))
+		if err != nil {
+			fail("note.GenerateKey: %v", err)
+		}
+		s, err := note.NewSigner(sk)
+		if err != nil {
+			fail("note.NewSigner: %v", err)
+		}
+		signers = append(signers, s)
+		vkeys = append(vkeys, vk)
+	}
+	msg, err := note.Sign(&note.Note{Text: string(read(textPath))}, signers...)
+	if err != nil {
+		fail("note.Sign: %v", err)
+	}
+	if err := os.WriteFile(outPath, msg, 0o644); err != nil {
+		fail("%v", err)
+	}
+	if err := os.WriteFile(vkeysPath, []byte(strings.Join(vkeys, "\n")+"\n"), 0o644); err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("ok signed with %d keys\n", len(signers))
+}
+
 func main() {
+	signMode := flag.Bool("sign", false, "sign -text with -skey and -extra new keys, write -out and -out-vkeys")
+	skeyPath := flag.String("skey", "", "signer key file (with -sign)")
+	textPath := flag.String("text", "", "note text to sign (with -sign)")
+	outPath := flag.String("out", "", "signed note to write (with -sign)")
+	vkeysPath := flag.String("out-vkeys", "", "verifier keys of the extra signers (with -sign)")
+	extraSigners := flag.Int("extra", 0, "extra signers (with -sign)")
 	vkeyPath := flag.String("vkey", "", "verifier key file")
 	oldPath := flag.String("old", "", "older signed checkpoint")
 	newPath := flag.String("new", "", "newer signed checkpoint")
 	proofPath := flag.String("proof", "", "c2sp.org/tlog-proof@v1 file")
 	consPath := flag.String("consistency", "", "consistency proof: one base64 hash per line")
 	flag.Parse()
+	if *signMode {
+		sign(*skeyPath, *textPath, *outPath, *vkeysPath, *extraSigners)
+		return
+	}
 
 	vkey := strings.TrimSpace(string(read(*vkeyPath)))
 	verifier, err := note.NewVerifier(vkey)

@@ -103,3 +103,81 @@ fn go_verifies_checkpoints_inclusion_and_consistency() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("inclusion of entry 777"));
 }
+
+/// Runs the Go program in signing mode: Go signs `text` with our key and `extra` keys of its own.
+fn go_sign(dir: &Path, extra: usize) -> (String, Vec<String>) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
+    let out = Command::new(&go)
+        .current_dir(&src)
+        .args(["run", ".", "-sign", "-extra", &extra.to_string(), "-skey"])
+        .arg(dir.join("skey"))
+        .arg("-text")
+        .arg(dir.join("text"))
+        .arg("-out")
+        .arg(dir.join("go.note"))
+        .arg("-out-vkeys")
+        .arg(dir.join("go.vkeys"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the Go toolchain is required for the interop test and `{go}` could not run: {e}"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "go signing failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let note = std::fs::read_to_string(dir.join("go.note")).unwrap();
+    let vkeys = std::fs::read_to_string(dir.join("go.vkeys"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (note, vkeys)
+}
+
+/// The other direction: a checkpoint signed by Go's `sumdb/note` with our key (its signer
+/// format) and with 99 more Ed25519 signers of Go's own opens in Rust, and each of Go's
+/// signatures verifies under its verifier key as Go wrote it; a 101st signature is refused, as
+/// the signed-note limit says.
+#[test]
+fn rust_verifies_notes_signed_and_cosigned_by_go() {
+    use hexagone_auditor::keys::VerifierKey;
+    use hexagone_auditor::ledger::checkpoint::{open_checkpoint, parse_note};
+    let key = signer(12);
+    let ledger = memory_ledger(&key, 300, 100);
+    let (size, ours) = ledger.checkpoints.last().unwrap();
+    let (cp, _) = open_checkpoint(ours, std::slice::from_ref(key.verifier())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("skey"), key.to_private_string()).unwrap();
+    std::fs::write(dir.path().join("text"), cp.body()).unwrap();
+
+    let (note, vkeys) = go_sign(dir.path(), 99);
+    assert_eq!(vkeys.len(), 99);
+    let (opened, by) = open_checkpoint(&note, std::slice::from_ref(key.verifier())).unwrap();
+    assert_eq!((opened.size, opened.root), (*size, cp.root));
+    assert_eq!(by.name(), key.name());
+    let parsed = parse_note(&note).unwrap();
+    assert_eq!(parsed.signatures.len(), 100);
+    for vkey in &vkeys {
+        let vk = VerifierKey::parse(vkey).unwrap();
+        assert_eq!(
+            parsed
+                .verified_by(std::slice::from_ref(&vk))
+                .unwrap()
+                .name(),
+            vk.name()
+        );
+    }
+    // Go's signature over a changed text does not verify.
+    let tampered = note.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
+    assert!(open_checkpoint(&tampered, std::slice::from_ref(key.verifier())).is_err());
+
+    let (too_many, _) = go_sign(dir.path(), 100);
+    let err = parse_note(&too_many).unwrap_err().to_string();
+    assert!(err.contains("too many signatures"), "{err}");
+}
