@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// Signature algorithm byte for Ed25519 in signed notes.
 pub const ALG_ED25519: u8 = 0x01;
-const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
+pub(crate) const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
 
 /// Why a key string or key file is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -91,36 +91,9 @@ impl VerifierKey {
 
     /// Parses `name+hexkeyid+base64(0x01||pubkey)`.
     pub fn parse(s: &str) -> Result<Self, KeyError> {
-        let bad = |why: &str| KeyError::Malformed {
-            what: "verifier key",
-            why: format!("{why} (expected name+keyid+base64key)"),
-        };
-        let s = s.trim();
-        // The name cannot contain '+', the base64 key can: split from the left.
-        let mut parts = s.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("not three '+'-separated fields"));
-        };
-        if id.len() != 8 || id.bytes().any(|c| !matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(bad("key ID is not 8 lowercase hex digits"));
-        }
-        let raw = B64
-            .decode(key)
-            .map_err(|e| bad(&format!("key is not base64: {e}")))?;
-        let [ALG_ED25519, rest @ ..] = raw.as_slice() else {
-            return Err(bad("not an Ed25519 key (algorithm byte is not 0x01)"));
-        };
-        let bytes: [u8; 32] = rest
-            .try_into()
-            .map_err(|_| bad("Ed25519 public key is not 32 bytes"))?;
-        let public = VerifyingKey::from_bytes(&bytes).map_err(|e| bad(&e.to_string()))?;
-        let key = Self::new(name, public)?;
-        if hex::encode(key.id) != id {
-            return Err(KeyError::WrongKeyId {
-                given: id.to_string(),
-                computed: hex::encode(key.id),
-            });
-        }
+        let (name, id, raw) = split_encoded(s, "verifier key", ALG_ED25519)?;
+        let key = Self::new(name, public_key(&raw, "verifier key")?)?;
+        check_id(id, key.id)?;
         Ok(key)
     }
 
@@ -174,6 +147,65 @@ impl fmt::Display for VerifierKey {
             hex::encode(self.id),
             B64.encode(raw)
         )
+    }
+}
+
+/// Splits the signed-note key encoding `name+hexkeyid+base64(alg||key)` shared by verifier,
+/// private and witness keys (the name cannot contain '+', the base64 key can: split from the
+/// left), checking the key ID's form and the algorithm byte; returns the name, the key ID and
+/// the key bytes after the algorithm byte.
+pub(crate) fn split_encoded<'a>(
+    s: &'a str,
+    what: &'static str,
+    alg: u8,
+) -> Result<(&'a str, [u8; 4], Vec<u8>), KeyError> {
+    let bad = |why: &str| KeyError::Malformed {
+        what,
+        why: format!("{why} (expected name+keyid+base64key)"),
+    };
+    let mut parts = s.trim().splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("not three '+'-separated fields"));
+    };
+    check_name(name)?;
+    let id: [u8; 4] = (id.len() == 8 && id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| hex::decode(id).ok()?.try_into().ok())
+        .flatten()
+        .ok_or_else(|| bad("key ID is not 8 lowercase hex digits"))?;
+    let raw = B64
+        .decode(key)
+        .map_err(|e| bad(&format!("key is not base64: {e}")))?;
+    match raw.split_first() {
+        Some((&a, rest)) if a == alg => Ok((name, id, rest.to_vec())),
+        _ => Err(bad(&format!(
+            "not {} (algorithm byte is not 0x{alg:02x})",
+            if alg == ALG_ED25519 {
+                "an Ed25519 key"
+            } else {
+                "an Ed25519 cosignature key"
+            }
+        ))),
+    }
+}
+
+/// An Ed25519 public key from its 32 bytes.
+pub(crate) fn public_key(raw: &[u8], what: &'static str) -> Result<VerifyingKey, KeyError> {
+    let bad = |why: String| KeyError::Malformed { what, why };
+    let bytes: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| bad("Ed25519 public key is not 32 bytes".into()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+/// The key ID written in an encoding must be the one computed from the name and key.
+pub(crate) fn check_id(given: [u8; 4], computed: [u8; 4]) -> Result<(), KeyError> {
+    if given == computed {
+        Ok(())
+    } else {
+        Err(KeyError::WrongKeyId {
+            given: hex::encode(given),
+            computed: hex::encode(computed),
+        })
     }
 }
 
@@ -243,22 +275,13 @@ impl SignerKey {
             .trim()
             .strip_prefix(PRIVATE_PREFIX)
             .ok_or_else(|| bad("does not start with PRIVATE+KEY+"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("not name+keyid+key"));
-        };
-        let raw = B64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let [ALG_ED25519, rest @ ..] = raw.as_slice() else {
-            return Err(bad("not an Ed25519 key"));
-        };
-        let seed: [u8; 32] = rest.try_into().map_err(|_| bad("seed is not 32 bytes"))?;
+        let (name, id, raw) = split_encoded(rest, "private key", ALG_ED25519)?;
+        let seed: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("seed is not 32 bytes"))?;
         let signer = Self::from_signing_key(name, SigningKey::from_bytes(&seed))?;
-        if hex::encode(signer.verifier.id) != id {
-            return Err(KeyError::WrongKeyId {
-                given: id.to_string(),
-                computed: hex::encode(signer.verifier.id),
-            });
-        }
+        check_id(id, signer.verifier.id)?;
         Ok(signer)
     }
 }

@@ -10,11 +10,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
 use super::checkpoint::Note;
-use crate::keys::{KeyError, check_name, key_id_for};
+use crate::keys::{
+    KeyError, PRIVATE_PREFIX, check_id, check_name, key_id_for, public_key, split_encoded,
+};
 
 /// Signature type byte of Ed25519 cosignatures in key IDs and verifier keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
-const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
 
 /// A witness's public key: name, key ID and Ed25519 key, written `name+id+base64(0x04||key)`.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,49 +45,12 @@ impl fmt::Display for WitnessKey {
     }
 }
 
-/// Splits `name+hexid+base64(alg||key)` and checks the algorithm and key ID.
-fn parse_key(s: &str, what: &'static str) -> Result<(String, [u8; 4], Vec<u8>), KeyError> {
-    let bad = |why: &str| KeyError::Malformed {
-        what,
-        why: why.to_string(),
-    };
-    let mut parts = s.trim().splitn(3, '+');
-    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad("not name+keyid+base64key"));
-    };
-    check_name(name)?;
-    let raw = B64.decode(key).map_err(|_| bad("key is not base64"))?;
-    let [ALG_COSIGNATURE_V1, rest @ ..] = raw.as_slice() else {
-        return Err(bad(
-            "not an Ed25519 cosignature key (type byte is not 0x04)",
-        ));
-    };
-    let id: [u8; 4] = hex::decode(id)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| bad("key ID is not 8 hex digits"))?;
-    Ok((name.to_string(), id, rest.to_vec()))
-}
-
 impl WitnessKey {
     /// Parses a witness verifier key string.
     pub fn parse(s: &str) -> Result<Self, KeyError> {
-        let (name, id, raw) = parse_key(s, "witness key")?;
-        let bytes: [u8; 32] = raw.try_into().map_err(|_| KeyError::Malformed {
-            what: "witness key",
-            why: "Ed25519 public key is not 32 bytes".into(),
-        })?;
-        let public = VerifyingKey::from_bytes(&bytes).map_err(|e| KeyError::Malformed {
-            what: "witness key",
-            why: e.to_string(),
-        })?;
-        let key = Self::new(&name, public)?;
-        if key.id != id {
-            return Err(KeyError::WrongKeyId {
-                given: hex::encode(id),
-                computed: hex::encode(key.id),
-            });
-        }
+        let (name, id, raw) = split_encoded(s, "witness key", ALG_COSIGNATURE_V1)?;
+        let key = Self::new(name, public_key(&raw, "witness key")?)?;
+        check_id(id, key.id)?;
         Ok(key)
     }
 
@@ -187,18 +151,13 @@ impl WitnessSigner {
                 what: "witness private key",
                 why: "does not start with PRIVATE+KEY+".into(),
             })?;
-        let (name, id, raw) = parse_key(rest, "witness private key")?;
+        let (name, id, raw) = split_encoded(rest, "witness private key", ALG_COSIGNATURE_V1)?;
         let seed: [u8; 32] = raw.try_into().map_err(|_| KeyError::Malformed {
             what: "witness private key",
             why: "seed is not 32 bytes".into(),
         })?;
-        let signer = Self::from_signing_key(&name, SigningKey::from_bytes(&seed))?;
-        if signer.public.id != id {
-            return Err(KeyError::WrongKeyId {
-                given: hex::encode(id),
-                computed: hex::encode(signer.public.id),
-            });
-        }
+        let signer = Self::from_signing_key(name, SigningKey::from_bytes(&seed))?;
+        check_id(id, signer.public.id)?;
         Ok(signer)
     }
 }
