@@ -50,7 +50,7 @@ pub enum QualifyError {
     },
 }
 
-fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> QualifyError {
+fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> QualifyError {
     let what = what.into();
     move |source| QualifyError::Api { what, source }
 }
@@ -157,18 +157,18 @@ impl NodeQualifier {
         let nodes = nodes_api
             .list(&ListParams::default())
             .await
-            .map_err(api("listing nodes"))?
+            .map_err(failed("listing nodes"))?
             .items;
         let attestation_resources = Api::<NodeAttestation>::all(self.client.clone())
             .list(&ListParams::default())
             .await
-            .map_err(api("listing NodeAttestations"))?
+            .map_err(failed("listing NodeAttestations"))?
             .items;
         let policies_api = Api::<LocalityPolicyResource>::all(self.client.clone());
         let policies = policies_api
             .list(&ListParams::default())
             .await
-            .map_err(api("listing LocalityPolicies"))?
+            .map_err(failed("listing LocalityPolicies"))?
             .items;
         if let Err(e) = self.geo.refresh() {
             tracing::warn!("geolocation databases not reloaded, the previous ones serve: {e}");
@@ -250,7 +250,7 @@ impl NodeQualifier {
             &Patch::Merge(&patch),
         )
         .await
-        .map_err(api_err(format!("labelling node {}", node.name_any())))?;
+        .map_err(failed(format!("labelling node {}", node.name_any())))?;
         self.publish(&event, node).await;
         Ok(Some(wanted))
     }
@@ -332,7 +332,7 @@ impl NodeQualifier {
                 &Patch::Merge(&json!({ "status": status })),
             )
             .await
-            .map_err(api_err(format!(
+            .map_err(failed(format!(
                 "writing the status of LocalityPolicy {name}"
             )))?;
         }
@@ -345,10 +345,6 @@ impl NodeQualifier {
             tracing::warn!("event on node {}: {e}", node.name_any());
         }
     }
-}
-
-fn api_err(what: String) -> impl FnOnce(kube::Error) -> QualifyError {
-    api(what)
 }
 
 /// Events notes are limited to 1 KiB.
