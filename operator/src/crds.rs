@@ -2,6 +2,7 @@
 //! under `manifests/crds/` must equal this output (a test fails when they are stale).
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::workplace::Workplace;
 use kube::CustomResourceExt;
 
 /// File name under `manifests/crds/` and YAML of each CRD.
@@ -21,6 +22,13 @@ pub fn files() -> Vec<(&'static str, String)> {
             format!(
                 "{header}{}",
                 serde_yaml::to_string(&NodeAttestation::crd()).expect("a CRD serializes")
+            ),
+        ),
+        (
+            "workplaces.yaml",
+            format!(
+                "{header}{}",
+                serde_yaml::to_string(&Workplace::crd()).expect("a CRD serializes")
             ),
         ),
     ]

@@ -8,6 +8,7 @@
 pub mod crds;
 pub mod metrics;
 pub mod qualifier;
+pub mod workplace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -105,10 +106,20 @@ pub async fn run_with(
         .await
         .with_context(|| format!("listening on {}", settings.metrics_addr))?;
     let server = metrics::serve(listener, metrics.clone());
-    let qualifier =
-        qualifier::NodeQualifier::new(client, Arc::new(geo), metrics, &settings.reporter);
+    let qualifier = qualifier::NodeQualifier::new(
+        client.clone(),
+        Arc::new(geo),
+        metrics.clone(),
+        &settings.reporter,
+    );
+    let workplaces = workplace::run(Arc::new(workplace::Context::new(
+        client,
+        metrics,
+        &settings.reporter,
+    )));
     tokio::select! {
         r = qualifier.run() => r,
+        () = workplaces => Err(anyhow::anyhow!("the Workplace controller stopped")),
         r = server => r.context("serving metrics"),
         () = shutdown => Ok(()),
     }

@@ -3,8 +3,7 @@
 //! credentials are named here ([`Rendered::secret`]) and filled in by the operator, which never
 //! overwrites an existing value.
 //!
-//! Every pod: required node affinity on the policy's eligibility label (preferred only under an
-//! audit-mode policy), spread across zones, the restricted Pod Security Standard, a service
+//! Every pod: required node affinity on the policy's eligibility label, spread across zones, the restricted Pod Security Standard, a service
 //! account without an API token, resources from the size profile. Volumes come from a
 //! StorageClass whose allowedTopologies are the eligible zones and that binds only once the
 //! pod's node is chosen. One NetworkPolicy denies all egress but the namespace, DNS and the
@@ -15,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, Component, Probe, Protocol, Workload};
-use crate::node::ZONE_LABEL;
+use crate::node::{ATTESTED_COUNTRY_LABEL, ZONE_LABEL};
 use crate::workplace::{WorkplaceSpec, eligible_label};
 
 /// Label every rendered object carries with the Workplace's name.
@@ -26,8 +25,12 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Value of [`PART_OF_LABEL`].
 pub const PART_OF: &str = "hexagone-workplace";
-/// Name of the generated credentials Secret.
-pub const CREDENTIALS_SECRET: &str = "workplace-credentials";
+/// Prefix of the generated credential Secrets: one Secret per credential
+/// (`credential-postgresql-password`), its value under the key [`CREDENTIAL_KEY`], so the operator
+/// can create a missing one without ever reading the others.
+pub const CREDENTIAL_PREFIX: &str = "credential-";
+/// The key holding a credential's value.
+pub const CREDENTIAL_KEY: &str = "value";
 
 /// What rendering needs besides the spec.
 #[derive(Debug, Clone)]
@@ -42,17 +45,13 @@ pub struct RenderInput<'a> {
     pub catalog: &'a Catalog,
     /// Zones holding at least one eligible node, sorted.
     pub eligible_zones: &'a [String],
-    /// Whether the policy is in enforce mode (placement required) or audit (preferred).
-    pub enforce: bool,
 }
 
-/// The generated credentials a workplace needs: Secret name and key names.
+/// The generated credentials a workplace needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRequest {
-    /// The Secret's name.
-    pub name: String,
-    /// Keys to generate when absent.
-    pub keys: Vec<String>,
+    /// Names of the Secrets to create, with a random value, when absent.
+    pub names: Vec<String>,
 }
 
 /// The objects of one workplace.
@@ -86,7 +85,12 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
             .component(name)
             .expect("the order names catalog components");
         let wiring = wiring(c, input);
-        keys.extend(wiring.secrets.iter().map(|(_, k)| k.clone()));
+        keys.extend(
+            wiring
+                .secrets
+                .iter()
+                .map(|(_, k)| format!("{CREDENTIAL_PREFIX}{k}")),
+        );
         render_component(c, input, &label, &wiring, &mut objects);
     }
     objects.push(network_policy(input));
@@ -109,8 +113,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         storage_class,
         objects,
         secret: SecretRequest {
-            name: CREDENTIALS_SECRET.into(),
-            keys: keys.into_iter().collect(),
+            names: keys.into_iter().collect(),
         },
     })
 }
@@ -355,7 +358,8 @@ fn render_component(
         .secrets
         .iter()
         .map(|(var, key)| {
-            json!({"name": var, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}})
+            json!({"name": var, "valueFrom": {"secretKeyRef": {
+                "name": format!("{CREDENTIAL_PREFIX}{key}"), "key": CREDENTIAL_KEY}}})
         })
         .collect();
     let container_ports: Vec<Value> = c
@@ -394,14 +398,15 @@ fn render_component(
     if let Some(l) = &c.liveness {
         container["livenessProbe"] = probe(l);
     }
-    let term = json!({"key": eligible, "operator": "In", "values": ["true"]});
-    let affinity = if input.enforce {
-        json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [term]}]}}})
-    } else {
-        json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 100, "preference": {"matchExpressions": [term]}}]}})
-    };
+    // Required in both modes: an audit-mode policy admits every node, so the label is then on
+    // all of them, and switching modes changes labels, never pod templates (no rollout). Nodes
+    // with a valid attestation are preferred either way.
+    let affinity = json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": eligible, "operator": "In", "values": ["true"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [
+            {"key": ATTESTED_COUNTRY_LABEL, "operator": "Exists"}]}}]
+    }});
     let mut pod_spec = json!({
         "serviceAccountName": n,
         "automountServiceAccountToken": false,
@@ -531,7 +536,7 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
 
-    fn rendered(yaml: &str, zones: &[&str], enforce: bool) -> Rendered {
+    fn rendered(yaml: &str, zones: &[&str]) -> Rendered {
         let spec: WorkplaceSpec = serde_yaml::from_str(yaml).unwrap();
         let catalog = spec.resolve(Catalog::shipped()).unwrap();
         let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
@@ -541,7 +546,6 @@ mod tests {
             spec: &spec,
             catalog: &catalog,
             eligible_zones: &zones,
-            enforce,
         })
         .unwrap()
     }
@@ -552,7 +556,7 @@ mod tests {
     /// `HEXAGONE_BLESS=1 cargo test -p hexagone-platform --features k8s --lib render`.
     #[test]
     fn snapshot_of_the_5000_user_workplace() {
-        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"], true);
+        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"]);
         let mut text = String::new();
         for o in r.storage_class.iter().chain(&r.objects) {
             text.push_str("---\n");
@@ -574,7 +578,7 @@ mod tests {
 
     #[test]
     fn every_pod_requires_the_eligibility_label_and_the_restricted_standard() {
-        let r = rendered(SPEC, &["fr-par-1"], true);
+        let r = rendered(SPEC, &["fr-par-1"]);
         let workloads: Vec<&Value> = r
             .objects
             .iter()
@@ -601,34 +605,38 @@ mod tests {
     }
 
     #[test]
-    fn audit_mode_only_prefers_eligible_nodes() {
-        let r = rendered(SPEC, &["fr-par-1"], false);
+    fn attested_nodes_are_preferred() {
+        let r = rendered(SPEC, &["fr-par-1"]);
         let d = r
             .objects
             .iter()
             .find(|o| o["kind"] == "Deployment")
             .unwrap();
         let aff = &d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"];
-        assert!(aff["requiredDuringSchedulingIgnoredDuringExecution"].is_null());
-        assert!(aff["preferredDuringSchedulingIgnoredDuringExecution"].is_array());
+        let pref = &aff["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"];
+        assert_eq!(pref["matchExpressions"][0]["key"], ATTESTED_COUNTRY_LABEL);
     }
 
     #[test]
     fn the_storage_class_allows_only_eligible_zones_and_waits_for_the_pod() {
-        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"], true);
+        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"]);
         let sc = r.storage_class.unwrap();
         assert_eq!(sc["volumeBindingMode"], "WaitForFirstConsumer");
         assert_eq!(
             sc["allowedTopologies"][0]["matchLabelExpressions"][0]["values"],
             json!(["fr-par-1", "fr-par-2"])
         );
-        assert!(rendered(SPEC, &[], true).storage_class.is_none());
+        assert!(rendered(SPEC, &[]).storage_class.is_none());
     }
 
     #[test]
     fn secrets_are_referenced_never_written() {
-        let r = rendered(SPEC, &["fr-par-1"], true);
-        assert!(r.secret.keys.contains(&"postgresql-password".to_owned()));
+        let r = rendered(SPEC, &["fr-par-1"]);
+        assert!(
+            r.secret
+                .names
+                .contains(&"credential-postgresql-password".to_owned())
+        );
         assert!(!r.objects.iter().any(|o| o["kind"] == "Secret"));
         let text = serde_json::to_string(&r.objects).unwrap();
         assert!(
@@ -639,7 +647,7 @@ mod tests {
 
     #[test]
     fn egress_is_denied_but_for_namespace_dns_and_listed_destinations() {
-        let r = rendered(SPEC, &["fr-par-1"], true);
+        let r = rendered(SPEC, &["fr-par-1"]);
         let np = r
             .objects
             .iter()
@@ -653,7 +661,7 @@ mod tests {
 
     #[test]
     fn components_come_after_their_dependencies() {
-        let r = rendered(SPEC, &["fr-par-1"], true);
+        let r = rendered(SPEC, &["fr-par-1"]);
         let order: Vec<&str> = r
             .objects
             .iter()

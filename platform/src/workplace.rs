@@ -185,6 +185,7 @@ fn components_schema(generator: &mut SchemaGenerator) -> Schema {
     let list = names.join(", ");
     json_schema!({
         "type": "object",
+        "maxProperties": names.len(),
         "additionalProperties": value,
         "x-kubernetes-validations": [{
             "rule": format!("self.all(k, k in [{list}])"),

@@ -5,3 +5,4 @@
 mod node_restriction;
 mod qualification;
 mod util;
+mod workplace;
