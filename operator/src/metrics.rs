@@ -32,6 +32,8 @@ pub struct Metrics {
     pub components_ready: IntGaugeVec,
     /// Workplace pods evicted from nodes that are not compliant.
     pub evictions: IntCounter,
+    /// 1 while this replica holds the Lease and runs the controllers.
+    pub leader: prometheus::IntGauge,
     ready: AtomicBool,
 }
 
@@ -99,8 +101,14 @@ impl Metrics {
             "Workplace pods evicted from nodes their policy does not find compliant.",
         )
         .expect("valid metric");
+        let leader = prometheus::IntGauge::new(
+            "hexagone_operator_leader",
+            "1 while this replica holds the leader Lease and runs the controllers, else 0.",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(eligible_nodes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(eligible_nodes.clone()),
             Box::new(node_verdicts.clone()),
             Box::new(passes.clone()),
             Box::new(pass_errors.clone()),
@@ -123,6 +131,7 @@ impl Metrics {
             workplace_reconcile_seconds,
             components_ready,
             evictions,
+            leader,
             ready: AtomicBool::new(false),
         }
     }
@@ -142,7 +151,8 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (a first pass completed).
+/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (a standby waiting for the
+/// Lease, or a leader whose first qualification pass completed).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,

@@ -8,7 +8,7 @@ use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::{AttestationSpec, Basis, LocalityPolicy};
 use hexagone_testbed::ControlPlane;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -88,6 +88,16 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
                         .patch(&name, &pp, &Patch::Apply(&value))
                         .await?;
                 }
+                "Role" => {
+                    Api::<Role>::namespaced(client.clone(), ns.as_deref().unwrap())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "RoleBinding" => {
+                    Api::<RoleBinding>::namespaced(client.clone(), ns.as_deref().unwrap())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
                 "ClusterRoleBinding" => {
                     Api::<ClusterRoleBinding>::all(client.clone())
                         .patch(&name, &pp, &Patch::Apply(&value))
@@ -139,6 +149,11 @@ pub struct Operator {
 impl Operator {
     /// Starts it.
     pub async fn start(bed: &ControlPlane) -> anyhow::Result<Operator> {
+        Self::start_as(bed, "replica-a").await
+    }
+
+    /// Starts a replica with its own Lease identity.
+    pub async fn start_as(bed: &ControlPlane, identity: &str) -> anyhow::Result<Operator> {
         let client = bed.client_as(OPERATOR_USER, None).await?;
         let metrics_addr = {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -148,6 +163,9 @@ impl Operator {
             geo_dir: PathBuf::from(hexagone_operator::VENDORED_GEO_DIR),
             metrics_addr,
             reporter: "hexagone-operator".into(),
+            lease_namespace: "hexagone-system".into(),
+            identity: Some(identity.into()),
+            lease_seconds: 6,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(hexagone_operator::run_with(client, settings, async move {

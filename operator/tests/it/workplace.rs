@@ -22,7 +22,7 @@ use crate::util::{
 };
 
 const LATER: &str = "2030-01-01T00:00:00Z";
-const NS: &str = "ministere";
+pub const NS: &str = "ministere";
 const ELIGIBLE: [&str; 4] = ["ovh-par1-a", "ovh-par1-b", "outscale-par2-a", "ovh-par2-b"];
 
 fn fr(name: &str, zone: &str, ip: &str) -> FakeNode {
@@ -39,7 +39,7 @@ fn fr(name: &str, zone: &str, ip: &str) -> FakeNode {
 /// French nodes in two zones (attested), a German one, a US one, and AWS Paris (attested FR,
 /// under US control); the `dr` policy; a namespace enforcing the restricted Pod Security
 /// Standard.
-async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
+pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
     let admin = bed.client();
     let officer = bed.client_as("alice", Some(OFFICERS)).await?;
     bed.add_nodes(&[
@@ -78,7 +78,7 @@ async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workplace> {
+pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workplace> {
     let mut spec = json!({
         "policy": "dr",
         "profile": "users5000",
@@ -102,7 +102,7 @@ fn condition(wp: &Workplace, type_: &str) -> Option<(String, String, String)> {
 }
 
 /// Waits until condition `type_` of the Workplace has `status` (and `reason`, when given).
-async fn expect_condition(
+pub async fn expect_condition(
     client: &Client,
     name: &str,
     type_: &str,
