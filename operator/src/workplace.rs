@@ -34,6 +34,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -430,14 +431,10 @@ async fn apply(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> 
     .map_err(ReconcileError::Render)?;
     let capacity = capacity_shortfall(&catalog, wp, &eligible);
 
-    apply_storage_class(ctx, &rendered).await?;
-    ensure_credentials(ctx, wp, &rendered).await?;
     let owner = wp
         .controller_owner_ref(&())
         .expect("a Workplace has a name and uid");
-    for object in &rendered.objects {
-        apply_object(ctx, &ns, object, &owner).await?;
-    }
+    apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
 
     // Readiness per component.
     let mut all_ready = true;
@@ -761,11 +758,29 @@ fn quantity(q: &str) -> Option<f64> {
 
 /// Applies the StorageClass; its allowedTopologies cannot change in place, so a class for other
 /// zones is replaced (claims already bound keep their volumes).
-async fn apply_storage_class(ctx: &Context, rendered: &Rendered) -> Result<(), ReconcileError> {
+/// Applies a rendered workplace: the StorageClass, the missing credentials, then every object in
+/// order, server-side with [`FIELD_MANAGER`], owned by `owner` when given (the controller passes
+/// the Workplace; the scale benchmark applies the same objects without one, as its baseline).
+pub async fn apply_rendered(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    rendered: &Rendered,
+    owner: Option<&OwnerReference>,
+) -> Result<(), ReconcileError> {
+    apply_storage_class(client, rendered).await?;
+    ensure_credentials(client, ns, instance, rendered, owner).await?;
+    for object in &rendered.objects {
+        apply_object(client, ns, object, owner).await?;
+    }
+    Ok(())
+}
+
+async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(), ReconcileError> {
     let Some(sc) = &rendered.storage_class else {
         return Ok(());
     };
-    let api = Api::<StorageClass>::all(ctx.client.clone());
+    let api = Api::<StorageClass>::all(client.clone());
     let name = sc["metadata"]["name"]
         .as_str()
         .expect("rendered with a name");
@@ -798,23 +813,22 @@ async fn apply_storage_class(ctx: &Context, rendered: &Rendered) -> Result<(), R
 /// Creates each missing credential with a fresh random value. Never reads a Secret: a create
 /// that finds one already there leaves it alone.
 async fn ensure_credentials(
-    ctx: &Context,
-    wp: &Workplace,
+    client: &Client,
+    ns: &str,
+    instance: &str,
     rendered: &Rendered,
+    owner: Option<&OwnerReference>,
 ) -> Result<(), ReconcileError> {
-    let ns = wp.namespace().unwrap_or_default();
-    let api = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
-    let owner = wp
-        .controller_owner_ref(&())
-        .expect("a Workplace has a name and uid");
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let owners: Vec<&OwnerReference> = owner.into_iter().collect();
     for name in &rendered.secret.names {
         let mut bytes = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": ns,
-                         "labels": {INSTANCE_LABEL: wp.name_any(), "app.kubernetes.io/managed-by": FIELD_MANAGER},
-                         "ownerReferences": [owner]},
+                         "labels": {INSTANCE_LABEL: instance, "app.kubernetes.io/managed-by": FIELD_MANAGER},
+                         "ownerReferences": owners},
             "type": "Opaque",
             "stringData": {CREDENTIAL_KEY: value}
         }))
@@ -830,20 +844,22 @@ async fn ensure_credentials(
 
 /// Server-side applies one namespaced object, owned by the Workplace.
 async fn apply_object(
-    ctx: &Context,
+    client: &Client,
     ns: &str,
     object: &Value,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    owner: Option<&OwnerReference>,
 ) -> Result<(), ReconcileError> {
     let mut object = object.clone();
-    object["metadata"]["ownerReferences"] = json!([owner]);
+    if let Some(owner) = owner {
+        object["metadata"]["ownerReferences"] = json!([owner]);
+    }
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let c = ctx.client.clone();
+    let c = client.clone();
     let patch = Patch::Apply(&object);
     let what = || format!("applying {kind} {ns}/{name}");
     macro_rules! apply_as {
