@@ -3,6 +3,7 @@
 //! module per capability.
 
 mod leader;
+mod manifests;
 mod node_restriction;
 mod qualification;
 mod util;
