@@ -46,26 +46,36 @@ pub enum Command {
     Crds,
 }
 
-/// Settings of the running operator.
+/// Settings of the running operator (accepted before or after `run`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Directory of the ip-location-db layout (location, registration and AS databases).
-    #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR", default_value = VENDORED_GEO_DIR)]
+    #[arg(global = true, long, value_name = "DIR", env = "HEXAGONE_GEO_DIR", default_value = VENDORED_GEO_DIR)]
     pub geo_dir: PathBuf,
     /// Address of the HTTP endpoint for /metrics, /healthz and /readyz.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub metrics_addr: SocketAddr,
     /// Name the operator reports Events under (its Deployment's name).
-    #[arg(long, default_value = "hexagone-operator")]
+    #[arg(global = true, long, default_value = "hexagone-operator")]
     pub reporter: String,
     /// Namespace of the Lease that elects the one active replica.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "hexagone-system")]
+    #[arg(
+        global = true,
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "hexagone-system"
+    )]
     pub lease_namespace: String,
     /// This replica's identity in the Lease (default: the pod name, else host and process).
-    #[arg(long, env = "POD_NAME")]
+    #[arg(global = true, long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Seconds a leader holds the Lease without renewing it; a standby takes over after that.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    #[arg(global = true, long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
     pub lease_seconds: u64,
 }
 
@@ -195,4 +205,31 @@ pub async fn run_with(
     // takes over at once rather than after it expires.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lease_task).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The arguments the shipped Deployment passes are ones the binary accepts.
+    #[test]
+    fn the_deployment_arguments_parse() {
+        let text = include_str!("../../manifests/operator.yaml");
+        let deployment = serde_yaml::Deserializer::from_str(text)
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .find(|v| v["kind"] == "Deployment")
+            .expect("a Deployment in manifests/operator.yaml");
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_sequence()
+            .expect("container args")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned());
+        let config =
+            Config::try_parse_from(std::iter::once("hexagone-operator".into()).chain(args))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(config.command, Some(Command::Run)));
+        assert_eq!(config.settings.metrics_addr.port(), 8080);
+    }
+
+    use serde::Deserialize as _;
 }
