@@ -71,6 +71,7 @@ mod tests {
     fn samples_are_valid() {
         use hexagone_platform::LocalityPolicy;
         use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+        use serde::Deserialize as _;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
         let policy: LocalityPolicyResource = serde_yaml::from_str(&read(
@@ -87,5 +88,17 @@ mod tests {
         let attestation: NodeAttestation =
             serde_yaml::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
         assert_eq!(attestation.spec.country.as_str(), "FR");
+        let text = read("manifests/samples/workplace.yaml");
+        let workplace: hexagone_platform::workplace::Workplace =
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                .find(|v| v["kind"] == "Workplace")
+                .map(|v| serde_yaml::from_value(v).unwrap())
+                .expect("a Workplace in the sample");
+        assert_eq!(workplace.spec.policy, policy.metadata.name.clone().unwrap());
+        workplace
+            .spec
+            .resolve(hexagone_platform::Catalog::shipped())
+            .unwrap();
     }
 }
