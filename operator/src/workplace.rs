@@ -880,6 +880,7 @@ async fn apply_object(
         "StatefulSet" => apply_as!(StatefulSet),
         "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
         "NetworkPolicy" => apply_as!(NetworkPolicy),
+        "CronJob" => apply_as!(k8s_openapi::api::batch::v1::CronJob),
         other => unreachable!("render produced an unexpected kind {other}"),
     }
 }

@@ -483,12 +483,79 @@ fn render_component(
         }
     };
     out.push(workload);
+    if let Some(cron) = backup_job(c, input, &pod_spec) {
+        out.push(cron);
+    }
     // One pod at a time may be evicted: with one replica that is the pod itself, so an
     // ineligible node can always be drained (the component is briefly down, and says so).
     out.push(json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(n),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(input, n)}}
     }));
+}
+
+/// The scheduled backup of a database component to its bucket on the object store: a dump by the
+/// component's own image into a scratch volume, then `weed filer.copy` (SeaweedFS's own client,
+/// from the filer's image) to `/buckets/<bucket>/<UTC time>/`. Same placement and security as the
+/// component's pods, so the backup job too runs only on eligible nodes.
+fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Option<Value> {
+    let backup = c.backup.as_ref()?;
+    let filer = input.catalog.component("seaweedfs-filer")?;
+    let (dump, password) = match c.name.as_str() {
+        "postgresql" => (
+            "pg_dumpall -h postgresql -U workplace > /dump/dump.sql",
+            json!({"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+                "name": format!("{CREDENTIAL_PREFIX}postgresql-password"), "key": CREDENTIAL_KEY}}}),
+        ),
+        "mysql" => (
+            "mysqldump -h mysql -u root --all-databases --single-transaction > /dump/dump.sql",
+            json!({"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {
+                "name": format!("{CREDENTIAL_PREFIX}mysql-root-password"), "key": CREDENTIAL_KEY}}}),
+        ),
+        _ => return None,
+    };
+    let security = pod_spec["containers"][0]["securityContext"].clone();
+    let mut spec = pod_spec.clone();
+    spec["restartPolicy"] = json!("OnFailure");
+    spec["volumes"] = json!([{"name": "dump", "emptyDir": {}}]);
+    spec["initContainers"] = json!([{
+        "name": "dump",
+        "image": c.image.to_string(),
+        "command": ["sh", "-c", dump],
+        "env": [password],
+        "volumeMounts": [{"name": "dump", "mountPath": "/dump"}],
+        "securityContext": security,
+    }]);
+    spec["containers"] = json!([{
+        "name": "upload",
+        "image": filer.image.to_string(),
+        "command": ["sh", "-c", format!(
+            "weed filer.copy /dump/dump.sql http://seaweedfs-filer:8888/buckets/{}/$(date -u +%Y%m%dT%H%M%SZ)/",
+            backup.bucket
+        )],
+        "volumeMounts": [{"name": "dump", "mountPath": "/dump"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": security,
+    }]);
+    if let Some(obj) = spec.as_object_mut() {
+        obj.remove("topologySpreadConstraints");
+    }
+    let name = format!("{}-backup", c.name);
+    Some(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": name, "namespace": input.namespace, "labels": labels(input, Some(&c.name))},
+        "spec": {
+            "schedule": backup.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 3, "template": {
+                "metadata": {"labels": labels(input, Some(&name))},
+                "spec": spec
+            }}}
+        }
+    }))
 }
 
 fn protocol(p: Protocol) -> &'static str {
@@ -657,6 +724,33 @@ mod tests {
         assert_eq!(egress.len(), 3);
         assert_eq!(egress[2]["to"][0]["ipBlock"]["cidr"], "192.0.2.25/32");
         assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
+    }
+
+    #[test]
+    fn databases_are_backed_up_to_their_bucket_on_eligible_nodes() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let crons: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "CronJob")
+            .collect();
+        let names: Vec<&str> = crons
+            .iter()
+            .map(|c| c["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["mysql-backup", "postgresql-backup"]);
+        let pod = &crons[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        let upload = pod["containers"][0]["command"][2].as_str().unwrap();
+        assert!(upload.contains("/buckets/postgresql-backups/"), "{upload}");
+        assert_eq!(
+            pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+                [0]["matchExpressions"][0]["key"],
+            "eligible.hexagone.node-restriction.kubernetes.io/france-diffusion-restreinte"
+        );
+        assert_eq!(
+            pod["initContainers"][0]["securityContext"]["runAsNonRoot"],
+            true
+        );
     }
 
     #[test]
