@@ -89,7 +89,7 @@ mod tests {
             serde_yaml::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
         assert_eq!(attestation.spec.country.as_str(), "FR");
         let text = read("manifests/samples/workplace.yaml");
-        let workplace: hexagone_platform::workplace::Workplace =
+        let workplace: Workplace =
             serde_yaml::Deserializer::from_str(&text)
                 .map(|d| serde_yaml::Value::deserialize(d).unwrap())
                 .find(|v| v["kind"] == "Workplace")
