@@ -89,12 +89,11 @@ mod tests {
             serde_yaml::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
         assert_eq!(attestation.spec.country.as_str(), "FR");
         let text = read("manifests/samples/workplace.yaml");
-        let workplace: Workplace =
-            serde_yaml::Deserializer::from_str(&text)
-                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
-                .find(|v| v["kind"] == "Workplace")
-                .map(|v| serde_yaml::from_value(v).unwrap())
-                .expect("a Workplace in the sample");
+        let workplace: Workplace = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .find(|v| v["kind"] == "Workplace")
+            .map(|v| serde_yaml::from_value(v).unwrap())
+            .expect("a Workplace in the sample");
         assert_eq!(workplace.spec.policy, policy.metadata.name.clone().unwrap());
         workplace
             .spec
