@@ -3,7 +3,7 @@
 //! reports back (conditions, per-component readiness, eligible nodes). Types and pure checks only.
 //!
 //! What a Kubernetes schema can say is said there (patterns, bounds, CEL rules generated from the
-//! shipped catalog), so a bad spec is refused at `kubectl apply`; [`WorkplaceSpec::problems`]
+//! shipped catalog), so a bad spec is refused at `kubectl apply`; [`WorkplaceSpec::resolve`]
 //! checks the rest (dependencies of disabled components, image overrides) and the operator
 //! reports what it finds in one sentence per problem.
 
