@@ -2,6 +2,7 @@
 //! under `manifests/crds/` must equal this output (a test fails when they are stale).
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::workplace::Workplace;
 use kube::CustomResourceExt;
 
 /// File name under `manifests/crds/` and YAML of each CRD.
@@ -21,6 +22,13 @@ pub fn files() -> Vec<(&'static str, String)> {
             format!(
                 "{header}{}",
                 serde_yaml::to_string(&NodeAttestation::crd()).expect("a CRD serializes")
+            ),
+        ),
+        (
+            "workplaces.yaml",
+            format!(
+                "{header}{}",
+                serde_yaml::to_string(&Workplace::crd()).expect("a CRD serializes")
             ),
         ),
     ]
@@ -63,6 +71,7 @@ mod tests {
     fn samples_are_valid() {
         use hexagone_platform::LocalityPolicy;
         use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+        use serde::Deserialize as _;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
         let policy: LocalityPolicyResource = serde_yaml::from_str(&read(
@@ -79,5 +88,16 @@ mod tests {
         let attestation: NodeAttestation =
             serde_yaml::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
         assert_eq!(attestation.spec.country.as_str(), "FR");
+        let text = read("manifests/samples/workplace.yaml");
+        let workplace: Workplace = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .find(|v| v["kind"] == "Workplace")
+            .map(|v| serde_yaml::from_value(v).unwrap())
+            .expect("a Workplace in the sample");
+        assert_eq!(workplace.spec.policy, policy.metadata.name.clone().unwrap());
+        workplace
+            .spec
+            .resolve(hexagone_platform::Catalog::shipped())
+            .unwrap();
     }
 }

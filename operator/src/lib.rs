@@ -8,6 +8,7 @@
 pub mod crds;
 pub mod metrics;
 pub mod qualifier;
+pub mod workplace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,19 +46,41 @@ pub enum Command {
     Crds,
 }
 
-/// Settings of the running operator.
+/// Settings of the running operator (accepted before or after `run`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Directory of the ip-location-db layout (location, registration and AS databases).
-    #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR", default_value = VENDORED_GEO_DIR)]
+    #[arg(global = true, long, value_name = "DIR", env = "HEXAGONE_GEO_DIR", default_value = VENDORED_GEO_DIR)]
     pub geo_dir: PathBuf,
     /// Address of the HTTP endpoint for /metrics, /healthz and /readyz.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub metrics_addr: SocketAddr,
     /// Name the operator reports Events under (its Deployment's name).
-    #[arg(long, default_value = "hexagone-operator")]
+    #[arg(global = true, long, default_value = "hexagone-operator")]
     pub reporter: String,
+    /// Namespace of the Lease that elects the one active replica.
+    #[arg(
+        global = true,
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "hexagone-system"
+    )]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease (default: the pod name, else host and process).
+    #[arg(global = true, long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a leader holds the Lease without renewing it; a standby takes over after that.
+    #[arg(global = true, long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub lease_seconds: u64,
 }
+
+/// Name of the Lease the replicas compete for.
+pub const LEASE_NAME: &str = "hexagone-operator";
 
 /// Runs the operator with a parsed configuration.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -105,11 +128,108 @@ pub async fn run_with(
         .await
         .with_context(|| format!("listening on {}", settings.metrics_addr))?;
     let server = metrics::serve(listener, metrics.clone());
-    let qualifier =
-        qualifier::NodeQualifier::new(client, Arc::new(geo), metrics, &settings.reporter);
-    tokio::select! {
-        r = qualifier.run() => r,
+    let identity = settings.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        .with_namespace(settings.lease_namespace.clone())
+        .with_identity(identity.clone())
+        .with_duration(settings.lease_seconds)
+        .with_grace((settings.lease_seconds / 3).max(1))
+        .with_field_manager(workplace::FIELD_MANAGER)
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "opening Lease {}/{LEASE_NAME} for leader election",
+                settings.lease_namespace
+            )
+        })?;
+    let (mut leader, lease_task) = lease.watch().await;
+    let geo = Arc::new(geo);
+    let controllers = {
+        let metrics = metrics.clone();
+        let reporter = settings.reporter.clone();
+        async move {
+            loop {
+                if !*leader.borrow_and_update() {
+                    // A standby is ready: it is up and will take over (a Deployment rollout
+                    // must not wait for it to lead).
+                    metrics.set_ready();
+                }
+                while !*leader.borrow_and_update() {
+                    leader
+                        .changed()
+                        .await
+                        .context("the leader election stopped")?;
+                }
+                tracing::info!("{identity} holds Lease {LEASE_NAME}: controllers start");
+                metrics.leader.set(1);
+                let qualifier = qualifier::NodeQualifier::new(
+                    client.clone(),
+                    geo.clone(),
+                    metrics.clone(),
+                    &reporter,
+                );
+                let workplaces = workplace::run(Arc::new(workplace::Context::new(
+                    client.clone(),
+                    metrics.clone(),
+                    &reporter,
+                )));
+                let lost = async {
+                    loop {
+                        if leader.changed().await.is_err() || !*leader.borrow() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    r = qualifier.run() => return r,
+                    () = workplaces => anyhow::bail!("the Workplace controller stopped"),
+                    () = lost => {
+                        // Another replica may now act: stop everything at once.
+                        metrics.leader.set(0);
+                        tracing::warn!("{identity} lost Lease {LEASE_NAME}: controllers stopped, standing by");
+                    }
+                }
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = controllers => r,
         r = server => r.context("serving metrics"),
         () = shutdown => Ok(()),
+    };
+    // The receiver is gone with `controllers`: the lease task releases the Lease so a standby
+    // takes over at once rather than after it expires.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lease_task).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The arguments the shipped Deployment passes are ones the binary accepts.
+    #[test]
+    fn the_deployment_arguments_parse() {
+        let text = include_str!("../../manifests/operator.yaml");
+        let deployment = serde_yaml::Deserializer::from_str(text)
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .find(|v| v["kind"] == "Deployment")
+            .expect("a Deployment in manifests/operator.yaml");
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_sequence()
+            .expect("container args")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned());
+        let config =
+            Config::try_parse_from(std::iter::once("hexagone-operator".into()).chain(args))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(config.command, Some(Command::Run)));
+        assert_eq!(config.settings.metrics_addr.port(), 8080);
     }
+
+    use serde::Deserialize as _;
 }

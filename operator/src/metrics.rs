@@ -7,7 +7,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use prometheus::{Encoder, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// The operator's metrics.
 pub struct Metrics {
@@ -20,6 +22,18 @@ pub struct Metrics {
     pub passes: IntCounter,
     /// Qualification passes that failed (API errors).
     pub pass_errors: IntCounter,
+    /// Workplace reconciles started.
+    pub workplace_reconciles: IntCounter,
+    /// Workplace reconciles that failed (retried with backoff).
+    pub workplace_reconcile_errors: IntCounter,
+    /// Duration of Workplace reconciles.
+    pub workplace_reconcile_seconds: Histogram,
+    /// Ready components per Workplace.
+    pub components_ready: IntGaugeVec,
+    /// Workplace pods evicted from nodes that are not compliant.
+    pub evictions: IntCounter,
+    /// 1 while this replica holds the Lease and runs the controllers.
+    pub leader: prometheus::IntGauge,
     ready: AtomicBool,
 }
 
@@ -59,11 +73,50 @@ impl Metrics {
             "Qualification passes that failed on an API error (retried with backoff).",
         )
         .expect("valid metric");
+        let workplace_reconciles = IntCounter::new(
+            "hexagone_workplace_reconciles_total",
+            "Workplace reconciles started.",
+        )
+        .expect("valid metric");
+        let workplace_reconcile_errors = IntCounter::new(
+            "hexagone_workplace_reconcile_errors_total",
+            "Workplace reconciles that failed (retried with exponential backoff).",
+        )
+        .expect("valid metric");
+        let workplace_reconcile_seconds = Histogram::with_opts(HistogramOpts::new(
+            "hexagone_workplace_reconcile_duration_seconds",
+            "Duration of Workplace reconciles.",
+        ))
+        .expect("valid metric");
+        let components_ready = IntGaugeVec::new(
+            Opts::new(
+                "hexagone_workplace_components_ready",
+                "Components of a Workplace whose every replica is ready.",
+            ),
+            &["namespace", "workplace"],
+        )
+        .expect("valid metric");
+        let evictions = IntCounter::new(
+            "hexagone_workplace_evictions_total",
+            "Workplace pods evicted from nodes their policy does not find compliant.",
+        )
+        .expect("valid metric");
+        let leader = prometheus::IntGauge::new(
+            "hexagone_operator_leader",
+            "1 while this replica holds the leader Lease and runs the controllers, else 0.",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(eligible_nodes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(eligible_nodes.clone()),
             Box::new(node_verdicts.clone()),
             Box::new(passes.clone()),
             Box::new(pass_errors.clone()),
+            Box::new(workplace_reconciles.clone()),
+            Box::new(workplace_reconcile_errors.clone()),
+            Box::new(workplace_reconcile_seconds.clone()),
+            Box::new(components_ready.clone()),
+            Box::new(evictions.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -73,6 +126,12 @@ impl Metrics {
             node_verdicts,
             passes,
             pass_errors,
+            workplace_reconciles,
+            workplace_reconcile_errors,
+            workplace_reconcile_seconds,
+            components_ready,
+            evictions,
+            leader,
             ready: AtomicBool::new(false),
         }
     }
@@ -92,7 +151,8 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (a first pass completed).
+/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (a standby waiting for the
+/// Lease, or a leader whose first qualification pass completed).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,

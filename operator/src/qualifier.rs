@@ -4,7 +4,9 @@
 //!    label and removes the label wherever no valid, agreeing attestation stands behind it;
 //! 2. judges every node under every policy and writes the verdicts to the policy's status;
 //! 3. raises an Event on a Node whose verdict under a policy changed, and on each label change;
-//! 4. updates the eligible-node gauges.
+//! 4. sets `eligible.hexagone.node-restriction.kubernetes.io/<policy>=true` on each node a
+//!    policy admits and removes it elsewhere (the label Workplace pods require);
+//! 5. updates the eligible-node gauges.
 //!
 //! A pass is idempotent: it writes only what differs, so its own writes settle after one more
 //! pass. One pass at a time, so the policy status has a single writer.
@@ -19,6 +21,7 @@ use hexagone_platform::k8s::{
     LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict, attestations,
     describe,
 };
+use hexagone_platform::workplace::{ELIGIBLE_LABEL_DOMAIN, eligible_label};
 use hexagone_platform::{
     ATTESTED_COUNTRY_LABEL, Facts, Judge, Observation, SubjectKind, attested_label, observe,
 };
@@ -197,8 +200,53 @@ impl NodeQualifier {
             all_facts.push((node, facts));
         }
 
+        // Per node, the eligibility labels it must carry: one per policy that admits it.
+        let mut eligible: BTreeMap<String, BTreeMap<String, serde_json::Value>> = all_facts
+            .iter()
+            .map(|(n, _)| (n.name_any(), BTreeMap::new()))
+            .collect();
         for policy in &policies {
-            self.judge_policy(&policies_api, policy, &all_facts).await?;
+            let admitted = self.judge_policy(&policies_api, policy, &all_facts).await?;
+            // A policy whose name cannot name a label has no eligible node (the Workplace using
+            // it says why).
+            if let Ok(key) = eligible_label(&policy.name_any()) {
+                for node in admitted {
+                    if let Some(labels) = eligible.get_mut(&node) {
+                        labels.insert(key.clone(), json!("true"));
+                    }
+                }
+            }
+        }
+        for (node, _) in &all_facts {
+            let mut wanted = eligible.remove(&node.name_any()).unwrap_or_default();
+            let stale: Vec<String> = node
+                .labels()
+                .iter()
+                .filter(|(k, v)| {
+                    k.starts_with(ELIGIBLE_LABEL_DOMAIN)
+                        && wanted.get(*k).and_then(|w| w.as_str()) != Some(v.as_str())
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            wanted.retain(|k, _| node.labels().get(k).map(String::as_str) != Some("true"));
+            for k in stale {
+                wanted.entry(k).or_insert(serde_json::Value::Null);
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let patch = json!({"metadata": {"labels": wanted}});
+            nodes_api
+                .patch(
+                    &node.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(failed(format!(
+                    "setting the eligibility labels of node {}",
+                    node.name_any()
+                )))?;
         }
         Ok(next_expiry(&attestation_resources, now)
             .unwrap_or(RESYNC)
@@ -260,8 +308,9 @@ impl NodeQualifier {
         api: &Api<LocalityPolicyResource>,
         policy: &LocalityPolicyResource,
         all_facts: &[(Node, Facts)],
-    ) -> Result<(), QualifyError> {
+    ) -> Result<Vec<String>, QualifyError> {
         let name = policy.name_any();
+        let mut admitted = Vec::new();
         let previous: BTreeMap<String, String> = policy
             .status
             .as_ref()
@@ -309,6 +358,9 @@ impl NodeQualifier {
                     };
                     self.publish(&event, node).await;
                 }
+                if entry.eligible {
+                    admitted.push(entry.name.clone());
+                }
                 status.eligible_nodes += u32::from(entry.eligible);
                 status.evaluated_nodes += 1;
                 status.nodes.push(entry);
@@ -336,7 +388,7 @@ impl NodeQualifier {
                 "writing the status of LocalityPolicy {name}"
             )))?;
         }
-        Ok(())
+        Ok(admitted)
     }
 
     /// Publishes an Event; a failure is logged, not fatal (the status carries the same facts).
@@ -348,7 +400,7 @@ impl NodeQualifier {
 }
 
 /// Events notes are limited to 1 KiB.
-fn truncate(mut s: String) -> String {
+pub(crate) fn truncate(mut s: String) -> String {
     if s.len() > 1024 {
         let mut cut = 1021;
         while !s.is_char_boundary(cut) {

@@ -18,6 +18,7 @@ use crate::jurisdiction::sha256_tag;
 const TEXT: &str = include_str!("../data/stack-catalog.yaml");
 
 /// A size profile: the number of users a workplace is sized for.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Profile {
     /// Up to 500 users.

@@ -16,9 +16,13 @@ pub mod jurisdiction;
 pub mod k8s;
 pub mod node;
 pub mod policy;
+#[cfg(feature = "k8s")]
+pub mod render;
 #[cfg(feature = "schema")]
 mod schema;
 pub mod verdict;
+#[cfg(feature = "k8s")]
+pub mod workplace;
 
 pub use attestation::{Attestation, AttestationSpec, AttestationStatus, Basis};
 pub use catalog::{Catalog, CatalogError, Component, DataClass, ImageRef, Profile, StoreKind};

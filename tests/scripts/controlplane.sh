@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real control plane binaries used by the test bed (tests/testbed):
-# etcd, kube-apiserver, kube-scheduler, kube-controller-manager (tests/controlplane) and
+# etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl (tests/controlplane) and
 # kwok with its stage definitions (tests/controlplane/kwok), into a cache outside the repo:
 #
 #   ${HEXAGONE_CACHE:-$HOME/.cache/hexagone}/controlplane/<key>/bin
@@ -50,18 +50,21 @@ stages=(
   kustomize/stage/pod/fast/pod-delete.yaml
 )
 
+bins=(etcd kube-apiserver kube-scheduler kube-controller-manager kubectl kwok)
+
+# The list of binaries is part of the key: a cache built before a binary joined the list is
+# rebuilt rather than found complete without it.
 key="$(
   {
     go version
     (cd "$src" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort |
       while read -r f; do echo "$f"; sha256sum <"$f"; done)
-    echo "$ldflags" "${stages[@]}"
+    echo "$ldflags" "${stages[@]}" "${bins[@]}"
   } | sha256sum | cut -c1-16
 )"
 cache="${HEXAGONE_CACHE:-$HOME/.cache/hexagone}/controlplane"
 out="$cache/$key"
 bin="$out/bin"
-bins=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok)
 
 complete() {
   [ -f "$out/.complete" ] || return 1
@@ -98,6 +101,7 @@ echo "controlplane.sh: building Kubernetes $k8s_version and etcd into $out" >&2
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-scheduler \
   k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kubectl \
   ./etcd) >&2
 
 echo "controlplane.sh: building kwok" >&2
@@ -110,7 +114,11 @@ for s in "${stages[@]}"; do
   { echo "---"; cat "$kwok_dir/$s"; } >>"$work/bin/kwok-stages.yaml"
 done
 
-(cd "$work/bin" && for b in "${bins[@]}"; do "./$b" --version 2>&1 | head -1 | sed "s/^/$b: /"; done) >"$work/VERSIONS" 2>&1 || true
+(cd "$work/bin" && for b in "${bins[@]}"; do
+  # kubectl has no --version flag; its client version is a subcommand.
+  if [ "$b" = kubectl ]; then version=(version --client); else version=(--version); fi
+  "./$b" "${version[@]}" 2>&1 | head -1 | sed "s/^/$b: /"
+done) >"$work/VERSIONS" 2>&1 || true
 cat "$work/VERSIONS" >&2
 touch "$work/.complete"
 rm -rf "$out"

@@ -2,6 +2,9 @@
 //! NodeRestriction and RBAC, scheduler, controller-manager, kwok nodes): one test binary, one
 //! module per capability.
 
+mod leader;
+mod manifests;
 mod node_restriction;
 mod qualification;
 mod util;
+mod workplace;

@@ -83,6 +83,21 @@ async fn a_node_cannot_make_itself_compliant() -> anyhow::Result<()> {
         err.to_string().contains("node-restriction.kubernetes.io"),
         "{err}"
     );
+    // Refused likewise: the eligibility label Workplace pods require.
+    let eligible = hexagone_platform::workplace::eligible_label("dr").unwrap();
+    let err = nodes
+        .patch(
+            "hostile",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {eligible.as_str(): "true"}}})),
+        )
+        .await
+        .expect_err("a kubelet may not make itself eligible");
+    assert_eq!(status_of(&err), 403, "{err}");
+    assert!(
+        err.to_string().contains("node-restriction.kubernetes.io"),
+        "{err}"
+    );
     // Refused: another node's labels (Node authorizer / NodeRestriction).
     let err = nodes
         .patch(
@@ -146,6 +161,30 @@ async fn a_node_cannot_make_itself_compliant() -> anyhow::Result<()> {
     })?;
     let n = Api::<Node>::all(admin.clone()).get("hostile").await?;
     assert_eq!(n.labels().get(ATTESTED_COUNTRY_LABEL), None);
+    assert_eq!(n.labels().get(&eligible), None);
+    // A careless admin makes it eligible by hand: the operator takes the label back.
+    Api::<Node>::all(admin.clone())
+        .patch(
+            "hostile",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {eligible.as_str(): "true"}}})),
+        )
+        .await?;
+    eventually("the hand-set eligibility label removed", || {
+        let admin = admin.clone();
+        let eligible = eligible.clone();
+        async move {
+            let n = Api::<Node>::all(admin)
+                .get("hostile")
+                .await
+                .map_err(|e| e.to_string())?;
+            match n.labels().get(&eligible) {
+                None => Ok(()),
+                Some(v) => Err(format!("still {v}")),
+            }
+        }
+    })
+    .await?;
 
     // Only the security officer role writes attestations: not the operator, not a policy admin.
     let operator_identity = bed.client_as(OPERATOR_USER, None).await?;

@@ -8,7 +8,7 @@ use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::{AttestationSpec, Basis, LocalityPolicy};
 use hexagone_testbed::ControlPlane;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -53,6 +53,7 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
     for file in [
         "manifests/crds/localitypolicies.yaml",
         "manifests/crds/nodeattestations.yaml",
+        "manifests/crds/workplaces.yaml",
         "manifests/operator.yaml",
         "manifests/rbac/operator.yaml",
         "manifests/rbac/security-officer.yaml",
@@ -87,6 +88,16 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
                         .patch(&name, &pp, &Patch::Apply(&value))
                         .await?;
                 }
+                "Role" => {
+                    Api::<Role>::namespaced(client.clone(), ns.as_deref().unwrap())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "RoleBinding" => {
+                    Api::<RoleBinding>::namespaced(client.clone(), ns.as_deref().unwrap())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
                 "ClusterRoleBinding" => {
                     Api::<ClusterRoleBinding>::all(client.clone())
                         .patch(&name, &pp, &Patch::Apply(&value))
@@ -101,6 +112,7 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
     for name in [
         "localitypolicies.hexagone.fr",
         "nodeattestations.hexagone.fr",
+        "workplaces.hexagone.fr",
     ] {
         eventually(&format!("CRD {name} established"), || {
             let crds = crds.clone();
@@ -137,6 +149,11 @@ pub struct Operator {
 impl Operator {
     /// Starts it.
     pub async fn start(bed: &ControlPlane) -> anyhow::Result<Operator> {
+        Self::start_as(bed, "replica-a").await
+    }
+
+    /// Starts a replica with its own Lease identity.
+    pub async fn start_as(bed: &ControlPlane, identity: &str) -> anyhow::Result<Operator> {
         let client = bed.client_as(OPERATOR_USER, None).await?;
         let metrics_addr = {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -146,6 +163,9 @@ impl Operator {
             geo_dir: PathBuf::from(hexagone_operator::VENDORED_GEO_DIR),
             metrics_addr,
             reporter: "hexagone-operator".into(),
+            lease_namespace: "hexagone-system".into(),
+            identity: Some(identity.into()),
+            lease_seconds: 6,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(hexagone_operator::run_with(client, settings, async move {
@@ -236,5 +256,98 @@ pub fn status_of(e: &kube::Error) -> u16 {
     match e {
         kube::Error::Api(s) => s.code,
         _ => 0,
+    }
+}
+
+/// Stands in for a site's zonal block-storage CSI driver, which the test bed has not: every
+/// claim the scheduler has placed (annotation `volume.kubernetes.io/selected-node`) on a
+/// StorageClass with provisioner [`TEST_PROVISIONER`] gets a volume in the selected node's zone,
+/// pre-bound to the claim; the real PV controller binds them and the real scheduler then binds
+/// the pod. Stops when dropped.
+pub struct Provisioner(tokio::task::JoinHandle<()>);
+
+/// The provisioner name test Workplaces ask for.
+pub const TEST_PROVISIONER: &str = "zonal.csi.test.hexagone.fr";
+
+impl Provisioner {
+    /// Starts provisioning with `client` (admin).
+    pub fn start(client: Client) -> Provisioner {
+        use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+        use k8s_openapi::api::storage::v1::StorageClass;
+        Provisioner(tokio::spawn(async move {
+            let claims = Api::<PersistentVolumeClaim>::all(client.clone());
+            let pvs = Api::<PersistentVolume>::all(client.clone());
+            let nodes = Api::<Node>::all(client.clone());
+            let classes = Api::<StorageClass>::all(client.clone());
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let Ok(list) = claims.list(&Default::default()).await else {
+                    continue;
+                };
+                for c in list.items {
+                    let meta = &c.metadata;
+                    let Some(node) = meta
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("volume.kubernetes.io/selected-node"))
+                    else {
+                        continue;
+                    };
+                    let spec = c.spec.clone().unwrap_or_default();
+                    if spec.volume_name.is_some() {
+                        continue;
+                    }
+                    let Some(class) = spec.storage_class_name.clone() else {
+                        continue;
+                    };
+                    match classes.get(&class).await {
+                        Ok(sc) if sc.provisioner == TEST_PROVISIONER => {}
+                        _ => continue,
+                    }
+                    let Ok(node) = nodes.get(node).await else {
+                        continue;
+                    };
+                    let Some(zone) = node
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("topology.kubernetes.io/zone"))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    let ns = meta.namespace.clone().unwrap_or_default();
+                    let name = meta.name.clone().unwrap_or_default();
+                    let size = spec
+                        .resources
+                        .and_then(|r| r.requests)
+                        .and_then(|r| r.get("storage").cloned())
+                        .map(|q| q.0)
+                        .unwrap_or_else(|| "1Gi".into());
+                    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("pv-{ns}-{name}")},
+                        "spec": {
+                            "capacity": {"storage": size},
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": class,
+                            "persistentVolumeReclaimPolicy": "Retain",
+                            "hostPath": {"path": format!("/srv/{ns}/{name}")},
+                            "claimRef": {"namespace": ns, "name": name, "uid": meta.uid},
+                            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}
+                            ]}]}}
+                        }
+                    }))
+                    .expect("a valid PersistentVolume");
+                    let _ = pvs.create(&PostParams::default(), &pv).await;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Provisioner {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,8 +1,9 @@
 //! The control plane itself: starts etcd, kube-apiserver, kube-scheduler,
 //! kube-controller-manager and kwok on loopback, waits for each, and stops them all on drop.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
@@ -15,7 +16,7 @@ use crate::node::{FakeNode, KWOK_NODE_ANNOTATION, KWOK_NODE_VALUE, ready_status}
 use crate::pki::{Authority, Pair, ServiceAccountKeys};
 use crate::process::Process;
 use crate::wait::{self, http_get};
-use crate::{kubeconfig, ports};
+use crate::{kubeconfig, kubectl, ports};
 
 /// The variable naming the directory that `tests/scripts/controlplane.sh` printed.
 pub const BIN_ENV: &str = "HEXAGONE_CONTROLPLANE_BIN";
@@ -70,6 +71,7 @@ pub struct ControlPlane {
     client: Client,
     ports: Ports,
     kubeconfig: PathBuf,
+    bin: PathBuf,
     ready_timeout: Duration,
     ca: Authority,
     pki: PathBuf,
@@ -310,6 +312,7 @@ impl ControlPlane {
             client,
             ports,
             kubeconfig,
+            bin,
             ready_timeout,
             ca,
             pki,
@@ -386,6 +389,49 @@ impl ControlPlane {
     /// The admin kubeconfig file, for tools such as kubectl or a process under test.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Runs kubectl (from the bin dir, same Kubernetes pin) with `args` as the cluster admin and
+    /// returns its exit status and output, whether it succeeded or not: a test may expect a
+    /// refusal. Fails with [`Error::MissingBinary`] when the bin dir has no kubectl (built
+    /// before kubectl joined the test bed: rebuild it), with [`Error::KubectlTimedOut`] when it
+    /// runs longer than a component may take to become ready.
+    ///
+    /// Relative paths in `args` are taken from the test's working directory (its crate's root
+    /// under `cargo test`); nothing of the person's own kubeconfig or `~/.kube` is used.
+    pub async fn kubectl<I, S>(&self, args: I) -> Result<Output, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.kubectl_with(&self.kubeconfig, args).await
+    }
+
+    /// Like [`ControlPlane::kubectl`], authenticated by a client certificate as `user` in
+    /// `group` (see [`ControlPlane::kubeconfig_as`]): what a security officer, an ops engineer or
+    /// an operator's account sees and may do with the tool people use.
+    pub async fn kubectl_as<I, S>(
+        &self,
+        user: &str,
+        group: Option<&str>,
+        args: I,
+    ) -> Result<Output, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let kubeconfig = self.kubeconfig_as(user, group)?;
+        self.kubectl_with(&kubeconfig, args).await
+    }
+
+    async fn kubectl_with<I, S>(&self, kubeconfig: &Path, args: I) -> Result<Output, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let binary = kubectl::binary(&self.bin)?;
+        let home = self.dir.path().join("kubectl");
+        kubectl::run(&binary, kubeconfig, &home, args, self.ready_timeout).await
     }
 
     /// The API server URL (`https://127.0.0.1:<port>`).

@@ -117,6 +117,14 @@ pub enum Error {
         /// The underlying error.
         source: kube::Error,
     },
+    /// kubectl did not finish before the deadline.
+    #[error("kubectl {args} still running after {waited:?}")]
+    KubectlTimedOut {
+        /// Its arguments, space-separated.
+        args: String,
+        /// How long it was given.
+        waited: Duration,
+    },
     /// A fake node description is invalid.
     #[error("fake node {node}: {detail}")]
     InvalidNode {

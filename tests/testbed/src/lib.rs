@@ -10,11 +10,13 @@
 //! ```
 //!
 //! A test starts a [`ControlPlane`], adds [`FakeNode`]s, and talks to it through
-//! [`ControlPlane::client`]; everything stops when the value is dropped.
+//! [`ControlPlane::client`], or as a person would through [`ControlPlane::kubectl`] (kubectl
+//! from the same pin, in the same bin dir); everything stops when the value is dropped.
 
 mod controlplane;
 mod error;
 mod kubeconfig;
+mod kubectl;
 pub mod node;
 mod pki;
 mod ports;

@@ -1,0 +1,516 @@
+//! The Workplace controller on the real control plane: a 5,000-user workplace under Diffusion
+//! Restreinte runs only on attested French nodes of qualified operators, in two zones; a node
+//! that loses its attestation has its pods evicted and moved (enforce) or only reported (audit);
+//! deletion cleans up; bad specs are refused at apply or explained in a condition.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::workplace::{Workplace, WorkplaceSpec};
+use hexagone_testbed::{ControlPlane, FakeNode};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::util::{
+    self, OFFICERS, Operator, Provisioner, TEST_PROVISIONER, attestation, create_attestation,
+    eventually, policy,
+};
+
+const LATER: &str = "2030-01-01T00:00:00Z";
+pub const NS: &str = "ministere";
+const ELIGIBLE: [&str; 4] = ["ovh-par1-a", "ovh-par1-b", "outscale-par2-a", "ovh-par2-b"];
+
+fn fr(name: &str, zone: &str, ip: &str) -> FakeNode {
+    FakeNode::new(name)
+        .label("topology.kubernetes.io/region", "fr-par")
+        .label("topology.kubernetes.io/zone", zone)
+        .external_ip(ip.parse().unwrap())
+        // Two such nodes hold the whole 5,000-user profile (about 41 CPU requested).
+        .capacity("cpu", "32")
+        .capacity("memory", "128Gi")
+        .capacity("pods", "110")
+}
+
+/// French nodes in two zones (attested), a German one, a US one, and AWS Paris (attested FR,
+/// under US control); the `dr` policy; a namespace enforcing the restricted Pod Security
+/// Standard.
+pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
+    let admin = bed.client();
+    let officer = bed.client_as("alice", Some(OFFICERS)).await?;
+    bed.add_nodes(&[
+        fr("ovh-par1-a", "fr-par-1", "51.38.1.1"),
+        fr("ovh-par1-b", "fr-par-1", "51.38.3.3"),
+        fr("outscale-par2-a", "fr-par-2", "46.231.144.1"),
+        fr("ovh-par2-b", "fr-par-2", "51.38.4.4"),
+        FakeNode::new("hetzner-de")
+            .label("topology.kubernetes.io/region", "eu-central-1")
+            .label("topology.kubernetes.io/zone", "eu-central-1a")
+            .external_ip("88.198.0.1".parse()?),
+        FakeNode::new("us-east")
+            .label("topology.kubernetes.io/zone", "us-east-1a")
+            .external_ip("8.8.8.8".parse()?),
+        FakeNode::new("aws-paris")
+            .label("topology.kubernetes.io/region", "eu-west-3")
+            .label("topology.kubernetes.io/zone", "eu-west-3a")
+            .external_ip("15.188.0.1".parse()?),
+    ])
+    .await?;
+    for node in ELIGIBLE.iter().chain(&["aws-paris"]) {
+        create_attestation(&officer, &attestation(node, "FR", LATER)).await?;
+    }
+    create_attestation(&officer, &attestation("hetzner-de", "DE", LATER)).await?;
+    Api::<LocalityPolicyResource>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &policy("dr", "france-diffusion-restreinte"),
+        )
+        .await?;
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workplace> {
+    let mut spec = json!({
+        "policy": "dr",
+        "profile": "users5000",
+        "domain": "intranet.ministere.example.fr",
+        "storage": {"provisioner": TEST_PROVISIONER}
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        spec[k] = v;
+    }
+    let spec: WorkplaceSpec = serde_json::from_value(spec)?;
+    Ok(Workplace::new(name, spec))
+}
+
+fn condition(wp: &Workplace, type_: &str) -> Option<(String, String, String)> {
+    wp.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    })
+}
+
+/// Waits until condition `type_` of the Workplace has `status` (and `reason`, when given).
+pub async fn expect_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<(String, String, String)> {
+    eventually(&format!("{name}: {type_}={status} {reason:?}"), || {
+        let api = Api::<Workplace>::namespaced(client.clone(), NS);
+        async move {
+            let wp = api.get(name).await.map_err(|e| e.to_string())?;
+            match condition(&wp, type_) {
+                Some(c) if c.0 == status && reason.is_none_or(|r| r == c.1) => Ok(c),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+/// node -> pods of the workplace placed there.
+async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let pods = Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
+        .await?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in pods.items {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_else(|| "<pending>".into());
+        out.entry(node).or_default().push(p.name_any());
+    }
+    Ok(out)
+}
+
+async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
+    Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses()
+-> anyhow::Result<()> {
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    cluster(&bed).await?;
+    let operator = Operator::start(&bed).await?;
+    let _provisioner = Provisioner::start(admin.clone());
+    let workplaces = Api::<Workplace>::namespaced(admin.clone(), NS);
+    workplaces
+        .create(&PostParams::default(), &workplace("intranet", json!({}))?)
+        .await?;
+
+    // Ready and Sovereign, every pod on one of the four eligible nodes, in both zones.
+    let (_, _, ready) = expect_condition(
+        &admin,
+        "intranet",
+        "Ready",
+        "True",
+        Some("AllComponentsReady"),
+    )
+    .await?;
+    assert!(
+        ready.contains("all 16 components are ready on 4 eligible nodes in fr-par-1, fr-par-2"),
+        "{ready}"
+    );
+    expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
+    operator.check_running()?;
+    let wp = workplaces.get("intranet").await?;
+    let status = wp.status.clone().unwrap();
+    assert_eq!(status.eligible_nodes, 4);
+    assert_eq!(status.eligible_zones, ["fr-par-1", "fr-par-2"]);
+    assert_eq!(status.components.len(), 16);
+    assert!(status.components.iter().all(|c| c.ready));
+    assert_eq!(
+        condition(&wp, "Degraded").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+    let placed = placement(&admin).await?;
+    let pods: usize = placed.values().map(Vec::len).sum();
+    assert!(pods >= 16, "{placed:?}");
+    for node in placed.keys() {
+        assert!(
+            ELIGIBLE.contains(&node.as_str()),
+            "pod on {node}: {placed:?}"
+        );
+    }
+    // The StorageClass is limited to the eligible zones, and every claim is bound there.
+    let sc = Api::<StorageClass>::all(admin.clone())
+        .get("hexagone-ministere-intranet")
+        .await?;
+    assert_eq!(
+        sc.volume_binding_mode.as_deref(),
+        Some("WaitForFirstConsumer")
+    );
+    let topo = serde_json::to_value(&sc.allowed_topologies)?;
+    assert_eq!(
+        topo[0]["matchLabelExpressions"][0]["values"],
+        json!(["fr-par-1", "fr-par-2"])
+    );
+    // Drift: a hand edit of a StatefulSet's replicas is put back.
+    let sts = Api::<StatefulSet>::namespaced(admin.clone(), NS);
+    sts.patch(
+        "postgresql",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 0}})),
+    )
+    .await?;
+    eventually("postgresql replicas restored to 1", || {
+        let sts = sts.clone();
+        async move {
+            let s = sts.get("postgresql").await.map_err(|e| e.to_string())?;
+            match s.spec.and_then(|s| s.replicas) {
+                Some(1) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await?;
+
+    // An attestation withdrawn: the node loses eligibility, its pods are evicted and move to
+    // the other node of the same zone (the volumes are zonal).
+    let victim = ["ovh-par1-a", "ovh-par1-b"]
+        .into_iter()
+        .max_by_key(|n| placed.get(*n).map_or(0, Vec::len))
+        .unwrap();
+    assert!(
+        placed.contains_key(victim),
+        "no pod in fr-par-1: {placed:?}"
+    );
+    let officer = bed.client_as("alice", Some(OFFICERS)).await?;
+    Api::<NodeAttestation>::all(officer.clone())
+        .delete(&format!("{victim}-attestation"), &DeleteParams::default())
+        .await?;
+    eventually("the violation, then the evictions, are reported", || {
+        let admin = admin.clone();
+        async move {
+            let r = event_reasons(&admin, "intranet").await;
+            if r.contains("SovereigntyViolation") && r.contains("Evicted") {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        }
+    })
+    .await?;
+    eventually(&format!("no workplace pod left on {victim}"), || {
+        let admin = admin.clone();
+        async move {
+            let p = placement(&admin).await.map_err(|e| e.to_string())?;
+            if p.contains_key(victim) || p.contains_key("<pending>") {
+                Err(format!("{p:?}"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
+    expect_condition(&admin, "intranet", "Ready", "True", None).await?;
+    let wp = workplaces.get("intranet").await?;
+    assert_eq!(wp.status.unwrap().eligible_nodes, 3);
+
+    // Audit mode: a lapse is reported, nothing moves. Back to enforce: the pods move.
+    let policies = Api::<LocalityPolicyResource>::all(admin.clone());
+    policies
+        .patch(
+            "dr",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"mode": "audit"}})),
+        )
+        .await?;
+    let placed = placement(&admin).await?;
+    let second = placed
+        .keys()
+        .find(|n| *n == "outscale-par2-a" || *n == "ovh-par2-b")
+        .cloned()
+        .expect("pods in fr-par-2");
+    let on_second = placed[&second].clone();
+    Api::<NodeAttestation>::all(officer.clone())
+        .delete(&format!("{second}-attestation"), &DeleteParams::default())
+        .await?;
+    let (_, _, m) = expect_condition(
+        &admin,
+        "intranet",
+        "Sovereign",
+        "False",
+        Some("PodsOnIneligibleNodes"),
+    )
+    .await?;
+    assert!(m.contains("audit mode: reported only"), "{m}");
+    assert!(m.contains(&format!("on node {second}")), "{m}");
+    let still = placement(&admin).await?;
+    assert_eq!(
+        still.get(&second),
+        Some(&on_second),
+        "audit mode moved pods"
+    );
+    policies
+        .patch(
+            "dr",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"mode": "enforce"}})),
+        )
+        .await?;
+    eventually(&format!("pods moved off {second}"), || {
+        let admin = admin.clone();
+        let second = second.clone();
+        async move {
+            let p = placement(&admin).await.map_err(|e| e.to_string())?;
+            if p.contains_key(&second) || p.contains_key("<pending>") {
+                Err(format!("{p:?}"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
+
+    // Deletion: the finalizer removes the StorageClass; the namespaced objects follow.
+    workplaces
+        .delete("intranet", &DeleteParams::default())
+        .await?;
+    eventually("Workplace and StorageClass gone", || {
+        let admin = admin.clone();
+        async move {
+            let wp = Api::<Workplace>::namespaced(admin.clone(), NS)
+                .get_opt("intranet")
+                .await
+                .map_err(|e| e.to_string())?;
+            let sc = Api::<StorageClass>::all(admin)
+                .get_opt("hexagone-ministere-intranet")
+                .await
+                .map_err(|e| e.to_string())?;
+            if wp.is_none() && sc.is_none() {
+                Ok(())
+            } else {
+                Err(format!("workplace {} sc {}", wp.is_some(), sc.is_some()))
+            }
+        }
+    })
+    .await?;
+    operator.check_running()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -> anyhow::Result<()>
+{
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    cluster(&bed).await?;
+    let raw = Api::<kube::api::DynamicObject>::namespaced_with(
+        admin.clone(),
+        NS,
+        &kube::api::ApiResource::erase::<Workplace>(&()),
+    );
+    // Refused by the schema at apply time, with the field and the rule.
+    for (spec, expected) in [
+        (
+            json!({"policy": "dr", "profile": "users5000", "domain": "intranet.example.fr",
+                   "components": {"sharepoint": {"enabled": true}}}),
+            "unknown component",
+        ),
+        (
+            json!({"policy": "dr", "profile": "users7", "domain": "intranet.example.fr"}),
+            "spec.profile",
+        ),
+        (
+            json!({"policy": "dr", "profile": "users500", "domain": "not a domain"}),
+            "spec.domain",
+        ),
+    ] {
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "hexagone.fr/v1alpha1", "kind": "Workplace",
+            "metadata": {"name": "bad", "namespace": NS}, "spec": spec
+        }))?;
+        let err = raw
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err("a bad spec is refused");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+
+    let operator = Operator::start(&bed).await?;
+    let workplaces = Api::<Workplace>::namespaced(admin.clone(), NS);
+    // An unknown policy.
+    workplaces
+        .create(
+            &PostParams::default(),
+            &workplace("nopolicy", json!({"policy": "nowhere"}))?,
+        )
+        .await?;
+    let (_, _, m) =
+        expect_condition(&admin, "nopolicy", "Ready", "False", Some("PolicyNotFound")).await?;
+    assert!(m.contains("LocalityPolicy nowhere does not exist"), "{m}");
+    workplaces
+        .delete("nopolicy", &DeleteParams::default())
+        .await?;
+    eventually("nopolicy gone", || {
+        let w = workplaces.clone();
+        async move {
+            match w.get_opt("nopolicy").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+            }
+        }
+    })
+    .await?;
+    // Digests required: every unpinned image named, nothing applied.
+    workplaces
+        .create(
+            &PostParams::default(),
+            &workplace("pinned", json!({"requireDigests": true}))?,
+        )
+        .await?;
+    let (_, _, m) =
+        expect_condition(&admin, "pinned", "Ready", "False", Some("InvalidSpec")).await?;
+    assert!(m.contains("not pinned by digest"), "{m}");
+    assert!(
+        m.contains("exo: docker.io/exoplatform/exo-community:7.1.0"),
+        "{m}"
+    );
+    eventually("an InvalidSpec Event on the Workplace", || {
+        let admin = admin.clone();
+        async move {
+            let r = event_reasons(&admin, "pinned").await;
+            if r.contains("InvalidSpec") {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        }
+    })
+    .await?;
+    let sts = Api::<StatefulSet>::namespaced(admin.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    assert!(sts.items.is_empty(), "a refused Workplace applied objects");
+    // A second Workplace in the namespace is refused while the first stands.
+    workplaces
+        .create(&PostParams::default(), &workplace("second", json!({}))?)
+        .await?;
+    let (_, _, m) =
+        expect_condition(&admin, "second", "Ready", "False", Some("NamespaceTaken")).await?;
+    assert!(m.contains("already holds Workplace pinned"), "{m}");
+    workplaces
+        .delete("second", &DeleteParams::default())
+        .await?;
+    workplaces
+        .delete("pinned", &DeleteParams::default())
+        .await?;
+    eventually("namespace empty", || {
+        let w = workplaces.clone();
+        async move {
+            let l = w
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if l.items.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{}", l.items.len()))
+            }
+        }
+    })
+    .await?;
+    // Beyond capacity (the 50,000-user profile on four 32-CPU nodes): reported as Degraded.
+    workplaces
+        .create(
+            &PostParams::default(),
+            &workplace("huge", json!({"profile": "users50000"}))?,
+        )
+        .await?;
+    let (_, _, m) = expect_condition(
+        &admin,
+        "huge",
+        "Degraded",
+        "True",
+        Some("InsufficientCapacity"),
+    )
+    .await?;
+    assert!(m.contains("the 4 eligible nodes offer 128.0 CPU"), "{m}");
+    // Paused: says so, and changes nothing.
+    workplaces
+        .patch(
+            "huge",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"paused": true}})),
+        )
+        .await?;
+    let (_, _, m) =
+        expect_condition(&admin, "huge", "Progressing", "False", Some("Paused")).await?;
+    assert!(m.contains("spec.paused is true"), "{m}");
+    operator.check_running()?;
+    Ok(())
+}
