@@ -13,7 +13,7 @@ use hexagone_platform::{
 };
 
 /// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
-const VENDORED_GEO_DIR: &str = concat!(
+pub const VENDORED_GEO_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../platform/data/ip-location-db"
 );
@@ -61,11 +61,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
         (None, Some(path)) => read_node(path)?,
         _ => bail!("give either an address or --node FILE"),
     };
-    let dir = args
-        .geo_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(VENDORED_GEO_DIR));
-    let mut paths = GeoPaths::ip_location_db(&dir);
+    let mut paths = geo_paths(args.geo_dir.as_deref());
     for (given, slot) in [
         (&args.geo_db, &mut paths.location),
         (&args.registration_db, &mut paths.registration),
@@ -143,6 +139,11 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     } else {
         1
     })
+}
+
+/// The database files of an ip-location-db directory (`dir`, or the vendored one).
+pub fn geo_paths(dir: Option<&Path>) -> GeoPaths {
+    GeoPaths::ip_location_db(dir.unwrap_or(Path::new(VENDORED_GEO_DIR)))
 }
 
 /// Reads a node description, or a Kubernetes Node object (through the platform's Node bridge,
