@@ -406,7 +406,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         Some(p) => crate::judge::Inventory::load(p)?,
         None => crate::judge::Inventory::default(),
     };
-    let judge = crate::judge::ObservationJudge::new(&policy, geo, attestations, inventory);
+    let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory);
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;

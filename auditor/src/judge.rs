@@ -229,7 +229,7 @@ impl Inventory {
 /// inventory; turns reports (facts) into ledger observations (facts, evidence, verdict).
 pub struct ObservationJudge<'a> {
     judge: Judge<'a>,
-    geo: GeoDatabases,
+    geo: &'a GeoDatabases,
     attestations: Vec<Attestation>,
     inventory: Inventory,
 }
@@ -239,7 +239,7 @@ impl<'a> ObservationJudge<'a> {
     /// endpoints.
     pub fn new(
         policy: &'a LocalityPolicy,
-        geo: GeoDatabases,
+        geo: &'a GeoDatabases,
         mut attestations: Vec<Attestation>,
         inventory: Inventory,
     ) -> Self {
@@ -526,6 +526,14 @@ mod tests {
         "/../platform/data/ip-location-db"
     );
 
+    /// The vendored databases, read once for all tests.
+    fn geo() -> &'static GeoDatabases {
+        static GEO_DBS: std::sync::OnceLock<GeoDatabases> = std::sync::OnceLock::new();
+        GEO_DBS.get_or_init(|| {
+            GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(GEO))).unwrap()
+        })
+    }
+
     fn policy(name: &str) -> LocalityPolicy {
         LocalityPolicy::from_file(Path::new(&format!("{POLICIES}/{name}.yaml"))).unwrap()
     }
@@ -561,10 +569,9 @@ mod tests {
         )
         .unwrap();
         let p = policy(policy_name);
-        let geo = GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(GEO))).unwrap();
         let judge = ObservationJudge::new(
             &p,
-            geo,
+            geo(),
             load_attestations(&att).unwrap(),
             Inventory::load(&inv).unwrap(),
         );
@@ -664,8 +671,7 @@ mod tests {
     #[test]
     fn replay_names_what_differs() {
         let p = policy("france-standard");
-        let geo = GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(GEO))).unwrap();
-        let judge = ObservationJudge::new(&p, geo, vec![], Inventory::default());
+        let judge = ObservationJudge::new(&p, geo(), vec![], Inventory::default());
         let report = crate::ingest::parse_line(1, &node("h-1", "h://1", "fr-par", "5.9.0.1")).unwrap();
         let Body::Observation(honest) = judge.judge(report, &judge.snapshot(), now()).unwrap().body
         else {

@@ -733,6 +733,23 @@ pub enum Body {
     },
 }
 
+impl Body {
+    /// Whether `other` reports the same thing: for observations the same object, content and
+    /// node or endpoint (a retried report is judged again, at another time, so its evidence
+    /// and verdict may differ); for rotations the same key. What an idempotency key must match.
+    pub fn same_report(&self, other: &Body) -> bool {
+        match (self, other) {
+            (Body::Observation(a), Body::Observation(b)) => {
+                a.object == b.object
+                    && a.content == b.content
+                    && a.locality.subject == b.locality.subject
+                    && a.locality.subject_kind == b.locality.subject_kind
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
