@@ -463,7 +463,9 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
                         snapshot = judge.snapshot();
                         eprintln!("reloaded {n} geolocation databases");
                     }
-                    Err(e) => eprintln!("geolocation databases not reloaded (the previous ones stay in use): {e}"),
+                    Err(e) => eprintln!(
+                        "geolocation databases not reloaded (the previous ones stay in use): {e}"
+                    ),
                 }
             }
         }

@@ -293,13 +293,17 @@ mod tests {
             &GOOD.replace("{\"store\"", "{\"time\":\"yesterday\",\"store\""),
             Err("time"),
         );
-        let endpoint = GOOD.split(",\"node\"").next().unwrap().to_string() + ",\"endpoint\":\"backup-gra\"}";
+        let endpoint =
+            GOOD.split(",\"node\"").next().unwrap().to_string() + ",\"endpoint\":\"backup-gra\"}";
         assert_eq!(
             parse_line(1, &endpoint).unwrap().location,
             Location::Endpoint("backup-gra".into())
         );
         let nowhere = GOOD.split(",\"node\"").next().unwrap().to_string() + "}";
-        check(&nowhere, Err("line 7: field `node`: missing: where is the object stored?"));
+        check(
+            &nowhere,
+            Err("line 7: field `node`: missing: where is the object stored?"),
+        );
         let both = GOOD.replacen("}}", "},\"endpoint\":\"x\"}", 1);
         check(&both, Err("not both"));
     }
@@ -312,7 +316,10 @@ mod tests {
             ("verdict", "\"compliant\""),
             ("verdict", "null"),
             ("reasons", "[]"),
-            ("evidence", "[{\"source\":\"geolocation\",\"country\":\"FR\"}]"),
+            (
+                "evidence",
+                "[{\"source\":\"geolocation\",\"country\":\"FR\"}]",
+            ),
             ("policy", "\"france-only\""),
             ("policy_version", "\"3\""),
         ] {
@@ -335,7 +342,9 @@ mod tests {
         assert_eq!(d.name, "gra-3");
         assert_eq!(d.provider_id.as_deref(), Some("ovh://gra/3"));
         assert_eq!(
-            d.public_addresses().map(|a| a.to_string()).collect::<Vec<_>>(),
+            d.public_addresses()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
             ["51.38.1.1"]
         );
         assert_eq!(

@@ -22,8 +22,8 @@ use hexagone_platform::{
 
 use crate::ingest::{Location, Report, Submission};
 use crate::ledger::entry::{
-    Assessment, Body, Controller, DatabaseId, EntryError, Evidence, EvidenceSource, Fact,
-    Locality, Observation, PolicyRef, SubjectKind, Timestamp, Verdict, parse_hash,
+    Assessment, Body, Controller, DatabaseId, EntryError, Evidence, EvidenceSource, Fact, Locality,
+    Observation, PolicyRef, SubjectKind, Timestamp, Verdict, parse_hash,
 };
 
 /// Why an observation could not be judged, or a file of the judge could not be read.
@@ -116,14 +116,14 @@ pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let name = item
-                .metadata
-                .map(|m| m.name)
-                .or(item.name)
-                .ok_or_else(|| JudgeError::Parse {
-                    path: path.to_owned(),
-                    why: format!("item {i}: no `name` (or `metadata.name`)"),
-                })?;
+            let name =
+                item.metadata
+                    .map(|m| m.name)
+                    .or(item.name)
+                    .ok_or_else(|| JudgeError::Parse {
+                        path: path.to_owned(),
+                        why: format!("item {i}: no `name` (or `metadata.name`)"),
+                    })?;
             Ok(pseudonymised(name, item.spec))
         })
         .collect()
@@ -211,17 +211,14 @@ impl Inventory {
     /// The endpoint named `name`, or holding the address `name`.
     fn find(&self, name: &str) -> Option<&NodeDescription> {
         let address: Option<IpAddr> = name.parse().ok();
-        self.endpoints
-            .iter()
-            .find(|e| e.name == name)
-            .or_else(|| {
-                let address = hexagone_platform::address::canonical(address?);
-                self.endpoints.iter().find(|e| {
-                    e.addresses
-                        .iter()
-                        .any(|a| hexagone_platform::address::canonical(a.address) == address)
-                })
+        self.endpoints.iter().find(|e| e.name == name).or_else(|| {
+            let address = hexagone_platform::address::canonical(address?);
+            self.endpoints.iter().find(|e| {
+                e.addresses
+                    .iter()
+                    .any(|a| hexagone_platform::address::canonical(a.address) == address)
             })
+        })
     }
 }
 
@@ -287,8 +284,7 @@ impl<'a> ObservationJudge<'a> {
         let evaluation = self
             .judge
             .judge(observe(&subject, kind, &self.attestations, geo, now));
-        let observation =
-            Observation::new(report.object, report.content, locality(&evaluation)?)?;
+        let observation = Observation::new(report.object, report.content, locality(&evaluation)?)?;
         Ok(Submission {
             id: report.id,
             body: Body::Observation(observation),
@@ -421,12 +417,14 @@ impl Replayer {
                     .join(", ")
             ));
         };
-        let observed_at = OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(l.observed_at.0) * 1_000_000,
-        )
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .ok_or("its observation time is out of range")?;
+        let observed_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.observed_at.0) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .ok_or("its observation time is out of range")?;
         let recorded = serde_json::json!({
             "subject": l.subject,
             "subjectKind": match l.subject_kind {
@@ -471,9 +469,15 @@ impl Replayer {
                 format!(
                     "assessed {}{}, judged again {}{}",
                     was.assessment.as_str(),
-                    was.assessment.rule().map(|r| format!(" ({r})")).unwrap_or_default(),
+                    was.assessment
+                        .rule()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
                     is.assessment.as_str(),
-                    is.assessment.rule().map(|r| format!(" ({r})")).unwrap_or_default()
+                    is.assessment
+                        .rule()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 )
             } else if was.country != is.country {
                 format!(
@@ -529,9 +533,8 @@ mod tests {
     /// The vendored databases, read once for all tests.
     fn geo() -> &'static GeoDatabases {
         static GEO_DBS: std::sync::OnceLock<GeoDatabases> = std::sync::OnceLock::new();
-        GEO_DBS.get_or_init(|| {
-            GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(GEO))).unwrap()
-        })
+        GEO_DBS
+            .get_or_init(|| GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(GEO))).unwrap())
     }
 
     fn policy(name: &str) -> LocalityPolicy {
@@ -590,7 +593,10 @@ mod tests {
                     body: Body::Observation(o.clone()),
                 }
                 .encode();
-                assert!(!text.contains("rssi"), "who attested is pseudonymised: {text}");
+                assert!(
+                    !text.contains("rssi"),
+                    "who attested is pseudonymised: {text}"
+                );
                 format!(
                     "[{}] {}",
                     o.locality.verdict.as_str(),
@@ -620,7 +626,11 @@ mod tests {
     #[test]
     fn nodes_are_judged_by_the_engine() {
         let dr = "france-diffusion-restreinte";
-        check(dr, &node("gra-3", "ovh://gra/3", "gra", "51.38.1.1"), "[compliant] ");
+        check(
+            dr,
+            &node("gra-3", "ovh://gra/3", "gra", "51.38.1.1"),
+            "[compliant] ",
+        );
         check(
             dr,
             &node("gra-4", "ovh://gra/4", "gra", "51.38.1.1"),
@@ -672,7 +682,8 @@ mod tests {
     fn replay_names_what_differs() {
         let p = policy("france-standard");
         let judge = ObservationJudge::new(&p, geo(), vec![], Inventory::default());
-        let report = crate::ingest::parse_line(1, &node("h-1", "h://1", "fr-par", "5.9.0.1")).unwrap();
+        let report =
+            crate::ingest::parse_line(1, &node("h-1", "h://1", "fr-par", "5.9.0.1")).unwrap();
         let Body::Observation(honest) = judge.judge(report, &judge.snapshot(), now()).unwrap().body
         else {
             unreachable!()

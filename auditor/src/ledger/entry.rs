@@ -721,6 +721,8 @@ pub fn check_verdict(evidence: &[Evidence], verdict: &Verdict) -> Result<(), Ent
 }
 
 /// What an entry records.
+// Nearly every entry is an observation: boxing it would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Body {
     /// A locality observation.
@@ -1020,7 +1022,6 @@ pub fn parse_country(s: &str) -> Result<[u8; 2], EntryError> {
         }),
     }
 }
-
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1471,14 +1472,20 @@ mod tests {
             &text.replace("\"asn\":12876,\"kind\"", "\"asn\":12876.5,\"kind\""),
             Some("not an integer"),
         );
-        check(&text.replace("\"FR\",\"asn\"", "\"fr\",\"asn\""), Some("alpha-2"));
+        check(
+            &text.replace("\"FR\",\"asn\"", "\"fr\",\"asn\""),
+            Some("alpha-2"),
+        );
         check(&text.replace("\"compliant\"", "\"fine\""), Some("verdict"));
         check(&text.replace(".123Z", "Z"), Some("time"));
         check(
             &text.replace("\"prev\":\"07", "\"prev\":\"0G"),
             Some("prev"),
         );
-        check(&text.replace("}],\"verdict", "}],\"extra\":1,\"verdict"), Some("unknown field"));
+        check(
+            &text.replace("}],\"verdict", "}],\"extra\":1,\"verdict"),
+            Some("unknown field"),
+        );
         check(
             &text.replace("\"reasons\":[]", "\"reasons\":[\"x\"]"),
             Some("compliant verdict carries no reasons"),
@@ -1493,7 +1500,10 @@ mod tests {
         );
         check(&text.replace("minio", "mi\\nnio"), Some("control"));
         check(
-            &text.replace("\"controller\":\"securityOfficer\"", "\"controller\":\"node\""),
+            &text.replace(
+                "\"controller\":\"securityOfficer\"",
+                "\"controller\":\"node\"",
+            ),
             Some("controlled by securityOfficer, not node"),
         );
         check(

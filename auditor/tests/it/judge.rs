@@ -48,12 +48,7 @@ items:
         )
         .unwrap();
         let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
-        Setup {
-            dir,
-            key,
-            vkey,
-            db,
-        }
+        Setup { dir, key, vkey, db }
     }
 
     fn path(&self, name: &str) -> String {
@@ -88,7 +83,7 @@ items:
             .unwrap()
             .lines()
             .filter_map(|l| l.strip_prefix("{\"entry\":"))
-            .map(|e| Entry::decode(e[..e.len() - 1].as_bytes()).unwrap())
+            .map(|e| Entry::decode(&e.as_bytes()[..e.len() - 1]).unwrap())
             .collect();
         (out, entries)
     }
@@ -155,7 +150,7 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
         node_line(4, &node("gra-3", "ovh://gra/3", "gra", "3.5.0.1")),
         // A backup target outside the cluster, from the inventory (no topology label, so not
         // enough sources for Diffusion Restreinte's quorum of 3).
-        crate::util::node_line(5, "null").replace(",\"node\":null", ",\"endpoint\":\"backup-gra\""),
+        node_line(5, "null").replace(",\"node\":null", ",\"endpoint\":\"backup-gra\""),
     ]
     .join("\n");
     let out = s.append(DR, &input);
@@ -191,7 +186,9 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
                 "{} {} {} {}",
                 e.source.as_str(),
                 e.controller.as_str(),
-                e.country.map_or("unknown".into(), |c| String::from_utf8_lossy(&c).into_owned()),
+                e.country
+                    .map_or("unknown".into(), |c| String::from_utf8_lossy(&c)
+                        .into_owned()),
                 e.assessment.as_str()
             ))
             .collect::<Vec<_>>(),
@@ -214,7 +211,9 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
     // Who attested is not in the ledger (personal data), only a pseudonym.
     let text = std::fs::read_to_string(&bundle).unwrap();
     assert!(!text.contains("rssi@"), "the ledger names a person");
-    assert!(text.contains(&hexagone_auditor::judge::pseudonym("rssi@ministere.example.fr")));
+    assert!(text.contains(&hexagone_auditor::judge::pseudonym(
+        "rssi@ministere.example.fr"
+    )));
     // An honest ledger replays under its policy.
     let (code, out) = s.verify(&bundle, &[DR]);
     assert_eq!(code, Some(0), "{out}");
@@ -222,13 +221,16 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
         out.contains("every verdict replayed from its evidence under \"Diffusion Restreinte\""),
         "{out}"
     );
-    assert!(out.contains("verdicts: 1 compliant, 5 violation, 0 unknown"), "{out}");
+    assert!(
+        out.contains("verdicts: 1 compliant, 5 violation, 0 unknown"),
+        "{out}"
+    );
 }
 
 #[test]
 fn the_inventory_and_attestations_make_an_endpoint_compliant_under_the_standard_policy() {
     let s = Setup::new();
-    let line = crate::util::node_line(0, "null");
+    let line = node_line(0, "null");
     let input = [
         line.replace(",\"node\":null", ",\"endpoint\":\"backup-gra\""),
         line.replace(",\"node\":null", ",\"endpoint\":\"37.59.0.1\""),
@@ -236,7 +238,12 @@ fn the_inventory_and_attestations_make_an_endpoint_compliant_under_the_standard_
     ]
     .join("\n");
     let out = s.append("france-standard", &input);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (bundle, entries) = s.export();
     assert_eq!(
         verdicts(&entries),
@@ -258,7 +265,7 @@ fn the_inventory_and_attestations_make_an_endpoint_compliant_under_the_standard_
     assert_eq!(code, Some(0), "{out}");
     let out = s.append(
         "france-standard",
-        &line.replace(",\"node\":null", ",\"endpoint\":\"backup.example.com\"")
+        &line.replace(",\"node\":null", ",\"endpoint\":\"backup.example.com\""),
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -276,8 +283,11 @@ fn the_inventory_and_attestations_make_an_endpoint_compliant_under_the_standard_
 fn a_line_carrying_a_verdict_is_refused_and_nothing_is_written() {
     let s = Setup::new();
     let good = node_line(0, &node("gra-3", "ovh://gra/3", "gra", "51.38.1.1"));
-    let judged = node_line(1, &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1"))
-        .replacen('{', "{\"verdict\":\"compliant\",", 1);
+    let judged = node_line(1, &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1")).replacen(
+        '{',
+        "{\"verdict\":\"compliant\",",
+        1,
+    );
     let out = s.append(DR, &format!("{good}\n{judged}\n"));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -286,7 +296,10 @@ fn a_line_carrying_a_verdict_is_refused_and_nothing_is_written() {
         "{stderr}"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ack"));
-    let out = run(&["export", "--db", &s.db, "--out", &s.path("b.jsonl")], None);
+    let out = run(
+        &["export", "--db", &s.db, "--out", &s.path("b.jsonl")],
+        None,
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("exported 0 entries")
             || String::from_utf8_lossy(&out.stderr).contains("empty"),
@@ -360,9 +373,12 @@ fn a_policy_with_another_digest_is_reported() {
     let line = node_line(0, &node("gra-3", "ovh://gra/3", "gra", "51.38.1.1"));
     assert_eq!(s.append(DR, &line).status.code(), Some(0));
     assert_eq!(
-        s.append("france-standard", &node_line(1, &node("scw-1", "scw://1", "fr-par", "51.15.0.1")))
-            .status
-            .code(),
+        s.append(
+            "france-standard",
+            &node_line(1, &node("scw-1", "scw://1", "fr-par", "51.15.0.1"))
+        )
+        .status
+        .code(),
         Some(0)
     );
     let (bundle, _) = s.export();
@@ -386,7 +402,16 @@ fn a_policy_with_another_digest_is_reported() {
     )
     .unwrap();
     let out = run(
-        &["verify", &bundle, "--trust", &s.vkey, "--policy", &edited, "--policy", &policy("france-standard")],
+        &[
+            "verify",
+            &bundle,
+            "--trust",
+            &s.vkey,
+            "--policy",
+            &edited,
+            "--policy",
+            &policy("france-standard"),
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(1));

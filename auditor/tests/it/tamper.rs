@@ -169,10 +169,13 @@ async fn modified_entries_are_named() {
     // every entry, whatever the policy.
     let i = entry_line(&f.lines, 3);
     let mut l = f.lines.clone();
-    let reasons = &l[i][l[i].find(",\"reasons\":[").unwrap()..l[i].find("],\"policy\"").unwrap() + 1];
-    l[i] = l[i]
-        .replacen(reasons, ",\"reasons\":[]", 1)
-        .replacen("\"verdict\":\"violation\"", "\"verdict\":\"compliant\"", 1);
+    let reasons =
+        &l[i][l[i].find(",\"reasons\":[").unwrap()..l[i].find("],\"policy\"").unwrap() + 1];
+    l[i] = l[i].replacen(reasons, ",\"reasons\":[]", 1).replacen(
+        "\"verdict\":\"violation\"",
+        "\"verdict\":\"compliant\"",
+        1,
+    );
     f.tampered(
         l,
         &["compliant although evidence contradicts the policy (address 5.9.3.1 is in DE"],
