@@ -114,10 +114,9 @@ pub struct AppendArgs {
     /// `policies/france-diffusion-restreinte.yaml`.
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
-    /// Directory holding the geolocation databases in the ip-location-db layout (default: the
-    /// vendored ones).
-    #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
-    pub geo_dir: Option<PathBuf>,
+    /// The geolocation databases (default: the vendored ip-location-db files).
+    #[command(flatten)]
+    pub geo: crate::locate::GeoArgs,
     /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
     #[arg(long, value_name = "FILE")]
     pub attestations: Option<PathBuf>,
@@ -395,7 +394,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         .map(|w| witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let policy = hexagone_platform::LocalityPolicy::from_file(&a.policy)?;
-    let paths = crate::locate::geo_paths(a.geo_dir.as_deref());
+    let paths = a.geo.paths();
     let geo = hexagone_platform::GeoDatabases::open(&paths)
         .context("opening the geolocation databases")?;
     let attestations = match &a.attestations {
