@@ -206,9 +206,7 @@ fn build(i: Input) -> Result<Report, EntryError> {
     if let Some(id) = &i.id {
         check_text("id", id)?;
     }
-    check_text("store", &i.store)?;
-    check_text("class", &i.class)?;
-    check_text("object", &i.object)?;
+    let object = ObjectId::new(i.store, i.class, i.object)?;
     let content = parse_hash(
         "content",
         i.content.strip_prefix("sha256:").unwrap_or(&i.content),
@@ -238,11 +236,7 @@ fn build(i: Input) -> Result<Report, EntryError> {
     };
     Ok(Report {
         id: i.id,
-        object: ObjectId {
-            store: i.store,
-            class: i.class,
-            id: i.object,
-        },
+        object,
         content,
         location,
     })
@@ -266,6 +260,10 @@ mod tests {
     fn observations_are_validated_with_line_numbers() {
         check(GOOD, Ok(()));
         check(&GOOD.replace("sha256:ab", "sha256:zz"), Err("content"));
+        check(
+            &GOOD.replace("\"store\":\"s3/docs\"", "\"store\":\"\""),
+            Err("line 7: field `store`: must not be empty"),
+        );
         check(
             &GOOD.replace("\"store\"", "\"secret\":\"x\",\"store\""),
             Err("unknown field `secret`"),

@@ -193,6 +193,21 @@ pub struct ObjectId {
     pub id: String,
 }
 
+impl ObjectId {
+    /// An object identity whose fields are valid texts (1 to 1024 bytes, no control character).
+    pub fn new(store: String, class: String, id: String) -> Result<Self, EntryError> {
+        let object = Self { store, class, id };
+        object.check()?;
+        Ok(object)
+    }
+
+    fn check(&self) -> Result<(), EntryError> {
+        check_text("store", &self.store)?;
+        check_text("class", &self.class)?;
+        check_text("object", &self.id)
+    }
+}
+
 /// Declares a closed set of names with their canonical spelling.
 macro_rules! names {
     ($(#[$doc:meta])* $name:ident, $field:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -599,9 +614,7 @@ impl Observation {
     /// follows from the facts under the policy is for `verify --policy`, which replays it.
     pub fn check(&self) -> Result<(), EntryError> {
         let l = &self.locality;
-        check_text("store", &self.object.store)?;
-        check_text("class", &self.object.class)?;
-        check_text("object", &self.object.id)?;
+        self.object.check()?;
         check_text("subject", &l.subject)?;
         check_text("policy", &l.policy.classification)?;
         check_digest("policy_digest", &l.policy.digest)?;
