@@ -641,6 +641,14 @@ mod tests {
             &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1"),
             "[violation] address 5.9.0.1 is in DE, outside the allowed countries (FR) / network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, and this network is not on the policy's allow list",
         );
+        // A private address and an unreadable one: every kind of fact replays from the entry.
+        let private = node("lab-1", "lab://1", "gra", "10.0.0.9")
+            .replace("]}}", r#",{"type":"ExternalIP","address":"not-an-ip"}]}}"#);
+        check(
+            "france-standard",
+            &private,
+            "[unknown] no NodeAttestation names the node, which proves nothing / address 10.0.0.9 is in the private network range 10.0.0.0/8 (RFC 1918) and has no location, which proves nothing / the network of address 10.0.0.9 is in the private network range 10.0.0.0/8 (RFC 1918) and has no operator, which does not establish the operator's jurisdiction / the node reports ExternalIP \"not-an-ip\", which is not an IP address, so its network is unknown, which does not establish the operator's jurisdiction / the policy requires the address to place the node in an allowed country, and it does not / only 1 of the 2 location sources the policy requires place the node in an allowed country",
+        );
         // Bug (a): a compliant evaluation always carries the attestation evidence, which is
         // inconclusive when no attestation names the node; the entry takes it.
         check(
