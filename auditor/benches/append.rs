@@ -11,41 +11,16 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::Sequencer;
-use hexagone_auditor::ledger::entry::{
-    Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
-};
+use hexagone_auditor::ledger::entry::{Body, Timestamp};
 use hexagone_auditor::store::Ledger;
 use hexagone_auditor::store::db::{Db, EntryRow};
 use sqlx::QueryBuilder;
 
 const BATCH: usize = 10_000;
 
+/// An observation as the locality engine would record it (made without the engine).
 fn body(i: u64) -> Body {
-    Body::Observation(Observation {
-        object: ObjectId {
-            store: "minio/documents".into(),
-            class: "document".into(),
-            id: format!("spaces/{}/documents/{i:012}", i % 1000),
-        },
-        content: hexagone_auditor::ledger::tree::leaf_hash(&i.to_be_bytes()),
-        evidence: vec![
-            Evidence {
-                source: EvidenceSource::Topology,
-                country: Some(*b"FR"),
-                asn: None,
-            },
-            Evidence {
-                source: EvidenceSource::Geolocation,
-                country: Some(*b"FR"),
-                asn: None,
-            },
-        ],
-        verdict: Verdict::Compliant,
-        policy: PolicyRef {
-            id: "france-only".into(),
-            version: "7".into(),
-        },
-    })
+    hexagone_auditor::ledger::entry::fixture::observation(i)
 }
 
 /// The ledger path: hold the head, seal a batch, sign, commit entries and head, per batch.

@@ -13,9 +13,7 @@ use hexagone_auditor::bundle::BundleWriter;
 use hexagone_auditor::bundle_verify::{verify_bundle, verify_bundle_parallel};
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::Sequencer;
-use hexagone_auditor::ledger::entry::{
-    Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
-};
+use hexagone_auditor::ledger::entry::{Body, Timestamp};
 use hexagone_auditor::ledger::verify::Verifier;
 use sha2::{Digest, Sha256};
 
@@ -25,41 +23,9 @@ fn key() -> SignerKey {
     SignerKey::from_signing_key(ORIGIN, SigningKey::from_bytes(&[42; 32])).unwrap()
 }
 
+/// An observation as the locality engine would record it (made without the engine).
 fn body(i: u64) -> Body {
-    Body::Observation(Observation {
-        object: ObjectId {
-            store: "minio/documents".into(),
-            class: "document".into(),
-            id: format!("spaces/{}/documents/{i:012}", i % 1000),
-        },
-        content: Sha256::digest(i.to_be_bytes()).into(),
-        evidence: vec![
-            Evidence {
-                source: EvidenceSource::Topology,
-                country: Some(*b"FR"),
-                asn: None,
-            },
-            Evidence {
-                source: EvidenceSource::Geolocation,
-                country: Some(*b"FR"),
-                asn: None,
-            },
-            Evidence {
-                source: EvidenceSource::NetworkOperator,
-                country: Some(*b"FR"),
-                asn: Some(16276),
-            },
-        ],
-        verdict: if i.is_multiple_of(50) {
-            Verdict::Violation(vec!["network operator registered outside the EU".into()])
-        } else {
-            Verdict::Compliant
-        },
-        policy: PolicyRef {
-            id: "france-only".into(),
-            version: "7".into(),
-        },
-    })
+    hexagone_auditor::ledger::entry::fixture::observation(i)
 }
 
 /// Writes a bundle of `n` entries with a checkpoint every 10,000.

@@ -2,7 +2,7 @@
 //! hash entries, around the pure [`Verifier`] of the ledger core.
 
 use crate::bundle::Record;
-use crate::ledger::verify::{Finding, Prepared, Problem, Summary, Verifier};
+use crate::ledger::verify::{Finding, ObservationCheck, Prepared, Problem, Summary, Verifier};
 
 /// Verifies a whole bundle from a reader, stopping at the first problem. `progress` is called
 /// with the number of records read every 65,536 records.
@@ -47,8 +47,8 @@ enum Item {
     Broken(String),
 }
 
-/// Splits a block of whole lines and prepares its entries.
-fn prepare_block(block: &[u8], last: bool) -> Vec<Item> {
+/// Splits a block of whole lines and prepares its entries (running `check` on observations).
+fn prepare_block(block: &[u8], last: bool, check: Option<&ObservationCheck>) -> Vec<Item> {
     let mut items = Vec::with_capacity(block.len() / 400 + 4);
     let mut rest = block;
     while !rest.is_empty() {
@@ -65,7 +65,7 @@ fn prepare_block(block: &[u8], last: bool) -> Vec<Item> {
             break;
         }
         match crate::bundle::parse_record(0, line) {
-            Ok(Record::Entry(bytes)) => items.push(Item::Entry(Prepared::new(bytes))),
+            Ok(Record::Entry(bytes)) => items.push(Item::Entry(Prepared::checked(bytes, check))),
             _ => items.push(Item::Other(line.to_vec())),
         }
     }
@@ -136,16 +136,19 @@ pub fn verify_bundle_parallel<R: std::io::Read + Send>(
                 idx += 1;
             }
         });
+        let check = verifier.observation_check();
         for _ in 0..workers.max(1) {
             let rx = Arc::clone(&job_rx);
             let tx = res_tx.clone();
+            let check = check.clone();
             scope.spawn(move || {
                 loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok((idx, block, last))) = job else {
                         return;
                     };
-                    if tx.send(Ok((idx, prepare_block(&block, last)))).is_err() {
+                    let items = prepare_block(&block, last, check.as_deref());
+                    if tx.send(Ok((idx, items))).is_err() {
                         return;
                     }
                 }
@@ -210,7 +213,6 @@ mod tests {
     use crate::bundle::BundleWriter;
     use crate::keys::SignerKey;
     use crate::ledger::Sequencer;
-    use crate::ledger::entry::Entry;
     use crate::ledger::entry::Timestamp;
     use ed25519_dalek::SigningKey;
 
@@ -221,12 +223,7 @@ mod tests {
         w.key(key.verifier()).unwrap();
         let mut seq = Sequencer::new(key.clone());
         for i in 0..n {
-            let text = format!(
-                r#"{{"v":1,"seq":0,"time":"2026-01-01T00:00:00.000Z","prev":"{}","kind":"observation","store":"s","class":"c","object":"o{i}","content":"{}","evidence":[{{"source":"topology","country":"FR","asn":null}}],"verdict":"compliant","reasons":[],"policy":"p","policy_version":"1"}}"#,
-                "0".repeat(64),
-                "1".repeat(64)
-            );
-            let body = Entry::decode(text.as_bytes()).unwrap().body;
+            let body = crate::ledger::entry::fixture::observation(i);
             let s = seq.seal(Timestamp(i as i64), body);
             w.entry(s.text.as_bytes()).unwrap();
             if (i + 1).is_multiple_of(1000) || i + 1 == n {
@@ -246,16 +243,20 @@ mod tests {
 
     #[test]
     fn parallel_and_sequential_agree_across_blocks() {
-        // About 3 MiB: several blocks for the parallel reader.
-        let (key, bytes) = bundle(9000);
+        // About 5 MiB: several blocks for the parallel reader.
+        let (key, bytes) = bundle(3000);
         assert!(bytes.len() > 2 * BLOCK);
         let trust = key.verifier().fingerprint();
-        assert_eq!(check(&bytes, &trust).unwrap().entries, 9000);
+        assert_eq!(check(&bytes, &trust).unwrap().entries, 3000);
         let text = String::from_utf8(bytes).unwrap();
-        let tampered = text.replacen("\"object\":\"o7777\"", "\"object\":\"o7778\"", 1);
+        let tampered = text.replacen(
+            "\"object\":\"spaces/61/doc-2777\"",
+            "\"object\":\"spaces/61/doc-2778\"",
+            1,
+        );
         let f = check(tampered.as_bytes(), &trust).unwrap_err();
-        assert_eq!(f.seq, Some(7777));
-        assert!(f.to_string().contains("entry 7777 was altered"), "{f}");
+        assert_eq!(f.seq, Some(2777));
+        assert!(f.to_string().contains("entry 2777 was altered"), "{f}");
         let cut = &text[..text.len() - 100];
         assert!(
             check(cut.as_bytes(), &trust)

@@ -41,7 +41,8 @@ pub struct DbArg {
 pub enum Command {
     /// Generate an Ed25519 signing key; prints its verifier key and fingerprint.
     Keygen(KeygenArgs),
-    /// Append observations (JSON Lines) to the ledger in batches, each committed with its
+    /// Judge observations (JSON Lines of facts: which object, on which node or endpoint) under
+    /// a locality policy and append them to the ledger in batches, each committed with its
     /// signed checkpoint.
     Append(AppendArgs),
     /// Check the stored head with the key, drop rows found past it, print the signed head.
@@ -109,6 +110,20 @@ pub struct AppendArgs {
     /// JSON Lines input; `-` for standard input.
     #[arg(long, default_value = "-")]
     pub input: String,
+    /// The locality policy (YAML) the auditor judges every observation under, for example
+    /// `policies/france-diffusion-restreinte.yaml`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The geolocation databases (default: the vendored ip-location-db files).
+    #[command(flatten)]
+    pub geo: crate::locate::GeoArgs,
+    /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
+    #[arg(long, value_name = "FILE")]
+    pub attestations: Option<PathBuf>,
+    /// Storage endpoints outside the cluster (YAML list of `name`, `addresses` and an optional
+    /// `attestation`), resolved like nodes when an observation names them.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
     /// Entries committed per transaction.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
@@ -177,6 +192,12 @@ pub struct VerifyArgs {
     /// bundle cut short).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// A locality policy (YAML) to replay every observation's verdict under: each entry's
+    /// recorded facts are judged again under the policy whose digest it recorded, and the
+    /// verdict, reasons and evidence must come out the same. Repeatable (a ledger that
+    /// changed policy).
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
 }
 
 /// `prove`.
@@ -363,12 +384,30 @@ fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
     })
 }
 
+/// How often `append` looks for replaced geolocation files.
+const GEO_REFRESH: Duration = Duration::from_secs(60);
+
 async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let mut witnesses = a
         .witnesses
         .iter()
         .map(|w| witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let policy = hexagone_platform::LocalityPolicy::from_file(&a.policy)?;
+    let paths = a.geo.paths();
+    let geo = hexagone_platform::GeoDatabases::open(&paths)
+        .context("opening the geolocation databases")?;
+    let attestations = match &a.attestations {
+        Some(p) => crate::judge::load_attestations(p)?,
+        None => Vec::new(),
+    };
+    let inventory = match &a.inventory {
+        Some(p) => crate::judge::Inventory::load(p)?,
+        None => crate::judge::Inventory::default(),
+    };
+    let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory);
+    let mut snapshot = judge.snapshot();
+    let mut refreshed = Instant::now();
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
     let mut lines = read_lines(a.input.clone())?;
     let flush = Duration::from_millis(a.flush_ms);
@@ -383,7 +422,11 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         let timed_out = next.is_err();
         match next {
             Ok(Some(Line::Text(n, text))) if !text.trim().is_empty() => {
-                batch.push(crate::ingest::parse_line(n, &text)?);
+                let report = crate::ingest::parse_line(n, &text)?;
+                let judged = judge
+                    .judge(report, &snapshot, time::OffsetDateTime::now_utc())
+                    .with_context(|| format!("line {n}"))?;
+                batch.push(judged);
             }
             Ok(Some(Line::Failed(e))) => return Err(e).context("reading input"),
             _ => {}
@@ -411,6 +454,19 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         }
         if timed_out || batch.is_empty() {
             deadline = tokio::time::Instant::now() + flush;
+            if refreshed.elapsed() >= GEO_REFRESH {
+                refreshed = Instant::now();
+                match judge.refresh() {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        snapshot = judge.snapshot();
+                        eprintln!("reloaded {n} geolocation databases");
+                    }
+                    Err(e) => eprintln!(
+                        "geolocation databases not reloaded (the previous ones stay in use): {e}"
+                    ),
+                }
+            }
         }
         if eof {
             break;
@@ -521,6 +577,19 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
         verifier = verifier.with_trusted_checkpoint(&note);
     }
+    let policies = a
+        .policies
+        .iter()
+        .map(|p| hexagone_platform::LocalityPolicy::from_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let replayed: Vec<String> = policies
+        .iter()
+        .map(|p| format!("{:?} ({})", &*p.classification, p.digest()))
+        .collect();
+    if !policies.is_empty() {
+        let replayer = crate::judge::Replayer::new(policies);
+        verifier = verifier.with_observation_check(std::sync::Arc::new(move |o| replayer.check(o)));
+    }
     let input: Box<dyn std::io::Read + Send> = if a.bundle == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -545,6 +614,12 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
                 "verdicts: {} compliant, {} violation, {} unknown",
                 s.verdicts[0], s.verdicts[1], s.verdicts[2]
             );
+            if !replayed.is_empty() {
+                println!(
+                    "every verdict replayed from its evidence under {}",
+                    replayed.join(", ")
+                );
+            }
             for (i, k) in s.keys.iter().enumerate() {
                 println!("key {i}: {k}");
             }

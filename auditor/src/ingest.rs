@@ -1,12 +1,17 @@
-//! The observation input of `append`: one JSON object per line, validated into an entry body
-//! with a message naming the line and field when it is wrong.
+//! The observation input of `append` (and of the ingest API to come): one JSON object per line
+//! carrying **facts only** — which object, and where it is stored (a node as the cluster
+//! reports it, or an endpoint outside the cluster) — validated with the line and field when it
+//! is wrong. Verdicts, reasons, evidence and policies are refused: the auditor judges every
+//! observation itself ([`crate::judge`]).
 
-use serde::Deserialize;
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer};
 
-use crate::ledger::entry::{
-    Body, EntryError, Evidence, EvidenceSource, MAX_ITEMS, ObjectId, Observation, PolicyRef,
-    Timestamp, check_text, check_verdict, make_verdict, parse_country, parse_hash,
-};
+use hexagone_platform::NodeDescription;
+
+use crate::ledger::entry::{Body, EntryError, ObjectId, Timestamp, check_text, parse_hash};
+use crate::ledger::tree::Hash;
 
 /// Why an input line was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,23 +29,122 @@ pub enum IngestError {
     Field {
         /// 1-based line.
         line: u64,
-        /// The entry rule broken.
+        /// The rule broken.
         source: EntryError,
+    },
+    /// The line carries a judgement: the auditor makes its own.
+    #[error(
+        "line {line}: field `{field}`: an observation carries facts only (which object, and the node or endpoint storing it); the auditor judges it under its own policy, so `{field}` is refused"
+    )]
+    Judgement {
+        /// 1-based line.
+        line: u64,
+        /// The field (`verdict`, `reasons`, `evidence`, `policy`, `policy_version`).
+        field: &'static str,
     },
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputEvidence {
-    source: String,
-    country: Option<String>,
+/// A node as the cluster reports it: the fields of a Kubernetes Node the locality engine reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReportedNode {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.providerID`, which binds an attestation to one machine.
+    #[serde(default, rename = "providerID")]
+    pub provider_id: Option<String>,
+    /// `metadata.labels`.
     #[serde(default)]
-    asn: Option<u32>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `status.addresses`, as reported (any type; values need not be IP addresses).
+    #[serde(default)]
+    pub addresses: Vec<ReportedAddress>,
+}
+
+/// One `status.addresses` item.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedAddress {
+    /// `ExternalIP`, `InternalIP`, `Hostname`, `ExternalDNS`, `InternalDNS`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value.
+    pub address: String,
+}
+
+impl ReportedNode {
+    /// The node as the engine sees it, through the same bridge as a Kubernetes Node object
+    /// (`hexagone_platform::k8s::describe`): an `ExternalIP`/`InternalIP` that is not an IP
+    /// address is kept as unreadable, host names are left out.
+    pub fn describe(&self) -> NodeDescription {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(self.labels.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec {
+                provider_id: self.provider_id.clone(),
+                ..NodeSpec::default()
+            }),
+            status: Some(NodeStatus {
+                addresses: Some(
+                    self.addresses
+                        .iter()
+                        .map(|a| NodeAddress {
+                            type_: a.kind.clone(),
+                            address: a.address.clone(),
+                        })
+                        .collect(),
+                ),
+                ..NodeStatus::default()
+            }),
+        };
+        hexagone_platform::k8s::describe(&node)
+    }
+}
+
+/// Where the object is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// On a node of the cluster.
+    Node(ReportedNode),
+    /// On a storage endpoint outside the cluster: a name from the auditor's inventory, or an
+    /// IP address.
+    Endpoint(String),
+}
+
+/// One observation as reported: facts only, not yet judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The writer's idempotency key: a retry with the same id is recorded once.
+    pub id: Option<String>,
+    /// Which object.
+    pub object: ObjectId,
+    /// SHA-256 of its content, as its store reports it.
+    pub content: Hash,
+    /// Where it is stored.
+    pub location: Location,
+}
+
+/// One observation submitted for the ledger: judged, ready to seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The writer's idempotency key: a retry with the same id is recorded once.
+    pub id: Option<String>,
+    /// The entry body.
+    pub body: Body,
+}
+
+/// Deserializes any value as "present" (even `null`): a judgement field is refused whatever
+/// it holds.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InputObservation {
+struct Input {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
@@ -49,29 +153,20 @@ struct InputObservation {
     class: String,
     object: String,
     content: String,
-    evidence: Vec<InputEvidence>,
-    verdict: String,
     #[serde(default)]
-    reasons: Vec<String>,
-    policy: String,
-    policy_version: String,
-}
-
-fn source(s: &str) -> Result<EvidenceSource, EntryError> {
-    Ok(match s {
-        "topology" => EvidenceSource::Topology,
-        "attested-label" => EvidenceSource::AttestedLabel,
-        "geolocation" => EvidenceSource::Geolocation,
-        "network-operator" => EvidenceSource::NetworkOperator,
-        other => {
-            return Err(EntryError::Field {
-                field: "evidence.source",
-                problem: format!(
-                    "{other:?} is not one of topology, attested-label, geolocation, network-operator"
-                ),
-            });
-        }
-    })
+    node: Option<ReportedNode>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    verdict: bool,
+    #[serde(default, deserialize_with = "present")]
+    reasons: bool,
+    #[serde(default, deserialize_with = "present")]
+    evidence: bool,
+    #[serde(default, deserialize_with = "present")]
+    policy: bool,
+    #[serde(default, deserialize_with = "present")]
+    policy_version: bool,
 }
 
 fn time(s: &str) -> Result<Timestamp, EntryError> {
@@ -86,89 +181,72 @@ fn time(s: &str) -> Result<Timestamp, EntryError> {
     Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
-/// One observation submitted for the ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Submission {
-    /// The writer's idempotency key: a retry with the same id is recorded once.
-    pub id: Option<String>,
-    /// The entry body.
-    pub body: Body,
-}
-
 /// Parses one input line (1-based `line` for messages). A `time` given by the caller is
 /// checked but not recorded: the sequencer stamps every entry itself.
-pub fn parse_line(line: u64, text: &str) -> Result<Submission, IngestError> {
-    let input: InputObservation = serde_json::from_str(text).map_err(|e| IngestError::Syntax {
+pub fn parse_line(line: u64, text: &str) -> Result<Report, IngestError> {
+    let input: Input = serde_json::from_str(text).map_err(|e| IngestError::Syntax {
         line,
         why: e.to_string(),
     })?;
+    for (given, field) in [
+        (input.verdict, "verdict"),
+        (input.reasons, "reasons"),
+        (input.evidence, "evidence"),
+        (input.policy, "policy"),
+        (input.policy_version, "policy_version"),
+    ] {
+        if given {
+            return Err(IngestError::Judgement { line, field });
+        }
+    }
     build(input).map_err(|source| IngestError::Field { line, source })
 }
 
-fn build(i: InputObservation) -> Result<Submission, EntryError> {
+fn build(i: Input) -> Result<Report, EntryError> {
     if let Some(id) = &i.id {
         check_text("id", id)?;
     }
-    check_text("store", &i.store)?;
-    check_text("class", &i.class)?;
-    check_text("object", &i.object)?;
-    check_text("policy", &i.policy)?;
-    check_text("policy_version", &i.policy_version)?;
-    for r in &i.reasons {
-        check_text("reasons", r)?;
-    }
-    if i.evidence.len() > MAX_ITEMS || i.reasons.len() > MAX_ITEMS {
-        return Err(EntryError::Field {
-            field: "evidence",
-            problem: format!("at most {MAX_ITEMS} evidence items and reasons"),
-        });
-    }
+    let object = ObjectId::new(i.store, i.class, i.object)?;
     let content = parse_hash(
         "content",
         i.content.strip_prefix("sha256:").unwrap_or(&i.content),
     )?;
-    let evidence = i
-        .evidence
-        .iter()
-        .map(|e| {
-            Ok(Evidence {
-                source: source(&e.source)?,
-                country: e.country.as_deref().map(parse_country).transpose()?,
-                asn: e.asn,
-            })
-        })
-        .collect::<Result<Vec<_>, EntryError>>()?;
-    if i.verdict == "compliant" && !i.reasons.is_empty() {
-        return Err(EntryError::Field {
-            field: "reasons",
-            problem: "a compliant verdict carries no reasons".into(),
-        });
-    }
-    let verdict = make_verdict(&i.verdict, i.reasons)?;
-    check_verdict(&evidence, &verdict)?;
     i.time.as_deref().map(time).transpose()?;
-    let body = Body::Observation(Observation {
-        object: ObjectId {
-            store: i.store,
-            class: i.class,
-            id: i.object,
-        },
+    let location = match (i.node, i.endpoint) {
+        (Some(node), None) => {
+            check_text("node.name", &node.name)?;
+            Location::Node(node)
+        }
+        (None, Some(endpoint)) => {
+            check_text("endpoint", &endpoint)?;
+            Location::Endpoint(endpoint)
+        }
+        (Some(_), Some(_)) => {
+            return Err(EntryError::Field {
+                field: "node",
+                problem: "give either `node` or `endpoint`, not both".into(),
+            });
+        }
+        (None, None) => {
+            return Err(EntryError::Field {
+                field: "node",
+                problem: "missing: where is the object stored? give `node` (name, providerID, labels, addresses as the cluster reports them) or `endpoint` (an inventory name or an IP address)".into(),
+            });
+        }
+    };
+    Ok(Report {
+        id: i.id,
+        object,
         content,
-        evidence,
-        verdict,
-        policy: PolicyRef {
-            id: i.policy,
-            version: i.policy_version,
-        },
-    });
-    Ok(Submission { id: i.id, body })
+        location,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"{"store":"s3/docs","class":"document","object":"o1","content":"sha256:abababababababababababababababababababababababababababababababab","evidence":[{"source":"geolocation","country":"FR"}],"verdict":"compliant","policy":"p","policy_version":"1"}"#;
+    const GOOD: &str = r#"{"store":"s3/docs","class":"document","object":"o1","content":"sha256:abababababababababababababababababababababababababababababababab","node":{"name":"gra-3","providerID":"ovh://gra/3","labels":{"topology.kubernetes.io/region":"gra"},"addresses":[{"type":"Hostname","address":"gra-3"},{"type":"ExternalIP","address":"51.38.1.1"},{"type":"InternalIP","address":"not-an-ip"}]}}"#;
 
     fn check(text: &str, want: Result<(), &str>) {
         match (parse_line(7, text), want) {
@@ -181,17 +259,19 @@ mod tests {
     #[test]
     fn observations_are_validated_with_line_numbers() {
         check(GOOD, Ok(()));
-        check(
-            &GOOD.replace("\"FR\"", "\"France\""),
-            Err("line 7: field `evidence.country`"),
-        );
-        check(&GOOD.replace("compliant", "ok"), Err("verdict"));
         check(&GOOD.replace("sha256:ab", "sha256:zz"), Err("content"));
         check(
-            &GOOD.replace("\"store\"", "\"secret\":\"x\",\"store\""),
-            Err("unknown field"),
+            &GOOD.replace("\"store\":\"s3/docs\"", "\"store\":\"\""),
+            Err("line 7: field `store`: must not be empty"),
         );
-        check(&GOOD.replace("\"FR\"", "null"), Err("unknown country"));
+        check(
+            &GOOD.replace("\"store\"", "\"secret\":\"x\",\"store\""),
+            Err("unknown field `secret`"),
+        );
+        check(
+            &GOOD.replace("\"providerID\"", "\"provider\""),
+            Err("unknown field `provider`"),
+        );
         check("not json", Err("line 7"));
         let with_time = GOOD.replace(
             "{\"store\"",
@@ -210,6 +290,64 @@ mod tests {
         check(
             &GOOD.replace("{\"store\"", "{\"time\":\"yesterday\",\"store\""),
             Err("time"),
+        );
+        let endpoint =
+            GOOD.split(",\"node\"").next().unwrap().to_string() + ",\"endpoint\":\"backup-gra\"}";
+        assert_eq!(
+            parse_line(1, &endpoint).unwrap().location,
+            Location::Endpoint("backup-gra".into())
+        );
+        let nowhere = GOOD.split(",\"node\"").next().unwrap().to_string() + "}";
+        check(
+            &nowhere,
+            Err("line 7: field `node`: missing: where is the object stored?"),
+        );
+        let both = GOOD.replacen("}}", "},\"endpoint\":\"x\"}", 1);
+        check(&both, Err("not both"));
+    }
+
+    /// A line that brings its own verdict (or reasons, evidence, policy) is refused, naming the
+    /// line and the field, even when the value is null.
+    #[test]
+    fn judgements_are_refused() {
+        for (field, value) in [
+            ("verdict", "\"compliant\""),
+            ("verdict", "null"),
+            ("reasons", "[]"),
+            (
+                "evidence",
+                "[{\"source\":\"geolocation\",\"country\":\"FR\"}]",
+            ),
+            ("policy", "\"france-only\""),
+            ("policy_version", "\"3\""),
+        ] {
+            let line = GOOD.replacen('{', &format!("{{\"{field}\":{value},"), 1);
+            check(
+                &line,
+                Err(&format!(
+                    "line 7: field `{field}`: an observation carries facts only"
+                )),
+            );
+        }
+    }
+
+    #[test]
+    fn reported_nodes_go_through_the_platform_bridge() {
+        let Location::Node(node) = parse_line(1, GOOD).unwrap().location else {
+            panic!("a node")
+        };
+        let d = node.describe();
+        assert_eq!(d.name, "gra-3");
+        assert_eq!(d.provider_id.as_deref(), Some("ovh://gra/3"));
+        assert_eq!(
+            d.public_addresses()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            ["51.38.1.1"]
+        );
+        assert_eq!(
+            d.unreadable_addresses,
+            [("InternalIP".to_string(), "not-an-ip".to_string())]
         );
     }
 }

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod bundle_verify;
 pub mod cli;
 pub mod ingest;
+pub mod judge;
 pub mod keyfile;
 pub mod keys;
 pub mod ledger;

@@ -13,10 +13,54 @@ use hexagone_platform::{
 };
 
 /// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
-const VENDORED_GEO_DIR: &str = concat!(
+pub const VENDORED_GEO_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../platform/data/ip-location-db"
 );
+
+/// Which geolocation databases to read (shared by `locate` and `append`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GeoArgs {
+    /// Directory holding the ip-location-db layout; the other database options override its files.
+    #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
+    pub geo_dir: Option<PathBuf>,
+    /// Where-is database: MaxMind GeoIP2/GeoLite2 Country or City, flat `country_code` MMDB, or
+    /// range CSV. Repeat to look up several files in order.
+    #[arg(long = "geo-db", value_name = "FILE")]
+    pub geo_db: Vec<PathBuf>,
+    /// Registration-country database (iptoasn-country, or GeoIP2 `registered_country`). Repeatable.
+    #[arg(long = "registration-db", value_name = "FILE")]
+    pub registration_db: Vec<PathBuf>,
+    /// AS number database (GeoLite2-ASN MMDB or ip-location-db asn CSV). Repeatable.
+    #[arg(long = "asn-db", value_name = "FILE")]
+    pub asn_db: Vec<PathBuf>,
+}
+
+impl GeoArgs {
+    /// The files to open: the directory's (or the vendored) layout, with the files named
+    /// one by one in place of its own.
+    pub fn paths(&self) -> GeoPaths {
+        let mut paths = geo_paths(self.geo_dir.as_deref());
+        for (given, slot) in [
+            (&self.geo_db, &mut paths.location),
+            (&self.registration_db, &mut paths.registration),
+            (&self.asn_db, &mut paths.asn),
+        ] {
+            if !given.is_empty() {
+                slot.clone_from(given);
+            }
+        }
+        paths
+    }
+
+    /// Whether these are the vendored databases (whose licences ask for attribution).
+    pub fn vendored(&self) -> bool {
+        self.geo_dir.is_none()
+            && self.geo_db.is_empty()
+            && self.registration_db.is_empty()
+            && self.asn_db.is_empty()
+    }
+}
 
 /// Arguments of `locate`.
 #[derive(Debug, clap::Args)]
@@ -35,19 +79,9 @@ pub struct LocateArgs {
     /// The locality policy (YAML), for example `policies/france-diffusion-restreinte.yaml`.
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
-    /// Directory holding the ip-location-db layout; the other database options override its files.
-    #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
-    pub geo_dir: Option<PathBuf>,
-    /// Where-is database: MaxMind GeoIP2/GeoLite2 Country or City, flat `country_code` MMDB, or
-    /// range CSV. Repeat to look up several files in order.
-    #[arg(long = "geo-db", value_name = "FILE")]
-    pub geo_db: Vec<PathBuf>,
-    /// Registration-country database (iptoasn-country, or GeoIP2 `registered_country`). Repeatable.
-    #[arg(long = "registration-db", value_name = "FILE")]
-    pub registration_db: Vec<PathBuf>,
-    /// AS number database (GeoLite2-ASN MMDB or ip-location-db asn CSV). Repeatable.
-    #[arg(long = "asn-db", value_name = "FILE")]
-    pub asn_db: Vec<PathBuf>,
+    /// The geolocation databases.
+    #[command(flatten)]
+    pub geo: GeoArgs,
     /// Print the evaluation as JSON.
     #[arg(long)]
     pub json: bool,
@@ -61,20 +95,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
         (None, Some(path)) => read_node(path)?,
         _ => bail!("give either an address or --node FILE"),
     };
-    let dir = args
-        .geo_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(VENDORED_GEO_DIR));
-    let mut paths = GeoPaths::ip_location_db(&dir);
-    for (given, slot) in [
-        (&args.geo_db, &mut paths.location),
-        (&args.registration_db, &mut paths.registration),
-        (&args.asn_db, &mut paths.asn),
-    ] {
-        if !given.is_empty() {
-            slot.clone_from(given);
-        }
-    }
+    let paths = args.geo.paths();
     let attestations = args
         .attestations
         .iter()
@@ -118,11 +139,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
             files(&paths.location),
             files(&paths.registration),
             files(&paths.asn),
-            if args.geo_dir.is_none()
-                && args.geo_db.is_empty()
-                && args.registration_db.is_empty()
-                && args.asn_db.is_empty()
-            {
+            if args.geo.vendored() {
                 // The vendored data's licences ask for attribution where it is used.
                 "IP data: ip-location-db (CC BY 4.0: NRO, RouteViews, DB-IP; PDDL 1.0: IPtoASN)\n"
             } else {
@@ -143,6 +160,11 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     } else {
         1
     })
+}
+
+/// The database files of an ip-location-db directory (`dir`, or the vendored one).
+fn geo_paths(dir: Option<&Path>) -> GeoPaths {
+    GeoPaths::ip_location_db(dir.unwrap_or(Path::new(VENDORED_GEO_DIR)))
 }
 
 /// Reads a node description, or a Kubernetes Node object (through the platform's Node bridge,
@@ -195,10 +217,7 @@ mod tests {
             node: node.clone(),
             attestations: vec![],
             policy: PathBuf::from(format!("{POLICIES}/{policy}.yaml")),
-            geo_dir: None,
-            geo_db: vec![],
-            registration_db: vec![],
-            asn_db: vec![],
+            geo: GeoArgs::default(),
             json: true,
         };
         let got = run(args).map_err(|e| format!("{e:#}"));
@@ -306,10 +325,7 @@ spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: 
                 node: Some(node.clone()),
                 attestations,
                 policy: PathBuf::from(format!("{POLICIES}/france-diffusion-restreinte.yaml")),
-                geo_dir: None,
-                geo_db: vec![],
-                registration_db: vec![],
-                asn_db: vec![],
+                geo: GeoArgs::default(),
                 json: true,
             })
             .map_err(|e| format!("{e:#}"))

@@ -2,8 +2,11 @@
 //! order and no whitespace. The leaf hash of an entry is the RFC 6962 leaf hash of exactly
 //! these bytes; nothing else in the crate encodes or decodes entries.
 //!
-//! Entries hold identifiers and hashes only (object identity, content hash, evidence
-//! summary, verdict, policy), never contents or personal data.
+//! An observation entry records what the locality engine (`hexagone_platform`) made of where
+//! an object is stored: the engine's evidence (each fact as the engine records it, who
+//! controls its source, how it weighed, its sentence), its verdict and reasons, the policy's
+//! digest and the geolocation databases' identities, so that `verify --policy` can replay it.
+//! Entries hold identifiers and hashes only, never contents or personal data.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -13,11 +16,19 @@ use serde::Deserialize;
 use super::tree::{Hash, leaf_hash};
 
 /// Version number written in every entry (`"v"`).
-pub const ENTRY_VERSION: u8 = 1;
+pub const ENTRY_VERSION: u8 = 2;
 /// Longest accepted string field, in bytes.
 pub const MAX_TEXT: usize = 1024;
-/// Most evidence items or reasons one entry may carry.
-pub const MAX_ITEMS: usize = 64;
+/// Most evidence items one observation may carry (two per address, labels, attestation).
+pub const MAX_EVIDENCE: usize = 24;
+/// Most reasons one verdict may give.
+pub const MAX_REASONS: usize = 32;
+/// Most geolocation database files one observation may name.
+pub const MAX_DATABASES: usize = 16;
+/// Longest fact, in bytes of canonical JSON.
+pub const MAX_FACT: usize = 2048;
+/// Longest entry, in bytes (a bundle line holds an entry and 10 bytes more).
+pub const MAX_ENTRY: usize = 60 * 1024;
 
 /// Why some bytes are not a valid canonical entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,6 +182,7 @@ fn push_digits(out: &mut String, v: u64, width: usize) {
 }
 
 /// Where an object lives, as the auditor names it: data store, object class, identifier.
+/// Where an object lives, as the auditor names it: data store, object class, identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectId {
     /// Data store (e.g. `minio/documents`, `postgres/portal`).
@@ -181,41 +193,172 @@ pub struct ObjectId {
     pub id: String,
 }
 
-/// Which kind of evidence gave a location.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EvidenceSource {
-    /// Node topology labels mapped to a country by the policy.
-    Topology,
-    /// The operator's attested node label.
-    AttestedLabel,
-    /// Geolocation of the public address.
-    Geolocation,
-    /// The network operator (ASN) and its country of registration.
-    NetworkOperator,
+impl ObjectId {
+    /// An object identity whose fields are valid texts (1 to 1024 bytes, no control character).
+    pub fn new(store: String, class: String, id: String) -> Result<Self, EntryError> {
+        let object = Self { store, class, id };
+        object.check()?;
+        Ok(object)
+    }
+
+    fn check(&self) -> Result<(), EntryError> {
+        check_text("store", &self.store)?;
+        check_text("class", &self.class)?;
+        check_text("object", &self.id)
+    }
 }
 
-impl EvidenceSource {
-    /// The canonical name.
-    pub fn as_str(self) -> &'static str {
+/// Declares a closed set of names with their canonical spelling.
+macro_rules! names {
+    ($(#[$doc:meta])* $name:ident, $field:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// The canonical name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+
+            /// Parses the canonical name.
+            pub fn parse(s: &str) -> Result<Self, EntryError> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(EntryError::Field {
+                        field: $field,
+                        problem: format!(
+                            "{other:?} is not one of {}",
+                            [$($text),+].join(", ")
+                        ),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+names! {
+    /// What the object's location was observed on.
+    SubjectKind, "subject_kind" {
+        /// A Kubernetes node: its labels and addresses are its own claims.
+        Node = "node",
+        /// A storage endpoint outside the cluster (declared in the inventory, or a bare address).
+        Endpoint = "endpoint",
+    }
+}
+
+names! {
+    /// Which source of the locality engine an evidence item comes from (the engine's `Source`).
+    EvidenceSource, "evidence.source" {
+        /// `topology.kubernetes.io/region` or `/zone`, mapped by the policy's region table.
+        TopologyLabel = "topologyLabel",
+        /// A NodeAttestation (and its mirror, the `node-restriction.kubernetes.io/` label).
+        Attestation = "attestation",
+        /// Where one of the subject's addresses geolocates.
+        Address = "address",
+        /// Who operates the network of an address: jurisdiction, not location.
+        NetworkOperator = "networkOperator",
+    }
+}
+
+names! {
+    /// Who controls a source, and so who could lie through it (the engine's `Controller`).
+    Controller, "evidence.controller" {
+        /// The node itself (its labels, its self-reported addresses and all derived from them).
+        Node = "node",
+        /// The security officer, through a NodeAttestation a kubelet cannot write.
+        SecurityOfficer = "securityOfficer",
+        /// Neither: an endpoint outside the cluster.
+        Neither = "neither",
+    }
+}
+
+names! {
+    /// The kind of fact an evidence item records (the engine's observation `kind`).
+    FactKind, "evidence.fact" {
+        /// A topology label and its value.
+        TopologyLabel = "topologyLabel",
+        /// The attestation naming the subject, its status and the attested label.
+        Attestation = "attestation",
+        /// Where an address geolocates.
+        Address = "address",
+        /// An address's AS number, organisation and registration country.
+        NetworkOperator = "networkOperator",
+        /// An address the node reports that is not an IP address.
+        UnreadableAddress = "unreadableAddress",
+    }
+}
+
+impl FactKind {
+    /// The source that records this kind of fact.
+    pub fn source(self) -> EvidenceSource {
         match self {
-            Self::Topology => "topology",
-            Self::AttestedLabel => "attested-label",
-            Self::Geolocation => "geolocation",
-            Self::NetworkOperator => "network-operator",
+            Self::TopologyLabel => EvidenceSource::TopologyLabel,
+            Self::Attestation => EvidenceSource::Attestation,
+            Self::Address => EvidenceSource::Address,
+            Self::NetworkOperator | Self::UnreadableAddress => EvidenceSource::NetworkOperator,
+        }
+    }
+}
+
+/// How an evidence item weighed against the policy (the engine's `Assessment`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Assessment {
+    /// It places the subject in an allowed country, or its network under an accepted operator.
+    Supports,
+    /// It places the subject outside the policy; the rule broken (the engine's `Breach`, e.g.
+    /// `countryNotAllowed`, `extraEuControl`).
+    Contradicts(String),
+    /// It says nothing either way.
+    Inconclusive,
+    /// The rule does not apply (a private address under a policy that accepts them).
+    NotApplicable,
+}
+
+impl Assessment {
+    /// The canonical name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Supports => "supports",
+            Self::Contradicts(_) => "contradicts",
+            Self::Inconclusive => "inconclusive",
+            Self::NotApplicable => "notApplicable",
         }
     }
 
-    fn parse(s: &str) -> Result<Self, EntryError> {
-        Ok(match s {
-            "topology" => Self::Topology,
-            "attested-label" => Self::AttestedLabel,
-            "geolocation" => Self::Geolocation,
-            "network-operator" => Self::NetworkOperator,
-            other => {
+    /// The rule broken, for a contradiction.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Self::Contradicts(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn parse(name: &str, rule: Option<String>) -> Result<Self, EntryError> {
+        let bad = |problem: String| EntryError::Field {
+            field: "evidence.rule",
+            problem,
+        };
+        Ok(match (name, rule) {
+            ("contradicts", Some(r)) => {
+                check_text("evidence.rule", &r)?;
+                Self::Contradicts(r)
+            }
+            ("contradicts", None) => return Err(bad("a contradiction names its rule".into())),
+            (_, Some(_)) => return Err(bad(format!("{name:?} evidence breaks no rule"))),
+            ("supports", None) => Self::Supports,
+            ("inconclusive", None) => Self::Inconclusive,
+            ("notApplicable", None) => Self::NotApplicable,
+            (other, None) => {
                 return Err(EntryError::Field {
-                    field: "evidence.source",
+                    field: "evidence.assessment",
                     problem: format!(
-                        "{other:?} is not one of topology, attested-label, geolocation, network-operator"
+                        "{other:?} is not one of supports, contradicts, inconclusive, notApplicable"
                     ),
                 });
             }
@@ -223,21 +366,140 @@ impl EvidenceSource {
     }
 }
 
-/// One piece of location evidence, summarised: source, country (or unknown), network operator.
+/// What a source observed, exactly as the locality engine records it (an observation of
+/// `hexagone_platform`: a JSON object whose `kind` names it), held in canonical JSON: keys
+/// sorted by bytes, no whitespace, integers only, strings escaping only `"` and `\`.
+/// Replaying an entry judges these facts again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fact {
+    kind: FactKind,
+    canonical: String,
+}
+
+impl Fact {
+    /// Checks a JSON object and puts it in canonical form.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, EntryError> {
+        let bad = |problem: String| EntryError::Field {
+            field: "evidence.fact",
+            problem,
+        };
+        let kind = value
+            .get("kind")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| bad("not an object with a `kind`".into()))?;
+        let kind = FactKind::parse(kind)?;
+        let mut canonical = String::with_capacity(128);
+        write_canonical(&mut canonical, value, 0).map_err(bad)?;
+        if canonical.len() > MAX_FACT {
+            return Err(bad(format!(
+                "{} bytes in canonical form, at most {MAX_FACT}",
+                canonical.len()
+            )));
+        }
+        Ok(Self { kind, canonical })
+    }
+
+    /// Which kind of fact this is.
+    pub fn kind(&self) -> FactKind {
+        self.kind
+    }
+
+    /// The canonical JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.canonical
+    }
+
+    /// The fact as a JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.canonical).expect("a canonical fact is JSON")
+    }
+}
+
+/// Writes `v` in canonical JSON; `Err` says why it has none (a fractional number, a control
+/// character, nesting deeper than 8).
+fn write_canonical(out: &mut String, v: &serde_json::Value, depth: u8) -> Result<(), String> {
+    use serde_json::Value;
+    if depth > 8 {
+        return Err("nested more than 8 levels deep".into());
+    }
+    let text = |s: &str| {
+        if s.len() > MAX_TEXT {
+            Err(format!("a string of {} bytes, at most {MAX_TEXT}", s.len()))
+        } else if s.chars().any(char::is_control) {
+            Err(format!("{s:?} contains a control character"))
+        } else {
+            Ok(())
+        }
+    };
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => push_digits(out, u, 1),
+            (None, Some(i)) => {
+                let _ = write!(out, "{i}");
+            }
+            _ => return Err(format!("{n} is not an integer")),
+        },
+        Value::String(s) => {
+            text(s)?;
+            push_str(out, s);
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, item, depth + 1)?;
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                text(k)?;
+                push_str(out, k);
+                out.push(':');
+                write_canonical(out, &map[k], depth + 1)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+/// One piece of evidence as the locality engine weighed it: its source and who controls it,
+/// the country it names, the AS number, how it weighed, the fact itself and its sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Evidence {
-    /// Which evidence this is.
+    /// The source.
     pub source: EvidenceSource,
-    /// ISO 3166-1 alpha-2 country, `None` when the evidence says *unknown*.
+    /// Who controls it.
+    pub controller: Controller,
+    /// The country it names, `None` for *unknown*: where it places the subject under the policy
+    /// (a label through the region table, a valid attestation, an address's location), or for
+    /// a network operator the country its network is registered in.
     pub country: Option<[u8; 2]>,
-    /// Autonomous system number, for network-operator evidence.
+    /// The AS number, for network-operator evidence.
     pub asn: Option<u32>,
+    /// How it weighed against the policy.
+    pub assessment: Assessment,
+    /// The fact observed.
+    pub fact: Fact,
+    /// The engine's sentence for it (fact and weight).
+    pub sentence: String,
 }
 
 /// The outcome of evaluating the evidence against the policy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Verdict {
-    /// Every piece of evidence satisfies the policy.
+    /// Enough evidence places the subject within the policy and none outside it.
     Compliant,
     /// The policy is broken, with reasons.
     Violation(Vec<String>),
@@ -264,13 +526,49 @@ impl Verdict {
     }
 }
 
-/// The policy an observation was judged against.
+/// The policy an observation was judged under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PolicyRef {
-    /// Policy identifier.
-    pub id: String,
-    /// Policy version (opaque string, e.g. a generation or a digest).
-    pub version: String,
+    /// The policy's classification (`Diffusion Restreinte`).
+    pub classification: String,
+    /// The policy's digest (`sha256:` and 64 hex digits), which identifies its rules.
+    pub digest: String,
+    /// The digest of the extra-EU control list, when the policy used it.
+    pub extra_eu_control: Option<String>,
+}
+
+/// A geolocation database file the evidence was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DatabaseId {
+    /// `location`, `registration` or `AS number`.
+    pub role: String,
+    /// The file name.
+    pub file: String,
+    /// Its format (`MaxMind DB GeoLite2-Country`, `range CSV`).
+    pub format: String,
+    /// The build date a MaxMind DB records.
+    pub built: Option<String>,
+    /// SHA-256 of the file.
+    pub sha256: Hash,
+}
+
+/// Where the object was found and what the locality engine made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Locality {
+    /// The node or endpoint holding the object.
+    pub subject: String,
+    /// Node or endpoint.
+    pub subject_kind: SubjectKind,
+    /// When the facts were gathered (which decided attestation expiry).
+    pub observed_at: Timestamp,
+    /// The engine's evidence, in observation order.
+    pub evidence: Vec<Evidence>,
+    /// The engine's verdict.
+    pub verdict: Verdict,
+    /// The policy judged under.
+    pub policy: PolicyRef,
+    /// The geolocation databases the facts were read from.
+    pub databases: Vec<DatabaseId>,
 }
 
 /// An observation of where one object is stored, and the verdict on it.
@@ -280,15 +578,164 @@ pub struct Observation {
     pub object: ObjectId,
     /// SHA-256 of the object's content (as reported by its store), never the content itself.
     pub content: Hash,
-    /// The location evidence summary.
-    pub evidence: Vec<Evidence>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// The policy applied.
-    pub policy: PolicyRef,
+    /// Where it is and the verdict.
+    pub locality: Locality,
+}
+
+impl Observation {
+    /// The one validated constructor: every rule an observation entry must satisfy, whatever
+    /// the policy (see [`Observation::check`]), and a canonical encoding that fits a bundle line.
+    pub fn new(object: ObjectId, content: Hash, locality: Locality) -> Result<Self, EntryError> {
+        let o = Self {
+            object,
+            content,
+            locality,
+        };
+        o.check()?;
+        let mut scratch = String::with_capacity(2048);
+        encode_observation(&mut scratch, &o);
+        if scratch.len() > MAX_ENTRY - 256 {
+            return Err(EntryError::Field {
+                field: "evidence",
+                problem: format!(
+                    "the observation takes {} bytes, more than an entry may hold ({MAX_ENTRY})",
+                    scratch.len()
+                ),
+            });
+        }
+        Ok(o)
+    }
+
+    /// The rules of an observation entry: bounded texts without control characters, each
+    /// evidence's source, fact and controller consistent with each other, and the verdict
+    /// consistent with the evidence as the locality engine decides it (a contradicting evidence
+    /// makes a violation whose reasons are exactly those sentences; compliant needs a supporting
+    /// location source and no reason; violation and unknown give reasons). Whether the verdict
+    /// follows from the facts under the policy is for `verify --policy`, which replays it.
+    pub fn check(&self) -> Result<(), EntryError> {
+        let l = &self.locality;
+        self.object.check()?;
+        check_text("subject", &l.subject)?;
+        check_text("policy", &l.policy.classification)?;
+        check_digest("policy_digest", &l.policy.digest)?;
+        if let Some(d) = &l.policy.extra_eu_control {
+            check_digest("extra_eu_control", d)?;
+        }
+        let count = |field: &'static str, n: usize, max: usize| {
+            if n > max {
+                Err(EntryError::Field {
+                    field,
+                    problem: format!("{n} items, at most {max}"),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        count("evidence", l.evidence.len(), MAX_EVIDENCE)?;
+        count("reasons", l.verdict.reasons().len(), MAX_REASONS)?;
+        count("databases", l.databases.len(), MAX_DATABASES)?;
+        for d in &l.databases {
+            check_text("databases.role", &d.role)?;
+            check_text("databases.file", &d.file)?;
+            check_text("databases.format", &d.format)?;
+            if let Some(b) = &d.built {
+                check_text("databases.built", b)?;
+            }
+        }
+        for r in l.verdict.reasons() {
+            check_text("reasons", r)?;
+        }
+        for (i, e) in l.evidence.iter().enumerate() {
+            let bad = |problem: String| EntryError::Field {
+                field: "evidence",
+                problem: format!("item {i}: {problem}"),
+            };
+            check_text("evidence.sentence", &e.sentence)?;
+            if e.fact.kind().source() != e.source {
+                return Err(bad(format!(
+                    "a {} fact is not {} evidence",
+                    e.fact.kind().as_str(),
+                    e.source.as_str()
+                )));
+            }
+            let controller = match (e.source, l.subject_kind) {
+                (EvidenceSource::TopologyLabel, _) => Controller::Node,
+                (EvidenceSource::Attestation, _) => Controller::SecurityOfficer,
+                (_, SubjectKind::Node) => Controller::Node,
+                (_, SubjectKind::Endpoint) => Controller::Neither,
+            };
+            if e.controller != controller {
+                return Err(bad(format!(
+                    "{} evidence about a {} is controlled by {}, not {}",
+                    e.source.as_str(),
+                    l.subject_kind.as_str(),
+                    controller.as_str(),
+                    e.controller.as_str()
+                )));
+            }
+            if e.asn.is_some() && e.source != EvidenceSource::NetworkOperator {
+                return Err(bad("only network-operator evidence has an AS number".into()));
+            }
+        }
+        check_verdict(&l.evidence, &l.verdict)
+    }
+}
+
+fn check_digest(field: &'static str, s: &str) -> Result<(), EntryError> {
+    match s.strip_prefix("sha256:") {
+        Some(hex) if parse_hash_bytes(hex.as_bytes()).is_some() => Ok(()),
+        _ => Err(EntryError::Field {
+            field,
+            problem: format!("{s:?} is not `sha256:` and 64 lowercase hex digits"),
+        }),
+    }
+}
+
+/// The verdict as the locality engine makes it from weighed evidence, whatever the policy:
+/// any contradicting evidence makes a violation whose reasons are exactly the sentences of the
+/// contradicting evidence; a compliant verdict has a location source supporting it and no
+/// reason; violation and unknown verdicts give at least one reason.
+pub fn check_verdict(evidence: &[Evidence], verdict: &Verdict) -> Result<(), EntryError> {
+    let contradicting: Vec<&str> = evidence
+        .iter()
+        .filter(|e| matches!(e.assessment, Assessment::Contradicts(_)))
+        .map(|e| e.sentence.as_str())
+        .collect();
+    let problem = match verdict {
+        _ if !contradicting.is_empty() => match verdict {
+            Verdict::Violation(r) if r.iter().map(String::as_str).eq(contradicting.iter().copied()) => {
+                return Ok(());
+            }
+            Verdict::Violation(_) => {
+                "a violation for contradicting evidence gives exactly those evidence sentences as reasons".into()
+            }
+            other => format!(
+                "{} although evidence contradicts the policy ({})",
+                other.as_str(),
+                contradicting[0]
+            ),
+        },
+        Verdict::Compliant
+            if !evidence.iter().any(|e| {
+                e.assessment == Assessment::Supports && e.source != EvidenceSource::NetworkOperator
+            }) =>
+        {
+            "compliant without any location evidence supporting it".into()
+        }
+        Verdict::Violation(r) | Verdict::Unknown(r) if r.is_empty() => {
+            "a violation or unknown verdict must give at least one reason".into()
+        }
+        _ => return Ok(()),
+    };
+    Err(EntryError::Field {
+        field: "verdict",
+        problem,
+    })
 }
 
 /// What an entry records.
+// Nearly every entry is an observation: boxing it would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Body {
     /// A locality observation.
@@ -299,6 +746,23 @@ pub enum Body {
         /// The verifier key string of the next signing key.
         new_key: String,
     },
+}
+
+impl Body {
+    /// Whether `other` reports the same thing: for observations the same object, content and
+    /// node or endpoint (a retried report is judged again, at another time, so its evidence
+    /// and verdict may differ); for rotations the same key. What an idempotency key must match.
+    pub fn same_report(&self, other: &Body) -> bool {
+        match (self, other) {
+            (Body::Observation(a), Body::Observation(b)) => {
+                a.object == b.object
+                    && a.content == b.content
+                    && a.locality.subject == b.locality.subject
+                    && a.locality.subject_kind == b.locality.subject_kind
+            }
+            (a, b) => a == b,
+        }
+    }
 }
 
 /// One ledger entry.
@@ -317,10 +781,107 @@ pub struct Entry {
 /// `prev` of the first entry.
 pub const GENESIS_PREV: Hash = [0u8; 32];
 
+fn push_opt_country(out: &mut String, c: Option<[u8; 2]>) {
+    match c {
+        Some([a, b]) => {
+            out.push('"');
+            out.push(a as char);
+            out.push(b as char);
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+}
+
+fn push_opt_str(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// The observation keys, from `"store"` to the end (without the closing brace).
+fn encode_observation(out: &mut String, o: &Observation) {
+    let l = &o.locality;
+    out.push_str(",\"store\":");
+    push_str(out, &o.object.store);
+    out.push_str(",\"class\":");
+    push_str(out, &o.object.class);
+    out.push_str(",\"object\":");
+    push_str(out, &o.object.id);
+    out.push_str(",\"content\":\"");
+    push_hex(out, &o.content);
+    out.push_str("\",\"subject\":");
+    push_str(out, &l.subject);
+    out.push_str(",\"subject_kind\":\"");
+    out.push_str(l.subject_kind.as_str());
+    out.push_str("\",\"observed_at\":\"");
+    l.observed_at.write(out);
+    out.push_str("\",\"evidence\":[");
+    for (i, e) in l.evidence.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"source\":\"");
+        out.push_str(e.source.as_str());
+        out.push_str("\",\"controller\":\"");
+        out.push_str(e.controller.as_str());
+        out.push_str("\",\"country\":");
+        push_opt_country(out, e.country);
+        out.push_str(",\"asn\":");
+        match e.asn {
+            Some(n) => push_digits(out, u64::from(n), 1),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"assessment\":\"");
+        out.push_str(e.assessment.as_str());
+        out.push_str("\",\"rule\":");
+        push_opt_str(out, e.assessment.rule());
+        out.push_str(",\"fact\":");
+        out.push_str(e.fact.as_str());
+        out.push_str(",\"sentence\":");
+        push_str(out, &e.sentence);
+        out.push('}');
+    }
+    out.push_str("],\"verdict\":\"");
+    out.push_str(l.verdict.as_str());
+    out.push_str("\",\"reasons\":[");
+    for (i, r) in l.verdict.reasons().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, r);
+    }
+    out.push_str("],\"policy\":");
+    push_str(out, &l.policy.classification);
+    out.push_str(",\"policy_digest\":");
+    push_str(out, &l.policy.digest);
+    out.push_str(",\"extra_eu_control\":");
+    push_opt_str(out, l.policy.extra_eu_control.as_deref());
+    out.push_str(",\"databases\":[");
+    for (i, d) in l.databases.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"role\":");
+        push_str(out, &d.role);
+        out.push_str(",\"file\":");
+        push_str(out, &d.file);
+        out.push_str(",\"format\":");
+        push_str(out, &d.format);
+        out.push_str(",\"built\":");
+        push_opt_str(out, d.built.as_deref());
+        out.push_str(",\"sha256\":\"");
+        push_hex(out, &d.sha256);
+        out.push_str("\"}");
+    }
+    out.push(']');
+}
+
 impl Entry {
     /// The canonical encoding (one JSON line, without newline).
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(384);
+        let mut out = String::with_capacity(2048);
         self.encode_into(&mut out);
         out
     }
@@ -337,51 +898,8 @@ impl Entry {
         push_hex(out, &self.prev);
         match &self.body {
             Body::Observation(o) => {
-                out.push_str("\",\"kind\":\"observation\",\"store\":");
-                push_str(out, &o.object.store);
-                out.push_str(",\"class\":");
-                push_str(out, &o.object.class);
-                out.push_str(",\"object\":");
-                push_str(out, &o.object.id);
-                out.push_str(",\"content\":\"");
-                push_hex(out, &o.content);
-                out.push_str("\",\"evidence\":[");
-                for (i, e) in o.evidence.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str("{\"source\":\"");
-                    out.push_str(e.source.as_str());
-                    out.push_str("\",\"country\":");
-                    match e.country {
-                        Some([a, b]) => {
-                            out.push('"');
-                            out.push(a as char);
-                            out.push(b as char);
-                            out.push('"');
-                        }
-                        None => out.push_str("null"),
-                    }
-                    out.push_str(",\"asn\":");
-                    match e.asn {
-                        Some(n) => push_digits(out, u64::from(n), 1),
-                        None => out.push_str("null"),
-                    }
-                    out.push('}');
-                }
-                out.push_str("],\"verdict\":\"");
-                out.push_str(o.verdict.as_str());
-                out.push_str("\",\"reasons\":[");
-                for (i, r) in o.verdict.reasons().iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_str(out, r);
-                }
-                out.push_str("],\"policy\":");
-                push_str(out, &o.policy.id);
-                out.push_str(",\"policy_version\":");
-                push_str(out, &o.policy.version);
+                out.push_str("\",\"kind\":\"observation\"");
+                encode_observation(out, o);
                 out.push('}');
             }
             Body::KeyRotation { new_key } => {
@@ -403,18 +921,15 @@ impl Entry {
         Self::decode_with(bytes, &mut scratch)
     }
 
-    /// [`Entry::decode`] with a caller-owned buffer for the canonicality check (hot loops).
+    /// [`Entry::decode`] with a caller-owned buffer for the canonicality check (hot loops):
+    /// parses the JSON, checks every rule, and insists on the canonical bytes.
     pub fn decode_with(bytes: &[u8], scratch: &mut String) -> Result<Self, EntryError> {
-        match strict_decode(bytes) {
-            Ok(entry) => Ok(entry),
-            Err(Some(invalid)) => Err(invalid),
-            // Not in the exact canonical shape: the general parser says precisely why.
-            Err(None) => Self::diagnose(bytes, scratch),
+        if bytes.len() > MAX_ENTRY {
+            return Err(EntryError::Syntax(format!(
+                "{} bytes, at most {MAX_ENTRY}",
+                bytes.len()
+            )));
         }
-    }
-
-    /// Parses any JSON spelling of an entry, then insists on the canonical bytes.
-    fn diagnose(bytes: &[u8], scratch: &mut String) -> Result<Self, EntryError> {
         let raw: RawEntry<'_> =
             serde_json::from_slice(bytes).map_err(|e| EntryError::Syntax(e.to_string()))?;
         let entry = raw.into_entry()?;
@@ -427,226 +942,6 @@ impl Entry {
         }
         Ok(entry)
     }
-}
-
-/// A cursor that accepts exactly the canonical encoding, nothing else.
-struct Strict<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-/// `Err(None)`: not the canonical shape; `Err(Some(e))`: canonical shape, invalid value.
-type StrictResult<T> = Result<T, Option<EntryError>>;
-
-impl<'a> Strict<'a> {
-    fn lit(&mut self, s: &[u8]) -> StrictResult<()> {
-        if self.b[self.i..].starts_with(s) {
-            self.i += s.len();
-            Ok(())
-        } else {
-            Err(None)
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn uint(&mut self) -> StrictResult<u64> {
-        let start = self.i;
-        let mut v: u64 = 0;
-        while let Some(c @ b'0'..=b'9') = self.b.get(self.i).copied() {
-            v = v
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(u64::from(c - b'0')))
-                .ok_or(None)?;
-            self.i += 1;
-        }
-        let len = self.i - start;
-        if len == 0 || (len > 1 && self.b[start] == b'0') {
-            return Err(None);
-        }
-        Ok(v)
-    }
-
-    /// A JSON string whose only escapes are `\"` and `\\`, without control bytes.
-    fn string(&mut self) -> StrictResult<Cow<'a, str>> {
-        if !self.eat(b'"') {
-            return Err(None);
-        }
-        let start = self.i;
-        let mut owned: Option<Vec<u8>> = None;
-        let mut seg = start;
-        loop {
-            let c = *self.b.get(self.i).ok_or(None)?;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let next = *self.b.get(self.i + 1).ok_or(None)?;
-                    if next != b'"' && next != b'\\' {
-                        return Err(None);
-                    }
-                    let o = owned.get_or_insert_with(Vec::new);
-                    o.extend_from_slice(&self.b[seg..self.i]);
-                    o.push(next);
-                    self.i += 2;
-                    seg = self.i;
-                }
-                0..=0x1f => return Err(None),
-                _ => self.i += 1,
-            }
-        }
-        let end = self.i;
-        self.i += 1;
-        match owned {
-            None => std::str::from_utf8(&self.b[start..end])
-                .map(Cow::Borrowed)
-                .map_err(|_| None),
-            Some(mut o) => {
-                o.extend_from_slice(&self.b[seg..end]);
-                String::from_utf8(o).map(Cow::Owned).map_err(|_| None)
-            }
-        }
-    }
-
-    fn text(&mut self, field: &'static str) -> StrictResult<String> {
-        let s = self.string()?;
-        check_text(field, &s).map_err(Some)?;
-        Ok(s.into_owned())
-    }
-
-    fn hash(&mut self, field: &'static str) -> StrictResult<Hash> {
-        if !self.eat(b'"') || self.b.len() < self.i + 65 || self.b[self.i + 64] != b'"' {
-            return Err(None);
-        }
-        let h = parse_hash_bytes(&self.b[self.i..self.i + 64]).ok_or_else(|| {
-            Some(EntryError::Field {
-                field,
-                problem: "not 64 lowercase hex digits".into(),
-            })
-        })?;
-        self.i += 65;
-        Ok(h)
-    }
-}
-
-fn strict_decode(bytes: &[u8]) -> StrictResult<Entry> {
-    let mut p = Strict { b: bytes, i: 0 };
-    p.lit(b"{\"v\":1,\"seq\":")?;
-    let seq = p.uint()?;
-    p.lit(b",\"time\":\"")?;
-    let time_bytes = bytes.get(p.i..p.i + 24).ok_or(None)?;
-    let time =
-        Timestamp::parse(std::str::from_utf8(time_bytes).map_err(|_| None)?).map_err(Some)?;
-    p.i += 24;
-    p.lit(b"\",\"prev\":")?;
-    let prev = p.hash("prev")?;
-    p.lit(b",\"kind\":\"")?;
-    let body = if p.lit(b"observation\",\"store\":").is_ok() {
-        let store = p.text("store")?;
-        p.lit(b",\"class\":")?;
-        let class = p.text("class")?;
-        p.lit(b",\"object\":")?;
-        let id = p.text("object")?;
-        p.lit(b",\"content\":")?;
-        let content = p.hash("content")?;
-        p.lit(b",\"evidence\":[")?;
-        let mut evidence = Vec::with_capacity(4);
-        if !p.eat(b']') {
-            loop {
-                p.lit(b"{\"source\":")?;
-                let source = EvidenceSource::parse(&p.string()?).map_err(Some)?;
-                p.lit(b",\"country\":")?;
-                let country = if p.lit(b"null").is_ok() {
-                    None
-                } else {
-                    Some(parse_country(&p.string()?).map_err(Some)?)
-                };
-                p.lit(b",\"asn\":")?;
-                let asn = if p.lit(b"null").is_ok() {
-                    None
-                } else {
-                    Some(u32::try_from(p.uint()?).map_err(|_| None)?)
-                };
-                p.lit(b"}")?;
-                evidence.push(Evidence {
-                    source,
-                    country,
-                    asn,
-                });
-                if evidence.len() > MAX_ITEMS {
-                    return Err(None);
-                }
-                if p.eat(b']') {
-                    break;
-                }
-                p.lit(b",")?;
-            }
-        }
-        p.lit(b",\"verdict\":\"")?;
-        let verdict_name = if p.lit(b"compliant\"").is_ok() {
-            "compliant"
-        } else if p.lit(b"violation\"").is_ok() {
-            "violation"
-        } else if p.lit(b"unknown\"").is_ok() {
-            "unknown"
-        } else {
-            return Err(None);
-        };
-        p.lit(b",\"reasons\":[")?;
-        let mut reasons = Vec::new();
-        if !p.eat(b']') {
-            loop {
-                reasons.push(p.text("reasons")?);
-                if reasons.len() > MAX_ITEMS {
-                    return Err(None);
-                }
-                if p.eat(b']') {
-                    break;
-                }
-                p.lit(b",")?;
-            }
-        }
-        if verdict_name == "compliant" && !reasons.is_empty() {
-            return Err(None);
-        }
-        let verdict = make_verdict(verdict_name, reasons).map_err(Some)?;
-        check_verdict(&evidence, &verdict).map_err(Some)?;
-        p.lit(b",\"policy\":")?;
-        let policy = p.text("policy")?;
-        p.lit(b",\"policy_version\":")?;
-        let version = p.text("policy_version")?;
-        Body::Observation(Observation {
-            object: ObjectId { store, class, id },
-            content,
-            evidence,
-            verdict,
-            policy: PolicyRef {
-                id: policy,
-                version,
-            },
-        })
-    } else {
-        p.lit(b"key-rotation\",\"new_key\":")?;
-        Body::KeyRotation {
-            new_key: p.text("new_key")?,
-        }
-    };
-    p.lit(b"}")?;
-    if p.i != bytes.len() {
-        return Err(None);
-    }
-    Ok(Entry {
-        seq,
-        time,
-        prev,
-        body,
-    })
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
@@ -747,8 +1042,32 @@ struct RawEvidence<'a> {
     #[serde(borrow)]
     source: Cow<'a, str>,
     #[serde(borrow)]
+    controller: Cow<'a, str>,
+    #[serde(borrow)]
     country: Option<Cow<'a, str>>,
     asn: Option<u32>,
+    #[serde(borrow)]
+    assessment: Cow<'a, str>,
+    #[serde(borrow)]
+    rule: Option<Cow<'a, str>>,
+    fact: serde_json::Value,
+    #[serde(borrow)]
+    sentence: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow)]
+    file: Cow<'a, str>,
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    #[serde(borrow)]
+    built: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sha256: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -771,6 +1090,12 @@ struct RawEntry<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    subject: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subject_kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    observed_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     evidence: Option<Vec<RawEvidence<'a>>>,
     #[serde(borrow, default)]
     verdict: Option<Cow<'a, str>>,
@@ -779,7 +1104,11 @@ struct RawEntry<'a> {
     #[serde(borrow, default)]
     policy: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    policy_version: Option<Cow<'a, str>>,
+    policy_digest: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    extra_eu_control: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    databases: Option<Vec<RawDatabase<'a>>>,
     #[serde(borrow, default)]
     new_key: Option<Cow<'a, str>>,
 }
@@ -797,6 +1126,20 @@ fn text(field: &'static str, v: Option<Cow<'_, str>>) -> Result<String, EntryErr
     Ok(s.into_owned())
 }
 
+impl RawEvidence<'_> {
+    fn into_evidence(self) -> Result<Evidence, EntryError> {
+        Ok(Evidence {
+            source: EvidenceSource::parse(&self.source)?,
+            controller: Controller::parse(&self.controller)?,
+            country: self.country.as_deref().map(parse_country).transpose()?,
+            asn: self.asn,
+            assessment: Assessment::parse(&self.assessment, self.rule.map(Cow::into_owned))?,
+            fact: Fact::from_value(&self.fact)?,
+            sentence: self.sentence.into_owned(),
+        })
+    }
+}
+
 impl RawEntry<'_> {
     fn into_entry(self) -> Result<Entry, EntryError> {
         if self.v != ENTRY_VERSION {
@@ -812,6 +1155,12 @@ impl RawEntry<'_> {
         let prev = parse_hash("prev", &self.prev)?;
         let body = match &*self.kind {
             "observation" => {
+                if self.new_key.is_some() {
+                    return Err(EntryError::Field {
+                        field: "new_key",
+                        problem: "not allowed in an observation".into(),
+                    });
+                }
                 let object = ObjectId {
                     store: text("store", self.store)?,
                     class: text("class", self.class)?,
@@ -819,51 +1168,69 @@ impl RawEntry<'_> {
                 };
                 let content = parse_hash("content", &required("content", self.content)?)?;
                 let raw_evidence = required("evidence", self.evidence)?;
-                if raw_evidence.len() > MAX_ITEMS {
+                if raw_evidence.len() > MAX_EVIDENCE {
                     return Err(EntryError::Field {
                         field: "evidence",
-                        problem: format!("{} items, at most {MAX_ITEMS}", raw_evidence.len()),
+                        problem: format!("{} items, at most {MAX_EVIDENCE}", raw_evidence.len()),
                     });
                 }
                 let evidence = raw_evidence
                     .into_iter()
-                    .map(|e| {
-                        Ok(Evidence {
-                            source: EvidenceSource::parse(&e.source)?,
-                            country: e.country.as_deref().map(parse_country).transpose()?,
-                            asn: e.asn,
+                    .map(RawEvidence::into_evidence)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let reasons = required("reasons", self.reasons)?;
+                if reasons.len() > MAX_REASONS {
+                    return Err(EntryError::Field {
+                        field: "reasons",
+                        problem: format!("{} items, at most {MAX_REASONS}", reasons.len()),
+                    });
+                }
+                let reasons: Vec<String> = reasons.into_iter().map(Cow::into_owned).collect();
+                let verdict_name = required("verdict", self.verdict)?;
+                if verdict_name == "compliant" && !reasons.is_empty() {
+                    return Err(EntryError::Field {
+                        field: "reasons",
+                        problem: "a compliant verdict carries no reasons".into(),
+                    });
+                }
+                let databases = required("databases", self.databases)?
+                    .into_iter()
+                    .map(|d| {
+                        Ok(DatabaseId {
+                            role: d.role.into_owned(),
+                            file: d.file.into_owned(),
+                            format: d.format.into_owned(),
+                            built: d.built.map(Cow::into_owned),
+                            sha256: parse_hash("databases.sha256", &d.sha256)?,
                         })
                     })
                     .collect::<Result<Vec<_>, EntryError>>()?;
-                let reasons = required("reasons", self.reasons)?;
-                if reasons.len() > MAX_ITEMS {
-                    return Err(EntryError::Field {
-                        field: "reasons",
-                        problem: format!("{} items, at most {MAX_ITEMS}", reasons.len()),
-                    });
-                }
-                let reasons = reasons
-                    .into_iter()
-                    .map(|r| text("reasons", Some(r)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let verdict = make_verdict(&required("verdict", self.verdict)?, reasons)?;
-                check_verdict(&evidence, &verdict)?;
-                if self.new_key.is_some() {
-                    return Err(EntryError::Field {
-                        field: "new_key",
-                        problem: "not allowed in an observation".into(),
-                    });
-                }
-                Body::Observation(Observation {
+                let observation = Observation {
                     object,
                     content,
-                    evidence,
-                    verdict,
-                    policy: PolicyRef {
-                        id: text("policy", self.policy)?,
-                        version: text("policy_version", self.policy_version)?,
+                    locality: Locality {
+                        subject: text("subject", self.subject)?,
+                        subject_kind: SubjectKind::parse(&required(
+                            "subject_kind",
+                            self.subject_kind,
+                        )?)?,
+                        observed_at: Timestamp::parse(&required("observed_at", self.observed_at)?)
+                            .map_err(|_| EntryError::Field {
+                                field: "observed_at",
+                                problem: "not YYYY-MM-DDTHH:MM:SS.mmmZ".into(),
+                            })?,
+                        evidence,
+                        verdict: make_verdict(&verdict_name, reasons)?,
+                        policy: PolicyRef {
+                            classification: text("policy", self.policy)?,
+                            digest: required("policy_digest", self.policy_digest)?.into_owned(),
+                            extra_eu_control: self.extra_eu_control.map(Cow::into_owned),
+                        },
+                        databases,
                     },
-                })
+                };
+                observation.check()?;
+                Body::Observation(observation)
             }
             "key-rotation" => {
                 let new_key = text("new_key", self.new_key)?;
@@ -900,24 +1267,133 @@ pub fn make_verdict(name: &str, reasons: Vec<String>) -> Result<Verdict, EntryEr
     })
 }
 
-/// The verdict rules every entry must satisfy, whatever the policy: a compliant verdict has
-/// evidence, no reasons and no *unknown* country; a violation or unknown verdict says why.
-pub fn check_verdict(evidence: &[Evidence], verdict: &Verdict) -> Result<(), EntryError> {
-    let problem = match verdict {
-        Verdict::Compliant if evidence.is_empty() => "compliant without any evidence",
-        Verdict::Compliant if evidence.iter().any(|e| e.country.is_none()) => {
-            "compliant although some evidence gives an unknown country"
+/// Observations for tests and benchmarks: consistent entries made without the locality engine
+/// (their facts are the engine's shape, their policy digest names no real policy).
+#[doc(hidden)]
+pub mod fixture {
+    use super::*;
+
+    /// A policy digest no policy has.
+    pub const POLICY_DIGEST: &str =
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn evidence(
+        source: EvidenceSource,
+        controller: Controller,
+        country: Option<&[u8; 2]>,
+        asn: Option<u32>,
+        assessment: Assessment,
+        fact: serde_json::Value,
+        sentence: String,
+    ) -> Evidence {
+        Evidence {
+            source,
+            controller,
+            country: country.copied(),
+            asn,
+            assessment,
+            fact: Fact::from_value(&fact).expect("a valid fact"),
+            sentence,
         }
-        Verdict::Violation(r) | Verdict::Unknown(r) if r.is_empty() => {
-            "a violation or unknown verdict must give at least one reason"
-        }
-        Verdict::Compliant => return Ok(()),
-        Verdict::Violation(_) | Verdict::Unknown(_) => return Ok(()),
-    };
-    Err(EntryError::Field {
-        field: "verdict",
-        problem: problem.into(),
-    })
+    }
+
+    /// A plausible observation of object `i` on node `node-{i % 13}`: compliant, except every
+    /// 7th from 3 (its address is in DE: a violation) and every 7th from 5 (no address: unknown).
+    pub fn observation(i: u64) -> Body {
+        let node = format!("node-{}", i % 13);
+        let mut ev = vec![
+            evidence(
+                EvidenceSource::TopologyLabel,
+                Controller::Node,
+                Some(b"FR"),
+                None,
+                Assessment::Supports,
+                serde_json::json!({"kind": "topologyLabel", "key": "topology.kubernetes.io/region", "value": "fr-par"}),
+                "topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country".into(),
+            ),
+            evidence(
+                EvidenceSource::Attestation,
+                Controller::SecurityOfficer,
+                None,
+                None,
+                Assessment::Inconclusive,
+                serde_json::json!({"kind": "attestation", "label": null, "status": {"state": "missing"}}),
+                "no NodeAttestation names the node, which proves nothing".into(),
+            ),
+        ];
+        let verdict = match i % 7 {
+            3 => {
+                let sentence = format!(
+                    "address 5.9.{}.1 is in DE, outside the allowed countries (FR)",
+                    i % 200
+                );
+                ev.push(evidence(
+                    EvidenceSource::Address,
+                    Controller::Node,
+                    Some(b"DE"),
+                    None,
+                    Assessment::Contradicts("countryNotAllowed".into()),
+                    serde_json::json!({"kind": "address", "address": format!("5.9.{}.1", i % 200), "country": "DE"}),
+                    sentence.clone(),
+                ));
+                Verdict::Violation(vec![sentence])
+            }
+            5 => Verdict::Unknown(vec![
+                "no network operator of the node's addresses is established as accepted".into(),
+            ]),
+            _ => {
+                let address = format!("51.15.{}.1", i % 200);
+                ev.push(evidence(
+                    EvidenceSource::Address,
+                    Controller::Node,
+                    Some(b"FR"),
+                    None,
+                    Assessment::Supports,
+                    serde_json::json!({"kind": "address", "address": address, "country": "FR"}),
+                    format!("address {address} is in FR, an allowed country"),
+                ));
+                ev.push(evidence(
+                    EvidenceSource::NetworkOperator,
+                    Controller::Node,
+                    Some(b"FR"),
+                    Some(12876),
+                    Assessment::Supports,
+                    serde_json::json!({"kind": "networkOperator", "address": address, "asn": 12876, "organisation": "Scaleway SAS", "registered": "FR"}),
+                    format!("network AS12876 (Scaleway SAS) of address {address} is registered in FR, an accepted network operator"),
+                ));
+                Verdict::Compliant
+            }
+        };
+        let observation = Observation::new(
+            ObjectId {
+                store: "minio/documents".into(),
+                class: "document".into(),
+                id: format!("spaces/{}/doc-{i}", i % 97),
+            },
+            leaf_hash(&i.to_be_bytes()),
+            Locality {
+                subject: node,
+                subject_kind: SubjectKind::Node,
+                observed_at: Timestamp(1_764_300_000_000),
+                evidence: ev,
+                verdict,
+                policy: PolicyRef {
+                    classification: "Standard (France)".into(),
+                    digest: POLICY_DIGEST.into(),
+                    extra_eu_control: None,
+                },
+                databases: vec![DatabaseId {
+                    role: "location".into(),
+                    file: "geo-whois-asn-country.mmdb".into(),
+                    format: "MaxMind DB geo-whois-asn-country".into(),
+                    built: Some("2026-11-01T00:00:00Z".into()),
+                    sha256: [0x11; 32],
+                }],
+            },
+        )
+        .expect("a valid fixture");
+        Body::Observation(observation)
+    }
 }
 
 #[cfg(test)]
@@ -929,31 +1405,7 @@ mod tests {
             seq,
             time: Timestamp(1_764_300_000_123),
             prev: [7; 32],
-            body: Body::Observation(Observation {
-                object: ObjectId {
-                    store: "minio/documents".into(),
-                    class: "document".into(),
-                    id: "spaces/42/\"quoted\"\\x".into(),
-                },
-                content: [0xab; 32],
-                evidence: vec![
-                    Evidence {
-                        source: EvidenceSource::Topology,
-                        country: Some(*b"FR"),
-                        asn: None,
-                    },
-                    Evidence {
-                        source: EvidenceSource::NetworkOperator,
-                        country: Some(*b"FR"),
-                        asn: Some(16276),
-                    },
-                ],
-                verdict: Verdict::Compliant,
-                policy: PolicyRef {
-                    id: "france-only".into(),
-                    version: "3".into(),
-                },
-            }),
+            body: fixture::observation(0),
         }
     }
 
@@ -976,20 +1428,19 @@ mod tests {
         assert_eq!(
             text,
             concat!(
-                r#"{"v":1,"seq":5,"time":"2025-11-28T03:20:00.123Z","prev":"0707070707070707070707070707070707070707070707070707070707070707","#,
-                r#""kind":"observation","store":"minio/documents","class":"document","object":"spaces/42/\"quoted\"\\x","#,
-                r#""content":"abababababababababababababababababababababababababababababababab","#,
-                r#""evidence":[{"source":"topology","country":"FR","asn":null},{"source":"network-operator","country":"FR","asn":16276}],"#,
-                r#""verdict":"compliant","reasons":[],"policy":"france-only","policy_version":"3"}"#
+                r#"{"v":2,"seq":5,"time":"2025-11-28T03:20:00.123Z","prev":"0707070707070707070707070707070707070707070707070707070707070707","#,
+                r#""kind":"observation","store":"minio/documents","class":"document","object":"spaces/0/doc-0","#,
+                r#""content":"3e7077fd2f66d689e0cee6a7cf5b37bf2dca7c979af356d0a31cbc5c85605c7d","#,
+                r#""subject":"node-0","subject_kind":"node","observed_at":"2025-11-28T03:20:00.000Z","evidence":["#,
+                r#"{"source":"topologyLabel","controller":"node","country":"FR","asn":null,"assessment":"supports","rule":null,"fact":{"key":"topology.kubernetes.io/region","kind":"topologyLabel","value":"fr-par"},"sentence":"topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country"},"#,
+                r#"{"source":"attestation","controller":"securityOfficer","country":null,"asn":null,"assessment":"inconclusive","rule":null,"fact":{"kind":"attestation","label":null,"status":{"state":"missing"}},"sentence":"no NodeAttestation names the node, which proves nothing"},"#,
+                r#"{"source":"address","controller":"node","country":"FR","asn":null,"assessment":"supports","rule":null,"fact":{"address":"51.15.0.1","country":"FR","kind":"address"},"sentence":"address 51.15.0.1 is in FR, an allowed country"},"#,
+                r#"{"source":"networkOperator","controller":"node","country":"FR","asn":12876,"assessment":"supports","rule":null,"fact":{"address":"51.15.0.1","asn":12876,"kind":"networkOperator","organisation":"Scaleway SAS","registered":"FR"},"sentence":"network AS12876 (Scaleway SAS) of address 51.15.0.1 is registered in FR, an accepted network operator"}],"#,
+                r#""verdict":"compliant","reasons":[],"policy":"Standard (France)","policy_digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","extra_eu_control":null,"#,
+                r#""databases":[{"role":"location","file":"geo-whois-asn-country.mmdb","format":"MaxMind DB geo-whois-asn-country","built":"2026-11-01T00:00:00Z","sha256":"1111111111111111111111111111111111111111111111111111111111111111"}]}"#
             )
         );
         assert_eq!(Entry::decode(text.as_bytes()).unwrap(), e);
-        // The fast strict parser takes canonical input itself; the general one agrees.
-        assert_eq!(strict_decode(text.as_bytes()).unwrap(), e);
-        assert_eq!(
-            Entry::diagnose(text.as_bytes(), &mut String::new()).unwrap(),
-            e
-        );
         check(&text, None);
         let rot = Entry {
             seq: 9,
@@ -1000,6 +1451,13 @@ mod tests {
             },
         };
         check(&rot.encode(), None);
+        for i in 0..14 {
+            let e = Entry {
+                body: fixture::observation(i),
+                ..sample(i)
+            };
+            check(&e.encode(), None);
+        }
         assert_eq!(
             hex::encode(e.leaf_hash()),
             hex::encode(leaf_hash(text.as_bytes()))
@@ -1010,41 +1468,101 @@ mod tests {
     fn non_canonical_and_invalid_entries_are_rejected() {
         let text = sample(1).encode();
         check(&text.replace(",\"seq\"", ", \"seq\""), Some("canonical"));
-        check(&text.replace("\"v\":1", "\"v\":2"), Some("version 2"));
+        check(&text.replace("\"v\":2", "\"v\":1"), Some("version 1"));
         check(
             &text.replace("document\",\"object", "docu\\u006dent\",\"object"),
             Some("canonical"),
         );
-        check(&text.replace("\"FR\"", "\"fr\""), Some("alpha-2"));
-        check(&text.replace("compliant", "fine"), Some("verdict"));
+        // Facts are canonical too: sorted keys.
+        check(
+            &text.replace(
+                r#"{"key":"topology.kubernetes.io/region","kind":"topologyLabel""#,
+                r#"{"kind":"topologyLabel","key":"topology.kubernetes.io/region""#,
+            ),
+            Some("canonical"),
+        );
+        check(
+            &text.replace("\"asn\":12876,\"kind\"", "\"asn\":12876.5,\"kind\""),
+            Some("not an integer"),
+        );
+        check(
+            &text.replace("\"FR\",\"asn\"", "\"fr\",\"asn\""),
+            Some("alpha-2"),
+        );
+        check(&text.replace("\"compliant\"", "\"fine\""), Some("verdict"));
         check(&text.replace(".123Z", "Z"), Some("time"));
         check(
             &text.replace("\"prev\":\"07", "\"prev\":\"0G"),
             Some("prev"),
         );
-        check(&text.replace("}]", "}],\"extra\":1"), Some("unknown field"));
+        check(
+            &text.replace("}],\"verdict", "}],\"extra\":1,\"verdict"),
+            Some("unknown field"),
+        );
         check(
             &text.replace("\"reasons\":[]", "\"reasons\":[\"x\"]"),
-            Some("canonical"),
+            Some("compliant verdict carries no reasons"),
         );
         check(
             &text.replace("\"verdict\":\"compliant\"", "\"verdict\":\"violation\""),
             Some("at least one reason"),
         );
         check(
-            &text.replace(
-                "\"country\":\"FR\",\"asn\":null",
-                "\"country\":null,\"asn\":null",
-            ),
-            Some("unknown country"),
-        );
-        check(
             &text.replace("\"store\":\"minio/documents\"", "\"store\":\"\""),
             Some("empty"),
         );
         check(&text.replace("minio", "mi\\nnio"), Some("control"));
+        check(
+            &text.replace(
+                "\"controller\":\"securityOfficer\"",
+                "\"controller\":\"node\"",
+            ),
+            Some("controlled by securityOfficer, not node"),
+        );
+        check(
+            &text.replace("\"policy_digest\":\"sha256:", "\"policy_digest\":\"md5:"),
+            Some("policy_digest"),
+        );
         check("{", Some("not a ledger entry"));
         check("", Some("not a ledger entry"));
+    }
+
+    /// The engine's own rules, whatever the policy: evidence that contradicts makes a
+    /// violation with exactly those sentences as reasons; a compliant verdict needs a location
+    /// source supporting it, and an inconclusive attestation does not prevent it (the engine
+    /// always reports the attestation, found or not).
+    #[test]
+    fn verdicts_must_follow_the_engine_rules() {
+        let Body::Observation(compliant) = fixture::observation(0) else {
+            unreachable!()
+        };
+        let Body::Observation(violation) = fixture::observation(3) else {
+            unreachable!()
+        };
+        assert!(compliant.check().is_ok());
+        assert!(violation.check().is_ok());
+        let with = |o: &Observation, verdict: Verdict| {
+            let mut o = o.clone();
+            o.locality.verdict = verdict;
+            o.check().map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with(&violation, Verdict::Compliant),
+            Err("field `verdict`: compliant although evidence contradicts the policy (address 5.9.3.1 is in DE, outside the allowed countries (FR))".into())
+        );
+        assert_eq!(
+            with(&violation, Verdict::Violation(vec!["something else".into()])),
+            Err("field `verdict`: a violation for contradicting evidence gives exactly those evidence sentences as reasons".into())
+        );
+        let mut no_location = compliant.clone();
+        no_location
+            .locality
+            .evidence
+            .retain(|e| e.source == EvidenceSource::NetworkOperator);
+        assert_eq!(
+            no_location.check().map_err(|e| e.to_string()),
+            Err("field `verdict`: compliant without any location evidence supporting it".into())
+        );
     }
 
     #[test]

@@ -547,8 +547,6 @@ fn checked_entry(seq: u64, text: &str, leaf: &Hash) -> Result<Entry, SequencerEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::Verdict;
-    use crate::ledger::entry::{Evidence, EvidenceSource, ObjectId, Observation, PolicyRef};
     use ed25519_dalek::SigningKey;
 
     const ORIGIN: &str = "hexagone.test/sequencer";
@@ -558,24 +556,7 @@ mod tests {
     }
 
     fn body(i: u64) -> Body {
-        Body::Observation(Observation {
-            object: ObjectId {
-                store: "s".into(),
-                class: "c".into(),
-                id: format!("o{i}"),
-            },
-            content: [7; 32],
-            evidence: vec![Evidence {
-                source: EvidenceSource::Geolocation,
-                country: Some(*b"FR"),
-                asn: None,
-            }],
-            verdict: Verdict::Compliant,
-            policy: PolicyRef {
-                id: "p".into(),
-                version: "1".into(),
-            },
-        })
+        crate::ledger::entry::fixture::observation(i)
     }
 
     /// A stored log as a store would hold it: texts, leaves, head, key table.

@@ -2,13 +2,16 @@
 //! checks sequence numbers, the hash chain, the canonical encoding and verdict rules, every
 //! checkpoint's signature (following key rotations) and root, and that successive
 //! checkpoints describe one append-only tree. Memory stays O(log n). Pure: reading a bundle
-//! and the worker threads are in [`crate::bundle_verify`].
+//! and the worker threads are in [`crate::bundle_verify`]. An [`ObservationCheck`] given to
+//! the verifier (replaying each verdict under a policy, [`crate::judge::Replayer`]) runs where
+//! entries are decoded.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::checkpoint::{CheckpointError, open_checkpoint, parse_note};
 use super::cosignature::WitnessKey;
-use super::entry::{Body, Entry, EntryError, GENESIS_PREV, Verdict};
+use super::entry::{Body, Entry, EntryError, GENESIS_PREV, Observation, Verdict};
 use super::tree::{Frontier, Hash, leaf_hash};
 use crate::bundle::{BUNDLE_FORMAT, Record};
 use crate::keys::VerifierKey;
@@ -205,6 +208,9 @@ pub enum Problem {
         /// Names of the witnesses without a valid cosignature.
         missing: String,
     },
+    /// An observation's recorded verdict does not follow from its recorded evidence.
+    #[error("the observation does not replay: {0}")]
+    NotReplayed(String),
     /// A trusted checkpoint given out of band is not matched by the bundle.
     #[error("the trusted checkpoint (size {size}) {why}")]
     TrustedCheckpoint {
@@ -272,7 +278,13 @@ pub struct EntryFacts {
     pub new_key: Option<String>,
     /// Verdict class: 0 compliant, 1 violation, 2 unknown (observations).
     pub verdict: Option<u8>,
+    /// What the [`ObservationCheck`] found wrong with the observation, if one ran and failed.
+    pub refused: Option<String>,
 }
+
+/// A check of each observation beyond its encoding (replaying its verdict under a policy):
+/// `Err` says what is wrong. It runs where entries are decoded, on any thread.
+pub type ObservationCheck = dyn Fn(&Observation) -> Result<(), String> + Send + Sync;
 
 impl From<Entry> for EntryFacts {
     fn from(e: Entry) -> Self {
@@ -280,7 +292,7 @@ impl From<Entry> for EntryFacts {
             Body::KeyRotation { new_key } => (Some(new_key), None),
             Body::Observation(o) => (
                 None,
-                Some(match o.verdict {
+                Some(match o.locality.verdict {
                     Verdict::Compliant => 0,
                     Verdict::Violation(_) => 1,
                     Verdict::Unknown(_) => 2,
@@ -292,7 +304,27 @@ impl From<Entry> for EntryFacts {
             prev: e.prev,
             new_key,
             verdict,
+            refused: None,
         }
+    }
+}
+
+impl EntryFacts {
+    /// Decodes an entry and runs `check` on it when it is an observation.
+    fn decode(
+        bytes: &[u8],
+        scratch: &mut String,
+        check: Option<&ObservationCheck>,
+    ) -> Result<Self, EntryError> {
+        let entry = Entry::decode_with(bytes, scratch)?;
+        let refused = match (&entry.body, check) {
+            (Body::Observation(o), Some(check)) => check(o).err(),
+            _ => None,
+        };
+        Ok(Self {
+            refused,
+            ..Self::from(entry)
+        })
     }
 }
 
@@ -308,8 +340,13 @@ pub struct Prepared {
 impl Prepared {
     /// Decodes and hashes one entry's bytes.
     pub fn new(bytes: &[u8]) -> Self {
+        Self::checked(bytes, None)
+    }
+
+    /// Decodes and hashes one entry's bytes, and runs `check` on an observation.
+    pub fn checked(bytes: &[u8], check: Option<&ObservationCheck>) -> Self {
         Self {
-            entry: Entry::decode(bytes).map(EntryFacts::from),
+            entry: EntryFacts::decode(bytes, &mut String::new(), check),
             leaf: leaf_hash(bytes),
         }
     }
@@ -340,6 +377,7 @@ pub struct Verifier {
     verdicts: [u64; 3],
     ended: bool,
     scratch: String,
+    check: Option<Arc<ObservationCheck>>,
 }
 
 impl Verifier {
@@ -368,8 +406,21 @@ impl Verifier {
             checkpoints: 0,
             verdicts: [0; 3],
             ended: false,
-            scratch: String::with_capacity(1024),
+            scratch: String::with_capacity(4096),
+            check: None,
         }
+    }
+
+    /// Runs `check` on every observation entry (see [`ObservationCheck`]); the first
+    /// observation it refuses fails verification, naming the entry.
+    pub fn with_observation_check(mut self, check: Arc<ObservationCheck>) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// The observation check, for threads that decode entries ahead of [`Verifier::feed_prepared`].
+    pub fn observation_check(&self) -> Option<Arc<ObservationCheck>> {
+        self.check.clone()
     }
 
     /// Requires the last checkpoint to carry valid cosignatures from at least `threshold` of
@@ -486,7 +537,7 @@ impl Verifier {
 
     fn entry(&mut self, line: u64, bytes: &[u8]) -> Result<(), Finding> {
         let prepared = Prepared {
-            entry: Entry::decode_with(bytes, &mut self.scratch).map(EntryFacts::from),
+            entry: EntryFacts::decode(bytes, &mut self.scratch, self.check.as_deref()),
             leaf: leaf_hash(bytes),
         };
         self.feed_prepared(line, prepared)
@@ -551,6 +602,9 @@ impl Verifier {
                     prev_line: self.prev_line,
                 },
             });
+        }
+        if let Some(why) = &entry.refused {
+            return Err(at(Problem::NotReplayed(why.clone())));
         }
         match (&entry.new_key, entry.verdict) {
             (Some(new_key), _) => {

@@ -286,7 +286,8 @@ impl Ledger {
     }
 
     /// [`Ledger::append`] for submissions that may carry an idempotency key: one whose key is
-    /// already recorded is not recorded again (its entry must hold the same observation);
+    /// already recorded is not recorded again (its entry must report the same object, content
+    /// and node or endpoint, [`Body::same_report`]);
     /// it is reported with the entry that holds it.
     pub async fn submit(
         &self,
@@ -303,7 +304,7 @@ impl Ledger {
             if let Some(id) = item.id.as_deref()
                 && in_batch
                     .insert(id, &item.body)
-                    .is_some_and(|b| *b != item.body)
+                    .is_some_and(|b| !b.same_report(&item.body))
             {
                 return Err(StoreError::IdempotencyConflict {
                     id: id.to_string(),
@@ -348,7 +349,7 @@ impl Ledger {
         })
     }
 
-    /// A recorded idempotency key must point at a stored entry holding the same observation:
+    /// A recorded idempotency key must point at a stored entry reporting the same observation:
     /// a key row written by someone else cannot make a new observation vanish.
     async fn check_request(&self, id: &str, at: u64, body: &Body) -> Result<(), StoreError> {
         let conflict = || StoreError::IdempotencyConflict {
@@ -359,7 +360,7 @@ impl Ledger {
         let (_, leaf, text) = rows.into_iter().next().ok_or_else(conflict)?;
         let entry = Entry::decode(text.as_bytes()).map_err(|_| conflict())?;
         if entry.seq != at
-            || entry.body != *body
+            || !entry.body.same_report(body)
             || crate::ledger::tree::leaf_hash(text.as_bytes()) != leaf
         {
             return Err(conflict());

@@ -66,7 +66,15 @@ fn private_keys_readable_by_others_are_refused() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
     let out = run(
-        &["append", "--db", &db, "--key", key.to_str().unwrap()],
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            key.to_str().unwrap(),
+        ],
         Some(&input(0, 3)),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -80,7 +88,15 @@ fn private_keys_readable_by_others_are_refused() {
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&key, &link).unwrap();
     let out = run(
-        &["append", "--db", &db, "--key", link.to_str().unwrap()],
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            link.to_str().unwrap(),
+        ],
         Some(&input(0, 3)),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -100,7 +116,17 @@ fn append_export_verify_prove_and_rotate() {
     let k1s = k1.to_str().unwrap();
     // 250 entries in batches of 100, each committed with its checkpoint.
     let out = run_ok(
-        &["append", "--db", &db, "--key", k1s, "--batch", "100"],
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            k1s,
+            "--batch",
+            "100",
+        ],
         Some(&input(0, 250)),
     );
     let acks: Vec<&str> = out.lines().filter(|l| l.starts_with("ack ")).collect();
@@ -116,7 +142,17 @@ fn append_export_verify_prove_and_rotate() {
     let mut bad = input(250, 5);
     bad.push_str("{\"store\":\"x\"}\n");
     let out = run(
-        &["append", "--db", &db, "--key", k1s, "--input", "-"],
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            k1s,
+            "--input",
+            "-",
+        ],
         Some(&bad),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -135,7 +171,18 @@ fn append_export_verify_prove_and_rotate() {
         None,
     );
     assert!(out.contains("rotated to"), "{out}");
-    let out = run(&["append", "--db", &db, "--key", k1s], Some(&input(300, 5)));
+    let out = run(
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            k1s,
+        ],
+        Some(&input(300, 5)),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is not this ledger's signing key in force")
@@ -143,6 +190,8 @@ fn append_export_verify_prove_and_rotate() {
     run_ok(
         &[
             "append",
+            "--policy",
+            crate::util::POLICY,
             "--db",
             &db,
             "--key",
@@ -213,7 +262,15 @@ fn a_retired_key_does_not_vouch_for_its_successors() {
     let (mallory, vm) = keygen(dir.path(), "mallory");
     let db = format!("sqlite:{}", p("l.sqlite"));
     run_ok(
-        &["append", "--db", &db, "--key", k1.to_str().unwrap()],
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            k1.to_str().unwrap(),
+        ],
         Some(&input(0, 20)),
     );
     // The attacker holds the old key: rotates to their own and signs what they like.
@@ -230,7 +287,15 @@ fn a_retired_key_does_not_vouch_for_its_successors() {
         None,
     );
     run_ok(
-        &["append", "--db", &db, "--key", mallory.to_str().unwrap()],
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            mallory.to_str().unwrap(),
+        ],
         Some(&input(100, 20)),
     );
     run_ok(&["export", "--db", &db, "--out", &p("forged.jsonl")], None);
@@ -266,7 +331,15 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     let (key, vkey) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
     let mut child = std::process::Command::new(crate::util::bin())
-        .args(["append", "--db", &db, "--key", key.to_str().unwrap()])
+        .args([
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            key.to_str().unwrap(),
+        ])
         .args(["--batch", "1000", "--flush-ms", "50"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -27,7 +27,15 @@ struct Writer {
 
 fn spawn(db: &str, key: &std::path::Path, batch: u64, from: u64, log: &std::path::Path) -> Writer {
     let mut child = Command::new(bin())
-        .args(["append", "--db", db, "--key", key.to_str().unwrap()])
+        .args([
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            db,
+            "--key",
+            key.to_str().unwrap(),
+        ])
         .args(["--batch", &batch.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -7,6 +7,7 @@ mod attack;
 mod cli;
 mod crash;
 mod interop;
+mod judge;
 mod store;
 mod tamper;
 mod witness;

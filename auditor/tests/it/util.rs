@@ -9,9 +9,7 @@ use std::process::{Command, Output};
 use ed25519_dalek::SigningKey;
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::Sequencer;
-use hexagone_auditor::ledger::entry::{
-    Body, Evidence, EvidenceSource, ObjectId, Observation, PolicyRef, Timestamp, Verdict,
-};
+use hexagone_auditor::ledger::entry::{Body, Timestamp};
 
 /// The log origin used by tests.
 pub const ORIGIN: &str = "hexagone.test/ledger";
@@ -21,51 +19,50 @@ pub fn signer(seed: u8) -> SignerKey {
     SignerKey::from_signing_key(ORIGIN, SigningKey::from_bytes(&[seed; 32])).unwrap()
 }
 
-/// A plausible observation body for object `i`.
-pub fn observation(i: u64) -> Body {
-    let verdict = match i % 7 {
-        3 => Verdict::Violation(vec!["geolocation says DE".into()]),
-        5 => Verdict::Unknown(vec!["address is private".into()]),
-        _ => Verdict::Compliant,
-    };
-    Body::Observation(Observation {
-        object: ObjectId {
-            store: "minio/documents".into(),
-            class: "document".into(),
-            id: format!("spaces/{}/doc-{i}", i % 97),
-        },
-        content: hexagone_auditor::ledger::tree::leaf_hash(&i.to_be_bytes()),
-        evidence: vec![
-            Evidence {
-                source: EvidenceSource::Topology,
-                country: Some(*b"FR"),
-                asn: None,
-            },
-            Evidence {
-                source: EvidenceSource::Geolocation,
-                country: Some(if i % 7 == 3 { *b"DE" } else { *b"FR" }),
-                asn: None,
-            },
-        ],
-        verdict,
-        policy: PolicyRef {
-            id: "france-only".into(),
-            version: "1".into(),
-        },
-    })
+/// The policy `append` judges test observations under.
+pub const POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../policies/france-standard.yaml"
+);
+
+/// A policy file shipped in `policies/`.
+pub fn policy(name: &str) -> String {
+    format!("{}/../policies/{name}.yaml", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The JSON line `append` reads for observation `i`.
-pub fn observation_json(i: u64) -> String {
-    let (verdict, reasons, geo) = match i % 7 {
-        3 => ("violation", r#"["geolocation says DE"]"#, "DE"),
-        5 => ("unknown", r#"["address is private"]"#, "FR"),
-        _ => ("compliant", "[]", "FR"),
-    };
+/// A plausible observation body for object `i`, made without the locality engine (see
+/// [`hexagone_auditor::ledger::entry::fixture::observation`]).
+pub fn observation(i: u64) -> Body {
+    hexagone_auditor::ledger::entry::fixture::observation(i)
+}
+
+/// An `append` input line for object `i` on `node` (JSON of name, providerID, labels and
+/// addresses as the cluster reports them).
+pub fn node_line(i: u64, node: &str) -> String {
     format!(
-        r#"{{"store":"minio/documents","class":"document","object":"spaces/{}/doc-{i}","content":"{}","evidence":[{{"source":"topology","country":"FR"}},{{"source":"geolocation","country":"{geo}"}}],"verdict":"{verdict}","reasons":{reasons},"policy":"france-only","policy_version":"1"}}"#,
+        r#"{{"store":"minio/documents","class":"document","object":"spaces/{}/doc-{i}","content":"{}","node":{node}}}"#,
         i % 97,
         hex::encode(hexagone_auditor::ledger::tree::leaf_hash(&i.to_be_bytes()))
+    )
+}
+
+/// The `append` input line for observation `i` (facts only): a node in Paris, except every
+/// 7th from 3 (its address is in DE: a violation under the French policies) and every 7th
+/// from 5 (only a private address: never compliant).
+pub fn observation_json(i: u64) -> String {
+    let address = match i % 7 {
+        3 => format!("5.9.{}.1", i % 200),
+        5 => format!("10.0.{}.1", i % 200),
+        _ => format!("51.15.{}.1", i % 200),
+    };
+    node_line(
+        i,
+        &format!(
+            r#"{{"name":"scw-{}","providerID":"scw://fr-par-1/{}","labels":{{"topology.kubernetes.io/region":"fr-par"}},"addresses":[{{"type":"InternalIP","address":"10.1.0.{}"}},{{"type":"ExternalIP","address":"{address}"}}]}}"#,
+            i % 13,
+            i % 13,
+            i % 13
+        ),
     )
 }
 

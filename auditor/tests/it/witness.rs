@@ -78,6 +78,8 @@ fn input(from: u64, n: u64) -> String {
 fn append(db: &str, key: &Path, witnesses: &[&WitnessProcess], from: u64, n: u64) -> String {
     let mut args = vec![
         "append".to_string(),
+        "--policy".into(),
+        crate::util::POLICY.into(),
         "--db".into(),
         db.into(),
         "--key".into(),

@@ -1,0 +1,732 @@
+//! The auditor as judge. [`ObservationJudge`] resolves where a reported object is stored (a
+//! node as the cluster reports it, or a storage endpoint from the auditor's inventory),
+//! gathers the facts with the platform's locality engine (geolocation databases,
+//! attestations), judges them under the auditor's policy and builds the ledger observation
+//! with the engine's own evidence, verdict, policy digest and database identities.
+//! [`Replayer`] judges a recorded observation's facts again with `hexagone_platform::replay`
+//! and says what differs. Pure but for reading the attestation and inventory files.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+
+use hexagone_platform::geo::{GeoDatabases, GeoError, GeoSnapshot};
+use hexagone_platform::verdict::ReplayError;
+use hexagone_platform::{
+    Attestation, AttestationSpec, Basis, Country, Judge, LocalityPolicy, NodeDescription,
+    SubjectKind as EngineSubject, observe,
+};
+
+use crate::ingest::{Location, Report, Submission};
+use crate::ledger::entry::{
+    Assessment, Body, Controller, DatabaseId, EntryError, Evidence, EvidenceSource, Fact, Locality,
+    Observation, PolicyRef, SubjectKind, Timestamp, Verdict, parse_hash,
+};
+
+/// Why an observation could not be judged, or a file of the judge could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// A file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file is not what it should be.
+    #[error("{path}: {why}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the YAML location.
+        why: String,
+    },
+    /// An endpoint is neither in the inventory nor an IP address.
+    #[error(
+        "endpoint {0:?} is not in the inventory and is not an IP address (the auditor resolves no names: declare it in --inventory with its addresses)"
+    )]
+    UnknownEndpoint(String),
+    /// The engine's evaluation does not make a valid entry.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+}
+
+/// What the ledger keeps of who attested: the first 16 hex digits of the SHA-256 of
+/// `attestedBy` (often a person's address, which is personal data the ledger must not hold).
+pub fn pseudonym(attested_by: &str) -> String {
+    let digest = Sha256::digest(attested_by.as_bytes());
+    format!("sha256:{}", &hex::encode(digest)[..16])
+}
+
+fn pseudonymised(name: String, mut spec: AttestationSpec) -> Attestation {
+    spec.attested_by = pseudonym(&spec.attested_by);
+    Attestation::new(name, spec)
+}
+
+fn read(path: &Path) -> Result<String, JudgeError> {
+    std::fs::read_to_string(path).map_err(|source| JudgeError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, JudgeError> {
+    serde_yaml::from_str(text).map_err(|e| JudgeError::Parse {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+/// One attestation record: a NodeAttestation resource (`metadata.name`, `spec`) as kubectl
+/// prints it, or the short form `{name, spec}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttestationItem {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    spec: AttestationSpec,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AttestationFile {
+    List(Vec<AttestationItem>),
+    Items { items: Vec<AttestationItem> },
+}
+
+/// Reads `--attestations`: a YAML list of NodeAttestations (or `kubectl get nodeattestations
+/// -o yaml`, a List with `items`). Who attested is kept as a [`pseudonym`].
+pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
+    let text = read(path)?;
+    let items = match parse::<AttestationFile>(path, &text)? {
+        AttestationFile::List(items) | AttestationFile::Items { items } => items,
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name =
+                item.metadata
+                    .map(|m| m.name)
+                    .or(item.name)
+                    .ok_or_else(|| JudgeError::Parse {
+                        path: path.to_owned(),
+                        why: format!("item {i}: no `name` (or `metadata.name`)"),
+                    })?;
+            Ok(pseudonymised(name, item.spec))
+        })
+        .collect()
+}
+
+/// What a security officer attests about an endpoint of the inventory.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointAttestation {
+    country: Country,
+    hosting_company: String,
+    site: String,
+    basis: Basis,
+    #[serde(default)]
+    reference: Option<String>,
+    attested_by: String,
+    valid_until: String,
+}
+
+/// One storage endpoint outside the cluster, as declared in the inventory.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointItem {
+    name: String,
+    addresses: Vec<IpAddr>,
+    #[serde(default)]
+    attestation: Option<EndpointAttestation>,
+}
+
+/// The storage endpoints outside the cluster (backup targets, object stores) the auditor
+/// knows, each with its addresses and, optionally, a security officer's attestation.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    endpoints: Vec<NodeDescription>,
+    attestations: Vec<Attestation>,
+}
+
+impl Inventory {
+    /// Reads `--inventory`: a YAML list of `{name, addresses, attestation}`.
+    pub fn load(path: &Path) -> Result<Self, JudgeError> {
+        let text = read(path)?;
+        let items: Vec<EndpointItem> = parse(path, &text)?;
+        let mut inventory = Inventory::default();
+        for item in items {
+            if inventory.endpoints.iter().any(|e| e.name == item.name) {
+                return Err(JudgeError::Parse {
+                    path: path.to_owned(),
+                    why: format!("endpoint {:?} is declared twice", item.name),
+                });
+            }
+            // An attestation binds to one machine by provider ID: an inventory endpoint's
+            // identity is its inventory entry.
+            let provider_id = format!("inventory://{}", item.name);
+            let mut endpoint = NodeDescription {
+                name: item.name.clone(),
+                provider_id: Some(provider_id.clone()),
+                ..NodeDescription::default()
+            };
+            for address in item.addresses {
+                endpoint
+                    .addresses
+                    .extend(NodeDescription::endpoint(address).addresses);
+            }
+            if let Some(a) = item.attestation {
+                inventory.attestations.push(pseudonymised(
+                    format!("inventory/{}", item.name),
+                    AttestationSpec {
+                        node_name: item.name,
+                        provider_id,
+                        country: a.country,
+                        hosting_company: a.hosting_company,
+                        site: a.site,
+                        basis: a.basis,
+                        reference: a.reference,
+                        attested_by: a.attested_by,
+                        valid_until: a.valid_until,
+                    },
+                ));
+            }
+            inventory.endpoints.push(endpoint);
+        }
+        Ok(inventory)
+    }
+
+    /// The endpoint named `name`, or holding the address `name`.
+    fn find(&self, name: &str) -> Option<&NodeDescription> {
+        let address: Option<IpAddr> = name.parse().ok();
+        self.endpoints.iter().find(|e| e.name == name).or_else(|| {
+            let address = hexagone_platform::address::canonical(address?);
+            self.endpoints.iter().find(|e| {
+                e.addresses
+                    .iter()
+                    .any(|a| hexagone_platform::address::canonical(a.address) == address)
+            })
+        })
+    }
+}
+
+/// The auditor's judge: one policy, the geolocation databases, the attestations and the
+/// inventory; turns reports (facts) into ledger observations (facts, evidence, verdict).
+pub struct ObservationJudge<'a> {
+    judge: Judge<'a>,
+    geo: &'a GeoDatabases,
+    attestations: Vec<Attestation>,
+    inventory: Inventory,
+}
+
+impl<'a> ObservationJudge<'a> {
+    /// A judge under `policy`; `attestations` speak for nodes, the inventory's for its
+    /// endpoints.
+    pub fn new(
+        policy: &'a LocalityPolicy,
+        geo: &'a GeoDatabases,
+        mut attestations: Vec<Attestation>,
+        inventory: Inventory,
+    ) -> Self {
+        attestations.extend(inventory.attestations.iter().cloned());
+        Self {
+            judge: Judge::new(policy),
+            geo,
+            attestations,
+            inventory,
+        }
+    }
+
+    /// Reloads the geolocation files that changed on disk (see `GeoDatabases::refresh`).
+    pub fn refresh(&self) -> Result<usize, GeoError> {
+        self.geo.refresh()
+    }
+
+    /// The databases' current contents, for a batch of observations.
+    pub fn snapshot(&self) -> GeoSnapshot {
+        self.geo.snapshot()
+    }
+
+    /// Judges one report at `now` against the databases in `geo`.
+    pub fn judge(
+        &self,
+        report: Report,
+        geo: &GeoSnapshot,
+        now: OffsetDateTime,
+    ) -> Result<Submission, JudgeError> {
+        let (subject, kind) = match &report.location {
+            Location::Node(node) => (node.describe(), EngineSubject::Node),
+            Location::Endpoint(name) => match self.inventory.find(name) {
+                Some(endpoint) => (endpoint.clone(), EngineSubject::Endpoint),
+                None => match name.parse::<IpAddr>() {
+                    Ok(address) => (NodeDescription::endpoint(address), EngineSubject::Endpoint),
+                    Err(_) => return Err(JudgeError::UnknownEndpoint(name.clone())),
+                },
+            },
+        };
+        // The entry keeps milliseconds: judge at a time it can record exactly.
+        let now = OffsetDateTime::from_unix_timestamp_nanos(
+            now.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
+        )
+        .unwrap_or(now);
+        let evaluation = self
+            .judge
+            .judge(observe(&subject, kind, &self.attestations, geo, now));
+        let observation = Observation::new(report.object, report.content, locality(&evaluation)?)?;
+        Ok(Submission {
+            id: report.id,
+            body: Body::Observation(observation),
+        })
+    }
+}
+
+fn country(c: Country) -> [u8; 2] {
+    let b = c.as_str().as_bytes();
+    [b[0], b[1]]
+}
+
+/// The engine's evidence in the ledger's vocabulary: nothing the engine holds is lost (the
+/// fact whole, who controls it, the country it names, the AS number, how it weighed, and the
+/// sentence).
+pub fn evidence(e: &hexagone_platform::Evidence) -> Result<Evidence, EntryError> {
+    use hexagone_platform::{Assessment as A, Breach, Controller as C, Observation as O, Source};
+    let (named, asn) = match &e.observation {
+        O::NetworkOperator {
+            registered, asn, ..
+        } => (*registered, asn.map(|a| a.0)),
+        O::UnreadableAddress { .. } => (None, None),
+        _ => (e.placed_in, None),
+    };
+    let rule = |b: &Breach| {
+        match b {
+            Breach::CountryNotAllowed(_) => "countryNotAllowed",
+            Breach::RegistrationNotAllowed(_) => "registrationNotAllowed",
+            Breach::AsnDenied => "asnDenied",
+            Breach::AsnNotAllowed => "asnNotAllowed",
+            Breach::ExtraEuControl { .. } => "extraEuControl",
+            Breach::LabelWithoutAttestation => "labelWithoutAttestation",
+            Breach::LabelDisagrees { .. } => "labelDisagrees",
+        }
+        .to_string()
+    };
+    let fact = serde_json::to_value(&e.observation).map_err(|err| EntryError::Field {
+        field: "evidence.fact",
+        problem: err.to_string(),
+    })?;
+    Ok(Evidence {
+        source: match e.source {
+            Source::TopologyLabel => EvidenceSource::TopologyLabel,
+            Source::Attestation => EvidenceSource::Attestation,
+            Source::Address => EvidenceSource::Address,
+            Source::NetworkOperator => EvidenceSource::NetworkOperator,
+        },
+        controller: match e.controller {
+            C::Node => Controller::Node,
+            C::SecurityOfficer => Controller::SecurityOfficer,
+            C::Neither => Controller::Neither,
+        },
+        country: named.map(country),
+        asn,
+        assessment: match &e.assessment {
+            A::Supports => Assessment::Supports,
+            A::Contradicts(b) => Assessment::Contradicts(rule(b)),
+            A::Inconclusive => Assessment::Inconclusive,
+            A::NotApplicable => Assessment::NotApplicable,
+        },
+        fact: Fact::from_value(&fact)?,
+        sentence: e.to_string(),
+    })
+}
+
+/// An evaluation of the engine as the ledger records it.
+pub fn locality(e: &hexagone_platform::Evaluation) -> Result<Locality, EntryError> {
+    use hexagone_platform::Verdict as V;
+    Ok(Locality {
+        subject: e.subject.clone(),
+        subject_kind: match e.subject_kind {
+            EngineSubject::Node => SubjectKind::Node,
+            EngineSubject::Endpoint => SubjectKind::Endpoint,
+        },
+        observed_at: Timestamp((e.observed_at.unix_timestamp_nanos() / 1_000_000) as i64),
+        evidence: e.evidence.iter().map(evidence).collect::<Result<_, _>>()?,
+        verdict: match e.verdict {
+            V::Compliant => Verdict::Compliant,
+            V::Violation(_) => Verdict::Violation(e.reasons()),
+            V::Unknown(_) => Verdict::Unknown(e.reasons()),
+        },
+        policy: PolicyRef {
+            classification: e.classification.to_string(),
+            digest: e.policy_digest.to_string(),
+            extra_eu_control: e.extra_eu_control_digest.as_deref().map(str::to_owned),
+        },
+        databases: e
+            .databases
+            .iter()
+            .map(|d| {
+                Ok(DatabaseId {
+                    role: d.role.clone(),
+                    file: d.file.clone(),
+                    format: d.format.clone(),
+                    built: d.built.clone(),
+                    sha256: parse_hash("databases.sha256", &d.sha256)?,
+                })
+            })
+            .collect::<Result<_, EntryError>>()?,
+    })
+}
+
+/// Judges recorded observations again under the policies given (each entry under the one
+/// whose digest it recorded), with `hexagone_platform::replay`.
+pub struct Replayer {
+    policies: Vec<(String, LocalityPolicy)>,
+}
+
+impl Replayer {
+    /// A replayer for entries judged under any of `policies`.
+    pub fn new(policies: Vec<LocalityPolicy>) -> Self {
+        Self {
+            policies: policies.into_iter().map(|p| (p.digest(), p)).collect(),
+        }
+    }
+
+    /// `Ok` when the recorded verdict, reasons and evidence are what the recorded facts give
+    /// under the recorded policy; otherwise what differs, in one sentence.
+    pub fn check(&self, o: &Observation) -> Result<(), String> {
+        let l = &o.locality;
+        let Some((_, policy)) = self.policies.iter().find(|(d, _)| *d == l.policy.digest) else {
+            return Err(format!(
+                "it was judged under policy {:?} with digest {}, and no policy given has that digest (given: {})",
+                l.policy.classification,
+                l.policy.digest,
+                self.policies
+                    .iter()
+                    .map(|(d, p)| format!("{:?} {d}", &*p.classification))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let observed_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.observed_at.0) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .ok_or("its observation time is out of range")?;
+        let recorded = serde_json::json!({
+            "subject": l.subject,
+            "subjectKind": match l.subject_kind {
+                SubjectKind::Node => "node",
+                SubjectKind::Endpoint => "endpoint",
+            },
+            "observedAt": observed_at,
+            "verdict": l.verdict.as_str(),
+            "policyDigest": l.policy.digest,
+            "extraEuControlDigest": l.policy.extra_eu_control,
+            "databases": l.databases.iter().map(|d| serde_json::json!({
+                "role": d.role,
+                "file": d.file,
+                "format": d.format,
+                "built": d.built,
+                "sha256": hex::encode(d.sha256),
+            })).collect::<Vec<_>>(),
+            "evidence": l.evidence.iter().map(|e| e.fact.to_value()).collect::<Vec<_>>(),
+        });
+        let evaluation = match hexagone_platform::replay(&recorded.to_string(), policy) {
+            Ok(e) => e,
+            Err(ReplayError::VerdictDiffers {
+                recorded,
+                recomputed,
+            }) => {
+                return Err(format!(
+                    "recorded verdict {recorded}, but its evidence judged again under {:?} gives {recomputed}",
+                    &*policy.classification
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let again = locality(&evaluation).map_err(|e| format!("judged again: {e}"))?;
+        if let Some((i, (was, is))) = l
+            .evidence
+            .iter()
+            .zip(&again.evidence)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+        {
+            let field = if was.assessment != is.assessment {
+                format!(
+                    "assessed {}{}, judged again {}{}",
+                    was.assessment.as_str(),
+                    was.assessment
+                        .rule()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
+                    is.assessment.as_str(),
+                    is.assessment
+                        .rule()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )
+            } else if was.country != is.country {
+                format!(
+                    "names country {}, judged again {}",
+                    show(was.country),
+                    show(is.country)
+                )
+            } else if was.sentence != is.sentence {
+                format!("says {:?}, judged again {:?}", was.sentence, is.sentence)
+            } else {
+                "differs from its fact judged again".into()
+            };
+            return Err(format!("evidence {i} ({}) {field}", was.source.as_str()));
+        }
+        if l.verdict != again.verdict {
+            return Err(format!(
+                "recorded reasons {:?}, judged again {:?}",
+                l.verdict.reasons(),
+                again.verdict.reasons()
+            ));
+        }
+        if l.policy != again.policy {
+            return Err(format!(
+                "recorded policy {:?} (extra-EU list {:?}), judged again {:?} (extra-EU list {:?})",
+                l.policy.classification,
+                l.policy.extra_eu_control,
+                again.policy.classification,
+                again.policy.extra_eu_control
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn show(c: Option<[u8; 2]>) -> String {
+    c.map_or_else(
+        || "unknown".into(),
+        |c| String::from_utf8_lossy(&c).into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hexagone_platform::geo::GeoPaths;
+
+    const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    const GEO: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../platform/data/ip-location-db"
+    );
+
+    /// The vendored databases, read once for all tests.
+    fn geo() -> &'static GeoDatabases {
+        static GEO_DBS: std::sync::OnceLock<GeoDatabases> = std::sync::OnceLock::new();
+        GEO_DBS
+            .get_or_init(|| GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(GEO))).unwrap())
+    }
+
+    fn policy(name: &str) -> LocalityPolicy {
+        LocalityPolicy::from_file(Path::new(&format!("{POLICIES}/{name}.yaml"))).unwrap()
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::parse(
+            "2026-11-29T12:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    }
+
+    /// Judges the input line under `policy` with an attestation for `gra-3` (and an inventory
+    /// with an attested `backup-gra`), then replays the entry: `[verdict] reasons`.
+    fn check(policy_name: &str, line: &str, expected: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let att = dir.path().join("att.yaml");
+        std::fs::write(
+            &att,
+            "- metadata: {name: gra-3}
+  spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: OVH SAS,
+         site: GRA3, basis: contract, attestedBy: rssi@ministere.example.fr, validUntil: '2099-01-01T00:00:00Z'}
+",
+        )
+        .unwrap();
+        let inv = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &inv,
+            "- name: backup-gra
+  addresses: [37.59.0.1]
+  attestation: {country: FR, hostingCompany: OVH SAS, site: GRA, basis: contract, attestedBy: rssi, validUntil: '2099-01-01T00:00:00Z'}
+",
+        )
+        .unwrap();
+        let p = policy(policy_name);
+        let judge = ObservationJudge::new(
+            &p,
+            geo(),
+            load_attestations(&att).unwrap(),
+            Inventory::load(&inv).unwrap(),
+        );
+        let report = crate::ingest::parse_line(1, line).unwrap();
+        let got = judge.judge(report, &judge.snapshot(), now());
+        let got = match got {
+            Ok(Submission {
+                body: Body::Observation(o),
+                ..
+            }) => {
+                assert_eq!(Replayer::new(vec![p.clone()]).check(&o), Ok(()));
+                let text = crate::ledger::entry::Entry {
+                    seq: 0,
+                    time: Timestamp(0),
+                    prev: [0; 32],
+                    body: Body::Observation(o.clone()),
+                }
+                .encode();
+                assert!(
+                    !text.contains("rssi"),
+                    "who attested is pseudonymised: {text}"
+                );
+                format!(
+                    "[{}] {}",
+                    o.locality.verdict.as_str(),
+                    o.locality.verdict.reasons().join(" / ")
+                )
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got, expected);
+    }
+
+    fn node(name: &str, provider: &str, region: &str, address: &str) -> String {
+        format!(
+            r#"{{"store":"pg","class":"volume","object":"pvc-1","content":"{}","node":{{"name":"{name}","providerID":"{provider}","labels":{{"topology.kubernetes.io/region":"{region}"}},"addresses":[{{"type":"ExternalIP","address":"{address}"}}]}}}}"#,
+            "ab".repeat(32)
+        )
+    }
+
+    fn endpoint(name: &str) -> String {
+        format!(
+            r#"{{"store":"pg","class":"backup","object":"b-1","content":"{}","endpoint":"{name}"}}"#,
+            "ab".repeat(32)
+        )
+    }
+
+    #[test]
+    fn nodes_are_judged_by_the_engine() {
+        let dr = "france-diffusion-restreinte";
+        check(
+            dr,
+            &node("gra-3", "ovh://gra/3", "gra", "51.38.1.1"),
+            "[compliant] ",
+        );
+        check(
+            dr,
+            &node("gra-4", "ovh://gra/4", "gra", "51.38.1.1"),
+            "[violation] no NodeAttestation names the node, which proves nothing / the policy requires the attestation to place the node in an allowed country, and it does not / only 2 of the 3 location sources the policy requires place the node in an allowed country",
+        );
+        check(
+            dr,
+            &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1"),
+            "[violation] address 5.9.0.1 is in DE, outside the allowed countries (FR) / network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, and this network is not on the policy's allow list",
+        );
+        // A private address and an unreadable one: every kind of fact replays from the entry.
+        let private = node("lab-1", "lab://1", "gra", "10.0.0.9")
+            .replace("]}}", r#",{"type":"ExternalIP","address":"not-an-ip"}]}}"#);
+        check(
+            "france-standard",
+            &private,
+            "[unknown] no NodeAttestation names the node, which proves nothing / address 10.0.0.9 is in the private network range 10.0.0.0/8 (RFC 1918) and has no location, which proves nothing / the network of address 10.0.0.9 is in the private network range 10.0.0.0/8 (RFC 1918) and has no operator, which does not establish the operator's jurisdiction / the node reports ExternalIP \"not-an-ip\", which is not an IP address, so its network is unknown, which does not establish the operator's jurisdiction / the policy requires the address to place the node in an allowed country, and it does not / only 1 of the 2 location sources the policy requires place the node in an allowed country",
+        );
+        // Bug (a): a compliant evaluation always carries the attestation evidence, which is
+        // inconclusive when no attestation names the node; the entry takes it.
+        check(
+            "france-standard",
+            &node("scw-1", "scw://1", "fr-par", "51.15.0.1"),
+            "[compliant] ",
+        );
+    }
+
+    #[test]
+    fn endpoints_come_from_the_inventory_or_an_address() {
+        let standard = "france-standard";
+        check(standard, &endpoint("backup-gra"), "[compliant] ");
+        // The same endpoint named by its address has its attestation too.
+        check(standard, &endpoint("37.59.0.1"), "[compliant] ");
+        // Diffusion Restreinte counts topology labels among its three sources: an endpoint has
+        // none, so it never complies.
+        let dr = "france-diffusion-restreinte";
+        check(
+            dr,
+            &endpoint("backup-gra"),
+            "[violation] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / only 2 of the 3 location sources the policy requires place the node in an allowed country",
+        );
+        check(
+            "france-standard",
+            &endpoint("3.5.0.1"),
+            "[violation] address 3.5.0.1 is in US, outside the allowed countries (FR) / network AS14618 (Amazon.com, Inc.) of address 3.5.0.1 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU",
+        );
+        check(
+            dr,
+            &endpoint("backup.example.com"),
+            "error: endpoint \"backup.example.com\" is not in the inventory and is not an IP address (the auditor resolves no names: declare it in --inventory with its addresses)",
+        );
+    }
+
+    /// A recorded verdict that its facts do not give is named, and so is a policy whose digest
+    /// is not the recorded one.
+    #[test]
+    fn replay_names_what_differs() {
+        let p = policy("france-standard");
+        let judge = ObservationJudge::new(&p, geo(), vec![], Inventory::default());
+        let report =
+            crate::ingest::parse_line(1, &node("h-1", "h://1", "fr-par", "5.9.0.1")).unwrap();
+        let Body::Observation(honest) = judge.judge(report, &judge.snapshot(), now()).unwrap().body
+        else {
+            unreachable!()
+        };
+        let replayer = Replayer::new(vec![p.clone()]);
+        assert_eq!(replayer.check(&honest), Ok(()));
+        // Whoever holds the key writes "compliant" over a German address, consistently.
+        let mut forged = honest.clone();
+        for e in &mut forged.locality.evidence {
+            if matches!(e.assessment, Assessment::Contradicts(_)) {
+                e.assessment = Assessment::Supports;
+            }
+        }
+        forged.locality.verdict = Verdict::Compliant;
+        assert!(forged.check().is_ok(), "consistent on its face");
+        assert_eq!(
+            replayer.check(&forged),
+            Err("recorded verdict compliant, but its evidence judged again under \"Standard (France)\" gives violation".into())
+        );
+        let dr = policy("france-diffusion-restreinte");
+        let err = Replayer::new(vec![dr.clone()]).check(&honest).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "it was judged under policy \"Standard (France)\" with digest {}, and no policy given has that digest (given: \"Diffusion Restreinte\" {})",
+                p.digest(),
+                dr.digest()
+            )
+        );
+        // An edited sentence is named too.
+        let mut edited = honest.clone();
+        edited.locality.evidence[0].sentence = "the node is in Paris".into();
+        assert_eq!(
+            replayer.check(&edited),
+            Err("evidence 0 (topologyLabel) says \"the node is in Paris\", judged again \"topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country\"".into())
+        );
+    }
+}
