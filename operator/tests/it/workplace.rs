@@ -484,6 +484,58 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         }
     })
     .await?;
+    // A policy no node meets (Poland only): the condition says so and names refused nodes;
+    // nothing is applied, so nothing runs anywhere else.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../policies/france-diffusion-restreinte.yaml"),
+    )?
+    .replace(
+        "allowedCountries: [FR]\nnetworkOperator",
+        "allowedCountries: [PL]\nnetworkOperator",
+    );
+    let pl = hexagone_platform::LocalityPolicy::from_yaml(&text, "pl.yaml")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Api::<LocalityPolicyResource>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &LocalityPolicyResource::new("pl", pl),
+        )
+        .await?;
+    workplaces
+        .create(
+            &PostParams::default(),
+            &workplace("nowhere", json!({"policy": "pl"}))?,
+        )
+        .await?;
+    let (_, _, m) =
+        expect_condition(&admin, "nowhere", "Ready", "False", Some("NoEligibleNode")).await?;
+    assert!(
+        m.contains("no node is eligible under LocalityPolicy pl, so nothing runs anywhere"),
+        "{m}"
+    );
+    assert!(m.contains("node "), "{m}");
+    let sts = Api::<StatefulSet>::namespaced(admin.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    assert!(
+        sts.items.is_empty(),
+        "objects applied without an eligible node"
+    );
+    workplaces
+        .delete("nowhere", &DeleteParams::default())
+        .await?;
+    eventually("nowhere gone", || {
+        let w = workplaces.clone();
+        async move {
+            match w.get_opt("nowhere").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+            }
+        }
+    })
+    .await?;
+
     // Beyond capacity (the 50,000-user profile on four 32-CPU nodes): reported as Degraded.
     workplaces
         .create(
