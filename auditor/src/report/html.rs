@@ -26,16 +26,6 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// The signed envelope as JSON safe inside `<script>`: `<`, `>` and `&` (which JSON has only
-/// inside strings) as `\u` escapes, so no value can close the element.
-fn data_json(signed: &SignedReport) -> String {
-    serde_json::to_string(signed)
-        .expect("the report serialises")
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-}
-
 /// The JSON text of the embedded signed report, if the page has one.
 pub fn embedded(page: &str) -> Option<&str> {
     let start = page.find(OPEN_DATA)? + OPEN_DATA.len();
@@ -232,7 +222,7 @@ pub fn render(signed: &SignedReport) -> String {
          changed, with <code>hexagone-auditor report verify --report FILE --key KEY.pub</code>; add \
          <code>--ledger BUNDLE</code> to check it against an exported ledger.</p>\n<pre>{}</pre>\n{OPEN_DATA}{}</script>\n</body>\n</html>\n",
         e(&signed.signature),
-        data_json(signed)
+        super::embedded_json(signed)
     );
     h
 }

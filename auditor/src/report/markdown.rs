@@ -155,7 +155,7 @@ pub fn render(signed: &SignedReport) -> String {
          canonical JSON, below). Check it, and that nothing in this document was changed, with \
          `hexagone-auditor report verify --report FILE --key KEY.pub`.\n\n```text\n{}```\n{OPEN_DATA}{}\n```\n",
         signed.signature.replace("```", "'''"),
-        serde_json::to_string(signed).expect("the report serialises")
+        super::embedded_json(signed)
     );
     m
 }

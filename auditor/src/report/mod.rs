@@ -381,6 +381,17 @@ pub fn render(signed: &SignedReport, format: Format) -> String {
     }
 }
 
+/// The signed envelope as one line of JSON for embedding in a page or document: `<`, `>` and
+/// `&` (which JSON has only inside strings) as `\u` escapes, so no ledger value can close an
+/// HTML element or become markup, even where a renderer does not treat the block as code.
+fn embedded_json(signed: &SignedReport) -> String {
+    serde_json::to_string(signed)
+        .expect("the report serialises")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// Finds the signed report in a rendering, checks its signature and checkpoint with `key`,
 /// and checks the whole file is the rendering of it.
 pub fn open(text: &str, key: &VerifierKey) -> Result<(Format, SignedReport), ReportError> {
