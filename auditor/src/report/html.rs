@@ -47,7 +47,7 @@ td,li{word-break:break-word}
 .card b{display:block;font-size:26px}
 .compliant{color:var(--ok)}.violation{color:var(--bad)}.unknown{color:var(--unk)}
 .violation-box{border-left:4px solid var(--bad);padding:6px 12px;margin:10px 0;background:#fdf3f2}
-.charts{display:flex;gap:24px;flex-wrap:wrap}
+.charts{display:flex;gap:24px;flex-wrap:wrap}figure{margin:0}
 svg text{font:12px system-ui,sans-serif}
 @media print{body{max-width:none;padding:0;font-size:11pt}h2{break-after:avoid}tr,.violation-box,.card,svg{break-inside:avoid}
  .noprint{display:none}a{color:inherit;text-decoration:none}pre{background:none;border:1px solid var(--line)}}
@@ -88,15 +88,11 @@ pub fn render(signed: &SignedReport) -> String {
         h,
         "<h2>Checkpoint</h2>\n<p>This report covers the entries below tree size <b id=\"tree-size\">{}</b> \
          of the log <span class=\"mono\">{}</span>, root hash <span class=\"mono\" id=\"root\">{}</span>; \
-         {} it counts the entries {} of that tree timed within the period. The signed checkpoint:</p>\n<pre>{}</pre>\n",
+         {}. The signed checkpoint:</p>\n<pre>{}</pre>\n",
         cp.size,
         e(&cp.origin),
         e(&cp.root),
-        if t.observations == 0 { "none of" } else { "of" },
-        match (t.first_seq, t.last_seq) {
-            (Some(a), Some(b)) => format!("{a} to {b}"),
-            _ => "(none)".into(),
-        },
+        super::markdown::in_period(t),
         e(&cp.note)
     );
     h.push_str("<h2>Current state</h2>\n<div class=\"charts\">\n");
@@ -128,7 +124,7 @@ pub fn render(signed: &SignedReport) -> String {
         let _ = write!(
             h,
             "<div class=\"violation-box\"><p><b class=\"violation\">Violation</b> · <span class=\"mono\">{}</span> \
-             ({} / {}) on {} <b class=\"mono\">{}</b><br>first seen {} (entry {}), last seen {} (entry {}), {} entries</p>\n\
+             ({} / {}) on {} <b class=\"mono\">{}</b><br>first seen {} (entry {}), last seen {} (entry {}), entries counted: {}</p>\n\
              <p>Reasons:</p><ul>",
             e(&v.object),
             e(&v.store),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{SignedReport, Verdicts};
+use super::{SignedReport, Totals, Verdicts};
 
 const OPEN_DATA: &str = "\n```hexagone-report\n";
 
@@ -48,7 +48,7 @@ pub fn render(signed: &SignedReport) -> String {
          | Objects | Compliant | Violation | Unknown | Observations in the period |\n\
          | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} |\n\n\
          ## Checkpoint\n\nThis report covers the entries below tree size **{}** of the log, root hash `{}`; \
-         it counts the entries {} of that tree timed within the period. The signed checkpoint:\n\n```text\n{}```\n\n",
+         {}. The signed checkpoint:\n\n```text\n{}```\n\n",
         cp.origin.replace('`', "'"),
         e(&r.period.from),
         e(&r.period.to),
@@ -60,10 +60,7 @@ pub fn render(signed: &SignedReport) -> String {
         t.observations,
         cp.size,
         cp.root.replace('`', "'"),
-        match (t.first_seq, t.last_seq) {
-            (Some(a), Some(b)) => format!("{a} to {b}"),
-            _ => "(none)".into(),
-        },
+        in_period(t),
         cp.note.replace("```", "'''"),
     );
     m.push_str("## Violations\n\n");
@@ -73,7 +70,7 @@ pub fn render(signed: &SignedReport) -> String {
     for v in &r.violations {
         let _ = write!(
             m,
-            "### {} ({} / {}) on {} {}\n\nFirst seen {} (entry {}), last seen {} (entry {}), {} entries.\n\nReasons:\n\n",
+            "### {} ({} / {}) on {} {}\n\nFirst seen {} (entry {}), last seen {} (entry {}), entries counted: {}.\n\nReasons:\n\n",
             e(&v.object),
             e(&v.store),
             e(&v.class),
@@ -158,6 +155,14 @@ pub fn render(signed: &SignedReport) -> String {
         super::embedded_json(signed)
     );
     m
+}
+
+/// Which entries of the tree the period holds, as a clause.
+pub(super) fn in_period(t: &Totals) -> String {
+    match (t.first_seq, t.last_seq) {
+        (Some(a), Some(b)) => format!("the period holds its entries {a} to {b}"),
+        _ => "no entry of it falls in the period".into(),
+    }
 }
 
 fn verdict_table<'a>(
