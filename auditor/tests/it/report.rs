@@ -411,6 +411,36 @@ fn a_changed_report_another_key_and_a_report_the_ledger_does_not_give_are_refuse
         "{out}"
     );
 
+    // A ledger that does not verify gives no report: the node's name rewritten in the bundle.
+    let rewritten = f.path("rewritten.jsonl");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    std::fs::write(&rewritten, text.replacen("\"fsn-1\"", "\"gra-3\"", 1)).unwrap();
+    let out = run(
+        &[
+            "report",
+            "--ledger",
+            &rewritten,
+            "--key",
+            f.key.to_str().unwrap(),
+            "--from",
+            &f.from,
+            "--to",
+            TO,
+            "--out",
+            &f.path("y.json"),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the ledger does not verify, no report made: line 4: checkpoint of size 1 signs root"
+        ),
+        "{stderr}"
+    );
+    assert!(!Path::new(&f.path("y.json")).exists());
+
     // A private key readable by others is refused.
     let mut perms = std::fs::metadata(&f.key).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
