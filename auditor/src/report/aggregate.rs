@@ -244,14 +244,16 @@ fn jurisdictions(o: &Observation) -> BTreeSet<Jurisdiction> {
         .collect()
 }
 
+/// Observation entries made without the locality engine, for the report's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixture {
     use crate::ledger::entry::{
-        Assessment, Controller, Evidence, Fact, Locality, ObjectId, PolicyRef, SubjectKind, Verdict,
+        Assessment, Body, Controller, Entry, Evidence, EvidenceSource, Fact, Locality, ObjectId,
+        Observation, PolicyRef, SubjectKind, Timestamp, Verdict,
     };
 
-    const DAY: i64 = 86_400_000;
+    /// One day in milliseconds.
+    pub const DAY: i64 = 86_400_000;
 
     fn evidence(source: EvidenceSource, country: &str, asn: Option<u32>, bad: bool) -> Evidence {
         let fact = match source {
@@ -271,13 +273,18 @@ mod tests {
                 Assessment::Supports
             },
             fact: Fact::from_value(&fact).unwrap(),
-            sentence: format!("address 5.9.0.1 is in {country}"),
+            sentence: match asn {
+                Some(asn) => {
+                    format!("network AS{asn} of address 5.9.0.1 is registered in {country}")
+                }
+                None => format!("address 5.9.0.1 is in {country}"),
+            },
         }
     }
 
     /// Entry `seq` at day `day`: object `object` on `node`, in `country` (a violation
     /// unless FR).
-    fn entry(seq: u64, day: i64, object: &str, node: &str, country: &str) -> Entry {
+    pub fn entry(seq: u64, day: i64, object: &str, node: &str, country: &str) -> Entry {
         let bad = country != "FR";
         let verdict = if bad {
             Verdict::Violation(vec![format!("address 5.9.0.1 is in {country}")])
@@ -311,6 +318,12 @@ mod tests {
             }),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{DAY, entry};
+    use super::*;
 
     fn check(entries: &[Entry], from: i64, to: i64) -> Report {
         let mut a = Aggregator::new(Window {

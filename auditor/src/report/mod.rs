@@ -543,6 +543,47 @@ mod tests {
         assert!(err.contains("size 4") && err.contains("size 3"), "{err}");
     }
 
+    /// Regenerate with `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report` and
+    /// read the diff before committing.
+    #[test]
+    fn renderings_match_the_committed_snapshots() {
+        use super::aggregate::fixture::{DAY, entry};
+        use super::aggregate::{Aggregator, Window};
+        use crate::ledger::entry::Timestamp;
+        let k = key(1);
+        let script = "spaces/9/<script>alert(1)</script>";
+        let mut a = Aggregator::new(Window {
+            from: Timestamp(DAY),
+            to: Timestamp(10 * DAY),
+        });
+        for e in [
+            entry(0, 0, "spaces/1/doc-early", "fsn-1", "DE"),
+            entry(1, 1, "spaces/7/doc-42", "gra-3", "FR"),
+            entry(2, 2, script, "fsn-1", "DE"),
+            entry(3, 3, script, "fsn-1", "DE"),
+        ] {
+            a.add(&e);
+        }
+        let sample = sample(&k);
+        let signed = a.finish(sample.checkpoint, sample.generated_at).sign(&k);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/snapshots");
+        for format in [Format::Json, Format::Md, Format::Html] {
+            let text = render(&signed, format);
+            let path = dir.join(format!("sample.{}", format.name()));
+            if std::env::var_os("HEXAGONE_BLESS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == text,
+                "{} is stale: run `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report`, read the diff and commit",
+                path.display()
+            );
+            assert_eq!(open(&committed, k.verifier()).unwrap().1, signed);
+        }
+    }
+
     #[test]
     fn the_signature_note_is_not_a_checkpoint() {
         let k = key(1);
