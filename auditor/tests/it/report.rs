@@ -560,3 +560,61 @@ fn the_html_report_opens_in_headless_chromium() {
         "the screenshot looks blank: {size} bytes, an empty page gives {blank_size}"
     );
 }
+
+/// The same command on a PostgreSQL ledger (exported through the same store code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_from_a_postgresql_ledger_verifies() {
+    let url = crate::util::fresh_postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "k");
+    let fsn = node("fsn-1", "hetzner://fsn1/1", "fsn1", "5.9.0.1");
+    let key = key.to_str().unwrap().to_string();
+    let out = dir.path().join("r.md").to_str().unwrap().to_string();
+    let (url2, key2, out2) = (url.clone(), key.clone(), out.clone());
+    let printed = tokio::task::spawn_blocking(move || {
+        run_ok(
+            &[
+                "append",
+                "--policy",
+                &policy("france-standard"),
+                "--db",
+                &url2,
+                "--key",
+                &key2,
+            ],
+            Some(&line("spaces/3/doc-3", &fsn)),
+        );
+        run_ok(
+            &[
+                "report",
+                "--ledger",
+                &url2,
+                "--key",
+                &key2,
+                "--from",
+                "2000-01-01T00:00:00Z",
+                "--to",
+                TO,
+                "--out",
+                &out2,
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        printed.contains("(md): 1 objects, 1 violations, checkpoint size 1"),
+        "{printed}"
+    );
+    let out = run(
+        &["report", "verify", "--report", &out, "--key", &vkey],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
