@@ -57,6 +57,8 @@ pub enum Command {
     Prove(ProveArgs),
     /// Locate an address or a node against a locality policy: evidence and verdict.
     Locate(crate::locate::LocateArgs),
+    /// Make a signed locality report for a period (`report verify` checks one).
+    Report(crate::report::cmd::ReportArgs),
     /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
     #[command(subcommand)]
     Witness(WitnessCommand),
@@ -224,6 +226,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(a) => block_on(export(a)),
         Command::Prove(a) => block_on(prove(a)),
         Command::Locate(a) => crate::locate::run(a),
+        Command::Report(a) => crate::report::cmd::run(a),
         Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
         Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),
     }

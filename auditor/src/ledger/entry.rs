@@ -124,6 +124,15 @@ impl Timestamp {
     }
 }
 
+impl std::fmt::Display for Timestamp {
+    /// The canonical form `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::with_capacity(24);
+        self.write(&mut s);
+        f.write_str(&s)
+    }
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }

@@ -1,0 +1,330 @@
+//! `hexagone-auditor report` and `report verify`: reading a ledger (database or export bundle)
+//! through the verifier into the aggregation, signing, writing and checking report files.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+use super::aggregate::{Aggregator, Window};
+use super::{CheckpointRef, Format, Report, ReportError};
+use crate::bundle::{BundleReader, Record};
+use crate::keys::VerifierKey;
+use crate::ledger::checkpoint::{Checkpoint, parse_note};
+use crate::ledger::entry::{Entry, Timestamp};
+use crate::ledger::verify::Verifier;
+
+/// `report`: make a signed report; `report verify`: check one.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportArgs {
+    /// `verify`, or nothing to make a report.
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+    /// The ledger: its database (`sqlite:PATH`, `postgres://…`) or an export bundle file.
+    #[arg(long, env = "HEXAGONE_DB", required = true)]
+    pub ledger: Option<String>,
+    /// The log's private signing key file (mode 0600): the key in force, which signed the
+    /// last checkpoint.
+    #[arg(long, required = true)]
+    pub key: Option<PathBuf>,
+    /// Start of the period (RFC 3339), included.
+    #[arg(long, required = true)]
+    pub from: Option<String>,
+    /// End of the period (RFC 3339), excluded.
+    #[arg(long, required = true)]
+    pub to: Option<String>,
+    /// Rendering (default: from the extension of `--out`).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The report file to write.
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
+}
+
+/// `report` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Check a report's signature, its checkpoint and its text: exit 0 valid, 1 invalid,
+    /// 2 usage or I/O error.
+    Verify(ReportVerifyArgs),
+}
+
+/// `report verify`.
+#[derive(Debug, Args)]
+pub struct ReportVerifyArgs {
+    /// The report file (JSON, Markdown or HTML, as `report` wrote it).
+    #[arg(long)]
+    pub report: PathBuf,
+    /// The log's key: verifier key string or a file holding it (`keygen`'s `.pub`).
+    #[arg(long)]
+    pub key: String,
+    /// An export bundle to check the report against: the ledger must verify with the key,
+    /// reach the report's checkpoint, and give the same report for the same period.
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+}
+
+/// Runs `report` or `report verify`; returns the exit code.
+pub fn run(a: ReportArgs) -> anyhow::Result<u8> {
+    if let Some(ReportCommand::Verify(v)) = a.command {
+        return verify(v);
+    }
+    let (Some(ledger), Some(key), Some(from), Some(to), Some(out)) =
+        (a.ledger, a.key, a.from, a.to, a.out)
+    else {
+        bail!("report needs --ledger, --key, --from, --to and --out");
+    };
+    let format = match a.format.or_else(|| Format::from_extension(&out)) {
+        Some(f) => f,
+        None => bail!(
+            "--format is needed: the extension of {} says neither json, md nor html",
+            out.display()
+        ),
+    };
+    let window = Window {
+        from: rfc3339("--from", &from)?,
+        to: rfc3339("--to", &to)?,
+    };
+    if window.to <= window.from {
+        bail!("the period is empty: --to {to} is not after --from {from}");
+    }
+    let key = crate::keyfile::load(&key)?;
+    let verifier = Verifier::new(&key.verifier().to_string());
+    let generated = Timestamp::now().to_string();
+    let read = if is_database(&ledger) {
+        from_database(&ledger, verifier, window)?
+    } else {
+        let f = std::fs::File::open(&ledger).with_context(|| format!("opening {ledger}"))?;
+        read_ledger(BufReader::new(f), verifier, window, None)
+    };
+    let (agg, cp) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("the ledger does not verify, no report made: {e}");
+            return Ok(1);
+        }
+    };
+    let report = agg.finish(cp, generated);
+    let (violations, size) = (report.violations.len(), report.checkpoint.size);
+    let signed = report.sign(&key);
+    let text = super::render(&signed, format);
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "report {} ({}): {} objects, {} violations, checkpoint size {size} root {}",
+        out.display(),
+        format.name(),
+        signed.report.totals.objects,
+        violations,
+        signed.report.checkpoint.root
+    );
+    Ok(0)
+}
+
+fn is_database(s: &str) -> bool {
+    s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+fn rfc3339(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{flag} {s:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z"))?;
+    Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+}
+
+/// Exports the database through a pipe into [`read_ledger`] on another thread: the ledger is
+/// streamed, never held whole.
+fn from_database(
+    url: &str,
+    verifier: Verifier,
+    window: Window,
+) -> anyhow::Result<Result<(Aggregator, CheckpointRef), String>> {
+    let (reader, writer) = std::io::pipe().context("creating a pipe")?;
+    let consumer = std::thread::spawn(move || {
+        read_ledger(
+            BufReader::with_capacity(1 << 20, reader),
+            verifier,
+            window,
+            None,
+        )
+    });
+    let exported = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(async {
+            let ledger = crate::store::Ledger::open(url).await?;
+            let r = ledger
+                .export(
+                    std::io::BufWriter::with_capacity(1 << 20, writer),
+                    |_, _| {},
+                )
+                .await;
+            ledger.close().await;
+            anyhow::Ok(r)
+        });
+    let read = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the ledger reader panicked"))?;
+    match (exported, read) {
+        // The reader's finding explains a broken pipe on the exporter's side.
+        (_, Err(finding)) => Ok(Err(finding)),
+        (Ok(Ok(_)), Ok(r)) => Ok(Ok(r)),
+        (Ok(Err(e)), Ok(_)) => Err(e).context("exporting the ledger"),
+        (Err(e), Ok(_)) => Err(e),
+    }
+}
+
+/// Reads a bundle through the verifier, aggregating the observations of the window among
+/// the first `limit` entries (default: every entry, all covered by the last checkpoint).
+/// `Err` is the verifier's finding, or what is wrong with the bundle.
+pub fn read_ledger<R: BufRead>(
+    input: R,
+    mut verifier: Verifier,
+    window: Window,
+    limit: Option<u64>,
+) -> Result<(Aggregator, CheckpointRef), String> {
+    let mut reader = BundleReader::new(input);
+    let mut agg = Aggregator::new(window);
+    let mut covered: Option<String> = None;
+    let mut last: Option<String> = None;
+    loop {
+        let line = reader.line() + 1;
+        let record = match reader.next_record() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
+        };
+        match &record {
+            Record::Entry(bytes) => {
+                if let Ok(entry) = Entry::decode(bytes)
+                    && limit.is_none_or(|l| entry.seq < l)
+                {
+                    agg.add(&entry);
+                }
+            }
+            Record::Checkpoint(note) => {
+                if limit.is_some_and(|l| size_of(note) == Some(l)) {
+                    covered = Some(note.clone());
+                }
+                last = Some(note.clone());
+            }
+            _ => {}
+        }
+        verifier.feed(line, record).map_err(|f| f.to_string())?;
+    }
+    verifier.finish().map_err(|f| f.to_string())?;
+    let note = match limit {
+        Some(l) => covered.ok_or_else(|| format!("the ledger has no checkpoint of size {l}"))?,
+        None => last.ok_or("the ledger has no checkpoint")?,
+    };
+    let cp = Checkpoint::parse_body(&parse_note(&note).map_err(|e| e.to_string())?.text)
+        .map_err(|e| e.to_string())?;
+    Ok((
+        agg,
+        CheckpointRef {
+            origin: cp.origin,
+            size: cp.size,
+            root: hex::encode(cp.root),
+            note,
+        },
+    ))
+}
+
+fn size_of(note: &str) -> Option<u64> {
+    parse_note(note).ok()?.text.lines().nth(1)?.parse().ok()
+}
+
+fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
+    let key_text = if VerifierKey::parse(a.key.trim()).is_ok() {
+        a.key.trim().to_string()
+    } else {
+        std::fs::read_to_string(&a.key)
+            .with_context(|| format!("reading the key {}", a.key))?
+            .trim()
+            .to_string()
+    };
+    let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
+    let text = std::fs::read_to_string(&a.report)
+        .with_context(|| format!("reading {}", a.report.display()))?;
+    let (format, signed) = match super::open(&text, &key) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("INVALID: {}: {e}", a.report.display());
+            return Ok(1);
+        }
+    };
+    let r = &signed.report;
+    if let Some(bundle) = &a.ledger {
+        let f =
+            std::fs::File::open(bundle).with_context(|| format!("opening {}", bundle.display()))?;
+        if let Err(e) = against_ledger(r, BufReader::new(f), &key) {
+            println!("INVALID: {}: {e}", a.report.display());
+            return Ok(1);
+        }
+    }
+    println!(
+        "valid: {} report signed by {} (SHA256:{})",
+        format.name(),
+        key,
+        key.fingerprint()
+    );
+    println!(
+        "period {} to {}; checkpoint origin {} size {} root {}",
+        r.period.from, r.period.to, r.checkpoint.origin, r.checkpoint.size, r.checkpoint.root
+    );
+    println!(
+        "objects {}: {} compliant, {} violation, {} unknown",
+        r.totals.objects,
+        r.totals.verdicts.compliant,
+        r.totals.verdicts.violation,
+        r.totals.verdicts.unknown
+    );
+    if a.ledger.is_some() {
+        println!("the ledger verifies, reaches the checkpoint and gives the same report");
+    }
+    std::io::stdout().flush()?;
+    Ok(0)
+}
+
+/// Checks `report` against a bundle: the bundle verifies under `key`, reaches the report's
+/// checkpoint, and the same period over the same checkpoint gives the same report.
+fn against_ledger<R: BufRead>(
+    report: &Report,
+    input: R,
+    key: &VerifierKey,
+) -> Result<(), ReportError> {
+    let window = Window {
+        from: Timestamp::parse(&report.period.from)
+            .map_err(|e| ReportError::Ledger(e.to_string()))?,
+        to: Timestamp::parse(&report.period.to).map_err(|e| ReportError::Ledger(e.to_string()))?,
+    };
+    let verifier = Verifier::new(&key.to_string()).with_trusted_checkpoint(&report.checkpoint.note);
+    let (agg, cp) = read_ledger(input, verifier, window, Some(report.checkpoint.size))
+        .map_err(ReportError::Ledger)?;
+    if cp.root != report.checkpoint.root {
+        return Err(ReportError::Ledger(format!(
+            "its checkpoint of size {} has root {}, the report names {}",
+            cp.size, cp.root, report.checkpoint.root
+        )));
+    }
+    let again = agg.finish(report.checkpoint.clone(), report.generated_at.clone());
+    if &again != report {
+        let (a, b) = (
+            serde_json::to_value(report).expect("serialises"),
+            serde_json::to_value(&again).expect("serialises"),
+        );
+        let differs: Vec<&str> = a
+            .as_object()
+            .expect("an object")
+            .iter()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(*v))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        return Err(ReportError::Ledger(format!(
+            "the report's {} differ from what the ledger gives for the same period and checkpoint",
+            differs.join(", ")
+        )));
+    }
+    Ok(())
+}

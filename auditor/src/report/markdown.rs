@@ -1,0 +1,210 @@
+//! The Markdown rendering of a report: tables and violation lists, every ledger value escaped
+//! (no markup or inline HTML can come from the ledger), the signed JSON in a final block.
+
+use std::fmt::Write as _;
+
+use super::{SignedReport, Totals, Verdicts};
+
+const OPEN_DATA: &str = "\n```hexagone-report\n";
+
+/// Escapes text for a Markdown table cell or paragraph: markup characters get a backslash,
+/// HTML's `<`, `>` and `&` become entities, line breaks become spaces.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The JSON text of the embedded signed report, if the document has one.
+pub fn embedded(doc: &str) -> Option<&str> {
+    let start = doc.rfind(OPEN_DATA)? + OPEN_DATA.len();
+    let len = doc[start..].find('\n')?;
+    Some(&doc[start..start + len])
+}
+
+/// Renders the document.
+pub fn render(signed: &SignedReport) -> String {
+    let r = &signed.report;
+    let e = escape;
+    let cp = &r.checkpoint;
+    let t = &r.totals;
+    let mut m = String::with_capacity(8 * 1024);
+    let _ = write!(
+        m,
+        "# Data locality report\n\n\
+         Ledger `{}` · period {} (included) to {} (excluded) · generated {}\n\n\
+         | Objects | Compliant | Violation | Unknown | Observations in the period |\n\
+         | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} |\n\n\
+         ## Checkpoint\n\nThis report covers the entries below tree size **{}** of the log, root hash `{}`; \
+         {}. The signed checkpoint:\n\n```text\n{}```\n\n",
+        cp.origin.replace('`', "'"),
+        e(&r.period.from),
+        e(&r.period.to),
+        e(&r.generated_at),
+        t.objects,
+        t.verdicts.compliant,
+        t.verdicts.violation,
+        t.verdicts.unknown,
+        t.observations,
+        cp.size,
+        cp.root.replace('`', "'"),
+        in_period(t),
+        cp.note.replace("```", "'''"),
+    );
+    m.push_str("## Violations\n\n");
+    if r.violations.is_empty() {
+        m.push_str("No violation in the period.\n\n");
+    }
+    for v in &r.violations {
+        let _ = write!(
+            m,
+            "### {} ({} / {}) on {} {}\n\nFirst seen {} (entry {}), last seen {} (entry {}), entries counted: {}.\n\nReasons:\n\n",
+            e(&v.object),
+            e(&v.store),
+            e(&v.class),
+            e(&v.subject_kind),
+            e(&v.subject),
+            e(&v.first_seen),
+            v.first_seq,
+            e(&v.last_seen),
+            v.last_seq,
+            v.entries
+        );
+        for reason in &v.reasons {
+            let _ = writeln!(m, "- {}", e(reason));
+        }
+        m.push_str("\nEvidence (last entry):\n\n");
+        for s in &v.evidence {
+            let _ = writeln!(m, "- {}", e(s));
+        }
+        m.push('\n');
+    }
+    m.push_str("## Inventory by data store and object class\n\n");
+    m.push_str(&verdict_table(
+        &["Data store", "Object class"],
+        r.stores
+            .iter()
+            .map(|s| (vec![s.store.clone(), s.class.clone()], &s.verdicts)),
+    ));
+    m.push_str("## By country\n\n");
+    m.push_str(&verdict_table(
+        &["Country"],
+        r.countries
+            .iter()
+            .map(|c| (vec![c.country.clone()], &c.verdicts)),
+    ));
+    m.push_str("## By jurisdiction (network operator)\n\n");
+    m.push_str(&verdict_table(
+        &["AS", "Organisation", "Registered in", "Extra-EU control"],
+        r.jurisdictions.iter().map(|j| {
+            (
+                vec![
+                    j.asn.map_or("none recorded".into(), |a| format!("AS{a}")),
+                    j.organisation.clone().unwrap_or_default(),
+                    j.registered.clone().unwrap_or_default(),
+                    if j.extra_eu_control { "yes" } else { "no" }.into(),
+                ],
+                &j.verdicts,
+            )
+        }),
+    ));
+    m.push_str("## Objects and their latest location\n\n| Data store | Class | Object | Held by | Country | Verdict | Entry | Time |\n| --- | --- | --- | --- | --- | --- | ---: | --- |\n");
+    for o in &r.objects {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} {} | {} | {} | {} | {} |",
+            e(&o.store),
+            e(&o.class),
+            e(&o.object),
+            e(&o.subject_kind),
+            e(&o.subject),
+            e(&o.country),
+            e(&o.verdict),
+            o.seq,
+            e(&o.time)
+        );
+    }
+    m.push_str("\n## Policies\n\n");
+    for p in &r.policies {
+        let _ = writeln!(
+            m,
+            "- {} {}: {} observations",
+            e(&p.classification),
+            e(&p.digest),
+            p.observations
+        );
+    }
+    let _ = write!(
+        m,
+        "\n## Signature\n\nSigned with the log's key (C2SP signed note over the SHA-256 of the report's \
+         canonical JSON, below). Check it, and that nothing in this document was changed, with \
+         `hexagone-auditor report verify --report FILE --key KEY.pub`.\n\n```text\n{}```\n{OPEN_DATA}{}\n```\n",
+        signed.signature.replace("```", "'''"),
+        super::embedded_json(signed)
+    );
+    m
+}
+
+/// Which entries of the tree the period holds, as a clause.
+pub(super) fn in_period(t: &Totals) -> String {
+    match (t.first_seq, t.last_seq) {
+        (Some(a), Some(b)) => format!("the period holds its entries {a} to {b}"),
+        _ => "no entry of it falls in the period".into(),
+    }
+}
+
+fn verdict_table<'a>(
+    heads: &[&str],
+    rows: impl Iterator<Item = (Vec<String>, &'a Verdicts)>,
+) -> String {
+    let mut m = String::from("|");
+    for h in heads {
+        let _ = write!(m, " {h} |");
+    }
+    m.push_str(" Objects | Compliant | Violation | Unknown |\n|");
+    for _ in heads {
+        m.push_str(" --- |");
+    }
+    m.push_str(" ---: | ---: | ---: | ---: |\n");
+    for (cells, v) in rows {
+        m.push('|');
+        for c in cells {
+            let _ = write!(m, " {} |", escape(&c));
+        }
+        let _ = writeln!(
+            m,
+            " {} | {} | {} | {} |",
+            v.total(),
+            v.compliant,
+            v.violation,
+            v.unknown
+        );
+    }
+    m.push('\n');
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup_and_html() {
+        assert_eq!(
+            escape("<script>|*x*|\n[a](b)"),
+            "&lt;script&gt;\\|\\*x\\*\\| \\[a\\](b)"
+        );
+    }
+}

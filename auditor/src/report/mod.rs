@@ -1,0 +1,594 @@
+//! Locality reports for security officers: the one report model (`hexagone.report@v1`), its
+//! signature with the log's key, and its renderings (JSON, Markdown, HTML).
+//!
+//! The model is built from a verified ledger by [`aggregate`], serialised in canonical JSON
+//! (serde's field order, no whitespace, no floating-point numbers) and signed as a C2SP signed
+//! note whose text names the digest of that JSON, under the log's key: the same key, the same
+//! encoding and the same tools as checkpoints. Every rendering embeds the signed envelope, and
+//! [`open`] checks that the rest of the file is exactly the rendering of it.
+
+pub mod aggregate;
+pub mod cmd;
+pub mod html;
+pub mod markdown;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::keys::{SignerKey, VerifierKey};
+use crate::ledger::checkpoint::{CheckpointError, open_checkpoint, parse_note, sign_note};
+
+/// The report format and version; also the first line of the signed note's text.
+pub const FORMAT: &str = "hexagone.report@v1";
+
+/// What is wrong with a report (or the ledger it is checked against).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The file holds no signed report in any known rendering.
+    #[error("no signed report found: {0}")]
+    NotAReport(String),
+    /// The signed envelope is not valid JSON of the model.
+    #[error("the signed report is not a {FORMAT} report: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The signature note is malformed or not by the key.
+    #[error("the report's signature: {0}")]
+    Signature(CheckpointError),
+    /// The signed text does not name this report's digest.
+    #[error(
+        "the report was changed after it was signed: its content has digest {computed}, the signature covers {signed}"
+    )]
+    Digest {
+        /// Digest named by the signature.
+        signed: String,
+        /// Digest of the content found.
+        computed: String,
+    },
+    /// The checkpoint the report names does not open with the key, or disagrees with the
+    /// fields the report shows.
+    #[error("the report's checkpoint: {0}")]
+    Checkpoint(String),
+    /// The file's text is not the rendering of its signed content.
+    #[error(
+        "line {line} of the {format} report differs from the rendering of its signed content (the visible text was changed after signing)"
+    )]
+    Rendering {
+        /// Rendering format.
+        format: &'static str,
+        /// First differing line, from 1.
+        line: usize,
+    },
+    /// The report does not match the ledger it is checked against.
+    #[error("the report does not match the ledger: {0}")]
+    Ledger(String),
+}
+
+/// The locality report for one period, tied to one signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The period: entries with `from <= time < to` (sequencer times, UTC).
+    pub period: Period,
+    /// When the report was made (UTC).
+    pub generated_at: String,
+    /// The signed checkpoint the report covers: only entries below its size are counted.
+    pub checkpoint: CheckpointRef,
+    /// Totals over the period.
+    pub totals: Totals,
+    /// The policies the period's observations were judged under.
+    pub policies: Vec<PolicyRow>,
+    /// Objects by data store and object class, counted by their latest verdict.
+    pub stores: Vec<StoreRow>,
+    /// Objects by the countries their location evidence names, counted by latest verdict.
+    pub countries: Vec<CountRow>,
+    /// Objects by the network operators (jurisdiction) of their latest location.
+    pub jurisdictions: Vec<JurisdictionRow>,
+    /// Each object's latest entry in the period: where it is and its verdict.
+    pub objects: Vec<ObjectRow>,
+    /// Every violation in the period, per object and location, with its evidence.
+    pub violations: Vec<ViolationRow>,
+}
+
+/// A period, half-open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    /// First instant included.
+    pub from: String,
+    /// First instant excluded.
+    pub to: String,
+}
+
+/// The checkpoint a report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRef {
+    /// Log origin (the signing key's name).
+    pub origin: String,
+    /// Tree size: entries `0..size` are covered.
+    pub size: u64,
+    /// Root hash, hex.
+    pub root: String,
+    /// The signed checkpoint note, as exported (give it to `verify --checkpoint`).
+    pub note: String,
+}
+
+/// Totals over the period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Observation entries in the period.
+    pub observations: u64,
+    /// First and last entry position in the period.
+    pub first_seq: Option<u64>,
+    /// Last entry position in the period.
+    pub last_seq: Option<u64>,
+    /// Distinct objects observed.
+    pub objects: u64,
+    /// Objects by latest verdict.
+    pub verdicts: Verdicts,
+}
+
+/// Counts by verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdicts {
+    /// Compliant.
+    pub compliant: u64,
+    /// Violation.
+    pub violation: u64,
+    /// Unknown.
+    pub unknown: u64,
+}
+
+impl Verdicts {
+    /// Counts one verdict by its canonical name.
+    pub fn count(&mut self, verdict: &str) {
+        match verdict {
+            "compliant" => self.compliant += 1,
+            "violation" => self.violation += 1,
+            _ => self.unknown += 1,
+        }
+    }
+
+    /// All objects counted.
+    pub fn total(&self) -> u64 {
+        self.compliant + self.violation + self.unknown
+    }
+}
+
+/// A policy seen in the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRow {
+    /// Its classification.
+    pub classification: String,
+    /// Its digest.
+    pub digest: String,
+    /// Observations judged under it.
+    pub observations: u64,
+}
+
+/// Objects of one store and class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRow {
+    /// Data store.
+    pub store: String,
+    /// Object class.
+    pub class: String,
+    /// Objects by latest verdict.
+    pub verdicts: Verdicts,
+}
+
+/// Objects placed in one country (or several, when the location sources disagree).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountRow {
+    /// The countries the location evidence names, comma-separated, or `unknown`.
+    pub country: String,
+    /// Objects by latest verdict.
+    pub verdicts: Verdicts,
+}
+
+/// Objects whose latest location is reached through one network operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JurisdictionRow {
+    /// AS number, if the network operator was recorded.
+    pub asn: Option<u32>,
+    /// Organisation as the registration data names it.
+    pub organisation: Option<String>,
+    /// Registration country.
+    pub registered: Option<String>,
+    /// Whether the policy's list of networks under extra-EU control named it.
+    pub extra_eu_control: bool,
+    /// Objects by latest verdict.
+    pub verdicts: Verdicts,
+}
+
+/// An object's latest entry in the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRow {
+    /// Data store.
+    pub store: String,
+    /// Object class.
+    pub class: String,
+    /// Identifier in the store (as recorded: an identifier or a hash).
+    pub object: String,
+    /// Node or endpoint holding it.
+    pub subject: String,
+    /// `node` or `endpoint`.
+    pub subject_kind: String,
+    /// Countries its location evidence names (see [`CountRow::country`]).
+    pub country: String,
+    /// `compliant`, `violation` or `unknown`.
+    pub verdict: String,
+    /// Entry position.
+    pub seq: u64,
+    /// Entry time.
+    pub time: String,
+}
+
+/// A violation: one object on one node or endpoint, over the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViolationRow {
+    /// Data store.
+    pub store: String,
+    /// Object class.
+    pub class: String,
+    /// Identifier in the store.
+    pub object: String,
+    /// Node or endpoint holding it.
+    pub subject: String,
+    /// `node` or `endpoint`.
+    pub subject_kind: String,
+    /// Time of the first violation entry in the period.
+    pub first_seen: String,
+    /// Time of the last violation entry in the period.
+    pub last_seen: String,
+    /// Position of the first violation entry.
+    pub first_seq: u64,
+    /// Position of the last violation entry.
+    pub last_seq: u64,
+    /// Violation entries counted.
+    pub entries: u64,
+    /// The reasons of the last violation entry.
+    pub reasons: Vec<String>,
+    /// The evidence sentences of the last violation entry, in the engine's order.
+    pub evidence: Vec<String>,
+}
+
+/// A report with its signature: the signed note over its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReport {
+    /// The report.
+    pub report: Report,
+    /// C2SP signed note: text `hexagone.report@v1\nsha256:<hex>\n`, signed by the log's key.
+    pub signature: String,
+}
+
+impl Report {
+    /// The canonical JSON the signature covers.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the report model serialises")
+    }
+
+    /// `sha256:` and the hex SHA-256 of [`Report::canonical`].
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(self.canonical())))
+    }
+
+    /// Signs the report with the log's key.
+    pub fn sign(self, key: &SignerKey) -> SignedReport {
+        let signature = sign_note(&note_text(&self.digest()), key);
+        SignedReport {
+            report: self,
+            signature,
+        }
+    }
+}
+
+fn note_text(digest: &str) -> String {
+    // The second line is never a number, so this note can never pass for a checkpoint.
+    format!("{FORMAT}\n{digest}\n")
+}
+
+impl SignedReport {
+    /// Checks the signature by `key` over this content, and that the checkpoint the report
+    /// names is signed by `key` and says what the report shows (origin, size, root).
+    pub fn check(&self, key: &VerifierKey) -> Result<(), ReportError> {
+        let keys = std::slice::from_ref(key);
+        let note = parse_note(&self.signature).map_err(ReportError::Signature)?;
+        note.verified_by(keys).map_err(ReportError::Signature)?;
+        let computed = self.report.digest();
+        let mut lines = note.text.lines();
+        if lines.next() != Some(FORMAT) {
+            return Err(ReportError::Signature(CheckpointError::MalformedNote(
+                format!("the signed text does not start with {FORMAT}"),
+            )));
+        }
+        let signed = lines.next().unwrap_or_default().to_string();
+        if note.text != note_text(&signed) || signed != computed {
+            return Err(ReportError::Digest { signed, computed });
+        }
+        if self.report.format != FORMAT {
+            return Err(ReportError::NotAReport(format!(
+                "format {:?}, expected {FORMAT}",
+                self.report.format
+            )));
+        }
+        let cp = &self.report.checkpoint;
+        let (body, _) = open_checkpoint(&cp.note, keys)
+            .map_err(|e| ReportError::Checkpoint(format!("its note does not open: {e}")))?;
+        let root = hex::encode(body.root);
+        if body.origin != cp.origin || body.size != cp.size || root != cp.root {
+            return Err(ReportError::Checkpoint(format!(
+                "the report shows origin {} size {} root {}, its signed note says origin {} size {} root {root}",
+                cp.origin, cp.size, cp.root, body.origin, body.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A rendering of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The model itself, with its signature (pretty-printed JSON).
+    Json,
+    /// Markdown, the signed JSON in a final fenced block.
+    Md,
+    /// One self-contained HTML page, the signed JSON in a `<script>` data block.
+    Html,
+}
+
+impl Format {
+    /// The name used in messages and file extensions.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Md => "md",
+            Self::Html => "html",
+        }
+    }
+
+    /// The format a file name's extension implies.
+    pub fn from_extension(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "json" => Some(Self::Json),
+            "md" | "markdown" => Some(Self::Md),
+            "html" | "htm" => Some(Self::Html),
+            _ => None,
+        }
+    }
+}
+
+/// Renders a signed report in `format`. Deterministic: [`open`] renders again and compares.
+pub fn render(signed: &SignedReport, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(signed).expect("the report serialises");
+            s.push('\n');
+            s
+        }
+        Format::Md => markdown::render(signed),
+        Format::Html => html::render(signed),
+    }
+}
+
+/// The signed envelope as one line of JSON for embedding in a page or document: `<`, `>` and
+/// `&` (which JSON has only inside strings) as `\u` escapes, so no ledger value can close an
+/// HTML element or become markup, even where a renderer does not treat the block as code.
+fn embedded_json(signed: &SignedReport) -> String {
+    serde_json::to_string(signed)
+        .expect("the report serialises")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// Finds the signed report in a rendering, checks its signature and checkpoint with `key`,
+/// and checks the whole file is the rendering of it.
+pub fn open(text: &str, key: &VerifierKey) -> Result<(Format, SignedReport), ReportError> {
+    let (format, signed) = extract(text)?;
+    signed.check(key)?;
+    let expected = render(&signed, format);
+    if expected != text {
+        let line = expected
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(text.lines().count()))
+            + 1;
+        return Err(ReportError::Rendering {
+            format: format.name(),
+            line,
+        });
+    }
+    Ok((format, signed))
+}
+
+/// Finds the signed envelope in any rendering.
+fn extract(text: &str) -> Result<(Format, SignedReport), ReportError> {
+    if text.trim_start().starts_with('{') {
+        return Ok((Format::Json, serde_json::from_str(text)?));
+    }
+    if text.starts_with("<!DOCTYPE html>") {
+        let json = html::embedded(text).ok_or_else(|| {
+            ReportError::NotAReport(format!(
+                "an HTML page without its <script id=\"{}\"> block",
+                html::DATA_ID
+            ))
+        })?;
+        return Ok((Format::Html, serde_json::from_str(json)?));
+    }
+    let json = markdown::embedded(text).ok_or_else(|| {
+        ReportError::NotAReport(
+            "neither JSON, nor a Hexagone HTML page, nor Markdown ending with its signed block"
+                .into(),
+        )
+    })?;
+    Ok((Format::Md, serde_json::from_str(json)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::checkpoint::Checkpoint;
+    use ed25519_dalek::SigningKey;
+
+    fn key(seed: u8) -> SignerKey {
+        SignerKey::from_signing_key("hexagone.test/ledger", SigningKey::from_bytes(&[seed; 32]))
+            .unwrap()
+    }
+
+    fn sample(key: &SignerKey) -> Report {
+        let note = Checkpoint {
+            origin: key.name().into(),
+            size: 3,
+            root: [7; 32],
+            extensions: vec![],
+        }
+        .sign(key);
+        Report {
+            format: FORMAT.into(),
+            period: Period {
+                from: "2026-11-01T00:00:00.000Z".into(),
+                to: "2026-12-01T00:00:00.000Z".into(),
+            },
+            generated_at: "2026-11-29T08:00:00.000Z".into(),
+            checkpoint: CheckpointRef {
+                origin: key.name().into(),
+                size: 3,
+                root: hex::encode([7; 32]),
+                note,
+            },
+            totals: Totals::default(),
+            policies: vec![],
+            stores: vec![],
+            countries: vec![],
+            jurisdictions: vec![],
+            objects: vec![],
+            violations: vec![ViolationRow {
+                store: "minio/documents".into(),
+                class: "document".into(),
+                object: "<script>alert(1)</script>".into(),
+                subject: "fsn-1".into(),
+                subject_kind: "node".into(),
+                first_seen: "2026-11-02T00:00:00.000Z".into(),
+                last_seen: "2026-11-03T00:00:00.000Z".into(),
+                first_seq: 1,
+                last_seq: 2,
+                entries: 2,
+                reasons: vec!["address 5.9.0.1 is in DE & \"not\" allowed".into()],
+                evidence: vec![],
+            }],
+        }
+    }
+
+    fn check(format: Format) {
+        let k = key(1);
+        let signed = sample(&k).sign(&k);
+        let text = render(&signed, format);
+        let (f, opened) = open(&text, k.verifier()).unwrap();
+        assert_eq!((f, &opened), (format, &signed));
+        // Another key: refused.
+        let other = key(2);
+        let err = open(&text, other.verifier()).unwrap_err().to_string();
+        assert!(err.contains("signature"), "{err}");
+        // The signed content changed (in the embedded data): the digest no longer matches.
+        let tampered = text.replacen("fsn-1", "fsn-2", 1);
+        let err = open(&tampered, k.verifier()).unwrap_err().to_string();
+        assert!(
+            err.contains("changed after it was signed") || err.contains("differs"),
+            "{format:?}: {err}"
+        );
+    }
+
+    #[test]
+    fn every_rendering_opens_and_refuses_another_key_and_a_change() {
+        check(Format::Json);
+        check(Format::Md);
+        check(Format::Html);
+    }
+
+    #[test]
+    fn a_changed_visible_line_is_named() {
+        let k = key(1);
+        let signed = sample(&k).sign(&k);
+        for format in [Format::Md, Format::Html] {
+            let text = render(&signed, format);
+            // Change only the human-readable part (the last occurrence is in the signed data).
+            let at = text.find("fsn-1").unwrap();
+            let tampered = format!("{}fsn-9{}", &text[..at], &text[at + 5..]);
+            let err = open(&tampered, k.verifier()).unwrap_err();
+            assert!(
+                matches!(err, ReportError::Rendering { line, .. } if line > 1),
+                "{format:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_that_disagrees_with_the_report_is_refused() {
+        let k = key(1);
+        let mut r = sample(&k);
+        r.checkpoint.size = 4;
+        let err = r.sign(&k).check(k.verifier()).unwrap_err().to_string();
+        assert!(err.contains("size 4") && err.contains("size 3"), "{err}");
+    }
+
+    /// Regenerate with `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report` and
+    /// read the diff before committing.
+    #[test]
+    fn renderings_match_the_committed_snapshots() {
+        use super::aggregate::fixture::{DAY, entry};
+        use super::aggregate::{Aggregator, Window};
+        use crate::ledger::entry::Timestamp;
+        let k = key(1);
+        let script = "spaces/9/<script>alert(1)</script>";
+        let mut a = Aggregator::new(Window {
+            from: Timestamp(DAY),
+            to: Timestamp(10 * DAY),
+        });
+        for e in [
+            entry(0, 0, "spaces/1/doc-early", "fsn-1", "DE"),
+            entry(1, 1, "spaces/7/doc-42", "gra-3", "FR"),
+            entry(2, 2, script, "fsn-1", "DE"),
+            entry(3, 3, script, "fsn-1", "DE"),
+        ] {
+            a.add(&e);
+        }
+        let sample = sample(&k);
+        let signed = a.finish(sample.checkpoint, sample.generated_at).sign(&k);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/snapshots");
+        for format in [Format::Json, Format::Md, Format::Html] {
+            let text = render(&signed, format);
+            let path = dir.join(format!("sample.{}", format.name()));
+            if std::env::var_os("HEXAGONE_BLESS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == text,
+                "{} is stale: run `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report`, read the diff and commit",
+                path.display()
+            );
+            assert_eq!(open(&committed, k.verifier()).unwrap().1, signed);
+        }
+    }
+
+    #[test]
+    fn the_signature_note_is_not_a_checkpoint() {
+        let k = key(1);
+        let signed = sample(&k).sign(&k);
+        let err = open_checkpoint(&signed.signature, std::slice::from_ref(k.verifier()));
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,620 @@
+//! `hexagone-auditor report`: a signed locality report for a period, built from a ledger made
+//! by `append` (facts judged under a shipped policy with the vendored geolocation data), in
+//! JSON, Markdown and HTML; `report verify` refuses a changed report, another key and a report
+//! the ledger does not give; the HTML page is opened in headless Chromium.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hexagone_auditor::ledger::entry::{Entry, Timestamp};
+use hexagone_auditor::report::SignedReport;
+
+use crate::util::{keygen, node_line, policy, run, run_ok};
+
+/// An object identifier carrying markup: every rendering must show it as text.
+const SCRIPT_OBJECT: &str = "spaces/9/<script>alert(1)</script>";
+
+/// A ledger of three entries: an early violation (outside the report's period), then an
+/// attested French node (compliant) and a node in Germany (violation) holding an object whose
+/// identifier carries markup.
+struct Fixture {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    vkey: String,
+    db: String,
+    /// The period's start: one millisecond after the early entry.
+    from: String,
+}
+
+const TO: &str = "2099-01-01T00:00:00Z";
+
+fn node(name: &str, provider: &str, region: &str, address: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","providerID":"{provider}","labels":{{"topology.kubernetes.io/region":"{region}"}},"addresses":[{{"type":"ExternalIP","address":"{address}"}}]}}"#
+    )
+}
+
+fn line(object: &str, node: &str) -> String {
+    node_line(0, node).replace("spaces/0/doc-0", object)
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, vkey) = keygen(dir.path(), "k");
+        std::fs::write(
+            dir.path().join("attestations.yaml"),
+            "- metadata: {name: gra-3}
+  spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: OVH SAS,
+         site: Gravelines GRA3, basis: contract, attestedBy: rssi@ministere.example.fr,
+         validUntil: '2099-01-01T00:00:00Z'}
+",
+        )
+        .unwrap();
+        let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+        let mut f = Fixture {
+            dir,
+            key,
+            vkey,
+            db,
+            from: String::new(),
+        };
+        let fsn = node("fsn-1", "hetzner://fsn1/1", "fsn1", "5.9.0.1");
+        f.append(&line("spaces/3/doc-early", &fsn));
+        let early = f.entries()[0].time;
+        // The next entries must be stamped after the early one: wait for the clock to pass it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Timestamp::now() <= early {
+            assert!(std::time::Instant::now() < deadline, "the clock is stuck");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        f.from = Timestamp(early.0 + 1).to_string();
+        let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+        f.append(&[line("spaces/7/doc-42", &gra), line(SCRIPT_OBJECT, &fsn)].join("\n"));
+        f
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+
+    fn append(&self, input: &str) {
+        run_ok(
+            &[
+                "append",
+                "--policy",
+                &policy("france-diffusion-restreinte"),
+                "--attestations",
+                &self.path("attestations.yaml"),
+                "--db",
+                &self.db,
+                "--key",
+                self.key.to_str().unwrap(),
+            ],
+            Some(input),
+        );
+    }
+
+    /// Exports the ledger to `bundle.jsonl`; returns its path.
+    fn export(&self) -> String {
+        let out = self.path("bundle.jsonl");
+        run_ok(&["export", "--db", &self.db, "--out", &out], None);
+        out
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        std::fs::read_to_string(self.export())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("{\"entry\":"))
+            .map(|e| Entry::decode(&e.as_bytes()[..e.len() - 1]).unwrap())
+            .collect()
+    }
+
+    /// `report --ledger LEDGER --format FORMAT --out FILE` over the fixture's period.
+    fn report(&self, ledger: &str, format: &str, file: &str) -> String {
+        let out = self.path(file);
+        run_ok(
+            &[
+                "report",
+                "--ledger",
+                ledger,
+                "--key",
+                self.key.to_str().unwrap(),
+                "--from",
+                &self.from,
+                "--to",
+                TO,
+                "--format",
+                format,
+                "--out",
+                &out,
+            ],
+            None,
+        );
+        out
+    }
+
+    /// `report verify`: (exit code, stdout and stderr).
+    fn verify(&self, report: &str, key: &str, ledger: Option<&str>) -> (Option<i32>, String) {
+        let mut args = vec!["report", "verify", "--report", report, "--key", key];
+        if let Some(l) = ledger {
+            args.extend(["--ledger", l]);
+        }
+        let out = run(&args, None);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+}
+
+fn signed(path: &str) -> SignedReport {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_json_report_counts_the_period_and_names_its_checkpoint() {
+    let f = Fixture::new();
+    let bundle = f.export();
+    let verified = run_ok(&["verify", &bundle, "--trust", &f.vkey], None);
+    let root = verified
+        .split_whitespace()
+        .skip_while(|w| *w != "root")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let entries = f.entries();
+    let path = f.report(&f.db, "json", "r.json");
+    let s = signed(&path);
+    let r = &s.report;
+    assert_eq!(r.format, "hexagone.report@v1");
+    assert_eq!(
+        (r.period.from.as_str(), r.period.to.as_str()),
+        (f.from.as_str(), "2099-01-01T00:00:00.000Z")
+    );
+    // Tied to the last checkpoint: all three entries, the root `verify` computes.
+    assert_eq!(
+        (
+            r.checkpoint.origin.as_str(),
+            r.checkpoint.size,
+            r.checkpoint.root.as_str()
+        ),
+        (crate::util::ORIGIN, 3, root.as_str())
+    );
+    // The early entry (seq 0) is outside the period: counted nowhere.
+    let t = &r.totals;
+    assert_eq!(
+        (t.observations, t.first_seq, t.last_seq, t.objects),
+        (2, Some(1), Some(2), 2)
+    );
+    assert_eq!(
+        (
+            t.verdicts.compliant,
+            t.verdicts.violation,
+            t.verdicts.unknown
+        ),
+        (1, 1, 0)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("doc-early"), "the early entry is reported");
+    // Nothing personal is added: who attested stays a pseudonym.
+    assert!(!text.contains("rssi@"), "the report names a person");
+    let objects: Vec<_> = r
+        .objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {} {} {}",
+                o.object, o.subject, o.country, o.verdict, o.seq
+            )
+        })
+        .collect();
+    assert_eq!(
+        objects,
+        [
+            "spaces/7/doc-42 gra-3 FR compliant 1",
+            &format!("{SCRIPT_OBJECT} fsn-1 DE violation 2"),
+        ]
+    );
+    let stores: Vec<_> = r
+        .stores
+        .iter()
+        .map(|s| format!("{}/{} {}", s.store, s.class, s.verdicts.total()))
+        .collect();
+    assert_eq!(stores, ["minio/documents/document 2"]);
+    let countries: Vec<_> = r
+        .countries
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}+{}",
+                c.country, c.verdicts.compliant, c.verdicts.violation
+            )
+        })
+        .collect();
+    assert_eq!(countries, ["DE 0+1", "FR 1+0"]);
+    let nets: Vec<_> = r
+        .jurisdictions
+        .iter()
+        .map(|j| {
+            format!(
+                "AS{} {} {} extra-EU:{} {}",
+                j.asn.unwrap(),
+                j.organisation.as_deref().unwrap_or("?"),
+                j.registered.as_deref().unwrap_or("?"),
+                j.extra_eu_control,
+                j.verdicts.total()
+            )
+        })
+        .collect();
+    assert_eq!(nets.len(), 2, "{nets:?}");
+    assert!(
+        nets[0].starts_with("AS16276 ") && nets[0].ends_with(" FR extra-EU:false 1"),
+        "{nets:?}"
+    );
+    assert!(
+        nets[1].starts_with("AS24940 ") && nets[1].ends_with(" DE extra-EU:false 1"),
+        "{nets:?}"
+    );
+    // The violation, with its evidence and when it was seen.
+    assert_eq!(r.violations.len(), 1);
+    let v = &r.violations[0];
+    assert_eq!(
+        (
+            v.object.as_str(),
+            v.subject.as_str(),
+            v.first_seq,
+            v.last_seq,
+            v.entries
+        ),
+        (SCRIPT_OBJECT, "fsn-1", 2, 2, 1)
+    );
+    let at = entries[2].time.to_string();
+    assert_eq!(
+        (v.first_seen.as_str(), v.last_seen.as_str()),
+        (at.as_str(), at.as_str())
+    );
+    assert!(
+        v.reasons
+            .contains(&"address 5.9.0.1 is in DE, outside the allowed countries (FR)".to_string()),
+        "{:?}",
+        v.reasons
+    );
+    assert!(
+        v.evidence.iter().any(|e| e.contains("AS24940")),
+        "{:?}",
+        v.evidence
+    );
+    assert_eq!(r.policies.len(), 1);
+    assert_eq!(r.policies[0].classification, "Diffusion Restreinte");
+
+    // The same report from the exported bundle.
+    let from_bundle = signed(&f.report(&bundle, "json", "b.json")).report;
+    assert_eq!(
+        hexagone_auditor::report::Report {
+            generated_at: r.generated_at.clone(),
+            ..from_bundle
+        },
+        *r
+    );
+
+    // It verifies, alone and against the ledger; its checkpoint verifies with `verify`.
+    let (code, out) = f.verify(&path, &f.vkey, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("size 3 root {root}")), "{out}");
+    let pubfile = format!("{}.pub", f.key.display());
+    let (code, out) = f.verify(&path, &pubfile, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("gives the same report"), "{out}");
+    let note = f.path("checkpoint.note");
+    std::fs::write(&note, &r.checkpoint.note).unwrap();
+    run_ok(
+        &["verify", &bundle, "--trust", &f.vkey, "--checkpoint", &note],
+        None,
+    );
+}
+
+#[test]
+fn markdown_and_html_escape_ledger_values_and_verify() {
+    let f = Fixture::new();
+    for (format, file) in [("md", "r.md"), ("html", "r.html")] {
+        let path = f.report(&f.db, format, file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("<script>alert"),
+            "{format}: markup from the ledger is not escaped"
+        );
+        assert!(
+            text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{format}"
+        );
+        assert!(
+            text.contains("fsn-1") && text.contains("5.9.0.1 is in DE"),
+            "{format}"
+        );
+        assert!(
+            !text.contains("doc-early") && !text.contains("rssi@"),
+            "{format}"
+        );
+        let (code, out) = f.verify(&path, &f.vkey, None);
+        assert_eq!(code, Some(0), "{format}: {out}");
+        assert!(out.contains(&format!("valid: {format} report")), "{out}");
+    }
+    let html = std::fs::read_to_string(f.path("r.html")).unwrap();
+    // Self-contained: nothing is fetched (the only URL is the SVG namespace).
+    for fetch in ["src=", "href=", "@import", "url("] {
+        assert!(!html.contains(fetch), "the page fetches something: {fetch}");
+    }
+    assert!(html.contains("@media print") && html.contains("<svg"));
+}
+
+#[test]
+fn a_changed_report_another_key_and_a_report_the_ledger_does_not_give_are_refused() {
+    let f = Fixture::new();
+    let bundle = f.export();
+    let path = f.report(&f.db, "json", "r.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+
+    // A count lowered in the JSON: the signature no longer covers the content.
+    let lowered = f.path("lowered.json");
+    let changed = text.replacen("\"violation\": 1", "\"violation\": 0", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&lowered, changed).unwrap();
+    let (code, out) = f.verify(&lowered, &f.vkey, None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("INVALID") && out.contains("changed after it was signed"),
+        "{out}"
+    );
+
+    // The visible text of the HTML page changed, its signed data left alone: the line is named.
+    let html = f.report(&f.db, "html", "r.html");
+    let page = std::fs::read_to_string(&html).unwrap();
+    let edited = f.path("edited.html");
+    std::fs::write(&edited, page.replacen("fsn-1", "gra-7", 1)).unwrap();
+    let (code, out) = f.verify(&edited, &f.vkey, None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("differs from the rendering of its signed content"),
+        "{out}"
+    );
+
+    // Another key.
+    let (_, other) = keygen(f.dir.path(), "other");
+    let (code, out) = f.verify(&path, &other, None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("signature"), "{out}");
+
+    // The key holder signs a report that hides the violation: the signature is good, but the
+    // ledger does not give it.
+    let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
+    let mut forged = signed(&path).report;
+    forged.violations.clear();
+    forged.totals.verdicts.violation = 0;
+    let forged_path = f.path("forged.json");
+    std::fs::write(
+        &forged_path,
+        hexagone_auditor::report::render(
+            &forged.sign(&key),
+            hexagone_auditor::report::Format::Json,
+        ),
+    )
+    .unwrap();
+    let (code, out) = f.verify(&forged_path, &f.vkey, None);
+    assert_eq!(code, Some(0), "a well-signed report verifies alone: {out}");
+    let (code, out) = f.verify(&forged_path, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the report's totals, violations differ from what the ledger gives"),
+        "{out}"
+    );
+
+    // A ledger that does not verify gives no report: the node's name rewritten in the bundle.
+    let rewritten = f.path("rewritten.jsonl");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    std::fs::write(&rewritten, text.replacen("\"fsn-1\"", "\"gra-3\"", 1)).unwrap();
+    let out = run(
+        &[
+            "report",
+            "--ledger",
+            &rewritten,
+            "--key",
+            f.key.to_str().unwrap(),
+            "--from",
+            &f.from,
+            "--to",
+            TO,
+            "--out",
+            &f.path("y.json"),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the ledger does not verify, no report made: line 4: checkpoint of size 1 signs root"
+        ),
+        "{stderr}"
+    );
+    assert!(!Path::new(&f.path("y.json")).exists());
+
+    // A private key readable by others is refused.
+    let mut perms = std::fs::metadata(&f.key).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&f.key, perms).unwrap();
+    let out = run(
+        &[
+            "report",
+            "--ledger",
+            &f.db,
+            "--key",
+            f.key.to_str().unwrap(),
+            "--from",
+            &f.from,
+            "--to",
+            TO,
+            "--out",
+            &f.path("x.json"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    assert!(!Path::new(&f.path("x.json")).exists());
+}
+
+/// The Chromium binary the test script found (`tests/scripts/chromium.sh`).
+fn chromium() -> String {
+    match std::env::var("HEXAGONE_CHROMIUM") {
+        Ok(c) if !c.is_empty() => c,
+        _ => panic!(
+            "HEXAGONE_CHROMIUM is not set: run `export HEXAGONE_CHROMIUM=$(tests/scripts/chromium.sh)` \
+             (tests/run test does) before running the report tests"
+        ),
+    }
+}
+
+/// Runs headless Chromium on `page` with `args`; returns its standard output.
+fn chromium_run(dir: &Path, page: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,1600",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium-profile").display()
+        ))
+        .args(args)
+        .arg(format!("file://{page}"))
+        .output()
+        .expect("starting chromium");
+    assert!(
+        out.status.success(),
+        "chromium {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Width, height and size of a PNG file.
+fn png(path: &str) -> (u32, u32, usize) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("no screenshot {path}: {e}"));
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{path} is not a PNG");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20), bytes.len())
+}
+
+#[test]
+fn the_html_report_opens_in_headless_chromium() {
+    let f = Fixture::new();
+    let html = f.report(&f.db, "html", "r.html");
+    let r = signed(&f.report(&f.db, "json", "r.json")).report;
+    let dir = f.dir.path();
+
+    let dom = String::from_utf8(chromium_run(dir, &html, &["--dump-dom"])).unwrap();
+    assert!(
+        dom.contains("fsn-1"),
+        "the violation's node is not in the DOM"
+    );
+    assert!(
+        dom.contains(&r.checkpoint.root),
+        "the checkpoint root is not in the DOM"
+    );
+    assert!(dom.contains(r#"<b id="objects">2</b>"#), "object count");
+    assert!(
+        dom.contains(r#"<b id="compliant">1</b>"#),
+        "compliant count"
+    );
+    assert!(
+        dom.contains(r#"<b id="violation">1</b>"#),
+        "violation count"
+    );
+    assert!(dom.contains(r#"<b id="tree-size">3</b>"#), "tree size");
+    // The identifier carrying markup stayed text: no script element was made of it.
+    assert!(
+        !dom.contains("<script>alert"),
+        "markup from the ledger became an element"
+    );
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    // A screenshot of the report, and one of an empty page of the same size to compare with:
+    // a blank rendering compresses to almost nothing.
+    let shot = f.path("report.png");
+    chromium_run(dir, &html, &[&format!("--screenshot={shot}")]);
+    let blank_page = f.path("blank.html");
+    std::fs::write(&blank_page, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let blank = f.path("blank.png");
+    chromium_run(dir, &blank_page, &[&format!("--screenshot={blank}")]);
+    let (w, h, size) = png(&shot);
+    let (_, _, blank_size) = png(&blank);
+    assert_eq!((w, h), (1200, 1600));
+    assert!(
+        size > 20 * 1024 && size > 8 * blank_size,
+        "the screenshot looks blank: {size} bytes, an empty page gives {blank_size}"
+    );
+}
+
+/// The same command on a PostgreSQL ledger (exported through the same store code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_from_a_postgresql_ledger_verifies() {
+    let url = crate::util::fresh_postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "k");
+    let fsn = node("fsn-1", "hetzner://fsn1/1", "fsn1", "5.9.0.1");
+    let key = key.to_str().unwrap().to_string();
+    let out = dir.path().join("r.md").to_str().unwrap().to_string();
+    let (url2, key2, out2) = (url.clone(), key.clone(), out.clone());
+    let printed = tokio::task::spawn_blocking(move || {
+        run_ok(
+            &[
+                "append",
+                "--policy",
+                &policy("france-standard"),
+                "--db",
+                &url2,
+                "--key",
+                &key2,
+            ],
+            Some(&line("spaces/3/doc-3", &fsn)),
+        );
+        run_ok(
+            &[
+                "report",
+                "--ledger",
+                &url2,
+                "--key",
+                &key2,
+                "--from",
+                "2000-01-01T00:00:00Z",
+                "--to",
+                TO,
+                "--out",
+                &out2,
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        printed.contains("(md): 1 objects, 1 violations, checkpoint size 1"),
+        "{printed}"
+    );
+    let out = run(
+        &["report", "verify", "--report", &out, "--key", &vkey],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
