@@ -60,6 +60,9 @@ pub enum Command {
     /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
     #[command(subcommand)]
     Witness(WitnessCommand),
+    /// The HTTP ingest service: authenticated observations and object-store notifications,
+    /// judged and committed under signed checkpoints; health, metrics, the latest checkpoint.
+    Serve(crate::serve::ServeCli),
 }
 
 /// `witness` subcommands.
@@ -226,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Locate(a) => crate::locate::run(a),
         Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
         Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),
+        Command::Serve(a) => crate::serve::run(a),
     }
 }
 
@@ -325,7 +329,7 @@ fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
 }
 
 /// Opens the ledger for signing with the key at `path`, saying what was dropped.
-async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
+pub(crate) async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
     let key = crate::keyfile::load(path)?;
     let ledger = Ledger::open(db).await?;
     let (seq, dropped) = ledger.sequencer(key).await?;

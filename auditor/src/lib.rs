@@ -9,5 +9,6 @@ pub mod keyfile;
 pub mod keys;
 pub mod ledger;
 pub mod locate;
+pub mod serve;
 pub mod store;
 pub mod witness;
