@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod interop;
 mod judge;
+mod serve;
 mod store;
 mod tamper;
 mod witness;
