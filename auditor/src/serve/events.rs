@@ -393,7 +393,10 @@ mod tests {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    fn check(store: ObjectStore, body: &[u8], want: Result<(&[(&str, &str)], usize), &str>) {
+    /// The (bucket, key) pairs stored and the count skipped, or a part of the error.
+    type Want<'a> = Result<(&'a [(&'a str, &'a str)], usize), &'a str>;
+
+    fn check(store: ObjectStore, body: &[u8], want: Want) {
         match (parse(store, body), want) {
             (Ok(n), Ok((objects, skipped))) => {
                 let got: Vec<(&str, &str)> = n

@@ -114,14 +114,14 @@ async fn checkpoint(State(s): State<Arc<Service>>) -> Response {
 }
 
 /// The writer named by the bearer token, or the 401 answer.
-fn authenticate<'a>(s: &'a Service, headers: &HeaderMap) -> Result<&'a str, Response> {
+fn authenticate<'a>(s: &'a Service, headers: &HeaderMap) -> Result<&'a str, Box<Response>> {
     let unauthorized = |why: &str| {
         let mut r = error(StatusCode::UNAUTHORIZED, why);
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"hexagone-auditor\""),
         );
-        r
+        Box::new(r)
     };
     let value = headers
         .get(header::AUTHORIZATION)
@@ -137,15 +137,15 @@ fn authenticate<'a>(s: &'a Service, headers: &HeaderMap) -> Result<&'a str, Resp
 }
 
 /// Reads the body up to `--max-body` (more: 413).
-async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Response> {
+async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Box<Response>> {
     to_bytes(body, s.max_body).await.map_err(|_| {
-        error(
+        Box::new(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is larger than {} bytes (--max-body)",
                 s.max_body
             ),
-        )
+        ))
     })
 }
 
@@ -216,11 +216,11 @@ async fn observations(State(s): State<Arc<Service>>, headers: HeaderMap, body: B
     let arrived = Instant::now();
     let writer = match authenticate(&s, &headers) {
         Ok(w) => w.to_string(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let bytes = match read_body(&s, body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let value: serde_json::Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
@@ -279,7 +279,7 @@ async fn event(
     let arrived = Instant::now();
     let writer = match authenticate(&s, &headers) {
         Ok(w) => w.to_string(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let query = req.uri().query().unwrap_or("").to_string();
     let mut endpoint = None;
@@ -307,7 +307,7 @@ async fn event(
     };
     let bytes = match read_body(&s, req.into_body()).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let notification = match events::parse(store, &bytes) {
         Ok(n) => n,
