@@ -16,6 +16,8 @@ pub struct Metrics {
     pub violations: IntCounterVec,
     /// Unix time of the last signed checkpoint (its age is `time() - this`).
     pub checkpoint_time: Gauge,
+    /// Seconds since the last signed checkpoint, set when scraped.
+    pub checkpoint_age: Gauge,
     /// Size of the last signed checkpoint.
     pub checkpoint_size: IntGauge,
     /// Seconds from a request's arrival to its durable acknowledgement.
@@ -53,6 +55,10 @@ impl Metrics {
                 "hexagone_auditor_checkpoint_timestamp_seconds",
                 "Unix time the last checkpoint was signed; its age is time() minus this.",
             )?,
+            checkpoint_age: Gauge::new(
+                "hexagone_auditor_checkpoint_age_seconds",
+                "Seconds since the last checkpoint was signed (at start: since the last entry's time).",
+            )?,
             checkpoint_size: IntGauge::new(
                 "hexagone_auditor_checkpoint_size",
                 "Tree size of the last signed checkpoint.",
@@ -83,6 +89,7 @@ impl Metrics {
         m.registry.register(Box::new(m.verdicts.clone()))?;
         m.registry.register(Box::new(m.violations.clone()))?;
         m.registry.register(Box::new(m.checkpoint_time.clone()))?;
+        m.registry.register(Box::new(m.checkpoint_age.clone()))?;
         m.registry.register(Box::new(m.checkpoint_size.clone()))?;
         m.registry.register(Box::new(m.ingest_latency.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
@@ -92,6 +99,13 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        let signed = self.checkpoint_time.get();
+        if signed > 0.0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.checkpoint_age.set((now - signed).max(0.0));
+        }
         let mut out = Vec::new();
         // Encoding gathered families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -224,9 +224,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         ready: AtomicBool::new(false),
         checkpoint: RwLock::new(seq.note().map(str::to_string)),
     });
-    if let Some(note) = seq.note() {
+    if seq.note().is_some() {
         shared.metrics.checkpoint_size.set(seq.size() as i64);
-        let _ = note;
+        // The note carries no time: the last entry's is the closest lower bound.
+        shared
+            .metrics
+            .checkpoint_time
+            .set(seq.last_time().0 as f64 / 1000.0);
     }
     let (tx, rx) = mpsc::channel(a.queue as usize);
     let service = Arc::new(Service {
@@ -239,12 +243,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
+    let (failed, sequencer_failed) = oneshot::channel();
     let sequencer = tokio::spawn(sequence(
         ledger,
         seq,
         rx,
         shared.clone(),
         Duration::from_millis(a.flush_ms),
+        failed,
     ));
     shared.ready.store(true, Ordering::SeqCst);
     let refresher = tokio::spawn(refresh_databases(service.clone()));
@@ -254,7 +260,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let app = http::router(service);
     // Stop accepting on SIGTERM or Ctrl-C; requests in flight wait for their commit.
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(()) = sequencer_failed => {
+                    eprintln!("shutting down: the sequencer stopped");
+                }
+            }
+        })
         .await
         .context("serving HTTP")?;
     refresher.abort();
@@ -317,6 +330,7 @@ async fn sequence(
     mut rx: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     flush: Duration,
+    failed: oneshot::Sender<()>,
 ) -> anyhow::Result<(Ledger, Sequencer)> {
     while let Some(first) = rx.recv().await {
         // Group commit: let the queue fill for `flush` after the first request.
@@ -344,7 +358,7 @@ async fn sequence(
                         Err(e @ StoreError::IdempotencyConflict { .. }) => {
                             let _ = job.reply.send(Err(e.to_string()));
                         }
-                        Err(e) => return Err(stop(&shared, e)),
+                        Err(e) => return Err(stop(&shared, e, failed)),
                     }
                 }
             }
@@ -357,15 +371,18 @@ async fn sequence(
                 for job in jobs {
                     let _ = job.reply.send(Err(format!("not recorded: {e}")));
                 }
-                return Err(stop(&shared, e));
+                return Err(stop(&shared, e, failed));
             }
         }
     }
     Ok((ledger, seq))
 }
 
-fn stop(shared: &Shared, e: StoreError) -> anyhow::Error {
+/// A store error stops the sequencer (the head it holds may no longer be the stored one) and
+/// the service: a restart checks the stored head and recovers.
+fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::Error {
     shared.ready.store(false, Ordering::SeqCst);
+    let _ = failed.send(());
     eprintln!("the sequencer stopped: {e}");
     anyhow::Error::new(e).context("the sequencer stopped")
 }

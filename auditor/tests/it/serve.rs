@@ -328,6 +328,7 @@ fn authenticated_ingest_is_judged_committed_and_verifies() {
         "hexagone_auditor_http_requests_total{route=\"/v1/observations\",status=\"413\"} 1",
         "hexagone_auditor_ingest_latency_seconds_count 4",
         "hexagone_auditor_queue_depth 0",
+        "hexagone_auditor_checkpoint_age_seconds ",
     ] {
         assert!(metrics.contains(want), "{want} missing from\n{metrics}");
     }
