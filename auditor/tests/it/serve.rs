@@ -318,6 +318,23 @@ fn authenticated_ingest_is_judged_committed_and_verifies() {
         first["entries"][0]["verdict"]
     );
     assert_eq!(published_size(&srv), 12);
+    // The same key for another observation: 409, and nothing of the request is written.
+    let other = observation_json(31).replacen('{', "{\"id\":\"backup-2026-11-29\",", 1);
+    let a = post(
+        &srv,
+        "/v1/observations",
+        &setup.token,
+        &array(&[observation_json(32), other]),
+    );
+    assert_eq!(a.status, 409, "{a:?}");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("a different observation"),
+        "{a:?}"
+    );
+    assert_eq!(published_size(&srv), 12);
 
     let metrics = get(&srv, "/metrics").body;
     for want in [
@@ -655,4 +672,42 @@ fn serve_on_postgresql() {
     let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
     assert!(setup.verify().contains("valid: 21 entries"));
+}
+
+/// Requests committed together: one whose idempotency key conflicts is refused alone, the
+/// others are recorded.
+#[test]
+fn a_conflicting_request_does_not_fail_the_requests_batched_with_it() {
+    let setup = Setup::new();
+    let srv = setup.start(&["--flush-ms", "800"]);
+    let keyed = |i| observation_json(i).replacen('{', "{\"id\":\"k\",", 1);
+    assert_eq!(
+        post(&srv, "/v1/observations", &setup.token, &keyed(50)).status,
+        200
+    );
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let bodies = [observation_json(51), keyed(52), observation_json(53)];
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|body| {
+                let (addr, token) = (srv.addr.clone(), setup.token.clone());
+                s.spawn(move || {
+                    request(
+                        &addr,
+                        "POST",
+                        "/v1/observations",
+                        Some(&token),
+                        body.as_bytes(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 409, 200], "{answers:?}");
+    assert_eq!(published_size(&srv), 3);
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(setup.verify().contains("valid: 3 entries"));
 }
