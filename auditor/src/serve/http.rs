@@ -150,24 +150,42 @@ async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Box<Res
 }
 
 /// Judges every report (all or nothing), queues them, waits for their commit.
-async fn submit(s: &Service, writer: &str, arrived: Instant, reports: Vec<Report>) -> Response {
-    let snapshot = s.judge.snapshot();
-    let now = time::OffsetDateTime::now_utc();
-    let mut items: Vec<Submission> = Vec::with_capacity(reports.len());
-    for (i, r) in reports.into_iter().enumerate() {
-        match s.judge.judge(r, &snapshot, now) {
-            Ok(x) => items.push(x),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
+async fn submit(
+    s: &Arc<Service>,
+    writer: &str,
+    arrived: Instant,
+    reports: Vec<Report>,
+) -> Response {
+    // Judging is CPU work (database lookups for every address): off the async workers, so a
+    // large request does not hold up the sequencer task or other connections.
+    let service = s.clone();
+    let judged = tokio::task::spawn_blocking(move || {
+        let snapshot = service.judge.snapshot();
+        let now = time::OffsetDateTime::now_utc();
+        reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                service.judge.judge(r, &snapshot, now).map_err(|e| {
                     format!(
                         "observation {}: {e}; nothing of this request was recorded",
                         i + 1
-                    ),
-                );
-            }
+                    )
+                })
+            })
+            .collect::<Result<Vec<Submission>, String>>()
+    })
+    .await;
+    let items = match judged {
+        Ok(Ok(items)) => items,
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("judging failed: {e}; nothing was recorded"),
+            );
         }
-    }
+    };
     if items.is_empty() {
         return json_response(StatusCode::OK, &json!({"entries": [], "size": null}));
     }
