@@ -129,7 +129,9 @@ fn authenticate<'a>(s: &'a Service, headers: &HeaderMap) -> Result<&'a str, Box<
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
     s.tokens
         .writer(token.trim())
