@@ -376,7 +376,7 @@ fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>
 
 /// Parses `--witness VERIFIER_KEY,URL`: the URL follows the first comma after the key's
 /// base64 part (names and base64 hold no comma there).
-fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
+pub(crate) fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
     let split = s
         .rfind('+')
         .and_then(|p| s[p..].find(',').map(|c| p + c))

@@ -31,7 +31,7 @@ use crate::ingest::Submission;
 use crate::judge::ObservationJudge;
 use crate::ledger::Sequencer;
 use crate::ledger::entry::{Assessment, Body, Entry, Timestamp};
-use crate::store::{Ledger, StoreError};
+use crate::store::{Appended, Ledger, StoreError, WitnessEndpoint};
 
 /// Most entries committed in one transaction (a larger single request is committed whole).
 pub const MAX_BATCH: usize = 10_000;
@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// together (group commit), in milliseconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub flush_ms: u64,
+    /// A witness to ask for a cosignature of every checkpoint, as `VERIFIER_KEY,http://host:port`;
+    /// repeatable. Requests are answered after the witnesses answered (a refusal is reported on
+    /// standard error; the commit stands).
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
 }
 
 /// One request's judged observations, waiting for the sequencer.
@@ -189,6 +194,11 @@ fn required<T>(v: Option<T>, flag: &str) -> anyhow::Result<T> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| crate::cli::witness_endpoint(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let key = required(a.key, "--key FILE")?;
     let policy_path = required(a.policy, "--policy FILE")?;
     let tokens_path = required(a.tokens, "--tokens FILE (see `serve token add`)")?;
@@ -250,6 +260,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         rx,
         shared.clone(),
         Duration::from_millis(a.flush_ms),
+        witnesses,
         failed,
     ));
     shared.ready.store(true, Ordering::SeqCst);
@@ -330,6 +341,7 @@ async fn sequence(
     mut rx: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     flush: Duration,
+    mut witnesses: Vec<WitnessEndpoint>,
     failed: oneshot::Sender<()>,
 ) -> anyhow::Result<(Ledger, Sequencer)> {
     while let Some(first) = rx.recv().await {
@@ -349,12 +361,18 @@ async fn sequence(
         shared.metrics.queue_depth.set(rx.len() as i64);
         let items: Vec<Submission> = jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
         match commit(&ledger, &mut seq, &items, &shared).await {
-            Ok(outcomes) => answer(jobs, outcomes, &seq, &shared),
+            Ok((outcomes, appended)) => {
+                cosign(&ledger, appended, &mut witnesses).await;
+                answer(jobs, outcomes, &seq, &shared)
+            }
             Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
                 // One request's key conflicts: commit the others, refuse that one alone.
                 for job in jobs {
                     match commit(&ledger, &mut seq, &job.items, &shared).await {
-                        Ok(outcomes) => answer(vec![job], outcomes, &seq, &shared),
+                        Ok((outcomes, appended)) => {
+                            cosign(&ledger, appended, &mut witnesses).await;
+                            answer(vec![job], outcomes, &seq, &shared)
+                        }
                         Err(e @ StoreError::IdempotencyConflict { .. }) => {
                             let _ = job.reply.send(Err(e.to_string()));
                         }
@@ -387,13 +405,26 @@ fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::
     anyhow::Error::new(e).context("the sequencer stopped")
 }
 
+/// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does.
+async fn cosign(ledger: &Ledger, appended: Option<Appended>, witnesses: &mut [WitnessEndpoint]) {
+    let Some(a) = appended.filter(|_| !witnesses.is_empty()) else {
+        return;
+    };
+    let results = ledger.collect_cosignatures(&a, witnesses).await;
+    for (w, r) in witnesses.iter().zip(results) {
+        if let Err(e) = r {
+            eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+        }
+    }
+}
+
 /// Commits `items` and says, for each, which entry holds it and its verdict.
 async fn commit(
     ledger: &Ledger,
     seq: &mut Sequencer,
     items: &[Submission],
     shared: &Shared,
-) -> Result<Vec<Outcome>, StoreError> {
+) -> Result<(Vec<Outcome>, Option<Appended>), StoreError> {
     let done = ledger.submit(seq, Timestamp::now(), items).await?;
     let already: std::collections::HashMap<&str, u64> = done
         .already
@@ -459,7 +490,7 @@ async fn commit(
             *c = Some(a.note.clone());
         }
     }
-    Ok(out)
+    Ok((out, done.appended))
 }
 
 fn verdict_of(body: &Body) -> String {

@@ -711,3 +711,37 @@ fn a_conflicting_request_does_not_fail_the_requests_batched_with_it() {
     assert_eq!(code, Some(0), "{rest}");
     assert!(setup.verify().contains("valid: 3 entries"));
 }
+
+/// With `--witness`, every commit's checkpoint is cosigned before the answer, and the export
+/// passes `verify --witness`.
+#[test]
+fn witnesses_cosign_the_service_checkpoints() {
+    let setup = Setup::new();
+    let public = setup.dir.path().join("k.pub");
+    let w = crate::witness::start_witness(setup.dir.path(), "w1", &public);
+    let srv = setup.start(&["--witness", &format!("{},{}", w.key, w.url)]);
+    for r in 0..2u64 {
+        let lines: Vec<String> = (r * 3..r * 3 + 3).map(observation_json).collect();
+        let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    let bundle = setup.path("bundle.jsonl");
+    run_ok(&["export", "--db", &setup.db, "--out", &bundle], None);
+    let out = run_ok(
+        &[
+            "verify",
+            &bundle,
+            "--trust",
+            &setup.vkey,
+            "--witness",
+            &w.key,
+        ],
+        None,
+    );
+    assert!(
+        out.contains("valid: 6 entries") && out.contains("cosigned by: witness.test/w1"),
+        "{out}"
+    );
+}
