@@ -62,6 +62,9 @@ pub enum Command {
     /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
     #[command(subcommand)]
     Witness(WitnessCommand),
+    /// The HTTP ingest service: authenticated observations and object-store notifications,
+    /// judged and committed under signed checkpoints; health, metrics, the latest checkpoint.
+    Serve(crate::serve::ServeCli),
 }
 
 /// `witness` subcommands.
@@ -229,6 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(a) => crate::report::cmd::run(a),
         Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
         Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),
+        Command::Serve(a) => crate::serve::run(a),
     }
 }
 
@@ -328,7 +332,7 @@ fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
 }
 
 /// Opens the ledger for signing with the key at `path`, saying what was dropped.
-async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
+pub(crate) async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
     let key = crate::keyfile::load(path)?;
     let ledger = Ledger::open(db).await?;
     let (seq, dropped) = ledger.sequencer(key).await?;
@@ -375,7 +379,7 @@ fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>
 
 /// Parses `--witness VERIFIER_KEY,URL`: the URL follows the first comma after the key's
 /// base64 part (names and base64 hold no comma there).
-fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
+pub(crate) fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
     let split = s
         .rfind('+')
         .and_then(|p| s[p..].find(',').map(|c| p + c))

@@ -10,5 +10,6 @@ pub mod keys;
 pub mod ledger;
 pub mod locate;
 pub mod report;
+pub mod serve;
 pub mod store;
 pub mod witness;

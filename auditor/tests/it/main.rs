@@ -9,6 +9,7 @@ mod crash;
 mod interop;
 mod judge;
 mod report;
+mod serve;
 mod store;
 mod tamper;
 mod witness;

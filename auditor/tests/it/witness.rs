@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use crate::util::{ORIGIN, bin, keygen, observation_json, run, run_ok};
 
 /// A running witness process, killed on drop.
-struct WitnessProcess {
+pub(crate) struct WitnessProcess {
     child: Child,
-    url: String,
-    key: String,
+    pub(crate) url: String,
+    pub(crate) key: String,
 }
 
 impl Drop for WitnessProcess {
@@ -22,7 +22,7 @@ impl Drop for WitnessProcess {
     }
 }
 
-fn start_witness(dir: &Path, name: &str, log_pub: &Path) -> WitnessProcess {
+pub(crate) fn start_witness(dir: &Path, name: &str, log_pub: &Path) -> WitnessProcess {
     let key = dir.join(name);
     let out = run_ok(
         &[

@@ -1,0 +1,209 @@
+//! Benchmark: sustained ingest through `hexagone-auditor serve` over HTTP on loopback (bearer
+//! token, JSON arrays, judged, committed under signed checkpoints, answered when durable)
+//! against the baseline of direct library appends of the same observations (parse, judge,
+//! `Ledger::submit` in batches of 10,000) on SQLite. Prints both rates, their ratio and the
+//! issue's target (50,000 events/s over HTTP).
+//!
+//! `HEXAGONE_BENCH_INGEST_N` sets the number of observations (default 200,000),
+//! `HEXAGONE_BENCH_INGEST_CLIENTS` the concurrent HTTP clients (default 4); requests carry 500
+//! observations each. Run: `cargo bench -p hexagone-auditor --bench ingest`.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hexagone_auditor::keys::SignerKey;
+use hexagone_auditor::ledger::entry::Timestamp;
+use hexagone_auditor::store::Ledger;
+
+const PER_REQUEST: usize = 500;
+const BATCH: usize = 10_000;
+const TARGET: f64 = 50_000.0;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn policy() -> String {
+    format!(
+        "{}/../policies/france-standard.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Observation `i`: a node in Paris, every 7th in Germany.
+fn line(i: usize) -> String {
+    let address = if i % 7 == 3 {
+        format!("5.9.{}.1", i % 200)
+    } else {
+        format!("51.15.{}.1", i % 200)
+    };
+    format!(
+        r#"{{"store":"minio/documents","class":"document","object":"spaces/{}/doc-{i}","content":"{}","node":{{"name":"scw-{}","providerID":"scw://fr-par-1/{}","labels":{{"topology.kubernetes.io/region":"fr-par"}},"addresses":[{{"type":"ExternalIP","address":"{address}"}}]}}}}"#,
+        i % 97,
+        hex::encode(hexagone_auditor::ledger::tree::leaf_hash(&i.to_be_bytes())),
+        i % 13,
+        i % 13,
+    )
+}
+
+/// The baseline: the library path `append` takes, without HTTP.
+fn direct(dir: &Path, lines: &[String]) -> Duration {
+    let policy =
+        hexagone_platform::LocalityPolicy::from_file(Path::new(&policy())).expect("policy");
+    let geo = hexagone_platform::GeoDatabases::open(
+        &hexagone_auditor::locate::GeoArgs::default().paths(),
+    )
+    .expect("geolocation databases");
+    let judge = hexagone_auditor::judge::ObservationJudge::new(
+        &policy,
+        &geo,
+        Vec::new(),
+        Default::default(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite:{}", dir.join("direct.sqlite").display());
+        let ledger = Ledger::open(&url).await.unwrap();
+        let (mut seq, _) = ledger
+            .sequencer(SignerKey::generate("bench.hexagone/ingest").unwrap())
+            .await
+            .unwrap();
+        let t = Instant::now();
+        for chunk in lines.chunks(BATCH) {
+            let snapshot = judge.snapshot();
+            let now = time::OffsetDateTime::now_utc();
+            let items: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, l)| {
+                    let r = hexagone_auditor::ingest::parse_line(n as u64 + 1, l).unwrap();
+                    judge.judge(r, &snapshot, now).unwrap()
+                })
+                .collect();
+            ledger
+                .submit(&mut seq, Timestamp::now(), &items)
+                .await
+                .unwrap();
+        }
+        let d = t.elapsed();
+        assert_eq!(ledger.head().await.unwrap().size, lines.len() as u64);
+        ledger.close().await;
+        d
+    })
+}
+
+fn post(addr: &str, token: &str, body: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/observations HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The service: `serve` on loopback, `clients` threads posting arrays, retrying on 503.
+fn http(dir: &Path, lines: &[String], clients: usize) -> Duration {
+    let key = dir.join("k");
+    hexagone_auditor::keyfile::save(&SignerKey::generate("bench.hexagone/ingest").unwrap(), &key)
+        .unwrap();
+    let tokens = dir.join("tokens");
+    let token = hexagone_auditor::serve::tokens::add(&tokens, "bench").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hexagone-auditor"))
+        .args(["serve", "--db"])
+        .arg(format!("sqlite:{}", dir.join("http.sqlite").display()))
+        .args(["--key", key.to_str().unwrap(), "--policy", &policy()])
+        .args([
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--max-body", "67108864"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("serve listening on ")
+        .unwrap()
+        .to_string();
+    let bodies: Vec<String> = lines
+        .chunks(PER_REQUEST)
+        .map(|c| format!("[{}]", c.join(",")))
+        .collect();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (addr, token, bodies) = (&addr, &token, &bodies);
+            s.spawn(move || {
+                for body in bodies.iter().skip(c).step_by(clients) {
+                    loop {
+                        match post(addr, token, body) {
+                            200 => break,
+                            503 => std::thread::sleep(Duration::from_millis(10)),
+                            code => panic!("serve answered {code}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let d = t.elapsed();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(
+        rest.contains(&format!("final checkpoint, size {}", lines.len())),
+        "{rest}"
+    );
+    d
+}
+
+fn main() {
+    let n = env("HEXAGONE_BENCH_INGEST_N", 200_000);
+    let clients = env("HEXAGONE_BENCH_INGEST_CLIENTS", 4).max(1);
+    let lines: Vec<String> = (0..n).map(line).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let d_direct = direct(dir.path(), &lines);
+    let d_http = http(dir.path(), &lines, clients);
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "direct library appends (baseline): {n} observations in {d_direct:.2?} = {:.0}/s",
+        rate(d_direct)
+    );
+    println!(
+        "serve over HTTP, {clients} clients x {PER_REQUEST} per request: {n} observations in {d_http:.2?} = {:.0}/s",
+        rate(d_http)
+    );
+    println!(
+        "ratio HTTP / direct: {:.2}; target {TARGET:.0}/s over HTTP: {}",
+        rate(d_http) / rate(d_direct),
+        if rate(d_http) >= TARGET {
+            "met"
+        } else {
+            "not met"
+        }
+    );
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics of `serve`, in a registry of their own, written by `GET /metrics`.
+
+use prometheus::{
+    Encoder as _, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Entries committed under a signed checkpoint.
+    pub entries_appended: IntCounter,
+    /// Entries recorded by verdict.
+    pub verdicts: IntCounterVec,
+    /// Violation and unknown reasons recorded, by reason sentence's rule.
+    pub violations: IntCounterVec,
+    /// Unix time of the last signed checkpoint (its age is `time() - this`).
+    pub checkpoint_time: Gauge,
+    /// Seconds since the last signed checkpoint, set when scraped.
+    pub checkpoint_age: Gauge,
+    /// Size of the last signed checkpoint.
+    pub checkpoint_size: IntGauge,
+    /// Seconds from a request's arrival to its durable acknowledgement.
+    pub ingest_latency: Histogram,
+    /// Requests waiting for the sequencer.
+    pub queue_depth: IntGauge,
+    /// HTTP answers by route and status.
+    pub requests: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Self {
+            entries_appended: IntCounter::new(
+                "hexagone_auditor_entries_appended_total",
+                "Entries committed under a signed checkpoint.",
+            )?,
+            verdicts: IntCounterVec::new(
+                Opts::new(
+                    "hexagone_auditor_verdicts_total",
+                    "Observations recorded, by the engine's verdict.",
+                ),
+                &["verdict"],
+            )?,
+            violations: IntCounterVec::new(
+                Opts::new(
+                    "hexagone_auditor_violations_total",
+                    "Contradicting evidence recorded in violations, by the rule it broke.",
+                ),
+                &["reason"],
+            )?,
+            checkpoint_time: Gauge::new(
+                "hexagone_auditor_checkpoint_timestamp_seconds",
+                "Unix time the last checkpoint was signed; its age is time() minus this.",
+            )?,
+            checkpoint_age: Gauge::new(
+                "hexagone_auditor_checkpoint_age_seconds",
+                "Seconds since the last checkpoint was signed (at start: since the last entry's time).",
+            )?,
+            checkpoint_size: IntGauge::new(
+                "hexagone_auditor_checkpoint_size",
+                "Tree size of the last signed checkpoint.",
+            )?,
+            ingest_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hexagone_auditor_ingest_latency_seconds",
+                    "From a request's arrival to its entries being committed under a signed checkpoint.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+            queue_depth: IntGauge::new(
+                "hexagone_auditor_queue_depth",
+                "Requests waiting for the sequencer.",
+            )?,
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "hexagone_auditor_http_requests_total",
+                    "HTTP answers, by route and status code.",
+                ),
+                &["route", "status"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.entries_appended.clone()))?;
+        m.registry.register(Box::new(m.verdicts.clone()))?;
+        m.registry.register(Box::new(m.violations.clone()))?;
+        m.registry.register(Box::new(m.checkpoint_time.clone()))?;
+        m.registry.register(Box::new(m.checkpoint_age.clone()))?;
+        m.registry.register(Box::new(m.checkpoint_size.clone()))?;
+        m.registry.register(Box::new(m.ingest_latency.clone()))?;
+        m.registry.register(Box::new(m.queue_depth.clone()))?;
+        m.registry.register(Box::new(m.requests.clone()))?;
+        Ok(m)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let signed = self.checkpoint_time.get();
+        if signed > 0.0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.checkpoint_age.set((now - signed).max(0.0));
+        }
+        let mut out = Vec::new();
+        // Encoding gathered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,525 @@
+//! `hexagone-auditor serve`: the auditor's HTTP ingest service. Writers (collectors, backup
+//! jobs, object stores' notifications) submit facts with a bearer token; the service judges
+//! them itself (as `append` does), queues them to the one sequencer task and answers once their
+//! entries are committed under a signed checkpoint.
+//!
+//! - [`http`]: routes, authentication, request validation;
+//! - [`events`]: the object stores' notification formats (SeaweedFS, MinIO, Ceph RGW);
+//! - [`tokens`]: the tokens file (hashes only) and `serve token add`;
+//! - [`metrics`]: the Prometheus registry.
+//!
+//! Backpressure: the queue to the sequencer is bounded (`--queue`); a full queue is answered
+//! `503` with `Retry-After` at once, never by waiting. The sequencer waits `--flush-ms` after
+//! the first queued request, then commits every request waiting (up to [`MAX_BATCH`] entries)
+//! in one transaction with one checkpoint: group commit.
+
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod tokens;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ingest::Submission;
+use crate::judge::ObservationJudge;
+use crate::ledger::Sequencer;
+use crate::ledger::entry::{Assessment, Body, Entry, Timestamp};
+use crate::store::{Appended, Ledger, StoreError, WitnessEndpoint};
+
+/// Most entries committed in one transaction (a larger single request is committed whole).
+pub const MAX_BATCH: usize = 10_000;
+
+/// `serve`: run the ingest service, or manage its tokens.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeCli {
+    /// `token add NAME`.
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+    /// The service's options.
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
+/// `serve` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `serve token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a random token for writer NAME: prints it once, appends its SHA-256 to the file.
+    Add {
+        /// The writer's name (letters, digits, `.`, `_`, `-`).
+        name: String,
+        /// The tokens file (created with mode 0600; refused unless 0600).
+        #[arg(long)]
+        tokens: PathBuf,
+    },
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Ledger database: `sqlite:PATH` (one file, WAL) or `postgres://…`.
+    #[arg(long = "db", visible_alias = "ledger", env = "HEXAGONE_DB", default_value = crate::cli::DEFAULT_DB)]
+    pub db: String,
+    /// Private signing key file (mode 0600).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The locality policy (YAML) every observation is judged under.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The geolocation databases (default: the vendored ip-location-db files).
+    #[command(flatten)]
+    pub geo: crate::locate::GeoArgs,
+    /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
+    #[arg(long, value_name = "FILE")]
+    pub attestations: Option<PathBuf>,
+    /// Storage endpoints outside the cluster (object stores, backup targets).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:7381")]
+    pub listen: String,
+    /// The tokens file (`serve token add`), mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_body: u64,
+    /// Requests waiting for the sequencer at most (more: 503 with Retry-After).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub queue: u64,
+    /// How long the sequencer gathers requests after the first one before committing them
+    /// together (group commit), in milliseconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub flush_ms: u64,
+    /// A witness to ask for a cosignature of every checkpoint, as `VERIFIER_KEY,http://host:port`;
+    /// repeatable. Requests are answered after the witnesses answered (a refusal is reported on
+    /// standard error; the commit stands).
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+}
+
+/// One request's judged observations, waiting for the sequencer.
+pub struct Job {
+    /// The submissions, in request order.
+    pub items: Vec<Submission>,
+    /// When the request arrived (for the latency histogram).
+    pub arrived: Instant,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<Committed, String>>,
+}
+
+/// What became of one submission.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// The entry holding it.
+    pub seq: u64,
+    /// The recorded verdict.
+    pub verdict: String,
+    /// False when its idempotency key was already recorded: `seq` and `verdict` are then
+    /// those of the original entry.
+    pub recorded: bool,
+}
+
+/// A request's answer once durable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Committed {
+    /// One outcome per submission, in request order.
+    pub entries: Vec<Outcome>,
+    /// The size of the signed checkpoint covering them.
+    pub size: u64,
+}
+
+/// What the HTTP handlers share.
+pub struct Service {
+    /// The auditor's judge (policy, databases, attestations, inventory).
+    pub judge: ObservationJudge<'static>,
+    /// Allowed writers.
+    pub tokens: tokens::Tokens,
+    /// The queue to the sequencer.
+    pub queue: mpsc::Sender<Job>,
+    /// Shared with the sequencer task.
+    pub shared: Arc<Shared>,
+    /// `--max-body`.
+    pub max_body: usize,
+}
+
+/// What the sequencer task and the handlers both see.
+pub struct Shared {
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// True while the sequencer runs.
+    pub ready: AtomicBool,
+    /// The latest signed checkpoint note.
+    pub checkpoint: RwLock<Option<String>>,
+}
+
+/// Runs `serve` or `serve token …`.
+pub fn run(cli: ServeCli) -> anyhow::Result<u8> {
+    match cli.command {
+        Some(ServeCommand::Token(TokenCommand::Add { name, tokens })) => {
+            let token = tokens::add(&tokens, &name)?;
+            eprintln!(
+                "token for writer {name} (shown once; {} keeps only its SHA-256):",
+                tokens.display()
+            );
+            println!("{token}");
+            Ok(0)
+        }
+        None => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(serve(cli.args)),
+    }
+}
+
+fn required<T>(v: Option<T>, flag: &str) -> anyhow::Result<T> {
+    v.with_context(|| format!("serve needs {flag}"))
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| crate::cli::witness_endpoint(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let key = required(a.key, "--key FILE")?;
+    let policy_path = required(a.policy, "--policy FILE")?;
+    let tokens_path = required(a.tokens, "--tokens FILE (see `serve token add`)")?;
+    let tokens = tokens::Tokens::load(&tokens_path)?;
+    if tokens.is_empty() {
+        anyhow::bail!(
+            "{}: no token: add one with `hexagone-auditor serve token add NAME --tokens {}`",
+            tokens_path.display(),
+            tokens_path.display()
+        );
+    }
+    // The service judges for as long as the process lives: the policy and the databases are
+    // leaked once so the judge can be shared by every handler without a lifetime.
+    let policy: &'static _ = Box::leak(Box::new(hexagone_platform::LocalityPolicy::from_file(
+        &policy_path,
+    )?));
+    let geo: &'static _ = Box::leak(Box::new(
+        hexagone_platform::GeoDatabases::open(&a.geo.paths())
+            .context("opening the geolocation databases")?,
+    ));
+    let attestations = match &a.attestations {
+        Some(p) => crate::judge::load_attestations(p)?,
+        None => Vec::new(),
+    };
+    let inventory = match &a.inventory {
+        Some(p) => crate::judge::Inventory::load(p)?,
+        None => crate::judge::Inventory::default(),
+    };
+    let judge = ObservationJudge::new(policy, geo, attestations, inventory);
+    let (ledger, seq) = crate::cli::open_sequencer(&a.db, &key).await?;
+    let shared = Arc::new(Shared {
+        metrics: metrics::Metrics::new()?,
+        ready: AtomicBool::new(false),
+        checkpoint: RwLock::new(seq.note().map(str::to_string)),
+    });
+    if seq.note().is_some() {
+        shared.metrics.checkpoint_size.set(seq.size() as i64);
+        // The note carries no time: the last entry's is the closest lower bound.
+        shared
+            .metrics
+            .checkpoint_time
+            .set(seq.last_time().0 as f64 / 1000.0);
+    }
+    let (tx, rx) = mpsc::channel(a.queue as usize);
+    let service = Arc::new(Service {
+        judge,
+        tokens,
+        queue: tx,
+        shared: shared.clone(),
+        max_body: a.max_body as usize,
+    });
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    let (failed, sequencer_failed) = oneshot::channel();
+    let sequencer = tokio::spawn(sequence(
+        ledger,
+        seq,
+        rx,
+        shared.clone(),
+        Duration::from_millis(a.flush_ms),
+        witnesses,
+        failed,
+    ));
+    shared.ready.store(true, Ordering::SeqCst);
+    let refresher = tokio::spawn(refresh_databases(service.clone()));
+    println!("serve listening on {}", listener.local_addr()?);
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    let app = http::router(service);
+    // Stop accepting on SIGTERM or Ctrl-C; requests in flight wait for their commit.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(()) = sequencer_failed => {
+                    eprintln!("shutting down: the sequencer stopped");
+                }
+            }
+        })
+        .await
+        .context("serving HTTP")?;
+    refresher.abort();
+    let _ = refresher.await;
+    // The last handle on the queue is gone: the sequencer drains what is queued and stops.
+    let (ledger, seq) = sequencer.await.context("the sequencer task")??;
+    shared.ready.store(false, Ordering::SeqCst);
+    match seq.note() {
+        Some(note) => {
+            println!("final checkpoint, size {}:", seq.size());
+            print!("{note}");
+        }
+        None => println!("the ledger is empty: no checkpoint"),
+    }
+    std::io::stdout().flush()?;
+    ledger.close().await;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    eprintln!("shutting down: no new connections; draining the queue");
+}
+
+/// How often the service looks for replaced geolocation files.
+const GEO_REFRESH: Duration = Duration::from_secs(60);
+
+async fn refresh_databases(service: Arc<Service>) {
+    let mut tick = tokio::time::interval(GEO_REFRESH);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = service.clone();
+        match tokio::task::spawn_blocking(move || s.judge.refresh()).await {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(n)) => eprintln!("reloaded {n} geolocation databases"),
+            Ok(Err(e)) => {
+                eprintln!("geolocation databases not reloaded (the previous ones stay in use): {e}")
+            }
+        }
+    }
+}
+
+/// The sequencer task: takes queued requests, commits them in batches, answers each once its
+/// entries are durable. Returns when every sender is gone and the queue is drained.
+async fn sequence(
+    ledger: Ledger,
+    mut seq: Sequencer,
+    mut rx: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+    flush: Duration,
+    mut witnesses: Vec<WitnessEndpoint>,
+    failed: oneshot::Sender<()>,
+) -> anyhow::Result<(Ledger, Sequencer)> {
+    while let Some(first) = rx.recv().await {
+        // Group commit: let the queue fill for `flush` after the first request.
+        tokio::time::sleep_until((first.arrived + flush).into()).await;
+        let mut n = first.items.len();
+        let mut jobs = vec![first];
+        while n < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => {
+                    n += j.items.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        shared.metrics.queue_depth.set(rx.len() as i64);
+        let items: Vec<Submission> = jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+        match commit(&ledger, &mut seq, &items, &shared).await {
+            Ok((outcomes, appended)) => {
+                cosign(&ledger, appended, &mut witnesses).await;
+                answer(jobs, outcomes, &seq, &shared)
+            }
+            Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
+                // One request's key conflicts: commit the others, refuse that one alone.
+                for job in jobs {
+                    match commit(&ledger, &mut seq, &job.items, &shared).await {
+                        Ok((outcomes, appended)) => {
+                            cosign(&ledger, appended, &mut witnesses).await;
+                            answer(vec![job], outcomes, &seq, &shared)
+                        }
+                        Err(e @ StoreError::IdempotencyConflict { .. }) => {
+                            let _ = job.reply.send(Err(e.to_string()));
+                        }
+                        Err(e) => return Err(stop(&shared, e, failed)),
+                    }
+                }
+            }
+            Err(e @ StoreError::IdempotencyConflict { .. }) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(format!("not recorded: {e}")));
+                }
+                return Err(stop(&shared, e, failed));
+            }
+        }
+    }
+    Ok((ledger, seq))
+}
+
+/// A store error stops the sequencer (the head it holds may no longer be the stored one) and
+/// the service: a restart checks the stored head and recovers.
+fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::Error {
+    shared.ready.store(false, Ordering::SeqCst);
+    let _ = failed.send(());
+    eprintln!("the sequencer stopped: {e}");
+    anyhow::Error::new(e).context("the sequencer stopped")
+}
+
+/// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does.
+async fn cosign(ledger: &Ledger, appended: Option<Appended>, witnesses: &mut [WitnessEndpoint]) {
+    let Some(a) = appended.filter(|_| !witnesses.is_empty()) else {
+        return;
+    };
+    let results = ledger.collect_cosignatures(&a, witnesses).await;
+    for (w, r) in witnesses.iter().zip(results) {
+        if let Err(e) = r {
+            eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+        }
+    }
+}
+
+/// Commits `items` and says, for each, which entry holds it and its verdict.
+async fn commit(
+    ledger: &Ledger,
+    seq: &mut Sequencer,
+    items: &[Submission],
+    shared: &Shared,
+) -> Result<(Vec<Outcome>, Option<Appended>), StoreError> {
+    let done = ledger.submit(seq, Timestamp::now(), items).await?;
+    let already: std::collections::HashMap<&str, u64> = done
+        .already
+        .iter()
+        .map(|(id, at)| (id.as_str(), *at))
+        .collect();
+    let first = done.appended.as_ref().map_or(u64::MAX, |a| a.first);
+    let mut next = first;
+    let mut sealed: std::collections::HashMap<&str, (u64, String)> = Default::default();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item.id.as_deref();
+        if let Some(id) = id {
+            if let Some((at, verdict)) = sealed.get(id) {
+                out.push(Outcome {
+                    seq: *at,
+                    verdict: verdict.clone(),
+                    recorded: false,
+                });
+                continue;
+            }
+            if let Some(&at) = already.get(id)
+                && at < first
+            {
+                out.push(Outcome {
+                    seq: at,
+                    verdict: stored_verdict(ledger, at).await?,
+                    recorded: false,
+                });
+                continue;
+            }
+        }
+        let verdict = verdict_of(&item.body);
+        if let Body::Observation(o) = &item.body {
+            shared.metrics.verdicts.with_label_values(&[&verdict]).inc();
+            if verdict == "violation" {
+                for e in &o.locality.evidence {
+                    if let Assessment::Contradicts(rule) = &e.assessment {
+                        shared.metrics.violations.with_label_values(&[rule]).inc();
+                    }
+                }
+            }
+        }
+        if let Some(id) = id {
+            sealed.insert(id, (next, verdict.clone()));
+        }
+        out.push(Outcome {
+            seq: next,
+            verdict,
+            recorded: true,
+        });
+        next += 1;
+    }
+    if let Some(a) = &done.appended {
+        shared.metrics.entries_appended.inc_by(a.size - a.first);
+        shared.metrics.checkpoint_size.set(a.size as i64);
+        shared.metrics.checkpoint_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        if let Ok(mut c) = shared.checkpoint.write() {
+            *c = Some(a.note.clone());
+        }
+    }
+    Ok((out, done.appended))
+}
+
+fn verdict_of(body: &Body) -> String {
+    match body {
+        Body::Observation(o) => o.locality.verdict.as_str().to_string(),
+        _ => "none".to_string(),
+    }
+}
+
+/// The verdict of the stored entry `at` (a retried idempotency key answers with it).
+async fn stored_verdict(ledger: &Ledger, at: u64) -> Result<String, StoreError> {
+    let rows = ledger.db().entries_from(at, at + 1, 1).await?;
+    Ok(rows
+        .first()
+        .and_then(|(_, _, text)| Entry::decode(text.as_bytes()).ok())
+        .map_or_else(|| "unknown".to_string(), |e| verdict_of(&e.body)))
+}
+
+fn answer(jobs: Vec<Job>, outcomes: Vec<Outcome>, seq: &Sequencer, shared: &Shared) {
+    let mut outcomes = outcomes.into_iter();
+    for job in jobs {
+        let entries: Vec<Outcome> = outcomes.by_ref().take(job.items.len()).collect();
+        shared
+            .metrics
+            .ingest_latency
+            .observe(job.arrived.elapsed().as_secs_f64());
+        let _ = job.reply.send(Ok(Committed {
+            entries,
+            size: seq.size(),
+        }));
+    }
+}

@@ -1,0 +1,747 @@
+//! `hexagone-auditor serve` on loopback, the real binary on a real database: authenticated
+//! ingest judged by the auditor and committed under signed checkpoints, refusals that write
+//! nothing, idempotent retries, backpressure, the object stores' notifications, graceful
+//! shutdown. Every scenario ends with `verify --policy` on the export.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{POLICY, bin, keygen, observation_json, run, run_ok};
+
+/// A running `serve` process; killed on drop unless stopped.
+struct Server {
+    child: Child,
+    addr: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory with a key, a token, an inventory of object stores and a database.
+struct Setup {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    vkey: String,
+    token: String,
+    db: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self::with_db(None)
+    }
+
+    fn with_db(db: Option<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, vkey) = keygen(dir.path(), "k");
+        let tokens = dir.path().join("tokens");
+        let token = run_ok(
+            &[
+                "serve",
+                "token",
+                "add",
+                "collector",
+                "--tokens",
+                tokens.to_str().unwrap(),
+            ],
+            None,
+        )
+        .trim()
+        .to_string();
+        assert!(token.starts_with("hxa_") && token.len() == 68, "{token}");
+        std::fs::write(
+            dir.path().join("inventory.yaml"),
+            "- name: minio-gra
+  addresses: [51.38.1.1]
+  attestation: {country: FR, hostingCompany: OVH SAS, site: Gravelines, basis: contract,
+                attestedBy: rssi@ministere.example.fr, validUntil: '2099-01-01T00:00:00Z'}
+- name: ceph-par
+  addresses: [51.15.1.1]
+- name: seaweed-de
+  addresses: [5.9.1.1]
+",
+        )
+        .unwrap();
+        let db = db.unwrap_or_else(|| crate::util::fresh_sqlite(dir.path()));
+        Setup {
+            dir,
+            key,
+            vkey,
+            token,
+            db,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+
+    fn start(&self, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .args([
+                "serve",
+                "--db",
+                &self.db,
+                "--key",
+                self.key.to_str().unwrap(),
+                "--policy",
+                POLICY,
+                "--inventory",
+                &self.path("inventory.yaml"),
+                "--tokens",
+                &self.path("tokens"),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("serve listening on ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        Server {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    /// Exports the ledger and runs `verify --policy`; returns verify's output.
+    fn verify(&self) -> String {
+        let bundle = self.path("bundle.jsonl");
+        run_ok(&["export", "--db", &self.db, "--out", &bundle], None);
+        run_ok(
+            &["verify", &bundle, "--trust", &self.vkey, "--policy", POLICY],
+            None,
+        )
+    }
+}
+
+/// One HTTP/1.1 answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends one request (connection closed after it) and reads the whole answer.
+fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // A server refusing an oversized body may close before reading it all.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    Answer {
+        status,
+        headers: headers.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+fn post(srv: &Server, path: &str, token: &str, body: &str) -> Answer {
+    request(&srv.addr, "POST", path, Some(token), body.as_bytes())
+}
+
+fn get(srv: &Server, path: &str) -> Answer {
+    request(&srv.addr, "GET", path, None, b"")
+}
+
+/// The tree size of the published checkpoint (0 when there is none).
+fn published_size(srv: &Server) -> u64 {
+    let a = get(srv, "/v1/checkpoint");
+    if a.status == 404 {
+        return 0;
+    }
+    assert_eq!(a.status, 200, "{a:?}");
+    a.body.lines().nth(1).unwrap().parse().unwrap()
+}
+
+/// Sends SIGTERM and waits: exit code and the rest of standard output.
+fn terminate(mut srv: Server) -> (Option<i32>, String) {
+    use nix::sys::signal::{Signal, kill};
+    kill(
+        nix::unistd::Pid::from_raw(srv.child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    srv.stdout.read_to_string(&mut rest).unwrap();
+    let status = srv.child.wait().unwrap();
+    (status.code(), rest)
+}
+
+fn array(lines: &[String]) -> String {
+    format!("[{}]", lines.join(","))
+}
+
+#[test]
+fn authenticated_ingest_is_judged_committed_and_verifies() {
+    let setup = Setup::new();
+    let srv = setup.start(&["--max-body", "16384"]);
+    assert_eq!(get(&srv, "/healthz").status, 200);
+    assert_eq!(get(&srv, "/readyz").status, 200);
+    assert_eq!(get(&srv, "/v1/checkpoint").status, 404, "empty ledger");
+
+    let lines: Vec<String> = (0..10).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(a.status, 200, "{a:?}");
+    let v = a.json();
+    assert_eq!(v["writer"], "collector");
+    assert_eq!(v["size"], 10);
+    let mut verdicts: Vec<String> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            assert_eq!(e["seq"], i as u64);
+            assert_eq!(e["recorded"], true);
+            e["verdict"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // The auditor's own judgement: the address in DE (object 3) is a violation, a node with
+    // only a private address (object 5) cannot be placed.
+    assert_eq!(verdicts[3], "violation");
+    assert_eq!(verdicts[5], "unknown");
+    assert_eq!(published_size(&srv), 10);
+    let cp = get(&srv, "/v1/checkpoint").body;
+    assert!(
+        cp.starts_with(crate::util::ORIGIN) && cp.contains("\n\n\u{2014} "),
+        "{cp}"
+    );
+
+    // One object alone is accepted too.
+    let one = post(
+        &srv,
+        "/v1/observations",
+        &setup.token,
+        &observation_json(10),
+    );
+    assert_eq!(one.status, 200, "{one:?}");
+    assert_eq!(one.json()["entries"][0]["seq"], 10);
+    verdicts.push(one.json()["entries"][0]["verdict"].as_str().unwrap().into());
+
+    // Without a token, with a wrong one, with a token cut short: 401, nothing written.
+    for token in [None, Some("hxa_wrong"), Some(&setup.token[1..])] {
+        let a = request(
+            &srv.addr,
+            "POST",
+            "/v1/observations",
+            token,
+            observation_json(11).as_bytes(),
+        );
+        assert_eq!(a.status, 401, "{a:?}");
+        assert!(a.json()["error"].as_str().unwrap().contains("token") || token.is_none());
+        assert!(a.headers.contains("www-authenticate: bearer"), "{a:?}");
+    }
+    // Oversized: 413.
+    let big: Vec<String> = (100..200).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&big));
+    assert_eq!(a.status, 413, "{a:?}");
+    assert!(a.json()["error"].as_str().unwrap().contains("--max-body"));
+    // Malformed: 400 naming the observation (line) and field; the valid first one of the
+    // request is not written either.
+    let with_verdict = observation_json(21).replacen('{', "{\"verdict\":\"compliant\",", 1);
+    let a = post(
+        &srv,
+        "/v1/observations",
+        &setup.token,
+        &array(&[observation_json(20), with_verdict]),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    let e = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        e.starts_with("line 2: field `verdict`: an observation carries facts only"),
+        "{e}"
+    );
+    let a = post(&srv, "/v1/observations", &setup.token, "{\"store\":");
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(a.json()["error"].as_str().unwrap().contains("not JSON"));
+    let unknown =
+        observation_json(22).replacen("\"node\":{", "\"endpoint\":\"nowhere\",\"x\":{", 1);
+    let a = post(&srv, "/v1/observations", &setup.token, &unknown);
+    assert_eq!(a.status, 400, "{a:?}");
+    assert_eq!(
+        published_size(&srv),
+        11,
+        "nothing of a refused request was written"
+    );
+
+    // A retried idempotency key is recorded once and answered with the original entry.
+    let keyed = observation_json(30).replacen('{', "{\"id\":\"backup-2026-11-29\",", 1);
+    let first = post(&srv, "/v1/observations", &setup.token, &keyed).json();
+    assert_eq!(first["entries"][0]["recorded"], true);
+    verdicts.push(first["entries"][0]["verdict"].as_str().unwrap().into());
+    let again = post(&srv, "/v1/observations", &setup.token, &keyed).json();
+    assert_eq!(again["entries"][0]["recorded"], false);
+    assert_eq!(again["entries"][0]["seq"], first["entries"][0]["seq"]);
+    assert_eq!(
+        again["entries"][0]["verdict"],
+        first["entries"][0]["verdict"]
+    );
+    assert_eq!(published_size(&srv), 12);
+    // The same key for another observation: 409, and nothing of the request is written.
+    let other = observation_json(31).replacen('{', "{\"id\":\"backup-2026-11-29\",", 1);
+    let a = post(
+        &srv,
+        "/v1/observations",
+        &setup.token,
+        &array(&[observation_json(32), other]),
+    );
+    assert_eq!(a.status, 409, "{a:?}");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("a different observation"),
+        "{a:?}"
+    );
+    assert_eq!(published_size(&srv), 12);
+
+    let metrics = get(&srv, "/metrics").body;
+    for want in [
+        "hexagone_auditor_entries_appended_total 12",
+        "hexagone_auditor_checkpoint_size 12",
+        "hexagone_auditor_violations_total{reason=\"countryNotAllowed\"}",
+        "hexagone_auditor_http_requests_total{route=\"/v1/observations\",status=\"401\"} 3",
+        "hexagone_auditor_http_requests_total{route=\"/v1/observations\",status=\"413\"} 1",
+        "hexagone_auditor_ingest_latency_seconds_count 4",
+        "hexagone_auditor_queue_depth 0",
+        "hexagone_auditor_checkpoint_age_seconds ",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from\n{metrics}");
+    }
+
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(rest.contains("final checkpoint, size 12"), "{rest}");
+    let out = setup.verify();
+    assert!(out.contains("valid: 12 entries"), "{out}");
+    let count = |w: &str| verdicts.iter().filter(|v| *v == w).count();
+    let recorded = format!(
+        "verdicts: {} compliant, {} violation, {} unknown",
+        count("compliant"),
+        count("violation"),
+        count("unknown")
+    );
+    assert!(out.contains(&recorded), "{recorded} in {out}");
+    assert!(out.contains("every verdict replayed"), "{out}");
+}
+
+#[test]
+fn a_full_queue_answers_503_and_loses_nothing_acknowledged() {
+    let setup = Setup::new();
+    // One waiting request at most, and a sequencer that waits 1.5 s before each commit.
+    let srv = setup.start(&["--queue", "1", "--flush-ms", "1500"]);
+    let answers: Vec<(u64, Answer)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6u64)
+            .map(|i| {
+                let (addr, token) = (srv.addr.clone(), setup.token.clone());
+                s.spawn(move || {
+                    let body = observation_json(i);
+                    (
+                        i,
+                        request(
+                            &addr,
+                            "POST",
+                            "/v1/observations",
+                            Some(&token),
+                            body.as_bytes(),
+                        ),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for (i, a) in &answers {
+        match a.status {
+            200 => acked.push((*i, a.json()["entries"][0]["seq"].as_u64().unwrap())),
+            503 => {
+                refused += 1;
+                assert!(a.headers.contains("retry-after: 1"), "{a:?}");
+                assert!(
+                    a.json()["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("queue is full")
+                );
+            }
+            _ => panic!("{a:?}"),
+        }
+    }
+    // The sequencer holds one request, the queue one more; the others are refused.
+    assert!(refused >= 1, "{answers:?}");
+    assert!(acked.len() >= 2, "{answers:?}");
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    // Every acknowledged observation is in the ledger, under the entry it was told.
+    let bundle = setup.path("b.jsonl");
+    run_ok(&["export", "--db", &setup.db, "--out", &bundle], None);
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let entries: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("{\"entry\":"))
+        .collect();
+    assert_eq!(entries.len(), acked.len(), "only what was acknowledged");
+    for (i, seq) in &acked {
+        assert!(
+            entries[*seq as usize].contains(&format!("\"object\":\"spaces/{}/doc-{i}\"", i % 97)),
+            "observation {i} at entry {seq}"
+        );
+    }
+    assert!(
+        setup
+            .verify()
+            .contains(&format!("valid: {} entries", acked.len()))
+    );
+}
+
+#[test]
+fn object_store_notifications_are_recorded_with_hashed_bucket_and_key() {
+    let setup = Setup::new();
+    let srv = setup.start(&[]);
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let cases = [
+        (
+            "/v1/events/minio?endpoint=minio-gra&class=document",
+            "minio-put.json",
+            1,
+            "compliant",
+        ),
+        (
+            "/v1/events/ceph?endpoint=ceph-par&class=backup",
+            "ceph-put.json",
+            2,
+            "unknown",
+        ),
+        (
+            "/v1/events/seaweedfs?endpoint=seaweed-de",
+            "seaweedfs-create.json",
+            1,
+            "violation",
+        ),
+    ];
+    let mut size = 0;
+    for (path, name, n, verdict) in cases {
+        let a = post(&srv, path, &setup.token, &fixture(name));
+        assert_eq!(a.status, 200, "{name}: {a:?}");
+        let entries = a.json()["entries"].as_array().unwrap().clone();
+        assert_eq!(entries.len(), n, "{name}");
+        for e in &entries {
+            assert_eq!(e["recorded"], true);
+            assert_eq!(e["verdict"], verdict, "{name}: {e}");
+        }
+        size += n as u64;
+        assert_eq!(published_size(&srv), size);
+    }
+    // A notification delivered again (the store retries) is recorded once.
+    let again = post(&srv, cases[0].0, &setup.token, &fixture("minio-put.json")).json();
+    assert_eq!(again["entries"][0]["recorded"], false);
+    assert_eq!(again["entries"][0]["seq"], 0);
+    // MinIO's webhook sends the token as `Authorization: Bearer`: nothing else is accepted.
+    let a = request(
+        &srv.addr,
+        "POST",
+        cases[0].0,
+        None,
+        fixture("minio-put.json").as_bytes(),
+    );
+    assert_eq!(a.status, 401);
+    // The endpoint must be named, and declared.
+    let a = post(
+        &srv,
+        "/v1/events/minio",
+        &setup.token,
+        &fixture("minio-put.json"),
+    );
+    assert_eq!(a.status, 400);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("?endpoint=NAME")
+    );
+    let a = post(
+        &srv,
+        "/v1/events/minio?endpoint=minio.example.com",
+        &setup.token,
+        &fixture("minio-put.json"),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in the inventory")
+    );
+    // Not the format of the route: 400 naming the field.
+    let a = post(
+        &srv,
+        "/v1/events/seaweedfs?endpoint=seaweed-de",
+        &setup.token,
+        &fixture("minio-put.json"),
+    );
+    assert_eq!(a.status, 400);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `key`"),
+        "{a:?}"
+    );
+    assert_eq!(published_size(&srv), size);
+
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(setup.verify().contains("valid: 4 entries"));
+    // Neither bucket names nor keys reach the database, in any of its files.
+    let mut files = 0;
+    for f in std::fs::read_dir(setup.dir.path()).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.starts_with("ledger.sqlite") {
+            continue;
+        }
+        files += 1;
+        let bytes = std::fs::read(&f).unwrap();
+        for raw in [
+            "Rapport",
+            "Rapport+annuel",
+            "spaces%2F7",
+            "portal/base/2026-11-29.tar",
+            "000000010000000000000042",
+            "compte-rendu",
+            "/buckets/",
+            "documents/",
+            "backups",
+        ] {
+            assert!(
+                !contains(&bytes, raw.as_bytes()),
+                "{raw:?} found in {}",
+                f.display()
+            );
+        }
+        assert!(contains(&bytes, b"bucket-sha256:") || !name.ends_with("sqlite"));
+    }
+    assert!(files >= 1);
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn graceful_shutdown_commits_what_is_queued_and_signs_a_final_checkpoint() {
+    let setup = Setup::new();
+    let srv = setup.start(&["--flush-ms", "1500"]);
+    // Two requests: the sequencer takes the first and waits 1.5 s for more, the second waits
+    // in the queue.
+    let pending: Vec<_> = (0..2u64)
+        .map(|r| {
+            let (addr, token) = (srv.addr.clone(), setup.token.clone());
+            std::thread::spawn(move || {
+                let lines: Vec<String> = (r * 5..r * 5 + 5).map(observation_json).collect();
+                request(
+                    &addr,
+                    "POST",
+                    "/v1/observations",
+                    Some(&token),
+                    array(&lines).as_bytes(),
+                )
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !get(&srv, "/metrics")
+        .body
+        .contains("hexagone_auditor_queue_depth 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second request never queued"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, rest) = terminate(srv);
+    for p in pending {
+        let a = p.join().unwrap();
+        assert_eq!(a.status, 200, "a request in flight is answered: {a:?}");
+    }
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(rest.contains("final checkpoint, size 10:"), "{rest}");
+    let note = rest.split_once(":\n").unwrap().1;
+    assert!(
+        note.starts_with(&format!("{}\n10\n", crate::util::ORIGIN)),
+        "{note}"
+    );
+    let out = setup.verify();
+    assert!(out.contains("valid: 10 entries"), "{out}");
+    // The service refuses a tokens file others can read.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(setup.path("tokens"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = run(
+        &[
+            "serve",
+            "--db",
+            &setup.db,
+            "--key",
+            setup.key.to_str().unwrap(),
+            "--policy",
+            POLICY,
+            "--tokens",
+            &setup.path("tokens"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0640"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn serve_on_postgresql() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::util::fresh_postgres());
+    let setup = Setup::with_db(Some(url));
+    let srv = setup.start(&[]);
+    let lines: Vec<String> = (0..20).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.json()["size"], 20);
+    let keyed = observation_json(40).replacen('{', "{\"id\":\"k\",", 1);
+    assert_eq!(
+        post(&srv, "/v1/observations", &setup.token, &keyed).json()["entries"][0]["seq"],
+        20
+    );
+    assert_eq!(
+        post(&srv, "/v1/observations", &setup.token, &keyed).json()["entries"][0]["recorded"],
+        false
+    );
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(setup.verify().contains("valid: 21 entries"));
+}
+
+/// Requests committed together: one whose idempotency key conflicts is refused alone, the
+/// others are recorded.
+#[test]
+fn a_conflicting_request_does_not_fail_the_requests_batched_with_it() {
+    let setup = Setup::new();
+    let srv = setup.start(&["--flush-ms", "800"]);
+    let keyed = |i| observation_json(i).replacen('{', "{\"id\":\"k\",", 1);
+    assert_eq!(
+        post(&srv, "/v1/observations", &setup.token, &keyed(50)).status,
+        200
+    );
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let bodies = [observation_json(51), keyed(52), observation_json(53)];
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|body| {
+                let (addr, token) = (srv.addr.clone(), setup.token.clone());
+                s.spawn(move || {
+                    request(
+                        &addr,
+                        "POST",
+                        "/v1/observations",
+                        Some(&token),
+                        body.as_bytes(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 409, 200], "{answers:?}");
+    assert_eq!(published_size(&srv), 3);
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(setup.verify().contains("valid: 3 entries"));
+}
+
+/// With `--witness`, every commit's checkpoint is cosigned before the answer, and the export
+/// passes `verify --witness`.
+#[test]
+fn witnesses_cosign_the_service_checkpoints() {
+    let setup = Setup::new();
+    let public = setup.dir.path().join("k.pub");
+    let w = crate::witness::start_witness(setup.dir.path(), "w1", &public);
+    let srv = setup.start(&["--witness", &format!("{},{}", w.key, w.url)]);
+    for r in 0..2u64 {
+        let lines: Vec<String> = (r * 3..r * 3 + 3).map(observation_json).collect();
+        let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    let bundle = setup.path("bundle.jsonl");
+    run_ok(&["export", "--db", &setup.db, "--out", &bundle], None);
+    let out = run_ok(
+        &[
+            "verify",
+            &bundle,
+            "--trust",
+            &setup.vkey,
+            "--witness",
+            &w.key,
+        ],
+        None,
+    );
+    assert!(
+        out.contains("valid: 6 entries") && out.contains("cosigned by: witness.test/w1"),
+        "{out}"
+    );
+}
