@@ -468,25 +468,21 @@ async fn apply(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> 
         .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
         .await
         .map_err(failed(format!("listing StatefulSets in {ns}")))?;
-    let mut readiness: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-    for d in &deployments.items {
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = d
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-        readiness.insert(d.name_any(), (count(ready), count(want)));
-    }
-    for s in &statefulsets.items {
-        let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = s
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-        readiness.insert(s.name_any(), (count(ready), count(want)));
-    }
+    // (ready, desired) replicas by workload name.
+    let readiness: BTreeMap<String, (u32, u32)> = deployments
+        .items
+        .iter()
+        .map(|d| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas);
+            let ready = d.status.as_ref().and_then(|s| s.ready_replicas);
+            (d.name_any(), replicas(ready, want))
+        })
+        .chain(statefulsets.items.iter().map(|s| {
+            let want = s.spec.as_ref().and_then(|s| s.replicas);
+            let ready = s.status.as_ref().and_then(|s| s.ready_replicas);
+            (s.name_any(), replicas(ready, want))
+        }))
+        .collect();
     let mut not_ready = Vec::new();
     let mut ready_count = 0;
     for c in &catalog.components {
@@ -559,8 +555,10 @@ async fn apply(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> 
     }))
 }
 
-fn count(n: i32) -> u32 {
-    u32::try_from(n).unwrap_or(0)
+/// (ready, desired) as reported by a workload (a missing desired count means 1).
+fn replicas(ready: Option<i32>, desired: Option<i32>) -> (u32, u32) {
+    let count = |n: i32| u32::try_from(n).unwrap_or(0);
+    (count(ready.unwrap_or(0)), count(desired.unwrap_or(1)))
 }
 
 /// Up to `max` ineligible nodes of a policy with their verdicts, `node: headline`.

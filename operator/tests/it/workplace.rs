@@ -122,6 +122,18 @@ pub async fn expect_condition(
     .await
 }
 
+/// Deletes a Workplace and waits until it is gone (its finalizer has run).
+async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Result<()> {
+    workplaces.delete(name, &DeleteParams::default()).await?;
+    eventually(&format!("{name} gone"), || async move {
+        match workplaces.get_opt(name).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+        }
+    })
+    .await
+}
+
 /// node -> pods of the workplace placed there.
 async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let pods = Api::<Pod>::namespaced(client.clone(), NS)
@@ -413,19 +425,7 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
     let (_, _, m) =
         expect_condition(&admin, "nopolicy", "Ready", "False", Some("PolicyNotFound")).await?;
     assert!(m.contains("LocalityPolicy nowhere does not exist"), "{m}");
-    workplaces
-        .delete("nopolicy", &DeleteParams::default())
-        .await?;
-    eventually("nopolicy gone", || {
-        let w = workplaces.clone();
-        async move {
-            match w.get_opt("nopolicy").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{:?}", other.map(|o| o.is_some()))),
-            }
-        }
-    })
-    .await?;
+    delete_and_wait(&workplaces, "nopolicy").await?;
     // Digests required: every unpinned image named, nothing applied.
     workplaces
         .create(
@@ -522,19 +522,7 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         sts.items.is_empty(),
         "objects applied without an eligible node"
     );
-    workplaces
-        .delete("nowhere", &DeleteParams::default())
-        .await?;
-    eventually("nowhere gone", || {
-        let w = workplaces.clone();
-        async move {
-            match w.get_opt("nowhere").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{:?}", other.map(|o| o.is_some()))),
-            }
-        }
-    })
-    .await?;
+    delete_and_wait(&workplaces, "nowhere").await?;
 
     // Beyond capacity (the 50,000-user profile on four 32-CPU nodes): reported as Degraded.
     workplaces
