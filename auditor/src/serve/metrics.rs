@@ -26,6 +26,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// HTTP answers by route and status.
     pub requests: IntCounterVec,
+    /// Volume placements recorded by the Kubernetes collector (`--kubernetes`).
+    pub collected: IntCounter,
 }
 
 impl Metrics {
@@ -83,6 +85,10 @@ impl Metrics {
                 ),
                 &["route", "status"],
             )?,
+            collected: IntCounter::new(
+                "hexagone_auditor_collected_volumes_total",
+                "Volume placements the Kubernetes collector recorded (new, moved, or judged differently).",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.entries_appended.clone()))?;
@@ -94,6 +100,7 @@ impl Metrics {
         m.registry.register(Box::new(m.ingest_latency.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.collected.clone()))?;
         Ok(m)
     }
 
