@@ -130,7 +130,9 @@ pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
 }
 
 /// NodeAttestation resources as the judge reads them: who attested is kept as a [`pseudonym`].
-pub fn node_attestations(resources: &[hexagone_platform::k8s::NodeAttestation]) -> Vec<Attestation> {
+pub fn node_attestations(
+    resources: &[hexagone_platform::k8s::NodeAttestation],
+) -> Vec<Attestation> {
     use kube::ResourceExt as _;
     resources
         .iter()

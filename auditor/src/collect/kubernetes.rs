@@ -59,8 +59,8 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     tokio::spawn(stream.for_each(move |event| {
         match event {
             Ok(_) => changed.notify_one(),
@@ -76,7 +76,11 @@ where
 pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectError> {
     let changed = Arc::new(Notify::new());
     let view = View {
-        pvs: watch(Api::all(client.clone()), "persistentvolumes", changed.clone()),
+        pvs: watch(
+            Api::all(client.clone()),
+            "persistentvolumes",
+            changed.clone(),
+        ),
         claims: watch(
             Api::all(client.clone()),
             "persistentvolumeclaims",
@@ -90,10 +94,16 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
     // arrive would be recorded as a violation it is not.
     for (store, what) in [
         (view.pvs.wait_until_ready().await, "persistentvolumes"),
-        (view.claims.wait_until_ready().await, "persistentvolumeclaims"),
+        (
+            view.claims.wait_until_ready().await,
+            "persistentvolumeclaims",
+        ),
         (view.pods.wait_until_ready().await, "pods"),
         (view.nodes.wait_until_ready().await, "nodes"),
-        (view.attestations.wait_until_ready().await, "nodeattestations"),
+        (
+            view.attestations.wait_until_ready().await,
+            "nodeattestations",
+        ),
     ] {
         store.map_err(|_| CollectError::NotReady(what))?;
     }

@@ -114,12 +114,7 @@ pub fn placements<'a>(
 ) -> Result<Vec<Placement>, EntryError> {
     let claims: HashMap<(String, String), &PersistentVolumeClaim> = claims
         .into_iter()
-        .filter_map(|c| {
-            Some((
-                (c.metadata.namespace.clone()?, c.metadata.name.clone()?),
-                c,
-            ))
-        })
+        .filter_map(|c| Some(((c.metadata.namespace.clone()?, c.metadata.name.clone()?), c)))
         .collect();
     let nodes: HashMap<String, &Node> = nodes
         .into_iter()
