@@ -181,3 +181,112 @@ pub fn placements<'a>(
     out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn claim(name: &str, component: Option<&str>) -> PersistentVolumeClaim {
+        let labels = component.map(|c| serde_json::json!({"app.kubernetes.io/name": c}));
+        object(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": labels}
+        }))
+    }
+
+    fn pv(claim: &str, affinity: Option<&str>, phase: &str) -> PersistentVolume {
+        let affinity = affinity.map(|n| {
+            serde_json::json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [n]}]}]}})
+        });
+        object(serde_json::json!({
+            "metadata": {"name": format!("pv-{claim}"), "uid": "u", "resourceVersion": "1"},
+            "spec": {"claimRef": {"namespace": "ns", "name": claim}, "nodeAffinity": affinity},
+            "status": {"phase": phase}
+        }))
+    }
+
+    fn pod(node: &str, claim: &str, phase: &str) -> Pod {
+        object(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"nodeName": node, "containers": [],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"phase": phase}
+        }))
+    }
+
+    fn check(pvs: &[PersistentVolume], pods: &[Pod], want: &[&str]) {
+        let claims = [
+            claim("data-search-0", Some("search")),
+            claim("other", Some("search")),
+        ];
+        let nodes: [Node; 1] = [object(
+            serde_json::json!({"metadata": {"name": "a", "labels": {"x": "y"}}}),
+        )];
+        let got: Vec<String> = placements(pvs, &claims, pods, &nodes, Catalog::shipped())
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p.object.id,
+                    p.object.class,
+                    p.node.name,
+                    p.node.labels.len()
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_volume_is_where_its_pod_runs_else_where_its_affinity_says() {
+        let search = "volume/ns/data-search-0 search-index";
+        // Mounted: the pod's node, with the node's facts.
+        check(
+            &[pv("data-search-0", Some("b"), "Bound")],
+            &[pod("a", "data-search-0", "Running")],
+            &[&format!("{search} a 1")],
+        );
+        // A finished pod holds nothing: the affinity's node, unknown to the cluster (name only).
+        check(
+            &[pv("data-search-0", Some("b"), "Bound")],
+            &[pod("a", "data-search-0", "Succeeded")],
+            &[&format!("{search} b 0")],
+        );
+        // Not bound, or on no node: not recorded.
+        check(&[pv("data-search-0", Some("a"), "Released")], &[], &[]);
+        check(&[pv("data-search-0", None, "Bound")], &[], &[]);
+        // A claim the catalog does not describe (no StatefulSet claim name of the component's
+        // volume, or no claim at all) is of unknown class.
+        check(
+            &[
+                pv("other", Some("a"), "Bound"),
+                pv("gone", Some("a"), "Bound"),
+            ],
+            &[],
+            &["volume/ns/gone unknown a 1", "volume/ns/other unknown a 1"],
+        );
+    }
+
+    #[test]
+    fn the_class_comes_from_the_catalog() {
+        let catalog = Catalog::shipped();
+        assert_eq!(
+            class(&claim("data-search-0", Some("search")), catalog),
+            "search-index"
+        );
+        assert_eq!(
+            class(&claim("data-search-x", Some("search")), catalog),
+            UNKNOWN_CLASS
+        );
+        assert_eq!(class(&claim("data-search-0", None), catalog), UNKNOWN_CLASS);
+        assert_eq!(
+            class(&claim("data-search-0", Some("nope")), catalog),
+            UNKNOWN_CLASS
+        );
+    }
+}
