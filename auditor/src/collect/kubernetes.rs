@@ -5,6 +5,10 @@
 //! ([`super::volumes`]), judges each placement and queues the ones whose facts or verdict
 //! changed to the sequencer, exactly as an HTTP request's observations are queued.
 //!
+//! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
+//! claim, related to the node, so whoever runs the workload sees it with `kubectl describe
+//! pvc`.
+//!
 //! A placement is recorded when its (class, node as reported, verdict) differs from the last
 //! one recorded for that volume by this process: an unchanged cluster writes nothing. After a
 //! restart every volume is recorded once more.
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource};
@@ -43,6 +48,9 @@ pub enum CollectError {
     #[error("the sequencer stopped")]
     SequencerGone,
 }
+
+/// The Event reason of a recorded violation.
+pub const VIOLATION_REASON: &str = "LocalityViolation";
 
 /// The collector's view of the cluster.
 struct View {
@@ -75,6 +83,13 @@ where
 /// sequencer queue until the queue closes.
 pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectError> {
     let changed = Arc::new(Notify::new());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "hexagone-auditor".to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
     let view = View {
         pvs: watch(
             Api::all(client.clone()),
@@ -110,7 +125,7 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
     eprintln!("kubernetes: watching volumes, claims, pods, nodes and attestations");
     let mut recorded: HashMap<String, String> = HashMap::new();
     loop {
-        pass(&view, &service, &mut recorded).await?;
+        pass(&view, &service, &recorder, &mut recorded).await?;
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
@@ -124,6 +139,7 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
 async fn pass(
     view: &View,
     service: &Service,
+    recorder: &Recorder,
     recorded: &mut HashMap<String, String>,
 ) -> Result<(), CollectError> {
     let attestations: Vec<NodeAttestation> = view
@@ -163,6 +179,7 @@ async fn pass(
     for p in placements {
         let facts = format!("{}\n{:?}", p.object.class, p.node);
         let id = p.object.id.clone();
+        let (claim, node) = (p.claim, p.node.name.clone());
         let report = Report {
             id: None,
             object: p.object,
@@ -176,8 +193,9 @@ async fn pass(
                 };
                 let key = format!("{facts}\n{:?}", o.locality.verdict);
                 if recorded.get(&id) != Some(&key) {
+                    let reason = o.locality.verdict.reasons().first().cloned();
                     items.push(submission);
-                    keys.push((id, key));
+                    keys.push((id, key, claim, node, reason));
                 }
             }
             Err(e) => eprintln!("kubernetes: {id}: not judged: {e}"),
@@ -201,11 +219,42 @@ async fn pass(
         .map_err(|_| CollectError::SequencerGone)?;
     match answer.await {
         Ok(Ok(committed)) => {
-            for ((id, key), outcome) in keys.into_iter().zip(&committed.entries) {
+            for ((id, key, claim, node, reason), outcome) in
+                keys.into_iter().zip(&committed.entries)
+            {
                 eprintln!(
                     "kubernetes: {id}: {} (entry {})",
                     outcome.verdict, outcome.seq
                 );
+                if outcome.verdict == "violation" {
+                    let note = format!(
+                        "on node {node}: violation first recorded in ledger entry {}: {}",
+                        outcome.seq,
+                        reason.as_deref().unwrap_or("no reason given")
+                    );
+                    let event = Event {
+                        type_: EventType::Warning,
+                        reason: VIOLATION_REASON.to_owned(),
+                        note: Some(truncated(note, 1024)),
+                        action: "Recorded".to_owned(),
+                        // The node makes the Event's identity: the same violation on the same
+                        // node again is a series of the first Event (whose note stays), a
+                        // violation on another node a new Event.
+                        secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
+                            api_version: Some("v1".to_owned()),
+                            kind: Some("Node".to_owned()),
+                            name: Some(node.clone()),
+                            ..Default::default()
+                        }),
+                    };
+                    match recorder.publish(&event, &claim).await {
+                        Ok(()) => service.shared.metrics.violation_events.inc(),
+                        Err(e) => {
+                            service.shared.metrics.event_errors.inc();
+                            eprintln!("kubernetes: {id}: no Event raised: {e}");
+                        }
+                    }
+                }
                 recorded.insert(id, key);
             }
             service.shared.metrics.collected.inc_by(n as u64);
@@ -215,4 +264,17 @@ async fn pass(
         Err(_) => return Err(CollectError::SequencerGone),
     }
     Ok(())
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (an Event note is limited to 1 KiB).
+fn truncated(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }

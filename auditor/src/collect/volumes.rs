@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use sha2::{Digest as _, Sha256};
 
 use hexagone_platform::catalog::{Catalog, StoreKind};
@@ -27,7 +29,7 @@ const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
 const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 
 /// One bound volume and the node holding it, as the cluster reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     /// `kubernetes` / class / `volume/<namespace>/<claim>`.
     pub object: ObjectId,
@@ -36,6 +38,8 @@ pub struct Placement {
     pub content: Hash,
     /// The node (name only when the cluster has no Node of that name).
     pub node: ReportedNode,
+    /// The claim, which a violation's Event is about.
+    pub claim: ObjectReference,
 }
 
 /// The node as the cluster reports it, in the ingest vocabulary.
@@ -159,6 +163,17 @@ pub fn placements<'a>(
         let class = claims
             .get(&key)
             .map_or_else(|| UNKNOWN_CLASS.to_owned(), |c| class(c, catalog));
+        let claim_ref = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("PersistentVolumeClaim".to_owned()),
+            namespace: Some(ns.clone()),
+            name: Some(claim.clone()),
+            uid: claims
+                .get(&key)
+                .and_then(|c| c.metadata.uid.clone())
+                .or_else(|| claim_ref.uid.clone()),
+            ..ObjectReference::default()
+        };
         let node = nodes.get(&node).map_or_else(
             || ReportedNode {
                 name: node.clone(),
@@ -176,6 +191,7 @@ pub fn placements<'a>(
             object: ObjectId::new(STORE.to_owned(), class, format!("volume/{ns}/{claim}"))?,
             content: h.finalize().into(),
             node,
+            claim: claim_ref,
         });
     }
     out.sort_by(|a, b| a.object.id.cmp(&b.object.id));

@@ -89,7 +89,8 @@ async fn install_crd(bed: &ControlPlane) {
     .await;
 }
 
-/// A kubeconfig for user `hexagone-auditor`, which may only read what the collector watches.
+/// A kubeconfig for user `hexagone-auditor`, which may only read what the collector watches
+/// (and raise Events).
 async fn read_only_kubeconfig(bed: &ControlPlane) -> std::path::PathBuf {
     let client = bed.client();
     apply(
@@ -101,7 +102,9 @@ async fn read_only_kubeconfig(bed: &ControlPlane) -> std::path::PathBuf {
                 {"apiGroups": [""], "resources": ["nodes", "persistentvolumes",
                   "persistentvolumeclaims", "pods"], "verbs": ["get", "list", "watch"]},
                 {"apiGroups": ["hexagone.fr"], "resources": ["nodeattestations"],
-                  "verbs": ["get", "list", "watch"]}
+                  "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                  "verbs": ["create", "patch"]}
             ]
         }),
     )
@@ -231,6 +234,21 @@ async fn delete_pod(bed: &ControlPlane, name: &str) {
         }
     })
     .await;
+}
+
+/// The body of `GET path` on `addr`.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
 }
 
 /// Each recorded observation as `object class node verdict`, in ledger order.
@@ -380,6 +398,65 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     let fr_gone = "volume/intranet/data-search-0 search-index ovh-gra-1 violation";
     let moved_gone = "volume/intranet/scratch unknown ovh-gra-1 violation";
     wait_for(&db, dir.path(), &[fr_ok, de, moved, fr_gone, moved_gone]).await;
+
+    // Each violation raised a Warning Event on its claim.
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(bed.client(), NS);
+    let notes: Vec<String> = eventually("the violations' Events", || {
+        let events = events.clone();
+        async move {
+            let notes: Vec<String> = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("LocalityViolation"))
+                .map(|e| {
+                    let r = e.regarding.unwrap_or_default();
+                    format!(
+                        "{} {} {}",
+                        r.kind.unwrap_or_default(),
+                        r.name.unwrap_or_default(),
+                        e.note.unwrap_or_default()
+                    )
+                })
+                .collect();
+            if notes.len() >= 3 {
+                Ok(notes)
+            } else {
+                Err(format!("{notes:?}"))
+            }
+        }
+    })
+    .await;
+    for (claim, node, entry) in [
+        ("scratch", DE, 1),
+        ("data-search-0", FR, 3),
+        ("scratch", FR, 4),
+    ] {
+        let want = format!(
+            "PersistentVolumeClaim {claim} on node {node}: violation first recorded in ledger entry {entry}: "
+        );
+        assert!(
+            notes.iter().any(|n| n.starts_with(&want)),
+            "{want} not in {notes:?}"
+        );
+    }
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    let metrics = get(
+        line.trim().strip_prefix("serve listening on ").unwrap(),
+        "/metrics",
+    );
+    for want in [
+        "hexagone_auditor_collected_volumes_total 5",
+        "hexagone_auditor_violation_events_total 3",
+        "hexagone_auditor_event_errors_total 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == want),
+            "{want} not in {metrics}"
+        );
+    }
 
     // Nothing changes: nothing more is recorded (the pods' status updates are not facts about
     // where the volumes are).
