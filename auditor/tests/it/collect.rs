@@ -11,7 +11,6 @@ use hexagone_auditor::ledger::entry::{Body, Entry};
 use hexagone_platform::k8s::NodeAttestation;
 use hexagone_testbed::{ControlPlane, FakeNode};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -23,6 +22,8 @@ const DR: &str = "france-diffusion-restreinte";
 const NS: &str = "intranet";
 const FR: &str = "ovh-gra-1";
 const DE: &str = "hetzner-fsn-1";
+/// The auditor's ServiceAccount, as the apiserver names it.
+const AUDITOR: &str = "system:serviceaccount:hexagone-audit:hexagone-auditor";
 /// How long the cluster and the collector get to converge.
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -89,41 +90,27 @@ async fn install_crd(bed: &ControlPlane) {
     .await;
 }
 
-/// A kubeconfig for user `hexagone-auditor`, which may only read what the collector watches
-/// (and raise Events).
+/// The auditor's ServiceAccount identity with the shipped RBAC (`manifests/auditor/`): it may
+/// only read what the collector watches, and raise Events.
 async fn read_only_kubeconfig(bed: &ControlPlane) -> std::path::PathBuf {
-    let client = bed.client();
-    apply(
-        &Api::<ClusterRole>::all(client.clone()),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "hexagone-auditor-test"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["nodes", "persistentvolumes",
-                  "persistentvolumeclaims", "pods"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["hexagone.fr"], "resources": ["nodeattestations"],
-                  "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["events.k8s.io"], "resources": ["events"],
-                  "verbs": ["create", "patch"]}
-            ]
-        }),
-    )
-    .await;
-    apply(
-        &Api::<ClusterRoleBinding>::all(client),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "hexagone-auditor-test"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "hexagone-auditor-test"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                          "name": "hexagone-auditor"}]
-        }),
-    )
-    .await;
-    let path = bed.kubeconfig_as("hexagone-auditor", None).unwrap();
-    // The identity reads, and writes nothing.
-    let auditor = bed.client_as("hexagone-auditor", None).await.unwrap();
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/auditor/auditor.yaml"
+    );
+    let applied = bed.kubectl(["apply", "-f", manifest]).await.unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let path = bed
+        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
+        .unwrap();
+    // The identity reads, and writes nothing but Events.
+    let auditor = bed
+        .client_as(AUDITOR, Some("system:serviceaccounts"))
+        .await
+        .unwrap();
     eventually("the auditor's identity may list PersistentVolumes", || {
         let pvs = Api::<PersistentVolume>::all(auditor.clone());
         async move {
