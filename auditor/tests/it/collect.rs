@@ -359,10 +359,9 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
     let serve = Serve(child);
     assert!(line.starts_with("serve listening on "), "{line:?}");
 
@@ -452,6 +451,17 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
         recorded(&db, &dir.path().join("last.jsonl")),
         [fr_ok, de, moved, fr_gone, moved_gone]
     );
+    // SIGTERM stops the collector too: the sequencer drains and signs a final checkpoint.
+    let mut serve = serve;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(serve.0.wait().unwrap().code(), Some(0), "{rest}");
+    assert!(rest.starts_with("final checkpoint, size 5:"), "{rest}");
     drop(serve);
 
     let bundle = dir.path().join("bundle.jsonl");
