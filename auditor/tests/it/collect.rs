@@ -385,6 +385,20 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     let moved_gone = "volume/intranet/scratch unknown ovh-gra-1 violation";
     wait_for(&db, dir.path(), &[fr_ok, de, moved, fr_gone, moved_gone]).await;
 
+    // The node's labels change: a fact about where both volumes are, recorded again.
+    Api::<k8s_openapi::api::core::v1::Node>::all(bed.client())
+        .patch(
+            FR,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "fr-par-2"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let all = [fr_ok, de, moved, fr_gone, moved_gone, fr_gone, moved_gone];
+    wait_for(&db, dir.path(), &all).await;
+
     // Each violation raised a Warning Event on its claim.
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(bed.client(), NS);
     let notes: Vec<String> = eventually("the violations' Events", || {
@@ -428,29 +442,30 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
             "{want} not in {notes:?}"
         );
     }
+    // A violation again on the same node is counted in the series of its first Event.
     assert_eq!(notes.len(), 3, "{notes:?}");
-    let metrics = get(
-        line.trim().strip_prefix("serve listening on ").unwrap(),
-        "/metrics",
-    );
-    for want in [
-        "hexagone_auditor_collected_volumes_total 5",
-        "hexagone_auditor_violation_events_total 3",
+    // Events are raised after their entries are committed: wait for the last ones.
+    let addr = line.trim().strip_prefix("serve listening on ").unwrap();
+    let want = [
+        "hexagone_auditor_collected_volumes_total 7",
+        "hexagone_auditor_violation_events_total 5",
         "hexagone_auditor_event_errors_total 0",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == want),
-            "{want} not in {metrics}"
-        );
-    }
+    ];
+    eventually("the collector's metrics", || {
+        let metrics = get(addr, "/metrics");
+        async move {
+            match want.iter().find(|w| !metrics.lines().any(|l| l == **w)) {
+                None => Ok(()),
+                Some(w) => Err(format!("{w} not in {metrics}")),
+            }
+        }
+    })
+    .await;
 
     // Nothing changes: nothing more is recorded (the pods' status updates are not facts about
     // where the volumes are).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        recorded(&db, &dir.path().join("last.jsonl")),
-        [fr_ok, de, moved, fr_gone, moved_gone]
-    );
+    assert_eq!(recorded(&db, &dir.path().join("last.jsonl")), all);
     // SIGTERM stops the collector too: the sequencer drains and signs a final checkpoint.
     let mut serve = serve;
     nix::sys::signal::kill(
@@ -461,7 +476,7 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert_eq!(serve.0.wait().unwrap().code(), Some(0), "{rest}");
-    assert!(rest.starts_with("final checkpoint, size 5:"), "{rest}");
+    assert!(rest.starts_with("final checkpoint, size 7:"), "{rest}");
     drop(serve);
 
     let bundle = dir.path().join("bundle.jsonl");
@@ -480,9 +495,9 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
         ],
         None,
     );
-    assert!(verified.contains("valid: 5 entries"), "{verified}");
+    assert!(verified.contains("valid: 7 entries"), "{verified}");
     assert!(
-        verified.contains("verdicts: 2 compliant, 3 violation, 0 unknown"),
+        verified.contains("verdicts: 2 compliant, 5 violation, 0 unknown"),
         "{verified}"
     );
     assert!(
