@@ -129,6 +129,17 @@ pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
         .collect()
 }
 
+/// NodeAttestation resources as the judge reads them: who attested is kept as a [`pseudonym`].
+pub fn node_attestations(
+    resources: &[hexagone_platform::k8s::NodeAttestation],
+) -> Vec<Attestation> {
+    use kube::ResourceExt as _;
+    resources
+        .iter()
+        .map(|r| pseudonymised(r.name_any(), r.spec.clone()))
+        .collect()
+}
+
 /// What a security officer attests about an endpoint of the inventory.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -227,7 +238,9 @@ impl Inventory {
 pub struct ObservationJudge<'a> {
     judge: Judge<'a>,
     geo: &'a GeoDatabases,
-    attestations: Vec<Attestation>,
+    /// The nodes' attestations followed by the inventory's; the nodes' are replaced whole
+    /// when a live view of the cluster changes ([`ObservationJudge::set_node_attestations`]).
+    attestations: std::sync::RwLock<Vec<Attestation>>,
     inventory: Inventory,
 }
 
@@ -244,9 +257,20 @@ impl<'a> ObservationJudge<'a> {
         Self {
             judge: Judge::new(policy),
             geo,
-            attestations,
+            attestations: std::sync::RwLock::new(attestations),
             inventory,
         }
+    }
+
+    /// Replaces the nodes' attestations (the inventory's stay): what `serve --kubernetes`
+    /// does whenever its own watch of the NodeAttestations changes. Every judgement after
+    /// this call uses them.
+    pub fn set_node_attestations(&self, mut nodes: Vec<Attestation>) {
+        nodes.extend(self.inventory.attestations.iter().cloned());
+        *self
+            .attestations
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = nodes;
     }
 
     /// Reloads the geolocation files that changed on disk (see `GeoDatabases::refresh`).
@@ -281,9 +305,14 @@ impl<'a> ObservationJudge<'a> {
             now.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
         )
         .unwrap_or(now);
-        let evaluation = self
-            .judge
-            .judge(observe(&subject, kind, &self.attestations, geo, now));
+        let evaluation = {
+            let attestations = self
+                .attestations
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.judge
+                .judge(observe(&subject, kind, &attestations, geo, now))
+        };
         let observation = Observation::new(report.object, report.content, locality(&evaluation)?)?;
         Ok(Submission {
             id: report.id,

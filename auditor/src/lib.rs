@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod bundle_verify;
 pub mod cli;
+pub mod collect;
 pub mod ingest;
 pub mod judge;
 pub mod keyfile;

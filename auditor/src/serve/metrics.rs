@@ -26,6 +26,12 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// HTTP answers by route and status.
     pub requests: IntCounterVec,
+    /// Volume placements recorded by the Kubernetes collector (`--kubernetes`).
+    pub collected: IntCounter,
+    /// Warning Events raised on claims whose volume placement was recorded as a violation.
+    pub violation_events: IntCounter,
+    /// Events the collector could not raise.
+    pub event_errors: IntCounter,
 }
 
 impl Metrics {
@@ -83,6 +89,18 @@ impl Metrics {
                 ),
                 &["route", "status"],
             )?,
+            collected: IntCounter::new(
+                "hexagone_auditor_collected_volumes_total",
+                "Volume placements the Kubernetes collector recorded (new, moved, or judged differently).",
+            )?,
+            violation_events: IntCounter::new(
+                "hexagone_auditor_violation_events_total",
+                "Warning Events raised on claims whose volume was recorded in violation.",
+            )?,
+            event_errors: IntCounter::new(
+                "hexagone_auditor_event_errors_total",
+                "Events the Kubernetes collector could not raise.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.entries_appended.clone()))?;
@@ -94,6 +112,9 @@ impl Metrics {
         m.registry.register(Box::new(m.ingest_latency.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.collected.clone()))?;
+        m.registry.register(Box::new(m.violation_events.clone()))?;
+        m.registry.register(Box::new(m.event_errors.clone()))?;
         Ok(m)
     }
 

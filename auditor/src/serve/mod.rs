@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// standard error; the commit stands).
     #[arg(long = "witness")]
     pub witnesses: Vec<String>,
+    /// Also watch the cluster (in-cluster service account, or KUBECONFIG) and record where
+    /// each bound PersistentVolume is, judged with the NodeAttestations the auditor sees itself
+    /// (they replace `--attestations`).
+    #[arg(long)]
+    pub kubernetes: bool,
 }
 
 /// One request's judged observations, waiting for the sequencer.
@@ -228,6 +233,21 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         None => crate::judge::Inventory::default(),
     };
     let judge = ObservationJudge::new(policy, geo, attestations, inventory);
+    // Connect before opening the ledger: a missing or wrong configuration stops here.
+    if a.kubernetes && a.attestations.is_some() {
+        anyhow::bail!(
+            "--kubernetes reads the NodeAttestations from the cluster: --attestations cannot be given with it"
+        );
+    }
+    let kubernetes = if a.kubernetes {
+        Some(
+            kube::Client::try_default()
+                .await
+                .context("--kubernetes: no cluster configuration (in-cluster or KUBECONFIG)")?,
+        )
+    } else {
+        None
+    };
     let (ledger, seq) = crate::cli::open_sequencer(&a.db, &key).await?;
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
@@ -265,6 +285,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     ));
     shared.ready.store(true, Ordering::SeqCst);
     let refresher = tokio::spawn(refresh_databases(service.clone()));
+    let collector = kubernetes.map(|client| {
+        let service = service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::collect::kubernetes::run(client, service).await {
+                eprintln!("kubernetes: the collector stopped: {e}");
+            }
+        })
+    });
     println!("serve listening on {}", listener.local_addr()?);
     use std::io::Write as _;
     std::io::stdout().flush()?;
@@ -283,6 +311,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         .context("serving HTTP")?;
     refresher.abort();
     let _ = refresher.await;
+    // The collector holds a handle on the queue: stop it so the sequencer can drain and end.
+    if let Some(c) = collector {
+        c.abort();
+        let _ = c.await;
+    }
     // The last handle on the queue is gone: the sequencer drains what is queued and stops.
     let (ledger, seq) = sequencer.await.context("the sequencer task")??;
     shared.ready.store(false, Ordering::SeqCst);

@@ -5,6 +5,7 @@ mod util;
 
 mod attack;
 mod cli;
+mod collect;
 mod crash;
 mod interop;
 mod judge;

@@ -1,0 +1,280 @@
+//! `serve --kubernetes`: the auditor's own watch of the cluster (PersistentVolumes, their
+//! claims, Pods, Nodes and NodeAttestations — never the operator's conclusions). After every
+//! change (and every [`RESYNC`], for attestations that expire) it swaps the judge's node
+//! attestations for the ones it sees, works out where each bound volume is
+//! ([`super::volumes`]), judges each placement and queues the ones whose facts or verdict
+//! changed to the sequencer, exactly as an HTTP request's observations are queued.
+//!
+//! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
+//! claim, related to the node, so whoever runs the workload sees it with `kubectl describe
+//! pvc`.
+//!
+//! A placement is recorded when its (class, node as reported, verdict) differs from the last
+//! one recorded for that volume by this process: an unchanged cluster writes nothing. After a
+//! restart every volume is recorded once more.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client, Resource};
+use tokio::sync::{Notify, oneshot};
+
+use hexagone_platform::k8s::NodeAttestation;
+
+use crate::ingest::{Location, Report};
+use crate::ledger::entry::Body;
+use crate::serve::{Job, Service};
+
+/// How often the volumes are judged again without any change in the cluster (attestations
+/// expire without an event).
+pub const RESYNC: Duration = Duration::from_secs(60);
+
+/// How long a burst of changes is gathered before one pass.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Why the collector stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// A watch never completed its first listing (the stream ended).
+    #[error("the watch of {0} stopped before its first listing")]
+    NotReady(&'static str),
+    /// The sequencer is gone: the service is stopping.
+    #[error("the sequencer stopped")]
+    SequencerGone,
+}
+
+/// The Event reason of a recorded violation.
+pub const VIOLATION_REASON: &str = "LocalityViolation";
+
+/// The collector's view of the cluster.
+struct View {
+    pvs: Store<PersistentVolume>,
+    claims: Store<PersistentVolumeClaim>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    attestations: Store<NodeAttestation>,
+}
+
+fn watch<K>(api: Api<K>, what: &'static str, changed: Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(stream.for_each(move |event| {
+        match event {
+            Ok(_) => changed.notify_one(),
+            Err(e) => eprintln!("kubernetes: watching {what}: {e} (retrying)"),
+        }
+        std::future::ready(())
+    }));
+    reader
+}
+
+/// Watches the cluster with `client` and records volume placements through `service`'s
+/// sequencer queue until the queue closes.
+pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectError> {
+    let changed = Arc::new(Notify::new());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "hexagone-auditor".to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let view = View {
+        pvs: watch(
+            Api::all(client.clone()),
+            "persistentvolumes",
+            changed.clone(),
+        ),
+        claims: watch(
+            Api::all(client.clone()),
+            "persistentvolumeclaims",
+            changed.clone(),
+        ),
+        pods: watch(Api::all(client.clone()), "pods", changed.clone()),
+        nodes: watch(Api::all(client.clone()), "nodes", changed.clone()),
+        attestations: watch(Api::all(client), "nodeattestations", changed.clone()),
+    };
+    // Judge nothing before every list is complete: a volume judged before the attestations
+    // arrive would be recorded as a violation it is not.
+    for (store, what) in [
+        (view.pvs.wait_until_ready().await, "persistentvolumes"),
+        (
+            view.claims.wait_until_ready().await,
+            "persistentvolumeclaims",
+        ),
+        (view.pods.wait_until_ready().await, "pods"),
+        (view.nodes.wait_until_ready().await, "nodes"),
+        (
+            view.attestations.wait_until_ready().await,
+            "nodeattestations",
+        ),
+    ] {
+        store.map_err(|_| CollectError::NotReady(what))?;
+    }
+    eprintln!("kubernetes: watching volumes, claims, pods, nodes and attestations");
+    let mut recorded: HashMap<String, String> = HashMap::new();
+    loop {
+        pass(&view, &service, &recorder, &mut recorded).await?;
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+}
+
+/// One pass: judge every placement with the current attestations, queue the changed ones,
+/// wait for their commit.
+async fn pass(
+    view: &View,
+    service: &Service,
+    recorder: &Recorder,
+    recorded: &mut HashMap<String, String>,
+) -> Result<(), CollectError> {
+    let attestations: Vec<NodeAttestation> = view
+        .attestations
+        .state()
+        .iter()
+        .map(|a| (**a).clone())
+        .collect();
+    service
+        .judge
+        .set_node_attestations(crate::judge::node_attestations(&attestations));
+    let (pvs, claims, pods, nodes) = (
+        view.pvs.state(),
+        view.claims.state(),
+        view.pods.state(),
+        view.nodes.state(),
+    );
+    let placements = match super::volumes::placements(
+        pvs.iter().map(|a| &**a),
+        claims.iter().map(|a| &**a),
+        pods.iter().map(|a| &**a),
+        nodes.iter().map(|a| &**a),
+        hexagone_platform::Catalog::shipped(),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kubernetes: a volume cannot be recorded: {e}");
+            return Ok(());
+        }
+    };
+    // A volume gone and back is recorded again.
+    recorded.retain(|id, _| placements.iter().any(|p| &p.object.id == id));
+    let geo = service.judge.snapshot();
+    let now = time::OffsetDateTime::now_utc();
+    let mut items = Vec::new();
+    let mut keys = Vec::new();
+    for p in placements {
+        let facts = format!("{}\n{:?}", p.object.class, p.node);
+        let id = p.object.id.clone();
+        let (claim, node) = (p.claim, p.node.name.clone());
+        let report = Report {
+            id: None,
+            object: p.object,
+            content: p.content,
+            location: Location::Node(p.node),
+        };
+        match service.judge.judge(report, &geo, now) {
+            Ok(submission) => {
+                let Body::Observation(o) = &submission.body else {
+                    continue;
+                };
+                let key = format!("{facts}\n{:?}", o.locality.verdict);
+                if recorded.get(&id) != Some(&key) {
+                    let reason = o.locality.verdict.reasons().first().cloned();
+                    items.push(submission);
+                    keys.push((id, key, claim, node, reason));
+                }
+            }
+            Err(e) => eprintln!("kubernetes: {id}: not judged: {e}"),
+        }
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let n = items.len();
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        items,
+        arrived: Instant::now(),
+        reply,
+    };
+    // Unlike an HTTP writer, the collector waits for room in the queue.
+    service
+        .queue
+        .send(job)
+        .await
+        .map_err(|_| CollectError::SequencerGone)?;
+    match answer.await {
+        Ok(Ok(committed)) => {
+            for ((id, key, claim, node, reason), outcome) in
+                keys.into_iter().zip(&committed.entries)
+            {
+                eprintln!(
+                    "kubernetes: {id}: {} (entry {})",
+                    outcome.verdict, outcome.seq
+                );
+                if outcome.verdict == "violation" {
+                    let note = format!(
+                        "on node {node}: violation first recorded in ledger entry {}: {}",
+                        outcome.seq,
+                        reason.as_deref().unwrap_or("no reason given")
+                    );
+                    let event = Event {
+                        type_: EventType::Warning,
+                        reason: VIOLATION_REASON.to_owned(),
+                        note: Some(truncated(note, 1024)),
+                        action: "Recorded".to_owned(),
+                        // The node makes the Event's identity: the same violation on the same
+                        // node again is a series of the first Event (whose note stays), a
+                        // violation on another node a new Event.
+                        secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
+                            api_version: Some("v1".to_owned()),
+                            kind: Some("Node".to_owned()),
+                            name: Some(node.clone()),
+                            ..Default::default()
+                        }),
+                    };
+                    match recorder.publish(&event, &claim).await {
+                        Ok(()) => service.shared.metrics.violation_events.inc(),
+                        Err(e) => {
+                            service.shared.metrics.event_errors.inc();
+                            eprintln!("kubernetes: {id}: no Event raised: {e}");
+                        }
+                    }
+                }
+                recorded.insert(id, key);
+            }
+            service.shared.metrics.collected.inc_by(n as u64);
+        }
+        // Not recorded: the next pass tries again.
+        Ok(Err(e)) => eprintln!("kubernetes: {n} volume placements not recorded: {e}"),
+        Err(_) => return Err(CollectError::SequencerGone),
+    }
+    Ok(())
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (an Event note is limited to 1 KiB).
+fn truncated(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}

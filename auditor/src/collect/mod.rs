@@ -1,0 +1,10 @@
+//! Collectors: the auditor's own views of where data is stored, turned into facts-only
+//! reports judged and recorded like the ingest API's.
+//!
+//! - [`volumes`]: pure — which node holds each bound PersistentVolume, and its object
+//!   identity and class;
+//! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's
+//!   placement through the sequencer queue, again whenever its facts or verdict change.
+
+pub mod kubernetes;
+pub mod volumes;

@@ -1,0 +1,308 @@
+//! Where each bound PersistentVolume is, from the cluster's objects: pure functions over
+//! `k8s_openapi` values, no client. A volume is on the node of the running pod that uses its
+//! claim (`spec.nodeName`), else on the node its node affinity names (a local or zonal volume
+//! not mounted yet). Its object identity holds identifiers only: namespace and claim name.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
+use sha2::{Digest as _, Sha256};
+
+use hexagone_platform::catalog::{Catalog, StoreKind};
+
+use crate::ingest::{ReportedAddress, ReportedNode};
+use crate::ledger::entry::{EntryError, ObjectId};
+use crate::ledger::tree::Hash;
+
+/// The store every collected volume is recorded under.
+pub const STORE: &str = "kubernetes";
+
+/// The class of a volume no catalog entry describes.
+pub const UNKNOWN_CLASS: &str = "unknown";
+
+/// The label naming a claim's catalog component (set by the Workplace renderer).
+const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
+
+/// The node-affinity key a local volume names its node with.
+const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
+
+/// One bound volume and the node holding it, as the cluster reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// `kubernetes` / class / `volume/<namespace>/<claim>`.
+    pub object: ObjectId,
+    /// SHA-256 of the PersistentVolume's uid and resourceVersion: which version of which
+    /// volume was seen (never its contents, which the auditor does not read).
+    pub content: Hash,
+    /// The node (name only when the cluster has no Node of that name).
+    pub node: ReportedNode,
+    /// The claim, which a violation's Event is about.
+    pub claim: ObjectReference,
+}
+
+/// The node as the cluster reports it, in the ingest vocabulary.
+pub fn reported(node: &Node) -> ReportedNode {
+    ReportedNode {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        addresses: node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .map(|a| {
+                a.iter()
+                    .map(|a| ReportedAddress {
+                        kind: a.type_.clone(),
+                        address: a.address.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The data class of a claim: the catalog component named by its `app.kubernetes.io/name`
+/// label, and that component's volume whose StatefulSet claim name (`<volume>-<component>-N`)
+/// the claim has; [`UNKNOWN_CLASS`] otherwise.
+pub fn class(claim: &PersistentVolumeClaim, catalog: &Catalog) -> String {
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    claim
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(COMPONENT_LABEL))
+        .and_then(|c| catalog.component(c))
+        .and_then(|c| {
+            c.writes.iter().find(|w| {
+                w.kind == StoreKind::Volume
+                    && name
+                        .strip_prefix(&format!("{}-{}-", w.name, c.name))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .and_then(|w| serde_json::to_value(w.class).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| UNKNOWN_CLASS.to_owned())
+}
+
+fn affinity_node(pv: &PersistentVolume) -> Option<String> {
+    let terms = &pv
+        .spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?
+        .node_selector_terms;
+    terms.iter().find_map(|t| {
+        t.match_expressions.as_ref()?.iter().find_map(|e| {
+            (e.key == HOSTNAME_KEY && e.operator == "In")
+                .then(|| e.values.as_ref()?.first().cloned())
+                .flatten()
+        })
+    })
+}
+
+/// Every bound volume with the node holding it, sorted by object. Volumes on no node (not
+/// mounted, no node affinity: a network volume) are left out: the cluster does not say where
+/// their data is.
+pub fn placements<'a>(
+    pvs: impl IntoIterator<Item = &'a PersistentVolume>,
+    claims: impl IntoIterator<Item = &'a PersistentVolumeClaim>,
+    pods: impl IntoIterator<Item = &'a Pod>,
+    nodes: impl IntoIterator<Item = &'a Node>,
+    catalog: &Catalog,
+) -> Result<Vec<Placement>, EntryError> {
+    let claims: HashMap<(String, String), &PersistentVolumeClaim> = claims
+        .into_iter()
+        .filter_map(|c| Some(((c.metadata.namespace.clone()?, c.metadata.name.clone()?), c)))
+        .collect();
+    let nodes: HashMap<String, &Node> = nodes
+        .into_iter()
+        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+        .collect();
+    // (namespace, claim) → node of a pod using it that is not finished.
+    let mut mounted: BTreeMap<(String, String), String> = BTreeMap::new();
+    for pod in pods {
+        let finished = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let (Some(ns), Some(spec)) = (&pod.metadata.namespace, &pod.spec) else {
+            continue;
+        };
+        let Some(node) = spec.node_name.as_ref().filter(|_| !finished) else {
+            continue;
+        };
+        for v in spec.volumes.iter().flatten() {
+            if let Some(c) = &v.persistent_volume_claim {
+                mounted.insert((ns.clone(), c.claim_name.clone()), node.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for pv in pvs {
+        let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let Some(claim_ref) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
+            continue;
+        };
+        let (Some(ns), Some(claim)) = (&claim_ref.namespace, &claim_ref.name) else {
+            continue;
+        };
+        if !bound {
+            continue;
+        }
+        let key = (ns.clone(), claim.clone());
+        let Some(node) = mounted.get(&key).cloned().or_else(|| affinity_node(pv)) else {
+            continue;
+        };
+        let class = claims
+            .get(&key)
+            .map_or_else(|| UNKNOWN_CLASS.to_owned(), |c| class(c, catalog));
+        let claim_ref = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("PersistentVolumeClaim".to_owned()),
+            namespace: Some(ns.clone()),
+            name: Some(claim.clone()),
+            uid: claims
+                .get(&key)
+                .and_then(|c| c.metadata.uid.clone())
+                .or_else(|| claim_ref.uid.clone()),
+            ..ObjectReference::default()
+        };
+        let node = nodes.get(&node).map_or_else(
+            || ReportedNode {
+                name: node.clone(),
+                provider_id: None,
+                labels: BTreeMap::new(),
+                addresses: Vec::new(),
+            },
+            |n| reported(n),
+        );
+        let mut h = Sha256::new();
+        h.update(pv.metadata.uid.as_deref().unwrap_or_default());
+        h.update(b"\n");
+        h.update(pv.metadata.resource_version.as_deref().unwrap_or_default());
+        out.push(Placement {
+            object: ObjectId::new(STORE.to_owned(), class, format!("volume/{ns}/{claim}"))?,
+            content: h.finalize().into(),
+            node,
+            claim: claim_ref,
+        });
+    }
+    out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn claim(name: &str, component: Option<&str>) -> PersistentVolumeClaim {
+        let labels = component.map(|c| serde_json::json!({"app.kubernetes.io/name": c}));
+        object(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": labels}
+        }))
+    }
+
+    fn pv(claim: &str, affinity: Option<&str>, phase: &str) -> PersistentVolume {
+        let affinity = affinity.map(|n| {
+            serde_json::json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [n]}]}]}})
+        });
+        object(serde_json::json!({
+            "metadata": {"name": format!("pv-{claim}"), "uid": "u", "resourceVersion": "1"},
+            "spec": {"claimRef": {"namespace": "ns", "name": claim}, "nodeAffinity": affinity},
+            "status": {"phase": phase}
+        }))
+    }
+
+    fn pod(node: &str, claim: &str, phase: &str) -> Pod {
+        object(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"nodeName": node, "containers": [],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"phase": phase}
+        }))
+    }
+
+    fn check(pvs: &[PersistentVolume], pods: &[Pod], want: &[&str]) {
+        let claims = [
+            claim("data-search-0", Some("search")),
+            claim("other", Some("search")),
+        ];
+        let nodes: [Node; 1] = [object(
+            serde_json::json!({"metadata": {"name": "a", "labels": {"x": "y"}}}),
+        )];
+        let got: Vec<String> = placements(pvs, &claims, pods, &nodes, Catalog::shipped())
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p.object.id,
+                    p.object.class,
+                    p.node.name,
+                    p.node.labels.len()
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_volume_is_where_its_pod_runs_else_where_its_affinity_says() {
+        let search = "volume/ns/data-search-0 search-index";
+        // Mounted: the pod's node, with the node's facts.
+        check(
+            &[pv("data-search-0", Some("b"), "Bound")],
+            &[pod("a", "data-search-0", "Running")],
+            &[&format!("{search} a 1")],
+        );
+        // A finished pod holds nothing: the affinity's node, unknown to the cluster (name only).
+        check(
+            &[pv("data-search-0", Some("b"), "Bound")],
+            &[pod("a", "data-search-0", "Succeeded")],
+            &[&format!("{search} b 0")],
+        );
+        // Not bound, or on no node: not recorded.
+        check(&[pv("data-search-0", Some("a"), "Released")], &[], &[]);
+        check(&[pv("data-search-0", None, "Bound")], &[], &[]);
+        // A claim the catalog does not describe (no StatefulSet claim name of the component's
+        // volume, or no claim at all) is of unknown class.
+        check(
+            &[
+                pv("other", Some("a"), "Bound"),
+                pv("gone", Some("a"), "Bound"),
+            ],
+            &[],
+            &["volume/ns/gone unknown a 1", "volume/ns/other unknown a 1"],
+        );
+    }
+
+    #[test]
+    fn the_class_comes_from_the_catalog() {
+        let catalog = Catalog::shipped();
+        assert_eq!(
+            class(&claim("data-search-0", Some("search")), catalog),
+            "search-index"
+        );
+        assert_eq!(
+            class(&claim("data-search-x", Some("search")), catalog),
+            UNKNOWN_CLASS
+        );
+        assert_eq!(class(&claim("data-search-0", None), catalog), UNKNOWN_CLASS);
+        assert_eq!(
+            class(&claim("data-search-0", Some("nope")), catalog),
+            UNKNOWN_CLASS
+        );
+    }
+}
