@@ -79,28 +79,20 @@ async fn all_ready(client: &Client, namespaces: &[String]) -> Result<(), String>
             waiting += 1;
             continue;
         }
-        for x in &d.items {
-            let want = x.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            if x.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0)
-                < want
-            {
-                waiting += 1;
-            }
-        }
-        for x in &s.items {
-            let want = x.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            if x.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0)
-                < want
-            {
-                waiting += 1;
-            }
-        }
+        // (ready, desired) replicas of every workload.
+        waiting += d
+            .items
+            .iter()
+            .map(|x| {
+                let ready = x.status.as_ref().and_then(|s| s.ready_replicas);
+                (ready, x.spec.as_ref().and_then(|s| s.replicas))
+            })
+            .chain(s.items.iter().map(|x| {
+                let ready = x.status.as_ref().and_then(|s| s.ready_replicas);
+                (ready, x.spec.as_ref().and_then(|s| s.replicas))
+            }))
+            .filter(|(ready, want)| ready.unwrap_or(0) < want.unwrap_or(1))
+            .count();
     }
     if waiting == 0 {
         Ok(())

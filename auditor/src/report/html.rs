@@ -168,17 +168,7 @@ pub fn render(signed: &SignedReport) -> String {
     );
     h.push_str(&verdict_table(
         &["AS", "Organisation", "Registered in", "Extra-EU control"],
-        r.jurisdictions.iter().map(|j| {
-            (
-                vec![
-                    j.asn.map_or("none recorded".into(), |a| format!("AS{a}")),
-                    j.organisation.clone().unwrap_or_default(),
-                    j.registered.clone().unwrap_or_default(),
-                    if j.extra_eu_control { "yes" } else { "no" }.into(),
-                ],
-                &j.verdicts,
-            )
-        }),
+        r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
     ));
 
     h.push_str("<h2>Objects and their latest location</h2>\n<table><thead><tr><th>Data store</th><th>Class</th><th>Object</th><th>Held by</th><th>Country</th><th>Verdict</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");

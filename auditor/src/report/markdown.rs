@@ -108,17 +108,7 @@ pub fn render(signed: &SignedReport) -> String {
     m.push_str("## By jurisdiction (network operator)\n\n");
     m.push_str(&verdict_table(
         &["AS", "Organisation", "Registered in", "Extra-EU control"],
-        r.jurisdictions.iter().map(|j| {
-            (
-                vec![
-                    j.asn.map_or("none recorded".into(), |a| format!("AS{a}")),
-                    j.organisation.clone().unwrap_or_default(),
-                    j.registered.clone().unwrap_or_default(),
-                    if j.extra_eu_control { "yes" } else { "no" }.into(),
-                ],
-                &j.verdicts,
-            )
-        }),
+        r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
     ));
     m.push_str("## Objects and their latest location\n\n| Data store | Class | Object | Held by | Country | Verdict | Entry | Time |\n| --- | --- | --- | --- | --- | --- | ---: | --- |\n");
     for o in &r.objects {

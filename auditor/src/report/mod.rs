@@ -208,6 +208,20 @@ pub struct JurisdictionRow {
     pub verdicts: Verdicts,
 }
 
+impl JurisdictionRow {
+    /// The row's cells as every rendering shows them: AS, organisation, registration country,
+    /// extra-EU control.
+    pub fn cells(&self) -> Vec<String> {
+        vec![
+            self.asn
+                .map_or("none recorded".into(), |a| format!("AS{a}")),
+            self.organisation.clone().unwrap_or_default(),
+            self.registered.clone().unwrap_or_default(),
+            if self.extra_eu_control { "yes" } else { "no" }.into(),
+        ]
+    }
+}
+
 /// An object's latest entry in the period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
