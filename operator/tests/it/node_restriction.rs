@@ -195,6 +195,21 @@ async fn a_node_cannot_make_itself_compliant() -> anyhow::Result<()> {
     .await
     .expect_err("the operator may not write attestations");
     assert_eq!(status_of(&err), 403, "{err}");
+    // The operator may create credentials but never read a Secret, anywhere.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::all(operator_identity.clone());
+    let err = secrets
+        .list(&Default::default())
+        .await
+        .expect_err("the operator may not list Secrets");
+    assert_eq!(status_of(&err), 403, "{err}");
+    let err = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        operator_identity.clone(),
+        "kube-system",
+    )
+    .get("any")
+    .await
+    .expect_err("the operator may not read a Secret");
+    assert_eq!(status_of(&err), 403, "{err}");
     let ops = bed.client_as("bob", Some("ops")).await?;
     let err = create_attestation(&ops, &attestation("hostile", "FR", "2030-01-01T00:00:00Z"))
         .await
