@@ -62,9 +62,29 @@ pub enum Command {
     /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
     #[command(subcommand)]
     Witness(WitnessCommand),
+    /// Private key files.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// The HTTP ingest service: authenticated observations and object-store notifications,
     /// judged and committed under signed checkpoints; health, metrics, the latest checkpoint.
     Serve(crate::serve::ServeCli),
+}
+
+/// `key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Copy private files (a signing key, a tokens file) from a Kubernetes Secret volume
+    /// (root's, through symbolic links) to files of the running user's own with mode 0600, as
+    /// `--key` and `--tokens` require. Run it in an init container. Each `--from` goes to the
+    /// `--to` in the same position.
+    Install {
+        /// A file in the Secret volume: a private key or a tokens file. Repeatable.
+        #[arg(long, required = true)]
+        from: Vec<PathBuf>,
+        /// The file to create (mode 0600; an existing one must hold the same content).
+        #[arg(long, required = true)]
+        to: Vec<PathBuf>,
+    },
 }
 
 /// `witness` subcommands.
@@ -233,6 +253,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
         Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),
         Command::Serve(a) => crate::serve::run(a),
+        Command::Key(KeyCommand::Install { from, to }) => key_install(&from, &to),
     }
 }
 
@@ -343,6 +364,37 @@ pub(crate) async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Led
         );
     }
     Ok((ledger, seq))
+}
+
+fn key_install(from: &[PathBuf], to: &[PathBuf]) -> anyhow::Result<u8> {
+    if from.len() != to.len() {
+        anyhow::bail!(
+            "key install: {} --from for {} --to: give one --to per --from",
+            from.len(),
+            to.len()
+        );
+    }
+    for (f, t) in from.iter().zip(to) {
+        let text = crate::keyfile::install(f, t, |text| {
+            if SignerKey::parse_private(text).is_ok() {
+                return Ok(());
+            }
+            match crate::serve::tokens::Tokens::parse(&f.display().to_string(), text) {
+                Ok(tokens) if !tokens.is_empty() => Ok(()),
+                Ok(_) => Err("neither a private key nor a tokens file with a token".to_owned()),
+                Err(e) => Err(format!("neither a private key nor a tokens file ({e})")),
+            }
+        })?;
+        match SignerKey::parse_private(&text) {
+            Ok(key) => println!(
+                "installed {}: signing key, verifier key {}",
+                t.display(),
+                key.verifier()
+            ),
+            Err(_) => println!("installed {}: tokens file", t.display()),
+        }
+    }
+    Ok(0)
 }
 
 /// One input line read by the reader thread.

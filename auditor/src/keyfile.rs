@@ -150,6 +150,49 @@ pub fn save_private(text: &str, path: &Path) -> Result<(), KeyFileError> {
     f.sync_all().map_err(io)
 }
 
+/// `key install`: copies a private file delivered by a Kubernetes Secret volume (a symbolic
+/// link into kubelet's data directory, owned by root, group-readable through the pod's
+/// `fsGroup`) to `to`, a file of the running user's own with mode 0600 that [`read_private`]
+/// accepts. `check` must accept the content (a private key, a tokens file) or nothing is
+/// written. An existing `to` with the same content is left as it is (a pod restarted on the
+/// same volume); one with other content is refused. Returns the content.
+pub fn install<E: std::fmt::Display>(
+    from: &Path,
+    to: &Path,
+    check: impl FnOnce(&str) -> Result<(), E>,
+) -> Result<String, KeyFileError> {
+    let io = |action, path: &Path, source| KeyFileError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(from).map_err(|e| io("reading", from, e))?;
+    let text = text.trim().to_owned();
+    check(&text).map_err(|e| {
+        io(
+            "installing",
+            from,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        )
+    })?;
+    match read_private(to) {
+        Ok(existing) if existing.trim() == text => Ok(text),
+        Ok(_) => Err(io(
+            "installing as",
+            to,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it already holds other content; remove it first",
+            ),
+        )),
+        Err(KeyFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            save_private(&text, to)?;
+            Ok(text)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +242,41 @@ mod tests {
         std::fs::write(&garbage, "not a key").unwrap();
         std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
         check(&garbage, Err("PRIVATE+KEY+"));
+    }
+
+    #[test]
+    fn a_key_from_a_secret_volume_is_installed_as_our_own_0600_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // kubelet's layout: `key` -> `..data/key`, the file group-readable.
+        let data = dir.path().join("..data");
+        std::fs::create_dir(&data).unwrap();
+        let k = SignerKey::generate("log").unwrap();
+        std::fs::write(data.join("key"), k.to_private_string()).unwrap();
+        std::fs::set_permissions(data.join("key"), std::fs::Permissions::from_mode(0o440)).unwrap();
+        let secret = dir.path().join("key");
+        std::os::unix::fs::symlink(data.join("key"), &secret).unwrap();
+        check(&secret, Err("is a symbolic link"));
+        let key = |t: &str| SignerKey::parse_private(t).map(|_| ());
+        let to = dir.path().join("installed");
+        install(&secret, &to, key).unwrap();
+        check(&to, Ok(&k));
+        // Again (a restarted pod): the same key stays; another key is refused, nothing changed.
+        install(&secret, &to, key).unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(
+            &other,
+            SignerKey::generate("log").unwrap().to_private_string(),
+        )
+        .unwrap();
+        let e = install(&other, &to, key).unwrap_err().to_string();
+        assert!(e.contains("already holds other content"), "{e}");
+        check(&to, Ok(&k));
+        // Not a key: refused, nothing written.
+        std::fs::write(&other, "password=hunter2").unwrap();
+        let fresh = dir.path().join("fresh");
+        let e = install(&other, &fresh, key).unwrap_err().to_string();
+        assert!(e.contains("installing"), "{e}");
+        assert!(!fresh.exists());
     }
 
     #[test]

@@ -71,6 +71,14 @@ async fn count(State(s): State<Arc<Service>>, req: Request, next: Next) -> Respo
 async fn readyz(State(s): State<Arc<Service>>) -> Response {
     if s.shared.ready.load(Ordering::SeqCst) && !s.queue.is_closed() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if s.shared.standby.load(Ordering::SeqCst) {
+        // Ready to take over: a rollout must not wait for a standby to lead. Writers reach
+        // the leader through its pod label, not through readiness.
+        (
+            StatusCode::OK,
+            "standby: waiting for the sequencer's Lease\n",
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -190,6 +198,19 @@ async fn submit(
     };
     if items.is_empty() {
         return json_response(StatusCode::OK, &json!({"entries": [], "size": null}));
+    }
+    if !s.shared.ready.load(Ordering::SeqCst) {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            if s.shared.standby.load(Ordering::SeqCst) {
+                "this replica stands by (another holds the sequencer's Lease); nothing of this request was recorded: retry on the leader"
+            } else {
+                "the sequencer is not running; nothing of this request was recorded: retry later"
+            },
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
     }
     let (reply, answer) = oneshot::channel();
     let job = Job {

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub violation_events: IntCounter,
     /// Events the collector could not raise.
     pub event_errors: IntCounter,
+    /// 1 while this replica runs the sequencer, 0 while it stands by (`--lease`).
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -101,6 +103,10 @@ impl Metrics {
                 "hexagone_auditor_event_errors_total",
                 "Events the Kubernetes collector could not raise.",
             )?,
+            leader: IntGauge::new(
+                "hexagone_auditor_leader",
+                "1 while this replica runs the sequencer, 0 while it stands by for the Lease.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.entries_appended.clone()))?;
@@ -115,6 +121,7 @@ impl Metrics {
         m.registry.register(Box::new(m.collected.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
+        m.registry.register(Box::new(m.leader.clone()))?;
         Ok(m)
     }
 

@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod tokens;
 
@@ -116,6 +117,17 @@ pub struct ServeArgs {
     /// (they replace `--attestations`).
     #[arg(long)]
     pub kubernetes: bool,
+    /// Run as one of several replicas sharing one PostgreSQL ledger: only the holder of this
+    /// Lease (`NAMESPACE/NAME`) opens the sequencer and runs the collector; the others stand
+    /// by (ingest answers 503) and take over when it expires. Needs a cluster configuration.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub lease: Option<String>,
+    /// This replica's identity in the Lease (default: `$POD_NAME`, else host and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub lease_identity: Option<String>,
+    /// Seconds a leader holds the Lease without renewing it; a standby takes over after that.
+    #[arg(long, default_value_t = 15, requires = "lease", value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_seconds: u64,
 }
 
 /// One request's judged observations, waiting for the sequencer.
@@ -169,6 +181,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// True while the sequencer runs.
     pub ready: AtomicBool,
+    /// True while this replica stands by for the sequencer's Lease (`--lease`).
+    pub standby: AtomicBool,
     /// The latest signed checkpoint note.
     pub checkpoint: RwLock<Option<String>>,
 }
@@ -239,29 +253,37 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             "--kubernetes reads the NodeAttestations from the cluster: --attestations cannot be given with it"
         );
     }
-    let kubernetes = if a.kubernetes {
-        Some(
-            kube::Client::try_default()
-                .await
-                .context("--kubernetes: no cluster configuration (in-cluster or KUBECONFIG)")?,
-        )
-    } else {
-        None
+    if a.lease.is_some() && !a.db.starts_with("postgres") {
+        anyhow::bail!(
+            "--lease elects one sequencer among replicas sharing one database: it needs --db postgres://… (a SQLite file belongs to one process)"
+        );
+    }
+    let client =
+        if a.kubernetes || a.lease.is_some() {
+            Some(kube::Client::try_default().await.context(
+                "--kubernetes/--lease: no cluster configuration (in-cluster or KUBECONFIG)",
+            )?)
+        } else {
+            None
+        };
+    // Read the key now: a standby must not find out it cannot sign only when it takes over.
+    crate::keyfile::load(&key)?;
+    let mut election = match (&a.lease, &client) {
+        (Some(lease), Some(client)) => {
+            let identity = a.lease_identity.clone().unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            });
+            Some(lease::Election::join(client.clone(), lease, identity, a.lease_seconds).await?)
+        }
+        _ => None,
     };
-    let (ledger, seq) = crate::cli::open_sequencer(&a.db, &key).await?;
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
         ready: AtomicBool::new(false),
-        checkpoint: RwLock::new(seq.note().map(str::to_string)),
+        standby: AtomicBool::new(false),
+        checkpoint: RwLock::new(None),
     });
-    if seq.note().is_some() {
-        shared.metrics.checkpoint_size.set(seq.size() as i64);
-        // The note carries no time: the last entry's is the closest lower bound.
-        shared
-            .metrics
-            .checkpoint_time
-            .set(seq.last_time().0 as f64 / 1000.0);
-    }
     let (tx, rx) = mpsc::channel(a.queue as usize);
     let service = Arc::new(Service {
         judge,
@@ -273,6 +295,76 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
+    println!("serve listening on {}", listener.local_addr()?);
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    // Stop accepting when told; requests in flight wait for their commit.
+    let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(service.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    let refresher = tokio::spawn(refresh_databases(service.clone()));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    if let Some(e) = election.as_mut() {
+        shared.standby.store(true, Ordering::SeqCst);
+        println!(
+            "standing by: {} waits for Lease {} before opening the sequencer",
+            e.identity, e.lease
+        );
+        std::io::stdout().flush()?;
+        let led = tokio::select! {
+            r = e.lead() => Some(r),
+            () = &mut signal => None,
+        };
+        shared.standby.store(false, Ordering::SeqCst);
+        match led {
+            Some(Ok(())) => {
+                println!(
+                    "{} holds Lease {}: opening the sequencer",
+                    e.identity, e.lease
+                );
+                std::io::stdout().flush()?;
+            }
+            other => {
+                let _ = stop_http.send(true);
+                let _ = server.await;
+                refresher.abort();
+                if let Some(e) = election {
+                    e.resign().await;
+                }
+                return match other {
+                    Some(Err(err)) => Err(err),
+                    _ => Ok(0),
+                };
+            }
+        }
+    }
+    let (ledger, seq) = match crate::cli::open_sequencer(&a.db, &key).await {
+        Ok(opened) => opened,
+        Err(err) => {
+            let _ = stop_http.send(true);
+            let _ = server.await;
+            refresher.abort();
+            if let Some(e) = election {
+                e.resign().await;
+            }
+            return Err(err);
+        }
+    };
+    if let Some(note) = seq.note() {
+        *shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(note.to_owned());
+        shared.metrics.checkpoint_size.set(seq.size() as i64);
+        // The note carries no time: the last entry's is the closest lower bound.
+        shared
+            .metrics
+            .checkpoint_time
+            .set(seq.last_time().0 as f64 / 1000.0);
+    }
     let (failed, sequencer_failed) = oneshot::channel();
     let sequencer = tokio::spawn(sequence(
         ledger,
@@ -284,8 +376,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         failed,
     ));
     shared.ready.store(true, Ordering::SeqCst);
-    let refresher = tokio::spawn(refresh_databases(service.clone()));
-    let collector = kubernetes.map(|client| {
+    shared.metrics.leader.set(1);
+    let collector = client.filter(|_| a.kubernetes).map(|client| {
         let service = service.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::collect::kubernetes::run(client, service).await {
@@ -293,22 +385,49 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             }
         })
     });
-    println!("serve listening on {}", listener.local_addr()?);
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
-    let app = http::router(service);
-    // Stop accepting on SIGTERM or Ctrl-C; requests in flight wait for their commit.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                Ok(()) = sequencer_failed => {
-                    eprintln!("shutting down: the sequencer stopped");
-                }
-            }
-        })
-        .await
-        .context("serving HTTP")?;
+    let lost = async {
+        match election.as_mut() {
+            Some(e) => e.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let lease_lost = tokio::select! {
+        () = &mut signal => false,
+        Ok(()) = sequencer_failed => {
+            eprintln!("shutting down: the sequencer stopped");
+            false
+        }
+        () = lost => true,
+    };
+    if lease_lost {
+        // Another replica may already be sequencing: stop committing at once. Requests in
+        // flight are answered 500 (not acknowledged) and their writers retry on the leader.
+        shared.ready.store(false, Ordering::SeqCst);
+        shared.metrics.leader.set(0);
+        sequencer.abort();
+        if let Some(c) = collector {
+            c.abort();
+        }
+        refresher.abort();
+        let _ = stop_http.send(true);
+        drop(service);
+        let _ = server.await;
+        let lease = election
+            .as_ref()
+            .map(|e| e.lease.clone())
+            .unwrap_or_default();
+        if let Some(e) = election {
+            e.resign().await;
+        }
+        anyhow::bail!(
+            "lost Lease {lease}: the sequencer stopped before its next commit; restart to stand by"
+        );
+    }
+    let _ = stop_http.send(true);
+    match server.await {
+        Ok(r) => r.context("serving HTTP")?,
+        Err(e) => anyhow::bail!("the HTTP server task: {e}"),
+    }
     refresher.abort();
     let _ = refresher.await;
     // The collector holds a handle on the queue: stop it so the sequencer can drain and end.
@@ -317,6 +436,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         let _ = c.await;
     }
     // The last handle on the queue is gone: the sequencer drains what is queued and stops.
+    drop(service);
     let (ledger, seq) = sequencer.await.context("the sequencer task")??;
     shared.ready.store(false, Ordering::SeqCst);
     match seq.note() {
@@ -328,6 +448,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     std::io::stdout().flush()?;
     ledger.close().await;
+    if let Some(e) = election {
+        e.resign().await;
+    }
     Ok(0)
 }
 

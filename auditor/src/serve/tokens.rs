@@ -67,7 +67,8 @@ impl Tokens {
         Self::parse(&path.display().to_string(), &text)
     }
 
-    fn parse(path: &str, text: &str) -> Result<Self, TokenError> {
+    /// Parses a tokens file's text; `path` names it in errors.
+    pub fn parse(path: &str, text: &str) -> Result<Self, TokenError> {
         let mut entries = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();

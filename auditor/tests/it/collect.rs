@@ -327,17 +327,7 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (key, vkey) = keygen(dir.path(), "k");
     let tokens = dir.path().join("tokens");
-    run_ok(
-        &[
-            "serve",
-            "token",
-            "add",
-            "collector",
-            "--tokens",
-            tokens.to_str().unwrap(),
-        ],
-        None,
-    );
+    crate::util::add_token(&tokens, "collector");
     let db = crate::util::fresh_sqlite(dir.path());
     let mut child = Command::new(bin())
         .args([

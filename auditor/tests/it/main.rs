@@ -7,6 +7,7 @@ mod attack;
 mod cli;
 mod collect;
 mod crash;
+mod failover;
 mod interop;
 mod judge;
 mod report;

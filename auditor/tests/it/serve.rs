@@ -45,19 +45,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let (key, vkey) = keygen(dir.path(), "k");
         let tokens = dir.path().join("tokens");
-        let token = run_ok(
-            &[
-                "serve",
-                "token",
-                "add",
-                "collector",
-                "--tokens",
-                tokens.to_str().unwrap(),
-            ],
-            None,
-        )
-        .trim()
-        .to_string();
+        let token = crate::util::add_token(&tokens, "collector");
         assert!(token.starts_with("hxa_") && token.len() == 68, "{token}");
         std::fs::write(
             dir.path().join("inventory.yaml"),

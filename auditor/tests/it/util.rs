@@ -146,6 +146,23 @@ pub fn keygen(dir: &Path, file: &str) -> (PathBuf, String) {
     (path, vkey)
 }
 
+/// `serve token add NAME --tokens TOKENS`: the token it prints once.
+pub fn add_token(tokens: &Path, name: &str) -> String {
+    run_ok(
+        &[
+            "serve",
+            "token",
+            "add",
+            name,
+            "--tokens",
+            tokens.to_str().unwrap(),
+        ],
+        None,
+    )
+    .trim()
+    .to_string()
+}
+
 /// The PostgreSQL URL the test script exported; a test that needs it fails without it.
 pub fn postgres_url() -> String {
     match std::env::var("HEXAGONE_TEST_POSTGRES_URL") {

@@ -78,15 +78,24 @@ fn documents(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 
 /// `(kind, name)` of every object the kustomization lists, read from its files.
 fn kustomized_objects() -> anyhow::Result<Vec<(String, String)>> {
-    let dir = repo().join("manifests");
-    let kustomization = documents(&dir.join("kustomization.yaml"))?;
-    let resources = kustomization[0]["resources"]
-        .as_array()
-        .ok_or_else(|| anyhow::anyhow!("manifests/kustomization.yaml lists no resources"))?;
     let mut objects = Vec::new();
+    kustomized_into(&repo().join("manifests"), &mut objects)?;
+    Ok(objects)
+}
+
+/// The objects of the kustomization in `dir`, its resource directories included.
+fn kustomized_into(dir: &Path, objects: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+    let kustomization = documents(&dir.join("kustomization.yaml"))?;
+    let resources = kustomization[0]["resources"].as_array().ok_or_else(|| {
+        anyhow::anyhow!("{}/kustomization.yaml lists no resources", dir.display())
+    })?;
     for file in resources {
-        let file = file.as_str().unwrap_or_default();
-        for doc in documents(&dir.join(file))? {
+        let path = dir.join(file.as_str().unwrap_or_default());
+        if path.is_dir() {
+            kustomized_into(&path, objects)?;
+            continue;
+        }
+        for doc in documents(&path)? {
             let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
             let name = doc["metadata"]["name"]
                 .as_str()
@@ -94,12 +103,13 @@ fn kustomized_objects() -> anyhow::Result<Vec<(String, String)>> {
                 .to_owned();
             anyhow::ensure!(
                 !kind.is_empty() && !name.is_empty(),
-                "{file}: object without kind or name"
+                "{}: object without kind or name",
+                path.display()
             );
             objects.push((kind, name));
         }
     }
-    Ok(objects)
+    Ok(())
 }
 
 /// The description of `spec.<field>` in the shipped Workplace CRD.
