@@ -101,8 +101,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 let client = kube::Client::try_default()
                     .await
                     .context("connecting to the cluster (KUBECONFIG or in-cluster)")?;
+                // SIGTERM is how Kubernetes stops a pod: release the Lease then too.
                 let shutdown = async {
-                    let _ = tokio::signal::ctrl_c().await;
+                    let term = async {
+                        match tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        ) {
+                            Ok(mut s) => {
+                                s.recv().await;
+                            }
+                            Err(_) => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        () = term => {}
+                    }
                 };
                 run_with(client, config.settings, shutdown).await
             })
