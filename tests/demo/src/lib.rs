@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use hexagone_testbed::ControlPlane;
 use hexagone_testbed::provisioner::{Provisioner, TEST_PROVISIONER};
-use hexagone_testbed::{ControlPlane, FakeNode};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
 
@@ -164,16 +164,6 @@ impl Process {
     }
 }
 
-fn fr(name: &str, zone: &str, ip: &str) -> anyhow::Result<FakeNode> {
-    Ok(FakeNode::new(name)
-        .label("topology.kubernetes.io/region", "fr-par")
-        .label("topology.kubernetes.io/zone", zone)
-        .external_ip(ip.parse()?)
-        .capacity("cpu", "32")
-        .capacity("memory", "128Gi")
-        .capacity("pods", "110"))
-}
-
 /// A NodeAttestation of `node`, written by a security officer.
 fn attestation(node: &str, company: &str, site: &str) -> String {
     format!(
@@ -218,8 +208,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let mut check = check;
-    hexagone_testbed::wait::until(what, CONVERGE, move || check())
+    hexagone_testbed::wait::until(what, CONVERGE, check)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -353,27 +342,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         started,
         "adding 7 nodes: 4 French (OVH, Outscale; zones fr-par-1, fr-par-2), Hetzner DE, a US node, AWS Paris",
     );
-    bed.add_nodes(&[
-        fr("ovh-par1-a", "fr-par-1", "51.38.1.1")?,
-        fr("ovh-par1-b", "fr-par-1", "51.38.3.3")?,
-        fr("outscale-par2-a", "fr-par-2", "46.231.144.1")?,
-        fr("ovh-par2-b", "fr-par-2", "51.38.4.4")?,
-        FakeNode::new("hetzner-de")
-            .label("topology.kubernetes.io/region", "eu-central-1")
-            .label("topology.kubernetes.io/zone", "eu-central-1a")
-            .external_ip("88.198.0.1".parse()?),
-        FakeNode::new("us-east")
-            .label("topology.kubernetes.io/zone", "us-east-1a")
-            .external_ip("8.8.8.8".parse()?),
-        FakeNode::new("aws-paris")
-            .label("topology.kubernetes.io/region", "eu-west-3")
-            .label("topology.kubernetes.io/zone", "eu-west-3a")
-            .external_ip("15.188.0.1".parse()?)
-            .capacity("cpu", "32")
-            .capacity("memory", "128Gi")
-            .capacity("pods", "110"),
-    ])
-    .await?;
+    bed.add_nodes(&hexagone_testbed::sovereign::nodes()).await?;
 
     step(
         started,
@@ -480,6 +449,10 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
                 "6",
             ])
             .env("KUBECONFIG", &operator_kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE"),
         &out.join("operator.log"),
@@ -555,10 +528,12 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         format!(
             "- name: minio-gra
   addresses: [51.38.5.5]
+  region: gra
   attestation: {{country: FR, hostingCompany: OVH SAS, site: Gravelines GRA3, basis: contract,
                 attestedBy: rssi@ministere.example.fr, validUntil: '2030-01-01T00:00:00Z'}}
 - name: backup-outscale
   addresses: [46.231.144.2]
+  region: cloudgouv-eu-west-1
   attestation: {{country: FR, hostingCompany: Outscale SASU, site: Paris PAR2, basis: contract,
                 attestedBy: rssi@ministere.example.fr, validUntil: '2030-01-01T00:00:00Z'}}
 - name: {FOREIGN_BACKUP}
@@ -620,9 +595,9 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         &format!("Ready and Sovereign: pods per node {placed:?}"),
     );
     ensure!(
-        placed.keys().all(
-            |n| ["ovh-par1-a", "ovh-par1-b", "outscale-par2-a", "ovh-par2-b"].contains(&n.as_str())
-        ),
+        placed
+            .keys()
+            .all(|n| hexagone_testbed::sovereign::FRENCH.contains(&n.as_str())),
         "a pod runs on a node the policy does not admit: {placed:?}"
     );
     let size = settled(&addr).await?;
@@ -726,13 +701,6 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         )
         .await?;
     }
-    run_ok(
-        Command::new(&auditor_bin)
-            .args(["report", "verify"])
-            .arg(&report_json)
-            .args(["--ledger", &db]),
-    )
-    .await?;
     let bundle = out.join("ledger.bundle");
     run_ok(
         Command::new(&auditor_bin)
@@ -740,6 +708,16 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
             .arg(&bundle),
     )
     .await?;
+    for r in [&report_html, &report_json] {
+        run_ok(
+            Command::new(&auditor_bin)
+                .args(["report", "verify", "--report"])
+                .arg(r)
+                .args(["--key", &ledger_pub, "--ledger"])
+                .arg(&bundle),
+        )
+        .await?;
+    }
     let verified = Command::new(&auditor_bin)
         .arg("verify")
         .arg(&bundle)
@@ -844,14 +822,11 @@ pub fn summary(outcome: &Outcome) -> String {
     p(
         &mut s,
         format!(
-            "The ledger holds {} entries: {} observations, {} compliant, {} violations, {} unknown.",
-            outcome.entries,
-            r["totals"]["observations"],
-            t["compliant"],
-            t["violation"],
-            t["unknown"]
+            "The ledger holds {} entries. The report's {} objects, by latest verdict: {} compliant, {} in violation, {} unknown.",
+            outcome.entries, r["totals"]["objects"], t["compliant"], t["violation"], t["unknown"]
         ),
     );
+    p(&mut s, "Every placement ever recorded in violation:".into());
     for v in r["violations"].as_array().into_iter().flatten() {
         p(
             &mut s,

@@ -22,6 +22,7 @@ mod pki;
 mod ports;
 mod process;
 pub mod provisioner;
+pub mod sovereign;
 pub mod wait;
 
 pub use controlplane::{BIN_ENV, ControlPlane, KEEP_ENV, Ports, TIMEOUT_ENV};
