@@ -235,7 +235,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         &policy_path,
     )?));
     let geo: &'static _ = Box::leak(Box::new(
-        hexagone_platform::GeoDatabases::open(&a.geo.paths())
+        hexagone_platform::GeoDatabases::open(&a.geo.paths()?)
             .context("opening the geolocation databases")?,
     ));
     let attestations = match &a.attestations {

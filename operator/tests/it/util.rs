@@ -160,7 +160,7 @@ impl Operator {
             l.local_addr()?
         };
         let settings = Settings {
-            geo_dir: PathBuf::from(hexagone_operator::VENDORED_GEO_DIR),
+            geo_dir: Some(PathBuf::from(hexagone_platform::geo::SOURCE_GEO_DIR)),
             metrics_addr,
             reporter: "hexagone-operator".into(),
             lease_namespace: "hexagone-system".into(),
