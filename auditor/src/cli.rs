@@ -453,7 +453,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         .map(|w| witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let policy = hexagone_platform::LocalityPolicy::from_file(&a.policy)?;
-    let paths = a.geo.paths();
+    let paths = a.geo.paths()?;
     let geo = hexagone_platform::GeoDatabases::open(&paths)
         .context("opening the geolocation databases")?;
     let attestations = match &a.attestations {

@@ -160,6 +160,12 @@ struct EndpointAttestation {
 struct EndpointItem {
     name: String,
     addresses: Vec<IpAddr>,
+    /// The provider's region and zone names, as a node's topology labels would carry them (the
+    /// declarant's word, like a node's own labels).
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    zone: Option<String>,
     #[serde(default)]
     attestation: Option<EndpointAttestation>,
 }
@@ -173,7 +179,7 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Reads `--inventory`: a YAML list of `{name, addresses, attestation}`.
+    /// Reads `--inventory`: a YAML list of `{name, addresses, region, zone, attestation}`.
     pub fn load(path: &Path) -> Result<Self, JudgeError> {
         let text = read(path)?;
         let items: Vec<EndpointItem> = parse(path, &text)?;
@@ -193,6 +199,14 @@ impl Inventory {
                 provider_id: Some(provider_id.clone()),
                 ..NodeDescription::default()
             };
+            for (label, value) in [
+                (hexagone_platform::REGION_LABEL, &item.region),
+                (hexagone_platform::ZONE_LABEL, &item.zone),
+            ] {
+                if let Some(v) = value {
+                    endpoint.labels.insert(label.to_owned(), v.clone());
+                }
+            }
             for address in item.addresses {
                 endpoint
                     .addresses

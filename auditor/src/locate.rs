@@ -12,16 +12,12 @@ use hexagone_platform::{
     Attestation, LocalityPolicy, NodeDescription, SubjectKind, judge, observe,
 };
 
-/// Where the vendored databases are when neither `--geo-dir` nor `HEXAGONE_GEO_DIR` says.
-pub const VENDORED_GEO_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../platform/data/ip-location-db"
-);
-
 /// Which geolocation databases to read (shared by `locate` and `append`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GeoArgs {
-    /// Directory holding the ip-location-db layout; the other database options override its files.
+    /// Directory holding the ip-location-db layout; the other database options override its
+    /// files. Default: the bundled data installed next to the binary
+    /// (`<bin>/../share/hexagone/ip-location-db`), else the source tree it was built from.
     #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
     pub geo_dir: Option<PathBuf>,
     /// Where-is database: MaxMind GeoIP2/GeoLite2 Country or City, flat `country_code` MMDB, or
@@ -39,8 +35,15 @@ pub struct GeoArgs {
 impl GeoArgs {
     /// The files to open: the directory's (or the vendored) layout, with the files named
     /// one by one in place of its own.
-    pub fn paths(&self) -> GeoPaths {
-        let mut paths = geo_paths(self.geo_dir.as_deref());
+    pub fn paths(&self) -> anyhow::Result<GeoPaths> {
+        let all_named =
+            !(self.geo_db.is_empty() || self.registration_db.is_empty() || self.asn_db.is_empty());
+        // Every file named one by one: no directory is needed.
+        let mut paths = if all_named && self.geo_dir.is_none() {
+            GeoPaths::ip_location_db(Path::new(hexagone_platform::geo::SOURCE_GEO_DIR))
+        } else {
+            geo_paths(self.geo_dir.as_deref())?
+        };
         for (given, slot) in [
             (&self.geo_db, &mut paths.location),
             (&self.registration_db, &mut paths.registration),
@@ -50,7 +53,7 @@ impl GeoArgs {
                 slot.clone_from(given);
             }
         }
-        paths
+        Ok(paths)
     }
 
     /// Whether these are the vendored databases (whose licences ask for attribution).
@@ -95,7 +98,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
         (None, Some(path)) => read_node(path)?,
         _ => bail!("give either an address or --node FILE"),
     };
-    let paths = args.geo.paths();
+    let paths = args.geo.paths()?;
     let attestations = args
         .attestations
         .iter()
@@ -163,8 +166,14 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
 }
 
 /// The database files of an ip-location-db directory (`dir`, or the vendored one).
-fn geo_paths(dir: Option<&Path>) -> GeoPaths {
-    GeoPaths::ip_location_db(dir.unwrap_or(Path::new(VENDORED_GEO_DIR)))
+fn geo_paths(dir: Option<&Path>) -> anyhow::Result<GeoPaths> {
+    Ok(match dir {
+        Some(dir) => GeoPaths::ip_location_db(dir),
+        None => GeoPaths::ip_location_db(
+            &hexagone_platform::geo::bundled_geo_dir(&std::env::current_exe()?)
+                .map_err(anyhow::Error::msg)?,
+        ),
+    })
 }
 
 /// Reads a node description, or a Kubernetes Node object (through the platform's Node bridge,

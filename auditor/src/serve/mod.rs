@@ -235,7 +235,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         &policy_path,
     )?));
     let geo: &'static _ = Box::leak(Box::new(
-        hexagone_platform::GeoDatabases::open(&a.geo.paths())
+        hexagone_platform::GeoDatabases::open(&a.geo.paths()?)
             .context("opening the geolocation databases")?,
     ));
     let attestations = match &a.attestations {
@@ -278,6 +278,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         }
         _ => None,
     };
+    // Without an election the sequencer opens before the service listens: a writer never
+    // finds it listening but not yet able to record.
+    let mut opened = match election {
+        Some(_) => None,
+        None => Some(crate::cli::open_sequencer(&a.db, &key).await?),
+    };
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
         ready: AtomicBool::new(false),
@@ -295,9 +301,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
-    println!("serve listening on {}", listener.local_addr()?);
+    let local = listener.local_addr()?;
     use std::io::Write as _;
-    std::io::stdout().flush()?;
+    let announce = move || -> std::io::Result<()> {
+        println!("serve listening on {local}");
+        std::io::stdout().flush()
+    };
     // Stop accepting when told; requests in flight wait for their commit.
     let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(
@@ -312,6 +321,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     tokio::pin!(signal);
     if let Some(e) = election.as_mut() {
         shared.standby.store(true, Ordering::SeqCst);
+        announce()?;
         println!(
             "standing by: {} waits for Lease {} before opening the sequencer",
             e.identity, e.lease
@@ -344,7 +354,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let (ledger, seq) = match crate::cli::open_sequencer(&a.db, &key).await {
+    let opened = match opened.take() {
+        Some(o) => Ok(o),
+        None => crate::cli::open_sequencer(&a.db, &key).await,
+    };
+    let (ledger, seq) = match opened {
         Ok(opened) => opened,
         Err(err) => {
             let _ = stop_http.send(true);
@@ -377,6 +391,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     ));
     shared.ready.store(true, Ordering::SeqCst);
     shared.metrics.leader.set(1);
+    if election.is_none() {
+        // Announced once it records: the first line means ready.
+        announce()?;
+    }
     let collector = client.filter(|_| a.kubernetes).map(|client| {
         let service = service.clone();
         tokio::spawn(async move {

@@ -395,3 +395,51 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     );
     assert!(out.contains("valid: 4 entries"), "{out}");
 }
+
+/// An installed binary (copied elsewhere, run from another directory) finds the bundled
+/// geolocation data next to it in `<prefix>/share/hexagone/ip-location-db`, and `--version`
+/// names the data's versions.
+#[test]
+fn an_installed_binary_finds_its_data_next_to_it_and_names_its_versions() {
+    let prefix = tempfile::tempdir().unwrap();
+    let bin = prefix.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let installed = bin.join("hexagone-auditor");
+    std::fs::copy(crate::util::bin(), &installed).unwrap();
+    std::fs::create_dir_all(prefix.path().join("share/hexagone")).unwrap();
+    std::os::unix::fs::symlink(
+        hexagone_platform::geo::SOURCE_GEO_DIR,
+        prefix.path().join("share/hexagone/ip-location-db"),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    // `locate` exits 1 for a violation: the exit code is checked by the caller.
+    let run_installed = |args: &[&str], code: i32| {
+        let out = std::process::Command::new(&installed)
+            .args(args)
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let version = run_installed(&["--version"], 0);
+    assert!(
+        version.contains("@ip-location-db/asn 2.") && version.contains("extra-EU control list: "),
+        "{version}"
+    );
+    let policy = crate::util::policy("france-diffusion-restreinte");
+    // An address alone never meets Diffusion Restreinte (no attestation, no region label).
+    let located = run_installed(&["locate", "51.38.1.1", "--policy", &policy], 1);
+    let expected = format!(
+        "databases: location {}/../share/hexagone/ip-location-db/",
+        bin.display()
+    );
+    assert!(located.contains(&expected), "{located}");
+    assert!(located.contains("address 51.38.1.1 is in FR"), "{located}");
+}

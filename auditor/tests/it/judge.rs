@@ -44,6 +44,14 @@ items:
   addresses: [37.59.0.1]
   attestation: {country: FR, hostingCompany: OVH SAS, site: Gravelines, basis: contract,
                 attestedBy: rssi@ministere.example.fr, validUntil: '2099-01-01T00:00:00Z'}
+- name: s3-gra
+  addresses: [51.38.5.5]
+  region: gra
+  attestation: {country: FR, hostingCompany: OVH SAS, site: Gravelines, basis: contract,
+                attestedBy: rssi@ministere.example.fr, validUntil: '2099-01-01T00:00:00Z'}
+- name: s3-gra-unattested
+  addresses: [51.38.7.7]
+  region: gra
 ",
         )
         .unwrap();
@@ -151,6 +159,11 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
         // A backup target outside the cluster, from the inventory (no topology label, so not
         // enough sources for Diffusion Restreinte's quorum of 3).
         node_line(5, "null").replace(",\"node\":null", ",\"endpoint\":\"backup-gra\""),
+        // One whose region is declared in the inventory: three sources, compliant; the same
+        // without an attestation: the declared region and the address are the declarant's and
+        // the network's word only.
+        node_line(6, "null").replace(",\"node\":null", ",\"endpoint\":\"s3-gra\""),
+        node_line(7, "null").replace(",\"node\":null", ",\"endpoint\":\"s3-gra-unattested\""),
     ]
     .join("\n");
     let out = s.append(DR, &input);
@@ -170,6 +183,8 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
             "[violation] gra-3: address 5.9.0.1 is in DE, outside the allowed countries (FR)",
             "[violation] gra-3: address 3.5.0.1 is in US, outside the allowed countries (FR)",
             "[violation] backup-gra: the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing",
+            "[compliant] s3-gra: ",
+            "[violation] s3-gra-unattested: no NodeAttestation names the node, which proves nothing",
         ]
     );
     // The entry records the engine's evidence, the policy's digest and the databases.
@@ -222,7 +237,7 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
         "{out}"
     );
     assert!(
-        out.contains("verdicts: 1 compliant, 5 violation, 0 unknown"),
+        out.contains("verdicts: 2 compliant, 6 violation, 0 unknown"),
         "{out}"
     );
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::workplace::{Workplace, WorkplaceSpec};
-use hexagone_testbed::{ControlPlane, FakeNode};
+use hexagone_testbed::ControlPlane;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::events::v1::Event;
@@ -23,18 +23,7 @@ use crate::util::{
 
 const LATER: &str = "2030-01-01T00:00:00Z";
 pub const NS: &str = "ministere";
-const ELIGIBLE: [&str; 4] = ["ovh-par1-a", "ovh-par1-b", "outscale-par2-a", "ovh-par2-b"];
-
-fn fr(name: &str, zone: &str, ip: &str) -> FakeNode {
-    FakeNode::new(name)
-        .label("topology.kubernetes.io/region", "fr-par")
-        .label("topology.kubernetes.io/zone", zone)
-        .external_ip(ip.parse().unwrap())
-        // Two such nodes hold the whole 5,000-user profile (about 41 CPU requested).
-        .capacity("cpu", "32")
-        .capacity("memory", "128Gi")
-        .capacity("pods", "110")
-}
+const ELIGIBLE: [&str; 4] = hexagone_testbed::sovereign::FRENCH;
 
 /// French nodes in two zones (attested), a German one, a US one, and AWS Paris (attested FR,
 /// under US control); the `dr` policy; a namespace enforcing the restricted Pod Security
@@ -42,24 +31,7 @@ fn fr(name: &str, zone: &str, ip: &str) -> FakeNode {
 pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
     let admin = bed.client();
     let officer = bed.client_as("alice", Some(OFFICERS)).await?;
-    bed.add_nodes(&[
-        fr("ovh-par1-a", "fr-par-1", "51.38.1.1"),
-        fr("ovh-par1-b", "fr-par-1", "51.38.3.3"),
-        fr("outscale-par2-a", "fr-par-2", "46.231.144.1"),
-        fr("ovh-par2-b", "fr-par-2", "51.38.4.4"),
-        FakeNode::new("hetzner-de")
-            .label("topology.kubernetes.io/region", "eu-central-1")
-            .label("topology.kubernetes.io/zone", "eu-central-1a")
-            .external_ip("88.198.0.1".parse()?),
-        FakeNode::new("us-east")
-            .label("topology.kubernetes.io/zone", "us-east-1a")
-            .external_ip("8.8.8.8".parse()?),
-        FakeNode::new("aws-paris")
-            .label("topology.kubernetes.io/region", "eu-west-3")
-            .label("topology.kubernetes.io/zone", "eu-west-3a")
-            .external_ip("15.188.0.1".parse()?),
-    ])
-    .await?;
+    bed.add_nodes(&hexagone_testbed::sovereign::nodes()).await?;
     for node in ELIGIBLE.iter().chain(&["aws-paris"]) {
         create_attestation(&officer, &attestation(node, "FR", LATER)).await?;
     }

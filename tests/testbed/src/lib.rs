@@ -21,6 +21,8 @@ pub mod node;
 mod pki;
 mod ports;
 mod process;
+pub mod provisioner;
+pub mod sovereign;
 pub mod wait;
 
 pub use controlplane::{BIN_ENV, ControlPlane, KEEP_ENV, Ports, TIMEOUT_ENV};

@@ -1,0 +1,97 @@
+//! The main job as a test: the demo runs end to end on the test bed, and what it leaves is
+//! checked as a security officer and an accreditation auditor would read it.
+
+use hexagone_demo::{DOCUMENTS, FOREIGN_BACKUP, WITHDRAWN, report_model, run};
+
+/// The French nodes the policy admits, and the inventory endpoints in France.
+const FRENCH: [&str; 6] = [
+    "ovh-par1-a",
+    "ovh-par1-b",
+    "outscale-par2-a",
+    "ovh-par2-b",
+    "minio-gra",
+    "backup-outscale",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_deploys_audits_reports_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(dir.path()).await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The accreditation auditor's verdict: the bundle verifies offline, with the witness's
+    // cosignature, every verdict recomputed from its evidence.
+    let (code, text) = &outcome.verify;
+    assert_eq!(*code, 0, "{text}");
+    assert!(
+        text.contains("every verdict replayed from its evidence under \"Diffusion Restreinte\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("last checkpoint cosigned by: witness.demo.hexagone.fr"),
+        "{text}"
+    );
+
+    // The security officer's report.
+    let r = report_model(&outcome).unwrap();
+    let objects = r["objects"].as_array().unwrap();
+    let violations = r["violations"].as_array().unwrap();
+    let documents = objects.iter().filter(|o| o["class"] == "document").count();
+    assert_eq!(
+        documents, DOCUMENTS,
+        "every stored document is in the report"
+    );
+    let volumes: Vec<_> = objects
+        .iter()
+        .filter(|o| o["store"] == "kubernetes")
+        .collect();
+    assert!(volumes.len() >= 10, "the Workplace's volumes: {volumes:?}");
+    // Nothing ever lived on the German, US or AWS Paris nodes, and today everything is in
+    // France but the foreign backup.
+    for o in objects {
+        let subject = o["subject"].as_str().unwrap();
+        if subject == FOREIGN_BACKUP {
+            assert_eq!(o["verdict"], "violation", "{o}");
+            assert_eq!(o["country"], "DE", "{o}");
+        } else {
+            assert!(FRENCH.contains(&subject), "{o}");
+            assert_eq!(o["verdict"], "compliant", "{o}");
+            assert_ne!(
+                subject, WITHDRAWN,
+                "a volume stayed on the withdrawn node: {o}"
+            );
+        }
+    }
+    // The withdrawn attestation shows as violations on that node, first and last seen.
+    let on_withdrawn: Vec<_> = violations
+        .iter()
+        .filter(|v| v["subject"] == WITHDRAWN)
+        .collect();
+    assert!(!on_withdrawn.is_empty(), "{violations:?}");
+    for v in &on_withdrawn {
+        let reasons = v["reasons"].to_string();
+        assert!(reasons.contains("no NodeAttestation names the node"), "{v}");
+        assert!(v["first_seen"].as_str().unwrap() <= v["last_seen"].as_str().unwrap());
+    }
+    let backup = violations
+        .iter()
+        .find(|v| v["subject"] == FOREIGN_BACKUP)
+        .expect("the foreign backup is a violation");
+    assert!(
+        backup["reasons"]
+            .to_string()
+            .contains("address 88.198.0.1 is in DE"),
+        "{backup}"
+    );
+    assert_eq!(
+        violations.len(),
+        on_withdrawn.len() + 1,
+        "no other violation: {violations:?}"
+    );
+
+    // The page a person opens.
+    let html = std::fs::read_to_string(&outcome.report_html).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"));
+    assert!(html.contains(FOREIGN_BACKUP));
+    let summary = hexagone_demo::summary(&outcome);
+    assert!(summary.contains("verify exit 0"), "{summary}");
+}
