@@ -251,13 +251,17 @@ fn get(addr: &str, path: &str) -> String {
     out
 }
 
-/// Each recorded observation as `object class node verdict`, in ledger order.
-fn recorded(db: &str, out: &std::path::Path) -> Vec<String> {
-    run_ok(
+/// Each recorded observation as `object class node verdict`, in ledger order; `export`'s error
+/// while it fails (an empty ledger cannot be exported).
+fn recorded(db: &str, out: &std::path::Path) -> Result<Vec<String>, String> {
+    let export = crate::util::run(
         &["export", "--db", db, "--out", out.to_str().unwrap()],
         None,
     );
-    std::fs::read_to_string(out)
+    if !export.status.success() {
+        return Err(String::from_utf8_lossy(&export.stderr).into_owned());
+    }
+    Ok(std::fs::read_to_string(out)
         .unwrap()
         .lines()
         .filter_map(|l| l.strip_prefix("{\"entry\":"))
@@ -272,7 +276,7 @@ fn recorded(db: &str, out: &std::path::Path) -> Vec<String> {
             ),
             other => panic!("not an observation: {other:?}"),
         })
-        .collect()
+        .collect())
 }
 
 async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
@@ -280,6 +284,7 @@ async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
     eventually(&format!("the ledger holds {want:?}"), || {
         let got = recorded(db, &out);
         async move {
+            let got = got?;
             if got.len() >= want.len() {
                 Ok(())
             } else {
@@ -288,7 +293,7 @@ async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
         }
     })
     .await;
-    assert_eq!(recorded(db, &out), want);
+    assert_eq!(recorded(db, &out).unwrap(), want);
 }
 
 /// The test bed with the NodeAttestation CRD, a French node the security officer attested and
@@ -449,7 +454,7 @@ impl Auditor {
         })
         .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(recorded(&self.db, &dir.join("last.jsonl")), want);
+        assert_eq!(recorded(&self.db, &dir.join("last.jsonl")).unwrap(), want);
     }
 
     /// SIGTERM stops the collector too: the sequencer drains and signs a final checkpoint of
@@ -728,17 +733,29 @@ async fn serve_records_where_each_snapshot_is() {
     want.push("snapshot/intranet/search-hourly search-index ovh-gra-1 compliant");
     wait_for(&db, dir.path(), &want).await;
 
-    // The attestation is withdrawn: the French volume and both its snapshots are violations.
+    // The German volume moves to the French node (its pod does): its snapshot is recorded
+    // there with it.
+    delete_pod(&bed, "batch").await;
+    pod(&bed, "batch-2", FR, "scratch").await;
+    want.extend([
+        "volume/intranet/scratch unknown ovh-gra-1 compliant",
+        "snapshot/intranet/scratch-daily unknown ovh-gra-1 compliant",
+    ]);
+    wait_for(&db, dir.path(), &want).await;
+
+    // The attestation is withdrawn: both volumes and their three snapshots are violations.
     withdraw_attestation(&bed).await;
     want.extend([
         "volume/intranet/data-search-0 search-index ovh-gra-1 violation",
+        "volume/intranet/scratch unknown ovh-gra-1 violation",
+        "snapshot/intranet/scratch-daily unknown ovh-gra-1 violation",
         "snapshot/intranet/search-daily search-index ovh-gra-1 violation",
         "snapshot/intranet/search-hourly search-index ovh-gra-1 violation",
     ]);
     wait_for(&db, dir.path(), &want).await;
 
-    // Each snapshot in violation raised a Warning Event on the VolumeSnapshot; 3 volume and 5
-    // snapshot placements, 5 Events raised in all (2 on claims).
+    // Each snapshot in violation raised a Warning Event on the VolumeSnapshot (one per node);
+    // 5 volume and 7 snapshot placements, 7 Events raised in all (3 on claims).
     auditor
         .settled(
             &bed,
@@ -746,10 +763,11 @@ async fn serve_records_where_each_snapshot_is() {
             "VolumeSnapshot",
             &[
                 ("scratch-daily", DE, 2),
-                ("search-daily", FR, 6),
-                ("search-hourly", FR, 7),
+                ("scratch-daily", FR, 9),
+                ("search-daily", FR, 10),
+                ("search-hourly", FR, 11),
             ],
-            [3, 5, 5],
+            [5, 7, 7],
             &want,
         )
         .await;
@@ -757,7 +775,7 @@ async fn serve_records_where_each_snapshot_is() {
     assert!(!log.contains("not watched"), "{log}");
     auditor.stop_and_verify(
         dir.path(),
-        8,
-        "verdicts: 3 compliant, 5 violation, 0 unknown",
+        12,
+        "verdicts: 5 compliant, 7 violation, 0 unknown",
     );
 }
