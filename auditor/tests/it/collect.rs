@@ -683,6 +683,13 @@ async fn snapshot_ready(bed: &ControlPlane, name: &str, ready: bool) {
     assert_eq!(patched.status.and_then(|s| s.ready_to_use), Some(ready));
 }
 
+/// VolumeSnapshots, with the CSI snapshot CRDs vendored from kubernetes-csi/external-snapshotter
+/// (`tests/testbed/crds/`). The test bed runs no snapshot controller and no CSI driver: the
+/// test creates each VolumeSnapshotContent and VolumeSnapshot and sets their status itself
+/// through the status subresource, as a CSI snapshotter would ([`snapshot`]). Each ready
+/// snapshot is recorded with its source volume's class and node: a snapshot of the German
+/// volume is a violation, of the French one compliant; it follows its volume when that moves,
+/// and turns into a violation when the French attestation is withdrawn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_where_each_snapshot_is() {
     let bed = cluster().await;
