@@ -1,8 +1,9 @@
 //! Benchmark: sustained ingest through `hexagone-auditor serve` over HTTP on loopback (bearer
 //! token, JSON arrays, judged, committed under signed checkpoints, answered when durable)
 //! against the baseline of direct library appends of the same observations (parse, judge,
-//! `Ledger::submit` in batches of 10,000) on SQLite. Prints both rates, their ratio and the
-//! issue's target (50,000 events/s over HTTP).
+//! `Ledger::submit` in batches of 10,000) on SQLite. Prints both rates, their ratio, the
+//! issue's target (50,000 events/s over HTTP) and the direct path's time by phase (parsing,
+//! judging, committing). Figures: `docs/auditor-service.md`, *Throughput*.
 //!
 //! `HEXAGONE_BENCH_INGEST_N` sets the number of observations (default 200,000),
 //! `HEXAGONE_BENCH_INGEST_CLIENTS` the concurrent HTTP clients (default 4); requests carry 500
@@ -52,8 +53,18 @@ fn line(i: usize) -> String {
     )
 }
 
+/// Where the baseline's time went: parsing the JSON lines, judging them (the locality engine
+/// and the entry bodies), committing them (`Ledger::submit`: encoding, hashing, signing the
+/// checkpoint, the SQLite transaction).
+#[derive(Default)]
+struct Phases {
+    parse: Duration,
+    judge: Duration,
+    commit: Duration,
+}
+
 /// The baseline: the library path `append` takes, without HTTP.
-fn direct(dir: &Path, lines: &[String]) -> Duration {
+fn direct(dir: &Path, lines: &[String]) -> (Duration, Phases) {
     let policy =
         hexagone_platform::LocalityPolicy::from_file(Path::new(&policy())).expect("policy");
     let geo = hexagone_platform::GeoDatabases::open(
@@ -74,27 +85,35 @@ fn direct(dir: &Path, lines: &[String]) -> Duration {
             .sequencer(SignerKey::generate("bench.hexagone/ingest").unwrap())
             .await
             .unwrap();
+        let mut phases = Phases::default();
         let t = Instant::now();
         for chunk in lines.chunks(BATCH) {
             let snapshot = judge.snapshot();
             let now = time::OffsetDateTime::now_utc();
-            let items: Vec<_> = chunk
+            let p = Instant::now();
+            let reports: Vec<_> = chunk
                 .iter()
                 .enumerate()
-                .map(|(n, l)| {
-                    let r = hexagone_auditor::ingest::parse_line(n as u64 + 1, l).unwrap();
-                    judge.judge(r, &snapshot, now).unwrap()
-                })
+                .map(|(n, l)| hexagone_auditor::ingest::parse_line(n as u64 + 1, l).unwrap())
                 .collect();
+            let j = Instant::now();
+            phases.parse += j - p;
+            let items: Vec<_> = reports
+                .into_iter()
+                .map(|r| judge.judge(r, &snapshot, now).unwrap())
+                .collect();
+            let c = Instant::now();
+            phases.judge += c - j;
             ledger
                 .submit(&mut seq, Timestamp::now(), &items)
                 .await
                 .unwrap();
+            phases.commit += c.elapsed();
         }
         let d = t.elapsed();
         assert_eq!(ledger.head().await.unwrap().size, lines.len() as u64);
         ledger.close().await;
-        d
+        (d, phases)
     })
 }
 
@@ -186,12 +205,16 @@ fn main() {
     let clients = env("HEXAGONE_BENCH_INGEST_CLIENTS", 4).max(1);
     let lines: Vec<String> = (0..n).map(line).collect();
     let dir = tempfile::tempdir().unwrap();
-    let d_direct = direct(dir.path(), &lines);
+    let (d_direct, phases) = direct(dir.path(), &lines);
     let d_http = http(dir.path(), &lines, clients);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!(
         "direct library appends (baseline): {n} observations in {d_direct:.2?} = {:.0}/s",
         rate(d_direct)
+    );
+    println!(
+        "  of which parsing {:.2?}, judging {:.2?}, committing {:.2?}",
+        phases.parse, phases.judge, phases.commit
     );
     println!(
         "serve over HTTP, {clients} clients x {PER_REQUEST} per request: {n} observations in {d_http:.2?} = {:.0}/s",

@@ -1,17 +1,22 @@
 //! `serve --kubernetes`: the auditor's own watch of the cluster (PersistentVolumes, their
-//! claims, Pods, Nodes and NodeAttestations — never the operator's conclusions). After every
-//! change (and every [`RESYNC`], for attestations that expire) it swaps the judge's node
-//! attestations for the ones it sees, works out where each bound volume is
-//! ([`super::volumes`]), judges each placement and queues the ones whose facts or verdict
-//! changed to the sequencer, exactly as an HTTP request's observations are queued.
+//! claims, Pods, Nodes, NodeAttestations, VolumeSnapshots and their contents — never the
+//! operator's conclusions). After every change (and every [`RESYNC`], for attestations that
+//! expire) it swaps the judge's node attestations for the ones it sees, works out where each
+//! bound volume is ([`super::volumes`]) and each ready snapshot ([`super::snapshots`]), judges
+//! each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
+//! as an HTTP request's observations are queued.
 //!
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
-//! claim, related to the node, so whoever runs the workload sees it with `kubectl describe
-//! pvc`.
+//! claim (or the VolumeSnapshot), related to the node, so whoever runs the workload sees it
+//! with `kubectl describe`.
 //!
 //! A placement is recorded when its (class, node as reported, verdict) differs from the last
-//! one recorded for that volume by this process: an unchanged cluster writes nothing. After a
-//! restart every volume is recorded once more.
+//! one recorded for that object by this process: an unchanged cluster writes nothing. After a
+//! restart every object is recorded once more.
+//!
+//! The snapshot kinds are a cluster add-on: when the cluster does not serve them to the
+//! auditor (CRDs not installed, or RBAC without them), volumes are recorded without snapshots,
+//! the reason is logged once, and the collector looks again every [`RESYNC`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::ListParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -27,6 +33,8 @@ use tokio::sync::{Notify, oneshot};
 
 use hexagone_platform::k8s::NodeAttestation;
 
+use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
+use super::volumes::Placement;
 use crate::ingest::{Location, Report};
 use crate::ledger::entry::Body;
 use crate::serve::{Job, Service};
@@ -59,6 +67,45 @@ struct View {
     pods: Store<Pod>,
     nodes: Store<Node>,
     attestations: Store<NodeAttestation>,
+    /// `None` while the cluster does not serve the snapshot kinds to the auditor.
+    snapshots: Option<SnapshotView>,
+}
+
+struct SnapshotView {
+    snapshots: Store<VolumeSnapshot>,
+    contents: Store<VolumeSnapshotContent>,
+}
+
+/// Watches the snapshot kinds once the cluster lists them to this identity, after their first
+/// listing; the cluster's answer otherwise (a watch of a kind not served would retry forever
+/// and never let the first pass start).
+async fn watch_snapshots(
+    client: &Client,
+    changed: &Arc<Notify>,
+) -> Result<Result<SnapshotView, kube::Error>, CollectError> {
+    let probe = ListParams::default().limit(1);
+    let snapshots = Api::<VolumeSnapshot>::all(client.clone());
+    let contents = Api::<VolumeSnapshotContent>::all(client.clone());
+    if let Err(e) = snapshots.list_metadata(&probe).await {
+        return Ok(Err(e));
+    }
+    if let Err(e) = contents.list_metadata(&probe).await {
+        return Ok(Err(e));
+    }
+    let view = SnapshotView {
+        snapshots: watch(snapshots, "volumesnapshots", changed.clone()),
+        contents: watch(contents, "volumesnapshotcontents", changed.clone()),
+    };
+    for (store, what) in [
+        (view.snapshots.wait_until_ready().await, "volumesnapshots"),
+        (
+            view.contents.wait_until_ready().await,
+            "volumesnapshotcontents",
+        ),
+    ] {
+        store.map_err(|_| CollectError::NotReady(what))?;
+    }
+    Ok(Ok(view))
 }
 
 fn watch<K>(api: Api<K>, what: &'static str, changed: Arc<Notify>) -> Store<K>
@@ -90,7 +137,7 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let view = View {
+    let mut view = View {
         pvs: watch(
             Api::all(client.clone()),
             "persistentvolumes",
@@ -103,7 +150,12 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
         ),
         pods: watch(Api::all(client.clone()), "pods", changed.clone()),
         nodes: watch(Api::all(client.clone()), "nodes", changed.clone()),
-        attestations: watch(Api::all(client), "nodeattestations", changed.clone()),
+        attestations: watch(
+            Api::all(client.clone()),
+            "nodeattestations",
+            changed.clone(),
+        ),
+        snapshots: None,
     };
     // Judge nothing before every list is complete: a volume judged before the attestations
     // arrive would be recorded as a violation it is not.
@@ -124,7 +176,28 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
     }
     eprintln!("kubernetes: watching volumes, claims, pods, nodes and attestations");
     let mut recorded: HashMap<String, String> = HashMap::new();
+    // When the snapshot kinds were last looked for, and whether their absence was logged.
+    let (mut looked, mut logged) = (None::<Instant>, false);
     loop {
+        if view.snapshots.is_none() && looked.is_none_or(|t| t.elapsed() >= RESYNC) {
+            looked = Some(Instant::now());
+            match watch_snapshots(&client, &changed).await? {
+                Ok(snapshots) => {
+                    view.snapshots = Some(snapshots);
+                    eprintln!("kubernetes: watching VolumeSnapshots and VolumeSnapshotContents");
+                }
+                Err(e) if !logged => {
+                    logged = true;
+                    eprintln!(
+                        "kubernetes: VolumeSnapshots are not watched: the cluster does not list \
+                         {}/v1 to the auditor ({e}); looking again every {}s",
+                        super::snapshots::GROUP,
+                        RESYNC.as_secs()
+                    );
+                }
+                Err(_) => {}
+            }
+        }
         pass(&view, &service, &recorder, &mut recorded).await?;
         tokio::select! {
             _ = changed.notified() => {}
@@ -157,7 +230,7 @@ async fn pass(
         view.pods.state(),
         view.nodes.state(),
     );
-    let placements = match super::volumes::placements(
+    let volumes = match super::volumes::placements(
         pvs.iter().map(|a| &**a),
         claims.iter().map(|a| &**a),
         pods.iter().map(|a| &**a),
@@ -170,16 +243,34 @@ async fn pass(
             return Ok(());
         }
     };
+    let snapshots = match &view.snapshots {
+        None => Vec::new(),
+        Some(s) => super::snapshots::placements(
+            s.snapshots.state().iter().map(|a| &**a),
+            s.contents.state().iter().map(|a| &**a),
+            pvs.iter().map(|a| &**a),
+            &volumes,
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("kubernetes: a snapshot cannot be recorded: {e}");
+            Vec::new()
+        }),
+    };
+    let placements: Vec<(Placement, bool)> = volumes
+        .into_iter()
+        .map(|p| (p, false))
+        .chain(snapshots.into_iter().map(|p| (p, true)))
+        .collect();
     // A volume gone and back is recorded again.
-    recorded.retain(|id, _| placements.iter().any(|p| &p.object.id == id));
+    recorded.retain(|id, _| placements.iter().any(|(p, _)| &p.object.id == id));
     let geo = service.judge.snapshot();
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
     let mut keys = Vec::new();
-    for p in placements {
+    for (p, snapshot) in placements {
         let facts = format!("{}\n{:?}", p.object.class, p.node);
         let id = p.object.id.clone();
-        let (claim, node) = (p.claim, p.node.name.clone());
+        let (regarding, node) = (p.regarding, p.node.name.clone());
         let report = Report {
             id: None,
             object: p.object,
@@ -195,7 +286,7 @@ async fn pass(
                 if recorded.get(&id) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
                     items.push(submission);
-                    keys.push((id, key, claim, node, reason));
+                    keys.push((id, key, regarding, node, reason, snapshot));
                 }
             }
             Err(e) => eprintln!("kubernetes: {id}: not judged: {e}"),
@@ -219,7 +310,7 @@ async fn pass(
         .map_err(|_| CollectError::SequencerGone)?;
     match answer.await {
         Ok(Ok(committed)) => {
-            for ((id, key, claim, node, reason), outcome) in
+            for ((id, key, regarding, node, reason, snapshot), outcome) in
                 keys.into_iter().zip(&committed.entries)
             {
                 eprintln!(
@@ -247,7 +338,7 @@ async fn pass(
                             ..Default::default()
                         }),
                     };
-                    match recorder.publish(&event, &claim).await {
+                    match recorder.publish(&event, &regarding).await {
                         Ok(()) => service.shared.metrics.violation_events.inc(),
                         Err(e) => {
                             service.shared.metrics.event_errors.inc();
@@ -256,11 +347,15 @@ async fn pass(
                     }
                 }
                 recorded.insert(id, key);
+                if snapshot {
+                    service.shared.metrics.collected_snapshots.inc();
+                } else {
+                    service.shared.metrics.collected.inc();
+                }
             }
-            service.shared.metrics.collected.inc_by(n as u64);
         }
         // Not recorded: the next pass tries again.
-        Ok(Err(e)) => eprintln!("kubernetes: {n} volume placements not recorded: {e}"),
+        Ok(Err(e)) => eprintln!("kubernetes: {n} placements not recorded: {e}"),
         Err(_) => return Err(CollectError::SequencerGone),
     }
     Ok(())

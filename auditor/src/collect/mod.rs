@@ -3,8 +3,12 @@
 //!
 //! - [`volumes`]: pure — which node holds each bound PersistentVolume, and its object
 //!   identity and class;
-//! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's
-//!   placement through the sequencer queue, again whenever its facts or verdict change.
+//! - [`snapshots`]: pure — the VolumeSnapshot kinds, and which node holds each ready snapshot
+//!   (its source volume's);
+//! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's and
+//!   snapshot's placement through the sequencer queue, again whenever its facts or verdict
+//!   change.
 
 pub mod kubernetes;
+pub mod snapshots;
 pub mod volumes;

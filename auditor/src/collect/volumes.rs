@@ -28,18 +28,19 @@ const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
 /// The node-affinity key a local volume names its node with.
 const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 
-/// One bound volume and the node holding it, as the cluster reports them.
+/// One data object (a bound volume, or a snapshot of one) and the node holding it, as the
+/// cluster reports them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    /// `kubernetes` / class / `volume/<namespace>/<claim>`.
+    /// `kubernetes` / class / `volume/<namespace>/<claim>` (`snapshot/<namespace>/<name>`).
     pub object: ObjectId,
     /// SHA-256 of the PersistentVolume's uid and resourceVersion: which version of which
     /// volume was seen (never its contents, which the auditor does not read).
     pub content: Hash,
     /// The node (name only when the cluster has no Node of that name).
     pub node: ReportedNode,
-    /// The claim, which a violation's Event is about.
-    pub claim: ObjectReference,
+    /// What a violation's Event is about: the volume's claim, or the VolumeSnapshot.
+    pub regarding: ObjectReference,
 }
 
 /// The node as the cluster reports it, in the ingest vocabulary.
@@ -191,7 +192,7 @@ pub fn placements<'a>(
             object: ObjectId::new(STORE.to_owned(), class, format!("volume/{ns}/{claim}"))?,
             content: h.finalize().into(),
             node,
-            claim: claim_ref,
+            regarding: claim_ref,
         });
     }
     out.sort_by(|a, b| a.object.id.cmp(&b.object.id));

@@ -28,7 +28,10 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Volume placements recorded by the Kubernetes collector (`--kubernetes`).
     pub collected: IntCounter,
-    /// Warning Events raised on claims whose volume placement was recorded as a violation.
+    /// Snapshot placements recorded by the Kubernetes collector (`--kubernetes`).
+    pub collected_snapshots: IntCounter,
+    /// Warning Events raised on claims (or VolumeSnapshots) whose placement was recorded as a
+    /// violation.
     pub violation_events: IntCounter,
     /// Events the collector could not raise.
     pub event_errors: IntCounter,
@@ -95,9 +98,13 @@ impl Metrics {
                 "hexagone_auditor_collected_volumes_total",
                 "Volume placements the Kubernetes collector recorded (new, moved, or judged differently).",
             )?,
+            collected_snapshots: IntCounter::new(
+                "hexagone_auditor_collected_snapshots_total",
+                "VolumeSnapshot placements the Kubernetes collector recorded (new, moved with their volume, or judged differently).",
+            )?,
             violation_events: IntCounter::new(
                 "hexagone_auditor_violation_events_total",
-                "Warning Events raised on claims whose volume was recorded in violation.",
+                "Warning Events raised on claims or VolumeSnapshots whose placement was recorded in violation.",
             )?,
             event_errors: IntCounter::new(
                 "hexagone_auditor_event_errors_total",
@@ -119,6 +126,8 @@ impl Metrics {
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.collected.clone()))?;
+        m.registry
+            .register(Box::new(m.collected_snapshots.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
         m.registry.register(Box::new(m.leader.clone()))?;

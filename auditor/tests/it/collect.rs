@@ -1,12 +1,15 @@
 //! `serve --kubernetes` on the real control plane test bed: the auditor watches volumes,
-//! claims, pods, nodes and NodeAttestations itself, with a read-only identity, and records
-//! where each bound volume is — again when a volume moves or an attestation is withdrawn, never
-//! twice for the same facts. Ends with `verify --policy` on the export.
+//! claims, pods, nodes, NodeAttestations and VolumeSnapshots itself, with a read-only
+//! identity, and records where each bound volume and ready snapshot is — again when a volume
+//! moves or an attestation is withdrawn, never twice for the same facts. Each test ends with
+//! `verify --policy` on the export.
 
 use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hexagone_auditor::collect::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use hexagone_auditor::ledger::entry::{Body, Entry};
 use hexagone_platform::k8s::NodeAttestation;
 use hexagone_testbed::{ControlPlane, FakeNode};
@@ -61,23 +64,26 @@ where
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The NodeAttestation CRD from `manifests/crds/`, applied and Established.
-async fn install_crd(bed: &ControlPlane) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/crds/nodeattestations.yaml"
-    );
-    let text = std::fs::read_to_string(path).unwrap();
+/// The CSI snapshot CRDs, vendored from kubernetes-csi/external-snapshotter
+/// (`tests/testbed/crds/README.md`).
+const SNAPSHOT_CRDS: [&str; 3] = [
+    "volumesnapshotclasses",
+    "volumesnapshotcontents",
+    "volumesnapshots",
+];
+
+/// The CRD in `path` (relative to the repository), applied and Established.
+async fn install_crd(bed: &ControlPlane, path: &str) {
+    let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let name = value["metadata"]["name"].as_str().unwrap().to_owned();
     let crds = Api::<CustomResourceDefinition>::all(bed.client());
     apply(&crds, value).await;
-    eventually("the NodeAttestation CRD is Established", || {
-        let crds = crds.clone();
+    eventually(&format!("the CRD {name} is Established"), || {
+        let (crds, name) = (crds.clone(), name.clone());
         async move {
-            let crd = crds
-                .get("nodeattestations.hexagone.fr")
-                .await
-                .map_err(|e| e.to_string())?;
+            let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
             let ok = crd
                 .status
                 .and_then(|s| s.conditions)
@@ -131,20 +137,27 @@ async fn read_only_kubeconfig(bed: &ControlPlane) -> std::path::PathBuf {
     path
 }
 
+/// The CSI driver named by the test's CSI volumes and snapshot contents (none runs).
+const DRIVER: &str = "hostpath.csi.k8s.io";
+
 /// A PersistentVolume bound (by the controller-manager) to claim `claim`, which carries
-/// `labels`.
-async fn volume(bed: &ControlPlane, claim: &str, labels: serde_json::Value) {
+/// `labels`: a CSI volume with handle `csi` if given, else a hostPath volume.
+async fn volume(bed: &ControlPlane, claim: &str, labels: serde_json::Value, csi: Option<&str>) {
     let pv = format!("pv-{claim}");
+    let mut spec = json!({
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "", "claimRef": {"namespace": NS, "name": claim}
+    });
+    match csi {
+        Some(handle) => spec["csi"] = json!({"driver": DRIVER, "volumeHandle": handle}),
+        None => spec["hostPath"] = json!({"path": format!("/srv/{claim}")}),
+    }
     apply(
         &Api::<PersistentVolume>::all(bed.client()),
         json!({
             "apiVersion": "v1", "kind": "PersistentVolume",
             "metadata": {"name": pv},
-            "spec": {
-                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "", "hostPath": {"path": format!("/srv/{claim}")},
-                "claimRef": {"namespace": NS, "name": claim}
-            }
+            "spec": spec
         }),
     )
     .await;
@@ -238,13 +251,17 @@ fn get(addr: &str, path: &str) -> String {
     out
 }
 
-/// Each recorded observation as `object class node verdict`, in ledger order.
-fn recorded(db: &str, out: &std::path::Path) -> Vec<String> {
-    run_ok(
+/// Each recorded observation as `object class node verdict`, in ledger order; `export`'s error
+/// while it fails (an empty ledger cannot be exported).
+fn recorded(db: &str, out: &std::path::Path) -> Result<Vec<String>, String> {
+    let export = crate::util::run(
         &["export", "--db", db, "--out", out.to_str().unwrap()],
         None,
     );
-    std::fs::read_to_string(out)
+    if !export.status.success() {
+        return Err(String::from_utf8_lossy(&export.stderr).into_owned());
+    }
+    Ok(std::fs::read_to_string(out)
         .unwrap()
         .lines()
         .filter_map(|l| l.strip_prefix("{\"entry\":"))
@@ -259,7 +276,7 @@ fn recorded(db: &str, out: &std::path::Path) -> Vec<String> {
             ),
             other => panic!("not an observation: {other:?}"),
         })
-        .collect()
+        .collect())
 }
 
 async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
@@ -267,6 +284,7 @@ async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
     eventually(&format!("the ledger holds {want:?}"), || {
         let got = recorded(db, &out);
         async move {
+            let got = got?;
             if got.len() >= want.len() {
                 Ok(())
             } else {
@@ -275,13 +293,14 @@ async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
         }
     })
     .await;
-    assert_eq!(recorded(db, &out), want);
+    assert_eq!(recorded(db, &out).unwrap(), want);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_records_where_each_volume_is_and_when_it_changes() {
+/// The test bed with the NodeAttestation CRD, a French node the security officer attested and
+/// a German one, and the namespace of the test's volumes.
+async fn cluster() -> ControlPlane {
     let bed = ControlPlane::start().await.unwrap();
-    install_crd(&bed).await;
+    install_crd(&bed, "manifests/crds/nodeattestations.yaml").await;
     bed.add_nodes(&[
         FakeNode::new(FR)
             .label("topology.kubernetes.io/region", "fr-par")
@@ -293,9 +312,8 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     ])
     .await
     .unwrap();
-    let attestations = Api::<NodeAttestation>::all(bed.client());
     apply(
-        &attestations,
+        &Api::<NodeAttestation>::all(bed.client()),
         json!({
             "apiVersion": "hexagone.fr/v1alpha1", "kind": "NodeAttestation",
             "metadata": {"name": FR},
@@ -311,49 +329,236 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
     )
     .await;
+    bed
+}
+
+/// The security officer withdraws the French node's attestation.
+async fn withdraw_attestation(bed: &ControlPlane) {
+    Api::<NodeAttestation>::all(bed.client())
+        .delete(FR, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// `serve --kubernetes` with the auditor's read-only identity, on a fresh SQLite ledger.
+struct Auditor {
+    serve: Serve,
+    stdout: std::io::BufReader<ChildStdout>,
+    addr: String,
+    db: String,
+    /// The ledger's verifier key.
+    vkey: String,
+    /// Its standard error so far (also copied to the test's).
+    log: Arc<Mutex<String>>,
+}
+
+impl Auditor {
+    async fn start(bed: &ControlPlane, dir: &std::path::Path) -> Self {
+        let kubeconfig = read_only_kubeconfig(bed).await;
+        let (key, vkey) = keygen(dir, "k");
+        let tokens = dir.join("tokens");
+        crate::util::add_token(&tokens, "collector");
+        let db = crate::util::fresh_sqlite(dir);
+        let mut child = Command::new(bin())
+            .args([
+                "serve",
+                "--kubernetes",
+                "--db",
+                &db,
+                "--key",
+                key.to_str().unwrap(),
+                "--policy",
+                &policy(DR),
+                "--tokens",
+                tokens.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let copy = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut log = copy.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let serve = Serve(child);
+        let addr = line
+            .trim()
+            .strip_prefix("serve listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_owned();
+        Self {
+            serve,
+            stdout,
+            addr,
+            db,
+            vkey,
+            log,
+        }
+    }
+
+    /// Once the ledger holds `want`: exactly the violation Events `events` (object, node, entry)
+    /// on objects of `kind` (a violation again on the same node is counted in its first Event's
+    /// series), the collector's counts `[volumes, snapshots, Events]` in `/metrics` (Events are
+    /// raised after their entries are committed), and after a quiet while nothing more recorded.
+    async fn settled(
+        &self,
+        bed: &ControlPlane,
+        dir: &std::path::Path,
+        kind: &str,
+        events: &[(&str, &str, u64)],
+        [volumes, snapshots, raised]: [u64; 3],
+        want: &[&str],
+    ) {
+        let notes = violation_events(bed, kind, events.len()).await;
+        for (name, node, entry) in events {
+            let want = format!(
+                "{name} on node {node}: violation first recorded in ledger entry {entry}: "
+            );
+            assert!(
+                notes.iter().any(|n| n.starts_with(&want)),
+                "{want} not in {notes:?}"
+            );
+        }
+        assert_eq!(notes.len(), events.len(), "{notes:?}");
+        let want_metrics = [
+            format!("hexagone_auditor_collected_volumes_total {volumes}"),
+            format!("hexagone_auditor_collected_snapshots_total {snapshots}"),
+            format!("hexagone_auditor_violation_events_total {raised}"),
+            "hexagone_auditor_event_errors_total 0".to_owned(),
+        ];
+        eventually("the collector's metrics", || {
+            let metrics = get(&self.addr, "/metrics");
+            let want = &want_metrics;
+            async move {
+                match want
+                    .iter()
+                    .find(|w| !metrics.lines().any(|l| l == w.as_str()))
+                {
+                    None => Ok(()),
+                    Some(w) => Err(format!("{w} not in {metrics}")),
+                }
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(recorded(&self.db, &dir.join("last.jsonl")).unwrap(), want);
+    }
+
+    /// SIGTERM stops the collector too: the sequencer drains and signs a final checkpoint of
+    /// `size`; then `verify --policy` replays every verdict of the export (`verdicts`: the
+    /// expected counts line).
+    fn stop_and_verify(mut self, dir: &std::path::Path, size: usize, verdicts: &str) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.serve.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        assert_eq!(self.serve.0.wait().unwrap().code(), Some(0), "{rest}");
+        assert!(
+            rest.starts_with(&format!("final checkpoint, size {size}:")),
+            "{rest}"
+        );
+        let bundle = dir.join("bundle.jsonl");
+        run_ok(
+            &[
+                "export",
+                "--db",
+                &self.db,
+                "--out",
+                bundle.to_str().unwrap(),
+            ],
+            None,
+        );
+        let verified = run_ok(
+            &[
+                "verify",
+                bundle.to_str().unwrap(),
+                "--trust",
+                &self.vkey,
+                "--policy",
+                &policy(DR),
+            ],
+            None,
+        );
+        for want in [
+            &format!("valid: {size} entries"),
+            verdicts,
+            "every verdict replayed from its evidence",
+        ] {
+            assert!(verified.contains(want), "{want} not in {verified}");
+        }
+    }
+}
+
+/// The `LocalityViolation` Events about objects of `kind`, as `name note`, once there are at
+/// least `n`.
+async fn violation_events(bed: &ControlPlane, kind: &str, n: usize) -> Vec<String> {
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(bed.client(), NS);
+    eventually(&format!("{n} violation Events on {kind}s"), || {
+        let events = events.clone();
+        async move {
+            let notes: Vec<String> = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("LocalityViolation"))
+                .filter_map(|e| {
+                    let r = e.regarding.unwrap_or_default();
+                    (r.kind.as_deref() == Some(kind)).then(|| {
+                        format!(
+                            "{} {}",
+                            r.name.unwrap_or_default(),
+                            e.note.unwrap_or_default()
+                        )
+                    })
+                })
+                .collect();
+            if notes.len() >= n {
+                Ok(notes)
+            } else {
+                Err(format!("{notes:?}"))
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_records_where_each_volume_is_and_when_it_changes() {
+    // No snapshot CRDs here: the collector records volumes without them.
+    let bed = cluster().await;
     // A claim of the catalog's search component (class search-index), and one no catalog
     // entry describes.
     volume(
         &bed,
         "data-search-0",
         json!({"app.kubernetes.io/name": "search"}),
+        None,
     )
     .await;
-    volume(&bed, "scratch", json!({})).await;
+    volume(&bed, "scratch", json!({}), None).await;
     pod(&bed, "search-0", FR, "data-search-0").await;
     pod(&bed, "batch", DE, "scratch").await;
-    let kubeconfig = read_only_kubeconfig(&bed).await;
-
     let dir = tempfile::tempdir().unwrap();
-    let (key, vkey) = keygen(dir.path(), "k");
-    let tokens = dir.path().join("tokens");
-    crate::util::add_token(&tokens, "collector");
-    let db = crate::util::fresh_sqlite(dir.path());
-    let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--kubernetes",
-            "--db",
-            &db,
-            "--key",
-            key.to_str().unwrap(),
-            "--policy",
-            &policy(DR),
-            "--tokens",
-            tokens.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let serve = Serve(child);
-    assert!(line.starts_with("serve listening on "), "{line:?}");
+    let auditor = Auditor::start(&bed, dir.path()).await;
+    let db = auditor.db.clone();
 
     let fr_ok = "volume/intranet/data-search-0 search-index ovh-gra-1 compliant";
     let de = "volume/intranet/scratch unknown hetzner-fsn-1 violation";
@@ -367,10 +572,7 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
 
     // The security officer withdraws the attestation: both volumes on that node are now
     // violations under Diffusion Restreinte.
-    attestations
-        .delete(FR, &DeleteParams::default())
-        .await
-        .unwrap();
+    withdraw_attestation(&bed).await;
     let fr_gone = "volume/intranet/data-search-0 search-index ovh-gra-1 violation";
     let moved_gone = "volume/intranet/scratch unknown ovh-gra-1 violation";
     wait_for(&db, dir.path(), &[fr_ok, de, moved, fr_gone, moved_gone]).await;
@@ -389,109 +591,198 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     let all = [fr_ok, de, moved, fr_gone, moved_gone, fr_gone, moved_gone];
     wait_for(&db, dir.path(), &all).await;
 
-    // Each violation raised a Warning Event on its claim.
-    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(bed.client(), NS);
-    let notes: Vec<String> = eventually("the violations' Events", || {
-        let events = events.clone();
-        async move {
-            let notes: Vec<String> = events
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("LocalityViolation"))
-                .map(|e| {
-                    let r = e.regarding.unwrap_or_default();
-                    format!(
-                        "{} {} {}",
-                        r.kind.unwrap_or_default(),
-                        r.name.unwrap_or_default(),
-                        e.note.unwrap_or_default()
-                    )
-                })
-                .collect();
-            if notes.len() >= 3 {
-                Ok(notes)
-            } else {
-                Err(format!("{notes:?}"))
-            }
-        }
-    })
-    .await;
-    for (claim, node, entry) in [
-        ("scratch", DE, 1),
-        ("data-search-0", FR, 3),
-        ("scratch", FR, 4),
-    ] {
-        let want = format!(
-            "PersistentVolumeClaim {claim} on node {node}: violation first recorded in ledger entry {entry}: "
-        );
-        assert!(
-            notes.iter().any(|n| n.starts_with(&want)),
-            "{want} not in {notes:?}"
-        );
-    }
-    // A violation again on the same node is counted in the series of its first Event.
-    assert_eq!(notes.len(), 3, "{notes:?}");
-    // Events are raised after their entries are committed: wait for the last ones.
-    let addr = line.trim().strip_prefix("serve listening on ").unwrap();
-    let want = [
-        "hexagone_auditor_collected_volumes_total 7",
-        "hexagone_auditor_violation_events_total 5",
-        "hexagone_auditor_event_errors_total 0",
-    ];
-    eventually("the collector's metrics", || {
-        let metrics = get(addr, "/metrics");
-        async move {
-            match want.iter().find(|w| !metrics.lines().any(|l| l == **w)) {
-                None => Ok(()),
-                Some(w) => Err(format!("{w} not in {metrics}")),
-            }
-        }
-    })
-    .await;
+    // Each violation raised a Warning Event on its claim; 7 volume placements, 5 Events
+    // raised (the pods' status updates are not facts about where the volumes are).
+    auditor
+        .settled(
+            &bed,
+            dir.path(),
+            "PersistentVolumeClaim",
+            &[
+                ("scratch", DE, 1),
+                ("data-search-0", FR, 3),
+                ("scratch", FR, 4),
+            ],
+            [7, 0, 5],
+            &all,
+        )
+        .await;
+    // The missing snapshot kinds were reported once, and did not stop the collector.
+    let log = auditor.log.lock().unwrap().clone();
+    assert_eq!(
+        log.matches("VolumeSnapshots are not watched").count(),
+        1,
+        "{log}"
+    );
+    auditor.stop_and_verify(
+        dir.path(),
+        7,
+        "verdicts: 2 compliant, 5 violation, 0 unknown",
+    );
+}
 
-    // Nothing changes: nothing more is recorded (the pods' status updates are not facts about
-    // where the volumes are).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(recorded(&db, &dir.path().join("last.jsonl")), all);
-    // SIGTERM stops the collector too: the sequencer drains and signs a final checkpoint.
-    let mut serve = serve;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(serve.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+/// A snapshot `name` of claim `claim` in the test's namespace, with its content taken from the
+/// CSI volume `handle`. No snapshot controller or CSI snapshotter runs on the test bed: this
+/// does their part — it binds the two objects to each other and sets their status
+/// (`readyToUse`, `boundVolumeSnapshotContentName`, the content's `snapshotHandle`) through
+/// the status subresource.
+async fn snapshot(bed: &ControlPlane, name: &str, claim: &str, handle: &str, ready: bool) {
+    let snapshots = Api::<VolumeSnapshot>::namespaced(bed.client(), NS);
+    let contents = Api::<VolumeSnapshotContent>::all(bed.client());
+    let content = format!("snapcontent-{name}");
+    let created = apply(
+        &snapshots,
+        json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"source": {"persistentVolumeClaimName": claim}}
+        }),
     )
-    .unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert_eq!(serve.0.wait().unwrap().code(), Some(0), "{rest}");
-    assert!(rest.starts_with("final checkpoint, size 7:"), "{rest}");
-    drop(serve);
+    .await;
+    apply(
+        &contents,
+        json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+            "metadata": {"name": content},
+            "spec": {
+                "deletionPolicy": "Delete", "driver": DRIVER,
+                "source": {"volumeHandle": handle},
+                "volumeSnapshotRef": {"apiVersion": "snapshot.storage.k8s.io/v1",
+                                      "kind": "VolumeSnapshot", "namespace": NS, "name": name,
+                                      "uid": created.metadata.uid}
+            }
+        }),
+    )
+    .await;
+    snapshot_ready(bed, name, ready).await;
+}
 
-    let bundle = dir.path().join("bundle.jsonl");
-    run_ok(
-        &["export", "--db", &db, "--out", bundle.to_str().unwrap()],
-        None,
-    );
-    let verified = run_ok(
-        &[
-            "verify",
-            bundle.to_str().unwrap(),
-            "--trust",
-            &vkey,
-            "--policy",
-            &policy(DR),
-        ],
-        None,
-    );
-    assert!(verified.contains("valid: 7 entries"), "{verified}");
-    assert!(
-        verified.contains("verdicts: 2 compliant, 5 violation, 0 unknown"),
-        "{verified}"
-    );
-    assert!(
-        verified.contains("every verdict replayed from its evidence"),
-        "{verified}"
+/// The snapshotter's report: snapshot `name` (and its content) ready to use or not.
+async fn snapshot_ready(bed: &ControlPlane, name: &str, ready: bool) {
+    let status = PatchParams::default();
+    Api::<VolumeSnapshotContent>::all(bed.client())
+        .patch_status(
+            &format!("snapcontent-{name}"),
+            &status,
+            &Patch::Merge(json!({"status": {
+                "snapshotHandle": format!("snap-{name}"), "readyToUse": ready}})),
+        )
+        .await
+        .unwrap();
+    let patched = Api::<VolumeSnapshot>::namespaced(bed.client(), NS)
+        .patch_status(
+            name,
+            &status,
+            &Patch::Merge(json!({"status": {
+                "boundVolumeSnapshotContentName": format!("snapcontent-{name}"),
+                "readyToUse": ready}})),
+        )
+        .await
+        .unwrap();
+    // The status subresource took it (a CRD without one would drop it silently).
+    assert_eq!(patched.status.and_then(|s| s.ready_to_use), Some(ready));
+}
+
+/// VolumeSnapshots, with the CSI snapshot CRDs vendored from kubernetes-csi/external-snapshotter
+/// (`tests/testbed/crds/`). The test bed runs no snapshot controller and no CSI driver: the
+/// test creates each VolumeSnapshotContent and VolumeSnapshot and sets their status itself
+/// through the status subresource, as a CSI snapshotter would ([`snapshot`]). Each ready
+/// snapshot is recorded with its source volume's class and node: a snapshot of the German
+/// volume is a violation, of the French one compliant; it follows its volume when that moves,
+/// and turns into a violation when the French attestation is withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_records_where_each_snapshot_is() {
+    let bed = cluster().await;
+    for kind in SNAPSHOT_CRDS {
+        install_crd(
+            &bed,
+            &format!("tests/testbed/crds/snapshot.storage.k8s.io_{kind}.yaml"),
+        )
+        .await;
+    }
+    // A CSI volume on the French node (its snapshot's content names its volume handle) and a
+    // hostPath volume on the German one (no CSI handle: its snapshot is found by its claim).
+    volume(
+        &bed,
+        "data-search-0",
+        json!({"app.kubernetes.io/name": "search"}),
+        Some("vol-search-0"),
+    )
+    .await;
+    volume(&bed, "scratch", json!({}), None).await;
+    pod(&bed, "search-0", FR, "data-search-0").await;
+    pod(&bed, "batch", DE, "scratch").await;
+    snapshot(&bed, "search-daily", "data-search-0", "vol-search-0", true).await;
+    snapshot(&bed, "scratch-daily", "scratch", "hostpath-scratch", true).await;
+    // Still being cut: not a copy of the data yet.
+    snapshot(
+        &bed,
+        "search-hourly",
+        "data-search-0",
+        "vol-search-0",
+        false,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::start(&bed, dir.path()).await;
+    let db = auditor.db.clone();
+
+    let vol_fr = "volume/intranet/data-search-0 search-index ovh-gra-1 compliant";
+    let vol_de = "volume/intranet/scratch unknown hetzner-fsn-1 violation";
+    // A snapshot takes its source volume's class and node, and is judged there.
+    let snap_de = "snapshot/intranet/scratch-daily unknown hetzner-fsn-1 violation";
+    let snap_fr = "snapshot/intranet/search-daily search-index ovh-gra-1 compliant";
+    let mut want = vec![vol_fr, vol_de, snap_de, snap_fr];
+    wait_for(&db, dir.path(), &want).await;
+
+    // The snapshot is cut: recorded from then on.
+    snapshot_ready(&bed, "search-hourly", true).await;
+    want.push("snapshot/intranet/search-hourly search-index ovh-gra-1 compliant");
+    wait_for(&db, dir.path(), &want).await;
+
+    // The German volume moves to the French node (its pod does): its snapshot is recorded
+    // there with it.
+    delete_pod(&bed, "batch").await;
+    pod(&bed, "batch-2", FR, "scratch").await;
+    want.extend([
+        "volume/intranet/scratch unknown ovh-gra-1 compliant",
+        "snapshot/intranet/scratch-daily unknown ovh-gra-1 compliant",
+    ]);
+    wait_for(&db, dir.path(), &want).await;
+
+    // The attestation is withdrawn: both volumes and their three snapshots are violations.
+    withdraw_attestation(&bed).await;
+    want.extend([
+        "volume/intranet/data-search-0 search-index ovh-gra-1 violation",
+        "volume/intranet/scratch unknown ovh-gra-1 violation",
+        "snapshot/intranet/scratch-daily unknown ovh-gra-1 violation",
+        "snapshot/intranet/search-daily search-index ovh-gra-1 violation",
+        "snapshot/intranet/search-hourly search-index ovh-gra-1 violation",
+    ]);
+    wait_for(&db, dir.path(), &want).await;
+
+    // Each snapshot in violation raised a Warning Event on the VolumeSnapshot (one per node);
+    // 5 volume and 7 snapshot placements, 7 Events raised in all (3 on claims).
+    auditor
+        .settled(
+            &bed,
+            dir.path(),
+            "VolumeSnapshot",
+            &[
+                ("scratch-daily", DE, 2),
+                ("scratch-daily", FR, 9),
+                ("search-daily", FR, 10),
+                ("search-hourly", FR, 11),
+            ],
+            [5, 7, 7],
+            &want,
+        )
+        .await;
+    let log = auditor.log.lock().unwrap().clone();
+    assert!(!log.contains("not watched"), "{log}");
+    auditor.stop_and_verify(
+        dir.path(),
+        12,
+        "verdicts: 5 compliant, 7 violation, 0 unknown",
     );
 }
