@@ -9,6 +9,8 @@
 //! `HEXAGONE_BENCH_APPEND_N` sets the number of entries (default 500,000), batches of 10,000.
 //! Run: `cargo bench -p hexagone-auditor --bench append`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -18,6 +20,8 @@ use hexagone_auditor::ledger::entry::{Body, Timestamp};
 use hexagone_auditor::store::Ledger;
 use hexagone_auditor::store::db::{Db, EntryRow};
 use sqlx::QueryBuilder;
+
+use common::fresh_postgres;
 
 const BATCH: usize = 10_000;
 
@@ -44,7 +48,7 @@ async fn raw_table(db: &Db) {
                 .execute(p)
                 .await
                 .unwrap();
-            sqlx::query("CREATE INDEX raw_entries_object ON raw_entries (object_key)")
+            sqlx::query("CREATE INDEX raw_entries_object ON raw_entries (object_key, seq)")
                 .execute(p)
                 .await
                 .unwrap();
@@ -138,22 +142,6 @@ fn report(backend: &str, n: usize, ledger: Duration, raw: Duration) {
         rate(raw),
         rate(ledger) / rate(raw)
     );
-}
-
-async fn fresh_postgres(base: &str, name: &str) -> String {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-    for stmt in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(stmt))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
 }
 
 #[tokio::main(flavor = "current_thread")]

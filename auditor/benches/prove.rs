@@ -6,6 +6,8 @@
 //! `HEXAGONE_BENCH_PROVE_N` sets the number of entries (default 1,000,000), appended in
 //! batches of 10,000. Run: `cargo bench -p hexagone-auditor --bench prove`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -13,6 +15,8 @@ use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::entry::{Body, Timestamp};
 use hexagone_auditor::ledger::tree::{Frontier, Hash, inclusion_proof};
 use hexagone_auditor::store::Ledger;
+
+use common::fresh_postgres;
 
 const BATCH: u64 = 10_000;
 /// Proofs timed from the stored hashes.
@@ -109,22 +113,6 @@ async fn run(backend: &str, url: &str, n: u64) {
         prove.as_secs_f64() / point.as_secs_f64()
     );
     ledger.close().await;
-}
-
-async fn fresh_postgres(base: &str, name: &str) -> String {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-    for stmt in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(stmt))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
 }
 
 #[tokio::main(flavor = "current_thread")]

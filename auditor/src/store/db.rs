@@ -494,9 +494,12 @@ macro_rules! shared_ops {
             }
 
             pub async fn leaves(pool: &$pool, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-                let rows = sqlx::query("SELECT leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq")
+                // The LIMIT keeps the estimate honest when the statistics are stale (after a
+                // bulk load PostgreSQL otherwise compiled this small read with JIT).
+                let rows = sqlx::query("SELECT leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3")
                     .bind(to_i64(from))
                     .bind(to_i64(to))
+                    .bind(to_i64(to.saturating_sub(from)))
                     .fetch_all(pool)
                     .await?;
                 let out: Vec<Hash> = rows

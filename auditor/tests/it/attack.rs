@@ -347,12 +347,7 @@ async fn a_rewritten_subtree_hash_is_caught(url: String) {
     use hexagone_auditor::ledger::checkpoint::{Checkpoint, parse_note};
     use hexagone_auditor::ledger::tree::verify_inclusion;
     let key = signer(35);
-    let ledger = Ledger::open(&url).await.unwrap();
-    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger
-        .append(&mut seq, NOW, &bodies(0, 1234))
-        .await
-        .unwrap();
+    let (ledger, _) = crate::store::ledger_of(&url, &key, 1234).await;
     let head = ledger.head().await.unwrap();
     let root = Checkpoint::parse_body(&parse_note(head.note.as_deref().unwrap()).unwrap().text)
         .unwrap()

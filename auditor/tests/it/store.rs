@@ -2,8 +2,9 @@
 //! by exporting and verifying the whole ledger, then again after reopening the database.
 
 use hexagone_auditor::ingest::Submission;
-use hexagone_auditor::ledger::SequencerError;
+use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::entry::{Entry, Timestamp};
+use hexagone_auditor::ledger::{Sequencer, SequencerError};
 use hexagone_auditor::store::{Ledger, StoreError};
 
 use crate::util::{
@@ -244,7 +245,7 @@ async fn rotation_is_verified_across_keys(url: String) {
     let (mut seq, _) = ledger.sequencer(new.clone()).await.unwrap();
     ledger.append(&mut seq, NOW, &bodies(40, 10)).await.unwrap();
     // A rotation to a key named for another log is refused before anything is written.
-    let foreign = hexagone_auditor::keys::SignerKey::generate("elsewhere/log").unwrap();
+    let foreign = SignerKey::generate("elsewhere/log").unwrap();
     assert!(matches!(
         ledger.rotate(&mut seq, NOW, foreign).await,
         Err(StoreError::Sequencer(SequencerError::Rotation { .. }))
@@ -255,14 +256,18 @@ async fn rotation_is_verified_across_keys(url: String) {
     assert_eq!(s.unwrap().keys.len(), 2);
 }
 
+/// A ledger at `url` holding observations `0..n` in one commit signed by `key`, with the
+/// sequencer that wrote them.
+pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer) {
+    let ledger = Ledger::open(url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger.append(&mut seq, NOW, &bodies(0, n)).await.unwrap();
+    (ledger, seq)
+}
+
 async fn proofs_by_object(url: String) {
     let key = signer(7);
-    let ledger = Ledger::open(&url).await.unwrap();
-    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger
-        .append(&mut seq, NOW, &bodies(0, 1234))
-        .await
-        .unwrap();
+    let (ledger, _) = ledger_of(&url, &key, 1234).await;
     let proof = ledger.prove("spaces/1/doc-777").await.unwrap();
     let entry = proof.verify(&[key.verifier().clone()], None).unwrap();
     assert_eq!(entry.seq, 777);
