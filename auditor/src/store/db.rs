@@ -313,14 +313,23 @@ macro_rules! shared_ops {
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
                 size: u64,
             ) -> Result<Option<(u64, u64)>, StoreError> {
-                let row = sqlx::query("SELECT COUNT(*) AS n, MIN(seq) AS first FROM ledger_entries WHERE seq >= $1")
+                // Runs before every commit: the first row past the head is found in the primary
+                // key's order whatever the statistics say (a COUNT over `seq >= size` was
+                // planned as a scan of the whole table after a bulk load); rows are counted
+                // only when there are some.
+                let Some(first) = sqlx::query("SELECT seq FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT 1")
+                    .bind(to_i64(size))
+                    .fetch_optional(&mut **tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let n = sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE seq >= $1")
                     .bind(to_i64(size))
                     .fetch_one(&mut **tx)
-                    .await?;
-                let n = row.try_get::<i64, _>("n")? as u64;
-                Ok((n > 0).then(|| row.try_get::<Option<i64>, _>("first"))
-                    .transpose()?
-                    .map(|f| (n, f.unwrap_or_default() as u64)))
+                    .await?
+                    .try_get::<i64, _>("n")? as u64;
+                Ok(Some((n, first.try_get::<i64, _>("seq")? as u64)))
             }
 
             /// The head (size, note) inside a transaction.
