@@ -219,7 +219,7 @@ impl Sequencer {
     }
 
     /// A sequencer at size 0 of a stored log whose initial key is `first_key`; it reaches the
-    /// stored head through [`Sequencer::catch_up`] and [`Sequencer::adopt`].
+    /// stored head through [`Sequencer::needs`] and [`Sequencer::adopt`].
     pub fn at_genesis(key: SignerKey, first_key: &str) -> Result<Self, SequencerError> {
         let first = VerifierKey::parse(first_key).map_err(|e| SequencerError::Key {
             index: 0,
