@@ -68,7 +68,9 @@ fn direct(dir: &Path, lines: &[String]) -> (Duration, Phases) {
     let policy =
         hexagone_platform::LocalityPolicy::from_file(Path::new(&policy())).expect("policy");
     let geo = hexagone_platform::GeoDatabases::open(
-        &hexagone_auditor::locate::GeoArgs::default().paths().unwrap(),
+        &hexagone_auditor::locate::GeoArgs::default()
+            .paths()
+            .unwrap(),
     )
     .expect("geolocation databases");
     let judge = hexagone_auditor::judge::ObservationJudge::new(

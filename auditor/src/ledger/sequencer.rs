@@ -1,15 +1,16 @@
 //! The sequencer: the one place where entries are made and checkpoints signed. It holds the
 //! signing key and its own view of the signed head, stamps entry times itself (never going
 //! back), and adopts a head found in storage only after checking it: the note opens with the
-//! key in force, its root is the root of the stored leaves, the stored frontier is that tree's,
-//! and every key after the first is announced by a rotation entry under that root. It never
-//! signs what it did not seal. Pure: the store reads, the sequencer decides.
+//! key in force, its root is the root of the stored frontier, the last entry and every entry
+//! announcing a key after the first are proven under that root, and the stored tree extends
+//! the sequencer's own view. It never signs what it did not seal. Pure: the store reads, the
+//! sequencer decides.
 
 use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
 use super::entry::{Body, Entry, GENESIS_PREV, Timestamp};
-use super::tree::{Frontier, Hash, leaf_hash};
+use super::tree::{Frontier, Hash, TreeError, leaf_hash, verify_consistency, verify_inclusion};
 use crate::keys::{SignerKey, VerifierKey};
 
 /// An entry sealed into the log: its number, canonical text and leaf hash.
@@ -78,7 +79,7 @@ pub enum SequencerError {
         /// Size in the row.
         row: u64,
     },
-    /// The stored leaves do not give the signed root.
+    /// The stored entries do not give the signed root.
     #[error(
         "the stored entries 0..{size} hash to root {computed} but the signed head has root {signed}: stored entries were rewritten"
     )]
@@ -105,6 +106,18 @@ pub enum SequencerError {
         seq: u64,
         /// What is wrong.
         why: String,
+    },
+    /// The stored tree is not an extension of the tree this sequencer signed.
+    #[error(
+        "the stored head of size {size} does not extend this sequencer's signed view of size {ours} ({why}): stored entries were rewritten"
+    )]
+    Diverged {
+        /// Size of this sequencer's view.
+        ours: u64,
+        /// Head size.
+        size: u64,
+        /// What the consistency proof says.
+        why: TreeError,
     },
     /// The head went back.
     #[error(
@@ -145,35 +158,38 @@ pub struct StoredHead {
     pub frontier: Vec<u8>,
     /// The key table: verifier key string and the entry announcing it (none for key 0).
     pub keys: Vec<(String, Option<u64>)>,
-    /// Text of entry `size - 1` (when `size` grew).
-    pub last: Option<String>,
-    /// Texts of the entries announcing keys the sequencer does not know yet, by seq.
-    pub rotations: Vec<(u64, String)>,
+    /// Entry `size - 1` (when `size` grew past the sequencer's view), with its audit path.
+    pub last: Option<ProvenEntry>,
+    /// The entries below `size` announcing keys the sequencer does not know yet
+    /// ([`Sequencer::needs`]), each with its audit path.
+    pub rotations: Vec<ProvenEntry>,
+    /// RFC 6962 consistency proof from the sequencer's size to `size` (empty when the
+    /// sequencer is empty or already at `size`).
+    pub consistency: Vec<Hash>,
 }
 
-/// Leaves read from storage on top of the sequencer's view, before [`Sequencer::adopt`].
-#[derive(Debug, Clone)]
-pub struct CatchUp {
-    frontier: Frontier,
-    last: Option<Hash>,
-    watch: Vec<(u64, Option<Hash>)>,
+/// A stored entry with its RFC 6962 audit path in the tree of the stored head, as the store
+/// read it: the sequencer checks the path against the signed root, so nothing read needs to
+/// be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenEntry {
+    /// Sequence number.
+    pub seq: u64,
+    /// Canonical text.
+    pub text: String,
+    /// Audit path of leaf `seq` in the tree of the head's size.
+    pub path: Vec<Hash>,
 }
 
-impl CatchUp {
-    /// The next sequence number to push.
-    pub fn next(&self) -> u64 {
-        self.frontier.size()
-    }
-
-    /// Pushes the stored leaf of entry [`CatchUp::next`].
-    pub fn push(&mut self, leaf: Hash) {
-        let seq = self.frontier.size();
-        if let Some(w) = self.watch.iter_mut().find(|(s, _)| *s == seq) {
-            w.1 = Some(leaf);
-        }
-        self.frontier.push(leaf);
-        self.last = Some(leaf);
-    }
+/// What [`Sequencer::adopt`] needs read from storage besides the head row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// Entry `size - 1`, when the head grew.
+    pub last: Option<u64>,
+    /// Entries announcing keys the sequencer does not know yet.
+    pub rotations: Vec<u64>,
+    /// A consistency proof from this size, when the head grew past a non-empty view.
+    pub consistency_from: Option<u64>,
 }
 
 /// Seals entries, signs checkpoints, and keeps its own view of the signed head.
@@ -203,7 +219,7 @@ impl Sequencer {
     }
 
     /// A sequencer at size 0 of a stored log whose initial key is `first_key`; it reaches the
-    /// stored head through [`Sequencer::catch_up`] and [`Sequencer::adopt`].
+    /// stored head through [`Sequencer::needs`] and [`Sequencer::adopt`].
     pub fn at_genesis(key: SignerKey, first_key: &str) -> Result<Self, SequencerError> {
         let first = VerifierKey::parse(first_key).map_err(|e| SequencerError::Key {
             index: 0,
@@ -282,7 +298,9 @@ impl Sequencer {
             prev: self.prev,
             body,
         };
-        let text = entry.encode();
+        // Observations are about 3 KB: one allocation, no regrowth.
+        let mut text = String::with_capacity(4096);
+        entry.encode_into(&mut text);
         let leaf = leaf_hash(text.as_bytes());
         self.prev = leaf;
         self.frontier.push(leaf);
@@ -349,23 +367,27 @@ impl Sequencer {
         Ok((sealed, note))
     }
 
-    /// Starts reading a stored head on top of this view. `keys` is the stored key table; the
-    /// leaves of the entries announcing keys not known yet are remembered as they are pushed.
-    pub fn catch_up(&self, keys: &[(String, Option<u64>)]) -> CatchUp {
-        CatchUp {
-            frontier: self.frontier.clone(),
-            last: None,
-            watch: keys
+    /// What to read, with proofs, to adopt a stored head of `size` whose key table is
+    /// `keys`: O(log n) hashes per entry, never every leaf.
+    pub fn needs(&self, size: u64, keys: &[(String, Option<u64>)]) -> Needs {
+        let grew = size > self.size();
+        Needs {
+            last: grew.then(|| size - 1),
+            rotations: keys
                 .iter()
                 .skip(self.keys.len())
-                .filter_map(|(_, at)| at.map(|s| (s, None)))
+                .filter_map(|(_, at)| *at)
+                .filter(|s| *s < size)
                 .collect(),
+            consistency_from: (grew && self.size() > 0).then(|| self.size()),
         }
     }
 
-    /// Adopts a stored head after checking it against this view and the leaves read in
-    /// `leaves` (see [`Sequencer::catch_up`]). On error the view is unchanged.
-    pub fn adopt(&mut self, leaves: CatchUp, head: &StoredHead) -> Result<(), SequencerError> {
+    /// Adopts a stored head after checking it against this view: the stored frontier's root
+    /// must be the signed root, the stored tree must extend this view, and the last entry and
+    /// the rotation entries must be proven under that root (see [`Sequencer::needs`]). On
+    /// error the view is unchanged.
+    pub fn adopt(&mut self, head: &StoredHead) -> Result<(), SequencerError> {
         if head.origin != self.origin {
             return Err(SequencerError::Origin {
                 origin: self.origin.clone(),
@@ -382,13 +404,22 @@ impl Sequencer {
         if head.size == ours && our_note.is_some() && head.note.as_deref() != our_note {
             return Err(SequencerError::Replaced { size: ours });
         }
-        if leaves.next() != head.size {
-            return Err(SequencerError::Entry {
-                seq: leaves.next(),
-                why: format!("missing below the head of size {}", head.size),
+        if head.size < self.size() {
+            return Err(SequencerError::RolledBack {
+                ours: self.size(),
+                found: head.size,
             });
         }
-        let (keys, rotations) = self.check_keys(&leaves, head)?;
+        let frontier = Frontier::from_bytes(&head.frontier)
+            .ok()
+            .filter(|f| f.size() == head.size)
+            .ok_or(SequencerError::FrontierMismatch { size: head.size })?;
+        if head.size == self.size() && frontier != self.frontier {
+            return Err(SequencerError::FrontierMismatch { size: head.size });
+        }
+        // Every proof is checked against this root, and this root against the signed one.
+        let root = frontier.root();
+        let (keys, rotations) = self.check_keys(&root, head)?;
         let active = keys.last().expect("key 0 exists");
         if active != self.key.verifier() {
             return Err(SequencerError::WrongKey {
@@ -420,12 +451,20 @@ impl Sequencer {
                     row: head.size,
                 });
             }
-            let computed = leaves.frontier.root();
-            if cp.root != computed {
-                return Err(SequencerError::RootMismatch {
-                    size: head.size,
-                    signed: hex::encode(cp.root),
-                    computed: hex::encode(computed),
+            if cp.root != root {
+                // The stored entries still give the signed root: only the frontier was rewritten.
+                let entries_hold = head
+                    .last
+                    .as_ref()
+                    .is_some_and(|l| proven(l, head.size, &cp.root).is_ok());
+                return Err(if entries_hold {
+                    SequencerError::FrontierMismatch { size: head.size }
+                } else {
+                    SequencerError::RootMismatch {
+                        size: head.size,
+                        signed: hex::encode(cp.root),
+                        computed: hex::encode(root),
+                    }
                 });
             }
         } else if head.note.is_some() {
@@ -434,27 +473,51 @@ impl Sequencer {
                 row: head.size,
             });
         }
-        if head.frontier != leaves.frontier.to_bytes() {
-            return Err(SequencerError::FrontierMismatch { size: head.size });
+        if self.size() > 0 && self.size() < head.size {
+            verify_consistency(
+                self.size(),
+                head.size,
+                &self.frontier.root(),
+                &root,
+                &head.consistency,
+            )
+            .map_err(|why| SequencerError::Diverged {
+                ours: self.size(),
+                size: head.size,
+                why,
+            })?;
         }
-        let (prev, last_time) = match (leaves.last, &head.last) {
-            (None, _) => (self.prev, self.last_time),
-            (Some(leaf), Some(text)) => {
-                let seq = head.size - 1;
-                let entry = checked_entry(seq, text, &leaf)?;
-                (leaf, entry.time)
-            }
-            (Some(_), None) => {
-                return Err(SequencerError::Entry {
+        let (prev, last_time) = if head.size == self.size() {
+            (self.prev, self.last_time)
+        } else {
+            let last = head
+                .last
+                .as_ref()
+                .filter(|l| l.seq + 1 == head.size)
+                .ok_or_else(|| SequencerError::Entry {
                     seq: head.size - 1,
-                    why: "its text was not read".into(),
-                });
-            }
+                    why: "it was not read".into(),
+                })?;
+            let (entry, leaf) = proven(last, head.size, &root).map_err(|e| match e {
+                ProvenError::Entry(e) => e,
+                ProvenError::Path(TreeError::RootMismatch { computed, expected }) => {
+                    SequencerError::RootMismatch {
+                        size: head.size,
+                        signed: expected,
+                        computed,
+                    }
+                }
+                ProvenError::Path(e) => SequencerError::Entry {
+                    seq: last.seq,
+                    why: format!("its audit path does not check: {e}"),
+                },
+            })?;
+            (leaf, entry.time)
         };
         self.keys = keys;
         self.rotations = rotations;
         self.prev = prev;
-        self.frontier = leaves.frontier;
+        self.frontier = frontier;
         self.last_time = last_time;
         self.note = head.note.clone();
         self.head = (head.size, head.note.clone());
@@ -462,10 +525,10 @@ impl Sequencer {
     }
 
     /// The stored key table must extend the chain this sequencer knows, each new key
-    /// announced by a rotation entry below the head whose leaf was pushed.
+    /// announced by a rotation entry below the head, proven under `root`.
     fn check_keys(
         &self,
-        leaves: &CatchUp,
+        root: &Hash,
         head: &StoredHead,
     ) -> Result<(Vec<VerifierKey>, Vec<u64>), SequencerError> {
         let mut keys = self.keys.clone();
@@ -483,30 +546,29 @@ impl Sequencer {
                 continue;
             }
             let seq = at.ok_or_else(|| refuse("no rotation entry announces it".into()))?;
-            let leaf = leaves
-                .watch
-                .iter()
-                .find(|(s, _)| *s == seq)
-                .and_then(|(_, l)| *l)
-                .ok_or_else(|| {
-                    refuse(format!(
-                        "its rotation entry {seq} is not among the signed entries {}..{}",
-                        self.size(),
-                        head.size
-                    ))
-                })?;
+            if seq < self.size() || seq >= head.size {
+                return Err(refuse(format!(
+                    "its rotation entry {seq} is not among the signed entries {}..{}",
+                    self.size(),
+                    head.size
+                )));
+            }
             if rotations.last().is_some_and(|&r| seq <= r) {
                 return Err(refuse(format!(
                     "entry {seq} is not after the last rotation"
                 )));
             }
-            let body = head
+            let read = head
                 .rotations
                 .iter()
-                .find(|(s, _)| *s == seq)
-                .map(|(_, b)| b.as_str())
+                .find(|r| r.seq == seq)
                 .ok_or_else(|| refuse(format!("entry {seq} was not read")))?;
-            let entry = checked_entry(seq, body, &leaf)?;
+            let (entry, _) = proven(read, head.size, root).map_err(|e| match e {
+                ProvenError::Entry(e) => e,
+                ProvenError::Path(e) => refuse(format!(
+                    "its rotation entry {seq} is not under the stored root: {e}"
+                )),
+            })?;
             let Body::KeyRotation { new_key } = entry.body else {
                 return Err(refuse(format!("entry {seq} is not a key rotation")));
             };
@@ -531,17 +593,25 @@ impl Sequencer {
     }
 }
 
-/// Decodes a stored entry, checking it hashes to the leaf under the root and sits at `seq`.
-fn checked_entry(seq: u64, text: &str, leaf: &Hash) -> Result<Entry, SequencerError> {
-    let bad = |why: String| SequencerError::Entry { seq, why };
-    if leaf_hash(text.as_bytes()) != *leaf {
-        return Err(bad("its text does not hash to its stored leaf".into()));
-    }
-    let entry = Entry::decode(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    if entry.seq != seq {
+/// Why a [`ProvenEntry`] does not check.
+enum ProvenError {
+    /// The text does not decode or names another seq.
+    Entry(SequencerError),
+    /// Its audit path does not lead to the root.
+    Path(TreeError),
+}
+
+/// Decodes a stored entry, checking it sits at its seq and its audit path leads from its leaf
+/// to `root` in the tree of `size`; returns it with its leaf hash.
+fn proven(p: &ProvenEntry, size: u64, root: &Hash) -> Result<(Entry, Hash), ProvenError> {
+    let bad = |why: String| ProvenError::Entry(SequencerError::Entry { seq: p.seq, why });
+    let entry = Entry::decode(p.text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    if entry.seq != p.seq {
         return Err(bad(format!("it says seq {}", entry.seq)));
     }
-    Ok(entry)
+    let leaf = leaf_hash(p.text.as_bytes());
+    verify_inclusion(p.seq, size, &leaf, &p.path, root).map_err(ProvenError::Path)?;
+    Ok((entry, leaf))
 }
 
 #[cfg(test)]
@@ -572,30 +642,46 @@ mod tests {
             note: seq.note().map(str::to_string),
             frontier: seq.frontier().to_bytes(),
             keys,
-            last: texts.last().cloned(),
+            last: None,
             rotations: Vec::new(),
+            consistency: Vec::new(),
         };
         Stored { texts, head }
+    }
+
+    /// The head of `s` with what `seq` needs read, proven from the stored texts as a store
+    /// would.
+    fn read_for(seq: &Sequencer, s: &Stored) -> StoredHead {
+        use crate::ledger::tree::{consistency_proof, inclusion_proof, root_of_leaves};
+        let size = s.head.size;
+        let leaves: Vec<Hash> = s.texts[..size as usize]
+            .iter()
+            .map(|t| leaf_hash(t.as_bytes()))
+            .collect();
+        let mut mth = |a: u64, b: u64| {
+            Ok::<_, std::convert::Infallible>(root_of_leaves(&leaves[a as usize..b as usize]))
+        };
+        let mut prove = |i: u64| ProvenEntry {
+            seq: i,
+            text: s.texts[i as usize].clone(),
+            path: inclusion_proof(i, size, &mut mth).unwrap().unwrap(),
+        };
+        let needs = seq.needs(size, &s.head.keys);
+        let mut head = s.head.clone();
+        head.last = needs.last.map(&mut prove);
+        head.rotations = needs.rotations.into_iter().map(&mut prove).collect();
+        head.consistency = needs
+            .consistency_from
+            .map(|old| consistency_proof(old, size, &mut mth).unwrap().unwrap())
+            .unwrap_or_default();
+        head
     }
 
     /// Adopts `s` from genesis with `signer`, as a store opening the log would.
     fn adopt(signer: SignerKey, s: &Stored) -> Result<Sequencer, SequencerError> {
         let mut seq = Sequencer::at_genesis(signer, &s.head.keys[0].0)?;
-        let mut c = seq.catch_up(&s.head.keys);
-        for t in &s.texts[..s.head.size as usize] {
-            c.push(leaf_hash(t.as_bytes()));
-        }
-        let mut head = s.head.clone();
-        head.last = head
-            .size
-            .checked_sub(1)
-            .map(|i| s.texts[i as usize].clone());
-        head.rotations = head
-            .keys
-            .iter()
-            .filter_map(|(_, at)| at.map(|a| (a, s.texts[a as usize].clone())))
-            .collect();
-        seq.adopt(c, &head)?;
+        let head = read_for(&seq, s);
+        seq.adopt(&head)?;
         Ok(seq)
     }
 
@@ -719,12 +805,45 @@ mod tests {
         let old = stored(&seq, texts.clone(), keys.clone());
         seq.seal(Timestamp(0), body(4));
         seq.sign();
-        let c = seq.catch_up(&keys);
-        let mut head = old.head.clone();
-        head.last = Some(texts[3].clone());
+        let head = read_for(&seq, &old);
         assert_eq!(
-            seq.adopt(c, &head),
+            seq.adopt(&head),
             Err(SequencerError::RolledBack { ours: 5, found: 4 })
         );
+    }
+
+    /// A head signed with the key but over another history than the view's (a fork) is not
+    /// adopted: the consistency proof from the view fails; the honest extension is adopted.
+    #[test]
+    fn only_an_extension_of_the_view_is_adopted() {
+        let (view, texts) = log(4);
+        let keys = vec![(key(1).verifier().to_string(), None)];
+        let mut honest = view.clone();
+        let mut longer = texts.clone();
+        for i in 4..7 {
+            longer.push(honest.seal(Timestamp(2000), body(i)).text);
+        }
+        honest.sign();
+        let mut fork = Sequencer::new(key(1));
+        let forked: Vec<String> = (0..7)
+            .map(|i| {
+                fork.seal(Timestamp(1000), body(if i == 1 { 77 } else { i }))
+                    .text
+            })
+            .collect();
+        fork.sign();
+        let s = stored(&fork, forked, keys.clone());
+        let mut seq = view.clone();
+        assert!(matches!(
+            seq.adopt(&read_for(&view, &s)),
+            Err(SequencerError::Diverged {
+                ours: 4,
+                size: 7,
+                ..
+            })
+        ));
+        let s = stored(&honest, longer, keys);
+        seq.adopt(&read_for(&view, &s)).unwrap();
+        assert_eq!((seq.size(), seq.prev()), (7, honest.prev()));
     }
 }

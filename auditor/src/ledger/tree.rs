@@ -112,12 +112,28 @@ impl Frontier {
 
     /// Appends one leaf hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_completing(leaf, |_, _| {});
+    }
+
+    /// Appends one leaf hash and hands `completed` every perfect subtree of two or more
+    /// leaves that this leaf completes, smallest first, with its hash (what a store keeps to
+    /// answer proofs without reading every leaf).
+    pub fn push_completing(&mut self, leaf: Hash, mut completed: impl FnMut(Subtree, Hash)) {
         let mut acc = leaf;
         let mut size = self.size;
+        let mut level = 0u8;
         while size & 1 == 1 {
             let left = self.nodes.pop().expect("one node per set bit");
             acc = node_hash(&left, &acc);
             size >>= 1;
+            level += 1;
+            completed(
+                Subtree {
+                    level,
+                    index: self.size >> level,
+                },
+                acc,
+            );
         }
         self.nodes.push(acc);
         self.size += 1;
@@ -125,11 +141,7 @@ impl Frontier {
 
     /// Root hash of the tree of the leaves appended so far.
     pub fn root(&self) -> Hash {
-        let mut it = self.nodes.iter().rev();
-        let Some(last) = it.next() else {
-            return empty_root();
-        };
-        it.fold(*last, |acc, left| node_hash(left, &acc))
+        fold_subtrees(&self.nodes)
     }
 
     /// Serializes as 8 bytes of big-endian size followed by the subtree roots.
@@ -161,6 +173,59 @@ impl Frontier {
         }
         Ok(Self { size, nodes })
     }
+}
+
+/// A perfect subtree of the log: the `2^level` leaves from `index << level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subtree {
+    /// Height: the subtree holds `2^level` leaves.
+    pub level: u8,
+    /// Position among the subtrees of this level.
+    pub index: u64,
+}
+
+impl Subtree {
+    /// The leaves it covers.
+    pub fn leaves(&self) -> std::ops::Range<u64> {
+        (self.index << self.level)..((self.index + 1) << self.level)
+    }
+
+    /// The perfect subtrees, left to right, whose hashes [`fold_subtrees`] into the Merkle tree
+    /// hash of leaves `start..end`: every range a proof asks for starts at a multiple of its
+    /// largest power of two, and splits by the bits of its length. `None` for another range
+    /// (its hash is not made of the log's subtrees) or an empty one.
+    pub fn cover(start: u64, end: u64) -> Option<Vec<Subtree>> {
+        let n = end.checked_sub(start).filter(|n| *n > 0)?;
+        let top = 63 - n.leading_zeros();
+        if start & ((1u64 << top) - 1) != 0 {
+            return None;
+        }
+        let mut at = start;
+        Some(
+            (0..=top)
+                .rev()
+                .filter(|l| n >> l & 1 == 1)
+                .map(|l| {
+                    let s = Subtree {
+                        level: l as u8,
+                        index: at >> l,
+                    };
+                    at += 1 << l;
+                    s
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The Merkle tree hash of a range from the hashes of the subtrees [`Subtree::cover`] gives
+/// for it, in that order.
+pub fn fold_subtrees(hashes: &[Hash]) -> Hash {
+    let mut it = hashes.iter().rev();
+    let Some(last) = it.next() else {
+        return empty_root();
+    };
+    it.fold(*last, |acc, left| node_hash(left, &acc))
 }
 
 /// Inclusion proof (RFC 6962 PATH) for leaf `index` in a tree of `size` leaves.
@@ -556,6 +621,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every range a proof asks for is covered by the subtrees a frontier reports, and their
+    /// fold is the range's hash.
+    #[test]
+    fn proof_ranges_fold_from_completed_subtrees() {
+        let l = leaves(70);
+        let mut stored = std::collections::HashMap::new();
+        let mut f = Frontier::new();
+        for leaf in &l {
+            f.push_completing(*leaf, |s, h| {
+                assert_eq!(
+                    h,
+                    root_of_leaves(&l[s.leaves().start as usize..s.leaves().end as usize])
+                );
+                assert!(stored.insert(s, h).is_none(), "{s:?} reported twice");
+            });
+        }
+        assert_eq!(stored.len(), 70 - 70u64.count_ones() as usize);
+        let mut hash = |a: u64, b: u64| -> Result<Hash, Infallible> {
+            let cover = Subtree::cover(a, b).expect("a proof range is covered");
+            let hashes: Vec<Hash> = cover
+                .iter()
+                .map(|s| match s.level {
+                    0 => l[s.index as usize],
+                    _ => stored[s],
+                })
+                .collect();
+            Ok(fold_subtrees(&hashes))
+        };
+        for size in 1..=70u64 {
+            for index in 0..size {
+                assert_eq!(
+                    inclusion_proof(index, size, &mut hash).unwrap(),
+                    inclusion_proof(index, size, &mut oracle(&l)).unwrap()
+                );
+            }
+            for old in 0..=size {
+                assert_eq!(
+                    consistency_proof(old, size, &mut hash).unwrap(),
+                    consistency_proof(old, size, &mut oracle(&l)).unwrap()
+                );
+            }
+        }
+        assert_eq!(Subtree::cover(3, 5), None);
+        assert_eq!(Subtree::cover(4, 4), None);
     }
 
     #[test]

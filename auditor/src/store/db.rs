@@ -1,7 +1,8 @@
 //! The SQL of the ledger store, once for SQLite and once for PostgreSQL: the same statements
-//! (`$n` placeholders work on both) expanded by one macro per backend, plus the batched insert,
-//! which differs (multi-row `VALUES` on SQLite, `UNNEST` arrays on PostgreSQL).
+//! (`$n` placeholders work on both) expanded by one macro per backend, plus the batched inserts,
+//! which differ (multi-row `VALUES` on SQLite, `UNNEST` arrays on PostgreSQL).
 
+use std::collections::HashMap;
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _};
 
 use super::StoreError;
-use crate::ledger::tree::Hash;
+use crate::ledger::tree::{Hash, Subtree};
 
 /// A connection pool to one of the supported databases.
 #[derive(Debug, Clone)]
@@ -113,31 +114,60 @@ impl HeadLock {
         Ok(())
     }
 
-    /// Inserts `rows` and `requests`, swaps the head from `old_size` to `new` with its
-    /// checkpoint (and rotation), and commits. False (and nothing written) when the head was
-    /// not at `old_size`.
+    /// Inserts entry rows (the batch is written in pieces while the rest is being sealed;
+    /// nothing is visible before [`HeadLock::commit`]).
+    pub async fn insert(&mut self, rows: Vec<EntryRow>) -> Result<(), StoreError> {
+        match self {
+            HeadLock::Sqlite(tx) => {
+                // The texts move into the statement's arguments (SQLite binds owned values).
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
+                    );
+                    qb.push_values(rows.by_ref().take(SQLITE_CHUNK), |mut b, r| {
+                        b.push_bind(to_i64(r.seq))
+                            .push_bind(r.leaf.to_vec())
+                            .push_bind(r.body)
+                            .push_bind(r.object_key);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+            }
+            HeadLock::Postgres(tx) => {
+                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
+                let leaves: Vec<&[u8]> = rows.iter().map(|r| &r.leaf[..]).collect();
+                let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
+                sqlx::query(
+                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
+                )
+                .bind(seqs)
+                .bind(leaves)
+                .bind(bodies)
+                .bind(objects)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts `requests` and the subtree hashes `nodes`, swaps the head from `old_size` to
+    /// `new` with its checkpoint (and rotation), and commits with the rows inserted before.
+    /// False (and nothing written) when the head was not at `old_size`.
     pub async fn commit(
         self,
         old_size: u64,
-        rows: &[EntryRow],
         requests: &[(String, u64)],
+        nodes: &[(Subtree, Hash)],
         new: &HeadRow,
         rotation: Option<&RotationRow>,
     ) -> Result<bool, StoreError> {
         match self {
             HeadLock::Sqlite(mut tx) => {
-                for chunk in rows.chunks(SQLITE_CHUNK) {
-                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(to_i64(r.seq))
-                            .push_bind(r.leaf.to_vec())
-                            .push_bind(r.body.clone())
-                            .push_bind(r.object_key);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
+                lite::put_nodes(&mut tx, nodes).await?;
                 for chunk in requests.chunks(SQLITE_CHUNK) {
                     let mut qb =
                         QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ledger_requests (id, seq) ");
@@ -154,20 +184,7 @@ impl HeadLock {
                 Ok(true)
             }
             HeadLock::Postgres(mut tx) => {
-                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
-                let leaves: Vec<Vec<u8>> = rows.iter().map(|r| r.leaf.to_vec()).collect();
-                let bodies: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();
-                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
-                sqlx::query(
-                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
-                )
-                .bind(seqs)
-                .bind(leaves)
-                .bind(bodies)
-                .bind(objects)
-                .execute(&mut *tx)
-                .await?;
+                pg::put_nodes(&mut tx, nodes).await?;
                 if !requests.is_empty() {
                     let ids: Vec<String> = requests.iter().map(|r| r.0.clone()).collect();
                     let seqs: Vec<i64> = requests.iter().map(|r| to_i64(r.1)).collect();
@@ -296,14 +313,23 @@ macro_rules! shared_ops {
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
                 size: u64,
             ) -> Result<Option<(u64, u64)>, StoreError> {
-                let row = sqlx::query("SELECT COUNT(*) AS n, MIN(seq) AS first FROM ledger_entries WHERE seq >= $1")
+                // Runs before every commit: the first row past the head is found in the primary
+                // key's order whatever the statistics say (a COUNT over `seq >= size` was
+                // planned as a scan of the whole table after a bulk load); rows are counted
+                // only when there are some.
+                let Some(first) = sqlx::query("SELECT seq FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT 1")
+                    .bind(to_i64(size))
+                    .fetch_optional(&mut **tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let n = sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE seq >= $1")
                     .bind(to_i64(size))
                     .fetch_one(&mut **tx)
-                    .await?;
-                let n = row.try_get::<i64, _>("n")? as u64;
-                Ok((n > 0).then(|| row.try_get::<Option<i64>, _>("first"))
-                    .transpose()?
-                    .map(|f| (n, f.unwrap_or_default() as u64)))
+                    .await?
+                    .try_get::<i64, _>("n")? as u64;
+                Ok(Some((n, first.try_get::<i64, _>("seq")? as u64)))
             }
 
             /// The head (size, note) inside a transaction.
@@ -337,6 +363,78 @@ macro_rules! shared_ops {
                     .bind(to_i64(size))
                     .execute(&mut **tx)
                     .await?;
+                sqlx::query("DELETE FROM ledger_nodes WHERE (idx + 1) << level > $1")
+                    .bind(to_i64(size))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Writes subtree hashes (replacing any row of the same subtree: rows past the
+            /// head were never signed), inside a transaction.
+            pub async fn put_nodes(
+                tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
+                nodes: &[(Subtree, Hash)],
+            ) -> Result<(), StoreError> {
+                for chunk in nodes.chunks(SQLITE_CHUNK) {
+                    let mut qb = QueryBuilder::<<$pool as PoolDb>::Db>::new(
+                        "INSERT INTO ledger_nodes (level, idx, hash) ",
+                    );
+                    qb.push_values(chunk, |mut b, (s, h)| {
+                        b.push_bind(i32::from(s.level))
+                            .push_bind(to_i64(s.index))
+                            .push_bind(h.to_vec());
+                    });
+                    qb.push(" ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            pub async fn nodes(
+                pool: &$pool,
+                wanted: &[Subtree],
+            ) -> Result<HashMap<Subtree, Hash>, StoreError> {
+                let mut out = HashMap::new();
+                // Short OR chains: SQLite limits the depth of an expression.
+                for chunk in wanted.chunks(64) {
+                    let mut qb = QueryBuilder::<<$pool as PoolDb>::Db>::new(
+                        "SELECT level, idx, hash FROM ledger_nodes WHERE ",
+                    );
+                    let mut or = qb.separated(" OR ");
+                    for s in chunk {
+                        or.push("(level = ")
+                            .push_bind_unseparated(i32::from(s.level))
+                            .push_unseparated(" AND idx = ")
+                            .push_bind_unseparated(to_i64(s.index))
+                            .push_unseparated(")");
+                    }
+                    for r in qb.build().fetch_all(pool).await? {
+                        let level = r.try_get::<i32, _>("level")?;
+                        let s = Subtree {
+                            level: u8::try_from(level).map_err(|_| {
+                                StoreError::Corrupt(format!("a stored node has level {level}"))
+                            })?,
+                            index: r.try_get::<i64, _>("idx")? as u64,
+                        };
+                        out.insert(s, hash(r.try_get("hash")?)?);
+                    }
+                }
+                Ok(out)
+            }
+
+            pub async fn node_count(pool: &$pool, level: u8) -> Result<u64, StoreError> {
+                Ok(sqlx::query("SELECT COUNT(*) AS n FROM ledger_nodes WHERE level = $1")
+                    .bind(i32::from(level))
+                    .fetch_one(pool)
+                    .await?
+                    .try_get::<i64, _>("n")? as u64)
+            }
+
+            pub async fn add_nodes(pool: &$pool, nodes: &[(Subtree, Hash)]) -> Result<(), StoreError> {
+                let mut tx = pool.begin().await?;
+                put_nodes(&mut tx, nodes).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -405,9 +503,12 @@ macro_rules! shared_ops {
             }
 
             pub async fn leaves(pool: &$pool, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-                let rows = sqlx::query("SELECT leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq")
+                // The LIMIT keeps the estimate honest when the statistics are stale (after a
+                // bulk load PostgreSQL otherwise compiled this small read with JIT).
+                let rows = sqlx::query("SELECT leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3")
                     .bind(to_i64(from))
                     .bind(to_i64(to))
+                    .bind(to_i64(to.saturating_sub(from)))
                     .fetch_all(pool)
                     .await?;
                 let out: Vec<Hash> = rows
@@ -537,6 +638,10 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(60))
+                // Entries are about 3 KB: with 4 KiB pages each takes a page of its own and a
+                // batch writes a third more than its bytes; 64 KiB pages hold twenty. Only a new
+                // file takes it (an existing WAL file keeps its page size).
+                .page_size(65536)
                 // 64 MiB of page cache per connection keeps the index pages hot during appends.
                 .pragma("cache_size", "-65536");
             let pool = SqlitePoolOptions::new()
@@ -637,6 +742,21 @@ impl Db {
         below: u64,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         dispatch!(self, find_object(key, below))
+    }
+
+    /// The stored hashes of the subtrees among `wanted` (absent ones are left out).
+    pub async fn nodes(&self, wanted: &[Subtree]) -> Result<HashMap<Subtree, Hash>, StoreError> {
+        dispatch!(self, nodes(wanted))
+    }
+
+    /// How many subtree hashes of `level` are stored.
+    pub async fn node_count(&self, level: u8) -> Result<u64, StoreError> {
+        dispatch!(self, node_count(level))
+    }
+
+    /// Stores subtree hashes (replacing rows of the same subtrees), in one transaction.
+    pub async fn add_nodes(&self, nodes: &[(Subtree, Hash)]) -> Result<(), StoreError> {
+        dispatch!(self, add_nodes(nodes))
     }
 
     /// The entries that recorded the idempotency keys among `ids` that are already known.

@@ -1,7 +1,7 @@
 //! The durable ledger on SQLite or PostgreSQL: batches sealed and signed by the one
 //! [`Sequencer`] and committed with the head swap (compare-and-swap) in one transaction,
 //! checks of the stored head before anything is signed, key rotation, streamed export and
-//! inclusion proofs.
+//! proofs from stored subtree hashes (O(log n) rows, never every leaf).
 //!
 //! Entries are made and checked by the pure core ([`crate::ledger`]); this module only moves
 //! them to and from the database.
@@ -16,16 +16,27 @@ use db::{Db, EntryRow, HeadRow, RotationRow};
 use crate::bundle::{BundleError, BundleWriter};
 use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
-use crate::ledger::checkpoint::parse_note;
+use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
 use crate::ledger::entry::{Body, Entry, Timestamp};
 use crate::ledger::proof::InclusionProof;
-use crate::ledger::tree::{Frontier, Hash, TreeError, consistency_proof, inclusion_proof};
+use crate::ledger::sequencer::ProvenEntry;
+use crate::ledger::tree::{
+    Frontier, Hash, Subtree, TreeError, consistency_proof, fold_subtrees, inclusion_proof,
+    leaf_hash, verify_inclusion,
+};
 use crate::ledger::{Sealed, Sequencer, SequencerError, StoredHead};
 use crate::witness::AddCheckpoint;
 
 /// Rows read per page when streaming.
 const PAGE: u64 = 10_000;
+
+/// Subtrees of at least `2^NODE_LEVEL` leaves have their hash stored (`ledger_nodes`): about
+/// one row per 128 entries, and a proof reads at most `2^NODE_LEVEL` leaves besides them.
+pub const NODE_LEVEL: u8 = 8;
+
+/// Entries sealed per piece while the previous piece is being written.
+const SEAL_PIECE: usize = 2000;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +210,7 @@ impl Ledger {
             .first()
             .ok_or_else(|| StoreError::Corrupt("the key table is empty".into()))?;
         let mut seq = Sequencer::at_genesis(key, &first.0)?;
+        self.fill_nodes().await?;
         // Under the head lock, so that other sequencers cannot move the head meanwhile.
         let mut lock = self.db.lock_head().await?;
         self.catch_up(&mut seq).await?;
@@ -217,37 +229,65 @@ impl Ledger {
         Ok((seq, dropped.map(|(count, first)| Dropped { count, first })))
     }
 
-    /// Brings `seq` to the stored head, checking it (reads only the leaves it has not seen).
+    /// Stores the subtree hashes a ledger written before they were kept lacks (read once from
+    /// every leaf, then never again). Subtrees below the head are fixed, so writing one twice
+    /// writes the same hash.
+    async fn fill_nodes(&self) -> Result<(), StoreError> {
+        let Some(head) = self.db.head().await? else {
+            return Ok(());
+        };
+        if self.db.node_count(NODE_LEVEL).await? >= head.size >> NODE_LEVEL {
+            return Ok(());
+        }
+        let mut tree = Frontier::new();
+        let mut nodes = Vec::new();
+        while tree.size() < head.size {
+            let end = (tree.size() + PAGE).min(head.size);
+            for leaf in self.db.leaves(tree.size(), end).await? {
+                tree.push_completing(leaf, |s, h| {
+                    if s.level >= NODE_LEVEL {
+                        nodes.push((s, h));
+                    }
+                });
+            }
+            self.db.add_nodes(&nodes).await?;
+            nodes.clear();
+        }
+        Ok(())
+    }
+
+    /// Brings `seq` to the stored head, checking it: reads the head row, the last entry and the
+    /// entries announcing new keys with their audit paths, and a consistency proof from the
+    /// sequencer's view (O(log n) stored hashes each), never every leaf.
     async fn catch_up(&self, seq: &mut Sequencer) -> Result<(), StoreError> {
         let head = self.head().await?;
         let keys = self.db.key_rows().await?;
-        let mut leaves = seq.catch_up(&keys);
-        while leaves.next() < head.size {
-            let end = (leaves.next() + PAGE).min(head.size);
-            for leaf in self.db.leaves(leaves.next(), end).await? {
-                leaves.push(leaf);
-            }
-        }
-        let text = |s: u64| async move {
+        let needs = seq.needs(head.size, &keys);
+        let read = |s: u64| async move {
             let rows = self.db.entries_from(s, s + 1, 1).await?;
-            rows.into_iter()
+            let text = rows
+                .into_iter()
                 .next()
                 .map(|(_, _, body)| body)
-                .ok_or_else(|| StoreError::Corrupt(format!("entry {s} is missing")))
+                .ok_or_else(|| StoreError::Corrupt(format!("entry {s} is missing")))?;
+            Ok::<_, StoreError>(ProvenEntry {
+                seq: s,
+                text,
+                path: self.inclusion_path(s, head.size).await?,
+            })
         };
-        let last = if head.size > seq.size() {
-            Some(text(head.size - 1).await?)
-        } else {
-            None
+        let last = match needs.last {
+            Some(s) => Some(read(s).await?),
+            None => None,
         };
         let mut rotations = Vec::new();
-        for (_, at) in keys.iter().skip(seq.keys().len()) {
-            if let Some(s) = at
-                && *s < head.size
-            {
-                rotations.push((*s, text(*s).await?));
-            }
+        for s in needs.rotations {
+            rotations.push(read(s).await?);
         }
+        let consistency = match needs.consistency_from {
+            Some(old) => self.consistency_path(old, head.size).await?,
+            None => Vec::new(),
+        };
         let stored = StoredHead {
             origin: head.origin,
             size: head.size,
@@ -256,8 +296,9 @@ impl Ledger {
             keys,
             last,
             rotations,
+            consistency,
         };
-        seq.adopt(leaves, &stored)?;
+        seq.adopt(&stored)?;
         Ok(())
     }
 
@@ -273,13 +314,11 @@ impl Ledger {
         items: &[Body],
     ) -> Result<Appended, StoreError> {
         let done = self
-            .commit(seq, &[], |next, _| {
-                let first = next.size();
-                let rows = items
-                    .iter()
-                    .map(|b| row(next.seal(now, b.clone()), b))
-                    .collect();
-                Ok(Some((first, rows, Vec::new(), None)))
+            .commit(seq, now, &[], |_, _| {
+                Some(Work::Entries {
+                    bodies: items.to_vec(),
+                    requests: Vec::new(),
+                })
             })
             .await?;
         Ok(done.expect("append always writes"))
@@ -315,10 +354,9 @@ impl Ledger {
         let mut already = Vec::new();
         let mut repeats: Vec<(String, u64)> = Vec::new();
         let done = self
-            .commit(seq, &ids, |next, known| {
-                let first = next.size();
+            .commit(seq, now, &ids, |next, known| {
                 let mut sealed_ids: HashMap<&str, u64> = HashMap::new();
-                let mut rows = Vec::new();
+                let mut bodies = Vec::new();
                 let mut requests = Vec::new();
                 for item in items {
                     let id = item.id.as_deref();
@@ -332,14 +370,15 @@ impl Ledger {
                             continue;
                         }
                     }
-                    let sealed = next.seal(now, item.body.clone());
+                    // Entries are sealed in this order from the sequencer's size.
+                    let at = next.size() + bodies.len() as u64;
                     if let Some(id) = id {
-                        sealed_ids.insert(id, sealed.seq);
-                        requests.push((id.to_string(), sealed.seq));
+                        sealed_ids.insert(id, at);
+                        requests.push((id.to_string(), at));
                     }
-                    rows.push(row(sealed, &item.body));
+                    bodies.push(item.body.clone());
                 }
-                Ok((!rows.is_empty()).then_some((first, rows, requests, None)))
+                (!bodies.is_empty()).then_some(Work::Entries { bodies, requests })
             })
             .await?;
         already.extend(repeats);
@@ -359,10 +398,7 @@ impl Ledger {
         let rows = self.db.entries_from(at, at + 1, 1).await?;
         let (_, leaf, text) = rows.into_iter().next().ok_or_else(conflict)?;
         let entry = Entry::decode(text.as_bytes()).map_err(|_| conflict())?;
-        if entry.seq != at
-            || !entry.body.same_report(body)
-            || crate::ledger::tree::leaf_hash(text.as_bytes()) != leaf
-        {
+        if entry.seq != at || !entry.body.same_report(body) || leaf_hash(text.as_bytes()) != leaf {
             return Err(conflict());
         }
         Ok(())
@@ -378,37 +414,21 @@ impl Ledger {
         new: SignerKey,
     ) -> Result<Appended, StoreError> {
         let done = self
-            .commit(seq, &[], |next, _| {
-                let (sealed, _) = next.rotate(now, new.clone())?;
-                let rotation = RotationRow {
-                    key_index: next.keys().len() as u64 - 1,
-                    verifier: next.keys().last().expect("rotated").to_string(),
-                    seq: sealed.seq,
-                };
-                let first = sealed.seq;
-                Ok(Some((
-                    first,
-                    vec![row_of(sealed, None)],
-                    Vec::new(),
-                    Some(rotation),
-                )))
-            })
+            .commit(seq, now, &[], |_, _| Some(Work::Rotation(Box::new(new))))
             .await?;
         Ok(done.expect("a rotation always writes"))
     }
 
     /// Holds the head, brings `seq` to it (checking it) if another sequencer moved it, looks
-    /// up the idempotency keys of `ids` (checking each known one holds the same body), lets
-    /// `make` seal with a copy of `seq`, signs and commits. `make` returns `None` when there
-    /// is nothing to write.
+    /// up the idempotency keys of `ids` (checking each known one holds the same body), asks
+    /// `make` what to seal, seals it with a copy of `seq` (stamped `now` or later), signs and
+    /// commits. `make` returns `None` when there is nothing to write.
     async fn commit(
         &self,
         seq: &mut Sequencer,
+        now: Timestamp,
         ids: &[(&str, &Body)],
-        make: impl FnOnce(
-            &mut Sequencer,
-            &HashMap<String, u64>,
-        ) -> Result<Option<CommitRows>, SequencerError>,
+        make: impl FnOnce(&Sequencer, &HashMap<String, u64>) -> Option<Work>,
     ) -> Result<Option<Appended>, StoreError> {
         let mut lock = self.db.lock_head().await?;
         let (size, note) = lock.head().await?;
@@ -430,10 +450,31 @@ impl Ledger {
                 self.check_request(id, at, body).await?;
             }
         }
-        let mut next = seq.clone();
-        let Some((first, rows, requests, rotation)) = make(&mut next, &known)? else {
+        let Some(work) = make(seq, &known) else {
             return Ok(None);
         };
+        let first = seq.size();
+        let (next, nodes, requests, rotation) = match work {
+            Work::Entries { bodies, requests } => {
+                let (next, nodes) = seal_and_insert(&mut lock, seq.clone(), now, bodies).await?;
+                (next, nodes, requests, None)
+            }
+            Work::Rotation(new) => {
+                let mut next = seq.clone();
+                let (sealed, _) = next.rotate(now, *new)?;
+                let rotation = RotationRow {
+                    key_index: next.keys().len() as u64 - 1,
+                    verifier: next.keys().last().expect("rotated").to_string(),
+                    seq: sealed.seq,
+                };
+                let mut tree = seq.frontier().clone();
+                let mut nodes = Vec::new();
+                keep_nodes(&mut tree, sealed.leaf, &mut nodes);
+                lock.insert(vec![row_of(sealed, None)]).await?;
+                (next, nodes, Vec::new(), Some(rotation))
+            }
+        };
+        let mut next = next;
         let note = match next.note() {
             Some(n) => n.to_string(),
             None => next.sign(),
@@ -446,7 +487,7 @@ impl Ledger {
             key_index: next.keys().len() as u64 - 1,
         };
         if !lock
-            .commit(seq.size(), &rows, &requests, &new, rotation.as_ref())
+            .commit(seq.size(), &requests, &nodes, &new, rotation.as_ref())
             .await?
         {
             return Err(StoreError::Corrupt(
@@ -543,6 +584,19 @@ impl Ledger {
             })
             .ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
         let path = self.inclusion_path(seq, head.size).await?;
+        // The path is made of stored rows: check it leads to the signed root before handing
+        // it out (the reader checks the signature).
+        let root = parse_note(&note)
+            .and_then(|n| Checkpoint::parse_body(&n.text))
+            .map_err(|e| StoreError::Corrupt(format!("the head note: {e}")))?
+            .root;
+        verify_inclusion(seq, head.size, &leaf_hash(body.as_bytes()), &path, &root).map_err(
+            |e| {
+                StoreError::Corrupt(format!(
+                    "the stored hashes give no valid proof of entry {seq} under the signed head: {e}"
+                ))
+            },
+        )?;
         Ok(InclusionProof {
             extra: Some(body.into_bytes()),
             index: seq,
@@ -619,7 +673,7 @@ impl Ledger {
         Err(format!("witness {name}: gave up after repeated conflicts"))
     }
 
-    /// The RFC 6962 consistency proof from `old` to `new`, computed from the stored leaves.
+    /// The RFC 6962 consistency proof from `old` to `new`, from stored subtree hashes.
     pub async fn consistency_path(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         let mut ranges = Vec::new();
         consistency_proof(old, new, &mut |a, b| {
@@ -634,28 +688,66 @@ impl Ledger {
         .expect("infallible")?)
     }
 
-    /// Merkle tree hashes of leaf ranges, from the stored leaves.
+    /// Merkle tree hashes of the leaf ranges a proof asks for: each range is made of perfect
+    /// subtrees ([`Subtree::cover`]); those of at least `2^NODE_LEVEL` leaves are read from the
+    /// node table, the smaller ones (and any not stored) hashed from their leaves.
     async fn subtree_hashes(
         &self,
         ranges: Vec<(u64, u64)>,
     ) -> Result<HashMap<(u64, u64), Hash>, StoreError> {
+        let covers: Vec<((u64, u64), Vec<Subtree>)> = ranges
+            .into_iter()
+            .map(|(a, b)| {
+                // A range no proof asks for is hashed whole from its leaves.
+                let cover = Subtree::cover(a, b).unwrap_or_default();
+                ((a, b), cover)
+            })
+            .collect();
+        let mut large: Vec<Subtree> = covers
+            .iter()
+            .flat_map(|(_, c)| c.iter().copied())
+            .filter(|s| s.level >= NODE_LEVEL)
+            .collect();
+        large.sort_unstable();
+        large.dedup();
+        let stored = self.db.nodes(&large).await?;
         let mut hashes = HashMap::new();
-        for (a, b) in ranges {
-            let mut f = Frontier::new();
-            let mut at = a;
-            while at < b {
-                let end = (at + PAGE).min(b);
-                for l in self.db.leaves(at, end).await? {
-                    f.push(l);
+        for ((a, b), cover) in covers {
+            let hash = if cover.is_empty() {
+                self.hash_of_leaves(a, b).await?
+            } else {
+                let mut parts = Vec::with_capacity(cover.len());
+                for s in cover {
+                    parts.push(match stored.get(&s) {
+                        Some(h) => *h,
+                        None => {
+                            self.hash_of_leaves(s.leaves().start, s.leaves().end)
+                                .await?
+                        }
+                    });
                 }
-                at = end;
-            }
-            hashes.insert((a, b), f.root());
+                fold_subtrees(&parts)
+            };
+            hashes.insert((a, b), hash);
         }
         Ok(hashes)
     }
 
-    /// The RFC 6962 audit path of `index` in the tree of `size`, computed page by page.
+    /// The Merkle tree hash of leaves `a..b`, from the stored leaves page by page.
+    async fn hash_of_leaves(&self, a: u64, b: u64) -> Result<Hash, StoreError> {
+        let mut f = Frontier::new();
+        let mut at = a;
+        while at < b {
+            let end = (at + PAGE).min(b);
+            for l in self.db.leaves(at, end).await? {
+                f.push(l);
+            }
+            at = end;
+        }
+        Ok(f.root())
+    }
+
+    /// The RFC 6962 audit path of `index` in the tree of `size`, from stored subtree hashes.
     pub async fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
         let mut ranges = Vec::new();
         inclusion_proof(index, size, &mut |a, b| {
@@ -671,15 +763,75 @@ impl Ledger {
     }
 }
 
-type CommitRows = (u64, Vec<EntryRow>, Vec<(String, u64)>, Option<RotationRow>);
+/// What one commit seals.
+enum Work {
+    /// Entries, in this order, with the idempotency keys to record (and the entries they
+    /// will name).
+    Entries {
+        /// The bodies.
+        bodies: Vec<Body>,
+        /// (idempotency key, seq).
+        requests: Vec<(String, u64)>,
+    },
+    /// A rotation to this key.
+    Rotation(Box<SignerKey>),
+}
 
-/// The row of an entry sealed from `body`.
-fn row(sealed: Sealed, body: &Body) -> EntryRow {
-    let key = match body {
-        Body::Observation(o) => Some(db::object_key(&o.object.id)),
-        Body::KeyRotation { .. } => None,
-    };
-    row_of(sealed, key)
+/// Seals `bodies` with `next` on a blocking thread, piece by piece, while the pieces already
+/// sealed are inserted under `lock`: encoding and hashing overlap with the database's work.
+/// Returns the sequencer after the last entry and the subtree hashes to store.
+async fn seal_and_insert(
+    lock: &mut db::HeadLock,
+    mut next: Sequencer,
+    now: Timestamp,
+    bodies: Vec<Body>,
+) -> Result<(Sequencer, Vec<(Subtree, Hash)>), StoreError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EntryRow>>(2);
+    let sealer = tokio::task::spawn_blocking(move || {
+        let mut tree = next.frontier().clone();
+        let mut nodes = Vec::new();
+        let mut bodies = bodies.into_iter();
+        loop {
+            let piece: Vec<EntryRow> = bodies
+                .by_ref()
+                .take(SEAL_PIECE)
+                .map(|b| {
+                    let key = match &b {
+                        Body::Observation(o) => Some(db::object_key(&o.object.id)),
+                        Body::KeyRotation { .. } => None,
+                    };
+                    let sealed = next.seal(now, b);
+                    keep_nodes(&mut tree, sealed.leaf, &mut nodes);
+                    row_of(sealed, key)
+                })
+                .collect();
+            // An empty piece ends the batch; a closed channel means the insert failed.
+            if piece.is_empty() || tx.blocking_send(piece).is_err() {
+                break;
+            }
+        }
+        (next, nodes)
+    });
+    let mut inserted = Ok(());
+    while let Some(piece) = rx.recv().await {
+        inserted = lock.insert(piece).await;
+        if inserted.is_err() {
+            break;
+        }
+    }
+    drop(rx);
+    let sealed = sealer.await.expect("sealing does not panic");
+    inserted?;
+    Ok(sealed)
+}
+
+/// Pushes `leaf` on `tree`, keeping the hashes of the subtrees it completes that are stored.
+fn keep_nodes(tree: &mut Frontier, leaf: Hash, nodes: &mut Vec<(Subtree, Hash)>) {
+    tree.push_completing(leaf, |s, h| {
+        if s.level >= NODE_LEVEL {
+            nodes.push((s, h));
+        }
+    });
 }
 
 fn row_of(sealed: Sealed, object_key: Option<i64>) -> EntryRow {

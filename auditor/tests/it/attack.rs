@@ -340,9 +340,59 @@ async fn rows_injected_past_the_head_are_dropped(url: String) {
     assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 35);
 }
 
+/// A stored subtree hash rewritten: proofs are made from those rows, so none is handed out
+/// that does not lead to the signed root, and a starting sequencer that reads it refuses to
+/// sign; the ledger itself still verifies.
+async fn a_rewritten_subtree_hash_is_caught(url: String) {
+    use hexagone_auditor::ledger::checkpoint::{Checkpoint, parse_note};
+    use hexagone_auditor::ledger::tree::verify_inclusion;
+    let key = signer(35);
+    let (ledger, _) = crate::store::ledger_of(&url, &key, 1234).await;
+    let head = ledger.head().await.unwrap();
+    let root = Checkpoint::parse_body(&parse_note(head.note.as_deref().unwrap()).unwrap().text)
+        .unwrap()
+        .root;
+    // Entry 777 lies in leaves 768..1024; its path holds the hash of leaves 512..768.
+    sql(
+        ledger.db(),
+        "UPDATE ledger_nodes SET hash = $1 WHERE level = 8 AND idx = 2",
+        vec![Arg::Bytes(vec![7; 32])],
+    )
+    .await;
+    let text = &rows(ledger.db()).await[777].2;
+    let path = ledger.inclusion_path(777, 1234).await.unwrap();
+    assert!(verify_inclusion(777, 1234, &leaf_hash(text.as_bytes()), &path, &root).is_err());
+    match ledger.prove("spaces/1/doc-777").await {
+        Err(e @ StoreError::Corrupt(_)) => assert!(
+            e.to_string()
+                .contains("give no valid proof of entry 777 under the signed head"),
+            "{e}"
+        ),
+        other => panic!("a proof from a rewritten hash was handed out: {other:?}"),
+    }
+    // The last entry's path holds the hash of leaves 0..1024: a starting sequencer refuses.
+    sql(
+        ledger.db(),
+        "UPDATE ledger_nodes SET hash = $1 WHERE level = 10 AND idx = 0",
+        vec![Arg::Bytes(vec![9; 32])],
+    )
+    .await;
+    assert!(matches!(
+        ledger.sequencer(key.clone()).await,
+        Err(StoreError::Sequencer(SequencerError::RootMismatch {
+            size: 1234,
+            ..
+        }))
+    ));
+    assert_eq!(head_size(&ledger).await, 1234);
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 1234);
+}
+
 on_both!(
     injected_rotation_is_never_signed,
     rewritten_history_is_refused,
     restored_older_head_is_refused,
     rows_injected_past_the_head_are_dropped,
+    a_rewritten_subtree_hash_is_caught,
 );

@@ -2,8 +2,9 @@
 //! by exporting and verifying the whole ledger, then again after reopening the database.
 
 use hexagone_auditor::ingest::Submission;
-use hexagone_auditor::ledger::SequencerError;
+use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::entry::{Entry, Timestamp};
+use hexagone_auditor::ledger::{Sequencer, SequencerError};
 use hexagone_auditor::store::{Ledger, StoreError};
 
 use crate::util::{
@@ -244,7 +245,7 @@ async fn rotation_is_verified_across_keys(url: String) {
     let (mut seq, _) = ledger.sequencer(new.clone()).await.unwrap();
     ledger.append(&mut seq, NOW, &bodies(40, 10)).await.unwrap();
     // A rotation to a key named for another log is refused before anything is written.
-    let foreign = hexagone_auditor::keys::SignerKey::generate("elsewhere/log").unwrap();
+    let foreign = SignerKey::generate("elsewhere/log").unwrap();
     assert!(matches!(
         ledger.rotate(&mut seq, NOW, foreign).await,
         Err(StoreError::Sequencer(SequencerError::Rotation { .. }))
@@ -255,14 +256,18 @@ async fn rotation_is_verified_across_keys(url: String) {
     assert_eq!(s.unwrap().keys.len(), 2);
 }
 
+/// A ledger at `url` holding observations `0..n` in one commit signed by `key`, with the
+/// sequencer that wrote them.
+pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer) {
+    let ledger = Ledger::open(url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    ledger.append(&mut seq, NOW, &bodies(0, n)).await.unwrap();
+    (ledger, seq)
+}
+
 async fn proofs_by_object(url: String) {
     let key = signer(7);
-    let ledger = Ledger::open(&url).await.unwrap();
-    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger
-        .append(&mut seq, NOW, &bodies(0, 1234))
-        .await
-        .unwrap();
+    let (ledger, _) = ledger_of(&url, &key, 1234).await;
     let proof = ledger.prove("spaces/1/doc-777").await.unwrap();
     let entry = proof.verify(&[key.verifier().clone()], None).unwrap();
     assert_eq!(entry.seq, 777);
@@ -276,6 +281,91 @@ async fn proofs_by_object(url: String) {
     reverify(&url, &key.verifier().to_string()).await;
 }
 
+/// Proofs made from the stored subtree hashes are the proofs computed from every leaf, for
+/// every size a checkpoint was signed at; without the hashes (a ledger written before they
+/// were kept) proofs are computed from the leaves, and a starting sequencer stores them.
+async fn proofs_from_stored_hashes_equal_proofs_from_leaves(url: String) {
+    use hexagone_auditor::ledger::tree::{consistency_proof, inclusion_proof, root_of_leaves};
+    let key = signer(8);
+    let ledger = Ledger::open(&url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    let mut sizes = vec![0];
+    for n in [300, 700, 1, 555] {
+        let a = ledger
+            .append(&mut seq, NOW, &bodies(sizes[sizes.len() - 1], n))
+            .await
+            .unwrap();
+        sizes.push(a.size);
+    }
+    let size = *sizes.last().unwrap();
+    let leaves = ledger.db().leaves(0, size).await.unwrap();
+    let mut mth = |a: u64, b: u64| {
+        Ok::<_, std::convert::Infallible>(root_of_leaves(&leaves[a as usize..b as usize]))
+    };
+    // 1556 entries: the subtrees of 256 leaves and more, 6 + 3 + 1 + 0 of them.
+    assert_eq!(
+        ledger.db().node_count(8).await.unwrap(),
+        6,
+        "one hash per 256 entries at level 8"
+    );
+    assert_eq!(ledger.db().node_count(10).await.unwrap(), 1);
+    let check = |got: Vec<_>, want: Vec<_>, what: &str| assert_eq!(got, want, "{what}");
+    for &n in &sizes[1..] {
+        for i in [0, 1, 255, 256, 299, 300, 777, 1000, n - 1] {
+            if i < n {
+                check(
+                    ledger.inclusion_path(i, n).await.unwrap(),
+                    inclusion_proof(i, n, &mut mth).unwrap().unwrap(),
+                    &format!("inclusion of {i} in {n}"),
+                );
+            }
+        }
+        for &old in &sizes {
+            if old <= n {
+                check(
+                    ledger.consistency_path(old, n).await.unwrap(),
+                    consistency_proof(old, n, &mut mth).unwrap().unwrap(),
+                    &format!("consistency {old} -> {n}"),
+                );
+            }
+        }
+    }
+    // A ledger without the stored hashes: the same proofs from the leaves, then the hashes
+    // are stored again when a sequencer opens it.
+    if let hexagone_auditor::store::db::Db::Sqlite(p) = ledger.db() {
+        sqlx::query("DELETE FROM ledger_nodes")
+            .execute(p)
+            .await
+            .unwrap();
+    } else if let hexagone_auditor::store::db::Db::Postgres(p) = ledger.db() {
+        sqlx::query("DELETE FROM ledger_nodes")
+            .execute(p)
+            .await
+            .unwrap();
+    }
+    assert_eq!(ledger.db().node_count(8).await.unwrap(), 0);
+    check(
+        ledger.inclusion_path(777, size).await.unwrap(),
+        inclusion_proof(777, size, &mut mth).unwrap().unwrap(),
+        "inclusion without stored hashes",
+    );
+    let (mut seq, dropped) = ledger.sequencer(key.clone()).await.unwrap();
+    assert_eq!((seq.size(), dropped), (size, None));
+    assert_eq!(ledger.db().node_count(8).await.unwrap(), 6);
+    assert_eq!(ledger.db().node_count(10).await.unwrap(), 1);
+    ledger
+        .append(&mut seq, NOW, &bodies(size, 10))
+        .await
+        .unwrap();
+    let proof = ledger.prove("spaces/30/doc-1000").await.unwrap();
+    assert_eq!(
+        proof.verify(&[key.verifier().clone()], None).unwrap().seq,
+        1000
+    );
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().to_string()).await, size + 10);
+}
+
 on_both!(
     append_checkpoint_export,
     restart_resumes_the_signed_head,
@@ -285,6 +375,7 @@ on_both!(
     retried_observations_are_recorded_once,
     rotation_is_verified_across_keys,
     proofs_by_object,
+    proofs_from_stored_hashes_equal_proofs_from_leaves,
 );
 
 #[tokio::test]
