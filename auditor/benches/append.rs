@@ -6,6 +6,11 @@
 //! `HEXAGONE_TEST_POSTGRES_URL` is set, on PostgreSQL. The two alternate batch by batch, so
 //! that other work on the machine slows both alike.
 //!
+//! The peer: when `HEXAGONE_IMMUDB_APPEND` names the `tests/peers/immudb` program (`tests/run
+//! bench` builds it), the same entries, in the same batches, are appended to immudb's embedded
+//! store (v1.11.1, synced commits) in the same run, and our SQLite rate is printed as a ratio
+//! to it.
+//!
 //! `HEXAGONE_BENCH_APPEND_N` sets the number of entries (default 500,000), batches of 10,000.
 //! Run: `cargo bench -p hexagone-auditor --bench append`.
 
@@ -193,6 +198,7 @@ async fn main() {
         "SQLite target >= 200,000 entries/s: {}",
         if rate >= 200_000.0 { "met" } else { "NOT met" }
     );
+    immudb_peer(&dir, &rows, rate);
     drop(dir);
 
     match std::env::var("HEXAGONE_TEST_POSTGRES_URL") {
@@ -213,4 +219,47 @@ async fn main() {
         }
         _ => println!("PostgreSQL: not run (HEXAGONE_TEST_POSTGRES_URL is not set)"),
     }
+}
+
+/// Runs the immudb peer on the same entries and batches; prints its rate and ours against it.
+fn immudb_peer(dir: &tempfile::TempDir, rows: &[EntryRow], ours: f64) {
+    let Ok(program) = std::env::var("HEXAGONE_IMMUDB_APPEND") else {
+        println!(
+            "immudb peer: not run (HEXAGONE_IMMUDB_APPEND is not set; `tests/run bench` builds and sets it)"
+        );
+        return;
+    };
+    let input = dir.path().join("entries.txt");
+    let mut text = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum());
+    for r in rows {
+        text.push_str(&r.body);
+        text.push('\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = std::process::Command::new(&program)
+        .arg("-dir")
+        .arg(dir.path().join("immudb"))
+        .arg("-input")
+        .arg(&input)
+        .args(["-batch", &BATCH.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{program}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("immudb: "))
+        .unwrap_or_else(|| panic!("{program} printed no rate: {stdout}"));
+    let peer: f64 = line
+        .rsplit(' ')
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {line:?}"));
+    println!("{line} (embedded store v1.11.1, synced commits, the same entries and batches)");
+    println!("ratio SQLite ledger / immudb: {:.2}", ours / peer);
 }
