@@ -64,23 +64,31 @@ impl Timestamp {
     }
 
     fn write(self, out: &mut String) {
-        let days = self.0.div_euclid(86_400_000);
-        let ms_of_day = self.0.rem_euclid(86_400_000);
-        let (y, m, d) = civil_from_days(days);
-        let secs = ms_of_day / 1000;
-        push_digits(out, y as u64, 4);
+        // Times the sequencer stamps and `parse` accepts are within years 0000..9999; one
+        // outside (only a hand-made value can be) is written as its raw number, which no
+        // reader accepts as a time.
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+        else {
+            out.push_str(&self.0.to_string());
+            return;
+        };
+        if !(0..=9999).contains(&t.year()) {
+            out.push_str(&self.0.to_string());
+            return;
+        }
+        push_digits(out, t.year() as u64, 4);
         out.push('-');
-        push_digits(out, m as u64, 2);
+        push_digits(out, u64::from(u8::from(t.month())), 2);
         out.push('-');
-        push_digits(out, d as u64, 2);
+        push_digits(out, u64::from(t.day()), 2);
         out.push('T');
-        push_digits(out, (secs / 3600) as u64, 2);
+        push_digits(out, u64::from(t.hour()), 2);
         out.push(':');
-        push_digits(out, (secs / 60 % 60) as u64, 2);
+        push_digits(out, u64::from(t.minute()), 2);
         out.push(':');
-        push_digits(out, (secs % 60) as u64, 2);
+        push_digits(out, u64::from(t.second()), 2);
         out.push('.');
-        push_digits(out, (ms_of_day % 1000) as u64, 3);
+        push_digits(out, u64::from(t.millisecond()), 3);
         out.push('Z');
     }
 
@@ -108,19 +116,19 @@ impl Timestamp {
         let num = |r: std::ops::Range<usize>| -> i64 {
             b[r].iter().fold(0i64, |a, c| a * 10 + i64::from(c - b'0'))
         };
-        let (y, mo, d) = (num(0..4), num(5..7), num(8..10));
-        if !(1..=12).contains(&mo) {
-            return Err(bad("bad month"));
-        }
-        if d < 1 || d > days_in_month(y, mo) {
-            return Err(bad("bad date"));
-        }
-        let (h, mi, sec) = (num(11..13), num(14..16), num(17..19));
-        if h > 23 || mi > 59 || sec > 59 {
-            return Err(bad("bad time of day"));
-        }
-        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
-        Ok(Self(secs * 1000 + num(20..23)))
+        let month = u8::try_from(num(5..7))
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .ok_or_else(|| bad("bad month"))?;
+        let date = time::Date::from_calendar_date(num(0..4) as i32, month, num(8..10) as u8)
+            .map_err(|_| bad("bad date"))?;
+        let (h, mi, sec, ms) = (num(11..13), num(14..16), num(17..19), num(20..23));
+        let of_day = time::Time::from_hms_milli(h as u8, mi as u8, sec as u8, ms as u16)
+            .map_err(|_| bad("bad time of day"))?;
+        let nanos = time::PrimitiveDateTime::new(date, of_day)
+            .assume_utc()
+            .unix_timestamp_nanos();
+        Ok(Self((nanos / 1_000_000) as i64))
     }
 }
 
@@ -131,43 +139,6 @@ impl std::fmt::Display for Timestamp {
         self.write(&mut s);
         f.write_str(&s)
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Writes `v` in decimal, zero-padded to `width`.
@@ -1583,5 +1554,25 @@ mod tests {
         }
         assert!(Timestamp::parse("2025-02-30T00:00:00.000Z").is_err());
         assert!(Timestamp::parse("2025-01-01T24:00:00.000Z").is_err());
+        for (ms, text) in [
+            (1_764_300_000_123, "2025-11-28T03:20:00.123Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (-62_167_219_200_000, "0000-01-01T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+        ] {
+            assert_eq!(Timestamp(ms).to_string(), text);
+            assert_eq!(Timestamp::parse(text).unwrap(), Timestamp(ms));
+        }
+        // 2100 is not a leap year; 2000 is; month 13 and minute 60 do not exist.
+        for bad in [
+            "2100-02-29T00:00:00.000Z",
+            "2025-13-01T00:00:00.000Z",
+            "2025-01-01T00:60:00.000Z",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
+        // Beyond year 9999 (only a hand-made value): no reader accepts what is written.
+        let far = Timestamp(253_402_300_800_000).to_string();
+        assert!(Timestamp::parse(&far).is_err(), "{far}");
     }
 }
