@@ -313,6 +313,24 @@ async fn the_standby_takes_over_a_killed_leader_and_no_acknowledged_observation_
     assert!(body.contains("stands by"), "{body}");
     assert_eq!(label(&pods, "auditor-a").await.as_deref(), Some("leader"));
     assert_eq!(label(&pods, "auditor-b").await, None);
+    // The right to label pods stops at the auditor's namespace: with its identity, a workload's
+    // pod elsewhere cannot be patched (RBAC refuses before looking for the pod).
+    let auditor = bed
+        .client_as(AUDITOR, Some("system:serviceaccounts"))
+        .await
+        .unwrap();
+    let refused = Api::<Pod>::namespaced(auditor, "intranet")
+        .patch(
+            "exo-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {ROLE: "leader"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 403),
+        "{refused}"
+    );
 
     // Two writers submit to A, retrying on B whatever A does not acknowledge.
     let addrs = Arc::new(Mutex::new(vec![a.addr.clone(), b.addr.clone()]));
