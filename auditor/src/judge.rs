@@ -98,32 +98,42 @@ struct Metadata {
     name: String,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AttestationFile {
-    List(Vec<AttestationItem>),
-    Items { items: Vec<AttestationItem> },
-}
-
-/// Reads `--attestations`: a YAML list of NodeAttestations (or `kubectl get nodeattestations
-/// -o yaml`, a List with `items`). Who attested is kept as a [`pseudonym`].
+/// Reads `--attestations`: YAML holding NodeAttestations as a list, as a List with `items`
+/// (`kubectl get nodeattestations -o yaml`), or as one or more documents separated by `---`
+/// (the sample file, `kubectl get nodeattestation NAME -o yaml`). Who attested is kept as a
+/// [`pseudonym`]. An item that is not an attestation is named with what is wrong in it.
 pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
     let text = read(path)?;
-    let items = match parse::<AttestationFile>(path, &text)? {
-        AttestationFile::List(items) | AttestationFile::Items { items } => items,
+    let bad = |why: String| JudgeError::Parse {
+        path: path.to_owned(),
+        why,
     };
-    items
+    let mut values = Vec::new();
+    for (d, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let value = serde_yaml::Value::deserialize(doc)
+            .map_err(|e| bad(format!("document {}: {e}", d + 1)))?;
+        match value {
+            serde_yaml::Value::Null => {}
+            serde_yaml::Value::Sequence(items) => values.extend(items),
+            serde_yaml::Value::Mapping(m) if m.contains_key("items") => match m.get("items") {
+                Some(serde_yaml::Value::Sequence(items)) => values.extend(items.iter().cloned()),
+                _ => return Err(bad(format!("document {}: `items` is not a list", d + 1))),
+            },
+            other => values.push(other),
+        }
+    }
+    values
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let name =
-                item.metadata
-                    .map(|m| m.name)
-                    .or(item.name)
-                    .ok_or_else(|| JudgeError::Parse {
-                        path: path.to_owned(),
-                        why: format!("item {i}: no `name` (or `metadata.name`)"),
-                    })?;
+        .map(|(i, value)| {
+            let item: AttestationItem = serde_yaml::from_value(value)
+                .map_err(|e| bad(format!("attestation {}: {e}", i + 1)))?;
+            let name = item.metadata.map(|m| m.name).or(item.name).ok_or_else(|| {
+                bad(format!(
+                    "attestation {}: no `name` (or `metadata.name`)",
+                    i + 1
+                ))
+            })?;
             Ok(pseudonymised(name, item.spec))
         })
         .collect()
@@ -572,6 +582,57 @@ mod tests {
         env!("CARGO_MANIFEST_DIR"),
         "/../platform/data/ip-location-db"
     );
+
+    #[test]
+    fn attestation_files_in_every_form_kubectl_and_people_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/samples/nodeattestation.yaml"
+        );
+        // One document: the shipped sample.
+        let one = load_attestations(Path::new(sample)).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            one[0].spec().attested_by,
+            pseudonym("rssi@ministere.example.fr")
+        );
+        // Several documents, and a List.
+        let text = std::fs::read_to_string(sample).unwrap();
+        let two = dir.path().join("two.yaml");
+        std::fs::write(
+            &two,
+            format!("{text}---\n{}", text.replace("gra-3", "gra-4")),
+        )
+        .unwrap();
+        let names: Vec<String> = load_attestations(&two)
+            .unwrap()
+            .iter()
+            .map(|a| a.name().to_owned())
+            .collect();
+        assert_eq!(names, ["gra-3", "gra-4"]);
+        let list = dir.path().join("list.yaml");
+        let indented: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("  {l}\n"))
+            .collect();
+        std::fs::write(
+            &list,
+            format!("kind: List\nitems:\n- {}", indented.trim_start()),
+        )
+        .unwrap();
+        assert_eq!(load_attestations(&list).unwrap().len(), 1);
+        // A broken second attestation is named, with what is wrong in it.
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(
+            &broken,
+            format!("{text}---\n{}", text.replace("  country: FR\n", "")),
+        )
+        .unwrap();
+        let e = load_attestations(&broken).unwrap_err().to_string();
+        assert!(e.contains("attestation 2") && e.contains("country"), "{e}");
+    }
 
     /// The vendored databases, read once for all tests.
     fn geo() -> &'static GeoDatabases {
