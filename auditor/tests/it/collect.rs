@@ -80,20 +80,9 @@ async fn install_crd(bed: &ControlPlane, path: &str) {
     let name = value["metadata"]["name"].as_str().unwrap().to_owned();
     let crds = Api::<CustomResourceDefinition>::all(bed.client());
     apply(&crds, value).await;
-    eventually(&format!("the CRD {name} is Established"), || {
-        let (crds, name) = (crds.clone(), name.clone());
-        async move {
-            let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-            let ok = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            ok.then_some(()).ok_or_else(|| "not Established".to_owned())
-        }
-    })
-    .await;
+    bed.crd_established(&name, CONVERGE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The auditor's ServiceAccount identity with the shipped RBAC (`manifests/auditor/`): it may

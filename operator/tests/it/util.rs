@@ -108,30 +108,12 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
             }
         }
     }
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for name in [
         "localitypolicies.hexagone.fr",
         "nodeattestations.hexagone.fr",
         "workplaces.hexagone.fr",
     ] {
-        eventually(&format!("CRD {name} established"), || {
-            let crds = crds.clone();
-            async move {
-                let crd = crds.get(name).await.map_err(|e| e.to_string())?;
-                let ok = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                if ok {
-                    Ok(())
-                } else {
-                    Err("not Established".to_owned())
-                }
-            }
-        })
-        .await?;
+        bed.crd_established(name, CONVERGE).await?;
     }
     Ok(bed)
 }

@@ -7,6 +7,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -347,6 +348,32 @@ impl ControlPlane {
                     Ok(None) => Err("no service account default/default yet".to_owned()),
                     Err(e) => Err(e.to_string()),
                 }
+            }
+        })
+        .await
+    }
+
+    /// Waits, at most `timeout`, until the CustomResourceDefinition `name` is Established (its
+    /// kind can be served).
+    pub async fn crd_established(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(), wait::Timeout> {
+        let crds = Api::<CustomResourceDefinition>::all(self.client());
+        wait::until(format!("CRD {name} established"), timeout, || {
+            let crds = crds.clone();
+            async move {
+                let crd = crds.get(name).await.map_err(|e| e.to_string())?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established
+                    .then_some(())
+                    .ok_or_else(|| "not Established".to_owned())
             }
         })
         .await
