@@ -152,19 +152,28 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         .create(&PostParams::default(), &workplace("intranet", json!({}))?)
         .await?;
 
-    // Ready and Sovereign, every pod on one of the four eligible nodes, in both zones.
-    let (_, _, ready) = expect_condition(
-        &admin,
-        "intranet",
-        "Ready",
-        "True",
-        Some("AllComponentsReady"),
-    )
+    // Ready and Sovereign, every pod on one of the four eligible nodes, in both zones. The
+    // Workplace may be Ready before the qualifier has labelled the last French node; a node
+    // qualified later updates the message, so the test waits for the final one.
+    eventually("Ready on the four eligible nodes", || async {
+        let wp = workplaces
+            .get("intranet")
+            .await
+            .map_err(|e| e.to_string())?;
+        match condition(&wp, "Ready") {
+            Some((s, r, m))
+                if s == "True"
+                    && r == "AllComponentsReady"
+                    && m.contains(
+                        "all 16 components are ready on 4 eligible nodes in fr-par-1, fr-par-2",
+                    ) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
     .await?;
-    assert!(
-        ready.contains("all 16 components are ready on 4 eligible nodes in fr-par-1, fr-par-2"),
-        "{ready}"
-    );
     expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
     operator.check_running()?;
     let wp = workplaces.get("intranet").await?;
