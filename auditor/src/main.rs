@@ -3,6 +3,7 @@
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> std::process::ExitCode {
+    quiet_when_stdout_is_closed();
     let matches = hexagone_auditor::cli::Cli::command()
         .long_version(hexagone_platform::geo::long_version(env!(
             "CARGO_PKG_VERSION"
@@ -16,4 +17,19 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `hexagone-auditor verify … | head`: once the reader of the output has gone, the program
+/// stops quietly with the status a shell gives a program ended by SIGPIPE (141), as other
+/// command-line tools do, instead of reporting a panic. Nothing is lost: output is printed
+/// after the work it reports is done, and an acknowledgement is given only once durable.
+fn quiet_when_stdout_is_closed() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
