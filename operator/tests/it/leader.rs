@@ -30,11 +30,13 @@ async fn a_standby_takes_over_and_a_cut_reconcile_converges() -> anyhow::Result<
     let _provisioner = Provisioner::start(admin.clone());
     let leases = Api::<Lease>::namespaced(admin.clone(), "hexagone-system");
 
-    // What a replica that crashed while leading leaves: a Lease it no longer renews.
+    // What a replica that crashed while leading leaves: a Lease it no longer renews. It runs
+    // 15 s from now: the checks below that the standby leaves it alone come after creating the
+    // Workplace, starting the standby and 2 s of waiting, which a loaded machine can stretch.
     let now = k8s_openapi::jiff::Timestamp::now();
     let lease: Lease = serde_json::from_value(json!({
         "metadata": {"name": hexagone_operator::LEASE_NAME, "namespace": "hexagone-system"},
-        "spec": {"holderIdentity": "crashed-replica", "leaseDurationSeconds": 8,
+        "spec": {"holderIdentity": "crashed-replica", "leaseDurationSeconds": 15,
                  "acquireTime": now.to_string(), "renewTime": now.to_string(), "leaseTransitions": 0}
     }))?;
     leases.create(&PostParams::default(), &lease).await?;

@@ -213,16 +213,67 @@ where
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn ready_and_sovereign(bed: &ControlPlane) -> anyhow::Result<()> {
-    until("the Workplace is Ready and Sovereign", || async {
+/// `kubectl get ARGS -o json`, parsed.
+async fn get_json(bed: &ControlPlane, args: &[&str]) -> Result<serde_json::Value, String> {
+    let args: Vec<&str> = ["get"]
+        .iter()
+        .chain(args)
+        .chain(&["-o", "json"])
+        .copied()
+        .collect();
+    let text = kubectl(bed, &args).await.map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// Waits until the Workplace has settled on `eligible` nodes: Ready, with a message counting
+/// them (the first Ready can come before the qualifier has labelled every node, or, after an
+/// attestation is withdrawn, before the operator has seen its label go), and Sovereign; every
+/// pod scheduled (an evicted pod's replacement may not exist yet, or wait for the scheduler)
+/// and none left on `away_from`.
+async fn ready_and_sovereign(
+    bed: &ControlPlane,
+    eligible: usize,
+    away_from: Option<&str>,
+) -> anyhow::Result<()> {
+    let counted = format!("ready on {eligible} eligible nodes");
+    let what = format!("the Workplace Ready on {eligible} eligible nodes and Sovereign");
+    until(&what, || async {
         let ready = condition(bed, "Ready").await.map_err(|e| e.to_string())?;
         let sovereign = condition(bed, "Sovereign")
             .await
             .map_err(|e| e.to_string())?;
-        if ready.0 == "True" && sovereign.0 == "True" {
+        if ready.0 != "True" || !ready.2.contains(&counted) || sovereign.0 != "True" {
+            return Err(format!("Ready {ready:?}, Sovereign {sovereign:?}"));
+        }
+        let wp = get_json(bed, &["workplace", "-n", NAMESPACE, NAMESPACE]).await?;
+        let replicas: u64 = wp["status"]["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["replicas"].as_u64())
+            .sum();
+        let pods = get_json(bed, &["pods", "-n", NAMESPACE]).await?;
+        let (mut scheduled, mut pending, mut left) = (0u64, 0u64, 0u64);
+        for p in pods["items"].as_array().into_iter().flatten() {
+            let node = p["spec"]["nodeName"].as_str();
+            if node.is_some() && node == away_from {
+                left += 1;
+            }
+            if p["metadata"]["deletionTimestamp"].is_string() {
+                continue;
+            }
+            match node {
+                Some(_) => scheduled += 1,
+                None => pending += 1,
+            }
+        }
+        if left == 0 && pending == 0 && scheduled >= replicas {
             Ok(())
         } else {
-            Err(format!("Ready {ready:?}, Sovereign {sovereign:?}"))
+            Err(format!(
+                "{scheduled} pods scheduled for {replicas} replicas, {pending} pending, \
+                 {left} on {away_from:?}"
+            ))
         }
     })
     .await
@@ -588,7 +639,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         &["apply", "-f", workplace.to_str().unwrap_or_default()],
     )
     .await?;
-    ready_and_sovereign(&bed).await?;
+    ready_and_sovereign(&bed, hexagone_testbed::sovereign::FRENCH.len(), None).await?;
     let placed = pods_per_node(&bed).await?;
     step(
         started,
@@ -656,16 +707,13 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         "{}",
         String::from_utf8_lossy(&withdrawn.stderr)
     );
-    until(&format!("no Workplace pod left on {WITHDRAWN}"), || async {
-        let p = pods_per_node(&bed).await.map_err(|e| e.to_string())?;
-        if p.contains_key(WITHDRAWN) {
-            Err(format!("{p:?}"))
-        } else {
-            Ok(())
-        }
-    })
+    // No Workplace pod left on it, every pod placed again, the status counting one node less.
+    ready_and_sovereign(
+        &bed,
+        hexagone_testbed::sovereign::FRENCH.len() - 1,
+        Some(WITHDRAWN),
+    )
     .await?;
-    ready_and_sovereign(&bed).await?;
     let placed = pods_per_node(&bed).await?;
     step(
         started,
