@@ -311,11 +311,19 @@ async fn refuse(
         "nothing is changed until this is fixed",
     );
     report.set("Degraded", true, reason, message);
-    // Keep the last known sovereignty: a refusal does not move pods.
+    // Keep the last known sovereignty when this pass did not judge it: a refusal does not
+    // move pods. (Conditions are a list keyed by type: a second Sovereign would make every
+    // later status write fail, and the status would stay the first one for ever.)
+    let judged = report
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Sovereign");
     if let Some(s) = report
         .previous
         .iter()
         .find(|c| c.type_ == "Sovereign")
+        .filter(|_| !judged)
         .cloned()
     {
         report.status.conditions.push(s);
