@@ -3,7 +3,8 @@
 //! against the baseline of direct library appends of the same observations (parse, judge,
 //! `Ledger::submit` in batches of 10,000) on SQLite. Prints both rates, their ratio, the
 //! issue's target (50,000 events/s over HTTP) and the direct path's time by phase (parsing,
-//! judging, committing). Figures: `docs/auditor-service.md`, *Throughput*.
+//! judging, committing), and the judging time of the same observations on the places of a
+//! 13-node cluster (where the judge's kept evaluations apply). Figures: `docs/auditor-service.md`, *Throughput*.
 //!
 //! `HEXAGONE_BENCH_INGEST_N` sets the number of observations (default 200,000),
 //! `HEXAGONE_BENCH_INGEST_CLIENTS` the concurrent HTTP clients (default 4); requests carry 500
@@ -39,11 +40,7 @@ fn policy() -> String {
 
 /// Observation `i`: a node in Paris, every 7th in Germany.
 fn line(i: usize) -> String {
-    let address = if i % 7 == 3 {
-        format!("5.9.{}.1", i % 200)
-    } else {
-        format!("51.15.{}.1", i % 200)
-    };
+    let address = line_address(i);
     format!(
         r#"{{"store":"minio/documents","class":"document","object":"spaces/{}/doc-{i}","content":"{}","node":{{"name":"scw-{}","providerID":"scw://fr-par-1/{}","labels":{{"topology.kubernetes.io/region":"fr-par"}},"addresses":[{{"type":"ExternalIP","address":"{address}"}}]}}}}"#,
         i % 97,
@@ -51,6 +48,67 @@ fn line(i: usize) -> String {
         i % 13,
         i % 13,
     )
+}
+
+/// Observation `i` on a cluster of 13 nodes, each with one address (node 3 in Germany): the
+/// places repeat, as they do in a cluster, where the per-observation lines above give 18,200
+/// distinct (node, address) pairs.
+fn cluster_line(i: usize) -> String {
+    let node = i % 13;
+    let address = if node == 3 {
+        "5.9.3.1".to_owned()
+    } else {
+        format!("51.15.{node}.1")
+    };
+    line(i).replace(
+        &format!("\"address\":\"{}\"", line_address(i)),
+        &format!("\"address\":\"{address}\""),
+    )
+}
+
+fn line_address(i: usize) -> String {
+    if i % 7 == 3 {
+        format!("5.9.{}.1", i % 200)
+    } else {
+        format!("51.15.{}.1", i % 200)
+    }
+}
+
+/// Judging alone, `lines` in batches as the baseline does: the engine's evaluation of a place
+/// is kept between the observations reported there.
+fn judging_alone(lines: &[String]) -> Duration {
+    let policy =
+        hexagone_platform::LocalityPolicy::from_file(Path::new(&policy())).expect("policy");
+    let geo = hexagone_platform::GeoDatabases::open(
+        &hexagone_auditor::locate::GeoArgs::default()
+            .paths()
+            .unwrap(),
+    )
+    .expect("geolocation databases");
+    let judge = hexagone_auditor::judge::ObservationJudge::new(
+        &policy,
+        &geo,
+        Vec::new(),
+        Default::default(),
+    );
+    let mut spent = Duration::ZERO;
+    for chunk in lines.chunks(BATCH) {
+        let snapshot = judge.snapshot();
+        let now = time::OffsetDateTime::now_utc();
+        let reports: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(n, l)| hexagone_auditor::ingest::parse_line(n as u64 + 1, l).unwrap())
+            .collect();
+        let t = Instant::now();
+        let judged: Vec<_> = reports
+            .into_iter()
+            .map(|r| judge.judge(r, &snapshot, now).unwrap())
+            .collect();
+        spent += t.elapsed();
+        assert_eq!(judged.len(), chunk.len());
+    }
+    spent
 }
 
 /// Where the baseline's time went: parsing the JSON lines, judging them (the locality engine
@@ -209,6 +267,13 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (d_direct, phases) = direct(dir.path(), &lines);
     let d_http = http(dir.path(), &lines, clients);
+    let cluster: Vec<String> = (0..n).map(cluster_line).collect();
+    assert!(
+        cluster[3].contains("\"address\":\"5.9.3.1\""),
+        "{}",
+        cluster[3]
+    );
+    let judged_cluster = judging_alone(&cluster);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!(
         "direct library appends (baseline): {n} observations in {d_direct:.2?} = {:.0}/s",
@@ -217,6 +282,9 @@ fn main() {
     println!(
         "  of which parsing {:.2?}, judging {:.2?}, committing {:.2?}",
         phases.parse, phases.judge, phases.commit
+    );
+    println!(
+        "  judging alone, the same {n} observations on one 13-node cluster's places (each node one address): {judged_cluster:.2?}"
     );
     println!(
         "serve over HTTP, {clients} clients x {PER_REQUEST} per request: {n} observations in {d_http:.2?} = {:.0}/s",

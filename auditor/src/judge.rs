@@ -259,13 +259,60 @@ impl Inventory {
 
 /// The auditor's judge: one policy, the geolocation databases, the attestations and the
 /// inventory; turns reports (facts) into ledger observations (facts, evidence, verdict).
+///
+/// Objects are many and places few: the engine's evaluation of a place is kept and reused for
+/// the next object reported there, as long as nothing it rests on can have changed — the same
+/// description of the place (name, providerID, labels, addresses), the same attestations (any
+/// change of them empties the cache), the same database contents, and a time before the next
+/// expiry of an attestation naming the place (and not before the first evaluation). A reused
+/// evaluation is the one the engine would give again, but for the time of observation, which
+/// is the current one.
 pub struct ObservationJudge<'a> {
     judge: Judge<'a>,
     geo: &'a GeoDatabases,
-    /// The nodes' attestations followed by the inventory's; the nodes' are replaced whole
-    /// when a live view of the cluster changes ([`ObservationJudge::set_node_attestations`]).
-    attestations: std::sync::RwLock<Vec<Attestation>>,
+    /// The nodes' attestations followed by the inventory's, with a generation counted up at
+    /// each change; the nodes' are replaced whole when a live view of the cluster changes
+    /// ([`ObservationJudge::set_node_attestations`]).
+    attestations: std::sync::RwLock<(u64, Vec<Attestation>)>,
     inventory: Inventory,
+    cache: std::sync::Mutex<Evaluations>,
+}
+
+/// The evaluations of places kept by [`ObservationJudge`].
+#[derive(Default)]
+struct Evaluations {
+    /// The attestations' generation the evaluations were made with.
+    generation: u64,
+    /// The database contents they were read from.
+    geo: Option<GeoSnapshot>,
+    places: std::collections::HashMap<(NodeDescription, EngineSubject), Kept>,
+}
+
+/// One kept evaluation: valid at times in `from..until` (no end when `until` is `None`).
+struct Kept {
+    from: OffsetDateTime,
+    until: Option<OffsetDateTime>,
+    locality: std::sync::Arc<Locality>,
+}
+
+/// How many places are kept at most; past that the cache starts again empty.
+const KEPT_PLACES: usize = 4096;
+
+impl Evaluations {
+    /// Empties the cache when the attestations or the databases are not those of its
+    /// evaluations; false when `generation` is older than the cache's (nothing is kept).
+    fn align(&mut self, generation: u64, geo: &GeoSnapshot) -> bool {
+        if generation < self.generation {
+            return false;
+        }
+        let same_geo = self.geo.as_ref().is_some_and(|g| g.same_contents(geo));
+        if generation != self.generation || !same_geo {
+            self.places.clear();
+            self.generation = generation;
+            self.geo = Some(geo.clone());
+        }
+        true
+    }
 }
 
 impl<'a> ObservationJudge<'a> {
@@ -281,8 +328,9 @@ impl<'a> ObservationJudge<'a> {
         Self {
             judge: Judge::new(policy),
             geo,
-            attestations: std::sync::RwLock::new(attestations),
+            attestations: std::sync::RwLock::new((0, attestations)),
             inventory,
+            cache: std::sync::Mutex::new(Evaluations::default()),
         }
     }
 
@@ -291,10 +339,11 @@ impl<'a> ObservationJudge<'a> {
     /// this call uses them.
     pub fn set_node_attestations(&self, mut nodes: Vec<Attestation>) {
         nodes.extend(self.inventory.attestations.iter().cloned());
-        *self
+        let mut held = self
             .attestations
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = nodes;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *held = (held.0 + 1, nodes);
     }
 
     /// Reloads the geolocation files that changed on disk (see `GeoDatabases::refresh`).
@@ -329,19 +378,88 @@ impl<'a> ObservationJudge<'a> {
             now.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
         )
         .unwrap_or(now);
-        let evaluation = {
-            let attestations = self
-                .attestations
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.judge
-                .judge(observe(&subject, kind, &attestations, geo, now))
-        };
-        let observation = Observation::new(report.object, report.content, locality(&evaluation)?)?;
+        let observation = Observation::new(
+            report.object,
+            report.content,
+            self.locality(subject, kind, geo, now)?,
+        )?;
         Ok(Submission {
             id: report.id,
             body: Body::Observation(observation),
         })
+    }
+
+    /// The engine's evaluation of `subject` at `now`, kept or made (and then kept).
+    fn locality(
+        &self,
+        subject: NodeDescription,
+        kind: EngineSubject,
+        geo: &GeoSnapshot,
+        now: OffsetDateTime,
+    ) -> Result<Locality, JudgeError> {
+        let key = (subject, kind);
+        let generation = self.generation();
+        let kept = {
+            let cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache
+                .places
+                .get(&key)
+                .filter(|k| k.from <= now && k.until.is_none_or(|u| now < u))
+                .filter(|_| cache.geo.as_ref().is_some_and(|g| g.same_contents(geo)))
+                .filter(|_| cache.generation == generation)
+                .map(|k| k.locality.clone())
+        };
+        if let Some(kept) = kept {
+            let mut l = Locality::clone(&kept);
+            l.observed_at = Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64);
+            return Ok(l);
+        }
+        let (generation, evaluation, until) = {
+            let held = self
+                .attestations
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The evaluation can change when an attestation naming the place expires.
+            let until = held
+                .1
+                .iter()
+                .filter(|a| a.spec().node_name == key.0.name)
+                .filter_map(Attestation::expires)
+                .filter(|u| *u > now)
+                .min();
+            let evaluation = self.judge.judge(observe(&key.0, kind, &held.1, geo, now));
+            (held.0, evaluation, until)
+        };
+        let made = locality(&evaluation)?;
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.align(generation, geo) {
+            if cache.places.len() >= KEPT_PLACES {
+                cache.places.clear();
+            }
+            cache.places.insert(
+                key,
+                Kept {
+                    from: now,
+                    until,
+                    locality: std::sync::Arc::new(made.clone()),
+                },
+            );
+        }
+        Ok(made)
+    }
+
+    /// The attestations' generation.
+    fn generation(&self) -> u64 {
+        self.attestations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
     }
 }
 
@@ -786,6 +904,70 @@ mod tests {
             &endpoint("backup.example.com"),
             "error: endpoint \"backup.example.com\" is not in the inventory and is not an IP address (the auditor resolves no names: declare it in --inventory with its addresses)",
         );
+    }
+
+    /// A kept evaluation is reused only while nothing it rests on can have changed: each
+    /// judgement equals the one a judge without a cache makes at the same time, across an
+    /// attestation's expiry, a clock going back, a changed description of the node and a
+    /// withdrawn attestation.
+    #[test]
+    fn a_kept_evaluation_never_outlives_what_it_rests_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let att = dir.path().join("att.yaml");
+        std::fs::write(
+            &att,
+            "- metadata: {name: gra-3}
+  spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: OVH SAS,
+         site: GRA3, basis: contract, attestedBy: rssi, validUntil: '2026-11-29T13:00:00Z'}
+",
+        )
+        .unwrap();
+        let attestations = load_attestations(&att).unwrap();
+        let p = policy("france-diffusion-restreinte");
+        let judge = ObservationJudge::new(&p, geo(), attestations.clone(), Inventory::default());
+        let at = |minutes: i64| now() + time::Duration::minutes(minutes);
+        let run = |j: &ObservationJudge, line: &str, t: OffsetDateTime| -> Observation {
+            let report = crate::ingest::parse_line(1, line).unwrap();
+            match j.judge(report, &j.snapshot(), t).unwrap().body {
+                Body::Observation(o) => o,
+                other => panic!("{other:?}"),
+            }
+        };
+        let fresh = |attestations: Vec<Attestation>, line: &str, t: OffsetDateTime| {
+            let j = ObservationJudge::new(&p, geo(), attestations, Inventory::default());
+            run(&j, line, t)
+        };
+        let good = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+        let cases: [(&str, i64, &str); 6] = [
+            (&good, 0, "compliant"),
+            // Kept: the same verdict, observed now.
+            (&good, 10, "compliant"),
+            // The attestation expires at 13:00: the kept evaluation ends there.
+            (&good, 60, "violation"),
+            // The clock went back before the evaluation kept last: judged again.
+            (&good, -5, "compliant"),
+            // Another description under the same name is another place.
+            (
+                &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1"),
+                1,
+                "violation",
+            ),
+            (&good, 2, "compliant"),
+        ];
+        for (line, minutes, verdict) in cases {
+            let got = run(&judge, line, at(minutes));
+            assert_eq!(got, fresh(attestations.clone(), line, at(minutes)));
+            assert_eq!(got.locality.verdict.as_str(), verdict, "at +{minutes} min");
+            assert_eq!(
+                got.locality.observed_at.0,
+                (at(minutes).unix_timestamp_nanos() / 1_000_000) as i64
+            );
+        }
+        // The attestation withdrawn: the next judgement of the node has none.
+        judge.set_node_attestations(Vec::new());
+        let got = run(&judge, &good, at(3));
+        assert_eq!(got, fresh(Vec::new(), &good, at(3)));
+        assert_eq!(got.locality.verdict.as_str(), "violation");
     }
 
     /// A recorded verdict that its facts do not give is named, and so is a policy whose digest

@@ -196,6 +196,11 @@ impl Attestation {
         &self.spec
     }
 
+    /// When it expires, if its `validUntil` is a time (an unreadable one never holds).
+    pub fn expires(&self) -> Option<OffsetDateTime> {
+        self.until.as_ref().ok().copied()
+    }
+
     /// Whether this attestation holds for `node` at `now`.
     pub fn status(&self, node: &NodeDescription, now: OffsetDateTime) -> AttestationStatus {
         let actual = node.provider_id.as_deref().unwrap_or_default();

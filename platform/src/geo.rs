@@ -1071,6 +1071,15 @@ pub struct GeoSnapshot {
     identities: Arc<[DatabaseIdentity]>,
 }
 
+impl GeoSnapshot {
+    /// Whether `other` was taken from the same contents (the same files, not reloaded since).
+    pub fn same_contents(&self, other: &GeoSnapshot) -> bool {
+        Arc::ptr_eq(&self.location, &other.location)
+            && Arc::ptr_eq(&self.registration, &other.registration)
+            && Arc::ptr_eq(&self.asn, &other.asn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub const ATTESTED_COUNTRY_LABEL: &str = "node-restriction.kubernetes.io/hexagone-country";
 
 /// One address of a node, as in a Kubernetes `NodeAddress`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAddress {
     /// `ExternalIP`, `InternalIP` (Kubernetes address types); others are ignored.
@@ -32,7 +32,7 @@ pub struct NodeAddress {
 }
 
 /// Kubernetes node address types the locality engine reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AddressKind {
     /// An address reachable from outside the cluster: the one geolocated first.
     #[serde(rename = "ExternalIP")]
@@ -43,7 +43,7 @@ pub enum AddressKind {
 }
 
 /// A node, a storage endpoint or any place data may live, described by name, labels and addresses.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeDescription {
     /// The node (or endpoint) name, used in sentences.

@@ -75,7 +75,7 @@ impl Verdict {
 }
 
 /// What a subject is, which decides who controls its addresses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SubjectKind {
     /// A Kubernetes node: its labels and addresses are its own claims.
