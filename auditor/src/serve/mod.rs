@@ -371,7 +371,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         }
     };
     if let Some(note) = seq.note() {
-        *shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(note.to_owned());
+        publish(&ledger, &shared, note, seq.size()).await;
         shared.metrics.checkpoint_size.set(seq.size() as i64);
         // The note carries no time: the last entry's is the closest lower bound.
         shared
@@ -536,7 +536,7 @@ async fn sequence(
         let items: Vec<Submission> = jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
         match commit(&ledger, &mut seq, &items, &shared).await {
             Ok((outcomes, appended)) => {
-                cosign(&ledger, appended, &mut witnesses).await;
+                cosign(&ledger, appended, &mut witnesses, &shared).await;
                 answer(jobs, outcomes, &seq, &shared)
             }
             Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
@@ -544,7 +544,7 @@ async fn sequence(
                 for job in jobs {
                     match commit(&ledger, &mut seq, &job.items, &shared).await {
                         Ok((outcomes, appended)) => {
-                            cosign(&ledger, appended, &mut witnesses).await;
+                            cosign(&ledger, appended, &mut witnesses, &shared).await;
                             answer(vec![job], outcomes, &seq, &shared)
                         }
                         Err(e @ StoreError::IdempotencyConflict { .. }) => {
@@ -579,17 +579,37 @@ fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::
     anyhow::Error::new(e).context("the sequencer stopped")
 }
 
-/// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does.
-async fn cosign(ledger: &Ledger, appended: Option<Appended>, witnesses: &mut [WitnessEndpoint]) {
-    let Some(a) = appended.filter(|_| !witnesses.is_empty()) else {
+/// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does, then
+/// publishes it with the cosignatures it got.
+async fn cosign(
+    ledger: &Ledger,
+    appended: Option<Appended>,
+    witnesses: &mut [WitnessEndpoint],
+    shared: &Shared,
+) {
+    let Some(a) = appended else {
         return;
     };
-    let results = ledger.collect_cosignatures(&a, witnesses).await;
-    for (w, r) in witnesses.iter().zip(results) {
-        if let Err(e) = r {
-            eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+    if !witnesses.is_empty() {
+        let results = ledger.collect_cosignatures(&a, witnesses).await;
+        for (w, r) in witnesses.iter().zip(results) {
+            if let Err(e) = r {
+                eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+            }
         }
     }
+    publish(ledger, shared, &a.note, a.size).await;
+}
+
+/// Serves `note` (of tree size `size`) at `/v1/checkpoint` with the witnesses' cosignatures
+/// stored for it, as a C2SP signed note: watchers see what the witnesses vouched for.
+async fn publish(ledger: &Ledger, shared: &Shared, note: &str, size: u64) {
+    let mut full = note.to_owned();
+    match ledger.db().cosignatures(size).await {
+        Ok(lines) => lines.iter().for_each(|l| full.push_str(l)),
+        Err(e) => eprintln!("checkpoint {size}: its cosignatures cannot be read: {e}"),
+    }
+    *shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(full);
 }
 
 /// Commits `items` and says, for each, which entry holds it and its verdict.
@@ -660,9 +680,6 @@ async fn commit(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
-        if let Ok(mut c) = shared.checkpoint.write() {
-            *c = Some(a.note.clone());
-        }
     }
     Ok((out, done.appended))
 }

@@ -712,6 +712,14 @@ fn witnesses_cosign_the_service_checkpoints() {
         let lines: Vec<String> = (r * 3..r * 3 + 3).map(observation_json).collect();
         let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
         assert_eq!(a.status, 200, "{a:?}");
+        // The published checkpoint is the one acknowledged, with the witness's cosignature.
+        let cp = get(&srv, "/v1/checkpoint").body;
+        assert!(cp.contains(&format!("\n{}\n", r * 3 + 3)), "{cp}");
+        assert!(
+            cp.lines()
+                .any(|l| l.starts_with("\u{2014} witness.test/w1 ")),
+            "{cp}"
+        );
     }
     let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
