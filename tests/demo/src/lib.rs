@@ -23,8 +23,6 @@ pub const NAMESPACE: &str = "intranet";
 const OFFICERS: &str = "hexagone:security-officers";
 const OPERATOR: &str = "system:serviceaccount:hexagone-system:hexagone-operator";
 const AUDITOR: &str = "system:serviceaccount:hexagone-audit:hexagone-auditor";
-/// The node whose attestation the security officer withdraws.
-pub const WITHDRAWN: &str = "ovh-par1-a";
 /// The foreign backup target in the auditor's inventory.
 pub const FOREIGN_BACKUP: &str = "backup-hetzner-fsn";
 /// How long the cluster gets to converge at each step.
@@ -47,6 +45,9 @@ pub struct Outcome {
     pub verify: (i32, String),
     /// Entries in the ledger.
     pub entries: u64,
+    /// The node whose attestation the security officer withdrew: the French node holding the
+    /// most of the Workplace's volumes when it became Ready.
+    pub withdrawn: String,
 }
 
 /// The repository root (policies, manifests).
@@ -292,6 +293,31 @@ async fn pods_per_node(
         }
     }
     Ok(out)
+}
+
+/// The node running the most Workplace pods that mount a claim (ties: the first by name), so
+/// that withdrawing its attestation moves volumes whatever the scheduler chose.
+async fn volume_node(bed: &ControlPlane) -> anyhow::Result<String> {
+    let text = kubectl(bed, &["get", "pods", "-n", NAMESPACE, "-o", "json"]).await?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let mut per_node: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in v["items"].as_array().into_iter().flatten() {
+        let claims = p["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|vol| vol["persistentVolumeClaim"].is_object())
+            .count();
+        if let (Some(n), true) = (p["spec"]["nodeName"].as_str(), claims > 0) {
+            *per_node.entry(n.to_owned()).or_default() += claims;
+        }
+    }
+    let most = per_node.values().copied().max().unwrap_or(0);
+    per_node
+        .into_iter()
+        .find(|(_, n)| *n == most && most > 0)
+        .map(|(node, _)| node)
+        .ok_or_else(|| anyhow::anyhow!("no Workplace pod mounts a volume"))
 }
 
 /// One HTTP request to the auditor; `(status, body)`.
@@ -656,6 +682,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         started,
         &format!("the auditor recorded every bound volume ({size} entries)"),
     );
+    let withdrawn_node = volume_node(&bed).await?;
 
     step(
         started,
@@ -693,13 +720,15 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
 
     step(
         started,
-        &format!("the security officer withdraws the attestation of {WITHDRAWN}"),
+        &format!(
+            "the security officer withdraws the attestation of {withdrawn_node} (it holds the most volumes)"
+        ),
     );
     let withdrawn = bed
         .kubectl_as(
             "alice",
             Some(OFFICERS),
-            ["delete", "nodeattestation", WITHDRAWN],
+            ["delete", "nodeattestation", withdrawn_node.as_str()],
         )
         .await?;
     ensure!(
@@ -711,7 +740,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
     ready_and_sovereign(
         &bed,
         hexagone_testbed::sovereign::FRENCH.len() - 1,
-        Some(WITHDRAWN),
+        Some(withdrawn_node.as_str()),
     )
     .await?;
     let placed = pods_per_node(&bed).await?;
@@ -801,6 +830,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         bundle,
         verify,
         entries,
+        withdrawn: withdrawn_node,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The main job as a test: the demo runs end to end on the test bed, and what it leaves is
 //! checked as a security officer and an accreditation auditor would read it.
 
-use hexagone_demo::{DOCUMENTS, FOREIGN_BACKUP, WITHDRAWN, report_model, run};
+use hexagone_demo::{DOCUMENTS, FOREIGN_BACKUP, report_model, run};
 
 /// The French nodes the policy admits, and the inventory endpoints in France.
 const FRENCH: [&str; 6] = [
@@ -17,6 +17,7 @@ const FRENCH: [&str; 6] = [
 async fn the_main_job_deploys_audits_reports_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run(dir.path()).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let withdrawn = outcome.withdrawn.as_str();
 
     // The accreditation auditor's verdict: the bundle verifies offline, with the witness's
     // cosignature, every verdict recomputed from its evidence.
@@ -56,7 +57,7 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
             assert!(FRENCH.contains(&subject), "{o}");
             assert_eq!(o["verdict"], "compliant", "{o}");
             assert_ne!(
-                subject, WITHDRAWN,
+                subject, withdrawn,
                 "a volume stayed on the withdrawn node: {o}"
             );
         }
@@ -64,7 +65,7 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
     // The withdrawn attestation shows as violations on that node, first and last seen.
     let on_withdrawn: Vec<_> = violations
         .iter()
-        .filter(|v| v["subject"] == WITHDRAWN)
+        .filter(|v| v["subject"] == withdrawn)
         .collect();
     assert!(!on_withdrawn.is_empty(), "{violations:?}");
     for v in &on_withdrawn {
