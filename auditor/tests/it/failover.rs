@@ -1,7 +1,8 @@
 //! `serve --lease` on the real control plane test bed and a real PostgreSQL server: two
 //! replicas, one sequencer. The leader is killed (SIGKILL) while writers are submitting; the
 //! standby takes over once the Lease expires; every acknowledged observation is in the ledger
-//! exactly once (retries carry idempotency keys) and the export verifies. The replicas run with
+//! exactly once (retries carry idempotency keys) and the export verifies; a leader whose Lease
+//! is taken stops at once. The replicas run with
 //! the auditor's own identity and the shipped RBAC (`manifests/overlays/auditor-postgres-ha/`).
 
 use std::collections::BTreeMap;
@@ -400,6 +401,61 @@ async fn the_standby_takes_over_a_killed_leader_and_no_acknowledged_observation_
     assert!(
         retries > 0,
         "the writers never had to retry: no failover happened under load"
+    );
+
+    // The Lease taken from a live leader (another replica that saw it expire during a pause of
+    // A, or an administrator): A stops at its next renewal, before committing anything more,
+    // and leaves its pod unlabelled; the Service then routes nowhere until a replica leads.
+    let stolen_at = time::OffsetDateTime::now_utc()
+        .format(
+            &time::format_description::parse(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    Api::<Lease>::namespaced(bed.client(), NS)
+        .patch(
+            LEASE.split_once('/').unwrap().1,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {
+                "holderIdentity": "intruder",
+                "acquireTime": stolen_at,
+                "renewTime": stolen_at,
+                "leaseDurationSeconds": 3600,
+            }})),
+        )
+        .await
+        .unwrap();
+    let stolen = Instant::now();
+    let mut a = a;
+    let code = loop {
+        if let Some(status) = a.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            stolen.elapsed() < Duration::from_secs(30),
+            "auditor-a still runs {:?} after losing its Lease",
+            stolen.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, Some(2), "a lost Lease is an error exit");
+    assert_eq!(label(&pods, "auditor-a").await, None);
+    assert!(
+        request(
+            &a.addr,
+            "POST",
+            "/v1/observations",
+            &setup.token,
+            &keyed(2_000_000)
+        )
+        .is_none(),
+        "a replica that lost its Lease still answers"
+    );
+    eprintln!(
+        "failover: auditor-a stopped {:?} after its Lease was taken",
+        stolen.elapsed()
     );
     drop(b);
     drop(a);
