@@ -533,19 +533,26 @@ async fn sequence(
             }
         }
         shared.metrics.queue_depth.set(rx.len() as i64);
-        let items: Vec<Submission> = jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+        // The submissions move out of their requests (no copy); each request keeps its count.
+        let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
+        let items: Vec<Submission> = jobs
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.items))
+            .collect();
         match commit(&ledger, &mut seq, &items, &shared).await {
             Ok((outcomes, appended)) => {
                 cosign(&ledger, appended, &mut witnesses, &shared).await;
-                answer(jobs, outcomes, &seq, &shared)
+                answer(jobs, &counts, outcomes, &seq, &shared)
             }
             Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
                 // One request's key conflicts: commit the others, refuse that one alone.
-                for job in jobs {
-                    match commit(&ledger, &mut seq, &job.items, &shared).await {
+                let mut items = items.into_iter();
+                for (job, n) in jobs.into_iter().zip(counts) {
+                    let own: Vec<Submission> = items.by_ref().take(n).collect();
+                    match commit(&ledger, &mut seq, &own, &shared).await {
                         Ok((outcomes, appended)) => {
                             cosign(&ledger, appended, &mut witnesses, &shared).await;
-                            answer(vec![job], outcomes, &seq, &shared)
+                            answer(vec![job], &[n], outcomes, &seq, &shared)
                         }
                         Err(e @ StoreError::IdempotencyConflict { .. }) => {
                             let _ = job.reply.send(Err(e.to_string()));
@@ -700,10 +707,17 @@ async fn stored_verdict(ledger: &Ledger, at: u64) -> Result<String, StoreError> 
         .map_or_else(|| "unknown".to_string(), |e| verdict_of(&e.body)))
 }
 
-fn answer(jobs: Vec<Job>, outcomes: Vec<Outcome>, seq: &Sequencer, shared: &Shared) {
+/// Answers each job with its `counts[i]` outcomes, in order.
+fn answer(
+    jobs: Vec<Job>,
+    counts: &[usize],
+    outcomes: Vec<Outcome>,
+    seq: &Sequencer,
+    shared: &Shared,
+) {
     let mut outcomes = outcomes.into_iter();
-    for job in jobs {
-        let entries: Vec<Outcome> = outcomes.by_ref().take(job.items.len()).collect();
+    for (job, n) in jobs.into_iter().zip(counts) {
+        let entries: Vec<Outcome> = outcomes.by_ref().take(*n).collect();
         shared
             .metrics
             .ingest_latency
