@@ -406,14 +406,18 @@ async fn the_standby_takes_over_a_killed_leader_and_no_acknowledged_observation_
     // The Lease taken from a live leader (another replica that saw it expire during a pause of
     // A, or an administrator): A stops at its next renewal, before committing anything more,
     // and leaves its pod unlabelled; the Service then routes nowhere until a replica leads.
-    let stolen_at = time::OffsetDateTime::now_utc()
-        .format(
-            &time::format_description::parse(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z",
-            )
-            .unwrap(),
-        )
-        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    // A MicroTime, as the API server writes them.
+    let stolen_at = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.microsecond()
+    );
     Api::<Lease>::namespaced(bed.client(), NS)
         .patch(
             LEASE.split_once('/').unwrap().1,
