@@ -1,8 +1,14 @@
 // Command interop checks Hexagone ledger artefacts with independent Go implementations:
-// golang.org/x/mod/sumdb/note for signed checkpoints (C2SP signed notes, Ed25519) and
-// github.com/transparency-dev/merkle for RFC 6962 inclusion and consistency proofs.
+// golang.org/x/mod/sumdb/note for signed checkpoints (C2SP signed notes, Ed25519),
+// github.com/transparency-dev/merkle for RFC 6962 inclusion and consistency proofs, and
+// github.com/transparency-dev/formats/note for witness cosignatures (C2SP tlog-cosignature,
+// Ed25519 cosignature/v1).
 //
 // Usage: interop -vkey FILE -old NOTE -new NOTE -proof TLOGPROOF -consistency FILE
+//
+//	interop -check-cosig -vkey FILE -wkey FILE -in NOTE
+//	interop -cosign -vkey FILE -in NOTE -out NOTE -out-vkeys FILE
+//
 // It prints one "ok" line per check and exits 1 at the first failure.
 package main
 
@@ -16,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -100,8 +107,78 @@ func sign(skeyPath, textPath, outPath, vkeysPath string, extra int) {
 	fmt.Printf("ok signed with %d keys\n", len(signers))
 }
 
+// logVerifier reads the log's verifier key.
+func logVerifier(vkeyPath string) note.Verifier {
+	v, err := note.NewVerifier(strings.TrimSpace(string(read(vkeyPath))))
+	if err != nil {
+		fail("note.NewVerifier: %v", err)
+	}
+	return v
+}
+
+// checkCosig opens a checkpoint with the log's key and requires a valid cosignature/v1 by the
+// witness key in wkeyPath (as Hexagone writes it: name+id+base64(0x04||key)).
+func checkCosig(vkeyPath, wkeyPath, inPath string) {
+	log := logVerifier(vkeyPath)
+	w, err := fnote.NewVerifierForCosignatureV1(strings.TrimSpace(string(read(wkeyPath))))
+	if err != nil {
+		fail("NewVerifierForCosignatureV1: %v", err)
+	}
+	n, err := note.Open(read(inPath), note.VerifierList(log, w))
+	if err != nil {
+		fail("note.Open: %v", err)
+	}
+	for _, sig := range n.Sigs {
+		if sig.Name == w.Name() && sig.Hash == w.KeyHash() {
+			t, err := fnote.CoSigV1Timestamp(sig)
+			if err != nil {
+				fail("cosignature time: %v", err)
+			}
+			fmt.Printf("ok cosignature by %s at %d\n", w.Name(), t.Unix())
+			return
+		}
+	}
+	fail("no valid cosignature by %s", w.Name())
+}
+
+// cosign is the other direction: a witness key made by Go cosigns (cosignature/v1) a
+// checkpoint signed by the log; writes the note and the witness's verifier key.
+func cosign(vkeyPath, inPath, outPath, vkeysPath string) {
+	n, err := note.Open(read(inPath), note.VerifierList(logVerifier(vkeyPath)))
+	if err != nil {
+		fail("note.Open: %v", err)
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, "witness.go.example")
+	if err != nil {
+		fail("note.GenerateKey: %v", err)
+	}
+	signer, err := fnote.NewSignerForCosignatureV1(skey)
+	if err != nil {
+		fail("NewSignerForCosignatureV1: %v", err)
+	}
+	wkey, err := fnote.VKeyToCosignatureV1(vkey)
+	if err != nil {
+		fail("VKeyToCosignatureV1: %v", err)
+	}
+	msg, err := note.Sign(n, signer)
+	if err != nil {
+		fail("note.Sign: %v", err)
+	}
+	if err := os.WriteFile(outPath, msg, 0o644); err != nil {
+		fail("%v", err)
+	}
+	if err := os.WriteFile(vkeysPath, []byte(wkey+"\n"), 0o644); err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("ok cosigned by %s\n", signer.Name())
+}
+
 func main() {
 	signMode := flag.Bool("sign", false, "sign -text with -skey and -extra new keys, write -out and -out-vkeys")
+	checkCosigMode := flag.Bool("check-cosig", false, "open -in with -vkey and require a cosignature by -wkey")
+	cosignMode := flag.Bool("cosign", false, "cosign -in (opened with -vkey) with a new witness key, write -out and -out-vkeys")
+	wkeyPath := flag.String("wkey", "", "witness verifier key file (with -check-cosig)")
+	inPath := flag.String("in", "", "signed note to read (with -check-cosig, -cosign)")
 	skeyPath := flag.String("skey", "", "signer key file (with -sign)")
 	textPath := flag.String("text", "", "note text to sign (with -sign)")
 	outPath := flag.String("out", "", "signed note to write (with -sign)")
@@ -115,6 +192,14 @@ func main() {
 	flag.Parse()
 	if *signMode {
 		sign(*skeyPath, *textPath, *outPath, *vkeysPath, *extraSigners)
+		return
+	}
+	if *checkCosigMode {
+		checkCosig(*vkeyPath, *wkeyPath, *inPath)
+		return
+	}
+	if *cosignMode {
+		cosign(*vkeyPath, *inPath, *outPath, *vkeysPath)
 		return
 	}
 

@@ -1,5 +1,6 @@
 //! Independent verification with Go: golang.org/x/mod/sumdb/note checks our signed
-//! checkpoints, transparency-dev/merkle our inclusion and consistency proofs.
+//! checkpoints, transparency-dev/merkle our inclusion and consistency proofs,
+//! transparency-dev/formats/note our witnesses' cosignatures (and makes some for us to check).
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -180,4 +181,171 @@ fn rust_verifies_notes_signed_and_cosigned_by_go() {
     let (too_many, _) = go_sign(dir.path(), 100);
     let err = parse_note(&too_many).unwrap_err().to_string();
     assert!(err.contains("too many signatures"), "{err}");
+}
+
+/// Runs the Go program with `args` in `dir`; its output, whatever the status.
+fn go_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
+    Command::new(&go)
+        .current_dir(&src)
+        .arg("run")
+        .arg(".")
+        .args(args.iter().map(|a| {
+            if a.starts_with('-') {
+                (*a).into()
+            } else {
+                dir.join(a).into_os_string()
+            }
+        }))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the Go toolchain is required for the interop test and `{go}` could not run: {e}"
+            )
+        })
+}
+
+/// Witness cosignatures (C2SP tlog-cosignature, Ed25519 `cosignature/v1`) both ways with
+/// github.com/transparency-dev/formats/note: a cosignature made by our witness key opens in Go
+/// (and not over another checkpoint, nor under another witness's key); one made by a witness
+/// key Go generated verifies in Rust, with its time.
+#[test]
+fn witness_cosignatures_interoperate_with_go() {
+    use hexagone_auditor::ledger::checkpoint::{open_checkpoint, parse_note};
+    use hexagone_auditor::ledger::cosignature::{WitnessKey, WitnessSigner};
+    let key = signer(13);
+    let ledger = memory_ledger(&key, 200, 50);
+    let (size, note) = ledger.checkpoints.last().unwrap();
+    let (cp, _) = open_checkpoint(note, std::slice::from_ref(key.verifier())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("vkey", &key.verifier().to_string());
+
+    // Ours, checked by Go.
+    let witness = WitnessSigner::generate("witness.rust.example").unwrap();
+    write("wkey", &witness.public().to_string());
+    write(
+        "ours.note",
+        &format!("{note}{}", witness.cosign(&cp.body(), 1_764_300_000)),
+    );
+    let out = go_run(
+        dir.path(),
+        &[
+            "-check-cosig",
+            "-vkey",
+            "vkey",
+            "-wkey",
+            "wkey",
+            "-in",
+            "ours.note",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("ok cosignature by witness.rust.example at 1764300000"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same cosignature moved onto another checkpoint of the log does not verify in Go.
+    let (_, older) = &ledger.checkpoints[1];
+    let (older_cp, _) = open_checkpoint(older, std::slice::from_ref(key.verifier())).unwrap();
+    let line = witness.cosign(&cp.body(), 1_764_300_000);
+    write("moved.note", &format!("{older}{line}"));
+    let out = go_run(
+        dir.path(),
+        &[
+            "-check-cosig",
+            "-vkey",
+            "vkey",
+            "-wkey",
+            "wkey",
+            "-in",
+            "moved.note",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a cosignature of size {size} accepted on size {}",
+        older_cp.size
+    );
+    // Nor under another witness's key of the same name.
+    let other = WitnessSigner::generate("witness.rust.example").unwrap();
+    write("other.wkey", &other.public().to_string());
+    let out = go_run(
+        dir.path(),
+        &[
+            "-check-cosig",
+            "-vkey",
+            "vkey",
+            "-wkey",
+            "other.wkey",
+            "-in",
+            "ours.note",
+        ],
+    );
+    assert!(!out.status.success());
+
+    // Go's, checked by Rust.
+    write("log.note", note);
+    let out = go_run(
+        dir.path(),
+        &[
+            "-cosign",
+            "-vkey",
+            "vkey",
+            "-in",
+            "log.note",
+            "-out",
+            "go.note",
+            "-out-vkeys",
+            "go.wkey",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let go_note = std::fs::read_to_string(dir.path().join("go.note")).unwrap();
+    let go_key = WitnessKey::parse(
+        std::fs::read_to_string(dir.path().join("go.wkey"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(go_key.name(), "witness.go.example");
+    let (opened, _) = open_checkpoint(&go_note, std::slice::from_ref(key.verifier())).unwrap();
+    assert_eq!((opened.size, opened.root), (*size, cp.root));
+    let parsed = parse_note(&go_note).unwrap();
+    let time = go_key.cosigned(&parsed).expect("Go's cosignature verifies");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        time <= now && now - time < 600,
+        "cosigned at {time}, now {now}"
+    );
+    // Go's cosignature on another checkpoint's text does not verify in Rust.
+    let mut moved = parse_note(&format!(
+        "{older}{}",
+        go_note
+            .lines()
+            .filter(|l| l.starts_with("\u{2014} witness.go.example "))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    ))
+    .unwrap();
+    assert_eq!(go_key.cosigned(&moved), None);
+    moved.text = parsed.text.clone();
+    assert_eq!(go_key.cosigned(&moved), Some(time));
 }
