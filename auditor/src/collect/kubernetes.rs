@@ -10,9 +10,11 @@
 //! claim (or the VolumeSnapshot), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
 //!
-//! A placement is recorded when its (class, node as reported, verdict) differs from the last
-//! one recorded for that object by this process: an unchanged cluster writes nothing. After a
-//! restart every object is recorded once more.
+//! A placement is recorded when its class, place, facts (the evidence as judged: labels,
+//! addresses, attestation) or verdict differ from the last one recorded for that object: an
+//! unchanged cluster writes nothing. After a restart, the first pass compares each placement
+//! with the object's latest entry in the ledger (below the signed head) and records only what
+//! changed while the auditor was away.
 //!
 //! The snapshot kinds are a cluster add-on: when the cluster does not serve them to the
 //! auditor (CRDs not installed, or RBAC without them), volumes are recorded without snapshots,
@@ -36,8 +38,9 @@ use hexagone_platform::k8s::NodeAttestation;
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::Placement;
 use crate::ingest::{Location, Report};
-use crate::ledger::entry::Body;
+use crate::ledger::entry::{Body, Entry, Observation};
 use crate::serve::{Job, Service};
+use crate::store::db::{Db, object_key};
 
 /// How often the volumes are judged again without any change in the cluster (attestations
 /// expire without an event).
@@ -128,7 +131,7 @@ where
 
 /// Watches the cluster with `client` and records volume placements through `service`'s
 /// sequencer queue until the queue closes.
-pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectError> {
+pub async fn run(client: Client, service: Arc<Service>, ledger: Db) -> Result<(), CollectError> {
     let changed = Arc::new(Notify::new());
     let recorder = Recorder::new(
         client.clone(),
@@ -176,6 +179,8 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
     }
     eprintln!("kubernetes: watching volumes, claims, pods, nodes and attestations");
     let mut recorded: HashMap<String, String> = HashMap::new();
+    // The first pass compares with the ledger; later ones with what this process recorded.
+    let mut seed = Some(ledger);
     // When the snapshot kinds were last looked for, and whether their absence was logged.
     let (mut looked, mut logged) = (None::<Instant>, false);
     loop {
@@ -198,7 +203,7 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
                 Err(_) => {}
             }
         }
-        pass(&view, &service, &recorder, &mut recorded).await?;
+        pass(&view, &service, &recorder, &mut recorded, seed.take()).await?;
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
@@ -207,13 +212,44 @@ pub async fn run(client: Client, service: Arc<Service>) -> Result<(), CollectErr
     }
 }
 
+/// What decides whether a placement is recorded again: the object's class, the place, the
+/// facts as judged and the verdict (not the time, the content stamp or the database versions).
+fn placement_key(o: &Observation) -> String {
+    let mut key = format!("{}\n{}\n", o.object.class, o.locality.subject);
+    for e in &o.locality.evidence {
+        key.push_str(&format!("{:?} {:?} {:?}\n", e.source, e.assessment, e.fact));
+    }
+    key.push_str(&format!("{:?}", o.locality.verdict));
+    key
+}
+
+/// The latest observation of `object_id` in the ledger under its signed head, if any.
+async fn latest(ledger: &Db, object_id: &str) -> Result<Option<Observation>, String> {
+    let Some(head) = ledger.head().await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let rows = ledger
+        .find_object(object_key(object_id), head.size)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The key is a hash prefix: the newest entry that really names this object.
+    Ok(rows.into_iter().find_map(
+        |(_, text)| match Entry::decode(text.as_bytes()).ok()?.body {
+            Body::Observation(o) if o.object.id == object_id => Some(o),
+            _ => None,
+        },
+    ))
+}
+
 /// One pass: judge every placement with the current attestations, queue the changed ones,
-/// wait for their commit.
+/// wait for their commit. With `seed` (the first pass), an object this process has not
+/// recorded is compared with its latest entry in that ledger.
 async fn pass(
     view: &View,
     service: &Service,
     recorder: &Recorder,
     recorded: &mut HashMap<String, String>,
+    seed: Option<Db>,
 ) -> Result<(), CollectError> {
     let attestations: Vec<NodeAttestation> = view
         .attestations
@@ -267,8 +303,8 @@ async fn pass(
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
     let mut keys = Vec::new();
+    let (total, mut in_ledger) = (placements.len(), 0usize);
     for (p, snapshot) in placements {
-        let facts = format!("{}\n{:?}", p.object.class, p.node);
         let id = p.object.id.clone();
         let (regarding, node) = (p.regarding, p.node.name.clone());
         let report = Report {
@@ -282,7 +318,18 @@ async fn pass(
                 let Body::Observation(o) = &submission.body else {
                     continue;
                 };
-                let key = format!("{facts}\n{:?}", o.locality.verdict);
+                let key = placement_key(o);
+                if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
+                    match latest(ledger, &id).await {
+                        Ok(Some(last)) if placement_key(&last) == key => {
+                            in_ledger += 1;
+                            recorded.insert(id.clone(), key.clone());
+                        }
+                        Ok(_) => {}
+                        // Recorded again rather than missed.
+                        Err(e) => eprintln!("kubernetes: {id}: its latest entry: {e}"),
+                    }
+                }
                 if recorded.get(&id) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
                     items.push(submission);
@@ -291,6 +338,13 @@ async fn pass(
             }
             Err(e) => eprintln!("kubernetes: {id}: not judged: {e}"),
         }
+    }
+    if seed.is_some() {
+        eprintln!(
+            "kubernetes: first pass: {total} placements, {in_ledger} unchanged since their latest \
+             entry in the ledger, {} to record",
+            items.len()
+        );
     }
     if items.is_empty() {
         return Ok(());

@@ -379,6 +379,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             .checkpoint_time
             .set(seq.last_time().0 as f64 / 1000.0);
     }
+    // The collector reads the ledger (its objects' latest entries) through the same pool.
+    let reader = ledger.db().clone();
     let (failed, sequencer_failed) = oneshot::channel();
     let sequencer = tokio::spawn(sequence(
         ledger,
@@ -397,8 +399,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     let collector = client.filter(|_| a.kubernetes).map(|client| {
         let service = service.clone();
+        let ledger = reader.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::collect::kubernetes::run(client, service).await {
+            if let Err(e) = crate::collect::kubernetes::run(client, service, ledger).await {
                 eprintln!("kubernetes: the collector stopped: {e}");
             }
         })

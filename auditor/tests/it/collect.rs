@@ -335,6 +335,8 @@ struct Auditor {
     stdout: std::io::BufReader<ChildStdout>,
     addr: String,
     db: String,
+    /// The ledger's signing key file.
+    key: std::path::PathBuf,
     /// The ledger's verifier key.
     vkey: String,
     /// Its standard error so far (also copied to the test's).
@@ -343,11 +345,23 @@ struct Auditor {
 
 impl Auditor {
     async fn start(bed: &ControlPlane, dir: &std::path::Path) -> Self {
-        let kubeconfig = read_only_kubeconfig(bed).await;
         let (key, vkey) = keygen(dir, "k");
         let tokens = dir.join("tokens");
         crate::util::add_token(&tokens, "collector");
         let db = crate::util::fresh_sqlite(dir);
+        Self::start_on(bed, dir, db, key, vkey).await
+    }
+
+    /// `serve --kubernetes` on the ledger `db` signed with `key`.
+    async fn start_on(
+        bed: &ControlPlane,
+        dir: &std::path::Path,
+        db: String,
+        key: std::path::PathBuf,
+        vkey: String,
+    ) -> Self {
+        let kubeconfig = read_only_kubeconfig(bed).await;
+        let tokens = dir.join("tokens");
         let mut child = Command::new(bin())
             .args([
                 "serve",
@@ -393,6 +407,7 @@ impl Auditor {
             stdout,
             addr,
             db,
+            key,
             vkey,
             log,
         }
@@ -449,7 +464,13 @@ impl Auditor {
     /// SIGTERM stops the collector too: the sequencer drains and signs a final checkpoint of
     /// `size`; then `verify --policy` replays every verdict of the export (`verdicts`: the
     /// expected counts line).
-    fn stop_and_verify(mut self, dir: &std::path::Path, size: usize, verdicts: &str) {
+    /// Returns the ledger and its keys, to start again on them.
+    fn stop_and_verify(
+        mut self,
+        dir: &std::path::Path,
+        size: usize,
+        verdicts: &str,
+    ) -> (String, std::path::PathBuf, String) {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.serve.0.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -491,6 +512,31 @@ impl Auditor {
         ] {
             assert!(verified.contains(want), "{want} not in {verified}");
         }
+        (self.db.clone(), self.key.clone(), self.vkey.clone())
+    }
+
+    /// Waits for the collector's first pass to report how many placements it found unchanged
+    /// in the ledger and how many it records: `(total, unchanged, to record)`.
+    async fn first_pass(&self) -> (usize, usize, usize) {
+        let log = self.log.clone();
+        eventually("the collector's first pass", || {
+            let log = log.lock().unwrap().clone();
+            async move {
+                let line = log
+                    .lines()
+                    .find_map(|l| l.strip_prefix("kubernetes: first pass: "))
+                    .ok_or_else(|| log.clone())?;
+                let n: Vec<usize> = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                match n[..] {
+                    [total, unchanged, to_record] => Ok((total, unchanged, to_record)),
+                    _ => Err(line.to_owned()),
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -603,10 +649,47 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
         1,
         "{log}"
     );
-    auditor.stop_and_verify(
+    let (db, key, vkey) = auditor.stop_and_verify(
         dir.path(),
         7,
         "verdicts: 2 compliant, 5 violation, 0 unknown",
+    );
+
+    // A restart on the same ledger records nothing: every placement is as its latest entry
+    // says.
+    let auditor = Auditor::start_on(&bed, dir.path(), db, key, vkey).await;
+    assert_eq!(auditor.first_pass().await, (2, 2, 0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("r1.jsonl")).unwrap(),
+        all
+    );
+    let (db, key, vkey) = auditor.stop_and_verify(
+        dir.path(),
+        7,
+        "verdicts: 2 compliant, 5 violation, 0 unknown",
+    );
+
+    // What changed while the auditor was stopped is recorded at the next start: the node's zone
+    // again (both volumes), and nothing else.
+    Api::<k8s_openapi::api::core::v1::Node>::all(bed.client())
+        .patch(
+            FR,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "fr-par-3"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let auditor = Auditor::start_on(&bed, dir.path(), db, key, vkey).await;
+    assert_eq!(auditor.first_pass().await, (2, 0, 2));
+    let after: Vec<&str> = all.iter().copied().chain([fr_gone, moved_gone]).collect();
+    wait_for(&auditor.db, dir.path(), &after).await;
+    auditor.stop_and_verify(
+        dir.path(),
+        9,
+        "verdicts: 2 compliant, 7 violation, 0 unknown",
     );
 }
 
