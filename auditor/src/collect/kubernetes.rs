@@ -260,6 +260,11 @@ async fn pass(
     service
         .judge
         .set_node_attestations(crate::judge::node_attestations(&attestations));
+    // From now on HTTP observations are judged with the cluster's attestations.
+    service
+        .shared
+        .judging
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let (pvs, claims, pods, nodes) = (
         view.pvs.state(),
         view.claims.state(),

@@ -69,7 +69,16 @@ async fn count(State(s): State<Arc<Service>>, req: Request, next: Next) -> Respo
 }
 
 async fn readyz(State(s): State<Arc<Service>>) -> Response {
-    if s.shared.ready.load(Ordering::SeqCst) && !s.queue.is_closed() {
+    if s.shared.ready.load(Ordering::SeqCst)
+        && !s.queue.is_closed()
+        && !s.shared.judging.load(Ordering::SeqCst)
+    {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first complete listing of the cluster (volumes, claims, pods, nodes, NodeAttestations)\n",
+        )
+            .into_response()
+    } else if s.shared.ready.load(Ordering::SeqCst) && !s.queue.is_closed() {
         (StatusCode::OK, "ready\n").into_response()
     } else if s.shared.standby.load(Ordering::SeqCst) {
         // Ready to take over: a rollout must not wait for a standby to lead. Writers reach
@@ -166,6 +175,15 @@ async fn submit(
     arrived: Instant,
     reports: Vec<Report>,
 ) -> Response {
+    if s.shared.ready.load(Ordering::SeqCst) && !s.shared.judging.load(Ordering::SeqCst) {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the auditor has not yet read the cluster's NodeAttestations (its first listing of the cluster is not complete); nothing of this request was recorded: retry later",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     // Judging is CPU work (database lookups for every address): off the async workers, so a
     // large request does not hold up the sequencer task or other connections.
     let service = s.clone();

@@ -183,6 +183,10 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// True while this replica stands by for the sequencer's Lease (`--lease`).
     pub standby: AtomicBool,
+    /// True once the judge holds the attestations it must judge with: at once, but with
+    /// `--kubernetes` only after the collector's first complete listing of the cluster (an
+    /// observation judged before would lack the nodes' attestations: a false violation).
+    pub judging: AtomicBool,
     /// The latest signed checkpoint note.
     pub checkpoint: RwLock<Option<String>>,
 }
@@ -288,6 +292,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         metrics: metrics::Metrics::new()?,
         ready: AtomicBool::new(false),
         standby: AtomicBool::new(false),
+        judging: AtomicBool::new(!a.kubernetes),
         checkpoint: RwLock::new(None),
     });
     let (tx, rx) = mpsc::channel(a.queue as usize);

@@ -361,6 +361,18 @@ impl Auditor {
         vkey: String,
     ) -> Self {
         let kubeconfig = read_only_kubeconfig(bed).await;
+        Self::spawn(dir, db, key, vkey, &kubeconfig).await
+    }
+
+    /// `serve --kubernetes` on the ledger `db` signed with `key`, as the identity of
+    /// `kubeconfig`.
+    async fn spawn(
+        dir: &std::path::Path,
+        db: String,
+        key: std::path::PathBuf,
+        vkey: String,
+        kubeconfig: &std::path::Path,
+    ) -> Self {
         let tokens = dir.join("tokens");
         let mut child = Command::new(bin())
             .args([
@@ -377,7 +389,7 @@ impl Auditor {
                 "--listen",
                 "127.0.0.1:0",
             ])
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -856,5 +868,102 @@ async fn serve_records_where_each_snapshot_is() {
         dir.path(),
         12,
         "verdicts: 5 compliant, 7 violation, 0 unknown",
+    );
+}
+
+/// One HTTP request with a bearer token: `(status, body)`.
+fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+/// With `--kubernetes`, an HTTP observation is judged only once the collector has read the
+/// cluster's NodeAttestations: before, an attested node would be judged without its attestation
+/// (a false violation under Diffusion Restreinte). Provoked for real: the auditor starts as its
+/// ServiceAccount before the shipped RBAC is applied, so it can list nothing; ingest and
+/// `/readyz` answer 503 and nothing is recorded; once the RBAC is applied the listing completes
+/// and the same observation is recorded compliant, its attestation counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_wait_for_the_first_listing_of_the_cluster() {
+    let bed = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "k");
+    let token = crate::util::add_token(&dir.path().join("tokens"), "collector");
+    let db = crate::util::fresh_sqlite(dir.path());
+    let kubeconfig = bed
+        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
+        .unwrap();
+    let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
+    let observation = json!({
+        "store": "minio/documents", "class": "document", "object": "spaces/1/doc-1",
+        "content": "ab".repeat(32),
+        "node": {"name": FR, "providerID": format!("kwok://{FR}"),
+                 "labels": {"topology.kubernetes.io/region": "fr-par",
+                            "topology.kubernetes.io/zone": "fr-par-1"},
+                 "addresses": [{"type": "ExternalIP", "address": "51.38.1.1"}]}
+    })
+    .to_string();
+    let (status, body) = request(
+        &auditor.addr,
+        "POST",
+        "/v1/observations",
+        &token,
+        &observation,
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("has not yet read the cluster's NodeAttestations"),
+        "{body}"
+    );
+    let (status, body) = request(&auditor.addr, "GET", "/readyz", "", "");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("waiting for the first complete listing"),
+        "{body}"
+    );
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("none.jsonl")).unwrap_or_default(),
+        Vec::<String>::new(),
+        "nothing recorded"
+    );
+
+    // The shipped RBAC: the watches recover, the first listing completes.
+    read_only_kubeconfig(&bed).await;
+    let answer = eventually("the observation accepted after the first listing", || {
+        let (status, body) = request(
+            &auditor.addr,
+            "POST",
+            "/v1/observations",
+            &token,
+            &observation,
+        );
+        async move {
+            if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        }
+    })
+    .await;
+    assert!(answer.contains("\"verdict\":\"compliant\""), "{answer}");
+    let (status, _) = request(&auditor.addr, "GET", "/readyz", "", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("one.jsonl")).unwrap(),
+        ["spaces/1/doc-1 document ovh-gra-1 compliant"]
     );
 }
