@@ -12,6 +12,7 @@ use super::{CheckpointRef, Format, Report, ReportError};
 use crate::bundle::{BundleReader, Record};
 use crate::keys::VerifierKey;
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
+use crate::ledger::cosignature::WitnessKey;
 use crate::ledger::entry::{Entry, Timestamp};
 use crate::ledger::verify::Verifier;
 
@@ -64,6 +65,14 @@ pub struct ReportVerifyArgs {
     /// reach the report's checkpoint, and give the same report for the same period.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// A witness key (or file) whose cosignature the report's checkpoint must carry;
+    /// repeatable.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the report's checkpoint (default:
+    /// all).
+    #[arg(long)]
+    pub witness_threshold: Option<usize>,
 }
 
 /// Runs `report` or `report verify`; returns the exit code.
@@ -245,6 +254,28 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
             .to_string()
     };
     let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| {
+            let text = if WitnessKey::parse(w.trim()).is_ok() {
+                w.trim().to_string()
+            } else {
+                std::fs::read_to_string(w)
+                    .with_context(|| format!("reading the witness key {w}"))?
+                    .trim()
+                    .to_string()
+            };
+            WitnessKey::parse(&text).with_context(|| format!("--witness {w}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let threshold = a.witness_threshold.unwrap_or(witnesses.len());
+    if threshold > witnesses.len() {
+        bail!(
+            "--witness-threshold {threshold} is more than the {} witnesses given",
+            witnesses.len()
+        );
+    }
     let text = std::fs::read_to_string(&a.report)
         .with_context(|| format!("reading {}", a.report.display()))?;
     let (format, signed) = match super::open(&text, &key) {
@@ -255,6 +286,13 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
         }
     };
     let r = &signed.report;
+    let cosigned_by = match cosignatures(r, &witnesses, threshold) {
+        Ok(names) => names,
+        Err(e) => {
+            println!("INVALID: {}: {e}", a.report.display());
+            return Ok(1);
+        }
+    };
     if let Some(bundle) = &a.ledger {
         let f =
             std::fs::File::open(bundle).with_context(|| format!("opening {}", bundle.display()))?;
@@ -283,8 +321,62 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
     if a.ledger.is_some() {
         println!("the ledger verifies, reaches the checkpoint and gives the same report");
     }
+    if !witnesses.is_empty() {
+        println!(
+            "checkpoint cosigned by: {} ({} of {} witnesses given, {threshold} needed)",
+            if cosigned_by.is_empty() {
+                "none".to_string()
+            } else {
+                cosigned_by.join(", ")
+            },
+            cosigned_by.len(),
+            witnesses.len()
+        );
+    }
     std::io::stdout().flush()?;
     Ok(0)
+}
+
+/// The witnesses among `witnesses` whose cosignature the report's checkpoint note carries,
+/// over that very checkpoint (its size and root are the report's); an error when fewer than
+/// `threshold`.
+fn cosignatures(
+    report: &Report,
+    witnesses: &[WitnessKey],
+    threshold: usize,
+) -> Result<Vec<String>, String> {
+    if witnesses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let note = parse_note(&report.checkpoint.note)
+        .map_err(|e| format!("its checkpoint note cannot be read: {e}"))?;
+    let cp = Checkpoint::parse_body(&note.text)
+        .map_err(|e| format!("its checkpoint note cannot be read: {e}"))?;
+    if cp.size != report.checkpoint.size || hex::encode(cp.root) != report.checkpoint.root {
+        return Err(format!(
+            "its checkpoint note is for size {} root {}, the report names size {} root {}",
+            cp.size,
+            hex::encode(cp.root),
+            report.checkpoint.size,
+            report.checkpoint.root
+        ));
+    }
+    let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) =
+        witnesses.iter().partition(|w| w.cosigned(&note).is_some());
+    if have.len() < threshold {
+        return Err(format!(
+            "its checkpoint (size {}) is cosigned by {} of the {} witnesses given, {threshold} needed; missing: {}",
+            cp.size,
+            have.len(),
+            witnesses.len(),
+            missing
+                .iter()
+                .map(|w| w.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(have.iter().map(|w| w.name().to_string()).collect())
 }
 
 /// Checks `report` against a bundle: the bundle verifies under `key`, reaches the report's

@@ -316,6 +316,135 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
     );
 }
 
+/// `report verify --witness`: the report's checkpoint, as exported, carries the witnesses'
+/// cosignatures; a report verifies with the witness that cosigned it, and is refused when a
+/// required witness did not (a threshold of one of two passes).
+#[test]
+fn report_verify_checks_the_witnesses_cosignatures() {
+    let f = Fixture::new();
+    let w1 = crate::witness::start_witness(f.dir.path(), "w1", &f.dir.path().join("k.pub"));
+    let w2 = crate::witness::start_witness(f.dir.path(), "w2", &f.dir.path().join("k.pub"));
+    // One more entry, its checkpoint cosigned by w1 only.
+    let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+    run_ok(
+        &[
+            "append",
+            "--policy",
+            &policy("france-diffusion-restreinte"),
+            "--attestations",
+            &f.path("attestations.yaml"),
+            "--db",
+            &f.db,
+            "--key",
+            f.key.to_str().unwrap(),
+            "--witness",
+            &format!("{},{}", w1.key, w1.url),
+        ],
+        Some(&line("spaces/9/doc-cosigned", &gra)),
+    );
+    let report = f.report(&f.db, "json", "cosigned.json");
+    let check = |witnesses: &[&str], threshold: Option<&str>| {
+        let mut args = vec!["report", "verify", "--report", &report, "--key", &f.vkey];
+        for w in witnesses {
+            args.extend(["--witness", w]);
+        }
+        if let Some(t) = threshold {
+            args.extend(["--witness-threshold", t]);
+        }
+        let out = run(&args, None);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = check(&[&w1.key], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("checkpoint cosigned by: witness.test/w1 (1 of 1 witnesses given, 1 needed)"),
+        "{out}"
+    );
+    let (code, out) = check(&[&w1.key, &w2.key], None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "is cosigned by 1 of the 2 witnesses given, 2 needed; missing: witness.test/w2"
+        ),
+        "{out}"
+    );
+    let (code, out) = check(&[&w1.key, &w2.key], Some("1"));
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = check(&[&w2.key], None);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = check(&[&w1.key], Some("3"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("more than the 1 witnesses given"), "{out}");
+
+    // The key holder's forgery: a later checkpoint no witness saw, with w1's cosignature line
+    // copied from the cosigned one, in a report signed again with the log's key. The report's
+    // signature holds; the cosignature does not, being over another checkpoint.
+    f.append(&line("spaces/9/doc-unwitnessed", &gra));
+    let later = signed(&f.report(&f.db, "json", "later.json"));
+    let cosigned = signed(&report);
+    assert!(later.report.checkpoint.size > cosigned.report.checkpoint.size);
+    let w1_line = cosigned
+        .report
+        .checkpoint
+        .note
+        .lines()
+        .find(|l| l.starts_with("\u{2014} witness.test/w1 "))
+        .expect("the exported checkpoint carries w1's cosignature")
+        .to_owned();
+    let mut forged = later.report.clone();
+    forged.checkpoint.note.push_str(&format!("{w1_line}\n"));
+    let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
+    let forged = forged.sign(&key);
+    let forged_path = f.path("forged.json");
+    std::fs::write(
+        &forged_path,
+        hexagone_auditor::report::render(&forged, hexagone_auditor::report::Format::Json),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "report",
+            "verify",
+            "--report",
+            &forged_path,
+            "--key",
+            &f.vkey,
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the forged report is signed by the log's key"
+    );
+    let out = run(
+        &[
+            "report",
+            "verify",
+            "--report",
+            &forged_path,
+            "--key",
+            &f.vkey,
+            "--witness",
+            &w1.key,
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "is cosigned by 0 of the 1 witnesses given, 1 needed; missing: witness.test/w1"
+        ),
+        "{text}"
+    );
+    drop((w1, w2));
+}
+
 #[test]
 fn markdown_and_html_escape_ledger_values_and_verify() {
     let f = Fixture::new();

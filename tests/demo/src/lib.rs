@@ -790,7 +790,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
             Command::new(&auditor_bin)
                 .args(["report", "verify", "--report"])
                 .arg(r)
-                .args(["--key", &ledger_pub, "--ledger"])
+                .args(["--key", &ledger_pub, "--witness", &witness_pub, "--ledger"])
                 .arg(&bundle),
         )
         .await?;
