@@ -74,9 +74,11 @@ fn line_address(i: usize) -> String {
     }
 }
 
-/// Judging alone, `lines` in batches as the baseline does: the engine's evaluation of a place
-/// is kept between the observations reported there.
-fn judging_alone(lines: &[String]) -> Duration {
+/// The judge's policy (the shipped Standard (France)) and the bundled geolocation databases.
+fn judge_parts() -> (
+    hexagone_platform::LocalityPolicy,
+    hexagone_platform::GeoDatabases,
+) {
     let policy =
         hexagone_platform::LocalityPolicy::from_file(Path::new(&policy())).expect("policy");
     let geo = hexagone_platform::GeoDatabases::open(
@@ -85,6 +87,13 @@ fn judging_alone(lines: &[String]) -> Duration {
             .unwrap(),
     )
     .expect("geolocation databases");
+    (policy, geo)
+}
+
+/// Judging alone, `lines` in batches as the baseline does: the engine's evaluation of a place
+/// is kept between the observations reported there.
+fn judging_alone(lines: &[String]) -> Duration {
+    let (policy, geo) = judge_parts();
     let judge = hexagone_auditor::judge::ObservationJudge::new(
         &policy,
         &geo,
@@ -123,14 +132,7 @@ struct Phases {
 
 /// The baseline: the library path `append` takes, without HTTP.
 fn direct(dir: &Path, lines: &[String]) -> (Duration, Phases) {
-    let policy =
-        hexagone_platform::LocalityPolicy::from_file(Path::new(&policy())).expect("policy");
-    let geo = hexagone_platform::GeoDatabases::open(
-        &hexagone_auditor::locate::GeoArgs::default()
-            .paths()
-            .unwrap(),
-    )
-    .expect("geolocation databases");
+    let (policy, geo) = judge_parts();
     let judge = hexagone_auditor::judge::ObservationJudge::new(
         &policy,
         &geo,

@@ -611,23 +611,32 @@ fn trust_anchor(s: &str) -> anyhow::Result<String> {
     Ok(s.trim().to_string())
 }
 
-fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
-    let trust = trust_anchor(&a.trust)?;
-    let witnesses = a
-        .witnesses
+/// Reads `--witness` keys (each a witness verifier key or a file holding one) and
+/// `--witness-threshold` (default: all of them).
+pub(crate) fn witness_keys(
+    given: &[String],
+    threshold: Option<usize>,
+) -> anyhow::Result<(Vec<WitnessKey>, usize)> {
+    let witnesses = given
         .iter()
         .map(|w| {
             let text = trust_anchor(w)?;
             WitnessKey::parse(&text).with_context(|| format!("--witness {w}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let threshold = a.witness_threshold.unwrap_or(witnesses.len());
+    let threshold = threshold.unwrap_or(witnesses.len());
     if threshold > witnesses.len() {
         bail!(
             "--witness-threshold {threshold} is more than the {} witnesses given",
             witnesses.len()
         );
     }
+    Ok((witnesses, threshold))
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
+    let trust = trust_anchor(&a.trust)?;
+    let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
     let mut verifier = Verifier::new(&trust)
         .accept_retired_key(a.accept_retired_key)
         .with_witnesses(witnesses, threshold);

@@ -254,28 +254,7 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
             .to_string()
     };
     let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
-    let witnesses = a
-        .witnesses
-        .iter()
-        .map(|w| {
-            let text = if WitnessKey::parse(w.trim()).is_ok() {
-                w.trim().to_string()
-            } else {
-                std::fs::read_to_string(w)
-                    .with_context(|| format!("reading the witness key {w}"))?
-                    .trim()
-                    .to_string()
-            };
-            WitnessKey::parse(&text).with_context(|| format!("--witness {w}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let threshold = a.witness_threshold.unwrap_or(witnesses.len());
-    if threshold > witnesses.len() {
-        bail!(
-            "--witness-threshold {threshold} is more than the {} witnesses given",
-            witnesses.len()
-        );
-    }
+    let (witnesses, threshold) = crate::cli::witness_keys(&a.witnesses, a.witness_threshold)?;
     let text = std::fs::read_to_string(&a.report)
         .with_context(|| format!("reading {}", a.report.display()))?;
     let (format, signed) = match super::open(&text, &key) {

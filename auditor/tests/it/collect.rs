@@ -225,19 +225,11 @@ async fn delete_pod(bed: &ControlPlane, name: &str) {
     .await;
 }
 
-/// The body of `GET path` on `addr`.
+/// The body of `GET path` on `addr`, which must answer 200.
 fn get(addr: &str, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
+    let (status, body) = request(addr, "GET", path, "", "");
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// Each recorded observation as `object class node verdict`, in ledger order; `export`'s error
