@@ -313,6 +313,18 @@ async fn cluster() -> ControlPlane {
     bed
 }
 
+/// The French node's `topology.kubernetes.io/zone` label set to `zone`.
+async fn set_zone(bed: &ControlPlane, zone: &str) {
+    Api::<k8s_openapi::api::core::v1::Node>::all(bed.client())
+        .patch(
+            FR,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// The security officer withdraws the French node's attestation.
 async fn withdraw_attestation(bed: &ControlPlane) {
     Api::<NodeAttestation>::all(bed.client())
@@ -617,16 +629,7 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     wait_for(&db, dir.path(), &[fr_ok, de, moved, fr_gone, moved_gone]).await;
 
     // The node's labels change: a fact about where both volumes are, recorded again.
-    Api::<k8s_openapi::api::core::v1::Node>::all(bed.client())
-        .patch(
-            FR,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "fr-par-2"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    set_zone(&bed, "fr-par-2").await;
     let all = [fr_ok, de, moved, fr_gone, moved_gone, fr_gone, moved_gone];
     wait_for(&db, dir.path(), &all).await;
 
@@ -676,16 +679,7 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
 
     // What changed while the auditor was stopped is recorded at the next start: the node's zone
     // again (both volumes), and nothing else.
-    Api::<k8s_openapi::api::core::v1::Node>::all(bed.client())
-        .patch(
-            FR,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "fr-par-3"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    set_zone(&bed, "fr-par-3").await;
     let auditor = Auditor::start_on(&bed, dir.path(), db, key, vkey).await;
     assert_eq!(auditor.first_pass().await, (2, 0, 2));
     let after: Vec<&str> = all.iter().copied().chain([fr_gone, moved_gone]).collect();

@@ -13,27 +13,17 @@ use hexagone_auditor::ledger::tree::{consistency_proof, inclusion_proof, root_of
 use crate::util::{memory_ledger, signer};
 
 fn go_interop(dir: &Path, proof_file: &str, new_note: &str) -> std::process::Output {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
-    let out = Command::new(&go)
-        .current_dir(&src)
-        .args(["run", ".", "-vkey"])
-        .arg(dir.join("vkey"))
-        .arg("-old")
-        .arg(dir.join("old.note"))
-        .arg("-new")
-        .arg(dir.join(new_note))
-        .arg("-proof")
-        .arg(dir.join(proof_file))
-        .arg("-consistency")
-        .arg(dir.join("consistency"))
-        .output();
-    match out {
-        Ok(o) => o,
-        Err(e) => panic!(
-            "the Go toolchain is required for the interop test and `{go}` could not run: {e}"
-        ),
-    }
+    go_run(
+        dir,
+        &[],
+        &[
+            ("-vkey", "vkey"),
+            ("-old", "old.note"),
+            ("-new", new_note),
+            ("-proof", proof_file),
+            ("-consistency", "consistency"),
+        ],
+    )
 }
 
 #[test]
@@ -107,24 +97,16 @@ fn go_verifies_checkpoints_inclusion_and_consistency() {
 
 /// Runs the Go program in signing mode: Go signs `text` with our key and `extra` keys of its own.
 fn go_sign(dir: &Path, extra: usize) -> (String, Vec<String>) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
-    let out = Command::new(&go)
-        .current_dir(&src)
-        .args(["run", ".", "-sign", "-extra", &extra.to_string(), "-skey"])
-        .arg(dir.join("skey"))
-        .arg("-text")
-        .arg(dir.join("text"))
-        .arg("-out")
-        .arg(dir.join("go.note"))
-        .arg("-out-vkeys")
-        .arg(dir.join("go.vkeys"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "the Go toolchain is required for the interop test and `{go}` could not run: {e}"
-            )
-        });
+    let out = go_run(
+        dir,
+        &["-sign", "-extra", &extra.to_string()],
+        &[
+            ("-skey", "skey"),
+            ("-text", "text"),
+            ("-out", "go.note"),
+            ("-out-vkeys", "go.vkeys"),
+        ],
+    );
     assert!(
         out.status.success(),
         "go signing failed:\n{}{}",
@@ -183,27 +165,19 @@ fn rust_verifies_notes_signed_and_cosigned_by_go() {
     assert!(err.contains("too many signatures"), "{err}");
 }
 
-/// Runs the Go program with `args` in `dir`; its output, whatever the status.
-fn go_run(dir: &Path, args: &[&str]) -> std::process::Output {
+/// Runs the Go program (`tests/interop`) with the arguments `switches`, then each flag of
+/// `files` followed by its file in `dir`; its output, whatever the status.
+fn go_run(dir: &Path, switches: &[&str], files: &[(&str, &str)]) -> std::process::Output {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
-    Command::new(&go)
-        .current_dir(&src)
-        .arg("run")
-        .arg(".")
-        .args(args.iter().map(|a| {
-            if a.starts_with('-') {
-                (*a).into()
-            } else {
-                dir.join(a).into_os_string()
-            }
-        }))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "the Go toolchain is required for the interop test and `{go}` could not run: {e}"
-            )
-        })
+    let mut cmd = Command::new(&go);
+    cmd.current_dir(&src).args(["run", "."]).args(switches);
+    for (flag, name) in files {
+        cmd.arg(flag).arg(dir.join(name));
+    }
+    cmd.output().unwrap_or_else(|e| {
+        panic!("the Go toolchain is required for the interop test and `{go}` could not run: {e}")
+    })
 }
 
 /// Witness cosignatures (C2SP tlog-cosignature, Ed25519 `cosignature/v1`) both ways with
@@ -231,15 +205,8 @@ fn witness_cosignatures_interoperate_with_go() {
     );
     let out = go_run(
         dir.path(),
-        &[
-            "-check-cosig",
-            "-vkey",
-            "vkey",
-            "-wkey",
-            "wkey",
-            "-in",
-            "ours.note",
-        ],
+        &["-check-cosig"],
+        &[("-vkey", "vkey"), ("-wkey", "wkey"), ("-in", "ours.note")],
     );
     assert!(
         out.status.success(),
@@ -260,15 +227,8 @@ fn witness_cosignatures_interoperate_with_go() {
     write("moved.note", &format!("{older}{line}"));
     let out = go_run(
         dir.path(),
-        &[
-            "-check-cosig",
-            "-vkey",
-            "vkey",
-            "-wkey",
-            "wkey",
-            "-in",
-            "moved.note",
-        ],
+        &["-check-cosig"],
+        &[("-vkey", "vkey"), ("-wkey", "wkey"), ("-in", "moved.note")],
     );
     assert!(
         !out.status.success(),
@@ -280,14 +240,11 @@ fn witness_cosignatures_interoperate_with_go() {
     write("other.wkey", &other.public().to_string());
     let out = go_run(
         dir.path(),
+        &["-check-cosig"],
         &[
-            "-check-cosig",
-            "-vkey",
-            "vkey",
-            "-wkey",
-            "other.wkey",
-            "-in",
-            "ours.note",
+            ("-vkey", "vkey"),
+            ("-wkey", "other.wkey"),
+            ("-in", "ours.note"),
         ],
     );
     assert!(!out.status.success());
@@ -296,16 +253,12 @@ fn witness_cosignatures_interoperate_with_go() {
     write("log.note", note);
     let out = go_run(
         dir.path(),
+        &["-cosign"],
         &[
-            "-cosign",
-            "-vkey",
-            "vkey",
-            "-in",
-            "log.note",
-            "-out",
-            "go.note",
-            "-out-vkeys",
-            "go.wkey",
+            ("-vkey", "vkey"),
+            ("-in", "log.note"),
+            ("-out", "go.note"),
+            ("-out-vkeys", "go.wkey"),
         ],
     );
     assert!(

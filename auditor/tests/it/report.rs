@@ -137,10 +137,18 @@ impl Fixture {
 
     /// `report verify`: (exit code, stdout and stderr).
     fn verify(&self, report: &str, key: &str, ledger: Option<&str>) -> (Option<i32>, String) {
-        let mut args = vec!["report", "verify", "--report", report, "--key", key];
+        let mut extra = vec![];
         if let Some(l) = ledger {
-            args.extend(["--ledger", l]);
+            extra.extend(["--ledger", l]);
         }
+        self.verify_with(report, key, &extra)
+    }
+
+    /// `report verify --report REPORT --key KEY` and `extra` arguments: (exit code, stdout and
+    /// stderr).
+    fn verify_with(&self, report: &str, key: &str, extra: &[&str]) -> (Option<i32>, String) {
+        let mut args = vec!["report", "verify", "--report", report, "--key", key];
+        args.extend(extra);
         let out = run(&args, None);
         (
             out.status.code(),
@@ -344,19 +352,14 @@ fn report_verify_checks_the_witnesses_cosignatures() {
     );
     let report = f.report(&f.db, "json", "cosigned.json");
     let check = |witnesses: &[&str], threshold: Option<&str>| {
-        let mut args = vec!["report", "verify", "--report", &report, "--key", &f.vkey];
+        let mut extra = vec![];
         for w in witnesses {
-            args.extend(["--witness", w]);
+            extra.extend(["--witness", w]);
         }
         if let Some(t) = threshold {
-            args.extend(["--witness-threshold", t]);
+            extra.extend(["--witness-threshold", t]);
         }
-        let out = run(&args, None);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        f.verify_with(&report, &f.vkey, &extra)
     };
     let (code, out) = check(&[&w1.key], None);
     assert_eq!(code, Some(0), "{out}");
@@ -405,37 +408,14 @@ fn report_verify_checks_the_witnesses_cosignatures() {
         hexagone_auditor::report::render(&forged, hexagone_auditor::report::Format::Json),
     )
     .unwrap();
-    let out = run(
-        &[
-            "report",
-            "verify",
-            "--report",
-            &forged_path,
-            "--key",
-            &f.vkey,
-        ],
-        None,
-    );
+    let (code, text) = f.verify(&forged_path, &f.vkey, None);
     assert_eq!(
-        out.status.code(),
+        code,
         Some(0),
-        "the forged report is signed by the log's key"
+        "the forged report is signed by the log's key: {text}"
     );
-    let out = run(
-        &[
-            "report",
-            "verify",
-            "--report",
-            &forged_path,
-            "--key",
-            &f.vkey,
-            "--witness",
-            &w1.key,
-        ],
-        None,
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = f.verify_with(&forged_path, &f.vkey, &["--witness", &w1.key]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains(
             "is cosigned by 0 of the 1 witnesses given, 1 needed; missing: witness.test/w1"

@@ -102,6 +102,18 @@ async fn kubectl(bed: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `kubectl ARGS` as the security officer alice (group `hexagone:security-officers`).
+async fn kubectl_officer(bed: &ControlPlane, args: &[&str]) -> anyhow::Result<()> {
+    let out = bed.kubectl_as("alice", Some(OFFICERS), args).await?;
+    ensure!(
+        out.status.success(),
+        "kubectl {} (as the security officer): {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 /// A long-running process of the demo, with its standard output read line by line (and echoed
 /// under its name); killed when dropped.
 struct Process {
@@ -484,18 +496,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
     }
     let file = out.join("attestations.yaml");
     std::fs::write(&file, &attestations)?;
-    let officer = bed
-        .kubectl_as(
-            "alice",
-            Some(OFFICERS),
-            ["apply", "-f", file.to_str().unwrap_or_default()],
-        )
-        .await?;
-    ensure!(
-        officer.status.success(),
-        "{}",
-        String::from_utf8_lossy(&officer.stderr)
-    );
+    kubectl_officer(&bed, &["apply", "-f", file.to_str().unwrap_or_default()]).await?;
     kubectl(
         &bed,
         &[
@@ -724,18 +725,11 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
             "the security officer withdraws the attestation of {withdrawn_node} (it holds the most volumes)"
         ),
     );
-    let withdrawn = bed
-        .kubectl_as(
-            "alice",
-            Some(OFFICERS),
-            ["delete", "nodeattestation", withdrawn_node.as_str()],
-        )
-        .await?;
-    ensure!(
-        withdrawn.status.success(),
-        "{}",
-        String::from_utf8_lossy(&withdrawn.stderr)
-    );
+    kubectl_officer(
+        &bed,
+        &["delete", "nodeattestation", withdrawn_node.as_str()],
+    )
+    .await?;
     // No Workplace pod left on it, every pod placed again, the status counting one node less.
     ready_and_sovereign(
         &bed,

@@ -40,24 +40,7 @@ async fn install_crd(bed: &ControlPlane) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(bed.client());
     crds.create(&PostParams::default(), &Probe::crd()).await?;
     let name = Probe::crd_name();
-    util::eventually("CRD established", || {
-        let crds = crds.clone();
-        async move {
-            let crd = crds.get(name).await.map_err(|e| e.to_string())?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                Ok(())
-            } else {
-                Err("not Established".to_owned())
-            }
-        }
-    })
-    .await?;
+    bed.crd_established(name, util::CONVERGE).await?;
     Ok(())
 }
 
