@@ -228,17 +228,25 @@ async fn latest(ledger: &Db, object_id: &str) -> Result<Option<Observation>, Str
     let Some(head) = ledger.head().await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let rows = ledger
+    let seqs = ledger
         .find_object(object_key(object_id), head.size)
         .await
         .map_err(|e| e.to_string())?;
     // The key is a hash prefix: the newest entry that really names this object.
-    Ok(rows.into_iter().find_map(
-        |(_, text)| match Entry::decode(text.as_bytes()).ok()?.body {
-            Body::Observation(o) if o.object.id == object_id => Some(o),
-            _ => None,
-        },
-    ))
+    for seq in seqs {
+        let Some(text) = ledger.entry(seq).await.map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if let Ok(Entry {
+            body: Body::Observation(o),
+            ..
+        }) = Entry::decode(text.as_bytes())
+            && o.object.id == object_id
+        {
+            return Ok(Some(o));
+        }
+    }
+    Ok(None)
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,

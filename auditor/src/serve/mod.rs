@@ -411,6 +411,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             }
         })
     });
+    let indexer = tokio::spawn(index_objects(reader.clone()));
     let lost = async {
         match election.as_mut() {
             Some(e) => e.lost().await,
@@ -434,6 +435,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         if let Some(c) = collector {
             c.abort();
         }
+        indexer.abort();
         refresher.abort();
         let _ = stop_http.send(true);
         drop(service);
@@ -456,6 +458,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     refresher.abort();
     let _ = refresher.await;
+    indexer.abort();
+    let _ = indexer.await;
     // The collector holds a handle on the queue: stop it so the sequencer can drain and end.
     if let Some(c) = collector {
         c.abort();
@@ -494,6 +498,26 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     eprintln!("shutting down: no new connections; draining the queue");
+}
+
+/// How often the service brings the object index up to the signed head.
+const INDEX_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps the object index (proofs by object, the collector's first pass at the next start)
+/// close to the head, off the append path: every [`INDEX_EVERY`], the entries signed since.
+async fn index_objects(db: crate::store::db::Db) {
+    let mut tick = tokio::time::interval(INDEX_EVERY);
+    loop {
+        tick.tick().await;
+        let indexed = match db.head().await {
+            Ok(Some(head)) => db.index_objects(head.size).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = indexed {
+            eprintln!("object index not brought up to the head (tried again later): {e}");
+        }
+    }
 }
 
 /// How often the service looks for replaced geolocation files.

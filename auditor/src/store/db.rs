@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _};
 
 use super::StoreError;
+use super::chunk::{self, CHUNK, ChunkRow};
 use crate::ledger::tree::{Hash, Subtree};
 
 /// A connection pool to one of the supported databases.
@@ -114,39 +115,45 @@ impl HeadLock {
         Ok(())
     }
 
-    /// Inserts entry rows (the batch is written in pieces while the rest is being sealed;
-    /// nothing is visible before [`HeadLock::commit`]).
-    pub async fn insert(&mut self, rows: Vec<EntryRow>) -> Result<(), StoreError> {
+    /// Inserts chunks of entries (the batch is written in pieces while the rest is being
+    /// sealed; nothing is visible before [`HeadLock::commit`]).
+    pub async fn insert(&mut self, chunks: Vec<ChunkRow>) -> Result<(), StoreError> {
         match self {
             HeadLock::Sqlite(tx) => {
-                // The texts move into the statement's arguments (SQLite binds owned values).
-                let mut rows = rows.into_iter().peekable();
-                while rows.peek().is_some() {
+                // The bytes move into the statement's arguments (SQLite binds owned values).
+                let mut chunks = chunks.into_iter().peekable();
+                while chunks.peek().is_some() {
                     let mut qb = QueryBuilder::<sqlx::Sqlite>::new(
-                        "INSERT INTO ledger_entries (seq, leaf, body, object_key) ",
+                        "INSERT INTO ledger_chunks (first_seq, entry_count, leaves, objects, codec, bodies) ",
                     );
-                    qb.push_values(rows.by_ref().take(SQLITE_CHUNK), |mut b, r| {
-                        b.push_bind(to_i64(r.seq))
-                            .push_bind(r.leaf.to_vec())
-                            .push_bind(r.body)
-                            .push_bind(r.object_key);
+                    qb.push_values(chunks.by_ref().take(SQLITE_CHUNK / 2), |mut b, c| {
+                        b.push_bind(to_i64(c.first))
+                            .push_bind(i64::from(c.count))
+                            .push_bind(c.leaves)
+                            .push_bind(c.objects)
+                            .push_bind(c.codec)
+                            .push_bind(c.bodies);
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
             }
             HeadLock::Postgres(tx) => {
-                let seqs: Vec<i64> = rows.iter().map(|r| to_i64(r.seq)).collect();
-                let leaves: Vec<&[u8]> = rows.iter().map(|r| &r.leaf[..]).collect();
-                let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
-                let objects: Vec<Option<i64>> = rows.iter().map(|r| r.object_key).collect();
+                let firsts: Vec<i64> = chunks.iter().map(|c| to_i64(c.first)).collect();
+                let counts: Vec<i32> = chunks.iter().map(|c| c.count as i32).collect();
+                let leaves: Vec<&[u8]> = chunks.iter().map(|c| &c.leaves[..]).collect();
+                let objects: Vec<&[u8]> = chunks.iter().map(|c| &c.objects[..]).collect();
+                let codecs: Vec<i32> = chunks.iter().map(|c| c.codec).collect();
+                let bodies: Vec<&[u8]> = chunks.iter().map(|c| &c.bodies[..]).collect();
                 sqlx::query(
-                    "INSERT INTO ledger_entries (seq, leaf, body, object_key) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[])",
+                    "INSERT INTO ledger_chunks (first_seq, entry_count, leaves, objects, codec, bodies) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::bytea[], $4::bytea[], $5::int[], $6::bytea[])",
                 )
-                .bind(seqs)
+                .bind(firsts)
+                .bind(counts)
                 .bind(leaves)
-                .bind(bodies)
                 .bind(objects)
+                .bind(codecs)
+                .bind(bodies)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -206,6 +213,39 @@ impl HeadLock {
         }
     }
 }
+
+/// Checks the chunks a reader meets, in order: each holds 1 to [`CHUNK`] entries and none
+/// overlaps the one before (two rows holding the same entry: someone else wrote one).
+#[derive(Default)]
+struct Spans {
+    end: Option<u64>,
+}
+
+impl Spans {
+    /// (first, count) of the next chunk.
+    fn next(&mut self, first: i64, count: i32) -> Result<(u64, usize), StoreError> {
+        let first = u64::try_from(first)
+            .map_err(|_| StoreError::Corrupt(format!("a chunk starts at entry {first}")))?;
+        let n = chunk::check_count(first, i64::from(count))?;
+        if let Some(end) = self.end
+            && first < end
+        {
+            return Err(StoreError::Corrupt(format!(
+                "entries {first}..{} are stored twice (two chunks hold them)",
+                end.min(first + n as u64)
+            )));
+        }
+        self.end = Some(first + n as u64);
+        Ok((first, n))
+    }
+}
+
+/// The chunks that may hold entries `$1 + CHUNK..$2`, with their texts.
+const CHUNK_TEXTS: &str = "SELECT first_seq, entry_count, leaves, codec, bodies FROM ledger_chunks \
+     WHERE first_seq > $1 AND first_seq < $2 ORDER BY first_seq";
+/// The same, leaf hashes only.
+const CHUNK_LEAVES: &str = "SELECT first_seq, entry_count, leaves FROM ledger_chunks \
+     WHERE first_seq > $1 AND first_seq < $2 ORDER BY first_seq";
 
 /// Rows per multi-row insert statement on SQLite (4 parameters each, under its variable limit).
 const SQLITE_CHUNK: usize = 2000;
@@ -308,28 +348,41 @@ macro_rules! shared_ops {
                     .collect()
             }
 
-            /// (count, first) of the rows at or past `size`, inside a transaction.
+            /// (count, first) of the entries at or past `size`, inside a transaction. A chunk
+            /// that starts below `size` and reaches past it was written by someone else (the
+            /// sequencer's chunks end where a commit ends): refused.
             pub async fn past_head(
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
                 size: u64,
             ) -> Result<Option<(u64, u64)>, StoreError> {
-                // Runs before every commit: the first row past the head is found in the primary
-                // key's order whatever the statistics say (a COUNT over `seq >= size` was
-                // planned as a scan of the whole table after a bulk load); rows are counted
-                // only when there are some.
-                let Some(first) = sqlx::query("SELECT seq FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT 1")
+                // Runs before every commit: each query reads a few rows in the primary key's
+                // order whatever the statistics say; entries are counted only when there are some.
+                let straddles = sqlx::query(
+                    "SELECT first_seq FROM ledger_chunks WHERE first_seq < $1 AND first_seq > $2 AND first_seq + entry_count > $1 LIMIT 1",
+                )
+                .bind(to_i64(size))
+                .bind(to_i64(size) - CHUNK as i64)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(r) = straddles {
+                    return Err(StoreError::Corrupt(format!(
+                        "the chunk of entries from {} reaches past the signed head ({size} entries): written by someone else",
+                        r.try_get::<i64, _>("first_seq")?
+                    )));
+                }
+                let Some(first) = sqlx::query("SELECT first_seq FROM ledger_chunks WHERE first_seq >= $1 ORDER BY first_seq LIMIT 1")
                     .bind(to_i64(size))
                     .fetch_optional(&mut **tx)
                     .await?
                 else {
                     return Ok(None);
                 };
-                let n = sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE seq >= $1")
+                let n = sqlx::query("SELECT CAST(SUM(entry_count) AS BIGINT) AS n FROM ledger_chunks WHERE first_seq >= $1")
                     .bind(to_i64(size))
                     .fetch_one(&mut **tx)
                     .await?
                     .try_get::<i64, _>("n")? as u64;
-                Ok(Some((n, first.try_get::<i64, _>("seq")? as u64)))
+                Ok(Some((n, first.try_get::<i64, _>("first_seq")? as u64)))
             }
 
             /// The head (size, note) inside a transaction.
@@ -359,7 +412,15 @@ macro_rules! shared_ops {
                 tx: &mut sqlx::Transaction<'static, <$pool as PoolDb>::Db>,
                 size: u64,
             ) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM ledger_entries WHERE seq >= $1")
+                sqlx::query("DELETE FROM ledger_chunks WHERE first_seq >= $1")
+                    .bind(to_i64(size))
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM ledger_objects WHERE seq >= $1")
+                    .bind(to_i64(size))
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("UPDATE ledger_objects_indexed SET upto = $1 WHERE upto > $1")
                     .bind(to_i64(size))
                     .execute(&mut **tx)
                     .await?;
@@ -477,44 +538,65 @@ macro_rules! shared_ops {
                 Ok(true)
             }
 
+            /// The chunks holding entries `from..to`, in order (a chunk holds at most
+            /// [`CHUNK`] entries, so the one holding `from` starts after `from - CHUNK`).
+            /// `select` is one of [`CHUNK_TEXTS`] and [`CHUNK_LEAVES`].
+            async fn chunks(
+                pool: &$pool,
+                select: &'static str,
+                from: u64,
+                to: u64,
+            ) -> Result<Vec<<<$pool as PoolDb>::Db as sqlx::Database>::Row>, StoreError> {
+                Ok(sqlx::query(select)
+                .bind(to_i64(from) - CHUNK as i64)
+                .bind(to_i64(to))
+                .fetch_all(pool)
+                .await?)
+            }
+
             pub async fn entries_from(
                 pool: &$pool,
                 from: u64,
                 to: u64,
                 limit: u64,
             ) -> Result<Vec<(u64, Hash, String)>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT seq, leaf, body FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3",
-                )
-                .bind(to_i64(from))
-                .bind(to_i64(to))
-                .bind(to_i64(limit))
-                .fetch_all(pool)
-                .await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get::<i64, _>("seq")? as u64,
-                            hash(r.try_get("leaf")?)?,
-                            r.try_get("body")?,
-                        ))
-                    })
-                    .collect()
+                let to = to.min(from.saturating_add(limit));
+                let mut out = Vec::new();
+                let mut spans = Spans::default();
+                for r in chunks(pool, CHUNK_TEXTS, from, to).await? {
+                    let (first, n) = spans.next(r.try_get("first_seq")?, r.try_get("entry_count")?)?;
+                    if first + n as u64 <= from {
+                        continue;
+                    }
+                    let leaves = chunk::leaves(first, n, &r.try_get::<Vec<u8>, _>("leaves")?)?;
+                    let texts = chunk::texts(
+                        first,
+                        n,
+                        r.try_get("codec")?,
+                        &r.try_get::<Vec<u8>, _>("bodies")?,
+                    )?;
+                    for (i, (leaf, text)) in leaves.into_iter().zip(texts).enumerate() {
+                        let seq = first + i as u64;
+                        if (from..to).contains(&seq) {
+                            out.push((seq, leaf, text));
+                        }
+                    }
+                }
+                Ok(out)
             }
 
             pub async fn leaves(pool: &$pool, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-                // The LIMIT keeps the estimate honest when the statistics are stale (after a
-                // bulk load PostgreSQL otherwise compiled this small read with JIT).
-                let rows = sqlx::query("SELECT leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3")
-                    .bind(to_i64(from))
-                    .bind(to_i64(to))
-                    .bind(to_i64(to.saturating_sub(from)))
-                    .fetch_all(pool)
-                    .await?;
-                let out: Vec<Hash> = rows
-                    .into_iter()
-                    .map(|r| hash(r.try_get("leaf")?))
-                    .collect::<Result<_, StoreError>>()?;
+                let mut out = Vec::new();
+                let mut spans = Spans::default();
+                for r in chunks(pool, CHUNK_LEAVES, from, to).await? {
+                    let (first, n) = spans.next(r.try_get("first_seq")?, r.try_get("entry_count")?)?;
+                    let leaves = chunk::leaves(first, n, &r.try_get::<Vec<u8>, _>("leaves")?)?;
+                    for (i, leaf) in leaves.into_iter().enumerate() {
+                        if (from..to).contains(&(first + i as u64)) {
+                            out.push(leaf);
+                        }
+                    }
+                }
                 if out.len() as u64 != to - from {
                     return Err(StoreError::Corrupt(format!(
                         "entries {from}..{to} should be {} rows, found {}",
@@ -523,6 +605,60 @@ macro_rules! shared_ops {
                     )));
                 }
                 Ok(out)
+            }
+
+            /// Brings the object index up to `upto` (the signed head), from the chunks' object
+            /// keys, a few chunks per transaction.
+            pub async fn index_objects(pool: &$pool, upto: u64) -> Result<(), StoreError> {
+                loop {
+                    let mut tx = pool.begin_with($begin).await?;
+                    let done = sqlx::query("SELECT upto FROM ledger_objects_indexed WHERE id = 1")
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get::<i64, _>("upto"))
+                        .transpose()?
+                        .map_or(0, |u| u as u64);
+                    if done >= upto {
+                        return Ok(());
+                    }
+                    let rows = sqlx::query(
+                        "SELECT first_seq, entry_count, objects FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT 64",
+                    )
+                    .bind(to_i64(done))
+                    .bind(to_i64(upto))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut keys = Vec::new();
+                    let mut end = done;
+                    for r in &rows {
+                        let first = r.try_get::<i64, _>("first_seq")? as u64;
+                        let n = chunk::check_count(first, i64::from(r.try_get::<i32, _>("entry_count")?))?;
+                        keys.extend(chunk::object_keys(first, n, &r.try_get::<Vec<u8>, _>("objects")?)?);
+                        end = first + n as u64;
+                    }
+                    if rows.is_empty() {
+                        // Nothing stored up to the head: a gap a reader reports.
+                        end = upto;
+                    }
+                    for part in keys.chunks(SQLITE_CHUNK) {
+                        let mut qb = QueryBuilder::<<$pool as PoolDb>::Db>::new(
+                            "INSERT INTO ledger_objects (object_key, seq) ",
+                        );
+                        qb.push_values(part, |mut b, (seq, key)| {
+                            b.push_bind(*key).push_bind(to_i64(*seq));
+                        });
+                        qb.push(" ON CONFLICT (object_key, seq) DO NOTHING");
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO ledger_objects_indexed (id, upto) VALUES (1, $1) \
+                         ON CONFLICT (id) DO UPDATE SET upto = CASE WHEN ledger_objects_indexed.upto < $1 THEN $1 ELSE ledger_objects_indexed.upto END",
+                    )
+                    .bind(to_i64(end))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                }
             }
 
             pub async fn checkpoints_from(
@@ -564,16 +700,17 @@ macro_rules! shared_ops {
                 pool: &$pool,
                 key: i64,
                 below: u64,
-            ) -> Result<Vec<(u64, String)>, StoreError> {
+            ) -> Result<Vec<u64>, StoreError> {
+                index_objects(pool, below).await?;
                 let rows = sqlx::query(
-                    "SELECT seq, body FROM ledger_entries WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT 64",
+                    "SELECT seq FROM ledger_objects WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT 64",
                 )
                 .bind(key)
                 .bind(to_i64(below))
                 .fetch_all(pool)
                 .await?;
                 rows.into_iter()
-                    .map(|r| Ok((r.try_get::<i64, _>("seq")? as u64, r.try_get("body")?)))
+                    .map(|r| Ok(r.try_get::<i64, _>("seq")? as u64))
                     .collect()
             }
         }
@@ -735,13 +872,25 @@ impl Db {
         dispatch!(self, add_cosignature(size, witness, line))
     }
 
-    /// The latest entries (newest first) whose object key is `key`, below `below`.
-    pub async fn find_object(
-        &self,
-        key: i64,
-        below: u64,
-    ) -> Result<Vec<(u64, String)>, StoreError> {
+    /// Brings the object index up to `upto` (the signed head), from the chunks' object keys.
+    pub async fn index_objects(&self, upto: u64) -> Result<(), StoreError> {
+        dispatch!(self, index_objects(upto))
+    }
+
+    /// The sequence numbers of the latest entries (newest first, at most 64) whose object key
+    /// is `key`, below `below` (the signed head), after bringing the object index up to it.
+    pub async fn find_object(&self, key: i64, below: u64) -> Result<Vec<u64>, StoreError> {
         dispatch!(self, find_object(key, below))
+    }
+
+    /// The text of entry `seq`, if stored.
+    pub async fn entry(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .entries_from(seq, seq + 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, _, text)| text))
     }
 
     /// The stored hashes of the subtrees among `wanted` (absent ones are left out).

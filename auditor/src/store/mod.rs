@@ -6,6 +6,7 @@
 //! Entries are made and checked by the pure core ([`crate::ledger`]); this module only moves
 //! them to and from the database.
 
+pub mod chunk;
 pub mod db;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, Entry, Timestamp};
+use crate::ledger::entry::{Body, EncodedBody, Entry, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -35,8 +36,8 @@ const PAGE: u64 = 10_000;
 /// one row per 128 entries, and a proof reads at most `2^NODE_LEVEL` leaves besides them.
 pub const NODE_LEVEL: u8 = 8;
 
-/// Entries sealed per piece while the previous piece is being written.
-const SEAL_PIECE: usize = 2000;
+/// Entries sealed per piece while the previous piece is being packed and written.
+const SEAL_PIECE: usize = chunk::CHUNK;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -311,12 +312,12 @@ impl Ledger {
         &self,
         seq: &mut Sequencer,
         now: Timestamp,
-        items: &[Body],
+        items: Vec<Body>,
     ) -> Result<Appended, StoreError> {
         let done = self
             .commit(seq, now, &[], |_, _| {
                 Some(Work::Entries {
-                    bodies: items.to_vec(),
+                    bodies: items,
                     requests: Vec::new(),
                 })
             })
@@ -470,7 +471,8 @@ impl Ledger {
                 let mut tree = seq.frontier().clone();
                 let mut nodes = Vec::new();
                 keep_nodes(&mut tree, sealed.leaf, &mut nodes);
-                lock.insert(vec![row_of(sealed, None)]).await?;
+                lock.insert(vec![chunk::pack(&[row_of(sealed, None)])])
+                    .await?;
                 (next, nodes, Vec::new(), Some(rotation))
             }
         };
@@ -576,13 +578,19 @@ impl Ledger {
             .find_object(db::object_key(object_id), head.size)
             .await?;
         // The key is a hash prefix: keep the newest entry that really names this object.
-        let (seq, body) = candidates
-            .into_iter()
-            .find(|(_, body)| {
-                matches!(Entry::decode(body.as_bytes()),
-                    Ok(Entry { body: Body::Observation(o), .. }) if o.object.id == object_id)
-            })
-            .ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
+        let mut found = None;
+        for seq in candidates {
+            let Some(body) = self.db.entry(seq).await? else {
+                continue;
+            };
+            if matches!(Entry::decode(body.as_bytes()),
+                Ok(Entry { body: Body::Observation(o), .. }) if o.object.id == object_id)
+            {
+                found = Some((seq, body));
+                break;
+            }
+        }
+        let (seq, body) = found.ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
         let path = self.inclusion_path(seq, head.size).await?;
         // The path is made of stored rows: check it leads to the signed root before handing
         // it out (the reader checks the signature).
@@ -777,8 +785,9 @@ enum Work {
     Rotation(Box<SignerKey>),
 }
 
-/// Seals `bodies` with `next` on a blocking thread, piece by piece, while the pieces already
-/// sealed are inserted under `lock`: encoding and hashing overlap with the database's work.
+/// Seals `bodies` with `next` in a pipeline of blocking threads, piece by piece: one encodes
+/// the bodies, one chains and hashes them (the only step that must follow entry order), one
+/// packs them into chunks, while the chunks already packed are inserted under `lock`.
 /// Returns the sequencer after the last entry and the subtree hashes to store.
 async fn seal_and_insert(
     lock: &mut db::HeadLock,
@@ -786,13 +795,14 @@ async fn seal_and_insert(
     now: Timestamp,
     bodies: Vec<Body>,
 ) -> Result<(Sequencer, Vec<(Subtree, Hash)>), StoreError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EntryRow>>(2);
-    let sealer = tokio::task::spawn_blocking(move || {
-        let mut tree = next.frontier().clone();
-        let mut nodes = Vec::new();
+    let (encoded_tx, mut encoded) =
+        tokio::sync::mpsc::channel::<Vec<(Option<i64>, EncodedBody)>>(2);
+    let (tx, mut sealed) = tokio::sync::mpsc::channel::<Vec<EntryRow>>(2);
+    let (packed_tx, mut packed) = tokio::sync::mpsc::channel::<Vec<chunk::ChunkRow>>(2);
+    let encoder = tokio::task::spawn_blocking(move || {
         let mut bodies = bodies.into_iter();
         loop {
-            let piece: Vec<EntryRow> = bodies
+            let piece: Vec<(Option<i64>, EncodedBody)> = bodies
                 .by_ref()
                 .take(SEAL_PIECE)
                 .map(|b| {
@@ -800,26 +810,53 @@ async fn seal_and_insert(
                         Body::Observation(o) => Some(db::object_key(&o.object.id)),
                         Body::KeyRotation { .. } => None,
                     };
-                    let sealed = next.seal(now, b);
-                    keep_nodes(&mut tree, sealed.leaf, &mut nodes);
+                    (key, b.encode())
+                })
+                .collect();
+            // An empty piece ends the batch; a closed channel means a later step failed.
+            if piece.is_empty() || encoded_tx.blocking_send(piece).is_err() {
+                break;
+            }
+        }
+    });
+    let sealer = tokio::task::spawn_blocking(move || {
+        let mut nodes = Vec::new();
+        while let Some(piece) = encoded.blocking_recv() {
+            let rows: Vec<EntryRow> = piece
+                .into_iter()
+                .map(|(key, body)| {
+                    let sealed = next.seal_completing(now, &body, |s, h| {
+                        if s.level >= NODE_LEVEL {
+                            nodes.push((s, h));
+                        }
+                    });
                     row_of(sealed, key)
                 })
                 .collect();
-            // An empty piece ends the batch; a closed channel means the insert failed.
-            if piece.is_empty() || tx.blocking_send(piece).is_err() {
+            if tx.blocking_send(rows).is_err() {
                 break;
             }
         }
         (next, nodes)
     });
+    let packer = tokio::task::spawn_blocking(move || {
+        while let Some(piece) = sealed.blocking_recv() {
+            let chunks = piece.chunks(chunk::CHUNK).map(chunk::pack).collect();
+            if packed_tx.blocking_send(chunks).is_err() {
+                break;
+            }
+        }
+    });
     let mut inserted = Ok(());
-    while let Some(piece) = rx.recv().await {
-        inserted = lock.insert(piece).await;
+    while let Some(chunks) = packed.recv().await {
+        inserted = lock.insert(chunks).await;
         if inserted.is_err() {
             break;
         }
     }
-    drop(rx);
+    drop(packed);
+    packer.await.expect("packing does not panic");
+    encoder.await.expect("encoding does not panic");
     let sealed = sealer.await.expect("sealing does not panic");
     inserted?;
     Ok(sealed)

@@ -61,14 +61,25 @@ async fn forge_next(db: &Db, body: Body) -> (u64, Hash, String) {
     (entry.seq, leaf_hash(text.as_bytes()), text)
 }
 
+/// Stores one entry as a chunk of its own, plain (the layout a reader accepts; see
+/// `store::chunk`).
 async fn insert(db: &Db, (seq, leaf, text): (u64, Hash, String)) {
+    insert_chunk(db, seq, &[(leaf, text)]).await;
+}
+
+/// Stores entries from `first` as one plain chunk, without object keys.
+async fn insert_chunk(db: &Db, first: u64, entries: &[(Hash, String)]) {
+    let leaves: Vec<u8> = entries.iter().flat_map(|(l, _)| l.to_vec()).collect();
+    let texts: String = entries.iter().map(|(_, t)| format!("{t}\n")).collect();
     sql(
         db,
-        "INSERT INTO ledger_entries (seq, leaf, body, object_key) VALUES ($1, $2, $3, NULL)",
+        "INSERT INTO ledger_chunks (first_seq, entry_count, leaves, objects, codec, bodies) VALUES ($1, $2, $3, $4, 0, $5)",
         vec![
-            Arg::Int(seq as i64),
-            Arg::Bytes(leaf.to_vec()),
-            Arg::Text(text),
+            Arg::Int(first as i64),
+            Arg::Int(entries.len() as i64),
+            Arg::Bytes(leaves),
+            Arg::Bytes(Vec::new()),
+            Arg::Bytes(texts.into_bytes()),
         ],
     )
     .await;
@@ -81,7 +92,7 @@ async fn log(url: &str, key: &SignerKey) -> (Ledger, Sequencer) {
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
     for b in 0..3 {
         ledger
-            .append(&mut seq, NOW, &bodies(b * 10, 10))
+            .append(&mut seq, NOW, bodies(b * 10, 10))
             .await
             .unwrap();
     }
@@ -105,7 +116,7 @@ async fn injected_rotation_is_never_signed(url: String) {
     insert(ledger.db(), forge_next(ledger.db(), rotation).await).await;
 
     // The running sequencer refuses to commit over it, and writes nothing.
-    match ledger.append(&mut running, NOW, &bodies(30, 5)).await {
+    match ledger.append(&mut running, NOW, bodies(30, 5)).await {
         Err(
             e @ StoreError::RowsPastHead {
                 count: 1,
@@ -133,7 +144,7 @@ async fn injected_rotation_is_never_signed(url: String) {
             .iter()
             .all(|r| !r.2.contains("key-rotation"))
     );
-    let a = ledger.append(&mut seq, NOW, &bodies(30, 5)).await.unwrap();
+    let a = ledger.append(&mut seq, NOW, bodies(30, 5)).await.unwrap();
     assert_eq!((a.first, a.last), (30, 34));
     assert_eq!(ledger.keys().await.unwrap(), vec![key.verifier().clone()]);
 
@@ -188,6 +199,7 @@ async fn rewritten_history_is_refused(url: String) {
     let stored = rows(ledger.db()).await;
     let mut forger = Sequencer::new(SignerKey::generate(crate::util::ORIGIN).unwrap());
     let mut frontier = Frontier::new();
+    let mut forged = Vec::new();
     for (seq, _, text) in &stored {
         let entry = Entry::decode(text.as_bytes()).unwrap();
         let body = if *seq == 12 {
@@ -197,16 +209,12 @@ async fn rewritten_history_is_refused(url: String) {
         };
         let s = forger.seal(entry.time, body);
         frontier.push(s.leaf);
-        sql(
-            ledger.db(),
-            "UPDATE ledger_entries SET leaf = $1, body = $2 WHERE seq = $3",
-            vec![
-                Arg::Bytes(s.leaf.to_vec()),
-                Arg::Text(s.text),
-                Arg::Int(*seq as i64),
-            ],
-        )
-        .await;
+        forged.push((s.leaf, s.text));
+    }
+    // Every entry rewritten, each stored in a chunk of its own.
+    sql(ledger.db(), "DELETE FROM ledger_chunks", Vec::new()).await;
+    for (seq, entry) in forged.into_iter().enumerate() {
+        insert_chunk(ledger.db(), seq as u64, &[entry]).await;
     }
     sql(
         ledger.db(),
@@ -238,7 +246,7 @@ async fn rewritten_history_is_refused(url: String) {
     ));
     // A sequencer that was running signs its own view: the true root, never the forged one.
     let a = ledger
-        .append(&mut running, NOW, &bodies(30, 5))
+        .append(&mut running, NOW, bodies(30, 5))
         .await
         .unwrap();
     let mut truth = running_before;
@@ -279,7 +287,7 @@ async fn restored_older_head_is_refused(url: String) {
         vec![Arg::Bytes(old.to_bytes()), Arg::Text(old_note)],
     )
     .await;
-    match ledger.append(&mut running, NOW, &bodies(30, 5)).await {
+    match ledger.append(&mut running, NOW, bodies(30, 5)).await {
         Err(
             e @ StoreError::Sequencer(SequencerError::RolledBack {
                 ours: 30,
@@ -318,7 +326,7 @@ async fn rows_injected_past_the_head_are_dropped(url: String) {
         .await;
     }
     assert!(matches!(
-        ledger.append(&mut running, NOW, &bodies(30, 5)).await,
+        ledger.append(&mut running, NOW, bodies(30, 5)).await,
         Err(StoreError::RowsPastHead {
             count: 3,
             first: 30
@@ -332,7 +340,7 @@ async fn rows_injected_past_the_head_are_dropped(url: String) {
             first: 30
         })
     );
-    ledger.append(&mut seq, NOW, &bodies(30, 5)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(30, 5)).await.unwrap();
     let texts = rows(ledger.db()).await;
     assert_eq!(texts.len(), 35);
     assert!(texts.iter().all(|r| !r.2.contains("doc-500\"")));
@@ -389,7 +397,90 @@ async fn a_rewritten_subtree_hash_is_caught(url: String) {
     assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 1234);
 }
 
+/// A second chunk holding entries another chunk holds, one of them forged: readers refuse
+/// to pick either and name the entries; the running sequencer signs only its own view.
+async fn a_chunk_overlapping_another_is_refused(url: String) {
+    let key = signer(36);
+    let (ledger, mut running) = log(&url, &key).await;
+    let mut forger = Sequencer::new(SignerKey::generate(crate::util::ORIGIN).unwrap());
+    let forged = forger.seal(NOW, observation(6_666));
+    insert_chunk(ledger.db(), 15, &[(forged.leaf, forged.text)]).await;
+    match ledger.db().entries_from(0, 30, 100).await {
+        Err(e @ StoreError::Corrupt(_)) => assert!(
+            e.to_string().contains("entries 15..16 are stored twice"),
+            "{e}"
+        ),
+        other => panic!("overlapping chunks read: {other:?}"),
+    }
+    let mut bundle = Vec::new();
+    assert!(ledger.export(&mut bundle, |_, _| {}).await.is_err());
+    // The running sequencer still signs its own view only.
+    let mut truth = running.clone();
+    let a = ledger
+        .append(&mut running, NOW, bodies(30, 5))
+        .await
+        .unwrap();
+    for b in bodies(30, 5) {
+        truth.seal(NOW, b);
+    }
+    assert!(a.note.contains(&base64_root(truth.frontier())));
+    // Once the forged row is gone, everything verifies.
+    sql(
+        ledger.db(),
+        "DELETE FROM ledger_chunks WHERE first_seq = 15",
+        Vec::new(),
+    )
+    .await;
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 35);
+}
+
+/// The chunk of the last commit replaced by one holding the same entries and three forged
+/// ones after them: a chunk that starts below the head and reaches past it is never the
+/// sequencer's own, so nothing is signed, running or starting.
+async fn a_chunk_reaching_past_the_head_is_refused(url: String) {
+    let key = signer(37);
+    let (ledger, mut running) = log(&url, &key).await;
+    let mut entries: Vec<(Hash, String)> = rows(ledger.db())
+        .await
+        .into_iter()
+        .skip(20)
+        .map(|(_, leaf, text)| (leaf, text))
+        .collect();
+    for i in 0..3 {
+        let (_, leaf, text) = forge_next(ledger.db(), observation(700 + i)).await;
+        entries.push((leaf, text.clone()));
+        insert(ledger.db(), (30 + i, leaf, text)).await;
+    }
+    sql(
+        ledger.db(),
+        "DELETE FROM ledger_chunks WHERE first_seq >= 20",
+        Vec::new(),
+    )
+    .await;
+    insert_chunk(ledger.db(), 20, &entries).await;
+    let refused = |r: Result<(), StoreError>| match r {
+        Err(e @ StoreError::Corrupt(_)) => assert!(
+            e.to_string()
+                .contains("the chunk of entries from 20 reaches past the signed head (30 entries)"),
+            "{e}"
+        ),
+        other => panic!("a chunk past the head was accepted: {other:?}"),
+    };
+    refused(
+        ledger
+            .append(&mut running, NOW, bodies(30, 5))
+            .await
+            .map(|_| ()),
+    );
+    refused(ledger.sequencer(key.clone()).await.map(|_| ()));
+    assert_eq!(head_size(&ledger).await, 30);
+    ledger.close().await;
+}
+
 on_both!(
+    a_chunk_overlapping_another_is_refused,
+    a_chunk_reaching_past_the_head_is_refused,
     injected_rotation_is_never_signed,
     rewritten_history_is_refused,
     restored_older_head_is_refused,

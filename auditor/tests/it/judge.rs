@@ -361,7 +361,7 @@ async fn a_verdict_its_evidence_does_not_give_fails_verify_policy() {
         let ledger = hexagone_auditor::store::Ledger::open(&s.db).await.unwrap();
         let (mut seq, _) = ledger.sequencer(key).await.unwrap();
         ledger
-            .append(&mut seq, crate::util::NOW, &[Body::Observation(forged)])
+            .append(&mut seq, crate::util::NOW, vec![Body::Observation(forged)])
             .await
             .unwrap();
         ledger.close().await;

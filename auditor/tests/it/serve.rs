@@ -611,6 +611,38 @@ fn graceful_shutdown_commits_what_is_queued_and_signs_a_final_checkpoint() {
     );
     let out = setup.verify();
     assert!(out.contains("valid: 10 entries"), "{out}");
+    // Started again on that ledger, the service brings the object index up to the head by
+    // itself, with no proof asked for.
+    let srv = setup.start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let indexed = || {
+        rt.block_on(async {
+            let db = hexagone_auditor::store::db::Db::connect(&setup.db)
+                .await
+                .unwrap();
+            let hexagone_auditor::store::db::Db::Sqlite(pool) = &db else {
+                unreachable!("this setup is on SQLite")
+            };
+            let upto: Option<i64> =
+                sqlx::query_scalar("SELECT upto FROM ledger_objects_indexed WHERE id = 1")
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap();
+            db.close().await;
+            upto
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while indexed() != Some(10) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the object index stayed at {:?}",
+            indexed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
     // The service refuses a tokens file others can read.
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(setup.path("tokens"), std::fs::Permissions::from_mode(0o640)).unwrap();

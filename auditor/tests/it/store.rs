@@ -25,10 +25,7 @@ async fn append_checkpoint_export(url: String) {
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut seq, dropped) = ledger.sequencer(key.clone()).await.unwrap();
     assert_eq!(dropped, None);
-    let a = ledger
-        .append(&mut seq, NOW, &bodies(0, 2500))
-        .await
-        .unwrap();
+    let a = ledger.append(&mut seq, NOW, bodies(0, 2500)).await.unwrap();
     assert_eq!((a.first, a.last, a.size), (0, 2499, 2500));
     // Entries and their checkpoint are durable together.
     let head = ledger.head().await.unwrap();
@@ -38,7 +35,7 @@ async fn append_checkpoint_export(url: String) {
     );
     for i in 0..3 {
         let a = ledger
-            .append(&mut seq, NOW, &bodies(2500 + i * 10, 10))
+            .append(&mut seq, NOW, bodies(2500 + i * 10, 10))
             .await
             .unwrap();
         assert_eq!((a.first, a.last), (2500 + i * 10, 2509 + i * 10));
@@ -54,14 +51,14 @@ async fn restart_resumes_the_signed_head(url: String) {
     let key = signer(2);
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger.append(&mut seq, NOW, &bodies(0, 100)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(0, 100)).await.unwrap();
     ledger.close().await;
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut again, dropped) = ledger.sequencer(key.clone()).await.unwrap();
     assert_eq!((again.size(), dropped), (100, None));
     assert_eq!(again.note(), seq.note());
     let a = ledger
-        .append(&mut again, NOW, &bodies(100, 50))
+        .append(&mut again, NOW, bodies(100, 50))
         .await
         .unwrap();
     assert_eq!((a.first, a.last, a.size), (100, 149, 150));
@@ -84,7 +81,7 @@ async fn concurrent_writers_cannot_fork(url: String) {
             let mut acks = Vec::new();
             for b in 0..10 {
                 let a = ledger
-                    .append(&mut seq, NOW, &bodies(w * 1000 + b * 10, 10))
+                    .append(&mut seq, NOW, bodies(w * 1000 + b * 10, 10))
                     .await
                     .unwrap();
                 acks.push((a.first, a.last, w * 1000 + b * 10));
@@ -121,9 +118,9 @@ async fn a_stale_sequencer_catches_up_and_seals_after(url: String) {
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut a, _) = ledger.sequencer(key.clone()).await.unwrap();
     let (mut b, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger.append(&mut a, NOW, &bodies(0, 5)).await.unwrap();
+    ledger.append(&mut a, NOW, bodies(0, 5)).await.unwrap();
     // b still believes the head is at 0: it checks a's head, then seals after it.
-    let late = ledger.append(&mut b, NOW, &bodies(5, 5)).await.unwrap();
+    let late = ledger.append(&mut b, NOW, bodies(5, 5)).await.unwrap();
     assert_eq!((late.first, late.last, late.size), (5, 9, 10));
     // A key other than the one in force cannot open the log for signing.
     match ledger.sequencer(signer(40)).await {
@@ -143,14 +140,14 @@ async fn times_never_decrease_when_the_clock_goes_back(url: String) {
     let key = signer(8);
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger.append(&mut seq, NOW, &bodies(0, 3)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(0, 3)).await.unwrap();
     let back = Timestamp(NOW.0 - 3_600_000);
-    ledger.append(&mut seq, back, &bodies(3, 3)).await.unwrap();
+    ledger.append(&mut seq, back, bodies(3, 3)).await.unwrap();
     // Restarted with the clock still an hour behind.
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger.append(&mut seq, back, &bodies(6, 3)).await.unwrap();
+    ledger.append(&mut seq, back, bodies(6, 3)).await.unwrap();
     let later = Timestamp(NOW.0 + 1);
-    ledger.append(&mut seq, later, &bodies(9, 1)).await.unwrap();
+    ledger.append(&mut seq, later, bodies(9, 1)).await.unwrap();
     let times: Vec<Timestamp> = ledger
         .db()
         .entries_from(0, 10, 10)
@@ -232,18 +229,18 @@ async fn rotation_is_verified_across_keys(url: String) {
     let (old, new) = (signer(5), signer(6));
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut seq, _) = ledger.sequencer(old.clone()).await.unwrap();
-    ledger.append(&mut seq, NOW, &bodies(0, 30)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(0, 30)).await.unwrap();
     let r = ledger.rotate(&mut seq, NOW, new.clone()).await.unwrap();
     assert_eq!((r.first, r.last, r.size), (30, 30, 31));
     // The same sequencer now signs with the new key.
-    ledger.append(&mut seq, NOW, &bodies(30, 10)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(30, 10)).await.unwrap();
     // The old key can no longer open the log for signing; the new one can.
     assert!(matches!(
         ledger.sequencer(old.clone()).await,
         Err(StoreError::Sequencer(SequencerError::WrongKey { .. }))
     ));
     let (mut seq, _) = ledger.sequencer(new.clone()).await.unwrap();
-    ledger.append(&mut seq, NOW, &bodies(40, 10)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(40, 10)).await.unwrap();
     // A rotation to a key named for another log is refused before anything is written.
     let foreign = SignerKey::generate("elsewhere/log").unwrap();
     assert!(matches!(
@@ -261,8 +258,93 @@ async fn rotation_is_verified_across_keys(url: String) {
 pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer) {
     let ledger = Ledger::open(url).await.unwrap();
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    ledger.append(&mut seq, NOW, &bodies(0, n)).await.unwrap();
+    ledger.append(&mut seq, NOW, bodies(0, n)).await.unwrap();
     (ledger, seq)
+}
+
+/// A ledger written before entries were stored in chunks (schema 4: one row per entry, with
+/// its object key) is moved into chunks when opened: it verifies, proofs by object find its
+/// entries, and the next commit is stored compressed after the migrated rows.
+async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
+    use hexagone_auditor::ledger::entry::Body;
+    use hexagone_auditor::store::db::object_key;
+    let key = signer(8);
+    // The entries, keys, checkpoints and head of a real ledger of 300 entries, written as the
+    // ledger wrote them before (schema 4), into a database migrated up to schema 4 only.
+    let dir = tempfile::tempdir().unwrap();
+    let source_url = fresh_sqlite(dir.path());
+    let (source, mut seq) = ledger_of(&source_url, &key, 200).await;
+    source
+        .append(&mut seq, NOW, bodies(200, 100))
+        .await
+        .unwrap();
+    let entries = source.db().entries_from(0, 300, 1000).await.unwrap();
+    let checkpoints = source.db().checkpoints_from(1, 100).await.unwrap();
+    let keys = source.db().key_rows().await.unwrap();
+    let head = source.head().await.unwrap();
+    source.close().await;
+    macro_rules! old_ledger {
+        ($pool:expr, $migrator:expr) => {{
+            let pool = $pool;
+            $migrator.run_to(4, &pool).await.unwrap();
+            sqlx::query("INSERT INTO ledger_head (id, origin, size, frontier, note, key_index) VALUES (1, $1, $2, $3, $4, $5)")
+                .bind(&head.origin).bind(head.size as i64).bind(&head.frontier).bind(&head.note).bind(head.key_index as i64)
+                .execute(&pool).await.unwrap();
+            for (i, (verifier, announced)) in keys.iter().enumerate() {
+                sqlx::query("INSERT INTO ledger_keys (key_index, verifier, announced_in) VALUES ($1, $2, $3)")
+                    .bind(i as i64).bind(verifier).bind(announced.map(|a| a as i64))
+                    .execute(&pool).await.unwrap();
+            }
+            for (size, note) in &checkpoints {
+                sqlx::query("INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)")
+                    .bind(*size as i64).bind(note)
+                    .execute(&pool).await.unwrap();
+            }
+            for (seq, leaf, text) in &entries {
+                let object = match Entry::decode(text.as_bytes()).unwrap().body {
+                    Body::Observation(o) => Some(object_key(&o.object.id)),
+                    Body::KeyRotation { .. } => None,
+                };
+                sqlx::query("INSERT INTO ledger_entries (seq, leaf, body, object_key) VALUES ($1, $2, $3, $4)")
+                    .bind(*seq as i64).bind(leaf.to_vec()).bind(text).bind(object)
+                    .execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }};
+    }
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        use std::str::FromStr as _;
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(path)
+            .unwrap()
+            .create_if_missing(true);
+        old_ledger!(
+            sqlx::SqlitePool::connect_with(opts).await.unwrap(),
+            sqlx::migrate!("./migrations/sqlite")
+        );
+    } else {
+        old_ledger!(
+            sqlx::PgPool::connect(&url).await.unwrap(),
+            sqlx::migrate!("./migrations/postgres")
+        );
+    }
+
+    let ledger = Ledger::open(&url).await.unwrap();
+    let proof = ledger.prove("spaces/1/doc-98").await.unwrap();
+    assert_eq!(
+        proof.verify(&[key.verifier().clone()], None).unwrap().seq,
+        98
+    );
+    let (mut seq, dropped) = ledger.sequencer(key.clone()).await.unwrap();
+    assert_eq!((dropped, seq.size()), (None, 300));
+    ledger.append(&mut seq, NOW, bodies(300, 20)).await.unwrap();
+    let proof = ledger.prove("spaces/0/doc-291").await.unwrap();
+    assert_eq!(
+        proof.verify(&[key.verifier().clone()], None).unwrap().seq,
+        291
+    );
+    assert_eq!(ledger.prove("spaces/28/doc-319").await.unwrap().index, 319);
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 320);
 }
 
 async fn proofs_by_object(url: String) {
@@ -292,7 +374,7 @@ async fn proofs_from_stored_hashes_equal_proofs_from_leaves(url: String) {
     let mut sizes = vec![0];
     for n in [300, 700, 1, 555] {
         let a = ledger
-            .append(&mut seq, NOW, &bodies(sizes[sizes.len() - 1], n))
+            .append(&mut seq, NOW, bodies(sizes[sizes.len() - 1], n))
             .await
             .unwrap();
         sizes.push(a.size);
@@ -354,7 +436,7 @@ async fn proofs_from_stored_hashes_equal_proofs_from_leaves(url: String) {
     assert_eq!(ledger.db().node_count(8).await.unwrap(), 6);
     assert_eq!(ledger.db().node_count(10).await.unwrap(), 1);
     ledger
-        .append(&mut seq, NOW, &bodies(size, 10))
+        .append(&mut seq, NOW, bodies(size, 10))
         .await
         .unwrap();
     let proof = ledger.prove("spaces/30/doc-1000").await.unwrap();
@@ -375,6 +457,7 @@ on_both!(
     retried_observations_are_recorded_once,
     rotation_is_verified_across_keys,
     proofs_by_object,
+    a_ledger_of_one_row_per_entry_is_migrated,
     proofs_from_stored_hashes_equal_proofs_from_leaves,
 );
 

@@ -25,7 +25,7 @@ async fn ledger(dir: &Path, name: &str, key: &SignerKey, from: u64) -> (String, 
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
     for b in 0..5 {
         ledger
-            .append(&mut seq, NOW, &bodies(from + b * 10, 10))
+            .append(&mut seq, NOW, bodies(from + b * 10, 10))
             .await
             .unwrap();
     }
