@@ -168,6 +168,8 @@ async fn raw_chunks(db: &Db, batch: &[ChunkRow]) {
 /// Times of one run.
 struct Times {
     ledger: Duration,
+    /// Processor time (all threads) spent in the ledger's appends.
+    ledger_cpu: Duration,
     rows: Duration,
     chunks: Duration,
 }
@@ -191,17 +193,19 @@ async fn interleaved(
     raw_table(&raw).await;
     let mut times = Times {
         ledger: Duration::ZERO,
+        ledger_cpu: Duration::ZERO,
         rows: Duration::ZERO,
         chunks: Duration::ZERO,
     };
     for ((chunk, batch), packed) in items.chunks(BATCH).zip(rows.chunks(BATCH)).zip(packed) {
         let owned = chunk.to_vec();
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_time());
         ledger
             .append(&mut seq, Timestamp(1_764_300_000_000), owned)
             .await
             .unwrap();
         times.ledger += t.elapsed();
+        times.ledger_cpu += cpu_time() - cpu;
         let t = Instant::now();
         raw_batch(&raw, batch).await;
         times.rows += t.elapsed();
@@ -213,6 +217,13 @@ async fn interleaved(
     ledger.close().await;
     raw.close().await;
     times
+}
+
+/// Processor time used by this process so far, all threads.
+fn cpu_time() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .expect("the process clock");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
 fn report(backend: &str, n: usize, t: &Times) {
@@ -227,6 +238,12 @@ fn report(backend: &str, n: usize, t: &Times) {
         rate(t.chunks),
         t.chunks,
         rate(t.ledger) / rate(t.chunks),
+    );
+    println!(
+        "{backend}: the ledger's appends used {:.2?} of processor time, all threads ({:.2} µs per entry, {:.2} cores busy on average)",
+        t.ledger_cpu,
+        t.ledger_cpu.as_secs_f64() * 1e6 / n as f64,
+        t.ledger_cpu.as_secs_f64() / t.ledger.as_secs_f64()
     );
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
-use super::entry::{Body, EncodedBody, Entry, GENESIS_PREV, Timestamp};
+use super::entry::{Body, EncodedBody, Entry, GENESIS_PREV, Prepared, Timestamp};
 use super::tree::{
     Frontier, Hash, Subtree, TreeError, leaf_hash, verify_consistency, verify_inclusion,
 };
@@ -299,6 +299,44 @@ impl Sequencer {
     /// [`Sequencer::seal`] for a body encoded already ([`Body::encode`]).
     pub fn seal_encoded(&mut self, now: Timestamp, body: &EncodedBody) -> Sealed {
         self.seal_completing(now, body, |_, _| {})
+    }
+
+    /// The time entries sealed now get: `now`, or the last entry's time if the clock went
+    /// back (entry times never decrease).
+    pub fn stamp(&self, now: Timestamp) -> Timestamp {
+        now.max(self.last_time)
+    }
+
+    /// Seals entries encoded ahead ([`Prepared`], which must start at this log's size and
+    /// carry a time no earlier than the last entry's): fills each one's `prev` in order,
+    /// hashes and chains it, handing `completed` the perfect subtrees completed
+    /// ([`Frontier::push_completing`]). Returns the leaf hashes.
+    pub fn seal_prepared(
+        &mut self,
+        p: &mut Prepared,
+        mut completed: impl FnMut(Subtree, Hash),
+    ) -> Vec<Hash> {
+        assert_eq!(
+            p.first(),
+            self.size(),
+            "entries prepared for another position"
+        );
+        assert!(
+            p.time() >= self.last_time,
+            "entries prepared with an earlier time"
+        );
+        let mut leaves = Vec::with_capacity(p.len());
+        for i in 0..p.len() {
+            let leaf = leaf_hash(p.chain(i, &self.prev));
+            self.prev = leaf;
+            self.frontier.push_completing(leaf, &mut completed);
+            leaves.push(leaf);
+        }
+        if !p.is_empty() {
+            self.last_time = p.time();
+            self.note = None;
+        }
+        leaves
     }
 
     /// [`Sequencer::seal_encoded`], handing `completed` every perfect subtree the new leaf
@@ -708,6 +746,39 @@ mod tests {
             .collect();
         seq.sign();
         (seq, texts)
+    }
+
+    #[test]
+    fn entries_prepared_ahead_seal_as_entries_sealed_one_by_one() {
+        let mut one = Sequencer::new(key(1));
+        let mut ahead = one.clone();
+        one.seal(Timestamp(9000), body(99));
+        ahead.seal(Timestamp(9000), body(99));
+        let (mut texts, mut leaves, mut kept) = (String::new(), Vec::new(), Vec::new());
+        for i in 0..300 {
+            // Time 5000 is before the last entry's: stamped 9000, as `seal` does.
+            let s = one.seal(Timestamp(5000), body(i));
+            texts.push_str(&s.text);
+            texts.push('\n');
+            leaves.push(s.leaf);
+        }
+        let mut p = Prepared::new(ahead.size(), ahead.stamp(Timestamp(5000)), 300);
+        for i in 0..300 {
+            p.push(&body(i));
+        }
+        let got = ahead.seal_prepared(&mut p, |s, h| kept.push((s, h)));
+        assert_eq!((p.text(), &got), (texts.as_str(), &leaves));
+        assert_eq!(ahead.frontier().root(), one.frontier().root());
+        assert_eq!(ahead.last_time(), one.last_time());
+        // The completed subtrees handed over are those of the tree.
+        let (level8, hash) = kept.iter().find(|(s, _)| s.level == 8).unwrap();
+        assert_eq!(level8.index, 0);
+        let mut first256 = Sequencer::new(key(1));
+        first256.seal(Timestamp(9000), body(99));
+        for i in 0..255 {
+            first256.seal(Timestamp(9000), body(i));
+        }
+        assert_eq!(*hash, first256.frontier().root());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use super::StoreError;
 use super::db::EntryRow;
-use crate::ledger::entry::MAX_ENTRY;
+use crate::ledger::entry::{MAX_ENTRY, Prepared};
 use crate::ledger::tree::Hash;
 
 /// Most entries in one chunk.
@@ -66,6 +66,30 @@ pub fn pack(rows: &[EntryRow]) -> ChunkRow {
         count: rows.len() as u32,
         leaves,
         objects,
+        codec: CODEC_LZ4,
+        bodies,
+    }
+}
+
+/// Packs entries sealed from a [`Prepared`] (at most [`CHUNK`], at least one), with their leaf
+/// hashes and object keys, into a compressed chunk.
+pub fn pack_prepared(p: &Prepared, leaves: &[Hash], keys: &[Option<i64>]) -> ChunkRow {
+    assert!(
+        !p.is_empty() && p.len() <= CHUNK && leaves.len() == p.len() && keys.len() == p.len(),
+        "a chunk holds 1 to {CHUNK} entries, each with its leaf hash and key"
+    );
+    let plain = p.text().as_bytes();
+    let mut bodies = Vec::with_capacity(4 + plain.len() / 4);
+    bodies.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+    bodies.extend_from_slice(&lz4_flex::block::compress(plain));
+    ChunkRow {
+        first: p.first(),
+        count: p.len() as u32,
+        leaves: leaves.concat(),
+        objects: keys
+            .iter()
+            .flat_map(|k| k.unwrap_or(0).to_be_bytes())
+            .collect(),
         codec: CODEC_LZ4,
         bodies,
     }

@@ -247,6 +247,9 @@ const CHUNK_TEXTS: &str = "SELECT first_seq, entry_count, leaves, codec, bodies 
 const CHUNK_LEAVES: &str = "SELECT first_seq, entry_count, leaves FROM ledger_chunks \
      WHERE first_seq > $1 AND first_seq < $2 ORDER BY first_seq";
 
+/// Most chunks (of up to 256 entries) indexed in one transaction.
+const INDEX_CHUNKS: i64 = 4096;
+
 /// Rows per multi-row insert statement on SQLite (4 parameters each, under its variable limit).
 const SQLITE_CHUNK: usize = 2000;
 
@@ -608,7 +611,9 @@ macro_rules! shared_ops {
             }
 
             /// Brings the object index up to `upto` (the signed head), from the chunks' object
-            /// keys, a few chunks per transaction.
+            /// keys, up to [`INDEX_CHUNKS`] chunks per transaction, their keys inserted in
+            /// key order: keys are random, so every transaction rewrites the index pages they
+            /// fall in, and few large transactions rewrite each page few times.
             pub async fn index_objects(pool: &$pool, upto: u64) -> Result<(), StoreError> {
                 loop {
                     let mut tx = pool.begin_with($begin).await?;
@@ -622,10 +627,11 @@ macro_rules! shared_ops {
                         return Ok(());
                     }
                     let rows = sqlx::query(
-                        "SELECT first_seq, entry_count, objects FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT 64",
+                        "SELECT first_seq, entry_count, objects FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT $3",
                     )
                     .bind(to_i64(done))
                     .bind(to_i64(upto))
+                    .bind(INDEX_CHUNKS)
                     .fetch_all(&mut *tx)
                     .await?;
                     let mut keys = Vec::new();
@@ -640,6 +646,7 @@ macro_rules! shared_ops {
                         // Nothing stored up to the head: a gap a reader reports.
                         end = upto;
                     }
+                    keys.sort_unstable_by_key(|(seq, key)| (*key, *seq));
                     for part in keys.chunks(SQLITE_CHUNK) {
                         let mut qb = QueryBuilder::<<$pool as PoolDb>::Db>::new(
                             "INSERT INTO ledger_objects (object_key, seq) ",

@@ -19,7 +19,7 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, EncodedBody, Entry, Timestamp};
+use crate::ledger::entry::{Body, Entry, Prepared, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -785,9 +785,11 @@ enum Work {
     Rotation(Box<SignerKey>),
 }
 
-/// Seals `bodies` with `next` in a pipeline of blocking threads, piece by piece: one encodes
-/// the bodies, one chains and hashes them (the only step that must follow entry order), one
-/// packs them into chunks, while the chunks already packed are inserted under `lock`.
+/// Seals `bodies` with `next` in a pipeline of blocking threads, one chunk at a time: two
+/// encode the entries whole ([`Prepared`], their `prev` left blank; encoding and dropping the
+/// bodies is the largest step, so chunks alternate between them), one seals them in order
+/// (fills `prev`, hashes, chains: the only step that must follow entry order), one packs them
+/// into chunks, while the chunks already packed are inserted under `lock`.
 /// Returns the sequencer after the last entry and the subtree hashes to store.
 async fn seal_and_insert(
     lock: &mut db::HeadLock,
@@ -795,54 +797,65 @@ async fn seal_and_insert(
     now: Timestamp,
     bodies: Vec<Body>,
 ) -> Result<(Sequencer, Vec<(Subtree, Hash)>), StoreError> {
-    let (encoded_tx, mut encoded) =
-        tokio::sync::mpsc::channel::<Vec<(Option<i64>, EncodedBody)>>(2);
-    let (tx, mut sealed) = tokio::sync::mpsc::channel::<Vec<EntryRow>>(2);
-    let (packed_tx, mut packed) = tokio::sync::mpsc::channel::<Vec<chunk::ChunkRow>>(2);
-    let encoder = tokio::task::spawn_blocking(move || {
-        let mut bodies = bodies.into_iter();
-        loop {
-            let piece: Vec<(Option<i64>, EncodedBody)> = bodies
-                .by_ref()
-                .take(SEAL_PIECE)
-                .map(|b| {
-                    let key = match &b {
+    type Keys = Vec<Option<i64>>;
+    let (first, time) = (next.size(), next.stamp(now));
+    // Chunk i goes to encoder i % 2; the sealer takes them back in order.
+    let mut lanes: [Vec<(u64, Vec<Body>)>; 2] = [Vec::new(), Vec::new()];
+    let mut bodies = bodies.into_iter().peekable();
+    let mut pieces = 0;
+    while bodies.peek().is_some() {
+        let at = first + (pieces * SEAL_PIECE) as u64;
+        lanes[pieces % 2].push((at, bodies.by_ref().take(SEAL_PIECE).collect()));
+        pieces += 1;
+    }
+    let mut encoded = Vec::new();
+    let mut encoders = Vec::new();
+    for lane in lanes {
+        let (encoded_tx, rx) = tokio::sync::mpsc::channel::<(Prepared, Keys)>(2);
+        encoded.push(rx);
+        encoders.push(tokio::task::spawn_blocking(move || {
+            for (at, piece) in lane {
+                let mut p = Prepared::new(at, time, piece.len());
+                let mut keys = Vec::with_capacity(piece.len());
+                for b in piece {
+                    keys.push(match &b {
                         Body::Observation(o) => Some(db::object_key(&o.object.id)),
                         Body::KeyRotation { .. } => None,
-                    };
-                    (key, b.encode())
-                })
-                .collect();
-            // An empty piece ends the batch; a closed channel means a later step failed.
-            if piece.is_empty() || encoded_tx.blocking_send(piece).is_err() {
-                break;
+                    });
+                    p.push(&b);
+                }
+                // A closed channel means a later step failed.
+                if encoded_tx.blocking_send((p, keys)).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        }));
+    }
+    let (tx, mut sealed) = tokio::sync::mpsc::channel::<(Prepared, Vec<Hash>, Keys)>(2);
+    let (packed_tx, mut packed) = tokio::sync::mpsc::channel::<Vec<chunk::ChunkRow>>(2);
     let sealer = tokio::task::spawn_blocking(move || {
         let mut nodes = Vec::new();
-        while let Some(piece) = encoded.blocking_recv() {
-            let rows: Vec<EntryRow> = piece
-                .into_iter()
-                .map(|(key, body)| {
-                    let sealed = next.seal_completing(now, &body, |s, h| {
-                        if s.level >= NODE_LEVEL {
-                            nodes.push((s, h));
-                        }
-                    });
-                    row_of(sealed, key)
-                })
-                .collect();
-            if tx.blocking_send(rows).is_err() {
+        for i in 0..pieces {
+            let Some((mut p, keys)) = encoded[i % 2].blocking_recv() else {
+                break;
+            };
+            let leaves = next.seal_prepared(&mut p, |s, h| {
+                if s.level >= NODE_LEVEL {
+                    nodes.push((s, h));
+                }
+            });
+            if tx.blocking_send((p, leaves, keys)).is_err() {
                 break;
             }
         }
         (next, nodes)
     });
     let packer = tokio::task::spawn_blocking(move || {
-        while let Some(piece) = sealed.blocking_recv() {
-            let chunks = piece.chunks(chunk::CHUNK).map(chunk::pack).collect();
-            if packed_tx.blocking_send(chunks).is_err() {
+        while let Some((p, leaves, keys)) = sealed.blocking_recv() {
+            if packed_tx
+                .blocking_send(vec![chunk::pack_prepared(&p, &leaves, &keys)])
+                .is_err()
+            {
                 break;
             }
         }
@@ -856,7 +869,9 @@ async fn seal_and_insert(
     }
     drop(packed);
     packer.await.expect("packing does not panic");
-    encoder.await.expect("encoding does not panic");
+    for e in encoders {
+        e.await.expect("encoding does not panic");
+    }
     let sealed = sealer.await.expect("sealing does not panic");
     inserted?;
     Ok(sealed)
