@@ -263,10 +263,7 @@ async fn main() {
         .iter()
         .map(|b| {
             let s = seq.seal_encoded(Timestamp(1_764_300_000_000), &b.encode());
-            let object_key = match b {
-                Body::Observation(o) => Some(hexagone_auditor::store::db::object_key(&o.object.id)),
-                Body::KeyRotation { .. } => None,
-            };
+            let object_key = hexagone_auditor::store::db::body_key(b);
             EntryRow {
                 seq: s.seq,
                 leaf: s.leaf,

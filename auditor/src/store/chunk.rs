@@ -58,16 +58,13 @@ pub fn pack(rows: &[EntryRow]) -> ChunkRow {
         plain.extend_from_slice(r.body.as_bytes());
         plain.push(b'\n');
     }
-    let mut bodies = Vec::with_capacity(4 + plain.len() / 4);
-    bodies.extend_from_slice(&(plain.len() as u32).to_le_bytes());
-    bodies.extend_from_slice(&lz4_flex::block::compress(&plain));
     ChunkRow {
         first: rows[0].seq,
         count: rows.len() as u32,
         leaves,
         objects,
         codec: CODEC_LZ4,
-        bodies,
+        bodies: compress(&plain),
     }
 }
 
@@ -78,10 +75,6 @@ pub fn pack_prepared(p: &Prepared, leaves: &[Hash], keys: &[Option<i64>]) -> Chu
         !p.is_empty() && p.len() <= CHUNK && leaves.len() == p.len() && keys.len() == p.len(),
         "a chunk holds 1 to {CHUNK} entries, each with its leaf hash and key"
     );
-    let plain = p.text().as_bytes();
-    let mut bodies = Vec::with_capacity(4 + plain.len() / 4);
-    bodies.extend_from_slice(&(plain.len() as u32).to_le_bytes());
-    bodies.extend_from_slice(&lz4_flex::block::compress(plain));
     ChunkRow {
         first: p.first(),
         count: p.len() as u32,
@@ -91,8 +84,17 @@ pub fn pack_prepared(p: &Prepared, leaves: &[Hash], keys: &[Option<i64>]) -> Chu
             .flat_map(|k| k.unwrap_or(0).to_be_bytes())
             .collect(),
         codec: CODEC_LZ4,
-        bodies,
+        bodies: compress(p.text().as_bytes()),
     }
+}
+
+/// The [`CODEC_LZ4`] form of texts: their length (4 bytes, little-endian), then their LZ4
+/// block.
+fn compress(plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + plain.len() / 4);
+    out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+    out.extend_from_slice(&lz4_flex::block::compress(plain));
+    out
 }
 
 fn corrupt(first: u64, why: impl std::fmt::Display) -> StoreError {

@@ -266,6 +266,14 @@ pub fn object_key(object_id: &str) -> i64 {
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// The [`object_key`] of the object an entry body is about (none for a key rotation).
+pub fn body_key(body: &crate::ledger::entry::Body) -> Option<i64> {
+    match body {
+        crate::ledger::entry::Body::Observation(o) => Some(object_key(&o.object.id)),
+        crate::ledger::entry::Body::KeyRotation { .. } => None,
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("ledger sizes stay below 2^63")
 }

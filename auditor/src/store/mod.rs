@@ -818,10 +818,7 @@ async fn seal_and_insert(
                 let mut p = Prepared::new(at, time, piece.len());
                 let mut keys = Vec::with_capacity(piece.len());
                 for b in piece {
-                    keys.push(match &b {
-                        Body::Observation(o) => Some(db::object_key(&o.object.id)),
-                        Body::KeyRotation { .. } => None,
-                    });
+                    keys.push(db::body_key(&b));
                     p.push(&b);
                 }
                 // A closed channel means a later step failed.

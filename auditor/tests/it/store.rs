@@ -266,8 +266,7 @@ pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer
 /// its object key) is moved into chunks when opened: it verifies, proofs by object find its
 /// entries, and the next commit is stored compressed after the migrated rows.
 async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
-    use hexagone_auditor::ledger::entry::Body;
-    use hexagone_auditor::store::db::object_key;
+    use hexagone_auditor::store::db::body_key;
     let key = signer(8);
     // The entries, keys, checkpoints and head of a real ledger of 300 entries, written as the
     // ledger wrote them before (schema 4), into a database migrated up to schema 4 only.
@@ -301,10 +300,7 @@ async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
                     .execute(&pool).await.unwrap();
             }
             for (seq, leaf, text) in &entries {
-                let object = match Entry::decode(text.as_bytes()).unwrap().body {
-                    Body::Observation(o) => Some(object_key(&o.object.id)),
-                    Body::KeyRotation { .. } => None,
-                };
+                let object = body_key(&Entry::decode(text.as_bytes()).unwrap().body);
                 sqlx::query("INSERT INTO ledger_entries (seq, leaf, body, object_key) VALUES ($1, $2, $3, $4)")
                     .bind(*seq as i64).bind(leaf.to_vec()).bind(text).bind(object)
                     .execute(&pool).await.unwrap();
