@@ -298,7 +298,16 @@ impl Sequencer {
 
     /// [`Sequencer::seal`] for a body encoded already ([`Body::encode`]).
     pub fn seal_encoded(&mut self, now: Timestamp, body: &EncodedBody) -> Sealed {
-        self.seal_completing(now, body, |_, _| {})
+        let time = self.stamp(now);
+        let seq = self.size();
+        let mut text = String::with_capacity(body.len() + 128);
+        Entry::encode_with(seq, time, &self.prev, body, &mut text);
+        let leaf = leaf_hash(text.as_bytes());
+        self.prev = leaf;
+        self.frontier.push(leaf);
+        self.last_time = time;
+        self.note = None;
+        Sealed { seq, text, leaf }
     }
 
     /// The time entries sealed now get: `now`, or the last entry's time if the clock went
@@ -337,26 +346,6 @@ impl Sequencer {
             self.note = None;
         }
         leaves
-    }
-
-    /// [`Sequencer::seal_encoded`], handing `completed` every perfect subtree the new leaf
-    /// completes, with its hash ([`Frontier::push_completing`]).
-    pub fn seal_completing(
-        &mut self,
-        now: Timestamp,
-        body: &EncodedBody,
-        completed: impl FnMut(Subtree, Hash),
-    ) -> Sealed {
-        let time = now.max(self.last_time);
-        let seq = self.size();
-        let mut text = String::with_capacity(body.len() + 128);
-        Entry::encode_with(seq, time, &self.prev, body, &mut text);
-        let leaf = leaf_hash(text.as_bytes());
-        self.prev = leaf;
-        self.frontier.push_completing(leaf, completed);
-        self.last_time = time;
-        self.note = None;
-        Sealed { seq, text, leaf }
     }
 
     /// The checkpoint body of the current tree.
