@@ -532,11 +532,12 @@ async fn apply(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> 
             "every object is applied and ready",
         );
     } else {
+        let pending = unschedulable(ctx, &ns, &name).await?;
         report.set(
             "Ready",
             false,
             "ComponentsNotReady",
-            format!("waiting for {}", not_ready.join(", ")),
+            format!("waiting for {}{pending}", not_ready.join(", ")),
         );
         report.set(
             "Progressing",
@@ -590,6 +591,48 @@ fn refusals(policy: &LocalityPolicyResource, max: usize) -> String {
         out.push_str(&format!("; and {} more", refused.len() - max));
     }
     out
+}
+
+/// Pods named in the Ready message when the scheduler cannot place them; the rest are counted.
+const SHOWN_UNSCHEDULABLE: usize = 3;
+
+/// Why the scheduler leaves the workplace's pods unplaced, as a sentence for the Ready message
+/// (`"; pod postgresql-0 unschedulable: 0/7 nodes are available: …"`), or empty when none is. A
+/// pod whose zonal volume sits in a zone with no eligible room, or a cluster out of CPU, then
+/// shows in `kubectl get workplace` instead of only as a replica count.
+async fn unschedulable(ctx: &Context, ns: &str, name: &str) -> Result<String, ReconcileError> {
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
+        .await
+        .map_err(failed(format!("listing the workplace's pods in {ns}")))?;
+    let mut out = String::new();
+    let (mut shown, mut more) = (0, 0);
+    for pod in &pods.items {
+        let scheduled = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+        let Some(c) = scheduled
+            .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        else {
+            continue;
+        };
+        if shown == SHOWN_UNSCHEDULABLE {
+            more += 1;
+            continue;
+        }
+        shown += 1;
+        out.push_str(&format!(
+            "; pod {} unschedulable: {}",
+            pod.name_any(),
+            c.message.as_deref().unwrap_or("no reason given").trim()
+        ));
+    }
+    if more > 0 {
+        out.push_str(&format!("; {more} more pods unschedulable"));
+    }
+    Ok(out)
 }
 
 /// Sets Sovereign from where the workplace's pods run; evicts the misplaced ones under an

@@ -569,11 +569,15 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
     );
     delete_and_wait(&workplaces, "nowhere").await?;
 
-    // Beyond capacity (the 50,000-user profile on four 32-CPU nodes): reported as Degraded.
+    // Beyond capacity (the 50,000-user profile, 170 CPU, with 40 video bridges instead of 25:
+    // 230 CPU on four 48-CPU nodes): reported as Degraded.
     workplaces
         .create(
             &PostParams::default(),
-            &workplace("huge", json!({"profile": "users50000"}))?,
+            &workplace(
+                "huge",
+                json!({"profile": "users50000", "components": {"jitsi-jvb": {"replicas": 40}}}),
+            )?,
         )
         .await?;
     expect_message(
@@ -582,7 +586,22 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         "Degraded",
         "True",
         "InsufficientCapacity",
-        &["the 4 eligible nodes offer 128.0 CPU"],
+        &["requests 230.0 CPU", "the 4 eligible nodes offer 192.0 CPU"],
+    )
+    .await?;
+    // The pods left Pending, and why, in the Ready message.
+    expect_message(
+        &admin,
+        "huge",
+        "Ready",
+        "False",
+        "ComponentsNotReady",
+        &[
+            "waiting for ",
+            "unschedulable: 0/",
+            "Insufficient cpu",
+            "more pods unschedulable",
+        ],
     )
     .await?;
     // Paused: says so, and changes nothing.

@@ -1,5 +1,5 @@
 //! The simulated sovereign cluster the Workplace tests and the demo run on: four French nodes
-//! of qualified operators (OVH, Outscale) in two zones of `fr-par`, each sized to hold half the
+//! of qualified operators (OVH, Outscale) in two zones of `fr-par`, each sized to hold the whole
 //! 5,000-user profile; a node in Germany; one in the United States; and AWS Paris, located in
 //! France but operated under US law. Attestations are the caller's to write.
 
@@ -13,8 +13,11 @@ fn fr(name: &str, zone: &str, ip: [u8; 4]) -> FakeNode {
         .label("topology.kubernetes.io/region", "fr-par")
         .label("topology.kubernetes.io/zone", zone)
         .external_ip(ip.into())
-        // Two such nodes hold the whole 5,000-user profile (about 41 CPU requested).
-        .capacity("cpu", "32")
+        // One such node holds the whole 5,000-user profile (42 CPU requested, 46 with the demo's
+        // four video bridges): volumes are zonal, so when one node of a zone loses its
+        // attestation, the other must take every pod whose volume is in that zone, whatever the
+        // scheduler had placed there.
+        .capacity("cpu", "48")
         .capacity("memory", "128Gi")
         .capacity("pods", "110")
 }
