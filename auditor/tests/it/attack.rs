@@ -478,7 +478,42 @@ async fn a_chunk_reaching_past_the_head_is_refused(url: String) {
     ledger.close().await;
 }
 
+/// The object index rewritten: rows naming an object's key for entries about other objects,
+/// and for an entry past the head. `prove` reads the entries themselves, so it still proves
+/// the object's own entry, and an index row for an object never recorded proves nothing.
+async fn a_forged_object_index_proves_nothing_false(url: String) {
+    use hexagone_auditor::store::db::object_key;
+    let key = signer(38);
+    let (ledger, _) = crate::store::ledger_of(&url, &key, 300).await;
+    // The first proof brings the index up to the head.
+    assert_eq!(ledger.prove("spaces/1/doc-98").await.unwrap().index, 98);
+    for (object, seq) in [
+        ("spaces/1/doc-98", 250),
+        ("spaces/1/doc-98", 5_000),
+        ("never-recorded", 7),
+    ] {
+        sql(
+            ledger.db(),
+            "INSERT INTO ledger_objects (object_key, seq) VALUES ($1, $2)",
+            vec![Arg::Int(object_key(object)), Arg::Int(seq)],
+        )
+        .await;
+    }
+    let proof = ledger.prove("spaces/1/doc-98").await.unwrap();
+    assert_eq!(proof.index, 98);
+    assert_eq!(
+        proof.verify(&[key.verifier().clone()], None).unwrap().seq,
+        98
+    );
+    assert!(matches!(
+        ledger.prove("never-recorded").await,
+        Err(StoreError::NoSuchObject(_))
+    ));
+    ledger.close().await;
+}
+
 on_both!(
+    a_forged_object_index_proves_nothing_false,
     a_chunk_overlapping_another_is_refused,
     a_chunk_reaching_past_the_head_is_refused,
     injected_rotation_is_never_signed,
