@@ -10,6 +10,11 @@
 //! `HEXAGONE_BENCH_INGEST_CLIENTS` the concurrent HTTP clients (default 4); requests carry 500
 //! observations each. Run: `cargo bench -p hexagone-auditor --bench ingest`.
 
+/// The allocator the `hexagone-auditor` binary ships with (`auditor/src/main.rs`), so that the
+/// library is measured as it runs there.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
