@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -594,7 +595,7 @@ impl Observation {
                 ),
             });
         }
-        Ok((o, EncodedBody(out)))
+        Ok((o, EncodedBody(Arc::new(out))))
     }
 
     /// The rules of an observation entry: bounded texts without control characters, each
@@ -747,7 +748,7 @@ impl Body {
         // Observations are about 2 to 3 KB: one allocation, no regrowth.
         let mut out = String::with_capacity(4096);
         self.encode_into(&mut out);
-        EncodedBody(out)
+        EncodedBody(Arc::new(out))
     }
 
     fn encode_into(&self, out: &mut String) {
@@ -777,9 +778,10 @@ impl Body {
     }
 }
 
-/// A body in its canonical encoding ([`Body::encode`]), ready to be sealed.
+/// A body in its canonical encoding ([`Body::encode`]), ready to be sealed. Shared, not
+/// copied, when cloned (a submission's text goes to the sequencer while the caller keeps it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedBody(String);
+pub struct EncodedBody(Arc<String>);
 
 impl EncodedBody {
     /// Its length in bytes.

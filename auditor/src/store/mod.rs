@@ -377,7 +377,7 @@ impl Ledger {
                         sealed_ids.insert(id, at);
                         requests.push((id.to_string(), at));
                     }
-                    // The text judging made, copied: the bodies stay with the caller.
+                    // The text judging made, shared (not copied): the bodies stay with the caller.
                     bodies.push((item.encoded_body().clone(), item.object_key()));
                 }
                 (!bodies.is_empty()).then_some(Work::Entries {
