@@ -19,6 +19,11 @@
 //! `HEXAGONE_BENCH_APPEND_N` sets the number of entries (default 500,000), batches of 10,000.
 //! Run: `cargo bench -p hexagone-auditor --bench append`.
 
+/// The allocator the `hexagone-auditor` binary ships with (`auditor/src/main.rs`), so that the
+/// library is measured as it runs there.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -7,8 +7,15 @@
 //! 13-node cluster (where the judge's kept evaluations apply). Figures: `docs/auditor-service.md`, *Throughput*.
 //!
 //! `HEXAGONE_BENCH_INGEST_N` sets the number of observations (default 200,000),
-//! `HEXAGONE_BENCH_INGEST_CLIENTS` the concurrent HTTP clients (default 4); requests carry 500
+//! `HEXAGONE_BENCH_INGEST_CLIENTS` the concurrent HTTP clients (default 8: each waits until its
+//! request is durable before sending the next, so fewer leave the service idle between group
+//! commits and measure latency rather than throughput); requests carry 500
 //! observations each. Run: `cargo bench -p hexagone-auditor --bench ingest`.
+
+/// The allocator the `hexagone-auditor` binary ships with (`auditor/src/main.rs`), so that the
+/// library is measured as it runs there.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -264,7 +271,7 @@ fn http(dir: &Path, lines: &[String], clients: usize) -> Duration {
 
 fn main() {
     let n = env("HEXAGONE_BENCH_INGEST_N", 200_000);
-    let clients = env("HEXAGONE_BENCH_INGEST_CLIENTS", 4).max(1);
+    let clients = env("HEXAGONE_BENCH_INGEST_CLIENTS", 8).max(1);
     let lines: Vec<String> = (0..n).map(line).collect();
     let dir = tempfile::tempdir().unwrap();
     let (d_direct, phases) = direct(dir.path(), &lines);

@@ -10,7 +10,9 @@ use serde::{Deserialize, Deserializer};
 
 use hexagone_platform::NodeDescription;
 
-use crate::ledger::entry::{Body, EntryError, ObjectId, Timestamp, check_text, parse_hash};
+use crate::ledger::entry::{
+    Body, EncodedBody, EntryError, ObjectId, Timestamp, check_text, parse_hash,
+};
 use crate::ledger::tree::Hash;
 
 /// Why an input line was refused.
@@ -77,23 +79,28 @@ impl ReportedNode {
     /// (`hexagone_platform::k8s::describe`): an `ExternalIP`/`InternalIP` that is not an IP
     /// address is kept as unreadable, host names are left out.
     pub fn describe(&self) -> NodeDescription {
+        self.clone().into_description()
+    }
+
+    /// [`ReportedNode::describe`], taking the node (its parts move into the bridge's Node).
+    pub fn into_description(self) -> NodeDescription {
         let node = Node {
             metadata: ObjectMeta {
-                name: Some(self.name.clone()),
-                labels: Some(self.labels.clone()),
+                name: Some(self.name),
+                labels: Some(self.labels),
                 ..ObjectMeta::default()
             },
             spec: Some(NodeSpec {
-                provider_id: self.provider_id.clone(),
+                provider_id: self.provider_id,
                 ..NodeSpec::default()
             }),
             status: Some(NodeStatus {
                 addresses: Some(
                     self.addresses
-                        .iter()
+                        .into_iter()
                         .map(|a| NodeAddress {
-                            type_: a.kind.clone(),
-                            address: a.address.clone(),
+                            type_: a.kind,
+                            address: a.address,
                         })
                         .collect(),
                 ),
@@ -127,13 +134,62 @@ pub struct Report {
     pub location: Location,
 }
 
-/// One observation submitted for the ledger: judged, ready to seal.
+/// One observation submitted for the ledger: judged, ready to seal. It holds its body in its
+/// canonical encoding too, made once (by whoever judged it, on their thread) and never
+/// changed after: the sequencer copies that text into the entry instead of encoding again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submission {
-    /// The writer's idempotency key: a retry with the same id is recorded once.
-    pub id: Option<String>,
+    id: Option<String>,
+    body: Body,
+    encoded: EncodedBody,
+    key: Option<i64>,
+}
+
+impl Submission {
+    /// `body`, with the writer's idempotency key `id` if any (a retry with the same id is
+    /// recorded once).
+    pub fn new(id: Option<String>, body: Body) -> Self {
+        let encoded = body.encode();
+        Self::encoded(id, body, encoded)
+    }
+
+    /// `body` and its encoding, as [`crate::ledger::entry::Observation::new_encoded`] made
+    /// them together.
+    pub(crate) fn encoded(id: Option<String>, body: Body, encoded: EncodedBody) -> Self {
+        debug_assert_eq!(encoded, body.encode());
+        let key = crate::store::db::body_key(&body);
+        Self {
+            id,
+            body,
+            encoded,
+            key,
+        }
+    }
+
+    /// The writer's idempotency key.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
     /// The entry body.
-    pub body: Body,
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The body's canonical encoding.
+    pub fn encoded_body(&self) -> &EncodedBody {
+        &self.encoded
+    }
+
+    /// The object index key of the body ([`crate::store::db::body_key`]).
+    pub fn object_key(&self) -> Option<i64> {
+        self.key
+    }
+
+    /// The body, taken out.
+    pub fn into_body(self) -> Body {
+        self.body
+    }
 }
 
 /// Deserializes any value as "present" (even `null`): a judgement field is refused whatever

@@ -363,13 +363,13 @@ impl<'a> ObservationJudge<'a> {
         geo: &GeoSnapshot,
         now: OffsetDateTime,
     ) -> Result<Submission, JudgeError> {
-        let (subject, kind) = match &report.location {
-            Location::Node(node) => (node.describe(), EngineSubject::Node),
-            Location::Endpoint(name) => match self.inventory.find(name) {
+        let (subject, kind) = match report.location {
+            Location::Node(node) => (node.into_description(), EngineSubject::Node),
+            Location::Endpoint(name) => match self.inventory.find(&name) {
                 Some(endpoint) => (endpoint.clone(), EngineSubject::Endpoint),
                 None => match name.parse::<IpAddr>() {
                     Ok(address) => (NodeDescription::endpoint(address), EngineSubject::Endpoint),
-                    Err(_) => return Err(JudgeError::UnknownEndpoint(name.clone())),
+                    Err(_) => return Err(JudgeError::UnknownEndpoint(name)),
                 },
             },
         };
@@ -378,15 +378,16 @@ impl<'a> ObservationJudge<'a> {
             now.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
         )
         .unwrap_or(now);
-        let observation = Observation::new(
+        let (observation, encoded) = Observation::new_encoded(
             report.object,
             report.content,
             self.locality(subject, kind, geo, now)?,
         )?;
-        Ok(Submission {
-            id: report.id,
-            body: Body::Observation(observation),
-        })
+        Ok(Submission::encoded(
+            report.id,
+            Body::Observation(observation),
+            encoded,
+        ))
     }
 
     /// The engine's evaluation of `subject` at `now`, kept or made (and then kept).
@@ -802,11 +803,8 @@ mod tests {
         );
         let report = crate::ingest::parse_line(1, line).unwrap();
         let got = judge.judge(report, &judge.snapshot(), now());
-        let got = match got {
-            Ok(Submission {
-                body: Body::Observation(o),
-                ..
-            }) => {
+        let got = match got.map(Submission::into_body) {
+            Ok(Body::Observation(o)) => {
                 assert_eq!(Replayer::new(vec![p.clone()]).check(&o), Ok(()));
                 let text = crate::ledger::entry::Entry {
                     seq: 0,
@@ -928,7 +926,7 @@ mod tests {
         let at = |minutes: i64| now() + time::Duration::minutes(minutes);
         let run = |j: &ObservationJudge, line: &str, t: OffsetDateTime| -> Observation {
             let report = crate::ingest::parse_line(1, line).unwrap();
-            match j.judge(report, &j.snapshot(), t).unwrap().body {
+            match j.judge(report, &j.snapshot(), t).unwrap().into_body() {
                 Body::Observation(o) => o,
                 other => panic!("{other:?}"),
             }
@@ -978,7 +976,10 @@ mod tests {
         let judge = ObservationJudge::new(&p, geo(), vec![], Inventory::default());
         let report =
             crate::ingest::parse_line(1, &node("h-1", "h://1", "fr-par", "5.9.0.1")).unwrap();
-        let Body::Observation(honest) = judge.judge(report, &judge.snapshot(), now()).unwrap().body
+        let Body::Observation(honest) = judge
+            .judge(report, &judge.snapshot(), now())
+            .unwrap()
+            .into_body()
         else {
             unreachable!()
         };

@@ -328,7 +328,7 @@ async fn pass(
         };
         match service.judge.judge(report, &geo, now) {
             Ok(submission) => {
-                let Body::Observation(o) = &submission.body else {
+                let Body::Observation(o) = submission.body() else {
                     continue;
                 };
                 let key = placement_key(o);

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -566,24 +567,35 @@ impl Observation {
     /// The one validated constructor: every rule an observation entry must satisfy, whatever
     /// the policy (see [`Observation::check`]), and a canonical encoding that fits a bundle line.
     pub fn new(object: ObjectId, content: Hash, locality: Locality) -> Result<Self, EntryError> {
+        Self::new_encoded(object, content, locality).map(|(o, _)| o)
+    }
+
+    /// [`Observation::new`], also returning the canonical encoding of the entry body holding
+    /// it ([`Body::encode`]), which checking its size takes anyway: a body judged this way is
+    /// encoded once, by whoever judged it, not again by the sequencer.
+    pub fn new_encoded(
+        object: ObjectId,
+        content: Hash,
+        locality: Locality,
+    ) -> Result<(Self, EncodedBody), EntryError> {
         let o = Self {
             object,
             content,
             locality,
         };
         o.check()?;
-        let mut scratch = String::with_capacity(2048);
-        encode_observation(&mut scratch, &o);
-        if scratch.len() > MAX_ENTRY - 256 {
+        let mut out = String::with_capacity(4096);
+        encode_observation_body(&mut out, &o);
+        let own = out.len() - OBSERVATION_BODY.len() - 1;
+        if own > MAX_ENTRY - 256 {
             return Err(EntryError::Field {
                 field: "evidence",
                 problem: format!(
-                    "the observation takes {} bytes, more than an entry may hold ({MAX_ENTRY})",
-                    scratch.len()
+                    "the observation takes {own} bytes, more than an entry may hold ({MAX_ENTRY})"
                 ),
             });
         }
-        Ok(o)
+        Ok((o, EncodedBody(Arc::new(out))))
     }
 
     /// The rules of an observation entry: bounded texts without control characters, each
@@ -736,16 +748,12 @@ impl Body {
         // Observations are about 2 to 3 KB: one allocation, no regrowth.
         let mut out = String::with_capacity(4096);
         self.encode_into(&mut out);
-        EncodedBody(out)
+        EncodedBody(Arc::new(out))
     }
 
     fn encode_into(&self, out: &mut String) {
         match self {
-            Body::Observation(o) => {
-                out.push_str("\",\"kind\":\"observation\"");
-                encode_observation(out, o);
-                out.push('}');
-            }
+            Body::Observation(o) => encode_observation_body(out, o),
             Body::KeyRotation { new_key } => {
                 out.push_str("\",\"kind\":\"key-rotation\",\"new_key\":");
                 push_str(out, new_key);
@@ -770,9 +778,10 @@ impl Body {
     }
 }
 
-/// A body in its canonical encoding ([`Body::encode`]), ready to be sealed.
+/// A body in its canonical encoding ([`Body::encode`]), ready to be sealed. Shared, not
+/// copied, when cloned (a submission's text goes to the sequencer while the caller keeps it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedBody(String);
+pub struct EncodedBody(Arc<String>);
 
 impl EncodedBody {
     /// Its length in bytes.
@@ -848,6 +857,17 @@ impl Prepared {
         &self.text
     }
 
+    /// Encodes the next entry, about the body encoded as `body` ([`Body::encode`]).
+    pub fn push_encoded(&mut self, body: &EncodedBody) {
+        let start = self.text.len();
+        let seq = self.first + self.spans.len() as u64;
+        Entry::encode_head(seq, self.time, &[0; 32], &mut self.text);
+        let prev_at = self.text.len() - 64;
+        self.text.push_str(&body.0);
+        self.spans.push((start, prev_at, self.text.len()));
+        self.text.push('\n');
+    }
+
     /// Writes `prev` into entry `i` and returns its text.
     pub(crate) fn chain(&mut self, i: usize, prev: &Hash) -> &[u8] {
         let (start, prev_at, end) = self.spans[i];
@@ -895,6 +915,16 @@ fn push_opt_str(out: &mut String, s: Option<&str>) {
 }
 
 /// The observation keys, from `"store"` to the end (without the closing brace).
+/// What an observation body's encoding starts with, after the entry's `prev`.
+const OBSERVATION_BODY: &str = "\",\"kind\":\"observation\"";
+
+/// The canonical encoding of `Body::Observation(o)`.
+fn encode_observation_body(out: &mut String, o: &Observation) {
+    out.push_str(OBSERVATION_BODY);
+    encode_observation(out, o);
+    out.push('}');
+}
+
 fn encode_observation(out: &mut String, o: &Observation) {
     let l = &o.locality;
     out.push_str(",\"store\":");

@@ -281,28 +281,28 @@ async fn observations(State(s): State<Arc<Service>>, headers: HeaderMap, body: B
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+    // Each element is parsed once, from its own text, so that an error names its element.
+    let values: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not JSON: {e}; nothing was recorded"),
-            );
-        }
-    };
-    let values = match value {
-        serde_json::Value::Array(a) => a,
-        v @ serde_json::Value::Object(_) => vec![v],
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "expected one observation (a JSON object) or an array of them",
-            );
-        }
+        Err(_) => match serde_json::from_slice::<&serde_json::value::RawValue>(&bytes) {
+            Ok(one) if one.get().starts_with('{') => vec![one],
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "expected one observation (a JSON object) or an array of them",
+                );
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}; nothing was recorded"),
+                );
+            }
+        },
     };
     let mut reports = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
-        match crate::ingest::parse_line(i as u64 + 1, &v.to_string()) {
+        match crate::ingest::parse_line(i as u64 + 1, v.get()) {
             Ok(r) => reports.push(r),
             Err(e) => {
                 return error(

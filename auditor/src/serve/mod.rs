@@ -669,7 +669,7 @@ async fn commit(
     let mut sealed: std::collections::HashMap<&str, (u64, String)> = Default::default();
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let id = item.id.as_deref();
+        let id = item.id();
         if let Some(id) = id {
             if let Some((at, verdict)) = sealed.get(id) {
                 out.push(Outcome {
@@ -690,8 +690,8 @@ async fn commit(
                 continue;
             }
         }
-        let verdict = verdict_of(&item.body);
-        if let Body::Observation(o) = &item.body {
+        let verdict = verdict_of(item.body());
+        if let Body::Observation(o) = item.body() {
             shared.metrics.verdicts.with_label_values(&[&verdict]).inc();
             if verdict == "violation" {
                 for e in &o.locality.evidence {

@@ -19,7 +19,7 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, Entry, Prepared, Timestamp};
+use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -317,7 +317,7 @@ impl Ledger {
         let done = self
             .commit(seq, now, &[], |_, _| {
                 Some(Work::Entries {
-                    bodies: items,
+                    items: Items::Bodies(items),
                     requests: Vec::new(),
                 })
             })
@@ -337,14 +337,14 @@ impl Ledger {
     ) -> Result<Submitted, StoreError> {
         let ids: Vec<(&str, &Body)> = items
             .iter()
-            .filter_map(|s| s.id.as_deref().map(|id| (id, &s.body)))
+            .filter_map(|s| s.id().map(|id| (id, s.body())))
             .collect();
         let mut in_batch: HashMap<&str, &Body> = HashMap::new();
         for item in items {
-            if let Some(id) = item.id.as_deref()
+            if let Some(id) = item.id()
                 && in_batch
-                    .insert(id, &item.body)
-                    .is_some_and(|b| !b.same_report(&item.body))
+                    .insert(id, item.body())
+                    .is_some_and(|b| !b.same_report(item.body()))
             {
                 return Err(StoreError::IdempotencyConflict {
                     id: id.to_string(),
@@ -360,7 +360,7 @@ impl Ledger {
                 let mut bodies = Vec::new();
                 let mut requests = Vec::new();
                 for item in items {
-                    let id = item.id.as_deref();
+                    let id = item.id();
                     if let Some(id) = id {
                         if let Some(&at) = known.get(id) {
                             already.push((id.to_string(), at));
@@ -377,9 +377,13 @@ impl Ledger {
                         sealed_ids.insert(id, at);
                         requests.push((id.to_string(), at));
                     }
-                    bodies.push(item.body.clone());
+                    // The text judging made, shared (not copied): the bodies stay with the caller.
+                    bodies.push((item.encoded_body().clone(), item.object_key()));
                 }
-                (!bodies.is_empty()).then_some(Work::Entries { bodies, requests })
+                (!bodies.is_empty()).then_some(Work::Entries {
+                    items: Items::Encoded(bodies),
+                    requests,
+                })
             })
             .await?;
         already.extend(repeats);
@@ -456,8 +460,8 @@ impl Ledger {
         };
         let first = seq.size();
         let (next, nodes, requests, rotation) = match work {
-            Work::Entries { bodies, requests } => {
-                let (next, nodes) = seal_and_insert(&mut lock, seq.clone(), now, bodies).await?;
+            Work::Entries { items, requests } => {
+                let (next, nodes) = seal_and_insert(&mut lock, seq.clone(), now, items).await?;
                 (next, nodes, requests, None)
             }
             Work::Rotation(new) => {
@@ -777,7 +781,7 @@ enum Work {
     /// will name).
     Entries {
         /// The bodies.
-        bodies: Vec<Body>,
+        items: Items,
         /// (idempotency key, seq).
         requests: Vec<(String, u64)>,
     },
@@ -785,7 +789,33 @@ enum Work {
     Rotation(Box<SignerKey>),
 }
 
-/// Seals `bodies` with `next` in a pipeline of blocking threads, one chunk at a time: two
+/// What a batch seals: bodies to encode, or bodies encoded already (by whoever judged them)
+/// with their object index keys.
+enum Items {
+    Bodies(Vec<Body>),
+    Encoded(Vec<(EncodedBody, Option<i64>)>),
+}
+
+/// `items` cut into pieces of [`SEAL_PIECE`], each made an [`Items`] by `wrap`.
+fn pieces<T>(items: Vec<T>, wrap: fn(Vec<T>) -> Items) -> Vec<Items> {
+    let mut items = items.into_iter().peekable();
+    let mut out = Vec::new();
+    while items.peek().is_some() {
+        out.push(wrap(items.by_ref().take(SEAL_PIECE).collect()));
+    }
+    out
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        match self {
+            Items::Bodies(b) => b.len(),
+            Items::Encoded(e) => e.len(),
+        }
+    }
+}
+
+/// Seals `items` with `next` in a pipeline of blocking threads, one chunk at a time: two
 /// encode the entries whole ([`Prepared`], their `prev` left blank; encoding and dropping the
 /// bodies is the largest step, so chunks alternate between them), one seals them in order
 /// (fills `prev`, hashes, chains: the only step that must follow entry order), one packs them
@@ -795,18 +825,19 @@ async fn seal_and_insert(
     lock: &mut db::HeadLock,
     mut next: Sequencer,
     now: Timestamp,
-    bodies: Vec<Body>,
+    items: Items,
 ) -> Result<(Sequencer, Vec<(Subtree, Hash)>), StoreError> {
     type Keys = Vec<Option<i64>>;
     let (first, time) = (next.size(), next.stamp(now));
     // Chunk i goes to encoder i % 2; the sealer takes them back in order.
-    let mut lanes: [Vec<(u64, Vec<Body>)>; 2] = [Vec::new(), Vec::new()];
-    let mut bodies = bodies.into_iter().peekable();
-    let mut pieces = 0;
-    while bodies.peek().is_some() {
-        let at = first + (pieces * SEAL_PIECE) as u64;
-        lanes[pieces % 2].push((at, bodies.by_ref().take(SEAL_PIECE).collect()));
-        pieces += 1;
+    let cut = match items {
+        Items::Bodies(bodies) => pieces(bodies, Items::Bodies),
+        Items::Encoded(encoded) => pieces(encoded, Items::Encoded),
+    };
+    let pieces = cut.len();
+    let mut lanes: [Vec<(u64, Items)>; 2] = [Vec::new(), Vec::new()];
+    for (i, piece) in cut.into_iter().enumerate() {
+        lanes[i % 2].push((first + (i * SEAL_PIECE) as u64, piece));
     }
     let mut encoded = Vec::new();
     let mut encoders = Vec::new();
@@ -817,9 +848,19 @@ async fn seal_and_insert(
             for (at, piece) in lane {
                 let mut p = Prepared::new(at, time, piece.len());
                 let mut keys = Vec::with_capacity(piece.len());
-                for b in piece {
-                    keys.push(db::body_key(&b));
-                    p.push(&b);
+                match piece {
+                    Items::Bodies(bodies) => {
+                        for b in bodies {
+                            keys.push(db::body_key(&b));
+                            p.push(&b);
+                        }
+                    }
+                    Items::Encoded(encoded) => {
+                        for (b, key) in encoded {
+                            keys.push(key);
+                            p.push_encoded(&b);
+                        }
+                    }
                 }
                 // A closed channel means a later step failed.
                 if encoded_tx.blocking_send((p, keys)).is_err() {

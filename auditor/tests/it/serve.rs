@@ -283,6 +283,23 @@ fn authenticated_ingest_is_judged_committed_and_verifies() {
     let a = post(&srv, "/v1/observations", &setup.token, "{\"store\":");
     assert_eq!(a.status, 400, "{a:?}");
     assert!(a.json()["error"].as_str().unwrap().contains("not JSON"));
+    let a = post(&srv, "/v1/observations", &setup.token, " 42 ");
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected one observation (a JSON object) or an array of them")
+    );
+    let a = post(
+        &srv,
+        "/v1/observations",
+        &setup.token,
+        &format!("[{}, 42]", observation_json(23)),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    let e = a.json()["error"].as_str().unwrap().to_string();
+    assert!(e.starts_with("line 2: "), "{e}");
     let unknown =
         observation_json(22).replacen("\"node\":{", "\"endpoint\":\"nowhere\",\"x\":{", 1);
     let a = post(&srv, "/v1/observations", &setup.token, &unknown);

@@ -167,10 +167,7 @@ async fn retried_observations_are_recorded_once(url: String) {
     let key = signer(9);
     let ledger = Ledger::open(&url).await.unwrap();
     let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
-    let sub = |i: u64| Submission {
-        id: Some(format!("req-{i}")),
-        body: observation(i),
-    };
+    let sub = |i: u64| Submission::new(Some(format!("req-{i}")), observation(i));
     let first: Vec<Submission> = (0..5).map(sub).collect();
     let done = ledger.submit(&mut seq, NOW, &first).await.unwrap();
     let a = done.appended.unwrap();
@@ -179,10 +176,7 @@ async fn retried_observations_are_recorded_once(url: String) {
     // observation without a key.
     let mut retry: Vec<Submission> = (3..10).map(sub).collect();
     retry.push(sub(7));
-    retry.push(Submission {
-        id: None,
-        body: observation(10),
-    });
+    retry.push(Submission::new(None, observation(10)));
     let done = ledger.submit(&mut seq, NOW, &retry).await.unwrap();
     let a = done.appended.unwrap();
     assert_eq!((a.first, a.last, a.size), (5, 10, 11));
@@ -200,10 +194,7 @@ async fn retried_observations_are_recorded_once(url: String) {
     assert_eq!(done.already.len(), 2);
     assert_eq!(ledger.head().await.unwrap().size, 11);
     // A key reused for another observation is refused, in the log or in the batch.
-    let reused = Submission {
-        id: Some("req-2".into()),
-        body: observation(99),
-    };
+    let reused = Submission::new(Some("req-2".into()), observation(99));
     match ledger.submit(&mut seq, NOW, &[reused]).await {
         Err(e @ StoreError::IdempotencyConflict { seq: Some(2), .. }) => {
             assert!(e.to_string().contains("a different observation"), "{e}")
@@ -212,10 +203,7 @@ async fn retried_observations_are_recorded_once(url: String) {
     }
     let twice = [
         sub(50),
-        Submission {
-            id: Some("req-50".into()),
-            body: observation(51),
-        },
+        Submission::new(Some("req-50".into()), observation(51)),
     ];
     assert!(matches!(
         ledger.submit(&mut seq, NOW, &twice).await,
