@@ -457,3 +457,40 @@ async fn migrations_define_the_same_schema_on_both() {
     assert!(a.len() >= 15, "{a:?}");
     assert_eq!(a, b);
 }
+
+/// SQLite's write-ahead log is copied into the database beside the writers, not in their
+/// commits (`store::db::checkpoint_wal`): appends spaced by more than a round of it reuse the
+/// log from its beginning instead of growing it.
+#[tokio::test]
+async fn the_sqlite_log_is_checkpointed_beside_the_writers() {
+    use hexagone_auditor::store::db::CHECKPOINT_EVERY;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&fresh_sqlite(dir.path())).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(signer(41)).await.unwrap();
+    let log = dir.path().join("ledger.sqlite-wal");
+    let mut sizes = Vec::new();
+    for round in 0..3 {
+        ledger
+            .append(&mut seq, NOW, bodies(round * 3000, 3000))
+            .await
+            .unwrap();
+        sizes.push(std::fs::metadata(&log).unwrap().len());
+        tokio::time::sleep(CHECKPOINT_EVERY + std::time::Duration::from_millis(500)).await;
+    }
+    // Never checkpointed, the log would grow by each round (about 1.2 MB); checkpointed, each
+    // round is written from the log's beginning, over the first round (which also holds the
+    // schema).
+    assert!(
+        sizes.iter().all(|s| *s == sizes[0]),
+        "the log grew: {sizes:?}"
+    );
+    ledger.close().await;
+    assert_eq!(
+        reverify(
+            &fresh_sqlite(dir.path()),
+            &signer(41).verifier().to_string()
+        )
+        .await,
+        9000
+    );
+}
