@@ -266,7 +266,8 @@ pub fn object_key(object_id: &str) -> i64 {
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
-/// How often [`checkpoint_wal`] copies the write-ahead log into the database file.
+/// How often a SQLite pool's checkpoint task copies the write-ahead log into the database file
+/// (see `checkpoint_wal`).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Copies SQLite's write-ahead log into the database file every [`CHECKPOINT_EVERY`] until
