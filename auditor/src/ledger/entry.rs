@@ -823,11 +823,21 @@ impl Prepared {
 
     /// Encodes the next entry, about `body`.
     pub fn push(&mut self, body: &Body) {
+        self.push_with(|text| body.encode_into(text));
+    }
+
+    /// Encodes the next entry, about the body encoded as `body` ([`Body::encode`]).
+    pub fn push_encoded(&mut self, body: &EncodedBody) {
+        self.push_with(|text| text.push_str(&body.0));
+    }
+
+    /// The next entry's head (its `prev` blank), then its body as `body` writes it.
+    fn push_with(&mut self, body: impl FnOnce(&mut String)) {
         let start = self.text.len();
         let seq = self.first + self.spans.len() as u64;
         Entry::encode_head(seq, self.time, &[0; 32], &mut self.text);
         let prev_at = self.text.len() - 64;
-        body.encode_into(&mut self.text);
+        body(&mut self.text);
         self.spans.push((start, prev_at, self.text.len()));
         self.text.push('\n');
     }
@@ -855,17 +865,6 @@ impl Prepared {
     /// Every entry's text followed by a newline (canonical once sealed).
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    /// Encodes the next entry, about the body encoded as `body` ([`Body::encode`]).
-    pub fn push_encoded(&mut self, body: &EncodedBody) {
-        let start = self.text.len();
-        let seq = self.first + self.spans.len() as u64;
-        Entry::encode_head(seq, self.time, &[0; 32], &mut self.text);
-        let prev_at = self.text.len() - 64;
-        self.text.push_str(&body.0);
-        self.spans.push((start, prev_at, self.text.len()));
-        self.text.push('\n');
     }
 
     /// Writes `prev` into entry `i` and returns its text.
@@ -914,7 +913,6 @@ fn push_opt_str(out: &mut String, s: Option<&str>) {
     }
 }
 
-/// The observation keys, from `"store"` to the end (without the closing brace).
 /// What an observation body's encoding starts with, after the entry's `prev`.
 const OBSERVATION_BODY: &str = "\",\"kind\":\"observation\"";
 
@@ -925,6 +923,7 @@ fn encode_observation_body(out: &mut String, o: &Observation) {
     out.push('}');
 }
 
+/// The observation keys, from `"store"` to the end (without the closing brace).
 fn encode_observation(out: &mut String, o: &Observation) {
     let l = &o.locality;
     out.push_str(",\"store\":");

@@ -796,6 +796,15 @@ enum Items {
     Encoded(Vec<(EncodedBody, Option<i64>)>),
 }
 
+impl Items {
+    fn len(&self) -> usize {
+        match self {
+            Items::Bodies(b) => b.len(),
+            Items::Encoded(e) => e.len(),
+        }
+    }
+}
+
 /// `items` cut into pieces of [`SEAL_PIECE`], each made an [`Items`] by `wrap`.
 fn pieces<T>(items: Vec<T>, wrap: fn(Vec<T>) -> Items) -> Vec<Items> {
     let mut items = items.into_iter().peekable();
@@ -804,15 +813,6 @@ fn pieces<T>(items: Vec<T>, wrap: fn(Vec<T>) -> Items) -> Vec<Items> {
         out.push(wrap(items.by_ref().take(SEAL_PIECE).collect()));
     }
     out
-}
-
-impl Items {
-    fn len(&self) -> usize {
-        match self {
-            Items::Bodies(b) => b.len(),
-            Items::Encoded(e) => e.len(),
-        }
-    }
 }
 
 /// Seals `items` with `next` in a pipeline of blocking threads, one chunk at a time: two
