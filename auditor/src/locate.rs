@@ -17,7 +17,7 @@ use hexagone_platform::{
 pub struct GeoArgs {
     /// Directory holding the ip-location-db layout; the other database options override its
     /// files. Default: the bundled data installed next to the binary
-    /// (`<bin>/../share/hexagone/ip-location-db`), else the source tree it was built from.
+    /// (`<bin>/../share/hexagone/ip-location-db`), else the copy built into the binary.
     #[arg(long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
     pub geo_dir: Option<PathBuf>,
     /// Where-is database: MaxMind GeoIP2/GeoLite2 Country or City, flat `country_code` MMDB, or
@@ -38,9 +38,9 @@ impl GeoArgs {
     pub fn paths(&self) -> anyhow::Result<GeoPaths> {
         let all_named =
             !(self.geo_db.is_empty() || self.registration_db.is_empty() || self.asn_db.is_empty());
-        // Every file named one by one: no directory is needed.
+        // Every file named one by one: no directory is looked for.
         let mut paths = if all_named && self.geo_dir.is_none() {
-            GeoPaths::ip_location_db(Path::new(hexagone_platform::geo::SOURCE_GEO_DIR))
+            GeoPaths::ip_location_db(Path::new(hexagone_platform::geo::BUILT_IN_GEO_DIR))
         } else {
             geo_paths(self.geo_dir.as_deref())?
         };
@@ -165,14 +165,13 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// The database files of an ip-location-db directory (`dir`, or the vendored one).
+/// The database files of an ip-location-db directory (`dir`, or the bundled one).
 fn geo_paths(dir: Option<&Path>) -> anyhow::Result<GeoPaths> {
     Ok(match dir {
         Some(dir) => GeoPaths::ip_location_db(dir),
-        None => GeoPaths::ip_location_db(
-            &hexagone_platform::geo::bundled_geo_dir(&std::env::current_exe()?)
-                .map_err(anyhow::Error::msg)?,
-        ),
+        None => GeoPaths::ip_location_db(&hexagone_platform::geo::bundled_geo_dir(
+            &std::env::current_exe()?,
+        )),
     })
 }
 

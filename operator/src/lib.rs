@@ -45,7 +45,7 @@ pub enum Command {
 pub struct Settings {
     /// Directory of the ip-location-db layout (location, registration and AS databases).
     /// Default: the bundled data installed next to the binary
-    /// (`<bin>/../share/hexagone/ip-location-db`), else the source tree it was built from.
+    /// (`<bin>/../share/hexagone/ip-location-db`), else the copy built into the binary.
     #[arg(global = true, long, value_name = "DIR", env = "HEXAGONE_GEO_DIR")]
     pub geo_dir: Option<PathBuf>,
     /// Address of the HTTP endpoint for /metrics, /healthz and /readyz.
@@ -128,8 +128,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let geo_dir = match &settings.geo_dir {
         Some(dir) => dir.clone(),
-        None => hexagone_platform::geo::bundled_geo_dir(&std::env::current_exe()?)
-            .map_err(anyhow::Error::msg)?,
+        None => hexagone_platform::geo::bundled_geo_dir(&std::env::current_exe()?),
     };
     let geo = GeoDatabases::open(&GeoPaths::ip_location_db(&geo_dir))
         .with_context(|| format!("opening the geolocation databases in {}", geo_dir.display()))?;

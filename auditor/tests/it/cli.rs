@@ -421,28 +421,24 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     assert!(out.contains("valid: 4 entries"), "{out}");
 }
 
-/// An installed binary (copied elsewhere, run from another directory) finds the bundled
-/// geolocation data next to it in `<prefix>/share/hexagone/ip-location-db`, and `--version`
-/// names the data's versions.
+/// An installed binary (copied elsewhere, run from another directory) needs no data file and
+/// no source tree: alone it reads the geolocation data built into it; with the data installed
+/// next to it in `<prefix>/share/hexagone/ip-location-db`, it reads that copy (a newer one can
+/// be dropped in without a rebuild). `--version` names the built-in data's versions.
 #[test]
-fn an_installed_binary_finds_its_data_next_to_it_and_names_its_versions() {
+fn an_installed_binary_runs_alone_or_with_its_data_next_to_it_and_names_its_versions() {
     let prefix = tempfile::tempdir().unwrap();
     let bin = prefix.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let installed = bin.join("hexagone-auditor");
     std::fs::copy(crate::util::bin(), &installed).unwrap();
-    std::fs::create_dir_all(prefix.path().join("share/hexagone")).unwrap();
-    std::os::unix::fs::symlink(
-        hexagone_platform::geo::SOURCE_GEO_DIR,
-        prefix.path().join("share/hexagone/ip-location-db"),
-    )
-    .unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     // `locate` exits 1 for a violation: the exit code is checked by the caller.
     let run_installed = |args: &[&str], code: i32| {
         let out = std::process::Command::new(&installed)
             .args(args)
             .current_dir(elsewhere.path())
+            .env_remove("HEXAGONE_GEO_DIR")
             .output()
             .unwrap();
         assert_eq!(
@@ -460,6 +456,22 @@ fn an_installed_binary_finds_its_data_next_to_it_and_names_its_versions() {
     );
     let policy = crate::util::policy("france-diffusion-restreinte");
     // An address alone never meets Diffusion Restreinte (no attestation, no region label).
+    let alone = run_installed(&["locate", "51.38.1.1", "--policy", &policy], 1);
+    assert!(
+        alone.contains(
+            "databases: location built-in:ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb; "
+        ),
+        "{alone}"
+    );
+    assert!(alone.contains("address 51.38.1.1 is in FR"), "{alone}");
+    assert!(alone.contains("IP data: ip-location-db"), "{alone}");
+
+    std::fs::create_dir_all(prefix.path().join("share/hexagone")).unwrap();
+    std::os::unix::fs::symlink(
+        hexagone_platform::geo::SOURCE_GEO_DIR,
+        prefix.path().join("share/hexagone/ip-location-db"),
+    )
+    .unwrap();
     let located = run_installed(&["locate", "51.38.1.1", "--policy", &policy], 1);
     let expected = format!(
         "databases: location {}/../share/hexagone/ip-location-db/",
