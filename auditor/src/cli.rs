@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::Sequencer;
+use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::cosignature::{WitnessKey, WitnessSigner};
-use crate::ledger::entry::Timestamp;
+use crate::ledger::entry::{Body, Timestamp};
+use crate::ledger::proof::InclusionProof;
 use crate::ledger::verify::Verifier;
 use crate::store::{Appended, Ledger, WitnessEndpoint};
 use crate::witness::Witness;
@@ -53,7 +55,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Verify a bundle offline: exit 0 valid, 1 invalid ledger, 2 usage or I/O error.
     Verify(VerifyArgs),
-    /// Write an inclusion proof (c2sp.org/tlog-proof@v1) for the latest entry about an object.
+    /// Write an inclusion proof (c2sp.org/tlog-proof@v1) for the latest entry about an object
+    /// (`prove verify` checks one).
     Prove(ProveArgs),
     /// Locate an address or a node against a locality policy: evidence and verdict.
     Locate(crate::locate::LocateArgs),
@@ -225,17 +228,52 @@ pub struct VerifyArgs {
     pub policies: Vec<PathBuf>,
 }
 
-/// `prove`.
+/// `prove`: write an inclusion proof; `prove verify`: check one.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ProveArgs {
+    /// `verify`, or nothing to write a proof.
+    #[command(subcommand)]
+    pub command: Option<ProveCommand>,
     #[command(flatten)]
     db: DbArg,
     /// Object identifier.
-    #[arg(long)]
-    pub object: String,
+    #[arg(long, required = true)]
+    pub object: Option<String>,
     /// Proof file to write; `-` for standard output.
     #[arg(long, default_value = "-")]
     pub out: String,
+}
+
+/// `prove` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProveCommand {
+    /// Check an inclusion proof offline: exit 0 valid, 1 invalid, 2 usage or I/O error.
+    Verify(ProveVerifyArgs),
+}
+
+/// `prove verify`.
+#[derive(Debug, Args)]
+pub struct ProveVerifyArgs {
+    /// The proof file (c2sp.org/tlog-proof@v1, as `prove` writes it); `-` for standard input.
+    pub proof: String,
+    /// The log's verifier key (the key in force when the proof was made), or a file holding
+    /// it; a fingerprint is not enough, since a proof carries no key.
+    #[arg(long, visible_alias = "key")]
+    pub trust: String,
+    /// The object the proof must be about (its identifier in its store).
+    #[arg(long)]
+    pub object: Option<String>,
+    /// A witness key (or file) whose cosignature the proof's checkpoint must carry; repeatable.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned (default: all of them).
+    #[arg(long)]
+    pub witness_threshold: Option<usize>,
+    /// A locality policy (YAML) to replay the entry's verdict under (the policy whose digest
+    /// it recorded). Repeatable.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
 }
 
 /// Runs one parsed command line; the returned code is the process exit code.
@@ -592,13 +630,142 @@ async fn export(a: ExportArgs) -> anyhow::Result<u8> {
 }
 
 async fn prove(a: ProveArgs) -> anyhow::Result<u8> {
+    let object = match a.command {
+        Some(ProveCommand::Verify(v)) => return prove_verify(v),
+        None => a.object.context("--object is required")?,
+    };
     let ledger = Ledger::open(&a.db.db).await?;
-    let proof = ledger.prove(&a.object).await?;
+    let proof = ledger.prove(&object).await?;
     let mut out = open_out(&a.out)?;
     out.write_all(proof.format().as_bytes())?;
     out.flush()?;
     ledger.close().await;
     Ok(0)
+}
+
+/// `prove verify`: the proof's checkpoint is signed by the trusted key (and cosigned as asked),
+/// its audit path leads from the entry it carries to that checkpoint's root, and the entry is
+/// about the object named (and replays under the policy given). Prints what the entry records.
+fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
+    let trust = trust_anchor(&a.trust)?;
+    let key = VerifierKey::parse(&trust).map_err(|e| {
+        anyhow::anyhow!(
+            "--trust {}: {e} (a proof carries no key: give the log's verifier key, as in the .pub file keygen wrote, not its fingerprint)",
+            a.trust
+        )
+    })?;
+    let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
+    let policies = a
+        .policies
+        .iter()
+        .map(|p| hexagone_platform::LocalityPolicy::from_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let text = if a.proof == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .context("reading the proof from standard input")?
+    } else {
+        std::fs::read_to_string(&a.proof).with_context(|| format!("reading {}", a.proof))?
+    };
+    let invalid = |why: String| {
+        println!("INVALID: {}: {why}", a.proof);
+        Ok(1)
+    };
+    let proof = match InclusionProof::parse(&text) {
+        Ok(p) => p,
+        Err(e) => return invalid(e.to_string()),
+    };
+    let entry = match proof.verify(std::slice::from_ref(&key), None) {
+        Ok(e) => e,
+        Err(e) => return invalid(e.to_string()),
+    };
+    let note = parse_note(&proof.checkpoint)?;
+    let cp = Checkpoint::parse_body(&note.text)?;
+    let cosigners = match cosigned_by(&note, cp.size, &witnesses, threshold) {
+        Ok(names) => names,
+        Err(e) => return invalid(format!("its checkpoint {e}")),
+    };
+    let Body::Observation(o) = &entry.body else {
+        return invalid(format!(
+            "entry {} is a key rotation, not an observation of an object",
+            entry.seq
+        ));
+    };
+    if let Some(object) = &a.object
+        && o.object.id != *object
+    {
+        return invalid(format!(
+            "the proof is for object {:?} (entry {}), not {object:?}",
+            o.object.id, entry.seq
+        ));
+    }
+    if !policies.is_empty()
+        && let Err(e) = crate::judge::Replayer::new(policies).check(o)
+    {
+        return invalid(format!(
+            "entry {}: the observation does not replay: {e}",
+            entry.seq
+        ));
+    }
+    let l = &o.locality;
+    println!(
+        "valid: entry {} is in the log {} of {} entries, root {}, signed by {} (SHA256:{})",
+        entry.seq,
+        cp.origin,
+        cp.size,
+        hex::encode(cp.root),
+        key,
+        key.fingerprint()
+    );
+    if !cosigners.is_empty() {
+        println!("checkpoint cosigned by: {}", cosigners.join(", "));
+    }
+    println!(
+        "object {} (store {}, class {}), recorded {}",
+        o.object.id, o.object.store, o.object.class, entry.time
+    );
+    println!(
+        "on {} {}: {} under {:?} ({})",
+        l.subject_kind.as_str(),
+        l.subject,
+        l.verdict.as_str(),
+        l.policy.classification,
+        l.policy.digest
+    );
+    for reason in l.verdict.reasons() {
+        println!("  - {reason}");
+    }
+    if !a.policies.is_empty() {
+        println!("the verdict replays from the recorded evidence under the policy given");
+    }
+    println!(
+        "This proves the entry is in the signed log; whether it is the object's latest entry, only the whole ledger shows (`verify`, `report`)."
+    );
+    Ok(0)
+}
+
+/// The names of the `witnesses` that cosigned `note` (a checkpoint of `size` entries); when
+/// fewer than `threshold` did, an error naming the missing ones.
+pub(crate) fn cosigned_by(
+    note: &crate::ledger::checkpoint::Note,
+    size: u64,
+    witnesses: &[WitnessKey],
+    threshold: usize,
+) -> Result<Vec<String>, String> {
+    let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) =
+        witnesses.iter().partition(|w| w.cosigned(note).is_some());
+    if have.len() < threshold {
+        return Err(format!(
+            "(size {size}) is cosigned by {} of the {} witnesses given, {threshold} needed; missing: {}",
+            have.len(),
+            witnesses.len(),
+            missing
+                .iter()
+                .map(|w| w.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(have.iter().map(|w| w.name().to_string()).collect())
 }
 
 /// Reads `--trust`: a verifier key, a fingerprint, or a file holding either.

@@ -340,22 +340,8 @@ fn cosignatures(
             report.checkpoint.root
         ));
     }
-    let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) =
-        witnesses.iter().partition(|w| w.cosigned(&note).is_some());
-    if have.len() < threshold {
-        return Err(format!(
-            "its checkpoint (size {}) is cosigned by {} of the {} witnesses given, {threshold} needed; missing: {}",
-            cp.size,
-            have.len(),
-            witnesses.len(),
-            missing
-                .iter()
-                .map(|w| w.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(have.iter().map(|w| w.name().to_string()).collect())
+    crate::cli::cosigned_by(&note, cp.size, witnesses, threshold)
+        .map_err(|e| format!("its checkpoint {e}"))
 }
 
 /// Checks `report` against a bundle: the bundle verifies under `key`, reaches the report's

@@ -571,7 +571,8 @@ impl Ledger {
     }
 
     /// An inclusion proof (tlog-proof@v1, entry in `extra`) for the latest entry about
-    /// `object_id`, against the current signed head.
+    /// `object_id`, against the current signed head and the witnesses' cosignatures recorded
+    /// on it.
     pub async fn prove(&self, object_id: &str) -> Result<InclusionProof, StoreError> {
         let head = self.head().await?;
         let (Some(note), true) = (head.note.clone(), head.size > 0) else {
@@ -609,11 +610,16 @@ impl Ledger {
                 ))
             },
         )?;
+        // With the witnesses' cosignatures recorded so far, so that a reader can require them.
+        let mut checkpoint = note;
+        for line in self.db.cosignatures(head.size).await? {
+            checkpoint.push_str(&line);
+        }
         Ok(InclusionProof {
             extra: Some(body.into_bytes()),
             index: seq,
             path,
-            checkpoint: note,
+            checkpoint,
         })
     }
 

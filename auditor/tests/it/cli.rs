@@ -480,3 +480,127 @@ fn an_installed_binary_runs_alone_or_with_its_data_next_to_it_and_names_its_vers
     assert!(located.contains(&expected), "{located}");
     assert!(located.contains("address 51.38.1.1 is in FR"), "{located}");
 }
+
+/// An accreditation auditor checks a proof offline with `prove verify`: the entry it carries,
+/// its path to the signed root, the key, the witness's cosignature, the object and the
+/// verdict's replay. Each part bent by whoever hands the proof over is named.
+#[test]
+fn an_inclusion_proof_is_checked_offline_and_each_bent_part_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (key, vkey) = keygen(dir.path(), "log");
+    let (_, other) = keygen(dir.path(), "other");
+    let witness = crate::witness::start_witness(dir.path(), "w1", &key.with_extension("pub"));
+    let db = format!("sqlite:{}", p("l.sqlite"));
+    run_ok(
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            key.to_str().unwrap(),
+            "--witness",
+            &format!("{},{}", witness.key, witness.url),
+        ],
+        Some(&input(0, 20)),
+    );
+    // Entry 10 is in Paris, entry 10 % 7 == 3 is in Germany.
+    let proof = run_ok(
+        &["prove", "--db", &db, "--object", "spaces/10/doc-10"],
+        None,
+    );
+    std::fs::write(p("doc.proof"), &proof).unwrap();
+    let check = |file: &str, trust: &str, extra: &[&str]| {
+        let mut args = vec!["prove", "verify", file, "--trust", trust];
+        args.extend_from_slice(extra);
+        let out = run(&args, None);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let policy = crate::util::POLICY;
+    let (code, out) = check(
+        &p("doc.proof"),
+        &vkey,
+        &[
+            "--object",
+            "spaces/10/doc-10",
+            "--witness",
+            &witness.key,
+            "--policy",
+            policy,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("valid: entry 10 is in the log hexagone.test/ledger of 20 entries"),
+        "{out}"
+    );
+    assert!(
+        out.contains("checkpoint cosigned by: witness.test/w1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("object spaces/10/doc-10 (store minio/documents, class document)"),
+        "{out}"
+    );
+    assert!(out.contains("violation under"), "{out}");
+    assert!(out.contains("the verdict replays"), "{out}");
+    // The key file works as well as the key; a fingerprint cannot check a signature.
+    let pubfile = key.with_extension("pub");
+    assert_eq!(check(&p("doc.proof"), pubfile.to_str().unwrap(), &[]).0, 0);
+    let fingerprint = VerifierKey::parse(&vkey).unwrap().fingerprint();
+    let (code, out) = check(&p("doc.proof"), &format!("SHA256:{fingerprint}"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("a proof carries no key"), "{out}");
+
+    // Another log's key.
+    let (code, out) = check(&p("doc.proof"), &other, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("INVALID: "), "{out}");
+    // A proof for another object than the one asked about.
+    let (code, out) = check(&p("doc.proof"), &vkey, &["--object", "spaces/11/doc-11"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "the proof is for object \"spaces/10/doc-10\" (entry 10), not \"spaces/11/doc-11\""
+        ),
+        "{out}"
+    );
+    // A witness that never saw this checkpoint.
+    let stranger = crate::witness::start_witness(dir.path(), "w2", &key.with_extension("pub"));
+    let (code, out) = check(&p("doc.proof"), &vkey, &["--witness", &stranger.key]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("missing: witness.test/w2"), "{out}");
+    // One hash of the audit path changed.
+    let lines: Vec<&str> = proof.split('\n').collect();
+    let mut bent = lines.clone();
+    bent[3] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    std::fs::write(p("bent.proof"), bent.join("\n")).unwrap();
+    let (code, out) = check(&p("bent.proof"), &vkey, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Merkle proof"), "{out}");
+    // The entry carried in `extra` swapped for a neighbour's: it is not the proven leaf.
+    let neighbour = run_ok(
+        &["prove", "--db", &db, "--object", "spaces/11/doc-11"],
+        None,
+    );
+    let mut swapped = lines.clone();
+    swapped[1] = neighbour.split('\n').nth(1).unwrap();
+    std::fs::write(p("swapped.proof"), swapped.join("\n")).unwrap();
+    let (code, out) = check(&p("swapped.proof"), &vkey, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("entry in the proof has seq 11 but the proof is for index 10"),
+        "{out}"
+    );
+    // Not a proof at all.
+    std::fs::write(p("junk.proof"), "hello\n").unwrap();
+    let (code, out) = check(&p("junk.proof"), &vkey, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("malformed proof file, line 1"), "{out}");
+}
