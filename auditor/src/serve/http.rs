@@ -303,6 +303,17 @@ async fn observations(State(s): State<Arc<Service>>, headers: HeaderMap, body: B
     let mut reports = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         match crate::ingest::parse_line(i as u64 + 1, v.get()) {
+            // The collector's store: what it records, it observes in the cluster itself.
+            Ok(r) if r.object.store == crate::collect::volumes::STORE => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "line {}: field `store`: {:?} is reserved for the auditor's own Kubernetes collector (`serve --kubernetes`), which observes volumes in the cluster itself; a writer cannot record under it; nothing of this request was recorded",
+                        i + 1,
+                        crate::collect::volumes::STORE
+                    ),
+                );
+            }
             Ok(r) => reports.push(r),
             Err(e) => {
                 return error(

@@ -280,6 +280,31 @@ fn authenticated_ingest_is_judged_committed_and_verifies() {
         e.starts_with("line 2: field `verdict`: an observation carries facts only"),
         "{e}"
     );
+    // A writer posing as the Kubernetes collector (its store, a volume's name): 403, and
+    // the valid observation beside it is not written either.
+    let as_collector = observation_json(22)
+        .replacen(
+            "\"store\":\"minio/documents\"",
+            "\"store\":\"kubernetes\"",
+            1,
+        )
+        .replacen("\"class\":\"document\"", "\"class\":\"volume\"", 1);
+    assert!(
+        as_collector.contains("\"store\":\"kubernetes\""),
+        "{as_collector}"
+    );
+    let a = post(
+        &srv,
+        "/v1/observations",
+        &setup.token,
+        &array(&[observation_json(22), as_collector]),
+    );
+    assert_eq!(a.status, 403, "{a:?}");
+    let e = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        e.starts_with("line 2: field `store`: \"kubernetes\" is reserved for the auditor's own Kubernetes collector"),
+        "{e}"
+    );
     let a = post(&srv, "/v1/observations", &setup.token, "{\"store\":");
     assert_eq!(a.status, 400, "{a:?}");
     assert!(a.json()["error"].as_str().unwrap().contains("not JSON"));
