@@ -240,6 +240,9 @@ pub struct ProveArgs {
     /// Object identifier.
     #[arg(long, required = true)]
     pub object: Option<String>,
+    /// The object's data store, when the same identifier names objects of several stores.
+    #[arg(long)]
+    pub store: Option<String>,
     /// Proof file to write; `-` for standard output.
     #[arg(long, default_value = "-")]
     pub out: String,
@@ -264,6 +267,9 @@ pub struct ProveVerifyArgs {
     /// The object the proof must be about (its identifier in its store).
     #[arg(long)]
     pub object: Option<String>,
+    /// The data store the proof's object must be in.
+    #[arg(long)]
+    pub store: Option<String>,
     /// A witness key (or file) whose cosignature the proof's checkpoint must carry; repeatable.
     #[arg(long = "witness")]
     pub witnesses: Vec<String>,
@@ -635,7 +641,7 @@ async fn prove(a: ProveArgs) -> anyhow::Result<u8> {
         None => a.object.context("--object is required")?,
     };
     let ledger = Ledger::open(&a.db.db).await?;
-    let proof = ledger.prove(&object).await?;
+    let proof = ledger.prove_in(&object, a.store.as_deref()).await?;
     let mut out = open_out(&a.out)?;
     out.write_all(proof.format().as_bytes())?;
     out.flush()?;
@@ -696,6 +702,14 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
         return invalid(format!(
             "the proof is for object {:?} (entry {}), not {object:?}",
             o.object.id, entry.seq
+        ));
+    }
+    if let Some(store) = &a.store
+        && o.object.store != *store
+    {
+        return invalid(format!(
+            "the proof is for an object of store {:?} (entry {}), not {store:?}",
+            o.object.store, entry.seq
         ));
     }
     if !policies.is_empty()

@@ -574,6 +574,16 @@ impl Ledger {
     /// `object_id`, against the current signed head and the witnesses' cosignatures recorded
     /// on it.
     pub async fn prove(&self, object_id: &str) -> Result<InclusionProof, StoreError> {
+        self.prove_in(object_id, None).await
+    }
+
+    /// [`Ledger::prove`] for the object `object_id` of the data store `store` when given (the
+    /// same identifier can name objects of several stores).
+    pub async fn prove_in(
+        &self,
+        object_id: &str,
+        store: Option<&str>,
+    ) -> Result<InclusionProof, StoreError> {
         let head = self.head().await?;
         let (Some(note), true) = (head.note.clone(), head.size > 0) else {
             return Err(StoreError::NoSuchObject(object_id.to_string()));
@@ -589,7 +599,8 @@ impl Ledger {
                 continue;
             };
             if matches!(Entry::decode(body.as_bytes()),
-                Ok(Entry { body: Body::Observation(o), .. }) if o.object.id == object_id)
+                Ok(Entry { body: Body::Observation(o), .. })
+                    if o.object.id == object_id && store.is_none_or(|s| o.object.store == s))
             {
                 found = Some((seq, body));
                 break;

@@ -603,4 +603,46 @@ fn an_inclusion_proof_is_checked_offline_and_each_bent_part_is_named() {
     let (code, out) = check(&p("junk.proof"), &vkey, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("malformed proof file, line 1"), "{out}");
+
+    // The same identifier in another store: `--store` says which object is meant.
+    let elsewhere = observation_json(10).replacen("minio/documents", "seaweedfs/documents", 1);
+    run_ok(
+        &[
+            "append",
+            "--policy",
+            crate::util::POLICY,
+            "--db",
+            &db,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        Some(&format!("{elsewhere}\n")),
+    );
+    let newest = run_ok(
+        &["prove", "--db", &db, "--object", "spaces/10/doc-10"],
+        None,
+    );
+    assert_eq!(InclusionProof::parse(&newest).unwrap().index, 20);
+    let minio = run_ok(
+        &[
+            "prove",
+            "--db",
+            &db,
+            "--object",
+            "spaces/10/doc-10",
+            "--store",
+            "minio/documents",
+        ],
+        None,
+    );
+    assert_eq!(InclusionProof::parse(&minio).unwrap().index, 10);
+    std::fs::write(p("newest.proof"), &newest).unwrap();
+    let (code, out) = check(&p("newest.proof"), &vkey, &["--store", "minio/documents"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "is for an object of store \"seaweedfs/documents\" (entry 20), not \"minio/documents\""
+        ),
+        "{out}"
+    );
 }

@@ -25,6 +25,10 @@ const OPERATOR: &str = "system:serviceaccount:hexagone-system:hexagone-operator"
 const AUDITOR: &str = "system:serviceaccount:hexagone-audit:hexagone-auditor";
 /// The foreign backup target in the auditor's inventory.
 pub const FOREIGN_BACKUP: &str = "backup-hetzner-fsn";
+/// The database whose backup goes abroad.
+pub const FOREIGN_BACKUP_STORE: &str = "mysql/exo";
+/// The backup's object name (the French backup of another database has the same name).
+pub const FOREIGN_BACKUP_OBJECT: &str = "dump/2026-11-29";
 /// How long the cluster gets to converge at each step.
 const CONVERGE: Duration = Duration::from_secs(180);
 /// Documents stored through the object store's notifications.
@@ -43,6 +47,9 @@ pub struct Outcome {
     pub bundle: PathBuf,
     /// `verify`'s exit code and standard output.
     pub verify: (i32, String),
+    /// The inclusion proof of the backup sent abroad (`backup.tlog-proof`), and
+    /// `prove verify`'s exit code and standard output for it.
+    pub proof: (PathBuf, i32, String),
     /// Entries in the ledger.
     pub entries: u64,
     /// The node whose attestation the security officer withdrew: the French node holding the
@@ -704,10 +711,10 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
     }
     for (store, target) in [
         ("postgres/keycloak", "backup-outscale"),
-        ("mysql/exo", FOREIGN_BACKUP),
+        (FOREIGN_BACKUP_STORE, FOREIGN_BACKUP),
     ] {
         let body = serde_json::json!({
-            "store": store, "class": "backup", "object": "dump/2026-11-29",
+            "store": store, "class": "backup", "object": FOREIGN_BACKUP_OBJECT,
             "content": format!("{:064x}", store.len()), "endpoint": target,
         })
         .to_string();
@@ -813,6 +820,39 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         ),
     );
     std::fs::write(out.join("verify.txt"), &verify.1)?;
+    // The accreditation auditor's sample: the foreign backup's entry, proven in the signed
+    // and cosigned log, checked offline.
+    let proof_file = out.join("backup.tlog-proof");
+    run_ok(
+        Command::new(&auditor_bin)
+            .args(["prove", "--db", &db, "--object", FOREIGN_BACKUP_OBJECT])
+            .args(["--store", FOREIGN_BACKUP_STORE, "--out"])
+            .arg(&proof_file),
+    )
+    .await?;
+    let checked = Command::new(&auditor_bin)
+        .args(["prove", "verify"])
+        .arg(&proof_file)
+        .args(["--trust", &ledger_pub, "--witness", &witness_pub])
+        .args([
+            "--object",
+            FOREIGN_BACKUP_OBJECT,
+            "--store",
+            FOREIGN_BACKUP_STORE,
+        ])
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .await?;
+    let proof = (
+        proof_file,
+        checked.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        ),
+    );
     step(
         started,
         &format!("done in {} s", started.elapsed().as_secs()),
@@ -823,6 +863,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         report_html,
         bundle,
         verify,
+        proof,
         entries,
         withdrawn: withdrawn_node,
     })
@@ -883,6 +924,13 @@ pub fn summary(outcome: &Outcome) -> String {
     );
     p(
         &mut s,
+        format!(
+            "  {}  an inclusion proof of the backup sent abroad, for checking one object offline",
+            outcome.proof.0.display()
+        ),
+    );
+    p(
+        &mut s,
         "  ledger.key.pub, witness.key.pub  the keys to verify with; verify.txt  what verify said"
             .into(),
     );
@@ -919,6 +967,18 @@ pub fn summary(outcome: &Outcome) -> String {
     p(&mut s, String::new());
     p(&mut s, format!("verify exit {}:", outcome.verify.0));
     for l in outcome.verify.1.lines() {
+        p(&mut s, format!("  {l}"));
+    }
+    p(&mut s, String::new());
+    p(
+        &mut s,
+        format!(
+            "prove verify {} exit {}:",
+            outcome.proof.0.display(),
+            outcome.proof.1
+        ),
+    );
+    for l in outcome.proof.2.lines() {
         p(&mut s, format!("  {l}"));
     }
     p(&mut s, String::new());

@@ -32,6 +32,25 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
         "{text}"
     );
 
+    // One object checked alone: the foreign backup's entry, in the signed and cosigned log.
+    let (_, code, text) = &outcome.proof;
+    assert_eq!(*code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "object dump/2026-11-29 (store {}, class backup)",
+            hexagone_demo::FOREIGN_BACKUP_STORE
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("on endpoint {FOREIGN_BACKUP}: violation under")),
+        "{text}"
+    );
+    assert!(
+        text.contains("checkpoint cosigned by: witness.demo.hexagone.fr"),
+        "{text}"
+    );
+
     // The security officer's report.
     let r = report_model(&outcome).unwrap();
     let objects = r["objects"].as_array().unwrap();
