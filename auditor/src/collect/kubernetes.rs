@@ -268,7 +268,9 @@ async fn pass(
     service
         .judge
         .set_node_attestations(crate::judge::node_attestations(&attestations));
-    // From now on HTTP observations are judged with the cluster's attestations.
+    // From now on HTTP observations are judged with the cluster's attestations, and the nodes
+    // they name are described by the cluster (set once: the store follows the watch).
+    let _ = service.cluster_nodes.set(view.nodes.clone());
     service
         .shared
         .judging

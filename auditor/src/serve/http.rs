@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::events::{self, ObjectStore};
 use super::{Job, Service};
-use crate::ingest::{Report, Submission};
+use crate::ingest::{Location, Report, Submission};
 
 /// The service's routes.
 pub fn router(service: Arc<Service>) -> Router {
@@ -155,6 +155,67 @@ fn authenticate<'a>(s: &'a Service, headers: &HeaderMap) -> Result<&'a str, Box<
         .ok_or_else(|| unauthorized("unknown token"))
 }
 
+/// `report` with its node described by the cluster: the Node of that name must exist, and
+/// each fact the writer gave (providerID, a label, an address) must be the cluster's. The
+/// cluster's whole description replaces the writer's, so a writer can name a node, not
+/// describe it.
+fn from_cluster(
+    nodes: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>,
+    mut report: Report,
+) -> Result<Report, String> {
+    let Location::Node(given) = &report.location else {
+        return Ok(report);
+    };
+    let name = &given.name;
+    let node = nodes
+        .get(&kube::runtime::reflector::ObjectRef::new(name))
+        .ok_or_else(|| format!("node {name:?} is not a node of this cluster"))?;
+    let cluster = crate::collect::volumes::reported(&node);
+    if let Some(p) = &given.provider_id
+        && cluster.provider_id.as_ref() != Some(p)
+    {
+        return Err(format!(
+            "node {name:?}: providerID {p:?} is not the cluster's ({})",
+            cluster
+                .provider_id
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), |c| format!("{c:?}"))
+        ));
+    }
+    for (key, value) in &given.labels {
+        match cluster.labels.get(key) {
+            Some(c) if c == value => {}
+            Some(c) => {
+                return Err(format!(
+                    "node {name:?}: label {key} is {c:?} in the cluster, not {value:?}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "node {name:?}: label {key} is not set on it in the cluster"
+                ));
+            }
+        }
+    }
+    for a in &given.addresses {
+        if !cluster.addresses.contains(a) {
+            return Err(format!(
+                "node {name:?}: address {} {} is not among the cluster's ({})",
+                a.kind,
+                a.address,
+                cluster
+                    .addresses
+                    .iter()
+                    .map(|c| format!("{} {}", c.kind, c.address))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    report.location = Location::Node(cluster);
+    Ok(report)
+}
+
 /// Reads the body up to `--max-body` (more: 413).
 async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Box<Response>> {
     to_bytes(body, s.max_body).await.map_err(|_| {
@@ -184,6 +245,26 @@ async fn submit(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    let reports = match s.cluster_nodes.get() {
+        Some(nodes) => match reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| from_cluster(nodes, r).map_err(|e| (i, e)))
+            .collect::<Result<Vec<Report>, _>>()
+        {
+            Ok(r) => r,
+            Err((i, e)) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "line {}: {e}; with `serve --kubernetes` the auditor describes a node from the cluster's Node object: name it, and give only facts that agree with it; nothing of this request was recorded",
+                        i + 1
+                    ),
+                );
+            }
+        },
+        None => reports,
+    };
     // Judging is CPU work (database lookups for every address): off the async workers, so a
     // large request does not hold up the sequencer task or other connections.
     let service = s.clone();

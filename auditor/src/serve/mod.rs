@@ -173,6 +173,11 @@ pub struct Service {
     pub shared: Arc<Shared>,
     /// `--max-body`.
     pub max_body: usize,
+    /// With `--kubernetes`, the cluster's Nodes as the collector watches them, set before the
+    /// first observation is judged: a node named in an observation is described by the
+    /// cluster, not by the writer.
+    pub cluster_nodes:
+        std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>>,
 }
 
 /// What the sequencer task and the handlers both see.
@@ -302,6 +307,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         queue: tx,
         shared: shared.clone(),
         max_body: a.max_body as usize,
+        cluster_nodes: std::sync::OnceLock::new(),
     });
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await

@@ -952,4 +952,67 @@ async fn observations_wait_for_the_first_listing_of_the_cluster() {
         recorded(&auditor.db, &dir.path().join("one.jsonl")).unwrap(),
         ["spaces/1/doc-1 document ovh-gra-1 compliant"]
     );
+
+    // A writer names a node; it cannot describe one. The German node dressed in the French
+    // node's facts, and a node the cluster does not have, are refused whole (422).
+    let on = |object: &str, node: serde_json::Value| {
+        json!({"store": "minio/documents", "class": "document", "object": object,
+               "content": "cd".repeat(32), "node": node})
+        .to_string()
+    };
+    for (node, why) in [
+        (
+            json!({"name": DE, "labels": {"topology.kubernetes.io/region": "fr-par"}}),
+            format!(
+                "node \"{DE}\": label topology.kubernetes.io/region is not set on it in the cluster"
+            ),
+        ),
+        (
+            json!({"name": DE, "labels": {"topology.kubernetes.io/zone": "fr-par-1"}}),
+            format!(
+                "node \"{DE}\": label topology.kubernetes.io/zone is \"eu-central-1a\" in the cluster, not \"fr-par-1\""
+            ),
+        ),
+        (
+            json!({"name": DE, "addresses": [{"type": "ExternalIP", "address": "51.38.1.1"}]}),
+            format!(
+                "node \"{DE}\": address ExternalIP 51.38.1.1 is not among the cluster's (ExternalIP 88.198.0.1"
+            ),
+        ),
+        (
+            json!({"name": DE, "providerID": format!("kwok://{FR}")}),
+            format!("node \"{DE}\": providerID \"kwok://{FR}\" is not the cluster's"),
+        ),
+        (
+            json!({"name": "ghost-1"}),
+            "node \"ghost-1\" is not a node of this cluster".to_owned(),
+        ),
+    ] {
+        let batch = format!(
+            "[{}, {}]",
+            on("spaces/1/doc-3", json!({"name": FR})),
+            on("spaces/1/doc-2", node)
+        );
+        let (status, body) = request(&auditor.addr, "POST", "/v1/observations", &token, &batch);
+        assert_eq!(status, 422, "{body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(error.starts_with(&format!("line 2: {why}")), "{error}");
+    }
+    // Named only, each node is judged on the cluster's facts: the German one is a violation.
+    let batch = format!(
+        "[{}, {}]",
+        on("spaces/1/doc-2", json!({"name": DE})),
+        on("spaces/1/doc-3", json!({"name": FR}))
+    );
+    let (status, body) = request(&auditor.addr, "POST", "/v1/observations", &token, &batch);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("three.jsonl")).unwrap(),
+        [
+            "spaces/1/doc-1 document ovh-gra-1 compliant",
+            &format!("spaces/1/doc-2 document {DE} violation"),
+            "spaces/1/doc-3 document ovh-gra-1 compliant"
+        ]
+    );
 }
