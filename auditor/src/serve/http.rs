@@ -337,6 +337,21 @@ async fn submit(
     }
     match answer.await {
         Ok(Ok(committed)) => {
+            // Which writer posted which entries: the entries do not name their writer.
+            let recorded: Vec<u64> = committed
+                .entries
+                .iter()
+                .filter(|e| e.recorded)
+                .map(|e| e.seq)
+                .collect();
+            if let (Some(first), Some(last)) = (recorded.iter().min(), recorded.iter().max()) {
+                eprintln!(
+                    "writer {writer}: recorded entries {first}-{last} ({} of {} observations; checkpoint {})",
+                    recorded.len(),
+                    committed.entries.len(),
+                    committed.size
+                );
+            }
             let mut body = serde_json::to_value(&committed).unwrap_or_default();
             body["writer"] = json!(writer);
             json_response(StatusCode::OK, &body)

@@ -1015,4 +1015,16 @@ async fn observations_wait_for_the_first_listing_of_the_cluster() {
             "spaces/1/doc-3 document ovh-gra-1 compliant"
         ]
     );
+    // The service's log says which writer posted which entries (written before the answer,
+    // copied from its standard error by a thread).
+    let logged = "writer collector: recorded entries 1-2 (2 of 2 observations; checkpoint 3)";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !auditor.log.lock().unwrap().contains(logged) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{logged:?} not in {}",
+            auditor.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
