@@ -14,6 +14,31 @@ fn input(from: u64, n: u64) -> String {
         .collect()
 }
 
+/// `append --policy POLICY --db DB --key KEY` and `extra`.
+fn append_args<'a>(db: &'a str, key: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "append",
+        "--policy",
+        crate::util::POLICY,
+        "--db",
+        db,
+        "--key",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `append` (see [`append_args`]), fed `stdin`.
+fn append(db: &str, key: &str, extra: &[&str], stdin: &str) -> std::process::Output {
+    run(&append_args(db, key, extra), Some(stdin))
+}
+
+/// [`append`], which must succeed; its standard output.
+fn append_ok(db: &str, key: &str, extra: &[&str], stdin: &str) -> String {
+    run_ok(&append_args(db, key, extra), Some(stdin))
+}
+
 #[test]
 fn keygen_prints_fingerprint_and_verifier_key_and_writes_0600() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,18 +115,7 @@ fn private_keys_readable_by_others_are_refused() {
     let (key, _) = keygen(dir.path(), "k");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
-    let out = run(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            key.to_str().unwrap(),
-        ],
-        Some(&input(0, 3)),
-    );
+    let out = append(&db, key.to_str().unwrap(), &[], &input(0, 3));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -112,18 +126,7 @@ fn private_keys_readable_by_others_are_refused() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&key, &link).unwrap();
-    let out = run(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            link.to_str().unwrap(),
-        ],
-        Some(&input(0, 3)),
-    );
+    let out = append(&db, link.to_str().unwrap(), &[], &input(0, 3));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is a symbolic link"), "{err}");
@@ -140,20 +143,7 @@ fn append_export_verify_prove_and_rotate() {
     let db = format!("sqlite:{}", p("l.sqlite"));
     let k1s = k1.to_str().unwrap();
     // 250 entries in batches of 100, each committed with its checkpoint.
-    let out = run_ok(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            k1s,
-            "--batch",
-            "100",
-        ],
-        Some(&input(0, 250)),
-    );
+    let out = append_ok(&db, k1s, &["--batch", "100"], &input(0, 250));
     let acks: Vec<&str> = out.lines().filter(|l| l.starts_with("ack ")).collect();
     assert_eq!(
         acks,
@@ -166,20 +156,7 @@ fn append_export_verify_prove_and_rotate() {
     // Bad input names its line and stops with exit 2; earlier batches stay acknowledged.
     let mut bad = input(250, 5);
     bad.push_str("{\"store\":\"x\"}\n");
-    let out = run(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            k1s,
-            "--input",
-            "-",
-        ],
-        Some(&bad),
-    );
+    let out = append(&db, k1s, &["--input", "-"], &bad);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 6: missing field"));
     // Rotate to k2, then append under k2; k1 can no longer sign.
@@ -196,35 +173,16 @@ fn append_export_verify_prove_and_rotate() {
         None,
     );
     assert!(out.contains("rotated to"), "{out}");
-    let out = run(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            k1s,
-        ],
-        Some(&input(300, 5)),
-    );
+    let out = append(&db, k1s, &[], &input(300, 5));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is not this ledger's signing key in force")
     );
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            k2.to_str().unwrap(),
-            "--input",
-            "-",
-        ],
-        Some(&input(300, 40)),
+    append_ok(
+        &db,
+        k2.to_str().unwrap(),
+        &["--input", "-"],
+        &input(300, 40),
     );
     let note = run_ok(
         &["checkpoint", "--db", &db, "--key", k2.to_str().unwrap()],
@@ -286,18 +244,7 @@ fn a_retired_key_does_not_vouch_for_its_successors() {
     let (k1, v1) = keygen(dir.path(), "k1");
     let (mallory, vm) = keygen(dir.path(), "mallory");
     let db = format!("sqlite:{}", p("l.sqlite"));
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            k1.to_str().unwrap(),
-        ],
-        Some(&input(0, 20)),
-    );
+    append_ok(&db, k1.to_str().unwrap(), &[], &input(0, 20));
     // The attacker holds the old key: rotates to their own and signs what they like.
     run_ok(
         &[
@@ -311,18 +258,7 @@ fn a_retired_key_does_not_vouch_for_its_successors() {
         ],
         None,
     );
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            mallory.to_str().unwrap(),
-        ],
-        Some(&input(100, 20)),
-    );
+    append_ok(&db, mallory.to_str().unwrap(), &[], &input(100, 20));
     run_ok(&["export", "--db", &db, "--out", &p("forged.jsonl")], None);
     let out = run(&["verify", &p("forged.jsonl"), "--trust", &v1], None);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -356,16 +292,11 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     let (key, vkey) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
     let mut child = std::process::Command::new(crate::util::bin())
-        .args([
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
+        .args(append_args(
             &db,
-            "--key",
             key.to_str().unwrap(),
-        ])
-        .args(["--batch", "1000", "--flush-ms", "50"])
+            &["--batch", "1000", "--flush-ms", "50"],
+        ))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -492,19 +423,11 @@ fn an_inclusion_proof_is_checked_offline_and_each_bent_part_is_named() {
     let (_, other) = keygen(dir.path(), "other");
     let witness = crate::witness::start_witness(dir.path(), "w1", &key.with_extension("pub"));
     let db = format!("sqlite:{}", p("l.sqlite"));
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            key.to_str().unwrap(),
-            "--witness",
-            &format!("{},{}", witness.key, witness.url),
-        ],
-        Some(&input(0, 20)),
+    append_ok(
+        &db,
+        key.to_str().unwrap(),
+        &["--witness", &format!("{},{}", witness.key, witness.url)],
+        &input(0, 20),
     );
     // Entry 10 is in Paris, entry 10 % 7 == 3 is in Germany.
     let proof = run_ok(
@@ -606,18 +529,7 @@ fn an_inclusion_proof_is_checked_offline_and_each_bent_part_is_named() {
 
     // The same identifier in another store: `--store` says which object is meant.
     let elsewhere = observation_json(10).replacen("minio/documents", "seaweedfs/documents", 1);
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
-            &db,
-            "--key",
-            key.to_str().unwrap(),
-        ],
-        Some(&format!("{elsewhere}\n")),
-    );
+    append_ok(&db, key.to_str().unwrap(), &[], &format!("{elsewhere}\n"));
     let newest = run_ok(
         &["prove", "--db", &db, "--object", "spaces/10/doc-10"],
         None,
