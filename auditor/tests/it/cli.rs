@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use hexagone_auditor::keys::VerifierKey;
 use hexagone_auditor::ledger::proof::InclusionProof;
 
-use crate::util::{ORIGIN, keygen, observation_json, run, run_ok};
+use crate::util::{ORIGIN, append_args, keygen, observation_json, run, run_ok};
 
 fn input(from: u64, n: u64) -> String {
     (from..from + n)
@@ -14,22 +14,7 @@ fn input(from: u64, n: u64) -> String {
         .collect()
 }
 
-/// `append --policy POLICY --db DB --key KEY` and `extra`.
-fn append_args<'a>(db: &'a str, key: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "append",
-        "--policy",
-        crate::util::POLICY,
-        "--db",
-        db,
-        "--key",
-        key,
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
-/// `append` (see [`append_args`]), fed `stdin`.
+/// `append` (see `append_args`), fed `stdin`.
 fn append(db: &str, key: &str, extra: &[&str], stdin: &str) -> std::process::Output {
     run(&append_args(db, key, extra), Some(stdin))
 }

@@ -27,16 +27,11 @@ struct Writer {
 
 fn spawn(db: &str, key: &std::path::Path, batch: u64, from: u64, log: &std::path::Path) -> Writer {
     let mut child = Command::new(bin())
-        .args([
-            "append",
-            "--policy",
-            crate::util::POLICY,
-            "--db",
+        .args(crate::util::append_args(
             db,
-            "--key",
             key.to_str().unwrap(),
-        ])
-        .args(["--batch", &batch.to_string()])
+            &["--batch", &batch.to_string()],
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())

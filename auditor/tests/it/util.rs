@@ -98,6 +98,13 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hexagone-auditor"))
 }
 
+/// `append --policy POLICY --db DB --key KEY` and `extra`.
+pub fn append_args<'a>(db: &'a str, key: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["append", "--policy", POLICY, "--db", db, "--key", key];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs the binary with `args` and optional stdin.
 pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write as _;
