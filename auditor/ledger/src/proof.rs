@@ -189,8 +189,8 @@ impl ConsistencyProof {
     /// two notes each preceded by its length in bytes on its own line.
     pub fn format(&self) -> String {
         let (old, new) = (
-            crate::ledger::checkpoint::parse_note(&self.old).map(|n| n.text),
-            crate::ledger::checkpoint::parse_note(&self.new).map(|n| n.text),
+            crate::checkpoint::parse_note(&self.old).map(|n| n.text),
+            crate::checkpoint::parse_note(&self.new).map(|n| n.text),
         );
         let size = |t: Result<String, _>| {
             t.ok()
@@ -228,10 +228,10 @@ impl ConsistencyProof {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Checkpoint;
+    use crate::entry::{Body, GENESIS_PREV, Timestamp};
     use crate::keys::SignerKey;
-    use crate::ledger::checkpoint::Checkpoint;
-    use crate::ledger::entry::{Body, GENESIS_PREV, Timestamp};
-    use crate::ledger::tree::{Frontier, consistency_proof, inclusion_proof, root_of_leaves};
+    use crate::tree::{Frontier, consistency_proof, inclusion_proof, root_of_leaves};
     use ed25519_dalek::SigningKey;
     use std::convert::Infallible;
 

@@ -661,7 +661,7 @@ mod tests {
     }
 
     fn body(i: u64) -> Body {
-        crate::ledger::entry::fixture::observation(i)
+        crate::entry::fixture::observation(i)
     }
 
     /// A stored log as a store would hold it: texts, leaves, head, key table.
@@ -687,7 +687,7 @@ mod tests {
     /// The head of `s` with what `seq` needs read, proven from the stored texts as a store
     /// would.
     fn read_for(seq: &Sequencer, s: &Stored) -> StoredHead {
-        use crate::ledger::tree::{consistency_proof, inclusion_proof, root_of_leaves};
+        use crate::tree::{consistency_proof, inclusion_proof, root_of_leaves};
         let size = s.head.size;
         let leaves: Vec<Hash> = s.texts[..size as usize]
             .iter()

@@ -165,7 +165,7 @@ impl WitnessSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::checkpoint::parse_note;
+    use crate::checkpoint::parse_note;
 
     const BODY: &str =
         "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";

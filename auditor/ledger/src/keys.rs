@@ -1,6 +1,6 @@
 //! Ed25519 signing keys in the C2SP signed-note encodings: the verifier key string
 //! `name+hexkeyid+base64(0x01||pubkey)`, the private key string and fingerprints. Pure: the
-//! key files are read and written by [`crate::keyfile`].
+//! key files are read and written by the auditor's `keyfile` module.
 
 use std::fmt;
 

@@ -797,7 +797,7 @@ impl EncodedBody {
 
 /// Entries encoded whole ahead of sealing, one after another in one text, each followed by a
 /// newline (the layout entries are stored in), their `prev` left as zeros for the sequencer to
-/// fill in order ([`crate::ledger::Sequencer::seal_prepared`]). Encoding, the costly part, can
+/// fill in order ([`crate::Sequencer::seal_prepared`]). Encoding, the costly part, can
 /// thus run on another thread than sealing, and an entry's text is written once.
 #[derive(Debug, Clone)]
 pub struct Prepared {

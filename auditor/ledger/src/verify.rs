@@ -2,8 +2,8 @@
 //! checks sequence numbers, the hash chain, the canonical encoding and verdict rules, every
 //! checkpoint's signature (following key rotations) and root, and that successive
 //! checkpoints describe one append-only tree. Memory stays O(log n). Pure: reading a bundle
-//! and the worker threads are in [`crate::bundle_verify`]. An [`ObservationCheck`] given to
-//! the verifier (replaying each verdict under a policy, [`crate::judge::Replayer`]) runs where
+//! and the worker threads are in the auditor's `bundle_verify`. An [`ObservationCheck`] given to
+//! the verifier (replaying each verdict under a policy, the auditor's `judge::Replayer`) runs where
 //! entries are decoded.
 
 use std::fmt;

@@ -1,0 +1,153 @@
+//! The ledger core stays pure: no async runtime, database driver, HTTP stack or file-system
+//! helper anywhere in its dependency tree, and no file, network, process or environment access
+//! in its own sources. `docs/ARCHITECTURE.md` names this test beside the invariant.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+
+/// Crates whose presence means the core can block on I/O, reach a database or the network, or
+/// touch files. A name matches exactly or as a `name-` prefix (`sqlx-core`, `hyper-util`).
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "async-std",
+    "smol",
+    "futures",
+    "mio",
+    "sqlx",
+    "rusqlite",
+    "libsqlite3-sys",
+    "postgres",
+    "tokio-postgres",
+    "hyper",
+    "reqwest",
+    "axum",
+    "tower",
+    "kube",
+    "k8s-openapi",
+    "tempfile",
+    "walkdir",
+    "notify",
+    "memmap2",
+    "fs-err",
+    "nix",
+];
+
+/// What the core's own sources may not name.
+const FORBIDDEN_PATHS: &[&str] = &[
+    "std::fs",
+    "std::net",
+    "std::process",
+    "std::env",
+    "std::thread",
+];
+
+fn forbidden(name: &str) -> bool {
+    FORBIDDEN.iter().any(|f| {
+        name == *f || name.starts_with(&format!("{f}-")) || name.starts_with(&format!("{f}_"))
+    })
+}
+
+/// Every crate the ledger depends on at run time (normal and build dependencies, transitively),
+/// from `cargo metadata`'s resolved graph.
+fn runtime_dependencies() -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let names: HashMap<&str, &str> = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &serde_json::Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .expect("resolve.nodes")
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let root = names
+        .iter()
+        .find(|(_, name)| **name == "hexagone-ledger")
+        .map(|(id, _)| *id)
+        .expect("hexagone-ledger in the workspace");
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(id) = todo.pop() {
+        for dep in nodes[id]["deps"].as_array().expect("deps") {
+            let runtime = dep["dep_kinds"]
+                .as_array()
+                .expect("dep_kinds")
+                .iter()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            let dep_id = dep["pkg"].as_str().unwrap();
+            if runtime && seen.insert(names[dep_id].to_string()) {
+                todo.push(dep_id);
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn no_async_runtime_database_network_or_file_crate_in_the_dependency_tree() {
+    let deps = runtime_dependencies();
+    // The graph is read for real: the core's own crypto must be in it.
+    assert!(
+        deps.contains("sha2") && deps.contains("ed25519-dalek"),
+        "{deps:?}"
+    );
+    let bad: Vec<&String> = deps.iter().filter(|d| forbidden(d)).collect();
+    assert!(
+        bad.is_empty(),
+        "hexagone-ledger must stay pure, but its dependency tree holds {bad:?} \
+         (move the code that needs them to hexagone-auditor)"
+    );
+}
+
+#[test]
+fn the_core_sources_name_no_file_network_process_or_environment_access() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&src).expect("src is readable") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("source is readable");
+            for needle in FORBIDDEN_PATHS {
+                assert!(
+                    !text.contains(needle),
+                    "{} names {needle}: the ledger core does no I/O",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} source files found under {}",
+        src.display()
+    );
+}
+
+#[test]
+fn the_rule_catches_what_it_names() {
+    assert!(forbidden("tokio") && forbidden("sqlx-core") && forbidden("hyper-util"));
+    assert!(!forbidden("sha2") && !forbidden("serde_json") && !forbidden("tokenizers"));
+}
