@@ -75,7 +75,7 @@ fn read(path: &Path) -> Result<String, JudgeError> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, JudgeError> {
-    serde_yaml::from_str(text).map_err(|e| JudgeError::Parse {
+    yaml_serde::from_str(text).map_err(|e| JudgeError::Parse {
         path: path.to_owned(),
         why: e.to_string(),
     })
@@ -109,14 +109,14 @@ pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
         why,
     };
     let mut values = Vec::new();
-    for (d, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc)
+    for (d, doc) in yaml_serde::Deserializer::from_str(&text).enumerate() {
+        let value = yaml_serde::Value::deserialize(doc)
             .map_err(|e| bad(format!("document {}: {e}", d + 1)))?;
         match value {
-            serde_yaml::Value::Null => {}
-            serde_yaml::Value::Sequence(items) => values.extend(items),
-            serde_yaml::Value::Mapping(m) if m.contains_key("items") => match m.get("items") {
-                Some(serde_yaml::Value::Sequence(items)) => values.extend(items.iter().cloned()),
+            yaml_serde::Value::Null => {}
+            yaml_serde::Value::Sequence(items) => values.extend(items),
+            yaml_serde::Value::Mapping(m) if m.contains_key("items") => match m.get("items") {
+                Some(yaml_serde::Value::Sequence(items)) => values.extend(items.iter().cloned()),
                 _ => return Err(bad(format!("document {}: `items` is not a list", d + 1))),
             },
             other => values.push(other),
@@ -126,7 +126,7 @@ pub fn load_attestations(path: &Path) -> Result<Vec<Attestation>, JudgeError> {
         .into_iter()
         .enumerate()
         .map(|(i, value)| {
-            let item: AttestationItem = serde_yaml::from_value(value)
+            let item: AttestationItem = yaml_serde::from_value(value)
                 .map_err(|e| bad(format!("attestation {}: {e}", i + 1)))?;
             let name = item.metadata.map(|m| m.name).or(item.name).ok_or_else(|| {
                 bad(format!(

@@ -224,8 +224,8 @@ mod tests {
     #[test]
     fn the_deployment_arguments_parse() {
         let text = include_str!("../../manifests/operator.yaml");
-        let deployment = serde_yaml::Deserializer::from_str(text)
-            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        let deployment = yaml_serde::Deserializer::from_str(text)
+            .map(|d| yaml_serde::Value::deserialize(d).unwrap())
             .find(|v| v["kind"] == "Deployment")
             .expect("a Deployment in manifests/operator.yaml");
         let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -198,7 +198,7 @@ pub enum Probe {
     },
 }
 
-/// The YAML layout of a probe: exactly one of the two keys (serde_yaml writes enums as tags).
+/// The YAML layout of a probe: exactly one of the two keys (yaml_serde writes enums as tags).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProbeRepr {
@@ -501,7 +501,7 @@ impl Catalog {
     /// Parses and validates a catalog in the shipped layout.
     pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
         let catalog: Catalog =
-            serde_yaml::from_str(text).map_err(|e| CatalogError::Parse(name_component(text, e)))?;
+            yaml_serde::from_str(text).map_err(|e| CatalogError::Parse(name_component(text, e)))?;
         catalog.validate()?;
         Ok(catalog)
     }
@@ -628,7 +628,7 @@ impl Catalog {
 
 /// serde's message for a parse error, with `components[3]` followed by the component's name when
 /// the file names it, so the reader need not count entries.
-fn name_component(text: &str, e: serde_yaml::Error) -> String {
+fn name_component(text: &str, e: yaml_serde::Error) -> String {
     let message = e.to_string();
     let Some(rest) = message.strip_prefix("components[") else {
         return message;
@@ -637,7 +637,7 @@ fn name_component(text: &str, e: serde_yaml::Error) -> String {
         return message;
     };
     let name = index.parse::<usize>().ok().and_then(|i| {
-        let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+        let value: yaml_serde::Value = yaml_serde::from_str(text).ok()?;
         value
             .get("components")?
             .get(i)?

@@ -57,7 +57,7 @@ impl ExtraEuControl {
 
     /// Parses a list in the shipped layout.
     pub fn parse(text: &str) -> Result<ExtraEuControl, String> {
-        let file: File = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let file: File = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
         let mut by_asn = BTreeMap::new();
         for n in file.networks {
             if let Some(prev) = by_asn.insert(n.asn, n) {

@@ -105,7 +105,7 @@ mod tests {
     use super::*;
 
     fn check(yaml: &str, expected: &[&str]) {
-        let node: NodeDescription = serde_yaml::from_str(yaml).unwrap();
+        let node: NodeDescription = yaml_serde::from_str(yaml).unwrap();
         let got: Vec<String> = node.public_addresses().map(|a| a.to_string()).collect();
         assert_eq!(got, expected);
     }

@@ -319,7 +319,7 @@ impl LocalityPolicy {
 
     /// Parses and checks a policy; `origin` names the text in error messages (a file name).
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, PolicyError> {
-        let policy: LocalityPolicy = serde_yaml::from_str(text).map_err(|e| {
+        let policy: LocalityPolicy = yaml_serde::from_str(text).map_err(|e| {
             let loc = e.location();
             let full = e.to_string();
             let message = match &loc {
@@ -640,9 +640,9 @@ onUnknown: violation
 
     #[test]
     fn asn_forms() {
-        let asns: Vec<Asn> = serde_yaml::from_str("[16509, AS8075, as15169]").unwrap();
+        let asns: Vec<Asn> = yaml_serde::from_str("[16509, AS8075, as15169]").unwrap();
         assert_eq!(asns, vec![Asn(16509), Asn(8075), Asn(15169)]);
-        let err = serde_yaml::from_str::<Vec<Asn>>("[AWS]").unwrap_err();
+        let err = yaml_serde::from_str::<Vec<Asn>>("[AWS]").unwrap_err();
         assert_eq!(
             err.to_string(),
             ".[0]: invalid value: string \"AWS\", expected a public AS number such as 16509 or AS16509 at line 1 column 2"

@@ -604,7 +604,7 @@ mod tests {
     use crate::catalog::Catalog;
 
     fn rendered(yaml: &str, zones: &[&str]) -> Rendered {
-        let spec: WorkplaceSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: WorkplaceSpec = yaml_serde::from_str(yaml).unwrap();
         let catalog = spec.resolve(Catalog::shipped()).unwrap();
         let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
         render(&RenderInput {
@@ -627,7 +627,7 @@ mod tests {
         let mut text = String::new();
         for o in r.storage_class.iter().chain(&r.objects) {
             text.push_str("---\n");
-            text.push_str(&serde_yaml::to_string(o).unwrap());
+            text.push_str(&yaml_serde::to_string(o).unwrap());
         }
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/snapshots/workplace-users5000.yaml");

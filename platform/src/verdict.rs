@@ -899,7 +899,7 @@ onUnknown: violation
     ) {
         let policy =
             LocalityPolicy::from_yaml(&POLICY.replace(policy_edit.0, policy_edit.1), "p").unwrap();
-        let node: NodeDescription = serde_yaml::from_str(node_yaml).unwrap();
+        let node: NodeDescription = yaml_serde::from_str(node_yaml).unwrap();
         let got = evaluate(&policy, &node, attestations, &geo(), now());
         assert_eq!(format!("[{}] {got}", got.verdict.name()), expected);
     }
@@ -1051,7 +1051,7 @@ quorum: 1
 requiredSources: [attestation]
 ";
         let policy = LocalityPolicy::from_yaml(on_prem, "p").unwrap();
-        let n: NodeDescription = serde_yaml::from_str(node).unwrap();
+        let n: NodeDescription = yaml_serde::from_str(node).unwrap();
         let e = evaluate(&policy, &n, &att, &geo(), now());
         assert_eq!(
             e.headline(),
@@ -1075,7 +1075,7 @@ requiredSources: [attestation]
 ",
         );
         let policy = LocalityPolicy::from_yaml(POLICY, "p").unwrap();
-        let node: NodeDescription = serde_yaml::from_str(FR_NODE).unwrap();
+        let node: NodeDescription = yaml_serde::from_str(FR_NODE).unwrap();
         let e = evaluate(
             &policy,
             &node,
@@ -1094,7 +1094,7 @@ requiredSources: [attestation]
     #[test]
     fn replay_recomputes_and_detects_a_changed_policy() {
         let policy = LocalityPolicy::from_yaml(POLICY, "p").unwrap();
-        let node: NodeDescription = serde_yaml::from_str(FR_NODE).unwrap();
+        let node: NodeDescription = yaml_serde::from_str(FR_NODE).unwrap();
         let att = [attestation("gra-1", "FR", "2027-01-01T00:00:00Z")];
         let e = evaluate(&policy, &node, &att, &geo(), now());
         let json = serde_json::to_string(&e).unwrap();

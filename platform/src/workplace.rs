@@ -375,7 +375,7 @@ mod tests {
     use kube::CustomResourceExt;
 
     fn spec(yaml: &str) -> WorkplaceSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        yaml_serde::from_str(yaml).unwrap()
     }
 
     #[test]

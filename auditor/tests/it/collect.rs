@@ -76,7 +76,7 @@ const SNAPSHOT_CRDS: [&str; 3] = [
 async fn install_crd(bed: &ControlPlane, path: &str) {
     let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let value: serde_json::Value = yaml_serde::from_str(&text).unwrap();
     let name = value["metadata"]["name"].as_str().unwrap().to_owned();
     let crds = Api::<CustomResourceDefinition>::all(bed.client());
     apply(&crds, value).await;

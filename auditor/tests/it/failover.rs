@@ -221,7 +221,7 @@ async fn shipped_arguments_parse(bed: &ControlPlane, overlay: &str) {
     let out = bed.kubectl(["kustomize", overlay]).await.unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let deployment = serde_yaml::Deserializer::from_str(&text)
+    let deployment = yaml_serde::Deserializer::from_str(&text)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
         .find(|d| d["kind"] == "Deployment")
         .expect("the overlay has a Deployment");
@@ -506,7 +506,7 @@ fn the_shipped_auditor_manifest_matches_the_policy_and_the_binary() {
     use clap::Parser as _;
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/manifests/auditor/auditor.yaml")).unwrap();
-    let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+    let docs: Vec<serde_json::Value> = yaml_serde::Deserializer::from_str(&text)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
         .collect();
     let find = |kind: &str| {

@@ -59,8 +59,8 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
         "manifests/rbac/security-officer.yaml",
     ] {
         let text = std::fs::read_to_string(repo().join(file))?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?;
+        for doc in yaml_serde::Deserializer::from_str(&text) {
+            let value = serde_json::to_value(yaml_serde::Value::deserialize(doc)?)?;
             let kind = value["kind"].as_str().unwrap_or_default().to_owned();
             let name = value["metadata"]["name"]
                 .as_str()
