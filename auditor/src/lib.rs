@@ -2,6 +2,7 @@
 
 /// The export bundle's records, owned by the pure ledger crate.
 pub use hexagone_ledger::bundle;
+pub mod args;
 pub mod bundle_verify;
 pub mod cli;
 pub mod collect;
@@ -13,6 +14,7 @@ pub use hexagone_ledger as ledger;
 /// Key encodings and fingerprints, owned by the pure ledger crate.
 pub use hexagone_ledger::keys;
 pub mod locate;
+pub mod queue;
 pub mod report;
 pub mod serve;
 pub mod store;

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::jurisdiction::sha256_tag;
+use crate::digest::sha256_tag;
 
 /// The catalog as shipped.
 const TEXT: &str = include_str!("../data/stack-catalog.yaml");

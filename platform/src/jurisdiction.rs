@@ -66,7 +66,7 @@ impl ExtraEuControl {
         }
         Ok(ExtraEuControl {
             version: file.version,
-            digest: sha256_tag(text.as_bytes()),
+            digest: crate::digest::sha256_tag(text.as_bytes()),
             by_asn,
         })
     }
@@ -90,18 +90,6 @@ impl ExtraEuControl {
     pub fn networks(&self) -> impl Iterator<Item = &ControlledNetwork> {
         self.by_asn.values()
     }
-}
-
-/// `sha256:<lowercase hex>` of `bytes`.
-pub(crate) fn sha256_tag(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(71);
-    out.push_str("sha256:");
-    for b in hash {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod address;
 pub mod attestation;
 pub mod catalog;
 pub mod country;
+pub mod digest;
 pub mod evidence;
 pub mod geo;
 pub mod jurisdiction;

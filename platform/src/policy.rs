@@ -355,7 +355,7 @@ impl LocalityPolicy {
     /// carry it so a verdict can be replayed against exactly this policy.
     pub fn digest(&self) -> String {
         let json = serde_json::to_vec(self).expect("a policy always serializes");
-        crate::jurisdiction::sha256_tag(&json)
+        crate::digest::sha256_tag(&json)
     }
 
     /// Checks the rules that span fields (what [`LocalityPolicy::from_yaml`] checks after

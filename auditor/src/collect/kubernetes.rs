@@ -39,7 +39,8 @@ use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::Placement;
 use crate::ingest::{Location, Report};
 use crate::ledger::entry::{Body, Entry, Observation};
-use crate::serve::{Job, Service};
+use crate::queue::Job;
+use crate::serve::state::Service;
 use crate::store::db::{Db, object_key};
 
 /// How often the volumes are judged again without any change in the cluster (attestations

@@ -254,7 +254,7 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
             .to_string()
     };
     let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
-    let (witnesses, threshold) = crate::cli::witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = crate::args::witness_keys(&a.witnesses, a.witness_threshold)?;
     let text = std::fs::read_to_string(&a.report)
         .with_context(|| format!("reading {}", a.report.display()))?;
     let (format, signed) = match super::open(&text, &key) {
@@ -340,7 +340,7 @@ fn cosignatures(
             report.checkpoint.root
         ));
     }
-    crate::cli::cosigned_by(&note, cp.size, witnesses, threshold)
+    crate::args::cosigned_by(&note, cp.size, witnesses, threshold)
         .map_err(|e| format!("its checkpoint {e}"))
 }
 

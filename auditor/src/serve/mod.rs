@@ -17,12 +17,16 @@ pub mod events;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod state;
 pub mod tokens;
+
+pub use crate::queue::{Committed, Job, Outcome};
+pub use state::{Service, Shared};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -74,7 +78,7 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Ledger database: `sqlite:PATH` (one file, WAL) or `postgres://…`.
-    #[arg(long = "db", visible_alias = "ledger", env = "HEXAGONE_DB", default_value = crate::cli::DEFAULT_DB)]
+    #[arg(long = "db", visible_alias = "ledger", env = "HEXAGONE_DB", default_value = crate::args::DEFAULT_DB)]
     pub db: String,
     /// Private signing key file (mode 0600).
     #[arg(long)]
@@ -130,72 +134,6 @@ pub struct ServeArgs {
     pub lease_seconds: u64,
 }
 
-/// One request's judged observations, waiting for the sequencer.
-pub struct Job {
-    /// The submissions, in request order.
-    pub items: Vec<Submission>,
-    /// When the request arrived (for the latency histogram).
-    pub arrived: Instant,
-    /// Where the outcome goes.
-    pub reply: oneshot::Sender<Result<Committed, String>>,
-}
-
-/// What became of one submission.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Outcome {
-    /// The entry holding it.
-    pub seq: u64,
-    /// The recorded verdict.
-    pub verdict: String,
-    /// False when its idempotency key was already recorded: `seq` and `verdict` are then
-    /// those of the original entry.
-    pub recorded: bool,
-}
-
-/// A request's answer once durable.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Committed {
-    /// One outcome per submission, in request order.
-    pub entries: Vec<Outcome>,
-    /// The size of the signed checkpoint covering them.
-    pub size: u64,
-}
-
-/// What the HTTP handlers share.
-pub struct Service {
-    /// The auditor's judge (policy, databases, attestations, inventory).
-    pub judge: ObservationJudge<'static>,
-    /// Allowed writers.
-    pub tokens: tokens::Tokens,
-    /// The queue to the sequencer.
-    pub queue: mpsc::Sender<Job>,
-    /// Shared with the sequencer task.
-    pub shared: Arc<Shared>,
-    /// `--max-body`.
-    pub max_body: usize,
-    /// With `--kubernetes`, the cluster's Nodes as the collector watches them, set before the
-    /// first observation is judged: a node named in an observation is described by the
-    /// cluster, not by the writer.
-    pub cluster_nodes:
-        std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>>,
-}
-
-/// What the sequencer task and the handlers both see.
-pub struct Shared {
-    /// Metrics.
-    pub metrics: metrics::Metrics,
-    /// True while the sequencer runs.
-    pub ready: AtomicBool,
-    /// True while this replica stands by for the sequencer's Lease (`--lease`).
-    pub standby: AtomicBool,
-    /// True once the judge holds the attestations it must judge with: at once, but with
-    /// `--kubernetes` only after the collector's first complete listing of the cluster (an
-    /// observation judged before would lack the nodes' attestations: a false violation).
-    pub judging: AtomicBool,
-    /// The latest signed checkpoint note.
-    pub checkpoint: RwLock<Option<String>>,
-}
-
 /// Runs `serve` or `serve token …`.
 pub fn run(cli: ServeCli) -> anyhow::Result<u8> {
     match cli.command {
@@ -225,7 +163,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let witnesses = a
         .witnesses
         .iter()
-        .map(|w| crate::cli::witness_endpoint(w))
+        .map(|w| crate::args::witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let key = required(a.key, "--key FILE")?;
     let policy_path = required(a.policy, "--policy FILE")?;
@@ -291,7 +229,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     // finds it listening but not yet able to record.
     let mut opened = match election {
         Some(_) => None,
-        None => Some(crate::cli::open_sequencer(&a.db, &key).await?),
+        None => Some(crate::store::open_sequencer(&a.db, &key).await?),
     };
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
@@ -367,7 +305,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     let opened = match opened.take() {
         Some(o) => Ok(o),
-        None => crate::cli::open_sequencer(&a.db, &key).await,
+        None => crate::store::open_sequencer(&a.db, &key)
+            .await
+            .map_err(anyhow::Error::from),
     };
     let (ledger, seq) = match opened {
         Ok(opened) => opened,

@@ -40,19 +40,6 @@ pub struct HeadRow {
     pub key_index: u64,
 }
 
-/// One entry row to insert.
-#[derive(Debug, Clone)]
-pub struct EntryRow {
-    /// Sequence number.
-    pub seq: u64,
-    /// Leaf hash.
-    pub leaf: Hash,
-    /// Canonical encoding.
-    pub body: String,
-    /// [`object_key`] of the object identifier (observations only), for proofs by object.
-    pub object_key: Option<i64>,
-}
-
 /// A key rotation to record with a head advance.
 #[derive(Debug, Clone)]
 pub struct RotationRow {

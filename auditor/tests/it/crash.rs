@@ -169,12 +169,21 @@ async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
             None,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "seed {seed}, round {round}: {stderr}");
-        assert!(!stderr.contains("dropped"), "seed {seed}, round {round}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "seed {seed}, round {round}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("dropped"),
+            "seed {seed}, round {round}: {stderr}"
+        );
 
         // The signed ledger verifies and holds each acked entry once, with its writer's object.
         let (bundle, res) = export_and_verify(&db, &vkey).await;
-        let s = res.unwrap_or_else(|f| panic!("seed {seed}, round {round}: ledger invalid after SIGKILL: {f}"));
+        let s = res.unwrap_or_else(|f| {
+            panic!("seed {seed}, round {round}: ledger invalid after SIGKILL: {f}")
+        });
         assert_eq!(s.entries, size);
         let objects = objects(&bundle);
         let mut seen: HashMap<u64, usize> = HashMap::new();
