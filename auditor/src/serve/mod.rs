@@ -353,7 +353,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         let ledger = reader.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::collect::kubernetes::run(client, service, ledger).await {
-                eprintln!("kubernetes: the collector stopped: {e}");
+                tracing::warn!("kubernetes: the collector stopped: {e}");
             }
         })
     });
@@ -367,7 +367,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let lease_lost = tokio::select! {
         () = &mut signal => false,
         Ok(()) = sequencer_failed => {
-            eprintln!("shutting down: the sequencer stopped");
+            tracing::warn!("shutting down: the sequencer stopped");
             false
         }
         () = lost => true,
@@ -443,7 +443,7 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-    eprintln!("shutting down: no new connections; draining the queue");
+    tracing::warn!("shutting down: no new connections; draining the queue");
 }
 
 /// How often the service brings the object index up to the signed head.
@@ -461,7 +461,7 @@ async fn index_objects(db: crate::store::db::Db) {
             Err(e) => Err(e),
         };
         if let Err(e) = indexed {
-            eprintln!("object index not brought up to the head (tried again later): {e}");
+            tracing::warn!("object index not brought up to the head (tried again later): {e}");
         }
     }
 }
@@ -477,9 +477,11 @@ async fn refresh_databases(service: Arc<Service>) {
         let s = service.clone();
         match tokio::task::spawn_blocking(move || s.judge.refresh()).await {
             Ok(Ok(0)) | Err(_) => {}
-            Ok(Ok(n)) => eprintln!("reloaded {n} geolocation databases"),
+            Ok(Ok(n)) => tracing::info!("reloaded {n} geolocation databases"),
             Ok(Err(e)) => {
-                eprintln!("geolocation databases not reloaded (the previous ones stay in use): {e}")
+                tracing::warn!(
+                    "geolocation databases not reloaded (the previous ones stay in use): {e}"
+                )
             }
         }
     }
@@ -560,7 +562,7 @@ async fn sequence(
 fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::Error {
     shared.ready.store(false, Ordering::SeqCst);
     let _ = failed.send(());
-    eprintln!("the sequencer stopped: {e}");
+    tracing::warn!("the sequencer stopped: {e}");
     anyhow::Error::new(e).context("the sequencer stopped")
 }
 
@@ -579,7 +581,7 @@ async fn cosign(
         let results = ledger.collect_cosignatures(&a, witnesses).await;
         for (w, r) in witnesses.iter().zip(results) {
             if let Err(e) = r {
-                eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
             }
         }
     }
@@ -592,7 +594,7 @@ async fn publish(ledger: &Ledger, shared: &Shared, note: &str, size: u64) {
     let mut full = note.to_owned();
     match ledger.db().cosignatures(size).await {
         Ok(lines) => lines.iter().for_each(|l| full.push_str(l)),
-        Err(e) => eprintln!("checkpoint {size}: its cosignatures cannot be read: {e}"),
+        Err(e) => tracing::warn!("checkpoint {size}: its cosignatures cannot be read: {e}"),
     }
     *shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(full);
 }

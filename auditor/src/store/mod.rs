@@ -182,9 +182,10 @@ pub async fn open_sequencer(
     let ledger = Ledger::open(db).await?;
     let (seq, dropped) = ledger.sequencer(key).await?;
     if let Some(d) = dropped {
-        eprintln!(
+        tracing::warn!(
             "dropped {} entry rows found past the signed head (from entry {}): this sequencer did not seal them and they were never acknowledged; resubmit them from their source",
-            d.count, d.first
+            d.count,
+            d.first
         );
     }
     Ok((ledger, seq))

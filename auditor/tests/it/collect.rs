@@ -540,7 +540,10 @@ impl Auditor {
             async move {
                 let line = log
                     .lines()
-                    .find_map(|l| l.strip_prefix("kubernetes: first pass: "))
+                    .find_map(|l| {
+                        l.split_once("kubernetes: first pass: ")
+                            .map(|(_, rest)| rest)
+                    })
                     .ok_or_else(|| log.clone())?;
                 let n: Vec<usize> = line
                     .split(|c: char| !c.is_ascii_digit())
