@@ -665,11 +665,7 @@ fn parse_file(
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    hex::encode(bytes)
 }
 
 /// Which database file an evaluation consulted, so it can be replayed against the same data:
