@@ -862,21 +862,9 @@ async fn serve_records_where_each_snapshot_is() {
 
 /// One HTTP request with a bearer token: `(status, body)`.
 fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
+    let a = hexagone_testbed::http::request(addr, method, path, Some(token), body.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"));
+    (a.status, a.body)
 }
 
 /// With `--kubernetes`, an HTTP observation is judged only once the collector has read the

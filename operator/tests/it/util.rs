@@ -168,24 +168,17 @@ impl Operator {
 
     /// GET on the metrics endpoint.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(self.metrics_addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        let addr = self.metrics_addr.to_string();
+        let a = hexagone_testbed::http::request_async(
+            &addr,
+            "GET",
+            path,
+            None,
+            b"",
+            hexagone_testbed::http::DEFAULT_TIMEOUT,
         )
         .await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        Ok((a.status, a.body))
     }
 }
 

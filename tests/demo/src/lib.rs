@@ -347,25 +347,16 @@ async fn http(
     token: &str,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+    let a = hexagone_testbed::http::request_async(
+        addr,
+        method,
+        path,
+        Some(token),
+        body.as_bytes(),
+        hexagone_testbed::http::DEFAULT_TIMEOUT,
     )
     .await?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
+    Ok((a.status, a.body))
 }
 
 /// The checkpoint size the auditor publishes.
