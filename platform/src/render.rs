@@ -1111,6 +1111,64 @@ mod tests {
     }
 
     #[test]
+    fn an_image_override_without_a_contract_is_reported_and_a_mirror_is_not() {
+        let contracts = ImageContracts::shipped();
+        let spec = "{policy: p, profile: users500, domain: a.fr, components: {valkey: {image: 'docker.io/valkey/valkey:8.0.0'}}}";
+        let r = rendered(spec, &["fr-par-1"]);
+        let unknown: Vec<String> = contract::check(&r, Catalog::shipped(), contracts)
+            .into_iter()
+            .filter(|b| b.rule == Rule::UnknownImage)
+            .map(|b| format!("{} {}: {}", b.component, b.container, b.fact))
+            .collect();
+        assert_eq!(
+            unknown,
+            [
+                "valkey valkey: image docker.io/valkey/valkey:8.0.0 has no contract (the catalog's image is docker.io/valkey/valkey:9.0.7)"
+            ]
+        );
+        let mirrored = rendered(
+            "{policy: p, profile: users500, domain: a.fr, registry: registry.site.example}",
+            &["fr-par-1"],
+        );
+        let breaches = contract::check(&mirrored, Catalog::shipped(), contracts);
+        assert!(
+            !breaches.iter().any(|b| b.rule == Rule::UnknownImage),
+            "{breaches:#?}"
+        );
+    }
+
+    #[test]
+    fn seaweedfs_masters_are_peered_by_name_and_an_even_count_is_refused() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let master = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "seaweedfs-master")
+            .unwrap();
+        let args = &master["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(args.as_array().unwrap().contains(&json!(
+            "-peers=seaweedfs-master-0.seaweedfs-master-pods:9333,seaweedfs-master-1.seaweedfs-master-pods:9333,seaweedfs-master-2.seaweedfs-master-pods:9333"
+        )), "{args}");
+        let spec: WorkplaceSpec = serde_yaml::from_str(
+            "{policy: p, profile: users5000, domain: a.fr, components: {seaweedfs-master: {replicas: 2}}}",
+        )
+        .unwrap();
+        let catalog = spec.resolve(Catalog::shipped()).unwrap();
+        let err = render(&RenderInput {
+            name: "intranet",
+            namespace: "ministere",
+            spec: &spec,
+            catalog: &catalog,
+            eligible_zones: &["fr-par-1".to_owned()],
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "seaweedfs-master: 2 replicas; raft needs an odd number of masters"
+        );
+    }
+
+    #[test]
     fn every_pod_requires_the_eligibility_label_and_the_restricted_standard() {
         let r = rendered(SPEC, &["fr-par-1"]);
         let workloads: Vec<&Value> = r
