@@ -1085,6 +1085,15 @@ mod tests {
             );
             let r = rendered(&spec, &["fr-par-1", "fr-par-2"]);
             let catalog = Catalog::shipped();
+            // What is checked: one pod template per component, plus the backup CronJobs.
+            let templates = r
+                .objects
+                .iter()
+                .filter(|o| {
+                    ["Deployment", "StatefulSet"].contains(&o["kind"].as_str().unwrap_or_default())
+                })
+                .count();
+            assert_eq!(templates, catalog.components.len(), "{profile}");
             for b in contract::check(&r, catalog, ImageContracts::shipped()) {
                 match KNOWN_GAPS
                     .iter()
