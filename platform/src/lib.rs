@@ -8,6 +8,8 @@
 pub mod address;
 pub mod attestation;
 pub mod catalog;
+#[cfg(feature = "k8s")]
+pub mod contract;
 pub mod country;
 pub mod digest;
 pub mod evidence;
