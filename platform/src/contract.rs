@@ -295,7 +295,7 @@ impl ImageContracts {
     /// Parses and validates contracts in the shipped layout.
     pub fn parse(text: &str) -> Result<ImageContracts, ContractError> {
         let c: ImageContracts =
-            serde_yaml::from_str(text).map_err(|e| ContractError::Parse(e.to_string()))?;
+            yaml_serde::from_str(text).map_err(|e| ContractError::Parse(e.to_string()))?;
         c.validate()?;
         Ok(c)
     }

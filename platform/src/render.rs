@@ -498,7 +498,7 @@ fn synapse_config(domain: &str) -> String {
         "federation_domain_whitelist": [],
         "enable_registration": false,
     });
-    serde_yaml::to_string(&config).expect("a JSON value is YAML")
+    yaml_serde::to_string(&config).expect("a JSON value is YAML")
 }
 
 fn replicas(c: &Component, input: &RenderInput<'_>) -> u32 {
@@ -1158,7 +1158,7 @@ mod tests {
         assert!(args.as_array().unwrap().contains(&json!(
             "-peers=seaweedfs-master-0.seaweedfs-master-pods:9333,seaweedfs-master-1.seaweedfs-master-pods:9333,seaweedfs-master-2.seaweedfs-master-pods:9333"
         )), "{args}");
-        let spec: WorkplaceSpec = serde_yaml::from_str(
+        let spec: WorkplaceSpec = yaml_serde::from_str(
             "{policy: p, profile: users5000, domain: a.fr, components: {seaweedfs-master: {replicas: 2}}}",
         )
         .unwrap();
