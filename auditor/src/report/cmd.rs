@@ -115,20 +115,34 @@ pub fn run(a: ReportArgs) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
-    let report = agg.finish(cp, generated);
-    let (violations, size) = (report.violations.len(), report.checkpoint.size);
-    let signed = report.sign(&key);
+    let signed = agg.finish(cp, generated).sign(&key);
     let text = super::render(&signed, format);
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    let r = &signed.report;
     println!(
-        "report {} ({}): {} objects, {} violations, checkpoint size {size} root {}",
+        "report {} ({}): {}; checkpoint size {} root {}",
         out.display(),
         format.name(),
-        signed.report.totals.objects,
-        violations,
-        signed.report.checkpoint.root
+        summary(r),
+        r.checkpoint.size,
+        r.checkpoint.root
     );
     Ok(0)
+}
+
+/// The counts the page shows at its top, in its words: objects at the period's end by verdict,
+/// open violations, violations resolved in the period.
+pub fn summary(r: &Report) -> String {
+    let t = &r.totals;
+    format!(
+        "{} objects ({} compliant, {} violation, {} unknown), {} open violations, {} resolved in the period",
+        t.objects,
+        t.verdicts.compliant,
+        t.verdicts.violation,
+        t.verdicts.unknown,
+        r.open_violations.len(),
+        r.resolved_violations.len()
+    )
 }
 
 fn is_database(s: &str) -> bool {
@@ -290,13 +304,7 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
         "period {} to {}; checkpoint origin {} size {} root {}",
         r.period.from, r.period.to, r.checkpoint.origin, r.checkpoint.size, r.checkpoint.root
     );
-    println!(
-        "objects {}: {} compliant, {} violation, {} unknown",
-        r.totals.objects,
-        r.totals.verdicts.compliant,
-        r.totals.verdicts.violation,
-        r.totals.verdicts.unknown
-    );
+    println!("{}", summary(r));
     if a.ledger.is_some() {
         println!("the ledger verifies, reaches the checkpoint and gives the same report");
     }

@@ -937,23 +937,20 @@ pub fn summary(outcome: &Outcome) -> String {
             outcome.entries, r["totals"]["objects"], t["compliant"], t["violation"], t["unknown"]
         ),
     );
-    p(&mut s, "Every placement ever recorded in violation:".into());
-    for v in r["violations"].as_array().into_iter().flatten() {
-        p(
-            &mut s,
-            format!(
-                "  violation: {} {} on {} ({} entries): {}",
-                v["store"].as_str().unwrap_or_default(),
-                v["object"].as_str().unwrap_or_default(),
-                v["subject"].as_str().unwrap_or_default(),
-                v["entries"],
-                v["reasons"]
-                    .as_array()
-                    .and_then(|a| a.first())
-                    .and_then(|x| x.as_str())
-                    .unwrap_or_default()
-            ),
-        );
+    p(
+        &mut s,
+        "Open violations, then those resolved in the report's period:".into(),
+    );
+    for (state, key) in [
+        ("open", "open_violations"),
+        ("resolved", "resolved_violations"),
+    ] {
+        for v in r[key].as_array().into_iter().flatten() {
+            p(
+                &mut s,
+                format!("  {state}: {}", v["headline"].as_str().unwrap_or_default()),
+            );
+        }
     }
     p(&mut s, String::new());
     p(&mut s, format!("verify exit {}:", outcome.verify.0));
