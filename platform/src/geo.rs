@@ -3,7 +3,6 @@
 //!
 //! This is the only module of the crate that touches the file system, and only synchronously.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -348,33 +347,48 @@ fn resolve<T: Bound>(cluster: &[(T, T, u32)], out: &mut Vec<(T, T, u32)>) {
 impl RangeTable {
     fn parse(path: &Path, text: &str) -> Result<Self, GeoError> {
         let mut table = RangeTable::default();
-        // Rows share values: (AS number, organisation) or (None, country code) -> value index.
-        let mut seen: HashMap<(Option<u32>, Cow<'_, str>), u32> = HashMap::new();
+        // Rows share values: `\0<country code>` or `<AS number>\0<organisation>` -> value
+        // index, looked up through one reused buffer (no allocation per row).
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut key = String::new();
         let err = |line: usize, message: String| GeoError::Csv {
             path: path.to_owned(),
             line,
             message,
         };
-        for (n, line) in text.lines().enumerate() {
-            let lineno = n + 1;
-            if line.is_empty() {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let mut row = csv::StringRecord::new();
+        loop {
+            let lineno = reader.position().line() as usize;
+            match reader.read_record(&mut row) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(err(lineno, e.to_string())),
+            }
+            let lineno = row.position().map_or(lineno, |p| p.line() as usize);
+            if row.len() == 1 && row[0].is_empty() {
                 continue;
             }
-            let (fields, count) = split_csv(line).map_err(|m| err(lineno, m))?;
+            // A quoted field runs on to the next line only when its quote was never closed.
+            if row.iter().any(|f| f.contains(['\n', '\r'])) {
+                return Err(err(lineno, "unterminated quoted field".into()));
+            }
             let parse_ip = |s: &str| {
                 s.parse::<IpAddr>()
                     .map_err(|_| err(lineno, format!("`{s}` is not an IP address")))
             };
-            let [start, end, third, fourth] = fields;
-            let key = match count {
-                3 => (None, third),
+            let (asn, name) = match row.len() {
+                3 => (None, &row[2]),
                 4 => (
                     Some(
-                        third
+                        row[2]
                             .parse::<u32>()
-                            .map_err(|_| err(lineno, format!("`{third}` is not an AS number")))?,
+                            .map_err(|_| err(lineno, format!("`{}` is not an AS number", &row[2])))?,
                     ),
-                    fourth,
+                    &row[3],
                 ),
                 _ => {
                     return Err(err(
@@ -383,20 +397,26 @@ impl RangeTable {
                     ));
                 }
             };
-            let (start, end) = (parse_ip(&start)?, parse_ip(&end)?);
-            let next = table.values.len() as u32;
-            let value = match seen.get(&key) {
+            let (start, end) = (parse_ip(&row[0])?, parse_ip(&row[1])?);
+            key.clear();
+            if let Some(asn) = asn {
+                let _ = std::fmt::Write::write_fmt(&mut key, format_args!("{asn}"));
+            }
+            key.push('\0');
+            key.push_str(name);
+            let value = match seen.get(key.as_str()) {
                 Some(v) => *v,
                 None => {
-                    table.values.push(match &key {
-                        (None, code) => Record::with_code(code),
-                        (Some(asn), org) => Record {
-                            asn: Some(*asn),
-                            organisation: (!org.is_empty()).then(|| Arc::from(&**org)),
+                    let next = table.values.len() as u32;
+                    table.values.push(match asn {
+                        None => Record::with_code(name),
+                        Some(asn) => Record {
+                            asn: Some(asn),
+                            organisation: (!name.is_empty()).then(|| Arc::from(name)),
                             ..Record::default()
                         },
                     });
-                    seen.insert(key, next);
+                    seen.insert(key.clone(), next);
                     next
                 }
             };
@@ -501,48 +521,6 @@ impl RangeTable {
             IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
         }?;
         self.values.get(value as usize)
-    }
-}
-
-/// Splits one CSV line of at most four fields, borrowing them unless quoted with `""` escapes;
-/// returns the fields (unused ones empty) and how many there were.
-fn split_csv(line: &str) -> Result<([Cow<'_, str>; 4], usize), String> {
-    let mut fields: [Cow<'_, str>; 4] = Default::default();
-    let mut count = 0;
-    let mut rest = line;
-    loop {
-        if count == fields.len() {
-            return Err(format!("more than {} fields", fields.len()));
-        }
-        let (field, after) = if let Some(quoted) = rest.strip_prefix('"') {
-            let mut value = String::new();
-            let mut chars = quoted.char_indices();
-            let after = loop {
-                match chars.next() {
-                    Some((i, '"')) if quoted[i + 1..].starts_with('"') => {
-                        value.push('"');
-                        chars.next();
-                    }
-                    Some((i, '"')) => break &quoted[i + 1..],
-                    Some((_, c)) => value.push(c),
-                    None => return Err("unterminated quoted field".into()),
-                }
-            };
-            match after.chars().next() {
-                None | Some(',') => {}
-                Some(c) => return Err(format!("unexpected `{c}` after a quoted field")),
-            }
-            (Cow::Owned(value), after)
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            (Cow::Borrowed(&rest[..end]), &rest[end..])
-        };
-        fields[count] = field;
-        count += 1;
-        match after.strip_prefix(',') {
-            Some(next) => rest = next,
-            None => return Ok((fields, count)),
-        }
     }
 }
 
@@ -1307,20 +1285,26 @@ mod tests {
     }
 
     #[test]
-    fn csv_quotes() {
-        let check = |line: &str, expected: &str| {
-            let got = match split_csv(line) {
-                Ok((fields, n)) => {
-                    format!("{:?} {n}", fields.iter().map(|c| &**c).collect::<Vec<_>>())
-                }
-                Err(e) => e,
-            };
-            assert_eq!(got, expected, "{line}");
-        };
-        check("a,\"b, \"\"c\"\"\",d", r#"["a", "b, \"c\"", "d", ""] 3"#);
-        check("a,,b", r#"["a", "", "b", ""] 3"#);
-        check("a,\"b\"", r#"["a", "b", "", ""] 2"#);
-        check("a,b,c,d,e", "more than 4 fields");
-        check("\"a\"x,b", "unexpected `x` after a quoted field");
+    fn csv_quotes_and_field_counts() {
+        // RFC 4180 quoting: commas and doubled quotes inside a quoted organisation.
+        check(
+            "1.0.0.0,1.0.0.255,13335,\"Cloud \"\"flare\"\", Inc.\"\n",
+            "1.0.0.1",
+            Ok("- 13335 Cloud \"flare\", Inc."),
+        );
+        // An empty organisation is no organisation.
+        check("1.0.0.0,1.0.0.255,13335,\n", "1.0.0.1", Ok("- 13335 -"));
+        check(
+            "1.0.0.0,1.0.0.255,13335,a,b\n",
+            "1.0.0.1",
+            Err(
+                "geolocation database t.csv:1: expected `start,end,country_code` or `start,end,asn,organisation`",
+            ),
+        );
+        check(
+            "1.0.0.0,1.0.0.255,AU\n1.0.1.0,1.0.1.255,AS1,x\n",
+            "1.0.0.1",
+            Err("geolocation database t.csv:2: `AS1` is not an AS number"),
+        );
     }
 }
