@@ -374,10 +374,7 @@ impl<'a> ObservationJudge<'a> {
             },
         };
         // The entry keeps milliseconds: judge at a time it can record exactly.
-        let now = OffsetDateTime::from_unix_timestamp_nanos(
-            now.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
-        )
-        .unwrap_or(now);
+        let now = Timestamp::from_datetime(now).to_datetime().unwrap_or(now);
         let (observation, encoded) = Observation::new_encoded(
             report.object,
             report.content,
@@ -415,7 +412,7 @@ impl<'a> ObservationJudge<'a> {
         };
         if let Some(kept) = kept {
             let mut l = Locality::clone(&kept);
-            l.observed_at = Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64);
+            l.observed_at = Timestamp::from_datetime(now);
             return Ok(l);
         }
         let (generation, evaluation, until) = {
@@ -934,8 +931,8 @@ mod tests {
             assert_eq!(got, fresh(attestations.clone(), line, at(minutes)));
             assert_eq!(got.locality.verdict.as_str(), verdict, "at +{minutes} min");
             assert_eq!(
-                got.locality.observed_at.0,
-                (at(minutes).unix_timestamp_nanos() / 1_000_000) as i64
+                got.locality.observed_at,
+                Timestamp::from_datetime(at(minutes))
             );
         }
         // The attestation withdrawn: the next judgement of the node has none.

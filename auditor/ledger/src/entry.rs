@@ -1613,6 +1613,18 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_convert_to_and_from_the_time_crate() {
+        for ms in [0i64, -1, 1_764_300_000_123, 253_402_300_799_999] {
+            let t = Timestamp(ms).to_datetime().unwrap();
+            assert_eq!(Timestamp::from_datetime(t), Timestamp(ms));
+        }
+        // Below a millisecond is dropped, as an entry records.
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_764_300_000_123_999_999).unwrap();
+        assert_eq!(Timestamp::from_datetime(t), Timestamp(1_764_300_000_123));
+        assert_eq!(Timestamp(i64::MAX).to_datetime(), None);
+    }
+
+    #[test]
     fn timestamps_round_trip() {
         for ms in [0i64, 1, 999, 1_764_300_000_123, 253_402_300_799_999] {
             let mut s = String::new();
