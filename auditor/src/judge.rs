@@ -16,14 +16,14 @@ use time::OffsetDateTime;
 use hexagone_platform::geo::{GeoDatabases, GeoError, GeoSnapshot};
 use hexagone_platform::verdict::ReplayError;
 use hexagone_platform::{
-    Attestation, AttestationSpec, Basis, Country, Judge, LocalityPolicy, NodeDescription,
-    SubjectKind as EngineSubject, observe,
+    Attestation, AttestationSpec, Basis, Country, Facts, Judge, LocalityPolicy, NodeDescription,
+    Recorded, SubjectKind, observe, replay_recorded,
 };
 
 use crate::ingest::{Location, Report, Submission};
 use crate::ledger::entry::{
-    Assessment, Body, Controller, DatabaseId, EntryError, Evidence, EvidenceSource, Fact, Locality,
-    Observation, PolicyRef, SubjectKind, Timestamp, Verdict, parse_hash,
+    Assessment, Body, DatabaseId, EntryError, Evidence, Fact, Locality, Observation, PolicyRef,
+    Timestamp, Verdict, parse_hash,
 };
 
 /// Why an observation could not be judged, or a file of the judge could not be read.
@@ -285,7 +285,7 @@ struct Evaluations {
     generation: u64,
     /// The database contents they were read from.
     geo: Option<GeoSnapshot>,
-    places: std::collections::HashMap<(NodeDescription, EngineSubject), Kept>,
+    places: std::collections::HashMap<(NodeDescription, SubjectKind), Kept>,
 }
 
 /// One kept evaluation: valid at times in `from..until` (no end when `until` is `None`).
@@ -364,20 +364,17 @@ impl<'a> ObservationJudge<'a> {
         now: OffsetDateTime,
     ) -> Result<Submission, JudgeError> {
         let (subject, kind) = match report.location {
-            Location::Node(node) => (node.into_description(), EngineSubject::Node),
+            Location::Node(node) => (node.into_description(), SubjectKind::Node),
             Location::Endpoint(name) => match self.inventory.find(&name) {
-                Some(endpoint) => (endpoint.clone(), EngineSubject::Endpoint),
+                Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
                 None => match name.parse::<IpAddr>() {
-                    Ok(address) => (NodeDescription::endpoint(address), EngineSubject::Endpoint),
+                    Ok(address) => (NodeDescription::endpoint(address), SubjectKind::Endpoint),
                     Err(_) => return Err(JudgeError::UnknownEndpoint(name)),
                 },
             },
         };
         // The entry keeps milliseconds: judge at a time it can record exactly.
-        let now = OffsetDateTime::from_unix_timestamp_nanos(
-            now.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
-        )
-        .unwrap_or(now);
+        let now = Timestamp::from_datetime(now).to_datetime().unwrap_or(now);
         let (observation, encoded) = Observation::new_encoded(
             report.object,
             report.content,
@@ -394,7 +391,7 @@ impl<'a> ObservationJudge<'a> {
     fn locality(
         &self,
         subject: NodeDescription,
-        kind: EngineSubject,
+        kind: SubjectKind,
         geo: &GeoSnapshot,
         now: OffsetDateTime,
     ) -> Result<Locality, JudgeError> {
@@ -415,7 +412,7 @@ impl<'a> ObservationJudge<'a> {
         };
         if let Some(kept) = kept {
             let mut l = Locality::clone(&kept);
-            l.observed_at = Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64);
+            l.observed_at = Timestamp::from_datetime(now);
             return Ok(l);
         }
         let (generation, evaluation, until) = {
@@ -469,11 +466,11 @@ fn country(c: Country) -> [u8; 2] {
     [b[0], b[1]]
 }
 
-/// The engine's evidence in the ledger's vocabulary: nothing the engine holds is lost (the
-/// fact whole, who controls it, the country it names, the AS number, how it weighed, and the
-/// sentence).
+/// The engine's evidence as the ledger records it: nothing the engine holds is lost (the fact
+/// whole, who controls it, the country it names, the AS number, how it weighed, and the
+/// sentence). Both speak the platform's vocabulary: nothing is renamed here.
 pub fn evidence(e: &hexagone_platform::Evidence) -> Result<Evidence, EntryError> {
-    use hexagone_platform::{Assessment as A, Breach, Controller as C, Observation as O, Source};
+    use hexagone_platform::Observation as O;
     let (named, asn) = match &e.observation {
         O::NetworkOperator {
             registered, asn, ..
@@ -481,42 +478,19 @@ pub fn evidence(e: &hexagone_platform::Evidence) -> Result<Evidence, EntryError>
         O::UnreadableAddress { .. } => (None, None),
         _ => (e.placed_in, None),
     };
-    let rule = |b: &Breach| {
-        match b {
-            Breach::CountryNotAllowed(_) => "countryNotAllowed",
-            Breach::RegistrationNotAllowed(_) => "registrationNotAllowed",
-            Breach::AsnDenied => "asnDenied",
-            Breach::AsnNotAllowed => "asnNotAllowed",
-            Breach::ExtraEuControl { .. } => "extraEuControl",
-            Breach::LabelWithoutAttestation => "labelWithoutAttestation",
-            Breach::LabelDisagrees { .. } => "labelDisagrees",
-        }
-        .to_string()
-    };
     let fact = serde_json::to_value(&e.observation).map_err(|err| EntryError::Field {
         field: "evidence.fact",
         problem: err.to_string(),
     })?;
     Ok(Evidence {
-        source: match e.source {
-            Source::TopologyLabel => EvidenceSource::TopologyLabel,
-            Source::Attestation => EvidenceSource::Attestation,
-            Source::Address => EvidenceSource::Address,
-            Source::NetworkOperator => EvidenceSource::NetworkOperator,
-        },
-        controller: match e.controller {
-            C::Node => Controller::Node,
-            C::SecurityOfficer => Controller::SecurityOfficer,
-            C::Neither => Controller::Neither,
-        },
+        source: e.source,
+        controller: e.controller,
         country: named.map(country),
         asn,
-        assessment: match &e.assessment {
-            A::Supports => Assessment::Supports,
-            A::Contradicts(b) => Assessment::Contradicts(rule(b)),
-            A::Inconclusive => Assessment::Inconclusive,
-            A::NotApplicable => Assessment::NotApplicable,
-        },
+        assessment: Assessment::new(
+            e.assessment.kind(),
+            e.assessment.breach().map(|b| b.rule().as_str().to_owned()),
+        )?,
         fact: Fact::from_value(&fact)?,
         sentence: e.to_string(),
     })
@@ -524,20 +498,12 @@ pub fn evidence(e: &hexagone_platform::Evidence) -> Result<Evidence, EntryError>
 
 /// An evaluation of the engine as the ledger records it.
 pub fn locality(e: &hexagone_platform::Evaluation) -> Result<Locality, EntryError> {
-    use hexagone_platform::Verdict as V;
     Ok(Locality {
         subject: e.subject.clone(),
-        subject_kind: match e.subject_kind {
-            EngineSubject::Node => SubjectKind::Node,
-            EngineSubject::Endpoint => SubjectKind::Endpoint,
-        },
-        observed_at: Timestamp((e.observed_at.unix_timestamp_nanos() / 1_000_000) as i64),
+        subject_kind: e.subject_kind,
+        observed_at: Timestamp::from_datetime(e.observed_at),
         evidence: e.evidence.iter().map(evidence).collect::<Result<_, _>>()?,
-        verdict: match e.verdict {
-            V::Compliant => Verdict::Compliant,
-            V::Violation(_) => Verdict::Violation(e.reasons()),
-            V::Unknown(_) => Verdict::Unknown(e.reasons()),
-        },
+        verdict: Verdict::new(e.verdict.kind(), e.reasons()),
         policy: PolicyRef {
             classification: e.classification.to_string(),
             digest: e.policy_digest.to_string(),
@@ -589,34 +555,42 @@ impl Replayer {
                     .join(", ")
             ));
         };
-        let observed_at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.observed_at.0) * 1_000_000)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
+        let observations = l
+            .evidence
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                serde_json::from_str(e.fact.as_str()).map_err(|err| {
+                    ReplayError::Malformed(format!("evidence {i}: {err}")).to_string()
                 })
-                .ok_or("its observation time is out of range")?;
-        let recorded = serde_json::json!({
-            "subject": l.subject,
-            "subjectKind": match l.subject_kind {
-                SubjectKind::Node => "node",
-                SubjectKind::Endpoint => "endpoint",
+            })
+            .collect::<Result<_, String>>()?;
+        let recorded = Recorded {
+            facts: Facts {
+                subject: l.subject.clone(),
+                subject_kind: l.subject_kind,
+                observed_at: l
+                    .observed_at
+                    .to_datetime()
+                    .ok_or("its observation time is out of range")?,
+                observations,
+                databases: l
+                    .databases
+                    .iter()
+                    .map(|d| hexagone_platform::DatabaseIdentity {
+                        role: d.role.clone(),
+                        file: d.file.clone(),
+                        format: d.format.clone(),
+                        built: d.built.clone(),
+                        sha256: hex::encode(d.sha256),
+                    })
+                    .collect(),
             },
-            "observedAt": observed_at,
-            "verdict": l.verdict.as_str(),
-            "policyDigest": l.policy.digest,
-            "extraEuControlDigest": l.policy.extra_eu_control,
-            "databases": l.databases.iter().map(|d| serde_json::json!({
-                "role": d.role,
-                "file": d.file,
-                "format": d.format,
-                "built": d.built,
-                "sha256": hex::encode(d.sha256),
-            })).collect::<Vec<_>>(),
-            "evidence": l.evidence.iter().map(|e| e.fact.to_value()).collect::<Vec<_>>(),
-        });
-        let evaluation = match hexagone_platform::replay(&recorded.to_string(), policy) {
+            verdict: l.verdict.as_str().to_owned(),
+            policy_digest: l.policy.digest.clone(),
+            extra_eu_control_digest: l.policy.extra_eu_control.clone(),
+        };
+        let evaluation = match replay_recorded(recorded, policy) {
             Ok(e) => e,
             Err(ReplayError::VerdictDiffers {
                 recorded,
@@ -957,8 +931,8 @@ mod tests {
             assert_eq!(got, fresh(attestations.clone(), line, at(minutes)));
             assert_eq!(got.locality.verdict.as_str(), verdict, "at +{minutes} min");
             assert_eq!(
-                got.locality.observed_at.0,
-                (at(minutes).unix_timestamp_nanos() / 1_000_000) as i64
+                got.locality.observed_at,
+                Timestamp::from_datetime(at(minutes))
             );
         }
         // The attestation withdrawn: the next judgement of the node has none.

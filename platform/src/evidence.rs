@@ -17,23 +17,12 @@ use crate::country::{Country, CountrySet};
 use crate::geo::Gap;
 use crate::node::ATTESTED_COUNTRY_LABEL;
 use crate::policy::{Asn, LocationSource};
-
-/// A source of evidence about a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Source {
-    /// `topology.kubernetes.io/region` or `/zone`, mapped by the policy's region table.
-    TopologyLabel,
-    /// A NodeAttestation (and its mirror, the `node-restriction.kubernetes.io/` label).
-    Attestation,
-    /// Where one of the node's addresses geolocates.
-    Address,
-    /// Who operates the network of an address: jurisdiction, not location.
-    NetworkOperator,
-}
+use crate::vocabulary::{AssessmentKind, FactKind, Rule};
+/// The vocabulary's names, where the engine has always exported them.
+pub use crate::vocabulary::{Controller, Source};
 
 impl Source {
-    /// The location source this is, or `None` for the network operator (jurisdiction).
+    /// The location source this is (in a policy's terms), or `None` for the network operator (jurisdiction).
     pub fn location(self) -> Option<LocationSource> {
         match self {
             Source::TopologyLabel => Some(LocationSource::TopologyLabel),
@@ -42,19 +31,6 @@ impl Source {
             Source::NetworkOperator => None,
         }
     }
-}
-
-/// Who controls a source, and so who could lie through it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Controller {
-    /// The node itself: a kubelet sets its topology labels and reports its own addresses, and
-    /// everything derived from an address (location, AS number, registration) follows it.
-    Node,
-    /// The cluster's security officer, through a NodeAttestation a kubelet cannot write.
-    SecurityOfficer,
-    /// Neither: an endpoint declared in the auditor's own inventory.
-    Neither,
 }
 
 /// What a source observed: facts only, never a judgement.
@@ -113,16 +89,20 @@ pub enum Observation {
 }
 
 impl Observation {
+    /// The kind of fact this is (its `kind` when serialized).
+    pub fn kind(&self) -> FactKind {
+        match self {
+            Observation::TopologyLabel { .. } => FactKind::TopologyLabel,
+            Observation::Attestation { .. } => FactKind::Attestation,
+            Observation::Address { .. } => FactKind::Address,
+            Observation::NetworkOperator { .. } => FactKind::NetworkOperator,
+            Observation::UnreadableAddress { .. } => FactKind::UnreadableAddress,
+        }
+    }
+
     /// The source that made this observation.
     pub fn source(&self) -> Source {
-        match self {
-            Observation::TopologyLabel { .. } => Source::TopologyLabel,
-            Observation::Attestation { .. } => Source::Attestation,
-            Observation::Address { .. } => Source::Address,
-            Observation::NetworkOperator { .. } | Observation::UnreadableAddress { .. } => {
-                Source::NetworkOperator
-            }
-        }
+        self.kind().source()
     }
 }
 
@@ -138,6 +118,26 @@ pub enum Assessment {
     Inconclusive,
     /// The rule does not apply (a private address under a policy that accepts them).
     NotApplicable,
+}
+
+impl Assessment {
+    /// Its name (its `assessment` when serialized).
+    pub fn kind(&self) -> AssessmentKind {
+        match self {
+            Assessment::Supports => AssessmentKind::Supports,
+            Assessment::Contradicts(_) => AssessmentKind::Contradicts,
+            Assessment::Inconclusive => AssessmentKind::Inconclusive,
+            Assessment::NotApplicable => AssessmentKind::NotApplicable,
+        }
+    }
+
+    /// The rule broken, for a contradiction.
+    pub fn breach(&self) -> Option<&Breach> {
+        match self {
+            Assessment::Contradicts(b) => Some(b),
+            Assessment::Supports | Assessment::Inconclusive | Assessment::NotApplicable => None,
+        }
+    }
 }
 
 /// Which rule an observation breaks.
@@ -166,6 +166,21 @@ pub enum Breach {
         /// The attestation's country.
         attested: Country,
     },
+}
+
+impl Breach {
+    /// The name of the rule broken (its `rule` when serialized).
+    pub fn rule(&self) -> Rule {
+        match self {
+            Breach::CountryNotAllowed(_) => Rule::CountryNotAllowed,
+            Breach::RegistrationNotAllowed(_) => Rule::RegistrationNotAllowed,
+            Breach::AsnDenied => Rule::AsnDenied,
+            Breach::AsnNotAllowed => Rule::AsnNotAllowed,
+            Breach::ExtraEuControl { .. } => Rule::ExtraEuControl,
+            Breach::LabelWithoutAttestation => Rule::LabelWithoutAttestation,
+            Breach::LabelDisagrees { .. } => Rule::LabelDisagrees,
+        }
+    }
 }
 
 /// One piece of evidence: what was observed, who controls it, and how it weighs.
@@ -337,6 +352,87 @@ impl fmt::Display for Evidence {
             Assessment::Contradicts(Breach::LabelDisagrees { attested }) => {
                 write!(f, ", which disagrees with the attested {attested}")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::country::CountrySet;
+
+    /// The engine's serde spellings are the vocabulary's: a fact's `kind`, an assessment and
+    /// its rule serialize as the names the ledger records.
+    #[test]
+    fn serialized_names_are_the_vocabularys() {
+        let address = "51.15.0.1".parse().unwrap();
+        let observations = [
+            Observation::TopologyLabel {
+                key: Cow::Borrowed("k"),
+                value: None,
+            },
+            Observation::Attestation {
+                label: None,
+                attestation: None,
+                status: AttestationStatus::Missing,
+            },
+            Observation::Address {
+                address,
+                country: None,
+                missing: None,
+            },
+            Observation::NetworkOperator {
+                address,
+                asn: None,
+                organisation: None,
+                registered: None,
+                missing: None,
+            },
+            Observation::UnreadableAddress {
+                address_type: "ExternalIP".into(),
+                value: "x".into(),
+            },
+        ];
+        for o in &observations {
+            let json = serde_json::to_value(o).unwrap();
+            assert_eq!(json["kind"], o.kind().as_str(), "{o:?}");
+        }
+        let fr: CountrySet = serde_json::from_str("[\"FR\"]").unwrap();
+        let breaches = [
+            Breach::CountryNotAllowed(fr.clone()),
+            Breach::RegistrationNotAllowed(fr),
+            Breach::AsnDenied,
+            Breach::AsnNotAllowed,
+            Breach::ExtraEuControl {
+                parent: "p".into(),
+                parent_country: "US".parse().unwrap(),
+            },
+            Breach::LabelWithoutAttestation,
+            Breach::LabelDisagrees {
+                attested: "FR".parse().unwrap(),
+            },
+        ];
+        for b in breaches {
+            let a = Assessment::Contradicts(b);
+            let json = serde_json::to_value(&a).unwrap();
+            assert_eq!(json["assessment"], a.kind().as_str());
+            let rule = a.breach().unwrap().rule().as_str();
+            let named = match &json["rule"] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
+                other => panic!("rule {other}"),
+            };
+            assert_eq!(named, rule);
+        }
+        for a in [
+            Assessment::Supports,
+            Assessment::Inconclusive,
+            Assessment::NotApplicable,
+        ] {
+            assert_eq!(
+                serde_json::to_value(&a).unwrap()["assessment"],
+                a.kind().as_str()
+            );
         }
     }
 }

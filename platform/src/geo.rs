@@ -382,14 +382,14 @@ impl RangeTable {
             };
             let (asn, name) = match row.len() {
                 3 => (None, &row[2]),
-                4 => (
-                    Some(
-                        row[2]
-                            .parse::<u32>()
-                            .map_err(|_| err(lineno, format!("`{}` is not an AS number", &row[2])))?,
-                    ),
-                    &row[3],
-                ),
+                4 => {
+                    (
+                        Some(row[2].parse::<u32>().map_err(|_| {
+                            err(lineno, format!("`{}` is not an AS number", &row[2]))
+                        })?),
+                        &row[3],
+                    )
+                }
                 _ => {
                     return Err(err(
                         lineno,

@@ -1,41 +1,69 @@
 //! Shared model of Hexagone: what the operator and the auditor both reason about.
 //!
-//! This crate is pure: no async runtime, no network, no Kubernetes client, no database. Its only
-//! I/O is reading geolocation database files, synchronously, in [`geo`]. Feature `k8s` adds the
-//! custom resource types and the Node-to-evaluation bridge (types only, no client).
+//! This crate is pure: no async runtime, no network, no Kubernetes client, no database. Its I/O
+//! is synchronous file reading (geolocation databases, policies, install folders), all behind
+//! the default feature `engine`. Without `engine` the crate is [`vocabulary`] alone, the names
+//! and rules the ledger shares with the engine. Feature `k8s` adds the custom resource types and
+//! the Node-to-evaluation bridge (types only, no client).
 //! See `docs/locality.md` for the locality model and `docs/ARCHITECTURE.md` for the code map.
 
+pub mod vocabulary;
+
+#[cfg(feature = "engine")]
 pub mod address;
+#[cfg(feature = "engine")]
 pub mod attestation;
+#[cfg(feature = "engine")]
 pub mod catalog;
 #[cfg(feature = "k8s")]
 pub mod contract;
+#[cfg(feature = "engine")]
 pub mod country;
+#[cfg(feature = "engine")]
 pub mod digest;
+#[cfg(feature = "engine")]
 pub mod evidence;
+#[cfg(feature = "engine")]
 pub mod geo;
+#[cfg(feature = "engine")]
 pub mod jurisdiction;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+#[cfg(feature = "engine")]
 pub mod node;
+#[cfg(feature = "engine")]
 pub mod policy;
 #[cfg(feature = "k8s")]
 pub mod render;
 #[cfg(feature = "schema")]
 mod schema;
+#[cfg(feature = "engine")]
 pub mod verdict;
 #[cfg(feature = "k8s")]
 pub mod workplace;
 
+pub use vocabulary::{
+    AssessmentKind, Controller, FactKind, Rule, Source, SubjectKind, VerdictKind,
+};
+
+#[cfg(feature = "engine")]
 pub use attestation::{Attestation, AttestationSpec, AttestationStatus, Basis};
+#[cfg(feature = "engine")]
 pub use catalog::{Catalog, CatalogError, Component, DataClass, ImageRef, Profile, StoreKind};
+#[cfg(feature = "engine")]
 pub use country::{Country, CountryGroup, CountrySet, Territory};
-pub use evidence::{Assessment, Breach, Controller, Evidence, Observation, Source};
+#[cfg(feature = "engine")]
+pub use evidence::{Assessment, Breach, Evidence, Observation};
+#[cfg(feature = "engine")]
 pub use geo::{DatabaseIdentity, GeoDatabases, GeoPaths, GeoSnapshot};
+#[cfg(feature = "engine")]
 pub use jurisdiction::ExtraEuControl;
+#[cfg(feature = "engine")]
 pub use node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
+#[cfg(feature = "engine")]
 pub use policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, Quorum};
+#[cfg(feature = "engine")]
 pub use verdict::{
-    Evaluation, Facts, Judge, Reason, ReplayError, SubjectKind, Verdict, attested_label, evaluate,
-    judge, observe, replay,
+    Evaluation, Facts, Judge, Reason, Recorded, ReplayError, Verdict, attested_label, evaluate,
+    judge, observe, replay, replay_recorded,
 };

@@ -21,11 +21,14 @@ use time::OffsetDateTime;
 use crate::address::{canonical, reserved_range};
 use crate::attestation::{Attestation, AttestationStatus, select};
 use crate::country::Country;
-use crate::evidence::{Assessment, Breach, Controller, Evidence, Observation, Source};
+use crate::evidence::{Assessment, Breach, Evidence, Observation, Source};
 use crate::geo::{DatabaseIdentity, Gap, GeoSnapshot};
 use crate::jurisdiction::ExtraEuControl;
 use crate::node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
 use crate::policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown};
+/// The vocabulary's subject kinds, where the engine has always exported them.
+pub use crate::vocabulary::SubjectKind;
+use crate::vocabulary::VerdictKind;
 
 /// The verdict on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,30 +62,24 @@ pub enum Reason {
 }
 
 impl Verdict {
+    /// Its name, without reasons.
+    pub fn kind(&self) -> VerdictKind {
+        match self {
+            Verdict::Compliant => VerdictKind::Compliant,
+            Verdict::Violation(_) => VerdictKind::Violation,
+            Verdict::Unknown(_) => VerdictKind::Unknown,
+        }
+    }
+
     /// `compliant`, `violation` or `unknown`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Verdict::Compliant => "compliant",
-            Verdict::Violation(_) => "violation",
-            Verdict::Unknown(_) => "unknown",
-        }
+        self.kind().as_str()
     }
 
     /// Whether this is Compliant.
     pub fn is_compliant(&self) -> bool {
         matches!(self, Verdict::Compliant)
     }
-}
-
-/// What a subject is, which decides who controls its addresses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SubjectKind {
-    /// A Kubernetes node: its labels and addresses are its own claims.
-    #[default]
-    Node,
-    /// An endpoint declared in the auditor's inventory (an S3 endpoint, a backup target).
-    Endpoint,
 }
 
 /// Everything observed about one subject, before any policy: what an evaluation records.
@@ -527,15 +524,11 @@ pub fn judge(policy: &LocalityPolicy, facts: Facts) -> Evaluation {
 fn judge_with(j: &Judge<'_>, facts: Facts) -> Evaluation {
     let policy = j.policy;
     let list = ExtraEuControl::shipped();
-    let address_controller = match facts.subject_kind {
-        SubjectKind::Node => Controller::Node,
-        SubjectKind::Endpoint => Controller::Neither,
-    };
     // The observations move into the evidence: an evaluation holds each fact once.
     let evidence: Vec<Evidence> = facts
         .observations
         .into_iter()
-        .map(|o| weigh(policy, list, o, address_controller))
+        .map(|o| weigh(policy, list, o, facts.subject_kind))
         .collect();
 
     let mut supporting: Vec<LocationSource> = evidence
@@ -631,12 +624,12 @@ fn weigh(
     policy: &LocalityPolicy,
     list: &ExtraEuControl,
     observation: Observation,
-    address_controller: Controller,
+    kind: SubjectKind,
 ) -> Evidence {
-    let (controller, placed_in, assessment) = match &observation {
+    let (placed_in, assessment) = match &observation {
         Observation::TopologyLabel { value, .. } => {
             let country = value.as_ref().and_then(|v| policy.regions.get(v)).copied();
-            (Controller::Node, country, place(policy, country))
+            (country, place(policy, country))
         }
         Observation::Attestation {
             label,
@@ -656,32 +649,24 @@ fn weigh(
                 (None, Some(_)) => Assessment::Contradicts(Breach::LabelWithoutAttestation),
                 (None, None) => Assessment::Inconclusive,
             };
-            (
-                Controller::SecurityOfficer,
-                valid.map(|a| a.country),
-                assessment,
-            )
+            (valid.map(|a| a.country), assessment)
         }
-        Observation::Address { country, .. } => {
-            (address_controller, *country, place(policy, *country))
-        }
-        Observation::UnreadableAddress { .. } => {
-            (address_controller, None, Assessment::Inconclusive)
-        }
+        Observation::Address { country, .. } => (*country, place(policy, *country)),
+        Observation::UnreadableAddress { .. } => (None, Assessment::Inconclusive),
         Observation::NetworkOperator {
             address,
             asn,
             registered,
             ..
         } => (
-            address_controller,
             None,
             jurisdiction(policy, list, *address, *asn, *registered),
         ),
     };
+    let source = observation.source();
     Evidence {
-        source: observation.source(),
-        controller,
+        source,
+        controller: source.controller(kind),
         observation,
         placed_in,
         assessment,
@@ -733,10 +718,25 @@ fn jurisdiction(
     }
 }
 
+/// What replay needs of a recorded evaluation: the facts, and the verdict and digests recorded
+/// with them. [`replay`] reads it from a serialized [`Evaluation`]; a ledger builds it from its
+/// entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The facts judged.
+    pub facts: Facts,
+    /// The recorded verdict's name.
+    pub verdict: String,
+    /// [`LocalityPolicy::digest`] of the policy judged under.
+    pub policy_digest: String,
+    /// Digest of the extra-EU control list, when the policy used it.
+    pub extra_eu_control_digest: Option<String>,
+}
+
 /// The part of a serialized [`Evaluation`] that replay reads back.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Recorded {
+struct Serialized {
     subject: String,
     #[serde(default)]
     subject_kind: SubjectKind,
@@ -792,8 +792,28 @@ pub enum ReplayError {
 /// Reads a serialized evaluation back and judges its facts again under `policy`: the policy
 /// must be the one recorded (same digest), and the verdict must come out the same.
 pub fn replay(recorded_json: &str, policy: &LocalityPolicy) -> Result<Evaluation, ReplayError> {
-    let r: Recorded =
+    let r: Serialized =
         serde_json::from_str(recorded_json).map_err(|e| ReplayError::Malformed(e.to_string()))?;
+    replay_recorded(
+        Recorded {
+            facts: Facts {
+                subject: r.subject,
+                subject_kind: r.subject_kind,
+                observed_at: r.observed_at,
+                observations: r.evidence.into_iter().map(|e| e.observation).collect(),
+                databases: r.databases,
+            },
+            verdict: r.verdict,
+            policy_digest: r.policy_digest,
+            extra_eu_control_digest: r.extra_eu_control_digest,
+        },
+        policy,
+    )
+}
+
+/// Judges recorded facts again under `policy` (see [`replay`]): the policy must be the one
+/// recorded (same digest), and the verdict must come out the same.
+pub fn replay_recorded(r: Recorded, policy: &LocalityPolicy) -> Result<Evaluation, ReplayError> {
     let given = policy.digest();
     if *r.policy_digest != *given {
         return Err(ReplayError::PolicyChanged {
@@ -810,14 +830,7 @@ pub fn replay(recorded_json: &str, policy: &LocalityPolicy) -> Result<Evaluation
             shipped: shipped.to_owned(),
         });
     }
-    let facts = Facts {
-        subject: r.subject,
-        subject_kind: r.subject_kind,
-        observed_at: r.observed_at,
-        observations: r.evidence.into_iter().map(|e| e.observation).collect(),
-        databases: r.databases,
-    };
-    let evaluation = judge(policy, facts);
+    let evaluation = judge(policy, r.facts);
     if evaluation.verdict.name() != r.verdict {
         return Err(ReplayError::VerdictDiffers {
             recorded: r.verdict,

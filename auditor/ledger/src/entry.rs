@@ -12,9 +12,17 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use std::str::FromStr;
+
+use hexagone_platform::vocabulary::{self, UnknownName, Weighed};
 use serde::Deserialize;
 
 use super::tree::{Hash, leaf_hash};
+
+/// The locality vocabulary, owned by the platform: this module holds only how entries spell it.
+pub use hexagone_platform::vocabulary::{
+    AssessmentKind, Controller, FactKind, Rule, Source, SubjectKind, VerdictKind,
+};
 
 /// Version number written in every entry (`"v"`).
 pub const ENTRY_VERSION: u8 = 2;
@@ -60,16 +68,26 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     /// The current wall-clock time, truncated to milliseconds.
     pub fn now() -> Self {
-        let now = time::OffsetDateTime::now_utc();
-        Self((now.unix_timestamp_nanos() / 1_000_000) as i64)
+        Self::from_datetime(time::OffsetDateTime::now_utc())
+    }
+
+    /// The instant `t`, truncated to milliseconds (toward the epoch): the one conversion from
+    /// the `time` crate.
+    pub fn from_datetime(t: time::OffsetDateTime) -> Self {
+        Self((t.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    /// This instant in UTC, or `None` outside what the `time` crate represents: the one
+    /// conversion to the `time` crate.
+    pub fn to_datetime(self) -> Option<time::OffsetDateTime> {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).ok()
     }
 
     fn write(self, out: &mut String) {
         // Times the sequencer stamps and `parse` accepts are within years 0000..9999; one
         // outside (only a hand-made value can be) is written as its raw number, which no
         // reader accepts as a time.
-        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-        else {
+        let Some(t) = self.to_datetime() else {
             out.push_str(&self.0.to_string());
             return;
         };
@@ -126,10 +144,9 @@ impl Timestamp {
         let (h, mi, sec, ms) = (num(11..13), num(14..16), num(17..19), num(20..23));
         let of_day = time::Time::from_hms_milli(h as u8, mi as u8, sec as u8, ms as u16)
             .map_err(|_| bad("bad time of day"))?;
-        let nanos = time::PrimitiveDateTime::new(date, of_day)
-            .assume_utc()
-            .unix_timestamp_nanos();
-        Ok(Self((nanos / 1_000_000) as i64))
+        Ok(Self::from_datetime(
+            time::PrimitiveDateTime::new(date, of_day).assume_utc(),
+        ))
     }
 }
 
@@ -189,102 +206,12 @@ impl ObjectId {
     }
 }
 
-/// Declares a closed set of names with their canonical spelling.
-macro_rules! names {
-    ($(#[$doc:meta])* $name:ident, $field:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant),+
-        }
-
-        impl $name {
-            /// The canonical name.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text),+
-                }
-            }
-
-            /// Parses the canonical name.
-            pub fn parse(s: &str) -> Result<Self, EntryError> {
-                match s {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(EntryError::Field {
-                        field: $field,
-                        problem: format!(
-                            "{other:?} is not one of {}",
-                            [$($text),+].join(", ")
-                        ),
-                    }),
-                }
-            }
-        }
-    };
-}
-
-names! {
-    /// What the object's location was observed on.
-    SubjectKind, "subject_kind" {
-        /// A Kubernetes node: its labels and addresses are its own claims.
-        Node = "node",
-        /// A storage endpoint outside the cluster (declared in the inventory, or a bare address).
-        Endpoint = "endpoint",
-    }
-}
-
-names! {
-    /// Which source of the locality engine an evidence item comes from (the engine's `Source`).
-    EvidenceSource, "evidence.source" {
-        /// `topology.kubernetes.io/region` or `/zone`, mapped by the policy's region table.
-        TopologyLabel = "topologyLabel",
-        /// A NodeAttestation (and its mirror, the `node-restriction.kubernetes.io/` label).
-        Attestation = "attestation",
-        /// Where one of the subject's addresses geolocates.
-        Address = "address",
-        /// Who operates the network of an address: jurisdiction, not location.
-        NetworkOperator = "networkOperator",
-    }
-}
-
-names! {
-    /// Who controls a source, and so who could lie through it (the engine's `Controller`).
-    Controller, "evidence.controller" {
-        /// The node itself (its labels, its self-reported addresses and all derived from them).
-        Node = "node",
-        /// The security officer, through a NodeAttestation a kubelet cannot write.
-        SecurityOfficer = "securityOfficer",
-        /// Neither: an endpoint outside the cluster.
-        Neither = "neither",
-    }
-}
-
-names! {
-    /// The kind of fact an evidence item records (the engine's observation `kind`).
-    FactKind, "evidence.fact" {
-        /// A topology label and its value.
-        TopologyLabel = "topologyLabel",
-        /// The attestation naming the subject, its status and the attested label.
-        Attestation = "attestation",
-        /// Where an address geolocates.
-        Address = "address",
-        /// An address's AS number, organisation and registration country.
-        NetworkOperator = "networkOperator",
-        /// An address the node reports that is not an IP address.
-        UnreadableAddress = "unreadableAddress",
-    }
-}
-
-impl FactKind {
-    /// The source that records this kind of fact.
-    pub fn source(self) -> EvidenceSource {
-        match self {
-            Self::TopologyLabel => EvidenceSource::TopologyLabel,
-            Self::Attestation => EvidenceSource::Attestation,
-            Self::Address => EvidenceSource::Address,
-            Self::NetworkOperator | Self::UnreadableAddress => EvidenceSource::NetworkOperator,
-        }
-    }
+/// Parses a name of the locality vocabulary found in `field`.
+fn name<T: FromStr<Err = UnknownName>>(field: &'static str, s: &str) -> Result<T, EntryError> {
+    s.parse().map_err(|e: UnknownName| EntryError::Field {
+        field,
+        problem: e.to_string(),
+    })
 }
 
 /// How an evidence item weighed against the policy (the engine's `Assessment`).
@@ -302,14 +229,43 @@ pub enum Assessment {
 }
 
 impl Assessment {
+    /// How a weighing of `kind` is recorded: a contradiction names the rule it breaks (an
+    /// engine [`Rule`], by name), nothing else names one.
+    pub fn new(kind: AssessmentKind, rule: Option<String>) -> Result<Self, EntryError> {
+        let bad = |problem: String| EntryError::Field {
+            field: "evidence.rule",
+            problem,
+        };
+        Ok(match (kind, rule) {
+            (AssessmentKind::Contradicts, Some(r)) => {
+                check_text("evidence.rule", &r)?;
+                Self::Contradicts(r)
+            }
+            (AssessmentKind::Contradicts, None) => {
+                return Err(bad("a contradiction names its rule".into()));
+            }
+            (_, Some(_)) => {
+                return Err(bad(format!("{:?} evidence breaks no rule", kind.as_str())));
+            }
+            (AssessmentKind::Supports, None) => Self::Supports,
+            (AssessmentKind::Inconclusive, None) => Self::Inconclusive,
+            (AssessmentKind::NotApplicable, None) => Self::NotApplicable,
+        })
+    }
+
+    /// Its name.
+    pub fn kind(&self) -> AssessmentKind {
+        match self {
+            Self::Supports => AssessmentKind::Supports,
+            Self::Contradicts(_) => AssessmentKind::Contradicts,
+            Self::Inconclusive => AssessmentKind::Inconclusive,
+            Self::NotApplicable => AssessmentKind::NotApplicable,
+        }
+    }
+
     /// The canonical name.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Supports => "supports",
-            Self::Contradicts(_) => "contradicts",
-            Self::Inconclusive => "inconclusive",
-            Self::NotApplicable => "notApplicable",
-        }
+        self.kind().as_str()
     }
 
     /// The rule broken, for a contradiction.
@@ -320,30 +276,18 @@ impl Assessment {
         }
     }
 
-    fn parse(name: &str, rule: Option<String>) -> Result<Self, EntryError> {
-        let bad = |problem: String| EntryError::Field {
-            field: "evidence.rule",
-            problem,
-        };
-        Ok(match (name, rule) {
-            ("contradicts", Some(r)) => {
-                check_text("evidence.rule", &r)?;
-                Self::Contradicts(r)
-            }
-            ("contradicts", None) => return Err(bad("a contradiction names its rule".into())),
-            (_, Some(_)) => return Err(bad(format!("{name:?} evidence breaks no rule"))),
-            ("supports", None) => Self::Supports,
-            ("inconclusive", None) => Self::Inconclusive,
-            ("notApplicable", None) => Self::NotApplicable,
-            (other, None) => {
-                return Err(EntryError::Field {
-                    field: "evidence.assessment",
-                    problem: format!(
-                        "{other:?} is not one of supports, contradicts, inconclusive, notApplicable"
-                    ),
-                });
-            }
-        })
+    fn parse(kind: &str, rule: Option<String>) -> Result<Self, EntryError> {
+        match kind.parse::<AssessmentKind>() {
+            Ok(kind) => Self::new(kind, rule),
+            Err(_) if rule.is_some() => Err(EntryError::Field {
+                field: "evidence.rule",
+                problem: format!("{kind:?} evidence breaks no rule"),
+            }),
+            Err(e) => Err(EntryError::Field {
+                field: "evidence.assessment",
+                problem: e.to_string(),
+            }),
+        }
     }
 }
 
@@ -368,7 +312,7 @@ impl Fact {
             .get("kind")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| bad("not an object with a `kind`".into()))?;
-        let kind = FactKind::parse(kind)?;
+        let kind: FactKind = name("evidence.fact", kind)?;
         let mut canonical = String::with_capacity(128);
         write_canonical(&mut canonical, value, 0).map_err(bad)?;
         if canonical.len() > MAX_FACT {
@@ -460,7 +404,7 @@ fn write_canonical(out: &mut String, v: &serde_json::Value, depth: u8) -> Result
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Evidence {
     /// The source.
-    pub source: EvidenceSource,
+    pub source: Source,
     /// Who controls it.
     pub controller: Controller,
     /// The country it names, `None` for *unknown*: where it places the subject under the policy
@@ -489,13 +433,27 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A verdict of `kind` giving `reasons` (none for a compliant verdict).
+    pub fn new(kind: VerdictKind, reasons: Vec<String>) -> Self {
+        match kind {
+            VerdictKind::Compliant => Self::Compliant,
+            VerdictKind::Violation => Self::Violation(reasons),
+            VerdictKind::Unknown => Self::Unknown(reasons),
+        }
+    }
+
+    /// Its name.
+    pub fn kind(&self) -> VerdictKind {
+        match self {
+            Self::Compliant => VerdictKind::Compliant,
+            Self::Violation(_) => VerdictKind::Violation,
+            Self::Unknown(_) => VerdictKind::Unknown,
+        }
+    }
+
     /// The canonical name.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Compliant => "compliant",
-            Self::Violation(_) => "violation",
-            Self::Unknown(_) => "unknown",
-        }
+        self.kind().as_str()
     }
 
     /// The reasons (empty when compliant).
@@ -650,12 +608,7 @@ impl Observation {
                     e.source.as_str()
                 )));
             }
-            let controller = match (e.source, l.subject_kind) {
-                (EvidenceSource::TopologyLabel, _) => Controller::Node,
-                (EvidenceSource::Attestation, _) => Controller::SecurityOfficer,
-                (_, SubjectKind::Node) => Controller::Node,
-                (_, SubjectKind::Endpoint) => Controller::Neither,
-            };
+            let controller = e.source.controller(l.subject_kind);
             if e.controller != controller {
                 return Err(bad(format!(
                     "{} evidence about a {} is controlled by {}, not {}",
@@ -665,7 +618,7 @@ impl Observation {
                     e.controller.as_str()
                 )));
             }
-            if e.asn.is_some() && e.source != EvidenceSource::NetworkOperator {
+            if e.asn.is_some() && e.source != Source::NetworkOperator {
                 return Err(bad("only network-operator evidence has an AS number".into()));
             }
         }
@@ -683,45 +636,21 @@ fn check_digest(field: &'static str, s: &str) -> Result<(), EntryError> {
     }
 }
 
-/// The verdict as the locality engine makes it from weighed evidence, whatever the policy:
-/// any contradicting evidence makes a violation whose reasons are exactly the sentences of the
-/// contradicting evidence; a compliant verdict has a location source supporting it and no
-/// reason; violation and unknown verdicts give at least one reason.
+/// The verdict as the locality engine makes it from weighed evidence, whatever the policy
+/// ([`vocabulary::check_verdict`]): any contradicting evidence makes a violation whose reasons
+/// are exactly the sentences of the contradicting evidence; a compliant verdict has a location
+/// source supporting it and no reason; violation and unknown verdicts give at least one reason.
 pub fn check_verdict(evidence: &[Evidence], verdict: &Verdict) -> Result<(), EntryError> {
-    let contradicting: Vec<&str> = evidence
-        .iter()
-        .filter(|e| matches!(e.assessment, Assessment::Contradicts(_)))
-        .map(|e| e.sentence.as_str())
-        .collect();
-    let problem = match verdict {
-        _ if !contradicting.is_empty() => match verdict {
-            Verdict::Violation(r) if r.iter().map(String::as_str).eq(contradicting.iter().copied()) => {
-                return Ok(());
-            }
-            Verdict::Violation(_) => {
-                "a violation for contradicting evidence gives exactly those evidence sentences as reasons".into()
-            }
-            other => format!(
-                "{} although evidence contradicts the policy ({})",
-                other.as_str(),
-                contradicting[0]
-            ),
-        },
-        Verdict::Compliant
-            if !evidence.iter().any(|e| {
-                e.assessment == Assessment::Supports && e.source != EvidenceSource::NetworkOperator
-            }) =>
-        {
-            "compliant without any location evidence supporting it".into()
+    let weighed = evidence.iter().map(|e| Weighed {
+        source: e.source,
+        assessment: e.assessment.kind(),
+        sentence: &e.sentence,
+    });
+    vocabulary::check_verdict(weighed, verdict.kind(), verdict.reasons()).map_err(|m| {
+        EntryError::Field {
+            field: "verdict",
+            problem: m.to_string(),
         }
-        Verdict::Violation(r) | Verdict::Unknown(r) if r.is_empty() => {
-            "a violation or unknown verdict must give at least one reason".into()
-        }
-        _ => return Ok(()),
-    };
-    Err(EntryError::Field {
-        field: "verdict",
-        problem,
     })
 }
 
@@ -1257,8 +1186,8 @@ fn text(field: &'static str, v: Option<Cow<'_, str>>) -> Result<String, EntryErr
 impl RawEvidence<'_> {
     fn into_evidence(self) -> Result<Evidence, EntryError> {
         Ok(Evidence {
-            source: EvidenceSource::parse(&self.source)?,
-            controller: Controller::parse(&self.controller)?,
+            source: name("evidence.source", &self.source)?,
+            controller: name("evidence.controller", &self.controller)?,
             country: self.country.as_deref().map(parse_country).transpose()?,
             asn: self.asn,
             assessment: Assessment::parse(&self.assessment, self.rule.map(Cow::into_owned))?,
@@ -1338,10 +1267,10 @@ impl RawEntry<'_> {
                     content,
                     locality: Locality {
                         subject: text("subject", self.subject)?,
-                        subject_kind: SubjectKind::parse(&required(
+                        subject_kind: name(
                             "subject_kind",
-                            self.subject_kind,
-                        )?)?,
+                            &required("subject_kind", self.subject_kind)?,
+                        )?,
                         observed_at: Timestamp::parse(&required("observed_at", self.observed_at)?)
                             .map_err(|_| EntryError::Field {
                                 field: "observed_at",
@@ -1381,18 +1310,8 @@ impl RawEntry<'_> {
 }
 
 /// Builds a verdict from its name and reasons.
-pub fn make_verdict(name: &str, reasons: Vec<String>) -> Result<Verdict, EntryError> {
-    Ok(match name {
-        "compliant" => Verdict::Compliant,
-        "violation" => Verdict::Violation(reasons),
-        "unknown" => Verdict::Unknown(reasons),
-        other => {
-            return Err(EntryError::Field {
-                field: "verdict",
-                problem: format!("{other:?} is not one of compliant, violation, unknown"),
-            });
-        }
-    })
+pub fn make_verdict(kind: &str, reasons: Vec<String>) -> Result<Verdict, EntryError> {
+    Ok(Verdict::new(name("verdict", kind)?, reasons))
 }
 
 /// Observations for tests and benchmarks: consistent entries made without the locality engine
@@ -1406,7 +1325,7 @@ pub mod fixture {
         "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     fn evidence(
-        source: EvidenceSource,
+        source: Source,
         controller: Controller,
         country: Option<&[u8; 2]>,
         asn: Option<u32>,
@@ -1431,7 +1350,7 @@ pub mod fixture {
         let node = format!("node-{}", i % 13);
         let mut ev = vec![
             evidence(
-                EvidenceSource::TopologyLabel,
+                Source::TopologyLabel,
                 Controller::Node,
                 Some(b"FR"),
                 None,
@@ -1440,7 +1359,7 @@ pub mod fixture {
                 "topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country".into(),
             ),
             evidence(
-                EvidenceSource::Attestation,
+                Source::Attestation,
                 Controller::SecurityOfficer,
                 None,
                 None,
@@ -1456,7 +1375,7 @@ pub mod fixture {
                     i % 200
                 );
                 ev.push(evidence(
-                    EvidenceSource::Address,
+                    Source::Address,
                     Controller::Node,
                     Some(b"DE"),
                     None,
@@ -1472,7 +1391,7 @@ pub mod fixture {
             _ => {
                 let address = format!("51.15.{}.1", i % 200);
                 ev.push(evidence(
-                    EvidenceSource::Address,
+                    Source::Address,
                     Controller::Node,
                     Some(b"FR"),
                     None,
@@ -1481,7 +1400,7 @@ pub mod fixture {
                     format!("address {address} is in FR, an allowed country"),
                 ));
                 ev.push(evidence(
-                    EvidenceSource::NetworkOperator,
+                    Source::NetworkOperator,
                     Controller::Node,
                     Some(b"FR"),
                     Some(12876),
@@ -1686,11 +1605,23 @@ mod tests {
         no_location
             .locality
             .evidence
-            .retain(|e| e.source == EvidenceSource::NetworkOperator);
+            .retain(|e| e.source == Source::NetworkOperator);
         assert_eq!(
             no_location.check().map_err(|e| e.to_string()),
             Err("field `verdict`: compliant without any location evidence supporting it".into())
         );
+    }
+
+    #[test]
+    fn timestamps_convert_to_and_from_the_time_crate() {
+        for ms in [0i64, -1, 1_764_300_000_123, 253_402_300_799_999] {
+            let t = Timestamp(ms).to_datetime().unwrap();
+            assert_eq!(Timestamp::from_datetime(t), Timestamp(ms));
+        }
+        // Below a millisecond is dropped, as an entry records.
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_764_300_000_123_999_999).unwrap();
+        assert_eq!(Timestamp::from_datetime(t), Timestamp(1_764_300_000_123));
+        assert_eq!(Timestamp(i64::MAX).to_datetime(), None);
     }
 
     #[test]

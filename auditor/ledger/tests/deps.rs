@@ -2,7 +2,7 @@
 //! helper anywhere in its dependency tree, and no file, network, process or environment access
 //! in its own sources. `docs/ARCHITECTURE.md` names this test beside the invariant.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
@@ -31,6 +31,9 @@ const FORBIDDEN: &[&str] = &[
     "memmap2",
     "fs-err",
     "nix",
+    // The locality engine's file readers: the ledger takes the platform's vocabulary only.
+    "maxminddb",
+    "yaml_serde",
 ];
 
 /// What the core's own sources may not name.
@@ -49,60 +52,38 @@ fn forbidden(name: &str) -> bool {
 }
 
 /// Every crate the ledger depends on at run time (normal and build dependencies, transitively),
-/// from `cargo metadata`'s resolved graph.
+/// as `cargo tree` resolves them for this package alone: features are those building the ledger
+/// turns on (the platform without its engine), not the whole workspace's union, which
+/// `cargo metadata`'s graph would give.
 fn runtime_dependencies() -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let out = Command::new(cargo)
         .args([
-            "metadata",
-            "--format-version",
-            "1",
+            "tree",
             "--locked",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "-p",
+            "hexagone-ledger",
             "--manifest-path",
         ])
         .arg(&manifest)
         .output()
-        .expect("cargo metadata runs");
+        .expect("cargo tree runs");
     assert!(
         out.status.success(),
-        "cargo metadata failed: {}",
+        "cargo tree failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
-    let names: HashMap<&str, &str> = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
-        .collect();
-    let nodes: HashMap<&str, &serde_json::Value> = meta["resolve"]["nodes"]
-        .as_array()
-        .expect("resolve.nodes")
-        .iter()
-        .map(|n| (n["id"].as_str().unwrap(), n))
-        .collect();
-    let root = names
-        .iter()
-        .find(|(_, name)| **name == "hexagone-ledger")
-        .map(|(id, _)| *id)
-        .expect("hexagone-ledger in the workspace");
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![root];
-    while let Some(id) = todo.pop() {
-        for dep in nodes[id]["deps"].as_array().expect("deps") {
-            let runtime = dep["dep_kinds"]
-                .as_array()
-                .expect("dep_kinds")
-                .iter()
-                .any(|k| k["kind"].is_null() || k["kind"] == "build");
-            let dep_id = dep["pkg"].as_str().unwrap();
-            if runtime && seen.insert(names[dep_id].to_string()) {
-                todo.push(dep_id);
-            }
-        }
-    }
-    seen
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "hexagone-ledger")
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -110,7 +91,9 @@ fn no_async_runtime_database_network_or_file_crate_in_the_dependency_tree() {
     let deps = runtime_dependencies();
     // The graph is read for real: the core's own crypto must be in it.
     assert!(
-        deps.contains("sha2") && deps.contains("ed25519-dalek"),
+        deps.contains("sha2")
+            && deps.contains("ed25519-dalek")
+            && deps.contains("hexagone-platform"),
         "{deps:?}"
     );
     let bad: Vec<&String> = deps.iter().filter(|d| forbidden(d)).collect();

@@ -9,9 +9,7 @@ use super::{
     CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyRow, Report,
     Resolution, StoreRow, Totals, Verdicts, ViolationRow,
 };
-use crate::ledger::entry::{
-    Assessment, Body, Entry, EvidenceSource, Observation, Timestamp, Verdict,
-};
+use crate::ledger::entry::{Assessment, Body, Entry, Observation, Source, Timestamp, Verdict};
 
 /// Entries with `from <= time < to`, by the sequencer's time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,7 +352,7 @@ fn countries(o: &Observation) -> String {
         .locality
         .evidence
         .iter()
-        .filter(|e| e.source != EvidenceSource::NetworkOperator)
+        .filter(|e| e.source != Source::NetworkOperator)
         .filter_map(|e| e.country)
         .map(|c| String::from_utf8_lossy(&c).into_owned())
         .collect();
@@ -370,7 +368,7 @@ fn jurisdictions(o: &Observation) -> BTreeSet<Jurisdiction> {
     o.locality
         .evidence
         .iter()
-        .filter(|e| e.source == EvidenceSource::NetworkOperator && e.asn.is_some())
+        .filter(|e| e.source == Source::NetworkOperator && e.asn.is_some())
         .map(|e| {
             let fact = e.fact.to_value();
             (
@@ -389,16 +387,16 @@ fn jurisdictions(o: &Observation) -> BTreeSet<Jurisdiction> {
 #[cfg(test)]
 pub(crate) mod fixture {
     use crate::ledger::entry::{
-        Assessment, Body, Controller, Entry, Evidence, EvidenceSource, Fact, Locality, ObjectId,
-        Observation, PolicyRef, SubjectKind, Timestamp, Verdict,
+        Assessment, Body, Controller, Entry, Evidence, Fact, Locality, ObjectId, Observation,
+        PolicyRef, Source, SubjectKind, Timestamp, Verdict,
     };
 
     /// One day in milliseconds.
     pub const DAY: i64 = 86_400_000;
 
-    fn evidence(source: EvidenceSource, country: &str, asn: Option<u32>, bad: bool) -> Evidence {
+    fn evidence(source: Source, country: &str, asn: Option<u32>, bad: bool) -> Evidence {
         let fact = match source {
-            EvidenceSource::NetworkOperator => serde_json::json!({"kind": "networkOperator",
+            Source::NetworkOperator => serde_json::json!({"kind": "networkOperator",
                 "address": "5.9.0.1", "asn": asn, "organisation": "Hetzner Online GmbH",
                 "registered": country}),
             _ => serde_json::json!({"kind": "address", "address": "5.9.0.1", "country": country}),
@@ -445,8 +443,8 @@ pub(crate) mod fixture {
                     subject_kind: SubjectKind::Node,
                     observed_at: Timestamp(day * DAY),
                     evidence: vec![
-                        evidence(EvidenceSource::Address, country, None, bad),
-                        evidence(EvidenceSource::NetworkOperator, country, Some(24940), false),
+                        evidence(Source::Address, country, None, bad),
+                        evidence(Source::NetworkOperator, country, Some(24940), false),
                     ],
                     verdict,
                     policy: PolicyRef {

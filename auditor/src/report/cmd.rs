@@ -152,7 +152,7 @@ fn is_database(s: &str) -> bool {
 fn rfc3339(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("{flag} {s:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z"))?;
-    Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    Ok(Timestamp::from_datetime(t))
 }
 
 /// Exports the database through a pipe into [`read_ledger`] on another thread: the ledger is

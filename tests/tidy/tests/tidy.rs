@@ -196,6 +196,51 @@ fn the_pure_crates_pull_no_async_network_or_database_crate() {
     }
 }
 
+/// The crates `cargo tree` resolves for `package` without its default features.
+fn tree_without_defaults(package: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "tree",
+            "--locked",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--no-default-features",
+            "-p",
+            package,
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// What the ledger takes of the platform, its vocabulary, brings none of the engine's readers.
+#[test]
+fn the_platform_vocabulary_alone_pulls_no_engine() {
+    let deps = tree_without_defaults("hexagone-platform");
+    assert!(
+        deps.contains("serde"),
+        "the tree is read for real: {deps:?}"
+    );
+    for engine in ["maxminddb", "yaml_serde", "time"] {
+        assert!(
+            !deps.contains(engine),
+            "hexagone-platform without `engine` pulls {engine}: {deps:?}"
+        );
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Object {
     kind: String,
