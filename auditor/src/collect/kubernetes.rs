@@ -207,6 +207,7 @@ pub async fn run(client: Client, service: Arc<Service>, ledger: Db) -> Result<()
             }
         }
         pass(&view, &service, &recorder, &mut recorded, seed.take()).await?;
+        service.shared.metrics.collector_passes.inc();
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
