@@ -775,19 +775,19 @@ fn capacity_shortfall(catalog: &Catalog, wp: &Workplace, eligible: &[Arc<Node>])
         let r: &Resources = o
             .and_then(|o| o.requests.as_ref())
             .unwrap_or(&sizing.requests);
-        cpu += replicas * quantity(&r.cpu)?;
-        mem += replicas * quantity(&r.memory)?;
+        cpu += replicas * cores(&r.cpu)?;
+        mem += replicas * memory(&r.memory)?;
     }
     let (mut have_cpu, mut have_mem) = (0.0, 0.0);
     for n in eligible {
         let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
         have_cpu += alloc
             .and_then(|a| a.get("cpu"))
-            .and_then(|q| quantity(&q.0))
+            .and_then(|q| cores(&q.0))
             .unwrap_or(0.0);
         have_mem += alloc
             .and_then(|a| a.get("memory"))
-            .and_then(|q| quantity(&q.0))
+            .and_then(|q| memory(&q.0))
             .unwrap_or(0.0);
     }
     let gib = 1024.0 * 1024.0 * 1024.0;
@@ -802,29 +802,14 @@ fn capacity_shortfall(catalog: &Catalog, wp: &Workplace, eligible: &[Arc<Node>])
     })
 }
 
-/// A Kubernetes quantity as a number (CPU in cores, memory in bytes).
-fn quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (n, unit) = q.split_at(split);
-    let n: f64 = n.parse().ok()?;
-    let k: f64 = 1024.0;
-    let factor = match unit {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => k,
-        "Mi" => k * k,
-        "Gi" => k * k * k,
-        "Ti" => k * k * k * k,
-        _ => return None,
-    };
-    Some(n * factor)
+/// A CPU quantity in cores (the platform's one quantity parser).
+fn cores(q: &str) -> Option<f64> {
+    hexagone_platform::quantity::millicores(q).map(|m| m as f64 / 1000.0)
+}
+
+/// A memory quantity in bytes (the platform's one quantity parser).
+fn memory(q: &str) -> Option<f64> {
+    hexagone_platform::quantity::bytes(q).map(|b| b as f64)
 }
 
 /// Applies the StorageClass; its allowedTopologies cannot change in place, so a class for other
@@ -1014,11 +999,11 @@ mod tests {
 
     #[test]
     fn quantities_read_as_cores_and_bytes() {
-        assert_eq!(quantity("500m"), Some(0.5));
-        assert_eq!(quantity("2"), Some(2.0));
-        assert_eq!(quantity("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity("8150Mi"), Some(8150.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity("2k"), Some(2000.0));
-        assert_eq!(quantity("1x"), None);
+        assert_eq!(cores("500m"), Some(0.5));
+        assert_eq!(cores("2"), Some(2.0));
+        assert_eq!(memory("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(memory("8150Mi"), Some(8150.0 * 1024.0 * 1024.0));
+        assert_eq!(cores("2k"), Some(2000.0));
+        assert_eq!(cores("1x"), None);
     }
 }

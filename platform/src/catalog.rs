@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::sha256_tag;
+use crate::quantity::{bytes, millicores};
 
 /// The catalog as shipped.
 const TEXT: &str = include_str!("../data/stack-catalog.yaml");
@@ -893,42 +894,6 @@ fn check_component(catalog: &Catalog, c: &Component, out: &mut Vec<Problem>) {
     }
 }
 
-/// `2`, `1.5`, `500m` as millicores.
-fn millicores(s: &str) -> Option<u64> {
-    if let Some(m) = s.strip_suffix('m') {
-        return m
-            .parse()
-            .ok()
-            .filter(|_| m.bytes().all(|b| b.is_ascii_digit()));
-    }
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty()
-        || frac.len() > 3
-        || !(whole.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let frac_m: u64 = format!("{frac:0<3}").parse().ok()?;
-    Some(whole.parse::<u64>().ok()? * 1000 + frac_m)
-}
-
-/// `512Mi`, `4Gi` as bytes (binary suffixes only: the catalog does not mix units).
-fn bytes(s: &str) -> Option<u64> {
-    let units = [
-        ("Ki", 1u64 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-    ];
-    let (n, unit) = units
-        .iter()
-        .find_map(|(suffix, unit)| s.strip_suffix(suffix).map(|n| (n, *unit)))?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse::<u64>().ok()?.checked_mul(unit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1275,19 +1240,6 @@ components:
             catalog.with_registry("mirror").unwrap_err().reason,
             "the first part must be a registry host (docker.io, quay.io)"
         );
-    }
-
-    #[test]
-    fn quantities_parse_as_kubernetes_reads_them() {
-        assert_eq!(millicores("500m"), Some(500));
-        assert_eq!(millicores("1.5"), Some(1500));
-        assert_eq!(millicores("2"), Some(2000));
-        assert_eq!(millicores("0.1234"), None);
-        assert_eq!(millicores("m"), None);
-        assert_eq!(bytes("512Mi"), Some(512 << 20));
-        assert_eq!(bytes("4Gi"), Some(4 << 30));
-        assert_eq!(bytes("4G"), None);
-        assert_eq!(bytes("Gi"), None);
     }
 
     #[test]

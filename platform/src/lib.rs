@@ -33,6 +33,8 @@ pub mod k8s;
 pub mod node;
 #[cfg(feature = "engine")]
 pub mod policy;
+#[cfg(feature = "engine")]
+pub mod quantity;
 #[cfg(feature = "k8s")]
 pub mod render;
 #[cfg(feature = "schema")]
