@@ -146,7 +146,7 @@ pub fn summary(r: &Report) -> String {
 }
 
 fn is_database(s: &str) -> bool {
-    s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")
+    crate::store::db::Backend::of(s).is_some()
 }
 
 fn rfc3339(flag: &str, s: &str) -> anyhow::Result<Timestamp> {

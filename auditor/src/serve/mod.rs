@@ -200,7 +200,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             "--kubernetes reads the NodeAttestations from the cluster: --attestations cannot be given with it"
         );
     }
-    if a.lease.is_some() && !a.db.starts_with("postgres") {
+    if a.lease.is_some()
+        && crate::store::db::Backend::of(&a.db) != Some(crate::store::db::Backend::Postgres)
+    {
         anyhow::bail!(
             "--lease elects one sequencer among replicas sharing one database: it needs --db postgres://… (a SQLite file belongs to one process)"
         );

@@ -101,7 +101,21 @@ pub fn load_state(path: &Path) -> Result<WitnessState, ServeError> {
 fn save_state(path: &Path, state: &WitnessState) -> Result<(), ServeError> {
     let tmp = path.with_extension("tmp");
     let what = format!("writing {}", tmp.display());
-    let mut f = std::fs::File::create(&tmp).map_err(io(what.clone()))?;
+    // A fresh file, never one found there: a symbolic link planted as the temporary file is
+    // removed (unlinking does not follow it) and `create_new` refuses to follow another.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(what)(e)),
+        _ => {}
+    }
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(what.clone()))?
+    };
     f.write_all(state.to_text().as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(io(what))?;
@@ -414,5 +428,18 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&answer[..n])
         );
+    }
+
+    /// A link planted where the state's temporary file goes is not written through.
+    #[test]
+    fn a_link_planted_as_the_temporary_state_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let state = dir.path().join("w.state");
+        std::os::unix::fs::symlink(&target, state.with_extension("tmp")).unwrap();
+        save_state(&state, &WitnessState::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert_eq!(load_state(&state).unwrap(), WitnessState::default());
     }
 }
