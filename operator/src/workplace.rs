@@ -952,6 +952,7 @@ async fn apply_object(
         "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
         "NetworkPolicy" => apply_as!(NetworkPolicy),
         "CronJob" => apply_as!(k8s_openapi::api::batch::v1::CronJob),
+        "Job" => apply_as!(k8s_openapi::api::batch::v1::Job),
         other => unreachable!("render produced an unexpected kind {other}"),
     }
 }
