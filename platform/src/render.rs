@@ -111,6 +111,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         }
     }
     objects.push(network_policy(input));
+    objects.extend(ingress_policies(input));
     let sc_name = storage_class_name(input.namespace, input.name);
     let storage_class = (!input.eligible_zones.is_empty()).then(|| {
         json!({
@@ -1190,6 +1191,150 @@ fn network_policy(input: &RenderInput<'_>) -> Value {
     })
 }
 
+/// The namespace label that marks the cluster's ingress controller: the only way in from outside
+/// the workplace for the exposed components. Ops label the controller's namespace with it
+/// (`kubectl label namespace ingress-nginx hexagone.fr/ingress-controller=true`).
+pub const INGRESS_CONTROLLER_LABEL: &str = "hexagone.fr/ingress-controller";
+
+/// The components reached from outside through the ingress controller, on their `http` port.
+pub const EXPOSED: &[&str] = &["exo", "keycloak", "jitsi-web", "onlyoffice", "synapse"];
+
+/// The auditor, which receives the filer's change events (manifests/auditor/auditor.yaml:
+/// namespace `hexagone-audit`, pods `app.kubernetes.io/name: hexagone-auditor`, port 7381).
+const AUDITOR_NAMESPACE: &str = "hexagone-audit";
+const AUDITOR_NAME: &str = "hexagone-auditor";
+const AUDITOR_PORT: u16 = 7381;
+
+/// Flows that the catalog's `dependsOn` does not carry, each with why: (client, server).
+const EXTRA_FLOWS: &[(&str, &str, &str)] = &[
+    (
+        "seaweedfs-master",
+        "seaweedfs-volume",
+        "the master grows and vacuums volumes on the volume servers (gRPC 18080)",
+    ),
+    (
+        "seaweedfs-filer",
+        "seaweedfs-volume",
+        "the filer reads and writes chunks on the volume servers (it also dependsOn them)",
+    ),
+];
+
+/// Which pods may connect to `server`, as component labels: the components that depend on it
+/// (a database's dependency on the filer is its backup's: only the backup pods upload), the
+/// backup pods of its own data, and the extra flows. Its own pods (cluster peers) are allowed
+/// apart, on every port.
+pub fn clients_of(input: &RenderInput<'_>, server: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let backup_target = |c: &Component| c.backup.is_some() && server.starts_with("seaweedfs-");
+    for c in &input.catalog.components {
+        if c.name == server {
+            if c.backup.is_some() {
+                out.insert(format!("{}-backup", c.name));
+            }
+            continue;
+        }
+        if c.depends_on.iter().any(|d| d == server) {
+            out.insert(if backup_target(c) {
+                format!("{}-backup", c.name)
+            } else {
+                c.name.clone()
+            });
+        }
+        // `weed filer.copy` uploads straight to the volume servers
+        // (sw@4.44:weed/command/filer_copy.go:352-379).
+        if server == "seaweedfs-volume" && backup_target(c) {
+            out.insert(format!("{}-backup", c.name));
+        }
+    }
+    for (client, srv, _) in EXTRA_FLOWS {
+        if *srv == server && input.catalog.component(client).is_some() {
+            out.insert((*client).to_owned());
+        }
+    }
+    out
+}
+
+/// Ingress isolation: every workplace pod denies all ingress (`workplace-deny-ingress`), then one
+/// policy per component admits its clients on its declared ports, its own pods (cluster peers:
+/// raft, Elasticsearch transport, Keycloak's cache) on every port, the ingress controller on the
+/// `http` port of an exposed component, and the clients of video calls on the videobridge's UDP
+/// port. The filer may also send its change events to the auditor's namespace.
+fn ingress_policies(input: &RenderInput<'_>) -> Vec<Value> {
+    let ns = input.namespace;
+    let peer = |component: &str| json!({"podSelector": {"matchLabels": {INSTANCE_LABEL: input.name, COMPONENT_LABEL: component}}});
+    let mut out = vec![json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "workplace-deny-ingress", "namespace": ns, "labels": labels(input, None)},
+        "spec": {
+            "podSelector": {"matchLabels": {INSTANCE_LABEL: input.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": []
+        }
+    })];
+    for c in &input.catalog.components {
+        let ports: Vec<Value> = c
+            .ports
+            .iter()
+            .map(|p| json!({"protocol": protocol(p.protocol), "port": p.port}))
+            .collect();
+        let mut rules = vec![json!({"from": [peer(&c.name)]})];
+        let clients: Vec<Value> = clients_of(input, &c.name).iter().map(|n| peer(n)).collect();
+        if !clients.is_empty() {
+            rules.push(json!({"from": clients, "ports": ports}));
+        }
+        if EXPOSED.contains(&c.name.as_str())
+            && let Some(http) = c.ports.iter().find(|p| p.name == "http")
+        {
+            rules.push(json!({
+                "from": [{"namespaceSelector": {"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}}}],
+                "ports": [{"protocol": "TCP", "port": http.port}]
+            }));
+        }
+        if c.name == "jitsi-jvb" {
+            // Participants send media from wherever they are (JVB_PORT, 10000/UDP).
+            let media: Vec<Value> = c
+                .ports
+                .iter()
+                .filter(|p| p.protocol == Protocol::Udp)
+                .map(|p| json!({"protocol": "UDP", "port": p.port}))
+                .collect();
+            rules.push(json!({
+                "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+                "ports": media
+            }));
+        }
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": format!("{}-ingress", c.name), "namespace": ns,
+                         "labels": labels(input, Some(&c.name))},
+            "spec": {
+                "podSelector": {"matchLabels": selector(input, &c.name)},
+                "policyTypes": ["Ingress"],
+                "ingress": rules
+            }
+        }));
+    }
+    if input.catalog.component("seaweedfs-filer").is_some() {
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "seaweedfs-filer-egress-auditor", "namespace": ns,
+                         "labels": labels(input, Some("seaweedfs-filer"))},
+            "spec": {
+                "podSelector": {"matchLabels": selector(input, "seaweedfs-filer")},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": AUDITOR_NAMESPACE}},
+                        "podSelector": {"matchLabels": {COMPONENT_LABEL: AUDITOR_NAME}}
+                    }],
+                    "ports": [{"protocol": "TCP", "port": AUDITOR_PORT}]
+                }]
+            }
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1459,6 +1604,156 @@ mod tests {
         assert_eq!(egress.len(), 3);
         assert_eq!(egress[2]["to"][0]["ipBlock"]["cidr"], "192.0.2.25/32");
         assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
+    }
+
+    /// The components whose pods an ingress policy admits on `server`, besides its own pods
+    /// (which every policy admits as cluster peers), and whether anything outside the namespace
+    /// is admitted.
+    fn admitted(r: &Rendered, server: &str) -> (Vec<String>, Vec<String>) {
+        let np = r
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == format!("{server}-ingress")
+            })
+            .unwrap_or_else(|| panic!("no ingress policy for {server}"));
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            server
+        );
+        let mut pods = Vec::new();
+        let mut outside = Vec::new();
+        for rule in np["spec"]["ingress"].as_array().unwrap() {
+            for from in rule["from"].as_array().unwrap() {
+                if let Some(ns) = from.get("namespaceSelector") {
+                    outside.push(format!("namespaces {ns}"));
+                } else if let Some(ip) = from.get("ipBlock") {
+                    outside.push(format!("addresses {}", ip["cidr"]));
+                } else {
+                    let labels = &from["podSelector"]["matchLabels"];
+                    assert_eq!(labels[INSTANCE_LABEL], "intranet", "{server}: {from}");
+                    let c = labels[COMPONENT_LABEL]
+                        .as_str()
+                        .expect("a component")
+                        .to_owned();
+                    if c != server {
+                        pods.push(c);
+                    }
+                }
+            }
+        }
+        (pods, outside)
+    }
+
+    #[test]
+    fn stores_admit_only_their_clients() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let none: Vec<String> = vec![];
+        // Search (security disabled) only from eXo; Valkey (a cache) only from ONLYOFFICE.
+        assert_eq!(
+            admitted(&r, "search"),
+            (vec!["exo".to_owned()], none.clone())
+        );
+        assert_eq!(
+            admitted(&r, "valkey"),
+            (vec!["onlyoffice".to_owned()], none.clone())
+        );
+        // The filer and its S3 gateway only from the backup uploads, the volume servers from
+        // the master, the filer and the uploads (filer.copy writes to them directly).
+        assert_eq!(
+            admitted(&r, "seaweedfs-filer"),
+            (
+                vec!["mysql-backup".to_owned(), "postgresql-backup".to_owned()],
+                none.clone()
+            )
+        );
+        assert_eq!(
+            admitted(&r, "seaweedfs-volume").0,
+            [
+                "mysql-backup",
+                "postgresql-backup",
+                "seaweedfs-filer",
+                "seaweedfs-master"
+            ]
+        );
+        // The databases from their applications and their own backup only.
+        assert_eq!(
+            admitted(&r, "postgresql").0,
+            ["keycloak", "onlyoffice", "postgresql-backup", "synapse"]
+        );
+        assert_eq!(admitted(&r, "mysql").0, ["exo", "mysql-backup"]);
+        // Exposed components from the ingress controller's namespace, on their http port only.
+        let (_, outside) = admitted(&r, "keycloak");
+        assert_eq!(
+            outside,
+            [format!(
+                "namespaces {}",
+                json!({"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}})
+            )]
+        );
+        let kc = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "keycloak-ingress")
+            .unwrap();
+        assert_eq!(
+            kc["spec"]["ingress"][2]["ports"],
+            json!([{"protocol": "TCP", "port": 8080}])
+        );
+        // Every workplace pod, jobs included, denies what no policy admits.
+        let deny = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "workplace-deny-ingress")
+            .unwrap();
+        assert_eq!(
+            deny["spec"]["podSelector"]["matchLabels"],
+            json!({INSTANCE_LABEL: "intranet"})
+        );
+        assert_eq!(deny["spec"]["ingress"], json!([]));
+        // One ingress policy per component, and each pod of the rendering is selected by its own.
+        let policies = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("-ingress")
+                    && o["metadata"]["name"] != "workplace-deny-ingress"
+            })
+            .count();
+        assert_eq!(policies, Catalog::shipped().components.len());
+    }
+
+    #[test]
+    fn only_the_filer_may_reach_the_auditor_and_by_namespace() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let egress: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["spec"]["policyTypes"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("Egress"))
+            })
+            .collect();
+        assert_eq!(egress.len(), 2);
+        let auditor = egress[1];
+        assert_eq!(
+            auditor["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            "seaweedfs-filer"
+        );
+        let to = &auditor["spec"]["egress"][0]["to"][0];
+        assert_eq!(
+            to["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "hexagone-audit"
+        );
+        assert!(to.get("ipBlock").is_none());
     }
 
     #[test]
