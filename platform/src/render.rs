@@ -70,6 +70,19 @@ pub struct Rendered {
     pub secret: SecretRequest,
 }
 
+impl Rendered {
+    /// Every object as one YAML stream, the StorageClass first, each document opened by `---`:
+    /// what `hexagone-operator render` prints and the reviewed snapshot holds.
+    pub fn yaml_stream(&self) -> String {
+        let mut text = String::new();
+        for o in self.storage_class.iter().chain(&self.objects) {
+            text.push_str("---\n");
+            text.push_str(&yaml_serde::to_string(o).expect("a JSON value is YAML"));
+        }
+        text
+    }
+}
+
 /// Name of the StorageClass of a workplace.
 pub fn storage_class_name(namespace: &str, name: &str) -> String {
     format!("hexagone-{namespace}-{name}")
@@ -1361,12 +1374,7 @@ mod tests {
     /// `HEXAGONE_BLESS=1 cargo test -p hexagone-platform --features k8s --lib render`.
     #[test]
     fn snapshot_of_the_5000_user_workplace() {
-        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"]);
-        let mut text = String::new();
-        for o in r.storage_class.iter().chain(&r.objects) {
-            text.push_str("---\n");
-            text.push_str(&yaml_serde::to_string(o).unwrap());
-        }
+        let text = rendered(SPEC, &["fr-par-1", "fr-par-2"]).yaml_stream();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/snapshots/workplace-users5000.yaml");
         if std::env::var_os("HEXAGONE_BLESS").is_some() {
