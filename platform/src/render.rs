@@ -125,6 +125,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
     }
     objects.push(network_policy(input));
     objects.extend(ingress_policies(input));
+    objects.extend(ingresses(input));
     let sc_name = storage_class_name(input.namespace, input.name);
     let storage_class = (!input.eligible_zones.is_empty()).then(|| {
         json!({
@@ -1204,6 +1205,51 @@ fn network_policy(input: &RenderInput<'_>) -> Value {
     })
 }
 
+/// The Secret holding the workplace's TLS certificate and key (`kubernetes.io/tls`), for every
+/// host of [`public_host`]: created by ops, or by cert-manager from a Certificate they declare.
+pub const TLS_SECRET: &str = "workplace-tls";
+
+/// The public host of an exposed component, as its own settings name it (EXO_PROXY_VHOST,
+/// KC_HOSTNAME, PUBLIC_URL, public_baseurl); None for a component not exposed.
+pub fn public_host(component: &str, domain: &str) -> Option<String> {
+    Some(match component {
+        "exo" => domain.to_owned(),
+        "keycloak" => format!("auth.{domain}"),
+        "jitsi-web" => format!("meet.{domain}"),
+        "onlyoffice" => format!("docs.{domain}"),
+        "synapse" => format!("matrix.{domain}"),
+        _ => return None,
+    })
+}
+
+/// One Ingress (networking.k8s.io/v1) per exposed component, TLS from [`TLS_SECRET`], on the
+/// cluster's default IngressClass. Ingress rather than Gateway API routes: every conformant
+/// cluster serves Ingress with the controller it already has, where Gateway API needs its CRDs
+/// and a Gateway installed first.
+fn ingresses(input: &RenderInput<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in &input.catalog.components {
+        let Some(host) = public_host(&c.name, &input.spec.domain) else {
+            continue;
+        };
+        let Some(http) = c.ports.iter().find(|p| p.name == "http") else {
+            continue;
+        };
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": c.name, "namespace": input.namespace, "labels": labels(input, Some(&c.name))},
+            "spec": {
+                "tls": [{"hosts": [host], "secretName": TLS_SECRET}],
+                "rules": [{"host": host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": c.name, "port": {"number": http.port}}}
+                }]}}]
+            }
+        }));
+    }
+    out
+}
+
 /// The namespace label that marks the cluster's ingress controller: the only way in from outside
 /// the workplace for the exposed components. Ops label the controller's namespace with it
 /// (`kubectl label namespace ingress-nginx hexagone.fr/ingress-controller=true`).
@@ -1734,6 +1780,98 @@ mod tests {
             })
             .count();
         assert_eq!(policies, Catalog::shipped().components.len());
+    }
+
+    #[test]
+    fn exposed_components_are_served_on_the_hosts_their_settings_name() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let d = "intranet.example.gouv.fr";
+        let find = |kind: &str, name: &str| {
+            r.objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        let config =
+            |c: &str, k: &str| find("ConfigMap", &format!("{c}-config"))["data"][k].clone();
+        let homeserver: Value = yaml_serde::from_str(
+            find("ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        // What each application believes its public address is.
+        let believed = BTreeMap::from([
+            (
+                "exo",
+                config("exo", "EXO_PROXY_VHOST")
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            (
+                "keycloak",
+                config("keycloak", "KC_HOSTNAME")
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", ""),
+            ),
+            (
+                "jitsi-web",
+                config("jitsi-web", "PUBLIC_URL")
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", ""),
+            ),
+            ("onlyoffice", format!("docs.{d}")),
+            (
+                "synapse",
+                homeserver["public_baseurl"]
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", "")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+        ]);
+        let ingresses: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Ingress")
+            .collect();
+        assert_eq!(ingresses.len(), believed.len());
+        for (component, host) in believed {
+            let ing = find("Ingress", component);
+            assert_eq!(
+                ing["spec"]["rules"][0]["host"],
+                host.as_str(),
+                "{component}"
+            );
+            assert_eq!(
+                ing["spec"]["tls"][0]["hosts"][0],
+                host.as_str(),
+                "{component}"
+            );
+            assert_eq!(ing["spec"]["tls"][0]["secretName"], TLS_SECRET);
+            // The backend is the component's http port, which its ingress policy admits from
+            // the ingress controller.
+            let backend = &ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+            assert_eq!(backend["name"], component);
+            let policy = find("NetworkPolicy", &format!("{component}-ingress"));
+            let admitted = policy["spec"]["ingress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|rule| {
+                    rule["from"][0]["namespaceSelector"]["matchLabels"][INGRESS_CONTROLLER_LABEL]
+                        == "true"
+                        && rule["ports"][0]["port"] == backend["port"]["number"]
+                });
+            assert!(
+                admitted,
+                "{component}: the controller may not reach {backend}"
+            );
+        }
     }
 
     #[test]
