@@ -937,6 +937,8 @@ async fn apply_object(
         "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
         "NetworkPolicy" => apply_as!(NetworkPolicy),
         "CronJob" => apply_as!(k8s_openapi::api::batch::v1::CronJob),
+        "Job" => apply_as!(k8s_openapi::api::batch::v1::Job),
+        "Ingress" => apply_as!(k8s_openapi::api::networking::v1::Ingress),
         other => unreachable!("render produced an unexpected kind {other}"),
     }
 }

@@ -70,6 +70,19 @@ pub struct Rendered {
     pub secret: SecretRequest,
 }
 
+impl Rendered {
+    /// Every object as one YAML stream, the StorageClass first, each document opened by `---`:
+    /// what `hexagone-operator render` prints and the reviewed snapshot holds.
+    pub fn yaml_stream(&self) -> String {
+        let mut text = String::new();
+        for o in self.storage_class.iter().chain(&self.objects) {
+            text.push_str("---\n");
+            text.push_str(&yaml_serde::to_string(o).expect("a JSON value is YAML"));
+        }
+        text
+    }
+}
+
 /// Name of the StorageClass of a workplace.
 pub fn storage_class_name(namespace: &str, name: &str) -> String {
     format!("hexagone-{namespace}-{name}")
@@ -102,8 +115,17 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
                 .map(|(_, k)| format!("{CREDENTIAL_PREFIX}{k}")),
         );
         render_component(c, contract, input, &label, &wiring, &mut objects);
+        if name == "postgresql" {
+            keys.extend(
+                databases_job(input, contract, &label, &mut objects)
+                    .into_iter()
+                    .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
+            );
+        }
     }
     objects.push(network_policy(input));
+    objects.extend(ingress_policies(input));
+    objects.extend(ingresses(input));
     let sc_name = storage_class_name(input.namespace, input.name);
     let storage_class = (!input.eligible_zones.is_empty()).then(|| {
         json!({
@@ -261,30 +283,20 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             secret("MYSQL_PASSWORD", "mysql-password");
             secret("MYSQL_ROOT_PASSWORD", "mysql-root-password");
         }
-        // Official postgres image. The applications' databases are created on first
-        // initialisation; Synapse's needs the C collation.
+        // Official postgres image. Its one role is the superuser, used only by the databases Job
+        // and the backups; each application gets a role and a database of its own from the Job
+        // (`postgresql-databases-*`), whose SQL runs at every apply, not only on an empty volume.
         "postgresql" => {
             set("PGDATA", "/var/lib/postgresql/data/pgdata".into());
-            set("POSTGRES_USER", "workplace".into());
+            set("POSTGRES_USER", POSTGRES_SUPERUSER.into());
             secret("POSTGRES_PASSWORD", "postgresql-password");
-            let mut sql = String::new();
-            for (db, app) in [("keycloak", "keycloak"), ("onlyoffice", "onlyoffice")] {
-                if enabled(app) {
-                    sql.push_str(&format!("CREATE DATABASE {db} ENCODING 'UTF8';\n"));
-                }
-            }
-            if enabled("synapse") {
-                sql.push_str(
-                    "CREATE DATABASE synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;\n",
-                );
-            }
-            if !sql.is_empty() {
-                w.files.push(MountedFile {
-                    key: "10-databases.sql".into(),
-                    content: sql,
-                    path: "/docker-entrypoint-initdb.d/10-databases.sql".into(),
-                });
-            }
+            // Server settings on the command line (docker-library/docs@c4a9ba4
+            // postgres/content.md:140-160, "Set options directly on the run line").
+            w.args = Some(vec![
+                "postgres".into(),
+                "-c".into(),
+                format!("max_connections={}", postgres_max_connections(input)),
+            ]);
         }
         // Keycloak server configuration (KC_* options). The server is built by the init
         // container `build`, so `start --optimized` writes nothing under /opt/keycloak/lib.
@@ -294,10 +306,11 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                 "KC_DB_URL",
                 "jdbc:postgresql://postgresql:5432/keycloak".into(),
             );
-            set("KC_DB_USERNAME", "workplace".into());
-            secret("KC_DB_PASSWORD", "postgresql-password");
-            // The default pool (100 per replica) exceeds PostgreSQL's default max_connections.
-            set("KC_DB_POOL_MAX_SIZE", "20".into());
+            set("KC_DB_USERNAME", "keycloak".into());
+            secret("KC_DB_PASSWORD", &db_credential("keycloak"));
+            // The default pool (100 per replica) exceeds PostgreSQL's default max_connections;
+            // max_connections is sized from this (postgres_max_connections).
+            set("KC_DB_POOL_MAX_SIZE", KEYCLOAK_DB_POOL.to_string());
             set("KC_HOSTNAME", format!("https://auth.{domain}"));
             set("KC_HTTP_ENABLED", "true".into());
             set("KC_PROXY_HEADERS", "xforwarded".into());
@@ -310,8 +323,8 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             set("DB_HOST", "postgresql".into());
             set("DB_PORT", "5432".into());
             set("DB_NAME", "onlyoffice".into());
-            set("DB_USER", "workplace".into());
-            secret("DB_PWD", "postgresql-password");
+            set("DB_USER", "onlyoffice".into());
+            secret("DB_PWD", &db_credential("onlyoffice"));
             set("JWT_ENABLED", "true".into());
             secret("JWT_SECRET", "onlyoffice-jwt-secret");
         }
@@ -319,7 +332,7 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
         // no longer generates one); the database password comes to libpq as PGPASSWORD.
         "synapse" => {
             set("SYNAPSE_CONFIG_PATH", "/conf/homeserver.yaml".into());
-            secret("PGPASSWORD", "postgresql-password");
+            secret("PGPASSWORD", &db_credential("synapse"));
             w.files.push(MountedFile {
                 key: "homeserver.yaml".into(),
                 content: synapse_config(domain),
@@ -477,6 +490,204 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
     Ok(w)
 }
 
+/// PostgreSQL's superuser: created by the image on the first initialisation (POSTGRES_USER,
+/// docker-library/postgres@9451a9a 17/trixie/docker-entrypoint.sh:92,217-230), used only by the
+/// databases Job and the backups. No application connects as it.
+pub const POSTGRES_SUPERUSER: &str = "workplace";
+/// MySQL's superuser (the image's `root`, MYSQL_ROOT_PASSWORD): the backups only.
+pub const MYSQL_SUPERUSER: &str = "root";
+/// Keycloak's pool per replica (KC_DB_POOL_MAX_SIZE; default 100, Keycloak's "db-pool-max-size",
+/// docs.redhat.com red_hat_build_of_keycloak 26.2 server_configuration_guide db-relevant-options).
+pub const KEYCLOAK_DB_POOL: u32 = 20;
+/// Synapse's pool per process (`database.args.cp_max`, element-hq/synapse@v1.141.0
+/// docs/usage/configuration/config_documentation.md:1461-1500; Element's chart uses 10).
+pub const SYNAPSE_DB_POOL: u32 = 10;
+/// ONLYOFFICE's connections per replica, which no variable of the image sets: each process's
+/// pool is `sql.connectionlimit`, 10 (ONLYOFFICE/server@037498cf Common/config/default.json;
+/// `max: connectionlimit`, DocService/sources/databaseConnectors/postgreConnector.js@4ef123c),
+/// and the docservice and the converter each open one (UNCONFIRMED: two processes).
+pub const ONLYOFFICE_DB_CONNECTIONS: u32 = 20;
+/// Connections kept besides the applications' pools: PostgreSQL's superuser_reserved_connections
+/// (3 by default, postgresql.org/docs/17/runtime-config-connection.html), the databases Job and
+/// the backup's dump, and margin.
+pub const POSTGRES_SPARE_CONNECTIONS: u32 = 10;
+
+/// The credential of an application's database role.
+fn db_credential(app: &str) -> String {
+    format!("{app}-db-password")
+}
+
+/// An application's database on PostgreSQL: its own role (named after the component) and
+/// database, how it is created, and the connections the application may open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppDatabase {
+    /// The component, which is also its role's name.
+    pub role: String,
+    /// The database (from the catalog's `writes`).
+    pub database: String,
+    /// Options of CREATE DATABASE.
+    pub options: &'static str,
+    /// Connections per replica times replicas.
+    pub connections: u32,
+}
+
+/// Every enabled component's database on PostgreSQL (the catalog's `writes` of kind database on
+/// `postgresql`), in catalog order.
+pub fn postgres_databases(input: &RenderInput<'_>) -> Vec<AppDatabase> {
+    let mut out = Vec::new();
+    for c in &input.catalog.components {
+        for w in &c.writes {
+            if w.kind != crate::catalog::StoreKind::Database || w.on != "postgresql" {
+                continue;
+            }
+            let (options, per_replica) = match c.name.as_str() {
+                // element-hq/synapse@v1.141.0 docs/postgres.md:39-52: C collation and ctype, from
+                // template0 (the image's template1 is en_US.utf8, 17/trixie/Dockerfile:64).
+                "synapse" => (
+                    "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+                    SYNAPSE_DB_POOL,
+                ),
+                // keycloak/keycloak@3ba2f511 docs/guides/server/db.adoc ("Configuring Unicode
+                // support for a PostgreSQL database").
+                "keycloak" => ("ENCODING 'UTF8'", KEYCLOAK_DB_POOL),
+                "onlyoffice" => ("ENCODING 'UTF8'", ONLYOFFICE_DB_CONNECTIONS),
+                // A new client of PostgreSQL gets the default pool of 10 until it is sized.
+                _ => ("ENCODING 'UTF8'", 10),
+            };
+            out.push(AppDatabase {
+                role: c.name.clone(),
+                database: w.name.clone(),
+                options,
+                connections: per_replica * replicas(c, input),
+            });
+        }
+    }
+    out
+}
+
+/// PostgreSQL's max_connections: every application's pools plus the spare connections, and
+/// never below PostgreSQL's default of 100.
+pub fn postgres_max_connections(input: &RenderInput<'_>) -> u32 {
+    let pools: u32 = postgres_databases(input)
+        .iter()
+        .map(|d| d.connections)
+        .sum();
+    (pools + POSTGRES_SPARE_CONNECTIONS).max(100)
+}
+
+/// The idempotent SQL of the databases Job: for each application, its role (password from its own
+/// credential, reset on each run, so the Secret stays the truth) and its database owned by that
+/// role, which no other role may connect to. CREATE DATABASE cannot run in a transaction or a DO
+/// block, hence psql's `SELECT ... WHERE NOT EXISTS \gexec`; the password comes from the
+/// environment through `\getenv` (psql 15 and later, PostgreSQL 17 psql reference) and is quoted
+/// by psql's `:'variable'`, so it is never on a command line.
+fn databases_sql(dbs: &[AppDatabase]) -> String {
+    let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    for d in dbs {
+        let (role, db) = (&d.role, &d.database);
+        let var = password_var(role);
+        let create_db =
+            format!("CREATE DATABASE {db} OWNER {role} {}", d.options).replace('\'', "''");
+        sql.push_str(&format!(
+            "-- {role}\n\
+             \\unset app_password\n\
+             \\getenv app_password {var}\n\
+             SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec\n\
+             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD :'app_password';\n\
+             SELECT '{create_db}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db}')\\gexec\n\
+             ALTER DATABASE {db} OWNER TO {role};\n\
+             REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n"
+        ));
+    }
+    sql
+}
+
+/// The variable carrying an application role's password into the databases Job.
+fn password_var(role: &str) -> String {
+    format!(
+        "{}_DB_PASSWORD",
+        role.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The Job creating the applications' roles and databases: psql, from PostgreSQL's own image and
+/// under its uid, against the `postgresql` Service as the superuser, once the server answers.
+/// Its name carries a digest of what it runs (a Job's template cannot change), and it is deleted
+/// ten minutes after it finishes, so the next apply runs it again: the step converges on every
+/// apply, whatever the volume already holds.
+fn databases_job(
+    input: &RenderInput<'_>,
+    contract: &ImageContract,
+    eligible: &str,
+    out: &mut Vec<Value>,
+) -> Vec<String> {
+    let Some(pg) = input.catalog.component("postgresql") else {
+        return Vec::new();
+    };
+    let dbs = postgres_databases(input);
+    if dbs.is_empty() {
+        return Vec::new();
+    }
+    let sql = databases_sql(&dbs);
+    let mut env = vec![json!({"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": format!("{CREDENTIAL_PREFIX}postgresql-password"), "key": CREDENTIAL_KEY}}})];
+    let mut credentials = vec![];
+    for d in &dbs {
+        let key = db_credential(&d.role);
+        env.push(
+            json!({"name": password_var(&d.role), "valueFrom": {"secretKeyRef": {
+            "name": format!("{CREDENTIAL_PREFIX}{key}"), "key": CREDENTIAL_KEY}}}),
+        );
+        credentials.push(key);
+    }
+    let config = "postgresql-databases";
+    let labels = labels(input, Some("postgresql"));
+    out.push(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": config, "namespace": input.namespace, "labels": labels},
+        "data": {"databases.sql": sql}
+    }));
+    let script = format!(
+        "until pg_isready -q -h postgresql -p 5432; do sleep 2; done; \
+         exec psql -X -q -h postgresql -p 5432 -U {POSTGRES_SUPERUSER} -d postgres -f /sql/databases.sql"
+    );
+    let security = container_security(contract);
+    let spec = json!({
+        "restartPolicy": "OnFailure",
+        "serviceAccountName": "postgresql",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(contract),
+        "affinity": affinity(eligible),
+        "volumes": [{"name": "sql", "configMap": {"name": config}}],
+        "containers": [{
+            "name": "databases",
+            "image": pg.image.to_string(),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", script],
+            "env": env,
+            "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": true}],
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+            "securityContext": security,
+        }]
+    });
+    let digest = {
+        use sha2::Digest as _;
+        let text = serde_json::to_string(&json!([sql, spec])).expect("JSON");
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
+    };
+    out.push(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": format!("{config}-{digest}"), "namespace": input.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 20,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"metadata": {"labels": labels}, "spec": spec}
+        }
+    }));
+    credentials
+}
+
 /// Synapse's homeserver.yaml: PostgreSQL (the password from PGPASSWORD), media and signing key
 /// on the data volume, not federated, no statistics sent, no open registration.
 fn synapse_config(domain: &str) -> String {
@@ -488,8 +699,8 @@ fn synapse_config(domain: &str) -> String {
                        "bind_addresses": ["0.0.0.0"],
                        "resources": [{"names": ["client"], "compress": false}]}],
         "database": {"name": "psycopg2", "args": {
-            "user": "workplace", "dbname": "synapse", "host": "postgresql", "port": 5432,
-            "cp_min": 5, "cp_max": 10,
+            "user": "synapse", "dbname": "synapse", "host": "postgresql", "port": 5432,
+            "cp_min": 5, "cp_max": SYNAPSE_DB_POOL,
             "keepalives_idle": 10, "keepalives_interval": 10, "keepalives_count": 3}},
         "media_store_path": "/data/media_store",
         "signing_key_path": format!("/data/{domain}.signing.key"),
@@ -577,6 +788,18 @@ fn pod_security(contract: &ImageContract) -> Value {
         "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"}
     })
+}
+
+/// Required in both modes: an audit-mode policy admits every node, so the label is then on all of
+/// them, and switching modes changes labels, never pod templates (no rollout). Nodes with a valid
+/// attestation are preferred either way.
+fn affinity(eligible: &str) -> Value {
+    json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": eligible, "operator": "In", "values": ["true"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [
+            {"key": ATTESTED_COUNTRY_LABEL, "operator": "Exists"}]}}]
+    }})
 }
 
 fn render_component(
@@ -781,21 +1004,12 @@ fn render_component(
         startup["failureThreshold"] = json!(contract.first_start.seconds.div_ceil(10).max(3));
         container["startupProbe"] = startup;
     }
-    // Required in both modes: an audit-mode policy admits every node, so the label is then on
-    // all of them, and switching modes changes labels, never pod templates (no rollout). Nodes
-    // with a valid attestation are preferred either way.
-    let affinity = json!({"nodeAffinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
-            {"key": eligible, "operator": "In", "values": ["true"]}]}]},
-        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [
-            {"key": ATTESTED_COUNTRY_LABEL, "operator": "Exists"}]}}]
-    }});
     let mut pod_spec = json!({
         "serviceAccountName": n,
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,
         "securityContext": pod_security(contract),
-        "affinity": affinity,
+        "affinity": affinity(eligible),
         "topologySpreadConstraints": [{
             "maxSkew": 1,
             "topologyKey": ZONE_LABEL,
@@ -888,12 +1102,14 @@ fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Optio
     let filer = input.catalog.component("seaweedfs-filer")?;
     let (dump, password) = match c.name.as_str() {
         "postgresql" => (
-            "pg_dumpall -h postgresql -U workplace > /dump/dump.sql",
+            format!("pg_dumpall -h postgresql -U {POSTGRES_SUPERUSER} > /dump/dump.sql"),
             json!({"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
                 "name": format!("{CREDENTIAL_PREFIX}postgresql-password"), "key": CREDENTIAL_KEY}}}),
         ),
         "mysql" => (
-            "mysqldump -h mysql -u root --all-databases --single-transaction > /dump/dump.sql",
+            format!(
+                "mysqldump -h mysql -u {MYSQL_SUPERUSER} --all-databases --single-transaction > /dump/dump.sql"
+            ),
             json!({"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {
                 "name": format!("{CREDENTIAL_PREFIX}mysql-root-password"), "key": CREDENTIAL_KEY}}}),
         ),
@@ -989,6 +1205,195 @@ fn network_policy(input: &RenderInput<'_>) -> Value {
     })
 }
 
+/// The Secret holding the workplace's TLS certificate and key (`kubernetes.io/tls`), for every
+/// host of [`public_host`]: created by ops, or by cert-manager from a Certificate they declare.
+pub const TLS_SECRET: &str = "workplace-tls";
+
+/// The public host of an exposed component, as its own settings name it (EXO_PROXY_VHOST,
+/// KC_HOSTNAME, PUBLIC_URL, public_baseurl); None for a component not exposed.
+pub fn public_host(component: &str, domain: &str) -> Option<String> {
+    Some(match component {
+        "exo" => domain.to_owned(),
+        "keycloak" => format!("auth.{domain}"),
+        "jitsi-web" => format!("meet.{domain}"),
+        "onlyoffice" => format!("docs.{domain}"),
+        "synapse" => format!("matrix.{domain}"),
+        _ => return None,
+    })
+}
+
+/// One Ingress (networking.k8s.io/v1) per exposed component, TLS from [`TLS_SECRET`], on the
+/// cluster's default IngressClass. Ingress rather than Gateway API routes: every conformant
+/// cluster serves Ingress with the controller it already has, where Gateway API needs its CRDs
+/// and a Gateway installed first.
+fn ingresses(input: &RenderInput<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in &input.catalog.components {
+        let Some(host) = public_host(&c.name, &input.spec.domain) else {
+            continue;
+        };
+        let Some(http) = c.ports.iter().find(|p| p.name == "http") else {
+            continue;
+        };
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": c.name, "namespace": input.namespace, "labels": labels(input, Some(&c.name))},
+            "spec": {
+                "tls": [{"hosts": [host], "secretName": TLS_SECRET}],
+                "rules": [{"host": host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": c.name, "port": {"number": http.port}}}
+                }]}}]
+            }
+        }));
+    }
+    out
+}
+
+/// The namespace label that marks the cluster's ingress controller: the only way in from outside
+/// the workplace for the exposed components. Ops label the controller's namespace with it
+/// (`kubectl label namespace ingress-nginx hexagone.fr/ingress-controller=true`).
+pub const INGRESS_CONTROLLER_LABEL: &str = "hexagone.fr/ingress-controller";
+
+/// The components reached from outside through the ingress controller, on their `http` port.
+pub const EXPOSED: &[&str] = &["exo", "keycloak", "jitsi-web", "onlyoffice", "synapse"];
+
+/// The auditor, which receives the filer's change events (manifests/auditor/auditor.yaml:
+/// namespace `hexagone-audit`, pods `app.kubernetes.io/name: hexagone-auditor`, port 7381).
+const AUDITOR_NAMESPACE: &str = "hexagone-audit";
+const AUDITOR_NAME: &str = "hexagone-auditor";
+const AUDITOR_PORT: u16 = 7381;
+
+/// Flows that the catalog's `dependsOn` does not carry, each with why: (client, server).
+const EXTRA_FLOWS: &[(&str, &str, &str)] = &[
+    (
+        "seaweedfs-master",
+        "seaweedfs-volume",
+        "the master grows and vacuums volumes on the volume servers (gRPC 18080)",
+    ),
+    (
+        "seaweedfs-filer",
+        "seaweedfs-volume",
+        "the filer reads and writes chunks on the volume servers (it also dependsOn them)",
+    ),
+];
+
+/// Which pods may connect to `server`, as component labels: the components that depend on it
+/// (a database's dependency on the filer is its backup's: only the backup pods upload), the
+/// backup pods of its own data, and the extra flows. Its own pods (cluster peers) are allowed
+/// apart, on every port.
+pub fn clients_of(input: &RenderInput<'_>, server: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let backup_target = |c: &Component| c.backup.is_some() && server.starts_with("seaweedfs-");
+    for c in &input.catalog.components {
+        if c.name == server {
+            if c.backup.is_some() {
+                out.insert(format!("{}-backup", c.name));
+            }
+            continue;
+        }
+        if c.depends_on.iter().any(|d| d == server) {
+            out.insert(if backup_target(c) {
+                format!("{}-backup", c.name)
+            } else {
+                c.name.clone()
+            });
+        }
+        // `weed filer.copy` uploads straight to the volume servers
+        // (sw@4.44:weed/command/filer_copy.go:352-379).
+        if server == "seaweedfs-volume" && backup_target(c) {
+            out.insert(format!("{}-backup", c.name));
+        }
+    }
+    for (client, srv, _) in EXTRA_FLOWS {
+        if *srv == server && input.catalog.component(client).is_some() {
+            out.insert((*client).to_owned());
+        }
+    }
+    out
+}
+
+/// Ingress isolation: every workplace pod denies all ingress (`workplace-deny-ingress`), then one
+/// policy per component admits its clients on its declared ports, its own pods (cluster peers:
+/// raft, Elasticsearch transport, Keycloak's cache) on every port, the ingress controller on the
+/// `http` port of an exposed component, and the clients of video calls on the videobridge's UDP
+/// port. The filer may also send its change events to the auditor's namespace.
+fn ingress_policies(input: &RenderInput<'_>) -> Vec<Value> {
+    let ns = input.namespace;
+    let peer = |component: &str| json!({"podSelector": {"matchLabels": {INSTANCE_LABEL: input.name, COMPONENT_LABEL: component}}});
+    let mut out = vec![json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "workplace-deny-ingress", "namespace": ns, "labels": labels(input, None)},
+        "spec": {
+            "podSelector": {"matchLabels": {INSTANCE_LABEL: input.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": []
+        }
+    })];
+    for c in &input.catalog.components {
+        let ports: Vec<Value> = c
+            .ports
+            .iter()
+            .map(|p| json!({"protocol": protocol(p.protocol), "port": p.port}))
+            .collect();
+        let mut rules = vec![json!({"from": [peer(&c.name)]})];
+        let clients: Vec<Value> = clients_of(input, &c.name).iter().map(|n| peer(n)).collect();
+        if !clients.is_empty() {
+            rules.push(json!({"from": clients, "ports": ports}));
+        }
+        if EXPOSED.contains(&c.name.as_str())
+            && let Some(http) = c.ports.iter().find(|p| p.name == "http")
+        {
+            rules.push(json!({
+                "from": [{"namespaceSelector": {"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}}}],
+                "ports": [{"protocol": "TCP", "port": http.port}]
+            }));
+        }
+        if c.name == "jitsi-jvb" {
+            // Participants send media from wherever they are (JVB_PORT, 10000/UDP).
+            let media: Vec<Value> = c
+                .ports
+                .iter()
+                .filter(|p| p.protocol == Protocol::Udp)
+                .map(|p| json!({"protocol": "UDP", "port": p.port}))
+                .collect();
+            rules.push(json!({
+                "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+                "ports": media
+            }));
+        }
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": format!("{}-ingress", c.name), "namespace": ns,
+                         "labels": labels(input, Some(&c.name))},
+            "spec": {
+                "podSelector": {"matchLabels": selector(input, &c.name)},
+                "policyTypes": ["Ingress"],
+                "ingress": rules
+            }
+        }));
+    }
+    if input.catalog.component("seaweedfs-filer").is_some() {
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "seaweedfs-filer-egress-auditor", "namespace": ns,
+                         "labels": labels(input, Some("seaweedfs-filer"))},
+            "spec": {
+                "podSelector": {"matchLabels": selector(input, "seaweedfs-filer")},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": AUDITOR_NAMESPACE}},
+                        "podSelector": {"matchLabels": {COMPONENT_LABEL: AUDITOR_NAME}}
+                    }],
+                    "ports": [{"protocol": "TCP", "port": AUDITOR_PORT}]
+                }]
+            }
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1015,12 +1420,7 @@ mod tests {
     /// `HEXAGONE_BLESS=1 cargo test -p hexagone-platform --features k8s --lib render`.
     #[test]
     fn snapshot_of_the_5000_user_workplace() {
-        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"]);
-        let mut text = String::new();
-        for o in r.storage_class.iter().chain(&r.objects) {
-            text.push_str("---\n");
-            text.push_str(&yaml_serde::to_string(o).unwrap());
-        }
+        let text = rendered(SPEC, &["fr-par-1", "fr-par-2"]).yaml_stream();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/snapshots/workplace-users5000.yaml");
         if std::env::var_os("HEXAGONE_BLESS").is_some() {
@@ -1260,6 +1660,248 @@ mod tests {
         assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
     }
 
+    /// The components whose pods an ingress policy admits on `server`, besides its own pods
+    /// (which every policy admits as cluster peers), and whether anything outside the namespace
+    /// is admitted.
+    fn admitted(r: &Rendered, server: &str) -> (Vec<String>, Vec<String>) {
+        let np = r
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == format!("{server}-ingress")
+            })
+            .unwrap_or_else(|| panic!("no ingress policy for {server}"));
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            server
+        );
+        let mut pods = Vec::new();
+        let mut outside = Vec::new();
+        for rule in np["spec"]["ingress"].as_array().unwrap() {
+            for from in rule["from"].as_array().unwrap() {
+                if let Some(ns) = from.get("namespaceSelector") {
+                    outside.push(format!("namespaces {ns}"));
+                } else if let Some(ip) = from.get("ipBlock") {
+                    outside.push(format!("addresses {}", ip["cidr"]));
+                } else {
+                    let labels = &from["podSelector"]["matchLabels"];
+                    assert_eq!(labels[INSTANCE_LABEL], "intranet", "{server}: {from}");
+                    let c = labels[COMPONENT_LABEL]
+                        .as_str()
+                        .expect("a component")
+                        .to_owned();
+                    if c != server {
+                        pods.push(c);
+                    }
+                }
+            }
+        }
+        (pods, outside)
+    }
+
+    #[test]
+    fn stores_admit_only_their_clients() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let none: Vec<String> = vec![];
+        // Search (security disabled) only from eXo; Valkey (a cache) only from ONLYOFFICE.
+        assert_eq!(
+            admitted(&r, "search"),
+            (vec!["exo".to_owned()], none.clone())
+        );
+        assert_eq!(
+            admitted(&r, "valkey"),
+            (vec!["onlyoffice".to_owned()], none.clone())
+        );
+        // The filer and its S3 gateway only from the backup uploads, the volume servers from
+        // the master, the filer and the uploads (filer.copy writes to them directly).
+        assert_eq!(
+            admitted(&r, "seaweedfs-filer"),
+            (
+                vec!["mysql-backup".to_owned(), "postgresql-backup".to_owned()],
+                none.clone()
+            )
+        );
+        assert_eq!(
+            admitted(&r, "seaweedfs-volume").0,
+            [
+                "mysql-backup",
+                "postgresql-backup",
+                "seaweedfs-filer",
+                "seaweedfs-master"
+            ]
+        );
+        // The databases from their applications and their own backup only.
+        assert_eq!(
+            admitted(&r, "postgresql").0,
+            ["keycloak", "onlyoffice", "postgresql-backup", "synapse"]
+        );
+        assert_eq!(admitted(&r, "mysql").0, ["exo", "mysql-backup"]);
+        // Exposed components from the ingress controller's namespace, on their http port only.
+        let (_, outside) = admitted(&r, "keycloak");
+        assert_eq!(
+            outside,
+            [format!(
+                "namespaces {}",
+                json!({"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}})
+            )]
+        );
+        let kc = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "keycloak-ingress")
+            .unwrap();
+        assert_eq!(
+            kc["spec"]["ingress"][2]["ports"],
+            json!([{"protocol": "TCP", "port": 8080}])
+        );
+        // Every workplace pod, jobs included, denies what no policy admits.
+        let deny = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "workplace-deny-ingress")
+            .unwrap();
+        assert_eq!(
+            deny["spec"]["podSelector"]["matchLabels"],
+            json!({INSTANCE_LABEL: "intranet"})
+        );
+        assert_eq!(deny["spec"]["ingress"], json!([]));
+        // One ingress policy per component, and each pod of the rendering is selected by its own.
+        let policies = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("-ingress")
+                    && o["metadata"]["name"] != "workplace-deny-ingress"
+            })
+            .count();
+        assert_eq!(policies, Catalog::shipped().components.len());
+    }
+
+    #[test]
+    fn exposed_components_are_served_on_the_hosts_their_settings_name() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let d = "intranet.example.gouv.fr";
+        let find = |kind: &str, name: &str| {
+            r.objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        let config =
+            |c: &str, k: &str| find("ConfigMap", &format!("{c}-config"))["data"][k].clone();
+        let homeserver: Value = yaml_serde::from_str(
+            find("ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        // What each application believes its public address is.
+        let believed = BTreeMap::from([
+            (
+                "exo",
+                config("exo", "EXO_PROXY_VHOST")
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            (
+                "keycloak",
+                config("keycloak", "KC_HOSTNAME")
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", ""),
+            ),
+            (
+                "jitsi-web",
+                config("jitsi-web", "PUBLIC_URL")
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", ""),
+            ),
+            ("onlyoffice", format!("docs.{d}")),
+            (
+                "synapse",
+                homeserver["public_baseurl"]
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", "")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+        ]);
+        let ingresses: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Ingress")
+            .collect();
+        assert_eq!(ingresses.len(), believed.len());
+        for (component, host) in believed {
+            let ing = find("Ingress", component);
+            assert_eq!(
+                ing["spec"]["rules"][0]["host"],
+                host.as_str(),
+                "{component}"
+            );
+            assert_eq!(
+                ing["spec"]["tls"][0]["hosts"][0],
+                host.as_str(),
+                "{component}"
+            );
+            assert_eq!(ing["spec"]["tls"][0]["secretName"], TLS_SECRET);
+            // The backend is the component's http port, which its ingress policy admits from
+            // the ingress controller.
+            let backend = &ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+            assert_eq!(backend["name"], component);
+            let policy = find("NetworkPolicy", &format!("{component}-ingress"));
+            let admitted = policy["spec"]["ingress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|rule| {
+                    rule["from"][0]["namespaceSelector"]["matchLabels"][INGRESS_CONTROLLER_LABEL]
+                        == "true"
+                        && rule["ports"][0]["port"] == backend["port"]["number"]
+                });
+            assert!(
+                admitted,
+                "{component}: the controller may not reach {backend}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_filer_may_reach_the_auditor_and_by_namespace() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let egress: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["spec"]["policyTypes"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("Egress"))
+            })
+            .collect();
+        assert_eq!(egress.len(), 2);
+        let auditor = egress[1];
+        assert_eq!(
+            auditor["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            "seaweedfs-filer"
+        );
+        let to = &auditor["spec"]["egress"][0]["to"][0];
+        assert_eq!(
+            to["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "hexagone-audit"
+        );
+        assert!(to.get("ipBlock").is_none());
+    }
+
     #[test]
     fn databases_are_backed_up_to_their_bucket_on_eligible_nodes() {
         let r = rendered(SPEC, &["fr-par-1"]);
@@ -1285,6 +1927,290 @@ mod tests {
             pod["initContainers"][0]["securityContext"]["runAsNonRoot"],
             true
         );
+    }
+
+    /// The superusers' credentials, each with the only component whose pods may use it.
+    const SUPERUSERS: &[(&str, &str, &str)] = &[
+        (
+            "credential-postgresql-password",
+            POSTGRES_SUPERUSER,
+            "postgresql",
+        ),
+        ("credential-mysql-root-password", MYSQL_SUPERUSER, "mysql"),
+    ];
+
+    /// Every way a pod of another component could connect to a database as its superuser: the
+    /// superuser's credential in its environment, or the superuser named as its database user
+    /// (a `*USER*` setting, or `user:` in a rendered file).
+    fn superuser_connections(r: &Rendered) -> Vec<String> {
+        let mut found = Vec::new();
+        for o in &r.objects {
+            let component = o["metadata"]["labels"][COMPONENT_LABEL]
+                .as_str()
+                .unwrap_or_default();
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let text = serde_json::to_string(o).unwrap();
+            for (secret, user, owner) in SUPERUSERS {
+                if component == *owner {
+                    continue;
+                }
+                if text.contains(&format!("\"{secret}\"")) {
+                    found.push(format!("{component}: {} {name} uses {secret}", o["kind"]));
+                }
+                if o["kind"] != "ConfigMap" {
+                    continue;
+                }
+                for (k, v) in o["data"].as_object().into_iter().flatten() {
+                    let v = v.as_str().unwrap_or_default();
+                    let names_user = (k.to_ascii_uppercase().contains("USER") && v == *user)
+                        || v.lines().any(|l| l.trim() == format!("user: {user}"));
+                    if names_user {
+                        found.push(format!("{component}: {name} {k} connects as {user}"));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn no_application_connects_as_a_database_superuser() {
+        for profile in crate::catalog::Profile::ALL {
+            let r = rendered(
+                &format!("{{policy: p, profile: {profile}, domain: a.fr}}"),
+                &["fr-par-1"],
+            );
+            assert_eq!(superuser_connections(&r), Vec::<String>::new(), "{profile}");
+        }
+        // The check sees both ways in: a credential, and a user name.
+        let mut r = rendered(SPEC, &["fr-par-1"]);
+        for o in &mut r.objects {
+            if o["kind"] == "ConfigMap" && o["metadata"]["name"] == "keycloak-config" {
+                o["data"]["KC_DB_USERNAME"] = json!(POSTGRES_SUPERUSER);
+            }
+            if o["kind"] == "Deployment" && o["metadata"]["name"] == "keycloak" {
+                let env = &mut o["spec"]["template"]["spec"]["containers"][0]["env"];
+                env.as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "KC_DB_PASSWORD", "valueFrom": {
+                    "secretKeyRef": {"name": "credential-postgresql-password", "key": "value"}}}));
+            }
+        }
+        assert_eq!(
+            superuser_connections(&r),
+            [
+                "keycloak: keycloak-config KC_DB_USERNAME connects as workplace",
+                "keycloak: \"Deployment\" keycloak uses credential-postgresql-password",
+            ]
+        );
+    }
+
+    /// Each application's database user, the credential its password comes from, and its pods'
+    /// replicas, read from the rendering.
+    fn postgres_clients(r: &Rendered) -> BTreeMap<String, (String, String, u32)> {
+        let find = |kind: &str, name: &str| {
+            r.objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        let secret_of = |workload: &Value, var: &str| {
+            workload["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == var)
+                .map(|e| {
+                    e["valueFrom"]["secretKeyRef"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .unwrap_or_else(|| panic!("no {var}"))
+        };
+        let replicas = |w: &Value| w["spec"]["replicas"].as_u64().unwrap() as u32;
+        let kc = find("Deployment", "keycloak");
+        let oo = find("StatefulSet", "onlyoffice");
+        let sy = find("StatefulSet", "synapse");
+        let homeserver: Value = yaml_serde::from_str(
+            find("ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        BTreeMap::from([
+            (
+                "keycloak".to_owned(),
+                (
+                    find("ConfigMap", "keycloak-config")["data"]["KC_DB_USERNAME"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    secret_of(kc, "KC_DB_PASSWORD"),
+                    replicas(kc),
+                ),
+            ),
+            (
+                "onlyoffice".to_owned(),
+                (
+                    find("ConfigMap", "onlyoffice-config")["data"]["DB_USER"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    secret_of(oo, "DB_PWD"),
+                    replicas(oo),
+                ),
+            ),
+            (
+                "synapse".to_owned(),
+                (
+                    homeserver["database"]["args"]["user"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    secret_of(sy, "PGPASSWORD"),
+                    replicas(sy),
+                ),
+            ),
+        ])
+    }
+
+    #[test]
+    fn each_application_has_its_own_role_database_and_credential_set_at_every_apply() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let clients = postgres_clients(&r);
+        let jobs: Vec<&Value> = r.objects.iter().filter(|o| o["kind"] == "Job").collect();
+        assert_eq!(jobs.len(), 1);
+        let job = jobs[0];
+        assert!(
+            job["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("postgresql-databases-")
+        );
+        // Deleted after it finishes, so the next apply runs it again.
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["command"][2]
+                .as_str()
+                .unwrap()
+                .contains("-U workplace")
+        );
+        let sql = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "postgresql-databases")
+            .unwrap()["data"]["databases.sql"]
+            .as_str()
+            .unwrap();
+        let job_env: BTreeMap<&str, &str> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap(),
+                    e["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let mut credentials = std::collections::BTreeSet::new();
+        for (app, (user, secret, _)) in &clients {
+            assert_eq!(user, app, "{app} connects as its own role");
+            assert!(credentials.insert(secret.clone()), "{app} shares {secret}");
+            assert!(r.secret.names.contains(secret), "{secret} is not generated");
+            // The Job sets that role's password from that same credential, every run.
+            let var = password_var(app);
+            assert_eq!(job_env.get(var.as_str()), Some(&secret.as_str()), "{app}");
+            let block = sql.split(&format!("-- {app}\n")).nth(1).unwrap();
+            let block = block.split("\n-- ").next().unwrap();
+            assert!(
+                block.contains(&format!("\\getenv app_password {var}\n")),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!("ALTER ROLE {app} WITH LOGIN NOSUPERUSER")),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!("ALTER DATABASE {app} OWNER TO {app};")),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!("REVOKE ALL ON DATABASE {app} FROM PUBLIC;")),
+                "{block}"
+            );
+        }
+        assert!(sql.contains(
+            "SELECT 'CREATE DATABASE synapse OWNER synapse ENCODING ''UTF8'' LC_COLLATE ''C'' LC_CTYPE ''C'' TEMPLATE template0' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'synapse')\\gexec"
+        ), "{sql}");
+        // Nothing left for the image's first-initialisation scripts only.
+        assert!(
+            !serde_json::to_string(&r.objects)
+                .unwrap()
+                .contains("docker-entrypoint-initdb.d")
+        );
+    }
+
+    #[test]
+    fn the_pools_fit_in_max_connections_at_every_profile() {
+        let spare = POSTGRES_SPARE_CONNECTIONS;
+        let mut seen = Vec::new();
+        for (profile, extra) in crate::catalog::Profile::ALL
+            .iter()
+            .map(|p| (p.as_str(), ""))
+            .chain([("users5000", ", components: {keycloak: {replicas: 12}}")])
+        {
+            let r = rendered(
+                &format!("{{policy: p, profile: {profile}, domain: a.fr{extra}}}"),
+                &["fr-par-1"],
+            );
+            let pg = r
+                .objects
+                .iter()
+                .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "postgresql")
+                .unwrap();
+            let args = &pg["spec"]["template"]["spec"]["containers"][0]["args"];
+            let max: u32 = args
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|a| a.as_str()?.strip_prefix("max_connections="))
+                .unwrap_or_else(|| panic!("{profile}: no max_connections in {args}"))
+                .parse()
+                .unwrap();
+            let clients = postgres_clients(&r);
+            let kc_pool: u32 = r
+                .objects
+                .iter()
+                .find(|o| o["metadata"]["name"] == "keycloak-config")
+                .unwrap()["data"]["KC_DB_POOL_MAX_SIZE"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let homeserver: Value = yaml_serde::from_str(
+                r.objects
+                    .iter()
+                    .find(|o| o["metadata"]["name"] == "synapse-files")
+                    .unwrap()["data"]["homeserver.yaml"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            let cp_max = homeserver["database"]["args"]["cp_max"].as_u64().unwrap() as u32;
+            let pools = kc_pool * clients["keycloak"].2
+                + cp_max * clients["synapse"].2
+                + ONLYOFFICE_DB_CONNECTIONS * clients["onlyoffice"].2;
+            assert!(
+                pools + spare <= max,
+                "{profile}{extra}: pools {pools} + {spare} spare > max_connections {max}"
+            );
+            seen.push(max);
+        }
+        // Twelve Keycloak replicas need more than the default.
+        assert_eq!(seen, [100, 100, 100, 280]);
     }
 
     #[test]
