@@ -1416,23 +1416,19 @@ mod tests {
 
     const SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, egress: [{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}]}";
 
-    /// The rendered objects of the sample Workplace, as reviewed. Regenerate with
-    /// `HEXAGONE_BLESS=1 cargo test -p hexagone-platform --features k8s --lib render`.
+    /// The rendered objects of the sample Workplace, as reviewed (an `insta` snapshot).
+    /// Regenerate with `INSTA_UPDATE=always cargo test -p hexagone-platform --features k8s --lib
+    /// render` (or `cargo insta review`) and read the diff before committing.
     #[test]
     fn snapshot_of_the_5000_user_workplace() {
         let text = rendered(SPEC, &["fr-par-1", "fr-par-2"]).yaml_stream();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/snapshots/workplace-users5000.yaml");
-        if std::env::var_os("HEXAGONE_BLESS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == text,
-            "{} differs from the rendering: review the change, then bless it",
-            path.display()
-        );
+        insta::with_settings!({
+            snapshot_path => "../tests/snapshots",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!("workplace-users5000", text);
+        });
     }
 
     /// What the rendering does not meet yet, per component and rule, with why. The contract test

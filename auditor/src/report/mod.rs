@@ -621,8 +621,9 @@ mod tests {
         assert!(err.contains("size 4") && err.contains("size 3"), "{err}");
     }
 
-    /// Regenerate with `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report` and
-    /// read the diff before committing.
+    /// `insta` snapshots of the three renderings. Regenerate with `INSTA_UPDATE=always cargo
+    /// test -p hexagone-auditor --lib report` (or `cargo insta review`) and read the diff before
+    /// committing.
     #[test]
     fn renderings_match_the_committed_snapshots() {
         use super::aggregate::fixture::{DAY, entry};
@@ -646,21 +647,16 @@ mod tests {
         }
         let sample = sample(&k);
         let signed = a.finish(sample.checkpoint, sample.generated_at).sign(&k);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/snapshots");
         for format in [Format::Json, Format::Md, Format::Html] {
             let text = render(&signed, format);
-            let path = dir.join(format!("sample.{}", format.name()));
-            if std::env::var_os("HEXAGONE_BLESS").is_some() {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == text,
-                "{} is stale: run `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report`, read the diff and commit",
-                path.display()
-            );
-            assert_eq!(open(&committed, k.verifier()).unwrap().1, signed);
+            insta::with_settings!({
+                snapshot_path => "snapshots",
+                prepend_module_to_snapshot => false,
+                omit_expression => true,
+            }, {
+                insta::assert_snapshot!(format!("sample-{}", format.name()), &text);
+            });
+            assert_eq!(open(&text, k.verifier()).unwrap().1, signed);
         }
     }
 
