@@ -21,10 +21,9 @@ use hexagone_platform::k8s::{
     LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict, attestations,
     describe,
 };
-use hexagone_platform::workplace::{ELIGIBLE_LABEL_DOMAIN, eligible_label};
+use hexagone_platform::labels::{ATTESTED_COUNTRY_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label};
 use hexagone_platform::{
-    ATTESTED_COUNTRY_LABEL, Attestation, Facts, Judge, Observation, SubjectKind, attested_label,
-    observe,
+    Attestation, Facts, Judge, Observation, SubjectKind, attested_label, observe,
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::attestation::{AttestationRecord, AttestationStatus};
 use crate::country::{Country, CountrySet};
 use crate::geo::Gap;
-use crate::node::ATTESTED_COUNTRY_LABEL;
+use crate::labels::ATTESTED_COUNTRY_LABEL;
 use crate::policy::{Asn, LocationSource};
 use crate::vocabulary::{AssessmentKind, FactKind, Rule};
 /// The vocabulary's names, where the engine has always exported them.
@@ -217,8 +217,8 @@ impl fmt::Display for Fact<'_> {
             Observation::TopologyLabel { value: None, .. } => write!(
                 f,
                 "the node has no {} or {} label",
-                crate::node::REGION_LABEL,
-                crate::node::ZONE_LABEL
+                crate::labels::REGION_LABEL,
+                crate::labels::ZONE_LABEL
             ),
             Observation::TopologyLabel {
                 key,

@@ -30,6 +30,8 @@ pub mod jurisdiction;
 #[cfg(feature = "k8s")]
 pub mod k8s;
 #[cfg(feature = "engine")]
+pub mod labels;
+#[cfg(feature = "engine")]
 pub mod node;
 #[cfg(feature = "engine")]
 pub mod policy;
@@ -61,7 +63,9 @@ pub use geo::{DatabaseIdentity, GeoDatabases, GeoPaths, GeoSnapshot};
 #[cfg(feature = "engine")]
 pub use jurisdiction::ExtraEuControl;
 #[cfg(feature = "engine")]
-pub use node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
+pub use labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
+#[cfg(feature = "engine")]
+pub use node::NodeDescription;
 #[cfg(feature = "engine")]
 pub use policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, Quorum};
 #[cfg(feature = "engine")]

@@ -5,20 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// Kubernetes well-known label naming a node's region (set by the cloud provider or the kubelet).
-pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
-
-/// Kubernetes well-known label naming a node's zone.
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
-/// The attested country of a node, as an ISO 3166-1 alpha-2 code (`FR`): the operator's mirror
-/// of a valid NodeAttestation, which pods select through required node affinity.
-///
-/// The `node-restriction.kubernetes.io/` prefix matters: with the NodeRestriction admission
-/// plugin a kubelet may not set or change labels under it on its own Node object, while it may
-/// set topology labels. Only a cluster principal (the operator) can write this one, and the
-/// locality engine counts it only when an attestation stands behind it.
-pub const ATTESTED_COUNTRY_LABEL: &str = "node-restriction.kubernetes.io/hexagone-country";
+pub use crate::labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
 
 /// One address of a node, as in a Kubernetes `NodeAddress`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,16 +108,5 @@ mod tests {
             &["10.0.0.1"],
         );
         check("name: n\n", &[]);
-    }
-
-    #[test]
-    fn label_key_is_valid() {
-        let (prefix, name) = ATTESTED_COUNTRY_LABEL.split_once('/').unwrap();
-        assert_eq!(prefix, "node-restriction.kubernetes.io");
-        assert!(name.len() <= 63);
-        assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        );
     }
 }

@@ -22,14 +22,7 @@ use crate::contract::{ImageContract, ImageContracts};
 use crate::node::{ATTESTED_COUNTRY_LABEL, ZONE_LABEL};
 use crate::workplace::{WorkplaceSpec, eligible_label};
 
-/// Label every rendered object carries with the Workplace's name.
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-/// Label carrying the component name.
-pub const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
-/// Label marking objects as part of a Hexagone workplace.
-pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
-/// Value of [`PART_OF_LABEL`].
-pub const PART_OF: &str = "hexagone-workplace";
+pub use crate::labels::{COMPONENT_LABEL, INSTANCE_LABEL, PART_OF, PART_OF_LABEL};
 /// Prefix of the generated credential Secrets: one Secret per credential
 /// (`credential-postgresql-password`), its value under the key [`CREDENTIAL_KEY`], so the operator
 /// can create a missing one without ever reading the others.

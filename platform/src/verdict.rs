@@ -24,7 +24,8 @@ use crate::country::Country;
 use crate::evidence::{Assessment, Breach, Evidence, Observation, Source};
 use crate::geo::{DatabaseIdentity, Gap, GeoSnapshot};
 use crate::jurisdiction::ExtraEuControl;
-use crate::node::{ATTESTED_COUNTRY_LABEL, NodeDescription, REGION_LABEL, ZONE_LABEL};
+use crate::labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
+use crate::node::NodeDescription;
 use crate::policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown};
 /// The vocabulary's subject kinds, where the engine has always exported them.
 pub use crate::vocabulary::SubjectKind;

@@ -15,22 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, ImageRef, Profile, Resources};
 
-/// Prefix of the label the operator sets on each node a policy admits: the key is
-/// `eligible.hexagone.node-restriction.kubernetes.io/<policy name>`. It lies under the
-/// `node-restriction.kubernetes.io` domain, which the NodeRestriction admission plugin forbids a
-/// kubelet to set on its own Node, so a node cannot make itself eligible.
-pub const ELIGIBLE_LABEL_DOMAIN: &str = "eligible.hexagone.node-restriction.kubernetes.io";
-
-/// The eligibility label key of `policy`, or why there cannot be one (a label name is at most 63
-/// characters, so a policy a Workplace uses must have a name that short).
-pub fn eligible_label(policy: &str) -> Result<String, String> {
-    if policy.is_empty() || policy.len() > 63 {
-        return Err(format!(
-            "policy name {policy:?} must be 1 to 63 characters to name a node label"
-        ));
-    }
-    Ok(format!("{ELIGIBLE_LABEL_DOMAIN}/{policy}"))
-}
+pub use crate::labels::{ELIGIBLE_LABEL_DOMAIN, eligible_label};
 
 /// What an ops engineer asks for: the spec of the namespaced `Workplace` resource.
 #[derive(kube::CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -462,14 +447,5 @@ mod tests {
             .map(|p| p.field)
             .collect();
         assert_eq!(fields, ["spec.registry", "spec.components.valkey.image"]);
-    }
-
-    #[test]
-    fn eligibility_labels_fit_a_label_name() {
-        assert_eq!(
-            eligible_label("dr").unwrap(),
-            "eligible.hexagone.node-restriction.kubernetes.io/dr"
-        );
-        assert!(eligible_label(&"x".repeat(64)).is_err());
     }
 }
