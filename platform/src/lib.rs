@@ -10,41 +10,25 @@
 pub mod vocabulary;
 
 #[cfg(feature = "engine")]
-pub mod address;
-#[cfg(feature = "engine")]
-pub mod attestation;
-#[cfg(feature = "engine")]
-pub mod catalog;
-#[cfg(feature = "k8s")]
-pub mod contract;
-#[cfg(feature = "engine")]
-pub mod country;
-#[cfg(feature = "engine")]
 pub mod digest;
-#[cfg(feature = "engine")]
-pub mod evidence;
-#[cfg(feature = "engine")]
-pub mod geo;
-#[cfg(feature = "engine")]
-pub mod jurisdiction;
-#[cfg(feature = "k8s")]
-pub mod k8s;
 #[cfg(feature = "engine")]
 pub mod labels;
 #[cfg(feature = "engine")]
-pub mod node;
+pub mod locality;
 #[cfg(feature = "engine")]
-pub mod policy;
-#[cfg(feature = "engine")]
-pub mod quantity;
-#[cfg(feature = "k8s")]
-pub mod render;
-#[cfg(feature = "schema")]
-mod schema;
-#[cfg(feature = "engine")]
-pub mod verdict;
-#[cfg(feature = "k8s")]
 pub mod workplace;
+
+// Each module keeps its path at the crate root, whichever folder it lives in.
+#[cfg(feature = "k8s")]
+pub use locality::k8s;
+#[cfg(feature = "engine")]
+pub use locality::{
+    address, attestation, country, evidence, geo, jurisdiction, node, policy, verdict,
+};
+#[cfg(feature = "engine")]
+pub use workplace::{catalog, quantity};
+#[cfg(feature = "k8s")]
+pub use workplace::{contract, render};
 
 pub use vocabulary::{
     AssessmentKind, Controller, FactKind, Rule, Source, SubjectKind, VerdictKind,

@@ -16,7 +16,7 @@ use crate::digest::sha256_tag;
 use crate::quantity::{bytes, millicores};
 
 /// The catalog as shipped.
-const TEXT: &str = include_str!("../data/stack-catalog.yaml");
+const TEXT: &str = include_str!("../../data/stack-catalog.yaml");
 
 /// A size profile: the number of users a workplace is sized for.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

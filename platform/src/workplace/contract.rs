@@ -22,7 +22,7 @@ use crate::catalog::{Catalog, ImageRef};
 use crate::render::{COMPONENT_LABEL, Rendered};
 
 /// The contracts as shipped.
-const TEXT: &str = include_str!("../data/image-contracts.yaml");
+const TEXT: &str = include_str!("../../data/image-contracts.yaml");
 
 /// Where a breach of the contract file itself points.
 const CONTRACTS_FILE: &str = "platform/data/image-contracts.yaml";

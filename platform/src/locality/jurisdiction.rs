@@ -10,7 +10,7 @@ use crate::country::Country;
 use crate::policy::Asn;
 
 /// The list as shipped.
-const TEXT: &str = include_str!("../data/extra-eu-control.yaml");
+const TEXT: &str = include_str!("../../data/extra-eu-control.yaml");
 
 /// One network and who controls it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1416,7 +1416,7 @@ mod tests {
     fn snapshot_of_the_5000_user_workplace() {
         let text = rendered(SPEC, &["fr-par-1", "fr-par-2"]).yaml_stream();
         insta::with_settings!({
-            snapshot_path => "../tests/snapshots",
+            snapshot_path => "../../tests/snapshots",
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {
