@@ -336,3 +336,16 @@ fn the_operator_rbac_can_create_secrets_but_never_read_them() {
         "no rule about Secrets found: the operator creates credentials"
     );
 }
+
+#[test]
+fn the_operator_cannot_reach_the_ledger() {
+    // The operator never writes the ledger: it does not even link the code that could.
+    let deps = tree("hexagone-operator", "");
+    assert!(deps.contains("hexagone-platform"), "{deps:?}");
+    for forbidden in ["hexagone-ledger", "hexagone-auditor", "sqlx"] {
+        assert!(
+            !deps.contains(forbidden),
+            "hexagone-operator depends on {forbidden}"
+        );
+    }
+}
