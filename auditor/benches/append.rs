@@ -33,8 +33,9 @@ use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::ledger::Sequencer;
 use hexagone_auditor::ledger::entry::{Body, Timestamp};
 use hexagone_auditor::store::Ledger;
+use hexagone_auditor::store::chunk::EntryRow;
 use hexagone_auditor::store::chunk::{self, ChunkRow};
-use hexagone_auditor::store::db::{Db, EntryRow};
+use hexagone_auditor::store::db::Db;
 use sqlx::QueryBuilder;
 
 use common::fresh_postgres;

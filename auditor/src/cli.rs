@@ -1,25 +1,22 @@
 //! Command-line surface of `hexagone-auditor`: one clap type per subcommand, dispatched by `run`.
 
 use std::io::{BufRead, BufReader, IsTerminal as _, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor, witness_endpoint, witness_keys};
 use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
-use crate::ledger::Sequencer;
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
-use crate::ledger::cosignature::{WitnessKey, WitnessSigner};
+use crate::ledger::cosignature::WitnessSigner;
 use crate::ledger::entry::{Body, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::verify::Verifier;
-use crate::store::{Appended, Ledger, WitnessEndpoint};
+use crate::store::{Appended, Ledger, open_sequencer};
 use crate::witness::Witness;
-
-/// Default database: a SQLite file in the current directory.
-pub const DEFAULT_DB: &str = "sqlite:hexagone-ledger.sqlite";
 
 /// `hexagone-auditor` command line.
 #[derive(Debug, Parser)]
@@ -396,20 +393,6 @@ fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the ledger for signing with the key at `path`, saying what was dropped.
-pub(crate) async fn open_sequencer(db: &str, path: &Path) -> anyhow::Result<(Ledger, Sequencer)> {
-    let key = crate::keyfile::load(path)?;
-    let ledger = Ledger::open(db).await?;
-    let (seq, dropped) = ledger.sequencer(key).await?;
-    if let Some(d) = dropped {
-        eprintln!(
-            "dropped {} entry rows found past the signed head (from entry {}): this sequencer did not seal them and they were never acknowledged; resubmit them from their source",
-            d.count, d.first
-        );
-    }
-    Ok((ledger, seq))
-}
-
 fn key_install(from: &[PathBuf], to: &[PathBuf]) -> anyhow::Result<u8> {
     if from.len() != to.len() {
         anyhow::bail!(
@@ -471,20 +454,6 @@ fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>
         }
     });
     Ok(rx)
-}
-
-/// Parses `--witness VERIFIER_KEY,URL`: the URL follows the first comma after the key's
-/// base64 part (names and base64 hold no comma there).
-pub(crate) fn witness_endpoint(s: &str) -> anyhow::Result<WitnessEndpoint> {
-    let split = s
-        .rfind('+')
-        .and_then(|p| s[p..].find(',').map(|c| p + c))
-        .with_context(|| format!("--witness {s:?}: expected VERIFIER_KEY,http://host:port"))?;
-    Ok(WitnessEndpoint {
-        key: WitnessKey::parse(&s[..split]).with_context(|| format!("--witness {s:?}"))?,
-        url: s[split + 1..].to_string(),
-        last: None,
-    })
 }
 
 /// How often `append` looks for replaced geolocation files.
@@ -755,64 +724,6 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
         "This proves the entry is in the signed log; whether it is the object's latest entry, only the whole ledger shows (`verify`, `report`)."
     );
     Ok(0)
-}
-
-/// The names of the `witnesses` that cosigned `note` (a checkpoint of `size` entries); when
-/// fewer than `threshold` did, an error naming the missing ones.
-pub(crate) fn cosigned_by(
-    note: &crate::ledger::checkpoint::Note,
-    size: u64,
-    witnesses: &[WitnessKey],
-    threshold: usize,
-) -> Result<Vec<String>, String> {
-    let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) =
-        witnesses.iter().partition(|w| w.cosigned(note).is_some());
-    if have.len() < threshold {
-        return Err(format!(
-            "(size {size}) is cosigned by {} of the {} witnesses given, {threshold} needed; missing: {}",
-            have.len(),
-            witnesses.len(),
-            missing
-                .iter()
-                .map(|w| w.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(have.iter().map(|w| w.name().to_string()).collect())
-}
-
-/// Reads `--trust`: a verifier key, a fingerprint, or a file holding either.
-fn trust_anchor(s: &str) -> anyhow::Result<String> {
-    let p = Path::new(s);
-    if VerifierKey::parse(s).is_err() && p.exists() {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {s}"))?;
-        return Ok(text.trim().to_string());
-    }
-    Ok(s.trim().to_string())
-}
-
-/// Reads `--witness` keys (each a witness verifier key or a file holding one) and
-/// `--witness-threshold` (default: all of them).
-pub(crate) fn witness_keys(
-    given: &[String],
-    threshold: Option<usize>,
-) -> anyhow::Result<(Vec<WitnessKey>, usize)> {
-    let witnesses = given
-        .iter()
-        .map(|w| {
-            let text = trust_anchor(w)?;
-            WitnessKey::parse(&text).with_context(|| format!("--witness {w}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let threshold = threshold.unwrap_or(witnesses.len());
-    if threshold > witnesses.len() {
-        bail!(
-            "--witness-threshold {threshold} is more than the {} witnesses given",
-            witnesses.len()
-        );
-    }
-    Ok((witnesses, threshold))
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {

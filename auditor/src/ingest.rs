@@ -234,7 +234,7 @@ fn time(s: &str) -> Result<Timestamp, EntryError> {
             field: "time",
             problem: format!("{s:?} is not an RFC 3339 time: {e}"),
         })?;
-    Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    Ok(Timestamp::from_datetime(t))
 }
 
 /// Parses one input line (1-based `line` for messages). A `time` given by the caller is

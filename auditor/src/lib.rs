@@ -1,15 +1,20 @@
 //! The Hexagone auditor library: ledger, locality lookups and the command-line entry points.
 
-pub mod bundle;
+/// The export bundle's records, owned by the pure ledger crate.
+pub use hexagone_ledger::bundle;
+pub mod args;
 pub mod bundle_verify;
 pub mod cli;
 pub mod collect;
 pub mod ingest;
 pub mod judge;
 pub mod keyfile;
-pub mod keys;
-pub mod ledger;
+/// The pure ledger core (crate `hexagone-ledger`).
+pub use hexagone_ledger as ledger;
+/// Key encodings and fingerprints, owned by the pure ledger crate.
+pub use hexagone_ledger::keys;
 pub mod locate;
+pub mod queue;
 pub mod report;
 pub mod serve;
 pub mod store;

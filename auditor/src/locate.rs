@@ -180,14 +180,14 @@ fn geo_paths(dir: Option<&Path>) -> anyhow::Result<GeoPaths> {
 fn read_node(path: &Path) -> anyhow::Result<NodeDescription> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read node file {}", path.display()))?;
-    let value: serde_yaml::Value = serde_yaml::from_str(&text)
+    let value: yaml_serde::Value = yaml_serde::from_str(&text)
         .with_context(|| format!("node file {} is not YAML", path.display()))?;
     if value.get("kind").and_then(|k| k.as_str()) == Some("Node") {
-        let node: k8s_openapi::api::core::v1::Node = serde_yaml::from_value(value)
+        let node: k8s_openapi::api::core::v1::Node = yaml_serde::from_value(value)
             .with_context(|| format!("node file {} is not a valid Node", path.display()))?;
         return Ok(hexagone_platform::k8s::describe(&node));
     }
-    serde_yaml::from_value(value)
+    yaml_serde::from_value(value)
         .with_context(|| format!("node file {} is not a node description", path.display()))
 }
 
@@ -195,7 +195,7 @@ fn read_node(path: &Path) -> anyhow::Result<NodeDescription> {
 fn read_attestation(path: &Path) -> anyhow::Result<Attestation> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read attestation file {}", path.display()))?;
-    let resource: NodeAttestation = serde_yaml::from_str(&text)
+    let resource: NodeAttestation = yaml_serde::from_str(&text)
         .with_context(|| format!("{} is not a NodeAttestation", path.display()))?;
     Ok(hexagone_platform::k8s::attestations(std::slice::from_ref(&resource)).remove(0))
 }

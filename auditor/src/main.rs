@@ -11,6 +11,15 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     quiet_when_stdout_is_closed();
+    // The service's and the collector's log: structured events on standard error, level from
+    // RUST_LOG (default info). Command output (reports, verdicts, keys) stays on stdout.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let matches = hexagone_auditor::cli::Cli::command()
         .long_version(hexagone_platform::geo::long_version(env!(
             "CARGO_PKG_VERSION"

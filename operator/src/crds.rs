@@ -14,21 +14,21 @@ pub fn files() -> Vec<(&'static str, String)> {
             "localitypolicies.yaml",
             format!(
                 "{header}{}",
-                serde_yaml::to_string(&LocalityPolicyResource::crd()).expect("a CRD serializes")
+                yaml_serde::to_string(&LocalityPolicyResource::crd()).expect("a CRD serializes")
             ),
         ),
         (
             "nodeattestations.yaml",
             format!(
                 "{header}{}",
-                serde_yaml::to_string(&NodeAttestation::crd()).expect("a CRD serializes")
+                yaml_serde::to_string(&NodeAttestation::crd()).expect("a CRD serializes")
             ),
         ),
         (
             "workplaces.yaml",
             format!(
                 "{header}{}",
-                serde_yaml::to_string(&Workplace::crd()).expect("a CRD serializes")
+                yaml_serde::to_string(&Workplace::crd()).expect("a CRD serializes")
             ),
         ),
     ]
@@ -74,7 +74,7 @@ mod tests {
         use serde::Deserialize as _;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
-        let policy: LocalityPolicyResource = serde_yaml::from_str(&read(
+        let policy: LocalityPolicyResource = yaml_serde::from_str(&read(
             "manifests/samples/localitypolicy-diffusion-restreinte.yaml",
         ))
         .unwrap();
@@ -86,13 +86,13 @@ mod tests {
         .unwrap();
         assert_eq!(policy.spec.digest(), shipped.digest());
         let attestation: NodeAttestation =
-            serde_yaml::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
+            yaml_serde::from_str(&read("manifests/samples/nodeattestation.yaml")).unwrap();
         assert_eq!(attestation.spec.country.as_str(), "FR");
         let text = read("manifests/samples/workplace.yaml");
-        let workplace: Workplace = serde_yaml::Deserializer::from_str(&text)
-            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        let workplace: Workplace = yaml_serde::Deserializer::from_str(&text)
+            .map(|d| yaml_serde::Value::deserialize(d).unwrap())
             .find(|v| v["kind"] == "Workplace")
-            .map(|v| serde_yaml::from_value(v).unwrap())
+            .map(|v| yaml_serde::from_value(v).unwrap())
             .expect("a Workplace in the sample");
         assert_eq!(workplace.spec.policy, policy.metadata.name.clone().unwrap());
         workplace

@@ -8,6 +8,7 @@
 pub mod crds;
 pub mod metrics;
 pub mod qualifier;
+pub mod render;
 pub mod workplace;
 
 use std::future::Future;
@@ -38,6 +39,24 @@ pub enum Command {
     Run,
     /// Print the CustomResourceDefinitions (YAML), as committed under `manifests/crds/`.
     Crds,
+    /// Print, offline, every object the Workplaces of a file produce, as one YAML stream
+    /// (exit code 2, naming what is unknown, when a Workplace cannot be rendered).
+    Render(RenderArgs),
+}
+
+/// Arguments of `render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The file holding the Workplace (other documents in it are skipped).
+    #[arg(short = 'f', long = "filename", value_name = "WORKPLACE")]
+    pub file: PathBuf,
+    /// A zone holding eligible nodes (repeat, or separate with commas); without any, no
+    /// StorageClass is rendered, as the operator does when no zone is eligible.
+    #[arg(long = "zone", value_name = "Z", value_delimiter = ',')]
+    pub zones: Vec<String>,
+    /// Render into this namespace instead of the Workplace's own.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// Settings of the running operator (accepted before or after `run`).
@@ -83,6 +102,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     match config.command.unwrap_or(Command::Run) {
         Command::Crds => {
             print!("{}", crds::render());
+            Ok(())
+        }
+        Command::Render(args) => {
+            let text = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("reading {}", args.file.display()))?;
+            let request = render::RenderRequest {
+                namespace: args.namespace,
+                zones: args.zones,
+            };
+            print!(
+                "{}",
+                render::render_file(&args.file.display().to_string(), &text, &request)?
+            );
             Ok(())
         }
         Command::Run => {
@@ -224,8 +256,8 @@ mod tests {
     #[test]
     fn the_deployment_arguments_parse() {
         let text = include_str!("../../manifests/operator.yaml");
-        let deployment = serde_yaml::Deserializer::from_str(text)
-            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        let deployment = yaml_serde::Deserializer::from_str(text)
+            .map(|d| yaml_serde::Value::deserialize(d).unwrap())
             .find(|v| v["kind"] == "Deployment")
             .expect("a Deployment in manifests/operator.yaml");
         let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]

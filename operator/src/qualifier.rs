@@ -21,9 +21,9 @@ use hexagone_platform::k8s::{
     LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict, attestations,
     describe,
 };
-use hexagone_platform::workplace::{ELIGIBLE_LABEL_DOMAIN, eligible_label};
+use hexagone_platform::labels::{ATTESTED_COUNTRY_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label};
 use hexagone_platform::{
-    ATTESTED_COUNTRY_LABEL, Facts, Judge, Observation, SubjectKind, attested_label, observe,
+    Attestation, Facts, Judge, Observation, SubjectKind, attested_label, observe,
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -248,7 +248,7 @@ impl NodeQualifier {
                     node.name_any()
                 )))?;
         }
-        Ok(next_expiry(&attestation_resources, now)
+        Ok(next_expiry(&attestations, now)
             .unwrap_or(RESYNC)
             .min(RESYNC))
     }
@@ -413,16 +413,10 @@ pub(crate) fn truncate(mut s: String) -> String {
 }
 
 /// Time until the earliest attestation that is still valid expires.
-fn next_expiry(resources: &[NodeAttestation], now: OffsetDateTime) -> Option<Duration> {
-    resources
+fn next_expiry(attestations: &[Attestation], now: OffsetDateTime) -> Option<Duration> {
+    attestations
         .iter()
-        .filter_map(|r| {
-            OffsetDateTime::parse(
-                &r.spec.valid_until,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()
-        })
+        .filter_map(Attestation::expires)
         .filter(|t| *t > now)
         .min()
         .map(|t| Duration::try_from(t - now).unwrap_or(RESYNC) + Duration::from_millis(50))

@@ -76,7 +76,7 @@ fn main() {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            serde_yaml::from_str(&format!(
+            yaml_serde::from_str(&format!(
                 "name: node-{i}
 providerID: bench://node-{i}
 labels:

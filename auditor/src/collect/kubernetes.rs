@@ -39,7 +39,8 @@ use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::Placement;
 use crate::ingest::{Location, Report};
 use crate::ledger::entry::{Body, Entry, Observation};
-use crate::serve::{Job, Service};
+use crate::queue::Job;
+use crate::serve::state::Service;
 use crate::store::db::{Db, object_key};
 
 /// How often the volumes are judged again without any change in the cluster (attestations
@@ -122,7 +123,7 @@ where
     tokio::spawn(stream.for_each(move |event| {
         match event {
             Ok(_) => changed.notify_one(),
-            Err(e) => eprintln!("kubernetes: watching {what}: {e} (retrying)"),
+            Err(e) => tracing::warn!("kubernetes: watching {what}: {e} (retrying)"),
         }
         std::future::ready(())
     }));
@@ -177,7 +178,7 @@ pub async fn run(client: Client, service: Arc<Service>, ledger: Db) -> Result<()
     ] {
         store.map_err(|_| CollectError::NotReady(what))?;
     }
-    eprintln!("kubernetes: watching volumes, claims, pods, nodes and attestations");
+    tracing::info!("kubernetes: watching volumes, claims, pods, nodes and attestations");
     let mut recorded: HashMap<String, String> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
     let mut seed = Some(ledger);
@@ -189,11 +190,13 @@ pub async fn run(client: Client, service: Arc<Service>, ledger: Db) -> Result<()
             match watch_snapshots(&client, &changed).await? {
                 Ok(snapshots) => {
                     view.snapshots = Some(snapshots);
-                    eprintln!("kubernetes: watching VolumeSnapshots and VolumeSnapshotContents");
+                    tracing::info!(
+                        "kubernetes: watching VolumeSnapshots and VolumeSnapshotContents"
+                    );
                 }
                 Err(e) if !logged => {
                     logged = true;
-                    eprintln!(
+                    tracing::warn!(
                         "kubernetes: VolumeSnapshots are not watched: the cluster does not list \
                          {}/v1 to the auditor ({e}); looking again every {}s",
                         super::snapshots::GROUP,
@@ -204,6 +207,7 @@ pub async fn run(client: Client, service: Arc<Service>, ledger: Db) -> Result<()
             }
         }
         pass(&view, &service, &recorder, &mut recorded, seed.take()).await?;
+        service.shared.metrics.collector_passes.inc();
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
@@ -290,7 +294,7 @@ async fn pass(
     ) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("kubernetes: a volume cannot be recorded: {e}");
+            tracing::warn!("kubernetes: a volume cannot be recorded: {e}");
             return Ok(());
         }
     };
@@ -303,7 +307,7 @@ async fn pass(
             &volumes,
         )
         .unwrap_or_else(|e| {
-            eprintln!("kubernetes: a snapshot cannot be recorded: {e}");
+            tracing::warn!("kubernetes: a snapshot cannot be recorded: {e}");
             Vec::new()
         }),
     };
@@ -342,7 +346,7 @@ async fn pass(
                         }
                         Ok(_) => {}
                         // Recorded again rather than missed.
-                        Err(e) => eprintln!("kubernetes: {id}: its latest entry: {e}"),
+                        Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
                     }
                 }
                 if recorded.get(&id) != Some(&key) {
@@ -351,11 +355,11 @@ async fn pass(
                     keys.push((id, key, regarding, node, reason, snapshot));
                 }
             }
-            Err(e) => eprintln!("kubernetes: {id}: not judged: {e}"),
+            Err(e) => tracing::warn!("kubernetes: {id}: not judged: {e}"),
         }
     }
     if seed.is_some() {
-        eprintln!(
+        tracing::info!(
             "kubernetes: first pass: {total} placements, {in_ledger} unchanged since their latest \
              entry in the ledger, {} to record",
             items.len()
@@ -382,9 +386,10 @@ async fn pass(
             for ((id, key, regarding, node, reason, snapshot), outcome) in
                 keys.into_iter().zip(&committed.entries)
             {
-                eprintln!(
+                tracing::info!(
                     "kubernetes: {id}: {} (entry {})",
-                    outcome.verdict, outcome.seq
+                    outcome.verdict,
+                    outcome.seq
                 );
                 if outcome.verdict == "violation" {
                     let note = format!(
@@ -411,7 +416,7 @@ async fn pass(
                         Ok(()) => service.shared.metrics.violation_events.inc(),
                         Err(e) => {
                             service.shared.metrics.event_errors.inc();
-                            eprintln!("kubernetes: {id}: no Event raised: {e}");
+                            tracing::warn!("kubernetes: {id}: no Event raised: {e}");
                         }
                     }
                 }
@@ -424,7 +429,7 @@ async fn pass(
             }
         }
         // Not recorded: the next pass tries again.
-        Ok(Err(e)) => eprintln!("kubernetes: {n} placements not recorded: {e}"),
+        Ok(Err(e)) => tracing::warn!("kubernetes: {n} placements not recorded: {e}"),
         Err(_) => return Err(CollectError::SequencerGone),
     }
     Ok(())

@@ -1,13 +1,15 @@
-//! Building a [`Report`] from ledger entries (pure): the period filter, the latest entry per
-//! object, counts by store, country and jurisdiction, and violations with first and last seen.
+//! Building a [`Report`] from ledger entries (pure): each object's state as of the period's end
+//! (its latest entry before the end, wherever that entry falls), violations followed from the
+//! entry that opened them to the compliant entry that resolved them, counts by store, country
+//! and jurisdiction, and what the period's own entries were.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyRow, Report,
-    StoreRow, Totals, Verdicts, ViolationRow,
+    Resolution, StoreRow, Totals, Verdicts, ViolationRow,
 };
-use crate::ledger::entry::{Body, Entry, EvidenceSource, Observation, Timestamp};
+use crate::ledger::entry::{Assessment, Body, Entry, Observation, Source, Timestamp, Verdict};
 
 /// Entries with `from <= time < to`, by the sequencer's time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +33,12 @@ type ObjectKey = (String, String, String);
 /// country, under extra-EU control).
 type Jurisdiction = (Option<u32>, Option<String>, Option<String>, bool);
 
-struct Latest {
+/// What is known of one object at a point of the ledger: its latest entry, and the violation
+/// it is in, if no compliant entry has followed it.
+struct ObjectState {
     row: ObjectRow,
     jurisdictions: BTreeSet<Jurisdiction>,
+    open: Option<ViolationRow>,
 }
 
 /// Folds entries, in ledger order, into a report.
@@ -43,8 +48,8 @@ pub struct Aggregator {
     first_seq: Option<u64>,
     last_seq: Option<u64>,
     policies: BTreeMap<(String, String), u64>,
-    latest: BTreeMap<ObjectKey, Latest>,
-    violations: BTreeMap<(ObjectKey, String, String), ViolationRow>,
+    objects: BTreeMap<ObjectKey, ObjectState>,
+    resolved: Vec<ViolationRow>,
 }
 
 impl Aggregator {
@@ -56,28 +61,33 @@ impl Aggregator {
             first_seq: None,
             last_seq: None,
             policies: BTreeMap::new(),
-            latest: BTreeMap::new(),
-            violations: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            resolved: Vec::new(),
         }
     }
 
-    /// Counts one entry if it is an observation in the window. Entries come in ledger order,
-    /// so a later entry about an object replaces an earlier one as its latest.
+    /// Takes one entry into account. Entries come in ledger order, so a later entry about an
+    /// object replaces an earlier one as its state. Every observation before the period's end
+    /// counts for the state (an object recorded once, such as a backup, stays in every later
+    /// report); only the period's own entries count as its observations and policies.
     pub fn add(&mut self, entry: &Entry) {
         let Body::Observation(o) = &entry.body else {
             return;
         };
-        if !self.window.contains(entry.time) {
+        if entry.time >= self.window.to {
             return;
         }
-        self.observations += 1;
-        self.first_seq.get_or_insert(entry.seq);
-        self.last_seq = Some(entry.seq);
+        let in_period = self.window.contains(entry.time);
         let l = &o.locality;
-        *self
-            .policies
-            .entry((l.policy.classification.clone(), l.policy.digest.clone()))
-            .or_default() += 1;
+        if in_period {
+            self.observations += 1;
+            self.first_seq.get_or_insert(entry.seq);
+            self.last_seq = Some(entry.seq);
+            *self
+                .policies
+                .entry((l.policy.classification.clone(), l.policy.digest.clone()))
+                .or_default() += 1;
+        }
         let key = (
             o.object.store.clone(),
             o.object.class.clone(),
@@ -95,70 +105,108 @@ impl Aggregator {
             seq: entry.seq,
             time: time.clone(),
         };
-        if l.verdict.as_str() == "violation" {
-            let v = self
-                .violations
-                .entry((key.clone(), l.subject.clone(), row.subject_kind.clone()))
-                .or_insert_with(|| ViolationRow {
+        let mut open = self.objects.remove(&key).and_then(|s| s.open);
+        match &l.verdict {
+            Verdict::Violation(_) => {
+                let v = open.get_or_insert_with(|| ViolationRow {
                     store: key.0.clone(),
                     class: key.1.clone(),
                     object: key.2.clone(),
-                    subject: l.subject.clone(),
-                    subject_kind: row.subject_kind.clone(),
-                    first_seen: time.clone(),
-                    last_seen: time.clone(),
-                    first_seq: entry.seq,
-                    last_seq: entry.seq,
+                    subject: String::new(),
+                    subject_kind: String::new(),
+                    country: String::new(),
+                    classification: String::new(),
+                    since: time.clone(),
+                    since_seq: entry.seq,
+                    last_seen: String::new(),
+                    last_seq: 0,
                     entries: 0,
+                    headline: String::new(),
                     reasons: vec![],
                     evidence: vec![],
+                    resolved: None,
                 });
-            v.last_seen = time;
-            v.last_seq = entry.seq;
-            v.entries += 1;
-            v.reasons = l.verdict.reasons().to_vec();
-            v.evidence = l.evidence.iter().map(|e| e.sentence.clone()).collect();
+                v.subject = row.subject.clone();
+                v.subject_kind = row.subject_kind.clone();
+                v.country = row.country.clone();
+                v.classification = l.policy.classification.clone();
+                v.last_seen = time;
+                v.last_seq = entry.seq;
+                v.entries += 1;
+                v.reasons = decisive_first(o);
+                v.evidence = l.evidence.iter().map(|e| e.sentence.clone()).collect();
+            }
+            Verdict::Compliant => {
+                // A compliant entry resolves the violation; one resolved before the period was
+                // in an earlier report and is not repeated.
+                if let Some(mut v) = open.take()
+                    && in_period
+                {
+                    v.resolved = Some(Resolution {
+                        subject: row.subject.clone(),
+                        subject_kind: row.subject_kind.clone(),
+                        country: row.country.clone(),
+                        seq: entry.seq,
+                        time: time.clone(),
+                    });
+                    v.headline = resolved_headline(&v);
+                    self.resolved.push(v);
+                }
+            }
+            // Unknown resolves nothing: the object was not shown compliant.
+            Verdict::Unknown(_) => {}
         }
-        self.latest.insert(
+        self.objects.insert(
             key,
-            Latest {
+            ObjectState {
                 row,
                 jurisdictions: jurisdictions(o),
+                open,
             },
         );
     }
 
     /// The report over what was added, tied to `checkpoint`.
     pub fn finish(self, checkpoint: CheckpointRef, generated_at: String) -> Report {
+        let from = self.window.from.to_string();
         let mut totals = Totals {
             observations: self.observations,
             first_seq: self.first_seq,
             last_seq: self.last_seq,
-            objects: self.latest.len() as u64,
+            objects: self.objects.len() as u64,
             verdicts: Verdicts::default(),
         };
         let mut stores: BTreeMap<(String, String), Verdicts> = BTreeMap::new();
         let mut countries: BTreeMap<String, Verdicts> = BTreeMap::new();
         let mut nets: BTreeMap<Jurisdiction, Verdicts> = BTreeMap::new();
-        for l in self.latest.values() {
-            let v = &l.row.verdict;
+        let mut objects = Vec::with_capacity(self.objects.len());
+        let mut open = Vec::new();
+        for s in self.objects.into_values() {
+            let v = &s.row.verdict;
             totals.verdicts.count(v);
             stores
-                .entry((l.row.store.clone(), l.row.class.clone()))
+                .entry((s.row.store.clone(), s.row.class.clone()))
                 .or_default()
                 .count(v);
-            countries.entry(l.row.country.clone()).or_default().count(v);
-            if l.jurisdictions.is_empty() {
+            countries.entry(s.row.country.clone()).or_default().count(v);
+            if s.jurisdictions.is_empty() {
                 nets.entry((None, None, None, false)).or_default().count(v);
             }
-            for j in &l.jurisdictions {
-                nets.entry(j.clone()).or_default().count(v);
+            for j in s.jurisdictions {
+                nets.entry(j).or_default().count(v);
             }
+            if let Some(mut o) = s.open {
+                o.headline = open_headline(&o, &s.row, &from);
+                open.push(o);
+            }
+            objects.push(s.row);
         }
+        // The longest open first: it has waited longest for someone to act.
+        open.sort_by_key(|v| v.since_seq);
         Report {
             format: FORMAT.into(),
             period: Period {
-                from: self.window.from.to_string(),
+                from,
                 to: self.window.to.to_string(),
             },
             generated_at,
@@ -199,10 +247,101 @@ impl Aggregator {
                     },
                 )
                 .collect(),
-            objects: self.latest.into_values().map(|l| l.row).collect(),
-            violations: self.violations.into_values().collect(),
+            objects,
+            open_violations: open,
+            resolved_violations: self.resolved,
         }
     }
+}
+
+/// The verdict's reasons with the decisive one first, the others in the engine's order. The
+/// decisive reason is the first contradicting evidence (one source outside the policy is
+/// enough); without one (a strict policy's `onUnknown: violation`), the engine's last reason
+/// that is not merely evidence "which proves nothing" (the unmet requirement), as the locality
+/// engine's own headline picks it.
+fn decisive_first(o: &Observation) -> Vec<String> {
+    let l = &o.locality;
+    let mut reasons = l.verdict.reasons().to_vec();
+    let contradicting = l
+        .evidence
+        .iter()
+        .find(|e| matches!(e.assessment, Assessment::Contradicts(_)))
+        .map(|e| e.sentence.as_str());
+    let at = match contradicting {
+        Some(s) => reasons.iter().position(|r| r == s),
+        None => reasons
+            .iter()
+            .rposition(|r| !r.ends_with("which proves nothing")),
+    };
+    if let Some(at) = at {
+        let decisive = reasons.remove(at);
+        reasons.insert(0, decisive);
+    }
+    reasons
+}
+
+/// One sentence for an open violation: what, where, under which policy, since when, and its
+/// decisive reason.
+fn open_headline(v: &ViolationRow, now: &ObjectRow, period_from: &str) -> String {
+    let before = if v.since.as_str() < period_from {
+        " (before this period)"
+    } else {
+        ""
+    };
+    let decisive = v
+        .reasons
+        .first()
+        .map(String::as_str)
+        .unwrap_or("no reason recorded");
+    let mut s = format!(
+        "{} ({} / {}) on {} {} ({}) has violated {} since {}{before}: {decisive}.",
+        v.object, v.store, v.class, v.subject_kind, v.subject, v.country, v.classification, v.since,
+    );
+    if now.seq != v.last_seq {
+        // Later entries were not compliant either (unknown): the violation is not resolved.
+        s.pop();
+        s.push_str(&format!(
+            "; its latest entry ({}) is {} on {} {}, not shown compliant.",
+            now.seq, now.verdict, now.subject_kind, now.subject
+        ));
+    }
+    s
+}
+
+/// One sentence for a resolved violation: where it was, where it went and when.
+fn resolved_headline(v: &ViolationRow) -> String {
+    let r = v.resolved.as_ref().expect("a resolved violation");
+    if (r.subject.as_str(), r.subject_kind.as_str())
+        == (v.subject.as_str(), v.subject_kind.as_str())
+    {
+        return format!(
+            "{} ({} / {}) is compliant again on {} {} ({}) since {}; it had violated {} since {}.",
+            v.object,
+            v.store,
+            v.class,
+            r.subject_kind,
+            r.subject,
+            r.country,
+            r.time,
+            v.classification,
+            v.since
+        );
+    }
+    format!(
+        "{} ({} / {}) left {} {} ({}) for {} {} ({}), where it is compliant, at {}; it had violated {} since {}.",
+        v.object,
+        v.store,
+        v.class,
+        v.subject_kind,
+        v.subject,
+        v.country,
+        r.subject_kind,
+        r.subject,
+        r.country,
+        r.time,
+        v.classification,
+        v.since
+    )
 }
 
 /// The countries the location sources (labels, attestation, addresses; not the network
@@ -213,7 +352,7 @@ fn countries(o: &Observation) -> String {
         .locality
         .evidence
         .iter()
-        .filter(|e| e.source != EvidenceSource::NetworkOperator)
+        .filter(|e| e.source != Source::NetworkOperator)
         .filter_map(|e| e.country)
         .map(|c| String::from_utf8_lossy(&c).into_owned())
         .collect();
@@ -229,7 +368,7 @@ fn jurisdictions(o: &Observation) -> BTreeSet<Jurisdiction> {
     o.locality
         .evidence
         .iter()
-        .filter(|e| e.source == EvidenceSource::NetworkOperator && e.asn.is_some())
+        .filter(|e| e.source == Source::NetworkOperator && e.asn.is_some())
         .map(|e| {
             let fact = e.fact.to_value();
             (
@@ -248,16 +387,16 @@ fn jurisdictions(o: &Observation) -> BTreeSet<Jurisdiction> {
 #[cfg(test)]
 pub(crate) mod fixture {
     use crate::ledger::entry::{
-        Assessment, Body, Controller, Entry, Evidence, EvidenceSource, Fact, Locality, ObjectId,
-        Observation, PolicyRef, SubjectKind, Timestamp, Verdict,
+        Assessment, Body, Controller, Entry, Evidence, Fact, Locality, ObjectId, Observation,
+        PolicyRef, Source, SubjectKind, Timestamp, Verdict,
     };
 
     /// One day in milliseconds.
     pub const DAY: i64 = 86_400_000;
 
-    fn evidence(source: EvidenceSource, country: &str, asn: Option<u32>, bad: bool) -> Evidence {
+    fn evidence(source: Source, country: &str, asn: Option<u32>, bad: bool) -> Evidence {
         let fact = match source {
-            EvidenceSource::NetworkOperator => serde_json::json!({"kind": "networkOperator",
+            Source::NetworkOperator => serde_json::json!({"kind": "networkOperator",
                 "address": "5.9.0.1", "asn": asn, "organisation": "Hetzner Online GmbH",
                 "registered": country}),
             _ => serde_json::json!({"kind": "address", "address": "5.9.0.1", "country": country}),
@@ -304,8 +443,8 @@ pub(crate) mod fixture {
                     subject_kind: SubjectKind::Node,
                     observed_at: Timestamp(day * DAY),
                     evidence: vec![
-                        evidence(EvidenceSource::Address, country, None, bad),
-                        evidence(EvidenceSource::NetworkOperator, country, Some(24940), false),
+                        evidence(Source::Address, country, None, bad),
+                        evidence(Source::NetworkOperator, country, Some(24940), false),
                     ],
                     verdict,
                     policy: PolicyRef {
@@ -342,11 +481,39 @@ mod tests {
         a.finish(cp, "now".into())
     }
 
+    /// `object@subject since #seq … resolved #seq at subject (country)`, one per violation.
+    fn violations(rows: &[ViolationRow]) -> Vec<String> {
+        rows.iter()
+            .map(|v| {
+                let mut s = format!(
+                    "{}@{} since #{} last #{} x{}",
+                    v.object, v.subject, v.since_seq, v.last_seq, v.entries
+                );
+                if let Some(r) = &v.resolved {
+                    s += &format!(" resolved #{} at {} ({})", r.seq, r.subject, r.country);
+                }
+                s
+            })
+            .collect()
+    }
+
+    fn objects(r: &Report) -> Vec<String> {
+        r.objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {} {} {} #{}",
+                    o.object, o.subject, o.country, o.verdict, o.seq
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_period_is_half_open_and_the_latest_entry_wins() {
+    fn the_period_is_half_open_and_the_state_is_the_latest_entry_before_its_end() {
         let entries = [
-            entry(0, 1, "a", "fsn-1", "DE"), // before the period
-            entry(1, 2, "a", "gra-3", "FR"), // first instant: included
+            entry(0, 1, "a", "fsn-1", "DE"), // before the period: opens a violation
+            entry(1, 2, "a", "gra-3", "FR"), // first instant: included, resolves it
             entry(2, 3, "b", "fsn-1", "DE"),
             entry(3, 4, "b", "fsn-1", "DE"),
             entry(4, 5, "c", "fsn-1", "DE"), // the end instant: excluded
@@ -358,18 +525,8 @@ mod tests {
             (r.totals.observations, r.totals.first_seq, r.totals.last_seq),
             (3, Some(1), Some(3))
         );
-        let objects: Vec<_> = r
-            .objects
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} {} {} {} #{}",
-                    o.object, o.subject, o.country, o.verdict, o.seq
-                )
-            })
-            .collect();
         assert_eq!(
-            objects,
+            objects(&r),
             ["a gra-3 FR compliant #1", "b fsn-1 DE violation #3"]
         );
         assert_eq!(
@@ -380,25 +537,165 @@ mod tests {
             ),
             (2, 1, 1)
         );
-        // The earlier violation of `a` (day 1) is outside the period: not reported.
-        assert_eq!(r.violations.len(), 1);
-        let v = &r.violations[0];
         assert_eq!(
-            (
-                v.object.as_str(),
-                v.subject.as_str(),
-                v.first_seq,
-                v.last_seq,
-                v.entries
-            ),
-            ("b", "fsn-1", 2, 3, 2)
+            violations(&r.open_violations),
+            ["b@fsn-1 since #2 last #3 x2"]
         );
+        let v = &r.open_violations[0];
         assert_eq!(
-            (v.first_seen.as_str(), v.last_seen.as_str()),
-            ("1970-01-04T00:00:00.000Z", "1970-01-05T00:00:00.000Z")
+            (v.since.as_str(), v.last_seen.as_str(), v.country.as_str()),
+            ("1970-01-04T00:00:00.000Z", "1970-01-05T00:00:00.000Z", "DE")
         );
         assert_eq!(v.reasons, ["address 5.9.0.1 is in DE"]);
         assert_eq!(v.evidence.len(), 2);
+        assert_eq!(
+            v.headline,
+            "b (minio/documents / document) on node fsn-1 (DE) has violated Standard since \
+             1970-01-04T00:00:00.000Z: address 5.9.0.1 is in DE."
+        );
+        // The violation of `a` opened before the period, resolved in it: where it went, when.
+        assert_eq!(
+            violations(&r.resolved_violations),
+            ["a@fsn-1 since #0 last #0 x1 resolved #1 at gra-3 (FR)"]
+        );
+        assert_eq!(
+            r.resolved_violations[0].headline,
+            "a (minio/documents / document) left node fsn-1 (DE) for node gra-3 (FR), where it is \
+             compliant, at 1970-01-03T00:00:00.000Z; it had violated Standard since \
+             1970-01-02T00:00:00.000Z."
+        );
+    }
+
+    /// A backup is recorded once: it stays in every later report, its violation open (and
+    /// saying since when) until an entry resolves it, then resolved in that entry's period only.
+    #[test]
+    fn a_violation_recorded_once_stays_open_in_later_periods_until_resolved() {
+        let entries = [
+            entry(0, 1, "backup", "fsn-1", "DE"),
+            entry(1, 5, "doc", "gra-3", "FR"),
+            entry(2, 8, "backup", "gra-3", "FR"),
+        ];
+        // A period without any entry: the state before it.
+        let r = check(&entries, 3, 4);
+        assert_eq!((r.totals.observations, r.totals.first_seq), (0, None));
+        assert_eq!(objects(&r), ["backup fsn-1 DE violation #0"]);
+        assert_eq!(r.totals.verdicts.violation, 1);
+        assert_eq!(
+            violations(&r.open_violations),
+            ["backup@fsn-1 since #0 last #0 x1"]
+        );
+        assert!(
+            r.open_violations[0].headline.contains(
+                "has violated Standard since 1970-01-02T00:00:00.000Z (before this period): "
+            ),
+            "{}",
+            r.open_violations[0].headline
+        );
+        assert!(r.resolved_violations.is_empty());
+        // Up to the resolving entry's instant (excluded): still open.
+        let r = check(&entries, 4, 8);
+        assert_eq!(
+            objects(&r),
+            ["backup fsn-1 DE violation #0", "doc gra-3 FR compliant #1"]
+        );
+        assert_eq!(
+            violations(&r.open_violations),
+            ["backup@fsn-1 since #0 last #0 x1"]
+        );
+        assert!(r.resolved_violations.is_empty());
+        // The period of the resolving entry: resolved, with where it went.
+        let r = check(&entries, 8, 9);
+        assert!(r.open_violations.is_empty());
+        assert_eq!(
+            violations(&r.resolved_violations),
+            ["backup@fsn-1 since #0 last #0 x1 resolved #2 at gra-3 (FR)"]
+        );
+        // Later: neither open nor repeated as resolved; the object is compliant.
+        let r = check(&entries, 9, 10);
+        assert!(r.open_violations.is_empty() && r.resolved_violations.is_empty());
+        assert_eq!(
+            objects(&r),
+            ["backup gra-3 FR compliant #2", "doc gra-3 FR compliant #1"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_entry_does_not_resolve_a_violation_and_a_new_one_reopens() {
+        let mut unknown = entry(1, 2, "a", "scw-1", "FR");
+        let Body::Observation(o) = &mut unknown.body else {
+            unreachable!()
+        };
+        o.locality.verdict = Verdict::Unknown(vec!["no address places the node".into()]);
+        let entries = [
+            entry(0, 1, "a", "fsn-1", "DE"),
+            unknown,
+            entry(2, 3, "a", "gra-3", "FR"),
+            entry(3, 4, "a", "fsn-2", "DE"),
+        ];
+        let r = check(&entries, 0, 3);
+        assert_eq!(objects(&r), ["a scw-1 FR unknown #1"]);
+        assert_eq!(
+            violations(&r.open_violations),
+            ["a@fsn-1 since #0 last #0 x1"]
+        );
+        assert!(
+            r.open_violations[0]
+                .headline
+                .ends_with("; its latest entry (1) is unknown on node scw-1, not shown compliant."),
+            "{}",
+            r.open_violations[0].headline
+        );
+        // Resolved by the compliant entry, then a new violation opens: two rows.
+        let r = check(&entries, 0, 10);
+        assert_eq!(
+            violations(&r.resolved_violations),
+            ["a@fsn-1 since #0 last #0 x1 resolved #2 at gra-3 (FR)"]
+        );
+        assert_eq!(
+            violations(&r.open_violations),
+            ["a@fsn-2 since #3 last #3 x1"]
+        );
+    }
+
+    /// Under a strict policy a violation can have no contradicting evidence: the reason that
+    /// decides is the unmet requirement, not the evidence "which proves nothing".
+    #[test]
+    fn the_decisive_reason_comes_first() {
+        let mut e = entry(0, 1, "a", "scw-1", "FR");
+        let Body::Observation(o) = &mut e.body else {
+            unreachable!()
+        };
+        o.locality.verdict = Verdict::Violation(vec![
+            "no NodeAttestation names the node, which proves nothing".into(),
+            "the policy requires the attestation to place the node in an allowed country, and it does not".into(),
+            "topology label x=y is not in the policy's region table, which proves nothing".into(),
+        ]);
+        let r = check(&[e], 0, 2);
+        let v = &r.open_violations[0];
+        assert_eq!(
+            v.reasons[0],
+            "the policy requires the attestation to place the node in an allowed country, and it does not"
+        );
+        assert_eq!(v.reasons.len(), 3);
+        assert!(
+            v.headline.contains("has violated Standard since ")
+                && v.headline.ends_with(
+                    ": the policy requires the attestation to place the node in an allowed country, and it does not."
+                ),
+            "{}",
+            v.headline
+        );
+        // With contradicting evidence, the first contradiction decides.
+        let mut e = entry(0, 1, "a", "fsn-1", "DE");
+        let Body::Observation(o) = &mut e.body else {
+            unreachable!()
+        };
+        o.locality.verdict = Verdict::Violation(vec![
+            "something else, which proves nothing".into(),
+            "address 5.9.0.1 is in DE".into(),
+        ]);
+        let r = check(&[e], 0, 2);
+        assert_eq!(r.open_violations[0].reasons[0], "address 5.9.0.1 is in DE");
     }
 
     #[test]
@@ -436,16 +733,27 @@ mod tests {
             nets,
             [(Some(24940), Some("DE"), 1), (Some(24940), Some("FR"), 2)]
         );
-        // The violation of `a` stays in the list although `a` is now compliant.
-        let v: Vec<_> = r.violations.iter().map(|v| v.object.as_str()).collect();
-        assert_eq!(v, ["a", "b"]);
+        // `a` moved to a compliant node: resolved; `b` is still open.
+        assert_eq!(
+            violations(&r.resolved_violations),
+            ["a@fsn-1 since #0 last #0 x1 resolved #1 at gra-3 (FR)"]
+        );
+        assert_eq!(
+            violations(&r.open_violations),
+            ["b@fsn-1 since #2 last #2 x1"]
+        );
         assert_eq!(r.policies[0].observations, 4);
     }
 
     #[test]
-    fn an_empty_period_is_an_empty_report() {
-        let r = check(&[entry(0, 1, "a", "fsn-1", "DE")], 2, 3);
+    fn nothing_recorded_before_the_end_is_an_empty_report() {
+        let r = check(&[entry(0, 3, "a", "fsn-1", "DE")], 1, 2);
         assert_eq!(r.totals, Totals::default());
-        assert!(r.objects.is_empty() && r.violations.is_empty() && r.countries.is_empty());
+        assert!(
+            r.objects.is_empty()
+                && r.open_violations.is_empty()
+                && r.resolved_violations.is_empty()
+                && r.countries.is_empty()
+        );
     }
 }

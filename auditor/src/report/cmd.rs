@@ -115,30 +115,44 @@ pub fn run(a: ReportArgs) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
-    let report = agg.finish(cp, generated);
-    let (violations, size) = (report.violations.len(), report.checkpoint.size);
-    let signed = report.sign(&key);
+    let signed = agg.finish(cp, generated).sign(&key);
     let text = super::render(&signed, format);
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    let r = &signed.report;
     println!(
-        "report {} ({}): {} objects, {} violations, checkpoint size {size} root {}",
+        "report {} ({}): {}; checkpoint size {} root {}",
         out.display(),
         format.name(),
-        signed.report.totals.objects,
-        violations,
-        signed.report.checkpoint.root
+        summary(r),
+        r.checkpoint.size,
+        r.checkpoint.root
     );
     Ok(0)
 }
 
+/// The counts the page shows at its top, in its words: objects at the period's end by verdict,
+/// open violations, violations resolved in the period.
+pub fn summary(r: &Report) -> String {
+    let t = &r.totals;
+    format!(
+        "{} objects ({} compliant, {} violation, {} unknown), {} open violations, {} resolved in the period",
+        t.objects,
+        t.verdicts.compliant,
+        t.verdicts.violation,
+        t.verdicts.unknown,
+        r.open_violations.len(),
+        r.resolved_violations.len()
+    )
+}
+
 fn is_database(s: &str) -> bool {
-    s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")
+    crate::store::db::Backend::of(s).is_some()
 }
 
 fn rfc3339(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("{flag} {s:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z"))?;
-    Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    Ok(Timestamp::from_datetime(t))
 }
 
 /// Exports the database through a pipe into [`read_ledger`] on another thread: the ledger is
@@ -254,7 +268,7 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
             .to_string()
     };
     let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
-    let (witnesses, threshold) = crate::cli::witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = crate::args::witness_keys(&a.witnesses, a.witness_threshold)?;
     let text = std::fs::read_to_string(&a.report)
         .with_context(|| format!("reading {}", a.report.display()))?;
     let (format, signed) = match super::open(&text, &key) {
@@ -290,13 +304,7 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
         "period {} to {}; checkpoint origin {} size {} root {}",
         r.period.from, r.period.to, r.checkpoint.origin, r.checkpoint.size, r.checkpoint.root
     );
-    println!(
-        "objects {}: {} compliant, {} violation, {} unknown",
-        r.totals.objects,
-        r.totals.verdicts.compliant,
-        r.totals.verdicts.violation,
-        r.totals.verdicts.unknown
-    );
+    println!("{}", summary(r));
     if a.ledger.is_some() {
         println!("the ledger verifies, reaches the checkpoint and gives the same report");
     }
@@ -340,7 +348,7 @@ fn cosignatures(
             report.checkpoint.root
         ));
     }
-    crate::cli::cosigned_by(&note, cp.size, witnesses, threshold)
+    crate::args::cosigned_by(&note, cp.size, witnesses, threshold)
         .map_err(|e| format!("its checkpoint {e}"))
 }
 

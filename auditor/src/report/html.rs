@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{SignedReport, Verdicts};
+use super::{SignedReport, Verdicts, ViolationRow};
 
 /// The `id` of the `<script>` data block holding the signed report.
 pub const DATA_ID: &str = "hexagone-signed-report";
@@ -47,6 +47,10 @@ td,li{word-break:break-word}
 .card b{display:block;font-size:26px}
 .compliant{color:var(--ok)}.violation{color:var(--bad)}.unknown{color:var(--unk)}
 .violation-box{border-left:4px solid var(--bad);padding:6px 12px;margin:10px 0;background:#fdf3f2}
+.violation-box.resolved{border-left-color:var(--muted);background:#f5f5f7}
+.badge{display:inline-block;border-radius:4px;padding:1px 7px;margin-right:6px;font-size:12px;letter-spacing:.05em;color:#fff}
+.badge.open{background:var(--bad)}.badge.resolved{background:var(--muted)}
+.headline{font-weight:600}.card.open{border:2px solid var(--bad)}
 .charts{display:flex;gap:24px;flex-wrap:wrap}figure{margin:0}
 svg text{font:12px system-ui,sans-serif}
 @media print{body{max-width:none;padding:0;font-size:11pt}h2{break-after:avoid}tr,.violation-box,.card,svg{break-inside:avoid}
@@ -81,9 +85,47 @@ pub fn render(signed: &SignedReport) -> String {
          <div class=\"card compliant\"><b id=\"compliant\">{}</b>compliant</div>\n\
          <div class=\"card violation\"><b id=\"violation\">{}</b>violation</div>\n\
          <div class=\"card unknown\"><b id=\"unknown\">{}</b>unknown</div>\n\
-         <div class=\"card\"><b id=\"observations\">{}</b>observations in the period</div>\n</div>\n",
-        t.objects, t.verdicts.compliant, t.verdicts.violation, t.verdicts.unknown, t.observations
+         <div class=\"card\"><b id=\"observations\">{}</b>observations in the period</div>\n</div>\n\
+         <div class=\"cards\">\n\
+         <div class=\"card{}\"><b id=\"open-violations\">{}</b>open violations</div>\n\
+         <div class=\"card\"><b id=\"resolved-violations\">{}</b>resolved in the period</div>\n</div>\n\
+         <p class=\"muted\">Objects at the period's end, by the verdict of their latest entry (made in the \
+         period or before it).</p>\n",
+        t.objects,
+        t.verdicts.compliant,
+        t.verdicts.violation,
+        t.verdicts.unknown,
+        t.observations,
+        if r.open_violations.is_empty() {
+            ""
+        } else {
+            " open"
+        },
+        r.open_violations.len(),
+        r.resolved_violations.len(),
     );
+    let _ = writeln!(
+        h,
+        "<h2 id=\"open\">Open violations ({})</h2>",
+        r.open_violations.len()
+    );
+    if r.open_violations.is_empty() {
+        h.push_str("<p>No violation is open at the period's end.</p>\n");
+    }
+    for v in &r.open_violations {
+        violation_box(&mut h, v);
+    }
+    let _ = writeln!(
+        h,
+        "<h2 id=\"resolved\">Resolved in the period ({})</h2>",
+        r.resolved_violations.len()
+    );
+    if r.resolved_violations.is_empty() {
+        h.push_str("<p>No violation was resolved in the period.</p>\n");
+    }
+    for v in &r.resolved_violations {
+        violation_box(&mut h, v);
+    }
     let _ = write!(
         h,
         "<h2>Checkpoint</h2>\n<p>This report covers the entries below tree size <b id=\"tree-size\">{}</b> \
@@ -111,41 +153,10 @@ pub fn render(signed: &SignedReport) -> String {
     ));
     h.push_str("</div>\n");
     h.push_str(
-        "<p class=\"muted\">Each object counts once, with the verdict of its latest entry in the \
-         period. A country is where the object's location evidence (topology label, attestation, \
+        "<p class=\"muted\">Each object counts once, with the verdict of its latest entry before the \
+         period's end, made in the period or before it. A country is where the object's location evidence (topology label, attestation, \
          address) places its node or endpoint; several countries mean the sources disagree.</p>\n",
     );
-
-    h.push_str("<h2>Violations</h2>\n");
-    if r.violations.is_empty() {
-        h.push_str("<p>No violation in the period.</p>\n");
-    }
-    for v in &r.violations {
-        let _ = write!(
-            h,
-            "<div class=\"violation-box\"><p><b class=\"violation\">Violation</b> · <span class=\"mono\">{}</span> \
-             ({} / {}) on {} <b class=\"mono\">{}</b><br>first seen {} (entry {}), last seen {} (entry {}), entries counted: {}</p>\n\
-             <p>Reasons:</p><ul>",
-            e(&v.object),
-            e(&v.store),
-            e(&v.class),
-            e(&v.subject_kind),
-            e(&v.subject),
-            e(&v.first_seen),
-            v.first_seq,
-            e(&v.last_seen),
-            v.last_seq,
-            v.entries
-        );
-        for reason in &v.reasons {
-            let _ = write!(h, "<li>{}</li>", e(reason));
-        }
-        h.push_str("</ul>\n<p>Evidence (last entry):</p><ul>");
-        for s in &v.evidence {
-            let _ = write!(h, "<li>{}</li>", e(s));
-        }
-        h.push_str("</ul></div>\n");
-    }
 
     h.push_str("<h2>Inventory by data store and object class</h2>\n");
     h.push_str(&verdict_table(
@@ -171,7 +182,7 @@ pub fn render(signed: &SignedReport) -> String {
         r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
     ));
 
-    h.push_str("<h2>Objects and their latest location</h2>\n<table><thead><tr><th>Data store</th><th>Class</th><th>Object</th><th>Held by</th><th>Country</th><th>Verdict</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");
+    h.push_str("<h2>Objects and where they are at the period's end</h2>\n<table><thead><tr><th>Data store</th><th>Class</th><th>Object</th><th>Held by</th><th>Country</th><th>Verdict</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");
     for o in &r.objects {
         let _ = writeln!(
             h,
@@ -211,6 +222,78 @@ pub fn render(signed: &SignedReport) -> String {
         super::embedded_json(signed)
     );
     h
+}
+
+/// One violation, open or resolved: a badge and the headline first, then for an open one its
+/// decisive reason, then when and where, the other reasons and the evidence.
+fn violation_box(h: &mut String, v: &ViolationRow) {
+    let e = escape;
+    let state = if v.resolved.is_some() {
+        "resolved"
+    } else {
+        "open"
+    };
+    let _ = writeln!(
+        h,
+        "<div class=\"violation-box {state}\" data-state=\"{state}\"><p class=\"headline\"><b class=\"badge {state}\">{}</b>{}</p>",
+        state.to_uppercase(),
+        e(&v.headline)
+    );
+    let (decisive, others) = v
+        .reasons
+        .split_first()
+        .map_or((None, &[][..]), |(d, o)| (Some(d), o));
+    if let (None, Some(d)) = (&v.resolved, decisive) {
+        let _ = writeln!(h, "<p>Decisive reason: <b>{}</b></p>", e(d));
+    }
+    let _ = writeln!(
+        h,
+        "<p class=\"muted\"><span class=\"mono\">{}</span> ({} / {}) on {} <b class=\"mono\">{}</b> ({}): \
+         in violation since {} (entry {}), last seen in violation {} (entry {}), violation entries: {}</p>",
+        e(&v.object),
+        e(&v.store),
+        e(&v.class),
+        e(&v.subject_kind),
+        e(&v.subject),
+        e(&v.country),
+        e(&v.since),
+        v.since_seq,
+        e(&v.last_seen),
+        v.last_seq,
+        v.entries
+    );
+    if let Some(r) = &v.resolved {
+        let _ = writeln!(
+            h,
+            "<p>Resolved by entry {} at {}: compliant on {} <b class=\"mono\">{}</b> ({})</p>",
+            r.seq,
+            e(&r.time),
+            e(&r.subject_kind),
+            e(&r.subject),
+            e(&r.country)
+        );
+    }
+    let listed: &[String] = if v.resolved.is_some() {
+        &v.reasons
+    } else {
+        others
+    };
+    if !listed.is_empty() {
+        h.push_str(if v.resolved.is_some() {
+            "<p>Reasons:</p><ul>"
+        } else {
+            "<p>Other reasons:</p><ul>"
+        });
+        for reason in listed {
+            let _ = write!(h, "<li>{}</li>", e(reason));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("<p>Evidence (last violation entry):</p><ul>");
+    for s in &v.evidence {
+        let _ = write!(h, "<li>{}</li>", e(s));
+    }
+    h.push_str("</ul></div>\n");
 }
 
 /// A table of rows with verdict counts.
@@ -277,7 +360,7 @@ fn bar_chart(title: &str, rows: &[(String, Verdicts)], by_verdict: bool) -> Stri
         escape(title)
     );
     if bars.is_empty() {
-        s.push_str("<text x=\"0\" y=\"46\">no object in the period</text>\n");
+        s.push_str("<text x=\"0\" y=\"46\">no object</text>\n");
     }
     for (i, (label, counts)) in bars.iter().enumerate() {
         let y = 30 + row_h * i as u64;

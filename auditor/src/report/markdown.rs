@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{SignedReport, Totals, Verdicts};
+use super::{SignedReport, Totals, Verdicts, ViolationRow};
 
 const OPEN_DATA: &str = "\n```hexagone-report\n";
 
@@ -45,8 +45,10 @@ pub fn render(signed: &SignedReport) -> String {
         m,
         "# Data locality report\n\n\
          Ledger `{}` · period {} (included) to {} (excluded) · generated {}\n\n\
-         | Objects | Compliant | Violation | Unknown | Observations in the period |\n\
-         | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} |\n\n\
+         | Objects | Compliant | Violation | Unknown | Observations in the period | Open violations | Resolved in the period |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} | **{}** | {} |\n\n\
+         Objects at the period's end, by the verdict of their latest entry (made in the period or \
+         before it).\n\n{}\
          ## Checkpoint\n\nThis report covers the entries below tree size **{}** of the log, root hash `{}`; \
          {}. The signed checkpoint:\n\n```text\n{}```\n\n",
         cp.origin.replace('`', "'"),
@@ -58,39 +60,14 @@ pub fn render(signed: &SignedReport) -> String {
         t.verdicts.violation,
         t.verdicts.unknown,
         t.observations,
+        r.open_violations.len(),
+        r.resolved_violations.len(),
+        violations(signed),
         cp.size,
         cp.root.replace('`', "'"),
         in_period(t),
         cp.note.replace("```", "'''"),
     );
-    m.push_str("## Violations\n\n");
-    if r.violations.is_empty() {
-        m.push_str("No violation in the period.\n\n");
-    }
-    for v in &r.violations {
-        let _ = write!(
-            m,
-            "### {} ({} / {}) on {} {}\n\nFirst seen {} (entry {}), last seen {} (entry {}), entries counted: {}.\n\nReasons:\n\n",
-            e(&v.object),
-            e(&v.store),
-            e(&v.class),
-            e(&v.subject_kind),
-            e(&v.subject),
-            e(&v.first_seen),
-            v.first_seq,
-            e(&v.last_seen),
-            v.last_seq,
-            v.entries
-        );
-        for reason in &v.reasons {
-            let _ = writeln!(m, "- {}", e(reason));
-        }
-        m.push_str("\nEvidence (last entry):\n\n");
-        for s in &v.evidence {
-            let _ = writeln!(m, "- {}", e(s));
-        }
-        m.push('\n');
-    }
     m.push_str("## Inventory by data store and object class\n\n");
     m.push_str(&verdict_table(
         &["Data store", "Object class"],
@@ -110,7 +87,7 @@ pub fn render(signed: &SignedReport) -> String {
         &["AS", "Organisation", "Registered in", "Extra-EU control"],
         r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
     ));
-    m.push_str("## Objects and their latest location\n\n| Data store | Class | Object | Held by | Country | Verdict | Entry | Time |\n| --- | --- | --- | --- | --- | --- | ---: | --- |\n");
+    m.push_str("## Objects and where they are at the period's end\n\n| Data store | Class | Object | Held by | Country | Verdict | Entry | Time |\n| --- | --- | --- | --- | --- | --- | ---: | --- |\n");
     for o in &r.objects {
         let _ = writeln!(
             m,
@@ -145,6 +122,96 @@ pub fn render(signed: &SignedReport) -> String {
         super::embedded_json(signed)
     );
     m
+}
+
+/// The open violations, then those resolved in the period.
+fn violations(signed: &SignedReport) -> String {
+    let r = &signed.report;
+    let mut m = format!("## Open violations ({})\n\n", r.open_violations.len());
+    if r.open_violations.is_empty() {
+        m.push_str("No violation is open at the period's end.\n\n");
+    }
+    for v in &r.open_violations {
+        violation(&mut m, v);
+    }
+    let _ = write!(
+        m,
+        "## Resolved in the period ({})\n\n",
+        r.resolved_violations.len()
+    );
+    if r.resolved_violations.is_empty() {
+        m.push_str("No violation was resolved in the period.\n\n");
+    }
+    for v in &r.resolved_violations {
+        violation(&mut m, v);
+    }
+    m
+}
+
+/// One violation: its state and headline as the heading, then for an open one its decisive
+/// reason, then when and where, the other reasons and the evidence.
+fn violation(m: &mut String, v: &ViolationRow) {
+    let e = escape;
+    let state = if v.resolved.is_some() {
+        "RESOLVED"
+    } else {
+        "OPEN"
+    };
+    let _ = write!(m, "### {state} · {}\n\n", e(&v.headline));
+    let (decisive, others) = v
+        .reasons
+        .split_first()
+        .map_or((None, &[][..]), |(d, o)| (Some(d), o));
+    if let (None, Some(d)) = (&v.resolved, decisive) {
+        let _ = write!(m, "Decisive reason: **{}**\n\n", e(d));
+    }
+    let _ = write!(
+        m,
+        "{} ({} / {}) on {} {} ({}): in violation since {} (entry {}), last seen in violation {} (entry {}), violation entries: {}.\n\n",
+        e(&v.object),
+        e(&v.store),
+        e(&v.class),
+        e(&v.subject_kind),
+        e(&v.subject),
+        e(&v.country),
+        e(&v.since),
+        v.since_seq,
+        e(&v.last_seen),
+        v.last_seq,
+        v.entries
+    );
+    if let Some(r) = &v.resolved {
+        let _ = write!(
+            m,
+            "Resolved by entry {} at {}: compliant on {} {} ({}).\n\n",
+            r.seq,
+            e(&r.time),
+            e(&r.subject_kind),
+            e(&r.subject),
+            e(&r.country)
+        );
+    }
+    let listed: &[String] = if v.resolved.is_some() {
+        &v.reasons
+    } else {
+        others
+    };
+    if !listed.is_empty() {
+        m.push_str(if v.resolved.is_some() {
+            "Reasons:\n\n"
+        } else {
+            "Other reasons:\n\n"
+        });
+        for reason in listed {
+            let _ = writeln!(m, "- {}", e(reason));
+        }
+        m.push('\n');
+    }
+    m.push_str("Evidence (last violation entry):\n\n");
+    for s in &v.evidence {
+        let _ = writeln!(m, "- {}", e(s));
+    }
+    m.push('\n');
 }
 
 /// Which entries of the tree the period holds, as a clause.

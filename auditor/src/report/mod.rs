@@ -1,4 +1,4 @@
-//! Locality reports for security officers: the one report model (`hexagone.report@v1`), its
+//! Locality reports for security officers: the one report model (`hexagone.report@v2`), its
 //! signature with the log's key, and its renderings (JSON, Markdown, HTML).
 //!
 //! The model is built from a verified ledger by [`aggregate`], serialised in canonical JSON
@@ -19,7 +19,11 @@ use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{CheckpointError, open_checkpoint, parse_note, sign_note};
 
 /// The report format and version; also the first line of the signed note's text.
-pub const FORMAT: &str = "hexagone.report@v1";
+///
+/// v2 (this one) carries each object's state as of the period's end and splits violations
+/// into open and resolved; v1 counted only the period's entries. The versions are not read
+/// across: a v1 report is refused by name (see [`open`]).
+pub const FORMAT: &str = "hexagone.report@v2";
 
 /// What is wrong with a report (or the ledger it is checked against).
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,13 @@ pub enum ReportError {
     /// The file holds no signed report in any known rendering.
     #[error("no signed report found: {0}")]
     NotAReport(String),
+    /// The report is of another version of the format.
+    #[error(
+        "this is a {0} report; this hexagone-auditor reads {FORMAT} (each object's state at the \
+         period's end, open and resolved violations): check it with the version that made it, or \
+         make the report again"
+    )]
+    OtherVersion(String),
     /// The signed envelope is not valid JSON of the model.
     #[error("the signed report is not a {FORMAT} report: {0}")]
     Json(#[from] serde_json::Error),
@@ -74,20 +85,26 @@ pub struct Report {
     pub generated_at: String,
     /// The signed checkpoint the report covers: only entries below its size are counted.
     pub checkpoint: CheckpointRef,
-    /// Totals over the period.
+    /// Totals: the period's entries, and the objects by the verdict of their state at its end.
     pub totals: Totals,
     /// The policies the period's observations were judged under.
     pub policies: Vec<PolicyRow>,
-    /// Objects by data store and object class, counted by their latest verdict.
+    /// Objects by data store and object class, counted by their latest verdict before the
+    /// period's end.
     pub stores: Vec<StoreRow>,
     /// Objects by the countries their location evidence names, counted by latest verdict.
     pub countries: Vec<CountRow>,
     /// Objects by the network operators (jurisdiction) of their latest location.
     pub jurisdictions: Vec<JurisdictionRow>,
-    /// Each object's latest entry in the period: where it is and its verdict.
+    /// Every object's state at the period's end: its latest entry before the end, made in the
+    /// period or before it (an object recorded once, such as a backup, is in every later report).
     pub objects: Vec<ObjectRow>,
-    /// Every violation in the period, per object and location, with its evidence.
-    pub violations: Vec<ViolationRow>,
+    /// Violations open at the period's end: no compliant entry for the object has followed
+    /// the violation, whenever it was recorded. The longest open first.
+    pub open_violations: Vec<ViolationRow>,
+    /// Violations resolved in the period: a compliant entry for the object, made in the
+    /// period, followed them. In the order of those entries.
+    pub resolved_violations: Vec<ViolationRow>,
 }
 
 /// A period, half-open.
@@ -124,9 +141,9 @@ pub struct Totals {
     pub first_seq: Option<u64>,
     /// Last entry position in the period.
     pub last_seq: Option<u64>,
-    /// Distinct objects observed.
+    /// Objects known at the period's end (recorded in the period or before it).
     pub objects: u64,
-    /// Objects by latest verdict.
+    /// Objects by the verdict of their latest entry before the period's end.
     pub verdicts: Verdicts,
 }
 
@@ -222,7 +239,7 @@ impl JurisdictionRow {
     }
 }
 
-/// An object's latest entry in the period.
+/// An object's state at the period's end: its latest entry before the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectRow {
@@ -246,7 +263,8 @@ pub struct ObjectRow {
     pub time: String,
 }
 
-/// A violation: one object on one node or endpoint, over the period.
+/// A violation of one object: from the violation entry that opened it (no violation open
+/// before it) to the compliant entry that resolved it, if one has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ViolationRow {
@@ -256,24 +274,51 @@ pub struct ViolationRow {
     pub class: String,
     /// Identifier in the store.
     pub object: String,
-    /// Node or endpoint holding it.
+    /// Node or endpoint holding it at the last violation entry.
     pub subject: String,
     /// `node` or `endpoint`.
     pub subject_kind: String,
-    /// Time of the first violation entry in the period.
-    pub first_seen: String,
-    /// Time of the last violation entry in the period.
+    /// Countries the location evidence of the last violation entry names.
+    pub country: String,
+    /// Classification of the policy the last violation entry was judged under.
+    pub classification: String,
+    /// Time of the violation entry that opened it (possibly before the period).
+    pub since: String,
+    /// Position of that entry.
+    pub since_seq: u64,
+    /// Time of the last violation entry.
     pub last_seen: String,
-    /// Position of the first violation entry.
-    pub first_seq: u64,
     /// Position of the last violation entry.
     pub last_seq: u64,
-    /// Violation entries counted.
+    /// Violation entries from the opening one to the last.
     pub entries: u64,
-    /// The reasons of the last violation entry.
+    /// One sentence: open since when, or resolved when and where it went; for an open one,
+    /// with its decisive reason.
+    pub headline: String,
+    /// The reasons of the last violation entry, the decisive one first (the first
+    /// contradicting evidence; without one, the unmet requirement), then the others in the
+    /// engine's order.
     pub reasons: Vec<String>,
     /// The evidence sentences of the last violation entry, in the engine's order.
     pub evidence: Vec<String>,
+    /// The compliant entry that resolved it; `None` while it is open.
+    pub resolved: Option<Resolution>,
+}
+
+/// Where a violation went: the compliant entry that resolved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolution {
+    /// Node or endpoint holding the object since.
+    pub subject: String,
+    /// `node` or `endpoint`.
+    pub subject_kind: String,
+    /// Countries its location evidence names.
+    pub country: String,
+    /// Entry position.
+    pub seq: u64,
+    /// Entry time.
+    pub time: String,
 }
 
 /// A report with its signature: the signed note over its digest.
@@ -282,7 +327,7 @@ pub struct ViolationRow {
 pub struct SignedReport {
     /// The report.
     pub report: Report,
-    /// C2SP signed note: text `hexagone.report@v1\nsha256:<hex>\n`, signed by the log's key.
+    /// C2SP signed note: text `hexagone.report@v2\nsha256:<hex>\n`, signed by the log's key.
     pub signature: String,
 }
 
@@ -429,8 +474,22 @@ pub fn open(text: &str, key: &VerifierKey) -> Result<(Format, SignedReport), Rep
 
 /// Finds the signed envelope in any rendering.
 fn extract(text: &str) -> Result<(Format, SignedReport), ReportError> {
+    let (format, json) = envelope(text)?;
+    // Name another version before the model's field-by-field refusal.
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+        && let Some(other) = v["report"]["format"].as_str()
+        && other != FORMAT
+        && other.starts_with("hexagone.report@")
+    {
+        return Err(ReportError::OtherVersion(other.to_string()));
+    }
+    Ok((format, serde_json::from_str(json)?))
+}
+
+/// The rendering and the JSON text of its signed envelope.
+fn envelope(text: &str) -> Result<(Format, &str), ReportError> {
     if text.trim_start().starts_with('{') {
-        return Ok((Format::Json, serde_json::from_str(text)?));
+        return Ok((Format::Json, text));
     }
     if text.starts_with("<!DOCTYPE html>") {
         let json = html::embedded(text).ok_or_else(|| {
@@ -439,7 +498,7 @@ fn extract(text: &str) -> Result<(Format, SignedReport), ReportError> {
                 html::DATA_ID
             ))
         })?;
-        return Ok((Format::Html, serde_json::from_str(json)?));
+        return Ok((Format::Html, json));
     }
     let json = markdown::embedded(text).ok_or_else(|| {
         ReportError::NotAReport(
@@ -447,7 +506,7 @@ fn extract(text: &str) -> Result<(Format, SignedReport), ReportError> {
                 .into(),
         )
     })?;
-    Ok((Format::Md, serde_json::from_str(json)?))
+    Ok((Format::Md, json))
 }
 
 #[cfg(test)]
@@ -488,20 +547,25 @@ mod tests {
             countries: vec![],
             jurisdictions: vec![],
             objects: vec![],
-            violations: vec![ViolationRow {
+            open_violations: vec![ViolationRow {
                 store: "minio/documents".into(),
                 class: "document".into(),
                 object: "<script>alert(1)</script>".into(),
                 subject: "fsn-1".into(),
                 subject_kind: "node".into(),
-                first_seen: "2026-11-02T00:00:00.000Z".into(),
+                country: "DE".into(),
+                classification: "Standard".into(),
+                since: "2026-11-02T00:00:00.000Z".into(),
+                since_seq: 1,
                 last_seen: "2026-11-03T00:00:00.000Z".into(),
-                first_seq: 1,
                 last_seq: 2,
                 entries: 2,
+                headline: "<script> on fsn-1 & \"more\" has violated Standard since 2026-11-02T00:00:00.000Z".into(),
                 reasons: vec!["address 5.9.0.1 is in DE & \"not\" allowed".into()],
                 evidence: vec![],
+                resolved: None,
             }],
+            resolved_violations: vec![],
         }
     }
 
@@ -557,8 +621,9 @@ mod tests {
         assert!(err.contains("size 4") && err.contains("size 3"), "{err}");
     }
 
-    /// Regenerate with `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report` and
-    /// read the diff before committing.
+    /// `insta` snapshots of the three renderings. Regenerate with `INSTA_UPDATE=always cargo
+    /// test -p hexagone-auditor --lib report` (or `cargo insta review`) and read the diff before
+    /// committing.
     #[test]
     fn renderings_match_the_committed_snapshots() {
         use super::aggregate::fixture::{DAY, entry};
@@ -575,27 +640,35 @@ mod tests {
             entry(1, 1, "spaces/7/doc-42", "gra-3", "FR"),
             entry(2, 2, script, "fsn-1", "DE"),
             entry(3, 3, script, "fsn-1", "DE"),
+            entry(4, 4, "spaces/5/doc-moved", "fsn-1", "DE"),
+            entry(5, 5, "spaces/5/doc-moved", "gra-3", "FR"),
         ] {
             a.add(&e);
         }
         let sample = sample(&k);
         let signed = a.finish(sample.checkpoint, sample.generated_at).sign(&k);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/snapshots");
         for format in [Format::Json, Format::Md, Format::Html] {
             let text = render(&signed, format);
-            let path = dir.join(format!("sample.{}", format.name()));
-            if std::env::var_os("HEXAGONE_BLESS").is_some() {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == text,
-                "{} is stale: run `HEXAGONE_BLESS=1 cargo test -p hexagone-auditor --lib report`, read the diff and commit",
-                path.display()
-            );
-            assert_eq!(open(&committed, k.verifier()).unwrap().1, signed);
+            insta::with_settings!({
+                snapshot_path => "snapshots",
+                prepend_module_to_snapshot => false,
+                omit_expression => true,
+            }, {
+                insta::assert_snapshot!(format!("sample-{}", format.name()), &text);
+            });
+            assert_eq!(open(&text, k.verifier()).unwrap().1, signed);
         }
+    }
+
+    #[test]
+    fn a_report_of_another_version_is_refused_by_name() {
+        // The v1 snapshot as the previous version committed it, signed with the same key.
+        let text = include_str!("snapshots/v1-sample.json");
+        let err = open(text, key(1).verifier()).unwrap_err().to_string();
+        assert!(
+            err.contains("this is a hexagone.report@v1 report; this hexagone-auditor reads hexagone.report@v2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -345,7 +345,7 @@ async fn submit(
                 .map(|e| e.seq)
                 .collect();
             if let (Some(first), Some(last)) = (recorded.iter().min(), recorded.iter().max()) {
-                eprintln!(
+                tracing::info!(
                     "writer {writer}: recorded entries {first}-{last} ({} of {} observations; checkpoint {})",
                     recorded.len(),
                     committed.entries.len(),

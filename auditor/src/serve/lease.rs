@@ -122,7 +122,7 @@ impl Election {
     /// Removes the pod label and releases the Lease (a standby takes over at once).
     pub async fn resign(self) {
         if let Err(e) = self.label(false).await {
-            eprintln!("{e}");
+            tracing::warn!("{e}");
         }
         let Self { leader, task, .. } = self;
         drop(leader);

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub violation_events: IntCounter,
     /// Events the collector could not raise.
     pub event_errors: IntCounter,
+    /// Passes the Kubernetes collector completed (every placement judged, what changed
+    /// committed): a monitor sees it is alive, a test waits for it rather than sleeping.
+    pub collector_passes: IntCounter,
     /// 1 while this replica runs the sequencer, 0 while it stands by (`--lease`).
     pub leader: IntGauge,
 }
@@ -110,6 +113,10 @@ impl Metrics {
                 "hexagone_auditor_event_errors_total",
                 "Events the Kubernetes collector could not raise.",
             )?,
+            collector_passes: IntCounter::new(
+                "hexagone_auditor_collector_passes_total",
+                "Passes the Kubernetes collector completed: every placement judged and what changed committed.",
+            )?,
             leader: IntGauge::new(
                 "hexagone_auditor_leader",
                 "1 while this replica runs the sequencer, 0 while it stands by for the Lease.",
@@ -130,6 +137,7 @@ impl Metrics {
             .register(Box::new(m.collected_snapshots.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
+        m.registry.register(Box::new(m.collector_passes.clone()))?;
         m.registry.register(Box::new(m.leader.clone()))?;
         Ok(m)
     }

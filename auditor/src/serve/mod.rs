@@ -17,12 +17,16 @@ pub mod events;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod state;
 pub mod tokens;
+
+pub use crate::queue::{Committed, Job, Outcome};
+pub use state::{Service, Shared};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -74,7 +78,7 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Ledger database: `sqlite:PATH` (one file, WAL) or `postgres://…`.
-    #[arg(long = "db", visible_alias = "ledger", env = "HEXAGONE_DB", default_value = crate::cli::DEFAULT_DB)]
+    #[arg(long = "db", visible_alias = "ledger", env = "HEXAGONE_DB", default_value = crate::args::DEFAULT_DB)]
     pub db: String,
     /// Private signing key file (mode 0600).
     #[arg(long)]
@@ -130,72 +134,6 @@ pub struct ServeArgs {
     pub lease_seconds: u64,
 }
 
-/// One request's judged observations, waiting for the sequencer.
-pub struct Job {
-    /// The submissions, in request order.
-    pub items: Vec<Submission>,
-    /// When the request arrived (for the latency histogram).
-    pub arrived: Instant,
-    /// Where the outcome goes.
-    pub reply: oneshot::Sender<Result<Committed, String>>,
-}
-
-/// What became of one submission.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Outcome {
-    /// The entry holding it.
-    pub seq: u64,
-    /// The recorded verdict.
-    pub verdict: String,
-    /// False when its idempotency key was already recorded: `seq` and `verdict` are then
-    /// those of the original entry.
-    pub recorded: bool,
-}
-
-/// A request's answer once durable.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Committed {
-    /// One outcome per submission, in request order.
-    pub entries: Vec<Outcome>,
-    /// The size of the signed checkpoint covering them.
-    pub size: u64,
-}
-
-/// What the HTTP handlers share.
-pub struct Service {
-    /// The auditor's judge (policy, databases, attestations, inventory).
-    pub judge: ObservationJudge<'static>,
-    /// Allowed writers.
-    pub tokens: tokens::Tokens,
-    /// The queue to the sequencer.
-    pub queue: mpsc::Sender<Job>,
-    /// Shared with the sequencer task.
-    pub shared: Arc<Shared>,
-    /// `--max-body`.
-    pub max_body: usize,
-    /// With `--kubernetes`, the cluster's Nodes as the collector watches them, set before the
-    /// first observation is judged: a node named in an observation is described by the
-    /// cluster, not by the writer.
-    pub cluster_nodes:
-        std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>>,
-}
-
-/// What the sequencer task and the handlers both see.
-pub struct Shared {
-    /// Metrics.
-    pub metrics: metrics::Metrics,
-    /// True while the sequencer runs.
-    pub ready: AtomicBool,
-    /// True while this replica stands by for the sequencer's Lease (`--lease`).
-    pub standby: AtomicBool,
-    /// True once the judge holds the attestations it must judge with: at once, but with
-    /// `--kubernetes` only after the collector's first complete listing of the cluster (an
-    /// observation judged before would lack the nodes' attestations: a false violation).
-    pub judging: AtomicBool,
-    /// The latest signed checkpoint note.
-    pub checkpoint: RwLock<Option<String>>,
-}
-
 /// Runs `serve` or `serve token …`.
 pub fn run(cli: ServeCli) -> anyhow::Result<u8> {
     match cli.command {
@@ -225,7 +163,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let witnesses = a
         .witnesses
         .iter()
-        .map(|w| crate::cli::witness_endpoint(w))
+        .map(|w| crate::args::witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let key = required(a.key, "--key FILE")?;
     let policy_path = required(a.policy, "--policy FILE")?;
@@ -262,7 +200,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             "--kubernetes reads the NodeAttestations from the cluster: --attestations cannot be given with it"
         );
     }
-    if a.lease.is_some() && !a.db.starts_with("postgres") {
+    if a.lease.is_some()
+        && crate::store::db::Backend::of(&a.db) != Some(crate::store::db::Backend::Postgres)
+    {
         anyhow::bail!(
             "--lease elects one sequencer among replicas sharing one database: it needs --db postgres://… (a SQLite file belongs to one process)"
         );
@@ -291,7 +231,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     // finds it listening but not yet able to record.
     let mut opened = match election {
         Some(_) => None,
-        None => Some(crate::cli::open_sequencer(&a.db, &key).await?),
+        None => Some(crate::store::open_sequencer(&a.db, &key).await?),
     };
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
@@ -367,7 +307,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     let opened = match opened.take() {
         Some(o) => Ok(o),
-        None => crate::cli::open_sequencer(&a.db, &key).await,
+        None => crate::store::open_sequencer(&a.db, &key)
+            .await
+            .map_err(anyhow::Error::from),
     };
     let (ledger, seq) = match opened {
         Ok(opened) => opened,
@@ -413,7 +355,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         let ledger = reader.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::collect::kubernetes::run(client, service, ledger).await {
-                eprintln!("kubernetes: the collector stopped: {e}");
+                tracing::warn!("kubernetes: the collector stopped: {e}");
             }
         })
     });
@@ -427,7 +369,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let lease_lost = tokio::select! {
         () = &mut signal => false,
         Ok(()) = sequencer_failed => {
-            eprintln!("shutting down: the sequencer stopped");
+            tracing::warn!("shutting down: the sequencer stopped");
             false
         }
         () = lost => true,
@@ -503,7 +445,7 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-    eprintln!("shutting down: no new connections; draining the queue");
+    tracing::warn!("shutting down: no new connections; draining the queue");
 }
 
 /// How often the service brings the object index up to the signed head.
@@ -521,7 +463,7 @@ async fn index_objects(db: crate::store::db::Db) {
             Err(e) => Err(e),
         };
         if let Err(e) = indexed {
-            eprintln!("object index not brought up to the head (tried again later): {e}");
+            tracing::warn!("object index not brought up to the head (tried again later): {e}");
         }
     }
 }
@@ -537,9 +479,11 @@ async fn refresh_databases(service: Arc<Service>) {
         let s = service.clone();
         match tokio::task::spawn_blocking(move || s.judge.refresh()).await {
             Ok(Ok(0)) | Err(_) => {}
-            Ok(Ok(n)) => eprintln!("reloaded {n} geolocation databases"),
+            Ok(Ok(n)) => tracing::info!("reloaded {n} geolocation databases"),
             Ok(Err(e)) => {
-                eprintln!("geolocation databases not reloaded (the previous ones stay in use): {e}")
+                tracing::warn!(
+                    "geolocation databases not reloaded (the previous ones stay in use): {e}"
+                )
             }
         }
     }
@@ -620,7 +564,7 @@ async fn sequence(
 fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::Error {
     shared.ready.store(false, Ordering::SeqCst);
     let _ = failed.send(());
-    eprintln!("the sequencer stopped: {e}");
+    tracing::warn!("the sequencer stopped: {e}");
     anyhow::Error::new(e).context("the sequencer stopped")
 }
 
@@ -639,7 +583,7 @@ async fn cosign(
         let results = ledger.collect_cosignatures(&a, witnesses).await;
         for (w, r) in witnesses.iter().zip(results) {
             if let Err(e) = r {
-                eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
             }
         }
     }
@@ -652,7 +596,7 @@ async fn publish(ledger: &Ledger, shared: &Shared, note: &str, size: u64) {
     let mut full = note.to_owned();
     match ledger.db().cosignatures(size).await {
         Ok(lines) => lines.iter().for_each(|l| full.push_str(l)),
-        Err(e) => eprintln!("checkpoint {size}: its cosignatures cannot be read: {e}"),
+        Err(e) => tracing::warn!("checkpoint {size}: its cosignatures cannot be read: {e}"),
     }
     *shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(full);
 }

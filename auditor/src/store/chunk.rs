@@ -14,7 +14,6 @@
 //! [`texts`] refuse a chunk whose parts disagree, and readers refuse chunks that overlap.
 
 use super::StoreError;
-use super::db::EntryRow;
 use crate::ledger::entry::{MAX_ENTRY, Prepared};
 use crate::ledger::tree::Hash;
 
@@ -40,6 +39,19 @@ pub struct ChunkRow {
     pub codec: i32,
     /// Their texts, each followed by a newline, in `codec`.
     pub bodies: Vec<u8>,
+}
+
+/// One entry row to insert.
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    /// Sequence number.
+    pub seq: u64,
+    /// Leaf hash.
+    pub leaf: Hash,
+    /// Canonical encoding.
+    pub body: String,
+    /// [`super::db::object_key`] of the object identifier (observations only), for proofs by object.
+    pub object_key: Option<i64>,
 }
 
 /// Packs consecutive sealed entries (at most [`CHUNK`], at least one) into a compressed chunk.

@@ -40,19 +40,6 @@ pub struct HeadRow {
     pub key_index: u64,
 }
 
-/// One entry row to insert.
-#[derive(Debug, Clone)]
-pub struct EntryRow {
-    /// Sequence number.
-    pub seq: u64,
-    /// Leaf hash.
-    pub leaf: Hash,
-    /// Canonical encoding.
-    pub body: String,
-    /// [`object_key`] of the object identifier (observations only), for proofs by object.
-    pub object_key: Option<i64>,
-}
-
 /// A key rotation to record with a head advance.
 #[derive(Debug, Clone)]
 pub struct RotationRow {
@@ -787,10 +774,33 @@ macro_rules! dispatch {
     };
 }
 
+/// Which database a `--db` URL names: recognised here only, for every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:PATH`: one file, one process.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`: shared by replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend `url` names, or `None` when it names none.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
 impl Db {
     /// Connects (`sqlite:PATH` or `postgres://…`) and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let backend = Backend::of(url).ok_or_else(|| StoreError::BadUrl(url.to_string()))?;
+        if backend == Backend::Postgres {
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))
@@ -798,7 +808,7 @@ impl Db {
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Ok(Self::Postgres(pool))
-        } else if url.starts_with("sqlite:") {
+        } else {
             let opts = SqliteConnectOptions::from_str(url)?;
             // Two processes opening a new file at once would both apply the migrations: the
             // second fails. A lock file beside the database serializes migrating (SQLite's own
@@ -808,7 +818,19 @@ impl Db {
                 path: lock_path.clone(),
                 source,
             };
-            let lock = std::fs::File::create(&lock_path).map_err(lock_err)?;
+            // Opened without following a symbolic link and without truncating: a link planted
+            // beside the database must not make the auditor write through it (to its own key).
+            let lock = {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&lock_path)
+                    .map_err(lock_err)?
+            };
             let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -839,8 +861,6 @@ impl Db {
             migrated?;
             tokio::spawn(checkpoint_wal(pool.clone()));
             Ok(Self::Sqlite(pool))
-        } else {
-            Err(StoreError::BadUrl(url.to_string()))
         }
     }
 

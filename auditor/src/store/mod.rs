@@ -12,7 +12,8 @@ pub mod db;
 use std::collections::HashMap;
 use std::io::Write;
 
-use db::{Db, EntryRow, HeadRow, RotationRow};
+use chunk::EntryRow;
+use db::{Db, HeadRow, RotationRow};
 
 use crate::bundle::{BundleError, BundleWriter};
 use crate::ingest::Submission;
@@ -156,6 +157,38 @@ pub struct Exported {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     db: Db,
+}
+
+/// Why the ledger could not be opened for signing.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The signing key file was refused or unreadable.
+    #[error(transparent)]
+    Key(#[from] crate::keyfile::KeyFileError),
+    /// The database could not be opened or its head checked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the ledger at `db` for signing with the key file at `key`: the one way `append`,
+/// `serve` and key rotation start a sequencer. Rows found past the signed head are dropped
+/// (the sequencer never sealed them, so nobody was told they were recorded), and standard
+/// error says how many.
+pub async fn open_sequencer(
+    db: &str,
+    key: &std::path::Path,
+) -> Result<(Ledger, Sequencer), OpenError> {
+    let key = crate::keyfile::load(key)?;
+    let ledger = Ledger::open(db).await?;
+    let (seq, dropped) = ledger.sequencer(key).await?;
+    if let Some(d) = dropped {
+        tracing::warn!(
+            "dropped {} entry rows found past the signed head (from entry {}): this sequencer did not seal them and they were never acknowledged; resubmit them from their source",
+            d.count,
+            d.first
+        );
+    }
+    Ok((ledger, seq))
 }
 
 impl Ledger {

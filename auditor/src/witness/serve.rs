@@ -1,22 +1,42 @@
-//! `hexagone-auditor witness serve`: the witness over HTTP (`POST <prefix>/add-checkpoint`)
-//! with its state in a file, checked and persisted under one lock before each answer (so two
-//! requests cannot roll the state back), and the client a log uses to ask for cosignatures.
-//!
-//! HTTP/1.1 is handled here by hand, one request per connection: the protocol is one POST of
-//! a few kilobytes, and a full HTTP stack would be the auditor's only use of one for now.
+//! `hexagone-auditor witness serve`: the witness's one route (`POST <prefix>/add-checkpoint`,
+//! axum on hyper) with its state in a file, checked and persisted under one lock before each
+//! answer (so two requests cannot roll the state back), and the client a log uses to ask for
+//! cosignatures (hyper). Both sides are bounded: the server in connections, header time,
+//! request time and size; the client in connect time, exchange time and answer size, so a
+//! stalled witness cannot hold a log's acknowledgements forever.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::{AddCheckpoint, Witness, WitnessError, WitnessState};
 
 /// Largest request accepted, in bytes.
-const MAX_REQUEST: usize = 128 * 1024;
+pub const MAX_REQUEST: usize = 128 * 1024;
+/// Largest answer a log reads from a witness, in bytes (a cosignature line is about 100).
+pub const MAX_ANSWER: usize = 64 * 1024;
+/// Time a client has to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time one connection may last, request and answer included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; further ones wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time a log waits for a witness to accept its connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a log waits for a witness's whole answer once connected.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why serving or asking a witness failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +60,23 @@ pub enum ServeError {
     /// A witness URL is not `http://host:port/prefix`.
     #[error("witness URL {0:?} is not http://host:port[/prefix]")]
     BadUrl(String),
-    /// The witness answered something that is not HTTP.
-    #[error("witness {url} answered something that is not an HTTP response")]
+    /// The witness answered something that is not a bounded HTTP response.
+    #[error("witness {url} answered badly: {why}")]
     BadResponse {
         /// The witness.
         url: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The witness did not answer in time.
+    #[error("witness {url} did not {what} within {limit:?}")]
+    Timeout {
+        /// The witness.
+        url: String,
+        /// What it did not do.
+        what: &'static str,
+        /// The bound.
+        limit: Duration,
     },
 }
 
@@ -69,7 +101,21 @@ pub fn load_state(path: &Path) -> Result<WitnessState, ServeError> {
 fn save_state(path: &Path, state: &WitnessState) -> Result<(), ServeError> {
     let tmp = path.with_extension("tmp");
     let what = format!("writing {}", tmp.display());
-    let mut f = std::fs::File::create(&tmp).map_err(io(what.clone()))?;
+    // A fresh file, never one found there: a symbolic link planted as the temporary file is
+    // removed (unlinking does not follow it) and `create_new` refuses to follow another.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(what)(e)),
+        _ => {}
+    }
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(what.clone()))?
+    };
     f.write_all(state.to_text().as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(io(what))?;
@@ -82,179 +128,318 @@ fn save_state(path: &Path, state: &WitnessState) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Serves `witness` on `listener` until the task is dropped.
+/// What the route shares.
+struct WitnessService {
+    witness: Witness,
+    state: Mutex<WitnessState>,
+    path: PathBuf,
+}
+
+/// The witness's routes: `POST <any prefix>/add-checkpoint`, bodies up to [`MAX_REQUEST`].
+fn router(service: Arc<WitnessService>) -> Router {
+    Router::new()
+        .fallback(route)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST))
+        .with_state(service)
+}
+
+async fn route(
+    State(service): State<Arc<WitnessService>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST || !uri.path().ends_with("/add-checkpoint") {
+        return text(StatusCode::NOT_FOUND, "only POST …/add-checkpoint\n".into());
+    }
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return text(StatusCode::BAD_REQUEST, "body is not UTF-8\n".into());
+    };
+    answer(&service, body).await
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// Checks, persists, then answers: all under the state lock.
+async fn answer(service: &WitnessService, body: &str) -> Response {
+    let status =
+        |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let req = match AddCheckpoint::parse(body) {
+        Ok(r) => r,
+        Err(e) => return text(status(e.status()), format!("{e}\n")),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut guard = service.state.lock().await;
+    let mut next = guard.clone();
+    match service.witness.add_checkpoint(&mut next, &req, now) {
+        Ok(line) => match save_state(&service.path, &next) {
+            Ok(()) => {
+                *guard = next;
+                text(StatusCode::OK, line)
+            }
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        },
+        Err(WitnessError::Conflict { last, .. }) => (
+            StatusCode::CONFLICT,
+            [(header::CONTENT_TYPE, "text/x.tlog.size")],
+            format!("{last}\n"),
+        )
+            .into_response(),
+        Err(e) => text(status(e.status()), format!("{e}\n")),
+    }
+}
+
+/// Serves `witness` on `listener` until the task is dropped. A failed accept (no file
+/// descriptor left, a connection reset before it was accepted) is logged and retried after a
+/// pause, never the end of the witness; each connection is bounded by [`HEADER_TIMEOUT`] and
+/// [`CONNECTION_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at once.
 pub async fn serve(
     listener: TcpListener,
     witness: Witness,
     state_path: PathBuf,
 ) -> Result<(), ServeError> {
-    let state = Arc::new(Mutex::new(load_state(&state_path)?));
-    let witness = Arc::new(witness);
-    let state_path = Arc::new(state_path);
+    let service = Arc::new(WitnessService {
+        witness,
+        state: Mutex::new(load_state(&state_path)?),
+        path: state_path,
+    });
+    let app = router(service);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = listener.accept().await.map_err(io("accepting"))?;
-        let (state, witness, path) = (state.clone(), witness.clone(), state_path.clone());
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("witness: accepting a connection failed: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let hyper_service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _ = handle(stream, &witness, &state, &path).await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), hyper_service);
+            // A client that trickles its body, or never reads the answer, is cut off.
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(permit);
         });
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    witness: &Witness,
-    state: &Mutex<WitnessState>,
-    path: &Path,
-) -> std::io::Result<()> {
-    let (status, ctype, body) = match read_request(&mut stream).await? {
-        Err(why) => (400, "text/plain", format!("{why}\n")),
-        Ok((method, target, body)) => {
-            if method != "POST" || !target.ends_with("/add-checkpoint") {
-                (404, "text/plain", "only POST …/add-checkpoint\n".into())
-            } else {
-                answer(witness, state, path, &body).await
-            }
-        }
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reason(status),
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+/// How long and how much a log waits for a witness.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// Until the connection is accepted.
+    pub connect: Duration,
+    /// For the whole answer once connected.
+    pub exchange: Duration,
+    /// Largest answer read, in bytes.
+    pub answer: usize,
 }
 
-/// Checks, persists, then answers: all under the state lock.
-async fn answer(
-    witness: &Witness,
-    state: &Mutex<WitnessState>,
-    path: &Path,
-    body: &str,
-) -> (u16, &'static str, String) {
-    let req = match AddCheckpoint::parse(body) {
-        Ok(r) => r,
-        Err(e) => return (e.status(), "text/plain", format!("{e}\n")),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut guard = state.lock().await;
-    let mut next = guard.clone();
-    match witness.add_checkpoint(&mut next, &req, now) {
-        Ok(line) => match save_state(path, &next) {
-            Ok(()) => {
-                *guard = next;
-                (200, "text/plain", line)
-            }
-            Err(e) => (500, "text/plain", format!("{e}\n")),
-        },
-        Err(WitnessError::Conflict { last, .. }) => (409, "text/x.tlog.size", format!("{last}\n")),
-        Err(e) => (e.status(), "text/plain", format!("{e}\n")),
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        409 => "Conflict",
-        422 => "Unprocessable Entity",
-        _ => "Internal Server Error",
-    }
-}
-
-/// Reads one request: (method, target, body), or why it is malformed.
-async fn read_request(
-    stream: &mut TcpStream,
-) -> std::io::Result<Result<(String, String, String), String>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            connect: CONNECT_TIMEOUT,
+            exchange: EXCHANGE_TIMEOUT,
+            answer: MAX_ANSWER,
         }
-        if buf.len() > MAX_REQUEST {
-            return Ok(Err("request too large".into()));
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Err("connection closed in the headers".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let Ok(head) = std::str::from_utf8(&buf[..header_end]) else {
-        return Ok(Err("headers are not UTF-8".into()));
-    };
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        first.next().unwrap_or_default().to_string(),
-        first.next().unwrap_or_default().to_string(),
-    );
-    let length = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    if length > MAX_REQUEST {
-        return Ok(Err("request too large".into()));
-    }
-    while buf.len() < header_end + length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Err("connection closed in the body".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    match String::from_utf8(buf[header_end..header_end + length].to_vec()) {
-        Ok(body) => Ok(Ok((method, target, body))),
-        Err(_) => Ok(Err("body is not UTF-8".into())),
     }
 }
 
 /// Sends an `add-checkpoint` request to the witness at `url` (`http://host:port[/prefix]`);
-/// returns the status and the body.
+/// returns the status and the body. Bounded by [`ClientLimits::default`].
 pub async fn add_checkpoint(url: &str, req: &AddCheckpoint) -> Result<(u16, String), ServeError> {
+    add_checkpoint_within(url, req, ClientLimits::default()).await
+}
+
+/// [`add_checkpoint`] within the given limits.
+pub async fn add_checkpoint_within(
+    url: &str,
+    req: &AddCheckpoint,
+    limits: ClientLimits,
+) -> Result<(u16, String), ServeError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| ServeError::BadUrl(url.to_string()))?;
     let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() {
+        return Err(ServeError::BadUrl(url.to_string()));
+    }
     let prefix = prefix.trim_end_matches('/');
     let target = if prefix.is_empty() {
         "/add-checkpoint".to_string()
     } else {
         format!("/{prefix}/add-checkpoint")
     };
-    let body = req.to_text();
-    let mut stream = TcpStream::connect(host)
-        .await
-        .map_err(io(format!("connecting to witness {url}")))?;
-    let request = format!(
-        "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(io(format!("sending to witness {url}")))?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(io(format!("reading from witness {url}")))?;
-    let text = String::from_utf8_lossy(&response);
-    let bad = || ServeError::BadResponse {
+    let timeout = |what, limit| ServeError::Timeout {
         url: url.to_string(),
+        what,
+        limit,
     };
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    Ok((status, body.to_string()))
+    let bad = |why: String| ServeError::BadResponse {
+        url: url.to_string(),
+        why,
+    };
+    let stream = tokio::time::timeout(limits.connect, TcpStream::connect(host))
+        .await
+        .map_err(|_| timeout("accept the connection", limits.connect))?
+        .map_err(io(format!("connecting to witness {url}")))?;
+    let request = axum::http::Request::post(&target)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Full::new(Bytes::from(req.to_text())))
+        .map_err(|_| ServeError::BadUrl(url.to_string()))?;
+    let exchange = async {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| bad(format!("HTTP handshake: {e}")))?;
+        let driver = tokio::spawn(connection);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| bad(format!("sending the request: {e}")))?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), limits.answer)
+            .collect()
+            .await
+            .map_err(|e| {
+                bad(format!(
+                    "reading the answer (at most {} bytes): {e}",
+                    limits.answer
+                ))
+            })?
+            .to_bytes();
+        driver.abort();
+        Ok::<_, ServeError>((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(limits.exchange, exchange)
+        .await
+        .map_err(|_| timeout("answer", limits.exchange))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn request() -> AddCheckpoint {
+        AddCheckpoint {
+            old: 0,
+            proof: Vec::new(),
+            note: "example.test/log\n1\nAAAA\n\n— example.test/log AAAA\n".into(),
+        }
+    }
+
+    /// A "witness" that accepts connections and never answers: the log gives up in bounded
+    /// time with an error that says so, rather than waiting for ever.
+    const QUICK: ClientLimits = ClientLimits {
+        connect: Duration::from_secs(5),
+        exchange: Duration::from_millis(300),
+        answer: MAX_ANSWER,
+    };
+
+    #[tokio::test]
+    async fn a_stalled_witness_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                held.push(s);
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = add_checkpoint_within(&format!("http://{addr}"), &request(), QUICK)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(err, ServeError::Timeout { what: "answer", .. }),
+            "{err}"
+        );
+    }
+
+    /// A witness that streams an endless answer: the log stops reading at MAX_ANSWER.
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_bound() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+                .await;
+            let chunk = vec![b'a'; 65536];
+            while s.write_all(&chunk).await.is_ok() {}
+        });
+        let limits = ClientLimits {
+            exchange: Duration::from_secs(60),
+            ..QUICK
+        };
+        let err = add_checkpoint_within(&format!("http://{addr}"), &request(), limits)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServeError::BadResponse { .. }), "{err}");
+        assert!(err.to_string().contains("at most"), "{err}");
+    }
+
+    /// Idle connections (a slow client, or a flood of them) do not stop the witness answering
+    /// a real request, and a request for another path is refused, not served.
+    #[tokio::test]
+    async fn idle_connections_do_not_stall_the_witness() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let signer = crate::ledger::cosignature::WitnessSigner::generate("witness.test/w").unwrap();
+        let witness = Witness::new(signer, Vec::new());
+        tokio::spawn(serve(listener, witness, dir.path().join("state")));
+        let mut idle = Vec::new();
+        for _ in 0..20 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let (status, body) = add_checkpoint_within(&format!("http://{addr}/w"), &request(), QUICK)
+            .await
+            .unwrap();
+        // No log key is configured: the witness refuses the checkpoint, and says why.
+        assert!((400..500).contains(&status), "{status} {body}");
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 256];
+        let n = s.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 404"),
+            "{:?}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+    }
+
+    /// A link planted where the state's temporary file goes is not written through.
+    #[test]
+    fn a_link_planted_as_the_temporary_state_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let state = dir.path().join("w.state");
+        std::os::unix::fs::symlink(&target, state.with_extension("tmp")).unwrap();
+        save_state(&state, &WitnessState::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert_eq!(load_state(&state).unwrap(), WitnessState::default());
+    }
 }

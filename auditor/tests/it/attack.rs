@@ -522,3 +522,27 @@ on_both!(
     rows_injected_past_the_head_are_dropped,
     a_rewritten_subtree_hash_is_caught,
 );
+
+/// Whoever can write the folder beside a SQLite ledger plants a symbolic link where the
+/// migration lock goes, pointing at the signing key: opening the ledger is refused with the
+/// lock's path, and the key is neither truncated nor written.
+#[tokio::test]
+async fn a_link_planted_as_the_migration_lock_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ledger.key");
+    std::fs::write(&key, "PRIVATE KEY+example\n").unwrap();
+    let db = dir.path().join("ledger.sqlite");
+    let lock = dir.path().join("ledger.sqlite-migrate.lock");
+    std::os::unix::fs::symlink(&key, &lock).unwrap();
+    let Err(err) = Ledger::open(&format!("sqlite:{}", db.display())).await else {
+        panic!("a linked lock file was followed");
+    };
+    assert!(
+        matches!(&err, StoreError::MigrationLock { path, .. } if path.ends_with("ledger.sqlite-migrate.lock")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        "PRIVATE KEY+example\n"
+    );
+}

@@ -76,7 +76,7 @@ const SNAPSHOT_CRDS: [&str; 3] = [
 async fn install_crd(bed: &ControlPlane, path: &str) {
     let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let value: serde_json::Value = yaml_serde::from_str(&text).unwrap();
     let name = value["metadata"]["name"].as_str().unwrap().to_owned();
     let crds = Api::<CustomResourceDefinition>::all(bed.client());
     apply(&crds, value).await;
@@ -325,6 +325,47 @@ async fn set_zone(bed: &ControlPlane, zone: &str) {
         .unwrap();
 }
 
+/// The collector's completed passes, from `/metrics`.
+fn passes(addr: &str) -> u64 {
+    get(addr, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("hexagone_auditor_collector_passes_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Returns once the collector has completed a pass that started after this call: the French
+/// node is annotated (a change that moves nothing) twice, and two more passes are awaited, so
+/// the last one began after the first annotation whatever pass was running when it was made.
+/// A positive signal that the cluster as it is now has been judged and committed, where a
+/// sleep would only hope so.
+async fn a_later_pass(bed: &ControlPlane, addr: &str) {
+    let before = passes(addr);
+    for (i, want) in [before + 1, before + 2].into_iter().enumerate() {
+        Api::<k8s_openapi::api::core::v1::Node>::all(bed.client())
+            .patch(
+                FR,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"hexagone.test/poke": format!("{before}-{i}")}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        eventually("a later collector pass", || {
+            let n = passes(addr);
+            async move {
+                if n >= want {
+                    Ok(())
+                } else {
+                    Err(format!("{n} passes, waiting for {want}"))
+                }
+            }
+        })
+        .await;
+    }
+}
+
 /// The security officer withdraws the French node's attestation.
 async fn withdraw_attestation(bed: &ControlPlane) {
     Api::<NodeAttestation>::all(bed.client())
@@ -432,7 +473,7 @@ impl Auditor {
     /// Once the ledger holds `want`: exactly the violation Events `events` (object, node, entry)
     /// on objects of `kind` (a violation again on the same node is counted in its first Event's
     /// series), the collector's counts `[volumes, snapshots, Events]` in `/metrics` (Events are
-    /// raised after their entries are committed), and after a quiet while nothing more recorded.
+    /// raised after their entries are committed), and after a later complete pass nothing more recorded.
     async fn settled(
         &self,
         bed: &ControlPlane,
@@ -473,7 +514,7 @@ impl Auditor {
             }
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        a_later_pass(bed, &self.addr).await;
         assert_eq!(recorded(&self.db, &dir.join("last.jsonl")).unwrap(), want);
     }
 
@@ -540,7 +581,10 @@ impl Auditor {
             async move {
                 let line = log
                     .lines()
-                    .find_map(|l| l.strip_prefix("kubernetes: first pass: "))
+                    .find_map(|l| {
+                        l.split_once("kubernetes: first pass: ")
+                            .map(|(_, rest)| rest)
+                    })
                     .ok_or_else(|| log.clone())?;
                 let n: Vec<usize> = line
                     .split(|c: char| !c.is_ascii_digit())
@@ -666,7 +710,7 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     // says.
     let auditor = Auditor::start_on(&bed, dir.path(), db, key, vkey).await;
     assert_eq!(auditor.first_pass().await, (2, 2, 0));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    a_later_pass(&bed, &auditor.addr).await;
     assert_eq!(
         recorded(&auditor.db, &dir.path().join("r1.jsonl")).unwrap(),
         all
@@ -859,21 +903,9 @@ async fn serve_records_where_each_snapshot_is() {
 
 /// One HTTP request with a bearer token: `(status, body)`.
 fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
+    let a = hexagone_testbed::http::request(addr, method, path, Some(token), body.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"));
+    (a.status, a.body)
 }
 
 /// With `--kubernetes`, an HTTP observation is judged only once the collector has read the

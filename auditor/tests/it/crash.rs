@@ -9,7 +9,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rand::Rng as _;
+use rand::{Rng as _, SeedableRng as _};
 
 use crate::util::{bin, export_and_verify, keygen, observation_json, run};
 
@@ -98,7 +98,14 @@ async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (key, vkey) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("crash.sqlite").display());
-    let mut rng = rand::thread_rng();
+    // Random, but replayable: the seed is printed (shown when the test fails) and
+    // HEXAGONE_CRASH_SEED=<seed> runs the same batch sizes, ack counts and kill points again.
+    let seed: u64 = match std::env::var("HEXAGONE_CRASH_SEED") {
+        Ok(s) => s.parse().expect("HEXAGONE_CRASH_SEED is a u64"),
+        Err(_) => rand::random(),
+    };
+    println!("crash test seed: {seed} (replay with HEXAGONE_CRASH_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // (writer base, first, last) of every ack.
     let mut acked: Vec<(u64, u64, u64)> = Vec::new();
     let rounds = 12;
@@ -124,7 +131,7 @@ async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
                     .unwrap_or_else(|e| {
                         let log = dir.path().join(format!("writer-{i}.log"));
                         let err = std::fs::read_to_string(log).unwrap_or_default();
-                        panic!("round {round}: writer {i} gave no ack ({e}): {err}")
+                        panic!("seed {seed}, round {round}: writer {i} gave no ack ({e}): {err}")
                     });
                 out[i].push(line);
             }
@@ -147,12 +154,12 @@ async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
         let size = match head {
             Err(hexagone_auditor::store::StoreError::NotInitialised) => 0,
             Ok(h) => h.size,
-            Err(e) => panic!("round {round}: {e}"),
+            Err(e) => panic!("seed {seed}, round {round}: {e}"),
         };
         if size == 0 {
             assert!(
                 acked.is_empty(),
-                "round {round}: acknowledged but no checkpoint"
+                "seed {seed}, round {round}: acknowledged but no checkpoint"
             );
             continue;
         }
@@ -162,12 +169,21 @@ async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
             None,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
-        assert!(!stderr.contains("dropped"), "round {round}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "seed {seed}, round {round}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("dropped"),
+            "seed {seed}, round {round}: {stderr}"
+        );
 
         // The signed ledger verifies and holds each acked entry once, with its writer's object.
         let (bundle, res) = export_and_verify(&db, &vkey).await;
-        let s = res.unwrap_or_else(|f| panic!("round {round}: ledger invalid after SIGKILL: {f}"));
+        let s = res.unwrap_or_else(|f| {
+            panic!("seed {seed}, round {round}: ledger invalid after SIGKILL: {f}")
+        });
         assert_eq!(s.entries, size);
         let objects = objects(&bundle);
         let mut seen: HashMap<u64, usize> = HashMap::new();
@@ -176,18 +192,18 @@ async fn two_writers_killed_at_random_points_lose_and_repeat_nothing() {
         }
         assert!(
             seen.values().all(|&n| n == 1),
-            "round {round}: an observation was recorded twice"
+            "seed {seed}, round {round}: an observation was recorded twice"
         );
         for &(b, f, l) in &acked {
             assert!(
                 l < size,
-                "round {round}: ack {f}..{l} beyond the ledger of {size}"
+                "seed {seed}, round {round}: ack {f}..{l} beyond the ledger of {size}"
             );
             for seq in f..=l {
                 let o = objects[seq as usize];
                 assert!(
                     (b..b + 1_000_000).contains(&o),
-                    "round {round}: entry {seq} acked to writer {b} holds object {o}"
+                    "seed {seed}, round {round}: entry {seq} acked to writer {b} holds object {o}"
                 );
             }
         }

@@ -6,7 +6,7 @@
 //! the auditor's own identity and the shipped RBAC (`manifests/overlays/auditor-postgres-ha/`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -121,19 +121,9 @@ impl Setup {
 
 /// One request; `None` when the connection fails (a killed replica).
 fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body.as_bytes()).ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+    hexagone_testbed::http::request(addr, method, path, Some(token), body.as_bytes())
+        .ok()
+        .map(|a| (a.status, a.body))
 }
 
 /// Observation `n` with its idempotency key.
@@ -221,7 +211,7 @@ async fn shipped_arguments_parse(bed: &ControlPlane, overlay: &str) {
     let out = bed.kubectl(["kustomize", overlay]).await.unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let deployment = serde_yaml::Deserializer::from_str(&text)
+    let deployment = yaml_serde::Deserializer::from_str(&text)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
         .find(|d| d["kind"] == "Deployment")
         .expect("the overlay has a Deployment");
@@ -506,7 +496,7 @@ fn the_shipped_auditor_manifest_matches_the_policy_and_the_binary() {
     use clap::Parser as _;
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/manifests/auditor/auditor.yaml")).unwrap();
-    let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+    let docs: Vec<serde_json::Value> = yaml_serde::Deserializer::from_str(&text)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
         .collect();
     let find = |kind: &str| {

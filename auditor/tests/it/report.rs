@@ -1,7 +1,8 @@
 //! `hexagone-auditor report`: a signed locality report for a period, built from a ledger made
 //! by `append` (facts judged under a shipped policy with the vendored geolocation data), in
-//! JSON, Markdown and HTML; `report verify` refuses a changed report, another key and a report
-//! the ledger does not give; the HTML page is opened in headless Chromium.
+//! JSON, Markdown and HTML; each object's state at the period's end, a violation open in every
+//! later report until an entry resolves it; `report verify` refuses a changed report, another
+//! key and a report the ledger does not give; the HTML page is opened in headless Chromium.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,9 +15,9 @@ use crate::util::{keygen, node_line, policy, run, run_ok};
 /// An object identifier carrying markup: every rendering must show it as text.
 const SCRIPT_OBJECT: &str = "spaces/9/<script>alert(1)</script>";
 
-/// A ledger of three entries: an early violation (outside the report's period), then an
-/// attested French node (compliant) and a node in Germany (violation) holding an object whose
-/// identifier carries markup.
+/// A ledger of three entries: an early violation (before the report's period, recorded once),
+/// then an attested French node (compliant) and a node in Germany (violation) holding an object
+/// whose identifier carries markup.
 struct Fixture {
     dir: tempfile::TempDir,
     key: PathBuf,
@@ -74,6 +75,23 @@ impl Fixture {
         f
     }
 
+    /// The early object moves to the attested French node: one more entry, compliant, which
+    /// resolves its violation. Returns that entry's time.
+    fn resolve_early(&self) -> Timestamp {
+        // Two milliseconds after the last entry at least, so that a period can end between.
+        let last = self.entries().last().unwrap().time;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Timestamp::now().0 <= last.0 + 1 {
+            assert!(std::time::Instant::now() < deadline, "the clock is stuck");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+        self.append(&line("spaces/3/doc-early", &gra));
+        let entries = self.entries();
+        assert_eq!(entries.len(), 4);
+        entries[3].time
+    }
+
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_string()
     }
@@ -113,8 +131,20 @@ impl Fixture {
 
     /// `report --ledger LEDGER --format FORMAT --out FILE` over the fixture's period.
     fn report(&self, ledger: &str, format: &str, file: &str) -> String {
+        self.report_over(ledger, &self.from, TO, format, file).0
+    }
+
+    /// `report` over `from` to `to`: the file's path and what the command printed.
+    fn report_over(
+        &self,
+        ledger: &str,
+        from: &str,
+        to: &str,
+        format: &str,
+        file: &str,
+    ) -> (String, String) {
         let out = self.path(file);
-        run_ok(
+        let printed = run_ok(
             &[
                 "report",
                 "--ledger",
@@ -122,9 +152,9 @@ impl Fixture {
                 "--key",
                 self.key.to_str().unwrap(),
                 "--from",
-                &self.from,
+                from,
                 "--to",
-                TO,
+                to,
                 "--format",
                 format,
                 "--out",
@@ -132,7 +162,7 @@ impl Fixture {
             ],
             None,
         );
-        out
+        (out, printed)
     }
 
     /// `report verify`: (exit code, stdout and stderr).
@@ -177,7 +207,7 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
     let path = f.report(&f.db, "json", "r.json");
     let s = signed(&path);
     let r = &s.report;
-    assert_eq!(r.format, "hexagone.report@v1");
+    assert_eq!(r.format, "hexagone.report@v2");
     assert_eq!(
         (r.period.from.as_str(), r.period.to.as_str()),
         (f.from.as_str(), "2099-01-01T00:00:00.000Z")
@@ -191,11 +221,12 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
         ),
         (crate::util::ORIGIN, 3, root.as_str())
     );
-    // The early entry (seq 0) is outside the period: counted nowhere.
+    // The early entry (seq 0) is before the period: not one of its observations, but its
+    // object is still where that entry put it, in violation.
     let t = &r.totals;
     assert_eq!(
         (t.observations, t.first_seq, t.last_seq, t.objects),
-        (2, Some(1), Some(2), 2)
+        (2, Some(1), Some(2), 3)
     );
     assert_eq!(
         (
@@ -203,10 +234,9 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
             t.verdicts.violation,
             t.verdicts.unknown
         ),
-        (1, 1, 0)
+        (1, 2, 0)
     );
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(!text.contains("doc-early"), "the early entry is reported");
     // Nothing personal is added: who attested stays a pseudonym.
     assert!(!text.contains("rssi@"), "the report names a person");
     let objects: Vec<_> = r
@@ -222,6 +252,7 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
     assert_eq!(
         objects,
         [
+            "spaces/3/doc-early fsn-1 DE violation 0",
             "spaces/7/doc-42 gra-3 FR compliant 1",
             &format!("{SCRIPT_OBJECT} fsn-1 DE violation 2"),
         ]
@@ -231,7 +262,7 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
         .iter()
         .map(|s| format!("{}/{} {}", s.store, s.class, s.verdicts.total()))
         .collect();
-    assert_eq!(stores, ["minio/documents/document 2"]);
+    assert_eq!(stores, ["minio/documents/document 3"]);
     let countries: Vec<_> = r
         .countries
         .iter()
@@ -242,7 +273,7 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
             )
         })
         .collect();
-    assert_eq!(countries, ["DE 0+1", "FR 1+0"]);
+    assert_eq!(countries, ["DE 0+2", "FR 1+0"]);
     let nets: Vec<_> = r
         .jurisdictions
         .iter()
@@ -263,32 +294,46 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
         "{nets:?}"
     );
     assert!(
-        nets[1].starts_with("AS24940 ") && nets[1].ends_with(" DE extra-EU:false 1"),
+        nets[1].starts_with("AS24940 ") && nets[1].ends_with(" DE extra-EU:false 2"),
         "{nets:?}"
     );
-    // The violation, with its evidence and when it was seen.
-    assert_eq!(r.violations.len(), 1);
-    let v = &r.violations[0];
+    // Both violations are open, the longer open first, with evidence and since when.
+    assert!(r.resolved_violations.is_empty());
+    let open: Vec<_> = r
+        .open_violations
+        .iter()
+        .map(|v| {
+            (
+                v.object.as_str(),
+                v.subject.as_str(),
+                v.since_seq,
+                v.last_seq,
+                v.entries,
+            )
+        })
+        .collect();
     assert_eq!(
-        (
-            v.object.as_str(),
-            v.subject.as_str(),
-            v.first_seq,
-            v.last_seq,
-            v.entries
-        ),
-        (SCRIPT_OBJECT, "fsn-1", 2, 2, 1)
+        open,
+        [
+            ("spaces/3/doc-early", "fsn-1", 0, 0, 1),
+            (SCRIPT_OBJECT, "fsn-1", 2, 2, 1)
+        ]
     );
+    let v = &r.open_violations[1];
     let at = entries[2].time.to_string();
     assert_eq!(
-        (v.first_seen.as_str(), v.last_seen.as_str()),
+        (v.since.as_str(), v.last_seen.as_str()),
         (at.as_str(), at.as_str())
     );
-    assert!(
-        v.reasons
-            .contains(&"address 5.9.0.1 is in DE, outside the allowed countries (FR)".to_string()),
-        "{:?}",
-        v.reasons
+    // The decisive reason leads, and the headline says it in one sentence.
+    let decisive = "address 5.9.0.1 is in DE, outside the allowed countries (FR)";
+    assert_eq!(v.reasons[0], decisive, "{:?}", v.reasons);
+    assert_eq!(
+        v.headline,
+        format!(
+            "{SCRIPT_OBJECT} (minio/documents / document) on node fsn-1 (DE) has violated \
+             Diffusion Restreinte since {at}: {decisive}."
+        )
     );
     assert!(
         v.evidence.iter().any(|e| e.contains("AS24940")),
@@ -443,10 +488,7 @@ fn markdown_and_html_escape_ledger_values_and_verify() {
             text.contains("fsn-1") && text.contains("5.9.0.1 is in DE"),
             "{format}"
         );
-        assert!(
-            !text.contains("doc-early") && !text.contains("rssi@"),
-            "{format}"
-        );
+        assert!(!text.contains("rssi@"), "{format}");
         let (code, out) = f.verify(&path, &f.vkey, None);
         assert_eq!(code, Some(0), "{format}: {out}");
         assert!(out.contains(&format!("valid: {format} report")), "{out}");
@@ -468,7 +510,7 @@ fn a_changed_report_another_key_and_a_report_the_ledger_does_not_give_are_refuse
 
     // A count lowered in the JSON: the signature no longer covers the content.
     let lowered = f.path("lowered.json");
-    let changed = text.replacen("\"violation\": 1", "\"violation\": 0", 1);
+    let changed = text.replacen("\"violation\": 2", "\"violation\": 1", 1);
     assert_ne!(changed, text);
     std::fs::write(&lowered, changed).unwrap();
     let (code, out) = f.verify(&lowered, &f.vkey, None);
@@ -500,8 +542,8 @@ fn a_changed_report_another_key_and_a_report_the_ledger_does_not_give_are_refuse
     // ledger does not give it.
     let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
     let mut forged = signed(&path).report;
-    forged.violations.clear();
-    forged.totals.verdicts.violation = 0;
+    forged.open_violations.retain(|v| v.object != SCRIPT_OBJECT);
+    forged.totals.verdicts.violation = 1;
     let forged_path = f.path("forged.json");
     std::fs::write(
         &forged_path,
@@ -516,7 +558,7 @@ fn a_changed_report_another_key_and_a_report_the_ledger_does_not_give_are_refuse
     let (code, out) = f.verify(&forged_path, &f.vkey, Some(&bundle));
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("the report's totals, violations differ from what the ledger gives"),
+        out.contains("the report's open_violations, totals differ from what the ledger gives"),
         "{out}"
     );
 
@@ -620,9 +662,20 @@ fn png(path: &str) -> (u32, u32, usize) {
     (be(16), be(20), bytes.len())
 }
 
+/// The number a card of the page shows: `<b id="ID">N</b>`.
+fn card(page: &str, id: &str) -> u64 {
+    let open = format!("<b id=\"{id}\">");
+    let at = page.find(&open).unwrap_or_else(|| panic!("no card {id}")) + open.len();
+    let len = page[at..].find('<').unwrap();
+    page[at..at + len]
+        .parse()
+        .unwrap_or_else(|e| panic!("card {id}: {e}"))
+}
+
 #[test]
 fn the_html_report_opens_in_headless_chromium() {
     let f = Fixture::new();
+    f.resolve_early();
     let html = f.report(&f.db, "html", "r.html");
     let r = signed(&f.report(&f.db, "json", "r.json")).report;
     let dir = f.dir.path();
@@ -636,22 +689,93 @@ fn the_html_report_opens_in_headless_chromium() {
         dom.contains(&r.checkpoint.root),
         "the checkpoint root is not in the DOM"
     );
-    assert!(dom.contains(r#"<b id="objects">2</b>"#), "object count");
-    assert!(
-        dom.contains(r#"<b id="compliant">1</b>"#),
-        "compliant count"
-    );
-    assert!(
-        dom.contains(r#"<b id="violation">1</b>"#),
-        "violation count"
-    );
-    assert!(dom.contains(r#"<b id="tree-size">3</b>"#), "tree size");
+    let cards: Vec<u64> = [
+        "objects",
+        "compliant",
+        "violation",
+        "unknown",
+        "open-violations",
+        "resolved-violations",
+        "tree-size",
+    ]
+    .iter()
+    .map(|id| card(&dom, id))
+    .collect();
+    assert_eq!(cards, [3, 2, 1, 0, 1, 1, 4]);
     // The identifier carrying markup stayed text: no script element was made of it.
     assert!(
         !dom.contains("<script>alert"),
         "markup from the ledger became an element"
     );
     assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    // Open violations come first, before the checkpoint, marked, with their decisive reason;
+    // the resolved one (opened earlier) after them, with where it went.
+    let open = dom.find(r#"data-state="open""#).expect("no open violation");
+    let resolved = dom
+        .find(r#"data-state="resolved""#)
+        .expect("no resolved violation");
+    let checkpoint = dom.find("<h2>Checkpoint</h2>").unwrap();
+    assert!(
+        open < resolved && resolved < checkpoint,
+        "{open} {resolved} {checkpoint}"
+    );
+    let open_box = &dom[open..resolved];
+    assert!(
+        open_box.contains(r#"<b class="badge open">OPEN</b>"#)
+            && open_box.contains(SCRIPT_OBJECT.replace('<', "&lt;").replace('>', "&gt;").as_str())
+            && open_box.contains(
+                "Decisive reason: <b>address 5.9.0.1 is in DE, outside the allowed countries (FR)</b>"
+            ),
+        "{open_box}"
+    );
+    let resolved_box = &dom[resolved..checkpoint];
+    assert!(
+        resolved_box.contains(r#"<b class="badge resolved">RESOLVED</b>"#)
+            && resolved_box.contains("spaces/3/doc-early")
+            && resolved_box.contains(r#"compliant on node <b class="mono">gra-3</b> (FR)"#),
+        "{resolved_box}"
+    );
+
+    // As laid out and styled by the browser: a probe added to a copy of the page reads each
+    // violation box's position and its badge's text, colour and size.
+    let probe = f.path("probe.html");
+    let page = std::fs::read_to_string(&html).unwrap();
+    std::fs::write(
+        &probe,
+        page.replace(
+            "</body>",
+            "<script>document.body.setAttribute('data-probe', [...document.querySelectorAll('.violation-box')]\
+             .map(b => { const badge = b.querySelector('.badge'); const r = badge.getBoundingClientRect(); \
+             return [b.dataset.state, Math.round(b.getBoundingClientRect().top), badge.textContent, \
+             getComputedStyle(badge).backgroundColor, r.width > 20 && r.height > 10].join('|'); }).join(';'));</script></body>",
+        ),
+    )
+    .unwrap();
+    let dom = String::from_utf8(chromium_run(dir, &probe, &["--dump-dom"])).unwrap();
+    let at = dom.find("data-probe=\"").expect("the probe did not run") + "data-probe=\"".len();
+    let boxes: Vec<Vec<&str>> = dom[at..at + dom[at..].find('"').unwrap()]
+        .split(';')
+        .map(|b| b.split('|').collect())
+        .collect();
+    assert_eq!(boxes.len(), 2, "{boxes:?}");
+    let (o, res) = (&boxes[0], &boxes[1]);
+    assert_eq!(
+        (o[0], o[2], o[3], o[4]),
+        ("open", "OPEN", "rgb(179, 38, 30)", "true"),
+        "{boxes:?}"
+    );
+    assert_eq!(
+        (res[0], res[2], res[4]),
+        ("resolved", "RESOLVED", "true"),
+        "{boxes:?}"
+    );
+    assert_ne!(res[3], o[3], "open and resolved look the same: {boxes:?}");
+    let top = |b: &Vec<&str>| b[1].parse::<i64>().unwrap();
+    assert!(
+        top(o) < top(res),
+        "the open violation is not above: {boxes:?}"
+    );
 
     // A screenshot of the report, and one of an empty page of the same size to compare with:
     // a blank rendering compresses to almost nothing.
@@ -668,6 +792,168 @@ fn the_html_report_opens_in_headless_chromium() {
         size > 20 * 1024 && size > 8 * blank_size,
         "the screenshot looks blank: {size} bytes, an empty page gives {blank_size}"
     );
+}
+
+/// The early object is recorded once, in violation, before the period: every later report
+/// shows it open, since that entry, until an entry resolves it; the report of the resolving
+/// entry's period shows it resolved with where it went, and later reports no longer list it.
+/// Each report verifies against the ledger, including the one whose period ends before the
+/// resolving entry.
+#[test]
+fn a_violation_recorded_once_stays_open_in_later_reports_until_resolved() {
+    let f = Fixture::new();
+    let entries = f.entries();
+    let early = entries[0].time.to_string();
+    let after = Timestamp(entries[2].time.0 + 1).to_string();
+    let open_of = |r: &hexagone_auditor::report::Report| -> Vec<(String, String, u64)> {
+        r.open_violations
+            .iter()
+            .map(|v| (v.object.clone(), v.since.clone(), v.since_seq))
+            .collect()
+    };
+    let both_open = vec![
+        ("spaces/3/doc-early".to_string(), early.clone(), 0),
+        (SCRIPT_OBJECT.to_string(), entries[2].time.to_string(), 2),
+    ];
+
+    // A period after every entry: nothing observed in it, both violations still open.
+    let (path, printed) = f.report_over(&f.db, &after, TO, "json", "a.json");
+    let r = signed(&path).report;
+    assert_eq!((r.totals.observations, r.totals.objects), (0, 3));
+    assert_eq!(open_of(&r), both_open);
+    assert!(r.resolved_violations.is_empty());
+    assert!(
+        r.open_violations[0].headline.contains(&format!(
+            "has violated Diffusion Restreinte since {early} (before this period): "
+        )),
+        "{}",
+        r.open_violations[0].headline
+    );
+    assert!(
+        printed.contains("3 objects (1 compliant, 2 violation, 0 unknown), 2 open violations, 0 resolved in the period"),
+        "{printed}"
+    );
+
+    let resolved_at = f.resolve_early();
+    let bundle = f.export();
+    // Up to the resolving entry (excluded): still open, though the ledger goes further.
+    let (path, _) = f.report_over(&f.db, &after, &resolved_at.to_string(), "json", "b.json");
+    let r = signed(&path).report;
+    assert_eq!(r.checkpoint.size, 4);
+    assert_eq!(open_of(&r), both_open);
+    let (code, out) = f.verify(&path, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+
+    // The resolving entry's period: resolved, where it went and when.
+    let (path, printed) = f.report_over(&f.db, &resolved_at.to_string(), TO, "json", "c.json");
+    let r = signed(&path).report;
+    assert_eq!(open_of(&r), both_open[1..]);
+    let resolved: Vec<_> = r
+        .resolved_violations
+        .iter()
+        .map(|v| {
+            let to = v.resolved.as_ref().unwrap();
+            (
+                v.object.as_str(),
+                v.subject.as_str(),
+                v.since.as_str(),
+                to.subject.as_str(),
+                to.country.as_str(),
+                to.seq,
+                to.time.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        resolved,
+        [(
+            "spaces/3/doc-early",
+            "fsn-1",
+            early.as_str(),
+            "gra-3",
+            "FR",
+            3,
+            resolved_at.to_string()
+        )]
+    );
+    assert!(
+        r.resolved_violations[0]
+            .headline
+            .contains("left node fsn-1 (DE) for node gra-3 (FR), where it is compliant"),
+        "{}",
+        r.resolved_violations[0].headline
+    );
+    assert!(
+        printed.contains("3 objects (2 compliant, 1 violation, 0 unknown), 1 open violations, 1 resolved in the period"),
+        "{printed}"
+    );
+    let (code, out) = f.verify(&path, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+
+    // Later: resolved before the period, so listed neither way; the object is compliant.
+    let later = Timestamp(resolved_at.0 + 1).to_string();
+    let (path, _) = f.report_over(&f.db, &later, TO, "json", "d.json");
+    let r = signed(&path).report;
+    assert_eq!(open_of(&r), both_open[1..]);
+    assert!(r.resolved_violations.is_empty());
+    let early_now = r
+        .objects
+        .iter()
+        .find(|o| o.object == "spaces/3/doc-early")
+        .unwrap();
+    assert_eq!(
+        (
+            early_now.subject.as_str(),
+            early_now.verdict.as_str(),
+            early_now.seq
+        ),
+        ("gra-3", "compliant", 3)
+    );
+}
+
+/// What `report` prints, what `report verify` prints and what the HTML page and the Markdown
+/// document show at their top are the same counts, of the same violations.
+#[test]
+fn the_commands_summary_and_the_page_agree() {
+    let f = Fixture::new();
+    f.resolve_early();
+    let expected = "3 objects (2 compliant, 1 violation, 0 unknown), 1 open violations, 1 resolved in the period";
+    let (html, printed) = f.report_over(&f.db, &f.from, TO, "html", "r.html");
+    assert!(
+        printed.contains(&format!("(html): {expected}; checkpoint size 4 root ")),
+        "{printed}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    let cards: Vec<u64> = [
+        "objects",
+        "compliant",
+        "violation",
+        "unknown",
+        "open-violations",
+        "resolved-violations",
+    ]
+    .iter()
+    .map(|id| card(&page, id))
+    .collect();
+    assert_eq!(cards, [3, 2, 1, 0, 1, 1]);
+    // The cards count the boxes below them.
+    assert_eq!(page.matches(r#"data-state="open""#).count(), 1);
+    assert_eq!(page.matches(r#"data-state="resolved""#).count(), 1);
+    assert!(page.contains(r#"<h2 id="open">Open violations (1)</h2>"#));
+    assert!(page.contains(r#"<h2 id="resolved">Resolved in the period (1)</h2>"#));
+
+    let (md, printed) = f.report_over(&f.db, &f.from, TO, "md", "r.md");
+    assert!(printed.contains(&format!("(md): {expected};")), "{printed}");
+    let doc = std::fs::read_to_string(&md).unwrap();
+    assert!(doc.contains("| 3 | 2 | 1 | 0 | 3 | **1** | 1 |"), "{doc}");
+    assert_eq!(doc.matches("\n### OPEN · ").count(), 1, "{doc}");
+    assert_eq!(doc.matches("\n### RESOLVED · ").count(), 1, "{doc}");
+
+    for report in [&html, &md] {
+        let (code, out) = f.verify(report, &f.vkey, None);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(&format!("\n{expected}\n")), "{out}");
+    }
 }
 
 /// The same command on a PostgreSQL ledger (exported through the same store code).
@@ -713,7 +999,10 @@ async fn a_report_from_a_postgresql_ledger_verifies() {
     .await
     .unwrap();
     assert!(
-        printed.contains("(md): 1 objects, 1 violations, checkpoint size 1"),
+        printed.contains(
+            "(md): 1 objects (0 compliant, 1 violation, 0 unknown), 1 open violations, 0 resolved \
+             in the period; checkpoint size 1"
+        ),
         "{printed}"
     );
     let out = run(

@@ -3,13 +3,10 @@
 //! nothing, idempotent retries, backpressure, the object stores' notifications, graceful
 //! shutdown. Every scenario ends with `verify --policy` on the export.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-use serde_json::Value;
 
 use crate::util::{POLICY, bin, keygen, observation_json, run, run_ok};
 
@@ -122,46 +119,12 @@ impl Setup {
     }
 }
 
-/// One HTTP/1.1 answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
+use hexagone_testbed::http::Answer;
 
 /// Sends one request (connection closed after it) and reads the whole answer.
 fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    // A server refusing an oversized body may close before reading it all.
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = headers
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    Answer {
-        status,
-        headers: headers.to_ascii_lowercase(),
-        body: body.to_string(),
-    }
+    hexagone_testbed::http::request(addr, method, path, token, body)
+        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
 }
 
 fn post(srv: &Server, path: &str, token: &str, body: &str) -> Answer {

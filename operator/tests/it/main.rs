@@ -6,5 +6,6 @@ mod leader;
 mod manifests;
 mod node_restriction;
 mod qualification;
+mod render;
 mod util;
 mod workplace;

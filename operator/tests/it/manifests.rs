@@ -70,8 +70,8 @@ fn cells<'a>(header: &str, row: &'a str) -> Vec<&'a str> {
 fn documents(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Ok(serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?))
+    yaml_serde::Deserializer::from_str(&text)
+        .map(|doc| Ok(serde_json::to_value(yaml_serde::Value::deserialize(doc)?)?))
         .filter(|v: &anyhow::Result<serde_json::Value>| !matches!(v, Ok(serde_json::Value::Null)))
         .collect()
 }

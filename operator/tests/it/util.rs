@@ -59,8 +59,8 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
         "manifests/rbac/security-officer.yaml",
     ] {
         let text = std::fs::read_to_string(repo().join(file))?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?;
+        for doc in yaml_serde::Deserializer::from_str(&text) {
+            let value = serde_json::to_value(yaml_serde::Value::deserialize(doc)?)?;
             let kind = value["kind"].as_str().unwrap_or_default().to_owned();
             let name = value["metadata"]["name"]
                 .as_str()
@@ -168,24 +168,17 @@ impl Operator {
 
     /// GET on the metrics endpoint.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(self.metrics_addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        let addr = self.metrics_addr.to_string();
+        let a = hexagone_testbed::http::request_async(
+            &addr,
+            "GET",
+            path,
+            None,
+            b"",
+            hexagone_testbed::http::DEFAULT_TIMEOUT,
         )
         .await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        Ok((a.status, a.body))
     }
 }
 

@@ -65,6 +65,6 @@ pub fn evaluate_yaml(
     node_yaml: &str,
     attestations: &[Attestation],
 ) -> Evaluation {
-    let node: NodeDescription = serde_yaml::from_str(node_yaml).unwrap();
+    let node: NodeDescription = yaml_serde::from_str(node_yaml).unwrap();
     evaluate(&policy(policy_name), &node, attestations, geo(), now())
 }

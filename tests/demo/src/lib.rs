@@ -347,25 +347,16 @@ async fn http(
     token: &str,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+    let a = hexagone_testbed::http::request_async(
+        addr,
+        method,
+        path,
+        Some(token),
+        body.as_bytes(),
+        hexagone_testbed::http::DEFAULT_TIMEOUT,
     )
     .await?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
+    Ok((a.status, a.body))
 }
 
 /// The checkpoint size the auditor publishes.
@@ -946,23 +937,20 @@ pub fn summary(outcome: &Outcome) -> String {
             outcome.entries, r["totals"]["objects"], t["compliant"], t["violation"], t["unknown"]
         ),
     );
-    p(&mut s, "Every placement ever recorded in violation:".into());
-    for v in r["violations"].as_array().into_iter().flatten() {
-        p(
-            &mut s,
-            format!(
-                "  violation: {} {} on {} ({} entries): {}",
-                v["store"].as_str().unwrap_or_default(),
-                v["object"].as_str().unwrap_or_default(),
-                v["subject"].as_str().unwrap_or_default(),
-                v["entries"],
-                v["reasons"]
-                    .as_array()
-                    .and_then(|a| a.first())
-                    .and_then(|x| x.as_str())
-                    .unwrap_or_default()
-            ),
-        );
+    p(
+        &mut s,
+        "Open violations, then those resolved in the report's period:".into(),
+    );
+    for (state, key) in [
+        ("open", "open_violations"),
+        ("resolved", "resolved_violations"),
+    ] {
+        for v in r[key].as_array().into_iter().flatten() {
+            p(
+                &mut s,
+                format!("  {state}: {}", v["headline"].as_str().unwrap_or_default()),
+            );
+        }
     }
     p(&mut s, String::new());
     p(&mut s, format!("verify exit {}:", outcome.verify.0));

@@ -54,7 +54,8 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
     // The security officer's report.
     let r = report_model(&outcome).unwrap();
     let objects = r["objects"].as_array().unwrap();
-    let violations = r["violations"].as_array().unwrap();
+    let open = r["open_violations"].as_array().unwrap();
+    let resolved = r["resolved_violations"].as_array().unwrap();
     let documents = objects.iter().filter(|o| o["class"] == "document").count();
     assert_eq!(
         documents, DOCUMENTS,
@@ -81,31 +82,41 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
             );
         }
     }
-    // The withdrawn attestation shows as violations on that node, first and last seen.
-    let on_withdrawn: Vec<_> = violations
+    // The withdrawn attestation shows as violations on that node, resolved: the volumes moved
+    // to a French node.
+    let on_withdrawn: Vec<_> = resolved
         .iter()
         .filter(|v| v["subject"] == withdrawn)
         .collect();
-    assert!(!on_withdrawn.is_empty(), "{violations:?}");
+    assert!(!on_withdrawn.is_empty(), "{resolved:?}");
     for v in &on_withdrawn {
         let reasons = v["reasons"].to_string();
         assert!(reasons.contains("no NodeAttestation names the node"), "{v}");
-        assert!(v["first_seen"].as_str().unwrap() <= v["last_seen"].as_str().unwrap());
+        assert!(v["since"].as_str().unwrap() <= v["last_seen"].as_str().unwrap());
+        let went = v["resolved"]["subject"].as_str().unwrap();
+        assert!(FRENCH.contains(&went), "{v}");
     }
-    let backup = violations
-        .iter()
-        .find(|v| v["subject"] == FOREIGN_BACKUP)
-        .expect("the foreign backup is a violation");
+    assert_eq!(
+        resolved.len(),
+        on_withdrawn.len(),
+        "no other resolved violation: {resolved:?}"
+    );
+    // The foreign backup is the one open violation; its headline names its decisive reason.
+    assert_eq!(open.len(), 1, "{open:?}");
+    let backup = &open[0];
+    assert_eq!(backup["subject"], FOREIGN_BACKUP, "{backup}");
     assert!(
         backup["reasons"]
             .to_string()
             .contains("address 88.198.0.1 is in DE"),
         "{backup}"
     );
-    assert_eq!(
-        violations.len(),
-        on_withdrawn.len() + 1,
-        "no other violation: {violations:?}"
+    assert!(
+        backup["headline"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{}.", backup["reasons"][0].as_str().unwrap())),
+        "{backup}"
     );
 
     // The page a person opens.

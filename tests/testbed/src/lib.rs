@@ -15,6 +15,7 @@
 
 mod controlplane;
 mod error;
+pub mod http;
 mod kubeconfig;
 mod kubectl;
 pub mod node;

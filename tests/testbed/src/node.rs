@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn description_reads_from_yaml() {
-        let fake: FakeNode = serde_yaml::from_str(
+        let fake: FakeNode = yaml_serde::from_str(
             "name: a\nlabels: {zone: z1}\ntaints: [{key: k, effect: NoExecute}]\n\
              addresses: [{kind: InternalIP, address: 10.0.0.7}]\n",
         )

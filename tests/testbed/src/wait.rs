@@ -3,9 +3,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-
 /// How often a condition is checked again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -52,29 +49,9 @@ where
 
 /// A plain-HTTP GET on loopback (etcd and kwok health endpoints), returning status and body.
 pub(crate) async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let request = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(
-                format!(
-                    "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-                )
-                .as_bytes(),
-            )
-            .await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        std::io::Result::Ok(String::from_utf8_lossy(&response).into_owned())
-    };
-    let text = tokio::time::timeout(Duration::from_secs(5), request)
+    let addr = format!("127.0.0.1:{port}");
+    crate::http::request_async(&addr, "GET", path, None, b"", Duration::from_secs(5))
         .await
-        .map_err(|_| format!("GET 127.0.0.1:{port}{path}: no answer within 5s"))?
-        .map_err(|e| format!("GET 127.0.0.1:{port}{path}: {e}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET 127.0.0.1:{port}{path}: not an HTTP response: {head:?}"))?;
-    Ok((status, body.to_owned()))
+        .map(|a| (a.status, a.body))
+        .map_err(|e| format!("GET {addr}{path}: {e}"))
 }

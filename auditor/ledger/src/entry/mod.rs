@@ -1,0 +1,171 @@
+//! The ledger entry and its one canonical encoding: a single line of JSON with a fixed key
+//! order and no whitespace. The leaf hash of an entry is the RFC 6962 leaf hash of exactly
+//! these bytes; nothing else in the crate encodes or decodes entries.
+//!
+//! An observation entry records what the locality engine (`hexagone_platform`) made of where
+//! an object is stored: the engine's evidence (each fact as the engine records it, who
+//! controls its source, how it weighed, its sentence), its verdict and reasons, the policy's
+//! digest and the geolocation databases' identities, so that `verify --policy` can replay it.
+//! Entries hold identifiers and hashes only, never contents or personal data.
+//!
+//! The entry itself is here ([`Entry`], [`Body`], [`EncodedBody`], the limits and the error);
+//! the rest is one concern a file: `timestamp` (the time format), `fact` (facts in canonical
+//! JSON), `observation` (the observation model and its rules), `encode` (the canonical
+//! encoding), `decode` (parsing, which insists on it), `prepared` (entries encoded ahead of
+//! sealing).
+
+use std::sync::Arc;
+
+use crate::tree::Hash;
+
+mod decode;
+mod encode;
+mod fact;
+#[doc(hidden)]
+pub mod fixture;
+mod observation;
+mod prepared;
+mod timestamp;
+
+pub use decode::{make_verdict, parse_country, parse_hash};
+pub use fact::Fact;
+pub use observation::{
+    Assessment, DatabaseId, Evidence, Locality, ObjectId, Observation, PolicyRef, Verdict,
+    check_text, check_verdict,
+};
+pub use prepared::Prepared;
+pub use timestamp::Timestamp;
+
+/// The locality vocabulary, owned by the platform: this module holds only how entries spell it.
+pub use hexagone_platform::vocabulary::{
+    AssessmentKind, Controller, FactKind, Rule, Source, SubjectKind, VerdictKind,
+};
+
+/// Version number written in every entry (`"v"`).
+pub const ENTRY_VERSION: u8 = 2;
+/// Longest accepted string field, in bytes.
+pub const MAX_TEXT: usize = 1024;
+/// Most evidence items one observation may carry (two per address, labels, attestation).
+pub const MAX_EVIDENCE: usize = 24;
+/// Most reasons one verdict may give.
+pub const MAX_REASONS: usize = 32;
+/// Most geolocation database files one observation may name.
+pub const MAX_DATABASES: usize = 16;
+/// Longest fact, in bytes of canonical JSON.
+pub const MAX_FACT: usize = 2048;
+/// Longest entry, in bytes (a bundle line holds an entry and 10 bytes more).
+pub const MAX_ENTRY: usize = 60 * 1024;
+
+/// Why some bytes are not a valid canonical entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Not JSON of the expected shape.
+    #[error("not a ledger entry: {0}")]
+    Syntax(String),
+    /// A field has a value outside its domain.
+    #[error("field `{field}`: {problem}")]
+    Field {
+        /// JSON key.
+        field: &'static str,
+        /// What is wrong, for a person.
+        problem: String,
+    },
+    /// Valid entry, but not byte-for-byte its canonical encoding.
+    #[error("entry is not in canonical encoding (expected {expected})")]
+    NotCanonical {
+        /// The canonical encoding of the same entry.
+        expected: String,
+    },
+}
+
+/// What an entry records.
+// Nearly every entry is an observation: boxing it would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Body {
+    /// A locality observation.
+    Observation(Observation),
+    /// The signing key changes: checkpoints after the one that commits this entry are
+    /// signed by `new_key` (a C2SP signed-note verifier key string).
+    KeyRotation {
+        /// The verifier key string of the next signing key.
+        new_key: String,
+    },
+}
+
+impl Body {
+    /// Whether `other` reports the same thing: for observations the same object, content and
+    /// node or endpoint (a retried report is judged again, at another time, so its evidence
+    /// and verdict may differ); for rotations the same key. What an idempotency key must match.
+    pub fn same_report(&self, other: &Body) -> bool {
+        match (self, other) {
+            (Body::Observation(a), Body::Observation(b)) => {
+                a.object == b.object
+                    && a.content == b.content
+                    && a.locality.subject == b.locality.subject
+                    && a.locality.subject_kind == b.locality.subject_kind
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// A body in its canonical encoding ([`Body::encode`]), ready to be sealed. Shared, not
+/// copied, when cloned (a submission's text goes to the sequencer while the caller keeps it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBody(Arc<String>);
+
+impl EncodedBody {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for a body).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// When the entry was recorded.
+    pub time: Timestamp,
+    /// Leaf hash of the previous entry (all zeros for entry 0).
+    pub prev: Hash,
+    /// What is recorded.
+    pub body: Body,
+}
+
+/// `prev` of the first entry.
+pub const GENESIS_PREV: Hash = [0u8; 32];
+
+/// What the tests of the entry's files share: an entry and the decoding check.
+#[cfg(test)]
+mod testing {
+    use super::*;
+
+    pub(super) fn sample(seq: u64) -> Entry {
+        Entry {
+            seq,
+            time: Timestamp(1_764_300_000_123),
+            prev: [7; 32],
+            body: fixture::observation(0),
+        }
+    }
+
+    /// Decoding `text` gives `Ok` with the same canonical bytes, or the error `want_err`
+    /// (matched on its message).
+    pub(super) fn check(text: &str, want_err: Option<&str>) {
+        match (Entry::decode(text.as_bytes()), want_err) {
+            (Ok(e), None) => assert_eq!(e.encode(), text),
+            (Err(e), Some(w)) => {
+                assert!(e.to_string().contains(w), "error {e} should mention {w:?}")
+            }
+            (got, want) => panic!("decode({text}) = {got:?}, wanted error {want:?}"),
+        }
+    }
+}

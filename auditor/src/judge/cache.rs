@@ -1,0 +1,170 @@
+//! The evaluations the judge keeps: a place's evaluation by the engine, reused for the next
+//! object reported there while nothing it rests on can have changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hexagone_platform::geo::GeoSnapshot;
+use hexagone_platform::{NodeDescription, SubjectKind};
+use time::OffsetDateTime;
+
+use crate::ledger::entry::Locality;
+
+/// A place as the engine evaluates it: its description, and whether it is a node or an
+/// endpoint.
+pub(super) type Place = (NodeDescription, SubjectKind);
+
+/// The evaluations of places kept by [`ObservationJudge`](super::ObservationJudge).
+#[derive(Default)]
+pub(super) struct Evaluations {
+    /// The attestations' generation the evaluations were made with.
+    generation: u64,
+    /// The database contents they were read from.
+    geo: Option<GeoSnapshot>,
+    places: HashMap<Place, Kept>,
+}
+
+/// One kept evaluation: valid at times in `from..until` (no end when `until` is `None`).
+struct Kept {
+    from: OffsetDateTime,
+    until: Option<OffsetDateTime>,
+    locality: Arc<Locality>,
+}
+
+/// How many places are kept at most; past that the cache starts again empty.
+const KEPT_PLACES: usize = 4096;
+
+impl Evaluations {
+    /// The evaluation kept for `place`, if it holds at `now` and was made with the
+    /// attestations' `generation` and the database contents of `geo`.
+    pub(super) fn get(
+        &self,
+        place: &Place,
+        generation: u64,
+        geo: &GeoSnapshot,
+        now: OffsetDateTime,
+    ) -> Option<Arc<Locality>> {
+        self.places
+            .get(place)
+            .filter(|k| k.from <= now && k.until.is_none_or(|u| now < u))
+            .filter(|_| self.geo.as_ref().is_some_and(|g| g.same_contents(geo)))
+            .filter(|_| self.generation == generation)
+            .map(|k| k.locality.clone())
+    }
+
+    /// Keeps `locality`, made at `from` with the attestations' `generation` and the database
+    /// contents of `geo`, for `place` until `until`; nothing when `generation` is older than
+    /// the cache's.
+    pub(super) fn keep(
+        &mut self,
+        place: Place,
+        generation: u64,
+        geo: &GeoSnapshot,
+        from: OffsetDateTime,
+        until: Option<OffsetDateTime>,
+        locality: &Locality,
+    ) {
+        if self.align(generation, geo) {
+            if self.places.len() >= KEPT_PLACES {
+                self.places.clear();
+            }
+            self.places.insert(
+                place,
+                Kept {
+                    from,
+                    until,
+                    locality: Arc::new(locality.clone()),
+                },
+            );
+        }
+    }
+
+    /// Empties the cache when the attestations or the databases are not those of its
+    /// evaluations; false when `generation` is older than the cache's (nothing is kept).
+    fn align(&mut self, generation: u64, geo: &GeoSnapshot) -> bool {
+        if generation < self.generation {
+            return false;
+        }
+        let same_geo = self.geo.as_ref().is_some_and(|g| g.same_contents(geo));
+        if generation != self.generation || !same_geo {
+            self.places.clear();
+            self.generation = generation;
+            self.geo = Some(geo.clone());
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hexagone_platform::Attestation;
+    use time::OffsetDateTime;
+
+    use crate::judge::testing::{geo, node, now, policy};
+    use crate::judge::{Inventory, ObservationJudge, load_attestations};
+    use crate::ledger::entry::{Body, Observation, Timestamp};
+
+    /// A kept evaluation is reused only while nothing it rests on can have changed: each
+    /// judgement equals the one a judge without a cache makes at the same time, across an
+    /// attestation's expiry, a clock going back, a changed description of the node and a
+    /// withdrawn attestation.
+    #[test]
+    fn a_kept_evaluation_never_outlives_what_it_rests_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let att = dir.path().join("att.yaml");
+        std::fs::write(
+            &att,
+            "- metadata: {name: gra-3}
+  spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: OVH SAS,
+         site: GRA3, basis: contract, attestedBy: rssi, validUntil: '2026-11-29T13:00:00Z'}
+",
+        )
+        .unwrap();
+        let attestations = load_attestations(&att).unwrap();
+        let p = policy("france-diffusion-restreinte");
+        let judge = ObservationJudge::new(&p, geo(), attestations.clone(), Inventory::default());
+        let at = |minutes: i64| now() + time::Duration::minutes(minutes);
+        let run = |j: &ObservationJudge, line: &str, t: OffsetDateTime| -> Observation {
+            let report = crate::ingest::parse_line(1, line).unwrap();
+            match j.judge(report, &j.snapshot(), t).unwrap().into_body() {
+                Body::Observation(o) => o,
+                other => panic!("{other:?}"),
+            }
+        };
+        let fresh = |attestations: Vec<Attestation>, line: &str, t: OffsetDateTime| {
+            let j = ObservationJudge::new(&p, geo(), attestations, Inventory::default());
+            run(&j, line, t)
+        };
+        let good = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+        let cases: [(&str, i64, &str); 6] = [
+            (&good, 0, "compliant"),
+            // Kept: the same verdict, observed now.
+            (&good, 10, "compliant"),
+            // The attestation expires at 13:00: the kept evaluation ends there.
+            (&good, 60, "violation"),
+            // The clock went back before the evaluation kept last: judged again.
+            (&good, -5, "compliant"),
+            // Another description under the same name is another place.
+            (
+                &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1"),
+                1,
+                "violation",
+            ),
+            (&good, 2, "compliant"),
+        ];
+        for (line, minutes, verdict) in cases {
+            let got = run(&judge, line, at(minutes));
+            assert_eq!(got, fresh(attestations.clone(), line, at(minutes)));
+            assert_eq!(got.locality.verdict.as_str(), verdict, "at +{minutes} min");
+            assert_eq!(
+                got.locality.observed_at,
+                Timestamp::from_datetime(at(minutes))
+            );
+        }
+        // The attestation withdrawn: the next judgement of the node has none.
+        judge.set_node_attestations(Vec::new());
+        let got = run(&judge, &good, at(3));
+        assert_eq!(got, fresh(Vec::new(), &good, at(3)));
+        assert_eq!(got.locality.verdict.as_str(), "violation");
+    }
+}

@@ -1,0 +1,171 @@
+//! Which place a report names: a node as the cluster reports it, or a storage endpoint from
+//! the auditor's inventory (by name or address) or at the address given.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use hexagone_platform::{
+    Attestation, AttestationSpec, Basis, Country, NodeDescription, SubjectKind,
+};
+use serde::Deserialize;
+
+use super::attestations::pseudonymised;
+use super::{JudgeError, parse, read};
+use crate::ingest::Location;
+
+/// What a security officer attests about an endpoint of the inventory.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointAttestation {
+    country: Country,
+    hosting_company: String,
+    site: String,
+    basis: Basis,
+    #[serde(default)]
+    reference: Option<String>,
+    attested_by: String,
+    valid_until: String,
+}
+
+/// One storage endpoint outside the cluster, as declared in the inventory.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointItem {
+    name: String,
+    addresses: Vec<IpAddr>,
+    /// The provider's region and zone names, as a node's topology labels would carry them (the
+    /// declarant's word, like a node's own labels).
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    zone: Option<String>,
+    #[serde(default)]
+    attestation: Option<EndpointAttestation>,
+}
+
+/// The storage endpoints outside the cluster (backup targets, object stores) the auditor
+/// knows, each with its addresses and, optionally, a security officer's attestation.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    endpoints: Vec<NodeDescription>,
+    pub(super) attestations: Vec<Attestation>,
+}
+
+impl Inventory {
+    /// Reads `--inventory`: a YAML list of `{name, addresses, region, zone, attestation}`.
+    pub fn load(path: &Path) -> Result<Self, JudgeError> {
+        let text = read(path)?;
+        let items: Vec<EndpointItem> = parse(path, &text)?;
+        let mut inventory = Inventory::default();
+        for item in items {
+            if inventory.endpoints.iter().any(|e| e.name == item.name) {
+                return Err(JudgeError::Parse {
+                    path: path.to_owned(),
+                    why: format!("endpoint {:?} is declared twice", item.name),
+                });
+            }
+            // An attestation binds to one machine by provider ID: an inventory endpoint's
+            // identity is its inventory entry.
+            let provider_id = format!("inventory://{}", item.name);
+            let mut endpoint = NodeDescription {
+                name: item.name.clone(),
+                provider_id: Some(provider_id.clone()),
+                ..NodeDescription::default()
+            };
+            for (label, value) in [
+                (hexagone_platform::REGION_LABEL, &item.region),
+                (hexagone_platform::ZONE_LABEL, &item.zone),
+            ] {
+                if let Some(v) = value {
+                    endpoint.labels.insert(label.to_owned(), v.clone());
+                }
+            }
+            for address in item.addresses {
+                endpoint
+                    .addresses
+                    .extend(NodeDescription::endpoint(address).addresses);
+            }
+            if let Some(a) = item.attestation {
+                inventory.attestations.push(pseudonymised(
+                    format!("inventory/{}", item.name),
+                    AttestationSpec {
+                        node_name: item.name,
+                        provider_id,
+                        country: a.country,
+                        hosting_company: a.hosting_company,
+                        site: a.site,
+                        basis: a.basis,
+                        reference: a.reference,
+                        attested_by: a.attested_by,
+                        valid_until: a.valid_until,
+                    },
+                ));
+            }
+            inventory.endpoints.push(endpoint);
+        }
+        Ok(inventory)
+    }
+
+    /// The endpoint named `name`, or holding the address `name`.
+    fn find(&self, name: &str) -> Option<&NodeDescription> {
+        let address: Option<IpAddr> = name.parse().ok();
+        self.endpoints.iter().find(|e| e.name == name).or_else(|| {
+            let address = hexagone_platform::address::canonical(address?);
+            self.endpoints.iter().find(|e| {
+                e.addresses
+                    .iter()
+                    .any(|a| hexagone_platform::address::canonical(a.address) == address)
+            })
+        })
+    }
+
+    /// The place `location` names, and whether it is a node or an endpoint: a node as the
+    /// cluster reports it; an endpoint of the inventory, named or by one of its addresses;
+    /// else an endpoint at the address given (the auditor resolves no names).
+    pub(super) fn resolve(
+        &self,
+        location: Location,
+    ) -> Result<(NodeDescription, SubjectKind), JudgeError> {
+        Ok(match location {
+            Location::Node(node) => (node.into_description(), SubjectKind::Node),
+            Location::Endpoint(name) => match self.find(&name) {
+                Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
+                None => match name.parse::<IpAddr>() {
+                    Ok(address) => (NodeDescription::endpoint(address), SubjectKind::Endpoint),
+                    Err(_) => return Err(JudgeError::UnknownEndpoint(name)),
+                },
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::judge::testing::{check, endpoint};
+
+    #[test]
+    fn endpoints_come_from_the_inventory_or_an_address() {
+        let standard = "france-standard";
+        check(standard, &endpoint("backup-gra"), "[compliant] ");
+        // The same endpoint named by its address has its attestation too.
+        check(standard, &endpoint("37.59.0.1"), "[compliant] ");
+        // Diffusion Restreinte counts topology labels among its three sources: an endpoint has
+        // none, so it never complies.
+        let dr = "france-diffusion-restreinte";
+        check(
+            dr,
+            &endpoint("backup-gra"),
+            "[violation] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / only 2 of the 3 location sources the policy requires place the node in an allowed country",
+        );
+        check(
+            "france-standard",
+            &endpoint("3.5.0.1"),
+            "[violation] address 3.5.0.1 is in US, outside the allowed countries (FR) / network AS14618 (Amazon.com, Inc.) of address 3.5.0.1 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU",
+        );
+        check(
+            dr,
+            &endpoint("backup.example.com"),
+            "error: endpoint \"backup.example.com\" is not in the inventory and is not an IP address (the auditor resolves no names: declare it in --inventory with its addresses)",
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Server-side apply of a rendered workplace with the operator's one field manager: the
+//! StorageClass (replaced when its zones change), the credentials, then every namespaced object.
+
+use hexagone_platform::render::Rendered;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use super::credentials::ensure_credentials;
+use super::{FIELD_MANAGER, ReconcileError, failed};
+
+/// Applies a rendered workplace: the StorageClass, the missing credentials, then every object in
+/// order, server-side with [`FIELD_MANAGER`], owned by `owner` when given (the controller passes
+/// the Workplace; the scale benchmark applies the same objects without one, as its baseline).
+pub async fn apply_rendered(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    rendered: &Rendered,
+    owner: Option<&OwnerReference>,
+) -> Result<(), ReconcileError> {
+    apply_storage_class(client, rendered).await?;
+    ensure_credentials(client, ns, instance, rendered, owner).await?;
+    for object in &rendered.objects {
+        apply_object(client, ns, object, owner).await?;
+    }
+    Ok(())
+}
+
+/// Applies the StorageClass; its allowedTopologies cannot change in place, so a class for other
+/// zones is replaced (claims already bound keep their volumes).
+async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(), ReconcileError> {
+    let Some(sc) = &rendered.storage_class else {
+        return Ok(());
+    };
+    let api = Api::<StorageClass>::all(client.clone());
+    let name = sc["metadata"]["name"]
+        .as_str()
+        .expect("rendered with a name");
+    if let Some(current) = api
+        .get_opt(name)
+        .await
+        .map_err(failed(format!("reading StorageClass {name}")))?
+    {
+        let current = serde_json::to_value(&current).unwrap_or_default();
+        let same = current["allowedTopologies"] == sc["allowedTopologies"]
+            && current["provisioner"] == sc["provisioner"]
+            && current.get("parameters").cloned().unwrap_or(json!({})) == sc["parameters"];
+        if same {
+            return Ok(());
+        }
+        api.delete(name, &DeleteParams::default())
+            .await
+            .map_err(failed(format!("replacing StorageClass {name}")))?;
+    }
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(sc),
+    )
+    .await
+    .map_err(failed(format!("applying StorageClass {name}")))?;
+    Ok(())
+}
+
+/// Server-side applies one namespaced object, owned by the Workplace.
+async fn apply_object(
+    client: &Client,
+    ns: &str,
+    object: &Value,
+    owner: Option<&OwnerReference>,
+) -> Result<(), ReconcileError> {
+    let mut object = object.clone();
+    if let Some(owner) = owner {
+        object["metadata"]["ownerReferences"] = json!([owner]);
+    }
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let c = client.clone();
+    let patch = Patch::Apply(&object);
+    let what = || format!("applying {kind} {ns}/{name}");
+    macro_rules! apply_as {
+        ($t:ty) => {
+            Api::<$t>::namespaced(c, ns)
+                .patch(&name, &pp, &patch)
+                .await
+                .map(|_| ())
+                .map_err(failed(what()))
+        };
+    }
+    match kind.as_str() {
+        "ServiceAccount" => apply_as!(ServiceAccount),
+        "ConfigMap" => apply_as!(ConfigMap),
+        "Service" => apply_as!(Service),
+        "PersistentVolumeClaim" => apply_as!(PersistentVolumeClaim),
+        "Deployment" => apply_as!(Deployment),
+        "StatefulSet" => apply_as!(StatefulSet),
+        "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
+        "NetworkPolicy" => apply_as!(NetworkPolicy),
+        "CronJob" => apply_as!(k8s_openapi::api::batch::v1::CronJob),
+        "Job" => apply_as!(k8s_openapi::api::batch::v1::Job),
+        "Ingress" => apply_as!(k8s_openapi::api::networking::v1::Ingress),
+        other => unreachable!("render produced an unexpected kind {other}"),
+    }
+}

@@ -1,0 +1,176 @@
+//! One reconcile of a live Workplace, in the order of its conditions: the refusals (paused, a
+//! second Workplace in the namespace, invalid spec, unknown or invalid policy, no eligible node
+//! or zone), then rendering and applying, readiness, capacity and sovereignty, then the status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use hexagone_platform::Mode;
+use hexagone_platform::catalog::Catalog;
+use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::labels::{ZONE_LABEL, eligible_label};
+use hexagone_platform::render::{RenderInput, render};
+use hexagone_platform::workplace::Workplace;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::apply::apply_rendered;
+use super::capacity::capacity_shortfall;
+use super::readiness::readiness;
+use super::refuse::{refusals, refuse};
+use super::sovereignty::sovereignty;
+use super::status::{Report, publish_status};
+use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
+
+/// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
+/// and reports readiness, capacity and sovereignty (evicting misplaced pods under enforce).
+pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = wp.namespace().unwrap_or_default();
+    let name = wp.name_any();
+    let mut report = Report::new(wp);
+    if wp.spec.paused {
+        report.set(
+            "Progressing",
+            false,
+            "Paused",
+            "spec.paused is true: nothing is created, changed or evicted until it is false",
+        );
+        for c in &report.previous {
+            if c.type_ != "Progressing" {
+                report.status.conditions.push(c.clone());
+            }
+        }
+        if let Some(s) = &wp.status {
+            report.status.eligible_nodes = s.eligible_nodes;
+            report.status.eligible_zones = s.eligible_zones.clone();
+            report.status.components = s.components.clone();
+            report.status.violations = s.violations.clone();
+        }
+        publish_status(wp, ctx, report).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+
+    // One workplace per namespace: its Services are named after the components.
+    let others = Api::<Workplace>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(failed(format!("listing Workplaces in {ns}")))?;
+    if let Some(first) = others
+        .items
+        .iter()
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .min_by_key(|o| (o.creation_timestamp().map(|t| t.0), o.name_any()))
+        && first.name_any() != name
+    {
+        let m = format!(
+            "namespace {ns} already holds Workplace {}: one workplace per namespace (its services are named after the components)",
+            first.name_any()
+        );
+        return refuse(wp, ctx, report, "NamespaceTaken", m).await;
+    }
+
+    let catalog = match wp.spec.resolve(Catalog::shipped()) {
+        Ok(c) => c,
+        Err(problems) => {
+            let m = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return refuse(wp, ctx, report, "InvalidSpec", m).await;
+        }
+    };
+    let label = match eligible_label(&wp.spec.policy) {
+        Ok(l) => l,
+        Err(m) => return refuse(wp, ctx, report, "InvalidSpec", format!("spec.policy: {m}")).await,
+    };
+    let policy = match Api::<LocalityPolicyResource>::all(ctx.client.clone())
+        .get_opt(&wp.spec.policy)
+        .await
+        .map_err(failed(format!("reading LocalityPolicy {}", wp.spec.policy)))?
+    {
+        Some(p) => p,
+        None => {
+            let m = format!(
+                "LocalityPolicy {} does not exist: create it (see manifests/samples/) or name another",
+                wp.spec.policy
+            );
+            return refuse(wp, ctx, report, "PolicyNotFound", m).await;
+        }
+    };
+    if let Some(e) = policy.status.as_ref().and_then(|s| s.error.clone()) {
+        let m = format!("LocalityPolicy {}: {e}", wp.spec.policy);
+        return refuse(wp, ctx, report, "PolicyInvalid", m).await;
+    }
+    let enforce = policy.spec.mode == Mode::Enforce;
+
+    // Eligible nodes, as the qualifier labelled them.
+    let _ = ctx.nodes.wait_until_ready().await;
+    let eligible: Vec<Arc<Node>> = ctx
+        .nodes
+        .state()
+        .into_iter()
+        .filter(|n| n.labels().get(&label).map(String::as_str) == Some("true"))
+        .collect();
+    let zones: Vec<String> = eligible
+        .iter()
+        .filter_map(|n| n.labels().get(ZONE_LABEL).cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    report.status.eligible_nodes = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
+    report.status.eligible_zones = zones.clone();
+    if eligible.is_empty() {
+        let why = refusals(&policy, 3);
+        let m = format!(
+            "no node is eligible under LocalityPolicy {}, so nothing runs anywhere{}",
+            wp.spec.policy,
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            }
+        );
+        let mut report = report;
+        sovereignty(wp, ctx, &policy, enforce, &mut report).await?;
+        return refuse(wp, ctx, report, "NoEligibleNode", m).await;
+    }
+    if zones.is_empty() {
+        let m = format!(
+            "the {} eligible nodes carry no {ZONE_LABEL} label, so no volume can be placed",
+            eligible.len()
+        );
+        return refuse(wp, ctx, report, "NoEligibleZone", m).await;
+    }
+
+    let rendered = render(&RenderInput {
+        name: &name,
+        namespace: &ns,
+        spec: &wp.spec,
+        catalog: &catalog,
+        eligible_zones: &zones,
+    })
+    .map_err(ReconcileError::Render)?;
+    let capacity = capacity_shortfall(&catalog, wp, &eligible);
+
+    let owner = wp
+        .controller_owner_ref(&())
+        .expect("a Workplace has a name and uid");
+    apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
+
+    let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
+    match capacity {
+        Some(m) => report.set("Degraded", true, "InsufficientCapacity", m),
+        None => report.set("Degraded", false, "AsExpected", "nothing is degraded"),
+    }
+    let moving = sovereignty(wp, ctx, &policy, enforce, &mut report).await?;
+    publish_status(wp, ctx, report).await?;
+    ctx.failures.lock().expect("not poisoned").remove(&key(wp));
+    Ok(Action::requeue(if all_ready && !moving {
+        RESYNC
+    } else {
+        SOON
+    }))
+}

@@ -1,0 +1,45 @@
+//! The generated credentials: one Secret each, created once with a fresh random value and never
+//! read back (the operator's RBAC cannot read Secrets).
+
+use hexagone_platform::labels::{INSTANCE_LABEL, MANAGED_BY_LABEL};
+use hexagone_platform::render::{CREDENTIAL_KEY, Rendered};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use rand::RngCore;
+use serde_json::json;
+
+use super::{FIELD_MANAGER, ReconcileError, failed};
+
+/// Creates each missing credential with a fresh random value. Never reads a Secret: a create
+/// that finds one already there leaves it alone.
+pub(super) async fn ensure_credentials(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    rendered: &Rendered,
+    owner: Option<&OwnerReference>,
+) -> Result<(), ReconcileError> {
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let owners: Vec<&OwnerReference> = owner.into_iter().collect();
+    for name in &rendered.secret.names {
+        let mut bytes = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {INSTANCE_LABEL: instance, MANAGED_BY_LABEL: FIELD_MANAGER},
+                         "ownerReferences": owners},
+            "type": "Opaque",
+            "stringData": {CREDENTIAL_KEY: value}
+        }))
+        .expect("a valid Secret");
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(failed(format!("creating Secret {ns}/{name}"))(e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `WorkplaceController`: turns each `Workplace` into the running workplace, on eligible nodes
+//! only, and reports it. Each reconcile (`converge.rs`)
+//! 1. refuses, in a condition and an Event, what cannot be deployed (paused, invalid spec,
+//!    unknown policy, a second Workplace in the namespace, no eligible node), changing nothing
+//!    (`refuse.rs`);
+//! 2. server-side applies the rendered objects with one field manager, owned by the Workplace
+//!    (the StorageClass, cluster-scoped, is deleted by the finalizer, `cleanup.rs`), and creates
+//!    the generated credentials once, never reading a Secret back (`apply.rs`,
+//!    `credentials.rs`);
+//! 3. finds workplace pods on nodes the policy does not find compliant: Sovereign=False and an
+//!    Event; under an enforce-mode policy it evicts them through the Eviction API (PDBs
+//!    honoured) so the scheduler moves them to eligible nodes (`sovereignty.rs`);
+//! 4. writes status: conditions, per-component readiness, eligible nodes and zones, capacity
+//!    (`status.rs`, `readiness.rs`, `capacity.rs`).
+//!
+//! Drift is corrected because Deployments and StatefulSets are watched (a change re-applies)
+//! and every Workplace is reconciled again at least every five minutes.
+
+mod apply;
+mod capacity;
+mod cleanup;
+mod converge;
+mod credentials;
+mod readiness;
+mod refuse;
+mod sovereignty;
+mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::labels::{INSTANCE_LABEL, MANAGED_BY_LABEL};
+use hexagone_platform::workplace::Workplace;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalized, finalizer};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::metrics::Metrics;
+
+pub use apply::apply_rendered;
+
+/// The one field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "hexagone-operator";
+/// The finalizer that removes what the namespace's garbage collector cannot (the StorageClass,
+/// and the claims when asked).
+pub const FINALIZER: &str = "hexagone.fr/workplace-cleanup";
+/// The longest between two reconciles of a Workplace.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon to look again while something is on its way (pods starting, evictions refused).
+const SOON: Duration = Duration::from_secs(5);
+
+/// What stops a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The API server refused or failed a request (transient: retried with backoff).
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: kube::Error,
+    },
+    /// Rendering refused the Workplace (checked before, so not expected).
+    #[error("rendering: {0}")]
+    Render(String),
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let what = what.into();
+    move |source| ReconcileError::Api { what, source }
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    /// Consecutive failures per Workplace, for exponential backoff.
+    failures: std::sync::Mutex<BTreeMap<String, u32>>,
+    /// Every Node, without managed fields: one cache shared by all reconciles rather than a
+    /// list per reconcile (1,000 nodes, 20 Workplaces).
+    nodes: Store<Node>,
+    node_writer: std::sync::Mutex<Option<Writer<Node>>>,
+}
+
+impl Context {
+    /// A context reporting Events as `reporter`.
+    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: &str) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: reporter.to_owned(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        let (nodes, writer) = reflector::store();
+        Context {
+            client,
+            recorder,
+            metrics,
+            failures: Default::default(),
+            nodes,
+            node_writer: std::sync::Mutex::new(Some(writer)),
+        }
+    }
+}
+
+/// Runs the Workplace controller until the watches end.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let cfg = watcher::Config::default;
+    let owned =
+        || watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
+    // Nodes (eligibility, zones) and policies (verdicts, mode) concern every Workplace. Node
+    // heartbeats do not: only a change of labels (eligibility, zone) reconciles everything.
+    let writer = ctx
+        .node_writer
+        .lock()
+        .expect("not poisoned")
+        .take()
+        .expect("the Workplace controller runs once per Context");
+    let nodes = watcher(Api::<Node>::all(client.clone()), cfg())
+        .default_backoff()
+        .modify(|n| n.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::labels, Default::default())
+        .map(|_| ());
+    let policies = watcher(Api::<LocalityPolicyResource>::all(client.clone()), cfg())
+        .default_backoff()
+        .touched_objects()
+        .map(|_| ());
+    let everything = futures::stream::select(nodes, policies);
+    Controller::new(Api::<Workplace>::all(client.clone()), cfg())
+        .owns(Api::<Deployment>::all(client.clone()), owned())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned())
+        .watches(Api::<Pod>::all(client.clone()), owned(), |pod| {
+            let name = pod.labels().get(INSTANCE_LABEL)?.clone();
+            Some(reflector::ObjectRef::new(&name).within(&pod.namespace()?))
+        })
+        .reconcile_all_on(everything)
+        // A few Workplaces at a time: each holds its rendered objects while it applies them.
+        .with_config(kube::runtime::controller::Config::default().concurrency(4))
+        .graceful_shutdown_on(std::future::pending())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn key(wp: &Workplace) -> String {
+    format!("{}/{}", wp.namespace().unwrap_or_default(), wp.name_any())
+}
+
+async fn reconcile(wp: Arc<Workplace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.metrics.workplace_reconciles.inc();
+    let ns = wp.namespace().unwrap_or_default();
+    let api = Api::<Workplace>::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, wp, |event| async {
+        match event {
+            Finalized::Apply(wp) => converge::converge(&wp, &ctx).await,
+            Finalized::Cleanup(wp) => cleanup::cleanup(&wp, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => ReconcileError::Finalizer(other.to_string()),
+    });
+    ctx.metrics
+        .workplace_reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+fn error_policy(wp: Arc<Workplace>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.workplace_reconcile_errors.inc();
+    let mut failures = ctx.failures.lock().expect("not poisoned");
+    let n = failures.entry(key(&wp)).or_default();
+    *n = n.saturating_add(1);
+    let wait = Duration::from_millis(500) * 2u32.saturating_pow((*n).min(7));
+    tracing::warn!(
+        "reconciling Workplace {}: {error}; retrying in {wait:?}",
+        key(&wp)
+    );
+    Action::requeue(wait.min(Duration::from_secs(60)))
+}

@@ -1,0 +1,142 @@
+//! Sovereignty: where the workplace's pods run against the policy's verdicts (Sovereign, Events),
+//! and under an enforce-mode policy the eviction of misplaced pods through the Eviction API.
+
+use std::collections::BTreeMap;
+
+use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::labels::INSTANCE_LABEL;
+use hexagone_platform::workplace::Workplace;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, EvictParams, ListParams};
+use kube::{Resource, ResourceExt};
+
+use super::status::{Report, event};
+use super::{Context, ReconcileError, failed};
+
+/// Sets Sovereign from where the workplace's pods run; evicts the misplaced ones under an
+/// enforce-mode policy. True when pods are being moved.
+pub(super) async fn sovereignty(
+    wp: &Workplace,
+    ctx: &Context,
+    policy: &LocalityPolicyResource,
+    enforce: bool,
+    report: &mut Report,
+) -> Result<bool, ReconcileError> {
+    let ns = wp.namespace().unwrap_or_default();
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={}", wp.name_any())))
+        .await
+        .map_err(failed(format!("listing the workplace's pods in {ns}")))?;
+    let verdicts: BTreeMap<&str, (&str, &str)> = policy
+        .status
+        .as_ref()
+        .map(|s| {
+            s.nodes
+                .iter()
+                .map(|n| (n.name.as_str(), (n.verdict.as_str(), n.headline.as_str())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut violations = Vec::new();
+    let mut misplaced = Vec::new();
+    let mut placed = 0;
+    for pod in &pods.items {
+        if pod.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        placed += 1;
+        match verdicts.get(node) {
+            Some(("compliant", _)) => {}
+            Some((_, headline)) => {
+                violations.push(format!("pod {} on node {node}: {headline}", pod.name_any()));
+                misplaced.push(pod.name_any());
+            }
+            None => {
+                violations.push(format!(
+                    "pod {} on node {node}: the node has no verdict under LocalityPolicy {}",
+                    pod.name_any(),
+                    wp.spec.policy
+                ));
+                misplaced.push(pod.name_any());
+            }
+        }
+    }
+    let was_sovereign = report
+        .previous
+        .iter()
+        .any(|c| c.type_ == "Sovereign" && c.status == "True");
+    let was_violating = report.previous.iter().any(|c| {
+        c.type_ == "Sovereign" && c.status == "False" && c.reason == "PodsOnIneligibleNodes"
+    });
+    if violations.is_empty() {
+        report.set(
+            "Sovereign",
+            true,
+            "AllPodsOnCompliantNodes",
+            format!(
+                "all {placed} scheduled pods run on nodes compliant with LocalityPolicy {}",
+                wp.spec.policy
+            ),
+        );
+        if !was_sovereign && was_violating {
+            event(
+                ctx,
+                wp,
+                false,
+                "SovereigntyRestored",
+                "every pod runs on a compliant node again".into(),
+            )
+            .await;
+        }
+        report.status.violations.clear();
+        return Ok(false);
+    }
+    let action = if enforce {
+        "evicting them so the scheduler moves them to eligible nodes"
+    } else {
+        "LocalityPolicy is in audit mode: reported only, nothing is moved"
+    };
+    let message = format!(
+        "{} pods run on nodes LocalityPolicy {} does not find compliant ({action}): {}",
+        violations.len(),
+        wp.spec.policy,
+        violations
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if !was_violating || report.status.violations != violations {
+        event(ctx, wp, true, "SovereigntyViolation", message.clone()).await;
+    }
+    report.set("Sovereign", false, "PodsOnIneligibleNodes", message);
+    report.status.violations = violations;
+    if enforce {
+        for pod in misplaced {
+            match pods_api.evict(&pod, &EvictParams::default()).await {
+                Ok(_) => {
+                    ctx.metrics.evictions.inc();
+                    event(
+                        ctx,
+                        wp,
+                        true,
+                        "Evicted",
+                        format!("evicted pod {pod} from a node that is not compliant"),
+                    )
+                    .await;
+                }
+                // A PodDisruptionBudget refuses for now (429): try again shortly.
+                Err(kube::Error::Api(e)) if e.code == 429 || e.code == 404 => {
+                    tracing::info!("eviction of {ns}/{pod} deferred: {}", e.message);
+                }
+                Err(e) => return Err(failed(format!("evicting pod {ns}/{pod}"))(e)),
+            }
+        }
+    }
+    Ok(true)
+}

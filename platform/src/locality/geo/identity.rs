@@ -1,0 +1,132 @@
+//! One database file read in its role: its format recognised (MaxMind DB or range CSV), its
+//! contents checked against the role it is given (an AS file is no location data), and its
+//! [`DatabaseIdentity`] (role, format, build date, SHA-256) for an evaluation's provenance.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::range::RangeTable;
+use super::record::CountryField;
+use super::{GeoError, maxmind};
+
+/// Reads a file as a range table, in `role`: a MaxMind DB is flattened ([`maxmind::read`]), a CSV
+/// file is parsed; a file whose contents or name do not fit the role is refused.
+pub(super) fn parse_file(
+    role: &'static str,
+    path: &Path,
+    field: CountryField,
+    bytes: Vec<u8>,
+) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
+    use sha2::Digest;
+    let sha256 = hex_lower(&sha2::Sha256::digest(&bytes));
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let wrong = |why: String| GeoError::WrongRole {
+        path: path.to_owned(),
+        role,
+        why,
+    };
+    let (table, format, built, flat) = if maxmind::is_mmdb(&bytes) {
+        maxmind::read(path, field, bytes)?
+    } else {
+        let text = String::from_utf8(bytes).map_err(|_| GeoError::Csv {
+            path: path.to_owned(),
+            line: 0,
+            message: "neither a MaxMind DB nor UTF-8 CSV text".into(),
+        })?;
+        (
+            RangeTable::parse(path, &text)?,
+            "range CSV".to_owned(),
+            None,
+            true,
+        )
+    };
+    let holds_asn = table.values.iter().any(|r| r.asn.is_some());
+    let holds_country = table
+        .values
+        .iter()
+        .any(|r| r.country.is_some() || r.invalid_code.is_some());
+    let lower = file.to_ascii_lowercase();
+    match role {
+        "AS number" if !holds_asn => {
+            return Err(wrong("it holds no AS numbers (a country file?)".into()));
+        }
+        "location" | "registration" if !holds_country => {
+            return Err(wrong(format!(
+                "no record holds a {}{}",
+                if field == CountryField::Registration {
+                    "registered_country or country_code field"
+                } else {
+                    "country or country_code field"
+                },
+                if holds_asn {
+                    " (an AS number file?)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        // A flat file holds one country per range and cannot say which kind. ip-location-db
+        // names its files by what they hold: iptoasn-country is the registration country of the
+        // announcing network, the others (geo-whois-asn-country, dbip-country, geolite2-country)
+        // are locations. A flat file named for one role is refused in the other. (GeoIP2 files
+        // hold both `country` and `registered_country` and serve either role.)
+        "location" if flat && lower.contains("iptoasn") => {
+            return Err(wrong(
+                "its name says it holds registration countries (iptoasn-country)".into(),
+            ));
+        }
+        "registration"
+            if flat
+                && [
+                    "geo-whois",
+                    "dbip-",
+                    "geolite2-country",
+                    "geolite2-city",
+                    "geo-asn",
+                ]
+                .iter()
+                .any(|n| lower.contains(n)) =>
+        {
+            return Err(wrong(
+                "its name says it holds locations, not registrations".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok((
+        table,
+        DatabaseIdentity {
+            role: role.to_owned(),
+            file,
+            format,
+            built,
+            sha256,
+        },
+    ))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// Which database file an evaluation consulted, so it can be replayed against the same data:
+/// its role, format (MaxMind `database_type` or range CSV), build date and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseIdentity {
+    /// `location`, `registration` or `AS number`.
+    pub role: String,
+    /// The file name (without directories, which differ between machines).
+    pub file: String,
+    /// `MaxMind DB GeoLite2-Country`, `MaxMind DB country ipvAll`, `range CSV`.
+    pub format: String,
+    /// The build date a MaxMind DB records (RFC 3339); CSV files record none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<String>,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+}

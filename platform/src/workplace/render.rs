@@ -1,0 +1,2219 @@
+//! Rendering (feature `k8s`): a pure function from a Workplace, its resolved catalog and the
+//! eligible zones to the Kubernetes objects that run it. No client, no randomness: generated
+//! credentials are named here ([`Rendered::secret`]) and filled in by the operator, which never
+//! overwrites an existing value.
+//!
+//! Every pod: required node affinity on the policy's eligibility label, spread across zones, the
+//! restricted Pod Security Standard, a service account without an API token, resources from the
+//! size profile. Each container follows its image's contract ([`crate::contract`]): the image's
+//! own uid and gid, a read-only root with an emptyDir for every other path the image writes
+//! (filled from the image by an init container where it holds the image's files), only the
+//! variables the image reads, and a startup probe as long as its first start. Volumes come from a
+//! StorageClass whose allowedTopologies are the eligible zones and that binds only once the
+//! pod's node is chosen. One NetworkPolicy denies all egress but the namespace, DNS and the
+//! destinations the spec lists.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::catalog::{Catalog, Component, Probe, Protocol, Workload};
+use crate::contract::{ImageContract, ImageContracts};
+use crate::node::{ATTESTED_COUNTRY_LABEL, ZONE_LABEL};
+use crate::workplace::{WorkplaceSpec, eligible_label};
+
+pub use crate::labels::{COMPONENT_LABEL, INSTANCE_LABEL, PART_OF, PART_OF_LABEL};
+/// Prefix of the generated credential Secrets: one Secret per credential
+/// (`credential-postgresql-password`), its value under the key [`CREDENTIAL_KEY`], so the operator
+/// can create a missing one without ever reading the others.
+pub const CREDENTIAL_PREFIX: &str = "credential-";
+/// The key holding a credential's value.
+pub const CREDENTIAL_KEY: &str = "value";
+
+/// What rendering needs besides the spec.
+#[derive(Debug, Clone)]
+pub struct RenderInput<'a> {
+    /// The Workplace's name.
+    pub name: &'a str,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its spec.
+    pub spec: &'a WorkplaceSpec,
+    /// The catalog it resolved to ([`WorkplaceSpec::resolve`]).
+    pub catalog: &'a Catalog,
+    /// Zones holding at least one eligible node, sorted.
+    pub eligible_zones: &'a [String],
+}
+
+/// The generated credentials a workplace needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRequest {
+    /// Names of the Secrets to create, with a random value, when absent.
+    pub names: Vec<String>,
+}
+
+/// The objects of one workplace.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The cluster-scoped StorageClass (None when no zone is eligible: nothing may bind).
+    pub storage_class: Option<Value>,
+    /// Namespaced objects, in apply order (each component after its dependencies).
+    pub objects: Vec<Value>,
+    /// Credentials to generate.
+    pub secret: SecretRequest,
+}
+
+impl Rendered {
+    /// Every object as one YAML stream, the StorageClass first, each document opened by `---`:
+    /// what `hexagone-operator render` prints and the reviewed snapshot holds.
+    pub fn yaml_stream(&self) -> String {
+        let mut text = String::new();
+        for o in self.storage_class.iter().chain(&self.objects) {
+            text.push_str("---\n");
+            text.push_str(&yaml_serde::to_string(o).expect("a JSON value is YAML"));
+        }
+        text
+    }
+}
+
+/// Name of the StorageClass of a workplace.
+pub fn storage_class_name(namespace: &str, name: &str) -> String {
+    format!("hexagone-{namespace}-{name}")
+}
+
+/// Renders a workplace. Fails only when the policy name cannot name a label.
+pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
+    let label = eligible_label(&input.spec.policy)?;
+    let order = input
+        .catalog
+        .dependency_order()
+        .map_err(|cycle| format!("dependency cycle: {}", cycle.join(" -> ")))?;
+    let mut objects = Vec::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for name in order {
+        let c = input
+            .catalog
+            .component(name)
+            .expect("the order names catalog components");
+        let contract = ImageContracts::shipped()
+            .for_component(name)
+            .ok_or_else(|| {
+                format!("component {name}: no image contract in platform/data/image-contracts.yaml")
+            })?;
+        let wiring = wiring(c, input)?;
+        keys.extend(
+            wiring
+                .secrets
+                .iter()
+                .map(|(_, k)| format!("{CREDENTIAL_PREFIX}{k}")),
+        );
+        render_component(c, contract, input, &label, &wiring, &mut objects);
+        if name == "postgresql" {
+            keys.extend(
+                databases_job(input, contract, &label, &mut objects)
+                    .into_iter()
+                    .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
+            );
+        }
+    }
+    objects.push(network_policy(input));
+    objects.extend(ingress_policies(input));
+    objects.extend(ingresses(input));
+    let sc_name = storage_class_name(input.namespace, input.name);
+    let storage_class = (!input.eligible_zones.is_empty()).then(|| {
+        json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": sc_name, "labels": labels(input, None)},
+            "provisioner": input.spec.storage.provisioner,
+            "parameters": input.spec.storage.parameters,
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "allowedTopologies": [{"matchLabelExpressions": [
+                {"key": ZONE_LABEL, "values": input.eligible_zones}
+            ]}]
+        })
+    });
+    Ok(Rendered {
+        storage_class,
+        objects,
+        secret: SecretRequest {
+            names: keys.into_iter().collect(),
+        },
+    })
+}
+
+fn labels(input: &RenderInput<'_>, component: Option<&str>) -> Value {
+    let mut l = BTreeMap::from([
+        (INSTANCE_LABEL, input.name.to_owned()),
+        (PART_OF_LABEL, PART_OF.to_owned()),
+        (
+            "app.kubernetes.io/managed-by",
+            "hexagone-operator".to_owned(),
+        ),
+    ]);
+    if let Some(c) = component {
+        l.insert(COMPONENT_LABEL, c.to_owned());
+    }
+    json!(l)
+}
+
+fn selector(input: &RenderInput<'_>, component: &str) -> Value {
+    json!({INSTANCE_LABEL: input.name, COMPONENT_LABEL: component})
+}
+
+/// Environment, command line and files of a component: plain values (a ConfigMap), secret ones
+/// (env var, key of the credentials Secret), values from the pod itself (env var, field path),
+/// arguments replacing the catalog's, and files (a ConfigMap `<component>-files`) mounted at a
+/// path.
+#[derive(Default)]
+struct Wiring {
+    config: BTreeMap<String, String>,
+    secrets: Vec<(String, String)>,
+    fields: Vec<(String, String)>,
+    args: Option<Vec<String>>,
+    files: Vec<MountedFile>,
+}
+
+/// A file of the `<component>-files` ConfigMap, mounted at `path` (alone, through a subPath, or
+/// as the directory `dir` holding every file that names it).
+struct MountedFile {
+    key: String,
+    content: String,
+    path: String,
+}
+
+/// A memory quantity (`512Mi`, `4Gi`) in MiB; None when it has another unit.
+fn mebibytes(q: &str) -> Option<u64> {
+    if let Some(g) = q.strip_suffix("Gi") {
+        g.parse::<u64>().ok().map(|g| g * 1024)
+    } else {
+        q.strip_suffix("Mi").and_then(|m| m.parse().ok())
+    }
+}
+
+fn memory_limit_mib(c: &Component, input: &RenderInput<'_>) -> Option<u64> {
+    let limit = input
+        .spec
+        .components
+        .get(&c.name)
+        .and_then(|o| o.limits.clone())
+        .unwrap_or_else(|| c.sizing[&input.spec.profile].limits.clone());
+    mebibytes(&limit.memory)
+}
+
+/// The masters' addresses, one per replica through the headless Service, as raft and the
+/// SeaweedFS clients need them (a ClusterIP would reach a random master, not the leader).
+fn seaweedfs_masters(input: &RenderInput<'_>) -> Vec<String> {
+    let replicas = input
+        .catalog
+        .component("seaweedfs-master")
+        .map_or(1, |m| replicas(m, input));
+    (0..replicas)
+        .map(|i| format!("seaweedfs-master-{i}.seaweedfs-master-pods:9333"))
+        .collect()
+}
+
+/// How the components find each other. Services are named after components, one workplace per
+/// namespace, so `postgresql:5432` is PostgreSQL. Only variables each image reads are set (its
+/// contract in `platform/data/image-contracts.yaml` lists them with their source).
+fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
+    let domain = &input.spec.domain;
+    let enabled = |n: &str| input.catalog.component(n).is_some();
+    let mut w = Wiring::default();
+    let mut set = |k: &str, v: String| {
+        w.config.insert(k.to_owned(), v);
+    };
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    let mut secret = |k: &str, key: &str| secrets.push((k.to_owned(), key.to_owned()));
+    // Kubernetes hands an emptyDir /run to s6-overlay root-owned and world-writable, which it
+    // refuses unless told (just-containers/s6-overlay preinit; the Jitsi chart sets it too).
+    let s6 = "S6_YES_I_WANT_A_WORLD_WRITABLE_RUN_BECAUSE_KUBERNETES";
+    match c.name.as_str() {
+        // exo-docker/exo-community scripts/setenv-docker-customize.sh. ONLYOFFICE, Matrix and
+        // OIDC have no variable in the image (exo.properties, not rendered yet).
+        "exo" => {
+            set("EXO_PROXY_VHOST", domain.clone());
+            set("EXO_PROXY_PORT", "443".into());
+            set("EXO_PROXY_SSL", "true".into());
+            set("EXO_DB_TYPE", "mysql".into());
+            set("EXO_DB_HOST", "mysql".into());
+            set("EXO_DB_PORT", "3306".into());
+            set("EXO_DB_NAME", "exo".into());
+            set("EXO_DB_USER", "exo".into());
+            secret("EXO_DB_PASSWORD", "mysql-password");
+            // The JMX ports are open without authentication when enabled.
+            set("EXO_JMX_ENABLED", "false".into());
+            // The heap is 3g whatever the limit unless set: the limit less ~2 GiB of non-heap.
+            if let Some(mib) = memory_limit_mib(c, input) {
+                let heap = (mib.saturating_sub(2048) / 1024).max(1);
+                set("EXO_JVM_SIZE_MAX", format!("{heap}g"));
+                set("EXO_JVM_SIZE_MIN", format!("{heap}g"));
+            }
+            if enabled("search") {
+                set("EXO_ES_HOST", "search".into());
+                set("EXO_ES_PORT", "9200".into());
+                let nodes = input
+                    .catalog
+                    .component("search")
+                    .map_or(1, |s| replicas(s, input));
+                set(
+                    "EXO_ES_INDEX_REPLICA_NB",
+                    if nodes > 1 { "1" } else { "0" }.into(),
+                );
+            }
+            if enabled("postfix") {
+                set("EXO_MAIL_SMTP_HOST", "postfix".into());
+                set("EXO_MAIL_SMTP_PORT", "587".into());
+                // Postfix accepts only senders of the workplace's domain.
+                set("EXO_MAIL_FROM", format!("noreply@{domain}"));
+            }
+        }
+        // Official mysql image: MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, MYSQL_ROOT_PASSWORD.
+        "mysql" => {
+            set("MYSQL_DATABASE", "exo".into());
+            set("MYSQL_USER", "exo".into());
+            secret("MYSQL_PASSWORD", "mysql-password");
+            secret("MYSQL_ROOT_PASSWORD", "mysql-root-password");
+        }
+        // Official postgres image. Its one role is the superuser, used only by the databases Job
+        // and the backups; each application gets a role and a database of its own from the Job
+        // (`postgresql-databases-*`), whose SQL runs at every apply, not only on an empty volume.
+        "postgresql" => {
+            set("PGDATA", "/var/lib/postgresql/data/pgdata".into());
+            set("POSTGRES_USER", POSTGRES_SUPERUSER.into());
+            secret("POSTGRES_PASSWORD", "postgresql-password");
+            // Server settings on the command line (docker-library/docs@c4a9ba4
+            // postgres/content.md:140-160, "Set options directly on the run line").
+            w.args = Some(vec![
+                "postgres".into(),
+                "-c".into(),
+                format!("max_connections={}", postgres_max_connections(input)),
+            ]);
+        }
+        // Keycloak server configuration (KC_* options). The server is built by the init
+        // container `build`, so `start --optimized` writes nothing under /opt/keycloak/lib.
+        "keycloak" => {
+            set("KC_DB", "postgres".into());
+            set(
+                "KC_DB_URL",
+                "jdbc:postgresql://postgresql:5432/keycloak".into(),
+            );
+            set("KC_DB_USERNAME", "keycloak".into());
+            secret("KC_DB_PASSWORD", &db_credential("keycloak"));
+            // The default pool (100 per replica) exceeds PostgreSQL's default max_connections;
+            // max_connections is sized from this (postgres_max_connections).
+            set("KC_DB_POOL_MAX_SIZE", KEYCLOAK_DB_POOL.to_string());
+            set("KC_HOSTNAME", format!("https://auth.{domain}"));
+            set("KC_HTTP_ENABLED", "true".into());
+            set("KC_PROXY_HEADERS", "xforwarded".into());
+            set("KC_BOOTSTRAP_ADMIN_USERNAME", "admin".into());
+            secret("KC_BOOTSTRAP_ADMIN_PASSWORD", "keycloak-admin-password");
+        }
+        // ONLYOFFICE Document Server Docker image variables (run-document-server.sh).
+        "onlyoffice" => {
+            set("DB_TYPE", "postgres".into());
+            set("DB_HOST", "postgresql".into());
+            set("DB_PORT", "5432".into());
+            set("DB_NAME", "onlyoffice".into());
+            set("DB_USER", "onlyoffice".into());
+            secret("DB_PWD", &db_credential("onlyoffice"));
+            set("JWT_ENABLED", "true".into());
+            secret("JWT_SECRET", "onlyoffice-jwt-secret");
+        }
+        // matrixdotorg/synapse runs the configuration file SYNAPSE_CONFIG_PATH names (its start.py
+        // no longer generates one); the database password comes to libpq as PGPASSWORD.
+        "synapse" => {
+            set("SYNAPSE_CONFIG_PATH", "/conf/homeserver.yaml".into());
+            secret("PGPASSWORD", &db_credential("synapse"));
+            w.files.push(MountedFile {
+                key: "homeserver.yaml".into(),
+                content: synapse_config(domain),
+                path: "/conf/homeserver.yaml".into(),
+            });
+        }
+        // docker-jitsi-meet stable-11146-2: each image reads its own subset.
+        "jitsi-web" => {
+            set(s6, "1".into());
+            set("PUBLIC_URL", format!("https://meet.{domain}"));
+            set("XMPP_DOMAIN", "meet.jitsi".into());
+            set("XMPP_MUC_DOMAIN", "muc.meet.jitsi".into());
+            // The default is a docker-compose alias (xmpp.meet.jitsi).
+            set("XMPP_BOSH_URL_BASE", "http://jitsi-prosody:5280".into());
+            // TLS ends at the workplace's ingress: no self-signed keys, no /storage.
+            set("DISABLE_HTTPS", "1".into());
+            set("ENABLE_HTTP_REDIRECT", "0".into());
+            set("TZ", "Europe/Paris".into());
+        }
+        "jitsi-prosody" => {
+            set(s6, "1".into());
+            set("XMPP_DOMAIN", "meet.jitsi".into());
+            set("XMPP_AUTH_DOMAIN", "auth.meet.jitsi".into());
+            set("XMPP_MUC_DOMAIN", "muc.meet.jitsi".into());
+            set("XMPP_INTERNAL_MUC_DOMAIN", "internal-muc.meet.jitsi".into());
+            set("TZ", "Europe/Paris".into());
+            secret("JICOFO_AUTH_PASSWORD", "jitsi-jicofo-password");
+            secret("JVB_AUTH_PASSWORD", "jitsi-jvb-password");
+        }
+        "jitsi-jicofo" => {
+            set(s6, "1".into());
+            set("XMPP_SERVER", "jitsi-prosody".into());
+            set("XMPP_DOMAIN", "meet.jitsi".into());
+            set("XMPP_AUTH_DOMAIN", "auth.meet.jitsi".into());
+            set("XMPP_MUC_DOMAIN", "muc.meet.jitsi".into());
+            set("XMPP_INTERNAL_MUC_DOMAIN", "internal-muc.meet.jitsi".into());
+            // The REST port 8888 is what the probe checks.
+            set("JICOFO_ENABLE_REST", "1".into());
+            set("TZ", "Europe/Paris".into());
+            secret("JICOFO_AUTH_PASSWORD", "jitsi-jicofo-password");
+        }
+        "jitsi-jvb" => {
+            set(s6, "1".into());
+            set("XMPP_SERVER", "jitsi-prosody".into());
+            set("XMPP_AUTH_DOMAIN", "auth.meet.jitsi".into());
+            set("XMPP_INTERNAL_MUC_DOMAIN", "internal-muc.meet.jitsi".into());
+            // The default STUN server is jitsi.net's: a call to a third party, and blocked by
+            // the egress policy anyway.
+            set("JVB_DISABLE_STUN", "1".into());
+            if let Some(mib) = memory_limit_mib(c, input) {
+                set(
+                    "VIDEOBRIDGE_MAX_MEMORY",
+                    format!("{}m", mib.saturating_sub(1024).max(512)),
+                );
+            }
+            set("TZ", "Europe/Paris".into());
+            secret("JVB_AUTH_PASSWORD", "jitsi-jvb-password");
+        }
+        // boky/postfix: relays only the workplace's own domain.
+        "postfix" => {
+            set("ALLOWED_SENDER_DOMAINS", domain.clone());
+        }
+        "search" => {
+            set("xpack.security.enabled", "false".into());
+            // The vm.max_map_count bootstrap check applies only with mmap, and raising the
+            // sysctl needs a privileged container the restricted standard forbids.
+            set("node.store.allow_mmap", "false".into());
+            let replicas = replicas(c, input);
+            if replicas <= 1 {
+                set("discovery.type", "single-node".into());
+            } else {
+                set("discovery.seed_hosts", "search-pods".into());
+                let masters: Vec<String> = (0..replicas.min(3))
+                    .map(|i| format!("search-{i}"))
+                    .collect();
+                set("cluster.initial_master_nodes", masters.join(","));
+            }
+        }
+        // Raft needs every master to know its peers by a stable name; without -peers each
+        // master is a cluster of its own. Telemetry would call seaweedfs.com.
+        "seaweedfs-master" => {
+            let masters = seaweedfs_masters(input);
+            if masters.len().is_multiple_of(2) {
+                return Err(format!(
+                    "seaweedfs-master: {} replicas; raft needs an odd number of masters",
+                    masters.len()
+                ));
+            }
+            let peers = if masters.len() == 1 {
+                "none".to_owned()
+            } else {
+                masters.join(",")
+            };
+            w.fields.push(("POD_NAME".into(), "metadata.name".into()));
+            w.args = Some(vec![
+                "master".into(),
+                "-mdir=/data".into(),
+                "-ip=$(POD_NAME).seaweedfs-master-pods".into(),
+                "-ip.bind=0.0.0.0".into(),
+                "-port=9333".into(),
+                format!("-peers={peers}"),
+                "-telemetry=false".into(),
+            ]);
+        }
+        "seaweedfs-volume" => {
+            w.args = Some(vec![
+                "volume".into(),
+                "-dir=/data".into(),
+                format!("-mserver={}", seaweedfs_masters(input).join(",")),
+                "-port=8080".into(),
+            ]);
+        }
+        // S3 authentication is on only when both keys are set (one admin identity); the Iceberg
+        // and Lance listeners that -s3 also opens are not used.
+        "seaweedfs-filer" => {
+            secret("AWS_ACCESS_KEY_ID", "seaweedfs-s3-access-key");
+            secret("AWS_SECRET_ACCESS_KEY", "seaweedfs-s3-secret-key");
+            w.args = Some(vec![
+                "filer".into(),
+                format!("-master={}", seaweedfs_masters(input).join(",")),
+                "-s3".into(),
+                "-s3.port=8333".into(),
+                "-s3.port.iceberg=0".into(),
+                "-s3.port.lance=0".into(),
+            ]);
+        }
+        // Valkey keeps nothing (a cache): no snapshots, a password, memory below the limit.
+        // YAML 1.1 readers (kubectl) would take a bare `no` for a boolean: no such value here.
+        "valkey" => {
+            secret("VALKEY_PASSWORD", "valkey-password");
+            secret("VALKEYCLI_AUTH", "valkey-password");
+            let mut args: Vec<String> = [
+                "valkey-server",
+                "--requirepass",
+                "$(VALKEY_PASSWORD)",
+                // No RDB snapshots; the append-only file is off by default.
+                "--save",
+                "",
+            ]
+            .map(String::from)
+            .to_vec();
+            if let Some(mib) = memory_limit_mib(c, input) {
+                args.extend([
+                    "--maxmemory".into(),
+                    format!("{}mb", mib * 3 / 4),
+                    "--maxmemory-policy".into(),
+                    "allkeys-lru".into(),
+                ]);
+            }
+            w.args = Some(args);
+        }
+        _ => {}
+    }
+    w.secrets = secrets;
+    Ok(w)
+}
+
+/// PostgreSQL's superuser: created by the image on the first initialisation (POSTGRES_USER,
+/// docker-library/postgres@9451a9a 17/trixie/docker-entrypoint.sh:92,217-230), used only by the
+/// databases Job and the backups. No application connects as it.
+pub const POSTGRES_SUPERUSER: &str = "workplace";
+/// MySQL's superuser (the image's `root`, MYSQL_ROOT_PASSWORD): the backups only.
+pub const MYSQL_SUPERUSER: &str = "root";
+/// Keycloak's pool per replica (KC_DB_POOL_MAX_SIZE; default 100, Keycloak's "db-pool-max-size",
+/// docs.redhat.com red_hat_build_of_keycloak 26.2 server_configuration_guide db-relevant-options).
+pub const KEYCLOAK_DB_POOL: u32 = 20;
+/// Synapse's pool per process (`database.args.cp_max`, element-hq/synapse@v1.141.0
+/// docs/usage/configuration/config_documentation.md:1461-1500; Element's chart uses 10).
+pub const SYNAPSE_DB_POOL: u32 = 10;
+/// ONLYOFFICE's connections per replica, which no variable of the image sets: each process's
+/// pool is `sql.connectionlimit`, 10 (ONLYOFFICE/server@037498cf Common/config/default.json;
+/// `max: connectionlimit`, DocService/sources/databaseConnectors/postgreConnector.js@4ef123c),
+/// and the docservice and the converter each open one (UNCONFIRMED: two processes).
+pub const ONLYOFFICE_DB_CONNECTIONS: u32 = 20;
+/// Connections kept besides the applications' pools: PostgreSQL's superuser_reserved_connections
+/// (3 by default, postgresql.org/docs/17/runtime-config-connection.html), the databases Job and
+/// the backup's dump, and margin.
+pub const POSTGRES_SPARE_CONNECTIONS: u32 = 10;
+
+/// The credential of an application's database role.
+fn db_credential(app: &str) -> String {
+    format!("{app}-db-password")
+}
+
+/// An application's database on PostgreSQL: its own role (named after the component) and
+/// database, how it is created, and the connections the application may open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppDatabase {
+    /// The component, which is also its role's name.
+    pub role: String,
+    /// The database (from the catalog's `writes`).
+    pub database: String,
+    /// Options of CREATE DATABASE.
+    pub options: &'static str,
+    /// Connections per replica times replicas.
+    pub connections: u32,
+}
+
+/// Every enabled component's database on PostgreSQL (the catalog's `writes` of kind database on
+/// `postgresql`), in catalog order.
+pub fn postgres_databases(input: &RenderInput<'_>) -> Vec<AppDatabase> {
+    let mut out = Vec::new();
+    for c in &input.catalog.components {
+        for w in &c.writes {
+            if w.kind != crate::catalog::StoreKind::Database || w.on != "postgresql" {
+                continue;
+            }
+            let (options, per_replica) = match c.name.as_str() {
+                // element-hq/synapse@v1.141.0 docs/postgres.md:39-52: C collation and ctype, from
+                // template0 (the image's template1 is en_US.utf8, 17/trixie/Dockerfile:64).
+                "synapse" => (
+                    "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+                    SYNAPSE_DB_POOL,
+                ),
+                // keycloak/keycloak@3ba2f511 docs/guides/server/db.adoc ("Configuring Unicode
+                // support for a PostgreSQL database").
+                "keycloak" => ("ENCODING 'UTF8'", KEYCLOAK_DB_POOL),
+                "onlyoffice" => ("ENCODING 'UTF8'", ONLYOFFICE_DB_CONNECTIONS),
+                // A new client of PostgreSQL gets the default pool of 10 until it is sized.
+                _ => ("ENCODING 'UTF8'", 10),
+            };
+            out.push(AppDatabase {
+                role: c.name.clone(),
+                database: w.name.clone(),
+                options,
+                connections: per_replica * replicas(c, input),
+            });
+        }
+    }
+    out
+}
+
+/// PostgreSQL's max_connections: every application's pools plus the spare connections, and
+/// never below PostgreSQL's default of 100.
+pub fn postgres_max_connections(input: &RenderInput<'_>) -> u32 {
+    let pools: u32 = postgres_databases(input)
+        .iter()
+        .map(|d| d.connections)
+        .sum();
+    (pools + POSTGRES_SPARE_CONNECTIONS).max(100)
+}
+
+/// The idempotent SQL of the databases Job: for each application, its role (password from its own
+/// credential, reset on each run, so the Secret stays the truth) and its database owned by that
+/// role, which no other role may connect to. CREATE DATABASE cannot run in a transaction or a DO
+/// block, hence psql's `SELECT ... WHERE NOT EXISTS \gexec`; the password comes from the
+/// environment through `\getenv` (psql 15 and later, PostgreSQL 17 psql reference) and is quoted
+/// by psql's `:'variable'`, so it is never on a command line.
+fn databases_sql(dbs: &[AppDatabase]) -> String {
+    let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    for d in dbs {
+        let (role, db) = (&d.role, &d.database);
+        let var = password_var(role);
+        let create_db =
+            format!("CREATE DATABASE {db} OWNER {role} {}", d.options).replace('\'', "''");
+        sql.push_str(&format!(
+            "-- {role}\n\
+             \\unset app_password\n\
+             \\getenv app_password {var}\n\
+             SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec\n\
+             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD :'app_password';\n\
+             SELECT '{create_db}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db}')\\gexec\n\
+             ALTER DATABASE {db} OWNER TO {role};\n\
+             REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n"
+        ));
+    }
+    sql
+}
+
+/// The variable carrying an application role's password into the databases Job.
+fn password_var(role: &str) -> String {
+    format!(
+        "{}_DB_PASSWORD",
+        role.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The Job creating the applications' roles and databases: psql, from PostgreSQL's own image and
+/// under its uid, against the `postgresql` Service as the superuser, once the server answers.
+/// Its name carries a digest of what it runs (a Job's template cannot change), and it is deleted
+/// ten minutes after it finishes, so the next apply runs it again: the step converges on every
+/// apply, whatever the volume already holds.
+fn databases_job(
+    input: &RenderInput<'_>,
+    contract: &ImageContract,
+    eligible: &str,
+    out: &mut Vec<Value>,
+) -> Vec<String> {
+    let Some(pg) = input.catalog.component("postgresql") else {
+        return Vec::new();
+    };
+    let dbs = postgres_databases(input);
+    if dbs.is_empty() {
+        return Vec::new();
+    }
+    let sql = databases_sql(&dbs);
+    let mut env = vec![json!({"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": format!("{CREDENTIAL_PREFIX}postgresql-password"), "key": CREDENTIAL_KEY}}})];
+    let mut credentials = vec![];
+    for d in &dbs {
+        let key = db_credential(&d.role);
+        env.push(
+            json!({"name": password_var(&d.role), "valueFrom": {"secretKeyRef": {
+            "name": format!("{CREDENTIAL_PREFIX}{key}"), "key": CREDENTIAL_KEY}}}),
+        );
+        credentials.push(key);
+    }
+    let config = "postgresql-databases";
+    let labels = labels(input, Some("postgresql"));
+    out.push(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": config, "namespace": input.namespace, "labels": labels},
+        "data": {"databases.sql": sql}
+    }));
+    let script = format!(
+        "until pg_isready -q -h postgresql -p 5432; do sleep 2; done; \
+         exec psql -X -q -h postgresql -p 5432 -U {POSTGRES_SUPERUSER} -d postgres -f /sql/databases.sql"
+    );
+    let security = container_security(contract);
+    let spec = json!({
+        "restartPolicy": "OnFailure",
+        "serviceAccountName": "postgresql",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(contract),
+        "affinity": affinity(eligible),
+        "volumes": [{"name": "sql", "configMap": {"name": config}}],
+        "containers": [{
+            "name": "databases",
+            "image": pg.image.to_string(),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", script],
+            "env": env,
+            "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": true}],
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+            "securityContext": security,
+        }]
+    });
+    let digest = {
+        use sha2::Digest as _;
+        let text = serde_json::to_string(&json!([sql, spec])).expect("JSON");
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
+    };
+    out.push(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": format!("{config}-{digest}"), "namespace": input.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 20,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"metadata": {"labels": labels}, "spec": spec}
+        }
+    }));
+    credentials
+}
+
+/// Synapse's homeserver.yaml: PostgreSQL (the password from PGPASSWORD), media and signing key
+/// on the data volume, not federated, no statistics sent, no open registration.
+fn synapse_config(domain: &str) -> String {
+    let config = json!({
+        "server_name": domain,
+        "public_baseurl": format!("https://matrix.{domain}/"),
+        "pid_file": "/tmp/homeserver.pid",
+        "listeners": [{"port": 8008, "type": "http", "tls": false, "x_forwarded": true,
+                       "bind_addresses": ["0.0.0.0"],
+                       "resources": [{"names": ["client"], "compress": false}]}],
+        "database": {"name": "psycopg2", "args": {
+            "user": "synapse", "dbname": "synapse", "host": "postgresql", "port": 5432,
+            "cp_min": 5, "cp_max": SYNAPSE_DB_POOL,
+            "keepalives_idle": 10, "keepalives_interval": 10, "keepalives_count": 3}},
+        "media_store_path": "/data/media_store",
+        "signing_key_path": format!("/data/{domain}.signing.key"),
+        "report_stats": false,
+        "trusted_key_servers": [],
+        "federation_domain_whitelist": [],
+        "enable_registration": false,
+    });
+    yaml_serde::to_string(&config).expect("a JSON value is YAML")
+}
+
+fn replicas(c: &Component, input: &RenderInput<'_>) -> u32 {
+    input
+        .spec
+        .components
+        .get(&c.name)
+        .and_then(|o| o.replicas)
+        .unwrap_or_else(|| c.sizing[&input.spec.profile].replicas)
+}
+
+fn probe_action(p: &Probe) -> Value {
+    match p {
+        Probe::Http { path, port } => json!({"httpGet": {"path": path, "port": port}}),
+        Probe::Tcp { port } => json!({"tcpSocket": {"port": port}}),
+    }
+}
+
+fn probe(p: &Probe) -> Value {
+    let mut v = probe_action(p);
+    v["periodSeconds"] = json!(10);
+    v["failureThreshold"] = json!(3);
+    v
+}
+
+/// A volume name for a path (`/var/log/exo` -> `var-log-exo`).
+fn volume_name(path: &str) -> String {
+    let name: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() { "root".into() } else { name }
+}
+
+/// Whether `path` is `mount` or lies below it.
+fn under(path: &str, mount: &str) -> bool {
+    path == mount || path.starts_with(&format!("{}/", mount.trim_end_matches('/')))
+}
+
+/// The security context every container gets: the restricted standard and a read-only root,
+/// unless the image must start as root (then it cannot run in a restricted namespace at all,
+/// and is rendered as before: see KNOWN_GAPS in the contract test and docs/operator.md).
+fn container_security(contract: &ImageContract) -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true,
+        "readOnlyRootFilesystem": !contract.run_as.starts_as_root,
+        "seccompProfile": {"type": "RuntimeDefault"}
+    })
+}
+
+/// The pod's identity: the image's own uid and gid (its files belong to them). An image that
+/// must start as root keeps the former unprivileged 10001, which the contract test reports.
+fn pod_security(contract: &ImageContract) -> Value {
+    let (uid, gid) = if contract.run_as.starts_as_root {
+        (10001, 10001)
+    } else {
+        (contract.run_as.uid, contract.run_as.gid)
+    };
+    // A volume must be writable by the process: its own group, or its uid's group when the
+    // image runs with gid 0 (Keycloak, Elasticsearch).
+    let fs_group = if gid == 0 { uid } else { gid };
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": fs_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"}
+    })
+}
+
+/// Required in both modes: an audit-mode policy admits every node, so the label is then on all of
+/// them, and switching modes changes labels, never pod templates (no rollout). Nodes with a valid
+/// attestation are preferred either way.
+fn affinity(eligible: &str) -> Value {
+    json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": eligible, "operator": "In", "values": ["true"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [
+            {"key": ATTESTED_COUNTRY_LABEL, "operator": "Exists"}]}}]
+    }})
+}
+
+fn render_component(
+    c: &Component,
+    contract: &ImageContract,
+    input: &RenderInput<'_>,
+    eligible: &str,
+    wiring: &Wiring,
+    out: &mut Vec<Value>,
+) {
+    let n = c.name.as_str();
+    let ns = input.namespace;
+    let meta =
+        |name: &str| json!({"name": name, "namespace": ns, "labels": labels(input, Some(n))});
+    let sizing = &c.sizing[&input.spec.profile];
+    let o = input.spec.components.get(n);
+    let requests = o
+        .and_then(|o| o.requests.clone())
+        .unwrap_or_else(|| sizing.requests.clone());
+    let limits = o
+        .and_then(|o| o.limits.clone())
+        .unwrap_or_else(|| sizing.limits.clone());
+    let replicas = replicas(c, input);
+    let sc = storage_class_name(ns, input.name);
+
+    out.push(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(n),
+        "automountServiceAccountToken": false
+    }));
+    let config_name = format!("{n}-config");
+    out.push(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(&config_name),
+        "data": wiring.config
+    }));
+    let files_name = format!("{n}-files");
+    if !wiring.files.is_empty() {
+        let data: BTreeMap<&str, &str> = wiring
+            .files
+            .iter()
+            .map(|f| (f.key.as_str(), f.content.as_str()))
+            .collect();
+        out.push(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(&files_name),
+            "data": data
+        }));
+    }
+    let ports: Vec<Value> = c
+        .ports
+        .iter()
+        .map(|p| {
+            json!({"name": p.name, "port": p.port, "targetPort": p.name,
+                   "protocol": protocol(p.protocol)})
+        })
+        .collect();
+    out.push(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": meta(n),
+        "spec": {"selector": selector(input, n), "ports": ports}
+    }));
+    if c.workload == Workload::StatefulSet {
+        out.push(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": meta(&format!("{n}-pods")),
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": true,
+                     "selector": selector(input, n), "ports": ports}
+        }));
+    }
+
+    let mut env: Vec<Value> = wiring
+        .secrets
+        .iter()
+        .map(|(var, key)| {
+            json!({"name": var, "valueFrom": {"secretKeyRef": {
+                "name": format!("{CREDENTIAL_PREFIX}{key}"), "key": CREDENTIAL_KEY}}})
+        })
+        .collect();
+    env.extend(
+        wiring.fields.iter().map(
+            |(var, path)| json!({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
+        ),
+    );
+    let container_ports: Vec<Value> = c
+        .ports
+        .iter()
+        .map(|p| json!({"name": p.name, "containerPort": p.port, "protocol": protocol(p.protocol)}))
+        .collect();
+
+    // Volumes: the catalog's claims (through a subPath where the image needs an empty
+    // directory), the rendered files, and an emptyDir for every other path the image writes.
+    let mut mounts: Vec<Value> = Vec::new();
+    let mut volumes: Vec<Value> = Vec::new();
+    let mut seeds: Vec<Value> = Vec::new();
+    for v in &c.volumes {
+        let mut m = json!({"name": v.name, "mountPath": v.mount_path});
+        let empty_first = contract
+            .writable_paths
+            .iter()
+            .any(|w| w.must_start_empty && w.path == v.mount_path);
+        if empty_first {
+            // A fresh filesystem's root holds lost+found.
+            m["subPath"] = json!(v.mount_path.rsplit('/').next().unwrap_or("data"));
+        }
+        mounts.push(m);
+    }
+    if !wiring.files.is_empty() {
+        volumes.push(json!({"name": "files", "configMap": {"name": files_name}}));
+        for f in &wiring.files {
+            mounts.push(
+                json!({"name": "files", "mountPath": f.path, "subPath": f.key, "readOnly": true}),
+            );
+        }
+    }
+    let security = container_security(contract);
+    if !contract.run_as.starts_as_root {
+        let skipped = |unless: &Option<String>| {
+            unless
+                .as_deref()
+                .and_then(|u| u.split_once('='))
+                .is_some_and(|(k, v)| wiring.config.get(k).is_some_and(|x| x == v))
+        };
+        for w in &contract.writable_paths {
+            let covered = c.volumes.iter().any(|v| under(&w.path, &v.mount_path))
+                || mounts.iter().any(|m| {
+                    m["readOnly"] != true
+                        && under(&w.path, m["mountPath"].as_str().unwrap_or_default())
+                });
+            if covered || skipped(&w.unless_env) {
+                continue;
+            }
+            let mut name = volume_name(&w.path);
+            if c.volumes.iter().any(|v| v.name == name) {
+                name = format!("w-{name}");
+            }
+            let empty_dir = if w.tmpfs {
+                json!({"medium": "Memory", "sizeLimit": "1Gi"})
+            } else {
+                json!({})
+            };
+            volumes.push(json!({"name": name, "emptyDir": empty_dir}));
+            mounts.push(json!({"name": name, "mountPath": w.path}));
+            if let Some(seed) = &w.seed {
+                seeds.push(json!({
+                    "name": seed,
+                    "image": c.image.to_string(),
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", format!("cp -a {}/. /seed/", w.path)],
+                    "volumeMounts": [{"name": name, "mountPath": "/seed"}],
+                    "resources": {
+                        "requests": {"cpu": requests.cpu, "memory": requests.memory},
+                        "limits": {"cpu": limits.cpu, "memory": limits.memory}
+                    },
+                    "securityContext": security,
+                }));
+            }
+        }
+    }
+    // Keycloak builds its optimized server once, into the seeded lib/quarkus, so the server
+    // itself starts with --optimized on a read-only root.
+    if n == "keycloak" {
+        let keep: Vec<Value> = mounts
+            .iter()
+            .filter(|m| m["readOnly"] != true)
+            .cloned()
+            .collect();
+        seeds.push(json!({
+            "name": "build",
+            "image": c.image.to_string(),
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["build", "--db=postgres", "--health-enabled=true"],
+            "volumeMounts": keep,
+            "resources": {
+                "requests": {"cpu": requests.cpu, "memory": requests.memory},
+                "limits": {"cpu": limits.cpu, "memory": limits.memory}
+            },
+            "securityContext": security,
+        }));
+    }
+
+    let mut container = json!({
+        "name": n,
+        "image": c.image.to_string(),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": container_ports,
+        "envFrom": [{"configMapRef": {"name": config_name}}],
+        "env": env,
+        "readinessProbe": probe(&c.readiness),
+        "resources": {
+            "requests": {"cpu": requests.cpu, "memory": requests.memory},
+            "limits": {"cpu": limits.cpu, "memory": limits.memory}
+        },
+        "volumeMounts": mounts,
+        "securityContext": security
+    });
+    match &wiring.args {
+        Some(args) => container["args"] = json!(args),
+        None if !c.args.is_empty() => container["args"] = json!(c.args),
+        None => {}
+    }
+    if let Some(l) = &c.liveness {
+        container["livenessProbe"] = probe(l);
+        // The liveness probe starts only once the first start (migrations, builds) is over.
+        let mut startup = probe_action(l);
+        startup["periodSeconds"] = json!(10);
+        startup["failureThreshold"] = json!(contract.first_start.seconds.div_ceil(10).max(3));
+        container["startupProbe"] = startup;
+    }
+    let mut pod_spec = json!({
+        "serviceAccountName": n,
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(contract),
+        "affinity": affinity(eligible),
+        "topologySpreadConstraints": [{
+            "maxSkew": 1,
+            "topologyKey": ZONE_LABEL,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector(input, n)}
+        }],
+        "containers": [container]
+    });
+    if !seeds.is_empty() {
+        pod_spec["initContainers"] = json!(seeds);
+    }
+    let pod_meta = json!({"labels": labels(input, Some(n))});
+    let workload = match c.workload {
+        Workload::StatefulSet => {
+            if !volumes.is_empty() {
+                pod_spec["volumes"] = json!(volumes);
+            }
+            let claims: Vec<Value> = c
+                .volumes
+                .iter()
+                .map(|v| {
+                    json!({
+                        "metadata": {"name": v.name, "labels": labels(input, Some(n))},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc,
+                                 "resources": {"requests": {"storage": sizing.storage.get(&v.name)}}}
+                    })
+                })
+                .collect();
+            json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(n),
+                "spec": {
+                    "replicas": replicas,
+                    "serviceName": format!("{n}-pods"),
+                    "podManagementPolicy": "Parallel",
+                    "selector": {"matchLabels": selector(input, n)},
+                    "template": {"metadata": pod_meta, "spec": pod_spec},
+                    "volumeClaimTemplates": claims,
+                    "persistentVolumeClaimRetentionPolicy": {
+                        "whenDeleted": if input.spec.storage.delete_claims_with_workplace { "Delete" } else { "Retain" },
+                        "whenScaled": "Retain"
+                    }
+                }
+            })
+        }
+        Workload::Deployment => {
+            let mut claimed = Vec::new();
+            for v in &c.volumes {
+                let claim = format!("{n}-{}", v.name);
+                out.push(json!({
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(&claim),
+                    "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc,
+                             "resources": {"requests": {"storage": sizing.storage.get(&v.name)}}}
+                }));
+                claimed
+                    .push(json!({"name": v.name, "persistentVolumeClaim": {"claimName": claim}}));
+            }
+            claimed.extend(volumes);
+            if !claimed.is_empty() {
+                pod_spec["volumes"] = json!(claimed);
+            }
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(n),
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": selector(input, n)},
+                    "template": {"metadata": pod_meta, "spec": pod_spec}
+                }
+            })
+        }
+    };
+    out.push(workload);
+    if let Some(cron) = backup_job(c, input, &pod_spec) {
+        out.push(cron);
+    }
+    // One pod at a time may be evicted: with one replica that is the pod itself, so an
+    // ineligible node can always be drained (the component is briefly down, and says so).
+    out.push(json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(n),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(input, n)}}
+    }));
+}
+
+/// The scheduled backup of a database component to its bucket on the object store: a dump by the
+/// component's own image into a scratch volume, then `weed filer.copy` (SeaweedFS's own client,
+/// from the filer's image, under the filer image's own uid) to `/buckets/<bucket>/<UTC time>/`.
+/// Same placement and security as the component's pods, so the backup job too runs only on
+/// eligible nodes.
+fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Option<Value> {
+    let backup = c.backup.as_ref()?;
+    let filer = input.catalog.component("seaweedfs-filer")?;
+    let (dump, password) = match c.name.as_str() {
+        "postgresql" => (
+            format!("pg_dumpall -h postgresql -U {POSTGRES_SUPERUSER} > /dump/dump.sql"),
+            json!({"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+                "name": format!("{CREDENTIAL_PREFIX}postgresql-password"), "key": CREDENTIAL_KEY}}}),
+        ),
+        "mysql" => (
+            format!(
+                "mysqldump -h mysql -u {MYSQL_SUPERUSER} --all-databases --single-transaction > /dump/dump.sql"
+            ),
+            json!({"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {
+                "name": format!("{CREDENTIAL_PREFIX}mysql-root-password"), "key": CREDENTIAL_KEY}}}),
+        ),
+        _ => return None,
+    };
+    let security = pod_spec["containers"][0]["securityContext"].clone();
+    let mut upload_security = security.clone();
+    if let Some(fc) = ImageContracts::shipped().for_component("seaweedfs-filer") {
+        upload_security["runAsUser"] = json!(fc.run_as.uid);
+        upload_security["runAsGroup"] = json!(fc.run_as.gid);
+    }
+    let mut spec = pod_spec.clone();
+    spec["restartPolicy"] = json!("OnFailure");
+    spec["volumes"] = json!([{"name": "dump", "emptyDir": {}}]);
+    spec["initContainers"] = json!([{
+        "name": "dump",
+        "image": c.image.to_string(),
+        "command": ["sh", "-c", dump],
+        "env": [password],
+        "volumeMounts": [{"name": "dump", "mountPath": "/dump"}],
+        "securityContext": security,
+    }]);
+    spec["containers"] = json!([{
+        "name": "upload",
+        "image": filer.image.to_string(),
+        // -logtostderr: glog would otherwise write its files to /tmp, on a read-only root.
+        "command": ["sh", "-c", format!(
+            "weed -logtostderr=true filer.copy /dump/dump.sql http://seaweedfs-filer:8888/buckets/{}/$(date -u +%Y%m%dT%H%M%SZ)/",
+            backup.bucket
+        )],
+        "volumeMounts": [{"name": "dump", "mountPath": "/dump"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": upload_security,
+    }]);
+    if let Some(obj) = spec.as_object_mut() {
+        obj.remove("topologySpreadConstraints");
+    }
+    let name = format!("{}-backup", c.name);
+    Some(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": name, "namespace": input.namespace, "labels": labels(input, Some(&c.name))},
+        "spec": {
+            "schedule": backup.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 3, "template": {
+                "metadata": {"labels": labels(input, Some(&name))},
+                "spec": spec
+            }}}
+        }
+    }))
+}
+
+fn protocol(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    }
+}
+
+fn network_policy(input: &RenderInput<'_>) -> Value {
+    let mut egress = vec![
+        json!({"to": [{"podSelector": {}}]}),
+        json!({
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+        }),
+    ];
+    for r in &input.spec.egress {
+        let mut rule = json!({"to": [{"ipBlock": {"cidr": r.cidr}}]});
+        if !r.ports.is_empty() {
+            rule["ports"] = json!(
+                r.ports
+                    .iter()
+                    .map(|p| json!({"protocol": "TCP", "port": p}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        egress.push(rule);
+    }
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "workplace-egress", "namespace": input.namespace, "labels": labels(input, None),
+                     "annotations": {"hexagone.fr/egress": input.spec.egress.iter()
+                         .map(|r| format!("{}: {}", r.name, r.cidr)).collect::<Vec<_>>().join("; ")}},
+        "spec": {
+            "podSelector": {"matchLabels": {INSTANCE_LABEL: input.name}},
+            "policyTypes": ["Egress"],
+            "egress": egress
+        }
+    })
+}
+
+/// The Secret holding the workplace's TLS certificate and key (`kubernetes.io/tls`), for every
+/// host of [`public_host`]: created by ops, or by cert-manager from a Certificate they declare.
+pub const TLS_SECRET: &str = "workplace-tls";
+
+/// The public host of an exposed component, as its own settings name it (EXO_PROXY_VHOST,
+/// KC_HOSTNAME, PUBLIC_URL, public_baseurl); None for a component not exposed.
+pub fn public_host(component: &str, domain: &str) -> Option<String> {
+    Some(match component {
+        "exo" => domain.to_owned(),
+        "keycloak" => format!("auth.{domain}"),
+        "jitsi-web" => format!("meet.{domain}"),
+        "onlyoffice" => format!("docs.{domain}"),
+        "synapse" => format!("matrix.{domain}"),
+        _ => return None,
+    })
+}
+
+/// One Ingress (networking.k8s.io/v1) per exposed component, TLS from [`TLS_SECRET`], on the
+/// cluster's default IngressClass. Ingress rather than Gateway API routes: every conformant
+/// cluster serves Ingress with the controller it already has, where Gateway API needs its CRDs
+/// and a Gateway installed first.
+fn ingresses(input: &RenderInput<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in &input.catalog.components {
+        let Some(host) = public_host(&c.name, &input.spec.domain) else {
+            continue;
+        };
+        let Some(http) = c.ports.iter().find(|p| p.name == "http") else {
+            continue;
+        };
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": c.name, "namespace": input.namespace, "labels": labels(input, Some(&c.name))},
+            "spec": {
+                "tls": [{"hosts": [host], "secretName": TLS_SECRET}],
+                "rules": [{"host": host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": c.name, "port": {"number": http.port}}}
+                }]}}]
+            }
+        }));
+    }
+    out
+}
+
+/// The namespace label that marks the cluster's ingress controller: the only way in from outside
+/// the workplace for the exposed components. Ops label the controller's namespace with it
+/// (`kubectl label namespace ingress-nginx hexagone.fr/ingress-controller=true`).
+pub const INGRESS_CONTROLLER_LABEL: &str = "hexagone.fr/ingress-controller";
+
+/// The components reached from outside through the ingress controller, on their `http` port.
+pub const EXPOSED: &[&str] = &["exo", "keycloak", "jitsi-web", "onlyoffice", "synapse"];
+
+/// The auditor, which receives the filer's change events (manifests/auditor/auditor.yaml:
+/// namespace `hexagone-audit`, pods `app.kubernetes.io/name: hexagone-auditor`, port 7381).
+const AUDITOR_NAMESPACE: &str = "hexagone-audit";
+const AUDITOR_NAME: &str = "hexagone-auditor";
+const AUDITOR_PORT: u16 = 7381;
+
+/// Flows that the catalog's `dependsOn` does not carry, each with why: (client, server).
+const EXTRA_FLOWS: &[(&str, &str, &str)] = &[
+    (
+        "seaweedfs-master",
+        "seaweedfs-volume",
+        "the master grows and vacuums volumes on the volume servers (gRPC 18080)",
+    ),
+    (
+        "seaweedfs-filer",
+        "seaweedfs-volume",
+        "the filer reads and writes chunks on the volume servers (it also dependsOn them)",
+    ),
+];
+
+/// Which pods may connect to `server`, as component labels: the components that depend on it
+/// (a database's dependency on the filer is its backup's: only the backup pods upload), the
+/// backup pods of its own data, and the extra flows. Its own pods (cluster peers) are allowed
+/// apart, on every port.
+pub fn clients_of(input: &RenderInput<'_>, server: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let backup_target = |c: &Component| c.backup.is_some() && server.starts_with("seaweedfs-");
+    for c in &input.catalog.components {
+        if c.name == server {
+            if c.backup.is_some() {
+                out.insert(format!("{}-backup", c.name));
+            }
+            continue;
+        }
+        if c.depends_on.iter().any(|d| d == server) {
+            out.insert(if backup_target(c) {
+                format!("{}-backup", c.name)
+            } else {
+                c.name.clone()
+            });
+        }
+        // `weed filer.copy` uploads straight to the volume servers
+        // (sw@4.44:weed/command/filer_copy.go:352-379).
+        if server == "seaweedfs-volume" && backup_target(c) {
+            out.insert(format!("{}-backup", c.name));
+        }
+    }
+    for (client, srv, _) in EXTRA_FLOWS {
+        if *srv == server && input.catalog.component(client).is_some() {
+            out.insert((*client).to_owned());
+        }
+    }
+    out
+}
+
+/// Ingress isolation: every workplace pod denies all ingress (`workplace-deny-ingress`), then one
+/// policy per component admits its clients on its declared ports, its own pods (cluster peers:
+/// raft, Elasticsearch transport, Keycloak's cache) on every port, the ingress controller on the
+/// `http` port of an exposed component, and the clients of video calls on the videobridge's UDP
+/// port. The filer may also send its change events to the auditor's namespace.
+fn ingress_policies(input: &RenderInput<'_>) -> Vec<Value> {
+    let ns = input.namespace;
+    let peer = |component: &str| json!({"podSelector": {"matchLabels": {INSTANCE_LABEL: input.name, COMPONENT_LABEL: component}}});
+    let mut out = vec![json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "workplace-deny-ingress", "namespace": ns, "labels": labels(input, None)},
+        "spec": {
+            "podSelector": {"matchLabels": {INSTANCE_LABEL: input.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": []
+        }
+    })];
+    for c in &input.catalog.components {
+        let ports: Vec<Value> = c
+            .ports
+            .iter()
+            .map(|p| json!({"protocol": protocol(p.protocol), "port": p.port}))
+            .collect();
+        let mut rules = vec![json!({"from": [peer(&c.name)]})];
+        let clients: Vec<Value> = clients_of(input, &c.name).iter().map(|n| peer(n)).collect();
+        if !clients.is_empty() {
+            rules.push(json!({"from": clients, "ports": ports}));
+        }
+        if EXPOSED.contains(&c.name.as_str())
+            && let Some(http) = c.ports.iter().find(|p| p.name == "http")
+        {
+            rules.push(json!({
+                "from": [{"namespaceSelector": {"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}}}],
+                "ports": [{"protocol": "TCP", "port": http.port}]
+            }));
+        }
+        if c.name == "jitsi-jvb" {
+            // Participants send media from wherever they are (JVB_PORT, 10000/UDP).
+            let media: Vec<Value> = c
+                .ports
+                .iter()
+                .filter(|p| p.protocol == Protocol::Udp)
+                .map(|p| json!({"protocol": "UDP", "port": p.port}))
+                .collect();
+            rules.push(json!({
+                "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+                "ports": media
+            }));
+        }
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": format!("{}-ingress", c.name), "namespace": ns,
+                         "labels": labels(input, Some(&c.name))},
+            "spec": {
+                "podSelector": {"matchLabels": selector(input, &c.name)},
+                "policyTypes": ["Ingress"],
+                "ingress": rules
+            }
+        }));
+    }
+    if input.catalog.component("seaweedfs-filer").is_some() {
+        out.push(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "seaweedfs-filer-egress-auditor", "namespace": ns,
+                         "labels": labels(input, Some("seaweedfs-filer"))},
+            "spec": {
+                "podSelector": {"matchLabels": selector(input, "seaweedfs-filer")},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": AUDITOR_NAMESPACE}},
+                        "podSelector": {"matchLabels": {COMPONENT_LABEL: AUDITOR_NAME}}
+                    }],
+                    "ports": [{"protocol": "TCP", "port": AUDITOR_PORT}]
+                }]
+            }
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::contract::{self, ImageContracts, Rule};
+
+    fn rendered(yaml: &str, zones: &[&str]) -> Rendered {
+        let spec: WorkplaceSpec = yaml_serde::from_str(yaml).unwrap();
+        let catalog = spec.resolve(Catalog::shipped()).unwrap();
+        let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+        render(&RenderInput {
+            name: "intranet",
+            namespace: "ministere",
+            spec: &spec,
+            catalog: &catalog,
+            eligible_zones: &zones,
+        })
+        .unwrap()
+    }
+
+    const SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, egress: [{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}]}";
+
+    /// The rendered objects of the sample Workplace, as reviewed (an `insta` snapshot).
+    /// Regenerate with `INSTA_UPDATE=always cargo test -p hexagone-platform --features k8s --lib
+    /// render` (or `cargo insta review`) and read the diff before committing.
+    #[test]
+    fn snapshot_of_the_5000_user_workplace() {
+        let text = rendered(SPEC, &["fr-par-1", "fr-par-2"]).yaml_stream();
+        insta::with_settings!({
+            snapshot_path => "../../tests/snapshots",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!("workplace-users5000", text);
+        });
+    }
+
+    /// What the rendering does not meet yet, per component and rule, with why. The contract test
+    /// fails when one of these no longer occurs, so the list only shrinks.
+    const KNOWN_GAPS: &[(&str, Rule, &str)] = &[
+        (
+            "onlyoffice",
+            Rule::Identity,
+            "the all-in-one image must start as root (chown, service, nginx on 80); the split images that run as uid 101 are not published for the 9.x community edition",
+        ),
+        (
+            "onlyoffice",
+            Rule::ReadOnlyRoot,
+            "rewrites /etc/onlyoffice, /etc/nginx and supervisor files at each start, as root",
+        ),
+        (
+            "onlyoffice",
+            Rule::WritablePath,
+            "no volumes while it cannot run in the restricted namespace (see identity)",
+        ),
+        (
+            "postfix",
+            Rule::Identity,
+            "Postfix's master runs as root; the way out is eXo relaying to the site's relay directly",
+        ),
+        (
+            "postfix",
+            Rule::ReadOnlyRoot,
+            "edits files directly in /etc (rsyslog.conf, nsswitch.conf) at each start",
+        ),
+        (
+            "postfix",
+            Rule::WritablePath,
+            "no volumes while it cannot run in the restricted namespace (see identity)",
+        ),
+    ];
+
+    /// Every container of every component of every profile, checked against its image's
+    /// contract (the sample Workplace of `manifests/samples/workplace.yaml`, per profile).
+    #[test]
+    fn every_pod_of_every_profile_meets_its_image_contract() {
+        let mut failures = Vec::new();
+        let mut occurred = std::collections::BTreeSet::new();
+        for profile in crate::catalog::Profile::ALL {
+            let spec = format!(
+                "{{policy: diffusion-restreinte, profile: {profile}, domain: intranet.ministere.example.fr, \
+                 storage: {{provisioner: csi.example.fr}}, \
+                 egress: [{{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}}], \
+                 components: {{jitsi-jvb: {{replicas: 4}}}}}}"
+            );
+            let r = rendered(&spec, &["fr-par-1", "fr-par-2"]);
+            let catalog = Catalog::shipped();
+            // What is checked: one pod template per component, plus the backup CronJobs.
+            let templates = r
+                .objects
+                .iter()
+                .filter(|o| {
+                    ["Deployment", "StatefulSet"].contains(&o["kind"].as_str().unwrap_or_default())
+                })
+                .count();
+            assert_eq!(templates, catalog.components.len(), "{profile}");
+            for b in contract::check(&r, catalog, ImageContracts::shipped()) {
+                match KNOWN_GAPS
+                    .iter()
+                    .find(|(c, rule, _)| *c == b.component && *rule == b.rule)
+                {
+                    Some((c, rule, _)) => {
+                        occurred.insert((*c, *rule));
+                    }
+                    None => failures.push(format!("{profile}: {b}")),
+                }
+            }
+        }
+        let stale: Vec<String> = KNOWN_GAPS
+            .iter()
+            .filter(|(c, rule, _)| !occurred.contains(&(*c, *rule)))
+            .map(|(c, rule, why)| format!("{c} {rule} ({why})"))
+            .collect();
+        assert!(
+            failures.is_empty() && stale.is_empty(),
+            "breaches of the image contracts:\n{}\n\nKNOWN_GAPS that no longer occur (remove them):\n{}",
+            failures.join("\n"),
+            stale.join("\n")
+        );
+    }
+
+    #[test]
+    fn an_image_override_without_a_contract_is_reported_and_a_mirror_is_not() {
+        let contracts = ImageContracts::shipped();
+        let spec = "{policy: p, profile: users500, domain: a.fr, components: {valkey: {image: 'docker.io/valkey/valkey:8.0.0'}}}";
+        let r = rendered(spec, &["fr-par-1"]);
+        let unknown: Vec<String> = contract::check(&r, Catalog::shipped(), contracts)
+            .into_iter()
+            .filter(|b| b.rule == Rule::UnknownImage)
+            .map(|b| format!("{} {}: {}", b.component, b.container, b.fact))
+            .collect();
+        assert_eq!(
+            unknown,
+            [
+                "valkey valkey: image docker.io/valkey/valkey:8.0.0 has no contract (the catalog's image is docker.io/valkey/valkey:9.0.7)"
+            ]
+        );
+        let mirrored = rendered(
+            "{policy: p, profile: users500, domain: a.fr, registry: registry.site.example}",
+            &["fr-par-1"],
+        );
+        let breaches = contract::check(&mirrored, Catalog::shipped(), contracts);
+        assert!(
+            !breaches.iter().any(|b| b.rule == Rule::UnknownImage),
+            "{breaches:#?}"
+        );
+    }
+
+    #[test]
+    fn seaweedfs_masters_are_peered_by_name_and_an_even_count_is_refused() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let master = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "seaweedfs-master")
+            .unwrap();
+        let args = &master["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(args.as_array().unwrap().contains(&json!(
+            "-peers=seaweedfs-master-0.seaweedfs-master-pods:9333,seaweedfs-master-1.seaweedfs-master-pods:9333,seaweedfs-master-2.seaweedfs-master-pods:9333"
+        )), "{args}");
+        let spec: WorkplaceSpec = yaml_serde::from_str(
+            "{policy: p, profile: users5000, domain: a.fr, components: {seaweedfs-master: {replicas: 2}}}",
+        )
+        .unwrap();
+        let catalog = spec.resolve(Catalog::shipped()).unwrap();
+        let err = render(&RenderInput {
+            name: "intranet",
+            namespace: "ministere",
+            spec: &spec,
+            catalog: &catalog,
+            eligible_zones: &["fr-par-1".to_owned()],
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "seaweedfs-master: 2 replicas; raft needs an odd number of masters"
+        );
+    }
+
+    #[test]
+    fn every_pod_requires_the_eligibility_label_and_the_restricted_standard() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let workloads: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
+            .collect();
+        assert_eq!(workloads.len(), Catalog::shipped().components.len());
+        for w in workloads {
+            let pod = &w["spec"]["template"]["spec"];
+            let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchExpressions"][0];
+            assert_eq!(
+                term["key"],
+                "eligible.hexagone.node-restriction.kubernetes.io/france-diffusion-restreinte",
+                "{}",
+                w["metadata"]["name"]
+            );
+            assert_eq!(pod["automountServiceAccountToken"], false);
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+            let c = &pod["containers"][0];
+            assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+            assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+            assert!(c["resources"]["requests"]["cpu"].is_string());
+        }
+    }
+
+    #[test]
+    fn attested_nodes_are_preferred() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let d = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .unwrap();
+        let aff = &d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"];
+        let pref = &aff["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"];
+        assert_eq!(pref["matchExpressions"][0]["key"], ATTESTED_COUNTRY_LABEL);
+    }
+
+    #[test]
+    fn the_storage_class_allows_only_eligible_zones_and_waits_for_the_pod() {
+        let r = rendered(SPEC, &["fr-par-1", "fr-par-2"]);
+        let sc = r.storage_class.unwrap();
+        assert_eq!(sc["volumeBindingMode"], "WaitForFirstConsumer");
+        assert_eq!(
+            sc["allowedTopologies"][0]["matchLabelExpressions"][0]["values"],
+            json!(["fr-par-1", "fr-par-2"])
+        );
+        assert!(rendered(SPEC, &[]).storage_class.is_none());
+    }
+
+    #[test]
+    fn secrets_are_referenced_never_written() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        assert!(
+            r.secret
+                .names
+                .contains(&"credential-postgresql-password".to_owned())
+        );
+        assert!(!r.objects.iter().any(|o| o["kind"] == "Secret"));
+        let text = serde_json::to_string(&r.objects).unwrap();
+        assert!(
+            !text.contains("PASSWORD\":\""),
+            "a password value was rendered"
+        );
+    }
+
+    #[test]
+    fn egress_is_denied_but_for_namespace_dns_and_listed_destinations() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let np = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "NetworkPolicy")
+            .unwrap();
+        let egress = np["spec"]["egress"].as_array().unwrap();
+        assert_eq!(egress.len(), 3);
+        assert_eq!(egress[2]["to"][0]["ipBlock"]["cidr"], "192.0.2.25/32");
+        assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
+    }
+
+    /// The components whose pods an ingress policy admits on `server`, besides its own pods
+    /// (which every policy admits as cluster peers), and whether anything outside the namespace
+    /// is admitted.
+    fn admitted(r: &Rendered, server: &str) -> (Vec<String>, Vec<String>) {
+        let np = r
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == format!("{server}-ingress")
+            })
+            .unwrap_or_else(|| panic!("no ingress policy for {server}"));
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            server
+        );
+        let mut pods = Vec::new();
+        let mut outside = Vec::new();
+        for rule in np["spec"]["ingress"].as_array().unwrap() {
+            for from in rule["from"].as_array().unwrap() {
+                if let Some(ns) = from.get("namespaceSelector") {
+                    outside.push(format!("namespaces {ns}"));
+                } else if let Some(ip) = from.get("ipBlock") {
+                    outside.push(format!("addresses {}", ip["cidr"]));
+                } else {
+                    let labels = &from["podSelector"]["matchLabels"];
+                    assert_eq!(labels[INSTANCE_LABEL], "intranet", "{server}: {from}");
+                    let c = labels[COMPONENT_LABEL]
+                        .as_str()
+                        .expect("a component")
+                        .to_owned();
+                    if c != server {
+                        pods.push(c);
+                    }
+                }
+            }
+        }
+        (pods, outside)
+    }
+
+    #[test]
+    fn stores_admit_only_their_clients() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let none: Vec<String> = vec![];
+        // Search (security disabled) only from eXo; Valkey (a cache) only from ONLYOFFICE.
+        assert_eq!(
+            admitted(&r, "search"),
+            (vec!["exo".to_owned()], none.clone())
+        );
+        assert_eq!(
+            admitted(&r, "valkey"),
+            (vec!["onlyoffice".to_owned()], none.clone())
+        );
+        // The filer and its S3 gateway only from the backup uploads, the volume servers from
+        // the master, the filer and the uploads (filer.copy writes to them directly).
+        assert_eq!(
+            admitted(&r, "seaweedfs-filer"),
+            (
+                vec!["mysql-backup".to_owned(), "postgresql-backup".to_owned()],
+                none.clone()
+            )
+        );
+        assert_eq!(
+            admitted(&r, "seaweedfs-volume").0,
+            [
+                "mysql-backup",
+                "postgresql-backup",
+                "seaweedfs-filer",
+                "seaweedfs-master"
+            ]
+        );
+        // The databases from their applications and their own backup only.
+        assert_eq!(
+            admitted(&r, "postgresql").0,
+            ["keycloak", "onlyoffice", "postgresql-backup", "synapse"]
+        );
+        assert_eq!(admitted(&r, "mysql").0, ["exo", "mysql-backup"]);
+        // Exposed components from the ingress controller's namespace, on their http port only.
+        let (_, outside) = admitted(&r, "keycloak");
+        assert_eq!(
+            outside,
+            [format!(
+                "namespaces {}",
+                json!({"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}})
+            )]
+        );
+        let kc = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "keycloak-ingress")
+            .unwrap();
+        assert_eq!(
+            kc["spec"]["ingress"][2]["ports"],
+            json!([{"protocol": "TCP", "port": 8080}])
+        );
+        // Every workplace pod, jobs included, denies what no policy admits.
+        let deny = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "workplace-deny-ingress")
+            .unwrap();
+        assert_eq!(
+            deny["spec"]["podSelector"]["matchLabels"],
+            json!({INSTANCE_LABEL: "intranet"})
+        );
+        assert_eq!(deny["spec"]["ingress"], json!([]));
+        // One ingress policy per component, and each pod of the rendering is selected by its own.
+        let policies = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("-ingress")
+                    && o["metadata"]["name"] != "workplace-deny-ingress"
+            })
+            .count();
+        assert_eq!(policies, Catalog::shipped().components.len());
+    }
+
+    #[test]
+    fn exposed_components_are_served_on_the_hosts_their_settings_name() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let d = "intranet.example.gouv.fr";
+        let find = |kind: &str, name: &str| {
+            r.objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        let config =
+            |c: &str, k: &str| find("ConfigMap", &format!("{c}-config"))["data"][k].clone();
+        let homeserver: Value = yaml_serde::from_str(
+            find("ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        // What each application believes its public address is.
+        let believed = BTreeMap::from([
+            (
+                "exo",
+                config("exo", "EXO_PROXY_VHOST")
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            (
+                "keycloak",
+                config("keycloak", "KC_HOSTNAME")
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", ""),
+            ),
+            (
+                "jitsi-web",
+                config("jitsi-web", "PUBLIC_URL")
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", ""),
+            ),
+            ("onlyoffice", format!("docs.{d}")),
+            (
+                "synapse",
+                homeserver["public_baseurl"]
+                    .as_str()
+                    .unwrap()
+                    .replace("https://", "")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+        ]);
+        let ingresses: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Ingress")
+            .collect();
+        assert_eq!(ingresses.len(), believed.len());
+        for (component, host) in believed {
+            let ing = find("Ingress", component);
+            assert_eq!(
+                ing["spec"]["rules"][0]["host"],
+                host.as_str(),
+                "{component}"
+            );
+            assert_eq!(
+                ing["spec"]["tls"][0]["hosts"][0],
+                host.as_str(),
+                "{component}"
+            );
+            assert_eq!(ing["spec"]["tls"][0]["secretName"], TLS_SECRET);
+            // The backend is the component's http port, which its ingress policy admits from
+            // the ingress controller.
+            let backend = &ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+            assert_eq!(backend["name"], component);
+            let policy = find("NetworkPolicy", &format!("{component}-ingress"));
+            let admitted = policy["spec"]["ingress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|rule| {
+                    rule["from"][0]["namespaceSelector"]["matchLabels"][INGRESS_CONTROLLER_LABEL]
+                        == "true"
+                        && rule["ports"][0]["port"] == backend["port"]["number"]
+                });
+            assert!(
+                admitted,
+                "{component}: the controller may not reach {backend}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_filer_may_reach_the_auditor_and_by_namespace() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let egress: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["spec"]["policyTypes"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("Egress"))
+            })
+            .collect();
+        assert_eq!(egress.len(), 2);
+        let auditor = egress[1];
+        assert_eq!(
+            auditor["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            "seaweedfs-filer"
+        );
+        let to = &auditor["spec"]["egress"][0]["to"][0];
+        assert_eq!(
+            to["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "hexagone-audit"
+        );
+        assert!(to.get("ipBlock").is_none());
+    }
+
+    #[test]
+    fn databases_are_backed_up_to_their_bucket_on_eligible_nodes() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let crons: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "CronJob")
+            .collect();
+        let names: Vec<&str> = crons
+            .iter()
+            .map(|c| c["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["mysql-backup", "postgresql-backup"]);
+        let pod = &crons[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        let upload = pod["containers"][0]["command"][2].as_str().unwrap();
+        assert!(upload.contains("/buckets/postgresql-backups/"), "{upload}");
+        assert_eq!(
+            pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+                [0]["matchExpressions"][0]["key"],
+            "eligible.hexagone.node-restriction.kubernetes.io/france-diffusion-restreinte"
+        );
+        assert_eq!(
+            pod["initContainers"][0]["securityContext"]["runAsNonRoot"],
+            true
+        );
+    }
+
+    /// The superusers' credentials, each with the only component whose pods may use it.
+    const SUPERUSERS: &[(&str, &str, &str)] = &[
+        (
+            "credential-postgresql-password",
+            POSTGRES_SUPERUSER,
+            "postgresql",
+        ),
+        ("credential-mysql-root-password", MYSQL_SUPERUSER, "mysql"),
+    ];
+
+    /// Every way a pod of another component could connect to a database as its superuser: the
+    /// superuser's credential in its environment, or the superuser named as its database user
+    /// (a `*USER*` setting, or `user:` in a rendered file).
+    fn superuser_connections(r: &Rendered) -> Vec<String> {
+        let mut found = Vec::new();
+        for o in &r.objects {
+            let component = o["metadata"]["labels"][COMPONENT_LABEL]
+                .as_str()
+                .unwrap_or_default();
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let text = serde_json::to_string(o).unwrap();
+            for (secret, user, owner) in SUPERUSERS {
+                if component == *owner {
+                    continue;
+                }
+                if text.contains(&format!("\"{secret}\"")) {
+                    found.push(format!("{component}: {} {name} uses {secret}", o["kind"]));
+                }
+                if o["kind"] != "ConfigMap" {
+                    continue;
+                }
+                for (k, v) in o["data"].as_object().into_iter().flatten() {
+                    let v = v.as_str().unwrap_or_default();
+                    let names_user = (k.to_ascii_uppercase().contains("USER") && v == *user)
+                        || v.lines().any(|l| l.trim() == format!("user: {user}"));
+                    if names_user {
+                        found.push(format!("{component}: {name} {k} connects as {user}"));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn no_application_connects_as_a_database_superuser() {
+        for profile in crate::catalog::Profile::ALL {
+            let r = rendered(
+                &format!("{{policy: p, profile: {profile}, domain: a.fr}}"),
+                &["fr-par-1"],
+            );
+            assert_eq!(superuser_connections(&r), Vec::<String>::new(), "{profile}");
+        }
+        // The check sees both ways in: a credential, and a user name.
+        let mut r = rendered(SPEC, &["fr-par-1"]);
+        for o in &mut r.objects {
+            if o["kind"] == "ConfigMap" && o["metadata"]["name"] == "keycloak-config" {
+                o["data"]["KC_DB_USERNAME"] = json!(POSTGRES_SUPERUSER);
+            }
+            if o["kind"] == "Deployment" && o["metadata"]["name"] == "keycloak" {
+                let env = &mut o["spec"]["template"]["spec"]["containers"][0]["env"];
+                env.as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "KC_DB_PASSWORD", "valueFrom": {
+                    "secretKeyRef": {"name": "credential-postgresql-password", "key": "value"}}}));
+            }
+        }
+        assert_eq!(
+            superuser_connections(&r),
+            [
+                "keycloak: keycloak-config KC_DB_USERNAME connects as workplace",
+                "keycloak: \"Deployment\" keycloak uses credential-postgresql-password",
+            ]
+        );
+    }
+
+    /// Each application's database user, the credential its password comes from, and its pods'
+    /// replicas, read from the rendering.
+    fn postgres_clients(r: &Rendered) -> BTreeMap<String, (String, String, u32)> {
+        let find = |kind: &str, name: &str| {
+            r.objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        let secret_of = |workload: &Value, var: &str| {
+            workload["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == var)
+                .map(|e| {
+                    e["valueFrom"]["secretKeyRef"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .unwrap_or_else(|| panic!("no {var}"))
+        };
+        let replicas = |w: &Value| w["spec"]["replicas"].as_u64().unwrap() as u32;
+        let kc = find("Deployment", "keycloak");
+        let oo = find("StatefulSet", "onlyoffice");
+        let sy = find("StatefulSet", "synapse");
+        let homeserver: Value = yaml_serde::from_str(
+            find("ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        BTreeMap::from([
+            (
+                "keycloak".to_owned(),
+                (
+                    find("ConfigMap", "keycloak-config")["data"]["KC_DB_USERNAME"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    secret_of(kc, "KC_DB_PASSWORD"),
+                    replicas(kc),
+                ),
+            ),
+            (
+                "onlyoffice".to_owned(),
+                (
+                    find("ConfigMap", "onlyoffice-config")["data"]["DB_USER"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    secret_of(oo, "DB_PWD"),
+                    replicas(oo),
+                ),
+            ),
+            (
+                "synapse".to_owned(),
+                (
+                    homeserver["database"]["args"]["user"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    secret_of(sy, "PGPASSWORD"),
+                    replicas(sy),
+                ),
+            ),
+        ])
+    }
+
+    #[test]
+    fn each_application_has_its_own_role_database_and_credential_set_at_every_apply() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let clients = postgres_clients(&r);
+        let jobs: Vec<&Value> = r.objects.iter().filter(|o| o["kind"] == "Job").collect();
+        assert_eq!(jobs.len(), 1);
+        let job = jobs[0];
+        assert!(
+            job["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("postgresql-databases-")
+        );
+        // Deleted after it finishes, so the next apply runs it again.
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["command"][2]
+                .as_str()
+                .unwrap()
+                .contains("-U workplace")
+        );
+        let sql = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "postgresql-databases")
+            .unwrap()["data"]["databases.sql"]
+            .as_str()
+            .unwrap();
+        let job_env: BTreeMap<&str, &str> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap(),
+                    e["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let mut credentials = std::collections::BTreeSet::new();
+        for (app, (user, secret, _)) in &clients {
+            assert_eq!(user, app, "{app} connects as its own role");
+            assert!(credentials.insert(secret.clone()), "{app} shares {secret}");
+            assert!(r.secret.names.contains(secret), "{secret} is not generated");
+            // The Job sets that role's password from that same credential, every run.
+            let var = password_var(app);
+            assert_eq!(job_env.get(var.as_str()), Some(&secret.as_str()), "{app}");
+            let block = sql.split(&format!("-- {app}\n")).nth(1).unwrap();
+            let block = block.split("\n-- ").next().unwrap();
+            assert!(
+                block.contains(&format!("\\getenv app_password {var}\n")),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!("ALTER ROLE {app} WITH LOGIN NOSUPERUSER")),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!("ALTER DATABASE {app} OWNER TO {app};")),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!("REVOKE ALL ON DATABASE {app} FROM PUBLIC;")),
+                "{block}"
+            );
+        }
+        assert!(sql.contains(
+            "SELECT 'CREATE DATABASE synapse OWNER synapse ENCODING ''UTF8'' LC_COLLATE ''C'' LC_CTYPE ''C'' TEMPLATE template0' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'synapse')\\gexec"
+        ), "{sql}");
+        // Nothing left for the image's first-initialisation scripts only.
+        assert!(
+            !serde_json::to_string(&r.objects)
+                .unwrap()
+                .contains("docker-entrypoint-initdb.d")
+        );
+    }
+
+    #[test]
+    fn the_pools_fit_in_max_connections_at_every_profile() {
+        let spare = POSTGRES_SPARE_CONNECTIONS;
+        let mut seen = Vec::new();
+        for (profile, extra) in crate::catalog::Profile::ALL
+            .iter()
+            .map(|p| (p.as_str(), ""))
+            .chain([("users5000", ", components: {keycloak: {replicas: 12}}")])
+        {
+            let r = rendered(
+                &format!("{{policy: p, profile: {profile}, domain: a.fr{extra}}}"),
+                &["fr-par-1"],
+            );
+            let pg = r
+                .objects
+                .iter()
+                .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "postgresql")
+                .unwrap();
+            let args = &pg["spec"]["template"]["spec"]["containers"][0]["args"];
+            let max: u32 = args
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|a| a.as_str()?.strip_prefix("max_connections="))
+                .unwrap_or_else(|| panic!("{profile}: no max_connections in {args}"))
+                .parse()
+                .unwrap();
+            let clients = postgres_clients(&r);
+            let kc_pool: u32 = r
+                .objects
+                .iter()
+                .find(|o| o["metadata"]["name"] == "keycloak-config")
+                .unwrap()["data"]["KC_DB_POOL_MAX_SIZE"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let homeserver: Value = yaml_serde::from_str(
+                r.objects
+                    .iter()
+                    .find(|o| o["metadata"]["name"] == "synapse-files")
+                    .unwrap()["data"]["homeserver.yaml"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            let cp_max = homeserver["database"]["args"]["cp_max"].as_u64().unwrap() as u32;
+            let pools = kc_pool * clients["keycloak"].2
+                + cp_max * clients["synapse"].2
+                + ONLYOFFICE_DB_CONNECTIONS * clients["onlyoffice"].2;
+            assert!(
+                pools + spare <= max,
+                "{profile}{extra}: pools {pools} + {spare} spare > max_connections {max}"
+            );
+            seen.push(max);
+        }
+        // Twelve Keycloak replicas need more than the default.
+        assert_eq!(seen, [100, 100, 100, 280]);
+    }
+
+    #[test]
+    fn components_come_after_their_dependencies() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let order: Vec<&str> = r
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "StatefulSet" || o["kind"] == "Deployment")
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
+        assert!(pos("postgresql") < pos("keycloak"));
+        assert!(pos("seaweedfs-filer") < pos("postgresql"));
+        assert!(pos("mysql") < pos("exo"));
+    }
+}
