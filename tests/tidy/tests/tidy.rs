@@ -138,25 +138,26 @@ const IMPURE: &[&str] = &[
     "smol",
 ];
 
-/// The crates `cargo tree` resolves for `package` with `features`, normal and build edges only
+/// The crates `cargo tree` resolves for `package` with the feature options `features` (e.g.
+/// `["--features", "k8s"]` or `["--no-default-features"]`), normal and build edges only
 /// (resolved for this package alone, as building it alone would).
-fn tree(package: &str, features: &str) -> BTreeSet<String> {
+fn tree(package: &str, features: &[&str]) -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root()).args([
-        "tree",
-        "--locked",
-        "-e",
-        "normal,build",
-        "--prefix",
-        "none",
-        "-p",
-        package,
-    ]);
-    if !features.is_empty() {
-        cmd.args(["--features", features]);
-    }
-    let out = cmd.output().expect("cargo tree runs");
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "tree",
+            "--locked",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
+        .args(features)
+        .output()
+        .expect("cargo tree runs");
     assert!(
         out.status.success(),
         "cargo tree: {}",
@@ -171,8 +172,8 @@ fn tree(package: &str, features: &str) -> BTreeSet<String> {
 #[test]
 fn the_pure_crates_pull_no_async_network_or_database_crate() {
     for (package, features, must_have) in [
-        ("hexagone-platform", "k8s", "maxminddb"),
-        ("hexagone-ledger", "", "ed25519-dalek"),
+        ("hexagone-platform", &["--features", "k8s"][..], "maxminddb"),
+        ("hexagone-ledger", &[][..], "ed25519-dalek"),
     ] {
         let deps = tree(package, features);
         assert!(
@@ -196,39 +197,10 @@ fn the_pure_crates_pull_no_async_network_or_database_crate() {
     }
 }
 
-/// The crates `cargo tree` resolves for `package` without its default features.
-fn tree_without_defaults(package: &str) -> BTreeSet<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(root())
-        .args([
-            "tree",
-            "--locked",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--no-default-features",
-            "-p",
-            package,
-        ])
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        out.status.success(),
-        "cargo tree: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
-}
-
 /// What the ledger takes of the platform, its vocabulary, brings none of the engine's readers.
 #[test]
 fn the_platform_vocabulary_alone_pulls_no_engine() {
-    let deps = tree_without_defaults("hexagone-platform");
+    let deps = tree("hexagone-platform", &["--no-default-features"]);
     assert!(
         deps.contains("serde"),
         "the tree is read for real: {deps:?}"
@@ -340,7 +312,7 @@ fn the_operator_rbac_can_create_secrets_but_never_read_them() {
 #[test]
 fn the_operator_cannot_reach_the_ledger() {
     // The operator never writes the ledger: it does not even link the code that could.
-    let deps = tree("hexagone-operator", "");
+    let deps = tree("hexagone-operator", &[]);
     assert!(deps.contains("hexagone-platform"), "{deps:?}");
     for forbidden in ["hexagone-ledger", "hexagone-auditor", "sqlx"] {
         assert!(
