@@ -47,6 +47,7 @@ fn repo() -> PathBuf {
 /// operator's Deployment (the operator runs in the test process, with its ServiceAccount's
 /// identity): CRDs, namespace, ServiceAccount, ClusterRoles and bindings.
 pub async fn start() -> anyhow::Result<ControlPlane> {
+    logs();
     let bed = ControlPlane::start().await?;
     let client = bed.client();
     let pp = PatchParams::apply("hexagone-test").force();
@@ -119,6 +120,20 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
 }
 
 use serde::Deserialize as _;
+
+/// The operator's log in the test's captured output (shown when a test fails): `RUST_LOG`, or
+/// the operator's info lines.
+fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hexagone_operator=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
 
 /// The operator running in this process with its ServiceAccount's identity; stopped on drop.
 pub struct Operator {
