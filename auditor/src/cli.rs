@@ -129,6 +129,9 @@ pub struct KeygenArgs {
 pub struct AppendArgs {
     #[command(flatten)]
     db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// Private signing key file (mode 0600).
     #[arg(long)]
     pub key: PathBuf,
@@ -167,6 +170,9 @@ pub struct AppendArgs {
 pub struct CheckpointArgs {
     #[command(flatten)]
     db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// Private signing key file (mode 0600).
     #[arg(long)]
     pub key: PathBuf,
@@ -177,6 +183,9 @@ pub struct CheckpointArgs {
 pub struct RotateArgs {
     #[command(flatten)]
     db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// The current private key file.
     #[arg(long)]
     pub key: PathBuf,
@@ -480,7 +489,8 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory);
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    ledger.check_witnessed(&seq, &mut witnesses).await?;
     let mut lines = read_lines(a.input.clone())?;
     let flush = Duration::from_millis(a.flush_ms);
     let mut stdout = std::io::stdout().lock();
@@ -551,7 +561,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
-    let (ledger, seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let (ledger, seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
     match seq.note() {
         Some(note) => print!("{note}"),
         None => eprintln!("the ledger is empty: no checkpoint yet"),
@@ -562,10 +572,15 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
     let new = crate::keyfile::load(&a.new_key)?;
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
     let done = ledger
         .rotate(&mut seq, Timestamp::now(), new.clone())
         .await?;
+    // The new key's own record starts at the rotation (the same file when one was named).
+    let next = a.signed_head.file(&a.new_key);
+    if next != a.signed_head.file(&a.key) {
+        next.write(&done.note)?;
+    }
     println!("rotated to {} in entry {}", new.verifier(), done.last);
     println!("fingerprint: SHA256:{}", new.verifier().fingerprint());
     print!("{}", done.note);

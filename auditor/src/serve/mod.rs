@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ingest::Submission;
 use crate::judge::ObservationJudge;
 use crate::ledger::Sequencer;
+use crate::ledger::checkpoint::parse_note;
 use crate::ledger::entry::{Assessment, Body, Entry, Timestamp};
 use crate::store::{Appended, Ledger, StoreError, WitnessEndpoint};
 
@@ -83,6 +84,9 @@ pub struct ServeArgs {
     /// Private signing key file (mode 0600).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// The locality policy (YAML) every observation is judged under.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -231,7 +235,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     // finds it listening but not yet able to record.
     let mut opened = match election {
         Some(_) => None,
-        None => Some(crate::store::open_sequencer(&a.db, &key).await?),
+        None => Some(crate::store::open_sequencer(&a.db, &key, a.signed_head.file(&key)).await?),
     };
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
@@ -307,9 +311,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     let opened = match opened.take() {
         Some(o) => Ok(o),
-        None => crate::store::open_sequencer(&a.db, &key)
+        None => crate::store::open_sequencer(&a.db, &key, a.signed_head.file(&key))
             .await
             .map_err(anyhow::Error::from),
+    };
+    // A witness that cosigned more of this log than the database holds stops the start.
+    let mut witnesses = witnesses;
+    let opened = match opened {
+        Ok((ledger, seq)) => match ledger.check_witnessed(&seq, &mut witnesses).await {
+            Ok(()) => Ok((ledger, seq)),
+            Err(e) => Err(anyhow::Error::from(e)),
+        },
+        Err(e) => Err(e),
     };
     let (ledger, seq) = match opened {
         Ok(opened) => opened,
@@ -523,8 +536,8 @@ async fn sequence(
             .collect();
         match commit(&ledger, &mut seq, &items, &shared).await {
             Ok((outcomes, appended)) => {
-                cosign(&ledger, appended, &mut witnesses, &shared).await;
-                answer(jobs, &counts, outcomes, &seq, &shared)
+                let w = cosign(&ledger, appended, &mut witnesses, &shared).await;
+                answer(jobs, &counts, outcomes, &seq, &w, &shared)
             }
             Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
                 // One request's key conflicts: commit the others, refuse that one alone.
@@ -533,8 +546,8 @@ async fn sequence(
                     let own: Vec<Submission> = items.by_ref().take(n).collect();
                     match commit(&ledger, &mut seq, &own, &shared).await {
                         Ok((outcomes, appended)) => {
-                            cosign(&ledger, appended, &mut witnesses, &shared).await;
-                            answer(vec![job], &[n], outcomes, &seq, &shared)
+                            let w = cosign(&ledger, appended, &mut witnesses, &shared).await;
+                            answer(vec![job], &[n], outcomes, &seq, &w, &shared)
                         }
                         Err(e @ StoreError::IdempotencyConflict { .. }) => {
                             let _ = job.reply.send(Err(e.to_string()));
@@ -570,24 +583,50 @@ fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::
 
 /// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does, then
 /// publishes it with the cosignatures it got.
+/// Returns the checkpoint the answers carry: the one published, and who cosigned it.
 async fn cosign(
     ledger: &Ledger,
     appended: Option<Appended>,
     witnesses: &mut [WitnessEndpoint],
     shared: &Shared,
-) {
-    let Some(a) = appended else {
-        return;
-    };
-    if !witnesses.is_empty() {
-        let results = ledger.collect_cosignatures(&a, witnesses).await;
-        for (w, r) in witnesses.iter().zip(results) {
-            if let Err(e) = r {
-                tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+) -> Witnessed {
+    if let Some(a) = appended {
+        if !witnesses.is_empty() {
+            let results = ledger.collect_cosignatures(&a, witnesses).await;
+            for (w, r) in witnesses.iter().zip(results) {
+                if let Err(e) = r {
+                    tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                }
             }
         }
+        publish(ledger, shared, &a.note, a.size).await;
     }
-    publish(ledger, shared, &a.note, a.size).await;
+    let checkpoint = shared
+        .checkpoint
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default();
+    let by: Vec<String> = match parse_note(&checkpoint) {
+        Ok(note) => witnesses
+            .iter()
+            .filter(|w| w.key.cosigned(&note).is_some())
+            .map(|w| w.key.name().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Witnessed {
+        witnessed: !witnesses.is_empty() && by.len() == witnesses.len(),
+        by,
+        checkpoint,
+    }
+}
+
+/// The checkpoint an answer carries.
+struct Witnessed {
+    checkpoint: String,
+    by: Vec<String>,
+    witnessed: bool,
 }
 
 /// Serves `note` (of tree size `size`) at `/v1/checkpoint` with the witnesses' cosignatures
@@ -695,6 +734,7 @@ fn answer(
     counts: &[usize],
     outcomes: Vec<Outcome>,
     seq: &Sequencer,
+    witnessed: &Witnessed,
     shared: &Shared,
 ) {
     let mut outcomes = outcomes.into_iter();
@@ -707,6 +747,9 @@ fn answer(
         let _ = job.reply.send(Ok(Committed {
             entries,
             size: seq.size(),
+            checkpoint: witnessed.checkpoint.clone(),
+            witnessed_by: witnessed.by.clone(),
+            witnessed: witnessed.witnessed,
         }));
     }
 }

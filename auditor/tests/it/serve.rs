@@ -198,6 +198,10 @@ fn authenticated_ingest_is_judged_committed_and_verifies() {
         cp.starts_with(crate::util::ORIGIN) && cp.contains("\n\n\u{2014} "),
         "{cp}"
     );
+    // The answer carries the checkpoint itself, and says plainly that no witness vouches for it.
+    assert_eq!(v["checkpoint"], cp.as_str());
+    assert_eq!(v["witnessed"], false);
+    assert_eq!(v["witnessed_by"], serde_json::json!([]));
 
     // One object alone is accepted too.
     let one = post(
@@ -749,7 +753,8 @@ fn witnesses_cosign_the_service_checkpoints() {
         let lines: Vec<String> = (r * 3..r * 3 + 3).map(observation_json).collect();
         let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
         assert_eq!(a.status, 200, "{a:?}");
-        // The published checkpoint is the one acknowledged, with the witness's cosignature.
+        // The published checkpoint is the one acknowledged, with the witness's cosignature,
+        // and the answer carries it and says it is witnessed.
         let cp = get(&srv, "/v1/checkpoint").body;
         assert!(cp.contains(&format!("\n{}\n", r * 3 + 3)), "{cp}");
         assert!(
@@ -757,24 +762,43 @@ fn witnesses_cosign_the_service_checkpoints() {
                 .any(|l| l.starts_with("\u{2014} witness.test/w1 ")),
             "{cp}"
         );
+        let v = a.json();
+        assert_eq!(v["checkpoint"], cp.as_str());
+        assert_eq!(v["witnessed"], true);
+        assert_eq!(v["witnessed_by"], serde_json::json!(["witness.test/w1"]));
     }
+    // The witness gone: the answer still comes (the entries are durable and signed) and says
+    // that they are not witnessed.
+    let w_key = w.key.clone();
+    drop(w);
+    let lines: Vec<String> = (6..7).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(a.status, 200, "{a:?}");
+    let v = a.json();
+    assert_eq!(
+        (v["size"].as_u64(), &v["witnessed"]),
+        (Some(7), &serde_json::json!(false))
+    );
+    assert_eq!(v["witnessed_by"], serde_json::json!([]));
     let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
     let bundle = setup.path("bundle.jsonl");
     run_ok(&["export", "--db", &setup.db, "--out", &bundle], None);
-    let out = run_ok(
+    let out = run(
         &[
             "verify",
             &bundle,
             "--trust",
             &setup.vkey,
             "--witness",
-            &w.key,
+            &w_key,
         ],
         None,
     );
+    // The last checkpoint (7) was not cosigned: verify says so.
+    let out = String::from_utf8(out.stdout).unwrap();
     assert!(
-        out.contains("valid: 6 entries") && out.contains("cosigned by: witness.test/w1"),
+        out.contains("cosigned by 0 of the required witnesses"),
         "{out}"
     );
 }
