@@ -335,7 +335,9 @@ impl Ledger {
         let (cp, _) = open_checkpoint(&note, seq.keys()).map_err(|e| {
             refuse(
                 0,
-                format!("the record is not a checkpoint signed by this log's keys ({e})"),
+                format!(
+                    "the record is not a checkpoint signed by this log's keys ({e}); if the key file was replaced by a new key, the record belongs to the old one: move it away"
+                ),
             )
         })?;
         let root = seq.frontier().root();
