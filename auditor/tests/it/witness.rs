@@ -272,3 +272,61 @@ fn a_database_set_back_is_caught_by_a_witness_that_cosigned_more() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A bundle cut back to an older witnessed checkpoint verifies with `--witness` (its last
+/// checkpoint is cosigned), hiding what came after. `--fresh-from` asks the witness for the
+/// newest checkpoint it cosigned and holds the bundle to it: the cut bundle is refused, the
+/// whole one passes and says against what; a witness that cannot be asked stops the check.
+#[test]
+fn a_bundle_cut_back_to_an_older_witnessed_checkpoint_is_not_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "log");
+    let log_pub = dir.path().join("log.pub");
+    let w1 = start_witness(dir.path(), "w1", &log_pub);
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    append(&db, &key, &[&w1], 0, 10);
+    let old = dir.path().join("old.jsonl");
+    run_ok(
+        &["export", "--db", &db, "--out", old.to_str().unwrap()],
+        None,
+    );
+    append(&db, &key, &[&w1], 100, 10);
+    let new = dir.path().join("new.jsonl");
+    run_ok(
+        &["export", "--db", &db, "--out", new.to_str().unwrap()],
+        None,
+    );
+    let fresh = format!("{},{}", w1.key, w1.url);
+    let check = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["verify", bundle.to_str().unwrap(), "--trust", &vkey];
+        args.extend_from_slice(extra);
+        let out = run(&args, None);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = check(&old, &["--witness", &w1.key]);
+    assert_eq!(code, 0, "the cut bundle passes without freshness: {out}");
+    let (code, out) = check(&old, &["--witness", &w1.key, "--fresh-from", &fresh]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID") && out.contains("size 20"), "{out}");
+    let (code, out) = check(&new, &["--witness", &w1.key, "--fresh-from", &fresh]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "fresh: the bundle reaches the newest checkpoint witness witness.test/w1 cosigned (size 20)"
+        ),
+        "{out}"
+    );
+    let url = w1.url.clone();
+    drop(w1);
+    let (code, out) = check(&new, &["--fresh-from", &fresh]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "witness witness.test/w1 at {url} could not be asked for its newest checkpoint, so freshness was not checked"
+        )),
+        "{out}"
+    );
+}
