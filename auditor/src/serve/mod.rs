@@ -42,6 +42,15 @@ use crate::store::{Appended, Ledger, StoreError, WitnessEndpoint};
 /// Most entries committed in one transaction (a larger single request is committed whole).
 pub const MAX_BATCH: usize = 10_000;
 
+/// What one byte of a request body costs in memory while it is parsed, judged, queued and
+/// committed (observations become judged submissions with their evidence and encoded entry):
+/// the figure the hostile review measured, about fifty.
+pub const COST_PER_BODY_BYTE: u64 = 50;
+
+/// The longest a connection of `serve` lasts, all its requests included (a request waits for
+/// its commit and the witnesses, each bounded well below this).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
 /// `serve`: run the ingest service, or manage its tokens.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -108,6 +117,18 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_body: u64,
+    /// Memory the requests being read, judged and committed may take, in bytes: each is
+    /// charged [`COST_PER_BODY_BYTE`] times its body (its declared length, else `--max-body`)
+    /// before its body is read, and one that does not fit is answered 503 at once.
+    #[arg(long, default_value_t = 512 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
+    pub max_inflight_bytes: u64,
+    /// Connections served at once (more wait in the listen queue).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Seconds a client has to send a request's headers, or to start the next request on a
+    /// kept-alive connection; also the time it has to send the body.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
     /// Requests waiting for the sequencer at most (more: 503 with Retry-After).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue: u64,
@@ -244,6 +265,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         judging: AtomicBool::new(!a.kubernetes),
         checkpoint: RwLock::new(None),
     });
+    if a.max_body.saturating_mul(COST_PER_BODY_BYTE) > a.max_inflight_bytes {
+        anyhow::bail!(
+            "--max-body {} would need {} bytes of memory at {COST_PER_BODY_BYTE} per body byte, more than --max-inflight-bytes {}: lower the one or raise the other",
+            a.max_body,
+            a.max_body.saturating_mul(COST_PER_BODY_BYTE),
+            a.max_inflight_bytes
+        );
+    }
     let (tx, rx) = mpsc::channel(a.queue as usize);
     let service = Arc::new(Service {
         judge,
@@ -251,6 +280,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         queue: tx,
         shared: shared.clone(),
         max_body: a.max_body as usize,
+        budget: state::Budget::new(a.max_inflight_bytes),
+        body_timeout: Duration::from_secs(a.header_timeout),
         cluster_nodes: std::sync::OnceLock::new(),
     });
     let listener = tokio::net::TcpListener::bind(&a.listen)
@@ -264,13 +295,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     };
     // Stop accepting when told; requests in flight wait for their commit.
     let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(service.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
+    let limits = crate::listen::Limits {
+        max_connections: a.max_connections as usize,
+        header: Duration::from_secs(a.header_timeout),
+        connection: CONNECTION_LIFETIME,
+        keep_alive: true,
+    };
+    let server = tokio::spawn(crate::listen::serve(
+        listener,
+        http::router(service.clone()),
+        limits,
+        async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        },
+    ));
     let refresher = tokio::spawn(refresh_databases(service.clone()));
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -413,9 +451,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         );
     }
     let _ = stop_http.send(true);
-    match server.await {
-        Ok(r) => r.context("serving HTTP")?,
-        Err(e) => anyhow::bail!("the HTTP server task: {e}"),
+    if let Err(e) = server.await {
+        anyhow::bail!("the HTTP server task: {e}");
     }
     refresher.abort();
     let _ = refresher.await;

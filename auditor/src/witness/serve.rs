@@ -17,10 +17,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use super::{AddCheckpoint, Witness, WitnessError, WitnessState};
 
@@ -233,30 +232,14 @@ pub async fn serve(
         state: Mutex::new(load_state(&state_path)?),
         path: state_path,
     });
-    let app = router(service);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = slots.clone().acquire_owned().await.expect("never closed");
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!("witness: accepting a connection failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let hyper_service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), hyper_service);
-            // A client that trickles its body, or never reads the answer, is cut off.
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-            drop(permit);
-        });
-    }
+    let limits = crate::listen::Limits {
+        max_connections: MAX_CONNECTIONS,
+        header: HEADER_TIMEOUT,
+        connection: CONNECTION_TIMEOUT,
+        keep_alive: false,
+    };
+    crate::listen::serve(listener, router(service), limits, std::future::pending()).await;
+    Ok(())
 }
 
 /// How long and how much a log waits for a witness.
