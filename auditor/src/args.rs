@@ -1,15 +1,39 @@
 //! What several subcommands read the same way (`append`, `serve`, `verify`, `report verify`,
 //! `prove verify`): the default database, `--witness VERIFIER_KEY,URL` endpoints, `--trust`
-//! anchors, `--witness` keys with `--witness-threshold`, and which witnesses cosigned a note.
+//! anchors, `--witness` keys with `--witness-threshold`, which witnesses cosigned a note, and
+//! `--signed-head`, the key holder's record of the last head signed.
 //! One owner, so `serve` and `report` take them from here rather than from `cli.rs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
 use crate::keys::VerifierKey;
 use crate::ledger::cosignature::WitnessKey;
 use crate::store::WitnessEndpoint;
+use crate::store::signed_head::SignedHeadFile;
+
+/// `--signed-head FILE`, beside every `--key` that signs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SignedHeadArg {
+    /// The key holder's record of the last head this key signed: a start refuses a database
+    /// whose head does not extend it (a database set back to an older state), and every commit
+    /// updates it before anything is acknowledged. Keep it where the database's owner cannot
+    /// write, and for as long as the key. Default: the key file's path with `.signed-head`
+    /// appended.
+    #[arg(long = "signed-head", value_name = "FILE")]
+    pub signed_head: Option<PathBuf>,
+}
+
+impl SignedHeadArg {
+    /// The record for the key file `key`.
+    pub fn file(&self, key: &Path) -> SignedHeadFile {
+        match &self.signed_head {
+            Some(p) => SignedHeadFile::at(p.clone()),
+            None => SignedHeadFile::beside(key),
+        }
+    }
+}
 
 /// Default database: a SQLite file in the current directory.
 pub const DEFAULT_DB: &str = "sqlite:hexagone-ledger.sqlite";

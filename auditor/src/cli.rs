@@ -129,6 +129,9 @@ pub struct KeygenArgs {
 pub struct AppendArgs {
     #[command(flatten)]
     db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// Private signing key file (mode 0600).
     #[arg(long)]
     pub key: PathBuf,
@@ -167,6 +170,9 @@ pub struct AppendArgs {
 pub struct CheckpointArgs {
     #[command(flatten)]
     db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// Private signing key file (mode 0600).
     #[arg(long)]
     pub key: PathBuf,
@@ -177,6 +183,9 @@ pub struct CheckpointArgs {
 pub struct RotateArgs {
     #[command(flatten)]
     db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// The current private key file.
     #[arg(long)]
     pub key: PathBuf,
@@ -217,6 +226,12 @@ pub struct VerifyArgs {
     /// bundle cut short).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// A witness to ask for the newest checkpoint of this log it cosigned, as
+    /// `WITNESS_KEY,http://host:port[/prefix]`; repeatable. The bundle must reach the newest of
+    /// them, so a bundle cut back to an older witnessed checkpoint is refused. A witness that
+    /// cannot be asked stops the check (exit 2, naming it): freshness was not checked.
+    #[arg(long = "fresh-from", value_name = "WITNESS_KEY,URL")]
+    pub fresh_from: Vec<String>,
     /// A locality policy (YAML) to replay every observation's verdict under: each entry's
     /// recorded facts are judged again under the policy whose digest it recorded, and the
     /// verdict, reasons and evidence must come out the same. Repeatable (a ledger that
@@ -480,7 +495,8 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory);
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    ledger.check_witnessed(&seq, &mut witnesses).await?;
     let mut lines = read_lines(a.input.clone())?;
     let flush = Duration::from_millis(a.flush_ms);
     let mut stdout = std::io::stdout().lock();
@@ -551,7 +567,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
-    let (ledger, seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let (ledger, seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
     match seq.note() {
         Some(note) => print!("{note}"),
         None => eprintln!("the ledger is empty: no checkpoint yet"),
@@ -562,10 +578,15 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
     let new = crate::keyfile::load(&a.new_key)?;
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key).await?;
+    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
     let done = ledger
         .rotate(&mut seq, Timestamp::now(), new.clone())
         .await?;
+    // The new key's own record starts at the rotation (the same file when one was named).
+    let next = a.signed_head.file(&a.new_key);
+    if next != a.signed_head.file(&a.key) {
+        next.write(&done.note)?;
+    }
     println!("rotated to {} in entry {}", new.verifier(), done.last);
     println!("fingerprint: SHA256:{}", new.verifier().fingerprint());
     print!("{}", done.note);
@@ -726,16 +747,84 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The tree size a checkpoint note states, if it parses.
+fn checkpoint_size(note: &str) -> Option<u64> {
+    parse_note(note).ok()?.text.lines().nth(1)?.parse().ok()
+}
+
+/// `--fresh-from WITNESS_KEY,URL`: the newest checkpoint of `origin` the witness cosigned, with
+/// its cosignature checked: (size, note, where it came from). `None` when the witness cosigned
+/// nothing of this log (said on standard error).
+fn newest_witnessed(spec: &str, origin: &str) -> anyhow::Result<Option<(u64, String, String)>> {
+    let w = witness_endpoint(spec)?;
+    let name = w.key.name().to_string();
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(crate::witness::serve::latest(&w.url, origin))
+        .with_context(|| {
+            format!(
+                "--fresh-from: witness {name} at {} could not be asked for its newest checkpoint, so freshness was not checked",
+                w.url
+            )
+        })?;
+    let Some(note) = fetched else {
+        eprintln!(
+            "witness {name} has cosigned no checkpoint of {origin}: nothing to hold the bundle to"
+        );
+        return Ok(None);
+    };
+    let parsed =
+        parse_note(&note).with_context(|| format!("witness {name}'s newest checkpoint"))?;
+    if w.key.cosigned(&parsed).is_none() {
+        anyhow::bail!(
+            "--fresh-from: witness {name} answered a checkpoint that does not carry its valid cosignature; freshness was not checked"
+        );
+    }
+    let size = checkpoint_size(&note)
+        .with_context(|| format!("witness {name}'s newest checkpoint has no size"))?;
+    Ok(Some((
+        size,
+        note,
+        format!("the newest checkpoint witness {name} cosigned"),
+    )))
+}
+
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
     let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
     let mut verifier = Verifier::new(&trust)
         .accept_retired_key(a.accept_retired_key)
         .with_witnesses(witnesses, threshold);
+    let mut held: Option<(u64, String, String)> = None;
     if let Some(cp) = &a.checkpoint {
         let note =
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
-        verifier = verifier.with_trusted_checkpoint(&note);
+        held = Some((
+            checkpoint_size(&note).unwrap_or(0),
+            note,
+            format!("the checkpoint in {}", cp.display()),
+        ));
+    }
+    if !a.fresh_from.is_empty() {
+        let origin = VerifierKey::parse(&trust)
+            .map(|k| k.name().to_string())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--fresh-from asks witnesses about the log the trusted key names: give --trust as the verifier key (the .pub file keygen wrote), not a fingerprint"
+                )
+            })?;
+        for spec in &a.fresh_from {
+            if let Some(fresh) = newest_witnessed(spec, &origin)?
+                && held.as_ref().is_none_or(|h| fresh.0 > h.0)
+            {
+                held = Some(fresh);
+            }
+        }
+    }
+    if let Some((_, note, _)) = &held {
+        verifier = verifier.with_trusted_checkpoint(note);
     }
     let policies = a
         .policies
@@ -795,6 +884,9 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
                     "WARNING: the trusted key (key {}) is retired; accepted because of --accept-retired-key",
                     s.trusted
                 );
+            }
+            if let Some((size, _, from)) = &held {
+                println!("fresh: the bundle reaches {from} (size {size})");
             }
             Ok(0)
         }

@@ -9,6 +9,7 @@ pub mod collect;
 pub mod ingest;
 pub mod judge;
 pub mod keyfile;
+pub mod listen;
 /// The pure ledger core (crate `hexagone-ledger`).
 pub use hexagone_ledger as ledger;
 /// Key encodings and fingerprints, owned by the pure ledger crate.

@@ -38,4 +38,12 @@ pub struct Committed {
     pub entries: Vec<Outcome>,
     /// The size of the signed checkpoint covering them.
     pub size: u64,
+    /// That checkpoint: the C2SP signed note, with the cosignatures the witnesses gave. Kept by
+    /// the writer, it holds the log to this size later (`verify --checkpoint`).
+    pub checkpoint: String,
+    /// The witnesses (`serve --witness`) that cosigned it.
+    pub witnessed_by: Vec<String>,
+    /// True when every configured witness cosigned it. False (or no witness configured): the
+    /// entries are durable and signed, but only the key holder vouches for them yet.
+    pub witnessed: bool,
 }

@@ -73,31 +73,58 @@ impl WitnessError {
     }
 }
 
-/// What the witness remembers: per log origin, the last cosigned (size, root).
+/// What the witness remembers: per log origin, the last cosigned (size, root), and that
+/// checkpoint as cosigned (the log's note with the witness's line), which anyone may ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WitnessState {
     /// origin → (size, root).
     pub logs: BTreeMap<String, (u64, Hash)>,
+    /// origin → the last checkpoint cosigned, with the cosignature (kept since this field
+    /// exists: a state written before has none until the next cosignature).
+    pub cosigned: BTreeMap<String, String>,
 }
 
 impl WitnessState {
-    /// One line per log: `origin size base64root`.
+    /// One line per log: `origin size base64root [base64(cosigned note)]`.
     pub fn to_text(&self) -> String {
         self.logs
             .iter()
-            .map(|(o, (s, r))| format!("{o} {s} {}\n", B64.encode(r)))
+            .map(|(o, (s, r))| match self.cosigned.get(o) {
+                Some(note) => format!(
+                    "{o} {s} {} {}\n",
+                    B64.encode(r),
+                    B64.encode(note.as_bytes())
+                ),
+                None => format!("{o} {s} {}\n", B64.encode(r)),
+            })
             .collect()
     }
 
     /// Parses [`WitnessState::to_text`].
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut logs = BTreeMap::new();
+        let mut cosigned = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
-            let bad = || format!("line {}: expected `origin size base64root`", i + 1);
+            let bad = || {
+                format!(
+                    "line {}: expected `origin size base64root [base64note]`",
+                    i + 1
+                )
+            };
             let mut f = line.split(' ');
-            let (Some(o), Some(s), Some(r), None) = (f.next(), f.next(), f.next(), f.next()) else {
+            let (Some(o), Some(s), Some(r), note, None) =
+                (f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
                 return Err(bad());
             };
+            if let Some(n) = note {
+                let n = B64
+                    .decode(n)
+                    .ok()
+                    .and_then(|n| String::from_utf8(n).ok())
+                    .ok_or_else(bad)?;
+                cosigned.insert(o.to_string(), n);
+            }
             let size = s.parse().map_err(|_| bad())?;
             let root: Hash = B64
                 .decode(r)
@@ -106,7 +133,7 @@ impl WitnessState {
                 .ok_or_else(bad)?;
             logs.insert(o.to_string(), (size, root));
         }
-        Ok(Self { logs })
+        Ok(Self { logs, cosigned })
     }
 }
 
@@ -238,8 +265,15 @@ impl Witness {
                 "the proof must be empty when the old size is 0".into(),
             ));
         }
+        let line = self.signer.cosign(&parsed.text, now);
+        let mut note = req.note.clone();
+        if !note.ends_with('\n') {
+            note.push('\n');
+        }
+        note.push_str(&line);
+        state.cosigned.insert(origin.clone(), note);
         state.logs.insert(origin, (cp.size, cp.root));
-        Ok(self.signer.cosign(&parsed.text, now))
+        Ok(line)
     }
 }
 
@@ -347,5 +381,14 @@ mod tests {
             proof(&leaves, 4, 10).len()
         );
         assert_eq!(WitnessState::parse(&state.to_text()).unwrap(), state);
+        // The last checkpoint cosigned is kept with the witness's own line, and a state written
+        // before notes were kept (three fields) still reads.
+        let kept = &state.cosigned[ORIGIN];
+        assert!(kept.starts_with(&note10), "{kept}");
+        let note = parse_note(kept).unwrap();
+        assert_eq!(note.text, parse_note(&note10).unwrap().text);
+        assert_eq!(note.signatures.len(), 2, "{kept}");
+        let old = WitnessState::parse(&format!("{ORIGIN} 10 {}\n", B64.encode([7u8; 32]))).unwrap();
+        assert!(old.cosigned.is_empty() && old.logs[ORIGIN].0 == 10);
     }
 }

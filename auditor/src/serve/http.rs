@@ -32,8 +32,42 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(service.clone(), budget))
         .layer(middleware::from_fn_with_state(service.clone(), count))
         .with_state(service)
+}
+
+/// Charges a request with a body its share of `--max-inflight-bytes` until it is answered, or
+/// answers 503 at once when the share is not free: memory stays bounded in bytes, whatever
+/// the queue length.
+async fn budget(State(s): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(s.max_body as u64)
+        .min(s.max_body as u64)
+        .max(1);
+    let cost = declared.saturating_mul(super::COST_PER_BODY_BYTE);
+    let Some(share) = s.budget.try_take(cost) else {
+        s.shared.metrics.refused_busy.inc();
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "busy: the requests in progress hold the memory this one needs ({cost} bytes of --max-inflight-bytes {}); nothing of this request was recorded: retry later",
+                s.budget.total()
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let answer = next.run(req).await;
+    drop(share);
+    answer
 }
 
 /// A JSON error answer.
@@ -218,15 +252,23 @@ fn from_cluster(
 
 /// Reads the body up to `--max-body` (more: 413).
 async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Box<Response>> {
-    to_bytes(body, s.max_body).await.map_err(|_| {
-        Box::new(error(
+    match tokio::time::timeout(s.body_timeout, to_bytes(body, s.max_body)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Box::new(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is larger than {} bytes (--max-body)",
                 s.max_body
             ),
-        ))
-    })
+        ))),
+        Err(_) => Err(Box::new(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {:?} (--header-timeout); nothing was recorded",
+                s.body_timeout
+            ),
+        ))),
+    }
 }
 
 /// Judges every report (all or nothing), queues them, waits for their commit.

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub collector_passes: IntCounter,
     /// 1 while this replica runs the sequencer, 0 while it stands by (`--lease`).
     pub leader: IntGauge,
+    /// Requests answered 503 because the memory they need was held by others.
+    pub refused_busy: IntCounter,
 }
 
 impl Metrics {
@@ -121,6 +123,10 @@ impl Metrics {
                 "hexagone_auditor_leader",
                 "1 while this replica runs the sequencer, 0 while it stands by for the Lease.",
             )?,
+            refused_busy: IntCounter::new(
+                "hexagone_auditor_refused_busy_total",
+                "Requests answered 503 because the memory they need (--max-inflight-bytes) was taken.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.entries_appended.clone()))?;
@@ -138,6 +144,7 @@ impl Metrics {
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
         m.registry.register(Box::new(m.collector_passes.clone()))?;
+        m.registry.register(Box::new(m.refused_busy.clone()))?;
         m.registry.register(Box::new(m.leader.clone()))?;
         Ok(m)
     }

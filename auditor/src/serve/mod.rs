@@ -35,11 +35,21 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ingest::Submission;
 use crate::judge::ObservationJudge;
 use crate::ledger::Sequencer;
+use crate::ledger::checkpoint::parse_note;
 use crate::ledger::entry::{Assessment, Body, Entry, Timestamp};
 use crate::store::{Appended, Ledger, StoreError, WitnessEndpoint};
 
 /// Most entries committed in one transaction (a larger single request is committed whole).
 pub const MAX_BATCH: usize = 10_000;
+
+/// What one byte of a request body costs in memory while it is parsed, judged, queued and
+/// committed (observations become judged submissions with their evidence and encoded entry):
+/// the figure the hostile review measured, about fifty.
+pub const COST_PER_BODY_BYTE: u64 = 50;
+
+/// The longest a connection of `serve` lasts, all its requests included (a request waits for
+/// its commit and the witnesses, each bounded well below this).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// `serve`: run the ingest service, or manage its tokens.
 #[derive(Debug, Args)]
@@ -83,6 +93,9 @@ pub struct ServeArgs {
     /// Private signing key file (mode 0600).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
     /// The locality policy (YAML) every observation is judged under.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -104,6 +117,18 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_body: u64,
+    /// Memory the requests being read, judged and committed may take, in bytes: each is
+    /// charged [`COST_PER_BODY_BYTE`] times its body (its declared length, else `--max-body`)
+    /// before its body is read, and one that does not fit is answered 503 at once.
+    #[arg(long, default_value_t = 512 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
+    pub max_inflight_bytes: u64,
+    /// Connections served at once (more wait in the listen queue).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Seconds a client has to send a request's headers, or to start the next request on a
+    /// kept-alive connection; also the time it has to send the body.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
     /// Requests waiting for the sequencer at most (more: 503 with Retry-After).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue: u64,
@@ -231,7 +256,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     // finds it listening but not yet able to record.
     let mut opened = match election {
         Some(_) => None,
-        None => Some(crate::store::open_sequencer(&a.db, &key).await?),
+        None => Some(crate::store::open_sequencer(&a.db, &key, a.signed_head.file(&key)).await?),
     };
     let shared = Arc::new(Shared {
         metrics: metrics::Metrics::new()?,
@@ -240,6 +265,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         judging: AtomicBool::new(!a.kubernetes),
         checkpoint: RwLock::new(None),
     });
+    if a.max_body.saturating_mul(COST_PER_BODY_BYTE) > a.max_inflight_bytes {
+        anyhow::bail!(
+            "--max-body {} would need {} bytes of memory at {COST_PER_BODY_BYTE} per body byte, more than --max-inflight-bytes {}: lower the one or raise the other",
+            a.max_body,
+            a.max_body.saturating_mul(COST_PER_BODY_BYTE),
+            a.max_inflight_bytes
+        );
+    }
     let (tx, rx) = mpsc::channel(a.queue as usize);
     let service = Arc::new(Service {
         judge,
@@ -247,6 +280,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         queue: tx,
         shared: shared.clone(),
         max_body: a.max_body as usize,
+        budget: state::Budget::new(a.max_inflight_bytes),
+        body_timeout: Duration::from_secs(a.header_timeout),
         cluster_nodes: std::sync::OnceLock::new(),
     });
     let listener = tokio::net::TcpListener::bind(&a.listen)
@@ -260,13 +295,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     };
     // Stop accepting when told; requests in flight wait for their commit.
     let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(service.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
+    let limits = crate::listen::Limits {
+        max_connections: a.max_connections as usize,
+        header: Duration::from_secs(a.header_timeout),
+        connection: CONNECTION_LIFETIME,
+        keep_alive: true,
+    };
+    let server = tokio::spawn(crate::listen::serve(
+        listener,
+        http::router(service.clone()),
+        limits,
+        async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        },
+    ));
     let refresher = tokio::spawn(refresh_databases(service.clone()));
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -307,9 +349,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     let opened = match opened.take() {
         Some(o) => Ok(o),
-        None => crate::store::open_sequencer(&a.db, &key)
+        None => crate::store::open_sequencer(&a.db, &key, a.signed_head.file(&key))
             .await
             .map_err(anyhow::Error::from),
+    };
+    // A witness that cosigned more of this log than the database holds stops the start.
+    let mut witnesses = witnesses;
+    let opened = match opened {
+        Ok((ledger, seq)) => match ledger.check_witnessed(&seq, &mut witnesses).await {
+            Ok(()) => Ok((ledger, seq)),
+            Err(e) => Err(anyhow::Error::from(e)),
+        },
+        Err(e) => Err(e),
     };
     let (ledger, seq) = match opened {
         Ok(opened) => opened,
@@ -400,9 +451,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         );
     }
     let _ = stop_http.send(true);
-    match server.await {
-        Ok(r) => r.context("serving HTTP")?,
-        Err(e) => anyhow::bail!("the HTTP server task: {e}"),
+    if let Err(e) = server.await {
+        anyhow::bail!("the HTTP server task: {e}");
     }
     refresher.abort();
     let _ = refresher.await;
@@ -523,8 +573,8 @@ async fn sequence(
             .collect();
         match commit(&ledger, &mut seq, &items, &shared).await {
             Ok((outcomes, appended)) => {
-                cosign(&ledger, appended, &mut witnesses, &shared).await;
-                answer(jobs, &counts, outcomes, &seq, &shared)
+                let w = cosign(&ledger, appended, &mut witnesses, &shared).await;
+                answer(jobs, &counts, outcomes, &seq, &w, &shared)
             }
             Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
                 // One request's key conflicts: commit the others, refuse that one alone.
@@ -533,8 +583,8 @@ async fn sequence(
                     let own: Vec<Submission> = items.by_ref().take(n).collect();
                     match commit(&ledger, &mut seq, &own, &shared).await {
                         Ok((outcomes, appended)) => {
-                            cosign(&ledger, appended, &mut witnesses, &shared).await;
-                            answer(vec![job], &[n], outcomes, &seq, &shared)
+                            let w = cosign(&ledger, appended, &mut witnesses, &shared).await;
+                            answer(vec![job], &[n], outcomes, &seq, &w, &shared)
                         }
                         Err(e @ StoreError::IdempotencyConflict { .. }) => {
                             let _ = job.reply.send(Err(e.to_string()));
@@ -570,24 +620,50 @@ fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::
 
 /// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does, then
 /// publishes it with the cosignatures it got.
+/// Returns the checkpoint the answers carry: the one published, and who cosigned it.
 async fn cosign(
     ledger: &Ledger,
     appended: Option<Appended>,
     witnesses: &mut [WitnessEndpoint],
     shared: &Shared,
-) {
-    let Some(a) = appended else {
-        return;
-    };
-    if !witnesses.is_empty() {
-        let results = ledger.collect_cosignatures(&a, witnesses).await;
-        for (w, r) in witnesses.iter().zip(results) {
-            if let Err(e) = r {
-                tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+) -> Witnessed {
+    if let Some(a) = appended {
+        if !witnesses.is_empty() {
+            let results = ledger.collect_cosignatures(&a, witnesses).await;
+            for (w, r) in witnesses.iter().zip(results) {
+                if let Err(e) = r {
+                    tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                }
             }
         }
+        publish(ledger, shared, &a.note, a.size).await;
     }
-    publish(ledger, shared, &a.note, a.size).await;
+    let checkpoint = shared
+        .checkpoint
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default();
+    let by: Vec<String> = match parse_note(&checkpoint) {
+        Ok(note) => witnesses
+            .iter()
+            .filter(|w| w.key.cosigned(&note).is_some())
+            .map(|w| w.key.name().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Witnessed {
+        witnessed: !witnesses.is_empty() && by.len() == witnesses.len(),
+        by,
+        checkpoint,
+    }
+}
+
+/// The checkpoint an answer carries.
+struct Witnessed {
+    checkpoint: String,
+    by: Vec<String>,
+    witnessed: bool,
 }
 
 /// Serves `note` (of tree size `size`) at `/v1/checkpoint` with the witnesses' cosignatures
@@ -695,6 +771,7 @@ fn answer(
     counts: &[usize],
     outcomes: Vec<Outcome>,
     seq: &Sequencer,
+    witnessed: &Witnessed,
     shared: &Shared,
 ) {
     let mut outcomes = outcomes.into_iter();
@@ -707,6 +784,9 @@ fn answer(
         let _ = job.reply.send(Ok(Committed {
             entries,
             size: seq.size(),
+            checkpoint: witnessed.checkpoint.clone(),
+            witnessed_by: witnessed.by.clone(),
+            witnessed: witnessed.witnessed,
         }));
     }
 }

@@ -22,6 +22,10 @@ pub struct Service {
     pub shared: Arc<Shared>,
     /// `--max-body`.
     pub max_body: usize,
+    /// `--max-inflight-bytes`: the memory requests in progress may take.
+    pub budget: Budget,
+    /// The time a client has to send a request body.
+    pub body_timeout: std::time::Duration,
     /// With `--kubernetes`, the cluster's Nodes as the collector watches them, set before the
     /// first observation is judged: a node named in an observation is described by the
     /// cluster, not by the writer.
@@ -43,4 +47,33 @@ pub struct Shared {
     pub judging: AtomicBool,
     /// The latest signed checkpoint note.
     pub checkpoint: RwLock<Option<String>>,
+}
+
+/// The memory requests in progress may take, counted in KiB: a request takes its share before
+/// its body is read and gives it back when answered.
+pub struct Budget {
+    kib: Arc<tokio::sync::Semaphore>,
+    total: u64,
+}
+
+impl Budget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> Self {
+        let kib = u32::try_from(bytes >> 10).unwrap_or(u32::MAX);
+        Self {
+            kib: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
+            total: bytes,
+        }
+    }
+
+    /// Takes `bytes` (rounded up to KiB) if they are free now.
+    pub fn try_take(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).ok()?;
+        self.kib.clone().try_acquire_many_owned(kib).ok()
+    }
+
+    /// The whole budget in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
 }

@@ -8,24 +8,26 @@
 
 pub mod chunk;
 pub mod db;
+pub mod signed_head;
 
 use std::collections::HashMap;
 use std::io::Write;
 
 use chunk::EntryRow;
 use db::{Db, HeadRow, RotationRow};
+use signed_head::{SignedHeadError, SignedHeadFile};
 
 use crate::bundle::{BundleError, BundleWriter};
 use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
-use crate::ledger::checkpoint::{Checkpoint, parse_note};
+use crate::ledger::checkpoint::{Checkpoint, open_checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
 use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
     Frontier, Hash, Subtree, TreeError, consistency_proof, fold_subtrees, inclusion_proof,
-    leaf_hash, verify_inclusion,
+    leaf_hash, verify_consistency, verify_inclusion,
 };
 use crate::ledger::{Sealed, Sequencer, SequencerError, StoredHead};
 use crate::witness::AddCheckpoint;
@@ -99,6 +101,38 @@ pub enum StoreError {
     /// No entry about the object.
     #[error("no entry about object {0:?} is covered by the signed head")]
     NoSuchObject(String),
+    /// A witness cosigned a larger tree of this log than the database holds.
+    #[error(
+        "refusing to sign: witness {witness} has cosigned this log at size {cosigned}, but the database's signed head is size {found}: the database was set back to an older state, and {missing} acknowledged entries are missing. Nothing was dropped or signed. Restore the database from a copy holding them"
+    )]
+    WitnessedAhead {
+        /// The witness's name.
+        witness: String,
+        /// The size it cosigned last.
+        cosigned: u64,
+        /// Size of the stored head.
+        found: u64,
+        /// How many entries are missing.
+        missing: u64,
+    },
+    /// The key holder's record of its last signed head cannot be used.
+    #[error("refusing to sign: {0}")]
+    SignedHead(#[from] SignedHeadError),
+    /// The stored head does not extend the last head the key holder signed: the database was
+    /// set back (or forked) behind the sequencer's back.
+    #[error(
+        "refusing to sign: the database's signed head (size {found}) does not extend the last head this key signed (size {recorded}, recorded in {path}): {why}. Nothing was dropped or signed. Restore the database from a copy holding every acknowledged entry; if this is meant to be a new log, sign it with a new key"
+    )]
+    NotAnExtension {
+        /// The record.
+        path: String,
+        /// Size of the recorded head.
+        recorded: u64,
+        /// Size of the stored head.
+        found: u64,
+        /// What does not match.
+        why: String,
+    },
 }
 
 /// Rows found past the signed head when the sequencer opened the log, and dropped.
@@ -157,6 +191,8 @@ pub struct Exported {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     db: Db,
+    /// The key holder's record of its last signed head, when signing ([`open_sequencer`]).
+    signed_head: Option<SignedHeadFile>,
 }
 
 /// Why the ledger could not be opened for signing.
@@ -177,9 +213,10 @@ pub enum OpenError {
 pub async fn open_sequencer(
     db: &str,
     key: &std::path::Path,
+    record: SignedHeadFile,
 ) -> Result<(Ledger, Sequencer), OpenError> {
     let key = crate::keyfile::load(key)?;
-    let ledger = Ledger::open(db).await?;
+    let ledger = Ledger::open(db).await?.recording_in(record);
     let (seq, dropped) = ledger.sequencer(key).await?;
     if let Some(d) = dropped {
         tracing::warn!(
@@ -196,7 +233,15 @@ impl Ledger {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
             db: Db::connect(url).await?,
+            signed_head: None,
         })
+    }
+
+    /// Checks every head it adopts for signing against the key holder's record `file` of the
+    /// last head signed, and keeps the record after every commit (see [`signed_head`]).
+    pub fn recording_in(mut self, file: SignedHeadFile) -> Self {
+        self.signed_head = Some(file);
+        self
     }
 
     /// The underlying pool.
@@ -229,8 +274,9 @@ impl Ledger {
     /// Opens the log for signing with `key`, creating it if it is new. The whole stored head
     /// is checked first (see [`Sequencer::adopt`]): the note opens with the key in force, its
     /// root is the root of the stored leaves, the frontier is theirs, no newer checkpoint was
-    /// issued. Rows found past the head were never acknowledged: they are deleted, never
-    /// signed, and reported.
+    /// issued, and it extends the last head recorded beside the key ([`Ledger::recording_in`]).
+    /// Rows found past the head were never acknowledged: they are deleted, never signed, and
+    /// reported.
     pub async fn sequencer(
         &self,
         key: SignerKey,
@@ -248,6 +294,7 @@ impl Ledger {
         // Under the head lock, so that other sequencers cannot move the head meanwhile.
         let mut lock = self.db.lock_head().await?;
         self.catch_up(&mut seq).await?;
+        self.check_record(&seq).await?;
         let newest = lock.newest_checkpoint().await?;
         if newest > seq.size() {
             return Err(SequencerError::RolledBack {
@@ -260,7 +307,65 @@ impl Ledger {
         if dropped.is_some() {
             lock.drop_past(seq.size()).await?;
         }
+        if let (Some(file), (size, Some(note))) = (&self.signed_head, seq.head())
+            && size > 0
+        {
+            file.write(note)?;
+        }
         Ok((seq, dropped.map(|(count, first)| Dropped { count, first })))
+    }
+
+    /// The head `seq` adopted must extend the last head recorded beside the key: the same note
+    /// at the same size, or a larger tree proven consistent with the recorded root. A record
+    /// missing (a first start, or a ledger signed before records were kept) is not a refusal.
+    async fn check_record(&self, seq: &Sequencer) -> Result<(), StoreError> {
+        let Some(file) = &self.signed_head else {
+            return Ok(());
+        };
+        let Some(note) = file.read()? else {
+            return Ok(());
+        };
+        let found = seq.size();
+        let refuse = |recorded: u64, why: String| StoreError::NotAnExtension {
+            path: file.path().display().to_string(),
+            recorded,
+            found,
+            why,
+        };
+        let (cp, _) = open_checkpoint(&note, seq.keys()).map_err(|e| {
+            refuse(
+                0,
+                format!(
+                    "the record is not a checkpoint signed by this log's keys ({e}); if the key file was replaced by a new key, the record belongs to the old one: move it away"
+                ),
+            )
+        })?;
+        let root = seq.frontier().root();
+        if cp.size > found {
+            return Err(refuse(
+                cp.size,
+                format!(
+                    "the database was set back by {} entries, which had been acknowledged",
+                    cp.size - found
+                ),
+            ));
+        }
+        if cp.size == found {
+            if cp.root != root {
+                return Err(refuse(cp.size, "the same size holds another tree".into()));
+            }
+            return Ok(());
+        }
+        if cp.size > 0 {
+            let proof = self.consistency_path(cp.size, found).await?;
+            verify_consistency(cp.size, found, &cp.root, &root, &proof).map_err(|e| {
+                refuse(
+                    cp.size,
+                    format!("the stored tree is not an extension of the recorded one ({e})"),
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Stores the subtree hashes a ledger written before they were kept lacks (read once from
@@ -535,6 +640,10 @@ impl Ledger {
         }
         let size = next.size();
         *seq = next;
+        // Recorded before anyone is told: an acknowledged head is never behind the record.
+        if let Some(file) = &self.signed_head {
+            file.write(&note)?;
+        }
         Ok(Some(Appended {
             first,
             last: size - 1,
@@ -681,6 +790,45 @@ impl Ledger {
             out.push(self.cosign_with(appended, w).await);
         }
         out
+    }
+
+    /// At start, before anything is sealed: asks each witness to cosign the head `seq` adopted,
+    /// which tells what it cosigned last. A witness that cosigned a larger tree of this log
+    /// proves the database was set back, and signing stops. A witness that cannot be reached,
+    /// or refuses for another reason, is reported (standard error) and not waited for: the
+    /// record beside the key is the check that needs no network.
+    pub async fn check_witnessed(
+        &self,
+        seq: &Sequencer,
+        witnesses: &mut [WitnessEndpoint],
+    ) -> Result<(), StoreError> {
+        let (size, Some(note)) = seq.head() else {
+            return Ok(());
+        };
+        if size == 0 || witnesses.is_empty() {
+            return Ok(());
+        }
+        let head = Appended {
+            first: size,
+            last: size - 1,
+            size,
+            note: note.to_string(),
+        };
+        for w in witnesses.iter_mut() {
+            let answer = self.cosign_with(&head, w).await;
+            if let Some(cosigned) = w.last.filter(|&l| l > size) {
+                return Err(StoreError::WitnessedAhead {
+                    witness: w.key.name().to_string(),
+                    cosigned,
+                    found: size,
+                    missing: cosigned - size,
+                });
+            }
+            if let Err(e) = answer {
+                tracing::warn!("checkpoint {size} at start: {} did not cosign: {e}", w.url);
+            }
+        }
+        Ok(())
     }
 
     async fn cosign_with(&self, a: &Appended, w: &mut WitnessEndpoint) -> Result<(), String> {

@@ -1,4 +1,5 @@
-//! `hexagone-auditor witness serve`: the witness's one route (`POST <prefix>/add-checkpoint`,
+//! `hexagone-auditor witness serve`: the witness's routes (`POST <prefix>/add-checkpoint`, and
+//! `GET <prefix>/latest?origin=…` for the last checkpoint it cosigned,
 //! axum on hyper) with its state in a file, checked and persisted under one lock before each
 //! answer (so two requests cannot roll the state back), and the client a log uses to ask for
 //! cosignatures (hyper). Both sides are bounded: the server in connections, header time,
@@ -16,10 +17,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use super::{AddCheckpoint, Witness, WitnessError, WitnessState};
 
@@ -149,13 +149,38 @@ async fn route(
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    if method == Method::GET && uri.path().ends_with("/latest") {
+        return serve_latest(&service, uri.query().unwrap_or_default()).await;
+    }
     if method != Method::POST || !uri.path().ends_with("/add-checkpoint") {
-        return text(StatusCode::NOT_FOUND, "only POST …/add-checkpoint\n".into());
+        return text(
+            StatusCode::NOT_FOUND,
+            "only POST …/add-checkpoint and GET …/latest?origin=ORIGIN\n".into(),
+        );
     }
     let Ok(body) = std::str::from_utf8(&body) else {
         return text(StatusCode::BAD_REQUEST, "body is not UTF-8\n".into());
     };
     answer(&service, body).await
+}
+
+/// `GET …/latest?origin=ORIGIN`: the last checkpoint of that log this witness cosigned, with
+/// its cosignature (a signed note anyone can check), or 404. What a verifier holds a bundle
+/// to, so that one cut back to an older checkpoint is caught (`verify --fresh-from`).
+async fn serve_latest(service: &WitnessService, query: &str) -> Response {
+    let origin = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "origin")
+        .map(|(_, v)| v.into_owned());
+    let Some(origin) = origin else {
+        return text(StatusCode::BAD_REQUEST, "give ?origin=ORIGIN\n".into());
+    };
+    match service.state.lock().await.cosigned.get(&origin) {
+        Some(note) => text(StatusCode::OK, note.clone()),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no checkpoint of {origin:?} cosigned here\n"),
+        ),
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -207,30 +232,14 @@ pub async fn serve(
         state: Mutex::new(load_state(&state_path)?),
         path: state_path,
     });
-    let app = router(service);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = slots.clone().acquire_owned().await.expect("never closed");
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!("witness: accepting a connection failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let hyper_service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), hyper_service);
-            // A client that trickles its body, or never reads the answer, is cut off.
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-            drop(permit);
-        });
-    }
+    let limits = crate::listen::Limits {
+        max_connections: MAX_CONNECTIONS,
+        header: HEADER_TIMEOUT,
+        connection: CONNECTION_TIMEOUT,
+        keep_alive: false,
+    };
+    crate::listen::serve(listener, router(service), limits, std::future::pending()).await;
+    Ok(())
 }
 
 /// How long and how much a log waits for a witness.
@@ -266,6 +275,40 @@ pub async fn add_checkpoint_within(
     req: &AddCheckpoint,
     limits: ClientLimits,
 ) -> Result<(u16, String), ServeError> {
+    exchange(url, "/add-checkpoint", Some(req.to_text()), limits).await
+}
+
+/// The last checkpoint of the log `origin` the witness at `url` cosigned (`GET …/latest`),
+/// with its cosignature; `None` when it cosigned none. Bounded by [`ClientLimits::default`].
+pub async fn latest(url: &str, origin: &str) -> Result<Option<String>, ServeError> {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("origin", origin)
+        .finish();
+    let (status, body) = exchange(
+        url,
+        &format!("/latest?{query}"),
+        None,
+        ClientLimits::default(),
+    )
+    .await?;
+    match status {
+        200 => Ok(Some(body)),
+        404 => Ok(None),
+        _ => Err(ServeError::BadResponse {
+            url: url.to_string(),
+            why: format!("status {status}: {}", body.trim()),
+        }),
+    }
+}
+
+/// One bounded HTTP/1 exchange with the witness at `url`: a POST of `body` or a GET, to the
+/// witness's prefix followed by `target`.
+async fn exchange(
+    url: &str,
+    target: &str,
+    body: Option<String>,
+    limits: ClientLimits,
+) -> Result<(u16, String), ServeError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| ServeError::BadUrl(url.to_string()))?;
@@ -275,9 +318,9 @@ pub async fn add_checkpoint_within(
     }
     let prefix = prefix.trim_end_matches('/');
     let target = if prefix.is_empty() {
-        "/add-checkpoint".to_string()
+        target.to_string()
     } else {
-        format!("/{prefix}/add-checkpoint")
+        format!("/{prefix}{target}")
     };
     let timeout = |what, limit| ServeError::Timeout {
         url: url.to_string(),
@@ -292,11 +335,16 @@ pub async fn add_checkpoint_within(
         .await
         .map_err(|_| timeout("accept the connection", limits.connect))?
         .map_err(io(format!("connecting to witness {url}")))?;
-    let request = axum::http::Request::post(&target)
-        .header(header::HOST, host)
-        .header(header::CONTENT_TYPE, "text/plain")
-        .body(Full::new(Bytes::from(req.to_text())))
-        .map_err(|_| ServeError::BadUrl(url.to_string()))?;
+    let request = match body {
+        Some(body) => axum::http::Request::post(&target)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::HOST, host)
+            .body(Full::new(Bytes::from(body))),
+        None => axum::http::Request::get(&target)
+            .header(header::HOST, host)
+            .body(Full::new(Bytes::new())),
+    }
+    .map_err(|_| ServeError::BadUrl(url.to_string()))?;
     let exchange = async {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await

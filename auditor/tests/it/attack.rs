@@ -8,7 +8,8 @@ use hexagone_auditor::ledger::entry::{Body, Entry};
 use hexagone_auditor::ledger::tree::{Frontier, Hash, leaf_hash};
 use hexagone_auditor::ledger::{Sequencer, SequencerError};
 use hexagone_auditor::store::db::Db;
-use hexagone_auditor::store::{Dropped, Ledger, StoreError};
+use hexagone_auditor::store::signed_head::SignedHeadFile;
+use hexagone_auditor::store::{Dropped, Ledger, OpenError, StoreError, open_sequencer};
 
 use crate::store::reverify;
 use crate::util::{NOW, bodies, export_and_verify, observation, signer};
@@ -512,7 +513,123 @@ async fn a_forged_object_index_proves_nothing_false(url: String) {
     ledger.close().await;
 }
 
+/// The rollback of issue 21: the database owner sets the whole ledger back to an earlier genuine
+/// state (the head row, the checkpoints and their cosignatures as they were at size 20), leaving
+/// the ten acknowledged entries past it as rows past the head. The key holder's next start
+/// refuses, naming the record kept beside the key, and drops nothing. Without the record the same
+/// start takes those entries for rows it never sealed and deletes them: the record is what stops
+/// the attack.
+async fn a_ledger_set_back_is_refused_by_the_record_beside_the_key(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer(37);
+    let key_path = dir.path().join("ledger.key");
+    hexagone_auditor::keyfile::save(&key, &key_path).unwrap();
+    let (ledger, mut seq) = open_sequencer(&url, &key_path, SignedHeadFile::beside(&key_path))
+        .await
+        .unwrap();
+    for b in 0..3 {
+        ledger
+            .append(&mut seq, NOW, bodies(b * 10, 10))
+            .await
+            .unwrap();
+    }
+    let old_note = ledger.db().checkpoints_from(20, 1).await.unwrap()[0]
+        .1
+        .clone();
+    let mut old = Frontier::new();
+    for (_, leaf, _) in &rows(ledger.db()).await[..20] {
+        old.push(*leaf);
+    }
+    ledger.close().await;
+
+    // The owner, with SQL only: no key, no access to the key's folder.
+    let db = Ledger::open(&url).await.unwrap();
+    for stmt in [
+        "DELETE FROM ledger_checkpoints WHERE size > 20",
+        "DELETE FROM ledger_cosignatures WHERE size > 20",
+    ] {
+        sql(db.db(), stmt, vec![]).await;
+    }
+    sql(
+        db.db(),
+        "UPDATE ledger_head SET size = 20, frontier = $1, note = $2",
+        vec![Arg::Bytes(old.to_bytes()), Arg::Text(old_note)],
+    )
+    .await;
+    db.close().await;
+
+    let err = match open_sequencer(&url, &key_path, SignedHeadFile::beside(&key_path)).await {
+        Err(OpenError::Store(e @ StoreError::NotAnExtension { .. })) => e,
+        other => panic!("a set-back ledger was opened for signing: {other:?}"),
+    };
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotAnExtension {
+                recorded: 30,
+                found: 20,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    for part in [
+        "set back by 10 entries, which had been acknowledged",
+        "ledger.key.signed-head",
+        "Nothing was dropped or signed",
+    ] {
+        assert!(msg.contains(part), "{part:?} not in {msg}");
+    }
+    let db = Ledger::open(&url).await.unwrap();
+    assert_eq!(
+        rows(db.db()).await.len(),
+        30,
+        "acknowledged entries dropped"
+    );
+    // The same start without the record: the acknowledged entries would be deleted.
+    let (_, dropped) = db.sequencer(key.clone()).await.unwrap();
+    assert_eq!(
+        dropped,
+        Some(Dropped {
+            count: 10,
+            first: 20
+        })
+    );
+    db.close().await;
+}
+
+/// A database that moved on past the record (another replica signing with the same key, recording
+/// elsewhere) extends it and is accepted: the record refuses only what does not extend it, and is
+/// brought to the newest head at the next commit.
+async fn a_ledger_that_moved_on_extends_the_record(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer(38);
+    let key_path = dir.path().join("ledger.key");
+    hexagone_auditor::keyfile::save(&key, &key_path).unwrap();
+    let (ledger, mut seq) = open_sequencer(&url, &key_path, SignedHeadFile::beside(&key_path))
+        .await
+        .unwrap();
+    ledger.append(&mut seq, NOW, bodies(0, 10)).await.unwrap();
+    ledger.close().await;
+    // Another replica, recording elsewhere, moves the head on.
+    let other = Ledger::open(&url).await.unwrap();
+    let (mut seq, _) = other.sequencer(key.clone()).await.unwrap();
+    other.append(&mut seq, NOW, bodies(10, 10)).await.unwrap();
+    other.close().await;
+    let (ledger, mut seq) = open_sequencer(&url, &key_path, SignedHeadFile::beside(&key_path))
+        .await
+        .unwrap();
+    assert_eq!(seq.size(), 20);
+    ledger.append(&mut seq, NOW, bodies(20, 5)).await.unwrap();
+    let record = std::fs::read_to_string(dir.path().join("ledger.key.signed-head")).unwrap();
+    assert_eq!(Some(record.as_str()), seq.note());
+    ledger.close().await;
+}
+
 on_both!(
+    a_ledger_set_back_is_refused_by_the_record_beside_the_key,
+    a_ledger_that_moved_on_extends_the_record,
     a_forged_object_index_proves_nothing_false,
     a_chunk_overlapping_another_is_refused,
     a_chunk_reaching_past_the_head_is_refused,

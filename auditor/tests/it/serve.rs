@@ -198,6 +198,10 @@ fn authenticated_ingest_is_judged_committed_and_verifies() {
         cp.starts_with(crate::util::ORIGIN) && cp.contains("\n\n\u{2014} "),
         "{cp}"
     );
+    // The answer carries the checkpoint itself, and says plainly that no witness vouches for it.
+    assert_eq!(v["checkpoint"], cp.as_str());
+    assert_eq!(v["witnessed"], false);
+    assert_eq!(v["witnessed_by"], serde_json::json!([]));
 
     // One object alone is accepted too.
     let one = post(
@@ -749,7 +753,8 @@ fn witnesses_cosign_the_service_checkpoints() {
         let lines: Vec<String> = (r * 3..r * 3 + 3).map(observation_json).collect();
         let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
         assert_eq!(a.status, 200, "{a:?}");
-        // The published checkpoint is the one acknowledged, with the witness's cosignature.
+        // The published checkpoint is the one acknowledged, with the witness's cosignature,
+        // and the answer carries it and says it is witnessed.
         let cp = get(&srv, "/v1/checkpoint").body;
         assert!(cp.contains(&format!("\n{}\n", r * 3 + 3)), "{cp}");
         assert!(
@@ -757,24 +762,172 @@ fn witnesses_cosign_the_service_checkpoints() {
                 .any(|l| l.starts_with("\u{2014} witness.test/w1 ")),
             "{cp}"
         );
+        let v = a.json();
+        assert_eq!(v["checkpoint"], cp.as_str());
+        assert_eq!(v["witnessed"], true);
+        assert_eq!(v["witnessed_by"], serde_json::json!(["witness.test/w1"]));
     }
+    // The witness gone: the answer still comes (the entries are durable and signed) and says
+    // that they are not witnessed.
+    let w_key = w.key.clone();
+    drop(w);
+    let lines: Vec<String> = (6..7).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(a.status, 200, "{a:?}");
+    let v = a.json();
+    assert_eq!(
+        (v["size"].as_u64(), &v["witnessed"]),
+        (Some(7), &serde_json::json!(false))
+    );
+    assert_eq!(v["witnessed_by"], serde_json::json!([]));
     let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
     let bundle = setup.path("bundle.jsonl");
     run_ok(&["export", "--db", &setup.db, "--out", &bundle], None);
-    let out = run_ok(
+    let out = run(
         &[
             "verify",
             &bundle,
             "--trust",
             &setup.vkey,
             "--witness",
-            &w.key,
+            &w_key,
         ],
         None,
     );
+    // The last checkpoint (7) was not cosigned: verify says so.
+    let out = String::from_utf8(out.stdout).unwrap();
     assert!(
-        out.contains("valid: 6 entries") && out.contains("cosigned by: witness.test/w1"),
+        out.contains("cosigned by 0 of the required witnesses"),
         "{out}"
+    );
+}
+
+/// Anyone on the network, without a token: a flood of connections that send nothing or trickle
+/// their headers, and requests that declare large bodies and never send them. Honest writers are
+/// still answered within a bound; the idle connections are closed after `--header-timeout`;
+/// requests that do not fit the memory budget are answered 503 at once, and a body that never
+/// comes gets 408 and gives its share back.
+#[test]
+fn a_slow_connection_flood_and_unsent_bodies_leave_honest_writers_answered() {
+    use std::io::Write as _;
+    use std::net::TcpStream;
+    let setup = Setup::new();
+    let srv = setup.start(&[
+        "--max-connections",
+        "64",
+        "--header-timeout",
+        "2",
+        "--max-body",
+        "16384",
+        "--max-inflight-bytes",
+        "2097152",
+    ]);
+    // 40 connections that say nothing, 10 that trickle a header line.
+    let mut idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(&srv.addr).unwrap())
+        .collect();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(&srv.addr).unwrap();
+        s.write_all(b"POST /v1/observations HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        idle.push(s);
+    }
+    let started = std::time::Instant::now();
+    let lines: Vec<String> = (0..3).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an honest writer waited {:?}",
+        started.elapsed()
+    );
+    // The server closes what sent no complete headers in time.
+    std::thread::sleep(Duration::from_secs(3));
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => assert!(
+                String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+                "{}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "an idle connection is still open: {e}"
+            ),
+        }
+    }
+    // Each of these holds 16 KiB x 50 = 800 KiB of the 2 MiB budget while its body does not come:
+    // two fit, the third is refused at once.
+    let head = format!(
+        "POST /v1/observations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 16384\r\n\r\n",
+        setup.token
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&srv.addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(&srv.addr).unwrap();
+    third.write_all(head.as_bytes()).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = third.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503")
+            && answer.contains("busy: the requests in progress hold the memory"),
+        "{answer}"
+    );
+    // The unsent bodies time out (408) and give their share back: an honest writer fits again.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let lines: Vec<String> = (3..6).map(observation_json).collect();
+    let a = post(&srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(a.status, 200, "{a:?}");
+    let m = get(&srv, "/metrics").body;
+    assert!(m.contains("hexagone_auditor_refused_busy_total 1"), "{m}");
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+}
+
+/// A memory budget smaller than one largest request is refused at start, saying why.
+#[test]
+fn a_budget_that_cannot_hold_one_request_is_refused() {
+    let setup = Setup::new();
+    let out = run(
+        &[
+            "serve",
+            "--db",
+            &setup.db,
+            "--key",
+            setup.key.to_str().unwrap(),
+            "--policy",
+            POLICY,
+            "--tokens",
+            &setup.path("tokens"),
+            "--max-body",
+            "1048576",
+            "--max-inflight-bytes",
+            "8388608",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--max-body 1048576 would need 52428800 bytes of memory at 50 per body byte, more than --max-inflight-bytes 8388608"),
+        "{err}"
     );
 }

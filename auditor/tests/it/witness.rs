@@ -190,7 +190,13 @@ fn a_log_showing_two_views_is_caught() {
     let a = format!("sqlite:{}", dir.path().join("a.sqlite").display());
     let b = format!("sqlite:{}", dir.path().join("b.sqlite").display());
     append(&a, &key, &[&w1], 0, 20);
-    append(&b, &key, &[&w2], 5000, 20);
+    // The key holder signs a second view with a copy of the key, away from the record of the
+    // last head signed that the first copy keeps (which would refuse it).
+    let copy = dir.path().join("elsewhere");
+    std::fs::create_dir(&copy).unwrap();
+    let copy = copy.join("log");
+    std::fs::copy(&key, &copy).unwrap();
+    append(&b, &copy, &[&w2], 5000, 20);
     for db in [&a, &b] {
         let (code, out) = verify(dir.path(), db, &vkey, &[&w1.key, &w2.key], None);
         assert_eq!(code, 1, "{out}");
@@ -210,6 +216,117 @@ fn a_log_showing_two_views_is_caught() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("missing: witness.test/w1, witness.test/w2"),
+        "{out}"
+    );
+}
+
+/// The database set back to an older copy, its record beside the key lost (a replica's pod
+/// restarted): the next start asks the witness, which cosigned more of the log than the
+/// database holds, and refuses before anything is dropped or signed. Without the witness the
+/// same start goes ahead: the witness is what catches it.
+#[test]
+fn a_database_set_back_is_caught_by_a_witness_that_cosigned_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "log");
+    let log_pub = dir.path().join("log.pub");
+    let w1 = start_witness(dir.path(), "w1", &log_pub);
+    let file = dir.path().join("l.sqlite");
+    let db = format!("sqlite:{}", file.display());
+    append(&db, &key, &[&w1], 0, 10);
+    let copies = |from: &Path, to: &Path| {
+        for suffix in ["", "-wal", "-shm"] {
+            let (a, b) = (
+                format!("{}{suffix}", from.display()),
+                format!("{}{suffix}", to.display()),
+            );
+            let _ = std::fs::remove_file(&b);
+            if Path::new(&a).exists() {
+                std::fs::copy(&a, &b).unwrap();
+            }
+        }
+    };
+    let backup = dir.path().join("backup.sqlite");
+    copies(&file, &backup);
+    append(&db, &key, &[&w1], 100, 10);
+    copies(&backup, &file);
+    std::fs::remove_file(dir.path().join("log.signed-head")).unwrap();
+
+    let args = crate::util::append_args(&db, key.to_str().unwrap(), &[]);
+    let mut with_witness = args.clone();
+    let witness = format!("{},{}", w1.key, w1.url);
+    with_witness.extend(["--witness", &witness]);
+    let out = run(&with_witness, Some(&input(200, 5)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "witness witness.test/w1 has cosigned this log at size 20, but the database's signed head is size 10"
+        ) && err.contains("10 acknowledged entries are missing"),
+        "{err}"
+    );
+    let out = run(&args, Some(&input(200, 5)));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A bundle cut back to an older witnessed checkpoint verifies with `--witness` (its last
+/// checkpoint is cosigned), hiding what came after. `--fresh-from` asks the witness for the
+/// newest checkpoint it cosigned and holds the bundle to it: the cut bundle is refused, the
+/// whole one passes and says against what; a witness that cannot be asked stops the check.
+#[test]
+fn a_bundle_cut_back_to_an_older_witnessed_checkpoint_is_not_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "log");
+    let log_pub = dir.path().join("log.pub");
+    let w1 = start_witness(dir.path(), "w1", &log_pub);
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    append(&db, &key, &[&w1], 0, 10);
+    let old = dir.path().join("old.jsonl");
+    run_ok(
+        &["export", "--db", &db, "--out", old.to_str().unwrap()],
+        None,
+    );
+    append(&db, &key, &[&w1], 100, 10);
+    let new = dir.path().join("new.jsonl");
+    run_ok(
+        &["export", "--db", &db, "--out", new.to_str().unwrap()],
+        None,
+    );
+    let fresh = format!("{},{}", w1.key, w1.url);
+    let check = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["verify", bundle.to_str().unwrap(), "--trust", &vkey];
+        args.extend_from_slice(extra);
+        let out = run(&args, None);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = check(&old, &["--witness", &w1.key]);
+    assert_eq!(code, 0, "the cut bundle passes without freshness: {out}");
+    let (code, out) = check(&old, &["--witness", &w1.key, "--fresh-from", &fresh]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID") && out.contains("size 20"), "{out}");
+    let (code, out) = check(&new, &["--witness", &w1.key, "--fresh-from", &fresh]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "fresh: the bundle reaches the newest checkpoint witness witness.test/w1 cosigned (size 20)"
+        ),
+        "{out}"
+    );
+    let url = w1.url.clone();
+    drop(w1);
+    let (code, out) = check(&new, &["--fresh-from", &fresh]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "witness witness.test/w1 at {url} could not be asked for its newest checkpoint, so freshness was not checked"
+        )),
         "{out}"
     );
 }

@@ -542,7 +542,11 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
     let ledger_key = out.join("ledger.key");
     let witness_key = out.join("witness.key");
     for f in [&ledger_key, &witness_key] {
-        for g in [f.clone(), f.with_extension("key.pub")] {
+        for g in [
+            f.clone(),
+            f.with_extension("key.pub"),
+            f.with_extension("key.signed-head"),
+        ] {
             let _ = std::fs::remove_file(g);
         }
     }
