@@ -102,7 +102,9 @@ pub struct WitnessServeArgs {
     /// The witness's private key file (mode 0600).
     #[arg(long)]
     pub key: PathBuf,
-    /// A log key to watch (verifier key or file); repeatable (give every key of a rotated log).
+    /// A log key to watch (verifier key or file); repeatable: give every key of a rotated log,
+    /// in the order it used them (once a later key signed a checkpoint cosigned here, an
+    /// earlier one is refused).
     #[arg(long = "log-key", required = true)]
     pub log_keys: Vec<String>,
     /// The state file: the last checkpoint cosigned per log.

@@ -48,6 +48,19 @@ pub enum WitnessError {
         /// Root offered (base64).
         offered: String,
     },
+    /// Signed by a key the log has retired: a later key already signed a checkpoint this
+    /// witness cosigned (403).
+    #[error(
+        "the checkpoint is signed by {key}, a key this log retired: its successor {successor} already signed the checkpoint of size {size} cosigned here"
+    )]
+    Retired {
+        /// The key that signed the offered checkpoint.
+        key: String,
+        /// The later key that signed the last cosigned checkpoint.
+        successor: String,
+        /// Size of the last cosigned checkpoint.
+        size: u64,
+    },
     /// The consistency proof does not verify (422).
     #[error("the consistency proof from size {old} to {new} does not verify: {why}")]
     Inconsistent {
@@ -66,7 +79,7 @@ impl WitnessError {
         match self {
             Self::BadRequest(_) => 400,
             Self::UnknownLog(_) => 404,
-            Self::Forbidden(_) => 403,
+            Self::Forbidden(_) | Self::Retired { .. } => 403,
             Self::Conflict { .. } | Self::Fork { .. } => 409,
             Self::Inconsistent { .. } => 422,
         }
@@ -228,12 +241,26 @@ impl Witness {
         if keys.is_empty() {
             return Err(WitnessError::UnknownLog(origin));
         }
-        let (cp, _) = open_checkpoint(&req.note, &keys).map_err(|e| match e {
+        let (cp, signer) = open_checkpoint(&req.note, &keys).map_err(|e| match e {
             CheckpointError::MalformedBody(_) | CheckpointError::MalformedNote(_) => {
                 WitnessError::BadRequest(e.to_string())
             }
             other => WitnessError::Forbidden(other),
         })?;
+        // Keys in force by size: the log's keys are given in the order it used them, and once a
+        // later key signed a checkpoint cosigned here, an earlier one is retired for good (the
+        // thief of a retired key cannot get a branch cosigned and lock the real log out).
+        let position = |k: &VerifierKey| keys.iter().position(|c| c == k);
+        if let Some(last) = state.cosigned.get(&origin)
+            && let Ok((last_cp, last_signer)) = open_checkpoint(last, &keys)
+            && position(signer) < position(last_signer)
+        {
+            return Err(WitnessError::Retired {
+                key: signer.to_string(),
+                successor: last_signer.to_string(),
+                size: last_cp.size,
+            });
+        }
         if req.old > cp.size {
             return Err(WitnessError::BadRequest(format!(
                 "old size {} is larger than the checkpoint size {}",
@@ -335,6 +362,95 @@ mod tests {
             }
             (got, want) => panic!("add_checkpoint = {got:?}, wanted {want:?}"),
         }
+    }
+
+    /// The thief of a retired key extends the genuine log with entries of its own and signs the
+    /// branch with the retired key: once the successor signed a checkpoint cosigned here, the
+    /// branch is refused (403), and the genuine log goes on.
+    #[test]
+    fn a_retired_key_cannot_get_a_branch_cosigned() {
+        let next = SignerKey::from_signing_key(ORIGIN, SigningKey::from_bytes(&[2; 32])).unwrap();
+        let w = WitnessSigner::from_signing_key("witness.test/w", SigningKey::from_bytes(&[9; 32]))
+            .unwrap();
+        let w = Witness::new(
+            w,
+            vec![log_key().verifier().clone(), next.verifier().clone()],
+        );
+        let body = |i: u64| Body::KeyRotation {
+            new_key: format!("e{i}"),
+        };
+        let mut genuine = Sequencer::new(log_key());
+        let mut leaves = Vec::new();
+        for i in 0..4 {
+            leaves.push(genuine.seal(Timestamp(0), body(i)).leaf);
+        }
+        let note4 = genuine.sign();
+        let (rotation, note5) = genuine.rotate(Timestamp(0), next.clone()).unwrap();
+        leaves.push(rotation.leaf);
+        for i in 5..7 {
+            leaves.push(genuine.seal(Timestamp(0), body(i)).leaf);
+        }
+        let note7 = genuine.sign();
+        let mut state = WitnessState::default();
+        let add = |state: &mut WitnessState, old, new, note: &str, leaves: &[Hash]| {
+            let proof = if old == 0 {
+                Vec::new()
+            } else {
+                proof(leaves, old, new)
+            };
+            let req = AddCheckpoint {
+                old,
+                proof,
+                note: note.to_string(),
+            };
+            w.add_checkpoint(state, &req, 1_700_000_000)
+        };
+        add(&mut state, 0, 4, &note4, &leaves).unwrap();
+        add(&mut state, 4, 5, &note5, &leaves).unwrap();
+        add(&mut state, 5, 7, &note7, &leaves).unwrap();
+        // The thief replays the public entries under the retired key, then adds its own.
+        let mut thief = Sequencer::new(log_key());
+        let mut branch = Vec::new();
+        for i in 0..4 {
+            branch.push(thief.seal(Timestamp(0), body(i)).leaf);
+        }
+        branch.push(
+            thief
+                .seal(
+                    Timestamp(0),
+                    Body::KeyRotation {
+                        new_key: next.verifier().to_string(),
+                    },
+                )
+                .leaf,
+        );
+        for i in 5..9 {
+            branch.push(
+                thief
+                    .seal(Timestamp(0), body(i + 100 * u64::from(i > 6)))
+                    .leaf,
+            );
+        }
+        assert_eq!(
+            branch[..7],
+            leaves[..],
+            "the branch extends the genuine log"
+        );
+        let forged = thief.sign();
+        match add(&mut state, 7, 9, &forged, &branch) {
+            Err(e @ WitnessError::Retired { size: 7, .. }) => {
+                assert_eq!(e.status(), 403);
+                assert!(e.to_string().contains("a key this log retired"), "{e}");
+            }
+            other => panic!("a branch signed by a retired key: {other:?}"),
+        }
+        assert_eq!(state.logs[ORIGIN].0, 7);
+        // The genuine log goes on under its key in force.
+        for i in 7..9 {
+            leaves.push(genuine.seal(Timestamp(0), body(i)).leaf);
+        }
+        let note9 = genuine.sign();
+        add(&mut state, 7, 9, &note9, &leaves).unwrap();
     }
 
     #[test]
