@@ -240,6 +240,11 @@ pub struct VerifyArgs {
     /// changed policy).
     #[arg(long = "policy", value_name = "FILE")]
     pub policies: Vec<PathBuf>,
+    /// With `--policy`: the geolocation databases to look every recorded address fact up in
+    /// again (default: the bundled ones). Only entries naming these very files (same SHA-256)
+    /// are checked; the others are counted as not checked.
+    #[command(flatten)]
+    pub geo: crate::locate::GeoArgs,
 }
 
 /// `prove`: write an inclusion proof; `prove verify`: check one.
@@ -837,9 +842,16 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|p| format!("{:?} ({})", &*p.classification, p.digest()))
         .collect();
+    let mut replayer = None;
     if !policies.is_empty() {
-        let replayer = crate::judge::Replayer::new(policies);
-        verifier = verifier.with_observation_check(std::sync::Arc::new(move |o| replayer.check(o)));
+        let geo = hexagone_platform::GeoDatabases::open(&a.geo.paths()?)
+            .context("opening the geolocation databases to check address facts against")?;
+        let r = std::sync::Arc::new(
+            crate::judge::Replayer::new(policies).with_databases(geo.snapshot()),
+        );
+        let check = r.clone();
+        verifier = verifier.with_observation_check(std::sync::Arc::new(move |o| check.check(o)));
+        replayer = Some(r);
     }
     let input: Box<dyn std::io::Read + Send> = if a.bundle == "-" {
         Box::new(std::io::stdin())
@@ -870,6 +882,17 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
                     "every verdict replayed from its evidence under {}",
                     replayed.join(", ")
                 );
+            }
+            if let Some(r) = &replayer {
+                let (checked, unchecked) = r.facts();
+                println!(
+                    "address facts: {checked} observations looked up again in the databases they name, all the same"
+                );
+                if unchecked > 0 {
+                    println!(
+                        "address facts NOT checked for {unchecked} observations: the databases they name (by SHA-256) were not given (--geo-dir, --geo-db, --registration-db, --asn-db)"
+                    );
+                }
             }
             for (i, k) in s.keys.iter().enumerate() {
                 println!("key {i}: {k}");

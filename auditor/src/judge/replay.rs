@@ -1,8 +1,11 @@
 //! Judging a recorded observation's facts again under the policy it names (`verify
 //! --policy`), and saying what differs.
 
-use hexagone_platform::verdict::ReplayError;
-use hexagone_platform::{Facts, LocalityPolicy, Recorded, replay_recorded};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hexagone_platform::Observation as PlatformObservation;
+use hexagone_platform::verdict::{ReplayError, recheck_addresses};
+use hexagone_platform::{Facts, GeoSnapshot, LocalityPolicy, Recorded, replay_recorded};
 
 use super::body::locality;
 use crate::ledger::entry::Observation;
@@ -11,6 +14,12 @@ use crate::ledger::entry::Observation;
 /// whose digest it recorded), with `hexagone_platform::replay`.
 pub struct Replayer {
     policies: Vec<(String, LocalityPolicy)>,
+    /// The geolocation databases given, with their SHA-256 digests sorted.
+    databases: Option<(GeoSnapshot, Vec<String>)>,
+    /// Entries whose address facts were looked up again, and those whose databases were not
+    /// given.
+    facts_checked: AtomicU64,
+    facts_unchecked: AtomicU64,
 }
 
 impl Replayer {
@@ -18,7 +27,55 @@ impl Replayer {
     pub fn new(policies: Vec<LocalityPolicy>) -> Self {
         Self {
             policies: policies.into_iter().map(|p| (p.digest(), p)).collect(),
+            databases: None,
+            facts_checked: AtomicU64::new(0),
+            facts_unchecked: AtomicU64::new(0),
         }
+    }
+
+    /// Also looks every address fact up again in `geo`, for the entries that name these very
+    /// databases (same SHA-256 for each): a fact they do not give is refused.
+    pub fn with_databases(mut self, geo: GeoSnapshot) -> Self {
+        let mut digests: Vec<String> = geo.identities().iter().map(|d| d.sha256.clone()).collect();
+        digests.sort();
+        self.databases = Some((geo, digests));
+        self
+    }
+
+    /// (entries whose address facts were looked up again, entries whose databases were not
+    /// given).
+    pub fn facts(&self) -> (u64, u64) {
+        (
+            self.facts_checked.load(Ordering::Relaxed),
+            self.facts_unchecked.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The recorded address facts against the databases given, when the entry names them.
+    fn recheck(&self, o: &Observation, observations: &[PlatformObservation]) -> Result<(), String> {
+        let Some((geo, given)) = &self.databases else {
+            self.facts_unchecked.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let mut named: Vec<String> = o
+            .locality
+            .databases
+            .iter()
+            .map(|d| hex::encode(d.sha256))
+            .collect();
+        named.sort();
+        if &named != given {
+            self.facts_unchecked.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.facts_checked.fetch_add(1, Ordering::Relaxed);
+        recheck_addresses(observations, geo).map_err(|(i, again)| {
+            format!(
+                "evidence {i} records {}, but the databases it names give {}",
+                describe(&observations[i]),
+                describe(&again)
+            )
+        })
     }
 
     /// `Ok` when the recorded verdict, reasons and evidence are what the recorded facts give
@@ -46,7 +103,8 @@ impl Replayer {
                     ReplayError::Malformed(format!("evidence {i}: {err}")).to_string()
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
+        self.recheck(o, &observations)?;
         let recorded = Recorded {
             facts: Facts {
                 subject: l.subject.clone(),
@@ -137,6 +195,29 @@ impl Replayer {
             ));
         }
         Ok(())
+    }
+}
+
+/// An address fact in words, for a difference.
+fn describe(o: &PlatformObservation) -> String {
+    match o {
+        PlatformObservation::Address {
+            address, country, ..
+        } => format!(
+            "address {address} in {}",
+            country.map_or_else(|| "no country".to_string(), |c| c.to_string())
+        ),
+        PlatformObservation::NetworkOperator {
+            address,
+            asn,
+            registered,
+            ..
+        } => format!(
+            "the network of {address} as {} registered in {}",
+            asn.map_or_else(|| "no AS".to_string(), |a| format!("AS{}", a.0)),
+            registered.map_or_else(|| "no country".to_string(), |c| c.to_string())
+        ),
+        other => format!("{other:?}"),
     }
 }
 

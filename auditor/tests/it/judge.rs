@@ -438,3 +438,48 @@ fn a_policy_with_another_digest_is_reported() {
     let (code, out) = s.verify(&bundle, &[DR, "france-standard"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// Whoever holds the key records that a German address is in France, operated by a French
+/// network: every fact, sentence and verdict consistent, so the verdict replays. `verify
+/// --policy` looks the address facts up again in the databases the entry names (the bundled
+/// ones, matched by SHA-256) and names the false fact; the honest entries are counted as checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_false_address_fact_that_replays_is_caught_against_the_named_databases() {
+    let s = Setup::new();
+    let line = node_line(0, &node("gra-3", "ovh://gra/3", "gra", "51.38.1.1"));
+    assert_eq!(s.append(DR, &line).status.code(), Some(0));
+    let (bundle, entries) = s.export();
+    let (code, out) = s.verify(&bundle, &[DR]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "address facts: 1 observations looked up again in the databases they name, all the same"
+        ),
+        "{out}"
+    );
+    // The same facts, said of the German address.
+    let text = entries[0].encode().replace("51.38.1.1", "5.9.0.1");
+    let Body::Observation(forged) = Entry::decode(text.as_bytes()).unwrap().body else {
+        unreachable!()
+    };
+    let forged = Observation::new(forged.object, forged.content, forged.locality)
+        .expect("consistent on its face");
+    {
+        let key = hexagone_auditor::keyfile::load(&s.key).unwrap();
+        let ledger = hexagone_auditor::store::Ledger::open(&s.db).await.unwrap();
+        let (mut seq, _) = ledger.sequencer(key).await.unwrap();
+        ledger
+            .append(&mut seq, crate::util::NOW, vec![Body::Observation(forged)])
+            .await
+            .unwrap();
+        ledger.close().await;
+    }
+    let (bundle, _) = s.export();
+    let (code, out) = s.verify(&bundle, &[DR]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("entry 1: the observation does not replay: evidence")
+            && out.contains("records address 5.9.0.1 in FR, but the databases it names give address 5.9.0.1 in DE"),
+        "{out}"
+    );
+}

@@ -372,6 +372,27 @@ pub fn observe(
     }
 }
 
+/// The address facts among `observations` (where an address is, who operates its network)
+/// looked up again in `geo`: `Err` gives the first that differs, its index and what `geo` says.
+/// For a recorded evaluation, given the databases it names (same SHA-256): a fact that the
+/// named database does not give was not observed, whatever the verdict replays to.
+pub fn recheck_addresses(
+    observations: &[Observation],
+    geo: &GeoSnapshot,
+) -> Result<(), (usize, Observation)> {
+    for (i, o) in observations.iter().enumerate() {
+        let again = match o {
+            Observation::Address { address, .. } => locate(*address, geo),
+            Observation::NetworkOperator { address, .. } => network_operator(*address, geo),
+            _ => continue,
+        };
+        if &again != o {
+            return Err((i, again));
+        }
+    }
+    Ok(())
+}
+
 fn locate(address: IpAddr, geo: &GeoSnapshot) -> Observation {
     let (country, missing) = match reserved_range(address) {
         Some(range) => (None, Some(Gap::Reserved { range })),
