@@ -115,15 +115,14 @@ impl VerifierKey {
         hex::encode(h.finalize())
     }
 
-    /// True when `s` is this key's verifier string or fingerprint (case-insensitive hex,
-    /// optionally prefixed `SHA256:`).
+    /// True when `s` is this key's verifier string or fingerprint in any common spelling:
+    /// 64 hex digits in either case, bare or after `SHA256:` / `sha256:` (any case).
     pub fn matches(&self, s: &str) -> bool {
         let s = s.trim();
         if let Ok(k) = Self::parse(s) {
             return &k == self;
         }
-        let fp = s.strip_prefix("SHA256:").unwrap_or(s);
-        fp.eq_ignore_ascii_case(&self.fingerprint())
+        bare_fingerprint(s).eq_ignore_ascii_case(&self.fingerprint())
     }
 
     /// Verifies an Ed25519 signature over `msg`.
@@ -132,6 +131,15 @@ impl VerifierKey {
             return false;
         };
         self.public.verify(msg, &sig).is_ok()
+    }
+}
+
+/// A fingerprint without its `SHA256:` prefix (any case), trimmed.
+pub fn bare_fingerprint(s: &str) -> &str {
+    let s = s.trim();
+    match s.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("sha256:") => s[7..].trim(),
+        _ => s,
     }
 }
 
@@ -319,6 +327,17 @@ mod tests {
                 .matches(&format!("SHA256:{}", k.verifier().fingerprint()))
         );
         assert!(!k.verifier().matches("00"));
+        // Every common spelling of the fingerprint: sha256:/SHA256:/Sha256: or bare, either case.
+        let fp = k.verifier().fingerprint();
+        for spelled in [
+            format!("sha256:{fp}"),
+            format!("Sha256:{}", fp.to_uppercase()),
+            format!(" SHA256: {fp}\n"),
+            fp.clone(),
+        ] {
+            assert!(k.verifier().matches(&spelled), "{spelled:?}");
+        }
+        assert!(!k.verifier().matches(&format!("sha512:{fp}")));
         let sig = k.sign(b"msg");
         assert!(k.verifier().verify(b"msg", &sig));
         assert!(!k.verifier().verify(b"msh", &sig));

@@ -29,11 +29,14 @@ pub enum Problem {
     #[error("bad key record: {0}")]
     BadKey(String),
     /// None of the bundle's keys is the trusted key.
-    #[error("wrong key: the trusted key {trusted} is none of this ledger's keys ({keys})")]
+    #[error(
+        "wrong key: the trusted key {trusted} is none of this ledger's keys ({keys}); trust the fingerprint the key holder gave you out of band, never one read from the bundle"
+    )]
     WrongKey {
         /// What the verifier was told to trust.
         trusted: String,
-        /// The bundle's keys (fingerprints).
+        /// The bundle's keys, each by the start of its fingerprint only (a full one invites a
+        /// copy into `--trust`).
         keys: String,
     },
     /// The trusted key never signed a checkpoint of this ledger.
@@ -528,7 +531,7 @@ impl Verifier {
                 keys: self
                     .listed
                     .iter()
-                    .map(VerifierKey::fingerprint)
+                    .map(|k| format!("SHA256:{}…", &k.fingerprint()[..8]))
                     .collect::<Vec<_>>()
                     .join(", "),
             },

@@ -344,13 +344,34 @@ async fn checkpoints_altered_forged_replayed_or_forked_are_refused() {
 async fn wrong_key_and_usage_errors() {
     let f = fixture().await;
     let other = signer(77);
+    // The message names the fingerprint given and only the start of the bundle's own: a full
+    // one would invite a copy into --trust.
+    let own = f.key.verifier().fingerprint();
     f.check(
         &f.lines,
         &other.verifier().fingerprint(),
         &[],
         1,
-        &["wrong key: the trusted key"],
+        &[
+            "wrong key: the trusted key",
+            &format!("(SHA256:{}…)", &own[..8]),
+            "never one read from the bundle",
+        ],
     );
+    let out = run(
+        &[
+            "verify",
+            f.dir.path().join("tampered.jsonl").to_str().unwrap(),
+            "--trust",
+            &other.verifier().fingerprint(),
+        ],
+        None,
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&own));
+    // A lower-case prefix or bare hex is the same fingerprint.
+    for spelled in [format!("sha256:{own}"), own.to_uppercase()] {
+        f.check(&f.lines, &spelled, &[], 0, &["valid"]);
+    }
     f.check(
         &f.lines,
         &other.verifier().to_string(),

@@ -55,6 +55,8 @@ pub struct Outcome {
     /// The node whose attestation the security officer withdrew: the French node holding the
     /// most of the Workplace's volumes when it became Ready.
     pub withdrawn: String,
+    /// The ledger key's fingerprint, as keygen printed it (`SHA256:` and 64 hex digits).
+    pub fingerprint: String,
 }
 
 /// The repository root (policies, manifests).
@@ -559,12 +561,17 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
     ] {
         let _ = std::fs::remove_file(out.join(f));
     }
-    run_ok(
+    let keygen = run_ok(
         Command::new(&auditor_bin)
             .args(["keygen", "--name", "demo.hexagone.fr/ledger", "--out"])
             .arg(&ledger_key),
     )
     .await?;
+    let fingerprint = keygen
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .context("keygen printed no fingerprint")?
+        .to_owned();
     run_ok(
         Command::new(&auditor_bin)
             .args([
@@ -861,6 +868,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         proof,
         entries,
         withdrawn: withdrawn_node,
+        fingerprint,
     })
 }
 
@@ -928,6 +936,13 @@ pub fn summary(outcome: &Outcome) -> String {
         &mut s,
         "  ledger.key.pub, witness.key.pub  the keys to verify with; verify.txt  what verify said"
             .into(),
+    );
+    p(
+        &mut s,
+        format!(
+            "  the ledger key's fingerprint: {} (compare it with the one the key holder gives you out of band; `sha256:` or bare hex are the same)",
+            outcome.fingerprint
+        ),
     );
     p(
         &mut s,
