@@ -170,6 +170,9 @@ pub struct AppendArgs {
 /// `checkpoint`.
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
+    /// Write the signed note to this file (exactly as signed) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     db: DbArg,
     /// The record of the last head signed.
@@ -575,11 +578,23 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
     let (ledger, seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
-    match seq.note() {
-        Some(note) => print!("{note}"),
-        None => eprintln!("the ledger is empty: no checkpoint yet"),
-    }
+    let note = seq.note().map(str::to_owned);
     ledger.close().await;
+    let Some(note) = note else {
+        eprintln!("the ledger is empty: no checkpoint yet");
+        return Ok(1);
+    };
+    match &a.out {
+        Some(path) => {
+            std::fs::write(path, &note).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "checkpoint of size {} written to {} (give it to `verify --checkpoint`)",
+                seq.size(),
+                path.display()
+            );
+        }
+        None => print!("{note}"),
+    }
     Ok(0)
 }
 
@@ -806,13 +821,18 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         .with_witnesses(witnesses, threshold);
     let mut held: Option<(u64, String, String)> = None;
     if let Some(cp) = &a.checkpoint {
-        let note =
+        let text =
             std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
-        held = Some((
-            checkpoint_size(&note).unwrap_or(0),
-            note,
-            format!("the checkpoint in {}", cp.display()),
-        ));
+        // A note ends with one newline; a copy through `jq -r`, an editor or a terminal may add
+        // or drop some: the signature covers the text, not the file's last bytes.
+        let note = format!("{}\n", text.trim_end());
+        let size = checkpoint_size(&note).with_context(|| {
+            format!(
+                "--checkpoint {}: the file is not a signed checkpoint note (origin, size, root, a blank line, signature lines); nothing was verified",
+                cp.display()
+            )
+        })?;
+        held = Some((size, note, format!("the checkpoint in {}", cp.display())));
     }
     if !a.fresh_from.is_empty() {
         let origin = VerifierKey::parse(&trust)

@@ -176,6 +176,62 @@ fn append_export_verify_prove_and_rotate() {
     assert!(note.starts_with(&format!("{ORIGIN}\n291\n")), "{note}");
     // Export and verify with either key, or either fingerprint.
     run_ok(&["export", "--db", &db, "--out", &p("bundle.jsonl")], None);
+    // The head note saved to a file, then copied the way `jq -r` does (one more newline): both
+    // hold the bundle to it, and verify says which checkpoint it checked against. A file that
+    // is not a note is a usage error (exit 2), not a bad ledger.
+    let out = run(
+        &[
+            "checkpoint",
+            "--db",
+            &db,
+            "--key",
+            k2.to_str().unwrap(),
+            "--out",
+            &p("head.note"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(p("head.note")).unwrap(), note);
+    std::fs::write(p("jq.note"), format!("{note}\n")).unwrap();
+    for file in ["head.note", "jq.note"] {
+        let out = run_ok(
+            &[
+                "verify",
+                &p("bundle.jsonl"),
+                "--trust",
+                &v2,
+                "--checkpoint",
+                &p(file),
+            ],
+            None,
+        );
+        assert!(
+            out.contains(&format!(
+                "fresh: the bundle reaches the checkpoint in {} (size 291)",
+                p(file)
+            )),
+            "{out}"
+        );
+    }
+    std::fs::write(p("garbage.note"), "not a note\n").unwrap();
+    let out = run(
+        &[
+            "verify",
+            &p("bundle.jsonl"),
+            "--trust",
+            &v2,
+            "--checkpoint",
+            &p("garbage.note"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the file is not a signed checkpoint note"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Trust means the key in force: k2 verifies, retired k1 only when accepted explicitly.
     let out = run_ok(&["verify", &p("bundle.jsonl"), "--trust", &v2], None);
     assert!(out.contains("valid: 291 entries"), "{out}");
