@@ -36,7 +36,7 @@ use crate::ingest::Submission;
 use crate::judge::ObservationJudge;
 use crate::ledger::Sequencer;
 use crate::ledger::checkpoint::parse_note;
-use crate::ledger::entry::{Assessment, Body, Entry, Timestamp};
+use crate::ledger::entry::{Assessment, Body, Timestamp};
 use crate::store::{Appended, Ledger, StoreError, WitnessEndpoint};
 
 /// Most entries committed in one transaction (a larger single request is committed whole).
@@ -710,7 +710,7 @@ async fn commit(
             {
                 out.push(Outcome {
                     seq: at,
-                    verdict: stored_verdict(ledger, at).await?,
+                    verdict: stored_verdict(ledger, seq, at).await?,
                     recorded: false,
                 });
                 continue;
@@ -756,13 +756,11 @@ fn verdict_of(body: &Body) -> String {
     }
 }
 
-/// The verdict of the stored entry `at` (a retried idempotency key answers with it).
-async fn stored_verdict(ledger: &Ledger, at: u64) -> Result<String, StoreError> {
-    let rows = ledger.db().entries_from(at, at + 1, 1).await?;
-    Ok(rows
-        .first()
-        .and_then(|(_, _, text)| Entry::decode(text.as_bytes()).ok())
-        .map_or_else(|| "unknown".to_string(), |e| verdict_of(&e.body)))
+/// The verdict of the stored entry `at` (a retried idempotency key answers with it), read from
+/// the entry proven under the signed root: a rewritten row stops the sequencer rather than
+/// answer.
+async fn stored_verdict(ledger: &Ledger, seq: &Sequencer, at: u64) -> Result<String, StoreError> {
+    Ok(verdict_of(&ledger.proven_entry(at, seq).await?.body))
 }
 
 /// Answers each job with its `counts[i]` outcomes, in order.

@@ -883,6 +883,38 @@ impl Ledger {
         Err(format!("witness {name}: gave up after repeated conflicts"))
     }
 
+    /// Entry `at` as stored, proven under the root `seq` signed: its text's leaf hash and its
+    /// audit path (from stored hashes) must lead to that root. What an answer reads back from
+    /// the database (a retried request's verdict) is taken from this, never from a row alone: a
+    /// row rewritten by the database's owner, text and leaf together, is an error naming the
+    /// entry, not an answer.
+    pub async fn proven_entry(&self, at: u64, seq: &Sequencer) -> Result<Entry, StoreError> {
+        let size = seq.size();
+        let corrupt = |why: String| StoreError::Corrupt(format!("entry {at}: {why}"));
+        if at >= size {
+            return Err(corrupt(format!("it is past the signed head (size {size})")));
+        }
+        let rows = self.db.entries_from(at, at + 1, 1).await?;
+        let (_, _, text) = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| corrupt("it is missing".into()))?;
+        let path = self.inclusion_path(at, size).await?;
+        verify_inclusion(
+            at,
+            size,
+            &leaf_hash(text.as_bytes()),
+            &path,
+            &seq.frontier().root(),
+        )
+        .map_err(|e| {
+            corrupt(format!(
+                "the stored rows do not prove it under the checkpoint of size {size} ({e}): stored entries were rewritten"
+            ))
+        })?;
+        Entry::decode(text.as_bytes()).map_err(|e| corrupt(format!("it does not decode: {e}")))
+    }
+
     /// The RFC 6962 consistency proof from `old` to `new`, from stored subtree hashes.
     pub async fn consistency_path(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         let mut ranges = Vec::new();

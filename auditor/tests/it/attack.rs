@@ -627,7 +627,54 @@ async fn a_ledger_that_moved_on_extends_the_record(url: String) {
     ledger.close().await;
 }
 
+/// The owner rewrites an entry in the database, its text and its stored leaf together (the
+/// chunk holding entries 0..10 replaced by one where entry 5 says something else): what an
+/// answer reads back from the database is proven under the signed root first, so the rewritten
+/// entry is an error naming it, never an answer (nor is any entry whose proof passes through
+/// it); with the genuine chunk back, every entry proves again.
+async fn a_rewritten_row_is_never_an_answer(url: String) {
+    let key = signer(39);
+    let (ledger, seq) = log(&url, &key).await;
+    let genuine: Vec<(Hash, String)> = rows(ledger.db())
+        .await
+        .into_iter()
+        .take(10)
+        .map(|(_, leaf, text)| (leaf, text))
+        .collect();
+    let mut first = genuine.clone();
+    let forged = first[5].1.replace("doc-5\"", "doc-500\"");
+    assert_ne!(forged, first[5].1);
+    first[5] = (leaf_hash(forged.as_bytes()), forged);
+    let replace = |chunk: Vec<(Hash, String)>| {
+        let db = ledger.db().clone();
+        async move {
+            sql(&db, "DELETE FROM ledger_chunks WHERE first_seq = 0", vec![]).await;
+            insert_chunk(&db, 0, &chunk).await;
+        }
+    };
+    replace(first).await;
+    for at in [5, 15] {
+        let err = ledger.proven_entry(at, &seq).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "entry {at}: the stored rows do not prove it under the checkpoint of size 30"
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        ledger.proven_entry(30, &seq).await.is_err(),
+        "past the head"
+    );
+    replace(genuine).await;
+    for at in [4, 5, 6, 15, 29] {
+        assert_eq!(ledger.proven_entry(at, &seq).await.unwrap().seq, at);
+    }
+    ledger.close().await;
+}
+
 on_both!(
+    a_rewritten_row_is_never_an_answer,
     a_ledger_set_back_is_refused_by_the_record_beside_the_key,
     a_ledger_that_moved_on_extends_the_record,
     a_forged_object_index_proves_nothing_false,
