@@ -726,13 +726,15 @@ macro_rules! shared_ops {
                 pool: &$pool,
                 key: i64,
                 below: u64,
+                limit: u64,
             ) -> Result<Vec<u64>, StoreError> {
                 index_objects(pool, below).await?;
                 let rows = sqlx::query(
-                    "SELECT seq FROM ledger_objects WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT 64",
+                    "SELECT seq FROM ledger_objects WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
                 )
                 .bind(key)
                 .bind(to_i64(below))
+                .bind(to_i64(limit))
                 .fetch_all(pool)
                 .await?;
                 rows.into_iter()
@@ -941,10 +943,16 @@ impl Db {
         dispatch!(self, index_objects(upto))
     }
 
-    /// The sequence numbers of the latest entries (newest first, at most 64) whose object key
-    /// is `key`, below `below` (the signed head), after bringing the object index up to it.
-    pub async fn find_object(&self, key: i64, below: u64) -> Result<Vec<u64>, StoreError> {
-        dispatch!(self, find_object(key, below))
+    /// The sequence numbers of the latest entries (newest first, at most `limit`) whose object
+    /// key is `key`, below `below`, after bringing the object index up to `below`. One page of
+    /// a lookup: [`super::latest_entry`] reads them all.
+    pub async fn find_object(
+        &self,
+        key: i64,
+        below: u64,
+        limit: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self, find_object(key, below, limit))
     }
 
     /// The text of entry `seq`, if stored.
