@@ -118,18 +118,23 @@ pub enum StoreError {
 const LOOKUP_PAGE: u64 = 256;
 
 /// The newest entry below `below` about the object `object_id` of `store`: its sequence
-/// number, text and observation. The index is read to its end (never cut at a number of rows,
-/// so no number of entries about the same identifier elsewhere hides it) and each row's entry
-/// is read, so only an entry that names the object in that store answers. Without `store`, an
-/// identifier found in more than one store is an error naming them: the newest of two
-/// writers' objects is not the object asked for.
+/// number, text and observation. With `store` the index rows of that (store, identifier) pair
+/// are read ([`db::store_object_key`]), so entries about the same identifier in other stores
+/// are not even candidates; the rows are read to their end (never cut at a number of rows),
+/// and each row's entry is read, so only an entry that names the object in that store
+/// answers. Without `store` the rows of the identifier are read, and one found in more than
+/// one store is an error naming them: the newest of two writers' objects is not the object
+/// asked for.
 pub async fn latest_entry(
     db: &Db,
     object_id: &str,
     store: Option<&str>,
     below: u64,
 ) -> Result<Option<(u64, String, Observation)>, StoreError> {
-    let key = db::object_key(object_id);
+    let key = match store {
+        Some(s) => db::store_object_key(s, object_id),
+        None => db::object_key(object_id),
+    };
     let mut found = None;
     let mut stores: Vec<String> = Vec::new();
     let mut cursor = below;
