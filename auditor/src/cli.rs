@@ -520,7 +520,10 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         let timed_out = next.is_err();
         match next {
             Ok(Some(Line::Text(n, text))) if !text.trim().is_empty() => {
-                let report = crate::ingest::parse_line(n, &text)?;
+                let mut report = crate::ingest::parse_line(n, &text)?;
+                report.id = report.id.map(|id| {
+                    crate::ingest::request_key(crate::ingest::LOCAL_WRITER, "append", &id)
+                });
                 let judged = judge
                     .judge(report, &snapshot, time::OffsetDateTime::now_utc())
                     .with_context(|| format!("line {n}"))?;
@@ -545,6 +548,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
                 ack(&mut stdout, a)?;
             }
             for (id, at) in &done.already {
+                let id = crate::ingest::writer_id(id);
                 writeln!(stdout, "already id={id} seq={at}")?;
             }
             stdout.flush()?;

@@ -34,6 +34,22 @@ pub enum IngestError {
         /// The rule broken.
         source: EntryError,
     },
+    /// The store is reserved to the auditor's own collector, or reads like it once case,
+    /// separators and look-alike digits are set aside ([`crate::names::reserved_store`]).
+    #[error(
+        "line {line}: field `store`: {store:?} is reserved for the auditor's own Kubernetes collector (`serve --kubernetes`), which observes volumes in the cluster itself{alike}; a writer cannot record under it",
+        alike = if store == reserved { String::new() } else {
+            format!(" (read without case, separators and look-alike digits, it is {reserved:?})")
+        }
+    )]
+    Reserved {
+        /// 1-based line.
+        line: u64,
+        /// The store given.
+        store: String,
+        /// The reserved store it reads as.
+        reserved: &'static str,
+    },
     /// The line carries a judgement: the auditor makes its own.
     #[error(
         "line {line}: field `{field}`: an observation carries facts only (which object, and the node or endpoint storing it); the auditor judges it under its own policy, so `{field}` is refused"
@@ -44,6 +60,16 @@ pub enum IngestError {
         /// The field (`verdict`, `reasons`, `evidence`, `policy`, `policy_version`).
         field: &'static str,
     },
+}
+
+impl IngestError {
+    /// The reserved store a refused line's store reads as, if that is why it was refused.
+    pub fn reserved_store(&self) -> Option<&'static str> {
+        match self {
+            Self::Reserved { reserved, .. } => Some(reserved),
+            _ => None,
+        }
+    }
 }
 
 /// A node as the cluster reports it: the fields of a Kubernetes Node the locality engine reads.
@@ -132,6 +158,27 @@ pub struct Report {
     pub content: Hash,
     /// Where it is stored.
     pub location: Location,
+}
+
+/// The writer of `append`'s input lines, in idempotency keys: no token names it on a route
+/// of `serve`, whose routes are never `append`.
+pub const LOCAL_WRITER: &str = "local";
+
+/// The key under which an idempotency key `id` is recorded: the writer's own (the name its
+/// token carries) on one route (`observations`, `events/minio`, …, `append`), so that one
+/// writer cannot take another's key before it, as the key of an object store's notification
+/// can be computed in advance. Writer names and routes hold no space, so the first two spaces
+/// end them; keys recorded before scoping were moved out of reach of every writer (migration
+/// 0006 starts them with a space).
+pub fn request_key(writer: &str, route: &str, id: &str) -> String {
+    debug_assert!(!writer.is_empty() && !writer.contains(' ') && !route.contains(' '));
+    format!("{writer} {route} {id}")
+}
+
+/// The writer's own id in a key made by [`request_key`] (a key made otherwise is returned
+/// whole).
+pub fn writer_id(key: &str) -> &str {
+    key.splitn(3, ' ').nth(2).unwrap_or(key)
 }
 
 /// One observation submitted for the ledger: judged, ready to seal. It holds its body in its
@@ -255,6 +302,13 @@ pub fn parse_line(line: u64, text: &str) -> Result<Report, IngestError> {
             return Err(IngestError::Judgement { line, field });
         }
     }
+    if let Some(reserved) = crate::names::reserved_store(&input.store) {
+        return Err(IngestError::Reserved {
+            line,
+            store: input.store,
+            reserved,
+        });
+    }
     build(input).map_err(|source| IngestError::Field { line, source })
 }
 
@@ -263,6 +317,8 @@ fn build(i: Input) -> Result<Report, EntryError> {
         check_text("id", id)?;
     }
     let object = ObjectId::new(i.store, i.class, i.object)?;
+    crate::names::check_plain("store", &object.store)?;
+    crate::names::check_plain("class", &object.class)?;
     let content = parse_hash(
         "content",
         i.content.strip_prefix("sha256:").unwrap_or(&i.content),
@@ -321,6 +377,20 @@ mod tests {
             Err("line 7: field `store`: must not be empty"),
         );
         check(
+            &GOOD.replace("s3/docs", "S3/docs"),
+            Err("line 7: field `store`: \"S3/docs\" is not a plain name"),
+        );
+        check(
+            &GOOD.replace("\"document\"", "\"Document\""),
+            Err("line 7: field `class`: \"Document\" is not a plain name"),
+        );
+        check(
+            &GOOD.replace("s3/docs", "kube-rnetes/docs"),
+            Err(
+                "line 7: field `store`: \"kube-rnetes/docs\" is reserved for the auditor's own Kubernetes collector",
+            ),
+        );
+        check(
             &GOOD.replace("\"store\"", "\"secret\":\"x\",\"store\""),
             Err("unknown field `secret`"),
         );
@@ -334,6 +404,10 @@ mod tests {
             "{\"time\":\"2026-01-02T03:04:05.5+01:00\",\"store\"",
         );
         check(&with_time, Ok(()));
+        assert_eq!(
+            writer_id(&request_key("backup.pg", "observations", "a b")),
+            "a b"
+        );
         let with_id = GOOD.replace("{\"store\"", "{\"id\":\"retry-1\",\"store\"");
         assert_eq!(
             parse_line(1, &with_id).unwrap().id.as_deref(),

@@ -36,12 +36,12 @@ use tokio::sync::{Notify, oneshot};
 use hexagone_platform::k8s::NodeAttestation;
 
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
-use super::volumes::Placement;
+use super::volumes::{Placement, STORE};
 use crate::ingest::{Location, Report};
-use crate::ledger::entry::{Body, Entry, Observation};
+use crate::ledger::entry::{Body, Observation};
 use crate::queue::Job;
 use crate::serve::state::Service;
-use crate::store::db::{Db, object_key};
+use crate::store::db::Db;
 
 /// How often the volumes are judged again without any change in the cluster (attestations
 /// expire without an event).
@@ -227,30 +227,17 @@ fn placement_key(o: &Observation) -> String {
     key
 }
 
-/// The latest observation of `object_id` in the ledger under its signed head, if any.
+/// The latest observation of the collector's `object_id` (in its own store) in the ledger
+/// under its signed head, if any: an entry about the same identifier in another store is not
+/// the volume's.
 async fn latest(ledger: &Db, object_id: &str) -> Result<Option<Observation>, String> {
     let Some(head) = ledger.head().await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let seqs = ledger
-        .find_object(object_key(object_id), head.size)
+    crate::store::latest_entry(ledger, object_id, Some(STORE), head.size)
         .await
-        .map_err(|e| e.to_string())?;
-    // The key is a hash prefix: the newest entry that really names this object.
-    for seq in seqs {
-        let Some(text) = ledger.entry(seq).await.map_err(|e| e.to_string())? else {
-            continue;
-        };
-        if let Ok(Entry {
-            body: Body::Observation(o),
-            ..
-        }) = Entry::decode(text.as_bytes())
-            && o.object.id == object_id
-        {
-            return Ok(Some(o));
-        }
-    }
-    Ok(None)
+        .map(|found| found.map(|(_, _, o)| o))
+        .map_err(|e| e.to_string())
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,

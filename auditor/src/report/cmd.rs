@@ -11,7 +11,7 @@ use super::aggregate::{Aggregator, Window};
 use super::{CheckpointRef, Format, Report, ReportError};
 use crate::bundle::{BundleReader, Record};
 use crate::keys::VerifierKey;
-use crate::ledger::checkpoint::{Checkpoint, parse_note};
+use crate::ledger::checkpoint::{Checkpoint, Note, parse_note};
 use crate::ledger::cosignature::WitnessKey;
 use crate::ledger::entry::{Entry, Timestamp};
 use crate::ledger::verify::Verifier;
@@ -308,6 +308,18 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
     if a.ledger.is_some() {
         println!("the ledger verifies, reaches the checkpoint and gives the same report");
     }
+    let unchecked = unchecked_lines(r, &key, &witnesses);
+    if !unchecked.is_empty() {
+        println!(
+            "NOT CHECKED: the report's checkpoint note carries {} line(s) that are neither the log key's signature nor a valid cosignature by a --witness key given: {}; they vouch for nothing until checked",
+            unchecked.len(),
+            unchecked
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !witnesses.is_empty() {
         println!(
             "checkpoint cosigned by: {} ({} of {} witnesses given, {threshold} needed)",
@@ -350,6 +362,36 @@ fn cosignatures(
     }
     crate::args::cosigned_by(&note, cp.size, witnesses, threshold)
         .map_err(|e| format!("its checkpoint {e}"))
+}
+
+/// The signature lines of the report's checkpoint note that nothing checked: all but the
+/// log key's first line (which opened the note) and the valid cosignatures of `witnesses`.
+/// The log's signature over the report covers these lines as text, not what they claim.
+fn unchecked_lines<'r>(
+    report: &'r Report,
+    key: &VerifierKey,
+    witnesses: &[WitnessKey],
+) -> Vec<&'r str> {
+    let Ok(note) = parse_note(&report.checkpoint.note) else {
+        return Vec::new();
+    };
+    let lines = super::signature_lines(&report.checkpoint.note);
+    let mut log_line = false;
+    let mut out = Vec::new();
+    for (i, sig) in note.signatures.into_iter().enumerate() {
+        if !log_line && sig.name == key.name() && sig.key_id == key.id() {
+            log_line = true;
+            continue;
+        }
+        let alone = Note {
+            text: note.text.clone(),
+            signatures: vec![sig],
+        };
+        if !witnesses.iter().any(|w| w.cosigned(&alone).is_some()) {
+            out.extend(lines.get(i).copied());
+        }
+    }
+    out
 }
 
 /// Checks `report` against a bundle: the bundle verifies under `key`, reaches the report's

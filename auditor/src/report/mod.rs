@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::keys::{SignerKey, VerifierKey};
-use crate::ledger::checkpoint::{CheckpointError, open_checkpoint, parse_note, sign_note};
+use crate::ledger::checkpoint::{CheckpointError, Note, open_checkpoint, parse_note, sign_note};
 
 /// The report format and version; also the first line of the signed note's text.
 ///
@@ -44,6 +44,16 @@ pub enum ReportError {
     /// The signature note is malformed or not by the key.
     #[error("the report's signature: {0}")]
     Signature(CheckpointError),
+    /// The signature note carries a line besides the log key's one signature: a line naming
+    /// another authority (or a second line under the log's name) vouches for nothing this
+    /// tool can check, and a page showing it would present it as a signature.
+    #[error(
+        "the report's signature note carries a line that is not the log key's signature: `{line}`; a report is signed by the log's key alone (cosignatures belong on checkpoints), so the report is refused"
+    )]
+    ForeignSignature {
+        /// The signature line, as written in the note.
+        line: String,
+    },
     /// The signed text does not name this report's digest.
     #[error(
         "the report was changed after it was signed: its content has digest {computed}, the signature covers {signed}"
@@ -364,6 +374,7 @@ impl SignedReport {
         let keys = std::slice::from_ref(key);
         let note = parse_note(&self.signature).map_err(ReportError::Signature)?;
         note.verified_by(keys).map_err(ReportError::Signature)?;
+        self.only_the_log_signs(&note, key)?;
         let computed = self.report.digest();
         let mut lines = note.text.lines();
         if lines.next() != Some(FORMAT) {
@@ -393,6 +404,34 @@ impl SignedReport {
         }
         Ok(())
     }
+}
+
+impl SignedReport {
+    /// Refuses every signature line but the first one by `key`: the signed-note spec lets a
+    /// verifier ignore lines by keys it does not know, but a report page shows them all, and
+    /// an accreditation auditor reading "— some.authority/… " would take it for a signature.
+    fn only_the_log_signs(&self, note: &Note, key: &VerifierKey) -> Result<(), ReportError> {
+        let lines = signature_lines(&self.signature);
+        let mut by_log = false;
+        for (i, sig) in note.signatures.iter().enumerate() {
+            let ours = sig.name == key.name() && sig.key_id == key.id();
+            if ours && !by_log {
+                by_log = true;
+                continue;
+            }
+            return Err(ReportError::ForeignSignature {
+                line: lines.get(i).copied().unwrap_or_default().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The signature lines of a signed note's text, in the order [`parse_note`] reads them (its
+/// `signatures[i]` is `lines[i]`).
+pub(crate) fn signature_lines(note: &str) -> Vec<&str> {
+    note.rsplit_once("\n\n")
+        .map_or(Vec::new(), |(_, sigs)| sigs.lines().collect())
 }
 
 /// A rendering of a report.

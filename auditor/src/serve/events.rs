@@ -353,6 +353,8 @@ impl StoredObject {
         endpoint: &str,
         class: &str,
     ) -> Result<Report, EntryError> {
+        crate::names::check_plain("endpoint", endpoint)?;
+        crate::names::check_plain("class", class)?;
         let bucket = digest(&[&self.bucket]);
         let key = digest(&[&self.key]);
         let tag = match &self.etag {

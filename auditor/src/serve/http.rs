@@ -271,13 +271,21 @@ async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Box<Res
     }
 }
 
-/// Judges every report (all or nothing), queues them, waits for their commit.
+/// Judges every report (all or nothing), queues them, waits for their commit. Each report's
+/// idempotency key is the writer's own on `route` ([`crate::ingest::request_key`]): no other
+/// writer, and no other route, can take it first.
 async fn submit(
     s: &Arc<Service>,
     writer: &str,
+    route: &str,
     arrived: Instant,
-    reports: Vec<Report>,
+    mut reports: Vec<Report>,
 ) -> Response {
+    for r in &mut reports {
+        r.id =
+            r.id.take()
+                .map(|id| crate::ingest::request_key(writer, route, &id));
+    }
     if s.shared.ready.load(Ordering::SeqCst) && !s.shared.judging.load(Ordering::SeqCst) {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -441,18 +449,14 @@ async fn observations(State(s): State<Arc<Service>>, headers: HeaderMap, body: B
     let mut reports = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         match crate::ingest::parse_line(i as u64 + 1, v.get()) {
+            Ok(r) => reports.push(r),
             // The collector's store: what it records, it observes in the cluster itself.
-            Ok(r) if r.object.store == crate::collect::volumes::STORE => {
+            Err(e) if e.reserved_store().is_some() => {
                 return error(
                     StatusCode::FORBIDDEN,
-                    format!(
-                        "line {}: field `store`: {:?} is reserved for the auditor's own Kubernetes collector (`serve --kubernetes`), which observes volumes in the cluster itself; a writer cannot record under it; nothing of this request was recorded",
-                        i + 1,
-                        crate::collect::volumes::STORE
-                    ),
+                    format!("{e}; nothing of this request was recorded"),
                 );
             }
-            Ok(r) => reports.push(r),
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -461,7 +465,7 @@ async fn observations(State(s): State<Arc<Service>>, headers: HeaderMap, body: B
             }
         }
     }
-    submit(&s, &writer, arrived, reports).await
+    submit(&s, &writer, "observations", arrived, reports).await
 }
 
 async fn seaweedfs(s: State<Arc<Service>>, h: HeaderMap, r: Request) -> Response {
@@ -538,5 +542,6 @@ async fn event(
             }
         }
     }
-    submit(&s, &writer, arrived, reports).await
+    let route = format!("events/{}", store.as_str());
+    submit(&s, &writer, &route, arrived, reports).await
 }

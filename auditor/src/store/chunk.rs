@@ -5,7 +5,9 @@
 //!
 //! A row holds `first` (the first entry's sequence number), `count`, the leaf hashes (32 bytes
 //! each, in order), the object keys ([`super::db::object_key`], 8 bytes big-endian each, 0 for
-//! an entry about no object; empty when the keys are already in the object index) and the
+//! an entry about no object; empty when the keys are already in the object index; since the
+//! index is keyed by store too (migration 0007) it is filled from the texts, and these keys are
+//! no longer read) and the
 //! texts, each followed by a newline (canonical entries hold none), in `codec`:
 //! [`CODEC_PLAIN`] as they are, [`CODEC_LZ4`] an LZ4 block of them after their length (4 bytes,
 //! little-endian).

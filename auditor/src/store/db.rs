@@ -253,6 +253,35 @@ pub fn object_key(object_id: &str) -> i64 {
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// Index key of the object `object_id` of `store`: the first 8 bytes of the SHA-256 of the
+/// store, a zero byte and the identifier (neither holds a zero byte, so no two pairs and no
+/// [`object_key`] input share it). A lookup by store reads only that store's rows: entries
+/// about the same identifier in other stores, however many, cost it nothing.
+pub fn store_object_key(store: &str, object_id: &str) -> i64 {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(store.as_bytes());
+    h.update([0]);
+    h.update(object_id.as_bytes());
+    i64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+/// The object index rows of an entry text: its object's [`object_key`] and
+/// [`store_object_key`] (none for a key rotation or a text that does not decode: the index is
+/// derived, and every reader checks the entry a row points to).
+fn entry_keys(text: &str, scratch: &mut String) -> Option<[i64; 2]> {
+    match crate::ledger::entry::Entry::decode_with(text.as_bytes(), scratch)
+        .ok()?
+        .body
+    {
+        crate::ledger::entry::Body::Observation(o) => Some([
+            object_key(&o.object.id),
+            store_object_key(&o.object.store, &o.object.id),
+        ]),
+        crate::ledger::entry::Body::KeyRotation { .. } => None,
+    }
+}
+
 /// How often a SQLite pool's checkpoint task copies the write-ahead log into the database file
 /// (see `checkpoint_wal`).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -629,10 +658,11 @@ macro_rules! shared_ops {
                 Ok(out)
             }
 
-            /// Brings the object index up to `upto` (the signed head), from the chunks' object
-            /// keys, up to [`INDEX_CHUNKS`] chunks per transaction, their keys inserted in
-            /// key order: keys are random, so every transaction rewrites the index pages they
-            /// fall in, and few large transactions rewrite each page few times.
+            /// Brings the object index up to `upto` (the signed head), from the chunks' entries,
+            /// up to [`INDEX_CHUNKS`] chunks per transaction: two rows per observation, under
+            /// [`object_key`] and [`store_object_key`] ([`entry_keys`]), inserted in key order:
+            /// keys are random, so every transaction rewrites the index pages they fall in, and
+            /// few large transactions rewrite each page few times.
             pub async fn index_objects(pool: &$pool, upto: u64) -> Result<(), StoreError> {
                 loop {
                     let mut tx = pool.begin_with($begin).await?;
@@ -646,7 +676,7 @@ macro_rules! shared_ops {
                         return Ok(());
                     }
                     let rows = sqlx::query(
-                        "SELECT first_seq, entry_count, objects FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT $3",
+                        "SELECT first_seq, entry_count, codec, bodies FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT $3",
                     )
                     .bind(to_i64(done))
                     .bind(to_i64(upto))
@@ -654,11 +684,15 @@ macro_rules! shared_ops {
                     .fetch_all(&mut *tx)
                     .await?;
                     let mut keys = Vec::new();
+                    let mut scratch = String::new();
                     let mut end = done;
                     for r in &rows {
                         let first = r.try_get::<i64, _>("first_seq")? as u64;
                         let n = chunk::check_count(first, i64::from(r.try_get::<i32, _>("entry_count")?))?;
-                        keys.extend(chunk::object_keys(first, n, &r.try_get::<Vec<u8>, _>("objects")?)?);
+                        let texts = chunk::texts(first, n, r.try_get("codec")?, &r.try_get::<Vec<u8>, _>("bodies")?)?;
+                        for (i, text) in texts.iter().enumerate() {
+                            keys.extend(entry_keys(text, &mut scratch).into_iter().flatten().map(|k| (first + i as u64, k)));
+                        }
                         end = first + n as u64;
                     }
                     if rows.is_empty() {
@@ -726,13 +760,15 @@ macro_rules! shared_ops {
                 pool: &$pool,
                 key: i64,
                 below: u64,
+                limit: u64,
             ) -> Result<Vec<u64>, StoreError> {
                 index_objects(pool, below).await?;
                 let rows = sqlx::query(
-                    "SELECT seq FROM ledger_objects WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT 64",
+                    "SELECT seq FROM ledger_objects WHERE object_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
                 )
                 .bind(key)
                 .bind(to_i64(below))
+                .bind(to_i64(limit))
                 .fetch_all(pool)
                 .await?;
                 rows.into_iter()
@@ -941,10 +977,16 @@ impl Db {
         dispatch!(self, index_objects(upto))
     }
 
-    /// The sequence numbers of the latest entries (newest first, at most 64) whose object key
-    /// is `key`, below `below` (the signed head), after bringing the object index up to it.
-    pub async fn find_object(&self, key: i64, below: u64) -> Result<Vec<u64>, StoreError> {
-        dispatch!(self, find_object(key, below))
+    /// The sequence numbers of the latest entries (newest first, at most `limit`) whose object
+    /// key is `key`, below `below`, after bringing the object index up to `below`. One page of
+    /// a lookup: [`super::latest_entry`] reads them all.
+    pub async fn find_object(
+        &self,
+        key: i64,
+        below: u64,
+        limit: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self, find_object(key, below, limit))
     }
 
     /// The text of entry `seq`, if stored.

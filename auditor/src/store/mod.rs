@@ -22,7 +22,7 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, open_checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp};
+use crate::ledger::entry::{Body, EncodedBody, Entry, Observation, Prepared, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -83,7 +83,8 @@ pub enum StoreError {
     Corrupt(String),
     /// An idempotency key already names another observation.
     #[error(
-        "idempotency key {id:?} is already used for {}: a retry must carry the same observation",
+        "idempotency key {:?} is already used for {}: a retry must carry the same observation",
+        crate::ingest::writer_id(id),
         seq.map_or("another observation of this batch".to_string(), |s| format!("entry {s}, a different observation"))
     )]
     IdempotencyConflict {
@@ -133,6 +134,86 @@ pub enum StoreError {
         /// What does not match.
         why: String,
     },
+    /// The identifier names objects of several stores and no store was given.
+    #[error(
+        "object {object:?} is recorded in {} stores ({}): give its store (`--store`)",
+        stores.len(),
+        stores.join(", ")
+    )]
+    AmbiguousObject {
+        /// The object identifier.
+        object: String,
+        /// The stores holding an object of that identifier, newest entry's first.
+        stores: Vec<String>,
+    },
+}
+
+/// Index rows read per page of a lookup by object.
+const LOOKUP_PAGE: u64 = 256;
+
+/// The newest entry below `below` about the object `object_id` of `store`: its sequence
+/// number, text and observation. With `store` the index rows of that (store, identifier) pair
+/// are read ([`db::store_object_key`]), so entries about the same identifier in other stores
+/// are not even candidates; the rows are read to their end (never cut at a number of rows),
+/// and each row's entry is read, so only an entry that names the object in that store
+/// answers. Without `store` the rows of the identifier are read, and one found in more than
+/// one store is an error naming them: the newest of two writers' objects is not the object
+/// asked for.
+pub async fn latest_entry(
+    db: &Db,
+    object_id: &str,
+    store: Option<&str>,
+    below: u64,
+) -> Result<Option<(u64, String, Observation)>, StoreError> {
+    let key = match store {
+        Some(s) => db::store_object_key(s, object_id),
+        None => db::object_key(object_id),
+    };
+    let mut found = None;
+    let mut stores: Vec<String> = Vec::new();
+    let mut cursor = below;
+    loop {
+        let page = db.find_object(key, cursor, LOOKUP_PAGE).await?;
+        for &seq in &page {
+            let Some(text) = db.entry(seq).await? else {
+                continue;
+            };
+            let Ok(Entry {
+                body: Body::Observation(o),
+                seq: at,
+                ..
+            }) = Entry::decode(text.as_bytes())
+            else {
+                continue;
+            };
+            if at != seq || o.object.id != object_id {
+                continue;
+            }
+            match store {
+                Some(s) if o.object.store == s => return Ok(Some((seq, text, o))),
+                Some(_) => {}
+                None => {
+                    if !stores.contains(&o.object.store) {
+                        stores.push(o.object.store.clone());
+                    }
+                    if found.is_none() {
+                        found = Some((seq, text, o));
+                    }
+                }
+            }
+        }
+        match page.last() {
+            Some(&last) if page.len() as u64 == LOOKUP_PAGE => cursor = last,
+            _ => break,
+        }
+    }
+    if stores.len() > 1 {
+        return Err(StoreError::AmbiguousObject {
+            object: object_id.to_string(),
+            stores,
+        });
+    }
+    Ok(found)
 }
 
 /// Rows found past the signed head when the sequencer opened the log, and dropped.
@@ -730,25 +811,9 @@ impl Ledger {
         let (Some(note), true) = (head.note.clone(), head.size > 0) else {
             return Err(StoreError::NoSuchObject(object_id.to_string()));
         };
-        let candidates = self
-            .db
-            .find_object(db::object_key(object_id), head.size)
-            .await?;
-        // The key is a hash prefix: keep the newest entry that really names this object.
-        let mut found = None;
-        for seq in candidates {
-            let Some(body) = self.db.entry(seq).await? else {
-                continue;
-            };
-            if matches!(Entry::decode(body.as_bytes()),
-                Ok(Entry { body: Body::Observation(o), .. })
-                    if o.object.id == object_id && store.is_none_or(|s| o.object.store == s))
-            {
-                found = Some((seq, body));
-                break;
-            }
-        }
-        let (seq, body) = found.ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
+        let (seq, body, _) = latest_entry(&self.db, object_id, store, head.size)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
         let path = self.inclusion_path(seq, head.size).await?;
         // The path is made of stored rows: check it leads to the signed root before handing
         // it out (the reader checks the signature).

@@ -568,26 +568,37 @@ fn an_inclusion_proof_is_checked_offline_and_each_bent_part_is_named() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("malformed proof file, line 1"), "{out}");
 
-    // The same identifier in another store: `--store` says which object is meant.
+    // The same identifier in another store: `--store` says which object is meant, and
+    // without it `prove` does not choose the newest for the reader.
     let elsewhere = observation_json(10).replacen("minio/documents", "seaweedfs/documents", 1);
     append_ok(&db, key.to_str().unwrap(), &[], &format!("{elsewhere}\n"));
-    let newest = run_ok(
+    let out = run(
         &["prove", "--db", &db, "--object", "spaces/10/doc-10"],
         None,
     );
-    assert_eq!(InclusionProof::parse(&newest).unwrap().index, 20);
-    let minio = run_ok(
-        &[
-            "prove",
-            "--db",
-            &db,
-            "--object",
-            "spaces/10/doc-10",
-            "--store",
-            "minio/documents",
-        ],
-        None,
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("object \"spaces/10/doc-10\" is recorded in 2 stores (seaweedfs/documents, minio/documents): give its store (`--store`)"),
+        "{err}"
     );
+    let prove_in = |store: &str| {
+        run_ok(
+            &[
+                "prove",
+                "--db",
+                &db,
+                "--object",
+                "spaces/10/doc-10",
+                "--store",
+                store,
+            ],
+            None,
+        )
+    };
+    let newest = prove_in("seaweedfs/documents");
+    assert_eq!(InclusionProof::parse(&newest).unwrap().index, 20);
+    let minio = prove_in("minio/documents");
     assert_eq!(InclusionProof::parse(&minio).unwrap().index, 10);
     std::fs::write(p("newest.proof"), &newest).unwrap();
     let (code, out) = check(&p("newest.proof"), &vkey, &["--store", "minio/documents"]);

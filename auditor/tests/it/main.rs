@@ -15,3 +15,4 @@ mod serve;
 mod store;
 mod tamper;
 mod witness;
+mod writers;

@@ -412,6 +412,13 @@ fn report_verify_checks_the_witnesses_cosignatures() {
         out.contains("checkpoint cosigned by: witness.test/w1 (1 of 1 witnesses given, 1 needed)"),
         "{out}"
     );
+    assert!(!out.contains("NOT CHECKED"), "w1's line is checked: {out}");
+    let (code, out) = check(&[], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("NOT CHECKED") && out.contains("\u{2014} witness.test/w1 "),
+        "without --witness, w1's line is not a checked cosignature: {out}"
+    );
     let (code, out) = check(&[&w1.key, &w2.key], None);
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -459,6 +466,13 @@ fn report_verify_checks_the_witnesses_cosignatures() {
         Some(0),
         "the forged report is signed by the log's key: {text}"
     );
+    // ... but the copied line is shown for what it is: nothing checked it.
+    assert!(
+        text.contains(&format!(
+            "NOT CHECKED: the report's checkpoint note carries 1 line(s) that are neither the log key's signature nor a valid cosignature by a --witness key given: `{w1_line}`"
+        )),
+        "{text}"
+    );
     let (code, text) = f.verify_with(&forged_path, &f.vkey, &["--witness", &w1.key]);
     assert_eq!(code, Some(1), "{text}");
     assert!(
@@ -468,6 +482,57 @@ fn report_verify_checks_the_witnesses_cosignatures() {
         "{text}"
     );
     drop((w1, w2));
+}
+
+/// Whoever holds a report file adds a signature line naming an authority (and, another time,
+/// a second line under the log's own name) to a real signed report, and renders the page
+/// again around it: `report verify` refuses every rendering, naming the line, so no page
+/// showing such a line passes for verified.
+#[test]
+fn a_signature_line_the_log_key_did_not_make_is_refused() {
+    use base64::Engine as _;
+    use hexagone_auditor::report::{Format, render};
+    let f = Fixture::new();
+    let path = f.report(&f.db, "json", "genuine.json");
+    let genuine = signed(&path);
+    let (code, out) = f.verify(&path, &f.vkey, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("NOT CHECKED"), "{out}");
+    let blob = base64::engine::general_purpose::STANDARD.encode([7u8; 68]);
+    let log_name = genuine
+        .signature
+        .rsplit_once("\n\n")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    for forged_line in [
+        format!("\u{2014} anssi.gouv.fr/accreditation {blob}"),
+        format!("\u{2014} {log_name} {blob}"),
+    ] {
+        let mut forged = genuine.clone();
+        forged.signature.push_str(&format!("{forged_line}\n"));
+        for (format, file) in [
+            (Format::Json, "forged.json"),
+            (Format::Md, "forged.md"),
+            (Format::Html, "forged.html"),
+        ] {
+            let page = render(&forged, format);
+            assert!(page.contains(&forged_line) || format == Format::Json);
+            let file = f.path(file);
+            std::fs::write(&file, page).unwrap();
+            let (code, out) = f.verify(&file, &f.vkey, None);
+            assert_eq!(code, Some(1), "{format:?}: {out}");
+            assert!(
+                out.contains(&format!(
+                    "the report's signature note carries a line that is not the log key's signature: `{forged_line}`"
+                )),
+                "{format:?}: {out}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -11,9 +11,9 @@ use std::time::Duration;
 use crate::util::{POLICY, bin, keygen, observation_json, run, run_ok};
 
 /// A running `serve` process; killed on drop unless stopped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -25,12 +25,12 @@ impl Drop for Server {
 }
 
 /// A directory with a key, a token, an inventory of object stores and a database.
-struct Setup {
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
     key: PathBuf,
-    vkey: String,
-    token: String,
-    db: String,
+    pub(crate) vkey: String,
+    pub(crate) token: String,
+    pub(crate) db: String,
 }
 
 impl Setup {
@@ -38,7 +38,7 @@ impl Setup {
         Self::with_db(None)
     }
 
-    fn with_db(db: Option<String>) -> Self {
+    pub(crate) fn with_db(db: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (key, vkey) = keygen(dir.path(), "k");
         let tokens = dir.path().join("tokens");
@@ -67,11 +67,11 @@ impl Setup {
         }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_string()
     }
 
-    fn start(&self, extra: &[&str]) -> Server {
+    pub(crate) fn start(&self, extra: &[&str]) -> Server {
         let mut child = Command::new(bin())
             .args([
                 "serve",
@@ -109,7 +109,7 @@ impl Setup {
     }
 
     /// Exports the ledger and runs `verify --policy`; returns verify's output.
-    fn verify(&self) -> String {
+    pub(crate) fn verify(&self) -> String {
         let bundle = self.path("bundle.jsonl");
         run_ok(&["export", "--db", &self.db, "--out", &bundle], None);
         run_ok(
@@ -127,7 +127,7 @@ fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8
         .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
 }
 
-fn post(srv: &Server, path: &str, token: &str, body: &str) -> Answer {
+pub(crate) fn post(srv: &Server, path: &str, token: &str, body: &str) -> Answer {
     request(&srv.addr, "POST", path, Some(token), body.as_bytes())
 }
 
@@ -159,7 +159,7 @@ fn terminate(mut srv: Server) -> (Option<i32>, String) {
     (status.code(), rest)
 }
 
-fn array(lines: &[String]) -> String {
+pub(crate) fn array(lines: &[String]) -> String {
     format!("[{}]", lines.join(","))
 }
 

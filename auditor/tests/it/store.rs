@@ -252,7 +252,8 @@ pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer
 
 /// A ledger written before entries were stored in chunks (schema 4: one row per entry, with
 /// its object key) is moved into chunks when opened: it verifies, proofs by object find its
-/// entries, and the next commit is stored compressed after the migrated rows.
+/// entries, and the next commit is stored compressed after the migrated rows. Its idempotency
+/// keys, one namespace for every writer then, are moved out of every writer's reach.
 async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
     use hexagone_auditor::store::db::body_key;
     let key = signer(8);
@@ -293,6 +294,9 @@ async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
                     .bind(*seq as i64).bind(leaf.to_vec()).bind(text).bind(object)
                     .execute(&pool).await.unwrap();
             }
+            // An idempotency key of the one namespace all writers shared.
+            sqlx::query("INSERT INTO ledger_requests (id, seq) VALUES ('backup-2026-11-29', 98)")
+                .execute(&pool).await.unwrap();
             pool.close().await;
         }};
     }
@@ -313,6 +317,12 @@ async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
     }
 
     let ledger = Ledger::open(&url).await.unwrap();
+    // The shared key is kept, out of every writer's reach: scoped keys never start with a space.
+    let asked = [" backup-2026-11-29".to_string(), "backup-2026-11-29".into()];
+    assert_eq!(
+        ledger.db().requests(&asked).await.unwrap(),
+        [(" backup-2026-11-29".to_string(), 98)]
+    );
     let proof = ledger.prove("spaces/1/doc-98").await.unwrap();
     assert_eq!(
         proof.verify(&[key.verifier().clone()], None).unwrap().seq,
