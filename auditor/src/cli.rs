@@ -862,10 +862,6 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|p| hexagone_platform::LocalityPolicy::from_file(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let replayed: Vec<String> = policies
-        .iter()
-        .map(|p| format!("{:?} ({})", &*p.classification, p.digest()))
-        .collect();
     let mut replayer = None;
     if !policies.is_empty() {
         let geo = hexagone_platform::GeoDatabases::open(&a.geo.paths()?)
@@ -901,13 +897,24 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
                 "verdicts: {} compliant, {} violation, {} unknown",
                 s.verdicts[0], s.verdicts[1], s.verdicts[2]
             );
-            if !replayed.is_empty() {
-                println!(
-                    "every verdict replayed from its evidence under {}",
-                    replayed.join(", ")
-                );
-            }
             if let Some(r) = &replayer {
+                let usage = r.usage();
+                let used: Vec<String> = usage
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(p, n)| format!("{p} ({n} observations)"))
+                    .collect();
+                if used.is_empty() {
+                    println!("no verdict replayed: the bundle holds no observation");
+                } else {
+                    println!(
+                        "every verdict replayed from its evidence under {}",
+                        used.join(", ")
+                    );
+                }
+                for (p, _) in usage.iter().filter(|(_, n)| *n == 0) {
+                    println!("policy {p} was given, but no entry was judged under it");
+                }
                 let (checked, unchecked) = r.facts();
                 println!(
                     "address facts: {checked} observations looked up again in the databases they name, all the same"

@@ -14,6 +14,8 @@ use crate::ledger::entry::Observation;
 /// whose digest it recorded), with `hexagone_platform::replay`.
 pub struct Replayer {
     policies: Vec<(String, LocalityPolicy)>,
+    /// Entries judged again under each of `policies`, in order.
+    used: Vec<AtomicU64>,
     /// The geolocation databases given, with their SHA-256 digests sorted.
     databases: Option<(GeoSnapshot, Vec<String>)>,
     /// Entries whose address facts were looked up again, and those whose databases were not
@@ -26,6 +28,7 @@ impl Replayer {
     /// A replayer for entries judged under any of `policies`.
     pub fn new(policies: Vec<LocalityPolicy>) -> Self {
         Self {
+            used: policies.iter().map(|_| AtomicU64::new(0)).collect(),
             policies: policies.into_iter().map(|p| (p.digest(), p)).collect(),
             databases: None,
             facts_checked: AtomicU64::new(0),
@@ -40,6 +43,21 @@ impl Replayer {
         digests.sort();
         self.databases = Some((geo, digests));
         self
+    }
+
+    /// Each policy given, by its classification and digest, with the number of entries judged
+    /// again under it.
+    pub fn usage(&self) -> Vec<(String, u64)> {
+        self.policies
+            .iter()
+            .zip(&self.used)
+            .map(|((d, p), n)| {
+                (
+                    format!("{:?} ({d})", &*p.classification),
+                    n.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// (entries whose address facts were looked up again, entries whose databases were not
@@ -82,7 +100,11 @@ impl Replayer {
     /// under the recorded policy; otherwise what differs, in one sentence.
     pub fn check(&self, o: &Observation) -> Result<(), String> {
         let l = &o.locality;
-        let Some((_, policy)) = self.policies.iter().find(|(d, _)| *d == l.policy.digest) else {
+        let Some(at) = self
+            .policies
+            .iter()
+            .position(|(d, _)| *d == l.policy.digest)
+        else {
             return Err(format!(
                 "it was judged under policy {:?} with digest {}, and no policy given has that digest (given: {})",
                 l.policy.classification,
@@ -94,6 +116,8 @@ impl Replayer {
                     .join(", ")
             ));
         };
+        let policy = &self.policies[at].1;
+        self.used[at].fetch_add(1, Ordering::Relaxed);
         let observations = l
             .evidence
             .iter()

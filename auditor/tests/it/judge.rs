@@ -437,6 +437,26 @@ fn a_policy_with_another_digest_is_reported() {
     );
     let (code, out) = s.verify(&bundle, &[DR, "france-standard"]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("(1 observations), \"Standard (France)\""),
+        "{out}"
+    );
+    // A policy no entry used is named as such, not counted among those replayed under.
+    let (code, out) = s.verify(&bundle, &[DR, "france-standard", "eu-secnumcloud"]);
+    assert_eq!(code, Some(0), "{out}");
+    let replayed = out
+        .lines()
+        .find(|l| l.starts_with("every verdict replayed"))
+        .unwrap_or_default();
+    let unused = out
+        .lines()
+        .find(|l| l.ends_with("was given, but no entry was judged under it"))
+        .unwrap_or_default();
+    assert!(
+        replayed.contains("Diffusion Restreinte") && !replayed.contains("SecNumCloud"),
+        "{out}"
+    );
+    assert!(unused.contains("SecNumCloud"), "{out}");
 }
 
 /// Whoever holds the key records that a German address is in France, operated by a French
