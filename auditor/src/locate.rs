@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
-use hexagone_platform::k8s::NodeAttestation;
-use hexagone_platform::{
-    Attestation, LocalityPolicy, NodeDescription, SubjectKind, judge, observe,
-};
+use hexagone_platform::{LocalityPolicy, NodeDescription, SubjectKind, judge, observe};
 
 /// Which geolocation databases to read (shared by `locate` and `append`).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -75,8 +72,9 @@ pub struct LocateArgs {
     /// object as printed by `kubectl get node NAME -o yaml`.
     #[arg(long, value_name = "FILE")]
     pub node: Option<PathBuf>,
-    /// A NodeAttestation (YAML, as `kubectl get nodeattestation NAME -o yaml` prints it) to
-    /// weigh with the node. Repeatable.
+    /// NodeAttestations to weigh with the node, read as `append --attestations` reads them
+    /// (one resource, several YAML documents, a list, or `kubectl get nodeattestations -o
+    /// yaml`). Repeatable.
     #[arg(long = "attestation", value_name = "FILE")]
     pub attestations: Vec<PathBuf>,
     /// The locality policy (YAML), for example `policies/france-diffusion-restreinte.yaml`.
@@ -99,11 +97,12 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
         _ => bail!("give either an address or --node FILE"),
     };
     let paths = args.geo.paths()?;
-    let attestations = args
-        .attestations
-        .iter()
-        .map(|p| read_attestation(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Read as `append --attestations` reads them: one resource, several documents, a list, or
+    // `kubectl get nodeattestations -o yaml`.
+    let mut attestations = Vec::new();
+    for p in &args.attestations {
+        attestations.extend(crate::judge::load_attestations(p)?);
+    }
     let geo = GeoDatabases::open(&paths).context("opening the geolocation databases")?;
     // An address alone is an endpoint the caller names, not a node's claim about itself.
     let kind = if args.address.is_some() {
@@ -189,15 +188,6 @@ fn read_node(path: &Path) -> anyhow::Result<NodeDescription> {
     }
     yaml_serde::from_value(value)
         .with_context(|| format!("node file {} is not a node description", path.display()))
-}
-
-/// Reads a NodeAttestation resource.
-fn read_attestation(path: &Path) -> anyhow::Result<Attestation> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read attestation file {}", path.display()))?;
-    let resource: NodeAttestation = yaml_serde::from_str(&text)
-        .with_context(|| format!("{} is not a NodeAttestation", path.display()))?;
-    Ok(hexagone_platform::k8s::attestations(std::slice::from_ref(&resource)).remove(0))
 }
 
 #[cfg(test)]
@@ -338,12 +328,26 @@ spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: 
             })
             .map_err(|e| format!("{e:#}"))
         };
-        assert_eq!(locate(vec![attestation]), Ok(0));
+        assert_eq!(locate(vec![attestation.clone()]), Ok(0));
         assert_eq!(locate(vec![]), Ok(1));
         let err = locate(vec![broken.clone()]).unwrap_err();
         assert!(
-            err.starts_with(&format!("{} is not a NodeAttestation", broken.display())),
+            err.starts_with(&format!("{}: attestation 1", broken.display())),
             "{err}"
         );
+        // The multi-document file `append --attestations` accepts: the same here.
+        let both = dir.path().join("both.yaml");
+        std::fs::write(
+            &both,
+            format!(
+                "{}---\n{}",
+                std::fs::read_to_string(dir.path().join("gra-3.yaml")).unwrap(),
+                std::fs::read_to_string(dir.path().join("gra-3.yaml"))
+                    .unwrap()
+                    .replace("gra-3", "gra-4")
+            ),
+        )
+        .unwrap();
+        assert_eq!(locate(vec![both]), Ok(0));
     }
 }
