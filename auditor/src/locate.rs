@@ -77,6 +77,11 @@ pub struct LocateArgs {
     /// yaml`). Repeatable.
     #[arg(long = "attestation", value_name = "FILE")]
     pub attestations: Vec<PathBuf>,
+    /// Storage endpoints outside the cluster (YAML list of `name`, `addresses` and an optional
+    /// `attestation`, as for `append --inventory`): an address one of them holds is judged as
+    /// that endpoint, with its attestation.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
     /// The locality policy (YAML), for example `policies/france-diffusion-restreinte.yaml`.
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
@@ -91,15 +96,25 @@ pub struct LocateArgs {
 /// Runs `locate`: exit code 0 when compliant, 1 on violation or unknown (errors give 2 in `main`).
 pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     let policy = LocalityPolicy::from_file(&args.policy)?;
+    let inventory = match &args.inventory {
+        Some(p) => crate::judge::Inventory::load(p)?,
+        None => crate::judge::Inventory::default(),
+    };
+    let mut attestations = Vec::new();
     let node = match (&args.address, &args.node) {
-        (Some(addr), None) => NodeDescription::endpoint(*addr),
+        (Some(addr), None) => match inventory.endpoint_at(*addr) {
+            Some((endpoint, attested)) => {
+                attestations.extend_from_slice(attested);
+                endpoint
+            }
+            None => NodeDescription::endpoint(*addr),
+        },
         (None, Some(path)) => read_node(path)?,
         _ => bail!("give either an address or --node FILE"),
     };
     let paths = args.geo.paths()?;
     // Read as `append --attestations` reads them: one resource, several documents, a list, or
     // `kubectl get nodeattestations -o yaml`.
-    let mut attestations = Vec::new();
     for p in &args.attestations {
         attestations.extend(crate::judge::load_attestations(p)?);
     }
@@ -214,6 +229,7 @@ mod tests {
             address: address.map(|a| a.parse().unwrap()),
             node: node.clone(),
             attestations: vec![],
+            inventory: None,
             policy: PathBuf::from(format!("{POLICIES}/{policy}.yaml")),
             geo: GeoArgs::default(),
             json: true,
@@ -322,6 +338,7 @@ spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: 
                 address: None,
                 node: Some(node.clone()),
                 attestations,
+                inventory: None,
                 policy: PathBuf::from(format!("{POLICIES}/france-diffusion-restreinte.yaml")),
                 geo: GeoArgs::default(),
                 json: true,
@@ -349,5 +366,38 @@ spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: 
         )
         .unwrap();
         assert_eq!(locate(vec![both]), Ok(0));
+    }
+
+    /// An address an inventory endpoint holds is judged as that endpoint, with the attestation
+    /// the inventory gives: the attested French object store complies with Diffusion
+    /// Restreinte; the same address without the inventory does not.
+    #[test]
+    fn an_inventory_endpoint_is_judged_with_its_attestation() {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &inventory,
+            "- name: minio-gra
+  addresses: [51.38.1.1]
+  region: gra
+  attestation: {country: FR, hostingCompany: OVH SAS, site: Gravelines, basis: contract,
+                attestedBy: rssi@ministere.example.fr, validUntil: '2099-01-01T00:00:00Z'}
+",
+        )
+        .unwrap();
+        let locate = |inventory: Option<PathBuf>| {
+            run(LocateArgs {
+                address: Some("51.38.1.1".parse().unwrap()),
+                node: None,
+                attestations: vec![],
+                inventory,
+                policy: PathBuf::from(format!("{POLICIES}/france-diffusion-restreinte.yaml")),
+                geo: GeoArgs::default(),
+                json: true,
+            })
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(locate(Some(inventory)), Ok(0));
+        assert_eq!(locate(None), Ok(1));
     }
 }

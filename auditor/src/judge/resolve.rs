@@ -107,6 +107,13 @@ impl Inventory {
     }
 
     /// The endpoint named `name`, or holding the address `name`.
+    /// The inventory endpoint holding `address`, as the judge sees it, with the attestations
+    /// the inventory gives (`locate ADDRESS --inventory FILE`).
+    pub fn endpoint_at(&self, address: IpAddr) -> Option<(NodeDescription, &[Attestation])> {
+        let endpoint = self.find(&address.to_string())?.clone();
+        Some((endpoint, &self.attestations))
+    }
+
     fn find(&self, name: &str) -> Option<&NodeDescription> {
         let address: Option<IpAddr> = name.parse().ok();
         self.endpoints.iter().find(|e| e.name == name).or_else(|| {
