@@ -6,6 +6,7 @@ pub mod args;
 pub mod bundle_verify;
 pub mod cli;
 pub mod collect;
+pub mod durable;
 pub mod ingest;
 pub mod judge;
 pub mod keyfile;

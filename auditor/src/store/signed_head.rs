@@ -13,7 +13,7 @@
 //! user that nobody else may write.
 
 use std::fs::File;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -112,40 +112,17 @@ impl SignedHeadFile {
     }
 
     /// Records `note`: a new file beside it, synced, renamed over the old record, and the
-    /// directory synced.
+    /// directory synced ([`crate::durable::replace`]).
     pub fn write(&self, note: &str) -> Result<(), SignedHeadError> {
-        let io = |action, source| SignedHeadError::Io {
-            action,
-            path: self.path.clone(),
-            source,
-        };
         let mut tmp = self.path.as_os_str().to_owned();
         tmp.push(format!(".{}.tmp", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        // A leftover of a crashed writer with this process id: never written through.
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(|e| io("creating a new", e))?;
-        let written = f
-            .write_all(note.as_bytes())
-            .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("writing", e));
-        }
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing the directory of", e))
+        crate::durable::replace(&self.path, Path::new(&tmp), note.as_bytes()).map_err(
+            |(action, source)| SignedHeadError::Io {
+                action,
+                path: self.path.clone(),
+                source,
+            },
+        )
     }
 }
 

@@ -6,7 +6,6 @@
 //! request time and size; the client in connect time, exchange time and answer size, so a
 //! stalled witness cannot hold a log's acknowledgements forever.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,35 +96,18 @@ pub fn load_state(path: &Path) -> Result<WitnessState, ServeError> {
     }
 }
 
-/// Writes the state durably: a new file, synced, renamed over the old one.
+/// Writes the state durably: a new file, synced, renamed over the old one
+/// ([`crate::durable::replace`]).
 fn save_state(path: &Path, state: &WitnessState) -> Result<(), ServeError> {
-    let tmp = path.with_extension("tmp");
-    let what = format!("writing {}", tmp.display());
-    // A fresh file, never one found there: a symbolic link planted as the temporary file is
-    // removed (unlinking does not follow it) and `create_new` refuses to follow another.
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(what)(e)),
-        _ => {}
-    }
-    let mut f = {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(what.clone()))?
-    };
-    f.write_all(state.to_text().as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io(what))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(format!("syncing {}", dir.display())))?;
-    }
-    Ok(())
+    crate::durable::replace(
+        path,
+        &path.with_extension("tmp"),
+        state.to_text().as_bytes(),
+    )
+    .map_err(|(action, source)| ServeError::Io {
+        what: format!("{action} {}", path.display()),
+        source,
+    })
 }
 
 /// What the route shares.
