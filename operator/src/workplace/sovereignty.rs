@@ -2,6 +2,9 @@
 //! and under an enforce-mode policy the eviction of misplaced pods through the Eviction API.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use hexagone_platform::k8s::LocalityPolicyResource;
 use hexagone_platform::labels::INSTANCE_LABEL;
@@ -11,7 +14,15 @@ use kube::api::{Api, EvictParams, ListParams};
 use kube::{Resource, ResourceExt};
 
 use super::status::{Report, event};
-use super::{Context, ReconcileError, failed};
+use super::{Context, ReconcileError, SOON, failed};
+
+/// The longest one eviction may hold the reconcile. The client retries an eviction a
+/// PodDisruptionBudget refuses (429) by itself, with a backoff growing to minutes; meanwhile no
+/// other reconcile of the Workplace runs, so its status freezes and the other misplaced pods
+/// wait. Past this, the eviction is given up and tried again at the next reconcile, `SOON`.
+const EVICTION_WAIT: Duration = Duration::from_secs(3);
+/// Evictions in flight at once.
+const EVICTIONS_AT_ONCE: usize = 8;
 
 /// Sets Sovereign from where the workplace's pods run; evicts the misplaced ones under an
 /// enforce-mode policy. True when pods are being moved.
@@ -117,26 +128,64 @@ pub(super) async fn sovereignty(
     report.set("Sovereign", false, "PodsOnIneligibleNodes", message);
     report.status.violations = violations;
     if enforce {
-        for pod in misplaced {
-            match pods_api.evict(&pod, &EvictParams::default()).await {
-                Ok(_) => {
-                    ctx.metrics.evictions.inc();
-                    event(
-                        ctx,
-                        wp,
-                        true,
-                        "Evicted",
-                        format!("evicted pod {pod} from a node that is not compliant"),
-                    )
-                    .await;
-                }
-                // A PodDisruptionBudget refuses for now (429): try again shortly.
-                Err(kube::Error::Api(e)) if e.code == 429 || e.code == 404 => {
-                    tracing::info!("eviction of {ns}/{pod} deferred: {}", e.message);
-                }
-                Err(e) => return Err(failed(format!("evicting pod {ns}/{pod}"))(e)),
-            }
-        }
+        evict(wp, ctx, &pods_api, &misplaced).await?;
     }
     Ok(true)
+}
+
+/// Evicts the misplaced pods, several at a time: a budget that refuses one pod (for now) does not hold
+/// back the others. A refusal or an eviction still pending after `EVICTION_WAIT` is left for the
+/// next reconcile.
+async fn evict(
+    wp: &Workplace,
+    ctx: &Context,
+    pods_api: &Api<Pod>,
+    misplaced: &[String],
+) -> Result<(), ReconcileError> {
+    let ns = wp.namespace().unwrap_or_default();
+    // Owned futures: a stream over closures borrowing `misplaced` is not `Send` for every
+    // lifetime, which the controller requires of the reconcile.
+    let evictions: Vec<_> = misplaced
+        .iter()
+        .map(|pod| {
+            let (api, pod) = (pods_api.clone(), pod.clone());
+            async move {
+                let evicted =
+                    tokio::time::timeout(EVICTION_WAIT, api.evict(&pod, &EvictParams::default()))
+                        .await;
+                (pod, evicted)
+            }
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::stream::iter(evictions)
+        .buffer_unordered(EVICTIONS_AT_ONCE)
+        .collect()
+        .await;
+    let mut first_error = None;
+    for (pod, evicted) in outcomes {
+        match evicted {
+            Ok(Ok(_)) => {
+                ctx.metrics.evictions.inc();
+                event(
+                    ctx,
+                    wp,
+                    true,
+                    "Evicted",
+                    format!("evicted pod {pod} from a node that is not compliant"),
+                )
+                .await;
+            }
+            // A PodDisruptionBudget refuses for now (429), or the pod is gone (404).
+            Ok(Err(kube::Error::Api(e))) if e.code == 429 || e.code == 404 => {
+                tracing::info!("eviction of {ns}/{pod} deferred: {}", e.message);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(failed(format!("evicting pod {ns}/{pod}"))(e));
+            }
+            Err(_) => tracing::info!(
+                "eviction of {ns}/{pod} not granted within {EVICTION_WAIT:?} (a PodDisruptionBudget refuses it for now): tried again in {SOON:?}"
+            ),
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }

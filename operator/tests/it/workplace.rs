@@ -4,6 +4,7 @@
 //! deletion cleans up; bad specs are refused at apply or explained in a condition.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::workplace::{Workplace, WorkplaceSpec};
@@ -11,6 +12,7 @@ use hexagone_testbed::ControlPlane;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -22,6 +24,13 @@ use crate::util::{
 };
 
 const LATER: &str = "2030-01-01T00:00:00Z";
+/// How long a PodDisruptionBudget may remember an eviction. The disruption controller keys the
+/// pods an eviction disrupted by name and forgets one when no pod of that name is left, or two
+/// minutes after the eviction (`DeletionTimeout` in kube-controller-manager's disruption
+/// controller). A StatefulSet pod recreated under the same name before the controller saw the
+/// old one go stays "about to be deleted" for those two minutes: its budget allows no disruption
+/// until then, and the next eviction in that component is refused, rightly.
+const DISRUPTION_REMEMBERED: Duration = Duration::from_secs(120);
 pub const NS: &str = "ministere";
 const ELIGIBLE: [&str; 4] = hexagone_testbed::sovereign::FRENCH;
 
@@ -167,6 +176,43 @@ async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
         .filter_map(|e| e.reason)
         .collect()
+}
+
+/// `Ok` when every PodDisruptionBudget of the workplace is up to date and allows one disruption;
+/// else which budgets do not, and the evictions each still remembers.
+async fn budgets_at_rest(client: &Client) -> Result<(), String> {
+    let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if budgets.items.is_empty() {
+        return Err("no PodDisruptionBudget".into());
+    }
+    let busy: Vec<String> = budgets
+        .items
+        .iter()
+        .filter_map(|b| {
+            let s = b.status.clone().unwrap_or_default();
+            let at_rest =
+                s.observed_generation == b.metadata.generation && s.disruptions_allowed >= 1;
+            (!at_rest).then(|| {
+                format!(
+                    "{}: allows {}, remembers {:?}",
+                    b.name_any(),
+                    s.disruptions_allowed,
+                    s.disrupted_pods
+                        .unwrap_or_default()
+                        .keys()
+                        .collect::<Vec<_>>()
+                )
+            })
+        })
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(busy.join("; "))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,6 +371,16 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     )
     .await?;
 
+    // Every budget allows an eviction again before the next ones are asked for, so that what
+    // follows measures the operator, not the disruption controller's memory of the evictions
+    // above (up to two minutes for a StatefulSet pod recreated under its name).
+    hexagone_testbed::wait::until(
+        "every PodDisruptionBudget at rest",
+        DISRUPTION_REMEMBERED + util::CONVERGE,
+        || budgets_at_rest(&admin),
+    )
+    .await?;
+
     // Audit mode: a lapse is reported, nothing moves. Back to enforce: the pods move.
     let policies = Api::<LocalityPolicyResource>::all(admin.clone());
     policies
@@ -373,7 +429,8 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         async move {
             let p = placement(&admin).await.map_err(|e| e.to_string())?;
             if p.contains_key(&second) || p.contains_key("<pending>") {
-                Err(format!("{p:?}"))
+                let budgets = budgets_at_rest(&admin).await.err().unwrap_or_default();
+                Err(format!("{p:?}; budgets: {budgets}"))
             } else {
                 Ok(())
             }

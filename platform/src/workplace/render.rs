@@ -22,6 +22,7 @@ use crate::contract::{ImageContract, ImageContracts};
 use crate::node::{ATTESTED_COUNTRY_LABEL, ZONE_LABEL};
 use crate::workplace::{WorkplaceSpec, eligible_label};
 
+use crate::labels::JOB_NAME_LABEL;
 pub use crate::labels::{COMPONENT_LABEL, INSTANCE_LABEL, PART_OF, PART_OF_LABEL};
 /// Prefix of the generated credential Secrets: one Secret per credential
 /// (`credential-postgresql-password`), its value under the key [`CREDENTIAL_KEY`], so the operator
@@ -1078,10 +1079,16 @@ fn render_component(
         out.push(cron);
     }
     // One pod at a time may be evicted: with one replica that is the pod itself, so an
-    // ineligible node can always be drained (the component is briefly down, and says so).
+    // ineligible node can always be drained (the component is briefly down, and says so). The
+    // component's Job pods (databases, backups) carry its labels but are left out: the
+    // disruption controller finds no scale for a Job's pod, fails safe and then allows no
+    // eviction at all for as long as that pod exists.
     out.push(json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(n),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(input, n)}}
+        "spec": {"maxUnavailable": 1, "selector": {
+            "matchLabels": selector(input, n),
+            "matchExpressions": [{"key": JOB_NAME_LABEL, "operator": "DoesNotExist"}]
+        }}
     }));
 }
 
