@@ -1,5 +1,6 @@
-//! Sovereignty: where the workplace's pods run against the policy's verdicts (Sovereign, Events),
-//! and under an enforce-mode policy the eviction of misplaced pods through the Eviction API.
+//! Sovereignty: where every pod of the Workplace's namespace runs against the policy's verdicts
+//! (Sovereign, Events), and under an enforce-mode policy the eviction of misplaced pods through
+//! the Eviction API. Judged on every reconcile, paused or not: only the eviction waits.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,21 +25,43 @@ const EVICTION_WAIT: Duration = Duration::from_secs(3);
 /// Evictions in flight at once.
 const EVICTIONS_AT_ONCE: usize = 8;
 
-/// Sets Sovereign from where the workplace's pods run; evicts the misplaced ones under an
-/// enforce-mode policy. True when pods are being moved.
+/// What is done about misplaced pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Response {
+    /// Evict them (an enforce-mode policy, the Workplace not paused).
+    Evict,
+    /// Report only: the policy is in audit mode.
+    Audit,
+    /// Report only: the Workplace is paused.
+    Paused,
+}
+
+impl Response {
+    fn says(self) -> &'static str {
+        match self {
+            Response::Evict => "evicting them so the scheduler moves them to eligible nodes",
+            Response::Audit => "LocalityPolicy is in audit mode: reported only, nothing is moved",
+            Response::Paused => "the Workplace is paused: reported only, nothing is moved",
+        }
+    }
+}
+
+/// Sets Sovereign from where every pod of the namespace runs (the operator's or not: a pod
+/// someone else started there is the workplace's data as much); evicts the misplaced ones when
+/// `response` says so. True when pods are being moved.
 pub(super) async fn sovereignty(
     wp: &Workplace,
     ctx: &Context,
     policy: &LocalityPolicyResource,
-    enforce: bool,
+    response: Response,
     report: &mut Report,
 ) -> Result<bool, ReconcileError> {
     let ns = wp.namespace().unwrap_or_default();
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     let pods = pods_api
-        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={}", wp.name_any())))
+        .list(&ListParams::default())
         .await
-        .map_err(failed(format!("listing the workplace's pods in {ns}")))?;
+        .map_err(failed(format!("listing the pods in {ns}")))?;
     let verdicts: BTreeMap<&str, (&str, &str)> = policy
         .status
         .as_ref()
@@ -60,16 +83,21 @@ pub(super) async fn sovereignty(
             continue;
         };
         placed += 1;
+        let ours = pod.labels().get(INSTANCE_LABEL) == Some(&wp.name_any());
+        let who = if ours {
+            format!("pod {}", pod.name_any())
+        } else {
+            format!("pod {} (not rendered by the operator)", pod.name_any())
+        };
         match verdicts.get(node) {
             Some(("compliant", _)) => {}
             Some((_, headline)) => {
-                violations.push(format!("pod {} on node {node}: {headline}", pod.name_any()));
+                violations.push(format!("{who} on node {node}: {headline}"));
                 misplaced.push(pod.name_any());
             }
             None => {
                 violations.push(format!(
-                    "pod {} on node {node}: the node has no verdict under LocalityPolicy {}",
-                    pod.name_any(),
+                    "{who} on node {node}: the node has no verdict under LocalityPolicy {}",
                     wp.spec.policy
                 ));
                 misplaced.push(pod.name_any());
@@ -106,11 +134,7 @@ pub(super) async fn sovereignty(
         report.status.violations.clear();
         return Ok(false);
     }
-    let action = if enforce {
-        "evicting them so the scheduler moves them to eligible nodes"
-    } else {
-        "LocalityPolicy is in audit mode: reported only, nothing is moved"
-    };
+    let action = response.says();
     let message = format!(
         "{} pods run on nodes LocalityPolicy {} does not find compliant ({action}): {}",
         violations.len(),
@@ -127,10 +151,10 @@ pub(super) async fn sovereignty(
     }
     report.set("Sovereign", false, "PodsOnIneligibleNodes", message);
     report.status.violations = violations;
-    if enforce {
+    if response == Response::Evict {
         evict(wp, ctx, &pods_api, &misplaced).await?;
     }
-    Ok(true)
+    Ok(response == Response::Evict)
 }
 
 /// Evicts the misplaced pods, several at a time: a budget that refuses one pod (for now) does not hold

@@ -45,11 +45,10 @@ pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
         create_attestation(&officer, &attestation(node, "FR", LATER)).await?;
     }
     create_attestation(&officer, &attestation("hetzner-de", "DE", LATER)).await?;
-    Api::<LocalityPolicyResource>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &policy("dr", "france-diffusion-restreinte"),
-        )
+    let mut dr = policy("dr", "france-diffusion-restreinte");
+    dr.spec.namespaces = vec![NS.into()];
+    Api::<LocalityPolicyResource>::all(officer.clone())
+        .create(&PostParams::default(), &dr)
         .await?;
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS, "labels": {
         "pod-security.kubernetes.io/enforce": "restricted"}}}))?;
@@ -73,7 +72,7 @@ pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workpla
     Ok(Workplace::new(name, spec))
 }
 
-fn condition(wp: &Workplace, type_: &str) -> Option<(String, String, String)> {
+pub fn condition(wp: &Workplace, type_: &str) -> Option<(String, String, String)> {
     wp.status.as_ref().and_then(|s| {
         s.conditions
             .iter()
@@ -147,7 +146,7 @@ async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Res
 }
 
 /// node -> pods of the workplace placed there.
-async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+pub async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let pods = Api::<Pod>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
         .await?;
@@ -166,7 +165,8 @@ async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<Strin
     Ok(out)
 }
 
-async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
+/// The Events in [`NS`] about object `regarding`.
+pub async fn events_about(client: &Client, regarding: &str) -> Vec<Event> {
     Api::<Event>::namespaced(client.clone(), NS)
         .list(&ListParams::default())
         .await
@@ -174,8 +174,43 @@ async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-        .filter_map(|e| e.reason)
         .collect()
+}
+
+async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
+    let events = events_about(client, regarding).await;
+    events.into_iter().filter_map(|e| e.reason).collect()
+}
+
+/// Withdraws `node`'s attestation while nothing may move (audit mode, a paused Workplace):
+/// Sovereign=False names the node and says `why` nothing moves, and its pods stay.
+pub async fn withdrawn_and_only_reported(
+    admin: &Client,
+    officer: &Client,
+    node: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    let before = placement(admin).await?.get(node).cloned();
+    assert!(before.is_some(), "no workplace pod on {node}");
+    Api::<NodeAttestation>::all(officer.clone())
+        .delete(&format!("{node}-attestation"), &DeleteParams::default())
+        .await?;
+    let (_, _, m) = expect_condition(
+        admin,
+        "intranet",
+        "Sovereign",
+        "False",
+        Some("PodsOnIneligibleNodes"),
+    )
+    .await?;
+    assert!(m.contains(why), "{m}");
+    assert!(m.contains(&format!("on node {node}")), "{m}");
+    assert_eq!(
+        placement(admin).await?.get(node),
+        before.as_ref(),
+        "pods moved ({why})"
+    );
+    Ok(())
 }
 
 /// `Ok` when every PodDisruptionBudget of the workplace is up to date and allows one disruption;
@@ -382,7 +417,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     .await?;
 
     // Audit mode: a lapse is reported, nothing moves. Back to enforce: the pods move.
-    let policies = Api::<LocalityPolicyResource>::all(admin.clone());
+    let policies = Api::<LocalityPolicyResource>::all(officer.clone());
     policies
         .patch(
             "dr",
@@ -396,26 +431,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         .find(|n| *n == "outscale-par2-a" || *n == "ovh-par2-b")
         .cloned()
         .expect("pods in fr-par-2");
-    let on_second = placed[&second].clone();
-    Api::<NodeAttestation>::all(officer.clone())
-        .delete(&format!("{second}-attestation"), &DeleteParams::default())
-        .await?;
-    let (_, _, m) = expect_condition(
-        &admin,
-        "intranet",
-        "Sovereign",
-        "False",
-        Some("PodsOnIneligibleNodes"),
-    )
-    .await?;
-    assert!(m.contains("audit mode: reported only"), "{m}");
-    assert!(m.contains(&format!("on node {second}")), "{m}");
-    let still = placement(&admin).await?;
-    assert_eq!(
-        still.get(&second),
-        Some(&on_second),
-        "audit mode moved pods"
-    );
+    withdrawn_and_only_reported(&admin, &officer, &second, "audit mode: reported only").await?;
     policies
         .patch(
             "dr",
@@ -586,8 +602,9 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         "allowedCountries: [FR]\nnetworkOperator",
         "allowedCountries: [PL]\nnetworkOperator",
     );
-    let pl = hexagone_platform::LocalityPolicy::from_yaml(&text, "pl.yaml")
+    let mut pl = hexagone_platform::LocalityPolicy::from_yaml(&text, "pl.yaml")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    pl.namespaces = vec![NS.into()];
     Api::<LocalityPolicyResource>::all(admin.clone())
         .create(
             &PostParams::default(),
