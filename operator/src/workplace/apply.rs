@@ -1,15 +1,16 @@
 //! Server-side apply of a rendered workplace with the operator's one field manager: the
 //! StorageClass (replaced when its zones change), the credentials, then every namespaced object.
 
-use hexagone_platform::render::Rendered;
+use hexagone_platform::labels::{INSTANCE_LABEL, WORKPLACE_NAMESPACE_LABEL};
+use hexagone_platform::render::{Rendered, storage_class_name};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::credentials::ensure_credentials;
@@ -25,7 +26,7 @@ pub async fn apply_rendered(
     rendered: &Rendered,
     owner: Option<&OwnerReference>,
 ) -> Result<(), ReconcileError> {
-    apply_storage_class(client, rendered).await?;
+    apply_storage_class(client, ns, instance, rendered).await?;
     ensure_credentials(client, ns, instance, rendered, owner).await?;
     for object in &rendered.objects {
         apply_object(client, ns, object, owner).await?;
@@ -33,9 +34,42 @@ pub async fn apply_rendered(
     Ok(())
 }
 
+/// Whether StorageClass `sc` is Workplace `ns`/`name`'s (its labels say so: a cluster-scoped
+/// object cannot carry an owner reference to a namespaced one).
+pub(super) fn owned_by(sc: &StorageClass, ns: &str, name: &str) -> bool {
+    let labels = sc.labels();
+    labels.get(INSTANCE_LABEL).map(String::as_str) == Some(name)
+        && labels.get(WORKPLACE_NAMESPACE_LABEL).map(String::as_str) == Some(ns)
+}
+
+/// Why Workplace `ns`/`name` cannot have its StorageClass: a class of that name exists and is
+/// not the Workplace's. `None` when the name is free or the class is its own.
+pub(super) async fn storage_class_taken(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<String>, ReconcileError> {
+    let sc = storage_class_name(ns, name);
+    let current = Api::<StorageClass>::all(client.clone())
+        .get_opt(&sc)
+        .await
+        .map_err(failed(format!("reading StorageClass {sc}")))?;
+    Ok(current.filter(|c| !owned_by(c, ns, name)).map(|_| {
+        format!(
+            "StorageClass {sc} exists and is not this Workplace's (its labels {INSTANCE_LABEL} and {WORKPLACE_NAMESPACE_LABEL} do not name {ns}/{name}): it is neither used nor replaced; remove it or rename the Workplace"
+        )
+    }))
+}
+
 /// Applies the StorageClass; its allowedTopologies cannot change in place, so a class for other
-/// zones is replaced (claims already bound keep their volumes).
-async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(), ReconcileError> {
+/// zones is replaced (claims already bound keep their volumes). A class of that name that is not
+/// the Workplace's is never replaced.
+async fn apply_storage_class(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    rendered: &Rendered,
+) -> Result<(), ReconcileError> {
     let Some(sc) = &rendered.storage_class else {
         return Ok(());
     };
@@ -48,6 +82,11 @@ async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(),
         .await
         .map_err(failed(format!("reading StorageClass {name}")))?
     {
+        if !owned_by(&current, ns, instance) {
+            return Err(ReconcileError::Foreign(format!(
+                "StorageClass {name} is not Workplace {ns}/{instance}'s: not replaced"
+            )));
+        }
         let current = serde_json::to_value(&current).unwrap_or_default();
         let same = current["allowedTopologies"] == sc["allowedTopologies"]
             && current["provisioner"] == sc["provisioner"]

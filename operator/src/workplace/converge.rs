@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::apply::apply_rendered;
+use super::apply::{apply_rendered, storage_class_taken};
 use super::capacity::capacity_shortfall;
 use super::readiness::readiness;
 use super::refuse::{refusals, refuse};
@@ -146,6 +146,9 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     .map_err(ReconcileError::Render)?;
     let capacity = capacity_shortfall(&catalog, wp, &eligible);
 
+    if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
+        return refuse(wp, ctx, report, "StorageClassTaken", m).await;
+    }
     let owner = wp
         .controller_owner_ref(&())
         .expect("a Workplace has a name and uid");

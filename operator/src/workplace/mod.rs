@@ -80,6 +80,10 @@ pub enum ReconcileError {
     /// Rendering refused the Workplace (checked before, so not expected).
     #[error("rendering: {0}")]
     Render(String),
+    /// An object of the name the Workplace needs belongs to someone else (permanent until it
+    /// is removed).
+    #[error("{0}")]
+    Foreign(String),
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),

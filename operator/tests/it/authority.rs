@@ -4,19 +4,21 @@
 //! a deleted NetworkPolicy hide nothing from the status, and the deleted object comes back.
 
 use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::render::storage_class_name;
 use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::util::{self, OFFICERS, Operator, Provisioner, eventually, policy};
 use crate::workplace::{
-    NS, cluster, condition, events_about, expect_condition, placement, withdrawn_and_only_reported,
-    workplace as workplace_spec,
+    NS, cluster, condition, create_workplace, delete_and_wait, events_about, expect_condition,
+    placement, withdrawn_and_only_reported, workplace as workplace_spec,
 };
 
 /// A namespace the `dr` policy does not protect.
@@ -138,13 +140,7 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
     cluster(&bed).await?;
     let _operator = Operator::start(&bed).await?;
     let _provisioner = Provisioner::start(admin.clone());
-    let workplaces = Api::<Workplace>::namespaced(admin.clone(), NS);
-    workplaces
-        .create(
-            &PostParams::default(),
-            &workplace_spec("intranet", json!({}))?,
-        )
-        .await?;
+    let workplaces = create_workplace(&admin, "intranet").await?;
     expect_condition(&admin, "intranet", "Ready", "True", None).await?;
     expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
 
@@ -232,5 +228,57 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
         .unwrap();
     let officer = bed.client_as("alice", Some(OFFICERS)).await?;
     withdrawn_and_only_reported(&admin, &officer, lapsed, "paused: reported only").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_storage_class_of_the_same_name_is_never_replaced_nor_deleted() -> anyhow::Result<()>
+{
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    cluster(&bed).await?;
+    // Planted before the Workplace exists, under the name it will need, pointing at a foreign
+    // NFS server: whoever may create StorageClasses (another Workplace's author, ops).
+    let name = storage_class_name(NS, "intranet");
+    let planted: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": "intranet"}},
+        "provisioner": "nfs.csi.k8s.io",
+        "parameters": {"server": "nfs.example.com", "share": "/exports"},
+        "volumeBindingMode": "WaitForFirstConsumer"
+    }))?;
+    let classes = Api::<StorageClass>::all(admin.clone());
+    classes.create(&PostParams::default(), &planted).await?;
+    let _operator = Operator::start(&bed).await?;
+    let workplaces = create_workplace(&admin, "intranet").await?;
+    let (_, _, m) = expect_condition(
+        &admin,
+        "intranet",
+        "Ready",
+        "False",
+        Some("StorageClassTaken"),
+    )
+    .await?;
+    assert!(
+        m.contains(&name) && m.contains("not this Workplace's"),
+        "{m}"
+    );
+    let rendered = Api::<StatefulSet>::namespaced(admin.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    assert!(rendered.items.is_empty(), "rendered beside a foreign class");
+    // Deleting the Workplace leaves the class as it was.
+    delete_and_wait(&workplaces, "intranet").await?;
+    let after = classes.get(&name).await?;
+    assert_eq!(after.provisioner, "nfs.csi.k8s.io");
+    assert_eq!(after.uid(), classes.get(&name).await?.uid());
+    assert_eq!(
+        after
+            .parameters
+            .unwrap_or_default()
+            .get("server")
+            .map(String::as_str),
+        Some("nfs.example.com")
+    );
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::render::storage_class_name;
 use hexagone_platform::workplace::{Workplace, WorkplaceSpec};
 use hexagone_testbed::ControlPlane;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -56,6 +57,15 @@ pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
         .create(&PostParams::default(), &ns)
         .await?;
     Ok(())
+}
+
+/// Creates Workplace `name` in [`NS`] with the default spec; its API.
+pub async fn create_workplace(admin: &Client, name: &str) -> anyhow::Result<Api<Workplace>> {
+    let workplaces = Api::<Workplace>::namespaced(admin.clone(), NS);
+    workplaces
+        .create(&PostParams::default(), &workplace(name, json!({}))?)
+        .await?;
+    Ok(workplaces)
 }
 
 pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workplace> {
@@ -134,7 +144,7 @@ async fn expect_message(
 }
 
 /// Deletes a Workplace and waits until it is gone (its finalizer has run).
-async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Result<()> {
+pub async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Result<()> {
     workplaces.delete(name, &DeleteParams::default()).await?;
     eventually(&format!("{name} gone"), || async move {
         match workplaces.get_opt(name).await {
@@ -309,7 +319,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     }
     // The StorageClass is limited to the eligible zones, and every claim is bound there.
     let sc = Api::<StorageClass>::all(admin.clone())
-        .get("hexagone-ministere-intranet")
+        .get(&storage_class_name(NS, "intranet"))
         .await?;
     assert_eq!(
         sc.volume_binding_mode.as_deref(),
@@ -467,7 +477,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
                 .await
                 .map_err(|e| e.to_string())?;
             let sc = Api::<StorageClass>::all(admin)
-                .get_opt("hexagone-ministere-intranet")
+                .get_opt(&storage_class_name(NS, "intranet"))
                 .await
                 .map_err(|e| e.to_string())?;
             if wp.is_none() && sc.is_none() {
