@@ -19,19 +19,21 @@ use super::{FIELD_MANAGER, ReconcileError, failed};
 /// Applies a rendered workplace: the StorageClass, the missing credentials, then every object in
 /// order, server-side with [`FIELD_MANAGER`], owned by `owner` when given (the controller passes
 /// the Workplace; the scale benchmark applies the same objects without one, as its baseline).
+/// Returns what was put back in the pod templates (see [`foreign_in_template`]).
 pub async fn apply_rendered(
     client: &Client,
     ns: &str,
     instance: &str,
     rendered: &Rendered,
     owner: Option<&OwnerReference>,
-) -> Result<(), ReconcileError> {
+) -> Result<Vec<String>, ReconcileError> {
     apply_storage_class(client, ns, instance, rendered).await?;
     ensure_credentials(client, ns, instance, rendered, owner).await?;
+    let mut reverted = Vec::new();
     for object in &rendered.objects {
-        apply_object(client, ns, object, owner).await?;
+        reverted.extend(apply_object(client, ns, object, owner).await?);
     }
-    Ok(())
+    Ok(reverted)
 }
 
 /// Whether StorageClass `sc` is Workplace `ns`/`name`'s (its labels say so: a cluster-scoped
@@ -108,13 +110,16 @@ async fn apply_storage_class(
     Ok(())
 }
 
-/// Server-side applies one namespaced object, owned by the Workplace.
+/// Server-side applies one namespaced object, owned by the Workplace. The operator owns whole pod
+/// templates: server-side apply only takes back the fields it manages, so a container, init
+/// container or volume another field manager added to a workload's template stays; it is
+/// removed here (the lists are replaced by the rendered ones), and named in the result.
 async fn apply_object(
     client: &Client,
     ns: &str,
     object: &Value,
     owner: Option<&OwnerReference>,
-) -> Result<(), ReconcileError> {
+) -> Result<Vec<String>, ReconcileError> {
     let mut object = object.clone();
     if let Some(owner) = owner {
         object["metadata"]["ownerReferences"] = json!([owner]);
@@ -137,18 +142,118 @@ async fn apply_object(
                 .map_err(failed(what()))
         };
     }
+    macro_rules! apply_workload {
+        ($t:ty, $template:expr) => {{
+            let api = Api::<$t>::namespaced(c, ns);
+            let live = api
+                .patch(&name, &pp, &patch)
+                .await
+                .map_err(failed(what()))?;
+            let live = serde_json::to_value(&live).unwrap_or_default();
+            let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) else {
+                return Ok(Vec::new());
+            };
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
+                .await
+                .map_err(failed(format!(
+                    "putting back the pod template of {kind} {ns}/{name}"
+                )))?;
+            return Ok(vec![format!(
+                "{kind} {name}: removed {}",
+                foreign.join(", ")
+            )]);
+        }};
+    }
+    const POD: &[&str] = &["spec", "template", "spec"];
+    const CRON_POD: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
     match kind.as_str() {
         "ServiceAccount" => apply_as!(ServiceAccount),
         "ConfigMap" => apply_as!(ConfigMap),
         "Service" => apply_as!(Service),
         "PersistentVolumeClaim" => apply_as!(PersistentVolumeClaim),
-        "Deployment" => apply_as!(Deployment),
-        "StatefulSet" => apply_as!(StatefulSet),
+        "Deployment" => apply_workload!(Deployment, POD),
+        "StatefulSet" => apply_workload!(StatefulSet, POD),
         "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
         "NetworkPolicy" => apply_as!(NetworkPolicy),
-        "CronJob" => apply_as!(k8s_openapi::api::batch::v1::CronJob),
+        "CronJob" => apply_workload!(k8s_openapi::api::batch::v1::CronJob, CRON_POD),
         "Job" => apply_as!(k8s_openapi::api::batch::v1::Job),
         "Ingress" => apply_as!(k8s_openapi::api::networking::v1::Ingress),
         other => unreachable!("render produced an unexpected kind {other}"),
+    }
+    .map(|()| Vec::new())
+}
+
+/// What a live workload's pod spec (at `path`) holds beyond the rendered one: containers, init
+/// containers and volumes by name, described, and the merge patch putting the rendered lists
+/// back (a JSON merge patch replaces a list whole). `None` when there is nothing foreign.
+fn foreign_in_template(
+    rendered: &Value,
+    live: &Value,
+    path: &[&str],
+) -> Option<(Vec<String>, Value)> {
+    let at = |v: &Value| path.iter().fold(v.clone(), |v, k| v[*k].clone());
+    let (want, have) = (at(rendered), at(live));
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut foreign = Vec::new();
+    let mut lists = serde_json::Map::new();
+    for (list, what) in [
+        ("containers", "container"),
+        ("initContainers", "init container"),
+        ("volumes", "volume"),
+    ] {
+        let wanted = names(&want[list]);
+        let extra: Vec<String> = names(&have[list])
+            .into_iter()
+            .filter(|n| !wanted.contains(n))
+            .collect();
+        if !extra.is_empty() {
+            foreign.extend(extra.iter().map(|n| format!("{what} {n}")));
+            lists.insert(list.to_owned(), want[list].clone());
+        }
+    }
+    if foreign.is_empty() {
+        return None;
+    }
+    let fix = path
+        .iter()
+        .rev()
+        .fold(Value::Object(lists), |inner, k| json!({ *k: inner }));
+    Some((foreign, fix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_foreign_sidecar_and_its_volume_are_named_and_the_rendered_lists_put_back() {
+        let rendered = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": "a"}],
+            "volumes": [{"name": "data"}]}}}});
+        let mut live = rendered.clone();
+        live["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "exfil", "image": "x"}));
+        live["spec"]["template"]["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "host", "hostPath": {"path": "/"}}));
+        let path = ["spec", "template", "spec"];
+        let (foreign, fix) = foreign_in_template(&rendered, &live, &path).unwrap();
+        assert_eq!(foreign, ["container exfil", "volume host"]);
+        assert_eq!(
+            fix,
+            json!({"spec": {"template": {"spec": {
+                "containers": [{"name": "app", "image": "a"}],
+                "volumes": [{"name": "data"}]}}}})
+        );
+        assert!(foreign_in_template(&rendered, &rendered, &path).is_none());
     }
 }

@@ -21,7 +21,7 @@ use super::capacity::capacity_shortfall;
 use super::readiness::readiness;
 use super::refuse::{refusals, refuse};
 use super::sovereignty::{Response, sovereignty};
-use super::status::{Report, publish_status};
+use super::status::{Report, event, publish_status};
 use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
 
 /// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
@@ -152,7 +152,14 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     let owner = wp
         .controller_owner_ref(&())
         .expect("a Workplace has a name and uid");
-    apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
+    let reverted = apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
+    if !reverted.is_empty() {
+        let m = format!(
+            "put back the pod templates the operator renders, changed by someone else: {}",
+            reverted.join("; ")
+        );
+        event(ctx, wp, true, "TemplateRestored", m).await;
+    }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
     match capacity {

@@ -1,12 +1,14 @@
 //! Who decides sovereignty, from the attacker's side on the real control plane: ops with exactly
 //! the documented grant cannot write a LocalityPolicy, and a Workplace may use only a policy a
-//! security officer allowed for its namespace; a tenant's own pod abroad, a paused Workplace and
-//! a deleted NetworkPolicy hide nothing from the status, and the deleted object comes back.
+//! security officer allowed for its namespace; a tenant's own pod abroad, a paused Workplace, a
+//! deleted NetworkPolicy and a sidecar patched into a workload hide nothing: the status says
+//! where pods run, the deleted object comes back, the sidecar is removed; a StorageClass planted
+//! under a Workplace's name is neither replaced nor deleted.
 
 use hexagone_platform::k8s::LocalityPolicyResource;
 use hexagone_platform::render::storage_class_name;
 use hexagone_platform::workplace::Workplace;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
@@ -190,7 +192,7 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
                                     "capabilities": {"drop": ["ALL"]}}}]
         }
     }))?;
-    Api::<Pod>::namespaced(tenant, NS)
+    Api::<Pod>::namespaced(tenant.clone(), NS)
         .create(&PostParams::default(), &pod)
         .await?;
     eventually("the tenant's pod reported and evicted", || {
@@ -211,6 +213,56 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
     })
     .await?;
     expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
+
+    // A sidecar (and a host volume) the tenant applies into one of the operator's Deployments
+    // under a field manager of its own: server-side apply would leave it; it is removed.
+    let deployments = Api::<Deployment>::namespaced(tenant, NS);
+    let sidecar = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keycloak"},
+        "spec": {"template": {"spec": {
+            "containers": [{"name": "exfil", "image": "example.invalid/exfil:1"}],
+            "volumes": [{"name": "host", "hostPath": {"path": "/"}}]}}}
+    });
+    deployments
+        .patch(
+            "keycloak",
+            &PatchParams::apply("tenant-tooling"),
+            &Patch::Apply(&sidecar),
+        )
+        .await?;
+    eventually("the sidecar removed and reported", || {
+        let (admin, deployments) = (admin.clone(), deployments.clone());
+        async move {
+            let d = deployments
+                .get("keycloak")
+                .await
+                .map_err(|e| e.to_string())?;
+            let pod = d.spec.and_then(|s| s.template.spec).unwrap_or_default();
+            let containers: Vec<String> = pod.containers.iter().map(|c| c.name.clone()).collect();
+            let volumes: Vec<String> = pod
+                .volumes
+                .unwrap_or_default()
+                .iter()
+                .map(|v| v.name.clone())
+                .collect();
+            let events = events_about(&admin, "intranet").await;
+            let reported = events
+                .iter()
+                .filter_map(|e| e.note.as_deref())
+                .any(|n| n.contains("Deployment keycloak: removed container exfil, volume host"));
+            if !containers.contains(&"exfil".to_owned())
+                && !volumes.contains(&"host".to_owned())
+                && reported
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "containers {containers:?}, volumes {volumes:?}, reported {reported}"
+                ))
+            }
+        }
+    })
+    .await?;
 
     // Paused: nothing moves, but Sovereign still says where the pods run now.
     workplaces
