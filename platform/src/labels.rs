@@ -43,6 +43,12 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Value of [`PART_OF_LABEL`].
 pub const PART_OF: &str = "hexagone-workplace";
+/// Label of a Workplace's StorageClass naming the Workplace's namespace (with
+/// [`INSTANCE_LABEL`], its name): the class is replaced or deleted only when both match.
+pub const WORKPLACE_NAMESPACE_LABEL: &str = "hexagone.fr/workplace-namespace";
+/// The label the API server gives every pod of a Job (Kubernetes' own key): the workplace's
+/// PodDisruptionBudgets leave those pods out.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// Label naming who manages an object: the operator's field manager on everything it applies,
 /// which its watches select.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

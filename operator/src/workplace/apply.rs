@@ -1,15 +1,16 @@
 //! Server-side apply of a rendered workplace with the operator's one field manager: the
 //! StorageClass (replaced when its zones change), the credentials, then every namespaced object.
 
-use hexagone_platform::render::Rendered;
+use hexagone_platform::labels::{INSTANCE_LABEL, WORKPLACE_NAMESPACE_LABEL};
+use hexagone_platform::render::{Rendered, storage_class_name};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::credentials::ensure_credentials;
@@ -18,24 +19,59 @@ use super::{FIELD_MANAGER, ReconcileError, failed};
 /// Applies a rendered workplace: the StorageClass, the missing credentials, then every object in
 /// order, server-side with [`FIELD_MANAGER`], owned by `owner` when given (the controller passes
 /// the Workplace; the scale benchmark applies the same objects without one, as its baseline).
+/// Returns what was put back in the pod templates (see [`foreign_in_template`]).
 pub async fn apply_rendered(
     client: &Client,
     ns: &str,
     instance: &str,
     rendered: &Rendered,
     owner: Option<&OwnerReference>,
-) -> Result<(), ReconcileError> {
-    apply_storage_class(client, rendered).await?;
+) -> Result<Vec<String>, ReconcileError> {
+    apply_storage_class(client, ns, instance, rendered).await?;
     ensure_credentials(client, ns, instance, rendered, owner).await?;
+    let mut reverted = Vec::new();
     for object in &rendered.objects {
-        apply_object(client, ns, object, owner).await?;
+        reverted.extend(apply_object(client, ns, object, owner).await?);
     }
-    Ok(())
+    Ok(reverted)
+}
+
+/// Whether StorageClass `sc` is Workplace `ns`/`name`'s (its labels say so: a cluster-scoped
+/// object cannot carry an owner reference to a namespaced one).
+pub(super) fn owned_by(sc: &StorageClass, ns: &str, name: &str) -> bool {
+    let labels = sc.labels();
+    labels.get(INSTANCE_LABEL).map(String::as_str) == Some(name)
+        && labels.get(WORKPLACE_NAMESPACE_LABEL).map(String::as_str) == Some(ns)
+}
+
+/// Why Workplace `ns`/`name` cannot have its StorageClass: a class of that name exists and is
+/// not the Workplace's. `None` when the name is free or the class is its own.
+pub(super) async fn storage_class_taken(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<String>, ReconcileError> {
+    let sc = storage_class_name(ns, name);
+    let current = Api::<StorageClass>::all(client.clone())
+        .get_opt(&sc)
+        .await
+        .map_err(failed(format!("reading StorageClass {sc}")))?;
+    Ok(current.filter(|c| !owned_by(c, ns, name)).map(|_| {
+        format!(
+            "StorageClass {sc} exists and is not this Workplace's (its labels {INSTANCE_LABEL} and {WORKPLACE_NAMESPACE_LABEL} do not name {ns}/{name}): it is neither used nor replaced; remove it or rename the Workplace"
+        )
+    }))
 }
 
 /// Applies the StorageClass; its allowedTopologies cannot change in place, so a class for other
-/// zones is replaced (claims already bound keep their volumes).
-async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(), ReconcileError> {
+/// zones is replaced (claims already bound keep their volumes). A class of that name that is not
+/// the Workplace's is never replaced.
+async fn apply_storage_class(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    rendered: &Rendered,
+) -> Result<(), ReconcileError> {
     let Some(sc) = &rendered.storage_class else {
         return Ok(());
     };
@@ -48,6 +84,11 @@ async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(),
         .await
         .map_err(failed(format!("reading StorageClass {name}")))?
     {
+        if !owned_by(&current, ns, instance) {
+            return Err(ReconcileError::Foreign(format!(
+                "StorageClass {name} is not Workplace {ns}/{instance}'s: not replaced"
+            )));
+        }
         let current = serde_json::to_value(&current).unwrap_or_default();
         let same = current["allowedTopologies"] == sc["allowedTopologies"]
             && current["provisioner"] == sc["provisioner"]
@@ -69,13 +110,16 @@ async fn apply_storage_class(client: &Client, rendered: &Rendered) -> Result<(),
     Ok(())
 }
 
-/// Server-side applies one namespaced object, owned by the Workplace.
+/// Server-side applies one namespaced object, owned by the Workplace. The operator owns whole pod
+/// templates: server-side apply only takes back the fields it manages, so a container, init
+/// container or volume another field manager added to a workload's template stays; it is
+/// removed here (the lists are replaced by the rendered ones), and named in the result.
 async fn apply_object(
     client: &Client,
     ns: &str,
     object: &Value,
     owner: Option<&OwnerReference>,
-) -> Result<(), ReconcileError> {
+) -> Result<Vec<String>, ReconcileError> {
     let mut object = object.clone();
     if let Some(owner) = owner {
         object["metadata"]["ownerReferences"] = json!([owner]);
@@ -98,18 +142,118 @@ async fn apply_object(
                 .map_err(failed(what()))
         };
     }
+    macro_rules! apply_workload {
+        ($t:ty, $template:expr) => {{
+            let api = Api::<$t>::namespaced(c, ns);
+            let live = api
+                .patch(&name, &pp, &patch)
+                .await
+                .map_err(failed(what()))?;
+            let live = serde_json::to_value(&live).unwrap_or_default();
+            let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) else {
+                return Ok(Vec::new());
+            };
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
+                .await
+                .map_err(failed(format!(
+                    "putting back the pod template of {kind} {ns}/{name}"
+                )))?;
+            return Ok(vec![format!(
+                "{kind} {name}: removed {}",
+                foreign.join(", ")
+            )]);
+        }};
+    }
+    const POD: &[&str] = &["spec", "template", "spec"];
+    const CRON_POD: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
     match kind.as_str() {
         "ServiceAccount" => apply_as!(ServiceAccount),
         "ConfigMap" => apply_as!(ConfigMap),
         "Service" => apply_as!(Service),
         "PersistentVolumeClaim" => apply_as!(PersistentVolumeClaim),
-        "Deployment" => apply_as!(Deployment),
-        "StatefulSet" => apply_as!(StatefulSet),
+        "Deployment" => apply_workload!(Deployment, POD),
+        "StatefulSet" => apply_workload!(StatefulSet, POD),
         "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
         "NetworkPolicy" => apply_as!(NetworkPolicy),
-        "CronJob" => apply_as!(k8s_openapi::api::batch::v1::CronJob),
+        "CronJob" => apply_workload!(k8s_openapi::api::batch::v1::CronJob, CRON_POD),
         "Job" => apply_as!(k8s_openapi::api::batch::v1::Job),
         "Ingress" => apply_as!(k8s_openapi::api::networking::v1::Ingress),
         other => unreachable!("render produced an unexpected kind {other}"),
+    }
+    .map(|()| Vec::new())
+}
+
+/// What a live workload's pod spec (at `path`) holds beyond the rendered one: containers, init
+/// containers and volumes by name, described, and the merge patch putting the rendered lists
+/// back (a JSON merge patch replaces a list whole). `None` when there is nothing foreign.
+fn foreign_in_template(
+    rendered: &Value,
+    live: &Value,
+    path: &[&str],
+) -> Option<(Vec<String>, Value)> {
+    let at = |v: &Value| path.iter().fold(v.clone(), |v, k| v[*k].clone());
+    let (want, have) = (at(rendered), at(live));
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut foreign = Vec::new();
+    let mut lists = serde_json::Map::new();
+    for (list, what) in [
+        ("containers", "container"),
+        ("initContainers", "init container"),
+        ("volumes", "volume"),
+    ] {
+        let wanted = names(&want[list]);
+        let extra: Vec<String> = names(&have[list])
+            .into_iter()
+            .filter(|n| !wanted.contains(n))
+            .collect();
+        if !extra.is_empty() {
+            foreign.extend(extra.iter().map(|n| format!("{what} {n}")));
+            lists.insert(list.to_owned(), want[list].clone());
+        }
+    }
+    if foreign.is_empty() {
+        return None;
+    }
+    let fix = path
+        .iter()
+        .rev()
+        .fold(Value::Object(lists), |inner, k| json!({ *k: inner }));
+    Some((foreign, fix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_foreign_sidecar_and_its_volume_are_named_and_the_rendered_lists_put_back() {
+        let rendered = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": "a"}],
+            "volumes": [{"name": "data"}]}}}});
+        let mut live = rendered.clone();
+        live["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "exfil", "image": "x"}));
+        live["spec"]["template"]["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "host", "hostPath": {"path": "/"}}));
+        let path = ["spec", "template", "spec"];
+        let (foreign, fix) = foreign_in_template(&rendered, &live, &path).unwrap();
+        assert_eq!(foreign, ["container exfil", "volume host"]);
+        assert_eq!(
+            fix,
+            json!({"spec": {"template": {"spec": {
+                "containers": [{"name": "app", "image": "a"}],
+                "volumes": [{"name": "data"}]}}}})
+        );
+        assert!(foreign_in_template(&rendered, &rendered, &path).is_none());
     }
 }

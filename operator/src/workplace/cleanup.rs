@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 
+use super::apply::owned_by;
 use super::status::event;
 use super::{Context, ReconcileError, failed};
 
@@ -19,13 +20,18 @@ pub(super) async fn cleanup(wp: &Workplace, ctx: &Context) -> Result<Action, Rec
     let ns = wp.namespace().unwrap_or_default();
     let name = wp.name_any();
     let sc = storage_class_name(&ns, &name);
-    match Api::<StorageClass>::all(ctx.client.clone())
-        .delete(&sc, &DeleteParams::default())
+    let classes = Api::<StorageClass>::all(ctx.client.clone());
+    let current = classes
+        .get_opt(&sc)
         .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(failed(format!("deleting StorageClass {sc}"))(e)),
+        .map_err(failed(format!("reading StorageClass {sc}")))?;
+    // Another's class of that name is left alone.
+    if current.is_some_and(|c| owned_by(&c, &ns, &name)) {
+        match classes.delete(&sc, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(failed(format!("deleting StorageClass {sc}"))(e)),
+        }
     }
     if wp.spec.storage.delete_claims_with_workplace {
         let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns);

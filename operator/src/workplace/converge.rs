@@ -16,12 +16,12 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::apply::apply_rendered;
+use super::apply::{apply_rendered, storage_class_taken};
 use super::capacity::capacity_shortfall;
 use super::readiness::readiness;
 use super::refuse::{refusals, refuse};
-use super::sovereignty::sovereignty;
-use super::status::{Report, publish_status};
+use super::sovereignty::{Response, sovereignty};
+use super::status::{Report, event, publish_status};
 use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
 
 /// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
@@ -31,25 +31,7 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     let name = wp.name_any();
     let mut report = Report::new(wp);
     if wp.spec.paused {
-        report.set(
-            "Progressing",
-            false,
-            "Paused",
-            "spec.paused is true: nothing is created, changed or evicted until it is false",
-        );
-        for c in &report.previous {
-            if c.type_ != "Progressing" {
-                report.status.conditions.push(c.clone());
-            }
-        }
-        if let Some(s) = &wp.status {
-            report.status.eligible_nodes = s.eligible_nodes;
-            report.status.eligible_zones = s.eligible_zones.clone();
-            report.status.components = s.components.clone();
-            report.status.violations = s.violations.clone();
-        }
-        publish_status(wp, ctx, report).await?;
-        return Ok(Action::requeue(RESYNC));
+        return paused(wp, ctx, report).await;
     }
 
     // One workplace per namespace: its Services are named after the components.
@@ -100,11 +82,20 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
             return refuse(wp, ctx, report, "PolicyNotFound", m).await;
         }
     };
+    if !policy.spec.allows_namespace(&ns) {
+        let m = not_allowed(&wp.spec.policy, &ns);
+        report.set("Sovereign", false, "PolicyNotAllowed", m.clone());
+        return refuse(wp, ctx, report, "PolicyNotAllowed", m).await;
+    }
     if let Some(e) = policy.status.as_ref().and_then(|s| s.error.clone()) {
         let m = format!("LocalityPolicy {}: {e}", wp.spec.policy);
         return refuse(wp, ctx, report, "PolicyInvalid", m).await;
     }
-    let enforce = policy.spec.mode == Mode::Enforce;
+    let response = if policy.spec.mode == Mode::Enforce {
+        Response::Evict
+    } else {
+        Response::Audit
+    };
 
     // Eligible nodes, as the qualifier labelled them.
     let _ = ctx.nodes.wait_until_ready().await;
@@ -134,7 +125,7 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
             }
         );
         let mut report = report;
-        sovereignty(wp, ctx, &policy, enforce, &mut report).await?;
+        sovereignty(wp, ctx, &policy, response, &mut report).await?;
         return refuse(wp, ctx, report, "NoEligibleNode", m).await;
     }
     if zones.is_empty() {
@@ -155,17 +146,27 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     .map_err(ReconcileError::Render)?;
     let capacity = capacity_shortfall(&catalog, wp, &eligible);
 
+    if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
+        return refuse(wp, ctx, report, "StorageClassTaken", m).await;
+    }
     let owner = wp
         .controller_owner_ref(&())
         .expect("a Workplace has a name and uid");
-    apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
+    let reverted = apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
+    if !reverted.is_empty() {
+        let m = format!(
+            "put back the pod templates the operator renders, changed by someone else: {}",
+            reverted.join("; ")
+        );
+        event(ctx, wp, true, "TemplateRestored", m).await;
+    }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
     match capacity {
         Some(m) => report.set("Degraded", true, "InsufficientCapacity", m),
         None => report.set("Degraded", false, "AsExpected", "nothing is degraded"),
     }
-    let moving = sovereignty(wp, ctx, &policy, enforce, &mut report).await?;
+    let moving = sovereignty(wp, ctx, &policy, response, &mut report).await?;
     publish_status(wp, ctx, report).await?;
     ctx.failures.lock().expect("not poisoned").remove(&key(wp));
     Ok(Action::requeue(if all_ready && !moving {
@@ -173,4 +174,65 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     } else {
         SOON
     }))
+}
+
+/// A paused Workplace: nothing is created, changed or evicted, but Sovereign still says where
+/// the namespace's pods run now (a pause must not hide a node that lost its attestation).
+async fn paused(
+    wp: &Workplace,
+    ctx: &Context,
+    mut report: Report,
+) -> Result<Action, ReconcileError> {
+    report.set(
+        "Progressing",
+        false,
+        "Paused",
+        "spec.paused is true: nothing is created, changed or evicted until it is false",
+    );
+    let policy = Api::<LocalityPolicyResource>::all(ctx.client.clone())
+        .get_opt(&wp.spec.policy)
+        .await
+        .map_err(failed(format!("reading LocalityPolicy {}", wp.spec.policy)))?
+        .filter(|p| p.status.as_ref().is_some_and(|s| s.error.is_none()));
+    let ns = wp.namespace().unwrap_or_default();
+    match &policy {
+        Some(policy) if !policy.spec.allows_namespace(&ns) => report.set(
+            "Sovereign",
+            false,
+            "PolicyNotAllowed",
+            not_allowed(&wp.spec.policy, &ns),
+        ),
+        Some(policy) => {
+            sovereignty(wp, ctx, policy, Response::Paused, &mut report).await?;
+        }
+        None => report.set(
+            "Sovereign",
+            false,
+            "PolicyUnavailable",
+            format!(
+                "LocalityPolicy {} is missing or invalid: where the pods run cannot be judged",
+                wp.spec.policy
+            ),
+        ),
+    }
+    for c in &report.previous {
+        if !report.status.conditions.iter().any(|n| n.type_ == c.type_) {
+            report.status.conditions.push(c.clone());
+        }
+    }
+    if let Some(s) = &wp.status {
+        report.status.eligible_nodes = s.eligible_nodes;
+        report.status.eligible_zones = s.eligible_zones.clone();
+        report.status.components = s.components.clone();
+    }
+    publish_status(wp, ctx, report).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Why a Workplace may not use a policy: only a security officer lists the namespaces a policy
+/// protects.
+fn not_allowed(policy: &str, ns: &str) -> String {
+    format!(
+        "LocalityPolicy {policy} does not list namespace {ns} in spec.namespaces: only a security officer decides which namespaces a policy protects; ask one to add {ns}, or name a policy that lists it"
+    )
 }

@@ -1,20 +1,25 @@
 //! `WorkplaceController`: turns each `Workplace` into the running workplace, on eligible nodes
 //! only, and reports it. Each reconcile (`converge.rs`)
 //! 1. refuses, in a condition and an Event, what cannot be deployed (paused, invalid spec,
-//!    unknown policy, a second Workplace in the namespace, no eligible node), changing nothing
+//!    unknown policy or one not allowed for the namespace, a second Workplace in the namespace,
+//!    no eligible node), changing nothing
 //!    (`refuse.rs`);
 //! 2. server-side applies the rendered objects with one field manager, owned by the Workplace
 //!    (the StorageClass, cluster-scoped, is deleted by the finalizer, `cleanup.rs`), and creates
 //!    the generated credentials once, never reading a Secret back (`apply.rs`,
 //!    `credentials.rs`);
-//! 3. finds workplace pods on nodes the policy does not find compliant: Sovereign=False and an
-//!    Event; under an enforce-mode policy it evicts them through the Eviction API (PDBs
-//!    honoured) so the scheduler moves them to eligible nodes (`sovereignty.rs`);
+//! 3. finds pods of the namespace (the operator's or not) on nodes the policy does not find
+//!    compliant: Sovereign=False and an Event; under an enforce-mode policy it evicts them
+//!    through the Eviction API (PDBs honoured) so the scheduler moves them to eligible nodes
+//!    (`sovereignty.rs`). Paused, it still judges them, and moves nothing;
 //! 4. writes status: conditions, per-component readiness, eligible nodes and zones, capacity
 //!    (`status.rs`, `readiness.rs`, `capacity.rs`).
 //!
-//! Drift is corrected because Deployments and StatefulSets are watched (a change re-applies)
-//! and every Workplace is reconciled again at least every five minutes.
+//! Drift is corrected because every kind the operator renders and keeps (Deployments,
+//! StatefulSets, CronJobs, Services, ConfigMaps, ServiceAccounts, PodDisruptionBudgets,
+//! NetworkPolicies, Ingresses) is watched: a change or a deletion re-applies at once. Every pod
+//! in a Workplace's namespace is watched too, and every Workplace is reconciled again at least
+//! every five minutes.
 
 mod apply;
 mod capacity;
@@ -32,10 +37,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hexagone_platform::k8s::LocalityPolicyResource;
-use hexagone_platform::labels::{INSTANCE_LABEL, MANAGED_BY_LABEL};
+use hexagone_platform::labels::MANAGED_BY_LABEL;
 use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -72,6 +80,10 @@ pub enum ReconcileError {
     /// Rendering refused the Workplace (checked before, so not expected).
     #[error("rendering: {0}")]
     Render(String),
+    /// An object of the name the Workplace needs belongs to someone else (permanent until it
+    /// is removed).
+    #[error("{0}")]
+    Foreign(String),
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -143,12 +155,28 @@ pub async fn run(ctx: Arc<Context>) {
         .touched_objects()
         .map(|_| ());
     let everything = futures::stream::select(nodes, policies);
-    Controller::new(Api::<Workplace>::all(client.clone()), cfg())
+    let controller = Controller::new(Api::<Workplace>::all(client.clone()), cfg());
+    // Every pod of a namespace counts (not only those the operator rendered): a pod's change
+    // reconciles the namespace's Workplace.
+    let workplaces = controller.store();
+    controller
         .owns(Api::<Deployment>::all(client.clone()), owned())
         .owns(Api::<StatefulSet>::all(client.clone()), owned())
-        .watches(Api::<Pod>::all(client.clone()), owned(), |pod| {
-            let name = pod.labels().get(INSTANCE_LABEL)?.clone();
-            Some(reflector::ObjectRef::new(&name).within(&pod.namespace()?))
+        .owns(Api::<CronJob>::all(client.clone()), owned())
+        .owns(Api::<Service>::all(client.clone()), owned())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned())
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned())
+        .owns(Api::<Ingress>::all(client.clone()), owned())
+        .watches(Api::<Pod>::all(client.clone()), cfg(), move |pod| {
+            let ns = pod.namespace();
+            workplaces
+                .state()
+                .into_iter()
+                .filter(|wp| wp.namespace() == ns)
+                .map(|wp| reflector::ObjectRef::from_obj(&*wp))
+                .collect::<Vec<_>>()
         })
         .reconcile_all_on(everything)
         // A few Workplaces at a time: each holds its rendered objects while it applies them.

@@ -1,7 +1,11 @@
-//! Sovereignty: where the workplace's pods run against the policy's verdicts (Sovereign, Events),
-//! and under an enforce-mode policy the eviction of misplaced pods through the Eviction API.
+//! Sovereignty: where every pod of the Workplace's namespace runs against the policy's verdicts
+//! (Sovereign, Events), and under an enforce-mode policy the eviction of misplaced pods through
+//! the Eviction API. Judged on every reconcile, paused or not: only the eviction waits.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use hexagone_platform::k8s::LocalityPolicyResource;
 use hexagone_platform::labels::INSTANCE_LABEL;
@@ -11,23 +15,53 @@ use kube::api::{Api, EvictParams, ListParams};
 use kube::{Resource, ResourceExt};
 
 use super::status::{Report, event};
-use super::{Context, ReconcileError, failed};
+use super::{Context, ReconcileError, SOON, failed};
 
-/// Sets Sovereign from where the workplace's pods run; evicts the misplaced ones under an
-/// enforce-mode policy. True when pods are being moved.
+/// The longest one eviction may hold the reconcile. The client retries an eviction a
+/// PodDisruptionBudget refuses (429) by itself, with a backoff growing to minutes; meanwhile no
+/// other reconcile of the Workplace runs, so its status freezes and the other misplaced pods
+/// wait. Past this, the eviction is given up and tried again at the next reconcile, `SOON`.
+const EVICTION_WAIT: Duration = Duration::from_secs(3);
+/// Evictions in flight at once.
+const EVICTIONS_AT_ONCE: usize = 8;
+
+/// What is done about misplaced pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Response {
+    /// Evict them (an enforce-mode policy, the Workplace not paused).
+    Evict,
+    /// Report only: the policy is in audit mode.
+    Audit,
+    /// Report only: the Workplace is paused.
+    Paused,
+}
+
+impl Response {
+    fn says(self) -> &'static str {
+        match self {
+            Response::Evict => "evicting them so the scheduler moves them to eligible nodes",
+            Response::Audit => "LocalityPolicy is in audit mode: reported only, nothing is moved",
+            Response::Paused => "the Workplace is paused: reported only, nothing is moved",
+        }
+    }
+}
+
+/// Sets Sovereign from where every pod of the namespace runs (the operator's or not: a pod
+/// someone else started there is the workplace's data as much); evicts the misplaced ones when
+/// `response` says so. True when pods are being moved.
 pub(super) async fn sovereignty(
     wp: &Workplace,
     ctx: &Context,
     policy: &LocalityPolicyResource,
-    enforce: bool,
+    response: Response,
     report: &mut Report,
 ) -> Result<bool, ReconcileError> {
     let ns = wp.namespace().unwrap_or_default();
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     let pods = pods_api
-        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={}", wp.name_any())))
+        .list(&ListParams::default())
         .await
-        .map_err(failed(format!("listing the workplace's pods in {ns}")))?;
+        .map_err(failed(format!("listing the pods in {ns}")))?;
     let verdicts: BTreeMap<&str, (&str, &str)> = policy
         .status
         .as_ref()
@@ -49,16 +83,21 @@ pub(super) async fn sovereignty(
             continue;
         };
         placed += 1;
+        let ours = pod.labels().get(INSTANCE_LABEL) == Some(&wp.name_any());
+        let who = if ours {
+            format!("pod {}", pod.name_any())
+        } else {
+            format!("pod {} (not rendered by the operator)", pod.name_any())
+        };
         match verdicts.get(node) {
             Some(("compliant", _)) => {}
             Some((_, headline)) => {
-                violations.push(format!("pod {} on node {node}: {headline}", pod.name_any()));
+                violations.push(format!("{who} on node {node}: {headline}"));
                 misplaced.push(pod.name_any());
             }
             None => {
                 violations.push(format!(
-                    "pod {} on node {node}: the node has no verdict under LocalityPolicy {}",
-                    pod.name_any(),
+                    "{who} on node {node}: the node has no verdict under LocalityPolicy {}",
                     wp.spec.policy
                 ));
                 misplaced.push(pod.name_any());
@@ -95,11 +134,7 @@ pub(super) async fn sovereignty(
         report.status.violations.clear();
         return Ok(false);
     }
-    let action = if enforce {
-        "evicting them so the scheduler moves them to eligible nodes"
-    } else {
-        "LocalityPolicy is in audit mode: reported only, nothing is moved"
-    };
+    let action = response.says();
     let message = format!(
         "{} pods run on nodes LocalityPolicy {} does not find compliant ({action}): {}",
         violations.len(),
@@ -116,27 +151,65 @@ pub(super) async fn sovereignty(
     }
     report.set("Sovereign", false, "PodsOnIneligibleNodes", message);
     report.status.violations = violations;
-    if enforce {
-        for pod in misplaced {
-            match pods_api.evict(&pod, &EvictParams::default()).await {
-                Ok(_) => {
-                    ctx.metrics.evictions.inc();
-                    event(
-                        ctx,
-                        wp,
-                        true,
-                        "Evicted",
-                        format!("evicted pod {pod} from a node that is not compliant"),
-                    )
-                    .await;
-                }
-                // A PodDisruptionBudget refuses for now (429): try again shortly.
-                Err(kube::Error::Api(e)) if e.code == 429 || e.code == 404 => {
-                    tracing::info!("eviction of {ns}/{pod} deferred: {}", e.message);
-                }
-                Err(e) => return Err(failed(format!("evicting pod {ns}/{pod}"))(e)),
+    if response == Response::Evict {
+        evict(wp, ctx, &pods_api, &misplaced).await?;
+    }
+    Ok(response == Response::Evict)
+}
+
+/// Evicts the misplaced pods, several at a time: a budget that refuses one pod (for now) does not hold
+/// back the others. A refusal or an eviction still pending after `EVICTION_WAIT` is left for the
+/// next reconcile.
+async fn evict(
+    wp: &Workplace,
+    ctx: &Context,
+    pods_api: &Api<Pod>,
+    misplaced: &[String],
+) -> Result<(), ReconcileError> {
+    let ns = wp.namespace().unwrap_or_default();
+    // Owned futures: a stream over closures borrowing `misplaced` is not `Send` for every
+    // lifetime, which the controller requires of the reconcile.
+    let evictions: Vec<_> = misplaced
+        .iter()
+        .map(|pod| {
+            let (api, pod) = (pods_api.clone(), pod.clone());
+            async move {
+                let evicted =
+                    tokio::time::timeout(EVICTION_WAIT, api.evict(&pod, &EvictParams::default()))
+                        .await;
+                (pod, evicted)
             }
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::stream::iter(evictions)
+        .buffer_unordered(EVICTIONS_AT_ONCE)
+        .collect()
+        .await;
+    let mut first_error = None;
+    for (pod, evicted) in outcomes {
+        match evicted {
+            Ok(Ok(_)) => {
+                ctx.metrics.evictions.inc();
+                event(
+                    ctx,
+                    wp,
+                    true,
+                    "Evicted",
+                    format!("evicted pod {pod} from a node that is not compliant"),
+                )
+                .await;
+            }
+            // A PodDisruptionBudget refuses for now (429), or the pod is gone (404).
+            Ok(Err(kube::Error::Api(e))) if e.code == 429 || e.code == 404 => {
+                tracing::info!("eviction of {ns}/{pod} deferred: {}", e.message);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(failed(format!("evicting pod {ns}/{pod}"))(e));
+            }
+            Err(_) => tracing::info!(
+                "eviction of {ns}/{pod} not granted within {EVICTION_WAIT:?} (a PodDisruptionBudget refuses it for now): tried again in {SOON:?}"
+            ),
         }
     }
-    Ok(true)
+    first_error.map_or(Ok(()), Err)
 }

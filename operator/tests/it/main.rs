@@ -2,6 +2,7 @@
 //! NodeRestriction and RBAC, scheduler, controller-manager, kwok nodes): one test binary, one
 //! module per capability.
 
+mod authority;
 mod leader;
 mod manifests;
 mod node_restriction;

@@ -4,13 +4,16 @@
 //! deletion cleans up; bad specs are refused at apply or explained in a condition.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::render::storage_class_name;
 use hexagone_platform::workplace::{Workplace, WorkplaceSpec};
 use hexagone_testbed::ControlPlane;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -22,6 +25,13 @@ use crate::util::{
 };
 
 const LATER: &str = "2030-01-01T00:00:00Z";
+/// How long a PodDisruptionBudget may remember an eviction. The disruption controller keys the
+/// pods an eviction disrupted by name and forgets one when no pod of that name is left, or two
+/// minutes after the eviction (`DeletionTimeout` in kube-controller-manager's disruption
+/// controller). A StatefulSet pod recreated under the same name before the controller saw the
+/// old one go stays "about to be deleted" for those two minutes: its budget allows no disruption
+/// until then, and the next eviction in that component is refused, rightly.
+const DISRUPTION_REMEMBERED: Duration = Duration::from_secs(120);
 pub const NS: &str = "ministere";
 const ELIGIBLE: [&str; 4] = hexagone_testbed::sovereign::FRENCH;
 
@@ -36,11 +46,10 @@ pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
         create_attestation(&officer, &attestation(node, "FR", LATER)).await?;
     }
     create_attestation(&officer, &attestation("hetzner-de", "DE", LATER)).await?;
-    Api::<LocalityPolicyResource>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &policy("dr", "france-diffusion-restreinte"),
-        )
+    let mut dr = policy("dr", "france-diffusion-restreinte");
+    dr.spec.namespaces = vec![NS.into()];
+    Api::<LocalityPolicyResource>::all(officer.clone())
+        .create(&PostParams::default(), &dr)
         .await?;
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS, "labels": {
         "pod-security.kubernetes.io/enforce": "restricted"}}}))?;
@@ -48,6 +57,15 @@ pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
         .create(&PostParams::default(), &ns)
         .await?;
     Ok(())
+}
+
+/// Creates Workplace `name` in [`NS`] with the default spec; its API.
+pub async fn create_workplace(admin: &Client, name: &str) -> anyhow::Result<Api<Workplace>> {
+    let workplaces = Api::<Workplace>::namespaced(admin.clone(), NS);
+    workplaces
+        .create(&PostParams::default(), &workplace(name, json!({}))?)
+        .await?;
+    Ok(workplaces)
 }
 
 pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workplace> {
@@ -64,7 +82,7 @@ pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workpla
     Ok(Workplace::new(name, spec))
 }
 
-fn condition(wp: &Workplace, type_: &str) -> Option<(String, String, String)> {
+pub fn condition(wp: &Workplace, type_: &str) -> Option<(String, String, String)> {
     wp.status.as_ref().and_then(|s| {
         s.conditions
             .iter()
@@ -126,7 +144,7 @@ async fn expect_message(
 }
 
 /// Deletes a Workplace and waits until it is gone (its finalizer has run).
-async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Result<()> {
+pub async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Result<()> {
     workplaces.delete(name, &DeleteParams::default()).await?;
     eventually(&format!("{name} gone"), || async move {
         match workplaces.get_opt(name).await {
@@ -138,7 +156,7 @@ async fn delete_and_wait(workplaces: &Api<Workplace>, name: &str) -> anyhow::Res
 }
 
 /// node -> pods of the workplace placed there.
-async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+pub async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let pods = Api::<Pod>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
         .await?;
@@ -157,7 +175,8 @@ async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<Strin
     Ok(out)
 }
 
-async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
+/// The Events in [`NS`] about object `regarding`.
+pub async fn events_about(client: &Client, regarding: &str) -> Vec<Event> {
     Api::<Event>::namespaced(client.clone(), NS)
         .list(&ListParams::default())
         .await
@@ -165,8 +184,80 @@ async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-        .filter_map(|e| e.reason)
         .collect()
+}
+
+async fn event_reasons(client: &Client, regarding: &str) -> BTreeSet<String> {
+    let events = events_about(client, regarding).await;
+    events.into_iter().filter_map(|e| e.reason).collect()
+}
+
+/// Withdraws `node`'s attestation while nothing may move (audit mode, a paused Workplace):
+/// Sovereign=False names the node and says `why` nothing moves, and its pods stay.
+pub async fn withdrawn_and_only_reported(
+    admin: &Client,
+    officer: &Client,
+    node: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    let before = placement(admin).await?.get(node).cloned();
+    assert!(before.is_some(), "no workplace pod on {node}");
+    Api::<NodeAttestation>::all(officer.clone())
+        .delete(&format!("{node}-attestation"), &DeleteParams::default())
+        .await?;
+    let (_, _, m) = expect_condition(
+        admin,
+        "intranet",
+        "Sovereign",
+        "False",
+        Some("PodsOnIneligibleNodes"),
+    )
+    .await?;
+    assert!(m.contains(why), "{m}");
+    assert!(m.contains(&format!("on node {node}")), "{m}");
+    assert_eq!(
+        placement(admin).await?.get(node),
+        before.as_ref(),
+        "pods moved ({why})"
+    );
+    Ok(())
+}
+
+/// `Ok` when every PodDisruptionBudget of the workplace is up to date and allows one disruption;
+/// else which budgets do not, and the evictions each still remembers.
+async fn budgets_at_rest(client: &Client) -> Result<(), String> {
+    let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if budgets.items.is_empty() {
+        return Err("no PodDisruptionBudget".into());
+    }
+    let busy: Vec<String> = budgets
+        .items
+        .iter()
+        .filter_map(|b| {
+            let s = b.status.clone().unwrap_or_default();
+            let at_rest =
+                s.observed_generation == b.metadata.generation && s.disruptions_allowed >= 1;
+            (!at_rest).then(|| {
+                format!(
+                    "{}: allows {}, remembers {:?}",
+                    b.name_any(),
+                    s.disruptions_allowed,
+                    s.disrupted_pods
+                        .unwrap_or_default()
+                        .keys()
+                        .collect::<Vec<_>>()
+                )
+            })
+        })
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(busy.join("; "))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +319,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     }
     // The StorageClass is limited to the eligible zones, and every claim is bound there.
     let sc = Api::<StorageClass>::all(admin.clone())
-        .get("hexagone-ministere-intranet")
+        .get(&storage_class_name(NS, "intranet"))
         .await?;
     assert_eq!(
         sc.volume_binding_mode.as_deref(),
@@ -325,8 +416,18 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     )
     .await?;
 
+    // Every budget allows an eviction again before the next ones are asked for, so that what
+    // follows measures the operator, not the disruption controller's memory of the evictions
+    // above (up to two minutes for a StatefulSet pod recreated under its name).
+    hexagone_testbed::wait::until(
+        "every PodDisruptionBudget at rest",
+        DISRUPTION_REMEMBERED + util::CONVERGE,
+        || budgets_at_rest(&admin),
+    )
+    .await?;
+
     // Audit mode: a lapse is reported, nothing moves. Back to enforce: the pods move.
-    let policies = Api::<LocalityPolicyResource>::all(admin.clone());
+    let policies = Api::<LocalityPolicyResource>::all(officer.clone());
     policies
         .patch(
             "dr",
@@ -340,26 +441,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         .find(|n| *n == "outscale-par2-a" || *n == "ovh-par2-b")
         .cloned()
         .expect("pods in fr-par-2");
-    let on_second = placed[&second].clone();
-    Api::<NodeAttestation>::all(officer.clone())
-        .delete(&format!("{second}-attestation"), &DeleteParams::default())
-        .await?;
-    let (_, _, m) = expect_condition(
-        &admin,
-        "intranet",
-        "Sovereign",
-        "False",
-        Some("PodsOnIneligibleNodes"),
-    )
-    .await?;
-    assert!(m.contains("audit mode: reported only"), "{m}");
-    assert!(m.contains(&format!("on node {second}")), "{m}");
-    let still = placement(&admin).await?;
-    assert_eq!(
-        still.get(&second),
-        Some(&on_second),
-        "audit mode moved pods"
-    );
+    withdrawn_and_only_reported(&admin, &officer, &second, "audit mode: reported only").await?;
     policies
         .patch(
             "dr",
@@ -373,7 +455,8 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         async move {
             let p = placement(&admin).await.map_err(|e| e.to_string())?;
             if p.contains_key(&second) || p.contains_key("<pending>") {
-                Err(format!("{p:?}"))
+                let budgets = budgets_at_rest(&admin).await.err().unwrap_or_default();
+                Err(format!("{p:?}; budgets: {budgets}"))
             } else {
                 Ok(())
             }
@@ -394,7 +477,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
                 .await
                 .map_err(|e| e.to_string())?;
             let sc = Api::<StorageClass>::all(admin)
-                .get_opt("hexagone-ministere-intranet")
+                .get_opt(&storage_class_name(NS, "intranet"))
                 .await
                 .map_err(|e| e.to_string())?;
             if wp.is_none() && sc.is_none() {
@@ -529,8 +612,9 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         "allowedCountries: [FR]\nnetworkOperator",
         "allowedCountries: [PL]\nnetworkOperator",
     );
-    let pl = hexagone_platform::LocalityPolicy::from_yaml(&text, "pl.yaml")
+    let mut pl = hexagone_platform::LocalityPolicy::from_yaml(&text, "pl.yaml")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    pl.namespaces = vec![NS.into()];
     Api::<LocalityPolicyResource>::all(admin.clone())
         .create(
             &PostParams::default(),

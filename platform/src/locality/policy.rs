@@ -67,6 +67,11 @@ pub struct LocalityPolicy {
     /// What a verdict is when too few sources could place the node.
     #[serde(default)]
     pub on_unknown: OnUnknown,
+    /// The namespaces whose Workplaces may use this policy. Only security officers write
+    /// LocalityPolicies, so only they decide which data a policy protects: a Workplace in a
+    /// namespace not listed is refused (`PolicyNotAllowed`). Empty: no Workplace may use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
 }
 
 /// Rules on the network operator: the autonomous system of the node's address.
@@ -366,6 +371,11 @@ impl LocalityPolicy {
     }
 
     /// Checks that span fields; the path names the field to point at.
+    /// Whether a Workplace in namespace `ns` may use this policy.
+    pub fn allows_namespace(&self, ns: &str) -> bool {
+        self.namespaces.iter().any(|n| n == ns)
+    }
+
     fn check(&self) -> Result<(), (Vec<Seg>, String)> {
         use Seg::{Index, Key};
         if self.classification.trim().is_empty() {
@@ -385,6 +395,15 @@ impl LocalityPolicy {
                 vec![Key("networkOperator"), Key("allowedCountries")],
                 "expected at least one country or group where network operators may be registered"
                     .into(),
+            ));
+        }
+        if let Some(i) = self.namespaces.iter().position(|n| !is_dns_label(n)) {
+            return Err((
+                vec![Key("namespaces"), Index(i)],
+                format!(
+                    "{:?} is not a namespace name; expected 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit",
+                    self.namespaces[i]
+                ),
             ));
         }
         let rule = &self.network_operator;
@@ -527,6 +546,16 @@ fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     at
 }
 
+/// A Kubernetes namespace name (an RFC 1123 label).
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,7 +618,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorom: 3"),
-            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`",
+            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`",
         );
         check(
             "mode: audit\n",

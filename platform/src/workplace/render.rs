@@ -23,6 +23,7 @@ use crate::node::{ATTESTED_COUNTRY_LABEL, ZONE_LABEL};
 use crate::workplace::{WorkplaceSpec, eligible_label};
 
 pub use crate::labels::{COMPONENT_LABEL, INSTANCE_LABEL, PART_OF, PART_OF_LABEL};
+use crate::labels::{JOB_NAME_LABEL, MANAGED_BY_LABEL, WORKPLACE_NAMESPACE_LABEL};
 /// Prefix of the generated credential Secrets: one Secret per credential
 /// (`credential-postgresql-password`), its value under the key [`CREDENTIAL_KEY`], so the operator
 /// can create a missing one without ever reading the others.
@@ -76,9 +77,29 @@ impl Rendered {
     }
 }
 
-/// Name of the StorageClass of a workplace.
+/// Name of the StorageClass of a workplace: `hexagone.<namespace>.<name>`. A namespace holds no
+/// dot, so two Workplaces never share a name (with dashes, `paris`/`rh-wp` and `paris-rh`/`wp`
+/// did). A name past the 253 characters Kubernetes allows ends in a digest of the Workplace's
+/// name instead.
 pub fn storage_class_name(namespace: &str, name: &str) -> String {
-    format!("hexagone-{namespace}-{name}")
+    let full = format!("hexagone.{namespace}.{name}");
+    if full.len() <= 253 {
+        return full;
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16]);
+    format!("hexagone.{namespace}.{digest}")
+}
+
+/// The labels naming the Workplace a StorageClass belongs to (a cluster-scoped object has no
+/// owner reference to a namespaced one): checked before the class is replaced or deleted.
+pub fn storage_class_labels(namespace: &str, name: &str) -> Value {
+    json!({
+        INSTANCE_LABEL: name,
+        WORKPLACE_NAMESPACE_LABEL: namespace,
+        PART_OF_LABEL: PART_OF,
+        MANAGED_BY_LABEL: "hexagone-operator",
+    })
 }
 
 /// Renders a workplace. Fails only when the policy name cannot name a label.
@@ -124,7 +145,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         json!({
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
-            "metadata": {"name": sc_name, "labels": labels(input, None)},
+            "metadata": {"name": sc_name, "labels": storage_class_labels(input.namespace, input.name)},
             "provisioner": input.spec.storage.provisioner,
             "parameters": input.spec.storage.parameters,
             "reclaimPolicy": "Retain",
@@ -1078,10 +1099,16 @@ fn render_component(
         out.push(cron);
     }
     // One pod at a time may be evicted: with one replica that is the pod itself, so an
-    // ineligible node can always be drained (the component is briefly down, and says so).
+    // ineligible node can always be drained (the component is briefly down, and says so). The
+    // component's Job pods (databases, backups) carry its labels but are left out: the
+    // disruption controller finds no scale for a Job's pod, fails safe and then allows no
+    // eviction at all for as long as that pod exists.
     out.push(json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(n),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(input, n)}}
+        "spec": {"maxUnavailable": 1, "selector": {
+            "matchLabels": selector(input, n),
+            "matchExpressions": [{"key": JOB_NAME_LABEL, "operator": "DoesNotExist"}]
+        }}
     }));
 }
 
@@ -1408,6 +1435,22 @@ mod tests {
     }
 
     const SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, egress: [{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}]}";
+
+    #[test]
+    fn storage_class_names_never_collide_across_namespaces() {
+        assert_ne!(
+            storage_class_name("paris", "rh-wp"),
+            storage_class_name("paris-rh", "wp")
+        );
+        assert_eq!(storage_class_name("paris", "rh-wp"), "hexagone.paris.rh-wp");
+        let long = "w".repeat(250);
+        let name = storage_class_name("paris", &long);
+        assert!(
+            name.len() <= 253 && name.starts_with("hexagone.paris."),
+            "{name}"
+        );
+        assert_ne!(name, storage_class_name("paris", &"v".repeat(250)));
+    }
 
     /// The rendered objects of the sample Workplace, as reviewed (an `insta` snapshot).
     /// Regenerate with `INSTA_UPDATE=always cargo test -p hexagone-platform --features k8s --lib

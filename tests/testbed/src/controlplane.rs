@@ -704,7 +704,11 @@ async fn client_from(kubeconfig: &Path, port: Option<u16>) -> Result<Client, Err
             .map_err(|e: http::uri::InvalidUri| err(e.to_string()))?;
     }
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(30));
+    // Longer than a watch may stay idle (the API server ends a watch after 290 s, and kube's
+    // watcher has its own idle timeout): a shorter read timeout cut every quiet watch, and the
+    // watchers' backoff, reset only after two minutes without an error, then grew to 30 s, so
+    // the controllers under test saw a change up to 30 s late per watch.
+    config.read_timeout = Some(Duration::from_secs(300));
     Client::try_from(config).map_err(|e| err(e.to_string()))
 }
 
