@@ -6,8 +6,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The repository this test runs in: cargo's `CARGO_MANIFEST_DIR` when it runs the test (a
+/// compiled binary reused from another checkout of the same sources still reads this one),
+/// else the one it was compiled in.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .join("../..")
         .canonicalize()
         .expect("the repository root")
