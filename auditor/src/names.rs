@@ -34,7 +34,7 @@ fn skeleton(name: &str) -> String {
         .collect()
 }
 
-/// The reserved store `store` reads as (its first `/`-separated part, by [`skeleton`]), if
+/// The reserved store `store` reads as (its first `/`-separated part, by `skeleton`), if
 /// any.
 pub fn reserved_store(store: &str) -> Option<&'static str> {
     let first = skeleton(store.split('/').next().unwrap_or(store));
@@ -45,7 +45,7 @@ pub fn reserved_store(store: &str) -> Option<&'static str> {
 }
 
 /// Checks that `name` (the field `field`: `store` or `class`) is a plain name: 1 to
-/// [`MAX_NAME`] bytes of [`plain`] characters, starting with a letter or a digit, with no
+/// [`MAX_NAME`] bytes of `plain` characters, starting with a letter or a digit, with no
 /// empty `/`-separated part.
 pub fn check_plain(field: &'static str, name: &str) -> Result<(), EntryError> {
     let problem = |why: String| {

@@ -19,7 +19,7 @@ use super::{FIELD_MANAGER, ReconcileError, failed};
 /// Applies a rendered workplace: the StorageClass, the missing credentials, then every object in
 /// order, server-side with [`FIELD_MANAGER`], owned by `owner` when given (the controller passes
 /// the Workplace; the scale benchmark applies the same objects without one, as its baseline).
-/// Returns what was put back in the pod templates (see [`foreign_in_template`]).
+/// Returns what was put back in the pod templates (see `foreign_in_template`).
 pub async fn apply_rendered(
     client: &Client,
     ns: &str,
