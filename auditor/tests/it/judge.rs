@@ -96,6 +96,20 @@ items:
         (out, entries)
     }
 
+    /// Appends `forged` with the key, as whoever holds it can: sealed, chained and signed.
+    async fn sign_as_key_holder(&self, forged: Observation) {
+        let key = hexagone_auditor::keyfile::load(&self.key).unwrap();
+        let ledger = hexagone_auditor::store::Ledger::open(&self.db)
+            .await
+            .unwrap();
+        let (mut seq, _) = ledger.sequencer(key).await.unwrap();
+        ledger
+            .append(&mut seq, crate::util::NOW, vec![Body::Observation(forged)])
+            .await
+            .unwrap();
+        ledger.close().await;
+    }
+
     /// `verify BUNDLE --policy P...`: (exit code, stdout).
     fn verify(&self, bundle: &str, policies: &[&str]) -> (Option<i32>, String) {
         let mut args = vec!["verify", bundle, "--trust", &self.vkey];
@@ -356,16 +370,7 @@ async fn a_verdict_its_evidence_does_not_give_fails_verify_policy() {
     forged.locality.verdict = Verdict::Compliant;
     let forged = Observation::new(forged.object, forged.content, forged.locality)
         .expect("consistent on its face");
-    {
-        let key = hexagone_auditor::keyfile::load(&s.key).unwrap();
-        let ledger = hexagone_auditor::store::Ledger::open(&s.db).await.unwrap();
-        let (mut seq, _) = ledger.sequencer(key).await.unwrap();
-        ledger
-            .append(&mut seq, crate::util::NOW, vec![Body::Observation(forged)])
-            .await
-            .unwrap();
-        ledger.close().await;
-    }
+    s.sign_as_key_holder(forged).await;
     let (bundle, entries) = s.export();
     assert_eq!(entries.len(), 3);
     let (code, out) = s.verify(&bundle, &[]);
@@ -484,16 +489,7 @@ async fn a_false_address_fact_that_replays_is_caught_against_the_named_databases
     };
     let forged = Observation::new(forged.object, forged.content, forged.locality)
         .expect("consistent on its face");
-    {
-        let key = hexagone_auditor::keyfile::load(&s.key).unwrap();
-        let ledger = hexagone_auditor::store::Ledger::open(&s.db).await.unwrap();
-        let (mut seq, _) = ledger.sequencer(key).await.unwrap();
-        ledger
-            .append(&mut seq, crate::util::NOW, vec![Body::Observation(forged)])
-            .await
-            .unwrap();
-        ledger.close().await;
-    }
+    s.sign_as_key_holder(forged).await;
     let (bundle, _) = s.export();
     let (code, out) = s.verify(&bundle, &[DR]);
     assert_eq!(code, Some(1), "{out}");
