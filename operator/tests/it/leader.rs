@@ -104,7 +104,13 @@ async fn a_standby_takes_over_and_a_cut_reconcile_converges() -> anyhow::Result<
     bed.kill_apiserver().await?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     bed.start_apiserver().await?;
-    eventually("jitsi-web scaled to 3 and ready", || {
+    // After an outage the operator's own backoffs bound how soon it comes back: a reconcile
+    // that failed while the apiserver was down is retried after up to 60 s (`error_policy`),
+    // and a watch that failed reconnects after up to 30 s (kube's default backoff). So the
+    // bound here is those 90 s plus the usual convergence time, not the usual time alone
+    // (which failed once under load, at 90 s, with the status one step behind).
+    let after_outage = std::time::Duration::from_secs(60 + 30) + util::CONVERGE;
+    hexagone_testbed::wait::until("jitsi-web scaled to 3 and ready", after_outage, || {
         let workplaces = workplaces.clone();
         async move {
             let wp = workplaces
