@@ -2,15 +2,17 @@
 // standard library only: C2SP signed notes with Ed25519, RFC 6962 Merkle trees with SHA-256.
 //
 //	go build -o c2spcheck c2spcheck.go
-//	./c2spcheck -vkey ledger.key.pub -bundle ledger.bundle.jsonl [-checkpoint head.note] [-proof x.tlog-proof]
+//	./c2spcheck -vkey ledger.key.pub -bundle ledger.bundle.jsonl [-witness w1.key.pub]... [-checkpoint head.note] [-proof x.tlog-proof]
 //
 // It checks the header, every entry's sequence number and hash chain (prev), every
 // checkpoint's Ed25519 signature by the key in force (following key rotations), its origin,
 // its size (the entries before it) and its root (recomputed from the entries' leaf hashes),
 // that the trusted key (-vkey) signed the last checkpoint, that every entry is under a signed
 // checkpoint, and that the bundle ends with its end record and nothing after it. With
-// -checkpoint, the bundle must reach that checkpoint (obtained elsewhere) with the same root.
-// With -proof, an inclusion proof's entry must be in its signed tree.
+// -witness (repeatable), the last checkpoint must carry each witness's cosignature (C2SP
+// tlog-cosignature, cosignature/v1). With -checkpoint, the bundle must reach that checkpoint
+// (obtained elsewhere, signed by the -vkey key) with the same root. With -proof, an inclusion
+// proof's entry must be in its signed tree.
 //
 // Exit 0 valid, 1 invalid ("FAIL: " and what is wrong), 2 usage or I/O error.
 package main
@@ -21,6 +23,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -35,7 +38,8 @@ type hash = [32]byte
 func fail(f string, a ...any)  { fmt.Fprintf(os.Stderr, "FAIL: "+f+"\n", a...); os.Exit(1) }
 func usage(f string, a ...any) { fmt.Fprintf(os.Stderr, "c2spcheck: "+f+"\n", a...); os.Exit(2) }
 
-// key is a C2SP signed-note verifier key: name+<8 hex key ID>+base64(0x01 || Ed25519 key).
+// key is a C2SP signed-note verifier key: name+<8 hex key ID>+base64(alg || Ed25519 key),
+// alg 0x01 for the log's key, 0x04 for a witness's cosignature/v1 key.
 type key struct {
 	name string
 	id   [4]byte
@@ -43,14 +47,14 @@ type key struct {
 	text string
 }
 
-func parseKey(s string) (key, error) {
+func parseKey(s string, alg byte) (key, error) {
 	parts := strings.SplitN(s, "+", 3)
 	if len(parts) != 3 {
 		return key{}, fmt.Errorf("%q is not name+keyid+key", s)
 	}
 	raw, err := base64.StdEncoding.DecodeString(parts[2])
-	if err != nil || len(raw) != 33 || raw[0] != 0x01 {
-		return key{}, fmt.Errorf("%q is not an Ed25519 verifier key", s)
+	if err != nil || len(raw) != 33 || raw[0] != alg {
+		return key{}, fmt.Errorf("%q is not an Ed25519 key of type %#x", s, alg)
 	}
 	k := key{name: parts[0], pub: ed25519.PublicKey(raw[1:]), text: s}
 	sum := sha256.Sum256(append([]byte(k.name+"\n"), raw...))
@@ -61,30 +65,57 @@ func parseKey(s string) (key, error) {
 	return k, nil
 }
 
-// open checks that k signed the note (text, a blank line, "— name base64(key ID || signature)"
-// lines; other names' lines, such as witness cosignatures, are ignored) and parses its
-// c2sp.org/tlog-checkpoint body: origin, tree size, base64 root.
-func open(note string, k key) (uint64, hash, error) {
-	var root hash
+// signatures splits a signed note into its text and the signatures of key k (name and key ID
+// match): text, a blank line, then "— name base64(key ID || signature)" lines.
+func signatures(note string, k key) (string, [][]byte, error) {
 	split := strings.LastIndex(note, "\n\n")
 	if split < 0 || split+2 >= len(note) || !strings.HasSuffix(note, "\n") {
-		return 0, root, fmt.Errorf("not a signed note")
+		return "", nil, fmt.Errorf("not a signed note")
 	}
-	text, signed := note[:split+1], false
+	var sigs [][]byte
 	for _, l := range strings.Split(note[split+2:len(note)-1], "\n") {
 		name, b64, ok := strings.Cut(strings.TrimPrefix(l, "— "), " ")
 		raw, err := base64.StdEncoding.DecodeString(b64)
 		if !ok || err != nil || len(raw) < 5 || !strings.HasPrefix(l, "— ") {
-			return 0, root, fmt.Errorf("malformed signature line %q", l)
+			return "", nil, fmt.Errorf("malformed signature line %q", l)
 		}
 		if name == k.name && bytes.Equal(raw[:4], k.id[:]) {
-			if !ed25519.Verify(k.pub, []byte(text), raw[4:]) {
-				return 0, root, fmt.Errorf("the signature by %s does not verify", k.name)
-			}
-			signed = true
+			sigs = append(sigs, raw[4:])
 		}
 	}
-	if !signed {
+	return note[:split+1], sigs, nil
+}
+
+// cosigned returns the time of witness w's valid cosignature/v1 on the note: 8 bytes of time,
+// then an Ed25519 signature of "cosignature/v1\ntime <time>\n" and the checkpoint body.
+func cosigned(note string, w key) (uint64, bool) {
+	text, sigs, err := signatures(note, w)
+	for _, sig := range sigs {
+		if err != nil || len(sig) != 72 {
+			continue
+		}
+		t := binary.BigEndian.Uint64(sig[:8])
+		if ed25519.Verify(w.pub, []byte(fmt.Sprintf("cosignature/v1\ntime %d\n%s", t, text)), sig[8:]) {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+// open checks that k signed the note (other keys' lines, such as witness cosignatures, are
+// ignored) and parses its c2sp.org/tlog-checkpoint body: origin, tree size, base64 root.
+func open(note string, k key) (uint64, hash, error) {
+	var root hash
+	text, sigs, err := signatures(note, k)
+	if err != nil {
+		return 0, root, err
+	}
+	for _, sig := range sigs {
+		if !ed25519.Verify(k.pub, []byte(text), sig) {
+			return 0, root, fmt.Errorf("the signature by %s does not verify", k.name)
+		}
+	}
+	if len(sigs) == 0 {
 		return 0, root, fmt.Errorf("not signed by %s", k.text)
 	}
 	body := strings.Split(text, "\n")
@@ -140,8 +171,18 @@ func both(h hash) string {
 func main() {
 	vkeyPath := flag.String("vkey", "", "the log's verifier key, the one in force (keygen's .pub file)")
 	bundlePath := flag.String("bundle", "", "export bundle (JSON Lines)")
-	cpPath := flag.String("checkpoint", "", "optional: a signed checkpoint obtained elsewhere that the bundle must reach")
+	cpPath := flag.String("checkpoint", "", "optional: a checkpoint signed by the -vkey key, obtained elsewhere, that the bundle must reach")
 	proofPath := flag.String("proof", "", "optional: a c2sp.org/tlog-proof@v1 file to check")
+	var witnesses []key
+	flag.Func("witness", "a witness's key file (witness keygen's .pub) whose cosignature the last checkpoint must carry; repeatable", func(path string) error {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		w, err := parseKey(strings.TrimSpace(string(raw)), 0x04)
+		witnesses = append(witnesses, w)
+		return err
+	})
 	flag.Parse()
 	if *vkeyPath == "" || *bundlePath == "" {
 		usage("-vkey and -bundle are required")
@@ -150,7 +191,7 @@ func main() {
 	if err != nil {
 		usage("%v", err)
 	}
-	trusted, err := parseKey(strings.TrimSpace(string(raw)))
+	trusted, err := parseKey(strings.TrimSpace(string(raw)), 0x01)
 	if err != nil {
 		usage("-vkey: %v", err)
 	}
@@ -185,6 +226,7 @@ func main() {
 		checkpoints uint64
 		lastSize    uint64
 		lastSigner  = -1
+		lastNote    string
 		ended       bool
 	)
 	for line := 1; ; line++ {
@@ -220,7 +262,7 @@ func main() {
 				fail("line %d: entry %d records prev %s, but the entry before it hashes to %x", line, *e.Seq, e.Prev, prev)
 			}
 			if e.Kind == "key-rotation" {
-				k, err := parseKey(e.NewKey)
+				k, err := parseKey(e.NewKey, 0x01)
 				if err != nil || k.name != origin {
 					fail("line %d: entry %d announces an unusable key %q", line, *e.Seq, e.NewKey)
 				}
@@ -252,7 +294,7 @@ func main() {
 			if json.Unmarshal(rec["key"], &s) != nil || t.size > 0 || checkpoints > 0 {
 				fail("line %d: a key record out of place", line)
 			}
-			k, err := parseKey(s)
+			k, err := parseKey(s, 0x01)
 			if err != nil || k.name != origin {
 				fail("line %d: key %q is not a key of the log %q", line, s, origin)
 			}
@@ -280,7 +322,7 @@ func main() {
 			if root != t.root() {
 				fail("line %d: checkpoint of size %d signs root %s, the entries give %s", line, size, both(root), both(t.root()))
 			}
-			lastSize, lastSigner = size, active
+			lastSize, lastSigner, lastNote = size, active, note
 			checkpoints++
 			if rotation >= 0 {
 				active, rotation = active+1, -1
@@ -307,8 +349,19 @@ func main() {
 	case *cpPath != "" && !want.seen:
 		fail("the bundle stops at %d entries and does not reach the checkpoint given (size %d): it was cut short", t.size, want.size)
 	}
+	times := map[string]uint64{}
+	for _, w := range witnesses {
+		t, ok := cosigned(lastNote, w)
+		if !ok {
+			fail("the last checkpoint (size %d) carries no valid cosignature by the witness %s", lastSize, w.text)
+		}
+		times[w.text] = t
+	}
 	fmt.Printf("ok: %d entries, %d checkpoints, origin %s, root %s\n", t.size, checkpoints, origin, both(t.root()))
 	fmt.Printf("ok: every entry chained and under the last checkpoint, signed by %s; the end record matches\n", trusted.text)
+	for _, w := range witnesses {
+		fmt.Printf("ok: the last checkpoint is cosigned by %s (time %d)\n", w.name, times[w.text])
+	}
 	if *cpPath != "" {
 		fmt.Printf("ok: the bundle reaches the checkpoint given (size %d) with the same root\n", want.size)
 	}

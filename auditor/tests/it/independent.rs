@@ -2,13 +2,16 @@
 //! only) against bundles made by the ledger core: it accepts a genuine bundle with a key
 //! rotation, and refuses each thing the guide says it checks when it is broken (a bundle cut
 //! short, an unsigned entry added, an altered entry, a foreign signature, a retired key, a
-//! bundle that does not reach a checkpoint obtained elsewhere, a wrong inclusion proof).
+//! witness that did not cosign or a cosignature moved, a bundle that does not reach a
+//! checkpoint obtained elsewhere, a wrong inclusion proof).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ed25519_dalek::SigningKey;
 use hexagone_auditor::bundle::BundleWriter;
 use hexagone_auditor::ledger::Sequencer;
+use hexagone_auditor::ledger::cosignature::WitnessSigner;
 use hexagone_auditor::ledger::entry::Timestamp;
 use hexagone_auditor::ledger::proof::InclusionProof;
 use hexagone_auditor::ledger::tree::{inclusion_proof, leaf_hash, root_of_leaves};
@@ -55,8 +58,8 @@ fn c2spcheck() -> PathBuf {
 }
 
 /// A bundle of 30 entries, checkpoints every 10, a key rotation sealed as entry 20 (so the
-/// checkpoint of size 21 is the old key's, the rest the new key's): its lines, the entries'
-/// texts and the notes by size.
+/// checkpoint of size 21 is the old key's, the rest the new key's), the last checkpoint
+/// cosigned by [`witness`]: its lines, the entries' texts and the notes by size.
 struct Made {
     lines: Vec<String>,
     texts: Vec<String>,
@@ -83,7 +86,10 @@ fn made() -> Made {
             let sealed = seq.seal(now, observation(i));
             w.entry(sealed.text.as_bytes()).unwrap();
             if (i + 1) % 10 == 0 {
-                let note = seq.sign();
+                let mut note = seq.sign();
+                if i == 29 {
+                    note.push_str(&witness().cosign(body(&note), 1_764_300_100));
+                }
                 w.checkpoint(&note).unwrap();
                 notes.push((i + 1, note));
             }
@@ -101,6 +107,16 @@ fn made() -> Made {
         texts,
         notes,
     }
+}
+
+/// The witness that cosigned the last checkpoint.
+fn witness() -> WitnessSigner {
+    WitnessSigner::from_signing_key("witness.test/w1", SigningKey::from_bytes(&[41; 32])).unwrap()
+}
+
+/// The checkpoint body of a signed note (its text up to the blank line).
+fn body(note: &str) -> &str {
+    &note[..=note.rfind("\n\n").unwrap()]
 }
 
 /// Runs the program on `lines` (written as a bundle) with `args`; (exit code, stdout+stderr).
@@ -161,6 +177,27 @@ fn the_guides_go_check_refuses_what_the_guide_says_it_checks() {
         )),
         "{text}"
     );
+    // Witnesses: the one that cosigned the last checkpoint, one that did not, and the same
+    // cosignature moved onto an earlier checkpoint.
+    std::fs::write(d.join("w1.pub"), witness().public().to_string()).unwrap();
+    let w2 = WitnessSigner::from_signing_key("witness.test/w2", SigningKey::from_bytes(&[42; 32]))
+        .unwrap();
+    std::fs::write(d.join("w2.pub"), w2.public().to_string()).unwrap();
+    let (code, text) = check(d, &m.lines, &["-vkey", "new.pub", "-witness", "w1.pub"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ok: the last checkpoint is cosigned by witness.test/w1 (time 1764300100)"),
+        "{text}"
+    );
+    refused(
+        d,
+        &m.lines,
+        &[
+            "-vkey", "new.pub", "-witness", "w1.pub", "-witness", "w2.pub",
+        ],
+        "the last checkpoint (size 30) carries no valid cosignature by the witness witness.test/w2+",
+    );
+
     // The retired key, or a key of no checkpoint, is not the one that signed the last one.
     refused(
         d,
@@ -244,6 +281,17 @@ fn the_guides_go_check_refuses_what_the_guide_says_it_checks() {
     cut.push(r#"{"end":{"entries":20,"checkpoints":2}}"#.into());
     let (code, text) = check(d, &cut, &["-vkey", "old.pub"]);
     assert_eq!(code, 0, "{text}");
+    // Nor does the witness's cosignature of the last checkpoint, moved onto the cut's.
+    let last_note = &m.notes.last().unwrap().1;
+    let line = &last_note[last_note.rfind("\u{2014} witness.test/w1 ").unwrap()..];
+    let mut moved = cut.clone();
+    moved[c20] = serde_json::json!({ "checkpoint": format!("{}{line}", m.notes[1].1) }).to_string();
+    refused(
+        d,
+        &moved,
+        &["-vkey", "old.pub", "-witness", "w1.pub"],
+        "the last checkpoint (size 20) carries no valid cosignature by the witness witness.test/w1+",
+    );
     std::fs::write(d.join("21.note"), &m.notes[2].1).unwrap();
     refused(
         d,
