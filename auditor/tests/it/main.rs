@@ -8,6 +8,7 @@ mod cli;
 mod collect;
 mod crash;
 mod failover;
+mod independent;
 mod interop;
 mod judge;
 mod report;

@@ -71,7 +71,7 @@ fn step(started: Instant, what: &str) {
 
 /// Where `hexagone-operator` and `hexagone-auditor` are: `HEXAGONE_BIN_DIR`, else next to this
 /// program (or its parent directory, for a test binary in `deps/`).
-fn bin(name: &str) -> anyhow::Result<PathBuf> {
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("HEXAGONE_BIN_DIR") {
         return Ok(Path::new(&dir).join(name));
     }

@@ -1,6 +1,7 @@
 //! Tidy checks of the repository against `docs/ARCHITECTURE.md`: every file or folder its code
 //! map names exists; the pure crates pull no async runtime, database driver or HTTP stack; the
-//! operator's shipped RBAC never lets it read a Secret. Each check fails naming what broke.
+//! operator's shipped RBAC never lets it read a Secret; the auditor guide quotes its Go program
+//! verbatim. Each check fails naming what broke.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -325,6 +326,29 @@ fn the_operator_cannot_reach_the_ledger() {
         assert!(
             !deps.contains(forbidden),
             "hexagone-operator depends on {forbidden}"
+        );
+    }
+}
+
+/// The auditor guide's Go program (the block marked `file=c2spcheck.go`) is
+/// `docs/c2spcheck/c2spcheck.go` verbatim: the program an auditor builds from the page is the one the tests run.
+#[test]
+fn the_guides_quote_their_programs_verbatim() {
+    let root = root();
+    let page = std::fs::read_to_string(root.join("docs/guide-auditor.md")).expect("the guide");
+    let fence = "```go file=c2spcheck.go\n";
+    let start = page.find(fence).expect("the guide's Go program block") + fence.len();
+    let quoted = &page[start..start + page[start..].find("\n```\n").expect("its end") + 1];
+    let kept = std::fs::read_to_string(root.join("docs/c2spcheck/c2spcheck.go")).expect("the file");
+    if quoted != kept {
+        let line = quoted
+            .lines()
+            .zip(kept.lines())
+            .position(|(a, b)| a != b)
+            .map_or(quoted.lines().count().min(kept.lines().count()), |i| i);
+        panic!(
+            "docs/guide-auditor.md's copy of docs/c2spcheck/c2spcheck.go differs from the file at its line {}: paste the file into the block",
+            line + 1
         );
     }
 }

@@ -1,5 +1,8 @@
 //! The main job as a test: the demo runs end to end on the test bed, and what it leaves is
-//! checked as a security officer and an accreditation auditor would read it.
+//! checked as a security officer and an accreditation auditor would read it; then the two
+//! guides are walked against it (`guides`).
+
+mod guides;
 
 use hexagone_demo::{DOCUMENTS, FOREIGN_BACKUP, report_model, run};
 
@@ -125,4 +128,8 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
     assert!(html.contains(FOREIGN_BACKUP));
     let summary = hexagone_demo::summary(&outcome);
     assert!(summary.contains("verify exit 0"), "{summary}");
+
+    // The security officer's and the auditor's guides, every command block they hold that
+    // needs no cluster, run against what the main job left.
+    guides::walk(&outcome);
 }
