@@ -51,7 +51,9 @@ pub use labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
 #[cfg(feature = "engine")]
 pub use node::NodeDescription;
 #[cfg(feature = "engine")]
-pub use policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, Quorum};
+pub use policy::{
+    Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, QualifiedOperator, Quorum,
+};
 #[cfg(feature = "engine")]
 pub use verdict::{
     Evaluation, Facts, Judge, Reason, Recorded, ReplayError, Verdict, attested_label, evaluate,

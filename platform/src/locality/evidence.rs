@@ -337,7 +337,21 @@ impl fmt::Display for Evidence {
                 f.write_str(", and the policy denies this network")
             }
             Assessment::Contradicts(Breach::AsnNotAllowed) => {
-                f.write_str(", and this network is not on the policy's allow list")
+                f.write_str(", and this network is not on the policy's allow list of qualified operators")?;
+                let controlled = match &self.observation {
+                    Observation::NetworkOperator { asn: Some(a), .. } => {
+                        crate::jurisdiction::ExtraEuControl::shipped().get(*a)
+                    }
+                    _ => None,
+                };
+                match controlled {
+                    Some(n) => write!(
+                        f,
+                        ": it is controlled by {} ({}), outside the EU",
+                        n.parent, n.parent_country
+                    ),
+                    None => f.write_str(", so it is refused whatever its registration"),
+                }
             }
             Assessment::Contradicts(Breach::ExtraEuControl {
                 parent,

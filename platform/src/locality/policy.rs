@@ -81,10 +81,16 @@ pub struct LocalityPolicy {
 pub struct NetworkOperatorRule {
     /// Countries or groups where the network's operator must be registered (its jurisdiction).
     pub allowed_countries: CountrySet,
-    /// When not empty, only these networks are accepted (for example the SecNumCloud-qualified
-    /// French operators); an address whose AS number is unknown is then never accepted.
+    /// When not empty (with [`NetworkOperatorRule::qualified_operators`]), only these networks
+    /// are accepted; an address whose AS number is unknown is then never accepted.
     #[serde(default)]
     pub allowed_asns: Vec<Asn>,
+    /// The qualified operators whose networks are accepted, each with the qualification that
+    /// admits it and where that is recorded. When not empty (or `allowedAsns` is not), a network
+    /// on neither list is refused whatever its registration: an allow list is the gate, and the
+    /// curated list of networks under extra-EU control only explains a refusal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qualified_operators: Vec<QualifiedOperator>,
     /// Networks never accepted, wherever they are registered or located.
     #[serde(default)]
     pub denied_asns: Vec<Asn>,
@@ -97,6 +103,21 @@ pub struct NetworkOperatorRule {
     /// rule (on-premises clusters). Only valid when the policy requires an attestation.
     #[serde(default)]
     pub allow_private_addresses: bool,
+}
+
+/// One network of a qualified operator, with its source.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QualifiedOperator {
+    /// The network, as its registry records it.
+    pub asn: Asn,
+    /// The company operating it ("OVH SAS").
+    pub operator: String,
+    /// The body and scheme of the qualification ("ANSSI, SecNumCloud 3.2").
+    pub qualified_by: String,
+    /// Where the qualification is recorded: the body's list, the offer, its date.
+    pub reference: String,
 }
 
 /// A source that can place a node in a country.
@@ -122,7 +143,17 @@ impl LocationSource {
 impl NetworkOperatorRule {
     /// Whether any rule on AS numbers is in force, under which an unknown AS proves nothing.
     pub fn has_as_rule(&self) -> bool {
-        !self.allowed_asns.is_empty() || !self.denied_asns.is_empty() || self.deny_extra_eu_control
+        self.has_allow_list() || !self.denied_asns.is_empty() || self.deny_extra_eu_control
+    }
+
+    /// Whether only listed networks are accepted (`allowedAsns` or `qualifiedOperators`).
+    pub fn has_allow_list(&self) -> bool {
+        !self.allowed_asns.is_empty() || !self.qualified_operators.is_empty()
+    }
+
+    /// Whether `asn` is on the allow list (either form).
+    pub fn allows(&self, asn: Asn) -> bool {
+        self.allowed_asns.contains(&asn) || self.qualified_operators.iter().any(|q| q.asn == asn)
     }
 }
 
@@ -407,18 +438,60 @@ impl LocalityPolicy {
             ));
         }
         let rule = &self.network_operator;
-        if let Some(i) = rule
-            .denied_asns
-            .iter()
-            .position(|a| rule.allowed_asns.contains(a))
-        {
+        if let Some(i) = rule.denied_asns.iter().position(|a| rule.allows(*a)) {
             return Err((
                 vec![Key("networkOperator"), Key("deniedAsns"), Index(i)],
                 format!(
-                    "{} is also in networkOperator.allowedAsns; expected each network in at most one list",
+                    "{} is also in networkOperator.allowedAsns or qualifiedOperators; expected each network in at most one list",
                     rule.denied_asns[i]
                 ),
             ));
+        }
+        for (i, q) in rule.qualified_operators.iter().enumerate() {
+            let path = |field| {
+                vec![
+                    Key("networkOperator"),
+                    Key("qualifiedOperators"),
+                    Index(i),
+                    Key(field),
+                ]
+            };
+            for (field, value, example) in [
+                ("operator", &q.operator, "the company, \"OVH SAS\""),
+                (
+                    "qualifiedBy",
+                    &q.qualified_by,
+                    "the body and scheme, \"ANSSI, SecNumCloud 3.2\"",
+                ),
+                (
+                    "reference",
+                    &q.reference,
+                    "where the qualification is recorded",
+                ),
+            ] {
+                if value.trim().is_empty() {
+                    return Err((path(field), format!("expected {example}")));
+                }
+            }
+            if rule.qualified_operators[..i].iter().any(|p| p.asn == q.asn)
+                || rule.allowed_asns.contains(&q.asn)
+            {
+                return Err((
+                    path("asn"),
+                    format!("{} is listed twice; expected each network once", q.asn),
+                ));
+            }
+            if rule.deny_extra_eu_control
+                && let Some(n) = crate::jurisdiction::ExtraEuControl::shipped().get(q.asn)
+            {
+                return Err((
+                    path("asn"),
+                    format!(
+                        "{} is on the curated list of networks under extra-EU control ({}, {}), which the policy denies; a qualified operator cannot be under extra-EU control",
+                        q.asn, n.parent, n.parent_country
+                    ),
+                ));
+            }
         }
         if rule.allow_private_addresses
             && !self.required_sources.contains(&LocationSource::Attestation)
@@ -630,7 +703,7 @@ onUnknown: violation
     fn cross_field_mistakes_point_at_the_field() {
         check(
             &GOOD.replace("  deniedAsns:", "  allowedAsns: [8075]\n  deniedAsns:"),
-            "p.yaml:9:5: networkOperator.deniedAsns[1]: AS8075 is also in networkOperator.allowedAsns; expected each network in at most one list",
+            "p.yaml:9:5: networkOperator.deniedAsns[1]: AS8075 is also in networkOperator.allowedAsns or qualifiedOperators; expected each network in at most one list",
         );
         check(
             &GOOD.replace("onUnknown: violation", "onUnknown: allowInAudit"),

@@ -695,7 +695,8 @@ fn weigh(
     }
 }
 
-/// The network operator rule: deny lists first, then the allow list, then the registration.
+/// The network operator rule: the deny list first, then the allow list (the gate), then the
+/// extra-EU list, then the registration.
 /// An unknown AS number under any AS rule, or an unknown registration, proves nothing; nothing
 /// falls back to the address's location.
 fn jurisdiction(
@@ -717,6 +718,11 @@ fn jurisdiction(
         if rule.denied_asns.contains(&a) {
             return Assessment::Contradicts(Breach::AsnDenied);
         }
+        // An allow list is the gate: a network not on it is refused whatever its registration,
+        // and the curated extra-EU list, when it names the network, only explains why.
+        if rule.has_allow_list() && !rule.allows(a) {
+            return Assessment::Contradicts(Breach::AsnNotAllowed);
+        }
         if rule.deny_extra_eu_control
             && let Some(n) = list.get(a)
         {
@@ -724,9 +730,6 @@ fn jurisdiction(
                 parent: n.parent.clone(),
                 parent_country: n.parent_country,
             });
-        }
-        if !rule.allowed_asns.is_empty() && !rule.allowed_asns.contains(&a) {
-            return Assessment::Contradicts(Breach::AsnNotAllowed);
         }
     } else if rule.has_as_rule() {
         return Assessment::Inconclusive;
@@ -1004,11 +1007,11 @@ labels: {topology.kubernetes.io/region: eu-west-3}
 addresses: [{type: ExternalIP, address: '::ffff:15.188.0.9'}]
 ",
             &[attestation("aws-1", "FR", "2027-01-01T00:00:00Z")],
-            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
+            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and this network is not on the policy's allow list of qualified operators: it is controlled by Amazon.com, Inc. (US), outside the EU
   - topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, an allowed country
   - NodeAttestation aws-1-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
   - address 15.188.0.9 is in FR, an allowed country
-  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
+  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and this network is not on the policy's allow list of qualified operators: it is controlled by Amazon.com, Inc. (US), outside the EU
 ",
         );
     }
