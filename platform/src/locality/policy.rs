@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::country::{Country, CountrySet};
 
-/// How many location sources exist (topology label, address, attestation). The network operator
-/// is jurisdiction, a separate requirement, not a vote on location.
-pub const SOURCE_COUNT: u8 = 3;
+/// How many location sources exist (topology label, address, attestation, latency). The network
+/// operator is jurisdiction, a separate requirement, not a vote on location.
+pub const SOURCE_COUNT: u8 = 4;
 
 /// A locality policy: allowed countries, allowed network operators, how evidence must agree.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -55,8 +55,8 @@ pub struct LocalityPolicy {
     /// Region and zone names (values of the topology labels) and the country each lies in.
     #[serde(default)]
     pub regions: BTreeMap<String, Country>,
-    /// How many distinct location sources (topology label, address, attestation) must place the
-    /// node in an allowed country (1 to 3).
+    /// How many distinct location sources (topology label, address, attestation, latency) must
+    /// place the node in an allowed country (1 to 4).
     #[serde(default)]
     pub quorum: Quorum,
     /// Location sources that must each place the node in an allowed country, whatever the
@@ -72,6 +72,30 @@ pub struct LocalityPolicy {
     /// namespace not listed is refused (`PolicyNotAllowed`). Empty: no Workplace may use it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// The vantage points whose round-trip measurements count as latency evidence: each at a
+    /// site the security officer attests, with its coordinates. A measurement from a vantage not
+    /// declared here, or declaring other coordinates, counts for nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vantage_points: Vec<VantagePoint>,
+}
+
+/// A place round trips are measured from, attested by the security officer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VantagePoint {
+    /// Its name, which measurements carry (a DNS label: `paris-th2`).
+    pub name: String,
+    /// The site it runs at ("Telehouse 2, 137 boulevard Voltaire, Paris").
+    pub site: String,
+    /// Latitude of the site, degrees north (-90 to 90).
+    pub latitude: f64,
+    /// Longitude of the site, degrees east (-180 to 180).
+    pub longitude: f64,
+    /// Who runs the measuring component there.
+    pub operated_by: String,
+    /// Who attests the site and coordinates, and on what ("RSSI, visit report PV-2026-114").
+    pub attested_by: String,
 }
 
 /// Rules on the network operator: the autonomous system of the node's address.
@@ -131,12 +155,14 @@ pub enum LocationSource {
     Address,
     /// A NodeAttestation written by a security officer, outside the node's reach.
     Attestation,
+    /// Round trips measured from declared vantage points: physics, outside anyone's reach.
+    Latency,
 }
 
 impl LocationSource {
     /// Whether the node controls this source (a kubelet can set it on its own Node).
     pub fn node_controlled(self) -> bool {
-        !matches!(self, LocationSource::Attestation)
+        !matches!(self, LocationSource::Attestation | LocationSource::Latency)
     }
 }
 
@@ -281,7 +307,7 @@ impl<'de> Deserialize<'de> for Quorum {
         impl de::Visitor<'_> for V {
             type Value = Quorum;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number of location sources between 1 and 3 (topology label, address, attestation)")
+                f.write_str("a number of location sources between 1 and 4 (topology label, address, attestation, latency)")
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Quorum, E> {
                 u8::try_from(n)
@@ -515,11 +541,64 @@ impl LocalityPolicy {
                 ),
             ));
         }
-        let reachable = if self.regions.is_empty() {
-            SOURCE_COUNT - 1
-        } else {
-            SOURCE_COUNT
-        };
+        for (i, v) in self.vantage_points.iter().enumerate() {
+            let path = |field| vec![Key("vantagePoints"), Index(i), Key(field)];
+            if !is_dns_label(&v.name) {
+                return Err((
+                    path("name"),
+                    format!(
+                        "{:?} is not a vantage name; expected 1 to 63 lowercase letters, digits or '-'",
+                        v.name
+                    ),
+                ));
+            }
+            if self.vantage_points[..i].iter().any(|w| w.name == v.name) {
+                return Err((
+                    path("name"),
+                    format!("{} is declared twice; expected each vantage once", v.name),
+                ));
+            }
+            if !(-90.0..=90.0).contains(&v.latitude) {
+                return Err((
+                    path("latitude"),
+                    format!("{} is not a latitude; expected -90 to 90", v.latitude),
+                ));
+            }
+            if !(-180.0..=180.0).contains(&v.longitude) {
+                return Err((
+                    path("longitude"),
+                    format!("{} is not a longitude; expected -180 to 180", v.longitude),
+                ));
+            }
+            for (field, value, example) in [
+                ("site", &v.site, "the site's address"),
+                (
+                    "operatedBy",
+                    &v.operated_by,
+                    "who runs the measuring component",
+                ),
+                (
+                    "attestedBy",
+                    &v.attested_by,
+                    "who attests the site, and on what",
+                ),
+            ] {
+                if value.trim().is_empty() {
+                    return Err((path(field), format!("expected {example}")));
+                }
+            }
+        }
+        if self.vantage_points.is_empty()
+            && self.required_sources.contains(&LocationSource::Latency)
+        {
+            return Err((
+                vec![Key("requiredSources")],
+                "latency is required but no vantage point is declared, so no measurement can count; expected vantagePoints".into(),
+            ));
+        }
+        let reachable = SOURCE_COUNT
+            - u8::from(self.regions.is_empty())
+            - u8::from(self.vantage_points.is_empty());
         if self.regions.is_empty()
             && self
                 .required_sources
@@ -534,8 +613,25 @@ impl LocalityPolicy {
             return Err((
                 vec![Key("quorum")],
                 format!(
-                    "quorum {} cannot be met: with an empty regions table topology labels place no node, so at most {reachable} sources can agree; expected at most {reachable} or a regions table",
-                    self.quorum.get()
+                    "quorum {} cannot be met: {}, so at most {reachable} sources can agree; expected at most {reachable}{}",
+                    self.quorum.get(),
+                    [
+                        self.regions
+                            .is_empty()
+                            .then_some("with an empty regions table topology labels place no node"),
+                        self.vantage_points
+                            .is_empty()
+                            .then_some("with no vantagePoints latency places no node"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                    match (self.regions.is_empty(), self.vantage_points.is_empty()) {
+                        (true, true) => ", a regions table or vantagePoints",
+                        (true, false) => " or a regions table",
+                        _ => " or vantagePoints",
+                    }
                 ),
             ));
         }
@@ -683,7 +779,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorum: 5"),
-            "p.yaml:11:9: quorum: invalid value: integer `5`, expected a number of location sources between 1 and 3 (topology label, address, attestation)",
+            "p.yaml:11:9: quorum: invalid value: integer `5`, expected a number of location sources between 1 and 4 (topology label, address, attestation, latency)",
         );
         check(
             &GOOD.replace("mode: enforce", "mode: enforced"),
@@ -691,7 +787,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorom: 3"),
-            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`",
+            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`, `vantagePoints`",
         );
         check(
             "mode: audit\n",
@@ -711,7 +807,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("regions:\n  fr-par: FR\nquorum: 3", "quorum: 3"),
-            "p.yaml:9:1: quorum: quorum 3 cannot be met: with an empty regions table topology labels place no node, so at most 2 sources can agree; expected at most 2 or a regions table",
+            "p.yaml:9:1: quorum: quorum 3 cannot be met: with an empty regions table topology labels place no node and with no vantagePoints latency places no node, so at most 2 sources can agree; expected at most 2, a regions table or vantagePoints",
         );
         check(
             &GOOD.replace(

@@ -25,6 +25,7 @@ use crate::evidence::{Assessment, Breach, Evidence, Observation, Source};
 use crate::geo::{DatabaseIdentity, Gap, GeoSnapshot};
 use crate::jurisdiction::ExtraEuControl;
 use crate::labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
+use crate::latency::{self, RoundTrips, microdegrees};
 use crate::node::NodeDescription;
 use crate::policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown};
 /// The vocabulary's subject kinds, where the engine has always exported them.
@@ -290,6 +291,7 @@ fn source_name(s: LocationSource) -> &'static str {
         LocationSource::TopologyLabel => "topology label",
         LocationSource::Address => "address",
         LocationSource::Attestation => "attestation",
+        LocationSource::Latency => "latency",
     }
 }
 
@@ -648,6 +650,7 @@ fn weigh(
     observation: Observation,
     kind: SubjectKind,
 ) -> Evidence {
+    let mut detail = None;
     let (placed_in, assessment) = match &observation {
         Observation::TopologyLabel { value, .. } => {
             let country = value.as_ref().and_then(|v| policy.regions.get(v)).copied();
@@ -675,6 +678,15 @@ fn weigh(
         }
         Observation::Address { country, .. } => (*country, place(policy, *country)),
         Observation::UnreadableAddress { .. } => (None, Assessment::Inconclusive),
+        Observation::Latency {
+            measurements,
+            boundaries,
+            ..
+        } => {
+            let (placed, assessment, why) = weigh_latency(policy, measurements, boundaries);
+            detail = Some(why);
+            (placed, assessment)
+        }
         Observation::NetworkOperator {
             address,
             asn,
@@ -692,7 +704,62 @@ fn weigh(
         observation,
         placed_in,
         assessment,
+        detail,
     }
+}
+
+/// Round trips: only measurements from vantages the policy declares, at the coordinates it
+/// declares, with figures that follow from their samples, count; the area they bound together
+/// supports a location only if all of it is in allowed countries. Never a contradiction: a
+/// large round trip is a node that may be far, or slow.
+fn weigh_latency(
+    policy: &LocalityPolicy,
+    measurements: &[RoundTrips],
+    boundaries: &str,
+) -> (Option<Country>, Assessment, String) {
+    let mut excluded = Vec::new();
+    let mut counted = Vec::new();
+    for m in measurements {
+        match policy.vantage_points.iter().find(|v| v.name == m.vantage) {
+            None => excluded.push(format!(
+                "vantage {} is not declared by the policy, so its site is not attested",
+                m.vantage
+            )),
+            Some(v)
+                if microdegrees(v.latitude) != m.latitude_microdeg
+                    || microdegrees(v.longitude) != m.longitude_microdeg =>
+            {
+                excluded.push(format!(
+                    "the measurement from {} states other coordinates than the policy declares",
+                    m.vantage
+                ))
+            }
+            Some(_) => match m.inconsistency() {
+                Some(why) => excluded.push(why),
+                None => counted.push(m),
+            },
+        }
+    }
+    let (placed, assessment, mut detail) =
+        match latency::judge(&counted, &policy.allowed_countries, boundaries) {
+            latency::Bound::Inside(countries) => {
+                let names: Vec<&str> = countries.iter().map(|c| c.as_str()).collect();
+                let detail = if names.len() == 1 {
+                    format!("that area lies in {}, an allowed country", names[0])
+                } else {
+                    format!("that area lies in {}, allowed countries", names.join(", "))
+                };
+                let placed = (countries.len() == 1).then(|| countries[0]);
+                (placed, Assessment::Supports, detail)
+            }
+            latency::Bound::Inconclusive(why) => (None, Assessment::Inconclusive, why),
+        };
+    if !excluded.is_empty() {
+        detail.push_str(" (not counted: ");
+        detail.push_str(&excluded.join("; "));
+        detail.push(')');
+    }
+    (placed, assessment, detail)
 }
 
 /// The network operator rule: the deny list first, then the allow list (the gate), then the
