@@ -10,6 +10,7 @@ mod crash;
 mod failover;
 mod interop;
 mod judge;
+mod latency;
 mod report;
 mod serve;
 mod store;

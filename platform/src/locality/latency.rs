@@ -23,6 +23,7 @@ use country_boundaries::{BOUNDARIES_ODBL_360X180, CountryBoundaries, LatLon};
 use serde::{Deserialize, Serialize};
 
 use crate::country::{Country, CountrySet};
+use crate::evidence::Observation;
 
 /// Kilometres of distance per microsecond of round trip at the speed of light in vacuum
 /// (299,792.458 km/s, there and back).
@@ -305,6 +306,43 @@ pub fn judge(counted: &[&RoundTrips], allowed: &CountrySet, recorded_digest: &st
         return Bound::Inconclusive("that area holds no land the boundary data knows".into());
     }
     Bound::Inside(inside)
+}
+
+/// One vantage's measurement of one address, as `hexagone-auditor measure` writes it (one JSON
+/// object per line) and `locate --latency` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Measurement {
+    /// The address measured.
+    pub address: IpAddr,
+    /// The TCP port that answered.
+    pub port: u16,
+    /// When the measurement ended (RFC 3339).
+    pub measured_at: String,
+    /// The round trips, from which vantage and where it says it is.
+    pub round_trips: RoundTrips,
+}
+
+/// The latency fact about `address` from these measurements (those of other addresses are left
+/// out; the port is the first measurement's, and measurements on another port are left out), or
+/// `None` when none measured it.
+pub fn observation(address: IpAddr, measurements: &[Measurement]) -> Option<Observation> {
+    let address = crate::address::canonical(address);
+    let mine: Vec<&Measurement> = measurements
+        .iter()
+        .filter(|m| crate::address::canonical(m.address) == address)
+        .collect();
+    let port = mine.first()?.port;
+    Some(Observation::Latency {
+        address,
+        port,
+        measurements: mine
+            .into_iter()
+            .filter(|m| m.port == port)
+            .map(|m| m.round_trips.clone())
+            .collect(),
+        boundaries: boundaries_digest().to_owned(),
+    })
 }
 
 /// A latency fact's address and port, for sentences.
