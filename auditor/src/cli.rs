@@ -57,6 +57,9 @@ pub enum Command {
     Prove(ProveArgs),
     /// Locate an address or a node against a locality policy: evidence and verdict.
     Locate(crate::locate::LocateArgs),
+    /// At a vantage point: time TCP handshakes to addresses, one measurement per address
+    /// (JSON Lines) for `locate --latency`.
+    Measure(crate::measure::MeasureArgs),
     /// Make a signed locality report for a period (`report verify` checks one).
     Report(crate::report::cmd::ReportArgs),
     /// A witness that cosigns checkpoints consistent with what it saw (C2SP tlog-witness).
@@ -315,6 +318,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(a) => block_on(export(a)),
         Command::Prove(a) => block_on(prove(a)),
         Command::Locate(a) => crate::locate::run(a),
+        Command::Measure(a) => crate::measure::run(a),
         Command::Report(a) => crate::report::cmd::run(a),
         Command::Witness(WitnessCommand::Keygen(a)) => witness_keygen(a),
         Command::Witness(WitnessCommand::Serve(a)) => block_on(witness_serve(a)),

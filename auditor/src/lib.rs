@@ -16,6 +16,7 @@ pub use hexagone_ledger as ledger;
 /// Key encodings and fingerprints, owned by the pure ledger crate.
 pub use hexagone_ledger::keys;
 pub mod locate;
+pub mod measure;
 pub mod names;
 pub mod queue;
 pub mod report;

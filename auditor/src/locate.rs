@@ -82,6 +82,10 @@ pub struct LocateArgs {
     /// that endpoint, with its attestation.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    /// Round-trip measurements from vantage points (JSON Lines, as `measure` writes them):
+    /// those of the subject's addresses become its latency evidence. Repeatable.
+    #[arg(long = "latency", value_name = "FILE")]
+    pub latency: Vec<PathBuf>,
     /// The locality policy (YAML), for example `policies/france-diffusion-restreinte.yaml`.
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
@@ -125,16 +129,24 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
     } else {
         SubjectKind::Node
     };
-    let evaluation = judge(
-        &policy,
-        observe(
-            &node,
-            kind,
-            &attestations,
-            &geo.snapshot(),
-            time::OffsetDateTime::now_utc(),
-        ),
+    let mut facts = observe(
+        &node,
+        kind,
+        &attestations,
+        &geo.snapshot(),
+        time::OffsetDateTime::now_utc(),
     );
+    let measurements = crate::measure::load(&args.latency)?;
+    let addresses: Vec<IpAddr> = match args.address {
+        Some(a) => vec![a],
+        None => node.public_addresses().collect(),
+    };
+    facts.observations.extend(
+        addresses
+            .into_iter()
+            .filter_map(|a| hexagone_platform::latency::observation(a, &measurements)),
+    );
+    let evaluation = judge(&policy, facts);
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&evaluation)?)
     } else {
@@ -226,6 +238,7 @@ mod tests {
             path
         });
         let args = LocateArgs {
+            latency: Vec::new(),
             address: address.map(|a| a.parse().unwrap()),
             node: node.clone(),
             attestations: vec![],
@@ -335,6 +348,7 @@ spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: 
         std::fs::write(&broken, "kind: NodeAttestation\nspec: {country: France}\n").unwrap();
         let locate = |attestations: Vec<PathBuf>| {
             run(LocateArgs {
+                latency: Vec::new(),
                 address: None,
                 node: Some(node.clone()),
                 attestations,
@@ -387,6 +401,7 @@ spec: {nodeName: gra-3, providerID: 'ovh://gra/3', country: FR, hostingCompany: 
         .unwrap();
         let locate = |inventory: Option<PathBuf>| {
             run(LocateArgs {
+                latency: Vec::new(),
                 address: Some("51.38.1.1".parse().unwrap()),
                 node: None,
                 attestations: vec![],

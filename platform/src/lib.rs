@@ -23,7 +23,7 @@ pub mod workplace;
 pub use locality::k8s;
 #[cfg(feature = "engine")]
 pub use locality::{
-    address, attestation, country, evidence, geo, jurisdiction, node, policy, verdict,
+    address, attestation, country, evidence, geo, jurisdiction, latency, node, policy, verdict,
 };
 #[cfg(feature = "engine")]
 pub use workplace::{catalog, quantity};
@@ -49,9 +49,14 @@ pub use jurisdiction::ExtraEuControl;
 #[cfg(feature = "engine")]
 pub use labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
 #[cfg(feature = "engine")]
+pub use latency::RoundTrips;
+#[cfg(feature = "engine")]
 pub use node::NodeDescription;
 #[cfg(feature = "engine")]
-pub use policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, Quorum};
+pub use policy::{
+    Asn, LocalityPolicy, LocationSource, Mode, OnUnknown, PolicyError, QualifiedOperator, Quorum,
+    VantagePoint,
+};
 #[cfg(feature = "engine")]
 pub use verdict::{
     Evaluation, Facts, Judge, Reason, Recorded, ReplayError, Verdict, attested_label, evaluate,

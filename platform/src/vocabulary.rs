@@ -108,6 +108,8 @@ vocabulary! {
         Address = "address",
         /// Who operates the network of an address: jurisdiction, not location.
         NetworkOperator = "networkOperator",
+        /// Round trips measured from declared vantage points: a physical bound on distance.
+        Latency = "latency",
     }
 }
 
@@ -121,6 +123,8 @@ vocabulary! {
         SecurityOfficer = "securityOfficer",
         /// Neither: an endpoint declared in the auditor's own inventory.
         Neither = "neither",
+        /// Physics: a round trip the subject can lengthen but never shorten.
+        Physics = "physics",
     }
 }
 
@@ -147,6 +151,8 @@ vocabulary! {
         NetworkOperator = "networkOperator",
         /// An address the node reports that is not an IP address.
         UnreadableAddress = "unreadableAddress",
+        /// Round trips from vantage points to one of the subject's addresses.
+        Latency = "latency",
     }
 }
 
@@ -212,6 +218,7 @@ impl FactKind {
             FactKind::Attestation => Source::Attestation,
             FactKind::Address => Source::Address,
             FactKind::NetworkOperator | FactKind::UnreadableAddress => Source::NetworkOperator,
+            FactKind::Latency => Source::Latency,
         }
     }
 }
@@ -228,6 +235,7 @@ impl Source {
             (Source::Address | Source::NetworkOperator, SubjectKind::Endpoint) => {
                 Controller::Neither
             }
+            (Source::Latency, _) => Controller::Physics,
         }
     }
 
@@ -235,7 +243,7 @@ impl Source {
     /// address); the network operator says under which jurisdiction it is, never where.
     pub fn locates(self) -> bool {
         match self {
-            Source::TopologyLabel | Source::Attestation | Source::Address => true,
+            Source::TopologyLabel | Source::Attestation | Source::Address | Source::Latency => true,
             Source::NetworkOperator => false,
         }
     }
@@ -356,9 +364,18 @@ mod tests {
     fn the_spellings_are_those_old_ledgers_hold() {
         assert_eq!(
             Source::NAMES,
-            ["topologyLabel", "attestation", "address", "networkOperator"]
+            [
+                "topologyLabel",
+                "attestation",
+                "address",
+                "networkOperator",
+                "latency"
+            ]
         );
-        assert_eq!(Controller::NAMES, ["node", "securityOfficer", "neither"]);
+        assert_eq!(
+            Controller::NAMES,
+            ["node", "securityOfficer", "neither", "physics"]
+        );
         assert_eq!(SubjectKind::NAMES, ["node", "endpoint"]);
         assert_eq!(
             AssessmentKind::NAMES,

@@ -171,7 +171,7 @@ mod tests {
         check(
             dr,
             &node("gra-3", "ovh://gra/3", "gra", "5.9.0.1"),
-            "[violation] address 5.9.0.1 is in DE, outside the allowed countries (FR) / network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, and this network is not on the policy's allow list",
+            "[violation] address 5.9.0.1 is in DE, outside the allowed countries (FR) / network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, and this network is not on the policy's allow list of qualified operators, so it is refused whatever its registration",
         );
         // A private address and an unreadable one: every kind of fact replays from the entry.
         let private = node("lab-1", "lab://1", "gra", "10.0.0.9")

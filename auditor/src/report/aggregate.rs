@@ -377,7 +377,15 @@ fn jurisdictions(o: &Observation) -> BTreeSet<Jurisdiction> {
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_string),
                 e.country.map(|c| String::from_utf8_lossy(&c).into_owned()),
-                e.assessment.rule() == Some("extraEuControl"),
+                // Refused by the curated list, or by an allow list while the curated list
+                // names the network (it then explains the refusal).
+                e.assessment.rule() == Some("extraEuControl")
+                    || (e.assessment.rule() == Some("asnNotAllowed")
+                        && e.asn.is_some_and(|a| {
+                            hexagone_platform::ExtraEuControl::shipped()
+                                .get(hexagone_platform::Asn(a))
+                                .is_some()
+                        })),
             )
         })
         .collect()

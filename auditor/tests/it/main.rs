@@ -11,6 +11,7 @@ mod failover;
 mod independent;
 mod interop;
 mod judge;
+mod latency;
 mod report;
 mod serve;
 mod store;

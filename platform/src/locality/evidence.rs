@@ -16,6 +16,7 @@ use crate::attestation::{AttestationRecord, AttestationStatus};
 use crate::country::{Country, CountrySet};
 use crate::geo::Gap;
 use crate::labels::ATTESTED_COUNTRY_LABEL;
+use crate::latency::RoundTrips;
 use crate::policy::{Asn, LocationSource};
 use crate::vocabulary::{AssessmentKind, FactKind, Rule};
 /// The vocabulary's names, where the engine has always exported them.
@@ -28,6 +29,7 @@ impl Source {
             Source::TopologyLabel => Some(LocationSource::TopologyLabel),
             Source::Attestation => Some(LocationSource::Attestation),
             Source::Address => Some(LocationSource::Address),
+            Source::Latency => Some(LocationSource::Latency),
             Source::NetworkOperator => None,
         }
     }
@@ -86,6 +88,18 @@ pub enum Observation {
         /// The value as reported.
         value: String,
     },
+    /// Round trips of TCP handshakes from vantage points to one of the subject's addresses.
+    Latency {
+        /// The address measured, canonical form.
+        address: IpAddr,
+        /// The TCP port that answered.
+        port: u16,
+        /// The measurements, one per vantage point.
+        measurements: Vec<RoundTrips>,
+        /// SHA-256 of the country boundary data the area is judged against
+        /// ([`crate::latency::boundaries_digest`]).
+        boundaries: String,
+    },
 }
 
 impl Observation {
@@ -97,6 +111,7 @@ impl Observation {
             Observation::Address { .. } => FactKind::Address,
             Observation::NetworkOperator { .. } => FactKind::NetworkOperator,
             Observation::UnreadableAddress { .. } => FactKind::UnreadableAddress,
+            Observation::Latency { .. } => FactKind::Latency,
         }
     }
 
@@ -199,6 +214,10 @@ pub struct Evidence {
     /// How it weighs.
     #[serde(flatten)]
     pub assessment: Assessment,
+    /// What decided the weight, when the fact alone does not say (latency: which measurements
+    /// counted, and what the area they bound holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Evidence {
@@ -265,6 +284,26 @@ impl fmt::Display for Fact<'_> {
                 f,
                 "the node reports {address_type} {value:?}, which is not an IP address, so its network is unknown"
             ),
+            Observation::Latency {
+                address,
+                port,
+                measurements,
+                ..
+            } => {
+                write!(
+                    f,
+                    "address {} answered TCP handshakes",
+                    crate::latency::target(*address, *port)
+                )?;
+                if measurements.is_empty() {
+                    return f.write_str(" from no vantage point");
+                }
+                for (i, m) in measurements.iter().enumerate() {
+                    f.write_str(if i == 0 { " in " } else { "; and in " })?;
+                    write!(f, "{m}")?;
+                }
+                Ok(())
+            }
             Observation::Address {
                 address,
                 country: Some(c),
@@ -317,6 +356,14 @@ impl fmt::Display for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         Fact(self).fmt(f)?;
         let network = self.source == Source::NetworkOperator;
+        if self.source == Source::Latency {
+            return match (&self.assessment, &self.detail) {
+                (Assessment::Supports, Some(d)) => write!(f, ": {d}"),
+                (Assessment::Supports, None) => f.write_str(", inside the allowed countries"),
+                (_, Some(d)) => write!(f, ", which proves nothing: {d}"),
+                (_, None) => f.write_str(", which proves nothing"),
+            };
+        }
         match &self.assessment {
             Assessment::Supports if network => f.write_str(", an accepted network operator"),
             Assessment::Supports => f.write_str(", an allowed country"),
@@ -337,7 +384,21 @@ impl fmt::Display for Evidence {
                 f.write_str(", and the policy denies this network")
             }
             Assessment::Contradicts(Breach::AsnNotAllowed) => {
-                f.write_str(", and this network is not on the policy's allow list")
+                f.write_str(", and this network is not on the policy's allow list of qualified operators")?;
+                let controlled = match &self.observation {
+                    Observation::NetworkOperator { asn: Some(a), .. } => {
+                        crate::jurisdiction::ExtraEuControl::shipped().get(*a)
+                    }
+                    _ => None,
+                };
+                match controlled {
+                    Some(n) => write!(
+                        f,
+                        ": it is controlled by {} ({}), outside the EU",
+                        n.parent, n.parent_country
+                    ),
+                    None => f.write_str(", so it is refused whatever its registration"),
+                }
             }
             Assessment::Contradicts(Breach::ExtraEuControl {
                 parent,

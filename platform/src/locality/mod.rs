@@ -11,6 +11,7 @@ pub mod geo;
 pub mod jurisdiction;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+pub mod latency;
 pub mod node;
 pub mod policy;
 #[cfg(feature = "schema")]

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::country::{Country, CountrySet};
 
-/// How many location sources exist (topology label, address, attestation). The network operator
-/// is jurisdiction, a separate requirement, not a vote on location.
-pub const SOURCE_COUNT: u8 = 3;
+/// How many location sources exist (topology label, address, attestation, latency). The network
+/// operator is jurisdiction, a separate requirement, not a vote on location.
+pub const SOURCE_COUNT: u8 = 4;
 
 /// A locality policy: allowed countries, allowed network operators, how evidence must agree.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -55,8 +55,8 @@ pub struct LocalityPolicy {
     /// Region and zone names (values of the topology labels) and the country each lies in.
     #[serde(default)]
     pub regions: BTreeMap<String, Country>,
-    /// How many distinct location sources (topology label, address, attestation) must place the
-    /// node in an allowed country (1 to 3).
+    /// How many distinct location sources (topology label, address, attestation, latency) must
+    /// place the node in an allowed country (1 to 4).
     #[serde(default)]
     pub quorum: Quorum,
     /// Location sources that must each place the node in an allowed country, whatever the
@@ -72,6 +72,30 @@ pub struct LocalityPolicy {
     /// namespace not listed is refused (`PolicyNotAllowed`). Empty: no Workplace may use it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// The vantage points whose round-trip measurements count as latency evidence: each at a
+    /// site the security officer attests, with its coordinates. A measurement from a vantage not
+    /// declared here, or declaring other coordinates, counts for nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vantage_points: Vec<VantagePoint>,
+}
+
+/// A place round trips are measured from, attested by the security officer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VantagePoint {
+    /// Its name, which measurements carry (a DNS label: `paris-th2`).
+    pub name: String,
+    /// The site it runs at ("Telehouse 2, 137 boulevard Voltaire, Paris").
+    pub site: String,
+    /// Latitude of the site, degrees north (-90 to 90).
+    pub latitude: f64,
+    /// Longitude of the site, degrees east (-180 to 180).
+    pub longitude: f64,
+    /// Who runs the measuring component there.
+    pub operated_by: String,
+    /// Who attests the site and coordinates, and on what ("RSSI, visit report PV-2026-114").
+    pub attested_by: String,
 }
 
 /// Rules on the network operator: the autonomous system of the node's address.
@@ -81,10 +105,16 @@ pub struct LocalityPolicy {
 pub struct NetworkOperatorRule {
     /// Countries or groups where the network's operator must be registered (its jurisdiction).
     pub allowed_countries: CountrySet,
-    /// When not empty, only these networks are accepted (for example the SecNumCloud-qualified
-    /// French operators); an address whose AS number is unknown is then never accepted.
+    /// When not empty (with [`NetworkOperatorRule::qualified_operators`]), only these networks
+    /// are accepted; an address whose AS number is unknown is then never accepted.
     #[serde(default)]
     pub allowed_asns: Vec<Asn>,
+    /// The qualified operators whose networks are accepted, each with the qualification that
+    /// admits it and where that is recorded. When not empty (or `allowedAsns` is not), a network
+    /// on neither list is refused whatever its registration: an allow list is the gate, and the
+    /// curated list of networks under extra-EU control only explains a refusal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qualified_operators: Vec<QualifiedOperator>,
     /// Networks never accepted, wherever they are registered or located.
     #[serde(default)]
     pub denied_asns: Vec<Asn>,
@@ -99,6 +129,21 @@ pub struct NetworkOperatorRule {
     pub allow_private_addresses: bool,
 }
 
+/// One network of a qualified operator, with its source.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QualifiedOperator {
+    /// The network, as its registry records it.
+    pub asn: Asn,
+    /// The company operating it ("OVH SAS").
+    pub operator: String,
+    /// The body and scheme of the qualification ("ANSSI, SecNumCloud 3.2").
+    pub qualified_by: String,
+    /// Where the qualification is recorded: the body's list, the offer, its date.
+    pub reference: String,
+}
+
 /// A source that can place a node in a country.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,19 +155,31 @@ pub enum LocationSource {
     Address,
     /// A NodeAttestation written by a security officer, outside the node's reach.
     Attestation,
+    /// Round trips measured from declared vantage points: physics, outside anyone's reach.
+    Latency,
 }
 
 impl LocationSource {
     /// Whether the node controls this source (a kubelet can set it on its own Node).
     pub fn node_controlled(self) -> bool {
-        !matches!(self, LocationSource::Attestation)
+        !matches!(self, LocationSource::Attestation | LocationSource::Latency)
     }
 }
 
 impl NetworkOperatorRule {
     /// Whether any rule on AS numbers is in force, under which an unknown AS proves nothing.
     pub fn has_as_rule(&self) -> bool {
-        !self.allowed_asns.is_empty() || !self.denied_asns.is_empty() || self.deny_extra_eu_control
+        self.has_allow_list() || !self.denied_asns.is_empty() || self.deny_extra_eu_control
+    }
+
+    /// Whether only listed networks are accepted (`allowedAsns` or `qualifiedOperators`).
+    pub fn has_allow_list(&self) -> bool {
+        !self.allowed_asns.is_empty() || !self.qualified_operators.is_empty()
+    }
+
+    /// Whether `asn` is on the allow list (either form).
+    pub fn allows(&self, asn: Asn) -> bool {
+        self.allowed_asns.contains(&asn) || self.qualified_operators.iter().any(|q| q.asn == asn)
     }
 }
 
@@ -250,7 +307,7 @@ impl<'de> Deserialize<'de> for Quorum {
         impl de::Visitor<'_> for V {
             type Value = Quorum;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number of location sources between 1 and 3 (topology label, address, attestation)")
+                f.write_str("a number of location sources between 1 and 4 (topology label, address, attestation, latency)")
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Quorum, E> {
                 u8::try_from(n)
@@ -407,18 +464,60 @@ impl LocalityPolicy {
             ));
         }
         let rule = &self.network_operator;
-        if let Some(i) = rule
-            .denied_asns
-            .iter()
-            .position(|a| rule.allowed_asns.contains(a))
-        {
+        if let Some(i) = rule.denied_asns.iter().position(|a| rule.allows(*a)) {
             return Err((
                 vec![Key("networkOperator"), Key("deniedAsns"), Index(i)],
                 format!(
-                    "{} is also in networkOperator.allowedAsns; expected each network in at most one list",
+                    "{} is also in networkOperator.allowedAsns or qualifiedOperators; expected each network in at most one list",
                     rule.denied_asns[i]
                 ),
             ));
+        }
+        for (i, q) in rule.qualified_operators.iter().enumerate() {
+            let path = |field| {
+                vec![
+                    Key("networkOperator"),
+                    Key("qualifiedOperators"),
+                    Index(i),
+                    Key(field),
+                ]
+            };
+            for (field, value, example) in [
+                ("operator", &q.operator, "the company, \"OVH SAS\""),
+                (
+                    "qualifiedBy",
+                    &q.qualified_by,
+                    "the body and scheme, \"ANSSI, SecNumCloud 3.2\"",
+                ),
+                (
+                    "reference",
+                    &q.reference,
+                    "where the qualification is recorded",
+                ),
+            ] {
+                if value.trim().is_empty() {
+                    return Err((path(field), format!("expected {example}")));
+                }
+            }
+            if rule.qualified_operators[..i].iter().any(|p| p.asn == q.asn)
+                || rule.allowed_asns.contains(&q.asn)
+            {
+                return Err((
+                    path("asn"),
+                    format!("{} is listed twice; expected each network once", q.asn),
+                ));
+            }
+            if rule.deny_extra_eu_control
+                && let Some(n) = crate::jurisdiction::ExtraEuControl::shipped().get(q.asn)
+            {
+                return Err((
+                    path("asn"),
+                    format!(
+                        "{} is on the curated list of networks under extra-EU control ({}, {}), which the policy denies; a qualified operator cannot be under extra-EU control",
+                        q.asn, n.parent, n.parent_country
+                    ),
+                ));
+            }
         }
         if rule.allow_private_addresses
             && !self.required_sources.contains(&LocationSource::Attestation)
@@ -442,11 +541,64 @@ impl LocalityPolicy {
                 ),
             ));
         }
-        let reachable = if self.regions.is_empty() {
-            SOURCE_COUNT - 1
-        } else {
-            SOURCE_COUNT
-        };
+        for (i, v) in self.vantage_points.iter().enumerate() {
+            let path = |field| vec![Key("vantagePoints"), Index(i), Key(field)];
+            if !is_dns_label(&v.name) {
+                return Err((
+                    path("name"),
+                    format!(
+                        "{:?} is not a vantage name; expected 1 to 63 lowercase letters, digits or '-'",
+                        v.name
+                    ),
+                ));
+            }
+            if self.vantage_points[..i].iter().any(|w| w.name == v.name) {
+                return Err((
+                    path("name"),
+                    format!("{} is declared twice; expected each vantage once", v.name),
+                ));
+            }
+            if !(-90.0..=90.0).contains(&v.latitude) {
+                return Err((
+                    path("latitude"),
+                    format!("{} is not a latitude; expected -90 to 90", v.latitude),
+                ));
+            }
+            if !(-180.0..=180.0).contains(&v.longitude) {
+                return Err((
+                    path("longitude"),
+                    format!("{} is not a longitude; expected -180 to 180", v.longitude),
+                ));
+            }
+            for (field, value, example) in [
+                ("site", &v.site, "the site's address"),
+                (
+                    "operatedBy",
+                    &v.operated_by,
+                    "who runs the measuring component",
+                ),
+                (
+                    "attestedBy",
+                    &v.attested_by,
+                    "who attests the site, and on what",
+                ),
+            ] {
+                if value.trim().is_empty() {
+                    return Err((path(field), format!("expected {example}")));
+                }
+            }
+        }
+        if self.vantage_points.is_empty()
+            && self.required_sources.contains(&LocationSource::Latency)
+        {
+            return Err((
+                vec![Key("requiredSources")],
+                "latency is required but no vantage point is declared, so no measurement can count; expected vantagePoints".into(),
+            ));
+        }
+        let reachable = SOURCE_COUNT
+            - u8::from(self.regions.is_empty())
+            - u8::from(self.vantage_points.is_empty());
         if self.regions.is_empty()
             && self
                 .required_sources
@@ -461,8 +613,25 @@ impl LocalityPolicy {
             return Err((
                 vec![Key("quorum")],
                 format!(
-                    "quorum {} cannot be met: with an empty regions table topology labels place no node, so at most {reachable} sources can agree; expected at most {reachable} or a regions table",
-                    self.quorum.get()
+                    "quorum {} cannot be met: {}, so at most {reachable} sources can agree; expected at most {reachable}{}",
+                    self.quorum.get(),
+                    [
+                        self.regions
+                            .is_empty()
+                            .then_some("with an empty regions table topology labels place no node"),
+                        self.vantage_points
+                            .is_empty()
+                            .then_some("with no vantagePoints latency places no node"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                    match (self.regions.is_empty(), self.vantage_points.is_empty()) {
+                        (true, true) => ", a regions table or vantagePoints",
+                        (true, false) => " or a regions table",
+                        _ => " or vantagePoints",
+                    }
                 ),
             ));
         }
@@ -610,7 +779,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorum: 5"),
-            "p.yaml:11:9: quorum: invalid value: integer `5`, expected a number of location sources between 1 and 3 (topology label, address, attestation)",
+            "p.yaml:11:9: quorum: invalid value: integer `5`, expected a number of location sources between 1 and 4 (topology label, address, attestation, latency)",
         );
         check(
             &GOOD.replace("mode: enforce", "mode: enforced"),
@@ -618,7 +787,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorom: 3"),
-            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`",
+            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`, `vantagePoints`",
         );
         check(
             "mode: audit\n",
@@ -630,7 +799,7 @@ onUnknown: violation
     fn cross_field_mistakes_point_at_the_field() {
         check(
             &GOOD.replace("  deniedAsns:", "  allowedAsns: [8075]\n  deniedAsns:"),
-            "p.yaml:9:5: networkOperator.deniedAsns[1]: AS8075 is also in networkOperator.allowedAsns; expected each network in at most one list",
+            "p.yaml:9:5: networkOperator.deniedAsns[1]: AS8075 is also in networkOperator.allowedAsns or qualifiedOperators; expected each network in at most one list",
         );
         check(
             &GOOD.replace("onUnknown: violation", "onUnknown: allowInAudit"),
@@ -638,7 +807,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("regions:\n  fr-par: FR\nquorum: 3", "quorum: 3"),
-            "p.yaml:9:1: quorum: quorum 3 cannot be met: with an empty regions table topology labels place no node, so at most 2 sources can agree; expected at most 2 or a regions table",
+            "p.yaml:9:1: quorum: quorum 3 cannot be met: with an empty regions table topology labels place no node and with no vantagePoints latency places no node, so at most 2 sources can agree; expected at most 2, a regions table or vantagePoints",
         );
         check(
             &GOOD.replace(

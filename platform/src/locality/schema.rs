@@ -88,8 +88,8 @@ impl JsonSchema for Quorum {
         json_schema!({
             "type": "integer",
             "minimum": 1,
-            "maximum": 3,
-            "description": "How many distinct location sources (topology label, address, attestation) must place the node in an allowed country."
+            "maximum": 4,
+            "description": "How many distinct location sources (topology label, address, attestation, latency) must place the node in an allowed country."
         })
     }
 }

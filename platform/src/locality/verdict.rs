@@ -25,6 +25,7 @@ use crate::evidence::{Assessment, Breach, Evidence, Observation, Source};
 use crate::geo::{DatabaseIdentity, Gap, GeoSnapshot};
 use crate::jurisdiction::ExtraEuControl;
 use crate::labels::{ATTESTED_COUNTRY_LABEL, REGION_LABEL, ZONE_LABEL};
+use crate::latency::{self, RoundTrips, microdegrees};
 use crate::node::NodeDescription;
 use crate::policy::{Asn, LocalityPolicy, LocationSource, Mode, OnUnknown};
 /// The vocabulary's subject kinds, where the engine has always exported them.
@@ -290,6 +291,7 @@ fn source_name(s: LocationSource) -> &'static str {
         LocationSource::TopologyLabel => "topology label",
         LocationSource::Address => "address",
         LocationSource::Attestation => "attestation",
+        LocationSource::Latency => "latency",
     }
 }
 
@@ -648,6 +650,7 @@ fn weigh(
     observation: Observation,
     kind: SubjectKind,
 ) -> Evidence {
+    let mut detail = None;
     let (placed_in, assessment) = match &observation {
         Observation::TopologyLabel { value, .. } => {
             let country = value.as_ref().and_then(|v| policy.regions.get(v)).copied();
@@ -675,6 +678,15 @@ fn weigh(
         }
         Observation::Address { country, .. } => (*country, place(policy, *country)),
         Observation::UnreadableAddress { .. } => (None, Assessment::Inconclusive),
+        Observation::Latency {
+            measurements,
+            boundaries,
+            ..
+        } => {
+            let (placed, assessment, why) = weigh_latency(policy, measurements, boundaries);
+            detail = Some(why);
+            (placed, assessment)
+        }
         Observation::NetworkOperator {
             address,
             asn,
@@ -692,10 +704,66 @@ fn weigh(
         observation,
         placed_in,
         assessment,
+        detail,
     }
 }
 
-/// The network operator rule: deny lists first, then the allow list, then the registration.
+/// Round trips: only measurements from vantages the policy declares, at the coordinates it
+/// declares, with figures that follow from their samples, count; the area they bound together
+/// supports a location only if all of it is in allowed countries. Never a contradiction: a
+/// large round trip is a node that may be far, or slow.
+fn weigh_latency(
+    policy: &LocalityPolicy,
+    measurements: &[RoundTrips],
+    boundaries: &str,
+) -> (Option<Country>, Assessment, String) {
+    let mut excluded = Vec::new();
+    let mut counted = Vec::new();
+    for m in measurements {
+        match policy.vantage_points.iter().find(|v| v.name == m.vantage) {
+            None => excluded.push(format!(
+                "vantage {} is not declared by the policy, so its site is not attested",
+                m.vantage
+            )),
+            Some(v)
+                if microdegrees(v.latitude) != m.latitude_microdeg
+                    || microdegrees(v.longitude) != m.longitude_microdeg =>
+            {
+                excluded.push(format!(
+                    "the measurement from {} states other coordinates than the policy declares",
+                    m.vantage
+                ))
+            }
+            Some(_) => match m.inconsistency() {
+                Some(why) => excluded.push(why),
+                None => counted.push(m),
+            },
+        }
+    }
+    let (placed, assessment, mut detail) =
+        match latency::judge(&counted, &policy.allowed_countries, boundaries) {
+            latency::Bound::Inside(countries) => {
+                let names: Vec<&str> = countries.iter().map(|c| c.as_str()).collect();
+                let detail = if names.len() == 1 {
+                    format!("that area lies in {}, an allowed country", names[0])
+                } else {
+                    format!("that area lies in {}, allowed countries", names.join(", "))
+                };
+                let placed = (countries.len() == 1).then(|| countries[0]);
+                (placed, Assessment::Supports, detail)
+            }
+            latency::Bound::Inconclusive(why) => (None, Assessment::Inconclusive, why),
+        };
+    if !excluded.is_empty() {
+        detail.push_str(" (not counted: ");
+        detail.push_str(&excluded.join("; "));
+        detail.push(')');
+    }
+    (placed, assessment, detail)
+}
+
+/// The network operator rule: the deny list first, then the allow list (the gate), then the
+/// extra-EU list, then the registration.
 /// An unknown AS number under any AS rule, or an unknown registration, proves nothing; nothing
 /// falls back to the address's location.
 fn jurisdiction(
@@ -717,6 +785,11 @@ fn jurisdiction(
         if rule.denied_asns.contains(&a) {
             return Assessment::Contradicts(Breach::AsnDenied);
         }
+        // An allow list is the gate: a network not on it is refused whatever its registration,
+        // and the curated extra-EU list, when it names the network, only explains why.
+        if rule.has_allow_list() && !rule.allows(a) {
+            return Assessment::Contradicts(Breach::AsnNotAllowed);
+        }
         if rule.deny_extra_eu_control
             && let Some(n) = list.get(a)
         {
@@ -724,9 +797,6 @@ fn jurisdiction(
                 parent: n.parent.clone(),
                 parent_country: n.parent_country,
             });
-        }
-        if !rule.allowed_asns.is_empty() && !rule.allowed_asns.contains(&a) {
-            return Assessment::Contradicts(Breach::AsnNotAllowed);
         }
     } else if rule.has_as_rule() {
         return Assessment::Inconclusive;
@@ -1004,11 +1074,11 @@ labels: {topology.kubernetes.io/region: eu-west-3}
 addresses: [{type: ExternalIP, address: '::ffff:15.188.0.9'}]
 ",
             &[attestation("aws-1", "FR", "2027-01-01T00:00:00Z")],
-            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
+            "[violation] aws-1 violates Diffusion Restreinte: topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, but network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and this network is not on the policy's allow list of qualified operators: it is controlled by Amazon.com, Inc. (US), outside the EU
   - topology label topology.kubernetes.io/region=eu-west-3 (set by the node) is in FR by the policy's region table, an allowed country
   - NodeAttestation aws-1-att by rssi (contract, OVH SAS at GRA3) places the node in FR until 2027-01-01T00:00:00Z, an allowed country
   - address 15.188.0.9 is in FR, an allowed country
-  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU
+  - network AS16509 (Amazon.com, Inc.) of address 15.188.0.9 is registered in US, and this network is not on the policy's allow list of qualified operators: it is controlled by Amazon.com, Inc. (US), outside the EU
 ",
         );
     }

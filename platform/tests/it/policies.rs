@@ -42,37 +42,122 @@ fn diffusion_restreinte_is_strict() {
     assert_eq!(p.quorum.get(), 3);
 }
 
-/// Every network of the DR allow-list is what its comment says, per the vendored data, and none
-/// is under extra-EU control.
+/// Every network of the strict policies' allow lists is what its entry says, per the vendored
+/// data, carries its qualification and reference, and none is under extra-EU control.
 #[test]
-fn the_qualified_operator_allow_list_names_french_networks() {
-    let p = policy("france-diffusion-restreinte");
-    let text =
-        std::fs::read_to_string(policies_dir().join("france-diffusion-restreinte.yaml")).unwrap();
+fn the_qualified_operator_allow_lists_name_their_networks_and_sources() {
     let asn_csv =
         std::fs::read_to_string(crate::util::vendored_dir().join("asn/asn-ipv4.csv")).unwrap();
-    assert!(p.network_operator.allowed_asns.len() >= 4);
-    for asn in &p.network_operator.allowed_asns {
-        assert!(ExtraEuControl::shipped().get(*asn).is_none(), "{asn}");
-        let comment = text
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("- {asn} ")))
-            .and_then(|l| l.split_once('#'))
-            .map(|(_, c)| c.trim().to_owned())
-            .unwrap_or_else(|| panic!("{asn} has no comment"));
-        let name = asn_csv
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(4, ',');
-                let (_, _, n, org) = (f.next()?, f.next()?, f.next()?, f.next()?);
-                (n == asn.0.to_string()).then(|| org.trim_matches('"').to_owned())
-            })
-            .unwrap_or_else(|| panic!("{asn} is not in the vendored AS data"));
+    for name in ["france-diffusion-restreinte", "eu-secnumcloud"] {
+        let p = policy(name);
+        let rule = &p.network_operator;
+        assert!(rule.deny_extra_eu_control, "{name}");
         assert!(
-            comment.starts_with(&name),
-            "{asn}: comment {comment:?} does not start with the registry name {name:?}"
+            rule.allowed_asns.is_empty(),
+            "{name}: every allowed network comes with its qualification"
         );
+        assert!(rule.qualified_operators.len() >= 4, "{name}");
+        for q in &rule.qualified_operators {
+            assert!(ExtraEuControl::shipped().get(q.asn).is_none(), "{}", q.asn);
+            assert!(q.qualified_by.contains("ANSSI"), "{name}: {q:?}");
+            assert!(q.reference.contains("cyber.gouv.fr"), "{name}: {q:?}");
+            let registry = asn_csv
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.splitn(4, ',');
+                    let (_, _, n, org) = (f.next()?, f.next()?, f.next()?, f.next()?);
+                    (n == q.asn.0.to_string()).then(|| org.trim_matches('"').to_owned())
+                })
+                .unwrap_or_else(|| panic!("{} is not in the vendored AS data", q.asn));
+            assert!(
+                q.operator.starts_with(&registry),
+                "{}: operator {:?} does not start with the registry name {registry:?}",
+                q.asn,
+                q.operator
+            );
+        }
     }
+}
+
+/// The hole a deny-list leaves, tried with real registry data: Equinix (EMEA) Acquisition
+/// Enterprises B.V. (AS15830) is registered in the Netherlands, its group is American, and no
+/// list here names it. With an attestation placing the node in the EU, the EU policy refuses it
+/// because it is not a qualified operator, and says so.
+#[test]
+fn an_eu_registered_network_of_a_non_eu_group_that_no_list_names_is_refused() {
+    let asn = hexagone_platform::Asn(15830);
+    assert!(ExtraEuControl::shipped().get(asn).is_none());
+    let e = evaluate_yaml(
+        "eu-secnumcloud",
+        "name: n\nproviderID: test://n\naddresses: [{type: ExternalIP, address: 5.57.215.1}]\n",
+        &[attestation("n", "NL")],
+    );
+    let operator = e
+        .evidence
+        .iter()
+        .find(|x| x.source == hexagone_platform::Source::NetworkOperator)
+        .unwrap();
+    assert!(
+        operator.fact().contains("AS15830") && operator.fact().contains("is registered in NL"),
+        "{e}"
+    );
+    assert_eq!(e.verdict.name(), "violation", "{e}");
+    assert!(
+        e.reasons().iter().any(|r| r.ends_with(
+            "is registered in NL, and this network is not on the policy's allow list of qualified operators, so it is refused whatever its registration"
+        )),
+        "{e}"
+    );
+    // A qualified operator's network, attested in the EU, is accepted: the gate is not closed.
+    let e = evaluate_yaml(
+        "eu-secnumcloud",
+        "name: n\nproviderID: test://n\naddresses: [{type: ExternalIP, address: 51.38.1.1}]\n",
+        &[attestation("n", "FR")],
+    );
+    assert_eq!(e.verdict.name(), "compliant", "{e}");
+}
+
+/// A network under extra-EU control is refused by the allow list, and the curated list explains
+/// why; a policy cannot qualify such a network.
+#[test]
+fn the_extra_eu_list_explains_a_refusal_and_cannot_be_qualified() {
+    let e = evaluate_yaml(
+        "france-diffusion-restreinte",
+        "name: n\nproviderID: test://n\naddresses: [{type: ExternalIP, address: 15.188.0.1}]\n",
+        &[attestation("n", "FR")],
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("not on the policy's allow list of qualified operators")
+            && text.contains(": it is controlled by Amazon.com, Inc. (US), outside the EU"),
+        "{text}"
+    );
+    let yaml = std::fs::read_to_string(policies_dir().join("eu-secnumcloud.yaml"))
+        .unwrap()
+        .replacen("    - asn: AS16276", "    - asn: AS16509", 1);
+    let err = LocalityPolicy::from_yaml(&yaml, "eu.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("networkOperator.qualifiedOperators[0].asn: AS16509 is on the curated list of networks under extra-EU control"),
+        "{err}"
+    );
+    let yaml = std::fs::read_to_string(policies_dir().join("eu-secnumcloud.yaml"))
+        .unwrap()
+        .replacen(
+            "      qualifiedBy: ANSSI, SecNumCloud",
+            "      qualifiedBy: \" \"",
+            1,
+        );
+    let err = LocalityPolicy::from_yaml(&yaml, "eu.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "networkOperator.qualifiedOperators[0].qualifiedBy: expected the body and scheme"
+        ),
+        "{err}"
+    );
 }
 
 /// The curated list's registration names and countries are what the vendored data says.

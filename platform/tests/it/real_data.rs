@@ -118,7 +118,7 @@ fn french_operators_without_qualification_are_refused_for_diffusion_restreinte()
                 [
                     &format!("address {address} is in FR, an allowed country"),
                     &format!(
-                        "{network} is registered in FR, and this network is not on the policy's allow list"
+                        "{network} is registered in FR, and this network is not on the policy's allow list of qualified operators, so it is refused whatever its registration"
                     ),
                 ],
             ),
@@ -155,7 +155,7 @@ fn hyperscaler_regions_in_france_are_never_compliant() {
                 assert!(
                     operator
                         .to_string()
-                        .ends_with(&format!("and it is controlled by {parent}, outside the EU")),
+                        .ends_with(&format!("controlled by {parent}, outside the EU")),
                     "{operator}"
                 );
             }
@@ -188,12 +188,28 @@ fn us_parent_subsidiaries_registered_in_the_eu_are_refused() {
                 .find(|e| e.source == Source::NetworkOperator)
                 .unwrap();
             assert_eq!(e.verdict.name(), "violation", "{policy} {e}");
+            // Under an allow list (DR, EU) the list refuses it and the curated list explains
+            // why; without one (standard) the curated list refuses it.
+            if policy == STD {
+                assert!(
+                    matches!(
+                        &operator.assessment,
+                        Assessment::Contradicts(Breach::ExtraEuControl { parent: p, .. }) if p == parent
+                    ),
+                    "{policy}: {operator}"
+                );
+            } else {
+                assert_eq!(
+                    operator.assessment,
+                    Assessment::Contradicts(Breach::AsnNotAllowed),
+                    "{policy}: {operator}"
+                );
+            }
             assert!(
-                matches!(
-                    &operator.assessment,
-                    Assessment::Contradicts(Breach::ExtraEuControl { parent: p, .. }) if p == parent
-                ),
-                "{policy}: {operator}"
+                operator
+                    .to_string()
+                    .contains(&format!("controlled by {parent} (US), outside the EU")),
+                "{operator}"
             );
             if !registered.is_empty() {
                 assert!(
@@ -253,23 +269,37 @@ fn a_french_hoster_address_placed_abroad_is_a_violation() {
 }
 
 #[test]
-fn eu_policy_accepts_attested_eu_operators_only() {
+fn eu_policy_accepts_attested_qualified_operators_only() {
+    check(
+        EU,
+        "51.38.1.1",
+        "gra",
+        true,
+        (
+            "compliant",
+            [
+                "address 51.38.1.1 is in FR, an allowed country",
+                "network AS16276 (OVH SAS) of address 51.38.1.1 is registered in FR, an accepted network operator",
+            ],
+        ),
+    );
+    let e = evaluate_yaml(EU, &node("51.38.1.1", "gra"), &[]);
+    assert_eq!(e.verdict.name(), "violation", "{e}");
+    // An EU-registered, EU-owned operator without a qualification is refused: the allow list
+    // is the gate, not the registration.
     check(
         EU,
         "5.9.0.1",
         "eu-central-1",
         true,
         (
-            // The attestation says FR, the address DE: both in the EU, so both support.
-            "compliant",
+            "violation",
             [
                 "address 5.9.0.1 is in DE, an allowed country",
-                "network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, an accepted network operator",
+                "network AS24940 (Hetzner Online GmbH) of address 5.9.0.1 is registered in DE, and this network is not on the policy's allow list of qualified operators, so it is refused whatever its registration",
             ],
         ),
     );
-    let e = evaluate_yaml(EU, &node("5.9.0.1", "eu-central-1"), &[]);
-    assert_eq!(e.verdict.name(), "violation", "{e}");
     check(
         EU,
         "3.2.99.1",
@@ -279,7 +309,7 @@ fn eu_policy_accepts_attested_eu_operators_only() {
             "violation",
             [
                 "address 3.2.99.1 is in US, outside the allowed countries (EU)",
-                "network AS8987 (Amazon Data Services Ireland Ltd) of address 3.2.99.1 is registered in IE, and it is controlled by Amazon.com, Inc. (US), outside the EU",
+                "network AS8987 (Amazon Data Services Ireland Ltd) of address 3.2.99.1 is registered in IE, and this network is not on the policy's allow list of qualified operators: it is controlled by Amazon.com, Inc. (US), outside the EU",
             ],
         ),
     );
