@@ -157,6 +157,10 @@ pub struct AppendArgs {
     /// `attestation`), resolved like nodes when an observation names them.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    /// Round-trip measurements from vantage points (JSON Lines, as `measure` writes them): those
+    /// of a place's addresses are weighed as its latency evidence and recorded. Repeatable.
+    #[arg(long = "latency", value_name = "FILE")]
+    pub latency: Vec<PathBuf>,
     /// Entries committed per transaction.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
@@ -506,7 +510,8 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         Some(p) => crate::judge::Inventory::load(p)?,
         None => crate::judge::Inventory::default(),
     };
-    let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory);
+    let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory)
+        .with_latency(crate::measure::load(&a.latency)?);
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;

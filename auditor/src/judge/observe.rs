@@ -3,6 +3,7 @@
 //! observation.
 
 use hexagone_platform::geo::{GeoDatabases, GeoError, GeoSnapshot};
+use hexagone_platform::latency::{self, Measurement};
 use hexagone_platform::{
     Attestation, Judge, LocalityPolicy, NodeDescription, SubjectKind, observe,
 };
@@ -32,6 +33,9 @@ pub struct ObservationJudge<'a> {
     /// ([`ObservationJudge::set_node_attestations`]).
     attestations: std::sync::RwLock<(u64, Vec<Attestation>)>,
     inventory: Inventory,
+    /// Round trips measured from vantage points, weighed for the places whose addresses they
+    /// measured (fixed for the judge's life, so kept evaluations stay right).
+    latency: Vec<Measurement>,
     cache: std::sync::Mutex<Evaluations>,
 }
 
@@ -50,8 +54,16 @@ impl<'a> ObservationJudge<'a> {
             geo,
             attestations: std::sync::RwLock::new((0, attestations)),
             inventory,
+            latency: Vec::new(),
             cache: std::sync::Mutex::new(Evaluations::default()),
         }
+    }
+
+    /// Weighs these round-trip measurements for the places whose addresses they measured.
+    #[must_use]
+    pub fn with_latency(mut self, measurements: Vec<Measurement>) -> Self {
+        self.latency = measurements;
+        self
     }
 
     /// Replaces the nodes' attestations (the inventory's stay): what `serve --kubernetes`
@@ -131,7 +143,15 @@ impl<'a> ObservationJudge<'a> {
                 .filter_map(Attestation::expires)
                 .filter(|u| *u > now)
                 .min();
-            let evaluation = self.judge.judge(observe(&key.0, kind, &held.1, geo, now));
+            let mut facts = observe(&key.0, kind, &held.1, geo, now);
+            if !self.latency.is_empty() {
+                facts.observations.extend(
+                    key.0
+                        .public_addresses()
+                        .filter_map(|a| latency::observation(a, &self.latency)),
+                );
+            }
+            let evaluation = self.judge.judge(facts);
             (held.0, evaluation, until)
         };
         let made = locality(&evaluation)?;

@@ -499,3 +499,112 @@ async fn a_false_address_fact_that_replays_is_caught_against_the_named_databases
         "{out}"
     );
 }
+
+/// `append --latency`: round trips measured from a vantage the policy declares become the
+/// node's latency evidence, recorded in the entry (every sample, the bound, the boundary data's
+/// digest) and replayed by `verify --policy`; a measurement from a vantage the policy does not
+/// declare is recorded too, and counts for nothing.
+#[test]
+fn append_records_latency_evidence_and_verify_replays_it() {
+    let s = Setup::new();
+    let policy = std::fs::read_to_string(policy(DR)).unwrap().replace(
+        "requiredSources: [attestation, address]",
+        "requiredSources: [attestation, address, latency]",
+    ) + "vantagePoints:
+  - {name: paris-1, site: Ministry data centre Paris, latitude: 48.8566, longitude: 2.3522,
+     operatedBy: ministry SOC, attestedBy: RSSI visit report PV-2026-114}
+";
+    let policy_path = s.path("dr-latency.yaml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let measurement = |vantage: &str, rtt: u32| {
+        let m = hexagone_platform::latency::Measurement {
+            address: "51.38.1.1".parse().unwrap(),
+            port: 10250,
+            measured_at: "2026-12-06T10:00:00.000Z".into(),
+            round_trips: hexagone_platform::RoundTrips::new(vantage, 48.8566, 2.3522, vec![rtt])
+                .unwrap(),
+        };
+        serde_json::to_string(&m).unwrap() + "\n"
+    };
+    std::fs::write(s.path("near.jsonl"), measurement("paris-1", 400)).unwrap();
+    std::fs::write(s.path("rogue.jsonl"), measurement("rogue", 100)).unwrap();
+    let gra3 = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+    for (i, file) in ["near.jsonl", "rogue.jsonl"].into_iter().enumerate() {
+        let out = run(
+            &[
+                "append",
+                "--policy",
+                &policy_path,
+                "--attestations",
+                &s.path("attestations.yaml"),
+                "--latency",
+                &s.path(file),
+                "--db",
+                &s.db,
+                "--key",
+                s.key.to_str().unwrap(),
+            ],
+            Some(&node_line(i as u64, &gra3)),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (bundle, entries) = s.export();
+    let v = verdicts(&entries);
+    assert_eq!(v[0], "[compliant] gra-3: ");
+    assert!(v[1].starts_with("[violation] gra-3: "), "{v:?}");
+    let latency = |e: &Entry| {
+        observation(e)
+            .locality
+            .evidence
+            .iter()
+            .find(|x| x.source.as_str() == "latency")
+            .cloned()
+            .unwrap()
+    };
+    let near = latency(&entries[0]);
+    assert_eq!(near.controller.as_str(), "physics");
+    let fact = near.fact.to_value();
+    assert_eq!(fact["measurements"][0]["rttUs"], serde_json::json!([400]));
+    assert_eq!(fact["measurements"][0]["boundKm"], 60);
+    assert_eq!(
+        fact["boundaries"],
+        hexagone_platform::latency::boundaries_digest()
+    );
+    assert!(
+        near.sentence
+            .ends_with("so within 60 km of it: that area lies in FR, an allowed country"),
+        "{}",
+        near.sentence
+    );
+    assert!(
+        latency(&entries[1])
+            .sentence
+            .contains("vantage rogue is not declared by the policy"),
+        "{}",
+        latency(&entries[1]).sentence
+    );
+    // verify --policy judges both again from their recorded facts.
+    let out = run(
+        &[
+            "verify",
+            &bundle,
+            "--trust",
+            &s.vkey,
+            "--policy",
+            &policy_path,
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
