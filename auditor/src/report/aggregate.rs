@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyRow, Report,
-    Resolution, StoreRow, Totals, Verdicts, ViolationRow,
+    BoundRow, CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyRow,
+    Report, Resolution, StoreRow, Totals, Verdicts, ViolationRow,
 };
 use crate::ledger::entry::{Assessment, Body, Entry, Observation, Source, Timestamp, Verdict};
 
@@ -50,6 +50,8 @@ pub struct Aggregator {
     policies: BTreeMap<(String, String), u64>,
     objects: BTreeMap<ObjectKey, ObjectState>,
     resolved: Vec<ViolationRow>,
+    /// The latest latency evidence per (place, address).
+    bounds: BTreeMap<(String, String), BoundRow>,
 }
 
 impl Aggregator {
@@ -63,6 +65,7 @@ impl Aggregator {
             policies: BTreeMap::new(),
             objects: BTreeMap::new(),
             resolved: Vec::new(),
+            bounds: BTreeMap::new(),
         }
     }
 
@@ -105,6 +108,10 @@ impl Aggregator {
             seq: entry.seq,
             time: time.clone(),
         };
+        for b in bounds(o, entry.seq, &time) {
+            self.bounds
+                .insert((b.subject.clone(), b.address.clone()), b);
+        }
         let mut open = self.objects.remove(&key).and_then(|s| s.open);
         match &l.verdict {
             Verdict::Violation(_) => {
@@ -250,8 +257,53 @@ impl Aggregator {
             objects,
             open_violations: open,
             resolved_violations: self.resolved,
+            bounds: self.bounds.into_values().collect(),
         }
     }
+}
+
+/// The latency evidence of an observation as report rows (one per measured address).
+fn bounds(o: &Observation, seq: u64, time: &str) -> Vec<BoundRow> {
+    let l = &o.locality;
+    l.evidence
+        .iter()
+        .filter(|e| e.source == Source::Latency)
+        .map(|e| {
+            let fact = e.fact.to_value();
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let measurements = fact["measurements"].as_array().cloned().unwrap_or_default();
+            BoundRow {
+                subject: l.subject.clone(),
+                subject_kind: l.subject_kind.as_str().into(),
+                address: format!("{}:{}", text(&fact["address"]), text(&fact["port"])),
+                measured_from: measurements
+                    .iter()
+                    .map(|m| {
+                        let us = m["minRttUs"].as_u64().unwrap_or(0);
+                        format!(
+                            "{}: {}.{:03} ms, {} km",
+                            text(&m["vantage"]),
+                            us / 1000,
+                            us % 1000,
+                            text(&m["boundKm"])
+                        )
+                    })
+                    .collect(),
+                bound_km: measurements
+                    .iter()
+                    .filter_map(|m| m["boundKm"].as_u64())
+                    .min()
+                    .unwrap_or(0),
+                assessment: e.assessment.kind().as_str().into(),
+                sentence: e.sentence.clone(),
+                seq,
+                time: time.to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// The verdict's reasons with the decisive one first, the others in the engine's order. The

@@ -182,6 +182,24 @@ pub fn render(signed: &SignedReport) -> String {
         r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
     ));
 
+    if !r.bounds.is_empty() {
+        h.push_str("<h2>Round-trip bounds (latency evidence)</h2>\n<p class=\"muted\">How far each place's address can be from the vantage points that measured it (the speed of light bounds it; a place can add delay, never remove it), from its latest evidence before the period's end.</p>\n<table><thead><tr><th>Held by</th><th>Address</th><th>Measured from</th><th>Within</th><th>Weighs</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");
+        for b in &r.bounds {
+            let _ = writeln!(
+                h,
+                "<tr><td>{} <span class=\"mono\">{}</span></td><td class=\"mono\">{}</td><td>{}</td><td class=\"n\">{} km</td><td>{}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
+                e(&b.subject_kind),
+                e(&b.subject),
+                e(&b.address),
+                e(&b.measured_from.join("; ")),
+                b.bound_km,
+                e(&b.assessment),
+                b.seq,
+                e(&b.time)
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
     h.push_str("<h2>Objects and where they are at the period's end</h2>\n<table><thead><tr><th>Data store</th><th>Class</th><th>Object</th><th>Held by</th><th>Country</th><th>Verdict</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");
     for o in &r.objects {
         let _ = writeln!(

@@ -87,6 +87,24 @@ pub fn render(signed: &SignedReport) -> String {
         &["AS", "Organisation", "Registered in", "Extra-EU control"],
         r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
     ));
+    if !r.bounds.is_empty() {
+        m.push_str("## Round-trip bounds (latency evidence)\n\nHow far each place's address can be from the vantage points that measured it (the speed of light bounds it; a place can add delay, never remove it), from its latest evidence before the period's end.\n\n| Held by | Address | Measured from | Within | Weighs | Entry | Time |\n| --- | --- | --- | ---: | --- | ---: | --- |\n");
+        for b in &r.bounds {
+            let _ = writeln!(
+                m,
+                "| {} {} | {} | {} | {} km | {} | {} | {} |",
+                e(&b.subject_kind),
+                e(&b.subject),
+                e(&b.address),
+                e(&b.measured_from.join("; ")),
+                b.bound_km,
+                e(&b.assessment),
+                b.seq,
+                e(&b.time)
+            );
+        }
+        m.push('\n');
+    }
     m.push_str("## Objects and where they are at the period's end\n\n| Data store | Class | Object | Held by | Country | Verdict | Entry | Time |\n| --- | --- | --- | --- | --- | --- | ---: | --- |\n");
     for o in &r.objects {
         let _ = writeln!(

@@ -115,6 +115,35 @@ pub struct Report {
     /// Violations resolved in the period: a compliant entry for the object, made in the
     /// period, followed them. In the order of those entries.
     pub resolved_violations: Vec<ViolationRow>,
+    /// The round-trip bound of each place and address that has latency evidence: the latest
+    /// before the period's end. Absent when no entry has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<BoundRow>,
+}
+
+/// How far a place's address can be from the vantage points that measured it, as its latest
+/// latency evidence before the period's end recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundRow {
+    /// The node or endpoint.
+    pub subject: String,
+    /// `node` or `endpoint`.
+    pub subject_kind: String,
+    /// The address and port measured.
+    pub address: String,
+    /// Each vantage with its quickest round trip and bound: `paris-1: 0.400 ms, 60 km`.
+    pub measured_from: Vec<String>,
+    /// The smallest of the bounds, in kilometres.
+    pub bound_km: u64,
+    /// How the evidence weighed: `supports` or `inconclusive`.
+    pub assessment: String,
+    /// The evidence's sentence.
+    pub sentence: String,
+    /// Its entry.
+    pub seq: u64,
+    /// The entry's time.
+    pub time: String,
 }
 
 /// A period, half-open.
@@ -605,6 +634,7 @@ mod tests {
                 resolved: None,
             }],
             resolved_violations: vec![],
+            bounds: vec![],
         }
     }
 

@@ -588,6 +588,38 @@ fn append_records_latency_evidence_and_verify_replays_it() {
         "{}",
         latency(&entries[1]).sentence
     );
+    // The report shows the node's bound (its latest latency evidence).
+    let report = s.path("report.md");
+    let out = run(
+        &[
+            "report",
+            "--ledger",
+            &s.db,
+            "--key",
+            s.key.to_str().unwrap(),
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "2100-01-01T00:00:00Z",
+            "--format",
+            "md",
+            "--out",
+            &report,
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        md.contains("## Round-trip bounds (latency evidence)")
+            && md.contains("| node gra-3 | 51.38.1.1:10250 | rogue: 0.100 ms, 15 km | 15 km | inconclusive | 1 |"),
+        "{md}"
+    );
     // verify --policy judges both again from their recorded facts.
     let out = run(
         &[
