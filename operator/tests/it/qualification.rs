@@ -398,3 +398,154 @@ async fn an_invalid_policy_is_reported_not_applied() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// A policy requiring latency: a node qualifies once a vantage point the policy declares has
+/// measured it near Paris (a LatencyMeasurement the vantage's identity writes), and loses it
+/// when a new measurement bounds it only to 30 ms; the status says why. Ops cannot write a
+/// measurement; one from a vantage the policy does not declare counts for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_measurements_qualify_a_node_when_the_policy_requires_them() -> anyhow::Result<()> {
+    use hexagone_platform::RoundTrips;
+    use hexagone_platform::k8s::LatencyMeasurement;
+    use hexagone_platform::latency::Measurement;
+
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    let officer = bed.client_as("alice", Some(OFFICERS)).await?;
+    // The vantage's measuring component, bound to the hexagone-vantage role; ops, bound to the
+    // viewer role.
+    let rbac = |user: &str, role: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{user}-{role}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        })
+    };
+    let bindings = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(admin.clone());
+    for (user, role) in [
+        ("vantage-paris", "hexagone-vantage"),
+        ("bob-ops", "hexagone-policy-viewer"),
+    ] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(rbac(user, role))?,
+            )
+            .await?;
+    }
+    let vantage = bed.client_as("vantage-paris", None).await?;
+    let ops = bed.client_as("bob-ops", None).await?;
+
+    bed.add_nodes(&[FakeNode::new("ovh-gra-1")
+        .label("topology.kubernetes.io/region", "gra")
+        .external_ip("51.38.1.1".parse()?)])
+        .await?;
+    create_attestation(&officer, &attestation("ovh-gra-1", "FR", LATER)).await?;
+    let mut p = policy("dr", "france-diffusion-restreinte");
+    p.spec
+        .required_sources
+        .push(hexagone_platform::LocationSource::Latency);
+    p.spec.quorum = hexagone_platform::Quorum::new(4).unwrap();
+    p.spec.vantage_points = vec![hexagone_platform::VantagePoint {
+        name: "paris-1".into(),
+        site: "Ministry data centre, Paris".into(),
+        latitude: 48.8566,
+        longitude: 2.3522,
+        operated_by: "ministry SOC".into(),
+        attested_by: "RSSI, visit report PV-2026-114".into(),
+    }];
+    Api::<LocalityPolicyResource>::all(officer.clone())
+        .create(&PostParams::default(), &p)
+        .await?;
+    let operator = Operator::start(&bed).await?;
+    expect_node(&admin, "ovh-gra-1", "violation", Some("FR")).await?;
+
+    let measurement = |name: &str, vantage: &str, rtt_us: u32| {
+        LatencyMeasurement::new(
+            name,
+            Measurement {
+                address: "51.38.1.1".parse().unwrap(),
+                port: 10250,
+                measured_at: "2026-12-06T10:00:00.000Z".into(),
+                round_trips: RoundTrips::new(vantage, 48.8566, 2.3522, vec![rtt_us + 20, rtt_us])
+                    .unwrap(),
+            },
+        )
+    };
+    // Ops cannot write one (the API server refuses: 403).
+    let refused = Api::<LatencyMeasurement>::all(ops.clone())
+        .create(
+            &PostParams::default(),
+            &measurement("forged", "paris-1", 100),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(e) if e.code == 403),
+        "{refused}"
+    );
+    // A vantage the policy does not declare counts for nothing.
+    let measurements = Api::<LatencyMeasurement>::all(vantage.clone());
+    measurements
+        .create(&PostParams::default(), &measurement("rogue", "rogue", 100))
+        .await?;
+    // The declared vantage measures 0.4 ms: within 60 km of Paris.
+    measurements
+        .create(
+            &PostParams::default(),
+            &measurement("paris-gra-1", "paris-1", 400),
+        )
+        .await?;
+    expect_node(&admin, "ovh-gra-1", "compliant", Some("FR")).await?;
+    let status = Api::<LocalityPolicyResource>::all(admin.clone())
+        .get("dr")
+        .await?
+        .status
+        .unwrap();
+    let node = status.nodes.iter().find(|n| n.name == "ovh-gra-1").unwrap();
+    assert!(
+        node.evidence
+            .iter()
+            .any(|e| e.contains("from vantage paris-1")
+                && e.ends_with("within 60 km of it: that area lies in FR, an allowed country")),
+        "{node:?}"
+    );
+    assert!(
+        node.evidence
+            .iter()
+            .any(|e| e.contains("vantage rogue is not declared by the policy")),
+        "{node:?}"
+    );
+    // A new measurement: 30 ms. Not near Paris any more: the node loses its eligibility.
+    measurements
+        .patch(
+            "paris-gra-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"roundTrips": {"rttUs": [30_000], "minRttUs": 30_000, "boundKm": 4497}}})),
+        )
+        .await?;
+    expect_node(&admin, "ovh-gra-1", "violation", Some("FR")).await?;
+    let status = Api::<LocalityPolicyResource>::all(admin.clone())
+        .get("dr")
+        .await?
+        .status
+        .unwrap();
+    let node = status.nodes.iter().find(|n| n.name == "ovh-gra-1").unwrap();
+    assert!(
+        node.reasons.iter().any(|r| r
+            == "the policy requires the latency to place the node in an allowed country, and it does not"),
+        "{node:?}"
+    );
+    assert!(
+        events(&admin, "ovh-gra-1")
+            .await
+            .iter()
+            .any(|(reason, note)| reason == "LocalityViolation"
+                && note.contains("LocalityPolicy dr")),
+        "no violation Event"
+    );
+    operator.check_running()?;
+    Ok(())
+}
