@@ -506,7 +506,9 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
-    ledger.check_witnessed(&seq, &mut witnesses).await?;
+    ledger
+        .check_witnessed(&seq, &mut witnesses, crate::store::WITNESS_TIMEOUT)
+        .await?;
     let mut lines = read_lines(a.input.clone())?;
     let flush = Duration::from_millis(a.flush_ms);
     let mut stdout = std::io::stdout().lock();
@@ -539,7 +541,9 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
             progress.done();
             if let Some(a) = &done.appended {
                 total += a.size - a.first;
-                let results = ledger.collect_cosignatures(a, &mut witnesses).await;
+                let results = ledger
+                    .collect_cosignatures(a, &mut witnesses, crate::store::WITNESS_TIMEOUT)
+                    .await;
                 for (w, r) in witnesses.iter().zip(results) {
                     if let Err(e) = r {
                         eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);

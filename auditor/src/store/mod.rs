@@ -151,6 +151,11 @@ pub enum StoreError {
 /// Index rows read per page of a lookup by object.
 const LOOKUP_PAGE: u64 = 256;
 
+/// How long `append` waits for each witness's cosignature of a commit (`serve` takes
+/// `--witness-timeout`): a witness's own exchange bound is longer, and a log must not wait
+/// for it.
+pub const WITNESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The newest entry below `below` about the object `object_id` of `store`: its sequence
 /// number, text and observation. With `store` the index rows of that (store, identifier) pair
 /// are read ([`db::store_object_key`]), so entries about the same identifier in other stores
@@ -843,22 +848,32 @@ impl Ledger {
 
     /// Asks each witness to cosign the checkpoint `appended` (C2SP `tlog-witness`), with a
     /// consistency proof from the last size it cosigned, and records each valid
-    /// cosignature. Returns, per witness, what happened; a witness that refuses or cannot be
-    /// reached does not undo the commit.
+    /// cosignature. The witnesses are asked at once, each within `limit` (its retries
+    /// included): a stalled witness costs `limit`, never more, and does not delay the others.
+    /// Returns, per witness, what happened; a witness that refuses, cannot be reached or does
+    /// not answer in time does not undo the commit.
     pub async fn collect_cosignatures(
         &self,
         appended: &Appended,
         witnesses: &mut [WitnessEndpoint],
+        limit: std::time::Duration,
     ) -> Vec<Result<(), String>> {
-        let mut out = Vec::new();
-        for w in witnesses.iter_mut() {
-            out.push(self.cosign_with(appended, w).await);
-        }
-        out
+        let asks = witnesses.iter_mut().map(|w| async move {
+            let name = w.key.name().to_string();
+            tokio::time::timeout(limit, self.cosign_with(appended, w))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "witness {name} did not answer within {} ms",
+                        limit.as_millis()
+                    ))
+                })
+        });
+        futures::future::join_all(asks).await
     }
 
     /// At start, before anything is sealed: asks each witness to cosign the head `seq` adopted,
-    /// which tells what it cosigned last. A witness that cosigned a larger tree of this log
+    /// which tells what it cosigned last (each within `limit`). A witness that cosigned a larger tree of this log
     /// proves the database was set back, and signing stops. A witness that cannot be reached,
     /// or refuses for another reason, is reported (standard error) and not waited for: the
     /// record beside the key is the check that needs no network.
@@ -866,6 +881,7 @@ impl Ledger {
         &self,
         seq: &Sequencer,
         witnesses: &mut [WitnessEndpoint],
+        limit: std::time::Duration,
     ) -> Result<(), StoreError> {
         let (size, Some(note)) = seq.head() else {
             return Ok(());
@@ -880,7 +896,9 @@ impl Ledger {
             note: note.to_string(),
         };
         for w in witnesses.iter_mut() {
-            let answer = self.cosign_with(&head, w).await;
+            let answer = tokio::time::timeout(limit, self.cosign_with(&head, w))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
             if let Some(cosigned) = w.last.filter(|&l| l > size) {
                 return Err(StoreError::WitnessedAhead {
                     witness: w.key.name().to_string(),
