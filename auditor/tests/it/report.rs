@@ -1081,3 +1081,88 @@ async fn a_report_from_a_postgresql_ledger_verifies() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The key holder hands the officer a report made at an older witnessed checkpoint, before a
+/// violation was recorded: it verifies, witnesses included, but says freshness was not
+/// checked. Held to a newer checkpoint (the one a writer's acknowledgement carried, or the
+/// newest the witness cosigned), it is refused as not fresh, naming both sizes; the report made
+/// again at the newest checkpoint passes.
+#[test]
+fn a_report_made_at_an_older_checkpoint_is_not_fresh() {
+    let f = Fixture::new();
+    let w1 = crate::witness::start_witness(f.dir.path(), "w1", &f.dir.path().join("k.pub"));
+    let append_witnessed = |object: &str, node: &str| {
+        run_ok(
+            &[
+                "append",
+                "--policy",
+                &policy("france-diffusion-restreinte"),
+                "--attestations",
+                &f.path("attestations.yaml"),
+                "--db",
+                &f.db,
+                "--key",
+                f.key.to_str().unwrap(),
+                "--witness",
+                &format!("{},{}", w1.key, w1.url),
+            ],
+            Some(&line(object, node)),
+        )
+    };
+    let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+    let fsn = node("fsn-9", "hetzner://fsn1/9", "fsn1", "5.9.0.9");
+    append_witnessed("spaces/9/doc-before", &gra);
+    let old = f.report(&f.db, "json", "old.json");
+    // A later violation, witnessed too; its checkpoint is what a writer kept.
+    append_witnessed("spaces/9/doc-moved-to-germany", &fsn);
+    let newer = f.path("newer.checkpoint");
+    run_ok(
+        &[
+            "checkpoint",
+            "--db",
+            &f.db,
+            "--key",
+            f.key.to_str().unwrap(),
+            "--out",
+            &newer,
+        ],
+        None,
+    );
+    let fresh_from = format!("{},{}", w1.key, w1.url);
+    let (code, out) = f.verify_with(&old, &f.vkey, &["--witness", &w1.key]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("freshness NOT checked"), "{out}");
+    for extra in [
+        vec!["--witness", &w1.key, "--checkpoint", &newer],
+        vec!["--witness", &w1.key, "--fresh-from", &fresh_from],
+    ] {
+        let (code, out) = f.verify_with(&old, &f.vkey, &extra);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("NOT FRESH: the report is made at the checkpoint of size 4, but ")
+                && out.contains(" is of size 5: the 1 entries recorded since are not in it"),
+            "{out}"
+        );
+    }
+    let new = f.report(&f.db, "json", "new.json");
+    let (code, out) = f.verify_with(
+        &new,
+        &f.vkey,
+        &[
+            "--witness",
+            &w1.key,
+            "--fresh-from",
+            &fresh_from,
+            "--max-age",
+            "1h",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "fresh: the report's checkpoint (size 5) reaches the newest checkpoint witness witness.test/w1 cosigned (size 5)"
+        ) && out.contains("fresh: the cosignatures counted were made within --max-age 1h"),
+        "{out}"
+    );
+    assert!(!out.contains("freshness NOT checked"), "{out}");
+}
