@@ -408,7 +408,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             .set(seq.last_time().0 as f64 / 1000.0);
     }
     // The collector reads the ledger (its objects' latest entries) through the same pool.
-    let reader = ledger.db().clone();
+    let reader = ledger.reader();
     let (failed, sequencer_failed) = oneshot::channel();
     let witnessing = Witnessing {
         threshold: witness_threshold,
@@ -440,7 +440,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             }
         })
     });
-    let indexer = tokio::spawn(index_objects(reader.clone()));
+    let indexer = tokio::spawn(index_objects(reader.db().clone()));
     let lost = async {
         match election.as_mut() {
             Some(e) => e.lost().await,
