@@ -86,6 +86,12 @@ async fn insert_chunk(db: &Db, first: u64, entries: &[(Hash, String)]) {
     .await;
 }
 
+/// The chunk of entries from 0 replaced by one plain chunk of `entries`, as the owner would.
+async fn replace_first_chunk(db: &Db, entries: &[(Hash, String)]) {
+    sql(db, "DELETE FROM ledger_chunks WHERE first_seq = 0", vec![]).await;
+    insert_chunk(db, 0, entries).await;
+}
+
 /// A log of 30 entries in three checkpoints (10, 20, 30) signed by `key`, and a sequencer
 /// still running on it.
 async fn log(url: &str, key: &SignerKey) -> (Ledger, Sequencer) {
@@ -646,14 +652,7 @@ async fn a_rewritten_row_is_never_an_answer(url: String) {
     let forged = first[5].1.replace("doc-5\"", "doc-500\"");
     assert_ne!(forged, first[5].1);
     first[5] = (leaf_hash(forged.as_bytes()), forged);
-    let replace = |chunk: Vec<(Hash, String)>| {
-        let db = ledger.db().clone();
-        async move {
-            sql(&db, "DELETE FROM ledger_chunks WHERE first_seq = 0", vec![]).await;
-            insert_chunk(&db, 0, &chunk).await;
-        }
-    };
-    replace(first).await;
+    replace_first_chunk(ledger.db(), &first).await;
     for at in [5, 15] {
         let err = ledger.proven_entry(at, &seq).await.unwrap_err().to_string();
         assert!(
@@ -667,7 +666,7 @@ async fn a_rewritten_row_is_never_an_answer(url: String) {
         ledger.proven_entry(30, &seq).await.is_err(),
         "past the head"
     );
-    replace(genuine).await;
+    replace_first_chunk(ledger.db(), &genuine).await;
     for at in [4, 5, 6, 15, 29] {
         assert_eq!(ledger.proven_entry(at, &seq).await.unwrap().seq, at);
     }
@@ -710,13 +709,7 @@ async fn a_rewritten_indexed_entry_is_never_proven(url: String) {
         .encode();
         let mut chunk = genuine.clone();
         chunk[94] = (leaf_hash(forged.as_bytes()), forged);
-        sql(
-            ledger.db(),
-            "DELETE FROM ledger_chunks WHERE first_seq = 0",
-            vec![],
-        )
-        .await;
-        insert_chunk(ledger.db(), 0, &chunk).await;
+        replace_first_chunk(ledger.db(), &chunk).await;
         assert_eq!(
             rows(ledger.db()).await[94].2,
             chunk[94].1,
@@ -742,13 +735,7 @@ async fn a_rewritten_indexed_entry_is_never_proven(url: String) {
         );
         assert!(out.stdout.is_empty(), "a proof was written");
     }
-    sql(
-        ledger.db(),
-        "DELETE FROM ledger_chunks WHERE first_seq = 0",
-        vec![],
-    )
-    .await;
-    insert_chunk(ledger.db(), 0, &genuine).await;
+    replace_first_chunk(ledger.db(), &genuine).await;
     let again = ledger.prove(object).await.unwrap();
     assert_eq!((again.index, &again.path), (94, &proof.path));
     ledger.close().await;

@@ -97,20 +97,25 @@ impl Fixture {
     }
 
     fn append(&self, input: &str) {
-        run_ok(
-            &[
-                "append",
-                "--policy",
-                &policy("france-diffusion-restreinte"),
-                "--attestations",
-                &self.path("attestations.yaml"),
-                "--db",
-                &self.db,
-                "--key",
-                self.key.to_str().unwrap(),
-            ],
-            Some(input),
+        self.append_with(input, &[]);
+    }
+
+    /// `append` with `extra` arguments (`--witness KEY,URL`).
+    fn append_with(&self, input: &str, extra: &[&str]) {
+        let (policy, attestations) = (
+            policy("france-diffusion-restreinte"),
+            self.path("attestations.yaml"),
         );
+        let mut args = vec![
+            "append",
+            "--policy",
+            &policy,
+            "--attestations",
+            &attestations,
+        ];
+        args.extend(["--db", &self.db, "--key", self.key.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        run_ok(&args, Some(input));
     }
 
     /// Exports the ledger to `bundle.jsonl`; returns its path.
@@ -379,21 +384,9 @@ fn report_verify_checks_the_witnesses_cosignatures() {
     let w2 = crate::witness::start_witness(f.dir.path(), "w2", &f.dir.path().join("k.pub"));
     // One more entry, its checkpoint cosigned by w1 only.
     let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            &policy("france-diffusion-restreinte"),
-            "--attestations",
-            &f.path("attestations.yaml"),
-            "--db",
-            &f.db,
-            "--key",
-            f.key.to_str().unwrap(),
-            "--witness",
-            &format!("{},{}", w1.key, w1.url),
-        ],
-        Some(&line("spaces/9/doc-cosigned", &gra)),
+    f.append_with(
+        &line("spaces/9/doc-cosigned", &gra),
+        &["--witness", &format!("{},{}", w1.key, w1.url)],
     );
     let report = f.report(&f.db, "json", "cosigned.json");
     let check = |witnesses: &[&str], threshold: Option<&str>| {
@@ -1091,24 +1084,9 @@ async fn a_report_from_a_postgresql_ledger_verifies() {
 fn a_report_made_at_an_older_checkpoint_is_not_fresh() {
     let f = Fixture::new();
     let w1 = crate::witness::start_witness(f.dir.path(), "w1", &f.dir.path().join("k.pub"));
-    let append_witnessed = |object: &str, node: &str| {
-        run_ok(
-            &[
-                "append",
-                "--policy",
-                &policy("france-diffusion-restreinte"),
-                "--attestations",
-                &f.path("attestations.yaml"),
-                "--db",
-                &f.db,
-                "--key",
-                f.key.to_str().unwrap(),
-                "--witness",
-                &format!("{},{}", w1.key, w1.url),
-            ],
-            Some(&line(object, node)),
-        )
-    };
+    let witness = format!("{},{}", w1.key, w1.url);
+    let append_witnessed =
+        |object: &str, node: &str| f.append_with(&line(object, node), &["--witness", &witness]);
     let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
     let fsn = node("fsn-9", "hetzner://fsn1/9", "fsn1", "5.9.0.9");
     append_witnessed("spaces/9/doc-before", &gra);

@@ -73,21 +73,9 @@ impl Setup {
 
     pub(crate) fn start(&self, extra: &[&str]) -> Server {
         let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--db",
-                &self.db,
-                "--key",
-                self.key.to_str().unwrap(),
-                "--policy",
-                POLICY,
-                "--inventory",
-                &self.path("inventory.yaml"),
-                "--tokens",
-                &self.path("tokens"),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(self.serve_args())
+            .args(["--inventory", &self.path("inventory.yaml")])
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -106,6 +94,25 @@ impl Setup {
             addr,
             stdout,
         }
+    }
+
+    /// `serve` on this setup's database, key, policy and tokens.
+    fn serve_args(&self) -> Vec<String> {
+        let key = self.key.to_str().unwrap();
+        ["serve", "--db", &self.db, "--key", key, "--policy", POLICY]
+            .into_iter()
+            .map(String::from)
+            .chain(["--tokens".to_string(), self.path("tokens")])
+            .collect()
+    }
+
+    /// Runs `serve` on this setup's database, key, policy and tokens with `extra` to its end
+    /// (for what is refused at start).
+    pub(crate) fn run_serve(&self, extra: &[&str]) -> std::process::Output {
+        let base = self.serve_args();
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        run(&args, None)
     }
 
     /// Exports the ledger and runs `verify --policy`; returns verify's output.
@@ -655,22 +662,7 @@ fn graceful_shutdown_commits_what_is_queued_and_signs_a_final_checkpoint() {
     // The service refuses a tokens file others can read.
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(setup.path("tokens"), std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = run(
-        &[
-            "serve",
-            "--db",
-            &setup.db,
-            "--key",
-            setup.key.to_str().unwrap(),
-            "--policy",
-            POLICY,
-            "--tokens",
-            &setup.path("tokens"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        None,
-    );
+    let out = setup.run_serve(&["--listen", "127.0.0.1:0"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("0640"),
@@ -944,24 +936,7 @@ fn a_stalled_witness_leaves_acks_unwitnessed_within_the_bound() {
     let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
     // More than the witnesses given is refused at start.
-    let out = run(
-        &[
-            "serve",
-            "--db",
-            &setup.db,
-            "--key",
-            setup.key.to_str().unwrap(),
-            "--policy",
-            POLICY,
-            "--tokens",
-            &setup.path("tokens"),
-            "--witness",
-            &w1_arg,
-            "--witness-threshold",
-            "2",
-        ],
-        None,
-    );
+    let out = setup.run_serve(&["--witness", &w1_arg, "--witness-threshold", "2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--witness-threshold 2: give 1 to 1"),
@@ -1074,24 +1049,7 @@ fn a_slow_connection_flood_and_unsent_bodies_leave_honest_writers_answered() {
 #[test]
 fn a_budget_that_cannot_hold_one_request_is_refused() {
     let setup = Setup::new();
-    let out = run(
-        &[
-            "serve",
-            "--db",
-            &setup.db,
-            "--key",
-            setup.key.to_str().unwrap(),
-            "--policy",
-            POLICY,
-            "--tokens",
-            &setup.path("tokens"),
-            "--max-body",
-            "1048576",
-            "--max-inflight-bytes",
-            "8388608",
-        ],
-        None,
-    );
+    let out = setup.run_serve(&["--max-body", "1048576", "--max-inflight-bytes", "8388608"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
