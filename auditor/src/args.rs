@@ -170,7 +170,7 @@ pub fn max_age(s: &str) -> Result<Duration, String> {
 pub struct FreshnessArgs {
     /// A signed checkpoint obtained independently (a writer's acknowledgement, `checkpoint
     /// --out`, the service's `/v1/checkpoint`): what is verified must reach it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// A witness to ask for the newest checkpoint of this log it cosigned, as
     /// `WITNESS_KEY,http://host:port[/prefix]`; repeatable. What is verified must reach the
