@@ -210,7 +210,7 @@ fn oversized(addr: &str, kind: usize, stop: &AtomicBool) {
 fn token_flood(addr: &str, token: &str, kind: usize, stop: &AtomicBool) {
     let full = body_upto(1_000_000 * (kind + 1), 4 << 20);
     while !stop.load(Ordering::Relaxed) {
-        if kind % 2 == 0 {
+        if kind.is_multiple_of(2) {
             post(addr, token, &full);
             continue;
         }
