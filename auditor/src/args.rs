@@ -317,3 +317,50 @@ pub fn checkpoint_size(note: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(given: &str, want: Result<u64, &str>) {
+        match (max_age(given), want) {
+            (Ok(d), Ok(secs)) => assert_eq!(d, Duration::from_secs(secs), "{given}"),
+            (Err(e), Err(part)) => assert!(e.contains(part), "{given}: {e}"),
+            (got, want) => panic!("{given}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn max_ages_are_read_as_people_write_them() {
+        check("90s", Ok(90));
+        check("15m", Ok(900));
+        check("1h30m", Ok(5400));
+        check("24h", Ok(86_400));
+        check("PT1H", Ok(3600));
+        check(" 2h ", Ok(7200));
+        check("0s", Err("give a positive duration"));
+        check("-1h", Err("give a positive duration"));
+        check("soon", Err("is not a duration such as 90s"));
+        check("", Err("is not a duration such as 90s"));
+    }
+
+    /// A cosignature counts only when made at or after the oldest time `--max-age` accepts;
+    /// one made before is named with its time, not called missing.
+    #[test]
+    fn cosignatures_older_than_the_oldest_accepted_do_not_count() {
+        use crate::ledger::cosignature::WitnessSigner;
+        let w = WitnessSigner::generate("witness.test/a").unwrap();
+        let text = "example.test/log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let line = w.cosign(text, 1_764_300_000);
+        let note = crate::ledger::checkpoint::parse_note(&format!("{text}\n{line}")).unwrap();
+        let keys = [w.public().clone()];
+        let named = Ok(vec!["witness.test/a".to_string()]);
+        assert_eq!(cosigned_by(&note, 5, &keys, 1, None), named);
+        assert_eq!(cosigned_by(&note, 5, &keys, 1, Some(1_764_300_000)), named);
+        let err = cosigned_by(&note, 5, &keys, 1, Some(1_764_300_001)).unwrap_err();
+        assert_eq!(
+            err,
+            "(size 5) is cosigned recently enough by 0 of the 1 witnesses given, 1 needed: witness.test/a cosigned it at 2025-11-28T03:20:00.000Z; cosignatures before 2025-11-28T03:20:01.000Z are too old (--max-age)"
+        );
+    }
+}
