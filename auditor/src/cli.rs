@@ -234,16 +234,9 @@ pub struct VerifyArgs {
     /// How many of the `--witness` keys must have cosigned the last checkpoint (default: all).
     #[arg(long)]
     pub witness_threshold: Option<usize>,
-    /// A signed checkpoint obtained out of band that the bundle must reach (detects a
-    /// bundle cut short).
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// A witness to ask for the newest checkpoint of this log it cosigned, as
-    /// `WITNESS_KEY,http://host:port[/prefix]`; repeatable. The bundle must reach the newest of
-    /// them, so a bundle cut back to an older witnessed checkpoint is refused. A witness that
-    /// cannot be asked stops the check (exit 2, naming it): freshness was not checked.
-    #[arg(long = "fresh-from", value_name = "WITNESS_KEY,URL")]
-    pub fresh_from: Vec<String>,
+    /// Freshness: `--checkpoint`, `--fresh-from`, `--max-age`.
+    #[command(flatten)]
+    pub fresh: crate::args::FreshnessArgs,
     /// A locality policy (YAML) to replay every observation's verdict under: each entry's
     /// recorded facts are judged again under the policy whose digest it recorded, and the
     /// verdict, reasons and evidence must come out the same. Repeatable (a ledger that
@@ -515,7 +508,9 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
     let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
-    ledger.check_witnessed(&seq, &mut witnesses).await?;
+    ledger
+        .check_witnessed(&seq, &mut witnesses, crate::store::WITNESS_TIMEOUT)
+        .await?;
     let mut lines = read_lines(a.input.clone())?;
     let flush = Duration::from_millis(a.flush_ms);
     let mut stdout = std::io::stdout().lock();
@@ -548,7 +543,9 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
             progress.done();
             if let Some(a) = &done.appended {
                 total += a.size - a.first;
-                let results = ledger.collect_cosignatures(a, &mut witnesses).await;
+                let results = ledger
+                    .collect_cosignatures(a, &mut witnesses, crate::store::WITNESS_TIMEOUT)
+                    .await;
                 for (w, r) in witnesses.iter().zip(results) {
                     if let Err(e) = r {
                         eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
@@ -711,7 +708,7 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
     };
     let note = parse_note(&proof.checkpoint)?;
     let cp = Checkpoint::parse_body(&note.text)?;
-    let cosigners = match cosigned_by(&note, cp.size, &witnesses, threshold) {
+    let cosigners = match cosigned_by(&note, cp.size, &witnesses, threshold, None) {
         Ok(names) => names,
         Err(e) => return invalid(format!("its checkpoint {e}")),
     };
@@ -782,89 +779,22 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The tree size a checkpoint note states, if it parses.
-fn checkpoint_size(note: &str) -> Option<u64> {
-    parse_note(note).ok()?.text.lines().nth(1)?.parse().ok()
-}
-
-/// `--fresh-from WITNESS_KEY,URL`: the newest checkpoint of `origin` the witness cosigned, with
-/// its cosignature checked: (size, note, where it came from). `None` when the witness cosigned
-/// nothing of this log (said on standard error).
-fn newest_witnessed(spec: &str, origin: &str) -> anyhow::Result<Option<(u64, String, String)>> {
-    let w = witness_endpoint(spec)?;
-    let name = w.key.name().to_string();
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(crate::witness::serve::latest(&w.url, origin))
-        .with_context(|| {
-            format!(
-                "--fresh-from: witness {name} at {} could not be asked for its newest checkpoint, so freshness was not checked",
-                w.url
-            )
-        })?;
-    let Some(note) = fetched else {
-        eprintln!(
-            "witness {name} has cosigned no checkpoint of {origin}: nothing to hold the bundle to"
-        );
-        return Ok(None);
-    };
-    let parsed =
-        parse_note(&note).with_context(|| format!("witness {name}'s newest checkpoint"))?;
-    if w.key.cosigned(&parsed).is_none() {
-        anyhow::bail!(
-            "--fresh-from: witness {name} answered a checkpoint that does not carry its valid cosignature; freshness was not checked"
-        );
-    }
-    let size = checkpoint_size(&note)
-        .with_context(|| format!("witness {name}'s newest checkpoint has no size"))?;
-    Ok(Some((
-        size,
-        note,
-        format!("the newest checkpoint witness {name} cosigned"),
-    )))
-}
-
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
     let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
     let mut verifier = Verifier::new(&trust)
         .accept_retired_key(a.accept_retired_key)
         .with_witnesses(witnesses, threshold);
-    let mut held: Option<(u64, String, String)> = None;
-    if let Some(cp) = &a.checkpoint {
-        let text =
-            std::fs::read_to_string(cp).with_context(|| format!("reading {}", cp.display()))?;
-        // A note ends with one newline; a copy through `jq -r`, an editor or a terminal may add
-        // or drop some: the signature covers the text, not the file's last bytes.
-        let note = format!("{}\n", text.trim_end());
-        let size = checkpoint_size(&note).with_context(|| {
-            format!(
-                "--checkpoint {}: the file is not a signed checkpoint note (origin, size, root, a blank line, signature lines); nothing was verified",
-                cp.display()
-            )
-        })?;
-        held = Some((size, note, format!("the checkpoint in {}", cp.display())));
+    a.fresh.check(a.witnesses.len())?;
+    let origin = VerifierKey::parse(&trust)
+        .map(|k| k.name().to_string())
+        .ok();
+    let held = a.fresh.newest(origin.as_deref())?;
+    if let Some(n) = &held {
+        verifier = verifier.with_trusted_checkpoint(&n.note);
     }
-    if !a.fresh_from.is_empty() {
-        let origin = VerifierKey::parse(&trust)
-            .map(|k| k.name().to_string())
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--fresh-from asks witnesses about the log the trusted key names: give --trust as the verifier key (the .pub file keygen wrote), not a fingerprint"
-                )
-            })?;
-        for spec in &a.fresh_from {
-            if let Some(fresh) = newest_witnessed(spec, &origin)?
-                && held.as_ref().is_none_or(|h| fresh.0 > h.0)
-            {
-                held = Some(fresh);
-            }
-        }
-    }
-    if let Some((_, note, _)) = &held {
-        verifier = verifier.with_trusted_checkpoint(note);
+    if let Some(oldest) = a.fresh.oldest_cosignature() {
+        verifier = verifier.with_cosignatures_since(oldest);
     }
     let policies = a
         .policies
@@ -944,14 +874,35 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             if !s.cosigned_by.is_empty() {
                 println!("last checkpoint cosigned by: {}", s.cosigned_by.join(", "));
             }
+            if let (Some(age), Some(oldest)) = (a.fresh.max_age, a.fresh.oldest_cosignature())
+                && !s.cosigned_by.is_empty()
+            {
+                let at: Vec<String> = s
+                    .cosigned_by
+                    .iter()
+                    .zip(&s.cosigned_at)
+                    .map(|(w, t)| format!("{w} at {}", crate::args::unix_time(*t)))
+                    .collect();
+                println!(
+                    "fresh: the last checkpoint's cosignatures counted were made within --max-age {} (after {}): {}",
+                    crate::args::age_text(age),
+                    crate::args::unix_time(oldest),
+                    at.join(", ")
+                );
+            }
             if s.trusted != s.last_signer {
                 println!(
                     "WARNING: the trusted key (key {}) is retired; accepted because of --accept-retired-key",
                     s.trusted
                 );
             }
-            if let Some((size, _, from)) = &held {
-                println!("fresh: the bundle reaches {from} (size {size})");
+            if let Some(n) = &held {
+                println!("fresh: the bundle reaches {} (size {})", n.from, n.size);
+            }
+            if a.fresh.is_empty() {
+                println!(
+                    "freshness NOT checked: nothing shows this bundle is the log's newest state rather than one cut back to an older checkpoint (give --checkpoint, --fresh-from, or --max-age with --witness)"
+                );
             }
             Ok(0)
         }

@@ -43,7 +43,13 @@ pub struct Committed {
     pub checkpoint: String,
     /// The witnesses (`serve --witness`) that cosigned it.
     pub witnessed_by: Vec<String>,
-    /// True when every configured witness cosigned it. False (or no witness configured): the
-    /// entries are durable and signed, but only the key holder vouches for them yet.
+    /// How many of them must cosign (`serve --witness-threshold`; 0 with no witness).
+    pub witness_threshold: usize,
+    /// True when at least `witness_threshold` witnesses cosigned it (within
+    /// `--witness-timeout`). False (or no witness configured): the entries are durable and
+    /// signed, but only the key holder vouches for them yet.
     pub witnessed: bool,
+    /// When not witnessed, why: which witnesses did not cosign and what they answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_witnessed: Option<String>,
 }

@@ -211,6 +211,23 @@ pub enum Problem {
         /// Names of the witnesses without a valid cosignature.
         missing: String,
     },
+    /// The last checkpoint's cosignatures are too old: the witnesses have not vouched for the
+    /// log recently enough (it may have been cut back to a checkpoint they saw long ago).
+    #[error(
+        "the last checkpoint (size {size}) is cosigned recently enough by {have} of the required witnesses, {need} needed: {detail}; cosignatures before {oldest} are too old (--max-age)"
+    )]
+    StaleCosignatures {
+        /// Size of the last checkpoint.
+        size: u64,
+        /// Cosignatures recent enough.
+        have: usize,
+        /// The threshold.
+        need: usize,
+        /// Each witness whose cosignature is too old or missing, and when it cosigned.
+        detail: String,
+        /// The oldest cosignature time accepted (RFC 3339).
+        oldest: String,
+    },
     /// An observation's recorded verdict does not follow from its recorded evidence.
     #[error("the observation does not replay: {0}")]
     NotReplayed(String),
@@ -266,8 +283,21 @@ pub struct Summary {
     pub trusted: usize,
     /// The witnesses given to the verifier that cosigned the last checkpoint.
     pub cosigned_by: Vec<String>,
+    /// When each of them cosigned it (Unix seconds, from its cosignature/v1 line), in the
+    /// order of `cosigned_by`.
+    pub cosigned_at: Vec<u64>,
     /// Observations by verdict: compliant, violation, unknown.
     pub verdicts: [u64; 3],
+}
+
+/// A cosignature time (Unix seconds) in the ledger's time format.
+fn rfc3339(secs: u64) -> String {
+    super::entry::Timestamp(
+        i64::try_from(secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    )
+    .to_string()
 }
 
 /// What the sequential checks need of a decoded entry (the rest was checked by decoding).
@@ -370,6 +400,7 @@ pub struct Verifier {
     accept_retired: bool,
     witnesses: Vec<WitnessKey>,
     witness_threshold: usize,
+    cosigned_after: Option<u64>,
     last_note: Option<String>,
     last_signer: usize,
     frontier: Frontier,
@@ -400,6 +431,7 @@ impl Verifier {
             accept_retired: false,
             witnesses: Vec::new(),
             witness_threshold: 0,
+            cosigned_after: None,
             last_note: None,
             last_signer: 0,
             frontier: Frontier::new(),
@@ -431,6 +463,14 @@ impl Verifier {
     pub fn with_witnesses(mut self, witnesses: Vec<WitnessKey>, threshold: usize) -> Self {
         self.witnesses = witnesses;
         self.witness_threshold = threshold;
+        self
+    }
+
+    /// Counts toward the witness threshold only cosignatures made at or after `oldest` (Unix
+    /// seconds; the caller's clock minus the maximum age): a bundle whose last checkpoint the
+    /// witnesses vouched for long ago may have been cut back, and is refused as not fresh.
+    pub fn with_cosignatures_since(mut self, oldest: u64) -> Self {
+        self.cosigned_after = Some(oldest);
         self
     }
 
@@ -767,22 +807,57 @@ impl Verifier {
             }));
         }
         let note = self.last_note.as_deref().and_then(|n| parse_note(n).ok());
-        let (have, missing): (Vec<&WitnessKey>, Vec<&WitnessKey>) = self
+        let times: Vec<Option<u64>> = self
             .witnesses
             .iter()
-            .partition(|w| note.as_ref().is_some_and(|n| w.cosigned(n).is_some()));
-        {
-            if have.len() < self.witness_threshold {
-                return Err(at(Problem::MissingCosignatures {
-                    size: covered,
-                    have: have.len(),
-                    need: self.witness_threshold,
-                    missing: missing
+            .map(|w| note.as_ref().and_then(|n| w.cosigned(n)))
+            .collect();
+        let recent =
+            |t: &Option<u64>| t.is_some_and(|t| self.cosigned_after.is_none_or(|a| t >= a));
+        let have: Vec<(&WitnessKey, u64)> = self
+            .witnesses
+            .iter()
+            .zip(&times)
+            .filter(|(_, t)| recent(t))
+            .map(|(w, t)| (w, t.unwrap_or_default()))
+            .collect();
+        if have.len() < self.witness_threshold {
+            let absent = self
+                .witnesses
+                .iter()
+                .zip(&times)
+                .filter(|(_, t)| t.is_none());
+            match self.cosigned_after {
+                Some(oldest) if times.iter().any(|t| t.is_some() && !recent(t)) => {
+                    let detail: Vec<String> = self
+                        .witnesses
                         .iter()
-                        .map(|w| w.name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }));
+                        .zip(&times)
+                        .filter(|(_, t)| !recent(t))
+                        .map(|(w, t)| match t {
+                            Some(t) => format!("{} cosigned it at {}", w.name(), rfc3339(*t)),
+                            None => format!("{} did not cosign it", w.name()),
+                        })
+                        .collect();
+                    return Err(at(Problem::StaleCosignatures {
+                        size: covered,
+                        have: have.len(),
+                        need: self.witness_threshold,
+                        detail: detail.join(", "),
+                        oldest: rfc3339(oldest),
+                    }));
+                }
+                _ => {
+                    return Err(at(Problem::MissingCosignatures {
+                        size: covered,
+                        have: have.len(),
+                        need: self.witness_threshold,
+                        missing: absent
+                            .map(|(w, _)| w.name().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }));
+                }
             }
         }
         if let Some(note) = &self.trusted_checkpoint {
@@ -822,7 +897,8 @@ impl Verifier {
             keys: self.chain.iter().map(ToString::to_string).collect(),
             last_signer: self.last_signer,
             trusted,
-            cosigned_by: have.iter().map(|w| w.name().to_string()).collect(),
+            cosigned_by: have.iter().map(|(w, _)| w.name().to_string()).collect(),
+            cosigned_at: have.iter().map(|(_, t)| *t).collect(),
             verdicts: self.verdicts,
         })
     }

@@ -38,10 +38,11 @@ use hexagone_platform::k8s::NodeAttestation;
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::{Placement, STORE};
 use crate::ingest::{Location, Report};
+use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::entry::{Body, Observation};
 use crate::queue::Job;
 use crate::serve::state::Service;
-use crate::store::db::Db;
+use crate::store::Ledger;
 
 /// How often the volumes are judged again without any change in the cluster (attestations
 /// expire without an event).
@@ -132,7 +133,11 @@ where
 
 /// Watches the cluster with `client` and records volume placements through `service`'s
 /// sequencer queue until the queue closes.
-pub async fn run(client: Client, service: Arc<Service>, ledger: Db) -> Result<(), CollectError> {
+pub async fn run(
+    client: Client,
+    service: Arc<Service>,
+    ledger: Ledger,
+) -> Result<(), CollectError> {
     let changed = Arc::new(Notify::new());
     let recorder = Recorder::new(
         client.clone(),
@@ -228,13 +233,28 @@ fn placement_key(o: &Observation) -> String {
 }
 
 /// The latest observation of the collector's `object_id` (in its own store) in the ledger
-/// under its signed head, if any: an entry about the same identifier in another store is not
-/// the volume's.
-async fn latest(ledger: &Db, object_id: &str) -> Result<Option<Observation>, String> {
-    let Some(head) = ledger.head().await.map_err(|e| e.to_string())? else {
+/// under the signed head the service's own sequencer published, if any: an entry about the
+/// same identifier in another store is not the volume's, and an entry row the database's owner
+/// rewrote is an error (the placement is then recorded again), never a reason to skip it.
+async fn latest(
+    ledger: &Ledger,
+    service: &Service,
+    object_id: &str,
+) -> Result<Option<Observation>, String> {
+    let published = service
+        .shared
+        .checkpoint
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(note) = published else {
         return Ok(None);
     };
-    crate::store::latest_entry(ledger, object_id, Some(STORE), head.size)
+    let cp = parse_note(&note)
+        .and_then(|n| Checkpoint::parse_body(&n.text))
+        .map_err(|e| format!("the published checkpoint: {e}"))?;
+    ledger
+        .latest_proven(object_id, Some(STORE), cp.size, &cp.root)
         .await
         .map(|found| found.map(|(_, _, o)| o))
         .map_err(|e| e.to_string())
@@ -248,7 +268,7 @@ async fn pass(
     service: &Service,
     recorder: &Recorder,
     recorded: &mut HashMap<String, String>,
-    seed: Option<Db>,
+    seed: Option<Ledger>,
 ) -> Result<(), CollectError> {
     let attestations: Vec<NodeAttestation> = view
         .attestations
@@ -326,7 +346,7 @@ async fn pass(
                 };
                 let key = placement_key(o);
                 if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
-                    match latest(ledger, &id).await {
+                    match latest(ledger, service, &id).await {
                         Ok(Some(last)) if placement_key(&last) == key => {
                             in_ledger += 1;
                             recorded.insert(id.clone(), key.clone());

@@ -73,6 +73,10 @@ pub struct ReportVerifyArgs {
     /// all).
     #[arg(long)]
     pub witness_threshold: Option<usize>,
+    /// Freshness: the report must be made at the newest checkpoint given (`--checkpoint`,
+    /// `--fresh-from`), and the `--witness` cosignatures within `--max-age`.
+    #[command(flatten)]
+    pub fresh: crate::args::FreshnessArgs,
 }
 
 /// Runs `report` or `report verify`; returns the exit code.
@@ -269,6 +273,9 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
     };
     let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
     let (witnesses, threshold) = crate::args::witness_keys(&a.witnesses, a.witness_threshold)?;
+    a.fresh.check(witnesses.len())?;
+    let oldest = a.fresh.oldest_cosignature();
+    let newest = a.fresh.newest(Some(key.name()))?;
     let text = std::fs::read_to_string(&a.report)
         .with_context(|| format!("reading {}", a.report.display()))?;
     let (format, signed) = match super::open(&text, &key) {
@@ -279,8 +286,15 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
         }
     };
     let r = &signed.report;
-    let cosigned_by = match cosignatures(r, &witnesses, threshold) {
+    let cosigned_by = match cosignatures(r, &witnesses, threshold, oldest) {
         Ok(names) => names,
+        Err(e) => {
+            println!("INVALID: {}: {e}", a.report.display());
+            return Ok(1);
+        }
+    };
+    let fresh = match newest.as_ref().map(|n| fresher(r, n, &key)).transpose() {
+        Ok(f) => f,
         Err(e) => {
             println!("INVALID: {}: {e}", a.report.display());
             return Ok(1);
@@ -320,6 +334,23 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
                 .join(", ")
         );
     }
+    if let Some(line) = fresh {
+        println!("{line}");
+    }
+    if let (Some(age), Some(oldest)) = (a.fresh.max_age, oldest)
+        && !witnesses.is_empty()
+    {
+        println!(
+            "fresh: the cosignatures counted were made within --max-age {} (after {})",
+            crate::args::age_text(age),
+            crate::args::unix_time(oldest)
+        );
+    }
+    if a.fresh.is_empty() {
+        println!(
+            "freshness NOT checked: nothing shows the report's checkpoint is the log's newest; a report made at an older checkpoint leaves out what was recorded since (give --checkpoint, --fresh-from, or --max-age with --witness)"
+        );
+    }
     if !witnesses.is_empty() {
         println!(
             "checkpoint cosigned by: {} ({} of {} witnesses given, {threshold} needed)",
@@ -343,6 +374,7 @@ fn cosignatures(
     report: &Report,
     witnesses: &[WitnessKey],
     threshold: usize,
+    oldest: Option<u64>,
 ) -> Result<Vec<String>, String> {
     if witnesses.is_empty() {
         return Ok(Vec::new());
@@ -360,8 +392,44 @@ fn cosignatures(
             report.checkpoint.root
         ));
     }
-    crate::args::cosigned_by(&note, cp.size, witnesses, threshold)
+    crate::args::cosigned_by(&note, cp.size, witnesses, threshold, oldest)
         .map_err(|e| format!("its checkpoint {e}"))
+}
+
+/// Holds the report to `newest`, a checkpoint of the log obtained independently: the report
+/// must be made at it or later (a report made at an older checkpoint leaves out what was
+/// recorded since, a violation included), and at the same size it must name the same root.
+/// Returns what was checked, for the output.
+fn fresher(
+    report: &Report,
+    newest: &crate::args::Newest,
+    key: &VerifierKey,
+) -> Result<String, String> {
+    let (cp, _) =
+        crate::ledger::checkpoint::open_checkpoint(&newest.note, std::slice::from_ref(key))
+            .map_err(|e| format!("{} is not a checkpoint the key signed: {e}", newest.from))?;
+    let made = report.checkpoint.size;
+    if cp.size > made {
+        return Err(format!(
+            "NOT FRESH: the report is made at the checkpoint of size {made}, but {} is of size {}: the {} entries recorded since are not in it; make the report again at the newest checkpoint",
+            newest.from,
+            cp.size,
+            cp.size - made
+        ));
+    }
+    if cp.size == made && hex::encode(cp.root) != report.checkpoint.root {
+        return Err(format!(
+            "{} (size {}) has root {}, the report's checkpoint {}: two histories under one key (fork)",
+            newest.from,
+            cp.size,
+            hex::encode(cp.root),
+            report.checkpoint.root
+        ));
+    }
+    Ok(format!(
+        "fresh: the report's checkpoint (size {made}) reaches {} (size {})",
+        newest.from, cp.size
+    ))
 }
 
 /// The signature lines of the report's checkpoint note that nothing checked: all but the

@@ -47,6 +47,11 @@ pub const MAX_BATCH: usize = 10_000;
 /// the figure the hostile review measured, about fifty.
 pub const COST_PER_BODY_BYTE: u64 = 50;
 
+/// How long a witness that did not cosign a commit's checkpoint (refused, unreachable, or not
+/// within `--witness-timeout`) is left out before it is asked again, at the next commit after
+/// that: a stalled witness must not cost every commit the whole wait.
+pub const WITNESS_REST: Duration = Duration::from_secs(30);
+
 /// The longest a connection of `serve` lasts, all its requests included (a request waits for
 /// its commit and the witnesses, each bounded well below this).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
@@ -137,10 +142,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub flush_ms: u64,
     /// A witness to ask for a cosignature of every checkpoint, as `VERIFIER_KEY,http://host:port`;
-    /// repeatable. Requests are answered after the witnesses answered (a refusal is reported on
-    /// standard error; the commit stands).
+    /// repeatable. Requests are answered after the witnesses answered or `--witness-timeout`
+    /// passed (a refusal is reported on standard error and in the answer; the commit stands).
     #[arg(long = "witness")]
     pub witnesses: Vec<String>,
+    /// How many of the `--witness` witnesses must cosign a checkpoint for the answers it
+    /// covers to say `"witnessed": true` (default: all of them).
+    #[arg(long, requires = "witnesses")]
+    pub witness_threshold: Option<usize>,
+    /// Seconds a commit waits for the witnesses' cosignatures before it is answered anyway,
+    /// saying `"witnessed": false` and why. A witness that did not cosign is not asked again
+    /// for 30 s, so a stalled one costs this wait once, not at every commit.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub witness_timeout: u64,
     /// Also watch the cluster (in-cluster service account, or KUBECONFIG) and record where
     /// each bound PersistentVolume is, judged with the NodeAttestations the auditor sees itself
     /// (they replace `--attestations`).
@@ -190,6 +204,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|w| crate::args::witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let witness_threshold = a.witness_threshold.unwrap_or(witnesses.len());
+    if witness_threshold > witnesses.len() || (witness_threshold == 0 && !witnesses.is_empty()) {
+        anyhow::bail!(
+            "--witness-threshold {witness_threshold}: give 1 to {} (the witnesses given)",
+            witnesses.len()
+        );
+    }
     let key = required(a.key, "--key FILE")?;
     let policy_path = required(a.policy, "--policy FILE")?;
     let tokens_path = required(a.tokens, "--tokens FILE (see `serve token add`)")?;
@@ -356,7 +377,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     // A witness that cosigned more of this log than the database holds stops the start.
     let mut witnesses = witnesses;
     let opened = match opened {
-        Ok((ledger, seq)) => match ledger.check_witnessed(&seq, &mut witnesses).await {
+        Ok((ledger, seq)) => match ledger
+            .check_witnessed(&seq, &mut witnesses, Duration::from_secs(a.witness_timeout))
+            .await
+        {
             Ok(()) => Ok((ledger, seq)),
             Err(e) => Err(anyhow::Error::from(e)),
         },
@@ -384,15 +408,21 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             .set(seq.last_time().0 as f64 / 1000.0);
     }
     // The collector reads the ledger (its objects' latest entries) through the same pool.
-    let reader = ledger.db().clone();
+    let reader = ledger.reader();
     let (failed, sequencer_failed) = oneshot::channel();
+    let witnessing = Witnessing {
+        threshold: witness_threshold,
+        timeout: Duration::from_secs(a.witness_timeout),
+        resting: vec![None; witnesses.len()],
+        endpoints: witnesses,
+    };
     let sequencer = tokio::spawn(sequence(
         ledger,
         seq,
         rx,
         shared.clone(),
         Duration::from_millis(a.flush_ms),
-        witnesses,
+        witnessing,
         failed,
     ));
     shared.ready.store(true, Ordering::SeqCst);
@@ -410,7 +440,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             }
         })
     });
-    let indexer = tokio::spawn(index_objects(reader.clone()));
+    let indexer = tokio::spawn(index_objects(reader.db().clone()));
     let lost = async {
         match election.as_mut() {
             Some(e) => e.lost().await,
@@ -547,7 +577,7 @@ async fn sequence(
     mut rx: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     flush: Duration,
-    mut witnesses: Vec<WitnessEndpoint>,
+    mut witnesses: Witnessing,
     failed: oneshot::Sender<()>,
 ) -> anyhow::Result<(Ledger, Sequencer)> {
     while let Some(first) = rx.recv().await {
@@ -618,22 +648,53 @@ fn stop(shared: &Shared, e: StoreError, failed: oneshot::Sender<()>) -> anyhow::
     anyhow::Error::new(e).context("the sequencer stopped")
 }
 
-/// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does, then
+/// The witnesses `serve` asks, how many must cosign, for how long a commit waits for them,
+/// and the ones left out for a while after they did not cosign.
+struct Witnessing {
+    endpoints: Vec<WitnessEndpoint>,
+    threshold: usize,
+    timeout: Duration,
+    /// Per endpoint: until when it is left out, and why it did not cosign last time.
+    resting: Vec<Option<(tokio::time::Instant, String)>>,
+}
+
+/// Asks the witnesses to cosign the commit's checkpoint, as `append --witness` does, at once
+/// and each within the timeout (the ones resting after a failure are not asked), then
 /// publishes it with the cosignatures it got.
-/// Returns the checkpoint the answers carry: the one published, and who cosigned it.
+/// Returns the checkpoint the answers carry: the one published, who cosigned it, whether the
+/// threshold was met, and if not, why.
 async fn cosign(
     ledger: &Ledger,
     appended: Option<Appended>,
-    witnesses: &mut [WitnessEndpoint],
+    witnesses: &mut Witnessing,
     shared: &Shared,
 ) -> Witnessed {
     if let Some(a) = appended {
-        if !witnesses.is_empty() {
-            let results = ledger.collect_cosignatures(&a, witnesses).await;
-            for (w, r) in witnesses.iter().zip(results) {
-                if let Err(e) = r {
-                    tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
-                }
+        let now = tokio::time::Instant::now();
+        let asked: Vec<usize> = (0..witnesses.endpoints.len())
+            .filter(|&i| {
+                witnesses.resting[i]
+                    .as_ref()
+                    .is_none_or(|(until, _)| *until <= now)
+            })
+            .collect();
+        if !asked.is_empty() {
+            let mut endpoints: Vec<WitnessEndpoint> = asked
+                .iter()
+                .map(|&i| witnesses.endpoints[i].clone())
+                .collect();
+            let results = ledger
+                .collect_cosignatures(&a, &mut endpoints, witnesses.timeout)
+                .await;
+            for ((&i, w), r) in asked.iter().zip(endpoints).zip(results) {
+                witnesses.resting[i] = match r {
+                    Ok(()) => None,
+                    Err(e) => {
+                        tracing::warn!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                        Some((tokio::time::Instant::now() + WITNESS_REST, e))
+                    }
+                };
+                witnesses.endpoints[i] = w;
             }
         }
         publish(ledger, shared, &a.note, a.size).await;
@@ -644,17 +705,51 @@ async fn cosign(
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .unwrap_or_default();
-    let by: Vec<String> = match parse_note(&checkpoint) {
-        Ok(note) => witnesses
+    let note = parse_note(&checkpoint).ok();
+    let cosigned = |w: &WitnessEndpoint| note.as_ref().is_some_and(|n| w.key.cosigned(n).is_some());
+    let by: Vec<String> = witnesses
+        .endpoints
+        .iter()
+        .filter(|w| cosigned(w))
+        .map(|w| w.key.name().to_string())
+        .collect();
+    let witnessed = witnesses.threshold > 0 && by.len() >= witnesses.threshold;
+    let not_witnessed = if witnessed {
+        None
+    } else if witnesses.endpoints.is_empty() {
+        Some(
+            "no witness is configured (serve --witness): only the key holder's signature vouches for these entries"
+                .to_string(),
+        )
+    } else {
+        let now = tokio::time::Instant::now();
+        let missing: Vec<String> = witnesses
+            .endpoints
             .iter()
-            .filter(|w| w.key.cosigned(&note).is_some())
-            .map(|w| w.key.name().to_string())
-            .collect(),
-        Err(_) => Vec::new(),
+            .zip(&witnesses.resting)
+            .filter(|(w, _)| !cosigned(w))
+            .map(|(w, rest)| match rest {
+                Some((until, why)) => format!(
+                    "{} did not cosign ({why}; asked again in {} s at the earliest)",
+                    w.key.name(),
+                    until.saturating_duration_since(now).as_secs()
+                ),
+                None => format!("{} did not cosign", w.key.name()),
+            })
+            .collect();
+        Some(format!(
+            "cosigned by {} of the {} witnesses, {} needed: {}; the entries are durable and signed, but only the key holder vouches for them yet",
+            by.len(),
+            witnesses.endpoints.len(),
+            witnesses.threshold,
+            missing.join("; ")
+        ))
     };
     Witnessed {
-        witnessed: !witnesses.is_empty() && by.len() == witnesses.len(),
+        witnessed,
         by,
+        threshold: witnesses.threshold,
+        not_witnessed,
         checkpoint,
     }
 }
@@ -663,7 +758,9 @@ async fn cosign(
 struct Witnessed {
     checkpoint: String,
     by: Vec<String>,
+    threshold: usize,
     witnessed: bool,
+    not_witnessed: Option<String>,
 }
 
 /// Serves `note` (of tree size `size`) at `/v1/checkpoint` with the witnesses' cosignatures
@@ -784,7 +881,9 @@ fn answer(
             size: seq.size(),
             checkpoint: witnessed.checkpoint.clone(),
             witnessed_by: witnessed.by.clone(),
+            witness_threshold: witnessed.threshold,
             witnessed: witnessed.witnessed,
+            not_witnessed: witnessed.not_witnessed.clone(),
         }));
     }
 }

@@ -979,7 +979,7 @@ impl Db {
 
     /// The sequence numbers of the latest entries (newest first, at most `limit`) whose object
     /// key is `key`, below `below`, after bringing the object index up to `below`. One page of
-    /// a lookup: [`super::latest_entry`] reads them all.
+    /// a lookup: [`super::Ledger::latest_proven`] reads them all.
     pub async fn find_object(
         &self,
         key: i64,

@@ -151,70 +151,10 @@ pub enum StoreError {
 /// Index rows read per page of a lookup by object.
 const LOOKUP_PAGE: u64 = 256;
 
-/// The newest entry below `below` about the object `object_id` of `store`: its sequence
-/// number, text and observation. With `store` the index rows of that (store, identifier) pair
-/// are read ([`db::store_object_key`]), so entries about the same identifier in other stores
-/// are not even candidates; the rows are read to their end (never cut at a number of rows),
-/// and each row's entry is read, so only an entry that names the object in that store
-/// answers. Without `store` the rows of the identifier are read, and one found in more than
-/// one store is an error naming them: the newest of two writers' objects is not the object
-/// asked for.
-pub async fn latest_entry(
-    db: &Db,
-    object_id: &str,
-    store: Option<&str>,
-    below: u64,
-) -> Result<Option<(u64, String, Observation)>, StoreError> {
-    let key = match store {
-        Some(s) => db::store_object_key(s, object_id),
-        None => db::object_key(object_id),
-    };
-    let mut found = None;
-    let mut stores: Vec<String> = Vec::new();
-    let mut cursor = below;
-    loop {
-        let page = db.find_object(key, cursor, LOOKUP_PAGE).await?;
-        for &seq in &page {
-            let Some(text) = db.entry(seq).await? else {
-                continue;
-            };
-            let Ok(Entry {
-                body: Body::Observation(o),
-                seq: at,
-                ..
-            }) = Entry::decode(text.as_bytes())
-            else {
-                continue;
-            };
-            if at != seq || o.object.id != object_id {
-                continue;
-            }
-            match store {
-                Some(s) if o.object.store == s => return Ok(Some((seq, text, o))),
-                Some(_) => {}
-                None => {
-                    if !stores.contains(&o.object.store) {
-                        stores.push(o.object.store.clone());
-                    }
-                    if found.is_none() {
-                        found = Some((seq, text, o));
-                    }
-                }
-            }
-        }
-        match page.last() {
-            Some(&last) if page.len() as u64 == LOOKUP_PAGE => cursor = last,
-            _ => break,
-        }
-    }
-    if stores.len() > 1 {
-        return Err(StoreError::AmbiguousObject {
-            object: object_id.to_string(),
-            stores,
-        });
-    }
-    Ok(found)
-}
+/// How long `append` waits for each witness's cosignature of a commit (`serve` takes
+/// `--witness-timeout`): a witness's own exchange bound is longer, and a log must not wait
+/// for it.
+pub const WITNESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Rows found past the signed head when the sequencer opened the log, and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +263,15 @@ impl Ledger {
     pub fn recording_in(mut self, file: SignedHeadFile) -> Self {
         self.signed_head = Some(file);
         self
+    }
+
+    /// The same database, for reading only: never opened for signing, so no record of the
+    /// signed head is kept (the collector's and the indexer's handle).
+    pub fn reader(&self) -> Ledger {
+        Ledger {
+            db: self.db.clone(),
+            signed_head: None,
+        }
     }
 
     /// The underlying pool.
@@ -811,26 +760,19 @@ impl Ledger {
         let (Some(note), true) = (head.note.clone(), head.size > 0) else {
             return Err(StoreError::NoSuchObject(object_id.to_string()));
         };
-        let (seq, body, _) = latest_entry(&self.db, object_id, store, head.size)
+        // The signed head's own size and root (the reader of the proof checks its signature):
+        // every entry the lookup reads is proven under it before it is used or set aside.
+        let cp = parse_note(&note)
+            .and_then(|n| Checkpoint::parse_body(&n.text))
+            .map_err(|e| StoreError::Corrupt(format!("the head note: {e}")))?;
+        let (seq, body, _) = self
+            .latest_proven(object_id, store, cp.size, &cp.root)
             .await?
             .ok_or_else(|| StoreError::NoSuchObject(object_id.to_string()))?;
-        let path = self.inclusion_path(seq, head.size).await?;
-        // The path is made of stored rows: check it leads to the signed root before handing
-        // it out (the reader checks the signature).
-        let root = parse_note(&note)
-            .and_then(|n| Checkpoint::parse_body(&n.text))
-            .map_err(|e| StoreError::Corrupt(format!("the head note: {e}")))?
-            .root;
-        verify_inclusion(seq, head.size, &leaf_hash(body.as_bytes()), &path, &root).map_err(
-            |e| {
-                StoreError::Corrupt(format!(
-                    "the stored hashes give no valid proof of entry {seq} under the signed head: {e}"
-                ))
-            },
-        )?;
+        let path = self.proven_text(seq, cp.size, &cp.root, &body).await?;
         // With the witnesses' cosignatures recorded so far, so that a reader can require them.
         let mut checkpoint = note;
-        for line in self.db.cosignatures(head.size).await? {
+        for line in self.db.cosignatures(cp.size).await? {
             checkpoint.push_str(&line);
         }
         Ok(InclusionProof {
@@ -843,22 +785,32 @@ impl Ledger {
 
     /// Asks each witness to cosign the checkpoint `appended` (C2SP `tlog-witness`), with a
     /// consistency proof from the last size it cosigned, and records each valid
-    /// cosignature. Returns, per witness, what happened; a witness that refuses or cannot be
-    /// reached does not undo the commit.
+    /// cosignature. The witnesses are asked at once, each within `limit` (its retries
+    /// included): a stalled witness costs `limit`, never more, and does not delay the others.
+    /// Returns, per witness, what happened; a witness that refuses, cannot be reached or does
+    /// not answer in time does not undo the commit.
     pub async fn collect_cosignatures(
         &self,
         appended: &Appended,
         witnesses: &mut [WitnessEndpoint],
+        limit: std::time::Duration,
     ) -> Vec<Result<(), String>> {
-        let mut out = Vec::new();
-        for w in witnesses.iter_mut() {
-            out.push(self.cosign_with(appended, w).await);
-        }
-        out
+        let asks = witnesses.iter_mut().map(|w| async move {
+            let name = w.key.name().to_string();
+            tokio::time::timeout(limit, self.cosign_with(appended, w))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "witness {name} did not answer within {} ms",
+                        limit.as_millis()
+                    ))
+                })
+        });
+        futures::future::join_all(asks).await
     }
 
     /// At start, before anything is sealed: asks each witness to cosign the head `seq` adopted,
-    /// which tells what it cosigned last. A witness that cosigned a larger tree of this log
+    /// which tells what it cosigned last (each within `limit`). A witness that cosigned a larger tree of this log
     /// proves the database was set back, and signing stops. A witness that cannot be reached,
     /// or refuses for another reason, is reported (standard error) and not waited for: the
     /// record beside the key is the check that needs no network.
@@ -866,6 +818,7 @@ impl Ledger {
         &self,
         seq: &Sequencer,
         witnesses: &mut [WitnessEndpoint],
+        limit: std::time::Duration,
     ) -> Result<(), StoreError> {
         let (size, Some(note)) = seq.head() else {
             return Ok(());
@@ -880,7 +833,9 @@ impl Ledger {
             note: note.to_string(),
         };
         for w in witnesses.iter_mut() {
-            let answer = self.cosign_with(&head, w).await;
+            let answer = tokio::time::timeout(limit, self.cosign_with(&head, w))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
             if let Some(cosigned) = w.last.filter(|&l| l > size) {
                 return Err(StoreError::WitnessedAhead {
                     witness: w.key.name().to_string(),
@@ -959,25 +914,118 @@ impl Ledger {
         if at >= size {
             return Err(corrupt(format!("it is past the signed head (size {size})")));
         }
-        let rows = self.db.entries_from(at, at + 1, 1).await?;
-        let (_, _, text) = rows
-            .into_iter()
-            .next()
+        let text = self
+            .db
+            .entry(at)
+            .await?
             .ok_or_else(|| corrupt("it is missing".into()))?;
+        self.proven_text(at, size, &seq.frontier().root(), &text)
+            .await?;
+        Entry::decode(text.as_bytes()).map_err(|e| corrupt(format!("it does not decode: {e}")))
+    }
+
+    /// Checks that `text`, read as entry `at`, is that entry of the signed tree of `size`
+    /// entries and root `root`: its leaf hash and the audit path from stored hashes lead to the
+    /// root. Returns the path. The one check [`Ledger::proven_entry`], [`Ledger::prove_in`] and
+    /// [`Ledger::latest_proven`] make of what they read.
+    async fn proven_text(
+        &self,
+        at: u64,
+        size: u64,
+        root: &Hash,
+        text: &str,
+    ) -> Result<Vec<Hash>, StoreError> {
         let path = self.inclusion_path(at, size).await?;
-        verify_inclusion(
-            at,
-            size,
-            &leaf_hash(text.as_bytes()),
-            &path,
-            &seq.frontier().root(),
-        )
-        .map_err(|e| {
-            corrupt(format!(
-                "the stored rows do not prove it under the checkpoint of size {size} ({e}): stored entries were rewritten"
+        verify_inclusion(at, size, &leaf_hash(text.as_bytes()), &path, root).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "entry {at}: the stored rows do not prove it under the checkpoint of size {size} ({e}): stored entries or subtree hashes were rewritten"
             ))
         })?;
-        Entry::decode(text.as_bytes()).map_err(|e| corrupt(format!("it does not decode: {e}")))
+        Ok(path)
+    }
+
+    /// The newest entry about the object `object_id` of `store` in the signed tree of `size`
+    /// entries and root `root`: its sequence number, text and observation. With `store` the
+    /// index rows of that (store, identifier) pair are read ([`db::store_object_key`]), so
+    /// entries about the same identifier in other stores are not even candidates; the rows are
+    /// read to their end (never cut at a number of rows). Without `store` the rows of the
+    /// identifier are read, and one found in more than one store is an error naming them: the
+    /// newest of two writers' objects is not the object asked for.
+    ///
+    /// The index is the database owner's to write, and so are the entry rows: every entry the
+    /// lookup uses is proven under `root` first. The one chosen, one that adds a store, and
+    /// one set aside because it does not name the object (an index row pointing elsewhere) are
+    /// each proven, so a rewritten row is an error naming the entry, never an answer nor a
+    /// reason to answer an older entry. What the index does not name at all (a deleted index
+    /// row) no lookup sees: only the whole ledger shows an object's latest entry (`verify`,
+    /// `report`).
+    pub async fn latest_proven(
+        &self,
+        object_id: &str,
+        store: Option<&str>,
+        size: u64,
+        root: &Hash,
+    ) -> Result<Option<(u64, String, Observation)>, StoreError> {
+        let key = match store {
+            Some(s) => db::store_object_key(s, object_id),
+            None => db::object_key(object_id),
+        };
+        let mut found = None;
+        let mut stores: Vec<String> = Vec::new();
+        let mut cursor = size;
+        loop {
+            let page = self.db.find_object(key, cursor, LOOKUP_PAGE).await?;
+            for &seq in &page {
+                let text = self.db.entry(seq).await?.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "entry {seq}: the object index names it for {object_id:?}, but it is not stored below the signed head (size {size})"
+                    ))
+                })?;
+                let about = match Entry::decode(text.as_bytes()) {
+                    Ok(Entry {
+                        body: Body::Observation(o),
+                        seq: at,
+                        ..
+                    }) if at == seq && o.object.id == object_id => Some(o),
+                    _ => None,
+                };
+                let Some(o) = about else {
+                    // Another entry (a forged index row, or a key shared by chance): set aside
+                    // only once proven genuine.
+                    self.proven_text(seq, size, root, &text).await?;
+                    continue;
+                };
+                match store {
+                    Some(s) if o.object.store == s => {
+                        self.proven_text(seq, size, root, &text).await?;
+                        return Ok(Some((seq, text, o)));
+                    }
+                    Some(_) => {
+                        self.proven_text(seq, size, root, &text).await?;
+                    }
+                    None => {
+                        if !stores.contains(&o.object.store) {
+                            self.proven_text(seq, size, root, &text).await?;
+                            stores.push(o.object.store.clone());
+                        }
+                        if found.is_none() {
+                            found = Some((seq, text, o));
+                        }
+                    }
+                }
+            }
+            match page.last() {
+                Some(&last) if page.len() as u64 == LOOKUP_PAGE => cursor = last,
+                _ => break,
+            }
+        }
+        if stores.len() > 1 {
+            return Err(StoreError::AmbiguousObject {
+                object: object_id.to_string(),
+                stores,
+            });
+        }
+        Ok(found)
     }
 
     /// The RFC 6962 consistency proof from `old` to `new`, from stored subtree hashes.

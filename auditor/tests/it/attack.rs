@@ -86,6 +86,12 @@ async fn insert_chunk(db: &Db, first: u64, entries: &[(Hash, String)]) {
     .await;
 }
 
+/// The chunk of entries from 0 replaced by one plain chunk of `entries`, as the owner would.
+async fn replace_first_chunk(db: &Db, entries: &[(Hash, String)]) {
+    sql(db, "DELETE FROM ledger_chunks WHERE first_seq = 0", vec![]).await;
+    insert_chunk(db, 0, entries).await;
+}
+
 /// A log of 30 entries in three checkpoints (10, 20, 30) signed by `key`, and a sequencer
 /// still running on it.
 async fn log(url: &str, key: &SignerKey) -> (Ledger, Sequencer) {
@@ -373,8 +379,9 @@ async fn a_rewritten_subtree_hash_is_caught(url: String) {
     assert!(verify_inclusion(777, 1234, &leaf_hash(text.as_bytes()), &path, &root).is_err());
     match ledger.prove("spaces/1/doc-777").await {
         Err(e @ StoreError::Corrupt(_)) => assert!(
-            e.to_string()
-                .contains("give no valid proof of entry 777 under the signed head"),
+            e.to_string().contains(
+                "entry 777: the stored rows do not prove it under the checkpoint of size 1234"
+            ),
             "{e}"
         ),
         other => panic!("a proof from a rewritten hash was handed out: {other:?}"),
@@ -645,14 +652,7 @@ async fn a_rewritten_row_is_never_an_answer(url: String) {
     let forged = first[5].1.replace("doc-5\"", "doc-500\"");
     assert_ne!(forged, first[5].1);
     first[5] = (leaf_hash(forged.as_bytes()), forged);
-    let replace = |chunk: Vec<(Hash, String)>| {
-        let db = ledger.db().clone();
-        async move {
-            sql(&db, "DELETE FROM ledger_chunks WHERE first_seq = 0", vec![]).await;
-            insert_chunk(&db, 0, &chunk).await;
-        }
-    };
-    replace(first).await;
+    replace_first_chunk(ledger.db(), &first).await;
     for at in [5, 15] {
         let err = ledger.proven_entry(at, &seq).await.unwrap_err().to_string();
         assert!(
@@ -666,14 +666,84 @@ async fn a_rewritten_row_is_never_an_answer(url: String) {
         ledger.proven_entry(30, &seq).await.is_err(),
         "past the head"
     );
-    replace(genuine).await;
+    replace_first_chunk(ledger.db(), &genuine).await;
     for at in [4, 5, 6, 15, 29] {
         assert_eq!(ledger.proven_entry(at, &seq).await.unwrap().seq, at);
     }
     ledger.close().await;
 }
 
+/// The owner rewrites the entry the object index names for an object, its text and stored leaf
+/// together (the chunk holding it replaced): once so that the object's violation reads
+/// compliant, once so that the entry is about another object and the lookup would pass it by
+/// and answer "never recorded". `prove`, through the library and the command, refuses both,
+/// naming the entry; with the genuine chunk back, it proves the entry again.
+async fn a_rewritten_indexed_entry_is_never_proven(url: String) {
+    let key = signer(41);
+    let (ledger, _) = crate::store::ledger_of(&url, &key, 300).await;
+    // Object 94's observation is a violation; the first proof brings the index up to the head.
+    let object = "spaces/94/doc-94";
+    let proof = ledger.prove(object).await.unwrap();
+    assert_eq!(proof.index, 94);
+    let genuine: Vec<(Hash, String)> = rows(ledger.db())
+        .await
+        .into_iter()
+        .take(256)
+        .map(|(_, leaf, text)| (leaf, text))
+        .collect();
+    let original = Entry::decode(genuine[94].1.as_bytes()).unwrap();
+    let Body::Observation(violation) = &original.body else {
+        panic!("entry 94 is an observation");
+    };
+    assert_eq!(violation.locality.verdict.as_str(), "violation");
+    // The same object, judged compliant (object 91's evidence and verdict).
+    let Body::Observation(mut compliant) = observation(91) else {
+        panic!("an observation");
+    };
+    compliant.object = violation.object.clone();
+    for body in [Body::Observation(compliant), observation(9_400)] {
+        let forged = Entry {
+            body,
+            ..original.clone()
+        }
+        .encode();
+        let mut chunk = genuine.clone();
+        chunk[94] = (leaf_hash(forged.as_bytes()), forged);
+        replace_first_chunk(ledger.db(), &chunk).await;
+        assert_eq!(
+            rows(ledger.db()).await[94].2,
+            chunk[94].1,
+            "the row is rewritten"
+        );
+        match ledger.prove(object).await {
+            Err(e @ StoreError::Corrupt(_)) => assert!(
+                e.to_string().contains(
+                    "entry 94: the stored rows do not prove it under the checkpoint of size 300"
+                ) && e.to_string().contains("were rewritten"),
+                "{e}"
+            ),
+            other => panic!("a rewritten entry was answered: {other:?}"),
+        }
+        let out = crate::util::run(&["prove", "--db", &url, "--object", object], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(
+                "entry 94: the stored rows do not prove it under the checkpoint of size 300"
+            ),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "a proof was written");
+    }
+    replace_first_chunk(ledger.db(), &genuine).await;
+    let again = ledger.prove(object).await.unwrap();
+    assert_eq!((again.index, &again.path), (94, &proof.path));
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 300);
+}
+
 on_both!(
+    a_rewritten_indexed_entry_is_never_proven,
     a_rewritten_row_is_never_an_answer,
     a_ledger_set_back_is_refused_by_the_record_beside_the_key,
     a_ledger_that_moved_on_extends_the_record,

@@ -97,20 +97,25 @@ impl Fixture {
     }
 
     fn append(&self, input: &str) {
-        run_ok(
-            &[
-                "append",
-                "--policy",
-                &policy("france-diffusion-restreinte"),
-                "--attestations",
-                &self.path("attestations.yaml"),
-                "--db",
-                &self.db,
-                "--key",
-                self.key.to_str().unwrap(),
-            ],
-            Some(input),
+        self.append_with(input, &[]);
+    }
+
+    /// `append` with `extra` arguments (`--witness KEY,URL`).
+    fn append_with(&self, input: &str, extra: &[&str]) {
+        let (policy, attestations) = (
+            policy("france-diffusion-restreinte"),
+            self.path("attestations.yaml"),
         );
+        let mut args = vec![
+            "append",
+            "--policy",
+            &policy,
+            "--attestations",
+            &attestations,
+        ];
+        args.extend(["--db", &self.db, "--key", self.key.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        run_ok(&args, Some(input));
     }
 
     /// Exports the ledger to `bundle.jsonl`; returns its path.
@@ -379,21 +384,9 @@ fn report_verify_checks_the_witnesses_cosignatures() {
     let w2 = crate::witness::start_witness(f.dir.path(), "w2", &f.dir.path().join("k.pub"));
     // One more entry, its checkpoint cosigned by w1 only.
     let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
-    run_ok(
-        &[
-            "append",
-            "--policy",
-            &policy("france-diffusion-restreinte"),
-            "--attestations",
-            &f.path("attestations.yaml"),
-            "--db",
-            &f.db,
-            "--key",
-            f.key.to_str().unwrap(),
-            "--witness",
-            &format!("{},{}", w1.key, w1.url),
-        ],
-        Some(&line("spaces/9/doc-cosigned", &gra)),
+    f.append_with(
+        &line("spaces/9/doc-cosigned", &gra),
+        &["--witness", &format!("{},{}", w1.key, w1.url)],
     );
     let report = f.report(&f.db, "json", "cosigned.json");
     let check = |witnesses: &[&str], threshold: Option<&str>| {
@@ -1080,4 +1073,74 @@ async fn a_report_from_a_postgresql_ledger_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The key holder hands the officer a report made at an older witnessed checkpoint, before a
+/// violation was recorded: it verifies, witnesses included, but says freshness was not
+/// checked. Held to a newer checkpoint (the one a writer's acknowledgement carried, or the
+/// newest the witness cosigned), it is refused as not fresh, naming both sizes; the report made
+/// again at the newest checkpoint passes.
+#[test]
+fn a_report_made_at_an_older_checkpoint_is_not_fresh() {
+    let f = Fixture::new();
+    let w1 = crate::witness::start_witness(f.dir.path(), "w1", &f.dir.path().join("k.pub"));
+    let witness = format!("{},{}", w1.key, w1.url);
+    let append_witnessed =
+        |object: &str, node: &str| f.append_with(&line(object, node), &["--witness", &witness]);
+    let gra = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
+    let fsn = node("fsn-9", "hetzner://fsn1/9", "fsn1", "5.9.0.9");
+    append_witnessed("spaces/9/doc-before", &gra);
+    let old = f.report(&f.db, "json", "old.json");
+    // A later violation, witnessed too; its checkpoint is what a writer kept.
+    append_witnessed("spaces/9/doc-moved-to-germany", &fsn);
+    let newer = f.path("newer.checkpoint");
+    run_ok(
+        &[
+            "checkpoint",
+            "--db",
+            &f.db,
+            "--key",
+            f.key.to_str().unwrap(),
+            "--out",
+            &newer,
+        ],
+        None,
+    );
+    let fresh_from = format!("{},{}", w1.key, w1.url);
+    let (code, out) = f.verify_with(&old, &f.vkey, &["--witness", &w1.key]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("freshness NOT checked"), "{out}");
+    for extra in [
+        vec!["--witness", &w1.key, "--checkpoint", &newer],
+        vec!["--witness", &w1.key, "--fresh-from", &fresh_from],
+    ] {
+        let (code, out) = f.verify_with(&old, &f.vkey, &extra);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("NOT FRESH: the report is made at the checkpoint of size 4, but ")
+                && out.contains(" is of size 5: the 1 entries recorded since are not in it"),
+            "{out}"
+        );
+    }
+    let new = f.report(&f.db, "json", "new.json");
+    let (code, out) = f.verify_with(
+        &new,
+        &f.vkey,
+        &[
+            "--witness",
+            &w1.key,
+            "--fresh-from",
+            &fresh_from,
+            "--max-age",
+            "1h",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "fresh: the report's checkpoint (size 5) reaches the newest checkpoint witness witness.test/w1 cosigned (size 5)"
+        ) && out.contains("fresh: the cosignatures counted were made within --max-age 1h"),
+        "{out}"
+    );
+    assert!(!out.contains("freshness NOT checked"), "{out}");
 }

@@ -73,21 +73,9 @@ impl Setup {
 
     pub(crate) fn start(&self, extra: &[&str]) -> Server {
         let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--db",
-                &self.db,
-                "--key",
-                self.key.to_str().unwrap(),
-                "--policy",
-                POLICY,
-                "--inventory",
-                &self.path("inventory.yaml"),
-                "--tokens",
-                &self.path("tokens"),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(self.serve_args())
+            .args(["--inventory", &self.path("inventory.yaml")])
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -106,6 +94,25 @@ impl Setup {
             addr,
             stdout,
         }
+    }
+
+    /// `serve` on this setup's database, key, policy and tokens.
+    fn serve_args(&self) -> Vec<String> {
+        let key = self.key.to_str().unwrap();
+        ["serve", "--db", &self.db, "--key", key, "--policy", POLICY]
+            .into_iter()
+            .map(String::from)
+            .chain(["--tokens".to_string(), self.path("tokens")])
+            .collect()
+    }
+
+    /// Runs `serve` on this setup's database, key, policy and tokens with `extra` to its end
+    /// (for what is refused at start).
+    pub(crate) fn run_serve(&self, extra: &[&str]) -> std::process::Output {
+        let base = self.serve_args();
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        run(&args, None)
     }
 
     /// Exports the ledger and runs `verify --policy`; returns verify's output.
@@ -655,22 +662,7 @@ fn graceful_shutdown_commits_what_is_queued_and_signs_a_final_checkpoint() {
     // The service refuses a tokens file others can read.
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(setup.path("tokens"), std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = run(
-        &[
-            "serve",
-            "--db",
-            &setup.db,
-            "--key",
-            setup.key.to_str().unwrap(),
-            "--policy",
-            POLICY,
-            "--tokens",
-            &setup.path("tokens"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        None,
-    );
+    let out = setup.run_serve(&["--listen", "127.0.0.1:0"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("0640"),
@@ -803,6 +795,157 @@ fn witnesses_cosign_the_service_checkpoints() {
     );
 }
 
+/// A witness that accepts connections and never answers (stalled, or a network that drops its
+/// answers): its key is a real witness key, its address a listener that holds every connection.
+fn stalled_witness() -> (String, String) {
+    let key =
+        hexagone_auditor::ledger::cosignature::WitnessSigner::generate("witness.test/stalled")
+            .unwrap()
+            .public()
+            .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    (key, url)
+}
+
+/// Witnesses with a threshold: a stalled witness cannot hold acknowledgements. Each commit
+/// waits at most `--witness-timeout` for the cosignatures, then answers saying plainly that
+/// the entries are not witnessed, which witness did not cosign and why; meanwhile the service
+/// keeps answering, and the stalled witness is not waited for again at the next commit. With
+/// the threshold met (one of two, or both witnesses up), the answer says witnessed and by whom.
+#[test]
+fn a_stalled_witness_leaves_acks_unwitnessed_within_the_bound() {
+    let setup = Setup::new();
+    let public = setup.dir.path().join("k.pub");
+    let w1 = crate::witness::start_witness(setup.dir.path(), "w1", &public);
+    let (stalled_key, stalled_url) = stalled_witness();
+    let w1_arg = format!("{},{}", w1.key, w1.url);
+    let stalled_arg = format!("{stalled_key},{stalled_url}");
+    let witnesses = |threshold: &str| {
+        vec![
+            "--witness".to_string(),
+            w1_arg.clone(),
+            "--witness".to_string(),
+            stalled_arg.clone(),
+            "--witness-threshold".to_string(),
+            threshold.to_string(),
+            "--witness-timeout".to_string(),
+            "1".to_string(),
+        ]
+    };
+    let args = witnesses("2");
+    let srv = setup.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let started = std::time::Instant::now();
+    let a = std::thread::scope(|s| {
+        let posting = s.spawn(|| {
+            let lines: Vec<String> = (0..3).map(observation_json).collect();
+            post(&srv, "/v1/observations", &setup.token, &array(&lines))
+        });
+        // While the commit waits for the stalled witness, the service answers.
+        std::thread::sleep(Duration::from_millis(300));
+        let asked = std::time::Instant::now();
+        assert_eq!(get(&srv, "/healthz").status, 200);
+        assert_eq!(get(&srv, "/readyz").status, 200);
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            asked.elapsed()
+        );
+        posting.join().unwrap()
+    });
+    let waited = started.elapsed();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
+        "answered after {waited:?}, the bound is 1 s"
+    );
+    let v = a.json();
+    assert_eq!(v["size"], 3);
+    assert_eq!(v["witnessed"], false, "{v}");
+    assert_eq!(v["witnessed_by"], serde_json::json!(["witness.test/w1"]));
+    assert_eq!(v["witness_threshold"], 2);
+    let why = v["not_witnessed"].as_str().unwrap();
+    assert!(
+        why.starts_with("cosigned by 1 of the 2 witnesses, 2 needed: witness.test/stalled did not cosign (witness witness.test/stalled did not answer within 1000 ms;"),
+        "{why}"
+    );
+    // The checkpoint it carries holds w1's cosignature, not the stalled witness's.
+    let cp = v["checkpoint"].as_str().unwrap();
+    assert!(
+        cp.contains("\u{2014} witness.test/w1 ") && !cp.contains("witness.test/stalled"),
+        "{cp}"
+    );
+    // The next commit does not wait for the stalled witness again, and says so.
+    let started = std::time::Instant::now();
+    let a = post(&srv, "/v1/observations", &setup.token, &observation_json(3));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let v = a.json();
+    assert_eq!(
+        (v["size"].as_u64(), &v["witnessed"]),
+        (Some(4), &serde_json::json!(false))
+    );
+    assert!(
+        v["not_witnessed"]
+            .as_str()
+            .unwrap()
+            .contains("asked again in"),
+        "{v}"
+    );
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+
+    // A threshold of one: w1's cosignature is enough, and the answer says witnessed.
+    let args = witnesses("1");
+    let srv = setup.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v = post(&srv, "/v1/observations", &setup.token, &observation_json(4)).json();
+    assert_eq!(v["witnessed"], true, "{v}");
+    assert_eq!(v["witnessed_by"], serde_json::json!(["witness.test/w1"]));
+    assert_eq!(v["witness_threshold"], 1);
+    assert!(v.get("not_witnessed").is_none(), "{v}");
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+
+    // Both witnesses up, both needed: witnessed by both.
+    let w2 = crate::witness::start_witness(setup.dir.path(), "w2", &public);
+    let w2_arg = format!("{},{}", w2.key, w2.url);
+    let srv = setup.start(&[
+        "--witness",
+        &w1_arg,
+        "--witness",
+        &w2_arg,
+        "--witness-threshold",
+        "2",
+    ]);
+    let v = post(&srv, "/v1/observations", &setup.token, &observation_json(5)).json();
+    assert_eq!(v["witnessed"], true, "{v}");
+    assert_eq!(
+        v["witnessed_by"],
+        serde_json::json!(["witness.test/w1", "witness.test/w2"])
+    );
+    assert_eq!(v["witness_threshold"], 2);
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    // More than the witnesses given is refused at start.
+    let out = setup.run_serve(&["--witness", &w1_arg, "--witness-threshold", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--witness-threshold 2: give 1 to 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(setup.verify().contains("valid: 6 entries"));
+}
+
 /// Anyone on the network, without a token: a flood of connections that send nothing or trickle
 /// their headers, and requests that declare large bodies and never send them. Honest writers are
 /// still answered within a bound; the idle connections are closed after `--header-timeout`;
@@ -906,24 +1049,7 @@ fn a_slow_connection_flood_and_unsent_bodies_leave_honest_writers_answered() {
 #[test]
 fn a_budget_that_cannot_hold_one_request_is_refused() {
     let setup = Setup::new();
-    let out = run(
-        &[
-            "serve",
-            "--db",
-            &setup.db,
-            "--key",
-            setup.key.to_str().unwrap(),
-            "--policy",
-            POLICY,
-            "--tokens",
-            &setup.path("tokens"),
-            "--max-body",
-            "1048576",
-            "--max-inflight-bytes",
-            "8388608",
-        ],
-        None,
-    );
+    let out = setup.run_serve(&["--max-body", "1048576", "--max-inflight-bytes", "8388608"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

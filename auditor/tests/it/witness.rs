@@ -330,3 +330,99 @@ fn a_bundle_cut_back_to_an_older_witnessed_checkpoint_is_not_fresh() {
         "{out}"
     );
 }
+
+/// The key holder hands out a bundle whose last checkpoint two witnesses cosigned: one two
+/// hours ago (a log cut back to a checkpoint it saw long ago looks like this), one a minute
+/// ago. `verify --witness` alone accepts the old cosignature and says freshness was not
+/// checked; with `--max-age 1h` the old cosignature does not count, so the bundle is refused
+/// as not fresh, naming the witness and when it cosigned; the recent one passes and is shown.
+#[test]
+fn a_cosignature_older_than_max_age_is_refused() {
+    use hexagone_auditor::ledger::checkpoint::parse_note;
+    use hexagone_auditor::ledger::cosignature::WitnessSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "log");
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    append(&db, &key, &[], 0, 10);
+    let old = WitnessSigner::generate("witness.test/old").unwrap();
+    let recent = WitnessSigner::generate("witness.test/recent").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ledger = hexagone_auditor::store::Ledger::open(&db).await.unwrap();
+        let head = ledger.head().await.unwrap();
+        let text = parse_note(head.note.as_deref().unwrap()).unwrap().text;
+        for (w, at) in [(&old, now - 7200), (&recent, now - 60)] {
+            let line = w.cosign(&text, at);
+            ledger
+                .db()
+                .add_cosignature(10, w.public().name(), &line)
+                .await
+                .unwrap();
+        }
+        ledger.close().await;
+    });
+    let bundle = dir.path().join("bundle.jsonl");
+    run_ok(
+        &["export", "--db", &db, "--out", bundle.to_str().unwrap()],
+        None,
+    );
+    let (old_key, recent_key) = (old.public().to_string(), recent.public().to_string());
+    let check = |extra: &[&str]| {
+        let mut args = vec!["verify", bundle.to_str().unwrap(), "--trust", &vkey];
+        args.extend_from_slice(extra);
+        let out = run(&args, None);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = check(&["--witness", &old_key]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("freshness NOT checked"), "{out}");
+    let (code, out) = check(&["--witness", &old_key, "--max-age", "1h"]);
+    assert_eq!(code, 1, "{out}");
+    let when = hexagone_auditor::args::unix_time(now - 7200);
+    assert!(
+        out.contains(&format!(
+            "INVALID: the last checkpoint (size 10) is cosigned recently enough by 0 of the required witnesses, 1 needed: witness.test/old cosigned it at {when}; cosignatures before "
+        )) && out.contains("are too old (--max-age)"),
+        "{out}"
+    );
+    // Within three hours, the same cosignature is recent enough.
+    let (code, out) = check(&["--witness", &old_key, "--max-age", "3h"]);
+    assert_eq!(code, 0, "{out}");
+    // One of the two, within an hour: the recent witness alone counts, and is shown.
+    let (code, out) = check(&[
+        "--witness",
+        &old_key,
+        "--witness",
+        &recent_key,
+        "--witness-threshold",
+        "1",
+        "--max-age",
+        "1h",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("fresh: the last checkpoint's cosignatures counted were made within --max-age 1h (after ")
+            && out.contains(&format!(
+                "): witness.test/recent at {}\n",
+                hexagone_auditor::args::unix_time(now - 60)
+            )),
+        "{out}"
+    );
+    assert!(!out.contains("freshness NOT checked"), "{out}");
+    // Nothing to apply it to, or no duration: usage errors.
+    let (code, out) = check(&["--max-age", "1h"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("--max-age applies to the cosignatures"),
+        "{out}"
+    );
+    let (code, out) = check(&["--witness", &old_key, "--max-age", "soon"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is not a duration such as"), "{out}");
+}
