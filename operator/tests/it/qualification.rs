@@ -37,6 +37,24 @@ async fn label(client: &Client, node: &str) -> Option<String> {
     n.labels().get(ATTESTED_COUNTRY_LABEL).cloned()
 }
 
+/// `node`'s entry in the status of policy `policy`.
+async fn node_status(
+    client: &Client,
+    policy: &str,
+    node: &str,
+) -> anyhow::Result<hexagone_platform::k8s::NodeVerdict> {
+    let status = Api::<LocalityPolicyResource>::all(client.clone())
+        .get(policy)
+        .await?
+        .status
+        .ok_or_else(|| anyhow::anyhow!("no status"))?;
+    status
+        .nodes
+        .into_iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| anyhow::anyhow!("{node} not in the status of {policy}"))
+}
+
 /// Reasons of the Events about `node`.
 async fn events(client: &Client, node: &str) -> Vec<(String, String)> {
     Api::<Event>::all(client.clone())
@@ -499,12 +517,7 @@ async fn latency_measurements_qualify_a_node_when_the_policy_requires_them() -> 
         )
         .await?;
     expect_node(&admin, "ovh-gra-1", "compliant", Some("FR")).await?;
-    let status = Api::<LocalityPolicyResource>::all(admin.clone())
-        .get("dr")
-        .await?
-        .status
-        .unwrap();
-    let node = status.nodes.iter().find(|n| n.name == "ovh-gra-1").unwrap();
+    let node = node_status(&admin, "dr", "ovh-gra-1").await?;
     // One latency evidence for the address: the declared vantage's disk lies in France; the
     // undeclared one is named and not counted.
     assert!(
@@ -522,12 +535,7 @@ async fn latency_measurements_qualify_a_node_when_the_policy_requires_them() -> 
         )
         .await?;
     expect_node(&admin, "ovh-gra-1", "violation", Some("FR")).await?;
-    let status = Api::<LocalityPolicyResource>::all(admin.clone())
-        .get("dr")
-        .await?
-        .status
-        .unwrap();
-    let node = status.nodes.iter().find(|n| n.name == "ovh-gra-1").unwrap();
+    let node = node_status(&admin, "dr", "ovh-gra-1").await?;
     assert!(
         node.reasons.iter().any(|r| r
             == "the policy requires the latency to place the node in an allowed country, and it does not"),
