@@ -50,6 +50,29 @@ pub struct MeasureArgs {
     /// Write the measurements here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Write `LatencyMeasurement` resources (YAML, for `kubectl apply -f -` under the
+    /// `hexagone-vantage` role) instead of JSON Lines: the operator's qualifier reads them.
+    #[arg(long)]
+    pub resources: bool,
+}
+
+/// The `LatencyMeasurement` resource of a measurement: named after the vantage, the address and
+/// the port, so a new measurement replaces the last one.
+fn resource(m: &Measurement) -> anyhow::Result<String> {
+    let address: String = m
+        .address
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = format!("{}-{}-{}", m.round_trips.vantage, address, m.port).to_ascii_lowercase();
+    let doc = serde_json::json!({
+        "apiVersion": "hexagone.fr/v1alpha1",
+        "kind": "LatencyMeasurement",
+        "metadata": {"name": name},
+        "spec": m,
+    });
+    Ok(format!("---\n{}", yaml_serde::to_string(&doc)?))
 }
 
 fn parse_coordinates(s: &str) -> Result<(f64, f64), String> {
@@ -161,8 +184,12 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<u8> {
             measured_at: crate::ledger::entry::Timestamp::now().to_string(),
             round_trips,
         };
-        lines.push_str(&serde_json::to_string(&m)?);
-        lines.push('\n');
+        if args.resources {
+            lines.push_str(&resource(&m)?);
+        } else {
+            lines.push_str(&serde_json::to_string(&m)?);
+            lines.push('\n');
+        }
     }
     match &args.out {
         Some(path) => {
@@ -200,4 +227,68 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Measurement>> {
         }
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(targets: Vec<SocketAddr>, out: PathBuf, resources: bool) -> MeasureArgs {
+        MeasureArgs {
+            targets,
+            vantage: "paris-1".into(),
+            policy: None,
+            at: Some((48.8566, 2.3522)),
+            samples: 5,
+            timeout_ms: 1000,
+            interval_ms: 0,
+            out: Some(out),
+            resources,
+        }
+    }
+
+    /// Every completed handshake is a sample; the output is one resource per address that
+    /// `kubectl apply` takes and the qualifier reads, named after vantage, address and port.
+    #[test]
+    fn measurements_become_resources_the_qualifier_reads() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.yaml");
+        assert_eq!(run(args(vec![target], out.clone(), true)).unwrap(), 0);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let docs: Vec<hexagone_platform::k8s::LatencyMeasurement> =
+            yaml_serde::Deserializer::from_str(&text)
+                .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                .collect();
+        assert_eq!(docs.len(), 1, "{text}");
+        let m = &docs[0];
+        assert_eq!(
+            m.metadata.name.as_deref(),
+            Some(format!("paris-1-127-0-0-1-{}", target.port()).as_str())
+        );
+        assert_eq!(m.spec.round_trips.rtt_us.len(), 5);
+        assert!(m.spec.round_trips.inconsistency().is_none());
+        assert_eq!(m.spec.round_trips.latitude_microdeg, 48_856_600);
+    }
+
+    /// An address that answers no handshake gets no line and exit 1; the others are written.
+    #[test]
+    fn an_address_that_never_answers_is_left_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = listener.local_addr().unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.jsonl");
+        assert_eq!(
+            run(args(vec![closed, good], out.clone(), false)).unwrap(),
+            1
+        );
+        let lines = load(&[out]).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].port, good.port());
+    }
 }

@@ -1,7 +1,7 @@
 //! The CustomResourceDefinitions, generated from the platform's Rust types; the committed copies
 //! under `manifests/crds/` must equal this output (a test fails when they are stale).
 
-use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::k8s::{LatencyMeasurement, LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::workplace::Workplace;
 use kube::CustomResourceExt;
 
@@ -22,6 +22,13 @@ pub fn files() -> Vec<(&'static str, String)> {
             format!(
                 "{header}{}",
                 yaml_serde::to_string(&NodeAttestation::crd()).expect("a CRD serializes")
+            ),
+        ),
+        (
+            "latencymeasurements.yaml",
+            format!(
+                "{header}{}",
+                yaml_serde::to_string(&LatencyMeasurement::crd()).expect("a CRD serializes")
             ),
         ),
         (

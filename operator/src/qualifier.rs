@@ -1,8 +1,10 @@
-//! `NodeQualifier`: the node controller. Level-triggered: any change to a Node, a NodeAttestation
-//! or a LocalityPolicy (and the next attestation expiry) starts a pass over all of them, which
+//! `NodeQualifier`: the node controller. Level-triggered: any change to a Node, a NodeAttestation,
+//! a LatencyMeasurement or a LocalityPolicy (and the next attestation expiry) starts a pass over
+//! all of them, which
 //! 1. mirrors each valid attestation into the `node-restriction.kubernetes.io/hexagone-country`
 //!    label and removes the label wherever no valid, agreeing attestation stands behind it;
-//! 2. judges every node under every policy and writes the verdicts to the policy's status;
+//! 2. judges every node under every policy (with the round trips measured to its addresses, as
+//!    latency evidence) and writes the verdicts to the policy's status;
 //! 3. raises an Event on a Node whose verdict under a policy changed, and on each label change;
 //! 4. sets `eligible.hexagone.node-restriction.kubernetes.io/<policy>=true` on each node a
 //!    policy admits and removes it elsewhere (the label Workplace pods require);
@@ -18,10 +20,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use hexagone_platform::geo::GeoDatabases;
 use hexagone_platform::k8s::{
-    LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict, attestations,
-    describe,
+    LatencyMeasurement, LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict,
+    attestations, describe,
 };
 use hexagone_platform::labels::{ATTESTED_COUNTRY_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label};
+use hexagone_platform::latency::{self, Measurement};
 use hexagone_platform::{
     Attestation, Facts, Judge, Observation, SubjectKind, attested_label, observe,
 };
@@ -118,6 +121,12 @@ impl NodeQualifier {
                 .map(|r| r.map(|_| ()))
                 .boxed(),
         );
+        let _measurements = watch(
+            watcher(Api::<LatencyMeasurement>::all(self.client.clone()), cfg())
+                .default_backoff()
+                .map(|r| r.map(|_| ()))
+                .boxed(),
+        );
         let _policies = watch(
             watcher(
                 Api::<LocalityPolicyResource>::all(self.client.clone()),
@@ -167,6 +176,14 @@ impl NodeQualifier {
             .await
             .map_err(failed("listing NodeAttestations"))?
             .items;
+        let measurements: Vec<Measurement> = Api::<LatencyMeasurement>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(failed("listing LatencyMeasurements"))?
+            .items
+            .into_iter()
+            .map(|m| m.spec)
+            .collect();
         let policies_api = Api::<LocalityPolicyResource>::all(self.client.clone());
         let policies = policies_api
             .list(&ListParams::default())
@@ -182,12 +199,14 @@ impl NodeQualifier {
 
         let mut all_facts: Vec<(Node, Facts)> = Vec::with_capacity(nodes.len());
         for node in nodes {
-            let mut facts = observe(
-                &describe(&node),
-                SubjectKind::Node,
-                &attestations,
-                &geo,
-                now,
+            let described = describe(&node);
+            let mut facts = observe(&described, SubjectKind::Node, &attestations, &geo, now);
+            // Round trips measured from vantage points to the node's own addresses: the
+            // policy decides which vantages count.
+            facts.observations.extend(
+                described
+                    .public_addresses()
+                    .filter_map(|a| latency::observation(a, &measurements)),
             );
             if let Some(label) = self.mirror_label(&nodes_api, &node, &facts).await? {
                 // Judge the node as it now is.

@@ -37,6 +37,24 @@ async fn label(client: &Client, node: &str) -> Option<String> {
     n.labels().get(ATTESTED_COUNTRY_LABEL).cloned()
 }
 
+/// `node`'s entry in the status of policy `policy`.
+async fn node_status(
+    client: &Client,
+    policy: &str,
+    node: &str,
+) -> anyhow::Result<hexagone_platform::k8s::NodeVerdict> {
+    let status = Api::<LocalityPolicyResource>::all(client.clone())
+        .get(policy)
+        .await?
+        .status
+        .ok_or_else(|| anyhow::anyhow!("no status"))?;
+    status
+        .nodes
+        .into_iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| anyhow::anyhow!("{node} not in the status of {policy}"))
+}
+
 /// Reasons of the Events about `node`.
 async fn events(client: &Client, node: &str) -> Vec<(String, String)> {
     Api::<Event>::all(client.clone())
@@ -360,10 +378,10 @@ async fn an_invalid_policy_is_reported_not_applied() -> anyhow::Result<()> {
     let _turn = util::serial().await;
     let bed = util::start().await?;
     let admin = bed.client();
-    // The CRD schema refuses what it can express (an unknown field, a quorum of 4)...
-    // (sent untyped: the Rust type cannot even hold a quorum of 4)
+    // The CRD schema refuses what it can express (an unknown field, a quorum of 5)...
+    // (sent untyped: the Rust type cannot even hold a quorum of 5)
     let mut bad = serde_json::to_value(policy("bad", "france-standard"))?;
-    bad["spec"]["quorum"] = json!(4);
+    bad["spec"]["quorum"] = json!(5);
     let dynamic = Api::<kube::api::DynamicObject>::all_with(
         admin.clone(),
         &kube::api::ApiResource::erase::<LocalityPolicyResource>(&()),
@@ -371,7 +389,7 @@ async fn an_invalid_policy_is_reported_not_applied() -> anyhow::Result<()> {
     let err = dynamic
         .create(&PostParams::default(), &serde_json::from_value(bad)?)
         .await
-        .expect_err("quorum 4 refused by the schema");
+        .expect_err("quorum 5 refused by the schema");
     assert_eq!(util::status_of(&err), 422, "{err}");
     assert!(err.to_string().contains("spec.quorum"), "{err}");
 
@@ -396,5 +414,141 @@ async fn an_invalid_policy_is_reported_not_applied() -> anyhow::Result<()> {
         }
     })
     .await?;
+    Ok(())
+}
+
+/// A policy requiring latency: a node qualifies once a vantage point the policy declares has
+/// measured it near Paris (a LatencyMeasurement the vantage's identity writes), and loses it
+/// when a new measurement bounds it only to 30 ms; the status says why. Ops cannot write a
+/// measurement; one from a vantage the policy does not declare counts for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_measurements_qualify_a_node_when_the_policy_requires_them() -> anyhow::Result<()> {
+    use hexagone_platform::RoundTrips;
+    use hexagone_platform::k8s::LatencyMeasurement;
+    use hexagone_platform::latency::Measurement;
+
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    let officer = bed.client_as("alice", Some(OFFICERS)).await?;
+    // The vantage's measuring component, bound to the hexagone-vantage role; ops, bound to the
+    // viewer role.
+    let rbac = |user: &str, role: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{user}-{role}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        })
+    };
+    let bindings = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(admin.clone());
+    for (user, role) in [
+        ("vantage-paris", "hexagone-vantage"),
+        ("bob-ops", "hexagone-policy-viewer"),
+    ] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(rbac(user, role))?,
+            )
+            .await?;
+    }
+    let vantage = bed.client_as("vantage-paris", None).await?;
+    let ops = bed.client_as("bob-ops", None).await?;
+
+    bed.add_nodes(&[FakeNode::new("ovh-gra-1")
+        .label("topology.kubernetes.io/region", "gra")
+        .external_ip("51.38.1.1".parse()?)])
+        .await?;
+    create_attestation(&officer, &attestation("ovh-gra-1", "FR", LATER)).await?;
+    let mut p = policy("dr", "france-diffusion-restreinte");
+    p.spec
+        .required_sources
+        .push(hexagone_platform::LocationSource::Latency);
+    p.spec.quorum = hexagone_platform::Quorum::new(4).unwrap();
+    p.spec.vantage_points = vec![hexagone_platform::VantagePoint {
+        name: "paris-1".into(),
+        site: "Ministry data centre, Paris".into(),
+        latitude: 48.8566,
+        longitude: 2.3522,
+        operated_by: "ministry SOC".into(),
+        attested_by: "RSSI, visit report PV-2026-114".into(),
+    }];
+    Api::<LocalityPolicyResource>::all(officer.clone())
+        .create(&PostParams::default(), &p)
+        .await?;
+    let operator = Operator::start(&bed).await?;
+    expect_node(&admin, "ovh-gra-1", "violation", Some("FR")).await?;
+
+    let measurement = |name: &str, vantage: &str, rtt_us: u32| {
+        LatencyMeasurement::new(
+            name,
+            Measurement {
+                address: "51.38.1.1".parse().unwrap(),
+                port: 10250,
+                measured_at: "2026-12-06T10:00:00.000Z".into(),
+                round_trips: RoundTrips::new(vantage, 48.8566, 2.3522, vec![rtt_us + 20, rtt_us])
+                    .unwrap(),
+            },
+        )
+    };
+    // Ops cannot write one (the API server refuses: 403).
+    let refused = Api::<LatencyMeasurement>::all(ops.clone())
+        .create(
+            &PostParams::default(),
+            &measurement("forged", "paris-1", 100),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(e) if e.code == 403),
+        "{refused}"
+    );
+    // A vantage the policy does not declare counts for nothing.
+    let measurements = Api::<LatencyMeasurement>::all(vantage.clone());
+    measurements
+        .create(&PostParams::default(), &measurement("rogue", "rogue", 100))
+        .await?;
+    // The declared vantage measures 0.4 ms: within 60 km of Paris.
+    measurements
+        .create(
+            &PostParams::default(),
+            &measurement("paris-gra-1", "paris-1", 400),
+        )
+        .await?;
+    expect_node(&admin, "ovh-gra-1", "compliant", Some("FR")).await?;
+    let node = node_status(&admin, "dr", "ovh-gra-1").await?;
+    // One latency evidence for the address: the declared vantage's disk lies in France; the
+    // undeclared one is named and not counted.
+    assert!(
+        node.evidence.iter().any(|e| e.contains("in 0.400 ms at best from vantage paris-1")
+            && e.contains("within 60 km of it")
+            && e.contains(": that area lies in FR, an allowed country (not counted: vantage rogue is not declared by the policy, so its site is not attested)")),
+        "{node:?}"
+    );
+    // A new measurement: 30 ms. Not near Paris any more: the node loses its eligibility.
+    measurements
+        .patch(
+            "paris-gra-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"roundTrips": {"rttUs": [30_000], "minRttUs": 30_000, "boundKm": 4497}}})),
+        )
+        .await?;
+    expect_node(&admin, "ovh-gra-1", "violation", Some("FR")).await?;
+    let node = node_status(&admin, "dr", "ovh-gra-1").await?;
+    assert!(
+        node.reasons.iter().any(|r| r
+            == "the policy requires the latency to place the node in an allowed country, and it does not"),
+        "{node:?}"
+    );
+    assert!(
+        events(&admin, "ovh-gra-1")
+            .await
+            .iter()
+            .any(|(reason, note)| reason == "LocalityViolation"
+                && note.contains("LocalityPolicy dr")),
+        "no violation Event"
+    );
+    operator.check_running()?;
     Ok(())
 }

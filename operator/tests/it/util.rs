@@ -54,6 +54,7 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
     for file in [
         "manifests/crds/localitypolicies.yaml",
         "manifests/crds/nodeattestations.yaml",
+        "manifests/crds/latencymeasurements.yaml",
         "manifests/crds/workplaces.yaml",
         "manifests/operator.yaml",
         "manifests/rbac/operator.yaml",

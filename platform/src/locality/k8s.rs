@@ -11,6 +11,7 @@ use crate::attestation::Attestation;
 pub use crate::attestation::NodeAttestation;
 use crate::country::Country;
 use crate::geo::GeoSnapshot;
+pub use crate::latency::LatencyMeasurement;
 use crate::node::{AddressKind, NodeAddress, NodeDescription};
 use crate::policy::LocalityPolicy;
 pub use crate::policy::LocalityPolicyResource;

@@ -175,6 +175,7 @@ fn destination(from: (f64, f64), bearing: f64, distance_km: f64) -> (f64, f64) {
 }
 
 /// The round trips from one vantage point to an address, as recorded in a latency fact.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoundTrips {
@@ -309,7 +310,27 @@ pub fn judge(counted: &[&RoundTrips], allowed: &CountrySet, recorded_digest: &st
 }
 
 /// One vantage's measurement of one address, as `hexagone-auditor measure` writes it (one JSON
-/// object per line) and `locate --latency` reads it.
+/// object per line) and `locate --latency` reads it; in a cluster, the spec of a
+/// `LatencyMeasurement`, which only the vantage's measuring component (and security officers)
+/// may write (`manifests/rbac/`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "k8s",
+    derive(kube::CustomResource),
+    kube(
+        group = "hexagone.fr",
+        version = "v1alpha1",
+        kind = "LatencyMeasurement",
+        shortname = "lat",
+        category = "hexagone",
+        doc = "Round trips of TCP handshakes from a vantage point to one node address: a physical bound on where the node is.",
+        printcolumn = r#"{"name":"Address","type":"string","jsonPath":".spec.address"}"#,
+        printcolumn = r#"{"name":"Vantage","type":"string","jsonPath":".spec.roundTrips.vantage"}"#,
+        printcolumn = r#"{"name":"Min µs","type":"integer","jsonPath":".spec.roundTrips.minRttUs"}"#,
+        printcolumn = r#"{"name":"Within km","type":"integer","jsonPath":".spec.roundTrips.boundKm"}"#,
+        printcolumn = r#"{"name":"Measured","type":"string","jsonPath":".spec.measuredAt"}"#
+    )
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Measurement {
