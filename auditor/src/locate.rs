@@ -174,7 +174,16 @@ pub fn run(args: LocateArgs) -> anyhow::Result<u8> {
             } else {
                 ""
             }
-        )
+        ) + if evaluation
+            .evidence
+            .iter()
+            .any(|e| e.source == hexagone_platform::Source::Latency)
+        {
+            // ODbL asks for attribution where the boundary data is used.
+            "Country boundaries: © OpenStreetMap contributors (ODbL), through country-boundaries\n"
+        } else {
+            ""
+        }
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
