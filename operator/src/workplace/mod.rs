@@ -179,12 +179,52 @@ pub async fn run(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(everything)
+        .trigger_backoff(TriggerBackoff::default())
         // A few Workplaces at a time: each holds its rendered objects while it applies them.
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(std::future::pending())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// The backoff of the controller's watches, which kube-runtime applies to all of them at once
+/// (the Workplaces, every owned kind, the pods). Its default doubles from 0.8 s to 30 s per error
+/// and forgets only after 120 s without one: an apiserver restart, which makes each of a dozen
+/// watches fail a few times (refused connections, then 403 until RBAC is loaded, then expired
+/// resource versions), left the controller deaf to a Workplace change for minutes
+/// (`operator/tests/it/leader.rs`). Here: doubling from 0.5 s to at most 5 s, and back to 0.5 s
+/// at the next event any watch delivers.
+#[derive(Debug, Clone, Copy)]
+struct TriggerBackoff {
+    next: Duration,
+}
+
+impl TriggerBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for TriggerBackoff {
+    fn default() -> Self {
+        TriggerBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for TriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for TriggerBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 fn key(wp: &Workplace) -> String {
@@ -225,4 +265,21 @@ fn error_policy(wp: Arc<Workplace>, error: &ReconcileError, ctx: Arc<Context>) -
         key(&wp)
     );
     Action::requeue(wait.min(Duration::from_secs(60)))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The watches' backoff doubles to 5 s at most, never gives up, and starts again at 0.5 s
+    /// after an event.
+    #[test]
+    fn the_watches_backoff_stays_short_and_resets_at_the_next_event() {
+        use kube::runtime::utils::Backoff as _;
+        let mut b = super::TriggerBackoff::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| b.next().unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 5000, 5000, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Some(std::time::Duration::from_millis(500)));
+    }
 }
