@@ -114,7 +114,7 @@ mod tests {
             serde_json::json!(["classification", "allowedCountries", "networkOperator"]),
         );
         check("/additionalProperties", serde_json::json!(false));
-        check("/properties/quorum/maximum", serde_json::json!(3));
+        check("/properties/quorum/maximum", serde_json::json!(4));
         check(
             "/properties/allowedCountries/items/pattern",
             serde_json::json!("^(EEA|[A-Z]{2})$"),
