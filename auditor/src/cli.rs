@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor, witness_endpoint, witness_keys};
+use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor, witness_endpoint};
 use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
@@ -150,13 +150,9 @@ pub struct AppendArgs {
     /// The geolocation databases (default: the vendored ip-location-db files).
     #[command(flatten)]
     pub geo: crate::locate::GeoArgs,
-    /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
-    #[arg(long, value_name = "FILE")]
-    pub attestations: Option<PathBuf>,
-    /// Storage endpoints outside the cluster (YAML list of `name`, `addresses` and an optional
-    /// `attestation`), resolved like nodes when an observation names them.
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
+    /// Attestations and storage endpoints outside the cluster.
+    #[command(flatten)]
+    pub places: crate::args::PlacesArgs,
     /// Round-trip measurements from vantage points (JSON Lines, as `measure` writes them): those
     /// of a place's addresses are weighed as its latency evidence and recorded. Repeatable.
     #[arg(long = "latency", value_name = "FILE")]
@@ -228,12 +224,9 @@ pub struct VerifyArgs {
     /// the last one). Without it, the trusted key must sign the last checkpoint.
     #[arg(long)]
     pub accept_retired_key: bool,
-    /// A witness key (or file) whose cosignature the last checkpoint must carry; repeatable.
-    #[arg(long = "witness")]
-    pub witnesses: Vec<String>,
-    /// How many of the `--witness` keys must have cosigned the last checkpoint (default: all).
-    #[arg(long)]
-    pub witness_threshold: Option<usize>,
+    /// The witnesses whose cosignatures the last checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: crate::args::WitnessKeyArgs,
     /// Freshness: `--checkpoint`, `--fresh-from`, `--max-age`.
     #[command(flatten)]
     pub fresh: crate::args::FreshnessArgs,
@@ -292,12 +285,9 @@ pub struct ProveVerifyArgs {
     /// The data store the proof's object must be in.
     #[arg(long)]
     pub store: Option<String>,
-    /// A witness key (or file) whose cosignature the proof's checkpoint must carry; repeatable.
-    #[arg(long = "witness")]
-    pub witnesses: Vec<String>,
-    /// How many of the `--witness` keys must have cosigned (default: all of them).
-    #[arg(long)]
-    pub witness_threshold: Option<usize>,
+    /// The witnesses whose cosignatures the proof's checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: crate::args::WitnessKeyArgs,
     /// A locality policy (YAML) to replay the entry's verdict under (the policy whose digest
     /// it recorded). Repeatable.
     #[arg(long = "policy", value_name = "FILE")]
@@ -495,14 +485,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let paths = a.geo.paths()?;
     let geo = hexagone_platform::GeoDatabases::open(&paths)
         .context("opening the geolocation databases")?;
-    let attestations = match &a.attestations {
-        Some(p) => crate::judge::load_attestations(p)?,
-        None => Vec::new(),
-    };
-    let inventory = match &a.inventory {
-        Some(p) => crate::judge::Inventory::load(p)?,
-        None => crate::judge::Inventory::default(),
-    };
+    let (attestations, inventory) = a.places.load()?;
     let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory)
         .with_latency(crate::measure::load(&a.latency)?);
     let mut snapshot = judge.snapshot();
@@ -682,7 +665,7 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
             a.trust
         )
     })?;
-    let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = a.witnesses.keys()?;
     let policies = a
         .policies
         .iter()
@@ -781,11 +764,11 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
-    let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = a.witnesses.keys()?;
     let mut verifier = Verifier::new(&trust)
         .accept_retired_key(a.accept_retired_key)
         .with_witnesses(witnesses, threshold);
-    a.fresh.check(a.witnesses.len())?;
+    a.fresh.check(a.witnesses.witnesses.len())?;
     let origin = VerifierKey::parse(&trust)
         .map(|k| k.name().to_string())
         .ok();
