@@ -35,6 +35,27 @@ pub struct DbArg {
     pub db: String,
 }
 
+/// The ledger a command signs for: its database, the signing key and the key holder's record
+/// of the last head signed (`append`, `checkpoint`, `keys rotate`).
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
+    /// Private signing key file (mode 0600); for `keys rotate`, the current key.
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+impl SignerArgs {
+    /// Opens the ledger and starts its sequencer under the key.
+    async fn open(&self) -> anyhow::Result<(Ledger, crate::ledger::Sequencer)> {
+        Ok(open_sequencer(&self.db.db, &self.key, self.signed_head.file(&self.key)).await?)
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -132,14 +153,9 @@ pub struct KeygenArgs {
 /// `append`.
 #[derive(Debug, Args)]
 pub struct AppendArgs {
+    /// The ledger, its key and the record of the last head signed.
     #[command(flatten)]
-    db: DbArg,
-    /// The record of the last head signed.
-    #[command(flatten)]
-    pub signed_head: crate::args::SignedHeadArg,
-    /// Private signing key file (mode 0600).
-    #[arg(long)]
-    pub key: PathBuf,
+    pub signer: SignerArgs,
     /// JSON Lines input; `-` for standard input.
     #[arg(long, default_value = "-")]
     pub input: String,
@@ -176,27 +192,17 @@ pub struct CheckpointArgs {
     /// Write the signed note to this file (exactly as signed) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// The ledger, its key and the record of the last head signed.
     #[command(flatten)]
-    db: DbArg,
-    /// The record of the last head signed.
-    #[command(flatten)]
-    pub signed_head: crate::args::SignedHeadArg,
-    /// Private signing key file (mode 0600).
-    #[arg(long)]
-    pub key: PathBuf,
+    pub signer: SignerArgs,
 }
 
 /// `rotate`.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
+    /// The ledger, its key and the record of the last head signed.
     #[command(flatten)]
-    db: DbArg,
-    /// The record of the last head signed.
-    #[command(flatten)]
-    pub signed_head: crate::args::SignedHeadArg,
-    /// The current private key file.
-    #[arg(long)]
-    pub key: PathBuf,
+    pub signer: SignerArgs,
     /// The next private key file (from `keygen` with the same name).
     #[arg(long)]
     pub new_key: PathBuf,
@@ -490,7 +496,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
         .with_latency(crate::measure::load(&a.latency)?);
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    let (ledger, mut seq) = a.signer.open().await?;
     ledger
         .check_witnessed(&seq, &mut witnesses, crate::store::WITNESS_TIMEOUT)
         .await?;
@@ -570,7 +576,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
-    let (ledger, seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    let (ledger, seq) = a.signer.open().await?;
     let note = seq.note().map(str::to_owned);
     ledger.close().await;
     let Some(note) = note else {
@@ -593,13 +599,13 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
     let new = crate::keyfile::load(&a.new_key)?;
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    let (ledger, mut seq) = a.signer.open().await?;
     let done = ledger
         .rotate(&mut seq, Timestamp::now(), new.clone())
         .await?;
     // The new key's own record starts at the rotation (the same file when one was named).
-    let next = a.signed_head.file(&a.new_key);
-    if next != a.signed_head.file(&a.key) {
+    let next = a.signer.signed_head.file(&a.new_key);
+    if next != a.signer.signed_head.file(&a.signer.key) {
         next.write(&done.note)?;
     }
     println!("rotated to {} in entry {}", new.verifier(), done.last);
