@@ -107,9 +107,59 @@ pub fn trust_anchor(s: &str) -> anyhow::Result<String> {
     Ok(s.trim().to_string())
 }
 
+/// `--witness KEY` and `--witness-threshold N` of the offline checks (`verify`, `prove verify`,
+/// `report verify`): the cosignatures the checkpoint checked must carry.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WitnessKeyArgs {
+    /// A witness key (or file) whose cosignature the checkpoint checked must carry; repeatable.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the checkpoint checked (default:
+    /// all).
+    #[arg(long)]
+    pub witness_threshold: Option<usize>,
+}
+
+impl WitnessKeyArgs {
+    /// The keys read and the threshold (see [`witness_keys`]).
+    pub fn keys(&self) -> anyhow::Result<(Vec<WitnessKey>, usize)> {
+        witness_keys(&self.witnesses, self.witness_threshold)
+    }
+}
+
+/// `--attestations FILE` and `--inventory FILE` of `append` and `serve`: the places
+/// observations are judged against besides what the observation reports.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlacesArgs {
+    /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
+    #[arg(long, value_name = "FILE")]
+    pub attestations: Option<PathBuf>,
+    /// Storage endpoints outside the cluster (YAML list of `name`, `addresses` and an optional
+    /// `attestation`), resolved like nodes when an observation names them.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+impl PlacesArgs {
+    /// The attestations and the inventory read (empty when not given).
+    pub fn load(
+        &self,
+    ) -> anyhow::Result<(Vec<hexagone_platform::Attestation>, crate::judge::Inventory)> {
+        let attestations = match &self.attestations {
+            Some(p) => crate::judge::load_attestations(p)?,
+            None => Vec::new(),
+        };
+        let inventory = match &self.inventory {
+            Some(p) => crate::judge::Inventory::load(p)?,
+            None => crate::judge::Inventory::default(),
+        };
+        Ok((attestations, inventory))
+    }
+}
+
 /// Reads `--witness` keys (each a witness verifier key or a file holding one) and
 /// `--witness-threshold` (default: all of them).
-pub fn witness_keys(
+fn witness_keys(
     given: &[String],
     threshold: Option<usize>,
 ) -> anyhow::Result<(Vec<WitnessKey>, usize)> {

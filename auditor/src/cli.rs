@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor, witness_endpoint, witness_keys};
+use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor, witness_endpoint};
 use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
@@ -33,6 +33,27 @@ pub struct DbArg {
     /// Ledger database: `sqlite:PATH` (one file, WAL) or `postgres://…`.
     #[arg(long, env = "HEXAGONE_DB", default_value = DEFAULT_DB)]
     pub db: String,
+}
+
+/// The ledger a command signs for: its database, the signing key and the key holder's record
+/// of the last head signed (`append`, `checkpoint`, `keys rotate`).
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The record of the last head signed.
+    #[command(flatten)]
+    pub signed_head: crate::args::SignedHeadArg,
+    /// Private signing key file (mode 0600); for `keys rotate`, the current key.
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+impl SignerArgs {
+    /// Opens the ledger and starts its sequencer under the key.
+    async fn open(&self) -> anyhow::Result<(Ledger, crate::ledger::Sequencer)> {
+        Ok(open_sequencer(&self.db.db, &self.key, self.signed_head.file(&self.key)).await?)
+    }
 }
 
 /// Subcommands.
@@ -132,14 +153,9 @@ pub struct KeygenArgs {
 /// `append`.
 #[derive(Debug, Args)]
 pub struct AppendArgs {
+    /// The ledger, its key and the record of the last head signed.
     #[command(flatten)]
-    db: DbArg,
-    /// The record of the last head signed.
-    #[command(flatten)]
-    pub signed_head: crate::args::SignedHeadArg,
-    /// Private signing key file (mode 0600).
-    #[arg(long)]
-    pub key: PathBuf,
+    pub signer: SignerArgs,
     /// JSON Lines input; `-` for standard input.
     #[arg(long, default_value = "-")]
     pub input: String,
@@ -150,13 +166,9 @@ pub struct AppendArgs {
     /// The geolocation databases (default: the vendored ip-location-db files).
     #[command(flatten)]
     pub geo: crate::locate::GeoArgs,
-    /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
-    #[arg(long, value_name = "FILE")]
-    pub attestations: Option<PathBuf>,
-    /// Storage endpoints outside the cluster (YAML list of `name`, `addresses` and an optional
-    /// `attestation`), resolved like nodes when an observation names them.
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
+    /// Attestations and storage endpoints outside the cluster.
+    #[command(flatten)]
+    pub places: crate::args::PlacesArgs,
     /// Round-trip measurements from vantage points (JSON Lines, as `measure` writes them): those
     /// of a place's addresses are weighed as its latency evidence and recorded. Repeatable.
     #[arg(long = "latency", value_name = "FILE")]
@@ -180,27 +192,17 @@ pub struct CheckpointArgs {
     /// Write the signed note to this file (exactly as signed) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// The ledger, its key and the record of the last head signed.
     #[command(flatten)]
-    db: DbArg,
-    /// The record of the last head signed.
-    #[command(flatten)]
-    pub signed_head: crate::args::SignedHeadArg,
-    /// Private signing key file (mode 0600).
-    #[arg(long)]
-    pub key: PathBuf,
+    pub signer: SignerArgs,
 }
 
 /// `rotate`.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
+    /// The ledger, its key and the record of the last head signed.
     #[command(flatten)]
-    db: DbArg,
-    /// The record of the last head signed.
-    #[command(flatten)]
-    pub signed_head: crate::args::SignedHeadArg,
-    /// The current private key file.
-    #[arg(long)]
-    pub key: PathBuf,
+    pub signer: SignerArgs,
     /// The next private key file (from `keygen` with the same name).
     #[arg(long)]
     pub new_key: PathBuf,
@@ -228,12 +230,9 @@ pub struct VerifyArgs {
     /// the last one). Without it, the trusted key must sign the last checkpoint.
     #[arg(long)]
     pub accept_retired_key: bool,
-    /// A witness key (or file) whose cosignature the last checkpoint must carry; repeatable.
-    #[arg(long = "witness")]
-    pub witnesses: Vec<String>,
-    /// How many of the `--witness` keys must have cosigned the last checkpoint (default: all).
-    #[arg(long)]
-    pub witness_threshold: Option<usize>,
+    /// The witnesses whose cosignatures the last checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: crate::args::WitnessKeyArgs,
     /// Freshness: `--checkpoint`, `--fresh-from`, `--max-age`.
     #[command(flatten)]
     pub fresh: crate::args::FreshnessArgs,
@@ -292,12 +291,9 @@ pub struct ProveVerifyArgs {
     /// The data store the proof's object must be in.
     #[arg(long)]
     pub store: Option<String>,
-    /// A witness key (or file) whose cosignature the proof's checkpoint must carry; repeatable.
-    #[arg(long = "witness")]
-    pub witnesses: Vec<String>,
-    /// How many of the `--witness` keys must have cosigned (default: all of them).
-    #[arg(long)]
-    pub witness_threshold: Option<usize>,
+    /// The witnesses whose cosignatures the proof's checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: crate::args::WitnessKeyArgs,
     /// A locality policy (YAML) to replay the entry's verdict under (the policy whose digest
     /// it recorded). Repeatable.
     #[arg(long = "policy", value_name = "FILE")]
@@ -495,19 +491,12 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let paths = a.geo.paths()?;
     let geo = hexagone_platform::GeoDatabases::open(&paths)
         .context("opening the geolocation databases")?;
-    let attestations = match &a.attestations {
-        Some(p) => crate::judge::load_attestations(p)?,
-        None => Vec::new(),
-    };
-    let inventory = match &a.inventory {
-        Some(p) => crate::judge::Inventory::load(p)?,
-        None => crate::judge::Inventory::default(),
-    };
+    let (attestations, inventory) = a.places.load()?;
     let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory)
         .with_latency(crate::measure::load(&a.latency)?);
     let mut snapshot = judge.snapshot();
     let mut refreshed = Instant::now();
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    let (ledger, mut seq) = a.signer.open().await?;
     ledger
         .check_witnessed(&seq, &mut witnesses, crate::store::WITNESS_TIMEOUT)
         .await?;
@@ -587,7 +576,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<u8> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
-    let (ledger, seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    let (ledger, seq) = a.signer.open().await?;
     let note = seq.note().map(str::to_owned);
     ledger.close().await;
     let Some(note) = note else {
@@ -610,13 +599,13 @@ async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<u8> {
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<u8> {
     let new = crate::keyfile::load(&a.new_key)?;
-    let (ledger, mut seq) = open_sequencer(&a.db.db, &a.key, a.signed_head.file(&a.key)).await?;
+    let (ledger, mut seq) = a.signer.open().await?;
     let done = ledger
         .rotate(&mut seq, Timestamp::now(), new.clone())
         .await?;
     // The new key's own record starts at the rotation (the same file when one was named).
-    let next = a.signed_head.file(&a.new_key);
-    if next != a.signed_head.file(&a.key) {
+    let next = a.signer.signed_head.file(&a.new_key);
+    if next != a.signer.signed_head.file(&a.signer.key) {
         next.write(&done.note)?;
     }
     println!("rotated to {} in entry {}", new.verifier(), done.last);
@@ -682,7 +671,7 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
             a.trust
         )
     })?;
-    let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = a.witnesses.keys()?;
     let policies = a
         .policies
         .iter()
@@ -781,11 +770,11 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let trust = trust_anchor(&a.trust)?;
-    let (witnesses, threshold) = witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = a.witnesses.keys()?;
     let mut verifier = Verifier::new(&trust)
         .accept_retired_key(a.accept_retired_key)
         .with_witnesses(witnesses, threshold);
-    a.fresh.check(a.witnesses.len())?;
+    a.fresh.check(a.witnesses.witnesses.len())?;
     let origin = VerifierKey::parse(&trust)
         .map(|k| k.name().to_string())
         .ok();

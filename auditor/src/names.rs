@@ -9,8 +9,11 @@ use crate::ledger::entry::EntryError;
 /// `<store>/<endpoint>/bucket-sha256:<64 hex>`).
 pub const MAX_NAME: usize = 256;
 
+/// The store the auditor's own Kubernetes collector records volumes and snapshots under.
+pub const KUBERNETES_STORE: &str = "kubernetes";
+
 /// The stores only the auditor's own collectors record under, as they are written.
-pub const RESERVED_STORES: &[&str] = &[crate::collect::volumes::STORE, "k8s"];
+pub const RESERVED_STORES: &[&str] = &[KUBERNETES_STORE, "k8s"];
 
 /// Bytes of a plain name: lowercase ASCII letters, digits and `.`, `_`, `-`, `/`, `:`.
 fn plain(b: u8) -> bool {

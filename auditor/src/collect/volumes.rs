@@ -16,8 +16,8 @@ use crate::ingest::{ReportedAddress, ReportedNode};
 use crate::ledger::entry::{EntryError, ObjectId};
 use crate::ledger::tree::Hash;
 
-/// The store every collected volume is recorded under.
-pub const STORE: &str = "kubernetes";
+/// The store every collected volume is recorded under (reserved to the collector).
+pub const STORE: &str = crate::names::KUBERNETES_STORE;
 
 /// The class of a volume no catalog entry describes.
 pub const UNKNOWN_CLASS: &str = "unknown";

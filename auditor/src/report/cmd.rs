@@ -65,14 +65,9 @@ pub struct ReportVerifyArgs {
     /// reach the report's checkpoint, and give the same report for the same period.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// A witness key (or file) whose cosignature the report's checkpoint must carry;
-    /// repeatable.
-    #[arg(long = "witness")]
-    pub witnesses: Vec<String>,
-    /// How many of the `--witness` keys must have cosigned the report's checkpoint (default:
-    /// all).
-    #[arg(long)]
-    pub witness_threshold: Option<usize>,
+    /// The witnesses whose cosignatures the report's checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: crate::args::WitnessKeyArgs,
     /// Freshness: the report must be made at the newest checkpoint given (`--checkpoint`,
     /// `--fresh-from`), and the `--witness` cosignatures within `--max-age`.
     #[command(flatten)]
@@ -272,7 +267,7 @@ fn verify(a: ReportVerifyArgs) -> anyhow::Result<u8> {
             .to_string()
     };
     let key = VerifierKey::parse(&key_text).with_context(|| format!("--key {}", a.key))?;
-    let (witnesses, threshold) = crate::args::witness_keys(&a.witnesses, a.witness_threshold)?;
+    let (witnesses, threshold) = a.witnesses.keys()?;
     a.fresh.check(witnesses.len())?;
     let oldest = a.fresh.oldest_cosignature();
     let newest = a.fresh.newest(Some(key.name()))?;

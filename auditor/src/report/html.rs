@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{SignedReport, Verdicts, ViolationRow};
+use super::markup::{self, Cell, Markup};
+use super::{SignedReport, Verdicts};
 
 /// The `id` of the `<script>` data block holding the signed report.
 pub const DATA_ID: &str = "hexagone-signed-report";
@@ -104,28 +105,7 @@ pub fn render(signed: &SignedReport) -> String {
         r.open_violations.len(),
         r.resolved_violations.len(),
     );
-    let _ = writeln!(
-        h,
-        "<h2 id=\"open\">Open violations ({})</h2>",
-        r.open_violations.len()
-    );
-    if r.open_violations.is_empty() {
-        h.push_str("<p>No violation is open at the period's end.</p>\n");
-    }
-    for v in &r.open_violations {
-        violation_box(&mut h, v);
-    }
-    let _ = writeln!(
-        h,
-        "<h2 id=\"resolved\">Resolved in the period ({})</h2>",
-        r.resolved_violations.len()
-    );
-    if r.resolved_violations.is_empty() {
-        h.push_str("<p>No violation was resolved in the period.</p>\n");
-    }
-    for v in &r.resolved_violations {
-        violation_box(&mut h, v);
-    }
+    markup::violations::<Html>(&mut h, r);
     let _ = write!(
         h,
         "<h2>Checkpoint</h2>\n<p>This report covers the entries below tree size <b id=\"tree-size\">{}</b> \
@@ -158,78 +138,10 @@ pub fn render(signed: &SignedReport) -> String {
          address) places its node or endpoint; several countries mean the sources disagree.</p>\n",
     );
 
-    h.push_str("<h2>Inventory by data store and object class</h2>\n");
-    h.push_str(&verdict_table(
-        &["Data store", "Object class"],
-        r.stores
-            .iter()
-            .map(|s| (vec![s.store.clone(), s.class.clone()], &s.verdicts)),
-    ));
-    h.push_str("<h2>By country</h2>\n");
-    h.push_str(&verdict_table(
-        &["Country"],
-        r.countries
-            .iter()
-            .map(|c| (vec![c.country.clone()], &c.verdicts)),
-    ));
-    h.push_str(
-        "<h2>By jurisdiction (network operator)</h2>\n<p class=\"muted\">Who operates the network \
-         of the addresses holding each object, as recorded: location alone is not sovereignty. \
-         An object reached through several networks counts under each.</p>\n",
-    );
-    h.push_str(&verdict_table(
-        &["AS", "Organisation", "Registered in", "Extra-EU control"],
-        r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
-    ));
-
-    if !r.bounds.is_empty() {
-        h.push_str("<h2>Round-trip bounds (latency evidence)</h2>\n<p class=\"muted\">How far each place's address can be from the vantage points that measured it (the speed of light bounds it; a place can add delay, never remove it), from its latest evidence before the period's end.</p>\n<table><thead><tr><th>Held by</th><th>Address</th><th>Measured from</th><th>Within</th><th>Weighs</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");
-        for b in &r.bounds {
-            let _ = writeln!(
-                h,
-                "<tr><td>{} <span class=\"mono\">{}</span></td><td class=\"mono\">{}</td><td>{}</td><td class=\"n\">{} km</td><td>{}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
-                e(&b.subject_kind),
-                e(&b.subject),
-                e(&b.address),
-                e(&b.measured_from.join("; ")),
-                b.bound_km,
-                e(&b.assessment),
-                b.seq,
-                e(&b.time)
-            );
-        }
-        h.push_str("</tbody></table>\n");
-    }
-    h.push_str("<h2>Objects and where they are at the period's end</h2>\n<table><thead><tr><th>Data store</th><th>Class</th><th>Object</th><th>Held by</th><th>Country</th><th>Verdict</th><th>Entry</th><th>Time</th></tr></thead><tbody>\n");
-    for o in &r.objects {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{} <span class=\"mono\">{}</span></td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
-            e(&o.store),
-            e(&o.class),
-            e(&o.object),
-            e(&o.subject_kind),
-            e(&o.subject),
-            e(&o.country),
-            e(&o.verdict),
-            e(&o.verdict),
-            o.seq,
-            e(&o.time)
-        );
-    }
-    h.push_str("</tbody></table>\n");
-
-    h.push_str("<h2>Policies</h2>\n<ul>");
-    for p in &r.policies {
-        let _ = write!(
-            h,
-            "<li>{} <span class=\"mono\">{}</span>: {} observations</li>",
-            e(&p.classification),
-            e(&p.digest),
-            p.observations
-        );
-    }
-    h.push_str("</ul>\n");
+    markup::inventory::<Html>(&mut h, r);
+    markup::bounds::<Html>(&mut h, &r.bounds);
+    markup::objects::<Html>(&mut h, &r.objects);
+    markup::policies::<Html>(&mut h, &r.policies);
     let _ = write!(
         h,
         "<h2>Signature</h2>\n<p>This report is signed with the log's key (C2SP signed note over the SHA-256 \
@@ -242,104 +154,77 @@ pub fn render(signed: &SignedReport) -> String {
     h
 }
 
-/// One violation, open or resolved: a badge and the headline first, then for an open one its
-/// decisive reason, then when and where, the other reasons and the evidence.
-fn violation_box(h: &mut String, v: &ViolationRow) {
-    let e = escape;
-    let state = if v.resolved.is_some() {
-        "resolved"
-    } else {
-        "open"
-    };
-    let _ = writeln!(
-        h,
-        "<div class=\"violation-box {state}\" data-state=\"{state}\"><p class=\"headline\"><b class=\"badge {state}\">{}</b>{}</p>",
-        state.to_uppercase(),
-        e(&v.headline)
-    );
-    let (decisive, others) = v
-        .reasons
-        .split_first()
-        .map_or((None, &[][..]), |(d, o)| (Some(d), o));
-    if let (None, Some(d)) = (&v.resolved, decisive) {
-        let _ = writeln!(h, "<p>Decisive reason: <b>{}</b></p>", e(d));
-    }
-    let _ = writeln!(
-        h,
-        "<p class=\"muted\"><span class=\"mono\">{}</span> ({} / {}) on {} <b class=\"mono\">{}</b> ({}): \
-         in violation since {} (entry {}), last seen in violation {} (entry {}), violation entries: {}</p>",
-        e(&v.object),
-        e(&v.store),
-        e(&v.class),
-        e(&v.subject_kind),
-        e(&v.subject),
-        e(&v.country),
-        e(&v.since),
-        v.since_seq,
-        e(&v.last_seen),
-        v.last_seq,
-        v.entries
-    );
-    if let Some(r) = &v.resolved {
-        let _ = writeln!(
-            h,
-            "<p>Resolved by entry {} at {}: compliant on {} <b class=\"mono\">{}</b> ({})</p>",
-            r.seq,
-            e(&r.time),
-            e(&r.subject_kind),
-            e(&r.subject),
-            e(&r.country)
-        );
-    }
-    let listed: &[String] = if v.resolved.is_some() {
-        &v.reasons
-    } else {
-        others
-    };
-    if !listed.is_empty() {
-        h.push_str(if v.resolved.is_some() {
-            "<p>Reasons:</p><ul>"
-        } else {
-            "<p>Other reasons:</p><ul>"
-        });
-        for reason in listed {
-            let _ = write!(h, "<li>{}</li>", e(reason));
-        }
-        h.push_str("</ul>\n");
-    }
-    h.push_str("<p>Evidence (last violation entry):</p><ul>");
-    for s in &v.evidence {
-        let _ = write!(h, "<li>{}</li>", e(s));
-    }
-    h.push_str("</ul></div>\n");
-}
+/// The page's markup.
+struct Html;
 
-/// A table of rows with verdict counts.
-fn verdict_table<'a>(
-    heads: &[&str],
-    rows: impl Iterator<Item = (Vec<String>, &'a Verdicts)>,
-) -> String {
-    let mut h = String::from("<table><thead><tr>");
-    for c in heads {
-        let _ = write!(h, "<th>{}</th>", escape(c));
+impl Markup for Html {
+    fn escape(s: &str) -> String {
+        escape(s)
     }
-    h.push_str("<th>Objects</th><th>Compliant</th><th>Violation</th><th>Unknown</th></tr></thead><tbody>\n");
-    for (cells, v) in rows {
-        h.push_str("<tr>");
-        for c in cells {
-            let _ = write!(h, "<td>{}</td>", escape(&c));
+    fn code(s: &str) -> String {
+        format!("<span class=\"mono\">{}</span>", escape(s))
+    }
+    fn strong(s: &str) -> String {
+        format!("<b>{}</b>", escape(s))
+    }
+    fn strong_code(s: &str) -> String {
+        format!("<b class=\"mono\">{}</b>", escape(s))
+    }
+    fn heading(out: &mut String, text: &str, anchor: Option<&str>) {
+        match anchor {
+            Some(id) => {
+                let _ = writeln!(out, "<h2 id=\"{id}\">{text}</h2>");
+            }
+            None => {
+                let _ = writeln!(out, "<h2>{text}</h2>");
+            }
         }
+    }
+    fn paragraph(out: &mut String, text: &str, aside: bool) {
+        let class = if aside { " class=\"muted\"" } else { "" };
+        let _ = writeln!(out, "<p{class}>{text}</p>");
+    }
+    fn list(out: &mut String, intro: Option<&str>, items: &[String]) {
+        if let Some(intro) = intro {
+            let _ = write!(out, "<p>{intro}</p>");
+        }
+        out.push_str("<ul>");
+        for item in items {
+            let _ = write!(out, "<li>{item}</li>");
+        }
+        out.push_str("</ul>\n");
+    }
+    fn table(out: &mut String, heads: &[(&str, bool)], rows: &[Vec<(String, Cell)>]) {
+        out.push_str("<table><thead><tr>");
+        for (head, _) in heads {
+            let _ = write!(out, "<th>{}</th>", escape(head));
+        }
+        out.push_str("</tr></thead><tbody>\n");
+        for row in rows {
+            out.push_str("<tr>");
+            for (text, cell) in row {
+                let _ = match cell {
+                    Cell::Text => write!(out, "<td>{text}</td>"),
+                    Cell::Mono => write!(out, "<td class=\"mono\">{text}</td>"),
+                    Cell::Number => write!(out, "<td class=\"n\">{text}</td>"),
+                    Cell::Verdict => write!(out, "<td class=\"{text}\">{text}</td>"),
+                };
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    fn open_violation(out: &mut String, state: &str, headline: &str) {
         let _ = writeln!(
-            h,
-            "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            v.total(),
-            v.compliant,
-            v.violation,
-            v.unknown
+            out,
+            "<div class=\"violation-box {state}\" data-state=\"{state}\"><p class=\"headline\"><b class=\"badge {state}\">{}</b>{}</p>",
+            state.to_uppercase(),
+            escape(headline)
         );
     }
-    h.push_str("</tbody></table>\n");
-    h
+    fn close_violation(out: &mut String) {
+        out.push_str("</div>\n");
+    }
 }
 
 const COLOURS: [(&str, &str); 3] = [

@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod cmd;
 pub mod html;
 pub mod markdown;
+mod markup;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};

@@ -107,12 +107,9 @@ pub struct ServeArgs {
     /// The geolocation databases (default: the vendored ip-location-db files).
     #[command(flatten)]
     pub geo: crate::locate::GeoArgs,
-    /// NodeAttestations (YAML: a list, or `kubectl get nodeattestations -o yaml`).
-    #[arg(long, value_name = "FILE")]
-    pub attestations: Option<PathBuf>,
-    /// Storage endpoints outside the cluster (object stores, backup targets).
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
+    /// Attestations and storage endpoints outside the cluster.
+    #[command(flatten)]
+    pub places: crate::args::PlacesArgs,
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:7381")]
     pub listen: String,
@@ -231,17 +228,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         hexagone_platform::GeoDatabases::open(&a.geo.paths()?)
             .context("opening the geolocation databases")?,
     ));
-    let attestations = match &a.attestations {
-        Some(p) => crate::judge::load_attestations(p)?,
-        None => Vec::new(),
-    };
-    let inventory = match &a.inventory {
-        Some(p) => crate::judge::Inventory::load(p)?,
-        None => crate::judge::Inventory::default(),
-    };
+    let (attestations, inventory) = a.places.load()?;
     let judge = ObservationJudge::new(policy, geo, attestations, inventory);
     // Connect before opening the ledger: a missing or wrong configuration stops here.
-    if a.kubernetes && a.attestations.is_some() {
+    if a.kubernetes && a.places.attestations.is_some() {
         anyhow::bail!(
             "--kubernetes reads the NodeAttestations from the cluster: --attestations cannot be given with it"
         );

@@ -118,6 +118,77 @@ fn every_path_the_code_map_names_exists() {
     );
 }
 
+/// The repository paths a page names in backticks (`platform/src/locality/verdict.rs`, also as
+/// `platform/src/locality/verdict.rs::a_test`): those under a top-level folder of the project.
+fn repository_paths(page: &str) -> Vec<(usize, String)> {
+    const TOP: [&str; 7] = [
+        "platform/",
+        "operator/",
+        "auditor/",
+        "manifests/",
+        "policies/",
+        "tests/",
+        "docs/",
+    ];
+    let mut out = Vec::new();
+    for (n, line) in page.lines().enumerate() {
+        for (i, part) in line.split('`').enumerate() {
+            let path = part.split("::").next().unwrap_or_default();
+            if i % 2 == 1
+                && TOP.iter().any(|t| path.starts_with(t))
+                && !path.contains(['*', '<', '{', '$'])
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+            {
+                out.push((n + 1, path.trim_end_matches('/').to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_repository_path_the_pages_name_exists() {
+    let root = root();
+    let mut pages = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .flatten()
+    {
+        // The code map names paths relative to its sections: the test above reads it.
+        if e.path().extension().is_some_and(|x| x == "md") && !e.path().ends_with("ARCHITECTURE.md")
+        {
+            pages.push(e.path());
+        }
+    }
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("a page");
+        for (line, path) in repository_paths(&text) {
+            checked += 1;
+            if !root.join(&path).exists() {
+                let name = page
+                    .strip_prefix(&root)
+                    .unwrap_or(page)
+                    .display()
+                    .to_string();
+                missing.push(format!("{name}:{line}: `{path}`"));
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} repository paths found in the pages: is the reader broken?"
+    );
+    assert!(
+        missing.is_empty(),
+        "pages name repository paths that do not exist (moved or renamed?):\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn the_path_reader_sees_files_and_skips_code() {
     assert_eq!(

@@ -13,6 +13,9 @@
 //! - ```` ```sh cluster ````: needs a running cluster or service (kubectl, a witness's URL):
 //!   not run, listed; it must name `kubectl` or a URL, so an offline command cannot hide there.
 //! - ```` ```LANG file=NAME ````: the block is written to NAME before the blocks after it run.
+//! - ```` ```text synopsis ````: a command's synopsis (`hexagone-auditor verify [OPTIONS] …`,
+//!   then one line per option); its first line must be the usage line of the command's
+//!   `--help`, and it must list exactly the long options `--help` lists (`--help` aside).
 //!
 //! A `sh`, `bash`, `shell` or `console` block with neither `demo` nor `cluster`, or an `output`
 //! block after anything but a `demo` block, fails the walk.
@@ -138,6 +141,62 @@ fn bash(dir: &Path, script: &str) -> (i32, String) {
     )
 }
 
+/// The long options of the option lines of `text` (lines that start, after spaces, with `-`),
+/// with the aliases named anywhere (`[alias: --key]`, which long help puts on its own line).
+fn long_options(text: &str) -> std::collections::BTreeSet<String> {
+    let words = |l: &str| -> Vec<String> {
+        l.split([' ', ',', '=', '[', ']', '<'])
+            .filter(|w| w.starts_with("--") && w.len() > 2 && *w != "--help")
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for l in text.lines().map(str::trim_start) {
+        if l.starts_with('-') {
+            out.extend(words(l));
+        }
+        for (_, alias) in l
+            .match_indices("alias: ")
+            .map(|(i, m)| l.split_at(i + m.len()))
+        {
+            out.extend(words(alias).into_iter().take(1));
+        }
+    }
+    out
+}
+
+/// Holds a synopsis block to the command's own `--help` (see the marks above).
+fn check_synopsis(at: &str, block: &str) {
+    let usage = block.lines().next().unwrap_or_default().trim();
+    let command: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|w| !w.starts_with(['[', '-', '<']))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, help) = bash(dir.path(), &format!("{} --help", command.join(" ")));
+    assert_eq!(
+        code,
+        0,
+        "{at}: `{} --help` failed:\n{help}",
+        command.join(" ")
+    );
+    let wanted = help
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .unwrap_or_else(|| panic!("{at}: no usage line in the command's --help:\n{help}"));
+    assert_eq!(
+        usage, wanted,
+        "{at}: the synopsis's first line is not the command's usage line"
+    );
+    let (listed, helped) = (long_options(block), long_options(&help));
+    let missing: Vec<&String> = helped.difference(&listed).collect();
+    let extra: Vec<&String> = listed.difference(&helped).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{at}: the synopsis does not list the options `--help` lists: missing {missing:?}, not in --help {extra:?}"
+    );
+}
+
 /// Walks both guides; panics at the first block that fails, naming the page and its line.
 pub fn walk(outcome: &Outcome) {
     let started = std::time::Instant::now();
@@ -165,7 +224,13 @@ pub fn walk(outcome: &Outcome) {
                 continue;
             }
             last = None;
-            if b.has("demo") {
+            if b.has("synopsis") {
+                check_synopsis(&at, &b.text);
+                ran.push(format!(
+                    "{at}: synopsis of {}",
+                    b.text.lines().next().unwrap_or("")
+                ));
+            } else if b.has("demo") {
                 let code = b.attr("exit").map_or(0, |c| c.parse().unwrap());
                 let (got, output) = bash(dir.path(), &b.text);
                 assert_eq!(
@@ -228,4 +293,11 @@ fn the_marks_read_as_documented() {
     assert!(!matches("a … b … c", "a x c"));
     assert_eq!(missing_line("one\n…\nthree", "one\ntwo\nthree\n"), None);
     assert_eq!(missing_line("three\none", "one\ntwo\nthree\n"), Some("one"));
+    let options = long_options(
+        "x --not-an-option\n  --trust <T>  key [alias: --key]\n  -h, --help\n      --max-age <D>\n",
+    );
+    assert_eq!(
+        options.into_iter().collect::<Vec<_>>(),
+        ["--key", "--max-age", "--trust"]
+    );
 }

@@ -1,0 +1,276 @@
+//! What both renderings say, written once: the violations, the tables and the policies. Each
+//! format (`html`, `markdown`) only says how text is marked up, through [`Markup`]; the page's
+//! own frame (cards, charts, the embedded data) stays with its format.
+
+use super::{BoundRow, ObjectRow, PolicyRow, Report, Verdicts, ViolationRow};
+
+/// How a table cell is set: its text is already marked up by the caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cell {
+    Text,
+    /// An identifier, set in a fixed-width font.
+    Mono,
+    /// A count, aligned right.
+    Number,
+    /// A verdict, coloured by its name.
+    Verdict,
+}
+
+/// A format's markup. Inline methods escape what they are given; block methods take text
+/// already marked up.
+pub(super) trait Markup {
+    /// Ledger text made inert in this format.
+    fn escape(s: &str) -> String;
+    /// An identifier (object, address, digest).
+    fn code(s: &str) -> String;
+    /// Emphasis.
+    fn strong(s: &str) -> String;
+    /// An emphasised identifier (the node or endpoint holding an object).
+    fn strong_code(s: &str) -> String;
+    /// A section heading, with an anchor where the format has them.
+    fn heading(out: &mut String, text: &str, anchor: Option<&str>);
+    /// A paragraph; `aside` for explanations set apart from the figures.
+    fn paragraph(out: &mut String, text: &str, aside: bool);
+    /// A bulleted list, introduced by `intro` when given.
+    fn list(out: &mut String, intro: Option<&str>, items: &[String]);
+    /// A table: heads (with whether the column holds numbers) and rows of (text, cell).
+    fn table(out: &mut String, heads: &[(&str, bool)], rows: &[Vec<(String, Cell)>]);
+    /// Opens one violation: its state (`open` or `resolved`) and headline.
+    fn open_violation(out: &mut String, state: &str, headline: &str);
+    /// Closes what `open_violation` opened.
+    fn close_violation(out: &mut String);
+}
+
+/// The open violations, then those resolved in the period.
+pub(super) fn violations<M: Markup>(out: &mut String, r: &Report) {
+    let n = r.open_violations.len();
+    M::heading(out, &format!("Open violations ({n})"), Some("open"));
+    if r.open_violations.is_empty() {
+        M::paragraph(out, "No violation is open at the period's end.", false);
+    }
+    for v in &r.open_violations {
+        violation::<M>(out, v);
+    }
+    let n = r.resolved_violations.len();
+    M::heading(
+        out,
+        &format!("Resolved in the period ({n})"),
+        Some("resolved"),
+    );
+    if r.resolved_violations.is_empty() {
+        M::paragraph(out, "No violation was resolved in the period.", false);
+    }
+    for v in &r.resolved_violations {
+        violation::<M>(out, v);
+    }
+}
+
+/// One violation, open or resolved: its state and headline first, then for an open one its
+/// decisive reason, then when and where, the other reasons and the evidence.
+fn violation<M: Markup>(out: &mut String, v: &ViolationRow) {
+    let e = M::escape;
+    let state = if v.resolved.is_some() {
+        "resolved"
+    } else {
+        "open"
+    };
+    M::open_violation(out, state, &v.headline);
+    let (decisive, others) = v
+        .reasons
+        .split_first()
+        .map_or((None, &[][..]), |(d, o)| (Some(d), o));
+    if let (None, Some(d)) = (&v.resolved, decisive) {
+        M::paragraph(out, &format!("Decisive reason: {}", M::strong(d)), false);
+    }
+    M::paragraph(
+        out,
+        &format!(
+            "{} ({} / {}) on {} {} ({}): in violation since {} (entry {}), last seen in \
+             violation {} (entry {}), violation entries: {}.",
+            M::code(&v.object),
+            e(&v.store),
+            e(&v.class),
+            e(&v.subject_kind),
+            M::strong_code(&v.subject),
+            e(&v.country),
+            e(&v.since),
+            v.since_seq,
+            e(&v.last_seen),
+            v.last_seq,
+            v.entries
+        ),
+        true,
+    );
+    if let Some(r) = &v.resolved {
+        M::paragraph(
+            out,
+            &format!(
+                "Resolved by entry {} at {}: compliant on {} {} ({}).",
+                r.seq,
+                e(&r.time),
+                e(&r.subject_kind),
+                M::strong_code(&r.subject),
+                e(&r.country)
+            ),
+            false,
+        );
+    }
+    let (intro, listed) = if v.resolved.is_some() {
+        ("Reasons:", &v.reasons[..])
+    } else {
+        ("Other reasons:", others)
+    };
+    if !listed.is_empty() {
+        let items: Vec<String> = listed.iter().map(|s| e(s)).collect();
+        M::list(out, Some(intro), &items);
+    }
+    let evidence: Vec<String> = v.evidence.iter().map(|s| e(s)).collect();
+    M::list(out, Some("Evidence (last violation entry):"), &evidence);
+    M::close_violation(out);
+}
+
+/// The inventory: objects counted by data store and class, by country and by network operator.
+pub(super) fn inventory<M: Markup>(out: &mut String, r: &Report) {
+    M::heading(out, "Inventory by data store and object class", None);
+    verdict_table::<M>(
+        out,
+        &["Data store", "Object class"],
+        r.stores
+            .iter()
+            .map(|s| (vec![s.store.clone(), s.class.clone()], &s.verdicts)),
+    );
+    M::heading(out, "By country", None);
+    verdict_table::<M>(
+        out,
+        &["Country"],
+        r.countries
+            .iter()
+            .map(|c| (vec![c.country.clone()], &c.verdicts)),
+    );
+    M::heading(out, "By jurisdiction (network operator)", None);
+    M::paragraph(
+        out,
+        "Who operates the network of the addresses holding each object, as recorded: location \
+         alone is not sovereignty. An object reached through several networks counts under each.",
+        true,
+    );
+    verdict_table::<M>(
+        out,
+        &["AS", "Organisation", "Registered in", "Extra-EU control"],
+        r.jurisdictions.iter().map(|j| (j.cells(), &j.verdicts)),
+    );
+}
+
+/// A table of rows with verdict counts.
+fn verdict_table<'a, M: Markup>(
+    out: &mut String,
+    heads: &[&str],
+    rows: impl Iterator<Item = (Vec<String>, &'a Verdicts)>,
+) {
+    let mut all: Vec<(&str, bool)> = heads.iter().map(|h| (*h, false)).collect();
+    all.extend(["Objects", "Compliant", "Violation", "Unknown"].map(|h| (h, true)));
+    let rows: Vec<Vec<(String, Cell)>> = rows
+        .map(|(cells, v)| {
+            let mut row: Vec<(String, Cell)> =
+                cells.iter().map(|c| (M::escape(c), Cell::Text)).collect();
+            row.extend(
+                [v.total(), v.compliant, v.violation, v.unknown]
+                    .map(|n| (n.to_string(), Cell::Number)),
+            );
+            row
+        })
+        .collect();
+    M::table(out, &all, &rows);
+}
+
+/// Who holds an object, as a cell: the kind of holder, then its name.
+fn held_by<M: Markup>(kind: &str, subject: &str) -> String {
+    format!("{} {}", M::escape(kind), M::code(subject))
+}
+
+/// The round-trip bounds of the latency evidence, when there are any.
+pub(super) fn bounds<M: Markup>(out: &mut String, bounds: &[BoundRow]) {
+    if bounds.is_empty() {
+        return;
+    }
+    M::heading(out, "Round-trip bounds (latency evidence)", None);
+    M::paragraph(
+        out,
+        "How far each place's address can be from the vantage points that measured it (the speed \
+         of light bounds it; a place can add delay, never remove it), from its latest evidence \
+         before the period's end.",
+        true,
+    );
+    let heads = [
+        ("Held by", false),
+        ("Address", false),
+        ("Measured from", false),
+        ("Within", true),
+        ("Weighs", false),
+        ("Entry", true),
+        ("Time", false),
+    ];
+    let rows: Vec<Vec<(String, Cell)>> = bounds
+        .iter()
+        .map(|b| {
+            vec![
+                (held_by::<M>(&b.subject_kind, &b.subject), Cell::Text),
+                (M::escape(&b.address), Cell::Mono),
+                (M::escape(&b.measured_from.join("; ")), Cell::Text),
+                (format!("{} km", b.bound_km), Cell::Number),
+                (M::escape(&b.assessment), Cell::Text),
+                (b.seq.to_string(), Cell::Number),
+                (M::escape(&b.time), Cell::Mono),
+            ]
+        })
+        .collect();
+    M::table(out, &heads, &rows);
+}
+
+/// Every object and where it is at the period's end.
+pub(super) fn objects<M: Markup>(out: &mut String, objects: &[ObjectRow]) {
+    M::heading(out, "Objects and where they are at the period's end", None);
+    let heads = [
+        ("Data store", false),
+        ("Class", false),
+        ("Object", false),
+        ("Held by", false),
+        ("Country", false),
+        ("Verdict", false),
+        ("Entry", true),
+        ("Time", false),
+    ];
+    let rows: Vec<Vec<(String, Cell)>> = objects
+        .iter()
+        .map(|o| {
+            vec![
+                (M::escape(&o.store), Cell::Text),
+                (M::escape(&o.class), Cell::Text),
+                (M::escape(&o.object), Cell::Mono),
+                (held_by::<M>(&o.subject_kind, &o.subject), Cell::Text),
+                (M::escape(&o.country), Cell::Text),
+                (M::escape(&o.verdict), Cell::Verdict),
+                (o.seq.to_string(), Cell::Number),
+                (M::escape(&o.time), Cell::Mono),
+            ]
+        })
+        .collect();
+    M::table(out, &heads, &rows);
+}
+
+/// The policies the period's entries were judged under.
+pub(super) fn policies<M: Markup>(out: &mut String, policies: &[PolicyRow]) {
+    M::heading(out, "Policies", None);
+    let items: Vec<String> = policies
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}: {} observations",
+                M::escape(&p.classification),
+                M::code(&p.digest),
+                p.observations
+            )
+        })
+        .collect();
+    M::list(out, None, &items);
+}
