@@ -83,6 +83,17 @@ items:
         )
     }
 
+    /// `append` as above, which must exit 0.
+    fn append_ok(&self, policy_name: &str, input: &str) {
+        let out = self.append(policy_name, input);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Exports the ledger; returns the bundle path and its entries.
     fn export(&self) -> (String, Vec<Entry>) {
         let out = self.path("bundle.jsonl");
@@ -180,13 +191,7 @@ fn the_auditor_judges_nodes_and_endpoints_under_diffusion_restreinte() {
         node_line(7, "null").replace(",\"node\":null", ",\"endpoint\":\"s3-gra-unattested\""),
     ]
     .join("\n");
-    let out = s.append(DR, &input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.append_ok(DR, &input);
     let (bundle, entries) = s.export();
     assert_eq!(
         verdicts(&entries),
@@ -266,13 +271,7 @@ fn the_inventory_and_attestations_make_an_endpoint_compliant_under_the_standard_
         line.replace(",\"node\":null", ",\"endpoint\":\"8.8.8.8\""),
     ]
     .join("\n");
-    let out = s.append("france-standard", &input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.append_ok("france-standard", &input);
     let (bundle, entries) = s.export();
     assert_eq!(
         verdicts(&entries),
@@ -530,7 +529,7 @@ fn append_records_latency_evidence_and_verify_replays_it() {
     std::fs::write(s.path("rogue.jsonl"), measurement("rogue", 100)).unwrap();
     let gra3 = node("gra-3", "ovh://gra/3", "gra", "51.38.1.1");
     for (i, file) in ["near.jsonl", "rogue.jsonl"].into_iter().enumerate() {
-        let out = run(
+        run_ok(
             &[
                 "append",
                 "--policy",
@@ -545,12 +544,6 @@ fn append_records_latency_evidence_and_verify_replays_it() {
                 s.key.to_str().unwrap(),
             ],
             Some(&node_line(i as u64, &gra3)),
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
     }
     let (bundle, entries) = s.export();
@@ -590,7 +583,7 @@ fn append_records_latency_evidence_and_verify_replays_it() {
     );
     // The report shows the node's bound (its latest latency evidence).
     let report = s.path("report.md");
-    let out = run(
+    run_ok(
         &[
             "report",
             "--ledger",
@@ -607,12 +600,6 @@ fn append_records_latency_evidence_and_verify_replays_it() {
             &report,
         ],
         None,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(

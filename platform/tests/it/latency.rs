@@ -42,6 +42,15 @@ fn policy() -> LocalityPolicy {
 const NODE: &str = "name: gra-1\nproviderID: test://gra-1\nlabels: {topology.kubernetes.io/region: gra}\naddresses: [{type: ExternalIP, address: 51.38.1.1}]\n";
 
 fn evaluate_with(policy: &LocalityPolicy, measurements: Vec<RoundTrips>) -> Evaluation {
+    evaluate_against(policy, measurements, boundaries_digest())
+}
+
+/// The node judged with its latency fact measured against the boundary data `boundaries`.
+fn evaluate_against(
+    policy: &LocalityPolicy,
+    measurements: Vec<RoundTrips>,
+    boundaries: &str,
+) -> Evaluation {
     let node: NodeDescription = yaml_serde::from_str(NODE).unwrap();
     let mut facts = observe(
         &node,
@@ -54,7 +63,7 @@ fn evaluate_with(policy: &LocalityPolicy, measurements: Vec<RoundTrips>) -> Eval
         address: "51.38.1.1".parse().unwrap(),
         port: 10250,
         measurements,
-        boundaries: boundaries_digest().to_owned(),
+        boundaries: boundaries.to_owned(),
     });
     judge(policy, facts)
 }
@@ -191,21 +200,7 @@ fn two_vantages_bound_the_node_to_where_their_disks_meet() {
 
 #[test]
 fn a_fact_measured_against_other_boundary_data_proves_nothing() {
-    let node: NodeDescription = yaml_serde::from_str(NODE).unwrap();
-    let mut facts = observe(
-        &node,
-        hexagone_platform::SubjectKind::Node,
-        &[attestation("gra-1", "FR")],
-        geo(),
-        now(),
-    );
-    facts.observations.push(Observation::Latency {
-        address: "51.38.1.1".parse().unwrap(),
-        port: 10250,
-        measurements: vec![from_paris(vec![400])],
-        boundaries: "sha256:00".into(),
-    });
-    let e = judge(&policy(), facts);
+    let e = evaluate_against(&policy(), vec![from_paris(vec![400])], "sha256:00");
     assert!(
         latency_sentence(&e).contains("measured against boundary data sha256:00"),
         "{e}"
