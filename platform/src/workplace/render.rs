@@ -189,8 +189,9 @@ fn selector(input: &RenderInput<'_>, component: &str) -> Value {
 /// (env var, key of the credentials Secret), values from the pod itself (env var, field path),
 /// values built from those (env var, a value with `$(NAME)` references, which the kubelet
 /// expands from the variables listed before it), arguments replacing the catalog's, files (a
-/// ConfigMap `<component>-files`) mounted at a path, and credentials mounted as files (key of the
-/// credentials Secret, path).
+/// ConfigMap `<component>-files`) mounted at a path, credentials mounted as files (key of the
+/// credentials Secret, path), and values from Secrets that ops create, which the pod starts
+/// without (env var, Secret, key).
 #[derive(Default)]
 struct Wiring {
     config: BTreeMap<String, String>,
@@ -200,6 +201,7 @@ struct Wiring {
     args: Option<Vec<String>>,
     files: Vec<MountedFile>,
     secret_files: Vec<(String, String)>,
+    optional_secrets: Vec<(String, String, String)>,
 }
 
 /// A file of the `<component>-files` ConfigMap, mounted at `path` (alone, through a subPath, or
@@ -525,6 +527,22 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
         "seaweedfs-filer" => {
             secret("AWS_ACCESS_KEY_ID", "seaweedfs-s3-access-key");
             secret("AWS_SECRET_ACCESS_KEY", "seaweedfs-s3-secret-key");
+            // The change events of the buckets go to the auditor through the filer's webhook
+            // notification, the one notifier that POSTs to an HTTP endpoint (sw@4.44
+            // weed/notification/webhook/http.go:55-98), configured by notification.toml, which
+            // the filer looks for in /etc/seaweedfs (weed/server/filer_server.go:213,241,
+            // weed/util/config.go:41-50). The token, which only the auditor can issue, comes
+            // from viper's WEED_ override (weed/util/config.go:114-123).
+            w.files.push(MountedFile {
+                key: "notification.toml".into(),
+                content: filer_notification(input),
+                path: "/etc/seaweedfs/notification.toml".into(),
+            });
+            w.optional_secrets.push((
+                "WEED_NOTIFICATION_WEBHOOK_BEARER_TOKEN".into(),
+                AUDITOR_TOKEN_SECRET.into(),
+                "token".into(),
+            ));
             w.args = Some(vec![
                 "filer".into(),
                 format!("-master={}", seaweedfs_masters(input).join(",")),
@@ -1099,6 +1117,10 @@ fn render_component(
             |(var, path)| json!({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
         ),
     );
+    env.extend(wiring.optional_secrets.iter().map(|(var, secret, key)| {
+        json!({"name": var, "valueFrom": {"secretKeyRef": {
+            "name": secret, "key": key, "optional": true}}})
+    }));
     // After the variables they refer to: the kubelet expands $(NAME) only from earlier ones.
     env.extend(
         wiring
@@ -1507,10 +1529,54 @@ pub const INGRESS_CONTROLLER_LABEL: &str = "hexagone.fr/ingress-controller";
 pub const EXPOSED: &[&str] = &["exo", "keycloak", "jitsi-web", "onlyoffice", "synapse"];
 
 /// The auditor, which receives the filer's change events (manifests/auditor/auditor.yaml:
-/// namespace `hexagone-audit`, pods `app.kubernetes.io/name: hexagone-auditor`, port 7381).
+/// namespace `hexagone-audit`, Service and pods `hexagone-auditor`, port 7381).
 const AUDITOR_NAMESPACE: &str = "hexagone-audit";
 const AUDITOR_NAME: &str = "hexagone-auditor";
 const AUDITOR_PORT: u16 = 7381;
+/// The Secret (key `token`) ops create in the workplace's namespace with the token
+/// `hexagone-auditor serve token add` printed for this filer.
+pub const AUDITOR_TOKEN_SECRET: &str = "hexagone-auditor-token";
+
+/// The name the auditor's inventory knows this workplace's object store by:
+/// `<namespace>.<workplace>` (a plain name of the auditor's alphabet).
+pub fn auditor_endpoint_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}.{name}")
+}
+
+/// The filer's notification.toml: the auditor's object-store route for SeaweedFS
+/// (`POST /v1/events/seaweedfs?endpoint=NAME&class=CLASS`, docs/auditor-service.md "SeaweedFS"),
+/// for what is written under /buckets/ (the class of the catalog's buckets). Keys:
+/// sw@4.44 weed/notification/webhook/types.go:71-158, weed/command/scaffold/notification.toml.
+fn filer_notification(input: &RenderInput<'_>) -> String {
+    let classes: std::collections::BTreeSet<String> = input
+        .catalog
+        .components
+        .iter()
+        .flat_map(|c| &c.writes)
+        .filter(|w| w.kind == crate::catalog::StoreKind::Bucket)
+        .filter_map(|w| {
+            serde_json::to_value(w.class)
+                .ok()?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    // One endpoint per filer: one class, or the auditor's default.
+    let class = match classes.len() {
+        1 => classes.first().cloned().unwrap_or_default(),
+        _ => "object".to_owned(),
+    };
+    format!(
+        "[notification.webhook]\n\
+         enabled = true\n\
+         endpoint = \"http://{AUDITOR_NAME}.{AUDITOR_NAMESPACE}.svc:{AUDITOR_PORT}/v1/events/seaweedfs?endpoint={}&class={class}\"\n\
+         event_types = [\"create\", \"update\", \"rename\"]\n\
+         path_prefixes = [\"/buckets/\"]\n\
+         timeout_seconds = 10\n\
+         max_retries = 5\n",
+        auditor_endpoint_name(input.namespace, input.name)
+    )
+}
 
 /// Flows that the catalog's `dependsOn` does not carry, each with why: (client, server).
 const EXTRA_FLOWS: &[(&str, &str, &str)] = &[
@@ -2336,6 +2402,83 @@ mod tests {
                 ["name"],
             env_of(&r, "onlyoffice", "JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]["name"]
         );
+    }
+
+    #[test]
+    fn the_filer_notifies_the_auditor_where_its_policy_lets_it_and_holds_no_token() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let files = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "seaweedfs-filer-files")
+            .unwrap();
+        let toml = files["data"]["notification.toml"].as_str().unwrap();
+        let endpoint = toml
+            .lines()
+            .find_map(|l| l.strip_prefix("endpoint = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap();
+        assert_eq!(
+            endpoint,
+            "http://hexagone-auditor.hexagone-audit.svc:7381/v1/events/seaweedfs?endpoint=ministere.intranet&class=backups"
+        );
+        assert!(
+            toml.starts_with("[notification.webhook]\nenabled = true\n"),
+            "{toml}"
+        );
+        assert!(toml.contains("path_prefixes = [\"/buckets/\"]"), "{toml}");
+        assert!(!toml.contains("bearer_token"), "a token in a ConfigMap");
+        // The egress policy opens exactly that namespace and port.
+        let egress = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "seaweedfs-filer-egress-auditor")
+            .unwrap();
+        let rule = &egress["spec"]["egress"][0];
+        let host = endpoint
+            .strip_prefix("http://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let (name, port) = host.split_once(':').unwrap();
+        let mut parts = name.split('.');
+        let (service, namespace) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(
+            rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            namespace
+        );
+        assert_eq!(
+            rule["to"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            service
+        );
+        assert_eq!(rule["ports"][0]["port"].to_string(), port);
+        // The file is where the filer looks, and the token comes from the Secret ops create
+        // from the auditor's `serve token add`; the filer starts without it.
+        let filer = &r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "seaweedfs-filer")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            filer["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["mountPath"] == "/etc/seaweedfs/notification.toml"
+                    && m["subPath"] == "notification.toml")
+        );
+        let token = env_of(
+            &r,
+            "seaweedfs-filer",
+            "WEED_NOTIFICATION_WEBHOOK_BEARER_TOKEN",
+        )
+        .unwrap();
+        assert_eq!(
+            token["valueFrom"]["secretKeyRef"],
+            json!({"name": AUDITOR_TOKEN_SECRET, "key": "token", "optional": true})
+        );
+        assert!(!r.secret.names.iter().any(|n| n.contains("auditor")));
     }
 
     #[test]
