@@ -371,6 +371,10 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             set("KC_HOSTNAME", format!("https://auth.{domain}"));
             set("KC_HTTP_ENABLED", "true".into());
             set("KC_PROXY_HEADERS", "xforwarded".into());
+            // One-time: the temporary admin is created "only during the initial start of the
+            // Keycloak server when the master realm doesn't exist yet"
+            // (keycloak.org/server/bootstrap-admin-recovery); later starts ignore both, so
+            // removing them would only restart Keycloak. Ops replace that admin by their own.
             set("KC_BOOTSTRAP_ADMIN_USERNAME", "admin".into());
             secret("KC_BOOTSTRAP_ADMIN_PASSWORD", "keycloak-admin-password");
             // The workplace's realm, imported at start (`--import-realm`, the catalog's args)
@@ -2479,6 +2483,29 @@ mod tests {
             json!({"name": AUDITOR_TOKEN_SECRET, "key": "token", "optional": true})
         );
         assert!(!r.secret.names.iter().any(|n| n.contains("auditor")));
+    }
+
+    /// Prosody opens no external component port (`component_ports = { }` in the image's
+    /// global configuration; Jicofo and the bridges log in as clients): nothing renders one,
+    /// and its c2s and BOSH ports admit only the other Jitsi parts.
+    #[test]
+    fn prosody_exposes_no_component_port_and_only_to_jitsi() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let service = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "jitsi-prosody")
+            .unwrap();
+        let ports: Vec<u64> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ports, [5222, 5280]);
+        let (clients, outside) = admitted(&r, "jitsi-prosody");
+        assert_eq!(clients, ["jitsi-jicofo", "jitsi-jvb", "jitsi-web"]);
+        assert!(outside.is_empty(), "{outside:?}");
     }
 
     #[test]
