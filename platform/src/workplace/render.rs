@@ -2208,6 +2208,14 @@ mod tests {
         }
     }
 
+    /// The rendered object of that kind and name.
+    fn object<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a Value {
+        r.objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    }
+
     /// The container of a workload, and its variable `name` (a value or a secret reference).
     fn env_of<'a>(r: &'a Rendered, workload: &str, name: &str) -> Option<&'a Value> {
         r.objects.iter().find(|o| {
@@ -2220,10 +2228,7 @@ mod tests {
     }
 
     fn ingress_host(r: &Rendered, component: &str) -> String {
-        r.objects
-            .iter()
-            .find(|o| o["kind"] == "Ingress" && o["metadata"]["name"] == component)
-            .unwrap()["spec"]["rules"][0]["host"]
+        object(r, "Ingress", component)["spec"]["rules"][0]["host"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -2232,12 +2237,7 @@ mod tests {
     #[test]
     fn keycloak_imports_a_realm_whose_clients_are_the_applications_on_their_public_hosts() {
         let r = rendered(SPEC, &["fr-par-1"]);
-        let find = |kind: &str, name: &str| {
-            r.objects
-                .iter()
-                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-                .unwrap_or_else(|| panic!("no {kind} {name}"))
-        };
+        let find = |kind: &str, name: &str| object(&r, kind, name);
         let kc = &find("Deployment", "keycloak")["spec"]["template"]["spec"];
         let container = &kc["containers"][0];
         assert_eq!(
@@ -2411,11 +2411,7 @@ mod tests {
     #[test]
     fn the_filer_notifies_the_auditor_where_its_policy_lets_it_and_holds_no_token() {
         let r = rendered(SPEC, &["fr-par-1"]);
-        let files = r
-            .objects
-            .iter()
-            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "seaweedfs-filer-files")
-            .unwrap();
+        let files = object(&r, "ConfigMap", "seaweedfs-filer-files");
         let toml = files["data"]["notification.toml"].as_str().unwrap();
         let endpoint = toml
             .lines()
@@ -2433,11 +2429,7 @@ mod tests {
         assert!(toml.contains("path_prefixes = [\"/buckets/\"]"), "{toml}");
         assert!(!toml.contains("bearer_token"), "a token in a ConfigMap");
         // The egress policy opens exactly that namespace and port.
-        let egress = r
-            .objects
-            .iter()
-            .find(|o| o["metadata"]["name"] == "seaweedfs-filer-egress-auditor")
-            .unwrap();
+        let egress = object(&r, "NetworkPolicy", "seaweedfs-filer-egress-auditor");
         let rule = &egress["spec"]["egress"][0];
         let host = endpoint
             .strip_prefix("http://")
@@ -2459,11 +2451,8 @@ mod tests {
         assert_eq!(rule["ports"][0]["port"].to_string(), port);
         // The file is where the filer looks, and the token comes from the Secret ops create
         // from the auditor's `serve token add`; the filer starts without it.
-        let filer = &r
-            .objects
-            .iter()
-            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "seaweedfs-filer")
-            .unwrap()["spec"]["template"]["spec"]["containers"][0];
+        let filer = &object(&r, "StatefulSet", "seaweedfs-filer")["spec"]["template"]["spec"]["containers"]
+            [0];
         assert!(
             filer["volumeMounts"]
                 .as_array()
@@ -2491,11 +2480,7 @@ mod tests {
     #[test]
     fn prosody_exposes_no_component_port_and_only_to_jitsi() {
         let r = rendered(SPEC, &["fr-par-1"]);
-        let service = r
-            .objects
-            .iter()
-            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "jitsi-prosody")
-            .unwrap();
+        let service = object(&r, "Service", "jitsi-prosody");
         let ports: Vec<u64> = service["spec"]["ports"]
             .as_array()
             .unwrap()
