@@ -685,9 +685,12 @@ fn rendered_env(pod: &Pod<'_>, container: &Value) -> BTreeMap<String, Option<Str
 
 fn service(ctx: &mut Ctx<'_>, contract: &ImageContract, pod: &Pod<'_>, container: &Value) {
     let env = rendered_env(pod, container);
-    // Kubernetes substitutes $(NAME) in command and args: such a variable feeds the command
-    // line, not the image.
-    let line = format!("{} {}", container["command"], container["args"]);
+    // Kubernetes substitutes $(NAME) in command, args and later variables' values: such a
+    // variable feeds the command line or another variable, not the image.
+    let line = format!(
+        "{} {} {}",
+        container["command"], container["args"], container["env"]
+    );
     for name in env.keys() {
         let read = contract.env.iter().any(|e| e.matches(name));
         if !read && !line.contains(&format!("$({name})")) {
@@ -1101,6 +1104,11 @@ contracts:
             ]
         );
         main_container(&mut pod)["args"] = json!(["--password", "$(PASSWORD)"]);
+        assert_eq!(check(pod.clone(), config.clone()).len(), 1);
+        // Or a later variable the image reads, whose value the kubelet expands.
+        main_container(&mut pod)["args"] = json!([]);
+        main_container(&mut pod)["env"] = json!([{"name": "PASSWORD", "valueFrom": {}},
+            {"name": "APP_OPT_JAVA", "value": "-Dapp.password=$(PASSWORD)"}]);
         assert_eq!(check(pod, config).len(), 1);
     }
 

@@ -126,7 +126,9 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
             wiring
                 .secrets
                 .iter()
-                .map(|(_, k)| format!("{CREDENTIAL_PREFIX}{k}")),
+                .map(|(_, k)| k)
+                .chain(wiring.secret_files.iter().map(|(k, _)| k))
+                .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
         );
         render_component(c, contract, input, &label, &wiring, &mut objects);
         if name == "postgresql" {
@@ -185,15 +187,21 @@ fn selector(input: &RenderInput<'_>, component: &str) -> Value {
 
 /// Environment, command line and files of a component: plain values (a ConfigMap), secret ones
 /// (env var, key of the credentials Secret), values from the pod itself (env var, field path),
-/// arguments replacing the catalog's, and files (a ConfigMap `<component>-files`) mounted at a
-/// path.
+/// values built from those (env var, a value with `$(NAME)` references, which the kubelet
+/// expands from the variables listed before it), arguments replacing the catalog's, files (a
+/// ConfigMap `<component>-files`) mounted at a path, credentials mounted as files (key of the
+/// credentials Secret, path), and values from Secrets that ops create, which the pod starts
+/// without (env var, Secret, key).
 #[derive(Default)]
 struct Wiring {
     config: BTreeMap<String, String>,
     secrets: Vec<(String, String)>,
     fields: Vec<(String, String)>,
+    composed: Vec<(String, String)>,
     args: Option<Vec<String>>,
     files: Vec<MountedFile>,
+    secret_files: Vec<(String, String)>,
+    optional_secrets: Vec<(String, String, String)>,
 }
 
 /// A file of the `<component>-files` ConfigMap, mounted at `path` (alone, through a subPath, or
@@ -289,6 +297,41 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                 // Postfix accepts only senders of the workplace's domain.
                 set("EXO_MAIL_FROM", format!("noreply@{domain}"));
             }
+            // eXo reads its other settings as properties, from exo.properties or as JVM system
+            // properties (docs.exoplatform.org/administration/configuration.html); the image has
+            // no variable for them, and Tomcat passes JAVA_OPTS to the JVM (eXo's own compose
+            // file configures ONLYOFFICE this way, exo-docker/exo-community@0d05c38
+            // docker-compose.yml:67-72). Secrets enter through the kubelet's $(NAME) expansion of
+            // variables from the credential Secrets, so no rendered object holds one.
+            let mut opts = vec![format!("-Dexo.base.url=https://{domain}")];
+            if enabled("keycloak") {
+                // docs.exoplatform.org/administration/oauth-integration.html (OpenId).
+                secret(EXO_OIDC_SECRET_VAR, &client_credential("exo"));
+                opts.extend([
+                    "-Dexo.oauth.openid.enabled=true".to_owned(),
+                    "-Dexo.oauth.openid.clientId=exo".to_owned(),
+                    format!("-Dexo.oauth.openid.clientSecret=$({EXO_OIDC_SECRET_VAR})"),
+                    format!("-Dexo.oauth.openid.redirectURL={}", exo_redirect_uri(domain)),
+                    format!(
+                        "-Dexo.oauth.openid.wellKnownConfigurationUrl={}/.well-known/openid-configuration",
+                        realm_issuer(domain)
+                    ),
+                ]);
+            }
+            if enabled("onlyoffice") {
+                // The browser reaches ONLYOFFICE on its own host; both sign with the same JWT
+                // secret (exo-docker/exo-community@0d05c38 docker-compose.yml:67-72).
+                secret(EXO_ONLYOFFICE_SECRET_VAR, "onlyoffice-jwt-secret");
+                let docs = public_host("onlyoffice", domain).unwrap_or_default();
+                opts.extend([
+                    format!("-Donlyoffice.documentserver.host={docs}"),
+                    "-Donlyoffice.documentserver.schema=https".to_owned(),
+                    format!("-Donlyoffice.documentserver.allowedhosts=localhost,{domain},{docs}"),
+                    "-Donlyoffice.documentserver.accessOnly=false".to_owned(),
+                    format!("-Donlyoffice.documentserver.secret=$({EXO_ONLYOFFICE_SECRET_VAR})"),
+                ]);
+            }
+            w.composed.push(("JAVA_OPTS".into(), opts.join(" ")));
         }
         // Official mysql image: MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, MYSQL_ROOT_PASSWORD.
         "mysql" => {
@@ -328,8 +371,25 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             set("KC_HOSTNAME", format!("https://auth.{domain}"));
             set("KC_HTTP_ENABLED", "true".into());
             set("KC_PROXY_HEADERS", "xforwarded".into());
+            // One-time: the temporary admin is created "only during the initial start of the
+            // Keycloak server when the master realm doesn't exist yet"
+            // (keycloak.org/server/bootstrap-admin-recovery); later starts ignore both, so
+            // removing them would only restart Keycloak. Ops replace that admin by their own.
             set("KC_BOOTSTRAP_ADMIN_USERNAME", "admin".into());
             secret("KC_BOOTSTRAP_ADMIN_PASSWORD", "keycloak-admin-password");
+            // The workplace's realm, imported at start (`--import-realm`, the catalog's args)
+            // from data/import; its client secrets are ${NAME} placeholders Keycloak resolves
+            // from these variables (keycloak.org/server/importExport).
+            for client in realm_clients(input) {
+                if let Some(var) = &client.secret_var {
+                    secret(var, &client_credential(client.id));
+                }
+            }
+            w.files.push(MountedFile {
+                key: format!("{REALM}-realm.json"),
+                content: keycloak_realm(input),
+                path: format!("{KEYCLOAK_IMPORT_DIR}/{REALM}-realm.json"),
+            });
         }
         // ONLYOFFICE Document Server Docker image variables (run-document-server.sh).
         "onlyoffice" => {
@@ -347,9 +407,16 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
         "synapse" => {
             set("SYNAPSE_CONFIG_PATH", "/conf/homeserver.yaml".into());
             secret("PGPASSWORD", &db_credential("synapse"));
+            let oidc = enabled("keycloak");
+            if oidc {
+                w.secret_files.push((
+                    client_credential("synapse"),
+                    SYNAPSE_OIDC_SECRET_PATH.into(),
+                ));
+            }
             w.files.push(MountedFile {
                 key: "homeserver.yaml".into(),
-                content: synapse_config(domain),
+                content: synapse_config(domain, oidc),
                 path: "/conf/homeserver.yaml".into(),
             });
         }
@@ -464,6 +531,22 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
         "seaweedfs-filer" => {
             secret("AWS_ACCESS_KEY_ID", "seaweedfs-s3-access-key");
             secret("AWS_SECRET_ACCESS_KEY", "seaweedfs-s3-secret-key");
+            // The change events of the buckets go to the auditor through the filer's webhook
+            // notification, the one notifier that POSTs to an HTTP endpoint (sw@4.44
+            // weed/notification/webhook/http.go:55-98), configured by notification.toml, which
+            // the filer looks for in /etc/seaweedfs (weed/server/filer_server.go:213,241,
+            // weed/util/config.go:41-50). The token, which only the auditor can issue, comes
+            // from viper's WEED_ override (weed/util/config.go:114-123).
+            w.files.push(MountedFile {
+                key: "notification.toml".into(),
+                content: filer_notification(input),
+                path: "/etc/seaweedfs/notification.toml".into(),
+            });
+            w.optional_secrets.push((
+                "WEED_NOTIFICATION_WEBHOOK_BEARER_TOKEN".into(),
+                AUDITOR_TOKEN_SECRET.into(),
+                "token".into(),
+            ));
             w.args = Some(vec![
                 "filer".into(),
                 format!("-master={}", seaweedfs_masters(input).join(",")),
@@ -703,9 +786,12 @@ fn databases_job(
 }
 
 /// Synapse's homeserver.yaml: PostgreSQL (the password from PGPASSWORD), media and signing key
-/// on the data volume, not federated, no statistics sent, no open registration.
-fn synapse_config(domain: &str) -> String {
-    let config = json!({
+/// on the data volume, not federated, no statistics sent, no open registration; with Keycloak,
+/// login through the workplace's realm (`oidc_providers`, the client secret read from a mounted
+/// credential: element-hq/synapse@v1.141.0 docs/openid.md "Keycloak", and `client_secret_path`,
+/// docs/usage/configuration/config_documentation.md, oidc_providers).
+fn synapse_config(domain: &str, oidc: bool) -> String {
+    let mut config = json!({
         "server_name": domain,
         "public_baseurl": format!("https://matrix.{domain}/"),
         "pid_file": "/tmp/homeserver.pid",
@@ -723,7 +809,149 @@ fn synapse_config(domain: &str) -> String {
         "federation_domain_whitelist": [],
         "enable_registration": false,
     });
+    if oidc {
+        config["oidc_providers"] = json!([{
+            "idp_id": "keycloak",
+            "idp_name": "Keycloak",
+            "issuer": realm_issuer(domain),
+            "client_id": "synapse",
+            "client_secret_path": SYNAPSE_OIDC_SECRET_PATH,
+            "scopes": ["openid", "profile"],
+            "user_mapping_provider": {"config": {
+                "localpart_template": "{{ user.preferred_username }}",
+                "display_name_template": "{{ user.name }}"
+            }},
+            "backchannel_logout_enabled": true
+        }]);
+    }
     yaml_serde::to_string(&config).expect("a JSON value is YAML")
+}
+
+/// The workplace's Keycloak realm.
+pub const REALM: &str = "workplace";
+/// Where the Keycloak image imports realm files from at start with `--import-realm`
+/// (keycloak.org/server/importExport, "Importing a Realm during Startup": the container's
+/// data/import).
+pub const KEYCLOAK_IMPORT_DIR: &str = "/opt/keycloak/data/import";
+/// Where Synapse reads its OpenID Connect client secret (`client_secret_path`).
+const SYNAPSE_OIDC_SECRET_PATH: &str = "/secrets/oidc-client-secret";
+/// eXo's variables carrying its secrets into JAVA_OPTS (through `$(NAME)`): not read by the
+/// image itself.
+const EXO_OIDC_SECRET_VAR: &str = "HEXAGONE_OIDC_CLIENT_SECRET";
+const EXO_ONLYOFFICE_SECRET_VAR: &str = "HEXAGONE_ONLYOFFICE_JWT_SECRET";
+
+/// The realm's issuer, as the applications see it (on the public host Keycloak's KC_HOSTNAME
+/// names, which is also the token's `iss`).
+pub fn realm_issuer(domain: &str) -> String {
+    format!("https://auth.{domain}/realms/{REALM}")
+}
+
+/// The credential holding an OpenID Connect client's secret: Keycloak's realm and the
+/// application read the same Secret.
+fn client_credential(client: &str) -> String {
+    format!("keycloak-client-{client}")
+}
+
+/// eXo's OpenID Connect callback (docs.exoplatform.org/administration/oauth-integration.html).
+fn exo_redirect_uri(domain: &str) -> String {
+    format!("https://{domain}/portal/openidAuth")
+}
+
+/// A client of the workplace's realm.
+pub struct RealmClient {
+    /// Its client id (the application's name).
+    pub id: &'static str,
+    /// The variable that carries its secret to Keycloak; None for a public client.
+    pub secret_var: Option<String>,
+    /// Where Keycloak may send the browser back to.
+    pub redirect_uris: Vec<String>,
+}
+
+/// The clients of the enabled applications: eXo and Synapse are confidential (their secrets are
+/// generated credentials), Jitsi's is public: the Keycloak adapter for Jitsi exchanges the code
+/// without a secret, with `https://<meet host>/static/oidc-adapter.html?...` as redirect
+/// (nordeck/jitsi-keycloak-adapter adapter.ts, getToken).
+pub fn realm_clients(input: &RenderInput<'_>) -> Vec<RealmClient> {
+    let domain = &input.spec.domain;
+    let enabled = |n: &str| input.catalog.component(n).is_some();
+    let mut out = Vec::new();
+    if enabled("exo") {
+        out.push(RealmClient {
+            id: "exo",
+            secret_var: Some("REALM_CLIENT_SECRET_EXO".into()),
+            redirect_uris: vec![exo_redirect_uri(domain)],
+        });
+    }
+    if enabled("synapse") {
+        // element-hq/synapse@v1.141.0 docs/openid.md (Keycloak): the callback under
+        // public_baseurl.
+        out.push(RealmClient {
+            id: "synapse",
+            secret_var: Some("REALM_CLIENT_SECRET_SYNAPSE".into()),
+            redirect_uris: vec![format!(
+                "https://{}/_synapse/client/oidc/callback",
+                public_host("synapse", domain).unwrap_or_default()
+            )],
+        });
+    }
+    if enabled("jitsi-web") {
+        out.push(RealmClient {
+            id: "jitsi",
+            secret_var: None,
+            redirect_uris: vec![format!(
+                "https://{}/static/oidc-adapter.html*",
+                public_host("jitsi-web", domain).unwrap_or_default()
+            )],
+        });
+    }
+    out
+}
+
+/// The realm file Keycloak imports at its first start (a realm that exists is skipped,
+/// keycloak.org/server/importExport): the realm, no self-registration, TLS required from outside,
+/// and the applications' clients (authorization code flow only; secrets as `${NAME}`
+/// placeholders, never values).
+fn keycloak_realm(input: &RenderInput<'_>) -> String {
+    let domain = &input.spec.domain;
+    let clients: Vec<Value> = realm_clients(input)
+        .iter()
+        .map(|c| {
+            let host = c
+                .redirect_uris
+                .first()
+                .and_then(|u| u.strip_prefix("https://"))
+                .and_then(|u| u.split('/').next())
+                .unwrap_or(domain);
+            let mut client = json!({
+                "clientId": c.id,
+                "name": c.id,
+                "enabled": true,
+                "protocol": "openid-connect",
+                "publicClient": c.secret_var.is_none(),
+                "standardFlowEnabled": true,
+                "implicitFlowEnabled": false,
+                "directAccessGrantsEnabled": false,
+                "serviceAccountsEnabled": false,
+                "redirectUris": c.redirect_uris,
+                "webOrigins": [format!("https://{host}")],
+            });
+            if let Some(var) = &c.secret_var {
+                client["clientAuthenticatorType"] = json!("client-secret");
+                client["secret"] = json!(format!("${{{var}}}"));
+            }
+            client
+        })
+        .collect();
+    let realm = json!({
+        "realm": REALM,
+        "enabled": true,
+        "sslRequired": "external",
+        "registrationAllowed": false,
+        "loginWithEmailAllowed": true,
+        "bruteForceProtected": true,
+        "clients": clients,
+    });
+    serde_json::to_string_pretty(&realm).expect("JSON")
 }
 
 fn replicas(c: &Component, input: &RenderInput<'_>) -> u32 {
@@ -893,6 +1121,17 @@ fn render_component(
             |(var, path)| json!({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
         ),
     );
+    env.extend(wiring.optional_secrets.iter().map(|(var, secret, key)| {
+        json!({"name": var, "valueFrom": {"secretKeyRef": {
+            "name": secret, "key": key, "optional": true}}})
+    }));
+    // After the variables they refer to: the kubelet expands $(NAME) only from earlier ones.
+    env.extend(
+        wiring
+            .composed
+            .iter()
+            .map(|(var, value)| json!({"name": var, "value": value})),
+    );
     let container_ports: Vec<Value> = c
         .ports
         .iter()
@@ -923,6 +1162,17 @@ fn render_component(
                 json!({"name": "files", "mountPath": f.path, "subPath": f.key, "readOnly": true}),
             );
         }
+    }
+    for (key, path) in &wiring.secret_files {
+        let name = format!("secret-{}", volume_name(path));
+        let file = path.rsplit('/').next().unwrap_or(CREDENTIAL_KEY);
+        // Readable by the pod's group only (fsGroup).
+        volumes.push(json!({"name": name, "secret": {
+            "secretName": format!("{CREDENTIAL_PREFIX}{key}"),
+            "items": [{"key": CREDENTIAL_KEY, "path": file}],
+            "defaultMode": 0o440
+        }}));
+        mounts.push(json!({"name": name, "mountPath": path, "subPath": file, "readOnly": true}));
     }
     let security = container_security(contract);
     if !contract.run_as.starts_as_root {
@@ -1199,6 +1449,10 @@ fn network_policy(input: &RenderInput<'_>) -> Value {
             "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
         }),
+        // The workplace's own public hosts, through the ingress controller: OpenID Connect
+        // discovery, token and key calls go to the issuer, https://auth.<domain>, which is also
+        // the `iss` the applications check.
+        json!({"to": [{"namespaceSelector": {"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}}}]}),
     ];
     for r in &input.spec.egress {
         let mut rule = json!({"to": [{"ipBlock": {"cidr": r.cidr}}]});
@@ -1279,10 +1533,54 @@ pub const INGRESS_CONTROLLER_LABEL: &str = "hexagone.fr/ingress-controller";
 pub const EXPOSED: &[&str] = &["exo", "keycloak", "jitsi-web", "onlyoffice", "synapse"];
 
 /// The auditor, which receives the filer's change events (manifests/auditor/auditor.yaml:
-/// namespace `hexagone-audit`, pods `app.kubernetes.io/name: hexagone-auditor`, port 7381).
+/// namespace `hexagone-audit`, Service and pods `hexagone-auditor`, port 7381).
 const AUDITOR_NAMESPACE: &str = "hexagone-audit";
 const AUDITOR_NAME: &str = "hexagone-auditor";
 const AUDITOR_PORT: u16 = 7381;
+/// The Secret (key `token`) ops create in the workplace's namespace with the token
+/// `hexagone-auditor serve token add` printed for this filer.
+pub const AUDITOR_TOKEN_SECRET: &str = "hexagone-auditor-token";
+
+/// The name the auditor's inventory knows this workplace's object store by:
+/// `<namespace>.<workplace>` (a plain name of the auditor's alphabet).
+pub fn auditor_endpoint_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}.{name}")
+}
+
+/// The filer's notification.toml: the auditor's object-store route for SeaweedFS
+/// (`POST /v1/events/seaweedfs?endpoint=NAME&class=CLASS`, docs/auditor-service.md "SeaweedFS"),
+/// for what is written under /buckets/ (the class of the catalog's buckets). Keys:
+/// sw@4.44 weed/notification/webhook/types.go:71-158, weed/command/scaffold/notification.toml.
+fn filer_notification(input: &RenderInput<'_>) -> String {
+    let classes: std::collections::BTreeSet<String> = input
+        .catalog
+        .components
+        .iter()
+        .flat_map(|c| &c.writes)
+        .filter(|w| w.kind == crate::catalog::StoreKind::Bucket)
+        .filter_map(|w| {
+            serde_json::to_value(w.class)
+                .ok()?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    // One endpoint per filer: one class, or the auditor's default.
+    let class = match classes.len() {
+        1 => classes.first().cloned().unwrap_or_default(),
+        _ => "object".to_owned(),
+    };
+    format!(
+        "[notification.webhook]\n\
+         enabled = true\n\
+         endpoint = \"http://{AUDITOR_NAME}.{AUDITOR_NAMESPACE}.svc:{AUDITOR_PORT}/v1/events/seaweedfs?endpoint={}&class={class}\"\n\
+         event_types = [\"create\", \"update\", \"rename\"]\n\
+         path_prefixes = [\"/buckets/\"]\n\
+         timeout_seconds = 10\n\
+         max_retries = 5\n",
+        auditor_endpoint_name(input.namespace, input.name)
+    )
+}
 
 /// Flows that the catalog's `dependsOn` does not carry, each with why: (client, server).
 const EXTRA_FLOWS: &[(&str, &str, &str)] = &[
@@ -1687,8 +1985,12 @@ mod tests {
             .find(|o| o["kind"] == "NetworkPolicy")
             .unwrap();
         let egress = np["spec"]["egress"].as_array().unwrap();
-        assert_eq!(egress.len(), 3);
-        assert_eq!(egress[2]["to"][0]["ipBlock"]["cidr"], "192.0.2.25/32");
+        assert_eq!(egress.len(), 4);
+        assert_eq!(
+            egress[2]["to"][0]["namespaceSelector"]["matchLabels"][INGRESS_CONTROLLER_LABEL],
+            "true"
+        );
+        assert_eq!(egress[3]["to"][0]["ipBlock"]["cidr"], "192.0.2.25/32");
         assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
     }
 
@@ -1904,6 +2206,291 @@ mod tests {
                 "{component}: the controller may not reach {backend}"
             );
         }
+    }
+
+    /// The rendered object of that kind and name.
+    fn object<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a Value {
+        r.objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    }
+
+    /// The container of a workload, and its variable `name` (a value or a secret reference).
+    fn env_of<'a>(r: &'a Rendered, workload: &str, name: &str) -> Option<&'a Value> {
+        r.objects.iter().find(|o| {
+            ["Deployment", "StatefulSet"].contains(&o["kind"].as_str().unwrap_or_default())
+                && o["metadata"]["name"] == workload
+        })?["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)
+    }
+
+    fn ingress_host(r: &Rendered, component: &str) -> String {
+        object(r, "Ingress", component)["spec"]["rules"][0]["host"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn keycloak_imports_a_realm_whose_clients_are_the_applications_on_their_public_hosts() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let find = |kind: &str, name: &str| object(&r, kind, name);
+        let kc = &find("Deployment", "keycloak")["spec"]["template"]["spec"];
+        let container = &kc["containers"][0];
+        assert_eq!(
+            container["args"],
+            json!(["start", "--optimized", "--import-realm"])
+        );
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/opt/keycloak/data/import/workplace-realm.json")
+            .expect("the realm file is mounted where --import-realm reads");
+        assert_eq!(mount["readOnly"], true);
+        let text = find("ConfigMap", "keycloak-files")["data"]["workplace-realm.json"]
+            .as_str()
+            .unwrap();
+        let realm: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(realm["realm"], "workplace");
+        assert_eq!(realm["registrationAllowed"], false);
+        let clients: BTreeMap<&str, &Value> = realm["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["clientId"].as_str().unwrap(), c))
+            .collect();
+        assert_eq!(
+            clients.keys().copied().collect::<Vec<_>>(),
+            ["exo", "jitsi", "synapse"]
+        );
+        // Redirects only to the hosts the Ingress serves each application on.
+        let redirect_host = |c: &str| {
+            let uris = clients[c]["redirectUris"].as_array().unwrap();
+            assert_eq!(uris.len(), 1, "{c}");
+            let uri = uris[0].as_str().unwrap();
+            uri.strip_prefix("https://")
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(redirect_host("exo"), ingress_host(&r, "exo"));
+        assert_eq!(redirect_host("synapse"), ingress_host(&r, "synapse"));
+        assert_eq!(redirect_host("jitsi"), ingress_host(&r, "jitsi-web"));
+        assert_eq!(
+            clients["synapse"]["redirectUris"][0],
+            format!(
+                "https://{}/_synapse/client/oidc/callback",
+                ingress_host(&r, "synapse")
+            )
+        );
+        for c in clients.values() {
+            assert_eq!(c["directAccessGrantsEnabled"], false);
+            assert_eq!(c["implicitFlowEnabled"], false);
+        }
+        // The confidential clients' secrets: placeholders, each resolved by a variable of the
+        // Keycloak container from the credential the application reads too. An unresolved
+        // placeholder would leave the secret the literal text of this file.
+        let mut placeholders = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("${") {
+            let end = rest[i..].find('}').unwrap();
+            placeholders.push(&rest[i + 2..i + end]);
+            rest = &rest[i + end..];
+        }
+        assert_eq!(
+            placeholders,
+            ["REALM_CLIENT_SECRET_EXO", "REALM_CLIENT_SECRET_SYNAPSE"]
+        );
+        for var in placeholders {
+            let from = &env_of(&r, "keycloak", var).unwrap_or_else(|| panic!("{var} unset"))["valueFrom"]
+                ["secretKeyRef"]["name"];
+            assert!(
+                r.secret.names.contains(&from.as_str().unwrap().to_owned()),
+                "{from}"
+            );
+        }
+        assert_eq!(clients["jitsi"]["publicClient"], true);
+        assert!(clients["jitsi"].get("secret").is_none());
+        let kc_secret = |var: &str| {
+            env_of(&r, "keycloak", var).unwrap()["valueFrom"]["secretKeyRef"]["name"].clone()
+        };
+
+        // Synapse: its provider is the realm, on the host Keycloak's KC_HOSTNAME names, with
+        // the secret Keycloak holds, read from a file of that same Secret.
+        let homeserver: Value = yaml_serde::from_str(
+            find("ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let provider = &homeserver["oidc_providers"][0];
+        let kc_hostname = find("ConfigMap", "keycloak-config")["data"]["KC_HOSTNAME"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            provider["issuer"],
+            format!("{kc_hostname}/realms/workplace")
+        );
+        assert_eq!(
+            kc_hostname,
+            format!("https://{}", ingress_host(&r, "keycloak"))
+        );
+        assert_eq!(provider["client_id"], "synapse");
+        assert!(provider.get("client_secret").is_none());
+        let path = provider["client_secret_path"].as_str().unwrap();
+        let sy = &find("StatefulSet", "synapse")["spec"]["template"]["spec"];
+        let m = sy["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .expect("the client secret file is mounted");
+        let volume = sy["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
+        assert_eq!(
+            volume["secret"]["secretName"],
+            kc_secret("REALM_CLIENT_SECRET_SYNAPSE")
+        );
+
+        // eXo: its OpenID properties through JAVA_OPTS, the secret expanded by the kubelet
+        // from a variable listed before it, from the same Secret as Keycloak's.
+        let opts = env_of(&r, "exo", "JAVA_OPTS").unwrap()["value"]
+            .as_str()
+            .unwrap();
+        for p in [
+            "-Dexo.oauth.openid.enabled=true".to_owned(),
+            "-Dexo.oauth.openid.clientId=exo".to_owned(),
+            format!(
+                "-Dexo.oauth.openid.redirectURL={}",
+                clients["exo"]["redirectUris"][0].as_str().unwrap()
+            ),
+            format!(
+                "-Dexo.oauth.openid.wellKnownConfigurationUrl={kc_hostname}/realms/workplace/.well-known/openid-configuration"
+            ),
+            "-Dexo.oauth.openid.clientSecret=$(HEXAGONE_OIDC_CLIENT_SECRET)".to_owned(),
+            format!(
+                "-Donlyoffice.documentserver.host={}",
+                ingress_host(&r, "onlyoffice")
+            ),
+            "-Donlyoffice.documentserver.secret=$(HEXAGONE_ONLYOFFICE_JWT_SECRET)".to_owned(),
+        ] {
+            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
+        }
+        let names: Vec<&str> = find("StatefulSet", "exo")["spec"]["template"]["spec"]["containers"]
+            [0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos("HEXAGONE_OIDC_CLIENT_SECRET") < pos("JAVA_OPTS"));
+        assert!(pos("HEXAGONE_ONLYOFFICE_JWT_SECRET") < pos("JAVA_OPTS"));
+        assert_eq!(
+            env_of(&r, "exo", "HEXAGONE_OIDC_CLIENT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
+                ["name"],
+            kc_secret("REALM_CLIENT_SECRET_EXO")
+        );
+        assert_eq!(
+            env_of(&r, "exo", "HEXAGONE_ONLYOFFICE_JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
+                ["name"],
+            env_of(&r, "onlyoffice", "JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]["name"]
+        );
+    }
+
+    #[test]
+    fn the_filer_notifies_the_auditor_where_its_policy_lets_it_and_holds_no_token() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let files = object(&r, "ConfigMap", "seaweedfs-filer-files");
+        let toml = files["data"]["notification.toml"].as_str().unwrap();
+        let endpoint = toml
+            .lines()
+            .find_map(|l| l.strip_prefix("endpoint = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap();
+        assert_eq!(
+            endpoint,
+            "http://hexagone-auditor.hexagone-audit.svc:7381/v1/events/seaweedfs?endpoint=ministere.intranet&class=backups"
+        );
+        assert!(
+            toml.starts_with("[notification.webhook]\nenabled = true\n"),
+            "{toml}"
+        );
+        assert!(toml.contains("path_prefixes = [\"/buckets/\"]"), "{toml}");
+        assert!(!toml.contains("bearer_token"), "a token in a ConfigMap");
+        // The egress policy opens exactly that namespace and port.
+        let egress = object(&r, "NetworkPolicy", "seaweedfs-filer-egress-auditor");
+        let rule = &egress["spec"]["egress"][0];
+        let host = endpoint
+            .strip_prefix("http://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let (name, port) = host.split_once(':').unwrap();
+        let mut parts = name.split('.');
+        let (service, namespace) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(
+            rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            namespace
+        );
+        assert_eq!(
+            rule["to"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            service
+        );
+        assert_eq!(rule["ports"][0]["port"].to_string(), port);
+        // The file is where the filer looks, and the token comes from the Secret ops create
+        // from the auditor's `serve token add`; the filer starts without it.
+        let filer = &object(&r, "StatefulSet", "seaweedfs-filer")["spec"]["template"]["spec"]["containers"]
+            [0];
+        assert!(
+            filer["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["mountPath"] == "/etc/seaweedfs/notification.toml"
+                    && m["subPath"] == "notification.toml")
+        );
+        let token = env_of(
+            &r,
+            "seaweedfs-filer",
+            "WEED_NOTIFICATION_WEBHOOK_BEARER_TOKEN",
+        )
+        .unwrap();
+        assert_eq!(
+            token["valueFrom"]["secretKeyRef"],
+            json!({"name": AUDITOR_TOKEN_SECRET, "key": "token", "optional": true})
+        );
+        assert!(!r.secret.names.iter().any(|n| n.contains("auditor")));
+    }
+
+    /// Prosody opens no external component port (`component_ports = { }` in the image's
+    /// global configuration; Jicofo and the bridges log in as clients): nothing renders one,
+    /// and its c2s and BOSH ports admit only the other Jitsi parts.
+    #[test]
+    fn prosody_exposes_no_component_port_and_only_to_jitsi() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let service = object(&r, "Service", "jitsi-prosody");
+        let ports: Vec<u64> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ports, [5222, 5280]);
+        let (clients, outside) = admitted(&r, "jitsi-prosody");
+        assert_eq!(clients, ["jitsi-jicofo", "jitsi-jvb", "jitsi-web"]);
+        assert!(outside.is_empty(), "{outside:?}");
     }
 
     #[test]
