@@ -1180,6 +1180,49 @@ fn one_address_cannot_take_every_connection_slot() {
     assert_eq!(code, Some(0), "{rest}");
 }
 
+/// jemalloc's options in force in a running auditor: freed pages go back at once
+/// (`dirty_decay_ms:0`) unless the operator set `_RJEM_MALLOC_CONF`, whose value then stands
+/// alone. Read from the process itself (`/proc/PID/environ`, which an `exec` replaces).
+#[test]
+fn the_service_runs_with_jemalloc_giving_freed_pages_back_at_once() {
+    fn malloc_conf(pid: u32) -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .filter(|v| v.starts_with("_RJEM_MALLOC_CONF="))
+            .collect()
+    }
+    let setup = Setup::new();
+    let srv = setup.start(&[]);
+    assert_eq!(
+        malloc_conf(srv.child.id()),
+        ["_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0"]
+    );
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    // The operator's own options win: a `verify` held waiting on a pipe shows them.
+    let fifo = setup.path("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut held = Command::new(bin())
+        .args(["verify", "--trust", &setup.vkey, &fifo])
+        .env("_RJEM_MALLOC_CONF", "narenas:2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(malloc_conf(held.id()), ["_RJEM_MALLOC_CONF=narenas:2"]);
+    held.kill().unwrap();
+    held.wait().unwrap();
+}
+
 /// A memory budget smaller than one largest request is refused at start, saying why.
 #[test]
 fn a_budget_that_cannot_hold_one_request_is_refused() {
