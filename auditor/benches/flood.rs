@@ -1,19 +1,23 @@
-//! Load figures: `hexagone-auditor serve` with its default limits (512 connections, 10 s for
-//! headers and body, 4 MiB bodies, 512 MiB in flight) under attack from the network, and the
-//! latency of one honest writer meanwhile. Three phases of `HEXAGONE_BENCH_FLOOD_SECONDS` each
+//! Load figures: `hexagone-auditor serve` with its default limits (512 connections, 64 per
+//! client, 10 s for headers and body, 4 MiB bodies, 512 MiB in flight) under attack from the
+//! network, and the latency of one honest writer meanwhile. Four phases of `HEXAGONE_BENCH_FLOOD_SECONDS` each
 //! (default 20), the honest writer posting 10 observations at a time, one request after the
 //! other, retrying a `503` after 100 ms:
 //!
 //! 1. quiet: the baseline, measured in the same run;
-//! 2. anyone on the network, without a token: `HEXAGONE_BENCH_FLOOD_SLOW` connections
-//!    (default 2,000, four times the connection cap) that trickle header bytes and connect
-//!    again when closed, and 8 clients sending oversized requests as fast as answered (a body
-//!    declared at 1 GiB, one of 8 MiB sent whole, one of 4 MiB that never comes);
-//! 3. a writer's stolen token: 4 clients posting 4 MiB bodies of valid observations in a
+//! 2. anyone on the network, without a token, from one address (`127.0.0.1`):
+//!    `HEXAGONE_BENCH_FLOOD_SLOW` connections (default 2,000, four times the connection cap)
+//!    that trickle header bytes and connect again when closed, and 8 clients sending oversized
+//!    requests as fast as answered (a body declared at 1 GiB, one of 8 MiB sent whole, one of
+//!    4 MiB that never comes);
+//! 3. the same, the slow connections spread over 64 addresses (`127.0.1.1` to `127.0.1.64`,
+//!    about 31 each, under the per-client cap of 64): what the per-client cap does not stop;
+//! 4. a writer's stolen token: 4 clients posting 4 MiB bodies of valid observations in a
 //!    loop, and 4 declaring 4 MiB bodies they send at 1 KiB/s (each holds 200 MiB of the
 //!    budget until its 408).
 //!
-//! Prints per phase the honest writer's requests, `503`s, and latency (median, 99th
+//! The honest writer posts from `127.0.0.2`, another client. Prints per phase the honest
+//! writer's requests, `503`s, and latency (median, 99th
 //! percentile, worst, each including retries), and the service's peak resident memory so far
 //! (`VmHWM`). Run: `cargo bench -p hexagone-auditor --bench flood`. Figures:
 //! `docs/threat-model.md`, *Anyone on the network*.
@@ -22,6 +26,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -70,9 +75,33 @@ fn body_upto(from: usize, limit: usize) -> String {
     out
 }
 
-/// One request on its own connection; the status (0 when the connection failed).
-fn post(addr: &str, token: &str, body: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(addr) else {
+/// Where the honest writer connects from.
+const HONEST: &str = "127.0.0.2";
+/// Where the attackers connect from, but for phase 3's slow connections.
+const ATTACKER: &str = "127.0.0.1";
+
+/// Connects to `addr` from the loopback address `from` (each `127.x.y.z` stands for a client).
+fn connect(addr: &str, from: &str) -> Option<TcpStream> {
+    static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let s = RT.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(format!("{from}:0").parse().ok()?).ok()?;
+        let s = socket.connect(addr.parse().ok()?).await.ok()?;
+        s.into_std().ok()
+    })?;
+    s.set_nonblocking(false).ok()?;
+    Some(s)
+}
+
+/// One request on its own connection from `from`; the status (0 when the connection failed).
+fn post(addr: &str, from: &str, token: &str, body: &str) -> u16 {
+    let Some(mut s) = connect(addr, from) else {
         return 0;
     };
     let head = format!(
@@ -123,7 +152,7 @@ fn honest(addr: &str, token: &str, from: usize, seconds: u64) -> Seen {
         let payload = body(next, 10);
         let started = Instant::now();
         while Instant::now() < give_up {
-            match post(addr, token, &payload) {
+            match post(addr, HONEST, token, &payload) {
                 200 => break,
                 503 => {
                     seen.busy += 1;
@@ -157,25 +186,25 @@ fn print(phase: &str, seen: &mut Seen, child: &Child) {
 }
 
 /// Connections that trickle header bytes, one byte per connection per second, connecting
-/// again when the service closes them, until `stop`.
-fn slow_flood(addr: &str, n: usize, stop: &AtomicBool) {
-    let open = || {
-        let s = TcpStream::connect(addr).ok()?;
+/// again when the service closes them, until `stop`; connection `i` from `sources[i % len]`.
+fn slow_flood(addr: &str, n: usize, sources: &[String], stop: &AtomicBool) {
+    let open = |i: usize| {
+        let s = connect(addr, &sources[i % sources.len()])?;
         s.set_nonblocking(true).ok()?;
         Some(s)
     };
-    let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| open()).collect();
+    let mut conns: Vec<Option<TcpStream>> = (0..n).map(open).collect();
     let line = b"POST /v1/observations HTTP/1.1\r\nHost: x\r\nX-Padding: ";
     let mut sent = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let byte = [line.get(sent).copied().unwrap_or(b'a')];
-        for c in conns.iter_mut() {
+        for (i, c) in conns.iter_mut().enumerate() {
             let alive = c.as_mut().is_some_and(|s| match s.write(&byte) {
                 Ok(_) => true,
                 Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
             });
             if !alive {
-                *c = open();
+                *c = open(i);
             }
         }
         sent += 1;
@@ -187,7 +216,7 @@ fn slow_flood(addr: &str, n: usize, stop: &AtomicBool) {
 fn oversized(addr: &str, kind: usize, stop: &AtomicBool) {
     let junk = vec![b'x'; 8 << 20];
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut s) = TcpStream::connect(addr) else {
+        let Some(mut s) = connect(addr, ATTACKER) else {
             continue;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
@@ -211,10 +240,10 @@ fn token_flood(addr: &str, token: &str, kind: usize, stop: &AtomicBool) {
     let full = body_upto(1_000_000 * (kind + 1), 4 << 20);
     while !stop.load(Ordering::Relaxed) {
         if kind.is_multiple_of(2) {
-            post(addr, token, &full);
+            post(addr, ATTACKER, token, &full);
             continue;
         }
-        let Ok(mut s) = TcpStream::connect(addr) else {
+        let Some(mut s) = connect(addr, ATTACKER) else {
             continue;
         };
         let head = format!(
@@ -271,29 +300,35 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, honest_token, stolen) = start(dir.path());
     println!(
-        "serve with its default limits (512 connections, 10 s headers and body, 4 MiB bodies, 512 MiB in flight); {seconds} s per phase"
+        "serve with its default limits (512 connections, 64 per client, 10 s headers and body, 4 MiB bodies, 512 MiB in flight); {seconds} s per phase"
     );
     let mut quiet = honest(&addr, &honest_token, 0, seconds);
     print("quiet (baseline)", &mut quiet, &child);
 
-    let stop = AtomicBool::new(false);
-    let mut flooded = std::thread::scope(|s| {
-        s.spawn(|| slow_flood(&addr, slow, &stop));
-        for kind in 0..8 {
-            let (addr, stop) = (&addr, &stop);
-            s.spawn(move || oversized(addr, kind, stop));
-        }
-        // Let the slow connections take the slots first.
-        std::thread::sleep(Duration::from_secs(2));
-        let seen = honest(&addr, &honest_token, 100_000, seconds);
-        stop.store(true, Ordering::Relaxed);
-        seen
-    });
-    print(
-        &format!("{slow} slow connections and 8 oversized-request clients, no token"),
-        &mut flooded,
-        &child,
-    );
+    let one = vec![ATTACKER.to_string()];
+    let many: Vec<String> = (1..=64).map(|i| format!("127.0.1.{i}")).collect();
+    for (sources, from) in [(&one, "one address"), (&many, "64 addresses")] {
+        let stop = AtomicBool::new(false);
+        let mut flooded = std::thread::scope(|s| {
+            s.spawn(|| slow_flood(&addr, slow, sources, &stop));
+            for kind in 0..8 {
+                let (addr, stop) = (&addr, &stop);
+                s.spawn(move || oversized(addr, kind, stop));
+            }
+            // Let the slow connections take the slots first.
+            std::thread::sleep(Duration::from_secs(2));
+            let seen = honest(&addr, &honest_token, 100_000, seconds);
+            stop.store(true, Ordering::Relaxed);
+            seen
+        });
+        print(
+            &format!(
+                "{slow} slow connections from {from} and 8 oversized-request clients, no token"
+            ),
+            &mut flooded,
+            &child,
+        );
+    }
 
     let stop = AtomicBool::new(false);
     let mut stolen_seen = std::thread::scope(|s| {

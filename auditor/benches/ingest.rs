@@ -220,7 +220,6 @@ fn http(dir: &Path, lines: &[String], clients: usize) -> Duration {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--max-body", "67108864"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn serve");

@@ -9,7 +9,22 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options for this process. `dirty_decay_ms:0`: a page freed is given back to the
+/// system at once instead of over about 10 s (the default, 10,000 ms: jemalloc 5.3's manual,
+/// <https://jemalloc.net/jemalloc.3.html#opt.dirty_decay_ms>, and `DIRTY_DECAY_MS_DEFAULT` in
+/// `jemalloc/include/jemalloc/internal/arena_types.h` of tikv-jemalloc-sys 0.6.1), so the
+/// service's memory follows `--max-inflight-bytes` instead of reaching about twice it under a
+/// stream of large requests (`cargo bench -p hexagone-auditor --bench flood`,
+/// `docs/threat-model.md`). `muzzy_decay_ms:0` is the default, written so that the string says
+/// the whole policy.
+const MALLOC_CONF: &str = "dirty_decay_ms:0,muzzy_decay_ms:0";
+/// The environment variable jemalloc reads its options from when it starts: `MALLOC_CONF`
+/// under the `_rjem_` prefix tikv-jemalloc-sys builds it with (its README,
+/// `JEMALLOC_SYS_WITH_MALLOC_CONF` and `unprefixed_malloc_on_supported_platforms`).
+const MALLOC_CONF_VAR: &str = "_RJEM_MALLOC_CONF";
+
 fn main() -> std::process::ExitCode {
+    with_malloc_conf();
     quiet_when_stdout_is_closed();
     // The service's and the collector's log: structured events on standard error, level from
     // RUST_LOG (default info). Command output (reports, verdicts, keys) stays on stdout.
@@ -48,4 +63,31 @@ fn quiet_when_stdout_is_closed() {
         }
         default(info);
     }));
+}
+
+/// Starts the program again with [`MALLOC_CONF`] in jemalloc's environment variable unless that
+/// variable is set (an operator's own options win, `_RJEM_MALLOC_CONF=` keeps jemalloc's
+/// defaults). jemalloc reads its options once, when it starts, and the other ways to give them
+/// (a `malloc_conf` symbol, `mallctl`) need unsafe code, which the workspace forbids. If the
+/// program cannot be started again (no `/proc/self/exe`), it goes on with jemalloc's defaults
+/// and says so.
+fn with_malloc_conf() {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os(MALLOC_CONF_VAR).is_some() {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe)
+            .arg0(arg0)
+            .args(args)
+            .env(MALLOC_CONF_VAR, MALLOC_CONF)
+            .exec(),
+        Err(e) => e,
+    };
+    eprintln!(
+        "hexagone-auditor: could not start again with {MALLOC_CONF_VAR}={MALLOC_CONF} ({error}); \
+         going on with jemalloc's defaults: freed memory is given back over about 10 s"
+    );
 }

@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// Connections served at once (more wait in the listen queue).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub max_connections: u64,
+    /// Connections served at once from one client (an IPv4 address, an IPv6 /64); more are
+    /// closed as soon as accepted. Behind a proxy every request comes from the proxy's address:
+    /// set it to `--max-connections` there and limit clients at the proxy.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections_per_client: u64,
     /// Seconds a client has to send a request's headers, or to start the next request on a
     /// kept-alive connection; also the time it has to send the body.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -308,6 +313,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
     let limits = crate::listen::Limits {
         max_connections: a.max_connections as usize,
+        per_client: a.max_connections_per_client as usize,
         header: Duration::from_secs(a.header_timeout),
         connection: CONNECTION_LIFETIME,
         keep_alive: true,

@@ -32,6 +32,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; further ones wait in the listen queue.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once from one client address (`crate::listen::client_of`): a witness
+/// hears from a few logs, so one source may hold an eighth of the slots.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 8;
 /// Time a log waits for a witness to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a log waits for a witness's whole answer once connected.
@@ -216,6 +219,7 @@ pub async fn serve(
     });
     let limits = crate::listen::Limits {
         max_connections: MAX_CONNECTIONS,
+        per_client: MAX_CONNECTIONS_PER_CLIENT,
         header: HEADER_TIMEOUT,
         connection: CONNECTION_TIMEOUT,
         keep_alive: false,

@@ -1045,6 +1045,184 @@ fn a_slow_connection_flood_and_unsent_bodies_leave_honest_writers_answered() {
     assert_eq!(code, Some(0), "{rest}");
 }
 
+/// A TCP connection to `addr` from the loopback address `from` (`127.0.0.x` stands for another
+/// client).
+fn connect_from(from: &str, addr: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(addr.parse().unwrap()).await.unwrap()
+    });
+    let s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// Posts `body` to `path` from the loopback address `from`: the answer's status and the time
+/// it took.
+fn post_from(from: &str, srv: &Server, path: &str, token: &str, body: &str) -> (u16, Duration) {
+    use std::io::Write as _;
+    let started = std::time::Instant::now();
+    let mut s = connect_from(from, &srv.addr);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"));
+    (status, started.elapsed())
+}
+
+/// One address opens every connection it can and trickles header bytes on each: it keeps
+/// `--max-connections-per-client` of them, the others are closed at once, and writers from
+/// other addresses are answered at once. Without the cap (set to `--max-connections`) the same
+/// flood makes another address's writer wait for the header timeout, so the test can fail.
+#[test]
+fn one_address_cannot_take_every_connection_slot() {
+    use std::io::Write as _;
+    let setup = Setup::new();
+    let flood = |srv: &Server| -> Vec<std::net::TcpStream> {
+        (0..40)
+            .map(|_| {
+                let mut s = connect_from("127.0.0.1", &srv.addr);
+                let _ = s.write_all(b"POST /v1/observations HTTP/1.1\r\nHost: x\r\n");
+                s
+            })
+            .collect()
+    };
+    let capped = setup.start(&[
+        "--max-connections",
+        "16",
+        "--max-connections-per-client",
+        "4",
+        "--header-timeout",
+        "3",
+    ]);
+    let mut held = flood(&capped);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut open = 0;
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                open += 1
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(open, 4, "connections the flooding address kept");
+    for (i, from) in (0u64..).zip(["127.0.0.2", "127.0.0.3"]) {
+        let lines: Vec<String> = (i * 3..i * 3 + 3).map(observation_json).collect();
+        let (status, took) = post_from(
+            from,
+            &capped,
+            "/v1/observations",
+            &setup.token,
+            &array(&lines),
+        );
+        assert_eq!(status, 200, "writer at {from}");
+        assert!(
+            took < Duration::from_secs(1),
+            "writer at {from} waited {took:?}"
+        );
+    }
+    drop(held);
+    let (code, rest) = terminate(capped);
+    assert_eq!(code, Some(0), "{rest}");
+
+    let uncapped = setup.start(&[
+        "--max-connections",
+        "16",
+        "--max-connections-per-client",
+        "16",
+        "--header-timeout",
+        "3",
+    ]);
+    let held = flood(&uncapped);
+    std::thread::sleep(Duration::from_millis(500));
+    let lines: Vec<String> = (6..9).map(observation_json).collect();
+    let (status, took) = post_from(
+        "127.0.0.2",
+        &uncapped,
+        "/v1/observations",
+        &setup.token,
+        &array(&lines),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        took > Duration::from_secs(2),
+        "without the cap the writer waited only {took:?}"
+    );
+    drop(held);
+    let (code, rest) = terminate(uncapped);
+    assert_eq!(code, Some(0), "{rest}");
+}
+
+/// jemalloc's options in force in a running auditor: freed pages go back at once
+/// (`dirty_decay_ms:0`) unless the operator set `_RJEM_MALLOC_CONF`, whose value then stands
+/// alone. Read from the process itself (`/proc/PID/environ`, which an `exec` replaces).
+#[test]
+fn the_service_runs_with_jemalloc_giving_freed_pages_back_at_once() {
+    fn malloc_conf(pid: u32) -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .filter(|v| v.starts_with("_RJEM_MALLOC_CONF="))
+            .collect()
+    }
+    let setup = Setup::new();
+    let srv = setup.start(&[]);
+    assert_eq!(
+        malloc_conf(srv.child.id()),
+        ["_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0"]
+    );
+    let (code, rest) = terminate(srv);
+    assert_eq!(code, Some(0), "{rest}");
+    // The operator's own options win: a `verify` held waiting on a pipe shows them.
+    let fifo = setup.path("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut held = Command::new(bin())
+        .args(["verify", "--trust", &setup.vkey, &fifo])
+        .env("_RJEM_MALLOC_CONF", "narenas:2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(malloc_conf(held.id()), ["_RJEM_MALLOC_CONF=narenas:2"]);
+    held.kill().unwrap();
+    held.wait().unwrap();
+}
+
 /// A memory budget smaller than one largest request is refused at start, saying why.
 #[test]
 fn a_budget_that_cannot_hold_one_request_is_refused() {
