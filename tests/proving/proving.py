@@ -107,6 +107,7 @@ class Pod:
         self.root = None
         self.mounts = {}
         self.env = {}
+        self.skip_reason = None
 
     @property
     def image(self):
@@ -163,7 +164,9 @@ class Ground:
                 for i in range(replicas):
                     name = f"{meta['name']}-{i}" if kind == "StatefulSet" else f"{meta['name']}-{i}"
                     pod = Pod(kind, meta["name"], name, spec["template"], i)
-                    (self.pods if pod.adapter() else self.skipped).append(pod)
+                    if pod.adapter() and pod.spec.get("initContainers"):
+                        pod.skip_reason = "its init containers are not translated yet"
+                    (self.pods if pod.adapter() and not pod.skip_reason else self.skipped).append(pod)
             elif kind == "Job":
                 self.jobs.append(Pod(kind, meta["name"], meta["name"], d["spec"]["template"], 0))
             elif kind == "CronJob":
@@ -324,7 +327,9 @@ class Ground:
         if kind == "postgres":
             # The postgres image's entrypoint: a first start initialises $PGDATA with
             # $POSTGRES_USER as superuser whose password is $POSTGRES_PASSWORD, password
-            # authentication for every host, then runs `postgres` with the args after it.
+            # authentication for every host, then runs `postgres` with the args after it
+            # (docker-library/postgres 17/bookworm/docker-entrypoint.sh: docker_init_database_dir,
+            # pg_setup_hba_conf).
             pgdata = pod.env.get("PGDATA") or fail(f"{pod.name}: no PGDATA")
             pwfile = os.path.join(pod.root, "pwfile")
             open(pwfile, "w").write(pod.env["POSTGRES_PASSWORD"])
@@ -345,7 +350,8 @@ class Ground:
         elif kind == "mariadb":
             # The mysql image's entrypoint: a first start initialises the data directory, sets
             # root's password to $MYSQL_ROOT_PASSWORD, creates $MYSQL_DATABASE and $MYSQL_USER
-            # (password $MYSQL_PASSWORD) with every right on it; MariaDB stands in for MySQL.
+            # (password $MYSQL_PASSWORD) with every right on it (docker-library/mysql
+            # 8.4/docker-entrypoint.sh, docker_setup_db); MariaDB stands in for MySQL.
             datadir = pod.mounts.get("/var/lib/mysql") or fail(f"{pod.name}: no /var/lib/mysql mount")
             run_dir = pod.mounts.get("/var/run/mysqld") or fail(f"{pod.name}: no /var/run/mysqld mount")
             tmp = pod.mounts.get("/tmp", os.path.join(pod.root, "vol"))
@@ -355,6 +361,12 @@ class Ground:
                 raise RuntimeError(f"mariadb-install-db: {(r.stderr or r.stdout).strip()[-400:]}")
             db, user = pod.env.get("MYSQL_DATABASE"), pod.env.get("MYSQL_USER")
             sql = [f"ALTER USER 'root'@'localhost' IDENTIFIED BY {sql_str(pod.env['MYSQL_ROOT_PASSWORD'])};"]
+            # MYSQL_ROOT_HOST defaults to '%': the image lets root in from any host with its
+            # password (docker-library/mysql 8.4/docker-entrypoint.sh, docker_setup_db).
+            root_host = pod.env.get("MYSQL_ROOT_HOST", "%")
+            if root_host != "localhost":
+                sql.append(f"CREATE USER IF NOT EXISTS 'root'@{sql_str(root_host)} IDENTIFIED BY {sql_str(pod.env['MYSQL_ROOT_PASSWORD'])};")
+                sql.append(f"GRANT ALL ON *.* TO 'root'@{sql_str(root_host)} WITH GRANT OPTION;")
             if db:
                 sql.append(f"CREATE DATABASE IF NOT EXISTS `{db}`;")
             if user:
@@ -371,7 +383,7 @@ class Ground:
                     "--port=3306", f"--init-file={init}", *argv]
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
-            # working directory is /data.
+            # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
             if argv[:1] != ["valkey-server"]:
                 raise RuntimeError(f"args {argv[:1]}: the valkey adapter expects `valkey-server ...`")
             argv = ["redis-server", *argv[1:]]
@@ -446,7 +458,9 @@ class Ground:
             self.results[pod.name] = ("ready", f"{time.monotonic() - self.started:.1f} s") if why is None else ("failed", why)
         self.all_ready = time.monotonic() - self.started
         for job in self.jobs:
-            if job.adapter() is None:
+            if job.spec.get("initContainers"):
+                job.skip_reason = "its init containers are not translated yet"
+            if job.adapter() is None or job.skip_reason:
                 self.skipped.append(job)
                 continue
             self.results[job.name] = self.run_job(job, deadline)
@@ -584,16 +598,17 @@ class Ground:
     # --- output and cleanup ---------------------------------------------------------------
 
     def report(self):
-        ran = [j for j in self.jobs if j.adapter()]
+        ran = [j for j in self.jobs if j.adapter() and not j.skip_reason]
         print(f"proving ground: {len(self.pods) + len(ran)} of the {len(self.pods) + len(self.skipped) + len(self.jobs)} rendered pods run here")
         failed = False
-        for pod in self.pods + [j for j in self.jobs if j.adapter()]:
+        for pod in self.pods + [j for j in self.jobs if j.adapter() and not j.skip_reason]:
             state, detail = self.results.get(pod.name, ("failed", "not started"))
             failed |= state == "failed"
             label = "ran and ready" if state == "ready" else "ran and completed" if state == "completed" else "ran and FAILED"
             print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter())}]")
         for pod in self.skipped:
-            reason = next((r for k, r in NOT_HERE.items() if k in pod.image), f"no local stand-in for {pod.image}")
+            reason = pod.skip_reason or next((r for k, r in NOT_HERE.items() if k in pod.image),
+                                             f"no local stand-in for {pod.image}")
             if pod.kind == "CronJob":
                 reason = f"{reason}; a CronJob (runs later, with the object store)"
             print(f"  {pod.name:32} not runnable here ({reason})")
