@@ -552,48 +552,52 @@ class Ground:
                            r.returncode != 0 and "password authentication failed" in r.stderr, r.stderr.strip()[-200:])
                 others = [d for d, o in databases.items() if o != role]
                 if others:
-                    q2 = q[:9] + [others[0]] + q[10:]
+                    q2 = [others[0] if i == q.index("-d") + 1 else a for i, a in enumerate(q)]
                     r = self.as_pod(self.client, q2, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
                     self.check(f"postgresql: {role} cannot open {others[0]}",
                                r.returncode != 0 and "permission denied" in r.stderr, r.stderr.strip()[-200:])
 
-    def check_mysql(self):
+    def ready(self, adapter):
+        """The ready pods of an adapter, each with its Service's name and port (the address a
+        client in the workplace uses)."""
         for pod in self.pods:
-            if pod.adapter() != "mariadb" or self.results[pod.name][0] != "ready":
+            if pod.adapter() != adapter or self.results[pod.name][0] != "ready":
                 continue
-            host = next((h for h in self.service_names(pod)), pod.ip)
+            svc = next(self.services_of(pod), None)
+            if svc is None:
+                self.check(f"{pod.workload}: a Service selects it", False, "no Service selects the pod")
+                continue
+            yield pod, svc["metadata"]["name"], str(svc["spec"]["ports"][0]["port"])
+
+    def check_mysql(self):
+        for pod, host, port in self.ready("mariadb"):
             user, db = pod.env.get("MYSQL_USER"), pod.env.get("MYSQL_DATABASE")
-            base = ["mariadb", "--no-defaults", "-h", host, "-P", "3306", "-u", user, "-N", "-B", "--connect-timeout=5"]
-            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}", db, "-e", "SELECT DATABASE()"])
+            base = ["mariadb", "--no-defaults", "-h", host, "-P", port, "-u", user, "-N", "-B", "--connect-timeout=5", db]
+            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}", "-e", "SELECT DATABASE()"])
             self.check(f"{pod.workload}: {user} opens {db} with its credential",
                        r.returncode == 0 and r.stdout.strip() == db, (r.stdout + r.stderr).strip()[-200:])
-            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}x", db, "-e", "SELECT 1"])
+            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}x", "-e", "SELECT 1"])
             self.check(f"{pod.workload}: {user} refused with a wrong password",
                        r.returncode != 0 and "Access denied" in r.stderr, r.stderr.strip()[-200:])
 
     def check_valkey(self):
-        for pod in self.pods:
-            if pod.adapter() != "valkey" or self.results[pod.name][0] != "ready":
-                continue
-            host = next((h for h in self.service_names(pod)), pod.ip)
-            port = str(self.port(pod, (pod.container.get("ports") or [{}])[0].get("containerPort", 6379)))
-            r = self.as_pod(self.client, ["redis-cli", "-h", host, "-p", port, "SET", "k", "v"])
-            self.check(f"{pod.workload}: refuses a command without the password",
-                       "NOAUTH" in r.stdout + r.stderr, (r.stdout + r.stderr).strip()[-200:])
-            r = self.as_pod(self.client, ["redis-cli", "-h", host, "-p", port, "--no-auth-warning",
-                                          "-a", pod.env.get("VALKEY_PASSWORD", ""), "SET", "k", "v"])
-            self.check(f"{pod.workload}: accepts it with the rendered password",
-                       r.stdout.strip() == "OK", (r.stdout + r.stderr).strip()[-200:])
-            r = self.as_pod(self.client, ["redis-cli", "-h", host, "-p", port, "--no-auth-warning",
-                                          "-a", "not-" + pod.env.get("VALKEY_PASSWORD", ""), "SET", "k", "v"])
-            self.check(f"{pod.workload}: refuses a wrong password",
-                       "WRONGPASS" in r.stdout + r.stderr, (r.stdout + r.stderr).strip()[-200:])
+        for pod, host, port in self.ready("valkey"):
+            password = pod.env.get("VALKEY_PASSWORD", "")
+            for what, auth, expected in (
+                ("refuses a command without the password", [], "NOAUTH"),
+                ("refuses a wrong password", ["-a", "not-" + password], "WRONGPASS"),
+                ("accepts it with the rendered password", ["-a", password], "OK"),
+            ):
+                r = self.as_pod(self.client, ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", *auth, "SET", "k", "v"])
+                out = (r.stdout + r.stderr).strip()
+                ok = out == "OK" if expected == "OK" else expected in out
+                self.check(f"{pod.workload}: {what}", ok, out[-200:])
 
-    def service_names(self, pod):
+    def services_of(self, pod):
         for svc in self.services:
             sel = svc["spec"].get("selector") or {}
             if sel and all(pod.labels.get(k) == v for k, v in sel.items()) and svc["spec"].get("clusterIP") != "None":
-                yield svc["metadata"]["name"]
+                yield svc
 
     # --- output and cleanup ---------------------------------------------------------------
 
@@ -683,10 +687,36 @@ def kill(proc):
             pass
 
 
+def mutants(docs):
+    """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
+    application role made superuser. Returns (mutated docs, names of the checks that must fail)."""
+    import copy
+
+    docs = copy.deepcopy(docs)
+    must_fail = set()
+    for d in docs:
+        if d.get("kind") == "Deployment" or d.get("kind") == "StatefulSet":
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            args = c.get("args") or []
+            if image_repo(c.get("image", "")) == "docker.io/valkey/valkey" and "--requirepass" in args:
+                i = args.index("--requirepass")
+                c["args"] = args[:i] + args[i + 2:]
+                must_fail.add(f"{d['metadata']['name']}: refuses a command without the password")
+        if d.get("kind") == "ConfigMap":
+            for k, v in (d.get("data") or {}).items():
+                m = re.search(r"ALTER ROLE (\w+) WITH LOGIN NOSUPERUSER", v)
+                if m:
+                    d["data"][k] = v.replace(m.group(0), f"ALTER ROLE {m.group(1)} WITH LOGIN SUPERUSER", 1)
+                    must_fail.add(f"postgresql: {m.group(1)} opens {m.group(1)} with its credential, no superuser")
+    return docs, must_fail
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("rendered", help="the YAML stream hexagone-operator render prints")
     ap.add_argument("--budget", type=float, default=120, help="seconds for every pod to be ready and every Job to complete")
+    ap.add_argument("--mutants", action="store_true",
+                    help="then run a rendering made wrong (no Valkey password, a superuser role) and fail unless its checks fail")
     ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -699,9 +729,25 @@ def main():
     g = Ground(docs, a.budget, a.keep)
     try:
         g.go()
-        return g.report()
+        rc = g.report()
     finally:
         g.down()
+    if rc == 0 and a.mutants:
+        bad, must_fail = mutants(docs)
+        if not must_fail:
+            print("proving: the mutants found nothing to break (the rendering changed?)", file=sys.stderr)
+            return 1
+        m = Ground(bad, a.budget, False)
+        try:
+            m.go()
+        finally:
+            m.down()
+        failed = {name for name, ok, _ in m.checks if not ok}
+        print("mutants (a wrong rendering the checks must catch):")
+        for name in sorted(must_fail):
+            print(f"  {'caught' if name in failed else 'MISSED'} {name}")
+            rc |= 0 if name in failed else 1
+    return rc
 
 
 if __name__ == "__main__":
