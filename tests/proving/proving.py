@@ -380,7 +380,7 @@ class Ground:
             os.chmod(init, 0o600)
             argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={run_dir}/mysqld.sock",
                     f"--pid-file={run_dir}/mysqld.pid", f"--tmpdir={tmp}", "--bind-address=0.0.0.0",
-                    "--port=3306", f"--init-file={init}", *argv]
+                    f"--port={pod.container['ports'][0]['containerPort']}", f"--init-file={init}", *argv]
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
             # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
@@ -638,6 +638,10 @@ class Ground:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        try:
+            os.rmdir("/etc/netns")  # only when no other namespace keeps files there
+        except OSError:
+            pass
         if self.keep:
             log(f"kept {self.scratch}")
         else:
@@ -726,6 +730,8 @@ def main():
     if not docs:
         print(f"proving: {a.rendered} holds no object", file=sys.stderr)
         return 2
+    # A stopped run (tests/run's trap, a CI timeout) still removes its namespaces and processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     g = Ground(docs, a.budget, a.keep)
     try:
         g.go()
