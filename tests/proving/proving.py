@@ -242,16 +242,25 @@ class Ground:
         for m in pod.container.get("volumeMounts", []) or []:
             vol = volumes.get(m["name"], {"persistentVolumeClaim": {}})  # claim templates
             path = os.path.join(pod.root, "vol", m["name"], m.get("subPath", ""))
-            os.makedirs(path, exist_ok=True)
             if "configMap" in vol:
                 data = self.configmaps.get(vol["configMap"]["name"])
                 if data is None:
                     raise RuntimeError(f"{pod.name}: volume {m['name']} names ConfigMap {vol['configMap']['name']}, not rendered")
-                for k, v in data.items():
-                    open(os.path.join(path, k), "w").write(v)
-                    os.chmod(os.path.join(path, k), 0o644)
+                if vol["configMap"].get("items"):
+                    raise RuntimeError(f"{pod.name}: ConfigMap volume items are not translated yet")
+                # The whole ConfigMap as a directory of files, or with subPath one key as a file.
+                files = {m["subPath"]: data.get(m["subPath"])} if m.get("subPath") else data
+                target = os.path.dirname(path) if m.get("subPath") else path
+                os.makedirs(target, exist_ok=True)
+                for k, v in files.items():
+                    if v is None:
+                        raise RuntimeError(f"{pod.name}: subPath {k} is no key of ConfigMap {vol['configMap']['name']}")
+                    open(os.path.join(target, k), "w").write(v)
+                    os.chmod(os.path.join(target, k), 0o644)
             elif "secret" in vol:
                 raise RuntimeError(f"{pod.name}: Secret volumes are not translated yet")
+            else:
+                os.makedirs(path, exist_ok=True)
             for dirpath, dirs, files in os.walk(os.path.join(pod.root, "vol", m["name"])):
                 os.chown(dirpath, uid if "configMap" not in vol else 0, owner_gid)
                 os.chmod(dirpath, 0o2775 if "configMap" not in vol else 0o755)
