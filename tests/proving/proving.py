@@ -1,0 +1,769 @@
+#!/usr/bin/env python3
+"""The proving ground: a rendered Workplace's real software, run as processes.
+
+    proving.py RENDERED.yaml [--budget SECONDS] [--keep]
+
+RENDERED.yaml is the YAML stream `hexagone-operator render -f manifests/samples/workplace.yaml`
+prints. For every pod the rendered workloads (StatefulSet, Deployment, Job) describe, whose image
+has a local stand-in below (IMAGES), the harness runs the real program as a process:
+
+- the pod's rendered env (value, secretKeyRef, configMapKeyRef, fieldRef, envFrom), with
+  $(VAR) expanded in command and args as the kubelet does;
+- its volumes under a scratch root: ConfigMap keys written as files, emptyDir and claims as
+  empty directories owned by the pod's fsGroup, every mount path in args and env rewritten to
+  its scratch directory;
+- under the pod's runAsUser/runAsGroup, no capabilities (empty bounding and inheritable sets)
+  and no_new_privs (setpriv);
+- in a network namespace of its own on a bridge, where every Service name (short, with the
+  namespace, .svc and .svc.cluster.local) resolves to the address of the pod it selects (an
+  /etc/netns/<ns>/hosts file, which `ip netns exec` mounts over /etc/hosts).
+
+Then it runs each container's rendered readiness probe as written (tcpSocket, httpGet, exec)
+until it passes or the budget ends, runs the rendered Jobs to completion, and checks the
+components against each other from a client namespace of their own. It prints one line per
+workload: ready / failed (why) / not runnable here (why). Exit 1 when anything that ran failed.
+
+Secrets: the operator generates the credentials in the cluster and the offline rendering carries
+none, so the harness generates each referenced Secret key (32 random characters), as the
+operator does. Needs root (namespaces, setpriv), iproute2, util-linux and the packages
+tests/scripts/proving-packages.sh installs. Standard library and PyYAML only.
+"""
+
+import argparse
+import glob
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+# Images with a local stand-in, by repository (the tag is reported next to the local version).
+# The value names the adapter that plays the image's entrypoint contract.
+IMAGES = {
+    "docker.io/library/postgres": "postgres",
+    "docker.io/library/mysql": "mariadb",
+    "docker.io/valkey/valkey": "valkey",
+}
+
+# Why the other images do not run here (named in the output).
+NOT_HERE = {
+    "exoplatform/exo": "eXo: no package outside its image",
+    "onlyoffice/documentserver": "ONLYOFFICE: no package outside its image",
+    "jitsi/": "Jitsi: no package outside its images",
+    "elasticsearch": "Elasticsearch: no package outside its image",
+    "chrislusf/seaweedfs": "SeaweedFS: the module proxy reachable here does not serve the image's version",
+    "keycloak/keycloak": "Keycloak: not installed by the harness yet",
+    "matrixdotorg/synapse": "Synapse: not installed by the harness yet",
+    "postfix": "Postfix: not installed by the harness yet",
+}
+
+
+def log(msg):
+    print(f"proving: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def pg_bin(name):
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    if not found:
+        raise RuntimeError(f"no PostgreSQL {name} installed (tests/scripts/proving-packages.sh installs it)")
+    return found[-1]
+
+
+def image_repo(image):
+    repo = image.rsplit("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1]
+    return repo[: len(repo) - len(last)] + last.split(":", 1)[0]
+
+
+class Pod:
+    """One pod of a rendered workload, with the one container the harness runs."""
+
+    def __init__(self, kind, workload, name, template, index):
+        self.kind = kind
+        self.workload = workload
+        self.name = name
+        self.labels = template.get("metadata", {}).get("labels", {}) or {}
+        self.spec = template["spec"]
+        self.container = self.spec["containers"][0]
+        self.index = index
+        self.ns = None
+        self.ip = None
+        self.proc = None
+        self.root = None
+        self.mounts = {}
+        self.env = {}
+        self.skip_reason = None
+
+    @property
+    def image(self):
+        return self.container.get("image", "")
+
+    def adapter(self):
+        return IMAGES.get(image_repo(self.image))
+
+    def security(self):
+        pod = self.spec.get("securityContext", {}) or {}
+        ctr = self.container.get("securityContext", {}) or {}
+        uid = ctr.get("runAsUser", pod.get("runAsUser"))
+        gid = ctr.get("runAsGroup", pod.get("runAsGroup"))
+        if uid is None or gid is None:
+            raise RuntimeError(f"{self.name}: no runAsUser/runAsGroup rendered; the harness runs no pod as root")
+        return int(uid), int(gid), pod.get("fsGroup")
+
+
+class Ground:
+    def __init__(self, docs, budget, keep):
+        self.docs = docs
+        self.budget = budget
+        self.keep = keep
+        self.namespace = None
+        self.configmaps = {}
+        self.services = []
+        self.secrets = {}
+        self.pods = []
+        self.jobs = []
+        self.skipped = []
+        self.results = {}
+        tag = f"{os.getpid() % 10000}"
+        self.tag = tag
+        self.bridge = f"hxpg{tag}"
+        self.subnet = f"10.231.{os.getpid() % 250}"
+        self.scratch = tempfile.mkdtemp(prefix="hexagone-proving.")
+        os.chmod(self.scratch, 0o755)
+        self.netns = []
+        self.started = time.monotonic()
+
+    # --- reading the rendered objects ---------------------------------------------------
+
+    def read(self):
+        for d in self.docs:
+            kind, meta = d.get("kind"), d.get("metadata", {})
+            self.namespace = self.namespace or meta.get("namespace")
+            if kind == "ConfigMap":
+                self.configmaps[meta["name"]] = d.get("data", {}) or {}
+            elif kind == "Service":
+                self.services.append(d)
+            elif kind in ("StatefulSet", "Deployment"):
+                spec = d["spec"]
+                replicas = spec.get("replicas", 1)
+                for i in range(replicas):
+                    name = f"{meta['name']}-{i}" if kind == "StatefulSet" else f"{meta['name']}-{i}"
+                    pod = Pod(kind, meta["name"], name, spec["template"], i)
+                    if pod.adapter() and pod.spec.get("initContainers"):
+                        pod.skip_reason = "its init containers are not translated yet"
+                    (self.pods if pod.adapter() and not pod.skip_reason else self.skipped).append(pod)
+            elif kind == "Job":
+                self.jobs.append(Pod(kind, meta["name"], meta["name"], d["spec"]["template"], 0))
+            elif kind == "CronJob":
+                tpl = d["spec"]["jobTemplate"]["spec"]["template"]
+                self.skipped.append(Pod(kind, meta["name"], meta["name"], tpl, 0))
+
+    def secret(self, name, key):
+        return self.secrets.setdefault((name, key), secrets.token_urlsafe(24)[:32])
+
+    # --- network ------------------------------------------------------------------------
+
+    def net_up(self):
+        run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        run(["ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
+        everyone = self.pods + self.jobs + [Pod("Client", "client", "client", {"spec": {"containers": [{}]}}, 0)]
+        self.client = everyone[-1]
+        for n, pod in enumerate(everyone, start=2):
+            pod.ns = f"hxp{self.tag}-{n}"
+            pod.ip = f"{self.subnet}.{n}"
+            host_if, pod_if = f"hxh{self.tag}-{n}", f"hxc{self.tag}-{n}"
+            run(["ip", "netns", "add", pod.ns])
+            self.netns.append(pod.ns)
+            run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", pod_if])
+            run(["ip", "link", "set", host_if, "master", self.bridge, "up"])
+            run(["ip", "link", "set", pod_if, "netns", pod.ns])
+            for cmd in (
+                ["ip", "link", "set", "lo", "up"],
+                ["ip", "link", "set", pod_if, "name", "eth0"],
+                ["ip", "addr", "add", f"{pod.ip}/24", "dev", "eth0"],
+                ["ip", "link", "set", "eth0", "up"],
+            ):
+                run(["ip", "netns", "exec", pod.ns, *cmd])
+        hosts = ["127.0.0.1 localhost"]
+        for svc in self.services:
+            sel = svc["spec"].get("selector") or {}
+            ns = svc["metadata"].get("namespace", self.namespace)
+            name = svc["metadata"]["name"]
+            chosen = [p for p in self.pods if sel and all(p.labels.get(k) == v for k, v in sel.items())]
+            if chosen:
+                names = [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
+                hosts.append(f"{chosen[0].ip} {' '.join(names)}")
+                if svc["spec"].get("clusterIP") == "None":
+                    for p in chosen:
+                        hosts.append(f"{p.ip} {p.name}.{name} {p.name}.{name}.{ns}.svc.cluster.local")
+        passwd = open("/etc/passwd").read()
+        group = open("/etc/group").read()
+        for pod in everyone:
+            etc = f"/etc/netns/{pod.ns}"
+            os.makedirs(etc, exist_ok=True)
+            with open(f"{etc}/hosts", "w") as f:
+                f.write("\n".join(hosts + [f"{pod.ip} {pod.name}"]) + "\n")
+            # The image's own /etc/passwd names its user; a uid unknown here gets an entry, so
+            # programs that look their user up (initdb, postgres) find one.
+            if pod.kind != "Client":
+                uid, gid, _ = pod.security()
+                p, g = passwd, group
+                if not any(line.split(":")[2:3] == [str(uid)] for line in passwd.splitlines()):
+                    p += f"pod:x:{uid}:{gid}:pod:/nonexistent:/usr/sbin/nologin\n"
+                if not any(line.split(":")[2:3] == [str(gid)] for line in group.splitlines()):
+                    g += f"pod:x:{gid}:\n"
+                open(f"{etc}/passwd", "w").write(p)
+                open(f"{etc}/group", "w").write(g)
+
+    # --- a pod's environment and volumes ------------------------------------------------
+
+    def prepare(self, pod):
+        uid, gid, fs_group = pod.security()
+        pod.root = os.path.join(self.scratch, pod.name)
+        os.makedirs(pod.root)
+        volumes = {v["name"]: v for v in pod.spec.get("volumes", []) or []}
+        owner_gid = int(fs_group) if fs_group is not None else gid
+        for m in pod.container.get("volumeMounts", []) or []:
+            vol = volumes.get(m["name"], {"persistentVolumeClaim": {}})  # claim templates
+            path = os.path.join(pod.root, "vol", m["name"], m.get("subPath", ""))
+            if "configMap" in vol:
+                data = self.configmaps.get(vol["configMap"]["name"])
+                if data is None:
+                    raise RuntimeError(f"{pod.name}: volume {m['name']} names ConfigMap {vol['configMap']['name']}, not rendered")
+                if vol["configMap"].get("items"):
+                    raise RuntimeError(f"{pod.name}: ConfigMap volume items are not translated yet")
+                # The whole ConfigMap as a directory of files, or with subPath one key as a file.
+                files = {m["subPath"]: data.get(m["subPath"])} if m.get("subPath") else data
+                target = os.path.dirname(path) if m.get("subPath") else path
+                os.makedirs(target, exist_ok=True)
+                for k, v in files.items():
+                    if v is None:
+                        raise RuntimeError(f"{pod.name}: subPath {k} is no key of ConfigMap {vol['configMap']['name']}")
+                    open(os.path.join(target, k), "w").write(v)
+                    os.chmod(os.path.join(target, k), 0o644)
+            elif "secret" in vol:
+                raise RuntimeError(f"{pod.name}: Secret volumes are not translated yet")
+            else:
+                os.makedirs(path, exist_ok=True)
+            for dirpath, dirs, files in os.walk(os.path.join(pod.root, "vol", m["name"])):
+                os.chown(dirpath, uid if "configMap" not in vol else 0, owner_gid)
+                os.chmod(dirpath, 0o2775 if "configMap" not in vol else 0o755)
+            pod.mounts[m["mountPath"]] = path
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.name, "HOME": "/nonexistent"}
+        for ef in pod.container.get("envFrom", []) or []:
+            if "configMapRef" in ef:
+                env.update(self.configmaps.get(ef["configMapRef"]["name"], {}))
+            elif "secretRef" in ef:
+                raise RuntimeError(f"{pod.name}: envFrom secretRef is not translated yet")
+        for e in pod.container.get("env", []) or []:
+            if "value" in e:
+                env[e["name"]] = expand(str(e["value"]), env)
+            elif "valueFrom" in e:
+                vf = e["valueFrom"]
+                if "secretKeyRef" in vf:
+                    env[e["name"]] = self.secret(vf["secretKeyRef"]["name"], vf["secretKeyRef"]["key"])
+                elif "configMapKeyRef" in vf:
+                    env[e["name"]] = self.configmaps[vf["configMapKeyRef"]["name"]][vf["configMapKeyRef"]["key"]]
+                elif "fieldRef" in vf:
+                    field = vf["fieldRef"]["fieldPath"]
+                    env[e["name"]] = {
+                        "metadata.name": pod.name,
+                        "metadata.namespace": self.namespace,
+                        "status.podIP": pod.ip,
+                    }.get(field) or fail(f"{pod.name}: fieldRef {field} is not translated yet")
+                else:
+                    raise RuntimeError(f"{pod.name}: env {e['name']}: valueFrom {list(vf)} is not translated yet")
+            else:
+                env[e["name"]] = ""
+        pod.env = {k: self.local(pod, v) for k, v in env.items()}
+
+    def local(self, pod, value):
+        """A value with every mount path rewritten to its scratch directory, in one pass (a
+        rewritten path is never rewritten again), the longest mount path first."""
+        if not pod.mounts:
+            return value
+        alternatives = "|".join(re.escape(m) for m in sorted(pod.mounts, key=len, reverse=True))
+        return re.sub(rf"(?<![\w/.])({alternatives})(?=/|$|[\s:;,'\"])", lambda m: pod.mounts[m.group(1)], value)
+
+    def argv(self, pod):
+        c = pod.container
+        return [self.local(pod, expand(a, pod.env)) for a in (c.get("command") or []) + (c.get("args") or [])]
+
+    def spawn(self, pod, argv, log_name, cwd=None):
+        uid, gid, fs_group = pod.security()
+        groups = str(fs_group) if fs_group is not None else str(gid)
+        cmd = [
+            "ip", "netns", "exec", pod.ns,
+            "setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={groups}",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+            "env", "-i", *[f"{k}={v}" for k, v in pod.env.items()],
+            *argv,
+        ]
+        out = open(os.path.join(self.scratch, f"{log_name}.log"), "ab")
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd or pod.root, start_new_session=True)
+
+    def as_pod(self, pod, argv, timeout=30, env=None):
+        """Runs one command in the pod's namespace, as its user, with its env; returns the result."""
+        uid, gid, _ = pod.security() if pod.kind != "Client" else (65534, 65534, None)
+        e = dict(pod.env if pod.kind != "Client" else {"PATH": "/usr/bin:/bin"})
+        e.update(env or {})
+        cmd = ["ip", "netns", "exec", pod.ns, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+               "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "env", "-i",
+               *[f"{k}={v}" for k, v in e.items()], *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/")
+
+    # --- the images' entrypoint contracts, on the local installs -----------------------
+
+    def start(self, pod):
+        kind = pod.adapter()
+        argv = self.argv(pod)
+        if kind == "postgres":
+            # The postgres image's entrypoint: a first start initialises $PGDATA with
+            # $POSTGRES_USER as superuser whose password is $POSTGRES_PASSWORD, password
+            # authentication for every host, then runs `postgres` with the args after it
+            # (docker-library/postgres 17/bookworm/docker-entrypoint.sh: docker_init_database_dir,
+            # pg_setup_hba_conf).
+            pgdata = pod.env.get("PGDATA") or fail(f"{pod.name}: no PGDATA")
+            pwfile = os.path.join(pod.root, "pwfile")
+            open(pwfile, "w").write(pod.env["POSTGRES_PASSWORD"])
+            uid, gid, _ = pod.security()
+            os.chown(pwfile, uid, gid)
+            r = self.as_pod(pod, [pg_bin("initdb"), "-D", pgdata, "-U", pod.env.get("POSTGRES_USER", "postgres"),
+                                  f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                                  "--encoding=UTF8", "--locale=C.UTF-8"], timeout=120)
+            os.unlink(pwfile)
+            if r.returncode != 0:
+                raise RuntimeError(f"initdb: {r.stderr.strip()[-400:]}")
+            with open(os.path.join(pgdata, "pg_hba.conf"), "a") as f:
+                f.write("host all all all scram-sha-256\n")
+            if argv[:1] != ["postgres"]:
+                raise RuntimeError(f"args {argv[:1]}: the postgres adapter expects `postgres ...`")
+            sock = pod.mounts.get("/var/run/postgresql") or fail(f"{pod.name}: no /var/run/postgresql mount")
+            argv = [pg_bin("postgres"), *argv[1:], "-D", pgdata, "-c", "listen_addresses=*", "-k", sock]
+        elif kind == "mariadb":
+            # The mysql image's entrypoint: a first start initialises the data directory, sets
+            # root's password to $MYSQL_ROOT_PASSWORD, creates $MYSQL_DATABASE and $MYSQL_USER
+            # (password $MYSQL_PASSWORD) with every right on it (docker-library/mysql
+            # 8.4/docker-entrypoint.sh, docker_setup_db); MariaDB stands in for MySQL.
+            datadir = pod.mounts.get("/var/lib/mysql") or fail(f"{pod.name}: no /var/lib/mysql mount")
+            run_dir = pod.mounts.get("/var/run/mysqld") or fail(f"{pod.name}: no /var/run/mysqld mount")
+            tmp = pod.mounts.get("/tmp", os.path.join(pod.root, "vol"))
+            r = self.as_pod(pod, ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}",
+                                  "--skip-test-db"], timeout=180)
+            if r.returncode != 0:
+                raise RuntimeError(f"mariadb-install-db: {(r.stderr or r.stdout).strip()[-400:]}")
+            db, user = pod.env.get("MYSQL_DATABASE"), pod.env.get("MYSQL_USER")
+            sql = [f"ALTER USER 'root'@'localhost' IDENTIFIED BY {sql_str(pod.env['MYSQL_ROOT_PASSWORD'])};"]
+            # MYSQL_ROOT_HOST defaults to '%': the image lets root in from any host with its
+            # password (docker-library/mysql 8.4/docker-entrypoint.sh, docker_setup_db).
+            root_host = pod.env.get("MYSQL_ROOT_HOST", "%")
+            if root_host != "localhost":
+                sql.append(f"CREATE USER IF NOT EXISTS 'root'@{sql_str(root_host)} IDENTIFIED BY {sql_str(pod.env['MYSQL_ROOT_PASSWORD'])};")
+                sql.append(f"GRANT ALL ON *.* TO 'root'@{sql_str(root_host)} WITH GRANT OPTION;")
+            if db:
+                sql.append(f"CREATE DATABASE IF NOT EXISTS `{db}`;")
+            if user:
+                sql.append(f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {sql_str(pod.env['MYSQL_PASSWORD'])};")
+                if db:
+                    sql.append(f"GRANT ALL ON `{db}`.* TO '{user}'@'%';")
+            init = os.path.join(run_dir, "init.sql")
+            open(init, "w").write("\n".join(sql) + "\n")
+            uid, gid, _ = pod.security()
+            os.chown(init, uid, gid)
+            os.chmod(init, 0o600)
+            argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={run_dir}/mysqld.sock",
+                    f"--pid-file={run_dir}/mysqld.pid", f"--tmpdir={tmp}", "--bind-address=0.0.0.0",
+                    f"--port={pod.container['ports'][0]['containerPort']}", f"--init-file={init}", *argv]
+        elif kind == "valkey":
+            # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
+            # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
+            if argv[:1] != ["valkey-server"]:
+                raise RuntimeError(f"args {argv[:1]}: the valkey adapter expects `valkey-server ...`")
+            argv = ["redis-server", *argv[1:]]
+            return self.spawn(pod, argv, pod.name, cwd=pod.mounts.get("/data"))
+        return self.spawn(pod, argv, pod.name)
+
+    # --- probes ---------------------------------------------------------------------------
+
+    def port(self, pod, port):
+        if isinstance(port, int):
+            return port
+        for p in pod.container.get("ports", []) or []:
+            if p.get("name") == port:
+                return p["containerPort"]
+        raise RuntimeError(f"{pod.name}: probe port {port!r} names no container port")
+
+    def probe_once(self, pod, probe):
+        """One run of a rendered probe, as the kubelet runs it: from the node for tcpSocket and
+        httpGet, in the container for exec. Returns None when it passes, else why not."""
+        timeout = probe.get("timeoutSeconds", 1)
+        if "tcpSocket" in probe:
+            port = self.port(pod, probe["tcpSocket"]["port"])
+            try:
+                socket.create_connection((pod.ip, port), timeout=timeout).close()
+                return None
+            except OSError as e:
+                return f"tcpSocket {port}: {e}"
+        if "httpGet" in probe:
+            h = probe["httpGet"]
+            port = self.port(pod, h["port"])
+            url = f"{h.get('scheme', 'HTTP').lower()}://{pod.ip}:{port}{h.get('path', '/')}"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as r:
+                    return None if 200 <= r.status < 400 else f"{url}: {r.status}"
+            except Exception as e:  # noqa: BLE001 - any failure is the probe's answer
+                return f"{url}: {e}"
+        if "exec" in probe:
+            r = self.as_pod(pod, [self.local(pod, a) for a in probe["exec"]["command"]], timeout=max(timeout, 5))
+            return None if r.returncode == 0 else f"exec: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-200:]}"
+        return f"probe kind {list(probe)} not translated"
+
+    def wait_ready(self, pod, deadline):
+        probe = pod.container.get("readinessProbe") or pod.container.get("startupProbe")
+        if probe is None:
+            return "no readiness probe rendered"
+        why = "not probed"
+        while time.monotonic() < deadline:
+            if pod.proc.poll() is not None:
+                return f"exited {pod.proc.returncode}: {tail(self.scratch, pod.name)}"
+            why = self.probe_once(pod, probe)
+            if why is None:
+                return None
+            time.sleep(0.5)
+        return f"not ready within {self.budget:.0f} s: {why}"
+
+    # --- the whole run --------------------------------------------------------------------
+
+    def go(self):
+        self.read()
+        self.net_up()
+        deadline = self.started + self.budget
+        for pod in self.pods:
+            try:
+                self.prepare(pod)
+                pod.proc = self.start(pod)
+            except Exception as e:  # noqa: BLE001 - reported per component
+                self.results[pod.name] = ("failed", str(e))
+        for pod in self.pods:
+            if pod.name in self.results:
+                continue
+            why = self.wait_ready(pod, deadline)
+            self.results[pod.name] = ("ready", f"{time.monotonic() - self.started:.1f} s") if why is None else ("failed", why)
+        self.all_ready = time.monotonic() - self.started
+        for job in self.jobs:
+            if job.spec.get("initContainers"):
+                job.skip_reason = "its init containers are not translated yet"
+            if job.adapter() is None or job.skip_reason:
+                self.skipped.append(job)
+                continue
+            self.results[job.name] = self.run_job(job, deadline)
+        self.checks = []
+        self.check_identity()
+        self.check_databases()
+        self.check_mysql()
+        self.check_valkey()
+
+    def run_job(self, job, deadline):
+        try:
+            self.prepare(job)
+            argv = self.argv(job)
+        except Exception as e:  # noqa: BLE001
+            return ("failed", str(e))
+        attempts = 0
+        while time.monotonic() < deadline:
+            attempts += 1
+            proc = self.spawn(job, argv, f"{job.name}.{attempts}")
+            try:
+                rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                kill(proc)
+                break
+            if rc == 0:
+                return ("completed", f"{time.monotonic() - self.started:.1f} s, attempt {attempts}")
+            if job.spec.get("restartPolicy") == "Never":
+                break
+            time.sleep(1)
+        return ("failed", f"did not complete within {self.budget:.0f} s: {tail(self.scratch, f'{job.name}.{attempts}')}")
+
+    # --- checks across components ---------------------------------------------------------
+
+    def check(self, name, ok, detail):
+        self.checks.append((name, ok, detail))
+
+    def check_identity(self):
+        """Each running program is the pod's rendered user and group, holds no capability, cannot
+        gain one (no_new_privs), and cannot write the system's directories."""
+        for pod in self.pods:
+            if self.results[pod.name][0] != "ready":
+                continue
+            uid, gid, _ = pod.security()
+            try:
+                status = dict(line.split(":", 1) for line in open(f"/proc/{pod.proc.pid}/status").read().splitlines())
+            except OSError as e:
+                self.check(f"{pod.workload}: runs as {uid}:{gid} without capabilities", False, str(e))
+                continue
+            uids, gids = status["Uid"].split(), status["Gid"].split()
+            ok = (set(uids) == {str(uid)} and set(gids) == {str(gid)} and int(status["CapEff"], 16) == 0
+                  and int(status["CapBnd"], 16) == 0 and status.get("NoNewPrivs", "").strip() == "1")
+            self.check(f"{pod.workload}: runs as {uid}:{gid} without capabilities", ok,
+                       f"Uid {uids} Gid {gids} CapEff {status['CapEff'].strip()} CapBnd {status['CapBnd'].strip()}")
+            # Outside its volumes the program's user owns nothing of the system it could change.
+            r = self.as_pod(pod, ["sh", "-c", "for d in / /etc /usr /var/lib; do : > $d/.proving-write && echo $d; done; true"])
+            self.check(f"{pod.workload}: cannot write /, /etc, /usr, /var/lib", r.stdout.strip() == "",
+                       f"wrote into {r.stdout.split()}")
+
+    def check_databases(self):
+        """Every role the databases Job's SQL creates connects to its own database with its own
+        generated credential, is no superuser, is refused with a wrong password and cannot open
+        another application's database."""
+        for job in self.jobs:
+            if job.adapter() != "postgres" or self.results.get(job.name, ("",))[0] != "completed":
+                continue
+            # The SQL the Job ran: the ConfigMaps it mounts.
+            names = [v["configMap"]["name"] for v in job.spec.get("volumes", []) or [] if "configMap" in v]
+            sql = "\n".join(v for n in names for v in self.configmaps.get(n, {}).values())
+            host = re.search(r"-h\s+(\S+)", " ".join(self.argv(job)))
+            port = re.search(r"-p\s+(\d+)", " ".join(self.argv(job)))
+            host, port = host.group(1), port.group(1)
+            roles = re.findall(r"\\getenv app_password (\w+)\s*\n\s*SELECT 'CREATE ROLE (\w+) LOGIN'", sql)
+            databases = dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+)", sql))
+            if not roles:
+                self.check(f"{job.name}: roles", False, "no role found in the Job's SQL")
+            for var, role in roles:
+                password = job.env.get(var) or ""
+                own = [d for d, o in databases.items() if o == role]
+                if not own:
+                    self.check(f"database of {role}", False, "the SQL creates no database owned by it")
+                    continue
+                q = ["psql", "-X", "-At", "-h", host, "-p", port, "-U", role, "-d", own[0], "-c",
+                     "SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user"]
+                r = self.as_pod(self.client, q, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
+                self.check(f"postgresql: {role} opens {own[0]} with its credential, no superuser",
+                           r.returncode == 0 and r.stdout.strip() == f"{role} false", (r.stdout + r.stderr).strip()[-200:])
+                r = self.as_pod(self.client, q, env={"PGPASSWORD": password + "x", "PGCONNECT_TIMEOUT": "5"})
+                self.check(f"postgresql: {role} refused with a wrong password",
+                           r.returncode != 0 and "password authentication failed" in r.stderr, r.stderr.strip()[-200:])
+                others = [d for d, o in databases.items() if o != role]
+                if others:
+                    q2 = [others[0] if i == q.index("-d") + 1 else a for i, a in enumerate(q)]
+                    r = self.as_pod(self.client, q2, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
+                    self.check(f"postgresql: {role} cannot open {others[0]}",
+                               r.returncode != 0 and "permission denied" in r.stderr, r.stderr.strip()[-200:])
+
+    def ready(self, adapter):
+        """The ready pods of an adapter, each with its Service's name and port (the address a
+        client in the workplace uses)."""
+        for pod in self.pods:
+            if pod.adapter() != adapter or self.results[pod.name][0] != "ready":
+                continue
+            svc = next(self.services_of(pod), None)
+            if svc is None:
+                self.check(f"{pod.workload}: a Service selects it", False, "no Service selects the pod")
+                continue
+            yield pod, svc["metadata"]["name"], str(svc["spec"]["ports"][0]["port"])
+
+    def check_mysql(self):
+        for pod, host, port in self.ready("mariadb"):
+            user, db = pod.env.get("MYSQL_USER"), pod.env.get("MYSQL_DATABASE")
+            base = ["mariadb", "--no-defaults", "-h", host, "-P", port, "-u", user, "-N", "-B", "--connect-timeout=5", db]
+            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}", "-e", "SELECT DATABASE()"])
+            self.check(f"{pod.workload}: {user} opens {db} with its credential",
+                       r.returncode == 0 and r.stdout.strip() == db, (r.stdout + r.stderr).strip()[-200:])
+            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}x", "-e", "SELECT 1"])
+            self.check(f"{pod.workload}: {user} refused with a wrong password",
+                       r.returncode != 0 and "Access denied" in r.stderr, r.stderr.strip()[-200:])
+
+    def check_valkey(self):
+        for pod, host, port in self.ready("valkey"):
+            password = pod.env.get("VALKEY_PASSWORD", "")
+            for what, auth, expected in (
+                ("refuses a command without the password", [], "NOAUTH"),
+                ("refuses a wrong password", ["-a", "not-" + password], "WRONGPASS"),
+                ("accepts it with the rendered password", ["-a", password], "OK"),
+            ):
+                r = self.as_pod(self.client, ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", *auth, "SET", "k", "v"])
+                out = (r.stdout + r.stderr).strip()
+                ok = out == "OK" if expected == "OK" else expected in out
+                self.check(f"{pod.workload}: {what}", ok, out[-200:])
+
+    def services_of(self, pod):
+        for svc in self.services:
+            sel = svc["spec"].get("selector") or {}
+            if sel and all(pod.labels.get(k) == v for k, v in sel.items()) and svc["spec"].get("clusterIP") != "None":
+                yield svc
+
+    # --- output and cleanup ---------------------------------------------------------------
+
+    def report(self):
+        ran = [j for j in self.jobs if j.adapter() and not j.skip_reason]
+        print(f"proving ground: {len(self.pods) + len(ran)} of the {len(self.pods) + len(self.skipped) + len(self.jobs)} rendered pods run here")
+        failed = False
+        for pod in self.pods + [j for j in self.jobs if j.adapter() and not j.skip_reason]:
+            state, detail = self.results.get(pod.name, ("failed", "not started"))
+            failed |= state == "failed"
+            label = "ran and ready" if state == "ready" else "ran and completed" if state == "completed" else "ran and FAILED"
+            print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter())}]")
+        for pod in self.skipped:
+            reason = pod.skip_reason or next((r for k, r in NOT_HERE.items() if k in pod.image),
+                                             f"no local stand-in for {pod.image}")
+            if pod.kind == "CronJob":
+                reason = f"{reason}; a CronJob (runs later, with the object store)"
+            print(f"  {pod.name:32} not runnable here ({reason})")
+        print("checks:")
+        for name, ok, detail in self.checks:
+            failed |= not ok
+            print(f"  {'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"))
+        print(f"start to all ready: {self.all_ready:.1f} s; whole run {time.monotonic() - self.started:.1f} s", flush=True)
+        return 1 if failed else 0
+
+    def down(self):
+        for pod in self.pods:
+            if pod.proc is not None:
+                kill(pod.proc)
+        for ns in self.netns:
+            subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        try:
+            os.rmdir("/etc/netns")  # only when no other namespace keeps files there
+        except OSError:
+            pass
+        if self.keep:
+            log(f"kept {self.scratch}")
+        else:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def stand_in(adapter):
+    if adapter == "postgres":
+        return "PostgreSQL " + re.search(r"\d+\.\d+", run([pg_bin("postgres"), "--version"]).stdout).group(0)
+    if adapter == "mariadb":
+        return "MariaDB " + re.search(r"\d+\.\d+\.\d+", run(["/usr/sbin/mariadbd", "--version"]).stdout).group(0)
+    if adapter == "valkey":
+        v = re.search(r"v=(\S+)", run(["redis-server", "--version"]).stdout)
+        return "Redis " + (v.group(1) if v else "?")
+    return "?"
+
+
+def expand(s, env):
+    """Kubernetes' $(VAR) expansion: a known variable is replaced, $$ escapes, an unknown one stays."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), s)
+
+
+def sql_str(s):
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def fail(msg):
+    raise RuntimeError(msg)
+
+
+def tail(scratch, name):
+    try:
+        return open(os.path.join(scratch, f"{name}.log"), errors="replace").read().strip()[-300:]
+    except OSError:
+        return "(no log)"
+
+
+def kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def mutants(docs):
+    """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
+    application role made superuser. Returns (mutated docs, names of the checks that must fail)."""
+    import copy
+
+    docs = copy.deepcopy(docs)
+    must_fail = set()
+    for d in docs:
+        if d.get("kind") == "Deployment" or d.get("kind") == "StatefulSet":
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            args = c.get("args") or []
+            if image_repo(c.get("image", "")) == "docker.io/valkey/valkey" and "--requirepass" in args:
+                i = args.index("--requirepass")
+                c["args"] = args[:i] + args[i + 2:]
+                must_fail.add(f"{d['metadata']['name']}: refuses a command without the password")
+        if d.get("kind") == "ConfigMap":
+            for k, v in (d.get("data") or {}).items():
+                m = re.search(r"ALTER ROLE (\w+) WITH LOGIN NOSUPERUSER", v)
+                if m:
+                    d["data"][k] = v.replace(m.group(0), f"ALTER ROLE {m.group(1)} WITH LOGIN SUPERUSER", 1)
+                    must_fail.add(f"postgresql: {m.group(1)} opens {m.group(1)} with its credential, no superuser")
+    return docs, must_fail
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("rendered", help="the YAML stream hexagone-operator render prints")
+    ap.add_argument("--budget", type=float, default=120, help="seconds for every pod to be ready and every Job to complete")
+    ap.add_argument("--mutants", action="store_true",
+                    help="then run a rendering made wrong (no Valkey password, a superuser role) and fail unless its checks fail")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("proving: needs root (network namespaces, setpriv)", file=sys.stderr)
+        return 2
+    docs = [d for d in yaml.safe_load_all(open(a.rendered)) if d]
+    if not docs:
+        print(f"proving: {a.rendered} holds no object", file=sys.stderr)
+        return 2
+    # A stopped run (tests/run's trap, a CI timeout) still removes its namespaces and processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    g = Ground(docs, a.budget, a.keep)
+    try:
+        g.go()
+        rc = g.report()
+    finally:
+        g.down()
+    if rc == 0 and a.mutants:
+        bad, must_fail = mutants(docs)
+        if not must_fail:
+            print("proving: the mutants found nothing to break (the rendering changed?)", file=sys.stderr)
+            return 1
+        m = Ground(bad, a.budget, False)
+        try:
+            m.go()
+        finally:
+            m.down()
+        failed = {name for name, ok, _ in m.checks if not ok}
+        print("mutants (a wrong rendering the checks must catch):")
+        for name in sorted(must_fail):
+            print(f"  {'caught' if name in failed else 'MISSED'} {name}")
+            rc |= 0 if name in failed else 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
