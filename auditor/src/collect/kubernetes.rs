@@ -2,12 +2,12 @@
 //! claims, Pods, Nodes, NodeAttestations, VolumeSnapshots and their contents — never the
 //! operator's conclusions). After every change (and every [`RESYNC`], for attestations that
 //! expire) it swaps the judge's node attestations for the ones it sees, works out where each
-//! bound volume is ([`super::volumes`]) and each ready snapshot ([`super::snapshots`]), judges
-//! each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
+//! bound volume is ([`super::volumes`]), each ready snapshot ([`super::snapshots`]) and each
+//! pod of a workplace namespace ([`super::pods`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
 //! as an HTTP request's observations are queued.
 //!
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
-//! claim (or the VolumeSnapshot), related to the node, so whoever runs the workload sees it
+//! claim (or the VolumeSnapshot, or the pod), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
@@ -260,6 +260,14 @@ async fn latest(
         .map_err(|e| e.to_string())
 }
 
+/// What a placement is of.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Volume,
+    Snapshot,
+    Pod,
+}
+
 /// One pass: judge every placement with the current attestations, queue the changed ones,
 /// wait for their commit. With `seed` (the first pass), an object this process has not
 /// recorded is compared with its latest entry in that ledger.
@@ -318,10 +326,16 @@ async fn pass(
             Vec::new()
         }),
     };
-    let placements: Vec<(Placement, bool)> = volumes
+    let pods = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
+        .unwrap_or_else(|e| {
+            tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
+            Vec::new()
+        });
+    let placements: Vec<(Placement, Kind)> = volumes
         .into_iter()
-        .map(|p| (p, false))
-        .chain(snapshots.into_iter().map(|p| (p, true)))
+        .map(|p| (p, Kind::Volume))
+        .chain(snapshots.into_iter().map(|p| (p, Kind::Snapshot)))
+        .chain(pods.into_iter().map(|p| (p, Kind::Pod)))
         .collect();
     // A volume gone and back is recorded again.
     recorded.retain(|id, _| placements.iter().any(|(p, _)| &p.object.id == id));
@@ -330,7 +344,7 @@ async fn pass(
     let mut items = Vec::new();
     let mut keys = Vec::new();
     let (total, mut in_ledger) = (placements.len(), 0usize);
-    for (p, snapshot) in placements {
+    for (p, kind) in placements {
         let id = p.object.id.clone();
         let (regarding, node) = (p.regarding, p.node.name.clone());
         let report = Report {
@@ -359,7 +373,7 @@ async fn pass(
                 if recorded.get(&id) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
                     items.push(submission);
-                    keys.push((id, key, regarding, node, reason, snapshot));
+                    keys.push((id, key, regarding, node, reason, kind));
                 }
             }
             Err(e) => tracing::warn!("kubernetes: {id}: not judged: {e}"),
@@ -390,7 +404,7 @@ async fn pass(
         .map_err(|_| CollectError::SequencerGone)?;
     match answer.await {
         Ok(Ok(committed)) => {
-            for ((id, key, regarding, node, reason, snapshot), outcome) in
+            for ((id, key, regarding, node, reason, kind), outcome) in
                 keys.into_iter().zip(&committed.entries)
             {
                 tracing::info!(
@@ -428,10 +442,11 @@ async fn pass(
                     }
                 }
                 recorded.insert(id, key);
-                if snapshot {
-                    service.shared.metrics.collected_snapshots.inc();
-                } else {
-                    service.shared.metrics.collected.inc();
+                let metrics = &service.shared.metrics;
+                match kind {
+                    Kind::Volume => metrics.collected.inc(),
+                    Kind::Snapshot => metrics.collected_snapshots.inc(),
+                    Kind::Pod => metrics.collected_pods.inc(),
                 }
             }
         }
