@@ -184,7 +184,7 @@ pub async fn run(
         store.map_err(|_| CollectError::NotReady(what))?;
     }
     tracing::info!("kubernetes: watching volumes, claims, pods, nodes and attestations");
-    let mut recorded: HashMap<String, String> = HashMap::new();
+    let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
     let mut seed = Some(ledger);
     // When the snapshot kinds were last looked for, and whether their absence was logged.
@@ -232,7 +232,7 @@ fn placement_key(o: &Observation) -> String {
     key
 }
 
-/// The latest observation of the collector's `object_id` (in its own store) in the ledger
+/// The latest entry about the collector's `object_id` (in its own store) in the ledger
 /// under the signed head the service's own sequencer published, if any: an entry about the
 /// same identifier in another store is not the volume's, and an entry row the database's owner
 /// rewrote is an error (the placement is then recorded again), never a reason to skip it.
@@ -240,7 +240,7 @@ async fn latest(
     ledger: &Ledger,
     service: &Service,
     object_id: &str,
-) -> Result<Option<Observation>, String> {
+) -> Result<Option<Body>, String> {
     let published = service
         .shared
         .checkpoint
@@ -256,8 +256,30 @@ async fn latest(
     ledger
         .latest_proven(object_id, Some(STORE), cp.size, &cp.root)
         .await
-        .map(|found| found.map(|(_, _, o)| o))
+        .map(|found| found.map(|(_, _, body)| body))
         .map_err(|e| e.to_string())
+}
+
+/// What the collector last recorded of an object: its identity and what decides whether a
+/// placement of it is recorded again ([`placement_key`]).
+#[derive(Debug, Clone)]
+struct Recorded {
+    object: crate::ledger::entry::ObjectId,
+    key: String,
+}
+
+/// An item of a pass waiting for its commit.
+enum Pending {
+    /// A placement judged, to raise an Event for when it is a violation.
+    Placed {
+        recorded: Recorded,
+        regarding: k8s_openapi::api::core::v1::ObjectReference,
+        node: String,
+        reason: Option<String>,
+        kind: Kind,
+    },
+    /// An object gone from the cluster (its identifier).
+    Removed(String),
 }
 
 /// What a placement is of.
@@ -275,7 +297,7 @@ async fn pass(
     view: &View,
     service: &Service,
     recorder: &Recorder,
-    recorded: &mut HashMap<String, String>,
+    recorded: &mut HashMap<String, Recorded>,
     seed: Option<Ledger>,
 ) -> Result<(), CollectError> {
     let attestations: Vec<NodeAttestation> = view
@@ -337,15 +359,37 @@ async fn pass(
         .chain(snapshots.into_iter().map(|p| (p, Kind::Snapshot)))
         .chain(pods.into_iter().map(|p| (p, Kind::Pod)))
         .collect();
-    // A volume gone and back is recorded again.
-    recorded.retain(|id, _| placements.iter().any(|(p, _)| &p.object.id == id));
     let geo = service.judge.snapshot();
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
     let mut keys = Vec::new();
+    // What this process recorded and the cluster no longer shows (a pod or claim deleted, a
+    // snapshot gone): recorded as removed, so its last placement stops standing for where it
+    // is; back later, it is recorded again.
+    let present: std::collections::HashSet<&str> = placements
+        .iter()
+        .map(|(p, _)| p.object.id.as_str())
+        .collect();
+    let mut gone: Vec<&Recorded> = recorded
+        .values()
+        .filter(|r| !present.contains(r.object.id.as_str()))
+        .collect();
+    gone.sort_by(|a, b| a.object.id.cmp(&b.object.id));
+    for r in gone {
+        items.push(crate::ingest::Submission::new(
+            None,
+            Body::Removal {
+                object: r.object.clone(),
+                observed_at: crate::ledger::entry::Timestamp::from_datetime(now),
+            },
+        ));
+        keys.push(Pending::Removed(r.object.id.clone()));
+    }
+    let removals = keys.len();
     let (total, mut in_ledger) = (placements.len(), 0usize);
     for (p, kind) in placements {
         let id = p.object.id.clone();
+        let object = p.object.clone();
         let (regarding, node) = (p.regarding, p.node.name.clone());
         let report = Report {
             id: None,
@@ -361,19 +405,31 @@ async fn pass(
                 let key = placement_key(o);
                 if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
                     match latest(ledger, service, &id).await {
-                        Ok(Some(last)) if placement_key(&last) == key => {
+                        Ok(Some(Body::Observation(last))) if placement_key(&last) == key => {
                             in_ledger += 1;
-                            recorded.insert(id.clone(), key.clone());
+                            recorded.insert(
+                                id.clone(),
+                                Recorded {
+                                    object: object.clone(),
+                                    key: key.clone(),
+                                },
+                            );
                         }
                         Ok(_) => {}
                         // Recorded again rather than missed.
                         Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
                     }
                 }
-                if recorded.get(&id) != Some(&key) {
+                if recorded.get(&id).map(|r| &r.key) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
                     items.push(submission);
-                    keys.push((id, key, regarding, node, reason, kind));
+                    keys.push(Pending::Placed {
+                        recorded: Recorded { object, key },
+                        regarding,
+                        node,
+                        reason,
+                        kind,
+                    });
                 }
             }
             Err(e) => tracing::warn!("kubernetes: {id}: not judged: {e}"),
@@ -383,7 +439,7 @@ async fn pass(
         tracing::info!(
             "kubernetes: first pass: {total} placements, {in_ledger} unchanged since their latest \
              entry in the ledger, {} to record",
-            items.len()
+            items.len() - removals
         );
     }
     if items.is_empty() {
@@ -404,9 +460,23 @@ async fn pass(
         .map_err(|_| CollectError::SequencerGone)?;
     match answer.await {
         Ok(Ok(committed)) => {
-            for ((id, key, regarding, node, reason, kind), outcome) in
-                keys.into_iter().zip(&committed.entries)
-            {
+            for (pending, outcome) in keys.into_iter().zip(&committed.entries) {
+                let (recorded_now, regarding, node, reason, kind) = match pending {
+                    Pending::Removed(id) => {
+                        tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
+                        recorded.remove(&id);
+                        service.shared.metrics.collected_removals.inc();
+                        continue;
+                    }
+                    Pending::Placed {
+                        recorded,
+                        regarding,
+                        node,
+                        reason,
+                        kind,
+                    } => (recorded, regarding, node, reason, kind),
+                };
+                let id = recorded_now.object.id.clone();
                 tracing::info!(
                     "kubernetes: {id}: {} (entry {})",
                     outcome.verdict,
@@ -441,7 +511,7 @@ async fn pass(
                         }
                     }
                 }
-                recorded.insert(id, key);
+                recorded.insert(id, recorded_now);
                 let metrics = &service.shared.metrics;
                 match kind {
                     Kind::Volume => metrics.collected.inc(),

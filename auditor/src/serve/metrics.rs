@@ -32,6 +32,8 @@ pub struct Metrics {
     pub collected_snapshots: IntCounter,
     /// Pod placements the collector recorded.
     pub collected_pods: IntCounter,
+    /// Removals the collector recorded (objects gone from the cluster).
+    pub collected_removals: IntCounter,
     /// Warning Events raised on claims (or VolumeSnapshots) whose placement was recorded as a
     /// violation.
     pub violation_events: IntCounter,
@@ -113,6 +115,10 @@ impl Metrics {
                 "hexagone_auditor_collected_pods_total",
                 "Pod placements of workplace namespaces the Kubernetes collector recorded (new, moved, or judged differently).",
             )?,
+            collected_removals: IntCounter::new(
+                "hexagone_auditor_collected_removals_total",
+                "Objects the Kubernetes collector recorded as removed: a pod, claim or snapshot it had recorded is gone from the cluster.",
+            )?,
             violation_events: IntCounter::new(
                 "hexagone_auditor_violation_events_total",
                 "Warning Events raised on claims, VolumeSnapshots or pods whose placement was recorded in violation.",
@@ -148,6 +154,8 @@ impl Metrics {
         m.registry
             .register(Box::new(m.collected_snapshots.clone()))?;
         m.registry.register(Box::new(m.collected_pods.clone()))?;
+        m.registry
+            .register(Box::new(m.collected_removals.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
         m.registry.register(Box::new(m.collector_passes.clone()))?;

@@ -255,6 +255,7 @@ fn recorded(db: &str, out: &std::path::Path) -> Result<Vec<String>, String> {
                 o.locality.subject,
                 o.locality.verdict.as_str()
             ),
+            Body::Removal { object, .. } => format!("{} {} removed", object.id, object.class),
             other => panic!("not an observation: {other:?}"),
         })
         .collect())
@@ -787,14 +788,24 @@ async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
     withdraw_attestation(&bed).await;
     let ok_gone = "pod/intranet/exo-0 pod ovh-gra-1 violation";
     wait_for(&auditor.db, dir.path(), &[ok, miner, ok_gone]).await;
+    // The intruder deleted: recorded as removed, so its violation is resolved, not left open
+    // for a pod that no longer exists.
+    Api::<Pod>::namespaced(bed.client(), NS)
+        .delete("miner", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let removed = "pod/intranet/miner pod removed";
+    wait_for(&auditor.db, dir.path(), &[ok, miner, ok_gone, removed]).await;
     let metrics = get(&auditor.addr, "/metrics");
-    assert!(
-        metrics.contains("hexagone_auditor_collected_pods_total 3"),
-        "{metrics}"
-    );
+    for want in [
+        "hexagone_auditor_collected_pods_total 3",
+        "hexagone_auditor_collected_removals_total 1",
+    ] {
+        assert!(metrics.contains(want), "{want} not in {metrics}");
+    }
     auditor.stop_and_verify(
         dir.path(),
-        3,
+        4,
         "verdicts: 1 compliant, 2 violation, 0 unknown",
     );
 }
