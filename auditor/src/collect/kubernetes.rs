@@ -273,7 +273,7 @@ enum Pending {
     /// A placement judged, to raise an Event for when it is a violation.
     Placed {
         recorded: Recorded,
-        regarding: k8s_openapi::api::core::v1::ObjectReference,
+        regarding: Box<k8s_openapi::api::core::v1::ObjectReference>,
         node: String,
         reason: Option<String>,
         kind: Kind,
@@ -390,7 +390,7 @@ async fn pass(
     for (p, kind) in placements {
         let id = p.object.id.clone();
         let object = p.object.clone();
-        let (regarding, node) = (p.regarding, p.node.name.clone());
+        let (regarding, node) = (Box::new(p.regarding), p.node.name.clone());
         let report = Report {
             id: None,
             object: p.object,
