@@ -363,16 +363,33 @@ async fn pass(
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
     let mut keys = Vec::new();
-    // What this process recorded and the cluster no longer shows (a pod or claim deleted, a
-    // snapshot gone): recorded as removed, so its last placement stops standing for where it
-    // is; back later, it is recorded again.
-    let present: std::collections::HashSet<&str> = placements
+    // What this process recorded and the cluster no longer holds (a pod deleted, a claim's
+    // volume released, a snapshot deleted): recorded as removed, so its last placement stops
+    // standing for where it is; back later, it is recorded again. A volume that still exists
+    // but is on no node for a while (its pod moving) is not removed: only its next placement
+    // is recorded.
+    let mut present: std::collections::HashSet<String> = placements
         .iter()
-        .map(|(p, _)| p.object.id.as_str())
+        .map(|(p, _)| p.object.id.clone())
         .collect();
+    for pv in pvs.iter() {
+        let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        if let (true, Some(c)) = (bound, pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()))
+            && let (Some(ns), Some(name)) = (&c.namespace, &c.name)
+        {
+            present.insert(format!("volume/{ns}/{name}"));
+        }
+    }
+    if let Some(view) = &view.snapshots {
+        for s in view.snapshots.state() {
+            if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                present.insert(format!("snapshot/{ns}/{name}"));
+            }
+        }
+    }
     let mut gone: Vec<&Recorded> = recorded
         .values()
-        .filter(|r| !present.contains(r.object.id.as_str()))
+        .filter(|r| !present.contains(&r.object.id))
         .collect();
     gone.sort_by(|a, b| a.object.id.cmp(&b.object.id));
     for r in gone {
