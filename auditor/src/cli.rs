@@ -701,29 +701,34 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
         Ok(names) => names,
         Err(e) => return invalid(format!("its checkpoint {e}")),
     };
-    let Body::Observation(o) = &entry.body else {
+    let Some(about) = entry.body.object() else {
         return invalid(format!(
             "entry {} is a key rotation, not an observation of an object",
             entry.seq
         ));
     };
     if let Some(object) = &a.object
-        && o.object.id != *object
+        && about.id != *object
     {
         return invalid(format!(
             "the proof is for object {:?} (entry {}), not {object:?}",
-            o.object.id, entry.seq
+            about.id, entry.seq
         ));
     }
     if let Some(store) = &a.store
-        && o.object.store != *store
+        && about.store != *store
     {
         return invalid(format!(
             "the proof is for an object of store {:?} (entry {}), not {store:?}",
-            o.object.store, entry.seq
+            about.store, entry.seq
         ));
     }
-    if !policies.is_empty()
+    let observation = match &entry.body {
+        Body::Observation(o) => Some(o),
+        _ => None,
+    };
+    if let Some(o) = observation
+        && !policies.is_empty()
         && let Err(e) = crate::judge::Replayer::new(policies).check(o)
     {
         return invalid(format!(
@@ -731,7 +736,6 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
             entry.seq
         ));
     }
-    let l = &o.locality;
     println!(
         "valid: entry {} is in the log {} of {} entries, root {}, signed by {} (SHA256:{})",
         entry.seq,
@@ -744,6 +748,14 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
     if !cosigners.is_empty() {
         println!("checkpoint cosigned by: {}", cosigners.join(", "));
     }
+    let Some(o) = observation else {
+        println!(
+            "object {} (store {}, class {}) recorded as removed {}",
+            about.id, about.store, about.class, entry.time
+        );
+        return Ok(0);
+    };
+    let l = &o.locality;
     println!(
         "object {} (store {}, class {}), recorded {}",
         o.object.id, o.object.store, o.object.class, entry.time

@@ -323,6 +323,7 @@ impl From<Entry> for EntryFacts {
     fn from(e: Entry) -> Self {
         let (new_key, verdict) = match e.body {
             Body::KeyRotation { new_key } => (Some(new_key), None),
+            Body::Removal { .. } => (None, None),
             Body::Observation(o) => (
                 None,
                 Some(match o.locality.verdict {

@@ -2,12 +2,12 @@
 //! claims, Pods, Nodes, NodeAttestations, VolumeSnapshots and their contents — never the
 //! operator's conclusions). After every change (and every [`RESYNC`], for attestations that
 //! expire) it swaps the judge's node attestations for the ones it sees, works out where each
-//! bound volume is ([`super::volumes`]) and each ready snapshot ([`super::snapshots`]), judges
-//! each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
+//! bound volume is ([`super::volumes`]), each ready snapshot ([`super::snapshots`]) and each
+//! pod of a workplace namespace ([`super::pods`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
 //! as an HTTP request's observations are queued.
 //!
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
-//! claim (or the VolumeSnapshot), related to the node, so whoever runs the workload sees it
+//! claim (or the VolumeSnapshot, or the pod), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
@@ -184,7 +184,7 @@ pub async fn run(
         store.map_err(|_| CollectError::NotReady(what))?;
     }
     tracing::info!("kubernetes: watching volumes, claims, pods, nodes and attestations");
-    let mut recorded: HashMap<String, String> = HashMap::new();
+    let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
     let mut seed = Some(ledger);
     // When the snapshot kinds were last looked for, and whether their absence was logged.
@@ -232,7 +232,7 @@ fn placement_key(o: &Observation) -> String {
     key
 }
 
-/// The latest observation of the collector's `object_id` (in its own store) in the ledger
+/// The latest entry about the collector's `object_id` (in its own store) in the ledger
 /// under the signed head the service's own sequencer published, if any: an entry about the
 /// same identifier in another store is not the volume's, and an entry row the database's owner
 /// rewrote is an error (the placement is then recorded again), never a reason to skip it.
@@ -240,7 +240,7 @@ async fn latest(
     ledger: &Ledger,
     service: &Service,
     object_id: &str,
-) -> Result<Option<Observation>, String> {
+) -> Result<Option<Body>, String> {
     let published = service
         .shared
         .checkpoint
@@ -256,8 +256,38 @@ async fn latest(
     ledger
         .latest_proven(object_id, Some(STORE), cp.size, &cp.root)
         .await
-        .map(|found| found.map(|(_, _, o)| o))
+        .map(|found| found.map(|(_, _, body)| body))
         .map_err(|e| e.to_string())
+}
+
+/// What the collector last recorded of an object: its identity and what decides whether a
+/// placement of it is recorded again ([`placement_key`]).
+#[derive(Debug, Clone)]
+struct Recorded {
+    object: crate::ledger::entry::ObjectId,
+    key: String,
+}
+
+/// An item of a pass waiting for its commit.
+enum Pending {
+    /// A placement judged, to raise an Event for when it is a violation.
+    Placed {
+        recorded: Recorded,
+        regarding: Box<k8s_openapi::api::core::v1::ObjectReference>,
+        node: String,
+        reason: Option<String>,
+        kind: Kind,
+    },
+    /// An object gone from the cluster (its identifier).
+    Removed(String),
+}
+
+/// What a placement is of.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Volume,
+    Snapshot,
+    Pod,
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,
@@ -267,7 +297,7 @@ async fn pass(
     view: &View,
     service: &Service,
     recorder: &Recorder,
-    recorded: &mut HashMap<String, String>,
+    recorded: &mut HashMap<String, Recorded>,
     seed: Option<Ledger>,
 ) -> Result<(), CollectError> {
     let attestations: Vec<NodeAttestation> = view
@@ -318,21 +348,66 @@ async fn pass(
             Vec::new()
         }),
     };
-    let placements: Vec<(Placement, bool)> = volumes
+    let pods = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
+        .unwrap_or_else(|e| {
+            tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
+            Vec::new()
+        });
+    let placements: Vec<(Placement, Kind)> = volumes
         .into_iter()
-        .map(|p| (p, false))
-        .chain(snapshots.into_iter().map(|p| (p, true)))
+        .map(|p| (p, Kind::Volume))
+        .chain(snapshots.into_iter().map(|p| (p, Kind::Snapshot)))
+        .chain(pods.into_iter().map(|p| (p, Kind::Pod)))
         .collect();
-    // A volume gone and back is recorded again.
-    recorded.retain(|id, _| placements.iter().any(|(p, _)| &p.object.id == id));
     let geo = service.judge.snapshot();
     let now = time::OffsetDateTime::now_utc();
     let mut items = Vec::new();
     let mut keys = Vec::new();
+    // What this process recorded and the cluster no longer holds (a pod deleted, a claim's
+    // volume released, a snapshot deleted): recorded as removed, so its last placement stops
+    // standing for where it is; back later, it is recorded again. A volume that still exists
+    // but is on no node for a while (its pod moving) is not removed: only its next placement
+    // is recorded.
+    let mut present: std::collections::HashSet<String> = placements
+        .iter()
+        .map(|(p, _)| p.object.id.clone())
+        .collect();
+    for pv in pvs.iter() {
+        let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        if let (true, Some(c)) = (bound, pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()))
+            && let (Some(ns), Some(name)) = (&c.namespace, &c.name)
+        {
+            present.insert(format!("volume/{ns}/{name}"));
+        }
+    }
+    if let Some(view) = &view.snapshots {
+        for s in view.snapshots.state() {
+            if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                present.insert(format!("snapshot/{ns}/{name}"));
+            }
+        }
+    }
+    let mut gone: Vec<&Recorded> = recorded
+        .values()
+        .filter(|r| !present.contains(&r.object.id))
+        .collect();
+    gone.sort_by(|a, b| a.object.id.cmp(&b.object.id));
+    for r in gone {
+        items.push(crate::ingest::Submission::new(
+            None,
+            Body::Removal {
+                object: r.object.clone(),
+                observed_at: crate::ledger::entry::Timestamp::from_datetime(now),
+            },
+        ));
+        keys.push(Pending::Removed(r.object.id.clone()));
+    }
+    let removals = keys.len();
     let (total, mut in_ledger) = (placements.len(), 0usize);
-    for (p, snapshot) in placements {
+    for (p, kind) in placements {
         let id = p.object.id.clone();
-        let (regarding, node) = (p.regarding, p.node.name.clone());
+        let object = p.object.clone();
+        let (regarding, node) = (Box::new(p.regarding), p.node.name.clone());
         let report = Report {
             id: None,
             object: p.object,
@@ -347,19 +422,31 @@ async fn pass(
                 let key = placement_key(o);
                 if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
                     match latest(ledger, service, &id).await {
-                        Ok(Some(last)) if placement_key(&last) == key => {
+                        Ok(Some(Body::Observation(last))) if placement_key(&last) == key => {
                             in_ledger += 1;
-                            recorded.insert(id.clone(), key.clone());
+                            recorded.insert(
+                                id.clone(),
+                                Recorded {
+                                    object: object.clone(),
+                                    key: key.clone(),
+                                },
+                            );
                         }
                         Ok(_) => {}
                         // Recorded again rather than missed.
                         Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
                     }
                 }
-                if recorded.get(&id) != Some(&key) {
+                if recorded.get(&id).map(|r| &r.key) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
                     items.push(submission);
-                    keys.push((id, key, regarding, node, reason, snapshot));
+                    keys.push(Pending::Placed {
+                        recorded: Recorded { object, key },
+                        regarding,
+                        node,
+                        reason,
+                        kind,
+                    });
                 }
             }
             Err(e) => tracing::warn!("kubernetes: {id}: not judged: {e}"),
@@ -369,7 +456,7 @@ async fn pass(
         tracing::info!(
             "kubernetes: first pass: {total} placements, {in_ledger} unchanged since their latest \
              entry in the ledger, {} to record",
-            items.len()
+            items.len() - removals
         );
     }
     if items.is_empty() {
@@ -390,9 +477,23 @@ async fn pass(
         .map_err(|_| CollectError::SequencerGone)?;
     match answer.await {
         Ok(Ok(committed)) => {
-            for ((id, key, regarding, node, reason, snapshot), outcome) in
-                keys.into_iter().zip(&committed.entries)
-            {
+            for (pending, outcome) in keys.into_iter().zip(&committed.entries) {
+                let (recorded_now, regarding, node, reason, kind) = match pending {
+                    Pending::Removed(id) => {
+                        tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
+                        recorded.remove(&id);
+                        service.shared.metrics.collected_removals.inc();
+                        continue;
+                    }
+                    Pending::Placed {
+                        recorded,
+                        regarding,
+                        node,
+                        reason,
+                        kind,
+                    } => (recorded, regarding, node, reason, kind),
+                };
+                let id = recorded_now.object.id.clone();
                 tracing::info!(
                     "kubernetes: {id}: {} (entry {})",
                     outcome.verdict,
@@ -427,11 +528,12 @@ async fn pass(
                         }
                     }
                 }
-                recorded.insert(id, key);
-                if snapshot {
-                    service.shared.metrics.collected_snapshots.inc();
-                } else {
-                    service.shared.metrics.collected.inc();
+                recorded.insert(id, recorded_now);
+                let metrics = &service.shared.metrics;
+                match kind {
+                    Kind::Volume => metrics.collected.inc(),
+                    Kind::Snapshot => metrics.collected_snapshots.inc(),
+                    Kind::Pod => metrics.collected_pods.inc(),
                 }
             }
         }

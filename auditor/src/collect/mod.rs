@@ -5,10 +5,12 @@
 //!   identity and class;
 //! - [`snapshots`]: pure — the VolumeSnapshot kinds, and which node holds each ready snapshot
 //!   (its source volume's);
+//! - [`pods`]: pure — every pod of a workplace namespace (labelled or not) and its node;
 //! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's and
-//!   snapshot's placement through the sequencer queue, again whenever its facts or verdict
+//!   snapshot's and pod's placement through the sequencer queue, again whenever its facts or verdict
 //!   change.
 
 pub mod kubernetes;
+pub mod pods;
 pub mod snapshots;
 pub mod volumes;

@@ -43,6 +43,20 @@ pub struct Placement {
     pub regarding: ObjectReference,
 }
 
+/// The node named, as the cluster reports it; its name alone when the cluster has no Node of
+/// that name (it is judged on no evidence, so never compliant).
+pub fn known(nodes: &HashMap<String, &Node>, name: &str) -> ReportedNode {
+    nodes.get(name).map_or_else(
+        || ReportedNode {
+            name: name.to_owned(),
+            provider_id: None,
+            labels: BTreeMap::new(),
+            addresses: Vec::new(),
+        },
+        |n| reported(n),
+    )
+}
+
 /// The node as the cluster reports it, in the ingest vocabulary.
 pub fn reported(node: &Node) -> ReportedNode {
     ReportedNode {
@@ -175,15 +189,7 @@ pub fn placements<'a>(
                 .or_else(|| claim_ref.uid.clone()),
             ..ObjectReference::default()
         };
-        let node = nodes.get(&node).map_or_else(
-            || ReportedNode {
-                name: node.clone(),
-                provider_id: None,
-                labels: BTreeMap::new(),
-                addresses: Vec::new(),
-            },
-            |n| reported(n),
-        );
+        let node = known(&nodes, &node);
         let mut h = Sha256::new();
         h.update(pv.metadata.uid.as_deref().unwrap_or_default());
         h.update(b"\n");

@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     BoundRow, CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyRow,
-    Report, Resolution, StoreRow, Totals, Verdicts, ViolationRow,
+    REMOVED, Report, Resolution, StoreRow, Totals, Verdicts, ViolationRow,
 };
-use crate::ledger::entry::{Assessment, Body, Entry, Observation, Source, Timestamp, Verdict};
+use crate::ledger::entry::{
+    Assessment, Body, Entry, ObjectId, Observation, Source, Timestamp, Verdict,
+};
 
 /// Entries with `from <= time < to`, by the sequencer's time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +76,14 @@ impl Aggregator {
     /// counts for the state (an object recorded once, such as a backup, stays in every later
     /// report); only the period's own entries count as its observations and policies.
     pub fn add(&mut self, entry: &Entry) {
-        let Body::Observation(o) = &entry.body else {
-            return;
-        };
         if entry.time >= self.window.to {
             return;
         }
+        let o = match &entry.body {
+            Body::Observation(o) => o,
+            Body::Removal { object, .. } => return self.remove(entry, object),
+            Body::KeyRotation { .. } => return,
+        };
         let in_period = self.window.contains(entry.time);
         let l = &o.locality;
         if in_period {
@@ -171,6 +175,35 @@ impl Aggregator {
                 open,
             },
         );
+    }
+
+    /// A removal: the object is no longer anywhere, so it leaves the state at the period's end;
+    /// a violation it still had is resolved by the removal when that falls in the period.
+    fn remove(&mut self, entry: &Entry, object: &ObjectId) {
+        let key = (
+            object.store.clone(),
+            object.class.clone(),
+            object.id.clone(),
+        );
+        let Some(state) = self.objects.remove(&key) else {
+            return;
+        };
+        if !self.window.contains(entry.time) {
+            return;
+        }
+        self.first_seq.get_or_insert(entry.seq);
+        self.last_seq = Some(entry.seq);
+        if let Some(mut v) = state.open {
+            v.resolved = Some(Resolution {
+                subject: String::new(),
+                subject_kind: REMOVED.into(),
+                country: String::new(),
+                seq: entry.seq,
+                time: entry.time.to_string(),
+            });
+            v.headline = resolved_headline(&v);
+            self.resolved.push(v);
+        }
     }
 
     /// The report over what was added, tied to `checkpoint`.
@@ -363,6 +396,20 @@ fn open_headline(v: &ViolationRow, now: &ObjectRow, period_from: &str) -> String
 /// One sentence for a resolved violation: where it was, where it went and when.
 fn resolved_headline(v: &ViolationRow) -> String {
     let r = v.resolved.as_ref().expect("a resolved violation");
+    if r.subject_kind == REMOVED {
+        return format!(
+            "{} ({} / {}) was removed at {}, from {} {} ({}); it had violated {} since {}.",
+            v.object,
+            v.store,
+            v.class,
+            r.time,
+            v.subject_kind,
+            v.subject,
+            v.country,
+            v.classification,
+            v.since
+        );
+    }
     if (r.subject.as_str(), r.subject_kind.as_str())
         == (v.subject.as_str(), v.subject_kind.as_str())
     {
@@ -624,6 +671,61 @@ mod tests {
              compliant, at 1970-01-03T00:00:00.000Z; it had violated Standard since \
              1970-01-02T00:00:00.000Z."
         );
+    }
+
+    /// A removal: the object leaves the state; a violation it still had is resolved by it, in
+    /// the removal's period only; a removal before the period closes it silently.
+    #[test]
+    fn a_removed_object_leaves_the_state_and_its_violation_is_resolved_by_the_removal() {
+        let removal = |seq: u64, day: i64, object: &str| Entry {
+            seq,
+            time: Timestamp(day * DAY),
+            prev: [0; 32],
+            body: Body::Removal {
+                object: ObjectId::new("minio/documents".into(), "document".into(), object.into())
+                    .unwrap(),
+                observed_at: Timestamp(day * DAY),
+            },
+        };
+        let entries = [
+            entry(0, 1, "pod-a", "fsn-1", "DE"),
+            entry(1, 1, "pod-b", "gra-3", "FR"),
+            removal(2, 3, "pod-a"),
+            removal(3, 3, "pod-b"),
+            // Another removal of an object no longer there changes nothing.
+            removal(4, 4, "pod-a"),
+        ];
+        let r = check(&entries, 2, 5);
+        assert!(objects(&r).is_empty(), "{:?}", objects(&r));
+        assert_eq!(r.totals.objects, 0);
+        assert!(r.open_violations.is_empty());
+        assert_eq!(
+            violations(&r.resolved_violations),
+            ["pod-a@fsn-1 since #0 last #0 x1 resolved #2 at  ()"]
+        );
+        assert_eq!(
+            r.resolved_violations[0]
+                .resolved
+                .as_ref()
+                .unwrap()
+                .subject_kind,
+            REMOVED
+        );
+        assert_eq!(
+            r.resolved_violations[0].headline,
+            "pod-a (minio/documents / document) was removed at 1970-01-04T00:00:00.000Z, from node \
+             fsn-1 (DE); it had violated Standard since 1970-01-02T00:00:00.000Z."
+        );
+        assert_eq!((r.totals.first_seq, r.totals.last_seq), (Some(2), Some(3)));
+        // Before the removal, the violation is open; after the removal's period, it is gone.
+        let before = check(&entries, 2, 3);
+        assert_eq!(
+            violations(&before.open_violations),
+            ["pod-a@fsn-1 since #0 last #0 x1"]
+        );
+        let after = check(&entries, 4, 6);
+        assert!(after.open_violations.is_empty() && after.resolved_violations.is_empty());
+        assert!(objects(&after).is_empty());
     }
 
     /// A backup is recorded once: it stays in every later report, its violation open (and

@@ -102,16 +102,19 @@ fn violation<M: Markup>(out: &mut String, v: &ViolationRow) {
         true,
     );
     if let Some(r) = &v.resolved {
-        M::paragraph(
-            out,
-            &format!(
-                "Resolved by entry {} at {}: compliant on {} {} ({}).",
-                r.seq,
-                e(&r.time),
+        let how = if r.subject_kind == super::REMOVED {
+            "the object was removed".to_owned()
+        } else {
+            format!(
+                "compliant on {} {} ({})",
                 e(&r.subject_kind),
                 M::strong_code(&r.subject),
                 e(&r.country)
-            ),
+            )
+        };
+        M::paragraph(
+            out,
+            &format!("Resolved by entry {} at {}: {how}.", r.seq, e(&r.time)),
             false,
         );
     }

@@ -349,17 +349,20 @@ pub struct ViolationRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resolution {
-    /// Node or endpoint holding the object since.
+    /// Node or endpoint holding the object since; empty when it was removed.
     pub subject: String,
-    /// `node` or `endpoint`.
+    /// `node` or `endpoint`; [`REMOVED`] when a removal entry resolved it (the object is gone).
     pub subject_kind: String,
-    /// Countries its location evidence names.
+    /// Countries its location evidence names; empty when it was removed.
     pub country: String,
     /// Entry position.
     pub seq: u64,
     /// Entry time.
     pub time: String,
 }
+
+/// The [`Resolution::subject_kind`] of a violation resolved by the object's removal.
+pub const REMOVED: &str = "removed";
 
 /// A report with its signature: the signed note over its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

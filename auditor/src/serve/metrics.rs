@@ -30,6 +30,10 @@ pub struct Metrics {
     pub collected: IntCounter,
     /// Snapshot placements recorded by the Kubernetes collector (`--kubernetes`).
     pub collected_snapshots: IntCounter,
+    /// Pod placements the collector recorded.
+    pub collected_pods: IntCounter,
+    /// Removals the collector recorded (objects gone from the cluster).
+    pub collected_removals: IntCounter,
     /// Warning Events raised on claims (or VolumeSnapshots) whose placement was recorded as a
     /// violation.
     pub violation_events: IntCounter,
@@ -107,9 +111,17 @@ impl Metrics {
                 "hexagone_auditor_collected_snapshots_total",
                 "VolumeSnapshot placements the Kubernetes collector recorded (new, moved with their volume, or judged differently).",
             )?,
+            collected_pods: IntCounter::new(
+                "hexagone_auditor_collected_pods_total",
+                "Pod placements of workplace namespaces the Kubernetes collector recorded (new, moved, or judged differently).",
+            )?,
+            collected_removals: IntCounter::new(
+                "hexagone_auditor_collected_removals_total",
+                "Objects the Kubernetes collector recorded as removed: a pod, claim or snapshot it had recorded is gone from the cluster.",
+            )?,
             violation_events: IntCounter::new(
                 "hexagone_auditor_violation_events_total",
-                "Warning Events raised on claims or VolumeSnapshots whose placement was recorded in violation.",
+                "Warning Events raised on claims, VolumeSnapshots or pods whose placement was recorded in violation.",
             )?,
             event_errors: IntCounter::new(
                 "hexagone_auditor_event_errors_total",
@@ -141,6 +153,9 @@ impl Metrics {
         m.registry.register(Box::new(m.collected.clone()))?;
         m.registry
             .register(Box::new(m.collected_snapshots.clone()))?;
+        m.registry.register(Box::new(m.collected_pods.clone()))?;
+        m.registry
+            .register(Box::new(m.collected_removals.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
         m.registry.register(Box::new(m.collector_passes.clone()))?;

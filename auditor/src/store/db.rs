@@ -270,16 +270,9 @@ pub fn store_object_key(store: &str, object_id: &str) -> i64 {
 /// [`store_object_key`] (none for a key rotation or a text that does not decode: the index is
 /// derived, and every reader checks the entry a row points to).
 fn entry_keys(text: &str, scratch: &mut String) -> Option<[i64; 2]> {
-    match crate::ledger::entry::Entry::decode_with(text.as_bytes(), scratch)
-        .ok()?
-        .body
-    {
-        crate::ledger::entry::Body::Observation(o) => Some([
-            object_key(&o.object.id),
-            store_object_key(&o.object.store, &o.object.id),
-        ]),
-        crate::ledger::entry::Body::KeyRotation { .. } => None,
-    }
+    let entry = crate::ledger::entry::Entry::decode_with(text.as_bytes(), scratch).ok()?;
+    let o = entry.body.object()?;
+    Some([object_key(&o.id), store_object_key(&o.store, &o.id)])
 }
 
 /// How often a SQLite pool's checkpoint task copies the write-ahead log into the database file
@@ -308,10 +301,7 @@ async fn checkpoint_wal(pool: SqlitePool) {
 
 /// The [`object_key`] of the object an entry body is about (none for a key rotation).
 pub fn body_key(body: &crate::ledger::entry::Body) -> Option<i64> {
-    match body {
-        crate::ledger::entry::Body::Observation(o) => Some(object_key(&o.object.id)),
-        crate::ledger::entry::Body::KeyRotation { .. } => None,
-    }
+    body.object().map(|o| object_key(&o.id))
 }
 
 fn to_i64(v: u64) -> i64 {

@@ -22,7 +22,7 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, open_checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, EncodedBody, Entry, Observation, Prepared, Timestamp};
+use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -945,7 +945,8 @@ impl Ledger {
     }
 
     /// The newest entry about the object `object_id` of `store` in the signed tree of `size`
-    /// entries and root `root`: its sequence number, text and observation. With `store` the
+    /// entries and root `root`: its sequence number, text and body (an observation, or the
+    /// removal that says the object is gone). With `store` the
     /// index rows of that (store, identifier) pair are read ([`db::store_object_key`]), so
     /// entries about the same identifier in other stores are not even candidates; the rows are
     /// read to their end (never cut at a number of rows). Without `store` the rows of the
@@ -965,7 +966,7 @@ impl Ledger {
         store: Option<&str>,
         size: u64,
         root: &Hash,
-    ) -> Result<Option<(u64, String, Observation)>, StoreError> {
+    ) -> Result<Option<(u64, String, Body)>, StoreError> {
         let key = match store {
             Some(s) => db::store_object_key(s, object_id),
             None => db::object_key(object_id),
@@ -981,35 +982,31 @@ impl Ledger {
                         "entry {seq}: the object index names it for {object_id:?}, but it is not stored below the signed head (size {size})"
                     ))
                 })?;
-                let about = match Entry::decode(text.as_bytes()) {
-                    Ok(Entry {
-                        body: Body::Observation(o),
-                        seq: at,
-                        ..
-                    }) if at == seq && o.object.id == object_id => Some(o),
-                    _ => None,
-                };
-                let Some(o) = about else {
+                let about = Entry::decode(text.as_bytes()).ok().and_then(|e| {
+                    let store = e.body.object()?.store.clone();
+                    (e.seq == seq && e.body.object()?.id == object_id).then_some((store, e.body))
+                });
+                let Some((found_in, body)) = about else {
                     // Another entry (a forged index row, or a key shared by chance): set aside
                     // only once proven genuine.
                     self.proven_text(seq, size, root, &text).await?;
                     continue;
                 };
                 match store {
-                    Some(s) if o.object.store == s => {
+                    Some(s) if found_in == s => {
                         self.proven_text(seq, size, root, &text).await?;
-                        return Ok(Some((seq, text, o)));
+                        return Ok(Some((seq, text, body)));
                     }
                     Some(_) => {
                         self.proven_text(seq, size, root, &text).await?;
                     }
                     None => {
-                        if !stores.contains(&o.object.store) {
+                        if !stores.contains(&found_in) {
                             self.proven_text(seq, size, root, &text).await?;
-                            stores.push(o.object.store.clone());
+                            stores.push(found_in);
                         }
                         if found.is_none() {
-                            found = Some((seq, text, o));
+                            found = Some((seq, text, body));
                         }
                     }
                 }

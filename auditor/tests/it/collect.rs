@@ -255,6 +255,7 @@ fn recorded(db: &str, out: &std::path::Path) -> Result<Vec<String>, String> {
                 o.locality.subject,
                 o.locality.verdict.as_str()
             ),
+            Body::Removal { object, .. } => format!("{} {} removed", object.id, object.class),
             other => panic!("not an observation: {other:?}"),
         })
         .collect())
@@ -732,6 +733,80 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
         dir.path(),
         9,
         "verdicts: 2 compliant, 7 violation, 0 unknown",
+    );
+}
+
+/// A pod without volumes on `node` in `namespace`, labelled part of a workplace or not.
+async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, part_of: bool) {
+    let pods = Api::<Pod>::namespaced(bed.client(), namespace);
+    let labels = part_of.then(|| json!({"app.kubernetes.io/part-of": "hexagone-workplace"}));
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"nodeName": node, "automountServiceAccountToken": false,
+                 "containers": [{"name": "app", "image": "app:1"}]}
+    }))
+    .unwrap();
+    eventually(&format!("pod {name} created"), || {
+        let (pods, pod) = (pods.clone(), pod.clone());
+        async move {
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}
+
+/// Class 5 of the operator's hostile review: a pod with no volume processes the workplace's
+/// data where it runs. Every pod of a workplace's namespace is recorded where it runs, the
+/// one started there without the operator's labels too; pods of other namespaces are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
+    let bed = cluster().await;
+    bare_pod(&bed, NS, "exo-0", FR, true).await;
+    // Started in the workplace's namespace by someone else, on the German node, no labels,
+    // no volume: the placement the operator never sees.
+    bare_pod(&bed, NS, "miner", DE, false).await;
+    // Outside any workplace: not the auditor's business.
+    bare_pod(&bed, "default", "elsewhere", DE, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::start(&bed, dir.path()).await;
+    let ok = "pod/intranet/exo-0 pod ovh-gra-1 compliant";
+    let miner = "pod/intranet/miner pod hetzner-fsn-1 violation";
+    wait_for(&auditor.db, dir.path(), &[ok, miner]).await;
+    let notes = violation_events(&bed, "Pod", 1).await;
+    assert!(
+        notes.len() == 1
+            && notes[0].starts_with(
+                "miner on node hetzner-fsn-1: violation first recorded in ledger entry 1"
+            ),
+        "{notes:?}"
+    );
+    // The attestation withdrawn: the workplace's own pod on that node becomes a violation.
+    withdraw_attestation(&bed).await;
+    let ok_gone = "pod/intranet/exo-0 pod ovh-gra-1 violation";
+    wait_for(&auditor.db, dir.path(), &[ok, miner, ok_gone]).await;
+    // The intruder deleted: recorded as removed, so its violation is resolved, not left open
+    // for a pod that no longer exists.
+    Api::<Pod>::namespaced(bed.client(), NS)
+        .delete("miner", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let removed = "pod/intranet/miner pod removed";
+    wait_for(&auditor.db, dir.path(), &[ok, miner, ok_gone, removed]).await;
+    let metrics = get(&auditor.addr, "/metrics");
+    for want in [
+        "hexagone_auditor_collected_pods_total 3",
+        "hexagone_auditor_collected_removals_total 1",
+    ] {
+        assert!(metrics.contains(want), "{want} not in {metrics}");
+    }
+    auditor.stop_and_verify(
+        dir.path(),
+        4,
+        "verdicts: 1 compliant, 2 violation, 0 unknown",
     );
 }
 

@@ -328,10 +328,22 @@ impl RawEntry<'_> {
                 let new_key = text("new_key", self.new_key)?;
                 Body::KeyRotation { new_key }
             }
+            "removal" => Body::Removal {
+                object: ObjectId {
+                    store: text("store", self.store)?,
+                    class: text("class", self.class)?,
+                    id: text("object", self.object)?,
+                },
+                observed_at: Timestamp::parse(&required("observed_at", self.observed_at)?)
+                    .map_err(|_| EntryError::Field {
+                        field: "observed_at",
+                        problem: "not YYYY-MM-DDTHH:MM:SS.mmmZ".into(),
+                    })?,
+            },
             other => {
                 return Err(EntryError::Field {
                     field: "kind",
-                    problem: format!("{other:?} is not one of observation, key-rotation"),
+                    problem: format!("{other:?} is not one of observation, key-rotation, removal"),
                 });
             }
         };

@@ -26,6 +26,20 @@ impl Body {
                 push_str(out, new_key);
                 out.push('}');
             }
+            Body::Removal {
+                object,
+                observed_at,
+            } => {
+                out.push_str("\",\"kind\":\"removal\",\"store\":");
+                push_str(out, &object.store);
+                out.push_str(",\"class\":");
+                push_str(out, &object.class);
+                out.push_str(",\"object\":");
+                push_str(out, &object.id);
+                out.push_str(",\"observed_at\":\"");
+                observed_at.write(out);
+                out.push_str("\"}");
+            }
         }
     }
 }
@@ -226,7 +240,7 @@ pub(super) fn push_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use crate::entry::testing::{check, sample};
-    use crate::entry::{GENESIS_PREV, fixture};
+    use crate::entry::{GENESIS_PREV, ObjectId, fixture};
 
     #[test]
     fn canonical_encoding_is_stable() {
@@ -258,6 +272,40 @@ mod tests {
             },
         };
         check(&rot.encode(), None);
+        let removal = Entry {
+            seq: 10,
+            time: Timestamp(1_000),
+            prev: GENESIS_PREV,
+            body: Body::Removal {
+                object: ObjectId {
+                    store: "kubernetes".into(),
+                    class: "pod".into(),
+                    id: "pod/intranet/exo-0".into(),
+                },
+                observed_at: Timestamp(999),
+            },
+        };
+        let removed = removal.encode();
+        assert!(
+            removed.ends_with(
+                r#","kind":"removal","store":"kubernetes","class":"pod","object":"pod/intranet/exo-0","observed_at":"1970-01-01T00:00:00.999Z"}"#
+            ),
+            "{removed}"
+        );
+        assert_eq!(Entry::decode(removed.as_bytes()).unwrap(), removal);
+        check(&removed, None);
+        // A removal carries no place, evidence or verdict: one given is refused.
+        assert!(
+            Entry::decode(
+                removed
+                    .replace(
+                        r#","observed_at""#,
+                        r#","verdict":"compliant","observed_at""#
+                    )
+                    .as_bytes()
+            )
+            .is_err()
+        );
         for i in 0..14 {
             let e = Entry {
                 body: fixture::observation(i),

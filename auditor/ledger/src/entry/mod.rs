@@ -91,9 +91,26 @@ pub enum Body {
         /// The verifier key string of the next signing key.
         new_key: String,
     },
+    /// An object is gone from where it was observed (a pod or volume deleted, an object
+    /// removed from its store): its latest observation no longer describes where it is.
+    Removal {
+        /// The object, as its observations name it.
+        object: ObjectId,
+        /// When its absence was seen.
+        observed_at: Timestamp,
+    },
 }
 
 impl Body {
+    /// The object the body is about: an observation's or a removal's (none for a rotation).
+    pub fn object(&self) -> Option<&ObjectId> {
+        match self {
+            Body::Observation(o) => Some(&o.object),
+            Body::Removal { object, .. } => Some(object),
+            Body::KeyRotation { .. } => None,
+        }
+    }
+
     /// Whether `other` reports the same thing: for observations the same object, content and
     /// node or endpoint (a retried report is judged again, at another time, so its evidence
     /// and verdict may differ); for rotations the same key. What an idempotency key must match.

@@ -1,0 +1,152 @@
+//! Where each pod of a workplace runs, from the cluster's objects: pure functions over
+//! `k8s_openapi` values, no client. A pod processes its workplace's data wherever it runs,
+//! with a volume or without one, so every pod placed on a node in a workplace's namespace is
+//! an object of its own (`pod/<namespace>/<name>`, class [`CLASS`]), judged on that node like
+//! a volume.
+//!
+//! A workplace namespace is one where some pod carries the workplace's `part-of` label; in
+//! it, every pod counts, labelled or not: a pod an attacker starts there without the
+//! operator's labels (or a sidecar patched into one) is seen as well. What identifies a
+//! placement is the pod's uid and its node: a pod deleted and created again, or bound to
+//! another node, is recorded again.
+
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use sha2::{Digest as _, Sha256};
+
+use hexagone_platform::labels::{PART_OF, PART_OF_LABEL};
+
+use super::volumes::{Placement, STORE, known};
+use crate::ledger::entry::{EntryError, ObjectId};
+
+/// The object class of a pod's placement.
+pub const CLASS: &str = "pod";
+
+/// The namespaces holding a workplace: those with a pod labelled part of one.
+fn workplace_namespaces<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeSet<String> {
+    pods.into_iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(PART_OF_LABEL))
+                .is_some_and(|v| v == PART_OF)
+        })
+        .filter_map(|p| p.metadata.namespace.clone())
+        .collect()
+}
+
+/// Every pod of a workplace namespace that is placed on a node and not finished, with that
+/// node, sorted by object.
+pub fn placements<'a>(
+    pods: impl IntoIterator<Item = &'a Pod> + Clone,
+    nodes: impl IntoIterator<Item = &'a Node>,
+) -> Result<Vec<Placement>, EntryError> {
+    let namespaces = workplace_namespaces(pods.clone());
+    let nodes: HashMap<String, &Node> = nodes
+        .into_iter()
+        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+        .collect();
+    let mut out = Vec::new();
+    for pod in pods {
+        let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
+            continue;
+        };
+        if !namespaces.contains(ns) {
+            continue;
+        }
+        let finished = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let Some(node) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|_| !finished)
+        else {
+            continue;
+        };
+        let uid = pod.metadata.uid.clone();
+        let mut h = Sha256::new();
+        h.update(uid.as_deref().unwrap_or_default());
+        h.update(b"\n");
+        h.update(node);
+        out.push(Placement {
+            object: ObjectId::new(
+                STORE.to_owned(),
+                CLASS.to_owned(),
+                format!("pod/{ns}/{name}"),
+            )?,
+            content: h.finalize().into(),
+            node: known(&nodes, node),
+            regarding: ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Pod".to_owned()),
+                namespace: Some(ns.clone()),
+                name: Some(name.clone()),
+                uid,
+                ..ObjectReference::default()
+            },
+        });
+    }
+    out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ns: &str, name: &str, node: Option<&str>, labelled: bool, phase: &str) -> Pod {
+        let labels = labelled.then(|| serde_json::json!({PART_OF_LABEL: PART_OF}));
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "labels": labels},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    fn ids(pods: &[Pod]) -> Vec<String> {
+        let nodes: [Node; 1] =
+            [serde_json::from_value(serde_json::json!({"metadata": {"name": "a"}})).unwrap()];
+        placements(pods, &nodes)
+            .unwrap()
+            .iter()
+            .map(|p| format!("{} {} {}", p.object.id, p.node.name, p.node.labels.len()))
+            .collect()
+    }
+
+    #[test]
+    fn every_placed_pod_of_a_workplace_namespace_counts_labelled_or_not() {
+        let pods = [
+            pod("wp", "exo-0", Some("a"), true, "Running"),
+            // Started by someone else in the workplace's namespace, without the labels.
+            pod("wp", "intruder", Some("fsn-1"), false, "Running"),
+            pod("wp", "pending", None, true, "Pending"),
+            pod("wp", "done", Some("a"), true, "Succeeded"),
+            // Another namespace holds no workplace.
+            pod("kube-system", "dns", Some("a"), false, "Running"),
+        ];
+        assert_eq!(
+            ids(&pods),
+            ["pod/wp/exo-0 a 0", "pod/wp/intruder fsn-1 0"],
+            "the unknown node is kept by name (judged on no evidence)"
+        );
+    }
+
+    #[test]
+    fn a_pod_moved_or_recreated_is_a_new_placement() {
+        let nodes: [Node; 0] = [];
+        let at = |p: Pod| placements(&[p], &nodes).unwrap()[0].content;
+        let first = at(pod("wp", "x", Some("a"), true, "Running"));
+        assert_ne!(first, at(pod("wp", "x", Some("b"), true, "Running")));
+        let mut again = pod("wp", "x", Some("a"), true, "Running");
+        again.metadata.uid = Some("another".into());
+        assert_ne!(first, at(again));
+        assert_eq!(first, at(pod("wp", "x", Some("a"), true, "Running")));
+    }
+}
