@@ -3,6 +3,7 @@
 //! module per capability.
 
 mod authority;
+mod guard;
 mod leader;
 mod manifests;
 mod node_restriction;
