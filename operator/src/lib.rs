@@ -221,6 +221,7 @@ pub async fn run_with(
                 );
                 let workplaces = workplace::run(Arc::new(workplace::Context::new(
                     client.clone(),
+                    geo.clone(),
                     metrics.clone(),
                     &reporter,
                 )));
