@@ -9,5 +9,6 @@ mod manifests;
 mod node_restriction;
 mod qualification;
 mod render;
+mod supply;
 mod util;
 mod workplace;

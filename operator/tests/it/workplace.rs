@@ -122,7 +122,7 @@ pub async fn expect_condition(
 /// Waits until condition `type_` of the Workplace has `status` and `reason` and a message that
 /// contains each of `parts`: a message can change while status and reason stay (a policy judged
 /// or a node qualified after the first write).
-async fn expect_message(
+pub async fn expect_message(
     client: &Client,
     name: &str,
     type_: &str,
