@@ -163,6 +163,19 @@ async fn privileged_target(admin: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A token for the privileged ServiceAccount of `kube-system`, asked with `op`.
+async fn privileged_token(op: &Client) -> Result<TokenRequest, kube::Error> {
+    let token: TokenRequest = object(json!({"spec": {"audiences": []}}));
+    Api::<ServiceAccount>::namespaced(op.clone(), "kube-system")
+        .create_subresource(
+            "token",
+            "privileged-controller",
+            &PostParams::default(),
+            &token,
+        )
+        .await
+}
+
 /// Every write the guard refuses, tried with `op`; `wide` when RBAC lets `op` do anything (then
 /// RBAC refuses nothing and the guard alone stands).
 async fn guard_refuses(op: &Client, wide: bool) -> anyhow::Result<()> {
@@ -368,17 +381,9 @@ async fn the_operators_token_is_no_path_to_the_rest_of_the_cluster() -> anyhow::
     .await?;
 
     // What RBAC alone refuses: a token for another identity, a binding, the guard itself.
-    let token: TokenRequest = object(json!({"spec": {"audiences": []}}));
     unauthorized(
         "a token for kube-system's privileged ServiceAccount",
-        Api::<ServiceAccount>::namespaced(op.clone(), "kube-system")
-            .create_subresource::<_, TokenRequest>(
-                "token",
-                "privileged-controller",
-                &PostParams::default(),
-                &token,
-            )
-            .await,
+        privileged_token(&op).await,
     );
     let grant: ClusterRoleBinding = object(json!({
         "metadata": {"name": "operator-admin"},
@@ -481,14 +486,7 @@ async fn the_operators_token_is_no_path_to_the_rest_of_the_cluster() -> anyhow::
     guard_refuses(&op, true).await?;
     guarded(
         "a token for kube-system's privileged ServiceAccount",
-        Api::<ServiceAccount>::namespaced(op.clone(), "kube-system")
-            .create_subresource::<_, TokenRequest>(
-                "token",
-                "privileged-controller",
-                &PostParams::default(),
-                &token,
-            )
-            .await,
+        privileged_token(&op).await,
         "never writes in namespace kube-system",
     );
     Ok(())
