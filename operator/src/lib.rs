@@ -20,6 +20,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hexagone_platform::geo::{GeoDatabases, GeoPaths};
 
+/// The label (key, value) of a namespace onboarded for Workplaces. The admission guard on the
+/// operator's identity (`manifests/admission/operator.yaml`) refuses the operator's writes in any
+/// namespace without it; the cluster administrator sets it when the security officer lists the
+/// namespace in a LocalityPolicy. The operator cannot set it: it may not write Namespaces.
+pub const ONBOARDED_NAMESPACE_LABEL: (&str, &str) = ("hexagone.fr/workplaces", "allowed");
+
 /// Command line of `hexagone-operator`.
 #[derive(Debug, Parser)]
 #[command(name = "hexagone-operator", version, about)]
@@ -215,6 +221,7 @@ pub async fn run_with(
                 );
                 let workplaces = workplace::run(Arc::new(workplace::Context::new(
                     client.clone(),
+                    geo.clone(),
                     metrics.clone(),
                     &reporter,
                 )));

@@ -145,23 +145,38 @@ async fn apply_object(
     macro_rules! apply_workload {
         ($t:ty, $template:expr) => {{
             let api = Api::<$t>::namespaced(c, ns);
+            let put_back = |foreign: Vec<String>, fix: Value| {
+                let (api, name, kind) = (api.clone(), name.as_str(), kind.as_str());
+                async move {
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
+                        .await
+                        .map_err(failed(format!(
+                            "putting back the pod template of {kind} {ns}/{name}"
+                        )))?;
+                    Ok::<_, ReconcileError>(format!(
+                        "{kind} {name}: removed {}",
+                        foreign.join(", ")
+                    ))
+                }
+            };
+            // What another manager added is removed before applying too: applied over it, a
+            // host volume or flag would make the admission guard refuse the operator's apply.
+            let mut removed = Vec::new();
+            if let Some(live) = api.get_opt(&name).await.map_err(failed(what()))? {
+                let live = serde_json::to_value(&live).unwrap_or_default();
+                if let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) {
+                    removed.push(put_back(foreign, fix).await?);
+                }
+            }
             let live = api
                 .patch(&name, &pp, &patch)
                 .await
                 .map_err(failed(what()))?;
             let live = serde_json::to_value(&live).unwrap_or_default();
-            let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) else {
-                return Ok(Vec::new());
-            };
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
-                .await
-                .map_err(failed(format!(
-                    "putting back the pod template of {kind} {ns}/{name}"
-                )))?;
-            return Ok(vec![format!(
-                "{kind} {name}: removed {}",
-                foreign.join(", ")
-            )]);
+            if let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) {
+                removed.push(put_back(foreign, fix).await?);
+            }
+            return Ok(removed);
         }};
     }
     const POD: &[&str] = &["spec", "template", "spec"];
@@ -217,6 +232,30 @@ fn foreign_in_template(
             lists.insert(list.to_owned(), want[list].clone());
         }
     }
+    // Host access another manager added (a flag, or a privileged container among the rendered
+    // ones): the admission guard refuses the operator's own apply of such a template, so it is
+    // put back first, whole.
+    for flag in ["hostNetwork", "hostPID", "hostIPC"] {
+        if have[flag].as_bool() == Some(true) && want[flag].as_bool() != Some(true) {
+            foreign.push(flag.to_owned());
+            lists.insert(flag.to_owned(), Value::Null);
+        }
+    }
+    let privileged = |v: &Value| {
+        ["containers", "initContainers"].iter().any(|l| {
+            v[*l]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["securityContext"]["privileged"].as_bool() == Some(true))
+        })
+    };
+    if privileged(&have) && !privileged(&want) {
+        foreign.push("privileged container".to_owned());
+        for list in ["containers", "initContainers"] {
+            lists.insert(list.to_owned(), want[list].clone());
+        }
+    }
     if foreign.is_empty() {
         return None;
     }
@@ -255,5 +294,25 @@ mod tests {
                 "volumes": [{"name": "data"}]}}}})
         );
         assert!(foreign_in_template(&rendered, &rendered, &path).is_none());
+    }
+
+    #[test]
+    fn host_access_added_to_rendered_containers_is_put_back_whole() {
+        let rendered = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": "a"}]}}}});
+        let mut live = rendered.clone();
+        live["spec"]["template"]["spec"]["hostPID"] = json!(true);
+        live["spec"]["template"]["spec"]["containers"][0]["securityContext"] =
+            json!({"privileged": true});
+        let path = ["spec", "template", "spec"];
+        let (foreign, fix) = foreign_in_template(&rendered, &live, &path).unwrap();
+        assert_eq!(foreign, ["hostPID", "privileged container"]);
+        assert_eq!(
+            fix,
+            json!({"spec": {"template": {"spec": {
+                "hostPID": null,
+                "containers": [{"name": "app", "image": "a"}],
+                "initContainers": null}}}})
+        );
     }
 }

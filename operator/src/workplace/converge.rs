@@ -22,6 +22,7 @@ use super::readiness::readiness;
 use super::refuse::{refusals, refuse};
 use super::sovereignty::{Response, sovereignty};
 use super::status::{Report, event, publish_status};
+use super::supply::{judge_egress, judge_images_and_storage};
 use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
 
 /// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
@@ -90,6 +91,16 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     if let Some(e) = policy.status.as_ref().and_then(|s| s.error.clone()) {
         let m = format!("LocalityPolicy {}: {e}", wp.spec.policy);
         return refuse(wp, ctx, report, "PolicyInvalid", m).await;
+    }
+    // What ops wrote that the policy alone may allow: images, provisioner, egress.
+    let judged =
+        match judge_images_and_storage(&catalog, &wp.spec.storage.provisioner, &policy.spec) {
+            Some(r) => Some(r),
+            None => judge_egress(&wp.spec.egress, &policy.spec, ctx).await?,
+        };
+    if let Some((reason, m)) = judged {
+        let m = format!("LocalityPolicy {}: {m}", wp.spec.policy);
+        return refuse(wp, ctx, report, reason, m).await;
     }
     let response = if policy.spec.mode == Mode::Enforce {
         Response::Evict

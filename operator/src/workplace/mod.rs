@@ -30,12 +30,14 @@ mod readiness;
 mod refuse;
 mod sovereignty;
 mod status;
+mod supply;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use hexagone_platform::GeoDatabases;
 use hexagone_platform::k8s::LocalityPolicyResource;
 use hexagone_platform::labels::MANAGED_BY_LABEL;
 use hexagone_platform::workplace::Workplace;
@@ -105,11 +107,18 @@ pub struct Context {
     /// list per reconcile (1,000 nodes, 20 Workplaces).
     nodes: Store<Node>,
     node_writer: std::sync::Mutex<Option<Writer<Node>>>,
+    /// The geolocation databases the qualifier reloads: egress destinations are judged with them.
+    geo: Arc<GeoDatabases>,
 }
 
 impl Context {
     /// A context reporting Events as `reporter`.
-    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: &str) -> Self {
+    pub fn new(
+        client: Client,
+        geo: Arc<GeoDatabases>,
+        metrics: Arc<Metrics>,
+        reporter: &str,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -125,6 +134,7 @@ impl Context {
             failures: Default::default(),
             nodes,
             node_writer: std::sync::Mutex::new(Some(writer)),
+            geo,
         }
     }
 }

@@ -94,6 +94,12 @@ pub(super) async fn event(
     reason: &str,
     note: String,
 ) {
+    // The recorder counts an Event as a repeat of the last one with the same type, reason and
+    // action, and keeps the first one's note (kube-runtime 5.0.0 src/events.rs:245-255): a
+    // second refusal of the same reason naming another image or destination would show the
+    // first's words. The action carries a digest of the note, so only the same words repeat.
+    let tag = hexagone_platform::digest::sha256_tag(note.as_bytes());
+    let action = format!("Reconcile {}", &tag[tag.len() - 12..]);
     let e = Event {
         type_: if warning {
             EventType::Warning
@@ -102,7 +108,7 @@ pub(super) async fn event(
         },
         reason: reason.into(),
         note: Some(crate::qualifier::truncate(note)),
-        action: "Reconcile".into(),
+        action,
         secondary: None,
     };
     if let Err(err) = ctx.recorder.publish(&e, &wp.object_ref(&())).await {

@@ -9,18 +9,18 @@ use hexagone_platform::k8s::LocalityPolicyResource;
 use hexagone_platform::render::storage_class_name;
 use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::util::{self, OFFICERS, Operator, Provisioner, eventually, policy};
 use crate::workplace::{
     NS, cluster, condition, create_workplace, delete_and_wait, events_about, expect_condition,
-    placement, withdrawn_and_only_reported, workplace as workplace_spec,
+    onboard_namespace, placement, withdrawn_and_only_reported, workplace as workplace_spec,
 };
 
 /// A namespace the `dr` policy does not protect.
@@ -33,15 +33,6 @@ fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
         Err(kube::Error::Api(e)) if e.code == 403 => e.message,
         other => panic!("expected 403 Forbidden, got {other:?}"),
     }
-}
-
-async fn create_namespace(admin: &Client, name: &str) -> anyhow::Result<()> {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
-        "pod-security.kubernetes.io/enforce": "restricted"}}}))?;
-    Api::<Namespace>::all(admin.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +77,7 @@ async fn only_security_officers_write_policies_and_choose_the_namespaces_they_pr
     );
 
     // A Workplace in a namespace the policy does not list is refused, and nothing is rendered.
-    create_namespace(&admin, OTHER_NS).await?;
+    onboard_namespace(&admin, OTHER_NS).await?;
     let _operator = Operator::start(&bed).await?;
     let others = Api::<Workplace>::namespaced(admin.clone(), OTHER_NS);
     others

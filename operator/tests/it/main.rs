@@ -3,10 +3,12 @@
 //! module per capability.
 
 mod authority;
+mod guard;
 mod leader;
 mod manifests;
 mod node_restriction;
 mod qualification;
 mod render;
+mod supply;
 mod util;
 mod workplace;

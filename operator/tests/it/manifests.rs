@@ -76,6 +76,25 @@ fn documents(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
         .collect()
 }
 
+/// The operator's test bed installs what the kustomization ships (the guard on the operator's
+/// identity included), the auditor's directory aside: the operator's tests run against the
+/// shipped admission, not a copy of it.
+#[test]
+fn the_test_bed_installs_what_the_kustomization_ships() -> anyhow::Result<()> {
+    let kustomization = documents(&repo().join("manifests/kustomization.yaml"))?;
+    let shipped: Vec<String> = kustomization[0]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .filter(|r| *r != "auditor")
+        .map(|r| format!("manifests/{r}"))
+        .collect();
+    assert_eq!(shipped, util::INSTALLED);
+    assert!(shipped.contains(&"manifests/admission/operator.yaml".to_owned()));
+    Ok(())
+}
+
 /// `(kind, name)` of every object the kustomization lists, read from its files.
 fn kustomized_objects() -> anyhow::Result<Vec<(String, String)>> {
     let mut objects = Vec::new();

@@ -7,6 +7,9 @@ use hexagone_operator::Settings;
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::{AttestationSpec, Basis, LocalityPolicy};
 use hexagone_testbed::ControlPlane;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -43,23 +46,30 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The files of `manifests/kustomization.yaml` that [`start`] installs: all but the auditor's
+/// directory (`manifests.rs` checks the two lists agree).
+pub const INSTALLED: &[&str] = &[
+    "manifests/crds/localitypolicies.yaml",
+    "manifests/crds/nodeattestations.yaml",
+    "manifests/crds/latencymeasurements.yaml",
+    "manifests/crds/workplaces.yaml",
+    "manifests/operator.yaml",
+    "manifests/rbac/operator.yaml",
+    "manifests/rbac/security-officer.yaml",
+    "manifests/admission/operator.yaml",
+];
+
 /// Starts a control plane and installs what `kubectl apply -k manifests/` installs, but the
 /// operator's Deployment (the operator runs in the test process, with its ServiceAccount's
-/// identity): CRDs, namespace, ServiceAccount, ClusterRoles and bindings.
+/// identity) and the auditor: CRDs, namespace, ServiceAccount, ClusterRoles and bindings, the
+/// admission guard on the operator's identity. `manifests.rs` checks this list is the
+/// kustomization's.
 pub async fn start() -> anyhow::Result<ControlPlane> {
     logs();
     let bed = ControlPlane::start().await?;
     let client = bed.client();
     let pp = PatchParams::apply("hexagone-test").force();
-    for file in [
-        "manifests/crds/localitypolicies.yaml",
-        "manifests/crds/nodeattestations.yaml",
-        "manifests/crds/latencymeasurements.yaml",
-        "manifests/crds/workplaces.yaml",
-        "manifests/operator.yaml",
-        "manifests/rbac/operator.yaml",
-        "manifests/rbac/security-officer.yaml",
-    ] {
+    for file in INSTALLED {
         let text = std::fs::read_to_string(repo().join(file))?;
         for doc in yaml_serde::Deserializer::from_str(&text) {
             let value = serde_json::to_value(yaml_serde::Value::deserialize(doc)?)?;
@@ -102,6 +112,16 @@ pub async fn start() -> anyhow::Result<ControlPlane> {
                 }
                 "ClusterRoleBinding" => {
                     Api::<ClusterRoleBinding>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "ValidatingAdmissionPolicy" => {
+                    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&value))
+                        .await?;
+                }
+                "ValidatingAdmissionPolicyBinding" => {
+                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
                         .patch(&name, &pp, &Patch::Apply(&value))
                         .await?;
                 }

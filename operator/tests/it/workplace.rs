@@ -51,8 +51,15 @@ pub async fn cluster(bed: &ControlPlane) -> anyhow::Result<()> {
     Api::<LocalityPolicyResource>::all(officer.clone())
         .create(&PostParams::default(), &dr)
         .await?;
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS, "labels": {
-        "pod-security.kubernetes.io/enforce": "restricted"}}}))?;
+    onboard_namespace(&admin, NS).await
+}
+
+/// Creates namespace `name` as onboarding does: restricted Pod Security, and the label the
+/// operator's admission guard requires before the operator may write there.
+pub async fn onboard_namespace(admin: &Client, name: &str) -> anyhow::Result<()> {
+    let (key, value) = hexagone_operator::ONBOARDED_NAMESPACE_LABEL;
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted", key: value}}}))?;
     Api::<Namespace>::all(admin.clone())
         .create(&PostParams::default(), &ns)
         .await?;
@@ -115,7 +122,7 @@ pub async fn expect_condition(
 /// Waits until condition `type_` of the Workplace has `status` and `reason` and a message that
 /// contains each of `parts`: a message can change while status and reason stay (a policy judged
 /// or a node qualified after the first write).
-async fn expect_message(
+pub async fn expect_message(
     client: &Client,
     name: &str,
     type_: &str,

@@ -77,6 +77,75 @@ pub struct LocalityPolicy {
     /// declared here, or declaring other coordinates, counts for nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vantage_points: Vec<VantagePoint>,
+    /// Where a Workplace's images may come from, and whether each must be pinned by digest.
+    /// Unset: any registry, tags allowed. The operator refuses a Workplace whose resolved images
+    /// (catalog, `spec.registry`, per-component overrides) break it, before rendering anything.
+    #[serde(default, skip_serializing_if = "ImageRule::is_unrestricted")]
+    pub images: ImageRule,
+    /// The storage provisioners (CSI driver names) a Workplace's StorageClass may name
+    /// (`spec.storage.provisioner`): where its volumes' data is written. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisioners: Vec<String>,
+}
+
+/// Where images may come from.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageRule {
+    /// Registries an image may be pulled from: a host with an optional port and path prefix
+    /// (`registry.interieur.gouv.fr/hexagone`); an image is allowed when its reference starts
+    /// with one of them followed by `/`. Empty: any registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<String>,
+    /// Every image must be pinned by digest (`repo:tag@sha256:…`): a tag can be moved to other
+    /// content, a digest cannot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_digest: bool,
+}
+
+impl ImageRule {
+    /// Whether the rule allows every image.
+    pub fn is_unrestricted(&self) -> bool {
+        self.registries.is_empty() && !self.require_digest
+    }
+
+    /// Why the image `reference` (`registry/repository:tag[@sha256:…]`) may not be used, if it
+    /// may not.
+    pub fn refuses(&self, reference: &str) -> Option<String> {
+        if !self.registries.is_empty()
+            && !self.registries.iter().any(|r| {
+                reference
+                    .strip_prefix(r.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+        {
+            return Some(format!(
+                "image {reference} is not from a registry the policy allows ({})",
+                self.registries.join(", ")
+            ));
+        }
+        if self.require_digest && !reference.contains("@sha256:") {
+            return Some(format!(
+                "image {reference} is not pinned by digest, which the policy requires"
+            ));
+        }
+        None
+    }
+}
+
+impl LocalityPolicy {
+    /// Why a Workplace may not write its volumes through `provisioner`, if it may not.
+    pub fn refuses_provisioner(&self, provisioner: &str) -> Option<String> {
+        (!self.provisioners.is_empty() && !self.provisioners.iter().any(|p| p == provisioner)).then(
+            || {
+                format!(
+                    "storage provisioner {provisioner} is not one the policy allows ({})",
+                    self.provisioners.join(", ")
+                )
+            },
+        )
+    }
 }
 
 /// A place round trips are measured from, attested by the security officer.
@@ -541,6 +610,31 @@ impl LocalityPolicy {
                 ),
             ));
         }
+        for (i, r) in self.images.registries.iter().enumerate() {
+            let host = r.split('/').next().unwrap_or_default();
+            if host.is_empty()
+                || r.contains("://")
+                || r.ends_with('/')
+                || r.contains(char::is_whitespace)
+                || !host.contains(['.', ':'])
+            {
+                return Err((
+                    vec![Key("images"), Key("registries"), Index(i)],
+                    format!(
+                        "{r:?}: expected a registry host with an optional port and path \
+                         (registry.example.fr/mirror), without scheme or trailing slash"
+                    ),
+                ));
+            }
+        }
+        for (i, p) in self.provisioners.iter().enumerate() {
+            if p.trim().is_empty() || p.contains(char::is_whitespace) {
+                return Err((
+                    vec![Key("provisioners"), Index(i)],
+                    format!("{p:?}: expected a CSI driver name such as csi.example.fr"),
+                ));
+            }
+        }
         for (i, v) in self.vantage_points.iter().enumerate() {
             let path = |field| vec![Key("vantagePoints"), Index(i), Key(field)];
             if !is_dns_label(&v.name) {
@@ -787,7 +881,7 @@ onUnknown: violation
         );
         check(
             &GOOD.replace("quorum: 3", "quorom: 3"),
-            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`, `vantagePoints`",
+            "p.yaml:11:1: unknown field `quorom`, expected one of `classification`, `mode`, `allowedCountries`, `networkOperator`, `regions`, `quorum`, `requiredSources`, `onUnknown`, `namespaces`, `vantagePoints`, `images`, `provisioners`",
         );
         check(
             "mode: audit\n",
@@ -833,6 +927,65 @@ onUnknown: violation
         check(
             &GOOD.replace("  allowedCountries: [FR]", "  allowedCountries: []"),
             "p.yaml:5:3: networkOperator.allowedCountries: expected at least one country or group where network operators may be registered",
+        );
+    }
+
+    #[test]
+    fn images_and_provisioners_are_allow_lists() {
+        let p = LocalityPolicy::from_yaml(
+            &format!(
+                "{GOOD}images:\n  registries: [registry.interieur.gouv.fr/hexagone, mirror.local:5000]\n  \
+                 requireDigest: true\nprovisioners: [csi.interieur.gouv.fr]\n"
+            ),
+            "p.yaml",
+        )
+        .unwrap();
+        let pinned = "@sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let refused = |image: &str| p.images.refuses(image);
+        assert_eq!(
+            refused(&format!(
+                "registry.interieur.gouv.fr/hexagone/library/postgres:17.9{pinned}"
+            )),
+            None
+        );
+        assert_eq!(
+            refused(&format!("mirror.local:5000/valkey/valkey:9{pinned}")),
+            None
+        );
+        // A prefix of a host or path is not the registry.
+        assert_eq!(
+            refused(&format!(
+                "registry.interieur.gouv.fr/hexagone-evil/x:1{pinned}"
+            )),
+            Some(format!(
+                "image registry.interieur.gouv.fr/hexagone-evil/x:1{pinned} is not from a registry the policy allows (registry.interieur.gouv.fr/hexagone, mirror.local:5000)"
+            ))
+        );
+        assert!(refused(&format!("mirror.local:50000/x:1{pinned}")).is_some());
+        assert_eq!(
+            refused("mirror.local:5000/valkey/valkey:9"),
+            Some(
+                "image mirror.local:5000/valkey/valkey:9 is not pinned by digest, which the policy requires"
+                    .into()
+            )
+        );
+        assert_eq!(p.refuses_provisioner("csi.interieur.gouv.fr"), None);
+        assert_eq!(
+            p.refuses_provisioner("nfs.csi.k8s.io"),
+            Some("storage provisioner nfs.csi.k8s.io is not one the policy allows (csi.interieur.gouv.fr)".into())
+        );
+        // Unset: anything goes, and the digest of a policy without them is unchanged.
+        let open = LocalityPolicy::from_yaml(GOOD, "p.yaml").unwrap();
+        assert_eq!(open.images.refuses("docker.io/library/postgres:17"), None);
+        assert_eq!(open.refuses_provisioner("nfs.csi.k8s.io"), None);
+        assert!(!serde_json::to_string(&open).unwrap().contains("images"));
+        check(
+            &format!("{GOOD}images:\n  registries: [https://registry.example.fr]\n"),
+            "p.yaml:14:3: images.registries[0]: \"https://registry.example.fr\": expected a registry host with an optional port and path (registry.example.fr/mirror), without scheme or trailing slash",
+        );
+        check(
+            &format!("{GOOD}provisioners: [\"\"]\n"),
+            "p.yaml:13:1: provisioners[0]: \"\": expected a CSI driver name such as csi.example.fr",
         );
     }
 

@@ -1,0 +1,158 @@
+//! What a Workplace pulls in and sends out, judged under its LocalityPolicy before anything is
+//! rendered: its images (registries the policy allows, pinned by digest when it says so), its
+//! storage provisioner (the policy's allow-list) and its egress destinations (each one address,
+//! judged by the locality engine as an endpoint, like a node). Ops write these fields; only the
+//! policy, which only the security officer writes, decides whether they may be used.
+
+use std::net::IpAddr;
+
+use hexagone_platform::catalog::Catalog;
+use hexagone_platform::k8s::{NodeAttestation, attestations};
+use hexagone_platform::workplace::EgressRule;
+use hexagone_platform::{Judge, LocalityPolicy, NodeDescription, SubjectKind, observe};
+use kube::api::{Api, ListParams};
+use time::OffsetDateTime;
+
+use super::{Context, ReconcileError, failed};
+
+/// Why the Workplace may not be deployed under its policy: `(reason, message)`.
+pub(super) type Refusal = (&'static str, String);
+
+/// Judges images and the provisioner (no I/O).
+pub(super) fn judge_images_and_storage(
+    catalog: &Catalog,
+    provisioner: &str,
+    policy: &LocalityPolicy,
+) -> Option<Refusal> {
+    let images: Vec<String> = catalog
+        .components
+        .iter()
+        .filter_map(|c| {
+            policy
+                .images
+                .refuses(&c.image.to_string())
+                .map(|why| format!("{}: {why}", c.name))
+        })
+        .collect();
+    if !images.is_empty() {
+        return Some(("ImageNotAllowed", images.join("; ")));
+    }
+    policy
+        .refuses_provisioner(provisioner)
+        .map(|m| ("ProvisionerNotAllowed", m))
+}
+
+/// The one address an egress rule names, or why it names none that can be judged.
+pub(super) fn egress_address(rule: &EgressRule) -> Result<IpAddr, String> {
+    let what = format!("egress {:?} ({})", rule.name, rule.cidr);
+    let (addr, prefix) = rule
+        .cidr
+        .split_once('/')
+        .ok_or_else(|| format!("{what}: expected an address and a prefix length"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{what}: {addr:?} is not an IP address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| format!("{what}: {prefix:?} is not a prefix length"))?;
+    let host = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix == 0 {
+        return Err(format!(
+            "{what} is every address there is: no destination outside the namespace is allowed \
+             but one the policy judges; name each as one address (/{host})"
+        ));
+    }
+    if prefix != host {
+        return Err(format!(
+            "{what} is a range: its addresses cannot be judged one by one; name each destination \
+             as one address (/{host})"
+        ));
+    }
+    Ok(addr)
+}
+
+/// Judges each egress destination under the policy as an endpoint: its geolocated address, its
+/// network operator, and a NodeAttestation naming it (`nodeName` the address, `providerID` "").
+/// A destination the engine does not find Compliant is refused under an enforce policy.
+pub(super) async fn judge_egress(
+    rules: &[EgressRule],
+    policy: &LocalityPolicy,
+    ctx: &Context,
+) -> Result<Option<Refusal>, ReconcileError> {
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let mut refused = Vec::new();
+    let mut addresses = Vec::new();
+    for rule in rules {
+        match egress_address(rule) {
+            Ok(a) => addresses.push((rule, a)),
+            Err(m) => refused.push(m),
+        }
+    }
+    if !refused.is_empty() {
+        return Ok(Some(("EgressNotAllowed", refused.join("; "))));
+    }
+    let resources = Api::<NodeAttestation>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(failed("listing NodeAttestations"))?
+        .items;
+    let attested = attestations(&resources);
+    let geo = ctx.geo.snapshot();
+    let now = OffsetDateTime::now_utc();
+    let judge = Judge::new(policy);
+    for (rule, addr) in addresses {
+        let endpoint = NodeDescription::endpoint(addr);
+        let facts = observe(&endpoint, SubjectKind::Endpoint, &attested, &geo, now);
+        let evaluation = judge.judge(facts);
+        // Under an audit policy a destination is admitted whatever its verdict, as nodes are.
+        if !evaluation.admits() {
+            refused.push(format!(
+                "egress {:?} ({}): {}",
+                rule.name,
+                rule.cidr,
+                evaluation.headline()
+            ));
+        }
+    }
+    Ok((!refused.is_empty()).then(|| ("EgressNotAllowed", refused.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(cidr: &str) -> EgressRule {
+        EgressRule {
+            name: "relay".into(),
+            cidr: cidr.into(),
+            ports: vec![25],
+        }
+    }
+
+    #[test]
+    fn only_single_addresses_can_be_judged() {
+        assert_eq!(
+            egress_address(&rule("0.0.0.0/0")).unwrap_err(),
+            "egress \"relay\" (0.0.0.0/0) is every address there is: no destination outside the \
+             namespace is allowed but one the policy judges; name each as one address (/32)"
+        );
+        assert!(
+            egress_address(&rule("::/0"))
+                .unwrap_err()
+                .contains("(/128)")
+        );
+        assert_eq!(
+            egress_address(&rule("51.68.0.0/16")).unwrap_err(),
+            "egress \"relay\" (51.68.0.0/16) is a range: its addresses cannot be judged one by \
+             one; name each destination as one address (/32)"
+        );
+        assert_eq!(
+            egress_address(&rule("51.68.10.25/32")),
+            Ok("51.68.10.25".parse().unwrap())
+        );
+        assert!(egress_address(&rule("2001:db8::1/128")).is_ok());
+        assert!(egress_address(&rule("relay/32")).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! What ops write into a Workplace that only the security officer's policy may allow, from ops'
+//! side on the real control plane: images from a registry the policy does not list or not
+//! pinned by digest, a storage provisioner off the policy's list, egress to the whole Internet,
+//! to a range, or to an address the locality engine does not find in France. Each is refused
+//! before anything is rendered, with a condition and an Event naming what and why.
+
+use hexagone_platform::k8s::LocalityPolicyResource;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::util::{self, OFFICERS, Operator, TEST_PROVISIONER, eventually};
+use crate::workplace::{NS, cluster, create_workplace, events_about, expect_message};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<()> {
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    cluster(&bed).await?;
+    let officer = Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?);
+    let set_policy = |spec: serde_json::Value| {
+        let officer = officer.clone();
+        async move {
+            officer
+                .patch(
+                    "dr",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": spec})),
+                )
+                .await
+        }
+    };
+    set_policy(
+        json!({"images": {"registries": ["registry.interieur.gouv.fr/hexagone"],
+                                  "requireDigest": true}}),
+    )
+    .await?;
+    let _operator = Operator::start(&bed).await?;
+    let workplaces = create_workplace(&admin, "intranet").await?;
+    let ops_edit = |spec: serde_json::Value| {
+        let workplaces = workplaces.clone();
+        async move {
+            workplaces
+                .patch(
+                    "intranet",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": spec})),
+                )
+                .await
+        }
+    };
+    let refused = |reason: &'static str, parts: Vec<String>| {
+        let admin = admin.clone();
+        async move {
+            let p: Vec<&str> = parts.iter().map(String::as_str).collect();
+            expect_message(&admin, "intranet", "Ready", "False", reason, &p).await?;
+            eventually(&format!("an Event {reason}"), || {
+                let admin = admin.clone();
+                let parts = parts.clone();
+                async move {
+                    let events = events_about(&admin, "intranet").await;
+                    events
+                        .iter()
+                        .find(|e| {
+                            e.reason.as_deref() == Some(reason)
+                                && e.type_.as_deref() == Some("Warning")
+                                && parts.iter().all(|p| {
+                                    e.note.as_deref().is_some_and(|n| n.contains(p.as_str()))
+                                })
+                        })
+                        .map(|_| ())
+                        .ok_or_else(|| {
+                            let seen: Vec<_> = events
+                                .iter()
+                                .map(|e| (&e.type_, &e.reason, &e.note))
+                                .collect();
+                            format!("{seen:?}")
+                        })
+                }
+            })
+            .await
+        }
+    };
+
+    // Images from the projects' registries, which the policy does not list.
+    refused(
+        "ImageNotAllowed",
+        vec![
+            "LocalityPolicy dr: ".into(),
+            "image docker.io/exoplatform/exo-community:7.1.0 is not from a registry the policy allows (registry.interieur.gouv.fr/hexagone)".into(),
+        ],
+    )
+    .await?;
+    let rendered = Api::<StatefulSet>::namespaced(admin.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    assert!(rendered.items.is_empty(), "rendered with refused images");
+    // The site's mirror, but tags, not digests.
+    ops_edit(json!({"registry": "registry.interieur.gouv.fr/hexagone"})).await?;
+    refused(
+        "ImageNotAllowed",
+        vec!["image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into()],
+    )
+    .await?;
+
+    // A provisioner the policy does not list.
+    set_policy(json!({"images": null, "provisioners": ["csi.interieur.gouv.fr"]})).await?;
+    refused(
+        "ProvisionerNotAllowed",
+        vec![format!(
+            "storage provisioner {TEST_PROVISIONER} is not one the policy allows (csi.interieur.gouv.fr)"
+        )],
+    )
+    .await?;
+    set_policy(json!({"provisioners": [TEST_PROVISIONER]})).await?;
+
+    // Egress: everywhere, a range, an address abroad.
+    ops_edit(json!({"egress": [{"name": "anywhere", "cidr": "0.0.0.0/0"}]})).await?;
+    refused(
+        "EgressNotAllowed",
+        vec!["egress \"anywhere\" (0.0.0.0/0) is every address there is".into()],
+    )
+    .await?;
+    ops_edit(json!({"egress": [{"name": "backups", "cidr": "51.68.0.0/16", "ports": [443]}]}))
+        .await?;
+    refused(
+        "EgressNotAllowed",
+        vec!["egress \"backups\" (51.68.0.0/16) is a range".into()],
+    )
+    .await?;
+    ops_edit(json!({"egress": [{"name": "resolver", "cidr": "8.8.8.8/32", "ports": [53]}]}))
+        .await?;
+    refused(
+        "EgressNotAllowed",
+        vec!["egress \"resolver\" (8.8.8.8/32): ".into(), "US".into()],
+    )
+    .await?;
+
+    // Without them, the Workplace goes on.
+    ops_edit(json!({"egress": null})).await?;
+    eventually("intranet no longer refused", || {
+        let workplaces = workplaces.clone();
+        async move {
+            let wp = workplaces
+                .get("intranet")
+                .await
+                .map_err(|e| e.to_string())?;
+            match crate::workplace::condition(&wp, "Ready") {
+                Some((_, r, _)) if !r.ends_with("NotAllowed") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await?;
+    Ok(())
+}
