@@ -121,7 +121,8 @@ pub struct WitnessKeyArgs {
 }
 
 impl WitnessKeyArgs {
-    /// The keys read and the threshold (see [`witness_keys`]).
+    /// The keys read (each a witness verifier key or a file holding one) and the threshold
+    /// (default: all of them).
     pub fn keys(&self) -> anyhow::Result<(Vec<WitnessKey>, usize)> {
         witness_keys(&self.witnesses, self.witness_threshold)
     }
