@@ -183,8 +183,7 @@ async fn volume(bed: &ControlPlane, claim: &str, labels: serde_json::Value, csi:
 /// A pod on `node` using claim `claim` (retried while the namespace's default
 /// ServiceAccount does not exist yet).
 async fn pod(bed: &ControlPlane, name: &str, node: &str, claim: &str) {
-    let pods = Api::<Pod>::namespaced(bed.client(), NS);
-    let pod: Pod = serde_json::from_value(json!({
+    let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NS},
         "spec": {
@@ -194,18 +193,8 @@ async fn pod(bed: &ControlPlane, name: &str, node: &str, claim: &str) {
                             "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
         }
-    }))
-    .unwrap();
-    eventually(&format!("pod {name} created"), || {
-        let (pods, pod) = (pods.clone(), pod.clone());
-        async move {
-            pods.create(&PostParams::default(), &pod)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
+    });
+    create_pod(bed, pod).await;
 }
 
 async fn delete_pod(bed: &ControlPlane, name: &str) {
@@ -736,17 +725,12 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     );
 }
 
-/// A pod without volumes on `node` in `namespace`, labelled part of a workplace or not.
-async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, part_of: bool) {
+/// Creates the pod `pod` (JSON), once the API server accepts it.
+async fn create_pod(bed: &ControlPlane, pod: serde_json::Value) {
+    let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap();
     let pods = Api::<Pod>::namespaced(bed.client(), namespace);
-    let labels = part_of.then(|| json!({"app.kubernetes.io/part-of": "hexagone-workplace"}));
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"nodeName": node, "automountServiceAccountToken": false,
-                 "containers": [{"name": "app", "image": "app:1"}]}
-    }))
-    .unwrap();
+    let pod: Pod = serde_json::from_value(pod).unwrap();
     eventually(&format!("pod {name} created"), || {
         let (pods, pod) = (pods.clone(), pod.clone());
         async move {
@@ -757,6 +741,18 @@ async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, p
         }
     })
     .await;
+}
+
+/// A pod without volumes on `node` in `namespace`, labelled part of a workplace or not.
+async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, part_of: bool) {
+    let labels = part_of.then(|| json!({"app.kubernetes.io/part-of": "hexagone-workplace"}));
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"nodeName": node, "automountServiceAccountToken": false,
+                 "containers": [{"name": "app", "image": "app:1"}]}
+    });
+    create_pod(bed, pod).await;
 }
 
 /// Class 5 of the operator's hostile review: a pod with no volume processes the workplace's
