@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{Body, ENTRY_VERSION, EncodedBody, Entry, Observation, Timestamp};
+use super::{Body, ENTRY_VERSION, EncodedBody, Entry, ObjectId, Observation, Timestamp};
 use crate::tree::{Hash, leaf_hash};
 
 impl Body {
@@ -30,12 +30,8 @@ impl Body {
                 object,
                 observed_at,
             } => {
-                out.push_str("\",\"kind\":\"removal\",\"store\":");
-                push_str(out, &object.store);
-                out.push_str(",\"class\":");
-                push_str(out, &object.class);
-                out.push_str(",\"object\":");
-                push_str(out, &object.id);
+                out.push_str("\",\"kind\":\"removal\"");
+                push_object(out, object);
                 out.push_str(",\"observed_at\":\"");
                 observed_at.write(out);
                 out.push_str("\"}");
@@ -113,15 +109,20 @@ pub(super) fn encode_observation_body(out: &mut String, o: &Observation) {
     out.push('}');
 }
 
+/// An object's identity keys: `"store"`, `"class"`, `"object"`, each after a comma.
+fn push_object(out: &mut String, object: &ObjectId) {
+    out.push_str(",\"store\":");
+    push_str(out, &object.store);
+    out.push_str(",\"class\":");
+    push_str(out, &object.class);
+    out.push_str(",\"object\":");
+    push_str(out, &object.id);
+}
+
 /// The observation keys, from `"store"` to the end (without the closing brace).
 fn encode_observation(out: &mut String, o: &Observation) {
     let l = &o.locality;
-    out.push_str(",\"store\":");
-    push_str(out, &o.object.store);
-    out.push_str(",\"class\":");
-    push_str(out, &o.object.class);
-    out.push_str(",\"object\":");
-    push_str(out, &o.object.id);
+    push_object(out, &o.object);
     out.push_str(",\"content\":\"");
     push_hex(out, &o.content);
     out.push_str("\",\"subject\":");
