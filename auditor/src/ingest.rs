@@ -189,7 +189,7 @@ pub struct Submission {
     id: Option<String>,
     body: Body,
     encoded: EncodedBody,
-    key: Option<i64>,
+    key: Option<crate::store::db::ObjectKeys>,
 }
 
 impl Submission {
@@ -204,7 +204,7 @@ impl Submission {
     /// them together.
     pub(crate) fn encoded(id: Option<String>, body: Body, encoded: EncodedBody) -> Self {
         debug_assert_eq!(encoded, body.encode());
-        let key = crate::store::db::body_key(&body);
+        let key = crate::store::db::body_keys(&body);
         Self {
             id,
             body,
@@ -228,8 +228,8 @@ impl Submission {
         &self.encoded
     }
 
-    /// The object index key of the body ([`crate::store::db::body_key`]).
-    pub fn object_key(&self) -> Option<i64> {
+    /// The object index keys of the body ([`crate::store::db::body_keys`]).
+    pub fn object_keys(&self) -> Option<crate::store::db::ObjectKeys> {
         self.key
     }
 

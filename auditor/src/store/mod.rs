@@ -546,7 +546,7 @@ impl Ledger {
                         requests.push((id.to_string(), at));
                     }
                     // The text judging made, shared (not copied): the bodies stay with the caller.
-                    bodies.push((item.encoded_body().clone(), item.object_key()));
+                    bodies.push((item.encoded_body().clone(), item.object_keys()));
                 }
                 (!bodies.is_empty()).then_some(Work::Entries {
                     items: Items::Encoded(bodies),
@@ -1133,7 +1133,7 @@ enum Work {
 /// with their object index keys.
 enum Items {
     Bodies(Vec<Body>),
-    Encoded(Vec<(EncodedBody, Option<i64>)>),
+    Encoded(Vec<(EncodedBody, Option<db::ObjectKeys>)>),
 }
 
 impl Items {
@@ -1167,7 +1167,7 @@ async fn seal_and_insert(
     now: Timestamp,
     items: Items,
 ) -> Result<(Sequencer, Vec<(Subtree, Hash)>), StoreError> {
-    type Keys = Vec<Option<i64>>;
+    type Keys = Vec<Option<db::ObjectKeys>>;
     let (first, time) = (next.size(), next.stamp(now));
     // Chunk i goes to encoder i % 2; the sealer takes them back in order.
     let cut = match items {
@@ -1191,7 +1191,7 @@ async fn seal_and_insert(
                 match piece {
                     Items::Bodies(bodies) => {
                         for b in bodies {
-                            keys.push(db::body_key(&b));
+                            keys.push(db::body_keys(&b));
                             p.push(&b);
                         }
                     }
@@ -1264,11 +1264,11 @@ fn keep_nodes(tree: &mut Frontier, leaf: Hash, nodes: &mut Vec<(Subtree, Hash)>)
     });
 }
 
-fn row_of(sealed: Sealed, object_key: Option<i64>) -> EntryRow {
+fn row_of(sealed: Sealed, object_keys: Option<db::ObjectKeys>) -> EntryRow {
     EntryRow {
         seq: sealed.seq,
         leaf: sealed.leaf,
         body: sealed.text,
-        object_key,
+        object_keys,
     }
 }

@@ -255,7 +255,7 @@ pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer
 /// entries, and the next commit is stored compressed after the migrated rows. Its idempotency
 /// keys, one namespace for every writer then, are moved out of every writer's reach.
 async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
-    use hexagone_auditor::store::db::body_key;
+    use hexagone_auditor::store::db::body_keys;
     let key = signer(8);
     // The entries, keys, checkpoints and head of a real ledger of 300 entries, written as the
     // ledger wrote them before (schema 4), into a database migrated up to schema 4 only.
@@ -289,7 +289,7 @@ async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
                     .execute(&pool).await.unwrap();
             }
             for (seq, leaf, text) in &entries {
-                let object = body_key(&Entry::decode(text.as_bytes()).unwrap().body);
+                let object = body_keys(&Entry::decode(text.as_bytes()).unwrap().body).map(|k| k[0]);
                 sqlx::query("INSERT INTO ledger_entries (seq, leaf, body, object_key) VALUES ($1, $2, $3, $4)")
                     .bind(*seq as i64).bind(leaf.to_vec()).bind(text).bind(object)
                     .execute(&pool).await.unwrap();
@@ -351,6 +351,39 @@ async fn proofs_by_object(url: String) {
     assert_eq!(reparsed, proof);
     assert!(matches!(
         ledger.prove("no-such-object").await,
+        Err(StoreError::NoSuchObject(_))
+    ));
+    // By store: that store's rows only.
+    let in_store = |store: &'static str| ledger.prove_in("spaces/1/doc-777", Some(store));
+    assert_eq!(in_store("minio/documents").await.unwrap().index, 777);
+    assert!(matches!(
+        in_store("seaweedfs/documents").await,
+        Err(StoreError::NoSuchObject(_))
+    ));
+    // Chunks written by earlier versions keep the first key only (8 bytes an entry): with the
+    // index emptied, it is filled again from their texts, both keys.
+    for stmt in [
+        "UPDATE ledger_chunks SET objects = substr(objects, 1, entry_count * 8)",
+        "DELETE FROM ledger_objects",
+        "DELETE FROM ledger_objects_indexed",
+    ] {
+        match ledger.db() {
+            hexagone_auditor::store::db::Db::Sqlite(p) => {
+                sqlx::query(stmt).execute(p).await.map(drop)
+            }
+            hexagone_auditor::store::db::Db::Postgres(p) => {
+                sqlx::query(stmt).execute(p).await.map(drop)
+            }
+        }
+        .unwrap();
+    }
+    assert_eq!(in_store("minio/documents").await.unwrap().index, 777);
+    assert_eq!(
+        ledger.prove("spaces/36/doc-1200").await.unwrap().index,
+        1200
+    );
+    assert!(matches!(
+        in_store("seaweedfs/documents").await,
         Err(StoreError::NoSuchObject(_))
     ));
     ledger.close().await;
