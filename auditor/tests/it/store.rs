@@ -390,6 +390,77 @@ async fn proofs_by_object(url: String) {
     reverify(&url, &key.verifier().to_string()).await;
 }
 
+/// The objects of a store still standing (newest entry not a removal) are read from every
+/// entry under the signed root: a removal ends one, other stores' objects are not counted, and
+/// a rewritten entry row (the database owner's) is an error, not a shorter list.
+async fn standing_objects_are_read_from_every_entry_under_the_root(url: String) {
+    use hexagone_auditor::ledger::checkpoint::{Checkpoint, parse_note};
+    use hexagone_auditor::ledger::entry::Body;
+    let key = signer(9);
+    let (ledger, mut seq) = ledger_of(&url, &key, 600).await;
+    let gone = observation(7).object().unwrap().clone();
+    ledger
+        .append(
+            &mut seq,
+            NOW,
+            vec![Body::Removal {
+                object: gone.clone(),
+                observed_at: NOW,
+            }],
+        )
+        .await
+        .unwrap();
+    let signed = || async {
+        let head = ledger.head().await.unwrap();
+        let cp = Checkpoint::parse_body(&parse_note(head.note.as_deref().unwrap()).unwrap().text)
+            .unwrap();
+        (cp.size, cp.root)
+    };
+    let (size, root) = signed().await;
+    assert_eq!(size, 601);
+    let standing = ledger
+        .standing_objects("minio/documents", size, &root)
+        .await
+        .unwrap();
+    assert_eq!(standing.len(), 599);
+    assert!(!standing.contains(&gone));
+    assert!(standing.contains(observation(8).object().unwrap()));
+    assert!(
+        ledger
+            .standing_objects("kubernetes", size, &root)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A root that is not the rows': refused, naming the checkpoint.
+    let e = ledger
+        .standing_objects("minio/documents", size, &[0; 32])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signed checkpoint of size 601"), "{e}");
+    // The owner drops the chunk holding the removal: an error, not the object standing again.
+    let stmt =
+        "DELETE FROM ledger_chunks WHERE first_seq = (SELECT MAX(first_seq) FROM ledger_chunks)";
+    match ledger.db() {
+        hexagone_auditor::store::db::Db::Sqlite(p) => sqlx::query(stmt).execute(p).await.map(drop),
+        hexagone_auditor::store::db::Db::Postgres(p) => {
+            sqlx::query(stmt).execute(p).await.map(drop)
+        }
+    }
+    .unwrap();
+    let e = ledger
+        .standing_objects("minio/documents", size, &root)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not stored below the signed head (size 601)"),
+        "{e}"
+    );
+    ledger.close().await;
+}
+
 /// Proofs made from the stored subtree hashes are the proofs computed from every leaf, for
 /// every size a checkpoint was signed at; without the hashes (a ledger written before they
 /// were kept) proofs are computed from the leaves, and a starting sequencer stores them.
@@ -486,6 +557,7 @@ on_both!(
     proofs_by_object,
     a_ledger_of_one_row_per_entry_is_migrated,
     proofs_from_stored_hashes_equal_proofs_from_leaves,
+    standing_objects_are_read_from_every_entry_under_the_root,
 );
 
 #[tokio::test]
