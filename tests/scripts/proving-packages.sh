@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the proving ground (tests/proving) runs, when missing:
 # redis-server (standing in for Valkey: bookworm packages no valkey-server), mariadb-server
-# (standing in for MySQL), postgresql (tests/scripts/postgres.sh installs it too) and
-# python3-yaml (the harness reads the rendered YAML stream). An
-# installed package is the cache: a later run only checks. Logs go to stderr; the last stdout
-# line is "ok".
+# (standing in for MySQL), postgresql (tests/scripts/postgres.sh installs it too),
+# python3-yaml (the harness reads the rendered YAML stream) and python3-venv; then Synapse from
+# its Python package at the catalog image's version, in a virtual environment of the system's
+# Python under ${HEXAGONE_CACHE:-~/.cache/hexagone}/synapse/<version>/venv. An installed package
+# is the cache: a later run only checks. Logs go to stderr; the last stdout line is "ok".
 set -euo pipefail
 
 log() { echo "proving-packages.sh: $*" >&2; }
@@ -13,7 +14,8 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { log "root is needed to install ${missing[*]}"; exit 2; }
@@ -29,5 +31,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+# Synapse: the version of the catalog's image (docker.io/matrixdotorg/synapse:vX.Y.Z), with the
+# extras the image installs (`all`: the PostgreSQL driver, OIDC...; docker/Dockerfile installs
+# `/synapse[all]`), its dependencies held at the versions the image
+# installs (tests/proving/synapse-<version>-constraints.txt, from the release's lock file: the
+# newest prometheus-client breaks Synapse 1.141.0's import). The file `installed` is written last, so an
+# interrupted install is never taken for the cache.
+cache="${HEXAGONE_CACHE:-$HOME/.cache/hexagone}"
+here=$(cd "$(dirname "$0")/../.." && pwd)
+synapse=$(sed -n 's|^ *image: docker.io/matrixdotorg/synapse:v\([0-9.]*\)$|\1|p' "$here/platform/data/stack-catalog.yaml")
+[ -n "$synapse" ] || { log "no Synapse image version in platform/data/stack-catalog.yaml"; exit 2; }
+constraints="$here/tests/proving/synapse-$synapse-constraints.txt"
+[ -f "$constraints" ] || { log "no $constraints: write it from the release's poetry.lock"; exit 2; }
+dir="$cache/synapse/$synapse"
+if [ ! -e "$dir/installed" ]; then
+  log "installing Synapse $synapse into $dir/venv"
+  started=$SECONDS
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  /usr/bin/python3 -m venv "$dir/venv"
+  "$dir/venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" "matrix-synapse[all]==$synapse" >&2 || { rm -rf "$dir"; exit 1; }
+  touch "$dir/installed"
+  log "Synapse $synapse installed in $((SECONDS - started)) s"
 fi
 echo ok
