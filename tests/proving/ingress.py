@@ -10,7 +10,7 @@ certificate for the hosts, signed by a certificate authority made for the run (t
 that call it are given the authority as the one they trust: `SSL_CERT_FILE`).
 
 A request is forwarded to the address of the pod the rule's Service selects when that pod runs
-here. When the Service's pods do not run here and the host is the OIDC issuer's, the server
+here (503 while it does not run yet, 502 when it refuses). When the Service's pods do not run here and the host is the OIDC issuer's, the server
 answers the discovery document and an empty key set for the realm named in the path, itself:
 the issuer is then played, and the output says so. Anything else answers 502.
 """
@@ -77,13 +77,18 @@ class Ingress:
                 route = ingress.routes.get(host)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 target = route and ingress.backend(*route)
+                if target == "down":
+                    return self.answer(503, b"its pods are not running\n")
                 if target:
                     conn = http.client.HTTPConnection(*target, timeout=30)
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
                     headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": self.client_address[0]})
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    r = conn.getresponse()
-                    data = r.read()
+                    try:
+                        conn.request(self.command, self.path, body=body or None, headers=headers)
+                        r = conn.getresponse()
+                        data = r.read()
+                    except OSError as e:
+                        return self.answer(502, f"{e}\n".encode())
                     self.send_response(r.status)
                     for k, v in r.getheaders():
                         if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -93,9 +98,13 @@ class Ingress:
                     self.wfile.write(data)
                     return
                 doc = route and ingress.issuer(host, route[0], self.path)
-                status, data = (200, json.dumps(doc).encode()) if doc else (502, b"no backend runs here\n")
+                if doc:
+                    return self.answer(200, json.dumps(doc).encode(), "application/json")
+                self.answer(502, b"no backend runs here\n")
+
+            def answer(self, status, data, content_type="text/plain"):
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json" if doc else "text/plain")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -31,6 +31,7 @@ tests/scripts/proving-packages.sh installs. Standard library and PyYAML only.
 
 import argparse
 import glob
+import json
 import os
 import re
 import secrets
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import yaml
@@ -56,6 +58,7 @@ IMAGES = {
     "docker.io/library/mysql": "mariadb",
     "docker.io/valkey/valkey": "valkey",
     "docker.io/matrixdotorg/synapse": "synapse",
+    "quay.io/keycloak/keycloak": "keycloak",
 }
 
 # The images' stop signals other than SIGTERM: the postgres image stops PostgreSQL with SIGINT,
@@ -69,7 +72,7 @@ NOT_HERE = {
     "jitsi/": "Jitsi: no package outside its images",
     "elasticsearch": "Elasticsearch: no package outside its image",
     "chrislusf/seaweedfs": "SeaweedFS: the module proxy reachable here does not serve the image's version",
-    "keycloak/keycloak": "Keycloak: not installed by the harness yet",
+    "keycloak/keycloak": "Keycloak: runs with --keycloak (its build and first start take minutes on two cores)",
     "postfix": "Postfix: not installed by the harness yet",
 }
 
@@ -117,7 +120,20 @@ class Pod:
         self.env = {}
         self.skip_reason = None
         self.restarts = 0
-        self.launch = None
+        self.inits = []
+        self.respawn = None
+
+    def init_view(self, container):
+        """The same pod with one of its init containers as its container."""
+        import copy
+
+        view = copy.copy(self)
+        view.container = container
+        view.name = f"{self.name}.{container['name']}"
+        view.mounts = {}
+        view.env = {}
+        view.kind = "Init"
+        return view
 
     @property
     def image(self):
@@ -137,8 +153,9 @@ class Pod:
 
 
 class Ground:
-    def __init__(self, docs, budget, keep):
+    def __init__(self, docs, budget, keep, keycloak=False):
         self.docs = docs
+        self.keycloak = keycloak
         self.budget = budget
         self.keep = keep
         self.namespace = None
@@ -159,6 +176,7 @@ class Ground:
         self.netns = []
         self.ingress = None
         self.bound = []  # bind mounts to undo
+        self.lock = threading.Lock()
         self.started = time.monotonic()
 
     # --- reading the rendered objects ---------------------------------------------------
@@ -179,8 +197,8 @@ class Ground:
                 for i in range(replicas):
                     name = f"{meta['name']}-{i}" if kind == "StatefulSet" else f"{meta['name']}-{i}"
                     pod = Pod(kind, meta["name"], name, spec["template"], i)
-                    if pod.adapter() and pod.spec.get("initContainers"):
-                        pod.skip_reason = "its init containers are not translated yet"
+                    if pod.adapter() == "keycloak" and not self.keycloak:
+                        pod.skip_reason = NOT_HERE["keycloak/keycloak"]
                     (self.pods if pod.adapter() and not pod.skip_reason else self.skipped).append(pod)
             elif kind == "Job":
                 self.jobs.append(Pod(kind, meta["name"], meta["name"], d["spec"]["template"], 0))
@@ -260,8 +278,8 @@ class Ground:
 
     def prepare(self, pod):
         uid, gid, fs_group = pod.security()
-        pod.root = os.path.join(self.scratch, pod.name)
-        os.makedirs(pod.root)
+        pod.root = os.path.join(self.scratch, pod.name.split(".")[0])
+        os.makedirs(pod.root, exist_ok=True)
         volumes = {v["name"]: v for v in pod.spec.get("volumes", []) or []}
         owner_gid = int(fs_group) if fs_group is not None else gid
         for m in pod.container.get("volumeMounts", []) or []:
@@ -303,6 +321,15 @@ class Ground:
                 os.chown(dirpath, 0 if readonly else uid, owner_gid)
                 os.chmod(dirpath, 0o755 if readonly else 0o2775)
             pod.mounts[m["mountPath"]] = path
+        # A mount inside another one's path (Keycloak's realm file in /opt/keycloak/data/import)
+        # appears inside the outer volume, as a symbolic link.
+        for mp, path in pod.mounts.items():
+            outer = max((o for o in pod.mounts if mp.startswith(o.rstrip("/") + "/")), key=len, default=None)
+            if outer is not None:
+                link = os.path.join(pod.mounts[outer], os.path.relpath(mp, outer))
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                if not os.path.lexists(link):
+                    os.symlink(path, link)
         # The processes see the scratch directories, not the mount paths: a ConfigMap file that
         # names a mount path (homeserver.yaml's media_store_path) is rewritten as args are.
         for m in pod.container.get("volumeMounts", []) or []:
@@ -354,7 +381,7 @@ class Ground:
 
     def spawn(self, pod, argv, log_name, cwd=None):
         if pod.kind in ("StatefulSet", "Deployment"):
-            pod.launch = (argv, log_name, cwd)
+            pod.respawn = (argv, log_name, cwd)
         uid, gid, fs_group = pod.security()
         groups = str(fs_group) if fs_group is not None else str(gid)
         cmd = [
@@ -441,6 +468,8 @@ class Ground:
                     f"--port={pod.container['ports'][0]['containerPort']}", f"--init-file={init}", *argv]
         elif kind == "synapse":
             argv = self.synapse_argv(pod, argv)
+        elif kind == "keycloak":
+            argv = self.keycloak_argv(pod)
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
             # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
@@ -484,16 +513,54 @@ class Ground:
             env["SSL_CERT_FILE"] = self.ingress.ca
         return [os.path.join(self.venv("synapse", version), "bin", "python"), *args]
 
-    def venv(self, name, version):
-        """The package's virtual environment in the cache (tests/scripts/proving-packages.sh),
-        bind-mounted read-only under the scratch root: the cache is under root's home, which
-        the pods' users cannot enter."""
+    def keycloak_argv(self, pod):
+        """The keycloak image: the distribution in /opt/keycloak, owned by uid 1000, entrypoint
+        /opt/keycloak/bin/kc.sh (keycloak/keycloak quarkus/container/Dockerfile: `ENTRYPOINT [
+        "/opt/keycloak/bin/kc.sh" ]`); a container's `command` replaces it (the copy-quarkus
+        init container). The image's /opt/keycloak is made here for each container: the
+        distribution from the cache (tests/scripts/proving-packages.sh), read-only, where the
+        container mounts nothing, and its volumes where it mounts them (lib/quarkus, data).
+        Java: the machine's 17,
+        which Keycloak 26 supports (keycloak.org/server/supported-configurations: OpenJDK 17,
+        21, 25; the image runs 21)."""
+        version = pod.image.rsplit(":", 1)[-1]
         cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
-        src = os.path.join(cache, name, version, "venv")
-        if not os.path.exists(os.path.join(src, "..", "installed")):
+        dist = os.path.join(cache, "keycloak", version, f"keycloak-{version}")
+        if not os.path.exists(os.path.join(cache, "keycloak", version, "installed")):
+            raise RuntimeError(f"{dist}: not installed (tests/scripts/proving-packages.sh --keycloak installs it)")
+        # A tree of hard links to the distribution, owned by root: real directories (the build
+        # fails on symbolic links), files the pod's user cannot change, no copy.
+        home = os.path.join(pod.root, "image", pod.container["name"])
+        os.makedirs(os.path.dirname(home), exist_ok=True)
+        run(["cp", "-al", dist, home])
+        # The volumes are bind mounts over the image's directories, as the kubelet's.
+        for entry in ("lib/quarkus", "data"):
+            volume = pod.mounts.get(f"/opt/keycloak/{entry}")
+            if volume is not None:
+                os.makedirs(os.path.join(home, entry), exist_ok=True)
+                run(["mount", "--bind", volume, os.path.join(home, entry)])
+                with self.lock:
+                    self.bound.append(os.path.join(home, entry))
+        pod.mounts["/opt/keycloak"] = home
+        argv = self.argv(pod)
+        return argv if pod.container.get("command") else [os.path.join(home, "bin", "kc.sh"), *argv]
+
+    def venv(self, name, version):
+        """The package's virtual environment in the cache (tests/scripts/proving-packages.sh)."""
+        return self.cached(name, version, "venv")
+
+    def cached(self, name, version, sub):
+        """A package installed in the cache (tests/scripts/proving-packages.sh), bind-mounted
+        read-only under the scratch root: the cache is under root's home, which the pods'
+        users cannot enter."""
+        cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
+        src = os.path.join(cache, name, version, sub)
+        if not os.path.exists(os.path.join(cache, name, version, "installed")):
             raise RuntimeError(f"{src}: not installed (tests/scripts/proving-packages.sh installs {name} {version})")
         dst = os.path.join(self.scratch, "opt", name)
-        if dst not in self.bound:
+        with self.lock:
+            if dst in self.bound:
+                return dst
             os.makedirs(dst, exist_ok=True)
             os.chmod(os.path.dirname(dst), 0o755)
             run(["mount", "--bind", src, dst])
@@ -502,16 +569,18 @@ class Ground:
         return dst
 
     def backend(self, service, port):
-        """The address and port of a running pod a Service selects (the Ingress's backend)."""
+        """The Ingress's backend: the address and port of a running pod the Service selects;
+        "down" when its pods run here but none is running now; None when none runs here."""
         svc = next((x for x in self.services if x["metadata"]["name"] == service and x["spec"].get("clusterIP") != "None"), None)
         if svc is None:
             return None
         sp = next((p for p in svc["spec"].get("ports", []) if port in (p.get("port"), p.get("name"))), None)
-        for pod in self.pods:
-            sel = svc["spec"].get("selector") or {}
-            if sp and sel and all(pod.labels.get(k) == v for k, v in sel.items()) and pod.proc and pod.proc.poll() is None:
+        sel = svc["spec"].get("selector") or {}
+        selected = [p for p in self.pods if sp and sel and all(p.labels.get(k) == v for k, v in sel.items())]
+        for pod in selected:
+            if pod.proc and pod.proc.poll() is None:
                 return pod.ip, self.port(pod, sp.get("targetPort", sp["port"]))
-        return None
+        return "down" if selected else None
 
     # --- probes ---------------------------------------------------------------------------
 
@@ -548,12 +617,37 @@ class Ground:
             return None if r.returncode == 0 else f"exec: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-200:]}"
         return f"probe kind {list(probe)} not translated"
 
+    def launch(self, pod, deadline):
+        try:
+            for c in pod.spec.get("initContainers") or []:
+                view = pod.init_view(c)
+                view.ns, view.ip = pod.ns, pod.ip
+                self.prepare(view)
+                started = time.monotonic()
+                proc = self.start(view)
+                try:
+                    rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    kill(proc)
+                    raise RuntimeError(f"init container {c['name']}: not done within the budget")
+                if rc != 0:
+                    raise RuntimeError(f"init container {c['name']}: exit {rc}: {tail(self.scratch, view.name)}")
+                pod.inits.append(f"{c['name']} {time.monotonic() - started:.1f} s")
+            self.prepare(pod)
+            pod.proc = self.start(pod)
+        except Exception as e:  # noqa: BLE001 - reported per component
+            self.results[pod.name] = ("failed", str(e))
+
     def wait_ready(self, pod, deadline):
         probe = pod.container.get("readinessProbe") or pod.container.get("startupProbe")
         if probe is None:
             return "no readiness probe rendered"
         why = "not probed"
         backoff = 1.0
+        while pod.proc is None and pod.name not in self.results and time.monotonic() < deadline:
+            time.sleep(0.2)  # its init containers run
+        if pod.name in self.results:
+            return self.results[pod.name][1]
         while time.monotonic() < deadline:
             if pod.proc.poll() is not None:
                 # The kubelet restarts an exited container of a StatefulSet or Deployment pod
@@ -566,7 +660,7 @@ class Ground:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 8.0)
                 pod.restarts += 1
-                pod.proc = self.spawn(pod, *pod.launch)
+                pod.proc = self.spawn(pod, *pod.respawn)
                 continue
             why = self.probe_once(pod, probe)
             if why is None:
@@ -582,12 +676,11 @@ class Ground:
         if self.ingresses:
             self.ingress = Ingress(self.ingresses, f"{self.subnet}.1", self.scratch, self.backend)
         deadline = self.started + self.budget
-        for pod in self.pods:
-            try:
-                self.prepare(pod)
-                pod.proc = self.start(pod)
-            except Exception as e:  # noqa: BLE001 - reported per component
-                self.results[pod.name] = ("failed", str(e))
+        # Every pod starts at once, each in a thread: its init containers in order, each to
+        # completion, then its container.
+        starting = [threading.Thread(target=self.launch, args=(pod, deadline)) for pod in self.pods]
+        for t in starting:
+            t.start()
         # The Jobs run while the pods start, as in the cluster (the databases Job waits for
         # PostgreSQL itself: `until pg_isready`).
         threads = []
@@ -601,12 +694,11 @@ class Ground:
             t.start()
             threads.append(t)
         for pod in self.pods:
-            if pod.name in self.results:
-                continue
             why = self.wait_ready(pod, deadline)
             took = f"{time.monotonic() - self.started:.1f} s" + (f", {pod.restarts} restart{'s' if pod.restarts > 1 else ''}" if pod.restarts else "")
+            took += "".join(f", init {i}" for i in pod.inits)
             self.results[pod.name] = ("ready", took) if why is None else ("failed", why)
-        for t in threads:
+        for t in threads + starting:
             t.join()
         self.all_ready = time.monotonic() - self.started
         self.checks = []
@@ -615,6 +707,7 @@ class Ground:
         self.check_mysql()
         self.check_valkey()
         self.check_synapse()
+        self.check_keycloak()
 
     def run_job(self, job, deadline):
         try:
@@ -739,16 +832,17 @@ class Ground:
                 ok = out == "OK" if expected == "OK" else expected in out
                 self.check(f"{pod.workload}: {what}", ok, out[-200:])
 
-    def http(self, url, method="GET", body=None):
+    def http(self, url, method="GET", body=None, headers=None):
         """One HTTP request from the client namespace, as `nobody`; returns (status, body)."""
+        headers = headers or {"Content-Type": "application/json"}
         script = (
-            "import sys, urllib.request, urllib.error\n"
+            "import json, sys, urllib.request, urllib.error\n"
             "r = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=sys.argv[3].encode() or None,"
-            " headers={'Content-Type': 'application/json'})\n"
+            " headers=json.loads(sys.argv[4]))\n"
             "try:\n    x = urllib.request.urlopen(r, timeout=10); print(x.status); print(x.read().decode())\n"
             "except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n"
         )
-        r = self.as_pod(self.client, ["/usr/bin/python3", "-c", script, url, method, body or ""])
+        r = self.as_pod(self.client, ["/usr/bin/python3", "-c", script, url, method, body or "", json.dumps(headers)])
         status, _, text = r.stdout.partition("\n")
         return (int(status) if status.isdigit() else None), (text + r.stderr).strip()
 
@@ -819,6 +913,41 @@ class Ground:
                            r.returncode != 0 and "permission denied" in r.stderr, (r.stdout + r.stderr).strip()[-200:])
             if not others:
                 self.check(f"{w}: cannot open another database", False, "the databases Job creates no other database")
+
+    def check_keycloak(self):
+        """Keycloak serves the imported realm's discovery document over its Service with the
+        rendered hostname as issuer; every client of the rendered realm file exists (read with
+        the bootstrap admin's token); the bootstrap admin is refused with a wrong password."""
+        for pod, host, port in self.ready("keycloak"):
+            base = f"http://{host}:{port}"
+            mounts = {m["mountPath"]: m for m in pod.container.get("volumeMounts") or []}
+            volumes = {v["name"]: v for v in pod.spec.get("volumes") or []}
+            realms = [json.loads(self.configmaps[volumes[m["name"]]["configMap"]["name"]][m["subPath"]])
+                      for path, m in mounts.items() if path.startswith("/opt/keycloak/data/import/") and m.get("subPath")]
+            if not realms:
+                self.check("keycloak: a realm file is imported", False, "no file mounted in /opt/keycloak/data/import")
+            for realm in realms:
+                name = realm["realm"]
+                status, text = self.http(f"{base}/realms/{name}/.well-known/openid-configuration")
+                issuer = pod.env.get("KC_HOSTNAME", "").rstrip("/") + f"/realms/{name}"
+                found = json.loads(text).get("issuer") if status == 200 else None
+                self.check(f"keycloak: the {name} realm's discovery answers over the Service {host}, issuer {issuer}",
+                           found == issuer, f"{status}: issuer {found}: {text[-200:]}")
+                form = {"Content-Type": "application/x-www-form-urlencoded"}
+                user, password = pod.env.get("KC_BOOTSTRAP_ADMIN_USERNAME", ""), pod.env.get("KC_BOOTSTRAP_ADMIN_PASSWORD", "")
+                token_url = f"{base}/realms/master/protocol/openid-connect/token"
+                grant = {"grant_type": "password", "client_id": "admin-cli", "username": user}
+                status, text = self.http(token_url, "POST", urllib.parse.urlencode({**grant, "password": password + "x"}), form)
+                self.check("keycloak: the bootstrap admin is refused with a wrong password",
+                           status == 401 and "invalid_grant" in text, f"{status}: {text[-200:]}")
+                status, text = self.http(token_url, "POST", urllib.parse.urlencode({**grant, "password": password}), form)
+                token = json.loads(text).get("access_token") if status == 200 else None
+                status, text = self.http(f"{base}/admin/realms/{name}/clients", headers={"Authorization": f"Bearer {token}"})
+                present = {c.get("clientId") for c in json.loads(text)} if status == 200 else set()
+                wanted = {c["clientId"] for c in realm.get("clients") or []}
+                self.check(f"keycloak: the {name} realm has the clients {', '.join(sorted(wanted))}",
+                           bool(wanted) and wanted <= present, f"{status}: missing {sorted(wanted - present)}: {text[-200:]}")
+            break  # the replicas share the database: one answers for all
 
     def services_of(self, pod):
         for svc in self.services:
@@ -901,6 +1030,8 @@ def stand_in(adapter):
     if adapter == "valkey":
         v = re.search(r"v=(\S+)", run(["redis-server", "--version"]).stdout)
         return "Redis " + (v.group(1) if v else "?")
+    if adapter == "keycloak":
+        return "Keycloak distribution (Maven Central), " + run(["java", "-version"]).stderr.splitlines()[0]
     if adapter == "synapse":
         cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
         found = glob.glob(os.path.join(cache, "synapse", "*", "venv", "lib", "python3*", "site-packages", "matrix_synapse-*.dist-info"))
@@ -992,6 +1123,8 @@ def main():
     ap.add_argument("--mutants", action="store_true",
                     help="then run a rendering made wrong (no Valkey password, a superuser role, Synapse on SQLite "
                          "with open registration) and fail unless its checks fail")
+    ap.add_argument("--keycloak", action="store_true",
+                    help="run Keycloak too (its build and first start take minutes on two cores; not in the mutants' run)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -1003,7 +1136,7 @@ def main():
         return 2
     # A stopped run (tests/run's trap, a CI timeout) still removes its namespaces and processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    g = Ground(docs, a.budget, a.keep)
+    g = Ground(docs, a.budget, a.keep, keycloak=a.keycloak)
     try:
         g.go()
         rc = g.report()

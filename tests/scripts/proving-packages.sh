@@ -16,6 +16,11 @@ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ "${1:-}" = --keycloak ]; then
+  command -v mvn >/dev/null || missing+=(maven)
+  command -v unzip >/dev/null || missing+=(unzip)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { log "root is needed to install ${missing[*]}"; exit 2; }
@@ -55,5 +60,24 @@ if [ ! -e "$dir/installed" ]; then
   "$dir/venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" "matrix-synapse[all]==$synapse" >&2 || { rm -rf "$dir"; exit 1; }
   touch "$dir/installed"
   log "Synapse $synapse installed in $((SECONDS - started)) s"
+fi
+
+# Keycloak, with --keycloak only (the proving ground runs it under that option): the
+# distribution of the catalog image's version from Maven Central
+# (org.keycloak:keycloak-quarkus-dist, a zip), unpacked under $cache/keycloak/<version>.
+if [ "${1:-}" = --keycloak ]; then
+  keycloak=$(sed -n 's|^ *image: quay.io/keycloak/keycloak:\([0-9.]*\)$|\1|p' "$here/platform/data/stack-catalog.yaml")
+  [ -n "$keycloak" ] || { log "no Keycloak image version in platform/data/stack-catalog.yaml"; exit 2; }
+  dir="$cache/keycloak/$keycloak"
+  if [ ! -e "$dir/installed" ]; then
+    log "installing Keycloak $keycloak into $dir"
+    started=$SECONDS
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    mvn -q dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$keycloak:zip" "-DoutputDirectory=$dir" >&2 || { rm -rf "$dir"; exit 1; }
+    unzip -q "$dir/keycloak-quarkus-dist-$keycloak.zip" -d "$dir" && rm "$dir/keycloak-quarkus-dist-$keycloak.zip"
+    touch "$dir/installed"
+    log "Keycloak $keycloak installed in $((SECONDS - started)) s"
+  fi
 fi
 echo ok
