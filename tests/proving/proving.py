@@ -868,6 +868,17 @@ class Ground:
         """Synapse answers over its Service; it runs on the rendered PostgreSQL database (C
         collation, its own role, no SQLite file anywhere in its volumes), cannot open another
         application's database with its credential, and refuses open registration."""
+        for pod in self.pods:
+            # The collation is checked even when Synapse did not start: Synapse refuses a
+            # database of another collation (synapse/storage/engines/postgres.py:84-125).
+            if pod.adapter() == "synapse" and getattr(pod, "config_path", None):
+                db = (yaml.safe_load(open(pod.config_path)) or {}).get("database") or {}
+                name = f"{pod.workload}: its database has LC_COLLATE and LC_CTYPE C"
+                if db.get("name") != "psycopg2":
+                    self.check(name, False, f"its database section is {db.get('name')}'s, not PostgreSQL's")
+                    continue
+                r = self.superuser(f"SELECT datcollate || ' ' || datctype FROM pg_database WHERE datname = '{db.get('args', {}).get('dbname')}'")
+                self.check(name, r is not None and r.stdout.strip() == "C C", (r.stdout + r.stderr).strip()[-200:] if r else "no PostgreSQL")
         for pod, host, port in self.ready("synapse"):
             w = pod.workload
             status, text = self.http(f"http://{host}:{port}/_matrix/client/versions")
@@ -897,9 +908,6 @@ class Ground:
             self.check(f"{w}: runs on the rendered PostgreSQL database, not SQLite",
                        db.get("name") == "psycopg2" and seen == [expected] and not sqlite,
                        f"database {db.get('name')}; its connections {seen} (expected [{expected!r}]); SQLite files {sqlite}")
-            r = self.superuser(f"SELECT datcollate || ' ' || datctype FROM pg_database WHERE datname = '{args.get('dbname')}'")
-            self.check(f"{w}: its database has LC_COLLATE and LC_CTYPE C",
-                       r is not None and r.stdout.strip() == "C C", (r.stdout + r.stderr).strip()[-200:] if r else "no PostgreSQL")
             r = self.superuser(f"SELECT count(*) FROM pg_tables WHERE tableowner = '{args.get('user')}'", db=args.get("dbname") or "postgres")
             self.check(f"{w}: its schema is in its database, owned by its role",
                        r is not None and r.stdout.strip().isdigit() and int(r.stdout) > 0, (r.stdout + r.stderr).strip()[-200:] if r else "no PostgreSQL")
