@@ -38,46 +38,55 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
-# Synapse: the version of the catalog's image (docker.io/matrixdotorg/synapse:vX.Y.Z), with the
-# extras the image installs (`all`: the PostgreSQL driver, OIDC...; docker/Dockerfile installs
-# `/synapse[all]`), its dependencies held at the versions the image
-# installs (tests/proving/synapse-<version>-constraints.txt, from the release's lock file: the
-# newest prometheus-client breaks Synapse 1.141.0's import). The file `installed` is written last, so an
-# interrupted install is never taken for the cache.
 cache="${HEXAGONE_CACHE:-$HOME/.cache/hexagone}"
 here=$(cd "$(dirname "$0")/../.." && pwd)
-synapse=$(sed -n 's|^ *image: docker.io/matrixdotorg/synapse:v\([0-9.]*\)$|\1|p' "$here/platform/data/stack-catalog.yaml")
-[ -n "$synapse" ] || { log "no Synapse image version in platform/data/stack-catalog.yaml"; exit 2; }
-constraints="$here/tests/proving/synapse-$synapse-constraints.txt"
-[ -f "$constraints" ] || { log "no $constraints: write it from the release's poetry.lock"; exit 2; }
-dir="$cache/synapse/$synapse"
-if [ ! -e "$dir/installed" ]; then
-  log "installing Synapse $synapse into $dir/venv"
-  started=$SECONDS
+
+# The version of an image in the catalog: catalog_version IMAGE-WITHOUT-TAG [TAG-PREFIX].
+catalog_version() {
+  local v
+  v=$(sed -n "s|^ *image: $1:${2:-}\([0-9.]*\)\$|\1|p" "$here/platform/data/stack-catalog.yaml")
+  [ -n "$v" ] || { log "no $1 version in platform/data/stack-catalog.yaml"; exit 2; }
+  echo "$v"
+}
+
+# cached NAME VERSION FUNCTION: runs FUNCTION DIR to install NAME VERSION into
+# $cache/NAME/VERSION unless done before. The file `installed` is written last, so an
+# interrupted install is never taken for the cache.
+cached() {
+  local dir="$cache/$1/$2" started=$SECONDS
+  [ -n "$1" ] && [ -n "$2" ] || { log "cached: no name or version"; exit 2; }
+  [ ! -e "$dir/installed" ] || return 0
+  log "installing $1 $2 into $dir"
   rm -rf "$dir"
   mkdir -p "$dir"
-  /usr/bin/python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" "matrix-synapse[all]==$synapse" >&2 || { rm -rf "$dir"; exit 1; }
+  "$3" "$dir" "$2" || { rm -rf "$dir"; exit 1; }
   touch "$dir/installed"
-  log "Synapse $synapse installed in $((SECONDS - started)) s"
-fi
+  log "$1 $2 installed in $((SECONDS - started)) s"
+}
+
+# Synapse: the catalog image's version, with the extras the image installs (`all`: the
+# PostgreSQL driver, OIDC...; docker/Dockerfile installs `/synapse[all]`), its dependencies
+# held at the versions the image installs (tests/proving/synapse-<version>-constraints.txt,
+# from the release's lock file: the newest prometheus-client breaks Synapse 1.141.0's import),
+# in a virtual environment of the system's Python.
+synapse_install() {
+  /usr/bin/python3 -m venv "$1/venv" &&
+    "$1/venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" "matrix-synapse[all]==$2" >&2
+}
+synapse=$(catalog_version docker.io/matrixdotorg/synapse v)
+constraints="$here/tests/proving/synapse-$synapse-constraints.txt"
+[ -f "$constraints" ] || { log "no $constraints: write it from the release's poetry.lock"; exit 2; }
+cached synapse "$synapse" synapse_install
 
 # Keycloak, with --keycloak only (the proving ground runs it under that option): the
 # distribution of the catalog image's version from Maven Central
-# (org.keycloak:keycloak-quarkus-dist, a zip), unpacked under $cache/keycloak/<version>.
+# (org.keycloak:keycloak-quarkus-dist, a zip), unpacked.
+keycloak_install() {
+  mvn -q dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$2:zip" "-DoutputDirectory=$1" >&2 &&
+    unzip -q "$1/keycloak-quarkus-dist-$2.zip" -d "$1" && rm "$1/keycloak-quarkus-dist-$2.zip"
+}
 if [ "${1:-}" = --keycloak ]; then
-  keycloak=$(sed -n 's|^ *image: quay.io/keycloak/keycloak:\([0-9.]*\)$|\1|p' "$here/platform/data/stack-catalog.yaml")
-  [ -n "$keycloak" ] || { log "no Keycloak image version in platform/data/stack-catalog.yaml"; exit 2; }
-  dir="$cache/keycloak/$keycloak"
-  if [ ! -e "$dir/installed" ]; then
-    log "installing Keycloak $keycloak into $dir"
-    started=$SECONDS
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    mvn -q dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$keycloak:zip" "-DoutputDirectory=$dir" >&2 || { rm -rf "$dir"; exit 1; }
-    unzip -q "$dir/keycloak-quarkus-dist-$keycloak.zip" -d "$dir" && rm "$dir/keycloak-quarkus-dist-$keycloak.zip"
-    touch "$dir/installed"
-    log "Keycloak $keycloak installed in $((SECONDS - started)) s"
-  fi
+  keycloak=$(catalog_version quay.io/keycloak/keycloak)
+  cached keycloak "$keycloak" keycloak_install
 fi
 echo ok
