@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The proving ground: a rendered Workplace's real software, run as processes.
 
-    proving.py RENDERED.yaml [--budget SECONDS] [--keep]
+    proving.py RENDERED.yaml [--budget SECONDS] [--mutants] [--keycloak] [--keep]
 
 RENDERED.yaml is the YAML stream `hexagone-operator render -f manifests/samples/workplace.yaml`
 prints. For every pod the rendered workloads (StatefulSet, Deployment, Job) describe, whose image
@@ -9,17 +9,19 @@ has a local stand-in below (IMAGES), the harness runs the real program as a proc
 
 - the pod's rendered env (value, secretKeyRef, configMapKeyRef, fieldRef, envFrom), with
   $(VAR) expanded in command and args as the kubelet does;
-- its volumes under a scratch root: ConfigMap keys written as files, emptyDir and claims as
-  empty directories owned by the pod's fsGroup, every mount path in args and env rewritten to
-  its scratch directory;
+- its volumes under a scratch root: ConfigMap and Secret keys written as files, emptyDir and
+  claims as empty directories owned by the pod's fsGroup, every mount path in args, env and
+  the mounted ConfigMap files rewritten to its scratch directory;
 - under the pod's runAsUser/runAsGroup, no capabilities (empty bounding and inheritable sets)
   and no_new_privs (setpriv);
 - in a network namespace of its own on a bridge, where every Service name (short, with the
   namespace, .svc and .svc.cluster.local) resolves to the address of the pod it selects (an
   /etc/netns/<ns>/hosts file, which `ip netns exec` mounts over /etc/hosts).
 
-Then it runs each container's rendered readiness probe as written (tcpSocket, httpGet, exec)
-until it passes or the budget ends, runs the rendered Jobs to completion, and checks the
+Init containers run first, in order; a container that exits is restarted; the rendered Ingress
+hosts reach the Ingress controller the harness plays (ingress.py). Then it runs each
+container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
+the budget ends, runs the rendered Jobs to completion alongside, and checks the
 components against each other from a client namespace of their own. It prints one line per
 workload: ready / failed (why) / not runnable here (why). Exit 1 when anything that ran failed.
 
