@@ -835,16 +835,20 @@ class Ground:
                 self.check(f"{pod.workload}: {what}", ok, out[-200:])
 
     def http(self, url, method="GET", body=None, headers=None):
-        """One HTTP request from the client namespace, as `nobody`; returns (status, body)."""
+        """One HTTP request from the client namespace, as `nobody`; returns (status, body), the
+        body being the Location of a redirection, which is not followed."""
         headers = headers or {"Content-Type": "application/json"}
         script = (
             "import json, sys, urllib.request, urllib.error\n"
             "r = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=sys.argv[3].encode() or None,"
             " headers=json.loads(sys.argv[4]))\n"
-            "try:\n    x = urllib.request.urlopen(r, timeout=10); print(x.status); print(x.read().decode())\n"
-            "except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n"
+            "class Stay(urllib.request.HTTPRedirectHandler):\n    def redirect_request(self, *a):\n        return None\n"
+            "try:\n    x = urllib.request.build_opener(Stay).open(r, timeout=10); print(x.status); print(x.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n    print(e.code); print(e.headers.get('Location') or e.read().decode())\n"
         )
-        r = self.as_pod(self.client, ["/usr/bin/python3", "-c", script, url, method, body or "", json.dumps(headers)])
+        # An https URL goes through the Ingress, whose certificate authority the client trusts.
+        ca = {"SSL_CERT_FILE": self.ingress.ca} if url.startswith("https:") and self.ingress else {}
+        r = self.as_pod(self.client, ["/usr/bin/python3", "-c", script, url, method, body or "", json.dumps(headers)], env=ca)
         status, _, text = r.stdout.partition("\n")
         return (int(status) if status.isdigit() else None), (text + r.stderr).strip()
 
@@ -892,6 +896,7 @@ class Ground:
             status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/register", "POST", body)
             self.check(f"{w}: refuses a registration without a token", status == 403 and "M_FORBIDDEN" in text,
                        f"{status}: {text[-200:]}")
+            self.check_synapse_sso(pod, host, port)
             conf = yaml.safe_load(open(pod.config_path)) or {}
             db = conf.get("database") or {}
             args = db.get("args") or {}
@@ -923,6 +928,47 @@ class Ground:
                            r.returncode != 0 and "permission denied" in r.stderr, (r.stdout + r.stderr).strip()[-200:])
             if not others:
                 self.check(f"{w}: cannot open another database", False, "the databases Job creates no other database")
+
+    def check_synapse_sso(self, pod, host, port):
+        """Synapse offers its rendered OIDC provider at login, and sends a user to the issuer's
+        authorization endpoint as the rendered client, with a callback address the rendered
+        realm file allows for that client (Keycloak refuses any other)."""
+        conf = yaml.safe_load(open(pod.config_path)) or {}
+        for provider in conf.get("oidc_providers") or []:
+            # Synapse names a provider `oidc-<idp_id>` (element-hq/synapse@v1.141.0:synapse/config/oidc.py:266).
+            idp = "oidc-" + provider["idp_id"]
+            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/login")
+            offered = [i.get("id") for f in (json.loads(text).get("flows", []) if status == 200 else [])
+                       for i in f.get("identity_providers", [])]
+            self.check(f"{pod.workload}: offers the {idp} login", idp in offered, f"{status}: {text[-200:]}")
+            back = conf.get("public_baseurl", "").rstrip("/") + "/"
+            status, location = self.http(f"http://{host}:{port}/_matrix/client/v3/login/sso/redirect/{idp}?redirectUrl={urllib.parse.quote(back)}")
+            if status == 302 and location.startswith(back):
+                # Synapse first sends a request that did not come to its public address there,
+                # for its cookie (element-hq/synapse@v1.141.0:synapse/rest/client/login.py:656-680): through the
+                # Ingress.
+                status, location = self.http(location)
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
+            allowed = [u for r in self.realms() for c in r.get("clients") or [] if c.get("clientId") == provider["client_id"]
+                       for u in c.get("redirectUris") or []]
+            callback = (q.get("redirect_uri") or [""])[0]
+            self.check(f"{pod.workload}: sends a login to {provider['issuer']} as client {provider['client_id']}, "
+                       "to a callback the realm allows",
+                       status == 302 and location.startswith(provider["issuer"] + "/") and q.get("client_id") == [provider["client_id"]]
+                       and any(callback == u or (u.endswith("*") and callback.startswith(u[:-1])) for u in allowed),
+                       f"{status}: {location[:300]}; the realm allows {allowed}")
+
+    def realms(self):
+        """The realm files the rendered Keycloak pods import."""
+        found = []
+        for d in self.docs:
+            if d.get("kind") in ("StatefulSet", "Deployment") and image_repo(d["spec"]["template"]["spec"]["containers"][0].get("image", "")) == "quay.io/keycloak/keycloak":
+                spec = d["spec"]["template"]["spec"]
+                volumes = {v["name"]: v for v in spec.get("volumes") or []}
+                for m in spec["containers"][0].get("volumeMounts") or []:
+                    if m["mountPath"].startswith("/opt/keycloak/data/import/") and m.get("subPath") and "configMap" in volumes.get(m["name"], {}):
+                        found.append(json.loads(self.configmaps[volumes[m["name"]]["configMap"]["name"]][m["subPath"]]))
+        return found
 
     def check_keycloak(self):
         """Keycloak serves the imported realm's discovery document over its Service with the
@@ -1093,13 +1139,15 @@ def kill(proc, sig=signal.SIGTERM):
 
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
-    application role made superuser, Synapse on SQLite with open registration. Returns (mutated
-    docs, names of the checks that must fail)."""
+    application role made superuser, Synapse on SQLite with open registration, the realm's
+    client for Synapse allowing another callback. Returns (mutated docs, names of the checks
+    that must fail)."""
     import copy
 
     docs = copy.deepcopy(docs)
     must_fail = set()
     synapse_files = {}  # ConfigMap name -> the Synapse workload mounting it
+    providers = []  # (Synapse workload, its OIDC provider)
     for d in docs:
         if d.get("kind") == "Deployment" or d.get("kind") == "StatefulSet":
             c = d["spec"]["template"]["spec"]["containers"][0]
@@ -1121,6 +1169,7 @@ def mutants(docs):
                 conf = yaml.safe_load(v)
                 if isinstance(conf, dict) and "database" in conf:
                     media = conf.get("media_store_path", "/data/media_store").rsplit("/", 1)[0]
+                    providers.extend((workload, p) for p in conf.get("oidc_providers") or [])
                     conf["database"] = {"name": "sqlite3", "args": {"database": f"{media}/homeserver.db"}}
                     conf["enable_registration"] = True
                     conf["enable_registration_without_verification"] = True
@@ -1133,6 +1182,20 @@ def mutants(docs):
                 if m:
                     d["data"][k] = v.replace(m.group(0), f"ALTER ROLE {m.group(1)} WITH LOGIN SUPERUSER", 1)
                     must_fail.add(f"postgresql: {m.group(1)} opens {m.group(1)} with its credential, no superuser")
+    # The realm file's client for Synapse allowing another callback than Synapse's.
+    for d in docs:
+        if d.get("kind") != "ConfigMap":
+            continue
+        for k, v in (d.get("data") or {}).items():
+            if not k.endswith(".json"):
+                continue
+            realm = json.loads(v)
+            for workload, p in providers:
+                for c in realm.get("clients") or [] if isinstance(realm, dict) else []:
+                    if c.get("clientId") == p["client_id"] and c.get("redirectUris"):
+                        c["redirectUris"] = ["https://elsewhere.example/callback"]
+                        d["data"][k] = json.dumps(realm, indent=2)
+                        must_fail.add(f"{workload}: sends a login to {p['issuer']} as client {p['client_id']}, to a callback the realm allows")
     return docs, must_fail
 
 
