@@ -3023,4 +3023,265 @@ mod tests {
         assert!(pos("seaweedfs-filer") < pos("postgresql"));
         assert!(pos("mysql") < pos("exo"));
     }
+
+    /// The sample's spec with three bridges (the 5,000-user profile's) and their addresses.
+    const VIDEO_SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, \
+        video: {bridges: [{address: 203.0.113.10}, {address: 203.0.113.10, port: 10001}, {address: '2001:db8::7', port: 10002}]}}";
+
+    /// A plain value of a component's ConfigMap.
+    fn config_value(r: &Rendered, component: &str, key: &str) -> Option<String> {
+        object(r, "ConfigMap", &format!("{component}-config"))["data"][key]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Each videobridge is a workload of its own with one pod, which advertises the address the
+    /// spec gives it (with its port, through the image's `address#port` mapping), behind a
+    /// LoadBalancer Service selecting that pod alone on that port.
+    #[test]
+    fn each_videobridge_advertises_its_own_address_behind_a_service_of_its_own() {
+        let r = rendered(VIDEO_SPEC, &["fr-par-1"]);
+        assert!(
+            !r.objects
+                .iter()
+                .any(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == VIDEOBRIDGE),
+            "one workload for all bridges"
+        );
+        let expected = [
+            ("203.0.113.10#10000", 10000),
+            ("203.0.113.10#10001", 10001),
+            ("2001:db8::7#10002", 10002),
+        ];
+        for (i, (advertised, port)) in expected.iter().enumerate() {
+            let name = format!("jitsi-jvb-{i}");
+            let d = object(&r, "Deployment", &name);
+            assert_eq!(d["spec"]["replicas"], 1, "{name}");
+            assert_eq!(d["spec"]["strategy"]["type"], "Recreate", "{name}");
+            let index = i.to_string();
+            assert_eq!(
+                d["spec"]["selector"]["matchLabels"][VIDEO_BRIDGE_LABEL], index,
+                "{name}: its selector would take the other bridges' pods"
+            );
+            assert_eq!(
+                d["spec"]["template"]["metadata"]["labels"][VIDEO_BRIDGE_LABEL],
+                index
+            );
+            assert_eq!(
+                env_of(&r, &name, "JVB_ADVERTISE_IPS").unwrap()["value"],
+                *advertised
+            );
+            let svc = object(&r, "Service", &name);
+            assert_eq!(svc["spec"]["type"], "LoadBalancer");
+            assert_eq!(
+                svc["spec"]["selector"],
+                json!({INSTANCE_LABEL: "intranet", COMPONENT_LABEL: VIDEOBRIDGE, VIDEO_BRIDGE_LABEL: index})
+            );
+            assert_eq!(
+                svc["spec"]["ports"],
+                json!([{"name": "media", "port": port, "targetPort": "media", "protocol": "UDP"}])
+            );
+        }
+        assert!(
+            r.objects
+                .iter()
+                .all(|o| o["metadata"]["name"] != "jitsi-jvb-3"),
+            "a fourth bridge"
+        );
+        // The bridges do not ask an outside STUN server for their address.
+        assert_eq!(
+            config_value(&r, VIDEOBRIDGE, "JVB_DISABLE_STUN").as_deref(),
+            Some("1")
+        );
+        // Without addresses the bridges still run, one workload each, advertising nothing and
+        // exposed by no Service of their own: their clients go through the TURN relay.
+        let bare = rendered(SPEC, &["fr-par-1"]);
+        for i in 0..3 {
+            let name = format!("jitsi-jvb-{i}");
+            assert!(env_of(&bare, &name, "JVB_ADVERTISE_IPS").is_none());
+            assert!(
+                !bare
+                    .objects
+                    .iter()
+                    .any(|o| o["kind"] == "Service" && o["metadata"]["name"] == name)
+            );
+        }
+    }
+
+    /// A spec whose bridge addresses are wrong is refused before anything renders, naming the
+    /// field.
+    #[test]
+    fn bad_bridge_addresses_are_refused_naming_the_field() {
+        let problems = |video: &str| {
+            let spec: WorkplaceSpec = yaml_serde::from_str(&format!(
+                "{{policy: p, profile: users5000, domain: a.fr, video: {video}}}"
+            ))
+            .unwrap();
+            spec.resolve(Catalog::shipped())
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            problems("{bridges: [{address: 203.0.113.10}]}"),
+            [
+                "spec.video.bridges: 1 addresses for 3 videobridges (spec.components.jitsi-jvb.replicas, or the users5000 profile's): list one per bridge"
+            ]
+        );
+        assert_eq!(
+            problems(
+                "{bridges: [{address: meet.example.fr}, {address: 203.0.113.10}, {address: 203.0.113.10, port: 10000}]}"
+            ),
+            [
+                "spec.video.bridges[0].address: \"meet.example.fr\" is not an IPv4 or IPv6 address (clients are given addresses, not names)",
+                "spec.video.bridges[2]: advertises 203.0.113.10:10000, as bridge 1 does: each bridge needs an address and port of its own",
+            ]
+        );
+        assert!(
+            problems("{bridges: [{address: 203.0.113.10}, {address: 203.0.113.11}, {address: 203.0.113.12}]}")
+                .is_empty()
+        );
+    }
+
+    /// coturn and Prosody share one generated secret, which no rendered object holds; clients
+    /// learn the relay's public name, which is also its realm.
+    #[test]
+    fn prosody_hands_out_turn_credentials_from_the_secret_coturn_checks() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let d = "intranet.example.gouv.fr";
+        let credential = format!("{CREDENTIAL_PREFIX}{TURN_SECRET}");
+        assert!(r.secret.names.contains(&credential));
+        let prosody_secret = env_of(&r, "jitsi-prosody", "TURN_CREDENTIALS").unwrap();
+        assert_eq!(
+            prosody_secret["valueFrom"]["secretKeyRef"]["name"],
+            credential
+        );
+        let coturn_secret = env_of(&r, "coturn", TURN_SECRET_VAR).unwrap();
+        assert_eq!(
+            coturn_secret["valueFrom"]["secretKeyRef"]["name"],
+            credential
+        );
+        let coturn = object(&r, "Deployment", "coturn");
+        let container = &coturn["spec"]["template"]["spec"]["containers"][0];
+        assert!(container["command"].is_null(), "the image's entrypoint");
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for needed in [
+            "--use-auth-secret",
+            "--static-auth-secret=$(TURN_STATIC_AUTH_SECRET)",
+            "--no-cli",
+            "--no-tcp-relay",
+            "--denied-peer-ip=169.254.0.0-169.254.255.255",
+            "--min-port=49152",
+            "--max-port=65535",
+            "--listening-port=3478",
+        ] {
+            assert!(args.contains(&needed), "{needed}: {args:?}");
+        }
+        let host = format!("turn.{d}");
+        assert!(args.contains(&format!("--realm={host}").as_str()));
+        assert_eq!(
+            config_value(&r, "jitsi-prosody", "TURN_HOST"),
+            Some(host.clone())
+        );
+        assert_eq!(
+            config_value(&r, "jitsi-prosody", "TURN_PORT").as_deref(),
+            Some("3478")
+        );
+        assert_eq!(
+            config_value(&r, "jitsi-prosody", "TURN_TRANSPORT").as_deref(),
+            Some("udp,tcp")
+        );
+        assert_eq!(
+            config_value(&r, "jitsi-web", "P2P_STUN_SERVERS"),
+            Some(format!("{host}:3478"))
+        );
+        // Only NET_BIND_SERVICE is added back, which the restricted standard allows.
+        assert_eq!(
+            container["securityContext"]["capabilities"],
+            json!({"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]})
+        );
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        let svc = object(&r, "Service", "coturn");
+        assert_eq!(svc["spec"]["type"], "LoadBalancer");
+        let ports: Vec<(u64, &str)> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["port"].as_u64().unwrap(), p["protocol"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ports, [(3478, "TCP"), (3478, "UDP")]);
+        let text = serde_json::to_string(&r.objects).unwrap();
+        assert!(!text.contains("static-auth-secret=0"), "a secret value");
+
+        // Without the relay, Prosody offers no TURN server and no secret is asked for.
+        let without = rendered(
+            "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, components: {coturn: {enabled: false}}}",
+            &["fr-par-1"],
+        );
+        assert_eq!(config_value(&without, "jitsi-prosody", "TURN_HOST"), None);
+        assert!(env_of(&without, "jitsi-prosody", "TURN_CREDENTIALS").is_none());
+        assert!(!without.secret.names.contains(&credential));
+    }
+
+    /// From the attacker's side: whoever joins a call gets TURN credentials, so the relay is a
+    /// way into the cluster. Its relayed addresses answer only the videobridges, the bridges'
+    /// media port is the only one that admits it, and no other component lets it in.
+    #[test]
+    fn the_relay_reaches_the_videobridges_and_nothing_else() {
+        let r = rendered(VIDEO_SPEC, &["fr-par-1"]);
+        let (clients, outside) = admitted(&r, "coturn");
+        assert_eq!(clients, [VIDEOBRIDGE]);
+        assert_eq!(outside, ["addresses \"0.0.0.0/0\"", "addresses \"::/0\""]);
+        let policy = object(&r, "NetworkPolicy", "coturn-ingress");
+        let rules = policy["spec"]["ingress"].as_array().unwrap();
+        let from_bridges = rules
+            .iter()
+            .find(|r| r["from"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL] == VIDEOBRIDGE)
+            .unwrap();
+        assert_eq!(
+            from_bridges["ports"],
+            json!([{"protocol": "UDP", "port": 49152, "endPort": 65535}])
+        );
+        let from_anywhere = rules
+            .iter()
+            .find(|r| r["from"][0]["ipBlock"].is_object())
+            .unwrap();
+        assert_eq!(
+            from_anywhere["ports"],
+            json!([{"protocol": "TCP", "port": 3478}, {"protocol": "UDP", "port": 3478}])
+        );
+        let jvb = object(&r, "NetworkPolicy", "jitsi-jvb-ingress");
+        let from_relay = jvb["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["from"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL] == "coturn")
+            .expect("the bridges admit the relay");
+        assert_eq!(
+            from_relay["ports"],
+            json!([{"protocol": "UDP", "port": 10000}])
+        );
+        for c in &Catalog::shipped().components {
+            if c.name == VIDEOBRIDGE || c.name == "coturn" {
+                continue;
+            }
+            let (clients, outside) = admitted(&r, &c.name);
+            assert!(
+                !clients.contains(&"coturn".to_owned()),
+                "{} admits coturn",
+                c.name
+            );
+            assert!(
+                !outside.iter().any(|o| o.starts_with("addresses")),
+                "{} admits addresses: {outside:?}",
+                c.name
+            );
+        }
+    }
 }
