@@ -23,6 +23,11 @@ impl Drop for WitnessProcess {
 }
 
 pub(crate) fn start_witness(dir: &Path, name: &str, log_pub: &Path) -> WitnessProcess {
+    start_witness_of(dir, name, &[log_pub])
+}
+
+/// [`start_witness`] for a log known by several keys (before and after a rotation).
+fn start_witness_of(dir: &Path, name: &str, log_pubs: &[&Path]) -> WitnessProcess {
     let key = dir.join(name);
     let out = run_ok(
         &[
@@ -42,7 +47,11 @@ pub(crate) fn start_witness(dir: &Path, name: &str, log_pub: &Path) -> WitnessPr
         .to_string();
     let mut child = Command::new(bin())
         .args(["witness", "serve", "--key", key.to_str().unwrap()])
-        .args(["--log-key", log_pub.to_str().unwrap()])
+        .args(
+            log_pubs
+                .iter()
+                .flat_map(|p| ["--log-key", p.to_str().unwrap()]),
+        )
         .args([
             "--state",
             dir.join(format!("{name}.state")).to_str().unwrap(),
@@ -425,4 +434,89 @@ fn a_cosignature_older_than_max_age_is_refused() {
     let (code, out) = check(&["--witness", &old_key, "--max-age", "soon"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("is not a duration such as"), "{out}");
+}
+
+/// Keys in force by size, over the network against the real `witness serve` (the library's
+/// rule is `hexagone_ledger::witness`'s `a_retired_key_cannot_get_a_branch_cosigned`): the
+/// witness knows both of the log's keys; once it cosigned a checkpoint signed by the successor,
+/// whoever holds the retired key cannot get a branch cosigned, even one that extends every
+/// entry the witness saw, and the genuine log goes on.
+#[tokio::test]
+async fn a_retired_key_cannot_get_a_branch_cosigned_over_loopback() {
+    use ed25519_dalek::SigningKey;
+    use hexagone_auditor::keys::SignerKey;
+    use hexagone_auditor::ledger::Sequencer;
+    use hexagone_auditor::ledger::entry::{Body, Timestamp};
+    use hexagone_auditor::ledger::tree::{Hash, consistency_proof, root_of_leaves};
+    use hexagone_auditor::ledger::witness::AddCheckpoint;
+    use hexagone_auditor::witness::serve::add_checkpoint;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        |b: u8| SignerKey::from_signing_key(ORIGIN, SigningKey::from_bytes(&[b; 32])).unwrap();
+    let (retired, next) = (key(31), key(32));
+    let (old_pub, next_pub) = (dir.path().join("old.pub"), dir.path().join("next.pub"));
+    std::fs::write(&old_pub, retired.verifier().to_string()).unwrap();
+    std::fs::write(&next_pub, next.verifier().to_string()).unwrap();
+    let w = start_witness_of(dir.path(), "w", &[&old_pub, &next_pub]);
+    let submit = |old: u64, new: u64, note: String, leaves: Vec<Hash>| {
+        let url = w.url.clone();
+        async move {
+            let proof = if old == 0 {
+                Vec::new()
+            } else {
+                let mut mth =
+                    |a: u64, b: u64| Ok::<_, ()>(root_of_leaves(&leaves[a as usize..b as usize]));
+                consistency_proof(old, new, &mut mth).unwrap().unwrap()
+            };
+            add_checkpoint(&url, &AddCheckpoint { old, proof, note })
+                .await
+                .unwrap()
+        }
+    };
+    let body = |i: u64| Body::KeyRotation {
+        new_key: format!("e{i}"),
+    };
+    // The genuine log: 4 entries, the rotation, 2 more signed by the successor; each
+    // checkpoint cosigned.
+    let mut genuine = Sequencer::new(retired.clone());
+    let mut leaves = Vec::new();
+    for i in 0..4 {
+        leaves.push(genuine.seal(Timestamp(0), body(i)).leaf);
+    }
+    assert_eq!(submit(0, 4, genuine.sign(), leaves.clone()).await.0, 200);
+    let (rotation, note5) = genuine.rotate(Timestamp(0), next.clone()).unwrap();
+    leaves.push(rotation.leaf);
+    assert_eq!(submit(4, 5, note5, leaves.clone()).await.0, 200);
+    for i in 5..7 {
+        leaves.push(genuine.seal(Timestamp(0), body(i)).leaf);
+    }
+    assert_eq!(submit(5, 7, genuine.sign(), leaves.clone()).await.0, 200);
+    // The thief replays the public entries under the retired key, then adds its own.
+    let mut thief = Sequencer::new(retired.clone());
+    let mut branch = Vec::new();
+    for i in 0..4 {
+        branch.push(thief.seal(Timestamp(0), body(i)).leaf);
+    }
+    let announce = Body::KeyRotation {
+        new_key: next.verifier().to_string(),
+    };
+    branch.push(thief.seal(Timestamp(0), announce).leaf);
+    for i in [5, 6, 107, 108] {
+        branch.push(thief.seal(Timestamp(0), body(i)).leaf);
+    }
+    assert_eq!(
+        branch[..7],
+        leaves[..],
+        "the branch extends the genuine log"
+    );
+    let (status, answer) = submit(7, 9, thief.sign(), branch).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("a key this log retired"), "{answer}");
+    // The genuine log goes on under its key in force.
+    for i in 7..9 {
+        leaves.push(genuine.seal(Timestamp(0), body(i)).leaf);
+    }
+    let (status, answer) = submit(7, 9, genuine.sign(), leaves).await;
+    assert_eq!(status, 200, "{answer}");
 }
