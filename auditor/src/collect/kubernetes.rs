@@ -398,6 +398,7 @@ async fn pass(
             Body::Removal {
                 object: r.object.clone(),
                 observed_at: crate::ledger::entry::Timestamp::from_datetime(now),
+                request: None,
             },
         ));
         keys.push(Pending::Removed(r.object.id.clone()));
