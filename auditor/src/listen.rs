@@ -5,12 +5,7 @@
 //! after a pause, never the end of the service. A client that trickles headers or a body, or
 //! never reads its answer, holds one slot for a bounded time. One client (an IPv4 address, an
 //! IPv6 /64 prefix) holds at most `per_client` slots: a connection beyond is closed as soon as
-//! accepted, so one source cannot take every slot from the others. Slow connections from many
-//! sources, each under its cap, could still take every slot: an eighth of the slots
-//! ([`reserve`]) is kept for clients holding none, each of which must send its headers within
-//! [`RESERVE_HEADER`] there: a connection from a client that holds a slot already is closed at
-//! once when only the reserve is left, so a writer not yet connected waits no longer than the
-//! reserve takes to turn over, not for the flood's header timeouts.
+//! accepted, so one source cannot take every slot from the others.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,22 +45,22 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let kept = reserve(limits.max_connections);
-    let slots = Arc::new(Semaphore::new(limits.max_connections - kept));
-    let reserved = Arc::new(Semaphore::new(kept));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let clients = Clients::default();
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        // A slot of either kind free, or wait (the next connections wait in the listen queue).
-        tokio::select! {
-            p = slots.clone().acquire_owned() => drop(p.expect("never closed")),
-            p = reserved.clone().acquire_owned() => drop(p.expect("never closed")),
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("never closed"),
             () = &mut shutdown => break,
-        }
-        let (stream, peer) = tokio::select! {
+        };
+        let (stream, held) = tokio::select! {
             a = listener.accept() => match a {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => match clients.admit(peer.ip(), limits.per_client) {
+                    Some(held) => (stream, held),
+                    // Closed at once; its slot goes back with the permit.
+                    None => continue,
+                },
                 Err(e) => {
                     tracing::warn!("accepting a connection failed: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -74,28 +69,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(held) = clients.admit(peer.ip(), limits.per_client) else {
-            // Closed at once.
-            continue;
-        };
-        // A shared slot, else one of the reserve if its client holds no other connection;
-        // else it is closed at once (its client is served already, and may connect again).
-        // A connection on a slot of the reserve sends its headers within RESERVE_HEADER: the
-        // reserve turns over quickly when flooding sources take it.
-        let (permit, header) = match slots.clone().try_acquire_owned() {
-            Ok(p) => (p, limits.header),
-            Err(_) if held.first() => match reserved.clone().try_acquire_owned() {
-                Ok(p) => (p, limits.header.min(RESERVE_HEADER)),
-                Err(_) => continue,
-            },
-            Err(_) => continue,
-        };
         let service = TowerToHyperService::new(app.clone());
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header)
+                .header_read_timeout(limits.header)
                 .keep_alive(limits.keep_alive)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
@@ -117,25 +96,8 @@ pub async fn serve(
     let _ = stop.send(true);
     // Every slot back: every connection ended (or was cut at its bound).
     let _ = slots
-        .acquire_many(u32::try_from(limits.max_connections - kept).unwrap_or(u32::MAX))
+        .acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
         .await;
-    let _ = reserved
-        .acquire_many(u32::try_from(kept).unwrap_or(u32::MAX))
-        .await;
-}
-
-/// Time a connection on a slot of the reserve has to send its request headers (at most the
-/// listener's own header bound): an honest client sends them at once.
-pub const RESERVE_HEADER: Duration = Duration::from_secs(1);
-
-/// The slots of `max_connections` kept for clients that hold no connection: an eighth (none
-/// when there is only one slot).
-pub fn reserve(max_connections: usize) -> usize {
-    if max_connections < 2 {
-        0
-    } else {
-        (max_connections / 8).max(1)
-    }
 }
 
 /// Who a connection counts against: its IPv4 address (an IPv4-mapped IPv6 address is that
@@ -159,14 +121,6 @@ struct Clients(Arc<Mutex<HashMap<IpAddr, usize>>>);
 struct Held {
     clients: Clients,
     client: IpAddr,
-    /// Whether its client held no other connection when it was admitted.
-    first: bool,
-}
-
-impl Held {
-    fn first(&self) -> bool {
-        self.first
-    }
 }
 
 impl Clients {
@@ -183,7 +137,6 @@ impl Clients {
         Some(Held {
             clients: self.clone(),
             client,
-            first: *n == 1,
         })
     }
 }
@@ -217,78 +170,16 @@ mod tests {
         assert_ne!(client_of("2001:db8:1:3::1".parse().unwrap()), p);
     }
 
-    /// Slow connections (they never send a byte) from four loopback addresses, each under its
-    /// cap, outnumber the listener's 16 slots, and the header timeout is 30 s: a writer from
-    /// another address, connecting after them, is answered within a few seconds (a slot of the
-    /// reserve, turned over within [`RESERVE_HEADER`]), not after the flood's header timeout.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn slow_connections_from_many_addresses_leave_a_newcomer_a_slot() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        let limits = Limits {
-            max_connections: 16,
-            per_client: 8,
-            header: Duration::from_secs(30),
-            connection: Duration::from_secs(60),
-            keep_alive: false,
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, limits, async {
-            let _ = stopped.await;
-        }));
-        let connect = |source: u8| async move {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket
-                .bind(std::net::SocketAddr::from(([127, 0, 0, source], 0)))
-                .unwrap();
-            socket.connect(addr).await.unwrap()
-        };
-        let mut slow = Vec::new();
-        for source in 10..14 {
-            for _ in 0..8 {
-                slow.push(connect(source).await);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let started = std::time::Instant::now();
-        let mut writer = connect(2).await;
-        writer
-            .write_all(b"GET / HTTP/1.1\r\nhost: auditor\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        tokio::time::timeout(Duration::from_secs(5), writer.read_to_string(&mut answer))
-            .await
-            .expect("answered within 5 s, not after the slow connections' header timeout")
-            .unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("ok"), "{answer}");
-        eprintln!("answered in {:?}", started.elapsed());
-        drop(slow);
-        let _ = stop.send(());
-        server.await.unwrap();
-    }
-
     #[test]
     fn a_client_holds_at_most_its_cap_and_gets_slots_back() {
         let clients = Clients::default();
         let a: IpAddr = "192.0.2.7".parse().unwrap();
         let b: IpAddr = "192.0.2.8".parse().unwrap();
         let held: Vec<Held> = (0..3).map(|_| clients.admit(a, 3).unwrap()).collect();
-        assert_eq!(
-            held.iter().map(Held::first).collect::<Vec<_>>(),
-            [true, false, false]
-        );
         assert!(clients.admit(a, 3).is_none());
         assert!(clients.admit(b, 3).is_some());
         drop(held);
         assert!(clients.admit(a, 3).is_some());
         assert!(clients.0.lock().unwrap().get(&b).is_none());
-        assert_eq!(
-            (reserve(1), reserve(2), reserve(16), reserve(512)),
-            (0, 1, 2, 64)
-        );
     }
 }
