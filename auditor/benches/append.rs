@@ -109,7 +109,7 @@ async fn raw_batch(db: &Db, batch: &[EntryRow]) {
                     b.push_bind(r.seq as i64)
                         .push_bind(r.leaf.to_vec())
                         .push_bind(r.body.clone())
-                        .push_bind(r.object_key);
+                        .push_bind(r.object_keys.map(|k| k[0]));
                 });
                 qb.build().execute(&mut *tx).await.unwrap();
             }
@@ -122,7 +122,7 @@ async fn raw_batch(db: &Db, batch: &[EntryRow]) {
                     .bind(chunk.iter().map(|r| r.seq as i64).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|r| &r.leaf[..]).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|r| r.object_key).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| r.object_keys.map(|k| k[0])).collect::<Vec<_>>())
                     .execute(&mut *tx)
                     .await
                     .unwrap();
@@ -269,12 +269,12 @@ async fn main() {
         .iter()
         .map(|b| {
             let s = seq.seal_encoded(Timestamp(1_764_300_000_000), &b.encode());
-            let object_key = hexagone_auditor::store::db::body_key(b);
+            let object_keys = hexagone_auditor::store::db::body_keys(b);
             EntryRow {
                 seq: s.seq,
                 leaf: s.leaf,
                 body: s.text,
-                object_key,
+                object_keys,
             }
         })
         .collect();

@@ -189,7 +189,7 @@ pub struct Submission {
     id: Option<String>,
     body: Body,
     encoded: EncodedBody,
-    key: Option<i64>,
+    key: Option<crate::store::db::ObjectKeys>,
 }
 
 impl Submission {
@@ -210,7 +210,7 @@ impl Submission {
             matches!(body, Body::KeyRotation { .. })
                 || body.request() == id.as_deref().map(request_hash).as_ref()
         );
-        let key = crate::store::db::body_key(&body);
+        let key = crate::store::db::body_keys(&body);
         Self {
             id,
             body,
@@ -234,8 +234,8 @@ impl Submission {
         &self.encoded
     }
 
-    /// The object index key of the body ([`crate::store::db::body_key`]).
-    pub fn object_key(&self) -> Option<i64> {
+    /// The object index keys of the body ([`crate::store::db::body_keys`]).
+    pub fn object_keys(&self) -> Option<crate::store::db::ObjectKeys> {
         self.key
     }
 

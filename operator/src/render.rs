@@ -183,7 +183,8 @@ mod tests {
             .iter()
             .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
             .count();
-        assert_eq!(workloads, Catalog::shipped().components.len());
+        // One per component, but one per videobridge (the sample's four).
+        assert_eq!(workloads, Catalog::shipped().components.len() - 1 + 4);
         assert!(
             docs.iter()
                 .all(|d| d["kind"] == "StorageClass" || d["metadata"]["namespace"] == "intranet")
@@ -208,7 +209,8 @@ mod tests {
         let text = SAMPLE.replace("    jitsi-jvb:\n", "    nextcloud:\n");
         assert_eq!(
             check(&text, &["fr-par-1"]).unwrap_err().to_string(),
-            "workplace.yaml: Workplace intranet: spec.components.nextcloud: no such component in the catalog"
+            "workplace.yaml: Workplace intranet: spec.components.nextcloud: no such component in the catalog; \
+             spec.video.bridges: 4 addresses for 3 videobridges (spec.components.jitsi-jvb.replicas, or the users5000 profile's): list one per bridge"
         );
     }
 

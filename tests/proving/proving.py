@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The proving ground: a rendered Workplace's real software, run as processes.
 
-    proving.py RENDERED.yaml [--budget SECONDS] [--keep]
+    proving.py RENDERED.yaml [--budget SECONDS] [--mutants] [--keycloak] [--keep]
 
 RENDERED.yaml is the YAML stream `hexagone-operator render -f manifests/samples/workplace.yaml`
 prints. For every pod the rendered workloads (StatefulSet, Deployment, Job) describe, whose image
@@ -9,17 +9,19 @@ has a local stand-in below (IMAGES), the harness runs the real program as a proc
 
 - the pod's rendered env (value, secretKeyRef, configMapKeyRef, fieldRef, envFrom), with
   $(VAR) expanded in command and args as the kubelet does;
-- its volumes under a scratch root: ConfigMap keys written as files, emptyDir and claims as
-  empty directories owned by the pod's fsGroup, every mount path in args and env rewritten to
-  its scratch directory;
+- its volumes under a scratch root: ConfigMap and Secret keys written as files, emptyDir and
+  claims as empty directories owned by the pod's fsGroup, every mount path in args, env and
+  the mounted ConfigMap files rewritten to its scratch directory;
 - under the pod's runAsUser/runAsGroup, no capabilities (empty bounding and inheritable sets)
   and no_new_privs (setpriv);
 - in a network namespace of its own on a bridge, where every Service name (short, with the
   namespace, .svc and .svc.cluster.local) resolves to the address of the pod it selects (an
   /etc/netns/<ns>/hosts file, which `ip netns exec` mounts over /etc/hosts).
 
-Then it runs each container's rendered readiness probe as written (tcpSocket, httpGet, exec)
-until it passes or the budget ends, runs the rendered Jobs to completion, and checks the
+Init containers run first, in order; a container that exits is restarted; the rendered Ingress
+hosts reach the Ingress controller the harness plays (ingress.py). Then it runs each
+container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
+the budget ends, runs the rendered Jobs to completion alongside, and checks the
 components against each other from a client namespace of their own. It prints one line per
 workload: ready / failed (why) / not runnable here (why). Exit 1 when anything that ran failed.
 
@@ -31,6 +33,7 @@ tests/scripts/proving-packages.sh installs. Standard library and PyYAML only.
 
 import argparse
 import glob
+import json
 import os
 import re
 import secrets
@@ -40,10 +43,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ingress import Ingress  # noqa: E402
 
 # Images with a local stand-in, by repository (the tag is reported next to the local version).
 # The value names the adapter that plays the image's entrypoint contract.
@@ -51,7 +59,13 @@ IMAGES = {
     "docker.io/library/postgres": "postgres",
     "docker.io/library/mysql": "mariadb",
     "docker.io/valkey/valkey": "valkey",
+    "docker.io/matrixdotorg/synapse": "synapse",
+    "quay.io/keycloak/keycloak": "keycloak",
 }
+
+# The images' stop signals other than SIGTERM: the postgres image stops PostgreSQL with SIGINT,
+# its fast shutdown (docker-library/postgres 17/bookworm/Dockerfile, `STOPSIGNAL SIGINT`).
+STOP_SIGNALS = {"postgres": signal.SIGINT}
 
 # Why the other images do not run here (named in the output).
 NOT_HERE = {
@@ -60,8 +74,7 @@ NOT_HERE = {
     "jitsi/": "Jitsi: no package outside its images",
     "elasticsearch": "Elasticsearch: no package outside its image",
     "chrislusf/seaweedfs": "SeaweedFS: the module proxy reachable here does not serve the image's version",
-    "keycloak/keycloak": "Keycloak: not installed by the harness yet",
-    "matrixdotorg/synapse": "Synapse: not installed by the harness yet",
+    "keycloak/keycloak": "Keycloak: runs with --keycloak (its build and first start take minutes on two cores)",
     "postfix": "Postfix: not installed by the harness yet",
 }
 
@@ -108,6 +121,21 @@ class Pod:
         self.mounts = {}
         self.env = {}
         self.skip_reason = None
+        self.restarts = 0
+        self.inits = []
+        self.respawn = None
+
+    def init_view(self, container):
+        """The same pod with one of its init containers as its container."""
+        import copy
+
+        view = copy.copy(self)
+        view.container = container
+        view.name = f"{self.name}.{container['name']}"
+        view.mounts = {}
+        view.env = {}
+        view.kind = "Init"
+        return view
 
     @property
     def image(self):
@@ -127,13 +155,15 @@ class Pod:
 
 
 class Ground:
-    def __init__(self, docs, budget, keep):
+    def __init__(self, docs, budget, keep, keycloak=False):
         self.docs = docs
+        self.keycloak = keycloak
         self.budget = budget
         self.keep = keep
         self.namespace = None
         self.configmaps = {}
         self.services = []
+        self.ingresses = []
         self.secrets = {}
         self.pods = []
         self.jobs = []
@@ -146,6 +176,9 @@ class Ground:
         self.scratch = tempfile.mkdtemp(prefix="hexagone-proving.")
         os.chmod(self.scratch, 0o755)
         self.netns = []
+        self.ingress = None
+        self.bound = []  # bind mounts to undo
+        self.lock = threading.Lock()
         self.started = time.monotonic()
 
     # --- reading the rendered objects ---------------------------------------------------
@@ -158,20 +191,27 @@ class Ground:
                 self.configmaps[meta["name"]] = d.get("data", {}) or {}
             elif kind == "Service":
                 self.services.append(d)
+            elif kind == "Ingress":
+                self.ingresses.append(d)
             elif kind in ("StatefulSet", "Deployment"):
                 spec = d["spec"]
                 replicas = spec.get("replicas", 1)
                 for i in range(replicas):
                     name = f"{meta['name']}-{i}" if kind == "StatefulSet" else f"{meta['name']}-{i}"
                     pod = Pod(kind, meta["name"], name, spec["template"], i)
-                    if pod.adapter() and pod.spec.get("initContainers"):
-                        pod.skip_reason = "its init containers are not translated yet"
+                    if pod.adapter() == "keycloak" and not self.keycloak:
+                        pod.skip_reason = NOT_HERE["keycloak/keycloak"]
                     (self.pods if pod.adapter() and not pod.skip_reason else self.skipped).append(pod)
             elif kind == "Job":
                 self.jobs.append(Pod(kind, meta["name"], meta["name"], d["spec"]["template"], 0))
             elif kind == "CronJob":
                 tpl = d["spec"]["jobTemplate"]["spec"]["template"]
                 self.skipped.append(Pod(kind, meta["name"], meta["name"], tpl, 0))
+
+    def secret_keys(self, name):
+        # The operator's generated credential Secrets hold one key (platform/src/workplace/
+        # render.rs, CREDENTIAL_KEY).
+        return ["value"]
 
     def secret(self, name, key):
         return self.secrets.setdefault((name, key), secrets.token_urlsafe(24)[:32])
@@ -212,6 +252,11 @@ class Ground:
                 if svc["spec"].get("clusterIP") == "None":
                     for p in chosen:
                         hosts.append(f"{p.ip} {p.name}.{name} {p.name}.{name}.{ns}.svc.cluster.local")
+        # Every Ingress host resolves to the bridge's address, where the harness plays the
+        # Ingress controller (tests/proving/ingress.py).
+        public = sorted({r["host"] for i in self.ingresses for r in i["spec"].get("rules") or [] if r.get("host")})
+        if public:
+            hosts.append(f"{self.subnet}.1 {' '.join(public)}")
         passwd = open("/etc/passwd").read()
         group = open("/etc/group").read()
         for pod in everyone:
@@ -235,8 +280,8 @@ class Ground:
 
     def prepare(self, pod):
         uid, gid, fs_group = pod.security()
-        pod.root = os.path.join(self.scratch, pod.name)
-        os.makedirs(pod.root)
+        pod.root = os.path.join(self.scratch, pod.name.split(".")[0])
+        os.makedirs(pod.root, exist_ok=True)
         volumes = {v["name"]: v for v in pod.spec.get("volumes", []) or []}
         owner_gid = int(fs_group) if fs_group is not None else gid
         for m in pod.container.get("volumeMounts", []) or []:
@@ -258,13 +303,44 @@ class Ground:
                     open(os.path.join(target, k), "w").write(v)
                     os.chmod(os.path.join(target, k), 0o644)
             elif "secret" in vol:
-                raise RuntimeError(f"{pod.name}: Secret volumes are not translated yet")
+                # The kubelet's Secret volume: the keys (or the `items` named) as files, owned
+                # by root and the pod's fsGroup, mode `defaultMode` (or an item's `mode`).
+                sv = vol["secret"]
+                items = sv.get("items") or [{"key": k, "path": k} for k in self.secret_keys(sv["secretName"])]
+                files = {i["path"]: (self.secret(sv["secretName"], i["key"]), i.get("mode", sv.get("defaultMode", 0o644))) for i in items}
+                if m.get("subPath"):
+                    files = {m["subPath"]: files.get(m["subPath"]) or fail(f"{pod.name}: subPath {m['subPath']} is no file of Secret {sv['secretName']}")}
+                target = os.path.dirname(path) if m.get("subPath") else path
+                os.makedirs(target, exist_ok=True)
+                for k, (v, mode) in files.items():
+                    open(os.path.join(target, k), "w").write(v)
+                    os.chown(os.path.join(target, k), 0, owner_gid)
+                    os.chmod(os.path.join(target, k), mode)
             else:
                 os.makedirs(path, exist_ok=True)
+            readonly = "configMap" in vol or "secret" in vol
             for dirpath, dirs, files in os.walk(os.path.join(pod.root, "vol", m["name"])):
-                os.chown(dirpath, uid if "configMap" not in vol else 0, owner_gid)
-                os.chmod(dirpath, 0o2775 if "configMap" not in vol else 0o755)
+                os.chown(dirpath, 0 if readonly else uid, owner_gid)
+                os.chmod(dirpath, 0o755 if readonly else 0o2775)
             pod.mounts[m["mountPath"]] = path
+        # A mount inside another one's path (Keycloak's realm file in /opt/keycloak/data/import)
+        # appears inside the outer volume, as a symbolic link.
+        for mp, path in pod.mounts.items():
+            outer = max((o for o in pod.mounts if mp.startswith(o.rstrip("/") + "/")), key=len, default=None)
+            if outer is not None:
+                link = os.path.join(pod.mounts[outer], os.path.relpath(mp, outer))
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                if not os.path.lexists(link):
+                    os.symlink(path, link)
+        # The processes see the scratch directories, not the mount paths: a ConfigMap file that
+        # names a mount path (homeserver.yaml's media_store_path) is rewritten as args are.
+        for m in pod.container.get("volumeMounts", []) or []:
+            if "configMap" in volumes.get(m["name"], {}):
+                target = pod.mounts[m["mountPath"]]
+                for f in [target] if os.path.isfile(target) else glob.glob(os.path.join(target, "*")):
+                    text = open(f).read()
+                    if self.local(pod, text) != text:
+                        open(f, "w").write(self.local(pod, text))
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.name, "HOME": "/nonexistent"}
         for ef in pod.container.get("envFrom", []) or []:
             if "configMapRef" in ef:
@@ -306,6 +382,8 @@ class Ground:
         return [self.local(pod, expand(a, pod.env)) for a in (c.get("command") or []) + (c.get("args") or [])]
 
     def spawn(self, pod, argv, log_name, cwd=None):
+        if pod.kind in ("StatefulSet", "Deployment"):
+            pod.respawn = (argv, log_name, cwd)
         uid, gid, fs_group = pod.security()
         groups = str(fs_group) if fs_group is not None else str(gid)
         cmd = [
@@ -390,6 +468,10 @@ class Ground:
             argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={run_dir}/mysqld.sock",
                     f"--pid-file={run_dir}/mysqld.pid", f"--tmpdir={tmp}", "--bind-address=0.0.0.0",
                     f"--port={pod.container['ports'][0]['containerPort']}", f"--init-file={init}", *argv]
+        elif kind == "synapse":
+            argv = self.synapse_argv(pod, argv)
+        elif kind == "keycloak":
+            argv = self.keycloak_argv(pod)
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
             # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
@@ -398,6 +480,109 @@ class Ground:
             argv = ["redis-server", *argv[1:]]
             return self.spawn(pod, argv, pod.name, cwd=pod.mounts.get("/data"))
         return self.spawn(pod, argv, pod.name)
+
+    def synapse_argv(self, pod, argv):
+        """The synapse image's entrypoint, docker/start.py in `run` mode (the default: the pod
+        renders no args): not root and no `UID` given, it runs `python -m $SYNAPSE_WORKER`
+        (default synapse.app.homeserver) with the args after the mode and, when none is a
+        config path, `--config-path $SYNAPSE_CONFIG_PATH` (default $SYNAPSE_CONFIG_DIR, /data,
+        + /homeserver.yaml), which must exist; libjemalloc preloaded when present
+        (element-hq/synapse@v1.141.0:docker/start.py:203-289). The image's Python is the
+        package's virtual environment here (tests/scripts/proving-packages.sh)."""
+        env = pod.env
+        mode = argv[0] if argv else "run"
+        if mode != "run":
+            raise RuntimeError(f"synapse image mode {mode!r}: only `run` starts a homeserver")
+        if "UID" in env or pod.security()[0] == 0:
+            raise RuntimeError("the synapse image switches user (UID set or root): not translated")
+        args = argv[1:]
+        if "-m" not in args:
+            args = ["-m", env.get("SYNAPSE_WORKER", "synapse.app.homeserver"), *args]
+        if not any(a.startswith(("--config-path", "-c")) for a in args):
+            config = env.get("SYNAPSE_CONFIG_PATH") or self.local(pod, env.get("SYNAPSE_CONFIG_DIR", "/data") + "/homeserver.yaml")
+            if not os.path.exists(config):
+                raise RuntimeError(f"Config file '{config}' does not exist (docker/start.py refuses to start)")
+            args += ["--config-path", config]
+        pod.config_path = next(a.split("=", 1)[1] if "=" in a else args[i + 1]
+                               for i, a in enumerate(args) if a.startswith(("--config-path", "-c")))
+        jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+        if os.path.isfile(jemalloc):
+            env["LD_PRELOAD"] = jemalloc
+        version = pod.image.rsplit(":", 1)[-1].lstrip("v")
+        # The HTTPS calls Synapse makes through the Ingress (its OIDC issuer) trust the run's
+        # certificate authority (tests/proving/ingress.py).
+        if self.ingress is not None:
+            env["SSL_CERT_FILE"] = self.ingress.ca
+        return [os.path.join(self.venv("synapse", version), "bin", "python"), *args]
+
+    def keycloak_argv(self, pod):
+        """The keycloak image: the distribution in /opt/keycloak, owned by uid 1000, entrypoint
+        /opt/keycloak/bin/kc.sh (keycloak/keycloak quarkus/container/Dockerfile: `ENTRYPOINT [
+        "/opt/keycloak/bin/kc.sh" ]`); a container's `command` replaces it (the copy-quarkus
+        init container). The image's /opt/keycloak is made here for each container: the
+        distribution from the cache (tests/scripts/proving-packages.sh), read-only, where the
+        container mounts nothing, and its volumes where it mounts them (lib/quarkus, data).
+        Java: the machine's 17,
+        which Keycloak 26 supports (keycloak.org/server/supported-configurations: OpenJDK 17,
+        21, 25; the image runs 21)."""
+        version = pod.image.rsplit(":", 1)[-1]
+        cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
+        dist = os.path.join(cache, "keycloak", version, f"keycloak-{version}")
+        if not os.path.exists(os.path.join(cache, "keycloak", version, "installed")):
+            raise RuntimeError(f"{dist}: not installed (tests/scripts/proving-packages.sh --keycloak installs it)")
+        # A tree of hard links to the distribution, owned by root: real directories (the build
+        # fails on symbolic links), files the pod's user cannot change, no copy.
+        home = os.path.join(pod.root, "image", pod.container["name"])
+        os.makedirs(os.path.dirname(home), exist_ok=True)
+        run(["cp", "-al", dist, home])
+        # The volumes are bind mounts over the image's directories, as the kubelet's.
+        for entry in ("lib/quarkus", "data"):
+            volume = pod.mounts.get(f"/opt/keycloak/{entry}")
+            if volume is not None:
+                os.makedirs(os.path.join(home, entry), exist_ok=True)
+                run(["mount", "--bind", volume, os.path.join(home, entry)])
+                with self.lock:
+                    self.bound.append(os.path.join(home, entry))
+        pod.mounts["/opt/keycloak"] = home
+        argv = self.argv(pod)
+        return argv if pod.container.get("command") else [os.path.join(home, "bin", "kc.sh"), *argv]
+
+    def venv(self, name, version):
+        """The package's virtual environment in the cache (tests/scripts/proving-packages.sh)."""
+        return self.cached(name, version, "venv")
+
+    def cached(self, name, version, sub):
+        """A package installed in the cache (tests/scripts/proving-packages.sh), bind-mounted
+        read-only under the scratch root: the cache is under root's home, which the pods'
+        users cannot enter."""
+        cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
+        src = os.path.join(cache, name, version, sub)
+        if not os.path.exists(os.path.join(cache, name, version, "installed")):
+            raise RuntimeError(f"{src}: not installed (tests/scripts/proving-packages.sh installs {name} {version})")
+        dst = os.path.join(self.scratch, "opt", name)
+        with self.lock:
+            if dst in self.bound:
+                return dst
+            os.makedirs(dst, exist_ok=True)
+            os.chmod(os.path.dirname(dst), 0o755)
+            run(["mount", "--bind", src, dst])
+            self.bound.append(dst)
+            run(["mount", "-o", "remount,bind,ro", dst])
+        return dst
+
+    def backend(self, service, port):
+        """The Ingress's backend: the address and port of a running pod the Service selects;
+        "down" when its pods run here but none is running now; None when none runs here."""
+        svc = next((x for x in self.services if x["metadata"]["name"] == service and x["spec"].get("clusterIP") != "None"), None)
+        if svc is None:
+            return None
+        sp = next((p for p in svc["spec"].get("ports", []) if port in (p.get("port"), p.get("name"))), None)
+        sel = svc["spec"].get("selector") or {}
+        selected = [p for p in self.pods if sp and sel and all(p.labels.get(k) == v for k, v in sel.items())]
+        for pod in selected:
+            if pod.proc and pod.proc.poll() is None:
+                return pod.ip, self.port(pod, sp.get("targetPort", sp["port"]))
+        return "down" if selected else None
 
     # --- probes ---------------------------------------------------------------------------
 
@@ -434,14 +619,51 @@ class Ground:
             return None if r.returncode == 0 else f"exec: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-200:]}"
         return f"probe kind {list(probe)} not translated"
 
+    def launch(self, pod, deadline):
+        try:
+            for c in pod.spec.get("initContainers") or []:
+                view = pod.init_view(c)
+                view.ns, view.ip = pod.ns, pod.ip
+                self.prepare(view)
+                started = time.monotonic()
+                proc = self.start(view)
+                try:
+                    rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    kill(proc)
+                    raise RuntimeError(f"init container {c['name']}: not done within the budget")
+                if rc != 0:
+                    raise RuntimeError(f"init container {c['name']}: exit {rc}: {tail(self.scratch, view.name)}")
+                pod.inits.append(f"{c['name']} {time.monotonic() - started:.1f} s")
+            self.prepare(pod)
+            pod.proc = self.start(pod)
+        except Exception as e:  # noqa: BLE001 - reported per component
+            self.results[pod.name] = ("failed", str(e))
+
     def wait_ready(self, pod, deadline):
         probe = pod.container.get("readinessProbe") or pod.container.get("startupProbe")
         if probe is None:
             return "no readiness probe rendered"
         why = "not probed"
+        backoff = 1.0
+        while pod.proc is None and pod.name not in self.results and time.monotonic() < deadline:
+            time.sleep(0.2)  # its init containers run
+        if pod.name in self.results:
+            return self.results[pod.name][1]
         while time.monotonic() < deadline:
             if pod.proc.poll() is not None:
-                return f"exited {pod.proc.returncode}: {tail(self.scratch, pod.name)}"
+                # The kubelet restarts an exited container of a StatefulSet or Deployment pod
+                # (restartPolicy Always) with a back-off (10 s doubling to 5 min); here 1 s
+                # doubling to 8 s, within the budget. Synapse started before the databases Job
+                # created its role exits, and comes back once the Job has run.
+                why = f"exited {pod.proc.returncode}: {tail(self.scratch, pod.name)}"
+                if pod.spec.get("restartPolicy", "Always") != "Always" or time.monotonic() + backoff >= deadline:
+                    return why
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 8.0)
+                pod.restarts += 1
+                pod.proc = self.spawn(pod, *pod.respawn)
+                continue
             why = self.probe_once(pod, probe)
             if why is None:
                 return None
@@ -453,31 +675,41 @@ class Ground:
     def go(self):
         self.read()
         self.net_up()
+        if self.ingresses:
+            self.ingress = Ingress(self.ingresses, f"{self.subnet}.1", self.scratch, self.backend)
         deadline = self.started + self.budget
-        for pod in self.pods:
-            try:
-                self.prepare(pod)
-                pod.proc = self.start(pod)
-            except Exception as e:  # noqa: BLE001 - reported per component
-                self.results[pod.name] = ("failed", str(e))
-        for pod in self.pods:
-            if pod.name in self.results:
-                continue
-            why = self.wait_ready(pod, deadline)
-            self.results[pod.name] = ("ready", f"{time.monotonic() - self.started:.1f} s") if why is None else ("failed", why)
-        self.all_ready = time.monotonic() - self.started
+        # Every pod starts at once, each in a thread: its init containers in order, each to
+        # completion, then its container.
+        starting = [threading.Thread(target=self.launch, args=(pod, deadline)) for pod in self.pods]
+        for t in starting:
+            t.start()
+        # The Jobs run while the pods start, as in the cluster (the databases Job waits for
+        # PostgreSQL itself: `until pg_isready`).
+        threads = []
         for job in self.jobs:
             if job.spec.get("initContainers"):
                 job.skip_reason = "its init containers are not translated yet"
             if job.adapter() is None or job.skip_reason:
                 self.skipped.append(job)
                 continue
-            self.results[job.name] = self.run_job(job, deadline)
+            t = threading.Thread(target=lambda j=job: self.results.__setitem__(j.name, self.run_job(j, deadline)))
+            t.start()
+            threads.append(t)
+        for pod in self.pods:
+            why = self.wait_ready(pod, deadline)
+            took = f"{time.monotonic() - self.started:.1f} s" + (f", {pod.restarts} restart{'s' if pod.restarts > 1 else ''}" if pod.restarts else "")
+            took += "".join(f", init {i}" for i in pod.inits)
+            self.results[pod.name] = ("ready", took) if why is None else ("failed", why)
+        for t in threads + starting:
+            t.join()
+        self.all_ready = time.monotonic() - self.started
         self.checks = []
         self.check_identity()
         self.check_databases()
         self.check_mysql()
         self.check_valkey()
+        self.check_synapse()
+        self.check_keycloak()
 
     def run_job(self, job, deadline):
         try:
@@ -602,6 +834,177 @@ class Ground:
                 ok = out == "OK" if expected == "OK" else expected in out
                 self.check(f"{pod.workload}: {what}", ok, out[-200:])
 
+    def http(self, url, method="GET", body=None, headers=None):
+        """One HTTP request from the client namespace, as `nobody`; returns (status, body), the
+        body being the Location of a redirection, which is not followed."""
+        headers = headers or {"Content-Type": "application/json"}
+        script = (
+            "import json, sys, urllib.request, urllib.error\n"
+            "r = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=sys.argv[3].encode() or None,"
+            " headers=json.loads(sys.argv[4]))\n"
+            "class Stay(urllib.request.HTTPRedirectHandler):\n    def redirect_request(self, *a):\n        return None\n"
+            "try:\n    x = urllib.request.build_opener(Stay).open(r, timeout=10); print(x.status); print(x.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n    print(e.code); print(e.headers.get('Location') or e.read().decode())\n"
+        )
+        # An https URL goes through the Ingress, whose certificate authority the client trusts.
+        ca = {"SSL_CERT_FILE": self.ingress.ca} if url.startswith("https:") and self.ingress else {}
+        r = self.as_pod(self.client, ["/usr/bin/python3", "-c", script, url, method, body or "", json.dumps(headers)], env=ca)
+        status, _, text = r.stdout.partition("\n")
+        return (int(status) if status.isdigit() else None), (text + r.stderr).strip()
+
+    def job_databases(self):
+        """{database: owner} from the SQL of the databases Job."""
+        found = {}
+        for job in self.jobs:
+            names = [v["configMap"]["name"] for v in job.spec.get("volumes", []) or [] if "configMap" in v]
+            sql = "\n".join(v for n in names for v in self.configmaps.get(n, {}).values())
+            found.update(dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+)", sql)))
+        return found
+
+    def superuser(self, sql, db="postgres"):
+        """One query as the PostgreSQL superuser the postgres pod renders, from the client."""
+        pg = next(self.ready("postgres"), None)
+        if pg is None:
+            return None
+        pod, host, port = pg
+        q = ["psql", "-X", "-At", "-F", " ", "-h", host, "-p", port, "-U", pod.env.get("POSTGRES_USER", "postgres"), "-d", db, "-c", sql]
+        return self.as_pod(self.client, q, env={"PGPASSWORD": pod.env["POSTGRES_PASSWORD"], "PGCONNECT_TIMEOUT": "5"})
+
+    def check_synapse(self):
+        """Synapse answers over its Service; it runs on the rendered PostgreSQL database (C
+        collation, its own role, no SQLite file anywhere in its volumes), cannot open another
+        application's database with its credential, and refuses open registration."""
+        for pod in self.pods:
+            # The collation is checked even when Synapse did not start: Synapse refuses a
+            # database of another collation (synapse/storage/engines/postgres.py:84-125).
+            if pod.adapter() == "synapse" and getattr(pod, "config_path", None):
+                db = (yaml.safe_load(open(pod.config_path)) or {}).get("database") or {}
+                name = f"{pod.workload}: its database has LC_COLLATE and LC_CTYPE C"
+                if db.get("name") != "psycopg2":
+                    self.check(name, False, f"its database section is {db.get('name')}'s, not PostgreSQL's")
+                    continue
+                r = self.superuser(f"SELECT datcollate || ' ' || datctype FROM pg_database WHERE datname = '{db.get('args', {}).get('dbname')}'")
+                self.check(name, r is not None and r.stdout.strip() == "C C", (r.stdout + r.stderr).strip()[-200:] if r else "no PostgreSQL")
+        for pod, host, port in self.ready("synapse"):
+            w = pod.workload
+            status, text = self.http(f"http://{host}:{port}/_matrix/client/versions")
+            self.check(f"{w}: /_matrix/client/versions answers over the Service {host}",
+                       status == 200 and '"versions"' in text, f"{status}: {text[-200:]}")
+            # Open registration: an account asked for without a token (the dummy stage, all
+            # an open server needs) is refused (M_FORBIDDEN, "Registration has been disabled").
+            body = '{"username": "proving", "password": "proving-Ground-1", "auth": {"type": "m.login.dummy"}}'
+            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/register", "POST", body)
+            self.check(f"{w}: refuses a registration without a token", status == 403 and "M_FORBIDDEN" in text,
+                       f"{status}: {text[-200:]}")
+            self.check_synapse_sso(pod, host, port)
+            conf = yaml.safe_load(open(pod.config_path)) or {}
+            db = conf.get("database") or {}
+            args = db.get("args") or {}
+            sqlite = []
+            for dirpath, _, files in os.walk(pod.root):
+                for f in files:
+                    try:
+                        with open(os.path.join(dirpath, f), "rb") as fh:
+                            if fh.read(16) == b"SQLite format 3\0":
+                                sqlite.append(os.path.join(dirpath, f))
+                    except OSError:
+                        pass
+            r = self.superuser(f"SELECT DISTINCT usename || ' ' || datname FROM pg_stat_activity WHERE client_addr = '{pod.ip}'")
+            seen = sorted(set(r.stdout.split("\n")) - {""}) if r is not None and r.returncode == 0 else []
+            expected = f"{args.get('user')} {args.get('dbname')}"
+            self.check(f"{w}: runs on the rendered PostgreSQL database, not SQLite",
+                       db.get("name") == "psycopg2" and seen == [expected] and not sqlite,
+                       f"database {db.get('name')}; its connections {seen} (expected [{expected!r}]); SQLite files {sqlite}")
+            r = self.superuser(f"SELECT count(*) FROM pg_tables WHERE tableowner = '{args.get('user')}'", db=args.get("dbname") or "postgres")
+            self.check(f"{w}: its schema is in its database, owned by its role",
+                       r is not None and r.stdout.strip().isdigit() and int(r.stdout) > 0, (r.stdout + r.stderr).strip()[-200:] if r else "no PostgreSQL")
+            # With its own credential (PGPASSWORD in its env) it cannot open the others' databases.
+            others = [d for d, o in self.job_databases().items() if d != args.get("dbname")]
+            for other in others:
+                q = ["psql", "-X", "-At", "-h", str(args.get("host")), "-p", str(args.get("port", 5432)),
+                     "-U", str(args.get("user")), "-d", other, "-c", "SELECT 1"]
+                r = self.as_pod(pod, q, env={"PGCONNECT_TIMEOUT": "5"})
+                self.check(f"{w}: cannot open the {other} database with its credential",
+                           r.returncode != 0 and "permission denied" in r.stderr, (r.stdout + r.stderr).strip()[-200:])
+            if not others:
+                self.check(f"{w}: cannot open another database", False, "the databases Job creates no other database")
+
+    def check_synapse_sso(self, pod, host, port):
+        """Synapse offers its rendered OIDC provider at login, and sends a user to the issuer's
+        authorization endpoint as the rendered client, with a callback address the rendered
+        realm file allows for that client (Keycloak refuses any other)."""
+        conf = yaml.safe_load(open(pod.config_path)) or {}
+        for provider in conf.get("oidc_providers") or []:
+            # Synapse names a provider `oidc-<idp_id>` (element-hq/synapse@v1.141.0:synapse/config/oidc.py:266).
+            idp = "oidc-" + provider["idp_id"]
+            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/login")
+            offered = [i.get("id") for f in (json.loads(text).get("flows", []) if status == 200 else [])
+                       for i in f.get("identity_providers", [])]
+            self.check(f"{pod.workload}: offers the {idp} login", idp in offered, f"{status}: {text[-200:]}")
+            back = conf.get("public_baseurl", "").rstrip("/") + "/"
+            status, location = self.http(f"http://{host}:{port}/_matrix/client/v3/login/sso/redirect/{idp}?redirectUrl={urllib.parse.quote(back)}")
+            if status == 302 and location.startswith(back):
+                # Synapse first sends a request that did not come to its public address there,
+                # for its cookie (element-hq/synapse@v1.141.0:synapse/rest/client/login.py:656-680): through the
+                # Ingress.
+                status, location = self.http(location)
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
+            allowed = [u for r in self.realms() for c in r.get("clients") or [] if c.get("clientId") == provider["client_id"]
+                       for u in c.get("redirectUris") or []]
+            callback = (q.get("redirect_uri") or [""])[0]
+            self.check(f"{pod.workload}: sends a login to {provider['issuer']} as client {provider['client_id']}, "
+                       "to a callback the realm allows",
+                       status == 302 and location.startswith(provider["issuer"] + "/") and q.get("client_id") == [provider["client_id"]]
+                       and any(callback == u or (u.endswith("*") and callback.startswith(u[:-1])) for u in allowed),
+                       f"{status}: {location[:300]}; the realm allows {allowed}")
+
+    def realms(self):
+        """The realm files the rendered Keycloak pods import."""
+        found = []
+        for d in self.docs:
+            if d.get("kind") in ("StatefulSet", "Deployment") and image_repo(d["spec"]["template"]["spec"]["containers"][0].get("image", "")) == "quay.io/keycloak/keycloak":
+                spec = d["spec"]["template"]["spec"]
+                volumes = {v["name"]: v for v in spec.get("volumes") or []}
+                for m in spec["containers"][0].get("volumeMounts") or []:
+                    if m["mountPath"].startswith("/opt/keycloak/data/import/") and m.get("subPath") and "configMap" in volumes.get(m["name"], {}):
+                        found.append(json.loads(self.configmaps[volumes[m["name"]]["configMap"]["name"]][m["subPath"]]))
+        return found
+
+    def check_keycloak(self):
+        """Keycloak serves the imported realm's discovery document over its Service with the
+        rendered hostname as issuer; every client of the rendered realm file exists (read with
+        the bootstrap admin's token); the bootstrap admin is refused with a wrong password."""
+        for pod, host, port in self.ready("keycloak"):
+            base = f"http://{host}:{port}"
+            mounts = {m["mountPath"]: m for m in pod.container.get("volumeMounts") or []}
+            volumes = {v["name"]: v for v in pod.spec.get("volumes") or []}
+            realms = [json.loads(self.configmaps[volumes[m["name"]]["configMap"]["name"]][m["subPath"]])
+                      for path, m in mounts.items() if path.startswith("/opt/keycloak/data/import/") and m.get("subPath")]
+            if not realms:
+                self.check("keycloak: a realm file is imported", False, "no file mounted in /opt/keycloak/data/import")
+            for realm in realms:
+                name = realm["realm"]
+                status, text = self.http(f"{base}/realms/{name}/.well-known/openid-configuration")
+                issuer = pod.env.get("KC_HOSTNAME", "").rstrip("/") + f"/realms/{name}"
+                found = json.loads(text).get("issuer") if status == 200 else None
+                self.check(f"keycloak: the {name} realm's discovery answers over the Service {host}, issuer {issuer}",
+                           found == issuer, f"{status}: issuer {found}: {text[-200:]}")
+                form = {"Content-Type": "application/x-www-form-urlencoded"}
+                user, password = pod.env.get("KC_BOOTSTRAP_ADMIN_USERNAME", ""), pod.env.get("KC_BOOTSTRAP_ADMIN_PASSWORD", "")
+                token_url = f"{base}/realms/master/protocol/openid-connect/token"
+                grant = {"grant_type": "password", "client_id": "admin-cli", "username": user}
+                status, text = self.http(token_url, "POST", urllib.parse.urlencode({**grant, "password": password + "x"}), form)
+                self.check("keycloak: the bootstrap admin is refused with a wrong password",
+                           status == 401 and "invalid_grant" in text, f"{status}: {text[-200:]}")
+                status, text = self.http(token_url, "POST", urllib.parse.urlencode({**grant, "password": password}), form)
+                token = json.loads(text).get("access_token") if status == 200 else None
+                status, text = self.http(f"{base}/admin/realms/{name}/clients", headers={"Authorization": f"Bearer {token}"})
+                present = {c.get("clientId") for c in json.loads(text)} if status == 200 else set()
+                wanted = {c["clientId"] for c in realm.get("clients") or []}
+                self.check(f"keycloak: the {name} realm has the clients {', '.join(sorted(wanted))}",
+                           bool(wanted) and wanted <= present, f"{status}: missing {sorted(wanted - present)}: {text[-200:]}")
+            break  # the replicas share the database: one answers for all
+
     def services_of(self, pod):
         for svc in self.services:
             sel = svc["spec"].get("selector") or {}
@@ -625,6 +1028,10 @@ class Ground:
             if pod.kind == "CronJob":
                 reason = f"{reason}; a CronJob (runs later, with the object store)"
             print(f"  {pod.name:32} not runnable here ({reason})")
+        if self.ingress is not None:
+            played = ", ".join(sorted(self.ingress.played))
+            print(f"  {'ingress':32} played by the harness (TLS for {len(self.ingress.hosts)} hosts, a certificate authority of the run)"
+                  + (f"; the OIDC issuer at {played} answered by it: Keycloak does not run here" if played else ""))
         print("checks:")
         for name, ok, detail in self.checks:
             failed |= not ok
@@ -633,28 +1040,52 @@ class Ground:
         return 1 if failed else 0
 
     def down(self):
+        if self.ingress is not None:
+            self.ingress.close()
+        # Every pod is stopped at once, as a namespace's deletion does, each with its image's
+        # stop signal (STOP_SIGNALS): PostgreSQL's on SIGTERM would wait for its clients.
         for pod in self.pods:
             if pod.proc is not None:
-                kill(pod.proc)
+                try:
+                    os.killpg(pod.proc.pid, STOP_SIGNALS.get(pod.adapter(), signal.SIGTERM))
+                except ProcessLookupError:
+                    pass
+        # Their data is thrown away: after 2 s (PostgreSQL's shutdown checkpoint takes longer on
+        # a busy disk) what is left is killed, with every process left in the namespaces.
+        grace = time.monotonic() + 2
+        for pod in self.pods:
+            if pod.proc is not None:
+                try:
+                    pod.proc.wait(timeout=max(0.01, grace - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    kill(pod.proc, signal.SIGKILL)
         for ns in self.netns:
-            subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
             for pid in pids:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for proc in [subprocess.Popen(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL) for ns in self.netns]:
+            proc.wait()
+        for ns in self.netns:
             shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         try:
             os.rmdir("/etc/netns")  # only when no other namespace keeps files there
         except OSError:
             pass
+        for path in reversed(self.bound):
+            if subprocess.run(["umount", path], capture_output=True).returncode != 0:
+                log(f"could not unmount {path}: {self.scratch} kept")
+                return
         if self.keep:
             log(f"kept {self.scratch}")
         else:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            # Removed in the background: deleting the databases' files takes seconds on a disk
+            # mounted with online discard, and nothing waits for it.
+            subprocess.Popen(["rm", "-rf", "--one-file-system", self.scratch], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stand_in(adapter):
@@ -665,6 +1096,12 @@ def stand_in(adapter):
     if adapter == "valkey":
         v = re.search(r"v=(\S+)", run(["redis-server", "--version"]).stdout)
         return "Redis " + (v.group(1) if v else "?")
+    if adapter == "keycloak":
+        return "Keycloak distribution (Maven Central), " + run(["java", "-version"]).stderr.splitlines()[0]
+    if adapter == "synapse":
+        cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
+        found = glob.glob(os.path.join(cache, "synapse", "*", "venv", "lib", "python3*", "site-packages", "matrix_synapse-*.dist-info"))
+        return "Synapse " + ", ".join(sorted(re.search(r"matrix_synapse-(.+)\.dist-info", f).group(1) for f in found)) + " (its Python package)"
     return "?"
 
 
@@ -689,9 +1126,9 @@ def tail(scratch, name):
         return "(no log)"
 
 
-def kill(proc):
+def kill(proc, sig=signal.SIGTERM):
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
         proc.wait(timeout=10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         try:
@@ -702,11 +1139,15 @@ def kill(proc):
 
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
-    application role made superuser. Returns (mutated docs, names of the checks that must fail)."""
+    application role made superuser, Synapse on SQLite with open registration, the realm's
+    client for Synapse allowing another callback. Returns (mutated docs, names of the checks
+    that must fail)."""
     import copy
 
     docs = copy.deepcopy(docs)
     must_fail = set()
+    synapse_files = {}  # ConfigMap name -> the Synapse workload mounting it
+    providers = []  # (Synapse workload, its OIDC provider)
     for d in docs:
         if d.get("kind") == "Deployment" or d.get("kind") == "StatefulSet":
             c = d["spec"]["template"]["spec"]["containers"][0]
@@ -715,12 +1156,46 @@ def mutants(docs):
                 i = args.index("--requirepass")
                 c["args"] = args[:i] + args[i + 2:]
                 must_fail.add(f"{d['metadata']['name']}: refuses a command without the password")
+        if d.get("kind") in ("Deployment", "StatefulSet"):
+            spec = d["spec"]["template"]["spec"]
+            if image_repo(spec["containers"][0].get("image", "")) == "docker.io/matrixdotorg/synapse":
+                synapse_files.update((v["configMap"]["name"], d["metadata"]["name"]) for v in spec.get("volumes") or [] if "configMap" in v)
+    for d in docs:
+        if d.get("kind") == "ConfigMap" and d["metadata"]["name"] in synapse_files:
+            # Synapse's homeserver.yaml: the database section made SQLite's, open registration on
+            # (without verification, which Synapse otherwise refuses to start with).
+            workload = synapse_files[d["metadata"]["name"]]
+            for k, v in (d.get("data") or {}).items():
+                conf = yaml.safe_load(v)
+                if isinstance(conf, dict) and "database" in conf:
+                    media = conf.get("media_store_path", "/data/media_store").rsplit("/", 1)[0]
+                    providers.extend((workload, p) for p in conf.get("oidc_providers") or [])
+                    conf["database"] = {"name": "sqlite3", "args": {"database": f"{media}/homeserver.db"}}
+                    conf["enable_registration"] = True
+                    conf["enable_registration_without_verification"] = True
+                    d["data"][k] = yaml.safe_dump(conf)
+                    must_fail.add(f"{workload}: runs on the rendered PostgreSQL database, not SQLite")
+                    must_fail.add(f"{workload}: refuses a registration without a token")
         if d.get("kind") == "ConfigMap":
             for k, v in (d.get("data") or {}).items():
                 m = re.search(r"ALTER ROLE (\w+) WITH LOGIN NOSUPERUSER", v)
                 if m:
                     d["data"][k] = v.replace(m.group(0), f"ALTER ROLE {m.group(1)} WITH LOGIN SUPERUSER", 1)
                     must_fail.add(f"postgresql: {m.group(1)} opens {m.group(1)} with its credential, no superuser")
+    # The realm file's client for Synapse allowing another callback than Synapse's.
+    for d in docs:
+        if d.get("kind") != "ConfigMap":
+            continue
+        for k, v in (d.get("data") or {}).items():
+            if not k.endswith(".json"):
+                continue
+            realm = json.loads(v)
+            for workload, p in providers:
+                for c in realm.get("clients") or [] if isinstance(realm, dict) else []:
+                    if c.get("clientId") == p["client_id"] and c.get("redirectUris"):
+                        c["redirectUris"] = ["https://elsewhere.example/callback"]
+                        d["data"][k] = json.dumps(realm, indent=2)
+                        must_fail.add(f"{workload}: sends a login to {p['issuer']} as client {p['client_id']}, to a callback the realm allows")
     return docs, must_fail
 
 
@@ -729,7 +1204,10 @@ def main():
     ap.add_argument("rendered", help="the YAML stream hexagone-operator render prints")
     ap.add_argument("--budget", type=float, default=120, help="seconds for every pod to be ready and every Job to complete")
     ap.add_argument("--mutants", action="store_true",
-                    help="then run a rendering made wrong (no Valkey password, a superuser role) and fail unless its checks fail")
+                    help="then run a rendering made wrong (no Valkey password, a superuser role, Synapse on SQLite "
+                         "with open registration) and fail unless its checks fail")
+    ap.add_argument("--keycloak", action="store_true",
+                    help="run Keycloak too (its build and first start take minutes on two cores; not in the mutants' run)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -741,7 +1219,7 @@ def main():
         return 2
     # A stopped run (tests/run's trap, a CI timeout) still removes its namespaces and processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    g = Ground(docs, a.budget, a.keep)
+    g = Ground(docs, a.budget, a.keep, keycloak=a.keycloak)
     try:
         g.go()
         rc = g.report()

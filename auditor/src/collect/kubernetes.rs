@@ -241,23 +241,46 @@ async fn latest(
     service: &Service,
     object_id: &str,
 ) -> Result<Option<Body>, String> {
+    let Some(cp) = published(service)? else {
+        return Ok(None);
+    };
+    ledger
+        .latest_proven(object_id, Some(STORE), cp.size, &cp.root)
+        .await
+        .map(|found| found.map(|(_, _, body)| body))
+        .map_err(|e| e.to_string())
+}
+
+/// The collector's objects standing in the ledger under the published checkpoint
+/// ([`Ledger::standing_objects`]; none before the first checkpoint).
+async fn standing(
+    ledger: &Ledger,
+    service: &Service,
+) -> Result<Vec<crate::ledger::entry::ObjectId>, String> {
+    let Some(cp) = published(service)? else {
+        return Ok(Vec::new());
+    };
+    ledger
+        .standing_objects(STORE, cp.size, &cp.root)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The checkpoint the service last published (none before its first).
+fn published(service: &Service) -> Result<Option<Checkpoint>, String> {
     let published = service
         .shared
         .checkpoint
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let Some(note) = published else {
-        return Ok(None);
-    };
-    let cp = parse_note(&note)
-        .and_then(|n| Checkpoint::parse_body(&n.text))
-        .map_err(|e| format!("the published checkpoint: {e}"))?;
-    ledger
-        .latest_proven(object_id, Some(STORE), cp.size, &cp.root)
-        .await
-        .map(|found| found.map(|(_, _, body)| body))
-        .map_err(|e| e.to_string())
+    published
+        .map(|note| {
+            parse_note(&note)
+                .and_then(|n| Checkpoint::parse_body(&n.text))
+                .map_err(|e| format!("the published checkpoint: {e}"))
+        })
+        .transpose()
 }
 
 /// What the collector last recorded of an object: its identity and what decides whether a
@@ -387,21 +410,37 @@ async fn pass(
             }
         }
     }
-    let mut gone: Vec<&Recorded> = recorded
+    let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
         .filter(|r| !present.contains(&r.object.id))
+        .map(|r| r.object.clone())
         .collect();
-    gone.sort_by(|a, b| a.object.id.cmp(&b.object.id));
-    for r in gone {
+    // On the first pass, what an earlier run recorded and the cluster lost while no collector
+    // watched: the objects of the ledger still standing (their newest entry is no removal),
+    // read from every entry under the published checkpoint.
+    if let Some(ledger) = &seed {
+        match standing(ledger, service).await {
+            Ok(objects) => gone.extend(
+                objects
+                    .into_iter()
+                    .filter(|o| !present.contains(&o.id) && !recorded.contains_key(&o.id)),
+            ),
+            Err(e) => tracing::warn!(
+                "kubernetes: first pass: what earlier runs recorded cannot be read, so nothing removed meanwhile is recorded: {e}"
+            ),
+        }
+    }
+    gone.sort_by(|a, b| a.id.cmp(&b.id));
+    for object in gone {
+        keys.push(Pending::Removed(object.id.clone()));
         items.push(crate::ingest::Submission::new(
             None,
             Body::Removal {
-                object: r.object.clone(),
+                object,
                 observed_at: crate::ledger::entry::Timestamp::from_datetime(now),
                 request: None,
             },
         ));
-        keys.push(Pending::Removed(r.object.id.clone()));
     }
     let removals = keys.len();
     let (total, mut in_ledger) = (placements.len(), 0usize);

@@ -4,10 +4,9 @@
 //! each other (the same nodes, policy and databases), so a chunk compresses about tenfold.
 //!
 //! A row holds `first` (the first entry's sequence number), `count`, the leaf hashes (32 bytes
-//! each, in order), the object keys ([`super::db::object_key`], 8 bytes big-endian each, 0 for
-//! an entry about no object; empty when the keys are already in the object index; since the
-//! index is keyed by store too (migration 0007) it is filled from the texts, and these keys are
-//! no longer read) and the
+//! each, in order), the object keys (per entry its [`super::db::ObjectKeys`], 16 bytes
+//! big-endian, zero for an entry about no object; rows written by earlier versions hold the
+//! first key only, 8 bytes per entry, or none, and the index reads their texts instead) and the
 //! texts, each followed by a newline (canonical entries hold none), in `codec`:
 //! [`CODEC_PLAIN`] as they are, [`CODEC_LZ4`] an LZ4 block of them after their length (4 bytes,
 //! little-endian).
@@ -16,6 +15,7 @@
 //! [`texts`] refuse a chunk whose parts disagree, and readers refuse chunks that overlap.
 
 use super::StoreError;
+use super::db::ObjectKeys;
 use crate::ledger::entry::{MAX_ENTRY, Prepared};
 use crate::ledger::tree::Hash;
 
@@ -35,7 +35,7 @@ pub struct ChunkRow {
     pub count: u32,
     /// Their leaf hashes, 32 bytes each.
     pub leaves: Vec<u8>,
-    /// Their object keys, 8 bytes each (or empty).
+    /// Their object keys, 16 bytes each (8 or none in rows of earlier versions).
     pub objects: Vec<u8>,
     /// [`CODEC_PLAIN`] or [`CODEC_LZ4`].
     pub codec: i32,
@@ -52,8 +52,8 @@ pub struct EntryRow {
     pub leaf: Hash,
     /// Canonical encoding.
     pub body: String,
-    /// [`super::db::object_key`] of the object identifier (observations only), for proofs by object.
-    pub object_key: Option<i64>,
+    /// The object's index keys (observations and removals), for proofs by object.
+    pub object_keys: Option<ObjectKeys>,
 }
 
 /// Packs consecutive sealed entries (at most [`CHUNK`], at least one) into a compressed chunk.
@@ -63,12 +63,12 @@ pub fn pack(rows: &[EntryRow]) -> ChunkRow {
         "a chunk holds 1 to {CHUNK} entries"
     );
     let mut leaves = Vec::with_capacity(rows.len() * 32);
-    let mut objects = Vec::with_capacity(rows.len() * 8);
+    let mut objects = Vec::with_capacity(rows.len() * 16);
     let mut plain = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum());
     for (i, r) in rows.iter().enumerate() {
         debug_assert_eq!(r.seq, rows[0].seq + i as u64, "consecutive entries");
         leaves.extend_from_slice(&r.leaf);
-        objects.extend_from_slice(&r.object_key.unwrap_or(0).to_be_bytes());
+        objects.extend(key_bytes(r.object_keys));
         plain.extend_from_slice(r.body.as_bytes());
         plain.push(b'\n');
     }
@@ -84,7 +84,7 @@ pub fn pack(rows: &[EntryRow]) -> ChunkRow {
 
 /// Packs entries sealed from a [`Prepared`] (at most [`CHUNK`], at least one), with their leaf
 /// hashes and object keys, into a compressed chunk.
-pub fn pack_prepared(p: &Prepared, leaves: &[Hash], keys: &[Option<i64>]) -> ChunkRow {
+pub fn pack_prepared(p: &Prepared, leaves: &[Hash], keys: &[Option<ObjectKeys>]) -> ChunkRow {
     assert!(
         !p.is_empty() && p.len() <= CHUNK && leaves.len() == p.len() && keys.len() == p.len(),
         "a chunk holds 1 to {CHUNK} entries, each with its leaf hash and key"
@@ -93,13 +93,17 @@ pub fn pack_prepared(p: &Prepared, leaves: &[Hash], keys: &[Option<i64>]) -> Chu
         first: p.first(),
         count: p.len() as u32,
         leaves: leaves.concat(),
-        objects: keys
-            .iter()
-            .flat_map(|k| k.unwrap_or(0).to_be_bytes())
-            .collect(),
+        objects: keys.iter().flat_map(|k| key_bytes(*k)).collect(),
         codec: CODEC_LZ4,
         bodies: compress(p.text().as_bytes()),
     }
+}
+
+/// The 16 bytes an entry's keys take in a row (zero for none).
+fn key_bytes(keys: Option<ObjectKeys>) -> impl Iterator<Item = u8> {
+    keys.unwrap_or([0, 0])
+        .into_iter()
+        .flat_map(i64::to_be_bytes)
 }
 
 /// The [`CODEC_LZ4`] form of texts: their length (4 bytes, little-endian), then their LZ4
@@ -137,29 +141,36 @@ pub fn leaves(first: u64, count: usize, bytes: &[u8]) -> Result<Vec<Hash>, Store
         .collect())
 }
 
-/// The (seq, object key) pairs of a chunk (none when its keys are not kept in the row; an
-/// entry about no object has key 0 and is left out).
-pub fn object_keys(first: u64, count: usize, bytes: &[u8]) -> Result<Vec<(u64, i64)>, StoreError> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
+/// The (seq, object index key) pairs of a chunk, both keys of each entry (an entry about no
+/// object has zero keys and is left out); `None` for a row written before both keys were kept
+/// (8 bytes per entry, or none), whose keys must be read from its texts.
+pub fn object_keys(
+    first: u64,
+    count: usize,
+    bytes: &[u8],
+) -> Result<Option<Vec<(u64, i64)>>, StoreError> {
+    if bytes.is_empty() || bytes.len() == count * 8 {
+        return Ok(None);
     }
-    if bytes.len() != count * 8 {
+    if bytes.len() != count * 16 {
         return Err(corrupt(
             first,
             format!("{} bytes of object keys for {count} entries", bytes.len()),
         ));
     }
-    Ok(bytes
-        .chunks_exact(8)
-        .enumerate()
-        .map(|(i, k)| {
-            (
-                first + i as u64,
-                i64::from_be_bytes(k.try_into().expect("8")),
-            )
-        })
-        .filter(|(_, k)| *k != 0)
-        .collect())
+    Ok(Some(
+        bytes
+            .chunks_exact(8)
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    first + (i / 2) as u64,
+                    i64::from_be_bytes(k.try_into().expect("8")),
+                )
+            })
+            .filter(|(_, k)| *k != 0)
+            .collect(),
+    ))
 }
 
 /// The texts of a chunk of `count` entries.
@@ -217,7 +228,7 @@ mod tests {
                 seq: 40 + i,
                 leaf: [i as u8; 32],
                 body: format!("{{\"seq\":{}}}", 40 + i),
-                object_key: (i % 2 == 0).then_some(i as i64 + 1),
+                object_keys: (i % 2 == 0).then_some([i as i64 + 1, -(i as i64) - 1]),
             })
             .collect()
     }
@@ -233,12 +244,16 @@ mod tests {
         for (i, r) in rows.iter().enumerate() {
             assert_eq!((&texts[i], leaves[i]), (&r.body, r.leaf));
         }
-        let keys = object_keys(c.first, n, &c.objects).unwrap();
+        let keys = object_keys(c.first, n, &c.objects).unwrap().unwrap();
         let want: Vec<(u64, i64)> = rows
             .iter()
-            .filter_map(|r| r.object_key.map(|k| (r.seq, k)))
+            .filter_map(|r| r.object_keys.map(|[a, b]| [(r.seq, a), (r.seq, b)]))
+            .flatten()
             .collect();
         assert_eq!(keys, want);
+        // Rows written before both keys were kept: read from the texts instead.
+        assert_eq!(object_keys(c.first, n, &c.objects[..n * 8]).unwrap(), None);
+        assert_eq!(object_keys(c.first, n, &[]).unwrap(), None);
     }
 
     #[test]

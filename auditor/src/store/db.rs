@@ -266,13 +266,16 @@ pub fn store_object_key(store: &str, object_id: &str) -> i64 {
     i64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
 }
 
-/// The object index rows of an entry text: its object's [`object_key`] and
-/// [`store_object_key`] (none for a key rotation or a text that does not decode: the index is
-/// derived, and every reader checks the entry a row points to).
-fn entry_keys(text: &str, scratch: &mut String) -> Option<[i64; 2]> {
+/// The two object index keys of an entry: its object's [`object_key`], then its
+/// [`store_object_key`].
+pub type ObjectKeys = [i64; 2];
+
+/// The object index rows of an entry text (none for a key rotation or a text that does not
+/// decode: the index is derived, and every reader checks the entry a row points to). Read only
+/// for chunks written before their rows kept both keys ([`chunk::object_keys`]).
+fn entry_keys(text: &str, scratch: &mut String) -> Option<ObjectKeys> {
     let entry = crate::ledger::entry::Entry::decode_with(text.as_bytes(), scratch).ok()?;
-    let o = entry.body.object()?;
-    Some([object_key(&o.id), store_object_key(&o.store, &o.id)])
+    body_keys(&entry.body)
 }
 
 /// How often a SQLite pool's checkpoint task copies the write-ahead log into the database file
@@ -299,9 +302,10 @@ async fn checkpoint_wal(pool: SqlitePool) {
     }
 }
 
-/// The [`object_key`] of the object an entry body is about (none for a key rotation).
-pub fn body_key(body: &crate::ledger::entry::Body) -> Option<i64> {
-    body.object().map(|o| object_key(&o.id))
+/// The [`ObjectKeys`] of the object an entry body is about (none for a key rotation).
+pub fn body_keys(body: &crate::ledger::entry::Body) -> Option<ObjectKeys> {
+    body.object()
+        .map(|o| [object_key(&o.id), store_object_key(&o.store, &o.id)])
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -648,9 +652,11 @@ macro_rules! shared_ops {
                 Ok(out)
             }
 
-            /// Brings the object index up to `upto` (the signed head), from the chunks' entries,
-            /// up to [`INDEX_CHUNKS`] chunks per transaction: two rows per observation, under
-            /// [`object_key`] and [`store_object_key`] ([`entry_keys`]), inserted in key order:
+            /// Brings the object index up to `upto` (the signed head), from the keys the chunks
+            /// keep ([`chunk::object_keys`]; from their texts for chunks written before they
+            /// kept both, [`entry_keys`]), up to [`INDEX_CHUNKS`] chunks per transaction:
+            /// two rows per observation, under [`object_key`] and [`store_object_key`], inserted
+            /// in key order:
             /// keys are random, so every transaction rewrites the index pages they fall in, and
             /// few large transactions rewrite each page few times.
             pub async fn index_objects(pool: &$pool, upto: u64) -> Result<(), StoreError> {
@@ -666,7 +672,7 @@ macro_rules! shared_ops {
                         return Ok(());
                     }
                     let rows = sqlx::query(
-                        "SELECT first_seq, entry_count, codec, bodies FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT $3",
+                        "SELECT first_seq, entry_count, objects FROM ledger_chunks WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq LIMIT $3",
                     )
                     .bind(to_i64(done))
                     .bind(to_i64(upto))
@@ -679,9 +685,19 @@ macro_rules! shared_ops {
                     for r in &rows {
                         let first = r.try_get::<i64, _>("first_seq")? as u64;
                         let n = chunk::check_count(first, i64::from(r.try_get::<i32, _>("entry_count")?))?;
-                        let texts = chunk::texts(first, n, r.try_get("codec")?, &r.try_get::<Vec<u8>, _>("bodies")?)?;
-                        for (i, text) in texts.iter().enumerate() {
-                            keys.extend(entry_keys(text, &mut scratch).into_iter().flatten().map(|k| (first + i as u64, k)));
+                        match chunk::object_keys(first, n, &r.try_get::<Vec<u8>, _>("objects")?)? {
+                            Some(kept) => keys.extend(kept),
+                            None => {
+                                // A chunk written before rows kept both keys: from its texts.
+                                let t = sqlx::query("SELECT codec, bodies FROM ledger_chunks WHERE first_seq = $1")
+                                    .bind(to_i64(first))
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                                let texts = chunk::texts(first, n, t.try_get("codec")?, &t.try_get::<Vec<u8>, _>("bodies")?)?;
+                                for (i, text) in texts.iter().enumerate() {
+                                    keys.extend(entry_keys(text, &mut scratch).into_iter().flatten().map(|k| (first + i as u64, k)));
+                                }
+                            }
                         }
                         end = first + n as u64;
                     }

@@ -178,6 +178,9 @@ impl StoreError {
 /// Index rows read per page of a lookup by object.
 const LOOKUP_PAGE: u64 = 256;
 
+/// Entries read per query by [`Ledger::standing_objects`].
+const SCAN_PAGE: u64 = 16_384;
+
 /// How long `append` waits for each witness's cosignature of a commit (`serve` takes
 /// `--witness-timeout`): a witness's own exchange bound is longer, and a log must not wait
 /// for it.
@@ -573,7 +576,7 @@ impl Ledger {
                         requests.push((id.to_string(), at));
                     }
                     // The text judging made, shared (not copied): the bodies stay with the caller.
-                    bodies.push((item.encoded_body().clone(), item.object_key()));
+                    bodies.push((item.encoded_body().clone(), item.object_keys()));
                 }
                 (!bodies.is_empty()).then_some(Work::Entries {
                     items: Items::Encoded(bodies),
@@ -1079,6 +1082,62 @@ impl Ledger {
         Ok(found)
     }
 
+    /// The objects of `store` whose newest entry in the signed tree of `size` entries and root
+    /// `root` is an observation (a removal ends an object's standing), in identifier order.
+    /// Every stored entry below `size` is read and hashed and the root computed again, so a
+    /// row the database owner hid, added or rewrote is an error naming the checkpoint, never an
+    /// object left out or put in. Only entries whose text names `store` are decoded (the
+    /// canonical encoding writes `,"store":"…",` once per object entry).
+    pub async fn standing_objects(
+        &self,
+        store: &str,
+        size: u64,
+        root: &Hash,
+    ) -> Result<Vec<crate::ledger::entry::ObjectId>, StoreError> {
+        let marker = format!(",\"store\":{},", serde_json::Value::from(store));
+        let mut frontier = Frontier::new();
+        let mut standing = std::collections::BTreeMap::new();
+        let mut scratch = String::new();
+        while frontier.size() < size {
+            let from = frontier.size();
+            let rows = self.db.entries_from(from, size, SCAN_PAGE).await?;
+            if rows.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "entries from {from} are not stored below the signed head (size {size})"
+                )));
+            }
+            for (seq, _, text) in rows {
+                if seq != frontier.size() {
+                    return Err(StoreError::Corrupt(format!(
+                        "entry {} is not stored below the signed head (size {size})",
+                        frontier.size()
+                    )));
+                }
+                frontier.push(leaf_hash(text.as_bytes()));
+                if !text.contains(&marker) {
+                    continue;
+                }
+                let entry = Entry::decode_with(text.as_bytes(), &mut scratch)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                match entry.body {
+                    Body::Observation(o) if o.object.store == store => {
+                        standing.insert(o.object.id.clone(), Some(o.object));
+                    }
+                    Body::Removal { object, .. } if object.store == store => {
+                        standing.insert(object.id.clone(), None);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if frontier.root() != *root {
+            return Err(StoreError::Corrupt(format!(
+                "the stored entries do not make the root of the signed checkpoint of size {size}: entry rows were rewritten, added or removed"
+            )));
+        }
+        Ok(standing.into_values().flatten().collect())
+    }
+
     /// The RFC 6962 consistency proof from `old` to `new`, from stored subtree hashes.
     pub async fn consistency_path(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         let mut ranges = Vec::new();
@@ -1187,7 +1246,7 @@ enum Work {
 /// with their object index keys.
 enum Items {
     Bodies(Vec<Body>),
-    Encoded(Vec<(EncodedBody, Option<i64>)>),
+    Encoded(Vec<(EncodedBody, Option<db::ObjectKeys>)>),
 }
 
 impl Items {
@@ -1221,7 +1280,7 @@ async fn seal_and_insert(
     now: Timestamp,
     items: Items,
 ) -> Result<(Sequencer, Vec<(Subtree, Hash)>), StoreError> {
-    type Keys = Vec<Option<i64>>;
+    type Keys = Vec<Option<db::ObjectKeys>>;
     let (first, time) = (next.size(), next.stamp(now));
     // Chunk i goes to encoder i % 2; the sealer takes them back in order.
     let cut = match items {
@@ -1245,7 +1304,7 @@ async fn seal_and_insert(
                 match piece {
                     Items::Bodies(bodies) => {
                         for b in bodies {
-                            keys.push(db::body_key(&b));
+                            keys.push(db::body_keys(&b));
                             p.push(&b);
                         }
                     }
@@ -1318,11 +1377,11 @@ fn keep_nodes(tree: &mut Frontier, leaf: Hash, nodes: &mut Vec<(Subtree, Hash)>)
     });
 }
 
-fn row_of(sealed: Sealed, object_key: Option<i64>) -> EntryRow {
+fn row_of(sealed: Sealed, object_keys: Option<db::ObjectKeys>) -> EntryRow {
     EntryRow {
         seq: sealed.seq,
         leaf: sealed.leaf,
         body: sealed.text,
-        object_key,
+        object_keys,
     }
 }

@@ -799,9 +799,30 @@ async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
     ] {
         assert!(metrics.contains(want), "{want} not in {metrics}");
     }
-    auditor.stop_and_verify(
+    let (db, key, vkey) = auditor.stop_and_verify(
         dir.path(),
         4,
+        "verdicts: 1 compliant, 2 violation, 0 unknown",
+    );
+    // A pod deleted while no auditor ran: the next start finds it standing in the ledger and
+    // gone from the cluster, and records its removal; the intruder, removed already, is not
+    // removed twice.
+    Api::<Pod>::namespaced(bed.client(), NS)
+        .delete("exo-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let auditor = Auditor::start_on(&bed, dir.path(), db, key, vkey).await;
+    assert_eq!(auditor.first_pass().await, (0, 0, 0));
+    let exo_removed = "pod/intranet/exo-0 pod removed";
+    wait_for(
+        &auditor.db,
+        dir.path(),
+        &[ok, miner, ok_gone, removed, exo_removed],
+    )
+    .await;
+    auditor.stop_and_verify(
+        dir.path(),
+        5,
         "verdicts: 1 compliant, 2 violation, 0 unknown",
     );
 }

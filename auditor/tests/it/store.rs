@@ -255,7 +255,7 @@ pub async fn ledger_of(url: &str, key: &SignerKey, n: u64) -> (Ledger, Sequencer
 /// entries, and the next commit is stored compressed after the migrated rows. Its idempotency
 /// keys, one namespace for every writer then, are moved out of every writer's reach.
 async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
-    use hexagone_auditor::store::db::body_key;
+    use hexagone_auditor::store::db::body_keys;
     let key = signer(8);
     // The entries, keys, checkpoints and head of a real ledger of 300 entries, written as the
     // ledger wrote them before (schema 4), into a database migrated up to schema 4 only.
@@ -289,7 +289,7 @@ async fn a_ledger_of_one_row_per_entry_is_migrated(url: String) {
                     .execute(&pool).await.unwrap();
             }
             for (seq, leaf, text) in &entries {
-                let object = body_key(&Entry::decode(text.as_bytes()).unwrap().body);
+                let object = body_keys(&Entry::decode(text.as_bytes()).unwrap().body).map(|k| k[0]);
                 sqlx::query("INSERT INTO ledger_entries (seq, leaf, body, object_key) VALUES ($1, $2, $3, $4)")
                     .bind(*seq as i64).bind(leaf.to_vec()).bind(text).bind(object)
                     .execute(&pool).await.unwrap();
@@ -353,8 +353,112 @@ async fn proofs_by_object(url: String) {
         ledger.prove("no-such-object").await,
         Err(StoreError::NoSuchObject(_))
     ));
+    // By store: that store's rows only.
+    let in_store = |store: &'static str| ledger.prove_in("spaces/1/doc-777", Some(store));
+    assert_eq!(in_store("minio/documents").await.unwrap().index, 777);
+    assert!(matches!(
+        in_store("seaweedfs/documents").await,
+        Err(StoreError::NoSuchObject(_))
+    ));
+    // Chunks written by earlier versions keep the first key only (8 bytes an entry): with the
+    // index emptied, it is filled again from their texts, both keys.
+    for stmt in [
+        "UPDATE ledger_chunks SET objects = substr(objects, 1, entry_count * 8)",
+        "DELETE FROM ledger_objects",
+        "DELETE FROM ledger_objects_indexed",
+    ] {
+        match ledger.db() {
+            hexagone_auditor::store::db::Db::Sqlite(p) => {
+                sqlx::query(stmt).execute(p).await.map(drop)
+            }
+            hexagone_auditor::store::db::Db::Postgres(p) => {
+                sqlx::query(stmt).execute(p).await.map(drop)
+            }
+        }
+        .unwrap();
+    }
+    assert_eq!(in_store("minio/documents").await.unwrap().index, 777);
+    assert_eq!(
+        ledger.prove("spaces/36/doc-1200").await.unwrap().index,
+        1200
+    );
+    assert!(matches!(
+        in_store("seaweedfs/documents").await,
+        Err(StoreError::NoSuchObject(_))
+    ));
     ledger.close().await;
     reverify(&url, &key.verifier().to_string()).await;
+}
+
+/// The objects of a store still standing (newest entry not a removal) are read from every
+/// entry under the signed root: a removal ends one, other stores' objects are not counted, and
+/// a rewritten entry row (the database owner's) is an error, not a shorter list.
+async fn standing_objects_are_read_from_every_entry_under_the_root(url: String) {
+    use hexagone_auditor::ledger::checkpoint::{Checkpoint, parse_note};
+    use hexagone_auditor::ledger::entry::Body;
+    let key = signer(9);
+    let (ledger, mut seq) = ledger_of(&url, &key, 600).await;
+    let gone = observation(7).object().unwrap().clone();
+    ledger
+        .append(
+            &mut seq,
+            NOW,
+            vec![Body::Removal {
+                object: gone.clone(),
+                observed_at: NOW,
+            }],
+        )
+        .await
+        .unwrap();
+    let signed = || async {
+        let head = ledger.head().await.unwrap();
+        let cp = Checkpoint::parse_body(&parse_note(head.note.as_deref().unwrap()).unwrap().text)
+            .unwrap();
+        (cp.size, cp.root)
+    };
+    let (size, root) = signed().await;
+    assert_eq!(size, 601);
+    let standing = ledger
+        .standing_objects("minio/documents", size, &root)
+        .await
+        .unwrap();
+    assert_eq!(standing.len(), 599);
+    assert!(!standing.contains(&gone));
+    assert!(standing.contains(observation(8).object().unwrap()));
+    assert!(
+        ledger
+            .standing_objects("kubernetes", size, &root)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A root that is not the rows': refused, naming the checkpoint.
+    let e = ledger
+        .standing_objects("minio/documents", size, &[0; 32])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signed checkpoint of size 601"), "{e}");
+    // The owner drops the chunk holding the removal: an error, not the object standing again.
+    let stmt =
+        "DELETE FROM ledger_chunks WHERE first_seq = (SELECT MAX(first_seq) FROM ledger_chunks)";
+    match ledger.db() {
+        hexagone_auditor::store::db::Db::Sqlite(p) => sqlx::query(stmt).execute(p).await.map(drop),
+        hexagone_auditor::store::db::Db::Postgres(p) => {
+            sqlx::query(stmt).execute(p).await.map(drop)
+        }
+    }
+    .unwrap();
+    let e = ledger
+        .standing_objects("minio/documents", size, &root)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not stored below the signed head (size 601)"),
+        "{e}"
+    );
+    ledger.close().await;
 }
 
 /// Proofs made from the stored subtree hashes are the proofs computed from every leaf, for
@@ -453,6 +557,7 @@ on_both!(
     proofs_by_object,
     a_ledger_of_one_row_per_entry_is_migrated,
     proofs_from_stored_hashes_equal_proofs_from_leaves,
+    standing_objects_are_read_from_every_entry_under_the_root,
 );
 
 #[tokio::test]

@@ -116,12 +116,20 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
         .into_iter()
         .filter(|n| n.labels().get(&label).map(String::as_str) == Some("true"))
         .collect();
-    let zones: Vec<String> = eligible
-        .iter()
-        .filter_map(|n| n.labels().get(ZONE_LABEL).cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (zones, unlisted) = attested_zones(&eligible, &policy.spec);
+    if !unlisted.is_empty() {
+        let m = format!(
+            "volumes are not placed in {}: {} not in LocalityPolicy {}'s regions table as a country it allows, and a node's kubelet may set its own zone label",
+            unlisted.join(", "),
+            if unlisted.len() == 1 {
+                "this zone is"
+            } else {
+                "these zones are"
+            },
+            wp.spec.policy
+        );
+        event(ctx, wp, true, "ZoneNotInPolicy", m).await;
+    }
     report.status.eligible_nodes = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
     report.status.eligible_zones = zones.clone();
     if eligible.is_empty() {
@@ -141,8 +149,9 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     }
     if zones.is_empty() {
         let m = format!(
-            "the {} eligible nodes carry no {ZONE_LABEL} label, so no volume can be placed",
-            eligible.len()
+            "the {} eligible nodes carry no {ZONE_LABEL} label that LocalityPolicy {}'s regions table places in a country it allows, so no volume can be placed",
+            eligible.len(),
+            wp.spec.policy
         );
         return refuse(wp, ctx, report, "NoEligibleZone", m).await;
     }
@@ -246,4 +255,33 @@ fn not_allowed(policy: &str, ns: &str) -> String {
     format!(
         "LocalityPolicy {policy} does not list namespace {ns} in spec.namespaces: only a security officer decides which namespaces a policy protects; ask one to add {ns}, or name a policy that lists it"
     )
+}
+
+/// The zones volumes may be placed in: the [`ZONE_LABEL`] values of eligible nodes that the
+/// policy's regions table (the security officer's) places in a country it allows, in order;
+/// then the others, each as `zone (node, …)`. The label is the node's own (NodeRestriction lets
+/// a kubelet set it), so it counts only where the officer's table vouches for it: an eligible
+/// node cannot steer the StorageClass's topology to a zone abroad by relabelling itself.
+fn attested_zones(
+    eligible: &[Arc<Node>],
+    policy: &hexagone_platform::LocalityPolicy,
+) -> (Vec<String>, Vec<String>) {
+    let mut zones = BTreeSet::new();
+    let mut unlisted = std::collections::BTreeMap::<&str, Vec<String>>::new();
+    for n in eligible {
+        let Some(z) = n.labels().get(ZONE_LABEL) else {
+            continue;
+        };
+        match policy.regions.get(z.as_str()) {
+            Some(c) if policy.allowed_countries.contains(*c) => {
+                zones.insert(z.clone());
+            }
+            _ => unlisted.entry(z).or_default().push(n.name_any()),
+        }
+    }
+    let unlisted = unlisted
+        .into_iter()
+        .map(|(z, nodes)| format!("{z} ({})", nodes.join(", ")))
+        .collect();
+    (zones.into_iter().collect(), unlisted)
 }

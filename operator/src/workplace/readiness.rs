@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hexagone_platform::catalog::Catalog;
-use hexagone_platform::labels::INSTANCE_LABEL;
+use hexagone_platform::labels::{COMPONENT_LABEL, INSTANCE_LABEL};
 use hexagone_platform::workplace::ComponentStatus;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -35,21 +35,27 @@ pub(super) async fn readiness(
         .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
         .await
         .map_err(failed(format!("listing StatefulSets in {ns}")))?;
-    // (ready, desired) replicas by workload name.
-    let readiness: BTreeMap<String, (u32, u32)> = deployments
+    // (ready, desired) replicas by component, summed over its workloads: the videobridges are
+    // one Deployment each (hexagone_platform::render, `videobridges`).
+    let mut readiness: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let workloads = deployments
         .items
         .iter()
         .map(|d| {
             let want = d.spec.as_ref().and_then(|s| s.replicas);
             let ready = d.status.as_ref().and_then(|s| s.ready_replicas);
-            (d.name_any(), replicas(ready, want))
+            (component_of(d), replicas(ready, want))
         })
         .chain(statefulsets.items.iter().map(|s| {
             let want = s.spec.as_ref().and_then(|s| s.replicas);
             let ready = s.status.as_ref().and_then(|s| s.ready_replicas);
-            (s.name_any(), replicas(ready, want))
-        }))
-        .collect();
+            (component_of(s), replicas(ready, want))
+        }));
+    for (component, (ready, want)) in workloads {
+        let sum = readiness.entry(component).or_default();
+        sum.0 += ready;
+        sum.1 += want;
+    }
     let mut not_ready = Vec::new();
     let mut ready_count = 0;
     for c in &catalog.components {
@@ -113,6 +119,15 @@ pub(super) async fn readiness(
 }
 
 /// (ready, desired) as reported by a workload (a missing desired count means 1).
+/// The component a workload runs (its component label; its name when unlabelled).
+fn component_of(workload: &impl ResourceExt) -> String {
+    workload
+        .labels()
+        .get(COMPONENT_LABEL)
+        .cloned()
+        .unwrap_or_else(|| workload.name_any())
+}
+
 fn replicas(ready: Option<i32>, desired: Option<i32>) -> (u32, u32) {
     let count = |n: i32| u32::try_from(n).unwrap_or(0);
     (count(ready.unwrap_or(0)), count(desired.unwrap_or(1)))

@@ -2,10 +2,15 @@
 //! side on the real control plane: images from a registry the policy does not list or not
 //! pinned by digest, a storage provisioner off the policy's list, egress to the whole Internet,
 //! to a range, or to an address the locality engine does not find in France. Each is refused
-//! before anything is rendered, with a condition and an Event naming what and why.
+//! before anything is rendered, with a condition and an Event naming what and why. And what a
+//! node writes itself: an eligible node's kubelet relabelling its zone does not move the
+//! StorageClass's topology there.
 
 use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::render::storage_class_name;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -153,5 +158,58 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         }
     })
     .await?;
+
+    // An eligible node's kubelet may set its own zone label (NodeRestriction allows it): a
+    // zone the officer's regions table does not place in France stays out of the
+    // StorageClass's topology, and a Warning says which and why. The node stays eligible (its
+    // region label and the other sources still place it in France).
+    let classes = Api::<StorageClass>::all(admin.clone());
+    let topology = || {
+        let classes = classes.clone();
+        async move {
+            let sc = classes
+                .get(&storage_class_name(NS, "intranet"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let t = serde_json::to_value(&sc.allowed_topologies).map_err(|e| e.to_string())?;
+            Ok::<_, String>(t[0]["matchLabelExpressions"][0]["values"].clone())
+        }
+    };
+    eventually("the StorageClass in both French zones", || async {
+        match topology().await? {
+            v if v == json!(["fr-par-1", "fr-par-2"]) => Ok(()),
+            other => Err(format!("{other}")),
+        }
+    })
+    .await?;
+    Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
+        .patch(
+            "ovh-par1-b",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "us-east-1a"}}}),
+            ),
+        )
+        .await?;
+    eventually("a ZoneNotInPolicy warning", || async {
+        let events = events_about(&admin, "intranet").await;
+        events
+            .iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("ZoneNotInPolicy")
+                    && e.note.as_deref().is_some_and(|n| {
+                        n.contains("volumes are not placed in us-east-1a (ovh-par1-b): this zone is not in LocalityPolicy dr's regions table")
+                    })
+            })
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", events.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>()))
+    })
+    .await?;
+    assert_eq!(
+        topology().await.map_err(anyhow::Error::msg)?,
+        json!(["fr-par-1", "fr-par-2"])
+    );
+    let wp = workplaces.get("intranet").await?;
+    assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
     Ok(())
 }

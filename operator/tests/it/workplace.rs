@@ -294,7 +294,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
                 if s == "True"
                     && r == "AllComponentsReady"
                     && m.contains(
-                        "all 16 components are ready on 4 eligible nodes in fr-par-1, fr-par-2",
+                        "all 17 components are ready on 4 eligible nodes in fr-par-1, fr-par-2",
                     ) =>
             {
                 Ok(())
@@ -309,7 +309,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     let status = wp.status.clone().unwrap();
     assert_eq!(status.eligible_nodes, 4);
     assert_eq!(status.eligible_zones, ["fr-par-1", "fr-par-2"]);
-    assert_eq!(status.components.len(), 16);
+    assert_eq!(status.components.len(), 17);
     assert!(status.components.iter().all(|c| c.ready));
     assert_eq!(
         condition(&wp, "Degraded").map(|c| c.0).as_deref(),
@@ -660,8 +660,8 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
     );
     delete_and_wait(&workplaces, "nowhere").await?;
 
-    // Beyond capacity (the 50,000-user profile, 170 CPU, with 40 video bridges instead of 25:
-    // 230 CPU on four 48-CPU nodes): reported as Degraded.
+    // Beyond capacity (the 50,000-user profile, 172 CPU, with 40 video bridges instead of 25:
+    // 232 CPU on four 48-CPU nodes): reported as Degraded.
     workplaces
         .create(
             &PostParams::default(),
@@ -677,7 +677,7 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         "Degraded",
         "True",
         "InsufficientCapacity",
-        &["requests 230.0 CPU", "the 4 eligible nodes offer 192.0 CPU"],
+        &["requests 232.0 CPU", "the 4 eligible nodes offer 192.0 CPU"],
     )
     .await?;
     // The pods left Pending, and why, in the Ready message.

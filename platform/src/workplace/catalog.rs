@@ -1255,6 +1255,7 @@ components:
                 "jitsi-prosody",
                 "jitsi-jicofo",
                 "jitsi-jvb",
+                "coturn",
                 "onlyoffice",
                 "search",
                 "keycloak",

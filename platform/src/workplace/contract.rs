@@ -66,7 +66,27 @@ pub struct ImageContract {
     pub ports: Vec<ContractPort>,
     /// How long a first start may take.
     pub first_start: FirstStart,
+    /// Capabilities the image's binaries cannot run without (a file capability the kernel
+    /// refuses to execute when the bounding set lacks it): the only ones a container may add.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
 }
+
+/// A capability an image needs, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Capability {
+    /// Its name without the `CAP_` prefix, as Kubernetes spells it (`NET_BIND_SERVICE`).
+    pub name: String,
+    /// What needs it.
+    pub why: String,
+    /// Where this was read.
+    pub source: String,
+}
+
+/// The one capability the restricted Pod Security Standard lets a container add
+/// (kubernetes.io/docs/concepts/security/pod-security-standards, "Capabilities (v1.22+)").
+pub const RESTRICTED_ADDABLE: &str = "NET_BIND_SERVICE";
 
 /// The user and group the image's files and processes belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +392,17 @@ impl ImageContracts {
                     bad(&format!("env[{i}].source"), "empty");
                 }
             }
+            for (i, cap) in c.capabilities.iter().enumerate() {
+                if cap.name != RESTRICTED_ADDABLE {
+                    bad(
+                        &format!("capabilities[{i}].name"),
+                        "the restricted standard lets a container add NET_BIND_SERVICE only",
+                    );
+                }
+                if cap.source.trim().is_empty() {
+                    bad(&format!("capabilities[{i}].source"), "empty");
+                }
+            }
             for (i, p) in c.ports.iter().enumerate() {
                 if p.protocol != "TCP" && p.protocol != "UDP" {
                     bad(&format!("ports[{i}].protocol"), "expected TCP or UDP");
@@ -635,8 +666,15 @@ fn identity(
         if !items(&sc["capabilities"]["drop"]).any(|c| c == "ALL") {
             wrong.push("capabilities ALL are not dropped".to_owned());
         }
-        if items(&sc["capabilities"]["add"]).next().is_some() {
-            wrong.push(format!("capabilities added: {}", sc["capabilities"]["add"]));
+        let needed = |c: &Value| contract.capabilities.iter().any(|n| *c == n.name.as_str());
+        let extra: Vec<&Value> = items(&sc["capabilities"]["add"])
+            .filter(|c| !needed(c))
+            .collect();
+        if !extra.is_empty() {
+            wrong.push(format!(
+                "capabilities added that the image does not need: {}",
+                Value::from(extra.into_iter().cloned().collect::<Vec<_>>())
+            ));
         }
         if security(pod, container, "seccompProfile")["type"] != "RuntimeDefault" {
             wrong.push("seccomp profile is not RuntimeDefault".to_owned());
@@ -918,11 +956,10 @@ contracts:
         (pod, config)
     }
 
-    /// The rules the pod breaks, as `rule: fact [source]` lines.
-    fn check(pod: Value, config: Value) -> Vec<String> {
-        let contracts = ImageContracts::parse(CONTRACT).unwrap();
+    /// The pod as the Deployment of component `app`, with its ConfigMaps.
+    fn rendered_of(pod: Value, config: Value) -> Rendered {
         let meta = |name: &str| json!({"name": name, "labels": {COMPONENT_LABEL: "app"}});
-        let rendered = Rendered {
+        Rendered {
             storage_class: None,
             objects: vec![
                 json!({"kind": "ConfigMap", "metadata": meta("app-config"), "data": config}),
@@ -931,7 +968,13 @@ contracts:
                        "spec": {"template": {"spec": pod}}}),
             ],
             secret: crate::render::SecretRequest { names: vec![] },
-        };
+        }
+    }
+
+    /// The rules the pod breaks, as `rule: fact [source]` lines.
+    fn check(pod: Value, config: Value) -> Vec<String> {
+        let contracts = ImageContracts::parse(CONTRACT).unwrap();
+        let rendered = rendered_of(pod, config);
         super::check(&rendered, Catalog::shipped(), &contracts)
             .iter()
             .map(|b| format!("{}: {} [{}]", b.rule, b.fact, b.source))
@@ -1010,7 +1053,7 @@ contracts:
         for w in [
             "allowPrivilegeEscalation is not false",
             "capabilities ALL are not dropped",
-            "capabilities added: [\"NET_ADMIN\"]",
+            "capabilities added that the image does not need: [\"NET_ADMIN\"]",
             "seccomp profile is not RuntimeDefault",
         ] {
             assert!(
@@ -1019,6 +1062,43 @@ contracts:
                 "{w}: {b:#?}"
             );
         }
+    }
+
+    /// A capability the contract names (coturn's NET_BIND_SERVICE file capability) may be
+    /// added, and only that one; a contract may name no capability the restricted standard
+    /// forbids adding.
+    #[test]
+    fn only_a_capability_the_image_needs_may_be_added() {
+        let needs = CONTRACT.replace(
+            "    firstStart:",
+            "    capabilities:\n      - {name: NET_BIND_SERVICE, why: \"file capability\", source: \"example/app@1.0:Dockerfile:7\"}\n    firstStart:",
+        );
+        let contracts = ImageContracts::parse(&needs).unwrap();
+        let run = |add: Value| {
+            let (mut pod, config) = good();
+            main_container(&mut pod)["securityContext"]["capabilities"]["add"] = add;
+            let rendered = rendered_of(pod, config);
+            super::check(&rendered, Catalog::shipped(), &contracts)
+                .iter()
+                .map(|b| format!("{}: {}", b.rule, b.fact))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(json!(["NET_BIND_SERVICE"])), Vec::<String>::new());
+        assert_eq!(
+            run(json!(["NET_BIND_SERVICE", "NET_RAW"])),
+            ["hardening: capabilities added that the image does not need: [\"NET_RAW\"]"]
+        );
+        // Without the fact, the same capability is a breach.
+        let (mut pod, config) = good();
+        main_container(&mut pod)["securityContext"]["capabilities"]["add"] =
+            json!(["NET_BIND_SERVICE"]);
+        assert_eq!(check(pod, config).len(), 1);
+        let bad = needs.replace("name: NET_BIND_SERVICE", "name: NET_ADMIN");
+        let err = ImageContracts::parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("component app: capabilities[0].name: the restricted standard lets a container add NET_BIND_SERVICE only"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::catalog::{Catalog, Component, Probe, Protocol, Workload};
 use crate::contract::{ImageContract, ImageContracts};
 use crate::node::{ATTESTED_COUNTRY_LABEL, ZONE_LABEL};
-use crate::workplace::{WorkplaceSpec, eligible_label};
+use crate::workplace::{VIDEOBRIDGE, WorkplaceSpec, eligible_label};
 
 pub use crate::labels::{COMPONENT_LABEL, INSTANCE_LABEL, PART_OF, PART_OF_LABEL};
 use crate::labels::{JOB_NAME_LABEL, MANAGED_BY_LABEL, WORKPLACE_NAMESPACE_LABEL};
@@ -432,6 +432,18 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             set("DISABLE_HTTPS", "1".into());
             set("ENABLE_HTTP_REDIRECT", "0".into());
             set("TZ", "Europe/Paris".into());
+            if enabled("coturn") {
+                // Without it the browsers ask jitsi.net's STUN server in peer-to-peer calls
+                // (djm@stable-11146-2 web/rootfs/defaults/settings-config.js:145-146; the
+                // default is jitsi-meet's own config.js).
+                set(
+                    "P2P_STUN_SERVERS",
+                    format!(
+                        "{}:{TURN_PORT}",
+                        public_host("coturn", domain).unwrap_or_default()
+                    ),
+                );
+            }
         }
         "jitsi-prosody" => {
             set(s6, "1".into());
@@ -442,6 +454,19 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             set("TZ", "Europe/Paris".into());
             secret("JICOFO_AUTH_PASSWORD", "jitsi-jicofo-password");
             secret("JVB_AUTH_PASSWORD", "jitsi-jvb-password");
+            if enabled("coturn") {
+                // Prosody hands each client STUN and TURN servers with credentials derived from
+                // the secret it shares with coturn (XEP-0215 through mod_external_services:
+                // djm@stable-11146-2 prosody/rootfs/defaults/prosody.cfg.lua:138-140,352-387).
+                // TURN over TCP is what a firewall that drops UDP still lets through.
+                let host = public_host("coturn", domain).unwrap_or_default();
+                set("STUN_HOST", host.clone());
+                set("STUN_PORT", TURN_PORT.to_string());
+                set("TURN_HOST", host);
+                set("TURN_PORT", TURN_PORT.to_string());
+                set("TURN_TRANSPORT", "udp,tcp".into());
+                secret("TURN_CREDENTIALS", TURN_SECRET);
+            }
         }
         "jitsi-jicofo" => {
             set(s6, "1".into());
@@ -471,6 +496,15 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             }
             set("TZ", "Europe/Paris".into());
             secret("JVB_AUTH_PASSWORD", "jitsi-jvb-password");
+        }
+        // coturn, configured on its command line (the entrypoint runs `turnserver` with the
+        // arguments when the first starts with `-`: coturn/coturn@docker/4.17.0-r0
+        // docker/coturn/rootfs/usr/local/bin/docker-entrypoint.sh:3-14). The entrypoint `eval`s
+        // each argument: the secret is the kubelet's $(NAME) expansion of a generated
+        // credential, hex digits only, so it holds nothing a shell would interpret.
+        "coturn" => {
+            secret(TURN_SECRET_VAR, TURN_SECRET);
+            w.args = Some(coturn_args(domain));
         }
         // boky/postfix: relays only the workplace's own domain.
         "postfix" => {
@@ -585,6 +619,98 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
     }
     w.secrets = secrets;
     Ok(w)
+}
+
+/// The port coturn listens on for STUN and TURN, over UDP and TCP (its default, and what the
+/// image EXPOSEs: coturn/coturn@docker/4.17.0-r0 docker/coturn/debian/Dockerfile:139).
+pub const TURN_PORT: u16 = 3478;
+/// The range coturn allocates relayed addresses in: its defaults, written out so the
+/// NetworkPolicy admitting the videobridges to it names the same range (`--min-port`,
+/// `--max-port`, coturn/coturn@4.17.0 src/apps/relay/mainrelay.c:1707-1708).
+pub const TURN_RELAY_PORTS: (u16, u16) = (49152, 65535);
+/// The credential Prosody and coturn share (TURN REST API credentials: coturn's
+/// `static-auth-secret`, Prosody's `external_service_secret`).
+const TURN_SECRET: &str = "coturn-secret";
+/// The variable carrying it into coturn's command line.
+const TURN_SECRET_VAR: &str = "TURN_STATIC_AUTH_SECRET";
+
+/// coturn's command line: TURN REST API credentials from the shared secret, no TLS listener
+/// (media is DTLS-SRTP end to end; TURN over TCP 3478 serves firewalls that drop UDP), no admin
+/// CLI, relaying UDP only, and no relaying to loopback (coturn's default), multicast or
+/// link-local peers (a cloud's metadata address): an authenticated client could otherwise
+/// reach them through the relay. What else it may reach is the NetworkPolicy's call: only the
+/// videobridges admit it. Options: coturn/coturn@4.17.0 src/apps/relay/mainrelay.c:1697-1803.
+fn coturn_args(domain: &str) -> Vec<String> {
+    let (min, max) = TURN_RELAY_PORTS;
+    vec![
+        "--log-file=stdout".into(),
+        format!("--listening-port={TURN_PORT}"),
+        format!(
+            "--realm={}",
+            public_host("coturn", domain).unwrap_or_default()
+        ),
+        "--fingerprint".into(),
+        "--use-auth-secret".into(),
+        format!("--static-auth-secret=$({TURN_SECRET_VAR})"),
+        "--no-tls".into(),
+        "--no-cli".into(),
+        "--no-tcp-relay".into(),
+        "--no-multicast-peers".into(),
+        "--denied-peer-ip=0.0.0.0-0.255.255.255".into(),
+        "--denied-peer-ip=169.254.0.0-169.254.255.255".into(),
+        "--denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
+        format!("--min-port={min}"),
+        format!("--max-port={max}"),
+        "--pidfile=/var/lib/coturn/turnserver.pid".into(),
+    ]
+}
+
+/// The label telling a workplace's videobridges apart (`0`, `1`, ...).
+pub const VIDEO_BRIDGE_LABEL: &str = "hexagone.fr/video-bridge";
+
+/// One single-pod Deployment per videobridge (`jitsi-jvb-0`, `jitsi-jvb-1`, ...), from the
+/// component's rendered Deployment: the bridge learns the address it advertises from
+/// JVB_ADVERTISE_IPS alone (djm@stable-11146-2 jvb/rootfs/defaults/jvb.conf:13-14,134-153, the
+/// ice4j static mapping of the pod's address to `address#port`), an environment variable the
+/// pods of one workload cannot each set differently. The Jitsi chart runs one Deployment per
+/// bridge for the same reason (jitsi-contrib/jitsi-helm@v3.4.0 templates/jvb/deployment.yaml:
+/// 19-41,156-167). Recreate, so a bridge's address never reaches two pods during a rollout.
+/// A bridge with an address in `spec.video` also gets a Service of its own, on that address's
+/// port, selecting its pod alone.
+fn videobridges(input: &RenderInput<'_>, template: &Value) -> Vec<Value> {
+    let video = input.spec.video.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for i in 0..input.spec.videobridges(input.catalog) {
+        let name = format!("{VIDEOBRIDGE}-{i}");
+        let index = i.to_string();
+        let mut d = template.clone();
+        d["metadata"]["name"] = json!(name);
+        d["metadata"]["labels"][VIDEO_BRIDGE_LABEL] = json!(index);
+        d["spec"]["replicas"] = json!(1);
+        d["spec"]["strategy"] = json!({"type": "Recreate"});
+        d["spec"]["selector"]["matchLabels"][VIDEO_BRIDGE_LABEL] = json!(index);
+        d["spec"]["template"]["metadata"]["labels"][VIDEO_BRIDGE_LABEL] = json!(index);
+        if let Some(b) = video.bridges.get(i as usize) {
+            if let Some(env) = d["spec"]["template"]["spec"]["containers"][0]["env"].as_array_mut()
+            {
+                env.push(json!({"name": "JVB_ADVERTISE_IPS",
+                                "value": format!("{}#{}", b.address, b.port)}));
+            }
+            let port = json!({"name": "media", "port": b.port, "targetPort": "media",
+                              "protocol": "UDP"});
+            let mut selector = selector(input, VIDEOBRIDGE);
+            selector[VIDEO_BRIDGE_LABEL] = json!(index);
+            out.push(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": input.namespace,
+                             "labels": d["metadata"]["labels"].clone()},
+                "spec": {"type": "LoadBalancer", "selector": selector,
+                         "ports": [port]}
+            }));
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// PostgreSQL's superuser: created by the image on the first initialisation (POSTGRES_USER,
@@ -1002,9 +1128,20 @@ fn under(path: &str, mount: &str) -> bool {
 /// unless the image must start as root (then it cannot run in a restricted namespace at all,
 /// and is rendered as before: see KNOWN_GAPS in the contract test and docs/operator.md).
 fn container_security(contract: &ImageContract) -> Value {
+    let mut capabilities = json!({"drop": ["ALL"]});
+    // Only what the image's binaries cannot be executed without (coturn's file capability).
+    if !contract.capabilities.is_empty() {
+        capabilities["add"] = json!(
+            contract
+                .capabilities
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+        );
+    }
     json!({
         "allowPrivilegeEscalation": false,
-        "capabilities": {"drop": ["ALL"]},
+        "capabilities": capabilities,
         "runAsNonRoot": true,
         "readOnlyRootFilesystem": !contract.run_as.starts_as_root,
         "seccompProfile": {"type": "RuntimeDefault"}
@@ -1096,10 +1233,16 @@ fn render_component(
                    "protocol": protocol(p.protocol)})
         })
         .collect();
-    out.push(json!({
+    let mut service = json!({
         "apiVersion": "v1", "kind": "Service", "metadata": meta(n),
         "spec": {"selector": selector(input, n), "ports": ports}
-    }));
+    });
+    if n == "coturn" {
+        // Clients reach the relay from outside, on TCP and UDP 3478 of one address (a Service
+        // of mixed protocols: Kubernetes 1.26 and later, where the load balancer supports it).
+        service["spec"]["type"] = json!("LoadBalancer");
+    }
+    out.push(service);
     if c.workload == Workload::StatefulSet {
         out.push(json!({
             "apiVersion": "v1", "kind": "Service", "metadata": meta(&format!("{n}-pods")),
@@ -1344,7 +1487,11 @@ fn render_component(
             })
         }
     };
-    out.push(workload);
+    if n == VIDEOBRIDGE {
+        out.extend(videobridges(input, &workload));
+    } else {
+        out.push(workload);
+    }
     if let Some(cron) = backup_job(c, input, &pod_spec) {
         out.push(cron);
     }
@@ -1492,6 +1639,9 @@ pub fn public_host(component: &str, domain: &str) -> Option<String> {
         "jitsi-web" => format!("meet.{domain}"),
         "onlyoffice" => format!("docs.{domain}"),
         "synapse" => format!("matrix.{domain}"),
+        // The TURN relay's Service (a load balancer or node port, not the ingress): ops point
+        // this name at it, as they point the others at the ingress controller.
+        "coturn" => format!("turn.{domain}"),
         _ => return None,
     })
 }
@@ -1679,6 +1829,29 @@ fn ingress_policies(input: &RenderInput<'_>) -> Vec<Value> {
                 "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
                 "ports": media
             }));
+            // The TURN relay forwards the media of clients that cannot reach a bridge, from
+            // inside the cluster (an ipBlock need not match pod addresses).
+            if input.catalog.component("coturn").is_some() {
+                rules.push(json!({"from": [peer("coturn")], "ports": media}));
+            }
+        }
+        if c.name == "coturn" {
+            // Clients everywhere reach the relay on its listening ports; only the videobridges
+            // answer on its relayed addresses (the one peer it should relay to).
+            let listening: Vec<Value> = c
+                .ports
+                .iter()
+                .map(|p| json!({"protocol": protocol(p.protocol), "port": p.port}))
+                .collect();
+            rules.push(json!({
+                "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+                "ports": listening
+            }));
+            let (min, max) = TURN_RELAY_PORTS;
+            rules.push(json!({
+                "from": [peer(VIDEOBRIDGE)],
+                "ports": [{"protocol": "UDP", "port": min, "endPort": max}]
+            }));
         }
         out.push(json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -1811,11 +1984,14 @@ mod tests {
                 "{{policy: diffusion-restreinte, profile: {profile}, domain: intranet.ministere.example.fr, \
                  storage: {{provisioner: csi.example.fr}}, \
                  egress: [{{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}}], \
-                 components: {{jitsi-jvb: {{replicas: 4}}}}}}"
+                 components: {{jitsi-jvb: {{replicas: 4}}}}, \
+                 video: {{bridges: [{{address: 203.0.113.10}}, {{address: 203.0.113.10, port: 10001}}, \
+                                    {{address: 203.0.113.11}}, {{address: '2001:db8::1'}}]}}}}"
             );
             let r = rendered(&spec, &["fr-par-1", "fr-par-2"]);
             let catalog = Catalog::shipped();
-            // What is checked: one pod template per component, plus the backup CronJobs.
+            // What is checked: one pod template per component but the videobridges, which have
+            // one each (four), plus the backup CronJobs.
             let templates = r
                 .objects
                 .iter()
@@ -1823,7 +1999,7 @@ mod tests {
                     ["Deployment", "StatefulSet"].contains(&o["kind"].as_str().unwrap_or_default())
                 })
                 .count();
-            assert_eq!(templates, catalog.components.len(), "{profile}");
+            assert_eq!(templates, catalog.components.len() - 1 + 4, "{profile}");
             for b in contract::check(&r, catalog, ImageContracts::shipped()) {
                 match KNOWN_GAPS
                     .iter()
@@ -1915,7 +2091,8 @@ mod tests {
             .iter()
             .filter(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
             .collect();
-        assert_eq!(workloads.len(), Catalog::shipped().components.len());
+        // One per component, the three videobridges of the profile one each.
+        assert_eq!(workloads.len(), Catalog::shipped().components.len() - 1 + 3);
         for w in workloads {
             let pod = &w["spec"]["template"]["spec"];
             let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -2845,5 +3022,266 @@ mod tests {
         assert!(pos("postgresql") < pos("keycloak"));
         assert!(pos("seaweedfs-filer") < pos("postgresql"));
         assert!(pos("mysql") < pos("exo"));
+    }
+
+    /// The sample's spec with three bridges (the 5,000-user profile's) and their addresses.
+    const VIDEO_SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, \
+        video: {bridges: [{address: 203.0.113.10}, {address: 203.0.113.10, port: 10001}, {address: '2001:db8::7', port: 10002}]}}";
+
+    /// A plain value of a component's ConfigMap.
+    fn config_value(r: &Rendered, component: &str, key: &str) -> Option<String> {
+        object(r, "ConfigMap", &format!("{component}-config"))["data"][key]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Each videobridge is a workload of its own with one pod, which advertises the address the
+    /// spec gives it (with its port, through the image's `address#port` mapping), behind a
+    /// LoadBalancer Service selecting that pod alone on that port.
+    #[test]
+    fn each_videobridge_advertises_its_own_address_behind_a_service_of_its_own() {
+        let r = rendered(VIDEO_SPEC, &["fr-par-1"]);
+        assert!(
+            !r.objects
+                .iter()
+                .any(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == VIDEOBRIDGE),
+            "one workload for all bridges"
+        );
+        let expected = [
+            ("203.0.113.10#10000", 10000),
+            ("203.0.113.10#10001", 10001),
+            ("2001:db8::7#10002", 10002),
+        ];
+        for (i, (advertised, port)) in expected.iter().enumerate() {
+            let name = format!("jitsi-jvb-{i}");
+            let d = object(&r, "Deployment", &name);
+            assert_eq!(d["spec"]["replicas"], 1, "{name}");
+            assert_eq!(d["spec"]["strategy"]["type"], "Recreate", "{name}");
+            let index = i.to_string();
+            assert_eq!(
+                d["spec"]["selector"]["matchLabels"][VIDEO_BRIDGE_LABEL], index,
+                "{name}: its selector would take the other bridges' pods"
+            );
+            assert_eq!(
+                d["spec"]["template"]["metadata"]["labels"][VIDEO_BRIDGE_LABEL],
+                index
+            );
+            assert_eq!(
+                env_of(&r, &name, "JVB_ADVERTISE_IPS").unwrap()["value"],
+                *advertised
+            );
+            let svc = object(&r, "Service", &name);
+            assert_eq!(svc["spec"]["type"], "LoadBalancer");
+            assert_eq!(
+                svc["spec"]["selector"],
+                json!({INSTANCE_LABEL: "intranet", COMPONENT_LABEL: VIDEOBRIDGE, VIDEO_BRIDGE_LABEL: index})
+            );
+            assert_eq!(
+                svc["spec"]["ports"],
+                json!([{"name": "media", "port": port, "targetPort": "media", "protocol": "UDP"}])
+            );
+        }
+        assert!(
+            r.objects
+                .iter()
+                .all(|o| o["metadata"]["name"] != "jitsi-jvb-3"),
+            "a fourth bridge"
+        );
+        // The bridges do not ask an outside STUN server for their address.
+        assert_eq!(
+            config_value(&r, VIDEOBRIDGE, "JVB_DISABLE_STUN").as_deref(),
+            Some("1")
+        );
+        // Without addresses the bridges still run, one workload each, advertising nothing and
+        // exposed by no Service of their own: their clients go through the TURN relay.
+        let bare = rendered(SPEC, &["fr-par-1"]);
+        for i in 0..3 {
+            let name = format!("jitsi-jvb-{i}");
+            assert!(env_of(&bare, &name, "JVB_ADVERTISE_IPS").is_none());
+            assert!(
+                !bare
+                    .objects
+                    .iter()
+                    .any(|o| o["kind"] == "Service" && o["metadata"]["name"] == name)
+            );
+        }
+    }
+
+    /// A spec whose bridge addresses are wrong is refused before anything renders, naming the
+    /// field.
+    #[test]
+    fn bad_bridge_addresses_are_refused_naming_the_field() {
+        let problems = |video: &str| {
+            let spec: WorkplaceSpec = yaml_serde::from_str(&format!(
+                "{{policy: p, profile: users5000, domain: a.fr, video: {video}}}"
+            ))
+            .unwrap();
+            spec.resolve(Catalog::shipped())
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            problems("{bridges: [{address: 203.0.113.10}]}"),
+            [
+                "spec.video.bridges: 1 addresses for 3 videobridges (spec.components.jitsi-jvb.replicas, or the users5000 profile's): list one per bridge"
+            ]
+        );
+        assert_eq!(
+            problems(
+                "{bridges: [{address: meet.example.fr}, {address: 203.0.113.10}, {address: 203.0.113.10, port: 10000}]}"
+            ),
+            [
+                "spec.video.bridges[0].address: \"meet.example.fr\" is not an IPv4 or IPv6 address (clients are given addresses, not names)",
+                "spec.video.bridges[2]: advertises 203.0.113.10:10000, as bridge 1 does: each bridge needs an address and port of its own",
+            ]
+        );
+        assert!(
+            problems("{bridges: [{address: 203.0.113.10}, {address: 203.0.113.11}, {address: 203.0.113.12}]}")
+                .is_empty()
+        );
+    }
+
+    /// coturn and Prosody share one generated secret, which no rendered object holds; clients
+    /// learn the relay's public name, which is also its realm.
+    #[test]
+    fn prosody_hands_out_turn_credentials_from_the_secret_coturn_checks() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let d = "intranet.example.gouv.fr";
+        let credential = format!("{CREDENTIAL_PREFIX}{TURN_SECRET}");
+        assert!(r.secret.names.contains(&credential));
+        let prosody_secret = env_of(&r, "jitsi-prosody", "TURN_CREDENTIALS").unwrap();
+        assert_eq!(
+            prosody_secret["valueFrom"]["secretKeyRef"]["name"],
+            credential
+        );
+        let coturn_secret = env_of(&r, "coturn", TURN_SECRET_VAR).unwrap();
+        assert_eq!(
+            coturn_secret["valueFrom"]["secretKeyRef"]["name"],
+            credential
+        );
+        let coturn = object(&r, "Deployment", "coturn");
+        let container = &coturn["spec"]["template"]["spec"]["containers"][0];
+        assert!(container["command"].is_null(), "the image's entrypoint");
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for needed in [
+            "--use-auth-secret",
+            "--static-auth-secret=$(TURN_STATIC_AUTH_SECRET)",
+            "--no-cli",
+            "--no-tcp-relay",
+            "--denied-peer-ip=169.254.0.0-169.254.255.255",
+            "--min-port=49152",
+            "--max-port=65535",
+            "--listening-port=3478",
+        ] {
+            assert!(args.contains(&needed), "{needed}: {args:?}");
+        }
+        let host = format!("turn.{d}");
+        assert!(args.contains(&format!("--realm={host}").as_str()));
+        assert_eq!(
+            config_value(&r, "jitsi-prosody", "TURN_HOST"),
+            Some(host.clone())
+        );
+        assert_eq!(
+            config_value(&r, "jitsi-prosody", "TURN_PORT").as_deref(),
+            Some("3478")
+        );
+        assert_eq!(
+            config_value(&r, "jitsi-prosody", "TURN_TRANSPORT").as_deref(),
+            Some("udp,tcp")
+        );
+        assert_eq!(
+            config_value(&r, "jitsi-web", "P2P_STUN_SERVERS"),
+            Some(format!("{host}:3478"))
+        );
+        // Only NET_BIND_SERVICE is added back, which the restricted standard allows.
+        assert_eq!(
+            container["securityContext"]["capabilities"],
+            json!({"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]})
+        );
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        let svc = object(&r, "Service", "coturn");
+        assert_eq!(svc["spec"]["type"], "LoadBalancer");
+        let ports: Vec<(u64, &str)> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["port"].as_u64().unwrap(), p["protocol"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ports, [(3478, "TCP"), (3478, "UDP")]);
+        let text = serde_json::to_string(&r.objects).unwrap();
+        assert!(!text.contains("static-auth-secret=0"), "a secret value");
+
+        // Without the relay, Prosody offers no TURN server and no secret is asked for.
+        let without = rendered(
+            "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, components: {coturn: {enabled: false}}}",
+            &["fr-par-1"],
+        );
+        assert_eq!(config_value(&without, "jitsi-prosody", "TURN_HOST"), None);
+        assert!(env_of(&without, "jitsi-prosody", "TURN_CREDENTIALS").is_none());
+        assert!(!without.secret.names.contains(&credential));
+    }
+
+    /// From the attacker's side: whoever joins a call gets TURN credentials, so the relay is a
+    /// way into the cluster. Its relayed addresses answer only the videobridges, the bridges'
+    /// media port is the only one that admits it, and no other component lets it in.
+    #[test]
+    fn the_relay_reaches_the_videobridges_and_nothing_else() {
+        let r = rendered(VIDEO_SPEC, &["fr-par-1"]);
+        let (clients, outside) = admitted(&r, "coturn");
+        assert_eq!(clients, [VIDEOBRIDGE]);
+        assert_eq!(outside, ["addresses \"0.0.0.0/0\"", "addresses \"::/0\""]);
+        let policy = object(&r, "NetworkPolicy", "coturn-ingress");
+        let rules = policy["spec"]["ingress"].as_array().unwrap();
+        let from_bridges = rules
+            .iter()
+            .find(|r| r["from"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL] == VIDEOBRIDGE)
+            .unwrap();
+        assert_eq!(
+            from_bridges["ports"],
+            json!([{"protocol": "UDP", "port": 49152, "endPort": 65535}])
+        );
+        let from_anywhere = rules
+            .iter()
+            .find(|r| r["from"][0]["ipBlock"].is_object())
+            .unwrap();
+        assert_eq!(
+            from_anywhere["ports"],
+            json!([{"protocol": "TCP", "port": 3478}, {"protocol": "UDP", "port": 3478}])
+        );
+        let jvb = object(&r, "NetworkPolicy", "jitsi-jvb-ingress");
+        let from_relay = jvb["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["from"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL] == "coturn")
+            .expect("the bridges admit the relay");
+        assert_eq!(
+            from_relay["ports"],
+            json!([{"protocol": "UDP", "port": 10000}])
+        );
+        for c in &Catalog::shipped().components {
+            if c.name == VIDEOBRIDGE || c.name == "coturn" {
+                continue;
+            }
+            let (clients, outside) = admitted(&r, &c.name);
+            assert!(
+                !clients.contains(&"coturn".to_owned()),
+                "{} admits coturn",
+                c.name
+            );
+            assert!(
+                !outside.iter().any(|o| o.starts_with("addresses")),
+                "{} admits addresses: {outside:?}",
+                c.name
+            );
+        }
     }
 }

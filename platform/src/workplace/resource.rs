@@ -78,7 +78,50 @@ pub struct WorkplaceSpec {
     /// condition says so.
     #[serde(default)]
     pub paused: bool,
+    /// Where video clients send their media: the address each videobridge advertises. Without
+    /// it, the bridges advertise only their
+    /// pod addresses and clients outside the cluster reach them through the TURN relay alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoSpec>,
 }
+
+/// How video clients reach the media of the workplace's videobridges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VideoSpec {
+    /// One entry per videobridge, bridge 0 first (as many as `jitsi-jvb` has replicas): the
+    /// address and UDP port clients send that bridge's media to. Each bridge gets a
+    /// LoadBalancer Service of its own on that port; ops make the address reach it (the address
+    /// their load balancer gives it, pinned through its annotations, or a NAT rule of the site's
+    /// firewall to that address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub bridges: Vec<BridgeAddress>,
+}
+
+/// The address clients reach one videobridge at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BridgeAddress {
+    /// An IPv4 or IPv6 address (ICE candidates carry addresses, not names): `203.0.113.10`.
+    #[schemars(length(min = 2, max = 45), regex(pattern = r"^[0-9a-fA-F:.]+$"))]
+    pub address: String,
+    /// The UDP port on that address (default 10000, the bridge's own).
+    #[serde(default = "default_media_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+}
+
+fn default_media_port() -> u16 {
+    MEDIA_PORT
+}
+
+/// The videobridge's own UDP media port (JVB_PORT's default,
+/// jitsi/docker-jitsi-meet@stable-11146-2 jvb/rootfs/defaults/jvb.conf:38).
+pub const MEDIA_PORT: u16 = 10000;
+
+/// The catalog component of the videobridges.
+pub const VIDEOBRIDGE: &str = "jitsi-jvb";
 
 /// Switches and overrides of one component.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -311,6 +354,7 @@ impl WorkplaceSpec {
             }
         }
         catalog.components.retain(|c| self.enabled(&c.name));
+        problems.extend(self.video_problems(&catalog));
         if self.require_digests {
             let images = catalog.unpinned_images();
             if !images.is_empty() {
@@ -328,6 +372,60 @@ impl WorkplaceSpec {
         } else {
             Err(problems)
         }
+    }
+
+    /// How many videobridges run: `jitsi-jvb`'s replicas (0 when it is disabled).
+    pub fn videobridges(&self, catalog: &Catalog) -> u32 {
+        catalog.component(VIDEOBRIDGE).map_or(0, |c| {
+            self.components
+                .get(VIDEOBRIDGE)
+                .and_then(|o| o.replicas)
+                .unwrap_or_else(|| c.sizing[&self.profile].replicas)
+        })
+    }
+
+    /// The problems of `spec.video`: an address that is not an IP, two bridges on one address
+    /// and port, or not one address per bridge.
+    fn video_problems(&self, catalog: &Catalog) -> Vec<SpecProblem> {
+        let Some(video) = &self.video else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        let mut seen: BTreeMap<(std::net::IpAddr, u16), usize> = BTreeMap::new();
+        for (i, b) in video.bridges.iter().enumerate() {
+            match b.address.parse::<std::net::IpAddr>() {
+                Err(_) => problems.push(SpecProblem {
+                    field: format!("spec.video.bridges[{i}].address"),
+                    message: format!(
+                        "{:?} is not an IPv4 or IPv6 address (clients are given addresses, not names)",
+                        b.address
+                    ),
+                }),
+                Ok(ip) => {
+                    if let Some(first) = seen.insert((ip, b.port), i) {
+                        problems.push(SpecProblem {
+                            field: format!("spec.video.bridges[{i}]"),
+                            message: format!(
+                                "advertises {}, as bridge {first} does: each bridge needs an address and port of its own",
+                                std::net::SocketAddr::new(ip, b.port)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let bridges = self.videobridges(catalog);
+        if !video.bridges.is_empty() && video.bridges.len() != bridges as usize {
+            problems.push(SpecProblem {
+                field: "spec.video.bridges".into(),
+                message: format!(
+                    "{} addresses for {bridges} videobridges (spec.components.{VIDEOBRIDGE}.replicas, or the {} profile's): list one per bridge",
+                    video.bridges.len(),
+                    self.profile
+                ),
+            });
+        }
+        problems
     }
 
     /// Whether the component runs.
