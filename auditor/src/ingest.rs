@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use hexagone_platform::NodeDescription;
 
 use crate::ledger::entry::{
-    Body, EncodedBody, EntryError, ObjectId, Timestamp, check_text, parse_hash,
+    Body, EncodedBody, EntryError, ObjectId, Timestamp, check_text, parse_hash, request_hash,
 };
 use crate::ledger::tree::Hash;
 
@@ -194,16 +194,22 @@ pub struct Submission {
 
 impl Submission {
     /// `body`, with the writer's idempotency key `id` if any (a retry with the same id is
-    /// recorded once).
+    /// recorded once): the body records the request ([`request_hash`] of `id`, signed with the
+    /// entry), so that a duplicate answer can be proven.
     pub fn new(id: Option<String>, body: Body) -> Self {
+        let body = body.with_request(id.as_deref().map(request_hash));
         let encoded = body.encode();
         Self::encoded(id, body, encoded)
     }
 
     /// `body` and its encoding, as [`crate::ledger::entry::Observation::new_encoded`] made
-    /// them together.
+    /// them together, the body recording the request `id` ([`request_hash`]).
     pub(crate) fn encoded(id: Option<String>, body: Body, encoded: EncodedBody) -> Self {
         debug_assert_eq!(encoded, body.encode());
+        debug_assert!(
+            matches!(body, Body::KeyRotation { .. })
+                || body.request() == id.as_deref().map(request_hash).as_ref()
+        );
         let key = crate::store::db::body_keys(&body);
         Self {
             id,

@@ -438,6 +438,7 @@ async fn pass(
             Body::Removal {
                 object,
                 observed_at: crate::ledger::entry::Timestamp::from_datetime(now),
+                request: None,
             },
         ));
     }

@@ -13,7 +13,7 @@ use super::body::locality;
 use super::cache::Evaluations;
 use super::{Inventory, JudgeError};
 use crate::ingest::{Report, Submission};
-use crate::ledger::entry::{Body, Locality, Observation, Timestamp};
+use crate::ledger::entry::{Body, Locality, Observation, Timestamp, request_hash};
 
 /// The auditor's judge: one policy, the geolocation databases, the attestations and the
 /// inventory; turns reports (facts) into ledger observations (facts, evidence, verdict).
@@ -102,6 +102,7 @@ impl<'a> ObservationJudge<'a> {
             report.object,
             report.content,
             self.locality(subject, kind, geo, now)?,
+            report.id.as_deref().map(request_hash),
         )?;
         Ok(Submission::encoded(
             report.id,

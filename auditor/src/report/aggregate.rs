@@ -561,6 +561,7 @@ pub(crate) mod fixture {
                     },
                     databases: vec![],
                 },
+                request: None,
             }),
         }
     }
@@ -685,6 +686,7 @@ mod tests {
                 object: ObjectId::new("minio/documents".into(), "document".into(), object.into())
                     .unwrap(),
                 observed_at: Timestamp(day * DAY),
+                request: None,
             },
         };
         let entries = [

@@ -602,7 +602,7 @@ async fn sequence(
                 let w = cosign(&ledger, appended, &mut witnesses, &shared).await;
                 answer(jobs, &counts, outcomes, &seq, &w, &shared)
             }
-            Err(StoreError::IdempotencyConflict { .. }) if jobs.len() > 1 => {
+            Err(e) if e.refuses_request() && jobs.len() > 1 => {
                 // One request's key conflicts: commit the others, refuse that one alone.
                 let mut items = items.into_iter();
                 for (job, n) in jobs.into_iter().zip(counts) {
@@ -612,14 +612,14 @@ async fn sequence(
                             let w = cosign(&ledger, appended, &mut witnesses, &shared).await;
                             answer(vec![job], &[n], outcomes, &seq, &w, &shared)
                         }
-                        Err(e @ StoreError::IdempotencyConflict { .. }) => {
+                        Err(e) if e.refuses_request() => {
                             let _ = job.reply.send(Err(e.to_string()));
                         }
                         Err(e) => return Err(stop(&shared, e, failed)),
                     }
                 }
             }
-            Err(e @ StoreError::IdempotencyConflict { .. }) => {
+            Err(e) if e.refuses_request() => {
                 for job in jobs {
                     let _ = job.reply.send(Err(e.to_string()));
                 }

@@ -22,7 +22,7 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, open_checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp};
+use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp, request_hash};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -93,6 +93,21 @@ pub enum StoreError {
         /// The entry recorded under it.
         seq: Option<u64>,
     },
+    /// A request row names an entry that does not record that request: the row was not
+    /// written with the entry (or the entry was sealed before entries recorded their request),
+    /// so it proves no duplicate.
+    #[error(
+        "idempotency key {:?} is recorded (table ledger_requests) for entry {seq}, but {why}: the row was not written with that entry, so the request is not answered as already recorded, and nothing of it was recorded (the row blocks its key: once entry {seq} is checked not to be this request, resubmit under a new key)",
+        crate::ingest::writer_id(id)
+    )]
+    UnprovenRequest {
+        /// The key.
+        id: String,
+        /// The entry the row names.
+        seq: u64,
+        /// What the entry says instead.
+        why: String,
+    },
     /// A tree computation failed.
     #[error("tree: {0}")]
     Tree(#[from] TreeError),
@@ -146,6 +161,18 @@ pub enum StoreError {
         /// The stores holding an object of that identifier, newest entry's first.
         stores: Vec<String>,
     },
+}
+
+impl StoreError {
+    /// Whether the error refuses a request's idempotency key (a key used for another
+    /// observation, or a request row that proves nothing): the request alone is refused, the
+    /// ledger is sound.
+    pub fn refuses_request(&self) -> bool {
+        matches!(
+            self,
+            Self::IdempotencyConflict { .. } | Self::UnprovenRequest { .. }
+        )
+    }
 }
 
 /// Index rows read per page of a lookup by object.
@@ -564,18 +591,45 @@ impl Ledger {
         })
     }
 
-    /// A recorded idempotency key must point at a stored entry reporting the same observation:
-    /// a key row written by someone else cannot make a new observation vanish.
-    async fn check_request(&self, id: &str, at: u64, body: &Body) -> Result<(), StoreError> {
-        let conflict = || StoreError::IdempotencyConflict {
+    /// A recorded idempotency key must point at an entry under the signed head (proven under
+    /// its root, as [`Ledger::proven_entry`] does) that records that very request (its
+    /// `request` is [`request_hash`] of the key) and reports the same observation: a key row
+    /// written by someone else cannot make a new observation vanish behind "already recorded".
+    /// A row naming an entry that records no request or another one is refused
+    /// ([`StoreError::UnprovenRequest`]); a rewritten entry is [`StoreError::Corrupt`].
+    async fn check_request(
+        &self,
+        seq: &Sequencer,
+        id: &str,
+        at: u64,
+        body: &Body,
+    ) -> Result<(), StoreError> {
+        let unproven = |why: String| StoreError::UnprovenRequest {
             id: id.to_string(),
-            seq: Some(at),
+            seq: at,
+            why,
         };
-        let rows = self.db.entries_from(at, at + 1, 1).await?;
-        let (_, leaf, text) = rows.into_iter().next().ok_or_else(conflict)?;
-        let entry = Entry::decode(text.as_bytes()).map_err(|_| conflict())?;
-        if entry.seq != at || !entry.body.same_report(body) || leaf_hash(text.as_bytes()) != leaf {
-            return Err(conflict());
+        if at >= seq.size() {
+            return Err(unproven(format!(
+                "that entry is not under the signed head (size {})",
+                seq.size()
+            )));
+        }
+        let entry = self.proven_entry(at, seq).await?;
+        match entry.body.request() {
+            Some(r) if *r == request_hash(id) => {}
+            Some(_) => return Err(unproven("that entry records another request".into())),
+            None => {
+                return Err(unproven(
+                    "that entry records no request (entries sealed before entries recorded their request are not proof of one either)".into(),
+                ));
+            }
+        }
+        if !entry.body.same_report(body) {
+            return Err(StoreError::IdempotencyConflict {
+                id: id.to_string(),
+                seq: Some(at),
+            });
         }
         Ok(())
     }
@@ -623,7 +677,7 @@ impl Ledger {
         };
         for (id, body) in ids {
             if let Some(&at) = known.get(*id) {
-                self.check_request(id, at, body).await?;
+                self.check_request(seq, id, at, body).await?;
             }
         }
         let Some(work) = make(seq, &known) else {

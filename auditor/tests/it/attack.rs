@@ -742,7 +742,165 @@ async fn a_rewritten_indexed_entry_is_never_proven(url: String) {
     assert_eq!(reverify(&url, &key.verifier().fingerprint()).await, 300);
 }
 
+/// The owner inserts idempotency rows for a key the writer is about to use (its scoped key,
+/// `WRITER ROUTE ID`, is no secret), pointing at a genuine entry that reports the same object,
+/// content and node: one recorded before entries carried their request (by `append` without a
+/// key), one the writer recorded under another key, and one past the head. Before entries
+/// carried their request, the first two made the new observation vanish behind "already
+/// recorded". Now each is refused with an error naming the entry and what it records instead,
+/// nothing is recorded twice, and the writer records the observation under a new key; a genuine
+/// retry is still answered "already" with the entry that records its request, proven under
+/// the signed head, and the exported ledger, requests included, verifies.
+async fn an_inserted_request_row_hides_no_observation(url: String) {
+    use hexagone_auditor::ingest::{Submission, request_key};
+    use hexagone_auditor::ledger::entry::request_hash;
+    let key = signer(43);
+    let ledger = Ledger::open(&url).await.unwrap();
+    let (mut seq, _) = ledger.sequencer(key.clone()).await.unwrap();
+    // Entries 0..10 recorded without a key, as every entry was before `request` existed.
+    ledger.append(&mut seq, NOW, bodies(0, 10)).await.unwrap();
+    let scoped = |id: &str| request_key("backup.pg", "observations", id);
+    // The writer records object 3 again under its key `first`: entry 10.
+    let first = Submission::new(Some(scoped("first")), observation(3));
+    let done = ledger
+        .submit(&mut seq, NOW, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(done.appended.as_ref().map(|a| a.first), Some(10));
+    let recorded = ledger.proven_entry(10, &seq).await.unwrap();
+    assert_eq!(
+        recorded.body.request(),
+        Some(&request_hash(&scoped("first")))
+    );
+    assert!(
+        rows(ledger.db()).await[10].2.ends_with(&format!(
+            "\"request\":\"{}\"}}",
+            hex::encode(request_hash(&scoped("first")))
+        )),
+        "the entry carries the hash of the scoped key, never the key"
+    );
+    for (id, at, says) in [
+        ("second", 3, "but that entry records no request"),
+        ("third", 10, "but that entry records another request"),
+        (
+            "fourth",
+            500,
+            "but that entry is not under the signed head (size 13)",
+        ),
+    ] {
+        sql(
+            ledger.db(),
+            "INSERT INTO ledger_requests (id, seq) VALUES ($1, $2)",
+            vec![Arg::Text(scoped(id)), Arg::Int(at)],
+        )
+        .await;
+        let size = head_size(&ledger).await;
+        let fresh = Submission::new(Some(scoped(id)), observation(3));
+        match ledger.submit(&mut seq, NOW, &[fresh]).await {
+            Err(e @ StoreError::UnprovenRequest { .. }) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!(
+                        "idempotency key \"{id}\" is recorded (table ledger_requests) for entry {at}, {says}"
+                    )) && e.contains("is not answered as already recorded, and nothing of it was recorded"),
+                    "{e}"
+                );
+            }
+            other => panic!("a planted request row was answered: {other:?}"),
+        }
+        assert_eq!(head_size(&ledger).await, size, "nothing recorded twice");
+        // The same observation, resubmitted under a new key, is recorded.
+        let again = Submission::new(Some(scoped(&format!("{id}-new"))), observation(3));
+        let done = ledger.submit(&mut seq, NOW, &[again]).await.unwrap();
+        assert_eq!(done.already, vec![]);
+        assert_eq!(done.appended.map(|a| a.first), Some(size));
+    }
+    // A genuine retry is answered with the entry that records it, proven under the head.
+    let done = ledger.submit(&mut seq, NOW, &[first]).await.unwrap();
+    assert_eq!(
+        (done.appended, done.already),
+        (None, vec![(scoped("first"), 10)])
+    );
+    // A genuine row rewritten to name another entry of the same object is refused too.
+    sql(
+        ledger.db(),
+        "UPDATE ledger_requests SET seq = 11 WHERE id = $1",
+        vec![Arg::Text(scoped("first"))],
+    )
+    .await;
+    let retry = Submission::new(Some(scoped("first")), observation(3));
+    assert!(
+        matches!(
+            ledger.submit(&mut seq, NOW, &[retry]).await,
+            Err(StoreError::UnprovenRequest { seq: 11, .. })
+        ),
+        "a moved row is refused"
+    );
+    assert_eq!(head_size(&ledger).await, 14);
+    ledger.close().await;
+    let (_, summary) = export_and_verify(&url, &key.verifier().to_string()).await;
+    assert_eq!(summary.unwrap().entries, 14);
+}
+
+/// The same attack on the running service, through its HTTP API: a writer's observation is
+/// recorded and its retry answered with the same entry; the owner then inserts a row for the
+/// writer's next key naming that entry. The next observation is refused `409` naming the row,
+/// the entry and what it records (never "recorded": false), the service keeps serving, and the
+/// observation is recorded under a new key; the exported ledger verifies.
+async fn an_inserted_request_row_is_refused_by_serve(url: String) {
+    let setup = crate::serve::Setup::with_db(Some(url.clone()));
+    let srv = setup.start(&[]);
+    let line = |id: &str| {
+        crate::util::observation_json(1).replacen('{', &format!("{{\"id\":\"{id}\","), 1)
+    };
+    let post = |id: &str| crate::serve::post(&srv, "/v1/observations", &setup.token, &line(id));
+    let a = post("r-1");
+    assert_eq!(a.status, 200, "{a:?}");
+    let recorded = a.json()["entries"][0]["seq"].as_u64().unwrap();
+    let again = post("r-1").json();
+    assert_eq!(
+        (
+            &again["entries"][0]["recorded"],
+            again["entries"][0]["seq"].as_u64()
+        ),
+        (&false.into(), Some(recorded)),
+        "{again}"
+    );
+    let ledger = Ledger::open(&url).await.unwrap();
+    sql(
+        ledger.db(),
+        "INSERT INTO ledger_requests (id, seq) VALUES ($1, $2)",
+        vec![
+            Arg::Text("collector observations r-2".into()),
+            Arg::Int(recorded as i64),
+        ],
+    )
+    .await;
+    let a = post("r-2");
+    assert_eq!(a.status, 409, "{a:?}");
+    let err = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "idempotency key \"r-2\" is recorded (table ledger_requests) for entry {recorded}, but that entry records another request"
+        )),
+        "{err}"
+    );
+    let a = post("r-3");
+    assert_eq!(a.status, 200, "the service still serves: {a:?}");
+    assert_eq!(a.json()["entries"][0]["recorded"], true, "{a:?}");
+    assert_eq!(
+        ledger.head().await.unwrap().size,
+        2,
+        "nothing recorded twice"
+    );
+    ledger.close().await;
+    drop(srv);
+    assert!(setup.verify().contains("valid"));
+}
+
 on_both!(
+    an_inserted_request_row_hides_no_observation,
+    an_inserted_request_row_is_refused_by_serve,
     a_rewritten_indexed_entry_is_never_proven,
     a_rewritten_row_is_never_an_answer,
     a_ledger_set_back_is_refused_by_the_record_beside_the_key,

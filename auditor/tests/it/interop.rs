@@ -40,7 +40,13 @@ fn go_verifies_checkpoints_inclusion_and_consistency() {
     write("vkey", &key.verifier().to_string());
     write("old.note", old_note);
     write("new.note", new_note);
+    // An entry recording a writer's request (`"request"`, signed with it).
     let index = 777;
+    assert!(
+        ledger.texts[index].contains(",\"request\":\""),
+        "{}",
+        ledger.texts[index]
+    );
     let proof = InclusionProof {
         extra: Some(ledger.texts[index].as_bytes().to_vec()),
         index: index as u64,

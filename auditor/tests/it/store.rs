@@ -406,6 +406,7 @@ async fn standing_objects_are_read_from_every_entry_under_the_root(url: String) 
             vec![Body::Removal {
                 object: gone.clone(),
                 observed_at: NOW,
+                request: None,
             }],
         )
         .await

@@ -83,7 +83,11 @@ pub fn memory_ledger(key: &SignerKey, n: u64, every: u64) -> MemoryLedger {
         checkpoints: Vec::new(),
     };
     for i in 0..n {
-        let s = seq.seal(Timestamp(1_764_300_000_000 + i as i64), observation(i));
+        // Odd entries record a writer's request, as entries submitted with a key do.
+        let request = (i % 2 == 1)
+            .then(|| hexagone_auditor::ledger::entry::request_hash(&format!("local append r-{i}")));
+        let body = observation(i).with_request(request);
+        let s = seq.seal(Timestamp(1_764_300_000_000 + i as i64), body);
         out.texts.push(s.text);
         out.leaves.push(s.leaf);
         if (i + 1) % every == 0 || i + 1 == n {

@@ -203,6 +203,8 @@ struct RawEntry<'a> {
     databases: Option<Vec<RawDatabase<'a>>>,
     #[serde(borrow, default)]
     new_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<Cow<'a, str>>,
 }
 
 fn required<T>(field: &'static str, v: Option<T>) -> Result<T, EntryError> {
@@ -210,6 +212,12 @@ fn required<T>(field: &'static str, v: Option<T>) -> Result<T, EntryError> {
         field,
         problem: "missing".into(),
     })
+}
+
+/// The `request` of an observation or removal: 64 lowercase hex digits when present (`null` is
+/// not canonical: an entry without a request has no such key).
+fn request(v: Option<Cow<'_, str>>) -> Result<Option<Hash>, EntryError> {
+    v.map(|r| parse_hash("request", &r)).transpose()
 }
 
 fn text(field: &'static str, v: Option<Cow<'_, str>>) -> Result<String, EntryError> {
@@ -320,11 +328,19 @@ impl RawEntry<'_> {
                         },
                         databases,
                     },
+                    request: request(self.request)?,
                 };
                 observation.check()?;
                 Body::Observation(observation)
             }
             "key-rotation" => {
+                if self.request.is_some() {
+                    return Err(EntryError::Field {
+                        field: "request",
+                        problem: "not allowed in a key rotation: it records no writer's request"
+                            .into(),
+                    });
+                }
                 let new_key = text("new_key", self.new_key)?;
                 Body::KeyRotation { new_key }
             }
@@ -339,6 +355,7 @@ impl RawEntry<'_> {
                         field: "observed_at",
                         problem: "not YYYY-MM-DDTHH:MM:SS.mmmZ".into(),
                     })?,
+                request: request(self.request)?,
             },
             other => {
                 return Err(EntryError::Field {

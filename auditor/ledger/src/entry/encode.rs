@@ -29,12 +29,15 @@ impl Body {
             Body::Removal {
                 object,
                 observed_at,
+                request,
             } => {
                 out.push_str("\",\"kind\":\"removal\"");
                 push_object(out, object);
                 out.push_str(",\"observed_at\":\"");
                 observed_at.write(out);
-                out.push_str("\"}");
+                out.push('"');
+                push_request(out, request.as_ref());
+                out.push('}');
             }
         }
     }
@@ -190,6 +193,18 @@ fn encode_observation(out: &mut String, o: &Observation) {
         out.push_str("\"}");
     }
     out.push(']');
+    push_request(out, o.request.as_ref());
+}
+
+/// The last key of an observation or removal that records a writer's request,
+/// `,"request":"<64 hex>"`; nothing at all for one that records none (so entries without it are
+/// encoded as they were before the key existed).
+fn push_request(out: &mut String, request: Option<&Hash>) {
+    if let Some(r) = request {
+        out.push_str(",\"request\":\"");
+        push_hex(out, r);
+        out.push('"');
+    }
 }
 
 /// Writes `v` in decimal, zero-padded to `width`.
@@ -241,7 +256,7 @@ pub(super) fn push_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use crate::entry::testing::{check, sample};
-    use crate::entry::{GENESIS_PREV, ObjectId, fixture};
+    use crate::entry::{GENESIS_PREV, ObjectId, fixture, request_hash};
 
     #[test]
     fn canonical_encoding_is_stable() {
@@ -284,6 +299,7 @@ mod tests {
                     id: "pod/intranet/exo-0".into(),
                 },
                 observed_at: Timestamp(999),
+                request: None,
             },
         };
         let removed = removal.encode();
@@ -317,6 +333,90 @@ mod tests {
         assert_eq!(
             hex::encode(e.leaf_hash()),
             hex::encode(leaf_hash(text.as_bytes()))
+        );
+    }
+
+    /// An observation or removal recording a writer's request ends with `"request"`, the hash
+    /// of the scoped key; the same entry without it is byte for byte the entry of before the
+    /// key existed (the text above), so ledgers written then verify unchanged.
+    #[test]
+    fn a_request_is_the_last_key_and_absent_when_none() {
+        let plain = sample(5);
+        let request = request_hash("backup.pg observations retry-1");
+        assert_eq!(
+            hex::encode(request),
+            "15ca8c68c26ae4283392ea6340a075728af00b0818f64c175e3ccc6935721017"
+        );
+        let with = Entry {
+            body: plain.body.clone().with_request(Some(request)),
+            ..plain.clone()
+        };
+        let text = with.encode();
+        assert_eq!(
+            text,
+            format!(
+                "{}{}",
+                plain.encode().strip_suffix('}').unwrap(),
+                r#","request":"15ca8c68c26ae4283392ea6340a075728af00b0818f64c175e3ccc6935721017"}"#
+            )
+        );
+        assert_eq!(Entry::decode(text.as_bytes()).unwrap(), with);
+        assert_eq!(with.body.request(), Some(&request));
+        assert_ne!(with.leaf_hash(), plain.leaf_hash(), "the request is signed");
+        check(&text, None);
+        // The body as a submission encodes it ahead of sealing: the same bytes.
+        let Body::Observation(o) = plain.body.clone() else {
+            unreachable!()
+        };
+        let (_, encoded) =
+            Observation::new_encoded(o.object, o.content, o.locality, Some(request)).unwrap();
+        assert_eq!(encoded, with.body.encode());
+        let removal = Entry {
+            seq: 3,
+            time: Timestamp(1_000),
+            prev: GENESIS_PREV,
+            body: Body::Removal {
+                object: ObjectId {
+                    store: "minio/documents".into(),
+                    class: "document".into(),
+                    id: "spaces/0/doc-0".into(),
+                },
+                observed_at: Timestamp(999),
+                request: Some(request),
+            },
+        };
+        let removed = removal.encode();
+        assert!(
+            removed.ends_with(
+                r#","observed_at":"1970-01-01T00:00:00.999Z","request":"15ca8c68c26ae4283392ea6340a075728af00b0818f64c175e3ccc6935721017"}"#
+            ),
+            "{removed}"
+        );
+        assert_eq!(Entry::decode(removed.as_bytes()).unwrap(), removal);
+        // `null`, another spelling, or a request on a rotation: refused.
+        check(
+            &plain.encode().replace("}]}", r#"}],"request":null}"#),
+            Some("canonical"),
+        );
+        check(
+            &text.replace(r#""request":"15ca"#, r#""request":"15CA"#),
+            Some("field `request`"),
+        );
+        let rotation = Entry {
+            seq: 9,
+            time: Timestamp(0),
+            prev: GENESIS_PREV,
+            body: Body::KeyRotation {
+                new_key: "log+01020304+AQID".into(),
+            },
+        }
+        .encode();
+        check(
+            &rotation.replace(
+                "\"}",
+                r#"","request":"15ca8c68c26ae4283392ea6340a075728af00b0818f64c175e3ccc6935721017"}"#,
+            ),
+            Some("not allowed in a key rotation"),
         );
     }
 }

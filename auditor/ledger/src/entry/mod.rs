@@ -98,7 +98,18 @@ pub enum Body {
         object: ObjectId,
         /// When its absence was seen.
         observed_at: Timestamp,
+        /// The writer's request it records, as an observation's
+        /// ([`Observation::request`]).
+        request: Option<Hash>,
     },
+}
+
+/// What an entry's `request` holds for the writer's scoped idempotency key `key` (`WRITER
+/// ROUTE ID`): the SHA-256 of its UTF-8 bytes. Whoever knows the key can check that an entry
+/// records that request; the entry does not hold the key.
+pub fn request_hash(key: &str) -> Hash {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(key.as_bytes()).into()
 }
 
 impl Body {
@@ -109,6 +120,27 @@ impl Body {
             Body::Removal { object, .. } => Some(object),
             Body::KeyRotation { .. } => None,
         }
+    }
+
+    /// The writer's request the body records ([`request_hash`] of its scoped idempotency key),
+    /// if any (never for a rotation).
+    pub fn request(&self) -> Option<&Hash> {
+        match self {
+            Body::Observation(o) => o.request.as_ref(),
+            Body::Removal { request, .. } => request.as_ref(),
+            Body::KeyRotation { .. } => None,
+        }
+    }
+
+    /// The body recording the writer's request `request` (a rotation records none: it is
+    /// returned as it is).
+    pub fn with_request(mut self, request: Option<Hash>) -> Self {
+        match &mut self {
+            Body::Observation(o) => o.request = request,
+            Body::Removal { request: r, .. } => *r = request,
+            Body::KeyRotation { .. } => {}
+        }
+        self
     }
 
     /// Whether `other` reports the same thing: for observations the same object, content and

@@ -222,27 +222,34 @@ pub struct Observation {
     pub content: Hash,
     /// Where it is and the verdict.
     pub locality: Locality,
+    /// The writer's request it records: [`request_hash`](super::request_hash) of the writer's
+    /// scoped idempotency key, when the report carried one (never the key itself). Signed with
+    /// the entry, so that a duplicate answer can be proven from the ledger.
+    pub request: Option<Hash>,
 }
 
 impl Observation {
     /// The one validated constructor: every rule an observation entry must satisfy, whatever
     /// the policy (see [`Observation::check`]), and a canonical encoding that fits a bundle line.
     pub fn new(object: ObjectId, content: Hash, locality: Locality) -> Result<Self, EntryError> {
-        Self::new_encoded(object, content, locality).map(|(o, _)| o)
+        Self::new_encoded(object, content, locality, None).map(|(o, _)| o)
     }
 
     /// [`Observation::new`], also returning the canonical encoding of the entry body holding
     /// it ([`Body::encode`](super::Body::encode)), which checking its size takes anyway: a
     /// body judged this way is encoded once, by whoever judged it, not again by the sequencer.
+    /// `request` is the hash of the writer's scoped idempotency key, if the report had one.
     pub fn new_encoded(
         object: ObjectId,
         content: Hash,
         locality: Locality,
+        request: Option<Hash>,
     ) -> Result<(Self, EncodedBody), EntryError> {
         let o = Self {
             object,
             content,
             locality,
+            request,
         };
         o.check()?;
         let mut out = String::with_capacity(4096);
