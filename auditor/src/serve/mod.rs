@@ -508,20 +508,31 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves at the first SIGTERM or SIGINT. The handlers are installed when this is called,
+/// before the service announces itself, not when the future is first polled: a SIGTERM sent
+/// right after the announcement once found no handler yet and killed the process, so the
+/// queue was not drained and no final checkpoint printed.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (term, int) = (
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::interrupt()).ok(),
+    );
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        tracing::warn!("shutting down: no new connections; draining the queue");
     }
-    tracing::warn!("shutting down: no new connections; draining the queue");
 }
 
 /// How often the service brings the object index up to the signed head.
