@@ -85,10 +85,13 @@ pub async fn serve(
                 Take::Slot(slot) => break slot,
                 // Closed at once.
                 Take::ClientFull => continue 'accept,
-                Take::Full => tokio::select! {
-                    () = changed => {}
-                    () = &mut shutdown => break 'accept,
-                },
+                Take::Full => {
+                    tracing::debug!("every slot serves a request: waiting");
+                    tokio::select! {
+                        () = changed => {}
+                        () = &mut shutdown => break 'accept,
+                    }
+                }
             }
         };
         let service = Tracked {
