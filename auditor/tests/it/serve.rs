@@ -1085,35 +1085,10 @@ fn post_from(from: &str, srv: &Server, path: &str, token: &str, body: &str) -> (
     (status, started.elapsed())
 }
 
-/// One address opens every connection it can and trickles header bytes on each: it keeps
-/// `--max-connections-per-client` of them, the others are closed at once, and writers from
-/// other addresses are answered at once. Without the cap (set to `--max-connections`) the same
-/// flood makes another address's writer wait for the header timeout, so the test can fail.
-#[test]
-fn one_address_cannot_take_every_connection_slot() {
-    use std::io::Write as _;
-    let setup = Setup::new();
-    let flood = |srv: &Server| -> Vec<std::net::TcpStream> {
-        (0..40)
-            .map(|_| {
-                let mut s = connect_from("127.0.0.1", &srv.addr);
-                let _ = s.write_all(b"POST /v1/observations HTTP/1.1\r\nHost: x\r\n");
-                s
-            })
-            .collect()
-    };
-    let capped = setup.start(&[
-        "--max-connections",
-        "16",
-        "--max-connections-per-client",
-        "4",
-        "--header-timeout",
-        "3",
-    ]);
-    let mut held = flood(&capped);
-    std::thread::sleep(Duration::from_millis(500));
+/// Connections in `held` still open: a read that times out rather than finding the end.
+fn still_open(held: &mut [std::net::TcpStream]) -> usize {
     let mut open = 0;
-    for s in &mut held {
+    for s in held {
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let mut buf = [0u8; 64];
@@ -1132,7 +1107,46 @@ fn one_address_cannot_take_every_connection_slot() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!(open, 4, "connections the flooding address kept");
+    open
+}
+
+/// Opens `n` connections from each address of `from`, each sending the first lines of a
+/// request's headers and nothing more.
+fn trickle(srv: &Server, from: &[&str], n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write as _;
+    from.iter()
+        .flat_map(|f| std::iter::repeat_n(*f, n))
+        .map(|f| {
+            let mut s = connect_from(f, &srv.addr);
+            let _ = s.write_all(b"POST /v1/observations HTTP/1.1\r\nHost: x\r\n");
+            s
+        })
+        .collect()
+}
+
+/// One address opens every connection it can and trickles header bytes on each: it keeps
+/// `--max-connections-per-client` of them, the others are closed at once, and writers from
+/// other addresses are answered at once. With the cap at `--max-connections` the same address
+/// keeps every slot (so the count can fail), and a writer elsewhere is still answered at once:
+/// it takes the slot of a connection that never sent its headers.
+#[test]
+fn one_address_cannot_take_every_connection_slot() {
+    let setup = Setup::new();
+    let capped = setup.start(&[
+        "--max-connections",
+        "16",
+        "--max-connections-per-client",
+        "4",
+        "--header-timeout",
+        "30",
+    ]);
+    let mut held = trickle(&capped, &["127.0.0.1"], 40);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        still_open(&mut held),
+        4,
+        "connections the flooding address kept"
+    );
     for (i, from) in (0u64..).zip(["127.0.0.2", "127.0.0.3"]) {
         let lines: Vec<String> = (i * 3..i * 3 + 3).map(observation_json).collect();
         let (status, took) = post_from(
@@ -1158,10 +1172,11 @@ fn one_address_cannot_take_every_connection_slot() {
         "--max-connections-per-client",
         "16",
         "--header-timeout",
-        "3",
+        "30",
     ]);
-    let held = flood(&uncapped);
+    let mut held = trickle(&uncapped, &["127.0.0.1"], 40);
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(still_open(&mut held), 16, "without the cap");
     let lines: Vec<String> = (6..9).map(observation_json).collect();
     let (status, took) = post_from(
         "127.0.0.2",
@@ -1171,12 +1186,50 @@ fn one_address_cannot_take_every_connection_slot() {
         &array(&lines),
     );
     assert_eq!(status, 200);
-    assert!(
-        took > Duration::from_secs(2),
-        "without the cap the writer waited only {took:?}"
-    );
+    assert!(took < Duration::from_secs(1), "the writer waited {took:?}");
+    assert_eq!(still_open(&mut held), 15, "one gave its slot to the writer");
     drop(held);
     let (code, rest) = terminate(uncapped);
+    assert_eq!(code, Some(0), "{rest}");
+}
+
+/// Many addresses, each under its cap, together hold every slot with connections that never
+/// finish their headers (a botnet, or one host with many IPv6 prefixes), and keep reconnecting
+/// when closed: a writer is answered at once, taking the slot of the oldest of them, and a
+/// writer's request being served is never cut for a newcomer. Before, the writer waited for the
+/// header timeout (30 s here).
+#[test]
+fn silent_connections_from_many_addresses_leave_a_writer_answered() {
+    let setup = Setup::new();
+    let srv = setup.start(&[
+        "--max-connections",
+        "16",
+        "--max-connections-per-client",
+        "4",
+        "--header-timeout",
+        "30",
+    ]);
+    let from: Vec<String> = (10..18).map(|i| format!("127.0.0.{i}")).collect();
+    let from: Vec<&str> = from.iter().map(String::as_str).collect();
+    let mut held = trickle(&srv, &from, 4);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(still_open(&mut held), 16, "the flood holds every slot");
+    for i in 0..4u64 {
+        // The flood takes back the slots it lost.
+        held.extend(trickle(&srv, &from[..2], 1));
+        let lines: Vec<String> = (i * 3..i * 3 + 3).map(observation_json).collect();
+        let (status, took) = post_from(
+            "127.0.0.2",
+            &srv,
+            "/v1/observations",
+            &setup.token,
+            &array(&lines),
+        );
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "the writer waited {took:?}");
+    }
+    drop(held);
+    let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
 }
 
