@@ -22,7 +22,8 @@ Init containers run first, in order; a container that exits is restarted; the re
 hosts reach the Ingress controller the harness plays (ingress.py). Then it runs each
 container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
 the budget ends, runs the rendered Jobs to completion alongside, and checks the
-components against each other from a client namespace of their own. It prints one line per
+components against each other from client namespaces of their own. The rendered
+NetworkPolicies are enforced as nftables rules in each pod's namespace (Ground.police). It prints one line per
 workload: ready / failed (why) / not runnable here (why). Exit 1 when anything that ran failed.
 
 Secrets: the operator generates the credentials in the cluster and the offline rendering carries
@@ -1489,7 +1490,8 @@ def kill(proc, sig=signal.SIGTERM):
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
-    client for Synapse allowing another callback. Returns (mutated docs, names of the checks
+    client for Synapse allowing another callback, the ingress policies' pod peers made
+    cluster-wide, the egress policies opened to every address. Returns (mutated docs, names of the checks
     that must fail)."""
     import copy
 
