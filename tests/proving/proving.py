@@ -174,6 +174,8 @@ class Pod:
 
 
 class Ground:
+    runs = 0
+
     def __init__(self, docs, budget, keep, keycloak=False):
         self.docs = docs
         self.keycloak = keycloak
@@ -188,10 +190,13 @@ class Ground:
         self.jobs = []
         self.skipped = []
         self.results = {}
-        tag = f"{os.getpid() % 10000}"
+        # Names and addresses of this Ground's own: the mutants' run follows in the same
+        # process while the kernel may still be removing the first run's veth pairs.
+        Ground.runs += 1
+        tag = f"{os.getpid() % 10000}{'abcdefgh'[Ground.runs % 8]}"
         self.tag = tag
         self.bridge = f"hxpg{tag}"
-        self.subnet = f"10.231.{os.getpid() % 250}"
+        self.subnet = f"10.231.{(os.getpid() + Ground.runs) % 250}"
         self.scratch = tempfile.mkdtemp(prefix="hexagone-proving.")
         os.chmod(self.scratch, 0o755)
         self.netns = []
@@ -711,10 +716,13 @@ class Ground:
             argv = self.keycloak_argv(pod)
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
-            # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
+            # working directory is /data, and its server is built with protected mode off (the
+            # Dockerfile patches the default in src/config.c; valkey-io/valkey-container
+            # 9.0/debian/Dockerfile), which Debian's Redis has on: given first, the rendered
+            # arguments can still set it.
             if argv[:1] != ["valkey-server"]:
                 raise RuntimeError(f"args {argv[:1]}: the valkey adapter expects `valkey-server ...`")
-            argv = ["redis-server", *argv[1:]]
+            argv = ["redis-server", "--protected-mode", "no", *argv[1:]]
             return self.spawn(pod, argv, pod.name, cwd=pod.mounts.get("/data"))
         return self.spawn(pod, argv, pod.name)
 
@@ -1251,21 +1259,23 @@ class Ground:
                            bool(wanted) and wanted <= present, f"{status}: missing {sorted(wanted - present)}: {text[-200:]}")
             break  # the replicas share the database: one answers for all
 
-    def reach(self, client, host, port, timeout=2.0):
-        """A TCP connection from a pod or client's namespace, as its user; "connected" or why not."""
-        script = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
-                  "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__, e)\n")
-        r = self.as_pod(client, ["/usr/bin/python3", "-c", script, host, str(port), str(timeout)], timeout=timeout + 10)
-        return (r.stdout.strip() or r.stderr.strip()[-200:] or f"exit {r.returncode}").splitlines()[-1]
+    REACH = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
+             "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__, e)\n")
 
     def check_isolation(self):
         """The NetworkPolicies, enforced (police), against the running programs: each port of a
         ready pod admits the workplace's pods its policies name; a tenant, in a namespace of its
-        own and wearing those very labels, cannot reach it; no ready pod reaches an address
-        outside the cluster its egress policy does not list, nor a listed one on another port,
-        while it reaches the listed one (the site's relay). Listeners answer a client of the
-        tenant's namespace (no policy there), so a refusal is the policy's."""
-        probes = []  # (check name, from, host, port, should connect)
+        own and wearing those very labels, cannot reach it, nor read the data with the
+        credential the workplace's client reads it with; no ready pod reaches an address outside
+        the cluster its egress policy does not list, nor a listed one on another port, while it
+        reaches the listed one (the site's relay). Listeners answer a client of the tenant's
+        namespace (no policy there), so a refusal is the policy's."""
+        probes = []  # (check name, from, argv, env, passes(exit code, output))
+
+        def tcp(name, src, host, port, should):
+            probes.append((name, src, ["/usr/bin/python3", "-c", self.REACH, host, str(port), "2"], {},
+                           lambda rc, out: (out.splitlines()[-1:] == ["connected"]) == should))
+
         seen = set()
         for pod in self.pods:
             if self.results[pod.name][0] != "ready" or pod.workload in seen:
@@ -1278,31 +1288,59 @@ class Ground:
                 host, port = (f"{svc[0]}.{self.namespace}.svc.cluster.local", svc[1]) if svc else (pod.ip, cport)
                 labels = self.wearing(pod, cport)
                 who = labels.get("app.kubernetes.io/name") or ",".join(f"{k}={v}" for k, v in labels.items())
-                probes.append((f"isolation: {pod.workload} port {cport} admits the workplace's {who} pods",
-                               self.client_as(labels), host, port, True))
-                probes.append((f"isolation: {pod.workload} port {cport} unreachable from another namespace",
-                               self.client_as(labels, TENANT_NAMESPACE), host, port, False))
+                tcp(f"isolation: {pod.workload} port {cport} admits the workplace's {who} pods", self.client_as(labels), host, port, True)
+                tcp(f"isolation: {pod.workload} port {cport} unreachable from another namespace",
+                    self.client_as(labels, TENANT_NAMESPACE), host, port, False)
+                # The data, read with the server's own credential by its real client: from the
+                # workplace (the credential is right), not from the tenant holding it too.
+                read = self.reader(pod, host, port)
+                if read is not None:
+                    argv, env = read
+                    for src, should, name in ((self.client_as(labels), True, f"the workplace's {who} pods read it with its credential"),
+                                              (self.client_as(labels, TENANT_NAMESPACE), False, "a tenant holding its credential cannot read it")):
+                        probes.append((f"isolation: {pod.workload}: {name}", src, argv, env,
+                                       lambda rc, out, should=should: (rc == 0) == should))
             for addr, port, what in self.outside:
                 name = {"listed": f"reaches {addr}:{port}, which its egress policy lists",
                         "unlisted port": f"cannot reach {addr} on port {port}, which its egress policy does not list",
                         "unlisted address": f"cannot reach {addr}:{port}, an address its egress policy does not list"}[what]
-                probes.append((f"isolation: {pod.workload} {name}", pod, addr, port, what == "listed"))
+                tcp(f"isolation: {pod.workload} {name}", pod, addr, port, what == "listed")
         tenant = self.client_as({}, TENANT_NAMESPACE)
         for addr, port, _ in self.outside:
-            probes.append((f"isolation: the listener at {addr}:{port} answers another namespace", tenant, addr, port, True))
+            tcp(f"isolation: the listener at {addr}:{port} answers another namespace", tenant, addr, port, True)
         answers = [None] * len(probes)
 
         def one(i, probe):
-            answers[i] = self.reach(probe[1], probe[2], probe[3])
+            try:
+                r = self.as_pod(probe[1], probe[2], timeout=15, env=probe[3])
+                answers[i] = (r.returncode, (r.stdout + r.stderr).strip())
+            except subprocess.TimeoutExpired:
+                answers[i] = (None, "no answer within 15 s")
 
         threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(probes)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        for (name, src, host, port, should), answer in zip(probes, answers):
-            where = f"from {src.name} ({self.namespace_of(src)}, {src.ip}) to {host}:{port}"
-            self.check(name, (answer == "connected") == should, f"{where}: {answer}")
+        for (name, src, argv, _, passes), (rc, out) in zip(probes, answers):
+            where = f"from {src.name} ({self.namespace_of(src)}, {src.ip}): {argv[-1] if argv[0] != '/usr/bin/python3' else ':'.join(argv[-3:-1])}"
+            self.check(name, rc is not None and passes(rc, out), f"{where}: exit {rc}: {out[-200:]}")
+
+    def reader(self, pod, host, port):
+        """The server's real client reading its data with the server's own credential (the
+        superuser's, root's, the password), bounded to 3 s; None for other servers."""
+        kind, env = pod.adapter(), pod.env
+        if kind == "postgres":
+            return (["psql", "-X", "-At", "-h", host, "-p", str(port), "-U", env.get("POSTGRES_USER", "postgres"), "-d", "postgres",
+                     "-c", "SELECT count(*) FROM pg_database"], {"PGPASSWORD": env["POSTGRES_PASSWORD"], "PGCONNECT_TIMEOUT": "3"})
+        if kind == "mariadb":
+            return (["mariadb", "--no-defaults", "-h", host, "-P", str(port), "-u", "root", f"-p{env['MYSQL_ROOT_PASSWORD']}",
+                     "--connect-timeout=3", "-N", "-B", "-e", "SHOW DATABASES"], {})
+        if kind == "valkey":
+            # The password when the server asks for one (the mutants' Valkey asks none).
+            auth = ["-a", env.get("VALKEY_PASSWORD", "")] if "--requirepass" in self.argv(pod) else []
+            return (["timeout", "3", "redis-cli", "-h", host, "-p", str(port), "--no-auth-warning", *auth, "--scan"], {})
+        return None
 
     def services_of(self, pod):
         for svc in self.services:
@@ -1573,6 +1611,8 @@ def mutants(docs):
     for w, c in running:
         for port in {p["containerPort"] for p in c.get("ports") or [] if p.get("protocol", "TCP") == "TCP"}:
             must_fail.add(f"isolation: {w} port {port} unreachable from another namespace")
+        if IMAGES.get(image_repo(c.get("image", ""))) in ("postgres", "mariadb", "valkey"):
+            must_fail.add(f"isolation: {w}: a tenant holding its credential cannot read it")
     return docs, must_fail
 
 
