@@ -62,6 +62,19 @@ IMAGES = {
     "docker.io/valkey/valkey": "valkey",
     "docker.io/matrixdotorg/synapse": "synapse",
     "quay.io/keycloak/keycloak": "keycloak",
+    "docker.io/boky/postfix": "postfix",
+}
+
+# Programs that refuse the rendered identity, as the contract test records (KNOWN_GAPS in
+# platform/src/workplace/render.rs): the harness runs them under it and expects the refusal; one
+# that runs fails the run (the recorded gap no longer holds). With each, the reason, and a
+# control: a command that passes as root and fails under the rendered uid, so the refusal is
+# told apart from another failure (the master logs only to syslog, which does not run here).
+REFUSES = {
+    "postfix": ("Postfix's master exits unless its uid is 0 (postfix src/master/master.c: \"the master "
+                "command is reserved for the superuser\"); the contract records it (KNOWN_GAPS: postfix, Rule::Identity)",
+                # `master -t` tests the lock of a master that does not run: 0 as root.
+                ["/usr/lib/postfix/sbin/master", "-c", "{conf}", "-t"]),
 }
 
 # The images' stop signals other than SIGTERM: the postgres image stops PostgreSQL with SIGINT,
@@ -87,7 +100,6 @@ NOT_HERE = {
     "elasticsearch": "Elasticsearch: no package outside its image",
     "chrislusf/seaweedfs": "SeaweedFS: the module proxy reachable here does not serve the image's version",
     "keycloak/keycloak": "Keycloak: runs with --keycloak (its build and first start take minutes on two cores)",
-    "postfix": "Postfix: not installed by the harness yet",
 }
 
 
@@ -714,6 +726,16 @@ class Ground:
             argv = self.synapse_argv(pod, argv)
         elif kind == "keycloak":
             argv = self.keycloak_argv(pod)
+        elif kind == "postfix":
+            # The boky/postfix image's entrypoint (scripts/run.sh, as root: it chmods /scripts,
+            # chowns the queue to root, edits /etc/postfix with postconf from the env, then
+            # supervisord starts rsyslog, crond and Postfix). Under the rendered uid its first
+            # command fails; here Postfix's master runs under it, in the foreground, and refuses
+            # before it reads any configuration (REFUSES), so run.sh's configuration steps are
+            # not played.
+            if argv:
+                raise RuntimeError(f"args {argv[:1]}: the postfix adapter plays the image's entrypoint, none rendered")
+            argv = ["/usr/lib/postfix/sbin/master", "-d"]
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
             # working directory is /data, and its server is built with protected mode off (the
@@ -915,6 +937,36 @@ class Ground:
             time.sleep(0.5)
         return f"not ready within {self.budget:.0f} s: {why}"
 
+    def wait_refusal(self, pod, deadline):
+        """A program the contract records as refusing the rendered identity (REFUSES): it must
+        exit, unsuccessfully, without its readiness probe ever passing."""
+        while pod.proc is None and pod.name not in self.results and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pod.name in self.results:
+            return self.results[pod.name]
+        probe = pod.container.get("readinessProbe") or pod.container.get("startupProbe") or {}
+        end = time.monotonic() + 10
+        while pod.proc.poll() is None and time.monotonic() < end:
+            if probe and self.probe_once(pod, probe) is None:
+                return ("failed", f"ready under the rendered identity, which the contract says it refuses: {REFUSES[pod.adapter()]}")
+            time.sleep(0.2)
+        if pod.proc.poll() is None:
+            return ("failed", f"still running after 10 s under the rendered identity: {REFUSES[pod.adapter()]}")
+        reason, control = REFUSES[pod.adapter()]
+        if pod.proc.returncode == 0:
+            return ("failed", "exited 0: not the refusal the contract records")
+        # The control: with an empty configuration, as root it passes, as the pod's user not.
+        conf = os.path.join(pod.root, "control")
+        os.makedirs(conf, exist_ok=True)
+        open(os.path.join(conf, "main.cf"), "w").close()
+        argv = [a.replace("{conf}", conf) for a in control]
+        as_root = subprocess.run(["ip", "netns", "exec", pod.ns, *argv], capture_output=True, text=True, timeout=30)
+        as_user = self.as_pod(pod, argv)
+        if as_root.returncode != 0 or as_user.returncode == 0:
+            return ("failed", f"exit {pod.proc.returncode}, but the control {' '.join(argv)} gives {as_root.returncode} as root and "
+                              f"{as_user.returncode} as the pod's user (expected 0 and not 0): not the refusal recorded")
+        return ("refused", f"exit {pod.proc.returncode}, never ready; `master -t` passes as root and not as its uid: {reason}")
+
     # --- the whole run --------------------------------------------------------------------
 
     def go(self):
@@ -941,6 +993,9 @@ class Ground:
             t.start()
             threads.append(t)
         for pod in self.pods:
+            if pod.adapter() in REFUSES:
+                self.results[pod.name] = self.wait_refusal(pod, deadline)
+                continue
             why = self.wait_ready(pod, deadline)
             took = f"{time.monotonic() - self.started:.1f} s" + (f", {pod.restarts} restart{'s' if pod.restarts > 1 else ''}" if pod.restarts else "")
             took += "".join(f", init {i}" for i in pod.inits)
@@ -1357,7 +1412,8 @@ class Ground:
         for pod in self.pods + [j for j in self.jobs if j.adapter() and not j.skip_reason]:
             state, detail = self.results.get(pod.name, ("failed", "not started"))
             failed |= state == "failed"
-            label = "ran and ready" if state == "ready" else "ran and completed" if state == "completed" else "ran and FAILED"
+            label = {"ready": "ran and ready", "completed": "ran and completed",
+                     "refused": "ran and refused the rendered identity, as the contract records"}.get(state, "ran and FAILED")
             print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter())}]")
         for pod in self.skipped:
             reason = pod.skip_reason or next((r for k, r in NOT_HERE.items() if k in pod.image),
@@ -1437,6 +1493,8 @@ def stand_in(adapter):
         return "Redis " + (v.group(1) if v else "?")
     if adapter == "keycloak":
         return "Keycloak distribution (Maven Central), " + run(["java", "-version"]).stderr.splitlines()[0]
+    if adapter == "postfix":
+        return "Postfix " + run(["dpkg-query", "-W", "-f", "${Version}", "postfix"]).stdout.strip() + " (Debian)"
     if adapter == "synapse":
         cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
         found = glob.glob(os.path.join(cache, "synapse", "*", "venv", "lib", "python3*", "site-packages", "matrix_synapse-*.dist-info"))
@@ -1591,7 +1649,7 @@ def mutants(docs):
     # the addresses and ports its egress policy does not list.
     running = [(d["metadata"]["name"], c) for d in docs if d.get("kind") in ("Deployment", "StatefulSet")
                for c in d["spec"]["template"]["spec"]["containers"][:1]
-               if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak")]
+               if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak", *REFUSES)]
     outside = outside_destinations(docs)
     for d in docs:
         if d.get("kind") != "NetworkPolicy":
