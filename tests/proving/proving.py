@@ -215,6 +215,7 @@ class Ground:
         self.addresses = 1  # .1 is the bridge's; see address()
         self.clients = {}  # (namespace, labels) -> the client standing there
         self.policies = []
+        self.virtual = []  # check_translation's stand-ins for every rendered workload
         self.outside = None
         self.outside_addresses = []
         self.ingress = None
@@ -344,7 +345,7 @@ class Ground:
     def endpoints(self):
         """Everything with an address a peer can select: pods, Jobs, clients, and the bridge,
         which is the node and plays the ingress controller's namespace."""
-        return [p for p in self.pods + self.jobs + list(self.clients.values()) if p.ip] + [self.controller]
+        return [p for p in self.pods + self.jobs + list(self.clients.values()) if p.ip] + [self.controller] + self.virtual
 
     def namespace_of(self, ep):
         return ep.namespace or self.namespace
@@ -435,20 +436,48 @@ class Ground:
     def police(self):
         """Writes every endpoint's rules again (a new client is a new peer address)."""
         for ep in self.pods + self.jobs + list(self.clients.values()):
-            chains = []
-            for direction, hook, first in (("Ingress", "input", ['iif "lo" accept', f"ip saddr {self.controller.ip} accept comment \"the node\""]),
-                                           ("Egress", "output", ['oif "lo" accept'])):
-                lines = self.nft_chain(ep, direction)
-                if lines is not None:
-                    body = ["ct state established,related accept", *first, *lines, "drop"]
-                    chains.append(f"  chain {direction.lower()} {{\n    type filter hook {hook} priority filter; policy accept;\n"
-                                  + "".join(f"    {b}\n" for b in body) + "  }\n")
-            script = "table inet hexagone\ndelete table inet hexagone\n"
-            if chains:
-                script += "table inet hexagone {\n" + "".join(chains) + "}\n"
+            script = self.nft_script(ep)
             run(["ip", "netns", "exec", ep.ns, "nft", "-f", "-"], input=script)
             with open(os.path.join(self.scratch, f"{ep.name}.nft"), "w") as f:
                 f.write(script)  # for inspection (--keep)
+
+    def check_translation(self):
+        """Every rendered workload's policies translate into rules nftables accepts (`nft -c`,
+        checked, not applied), those of the pods that do not run here too (the TURN relay's port
+        range, the videobridges' IPv6 blocks)."""
+        refused = []
+        # Every workload stands at an address of its own (100.64.0.0/10, shared address space,
+        # RFC 6598), so that every peer resolves and every rule is written.
+        self.virtual = [Pod("Template", name, name, tpl, 0) for name, tpl in self.templates()]
+        for n, ep in enumerate(self.virtual):
+            ep.ip = f"100.64.{n // 250}.{n % 250 + 1}"
+        for ep in self.virtual:
+            name = ep.name
+            try:
+                r = run(["ip", "netns", "exec", self.client_as({}, TENANT_NAMESPACE).ns, "nft", "-c", "-f", "-"],
+                        check=False, input=self.nft_script(ep))
+                if r.returncode != 0:
+                    refused.append(f"{name}: {r.stderr.strip()[-200:]}")
+            except RuntimeError as e:
+                refused.append(f"{name}: {e}")
+        self.virtual = []
+        self.check("networkpolicy: every rendered workload's policies translate into nftables rules", not refused, "; ".join(refused))
+
+    def nft_script(self, ep):
+        """The endpoint's table: an input chain (Ingress) and an output chain (Egress), each
+        only when a policy isolates it in that direction."""
+        chains = []
+        for direction, hook, first in (("Ingress", "input", ['iif "lo" accept', f"ip saddr {self.controller.ip} accept comment \"the node\""]),
+                                       ("Egress", "output", ['oif "lo" accept'])):
+            lines = self.nft_chain(ep, direction)
+            if lines is not None:
+                body = ["ct state established,related accept", *first, *lines, "drop"]
+                chains.append(f"  chain {direction.lower()} {{\n    type filter hook {hook} priority filter; policy accept;\n"
+                              + "".join(f"    {b}\n" for b in body) + "  }\n")
+        script = "table inet hexagone\ndelete table inet hexagone\n"
+        if chains:
+            script += "table inet hexagone {\n" + "".join(chains) + "}\n"
+        return script
 
     def client_as(self, labels, namespace=None):
         """A client standing as a pod with these labels in a namespace (the workplace's by
@@ -1011,6 +1040,7 @@ class Ground:
         self.check_synapse()
         self.check_keycloak()
         self.check_isolation()
+        self.check_translation()
 
     def run_job(self, job, deadline):
         try:
