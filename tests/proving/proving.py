@@ -91,6 +91,14 @@ TENANT_NAMESPACE = "tenant"
 # listed destinations do not list, where the harness stands listeners (outside_destinations).
 UNLISTED_ADDRESS = "198.51.100.7"
 UNLISTED_PORT = 2525
+# A pod of the tenant's namespace listens there: the workplace's egress opens its own namespace.
+TENANT_PORT = 8080
+
+# A TCP listener answering every connection, on each address:port of its arguments.
+LISTEN = ("import socket, sys, threading\n"
+          "def serve(s):\n    while True:\n        c, _ = s.accept(); c.sendall(b'hello\\n'); c.close()\n"
+          "for a in sys.argv[1:]:\n    h, p = a.rsplit(':', 1)\n"
+          "    s = socket.create_server((h, int(p))); threading.Thread(target=serve, args=(s,)).start()\n")
 
 # Why the other images do not run here (named in the output).
 NOT_HERE = {
@@ -216,6 +224,7 @@ class Ground:
         self.clients = {}  # (namespace, labels) -> the client standing there
         self.policies = []
         self.virtual = []  # check_translation's stand-ins for every rendered workload
+        self.listeners = []  # the outside hosts' and the tenant pod's listeners
         self.outside = None
         self.outside_addresses = []
         self.ingress = None
@@ -550,14 +559,10 @@ class Ground:
         cmds += [["ip", "route", "add", f"{self.subnet}.0/24", "dev", "eth0"]]
         for cmd in cmds:
             run(["ip", "netns", "exec", ns, *cmd])
-        listen = ("import socket, sys, threading\n"
-                  "def serve(s):\n    while True:\n        c, _ = s.accept(); c.sendall(b'hello\\n'); c.close()\n"
-                  "for a in sys.argv[1:]:\n    h, p = a.rsplit(':', 1)\n"
-                  "    s = socket.create_server((h, int(p))); threading.Thread(target=serve, args=(s,)).start()\n")
         targets = sorted({f"{a}:{p}" for a, p, _ in self.outside})
-        self.outside_proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", listen, *targets],
-                                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.scratch, "outside.log"), "ab"),
-                                             start_new_session=True)
+        self.listeners.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", LISTEN, *targets],
+                                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.scratch, "outside.log"), "ab"),
+                                               start_new_session=True))
 
     # --- a pod's environment and volumes ------------------------------------------------
 
@@ -1390,9 +1395,20 @@ class Ground:
                         "unlisted port": f"cannot reach {addr} on port {port}, which its egress policy does not list",
                         "unlisted address": f"cannot reach {addr}:{port}, an address its egress policy does not list"}[what]
                 tcp(f"isolation: {pod.workload} {name}", pod, addr, port, what == "listed")
+        # A pod of the tenant's namespace, listening, as nobody.
+        sink = self.client_as({"app.kubernetes.io/name": "tenant-listener"}, TENANT_NAMESPACE)
+        self.listeners.append(subprocess.Popen(
+            ["ip", "netns", "exec", sink.ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "/usr/bin/python3", "-c", LISTEN, f"{sink.ip}:{TENANT_PORT}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        for w in sorted(seen):
+            pod = next(p for p in self.pods if p.workload == w and self.results[p.name][0] == "ready")
+            tcp(f"isolation: {w} cannot reach a pod of another namespace", pod, sink.ip, TENANT_PORT, False)
         tenant = self.client_as({}, TENANT_NAMESPACE)
         for addr, port, _ in self.outside:
             tcp(f"isolation: the listener at {addr}:{port} answers another namespace", tenant, addr, port, True)
+        tcp("isolation: the listening pod of another namespace answers its own namespace", tenant, sink.ip, TENANT_PORT, True)
+        time.sleep(0.3)  # the tenant pod's listener binds
         answers = [None] * len(probes)
 
         def one(i, probe):
@@ -1465,8 +1481,8 @@ class Ground:
     def down(self):
         if self.ingress is not None:
             self.ingress.close()
-        if getattr(self, "outside_proc", None) is not None:
-            kill(self.outside_proc, signal.SIGKILL)
+        for proc in self.listeners:
+            kill(proc, signal.SIGKILL)
         # Every pod is stopped at once, as a namespace's deletion does, each with its image's
         # stop signal (STOP_SIGNALS): PostgreSQL's on SIGTERM would wait for its clients.
         for pod in self.pods:
@@ -1617,7 +1633,8 @@ def mutants(docs):
     """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
     client for Synapse allowing another callback, the ingress policies' pod peers made
-    cluster-wide, the egress policies opened to every address. Returns (mutated docs, names of the checks
+    cluster-wide, the egress policies opened to every namespace and every outside address.
+    Returns (mutated docs, names of the checks
     that must fail)."""
     import copy
 
@@ -1675,8 +1692,9 @@ def mutants(docs):
                         must_fail.add(f"{workload}: sends a login to {p['issuer']} as client {p['client_id']}, to a callback the realm allows")
     # The NetworkPolicies widened: every podSelector peer of an ingress rule made cluster-wide
     # (namespaceSelector: {} added, the same labels in any namespace), and the egress opened to
-    # every address. The tenant, wearing the labels, then reaches every port; every pod reaches
-    # the addresses and ports its egress policy does not list.
+    # every namespace and every outside address. The tenant, wearing the labels, then reaches
+    # every port; every pod reaches the tenant's pod and the addresses and ports its egress
+    # policy does not list.
     running = [(d["metadata"]["name"], c) for d in docs if d.get("kind") in ("Deployment", "StatefulSet")
                for c in d["spec"]["template"]["spec"]["containers"][:1]
                if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak", *REFUSES)]
@@ -1689,7 +1707,15 @@ def mutants(docs):
                 if "podSelector" in peer and "namespaceSelector" not in peer:
                     peer["namespaceSelector"] = {}
         if "Egress" in policy_types(d["spec"]):
-            d["spec"].setdefault("egress", []).append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]})
+            # The namespace's own pods made every namespace's: a pod of the tenant is reached.
+            for rule in d["spec"].get("egress") or []:
+                for peer in rule.get("to") or []:
+                    if peer == {"podSelector": {}}:
+                        peer["namespaceSelector"] = {}
+                        must_fail.update(f"isolation: {w} cannot reach a pod of another namespace" for w, _ in running)
+            # Every address outside the cluster (the harness's bridges, 10.231.0.0/16, excepted,
+            # so that the tenant's pod is reached only through the namespace selector above).
+            d["spec"].setdefault("egress", []).append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.231.0.0/16"]}}]})
             for w, _ in running:
                 for addr, port, what in outside:
                     if what == "unlisted port":
