@@ -446,6 +446,9 @@ class Ground:
         """Writes every endpoint's rules again (a new client is a new peer address)."""
         for ep in self.pods + self.jobs + list(self.clients.values()):
             script = self.nft_script(ep)
+            if getattr(ep, "script", None) == script:
+                continue  # the new peer changes nothing here
+            ep.script = script
             run(["ip", "netns", "exec", ep.ns, "nft", "-f", "-"], input=script)
             with open(os.path.join(self.scratch, f"{ep.name}.nft"), "w") as f:
                 f.write(script)  # for inspection (--keep)
