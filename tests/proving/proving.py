@@ -23,8 +23,9 @@ hosts reach the Ingress controller the harness plays (ingress.py). Then it runs 
 container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
 the budget ends, runs the rendered Jobs to completion alongside, and checks the
 components against each other from client namespaces of their own. The rendered
-NetworkPolicies are enforced as nftables rules in each pod's namespace (Ground.police). It prints one line per
-workload: ready / failed (why) / not runnable here (why). Exit 1 when anything that ran failed.
+NetworkPolicies are enforced as nftables rules in each pod's namespace (Ground.police). It
+prints one line per workload: ready / failed (why) / not runnable here (why). Exit 1 when
+anything that ran failed.
 
 Secrets: the operator generates the credentials in the cluster and the offline rendering carries
 none, so the harness generates each referenced Secret key (32 random characters), as the
