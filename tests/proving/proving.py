@@ -22,8 +22,10 @@ Init containers run first, in order; a container that exits is restarted; the re
 hosts reach the Ingress controller the harness plays (ingress.py). Then it runs each
 container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
 the budget ends, runs the rendered Jobs to completion alongside, and checks the
-components against each other from a client namespace of their own. It prints one line per
-workload: ready / failed (why) / not runnable here (why). Exit 1 when anything that ran failed.
+components against each other from client namespaces of their own. The rendered
+NetworkPolicies are enforced as nftables rules in each pod's namespace (Ground.police). It
+prints one line per workload: ready / failed (why) / not runnable here (why). Exit 1 when
+anything that ran failed.
 
 Secrets: the operator generates the credentials in the cluster and the offline rendering carries
 none, so the harness generates each referenced Secret key (32 random characters), as the
@@ -61,11 +63,43 @@ IMAGES = {
     "docker.io/valkey/valkey": "valkey",
     "docker.io/matrixdotorg/synapse": "synapse",
     "quay.io/keycloak/keycloak": "keycloak",
+    "docker.io/boky/postfix": "postfix",
+}
+
+# Programs that refuse the rendered identity, as the contract test records (KNOWN_GAPS in
+# platform/src/workplace/render.rs): the harness runs them under it and expects the refusal; one
+# that runs fails the run (the recorded gap no longer holds). With each, the reason, and a
+# control: a command that passes as root and fails under the rendered uid, so the refusal is
+# told apart from another failure (the master logs only to syslog, which does not run here).
+REFUSES = {
+    "postfix": ("Postfix's master exits unless its uid is 0 (postfix src/master/master.c: \"the master "
+                "command is reserved for the superuser\"); the contract records it (KNOWN_GAPS: postfix, Rule::Identity)",
+                # `master -t` tests the lock of a master that does not run: 0 as root.
+                ["/usr/lib/postfix/sbin/master", "-c", "{conf}", "-t"]),
 }
 
 # The images' stop signals other than SIGTERM: the postgres image stops PostgreSQL with SIGINT,
 # its fast shutdown (docker-library/postgres 17/bookworm/Dockerfile, `STOPSIGNAL SIGINT`).
 STOP_SIGNALS = {"postgres": signal.SIGINT}
+
+# NetworkPolicy (Ground.police): the bridge's address is the node, and plays the ingress
+# controller's pods in a namespace of this name, labelled as ops label it (docs/operator.md).
+INGRESS_NAMESPACE = "ingress-controller"
+INGRESS_CONTROLLER_LABEL = "hexagone.fr/ingress-controller"
+# Where the isolation checks' tenant stands: a namespace of its own.
+TENANT_NAMESPACE = "tenant"
+# An address outside the cluster no egress policy lists (TEST-NET-2, RFC 5737), and a port the
+# listed destinations do not list, where the harness stands listeners (outside_destinations).
+UNLISTED_ADDRESS = "198.51.100.7"
+UNLISTED_PORT = 2525
+# A pod of the tenant's namespace listens there: the workplace's egress opens its own namespace.
+TENANT_PORT = 8080
+
+# A TCP listener answering every connection, on each address:port of its arguments.
+LISTEN = ("import socket, sys, threading\n"
+          "def serve(s):\n    while True:\n        c, _ = s.accept(); c.sendall(b'hello\\n'); c.close()\n"
+          "for a in sys.argv[1:]:\n    h, p = a.rsplit(':', 1)\n"
+          "    s = socket.create_server((h, int(p))); threading.Thread(target=serve, args=(s,)).start()\n")
 
 # Why the other images do not run here (named in the output).
 NOT_HERE = {
@@ -75,7 +109,6 @@ NOT_HERE = {
     "elasticsearch": "Elasticsearch: no package outside its image",
     "chrislusf/seaweedfs": "SeaweedFS: the module proxy reachable here does not serve the image's version",
     "keycloak/keycloak": "Keycloak: runs with --keycloak (its build and first start take minutes on two cores)",
-    "postfix": "Postfix: not installed by the harness yet",
 }
 
 
@@ -114,6 +147,7 @@ class Pod:
         self.spec = template["spec"]
         self.container = self.spec["containers"][0]
         self.index = index
+        self.namespace = None  # the Kubernetes namespace; the workplace's when None
         self.ns = None
         self.ip = None
         self.proc = None
@@ -137,6 +171,12 @@ class Pod:
         view.kind = "Init"
         return view
 
+    def ip_for(self, ground):
+        """The pod's address on the bridge, given on first use."""
+        if self.ip is None:
+            self.ip = ground.address()
+        return self.ip
+
     @property
     def image(self):
         return self.container.get("image", "")
@@ -155,6 +195,8 @@ class Pod:
 
 
 class Ground:
+    runs = 0
+
     def __init__(self, docs, budget, keep, keycloak=False):
         self.docs = docs
         self.keycloak = keycloak
@@ -169,13 +211,23 @@ class Ground:
         self.jobs = []
         self.skipped = []
         self.results = {}
-        tag = f"{os.getpid() % 10000}"
+        # Names and addresses of this Ground's own: the mutants' run follows in the same
+        # process while the kernel may still be removing the first run's veth pairs.
+        Ground.runs += 1
+        tag = f"{os.getpid() % 10000}{'abcdefgh'[Ground.runs % 8]}"
         self.tag = tag
         self.bridge = f"hxpg{tag}"
-        self.subnet = f"10.231.{os.getpid() % 250}"
+        self.subnet = f"10.231.{(os.getpid() + Ground.runs) % 250}"
         self.scratch = tempfile.mkdtemp(prefix="hexagone-proving.")
         os.chmod(self.scratch, 0o755)
         self.netns = []
+        self.addresses = 1  # .1 is the bridge's; see address()
+        self.clients = {}  # (namespace, labels) -> the client standing there
+        self.policies = []
+        self.virtual = []  # check_translation's stand-ins for every rendered workload
+        self.listeners = []  # the outside hosts' and the tenant pod's listeners
+        self.outside = None
+        self.outside_addresses = []
         self.ingress = None
         self.bound = []  # bind mounts to undo
         self.lock = threading.Lock()
@@ -193,6 +245,8 @@ class Ground:
                 self.services.append(d)
             elif kind == "Ingress":
                 self.ingresses.append(d)
+            elif kind == "NetworkPolicy":
+                self.policies.append(d)
             elif kind in ("StatefulSet", "Deployment"):
                 spec = d["spec"]
                 replicas = spec.get("replicas", 1)
@@ -218,29 +272,18 @@ class Ground:
 
     # --- network ------------------------------------------------------------------------
 
+    def address(self):
+        with self.lock:
+            self.addresses += 1
+            if self.addresses > 250:
+                raise RuntimeError("more than 249 pods and clients: the bridge's /24 is full")
+            return f"{self.subnet}.{self.addresses}"
+
     def net_up(self):
         run(["ip", "link", "add", self.bridge, "type", "bridge"])
         run(["ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge])
         run(["ip", "link", "set", self.bridge, "up"])
-        everyone = self.pods + self.jobs + [Pod("Client", "client", "client", {"spec": {"containers": [{}]}}, 0)]
-        self.client = everyone[-1]
-        for n, pod in enumerate(everyone, start=2):
-            pod.ns = f"hxp{self.tag}-{n}"
-            pod.ip = f"{self.subnet}.{n}"
-            host_if, pod_if = f"hxh{self.tag}-{n}", f"hxc{self.tag}-{n}"
-            run(["ip", "netns", "add", pod.ns])
-            self.netns.append(pod.ns)
-            run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", pod_if])
-            run(["ip", "link", "set", host_if, "master", self.bridge, "up"])
-            run(["ip", "link", "set", pod_if, "netns", pod.ns])
-            for cmd in (
-                ["ip", "link", "set", "lo", "up"],
-                ["ip", "link", "set", pod_if, "name", "eth0"],
-                ["ip", "addr", "add", f"{pod.ip}/24", "dev", "eth0"],
-                ["ip", "link", "set", "eth0", "up"],
-            ):
-                run(["ip", "netns", "exec", pod.ns, *cmd])
-        hosts = ["127.0.0.1 localhost"]
+        self.hosts = ["127.0.0.1 localhost"]
         for svc in self.services:
             sel = svc["spec"].get("selector") or {}
             ns = svc["metadata"].get("namespace", self.namespace)
@@ -248,33 +291,282 @@ class Ground:
             chosen = [p for p in self.pods if sel and all(p.labels.get(k) == v for k, v in sel.items())]
             if chosen:
                 names = [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
-                hosts.append(f"{chosen[0].ip} {' '.join(names)}")
+                self.hosts.append(f"{chosen[0].ip_for(self)} {' '.join(names)}")
                 if svc["spec"].get("clusterIP") == "None":
                     for p in chosen:
-                        hosts.append(f"{p.ip} {p.name}.{name} {p.name}.{name}.{ns}.svc.cluster.local")
+                        self.hosts.append(f"{p.ip_for(self)} {p.name}.{name} {p.name}.{name}.{ns}.svc.cluster.local")
         # Every Ingress host resolves to the bridge's address, where the harness plays the
         # Ingress controller (tests/proving/ingress.py).
         public = sorted({r["host"] for i in self.ingresses for r in i["spec"].get("rules") or [] if r.get("host")})
         if public:
-            hosts.append(f"{self.subnet}.1 {' '.join(public)}")
-        passwd = open("/etc/passwd").read()
-        group = open("/etc/group").read()
-        for pod in everyone:
-            etc = f"/etc/netns/{pod.ns}"
-            os.makedirs(etc, exist_ok=True)
-            with open(f"{etc}/hosts", "w") as f:
-                f.write("\n".join(hosts + [f"{pod.ip} {pod.name}"]) + "\n")
-            # The image's own /etc/passwd names its user; a uid unknown here gets an entry, so
-            # programs that look their user up (initdb, postgres) find one.
-            if pod.kind != "Client":
-                uid, gid, _ = pod.security()
-                p, g = passwd, group
-                if not any(line.split(":")[2:3] == [str(uid)] for line in passwd.splitlines()):
-                    p += f"pod:x:{uid}:{gid}:pod:/nonexistent:/usr/sbin/nologin\n"
-                if not any(line.split(":")[2:3] == [str(gid)] for line in group.splitlines()):
-                    g += f"pod:x:{gid}:\n"
-                open(f"{etc}/passwd", "w").write(p)
-                open(f"{etc}/group", "w").write(g)
+            self.hosts.append(f"{self.subnet}.1 {' '.join(public)}")
+        self.outside_up()
+        for pod in self.pods + self.jobs:
+            self.attach(pod)
+        self.police()
+
+    def attach(self, pod):
+        """A network namespace for the pod, on the bridge at the address ip_for gave it, with
+        the hosts file every pod has (and, for a pod, a passwd entry for its user)."""
+        pod.ip_for(self)
+        n = pod.ip.rsplit(".", 1)[1]
+        pod.ns = f"hxp{self.tag}-{n}"
+        host_if, pod_if = f"hxh{self.tag}-{n}", f"hxc{self.tag}-{n}"
+        run(["ip", "netns", "add", pod.ns])
+        self.netns.append(pod.ns)
+        run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", pod_if])
+        run(["ip", "link", "set", host_if, "master", self.bridge, "up"])
+        run(["ip", "link", "set", pod_if, "netns", pod.ns])
+        # The addresses outside the cluster (outside_up) are reached on the bridge itself.
+        routes = [["ip", "route", "add", f"{a}/32", "dev", "eth0"] for a in self.outside_addresses]
+        for cmd in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "link", "set", pod_if, "name", "eth0"],
+            ["ip", "addr", "add", f"{pod.ip}/24", "dev", "eth0"],
+            ["ip", "link", "set", "eth0", "up"],
+            *routes,
+        ):
+            run(["ip", "netns", "exec", pod.ns, *cmd])
+        etc = f"/etc/netns/{pod.ns}"
+        os.makedirs(etc, exist_ok=True)
+        with open(f"{etc}/hosts", "w") as f:
+            f.write("\n".join(self.hosts + [f"{pod.ip} {pod.name}"]) + "\n")
+        # The image's own /etc/passwd names its user; a uid unknown here gets an entry, so
+        # programs that look their user up (initdb, postgres) find one.
+        if pod.kind != "Client":
+            uid, gid, _ = pod.security()
+            p, g = open("/etc/passwd").read(), open("/etc/group").read()
+            if not any(line.split(":")[2:3] == [str(uid)] for line in p.splitlines()):
+                p += f"pod:x:{uid}:{gid}:pod:/nonexistent:/usr/sbin/nologin\n"
+            if not any(line.split(":")[2:3] == [str(gid)] for line in g.splitlines()):
+                g += f"pod:x:{gid}:\n"
+            open(f"{etc}/passwd", "w").write(p)
+            open(f"{etc}/group", "w").write(g)
+
+    # --- NetworkPolicy, enforced as a CNI does -----------------------------------------
+    #
+    # Each rendered NetworkPolicy becomes nftables rules in the network namespace of every pod it
+    # selects: an `input` chain for Ingress, an `output` chain for Egress, each ending in a drop
+    # when some policy isolates the pod in that direction. Peers resolve to the addresses of the
+    # namespaces standing here (pods, Jobs, clients, the bridge); see docs/proving-ground.md.
+    # Semantics: kubernetes/website content/en/docs/concepts/services-networking/
+    # network-policies.md ("Isolated and Non-isolated Pods", "Behavior of to and from selectors").
+
+    def endpoints(self):
+        """Everything with an address a peer can select: pods, Jobs, clients, and the bridge,
+        which is the node and plays the ingress controller's namespace."""
+        return [p for p in self.pods + self.jobs + list(self.clients.values()) if p.ip] + [self.controller] + self.virtual
+
+    def namespace_of(self, ep):
+        return ep.namespace or self.namespace
+
+    def namespace_labels(self, namespace):
+        """The API server labels every namespace with its name (kubernetes.io/metadata.name);
+        the ingress controller's namespace carries the label ops set on it (docs/operator.md)."""
+        labels = {"kubernetes.io/metadata.name": namespace}
+        if namespace == INGRESS_NAMESPACE:
+            labels[INGRESS_CONTROLLER_LABEL] = "true"
+        for d in self.docs:
+            if d.get("kind") == "Namespace" and d["metadata"]["name"] == namespace:
+                labels.update(d["metadata"].get("labels") or {})
+        return labels
+
+    def applies(self, ep, direction):
+        """The policies selecting the endpoint for a direction ("Ingress" or "Egress")."""
+        return [p for p in self.policies
+                if (p["metadata"].get("namespace") or self.namespace) == self.namespace_of(ep)
+                and selects(p["spec"].get("podSelector") or {}, ep.labels)
+                and direction in policy_types(p["spec"])]
+
+    def peer_selects(self, peer, policy_ns, ep):
+        """A podSelector alone: pods of the policy's namespace; a namespaceSelector alone: every
+        pod of the namespaces it selects; both: those pods of those namespaces."""
+        if "namespaceSelector" in peer:
+            if not selects(peer["namespaceSelector"], self.namespace_labels(self.namespace_of(ep))):
+                return False
+        elif self.namespace_of(ep) != policy_ns:
+            return False
+        return selects(peer.get("podSelector") or {}, ep.labels)
+
+    def nft_ports(self, ports, ep):
+        """A rule's ports as nft matches, one per protocol; [""] for every port. A named port
+        resolves through the destination pod's container ports (ingress only)."""
+        if not ports:
+            return [""]
+        by_proto = {}
+        for p in ports:
+            proto = p.get("protocol", "TCP")
+            if proto not in ("TCP", "UDP", "SCTP"):
+                raise RuntimeError(f"NetworkPolicy port protocol {proto}: not translated")
+            port = p.get("port")
+            if isinstance(port, str):
+                if ep is None or not ep.container:
+                    raise RuntimeError(f"NetworkPolicy named port {port!r} in an egress rule: not translated")
+                port = next((c["containerPort"] for c in ep.container.get("ports") or []
+                             if c.get("name") == port and c.get("protocol", "TCP") == proto), None)
+                if port is None:
+                    continue  # names no port of this pod: matches nothing here
+            if port is None:
+                by_proto[proto] = None  # every port of the protocol
+            elif by_proto.get(proto, []) is not None:
+                by_proto.setdefault(proto, []).append(f"{port}-{p['endPort']}" if p.get("endPort") else str(port))
+        return [f"meta l4proto {proto.lower()}" if nums is None else f"{proto.lower()} dport {{ {', '.join(nums)} }}"
+                for proto, nums in by_proto.items()]
+
+    def nft_chain(self, ep, direction):
+        """The statements admitting what the policies allow in one direction, or None when no
+        policy isolates the endpoint in it."""
+        policies = self.applies(ep, direction)
+        if not policies:
+            return None
+        key, field = ("from", "saddr") if direction == "Ingress" else ("to", "daddr")
+        lines = []
+        for pol in policies:
+            policy_ns = pol["metadata"].get("namespace") or self.namespace
+            for n, rule in enumerate(pol["spec"].get(direction.lower()) or []):
+                note = f'comment "{pol["metadata"]["name"]} {direction.lower()}[{n}]"'
+                ports = self.nft_ports(rule.get("ports"), ep if direction == "Ingress" else None)
+                peers = rule.get(key) or []
+                matches = [] if peers else [""]  # no peer listed: every source or destination
+                addrs = sorted({e.ip for peer in peers if "ipBlock" not in peer for e in self.endpoints()
+                                if self.peer_selects(peer, policy_ns, e)})
+                if addrs:
+                    matches.append(f"ip {field} {{ {', '.join(addrs)} }}")
+                for peer in peers:
+                    if "ipBlock" in peer:
+                        block = peer["ipBlock"]
+                        family = "ip6" if ":" in block["cidr"] else "ip"
+                        m = f"{family} {field} {block['cidr']}"
+                        if block.get("except"):
+                            m += f" {family} {field} != {{ {', '.join(block['except'])} }}"
+                        matches.append(m)
+                lines += [f"{m} {p} accept {note}".replace("  ", " ").strip() for m in matches for p in ports]
+        return lines
+
+    def police(self):
+        """Writes every endpoint's rules again (a new client is a new peer address)."""
+        for ep in self.pods + self.jobs + list(self.clients.values()):
+            script = self.nft_script(ep)
+            if getattr(ep, "script", None) == script:
+                continue  # the new peer changes nothing here
+            ep.script = script
+            run(["ip", "netns", "exec", ep.ns, "nft", "-f", "-"], input=script)
+            with open(os.path.join(self.scratch, f"{ep.name}.nft"), "w") as f:
+                f.write(script)  # for inspection (--keep)
+
+    def check_translation(self):
+        """Every rendered workload's policies translate into rules nftables accepts (`nft -c`,
+        checked, not applied), those of the pods that do not run here too (the TURN relay's port
+        range, the videobridges' IPv6 blocks)."""
+        refused = []
+        # Every workload stands at an address of its own (100.64.0.0/10, shared address space,
+        # RFC 6598), so that every peer resolves and every rule is written.
+        self.virtual = [Pod("Template", name, name, tpl, 0) for name, tpl in self.templates()]
+        for n, ep in enumerate(self.virtual):
+            ep.ip = f"100.64.{n // 250}.{n % 250 + 1}"
+        for ep in self.virtual:
+            name = ep.name
+            try:
+                r = run(["ip", "netns", "exec", self.client_as({}, TENANT_NAMESPACE).ns, "nft", "-c", "-f", "-"],
+                        check=False, input=self.nft_script(ep))
+                if r.returncode != 0:
+                    refused.append(f"{name}: {r.stderr.strip()[-200:]}")
+            except RuntimeError as e:
+                refused.append(f"{name}: {e}")
+        self.virtual = []
+        self.check("networkpolicy: every rendered workload's policies translate into nftables rules", not refused, "; ".join(refused))
+
+    def nft_script(self, ep):
+        """The endpoint's table: an input chain (Ingress) and an output chain (Egress), each
+        only when a policy isolates it in that direction."""
+        chains = []
+        for direction, hook, first in (("Ingress", "input", ['iif "lo" accept', f"ip saddr {self.controller.ip} accept comment \"the node\""]),
+                                       ("Egress", "output", ['oif "lo" accept'])):
+            lines = self.nft_chain(ep, direction)
+            if lines is not None:
+                body = ["ct state established,related accept", *first, *lines, "drop"]
+                chains.append(f"  chain {direction.lower()} {{\n    type filter hook {hook} priority filter; policy accept;\n"
+                              + "".join(f"    {b}\n" for b in body) + "  }\n")
+        script = "table inet hexagone\ndelete table inet hexagone\n"
+        if chains:
+            script += "table inet hexagone {\n" + "".join(chains) + "}\n"
+        return script
+
+    def client_as(self, labels, namespace=None):
+        """A client standing as a pod with these labels in a namespace (the workplace's by
+        default), in a network namespace of its own, under the policies that select it."""
+        key = (namespace or self.namespace, tuple(sorted(labels.items())))
+        if key not in self.clients:
+            c = Pod("Client", "client", f"client-{len(self.clients) + 1}", {"metadata": {"labels": dict(labels)}, "spec": {"containers": [{}]}}, 0)
+            c.namespace = key[0]
+            self.attach(c)
+            self.clients[key] = c
+            self.police()
+        return self.clients[key]
+
+    def templates(self):
+        """(workload name, pod template) of every rendered workload."""
+        for d in self.docs:
+            if d.get("kind") in ("StatefulSet", "Deployment", "Job"):
+                yield d["metadata"]["name"], d["spec"]["template"]
+            elif d.get("kind") == "CronJob":
+                yield d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]
+
+    def wearing(self, pod, port, secret=None):
+        """The labels a check's client wears to stand as the application that talks to the pod
+        on that port: the workload holding the credential the check uses (a secretKeyRef to
+        it), else the first other workload the pod's ingress policies admit on the port. When
+        the policies do not admit that workload, the check's client is refused: a finding."""
+        for name, tpl in self.templates():
+            # Not the server itself nor what wears its labels (the databases Job holds every
+            # role's credential to create it, and is labelled as PostgreSQL).
+            if not selects({"matchLabels": pod.labels}, tpl["metadata"].get("labels") or {}) and secret and any(
+                    (e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name") == secret
+                    for c in tpl["spec"]["containers"] for e in c.get("env") or []):
+                return tpl["metadata"]["labels"]
+        admitted = []
+        for pol in self.applies(pod, "Ingress"):
+            for rule in pol["spec"].get("ingress") or []:
+                nums = [p.get("port") for p in rule.get("ports") or []]
+                if nums and port not in nums:
+                    continue
+                admitted += [peer["podSelector"].get("matchLabels") or {} for peer in rule.get("from") or []
+                             if "podSelector" in peer and selects(peer.get("namespaceSelector") or {"matchLabels": {
+                                 "kubernetes.io/metadata.name": self.namespace_of(pod)}}, self.namespace_labels(self.namespace_of(pod)))]
+        others = [a for a in admitted if not selects({"matchLabels": a}, pod.labels)]
+        return (others or admitted or [pod.labels])[0]
+
+    def secret_of(self, pod, var):
+        """The Secret a container's env variable names (secretKeyRef), or None."""
+        e = next((e for e in pod.container.get("env") or [] if e["name"] == var), {})
+        return (e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name")
+
+    def outside_up(self):
+        """Hosts outside the cluster, in a namespace of their own on the bridge: each address
+        an egress ipBlock lists (its first host) and one no policy lists, each with a TCP
+        listener on the listed ports and on a port no policy lists (outside_destinations)."""
+        self.controller = Pod("Client", "ingress-controller", "ingress-controller", {"spec": {"containers": [{}]}}, 0)
+        self.controller.namespace, self.controller.ip = INGRESS_NAMESPACE, f"{self.subnet}.1"
+        self.outside = outside_destinations(self.docs)
+        self.outside_addresses = sorted({addr for addr, _, _ in self.outside})
+        if not self.outside_addresses:
+            return
+        ns = f"hxp{self.tag}-out"
+        run(["ip", "netns", "add", ns])
+        self.netns.append(ns)
+        host_if, out_if = f"hxh{self.tag}-out", f"hxc{self.tag}-out"
+        run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", out_if])
+        run(["ip", "link", "set", host_if, "master", self.bridge, "up"])
+        run(["ip", "link", "set", out_if, "netns", ns])
+        cmds = [["ip", "link", "set", "lo", "up"], ["ip", "link", "set", out_if, "name", "eth0"], ["ip", "link", "set", "eth0", "up"]]
+        cmds += [["ip", "addr", "add", f"{a}/32", "dev", "eth0"] for a in self.outside_addresses]
+        cmds += [["ip", "route", "add", f"{self.subnet}.0/24", "dev", "eth0"]]
+        for cmd in cmds:
+            run(["ip", "netns", "exec", ns, *cmd])
+        targets = sorted({f"{a}:{p}" for a, p, _ in self.outside})
+        self.listeners.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", LISTEN, *targets],
+                                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.scratch, "outside.log"), "ab"),
+                                               start_new_session=True))
 
     # --- a pod's environment and volumes ------------------------------------------------
 
@@ -472,12 +764,25 @@ class Ground:
             argv = self.synapse_argv(pod, argv)
         elif kind == "keycloak":
             argv = self.keycloak_argv(pod)
+        elif kind == "postfix":
+            # The boky/postfix image's entrypoint (scripts/run.sh, as root: it chmods /scripts,
+            # chowns the queue to root, edits /etc/postfix with postconf from the env, then
+            # supervisord starts rsyslog, crond and Postfix). Under the rendered uid its first
+            # command fails; here Postfix's master runs under it, in the foreground, and refuses
+            # before it reads any configuration (REFUSES), so run.sh's configuration steps are
+            # not played.
+            if argv:
+                raise RuntimeError(f"args {argv[:1]}: the postfix adapter plays the image's entrypoint, none rendered")
+            argv = ["/usr/lib/postfix/sbin/master", "-d"]
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
-            # working directory is /data (valkey-io/valkey-container 9.0/debian/Dockerfile).
+            # working directory is /data, and its server is built with protected mode off (the
+            # Dockerfile patches the default in src/config.c; valkey-io/valkey-container
+            # 9.0/debian/Dockerfile), which Debian's Redis has on: given first, the rendered
+            # arguments can still set it.
             if argv[:1] != ["valkey-server"]:
                 raise RuntimeError(f"args {argv[:1]}: the valkey adapter expects `valkey-server ...`")
-            argv = ["redis-server", *argv[1:]]
+            argv = ["redis-server", "--protected-mode", "no", *argv[1:]]
             return self.spawn(pod, argv, pod.name, cwd=pod.mounts.get("/data"))
         return self.spawn(pod, argv, pod.name)
 
@@ -670,6 +975,36 @@ class Ground:
             time.sleep(0.5)
         return f"not ready within {self.budget:.0f} s: {why}"
 
+    def wait_refusal(self, pod, deadline):
+        """A program the contract records as refusing the rendered identity (REFUSES): it must
+        exit, unsuccessfully, without its readiness probe ever passing."""
+        while pod.proc is None and pod.name not in self.results and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pod.name in self.results:
+            return self.results[pod.name]
+        probe = pod.container.get("readinessProbe") or pod.container.get("startupProbe") or {}
+        end = time.monotonic() + 10
+        while pod.proc.poll() is None and time.monotonic() < end:
+            if probe and self.probe_once(pod, probe) is None:
+                return ("failed", f"ready under the rendered identity, which the contract says it refuses: {REFUSES[pod.adapter()]}")
+            time.sleep(0.2)
+        if pod.proc.poll() is None:
+            return ("failed", f"still running after 10 s under the rendered identity: {REFUSES[pod.adapter()]}")
+        reason, control = REFUSES[pod.adapter()]
+        if pod.proc.returncode == 0:
+            return ("failed", "exited 0: not the refusal the contract records")
+        # The control: with an empty configuration, as root it passes, as the pod's user not.
+        conf = os.path.join(pod.root, "control")
+        os.makedirs(conf, exist_ok=True)
+        open(os.path.join(conf, "main.cf"), "w").close()
+        argv = [a.replace("{conf}", conf) for a in control]
+        as_root = subprocess.run(["ip", "netns", "exec", pod.ns, *argv], capture_output=True, text=True, timeout=30)
+        as_user = self.as_pod(pod, argv)
+        if as_root.returncode != 0 or as_user.returncode == 0:
+            return ("failed", f"exit {pod.proc.returncode}, but the control {' '.join(argv)} gives {as_root.returncode} as root and "
+                              f"{as_user.returncode} as the pod's user (expected 0 and not 0): not the refusal recorded")
+        return ("refused", f"exit {pod.proc.returncode}, never ready; `master -t` passes as root and not as its uid: {reason}")
+
     # --- the whole run --------------------------------------------------------------------
 
     def go(self):
@@ -696,6 +1031,9 @@ class Ground:
             t.start()
             threads.append(t)
         for pod in self.pods:
+            if pod.adapter() in REFUSES:
+                self.results[pod.name] = self.wait_refusal(pod, deadline)
+                continue
             why = self.wait_ready(pod, deadline)
             took = f"{time.monotonic() - self.started:.1f} s" + (f", {pod.restarts} restart{'s' if pod.restarts > 1 else ''}" if pod.restarts else "")
             took += "".join(f", init {i}" for i in pod.inits)
@@ -710,6 +1048,8 @@ class Ground:
         self.check_valkey()
         self.check_synapse()
         self.check_keycloak()
+        self.check_isolation()
+        self.check_translation()
 
     def run_job(self, job, deadline):
         try:
@@ -773,28 +1113,31 @@ class Ground:
             host = re.search(r"-h\s+(\S+)", " ".join(self.argv(job)))
             port = re.search(r"-p\s+(\d+)", " ".join(self.argv(job)))
             host, port = host.group(1), port.group(1)
+            server = next((p for p in self.pods for svc in self.services_of(p) if svc["metadata"]["name"] == host.split(".")[0]), None)
             roles = re.findall(r"\\getenv app_password (\w+)\s*\n\s*SELECT 'CREATE ROLE (\w+) LOGIN'", sql)
             databases = dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+)", sql))
             if not roles:
                 self.check(f"{job.name}: roles", False, "no role found in the Job's SQL")
             for var, role in roles:
                 password = job.env.get(var) or ""
+                # From where the application holding the role's credential stands.
+                client = self.client_as(self.wearing(server, int(port), self.secret_of(job, var)) if server else job.labels)
                 own = [d for d, o in databases.items() if o == role]
                 if not own:
                     self.check(f"database of {role}", False, "the SQL creates no database owned by it")
                     continue
                 q = ["psql", "-X", "-At", "-h", host, "-p", port, "-U", role, "-d", own[0], "-c",
                      "SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user"]
-                r = self.as_pod(self.client, q, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
+                r = self.as_pod(client, q, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
                 self.check(f"postgresql: {role} opens {own[0]} with its credential, no superuser",
                            r.returncode == 0 and r.stdout.strip() == f"{role} false", (r.stdout + r.stderr).strip()[-200:])
-                r = self.as_pod(self.client, q, env={"PGPASSWORD": password + "x", "PGCONNECT_TIMEOUT": "5"})
+                r = self.as_pod(client, q, env={"PGPASSWORD": password + "x", "PGCONNECT_TIMEOUT": "5"})
                 self.check(f"postgresql: {role} refused with a wrong password",
                            r.returncode != 0 and "password authentication failed" in r.stderr, r.stderr.strip()[-200:])
                 others = [d for d, o in databases.items() if o != role]
                 if others:
                     q2 = [others[0] if i == q.index("-d") + 1 else a for i, a in enumerate(q)]
-                    r = self.as_pod(self.client, q2, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
+                    r = self.as_pod(client, q2, env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
                     self.check(f"postgresql: {role} cannot open {others[0]}",
                                r.returncode != 0 and "permission denied" in r.stderr, r.stderr.strip()[-200:])
 
@@ -813,29 +1156,31 @@ class Ground:
     def check_mysql(self):
         for pod, host, port in self.ready("mariadb"):
             user, db = pod.env.get("MYSQL_USER"), pod.env.get("MYSQL_DATABASE")
+            client = self.client_as(self.wearing(pod, int(port), self.secret_of(pod, "MYSQL_PASSWORD")))
             base = ["mariadb", "--no-defaults", "-h", host, "-P", port, "-u", user, "-N", "-B", "--connect-timeout=5", db]
-            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}", "-e", "SELECT DATABASE()"])
+            r = self.as_pod(client, base + [f"-p{pod.env['MYSQL_PASSWORD']}", "-e", "SELECT DATABASE()"])
             self.check(f"{pod.workload}: {user} opens {db} with its credential",
                        r.returncode == 0 and r.stdout.strip() == db, (r.stdout + r.stderr).strip()[-200:])
-            r = self.as_pod(self.client, base + [f"-p{pod.env['MYSQL_PASSWORD']}x", "-e", "SELECT 1"])
+            r = self.as_pod(client, base + [f"-p{pod.env['MYSQL_PASSWORD']}x", "-e", "SELECT 1"])
             self.check(f"{pod.workload}: {user} refused with a wrong password",
                        r.returncode != 0 and "Access denied" in r.stderr, r.stderr.strip()[-200:])
 
     def check_valkey(self):
         for pod, host, port in self.ready("valkey"):
             password = pod.env.get("VALKEY_PASSWORD", "")
+            client = self.client_as(self.wearing(pod, int(port), self.secret_of(pod, "VALKEY_PASSWORD")))
             for what, auth, expected in (
                 ("refuses a command without the password", [], "NOAUTH"),
                 ("refuses a wrong password", ["-a", "not-" + password], "WRONGPASS"),
                 ("accepts it with the rendered password", ["-a", password], "OK"),
             ):
-                r = self.as_pod(self.client, ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", *auth, "SET", "k", "v"])
+                r = self.as_pod(client, ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", *auth, "SET", "k", "v"])
                 out = (r.stdout + r.stderr).strip()
                 ok = out == "OK" if expected == "OK" else expected in out
                 self.check(f"{pod.workload}: {what}", ok, out[-200:])
 
-    def http(self, url, method="GET", body=None, headers=None):
-        """One HTTP request from the client namespace, as `nobody`; returns (status, body), the
+    def http(self, client, url, method="GET", body=None, headers=None):
+        """One HTTP request from a client's namespace, as `nobody`; returns (status, body), the
         body being the Location of a redirection, which is not followed."""
         headers = headers or {"Content-Type": "application/json"}
         script = (
@@ -848,7 +1193,7 @@ class Ground:
         )
         # An https URL goes through the Ingress, whose certificate authority the client trusts.
         ca = {"SSL_CERT_FILE": self.ingress.ca} if url.startswith("https:") and self.ingress else {}
-        r = self.as_pod(self.client, ["/usr/bin/python3", "-c", script, url, method, body or "", json.dumps(headers)], env=ca)
+        r = self.as_pod(client, ["/usr/bin/python3", "-c", script, url, method, body or "", json.dumps(headers)], env=ca)
         status, _, text = r.stdout.partition("\n")
         return (int(status) if status.isdigit() else None), (text + r.stderr).strip()
 
@@ -867,8 +1212,9 @@ class Ground:
         if pg is None:
             return None
         pod, host, port = pg
+        client = self.client_as(self.wearing(pod, int(port), self.secret_of(pod, "POSTGRES_PASSWORD")))
         q = ["psql", "-X", "-At", "-F", " ", "-h", host, "-p", port, "-U", pod.env.get("POSTGRES_USER", "postgres"), "-d", db, "-c", sql]
-        return self.as_pod(self.client, q, env={"PGPASSWORD": pod.env["POSTGRES_PASSWORD"], "PGCONNECT_TIMEOUT": "5"})
+        return self.as_pod(client, q, env={"PGPASSWORD": pod.env["POSTGRES_PASSWORD"], "PGCONNECT_TIMEOUT": "5"})
 
     def check_synapse(self):
         """Synapse answers over its Service; it runs on the rendered PostgreSQL database (C
@@ -887,16 +1233,17 @@ class Ground:
                 self.check(name, r is not None and r.stdout.strip() == "C C", (r.stdout + r.stderr).strip()[-200:] if r else "no PostgreSQL")
         for pod, host, port in self.ready("synapse"):
             w = pod.workload
-            status, text = self.http(f"http://{host}:{port}/_matrix/client/versions")
+            client = self.client_as(self.wearing(pod, int(port)))
+            status, text = self.http(client, f"http://{host}:{port}/_matrix/client/versions")
             self.check(f"{w}: /_matrix/client/versions answers over the Service {host}",
                        status == 200 and '"versions"' in text, f"{status}: {text[-200:]}")
             # Open registration: an account asked for without a token (the dummy stage, all
             # an open server needs) is refused (M_FORBIDDEN, "Registration has been disabled").
             body = '{"username": "proving", "password": "proving-Ground-1", "auth": {"type": "m.login.dummy"}}'
-            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/register", "POST", body)
+            status, text = self.http(client, f"http://{host}:{port}/_matrix/client/v3/register", "POST", body)
             self.check(f"{w}: refuses a registration without a token", status == 403 and "M_FORBIDDEN" in text,
                        f"{status}: {text[-200:]}")
-            self.check_synapse_sso(pod, host, port)
+            self.check_synapse_sso(pod, host, port, client)
             conf = yaml.safe_load(open(pod.config_path)) or {}
             db = conf.get("database") or {}
             args = db.get("args") or {}
@@ -929,7 +1276,7 @@ class Ground:
             if not others:
                 self.check(f"{w}: cannot open another database", False, "the databases Job creates no other database")
 
-    def check_synapse_sso(self, pod, host, port):
+    def check_synapse_sso(self, pod, host, port, client):
         """Synapse offers its rendered OIDC provider at login, and sends a user to the issuer's
         authorization endpoint as the rendered client, with a callback address the rendered
         realm file allows for that client (Keycloak refuses any other)."""
@@ -937,17 +1284,17 @@ class Ground:
         for provider in conf.get("oidc_providers") or []:
             # Synapse names a provider `oidc-<idp_id>` (element-hq/synapse@v1.141.0:synapse/config/oidc.py:266).
             idp = "oidc-" + provider["idp_id"]
-            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/login")
+            status, text = self.http(client, f"http://{host}:{port}/_matrix/client/v3/login")
             offered = [i.get("id") for f in (json.loads(text).get("flows", []) if status == 200 else [])
                        for i in f.get("identity_providers", [])]
             self.check(f"{pod.workload}: offers the {idp} login", idp in offered, f"{status}: {text[-200:]}")
             back = conf.get("public_baseurl", "").rstrip("/") + "/"
-            status, location = self.http(f"http://{host}:{port}/_matrix/client/v3/login/sso/redirect/{idp}?redirectUrl={urllib.parse.quote(back)}")
+            status, location = self.http(client, f"http://{host}:{port}/_matrix/client/v3/login/sso/redirect/{idp}?redirectUrl={urllib.parse.quote(back)}")
             if status == 302 and location.startswith(back):
                 # Synapse first sends a request that did not come to its public address there,
                 # for its cookie (element-hq/synapse@v1.141.0:synapse/rest/client/login.py:656-680): through the
                 # Ingress.
-                status, location = self.http(location)
+                status, location = self.http(client, location)
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
             allowed = [u for r in self.realms() for c in r.get("clients") or [] if c.get("clientId") == provider["client_id"]
                        for u in c.get("redirectUris") or []]
@@ -976,6 +1323,7 @@ class Ground:
         the bootstrap admin's token); the bootstrap admin is refused with a wrong password."""
         for pod, host, port in self.ready("keycloak"):
             base = f"http://{host}:{port}"
+            client = self.client_as(self.wearing(pod, int(port)))
             mounts = {m["mountPath"]: m for m in pod.container.get("volumeMounts") or []}
             volumes = {v["name"]: v for v in pod.spec.get("volumes") or []}
             realms = [json.loads(self.configmaps[volumes[m["name"]]["configMap"]["name"]][m["subPath"]])
@@ -984,7 +1332,7 @@ class Ground:
                 self.check("keycloak: a realm file is imported", False, "no file mounted in /opt/keycloak/data/import")
             for realm in realms:
                 name = realm["realm"]
-                status, text = self.http(f"{base}/realms/{name}/.well-known/openid-configuration")
+                status, text = self.http(client, f"{base}/realms/{name}/.well-known/openid-configuration")
                 issuer = pod.env.get("KC_HOSTNAME", "").rstrip("/") + f"/realms/{name}"
                 found = json.loads(text).get("issuer") if status == 200 else None
                 self.check(f"keycloak: the {name} realm's discovery answers over the Service {host}, issuer {issuer}",
@@ -993,17 +1341,111 @@ class Ground:
                 user, password = pod.env.get("KC_BOOTSTRAP_ADMIN_USERNAME", ""), pod.env.get("KC_BOOTSTRAP_ADMIN_PASSWORD", "")
                 token_url = f"{base}/realms/master/protocol/openid-connect/token"
                 grant = {"grant_type": "password", "client_id": "admin-cli", "username": user}
-                status, text = self.http(token_url, "POST", urllib.parse.urlencode({**grant, "password": password + "x"}), form)
+                status, text = self.http(client, token_url, "POST", urllib.parse.urlencode({**grant, "password": password + "x"}), form)
                 self.check("keycloak: the bootstrap admin is refused with a wrong password",
                            status == 401 and "invalid_grant" in text, f"{status}: {text[-200:]}")
-                status, text = self.http(token_url, "POST", urllib.parse.urlencode({**grant, "password": password}), form)
+                status, text = self.http(client, token_url, "POST", urllib.parse.urlencode({**grant, "password": password}), form)
                 token = json.loads(text).get("access_token") if status == 200 else None
-                status, text = self.http(f"{base}/admin/realms/{name}/clients", headers={"Authorization": f"Bearer {token}"})
+                status, text = self.http(client, f"{base}/admin/realms/{name}/clients", headers={"Authorization": f"Bearer {token}"})
                 present = {c.get("clientId") for c in json.loads(text)} if status == 200 else set()
                 wanted = {c["clientId"] for c in realm.get("clients") or []}
                 self.check(f"keycloak: the {name} realm has the clients {', '.join(sorted(wanted))}",
                            bool(wanted) and wanted <= present, f"{status}: missing {sorted(wanted - present)}: {text[-200:]}")
             break  # the replicas share the database: one answers for all
+
+    REACH = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
+             "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__, e)\n")
+
+    def check_isolation(self):
+        """The NetworkPolicies, enforced (police), against the running programs: each port of a
+        ready pod admits the workplace's pods its policies name; a tenant, in a namespace of its
+        own and wearing those very labels, cannot reach it, nor read the data with the
+        credential the workplace's client reads it with; no ready pod reaches an address outside
+        the cluster its egress policy does not list, nor a listed one on another port, while it
+        reaches the listed one (the site's relay). Listeners answer a client of the tenant's
+        namespace (no policy there), so a refusal is the policy's."""
+        probes = []  # (check name, from, argv, env, passes(exit code, output))
+
+        def tcp(name, src, host, port, should):
+            probes.append((name, src, ["/usr/bin/python3", "-c", self.REACH, host, str(port), "2"], {},
+                           lambda rc, out: (out.splitlines()[-1:] == ["connected"]) == should))
+
+        seen = set()
+        for pod in self.pods:
+            if self.results[pod.name][0] != "ready" or pod.workload in seen:
+                continue
+            seen.add(pod.workload)
+            svcs = list(self.services_of(pod))
+            for cport in sorted({c["containerPort"] for c in pod.container.get("ports") or [] if c.get("protocol", "TCP") == "TCP"}):
+                svc = next(((s["metadata"]["name"], sp["port"]) for s in svcs for sp in s["spec"].get("ports") or []
+                            if self.port(pod, sp.get("targetPort", sp["port"])) == cport), None)
+                host, port = (f"{svc[0]}.{self.namespace}.svc.cluster.local", svc[1]) if svc else (pod.ip, cport)
+                labels = self.wearing(pod, cport)
+                who = labels.get("app.kubernetes.io/name") or ",".join(f"{k}={v}" for k, v in labels.items())
+                tcp(f"isolation: {pod.workload} port {cport} admits the workplace's {who} pods", self.client_as(labels), host, port, True)
+                tcp(f"isolation: {pod.workload} port {cport} unreachable from another namespace",
+                    self.client_as(labels, TENANT_NAMESPACE), host, port, False)
+                # The data, read with the server's own credential by its real client: from the
+                # workplace (the credential is right), not from the tenant holding it too.
+                read = self.reader(pod, host, port)
+                if read is not None:
+                    argv, env = read
+                    for src, should, name in ((self.client_as(labels), True, f"the workplace's {who} pods read it with its credential"),
+                                              (self.client_as(labels, TENANT_NAMESPACE), False, "a tenant holding its credential cannot read it")):
+                        probes.append((f"isolation: {pod.workload}: {name}", src, argv, env,
+                                       lambda rc, out, should=should: (rc == 0) == should))
+            for addr, port, what in self.outside:
+                name = {"listed": f"reaches {addr}:{port}, which its egress policy lists",
+                        "unlisted port": f"cannot reach {addr} on port {port}, which its egress policy does not list",
+                        "unlisted address": f"cannot reach {addr}:{port}, an address its egress policy does not list"}[what]
+                tcp(f"isolation: {pod.workload} {name}", pod, addr, port, what == "listed")
+        # A pod of the tenant's namespace, listening, as nobody.
+        sink = self.client_as({"app.kubernetes.io/name": "tenant-listener"}, TENANT_NAMESPACE)
+        self.listeners.append(subprocess.Popen(
+            ["ip", "netns", "exec", sink.ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "/usr/bin/python3", "-c", LISTEN, f"{sink.ip}:{TENANT_PORT}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        for w in sorted(seen):
+            pod = next(p for p in self.pods if p.workload == w and self.results[p.name][0] == "ready")
+            tcp(f"isolation: {w} cannot reach a pod of another namespace", pod, sink.ip, TENANT_PORT, False)
+        tenant = self.client_as({}, TENANT_NAMESPACE)
+        for addr, port, _ in self.outside:
+            tcp(f"isolation: the listener at {addr}:{port} answers another namespace", tenant, addr, port, True)
+        tcp("isolation: the listening pod of another namespace answers its own namespace", tenant, sink.ip, TENANT_PORT, True)
+        time.sleep(0.3)  # the tenant pod's listener binds
+        answers = [None] * len(probes)
+
+        def one(i, probe):
+            try:
+                r = self.as_pod(probe[1], probe[2], timeout=15, env=probe[3])
+                answers[i] = (r.returncode, (r.stdout + r.stderr).strip())
+            except subprocess.TimeoutExpired:
+                answers[i] = (None, "no answer within 15 s")
+
+        threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(probes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for (name, src, argv, _, passes), (rc, out) in zip(probes, answers):
+            where = f"from {src.name} ({self.namespace_of(src)}, {src.ip}): {argv[-1] if argv[0] != '/usr/bin/python3' else ':'.join(argv[-3:-1])}"
+            self.check(name, rc is not None and passes(rc, out), f"{where}: exit {rc}: {out[-200:]}")
+
+    def reader(self, pod, host, port):
+        """The server's real client reading its data with the server's own credential (the
+        superuser's, root's, the password), bounded to 3 s; None for other servers."""
+        kind, env = pod.adapter(), pod.env
+        if kind == "postgres":
+            return (["psql", "-X", "-At", "-h", host, "-p", str(port), "-U", env.get("POSTGRES_USER", "postgres"), "-d", "postgres",
+                     "-c", "SELECT count(*) FROM pg_database"], {"PGPASSWORD": env["POSTGRES_PASSWORD"], "PGCONNECT_TIMEOUT": "3"})
+        if kind == "mariadb":
+            return (["mariadb", "--no-defaults", "-h", host, "-P", str(port), "-u", "root", f"-p{env['MYSQL_ROOT_PASSWORD']}",
+                     "--connect-timeout=3", "-N", "-B", "-e", "SHOW DATABASES"], {})
+        if kind == "valkey":
+            # The password when the server asks for one (the mutants' Valkey asks none).
+            auth = ["-a", env.get("VALKEY_PASSWORD", "")] if "--requirepass" in self.argv(pod) else []
+            return (["timeout", "3", "redis-cli", "-h", host, "-p", str(port), "--no-auth-warning", *auth, "--scan"], {})
+        return None
 
     def services_of(self, pod):
         for svc in self.services:
@@ -1020,7 +1462,8 @@ class Ground:
         for pod in self.pods + [j for j in self.jobs if j.adapter() and not j.skip_reason]:
             state, detail = self.results.get(pod.name, ("failed", "not started"))
             failed |= state == "failed"
-            label = "ran and ready" if state == "ready" else "ran and completed" if state == "completed" else "ran and FAILED"
+            label = {"ready": "ran and ready", "completed": "ran and completed",
+                     "refused": "ran and refused the rendered identity, as the contract records"}.get(state, "ran and FAILED")
             print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter())}]")
         for pod in self.skipped:
             reason = pod.skip_reason or next((r for k, r in NOT_HERE.items() if k in pod.image),
@@ -1042,6 +1485,8 @@ class Ground:
     def down(self):
         if self.ingress is not None:
             self.ingress.close()
+        for proc in self.listeners:
+            kill(proc, signal.SIGKILL)
         # Every pod is stopped at once, as a namespace's deletion does, each with its image's
         # stop signal (STOP_SIGNALS): PostgreSQL's on SIGTERM would wait for its clients.
         for pod in self.pods:
@@ -1098,11 +1543,62 @@ def stand_in(adapter):
         return "Redis " + (v.group(1) if v else "?")
     if adapter == "keycloak":
         return "Keycloak distribution (Maven Central), " + run(["java", "-version"]).stderr.splitlines()[0]
+    if adapter == "postfix":
+        return "Postfix " + run(["dpkg-query", "-W", "-f", "${Version}", "postfix"]).stdout.strip() + " (Debian)"
     if adapter == "synapse":
         cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
         found = glob.glob(os.path.join(cache, "synapse", "*", "venv", "lib", "python3*", "site-packages", "matrix_synapse-*.dist-info"))
         return "Synapse " + ", ".join(sorted(re.search(r"matrix_synapse-(.+)\.dist-info", f).group(1) for f in found)) + " (its Python package)"
     return "?"
+
+
+def selects(selector, labels):
+    """A LabelSelector (matchLabels and matchExpressions) against labels; {} selects all."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values or key not in labels,
+              "Exists": key in labels, "DoesNotExist": key not in labels}.get(op)
+        if ok is None:
+            raise RuntimeError(f"label selector operator {op}: not translated")
+        if not ok:
+            return False
+    return True
+
+
+def policy_types(spec):
+    """A NetworkPolicy's policyTypes; when absent, Ingress always and Egress when the policy has
+    egress rules (network-policies.md, "policyTypes")."""
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
+
+
+def outside_destinations(docs):
+    """Where the egress checks aim, outside the cluster: [(address, port, what)], `what` being
+    "listed" (an address an egress ipBlock lists, its first host, on a port the rule lists, 25
+    when it lists none), "unlisted port" (that address on a port no rule lists) or "unlisted
+    address" (one address no rule lists, on the first listed port). Blocks wider than /16 are
+    not aimed at (0.0.0.0/0 lists everything)."""
+    import ipaddress
+
+    found = []
+    for d in docs:
+        if d.get("kind") != "NetworkPolicy" or "Egress" not in policy_types(d["spec"]):
+            continue
+        for rule in d["spec"].get("egress") or []:
+            ports = [p["port"] for p in rule.get("ports") or [] if p.get("protocol", "TCP") == "TCP" and isinstance(p.get("port"), int)]
+            for peer in rule.get("to") or []:
+                cidr = (peer.get("ipBlock") or {}).get("cidr", "")
+                if cidr and ":" not in cidr and ipaddress.ip_network(cidr).prefixlen >= 16:
+                    net = ipaddress.ip_network(cidr)
+                    addr = str(net.network_address if net.prefixlen == 32 else next(net.hosts()))
+                    found += [(addr, p, "listed") for p in ports or [25]]
+                    if ports:
+                        found.append((addr, UNLISTED_PORT, "unlisted port"))
+    listed_ports = sorted({p for _, p, w in found if w == "listed"})
+    found.append((UNLISTED_ADDRESS, (listed_ports or [25])[0], "unlisted address"))
+    return found
 
 
 def expand(s, env):
@@ -1140,7 +1636,9 @@ def kill(proc, sig=signal.SIGTERM):
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
-    client for Synapse allowing another callback. Returns (mutated docs, names of the checks
+    client for Synapse allowing another callback, the ingress policies' pod peers made
+    cluster-wide, the egress policies opened to every namespace and every outside address.
+    Returns (mutated docs, names of the checks
     that must fail)."""
     import copy
 
@@ -1196,6 +1694,43 @@ def mutants(docs):
                         c["redirectUris"] = ["https://elsewhere.example/callback"]
                         d["data"][k] = json.dumps(realm, indent=2)
                         must_fail.add(f"{workload}: sends a login to {p['issuer']} as client {p['client_id']}, to a callback the realm allows")
+    # The NetworkPolicies widened: every podSelector peer of an ingress rule made cluster-wide
+    # (namespaceSelector: {} added, the same labels in any namespace), and the egress opened to
+    # every namespace and every outside address. The tenant, wearing the labels, then reaches
+    # every port; every pod reaches the tenant's pod and the addresses and ports its egress
+    # policy does not list.
+    running = [(d["metadata"]["name"], c) for d in docs if d.get("kind") in ("Deployment", "StatefulSet")
+               for c in d["spec"]["template"]["spec"]["containers"][:1]
+               if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak", *REFUSES)]
+    outside = outside_destinations(docs)
+    for d in docs:
+        if d.get("kind") != "NetworkPolicy":
+            continue
+        for rule in d["spec"].get("ingress") or []:
+            for peer in rule.get("from") or []:
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    peer["namespaceSelector"] = {}
+        if "Egress" in policy_types(d["spec"]):
+            # The namespace's own pods made every namespace's: a pod of the tenant is reached.
+            for rule in d["spec"].get("egress") or []:
+                for peer in rule.get("to") or []:
+                    if peer == {"podSelector": {}}:
+                        peer["namespaceSelector"] = {}
+                        must_fail.update(f"isolation: {w} cannot reach a pod of another namespace" for w, _ in running)
+            # Every address outside the cluster (the harness's bridges, 10.231.0.0/16, excepted,
+            # so that the tenant's pod is reached only through the namespace selector above).
+            d["spec"].setdefault("egress", []).append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.231.0.0/16"]}}]})
+            for w, _ in running:
+                for addr, port, what in outside:
+                    if what == "unlisted port":
+                        must_fail.add(f"isolation: {w} cannot reach {addr} on port {port}, which its egress policy does not list")
+                    elif what == "unlisted address":
+                        must_fail.add(f"isolation: {w} cannot reach {addr}:{port}, an address its egress policy does not list")
+    for w, c in running:
+        for port in {p["containerPort"] for p in c.get("ports") or [] if p.get("protocol", "TCP") == "TCP"}:
+            must_fail.add(f"isolation: {w} port {port} unreachable from another namespace")
+        if IMAGES.get(image_repo(c.get("image", ""))) in ("postgres", "mariadb", "valkey"):
+            must_fail.add(f"isolation: {w}: a tenant holding its credential cannot read it")
     return docs, must_fail
 
 
