@@ -734,7 +734,7 @@ mod tests {
                     // Refresh the kept connections now and then, so they are never the ones
                     // waiting the longest for long; drop those the listener closed.
                     round += 1;
-                    if round % 16 == 0 {
+                    if round.is_multiple_of(16) {
                         let mut alive = Vec::new();
                         for mut s in held.drain(..) {
                             if one_request(&mut s).await {
