@@ -6,15 +6,20 @@
 //! slots: a connection beyond is closed as soon as accepted, so one source cannot take every
 //! slot from the others.
 //!
-//! When every slot is taken, a new connection takes the slot of an *idle* one, one waiting
-//! for a request's headers: first the oldest that has never sent a request, then the one idle
-//! the longest between two requests, which is closed (as nginx reuses its kept-alive
-//! connections when it runs out, `ngx_drain_connections` in nginx's
-//! `src/core/ngx_connection.c`). A connection serving a request (from its headers to the last
-//! byte of its answer) is never closed for another; when every slot serves one, the next
-//! connection waits, accepted, for a slot to end or fall idle. So connections that only hold
-//! slots without sending requests, from however many addresses, cannot keep an honest client
-//! waiting: the listener keeps accepting, and each newcomer displaces one of them.
+//! When every slot is taken, a new connection takes the slot of a *waiting* one, which is
+//! closed: one whose socket has been read dry without a complete request's headers (still
+//! sending them, or silent), or a kept-alive one between two requests; of those, the one that
+//! has gone the longest without a request being served (since its last answer, or since a
+//! second after it was accepted: a writer whose request is on its way is not the first to go). The idea is nginx's, which closes kept-alive connections when it runs out
+//! (`ngx_drain_connections`, nginx `src/core/ngx_connection.c`); it goes further here, since a
+//! connection still sending its headers can be taken too. Never taken: a connection whose
+//! socket has not been read yet (what it sent may be a whole request), and one serving a
+//! request, from the call of the service to the moment hyper has taken the last byte of its
+//! answer (counted per request, so pipelined requests count each). When every slot serves a
+//! request, the next connection waits, accepted, for a slot to end or fall idle. So connections
+//! that hold slots without requests being served, from however many addresses, cannot keep an
+//! honest client waiting for a header timeout: the listener keeps accepting, and each newcomer
+//! displaces the one waiting the longest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -100,6 +105,11 @@ pub async fn serve(
             slot: slot.state.clone(),
         };
         let mut stopping = stopping.clone();
+        let io = Unread {
+            stream,
+            slots: slots.clone(),
+            slot: slot.state.clone(),
+        };
         tokio::spawn(async move {
             let Slot {
                 state: _state,
@@ -110,7 +120,7 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header)
                 .keep_alive(limits.keep_alive)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(io), service);
             tokio::pin!(connection);
             let bounded = async {
                 tokio::select! {
@@ -154,20 +164,45 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A connection's state, as its slot's claimants see it.
-const NEW: usize = 0;
-/// Serving a request: from its headers to the last byte of its answer.
-const BUSY: usize = 1;
-/// Waiting for the next request on a kept-alive connection.
+/// A connection's state word: a base state in the low two bits, and above them the number of
+/// requests being served (hyper may call the service for a pipelined request while the
+/// previous answer is still being written).
+///
+/// Accepted, its socket not read dry yet: what it sent may be a whole request.
+const UNREAD: usize = 0;
+/// Read dry without a complete request's headers: silent, or still sending them.
+const NEW: usize = 1;
+/// Between two requests on a kept-alive connection.
 const IDLE: usize = 2;
 /// Its slot went to a newer connection.
 const CLOSED: usize = 3;
+const BASE: usize = 0b11;
+/// How long a new connection counts as active when choosing which waiting one gives way.
+const GRACE: Duration = Duration::from_secs(1);
+/// One request being served.
+const REQUEST: usize = 1 << 2;
 
-/// One connection's state, shared by its slot and the service answering its requests.
+/// Whether a connection in state `word` may give its slot to a newcomer.
+fn takeable(word: usize) -> bool {
+    word == NEW || word == IDLE
+}
+
+/// One connection's state, shared by its slot, its stream and the service answering its
+/// requests.
 struct SlotState {
-    state: AtomicUsize,
-    /// When it last fell idle, in nanoseconds since the listener started.
-    idle_since: AtomicUsize,
+    word: AtomicUsize,
+    /// Since when no request has been served on it (its last answer taken, or [`GRACE`] after
+    /// it was accepted), in nanoseconds since the listener started.
+    since: AtomicUsize,
+}
+
+impl SlotState {
+    fn new(since: usize) -> SlotState {
+        SlotState {
+            word: AtomicUsize::new(UNREAD),
+            since: AtomicUsize::new(since),
+        }
+    }
 }
 
 /// The open connections.
@@ -231,6 +266,11 @@ impl Slots {
         })
     }
 
+    /// Nanoseconds since the listener started.
+    fn now(&self) -> usize {
+        usize::try_from(self.started.elapsed().as_nanos()).unwrap_or(usize::MAX)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -253,10 +293,10 @@ impl Slots {
         }
         let id = open.next;
         open.next += 1;
-        let state = Arc::new(SlotState {
-            state: AtomicUsize::new(NEW),
-            idle_since: AtomicUsize::new(0),
-        });
+        // A new connection counts as active for a moment: a writer whose request is on its
+        // way is not the first to go when others have waited since before it came.
+        let grace = usize::try_from(GRACE.as_nanos()).unwrap_or(usize::MAX);
+        let state = Arc::new(SlotState::new(self.now().saturating_add(grace)));
         let (close, closed) = oneshot::channel();
         open.by_age.insert(
             id,
@@ -280,33 +320,32 @@ impl Slots {
 }
 
 impl Open {
-    /// Closes the oldest connection that never sent a request, else the one idle the longest
-    /// between two requests; false when every connection serves one.
+    /// Closes the takeable connection that has gone the longest without a request being
+    /// served; false when none is takeable (each serves a request, or has not been read yet).
     fn close_an_idle_one(&mut self) -> bool {
-        let new = self
-            .by_age
-            .iter()
-            .filter(|(_, h)| h.state.state.load(Ordering::Acquire) == NEW)
-            .map(|(id, _)| *id);
-        let mut idle: Vec<(usize, u64)> = self
-            .by_age
-            .iter()
-            .filter(|(_, h)| h.state.state.load(Ordering::Acquire) == IDLE)
-            .map(|(id, h)| (h.state.idle_since.load(Ordering::Acquire), *id))
-            .collect();
-        idle.sort_unstable();
-        let candidates: Vec<u64> = new.chain(idle.into_iter().map(|(_, id)| id)).collect();
-        for id in candidates {
-            let state = &self.by_age[&id].state.state;
-            let won = [NEW, IDLE].into_iter().any(|from| {
-                state
-                    .compare_exchange(from, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            });
+        // A connection can change state during the scan (a request begins): then look again.
+        for _ in 0..8 {
+            let Some((id, word)) = self
+                .by_age
+                .iter()
+                .filter_map(|(id, h)| {
+                    let word = h.state.word.load(Ordering::Acquire);
+                    takeable(word).then(|| (h.state.since.load(Ordering::Acquire), *id, word))
+                })
+                .min()
+                .map(|(_, id, word)| (id, word))
+            else {
+                return false;
+            };
+            let won = self.by_age[&id]
+                .state
+                .word
+                .compare_exchange(word, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
             if won {
                 let held = self.release(id).expect("present");
                 tracing::debug!(
-                    "every connection slot is taken: closing an idle one from {}",
+                    "every connection slot is taken: closing a waiting one from {}",
                     held.client
                 );
                 let _ = held.close.send(());
@@ -347,36 +386,110 @@ struct Tracked {
     slot: Arc<SlotState>,
 }
 
-/// A request being served on a connection; the connection falls idle when dropped.
+/// A request being served on a connection; the connection falls idle when the last one is
+/// dropped.
 struct Busy {
     slots: Arc<Slots>,
     slot: Arc<SlotState>,
+    /// False when the connection had already been closed for a newer one.
+    counted: bool,
 }
 
 impl Busy {
     fn begin(slots: Arc<Slots>, slot: Arc<SlotState>) -> Busy {
         // A connection closed for a newer one ends with the request it just began.
-        let _ = slot
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                (s != CLOSED).then_some(BUSY)
-            });
-        Busy { slots, slot }
+        let counted = slot
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w & BASE != CLOSED).then_some(w + REQUEST)
+            })
+            .is_ok();
+        Busy {
+            slots,
+            slot,
+            counted,
+        }
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let since = self.slots.started.elapsed().as_nanos();
-        self.slot.idle_since.store(
-            usize::try_from(since).unwrap_or(usize::MAX),
-            Ordering::Release,
-        );
+        if !self.counted {
+            return;
+        }
+        self.slot.since.store(self.slots.now(), Ordering::Release);
         let _ = self
             .slot
-            .state
-            .compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                let w = w - REQUEST;
+                Some(if w < REQUEST { IDLE } else { w })
+            });
         self.slots.changed.notify_waiters();
+    }
+}
+
+/// The accepted stream. Its connection becomes takeable the first time a read finds nothing
+/// more to read: until then, what the client sent may be a whole request, not yet parsed.
+struct Unread {
+    stream: tokio::net::TcpStream,
+    slots: Arc<Slots>,
+    slot: Arc<SlotState>,
+}
+
+impl tokio::io::AsyncRead for Unread {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if read.is_pending()
+            && self
+                .slot
+                .word
+                .compare_exchange(UNREAD, NEW, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.slots.changed.notify_waiters();
+        }
+        read
+    }
+}
+
+impl tokio::io::AsyncWrite for Unread {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -392,7 +505,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await?;
-            // The body keeps the connection busy until hyper drops it, after its last byte.
+            // The body keeps the connection busy until hyper drops it, having taken its last
+            // byte (buffered, perhaps not yet flushed to the socket).
             Ok(answer.map(|body| {
                 Body::new(body.map_frame(move |frame| {
                     let _busy = &busy;
@@ -442,55 +556,60 @@ mod tests {
         assert!(open.clients.is_empty() && open.by_age.is_empty() && open.live == 0);
     }
 
-    fn set(s: &Slot, state: usize, idle_since: usize) {
-        s.state.state.store(state, Ordering::Release);
-        s.state.idle_since.store(idle_since, Ordering::Release);
+    fn set(s: &Slot, word: usize, since: usize) {
+        s.state.word.store(word, Ordering::Release);
+        s.state.since.store(since, Ordering::Release);
+    }
+
+    fn word(s: &Slot) -> usize {
+        s.state.word.load(Ordering::Acquire)
     }
 
     #[test]
-    fn a_full_listener_closes_a_silent_connection_then_the_longest_idle_never_a_busy_one() {
+    fn the_connection_waiting_the_longest_gives_way_never_an_unread_or_busy_one() {
         let slots = Slots::new(3, 3);
         let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
         let mut a = slot(slots.take(ip(1)));
         let mut b = slot(slots.take(ip(2)));
         let mut c = slot(slots.take(ip(3)));
-        set(&b, BUSY, 0);
-        set(&c, IDLE, 5);
-        // The one that never sent a request goes first, even before an idle one.
+        // Not read yet: what they sent may be whole requests.
+        assert!(matches!(slots.take(ip(4)), Take::Full));
+        set(&a, NEW, 10);
+        set(&b, IDLE, 5);
+        set(&c, UNREAD + REQUEST, 0);
+        // Waiting the longest: the idle one, though the other never sent a whole request.
         let mut d = slot(slots.take(ip(4)));
         assert!(
-            a.closed.try_recv().is_ok(),
-            "the silent connection was not closed"
+            b.closed.try_recv().is_ok(),
+            "the longest waiting was not closed"
         );
-        assert_eq!(a.state.state.load(Ordering::Acquire), CLOSED);
-        assert!(b.closed.try_recv().is_err() && c.closed.try_recv().is_err());
+        assert_eq!(word(&b), CLOSED);
+        assert!(a.closed.try_recv().is_err() && c.closed.try_recv().is_err());
         // A closed connection holds no slot, but its task counts until it ends.
         assert_eq!(slots.lock().live, 4);
-        drop(a);
+        drop(b);
         assert_eq!(slots.lock().live, 3);
-        // Among idle ones, the one idle the longest.
-        set(&d, IDLE, 3);
+        set(&d, NEW, 20);
         let mut e = slot(slots.take(ip(5)));
+        assert!(a.closed.try_recv().is_ok());
+        // Two pipelined requests on e: it stays busy until both are answered.
+        let first = Busy::begin(slots.clone(), e.state.clone());
+        let second = Busy::begin(slots.clone(), e.state.clone());
+        drop(first);
+        assert!(!takeable(word(&e)));
+        let mut f = slot(slots.take(ip(6)));
         assert!(d.closed.try_recv().is_ok());
-        assert!(c.closed.try_recv().is_err());
-        set(&e, BUSY, 0);
-        let f = slot(slots.take(ip(6)));
-        assert!(c.closed.try_recv().is_ok());
-        set(&f, BUSY, 0);
-        // Every slot serves a request: none is taken from them.
+        assert!(e.closed.try_recv().is_err() && c.closed.try_recv().is_err());
+        // c and e serve requests, f is not read yet: nothing is taken from them.
         assert!(matches!(slots.take(ip(7)), Take::Full));
-        assert!(b.closed.try_recv().is_err() && e.closed.try_recv().is_err());
-        // A request that ends leaves its connection idle, and so takeable.
-        drop(Busy {
-            slots: slots.clone(),
-            slot: e.state.clone(),
-        });
-        assert_eq!(e.state.state.load(Ordering::Acquire), IDLE);
+        drop(second);
+        assert_eq!(word(&e), IDLE);
         drop(slot(slots.take(ip(7))));
         assert!(e.closed.try_recv().is_ok());
+        assert!(c.closed.try_recv().is_err() && f.closed.try_recv().is_err());
         // A request beginning on a connection already closed leaves it closed.
         drop(Busy::begin(slots.clone(), e.state.clone()));
-        assert_eq!(e.state.state.load(Ordering::Acquire), CLOSED);
+        assert_eq!(word(&e), CLOSED);
     }
 
     /// Sends `request` on a new connection and returns the status line and how long it took.
@@ -567,6 +686,77 @@ mod tests {
         for s in slow {
             assert_eq!(s.await.unwrap().0, "HTTP/1.1 200 OK");
         }
+        server.abort();
+    }
+
+    /// The attack a review found: every slot held by kept-alive connections that each had a
+    /// request served and send another now and then, and a stream of new connections. The
+    /// writer's fresh connection must not be the one taken, though its request is not parsed yet.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_served_once_cannot_make_a_newcomer_the_victim() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            max_connections: 8,
+            per_client: 1024,
+            header: Duration::from_secs(30),
+            connection: Duration::from_secs(60),
+            keep_alive: true,
+        };
+        let server = tokio::spawn(serve(listener, app, limits, std::future::pending()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        async fn one_request(s: &mut tokio::net::TcpStream) -> bool {
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            let mut buf = [0u8; 256];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await,
+                Ok(Ok(n)) if n > 0
+            )
+        }
+        let attacker = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut held: Vec<tokio::net::TcpStream> = Vec::new();
+                let mut round = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await
+                        && one_request(&mut s).await
+                    {
+                        held.push(s);
+                    }
+                    // Refresh the kept connections now and then, so they are never the ones
+                    // waiting the longest for long; drop those the listener closed.
+                    round += 1;
+                    if round.is_multiple_of(16) {
+                        let mut alive = Vec::new();
+                        for mut s in held.drain(..) {
+                            if one_request(&mut s).await {
+                                alive.push(s);
+                            }
+                        }
+                        held = alive;
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut answered = 0;
+        for _ in 0..40 {
+            let (status, _) = ask(addr, "/").await;
+            if status == "HTTP/1.1 200 OK" {
+                answered += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = attacker.await;
+        assert_eq!(answered, 40, "the writer's requests answered");
         server.abort();
     }
 }
