@@ -7,6 +7,7 @@ mod guard;
 mod leader;
 mod manifests;
 mod node_restriction;
+mod prune;
 mod qualification;
 mod render;
 mod supply;

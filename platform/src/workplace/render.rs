@@ -1242,7 +1242,14 @@ fn render_component(
         // of mixed protocols: Kubernetes 1.26 and later, where the load balancer supports it).
         service["spec"]["type"] = json!("LoadBalancer");
     }
-    out.push(service);
+    // The videobridges get no component-wide Service: nothing reaches them through one. Each
+    // bridge joins the brewery room on Prosody, where Jicofo finds it (JVB_BREWERY_MUC,
+    // djm@stable-11146-2 jvb/rootfs/defaults/jvb.conf:9,69 and jicofo/rootfs/defaults/
+    // jicofo.conf:20); participants send media to its advertised address, through its own
+    // Service when it has one (`videobridges`); a ClusterIP on 10000/UDP reaches no participant.
+    if n != VIDEOBRIDGE {
+        out.push(service);
+    }
     if c.workload == Workload::StatefulSet {
         out.push(json!({
             "apiVersion": "v1", "kind": "Service", "metadata": meta(&format!("{n}-pods")),
