@@ -24,9 +24,7 @@ pub(super) async fn ensure_credentials(
     let api = Api::<Secret>::namespaced(client.clone(), ns);
     let owners: Vec<&OwnerReference> = owner.into_iter().collect();
     for name in &rendered.secret.names {
-        let mut bytes = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let value = fresh_value();
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": ns,
                          "labels": {INSTANCE_LABEL: instance, MANAGED_BY_LABEL: FIELD_MANAGER},
@@ -42,4 +40,33 @@ pub(super) async fn ensure_credentials(
         }
     }
     Ok(())
+}
+
+/// A fresh credential: 24 random bytes as 48 hex digits (safe in a shell word, a URL, YAML).
+fn fresh_value() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// eXo signs Matrix JWTs with the credential's bytes as the key, and jjwt picks the HMAC by
+    /// the key's length (384 to 511 bits: HS384); Synapse is told the same algorithm.
+    #[test]
+    fn a_credential_as_a_jwt_key_is_the_algorithm_synapse_is_told() {
+        let v = fresh_value();
+        assert!(v.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+        let bits = v.len() * 8;
+        let algorithm = match bits {
+            512.. => "HS512",
+            384.. => "HS384",
+            256.. => "HS256",
+            _ => panic!("{bits} bits: too short for any JWT HMAC"),
+        };
+        assert_eq!(algorithm, hexagone_platform::render::MATRIX_JWT_ALGORITHM);
+        assert_ne!(v, fresh_value());
+    }
 }

@@ -1296,4 +1296,59 @@ contracts:
         let err = ImageContracts::parse("version: x\ncontracts: [{component: a}]").unwrap_err();
         assert!(matches!(err, ContractError::Parse(_)), "{err}");
     }
+
+    /// The Matrix wiring's helpers (Synapse's JWT init container, the admin Job) run Synapse's
+    /// image and are held to its contract like its server: the shipped rendering passes, and the
+    /// same helper under another uid or on a writable root is named.
+    #[test]
+    fn the_matrix_helpers_are_held_to_synapses_contract() {
+        let spec: crate::workplace::WorkplaceSpec = yaml_serde::from_str(
+            "{policy: p, profile: users500, domain: a.example.fr, storage: {provisioner: csi.example.fr}}",
+        )
+        .unwrap();
+        let catalog = spec.resolve(Catalog::shipped()).unwrap();
+        let zones = vec!["fr-par-1".to_owned()];
+        let mut rendered = crate::render::render(&crate::render::RenderInput {
+            name: "intranet",
+            namespace: "ministere",
+            spec: &spec,
+            catalog: &catalog,
+            eligible_zones: &zones,
+        })
+        .unwrap();
+        let helpers = |r: &Rendered| -> Vec<String> {
+            super::check(r, Catalog::shipped(), ImageContracts::shipped())
+                .into_iter()
+                .filter(|b| b.component == "synapse")
+                .map(|b| format!("{} {} {}", b.workload, b.container, b.rule))
+                .collect()
+        };
+        assert_eq!(helpers(&rendered), Vec::<String>::new());
+        let job = rendered
+            .objects
+            .iter_mut()
+            .find(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("synapse-admin-")
+            })
+            .unwrap();
+        let job_name = job["metadata"]["name"].as_str().unwrap().to_owned();
+        job["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = json!(1000);
+        let sts = rendered
+            .objects
+            .iter_mut()
+            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "synapse")
+            .unwrap();
+        sts["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]["readOnlyRootFilesystem"] =
+            json!(false);
+        assert_eq!(
+            helpers(&rendered),
+            [
+                "StatefulSet/synapse jwt-config read-only-root".to_owned(),
+                format!("Job/{job_name} register identity"),
+            ]
+        );
+    }
 }

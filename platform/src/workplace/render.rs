@@ -131,6 +131,13 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
                 .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
         );
         render_component(c, contract, input, &label, &wiring, &mut objects);
+        if name == "synapse" {
+            keys.extend(
+                matrix_admin_job(input, &label, &mut objects)
+                    .into_iter()
+                    .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
+            );
+        }
         if name == "postgresql" {
             keys.extend(
                 databases_job(input, contract, &label, &mut objects)
@@ -331,6 +338,23 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                     format!("-Donlyoffice.documentserver.secret=$({EXO_ONLYOFFICE_SECRET_VAR})"),
                 ]);
             }
+            if enabled("synapse") {
+                // The chat add-on (Meeds-io/matrix@00f0661 services/src/main/java/io/meeds/chat/
+                // service/utils/MatrixConstants.java): Synapse's client API in the namespace, its
+                // server_name, the admin account the Job creates, the secret it signs every
+                // login JWT with, and Synapse's registration secret for creating accounts.
+                secret(EXO_MATRIX_JWT_VAR, MATRIX_JWT_CREDENTIAL);
+                secret(EXO_MATRIX_REGISTRATION_VAR, SYNAPSE_REGISTRATION_CREDENTIAL);
+                opts.extend([
+                    "-Dmeeds.matrix.server.url=http://synapse:8008".to_owned(),
+                    format!("-Dmeeds.matrix.server.name={domain}"),
+                    format!("-Dmeeds.matrix.user.name={MATRIX_ADMIN}"),
+                    format!("-Dmeeds.matrix.jwt.secret=$({EXO_MATRIX_JWT_VAR})"),
+                    format!(
+                        "-Dmeeds.matrix.shared_secret_registration=$({EXO_MATRIX_REGISTRATION_VAR})"
+                    ),
+                ]);
+            }
             w.composed.push(("JAVA_OPTS".into(), opts.join(" ")));
         }
         // Official mysql image: MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, MYSQL_ROOT_PASSWORD.
@@ -413,6 +437,25 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                     client_credential("synapse"),
                     SYNAPSE_OIDC_SECRET_PATH.into(),
                 ));
+            }
+            w.secret_files.push((
+                SYNAPSE_REGISTRATION_CREDENTIAL.into(),
+                SYNAPSE_REGISTRATION_PATH.into(),
+            ));
+            if enabled("exo") {
+                // jwt_config has no path option: its secret comes in a second configuration
+                // file, written by an init container from the credential (`synapse_jwt`).
+                w.args = Some(
+                    [
+                        "run",
+                        "--config-path",
+                        "/conf/homeserver.yaml",
+                        "--config-path",
+                        SYNAPSE_JWT_CONFIG,
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                );
             }
             w.files.push(MountedFile {
                 key: "homeserver.yaml".into(),
@@ -911,6 +954,120 @@ fn databases_job(
     credentials
 }
 
+/// Synapse's login by JWT for eXo: `jwt_config` takes its secret inline only (no path option:
+/// element-hq/synapse@v1.141.0 synapse/config/jwt.py:33-45, docs/usage/configuration/
+/// config_documentation.md:3767-3800), so an init container (Synapse's image, under its uid)
+/// writes it into a second configuration file on a memory-backed emptyDir, from the credential,
+/// and Synapse reads both files (`--config-path` twice: synapse/config/_base.py:933-956 merges
+/// them). The JWT module needs Authlib, which the image ships (docs/jwt.md:38-47, the Docker
+/// image installs the `all` extras: docker/Dockerfile:60). Returns the init container, its
+/// volume and the server's read-only mount of it.
+fn synapse_jwt(c: &Component, contract: &ImageContract) -> (Value, Value, Value) {
+    let dir = SYNAPSE_JWT_CONFIG
+        .rsplit_once('/')
+        .map_or(SYNAPSE_JWT_CONFIG, |(d, _)| d);
+    // The credential is hex digits only: nothing in it is special to printf or YAML.
+    let script = format!(
+        "printf 'jwt_config:\\n  enabled: true\\n  secret: \"%s\"\\n  algorithm: {MATRIX_JWT_ALGORITHM}\\n' \"$MATRIX_JWT_SECRET\" > {SYNAPSE_JWT_CONFIG}"
+    );
+    let init = json!({
+        "name": "jwt-config",
+        "image": c.image.to_string(),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", script],
+        "env": [{"name": "MATRIX_JWT_SECRET", "valueFrom": {"secretKeyRef": {
+            "name": format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"), "key": CREDENTIAL_KEY}}}],
+        "volumeMounts": [{"name": "jwt-config", "mountPath": dir}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        "securityContext": container_security(contract),
+    });
+    let volume =
+        json!({"name": "jwt-config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}});
+    let mount = json!({"name": "jwt-config", "mountPath": dir, "readOnly": true});
+    (init, volume, mount)
+}
+
+/// The Job creating the Matrix admin account eXo acts as (Meeds-io/matrix@467f9c5 README.md,
+/// "Create a user on Matrix server": `register_new_matrix_user -a`), from Synapse's image and
+/// under its uid, against the `synapse` Service: the shared secret from the same configuration
+/// file Synapse reads (`-c`, registration_shared_secret_path), `--exists-ok` so it converges
+/// (element-hq/synapse@v1.141.0 synapse/_scripts/register_new_matrix_user.py:193-300). Its
+/// pods carry Synapse's labels, so Synapse's ingress policy admits them. Named with a digest of
+/// its template, retried until Synapse answers, deleted ten minutes after it finishes. Returns
+/// the credentials it needs.
+fn matrix_admin_job(input: &RenderInput<'_>, eligible: &str, out: &mut Vec<Value>) -> Vec<String> {
+    let (Some(synapse), Some(_)) = (
+        input.catalog.component("synapse"),
+        input.catalog.component("exo"),
+    ) else {
+        return Vec::new();
+    };
+    let Some(contract) = ImageContracts::shipped().for_component("synapse") else {
+        return Vec::new();
+    };
+    let labels = labels(input, Some("synapse"));
+    let secret_volume = |name: &str, key: &str, file: &str| {
+        json!({"name": name, "secret": {
+            "secretName": format!("{CREDENTIAL_PREFIX}{key}"),
+            "items": [{"key": CREDENTIAL_KEY, "path": file}],
+            "defaultMode": 0o440
+        }})
+    };
+    let registration_file = SYNAPSE_REGISTRATION_PATH
+        .rsplit('/')
+        .next()
+        .unwrap_or(CREDENTIAL_KEY);
+    let spec = json!({
+        "restartPolicy": "OnFailure",
+        "serviceAccountName": "synapse",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(contract),
+        "affinity": affinity(eligible),
+        "volumes": [
+            {"name": "files", "configMap": {"name": "synapse-files"}},
+            secret_volume("registration", SYNAPSE_REGISTRATION_CREDENTIAL, registration_file),
+            secret_volume("password", MATRIX_ADMIN_PASSWORD_CREDENTIAL, "password"),
+        ],
+        "containers": [{
+            "name": "register",
+            "image": synapse.image.to_string(),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["register_new_matrix_user", "--exists-ok", "-a", "-u", MATRIX_ADMIN,
+                        "--password-file", "/password/password",
+                        "-c", "/conf/homeserver.yaml", "http://synapse:8008"],
+            "volumeMounts": [
+                {"name": "files", "mountPath": "/conf/homeserver.yaml",
+                 "subPath": "homeserver.yaml", "readOnly": true},
+                {"name": "registration", "mountPath": SYNAPSE_REGISTRATION_PATH,
+                 "subPath": registration_file, "readOnly": true},
+                {"name": "password", "mountPath": "/password", "readOnly": true},
+            ],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "securityContext": container_security(contract),
+        }]
+    });
+    let digest = {
+        use sha2::Digest as _;
+        let text = serde_json::to_string(&spec).expect("JSON");
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
+    };
+    out.push(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": format!("synapse-admin-{digest}"), "namespace": input.namespace,
+                     "labels": labels},
+        "spec": {
+            "backoffLimit": 20,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"metadata": {"labels": labels}, "spec": spec}
+        }
+    }));
+    vec![
+        SYNAPSE_REGISTRATION_CREDENTIAL.to_owned(),
+        MATRIX_ADMIN_PASSWORD_CREDENTIAL.to_owned(),
+    ]
+}
+
 /// Synapse's homeserver.yaml: PostgreSQL (the password from PGPASSWORD), media and signing key
 /// on the data volume, not federated, no statistics sent, no open registration; with Keycloak,
 /// login through the workplace's realm (`oidc_providers`, the client secret read from a mounted
@@ -934,6 +1091,9 @@ fn synapse_config(domain: &str, oidc: bool) -> String {
         "trusted_key_servers": [],
         "federation_domain_whitelist": [],
         "enable_registration": false,
+        // Accounts are created only with this secret (eXo's, and the admin Job's):
+        // element-hq/synapse@v1.141.0 docs/usage/configuration/config_documentation.md:2704-2738.
+        "registration_shared_secret_path": SYNAPSE_REGISTRATION_PATH,
     });
     if oidc {
         config["oidc_providers"] = json!([{
@@ -961,6 +1121,29 @@ pub const REALM: &str = "workplace";
 pub const KEYCLOAK_IMPORT_DIR: &str = "/opt/keycloak/data/import";
 /// Where Synapse reads its OpenID Connect client secret (`client_secret_path`).
 const SYNAPSE_OIDC_SECRET_PATH: &str = "/secrets/oidc-client-secret";
+/// Where Synapse reads its registration shared secret (`registration_shared_secret_path`).
+const SYNAPSE_REGISTRATION_PATH: &str = "/secrets/registration-shared-secret";
+/// Synapse's registration shared secret: shared with eXo's chat add-on, which creates its users'
+/// accounts with it, and with the Job creating the admin account.
+pub const SYNAPSE_REGISTRATION_CREDENTIAL: &str = "synapse-registration-secret";
+/// The secret eXo signs Matrix login JWTs with, and Synapse checks them with (`jwt_config`).
+pub const MATRIX_JWT_CREDENTIAL: &str = "matrix-jwt-secret";
+/// The password of the Matrix admin account (eXo logs it in with a JWT: never used to log in,
+/// but `register_new_matrix_user` needs one).
+const MATRIX_ADMIN_PASSWORD_CREDENTIAL: &str = "matrix-admin-password";
+/// The Matrix account eXo acts as (`meeds.matrix.user.name`), a Synapse admin.
+pub const MATRIX_ADMIN: &str = "exo-admin";
+/// The JWT algorithm: eXo signs with `Keys.hmacShaKeyFor(secret.getBytes())` and `signWith(key)`
+/// (Meeds-io/matrix@0010a35 services/src/main/java/io/meeds/chat/service/MatrixService.java,
+/// getJWTSessionToken), and jjwt picks HMAC-SHA384 for a key of 384 to 511 bits
+/// (jwtk/jjwt@04f642c api/src/main/java/io/jsonwebtoken/security/Keys.java, hmacShaKeyFor;
+/// `signWith(Key)` signs with the key's algorithm): a generated credential is 48 characters.
+pub const MATRIX_JWT_ALGORITHM: &str = "HS384";
+/// The second configuration file of Synapse, holding `jwt_config` (written at start).
+const SYNAPSE_JWT_CONFIG: &str = "/run/hexagone/jwt.yaml";
+/// eXo's variables carrying the Matrix secrets into JAVA_OPTS.
+const EXO_MATRIX_JWT_VAR: &str = "HEXAGONE_MATRIX_JWT_SECRET";
+const EXO_MATRIX_REGISTRATION_VAR: &str = "HEXAGONE_MATRIX_REGISTRATION_SECRET";
 /// eXo's variables carrying its secrets into JAVA_OPTS (through `$(NAME)`): not read by the
 /// image itself.
 const EXO_OIDC_SECRET_VAR: &str = "HEXAGONE_OIDC_CLIENT_SECRET";
@@ -1367,6 +1550,12 @@ fn render_component(
                 }));
             }
         }
+    }
+    if n == "synapse" && input.catalog.component("exo").is_some() {
+        let (init, volume, mount) = synapse_jwt(c, contract);
+        seeds.push(init);
+        volumes.push(volume);
+        mounts.push(mount);
     }
     // Keycloak builds its optimized server once, into the seeded lib/quarkus, so the server
     // itself starts with --optimized on a read-only root.
@@ -2882,15 +3071,19 @@ mod tests {
     fn each_application_has_its_own_role_database_and_credential_set_at_every_apply() {
         let r = rendered(SPEC, &["fr-par-1"]);
         let clients = postgres_clients(&r);
-        let jobs: Vec<&Value> = r.objects.iter().filter(|o| o["kind"] == "Job").collect();
+        let jobs: Vec<&Value> = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "Job"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("postgresql-databases-")
+            })
+            .collect();
         assert_eq!(jobs.len(), 1);
         let job = jobs[0];
-        assert!(
-            job["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("postgresql-databases-")
-        );
         // Deleted after it finishes, so the next apply runs it again.
         assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
         let container = &job["spec"]["template"]["spec"]["containers"][0];
@@ -3290,5 +3483,252 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    /// The pod spec of workload or Job `name`.
+    fn pod_of<'a>(r: &'a Rendered, name: &str) -> &'a Value {
+        let o = r
+            .objects
+            .iter()
+            .find(|o| {
+                ["Deployment", "StatefulSet", "Job"].contains(&o["kind"].as_str().unwrap())
+                    && o["metadata"]["name"].as_str().unwrap().starts_with(name)
+            })
+            .unwrap_or_else(|| panic!("no workload {name}"));
+        &o["spec"]["template"]["spec"]
+    }
+
+    /// The credential Secret a volume mounted at `path` in `container` reads.
+    fn secret_at(pod: &Value, container: &Value, path: &str) -> Option<String> {
+        let m = container["volumeMounts"]
+            .as_array()?
+            .iter()
+            .find(|m| m["mountPath"] == path)?;
+        let v = pod["volumes"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == m["name"])?;
+        v["secret"]["secretName"].as_str().map(str::to_owned)
+    }
+
+    #[test]
+    fn exo_and_synapse_share_the_matrix_secrets_and_no_object_holds_one() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let registration = format!("{CREDENTIAL_PREFIX}{SYNAPSE_REGISTRATION_CREDENTIAL}");
+        let jwt = format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}");
+        for k in [&registration, &jwt] {
+            assert!(r.secret.names.contains(k), "{k} is not generated");
+        }
+
+        // eXo: the add-on's five properties in JAVA_OPTS, the secrets expanded by the kubelet
+        // from variables listed before it.
+        let opts = env_of(&r, "exo", "JAVA_OPTS").unwrap()["value"]
+            .as_str()
+            .unwrap();
+        for p in [
+            "-Dmeeds.matrix.server.url=http://synapse:8008".to_owned(),
+            "-Dmeeds.matrix.server.name=intranet.example.gouv.fr".to_owned(),
+            format!("-Dmeeds.matrix.user.name={MATRIX_ADMIN}"),
+            format!("-Dmeeds.matrix.jwt.secret=$({EXO_MATRIX_JWT_VAR})"),
+            format!("-Dmeeds.matrix.shared_secret_registration=$({EXO_MATRIX_REGISTRATION_VAR})"),
+        ] {
+            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
+        }
+        let exo = &pod_of(&r, "exo")["containers"][0];
+        let names: Vec<&str> = exo["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        for (var, secret) in [
+            (EXO_MATRIX_JWT_VAR, &jwt),
+            (EXO_MATRIX_REGISTRATION_VAR, &registration),
+        ] {
+            assert!(pos(var) < pos("JAVA_OPTS"), "{var}");
+            assert_eq!(
+                env_of(&r, "exo", var).unwrap()["valueFrom"]["secretKeyRef"]["name"],
+                json!(secret)
+            );
+        }
+
+        // Synapse: the registration secret from a file of the same credential, the JWT secret
+        // in a second configuration file written at start from the same credential as eXo's.
+        let homeserver: Value = yaml_serde::from_str(
+            object(&r, "ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(homeserver.get("registration_shared_secret").is_none());
+        assert!(homeserver.get("jwt_config").is_none());
+        let path = homeserver["registration_shared_secret_path"]
+            .as_str()
+            .unwrap();
+        let pod = pod_of(&r, "synapse");
+        let server = &pod["containers"][0];
+        assert_eq!(secret_at(pod, server, path), Some(registration.clone()));
+        let args: Vec<&str> = server["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--config-path",
+                "/conf/homeserver.yaml",
+                "--config-path",
+                SYNAPSE_JWT_CONFIG
+            ]
+        );
+        let init = pod["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "jwt-config")
+            .unwrap();
+        assert_eq!(init["image"], server["image"]);
+        assert_eq!(
+            init["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+            json!(jwt)
+        );
+        let script = init["command"][2].as_str().unwrap();
+        // What the shell writes, with the credential in place of the variable, is the
+        // configuration Synapse's JWT module reads.
+        let written = script
+            .split_once("printf '")
+            .and_then(|(_, rest)| rest.split_once("' "))
+            .unwrap()
+            .0
+            .replace("\\n", "\n")
+            .replace("%s", "0123abcd");
+        let written: Value = yaml_serde::from_str(&written).unwrap();
+        assert_eq!(
+            written,
+            json!({"jwt_config": {"enabled": true, "secret": "0123abcd",
+                                  "algorithm": MATRIX_JWT_ALGORITHM}})
+        );
+        assert!(
+            script.ends_with(&format!("> {SYNAPSE_JWT_CONFIG}")),
+            "{script}"
+        );
+        let dir = SYNAPSE_JWT_CONFIG.rsplit_once('/').unwrap().0;
+        let mounted = |c: &Value| {
+            c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["mountPath"] == dir)
+                .map(|m| (m["name"].clone(), m["readOnly"] == true))
+        };
+        let (volume, read_only) = mounted(init).unwrap();
+        assert!(!read_only);
+        assert_eq!(mounted(server), Some((volume.clone(), true)));
+        let v = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == volume)
+            .unwrap();
+        assert_eq!(v["emptyDir"]["medium"], "Memory");
+        // No rendered object holds a secret value: every one is a reference.
+        let text = r.yaml_stream();
+        assert!(!text.contains("registration_shared_secret:"), "{text}");
+    }
+
+    #[test]
+    fn a_job_creates_the_matrix_admin_with_synapses_own_secret_and_converges() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let job = r
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "Job"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("synapse-admin-")
+            })
+            .expect("the admin Job");
+        assert_eq!(job["metadata"]["labels"][COMPONENT_LABEL], "synapse");
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+        let pod = pod_of(&r, "synapse-admin-");
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], pod_of(&r, "synapse")["containers"][0]["image"]);
+        let command: Vec<&str> = c["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(command[0], "register_new_matrix_user");
+        for flag in ["--exists-ok", "-a"] {
+            assert!(command.contains(&flag), "{command:?}");
+        }
+        let after = |f: &str| command[command.iter().position(|x| *x == f).unwrap() + 1];
+        assert_eq!(after("-u"), MATRIX_ADMIN);
+        assert_eq!(after("-c"), "/conf/homeserver.yaml");
+        assert_eq!(*command.last().unwrap(), "http://synapse:8008");
+        // The configuration it reads is Synapse's, and the secret file it names is mounted
+        // from the credential Synapse reads.
+        let m = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/conf/homeserver.yaml")
+            .unwrap();
+        let files = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
+        assert_eq!(files["configMap"]["name"], "synapse-files");
+        assert_eq!(
+            secret_at(pod, c, SYNAPSE_REGISTRATION_PATH),
+            secret_at(
+                pod_of(&r, "synapse"),
+                &pod_of(&r, "synapse")["containers"][0],
+                SYNAPSE_REGISTRATION_PATH
+            )
+        );
+        let password = after("--password-file");
+        let dir = password.rsplit_once('/').unwrap().0;
+        assert_eq!(
+            secret_at(pod, c, dir),
+            Some(format!(
+                "{CREDENTIAL_PREFIX}{MATRIX_ADMIN_PASSWORD_CREDENTIAL}"
+            ))
+        );
+        assert!(r.secret.names.contains(&format!(
+            "{CREDENTIAL_PREFIX}{MATRIX_ADMIN_PASSWORD_CREDENTIAL}"
+        )));
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    }
+
+    #[test]
+    fn without_exo_synapse_accepts_no_jwt_and_no_admin_job_is_rendered() {
+        let r = rendered(
+            "{policy: france-diffusion-restreinte, profile: users500, domain: a.example.fr, components: {exo: {enabled: false}}}",
+            &["fr-par-1"],
+        );
+        let server = &pod_of(&r, "synapse")["containers"][0];
+        assert!(server.get("args").is_none());
+        assert!(pod_of(&r, "synapse").get("initContainers").is_none());
+        assert!(!r.objects.iter().any(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("synapse-admin-")
+        }));
+        assert!(
+            !r.secret
+                .names
+                .contains(&format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"))
+        );
     }
 }
