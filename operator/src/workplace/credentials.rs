@@ -2,7 +2,7 @@
 //! read back (the operator's RBAC cannot read Secrets).
 
 use hexagone_platform::labels::{INSTANCE_LABEL, MANAGED_BY_LABEL};
-use hexagone_platform::render::{CREDENTIAL_KEY, Rendered};
+use hexagone_platform::render::{CREDENTIAL_KEY, CREDENTIAL_VALUE, Rendered};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
@@ -25,12 +25,21 @@ pub(super) async fn ensure_credentials(
     let owners: Vec<&OwnerReference> = owner.into_iter().collect();
     for name in &rendered.secret.names {
         let value = fresh_value();
+        // The files this Secret also holds, made from the same value (Synapse's jwt_config).
+        let mut data = serde_json::Map::new();
+        for (key, content) in rendered.secret.files.get(name).into_iter().flatten() {
+            data.insert(
+                key.clone(),
+                json!(content.replace(CREDENTIAL_VALUE, &value)),
+            );
+        }
+        data.insert(CREDENTIAL_KEY.to_owned(), json!(value));
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": ns,
                          "labels": {INSTANCE_LABEL: instance, MANAGED_BY_LABEL: FIELD_MANAGER},
                          "ownerReferences": owners},
             "type": "Opaque",
-            "stringData": {CREDENTIAL_KEY: value}
+            "stringData": data
         }))
         .expect("a valid Secret");
         match api.create(&PostParams::default(), &secret).await {

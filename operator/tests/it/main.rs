@@ -3,6 +3,7 @@
 //! module per capability.
 
 mod authority;
+mod credentials;
 mod guard;
 mod leader;
 mod manifests;

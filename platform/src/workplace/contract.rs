@@ -967,7 +967,7 @@ contracts:
                 json!({"kind": "Deployment", "metadata": meta("app"),
                        "spec": {"template": {"spec": pod}}}),
             ],
-            secret: crate::render::SecretRequest { names: vec![] },
+            secret: crate::render::SecretRequest::default(),
         }
     }
 
@@ -1027,7 +1027,7 @@ contracts:
                 json!({"kind": "Deployment", "metadata": {"name": "app", "labels": {COMPONENT_LABEL: "app"}},
                        "spec": {"template": {"spec": pod}}}),
             ],
-            secret: crate::render::SecretRequest { names: vec![] },
+            secret: crate::render::SecretRequest::default(),
         };
         let rules: Vec<Rule> = super::check(&rendered, Catalog::shipped(), &contracts)
             .iter()
@@ -1297,11 +1297,11 @@ contracts:
         assert!(matches!(err, ContractError::Parse(_)), "{err}");
     }
 
-    /// The Matrix wiring's helpers (Synapse's JWT init container, the admin Job) run Synapse's
-    /// image and are held to its contract like its server: the shipped rendering passes, and the
-    /// same helper under another uid or on a writable root is named.
+    /// The Matrix admin Job runs Synapse's image and is held to its contract like its server:
+    /// the shipped rendering passes, and the same Job under another uid or on a writable root is
+    /// named.
     #[test]
-    fn the_matrix_helpers_are_held_to_synapses_contract() {
+    fn the_matrix_admin_job_is_held_to_synapses_contract() {
         let spec: crate::workplace::WorkplaceSpec = yaml_serde::from_str(
             "{policy: p, profile: users500, domain: a.example.fr, storage: {provisioner: csi.example.fr}}",
         )
@@ -1316,14 +1316,14 @@ contracts:
             eligible_zones: &zones,
         })
         .unwrap();
-        let helpers = |r: &Rendered| -> Vec<String> {
+        let breaches = |r: &Rendered| -> Vec<String> {
             super::check(r, Catalog::shipped(), ImageContracts::shipped())
                 .into_iter()
                 .filter(|b| b.component == "synapse")
                 .map(|b| format!("{} {} {}", b.workload, b.container, b.rule))
                 .collect()
         };
-        assert_eq!(helpers(&rendered), Vec::<String>::new());
+        assert_eq!(breaches(&rendered), Vec::<String>::new());
         let job = rendered
             .objects
             .iter_mut()
@@ -1334,20 +1334,15 @@ contracts:
                     .starts_with("synapse-admin-")
             })
             .unwrap();
-        let job_name = job["metadata"]["name"].as_str().unwrap().to_owned();
-        job["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = json!(1000);
-        let sts = rendered
-            .objects
-            .iter_mut()
-            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "synapse")
-            .unwrap();
-        sts["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]["readOnlyRootFilesystem"] =
-            json!(false);
+        let name = job["metadata"]["name"].as_str().unwrap().to_owned();
+        let pod = &mut job["spec"]["template"]["spec"];
+        pod["securityContext"]["runAsUser"] = json!(1000);
+        pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = json!(false);
         assert_eq!(
-            helpers(&rendered),
+            breaches(&rendered),
             [
-                "StatefulSet/synapse jwt-config read-only-root".to_owned(),
-                format!("Job/{job_name} register identity"),
+                format!("Job/{name} register identity"),
+                format!("Job/{name} register read-only-root"),
             ]
         );
     }

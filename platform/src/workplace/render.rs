@@ -47,11 +47,18 @@ pub struct RenderInput<'a> {
 }
 
 /// The generated credentials a workplace needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretRequest {
     /// Names of the Secrets to create, with a random value, when absent.
     pub names: Vec<String>,
+    /// Files some of those Secrets also hold, made from the same value when the Secret is
+    /// created: Secret name -> key -> content, where [`CREDENTIAL_VALUE`] stands for the value
+    /// (a program that takes a secret only inside its configuration file reads it from there).
+    pub files: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// What stands for a credential's value in [`SecretRequest::files`].
+pub const CREDENTIAL_VALUE: &str = "{value}";
 
 /// The objects of one workplace.
 #[derive(Debug, Clone)]
@@ -111,6 +118,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         .map_err(|cycle| format!("dependency cycle: {}", cycle.join(" -> ")))?;
     let mut objects = Vec::new();
     let mut keys = std::collections::BTreeSet::new();
+    let mut files = BTreeMap::new();
     for name in order {
         let c = input
             .catalog
@@ -137,6 +145,12 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
                     .into_iter()
                     .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
             );
+            if input.catalog.component("exo").is_some() {
+                files.insert(
+                    format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"),
+                    BTreeMap::from([(SYNAPSE_JWT_KEY.to_owned(), synapse_jwt_config())]),
+                );
+            }
         }
         if name == "postgresql" {
             keys.extend(
@@ -169,6 +183,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         objects,
         secret: SecretRequest {
             names: keys.into_iter().collect(),
+            files,
         },
     })
 }
@@ -444,7 +459,7 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             ));
             if enabled("exo") {
                 // jwt_config has no path option: its secret comes in a second configuration
-                // file, written by an init container from the credential (`synapse_jwt`).
+                // file, from the credential's Secret (`synapse_jwt_config`).
                 w.args = Some(
                     [
                         "run",
@@ -954,37 +969,18 @@ fn databases_job(
     credentials
 }
 
-/// Synapse's login by JWT for eXo: `jwt_config` takes its secret inline only (no path option:
-/// element-hq/synapse@v1.141.0 synapse/config/jwt.py:33-45, docs/usage/configuration/
-/// config_documentation.md:3767-3800), so an init container (Synapse's image, under its uid)
-/// writes it into a second configuration file on a memory-backed emptyDir, from the credential,
-/// and Synapse reads both files (`--config-path` twice: synapse/config/_base.py:933-956 merges
-/// them). The JWT module needs Authlib, which the image ships (docs/jwt.md:38-47, the Docker
-/// image installs the `all` extras: docker/Dockerfile:60). Returns the init container, its
-/// volume and the server's read-only mount of it.
-fn synapse_jwt(c: &Component, contract: &ImageContract) -> (Value, Value, Value) {
-    let dir = SYNAPSE_JWT_CONFIG
-        .rsplit_once('/')
-        .map_or(SYNAPSE_JWT_CONFIG, |(d, _)| d);
-    // The credential is hex digits only: nothing in it is special to printf or YAML.
-    let script = format!(
-        "printf 'jwt_config:\\n  enabled: true\\n  secret: \"%s\"\\n  algorithm: {MATRIX_JWT_ALGORITHM}\\n' \"$MATRIX_JWT_SECRET\" > {SYNAPSE_JWT_CONFIG}"
-    );
-    let init = json!({
-        "name": "jwt-config",
-        "image": c.image.to_string(),
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", script],
-        "env": [{"name": "MATRIX_JWT_SECRET", "valueFrom": {"secretKeyRef": {
-            "name": format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"), "key": CREDENTIAL_KEY}}}],
-        "volumeMounts": [{"name": "jwt-config", "mountPath": dir}],
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
-        "securityContext": container_security(contract),
-    });
-    let volume =
-        json!({"name": "jwt-config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}});
-    let mount = json!({"name": "jwt-config", "mountPath": dir, "readOnly": true});
-    (init, volume, mount)
+/// Synapse's login by JWT for eXo, as a configuration file of its own: `jwt_config` takes its
+/// secret inline only (no path option: element-hq/synapse@v1.141.0 synapse/config/jwt.py:33-45,
+/// docs/usage/configuration/config_documentation.md:3767-3800), so the operator writes this file
+/// into the credential's Secret when it creates it, from the same value eXo reads, and Synapse
+/// reads it as a second configuration file (`--config-path` twice: synapse/config/_base.py:
+/// 933-956 merges them). The JWT module needs Authlib, which the image ships (docs/jwt.md:38-47;
+/// the Docker image installs the `all` extras, docker/Dockerfile:60).
+fn synapse_jwt_config() -> String {
+    // A generated value is hex digits only: nothing in it is special to YAML.
+    format!(
+        "jwt_config:\n  enabled: true\n  secret: \"{CREDENTIAL_VALUE}\"\n  algorithm: {MATRIX_JWT_ALGORITHM}\n"
+    )
 }
 
 /// The Job creating the Matrix admin account eXo acts as (Meeds-io/matrix@467f9c5 README.md,
@@ -1139,8 +1135,11 @@ pub const MATRIX_ADMIN: &str = "exo-admin";
 /// (jwtk/jjwt@04f642c api/src/main/java/io/jsonwebtoken/security/Keys.java, hmacShaKeyFor;
 /// `signWith(Key)` signs with the key's algorithm): a generated credential is 48 characters.
 pub const MATRIX_JWT_ALGORITHM: &str = "HS384";
-/// The second configuration file of Synapse, holding `jwt_config` (written at start).
-const SYNAPSE_JWT_CONFIG: &str = "/run/hexagone/jwt.yaml";
+/// The second configuration file of Synapse, holding `jwt_config`, from the JWT credential's
+/// Secret (key [`SYNAPSE_JWT_KEY`]).
+const SYNAPSE_JWT_CONFIG: &str = "/secrets/jwt.yaml";
+/// The key of the JWT credential's Secret holding Synapse's `jwt_config` file.
+pub const SYNAPSE_JWT_KEY: &str = "synapse-jwt.yaml";
 /// eXo's variables carrying the Matrix secrets into JAVA_OPTS.
 const EXO_MATRIX_JWT_VAR: &str = "HEXAGONE_MATRIX_JWT_SECRET";
 const EXO_MATRIX_REGISTRATION_VAR: &str = "HEXAGONE_MATRIX_REGISTRATION_SECRET";
@@ -1552,10 +1551,19 @@ fn render_component(
         }
     }
     if n == "synapse" && input.catalog.component("exo").is_some() {
-        let (init, volume, mount) = synapse_jwt(c, contract);
-        seeds.push(init);
-        volumes.push(volume);
-        mounts.push(mount);
+        let file = SYNAPSE_JWT_CONFIG
+            .rsplit('/')
+            .next()
+            .unwrap_or(SYNAPSE_JWT_KEY);
+        volumes.push(json!({"name": "jwt-config", "secret": {
+            "secretName": format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"),
+            "items": [{"key": SYNAPSE_JWT_KEY, "path": file}],
+            "defaultMode": 0o440
+        }}));
+        mounts.push(
+            json!({"name": "jwt-config", "mountPath": SYNAPSE_JWT_CONFIG,
+                           "subPath": file, "readOnly": true}),
+        );
     }
     // Keycloak builds its optimized server once, into the seeded lib/quarkus, so the server
     // itself starts with --optimized on a read-only root.
@@ -3585,56 +3593,33 @@ mod tests {
                 SYNAPSE_JWT_CONFIG
             ]
         );
-        let init = pod["initContainers"]
+        // The file Synapse reads is the JWT credential's Secret's, made from the same value
+        // eXo reads (the operator writes it when it creates the Secret).
+        let file = secret_at(pod, server, SYNAPSE_JWT_CONFIG);
+        assert_eq!(file, Some(jwt.clone()));
+        let m = server["volumeMounts"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"] == "jwt-config")
+            .find(|m| m["mountPath"] == SYNAPSE_JWT_CONFIG)
             .unwrap();
-        assert_eq!(init["image"], server["image"]);
-        assert_eq!(
-            init["env"][0]["valueFrom"]["secretKeyRef"]["name"],
-            json!(jwt)
-        );
-        let script = init["command"][2].as_str().unwrap();
-        // What the shell writes, with the credential in place of the variable, is the
-        // configuration Synapse's JWT module reads.
-        let written = script
-            .split_once("printf '")
-            .and_then(|(_, rest)| rest.split_once("' "))
+        let v = pod["volumes"]
+            .as_array()
             .unwrap()
-            .0
-            .replace("\\n", "\n")
-            .replace("%s", "0123abcd");
-        let written: Value = yaml_serde::from_str(&written).unwrap();
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
+        assert_eq!(v["secret"]["items"][0]["key"], SYNAPSE_JWT_KEY);
+        assert_eq!(v["secret"]["items"][0]["path"], m["subPath"]);
+        let template = &r.secret.files[&jwt][SYNAPSE_JWT_KEY];
+        let written: Value =
+            yaml_serde::from_str(&template.replace(CREDENTIAL_VALUE, "0123abcd")).unwrap();
         assert_eq!(
             written,
             json!({"jwt_config": {"enabled": true, "secret": "0123abcd",
                                   "algorithm": MATRIX_JWT_ALGORITHM}})
         );
-        assert!(
-            script.ends_with(&format!("> {SYNAPSE_JWT_CONFIG}")),
-            "{script}"
-        );
-        let dir = SYNAPSE_JWT_CONFIG.rsplit_once('/').unwrap().0;
-        let mounted = |c: &Value| {
-            c["volumeMounts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["mountPath"] == dir)
-                .map(|m| (m["name"].clone(), m["readOnly"] == true))
-        };
-        let (volume, read_only) = mounted(init).unwrap();
-        assert!(!read_only);
-        assert_eq!(mounted(server), Some((volume.clone(), true)));
-        let v = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == volume)
-            .unwrap();
-        assert_eq!(v["emptyDir"]["medium"], "Memory");
+        assert_eq!(r.secret.files.len(), 1, "{:?}", r.secret.files);
         // No rendered object holds a secret value: every one is a reference.
         let text = r.yaml_stream();
         assert!(!text.contains("registration_shared_secret:"), "{text}");
@@ -3716,9 +3701,11 @@ mod tests {
             "{policy: france-diffusion-restreinte, profile: users500, domain: a.example.fr, components: {exo: {enabled: false}}}",
             &["fr-par-1"],
         );
-        let server = &pod_of(&r, "synapse")["containers"][0];
+        let pod = pod_of(&r, "synapse");
+        let server = &pod["containers"][0];
         assert!(server.get("args").is_none());
-        assert!(pod_of(&r, "synapse").get("initContainers").is_none());
+        assert_eq!(secret_at(pod, server, SYNAPSE_JWT_CONFIG), None);
+        assert!(r.secret.files.is_empty());
         assert!(!r.objects.iter().any(|o| {
             o["metadata"]["name"]
                 .as_str()
