@@ -2745,47 +2745,37 @@ mod tests {
 
         // eXo: its OpenID properties through JAVA_OPTS, the secret expanded by the kubelet
         // from a variable listed before it, from the same Secret as Keycloak's.
-        let opts = env_of(&r, "exo", "JAVA_OPTS").unwrap()["value"]
-            .as_str()
-            .unwrap();
-        for p in [
-            "-Dexo.oauth.openid.enabled=true".to_owned(),
-            "-Dexo.oauth.openid.clientId=exo".to_owned(),
-            format!(
-                "-Dexo.oauth.openid.redirectURL={}",
-                clients["exo"]["redirectUris"][0].as_str().unwrap()
-            ),
-            format!(
-                "-Dexo.oauth.openid.wellKnownConfigurationUrl={kc_hostname}/realms/workplace/.well-known/openid-configuration"
-            ),
-            "-Dexo.oauth.openid.clientSecret=$(HEXAGONE_OIDC_CLIENT_SECRET)".to_owned(),
-            format!(
-                "-Donlyoffice.documentserver.host={}",
-                ingress_host(&r, "onlyoffice")
-            ),
-            "-Donlyoffice.documentserver.secret=$(HEXAGONE_ONLYOFFICE_JWT_SECRET)".to_owned(),
-        ] {
-            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
-        }
-        let names: Vec<&str> = find("StatefulSet", "exo")["spec"]["template"]["spec"]["containers"]
-            [0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap())
-            .collect();
-        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
-        assert!(pos("HEXAGONE_OIDC_CLIENT_SECRET") < pos("JAVA_OPTS"));
-        assert!(pos("HEXAGONE_ONLYOFFICE_JWT_SECRET") < pos("JAVA_OPTS"));
-        assert_eq!(
-            env_of(&r, "exo", "HEXAGONE_OIDC_CLIENT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
-                ["name"],
-            kc_secret("REALM_CLIENT_SECRET_EXO")
-        );
-        assert_eq!(
-            env_of(&r, "exo", "HEXAGONE_ONLYOFFICE_JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
-                ["name"],
-            env_of(&r, "onlyoffice", "JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]["name"]
+        assert_exo_java_opts(
+            &r,
+            &[
+                "-Dexo.oauth.openid.enabled=true".to_owned(),
+                "-Dexo.oauth.openid.clientId=exo".to_owned(),
+                format!(
+                    "-Dexo.oauth.openid.redirectURL={}",
+                    clients["exo"]["redirectUris"][0].as_str().unwrap()
+                ),
+                format!(
+                    "-Dexo.oauth.openid.wellKnownConfigurationUrl={kc_hostname}/realms/workplace/.well-known/openid-configuration"
+                ),
+                "-Dexo.oauth.openid.clientSecret=$(HEXAGONE_OIDC_CLIENT_SECRET)".to_owned(),
+                format!(
+                    "-Donlyoffice.documentserver.host={}",
+                    ingress_host(&r, "onlyoffice")
+                ),
+                "-Donlyoffice.documentserver.secret=$(HEXAGONE_ONLYOFFICE_JWT_SECRET)".to_owned(),
+            ],
+            &[
+                (
+                    "HEXAGONE_OIDC_CLIENT_SECRET",
+                    kc_secret("REALM_CLIENT_SECRET_EXO"),
+                ),
+                (
+                    "HEXAGONE_ONLYOFFICE_JWT_SECRET",
+                    env_of(&r, "onlyoffice", "JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
+                        ["name"]
+                        .clone(),
+                ),
+            ],
         );
     }
 
@@ -3079,17 +3069,7 @@ mod tests {
     fn each_application_has_its_own_role_database_and_credential_set_at_every_apply() {
         let r = rendered(SPEC, &["fr-par-1"]);
         let clients = postgres_clients(&r);
-        let jobs: Vec<&Value> = r
-            .objects
-            .iter()
-            .filter(|o| {
-                o["kind"] == "Job"
-                    && o["metadata"]["name"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("postgresql-databases-")
-            })
-            .collect();
+        let jobs = jobs_named(&r, "postgresql-databases-");
         assert_eq!(jobs.len(), 1);
         let job = jobs[0];
         // Deleted after it finishes, so the next apply runs it again.
@@ -3506,8 +3486,49 @@ mod tests {
         &o["spec"]["template"]["spec"]
     }
 
-    /// The credential Secret a volume mounted at `path` in `container` reads.
-    fn secret_at(pod: &Value, container: &Value, path: &str) -> Option<String> {
+    /// Asserts that eXo's JAVA_OPTS holds each of `properties`, and that each variable of
+    /// `secrets` comes from the Secret named with it and is listed before JAVA_OPTS (the kubelet
+    /// expands `$(NAME)` only from earlier variables).
+    fn assert_exo_java_opts(r: &Rendered, properties: &[String], secrets: &[(&str, Value)]) {
+        let opts = env_of(r, "exo", "JAVA_OPTS").unwrap()["value"]
+            .as_str()
+            .unwrap();
+        for p in properties {
+            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
+        }
+        let names: Vec<&str> = pod_of(r, "exo")["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        for (var, secret) in secrets {
+            assert!(pos(var) < pos("JAVA_OPTS"), "{var}");
+            assert_eq!(
+                &env_of(r, "exo", var).unwrap()["valueFrom"]["secretKeyRef"]["name"],
+                secret,
+                "{var}"
+            );
+        }
+    }
+
+    /// The Jobs whose name starts with `prefix` (a Job's name ends in a digest).
+    fn jobs_named<'a>(r: &'a Rendered, prefix: &str) -> Vec<&'a Value> {
+        r.objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "Job" && o["metadata"]["name"].as_str().unwrap().starts_with(prefix)
+            })
+            .collect()
+    }
+
+    /// The mount at `path` in `container`, and the pod's volume it mounts.
+    fn mounted_at<'a>(
+        pod: &'a Value,
+        container: &'a Value,
+        path: &str,
+    ) -> Option<(&'a Value, &'a Value)> {
         let m = container["volumeMounts"]
             .as_array()?
             .iter()
@@ -3516,6 +3537,12 @@ mod tests {
             .as_array()?
             .iter()
             .find(|v| v["name"] == m["name"])?;
+        Some((m, v))
+    }
+
+    /// The credential Secret a volume mounted at `path` in `container` reads.
+    fn secret_at(pod: &Value, container: &Value, path: &str) -> Option<String> {
+        let (_, v) = mounted_at(pod, container, path)?;
         v["secret"]["secretName"].as_str().map(str::to_owned)
     }
 
@@ -3530,39 +3557,25 @@ mod tests {
 
         // eXo: the add-on's five properties in JAVA_OPTS, the secrets expanded by the kubelet
         // from variables listed before it.
-        let opts = env_of(&r, "exo", "JAVA_OPTS").unwrap()["value"]
-            .as_str()
-            .unwrap();
-        for p in [
-            "-Dmeeds.matrix.server.url=http://synapse:8008".to_owned(),
-            "-Dmeeds.matrix.server.name=intranet.example.gouv.fr".to_owned(),
-            format!("-Dmeeds.matrix.user.name={MATRIX_ADMIN}"),
-            format!("-Dmeeds.matrix.jwt.secret=$({EXO_MATRIX_JWT_VAR})"),
-            format!("-Dmeeds.matrix.shared_secret_registration=$({EXO_MATRIX_REGISTRATION_VAR})"),
-        ] {
-            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
-        }
-        let exo = &pod_of(&r, "exo")["containers"][0];
-        let names: Vec<&str> = exo["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap())
-            .collect();
-        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
-        for (var, secret) in [
-            (EXO_MATRIX_JWT_VAR, &jwt),
-            (EXO_MATRIX_REGISTRATION_VAR, &registration),
-        ] {
-            assert!(pos(var) < pos("JAVA_OPTS"), "{var}");
-            assert_eq!(
-                env_of(&r, "exo", var).unwrap()["valueFrom"]["secretKeyRef"]["name"],
-                json!(secret)
-            );
-        }
+        assert_exo_java_opts(
+            &r,
+            &[
+                "-Dmeeds.matrix.server.url=http://synapse:8008".to_owned(),
+                "-Dmeeds.matrix.server.name=intranet.example.gouv.fr".to_owned(),
+                format!("-Dmeeds.matrix.user.name={MATRIX_ADMIN}"),
+                format!("-Dmeeds.matrix.jwt.secret=$({EXO_MATRIX_JWT_VAR})"),
+                format!(
+                    "-Dmeeds.matrix.shared_secret_registration=$({EXO_MATRIX_REGISTRATION_VAR})"
+                ),
+            ],
+            &[
+                (EXO_MATRIX_JWT_VAR, json!(jwt)),
+                (EXO_MATRIX_REGISTRATION_VAR, json!(registration)),
+            ],
+        );
 
         // Synapse: the registration secret from a file of the same credential, the JWT secret
-        // in a second configuration file written at start from the same credential as eXo's.
+        // in a second configuration file of the same credential's Secret as eXo's.
         let homeserver: Value = yaml_serde::from_str(
             object(&r, "ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
                 .as_str()
@@ -3597,18 +3610,7 @@ mod tests {
         // eXo reads (the operator writes it when it creates the Secret).
         let file = secret_at(pod, server, SYNAPSE_JWT_CONFIG);
         assert_eq!(file, Some(jwt.clone()));
-        let m = server["volumeMounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["mountPath"] == SYNAPSE_JWT_CONFIG)
-            .unwrap();
-        let v = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == m["name"])
-            .unwrap();
+        let (m, v) = mounted_at(pod, server, SYNAPSE_JWT_CONFIG).unwrap();
         assert_eq!(v["secret"]["items"][0]["key"], SYNAPSE_JWT_KEY);
         assert_eq!(v["secret"]["items"][0]["path"], m["subPath"]);
         let template = &r.secret.files[&jwt][SYNAPSE_JWT_KEY];
@@ -3628,17 +3630,9 @@ mod tests {
     #[test]
     fn a_job_creates_the_matrix_admin_with_synapses_own_secret_and_converges() {
         let r = rendered(SPEC, &["fr-par-1"]);
-        let job = r
-            .objects
-            .iter()
-            .find(|o| {
-                o["kind"] == "Job"
-                    && o["metadata"]["name"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("synapse-admin-")
-            })
-            .expect("the admin Job");
+        let admin = jobs_named(&r, "synapse-admin-");
+        assert_eq!(admin.len(), 1);
+        let job = admin[0];
         assert_eq!(job["metadata"]["labels"][COMPONENT_LABEL], "synapse");
         assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
         let pod = pod_of(&r, "synapse-admin-");
@@ -3660,18 +3654,7 @@ mod tests {
         assert_eq!(*command.last().unwrap(), "http://synapse:8008");
         // The configuration it reads is Synapse's, and the secret file it names is mounted
         // from the credential Synapse reads.
-        let m = c["volumeMounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["mountPath"] == "/conf/homeserver.yaml")
-            .unwrap();
-        let files = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == m["name"])
-            .unwrap();
+        let (_, files) = mounted_at(pod, c, "/conf/homeserver.yaml").unwrap();
         assert_eq!(files["configMap"]["name"], "synapse-files");
         assert_eq!(
             secret_at(pod, c, SYNAPSE_REGISTRATION_PATH),
@@ -3706,12 +3689,7 @@ mod tests {
         assert!(server.get("args").is_none());
         assert_eq!(secret_at(pod, server, SYNAPSE_JWT_CONFIG), None);
         assert!(r.secret.files.is_empty());
-        assert!(!r.objects.iter().any(|o| {
-            o["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("synapse-admin-")
-        }));
+        assert!(jobs_named(&r, "synapse-admin-").is_empty());
         assert!(
             !r.secret
                 .names
