@@ -710,6 +710,7 @@ class Ground:
         self.check_valkey()
         self.check_synapse()
         self.check_keycloak()
+        self.check_matrix_admin()
 
     def run_job(self, job, deadline):
         try:
@@ -1004,6 +1005,42 @@ class Ground:
                 self.check(f"keycloak: the {name} realm has the clients {', '.join(sorted(wanted))}",
                            bool(wanted) and wanted <= present, f"{status}: missing {sorted(wanted - present)}: {text[-200:]}")
             break  # the replicas share the database: one answers for all
+
+    def check_matrix_admin(self):
+        """The Job creating the account eXo acts as on Matrix (issue 20: Meeds-io/matrix README
+        `register_new_matrix_user -a`) made it against the running Synapse: the account logs in
+        with the password the Job was given, and Synapse's admin API answers it as an admin.
+        Not proven here: eXo's JWT login, since the operator writes Synapse's `jwt_config` into
+        the credential's Secret when it creates it, and this harness reads only the stream."""
+        for job in self.jobs:
+            if not job.workload.startswith("synapse-admin-"):
+                continue
+            name = f"{job.workload}: created a Synapse admin account that logs in"
+            argv = job.container.get("command") or []
+            arg = lambda flag: argv[argv.index(flag) + 1] if flag in argv[:-1] else None  # noqa: E731
+            user, password_file = arg("-u"), arg("--password-file") or ""
+            mount = next((m for m in job.container.get("volumeMounts") or []
+                          if password_file.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            volume = next((v for v in job.spec.get("volumes") or [] if mount and v["name"] == mount["name"]), {})
+            secret = volume.get("secret") or {}
+            key = next((i["key"] for i in secret.get("items") or []
+                        if password_file.endswith("/" + i["path"])), None)
+            state = self.results.get(job.name, ("failed", "not run"))
+            ready = next(self.ready("synapse"), None)
+            if not (user and secret.get("secretName") and key) or ready is None or state[0] != "completed":
+                self.check(name, False, f"the Job {state[0]} ({state[1][-200:]}); user {user!r}, "
+                           f"password from {secret.get('secretName')}/{key}; Synapse ready: {ready is not None}")
+                continue
+            pod, host, port = ready
+            server_name = (yaml.safe_load(open(pod.config_path)) or {}).get("server_name")
+            body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+                               "password": self.secret(secret["secretName"], key)})
+            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/login", "POST", body)
+            token = json.loads(text).get("access_token") if status == 200 else None
+            admin_status, admin_text = self.http(f"http://{host}:{port}/_synapse/admin/v2/users/@{user}:{server_name}",
+                                                 headers={"Authorization": f"Bearer {token}"})
+            admin = admin_status == 200 and json.loads(admin_text).get("admin") is True
+            self.check(name, admin, f"login {status}: {text[-200:]}; admin API {admin_status}: {admin_text[-200:]}")
 
     def services_of(self, pod):
         for svc in self.services:
