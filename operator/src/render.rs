@@ -137,10 +137,27 @@ fn render_workplace(
     } else {
         zones.join(", ")
     };
+    let files: Vec<String> = rendered
+        .secret
+        .files
+        .iter()
+        .map(|(secret, keys)| {
+            let keys: Vec<&str> = keys.keys().map(String::as_str).collect();
+            format!("{secret} ({})", keys.join(", "))
+        })
+        .collect();
+    let files_line = if files.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "# Files written into them from the same value: {}\n",
+            files.join("; ")
+        )
+    };
     Ok(format!(
         "# hexagone-operator render: Workplace {namespace}/{name} from {file}\n\
          # Eligible zones: {zones_line}\n\
-         # Credentials the operator creates when absent (random, never printed): {}\n{}",
+         # Credentials the operator creates when absent (random, never printed): {}\n{files_line}{}",
         rendered.secret.names.join(", "),
         rendered.yaml_stream()
     ))
@@ -171,6 +188,11 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("# Eligible zones: fr-par-1, fr-par-2\n"));
+        // Synapse's jwt_config file, which the operator writes into the JWT credential's Secret,
+        // is named, not printed.
+        assert!(out.contains(
+            "# Files written into them from the same value: credential-matrix-jwt-secret (synapse-jwt.yaml)\n"
+        ));
         let docs: Vec<serde_json::Value> = yaml_serde::Deserializer::from_str(&out)
             .map(|d| serde_json::Value::deserialize(d).unwrap())
             .collect();

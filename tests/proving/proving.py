@@ -1050,11 +1050,19 @@ class Ground:
         self.check_keycloak()
         self.check_isolation()
         self.check_translation()
+        self.check_matrix_admin()
 
     def run_job(self, job, deadline):
         try:
             self.prepare(job)
             argv = self.argv(job)
+            # The synapse image's console script, from the same package in the cache (its
+            # entry points, matrix_synapse-1.141.0.dist-info/entry_points.txt:
+            # register_new_matrix_user=synapse._scripts.register_new_matrix_user:main).
+            if job.adapter() == "synapse" and argv and argv[0] == "register_new_matrix_user":
+                version = job.image.rsplit(":", 1)[-1].lstrip("v")
+                argv = [os.path.join(self.venv("synapse", version), "bin", "python"), "-m",
+                        "synapse._scripts.register_new_matrix_user", *argv[1:]]
         except Exception as e:  # noqa: BLE001
             return ("failed", str(e))
         attempts = 0
@@ -1446,6 +1454,42 @@ class Ground:
             auth = ["-a", env.get("VALKEY_PASSWORD", "")] if "--requirepass" in self.argv(pod) else []
             return (["timeout", "3", "redis-cli", "-h", host, "-p", str(port), "--no-auth-warning", *auth, "--scan"], {})
         return None
+
+    def check_matrix_admin(self):
+        """The Job creating the account eXo acts as on Matrix (issue 20: Meeds-io/matrix README
+        `register_new_matrix_user -a`) made it against the running Synapse: the account logs in
+        with the password the Job was given, and Synapse's admin API answers it as an admin.
+        Not proven here: eXo's JWT login, since the operator writes Synapse's `jwt_config` into
+        the credential's Secret when it creates it, and this harness reads only the stream."""
+        for job in self.jobs:
+            if not job.workload.startswith("synapse-admin-"):
+                continue
+            name = f"{job.workload}: created a Synapse admin account that logs in"
+            argv = job.container.get("command") or []
+            arg = lambda flag: argv[argv.index(flag) + 1] if flag in argv[:-1] else None  # noqa: E731
+            user, password_file = arg("-u"), arg("--password-file") or ""
+            mount = next((m for m in job.container.get("volumeMounts") or []
+                          if password_file.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            volume = next((v for v in job.spec.get("volumes") or [] if mount and v["name"] == mount["name"]), {})
+            secret = volume.get("secret") or {}
+            key = next((i["key"] for i in secret.get("items") or []
+                        if password_file.endswith("/" + i["path"])), None)
+            state = self.results.get(job.name, ("failed", "not run"))
+            ready = next(self.ready("synapse"), None)
+            if not (user and secret.get("secretName") and key) or ready is None or state[0] != "completed":
+                self.check(name, False, f"the Job {state[0]} ({state[1][-200:]}); user {user!r}, "
+                           f"password from {secret.get('secretName')}/{key}; Synapse ready: {ready is not None}")
+                continue
+            pod, host, port = ready
+            server_name = (yaml.safe_load(open(pod.config_path)) or {}).get("server_name")
+            body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+                               "password": self.secret(secret["secretName"], key)})
+            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/login", "POST", body)
+            token = json.loads(text).get("access_token") if status == 200 else None
+            admin_status, admin_text = self.http(f"http://{host}:{port}/_synapse/admin/v2/users/@{user}:{server_name}",
+                                                 headers={"Authorization": f"Bearer {token}"})
+            admin = admin_status == 200 and json.loads(admin_text).get("admin") is True
+            self.check(name, admin, f"login {status}: {text[-200:]}; admin API {admin_status}: {admin_text[-200:]}")
 
     def services_of(self, pod):
         for svc in self.services:

@@ -18,6 +18,7 @@ use kube::{Resource, ResourceExt};
 
 use super::apply::{apply_rendered, storage_class_taken};
 use super::capacity::capacity_shortfall;
+use super::prune::prune;
 use super::readiness::readiness;
 use super::refuse::{refusals, refuse};
 use super::sovereignty::{Response, sovereignty};
@@ -179,6 +180,14 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
             reverted.join("; ")
         );
         event(ctx, wp, true, "TemplateRestored", m).await;
+    }
+    let removed = prune(&ctx.client, &ns, &name, &owner.uid, &rendered).await?;
+    if !removed.is_empty() {
+        let m = format!(
+            "removed what the Workplace no longer renders: {}",
+            removed.join(", ")
+        );
+        event(ctx, wp, false, "Pruned", m).await;
     }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;

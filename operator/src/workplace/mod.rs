@@ -8,6 +8,8 @@
 //!    (the StorageClass, cluster-scoped, is deleted by the finalizer, `cleanup.rs`), and creates
 //!    the generated credentials once, never reading a Secret back (`apply.rs`,
 //!    `credentials.rs`);
+//!    then deletes the objects it owns that the rendering no longer holds, and says so in an
+//!    Event (`prune.rs`);
 //! 3. finds pods of the namespace (the operator's or not) on nodes the policy does not find
 //!    compliant: Sovereign=False and an Event; under an enforce-mode policy it evicts them
 //!    through the Eviction API (PDBs honoured) so the scheduler moves them to eligible nodes
@@ -26,6 +28,7 @@ mod capacity;
 mod cleanup;
 mod converge;
 mod credentials;
+mod prune;
 mod readiness;
 mod refuse;
 mod sovereignty;

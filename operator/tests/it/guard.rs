@@ -160,8 +160,14 @@ async fn privileged_target(admin: &Client) -> anyhow::Result<()> {
         &deployment("hexagone-auditor", pod_spec(json!({}))),
     )
     .await?;
+    // A tenant's own objects in the workplace namespace, which the operator did not render.
+    create(admin, NS, &config_map(TENANT_OBJECT)).await?;
+    create(admin, NS, &deployment(TENANT_OBJECT, pod_spec(json!({})))).await?;
     Ok(())
 }
+
+/// The name of the tenant's own ConfigMap and Deployment in the workplace namespace.
+const TENANT_OBJECT: &str = "tenant-notes";
 
 /// A token for the privileged ServiceAccount of `kube-system`, asked with `op`.
 async fn privileged_token(op: &Client) -> Result<TokenRequest, kube::Error> {
@@ -216,7 +222,23 @@ async fn guard_refuses(op: &Client, wide: bool) -> anyhow::Result<()> {
             &format!("namespace {ns} is not onboarded"),
         );
     }
-    // In the workplace namespace: a token Secret, and pods with host access.
+    // In the workplace namespace: what it did not render is not its to delete (RBAC grants
+    // delete for what a Workplace no longer renders), a token Secret, pods with host access.
+    let not_rendered = "deletes only what it rendered";
+    guarded(
+        "a tenant's ConfigMap deleted",
+        Api::<ConfigMap>::namespaced(op.clone(), NS)
+            .delete(TENANT_OBJECT, &DeleteParams::default())
+            .await,
+        not_rendered,
+    );
+    guarded(
+        "a tenant's Deployment deleted",
+        Api::<Deployment>::namespaced(op.clone(), NS)
+            .delete(TENANT_OBJECT, &DeleteParams::default())
+            .await,
+        not_rendered,
+    );
     guarded(
         "token Secret in the workplace namespace",
         create(op, NS, &token_secret("default")).await,
@@ -421,19 +443,26 @@ async fn the_operators_token_is_no_path_to_the_rest_of_the_cluster() -> anyhow::
             )
             .await,
     );
-    unauthorized(
-        "a workplace object deleted",
-        Api::<ConfigMap>::namespaced(op.clone(), NS)
-            .delete("anything", &DeleteParams::default())
-            .await,
-    );
 
     // What RBAC grants cluster-wide, the guard refuses.
     guard_refuses(&op, false).await?;
 
-    // The operator's own work is admitted: an object in the workplace namespace, its Lease, an
-    // Event about a Node, its label on a Node, a policy's status, the Workplace's finalizer.
+    // The operator's own work is admitted: an object in the workplace namespace, the deletion of
+    // one it rendered (its managed-by label), its Lease, an Event about a Node, its label on a
+    // Node, a policy's status, the Workplace's finalizer.
     create(&op, NS, &config_map("allowed")).await?;
+    let mut rendered = config_map("rendered");
+    rendered.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_owned(),
+            "hexagone-operator".to_owned(),
+        )]
+        .into(),
+    );
+    create(&op, NS, &rendered).await?;
+    Api::<ConfigMap>::namespaced(op.clone(), NS)
+        .delete("rendered", &DeleteParams::default())
+        .await?;
     let lease: Lease = object(json!({"metadata": {"name": "probe"},
                                      "spec": {"holderIdentity": "probe"}}));
     create(&op, "hexagone-system", &lease).await?;

@@ -3,10 +3,12 @@
 //! module per capability.
 
 mod authority;
+mod credentials;
 mod guard;
 mod leader;
 mod manifests;
 mod node_restriction;
+mod prune;
 mod qualification;
 mod render;
 mod supply;

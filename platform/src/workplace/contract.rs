@@ -967,7 +967,7 @@ contracts:
                 json!({"kind": "Deployment", "metadata": meta("app"),
                        "spec": {"template": {"spec": pod}}}),
             ],
-            secret: crate::render::SecretRequest { names: vec![] },
+            secret: crate::render::SecretRequest::default(),
         }
     }
 
@@ -1027,7 +1027,7 @@ contracts:
                 json!({"kind": "Deployment", "metadata": {"name": "app", "labels": {COMPONENT_LABEL: "app"}},
                        "spec": {"template": {"spec": pod}}}),
             ],
-            secret: crate::render::SecretRequest { names: vec![] },
+            secret: crate::render::SecretRequest::default(),
         };
         let rules: Vec<Rule> = super::check(&rendered, Catalog::shipped(), &contracts)
             .iter()
@@ -1295,5 +1295,55 @@ contracts:
         assert!(err.contains("component app: env[0].source: empty"), "{err}");
         let err = ImageContracts::parse("version: x\ncontracts: [{component: a}]").unwrap_err();
         assert!(matches!(err, ContractError::Parse(_)), "{err}");
+    }
+
+    /// The Matrix admin Job runs Synapse's image and is held to its contract like its server:
+    /// the shipped rendering passes, and the same Job under another uid or on a writable root is
+    /// named.
+    #[test]
+    fn the_matrix_admin_job_is_held_to_synapses_contract() {
+        let spec: crate::workplace::WorkplaceSpec = yaml_serde::from_str(
+            "{policy: p, profile: users500, domain: a.example.fr, storage: {provisioner: csi.example.fr}}",
+        )
+        .unwrap();
+        let catalog = spec.resolve(Catalog::shipped()).unwrap();
+        let zones = vec!["fr-par-1".to_owned()];
+        let mut rendered = crate::render::render(&crate::render::RenderInput {
+            name: "intranet",
+            namespace: "ministere",
+            spec: &spec,
+            catalog: &catalog,
+            eligible_zones: &zones,
+        })
+        .unwrap();
+        let breaches = |r: &Rendered| -> Vec<String> {
+            super::check(r, Catalog::shipped(), ImageContracts::shipped())
+                .into_iter()
+                .filter(|b| b.component == "synapse")
+                .map(|b| format!("{} {} {}", b.workload, b.container, b.rule))
+                .collect()
+        };
+        assert_eq!(breaches(&rendered), Vec::<String>::new());
+        let job = rendered
+            .objects
+            .iter_mut()
+            .find(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("synapse-admin-")
+            })
+            .unwrap();
+        let name = job["metadata"]["name"].as_str().unwrap().to_owned();
+        let pod = &mut job["spec"]["template"]["spec"];
+        pod["securityContext"]["runAsUser"] = json!(1000);
+        pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = json!(false);
+        assert_eq!(
+            breaches(&rendered),
+            [
+                format!("Job/{name} register identity"),
+                format!("Job/{name} register read-only-root"),
+            ]
+        );
     }
 }

@@ -47,11 +47,18 @@ pub struct RenderInput<'a> {
 }
 
 /// The generated credentials a workplace needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretRequest {
     /// Names of the Secrets to create, with a random value, when absent.
     pub names: Vec<String>,
+    /// Files some of those Secrets also hold, made from the same value when the Secret is
+    /// created: Secret name -> key -> content, where [`CREDENTIAL_VALUE`] stands for the value
+    /// (a program that takes a secret only inside its configuration file reads it from there).
+    pub files: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// What stands for a credential's value in [`SecretRequest::files`].
+pub const CREDENTIAL_VALUE: &str = "{value}";
 
 /// The objects of one workplace.
 #[derive(Debug, Clone)]
@@ -111,6 +118,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         .map_err(|cycle| format!("dependency cycle: {}", cycle.join(" -> ")))?;
     let mut objects = Vec::new();
     let mut keys = std::collections::BTreeSet::new();
+    let mut files = BTreeMap::new();
     for name in order {
         let c = input
             .catalog
@@ -131,6 +139,19 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
                 .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
         );
         render_component(c, contract, input, &label, &wiring, &mut objects);
+        if name == "synapse" {
+            keys.extend(
+                matrix_admin_job(input, &label, &mut objects)
+                    .into_iter()
+                    .map(|k| format!("{CREDENTIAL_PREFIX}{k}")),
+            );
+            if input.catalog.component("exo").is_some() {
+                files.insert(
+                    format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"),
+                    BTreeMap::from([(SYNAPSE_JWT_KEY.to_owned(), synapse_jwt_config())]),
+                );
+            }
+        }
         if name == "postgresql" {
             keys.extend(
                 databases_job(input, contract, &label, &mut objects)
@@ -162,6 +183,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         objects,
         secret: SecretRequest {
             names: keys.into_iter().collect(),
+            files,
         },
     })
 }
@@ -331,6 +353,23 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                     format!("-Donlyoffice.documentserver.secret=$({EXO_ONLYOFFICE_SECRET_VAR})"),
                 ]);
             }
+            if enabled("synapse") {
+                // The chat add-on (Meeds-io/matrix@00f0661 services/src/main/java/io/meeds/chat/
+                // service/utils/MatrixConstants.java): Synapse's client API in the namespace, its
+                // server_name, the admin account the Job creates, the secret it signs every
+                // login JWT with, and Synapse's registration secret for creating accounts.
+                secret(EXO_MATRIX_JWT_VAR, MATRIX_JWT_CREDENTIAL);
+                secret(EXO_MATRIX_REGISTRATION_VAR, SYNAPSE_REGISTRATION_CREDENTIAL);
+                opts.extend([
+                    "-Dmeeds.matrix.server.url=http://synapse:8008".to_owned(),
+                    format!("-Dmeeds.matrix.server.name={domain}"),
+                    format!("-Dmeeds.matrix.user.name={MATRIX_ADMIN}"),
+                    format!("-Dmeeds.matrix.jwt.secret=$({EXO_MATRIX_JWT_VAR})"),
+                    format!(
+                        "-Dmeeds.matrix.shared_secret_registration=$({EXO_MATRIX_REGISTRATION_VAR})"
+                    ),
+                ]);
+            }
             w.composed.push(("JAVA_OPTS".into(), opts.join(" ")));
         }
         // Official mysql image: MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, MYSQL_ROOT_PASSWORD.
@@ -413,6 +452,25 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                     client_credential("synapse"),
                     SYNAPSE_OIDC_SECRET_PATH.into(),
                 ));
+            }
+            w.secret_files.push((
+                SYNAPSE_REGISTRATION_CREDENTIAL.into(),
+                SYNAPSE_REGISTRATION_PATH.into(),
+            ));
+            if enabled("exo") {
+                // jwt_config has no path option: its secret comes in a second configuration
+                // file, from the credential's Secret (`synapse_jwt_config`).
+                w.args = Some(
+                    [
+                        "run",
+                        "--config-path",
+                        "/conf/homeserver.yaml",
+                        "--config-path",
+                        SYNAPSE_JWT_CONFIG,
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                );
             }
             w.files.push(MountedFile {
                 key: "homeserver.yaml".into(),
@@ -911,6 +969,101 @@ fn databases_job(
     credentials
 }
 
+/// Synapse's login by JWT for eXo, as a configuration file of its own: `jwt_config` takes its
+/// secret inline only (no path option: element-hq/synapse@v1.141.0 synapse/config/jwt.py:33-45,
+/// docs/usage/configuration/config_documentation.md:3767-3800), so the operator writes this file
+/// into the credential's Secret when it creates it, from the same value eXo reads, and Synapse
+/// reads it as a second configuration file (`--config-path` twice: synapse/config/_base.py:
+/// 933-956 merges them). The JWT module needs Authlib, which the image ships (docs/jwt.md:38-47;
+/// the Docker image installs the `all` extras, docker/Dockerfile:60).
+fn synapse_jwt_config() -> String {
+    // A generated value is hex digits only: nothing in it is special to YAML.
+    format!(
+        "jwt_config:\n  enabled: true\n  secret: \"{CREDENTIAL_VALUE}\"\n  algorithm: {MATRIX_JWT_ALGORITHM}\n"
+    )
+}
+
+/// The Job creating the Matrix admin account eXo acts as (Meeds-io/matrix@467f9c5 README.md,
+/// "Create a user on Matrix server": `register_new_matrix_user -a`), from Synapse's image and
+/// under its uid, against the `synapse` Service: the shared secret from the same configuration
+/// file Synapse reads (`-c`, registration_shared_secret_path), `--exists-ok` so it converges
+/// (element-hq/synapse@v1.141.0 synapse/_scripts/register_new_matrix_user.py:193-300). Its
+/// pods carry Synapse's labels, so Synapse's ingress policy admits them. Named with a digest of
+/// its template, retried until Synapse answers, deleted ten minutes after it finishes. Returns
+/// the credentials it needs.
+fn matrix_admin_job(input: &RenderInput<'_>, eligible: &str, out: &mut Vec<Value>) -> Vec<String> {
+    let (Some(synapse), Some(_)) = (
+        input.catalog.component("synapse"),
+        input.catalog.component("exo"),
+    ) else {
+        return Vec::new();
+    };
+    let Some(contract) = ImageContracts::shipped().for_component("synapse") else {
+        return Vec::new();
+    };
+    let labels = labels(input, Some("synapse"));
+    let secret_volume = |name: &str, key: &str, file: &str| {
+        json!({"name": name, "secret": {
+            "secretName": format!("{CREDENTIAL_PREFIX}{key}"),
+            "items": [{"key": CREDENTIAL_KEY, "path": file}],
+            "defaultMode": 0o440
+        }})
+    };
+    let registration_file = SYNAPSE_REGISTRATION_PATH
+        .rsplit('/')
+        .next()
+        .unwrap_or(CREDENTIAL_KEY);
+    let spec = json!({
+        "restartPolicy": "OnFailure",
+        "serviceAccountName": "synapse",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(contract),
+        "affinity": affinity(eligible),
+        "volumes": [
+            {"name": "files", "configMap": {"name": "synapse-files"}},
+            secret_volume("registration", SYNAPSE_REGISTRATION_CREDENTIAL, registration_file),
+            secret_volume("password", MATRIX_ADMIN_PASSWORD_CREDENTIAL, "password"),
+        ],
+        "containers": [{
+            "name": "register",
+            "image": synapse.image.to_string(),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["register_new_matrix_user", "--exists-ok", "-a", "-u", MATRIX_ADMIN,
+                        "--password-file", "/password/password",
+                        "-c", "/conf/homeserver.yaml", "http://synapse:8008"],
+            "volumeMounts": [
+                {"name": "files", "mountPath": "/conf/homeserver.yaml",
+                 "subPath": "homeserver.yaml", "readOnly": true},
+                {"name": "registration", "mountPath": SYNAPSE_REGISTRATION_PATH,
+                 "subPath": registration_file, "readOnly": true},
+                {"name": "password", "mountPath": "/password", "readOnly": true},
+            ],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "securityContext": container_security(contract),
+        }]
+    });
+    let digest = {
+        use sha2::Digest as _;
+        let text = serde_json::to_string(&spec).expect("JSON");
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
+    };
+    out.push(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": format!("synapse-admin-{digest}"), "namespace": input.namespace,
+                     "labels": labels},
+        "spec": {
+            "backoffLimit": 20,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"metadata": {"labels": labels}, "spec": spec}
+        }
+    }));
+    vec![
+        SYNAPSE_REGISTRATION_CREDENTIAL.to_owned(),
+        MATRIX_ADMIN_PASSWORD_CREDENTIAL.to_owned(),
+    ]
+}
+
 /// Synapse's homeserver.yaml: PostgreSQL (the password from PGPASSWORD), media and signing key
 /// on the data volume, not federated, no statistics sent, no open registration; with Keycloak,
 /// login through the workplace's realm (`oidc_providers`, the client secret read from a mounted
@@ -934,6 +1087,9 @@ fn synapse_config(domain: &str, oidc: bool) -> String {
         "trusted_key_servers": [],
         "federation_domain_whitelist": [],
         "enable_registration": false,
+        // Accounts are created only with this secret (eXo's, and the admin Job's):
+        // element-hq/synapse@v1.141.0 docs/usage/configuration/config_documentation.md:2704-2738.
+        "registration_shared_secret_path": SYNAPSE_REGISTRATION_PATH,
     });
     if oidc {
         config["oidc_providers"] = json!([{
@@ -961,6 +1117,32 @@ pub const REALM: &str = "workplace";
 pub const KEYCLOAK_IMPORT_DIR: &str = "/opt/keycloak/data/import";
 /// Where Synapse reads its OpenID Connect client secret (`client_secret_path`).
 const SYNAPSE_OIDC_SECRET_PATH: &str = "/secrets/oidc-client-secret";
+/// Where Synapse reads its registration shared secret (`registration_shared_secret_path`).
+const SYNAPSE_REGISTRATION_PATH: &str = "/secrets/registration-shared-secret";
+/// Synapse's registration shared secret: shared with eXo's chat add-on, which creates its users'
+/// accounts with it, and with the Job creating the admin account.
+pub const SYNAPSE_REGISTRATION_CREDENTIAL: &str = "synapse-registration-secret";
+/// The secret eXo signs Matrix login JWTs with, and Synapse checks them with (`jwt_config`).
+pub const MATRIX_JWT_CREDENTIAL: &str = "matrix-jwt-secret";
+/// The password of the Matrix admin account (eXo logs it in with a JWT: never used to log in,
+/// but `register_new_matrix_user` needs one).
+const MATRIX_ADMIN_PASSWORD_CREDENTIAL: &str = "matrix-admin-password";
+/// The Matrix account eXo acts as (`meeds.matrix.user.name`), a Synapse admin.
+pub const MATRIX_ADMIN: &str = "exo-admin";
+/// The JWT algorithm: eXo signs with `Keys.hmacShaKeyFor(secret.getBytes())` and `signWith(key)`
+/// (Meeds-io/matrix@0010a35 services/src/main/java/io/meeds/chat/service/MatrixService.java,
+/// getJWTSessionToken), and jjwt picks HMAC-SHA384 for a key of 384 to 511 bits
+/// (jwtk/jjwt@04f642c api/src/main/java/io/jsonwebtoken/security/Keys.java, hmacShaKeyFor;
+/// `signWith(Key)` signs with the key's algorithm): a generated credential is 48 characters.
+pub const MATRIX_JWT_ALGORITHM: &str = "HS384";
+/// The second configuration file of Synapse, holding `jwt_config`, from the JWT credential's
+/// Secret (key [`SYNAPSE_JWT_KEY`]).
+const SYNAPSE_JWT_CONFIG: &str = "/secrets/jwt.yaml";
+/// The key of the JWT credential's Secret holding Synapse's `jwt_config` file.
+pub const SYNAPSE_JWT_KEY: &str = "synapse-jwt.yaml";
+/// eXo's variables carrying the Matrix secrets into JAVA_OPTS.
+const EXO_MATRIX_JWT_VAR: &str = "HEXAGONE_MATRIX_JWT_SECRET";
+const EXO_MATRIX_REGISTRATION_VAR: &str = "HEXAGONE_MATRIX_REGISTRATION_SECRET";
 /// eXo's variables carrying its secrets into JAVA_OPTS (through `$(NAME)`): not read by the
 /// image itself.
 const EXO_OIDC_SECRET_VAR: &str = "HEXAGONE_OIDC_CLIENT_SECRET";
@@ -1242,7 +1424,14 @@ fn render_component(
         // of mixed protocols: Kubernetes 1.26 and later, where the load balancer supports it).
         service["spec"]["type"] = json!("LoadBalancer");
     }
-    out.push(service);
+    // The videobridges get no component-wide Service: nothing reaches them through one. Each
+    // bridge joins the brewery room on Prosody, where Jicofo finds it (JVB_BREWERY_MUC,
+    // djm@stable-11146-2 jvb/rootfs/defaults/jvb.conf:9,69 and jicofo/rootfs/defaults/
+    // jicofo.conf:20); participants send media to its advertised address, through its own
+    // Service when it has one (`videobridges`); a ClusterIP on 10000/UDP reaches no participant.
+    if n != VIDEOBRIDGE {
+        out.push(service);
+    }
     if c.workload == Workload::StatefulSet {
         out.push(json!({
             "apiVersion": "v1", "kind": "Service", "metadata": meta(&format!("{n}-pods")),
@@ -1360,6 +1549,21 @@ fn render_component(
                 }));
             }
         }
+    }
+    if n == "synapse" && input.catalog.component("exo").is_some() {
+        let file = SYNAPSE_JWT_CONFIG
+            .rsplit('/')
+            .next()
+            .unwrap_or(SYNAPSE_JWT_KEY);
+        volumes.push(json!({"name": "jwt-config", "secret": {
+            "secretName": format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"),
+            "items": [{"key": SYNAPSE_JWT_KEY, "path": file}],
+            "defaultMode": 0o440
+        }}));
+        mounts.push(
+            json!({"name": "jwt-config", "mountPath": SYNAPSE_JWT_CONFIG,
+                           "subPath": file, "readOnly": true}),
+        );
     }
     // Keycloak builds its optimized server once, into the seeded lib/quarkus, so the server
     // itself starts with --optimized on a read-only root.
@@ -2541,47 +2745,37 @@ mod tests {
 
         // eXo: its OpenID properties through JAVA_OPTS, the secret expanded by the kubelet
         // from a variable listed before it, from the same Secret as Keycloak's.
-        let opts = env_of(&r, "exo", "JAVA_OPTS").unwrap()["value"]
-            .as_str()
-            .unwrap();
-        for p in [
-            "-Dexo.oauth.openid.enabled=true".to_owned(),
-            "-Dexo.oauth.openid.clientId=exo".to_owned(),
-            format!(
-                "-Dexo.oauth.openid.redirectURL={}",
-                clients["exo"]["redirectUris"][0].as_str().unwrap()
-            ),
-            format!(
-                "-Dexo.oauth.openid.wellKnownConfigurationUrl={kc_hostname}/realms/workplace/.well-known/openid-configuration"
-            ),
-            "-Dexo.oauth.openid.clientSecret=$(HEXAGONE_OIDC_CLIENT_SECRET)".to_owned(),
-            format!(
-                "-Donlyoffice.documentserver.host={}",
-                ingress_host(&r, "onlyoffice")
-            ),
-            "-Donlyoffice.documentserver.secret=$(HEXAGONE_ONLYOFFICE_JWT_SECRET)".to_owned(),
-        ] {
-            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
-        }
-        let names: Vec<&str> = find("StatefulSet", "exo")["spec"]["template"]["spec"]["containers"]
-            [0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap())
-            .collect();
-        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
-        assert!(pos("HEXAGONE_OIDC_CLIENT_SECRET") < pos("JAVA_OPTS"));
-        assert!(pos("HEXAGONE_ONLYOFFICE_JWT_SECRET") < pos("JAVA_OPTS"));
-        assert_eq!(
-            env_of(&r, "exo", "HEXAGONE_OIDC_CLIENT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
-                ["name"],
-            kc_secret("REALM_CLIENT_SECRET_EXO")
-        );
-        assert_eq!(
-            env_of(&r, "exo", "HEXAGONE_ONLYOFFICE_JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
-                ["name"],
-            env_of(&r, "onlyoffice", "JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]["name"]
+        assert_exo_java_opts(
+            &r,
+            &[
+                "-Dexo.oauth.openid.enabled=true".to_owned(),
+                "-Dexo.oauth.openid.clientId=exo".to_owned(),
+                format!(
+                    "-Dexo.oauth.openid.redirectURL={}",
+                    clients["exo"]["redirectUris"][0].as_str().unwrap()
+                ),
+                format!(
+                    "-Dexo.oauth.openid.wellKnownConfigurationUrl={kc_hostname}/realms/workplace/.well-known/openid-configuration"
+                ),
+                "-Dexo.oauth.openid.clientSecret=$(HEXAGONE_OIDC_CLIENT_SECRET)".to_owned(),
+                format!(
+                    "-Donlyoffice.documentserver.host={}",
+                    ingress_host(&r, "onlyoffice")
+                ),
+                "-Donlyoffice.documentserver.secret=$(HEXAGONE_ONLYOFFICE_JWT_SECRET)".to_owned(),
+            ],
+            &[
+                (
+                    "HEXAGONE_OIDC_CLIENT_SECRET",
+                    kc_secret("REALM_CLIENT_SECRET_EXO"),
+                ),
+                (
+                    "HEXAGONE_ONLYOFFICE_JWT_SECRET",
+                    env_of(&r, "onlyoffice", "JWT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]
+                        ["name"]
+                        .clone(),
+                ),
+            ],
         );
     }
 
@@ -2875,15 +3069,9 @@ mod tests {
     fn each_application_has_its_own_role_database_and_credential_set_at_every_apply() {
         let r = rendered(SPEC, &["fr-par-1"]);
         let clients = postgres_clients(&r);
-        let jobs: Vec<&Value> = r.objects.iter().filter(|o| o["kind"] == "Job").collect();
+        let jobs = jobs_named(&r, "postgresql-databases-");
         assert_eq!(jobs.len(), 1);
         let job = jobs[0];
-        assert!(
-            job["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("postgresql-databases-")
-        );
         // Deleted after it finishes, so the next apply runs it again.
         assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
         let container = &job["spec"]["template"]["spec"]["containers"][0];
@@ -3283,5 +3471,229 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    /// The pod spec of workload or Job `name`.
+    fn pod_of<'a>(r: &'a Rendered, name: &str) -> &'a Value {
+        let o = r
+            .objects
+            .iter()
+            .find(|o| {
+                ["Deployment", "StatefulSet", "Job"].contains(&o["kind"].as_str().unwrap())
+                    && o["metadata"]["name"].as_str().unwrap().starts_with(name)
+            })
+            .unwrap_or_else(|| panic!("no workload {name}"));
+        &o["spec"]["template"]["spec"]
+    }
+
+    /// Asserts that eXo's JAVA_OPTS holds each of `properties`, and that each variable of
+    /// `secrets` comes from the Secret named with it and is listed before JAVA_OPTS (the kubelet
+    /// expands `$(NAME)` only from earlier variables).
+    fn assert_exo_java_opts(r: &Rendered, properties: &[String], secrets: &[(&str, Value)]) {
+        let opts = env_of(r, "exo", "JAVA_OPTS").unwrap()["value"]
+            .as_str()
+            .unwrap();
+        for p in properties {
+            assert!(opts.split(' ').any(|o| o == p), "{p} not in {opts}");
+        }
+        let names: Vec<&str> = pod_of(r, "exo")["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        for (var, secret) in secrets {
+            assert!(pos(var) < pos("JAVA_OPTS"), "{var}");
+            assert_eq!(
+                &env_of(r, "exo", var).unwrap()["valueFrom"]["secretKeyRef"]["name"],
+                secret,
+                "{var}"
+            );
+        }
+    }
+
+    /// The Jobs whose name starts with `prefix` (a Job's name ends in a digest).
+    fn jobs_named<'a>(r: &'a Rendered, prefix: &str) -> Vec<&'a Value> {
+        r.objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "Job" && o["metadata"]["name"].as_str().unwrap().starts_with(prefix)
+            })
+            .collect()
+    }
+
+    /// The mount at `path` in `container`, and the pod's volume it mounts.
+    fn mounted_at<'a>(
+        pod: &'a Value,
+        container: &'a Value,
+        path: &str,
+    ) -> Option<(&'a Value, &'a Value)> {
+        let m = container["volumeMounts"]
+            .as_array()?
+            .iter()
+            .find(|m| m["mountPath"] == path)?;
+        let v = pod["volumes"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == m["name"])?;
+        Some((m, v))
+    }
+
+    /// The credential Secret a volume mounted at `path` in `container` reads.
+    fn secret_at(pod: &Value, container: &Value, path: &str) -> Option<String> {
+        let (_, v) = mounted_at(pod, container, path)?;
+        v["secret"]["secretName"].as_str().map(str::to_owned)
+    }
+
+    #[test]
+    fn exo_and_synapse_share_the_matrix_secrets_and_no_object_holds_one() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let registration = format!("{CREDENTIAL_PREFIX}{SYNAPSE_REGISTRATION_CREDENTIAL}");
+        let jwt = format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}");
+        for k in [&registration, &jwt] {
+            assert!(r.secret.names.contains(k), "{k} is not generated");
+        }
+
+        // eXo: the add-on's five properties in JAVA_OPTS, the secrets expanded by the kubelet
+        // from variables listed before it.
+        assert_exo_java_opts(
+            &r,
+            &[
+                "-Dmeeds.matrix.server.url=http://synapse:8008".to_owned(),
+                "-Dmeeds.matrix.server.name=intranet.example.gouv.fr".to_owned(),
+                format!("-Dmeeds.matrix.user.name={MATRIX_ADMIN}"),
+                format!("-Dmeeds.matrix.jwt.secret=$({EXO_MATRIX_JWT_VAR})"),
+                format!(
+                    "-Dmeeds.matrix.shared_secret_registration=$({EXO_MATRIX_REGISTRATION_VAR})"
+                ),
+            ],
+            &[
+                (EXO_MATRIX_JWT_VAR, json!(jwt)),
+                (EXO_MATRIX_REGISTRATION_VAR, json!(registration)),
+            ],
+        );
+
+        // Synapse: the registration secret from a file of the same credential, the JWT secret
+        // in a second configuration file of the same credential's Secret as eXo's.
+        let homeserver: Value = yaml_serde::from_str(
+            object(&r, "ConfigMap", "synapse-files")["data"]["homeserver.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(homeserver.get("registration_shared_secret").is_none());
+        assert!(homeserver.get("jwt_config").is_none());
+        let path = homeserver["registration_shared_secret_path"]
+            .as_str()
+            .unwrap();
+        let pod = pod_of(&r, "synapse");
+        let server = &pod["containers"][0];
+        assert_eq!(secret_at(pod, server, path), Some(registration.clone()));
+        let args: Vec<&str> = server["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--config-path",
+                "/conf/homeserver.yaml",
+                "--config-path",
+                SYNAPSE_JWT_CONFIG
+            ]
+        );
+        // The file Synapse reads is the JWT credential's Secret's, made from the same value
+        // eXo reads (the operator writes it when it creates the Secret).
+        let file = secret_at(pod, server, SYNAPSE_JWT_CONFIG);
+        assert_eq!(file, Some(jwt.clone()));
+        let (m, v) = mounted_at(pod, server, SYNAPSE_JWT_CONFIG).unwrap();
+        assert_eq!(v["secret"]["items"][0]["key"], SYNAPSE_JWT_KEY);
+        assert_eq!(v["secret"]["items"][0]["path"], m["subPath"]);
+        let template = &r.secret.files[&jwt][SYNAPSE_JWT_KEY];
+        let written: Value =
+            yaml_serde::from_str(&template.replace(CREDENTIAL_VALUE, "0123abcd")).unwrap();
+        assert_eq!(
+            written,
+            json!({"jwt_config": {"enabled": true, "secret": "0123abcd",
+                                  "algorithm": MATRIX_JWT_ALGORITHM}})
+        );
+        assert_eq!(r.secret.files.len(), 1, "{:?}", r.secret.files);
+        // No rendered object holds a secret value: every one is a reference.
+        let text = r.yaml_stream();
+        assert!(!text.contains("registration_shared_secret:"), "{text}");
+    }
+
+    #[test]
+    fn a_job_creates_the_matrix_admin_with_synapses_own_secret_and_converges() {
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let admin = jobs_named(&r, "synapse-admin-");
+        assert_eq!(admin.len(), 1);
+        let job = admin[0];
+        assert_eq!(job["metadata"]["labels"][COMPONENT_LABEL], "synapse");
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+        let pod = pod_of(&r, "synapse-admin-");
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], pod_of(&r, "synapse")["containers"][0]["image"]);
+        let command: Vec<&str> = c["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(command[0], "register_new_matrix_user");
+        for flag in ["--exists-ok", "-a"] {
+            assert!(command.contains(&flag), "{command:?}");
+        }
+        let after = |f: &str| command[command.iter().position(|x| *x == f).unwrap() + 1];
+        assert_eq!(after("-u"), MATRIX_ADMIN);
+        assert_eq!(after("-c"), "/conf/homeserver.yaml");
+        assert_eq!(*command.last().unwrap(), "http://synapse:8008");
+        // The configuration it reads is Synapse's, and the secret file it names is mounted
+        // from the credential Synapse reads.
+        let (_, files) = mounted_at(pod, c, "/conf/homeserver.yaml").unwrap();
+        assert_eq!(files["configMap"]["name"], "synapse-files");
+        assert_eq!(
+            secret_at(pod, c, SYNAPSE_REGISTRATION_PATH),
+            secret_at(
+                pod_of(&r, "synapse"),
+                &pod_of(&r, "synapse")["containers"][0],
+                SYNAPSE_REGISTRATION_PATH
+            )
+        );
+        let password = after("--password-file");
+        let dir = password.rsplit_once('/').unwrap().0;
+        assert_eq!(
+            secret_at(pod, c, dir),
+            Some(format!(
+                "{CREDENTIAL_PREFIX}{MATRIX_ADMIN_PASSWORD_CREDENTIAL}"
+            ))
+        );
+        assert!(r.secret.names.contains(&format!(
+            "{CREDENTIAL_PREFIX}{MATRIX_ADMIN_PASSWORD_CREDENTIAL}"
+        )));
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    }
+
+    #[test]
+    fn without_exo_synapse_accepts_no_jwt_and_no_admin_job_is_rendered() {
+        let r = rendered(
+            "{policy: france-diffusion-restreinte, profile: users500, domain: a.example.fr, components: {exo: {enabled: false}}}",
+            &["fr-par-1"],
+        );
+        let pod = pod_of(&r, "synapse");
+        let server = &pod["containers"][0];
+        assert!(server.get("args").is_none());
+        assert_eq!(secret_at(pod, server, SYNAPSE_JWT_CONFIG), None);
+        assert!(r.secret.files.is_empty());
+        assert!(jobs_named(&r, "synapse-admin-").is_empty());
+        assert!(
+            !r.secret
+                .names
+                .contains(&format!("{CREDENTIAL_PREFIX}{MATRIX_JWT_CREDENTIAL}"))
+        );
     }
 }
