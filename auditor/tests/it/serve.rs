@@ -1233,9 +1233,11 @@ fn silent_connections_from_many_addresses_leave_a_writer_answered() {
     assert_eq!(code, Some(0), "{rest}");
 }
 
-/// jemalloc's options in force in a running auditor: freed pages go back at once
-/// (`dirty_decay_ms:0`) unless the operator set `_RJEM_MALLOC_CONF`, whose value then stands
-/// alone. Read from the process itself (`/proc/PID/environ`, which an `exec` replaces).
+/// jemalloc's options in force in a running auditor: freed pages go back within 100 ms, purged
+/// by jemalloc's background threads (`dirty_decay_ms:100`, `background_thread:true`), unless the
+/// operator set `_RJEM_MALLOC_CONF`, whose value then stands alone. Read from the process itself
+/// (`/proc/PID/environ`, which an `exec` replaces; its threads' names, jemalloc's
+/// `jemalloc_bg_thd`).
 #[test]
 fn the_service_runs_with_jemalloc_giving_freed_pages_back_at_once() {
     fn malloc_conf(pid: u32) -> Vec<String> {
@@ -1250,8 +1252,19 @@ fn the_service_runs_with_jemalloc_giving_freed_pages_back_at_once() {
     let srv = setup.start(&[]);
     assert_eq!(
         malloc_conf(srv.child.id()),
-        ["_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0"]
+        ["_RJEM_MALLOC_CONF=background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0"]
     );
+    let purger = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .any(|name| name.trim() == "jemalloc_bg_thd")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !purger(srv.child.id()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(purger(srv.child.id()), "no jemalloc background thread");
     let (code, rest) = terminate(srv);
     assert_eq!(code, Some(0), "{rest}");
     // The operator's own options win: a `verify` held waiting on a pipe shows them.
