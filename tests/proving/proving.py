@@ -1484,9 +1484,11 @@ class Ground:
             server_name = (yaml.safe_load(open(pod.config_path)) or {}).get("server_name")
             body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
                                "password": self.secret(secret["secretName"], key)})
-            status, text = self.http(f"http://{host}:{port}/_matrix/client/v3/login", "POST", body)
+            # From where the Job stands: its own labels, under the policies that select it.
+            client = self.client_as(job.labels)
+            status, text = self.http(client, f"http://{host}:{port}/_matrix/client/v3/login", "POST", body)
             token = json.loads(text).get("access_token") if status == 200 else None
-            admin_status, admin_text = self.http(f"http://{host}:{port}/_synapse/admin/v2/users/@{user}:{server_name}",
+            admin_status, admin_text = self.http(client, f"http://{host}:{port}/_synapse/admin/v2/users/@{user}:{server_name}",
                                                  headers={"Authorization": f"Bearer {token}"})
             admin = admin_status == 200 and json.loads(admin_text).get("admin") is True
             self.check(name, admin, f"login {status}: {text[-200:]}; admin API {admin_status}: {admin_text[-200:]}")
