@@ -28,7 +28,7 @@ const MALLOC_CONF_VAR: &str = "_RJEM_MALLOC_CONF";
 
 fn main() -> std::process::ExitCode {
     with_malloc_conf();
-    quiet_when_stdout_is_closed();
+    hexagone_platform::process::quiet_when_stdout_is_closed();
     // The service's and the collector's log: structured events on standard error, level from
     // RUST_LOG (default info). Command output (reports, verdicts, keys) stays on stdout.
     tracing_subscriber::fmt()
@@ -51,21 +51,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
-}
-
-/// `hexagone-auditor verify … | head`: once the reader of the output has gone, the program
-/// stops quietly with the status a shell gives a program ended by SIGPIPE (141), as other
-/// command-line tools do, instead of reporting a panic. Nothing is lost: output is printed
-/// after the work it reports is done, and an acknowledgement is given only once durable.
-fn quiet_when_stdout_is_closed() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
-        }
-        default(info);
-    }));
 }
 
 /// Starts the program again with [`MALLOC_CONF`] in jemalloc's environment variable unless that

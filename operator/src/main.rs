@@ -3,6 +3,7 @@
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> std::process::ExitCode {
+    hexagone_platform::process::quiet_when_stdout_is_closed();
     let matches = hexagone_operator::Config::command()
         .long_version(hexagone_platform::geo::long_version(env!(
             "CARGO_PKG_VERSION"

@@ -9,6 +9,8 @@
 
 pub mod vocabulary;
 
+pub mod process;
+
 #[cfg(feature = "engine")]
 pub mod digest;
 #[cfg(feature = "engine")]

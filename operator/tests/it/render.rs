@@ -42,3 +42,25 @@ fn render_prints_the_sample_and_exits_2_naming_what_is_unknown() {
         "{stderr}"
     );
 }
+
+/// `render … | head`: a reader that stops early ends the program quietly, status 141 as for
+/// SIGPIPE, no panic message.
+#[test]
+fn a_closed_output_pipe_ends_render_quietly() {
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/workplace.yaml"
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The reader is gone before the program writes anything.
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_hexagone-operator"))
+        .args(["render", "-f", sample])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
