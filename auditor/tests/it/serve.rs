@@ -1124,6 +1124,29 @@ fn trickle(srv: &Server, from: &[&str], n: usize) -> Vec<std::net::TcpStream> {
         .collect()
 }
 
+/// `serve` with 16 connection slots, `per_client` of them per client, and 30 s to send headers.
+fn start_small(setup: &Setup, per_client: &str) -> Server {
+    setup.start(&[
+        "--max-connections",
+        "16",
+        "--max-connections-per-client",
+        per_client,
+        "--header-timeout",
+        "30",
+    ])
+}
+
+/// A writer at `from` posts observations `3i..3i + 3` and is answered `200` within 1 s.
+fn answered_at_once(setup: &Setup, srv: &Server, from: &str, i: u64) {
+    let lines: Vec<String> = (i * 3..i * 3 + 3).map(observation_json).collect();
+    let (status, took) = post_from(from, srv, "/v1/observations", &setup.token, &array(&lines));
+    assert_eq!(status, 200, "writer at {from}");
+    assert!(
+        took < Duration::from_secs(1),
+        "writer at {from} waited {took:?}"
+    );
+}
+
 /// One address opens every connection it can and trickles header bytes on each: it keeps
 /// `--max-connections-per-client` of them, the others are closed at once, and writers from
 /// other addresses are answered at once. With the cap at `--max-connections` the same address
@@ -1132,14 +1155,7 @@ fn trickle(srv: &Server, from: &[&str], n: usize) -> Vec<std::net::TcpStream> {
 #[test]
 fn one_address_cannot_take_every_connection_slot() {
     let setup = Setup::new();
-    let capped = setup.start(&[
-        "--max-connections",
-        "16",
-        "--max-connections-per-client",
-        "4",
-        "--header-timeout",
-        "30",
-    ]);
+    let capped = start_small(&setup, "4");
     let mut held = trickle(&capped, &["127.0.0.1"], 40);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -1147,46 +1163,17 @@ fn one_address_cannot_take_every_connection_slot() {
         4,
         "connections the flooding address kept"
     );
-    for (i, from) in (0u64..).zip(["127.0.0.2", "127.0.0.3"]) {
-        let lines: Vec<String> = (i * 3..i * 3 + 3).map(observation_json).collect();
-        let (status, took) = post_from(
-            from,
-            &capped,
-            "/v1/observations",
-            &setup.token,
-            &array(&lines),
-        );
-        assert_eq!(status, 200, "writer at {from}");
-        assert!(
-            took < Duration::from_secs(1),
-            "writer at {from} waited {took:?}"
-        );
-    }
+    answered_at_once(&setup, &capped, "127.0.0.2", 0);
+    answered_at_once(&setup, &capped, "127.0.0.3", 1);
     drop(held);
     let (code, rest) = terminate(capped);
     assert_eq!(code, Some(0), "{rest}");
 
-    let uncapped = setup.start(&[
-        "--max-connections",
-        "16",
-        "--max-connections-per-client",
-        "16",
-        "--header-timeout",
-        "30",
-    ]);
+    let uncapped = start_small(&setup, "16");
     let mut held = trickle(&uncapped, &["127.0.0.1"], 40);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(still_open(&mut held), 16, "without the cap");
-    let lines: Vec<String> = (6..9).map(observation_json).collect();
-    let (status, took) = post_from(
-        "127.0.0.2",
-        &uncapped,
-        "/v1/observations",
-        &setup.token,
-        &array(&lines),
-    );
-    assert_eq!(status, 200);
-    assert!(took < Duration::from_secs(1), "the writer waited {took:?}");
+    answered_at_once(&setup, &uncapped, "127.0.0.2", 2);
     assert_eq!(still_open(&mut held), 15, "one gave its slot to the writer");
     drop(held);
     let (code, rest) = terminate(uncapped);
@@ -1195,20 +1182,12 @@ fn one_address_cannot_take_every_connection_slot() {
 
 /// Many addresses, each under its cap, together hold every slot with connections that never
 /// finish their headers (a botnet, or one host with many IPv6 prefixes), and keep reconnecting
-/// when closed: a writer is answered at once, taking the slot of the oldest of them, and a
-/// writer's request being served is never cut for a newcomer. Before, the writer waited for the
-/// header timeout (30 s here).
+/// when closed: a writer is answered at once, taking the slot of the one waiting the longest.
+/// Before, the writer waited for the header timeout (30 s here).
 #[test]
 fn silent_connections_from_many_addresses_leave_a_writer_answered() {
     let setup = Setup::new();
-    let srv = setup.start(&[
-        "--max-connections",
-        "16",
-        "--max-connections-per-client",
-        "4",
-        "--header-timeout",
-        "30",
-    ]);
+    let srv = start_small(&setup, "4");
     let from: Vec<String> = (10..18).map(|i| format!("127.0.0.{i}")).collect();
     let from: Vec<&str> = from.iter().map(String::as_str).collect();
     let mut held = trickle(&srv, &from, 4);
@@ -1217,16 +1196,7 @@ fn silent_connections_from_many_addresses_leave_a_writer_answered() {
     for i in 0..4u64 {
         // The flood takes back the slots it lost.
         held.extend(trickle(&srv, &from[..2], 1));
-        let lines: Vec<String> = (i * 3..i * 3 + 3).map(observation_json).collect();
-        let (status, took) = post_from(
-            "127.0.0.2",
-            &srv,
-            "/v1/observations",
-            &setup.token,
-            &array(&lines),
-        );
-        assert_eq!(status, 200);
-        assert!(took < Duration::from_secs(1), "the writer waited {took:?}");
+        answered_at_once(&setup, &srv, "127.0.0.2", i);
     }
     drop(held);
     let (code, rest) = terminate(srv);

@@ -51,16 +51,7 @@ fn a_closed_output_pipe_ends_render_quietly() {
         env!("CARGO_MANIFEST_DIR"),
         "/../manifests/samples/workplace.yaml"
     );
-    let (reader, writer) = std::io::pipe().unwrap();
-    // The reader is gone before the program writes anything.
-    drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_hexagone-operator"))
-        .args(["render", "-f", sample])
-        .stdout(writer)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(141), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    hexagone_testbed::assert_quiet_on_a_closed_pipe(
+        Command::new(env!("CARGO_BIN_EXE_hexagone-operator")).args(["render", "-f", sample]),
+    );
 }

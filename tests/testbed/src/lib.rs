@@ -29,3 +29,20 @@ pub mod wait;
 pub use controlplane::{BIN_ENV, ControlPlane, KEEP_ENV, Ports, TIMEOUT_ENV};
 pub use error::Error;
 pub use node::{AddressKind, FakeAddress, FakeNode, FakeTaint, TaintEffect};
+
+/// Runs `command` with its standard output a pipe whose reader has gone before it writes (as
+/// `… | head` leaves it), its standard error captured; asserts it ended quietly with status 141,
+/// as for SIGPIPE, without a panic message, and returns its output.
+pub fn assert_quiet_on_a_closed_pipe(command: &mut std::process::Command) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = command
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the command runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    out
+}
