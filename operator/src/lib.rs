@@ -132,26 +132,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .init();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(async {
+                // SIGTERM is how Kubernetes stops a pod: release the Lease then too. The
+                // handlers are installed here, before anything runs, so that a signal arriving
+                // early is heard rather than ending the process with the Lease still held.
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+                let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+                let shutdown = async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                };
                 let client = kube::Client::try_default()
                     .await
                     .context("connecting to the cluster (KUBECONFIG or in-cluster)")?;
-                // SIGTERM is how Kubernetes stops a pod: release the Lease then too.
-                let shutdown = async {
-                    let term = async {
-                        match tokio::signal::unix::signal(
-                            tokio::signal::unix::SignalKind::terminate(),
-                        ) {
-                            Ok(mut s) => {
-                                s.recv().await;
-                            }
-                            Err(_) => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        () = term => {}
-                    }
-                };
                 run_with(client, config.settings, shutdown).await
             })
         }
