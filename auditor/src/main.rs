@@ -18,6 +18,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// `docs/threat-model.md`). `muzzy_decay_ms:0` is the default, written so that the string says
 /// the whole policy.
 const MALLOC_CONF: &str = "dirty_decay_ms:0,muzzy_decay_ms:0";
+/// Subcommands that keep jemalloc's defaults: `append` holds a bounded pipeline of chunks (not
+/// requests from others), and giving every freed page back at once cost it half its speed
+/// (page faults and `madvise` took a quarter of its processor time: `docs/ledger.md`, *End to
+/// end*).
+const DEFAULT_DECAY: &[&str] = &["append"];
 /// The environment variable jemalloc reads its options from when it starts: `MALLOC_CONF`
 /// under the `_rjem_` prefix tikv-jemalloc-sys builds it with (its README,
 /// `JEMALLOC_SYS_WITH_MALLOC_CONF` and `unprefixed_malloc_on_supported_platforms`).
@@ -66,14 +71,18 @@ fn quiet_when_stdout_is_closed() {
 }
 
 /// Starts the program again with [`MALLOC_CONF`] in jemalloc's environment variable unless that
-/// variable is set (an operator's own options win, `_RJEM_MALLOC_CONF=` keeps jemalloc's
+/// variable is set or the subcommand is one of [`DEFAULT_DECAY`] (an operator's own options win, `_RJEM_MALLOC_CONF=` keeps jemalloc's
 /// defaults). jemalloc reads its options once, when it starts, and the other ways to give them
 /// (a `malloc_conf` symbol, `mallctl`) need unsafe code, which the workspace forbids. If the
 /// program cannot be started again (no `/proc/self/exe`), it goes on with jemalloc's defaults
 /// and says so.
 fn with_malloc_conf() {
     use std::os::unix::process::CommandExt as _;
-    if std::env::var_os(MALLOC_CONF_VAR).is_some() {
+    if std::env::var_os(MALLOC_CONF_VAR).is_some()
+        || std::env::args_os()
+            .nth(1)
+            .is_some_and(|c| DEFAULT_DECAY.iter().any(|d| c == *d))
+    {
         return;
     }
     let mut args = std::env::args_os();
