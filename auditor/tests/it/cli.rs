@@ -700,3 +700,44 @@ fn append_keeps_input_order_and_exact_batches_while_judging_in_parallel() {
     );
     assert!(note.starts_with(&format!("{ORIGIN}\n4500\n")), "{note}");
 }
+
+/// `append` keeps jemalloc's defaults (freed pages kept a while): giving each back at once, as
+/// `serve` does to hold its memory budget, made `append` fault every entry's pages in again.
+/// Read from the running process itself (`/proc/PID/environ`, which an `exec` would replace),
+/// once it has acknowledged a line.
+#[test]
+fn append_runs_with_jemalloc_defaults() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "k");
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(append_args(
+            &db,
+            key.to_str().unwrap(),
+            &["--flush-ms", "50"],
+        ))
+        .env_remove("_RJEM_MALLOC_CONF")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", observation_json(0)).unwrap();
+    stdin.flush().unwrap();
+    let mut ack = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ack)
+        .unwrap();
+    assert_eq!(ack.trim(), "ack first=0 last=0 size=1");
+    let conf: Vec<String> = std::fs::read(format!("/proc/{}/environ", child.id()))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| v.starts_with("_RJEM_MALLOC_CONF="))
+        .collect();
+    assert!(conf.is_empty(), "{conf:?}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
