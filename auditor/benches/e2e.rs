@@ -23,6 +23,11 @@
 //! inventory into DIR (to profile `append` on them, `docs/ledger.md`).
 //! Run: `cargo bench -p hexagone-auditor --bench e2e`. Figures: `docs/ledger.md`, *End to end*.
 
+#[path = "common/knobs.rs"]
+mod knobs;
+#[path = "common/peer.rs"]
+mod peer;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,24 +35,16 @@ use std::time::{Duration, Instant};
 
 use hexagone_auditor::keys::SignerKey;
 use hexagone_auditor::store::Ledger;
+use knobs::env;
+use peer::{immudb_peer, spread};
 
 const BATCH: usize = 10_000;
 const TARGET: f64 = 120_000.0;
 const NODES: usize = 400;
 const ENDPOINTS: usize = 120;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn policy() -> String {
-    format!(
-        "{}/../policies/france-diffusion-restreinte.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    knobs::policy("france-diffusion-restreinte")
 }
 
 /// /16 networks of the qualified French operators that the bundled databases place in France
@@ -293,49 +290,6 @@ fn verify(program: &Path, f: &Fixture, db: &str, name: &str) -> Duration {
     d
 }
 
-/// The median, lowest and highest of `rates`.
-fn spread(rates: &mut [f64]) -> (f64, f64, f64) {
-    rates.sort_by(f64::total_cmp);
-    let n = rates.len();
-    let median = if n % 2 == 1 {
-        rates[n / 2]
-    } else {
-        (rates[n / 2 - 1] + rates[n / 2]) / 2.0
-    };
-    (median, rates[0], rates[n - 1])
-}
-
-/// Runs the immudb peer on `entries` with `args` in a store of its own (removed after);
-/// its rate.
-fn immudb_peer(program: &str, dir: &Path, entries: &Path, args: &[&str], name: &str) -> f64 {
-    let store = dir.join(format!("immudb-{name}"));
-    let out = Command::new(program)
-        .arg("-dir")
-        .arg(&store)
-        .arg("-input")
-        .arg(entries)
-        .args(["-batch", &BATCH.to_string()])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let _ = std::fs::remove_dir_all(&store);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{program}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("immudb: "))
-        .unwrap_or_else(|| panic!("{program} printed no rate: {stdout}"));
-    line.rsplit(' ')
-        .nth(1)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no rate in {line:?}"))
-}
-
 const PEER_MODES: [(&str, &[&str]); 2] = [
     (
         "keyed by object, Commit waits for indexing",
@@ -438,6 +392,7 @@ fn main() {
                     program,
                     f.dir.path(),
                     &entries_file,
+                    BATCH,
                     args,
                     &format!("{round}-{mode}"),
                 );

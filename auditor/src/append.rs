@@ -199,18 +199,23 @@ async fn sequence(a: AppendArgs, judge: Arc<ObservationJudge<'static>>) -> anyho
         .iter()
         .map(|w| witness_endpoint(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (ledger, mut seq) = a.signer.open().await?;
+    let (ledger, seq) = a.signer.open().await?;
     ledger
         .check_witnessed(&seq, &mut witnesses, crate::store::WITNESS_TIMEOUT)
         .await?;
     let mut refreshed = Instant::now();
     let mut chunks = judged_chunks(open(&a.input)?, judge.clone());
     let flush = Duration::from_millis(a.flush_ms);
-    let mut stdout = std::io::stdout().lock();
-    let mut progress = Progress::new();
     let batch_size = usize::try_from(a.batch).unwrap_or(usize::MAX);
-    let mut batch: Vec<Submission> = Vec::with_capacity(batch_size.min(1 << 20));
-    let mut total = 0u64;
+    let mut out = Acknowledger {
+        ledger,
+        seq,
+        witnesses,
+        stdout: std::io::stdout().lock(),
+        progress: Progress::new(),
+        batch: Vec::with_capacity(batch_size.min(1 << 20)),
+        total: 0,
+    };
     let mut deadline = tokio::time::Instant::now() + flush;
     loop {
         let next = tokio::time::timeout_at(deadline, chunks.recv()).await;
@@ -223,18 +228,9 @@ async fn sequence(a: AppendArgs, judge: Arc<ObservationJudge<'static>>) -> anyho
             };
             failed = judged.failed;
             for item in judged.items {
-                batch.push(item);
-                if batch.len() >= batch_size {
-                    total += commit(
-                        &ledger,
-                        &mut seq,
-                        &mut batch,
-                        &mut witnesses,
-                        &mut stdout,
-                        &mut progress,
-                    )
-                    .await?;
-                    progress.update(|| format!("appended {total} entries"));
+                out.batch.push(item);
+                if out.batch.len() >= batch_size {
+                    out.commit().await?;
                 }
             }
         }
@@ -242,19 +238,10 @@ async fn sequence(a: AppendArgs, judge: Arc<ObservationJudge<'static>>) -> anyho
         if let Some(e) = failed {
             return Err(e);
         }
-        if (eof || timed_out) && !batch.is_empty() {
-            total += commit(
-                &ledger,
-                &mut seq,
-                &mut batch,
-                &mut witnesses,
-                &mut stdout,
-                &mut progress,
-            )
-            .await?;
-            progress.update(|| format!("appended {total} entries"));
+        if (eof || timed_out) && !out.batch.is_empty() {
+            out.commit().await?;
         }
-        if timed_out || batch.is_empty() {
+        if timed_out || out.batch.is_empty() {
             deadline = tokio::time::Instant::now() + flush;
             if refreshed.elapsed() >= GEO_REFRESH {
                 refreshed = Instant::now();
@@ -272,43 +259,54 @@ async fn sequence(a: AppendArgs, judge: Arc<ObservationJudge<'static>>) -> anyho
             break;
         }
     }
-    progress.done();
-    ledger.close().await;
-    eprintln!("appended {total} entries");
+    out.progress.done();
+    out.ledger.close().await;
+    eprintln!("appended {} entries", out.total);
     Ok(0)
 }
 
-/// Commits `batch` (emptied), asks the witnesses to cosign and prints the acknowledgement and
-/// the requests already recorded; how many entries were appended.
-async fn commit(
-    ledger: &crate::store::Ledger,
-    seq: &mut crate::ledger::Sequencer,
-    batch: &mut Vec<Submission>,
-    witnesses: &mut [crate::store::WitnessEndpoint],
-    stdout: &mut std::io::StdoutLock<'static>,
-    progress: &mut Progress,
-) -> anyhow::Result<u64> {
-    let done = ledger.submit(seq, Timestamp::now(), batch).await?;
-    batch.clear();
-    // Clear the progress line first: acks and progress may share one terminal.
-    progress.done();
-    let mut appended = 0;
-    if let Some(a) = &done.appended {
-        appended = a.size - a.first;
-        let results = ledger
-            .collect_cosignatures(a, witnesses, crate::store::WITNESS_TIMEOUT)
-            .await;
-        for (w, r) in witnesses.iter().zip(results) {
-            if let Err(e) = r {
-                eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+/// The ledger's side of `append`: the batch being filled, and where acknowledgements go.
+struct Acknowledger {
+    ledger: crate::store::Ledger,
+    seq: crate::ledger::Sequencer,
+    witnesses: Vec<crate::store::WitnessEndpoint>,
+    stdout: std::io::StdoutLock<'static>,
+    progress: Progress,
+    batch: Vec<Submission>,
+    total: u64,
+}
+
+impl Acknowledger {
+    /// Commits the batch (emptied), asks the witnesses to cosign and prints the
+    /// acknowledgement and the requests already recorded.
+    async fn commit(&mut self) -> anyhow::Result<()> {
+        let done = self
+            .ledger
+            .submit(&mut self.seq, Timestamp::now(), &self.batch)
+            .await?;
+        self.batch.clear();
+        // Clear the progress line first: acks and progress may share one terminal.
+        self.progress.done();
+        if let Some(a) = &done.appended {
+            self.total += a.size - a.first;
+            let results = self
+                .ledger
+                .collect_cosignatures(a, &mut self.witnesses, crate::store::WITNESS_TIMEOUT)
+                .await;
+            for (w, r) in self.witnesses.iter().zip(results) {
+                if let Err(e) = r {
+                    eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
+                }
             }
+            ack(&mut self.stdout, a)?;
         }
-        ack(stdout, a)?;
+        for (id, at) in &done.already {
+            let id = crate::ingest::writer_id(id);
+            writeln!(self.stdout, "already id={id} seq={at}")?;
+        }
+        self.stdout.flush()?;
+        let total = self.total;
+        self.progress.update(|| format!("appended {total} entries"));
+        Ok(())
     }
-    for (id, at) in &done.already {
-        let id = crate::ingest::writer_id(id);
-        writeln!(stdout, "already id={id} seq={at}")?;
-    }
-    stdout.flush()?;
-    Ok(appended)
 }

@@ -19,6 +19,19 @@ fn append(db: &str, key: &str, extra: &[&str], stdin: &str) -> std::process::Out
     run(&append_args(db, key, extra), Some(stdin))
 }
 
+/// `append` started with its input and output piped (a stream), jemalloc's options left to
+/// the program.
+fn spawn_append(db: &str, key: &str, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(crate::util::bin())
+        .args(append_args(db, key, extra))
+        .env_remove("_RJEM_MALLOC_CONF")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// [`append`], which must succeed; its standard output.
 fn append_ok(db: &str, key: &str, extra: &[&str], stdin: &str) -> String {
     run_ok(&append_args(db, key, extra), Some(stdin))
@@ -332,17 +345,11 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     let dir = tempfile::tempdir().unwrap();
     let (key, vkey) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
-    let mut child = std::process::Command::new(crate::util::bin())
-        .args(append_args(
-            &db,
-            key.to_str().unwrap(),
-            &["--batch", "1000", "--flush-ms", "50"],
-        ))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_append(
+        &db,
+        key.to_str().unwrap(),
+        &["--batch", "1000", "--flush-ms", "50"],
+    );
     let mut stdin = child.stdin.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
@@ -711,18 +718,7 @@ fn append_runs_with_jemalloc_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
-    let mut child = std::process::Command::new(crate::util::bin())
-        .args(append_args(
-            &db,
-            key.to_str().unwrap(),
-            &["--flush-ms", "50"],
-        ))
-        .env_remove("_RJEM_MALLOC_CONF")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_append(&db, key.to_str().unwrap(), &["--flush-ms", "50"]);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", observation_json(0)).unwrap();
     stdin.flush().unwrap();
