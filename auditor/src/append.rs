@@ -231,6 +231,8 @@ async fn sequence(a: AppendArgs, judge: Arc<ObservationJudge<'static>>) -> anyho
                 out.batch.push(item);
                 if out.batch.len() >= batch_size {
                     out.commit().await?;
+                    // The next batch has its own `--flush-ms`, though a chunk's rest is in it.
+                    deadline = tokio::time::Instant::now() + flush;
                 }
             }
         }
