@@ -28,6 +28,8 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod common;
+#[path = "common/peer.rs"]
+mod peer;
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,7 @@ use hexagone_auditor::store::db::Db;
 use sqlx::QueryBuilder;
 
 use common::fresh_postgres;
+use peer::{immudb_peer, spread};
 
 const BATCH: usize = 10_000;
 
@@ -346,7 +349,14 @@ async fn main() {
         }
         if let Some(program) = &peer {
             for ((label, args), (_, rates)) in PEER_MODES.iter().zip(&mut peers) {
-                let rate = immudb_peer(program, dir.path(), args, &format!("{round}-{label}"));
+                let rate = immudb_peer(
+                    program,
+                    dir.path(),
+                    &dir.path().join("entries.txt"),
+                    BATCH,
+                    args,
+                    &format!("{round}-{label}"),
+                );
                 println!("immudb ({label}): {rate:.0} entries/s");
                 rates.push(rate);
             }
@@ -420,18 +430,6 @@ const PEER_MODES: [(&str, &[&str]); 3] = [
     ("keyed by position", &["-key", "position"]),
 ];
 
-/// The median, lowest and highest of `rates`.
-fn spread(rates: &mut [f64]) -> (f64, f64, f64) {
-    rates.sort_by(f64::total_cmp);
-    let n = rates.len();
-    let median = if n % 2 == 1 {
-        rates[n / 2]
-    } else {
-        (rates[n / 2 - 1] + rates[n / 2]) / 2.0
-    };
-    (median, rates[0], rates[n - 1])
-}
-
 /// The entries' texts, one per line: the peer's input.
 fn write_entries(path: &std::path::Path, rows: &[EntryRow]) {
     let mut text = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum());
@@ -440,35 +438,4 @@ fn write_entries(path: &std::path::Path, rows: &[EntryRow]) {
         text.push('\n');
     }
     std::fs::write(path, text).unwrap();
-}
-
-/// Runs the immudb peer on the entries of `dir`/entries.txt with `args`, in a store of its own
-/// (removed after); returns its rate.
-fn immudb_peer(program: &str, dir: &std::path::Path, args: &[&str], name: &str) -> f64 {
-    let store = dir.join(format!("immudb-{}", name.replace([' ', ','], "-")));
-    let out = std::process::Command::new(program)
-        .arg("-dir")
-        .arg(&store)
-        .arg("-input")
-        .arg(dir.join("entries.txt"))
-        .args(["-batch", &BATCH.to_string()])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let _ = std::fs::remove_dir_all(&store);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{program}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("immudb: "))
-        .unwrap_or_else(|| panic!("{program} printed no rate: {stdout}"));
-    line.rsplit(' ')
-        .nth(1)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no rate in {line:?}"))
 }

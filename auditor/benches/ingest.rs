@@ -17,6 +17,10 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+#[path = "common/knobs.rs"]
+mod knobs;
+
+use knobs::env;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
@@ -31,18 +35,8 @@ const PER_REQUEST: usize = 500;
 const BATCH: usize = 10_000;
 const TARGET: f64 = 50_000.0;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn policy() -> String {
-    format!(
-        "{}/../policies/france-standard.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    knobs::policy("france-standard")
 }
 
 /// Observation `i`: a node in Paris, every 7th in Germany.

@@ -1,13 +1,13 @@
 //! Command-line surface of `hexagone-auditor`: one clap type per subcommand, dispatched by `run`.
 
-use std::io::{BufRead, BufReader, IsTerminal as _, Write};
+use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor, witness_endpoint};
+use crate::args::{DEFAULT_DB, cosigned_by, trust_anchor};
 use crate::bundle_verify::verify_bundle_parallel;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
@@ -51,7 +51,7 @@ pub struct SignerArgs {
 
 impl SignerArgs {
     /// Opens the ledger and starts its sequencer under the key.
-    async fn open(&self) -> anyhow::Result<(Ledger, crate::ledger::Sequencer)> {
+    pub(crate) async fn open(&self) -> anyhow::Result<(Ledger, crate::ledger::Sequencer)> {
         Ok(open_sequencer(&self.db.db, &self.key, self.signed_head.file(&self.key)).await?)
     }
 }
@@ -305,7 +305,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Keygen(a) => keygen(a),
         Command::Verify(a) => verify(a),
-        Command::Append(a) => block_on(append(a)),
+        Command::Append(a) => crate::append::run(a),
         Command::Checkpoint(a) => block_on(checkpoint(a)),
         Command::Rotate(a) => block_on(rotate(a)),
         Command::Export(a) => block_on(export(a)),
@@ -329,14 +329,14 @@ fn block_on<F: Future<Output = anyhow::Result<u8>>>(f: F) -> anyhow::Result<u8> 
 }
 
 /// A one-line progress display on standard error, only when it is a terminal.
-struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     last: Instant,
     shown: bool,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             enabled: std::io::stderr().is_terminal(),
             last: Instant::now(),
@@ -344,7 +344,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, msg: impl FnOnce() -> String) {
+    pub(crate) fn update(&mut self, msg: impl FnOnce() -> String) {
         if self.enabled && self.last.elapsed() >= Duration::from_millis(200) {
             eprint!("\r\x1b[2K{}", msg());
             self.last = Instant::now();
@@ -352,7 +352,7 @@ impl Progress {
         }
     }
 
-    fn done(&mut self) {
+    pub(crate) fn done(&mut self) {
         if self.shown {
             eprint!("\r\x1b[2K");
             self.shown = false;
@@ -409,7 +409,7 @@ async fn witness_serve(a: WitnessServeArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
+pub(crate) fn ack(out: &mut impl Write, a: &Appended) -> anyhow::Result<()> {
     writeln!(out, "ack first={} last={} size={}", a.first, a.last, a.size)?;
     out.flush()?;
     Ok(())
@@ -443,135 +443,6 @@ fn key_install(from: &[PathBuf], to: &[PathBuf]) -> anyhow::Result<u8> {
             Err(_) => println!("installed {}: tokens file", t.display()),
         }
     }
-    Ok(0)
-}
-
-/// One input line read by the reader thread.
-enum Line {
-    Text(u64, String),
-    Failed(std::io::Error),
-}
-
-/// Reads `input` line by line on its own thread, so that `append` can commit on a timer.
-fn read_lines(input: String) -> anyhow::Result<tokio::sync::mpsc::Receiver<Line>> {
-    let file = if input == "-" {
-        None
-    } else {
-        Some(std::fs::File::open(&input).with_context(|| format!("opening {input}"))?)
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    std::thread::spawn(move || {
-        let reader: Box<dyn BufRead> = match file {
-            None => Box::new(BufReader::new(std::io::stdin())),
-            Some(f) => Box::new(BufReader::new(f)),
-        };
-        for (i, line) in reader.lines().enumerate() {
-            let msg = match line {
-                Ok(t) => Line::Text(i as u64 + 1, t),
-                Err(e) => Line::Failed(e),
-            };
-            if tx.blocking_send(msg).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(rx)
-}
-
-/// How often `append` looks for replaced geolocation files.
-const GEO_REFRESH: Duration = Duration::from_secs(60);
-
-async fn append(a: AppendArgs) -> anyhow::Result<u8> {
-    let mut witnesses = a
-        .witnesses
-        .iter()
-        .map(|w| witness_endpoint(w))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let policy = hexagone_platform::LocalityPolicy::from_file(&a.policy)?;
-    let paths = a.geo.paths()?;
-    let geo = hexagone_platform::GeoDatabases::open(&paths)
-        .context("opening the geolocation databases")?;
-    let (attestations, inventory) = a.places.load()?;
-    let judge = crate::judge::ObservationJudge::new(&policy, &geo, attestations, inventory)
-        .with_latency(crate::measure::load(&a.latency)?);
-    let mut snapshot = judge.snapshot();
-    let mut refreshed = Instant::now();
-    let (ledger, mut seq) = a.signer.open().await?;
-    ledger
-        .check_witnessed(&seq, &mut witnesses, crate::store::WITNESS_TIMEOUT)
-        .await?;
-    let mut lines = read_lines(a.input.clone())?;
-    let flush = Duration::from_millis(a.flush_ms);
-    let mut stdout = std::io::stdout().lock();
-    let mut progress = Progress::new();
-    let mut batch = Vec::with_capacity(a.batch as usize);
-    let mut total = 0u64;
-    let mut deadline = tokio::time::Instant::now() + flush;
-    loop {
-        let next = tokio::time::timeout_at(deadline, lines.recv()).await;
-        let eof = matches!(next, Ok(None));
-        let timed_out = next.is_err();
-        match next {
-            Ok(Some(Line::Text(n, text))) if !text.trim().is_empty() => {
-                let mut report = crate::ingest::parse_line(n, &text)?;
-                report.id = report.id.map(|id| {
-                    crate::ingest::request_key(crate::ingest::LOCAL_WRITER, "append", &id)
-                });
-                let judged = judge
-                    .judge(report, &snapshot, time::OffsetDateTime::now_utc())
-                    .with_context(|| format!("line {n}"))?;
-                batch.push(judged);
-            }
-            Ok(Some(Line::Failed(e))) => return Err(e).context("reading input"),
-            _ => {}
-        }
-        if batch.len() as u64 >= a.batch || ((eof || timed_out) && !batch.is_empty()) {
-            let done = ledger.submit(&mut seq, Timestamp::now(), &batch).await?;
-            batch.clear();
-            // Clear the progress line first: acks and progress may share one terminal.
-            progress.done();
-            if let Some(a) = &done.appended {
-                total += a.size - a.first;
-                let results = ledger
-                    .collect_cosignatures(a, &mut witnesses, crate::store::WITNESS_TIMEOUT)
-                    .await;
-                for (w, r) in witnesses.iter().zip(results) {
-                    if let Err(e) = r {
-                        eprintln!("checkpoint {}: {} did not cosign: {e}", a.size, w.url);
-                    }
-                }
-                ack(&mut stdout, a)?;
-            }
-            for (id, at) in &done.already {
-                let id = crate::ingest::writer_id(id);
-                writeln!(stdout, "already id={id} seq={at}")?;
-            }
-            stdout.flush()?;
-            progress.update(|| format!("appended {total} entries"));
-        }
-        if timed_out || batch.is_empty() {
-            deadline = tokio::time::Instant::now() + flush;
-            if refreshed.elapsed() >= GEO_REFRESH {
-                refreshed = Instant::now();
-                match judge.refresh() {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        snapshot = judge.snapshot();
-                        eprintln!("reloaded {n} geolocation databases");
-                    }
-                    Err(e) => eprintln!(
-                        "geolocation databases not reloaded (the previous ones stay in use): {e}"
-                    ),
-                }
-            }
-        }
-        if eof {
-            break;
-        }
-    }
-    progress.done();
-    ledger.close().await;
-    eprintln!("appended {total} entries");
     Ok(0)
 }
 

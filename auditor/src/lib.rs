@@ -2,6 +2,7 @@
 
 /// The export bundle's records, owned by the pure ledger crate.
 pub use hexagone_ledger::bundle;
+pub mod append;
 pub mod args;
 pub mod bundle_verify;
 pub mod cli;

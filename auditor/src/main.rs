@@ -21,6 +21,12 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// path (`dirty_decay_ms:0` took 15 to 30% of the HTTP ingest rate: `--bench ingest`).
 /// `muzzy_decay_ms:0` is the default, written so that the string says the whole policy.
 const MALLOC_CONF: &str = "background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0";
+/// Subcommands that keep jemalloc's defaults: `append` holds a bounded pipeline of its own
+/// input, not requests from others, so it needs no bound beyond that; giving every freed page
+/// back at once (this binary's setting before the background threads) cost it half its speed
+/// (page faults and `madvise` took a quarter of its processor time: `docs/ledger.md`, *End to
+/// end*).
+const DEFAULT_DECAY: &[&str] = &["append"];
 /// The environment variable jemalloc reads its options from when it starts: `MALLOC_CONF`
 /// under the `_rjem_` prefix tikv-jemalloc-sys builds it with (its README,
 /// `JEMALLOC_SYS_WITH_MALLOC_CONF` and `unprefixed_malloc_on_supported_platforms`).
@@ -54,14 +60,18 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Starts the program again with [`MALLOC_CONF`] in jemalloc's environment variable unless that
-/// variable is set (an operator's own options win, `_RJEM_MALLOC_CONF=` keeps jemalloc's
+/// variable is set or the subcommand is one of [`DEFAULT_DECAY`] (an operator's own options win, `_RJEM_MALLOC_CONF=` keeps jemalloc's
 /// defaults). jemalloc reads its options once, when it starts, and the other ways to give them
 /// (a `malloc_conf` symbol, `mallctl`) need unsafe code, which the workspace forbids. If the
 /// program cannot be started again (no `/proc/self/exe`), it goes on with jemalloc's defaults
 /// and says so.
 fn with_malloc_conf() {
     use std::os::unix::process::CommandExt as _;
-    if std::env::var_os(MALLOC_CONF_VAR).is_some() {
+    if std::env::var_os(MALLOC_CONF_VAR).is_some()
+        || std::env::args_os()
+            .nth(1)
+            .is_some_and(|c| DEFAULT_DECAY.iter().any(|d| c == *d))
+    {
         return;
     }
     let mut args = std::env::args_os();

@@ -19,6 +19,19 @@ fn append(db: &str, key: &str, extra: &[&str], stdin: &str) -> std::process::Out
     run(&append_args(db, key, extra), Some(stdin))
 }
 
+/// `append` started with its input and output piped (a stream), jemalloc's options left to
+/// the program.
+fn spawn_append(db: &str, key: &str, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(crate::util::bin())
+        .args(append_args(db, key, extra))
+        .env_remove("_RJEM_MALLOC_CONF")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// [`append`], which must succeed; its standard output.
 fn append_ok(db: &str, key: &str, extra: &[&str], stdin: &str) -> String {
     run_ok(&append_args(db, key, extra), Some(stdin))
@@ -329,17 +342,11 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     let dir = tempfile::tempdir().unwrap();
     let (key, vkey) = keygen(dir.path(), "k");
     let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
-    let mut child = std::process::Command::new(crate::util::bin())
-        .args(append_args(
-            &db,
-            key.to_str().unwrap(),
-            &["--batch", "1000", "--flush-ms", "50"],
-        ))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_append(
+        &db,
+        key.to_str().unwrap(),
+        &["--batch", "1000", "--flush-ms", "50"],
+    );
     let mut stdin = child.stdin.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
@@ -606,4 +613,124 @@ fn an_inclusion_proof_is_checked_offline_and_each_bent_part_is_named() {
         ),
         "{out}"
     );
+}
+
+/// `append` judges chunks of its input on every core while earlier batches commit: the
+/// entries still come out in input order, in exact batches, and `verify --policy` replays
+/// every verdict. A bad line far into the input stops it with the line named: the batches
+/// before it are acknowledged and recorded, nothing of the batch holding it is.
+#[test]
+fn append_keeps_input_order_and_exact_batches_while_judging_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, vkey) = keygen(dir.path(), "k");
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let out = append_ok(
+        &db,
+        key.to_str().unwrap(),
+        &["--batch", "1000"],
+        &input(0, 2500),
+    );
+    let acks: Vec<&str> = out.lines().filter(|l| l.starts_with("ack ")).collect();
+    assert_eq!(
+        acks,
+        [
+            "ack first=0 last=999 size=1000",
+            "ack first=1000 last=1999 size=2000",
+            "ack first=2000 last=2499 size=2500"
+        ]
+    );
+    let bundle = dir.path().join("b.jsonl");
+    run_ok(
+        &["export", "--db", &db, "--out", bundle.to_str().unwrap()],
+        None,
+    );
+    let objects: Vec<String> = std::fs::read_to_string(&bundle)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("{\"entry\":"))
+        .map(|e| {
+            let entry =
+                hexagone_auditor::ledger::entry::Entry::decode(&e.as_bytes()[..e.len() - 1])
+                    .unwrap();
+            match entry.body {
+                hexagone_auditor::ledger::entry::Body::Observation(o) => o.object.id,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    let expected: Vec<String> = (0..2500)
+        .map(|i| format!("spaces/{}/doc-{i}", i % 97))
+        .collect();
+    assert_eq!(objects, expected);
+    let out = run_ok(
+        &[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trust",
+            &vkey,
+            "--policy",
+            crate::util::POLICY,
+        ],
+        None,
+    );
+    assert!(out.contains("valid: 2500 entries"), "{out}");
+
+    // Line 2,600 of the next run is bad: two batches of 1,000 are recorded, the 599 lines
+    // judged after them are not.
+    let mut bad = input(2500, 2599);
+    bad.push_str("{\"store\":\"x\"}\n");
+    bad.push_str(&input(5099, 500));
+    let out = append(&db, key.to_str().unwrap(), &["--batch", "1000"], &bad);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2600: missing field"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acks: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        acks,
+        [
+            "ack first=2500 last=3499 size=3500",
+            "ack first=3500 last=4499 size=4500"
+        ]
+    );
+    let note = run_ok(
+        &["checkpoint", "--db", &db, "--key", key.to_str().unwrap()],
+        None,
+    );
+    assert!(note.starts_with(&format!("{ORIGIN}\n4500\n")), "{note}");
+}
+
+/// `append` keeps jemalloc's defaults (freed pages kept a while): giving each back at once, as
+/// `serve` does to hold its memory budget, made `append` fault every entry's pages in again.
+/// Read from the running process itself (`/proc/PID/environ`, which an `exec` would replace),
+/// once it has acknowledged a line.
+#[test]
+fn append_runs_with_jemalloc_defaults() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "k");
+    let db = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let mut child = spawn_append(&db, key.to_str().unwrap(), &["--flush-ms", "50"]);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", observation_json(0)).unwrap();
+    stdin.flush().unwrap();
+    let mut ack = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ack)
+        .unwrap();
+    assert_eq!(ack.trim(), "ack first=0 last=0 size=1");
+    let conf: Vec<String> = std::fs::read(format!("/proc/{}/environ", child.id()))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| v.starts_with("_RJEM_MALLOC_CONF="))
+        .collect();
+    assert!(conf.is_empty(), "{conf:?}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
 }
