@@ -21,8 +21,9 @@ has a local stand-in below (IMAGES), the harness runs the real program as a proc
 Init containers run first, in order; a container that exits is restarted; the rendered Ingress
 hosts reach the Ingress controller the harness plays (ingress.py). Then it runs each
 container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
-the budget ends, runs the rendered Jobs to completion alongside, and checks the
-components against each other from client namespaces of their own. The rendered
+the budget ends, runs the rendered Jobs to completion alongside, runs each backup CronJob once
+when all is ready (check_backups), and checks the components against each other from client
+namespaces of their own. The rendered
 NetworkPolicies are enforced as nftables rules in each pod's namespace (Ground.police). It
 prints one line per workload: ready / failed (why) / not runnable here (why). Exit 1 when
 anything that ran failed.
@@ -2023,7 +2024,8 @@ def main():
     ap.add_argument("--budget", type=float, default=120, help="seconds for every pod to be ready and every Job to complete")
     ap.add_argument("--mutants", action="store_true",
                     help="then run a rendering made wrong (no Valkey password, a superuser role, Synapse on SQLite "
-                         "with open registration) and fail unless its checks fail")
+                         "with open registration, unpeered SeaweedFS masters, S3 without credentials, policies "
+                         "widened...) and fail unless its checks fail")
     ap.add_argument("--keycloak", action="store_true",
                     help="run Keycloak too (its build and first start take minutes on two cores; not in the mutants' run)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")
