@@ -21,8 +21,9 @@ has a local stand-in below (IMAGES), the harness runs the real program as a proc
 Init containers run first, in order; a container that exits is restarted; the rendered Ingress
 hosts reach the Ingress controller the harness plays (ingress.py). Then it runs each
 container's rendered readiness probe as written (tcpSocket, httpGet, exec) until it passes or
-the budget ends, runs the rendered Jobs to completion alongside, and checks the
-components against each other from client namespaces of their own. The rendered
+the budget ends, runs the rendered Jobs to completion alongside, runs each backup CronJob once
+when all is ready (check_backups), and checks the components against each other from client
+namespaces of their own. The rendered
 NetworkPolicies are enforced as nftables rules in each pod's namespace (Ground.police). It
 prints one line per workload: ready / failed (why) / not runnable here (why). Exit 1 when
 anything that ran failed.
@@ -35,6 +36,8 @@ tests/scripts/proving-packages.sh installs. Standard library and PyYAML only.
 
 import argparse
 import glob
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -64,6 +67,7 @@ IMAGES = {
     "docker.io/matrixdotorg/synapse": "synapse",
     "quay.io/keycloak/keycloak": "keycloak",
     "docker.io/boky/postfix": "postfix",
+    "docker.io/chrislusf/seaweedfs": "seaweedfs",
 }
 
 # Programs that refuse the rendered identity, as the contract test records (KNOWN_GAPS in
@@ -101,13 +105,18 @@ LISTEN = ("import socket, sys, threading\n"
           "for a in sys.argv[1:]:\n    h, p = a.rsplit(':', 1)\n"
           "    s = socket.create_server((h, int(p))); threading.Thread(target=serve, args=(s,)).start()\n")
 
+# How many isolation probes (check_isolation) run at once.
+ISOLATION_PARALLEL = 16
+
+# How long the backup CronJobs' run (check_backups) may take, dumps and uploads together.
+BACKUP_SECONDS = 30
+
 # Why the other images do not run here (named in the output).
 NOT_HERE = {
     "exoplatform/exo": "eXo: no package outside its image",
     "onlyoffice/documentserver": "ONLYOFFICE: no package outside its image",
     "jitsi/": "Jitsi: no package outside its images",
     "elasticsearch": "Elasticsearch: no package outside its image",
-    "chrislusf/seaweedfs": "SeaweedFS: the module proxy reachable here does not serve the image's version",
     "keycloak/keycloak": "Keycloak: runs with --keycloak (its build and first start take minutes on two cores)",
 }
 
@@ -209,6 +218,7 @@ class Ground:
         self.secrets = {}
         self.pods = []
         self.jobs = []
+        self.crons = []  # the CronJobs run once here (check_backups)
         self.skipped = []
         self.results = {}
         # Names and addresses of this Ground's own: the mutants' run follows in the same
@@ -260,7 +270,11 @@ class Ground:
                 self.jobs.append(Pod(kind, meta["name"], meta["name"], d["spec"]["template"], 0))
             elif kind == "CronJob":
                 tpl = d["spec"]["jobTemplate"]["spec"]["template"]
-                self.skipped.append(Pod(kind, meta["name"], meta["name"], tpl, 0))
+                cron = Pod(kind, meta["name"], meta["name"], tpl, 0)
+                # A backup CronJob runs once, as its Job would, when every program it names
+                # runs here (its dump's database and SeaweedFS's client): check_backups.
+                runnable = all(IMAGES.get(image_repo(c.get("image", ""))) for c in (tpl["spec"].get("initContainers") or []) + tpl["spec"]["containers"])
+                (self.crons if runnable else self.skipped).append(cron)
 
     def secret_keys(self, name):
         # The operator's generated credential Secrets hold one key (platform/src/workplace/
@@ -301,7 +315,7 @@ class Ground:
         if public:
             self.hosts.append(f"{self.subnet}.1 {' '.join(public)}")
         self.outside_up()
-        for pod in self.pods + self.jobs:
+        for pod in self.pods + self.jobs + self.crons:
             self.attach(pod)
         self.police()
 
@@ -355,7 +369,7 @@ class Ground:
     def endpoints(self):
         """Everything with an address a peer can select: pods, Jobs, clients, and the bridge,
         which is the node and plays the ingress controller's namespace."""
-        return [p for p in self.pods + self.jobs + list(self.clients.values()) if p.ip] + [self.controller] + self.virtual
+        return [p for p in self.pods + self.jobs + self.crons + list(self.clients.values()) if p.ip] + [self.controller] + self.virtual
 
     def namespace_of(self, ep):
         return ep.namespace or self.namespace
@@ -445,7 +459,7 @@ class Ground:
 
     def police(self):
         """Writes every endpoint's rules again (a new client is a new peer address)."""
-        for ep in self.pods + self.jobs + list(self.clients.values()):
+        for ep in self.pods + self.jobs + self.crons + list(self.clients.values()):
             script = self.nft_script(ep)
             if getattr(ep, "script", None) == script:
                 continue  # the new peer changes nothing here
@@ -660,6 +674,10 @@ class Ground:
             else:
                 env[e["name"]] = ""
         pod.env = {k: self.local(pod, v) for k, v in env.items()}
+        if pod.adapter() == "seaweedfs":
+            # The image's /usr/bin/weed: the build of its release in the cache, on the PATH
+            # (the backup's upload runs `sh -c 'weed filer.copy ...'`).
+            pod.env["PATH"] = f"{self.weed(pod)}:{pod.env['PATH']}"
 
     def local(self, pod, value):
         """A value with every mount path rewritten to its scratch directory, in one pass (a
@@ -774,6 +792,12 @@ class Ground:
             if argv:
                 raise RuntimeError(f"args {argv[:1]}: the postfix adapter plays the image's entrypoint, none rendered")
             argv = ["/usr/lib/postfix/sbin/master", "-d"]
+        elif kind == "seaweedfs":
+            if pod.container.get("command"):
+                return self.spawn(pod, argv, pod.name)
+            argv = self.seaweedfs_argv(pod, argv)
+            # The image's WORKDIR is /data (docker/Dockerfile.go_build:129).
+            return self.spawn(pod, argv, pod.name, cwd=pod.mounts.get("/data"))
         elif kind == "valkey":
             # Redis stands in for Valkey (bookworm packages no valkey-server); the image's
             # working directory is /data, and its server is built with protected mode off (the
@@ -785,6 +809,45 @@ class Ground:
             argv = ["redis-server", "--protected-mode", "no", *argv[1:]]
             return self.spawn(pod, argv, pod.name, cwd=pod.mounts.get("/data"))
         return self.spawn(pod, argv, pod.name)
+
+    def weed(self, pod):
+        """The directory holding `weed` of the pod's image release, built from its Go module
+        (tests/scripts/seaweedfs.sh), bind-mounted read-only under the scratch root."""
+        release = pod.image.rsplit(":", 1)[-1]
+        cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
+        built = sorted(glob.glob(os.path.join(cache, "seaweedfs", f"{release}-go*", "installed")))
+        if not built:
+            raise RuntimeError(f"no weed {release} in {cache}/seaweedfs (tests/scripts/seaweedfs.sh builds it)")
+        return self.cached("seaweedfs", os.path.basename(os.path.dirname(built[-1])), "")
+
+    def seaweedfs_argv(self, pod, argv):
+        """The seaweedfs image's entrypoint (docker/entrypoint.sh:62-155, run as a non-root
+        user: no chown, no su-exec): `master` gets `-mdir=/data -volumeSizeLimitMB=1024`,
+        `volume` `-dir=/data -max=0` (`-dir=/data` alone when -max is given), `filer` nothing,
+        each with `-logtostderr=true`; any other first argument runs `weed` with the arguments as
+        given. The image's /etc/seaweedfs (its filer.toml, docker/Dockerfile.go_build:92-93, and
+        the files mounted there) is a directory of the scratch root given with `-config_dir`,
+        the first place weed looks (weed/util/config.go:50, weed/weed.go:47)."""
+        weed = os.path.join(self.weed(pod), "weed")
+        role, rest = (argv[0], argv[1:]) if argv else ("mini", ["-dir=/data"])
+        passed = lambda flag: any(a in (flag, "-" + flag) or a.startswith((flag + "=", "-" + flag + "=")) for a in rest)  # noqa: E731
+        extra = {"master": ["-mdir=/data", "-volumeSizeLimitMB=1024"],
+                 "volume": ["-dir=/data"] + ([] if passed("-max") else ["-max=0"]),
+                 "filer": []}.get(role)
+        etc = os.path.join(pod.root, "image", "etc", "seaweedfs")
+        os.makedirs(etc, exist_ok=True)
+        toml = open(os.path.join(self.weed(pod), "filer.toml")).read()
+        open(os.path.join(etc, "filer.toml"), "w").write(self.local(pod, toml))
+        for mp, path in pod.mounts.items():
+            if os.path.dirname(mp) == "/etc/seaweedfs":
+                target = os.path.join(etc, os.path.basename(mp))
+                if os.path.lexists(target):
+                    os.unlink(target)
+                os.symlink(path, target)
+        head = [weed, f"-config_dir={etc}"]
+        if extra is None:
+            return head + [role, *rest]
+        return head + ["-logtostderr=true", role, *[self.local(pod, a) for a in extra], *rest]
 
     def synapse_argv(self, pod, argv):
         """The synapse image's entrypoint, docker/start.py in `run` mode (the default: the pod
@@ -1051,6 +1114,8 @@ class Ground:
         self.check_isolation()
         self.check_translation()
         self.check_matrix_admin()
+        self.check_seaweedfs()
+        self.check_backups()
 
     def run_job(self, job, deadline):
         try:
@@ -1423,12 +1488,19 @@ class Ground:
         time.sleep(0.3)  # the tenant pod's listener binds
         answers = [None] * len(probes)
 
+        # At most ISOLATION_PARALLEL probes at once, each given 60 s to end: the verdict is
+        # the probe's own connection timeout (2 or 3 s); the outer limit only catches a hung
+        # client. With SeaweedFS the probes passed 60, and all at once on two cores loaded by
+        # other builds (load average 19) some did not even start their interpreter in 15 s.
+        gate = threading.Semaphore(ISOLATION_PARALLEL)
+
         def one(i, probe):
-            try:
-                r = self.as_pod(probe[1], probe[2], timeout=15, env=probe[3])
-                answers[i] = (r.returncode, (r.stdout + r.stderr).strip())
-            except subprocess.TimeoutExpired:
-                answers[i] = (None, "no answer within 15 s")
+            with gate:
+                try:
+                    r = self.as_pod(probe[1], probe[2], timeout=60, env=probe[3])
+                    answers[i] = (r.returncode, (r.stdout + r.stderr).strip())
+                except subprocess.TimeoutExpired:
+                    answers[i] = (None, "no answer within 60 s")
 
         threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(probes)]
         for t in threads:
@@ -1493,6 +1565,108 @@ class Ground:
             admin = admin_status == 200 and json.loads(admin_text).get("admin") is True
             self.check(name, admin, f"login {status}: {text[-200:]}; admin API {admin_status}: {admin_text[-200:]}")
 
+    def check_seaweedfs(self):
+        """The masters elect exactly one leader, which every master names (each master's
+        /cluster/status, asked from the node as the kubelet probes: weed/server/
+        master_server_handlers_admin.go); the S3 gateway refuses an anonymous request and one
+        signed with a wrong secret, and accepts one signed (AWS Signature Version 4) with the
+        credentials rendered into the filer's env, from a client standing as the workplace's
+        pod the filer's policy admits."""
+        masters = [p for p in self.pods if p.adapter() == "seaweedfs" and (p.container.get("args") or [""])[0] == "master"]
+        if masters:
+            states, why = {}, []
+            for pod in masters:
+                if self.results[pod.name][0] != "ready":
+                    why.append(f"{pod.name} not ready")
+                    continue
+                try:
+                    with urllib.request.urlopen(f"http://{pod.ip}:{self.port(pod, 'http')}/cluster/status", timeout=5) as r:
+                        states[pod.name] = json.loads(r.read())
+                except Exception as e:  # noqa: BLE001 - the answer is the check's detail
+                    why.append(f"{pod.name}: {e}")
+            leaders = sorted(n for n, st in states.items() if st.get("IsLeader"))
+            named = {st.get("Leader") for st in states.values()}
+            ok = not why and len(states) == len(masters) and len(leaders) == 1 and len(named) == 1
+            self.check(f"{masters[0].workload}: the {len(masters)} masters elect exactly one leader, named by each", ok,
+                       "; ".join(why + [f"{n}: IsLeader {st.get('IsLeader')} Leader {st.get('Leader')}" for n, st in sorted(states.items())]))
+        for pod, _, _ in self.ready("seaweedfs"):
+            if "-s3" not in (pod.container.get("args") or []):
+                continue
+            port = self.port(pod, "s3")
+            svc = next((s["metadata"]["name"] for s in self.services_of(pod)), pod.workload)
+            url = f"http://{svc}.{self.namespace}.svc.cluster.local:{port}/"
+            key, secret = pod.env.get("AWS_ACCESS_KEY_ID", ""), pod.env.get("AWS_SECRET_ACCESS_KEY", "")
+            client = self.client_as(self.wearing(pod, port))
+            status, text = self.http(client, url, headers={})
+            self.check(f"{pod.workload}: S3 refuses an anonymous request", status == 403 and "AccessDenied" in text, f"{status}: {text[-200:]}")
+            status, text = self.http(client, url, headers=sigv4("GET", url, key, "not-" + secret))
+            self.check(f"{pod.workload}: S3 refuses a request signed with a wrong secret", status == 403, f"{status}: {text[-200:]}")
+            status, text = self.http(client, url, headers=sigv4("GET", url, key, secret))
+            self.check(f"{pod.workload}: S3 accepts a request signed with the rendered credentials",
+                       status == 200 and "ListAllMyBucketsResult" in text, f"{status}: {text[-200:]}")
+            self.s3 = (pod, client, url, key, secret)
+
+    def run_cron(self, cron, deadline):
+        """One run of a CronJob's pod: its init containers in order, then its container, each
+        to completion, as written."""
+        steps = []
+        try:
+            for c in (cron.spec.get("initContainers") or []) + cron.spec["containers"]:
+                view = cron.init_view(c)
+                view.ns, view.ip, view.kind = cron.ns, cron.ip, "Job"
+                self.prepare(view)
+                proc = self.spawn(view, self.argv(view), view.name)
+                try:
+                    rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    kill(proc)
+                    rc = f"no end within {BACKUP_SECONDS} s"
+                steps.append(f"{c['name']} {rc}")
+                if rc != 0:
+                    raise RuntimeError(f"{c['name']}: exit {rc}: {tail(self.scratch, view.name)}")
+            self.results[cron.name] = ("completed", f"{time.monotonic() - self.started:.1f} s: " + ", ".join(steps))
+        except Exception as e:  # noqa: BLE001 - reported per CronJob
+            self.results[cron.name] = ("failed", str(e))
+
+    def check_backups(self):
+        """Each backup CronJob, run once as its Job would be: its init containers (the dump by
+        the database's own client) then its container (`weed filer.copy` to the filer), each
+        command as written, in the Job pod's namespace, under its identity and policies. The
+        dump is then in the bucket, listed through S3 with the rendered credentials, and not
+        readable anonymously."""
+        # Both at once, within BACKUP_SECONDS: a dump and its upload take a second here, and
+        # an upload the policies drop would otherwise wait out the connections' timeouts.
+        deadline = time.monotonic() + BACKUP_SECONDS
+        runs = [threading.Thread(target=self.run_cron, args=(cron, deadline)) for cron in self.crons]
+        for t in runs:
+            t.start()
+        for t in runs:
+            t.join()
+        for cron in self.crons:
+            command = " ".join(cron.container.get("command") or [])
+            bucket = re.search(r"/buckets/([^/\s]+)/", command)
+            name = f"{cron.workload}: its commands, run as written, put a dump into the bucket {bucket.group(1) if bucket else '?'}"
+            s3 = getattr(self, "s3", None)
+            if self.results[cron.name][0] != "completed" or not bucket or s3 is None:
+                self.check(name, False, f"{self.results[cron.name][1][-300:]}; S3 checked: {s3 is not None}")
+                continue
+            wanted = bucket.group(1)
+            _, client, url, key, secret = s3
+            listing = f"{url}{wanted}?list-type=2"
+            status, text = self.http(client, listing, headers=sigv4("GET", listing, key, secret))
+            # ListObjectsV2: one <Contents> per object, with its <Key> and <Size>.
+            found = [(k, int(z)) for block in re.findall(r"<Contents>(.*?)</Contents>", text, re.S)
+                     for k, z in re.findall(r"<Key>([^<]*dump\.sql)</Key>.*?<Size>(\d+)</Size>", block, re.S)]
+            found = [(k, z) for k, z in found if z > 0]
+            self.check(name, status == 200 and bool(found), f"{status}: {found or text[-300:]}")
+            if found:
+                obj = f"{url}{wanted}/{found[0][0]}"
+                status, text = self.http(client, obj, headers={})
+                self.check(f"{cron.workload}: the dump in {wanted} is not readable anonymously", status == 403, f"{status}: {text[-200:]}")
+                status, text = self.http(client, obj, headers=sigv4("GET", obj, key, secret))
+                self.check(f"{cron.workload}: the dump in {wanted} reads back with the rendered credentials, a database dump",
+                           status == 200 and "dump" in text[:200].lower(), f"{status}: {text[:200]}")
+
     def services_of(self, pod):
         for svc in self.services:
             sel = svc["spec"].get("selector") or {}
@@ -1502,15 +1676,16 @@ class Ground:
     # --- output and cleanup ---------------------------------------------------------------
 
     def report(self):
-        ran = [j for j in self.jobs if j.adapter() and not j.skip_reason]
-        print(f"proving ground: {len(self.pods) + len(ran)} of the {len(self.pods) + len(self.skipped) + len(self.jobs)} rendered pods run here")
+        ran = [j for j in self.jobs if j.adapter() and not j.skip_reason] + self.crons
+        print(f"proving ground: {len(self.pods) + len(ran)} of the {len(self.pods) + len(self.skipped) + len(self.jobs) + len(self.crons)} rendered pods run here")
         failed = False
-        for pod in self.pods + [j for j in self.jobs if j.adapter() and not j.skip_reason]:
+        for pod in self.pods + ran:
             state, detail = self.results.get(pod.name, ("failed", "not started"))
             failed |= state == "failed"
             label = {"ready": "ran and ready", "completed": "ran and completed",
                      "refused": "ran and refused the rendered identity, as the contract records"}.get(state, "ran and FAILED")
-            print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter())}]")
+            label += " (a CronJob, run once)" if pod.kind == "CronJob" else ""
+            print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter(), pod.image)}]")
         for pod in self.skipped:
             reason = pod.skip_reason or next((r for k, r in NOT_HERE.items() if k in pod.image),
                                              f"no local stand-in for {pod.image}")
@@ -1566,6 +1741,11 @@ class Ground:
             os.rmdir("/etc/netns")  # only when no other namespace keeps files there
         except OSError:
             pass
+        # The filer's unix sockets: the harness gives no pod its own /tmp (the processes share
+        # the machine's), so what the filer left there goes with the run.
+        for sock in glob.glob("/tmp/seaweedfs-*.sock"):
+            if any(p.adapter() == "seaweedfs" and p.proc is not None for p in self.pods):
+                os.unlink(sock)
         for path in reversed(self.bound):
             if subprocess.run(["umount", path], capture_output=True).returncode != 0:
                 log(f"could not unmount {path}: {self.scratch} kept")
@@ -1579,7 +1759,7 @@ class Ground:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stand_in(adapter):
+def stand_in(adapter, image=""):
     if adapter == "postgres":
         return "PostgreSQL " + re.search(r"\d+\.\d+", run([pg_bin("postgres"), "--version"]).stdout).group(0)
     if adapter == "mariadb":
@@ -1591,11 +1771,37 @@ def stand_in(adapter):
         return "Keycloak distribution (Maven Central), " + run(["java", "-version"]).stderr.splitlines()[0]
     if adapter == "postfix":
         return "Postfix " + run(["dpkg-query", "-W", "-f", "${Version}", "postfix"]).stdout.strip() + " (Debian)"
+    if adapter == "seaweedfs":
+        cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
+        found = sorted(glob.glob(os.path.join(cache, "seaweedfs", image.rsplit(":", 1)[-1] + "-go*", "VERSION")))
+        return open(found[-1]).read().strip() if found else "?"
     if adapter == "synapse":
         cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
         found = glob.glob(os.path.join(cache, "synapse", "*", "venv", "lib", "python3*", "site-packages", "matrix_synapse-*.dist-info"))
         return "Synapse " + ", ".join(sorted(re.search(r"matrix_synapse-(.+)\.dist-info", f).group(1) for f in found)) + " (its Python package)"
     return "?"
+
+
+def sigv4(method, url, key, secret, body=b"", region="us-east-1"):
+    """The headers of an AWS Signature Version 4 request (the S3 API reference, "Authenticating
+    Requests: Using the Authorization Header"), the payload's SHA-256 signed."""
+    u = urllib.parse.urlsplit(url)
+    amzdate = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    day, payload = amzdate[:8], hashlib.sha256(body).hexdigest()
+    q = lambda v: urllib.parse.quote(v, safe="-_.~")  # noqa: E731
+    query = "&".join(f"{q(k)}={q(v)}" for k, v in sorted(urllib.parse.parse_qsl(u.query, keep_blank_values=True)))
+    headers = {"host": u.netloc, "x-amz-content-sha256": payload, "x-amz-date": amzdate}
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join([method, urllib.parse.quote(u.path or "/", safe="/-_.~"), query,
+                           "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amzdate, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ("AWS4" + secret).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    return {"Authorization": f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={signed}, Signature={signature}",
+            "x-amz-content-sha256": payload, "x-amz-date": amzdate}
 
 
 def selects(selector, labels):
@@ -1772,6 +1978,38 @@ def mutants(docs):
                         must_fail.add(f"isolation: {w} cannot reach {addr} on port {port}, which its egress policy does not list")
                     elif what == "unlisted address":
                         must_fail.add(f"isolation: {w} cannot reach {addr}:{port}, an address its egress policy does not list")
+    # SeaweedFS: the masters left unpeered (each its own raft cluster: three leaders), the S3
+    # gateway left without its credentials (it then serves anonymous requests), and the backup
+    # pods dropped from the filer's and the volume servers' ingress (the upload cannot land).
+    backups = set()
+    for d in docs:
+        if d.get("kind") == "CronJob":
+            backups.add(d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name"))
+            command = " ".join(d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].get("command") or [])
+            m = re.search(r"/buckets/([^/\s]+)/", command)
+            if m and "seaweedfs" in d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].get("image", ""):
+                must_fail.add(f"{d['metadata']['name']}: its commands, run as written, put a dump into the bucket {m.group(1)}")
+        if d.get("kind") != "StatefulSet" or image_repo(d["spec"]["template"]["spec"]["containers"][0].get("image", "")) != "docker.io/chrislusf/seaweedfs":
+            continue
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        args = c.get("args") or []
+        if args[:1] == ["master"] and d["spec"].get("replicas", 1) > 1:
+            c["args"] = [a for a in args if not a.startswith("-peers=")] + ["-peers=none"]
+            must_fail.add(f"{d['metadata']['name']}: the {d['spec']['replicas']} masters elect exactly one leader, named by each")
+        if "-s3" in args:
+            c["env"] = [e for e in c.get("env") or [] if e["name"] not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+            must_fail.add(f"{d['metadata']['name']}: S3 refuses an anonymous request")
+            must_fail.add(f"{d['metadata']['name']}: S3 refuses a request signed with a wrong secret")
+    for d in docs:
+        if d.get("kind") == "NetworkPolicy" and d["metadata"]["name"] in ("seaweedfs-filer-ingress", "seaweedfs-volume-ingress"):
+            # A rule left with no peer would admit everyone: it goes.
+            rules = []
+            for rule in d["spec"].get("ingress") or []:
+                peers = [p for p in rule.get("from") or []
+                         if (p.get("podSelector", {}).get("matchLabels") or {}).get("app.kubernetes.io/name") not in backups]
+                if peers or not rule.get("from"):
+                    rules.append({**rule, "from": peers} if rule.get("from") else rule)
+            d["spec"]["ingress"] = rules
     for w, c in running:
         for port in {p["containerPort"] for p in c.get("ports") or [] if p.get("protocol", "TCP") == "TCP"}:
             must_fail.add(f"isolation: {w} port {port} unreachable from another namespace")
@@ -1786,7 +2024,8 @@ def main():
     ap.add_argument("--budget", type=float, default=120, help="seconds for every pod to be ready and every Job to complete")
     ap.add_argument("--mutants", action="store_true",
                     help="then run a rendering made wrong (no Valkey password, a superuser role, Synapse on SQLite "
-                         "with open registration) and fail unless its checks fail")
+                         "with open registration, unpeered SeaweedFS masters, S3 without credentials, policies "
+                         "widened...) and fail unless its checks fail")
     ap.add_argument("--keycloak", action="store_true",
                     help="run Keycloak too (its build and first start take minutes on two cores; not in the mutants' run)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")

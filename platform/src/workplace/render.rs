@@ -610,11 +610,13 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                 "-telemetry=false".into(),
             ]);
         }
+        // -master: 4.53 keeps -mserver only as a deprecated alias
+        // (sw@7506e5f91cd6:weed/command/volume.go:223-224,305-307).
         "seaweedfs-volume" => {
             w.args = Some(vec![
                 "volume".into(),
                 "-dir=/data".into(),
-                format!("-mserver={}", seaweedfs_masters(input).join(",")),
+                format!("-master={}", seaweedfs_masters(input).join(",")),
                 "-port=8080".into(),
             ]);
         }
@@ -624,11 +626,11 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
             secret("AWS_ACCESS_KEY_ID", "seaweedfs-s3-access-key");
             secret("AWS_SECRET_ACCESS_KEY", "seaweedfs-s3-secret-key");
             // The change events of the buckets go to the auditor through the filer's webhook
-            // notification, the one notifier that POSTs to an HTTP endpoint (sw@4.44
-            // weed/notification/webhook/http.go:55-98), configured by notification.toml, which
-            // the filer looks for in /etc/seaweedfs (weed/server/filer_server.go:213,241,
-            // weed/util/config.go:41-50). The token, which only the auditor can issue, comes
-            // from viper's WEED_ override (weed/util/config.go:114-123).
+            // notification, the one notifier that POSTs to an HTTP endpoint (sw@7506e5f91cd6
+            // weed/notification/webhook/http.go), configured by notification.toml, which
+            // the filer looks for in /etc/seaweedfs (weed/server/filer_server.go:298,
+            // weed/util/config.go:42-55). The token, which only the auditor can issue, comes
+            // from viper's WEED_ override (weed/util/config.go:208-213).
             w.files.push(MountedFile {
                 key: "notification.toml".into(),
                 content: filer_notification(input),
@@ -1904,7 +1906,7 @@ pub fn auditor_endpoint_name(namespace: &str, name: &str) -> String {
 /// The filer's notification.toml: the auditor's object-store route for SeaweedFS
 /// (`POST /v1/events/seaweedfs?endpoint=NAME&class=CLASS`, docs/auditor-service.md "SeaweedFS"),
 /// for what is written under /buckets/ (the class of the catalog's buckets). Keys:
-/// sw@4.44 weed/notification/webhook/types.go:71-158, weed/command/scaffold/notification.toml.
+/// sw@7506e5f91cd6 weed/notification/webhook/types.go:74-104, weed/command/scaffold/notification.toml.
 fn filer_notification(input: &RenderInput<'_>) -> String {
     let classes: std::collections::BTreeSet<String> = input
         .catalog
@@ -1972,7 +1974,7 @@ pub fn clients_of(input: &RenderInput<'_>, server: &str) -> std::collections::BT
             });
         }
         // `weed filer.copy` uploads straight to the volume servers
-        // (sw@4.44:weed/command/filer_copy.go:352-379).
+        // (sw@7506e5f91cd6:weed/command/filer_copy.go:352-379).
         if server == "seaweedfs-volume" && backup_target(c) {
             out.insert(format!("{}-backup", c.name));
         }
