@@ -24,7 +24,9 @@ use crate::ledger::entry::{EntryError, ObjectId};
 pub const CLASS: &str = "pod";
 
 /// The namespaces holding a workplace: those with a pod labelled part of one.
-fn workplace_namespaces<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeSet<String> {
+pub(super) fn workplace_namespaces<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> BTreeSet<String> {
     pods.into_iter()
         .filter(|p| {
             p.metadata
