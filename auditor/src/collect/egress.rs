@@ -11,11 +11,17 @@
 //! the ledger whatever the labels say. Destinations inside the cluster (namespace and pod
 //! selectors) are not recorded here: the pods they reach are judged where they run.
 //! `except` lists narrow a block without making it one address, so they are not read.
+//!
+//! A pod that no NetworkPolicy restricting egress selects may send data anywhere (Kubernetes
+//! isolates a pod for egress only when some such policy selects it): each placed pod of a
+//! workplace namespace in that case opens every address, recorded as
+//! `egress-open/<namespace>/<pod>/<block>` (the Event on the pod).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::core::{Selector, SelectorExt as _};
 use sha2::{Digest as _, Sha256};
 
 use super::volumes::STORE;
@@ -51,13 +57,69 @@ fn restricts_egress(p: &NetworkPolicy) -> bool {
     }
 }
 
+/// Whether `policy` restricts the egress of a pod of its namespace labelled `labels`. A
+/// selector the API server would not have accepted selects nothing (the pod then counts as
+/// unrestricted, the safe side).
+fn isolates(policy: &NetworkPolicy, labels: &BTreeMap<String, String>) -> bool {
+    restricts_egress(policy)
+        && policy
+            .spec
+            .as_ref()
+            .and_then(|s| Selector::try_from(s.pod_selector.clone().unwrap_or_default()).ok())
+            .is_some_and(|selector| selector.matches(labels))
+}
+
 /// Every destination outside the cluster that a NetworkPolicy of a workplace namespace
-/// (`namespaces`) opens, sorted by object.
+/// (`namespaces`) opens, and every address for each placed pod of such a namespace that no
+/// policy restricts, sorted by object.
 pub fn destinations<'a>(
-    policies: impl IntoIterator<Item = &'a NetworkPolicy>,
+    policies: impl IntoIterator<Item = &'a NetworkPolicy> + Clone,
+    pods: impl IntoIterator<Item = &'a Pod>,
     namespaces: &BTreeSet<String>,
 ) -> Result<Vec<Destination>, EntryError> {
     let mut out = Vec::new();
+    for pod in pods {
+        let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
+            continue;
+        };
+        if !namespaces.contains(ns) || !super::pods::placed(pod) {
+            continue;
+        }
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let restricted = policies
+            .clone()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_ref() == Some(ns))
+            .any(|p| isolates(p, labels));
+        if restricted {
+            continue;
+        }
+        for block in EVERY_ADDRESS {
+            let mut h = Sha256::new();
+            h.update(pod.metadata.uid.as_deref().unwrap_or_default());
+            h.update(b"\n");
+            h.update(block);
+            out.push(Destination {
+                object: ObjectId::new(
+                    STORE.to_owned(),
+                    CLASS.to_owned(),
+                    format!("egress-open/{ns}/{name}/{block}"),
+                )?,
+                content: h.finalize().into(),
+                block: block.to_owned(),
+                regarding: ObjectReference {
+                    api_version: Some("v1".to_owned()),
+                    kind: Some("Pod".to_owned()),
+                    namespace: Some(ns.clone()),
+                    name: Some(name.clone()),
+                    uid: pod.metadata.uid.clone(),
+                    field_path: Some(format!("no NetworkPolicy restricts its egress ({block})")),
+                    ..ObjectReference::default()
+                },
+            });
+        }
+    }
     for policy in policies {
         let (Some(ns), Some(name)) = (&policy.metadata.namespace, &policy.metadata.name) else {
             continue;
@@ -130,7 +192,7 @@ mod tests {
 
     fn ids(policies: &[NetworkPolicy]) -> Vec<String> {
         let namespaces = BTreeSet::from(["wp".to_owned()]);
-        destinations(policies, &namespaces)
+        destinations(policies, &[] as &[Pod], &namespaces)
             .unwrap()
             .iter()
             .map(|d| {
@@ -186,11 +248,70 @@ mod tests {
         );
     }
 
+    fn pod(name: &str, labels: serde_json::Value, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "wp", "uid": format!("uid-{name}"), "labels": labels},
+            "spec": {"nodeName": "a", "containers": []},
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_no_policy_restricts_may_send_data_anywhere() {
+        let policies = [
+            // Restricts the workplace's labelled pods only.
+            policy(
+                "wp",
+                "labelled",
+                serde_json::json!({"podSelector": {"matchExpressions": [
+                    {"key": "app.kubernetes.io/part-of", "operator": "In", "values": ["hexagone-workplace"]}]},
+                    "policyTypes": ["Egress"]}),
+            ),
+            // Selects every pod, but for ingress only.
+            policy(
+                "wp",
+                "ingress",
+                serde_json::json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+            ),
+        ];
+        let pods = [
+            pod(
+                "exo-0",
+                serde_json::json!({"app.kubernetes.io/part-of": "hexagone-workplace"}),
+                "Running",
+            ),
+            pod("miner", serde_json::json!({"app": "miner"}), "Running"),
+            pod("done", serde_json::Value::Null, "Succeeded"),
+        ];
+        let namespaces = BTreeSet::from(["wp".to_owned()]);
+        let got: Vec<String> = destinations(&policies, &pods, &namespaces)
+            .unwrap()
+            .iter()
+            .map(|d| format!("{} {}", d.object.id, d.regarding.kind.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "egress-open/wp/miner/0.0.0.0/0 Pod",
+                "egress-open/wp/miner/::/0 Pod",
+            ]
+        );
+        // A policy restricting every pod's egress closes it, even with no rule at all.
+        let all = policy(
+            "wp",
+            "deny",
+            serde_json::json!({"podSelector": {}, "policyTypes": ["Egress"]}),
+        );
+        assert!(destinations(&[all], &pods, &namespaces).unwrap().is_empty());
+    }
+
     #[test]
     fn a_policy_recreated_is_a_new_destination_record() {
         let spec = serde_json::json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "192.0.2.25/32"}}]}]});
         let namespaces = BTreeSet::from(["wp".to_owned()]);
-        let content = |p: NetworkPolicy| destinations(&[p], &namespaces).unwrap()[0].content;
+        let content =
+            |p: NetworkPolicy| destinations(&[p], &[] as &[Pod], &namespaces).unwrap()[0].content;
         let first = content(policy("wp", "relay", spec.clone()));
         let mut again = policy("wp", "relay", spec.clone());
         again.metadata.uid = Some("another".into());

@@ -386,14 +386,16 @@ async fn pass(
             Vec::new()
         }),
     };
-    let pods = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
+    let on_nodes = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
         .unwrap_or_else(|e| {
             tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
             Vec::new()
         });
+    let netpols = view.netpols.state();
     let egress = super::egress::destinations(
-        view.netpols.state().iter().map(|a| &**a),
-        &super::pods::workplace_namespaces(view.pods.state().iter().map(|a| &**a)),
+        netpols.iter().map(|a| &**a),
+        pods.iter().map(|a| &**a),
+        &super::pods::workplace_namespaces(pods.iter().map(|a| &**a)),
     )
     .unwrap_or_else(|e| {
         tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
@@ -407,7 +409,7 @@ async fn pass(
                 .into_iter()
                 .map(|p| (Item::on_node(p), Kind::Snapshot)),
         )
-        .chain(pods.into_iter().map(|p| (Item::on_node(p), Kind::Pod)))
+        .chain(on_nodes.into_iter().map(|p| (Item::on_node(p), Kind::Pod)))
         .chain(egress.into_iter().map(|d| {
             (
                 Item {

@@ -39,6 +39,16 @@ pub(super) fn workplace_namespaces<'a>(
         .collect()
 }
 
+/// Whether the pod is placed on a node and not finished: it runs, or is about to.
+pub(super) fn placed(pod: &Pod) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    !finished && pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+}
+
 /// Every pod of a workplace namespace that is placed on a node and not finished, with that
 /// node, sorted by object.
 pub fn placements<'a>(
@@ -58,16 +68,11 @@ pub fn placements<'a>(
         if !namespaces.contains(ns) {
             continue;
         }
-        let finished = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .is_some_and(|p| p == "Succeeded" || p == "Failed");
         let Some(node) = pod
             .spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
-            .filter(|_| !finished)
+            .filter(|_| placed(pod))
         else {
             continue;
         };
