@@ -151,6 +151,8 @@ vocabulary! {
         NetworkOperator = "networkOperator",
         /// An address the node reports that is not an IP address.
         UnreadableAddress = "unreadableAddress",
+        /// A destination given as a range of addresses, which no single place holds.
+        AddressRange = "addressRange",
         /// Round trips from vantage points to one of the subject's addresses.
         Latency = "latency",
     }
@@ -187,6 +189,8 @@ vocabulary! {
         LabelWithoutAttestation = "labelWithoutAttestation",
         /// The attested label says another country than the attestation.
         LabelDisagrees = "labelDisagrees",
+        /// The subject is a range of addresses, which no policy can place.
+        RangeOfAddresses = "rangeOfAddresses",
     }
 }
 
@@ -216,7 +220,7 @@ impl FactKind {
         match self {
             FactKind::TopologyLabel => Source::TopologyLabel,
             FactKind::Attestation => Source::Attestation,
-            FactKind::Address => Source::Address,
+            FactKind::Address | FactKind::AddressRange => Source::Address,
             FactKind::NetworkOperator | FactKind::UnreadableAddress => Source::NetworkOperator,
             FactKind::Latency => Source::Latency,
         }

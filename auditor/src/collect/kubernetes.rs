@@ -1,13 +1,14 @@
 //! `serve --kubernetes`: the auditor's own watch of the cluster (PersistentVolumes, their
-//! claims, Pods, Nodes, NodeAttestations, VolumeSnapshots and their contents — never the
-//! operator's conclusions). After every change (and every [`RESYNC`], for attestations that
+//! claims, Pods, Nodes, NodeAttestations, NetworkPolicies, VolumeSnapshots and their contents
+//! — never the operator's conclusions). After every change (and every [`RESYNC`], for attestations that
 //! expire) it swaps the judge's node attestations for the ones it sees, works out where each
 //! bound volume is ([`super::volumes`]), each ready snapshot ([`super::snapshots`]) and each
-//! pod of a workplace namespace ([`super::pods`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
+//! pod of a workplace namespace ([`super::pods`]) and where the namespace's NetworkPolicies let
+//! its pods send data ([`super::egress`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
 //! as an HTTP request's observations are queued.
 //!
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
-//! claim (or the VolumeSnapshot, or the pod), related to the node, so whoever runs the workload sees it
+//! claim (or the VolumeSnapshot, the pod, the NetworkPolicy), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::ListParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -72,6 +74,7 @@ struct View {
     pods: Store<Pod>,
     nodes: Store<Node>,
     attestations: Store<NodeAttestation>,
+    netpols: Store<NetworkPolicy>,
     /// `None` while the cluster does not serve the snapshot kinds to the auditor.
     snapshots: Option<SnapshotView>,
 }
@@ -164,6 +167,7 @@ pub async fn run(
             "nodeattestations",
             changed.clone(),
         ),
+        netpols: watch(Api::all(client.clone()), "networkpolicies", changed.clone()),
         snapshots: None,
     };
     // Judge nothing before every list is complete: a volume judged before the attestations
@@ -180,10 +184,13 @@ pub async fn run(
             view.attestations.wait_until_ready().await,
             "nodeattestations",
         ),
+        (view.netpols.wait_until_ready().await, "networkpolicies"),
     ] {
         store.map_err(|_| CollectError::NotReady(what))?;
     }
-    tracing::info!("kubernetes: watching volumes, claims, pods, nodes and attestations");
+    tracing::info!(
+        "kubernetes: watching volumes, claims, pods, nodes, attestations and network policies"
+    );
     let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
     let mut seed = Some(ledger);
@@ -297,7 +304,7 @@ enum Pending {
     Placed {
         recorded: Recorded,
         regarding: Box<k8s_openapi::api::core::v1::ObjectReference>,
-        node: String,
+        place: Place,
         reason: Option<String>,
         kind: Kind,
     },
@@ -311,6 +318,14 @@ enum Kind {
     Volume,
     Snapshot,
     Pod,
+    Egress,
+}
+
+/// Where a placement is: on a node, or a destination outside the cluster.
+#[derive(Debug, Clone)]
+enum Place {
+    Node(String),
+    Destination(String),
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,
@@ -371,16 +386,42 @@ async fn pass(
             Vec::new()
         }),
     };
-    let pods = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
+    let on_nodes = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
         .unwrap_or_else(|e| {
             tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
             Vec::new()
         });
-    let placements: Vec<(Placement, Kind)> = volumes
+    let netpols = view.netpols.state();
+    let egress = super::egress::destinations(
+        netpols.iter().map(|a| &**a),
+        pods.iter().map(|a| &**a),
+        &super::pods::workplace_namespaces(pods.iter().map(|a| &**a)),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
+        Vec::new()
+    });
+    let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
-        .map(|p| (p, Kind::Volume))
-        .chain(snapshots.into_iter().map(|p| (p, Kind::Snapshot)))
-        .chain(pods.into_iter().map(|p| (p, Kind::Pod)))
+        .map(|p| (Item::on_node(p), Kind::Volume))
+        .chain(
+            snapshots
+                .into_iter()
+                .map(|p| (Item::on_node(p), Kind::Snapshot)),
+        )
+        .chain(on_nodes.into_iter().map(|p| (Item::on_node(p), Kind::Pod)))
+        .chain(egress.into_iter().map(|d| {
+            (
+                Item {
+                    place: Place::Destination(d.block.clone()),
+                    object: d.object,
+                    content: d.content,
+                    location: Location::Endpoint(d.block),
+                    regarding: d.regarding,
+                },
+                Kind::Egress,
+            )
+        }))
         .collect();
     let geo = service.judge.snapshot();
     let now = time::OffsetDateTime::now_utc();
@@ -447,12 +488,12 @@ async fn pass(
     for (p, kind) in placements {
         let id = p.object.id.clone();
         let object = p.object.clone();
-        let (regarding, node) = (Box::new(p.regarding), p.node.name.clone());
+        let (regarding, place) = (Box::new(p.regarding), p.place);
         let report = Report {
             id: None,
             object: p.object,
             content: p.content,
-            location: Location::Node(p.node),
+            location: p.location,
         };
         match service.judge.judge(report, &geo, now) {
             Ok(submission) => {
@@ -483,7 +524,7 @@ async fn pass(
                     keys.push(Pending::Placed {
                         recorded: Recorded { object, key },
                         regarding,
-                        node,
+                        place,
                         reason,
                         kind,
                     });
@@ -518,7 +559,7 @@ async fn pass(
     match answer.await {
         Ok(Ok(committed)) => {
             for (pending, outcome) in keys.into_iter().zip(&committed.entries) {
-                let (recorded_now, regarding, node, reason, kind) = match pending {
+                let (recorded_now, regarding, place, reason, kind) = match pending {
                     Pending::Removed(id) => {
                         tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
                         recorded.remove(&id);
@@ -528,10 +569,10 @@ async fn pass(
                     Pending::Placed {
                         recorded,
                         regarding,
-                        node,
+                        place,
                         reason,
                         kind,
-                    } => (recorded, regarding, node, reason, kind),
+                    } => (recorded, regarding, place, reason, kind),
                 };
                 let id = recorded_now.object.id.clone();
                 tracing::info!(
@@ -540,8 +581,12 @@ async fn pass(
                     outcome.seq
                 );
                 if outcome.verdict == "violation" {
+                    let (at, node) = match &place {
+                        Place::Node(node) => (format!("on node {node}"), Some(node)),
+                        Place::Destination(block) => (format!("egress to {block}"), None),
+                    };
                     let note = format!(
-                        "on node {node}: violation first recorded in ledger entry {}: {}",
+                        "{at}: violation first recorded in ledger entry {}: {}",
                         outcome.seq,
                         reason.as_deref().unwrap_or("no reason given")
                     );
@@ -553,7 +598,7 @@ async fn pass(
                         // The node makes the Event's identity: the same violation on the same
                         // node again is a series of the first Event (whose note stays), a
                         // violation on another node a new Event.
-                        secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
+                        secondary: node.map(|node| k8s_openapi::api::core::v1::ObjectReference {
                             api_version: Some("v1".to_owned()),
                             kind: Some("Node".to_owned()),
                             name: Some(node.clone()),
@@ -574,6 +619,7 @@ async fn pass(
                     Kind::Volume => metrics.collected.inc(),
                     Kind::Snapshot => metrics.collected_snapshots.inc(),
                     Kind::Pod => metrics.collected_pods.inc(),
+                    Kind::Egress => metrics.collected_egress.inc(),
                 }
             }
         }
@@ -582,6 +628,27 @@ async fn pass(
         Err(_) => return Err(CollectError::SequencerGone),
     }
     Ok(())
+}
+
+/// One thing a pass judges: a placement on a node, or an egress destination.
+struct Item {
+    object: crate::ledger::entry::ObjectId,
+    content: crate::ledger::tree::Hash,
+    location: Location,
+    place: Place,
+    regarding: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+impl Item {
+    fn on_node(p: Placement) -> Self {
+        Item {
+            place: Place::Node(p.node.name.clone()),
+            object: p.object,
+            content: p.content,
+            location: Location::Node(p.node),
+            regarding: p.regarding,
+        }
+    }
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary (an Event note is limited to 1 KiB).

@@ -6,10 +6,13 @@
 //! - [`snapshots`]: pure — the VolumeSnapshot kinds, and which node holds each ready snapshot
 //!   (its source volume's);
 //! - [`pods`]: pure — every pod of a workplace namespace (labelled or not) and its node;
-//! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's and
-//!   snapshot's and pod's placement through the sequencer queue, again whenever its facts or verdict
-//!   change.
+//! - [`egress`]: pure — every address block a workplace namespace's NetworkPolicies open to
+//!   its pods, judged as an endpoint;
+//! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's,
+//!   snapshot's and pod's placement and each egress destination through the sequencer queue,
+//!   again whenever its facts or verdict change.
 
+pub mod egress;
 pub mod kubernetes;
 pub mod pods;
 pub mod snapshots;

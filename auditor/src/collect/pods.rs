@@ -24,7 +24,9 @@ use crate::ledger::entry::{EntryError, ObjectId};
 pub const CLASS: &str = "pod";
 
 /// The namespaces holding a workplace: those with a pod labelled part of one.
-fn workplace_namespaces<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeSet<String> {
+pub(super) fn workplace_namespaces<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> BTreeSet<String> {
     pods.into_iter()
         .filter(|p| {
             p.metadata
@@ -35,6 +37,16 @@ fn workplace_namespaces<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeSet
         })
         .filter_map(|p| p.metadata.namespace.clone())
         .collect()
+}
+
+/// Whether the pod is placed on a node and not finished: it runs, or is about to.
+pub(super) fn placed(pod: &Pod) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    !finished && pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
 /// Every pod of a workplace namespace that is placed on a node and not finished, with that
@@ -56,16 +68,11 @@ pub fn placements<'a>(
         if !namespaces.contains(ns) {
             continue;
         }
-        let finished = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .is_some_and(|p| p == "Succeeded" || p == "Failed");
         let Some(node) = pod
             .spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
-            .filter(|_| !finished)
+            .filter(|_| placed(pod))
         else {
             continue;
         };

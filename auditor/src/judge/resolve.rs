@@ -139,11 +139,40 @@ impl Inventory {
                 Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
                 None => match name.parse::<IpAddr>() {
                     Ok(address) => (NodeDescription::endpoint(address), SubjectKind::Endpoint),
-                    Err(_) => return Err(JudgeError::UnknownEndpoint(name)),
+                    Err(_) => match block(&name) {
+                        // One address written as a block is that address, as the inventory
+                        // knows it.
+                        Some((address, true)) => {
+                            return self.resolve(Location::Endpoint(address.to_string()));
+                        }
+                        Some((_, false)) => (
+                            NodeDescription {
+                                name: name.clone(),
+                                ranges: vec![name],
+                                ..NodeDescription::default()
+                            },
+                            SubjectKind::Endpoint,
+                        ),
+                        None => return Err(JudgeError::UnknownEndpoint(name)),
+                    },
                 },
             },
         })
     }
+}
+
+/// A block of addresses written `address/prefix`: its address, and whether the block is that
+/// one address (a prefix of 32 for IPv4, 128 for IPv6). `None` when it is not a block.
+fn block(text: &str) -> Option<(IpAddr, bool)> {
+    let (address, prefix) = text.split_once('/')?;
+    let address: IpAddr = address.parse().ok()?;
+    // Digits only: `+8` or ` 8` is no prefix length.
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 3 {
+        return None;
+    }
+    let prefix: u8 = prefix.parse().ok()?;
+    let host = if address.is_ipv4() { 32 } else { 128 };
+    (prefix <= host).then_some((address, prefix == host))
 }
 
 #[cfg(test)]
@@ -169,6 +198,29 @@ mod tests {
             &endpoint("3.5.0.1"),
             "[violation] address 3.5.0.1 is in US, outside the allowed countries (FR) / network AS14618 (Amazon.com, Inc.) of address 3.5.0.1 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU",
         );
+        // A block of one address is that address; a wider one cannot be located, under
+        // every policy (replayed from the entry like any fact: `check` replays it).
+        check(standard, &endpoint("37.59.0.1/32"), "[compliant] ");
+        for policy in [standard, dr] {
+            for range in ["0.0.0.0/0", "2001:db8::/32", "37.59.0.0/24"] {
+                check(
+                    policy,
+                    &endpoint(range),
+                    &format!(
+                        "[violation] the destination is the range of addresses {range}, any of which may be anywhere, which no policy can place: a destination must be one address"
+                    ),
+                );
+            }
+        }
+        for bad in ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "::/129", "x/8"] {
+            check(
+                standard,
+                &endpoint(bad),
+                &format!(
+                    "error: endpoint {bad:?} is not in the inventory and is not an IP address (the auditor resolves no names: declare it in --inventory with its addresses)"
+                ),
+            );
+        }
         check(
             dr,
             &endpoint("backup.example.com"),

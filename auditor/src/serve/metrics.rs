@@ -32,6 +32,8 @@ pub struct Metrics {
     pub collected_snapshots: IntCounter,
     /// Pod placements the collector recorded.
     pub collected_pods: IntCounter,
+    /// Egress destinations of workplace namespaces the collector recorded.
+    pub collected_egress: IntCounter,
     /// Removals the collector recorded (objects gone from the cluster).
     pub collected_removals: IntCounter,
     /// Warning Events raised on claims (or VolumeSnapshots) whose placement was recorded as a
@@ -115,6 +117,10 @@ impl Metrics {
                 "hexagone_auditor_collected_pods_total",
                 "Pod placements of workplace namespaces the Kubernetes collector recorded (new, moved, or judged differently).",
             )?,
+            collected_egress: IntCounter::new(
+                "hexagone_auditor_collected_egress_total",
+                "Egress destinations (address blocks a workplace namespace's NetworkPolicies open) the Kubernetes collector recorded (new, or judged differently).",
+            )?,
             collected_removals: IntCounter::new(
                 "hexagone_auditor_collected_removals_total",
                 "Objects the Kubernetes collector recorded as removed: a pod, claim or snapshot it had recorded is gone from the cluster.",
@@ -154,6 +160,7 @@ impl Metrics {
         m.registry
             .register(Box::new(m.collected_snapshots.clone()))?;
         m.registry.register(Box::new(m.collected_pods.clone()))?;
+        m.registry.register(Box::new(m.collected_egress.clone()))?;
         m.registry
             .register(Box::new(m.collected_removals.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;

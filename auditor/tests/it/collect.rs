@@ -14,6 +14,7 @@ use hexagone_auditor::ledger::entry::{Body, Entry};
 use hexagone_platform::k8s::NodeAttestation;
 use hexagone_testbed::{ControlPlane, FakeNode};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -761,6 +762,9 @@ async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
     let bed = cluster().await;
+    // As the operator renders it: no pod of the namespace sends data anywhere (a pod no
+    // policy restricts would be recorded as open to every address: the next test).
+    network_policy(&bed, NS, "default-deny", json!([])).await;
     bare_pod(&bed, NS, "exo-0", FR, true).await;
     // Started in the workplace's namespace by someone else, on the German node, no labels,
     // no volume: the placement the operator never sees.
@@ -824,6 +828,134 @@ async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
         dir.path(),
         5,
         "verdicts: 1 compliant, 2 violation, 0 unknown",
+    );
+}
+
+/// A NetworkPolicy `name` in `namespace` selecting every pod, with the egress rules `egress`.
+async fn network_policy(
+    bed: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    egress: serde_json::Value,
+) {
+    network_policy_for(bed, namespace, name, json!({}), egress).await;
+}
+
+/// A NetworkPolicy `name` in `namespace` selecting the pods `selector` selects, with the egress
+/// rules `egress`.
+async fn network_policy_for(
+    bed: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    selector: serde_json::Value,
+    egress: serde_json::Value,
+) {
+    let api = Api::<NetworkPolicy>::namespaced(bed.client(), namespace);
+    apply(
+        &api,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"podSelector": selector, "policyTypes": ["Egress"], "egress": egress}
+        }),
+    )
+    .await;
+}
+
+/// Class 5 of the operator's hostile review: where a workplace's pods may send data. Every
+/// address block a NetworkPolicy of the workplace's namespace opens is recorded and judged by
+/// the auditor's own policy, whoever wrote it: a policy added beside the operator's that opens
+/// every address (a rule naming no destination) is recorded as two ranges that no policy can
+/// place, with a Warning Event on that NetworkPolicy; deleted, its destinations are recorded
+/// as removed. A pod that no policy then restricts (Kubernetes isolates a pod for egress only
+/// when a policy selects it) is recorded as open to every address. Policies of other
+/// namespaces are not the auditor's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_records_where_a_workplaces_network_policies_let_its_pods_send_data() {
+    let bed = cluster().await;
+    bare_pod(&bed, NS, "exo-0", FR, true).await;
+    // Started beside it without the workplace's labels.
+    bare_pod(&bed, NS, "miner", FR, false).await;
+    network_policy(&bed, NS, "default-deny", json!([])).await;
+    // As the operator renders `spec.egress`, for the workplace's pods: the site's mail relay,
+    // one address.
+    let part_of = json!({"matchLabels": {"app.kubernetes.io/part-of": "hexagone-workplace"}});
+    network_policy_for(
+        &bed,
+        NS,
+        "relay",
+        part_of,
+        json!([{"to": [{"ipBlock": {"cidr": "37.59.0.1/32"}}], "ports": [{"port": 25}]}]),
+    )
+    .await;
+    // Added beside it by a tenant's admin: egress to anywhere on port 443.
+    network_policy(&bed, NS, "open", json!([{"ports": [{"port": 443}]}])).await;
+    network_policy(&bed, "default", "open", json!([{}])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::start(&bed, dir.path()).await;
+    let pod = "pod/intranet/exo-0 pod ovh-gra-1 compliant";
+    let miner = "pod/intranet/miner pod ovh-gra-1 compliant";
+    // Under Diffusion Restreinte an address outside the cluster is never compliant (it has no
+    // topology label, and no attestation names it): the relay is judged as its one address.
+    let relay = "egress/intranet/relay/37.59.0.1/32 egress 37.59.0.1 violation";
+    let v4 = "egress/intranet/open/0.0.0.0/0 egress 0.0.0.0/0 violation";
+    let v6 = "egress/intranet/open/::/0 egress ::/0 violation";
+    wait_for(&auditor.db, dir.path(), &[pod, miner, v4, v6, relay]).await;
+    let mut notes = violation_events(&bed, "NetworkPolicy", 3).await;
+    notes.sort();
+    let range = |block: &str, entry: u64| {
+        format!(
+            "open egress to {block}: violation first recorded in ledger entry {entry}: the \
+             destination is the range of addresses {block}, any of which may be anywhere, which \
+             no policy can place: a destination must be one address"
+        )
+    };
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert_eq!(notes[0], range("0.0.0.0/0", 2), "{notes:?}");
+    assert_eq!(notes[1], range("::/0", 3), "{notes:?}");
+    assert!(
+        notes[2].starts_with(
+            "relay egress to 37.59.0.1/32: violation first recorded in ledger entry 4: "
+        ),
+        "{notes:?}"
+    );
+    // The open policy deleted: its destinations are no longer open.
+    let netpols = Api::<NetworkPolicy>::namespaced(bed.client(), NS);
+    netpols
+        .delete("open", &DeleteParams::default())
+        .await
+        .unwrap();
+    let v4_gone = "egress/intranet/open/0.0.0.0/0 egress removed";
+    let v6_gone = "egress/intranet/open/::/0 egress removed";
+    let before = [pod, miner, v4, v6, relay, v4_gone, v6_gone];
+    wait_for(&auditor.db, dir.path(), &before).await;
+    // The policy restricting every pod deleted: the unlabelled pod, which the relay's policy
+    // does not select, may send data anywhere.
+    netpols
+        .delete("default-deny", &DeleteParams::default())
+        .await
+        .unwrap();
+    let open4 = "egress-open/intranet/miner/0.0.0.0/0 egress 0.0.0.0/0 violation";
+    let open6 = "egress-open/intranet/miner/::/0 egress ::/0 violation";
+    let all = [&before[..], &[open4, open6]].concat();
+    wait_for(&auditor.db, dir.path(), &all).await;
+    let notes = violation_events(&bed, "Pod", 2).await;
+    assert!(
+        notes.len() == 2 && notes.iter().all(|n| n.starts_with("miner egress to ")),
+        "{notes:?}"
+    );
+    let metrics = get(&auditor.addr, "/metrics");
+    for want in [
+        "hexagone_auditor_collected_egress_total 5",
+        "hexagone_auditor_collected_removals_total 2",
+    ] {
+        assert!(metrics.contains(want), "{want} not in {metrics}");
+    }
+    // `verify --policy` replays every entry, the ranges too, and finds the same verdicts.
+    auditor.stop_and_verify(
+        dir.path(),
+        all.len(),
+        "verdicts: 2 compliant, 5 violation, 0 unknown",
     );
 }
 

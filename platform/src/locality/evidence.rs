@@ -88,6 +88,12 @@ pub enum Observation {
         /// The value as reported.
         value: String,
     },
+    /// A destination given as a range of addresses (a NetworkPolicy's `ipBlock` wider than one
+    /// address): each of its addresses may be anywhere, so no single place can be judged.
+    AddressRange {
+        /// The range as given (`address/prefix`).
+        range: String,
+    },
     /// Round trips of TCP handshakes from vantage points to one of the subject's addresses.
     Latency {
         /// The address measured, canonical form.
@@ -111,6 +117,7 @@ impl Observation {
             Observation::Address { .. } => FactKind::Address,
             Observation::NetworkOperator { .. } => FactKind::NetworkOperator,
             Observation::UnreadableAddress { .. } => FactKind::UnreadableAddress,
+            Observation::AddressRange { .. } => FactKind::AddressRange,
             Observation::Latency { .. } => FactKind::Latency,
         }
     }
@@ -181,6 +188,9 @@ pub enum Breach {
         /// The attestation's country.
         attested: Country,
     },
+    /// The subject is a range of addresses: some of them may be anywhere, so no policy can
+    /// place it.
+    RangeOfAddresses,
 }
 
 impl Breach {
@@ -194,6 +204,7 @@ impl Breach {
             Breach::ExtraEuControl { .. } => Rule::ExtraEuControl,
             Breach::LabelWithoutAttestation => Rule::LabelWithoutAttestation,
             Breach::LabelDisagrees { .. } => Rule::LabelDisagrees,
+            Breach::RangeOfAddresses => Rule::RangeOfAddresses,
         }
     }
 }
@@ -283,6 +294,10 @@ impl fmt::Display for Fact<'_> {
             } => write!(
                 f,
                 "the node reports {address_type} {value:?}, which is not an IP address, so its network is unknown"
+            ),
+            Observation::AddressRange { range } => write!(
+                f,
+                "the destination is the range of addresses {range}, any of which may be anywhere"
             ),
             Observation::Latency {
                 address,
@@ -413,6 +428,9 @@ impl fmt::Display for Evidence {
             Assessment::Contradicts(Breach::LabelDisagrees { attested }) => {
                 write!(f, ", which disagrees with the attested {attested}")
             }
+            Assessment::Contradicts(Breach::RangeOfAddresses) => {
+                f.write_str(", which no policy can place: a destination must be one address")
+            }
         }
     }
 }
@@ -472,6 +490,7 @@ mod tests {
             Breach::LabelDisagrees {
                 attested: "FR".parse().unwrap(),
             },
+            Breach::RangeOfAddresses,
         ];
         for b in breaches {
             let a = Assessment::Contradicts(b);

@@ -102,6 +102,7 @@ pub fn describe(node: &Node) -> NodeDescription {
         labels: node.labels().clone(),
         addresses,
         unreadable_addresses,
+        ranges: Vec::new(),
     }
 }
 

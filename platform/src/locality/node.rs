@@ -52,6 +52,10 @@ pub struct NodeDescription {
     /// (type, value): reported in the evaluation, never dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable_addresses: Vec<(String, String)>,
+    /// Ranges of addresses it stands for (a destination given as a block wider than one
+    /// address): each is reported as such, since no single place holds a range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<String>,
 }
 
 impl NodeDescription {
@@ -66,6 +70,7 @@ impl NodeDescription {
                 address,
             }],
             unreadable_addresses: Vec::new(),
+            ranges: Vec::new(),
         }
     }
 

@@ -365,6 +365,11 @@ pub fn observe(
             value: value.clone(),
         });
     }
+    for range in &node.ranges {
+        observations.push(Observation::AddressRange {
+            range: range.clone(),
+        });
+    }
     Facts {
         subject: node.name.clone(),
         subject_kind: kind,
@@ -493,6 +498,9 @@ pub fn attested_label(facts: &Facts) -> Result<Country, String> {
             }
             Observation::UnreadableAddress { value, .. } => {
                 return Err(format!("the node reports an unreadable address {value:?}"));
+            }
+            Observation::AddressRange { range } => {
+                return Err(format!("the subject is the range of addresses {range}"));
             }
             _ => {}
         }
@@ -678,6 +686,9 @@ fn weigh(
         }
         Observation::Address { country, .. } => (*country, place(policy, *country)),
         Observation::UnreadableAddress { .. } => (None, Assessment::Inconclusive),
+        Observation::AddressRange { .. } => {
+            (None, Assessment::Contradicts(Breach::RangeOfAddresses))
+        }
         Observation::Latency {
             measurements,
             boundaries,
