@@ -65,7 +65,8 @@ pub const CREDENTIAL_VALUE: &str = "{value}";
 pub struct Rendered {
     /// The cluster-scoped StorageClass (None when no zone is eligible: nothing may bind).
     pub storage_class: Option<Value>,
-    /// Namespaced objects, in apply order (each component after its dependencies).
+    /// Namespaced objects, in apply order (the NetworkPolicies first, then each component after
+    /// its dependencies, then the Ingresses).
     pub objects: Vec<Value>,
     /// Credentials to generate.
     pub secret: SecretRequest,
@@ -116,7 +117,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         .catalog
         .dependency_order()
         .map_err(|cycle| format!("dependency cycle: {}", cycle.join(" -> ")))?;
-    let mut objects = Vec::new();
+    // Isolation before workloads: the NetworkPolicies are applied first, so no pod of the
+    // workplace ever runs a moment with its egress (or ingress) open.
+    let mut objects = vec![network_policy(input)];
+    objects.extend(ingress_policies(input));
     let mut keys = std::collections::BTreeSet::new();
     let mut files = BTreeMap::new();
     for name in order {
@@ -160,8 +164,6 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
             );
         }
     }
-    objects.push(network_policy(input));
-    objects.extend(ingress_policies(input));
     objects.extend(ingresses(input));
     let sc_name = storage_class_name(input.namespace, input.name);
     let storage_class = (!input.eligible_zones.is_empty()).then(|| {
