@@ -236,22 +236,33 @@ async fn operated(admin: &Client, names: &[String], limit: Duration) -> anyhow::
     }
     wait("every Workplace Ready", limit, async || {
         let mut waiting = 0;
+        let mut why = String::new();
         for ns in names {
             let wp = Api::<Workplace>::namespaced(admin.clone(), ns)
                 .get("intranet")
                 .await
                 .map_err(|e| e.to_string())?;
-            let ready = wp.status.is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
-            waiting += usize::from(!ready);
+            let conditions = wp.status.map(|s| s.conditions).unwrap_or_default();
+            if !conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+            {
+                waiting += 1;
+                // What the first one waiting says, for the message at the deadline.
+                if waiting == 1 {
+                    why = conditions
+                        .iter()
+                        .filter(|c| c.status != "True" || c.type_ == "Degraded")
+                        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                }
+            }
         }
         if waiting == 0 {
             Ok(())
         } else {
-            Err(format!("{waiting} not Ready"))
+            Err(format!("{waiting} not Ready (the first: {why})"))
         }
     })
     .await?;
