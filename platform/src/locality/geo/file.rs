@@ -1,5 +1,5 @@
 //! Reading a database file whole, from disk (retrying while a writer is still copying it in) or
-//! from the copy built into the program, and the stamp that tells when it was replaced.
+//! in place from the copy built into the program, and the stamp that tells when it was replaced.
 
 use std::borrow::Cow;
 use std::path::Path;
