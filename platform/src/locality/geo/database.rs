@@ -66,7 +66,7 @@ impl Database {
         path: &Path,
         bytes: Vec<u8>,
     ) -> Result<Self, GeoError> {
-        let (table, identity) = parse_file(role, path, field, bytes)?;
+        let (table, identity) = parse_file(role, path, field, bytes.into())?;
         Ok(Database {
             role,
             parts: vec![(path.to_owned(), table)],

@@ -1,6 +1,7 @@
 //! Reading a database file whole, from disk (retrying while a writer is still copying it in) or
-//! from the copy built into the program, and the stamp that tells when it was replaced.
+//! in place from the copy built into the program, and the stamp that tells when it was replaced.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -45,11 +46,12 @@ pub(super) fn stamp(path: &Path) -> Result<Stamp, GeoError> {
     })
 }
 
-/// Reads a whole file, retrying while it changes underneath (a writer still copying it in).
-pub(super) fn read_stable(path: &Path) -> Result<(Stamp, Vec<u8>), GeoError> {
+/// Reads a whole file, retrying while it changes underneath (a writer still copying it in). A
+/// built-in file is borrowed from the program's image, not copied: its pages are read in place.
+pub(super) fn read_stable(path: &Path) -> Result<(Stamp, Cow<'static, [u8]>), GeoError> {
     const ATTEMPTS: u32 = 5;
     if let Some(bytes) = built_in(path) {
-        return Ok((stamp(path)?, bytes.to_vec()));
+        return Ok((stamp(path)?, Cow::Borrowed(bytes)));
     }
     for _ in 0..ATTEMPTS {
         let before = stamp(path)?;
@@ -59,7 +61,7 @@ pub(super) fn read_stable(path: &Path) -> Result<(Stamp, Vec<u8>), GeoError> {
         })?;
         let after = stamp(path)?;
         if before == after && bytes.len() as u64 == after.len {
-            return Ok((after, bytes));
+            return Ok((after, Cow::Owned(bytes)));
         }
     }
     Err(GeoError::Unstable {

@@ -2,6 +2,7 @@
 //! contents checked against the role it is given (an AS file is no location data), and its
 //! [`DatabaseIdentity`] (role, format, build date, SHA-256) for an evaluation's provenance.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ pub(super) fn parse_file(
     role: &'static str,
     path: &Path,
     field: CountryField,
-    bytes: Vec<u8>,
+    bytes: Cow<'static, [u8]>,
 ) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
     use sha2::Digest;
     let sha256 = hex_lower(&sha2::Sha256::digest(&bytes));
@@ -32,13 +33,13 @@ pub(super) fn parse_file(
     let (table, format, built, flat) = if maxmind::is_mmdb(&bytes) {
         maxmind::read(path, field, bytes)?
     } else {
-        let text = String::from_utf8(bytes).map_err(|_| GeoError::Csv {
+        let text = std::str::from_utf8(&bytes).map_err(|_| GeoError::Csv {
             path: path.to_owned(),
             line: 0,
             message: "neither a MaxMind DB nor UTF-8 CSV text".into(),
         })?;
         (
-            RangeTable::parse(path, &text)?,
+            RangeTable::parse(path, text)?,
             "range CSV".to_owned(),
             None,
             true,

@@ -1,6 +1,7 @@
 //! MaxMind DB files (GeoIP2/GeoLite2 Country, City and ASN, and flat `country_code` layouts):
 //! recognised by their metadata marker and flattened into a range table.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -29,7 +30,7 @@ pub(super) fn is_mmdb(bytes: &[u8]) -> bool {
 pub(super) fn read(
     path: &Path,
     field: CountryField,
-    bytes: Vec<u8>,
+    bytes: Cow<'static, [u8]>,
 ) -> Result<(RangeTable, String, Option<String>, bool), GeoError> {
     let mmdb_err = |source| GeoError::Mmdb {
         path: path.to_owned(),
@@ -89,8 +90,8 @@ impl Record {
 }
 
 impl RangeTable {
-    pub(super) fn from_mmdb(
-        reader: &maxminddb::Reader<Vec<u8>>,
+    pub(super) fn from_mmdb<S: AsRef<[u8]>>(
+        reader: &maxminddb::Reader<S>,
         field: CountryField,
     ) -> Result<Self, maxminddb::MaxMindDbError> {
         let mut table = RangeTable::default();
