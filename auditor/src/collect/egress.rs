@@ -47,6 +47,25 @@ pub struct Destination {
     pub regarding: ObjectReference,
 }
 
+/// The destination `block` opened by `regarding` (whose uid stamps the content: a policy or pod
+/// recreated is a new record), recorded as `id`.
+fn destination(
+    id: String,
+    block: &str,
+    regarding: ObjectReference,
+) -> Result<Destination, EntryError> {
+    let mut h = Sha256::new();
+    h.update(regarding.uid.as_deref().unwrap_or_default());
+    h.update(b"\n");
+    h.update(block);
+    Ok(Destination {
+        object: ObjectId::new(STORE.to_owned(), CLASS.to_owned(), id)?,
+        content: h.finalize().into(),
+        block: block.to_owned(),
+        regarding,
+    })
+}
+
 /// Whether the policy restricts egress: `policyTypes` names `Egress`, or, unset, the policy has
 /// an `egress` section (the API server's defaulting, `networking.k8s.io/v1`).
 fn restricts_egress(p: &NetworkPolicy) -> bool {
@@ -96,19 +115,10 @@ pub fn destinations<'a>(
             continue;
         }
         for block in EVERY_ADDRESS {
-            let mut h = Sha256::new();
-            h.update(pod.metadata.uid.as_deref().unwrap_or_default());
-            h.update(b"\n");
-            h.update(block);
-            out.push(Destination {
-                object: ObjectId::new(
-                    STORE.to_owned(),
-                    CLASS.to_owned(),
-                    format!("egress-open/{ns}/{name}/{block}"),
-                )?,
-                content: h.finalize().into(),
-                block: block.to_owned(),
-                regarding: ObjectReference {
+            out.push(destination(
+                format!("egress-open/{ns}/{name}/{block}"),
+                block,
+                ObjectReference {
                     api_version: Some("v1".to_owned()),
                     kind: Some("Pod".to_owned()),
                     namespace: Some(ns.clone()),
@@ -117,7 +127,7 @@ pub fn destinations<'a>(
                     field_path: Some(format!("no NetworkPolicy restricts its egress ({block})")),
                     ..ObjectReference::default()
                 },
-            });
+            )?);
         }
     }
     for policy in policies {
@@ -149,19 +159,10 @@ pub fn destinations<'a>(
         let mut seen = HashSet::new();
         let uid = policy.metadata.uid.clone();
         for (block, field) in blocks.into_iter().filter(|(b, _)| seen.insert(*b)) {
-            let mut h = Sha256::new();
-            h.update(uid.as_deref().unwrap_or_default());
-            h.update(b"\n");
-            h.update(block);
-            out.push(Destination {
-                object: ObjectId::new(
-                    STORE.to_owned(),
-                    CLASS.to_owned(),
-                    format!("egress/{ns}/{name}/{block}"),
-                )?,
-                content: h.finalize().into(),
-                block: block.to_owned(),
-                regarding: ObjectReference {
+            out.push(destination(
+                format!("egress/{ns}/{name}/{block}"),
+                block,
+                ObjectReference {
                     api_version: Some("networking.k8s.io/v1".to_owned()),
                     kind: Some("NetworkPolicy".to_owned()),
                     namespace: Some(ns.clone()),
@@ -171,7 +172,7 @@ pub fn destinations<'a>(
                     field_path: Some(field),
                     ..ObjectReference::default()
                 },
-            });
+            )?);
         }
     }
     out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
