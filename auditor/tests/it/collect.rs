@@ -762,8 +762,9 @@ async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
     let bed = cluster().await;
-    // As the operator renders it: no pod of the namespace sends data anywhere (a pod no
-    // policy restricts would be recorded as open to every address: the next test).
+    // A namespace-wide default deny: no pod of the namespace sends data anywhere, so this test
+    // sees placements only (a pod no policy restricts is recorded as open to every address: the
+    // next test; the operator's own egress policy selects only its labelled pods).
     network_policy(&bed, NS, "default-deny", json!([])).await;
     bare_pod(&bed, NS, "exo-0", FR, true).await;
     // Started in the workplace's namespace by someone else, on the German node, no labels,
