@@ -4,11 +4,12 @@
 //! expire) it swaps the judge's node attestations for the ones it sees, works out where each
 //! bound volume is ([`super::volumes`]), each ready snapshot ([`super::snapshots`]) and each
 //! pod of a workplace namespace ([`super::pods`]) and where the namespace's NetworkPolicies let
-//! its pods send data ([`super::egress`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
+//! its pods send data ([`super::egress`]) and the registry each of their images comes from
+//! ([`super::images`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
 //! as an HTTP request's observations are queued.
 //!
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
-//! claim (or the VolumeSnapshot, the pod, the NetworkPolicy), related to the node, so whoever runs the workload sees it
+//! claim (or the VolumeSnapshot, the pod — its container for an image —, the NetworkPolicy), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
@@ -229,9 +230,15 @@ pub async fn run(
 }
 
 /// What decides whether a placement is recorded again: the object's class, the place, the
-/// facts as judged and the verdict (not the time, the content stamp or the database versions).
-fn placement_key(o: &Observation) -> String {
+/// facts as judged and the verdict (not the time, the content stamp or the database versions),
+/// and for an image its content stamp (which image, which digest).
+fn placement_key(o: &Observation, kind: Kind) -> String {
     let mut key = format!("{}\n{}\n", o.object.class, o.locality.subject);
+    if matches!(kind, Kind::Image) {
+        // One registry serves other code too: the image itself (as written, and the digest
+        // pulled) decides as well.
+        key.push_str(&format!("{:?}\n", o.content));
+    }
     for e in &o.locality.evidence {
         key.push_str(&format!("{:?} {:?} {:?}\n", e.source, e.assessment, e.fact));
     }
@@ -319,6 +326,7 @@ enum Kind {
     Snapshot,
     Pod,
     Egress,
+    Image,
 }
 
 /// Where a placement is: on a node, or a destination outside the cluster.
@@ -326,6 +334,7 @@ enum Kind {
 enum Place {
     Node(String),
     Destination(String),
+    Registry(String),
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,
@@ -401,6 +410,14 @@ async fn pass(
         tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
         Vec::new()
     });
+    let images = super::images::images(
+        pods.iter().map(|a| &**a),
+        &super::pods::workplace_namespaces(pods.iter().map(|a| &**a)),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("kubernetes: an image cannot be recorded: {e}");
+        Vec::new()
+    });
     let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
         .map(|p| (Item::on_node(p), Kind::Volume))
@@ -420,6 +437,18 @@ async fn pass(
                     regarding: d.regarding,
                 },
                 Kind::Egress,
+            )
+        }))
+        .chain(images.into_iter().map(|i| {
+            (
+                Item {
+                    place: Place::Registry(i.registry.clone()),
+                    object: i.object,
+                    content: i.content,
+                    location: Location::Registry(i.registry),
+                    regarding: i.regarding,
+                },
+                Kind::Image,
             )
         }))
         .collect();
@@ -500,10 +529,10 @@ async fn pass(
                 let Body::Observation(o) = submission.body() else {
                     continue;
                 };
-                let key = placement_key(o);
+                let key = placement_key(o, kind);
                 if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
                     match latest(ledger, service, &id).await {
-                        Ok(Some(Body::Observation(last))) if placement_key(&last) == key => {
+                        Ok(Some(Body::Observation(last))) if placement_key(&last, kind) == key => {
                             in_ledger += 1;
                             recorded.insert(
                                 id.clone(),
@@ -584,6 +613,7 @@ async fn pass(
                     let (at, node) = match &place {
                         Place::Node(node) => (format!("on node {node}"), Some(node)),
                         Place::Destination(block) => (format!("egress to {block}"), None),
+                        Place::Registry(host) => (format!("image from registry {host}"), None),
                     };
                     let note = format!(
                         "{at}: violation first recorded in ledger entry {}: {}",
@@ -620,6 +650,7 @@ async fn pass(
                     Kind::Snapshot => metrics.collected_snapshots.inc(),
                     Kind::Pod => metrics.collected_pods.inc(),
                     Kind::Egress => metrics.collected_egress.inc(),
+                    Kind::Image => metrics.collected_images.inc(),
                 }
             }
         }

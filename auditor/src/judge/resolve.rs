@@ -128,13 +128,38 @@ impl Inventory {
 
     /// The place `location` names, and whether it is a node or an endpoint: a node as the
     /// cluster reports it; an endpoint of the inventory, named or by one of its addresses;
-    /// else an endpoint at the address given (the auditor resolves no names).
+    /// else an endpoint at the address given (the auditor resolves no names). A registry is an
+    /// endpoint of the inventory by name, or else one that no evidence places.
     pub(super) fn resolve(
         &self,
         location: Location,
     ) -> Result<(NodeDescription, SubjectKind), JudgeError> {
         Ok(match location {
             Location::Node(node) => (node.into_description(), SubjectKind::Node),
+            Location::Registry(host) => {
+                // `host:port`, `[v6]:port` or an IPv6 address alone: the host without its port.
+                let bare = match host.rsplit_once(':') {
+                    Some((h, port))
+                        if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        h.trim_start_matches('[').trim_end_matches(']')
+                    }
+                    _ => host.as_str(),
+                };
+                match self.find(&host).or_else(|| self.find(bare)) {
+                    Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
+                    None => match bare.parse::<IpAddr>() {
+                        Ok(address) => (NodeDescription::endpoint(address), SubjectKind::Endpoint),
+                        Err(_) => (
+                            NodeDescription {
+                                name: host,
+                                ..NodeDescription::default()
+                            },
+                            SubjectKind::Endpoint,
+                        ),
+                    },
+                }
+            }
             Location::Endpoint(name) => match self.find(&name) {
                 Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
                 None => match name.parse::<IpAddr>() {
@@ -177,7 +202,37 @@ fn block(text: &str) -> Option<(IpAddr, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::judge::testing::{check, endpoint};
+    use crate::ingest::{Location, Report, parse_line};
+    use crate::judge::testing::{check, check_report, endpoint};
+
+    #[test]
+    fn a_registry_is_an_endpoint_of_the_inventory_or_placed_by_nothing() {
+        let at = |host: &str| Report {
+            location: Location::Registry(host.into()),
+            ..parse_line(1, &endpoint("backup-gra")).unwrap()
+        };
+        let standard = "france-standard";
+        // Declared, by name or by address (with the port the image reference gives).
+        check_report(standard, at("backup-gra"), "[compliant] ");
+        check_report(standard, at("37.59.0.1:5000"), "[compliant] ");
+        check_report(
+            standard,
+            at("3.5.0.1:443"),
+            "[violation] address 3.5.0.1 is in US, outside the allowed countries (FR) / network AS14618 (Amazon.com, Inc.) of address 3.5.0.1 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU",
+        );
+        // Not declared: judged, not refused (an HTTP writer naming it would be), on no
+        // evidence: each policy's `onUnknown` decides.
+        check_report(
+            standard,
+            at("docker.io"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
+        );
+        check_report(
+            "france-diffusion-restreinte",
+            at("docker.io"),
+            "[violation] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the attestation to place the node in an allowed country, and it does not / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 3 location sources the policy requires place the node in an allowed country",
+        );
+    }
 
     #[test]
     fn endpoints_come_from_the_inventory_or_an_address() {
