@@ -82,7 +82,8 @@ impl Aggregator {
         let o = match &entry.body {
             Body::Observation(o) => o,
             Body::Removal { object, .. } => return self.remove(entry, object),
-            Body::KeyRotation { .. } => return,
+            // Not an object's state (the report lists policies apart: not yet).
+            Body::KeyRotation { .. } | Body::Policy { .. } => return,
         };
         let in_period = self.window.contains(entry.time);
         let l = &o.locality;
