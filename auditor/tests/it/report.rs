@@ -1017,6 +1017,25 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
             ledger.close().await;
         });
     let bundle = f.export();
+    // Replay judges the observations again and passes over the policy entries, as removals.
+    let replayed = run_ok(
+        &[
+            "verify",
+            &bundle,
+            "--trust",
+            &f.vkey,
+            "--policy",
+            &policy("france-diffusion-restreinte"),
+        ],
+        None,
+    );
+    assert!(
+        replayed.contains("valid: 6 entries")
+            && replayed.contains(&format!(
+                "every verdict replayed from its evidence under \"Diffusion Restreinte\" ({dr}) (3 observations)"
+            )),
+        "{replayed}"
+    );
     let path = f.report(&f.db, "json", "policies.json");
     let r = signed(&path).report;
     let rows: Vec<_> = r
