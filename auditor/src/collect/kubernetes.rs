@@ -1,6 +1,6 @@
 //! `serve --kubernetes`: the auditor's own watch of the cluster (PersistentVolumes, their
-//! claims, Pods, Nodes, NodeAttestations, NetworkPolicies, VolumeSnapshots and their contents
-//! — never the operator's conclusions). After every change (and every [`RESYNC`], for attestations that
+//! claims, Pods, Nodes, NodeAttestations, NetworkPolicies, LocalityPolicies, VolumeSnapshots and
+//! their contents — never the operator's conclusions). After every change (and every [`RESYNC`], for attestations that
 //! expire) it swaps the judge's node attestations for the ones it sees, works out where each
 //! bound volume is ([`super::volumes`]), each ready snapshot ([`super::snapshots`]) and each
 //! pod of a workplace namespace ([`super::pods`]) and where the namespace's NetworkPolicies let
@@ -11,6 +11,11 @@
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
 //! claim (or the VolumeSnapshot, the pod — its container for an image —, the NetworkPolicy), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
+//!
+//! Each LocalityPolicy is recorded by its digest (a [`Body::Policy`] entry) when it appears or
+//! its rules change, and as removed when it is deleted: the policies the operator places
+//! workloads by, rewritten by whoever could, show in the ledger beside the placements they led
+//! to.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
 //! addresses, attestation) or verdict differ from the last one recorded for that object: an
@@ -36,7 +41,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::{Notify, oneshot};
 
-use hexagone_platform::k8s::NodeAttestation;
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::{Placement, STORE};
@@ -76,6 +81,7 @@ struct View {
     nodes: Store<Node>,
     attestations: Store<NodeAttestation>,
     netpols: Store<NetworkPolicy>,
+    policies: Store<LocalityPolicyResource>,
     /// `None` while the cluster does not serve the snapshot kinds to the auditor.
     snapshots: Option<SnapshotView>,
 }
@@ -169,6 +175,11 @@ pub async fn run(
             changed.clone(),
         ),
         netpols: watch(Api::all(client.clone()), "networkpolicies", changed.clone()),
+        policies: watch(
+            Api::all(client.clone()),
+            "localitypolicies",
+            changed.clone(),
+        ),
         snapshots: None,
     };
     // Judge nothing before every list is complete: a volume judged before the attestations
@@ -186,11 +197,12 @@ pub async fn run(
             "nodeattestations",
         ),
         (view.netpols.wait_until_ready().await, "networkpolicies"),
+        (view.policies.wait_until_ready().await, "localitypolicies"),
     ] {
         store.map_err(|_| CollectError::NotReady(what))?;
     }
     tracing::info!(
-        "kubernetes: watching volumes, claims, pods, nodes, attestations and network policies"
+        "kubernetes: watching volumes, claims, pods, nodes, attestations, network policies and locality policies"
     );
     let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
@@ -317,6 +329,8 @@ enum Pending {
     },
     /// An object gone from the cluster (its identifier).
     Removed(String),
+    /// A LocalityPolicy recorded by its digest (the digest is the key).
+    Policy(Recorded),
 }
 
 /// What a placement is of.
@@ -480,6 +494,25 @@ async fn pass(
             }
         }
     }
+    let policies: Vec<(crate::ledger::entry::ObjectId, String)> = view
+        .policies
+        .state()
+        .iter()
+        .filter_map(|lp| {
+            let name = lp.metadata.name.clone()?;
+            let object = crate::ledger::entry::ObjectId::new(
+                STORE.to_owned(),
+                crate::ledger::entry::POLICY_CLASS.to_owned(),
+                name,
+            )
+            .inspect_err(|e| {
+                tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}")
+            })
+            .ok()?;
+            Some((object, lp.spec.digest()))
+        })
+        .collect();
+    present.extend(policies.iter().map(|(o, _)| o.id.clone()));
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
         .filter(|r| !present.contains(&r.object.id))
@@ -512,7 +545,43 @@ async fn pass(
             },
         ));
     }
-    let removals = keys.len();
+    // The policies whose rules are new or changed, before the placements judged this pass.
+    for (object, digest) in policies {
+        let id = object.id.clone();
+        if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
+            match latest(ledger, service, &id).await {
+                Ok(Some(Body::Policy { digest: last, .. })) if last == digest => {
+                    recorded.insert(
+                        id.clone(),
+                        Recorded {
+                            object: object.clone(),
+                            key: digest.clone(),
+                        },
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
+            }
+        }
+        if recorded.get(&id).map(|r| &r.key) == Some(&digest) {
+            continue;
+        }
+        match Body::policy(
+            object.clone(),
+            digest.clone(),
+            crate::ledger::entry::Timestamp::from_datetime(now),
+        ) {
+            Ok(body) => {
+                items.push(crate::ingest::Submission::new(None, body));
+                keys.push(Pending::Policy(Recorded {
+                    object,
+                    key: digest,
+                }));
+            }
+            Err(e) => tracing::warn!("kubernetes: locality policy {id}: not recorded: {e}"),
+        }
+    }
+    let not_placements = keys.len();
     let (total, mut in_ledger) = (placements.len(), 0usize);
     for (p, kind) in placements {
         let id = p.object.id.clone();
@@ -566,7 +635,7 @@ async fn pass(
         tracing::info!(
             "kubernetes: first pass: {total} placements, {in_ledger} unchanged since their latest \
              entry in the ledger, {} to record",
-            items.len() - removals
+            items.len() - not_placements
         );
     }
     if items.is_empty() {
@@ -593,6 +662,17 @@ async fn pass(
                         tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
                         recorded.remove(&id);
                         service.shared.metrics.collected_removals.inc();
+                        continue;
+                    }
+                    Pending::Policy(policy) => {
+                        tracing::info!(
+                            "kubernetes: locality policy {}: {} (entry {})",
+                            policy.object.id,
+                            policy.key,
+                            outcome.seq
+                        );
+                        recorded.insert(policy.object.id.clone(), policy);
+                        service.shared.metrics.collected_policies.inc();
                         continue;
                     }
                     Pending::Placed {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hexagone_auditor::collect::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use hexagone_auditor::ledger::entry::{Body, Entry};
-use hexagone_platform::k8s::NodeAttestation;
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_testbed::{ControlPlane, FakeNode};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -246,6 +246,9 @@ fn recorded(db: &str, out: &std::path::Path) -> Result<Vec<String>, String> {
                 o.locality.verdict.as_str()
             ),
             Body::Removal { object, .. } => format!("{} {} removed", object.id, object.class),
+            Body::Policy { object, digest, .. } => {
+                format!("{} {} {digest}", object.id, object.class)
+            }
             other => panic!("not an observation: {other:?}"),
         })
         .collect())
@@ -273,6 +276,7 @@ async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
 async fn cluster() -> ControlPlane {
     let bed = ControlPlane::start().await.unwrap();
     install_crd(&bed, "manifests/crds/nodeattestations.yaml").await;
+    install_crd(&bed, "manifests/crds/localitypolicies.yaml").await;
     bed.add_nodes(&[
         FakeNode::new(FR)
             .label("topology.kubernetes.io/region", "fr-par")
@@ -944,6 +948,95 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
         dir.path(),
         all.len(),
         "verdicts: 3 compliant, 2 violation, 0 unknown",
+    );
+}
+
+/// Class 5 of the operator's hostile review: the policies the operator places workloads by.
+/// Each LocalityPolicy is recorded by its digest, again when anyone rewrites its rules (here a
+/// cluster-admin allowing the US: the admission guard that stops ops is not the point), not
+/// again when nothing changed (a restart reads the ledger), and as removed when it is deleted
+/// (the report lists them: `report.rs::policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
+    let bed = cluster().await;
+    network_policy(&bed, NS, "default-deny", json!([])).await;
+    bare_pod(&bed, NS, "exo-0", FR, true).await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/localitypolicy-diffusion-restreinte.yaml"
+    );
+    let sample: serde_json::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let policies = Api::<LocalityPolicyResource>::all(bed.client());
+    let first = apply(&policies, sample).await.spec.digest();
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::start(&bed, dir.path()).await;
+    let recorded_first = format!("diffusion-restreinte localitypolicy {first}");
+    let pod = "pod/intranet/exo-0 pod ovh-gra-1 compliant";
+    let image = "image/intranet/exo-0/app image registry.gouv.example compliant";
+    // The policy before the placements of the same pass.
+    wait_for(&auditor.db, dir.path(), &[&recorded_first, pod, image]).await;
+    let rewritten = policies
+        .patch(
+            "diffusion-restreinte",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"allowedCountries": ["FR", "US"]}})),
+        )
+        .await
+        .unwrap()
+        .spec
+        .digest();
+    assert_ne!(rewritten, first);
+    let recorded_second = format!("diffusion-restreinte localitypolicy {rewritten}");
+    let changed = [&recorded_first[..], pod, image, &recorded_second];
+    wait_for(&auditor.db, dir.path(), &changed).await;
+    // A change elsewhere in the object (its status, an annotation) is no change of its rules.
+    policies
+        .patch(
+            "diffusion-restreinte",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"note": "reviewed"}}})),
+        )
+        .await
+        .unwrap();
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("a.jsonl")).unwrap(),
+        changed
+    );
+    let metrics = get(&auditor.addr, "/metrics");
+    assert!(
+        metrics.contains("hexagone_auditor_collected_policies_total 2"),
+        "{metrics}"
+    );
+    let (db, key, vkey) = auditor.stop_and_verify(
+        dir.path(),
+        changed.len(),
+        "verdicts: 2 compliant, 0 violation, 0 unknown",
+    );
+    // Restarted: the policy as the ledger last recorded it is not recorded again; deleted, it
+    // is recorded as removed.
+    let auditor = Auditor::start_on(&bed, dir.path(), db, key, vkey).await;
+    assert_eq!(auditor.first_pass().await, (2, 2, 0));
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("b.jsonl")).unwrap(),
+        changed
+    );
+    policies
+        .delete("diffusion-restreinte", &DeleteParams::default())
+        .await
+        .unwrap();
+    let removed = [
+        &changed[..],
+        &["diffusion-restreinte localitypolicy removed"],
+    ]
+    .concat();
+    wait_for(&auditor.db, dir.path(), &removed).await;
+    auditor.stop_and_verify(
+        dir.path(),
+        removed.len(),
+        "verdicts: 2 compliant, 0 violation, 0 unknown",
     );
 }
 
