@@ -25,7 +25,7 @@ const OPERATOR: &str = "system:serviceaccount:hexagone-system:hexagone-operator"
 const AUDITOR: &str = "system:serviceaccount:hexagone-audit:hexagone-auditor";
 /// The site's registry mirror every image of the Workplace is pulled from, in the auditor's
 /// inventory.
-const MIRROR: &str = "registry.ministere.example.fr";
+pub const MIRROR: &str = "registry.ministere.example.fr";
 /// The foreign backup target in the auditor's inventory.
 pub const FOREIGN_BACKUP: &str = "backup-hetzner-fsn";
 /// The database whose backup goes abroad.
