@@ -277,6 +277,40 @@ async fn latest(
         .map_err(|e| e.to_string())
 }
 
+/// On the first pass (`seed`), an object this process has not recorded yet counts as recorded
+/// when its latest entry in the ledger gives the same `key` (by `key_of`): whether it did.
+/// An entry that cannot be read is not a match (the object is recorded again rather than
+/// missed).
+async fn seeded(
+    seed: Option<&Ledger>,
+    service: &Service,
+    recorded: &mut HashMap<String, Recorded>,
+    object: &crate::ledger::entry::ObjectId,
+    key: &str,
+    key_of: impl FnOnce(&Body) -> Option<String>,
+) -> bool {
+    let Some(ledger) = seed.filter(|_| !recorded.contains_key(&object.id)) else {
+        return false;
+    };
+    match latest(ledger, service, &object.id).await {
+        Ok(Some(body)) if key_of(&body).as_deref() == Some(key) => {
+            recorded.insert(
+                object.id.clone(),
+                Recorded {
+                    object: object.clone(),
+                    key: key.to_owned(),
+                },
+            );
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!("kubernetes: {}: its latest entry: {e}", object.id);
+            false
+        }
+    }
+}
+
 /// The collector's objects standing in the ledger under the published checkpoint
 /// ([`Ledger::standing_objects`]; none before the first checkpoint).
 async fn standing(
@@ -548,21 +582,18 @@ async fn pass(
     // The policies whose rules are new or changed, before the placements judged this pass.
     for (object, digest) in policies {
         let id = object.id.clone();
-        if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
-            match latest(ledger, service, &id).await {
-                Ok(Some(Body::Policy { digest: last, .. })) if last == digest => {
-                    recorded.insert(
-                        id.clone(),
-                        Recorded {
-                            object: object.clone(),
-                            key: digest.clone(),
-                        },
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
-            }
-        }
+        seeded(
+            seed.as_ref(),
+            service,
+            recorded,
+            &object,
+            &digest,
+            |b| match b {
+                Body::Policy { digest, .. } => Some(digest.clone()),
+                _ => None,
+            },
+        )
+        .await;
         if recorded.get(&id).map(|r| &r.key) == Some(&digest) {
             continue;
         }
@@ -599,22 +630,20 @@ async fn pass(
                     continue;
                 };
                 let key = placement_key(o, kind);
-                if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
-                    match latest(ledger, service, &id).await {
-                        Ok(Some(Body::Observation(last))) if placement_key(&last, kind) == key => {
-                            in_ledger += 1;
-                            recorded.insert(
-                                id.clone(),
-                                Recorded {
-                                    object: object.clone(),
-                                    key: key.clone(),
-                                },
-                            );
-                        }
-                        Ok(_) => {}
-                        // Recorded again rather than missed.
-                        Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
-                    }
+                if seeded(
+                    seed.as_ref(),
+                    service,
+                    recorded,
+                    &object,
+                    &key,
+                    |b| match b {
+                        Body::Observation(last) => Some(placement_key(last, kind)),
+                        _ => None,
+                    },
+                )
+                .await
+                {
+                    in_ledger += 1;
                 }
                 if recorded.get(&id).map(|r| &r.key) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
