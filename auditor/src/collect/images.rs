@@ -1,9 +1,11 @@
 //! Which images a workplace's pods run, and the registries they come from: pure functions over
 //! `k8s_openapi` values, no client. The code that handles a workplace's data is whatever its
-//! registry serves: each container of a placed pod of a workplace namespace (init, regular and
-//! ephemeral, labelled pod or not) is an object of its own
-//! (`image/<namespace>/<pod>/<container>`, class [`CLASS`]), judged at its registry as an
-//! endpoint is: a registry the auditor's inventory declares by name is placed by the evidence
+//! registry serves: each container of a pod of a workplace namespace bound to a node (init,
+//! regular and ephemeral, labelled pod or not, running or finished: a Job's code ran too) is an
+//! object of its own (`image/<namespace>/<pod>/<container>`, class [`CLASS`]), and so is each
+//! image volume (an OCI artifact the kubelet pulls and mounts: `image/<namespace>/<pod>/volume:<name>`),
+//! judged at its registry as an endpoint is: a registry the auditor's inventory declares by
+//! name (a DNS name) or address is placed by the evidence
 //! the inventory gives (its addresses, its attestation); any other is placed by nothing, so
 //! the policy's `onUnknown` decides.
 //!
@@ -18,7 +20,6 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ContainerStatus, ObjectReference, Pod};
 use sha2::{Digest as _, Sha256};
 
-use super::pods::placed;
 use super::volumes::STORE;
 use crate::ledger::entry::{EntryError, ObjectId};
 use crate::ledger::tree::Hash;
@@ -67,8 +68,8 @@ pub fn registry(reference: &str) -> String {
     }
 }
 
-/// Every container image of every placed, unfinished pod in `namespaces` (the workplace
-/// namespaces), sorted by object.
+/// Every container image and image volume of every pod bound to a node in `namespaces` (the
+/// workplace namespaces), finished or not, sorted by object.
 pub fn images<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     namespaces: &BTreeSet<String>,
@@ -80,7 +81,7 @@ pub fn images<'a>(
         else {
             continue;
         };
-        if !namespaces.contains(ns) || !placed(pod) {
+        if !namespaces.contains(ns) || spec.node_name.is_none() {
             continue;
         }
         let status = pod.status.as_ref();
@@ -88,18 +89,23 @@ pub fn images<'a>(
             .init_containers
             .iter()
             .flatten()
-            .map(|c| ("initContainers", &c.name, c.image.as_deref()))
+            .map(|c| ("initContainers", c.name.clone(), c.image.as_deref()))
             .chain(
                 spec.containers
                     .iter()
-                    .map(|c| ("containers", &c.name, c.image.as_deref())),
+                    .map(|c| ("containers", c.name.clone(), c.image.as_deref())),
             )
             .chain(
                 spec.ephemeral_containers
                     .iter()
                     .flatten()
-                    .map(|c| ("ephemeralContainers", &c.name, c.image.as_deref())),
-            );
+                    .map(|c| ("ephemeralContainers", c.name.clone(), c.image.as_deref())),
+            )
+            // A container name holds no `:`, so an image volume's object is no container's.
+            .chain(spec.volumes.iter().flatten().filter_map(|v| {
+                let image = v.image.as_ref()?.reference.as_deref();
+                Some(("volumes", format!("volume:{}", v.name), image))
+            }));
         for (field, container, image) in containers {
             // A container without an image is refused by the API server; nothing runs there.
             let Some(image) = image else { continue };
@@ -112,7 +118,7 @@ pub fn images<'a>(
                 .into_iter()
                 .flatten()
                 .flatten()
-                .find(|s| &s.name == container)
+                .find(|s| s.name == container)
                 .map(|s| s.image_id.as_str())
                 .unwrap_or_default();
             let mut h = Sha256::new();
@@ -138,7 +144,10 @@ pub fn images<'a>(
                     namespace: Some(ns.clone()),
                     name: Some(name.clone()),
                     uid: pod.metadata.uid.clone(),
-                    field_path: Some(format!("spec.{field}{{{container}}}")),
+                    field_path: Some(format!(
+                        "spec.{field}{{{}}}",
+                        container.strip_prefix("volume:").unwrap_or(&container)
+                    )),
                     ..ObjectReference::default()
                 },
             });
@@ -180,7 +189,9 @@ mod tests {
                 "nodeName": node,
                 "initContainers": [{"name": "init", "image": "registry.gouv.example/busybox:1"}],
                 "containers": [{"name": "app", "image": "quay.io/keycloak/keycloak:26.0"}],
-                "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox"}],
+                "volumes": [{"name": "models", "image": {"reference": "ghcr.io/acme/models:1"}},
+                            {"name": "scratch", "emptyDir": {}}]
             },
             "status": {"phase": phase, "containerStatuses": [
                 {"name": "app", "image": "quay.io/keycloak/keycloak:26.0", "imageID": "quay.io/keycloak/keycloak@sha256:aa",
@@ -191,11 +202,10 @@ mod tests {
     }
 
     #[test]
-    fn every_container_of_a_placed_workplace_pod_is_recorded_at_its_registry() {
+    fn every_container_of_a_bound_workplace_pod_is_recorded_at_its_registry() {
         let pods = [
             pod("wp", "kc-0", Some("a"), "Running"),
             pod("wp", "pending", None, "Pending"),
-            pod("wp", "done", Some("a"), "Succeeded"),
             pod("other", "kc-0", Some("a"), "Running"),
         ];
         let found = images(&pods, &BTreeSet::from(["wp".to_owned()])).unwrap();
@@ -217,8 +227,17 @@ mod tests {
                 // An ephemeral container someone added to debug the pod runs code too.
                 "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger}",
                 "image/wp/kc-0/init registry.gouv.example spec.initContainers{init}",
+                // An OCI artifact mounted as a volume is pulled from a registry too.
+                "image/wp/kc-0/volume:models ghcr.io spec.volumes{models}",
             ]
         );
+        // A finished Job's code ran: its images stay recorded while the pod exists.
+        let done = images(
+            &[pod("wp", "done", Some("a"), "Succeeded")],
+            &BTreeSet::from(["wp".to_owned()]),
+        )
+        .unwrap();
+        assert_eq!(done.len(), 4);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use kube::{Api, Client, Resource};
 use tokio::sync::{Notify, oneshot};
 
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use kube::api::{ApiResource, DynamicObject};
 
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::{Placement, STORE};
@@ -81,7 +82,11 @@ struct View {
     nodes: Store<Node>,
     attestations: Store<NodeAttestation>,
     netpols: Store<NetworkPolicy>,
-    policies: Store<LocalityPolicyResource>,
+    /// Read as plain objects, each parsed on its own: a policy the platform's type refuses (a
+    /// country code the CRD's pattern lets through, a field from a newer version) is recorded
+    /// all the same, never a reason to stop watching. `None` while the cluster does not serve
+    /// the kind to the auditor.
+    policies: Option<Store<DynamicObject>>,
     /// `None` while the cluster does not serve the snapshot kinds to the auditor.
     snapshots: Option<SnapshotView>,
 }
@@ -123,12 +128,45 @@ async fn watch_snapshots(
     Ok(Ok(view))
 }
 
+/// Watches LocalityPolicies once the cluster lists them to this identity, after their first
+/// listing; the cluster's answer otherwise (the CRD absent, or RBAC without it).
+async fn watch_policies(
+    client: &Client,
+    changed: &Arc<Notify>,
+) -> Result<Result<Store<DynamicObject>, kube::Error>, CollectError> {
+    let kind = ApiResource::erase::<LocalityPolicyResource>(&());
+    let api = Api::<DynamicObject>::all_with(client.clone(), &kind);
+    if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+        return Ok(Err(e));
+    }
+    let store = watch_with(api, kind, "localitypolicies", changed.clone());
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|_| CollectError::NotReady("localitypolicies"))?;
+    Ok(Ok(store))
+}
+
 fn watch<K>(api: Api<K>, what: &'static str, changed: Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let (reader, writer) = reflector::store();
+    watch_with(api, K::DynamicType::default(), what, changed)
+}
+
+fn watch_with<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    what: &'static str,
+    changed: Arc<Notify>,
+) -> Store<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let reader = writer.as_reader();
     let stream =
         reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     tokio::spawn(stream.for_each(move |event| {
@@ -175,11 +213,7 @@ pub async fn run(
             changed.clone(),
         ),
         netpols: watch(Api::all(client.clone()), "networkpolicies", changed.clone()),
-        policies: watch(
-            Api::all(client.clone()),
-            "localitypolicies",
-            changed.clone(),
-        ),
+        policies: None,
         snapshots: None,
     };
     // Judge nothing before every list is complete: a volume judged before the attestations
@@ -197,19 +231,38 @@ pub async fn run(
             "nodeattestations",
         ),
         (view.netpols.wait_until_ready().await, "networkpolicies"),
-        (view.policies.wait_until_ready().await, "localitypolicies"),
     ] {
         store.map_err(|_| CollectError::NotReady(what))?;
     }
     tracing::info!(
-        "kubernetes: watching volumes, claims, pods, nodes, attestations, network policies and locality policies"
+        "kubernetes: watching volumes, claims, pods, nodes, attestations and network policies"
     );
     let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
     let mut seed = Some(ledger);
-    // When the snapshot kinds were last looked for, and whether their absence was logged.
+    // When the snapshot kinds (and the policies) were last looked for, and whether their
+    // absence was logged.
     let (mut looked, mut logged) = (None::<Instant>, false);
+    let (mut looked_policies, mut logged_policies) = (None::<Instant>, false);
     loop {
+        if view.policies.is_none() && looked_policies.is_none_or(|t| t.elapsed() >= RESYNC) {
+            looked_policies = Some(Instant::now());
+            match watch_policies(&client, &changed).await? {
+                Ok(policies) => {
+                    view.policies = Some(policies);
+                    tracing::info!("kubernetes: watching LocalityPolicies");
+                }
+                Err(e) if !logged_policies => {
+                    logged_policies = true;
+                    tracing::warn!(
+                        "kubernetes: LocalityPolicies are not watched: the cluster does not list \
+                         them to the auditor ({e}); looking again every {}s",
+                        RESYNC.as_secs()
+                    );
+                }
+                Err(_) => {}
+            }
+        }
         if view.snapshots.is_none() && looked.is_none_or(|t| t.elapsed() >= RESYNC) {
             looked = Some(Instant::now());
             match watch_snapshots(&client, &changed).await? {
@@ -238,6 +291,26 @@ pub async fn run(
             _ = tokio::time::sleep(RESYNC) => {}
         }
         tokio::time::sleep(SETTLE).await;
+    }
+}
+
+/// A LocalityPolicy's digest: `LocalityPolicy::digest` of its spec (the digest its status
+/// shows and observations judged under the same rules carry) when the platform's type reads
+/// it; otherwise the SHA-256 of the spec's JSON with sorted keys (a policy the operator cannot
+/// use either, recorded all the same: its rules changed).
+fn policy_digest(lp: &DynamicObject) -> String {
+    let spec = lp.data.get("spec").cloned().unwrap_or_default();
+    match serde_json::from_value::<hexagone_platform::LocalityPolicy>(spec.clone()) {
+        Ok(policy) => policy.digest(),
+        Err(e) => {
+            tracing::warn!(
+                "kubernetes: locality policy {}: its spec is not one the platform reads ({e}): recorded by the digest of its JSON",
+                lp.metadata.name.as_deref().unwrap_or_default()
+            );
+            hexagone_platform::digest::sha256_tag(
+                &serde_json::to_vec(&spec).expect("a JSON value serializes"),
+            )
+        }
     }
 }
 
@@ -443,29 +516,41 @@ async fn pass(
             Vec::new()
         }),
     };
-    let on_nodes = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
-        .unwrap_or_else(|e| {
-            tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
-            Vec::new()
-        });
+    let policy_states: Vec<Arc<DynamicObject>> = view
+        .policies
+        .as_ref()
+        .map(|p| p.state())
+        .unwrap_or_default();
+    // The officer's policies name the namespaces they protect; pods labelled part of a
+    // workplace add theirs.
+    let namespaces = super::pods::workplace_namespaces(
+        pods.iter().map(|a| &**a),
+        policy_states.iter().filter_map(|p| p.data.get("spec")),
+    );
+    let on_nodes = super::pods::placements(
+        pods.iter().map(|a| &**a),
+        nodes.iter().map(|a| &**a),
+        &namespaces,
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
+        Vec::new()
+    });
     let netpols = view.netpols.state();
     let egress = super::egress::destinations(
         netpols.iter().map(|a| &**a),
         pods.iter().map(|a| &**a),
-        &super::pods::workplace_namespaces(pods.iter().map(|a| &**a)),
+        &namespaces,
     )
     .unwrap_or_else(|e| {
         tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
         Vec::new()
     });
-    let images = super::images::images(
-        pods.iter().map(|a| &**a),
-        &super::pods::workplace_namespaces(pods.iter().map(|a| &**a)),
-    )
-    .unwrap_or_else(|e| {
-        tracing::warn!("kubernetes: an image cannot be recorded: {e}");
-        Vec::new()
-    });
+    let images =
+        super::images::images(pods.iter().map(|a| &**a), &namespaces).unwrap_or_else(|e| {
+            tracing::warn!("kubernetes: an image cannot be recorded: {e}");
+            Vec::new()
+        });
     let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
         .map(|p| (Item::on_node(p), Kind::Volume))
@@ -528,24 +613,23 @@ async fn pass(
             }
         }
     }
-    let policies: Vec<(crate::ledger::entry::ObjectId, String)> = view
-        .policies
-        .state()
+    let policies: Vec<(crate::ledger::entry::ObjectId, String)> = policy_states
         .iter()
         .filter_map(|lp| {
-            let name = lp.metadata.name.clone()?;
             let object = crate::ledger::entry::ObjectId::new(
                 STORE.to_owned(),
                 crate::ledger::entry::POLICY_CLASS.to_owned(),
-                name,
+                lp.metadata.name.clone()?,
             )
             .inspect_err(|e| {
                 tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}")
             })
             .ok()?;
-            Some((object, lp.spec.digest()))
+            Some((object, policy_digest(lp)))
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut policies = policies;
+    policies.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     present.extend(policies.iter().map(|(o, _)| o.id.clone()));
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()

@@ -137,27 +137,35 @@ impl Inventory {
         Ok(match location {
             Location::Node(node) => (node.into_description(), SubjectKind::Node),
             Location::Registry(host) => {
-                // `host:port`, `[v6]:port` or an IPv6 address alone: the host without its port.
-                let bare = match host.rsplit_once(':') {
-                    Some((h, port))
-                        if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
-                    {
-                        h.trim_start_matches('[').trim_end_matches(']')
-                    }
-                    _ => host.as_str(),
-                };
-                match self.find(&host).or_else(|| self.find(bare)) {
-                    Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
-                    None => match bare.parse::<IpAddr>() {
-                        Ok(address) => (NodeDescription::endpoint(address), SubjectKind::Endpoint),
-                        Err(_) => (
-                            NodeDescription {
-                                name: host,
-                                ..NodeDescription::default()
-                            },
-                            SubjectKind::Endpoint,
-                        ),
+                // The host without its port: `host:port`, `[v6]` or `[v6]:port`.
+                let bare = match host.strip_prefix('[') {
+                    Some(rest) => rest.split(']').next().unwrap_or_default(),
+                    None => match host.rsplit_once(':') {
+                        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                        _ => host.as_str(),
                     },
+                };
+                let address = bare.parse::<IpAddr>().ok();
+                // Declared by address, or by a DNS name: a single label (`backup-gra`) is
+                // looked up through the node's search domains, so it could be anywhere, even
+                // when an inventory entry bears that name.
+                let declared = match address {
+                    Some(_) => self.find(bare),
+                    None if bare.contains('.') => self.find(&host).or_else(|| self.find(bare)),
+                    None => None,
+                };
+                match (declared, address) {
+                    (Some(endpoint), _) => (endpoint.clone(), SubjectKind::Endpoint),
+                    (None, Some(address)) => {
+                        (NodeDescription::endpoint(address), SubjectKind::Endpoint)
+                    }
+                    (None, None) => (
+                        NodeDescription {
+                            name: host,
+                            ..NodeDescription::default()
+                        },
+                        SubjectKind::Endpoint,
+                    ),
                 }
             }
             Location::Endpoint(name) => match self.find(&name) {
@@ -205,6 +213,9 @@ mod tests {
     use crate::ingest::{Location, Report, parse_line};
     use crate::judge::testing::{check, check_report, endpoint};
 
+    /// What a registry placed by nothing is under `france-standard`.
+    const UNPLACED: &str = "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country";
+
     #[test]
     fn a_registry_is_an_endpoint_of_the_inventory_or_placed_by_nothing() {
         let at = |host: &str| Report {
@@ -212,9 +223,24 @@ mod tests {
             ..parse_line(1, &endpoint("backup-gra")).unwrap()
         };
         let standard = "france-standard";
-        // Declared, by name or by address (with the port the image reference gives).
-        check_report(standard, at("backup-gra"), "[compliant] ");
+        // Declared, by address (with or without the port the image reference gives).
         check_report(standard, at("37.59.0.1:5000"), "[compliant] ");
+        check_report(standard, at("37.59.0.1"), "[compliant] ");
+        // An IPv6 literal is an address (here one of the documentation range: nowhere).
+        check_report(
+            standard,
+            at("[2001:db8::1]:5000"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / address 2001:db8::1 is in the documentation range 2001:db8::/32 (RFC 3849) and has no location, which proves nothing / the network of address 2001:db8::1 is in the documentation range 2001:db8::/32 (RFC 3849) and has no operator, which does not establish the operator's jurisdiction / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
+        );
+        // An inventory name that is no DNS name is not the registry a runtime would reach: a
+        // single label is resolved through the node's search domains, anywhere.
+        // (The inventory's attestation of that name binds to its entry, which this is not.)
+        check_report(standard, at("backup-gra:5000"), UNPLACED);
+        check_report(
+            standard,
+            at("backup-gra"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / NodeAttestation inventory/backup-gra names provider ID inventory://backup-gra, but the node reports no provider ID, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
+        );
         check_report(
             standard,
             at("3.5.0.1:443"),
@@ -222,11 +248,7 @@ mod tests {
         );
         // Not declared: judged, not refused (an HTTP writer naming it would be), on no
         // evidence: each policy's `onUnknown` decides.
-        check_report(
-            standard,
-            at("docker.io"),
-            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
-        );
+        check_report(standard, at("docker.io"), UNPLACED);
         check_report(
             "france-diffusion-restreinte",
             at("docker.io"),

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeCl
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::util::{bin, keygen, policy, run_ok};
@@ -968,14 +968,48 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
     let sample: serde_json::Value =
         yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let policies = Api::<LocalityPolicyResource>::all(bed.client());
-    let first = apply(&policies, sample).await.spec.digest();
+    let first = apply(&policies, sample.clone()).await.spec.digest();
+    // A policy the API server accepts (its pattern lets any two capitals through) but the
+    // platform does not read (`XK` is no assigned country code): recorded all the same, by the
+    // digest of its spec's JSON, and it stops nothing.
+    let mut broken = sample;
+    broken["metadata"]["name"] = json!("broken");
+    broken["spec"]["allowedCountries"] = json!(["XK"]);
+    let plain = Api::<DynamicObject>::all_with(
+        bed.client(),
+        &ApiResource::erase::<LocalityPolicyResource>(&()),
+    );
+    apply(&plain, broken).await;
+    let spec = plain.get("broken").await.unwrap().data["spec"].clone();
+    let broken_digest = hexagone_platform::digest::sha256_tag(&serde_json::to_vec(&spec).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let auditor = Auditor::start(&bed, dir.path()).await;
+    let recorded_broken = format!("broken localitypolicy {broken_digest}");
     let recorded_first = format!("diffusion-restreinte localitypolicy {first}");
     let pod = "pod/intranet/exo-0 pod ovh-gra-1 compliant";
     let image = "image/intranet/exo-0/app image registry.gouv.example compliant";
-    // The policy before the placements of the same pass.
-    wait_for(&auditor.db, dir.path(), &[&recorded_first, pod, image]).await;
+    // The policies (by name) before the placements of the same pass.
+    wait_for(
+        &auditor.db,
+        dir.path(),
+        &[&recorded_broken, &recorded_first, pod, image],
+    )
+    .await;
+    // The pod's workplace label removed: the namespace still holds a workplace, since the
+    // officer's policy names it, so nothing is recorded as removed.
+    Api::<Pod>::namespaced(bed.client(), NS)
+        .patch(
+            "exo-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/part-of": null}}})),
+        )
+        .await
+        .unwrap();
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("l.jsonl")).unwrap(),
+        [&recorded_broken[..], &recorded_first, pod, image]
+    );
     let rewritten = policies
         .patch(
             "diffusion-restreinte",
@@ -988,7 +1022,13 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         .digest();
     assert_ne!(rewritten, first);
     let recorded_second = format!("diffusion-restreinte localitypolicy {rewritten}");
-    let changed = [&recorded_first[..], pod, image, &recorded_second];
+    let changed = [
+        &recorded_broken[..],
+        &recorded_first,
+        pod,
+        image,
+        &recorded_second,
+    ];
     wait_for(&auditor.db, dir.path(), &changed).await;
     // A change elsewhere in the object (its status, an annotation) is no change of its rules.
     policies
@@ -1006,7 +1046,7 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
     );
     let metrics = get(&auditor.addr, "/metrics");
     assert!(
-        metrics.contains("hexagone_auditor_collected_policies_total 2"),
+        metrics.contains("hexagone_auditor_collected_policies_total 3"),
         "{metrics}"
     );
     let (db, key, vkey) = auditor.stop_and_verify(
