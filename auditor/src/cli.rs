@@ -619,12 +619,27 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
     if !cosigners.is_empty() {
         println!("checkpoint cosigned by: {}", cosigners.join(", "));
     }
-    let Some(o) = observation else {
-        println!(
-            "object {} (store {}, class {}) recorded as removed {}",
-            about.id, about.store, about.class, entry.time
-        );
-        return Ok(0);
+    let o = match &entry.body {
+        Body::Observation(o) => o,
+        Body::Policy {
+            digest,
+            observed_at,
+            ..
+        } => {
+            println!(
+                "policy {} (store {}, class {}), recorded {}: digest {digest}, as the cluster held it at {observed_at}",
+                about.id, about.store, about.class, entry.time
+            );
+            return Ok(0);
+        }
+        Body::Removal { .. } => {
+            println!(
+                "object {} (store {}, class {}) recorded as removed {}",
+                about.id, about.store, about.class, entry.time
+            );
+            return Ok(0);
+        }
+        Body::KeyRotation { .. } => unreachable!("a rotation is about no object: refused above"),
     };
     let l = &o.locality;
     println!(

@@ -145,6 +145,10 @@ pub enum Location {
     /// On a storage endpoint outside the cluster: a name from the auditor's inventory, or an
     /// IP address.
     Endpoint(String),
+    /// At the registry a container image is pulled from (its host): an endpoint of the
+    /// inventory by that name, else a place nothing locates (the collector's images; never
+    /// written by an HTTP writer).
+    Registry(String),
 }
 
 /// One observation as reported: facts only, not yet judged.

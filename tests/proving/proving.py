@@ -1481,6 +1481,16 @@ class Ground:
         for w in sorted(seen):
             pod = next(p for p in self.pods if p.workload == w and self.results[p.name][0] == "ready")
             tcp(f"isolation: {w} cannot reach a pod of another namespace", pod, sink.ip, TENANT_PORT, False)
+        # A pod started in the workplace's namespace without the workplace's labels: only the
+        # namespace's isolation policy selects it, so it sends nothing, not even to the relay
+        # the workplace's own pods reach.
+        intruder = self.client_as({"app.kubernetes.io/name": "intruder"})
+        for addr, port, what in self.outside:
+            if what == "listed":
+                tcp(f"isolation: an unlabelled pod of the workplace's namespace cannot reach {addr}:{port}",
+                    intruder, addr, port, False)
+        tcp("isolation: an unlabelled pod of the workplace's namespace cannot reach a pod of another namespace",
+            intruder, sink.ip, TENANT_PORT, False)
         tenant = self.client_as({}, TENANT_NAMESPACE)
         for addr, port, _ in self.outside:
             tcp(f"isolation: the listener at {addr}:{port} answers another namespace", tenant, addr, port, True)
@@ -1888,7 +1898,8 @@ def kill(proc, sig=signal.SIGTERM):
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
-    client for Synapse allowing another callback, the ingress policies' pod peers made
+    client for Synapse allowing another callback, the namespace's isolation policy dropped, the
+    ingress policies' pod peers made
     cluster-wide, the egress policies opened to every namespace and every outside address.
     Returns (mutated docs, names of the checks
     that must fail)."""
@@ -1955,6 +1966,12 @@ def mutants(docs):
                for c in d["spec"]["template"]["spec"]["containers"][:1]
                if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak", *REFUSES)]
     outside = outside_destinations(docs)
+    # The namespace's isolation policy dropped: a pod without the workplace's labels is then
+    # selected by no policy and sends anywhere.
+    docs = [d for d in docs if not (d.get("kind") == "NetworkPolicy" and d["metadata"]["name"] == "workplace-isolate-namespace")]
+    must_fail.add("isolation: an unlabelled pod of the workplace's namespace cannot reach a pod of another namespace")
+    must_fail.update(f"isolation: an unlabelled pod of the workplace's namespace cannot reach {addr}:{port}"
+                     for addr, port, what in outside if what == "listed")
     for d in docs:
         if d.get("kind") != "NetworkPolicy":
             continue

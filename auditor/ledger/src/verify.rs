@@ -323,7 +323,8 @@ impl From<Entry> for EntryFacts {
     fn from(e: Entry) -> Self {
         let (new_key, verdict) = match e.body {
             Body::KeyRotation { new_key } => (Some(new_key), None),
-            Body::Removal { .. } => (None, None),
+            // Neither announces a key nor carries a verdict (nor is replayed: no evidence).
+            Body::Removal { .. } | Body::Policy { .. } => (None, None),
             Body::Observation(o) => (
                 None,
                 Some(match o.locality.verdict {

@@ -1,15 +1,21 @@
 //! `serve --kubernetes`: the auditor's own watch of the cluster (PersistentVolumes, their
-//! claims, Pods, Nodes, NodeAttestations, NetworkPolicies, VolumeSnapshots and their contents
-//! — never the operator's conclusions). After every change (and every [`RESYNC`], for attestations that
+//! claims, Pods, Nodes, NodeAttestations, NetworkPolicies, LocalityPolicies, VolumeSnapshots and
+//! their contents — never the operator's conclusions). After every change (and every [`RESYNC`], for attestations that
 //! expire) it swaps the judge's node attestations for the ones it sees, works out where each
 //! bound volume is ([`super::volumes`]), each ready snapshot ([`super::snapshots`]) and each
 //! pod of a workplace namespace ([`super::pods`]) and where the namespace's NetworkPolicies let
-//! its pods send data ([`super::egress`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
+//! its pods send data ([`super::egress`]) and the registry each of their images comes from
+//! ([`super::images`]), judges each placement and queues the ones whose facts or verdict changed to the sequencer, exactly
 //! as an HTTP request's observations are queued.
 //!
 //! Each violation recorded also raises a Warning Event (`events.k8s.io`) on the volume's
-//! claim (or the VolumeSnapshot, the pod, the NetworkPolicy), related to the node, so whoever runs the workload sees it
+//! claim (or the VolumeSnapshot, the pod — its container for an image —, the NetworkPolicy), related to the node, so whoever runs the workload sees it
 //! with `kubectl describe`.
+//!
+//! Each LocalityPolicy is recorded by its digest (a [`Body::Policy`] entry) when it appears or
+//! its rules change, and as removed when it is deleted: the policies the operator places
+//! workloads by, rewritten by whoever could, show in the ledger beside the placements they led
+//! to.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
 //! addresses, attestation) or verdict differ from the last one recorded for that object: an
@@ -35,7 +41,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::{Notify, oneshot};
 
-use hexagone_platform::k8s::NodeAttestation;
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use kube::api::{ApiResource, DynamicObject};
 
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::{Placement, STORE};
@@ -75,6 +82,11 @@ struct View {
     nodes: Store<Node>,
     attestations: Store<NodeAttestation>,
     netpols: Store<NetworkPolicy>,
+    /// Read as plain objects, each parsed on its own: a policy the platform's type refuses (a
+    /// country code the CRD's pattern lets through, a field from a newer version) is recorded
+    /// all the same, never a reason to stop watching. `None` while the cluster does not serve
+    /// the kind to the auditor.
+    policies: Option<Store<DynamicObject>>,
     /// `None` while the cluster does not serve the snapshot kinds to the auditor.
     snapshots: Option<SnapshotView>,
 }
@@ -116,12 +128,45 @@ async fn watch_snapshots(
     Ok(Ok(view))
 }
 
+/// Watches LocalityPolicies once the cluster lists them to this identity, after their first
+/// listing; the cluster's answer otherwise (the CRD absent, or RBAC without it).
+async fn watch_policies(
+    client: &Client,
+    changed: &Arc<Notify>,
+) -> Result<Result<Store<DynamicObject>, kube::Error>, CollectError> {
+    let kind = ApiResource::erase::<LocalityPolicyResource>(&());
+    let api = Api::<DynamicObject>::all_with(client.clone(), &kind);
+    if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+        return Ok(Err(e));
+    }
+    let store = watch_with(api, kind, "localitypolicies", changed.clone());
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|_| CollectError::NotReady("localitypolicies"))?;
+    Ok(Ok(store))
+}
+
 fn watch<K>(api: Api<K>, what: &'static str, changed: Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let (reader, writer) = reflector::store();
+    watch_with(api, K::DynamicType::default(), what, changed)
+}
+
+fn watch_with<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    what: &'static str,
+    changed: Arc<Notify>,
+) -> Store<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let reader = writer.as_reader();
     let stream =
         reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     tokio::spawn(stream.for_each(move |event| {
@@ -168,6 +213,7 @@ pub async fn run(
             changed.clone(),
         ),
         netpols: watch(Api::all(client.clone()), "networkpolicies", changed.clone()),
+        policies: None,
         snapshots: None,
     };
     // Judge nothing before every list is complete: a volume judged before the attestations
@@ -194,9 +240,29 @@ pub async fn run(
     let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
     let mut seed = Some(ledger);
-    // When the snapshot kinds were last looked for, and whether their absence was logged.
+    // When the snapshot kinds (and the policies) were last looked for, and whether their
+    // absence was logged.
     let (mut looked, mut logged) = (None::<Instant>, false);
+    let (mut looked_policies, mut logged_policies) = (None::<Instant>, false);
     loop {
+        if view.policies.is_none() && looked_policies.is_none_or(|t| t.elapsed() >= RESYNC) {
+            looked_policies = Some(Instant::now());
+            match watch_policies(&client, &changed).await? {
+                Ok(policies) => {
+                    view.policies = Some(policies);
+                    tracing::info!("kubernetes: watching LocalityPolicies");
+                }
+                Err(e) if !logged_policies => {
+                    logged_policies = true;
+                    tracing::warn!(
+                        "kubernetes: LocalityPolicies are not watched: the cluster does not list \
+                         them to the auditor ({e}); looking again every {}s",
+                        RESYNC.as_secs()
+                    );
+                }
+                Err(_) => {}
+            }
+        }
         if view.snapshots.is_none() && looked.is_none_or(|t| t.elapsed() >= RESYNC) {
             looked = Some(Instant::now());
             match watch_snapshots(&client, &changed).await? {
@@ -228,10 +294,36 @@ pub async fn run(
     }
 }
 
+/// A LocalityPolicy's digest: `LocalityPolicy::digest` of its spec (the digest its status
+/// shows and observations judged under the same rules carry) when the platform's type reads
+/// it; otherwise the SHA-256 of the spec's JSON with sorted keys (a policy the operator cannot
+/// use either, recorded all the same: its rules changed).
+fn policy_digest(lp: &DynamicObject) -> String {
+    let spec = lp.data.get("spec").cloned().unwrap_or_default();
+    match serde_json::from_value::<hexagone_platform::LocalityPolicy>(spec.clone()) {
+        Ok(policy) => policy.digest(),
+        Err(e) => {
+            tracing::warn!(
+                "kubernetes: locality policy {}: its spec is not one the platform reads ({e}): recorded by the digest of its JSON",
+                lp.metadata.name.as_deref().unwrap_or_default()
+            );
+            hexagone_platform::digest::sha256_tag(
+                &serde_json::to_vec(&spec).expect("a JSON value serializes"),
+            )
+        }
+    }
+}
+
 /// What decides whether a placement is recorded again: the object's class, the place, the
-/// facts as judged and the verdict (not the time, the content stamp or the database versions).
-fn placement_key(o: &Observation) -> String {
+/// facts as judged and the verdict (not the time, the content stamp or the database versions),
+/// and for an image its content stamp (which image, which digest).
+fn placement_key(o: &Observation, kind: Kind) -> String {
     let mut key = format!("{}\n{}\n", o.object.class, o.locality.subject);
+    if matches!(kind, Kind::Image) {
+        // One registry serves other code too: the image itself (as written, and the digest
+        // pulled) decides as well.
+        key.push_str(&format!("{:?}\n", o.content));
+    }
     for e in &o.locality.evidence {
         key.push_str(&format!("{:?} {:?} {:?}\n", e.source, e.assessment, e.fact));
     }
@@ -256,6 +348,40 @@ async fn latest(
         .await
         .map(|found| found.map(|(_, _, body)| body))
         .map_err(|e| e.to_string())
+}
+
+/// On the first pass (`seed`), an object this process has not recorded yet counts as recorded
+/// when its latest entry in the ledger gives the same `key` (by `key_of`): whether it did.
+/// An entry that cannot be read is not a match (the object is recorded again rather than
+/// missed).
+async fn seeded(
+    seed: Option<&Ledger>,
+    service: &Service,
+    recorded: &mut HashMap<String, Recorded>,
+    object: &crate::ledger::entry::ObjectId,
+    key: &str,
+    key_of: impl FnOnce(&Body) -> Option<String>,
+) -> bool {
+    let Some(ledger) = seed.filter(|_| !recorded.contains_key(&object.id)) else {
+        return false;
+    };
+    match latest(ledger, service, &object.id).await {
+        Ok(Some(body)) if key_of(&body).as_deref() == Some(key) => {
+            recorded.insert(
+                object.id.clone(),
+                Recorded {
+                    object: object.clone(),
+                    key: key.to_owned(),
+                },
+            );
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!("kubernetes: {}: its latest entry: {e}", object.id);
+            false
+        }
+    }
 }
 
 /// The collector's objects standing in the ledger under the published checkpoint
@@ -310,6 +436,8 @@ enum Pending {
     },
     /// An object gone from the cluster (its identifier).
     Removed(String),
+    /// A LocalityPolicy recorded by its digest (the digest is the key).
+    Policy(Recorded),
 }
 
 /// What a placement is of.
@@ -319,6 +447,7 @@ enum Kind {
     Snapshot,
     Pod,
     Egress,
+    Image,
 }
 
 /// Where a placement is: on a node, or a destination outside the cluster.
@@ -326,6 +455,7 @@ enum Kind {
 enum Place {
     Node(String),
     Destination(String),
+    Registry(String),
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,
@@ -386,21 +516,41 @@ async fn pass(
             Vec::new()
         }),
     };
-    let on_nodes = super::pods::placements(pods.iter().map(|a| &**a), nodes.iter().map(|a| &**a))
-        .unwrap_or_else(|e| {
-            tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
-            Vec::new()
-        });
+    let policy_states: Vec<Arc<DynamicObject>> = view
+        .policies
+        .as_ref()
+        .map(|p| p.state())
+        .unwrap_or_default();
+    // The officer's policies name the namespaces they protect; pods labelled part of a
+    // workplace add theirs.
+    let namespaces = super::pods::workplace_namespaces(
+        pods.iter().map(|a| &**a),
+        policy_states.iter().filter_map(|p| p.data.get("spec")),
+    );
+    let on_nodes = super::pods::placements(
+        pods.iter().map(|a| &**a),
+        nodes.iter().map(|a| &**a),
+        &namespaces,
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("kubernetes: a pod cannot be recorded: {e}");
+        Vec::new()
+    });
     let netpols = view.netpols.state();
     let egress = super::egress::destinations(
         netpols.iter().map(|a| &**a),
         pods.iter().map(|a| &**a),
-        &super::pods::workplace_namespaces(pods.iter().map(|a| &**a)),
+        &namespaces,
     )
     .unwrap_or_else(|e| {
         tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
         Vec::new()
     });
+    let images =
+        super::images::images(pods.iter().map(|a| &**a), &namespaces).unwrap_or_else(|e| {
+            tracing::warn!("kubernetes: an image cannot be recorded: {e}");
+            Vec::new()
+        });
     let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
         .map(|p| (Item::on_node(p), Kind::Volume))
@@ -420,6 +570,18 @@ async fn pass(
                     regarding: d.regarding,
                 },
                 Kind::Egress,
+            )
+        }))
+        .chain(images.into_iter().map(|i| {
+            (
+                Item {
+                    place: Place::Registry(i.registry.clone()),
+                    object: i.object,
+                    content: i.content,
+                    location: Location::Registry(i.registry),
+                    regarding: i.regarding,
+                },
+                Kind::Image,
             )
         }))
         .collect();
@@ -451,6 +613,24 @@ async fn pass(
             }
         }
     }
+    let policies: Vec<(crate::ledger::entry::ObjectId, String)> = policy_states
+        .iter()
+        .filter_map(|lp| {
+            let object = crate::ledger::entry::ObjectId::new(
+                STORE.to_owned(),
+                crate::ledger::entry::POLICY_CLASS.to_owned(),
+                lp.metadata.name.clone()?,
+            )
+            .inspect_err(|e| {
+                tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}")
+            })
+            .ok()?;
+            Some((object, policy_digest(lp)))
+        })
+        .collect::<Vec<_>>();
+    let mut policies = policies;
+    policies.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    present.extend(policies.iter().map(|(o, _)| o.id.clone()));
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
         .filter(|r| !present.contains(&r.object.id))
@@ -483,7 +663,40 @@ async fn pass(
             },
         ));
     }
-    let removals = keys.len();
+    // The policies whose rules are new or changed, before the placements judged this pass.
+    for (object, digest) in policies {
+        let id = object.id.clone();
+        seeded(
+            seed.as_ref(),
+            service,
+            recorded,
+            &object,
+            &digest,
+            |b| match b {
+                Body::Policy { digest, .. } => Some(digest.clone()),
+                _ => None,
+            },
+        )
+        .await;
+        if recorded.get(&id).map(|r| &r.key) == Some(&digest) {
+            continue;
+        }
+        match Body::policy(
+            object.clone(),
+            digest.clone(),
+            crate::ledger::entry::Timestamp::from_datetime(now),
+        ) {
+            Ok(body) => {
+                items.push(crate::ingest::Submission::new(None, body));
+                keys.push(Pending::Policy(Recorded {
+                    object,
+                    key: digest,
+                }));
+            }
+            Err(e) => tracing::warn!("kubernetes: locality policy {id}: not recorded: {e}"),
+        }
+    }
+    let not_placements = keys.len();
     let (total, mut in_ledger) = (placements.len(), 0usize);
     for (p, kind) in placements {
         let id = p.object.id.clone();
@@ -500,23 +713,21 @@ async fn pass(
                 let Body::Observation(o) = submission.body() else {
                     continue;
                 };
-                let key = placement_key(o);
-                if let Some(ledger) = seed.as_ref().filter(|_| !recorded.contains_key(&id)) {
-                    match latest(ledger, service, &id).await {
-                        Ok(Some(Body::Observation(last))) if placement_key(&last) == key => {
-                            in_ledger += 1;
-                            recorded.insert(
-                                id.clone(),
-                                Recorded {
-                                    object: object.clone(),
-                                    key: key.clone(),
-                                },
-                            );
-                        }
-                        Ok(_) => {}
-                        // Recorded again rather than missed.
-                        Err(e) => tracing::warn!("kubernetes: {id}: its latest entry: {e}"),
-                    }
+                let key = placement_key(o, kind);
+                if seeded(
+                    seed.as_ref(),
+                    service,
+                    recorded,
+                    &object,
+                    &key,
+                    |b| match b {
+                        Body::Observation(last) => Some(placement_key(last, kind)),
+                        _ => None,
+                    },
+                )
+                .await
+                {
+                    in_ledger += 1;
                 }
                 if recorded.get(&id).map(|r| &r.key) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
@@ -537,7 +748,7 @@ async fn pass(
         tracing::info!(
             "kubernetes: first pass: {total} placements, {in_ledger} unchanged since their latest \
              entry in the ledger, {} to record",
-            items.len() - removals
+            items.len() - not_placements
         );
     }
     if items.is_empty() {
@@ -566,6 +777,17 @@ async fn pass(
                         service.shared.metrics.collected_removals.inc();
                         continue;
                     }
+                    Pending::Policy(policy) => {
+                        tracing::info!(
+                            "kubernetes: locality policy {}: {} (entry {})",
+                            policy.object.id,
+                            policy.key,
+                            outcome.seq
+                        );
+                        recorded.insert(policy.object.id.clone(), policy);
+                        service.shared.metrics.collected_policies.inc();
+                        continue;
+                    }
                     Pending::Placed {
                         recorded,
                         regarding,
@@ -584,6 +806,7 @@ async fn pass(
                     let (at, node) = match &place {
                         Place::Node(node) => (format!("on node {node}"), Some(node)),
                         Place::Destination(block) => (format!("egress to {block}"), None),
+                        Place::Registry(host) => (format!("image from registry {host}"), None),
                     };
                     let note = format!(
                         "{at}: violation first recorded in ledger entry {}: {}",
@@ -620,6 +843,7 @@ async fn pass(
                     Kind::Snapshot => metrics.collected_snapshots.inc(),
                     Kind::Pod => metrics.collected_pods.inc(),
                     Kind::Egress => metrics.collected_egress.inc(),
+                    Kind::Image => metrics.collected_images.inc(),
                 }
             }
         }

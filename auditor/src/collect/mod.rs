@@ -8,11 +8,14 @@
 //! - [`pods`]: pure — every pod of a workplace namespace (labelled or not) and its node;
 //! - [`egress`]: pure — every address block a workplace namespace's NetworkPolicies open to
 //!   its pods, judged as an endpoint;
+//! - [`images`]: pure — every container image of a workplace namespace's pods, judged at the
+//!   registry it comes from;
 //! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's,
-//!   snapshot's and pod's placement and each egress destination through the sequencer queue,
+//!   snapshot's and pod's placement, each egress destination and each image's registry through the sequencer queue,
 //!   again whenever its facts or verdict change.
 
 pub mod egress;
+pub mod images;
 pub mod kubernetes;
 pub mod pods;
 pub mod snapshots;

@@ -4,8 +4,10 @@
 //! an object of its own (`pod/<namespace>/<name>`, class [`CLASS`]), judged on that node like
 //! a volume.
 //!
-//! A workplace namespace is one where some pod carries the workplace's `part-of` label; in
-//! it, every pod counts, labelled or not: a pod an attacker starts there without the
+//! A workplace namespace is one a LocalityPolicy names in `namespaces` (the security officer
+//! decides which namespaces a policy protects: removing labels from pods cannot take one out)
+//! or where some pod carries the workplace's `part-of` label; in it, every pod counts,
+//! labelled or not: a pod an attacker starts there without the
 //! operator's labels (or a sidecar patched into one) is seen as well. What identifies a
 //! placement is the pod's uid and its node: a pod deleted and created again, or bound to
 //! another node, is recorded again.
@@ -23,10 +25,19 @@ use crate::ledger::entry::{EntryError, ObjectId};
 /// The object class of a pod's placement.
 pub const CLASS: &str = "pod";
 
-/// The namespaces holding a workplace: those with a pod labelled part of one.
+/// The namespaces holding a workplace: those the LocalityPolicies (`policies`, as plain
+/// objects) name in `spec.namespaces`, and those with a pod labelled part of a workplace.
 pub(super) fn workplace_namespaces<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
+    policies: impl IntoIterator<Item = &'a serde_json::Value>,
 ) -> BTreeSet<String> {
+    let named = policies.into_iter().flat_map(|spec| {
+        spec.get("namespaces")
+            .and_then(|n| n.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+    });
     pods.into_iter()
         .filter(|p| {
             p.metadata
@@ -36,6 +47,7 @@ pub(super) fn workplace_namespaces<'a>(
                 .is_some_and(|v| v == PART_OF)
         })
         .filter_map(|p| p.metadata.namespace.clone())
+        .chain(named)
         .collect()
 }
 
@@ -49,13 +61,13 @@ pub(super) fn placed(pod: &Pod) -> bool {
     !finished && pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
-/// Every pod of a workplace namespace that is placed on a node and not finished, with that
-/// node, sorted by object.
+/// Every pod of `namespaces` (the workplace namespaces) that is placed on a node and not
+/// finished, with that node, sorted by object.
 pub fn placements<'a>(
-    pods: impl IntoIterator<Item = &'a Pod> + Clone,
+    pods: impl IntoIterator<Item = &'a Pod>,
     nodes: impl IntoIterator<Item = &'a Node>,
+    namespaces: &BTreeSet<String>,
 ) -> Result<Vec<Placement>, EntryError> {
-    let namespaces = workplace_namespaces(pods.clone());
     let nodes: HashMap<String, &Node> = nodes
         .into_iter()
         .filter_map(|n| Some((n.metadata.name.clone()?, n)))
@@ -120,7 +132,8 @@ mod tests {
     fn ids(pods: &[Pod]) -> Vec<String> {
         let nodes: [Node; 1] =
             [serde_json::from_value(serde_json::json!({"metadata": {"name": "a"}})).unwrap()];
-        placements(pods, &nodes)
+        let namespaces = workplace_namespaces(pods, []);
+        placements(pods, &nodes, &namespaces)
             .unwrap()
             .iter()
             .map(|p| format!("{} {} {}", p.object.id, p.node.name, p.node.labels.len()))
@@ -146,9 +159,21 @@ mod tests {
     }
 
     #[test]
+    fn a_namespace_a_policy_names_holds_a_workplace_whatever_its_pods_labels() {
+        let pods = [pod("wp", "exo-0", Some("a"), false, "Running")];
+        assert!(workplace_namespaces(&pods, []).is_empty());
+        let policy = serde_json::json!({"namespaces": ["wp", "rh"]});
+        assert_eq!(
+            workplace_namespaces(&pods, [&policy]),
+            BTreeSet::from(["rh".to_owned(), "wp".to_owned()])
+        );
+    }
+
+    #[test]
     fn a_pod_moved_or_recreated_is_a_new_placement() {
         let nodes: [Node; 0] = [];
-        let at = |p: Pod| placements(&[p], &nodes).unwrap()[0].content;
+        let wp = BTreeSet::from(["wp".to_owned()]);
+        let at = |p: Pod| placements(&[p], &nodes, &wp).unwrap()[0].content;
         let first = at(pod("wp", "x", Some("a"), true, "Running"));
         assert_ne!(first, at(pod("wp", "x", Some("b"), true, "Running")));
         let mut again = pod("wp", "x", Some("a"), true, "Running");

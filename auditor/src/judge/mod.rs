@@ -111,6 +111,15 @@ mod testing {
     /// Judges the input line under `policy` with an attestation for `gra-3` (and an inventory
     /// with an attested `backup-gra`), then replays the entry: `[verdict] reasons`.
     pub(super) fn check(policy_name: &str, line: &str, expected: &str) {
+        check_report(
+            policy_name,
+            crate::ingest::parse_line(1, line).unwrap(),
+            expected,
+        );
+    }
+
+    /// [`check`] for a report no HTTP line can give (the collector's).
+    pub(super) fn check_report(policy_name: &str, report: crate::ingest::Report, expected: &str) {
         let dir = tempfile::tempdir().unwrap();
         let att = dir.path().join("att.yaml");
         std::fs::write(
@@ -137,7 +146,6 @@ mod testing {
             load_attestations(&att).unwrap(),
             Inventory::load(&inv).unwrap(),
         );
-        let report = crate::ingest::parse_line(1, line).unwrap();
         let got = judge.judge(report, &judge.snapshot(), now());
         let got = match got.map(Submission::into_body) {
             Ok(Body::Observation(o)) => {

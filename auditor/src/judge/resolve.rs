@@ -128,13 +128,46 @@ impl Inventory {
 
     /// The place `location` names, and whether it is a node or an endpoint: a node as the
     /// cluster reports it; an endpoint of the inventory, named or by one of its addresses;
-    /// else an endpoint at the address given (the auditor resolves no names).
+    /// else an endpoint at the address given (the auditor resolves no names). A registry is an
+    /// endpoint of the inventory by name, or else one that no evidence places.
     pub(super) fn resolve(
         &self,
         location: Location,
     ) -> Result<(NodeDescription, SubjectKind), JudgeError> {
         Ok(match location {
             Location::Node(node) => (node.into_description(), SubjectKind::Node),
+            Location::Registry(host) => {
+                // The host without its port: `host:port`, `[v6]` or `[v6]:port`.
+                let bare = match host.strip_prefix('[') {
+                    Some(rest) => rest.split(']').next().unwrap_or_default(),
+                    None => match host.rsplit_once(':') {
+                        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                        _ => host.as_str(),
+                    },
+                };
+                let address = bare.parse::<IpAddr>().ok();
+                // Declared by address, or by a DNS name: a single label (`backup-gra`) is
+                // looked up through the node's search domains, so it could be anywhere, even
+                // when an inventory entry bears that name.
+                let declared = match address {
+                    Some(_) => self.find(bare),
+                    None if bare.contains('.') => self.find(&host).or_else(|| self.find(bare)),
+                    None => None,
+                };
+                match (declared, address) {
+                    (Some(endpoint), _) => (endpoint.clone(), SubjectKind::Endpoint),
+                    (None, Some(address)) => {
+                        (NodeDescription::endpoint(address), SubjectKind::Endpoint)
+                    }
+                    (None, None) => (
+                        NodeDescription {
+                            name: host,
+                            ..NodeDescription::default()
+                        },
+                        SubjectKind::Endpoint,
+                    ),
+                }
+            }
             Location::Endpoint(name) => match self.find(&name) {
                 Some(endpoint) => (endpoint.clone(), SubjectKind::Endpoint),
                 None => match name.parse::<IpAddr>() {
@@ -177,7 +210,51 @@ fn block(text: &str) -> Option<(IpAddr, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::judge::testing::{check, endpoint};
+    use crate::ingest::{Location, Report, parse_line};
+    use crate::judge::testing::{check, check_report, endpoint};
+
+    /// What a registry placed by nothing is under `france-standard`.
+    const UNPLACED: &str = "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country";
+
+    #[test]
+    fn a_registry_is_an_endpoint_of_the_inventory_or_placed_by_nothing() {
+        let at = |host: &str| Report {
+            location: Location::Registry(host.into()),
+            ..parse_line(1, &endpoint("backup-gra")).unwrap()
+        };
+        let standard = "france-standard";
+        // Declared, by address (with or without the port the image reference gives).
+        check_report(standard, at("37.59.0.1:5000"), "[compliant] ");
+        check_report(standard, at("37.59.0.1"), "[compliant] ");
+        // An IPv6 literal is an address (here one of the documentation range: nowhere).
+        check_report(
+            standard,
+            at("[2001:db8::1]:5000"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / address 2001:db8::1 is in the documentation range 2001:db8::/32 (RFC 3849) and has no location, which proves nothing / the network of address 2001:db8::1 is in the documentation range 2001:db8::/32 (RFC 3849) and has no operator, which does not establish the operator's jurisdiction / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
+        );
+        // An inventory name that is no DNS name is not the registry a runtime would reach: a
+        // single label is resolved through the node's search domains, anywhere.
+        // (The inventory's attestation of that name binds to its entry, which this is not.)
+        check_report(standard, at("backup-gra:5000"), UNPLACED);
+        check_report(
+            standard,
+            at("backup-gra"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / NodeAttestation inventory/backup-gra names provider ID inventory://backup-gra, but the node reports no provider ID, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
+        );
+        check_report(
+            standard,
+            at("3.5.0.1:443"),
+            "[violation] address 3.5.0.1 is in US, outside the allowed countries (FR) / network AS14618 (Amazon.com, Inc.) of address 3.5.0.1 is registered in US, and it is controlled by Amazon.com, Inc. (US), outside the EU",
+        );
+        // Not declared: judged, not refused (an HTTP writer naming it would be), on no
+        // evidence: each policy's `onUnknown` decides.
+        check_report(standard, at("docker.io"), UNPLACED);
+        check_report(
+            "france-diffusion-restreinte",
+            at("docker.io"),
+            "[violation] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the attestation to place the node in an allowed country, and it does not / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 3 location sources the policy requires place the node in an allowed country",
+        );
+    }
 
     #[test]
     fn endpoints_come_from_the_inventory_or_an_address() {

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    BoundRow, CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyRow,
-    REMOVED, Report, Resolution, StoreRow, Totals, Verdicts, ViolationRow,
+    BoundRow, CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyChangeRow,
+    PolicyRow, REMOVED, Report, Resolution, StoreRow, Totals, Verdicts, ViolationRow,
 };
 use crate::ledger::entry::{
-    Assessment, Body, Entry, ObjectId, Observation, Source, Timestamp, Verdict,
+    Assessment, Body, Entry, ObjectId, Observation, POLICY_CLASS, Source, Timestamp, Verdict,
 };
 
 /// Entries with `from <= time < to`, by the sequencer's time.
@@ -54,6 +54,11 @@ pub struct Aggregator {
     resolved: Vec<ViolationRow>,
     /// The latest latency evidence per (place, address).
     bounds: BTreeMap<(String, String), BoundRow>,
+    /// Each policy's latest entry before the period's end: its digest (`None` once removed)
+    /// and position.
+    policy_state: BTreeMap<ObjectKey, (Option<String>, u64)>,
+    /// The period's policy entries, in ledger order.
+    policy_changes: Vec<PolicyChangeRow>,
 }
 
 impl Aggregator {
@@ -68,19 +73,29 @@ impl Aggregator {
             objects: BTreeMap::new(),
             resolved: Vec::new(),
             bounds: BTreeMap::new(),
+            policy_state: BTreeMap::new(),
+            policy_changes: Vec::new(),
         }
     }
 
     /// Takes one entry into account. Entries come in ledger order, so a later entry about an
     /// object replaces an earlier one as its state. Every observation before the period's end
     /// counts for the state (an object recorded once, such as a backup, stays in every later
-    /// report); only the period's own entries count as its observations and policies.
+    /// report); only the period's own entries count as its observations and policies. A
+    /// policy entry, and the removal of a policy (of class [`POLICY_CLASS`], or named by a
+    /// policy entry), is a policy change: it touches no object.
     pub fn add(&mut self, entry: &Entry) {
         if entry.time >= self.window.to {
             return;
         }
         let o = match &entry.body {
             Body::Observation(o) => o,
+            Body::Policy { object, digest, .. } => {
+                return self.policy_change(entry, object, Some(digest));
+            }
+            Body::Removal { object, .. } if self.is_policy(object) => {
+                return self.policy_change(entry, object, None);
+            }
             Body::Removal { object, .. } => return self.remove(entry, object),
             Body::KeyRotation { .. } => return,
         };
@@ -206,6 +221,39 @@ impl Aggregator {
         }
     }
 
+    /// Whether `object` is a policy: of the policies' class, or named by a policy entry.
+    fn is_policy(&self, object: &ObjectId) -> bool {
+        object.class == POLICY_CLASS || self.policy_state.contains_key(&key_of(object))
+    }
+
+    /// A policy entry (`digest`) or a policy's removal (`None`): the policy's new state, and a
+    /// row of the period's changes, with its state before, when it falls in the period.
+    fn policy_change(&mut self, entry: &Entry, object: &ObjectId, digest: Option<&String>) {
+        let before = self
+            .policy_state
+            .insert(key_of(object), (digest.cloned(), entry.seq));
+        if !self.window.contains(entry.time) {
+            return;
+        }
+        self.first_seq.get_or_insert(entry.seq);
+        self.last_seq = Some(entry.seq);
+        let (previous, previous_seq) = match before {
+            Some((d, seq)) => (d, Some(seq)),
+            None => (None, None),
+        };
+        self.policy_changes.push(PolicyChangeRow {
+            store: object.store.clone(),
+            policy: object.id.clone(),
+            seq: entry.seq,
+            time: entry.time.to_string(),
+            digest: digest.cloned(),
+            previous,
+            previous_seq,
+            // Known once the period's observations are all counted (`finish`).
+            judged_under: None,
+        });
+    }
+
     /// The report over what was added, tied to `checkpoint`.
     pub fn finish(self, checkpoint: CheckpointRef, generated_at: String) -> Report {
         let from = self.window.from.to_string();
@@ -243,6 +291,14 @@ impl Aggregator {
         }
         // The longest open first: it has waited longest for someone to act.
         open.sort_by_key(|v| v.since_seq);
+        let judged: BTreeSet<&str> = self.policies.keys().map(|(_, d)| d.as_str()).collect();
+        let mut policy_changes = self.policy_changes;
+        for c in &mut policy_changes {
+            c.judged_under = match &c.digest {
+                Some(d) if !judged.is_empty() => Some(judged.contains(d.as_str())),
+                _ => None,
+            };
+        }
         Report {
             format: FORMAT.into(),
             period: Period {
@@ -291,8 +347,18 @@ impl Aggregator {
             open_violations: open,
             resolved_violations: self.resolved,
             bounds: self.bounds.into_values().collect(),
+            policy_changes,
         }
     }
+}
+
+/// The key of `object` in the aggregation's maps.
+fn key_of(object: &ObjectId) -> ObjectKey {
+    (
+        object.store.clone(),
+        object.class.clone(),
+        object.id.clone(),
+    )
 }
 
 /// The latency evidence of an observation as report rows (one per measured address).
@@ -565,11 +631,49 @@ pub(crate) mod fixture {
             }),
         }
     }
+
+    /// The cluster's LocalityPolicy `name` with `digest`, recorded as entry `seq` at day `day`.
+    pub fn policy(seq: u64, day: i64, name: &str, digest: &str) -> Entry {
+        Entry {
+            seq,
+            time: Timestamp(day * DAY),
+            prev: [0; 32],
+            body: Body::Policy {
+                object: policy_object(name),
+                digest: digest.into(),
+                observed_at: Timestamp(day * DAY),
+                request: None,
+            },
+        }
+    }
+
+    /// The removal of the cluster's LocalityPolicy `name`, recorded as entry `seq` at day `day`.
+    pub fn policy_removal(seq: u64, day: i64, name: &str) -> Entry {
+        Entry {
+            seq,
+            time: Timestamp(day * DAY),
+            prev: [0; 32],
+            body: Body::Removal {
+                object: policy_object(name),
+                observed_at: Timestamp(day * DAY),
+                request: None,
+            },
+        }
+    }
+
+    fn policy_object(name: &str) -> ObjectId {
+        ObjectId::new(
+            "kubernetes".into(),
+            crate::ledger::entry::POLICY_CLASS.into(),
+            name.into(),
+        )
+        .unwrap()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixture::{DAY, entry};
+    use super::fixture::{DAY, entry, policy, policy_removal};
     use super::*;
 
     fn check(entries: &[Entry], from: i64, to: i64) -> Report {
@@ -728,6 +832,95 @@ mod tests {
         let after = check(&entries, 4, 6);
         assert!(after.open_violations.is_empty() && after.resolved_violations.is_empty());
         assert!(objects(&after).is_empty());
+    }
+
+    /// `policy #seq digest (before) judged`, one per policy change.
+    fn changes(r: &Report) -> Vec<String> {
+        r.policy_changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} #{} {} ({}) {}",
+                    c.policy,
+                    c.seq,
+                    c.digest.as_deref().unwrap_or("removed"),
+                    match (&c.previous, c.previous_seq) {
+                        (Some(d), Some(s)) => format!("{d} #{s}"),
+                        (None, Some(s)) => format!("removed #{s}"),
+                        (_, None) => "first seen".into(),
+                    },
+                    match c.judged_under {
+                        Some(true) => "judged",
+                        Some(false) => "not judged",
+                        None => "-",
+                    }
+                )
+            })
+            .collect()
+    }
+
+    /// Policy entries are listed in ledger order with the digest the policy had before, known
+    /// from an entry before the period too; a removal of a policy is listed as such; whether
+    /// the period's observations were judged under each new digest is said when they were
+    /// judged at all. Policies are never objects: they are in no count, and removing one
+    /// resolves nothing.
+    #[test]
+    fn policy_changes_are_listed_with_the_digest_before_and_touch_no_object() {
+        let (a, b) = ("sha256:a1", "sha256:b2");
+        // The digest the fixture's observations are judged under.
+        let judged = "sha256:aa";
+        let entries = [
+            policy(0, 1, "standard-fr", a), // before the period: the digest before
+            entry(1, 1, "doc", "fsn-1", "DE"),
+            policy(2, 2, "standard-fr", b),
+            policy(3, 2, "dr", judged),
+            entry(4, 2, "doc-2", "gra-3", "FR"),
+            policy_removal(5, 3, "standard-fr"),
+            policy_removal(6, 3, "never-seen"),
+            policy(7, 4, "standard-fr", a), // again, after its removal
+            policy(8, 6, "dr", a),          // after the period: not read
+        ];
+        let r = check(&entries, 2, 5);
+        assert_eq!(
+            changes(&r),
+            [
+                "standard-fr #2 sha256:b2 (sha256:a1 #0) not judged",
+                "dr #3 sha256:aa (first seen) judged",
+                "standard-fr #5 removed (sha256:b2 #2) -",
+                "never-seen #6 removed (first seen) -",
+                "standard-fr #7 sha256:a1 (removed #5) not judged",
+            ]
+        );
+        let c = &r.policy_changes[0];
+        assert_eq!(
+            (c.store.as_str(), c.time.as_str()),
+            ("kubernetes", "1970-01-03T00:00:00.000Z")
+        );
+        // No policy among the objects, the counts or the violations; the removals resolved
+        // nothing, and the violation of `doc` is still open.
+        assert_eq!(
+            objects(&r),
+            ["doc fsn-1 DE violation #1", "doc-2 gra-3 FR compliant #4"]
+        );
+        assert_eq!(r.totals.objects, 2);
+        assert_eq!(r.stores.len(), 1);
+        assert_eq!(r.totals.observations, 1);
+        assert_eq!(
+            violations(&r.open_violations),
+            ["doc@fsn-1 since #1 last #1 x1"]
+        );
+        assert!(r.resolved_violations.is_empty());
+        // The period's entries run from the first policy entry to the last.
+        assert_eq!((r.totals.first_seq, r.totals.last_seq), (Some(2), Some(7)));
+        // A period without observations: nothing says which policy they would be judged under.
+        let r = check(&entries, 4, 5);
+        assert_eq!(changes(&r), ["standard-fr #7 sha256:a1 (removed #5) -"]);
+        assert_eq!(objects(&r).len(), 2);
+        // A period without policy entries has no such section (the JSON has no key).
+        let r = check(&entries, 5, 6);
+        assert!(r.policy_changes.is_empty());
+        let json = String::from_utf8(r.canonical()).unwrap();
+        assert!(!json.contains("policy_changes"), "{json}");
     }
 
     /// A backup is recorded once: it stays in every later report, its violation open (and

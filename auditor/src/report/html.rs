@@ -142,6 +142,7 @@ pub fn render(signed: &SignedReport) -> String {
     markup::bounds::<Html>(&mut h, &r.bounds);
     markup::objects::<Html>(&mut h, &r.objects);
     markup::policies::<Html>(&mut h, &r.policies);
+    markup::policy_changes::<Html>(&mut h, &r.policy_changes);
     let _ = write!(
         h,
         "<h2>Signature</h2>\n<p>This report is signed with the log's key (C2SP signed note over the SHA-256 \

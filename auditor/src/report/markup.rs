@@ -2,7 +2,7 @@
 //! format (`html`, `markdown`) only says how text is marked up, through [`Markup`]; the page's
 //! own frame (cards, charts, the embedded data) stays with its format.
 
-use super::{BoundRow, ObjectRow, PolicyRow, Report, Verdicts, ViolationRow};
+use super::{BoundRow, ObjectRow, PolicyChangeRow, PolicyRow, Report, Verdicts, ViolationRow};
 
 /// How a table cell is set: its text is already marked up by the caller.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -276,4 +276,61 @@ pub(super) fn policies<M: Markup>(out: &mut String, policies: &[PolicyRow]) {
         })
         .collect();
     M::list(out, None, &items);
+}
+
+/// The period's policy changes, when there are any: each policy's new digest or its removal,
+/// what it was before, and whether the period's observations were judged under it.
+pub(super) fn policy_changes<M: Markup>(out: &mut String, changes: &[PolicyChangeRow]) {
+    if changes.is_empty() {
+        return;
+    }
+    M::heading(out, "Policy changes", Some("policy-changes"));
+    M::paragraph(
+        out,
+        &format!(
+            "Each LocalityPolicy the cluster held, by the digest of its rules (as {} shows it), \
+             and each removal of one, in ledger order, with what the ledger recorded of it \
+             before. Judged under: whether the period's observations were judged under a policy \
+             with that digest (see Policies); no means the cluster places workloads by other \
+             rules than those the auditor judged by.",
+            M::code("kubectl get lp NAME -o jsonpath='{.status.policyDigest}'")
+        ),
+        true,
+    );
+    let heads = [
+        ("Policy", false),
+        ("Entry", true),
+        ("Time", false),
+        ("Digest", false),
+        ("Before", false),
+        ("Judged under", false),
+    ];
+    let rows: Vec<Vec<(String, Cell)>> = changes
+        .iter()
+        .map(|c| {
+            let before = match (&c.previous, c.previous_seq) {
+                (Some(d), Some(seq)) => format!("{} (entry {seq})", M::code(d)),
+                (None, Some(seq)) => format!("removed (entry {seq})"),
+                (_, None) => "first seen".into(),
+            };
+            let judged = match (&c.digest, c.judged_under) {
+                (None, _) => "",
+                (Some(_), Some(true)) => "yes",
+                (Some(_), Some(false)) => "no",
+                (Some(_), None) => "not known (no observation judged in the period)",
+            };
+            vec![
+                (M::code(&c.policy), Cell::Text),
+                (c.seq.to_string(), Cell::Number),
+                (M::escape(&c.time), Cell::Mono),
+                (
+                    c.digest.as_deref().map_or("removed".into(), M::code),
+                    Cell::Text,
+                ),
+                (before, Cell::Text),
+                (M::escape(judged), Cell::Text),
+            ]
+        })
+        .collect();
+    M::table(out, &heads, &rows);
 }

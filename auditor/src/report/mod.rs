@@ -120,6 +120,37 @@ pub struct Report {
     /// before the period's end. Absent when no entry has any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bounds: Vec<BoundRow>,
+    /// The policy entries of the period (a `LocalityPolicy` as the cluster held it, or its
+    /// removal), in ledger order. Absent when the period has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_changes: Vec<PolicyChangeRow>,
+}
+
+/// One policy entry of the period: the digest of a `LocalityPolicy` as the cluster held it,
+/// or its removal, with what the ledger knew of it before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChangeRow {
+    /// Data store (`kubernetes` for the cluster's policies).
+    pub store: String,
+    /// The policy's name (the entry's object identifier).
+    pub policy: String,
+    /// Entry position.
+    pub seq: u64,
+    /// Entry time.
+    pub time: String,
+    /// The policy's digest (`LocalityPolicy::digest` of its spec); `None` when the entry is
+    /// its removal.
+    pub digest: Option<String>,
+    /// What the policy's latest earlier entry (in the period or before it) recorded: its
+    /// digest, or `None` when that entry was its removal or there is none.
+    pub previous: Option<String>,
+    /// The position of that earlier entry; `None` when the policy is first seen.
+    pub previous_seq: Option<u64>,
+    /// Whether `digest` is the digest of a policy the period's observations were judged under
+    /// ([`Report::policies`]); `None` for a removal, or when no observation of the period was
+    /// judged.
+    pub judged_under: Option<bool>,
 }
 
 /// How far a place's address can be from the vantage points that measured it, as its latest
@@ -639,6 +670,7 @@ mod tests {
             }],
             resolved_violations: vec![],
             bounds: vec![],
+            policy_changes: vec![],
         }
     }
 
@@ -699,7 +731,7 @@ mod tests {
     /// committing.
     #[test]
     fn renderings_match_the_committed_snapshots() {
-        use super::aggregate::fixture::{DAY, entry};
+        use super::aggregate::fixture::{DAY, entry, policy, policy_removal};
         use super::aggregate::{Aggregator, Window};
         use crate::ledger::entry::Timestamp;
         let k = key(1);
@@ -715,6 +747,9 @@ mod tests {
             entry(3, 3, script, "fsn-1", "DE"),
             entry(4, 4, "spaces/5/doc-moved", "fsn-1", "DE"),
             entry(5, 5, "spaces/5/doc-moved", "gra-3", "FR"),
+            policy(6, 6, "standard-fr", "sha256:aa"),
+            policy(7, 7, "standard-fr", "sha256:bb"),
+            policy_removal(8, 8, "standard-fr"),
         ] {
             a.add(&e);
         }

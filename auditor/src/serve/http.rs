@@ -109,7 +109,7 @@ async fn readyz(State(s): State<Arc<Service>>) -> Response {
     {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first complete listing of the cluster (volumes, claims, pods, nodes, NodeAttestations)\n",
+            "waiting for the first complete listing of the cluster (volumes, claims, pods, nodes, NodeAttestations, NetworkPolicies)\n",
         )
             .into_response()
     } else if s.shared.ready.load(Ordering::SeqCst) && !s.queue.is_closed() {

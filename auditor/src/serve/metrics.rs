@@ -34,6 +34,10 @@ pub struct Metrics {
     pub collected_pods: IntCounter,
     /// Egress destinations of workplace namespaces the collector recorded.
     pub collected_egress: IntCounter,
+    /// Container images of workplace pods the collector recorded at their registries.
+    pub collected_images: IntCounter,
+    /// LocalityPolicies the collector recorded by their digest (new or changed).
+    pub collected_policies: IntCounter,
     /// Removals the collector recorded (objects gone from the cluster).
     pub collected_removals: IntCounter,
     /// Warning Events raised on claims (or VolumeSnapshots) whose placement was recorded as a
@@ -121,6 +125,14 @@ impl Metrics {
                 "hexagone_auditor_collected_egress_total",
                 "Egress destinations (address blocks a workplace namespace's NetworkPolicies open) the Kubernetes collector recorded (new, or judged differently).",
             )?,
+            collected_images: IntCounter::new(
+                "hexagone_auditor_collected_images_total",
+                "Container images of workplace pods the Kubernetes collector recorded at the registry they come from (new, another image or digest, or judged differently).",
+            )?,
+            collected_policies: IntCounter::new(
+                "hexagone_auditor_collected_policies_total",
+                "LocalityPolicies the Kubernetes collector recorded by their digest (new, or their rules changed).",
+            )?,
             collected_removals: IntCounter::new(
                 "hexagone_auditor_collected_removals_total",
                 "Objects the Kubernetes collector recorded as removed: a pod, claim or snapshot it had recorded is gone from the cluster.",
@@ -161,6 +173,9 @@ impl Metrics {
             .register(Box::new(m.collected_snapshots.clone()))?;
         m.registry.register(Box::new(m.collected_pods.clone()))?;
         m.registry.register(Box::new(m.collected_egress.clone()))?;
+        m.registry.register(Box::new(m.collected_images.clone()))?;
+        m.registry
+            .register(Box::new(m.collected_policies.clone()))?;
         m.registry
             .register(Box::new(m.collected_removals.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;

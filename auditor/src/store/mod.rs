@@ -22,7 +22,9 @@ use crate::ingest::Submission;
 use crate::keys::{SignerKey, VerifierKey};
 use crate::ledger::checkpoint::{Checkpoint, open_checkpoint, parse_note};
 use crate::ledger::cosignature::WitnessKey;
-use crate::ledger::entry::{Body, EncodedBody, Entry, Prepared, Timestamp, request_hash};
+use crate::ledger::entry::{
+    Body, EncodedBody, Entry, Observation, Prepared, Timestamp, request_hash,
+};
 use crate::ledger::proof::InclusionProof;
 use crate::ledger::sequencer::ProvenEntry;
 use crate::ledger::tree::{
@@ -1002,8 +1004,8 @@ impl Ledger {
     }
 
     /// The newest entry about the object `object_id` of `store` in the signed tree of `size`
-    /// entries and root `root`: its sequence number, text and body (an observation, or the
-    /// removal that says the object is gone). With `store` the
+    /// entries and root `root`: its sequence number, text and body (an observation, a policy's
+    /// digest, or the removal that says the object is gone). With `store` the
     /// index rows of that (store, identifier) pair are read ([`db::store_object_key`]), so
     /// entries about the same identifier in other stores are not even candidates; the rows are
     /// read to their end (never cut at a number of rows). Without `store` the rows of the
@@ -1083,7 +1085,8 @@ impl Ledger {
     }
 
     /// The objects of `store` whose newest entry in the signed tree of `size` entries and root
-    /// `root` is an observation (a removal ends an object's standing), in identifier order.
+    /// `root` is an observation or a policy (a removal ends an object's standing), in
+    /// identifier order: of store `kubernetes`, the `LocalityPolicy` objects too.
     /// Every stored entry below `size` is read and hashed and the root computed again, so a
     /// row the database owner hid, added or rewrote is an error naming the checkpoint, never an
     /// object left out or put in. Only entries whose text names `store` are decoded (the
@@ -1120,8 +1123,11 @@ impl Ledger {
                 let entry = Entry::decode_with(text.as_bytes(), &mut scratch)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 match entry.body {
-                    Body::Observation(o) if o.object.store == store => {
-                        standing.insert(o.object.id.clone(), Some(o.object));
+                    // A policy entry is its policy's state as an observation is an object's.
+                    Body::Observation(Observation { object, .. }) | Body::Policy { object, .. }
+                        if object.store == store =>
+                    {
+                        standing.insert(object.id.clone(), Some(object));
                     }
                     Body::Removal { object, .. } if object.store == store => {
                         standing.insert(object.id.clone(), None);

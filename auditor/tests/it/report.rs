@@ -969,6 +969,119 @@ fn a_violation_recorded_once_stays_open_in_later_reports_until_resolved() {
     );
 }
 
+/// A LocalityPolicy rewritten in the cluster shows in the report whatever anyone says: its
+/// policy entries, carrying the real digests of shipped policy files, are listed with the
+/// digest before and whether the period's observations were judged under each (the fixture's
+/// were judged under Diffusion Restreinte: yes; Standard: no), its removal as such, apart from
+/// the objects; the whole ledger verifies and gives the same report.
+#[test]
+fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
+    use hexagone_auditor::ledger::entry::{Body, ObjectId, POLICY_CLASS};
+    use hexagone_auditor::store::Ledger;
+    let f = Fixture::new();
+    let digest = |name: &str| {
+        hexagone_platform::LocalityPolicy::from_file(Path::new(&policy(name)))
+            .unwrap()
+            .digest()
+    };
+    let (dr, standard) = (
+        digest("france-diffusion-restreinte"),
+        digest("france-standard"),
+    );
+    let named = ObjectId::new("kubernetes".into(), POLICY_CLASS.into(), "dr".into()).unwrap();
+    let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let ledger = Ledger::open(&f.db).await.unwrap();
+            let (mut seq, _) = ledger.sequencer(key).await.unwrap();
+            let now = Timestamp::now();
+            ledger
+                .append(
+                    &mut seq,
+                    now,
+                    vec![
+                        Body::policy(named.clone(), dr.clone(), now).unwrap(),
+                        Body::policy(named.clone(), standard.clone(), now).unwrap(),
+                        Body::Removal {
+                            object: named.clone(),
+                            observed_at: now,
+                            request: None,
+                        },
+                    ],
+                )
+                .await
+                .unwrap();
+            ledger.close().await;
+        });
+    let bundle = f.export();
+    // Replay judges the observations again and passes over the policy entries, as removals.
+    let replayed = run_ok(
+        &[
+            "verify",
+            &bundle,
+            "--trust",
+            &f.vkey,
+            "--policy",
+            &policy("france-diffusion-restreinte"),
+        ],
+        None,
+    );
+    assert!(
+        replayed.contains("valid: 6 entries")
+            && replayed.contains(&format!(
+                "every verdict replayed from its evidence under \"Diffusion Restreinte\" ({dr}) (3 observations)"
+            )),
+        "{replayed}"
+    );
+    let path = f.report(&f.db, "json", "policies.json");
+    let r = signed(&path).report;
+    let rows: Vec<_> = r
+        .policy_changes
+        .iter()
+        .map(|c| {
+            (
+                c.policy.as_str(),
+                c.seq,
+                c.digest.clone(),
+                c.previous.clone(),
+                c.previous_seq,
+                c.judged_under,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("dr", 3, Some(dr.clone()), None, None, Some(true)),
+            (
+                "dr",
+                4,
+                Some(standard.clone()),
+                Some(dr),
+                Some(3),
+                Some(false)
+            ),
+            ("dr", 5, None, Some(standard), Some(4), None),
+        ]
+    );
+    assert_eq!((r.totals.objects, r.objects.len()), (3, 3));
+    assert!(r.objects.iter().all(|o| o.class != POLICY_CLASS));
+    assert_eq!(r.open_violations.len(), 2);
+    assert!(r.resolved_violations.is_empty());
+    let (code, out) = f.verify(&path, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+    // The rendering names the change that matters: the policy no longer judged under.
+    let page = f.report(&f.db, "md", "policies.md");
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text.contains("## Policy changes"), "{text}");
+    assert!(text.contains("| dr | 5 | "), "{text}");
+    let (code, out) = f.verify(&page, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+}
+
 /// What `report` prints, what `report verify` prints and what the HTML page and the Markdown
 /// document show at their top are the same counts, of the same violations.
 #[test]

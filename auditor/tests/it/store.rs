@@ -462,6 +462,78 @@ async fn standing_objects_are_read_from_every_entry_under_the_root(url: String) 
     ledger.close().await;
 }
 
+/// A policy entry is its policy's latest state as an observation is an object's: the policy
+/// stands (of store `kubernetes`, beside no object of another store) until a removal ends it,
+/// its latest entry is the latest digest recorded, proven by object, and the ledger verifies.
+async fn a_policy_stands_until_its_removal_and_its_latest_entry_is_proven(url: String) {
+    use hexagone_auditor::ledger::checkpoint::{Checkpoint, parse_note};
+    use hexagone_auditor::ledger::entry::{Body, ObjectId, POLICY_CLASS};
+    let key = signer(10);
+    let (ledger, mut seq) = ledger_of(&url, &key, 10).await;
+    let named =
+        |name: &str| ObjectId::new("kubernetes".into(), POLICY_CLASS.into(), name.into()).unwrap();
+    let digest = |d: char| format!("sha256:{}", d.to_string().repeat(64));
+    let policy = |name: &str, d: char| Body::policy(named(name), digest(d), NOW).unwrap();
+    ledger
+        .append(
+            &mut seq,
+            NOW,
+            vec![
+                policy("standard-fr", 'a'),
+                policy("diffusion-restreinte", 'b'),
+                policy("standard-fr", 'c'),
+                Body::Removal {
+                    object: named("diffusion-restreinte"),
+                    observed_at: NOW,
+                    request: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let head = ledger.head().await.unwrap();
+    let cp =
+        Checkpoint::parse_body(&parse_note(head.note.as_deref().unwrap()).unwrap().text).unwrap();
+    assert_eq!(cp.size, 14);
+    assert_eq!(
+        ledger
+            .standing_objects("kubernetes", cp.size, &cp.root)
+            .await
+            .unwrap(),
+        [named("standard-fr")]
+    );
+    assert_eq!(
+        ledger
+            .standing_objects("minio/documents", cp.size, &cp.root)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    let latest =
+        |name: &'static str| ledger.latest_proven(name, Some("kubernetes"), cp.size, &cp.root);
+    let (at, _, body) = latest("standard-fr").await.unwrap().unwrap();
+    assert_eq!(at, 12);
+    assert!(
+        matches!(&body, Body::Policy { digest: d, .. } if *d == digest('c')),
+        "{body:?}"
+    );
+    let (at, _, body) = latest("diffusion-restreinte").await.unwrap().unwrap();
+    assert_eq!(at, 13);
+    assert!(matches!(body, Body::Removal { .. }), "{body:?}");
+    let proof = ledger
+        .prove_in("standard-fr", Some("kubernetes"))
+        .await
+        .unwrap();
+    let entry = proof.verify(&[key.verifier().clone()], None).unwrap();
+    assert_eq!(
+        (entry.seq, entry.body.object()),
+        (12, Some(&named("standard-fr")))
+    );
+    ledger.close().await;
+    assert_eq!(reverify(&url, &key.verifier().to_string()).await, 14);
+}
+
 /// Proofs made from the stored subtree hashes are the proofs computed from every leaf, for
 /// every size a checkpoint was signed at; without the hashes (a ledger written before they
 /// were kept) proofs are computed from the leaves, and a starting sequencer stores them.
@@ -559,6 +631,7 @@ on_both!(
     a_ledger_of_one_row_per_entry_is_migrated,
     proofs_from_stored_hashes_equal_proofs_from_leaves,
     standing_objects_are_read_from_every_entry_under_the_root,
+    a_policy_stands_until_its_removal_and_its_latest_entry_is_proven,
 );
 
 #[tokio::test]

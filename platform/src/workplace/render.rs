@@ -119,7 +119,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
         .map_err(|cycle| format!("dependency cycle: {}", cycle.join(" -> ")))?;
     // Isolation before workloads: the NetworkPolicies are applied first, so no pod of the
     // workplace ever runs a moment with its egress (or ingress) open.
-    let mut objects = vec![network_policy(input)];
+    let mut objects = vec![isolate_namespace(input), network_policy(input)];
     objects.extend(ingress_policies(input));
     let mut keys = std::collections::BTreeSet::new();
     let mut files = BTreeMap::new();
@@ -1797,6 +1797,19 @@ fn protocol(p: Protocol) -> &'static str {
     }
 }
 
+/// Every pod of the namespace isolated both ways (`workplace-isolate-namespace`: it selects
+/// all pods and allows nothing): the policies below open only the workplace's own flows, to
+/// pods carrying the instance's labels, so a pod started in the namespace without them
+/// receives and sends nothing (Kubernetes isolates a pod only when some policy selects it).
+fn isolate_namespace(input: &RenderInput<'_>) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "workplace-isolate-namespace", "namespace": input.namespace,
+                     "labels": labels(input, None)},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []}
+    })
+}
+
 fn network_policy(input: &RenderInput<'_>) -> Value {
     let mut egress = vec![
         json!({"to": [{"podSelector": {}}]}),
@@ -2364,11 +2377,21 @@ mod tests {
     #[test]
     fn egress_is_denied_but_for_namespace_dns_and_listed_destinations() {
         let r = rendered(SPEC, &["fr-par-1"]);
-        let np = r
-            .objects
-            .iter()
-            .find(|o| o["kind"] == "NetworkPolicy")
-            .unwrap();
+        let policy = |name: &str| {
+            r.objects
+                .iter()
+                .find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no NetworkPolicy {name}"))
+        };
+        // Every pod of the namespace, labelled or not, is isolated both ways before anything
+        // runs: it is the first object applied.
+        let isolate = policy("workplace-isolate-namespace");
+        assert_eq!(r.objects[0], *isolate);
+        assert_eq!(isolate["spec"]["podSelector"], json!({}));
+        assert_eq!(isolate["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(isolate["spec"]["egress"], json!([]));
+        assert_eq!(isolate["spec"]["ingress"], json!([]));
+        let np = policy("workplace-egress");
         let egress = np["spec"]["egress"].as_array().unwrap();
         assert_eq!(egress.len(), 4);
         assert_eq!(
@@ -2876,12 +2899,14 @@ mod tests {
             .iter()
             .filter(|o| {
                 o["kind"] == "NetworkPolicy"
+                    && o["metadata"]["name"] != "workplace-isolate-namespace"
                     && o["spec"]["policyTypes"]
                         .as_array()
                         .unwrap()
                         .contains(&json!("Egress"))
             })
             .collect();
+        // Besides the namespace's isolation, which allows nothing.
         assert_eq!(egress.len(), 2);
         let auditor = egress[1];
         assert_eq!(

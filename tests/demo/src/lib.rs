@@ -23,6 +23,9 @@ pub const NAMESPACE: &str = "intranet";
 const OFFICERS: &str = "hexagone:security-officers";
 const OPERATOR: &str = "system:serviceaccount:hexagone-system:hexagone-operator";
 const AUDITOR: &str = "system:serviceaccount:hexagone-audit:hexagone-auditor";
+/// The site's registry mirror every image of the Workplace is pulled from, in the auditor's
+/// inventory.
+pub const MIRROR: &str = "registry.ministere.example.fr";
 /// The foreign backup target in the auditor's inventory.
 pub const FOREIGN_BACKUP: &str = "backup-hetzner-fsn";
 /// The database whose backup goes abroad.
@@ -623,6 +626,11 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
   region: cloudgouv-eu-west-1
   attestation: {{country: FR, hostingCompany: Outscale SASU, site: Paris PAR2, basis: contract,
                 attestedBy: rssi@ministere.example.fr, validUntil: '2030-01-01T00:00:00Z'}}
+- name: {MIRROR}
+  addresses: [51.38.5.6]
+  region: gra
+  attestation: {{country: FR, hostingCompany: OVH SAS, site: Gravelines GRA3, basis: contract,
+                attestedBy: rssi@ministere.example.fr, validUntil: '2030-01-01T00:00:00Z'}}
 - name: {FOREIGN_BACKUP}
   addresses: [88.198.0.1]
 "
@@ -663,12 +671,23 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         "the sample Workplace changed: update the demo"
     );
     let workplace = out.join("workplace.yaml");
+    ensure!(
+        sample.contains("  profile: users5000\n"),
+        "the sample Workplace changed: update the demo"
+    );
+    // Images from the site's mirror, which the auditor's inventory declares (the projects'
+    // own registries are placed by nothing: each image would be a violation).
     std::fs::write(
         &workplace,
-        sample.replace(
-            "provisioner: csi.example.fr",
-            &format!("provisioner: {TEST_PROVISIONER}"),
-        ),
+        sample
+            .replace(
+                "provisioner: csi.example.fr",
+                &format!("provisioner: {TEST_PROVISIONER}"),
+            )
+            .replace(
+                "  profile: users5000\n",
+                &format!("  profile: users5000\n  registry: {MIRROR}/hexagone\n"),
+            ),
     )?;
     kubectl(
         &bed,

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use hexagone_platform::vocabulary::UnknownName;
 use serde::Deserialize;
 
+use super::observation::check_digest;
 use super::{
     Assessment, AssessmentKind, Body, DatabaseId, ENTRY_VERSION, Entry, EntryError, Evidence, Fact,
     Locality, MAX_ENTRY, MAX_EVIDENCE, MAX_REASONS, ObjectId, Observation, PolicyRef, Timestamp,
@@ -202,6 +203,8 @@ struct RawEntry<'a> {
     #[serde(borrow, default)]
     databases: Option<Vec<RawDatabase<'a>>>,
     #[serde(borrow, default)]
+    digest: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     new_key: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<Cow<'a, str>>,
@@ -214,10 +217,18 @@ fn required<T>(field: &'static str, v: Option<T>) -> Result<T, EntryError> {
     })
 }
 
-/// The `request` of an observation or removal: 64 lowercase hex digits when present (`null` is
+/// The `request` of an observation, removal or policy: 64 lowercase hex digits when present (`null` is
 /// not canonical: an entry without a request has no such key).
 fn request(v: Option<Cow<'_, str>>) -> Result<Option<Hash>, EntryError> {
     v.map(|r| parse_hash("request", &r)).transpose()
+}
+
+/// The `observed_at` of a removal or policy.
+fn observed_at(v: Option<Cow<'_, str>>) -> Result<Timestamp, EntryError> {
+    Timestamp::parse(&required("observed_at", v)?).map_err(|_| EntryError::Field {
+        field: "observed_at",
+        problem: "not YYYY-MM-DDTHH:MM:SS.mmmZ".into(),
+    })
 }
 
 fn text(field: &'static str, v: Option<Cow<'_, str>>) -> Result<String, EntryError> {
@@ -314,11 +325,7 @@ impl RawEntry<'_> {
                             "subject_kind",
                             &required("subject_kind", self.subject_kind)?,
                         )?,
-                        observed_at: Timestamp::parse(&required("observed_at", self.observed_at)?)
-                            .map_err(|_| EntryError::Field {
-                                field: "observed_at",
-                                problem: "not YYYY-MM-DDTHH:MM:SS.mmmZ".into(),
-                            })?,
+                        observed_at: observed_at(self.observed_at)?,
                         evidence,
                         verdict: make_verdict(&verdict_name, reasons)?,
                         policy: PolicyRef {
@@ -350,17 +357,29 @@ impl RawEntry<'_> {
                     class: text("class", self.class)?,
                     id: text("object", self.object)?,
                 },
-                observed_at: Timestamp::parse(&required("observed_at", self.observed_at)?)
-                    .map_err(|_| EntryError::Field {
-                        field: "observed_at",
-                        problem: "not YYYY-MM-DDTHH:MM:SS.mmmZ".into(),
-                    })?,
+                observed_at: observed_at(self.observed_at)?,
                 request: request(self.request)?,
             },
+            "policy" => {
+                let digest = required("digest", self.digest)?;
+                check_digest("digest", &digest)?;
+                Body::Policy {
+                    object: ObjectId {
+                        store: text("store", self.store)?,
+                        class: text("class", self.class)?,
+                        id: text("object", self.object)?,
+                    },
+                    digest: digest.into_owned(),
+                    observed_at: observed_at(self.observed_at)?,
+                    request: request(self.request)?,
+                }
+            }
             other => {
                 return Err(EntryError::Field {
                     field: "kind",
-                    problem: format!("{other:?} is not one of observation, key-rotation, removal"),
+                    problem: format!(
+                        "{other:?} is not one of observation, key-rotation, removal, policy"
+                    ),
                 });
             }
         };

@@ -39,6 +39,22 @@ impl Body {
                 push_request(out, request.as_ref());
                 out.push('}');
             }
+            Body::Policy {
+                object,
+                digest,
+                observed_at,
+                request,
+            } => {
+                out.push_str("\",\"kind\":\"policy\"");
+                push_object(out, object);
+                out.push_str(",\"digest\":");
+                push_str(out, digest);
+                out.push_str(",\"observed_at\":\"");
+                observed_at.write(out);
+                out.push('"');
+                push_request(out, request.as_ref());
+                out.push('}');
+            }
         }
     }
 }
@@ -196,7 +212,7 @@ fn encode_observation(out: &mut String, o: &Observation) {
     push_request(out, o.request.as_ref());
 }
 
-/// The last key of an observation or removal that records a writer's request,
+/// The last key of an observation, removal or policy that records a writer's request,
 /// `,"request":"<64 hex>"`; nothing at all for one that records none (so entries without it are
 /// encoded as they were before the key existed).
 fn push_request(out: &mut String, request: Option<&Hash>) {
@@ -334,6 +350,112 @@ mod tests {
             hex::encode(e.leaf_hash()),
             hex::encode(leaf_hash(text.as_bytes()))
         );
+    }
+
+    /// A policy entry: the policy's identity, its digest, when it was seen, then the request
+    /// like a removal's; decoding refuses a digest of another form, a missing one, and keys
+    /// that belong to other kinds.
+    #[test]
+    fn a_policy_entry_is_encoded_in_one_way_and_decoded_strictly() {
+        let digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let object = ObjectId::new(
+            "kubernetes".into(),
+            crate::entry::POLICY_CLASS.into(),
+            "diffusion-restreinte".into(),
+        )
+        .unwrap();
+        let policy = Entry {
+            seq: 11,
+            time: Timestamp(1_000),
+            prev: GENESIS_PREV,
+            body: Body::policy(object.clone(), digest.into(), Timestamp(999)).unwrap(),
+        };
+        let text = policy.encode();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"v":2,"seq":11,"time":"1970-01-01T00:00:01.000Z","prev":"0000000000000000000000000000000000000000000000000000000000000000","#,
+                r#""kind":"policy","store":"kubernetes","class":"localitypolicy","object":"diffusion-restreinte","#,
+                r#""digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","observed_at":"1970-01-01T00:00:00.999Z"}"#
+            )
+        );
+        assert_eq!(Entry::decode(text.as_bytes()).unwrap(), policy);
+        check(&text, None);
+        assert_eq!(policy.body.object(), Some(&object));
+        // With a request: last, as a removal's, and it is what the body records.
+        let request = request_hash("local append 1");
+        let with = Entry {
+            body: policy.body.clone().with_request(Some(request)),
+            ..policy.clone()
+        };
+        let requested = with.encode();
+        assert_eq!(
+            requested,
+            format!(
+                "{}{}",
+                text.strip_suffix('}').unwrap(),
+                format_args!(r#","request":"{}"}}"#, hex::encode(request))
+            )
+        );
+        assert_eq!(with.body.request(), Some(&request));
+        check(&requested, None);
+        // The digest is the policy's one spelling: `sha256:` and 64 lowercase hex digits.
+        for bad in [
+            digest.replace("sha256:", "SHA256:"),
+            digest.replace("sha256:", ""),
+            digest.replace("e3b0", "E3B0"),
+            format!("{digest}0"),
+            digest[..70].to_string(),
+        ] {
+            check(&text.replace(digest, &bad), Some("field `digest`"));
+            assert!(Body::policy(object.clone(), bad, Timestamp(0)).is_err());
+        }
+        check(
+            &text.replace(&format!(r#""digest":"{digest}","#), ""),
+            Some("field `digest`: missing"),
+        );
+        check(
+            &text.replace(
+                "\"observed_at\":\"1970-01-01T00:00:00.999Z\"",
+                "\"observed_at\":\"1970\"",
+            ),
+            Some("observed_at"),
+        );
+        check(
+            &text.replace("\"store\":\"kubernetes\"", "\"store\":\"\""),
+            Some("empty"),
+        );
+        // Keys of other kinds: refused (an entry is its canonical bytes, no key more).
+        for foreign in [
+            r#""verdict":"compliant","#,
+            r#""new_key":"log+01020304+AQID","#,
+            r#""policy_digest":"sha256:00","#,
+            r#""content":"0707070707070707070707070707070707070707070707070707070707070707","#,
+        ] {
+            let text = text.replace(r#""digest""#, &format!(r#"{foreign}"digest""#));
+            assert!(Entry::decode(text.as_bytes()).is_err(), "{text}");
+        }
+        // Keys in another order, or a digest in a removal: not canonical.
+        check(
+            &text.replace(
+                r#""digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","observed_at":"1970-01-01T00:00:00.999Z""#,
+                r#""observed_at":"1970-01-01T00:00:00.999Z","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855""#,
+            ),
+            Some("canonical"),
+        );
+        check(
+            &text.replace(r#""kind":"policy""#, r#""kind":"removal""#),
+            Some("canonical"),
+        );
+        check(
+            &text.replace(r#""kind":"policy""#, r#""kind":"policies""#),
+            Some("removal, policy"),
+        );
+        // A retried report of the policy is the same report when the digest is.
+        let later = Body::policy(object.clone(), digest.into(), Timestamp(5_000)).unwrap();
+        assert!(policy.body.same_report(&later));
+        let changed = Body::policy(object, digest.replace("e3b0", "e3b1"), Timestamp(999)).unwrap();
+        assert!(!policy.body.same_report(&changed));
     }
 
     /// An observation or removal recording a writer's request ends with `"request"`, the hash

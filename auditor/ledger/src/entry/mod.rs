@@ -102,7 +102,27 @@ pub enum Body {
         /// ([`Observation::request`]).
         request: Option<Hash>,
     },
+    /// A locality policy (the `LocalityPolicy` custom resource the operator places workloads
+    /// by) as the cluster holds it at `observed_at`: which rules it has, by their digest. Its
+    /// deletion is a [`Body::Removal`] of the same object.
+    Policy {
+        /// The policy, as an object: the collector names it store `kubernetes`, class
+        /// [`POLICY_CLASS`], identifier the policy's name.
+        object: ObjectId,
+        /// `LocalityPolicy::digest` of its spec (`sha256:` and 64 lowercase hex digits): the
+        /// digest an observation judged under the same rules records as `policy_digest`.
+        digest: String,
+        /// When the cluster was seen holding it.
+        observed_at: Timestamp,
+        /// The writer's request it records, as an observation's
+        /// ([`Observation::request`]).
+        request: Option<Hash>,
+    },
 }
+
+/// The object class of a `LocalityPolicy` in [`Body::Policy`] entries and their removals: what
+/// tells a report a policy's removal from an object's.
+pub const POLICY_CLASS: &str = "localitypolicy";
 
 /// What an entry's `request` holds for the writer's scoped idempotency key `key` (`WRITER
 /// ROUTE ID`): the SHA-256 of its UTF-8 bytes. Whoever knows the key can check that an entry
@@ -113,11 +133,30 @@ pub fn request_hash(key: &str) -> Hash {
 }
 
 impl Body {
-    /// The object the body is about: an observation's or a removal's (none for a rotation).
+    /// A [`Body::Policy`] whose digest is `sha256:` and 64 lowercase hex digits (the form of
+    /// `LocalityPolicy::digest`), as decoding requires: a body made otherwise would seal an
+    /// entry that does not verify.
+    pub fn policy(
+        object: ObjectId,
+        digest: String,
+        observed_at: Timestamp,
+    ) -> Result<Self, EntryError> {
+        object.check()?;
+        observation::check_digest("digest", &digest)?;
+        Ok(Body::Policy {
+            object,
+            digest,
+            observed_at,
+            request: None,
+        })
+    }
+
+    /// The object the body is about: an observation's, a removal's or a policy's (none for a
+    /// rotation).
     pub fn object(&self) -> Option<&ObjectId> {
         match self {
             Body::Observation(o) => Some(&o.object),
-            Body::Removal { object, .. } => Some(object),
+            Body::Removal { object, .. } | Body::Policy { object, .. } => Some(object),
             Body::KeyRotation { .. } => None,
         }
     }
@@ -127,7 +166,7 @@ impl Body {
     pub fn request(&self) -> Option<&Hash> {
         match self {
             Body::Observation(o) => o.request.as_ref(),
-            Body::Removal { request, .. } => request.as_ref(),
+            Body::Removal { request, .. } | Body::Policy { request, .. } => request.as_ref(),
             Body::KeyRotation { .. } => None,
         }
     }
@@ -137,7 +176,7 @@ impl Body {
     pub fn with_request(mut self, request: Option<Hash>) -> Self {
         match &mut self {
             Body::Observation(o) => o.request = request,
-            Body::Removal { request: r, .. } => *r = request,
+            Body::Removal { request: r, .. } | Body::Policy { request: r, .. } => *r = request,
             Body::KeyRotation { .. } => {}
         }
         self
@@ -145,9 +184,22 @@ impl Body {
 
     /// Whether `other` reports the same thing: for observations the same object, content and
     /// node or endpoint (a retried report is judged again, at another time, so its evidence
-    /// and verdict may differ); for rotations the same key. What an idempotency key must match.
+    /// and verdict may differ); for policies the same policy with the same digest (seen again
+    /// at another time); for rotations the same key. What an idempotency key must match.
     pub fn same_report(&self, other: &Body) -> bool {
         match (self, other) {
+            (
+                Body::Policy {
+                    object: a,
+                    digest: da,
+                    ..
+                },
+                Body::Policy {
+                    object: b,
+                    digest: db,
+                    ..
+                },
+            ) => a == b && da == db,
             (Body::Observation(a), Body::Observation(b)) => {
                 a.object == b.object
                     && a.content == b.content

@@ -336,7 +336,8 @@ impl Observation {
     }
 }
 
-fn check_digest(field: &'static str, s: &str) -> Result<(), EntryError> {
+/// Checks a policy's or list's digest: `sha256:` and 64 lowercase hex digits.
+pub(super) fn check_digest(field: &'static str, s: &str) -> Result<(), EntryError> {
     match s.strip_prefix("sha256:") {
         Some(hex) if parse_hash_bytes(hex.as_bytes()).is_some() => Ok(()),
         _ => Err(EntryError::Field {

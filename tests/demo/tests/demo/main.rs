@@ -4,7 +4,7 @@
 
 mod guides;
 
-use hexagone_demo::{DOCUMENTS, FOREIGN_BACKUP, report_model, run};
+use hexagone_demo::{DOCUMENTS, FOREIGN_BACKUP, MIRROR, report_model, run};
 
 /// The French nodes the policy admits, and the inventory endpoints in France.
 const FRENCH: [&str; 6] = [
@@ -69,6 +69,11 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
         .filter(|o| o["store"] == "kubernetes")
         .collect();
     assert!(volumes.len() >= 10, "the Workplace's volumes: {volumes:?}");
+    let images = objects.iter().filter(|o| o["class"] == "image").count();
+    assert!(
+        images >= 16,
+        "every component's images are recorded: {images}"
+    );
     // Nothing ever lived on the German, US or AWS Paris nodes, and today everything is in
     // France but the foreign backup.
     for o in objects {
@@ -76,6 +81,10 @@ async fn the_main_job_deploys_audits_reports_and_verifies() {
         if subject == FOREIGN_BACKUP {
             assert_eq!(o["verdict"], "violation", "{o}");
             assert_eq!(o["country"], "DE", "{o}");
+        } else if o["class"] == "image" {
+            // Every image is pulled through the site's mirror, declared and attested.
+            assert_eq!(subject, MIRROR, "{o}");
+            assert_eq!(o["verdict"], "compliant", "{o}");
         } else {
             assert!(FRENCH.contains(&subject), "{o}");
             assert_eq!(o["verdict"], "compliant", "{o}");

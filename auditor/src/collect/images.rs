@@ -1,0 +1,274 @@
+//! Which images a workplace's pods run, and the registries they come from: pure functions over
+//! `k8s_openapi` values, no client. The code that handles a workplace's data is whatever its
+//! registry serves: each container of a pod of a workplace namespace bound to a node (init,
+//! regular and ephemeral, labelled pod or not, running or finished: a Job's code ran too) is an
+//! object of its own (`image/<namespace>/<pod>/<container>`, class [`CLASS`]), and so is each
+//! image volume (an OCI artifact the kubelet pulls and mounts: `image/<namespace>/<pod>/volume:<name>`),
+//! judged at its registry as an endpoint is: a registry the auditor's inventory declares by
+//! name (a DNS name) or address is placed by the evidence
+//! the inventory gives (its addresses, its attestation); any other is placed by nothing, so
+//! the policy's `onUnknown` decides.
+//!
+//! Whoever wrote the pod — the operator rendering the catalog, ops overriding the registry, or
+//! anyone who patches a pod's image or adds an ephemeral container — the image is recorded
+//! where it was taken from. Its content stamp is the image as written and, once the kubelet
+//! reports it, the image ID it resolved (`status.containerStatuses[].imageID`, the digest
+//! actually pulled): a tag moved to other content is recorded again.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, ObjectReference, Pod};
+use sha2::{Digest as _, Sha256};
+
+use super::volumes::STORE;
+use crate::ledger::entry::{EntryError, ObjectId};
+use crate::ledger::tree::Hash;
+
+/// The object class of an image a workplace pod runs.
+pub const CLASS: &str = "image";
+
+/// The registry an image reference without one is pulled from.
+const DEFAULT_REGISTRY: &str = "docker.io";
+
+/// One container of a workplace pod and where its image comes from.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// `kubernetes` / [`CLASS`] / `image/<namespace>/<pod>/<container>`.
+    pub object: ObjectId,
+    /// SHA-256 of the pod's uid, the image as written and the image ID the kubelet reports
+    /// (empty until it does).
+    pub content: Hash,
+    /// The registry host (with its port, if any) the image is pulled from.
+    pub registry: String,
+    /// The pod and the container's field, which a violation's Event is about.
+    pub regarding: ObjectReference,
+}
+
+/// The registry host of an image reference, as container runtimes read it (the
+/// `splitDockerDomain` rule of distribution/reference `normalize.go`): the part before the
+/// first `/` when it looks like a host (it holds a `.` or a `:`, is `localhost`, or is not
+/// lowercase), else Docker Hub; `index.docker.io` is Docker Hub's legacy name. Hosts compare
+/// without case.
+pub fn registry(reference: &str) -> String {
+    let name = reference.split('@').next().unwrap_or_default();
+    let host = match name.split_once('/') {
+        Some((first, _))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            first.to_ascii_lowercase()
+        }
+        _ => DEFAULT_REGISTRY.to_owned(),
+    };
+    if host == "index.docker.io" {
+        DEFAULT_REGISTRY.to_owned()
+    } else {
+        host
+    }
+}
+
+/// Every container image and image volume of every pod bound to a node in `namespaces` (the
+/// workplace namespaces), finished or not, sorted by object.
+pub fn images<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    namespaces: &BTreeSet<String>,
+) -> Result<Vec<Image>, EntryError> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let (Some(ns), Some(name), Some(spec)) =
+            (&pod.metadata.namespace, &pod.metadata.name, &pod.spec)
+        else {
+            continue;
+        };
+        if !namespaces.contains(ns) || spec.node_name.is_none() {
+            continue;
+        }
+        let status = pod.status.as_ref();
+        let containers = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| ("initContainers", c.name.clone(), c.image.as_deref()))
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| ("containers", c.name.clone(), c.image.as_deref())),
+            )
+            .chain(
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .map(|c| ("ephemeralContainers", c.name.clone(), c.image.as_deref())),
+            )
+            // A container name holds no `:`, so an image volume's object is no container's.
+            .chain(spec.volumes.iter().flatten().filter_map(|v| {
+                let image = v.image.as_ref()?.reference.as_deref();
+                Some(("volumes", format!("volume:{}", v.name), image))
+            }));
+        for (field, container, image) in containers {
+            // A container without an image is refused by the API server; nothing runs there.
+            let Some(image) = image else { continue };
+            let statuses: [Option<&Vec<ContainerStatus>>; 3] = [
+                status.and_then(|s| s.init_container_statuses.as_ref()),
+                status.and_then(|s| s.container_statuses.as_ref()),
+                status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
+            ];
+            let image_id = statuses
+                .into_iter()
+                .flatten()
+                .flatten()
+                .find(|s| s.name == container)
+                .map(|s| s.image_id.as_str())
+                .unwrap_or_default();
+            let mut h = Sha256::new();
+            for part in [
+                pod.metadata.uid.as_deref().unwrap_or_default(),
+                image,
+                image_id,
+            ] {
+                h.update(part);
+                h.update(b"\n");
+            }
+            out.push(Image {
+                object: ObjectId::new(
+                    STORE.to_owned(),
+                    CLASS.to_owned(),
+                    format!("image/{ns}/{name}/{container}"),
+                )?,
+                content: h.finalize().into(),
+                registry: registry(image),
+                regarding: ObjectReference {
+                    api_version: Some("v1".to_owned()),
+                    kind: Some("Pod".to_owned()),
+                    namespace: Some(ns.clone()),
+                    name: Some(name.clone()),
+                    uid: pod.metadata.uid.clone(),
+                    field_path: Some(format!(
+                        "spec.{field}{{{}}}",
+                        container.strip_prefix("volume:").unwrap_or(&container)
+                    )),
+                    ..ObjectReference::default()
+                },
+            });
+        }
+    }
+    out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_is_read_as_container_runtimes_read_it() {
+        for (reference, host) in [
+            ("postgres:17", "docker.io"),
+            ("library/postgres", "docker.io"),
+            ("bitnami/redis:7@sha256:00", "docker.io"),
+            ("docker.io/library/postgres:17", "docker.io"),
+            ("index.docker.io/library/postgres:17", "docker.io"),
+            ("quay.io/keycloak/keycloak:26.0", "quay.io"),
+            (
+                "registry.local:5000/hexagone/exo:7.1",
+                "registry.local:5000",
+            ),
+            ("localhost/exo:7", "localhost"),
+            ("Registry/exo:7", "registry"),
+            ("ghcr.io/element-hq/synapse@sha256:ab", "ghcr.io"),
+        ] {
+            assert_eq!(registry(reference), host, "{reference}");
+        }
+    }
+
+    fn pod(ns: &str, name: &str, node: Option<&str>, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
+            "spec": {
+                "nodeName": node,
+                "initContainers": [{"name": "init", "image": "registry.gouv.example/busybox:1"}],
+                "containers": [{"name": "app", "image": "quay.io/keycloak/keycloak:26.0"}],
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox"}],
+                "volumes": [{"name": "models", "image": {"reference": "ghcr.io/acme/models:1"}},
+                            {"name": "scratch", "emptyDir": {}}]
+            },
+            "status": {"phase": phase, "containerStatuses": [
+                {"name": "app", "image": "quay.io/keycloak/keycloak:26.0", "imageID": "quay.io/keycloak/keycloak@sha256:aa",
+                 "ready": true, "restartCount": 0}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_container_of_a_bound_workplace_pod_is_recorded_at_its_registry() {
+        let pods = [
+            pod("wp", "kc-0", Some("a"), "Running"),
+            pod("wp", "pending", None, "Pending"),
+            pod("other", "kc-0", Some("a"), "Running"),
+        ];
+        let found = images(&pods, &BTreeSet::from(["wp".to_owned()])).unwrap();
+        let shown: Vec<String> = found
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {} {}",
+                    i.object.id,
+                    i.registry,
+                    i.regarding.field_path.as_deref().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "image/wp/kc-0/app quay.io spec.containers{app}",
+                // An ephemeral container someone added to debug the pod runs code too.
+                "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger}",
+                "image/wp/kc-0/init registry.gouv.example spec.initContainers{init}",
+                // An OCI artifact mounted as a volume is pulled from a registry too.
+                "image/wp/kc-0/volume:models ghcr.io spec.volumes{models}",
+            ]
+        );
+        // A finished Job's code ran: its images stay recorded while the pod exists.
+        let done = images(
+            &[pod("wp", "done", Some("a"), "Succeeded")],
+            &BTreeSet::from(["wp".to_owned()]),
+        )
+        .unwrap();
+        assert_eq!(done.len(), 4);
+    }
+
+    #[test]
+    fn another_image_or_another_pulled_digest_is_a_new_record() {
+        let set = BTreeSet::from(["wp".to_owned()]);
+        let app = |p: Pod| {
+            images(&[p], &set)
+                .unwrap()
+                .into_iter()
+                .find(|i| i.object.id.ends_with("/app"))
+                .unwrap()
+                .content
+        };
+        let first = app(pod("wp", "x", Some("a"), "Running"));
+        assert_eq!(first, app(pod("wp", "x", Some("a"), "Running")));
+        let mut patched = pod("wp", "x", Some("a"), "Running");
+        patched.spec.as_mut().unwrap().containers[0].image =
+            Some("quay.io/keycloak/keycloak:26.1".into());
+        assert_ne!(first, app(patched), "the image was patched");
+        let mut moved = pod("wp", "x", Some("a"), "Running");
+        moved
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .image_id = "quay.io/keycloak/keycloak@sha256:bb".into();
+        assert_ne!(first, app(moved), "the tag now names other content");
+        let mut again = pod("wp", "x", Some("a"), "Running");
+        again.metadata.uid = Some("another".into());
+        assert_ne!(first, app(again), "the pod was recreated");
+    }
+}
