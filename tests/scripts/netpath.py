@@ -6,9 +6,11 @@ relay A B TO_B_US TO_A_US   forward every Ethernet frame between interfaces A an
                             simulated in user space, packet by packet.
 listen ADDRESS PORT         accept TCP connections and close them (the kernel answers the
                             handshakes; this keeps the backlog empty).
-forge SRC DST PORT          send SYN-ACKs from SRC:PORT to every ephemeral port of DST with
-                            random sequence and acknowledgement numbers, as a host that does not
-                            see DST's SYNs would, until killed; prints how many it sent.
+forge SRC DST PORT LO HI    send SYN-ACKs from SRC:PORT to every port LO..=HI of DST (its
+                            ephemeral ports) with random sequence and acknowledgement numbers,
+                            as a host that does not see DST's SYNs would, sweep after sweep (a
+                            pause of SWEEP_PAUSE between two) until killed; prints how many it
+                            sent.
 
 Standard library only; needs root (raw and packet sockets).
 """
@@ -108,7 +110,13 @@ def listen(address, port):
         conn.close()
 
 
-def forge(src, dst, port):
+# The pause between two sweeps: the flood stays a few thousand packets a second, which the
+# relay (forwarding the vantage's resets to the node) and the measurement keep up with on a
+# loaded two-core machine, while every port still sees a forged answer every few tens of ms.
+SWEEP_PAUSE = 0.02
+
+
+def forge(src, dst, port, lo, hi):
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     sent = 0
     stop = False
@@ -121,7 +129,7 @@ def forge(src, dst, port):
     src_b, dst_b = socket.inet_aton(src), socket.inet_aton(dst)
     print("ready", flush=True)
     while not stop:
-        for dport in range(32768, 61000):
+        for dport in range(lo, hi + 1):
             if stop:
                 break
             ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, src_b, dst_b))
@@ -141,6 +149,7 @@ def forge(src, dst, port):
             packet = fix_tcp_checksum(bytes(ip) + tcp)
             s.sendto(packet, (dst, 0))
             sent += 1
+        time.sleep(SWEEP_PAUSE)
     print(sent, flush=True)
 
 
@@ -149,8 +158,8 @@ def main(argv):
         relay(argv[1], argv[2], int(argv[3]), int(argv[4]))
     elif len(argv) == 3 and argv[0] == "listen":
         listen(argv[1], int(argv[2]))
-    elif len(argv) == 4 and argv[0] == "forge":
-        forge(argv[1], argv[2], int(argv[3]))
+    elif len(argv) == 6 and argv[0] == "forge":
+        forge(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]))
     else:
         sys.exit(__doc__)
 
