@@ -28,7 +28,7 @@
 //! the reason is logged once, and the collector looks again every [`RESYNC`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -44,6 +44,7 @@ use tokio::sync::{Notify, oneshot};
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use kube::api::{ApiResource, DynamicObject};
 
+use super::policies::{PolicyChange, PolicyLog, PolicyRecord, policy_digest};
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::{Placement, STORE};
 use crate::ingest::{Location, Report};
@@ -86,9 +87,16 @@ struct View {
     /// country code the CRD's pattern lets through, a field from a newer version) is recorded
     /// all the same, never a reason to stop watching. `None` while the cluster does not serve
     /// the kind to the auditor.
-    policies: Option<Store<DynamicObject>>,
+    policies: Option<PolicyWatch>,
     /// `None` while the cluster does not serve the snapshot kinds to the auditor.
     snapshots: Option<SnapshotView>,
+}
+
+/// The LocalityPolicies as the cluster holds them, and every spec change the watch delivered
+/// since the last pass ([`PolicyLog`]): a rewrite undone before the pass is recorded too.
+struct PolicyWatch {
+    store: Store<DynamicObject>,
+    log: Arc<Mutex<PolicyLog>>,
 }
 
 struct SnapshotView {
@@ -133,18 +141,40 @@ async fn watch_snapshots(
 async fn watch_policies(
     client: &Client,
     changed: &Arc<Notify>,
-) -> Result<Result<Store<DynamicObject>, kube::Error>, CollectError> {
+) -> Result<Result<PolicyWatch, kube::Error>, CollectError> {
     let kind = ApiResource::erase::<LocalityPolicyResource>(&());
     let api = Api::<DynamicObject>::all_with(client.clone(), &kind);
     if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
         return Ok(Err(e));
     }
-    let store = watch_with(api, kind, "localitypolicies", changed.clone());
+    let writer = reflector::store::Writer::new(kind);
+    let store = writer.as_reader();
+    let log = Arc::new(Mutex::new(PolicyLog::default()));
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let (kept, changed) = (log.clone(), changed.clone());
+    // The reflector has applied each event to the store before it comes here: a pass never
+    // reads a change in the log that its store does not hold yet.
+    tokio::spawn(stream.for_each(move |event| {
+        match event {
+            Ok(event) => {
+                lock(&kept).observe(&event, time::OffsetDateTime::now_utc());
+                changed.notify_one();
+            }
+            Err(e) => tracing::warn!("kubernetes: watching localitypolicies: {e} (retrying)"),
+        }
+        std::future::ready(())
+    }));
     store
         .wait_until_ready()
         .await
         .map_err(|_| CollectError::NotReady("localitypolicies"))?;
-    Ok(Ok(store))
+    Ok(Ok(PolicyWatch { store, log }))
+}
+
+/// The policy log, even if a holder panicked (it holds plain data, never half-written).
+fn lock(log: &Mutex<PolicyLog>) -> std::sync::MutexGuard<'_, PolicyLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn watch<K>(api: Api<K>, what: &'static str, changed: Arc<Notify>) -> Store<K>
@@ -294,26 +324,6 @@ pub async fn run(
     }
 }
 
-/// A LocalityPolicy's digest: `LocalityPolicy::digest` of its spec (the digest its status
-/// shows and observations judged under the same rules carry) when the platform's type reads
-/// it; otherwise the SHA-256 of the spec's JSON with sorted keys (a policy the operator cannot
-/// use either, recorded all the same: its rules changed).
-fn policy_digest(lp: &DynamicObject) -> String {
-    let spec = lp.data.get("spec").cloned().unwrap_or_default();
-    match serde_json::from_value::<hexagone_platform::LocalityPolicy>(spec.clone()) {
-        Ok(policy) => policy.digest(),
-        Err(e) => {
-            tracing::warn!(
-                "kubernetes: locality policy {}: its spec is not one the platform reads ({e}): recorded by the digest of its JSON",
-                lp.metadata.name.as_deref().unwrap_or_default()
-            );
-            hexagone_platform::digest::sha256_tag(
-                &serde_json::to_vec(&spec).expect("a JSON value serializes"),
-            )
-        }
-    }
-}
-
 /// What decides whether a placement is recorded again: the object's class, the place, the
 /// facts as judged and the verdict (not the time, the content stamp or the database versions),
 /// and for an image its content stamp (which image, which digest).
@@ -380,6 +390,39 @@ async fn seeded(
         Err(e) => {
             tracing::warn!("kubernetes: {}: its latest entry: {e}", object.id);
             false
+        }
+    }
+}
+
+/// The digest a policy stands at before this pass: what this process recorded of it, or on
+/// the first pass (`seed`) the digest its latest entry in the ledger records (then counted as
+/// recorded, so that its deletion is recorded as a removal); `None` when no policy entry
+/// stands for it. An entry that cannot be read stands for nothing (the policy is recorded
+/// again rather than missed).
+async fn standing_policy(
+    seed: Option<&Ledger>,
+    service: &Service,
+    recorded: &mut HashMap<String, Recorded>,
+    object: &crate::ledger::entry::ObjectId,
+) -> Option<String> {
+    if let Some(r) = recorded.get(&object.id) {
+        return Some(r.key.clone());
+    }
+    match latest(seed?, service, &object.id).await {
+        Ok(Some(Body::Policy { digest, .. })) => {
+            recorded.insert(
+                object.id.clone(),
+                Recorded {
+                    object: object.clone(),
+                    key: digest.clone(),
+                },
+            );
+            Some(digest)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("kubernetes: {}: its latest entry: {e}", object.id);
+            None
         }
     }
 }
@@ -516,11 +559,13 @@ async fn pass(
             Vec::new()
         }),
     };
-    let policy_states: Vec<Arc<DynamicObject>> = view
-        .policies
-        .as_ref()
-        .map(|p| p.state())
-        .unwrap_or_default();
+    // The changes the watch delivered are taken before the store is read: the store then holds
+    // the last of them or a later state, never an earlier one.
+    let (policy_changes, policy_states): (Vec<PolicyChange>, Vec<Arc<DynamicObject>>) =
+        match &view.policies {
+            Some(p) => (lock(&p.log).take(), p.store.state()),
+            None => (Vec::new(), Vec::new()),
+        };
     // The officer's policies name the namespaces they protect; pods labelled part of a
     // workplace add theirs.
     let namespaces = super::pods::workplace_namespaces(
@@ -613,24 +658,47 @@ async fn pass(
             }
         }
     }
-    let policies: Vec<(crate::ledger::entry::ObjectId, String)> = policy_states
+    // Every state of a policy the watch delivered since the last pass, in order, then the
+    // state the store holds (the last of them, unless a relisting skipped some): a rewrite
+    // undone before this pass is recorded, and so is its undoing.
+    let mut held: Vec<PolicyChange> = policy_states
         .iter()
         .filter_map(|lp| {
-            let object = crate::ledger::entry::ObjectId::new(
-                STORE.to_owned(),
-                crate::ledger::entry::POLICY_CLASS.to_owned(),
-                lp.metadata.name.clone()?,
-            )
-            .inspect_err(|e| {
-                tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}")
+            Some(PolicyChange {
+                name: lp.metadata.name.clone()?,
+                digest: Some(policy_digest(lp)),
+                at: now,
             })
-            .ok()?;
-            Some((object, policy_digest(lp)))
         })
-        .collect::<Vec<_>>();
-    let mut policies = policies;
-    policies.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    present.extend(policies.iter().map(|(o, _)| o.id.clone()));
+        .collect();
+    held.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut sequence = policy_changes.clone();
+    sequence.extend(held);
+    let mut policy_objects: HashMap<String, crate::ledger::entry::ObjectId> = HashMap::new();
+    let mut policy_standing: HashMap<String, Option<String>> = HashMap::new();
+    for change in &sequence {
+        if policy_objects.contains_key(&change.name) {
+            continue;
+        }
+        match crate::ledger::entry::ObjectId::new(
+            STORE.to_owned(),
+            crate::ledger::entry::POLICY_CLASS.to_owned(),
+            change.name.clone(),
+        ) {
+            Ok(object) => {
+                let digest = standing_policy(seed.as_ref(), service, recorded, &object).await;
+                policy_standing.insert(change.name.clone(), digest);
+                policy_objects.insert(change.name.clone(), object);
+            }
+            Err(e) => tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}"),
+        }
+    }
+    sequence.retain(|c| policy_objects.contains_key(&c.name));
+    let policy_records = super::policies::records(&sequence, |name| {
+        policy_standing.get(name).cloned().flatten()
+    });
+    // Each policy the pass saw is recorded (or removed) from its changes, not again below.
+    present.extend(policy_objects.values().map(|o| o.id.clone()));
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
         .filter(|r| !present.contains(&r.object.id))
@@ -664,36 +732,35 @@ async fn pass(
         ));
     }
     // The policies whose rules are new or changed, before the placements judged this pass.
-    for (object, digest) in policies {
-        let id = object.id.clone();
-        seeded(
-            seed.as_ref(),
-            service,
-            recorded,
-            &object,
-            &digest,
-            |b| match b {
-                Body::Policy { digest, .. } => Some(digest.clone()),
-                _ => None,
-            },
-        )
-        .await;
-        if recorded.get(&id).map(|r| &r.key) == Some(&digest) {
-            continue;
-        }
-        match Body::policy(
-            object.clone(),
-            digest.clone(),
-            crate::ledger::entry::Timestamp::from_datetime(now),
-        ) {
-            Ok(body) => {
-                items.push(crate::ingest::Submission::new(None, body));
-                keys.push(Pending::Policy(Recorded {
-                    object,
-                    key: digest,
-                }));
+    for (name, record, at) in policy_records {
+        let object = policy_objects[&name].clone();
+        let observed_at = crate::ledger::entry::Timestamp::from_datetime(at);
+        match record {
+            PolicyRecord::Removed => {
+                keys.push(Pending::Removed(object.id.clone()));
+                items.push(crate::ingest::Submission::new(
+                    None,
+                    Body::Removal {
+                        object,
+                        observed_at,
+                        request: None,
+                    },
+                ));
             }
-            Err(e) => tracing::warn!("kubernetes: locality policy {id}: not recorded: {e}"),
+            PolicyRecord::Digest(digest) => {
+                match Body::policy(object.clone(), digest.clone(), observed_at) {
+                    Ok(body) => {
+                        items.push(crate::ingest::Submission::new(None, body));
+                        keys.push(Pending::Policy(Recorded {
+                            object,
+                            key: digest,
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!("kubernetes: locality policy {name}: not recorded: {e}")
+                    }
+                }
+            }
         }
     }
     let not_placements = keys.len();
@@ -847,8 +914,13 @@ async fn pass(
                 }
             }
         }
-        // Not recorded: the next pass tries again.
-        Ok(Err(e)) => tracing::warn!("kubernetes: {n} placements not recorded: {e}"),
+        // Not recorded: the next pass tries again, with the policies' changes taken for this one.
+        Ok(Err(e)) => {
+            if let Some(p) = &view.policies {
+                lock(&p.log).put_back(policy_changes);
+            }
+            tracing::warn!("kubernetes: {n} placements not recorded: {e}")
+        }
         Err(_) => return Err(CollectError::SequencerGone),
     }
     Ok(())

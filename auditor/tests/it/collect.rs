@@ -953,8 +953,9 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
 
 /// Class 5 of the operator's hostile review: the policies the operator places workloads by.
 /// Each LocalityPolicy is recorded by its digest, again when anyone rewrites its rules (here a
-/// cluster-admin allowing the US: the admission guard that stops ops is not the point), not
-/// again when nothing changed (a restart reads the ledger), and as removed when it is deleted
+/// cluster-admin allowing the US and putting the policy back at once, within one collector
+/// pass: the admission guard that stops ops is not the point), not again when nothing changed
+/// (a restart reads the ledger), and as removed when it is deleted
 /// (the report lists them: `report.rs::policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
@@ -1010,16 +1011,25 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         recorded(&auditor.db, &dir.path().join("l.jsonl")).unwrap(),
         [&recorded_broken[..], &recorded_first, pod, image]
     );
-    let rewritten = policies
-        .patch(
-            "diffusion-restreinte",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"allowedCountries": ["FR", "US"]}})),
-        )
-        .await
-        .unwrap()
-        .spec
-        .digest();
+    // Rewritten to allow the US and put back at once, well within one pass (it settles 200 ms
+    // after the first change): both states are recorded, each by its digest.
+    let rewrite = |countries: &'static [&'static str]| {
+        let policies = policies.clone();
+        async move {
+            policies
+                .patch(
+                    "diffusion-restreinte",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"allowedCountries": countries}})),
+                )
+                .await
+                .unwrap()
+                .spec
+                .digest()
+        }
+    };
+    let rewritten = rewrite(&["FR", "US"]).await;
+    assert_eq!(rewrite(&["FR"]).await, first);
     assert_ne!(rewritten, first);
     let recorded_second = format!("diffusion-restreinte localitypolicy {rewritten}");
     let changed = [
@@ -1028,6 +1038,7 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         pod,
         image,
         &recorded_second,
+        &recorded_first,
     ];
     wait_for(&auditor.db, dir.path(), &changed).await;
     // A change elsewhere in the object (its status, an annotation) is no change of its rules.
@@ -1046,7 +1057,7 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
     );
     let metrics = get(&auditor.addr, "/metrics");
     assert!(
-        metrics.contains("hexagone_auditor_collected_policies_total 3"),
+        metrics.contains("hexagone_auditor_collected_policies_total 4"),
         "{metrics}"
     );
     let (db, key, vkey) = auditor.stop_and_verify(
