@@ -124,6 +124,11 @@ pub struct Report {
     /// removal), in ledger order. Absent when the period has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_changes: Vec<PolicyChangeRow>,
+    /// The policies in force at the period's end: each `LocalityPolicy` whose latest entry
+    /// before the end (in the period or before it) is a policy entry, not its removal. By data
+    /// store and name. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies_in_force: Vec<PolicyInForceRow>,
 }
 
 /// One policy entry of the period: the digest of a `LocalityPolicy` as the cluster held it,
@@ -150,6 +155,27 @@ pub struct PolicyChangeRow {
     /// Whether `digest` is the digest of a policy the period's observations were judged under
     /// ([`Report::policies`]); `None` for a removal, or when no observation of the period was
     /// judged.
+    pub judged_under: Option<bool>,
+}
+
+/// A policy in force at the period's end: the digest of a `LocalityPolicy` as its latest entry
+/// before the end recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInForceRow {
+    /// Data store (`kubernetes` for the cluster's policies).
+    pub store: String,
+    /// The policy's name (the entry's object identifier).
+    pub policy: String,
+    /// Its digest (`LocalityPolicy::digest` of its spec).
+    pub digest: String,
+    /// The position of the entry that recorded it: in force since then.
+    pub since_seq: u64,
+    /// That entry's time.
+    pub since: String,
+    /// Whether the period's observations were judged under a policy with this digest
+    /// ([`Report::policies`]), as for [`PolicyChangeRow::judged_under`]; `None` when no
+    /// observation of the period was judged.
     pub judged_under: Option<bool>,
 }
 
@@ -671,6 +697,7 @@ mod tests {
             resolved_violations: vec![],
             bounds: vec![],
             policy_changes: vec![],
+            policies_in_force: vec![],
         }
     }
 
@@ -750,6 +777,7 @@ mod tests {
             policy(6, 6, "standard-fr", "sha256:aa"),
             policy(7, 7, "standard-fr", "sha256:bb"),
             policy_removal(8, 8, "standard-fr"),
+            policy(9, 9, "dr", "sha256:aa"),
         ] {
             a.add(&e);
         }

@@ -973,7 +973,9 @@ fn a_violation_recorded_once_stays_open_in_later_reports_until_resolved() {
 /// policy entries, carrying the real digests of shipped policy files, are listed with the
 /// digest before and whether the period's observations were judged under each (the fixture's
 /// were judged under Diffusion Restreinte: yes; Standard: no), its removal as such, apart from
-/// the objects; the whole ledger verifies and gives the same report.
+/// the objects; the policy still standing at the period's end (another one, under Diffusion
+/// Restreinte) is listed as in force since its entry, the removed one is not; the whole ledger
+/// verifies and gives the same report.
 #[test]
 fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
     use hexagone_auditor::ledger::entry::{Body, ObjectId, POLICY_CLASS};
@@ -989,6 +991,8 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
         digest("france-standard"),
     );
     let named = ObjectId::new("kubernetes".into(), POLICY_CLASS.into(), "dr".into()).unwrap();
+    let standing =
+        ObjectId::new("kubernetes".into(), POLICY_CLASS.into(), "intranet".into()).unwrap();
     let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1010,6 +1014,7 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
                             observed_at: now,
                             request: None,
                         },
+                        Body::policy(standing, dr.clone(), now).unwrap(),
                     ],
                 )
                 .await
@@ -1030,7 +1035,7 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
         None,
     );
     assert!(
-        replayed.contains("valid: 6 entries")
+        replayed.contains("valid: 7 entries")
             && replayed.contains(&format!(
                 "every verdict replayed from its evidence under \"Diffusion Restreinte\" ({dr}) (3 observations)"
             )),
@@ -1060,13 +1065,32 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
                 "dr",
                 4,
                 Some(standard.clone()),
-                Some(dr),
+                Some(dr.clone()),
                 Some(3),
                 Some(false)
             ),
             ("dr", 5, None, Some(standard), Some(4), None),
+            ("intranet", 6, Some(dr.clone()), None, None, Some(true)),
         ]
     );
+    let in_force: Vec<_> = r
+        .policies_in_force
+        .iter()
+        .map(|p| {
+            (
+                p.store.as_str(),
+                p.policy.as_str(),
+                p.digest.as_str(),
+                p.since_seq,
+                p.judged_under,
+            )
+        })
+        .collect();
+    assert_eq!(
+        in_force,
+        [("kubernetes", "intranet", dr.as_str(), 6, Some(true))]
+    );
+    assert_eq!(r.policies_in_force[0].since, r.policy_changes[3].time);
     assert_eq!((r.totals.objects, r.objects.len()), (3, 3));
     assert!(r.objects.iter().all(|o| o.class != POLICY_CLASS));
     assert_eq!(r.open_violations.len(), 2);
@@ -1078,6 +1102,11 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
     let text = std::fs::read_to_string(&page).unwrap();
     assert!(text.contains("## Policy changes"), "{text}");
     assert!(text.contains("| dr | 5 | "), "{text}");
+    assert!(text.contains("## Policies in force"), "{text}");
+    assert!(
+        text.contains(&format!("| intranet | {dr} | 6 | ")),
+        "{text}"
+    );
     let (code, out) = f.verify(&page, &f.vkey, Some(&bundle));
     assert_eq!(code, Some(0), "{out}");
 }
