@@ -15,7 +15,8 @@
 //! Each LocalityPolicy is recorded by its digest (a [`Body::Policy`] entry) when it appears or
 //! its rules change, and as removed when it is deleted: the policies the operator places
 //! workloads by, rewritten by whoever could, show in the ledger beside the placements they led
-//! to.
+//! to. Every change the watch delivers counts, not only the state a pass ends on
+//! ([`super::policies`]): a rewrite undone before the pass is recorded, and so is its undoing.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
 //! addresses, attestation) or verdict differ from the last one recorded for that object: an

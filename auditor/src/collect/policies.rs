@@ -1,9 +1,9 @@
 //! Every spec change of a LocalityPolicy the auditor's watch delivers, kept in order until a
-//! collector pass records it: pure (no client; the watch hands its events to [`PolicyLog`]).
+//! collector pass records it: pure (no client; the watch hands its events to `PolicyLog`).
 //!
 //! A pass judges the cluster as it stands after a burst of changes settles, so a policy
 //! rewritten and put back within one pass would leave its store state unchanged and no trace.
-//! The log keeps each digest the watch saw, in order, and [`records`] turns them into the
+//! The log keeps each digest the watch saw, in order, and `records` turns them into the
 //! policy entries (and removals) a pass writes: a rewrite and its undoing are two entries,
 //! however quickly the second follows the first. What the watch never delivers escapes: the
 //! changes made while no auditor watches, and those a reconnecting watch skips (its relisting
