@@ -212,7 +212,7 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
     let path = f.report(&f.db, "json", "r.json");
     let s = signed(&path);
     let r = &s.report;
-    assert_eq!(r.format, "hexagone.report@v2");
+    assert_eq!(r.format, "hexagone.report@v3");
     assert_eq!(
         (r.period.from.as_str(), r.period.to.as_str()),
         (f.from.as_str(), "2099-01-01T00:00:00.000Z")
@@ -1109,6 +1109,51 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
     );
     let (code, out) = f.verify(&page, &f.vkey, Some(&bundle));
     assert_eq!(code, Some(0), "{out}");
+
+    // The same report as the previous version made it (hexagone.report@v2, before the policies
+    // in force: the same model without that key, its note's first line v2), signed by the key
+    // holder: the ledger, where a policy stands at the period's end, still gives it.
+    let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
+    let write = |name: &str, r: hexagone_auditor::report::Report| {
+        let path = f.path(name);
+        std::fs::write(
+            &path,
+            hexagone_auditor::report::render(&r.sign(&key), hexagone_auditor::report::Format::Json),
+        )
+        .unwrap();
+        path
+    };
+    let mut v2 = r.clone();
+    v2.format = "hexagone.report@v2".into();
+    v2.policies_in_force.clear();
+    let v2_path = write("v2.json", v2.clone());
+    let text = std::fs::read_to_string(&v2_path).unwrap();
+    assert!(!text.contains("policies_in_force"), "{text}");
+    assert!(
+        text.contains("\"signature\": \"hexagone.report@v2\\n"),
+        "{text}"
+    );
+    let (code, out) = f.verify(&v2_path, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+    // A v2 report that hides a policy change: refused, the key named.
+    let mut hidden = v2;
+    hidden.policy_changes.pop();
+    let (code, out) = f.verify(&write("v2-hidden.json", hidden), &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the report's policy_changes differ from what the ledger gives"),
+        "{out}"
+    );
+    // A v3 report without the policy in force (the key left out, as when empty): the key the
+    // ledger gives and the report lacks is named.
+    let mut dropped = r.clone();
+    dropped.policies_in_force.clear();
+    let (code, out) = f.verify(&write("v3-dropped.json", dropped), &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the report's policies_in_force differ from what the ledger gives"),
+        "{out}"
+    );
 }
 
 /// What `report` prints, what `report verify` prints and what the HTML page and the Markdown
