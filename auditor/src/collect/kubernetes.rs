@@ -270,7 +270,12 @@ pub async fn run(
     );
     let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
-    let mut seed = Some(ledger);
+    // Kept until a pass has recorded what it found (one that stopped short, or whose commit
+    // failed, leaves it for the next), so that what was removed while no collector watched is
+    // recorded as removed once. The policies have their own: they may be watched only later
+    // (the CRD installed, the right granted), and their first pass with the watch is theirs.
+    let mut seed = Some(ledger.clone());
+    let mut policy_seed = Some(ledger);
     // When the snapshot kinds (and the policies) were last looked for, and whether their
     // absence was logged.
     let (mut looked, mut logged) = (None::<Instant>, false);
@@ -315,7 +320,16 @@ pub async fn run(
                 Err(_) => {}
             }
         }
-        pass(&view, &service, &recorder, &mut recorded, seed.take()).await?;
+        let seeds = Seeds {
+            objects: seed.as_ref(),
+            policies: policy_seed.as_ref(),
+        };
+        if pass(&view, &service, &recorder, &mut recorded, seeds).await? {
+            seed = None;
+            if view.policies.is_some() {
+                policy_seed = None;
+            }
+        }
         service.shared.metrics.collector_passes.inc();
         tokio::select! {
             _ = changed.notified() => {}
@@ -502,16 +516,29 @@ enum Place {
     Registry(String),
 }
 
+/// The ledger a pass compares with, until a pass has recorded what it found: `objects` for the
+/// placements and every object but the policies, `policies` for the LocalityPolicies (kept
+/// until a pass that watched them has).
+#[derive(Clone, Copy)]
+struct Seeds<'a> {
+    objects: Option<&'a Ledger>,
+    policies: Option<&'a Ledger>,
+}
+
 /// One pass: judge every placement with the current attestations, queue the changed ones,
-/// wait for their commit. With `seed` (the first pass), an object this process has not
-/// recorded is compared with its latest entry in that ledger.
+/// wait for their commit. With a seed (the first passes), an object this process has not
+/// recorded is compared with its latest entry in that ledger, and one standing there that the
+/// cluster no longer holds is recorded as removed — a policy only while the policies are
+/// watched: unwatched, the cluster's policies are unknown, never gone.
+/// Whether the pass recorded what it found (committed, or nothing to record).
 async fn pass(
     view: &View,
     service: &Service,
     recorder: &Recorder,
     recorded: &mut HashMap<String, Recorded>,
-    seed: Option<Ledger>,
-) -> Result<(), CollectError> {
+    seeds: Seeds<'_>,
+) -> Result<bool, CollectError> {
+    let seed = seeds.objects;
     let attestations: Vec<NodeAttestation> = view
         .attestations
         .state()
@@ -544,7 +571,7 @@ async fn pass(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("kubernetes: a volume cannot be recorded: {e}");
-            return Ok(());
+            return Ok(false);
         }
     };
     let snapshots = match &view.snapshots {
@@ -673,7 +700,7 @@ async fn pass(
         })
         .collect();
     held.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut sequence = policy_changes.clone();
+    let mut sequence = policy_changes;
     sequence.extend(held);
     let mut policy_objects: HashMap<String, crate::ledger::entry::ObjectId> = HashMap::new();
     let mut policy_standing: HashMap<String, Option<String>> = HashMap::new();
@@ -687,7 +714,7 @@ async fn pass(
             change.name.clone(),
         ) {
             Ok(object) => {
-                let digest = standing_policy(seed.as_ref(), service, recorded, &object).await;
+                let digest = standing_policy(seeds.policies, service, recorded, &object).await;
                 policy_standing.insert(change.name.clone(), digest);
                 policy_objects.insert(change.name.clone(), object);
             }
@@ -700,21 +727,33 @@ async fn pass(
     });
     // Each policy the pass saw is recorded (or removed) from its changes, not again below.
     present.extend(policy_objects.values().map(|o| o.id.clone()));
+    // While the policies are not watched (the kind not served to the auditor, its watch not
+    // started yet), the cluster's policies are unknown: none is gone.
+    let unknown = |o: &crate::ledger::entry::ObjectId| {
+        o.class == crate::ledger::entry::POLICY_CLASS && view.policies.is_none()
+    };
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
-        .filter(|r| !present.contains(&r.object.id))
+        .filter(|r| !present.contains(&r.object.id) && !unknown(&r.object))
         .map(|r| r.object.clone())
         .collect();
-    // On the first pass, what an earlier run recorded and the cluster lost while no collector
-    // watched: the objects of the ledger still standing (their newest entry is no removal),
-    // read from every entry under the published checkpoint.
-    if let Some(ledger) = &seed {
+    // On the first pass (and the first with the policies watched), what an earlier run
+    // recorded and the cluster lost while no collector watched: the objects of the ledger
+    // still standing (their newest entry is no removal), read from every entry under the
+    // published checkpoint.
+    let seeded_policies = seeds.policies.filter(|_| view.policies.is_some());
+    if let Some(ledger) = seed.or(seeded_policies) {
+        let of_seed = |o: &crate::ledger::entry::ObjectId| {
+            if o.class == crate::ledger::entry::POLICY_CLASS {
+                seeded_policies.is_some()
+            } else {
+                seed.is_some()
+            }
+        };
         match standing(ledger, service).await {
-            Ok(objects) => gone.extend(
-                objects
-                    .into_iter()
-                    .filter(|o| !present.contains(&o.id) && !recorded.contains_key(&o.id)),
-            ),
+            Ok(objects) => gone.extend(objects.into_iter().filter(|o| {
+                of_seed(o) && !present.contains(&o.id) && !recorded.contains_key(&o.id)
+            })),
             Err(e) => tracing::warn!(
                 "kubernetes: first pass: what earlier runs recorded cannot be read, so nothing removed meanwhile is recorded: {e}"
             ),
@@ -782,17 +821,10 @@ async fn pass(
                     continue;
                 };
                 let key = placement_key(o, kind);
-                if seeded(
-                    seed.as_ref(),
-                    service,
-                    recorded,
-                    &object,
-                    &key,
-                    |b| match b {
-                        Body::Observation(last) => Some(placement_key(last, kind)),
-                        _ => None,
-                    },
-                )
+                if seeded(seed, service, recorded, &object, &key, |b| match b {
+                    Body::Observation(last) => Some(placement_key(last, kind)),
+                    _ => None,
+                })
                 .await
                 {
                     in_ledger += 1;
@@ -820,7 +852,7 @@ async fn pass(
         );
     }
     if items.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let n = items.len();
     let (reply, answer) = oneshot::channel();
@@ -915,16 +947,16 @@ async fn pass(
                 }
             }
         }
-        // Not recorded: the next pass tries again, with the policies' changes taken for this one.
+        // Not recorded: the sequencer answers so only when a store error stops it, and the
+        // service with it (the collector's submissions carry no idempotency key, so none is
+        // refused alone); the changes taken for this pass are lost with the process.
         Ok(Err(e)) => {
-            if let Some(p) = &view.policies {
-                lock(&p.log).put_back(policy_changes);
-            }
-            tracing::warn!("kubernetes: {n} placements not recorded: {e}")
+            tracing::warn!("kubernetes: {n} placements not recorded: {e}");
+            return Ok(false);
         }
         Err(_) => return Err(CollectError::SequencerGone),
     }
-    Ok(())
+    Ok(true)
 }
 
 /// One thing a pass judges: a placement on a node, or an egress destination.

@@ -76,13 +76,6 @@ impl PolicyLog {
         self.latest.clear();
         std::mem::take(&mut self.changes)
     }
-
-    /// Puts back `earlier` changes a pass took but could not record, before those kept since.
-    pub fn put_back(&mut self, earlier: Vec<PolicyChange>) {
-        let since = self.take();
-        self.extend(earlier);
-        self.extend(since);
-    }
 }
 
 /// What a pass records of a policy.
@@ -245,17 +238,5 @@ mod tests {
             .map(|c| (c.name, c.digest.unwrap()))
             .collect();
         assert_eq!(names, [("a".into(), de), ("z".into(), fr)]);
-    }
-
-    #[test]
-    fn changes_put_back_come_before_the_later_ones() {
-        let (fr, us) = (digest(&["FR"]), digest(&["FR", "US"]));
-        let mut log = PolicyLog::default();
-        log.observe(&watcher::Event::Apply(policy("p", &["FR", "US"])), at(0));
-        let taken = log.take();
-        log.observe(&watcher::Event::Apply(policy("p", &["FR"])), at(1));
-        log.put_back(taken);
-        let digests: Vec<_> = log.take().into_iter().map(|c| c.digest.unwrap()).collect();
-        assert_eq!(digests, [us, fr]);
     }
 }

@@ -1084,9 +1084,99 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
     ]
     .concat();
     wait_for(&auditor.db, dir.path(), &removed).await;
-    auditor.stop_and_verify(
+    let (db, key, vkey) = auditor.stop_and_verify(
         dir.path(),
         removed.len(),
+        "verdicts: 2 compliant, 0 violation, 0 unknown",
+    );
+    // Restarted without the right to list LocalityPolicies: the cluster's policies are
+    // unknown, so the one still standing (`broken`) is not recorded as removed; deleted while
+    // unseen, its removal is recorded once the right is granted and the watch starts.
+    // The pod labelled part of the workplace again: without the policies, its namespace is a
+    // workplace by that label alone.
+    Api::<Pod>::namespaced(bed.client(), NS)
+        .patch(
+            "exo-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"app.kubernetes.io/part-of": "hexagone-workplace"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(bed.client());
+    let mut role = roles.get("hexagone-auditor").await.unwrap();
+    for rule in role.rules.iter_mut().flatten() {
+        rule.resources
+            .iter_mut()
+            .flatten()
+            .for_each(|r| *r = r.replace("localitypolicies", "nodeattestations"));
+    }
+    roles
+        .replace("hexagone-auditor", &PostParams::default(), &role)
+        .await
+        .unwrap();
+    let identity = bed
+        .client_as(AUDITOR, Some("system:serviceaccounts"))
+        .await
+        .unwrap();
+    eventually("the auditor may no longer list LocalityPolicies", || {
+        let api = Api::<LocalityPolicyResource>::all(identity.clone());
+        async move {
+            match api.list(&Default::default()).await {
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let kubeconfig = bed
+        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
+        .unwrap();
+    let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
+    assert_eq!(auditor.first_pass().await, (2, 2, 0));
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("c.jsonl")).unwrap(),
+        removed
+    );
+    assert!(
+        auditor
+            .log
+            .lock()
+            .unwrap()
+            .contains("LocalityPolicies are not watched"),
+        "the policies were not watched"
+    );
+    // Deleted while the auditor cannot see the policies: once it can, the first pass that
+    // watches them compares them with the ledger and records the removal.
+    policies
+        .delete("broken", &DeleteParams::default())
+        .await
+        .unwrap();
+    read_only_kubeconfig(&bed).await;
+    let gone = [&removed[..], &["broken localitypolicy removed"]].concat();
+    // The collector looks for the kind again every RESYNC (60 s): give it two.
+    let (out, want) = (dir.path().join("d.jsonl"), gone.len());
+    hexagone_testbed::wait::until(
+        "the policy deleted while unseen recorded as removed",
+        2 * CONVERGE + Duration::from_secs(30),
+        || {
+            let got = recorded(&auditor.db, &out);
+            async move {
+                match got? {
+                    got if got.len() >= want => Ok(()),
+                    got => Err(format!("{got:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recorded(&auditor.db, &out).unwrap(), gone);
+    auditor.stop_and_verify(
+        dir.path(),
+        gone.len(),
         "verdicts: 2 compliant, 0 violation, 0 unknown",
     );
 }
