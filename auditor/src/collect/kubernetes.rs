@@ -588,10 +588,32 @@ async fn pass(
         }),
     };
     // The changes the watch delivered are taken before the store is read: the store then holds
-    // the last of them or a later state, never an earlier one.
+    // the last of them or a later state, never an earlier one. The store's states are observed
+    // at `held_at`, taken before it is read: a change the watch delivers after that time is
+    // either in the store read (then the same state, recorded once) or recorded by a later
+    // pass at its own, later, time; observation times never go backwards.
+    let mut held_at = time::OffsetDateTime::now_utc();
     let (policy_changes, policy_states): (Vec<PolicyChange>, Vec<Arc<DynamicObject>>) =
         match &view.policies {
-            Some(p) => (lock(&p.log).take(), p.store.state()),
+            Some(p) => {
+                let (changes, skipped) = lock(&p.log).take();
+                if skipped > 0 {
+                    tracing::warn!(
+                        "kubernetes: {skipped} changes of LocalityPolicies skipped since the last \
+                         pass (a policy changed more than {} times, or more than {} changes in \
+                         all): each policy's first changes and latest state are recorded",
+                        super::policies::MAX_PER_POLICY,
+                        super::policies::MAX_CHANGES
+                    );
+                    service
+                        .shared
+                        .metrics
+                        .skipped_policy_changes
+                        .inc_by(skipped);
+                }
+                held_at = time::OffsetDateTime::now_utc();
+                (changes, p.store.state())
+            }
             None => (Vec::new(), Vec::new()),
         };
     // The officer's policies name the namespaces they protect; pods labelled part of a
@@ -695,7 +717,7 @@ async fn pass(
             Some(PolicyChange {
                 name: lp.metadata.name.clone()?,
                 digest: Some(policy_digest(lp)),
-                at: now,
+                at: held_at,
             })
         })
         .collect();
@@ -854,107 +876,120 @@ async fn pass(
     if items.is_empty() {
         return Ok(true);
     }
-    let n = items.len();
-    let (reply, answer) = oneshot::channel();
-    let job = Job {
-        items,
-        arrived: Instant::now(),
-        reply,
-    };
-    // Unlike an HTTP writer, the collector waits for room in the queue.
-    service
-        .queue
-        .send(job)
-        .await
-        .map_err(|_| CollectError::SequencerGone)?;
-    match answer.await {
-        Ok(Ok(committed)) => {
-            for (pending, outcome) in keys.into_iter().zip(&committed.entries) {
-                let (recorded_now, regarding, place, reason, kind) = match pending {
-                    Pending::Removed(id) => {
-                        tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
-                        recorded.remove(&id);
-                        service.shared.metrics.collected_removals.inc();
-                        continue;
-                    }
-                    Pending::Policy(policy) => {
-                        tracing::info!(
-                            "kubernetes: locality policy {}: {} (entry {})",
-                            policy.object.id,
-                            policy.key,
-                            outcome.seq
-                        );
-                        recorded.insert(policy.object.id.clone(), policy);
-                        service.shared.metrics.collected_policies.inc();
-                        continue;
-                    }
-                    Pending::Placed {
-                        recorded,
-                        regarding,
-                        place,
-                        reason,
-                        kind,
-                    } => (recorded, regarding, place, reason, kind),
-                };
-                let id = recorded_now.object.id.clone();
-                tracing::info!(
-                    "kubernetes: {id}: {} (entry {})",
-                    outcome.verdict,
-                    outcome.seq
-                );
-                if outcome.verdict == "violation" {
-                    let (at, node) = match &place {
-                        Place::Node(node) => (format!("on node {node}"), Some(node)),
-                        Place::Destination(block) => (format!("egress to {block}"), None),
-                        Place::Registry(host) => (format!("image from registry {host}"), None),
+    // A pass can find more than one transaction commits (a first pass over a large cluster,
+    // policies changed many times): jobs of at most MAX_BATCH, queued in order, each answered
+    // in turn (the sequencer commits them in that order, another writer's between them).
+    let mut answers = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let items: Vec<_> = items.by_ref().take(crate::serve::MAX_BATCH).collect();
+        let (reply, answer) = oneshot::channel();
+        answers.push((items.len(), answer));
+        let job = Job {
+            items,
+            arrived: Instant::now(),
+            reply,
+        };
+        // Unlike an HTTP writer, the collector waits for room in the queue.
+        service
+            .queue
+            .send(job)
+            .await
+            .map_err(|_| CollectError::SequencerGone)?;
+    }
+    let mut keys = keys.into_iter();
+    for (n, answer) in answers {
+        match answer.await {
+            Ok(Ok(committed)) => {
+                for (pending, outcome) in keys.by_ref().take(n).zip(&committed.entries) {
+                    let (recorded_now, regarding, place, reason, kind) = match pending {
+                        Pending::Removed(id) => {
+                            tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
+                            recorded.remove(&id);
+                            service.shared.metrics.collected_removals.inc();
+                            continue;
+                        }
+                        Pending::Policy(policy) => {
+                            tracing::info!(
+                                "kubernetes: locality policy {}: {} (entry {})",
+                                policy.object.id,
+                                policy.key,
+                                outcome.seq
+                            );
+                            recorded.insert(policy.object.id.clone(), policy);
+                            service.shared.metrics.collected_policies.inc();
+                            continue;
+                        }
+                        Pending::Placed {
+                            recorded,
+                            regarding,
+                            place,
+                            reason,
+                            kind,
+                        } => (recorded, regarding, place, reason, kind),
                     };
-                    let note = format!(
-                        "{at}: violation first recorded in ledger entry {}: {}",
-                        outcome.seq,
-                        reason.as_deref().unwrap_or("no reason given")
+                    let id = recorded_now.object.id.clone();
+                    tracing::info!(
+                        "kubernetes: {id}: {} (entry {})",
+                        outcome.verdict,
+                        outcome.seq
                     );
-                    let event = Event {
-                        type_: EventType::Warning,
-                        reason: VIOLATION_REASON.to_owned(),
-                        note: Some(truncated(note, 1024)),
-                        action: "Recorded".to_owned(),
-                        // The node makes the Event's identity: the same violation on the same
-                        // node again is a series of the first Event (whose note stays), a
-                        // violation on another node a new Event.
-                        secondary: node.map(|node| k8s_openapi::api::core::v1::ObjectReference {
-                            api_version: Some("v1".to_owned()),
-                            kind: Some("Node".to_owned()),
-                            name: Some(node.clone()),
-                            ..Default::default()
-                        }),
-                    };
-                    match recorder.publish(&event, &regarding).await {
-                        Ok(()) => service.shared.metrics.violation_events.inc(),
-                        Err(e) => {
-                            service.shared.metrics.event_errors.inc();
-                            tracing::warn!("kubernetes: {id}: no Event raised: {e}");
+                    if outcome.verdict == "violation" {
+                        let (at, node) = match &place {
+                            Place::Node(node) => (format!("on node {node}"), Some(node)),
+                            Place::Destination(block) => (format!("egress to {block}"), None),
+                            Place::Registry(host) => (format!("image from registry {host}"), None),
+                        };
+                        let note = format!(
+                            "{at}: violation first recorded in ledger entry {}: {}",
+                            outcome.seq,
+                            reason.as_deref().unwrap_or("no reason given")
+                        );
+                        let event = Event {
+                            type_: EventType::Warning,
+                            reason: VIOLATION_REASON.to_owned(),
+                            note: Some(truncated(note, 1024)),
+                            action: "Recorded".to_owned(),
+                            // The node makes the Event's identity: the same violation on the same
+                            // node again is a series of the first Event (whose note stays), a
+                            // violation on another node a new Event.
+                            secondary: node.map(|node| {
+                                k8s_openapi::api::core::v1::ObjectReference {
+                                    api_version: Some("v1".to_owned()),
+                                    kind: Some("Node".to_owned()),
+                                    name: Some(node.clone()),
+                                    ..Default::default()
+                                }
+                            }),
+                        };
+                        match recorder.publish(&event, &regarding).await {
+                            Ok(()) => service.shared.metrics.violation_events.inc(),
+                            Err(e) => {
+                                service.shared.metrics.event_errors.inc();
+                                tracing::warn!("kubernetes: {id}: no Event raised: {e}");
+                            }
                         }
                     }
-                }
-                recorded.insert(id, recorded_now);
-                let metrics = &service.shared.metrics;
-                match kind {
-                    Kind::Volume => metrics.collected.inc(),
-                    Kind::Snapshot => metrics.collected_snapshots.inc(),
-                    Kind::Pod => metrics.collected_pods.inc(),
-                    Kind::Egress => metrics.collected_egress.inc(),
-                    Kind::Image => metrics.collected_images.inc(),
+                    recorded.insert(id, recorded_now);
+                    let metrics = &service.shared.metrics;
+                    match kind {
+                        Kind::Volume => metrics.collected.inc(),
+                        Kind::Snapshot => metrics.collected_snapshots.inc(),
+                        Kind::Pod => metrics.collected_pods.inc(),
+                        Kind::Egress => metrics.collected_egress.inc(),
+                        Kind::Image => metrics.collected_images.inc(),
+                    }
                 }
             }
+            // Not recorded: the sequencer answers so only when a store error stops it, and the
+            // service with it (the collector's submissions carry no idempotency key, so none is
+            // refused alone); the changes taken for this pass are lost with the process.
+            Ok(Err(e)) => {
+                tracing::warn!("kubernetes: {n} placements not recorded: {e}");
+                return Ok(false);
+            }
+            Err(_) => return Err(CollectError::SequencerGone),
         }
-        // Not recorded: the sequencer answers so only when a store error stops it, and the
-        // service with it (the collector's submissions carry no idempotency key, so none is
-        // refused alone); the changes taken for this pass are lost with the process.
-        Ok(Err(e)) => {
-            tracing::warn!("kubernetes: {n} placements not recorded: {e}");
-            return Ok(false);
-        }
-        Err(_) => return Err(CollectError::SequencerGone),
     }
     Ok(true)
 }

@@ -8,12 +8,26 @@
 //! however quickly the second follows the first. What the watch never delivers escapes: the
 //! changes made while no auditor watches, and those a reconnecting watch skips (its relisting
 //! shows where each policy stands, not how it got there).
+//!
+//! The log is bounded while no pass takes it (a pass stalled on its commit, a policy rewritten
+//! in a loop): at most [`MAX_PER_POLICY`] changes of one policy, its first ones and its latest,
+//! and beyond [`MAX_CHANGES`] in all at most its first and its latest; the changes between are
+//! skipped and counted (`PolicyLog::take`), as changes a relisting skips would be.
 
 use std::collections::HashMap;
 
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 use time::OffsetDateTime;
+
+/// The most changes of one policy the log keeps until a pass takes them: its first ones and
+/// its latest (each later change replaces the latest).
+pub const MAX_PER_POLICY: usize = 16;
+
+/// Beyond this many changes in all, the log keeps at most the first and the latest change of
+/// each policy: a new policy still counts (its first change), so the log holds at most this
+/// many or two per policy changed since the last pass, whichever is more.
+pub const MAX_CHANGES: usize = 1024;
 
 /// One state of a policy the watch delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +50,10 @@ pub(super) struct PolicyLog {
     /// A relisting's objects, kept until it completes (as the reflector's store does): a pass
     /// that took them earlier would read them newer than the store it compares them with.
     listing: Vec<PolicyChange>,
+    /// How many changes of each policy `changes` holds.
+    kept: HashMap<String, usize>,
+    /// The changes skipped since the last pass took the log (beyond the bounds).
+    skipped: u64,
 }
 
 impl PolicyLog {
@@ -54,8 +72,13 @@ impl PolicyLog {
             watcher::Event::Init => self.listing.clear(),
             watcher::Event::InitApply(lp) => self.listing.extend(change(lp, false)),
             watcher::Event::InitDone => {
+                // One listing, one moment: its objects in name order, at the time it completed
+                // (in name order, their own arrival times would not be in order).
                 let mut listing = std::mem::take(&mut self.listing);
                 listing.sort_by(|a, b| a.name.cmp(&b.name));
+                for change in &mut listing {
+                    change.at = at;
+                }
                 self.extend(listing);
             }
         }
@@ -63,18 +86,38 @@ impl PolicyLog {
 
     fn extend(&mut self, changes: impl IntoIterator<Item = PolicyChange>) {
         for change in changes {
-            if self.latest.get(&change.name) != Some(&change.digest) {
-                self.latest
-                    .insert(change.name.clone(), change.digest.clone());
-                self.changes.push(change);
+            if self.latest.get(&change.name) == Some(&change.digest) {
+                continue;
             }
+            self.latest
+                .insert(change.name.clone(), change.digest.clone());
+            let kept = self.kept.entry(change.name.clone()).or_default();
+            if *kept >= MAX_PER_POLICY || (*kept >= 2 && self.changes.len() >= MAX_CHANGES) {
+                // The policy's latest change kept so far gives way to this one: its first
+                // changes and its latest state stay.
+                let at = self
+                    .changes
+                    .iter()
+                    .rposition(|c| c.name == change.name)
+                    .expect("a policy with changes kept has a latest one");
+                self.changes.remove(at);
+                self.skipped += 1;
+            } else {
+                *kept += 1;
+            }
+            self.changes.push(change);
         }
     }
 
-    /// The changes kept so far, oldest first, forgotten here.
-    pub fn take(&mut self) -> Vec<PolicyChange> {
+    /// The changes kept so far, oldest first, and how many were skipped between them (beyond
+    /// the bounds); forgotten here.
+    pub fn take(&mut self) -> (Vec<PolicyChange>, u64) {
         self.latest.clear();
-        std::mem::take(&mut self.changes)
+        self.kept.clear();
+        (
+            std::mem::take(&mut self.changes),
+            std::mem::take(&mut self.skipped),
+        )
     }
 }
 
@@ -159,8 +202,9 @@ mod tests {
         for (i, e) in events.iter().enumerate() {
             log.observe(e, at(i as i64));
         }
-        let changes = log.take();
-        assert!(log.take().is_empty(), "taken once");
+        let (changes, skipped) = log.take();
+        assert_eq!(skipped, 0);
+        assert!(log.take().0.is_empty(), "taken once");
         let standing: HashMap<&str, &str> = standing.iter().copied().collect();
         let got: Vec<String> = records(&changes, |name| standing.get(name).map(|d| d.to_string()))
             .into_iter()
@@ -230,13 +274,74 @@ mod tests {
         log.observe(&watcher::Event::Init, at(0));
         log.observe(&watcher::Event::InitApply(policy("z", &["FR"])), at(1));
         log.observe(&watcher::Event::InitApply(policy("a", &["DE"])), at(2));
-        assert!(log.take().is_empty(), "the listing is incomplete");
+        assert!(log.take().0.is_empty(), "the listing is incomplete");
         log.observe(&watcher::Event::InitDone, at(3));
         let names: Vec<_> = log
             .take()
+            .0
             .into_iter()
-            .map(|c| (c.name, c.digest.unwrap()))
+            .map(|c| (c.name, c.digest.unwrap(), c.at))
             .collect();
-        assert_eq!(names, [("a".into(), de), ("z".into(), fr)]);
+        // One time for the whole listing: the one it completed at.
+        assert_eq!(names, [("a".into(), de, at(3)), ("z".into(), fr, at(3))]);
+    }
+
+    /// A policy rewritten again and again while no pass takes the log: its first changes and
+    /// its latest state are kept, the ones between skipped and counted; another policy's are
+    /// not touched. Beyond the bound in all, each policy keeps its first and latest change,
+    /// and a new policy still its first.
+    #[test]
+    fn the_log_keeps_the_first_and_latest_changes_beyond_its_bounds() {
+        let mut log = PolicyLog::default();
+        let flip = |i: usize| {
+            policy(
+                "p",
+                if i.is_multiple_of(2) {
+                    &["FR", "US"]
+                } else {
+                    &["FR"]
+                },
+            )
+        };
+        log.observe(&watcher::Event::Apply(policy("q", &["DE"])), at(0));
+        for i in 0..100 {
+            log.observe(&watcher::Event::Apply(flip(i)), at(1 + i as i64));
+        }
+        let (changes, skipped) = log.take();
+        assert_eq!(changes.len(), 1 + MAX_PER_POLICY);
+        assert_eq!(skipped, 100 - MAX_PER_POLICY as u64);
+        let p: Vec<_> = changes.iter().filter(|c| c.name == "p").collect();
+        let times: Vec<i64> = p.iter().map(|c| (c.at - at(0)).whole_seconds()).collect();
+        let mut want: Vec<i64> = (1..MAX_PER_POLICY as i64).collect();
+        want.push(100);
+        assert_eq!(times, want, "the first ones and the latest");
+        assert_eq!(
+            p.last().unwrap().digest,
+            Some(digest(&["FR"])),
+            "its latest state"
+        );
+        assert_eq!(changes[0].name, "q");
+        assert_eq!(log.take(), (vec![], 0), "the count starts again");
+
+        // Beyond MAX_CHANGES in all: the first and latest of each, a new policy's first.
+        let mut log = PolicyLog::default();
+        let names: Vec<String> = (0..MAX_CHANGES / 2).map(|i| format!("p{i}")).collect();
+        for round in 0..4 {
+            for name in &names {
+                let countries: &[&str] = if round % 2 == 0 { &["FR"] } else { &["DE"] };
+                log.observe(&watcher::Event::Apply(policy(name, countries)), at(round));
+            }
+        }
+        log.observe(&watcher::Event::Apply(policy("new", &["FR"])), at(9));
+        let (changes, skipped) = log.take();
+        assert_eq!(changes.len(), MAX_CHANGES + 1);
+        assert_eq!(skipped, 2 * (MAX_CHANGES / 2) as u64);
+        let p0: Vec<i64> = changes
+            .iter()
+            .filter(|c| c.name == "p0")
+            .map(|c| (c.at - at(0)).whole_seconds())
+            .collect();
+        assert_eq!(p0, [0, 3]);
+        assert_eq!(changes.last().unwrap().name, "new");
     }
 }

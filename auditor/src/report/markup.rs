@@ -355,11 +355,12 @@ pub(super) fn policies_in_force<M: Markup>(out: &mut String, policies: &[PolicyI
     M::paragraph(
         out,
         &format!(
-            "Each LocalityPolicy the cluster held at the period's end, as its latest entry before \
-             the end recorded it (in the period or before it): the digest of its rules (as {} \
-             shows it) and the entry since which it is in force. Judged under: as in Policy \
-             changes; no means the cluster places workloads by other rules than those the auditor \
-             judged by.",
+            "Each LocalityPolicy in force at the period's end as the ledger last recorded it: \
+             its latest entry before the end (in the period or before it) records the digest of \
+             its rules (as {} shows it for the policy the cluster holds now), in force since that \
+             entry. Judged under: yes when observations of the period were judged under a policy \
+             with this digest; no when none was (the auditor judged by another policy, or by \
+             other rules than these); not known when no observation of the period was judged.",
             M::code("kubectl get lp NAME -o jsonpath='{.status.policyDigest}'")
         ),
         true,
