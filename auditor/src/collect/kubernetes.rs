@@ -15,7 +15,8 @@
 //! Each LocalityPolicy is recorded by its digest (a [`Body::Policy`] entry) when it appears or
 //! its rules change, and as removed when it is deleted: the policies the operator places
 //! workloads by, rewritten by whoever could, show in the ledger beside the placements they led
-//! to.
+//! to. Every change the watch delivers counts, not only the state a pass ends on
+//! ([`super::policies`]): a rewrite undone before the pass is recorded, and so is its undoing.
 //!
 //! A placement is recorded when its class, place, facts (the evidence as judged: labels,
 //! addresses, attestation) or verdict differ from the last one recorded for that object: an
@@ -28,7 +29,7 @@
 //! the reason is logged once, and the collector looks again every [`RESYNC`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -44,6 +45,7 @@ use tokio::sync::{Notify, oneshot};
 use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use kube::api::{ApiResource, DynamicObject};
 
+use super::policies::{PolicyChange, PolicyLog, PolicyRecord, policy_digest};
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
 use super::volumes::{Placement, STORE};
 use crate::ingest::{Location, Report};
@@ -86,9 +88,16 @@ struct View {
     /// country code the CRD's pattern lets through, a field from a newer version) is recorded
     /// all the same, never a reason to stop watching. `None` while the cluster does not serve
     /// the kind to the auditor.
-    policies: Option<Store<DynamicObject>>,
+    policies: Option<PolicyWatch>,
     /// `None` while the cluster does not serve the snapshot kinds to the auditor.
     snapshots: Option<SnapshotView>,
+}
+
+/// The LocalityPolicies as the cluster holds them, and every spec change the watch delivered
+/// since the last pass ([`PolicyLog`]): a rewrite undone before the pass is recorded too.
+struct PolicyWatch {
+    store: Store<DynamicObject>,
+    log: Arc<Mutex<PolicyLog>>,
 }
 
 struct SnapshotView {
@@ -133,18 +142,40 @@ async fn watch_snapshots(
 async fn watch_policies(
     client: &Client,
     changed: &Arc<Notify>,
-) -> Result<Result<Store<DynamicObject>, kube::Error>, CollectError> {
+) -> Result<Result<PolicyWatch, kube::Error>, CollectError> {
     let kind = ApiResource::erase::<LocalityPolicyResource>(&());
     let api = Api::<DynamicObject>::all_with(client.clone(), &kind);
     if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
         return Ok(Err(e));
     }
-    let store = watch_with(api, kind, "localitypolicies", changed.clone());
+    let writer = reflector::store::Writer::new(kind);
+    let store = writer.as_reader();
+    let log = Arc::new(Mutex::new(PolicyLog::default()));
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let (kept, changed) = (log.clone(), changed.clone());
+    // The reflector has applied each event to the store before it comes here: a pass never
+    // reads a change in the log that its store does not hold yet.
+    tokio::spawn(stream.for_each(move |event| {
+        match event {
+            Ok(event) => {
+                lock(&kept).observe(&event, time::OffsetDateTime::now_utc());
+                changed.notify_one();
+            }
+            Err(e) => tracing::warn!("kubernetes: watching localitypolicies: {e} (retrying)"),
+        }
+        std::future::ready(())
+    }));
     store
         .wait_until_ready()
         .await
         .map_err(|_| CollectError::NotReady("localitypolicies"))?;
-    Ok(Ok(store))
+    Ok(Ok(PolicyWatch { store, log }))
+}
+
+/// The policy log, even if a holder panicked (it holds plain data, never half-written).
+fn lock(log: &Mutex<PolicyLog>) -> std::sync::MutexGuard<'_, PolicyLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn watch<K>(api: Api<K>, what: &'static str, changed: Arc<Notify>) -> Store<K>
@@ -239,7 +270,12 @@ pub async fn run(
     );
     let mut recorded: HashMap<String, Recorded> = HashMap::new();
     // The first pass compares with the ledger; later ones with what this process recorded.
-    let mut seed = Some(ledger);
+    // Kept until a pass has recorded what it found (one that stopped short, or whose commit
+    // failed, leaves it for the next), so that what was removed while no collector watched is
+    // recorded as removed once. The policies have their own: they may be watched only later
+    // (the CRD installed, the right granted), and their first pass with the watch is theirs.
+    let mut seed = Some(ledger.clone());
+    let mut policy_seed = Some(ledger);
     // When the snapshot kinds (and the policies) were last looked for, and whether their
     // absence was logged.
     let (mut looked, mut logged) = (None::<Instant>, false);
@@ -284,33 +320,22 @@ pub async fn run(
                 Err(_) => {}
             }
         }
-        pass(&view, &service, &recorder, &mut recorded, seed.take()).await?;
+        let seeds = Seeds {
+            objects: seed.as_ref(),
+            policies: policy_seed.as_ref(),
+        };
+        if pass(&view, &service, &recorder, &mut recorded, seeds).await? {
+            seed = None;
+            if view.policies.is_some() {
+                policy_seed = None;
+            }
+        }
         service.shared.metrics.collector_passes.inc();
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {}
         }
         tokio::time::sleep(SETTLE).await;
-    }
-}
-
-/// A LocalityPolicy's digest: `LocalityPolicy::digest` of its spec (the digest its status
-/// shows and observations judged under the same rules carry) when the platform's type reads
-/// it; otherwise the SHA-256 of the spec's JSON with sorted keys (a policy the operator cannot
-/// use either, recorded all the same: its rules changed).
-fn policy_digest(lp: &DynamicObject) -> String {
-    let spec = lp.data.get("spec").cloned().unwrap_or_default();
-    match serde_json::from_value::<hexagone_platform::LocalityPolicy>(spec.clone()) {
-        Ok(policy) => policy.digest(),
-        Err(e) => {
-            tracing::warn!(
-                "kubernetes: locality policy {}: its spec is not one the platform reads ({e}): recorded by the digest of its JSON",
-                lp.metadata.name.as_deref().unwrap_or_default()
-            );
-            hexagone_platform::digest::sha256_tag(
-                &serde_json::to_vec(&spec).expect("a JSON value serializes"),
-            )
-        }
     }
 }
 
@@ -380,6 +405,39 @@ async fn seeded(
         Err(e) => {
             tracing::warn!("kubernetes: {}: its latest entry: {e}", object.id);
             false
+        }
+    }
+}
+
+/// The digest a policy stands at before this pass: what this process recorded of it, or on
+/// the first pass (`seed`) the digest its latest entry in the ledger records (then counted as
+/// recorded, so that its deletion is recorded as a removal); `None` when no policy entry
+/// stands for it. An entry that cannot be read stands for nothing (the policy is recorded
+/// again rather than missed).
+async fn standing_policy(
+    seed: Option<&Ledger>,
+    service: &Service,
+    recorded: &mut HashMap<String, Recorded>,
+    object: &crate::ledger::entry::ObjectId,
+) -> Option<String> {
+    if let Some(r) = recorded.get(&object.id) {
+        return Some(r.key.clone());
+    }
+    match latest(seed?, service, &object.id).await {
+        Ok(Some(Body::Policy { digest, .. })) => {
+            recorded.insert(
+                object.id.clone(),
+                Recorded {
+                    object: object.clone(),
+                    key: digest.clone(),
+                },
+            );
+            Some(digest)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("kubernetes: {}: its latest entry: {e}", object.id);
+            None
         }
     }
 }
@@ -458,16 +516,29 @@ enum Place {
     Registry(String),
 }
 
+/// The ledger a pass compares with, until a pass has recorded what it found: `objects` for the
+/// placements and every object but the policies, `policies` for the LocalityPolicies (kept
+/// until a pass that watched them has).
+#[derive(Clone, Copy)]
+struct Seeds<'a> {
+    objects: Option<&'a Ledger>,
+    policies: Option<&'a Ledger>,
+}
+
 /// One pass: judge every placement with the current attestations, queue the changed ones,
-/// wait for their commit. With `seed` (the first pass), an object this process has not
-/// recorded is compared with its latest entry in that ledger.
+/// wait for their commit. With a seed (the first passes), an object this process has not
+/// recorded is compared with its latest entry in that ledger, and one standing there that the
+/// cluster no longer holds is recorded as removed — a policy only while the policies are
+/// watched: unwatched, the cluster's policies are unknown, never gone.
+/// Whether the pass recorded what it found (committed, or nothing to record).
 async fn pass(
     view: &View,
     service: &Service,
     recorder: &Recorder,
     recorded: &mut HashMap<String, Recorded>,
-    seed: Option<Ledger>,
-) -> Result<(), CollectError> {
+    seeds: Seeds<'_>,
+) -> Result<bool, CollectError> {
+    let seed = seeds.objects;
     let attestations: Vec<NodeAttestation> = view
         .attestations
         .state()
@@ -500,7 +571,7 @@ async fn pass(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("kubernetes: a volume cannot be recorded: {e}");
-            return Ok(());
+            return Ok(false);
         }
     };
     let snapshots = match &view.snapshots {
@@ -516,11 +587,35 @@ async fn pass(
             Vec::new()
         }),
     };
-    let policy_states: Vec<Arc<DynamicObject>> = view
-        .policies
-        .as_ref()
-        .map(|p| p.state())
-        .unwrap_or_default();
+    // The changes the watch delivered are taken before the store is read: the store then holds
+    // the last of them or a later state, never an earlier one. The store's states are observed
+    // at `held_at`, taken before it is read: a change the watch delivers after that time is
+    // either in the store read (then the same state, recorded once) or recorded by a later
+    // pass at its own, later, time; observation times never go backwards.
+    let mut held_at = time::OffsetDateTime::now_utc();
+    let (policy_changes, policy_states): (Vec<PolicyChange>, Vec<Arc<DynamicObject>>) =
+        match &view.policies {
+            Some(p) => {
+                let (changes, skipped) = lock(&p.log).take();
+                if skipped > 0 {
+                    tracing::warn!(
+                        "kubernetes: {skipped} changes of LocalityPolicies skipped since the last \
+                         pass (a policy changed more than {} times, or more than {} changes in \
+                         all): each policy's first changes and latest state are recorded",
+                        super::policies::MAX_PER_POLICY,
+                        super::policies::MAX_CHANGES
+                    );
+                    service
+                        .shared
+                        .metrics
+                        .skipped_policy_changes
+                        .inc_by(skipped);
+                }
+                held_at = time::OffsetDateTime::now_utc();
+                (changes, p.store.state())
+            }
+            None => (Vec::new(), Vec::new()),
+        };
     // The officer's policies name the namespaces they protect; pods labelled part of a
     // workplace add theirs.
     let namespaces = super::pods::workplace_namespaces(
@@ -613,39 +708,74 @@ async fn pass(
             }
         }
     }
-    let policies: Vec<(crate::ledger::entry::ObjectId, String)> = policy_states
+    // Every state of a policy the watch delivered since the last pass, in order, then the
+    // state the store holds (the last of them, unless a relisting skipped some): a rewrite
+    // undone before this pass is recorded, and so is its undoing.
+    let mut held: Vec<PolicyChange> = policy_states
         .iter()
         .filter_map(|lp| {
-            let object = crate::ledger::entry::ObjectId::new(
-                STORE.to_owned(),
-                crate::ledger::entry::POLICY_CLASS.to_owned(),
-                lp.metadata.name.clone()?,
-            )
-            .inspect_err(|e| {
-                tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}")
+            Some(PolicyChange {
+                name: lp.metadata.name.clone()?,
+                digest: Some(policy_digest(lp)),
+                at: held_at,
             })
-            .ok()?;
-            Some((object, policy_digest(lp)))
         })
-        .collect::<Vec<_>>();
-    let mut policies = policies;
-    policies.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    present.extend(policies.iter().map(|(o, _)| o.id.clone()));
+        .collect();
+    held.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut sequence = policy_changes;
+    sequence.extend(held);
+    let mut policy_objects: HashMap<String, crate::ledger::entry::ObjectId> = HashMap::new();
+    let mut policy_standing: HashMap<String, Option<String>> = HashMap::new();
+    for change in &sequence {
+        if policy_objects.contains_key(&change.name) {
+            continue;
+        }
+        match crate::ledger::entry::ObjectId::new(
+            STORE.to_owned(),
+            crate::ledger::entry::POLICY_CLASS.to_owned(),
+            change.name.clone(),
+        ) {
+            Ok(object) => {
+                let digest = standing_policy(seeds.policies, service, recorded, &object).await;
+                policy_standing.insert(change.name.clone(), digest);
+                policy_objects.insert(change.name.clone(), object);
+            }
+            Err(e) => tracing::warn!("kubernetes: a locality policy cannot be recorded: {e}"),
+        }
+    }
+    sequence.retain(|c| policy_objects.contains_key(&c.name));
+    let policy_records = super::policies::records(&sequence, |name| {
+        policy_standing.get(name).cloned().flatten()
+    });
+    // Each policy the pass saw is recorded (or removed) from its changes, not again below.
+    present.extend(policy_objects.values().map(|o| o.id.clone()));
+    // While the policies are not watched (the kind not served to the auditor, its watch not
+    // started yet), the cluster's policies are unknown: none is gone.
+    let unknown = |o: &crate::ledger::entry::ObjectId| {
+        o.class == crate::ledger::entry::POLICY_CLASS && view.policies.is_none()
+    };
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
-        .filter(|r| !present.contains(&r.object.id))
+        .filter(|r| !present.contains(&r.object.id) && !unknown(&r.object))
         .map(|r| r.object.clone())
         .collect();
-    // On the first pass, what an earlier run recorded and the cluster lost while no collector
-    // watched: the objects of the ledger still standing (their newest entry is no removal),
-    // read from every entry under the published checkpoint.
-    if let Some(ledger) = &seed {
+    // On the first pass (and the first with the policies watched), what an earlier run
+    // recorded and the cluster lost while no collector watched: the objects of the ledger
+    // still standing (their newest entry is no removal), read from every entry under the
+    // published checkpoint.
+    let seeded_policies = seeds.policies.filter(|_| view.policies.is_some());
+    if let Some(ledger) = seed.or(seeded_policies) {
+        let of_seed = |o: &crate::ledger::entry::ObjectId| {
+            if o.class == crate::ledger::entry::POLICY_CLASS {
+                seeded_policies.is_some()
+            } else {
+                seed.is_some()
+            }
+        };
         match standing(ledger, service).await {
-            Ok(objects) => gone.extend(
-                objects
-                    .into_iter()
-                    .filter(|o| !present.contains(&o.id) && !recorded.contains_key(&o.id)),
-            ),
+            Ok(objects) => gone.extend(objects.into_iter().filter(|o| {
+                of_seed(o) && !present.contains(&o.id) && !recorded.contains_key(&o.id)
+            })),
             Err(e) => tracing::warn!(
                 "kubernetes: first pass: what earlier runs recorded cannot be read, so nothing removed meanwhile is recorded: {e}"
             ),
@@ -664,36 +794,35 @@ async fn pass(
         ));
     }
     // The policies whose rules are new or changed, before the placements judged this pass.
-    for (object, digest) in policies {
-        let id = object.id.clone();
-        seeded(
-            seed.as_ref(),
-            service,
-            recorded,
-            &object,
-            &digest,
-            |b| match b {
-                Body::Policy { digest, .. } => Some(digest.clone()),
-                _ => None,
-            },
-        )
-        .await;
-        if recorded.get(&id).map(|r| &r.key) == Some(&digest) {
-            continue;
-        }
-        match Body::policy(
-            object.clone(),
-            digest.clone(),
-            crate::ledger::entry::Timestamp::from_datetime(now),
-        ) {
-            Ok(body) => {
-                items.push(crate::ingest::Submission::new(None, body));
-                keys.push(Pending::Policy(Recorded {
-                    object,
-                    key: digest,
-                }));
+    for (name, record, at) in policy_records {
+        let object = policy_objects[&name].clone();
+        let observed_at = crate::ledger::entry::Timestamp::from_datetime(at);
+        match record {
+            PolicyRecord::Removed => {
+                keys.push(Pending::Removed(object.id.clone()));
+                items.push(crate::ingest::Submission::new(
+                    None,
+                    Body::Removal {
+                        object,
+                        observed_at,
+                        request: None,
+                    },
+                ));
             }
-            Err(e) => tracing::warn!("kubernetes: locality policy {id}: not recorded: {e}"),
+            PolicyRecord::Digest(digest) => {
+                match Body::policy(object.clone(), digest.clone(), observed_at) {
+                    Ok(body) => {
+                        items.push(crate::ingest::Submission::new(None, body));
+                        keys.push(Pending::Policy(Recorded {
+                            object,
+                            key: digest,
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!("kubernetes: locality policy {name}: not recorded: {e}")
+                    }
+                }
+            }
         }
     }
     let not_placements = keys.len();
@@ -714,17 +843,10 @@ async fn pass(
                     continue;
                 };
                 let key = placement_key(o, kind);
-                if seeded(
-                    seed.as_ref(),
-                    service,
-                    recorded,
-                    &object,
-                    &key,
-                    |b| match b {
-                        Body::Observation(last) => Some(placement_key(last, kind)),
-                        _ => None,
-                    },
-                )
+                if seeded(seed, service, recorded, &object, &key, |b| match b {
+                    Body::Observation(last) => Some(placement_key(last, kind)),
+                    _ => None,
+                })
                 .await
                 {
                     in_ledger += 1;
@@ -752,106 +874,124 @@ async fn pass(
         );
     }
     if items.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
-    let n = items.len();
-    let (reply, answer) = oneshot::channel();
-    let job = Job {
-        items,
-        arrived: Instant::now(),
-        reply,
-    };
-    // Unlike an HTTP writer, the collector waits for room in the queue.
-    service
-        .queue
-        .send(job)
-        .await
-        .map_err(|_| CollectError::SequencerGone)?;
-    match answer.await {
-        Ok(Ok(committed)) => {
-            for (pending, outcome) in keys.into_iter().zip(&committed.entries) {
-                let (recorded_now, regarding, place, reason, kind) = match pending {
-                    Pending::Removed(id) => {
-                        tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
-                        recorded.remove(&id);
-                        service.shared.metrics.collected_removals.inc();
-                        continue;
-                    }
-                    Pending::Policy(policy) => {
-                        tracing::info!(
-                            "kubernetes: locality policy {}: {} (entry {})",
-                            policy.object.id,
-                            policy.key,
-                            outcome.seq
-                        );
-                        recorded.insert(policy.object.id.clone(), policy);
-                        service.shared.metrics.collected_policies.inc();
-                        continue;
-                    }
-                    Pending::Placed {
-                        recorded,
-                        regarding,
-                        place,
-                        reason,
-                        kind,
-                    } => (recorded, regarding, place, reason, kind),
-                };
-                let id = recorded_now.object.id.clone();
-                tracing::info!(
-                    "kubernetes: {id}: {} (entry {})",
-                    outcome.verdict,
-                    outcome.seq
-                );
-                if outcome.verdict == "violation" {
-                    let (at, node) = match &place {
-                        Place::Node(node) => (format!("on node {node}"), Some(node)),
-                        Place::Destination(block) => (format!("egress to {block}"), None),
-                        Place::Registry(host) => (format!("image from registry {host}"), None),
+    // A pass can find more than one transaction commits (a first pass over a large cluster,
+    // policies changed many times): jobs of at most MAX_BATCH, queued in order, each answered
+    // in turn (the sequencer commits them in that order, another writer's between them).
+    let mut answers = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let items: Vec<_> = items.by_ref().take(crate::serve::MAX_BATCH).collect();
+        let (reply, answer) = oneshot::channel();
+        answers.push((items.len(), answer));
+        let job = Job {
+            items,
+            arrived: Instant::now(),
+            reply,
+        };
+        // Unlike an HTTP writer, the collector waits for room in the queue.
+        service
+            .queue
+            .send(job)
+            .await
+            .map_err(|_| CollectError::SequencerGone)?;
+    }
+    let mut keys = keys.into_iter();
+    for (n, answer) in answers {
+        match answer.await {
+            Ok(Ok(committed)) => {
+                for (pending, outcome) in keys.by_ref().take(n).zip(&committed.entries) {
+                    let (recorded_now, regarding, place, reason, kind) = match pending {
+                        Pending::Removed(id) => {
+                            tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
+                            recorded.remove(&id);
+                            service.shared.metrics.collected_removals.inc();
+                            continue;
+                        }
+                        Pending::Policy(policy) => {
+                            tracing::info!(
+                                "kubernetes: locality policy {}: {} (entry {})",
+                                policy.object.id,
+                                policy.key,
+                                outcome.seq
+                            );
+                            recorded.insert(policy.object.id.clone(), policy);
+                            service.shared.metrics.collected_policies.inc();
+                            continue;
+                        }
+                        Pending::Placed {
+                            recorded,
+                            regarding,
+                            place,
+                            reason,
+                            kind,
+                        } => (recorded, regarding, place, reason, kind),
                     };
-                    let note = format!(
-                        "{at}: violation first recorded in ledger entry {}: {}",
-                        outcome.seq,
-                        reason.as_deref().unwrap_or("no reason given")
+                    let id = recorded_now.object.id.clone();
+                    tracing::info!(
+                        "kubernetes: {id}: {} (entry {})",
+                        outcome.verdict,
+                        outcome.seq
                     );
-                    let event = Event {
-                        type_: EventType::Warning,
-                        reason: VIOLATION_REASON.to_owned(),
-                        note: Some(truncated(note, 1024)),
-                        action: "Recorded".to_owned(),
-                        // The node makes the Event's identity: the same violation on the same
-                        // node again is a series of the first Event (whose note stays), a
-                        // violation on another node a new Event.
-                        secondary: node.map(|node| k8s_openapi::api::core::v1::ObjectReference {
-                            api_version: Some("v1".to_owned()),
-                            kind: Some("Node".to_owned()),
-                            name: Some(node.clone()),
-                            ..Default::default()
-                        }),
-                    };
-                    match recorder.publish(&event, &regarding).await {
-                        Ok(()) => service.shared.metrics.violation_events.inc(),
-                        Err(e) => {
-                            service.shared.metrics.event_errors.inc();
-                            tracing::warn!("kubernetes: {id}: no Event raised: {e}");
+                    if outcome.verdict == "violation" {
+                        let (at, node) = match &place {
+                            Place::Node(node) => (format!("on node {node}"), Some(node)),
+                            Place::Destination(block) => (format!("egress to {block}"), None),
+                            Place::Registry(host) => (format!("image from registry {host}"), None),
+                        };
+                        let note = format!(
+                            "{at}: violation first recorded in ledger entry {}: {}",
+                            outcome.seq,
+                            reason.as_deref().unwrap_or("no reason given")
+                        );
+                        let event = Event {
+                            type_: EventType::Warning,
+                            reason: VIOLATION_REASON.to_owned(),
+                            note: Some(truncated(note, 1024)),
+                            action: "Recorded".to_owned(),
+                            // The node makes the Event's identity: the same violation on the same
+                            // node again is a series of the first Event (whose note stays), a
+                            // violation on another node a new Event.
+                            secondary: node.map(|node| {
+                                k8s_openapi::api::core::v1::ObjectReference {
+                                    api_version: Some("v1".to_owned()),
+                                    kind: Some("Node".to_owned()),
+                                    name: Some(node.clone()),
+                                    ..Default::default()
+                                }
+                            }),
+                        };
+                        match recorder.publish(&event, &regarding).await {
+                            Ok(()) => service.shared.metrics.violation_events.inc(),
+                            Err(e) => {
+                                service.shared.metrics.event_errors.inc();
+                                tracing::warn!("kubernetes: {id}: no Event raised: {e}");
+                            }
                         }
                     }
-                }
-                recorded.insert(id, recorded_now);
-                let metrics = &service.shared.metrics;
-                match kind {
-                    Kind::Volume => metrics.collected.inc(),
-                    Kind::Snapshot => metrics.collected_snapshots.inc(),
-                    Kind::Pod => metrics.collected_pods.inc(),
-                    Kind::Egress => metrics.collected_egress.inc(),
-                    Kind::Image => metrics.collected_images.inc(),
+                    recorded.insert(id, recorded_now);
+                    let metrics = &service.shared.metrics;
+                    match kind {
+                        Kind::Volume => metrics.collected.inc(),
+                        Kind::Snapshot => metrics.collected_snapshots.inc(),
+                        Kind::Pod => metrics.collected_pods.inc(),
+                        Kind::Egress => metrics.collected_egress.inc(),
+                        Kind::Image => metrics.collected_images.inc(),
+                    }
                 }
             }
+            // Not recorded: the sequencer answers so only when a store error stops it, and the
+            // service with it (the collector's submissions carry no idempotency key, so none is
+            // refused alone); the changes taken for this pass are lost with the process.
+            Ok(Err(e)) => {
+                tracing::warn!("kubernetes: {n} placements not recorded: {e}");
+                return Ok(false);
+            }
+            Err(_) => return Err(CollectError::SequencerGone),
         }
-        // Not recorded: the next pass tries again.
-        Ok(Err(e)) => tracing::warn!("kubernetes: {n} placements not recorded: {e}"),
-        Err(_) => return Err(CollectError::SequencerGone),
     }
-    Ok(())
+    Ok(true)
 }
 
 /// One thing a pass judges: a placement on a node, or an egress destination.

@@ -10,6 +10,8 @@
 //!   its pods, judged as an endpoint;
 //! - [`images`]: pure — every container image of a workplace namespace's pods, judged at the
 //!   registry it comes from;
+//! - [`policies`]: pure — every spec change of a LocalityPolicy the watch delivers, kept in
+//!   order until a pass records it (a rewrite undone before the pass is two entries);
 //! - [`kubernetes`]: `serve --kubernetes` — watches the cluster and records each volume's,
 //!   snapshot's and pod's placement, each egress destination and each image's registry through the sequencer queue,
 //!   again whenever its facts or verdict change.
@@ -18,5 +20,6 @@ pub mod egress;
 pub mod images;
 pub mod kubernetes;
 pub mod pods;
+pub mod policies;
 pub mod snapshots;
 pub mod volumes;

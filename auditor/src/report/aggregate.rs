@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     BoundRow, CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyChangeRow,
-    PolicyRow, REMOVED, Report, Resolution, StoreRow, Totals, Verdicts, ViolationRow,
+    PolicyInForceRow, PolicyRow, REMOVED, Report, Resolution, StoreRow, Totals, Verdicts,
+    ViolationRow,
 };
 use crate::ledger::entry::{
     Assessment, Body, Entry, ObjectId, Observation, POLICY_CLASS, Source, Timestamp, Verdict,
@@ -54,9 +55,9 @@ pub struct Aggregator {
     resolved: Vec<ViolationRow>,
     /// The latest latency evidence per (place, address).
     bounds: BTreeMap<(String, String), BoundRow>,
-    /// Each policy's latest entry before the period's end: its digest (`None` once removed)
-    /// and position.
-    policy_state: BTreeMap<ObjectKey, (Option<String>, u64)>,
+    /// Each policy's latest entry before the period's end: its digest (`None` once removed),
+    /// position and time.
+    policy_state: BTreeMap<ObjectKey, (Option<String>, u64, Timestamp)>,
     /// The period's policy entries, in ledger order.
     policy_changes: Vec<PolicyChangeRow>,
 }
@@ -231,14 +232,14 @@ impl Aggregator {
     fn policy_change(&mut self, entry: &Entry, object: &ObjectId, digest: Option<&String>) {
         let before = self
             .policy_state
-            .insert(key_of(object), (digest.cloned(), entry.seq));
+            .insert(key_of(object), (digest.cloned(), entry.seq, entry.time));
         if !self.window.contains(entry.time) {
             return;
         }
         self.first_seq.get_or_insert(entry.seq);
         self.last_seq = Some(entry.seq);
         let (previous, previous_seq) = match before {
-            Some((d, seq)) => (d, Some(seq)),
+            Some((d, seq, _)) => (d, Some(seq)),
             None => (None, None),
         };
         self.policy_changes.push(PolicyChangeRow {
@@ -292,13 +293,32 @@ impl Aggregator {
         // The longest open first: it has waited longest for someone to act.
         open.sort_by_key(|v| v.since_seq);
         let judged: BTreeSet<&str> = self.policies.keys().map(|(_, d)| d.as_str()).collect();
+        // Whether the period's observations were judged under a policy with digest `d`; not
+        // known when none was judged (or for a removal).
+        let judged_under = |d: Option<&String>| match d {
+            Some(d) if !judged.is_empty() => Some(judged.contains(d.as_str())),
+            _ => None,
+        };
         let mut policy_changes = self.policy_changes;
         for c in &mut policy_changes {
-            c.judged_under = match &c.digest {
-                Some(d) if !judged.is_empty() => Some(judged.contains(d.as_str())),
-                _ => None,
-            };
+            c.judged_under = judged_under(c.digest.as_ref());
         }
+        // A policy stands at the period's end when its latest entry before the end is a policy
+        // entry, made in the period or before it.
+        let policies_in_force: Vec<PolicyInForceRow> = self
+            .policy_state
+            .iter()
+            .filter_map(|((store, _, policy), (digest, seq, time))| {
+                Some(PolicyInForceRow {
+                    store: store.clone(),
+                    policy: policy.clone(),
+                    judged_under: judged_under(Some(digest.as_ref()?)),
+                    digest: digest.clone()?,
+                    since_seq: *seq,
+                    since: time.to_string(),
+                })
+            })
+            .collect();
         Report {
             format: FORMAT.into(),
             period: Period {
@@ -348,6 +368,7 @@ impl Aggregator {
             resolved_violations: self.resolved,
             bounds: self.bounds.into_values().collect(),
             policy_changes,
+            policies_in_force,
         }
     }
 }
@@ -921,6 +942,90 @@ mod tests {
         assert!(r.policy_changes.is_empty());
         let json = String::from_utf8(r.canonical()).unwrap();
         assert!(!json.contains("policy_changes"), "{json}");
+    }
+
+    /// `policy digest #since time judged`, one per policy in force.
+    fn in_force(r: &Report) -> Vec<String> {
+        r.policies_in_force
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} #{} {} {}",
+                    p.policy,
+                    p.digest,
+                    p.since_seq,
+                    p.since,
+                    match p.judged_under {
+                        Some(true) => "judged",
+                        Some(false) => "not judged",
+                        None => "-",
+                    }
+                )
+            })
+            .collect()
+    }
+
+    /// The policies in force at the period's end are those whose latest entry before the end
+    /// (in the period or before it) is a policy entry: a policy removed is not, one recorded
+    /// again after its removal is, from that entry on; an entry after the end is not read.
+    /// Whether the period's observations were judged under each digest is said as for the
+    /// policy changes, and a report over a ledger without policy entries has no such key.
+    #[test]
+    fn the_policies_in_force_are_those_whose_latest_entry_is_a_policy_entry() {
+        let (a, b) = ("sha256:a1", "sha256:b2");
+        let judged = "sha256:aa";
+        let entries = [
+            policy(0, 1, "standard-fr", a),
+            entry(1, 1, "doc", "fsn-1", "DE"),
+            policy(2, 2, "standard-fr", b),
+            policy(3, 2, "dr", judged),
+            entry(4, 2, "doc-2", "gra-3", "FR"),
+            policy_removal(5, 3, "standard-fr"),
+            policy_removal(6, 3, "never-seen"),
+            policy(7, 4, "standard-fr", a),
+            policy(8, 6, "dr", a), // after the period: not read
+        ];
+        let r = check(&entries, 2, 5);
+        assert_eq!(
+            in_force(&r),
+            [
+                "dr sha256:aa #3 1970-01-03T00:00:00.000Z judged",
+                "standard-fr sha256:a1 #7 1970-01-05T00:00:00.000Z not judged",
+            ]
+        );
+        assert_eq!(r.policies_in_force[0].store, "kubernetes");
+        // Removed at the period's end: not in force; its removal is a change of the period.
+        let r = check(&entries, 3, 4);
+        assert_eq!(in_force(&r), ["dr sha256:aa #3 1970-01-03T00:00:00.000Z -"]);
+        // Judged under another digest than the one in force.
+        let r = check(&entries, 1, 2);
+        assert_eq!(
+            in_force(&r),
+            ["standard-fr sha256:a1 #0 1970-01-02T00:00:00.000Z not judged"]
+        );
+        // In force since before a period with no entry in it.
+        let r = check(&entries, 5, 6);
+        assert!(r.policy_changes.is_empty());
+        assert_eq!(
+            in_force(&r),
+            [
+                "dr sha256:aa #3 1970-01-03T00:00:00.000Z -",
+                "standard-fr sha256:a1 #7 1970-01-05T00:00:00.000Z -",
+            ]
+        );
+        let r = check(&entries, 4, 7);
+        assert_eq!(
+            in_force(&r),
+            [
+                "dr sha256:a1 #8 1970-01-07T00:00:00.000Z -",
+                "standard-fr sha256:a1 #7 1970-01-05T00:00:00.000Z -",
+            ]
+        );
+        // No policy entry before the period's end: no such key in the JSON.
+        let r = check(&entries, 0, 1);
+        assert!(r.policies_in_force.is_empty());
+        let json = String::from_utf8(r.canonical()).unwrap();
+        assert!(!json.contains("policies_in_force"), "{json}");
     }
 
     /// A backup is recorded once: it stays in every later report, its violation open (and

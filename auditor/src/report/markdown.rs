@@ -77,6 +77,7 @@ pub fn render(signed: &SignedReport) -> String {
     markup::bounds::<Markdown>(&mut m, &r.bounds);
     markup::objects::<Markdown>(&mut m, &r.objects);
     markup::policies::<Markdown>(&mut m, &r.policies);
+    markup::policies_in_force::<Markdown>(&mut m, &r.policies_in_force);
     markup::policy_changes::<Markdown>(&mut m, &r.policy_changes);
     let _ = write!(
         m,

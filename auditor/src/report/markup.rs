@@ -2,7 +2,10 @@
 //! format (`html`, `markdown`) only says how text is marked up, through [`Markup`]; the page's
 //! own frame (cards, charts, the embedded data) stays with its format.
 
-use super::{BoundRow, ObjectRow, PolicyChangeRow, PolicyRow, Report, Verdicts, ViolationRow};
+use super::{
+    BoundRow, ObjectRow, PolicyChangeRow, PolicyInForceRow, PolicyRow, Report, Verdicts,
+    ViolationRow,
+};
 
 /// How a table cell is set: its text is already marked up by the caller.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -313,11 +316,9 @@ pub(super) fn policy_changes<M: Markup>(out: &mut String, changes: &[PolicyChang
                 (None, Some(seq)) => format!("removed (entry {seq})"),
                 (_, None) => "first seen".into(),
             };
-            let judged = match (&c.digest, c.judged_under) {
-                (None, _) => "",
-                (Some(_), Some(true)) => "yes",
-                (Some(_), Some(false)) => "no",
-                (Some(_), None) => "not known (no observation judged in the period)",
+            let judged = match &c.digest {
+                None => "",
+                Some(_) => judged_under(c.judged_under),
             };
             vec![
                 (M::code(&c.policy), Cell::Text),
@@ -329,6 +330,57 @@ pub(super) fn policy_changes<M: Markup>(out: &mut String, changes: &[PolicyChang
                 ),
                 (before, Cell::Text),
                 (M::escape(judged), Cell::Text),
+            ]
+        })
+        .collect();
+    M::table(out, &heads, &rows);
+}
+
+/// Whether the period's observations were judged under a policy's digest, in words.
+fn judged_under(judged: Option<bool>) -> &'static str {
+    match judged {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "not known (no observation judged in the period)",
+    }
+}
+
+/// The policies in force at the period's end, when there are any: each policy's digest, the
+/// entry that recorded it, and whether the period's observations were judged under it.
+pub(super) fn policies_in_force<M: Markup>(out: &mut String, policies: &[PolicyInForceRow]) {
+    if policies.is_empty() {
+        return;
+    }
+    M::heading(out, "Policies in force", Some("policies-in-force"));
+    M::paragraph(
+        out,
+        &format!(
+            "Each LocalityPolicy in force at the period's end as the ledger last recorded it: \
+             its latest entry before the end (in the period or before it) records the digest of \
+             its rules (as {} shows it for the policy the cluster holds now), in force since that \
+             entry. Judged under: yes when observations of the period were judged under a policy \
+             with this digest; no when none was (the auditor judged by another policy, or by \
+             other rules than these); not known when no observation of the period was judged.",
+            M::code("kubectl get lp NAME -o jsonpath='{.status.policyDigest}'")
+        ),
+        true,
+    );
+    let heads = [
+        ("Policy", false),
+        ("Digest", false),
+        ("Since entry", true),
+        ("Since", false),
+        ("Judged under", false),
+    ];
+    let rows: Vec<Vec<(String, Cell)>> = policies
+        .iter()
+        .map(|p| {
+            vec![
+                (M::code(&p.policy), Cell::Text),
+                (M::code(&p.digest), Cell::Text),
+                (p.since_seq.to_string(), Cell::Number),
+                (M::escape(&p.since), Cell::Mono),
+                (M::escape(judged_under(p.judged_under)), Cell::Text),
             ]
         })
         .collect();

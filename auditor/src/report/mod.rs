@@ -1,4 +1,4 @@
-//! Locality reports for security officers: the one report model (`hexagone.report@v2`), its
+//! Locality reports for security officers: the one report model (`hexagone.report@v3`), its
 //! signature with the log's key, and its renderings (JSON, Markdown, HTML).
 //!
 //! The model is built from a verified ledger by [`aggregate`], serialised in canonical JSON
@@ -21,10 +21,20 @@ use crate::ledger::checkpoint::{CheckpointError, Note, open_checkpoint, parse_no
 
 /// The report format and version; also the first line of the signed note's text.
 ///
-/// v2 (this one) carries each object's state as of the period's end and splits violations
-/// into open and resolved; v1 counted only the period's entries. The versions are not read
-/// across: a v1 report is refused by name (see [`open`]).
-pub const FORMAT: &str = "hexagone.report@v2";
+/// v3 (this one) adds the policies in force at the period's end ([`Report::policies_in_force`])
+/// to v2. v2 carries each object's state as of the period's end and splits violations into
+/// open and resolved; v1 counted only the period's entries. A v2 report is still read and
+/// checked against its ledger as v2 ([`Report::as_version`]): the ledger gives the same v2
+/// report it gave when it was made. A v1 report is refused by name (see [`open`]).
+pub const FORMAT: &str = "hexagone.report@v3";
+
+/// The previous version, still read: v3 without [`Report::policies_in_force`].
+pub const FORMAT_V2: &str = "hexagone.report@v2";
+
+/// Whether this hexagone-auditor reads reports of `format`.
+fn readable(format: &str) -> bool {
+    format == FORMAT || format == FORMAT_V2
+}
 
 /// What is wrong with a report (or the ledger it is checked against).
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +44,9 @@ pub enum ReportError {
     NotAReport(String),
     /// The report is of another version of the format.
     #[error(
-        "this is a {0} report; this hexagone-auditor reads {FORMAT} (each object's state at the \
-         period's end, open and resolved violations): check it with the version that made it, or \
-         make the report again"
+        "this is a {0} report; this hexagone-auditor reads {FORMAT} and {FORMAT_V2} (each \
+         object's state at the period's end, open and resolved violations): check it with the \
+         version that made it, or make the report again"
     )]
     OtherVersion(String),
     /// The signed envelope is not valid JSON of the model.
@@ -88,7 +98,7 @@ pub enum ReportError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    /// Always [`FORMAT`].
+    /// [`FORMAT`], or [`FORMAT_V2`] for a report made before v3 (no `policies_in_force`).
     pub format: String,
     /// The period: entries with `from <= time < to` (sequencer times, UTC).
     pub period: Period,
@@ -124,6 +134,11 @@ pub struct Report {
     /// removal), in ledger order. Absent when the period has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_changes: Vec<PolicyChangeRow>,
+    /// The policies in force at the period's end: each `LocalityPolicy` whose latest entry
+    /// before the end (in the period or before it) is a policy entry, not its removal. By data
+    /// store and name. Absent when there is none, and always in a v2 report ([`FORMAT_V2`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies_in_force: Vec<PolicyInForceRow>,
 }
 
 /// One policy entry of the period: the digest of a `LocalityPolicy` as the cluster held it,
@@ -150,6 +165,27 @@ pub struct PolicyChangeRow {
     /// Whether `digest` is the digest of a policy the period's observations were judged under
     /// ([`Report::policies`]); `None` for a removal, or when no observation of the period was
     /// judged.
+    pub judged_under: Option<bool>,
+}
+
+/// A policy in force at the period's end: the digest of a `LocalityPolicy` as its latest entry
+/// before the end recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInForceRow {
+    /// Data store (`kubernetes` for the cluster's policies).
+    pub store: String,
+    /// The policy's name (the entry's object identifier).
+    pub policy: String,
+    /// Its digest (`LocalityPolicy::digest` of its spec).
+    pub digest: String,
+    /// The position of the entry that recorded it: in force since then.
+    pub since_seq: u64,
+    /// That entry's time.
+    pub since: String,
+    /// Whether the period's observations were judged under a policy with this digest
+    /// ([`Report::policies`]), as for [`PolicyChangeRow::judged_under`]; `None` when no
+    /// observation of the period was judged.
     pub judged_under: Option<bool>,
 }
 
@@ -401,7 +437,8 @@ pub const REMOVED: &str = "removed";
 pub struct SignedReport {
     /// The report.
     pub report: Report,
-    /// C2SP signed note: text `hexagone.report@v2\nsha256:<hex>\n`, signed by the log's key.
+    /// C2SP signed note: text `hexagone.report@v3\nsha256:<hex>\n` (the report's format on the
+    /// first line), signed by the log's key.
     pub signature: String,
 }
 
@@ -416,9 +453,20 @@ impl Report {
         format!("sha256:{}", hex::encode(Sha256::digest(self.canonical())))
     }
 
+    /// This report as a report of `format` would have it: a [`FORMAT_V2`] report has no
+    /// policies in force (that version did not have them). What `report verify --ledger`
+    /// compares a report with: the report the ledger gives, in the report's own version.
+    pub fn as_version(mut self, format: &str) -> Self {
+        if format == FORMAT_V2 {
+            self.policies_in_force.clear();
+        }
+        self.format = format.to_owned();
+        self
+    }
+
     /// Signs the report with the log's key.
     pub fn sign(self, key: &SignerKey) -> SignedReport {
-        let signature = sign_note(&note_text(&self.digest()), key);
+        let signature = sign_note(&note_text(&self.format, &self.digest()), key);
         SignedReport {
             report: self,
             signature,
@@ -426,9 +474,9 @@ impl Report {
     }
 }
 
-fn note_text(digest: &str) -> String {
+fn note_text(format: &str, digest: &str) -> String {
     // The second line is never a number, so this note can never pass for a checkpoint.
-    format!("{FORMAT}\n{digest}\n")
+    format!("{format}\n{digest}\n")
 }
 
 impl SignedReport {
@@ -440,20 +488,25 @@ impl SignedReport {
         note.verified_by(keys).map_err(ReportError::Signature)?;
         self.only_the_log_signs(&note, key)?;
         let computed = self.report.digest();
+        let format = self.report.format.as_str();
+        if !readable(format) {
+            return Err(ReportError::NotAReport(format!(
+                "format {format:?}, expected {FORMAT} or {FORMAT_V2}"
+            )));
+        }
         let mut lines = note.text.lines();
-        if lines.next() != Some(FORMAT) {
+        if lines.next() != Some(format) {
             return Err(ReportError::Signature(CheckpointError::MalformedNote(
-                format!("the signed text does not start with {FORMAT}"),
+                format!("the signed text does not start with {format}"),
             )));
         }
         let signed = lines.next().unwrap_or_default().to_string();
-        if note.text != note_text(&signed) || signed != computed {
+        if note.text != note_text(format, &signed) || signed != computed {
             return Err(ReportError::Digest { signed, computed });
         }
-        if self.report.format != FORMAT {
+        if format == FORMAT_V2 && !self.report.policies_in_force.is_empty() {
             return Err(ReportError::NotAReport(format!(
-                "format {:?}, expected {FORMAT}",
-                self.report.format
+                "a {FORMAT_V2} report has no policies_in_force (added in {FORMAT})"
             )));
         }
         let cp = &self.report.checkpoint;
@@ -581,7 +634,7 @@ fn extract(text: &str) -> Result<(Format, SignedReport), ReportError> {
     // Name another version before the model's field-by-field refusal.
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
         && let Some(other) = v["report"]["format"].as_str()
-        && other != FORMAT
+        && !readable(other)
         && other.starts_with("hexagone.report@")
     {
         return Err(ReportError::OtherVersion(other.to_string()));
@@ -671,6 +724,7 @@ mod tests {
             resolved_violations: vec![],
             bounds: vec![],
             policy_changes: vec![],
+            policies_in_force: vec![],
         }
     }
 
@@ -750,6 +804,7 @@ mod tests {
             policy(6, 6, "standard-fr", "sha256:aa"),
             policy(7, 7, "standard-fr", "sha256:bb"),
             policy_removal(8, 8, "standard-fr"),
+            policy(9, 9, "dr", "sha256:aa"),
         ] {
             a.add(&e);
         }
@@ -774,9 +829,74 @@ mod tests {
         let text = include_str!("snapshots/v1-sample.json");
         let err = open(text, key(1).verifier()).unwrap_err().to_string();
         assert!(
-            err.contains("this is a hexagone.report@v1 report; this hexagone-auditor reads hexagone.report@v2"),
+            err.contains("this is a hexagone.report@v1 report; this hexagone-auditor reads hexagone.report@v3 and hexagone.report@v2"),
             "{err}"
         );
+    }
+
+    /// The v2 renderings as the previous version committed them (before `policies_in_force`),
+    /// signed with the same key: still read, checked and rendered the same; as v2 again, the
+    /// report this version makes of the same ledger is that report. A v2 report cannot carry
+    /// the v3 section.
+    #[test]
+    fn a_v2_report_is_still_read_and_the_ledger_gives_it_again() {
+        use super::aggregate::fixture::{DAY, entry, policy, policy_removal};
+        use super::aggregate::{Aggregator, Window};
+        use crate::ledger::entry::Timestamp;
+        let k = key(1);
+        let mut opened = vec![];
+        for (format, text) in [
+            (Format::Json, include_str!("snapshots/v2-sample.json")),
+            (Format::Md, include_str!("snapshots/v2-sample.md")),
+            (Format::Html, include_str!("snapshots/v2-sample.html")),
+        ] {
+            let (f, signed) = open(text, k.verifier()).unwrap();
+            assert_eq!((f, signed.report.format.as_str()), (format, FORMAT_V2));
+            opened.push(signed);
+        }
+        // The ledger of the v2 snapshots, and a policy in force since before the period (its
+        // position aside, which the fold does not read before the period): v3 lists it.
+        let script = "spaces/9/<script>alert(1)</script>";
+        let mut a = Aggregator::new(Window {
+            from: Timestamp(DAY),
+            to: Timestamp(10 * DAY),
+        });
+        for e in [
+            entry(0, 0, "spaces/1/doc-early", "fsn-1", "DE"),
+            entry(1, 1, "spaces/7/doc-42", "gra-3", "FR"),
+            entry(2, 2, script, "fsn-1", "DE"),
+            entry(3, 3, script, "fsn-1", "DE"),
+            entry(4, 4, "spaces/5/doc-moved", "fsn-1", "DE"),
+            entry(5, 5, "spaces/5/doc-moved", "gra-3", "FR"),
+            policy(6, 6, "standard-fr", "sha256:aa"),
+            policy(7, 7, "standard-fr", "sha256:bb"),
+            policy_removal(8, 8, "standard-fr"),
+            policy(9, 0, "dr", "sha256:aa"),
+        ] {
+            a.add(&e);
+        }
+        let v2 = &opened[0];
+        let again = a.finish(v2.report.checkpoint.clone(), v2.report.generated_at.clone());
+        assert_eq!(
+            again.policies_in_force.len(),
+            1,
+            "a policy stands at the end"
+        );
+        assert_ne!(again, v2.report);
+        assert_eq!(again.as_version(FORMAT_V2).sign(&k), *v2);
+        // Re-signed as v2 with the v3 section: refused.
+        let mut forged = sample(&k);
+        forged.format = FORMAT_V2.into();
+        forged.policies_in_force = vec![PolicyInForceRow {
+            store: "kubernetes".into(),
+            policy: "dr".into(),
+            digest: "sha256:aa".into(),
+            since_seq: 8,
+            since: "1970-01-10T00:00:00.000Z".into(),
+            judged_under: None,
+        }];
+        let err = forged.sign(&k).check(k.verifier()).unwrap_err().to_string();
+        assert!(err.contains("has no policies_in_force"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub collected_policies: IntCounter,
     /// Removals the collector recorded (objects gone from the cluster).
     pub collected_removals: IntCounter,
+    /// Changes of LocalityPolicies the collector's watch delivered but skipped, beyond the
+    /// bounds of what it keeps between two passes (`collect::policies`).
+    pub skipped_policy_changes: IntCounter,
     /// Warning Events raised on claims (or VolumeSnapshots) whose placement was recorded as a
     /// violation.
     pub violation_events: IntCounter,
@@ -133,6 +136,10 @@ impl Metrics {
                 "hexagone_auditor_collected_policies_total",
                 "LocalityPolicies the Kubernetes collector recorded by their digest (new, or their rules changed).",
             )?,
+            skipped_policy_changes: IntCounter::new(
+                "hexagone_auditor_skipped_policy_changes_total",
+                "Changes of LocalityPolicies the Kubernetes collector's watch delivered but skipped: more changes of one policy (or in all) between two passes than it keeps; each policy's first changes and latest state are recorded.",
+            )?,
             collected_removals: IntCounter::new(
                 "hexagone_auditor_collected_removals_total",
                 "Objects the Kubernetes collector recorded as removed: a pod, claim or snapshot it had recorded is gone from the cluster.",
@@ -178,6 +185,8 @@ impl Metrics {
             .register(Box::new(m.collected_policies.clone()))?;
         m.registry
             .register(Box::new(m.collected_removals.clone()))?;
+        m.registry
+            .register(Box::new(m.skipped_policy_changes.clone()))?;
         m.registry.register(Box::new(m.violation_events.clone()))?;
         m.registry.register(Box::new(m.event_errors.clone()))?;
         m.registry.register(Box::new(m.collector_passes.clone()))?;

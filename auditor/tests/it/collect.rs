@@ -953,8 +953,9 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
 
 /// Class 5 of the operator's hostile review: the policies the operator places workloads by.
 /// Each LocalityPolicy is recorded by its digest, again when anyone rewrites its rules (here a
-/// cluster-admin allowing the US: the admission guard that stops ops is not the point), not
-/// again when nothing changed (a restart reads the ledger), and as removed when it is deleted
+/// cluster-admin allowing the US and putting the policy back at once, within one collector
+/// pass: the admission guard that stops ops is not the point), not again when nothing changed
+/// (a restart reads the ledger), and as removed when it is deleted
 /// (the report lists them: `report.rs::policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
@@ -1010,16 +1011,25 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         recorded(&auditor.db, &dir.path().join("l.jsonl")).unwrap(),
         [&recorded_broken[..], &recorded_first, pod, image]
     );
-    let rewritten = policies
-        .patch(
-            "diffusion-restreinte",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"allowedCountries": ["FR", "US"]}})),
-        )
-        .await
-        .unwrap()
-        .spec
-        .digest();
+    // Rewritten to allow the US and put back at once, well within one pass (it settles 200 ms
+    // after the first change): both states are recorded, each by its digest.
+    let rewrite = |countries: &'static [&'static str]| {
+        let policies = policies.clone();
+        async move {
+            policies
+                .patch(
+                    "diffusion-restreinte",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"allowedCountries": countries}})),
+                )
+                .await
+                .unwrap()
+                .spec
+                .digest()
+        }
+    };
+    let rewritten = rewrite(&["FR", "US"]).await;
+    assert_eq!(rewrite(&["FR"]).await, first);
     assert_ne!(rewritten, first);
     let recorded_second = format!("diffusion-restreinte localitypolicy {rewritten}");
     let changed = [
@@ -1028,6 +1038,7 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         pod,
         image,
         &recorded_second,
+        &recorded_first,
     ];
     wait_for(&auditor.db, dir.path(), &changed).await;
     // A change elsewhere in the object (its status, an annotation) is no change of its rules.
@@ -1046,7 +1057,7 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
     );
     let metrics = get(&auditor.addr, "/metrics");
     assert!(
-        metrics.contains("hexagone_auditor_collected_policies_total 3"),
+        metrics.contains("hexagone_auditor_collected_policies_total 4"),
         "{metrics}"
     );
     let (db, key, vkey) = auditor.stop_and_verify(
@@ -1073,9 +1084,99 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
     ]
     .concat();
     wait_for(&auditor.db, dir.path(), &removed).await;
-    auditor.stop_and_verify(
+    let (db, key, vkey) = auditor.stop_and_verify(
         dir.path(),
         removed.len(),
+        "verdicts: 2 compliant, 0 violation, 0 unknown",
+    );
+    // Restarted without the right to list LocalityPolicies: the cluster's policies are
+    // unknown, so the one still standing (`broken`) is not recorded as removed; deleted while
+    // unseen, its removal is recorded once the right is granted and the watch starts.
+    // The pod labelled part of the workplace again: without the policies, its namespace is a
+    // workplace by that label alone.
+    Api::<Pod>::namespaced(bed.client(), NS)
+        .patch(
+            "exo-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"app.kubernetes.io/part-of": "hexagone-workplace"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(bed.client());
+    let mut role = roles.get("hexagone-auditor").await.unwrap();
+    for rule in role.rules.iter_mut().flatten() {
+        rule.resources
+            .iter_mut()
+            .flatten()
+            .for_each(|r| *r = r.replace("localitypolicies", "nodeattestations"));
+    }
+    roles
+        .replace("hexagone-auditor", &PostParams::default(), &role)
+        .await
+        .unwrap();
+    let identity = bed
+        .client_as(AUDITOR, Some("system:serviceaccounts"))
+        .await
+        .unwrap();
+    eventually("the auditor may no longer list LocalityPolicies", || {
+        let api = Api::<LocalityPolicyResource>::all(identity.clone());
+        async move {
+            match api.list(&Default::default()).await {
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let kubeconfig = bed
+        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
+        .unwrap();
+    let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
+    assert_eq!(auditor.first_pass().await, (2, 2, 0));
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("c.jsonl")).unwrap(),
+        removed
+    );
+    assert!(
+        auditor
+            .log
+            .lock()
+            .unwrap()
+            .contains("LocalityPolicies are not watched"),
+        "the policies were not watched"
+    );
+    // Deleted while the auditor cannot see the policies: once it can, the first pass that
+    // watches them compares them with the ledger and records the removal.
+    policies
+        .delete("broken", &DeleteParams::default())
+        .await
+        .unwrap();
+    read_only_kubeconfig(&bed).await;
+    let gone = [&removed[..], &["broken localitypolicy removed"]].concat();
+    // The collector looks for the kind again every RESYNC (60 s): give it two.
+    let (out, want) = (dir.path().join("d.jsonl"), gone.len());
+    hexagone_testbed::wait::until(
+        "the policy deleted while unseen recorded as removed",
+        2 * CONVERGE + Duration::from_secs(30),
+        || {
+            let got = recorded(&auditor.db, &out);
+            async move {
+                match got? {
+                    got if got.len() >= want => Ok(()),
+                    got => Err(format!("{got:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recorded(&auditor.db, &out).unwrap(), gone);
+    auditor.stop_and_verify(
+        dir.path(),
+        gone.len(),
         "verdicts: 2 compliant, 0 violation, 0 unknown",
     );
 }

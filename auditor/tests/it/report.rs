@@ -212,7 +212,7 @@ fn the_json_report_counts_the_period_and_names_its_checkpoint() {
     let path = f.report(&f.db, "json", "r.json");
     let s = signed(&path);
     let r = &s.report;
-    assert_eq!(r.format, "hexagone.report@v2");
+    assert_eq!(r.format, "hexagone.report@v3");
     assert_eq!(
         (r.period.from.as_str(), r.period.to.as_str()),
         (f.from.as_str(), "2099-01-01T00:00:00.000Z")
@@ -973,7 +973,9 @@ fn a_violation_recorded_once_stays_open_in_later_reports_until_resolved() {
 /// policy entries, carrying the real digests of shipped policy files, are listed with the
 /// digest before and whether the period's observations were judged under each (the fixture's
 /// were judged under Diffusion Restreinte: yes; Standard: no), its removal as such, apart from
-/// the objects; the whole ledger verifies and gives the same report.
+/// the objects; the policy still standing at the period's end (another one, under Diffusion
+/// Restreinte) is listed as in force since its entry, the removed one is not; the whole ledger
+/// verifies and gives the same report.
 #[test]
 fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
     use hexagone_auditor::ledger::entry::{Body, ObjectId, POLICY_CLASS};
@@ -989,6 +991,8 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
         digest("france-standard"),
     );
     let named = ObjectId::new("kubernetes".into(), POLICY_CLASS.into(), "dr".into()).unwrap();
+    let standing =
+        ObjectId::new("kubernetes".into(), POLICY_CLASS.into(), "intranet".into()).unwrap();
     let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1010,6 +1014,7 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
                             observed_at: now,
                             request: None,
                         },
+                        Body::policy(standing, dr.clone(), now).unwrap(),
                     ],
                 )
                 .await
@@ -1030,7 +1035,7 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
         None,
     );
     assert!(
-        replayed.contains("valid: 6 entries")
+        replayed.contains("valid: 7 entries")
             && replayed.contains(&format!(
                 "every verdict replayed from its evidence under \"Diffusion Restreinte\" ({dr}) (3 observations)"
             )),
@@ -1060,13 +1065,32 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
                 "dr",
                 4,
                 Some(standard.clone()),
-                Some(dr),
+                Some(dr.clone()),
                 Some(3),
                 Some(false)
             ),
             ("dr", 5, None, Some(standard), Some(4), None),
+            ("intranet", 6, Some(dr.clone()), None, None, Some(true)),
         ]
     );
+    let in_force: Vec<_> = r
+        .policies_in_force
+        .iter()
+        .map(|p| {
+            (
+                p.store.as_str(),
+                p.policy.as_str(),
+                p.digest.as_str(),
+                p.since_seq,
+                p.judged_under,
+            )
+        })
+        .collect();
+    assert_eq!(
+        in_force,
+        [("kubernetes", "intranet", dr.as_str(), 6, Some(true))]
+    );
+    assert_eq!(r.policies_in_force[0].since, r.policy_changes[3].time);
     assert_eq!((r.totals.objects, r.objects.len()), (3, 3));
     assert!(r.objects.iter().all(|o| o.class != POLICY_CLASS));
     assert_eq!(r.open_violations.len(), 2);
@@ -1078,8 +1102,58 @@ fn policy_changes_are_in_the_report_and_the_ledger_gives_the_same_report() {
     let text = std::fs::read_to_string(&page).unwrap();
     assert!(text.contains("## Policy changes"), "{text}");
     assert!(text.contains("| dr | 5 | "), "{text}");
+    assert!(text.contains("## Policies in force"), "{text}");
+    assert!(
+        text.contains(&format!("| intranet | {dr} | 6 | ")),
+        "{text}"
+    );
     let (code, out) = f.verify(&page, &f.vkey, Some(&bundle));
     assert_eq!(code, Some(0), "{out}");
+
+    // The same report as the previous version made it (hexagone.report@v2, before the policies
+    // in force: the same model without that key, its note's first line v2), signed by the key
+    // holder: the ledger, where a policy stands at the period's end, still gives it.
+    let key = hexagone_auditor::keyfile::load(&f.key).unwrap();
+    let write = |name: &str, r: hexagone_auditor::report::Report| {
+        let path = f.path(name);
+        std::fs::write(
+            &path,
+            hexagone_auditor::report::render(&r.sign(&key), hexagone_auditor::report::Format::Json),
+        )
+        .unwrap();
+        path
+    };
+    let mut v2 = r.clone();
+    v2.format = "hexagone.report@v2".into();
+    v2.policies_in_force.clear();
+    let v2_path = write("v2.json", v2.clone());
+    let text = std::fs::read_to_string(&v2_path).unwrap();
+    assert!(!text.contains("policies_in_force"), "{text}");
+    assert!(
+        text.contains("\"signature\": \"hexagone.report@v2\\n"),
+        "{text}"
+    );
+    let (code, out) = f.verify(&v2_path, &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(0), "{out}");
+    // A v2 report that hides a policy change: refused, the key named.
+    let mut hidden = v2;
+    hidden.policy_changes.pop();
+    let (code, out) = f.verify(&write("v2-hidden.json", hidden), &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the report's policy_changes differ from what the ledger gives"),
+        "{out}"
+    );
+    // A v3 report without the policy in force (the key left out, as when empty): the key the
+    // ledger gives and the report lacks is named.
+    let mut dropped = r.clone();
+    dropped.policies_in_force.clear();
+    let (code, out) = f.verify(&write("v3-dropped.json", dropped), &f.vkey, Some(&bundle));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the report's policies_in_force differ from what the ledger gives"),
+        "{out}"
+    );
 }
 
 /// What `report` prints, what `report verify` prints and what the HTML page and the Markdown
