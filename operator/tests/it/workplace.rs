@@ -701,7 +701,7 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         "Degraded",
         "True",
         "InsufficientCapacity",
-        &["requests 232.0 CPU", "the 4 eligible nodes offer 192.0 CPU"],
+        &["requests 231.5 CPU", "the 4 eligible nodes offer 192.0 CPU"],
     )
     .await?;
     // The pods left Pending, and why, in the Ready message.
