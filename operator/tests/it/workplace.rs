@@ -386,9 +386,13 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     // Settled: every pod back on a node (an evicted pod's replacement may not exist yet, or
     // wait for the scheduler) and none on the victim, in a status written after the qualifier
     // removed the victim's eligibility label. The Workplace may stay Ready throughout, so its
-    // first Ready=True can predate the withdrawal and still count 4 eligible nodes.
-    eventually(
+    // first Ready=True can predate the withdrawal and still count 4 eligible nodes. When two
+    // pods of one StatefulSet ran on the victim, the second's eviction waits until the
+    // disruption controller forgets the first, recreated under its name (in one CI rehearsal
+    // search-1's eviction was refused for the whole 90 s this wait used to allow).
+    hexagone_testbed::wait::until(
         &format!("no workplace pod left on {victim}, Ready on 3 eligible nodes"),
+        DISRUPTION_REMEMBERED + util::CONVERGE,
         || {
             let admin = admin.clone();
             let workplaces = workplaces.clone();
