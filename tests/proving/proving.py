@@ -66,20 +66,7 @@ IMAGES = {
     "docker.io/valkey/valkey": "valkey",
     "docker.io/matrixdotorg/synapse": "synapse",
     "quay.io/keycloak/keycloak": "keycloak",
-    "docker.io/boky/postfix": "postfix",
     "docker.io/chrislusf/seaweedfs": "seaweedfs",
-}
-
-# Programs that refuse the rendered identity, as the contract test records (KNOWN_GAPS in
-# platform/src/workplace/render.rs): the harness runs them under it and expects the refusal; one
-# that runs fails the run (the recorded gap no longer holds). With each, the reason, and a
-# control: a command that passes as root and fails under the rendered uid, so the refusal is
-# told apart from another failure (the master logs only to syslog, which does not run here).
-REFUSES = {
-    "postfix": ("Postfix's master exits unless its uid is 0 (postfix src/master/master.c: \"the master "
-                "command is reserved for the superuser\"); the contract records it (KNOWN_GAPS: postfix, Rule::Identity)",
-                # `master -t` tests the lock of a master that does not run: 0 as root.
-                ["/usr/lib/postfix/sbin/master", "-c", "{conf}", "-t"]),
 }
 
 # The images' stop signals other than SIGTERM: the postgres image stops PostgreSQL with SIGINT,
@@ -99,11 +86,77 @@ UNLISTED_PORT = 2525
 # A pod of the tenant's namespace listens there: the workplace's egress opens its own namespace.
 TENANT_PORT = 8080
 
-# A TCP listener answering every connection, on each address:port of its arguments.
-LISTEN = ("import socket, sys, threading\n"
-          "def serve(s):\n    while True:\n        c, _ = s.accept(); c.sendall(b'hello\\n'); c.close()\n"
-          "for a in sys.argv[1:]:\n    h, p = a.rsplit(':', 1)\n"
-          "    s = socket.create_server((h, int(p))); threading.Thread(target=serve, args=(s,)).start()\n")
+# A TCP listener on each address:port of its arguments, speaking enough SMTP (RFC 5321: the
+# greeting, EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) to stand in for the site's mail relay:
+# a connection that says nothing is simply closed. With a first argument `log=PATH`, each
+# message accepted is appended there as `to=ADDRESS:PORT from=SENDER rcpt=RECIPIENT`. It offers
+# no STARTTLS, as a relay without TLS would not.
+LISTEN = r"""import socket, sys, threading
+log = sys.argv[1][4:] if sys.argv[1:2] and sys.argv[1].startswith("log=") else None
+lock = threading.Lock()
+def session(c, where):
+    c.settimeout(10)
+    f = c.makefile("rb")
+    say = lambda line: c.sendall(line.encode() + b"\r\n")
+    say("220 site-relay ESMTP")
+    sender = rcpt = None
+    for raw in f:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        verb = line[:4].upper()
+        if verb in ("EHLO", "HELO"):
+            say("250 site-relay")
+        elif line.upper().startswith("MAIL FROM:"):
+            sender = line[10:].strip().strip("<>")
+            say("250 ok")
+        elif line.upper().startswith("RCPT TO:"):
+            rcpt = line[8:].strip().strip("<>")
+            say("250 ok")
+        elif verb == "DATA" and sender and rcpt:
+            say("354 end with .")
+            ended = False
+            for body in f:
+                if body in (b".\r\n", b".\n"):
+                    ended = True
+                    break
+            if not ended:
+                break
+            if log:
+                with lock, open(log, "a") as out:
+                    out.write(f"to={where} from={sender} rcpt={rcpt}\n")
+            say("250 queued")
+        elif verb in ("RSET", "NOOP"):
+            say("250 ok")
+        elif verb == "QUIT":
+            say("221 bye")
+            break
+        else:
+            say("503 bad sequence")
+    c.close()
+def serve(s, where):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=session, args=(c, where), daemon=True).start()
+for a in sys.argv[1:]:
+    if a.startswith("log="):
+        continue
+    h, p = a.rsplit(":", 1)
+    s = socket.create_server((h, int(p)))
+    threading.Thread(target=serve, args=(s, a)).start()
+"""
+
+# eXo's mail, played by Python's smtplib with eXo's rendered settings (argv: host, port,
+# STARTTLS, sender, recipient): STARTTLS when asked for and the relay offers it, as JavaMail's
+# mail.smtp.starttls.enable does; exit 0 when the relay queued the message.
+SEND_MAIL = r"""import smtplib, sys
+host, port, starttls, sender, rcpt = sys.argv[1:6]
+with smtplib.SMTP(host, int(port), timeout=5) as s:
+    s.ehlo()
+    if starttls == "true" and s.has_extn("starttls"):
+        s.starttls()
+        s.ehlo()
+    s.sendmail(sender, [rcpt], f"From: {sender}\r\nTo: {rcpt}\r\nSubject: proving ground\r\n\r\nA notification.\r\n")
+print("queued")
+"""
 
 # How many isolation probes (check_isolation) run at once.
 ISOLATION_PARALLEL = 16
@@ -237,6 +290,7 @@ class Ground:
         self.virtual = []  # check_translation's stand-ins for every rendered workload
         self.listeners = []  # the outside hosts' and the tenant pod's listeners
         self.outside = None
+        self.relay_log = None
         self.outside_addresses = []
         self.ingress = None
         self.bound = []  # bind mounts to undo
@@ -578,7 +632,9 @@ class Ground:
         for cmd in cmds:
             run(["ip", "netns", "exec", ns, *cmd])
         targets = sorted({f"{a}:{p}" for a, p, _ in self.outside})
-        self.listeners.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", LISTEN, *targets],
+        self.relay_log = os.path.join(self.scratch, "relay-mail.log")
+        self.listeners.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", LISTEN,
+                                                f"log={self.relay_log}", *targets],
                                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.scratch, "outside.log"), "ab"),
                                                start_new_session=True))
 
@@ -782,16 +838,6 @@ class Ground:
             argv = self.synapse_argv(pod, argv)
         elif kind == "keycloak":
             argv = self.keycloak_argv(pod)
-        elif kind == "postfix":
-            # The boky/postfix image's entrypoint (scripts/run.sh, as root: it chmods /scripts,
-            # chowns the queue to root, edits /etc/postfix with postconf from the env, then
-            # supervisord starts rsyslog, crond and Postfix). Under the rendered uid its first
-            # command fails; here Postfix's master runs under it, in the foreground, and refuses
-            # before it reads any configuration (REFUSES), so run.sh's configuration steps are
-            # not played.
-            if argv:
-                raise RuntimeError(f"args {argv[:1]}: the postfix adapter plays the image's entrypoint, none rendered")
-            argv = ["/usr/lib/postfix/sbin/master", "-d"]
         elif kind == "seaweedfs":
             if pod.container.get("command"):
                 return self.spawn(pod, argv, pod.name)
@@ -1038,36 +1084,6 @@ class Ground:
             time.sleep(0.5)
         return f"not ready within {self.budget:.0f} s: {why}"
 
-    def wait_refusal(self, pod, deadline):
-        """A program the contract records as refusing the rendered identity (REFUSES): it must
-        exit, unsuccessfully, without its readiness probe ever passing."""
-        while pod.proc is None and pod.name not in self.results and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if pod.name in self.results:
-            return self.results[pod.name]
-        probe = pod.container.get("readinessProbe") or pod.container.get("startupProbe") or {}
-        end = time.monotonic() + 10
-        while pod.proc.poll() is None and time.monotonic() < end:
-            if probe and self.probe_once(pod, probe) is None:
-                return ("failed", f"ready under the rendered identity, which the contract says it refuses: {REFUSES[pod.adapter()]}")
-            time.sleep(0.2)
-        if pod.proc.poll() is None:
-            return ("failed", f"still running after 10 s under the rendered identity: {REFUSES[pod.adapter()]}")
-        reason, control = REFUSES[pod.adapter()]
-        if pod.proc.returncode == 0:
-            return ("failed", "exited 0: not the refusal the contract records")
-        # The control: with an empty configuration, as root it passes, as the pod's user not.
-        conf = os.path.join(pod.root, "control")
-        os.makedirs(conf, exist_ok=True)
-        open(os.path.join(conf, "main.cf"), "w").close()
-        argv = [a.replace("{conf}", conf) for a in control]
-        as_root = subprocess.run(["ip", "netns", "exec", pod.ns, *argv], capture_output=True, text=True, timeout=30)
-        as_user = self.as_pod(pod, argv)
-        if as_root.returncode != 0 or as_user.returncode == 0:
-            return ("failed", f"exit {pod.proc.returncode}, but the control {' '.join(argv)} gives {as_root.returncode} as root and "
-                              f"{as_user.returncode} as the pod's user (expected 0 and not 0): not the refusal recorded")
-        return ("refused", f"exit {pod.proc.returncode}, never ready; `master -t` passes as root and not as its uid: {reason}")
-
     # --- the whole run --------------------------------------------------------------------
 
     def go(self):
@@ -1094,9 +1110,6 @@ class Ground:
             t.start()
             threads.append(t)
         for pod in self.pods:
-            if pod.adapter() in REFUSES:
-                self.results[pod.name] = self.wait_refusal(pod, deadline)
-                continue
             why = self.wait_ready(pod, deadline)
             took = f"{time.monotonic() - self.started:.1f} s" + (f", {pod.restarts} restart{'s' if pod.restarts > 1 else ''}" if pod.restarts else "")
             took += "".join(f", init {i}" for i in pod.inits)
@@ -1112,6 +1125,7 @@ class Ground:
         self.check_synapse()
         self.check_keycloak()
         self.check_isolation()
+        self.check_mail()
         self.check_translation()
         self.check_matrix_admin()
         self.check_seaweedfs()
@@ -1537,6 +1551,35 @@ class Ground:
             return (["timeout", "3", "redis-cli", "-h", host, "-p", str(port), "--no-auth-warning", *auth, "--scan"], {})
         return None
 
+    def check_mail(self):
+        """eXo's mail, as rendered, under the enforced policies: from a client wearing eXo's pod
+        labels, an SMTP client given eXo's EXO_MAIL_SMTP_HOST, _PORT, _STARTTLS and EXO_MAIL_FROM
+        (its ConfigMap) submits a message, and the site's relay (the outside host at that
+        address, LISTEN) receives it from that sender. eXo does not run here (NOT_HERE): its
+        JavaMail is played by Python's smtplib. A workplace without spec.mail renders no relay:
+        nothing is checked."""
+        exo = next((d for d in self.docs if d.get("kind") == "StatefulSet" and d["metadata"]["name"] == "exo"), None)
+        config = self.configmaps.get("exo-config") or {}
+        if exo is None or "EXO_MAIL_SMTP_HOST" not in config:
+            log("mail: not checked: " + ("no eXo rendered" if exo is None else "eXo is given no relay (no spec.mail)"))
+            return
+        host, port = config["EXO_MAIL_SMTP_HOST"], config.get("EXO_MAIL_SMTP_PORT", "25")
+        sender, rcpt = config.get("EXO_MAIL_FROM", ""), "officer@example.org"
+        name = f"mail: eXo's rendered settings submit a message to the site's relay at {host}:{port} as {sender}"
+        # The rendered relay must be a destination the egress policies list on that port (the
+        # mutants' run opens every address and port, so reaching it alone proves nothing there).
+        listed = any(a == host and str(p) == port for a, p, what in self.outside or [] if what == "listed")
+        if self.relay_log is None or not listed:
+            self.check(name, False, f"{host}:{port} is no destination the egress policies list: {self.outside}")
+            return
+        client = self.client_as(exo["spec"]["template"]["metadata"]["labels"])
+        r = self.as_pod(client, ["/usr/bin/python3", "-c", SEND_MAIL, host, port,
+                                 config.get("EXO_MAIL_SMTP_STARTTLS", "false"), sender, rcpt], timeout=60)
+        received = open(self.relay_log).read().splitlines() if os.path.exists(self.relay_log) else []
+        want = f"to={host}:{port} from={sender} rcpt={rcpt}"
+        self.check(name, r.returncode == 0 and want in received,
+                   f"exit {r.returncode}: {(r.stdout + r.stderr).strip()[-200:]}; the relay received {received[-3:]}")
+
     def check_matrix_admin(self):
         """The Job creating the account eXo acts as on Matrix (issue 20: Meeds-io/matrix README
         `register_new_matrix_user -a`) made it against the running Synapse: the account logs in
@@ -1692,8 +1735,7 @@ class Ground:
         for pod in self.pods + ran:
             state, detail = self.results.get(pod.name, ("failed", "not started"))
             failed |= state == "failed"
-            label = {"ready": "ran and ready", "completed": "ran and completed",
-                     "refused": "ran and refused the rendered identity, as the contract records"}.get(state, "ran and FAILED")
+            label = {"ready": "ran and ready", "completed": "ran and completed"}.get(state, "ran and FAILED")
             label += " (a CronJob, run once)" if pod.kind == "CronJob" else ""
             print(f"  {pod.name:32} {label} ({detail}) [{pod.image} -> {stand_in(pod.adapter(), pod.image)}]")
         for pod in self.skipped:
@@ -1779,8 +1821,6 @@ def stand_in(adapter, image=""):
         return "Redis " + (v.group(1) if v else "?")
     if adapter == "keycloak":
         return "Keycloak distribution (Maven Central), " + run(["java", "-version"]).stderr.splitlines()[0]
-    if adapter == "postfix":
-        return "Postfix " + run(["dpkg-query", "-W", "-f", "${Version}", "postfix"]).stdout.strip() + " (Debian)"
     if adapter == "seaweedfs":
         cache = os.environ.get("HEXAGONE_CACHE") or os.path.expanduser("~/.cache/hexagone")
         found = sorted(glob.glob(os.path.join(cache, "seaweedfs", image.rsplit(":", 1)[-1] + "-go*", "VERSION")))
@@ -1896,7 +1936,8 @@ def kill(proc, sig=signal.SIGTERM):
 
 
 def mutants(docs):
-    """The rendering made wrong in ways the checks must catch: Valkey without --requirepass, an
+    """The rendering made wrong in ways the checks must catch: eXo's mail sent to a port of the
+    relay its egress does not open, Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
     client for Synapse allowing another callback, the namespace's isolation policy dropped, the
     ingress policies' pod peers made
@@ -1907,6 +1948,13 @@ def mutants(docs):
 
     docs = copy.deepcopy(docs)
     must_fail = set()
+    # eXo told to submit its mail on a port of the relay its egress policy does not open.
+    for d in docs:
+        data = d.get("data") or {}
+        if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "exo-config" and "EXO_MAIL_SMTP_HOST" in data:
+            must_fail.add(f"mail: eXo's rendered settings submit a message to the site's relay at "
+                          f"{data['EXO_MAIL_SMTP_HOST']}:{UNLISTED_PORT} as {data.get('EXO_MAIL_FROM', '')}")
+            data["EXO_MAIL_SMTP_PORT"] = str(UNLISTED_PORT)
     synapse_files = {}  # ConfigMap name -> the Synapse workload mounting it
     providers = []  # (Synapse workload, its OIDC provider)
     for d in docs:
@@ -1964,7 +2012,7 @@ def mutants(docs):
     # policy does not list.
     running = [(d["metadata"]["name"], c) for d in docs if d.get("kind") in ("Deployment", "StatefulSet")
                for c in d["spec"]["template"]["spec"]["containers"][:1]
-               if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak", *REFUSES)]
+               if IMAGES.get(image_repo(c.get("image", ""))) not in (None, "keycloak")]
     outside = outside_destinations(docs)
     # The namespace's isolation policy dropped: a pod without the workplace's labels is then
     # selected by no policy and sends anywhere.

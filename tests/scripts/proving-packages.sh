@@ -2,9 +2,8 @@
 # Installs the Debian packages the proving ground (tests/proving) runs, when missing:
 # redis-server (standing in for Valkey: bookworm packages no valkey-server), mariadb-server
 # (standing in for MySQL), postgresql (tests/scripts/postgres.sh installs it too),
-# python3-yaml (the harness reads the rendered YAML stream), python3-venv, nftables (the
-# rendered NetworkPolicies become each pod namespace's packet filter) and postfix (standing in
-# for boky/postfix); then Synapse from
+# python3-yaml (the harness reads the rendered YAML stream), python3-venv, and nftables (the
+# rendered NetworkPolicies become each pod namespace's packet filter); then Synapse from
 # its Python package at the catalog image's version, in a virtual environment of the system's
 # Python under ${HEXAGONE_CACHE:-~/.cache/hexagone}/synapse/<version>/venv. An installed package
 # is the cache: a later run only checks. Logs go to stderr; the last stdout line is "ok".
@@ -19,7 +18,6 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
 /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
-[ -x /usr/lib/postfix/sbin/master ] || missing+=(postfix)
 if [ "${1:-}" = --keycloak ]; then
   command -v mvn >/dev/null || missing+=(maven)
   command -v unzip >/dev/null || missing+=(unzip)
@@ -38,9 +36,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     policy_added=1
   fi
   apt-get update -qq >&2
-  # Postfix's package would configure the machine's own mail: not at all (the harness runs
-  # the master itself, under the rendered identity).
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
 fi

@@ -294,7 +294,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
                 if s == "True"
                     && r == "AllComponentsReady"
                     && m.contains(
-                        "all 17 components are ready on 4 eligible nodes in fr-par-1, fr-par-2",
+                        "all 16 components are ready on 4 eligible nodes in fr-par-1, fr-par-2",
                     ) =>
             {
                 Ok(())
@@ -309,7 +309,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     let status = wp.status.clone().unwrap();
     assert_eq!(status.eligible_nodes, 4);
     assert_eq!(status.eligible_zones, ["fr-par-1", "fr-par-2"]);
-    assert_eq!(status.components.len(), 17);
+    assert_eq!(status.components.len(), 16);
     assert!(status.components.iter().all(|c| c.ready));
     assert_eq!(
         condition(&wp, "Degraded").map(|c| c.0).as_deref(),
@@ -317,7 +317,7 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     );
     let placed = placement(&admin).await?;
     let pods: usize = placed.values().map(Vec::len).sum();
-    assert!(pods >= 16, "{placed:?}");
+    assert!(pods >= 15, "{placed:?}");
     for node in placed.keys() {
         assert!(
             ELIGIBLE.contains(&node.as_str()),
@@ -386,9 +386,13 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
     // Settled: every pod back on a node (an evicted pod's replacement may not exist yet, or
     // wait for the scheduler) and none on the victim, in a status written after the qualifier
     // removed the victim's eligibility label. The Workplace may stay Ready throughout, so its
-    // first Ready=True can predate the withdrawal and still count 4 eligible nodes.
-    eventually(
+    // first Ready=True can predate the withdrawal and still count 4 eligible nodes. When two
+    // pods of one StatefulSet ran on the victim, the second's eviction waits until the
+    // disruption controller forgets the first, recreated under its name (in one CI rehearsal
+    // search-1's eviction was refused for the whole 90 s this wait used to allow).
+    hexagone_testbed::wait::until(
         &format!("no workplace pod left on {victim}, Ready on 3 eligible nodes"),
+        DISRUPTION_REMEMBERED + util::CONVERGE,
         || {
             let admin = admin.clone();
             let workplaces = workplaces.clone();
@@ -533,6 +537,12 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
             json!({"policy": "dr", "profile": "users500", "domain": "not a domain"}),
             "spec.domain",
         ),
+        // Egress is allowed to addresses: the relay is one.
+        (
+            json!({"policy": "dr", "profile": "users500", "domain": "intranet.example.fr",
+                   "mail": {"relay": "smtp.example.fr"}}),
+            "spec.mail.relay",
+        ),
     ] {
         let obj: kube::api::DynamicObject = serde_json::from_value(json!({
             "apiVersion": "hexagone.fr/v1alpha1", "kind": "Workplace",
@@ -558,16 +568,27 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         expect_condition(&admin, "nopolicy", "Ready", "False", Some("PolicyNotFound")).await?;
     assert!(m.contains("LocalityPolicy nowhere does not exist"), "{m}");
     delete_and_wait(&workplaces, "nopolicy").await?;
-    // Digests required: every unpinned image named, nothing applied.
+    // Digests required: every unpinned image named; a mail relay no egress destination lists:
+    // the entry to add named; nothing applied.
     workplaces
         .create(
             &PostParams::default(),
-            &workplace("pinned", json!({"requireDigests": true}))?,
+            &workplace(
+                "pinned",
+                json!({"requireDigests": true, "mail": {"relay": "192.0.2.25", "port": 587}}),
+            )?,
         )
         .await?;
     let (_, _, m) =
         expect_condition(&admin, "pinned", "Ready", "False", Some("InvalidSpec")).await?;
     assert!(m.contains("not pinned by digest"), "{m}");
+    assert!(
+        m.contains(
+            "spec.mail.relay: 192.0.2.25:587 is not an egress destination of this workplace: \
+             add {name: site mail relay, cidr: 192.0.2.25/32, ports: [587]} to spec.egress"
+        ),
+        "{m}"
+    );
     assert!(
         m.contains("exo: docker.io/exoplatform/exo-community:7.1.0"),
         "{m}"
@@ -684,7 +705,7 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
         "Degraded",
         "True",
         "InsufficientCapacity",
-        &["requests 232.0 CPU", "the 4 eligible nodes offer 192.0 CPU"],
+        &["requests 231.5 CPU", "the 4 eligible nodes offer 192.0 CPU"],
     )
     .await?;
     // The pods left Pending, and why, in the Ready message.

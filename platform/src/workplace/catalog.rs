@@ -1265,7 +1265,6 @@ components:
                 "seaweedfs-master",
                 "seaweedfs-volume",
                 "seaweedfs-filer",
-                "postfix",
             ]
         );
         // No digest is invented: none can be checked from here.

@@ -315,11 +315,30 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
                     if nodes > 1 { "1" } else { "0" }.into(),
                 );
             }
-            if enabled("postfix") {
-                set("EXO_MAIL_SMTP_HOST", "postfix".into());
-                set("EXO_MAIL_SMTP_PORT", "587".into());
-                // Postfix accepts only senders of the workplace's domain.
-                set("EXO_MAIL_FROM", format!("noreply@{domain}"));
+            // Mail goes to the site's relay directly (`spec.mail`, whose address `spec.egress`
+            // lists). The script writes these into its properties file (exo-docker/exo-community@7.1.0
+            // scripts/setenv-docker-customize.sh:104-109,360-373); `exo.email.smtp.starttls.enable`
+            // is JavaMail's `mail.smtp.starttls.enable`, used when the relay offers STARTTLS.
+            // Without `spec.mail` nothing is set and eXo sends nothing.
+            if let Some(mail) = &input.spec.mail {
+                set("EXO_MAIL_SMTP_HOST", mail.relay.clone());
+                set("EXO_MAIL_SMTP_PORT", mail.port.to_string());
+                set("EXO_MAIL_SMTP_STARTTLS", mail.start_tls.to_string());
+                set(
+                    "EXO_MAIL_FROM",
+                    mail.from
+                        .clone()
+                        .unwrap_or_else(|| format!("noreply@{domain}")),
+                );
+                if let Some(login) = &mail.credentials_secret {
+                    for (var, key) in [
+                        ("EXO_MAIL_SMTP_USERNAME", "username"),
+                        ("EXO_MAIL_SMTP_PASSWORD", "password"),
+                    ] {
+                        w.optional_secrets
+                            .push((var.into(), login.clone(), key.into()));
+                    }
+                }
             }
             // eXo reads its other settings as properties, from exo.properties or as JVM system
             // properties (docs.exoplatform.org/administration/configuration.html); the image has
@@ -565,10 +584,6 @@ fn wiring(c: &Component, input: &RenderInput<'_>) -> Result<Wiring, String> {
         "coturn" => {
             secret(TURN_SECRET_VAR, TURN_SECRET);
             w.args = Some(coturn_args(domain));
-        }
-        // boky/postfix: relays only the workplace's own domain.
-        "postfix" => {
-            set("ALLOWED_SENDER_DOMAINS", domain.clone());
         }
         "search" => {
             set("xpack.security.enabled", "false".into());
@@ -2126,7 +2141,95 @@ mod tests {
         .unwrap()
     }
 
-    const SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, egress: [{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}]}";
+    const SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, mail: {relay: 192.0.2.25}, egress: [{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}]}";
+
+    #[test]
+    fn exo_submits_mail_to_the_sites_relay_and_no_relay_of_its_own_runs() {
+        let spec = SPEC.replace(
+            "mail: {relay: 192.0.2.25}",
+            "mail: {relay: 192.0.2.25, startTls: false, from: intranet@ministere.example.fr, credentialsSecret: relay-login}",
+        );
+        let r = rendered(&spec, &["fr-par-1"]);
+        let config = &object(&r, "ConfigMap", "exo-config")["data"];
+        for (k, v) in [
+            ("EXO_MAIL_SMTP_HOST", "192.0.2.25"),
+            ("EXO_MAIL_SMTP_PORT", "25"),
+            ("EXO_MAIL_SMTP_STARTTLS", "false"),
+            ("EXO_MAIL_FROM", "intranet@ministere.example.fr"),
+        ] {
+            assert_eq!(config[k], v, "{k}");
+        }
+        // The login comes from ops' Secret, never from a rendered object.
+        for (var, key) in [
+            ("EXO_MAIL_SMTP_USERNAME", "username"),
+            ("EXO_MAIL_SMTP_PASSWORD", "password"),
+        ] {
+            assert_eq!(
+                env_of(&r, "exo", var).unwrap()["valueFrom"]["secretKeyRef"],
+                json!({"name": "relay-login", "key": key, "optional": true}),
+                "{var}"
+            );
+            assert!(config.get(var).is_none(), "{var}");
+        }
+        // eXo's pods may reach the relay: the egress policy selects every labelled pod and
+        // opens the relay's address on its port.
+        let egress = object(&r, "NetworkPolicy", "workplace-egress");
+        let exo_labels =
+            &object(&r, "StatefulSet", "exo")["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in egress["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(&exo_labels[k], v, "{k}");
+        }
+        assert!(
+            egress["spec"]["egress"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({
+                    "to": [{"ipBlock": {"cidr": "192.0.2.25/32"}}],
+                    "ports": [{"protocol": "TCP", "port": 25}]
+                })),
+            "{egress}"
+        );
+        // The defaults: STARTTLS when offered, the workplace's own sender, no login.
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let config = &object(&r, "ConfigMap", "exo-config")["data"];
+        assert_eq!(config["EXO_MAIL_SMTP_STARTTLS"], "true");
+        assert_eq!(config["EXO_MAIL_FROM"], "noreply@intranet.example.gouv.fr");
+        assert!(env_of(&r, "exo", "EXO_MAIL_SMTP_USERNAME").is_none());
+        // No relay of the workplace's own: no Postfix anywhere, no container listening on an
+        // SMTP port (25, 465, 587).
+        for o in &r.objects {
+            let text = o.to_string();
+            assert!(!text.contains("postfix"), "{}", o["metadata"]["name"]);
+            for c in o["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                for p in c["ports"].as_array().into_iter().flatten() {
+                    assert!(
+                        ![25, 465, 587].contains(&p["containerPort"].as_u64().unwrap_or(0)),
+                        "{}: {p}",
+                        o["metadata"]["name"]
+                    );
+                }
+            }
+        }
+        // Without spec.mail eXo is told nothing (its default, localhost:25, reaches nothing).
+        let r = rendered(
+            &SPEC.replace("mail: {relay: 192.0.2.25}, ", ""),
+            &["fr-par-1"],
+        );
+        let config = object(&r, "ConfigMap", "exo-config")["data"]
+            .as_object()
+            .unwrap();
+        assert!(
+            config.keys().all(|k| !k.starts_with("EXO_MAIL_")),
+            "{config:?}"
+        );
+    }
 
     #[test]
     fn storage_class_names_never_collide_across_namespaces() {
@@ -2177,21 +2280,6 @@ mod tests {
             Rule::WritablePath,
             "no volumes while it cannot run in the restricted namespace (see identity)",
         ),
-        (
-            "postfix",
-            Rule::Identity,
-            "Postfix's master runs as root; the way out is eXo relaying to the site's relay directly",
-        ),
-        (
-            "postfix",
-            Rule::ReadOnlyRoot,
-            "edits files directly in /etc (rsyslog.conf, nsswitch.conf) at each start",
-        ),
-        (
-            "postfix",
-            Rule::WritablePath,
-            "no volumes while it cannot run in the restricted namespace (see identity)",
-        ),
     ];
 
     /// Every container of every component of every profile, checked against its image's
@@ -2204,6 +2292,7 @@ mod tests {
             let spec = format!(
                 "{{policy: diffusion-restreinte, profile: {profile}, domain: intranet.ministere.example.fr, \
                  storage: {{provisioner: csi.example.fr}}, \
+                 mail: {{relay: 192.0.2.25, credentialsSecret: relay-login}}, \
                  egress: [{{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}}], \
                  components: {{jitsi-jvb: {{replicas: 4}}}}, \
                  video: {{bridges: [{{address: 203.0.113.10}}, {{address: 203.0.113.10, port: 10001}}, \

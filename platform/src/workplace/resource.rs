@@ -83,6 +83,74 @@ pub struct WorkplaceSpec {
     /// pod addresses and clients outside the cluster reach them through the TURN relay alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoSpec>,
+    /// Where the workplace's mail leaves: the site's relay, which eXo submits its notifications
+    /// to directly (no relay of the workplace's own runs). Without it, eXo sends no mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailSpec>,
+}
+
+/// The site's mail relay, reached by eXo through an egress destination of the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailSpec {
+    /// The relay's IPv4 or IPv6 address (`192.0.2.25`): egress is allowed to addresses only,
+    /// so `spec.egress` must list it, as one address, with this port.
+    #[schemars(length(min = 2, max = 45), regex(pattern = r"^[0-9a-fA-F:.]+$"))]
+    pub relay: String,
+    /// The relay's SMTP port (default 25).
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Upgrade each connection with STARTTLS when the relay offers it (default true).
+    #[serde(default = "default_true")]
+    pub start_tls: bool,
+    /// The sender address of the workplace's mail (default `noreply@<domain>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 3, max = 254),
+        regex(pattern = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
+    )]
+    pub from: Option<String>,
+    /// A Secret of the namespace, created by ops, with the keys `username` and `password` the
+    /// relay authenticates eXo with; without it eXo does not authenticate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub credentials_secret: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The catalog component that sends the workplace's mail.
+pub const MAIL_SENDER: &str = "exo";
+
+/// Components the catalog no longer has, with why and what replaces them: a Workplace written
+/// for an older catalog is told what to change rather than "no such component".
+const REMOVED_COMPONENTS: &[(&str, &str)] = &[(
+    "postfix",
+    "removed from the catalog (its image runs as root, which the restricted standard forbids): \
+     eXo submits mail to the site's relay itself (spec.mail); remove this entry",
+)];
+
+/// Whether a sender address is made of the characters an address needs and nothing eXo's
+/// image would misread when it writes the address into its properties file (`\`, spaces,
+/// line breaks): `local@domain`, letters, digits and `._%+-`.
+fn plain_address(a: &str) -> bool {
+    let plain = |s: &str, extra: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    a.split_once('@')
+        .is_some_and(|(local, domain)| plain(local, "._%+-") && plain(domain, ".-"))
 }
 
 /// How video clients reach the media of the workplace's videobridges.
@@ -317,9 +385,12 @@ impl WorkplaceSpec {
         };
         for (name, o) in &self.components {
             let Some(c) = catalog.components.iter_mut().find(|c| &c.name == name) else {
+                let removed = REMOVED_COMPONENTS.iter().find(|(n, _)| n == name);
                 problems.push(SpecProblem {
                     field: format!("spec.components.{name}"),
-                    message: "no such component in the catalog".into(),
+                    message: removed
+                        .map_or("no such component in the catalog", |(_, why)| why)
+                        .into(),
                 });
                 continue;
             };
@@ -355,6 +426,7 @@ impl WorkplaceSpec {
         }
         catalog.components.retain(|c| self.enabled(&c.name));
         problems.extend(self.video_problems(&catalog));
+        problems.extend(self.mail_problems(&catalog));
         if self.require_digests {
             let images = catalog.unpinned_images();
             if !images.is_empty() {
@@ -382,6 +454,78 @@ impl WorkplaceSpec {
                 .and_then(|o| o.replicas)
                 .unwrap_or_else(|| c.sizing[&self.profile].replicas)
         })
+    }
+
+    /// The problems of `spec.mail`: a relay that is not an address, one no egress destination of
+    /// the spec lets eXo reach on its port, or a relay while nothing sends mail.
+    fn mail_problems(&self, catalog: &Catalog) -> Vec<SpecProblem> {
+        let Some(mail) = &self.mail else {
+            return Vec::new();
+        };
+        if catalog.component(MAIL_SENDER).is_none() {
+            return vec![SpecProblem {
+                field: "spec.mail".into(),
+                message: format!(
+                    "no component sends mail ({MAIL_SENDER} is disabled): remove spec.mail"
+                ),
+            }];
+        }
+        let mut problems = Vec::new();
+        if mail.port == 0 {
+            problems.push(SpecProblem {
+                field: "spec.mail.port".into(),
+                message: "0 is no port: the relay's SMTP port is 1 to 65535 (25 by default)".into(),
+            });
+        }
+        if let Some(from) = mail.from.as_deref().filter(|f| !plain_address(f)) {
+            problems.push(SpecProblem {
+                field: "spec.mail.from".into(),
+                message: format!(
+                    "{from:?} is not an address of letters, digits and ._%+- (local@domain): eXo's image writes it into a properties file as is"
+                ),
+            });
+        }
+        let relay = match mail.relay.parse::<std::net::IpAddr>() {
+            Err(_) => {
+                problems.push(SpecProblem {
+                    field: "spec.mail.relay".into(),
+                    message: format!(
+                        "{:?} is not an IPv4 or IPv6 address (egress is allowed to addresses, not names)",
+                        mail.relay
+                    ),
+                });
+                return problems;
+            }
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => {
+                problems.push(SpecProblem {
+                    field: "spec.mail.relay".into(),
+                    message: format!(
+                        "{v6} is an IPv4 address written as IPv6: eXo would reach it over IPv4, which an IPv6 egress block does not match; write {}",
+                        v6.to_canonical()
+                    ),
+                });
+                return problems;
+            }
+            Ok(relay) => relay,
+        };
+        let host = if relay.is_ipv4() { 32 } else { 128 };
+        let listed = self.egress.iter().any(|r| {
+            r.cidr.split_once('/').and_then(|(a, p)| {
+                Some((a.parse::<std::net::IpAddr>().ok()?, p.parse::<u8>().ok()?))
+            }) == Some((relay, host))
+                && (r.ports.is_empty() || r.ports.contains(&mail.port))
+        });
+        if !listed {
+            problems.push(SpecProblem {
+                field: "spec.mail.relay".into(),
+                message: format!(
+                    "{} is not an egress destination of this workplace: add {{name: site mail relay, cidr: {relay}/{host}, ports: [{}]}} to spec.egress",
+                    std::net::SocketAddr::new(relay, mail.port),
+                    mail.port
+                ),
+            });
+        }
+        problems
     }
 
     /// The problems of `spec.video`: an address that is not an IP, two bridges on one address
@@ -501,11 +645,116 @@ mod tests {
     #[test]
     fn disabling_a_leaf_with_its_users_is_accepted() {
         let s = spec(
-            "{policy: p, profile: users500, domain: a.fr, components: {postfix: {enabled: false}, exo: {enabled: false}}}",
+            "{policy: p, profile: users500, domain: a.fr, components: {onlyoffice: {enabled: false}, exo: {enabled: false}}}",
         );
         let c = s.resolve(Catalog::shipped()).unwrap();
-        assert!(c.component("postfix").is_none() && c.component("exo").is_none());
+        assert!(c.component("onlyoffice").is_none() && c.component("exo").is_none());
         assert!(c.component("synapse").is_some());
+    }
+
+    #[test]
+    fn a_removed_component_is_named_with_what_replaced_it() {
+        let problems = spec(
+            "{policy: p, profile: users500, domain: a.fr, components: {postfix: {enabled: false}}}",
+        )
+        .resolve(Catalog::shipped())
+        .unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "spec.components.postfix");
+        assert!(problems[0].message.contains("spec.mail"), "{}", problems[0]);
+        let problems =
+            spec("{policy: p, profile: users500, domain: a.fr, components: {sharepoint: {}}}")
+                .resolve(Catalog::shipped())
+                .unwrap_err();
+        assert_eq!(problems[0].message, "no such component in the catalog");
+    }
+
+    #[test]
+    fn the_mail_relay_must_be_an_egress_destination_on_its_port() {
+        let problems = |yaml: &str| -> Vec<String> {
+            match spec(yaml).resolve(Catalog::shipped()) {
+                Ok(_) => Vec::new(),
+                Err(p) => p.iter().map(ToString::to_string).collect(),
+            }
+        };
+        let base = "policy: p, profile: users500, domain: a.fr";
+        // Listed, as one address, with the port (or every port): accepted; the defaults.
+        let ok = spec(&format!(
+            "{{{base}, mail: {{relay: 192.0.2.25}}, egress: [{{name: relay, cidr: 192.0.2.25/32, ports: [25]}}]}}"
+        ));
+        ok.resolve(Catalog::shipped()).unwrap();
+        let mail = ok.mail.unwrap();
+        assert_eq!(
+            (
+                mail.port,
+                mail.start_tls,
+                mail.from,
+                mail.credentials_secret
+            ),
+            (25, true, None, None)
+        );
+        assert!(problems(&format!(
+            "{{{base}, mail: {{relay: '2001:db8::25', port: 587}}, egress: [{{name: relay, cidr: '2001:0db8:0:0::25/128'}}]}}"
+        ))
+        .is_empty());
+        // Not listed, listed on another port, or inside a range: refused, naming what to add.
+        let add = "spec.mail.relay: 192.0.2.25:25 is not an egress destination of this workplace: \
+                   add {name: site mail relay, cidr: 192.0.2.25/32, ports: [25]} to spec.egress";
+        assert_eq!(
+            problems(&format!("{{{base}, mail: {{relay: 192.0.2.25}}}}")),
+            [add]
+        );
+        assert_eq!(
+            problems(&format!(
+                "{{{base}, mail: {{relay: 192.0.2.25}}, egress: [{{name: r, cidr: 192.0.2.25/32, ports: [587]}}]}}"
+            )),
+            [add]
+        );
+        assert_eq!(
+            problems(&format!(
+                "{{{base}, mail: {{relay: 192.0.2.25}}, egress: [{{name: r, cidr: 192.0.2.0/24, ports: [25]}}]}}"
+            )),
+            [add]
+        );
+        // A name: egress cannot name one.
+        assert_eq!(
+            problems(&format!("{{{base}, mail: {{relay: smtp.a.fr}}}}")),
+            [
+                "spec.mail.relay: \"smtp.a.fr\" is not an IPv4 or IPv6 address (egress is allowed to addresses, not names)"
+            ]
+        );
+        // An IPv4 address spelled as IPv6, port 0, a sender eXo's image would misread.
+        assert_eq!(
+            problems(&format!(
+                "{{{base}, mail: {{relay: '::ffff:192.0.2.25'}}, egress: [{{name: r, cidr: '::ffff:192.0.2.25/128'}}]}}"
+            )),
+            [
+                "spec.mail.relay: ::ffff:192.0.2.25 is an IPv4 address written as IPv6: eXo would reach it over IPv4, \
+              which an IPv6 egress block does not match; write 192.0.2.25"
+            ]
+        );
+        assert_eq!(
+            problems(&format!(
+                "{{{base}, mail: {{relay: 192.0.2.25, port: 0, from: 'a\\@b.fr'}}, egress: [{{name: r, cidr: 192.0.2.25/32}}]}}"
+            )),
+            [
+                "spec.mail.port: 0 is no port: the relay's SMTP port is 1 to 65535 (25 by default)",
+                "spec.mail.from: \"a\\\\@b.fr\" is not an address of letters, digits and ._%+- (local@domain): \
+                 eXo's image writes it into a properties file as is"
+            ]
+        );
+        assert!(problems(&format!(
+            "{{{base}, mail: {{relay: 192.0.2.25, from: no-reply+wp@mail.ministere.fr}}, egress: [{{name: r, cidr: 192.0.2.25/32}}]}}"
+        ))
+        .is_empty());
+        // Nothing sends mail without eXo.
+        assert_eq!(
+            problems(&format!(
+                "{{{base}, components: {{exo: {{enabled: false}}}}, mail: {{relay: 192.0.2.25}}, \
+                 egress: [{{name: r, cidr: 192.0.2.25/32}}]}}"
+            )),
+            ["spec.mail: no component sends mail (exo is disabled): remove spec.mail"]
+        );
     }
 
     #[test]
