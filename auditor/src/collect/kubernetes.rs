@@ -272,10 +272,12 @@ pub async fn run(
     // The first pass compares with the ledger; later ones with what this process recorded.
     // Kept until a pass has recorded what it found (one that stopped short, or whose commit
     // failed, leaves it for the next), so that what was removed while no collector watched is
-    // recorded as removed once. The policies have their own: they may be watched only later
-    // (the CRD installed, the right granted), and their first pass with the watch is theirs.
+    // recorded as removed once. The policies and the snapshots have their own: they may be
+    // watched only later (the CRD installed, the right granted), and their first pass with the
+    // watch is theirs.
     let mut seed = Some(ledger.clone());
-    let mut policy_seed = Some(ledger);
+    let mut policy_seed = Some(ledger.clone());
+    let mut snapshot_seed = Some(ledger);
     // When the snapshot kinds (and the policies) were last looked for, and whether their
     // absence was logged.
     let (mut looked, mut logged) = (None::<Instant>, false);
@@ -323,11 +325,15 @@ pub async fn run(
         let seeds = Seeds {
             objects: seed.as_ref(),
             policies: policy_seed.as_ref(),
+            snapshots: snapshot_seed.as_ref(),
         };
         if pass(&view, &service, &recorder, &mut recorded, seeds).await? {
             seed = None;
             if view.policies.is_some() {
                 policy_seed = None;
+            }
+            if view.snapshots.is_some() {
+                snapshot_seed = None;
             }
         }
         service.shared.metrics.collector_passes.inc();
@@ -517,19 +523,26 @@ enum Place {
 }
 
 /// The ledger a pass compares with, until a pass has recorded what it found: `objects` for the
-/// placements and every object but the policies, `policies` for the LocalityPolicies (kept
-/// until a pass that watched them has).
+/// placements and every object but the policies and the snapshots, `policies` for the
+/// LocalityPolicies and `snapshots` for the VolumeSnapshots (each kept until a pass that
+/// watched its kind has).
 #[derive(Clone, Copy)]
 struct Seeds<'a> {
     objects: Option<&'a Ledger>,
     policies: Option<&'a Ledger>,
+    snapshots: Option<&'a Ledger>,
+}
+
+/// Whether an object is a VolumeSnapshot's record (`snapshot/<namespace>/<name>`).
+fn is_snapshot(o: &crate::ledger::entry::ObjectId) -> bool {
+    o.id.starts_with("snapshot/")
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,
 /// wait for their commit. With a seed (the first passes), an object this process has not
 /// recorded is compared with its latest entry in that ledger, and one standing there that the
 /// cluster no longer holds is recorded as removed — a policy only while the policies are
-/// watched: unwatched, the cluster's policies are unknown, never gone.
+/// watched, a snapshot only while the snapshots are: unwatched, they are unknown, never gone.
 /// Whether the pass recorded what it found (committed, or nothing to record).
 async fn pass(
     view: &View,
@@ -749,10 +762,12 @@ async fn pass(
     });
     // Each policy the pass saw is recorded (or removed) from its changes, not again below.
     present.extend(policy_objects.values().map(|o| o.id.clone()));
-    // While the policies are not watched (the kind not served to the auditor, its watch not
-    // started yet), the cluster's policies are unknown: none is gone.
+    // While the policies or the snapshots are not watched (the kind not served to the
+    // auditor, its watch not started yet), the cluster's policies or snapshots are unknown:
+    // none is gone.
     let unknown = |o: &crate::ledger::entry::ObjectId| {
-        o.class == crate::ledger::entry::POLICY_CLASS && view.policies.is_none()
+        (o.class == crate::ledger::entry::POLICY_CLASS && view.policies.is_none())
+            || (is_snapshot(o) && view.snapshots.is_none())
     };
     let mut gone: Vec<crate::ledger::entry::ObjectId> = recorded
         .values()
@@ -764,10 +779,13 @@ async fn pass(
     // still standing (their newest entry is no removal), read from every entry under the
     // published checkpoint.
     let seeded_policies = seeds.policies.filter(|_| view.policies.is_some());
-    if let Some(ledger) = seed.or(seeded_policies) {
+    let seeded_snapshots = seeds.snapshots.filter(|_| view.snapshots.is_some());
+    if let Some(ledger) = seed.or(seeded_policies).or(seeded_snapshots) {
         let of_seed = |o: &crate::ledger::entry::ObjectId| {
             if o.class == crate::ledger::entry::POLICY_CLASS {
                 seeded_policies.is_some()
+            } else if is_snapshot(o) {
+                seeded_snapshots.is_some()
             } else {
                 seed.is_some()
             }
@@ -843,7 +861,14 @@ async fn pass(
                     continue;
                 };
                 let key = placement_key(o, kind);
-                if seeded(seed, service, recorded, &object, &key, |b| match b {
+                // A snapshot is compared with the ledger by the first pass that watches the
+                // snapshots, which may come after the first pass.
+                let compare = if is_snapshot(&object) {
+                    seeded_snapshots
+                } else {
+                    seed
+                };
+                if seeded(compare, service, recorded, &object, &key, |b| match b {
                     Body::Observation(last) => Some(placement_key(last, kind)),
                     _ => None,
                 })

@@ -1472,9 +1472,88 @@ async fn serve_records_where_each_snapshot_is() {
         .await;
     let log = auditor.log.lock().unwrap().clone();
     assert!(!log.contains("not watched"), "{log}");
-    auditor.stop_and_verify(
+    let (db, key, vkey) = auditor.stop_and_verify(
         dir.path(),
         12,
+        "verdicts: 5 compliant, 7 violation, 0 unknown",
+    );
+
+    // Restarted without the right to list VolumeSnapshots: the cluster's snapshots are unknown,
+    // so none is recorded as removed (their violations would read as resolved); deleted while
+    // unseen, a snapshot's removal is recorded once the right is granted and the watch starts,
+    // and the others, unchanged, are not recorded again.
+    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(bed.client());
+    let mut role = roles.get("hexagone-auditor").await.unwrap();
+    for rule in role.rules.iter_mut().flatten() {
+        rule.resources
+            .iter_mut()
+            .flatten()
+            .for_each(|r| *r = r.replace("volumesnapshots", "nodeattestations"));
+    }
+    roles
+        .replace("hexagone-auditor", &PostParams::default(), &role)
+        .await
+        .unwrap();
+    let identity = bed
+        .client_as(AUDITOR, Some("system:serviceaccounts"))
+        .await
+        .unwrap();
+    eventually("the auditor may no longer list VolumeSnapshots", || {
+        let api = Api::<VolumeSnapshot>::all(identity.clone());
+        async move {
+            match api.list(&Default::default()).await {
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let kubeconfig = bed
+        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
+        .unwrap();
+    let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
+    auditor.first_pass().await;
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.path().join("b.jsonl")).unwrap(),
+        want
+    );
+    assert!(
+        auditor
+            .log
+            .lock()
+            .unwrap()
+            .contains("VolumeSnapshots are not watched"),
+        "the snapshots were not watched"
+    );
+    Api::<VolumeSnapshot>::namespaced(bed.client(), NS)
+        .delete("scratch-daily", &DeleteParams::default())
+        .await
+        .unwrap();
+    read_only_kubeconfig(&bed).await;
+    want.push("snapshot/intranet/scratch-daily unknown removed");
+    // The collector looks for the kinds again every RESYNC (60 s): give it two.
+    let (out, n) = (dir.path().join("c.jsonl"), want.len());
+    hexagone_testbed::wait::until(
+        "the snapshot deleted while unseen recorded as removed",
+        2 * CONVERGE + Duration::from_secs(30),
+        || {
+            let got = recorded(&auditor.db, &out);
+            async move {
+                match got? {
+                    got if got.len() >= n => Ok(()),
+                    got => Err(format!("{got:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    a_later_pass(&bed, &auditor.addr).await;
+    assert_eq!(recorded(&auditor.db, &out).unwrap(), want);
+    auditor.stop_and_verify(
+        dir.path(),
+        want.len(),
         "verdicts: 5 compliant, 7 violation, 0 unknown",
     );
 }
