@@ -194,18 +194,11 @@ impl Inventory {
     }
 }
 
-/// A block of addresses written `address/prefix`: its address, and whether the block is that
-/// one address (a prefix of 32 for IPv4, 128 for IPv6). `None` when it is not a block.
+/// A block of addresses written `address/prefix` (the platform's one reading of it): its
+/// address, and whether the block is that one address. `None` when it is not a block.
 fn block(text: &str) -> Option<(IpAddr, bool)> {
-    let (address, prefix) = text.split_once('/')?;
-    let address: IpAddr = address.parse().ok()?;
-    // Digits only: `+8` or ` 8` is no prefix length.
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 3 {
-        return None;
-    }
-    let prefix: u8 = prefix.parse().ok()?;
-    let host = if address.is_ipv4() { 32 } else { 128 };
-    (prefix <= host).then_some((address, prefix == host))
+    let block: hexagone_platform::locality::address::Block = text.parse().ok()?;
+    Some((block.address, block.is_one_address()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use hexagone_platform::catalog::Catalog;
 use hexagone_platform::k8s::{NodeAttestation, attestations};
+use hexagone_platform::locality::address::Block;
 use hexagone_platform::workplace::EgressRule;
 use hexagone_platform::{Judge, LocalityPolicy, NodeDescription, SubjectKind, observe};
 use kube::api::{Api, ListParams};
@@ -45,17 +46,8 @@ pub(super) fn judge_images_and_storage(
 /// The one address an egress rule names, or why it names none that can be judged.
 pub(super) fn egress_address(rule: &EgressRule) -> Result<IpAddr, String> {
     let what = format!("egress {:?} ({})", rule.name, rule.cidr);
-    let (addr, prefix) = rule
-        .cidr
-        .split_once('/')
-        .ok_or_else(|| format!("{what}: expected an address and a prefix length"))?;
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("{what}: {addr:?} is not an IP address"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .map_err(|_| format!("{what}: {prefix:?} is not a prefix length"))?;
-    let host = if addr.is_ipv4() { 32 } else { 128 };
+    let block: Block = rule.cidr.parse().map_err(|e| format!("{what}: {e}"))?;
+    let (addr, prefix, host) = (block.address, block.prefix, block.host_prefix());
     if prefix == 0 {
         return Err(format!(
             "{what} is every address there is: no destination outside the namespace is allowed \

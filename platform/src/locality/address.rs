@@ -171,6 +171,59 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
     addr.to_canonical()
 }
 
+/// A block of addresses written `address/prefix`: a NetworkPolicy `ipBlock`'s `cidr`, a
+/// Workplace's egress destination. The one reading of that notation for the operator, the
+/// auditor and the Workplace's checks: an IPv4 or IPv6 address, then a prefix length of at most
+/// three digits (no sign, no space) and no longer than the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// The address as written (not masked: `192.0.2.25/24` keeps `.25`).
+    pub address: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Block {
+    /// The prefix length of one address: 32 for IPv4, 128 for IPv6.
+    pub fn host_prefix(&self) -> u8 {
+        if self.address.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// Whether the block is exactly its address (`/32`, `/128`).
+    pub fn is_one_address(&self) -> bool {
+        self.prefix == self.host_prefix()
+    }
+}
+
+impl std::str::FromStr for Block {
+    type Err = String;
+
+    /// Why `text` is no block, in words a spec's author can act on.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, prefix) = text
+            .split_once('/')
+            .ok_or("expected an address and a prefix length")?;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{address:?} is not an IP address"))?;
+        if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{prefix:?} is not a prefix length"));
+        }
+        // Three digits at most: it fits, and is compared with the address's bits before it
+        // is narrowed.
+        let prefix: u16 = prefix
+            .parse()
+            .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+        let host = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = u8::try_from(prefix)
+            .ok()
+            .filter(|p| *p <= host)
+            .ok_or_else(|| format!("/{prefix} is longer than an address of {host} bits"))?;
+        let block = Block { address, prefix };
+        Ok(block)
+    }
+}
+
 /// The special-purpose range `addr` falls in, if any (after canonicalisation).
 pub fn reserved_range(addr: IpAddr) -> Option<&'static ReservedRange> {
     match canonical(addr) {
@@ -198,6 +251,42 @@ fn reserved_v6(addr: Ipv6Addr) -> Option<&'static ReservedRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_is_an_address_and_a_prefix_of_digits_no_longer_than_it() {
+        let b = |t: &str| t.parse::<Block>();
+        let one = b("192.0.2.25/32").unwrap();
+        assert_eq!(
+            (one.address.to_string(), one.prefix, one.is_one_address()),
+            ("192.0.2.25".into(), 32, true)
+        );
+        assert!(b("2001:db8::1/128").unwrap().is_one_address());
+        assert!(!b("51.68.0.0/16").unwrap().is_one_address());
+        assert_eq!(b("0.0.0.0/0").unwrap().prefix, 0);
+        assert_eq!(
+            b("192.0.2.25").unwrap_err(),
+            "expected an address and a prefix length"
+        );
+        assert_eq!(b("relay/32").unwrap_err(), "\"relay\" is not an IP address");
+        for prefix in ["+8", " 8", "", "0032", "x"] {
+            assert_eq!(
+                b(&format!("10.0.0.0/{prefix}")).unwrap_err(),
+                format!("{prefix:?} is not a prefix length")
+            );
+        }
+        assert_eq!(
+            b("10.0.0.0/33").unwrap_err(),
+            "/33 is longer than an address of 32 bits"
+        );
+        assert_eq!(
+            b("::/129").unwrap_err(),
+            "/129 is longer than an address of 128 bits"
+        );
+        assert_eq!(
+            b("::/999").unwrap_err(),
+            "/999 is longer than an address of 128 bits"
+        );
+    }
 
     fn check(addr: &str, expected: Option<&str>) {
         let addr: IpAddr = addr.parse().unwrap();

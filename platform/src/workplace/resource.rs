@@ -510,9 +510,9 @@ impl WorkplaceSpec {
         };
         let host = if relay.is_ipv4() { 32 } else { 128 };
         let listed = self.egress.iter().any(|r| {
-            r.cidr.split_once('/').and_then(|(a, p)| {
-                Some((a.parse::<std::net::IpAddr>().ok()?, p.parse::<u8>().ok()?))
-            }) == Some((relay, host))
+            r.cidr
+                .parse::<crate::locality::address::Block>()
+                .is_ok_and(|b| b.is_one_address() && b.address == relay)
                 && (r.ports.is_empty() || r.ports.contains(&mail.port))
         });
         if !listed {
