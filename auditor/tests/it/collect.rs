@@ -127,6 +127,44 @@ async fn read_only_kubeconfig(bed: &ControlPlane) -> std::path::PathBuf {
     path
 }
 
+/// The auditor's identity without the right to list `resource` (the shipped ClusterRole with
+/// that resource replaced by one it reads anyway), once the API server refuses it that listing:
+/// its kubeconfig. `read_only_kubeconfig` gives the right back.
+async fn without_listing<K>(bed: &ControlPlane, resource: &str, what: &str) -> std::path::PathBuf
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(bed.client());
+    let mut role = roles.get("hexagone-auditor").await.unwrap();
+    for rule in role.rules.iter_mut().flatten() {
+        rule.resources
+            .iter_mut()
+            .flatten()
+            .for_each(|r| *r = r.replace(resource, "nodeattestations"));
+    }
+    roles
+        .replace("hexagone-auditor", &PostParams::default(), &role)
+        .await
+        .unwrap();
+    let identity = bed
+        .client_as(AUDITOR, Some("system:serviceaccounts"))
+        .await
+        .unwrap();
+    eventually(&format!("the auditor may no longer list {what}"), || {
+        let api = Api::<K>::all(identity.clone());
+        async move {
+            match api.list(&Default::default()).await {
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+                other => Err(format!("{:?}", other.map(|l| l.items.len()))),
+            }
+        }
+    })
+    .await;
+    bed.kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
+        .unwrap()
+}
+
 /// The CSI driver named by the test's CSI volumes and snapshot contents (none runs).
 const DRIVER: &str = "hostpath.csi.k8s.io";
 
@@ -1104,35 +1142,9 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         )
         .await
         .unwrap();
-    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(bed.client());
-    let mut role = roles.get("hexagone-auditor").await.unwrap();
-    for rule in role.rules.iter_mut().flatten() {
-        rule.resources
-            .iter_mut()
-            .flatten()
-            .for_each(|r| *r = r.replace("localitypolicies", "nodeattestations"));
-    }
-    roles
-        .replace("hexagone-auditor", &PostParams::default(), &role)
-        .await
-        .unwrap();
-    let identity = bed
-        .client_as(AUDITOR, Some("system:serviceaccounts"))
-        .await
-        .unwrap();
-    eventually("the auditor may no longer list LocalityPolicies", || {
-        let api = Api::<LocalityPolicyResource>::all(identity.clone());
-        async move {
-            match api.list(&Default::default()).await {
-                Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
-    let kubeconfig = bed
-        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
-        .unwrap();
+    let kubeconfig =
+        without_listing::<LocalityPolicyResource>(&bed, "localitypolicies", "LocalityPolicies")
+            .await;
     let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
     assert_eq!(auditor.first_pass().await, (2, 2, 0));
     a_later_pass(&bed, &auditor.addr).await;
@@ -1482,35 +1494,8 @@ async fn serve_records_where_each_snapshot_is() {
     // so none is recorded as removed (their violations would read as resolved); deleted while
     // unseen, a snapshot's removal is recorded once the right is granted and the watch starts,
     // and the others, unchanged, are not recorded again.
-    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(bed.client());
-    let mut role = roles.get("hexagone-auditor").await.unwrap();
-    for rule in role.rules.iter_mut().flatten() {
-        rule.resources
-            .iter_mut()
-            .flatten()
-            .for_each(|r| *r = r.replace("volumesnapshots", "nodeattestations"));
-    }
-    roles
-        .replace("hexagone-auditor", &PostParams::default(), &role)
-        .await
-        .unwrap();
-    let identity = bed
-        .client_as(AUDITOR, Some("system:serviceaccounts"))
-        .await
-        .unwrap();
-    eventually("the auditor may no longer list VolumeSnapshots", || {
-        let api = Api::<VolumeSnapshot>::all(identity.clone());
-        async move {
-            match api.list(&Default::default()).await {
-                Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
-    let kubeconfig = bed
-        .kubeconfig_as(AUDITOR, Some("system:serviceaccounts"))
-        .unwrap();
+    let kubeconfig =
+        without_listing::<VolumeSnapshot>(&bed, "volumesnapshots", "VolumeSnapshots").await;
     let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
     auditor.first_pass().await;
     a_later_pass(&bed, &auditor.addr).await;
