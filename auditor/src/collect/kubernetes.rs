@@ -533,9 +533,10 @@ struct Seeds<'a> {
     snapshots: Option<&'a Ledger>,
 }
 
-/// Whether an object is a VolumeSnapshot's record (`snapshot/<namespace>/<name>`).
+/// Whether an object is a VolumeSnapshot's record: the collector's (`kubernetes`),
+/// `snapshot/<namespace>/<name>`.
 fn is_snapshot(o: &crate::ledger::entry::ObjectId) -> bool {
-    o.id.starts_with("snapshot/")
+    o.store == STORE && o.id.starts_with("snapshot/")
 }
 
 /// One pass: judge every placement with the current attestations, queue the changed ones,
@@ -543,7 +544,8 @@ fn is_snapshot(o: &crate::ledger::entry::ObjectId) -> bool {
 /// recorded is compared with its latest entry in that ledger, and one standing there that the
 /// cluster no longer holds is recorded as removed — a policy only while the policies are
 /// watched, a snapshot only while the snapshots are: unwatched, they are unknown, never gone.
-/// Whether the pass recorded what it found (committed, or nothing to record).
+/// Whether the pass recorded what it found (committed, or nothing to record) and, with a seed,
+/// could read the ledger to compare with.
 async fn pass(
     view: &View,
     service: &Service,
@@ -780,6 +782,8 @@ async fn pass(
     // published checkpoint.
     let seeded_policies = seeds.policies.filter(|_| view.policies.is_some());
     let seeded_snapshots = seeds.snapshots.filter(|_| view.snapshots.is_some());
+    // Whether the ledger could be read for the comparison (when a seed asks for one).
+    let mut compared = true;
     if let Some(ledger) = seed.or(seeded_policies).or(seeded_snapshots) {
         let of_seed = |o: &crate::ledger::entry::ObjectId| {
             if o.class == crate::ledger::entry::POLICY_CLASS {
@@ -794,9 +798,14 @@ async fn pass(
             Ok(objects) => gone.extend(objects.into_iter().filter(|o| {
                 of_seed(o) && !present.contains(&o.id) && !recorded.contains_key(&o.id)
             })),
-            Err(e) => tracing::warn!(
-                "kubernetes: first pass: what earlier runs recorded cannot be read, so nothing removed meanwhile is recorded: {e}"
-            ),
+            // The comparison is not done: the seeds are kept, and the next pass reads again.
+            Err(e) => {
+                compared = false;
+                tracing::warn!(
+                    "kubernetes: what earlier runs recorded cannot be read, so nothing removed \
+                     while no collector watched is recorded yet (read again next pass): {e}"
+                )
+            }
         }
     }
     gone.sort_by(|a, b| a.id.cmp(&b.id));
@@ -899,7 +908,7 @@ async fn pass(
         );
     }
     if items.is_empty() {
-        return Ok(true);
+        return Ok(compared);
     }
     // A pass can find more than one transaction commits (a first pass over a large cluster,
     // policies changed many times): jobs of at most MAX_BATCH, queued in order, each answered
@@ -1016,7 +1025,7 @@ async fn pass(
             Err(_) => return Err(CollectError::SequencerGone),
         }
     }
-    Ok(true)
+    Ok(compared)
 }
 
 /// One thing a pass judges: a placement on a node, or an egress destination.

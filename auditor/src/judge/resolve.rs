@@ -198,7 +198,7 @@ impl Inventory {
 /// address, and whether the block is that one address. `None` when it is not a block.
 fn block(text: &str) -> Option<(IpAddr, bool)> {
     let block: hexagone_platform::locality::address::Block = text.parse().ok()?;
-    Some((block.address, block.is_one_address()))
+    Some((block.address(), block.is_one_address()))
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ const DE: &str = "hetzner-fsn-1";
 const AUDITOR: &str = "system:serviceaccount:hexagone-audit:hexagone-auditor";
 /// How long the cluster and the collector get to converge.
 const CONVERGE: Duration = Duration::from_secs(60);
+/// The longest a refused watch waits before it lists again: kube-runtime's default backoff
+/// caps at 30 s and adds a jitter of up to as much.
+const WATCH_RETRY: Duration = Duration::from_secs(60);
 
 /// The `serve` process; killed on drop.
 struct Serve(Child);
@@ -1600,25 +1603,34 @@ async fn observations_wait_for_the_first_listing_of_the_cluster() {
         "nothing recorded"
     );
 
-    // The shipped RBAC: the watches recover, the first listing completes.
+    // The shipped RBAC: the watches recover, the first listing completes. A watch refused for a
+    // while retries after up to 30 s, plus a jitter of up to as much again (kube-runtime 5.0.0
+    // `watcher.rs:1031`, `DefaultBackoff`: 0.8 s doubling to 30 s; backon 1.6.0
+    // `backoff/exponential.rs:70`), so the first listing may come a minute after the grant:
+    // under load it did, past this wait's former 60 s.
     read_only_kubeconfig(&bed).await;
-    let answer = eventually("the observation accepted after the first listing", || {
-        let (status, body) = request(
-            &auditor.addr,
-            "POST",
-            "/v1/observations",
-            &token,
-            &observation,
-        );
-        async move {
-            if status == 200 {
-                Ok(body)
-            } else {
-                Err(format!("{status} {body}"))
+    let answer = hexagone_testbed::wait::until(
+        "the observation accepted after the first listing",
+        WATCH_RETRY + CONVERGE,
+        || {
+            let (status, body) = request(
+                &auditor.addr,
+                "POST",
+                "/v1/observations",
+                &token,
+                &observation,
+            );
+            async move {
+                if status == 200 {
+                    Ok(body)
+                } else {
+                    Err(format!("{status} {body}"))
+                }
             }
-        }
-    })
-    .await;
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(answer.contains("\"verdict\":\"compliant\""), "{answer}");
     let (status, _) = request(&auditor.addr, "GET", "/readyz", "", "");
     assert_eq!(status, 200);

@@ -47,7 +47,7 @@ pub(super) fn judge_images_and_storage(
 pub(super) fn egress_address(rule: &EgressRule) -> Result<IpAddr, String> {
     let what = format!("egress {:?} ({})", rule.name, rule.cidr);
     let block: Block = rule.cidr.parse().map_err(|e| format!("{what}: {e}"))?;
-    let (addr, prefix, host) = (block.address, block.prefix, block.host_prefix());
+    let (addr, prefix, host) = (block.address(), block.prefix(), block.host_prefix());
     if prefix == 0 {
         return Err(format!(
             "{what} is every address there is: no destination outside the namespace is allowed \
@@ -146,5 +146,15 @@ mod tests {
         );
         assert!(egress_address(&rule("2001:db8::1/128")).is_ok());
         assert!(egress_address(&rule("relay/32")).is_err());
+        // The platform's one reading of a block: no prefix longer than the address, no sign,
+        // no leading zero (a NetworkPolicy carries the text as written).
+        assert_eq!(
+            egress_address(&rule("51.68.10.25/33")).unwrap_err(),
+            "egress \"relay\" (51.68.10.25/33): /33 is longer than an address of 32 bits"
+        );
+        assert_eq!(
+            egress_address(&rule("51.68.10.25/032")).unwrap_err(),
+            "egress \"relay\" (51.68.10.25/032): \"032\" is not a prefix length"
+        );
     }
 }

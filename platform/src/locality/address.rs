@@ -177,13 +177,21 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 /// three digits (no sign, no space) and no longer than the address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
-    /// The address as written (not masked: `192.0.2.25/24` keeps `.25`).
-    pub address: IpAddr,
-    /// The prefix length.
-    pub prefix: u8,
+    address: IpAddr,
+    prefix: u8,
 }
 
 impl Block {
+    /// The address as written (not masked: `192.0.2.25/24` keeps `.25`).
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// The prefix length, at most [`Block::host_prefix`].
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// The prefix length of one address: 32 for IPv4, 128 for IPv6.
     pub fn host_prefix(&self) -> u8 {
         if self.address.is_ipv4() { 32 } else { 128 }
@@ -206,7 +214,13 @@ impl std::str::FromStr for Block {
         let address: IpAddr = address
             .parse()
             .map_err(|_| format!("{address:?} is not an IP address"))?;
-        if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits, without a leading zero (`/032` would be read as 32 here and perhaps otherwise
+        // elsewhere: the NetworkPolicy carries the text as written).
+        if prefix.is_empty()
+            || prefix.len() > 3
+            || !prefix.bytes().all(|b| b.is_ascii_digit())
+            || (prefix.len() > 1 && prefix.starts_with('0'))
+        {
             return Err(format!("{prefix:?} is not a prefix length"));
         }
         // Three digits at most: it fits, and is compared with the address's bits before it
@@ -257,18 +271,22 @@ mod tests {
         let b = |t: &str| t.parse::<Block>();
         let one = b("192.0.2.25/32").unwrap();
         assert_eq!(
-            (one.address.to_string(), one.prefix, one.is_one_address()),
+            (
+                one.address().to_string(),
+                one.prefix(),
+                one.is_one_address()
+            ),
             ("192.0.2.25".into(), 32, true)
         );
         assert!(b("2001:db8::1/128").unwrap().is_one_address());
         assert!(!b("51.68.0.0/16").unwrap().is_one_address());
-        assert_eq!(b("0.0.0.0/0").unwrap().prefix, 0);
+        assert_eq!(b("0.0.0.0/0").unwrap().prefix(), 0);
         assert_eq!(
             b("192.0.2.25").unwrap_err(),
             "expected an address and a prefix length"
         );
         assert_eq!(b("relay/32").unwrap_err(), "\"relay\" is not an IP address");
-        for prefix in ["+8", " 8", "", "0032", "x"] {
+        for prefix in ["+8", " 8", "", "0032", "032", "00", "x"] {
             assert_eq!(
                 b(&format!("10.0.0.0/{prefix}")).unwrap_err(),
                 format!("{prefix:?} is not a prefix length")

@@ -512,7 +512,7 @@ impl WorkplaceSpec {
         let listed = self.egress.iter().any(|r| {
             r.cidr
                 .parse::<crate::locality::address::Block>()
-                .is_ok_and(|b| b.is_one_address() && b.address == relay)
+                .is_ok_and(|b| b.is_one_address() && b.address() == relay)
                 && (r.ports.is_empty() || r.ports.contains(&mail.port))
         });
         if !listed {
