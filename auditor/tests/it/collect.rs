@@ -168,6 +168,54 @@ where
         .unwrap()
 }
 
+/// The auditor restarted on its ledger as an identity that cannot list `resource` (of type
+/// `K`, named `kinds` in the log): its first pass (the counts `first_pass` gives) and a later one record nothing (the
+/// ledger still holds exactly `ledger_holds`), and the log says the kind is not watched.
+async fn unwatched<K>(
+    bed: &ControlPlane,
+    dir: &std::path::Path,
+    (db, key, vkey): (String, std::path::PathBuf, String),
+    (resource, kinds): (&str, &str),
+    ledger_holds: &[&str],
+) -> (Auditor, (usize, usize, usize))
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let kubeconfig = without_listing::<K>(bed, resource, kinds).await;
+    let auditor = Auditor::spawn(dir, db, key, vkey, &kubeconfig).await;
+    let first = auditor.first_pass().await;
+    a_later_pass(bed, &auditor.addr).await;
+    assert_eq!(
+        recorded(&auditor.db, &dir.join("unwatched.jsonl")).unwrap(),
+        ledger_holds
+    );
+    let said = format!("{kinds} are not watched");
+    assert!(auditor.log.lock().unwrap().contains(&said), "{said}");
+    (auditor, first)
+}
+
+/// Waits until the ledger holds `n` entries, `what` recorded as removed by a pass that watched
+/// a kind again: the collector looks for a kind it could not list every RESYNC (60 s), so two
+/// of those are allowed.
+async fn once_looked_again(db: &str, out: &std::path::Path, n: usize, what: &str) {
+    hexagone_testbed::wait::until(
+        &format!("{what} recorded as removed"),
+        2 * CONVERGE + Duration::from_secs(30),
+        || {
+            let got = recorded(db, out);
+            async move {
+                match got? {
+                    got if got.len() >= n => Ok(()),
+                    got => Err(format!("{got:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// The CSI driver named by the test's CSI volumes and snapshot contents (none runs).
 const DRIVER: &str = "hostpath.csi.k8s.io";
 
@@ -1145,24 +1193,16 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         )
         .await
         .unwrap();
-    let kubeconfig =
-        without_listing::<LocalityPolicyResource>(&bed, "localitypolicies", "LocalityPolicies")
-            .await;
-    let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
-    assert_eq!(auditor.first_pass().await, (2, 2, 0));
-    a_later_pass(&bed, &auditor.addr).await;
-    assert_eq!(
-        recorded(&auditor.db, &dir.path().join("c.jsonl")).unwrap(),
-        removed
-    );
-    assert!(
-        auditor
-            .log
-            .lock()
-            .unwrap()
-            .contains("LocalityPolicies are not watched"),
-        "the policies were not watched"
-    );
+    let ledger = (db, key, vkey);
+    let (auditor, first) = unwatched::<LocalityPolicyResource>(
+        &bed,
+        dir.path(),
+        ledger,
+        ("localitypolicies", "LocalityPolicies"),
+        &removed,
+    )
+    .await;
+    assert_eq!(first, (2, 2, 0));
     // Deleted while the auditor cannot see the policies: once it can, the first pass that
     // watches them compares them with the ledger and records the removal.
     policies
@@ -1171,23 +1211,14 @@ async fn serve_records_each_locality_policy_by_its_digest_and_its_changes() {
         .unwrap();
     read_only_kubeconfig(&bed).await;
     let gone = [&removed[..], &["broken localitypolicy removed"]].concat();
-    // The collector looks for the kind again every RESYNC (60 s): give it two.
-    let (out, want) = (dir.path().join("d.jsonl"), gone.len());
-    hexagone_testbed::wait::until(
-        "the policy deleted while unseen recorded as removed",
-        2 * CONVERGE + Duration::from_secs(30),
-        || {
-            let got = recorded(&auditor.db, &out);
-            async move {
-                match got? {
-                    got if got.len() >= want => Ok(()),
-                    got => Err(format!("{got:?}")),
-                }
-            }
-        },
+    let out = dir.path().join("d.jsonl");
+    once_looked_again(
+        &auditor.db,
+        &out,
+        gone.len(),
+        "the policy deleted while unseen",
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     assert_eq!(recorded(&auditor.db, &out).unwrap(), gone);
     auditor.stop_and_verify(
         dir.path(),
@@ -1497,46 +1528,29 @@ async fn serve_records_where_each_snapshot_is() {
     // so none is recorded as removed (their violations would read as resolved); deleted while
     // unseen, a snapshot's removal is recorded once the right is granted and the watch starts,
     // and the others, unchanged, are not recorded again.
-    let kubeconfig =
-        without_listing::<VolumeSnapshot>(&bed, "volumesnapshots", "VolumeSnapshots").await;
-    let auditor = Auditor::spawn(dir.path(), db, key, vkey, &kubeconfig).await;
-    auditor.first_pass().await;
-    a_later_pass(&bed, &auditor.addr).await;
-    assert_eq!(
-        recorded(&auditor.db, &dir.path().join("b.jsonl")).unwrap(),
-        want
-    );
-    assert!(
-        auditor
-            .log
-            .lock()
-            .unwrap()
-            .contains("VolumeSnapshots are not watched"),
-        "the snapshots were not watched"
-    );
+    let ledger = (db, key, vkey);
+    let (auditor, _) = unwatched::<VolumeSnapshot>(
+        &bed,
+        dir.path(),
+        ledger,
+        ("volumesnapshots", "VolumeSnapshots"),
+        &want,
+    )
+    .await;
     Api::<VolumeSnapshot>::namespaced(bed.client(), NS)
         .delete("scratch-daily", &DeleteParams::default())
         .await
         .unwrap();
     read_only_kubeconfig(&bed).await;
     want.push("snapshot/intranet/scratch-daily unknown removed");
-    // The collector looks for the kinds again every RESYNC (60 s): give it two.
-    let (out, n) = (dir.path().join("c.jsonl"), want.len());
-    hexagone_testbed::wait::until(
-        "the snapshot deleted while unseen recorded as removed",
-        2 * CONVERGE + Duration::from_secs(30),
-        || {
-            let got = recorded(&auditor.db, &out);
-            async move {
-                match got? {
-                    got if got.len() >= n => Ok(()),
-                    got => Err(format!("{got:?}")),
-                }
-            }
-        },
+    let out = dir.path().join("c.jsonl");
+    once_looked_again(
+        &auditor.db,
+        &out,
+        want.len(),
+        "the snapshot deleted while unseen",
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     a_later_pass(&bed, &auditor.addr).await;
     assert_eq!(recorded(&auditor.db, &out).unwrap(), want);
     auditor.stop_and_verify(
@@ -1579,13 +1593,16 @@ async fn observations_wait_for_the_first_listing_of_the_cluster() {
                  "addresses": [{"type": "ExternalIP", "address": "51.38.1.1"}]}
     })
     .to_string();
-    let (status, body) = request(
-        &auditor.addr,
-        "POST",
-        "/v1/observations",
-        &token,
-        &observation,
-    );
+    let post = || {
+        request(
+            &auditor.addr,
+            "POST",
+            "/v1/observations",
+            &token,
+            &observation,
+        )
+    };
+    let (status, body) = post();
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("has not yet read the cluster's NodeAttestations"),
@@ -1613,13 +1630,7 @@ async fn observations_wait_for_the_first_listing_of_the_cluster() {
         "the observation accepted after the first listing",
         WATCH_RETRY + CONVERGE,
         || {
-            let (status, body) = request(
-                &auditor.addr,
-                "POST",
-                "/v1/observations",
-                &token,
-                &observation,
-            );
+            let (status, body) = post();
             async move {
                 if status == 200 {
                     Ok(body)
