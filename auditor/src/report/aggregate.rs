@@ -870,14 +870,19 @@ mod tests {
                         (None, Some(s)) => format!("removed #{s}"),
                         (_, None) => "first seen".into(),
                     },
-                    match c.judged_under {
-                        Some(true) => "judged",
-                        Some(false) => "not judged",
-                        None => "-",
-                    }
+                    judged(c.judged_under)
                 )
             })
             .collect()
+    }
+
+    /// Whether the period's observations were judged under a digest, as the tests print it.
+    fn judged(under: Option<bool>) -> &'static str {
+        match under {
+            Some(true) => "judged",
+            Some(false) => "not judged",
+            None => "-",
+        }
     }
 
     /// Policy entries are listed in ledger order with the digest the policy had before, known
@@ -955,11 +960,7 @@ mod tests {
                     p.digest,
                     p.since_seq,
                     p.since,
-                    match p.judged_under {
-                        Some(true) => "judged",
-                        Some(false) => "not judged",
-                        None => "-",
-                    }
+                    judged(p.judged_under)
                 )
             })
             .collect()

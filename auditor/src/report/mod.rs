@@ -667,6 +667,7 @@ fn envelope(text: &str) -> Result<(Format, &str), ReportError> {
 
 #[cfg(test)]
 mod tests {
+    use super::aggregate::Aggregator;
     use super::*;
     use crate::ledger::checkpoint::Checkpoint;
     use ed25519_dalek::SigningKey;
@@ -783,12 +784,13 @@ mod tests {
     /// `insta` snapshots of the three renderings. Regenerate with `INSTA_UPDATE=always cargo
     /// test -p hexagone-auditor --lib report` (or `cargo insta review`) and read the diff before
     /// committing.
-    #[test]
-    fn renderings_match_the_committed_snapshots() {
+    /// The ledger the committed snapshots report on: observations (one in the period's past,
+    /// a script in a name, a document moved back to France) and a policy's changes, its removal
+    /// and another policy, recorded on day `dr_observed` (before the period, 0, or in it).
+    fn snapshot_ledger(dr_observed: i64) -> Aggregator {
+        use super::aggregate::Window;
         use super::aggregate::fixture::{DAY, entry, policy, policy_removal};
-        use super::aggregate::{Aggregator, Window};
         use crate::ledger::entry::Timestamp;
-        let k = key(1);
         let script = "spaces/9/<script>alert(1)</script>";
         let mut a = Aggregator::new(Window {
             from: Timestamp(DAY),
@@ -804,10 +806,17 @@ mod tests {
             policy(6, 6, "standard-fr", "sha256:aa"),
             policy(7, 7, "standard-fr", "sha256:bb"),
             policy_removal(8, 8, "standard-fr"),
-            policy(9, 9, "dr", "sha256:aa"),
+            policy(9, dr_observed, "dr", "sha256:aa"),
         ] {
             a.add(&e);
         }
+        a
+    }
+
+    #[test]
+    fn renderings_match_the_committed_snapshots() {
+        let k = key(1);
+        let a = snapshot_ledger(9);
         let sample = sample(&k);
         let signed = a.finish(sample.checkpoint, sample.generated_at).sign(&k);
         for format in [Format::Json, Format::Md, Format::Html] {
@@ -840,9 +849,6 @@ mod tests {
     /// the v3 section.
     #[test]
     fn a_v2_report_is_still_read_and_the_ledger_gives_it_again() {
-        use super::aggregate::fixture::{DAY, entry, policy, policy_removal};
-        use super::aggregate::{Aggregator, Window};
-        use crate::ledger::entry::Timestamp;
         let k = key(1);
         let mut opened = vec![];
         for (format, text) in [
@@ -856,25 +862,7 @@ mod tests {
         }
         // The ledger of the v2 snapshots, and a policy in force since before the period (its
         // position aside, which the fold does not read before the period): v3 lists it.
-        let script = "spaces/9/<script>alert(1)</script>";
-        let mut a = Aggregator::new(Window {
-            from: Timestamp(DAY),
-            to: Timestamp(10 * DAY),
-        });
-        for e in [
-            entry(0, 0, "spaces/1/doc-early", "fsn-1", "DE"),
-            entry(1, 1, "spaces/7/doc-42", "gra-3", "FR"),
-            entry(2, 2, script, "fsn-1", "DE"),
-            entry(3, 3, script, "fsn-1", "DE"),
-            entry(4, 4, "spaces/5/doc-moved", "fsn-1", "DE"),
-            entry(5, 5, "spaces/5/doc-moved", "gra-3", "FR"),
-            policy(6, 6, "standard-fr", "sha256:aa"),
-            policy(7, 7, "standard-fr", "sha256:bb"),
-            policy_removal(8, 8, "standard-fr"),
-            policy(9, 0, "dr", "sha256:aa"),
-        ] {
-            a.add(&e);
-        }
+        let a = snapshot_ledger(0);
         let v2 = &opened[0];
         let again = a.finish(v2.report.checkpoint.clone(), v2.report.generated_at.clone());
         assert_eq!(
