@@ -885,17 +885,15 @@ mod tests {
         }
     }
 
-    /// Policy entries are listed in ledger order with the digest the policy had before, known
-    /// from an entry before the period too; a removal of a policy is listed as such; whether
-    /// the period's observations were judged under each new digest is said when they were
-    /// judged at all. Policies are never objects: they are in no count, and removing one
-    /// resolves nothing.
-    #[test]
-    fn policy_changes_are_listed_with_the_digest_before_and_touch_no_object() {
+    /// The ledger of the policy tests, over days 2 to 5: `standard-fr` recorded before the
+    /// period (sha256:a1), changed in it, removed, recorded again; `dr` recorded under the
+    /// digest the observations are judged under (sha256:aa), then changed after the period; a
+    /// removal of a policy never recorded.
+    fn policy_ledger() -> Vec<Entry> {
         let (a, b) = ("sha256:a1", "sha256:b2");
         // The digest the fixture's observations are judged under.
         let judged = "sha256:aa";
-        let entries = [
+        vec![
             policy(0, 1, "standard-fr", a), // before the period: the digest before
             entry(1, 1, "doc", "fsn-1", "DE"),
             policy(2, 2, "standard-fr", b),
@@ -905,7 +903,17 @@ mod tests {
             policy_removal(6, 3, "never-seen"),
             policy(7, 4, "standard-fr", a), // again, after its removal
             policy(8, 6, "dr", a),          // after the period: not read
-        ];
+        ]
+    }
+
+    /// Policy entries are listed in ledger order with the digest the policy had before, known
+    /// from an entry before the period too; a removal of a policy is listed as such; whether
+    /// the period's observations were judged under each new digest is said when they were
+    /// judged at all. Policies are never objects: they are in no count, and removing one
+    /// resolves nothing.
+    #[test]
+    fn policy_changes_are_listed_with_the_digest_before_and_touch_no_object() {
+        let entries = policy_ledger();
         let r = check(&entries, 2, 5);
         assert_eq!(
             changes(&r),
@@ -973,19 +981,7 @@ mod tests {
     /// policy changes, and a report over a ledger without policy entries has no such key.
     #[test]
     fn the_policies_in_force_are_those_whose_latest_entry_is_a_policy_entry() {
-        let (a, b) = ("sha256:a1", "sha256:b2");
-        let judged = "sha256:aa";
-        let entries = [
-            policy(0, 1, "standard-fr", a),
-            entry(1, 1, "doc", "fsn-1", "DE"),
-            policy(2, 2, "standard-fr", b),
-            policy(3, 2, "dr", judged),
-            entry(4, 2, "doc-2", "gra-3", "FR"),
-            policy_removal(5, 3, "standard-fr"),
-            policy_removal(6, 3, "never-seen"),
-            policy(7, 4, "standard-fr", a),
-            policy(8, 6, "dr", a), // after the period: not read
-        ];
+        let entries = policy_ledger();
         let r = check(&entries, 2, 5);
         assert_eq!(
             in_force(&r),
