@@ -25,6 +25,7 @@ use super::sovereignty::{Response, sovereignty};
 use super::status::{Report, event, publish_status};
 use super::supply::{judge_egress, judge_images_and_storage};
 use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
+use crate::changes::hash_of;
 
 /// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
 /// and reports readiness, capacity and sovereignty (evicting misplaced pods under enforce).
@@ -167,27 +168,60 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     .map_err(ReconcileError::Render)?;
     let capacity = capacity_shortfall(&catalog, wp, &eligible);
 
-    if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
-        return refuse(wp, ctx, report, "StorageClassTaken", m).await;
-    }
     let owner = wp
         .controller_owner_ref(&())
         .expect("a Workplace has a name and uid");
-    let reverted = apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
-    if !reverted.is_empty() {
-        let m = format!(
-            "put back the pod templates the operator renders, changed by someone else: {}",
-            reverted.join("; ")
-        );
-        event(ctx, wp, true, "TemplateRestored", m).await;
-    }
-    let removed = prune(&ctx.client, &ns, &name, &owner.uid, &rendered).await?;
-    if !removed.is_empty() {
-        let m = format!(
-            "removed what the Workplace no longer renders: {}",
-            removed.join(", ")
-        );
-        event(ctx, wp, false, "Pruned", m).await;
+    // Applied already, and nothing of it changed since: readiness and placement only.
+    let print = fingerprint(&owner.uid, &rendered);
+    let (fresh, counted) = {
+        let applied = ctx.applied.lock().expect("not poisoned");
+        (applied.fresh(&ns, print), applied.counted(&ns))
+    };
+    if fresh.is_none() {
+        if ctx.applied.lock().expect("not poisoned").terminating(&ns) {
+            return Ok(Action::requeue(SOON));
+        }
+        if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
+            return refuse(wp, ctx, report, "StorageClassTaken", m).await;
+        }
+        let reverted = match apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await
+        {
+            // Its namespace is being deleted, and the Workplace with it: every pod event of
+            // the deletion would try again, each refused (a warning and a request each).
+            Err(e) if e.namespace_terminating() => {
+                tracing::info!(
+                    "namespace {ns} is being deleted: Workplace {} applies nothing until it is gone",
+                    key(wp)
+                );
+                let mut applied = ctx.applied.lock().expect("not poisoned");
+                applied
+                    .terminating
+                    .insert(ns.clone(), std::time::Instant::now());
+                return Ok(Action::requeue(SOON));
+            }
+            r => r?,
+        };
+        if !reverted.is_empty() {
+            let m = format!(
+                "put back the pod templates and isolation rules the operator renders, changed by someone else: {}",
+                reverted.join("; ")
+            );
+            event(ctx, wp, true, "TemplateRestored", m).await;
+        }
+        let removed = prune(&ctx.client, &ns, &name, &owner.uid, &rendered).await?;
+        if !removed.is_empty() {
+            let m = format!(
+                "removed what the Workplace no longer renders: {}",
+                removed.join(", ")
+            );
+            event(ctx, wp, false, "Pruned", m).await;
+        }
+        ctx.metrics.workplace_applies.inc();
+        ctx.applied
+            .lock()
+            .expect("not poisoned")
+            .done
+            .insert(ns.clone(), (print, counted, std::time::Instant::now()));
     }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
@@ -198,11 +232,9 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     let moving = sovereignty(wp, ctx, &policy, response, &mut report).await?;
     publish_status(wp, ctx, report).await?;
     ctx.failures.lock().expect("not poisoned").remove(&key(wp));
-    Ok(Action::requeue(if all_ready && !moving {
-        RESYNC
-    } else {
-        SOON
-    }))
+    let next = if all_ready && !moving { RESYNC } else { SOON };
+    // A trusted apply expires: what no watch announces is put back then, not a resync later.
+    Ok(Action::requeue(fresh.map_or(next, |left| next.min(left))))
 }
 
 /// A paused Workplace: nothing is created, changed or evicted, but Sovereign still says where
@@ -256,6 +288,19 @@ async fn paused(
     }
     publish_status(wp, ctx, report).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// What an apply of `rendered` for the Workplace of uid `owner` puts in the cluster, as a hash:
+/// the objects, the StorageClass and the credentials asked for.
+fn fingerprint(owner: &str, rendered: &hexagone_platform::render::Rendered) -> u64 {
+    let text = |v: &serde_json::Value| serde_json::to_string(v).expect("a JSON value prints");
+    hash_of(&(
+        owner,
+        rendered.storage_class.as_ref().map(text),
+        rendered.objects.iter().map(text).collect::<Vec<_>>(),
+        &rendered.secret.names,
+        &rendered.secret.files,
+    ))
 }
 
 /// Why a Workplace may not use a policy: only a security officer lists the namespaces a policy

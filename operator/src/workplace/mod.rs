@@ -22,6 +22,16 @@
 //! NetworkPolicies, Ingresses) is watched: a change or a deletion re-applies at once. Every pod
 //! in a Workplace's namespace is watched too, and every Workplace is reconciled again at least
 //! every five minutes.
+//!
+//! A reconcile applies only when something may differ from what it applied last ([`Applied`]):
+//! the rendering changed, one of the Workplace's objects was changed by anyone (its generation,
+//! labels, annotations or owners; or its resource version, for kinds without a generation) or
+//! deleted, a watch of them started again, or four minutes passed (the Secrets, claims and the
+//! StorageClass, which are not watched, are put back then). The pods' comings and goings and
+//! the workloads' status changes, most of a large workplace's events, then cost a reading of
+//! readiness and placement, not an apply of every object. The Workplace's own status writes
+//! start no reconcile: only a change of its generation (its spec), labels, annotations,
+//! finalizers or deletion does.
 
 mod apply;
 mod capacity;
@@ -35,7 +45,7 @@ mod sovereignty;
 mod status;
 mod supply;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +65,10 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalized, finalizer};
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
+use crate::changes::{Changes, hash_of};
 use crate::metrics::Metrics;
 
 pub use apply::apply_rendered;
@@ -70,6 +82,10 @@ pub const FINALIZER: &str = "hexagone.fr/workplace-cleanup";
 const RESYNC: Duration = Duration::from_secs(300);
 /// How soon to look again while something is on its way (pods starting, evictions refused).
 const SOON: Duration = Duration::from_secs(5);
+/// The longest a reconcile trusts the last apply: past it, everything is applied again, so that
+/// what no watch announces (a Secret, a claim or the StorageClass deleted or changed) is put back
+/// at the latest at the next [`RESYNC`].
+const REAPPLY: Duration = Duration::from_secs(240);
 
 /// What stops a reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +110,17 @@ pub enum ReconcileError {
     Finalizer(String),
 }
 
+impl ReconcileError {
+    /// Whether the API server refused to create something because the namespace is being
+    /// deleted (a 403 with the cause `NamespaceTerminating`).
+    fn namespace_terminating(&self) -> bool {
+        matches!(self, ReconcileError::Api { source: kube::Error::Api(s), .. }
+        if s.code == 403 && s.details.as_ref().is_some_and(|d| {
+            d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+        }))
+    }
+}
+
 fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
     let what = what.into();
     move |source| ReconcileError::Api { what, source }
@@ -110,8 +137,143 @@ pub struct Context {
     /// list per reconcile (1,000 nodes, 20 Workplaces).
     nodes: Store<Node>,
     node_writer: std::sync::Mutex<Option<Writer<Node>>>,
+    /// Notified when a Node changes in what the qualifier reads, once the store holds it.
+    node_changed: Arc<tokio::sync::Notify>,
     /// The geolocation databases the qualifier reloads: egress destinations are judged with them.
     geo: Arc<GeoDatabases>,
+    /// What each Workplace's last apply applied, and the changes of its objects seen since.
+    applied: std::sync::Mutex<Applied>,
+    /// Per Workplace (`namespace/name`): a fingerprint of the status it last wrote (or found
+    /// already written). A status read back otherwise was written by someone else: it starts a
+    /// reconcile, which writes the operator's again.
+    status_written: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+/// What the last apply in each namespace applied, and which of the operator's objects there
+/// changed since, so a reconcile started by a pod or a workload's status applies nothing when
+/// nothing can differ. Keyed by namespace (one Workplace per namespace is deployed, the others
+/// refused; the fingerprint holds the Workplace's uid): an object whose instance label someone
+/// removed or changed still counts for the namespace's Workplace.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Per namespace: the fingerprint of what was applied, the count of changes seen before
+    /// that apply started, and when it ended.
+    done: HashMap<String, (u64, Changed, Instant)>,
+    /// Per namespace: how many changes (by anyone) of the operator's objects the watches
+    /// delivered.
+    changes: HashMap<String, u64>,
+    /// How many times a watch of the objects started listing again (a deletion while it was
+    /// down is never announced): every Workplace applies again.
+    relists: u64,
+    /// Namespaces found being deleted, and when: nothing can be created there, so their
+    /// Workplaces apply nothing for [`TERMINATING`] (then try once more: a namespace of the
+    /// same name may have been made since).
+    terminating: HashMap<String, Instant>,
+}
+
+/// How long a namespace found being deleted is left alone.
+const TERMINATING: Duration = Duration::from_secs(30);
+
+/// The changes counted for one namespace: its own and the relists.
+type Changed = (u64, u64);
+
+impl Applied {
+    /// The changes counted for namespace `ns` now; an apply that starts now records it.
+    fn counted(&self, ns: &str) -> Changed {
+        (self.changes.get(ns).copied().unwrap_or(0), self.relists)
+    }
+
+    /// When what `print` stands for was applied in `ns` recently, with nothing there changed
+    /// since that apply started: how long the apply is still trusted.
+    fn fresh(&self, ns: &str, print: u64) -> Option<Duration> {
+        let (p, counted, at) = self.done.get(ns)?;
+        let left = REAPPLY.checked_sub(at.elapsed())?;
+        (*p == print && *counted == self.counted(ns)).then_some(left)
+    }
+
+    /// An object in namespace `ns` changed (or was deleted) or, with `None`, a watch of them
+    /// started listing everything again.
+    fn changed(&mut self, ns: Option<String>) {
+        match ns {
+            Some(k) => *self.changes.entry(k).or_default() += 1,
+            None => self.relists += 1,
+        }
+    }
+
+    /// Whether namespace `ns` was found being deleted lately.
+    fn terminating(&mut self, ns: &str) -> bool {
+        self.terminating.retain(|_, at| at.elapsed() < TERMINATING);
+        self.terminating.contains_key(ns)
+    }
+
+    /// Nothing is known applied in `ns` (a Workplace refused or removed there).
+    fn forget(&mut self, ns: &str) {
+        self.done.remove(ns);
+    }
+}
+
+/// What a change of an owned object is judged by: whatever ops or a controller changes that
+/// the operator applies (its generation counts spec changes; labels, annotations and owners
+/// are applied too). Kinds without a generation (ConfigMaps, Services, ServiceAccounts) count
+/// every write. Status writes (replicas becoming ready, a PDB's healthy count) are not changes.
+fn owned_print<K: Resource>(o: &K) -> u64 {
+    let m = o.meta();
+    let version = match m.generation {
+        Some(g) => (g, None),
+        None => (0, m.resource_version.as_deref()),
+    };
+    hash_of(&(
+        version,
+        &m.labels,
+        &m.annotations,
+        m.owner_references
+            .iter()
+            .flatten()
+            .map(|r| (&r.uid, r.controller))
+            .collect::<Vec<_>>(),
+        m.deletion_timestamp.is_some(),
+    ))
+}
+
+/// The operator's objects of kind `K`, for the controller (every event: a workload's readiness
+/// is in its status), counting their changes in `ctx`'s [`Applied`] on the way.
+fn owned<K>(
+    ctx: &Arc<Context>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
+    let mut changes = Changes::new(owned_print::<K>);
+    let ctx = ctx.clone();
+    watcher(Api::<K>::all(ctx.client.clone()), config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let item = match event {
+                Err(e) => Some(Err(e)),
+                Ok(event) => {
+                    // A relist counts when it starts: the objects it lists next start
+                    // reconciles, which must apply.
+                    let relist = matches!(event, watcher::Event::Init);
+                    let changed =
+                        changes.judge(&event) && !matches!(event, watcher::Event::InitDone);
+                    let object = match event {
+                        watcher::Event::Apply(o)
+                        | watcher::Event::Delete(o)
+                        | watcher::Event::InitApply(o) => Some(o),
+                        watcher::Event::Init | watcher::Event::InitDone => None,
+                    };
+                    if relist {
+                        ctx.applied.lock().expect("not poisoned").changed(None);
+                    } else if changed && let Some(ns) = object.as_ref().and_then(|o| o.namespace())
+                    {
+                        ctx.applied.lock().expect("not poisoned").changed(Some(ns));
+                    }
+                    object.map(Ok)
+                }
+            };
+            std::future::ready(item)
+        })
 }
 
 impl Context {
@@ -137,7 +299,21 @@ impl Context {
             failures: Default::default(),
             nodes,
             node_writer: std::sync::Mutex::new(Some(writer)),
+            node_changed: Default::default(),
             geo,
+            applied: Default::default(),
+            status_written: Default::default(),
+        }
+    }
+}
+
+impl Context {
+    /// The Nodes this controller's watch caches, for the qualifier: one watch and one copy of
+    /// every Node for both.
+    pub fn node_feed(&self) -> crate::qualifier::NodeFeed {
+        crate::qualifier::NodeFeed {
+            store: self.nodes.clone(),
+            changed: self.node_changed.clone(),
         }
     }
 }
@@ -146,8 +322,6 @@ impl Context {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let cfg = watcher::Config::default;
-    let owned =
-        || watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
     // Nodes (eligibility, zones) and policies (verdicts, mode) concern every Workplace. Node
     // heartbeats do not: only a change of labels (eligibility, zone) reconciles everything.
     let writer = ctx
@@ -156,10 +330,21 @@ pub async fn run(ctx: Arc<Context>) {
         .expect("not poisoned")
         .take()
         .expect("the Workplace controller runs once per Context");
+    // The qualifier reads the same cache: it is told of a change (not of a heartbeat: a
+    // kubelet rewrites its Node's status every few seconds) once the store holds it.
+    let mut changes = Changes::new(|n: &Node| hash_of(&hexagone_platform::k8s::describe(n)));
+    let node_changed = ctx.node_changed.clone();
     let nodes = watcher(Api::<Node>::all(client.clone()), cfg())
         .default_backoff()
         .modify(|n| n.managed_fields_mut().clear())
         .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event
+                && changes.judge(event)
+            {
+                node_changed.notify_one();
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::labels, Default::default())
         .map(|_| ());
@@ -168,20 +353,39 @@ pub async fn run(ctx: Arc<Context>) {
         .touched_objects()
         .map(|_| ());
     let everything = futures::stream::select(nodes, policies);
-    let controller = Controller::new(Api::<Workplace>::all(client.clone()), cfg());
+    // The Workplaces, without the operator's own status writes: a reconcile writes status, and
+    // reading it back would start another.
+    let (workplaces, writer) = reflector::store();
+    let written = ctx.clone();
+    let wanted = watcher(Api::<Workplace>::all(client.clone()), cfg())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            move |wp: &Workplace| {
+                let ours = written
+                    .status_written
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&key(wp))
+                    .copied();
+                workplace_print(wp, ours)
+            },
+            Default::default(),
+        );
+    let controller = Controller::for_stream(wanted, workplaces.clone());
     // Every pod of a namespace counts (not only those the operator rendered): a pod's change
     // reconciles the namespace's Workplace.
-    let workplaces = controller.store();
     controller
-        .owns(Api::<Deployment>::all(client.clone()), owned())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned())
-        .owns(Api::<CronJob>::all(client.clone()), owned())
-        .owns(Api::<Service>::all(client.clone()), owned())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned())
-        .owns(Api::<ServiceAccount>::all(client.clone()), owned())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), owned())
-        .owns(Api::<Ingress>::all(client.clone()), owned())
+        .owns_stream(owned::<Deployment>(&ctx))
+        .owns_stream(owned::<StatefulSet>(&ctx))
+        .owns_stream(owned::<CronJob>(&ctx))
+        .owns_stream(owned::<Service>(&ctx))
+        .owns_stream(owned::<ConfigMap>(&ctx))
+        .owns_stream(owned::<ServiceAccount>(&ctx))
+        .owns_stream(owned::<PodDisruptionBudget>(&ctx))
+        .owns_stream(owned::<NetworkPolicy>(&ctx))
+        .owns_stream(owned::<Ingress>(&ctx))
         .watches(Api::<Pod>::all(client.clone()), cfg(), move |pod| {
             let ns = pod.namespace();
             workplaces
@@ -199,6 +403,28 @@ pub async fn run(ctx: Arc<Context>) {
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// What of a Workplace starts a reconcile: its spec (generation), labels, annotations,
+/// finalizers and deletion, and a status other than the one the operator last wrote (`ours`,
+/// [`status_print`]); not the operator's own status writes.
+fn workplace_print(wp: &Workplace, ours: Option<u64>) -> Option<u64> {
+    let m = wp.meta();
+    let theirs = wp.status.as_ref().map(status_print);
+    Some(hash_of(&(
+        m.uid.as_deref(),
+        m.generation,
+        &m.labels,
+        &m.annotations,
+        &m.finalizers,
+        m.deletion_timestamp.is_some(),
+        theirs.is_some() && theirs != ours,
+    )))
+}
+
+/// A fingerprint of a Workplace status.
+fn status_print(status: &hexagone_platform::workplace::WorkplaceStatus) -> u64 {
+    hash_of(&serde_json::to_string(status).unwrap_or_default())
 }
 
 /// The backoff of the controller's watches, which kube-runtime applies to all of them at once
@@ -282,6 +508,129 @@ fn error_policy(wp: Arc<Workplace>, error: &ReconcileError, ctx: Arc<Context>) -
 
 #[cfg(test)]
 mod tests {
+    use super::Applied;
+
+    /// An apply is trusted only for what it applied, while nothing in its namespace changed and
+    /// no watch listed again, and for [`super::REAPPLY`] at most; a change seen during the
+    /// apply counts after it.
+    #[test]
+    fn an_apply_is_trusted_until_anything_of_it_changes() {
+        let mut a = Applied::default();
+        let (ns, other) = ("ministere", "rh");
+        let done = |a: &mut Applied, at: std::time::Instant| {
+            let counted = a.counted(ns);
+            a.done.insert(ns.to_owned(), (1, counted, at));
+        };
+        assert_eq!(a.fresh(ns, 1), None, "never applied");
+        let counted = a.counted(ns);
+        // A change of its objects lands while the apply runs (its own writes, or someone's).
+        a.changed(Some(ns.to_owned()));
+        a.done
+            .insert(ns.to_owned(), (1, counted, std::time::Instant::now()));
+        assert_eq!(
+            a.fresh(ns, 1),
+            None,
+            "a change during the apply is not covered by it"
+        );
+        done(&mut a, std::time::Instant::now());
+        let left = a.fresh(ns, 1).expect("fresh");
+        assert!(
+            left <= super::REAPPLY && left > super::REAPPLY / 2,
+            "{left:?}"
+        );
+        assert_eq!(a.fresh(ns, 2), None, "another rendering");
+        a.changed(Some(other.to_owned()));
+        assert!(a.fresh(ns, 1).is_some(), "another namespace's change");
+        a.changed(Some(ns.to_owned()));
+        assert_eq!(a.fresh(ns, 1), None, "one of its objects changed");
+        done(&mut a, std::time::Instant::now());
+        a.changed(None);
+        assert_eq!(a.fresh(ns, 1), None, "a watch listed again");
+        done(&mut a, std::time::Instant::now());
+        a.forget(ns);
+        assert_eq!(a.fresh(ns, 1), None, "refused or removed in between");
+        if let Some(old) = std::time::Instant::now().checked_sub(super::REAPPLY) {
+            done(&mut a, old);
+            assert_eq!(a.fresh(ns, 1), None, "applied too long ago");
+        }
+    }
+
+    /// A creation refused in a namespace being deleted is told from other refusals, and the
+    /// namespace is left alone for a while only.
+    #[test]
+    fn a_namespace_being_deleted_is_recognised_and_left_alone_for_a_while() {
+        let refused = |reason: &str| {
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "status": "Failure", "code": 403, "reason": "Forbidden",
+                "message": "secrets \"x\" is forbidden: unable to create new content in namespace ns because it is being terminated",
+                "details": {"name": "x", "kind": "secrets",
+                            "causes": [{"reason": reason, "message": "namespace ns is being terminated", "field": "metadata.namespace"}]}
+            }))
+            .expect("a Status");
+            super::ReconcileError::Api {
+                what: "creating Secret ns/x".into(),
+                source: kube::Error::Api(Box::new(status)),
+            }
+        };
+        assert!(refused("NamespaceTerminating").namespace_terminating());
+        assert!(!refused("FieldValueForbidden").namespace_terminating());
+        let mut a = Applied::default();
+        assert!(!a.terminating("ns"));
+        a.terminating.insert("ns".into(), std::time::Instant::now());
+        assert!(a.terminating("ns"));
+        assert!(!a.terminating("other"));
+        a.terminating
+            .insert("ns".into(), std::time::Instant::now() - super::TERMINATING);
+        assert!(!a.terminating("ns"), "tried again after a while");
+    }
+
+    /// Status writes do not start a reconcile; spec, labels, annotations, finalizers and
+    /// deletion do.
+    #[test]
+    fn only_what_ops_change_starts_a_reconcile() {
+        use hexagone_platform::workplace::Workplace;
+        let wp: Workplace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hexagone.fr/v1alpha1", "kind": "Workplace",
+            "metadata": {"name": "w", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"policy": "dr", "profile": "users500", "domain": "intranet.example.fr",
+                     "storage": {"provisioner": "csi.example"}}
+        }))
+        .expect("a Workplace");
+        let print = |w: &Workplace| super::workplace_print(w, None);
+        let mut status = wp.clone();
+        status.status = Some(Default::default());
+        status.metadata.resource_version = Some("7".into());
+        let ours = super::status_print(status.status.as_ref().unwrap());
+        assert_eq!(
+            super::workplace_print(&status, Some(ours)),
+            print(&wp),
+            "its own status write"
+        );
+        assert_ne!(
+            super::workplace_print(&status, Some(ours ^ 1)),
+            print(&wp),
+            "a status someone else wrote"
+        );
+        let changed = |f: &dyn Fn(&mut Workplace)| {
+            let mut w = wp.clone();
+            f(&mut w);
+            print(&w) != print(&wp)
+        };
+        assert!(changed(&|w| w.metadata.generation = Some(2)));
+        assert!(changed(&|w| w.metadata.finalizers = Some(vec!["f".into()])));
+        assert!(changed(
+            &|w| w.metadata.labels = Some([("a".into(), "b".into())].into())
+        ));
+        assert!(changed(
+            &|w| w.metadata.annotations = Some([("a".into(), "b".into())].into())
+        ));
+        assert!(changed(&|w| {
+            w.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+            );
+        }));
+    }
+
     /// The watches' backoff doubles to 5 s at most, never gives up, and starts again at 0.5 s
     /// after an event.
     #[test]

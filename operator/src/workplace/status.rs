@@ -70,6 +70,11 @@ pub(super) async fn publish_status(
 ) -> Result<(), ReconcileError> {
     let mut status = report.status;
     status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    // Recorded before it is written, so its own watch event reads as the operator's.
+    ctx.status_written
+        .lock()
+        .expect("not poisoned")
+        .insert(key(wp), super::status_print(&status));
     if wp.status.as_ref() == Some(&status) {
         return Ok(());
     }
