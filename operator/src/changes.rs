@@ -31,8 +31,9 @@ impl<K: Resource> Changes<K> {
     }
 
     /// Whether an event is a change: an object new, changed in what the fingerprint reads, or
-    /// deleted; or a relist ended. During a relist objects are compared with what was seen
-    /// before it, and those it did not return are forgotten when it ends.
+    /// deleted; or a relist ended (objects deleted while the watch was down are never
+    /// announced). During a relist objects are compared with what was seen before it, and
+    /// those it did not return are forgotten when it ends.
     pub fn judge(&mut self, event: &Event<K>) -> bool {
         match event {
             Event::Apply(o) => {
@@ -49,8 +50,9 @@ impl<K: Resource> Changes<K> {
             }
             Event::InitApply(o) => {
                 let (uid, print) = self.print(o);
+                let changed = self.seen.get(&uid) != Some(&print);
                 self.relisting.insert(uid, print);
-                false
+                changed
             }
             Event::InitDone => {
                 self.seen = std::mem::take(&mut self.relisting);
@@ -110,10 +112,24 @@ mod tests {
             "a new object, the same name"
         );
         assert!(!judge(Event::Init));
-        assert!(!judge(Event::InitApply(cm("3", "x", "6"))));
+        assert!(
+            judge(Event::InitApply(cm("3", "x", "6"))),
+            "new, listed again"
+        );
+        assert!(
+            !judge(Event::InitApply(cm("2", "b", "7"))),
+            "listed again, unchanged"
+        );
         assert!(judge(Event::InitDone), "relisted");
         // After the relist, only what it returned is known.
-        assert!(!judge(Event::Apply(cm("3", "x", "7"))));
-        assert!(judge(Event::Apply(cm("2", "b", "8"))), "not in the relist");
+        assert!(!judge(Event::Apply(cm("3", "x", "8"))));
+        assert!(!judge(Event::Apply(cm("2", "b", "9"))));
+        assert!(!judge(Event::Init));
+        assert!(!judge(Event::InitApply(cm("3", "x", "10"))));
+        assert!(judge(Event::InitDone));
+        assert!(
+            judge(Event::Apply(cm("2", "b", "11"))),
+            "not in the last relist"
+        );
     }
 }

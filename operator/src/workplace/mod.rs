@@ -20,8 +20,9 @@
 //! Drift is corrected because every kind the operator renders and keeps (Deployments,
 //! StatefulSets, CronJobs, Services, ConfigMaps, ServiceAccounts, PodDisruptionBudgets,
 //! NetworkPolicies, Ingresses) is watched: a change or a deletion re-applies at once. Every pod
-//! in a Workplace's namespace is watched too, and every Workplace is reconciled again at least
-//! every five minutes.
+//! in a Workplace's namespace is watched too (its node, labels, deletion and scheduling; not
+//! the kubelet's status writes), and every Workplace is reconciled again at least every five
+//! minutes.
 //!
 //! A reconcile applies only when something may differ from what it applied last ([`Applied`]):
 //! the rendering changed, one of the Workplace's objects was changed by anyone (its generation,
@@ -386,7 +387,7 @@ pub async fn run(ctx: Arc<Context>) {
         .owns_stream(owned::<PodDisruptionBudget>(&ctx))
         .owns_stream(owned::<NetworkPolicy>(&ctx))
         .owns_stream(owned::<Ingress>(&ctx))
-        .watches(Api::<Pod>::all(client.clone()), cfg(), move |pod| {
+        .watches_stream(pods(client.clone()), move |pod| {
             let ns = pod.namespace();
             workplaces
                 .state()
@@ -403,6 +404,49 @@ pub async fn run(ctx: Arc<Context>) {
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// Every pod of the cluster, as a change of what a reconcile reads of it: its node, its labels,
+/// its deletion and why the scheduler cannot place it (`readiness.rs`, `sovereignty.rs`). The
+/// kubelet's status writes (containers started, ready), most of a pod's events, are not: a
+/// component's readiness is read from its workloads, whose status changes reconcile.
+fn pods(
+    client: Client,
+) -> impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static {
+    let mut changes = Changes::new(|p: &Pod| {
+        let scheduled = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .map(|c| (&c.status, &c.reason, &c.message));
+        hash_of(&(
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            &p.metadata.labels,
+            p.metadata.deletion_timestamp.is_some(),
+            scheduled,
+        ))
+    });
+    watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            std::future::ready(match event {
+                Err(e) => Some(Err(e)),
+                Ok(event) => {
+                    let changed = changes.judge(&event);
+                    match event {
+                        watcher::Event::Apply(p)
+                        | watcher::Event::Delete(p)
+                        | watcher::Event::InitApply(p)
+                            if changed =>
+                        {
+                            Some(Ok(p))
+                        }
+                        _ => None,
+                    }
+                }
+            })
+        })
 }
 
 /// What of a Workplace starts a reconcile: its spec (generation), labels, annotations,
