@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::apply::{apply_rendered, storage_class_taken};
+use super::apply::{apply_rendered_telling, storage_class_taken};
 use super::capacity::capacity_shortfall;
 use super::prune::prune;
 use super::readiness::readiness;
@@ -181,11 +181,20 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
         if ctx.applied.lock().expect("not poisoned").terminating(&ns) {
             return Ok(Action::requeue(SOON));
         }
+        let why = ctx.applied.lock().expect("not poisoned").why(&ns, print);
+        tracing::info!("applying Workplace {}: {why}", key(wp));
         if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
             return refuse(wp, ctx, report, "StorageClassTaken", m).await;
         }
-        let reverted = match apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await
-        {
+        ctx.applied.lock().expect("not poisoned").starting(&ns);
+        let wrote = |kind: &str, object: &str, version: String| {
+            let mut applied = ctx.applied.lock().expect("not poisoned");
+            let own = applied.own.entry(ns.clone()).or_default();
+            own.insert((kind.to_owned(), object.to_owned(), version));
+        };
+        let applying =
+            apply_rendered_telling(&ctx.client, &ns, &name, &rendered, Some(&owner), &wrote);
+        let reverted = match applying.await {
             // Its namespace is being deleted, and the Workplace with it: every pod event of
             // the deletion would try again, each refused (a warning and a request each).
             Err(e) if e.namespace_terminating() => {
@@ -217,9 +226,8 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
             event(ctx, wp, false, "Pruned", m).await;
         }
         ctx.metrics.workplace_applies.inc();
-        ctx.applied
-            .lock()
-            .expect("not poisoned")
+        let mut applied = ctx.applied.lock().expect("not poisoned");
+        applied
             .done
             .insert(ns.clone(), (print, counted, std::time::Instant::now()));
     }

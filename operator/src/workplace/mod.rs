@@ -25,8 +25,8 @@
 //! minutes.
 //!
 //! A reconcile applies only when something may differ from what it applied last ([`Applied`]):
-//! the rendering changed, one of the Workplace's objects was changed by anyone (its generation,
-//! labels, annotations or owners; or its resource version, for kinds without a generation) or
+//! the rendering changed, one of the Workplace's objects was changed by anyone else (its
+//! generation, labels or owners; or its resource version, for kinds without a generation) or
 //! deleted, a watch of them started again, or four minutes passed (the Secrets, claims and the
 //! StorageClass, which are not watched, are put back then). The pods' comings and goings and
 //! the workloads' status changes, most of a large workplace's events, then cost a reading of
@@ -160,17 +160,29 @@ struct Applied {
     /// Per namespace: the fingerprint of what was applied, the count of changes seen before
     /// that apply started, and when it ended.
     done: HashMap<String, (u64, Changed, Instant)>,
-    /// Per namespace: how many changes (by anyone) of the operator's objects the watches
-    /// delivered.
+    /// Per namespace: how many deletions of the operator's objects (or writes past
+    /// [`SEEN_AT_MOST`]) the watches delivered.
     changes: HashMap<String, u64>,
+    /// Per namespace: the writes of the operator's objects the watches delivered since the last
+    /// apply started, as (kind, name, resource version); those not in [`Applied::own`] are
+    /// someone else's.
+    seen: HashMap<String, Vec<(String, String, String)>>,
     /// How many times a watch of the objects started listing again (a deletion while it was
     /// down is never announced): every Workplace applies again.
     relists: u64,
+    /// Per namespace: the versions the last apply's writes made, as (kind, name, resource
+    /// version), recorded as each write returns. Its own writes come back through the watches:
+    /// those are not changes (else every apply was followed by a second, changing nothing; an
+    /// event may still beat its write's answer, and count).
+    own: HashMap<String, std::collections::HashSet<(String, String, String)>>,
     /// Namespaces found being deleted, and when: nothing can be created there, so their
     /// Workplaces apply nothing for [`TERMINATING`] (then try once more: a namespace of the
     /// same name may have been made since).
     terminating: HashMap<String, Instant>,
 }
+
+/// The most writes kept per namespace between two applies; past it, a write counts as a change.
+const SEEN_AT_MOST: usize = 4096;
 
 /// How long a namespace found being deleted is left alone.
 const TERMINATING: Duration = Duration::from_secs(30);
@@ -189,7 +201,54 @@ impl Applied {
     fn fresh(&self, ns: &str, print: u64) -> Option<Duration> {
         let (p, counted, at) = self.done.get(ns)?;
         let left = REAPPLY.checked_sub(at.elapsed())?;
-        (*p == print && *counted == self.counted(ns)).then_some(left)
+        (*p == print && *counted == self.counted(ns) && self.others(ns) == 0).then_some(left)
+    }
+
+    /// How many of the writes seen in `ns` since the last apply started were not its own.
+    fn others(&self, ns: &str) -> usize {
+        let own = self.own.get(ns);
+        self.seen.get(ns).map_or(0, |seen| {
+            seen.iter()
+                .filter(|w| !own.is_some_and(|o| o.contains(*w)))
+                .count()
+        })
+    }
+
+    /// A write of one of the operator's objects in `ns`, as (kind, name, resource version).
+    fn wrote(&mut self, ns: String, write: (String, String, String)) {
+        let seen = self.seen.entry(ns.clone()).or_default();
+        if seen.len() < SEEN_AT_MOST {
+            seen.push(write);
+        } else {
+            self.changed(Some(ns));
+        }
+    }
+
+    /// An apply starts in `ns`: what it writes is its own, what was seen before it is applied
+    /// over.
+    fn starting(&mut self, ns: &str) {
+        self.own.insert(ns.to_owned(), Default::default());
+        self.seen.insert(ns.to_owned(), Vec::new());
+    }
+
+    /// Why what `print` stands for must be applied in `ns` (when [`Applied::fresh`] is `None`).
+    fn why(&self, ns: &str, print: u64) -> String {
+        let Some((p, (changes, relists), at)) = self.done.get(ns) else {
+            return "not applied since the operator started".into();
+        };
+        let (changes_now, relists_now) = self.counted(ns);
+        if *p != print {
+            "its rendering changed".into()
+        } else if changes_now != *changes || self.others(ns) > 0 {
+            format!(
+                "{} change(s) of its objects by someone else since the last apply",
+                changes_now - changes + self.others(ns) as u64
+            )
+        } else if relists_now != *relists {
+            "a watch of its objects listed them again".into()
+        } else {
+            format!("the last apply is {} s old", at.elapsed().as_secs())
+        }
     }
 
     /// An object in namespace `ns` changed (or was deleted) or, with `None`, a watch of them
@@ -210,13 +269,17 @@ impl Applied {
     /// Nothing is known applied in `ns` (a Workplace refused or removed there).
     fn forget(&mut self, ns: &str) {
         self.done.remove(ns);
+        self.own.remove(ns);
+        self.seen.remove(ns);
     }
 }
 
 /// What a change of an owned object is judged by: whatever ops or a controller changes that
-/// the operator applies (its generation counts spec changes; labels, annotations and owners
-/// are applied too). Kinds without a generation (ConfigMaps, Services, ServiceAccounts) count
-/// every write. Status writes (replicas becoming ready, a PDB's healthy count) are not changes.
+/// the operator applies (its generation counts spec changes; labels and owners are applied
+/// too). Kinds without a generation (ConfigMaps, Services, ServiceAccounts) count every write.
+/// Status writes (replicas becoming ready, a PDB's healthy count) are not changes, nor are
+/// annotations: the controllers annotate their objects (a Deployment's revision), and the
+/// operator renders none it relies on outside the specs.
 fn owned_print<K: Resource>(o: &K) -> u64 {
     let m = o.meta();
     let version = match m.generation {
@@ -226,7 +289,6 @@ fn owned_print<K: Resource>(o: &K) -> u64 {
     hash_of(&(
         version,
         &m.labels,
-        &m.annotations,
         m.owner_references
             .iter()
             .flatten()
@@ -256,6 +318,7 @@ where
                     // A relist counts when it starts: the objects it lists next start
                     // reconciles, which must apply.
                     let relist = matches!(event, watcher::Event::Init);
+                    let deleted = matches!(event, watcher::Event::Delete(_));
                     let changed =
                         changes.judge(&event) && !matches!(event, watcher::Event::InitDone);
                     let object = match event {
@@ -266,9 +329,19 @@ where
                     };
                     if relist {
                         ctx.applied.lock().expect("not poisoned").changed(None);
-                    } else if changed && let Some(ns) = object.as_ref().and_then(|o| o.namespace())
-                    {
-                        ctx.applied.lock().expect("not poisoned").changed(Some(ns));
+                    } else if changed && let Some(o) = &object {
+                        let ns = o.namespace().unwrap_or_default();
+                        let mut applied = ctx.applied.lock().expect("not poisoned");
+                        let version = o.resource_version().unwrap_or_default();
+                        let kind = K::kind(&());
+                        // Deleted: a change. Written: a change unless the write was the
+                        // operator's own (its answer may come after this event: judged when
+                        // the next reconcile asks, `Applied::fresh`).
+                        if deleted {
+                            applied.changed(Some(ns));
+                        } else {
+                            applied.wrote(ns, (kind.into_owned(), o.name_any(), version));
+                        }
                     }
                     object.map(Ok)
                 }
@@ -413,20 +486,7 @@ pub async fn run(ctx: Arc<Context>) {
 fn pods(
     client: Client,
 ) -> impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static {
-    let mut changes = Changes::new(|p: &Pod| {
-        let scheduled = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
-            .map(|c| (&c.status, &c.reason, &c.message));
-        hash_of(&(
-            p.spec.as_ref().and_then(|s| s.node_name.as_deref()),
-            &p.metadata.labels,
-            p.metadata.deletion_timestamp.is_some(),
-            scheduled,
-        ))
-    });
+    let mut changes = Changes::new(pod_print);
     watcher(Api::<Pod>::all(client), watcher::Config::default())
         .default_backoff()
         .filter_map(move |event| {
@@ -447,6 +507,22 @@ fn pods(
                 }
             })
         })
+}
+
+/// What a reconcile reads of a pod: its node, labels, deletion and the scheduler's verdict.
+fn pod_print(p: &Pod) -> u64 {
+    let scheduled = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .map(|c| (&c.status, &c.reason, &c.message));
+    hash_of(&(
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        &p.metadata.labels,
+        p.metadata.deletion_timestamp.is_some(),
+        scheduled,
+    ))
 }
 
 /// What of a Workplace starts a reconcile: its spec (generation), labels, annotations,
@@ -591,12 +667,74 @@ mod tests {
         a.changed(None);
         assert_eq!(a.fresh(ns, 1), None, "a watch listed again");
         done(&mut a, std::time::Instant::now());
+        // Its own writes, seen before or after their answers, are no change; another's is.
+        let write = |v: &str| {
+            (
+                "ConfigMap".to_owned(),
+                "exo-config".to_owned(),
+                v.to_owned(),
+            )
+        };
+        a.starting(ns);
+        a.wrote(ns.to_owned(), write("42"));
+        a.wrote(other.to_owned(), write("41"));
+        done(&mut a, std::time::Instant::now());
+        assert_eq!(a.fresh(ns, 1), None, "an answer not received yet");
+        a.own.entry(ns.to_owned()).or_default().insert(write("42"));
+        assert!(a.fresh(ns, 1).is_some(), "its own write");
+        a.wrote(ns.to_owned(), write("43"));
+        assert_eq!(a.fresh(ns, 1), None, "a later write, someone else's");
+        assert!(a.why(ns, 1).contains("1 change(s)"), "{}", a.why(ns, 1));
+        a.starting(ns);
+        done(&mut a, std::time::Instant::now());
+        assert!(a.fresh(ns, 1).is_some(), "applied over");
         a.forget(ns);
         assert_eq!(a.fresh(ns, 1), None, "refused or removed in between");
         if let Some(old) = std::time::Instant::now().checked_sub(super::REAPPLY) {
             done(&mut a, old);
             assert_eq!(a.fresh(ns, 1), None, "applied too long ago");
         }
+    }
+
+    /// A pod's change counts when it moves (scheduled, deleted, relabelled) or the scheduler
+    /// says why it cannot place it; the kubelet's reports of its containers do not.
+    #[test]
+    fn a_pod_counts_when_it_moves_not_when_its_containers_start() {
+        use k8s_openapi::api::core::v1::Pod;
+        let pod = |node: Option<&str>, conditions: serde_json::Value, ready: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "exo-0", "namespace": "ns", "labels": {"app": "exo"}},
+                "spec": {"nodeName": node, "containers": [{"name": "exo"}]},
+                "status": {"phase": if ready { "Running" } else { "Pending" }, "conditions": conditions,
+                           "containerStatuses": [{"name": "exo", "ready": ready, "restartCount": 0,
+                                                  "image": "exo", "imageID": ""}]}
+            }))
+            .expect("a Pod")
+        };
+        let print = super::pod_print;
+        let unplaced = pod(None, serde_json::json!([]), false);
+        let refused = pod(
+            None,
+            serde_json::json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                "message": "0/7 nodes are available"}]),
+            false,
+        );
+        let placed = pod(
+            Some("ovh-par1-a"),
+            serde_json::json!([{"type": "PodScheduled", "status": "True"}]),
+            false,
+        );
+        let mut running = pod(
+            Some("ovh-par1-a"),
+            serde_json::json!([{"type": "PodScheduled", "status": "True"},
+                               {"type": "Ready", "status": "True"}]),
+            true,
+        );
+        assert_ne!(print(&unplaced), print(&refused), "the scheduler's refusal");
+        assert_ne!(print(&refused), print(&placed), "placed on a node");
+        assert_eq!(print(&placed), print(&running), "its containers started");
+        running.metadata.labels = Some([("app".into(), "other".into())].into());
+        assert_ne!(print(&placed), print(&running), "relabelled");
     }
 
     /// A creation refused in a namespace being deleted is told from other refusals, and the
