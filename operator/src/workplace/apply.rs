@@ -189,13 +189,58 @@ async fn apply_object(
         "Deployment" => apply_workload!(Deployment, POD),
         "StatefulSet" => apply_workload!(StatefulSet, POD),
         "PodDisruptionBudget" => apply_as!(PodDisruptionBudget),
-        "NetworkPolicy" => apply_as!(NetworkPolicy),
+        "NetworkPolicy" => {
+            let api = Api::<NetworkPolicy>::namespaced(c, ns);
+            let live = api
+                .patch(&name, &pp, &patch)
+                .await
+                .map_err(failed(what()))?;
+            let live = serde_json::to_value(&live).unwrap_or_default();
+            if let Some((foreign, fix)) = foreign_rules(&object, &live) {
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
+                    .await
+                    .map_err(failed(format!(
+                        "putting back the rules of NetworkPolicy {ns}/{name}"
+                    )))?;
+                return Ok(vec![format!(
+                    "NetworkPolicy {name}: removed {}",
+                    foreign.join(", ")
+                )]);
+            }
+            return Ok(Vec::new());
+        }
         "CronJob" => apply_workload!(k8s_openapi::api::batch::v1::CronJob, CRON_POD),
         "Job" => apply_as!(k8s_openapi::api::batch::v1::Job),
         "Ingress" => apply_as!(k8s_openapi::api::networking::v1::Ingress),
         other => unreachable!("render produced an unexpected kind {other}"),
     }
     .map(|()| Vec::new())
+}
+
+/// The rules (`ingress`, `egress`) a live NetworkPolicy holds where the rendered one has none,
+/// and the merge patch removing them. A policy rendered without rules (isolation: nothing
+/// allowed) leaves the field unset, since the API server stores no empty list; server-side
+/// apply then owns no rule there, so a rule someone else added would stay through every apply.
+/// (Where rules are rendered, the apply owns the list, which is atomic, and puts it back whole.)
+fn foreign_rules(rendered: &Value, live: &Value) -> Option<(Vec<String>, Value)> {
+    let mut foreign = Vec::new();
+    let mut fix = serde_json::Map::new();
+    for field in ["ingress", "egress"] {
+        let rules = |o: &Value| {
+            o["spec"]
+                .get(field)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        };
+        if rules(rendered) == 0 && rules(live) > 0 {
+            foreign.push(format!(
+                "{} {field} rules added by someone else",
+                rules(live)
+            ));
+            fix.insert(field.to_owned(), Value::Null);
+        }
+    }
+    (!foreign.is_empty()).then(|| (foreign, json!({"spec": fix})))
 }
 
 /// What a live workload's pod spec (at `path`) holds beyond the rendered one: containers, init
@@ -268,6 +313,22 @@ fn foreign_in_template(
 
 #[cfg(test)]
 mod tests {
+    /// Rules someone added to a policy rendered without any are removed; a policy whose rules
+    /// are rendered is left to the apply, which owns its (atomic) lists.
+    #[test]
+    fn rules_added_to_an_isolating_policy_are_removed() {
+        let rendered = json!({"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}});
+        let live = json!({"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                                   "egress": [{}]}});
+        let (foreign, fix) = foreign_rules(&rendered, &live).expect("an added rule");
+        assert_eq!(foreign, ["1 egress rules added by someone else"]);
+        assert_eq!(fix, json!({"spec": {"egress": null}}));
+        assert_eq!(foreign_rules(&rendered, &rendered), None);
+        let opened = json!({"spec": {"ingress": [{"from": [{"podSelector": {}}]}]}});
+        let widened = json!({"spec": {"ingress": [{}]}});
+        assert_eq!(foreign_rules(&opened, &widened), None);
+    }
+
     use super::*;
 
     #[test]

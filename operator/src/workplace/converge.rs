@@ -176,7 +176,7 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     let reverted = apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
     if !reverted.is_empty() {
         let m = format!(
-            "put back the pod templates the operator renders, changed by someone else: {}",
+            "put back the pod templates and isolation rules the operator renders, changed by someone else: {}",
             reverted.join("; ")
         );
         event(ctx, wp, true, "TemplateRestored", m).await;

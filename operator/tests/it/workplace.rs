@@ -337,6 +337,33 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         topo[0]["matchLabelExpressions"][0]["values"],
         json!(["fr-par-1", "fr-par-2"])
     );
+    // An isolating NetworkPolicy opened by hand (a rule allowing everything added to one
+    // rendered without rules, which server-side apply alone would keep): the rule is removed.
+    let policies_np =
+        Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(admin.clone(), NS);
+    policies_np
+        .patch(
+            "workplace-isolate-namespace",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"egress": [{}]}})),
+        )
+        .await?;
+    eventually("the isolating policy closed again", || {
+        let policies_np = policies_np.clone();
+        async move {
+            let np = policies_np
+                .get("workplace-isolate-namespace")
+                .await
+                .map_err(|e| e.to_string())?;
+            match np.spec.and_then(|s| s.egress) {
+                None => Ok(()),
+                Some(rules) if rules.is_empty() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await?;
+
     // Drift: a hand edit of a StatefulSet's replicas is put back.
     let sts = Api::<StatefulSet>::namespaced(admin.clone(), NS);
     sts.patch(

@@ -180,6 +180,9 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
             ]}]
         })
     });
+    for o in &mut objects {
+        drop_empty_lists(o);
+    }
     Ok(Rendered {
         storage_class,
         objects,
@@ -188,6 +191,21 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, String> {
             files,
         },
     })
+}
+
+/// Removes every field holding an empty list (a container without variables, say). The API
+/// server stores none (Kubernetes' list fields are `omitempty`) but compares the decoded spec
+/// with the stored one: applying `env: []` made a new generation of its workload at every
+/// server-side apply, each one a watch event that started another apply.
+fn drop_empty_lists(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !matches!(x, Value::Array(a) if a.is_empty()));
+            m.values_mut().for_each(drop_empty_lists);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_empty_lists),
+        _ => {}
+    }
 }
 
 fn labels(input: &RenderInput<'_>, component: Option<&str>) -> Value {
@@ -1816,12 +1834,16 @@ fn protocol(p: Protocol) -> &'static str {
 /// all pods and allows nothing): the policies below open only the workplace's own flows, to
 /// pods carrying the instance's labels, so a pod started in the namespace without them
 /// receives and sends nothing (Kubernetes isolates a pod only when some policy selects it).
+/// No rule lists: a policy type without rules allows nothing (k8s.io/api `networking/v1/types.go`,
+/// `NetworkPolicySpec.Ingress` and `.Egress`: "If this field is empty then this NetworkPolicy
+/// does not allow any traffic"), and an empty list is never stored (the fields are `omitempty`),
+/// so applying one would change the object at every apply ([`tests::no_object_holds_an_empty_list`]).
 fn isolate_namespace(input: &RenderInput<'_>) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "workplace-isolate-namespace", "namespace": input.namespace,
                      "labels": labels(input, None)},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []}
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     })
 }
 
@@ -2030,8 +2052,7 @@ fn ingress_policies(input: &RenderInput<'_>) -> Vec<Value> {
         "metadata": {"name": "workplace-deny-ingress", "namespace": ns, "labels": labels(input, None)},
         "spec": {
             "podSelector": {"matchLabels": {INSTANCE_LABEL: input.name}},
-            "policyTypes": ["Ingress"],
-            "ingress": []
+            "policyTypes": ["Ingress"]
         }
     })];
     for c in &input.catalog.components {
@@ -2142,6 +2163,45 @@ mod tests {
     }
 
     const SPEC: &str = "{policy: france-diffusion-restreinte, profile: users5000, domain: intranet.example.gouv.fr, mail: {relay: 192.0.2.25}, egress: [{name: site mail relay, cidr: 192.0.2.25/32, ports: [25]}]}";
+
+    /// The API server stores no empty list (Kubernetes' list fields are `omitempty`) and no
+    /// null: an object rendered with one differs from the stored one at every server-side
+    /// apply, which then changes it again (a new generation, a watch event), and the operator,
+    /// watching its objects for drift, applied again without end (two NetworkPolicies did,
+    /// with `ingress: []`).
+    #[test]
+    fn no_object_holds_an_empty_list() {
+        fn walk(v: &Value, path: &str, found: &mut Vec<String>) {
+            match v {
+                Value::Array(a) if a.is_empty() => found.push(path.to_owned()),
+                Value::Null => found.push(format!("{path} (null)")),
+                Value::Array(a) => {
+                    for (i, x) in a.iter().enumerate() {
+                        walk(x, &format!("{path}[{i}]"), found);
+                    }
+                }
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        walk(x, &format!("{path}.{k}"), found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for spec in [
+            SPEC,
+            "{policy: dr, profile: users500, domain: intranet.example.fr}",
+            "{policy: dr, profile: users50000, domain: intranet.example.fr, mail: {relay: 192.0.2.25, credentialsSecret: login}, egress: [{name: relay, cidr: 192.0.2.25/32, ports: [25]}]}",
+        ] {
+            let r = rendered(spec, &["fr-par-1", "fr-par-2"]);
+            let mut found = Vec::new();
+            for o in r.storage_class.iter().chain(&r.objects) {
+                let name = format!("{} {}", o["kind"], o["metadata"]["name"]);
+                walk(o, &name, &mut found);
+            }
+            assert!(found.is_empty(), "{spec}: {found:?}");
+        }
+    }
 
     #[test]
     fn exo_submits_mail_to_the_sites_relay_and_no_relay_of_its_own_runs() {
@@ -2478,8 +2538,16 @@ mod tests {
         assert_eq!(r.objects[0], *isolate);
         assert_eq!(isolate["spec"]["podSelector"], json!({}));
         assert_eq!(isolate["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
-        assert_eq!(isolate["spec"]["egress"], json!([]));
-        assert_eq!(isolate["spec"]["ingress"], json!([]));
+        assert_eq!(
+            isolate["spec"].get("egress"),
+            None,
+            "no rule: nothing allowed"
+        );
+        assert_eq!(
+            isolate["spec"].get("ingress"),
+            None,
+            "no rule: nothing allowed"
+        );
         let np = policy("workplace-egress");
         let egress = np["spec"]["egress"].as_array().unwrap();
         assert_eq!(egress.len(), 4);
@@ -2596,7 +2664,11 @@ mod tests {
             deny["spec"]["podSelector"]["matchLabels"],
             json!({INSTANCE_LABEL: "intranet"})
         );
-        assert_eq!(deny["spec"]["ingress"], json!([]));
+        assert_eq!(
+            deny["spec"].get("ingress"),
+            None,
+            "no rule: nothing allowed"
+        );
         // One ingress policy per component, and each pod of the rendering is selected by its own.
         let policies = r
             .objects
