@@ -10,6 +10,7 @@ pub mod crds;
 pub mod metrics;
 pub mod qualifier;
 pub mod render;
+mod watches;
 pub mod workplace;
 
 use std::future::Future;

@@ -88,11 +88,12 @@ where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    match tokio::time::timeout(CACHE_READY, store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(store.state()),
-        _ => Err(QualifyError::Cache(format!(
+    if crate::watches::listed(store, CACHE_READY).await {
+        Ok(store.state())
+    } else {
+        Err(QualifyError::Cache(format!(
             "the {what} were not listed within {CACHE_READY:?} (is the watch allowed?)"
-        ))),
+        )))
     }
 }
 
@@ -169,7 +170,7 @@ impl NodeQualifier {
         {
             let (store, writer) = reflector::store();
             let mut stream = watcher(api, watcher::Config::default())
-                .default_backoff()
+                .backoff(crate::watches::WatchBackoff::default())
                 .modify(|o| o.managed_fields_mut().clear())
                 .reflect(writer)
                 .boxed();

@@ -27,6 +27,10 @@ use super::supply::{judge_egress, judge_images_and_storage};
 use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
 use crate::changes::hash_of;
 
+/// How long a reconcile waits for the Nodes' cache to be filled (the first listing after the
+/// operator starts, or takes the Lease) before it fails and is tried again.
+const NODES_LISTED: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
 /// and reports readiness, capacity and sovereignty (evicting misplaced pods under enforce).
 pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -110,8 +114,13 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
         Response::Audit
     };
 
-    // Eligible nodes, as the qualifier labelled them.
-    let _ = ctx.nodes.wait_until_ready().await;
+    // Eligible nodes, as the qualifier labelled them. Waited for a while only: a reconcile
+    // waiting holds its Workplace, whose later changes wait behind it.
+    if !crate::watches::listed(&ctx.nodes, NODES_LISTED).await {
+        return Err(ReconcileError::NotListed(format!(
+            "the Nodes were not listed within {NODES_LISTED:?}: eligibility unknown, nothing applied"
+        )));
+    }
     let eligible: Vec<Arc<Node>> = ctx
         .nodes
         .state()

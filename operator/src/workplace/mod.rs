@@ -24,7 +24,7 @@
 //! the kubelet's status writes), and every Workplace is reconciled again at least every five
 //! minutes.
 //!
-//! A reconcile applies only when something may differ from what it applied last ([`Applied`]):
+//! A reconcile applies only when something may differ from what it applied last (`Applied`):
 //! the rendering changed, one of the Workplace's objects was changed by anyone else (its
 //! generation, labels or owners; or its resource version, for kinds without a generation) or
 //! deleted, a watch of them started again, or four minutes passed (the Secrets, claims and the
@@ -71,6 +71,7 @@ use serde::de::DeserializeOwned;
 
 use crate::changes::{Changes, hash_of};
 use crate::metrics::Metrics;
+use crate::watches::{WatchBackoff, logged};
 
 pub use apply::apply_rendered;
 
@@ -109,6 +110,9 @@ pub enum ReconcileError {
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A cache of the cluster's objects is not filled yet (transient: retried with backoff).
+    #[error("{0}")]
+    NotListed(String),
 }
 
 impl ReconcileError {
@@ -309,45 +313,38 @@ where
     let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
     let mut changes = Changes::new(owned_print::<K>);
     let ctx = ctx.clone();
-    watcher(Api::<K>::all(ctx.client.clone()), config)
-        .default_backoff()
-        .filter_map(move |event| {
-            let item = match event {
-                Err(e) => Some(Err(e)),
-                Ok(event) => {
-                    // A relist counts when it starts: the objects it lists next start
-                    // reconciles, which must apply.
-                    let relist = matches!(event, watcher::Event::Init);
-                    let deleted = matches!(event, watcher::Event::Delete(_));
-                    let changed =
-                        changes.judge(&event) && !matches!(event, watcher::Event::InitDone);
-                    let object = match event {
-                        watcher::Event::Apply(o)
-                        | watcher::Event::Delete(o)
-                        | watcher::Event::InitApply(o) => Some(o),
-                        watcher::Event::Init | watcher::Event::InitDone => None,
-                    };
-                    if relist {
-                        ctx.applied.lock().expect("not poisoned").changed(None);
-                    } else if changed && let Some(o) = &object {
-                        let ns = o.namespace().unwrap_or_default();
-                        let mut applied = ctx.applied.lock().expect("not poisoned");
-                        let version = o.resource_version().unwrap_or_default();
-                        let kind = K::kind(&());
-                        // Deleted: a change. Written: a change unless the write was the
-                        // operator's own (its answer may come after this event: judged when
-                        // the next reconcile asks, `Applied::fresh`).
-                        if deleted {
-                            applied.changed(Some(ns));
-                        } else {
-                            applied.wrote(ns, (kind.into_owned(), o.name_any(), version));
-                        }
-                    }
-                    object.map(Ok)
-                }
-            };
-            std::future::ready(item)
-        })
+    let events =
+        watcher(Api::<K>::all(ctx.client.clone()), config).backoff(WatchBackoff::default());
+    logged(K::kind(&()).into_owned(), events).filter_map(move |event| {
+        // A relist counts when it starts: the objects it lists next start
+        // reconciles, which must apply.
+        let relist = matches!(event, watcher::Event::Init);
+        let deleted = matches!(event, watcher::Event::Delete(_));
+        let changed = changes.judge(&event) && !matches!(event, watcher::Event::InitDone);
+        let object = match event {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+                Some(o)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        if relist {
+            ctx.applied.lock().expect("not poisoned").changed(None);
+        } else if changed && let Some(o) = &object {
+            let ns = o.namespace().unwrap_or_default();
+            let mut applied = ctx.applied.lock().expect("not poisoned");
+            let version = o.resource_version().unwrap_or_default();
+            let kind = K::kind(&());
+            // Deleted: a change. Written: a change unless the write was the
+            // operator's own (its answer may come after this event: judged when
+            // the next reconcile asks, `Applied::fresh`).
+            if deleted {
+                applied.changed(Some(ns));
+            } else {
+                applied.wrote(ns, (kind.into_owned(), o.name_any(), version));
+            }
+        }
+        std::future::ready(object.map(Ok))
+    })
 }
 
 impl Context {
@@ -409,7 +406,7 @@ pub async fn run(ctx: Arc<Context>) {
     let mut changes = Changes::new(|n: &Node| hash_of(&hexagone_platform::k8s::describe(n)));
     let node_changed = ctx.node_changed.clone();
     let nodes = watcher(Api::<Node>::all(client.clone()), cfg())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|n| n.managed_fields_mut().clear())
         .reflect(writer)
         .inspect(move |event| {
@@ -420,19 +417,19 @@ pub async fn run(ctx: Arc<Context>) {
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::labels, Default::default())
-        .map(|_| ());
+        .predicate_filter(predicates::labels, Default::default());
+    let nodes = logged("Nodes", nodes).map(|_| ());
     let policies = watcher(Api::<LocalityPolicyResource>::all(client.clone()), cfg())
-        .default_backoff()
-        .touched_objects()
-        .map(|_| ());
+        .backoff(WatchBackoff::default())
+        .touched_objects();
+    let policies = logged("LocalityPolicies", policies).map(|_| ());
     let everything = futures::stream::select(nodes, policies);
     // The Workplaces, without the operator's own status writes: a reconcile writes status, and
     // reading it back would start another.
     let (workplaces, writer) = reflector::store();
     let written = ctx.clone();
     let wanted = watcher(Api::<Workplace>::all(client.clone()), cfg())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -447,6 +444,9 @@ pub async fn run(ctx: Arc<Context>) {
             },
             Default::default(),
         );
+    // No watch hands its errors to the controller (`watches.rs`): its trigger backoff would
+    // pause them all, the Nodes' with them.
+    let wanted = logged("Workplaces", wanted).map(Ok);
     let controller = Controller::for_stream(wanted, workplaces.clone());
     // Every pod of a namespace counts (not only those the operator rendered): a pod's change
     // reconciles the namespace's Workplace.
@@ -470,7 +470,6 @@ pub async fn run(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(everything)
-        .trigger_backoff(TriggerBackoff::default())
         // A few Workplaces at a time: each holds its rendered objects while it applies them.
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(std::future::pending())
@@ -487,26 +486,19 @@ fn pods(
     client: Client,
 ) -> impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static {
     let mut changes = Changes::new(pod_print);
-    watcher(Api::<Pod>::all(client), watcher::Config::default())
-        .default_backoff()
-        .filter_map(move |event| {
-            std::future::ready(match event {
-                Err(e) => Some(Err(e)),
-                Ok(event) => {
-                    let changed = changes.judge(&event);
-                    match event {
-                        watcher::Event::Apply(p)
-                        | watcher::Event::Delete(p)
-                        | watcher::Event::InitApply(p)
-                            if changed =>
-                        {
-                            Some(Ok(p))
-                        }
-                        _ => None,
-                    }
-                }
-            })
+    let events = watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .backoff(WatchBackoff::default());
+    logged("Pods", events).filter_map(move |event| {
+        let changed = changes.judge(&event);
+        std::future::ready(match event {
+            watcher::Event::Apply(p) | watcher::Event::Delete(p) | watcher::Event::InitApply(p)
+                if changed =>
+            {
+                Some(Ok(p))
+            }
+            _ => None,
         })
+    })
 }
 
 /// What a reconcile reads of a pod: its node, labels, deletion and the scheduler's verdict.
@@ -545,45 +537,6 @@ fn workplace_print(wp: &Workplace, ours: Option<u64>) -> Option<u64> {
 /// A fingerprint of a Workplace status.
 fn status_print(status: &hexagone_platform::workplace::WorkplaceStatus) -> u64 {
     hash_of(&serde_json::to_string(status).unwrap_or_default())
-}
-
-/// The backoff of the controller's watches, which kube-runtime applies to all of them at once
-/// (the Workplaces, every owned kind, the pods). Its default doubles from 0.8 s to 30 s per error
-/// and forgets only after 120 s without one: an apiserver restart, which makes each of a dozen
-/// watches fail a few times (refused connections, then 403 until RBAC is loaded, then expired
-/// resource versions), left the controller deaf to a Workplace change for minutes
-/// (`operator/tests/it/leader.rs`). Here: doubling from 0.5 s to at most 5 s, and back to 0.5 s
-/// at the next event any watch delivers.
-#[derive(Debug, Clone, Copy)]
-struct TriggerBackoff {
-    next: Duration,
-}
-
-impl TriggerBackoff {
-    const FIRST: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(5);
-}
-
-impl Default for TriggerBackoff {
-    fn default() -> Self {
-        TriggerBackoff { next: Self::FIRST }
-    }
-}
-
-impl Iterator for TriggerBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let now = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        Some(now)
-    }
-}
-
-impl kube::runtime::utils::Backoff for TriggerBackoff {
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
 }
 
 fn key(wp: &Workplace) -> String {
@@ -733,6 +686,12 @@ mod tests {
         assert_ne!(print(&unplaced), print(&refused), "the scheduler's refusal");
         assert_ne!(print(&refused), print(&placed), "placed on a node");
         assert_eq!(print(&placed), print(&running), "its containers started");
+        // Evicted (a pod on a node the policy refuses): deleted, still listed until it is gone.
+        let mut evicted = placed.clone();
+        evicted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        assert_ne!(print(&placed), print(&evicted), "evicted");
         running.metadata.labels = Some([("app".into(), "other".into())].into());
         assert_ne!(print(&placed), print(&running), "relabelled");
     }
@@ -811,19 +770,5 @@ mod tests {
                 k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
             );
         }));
-    }
-
-    /// The watches' backoff doubles to 5 s at most, never gives up, and starts again at 0.5 s
-    /// after an event.
-    #[test]
-    fn the_watches_backoff_stays_short_and_resets_at_the_next_event() {
-        use kube::runtime::utils::Backoff as _;
-        let mut b = super::TriggerBackoff::default();
-        let waits: Vec<u64> = (0..8)
-            .map(|_| b.next().unwrap().as_millis() as u64)
-            .collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 5000, 5000, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next(), Some(std::time::Duration::from_millis(500)));
     }
 }
