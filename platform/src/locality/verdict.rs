@@ -426,7 +426,7 @@ fn network_operator(address: IpAddr, geo: &GeoSnapshot) -> Observation {
         };
     }
     let (asn, organisation, asn_missing) = match geo.asn.lookup(address) {
-        Some(rec) => (rec.asn.map(Asn), rec.organisation.clone(), None),
+        Some(rec) => (rec.asn.map(Asn), rec.organisation, None),
         None => (
             None,
             None,

