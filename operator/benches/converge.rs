@@ -166,6 +166,31 @@ fn median_range(xs: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Deletes the namespaces and waits until they are gone (the operator's finalizer included).
+/// The operator's Workplace reconciles, applies and qualification passes, from its metrics.
+async fn metrics(port: u16) -> [f64; 3] {
+    let body = hexagone_testbed::http::request_async(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        "/metrics",
+        None,
+        b"",
+        hexagone_testbed::http::DEFAULT_TIMEOUT,
+    )
+    .await
+    .map(|a| a.body)
+    .unwrap_or_default();
+    let counter = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    [
+        counter("hexagone_workplace_reconciles_total"),
+        counter("hexagone_workplace_applies_total"),
+        counter("hexagone_qualification_passes_total"),
+    ]
+}
+
 async fn delete_namespaces(
     admin: &Client,
     names: &[String],
@@ -356,6 +381,14 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         memory_kib(pid).0 as f64 / 1024.0
     );
+    // Idle: node heartbeats and nothing else; a pass over every node is due only when
+    // something a pass reads changes.
+    let before = metrics(port).await[2];
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    println!(
+        "  idle for 20 s: {} qualification passes",
+        metrics(port).await[2] - before
+    );
 
     let mut ratios = Vec::new();
     let (mut directs, mut operators) = (Vec::new(), Vec::new());
@@ -396,6 +429,11 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .items
         .len();
+    let counters = metrics(port).await;
+    println!(
+        "  operator: {} Workplace reconciles, {} of them applying; {} qualification passes",
+        counters[0], counters[1], counters[2]
+    );
     let (peak, now) = memory_kib(pid);
     let (d, dlo, dhi) = median_range(&directs);
     let (o, olo, ohi) = median_range(&operators);

@@ -5,10 +5,12 @@
 //! The binary parses its command line into [`Config`] and calls [`run`]; tests call
 //! [`run_with`] with a client of their own identity.
 
+mod changes;
 pub mod crds;
 pub mod metrics;
 pub mod qualifier;
 pub mod render;
+mod watches;
 pub mod workplace;
 
 use std::future::Future;
@@ -208,18 +210,20 @@ pub async fn run_with(
                 }
                 tracing::info!("{identity} holds Lease {LEASE_NAME}: controllers start");
                 metrics.leader.set(1);
+                let context = Arc::new(workplace::Context::new(
+                    client.clone(),
+                    geo.clone(),
+                    metrics.clone(),
+                    &reporter,
+                ));
                 let qualifier = qualifier::NodeQualifier::new(
                     client.clone(),
                     geo.clone(),
                     metrics.clone(),
                     &reporter,
+                    context.node_feed(),
                 );
-                let workplaces = workplace::run(Arc::new(workplace::Context::new(
-                    client.clone(),
-                    geo.clone(),
-                    metrics.clone(),
-                    &reporter,
-                )));
+                let workplaces = workplace::run(context);
                 let lost = async {
                     loop {
                         if leader.changed().await.is_err() || !*leader.borrow() {

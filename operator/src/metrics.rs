@@ -26,6 +26,9 @@ pub struct Metrics {
     pub workplace_reconciles: IntCounter,
     /// Workplace reconciles that failed (retried with backoff).
     pub workplace_reconcile_errors: IntCounter,
+    /// Workplace reconciles that applied the rendered objects (the others found them applied
+    /// and unchanged, and read readiness and placement only).
+    pub workplace_applies: IntCounter,
     /// Duration of Workplace reconciles.
     pub workplace_reconcile_seconds: Histogram,
     /// Ready components per Workplace.
@@ -83,6 +86,11 @@ impl Metrics {
             "Workplace reconciles that failed (retried with exponential backoff).",
         )
         .expect("valid metric");
+        let workplace_applies = IntCounter::new(
+            "hexagone_workplace_applies_total",
+            "Workplace reconciles that applied the rendered objects (the others found them applied and unchanged).",
+        )
+        .expect("valid metric");
         let workplace_reconcile_seconds = Histogram::with_opts(HistogramOpts::new(
             "hexagone_workplace_reconcile_duration_seconds",
             "Duration of Workplace reconciles.",
@@ -114,6 +122,7 @@ impl Metrics {
             Box::new(pass_errors.clone()),
             Box::new(workplace_reconciles.clone()),
             Box::new(workplace_reconcile_errors.clone()),
+            Box::new(workplace_applies.clone()),
             Box::new(workplace_reconcile_seconds.clone()),
             Box::new(components_ready.clone()),
             Box::new(evictions.clone()),
@@ -128,6 +137,7 @@ impl Metrics {
             pass_errors,
             workplace_reconciles,
             workplace_reconcile_errors,
+            workplace_applies,
             workplace_reconcile_seconds,
             components_ready,
             evictions,

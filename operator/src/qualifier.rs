@@ -1,6 +1,7 @@
-//! `NodeQualifier`: the node controller. Level-triggered: any change to a Node, a NodeAttestation,
-//! a LatencyMeasurement or a LocalityPolicy (and the next attestation expiry) starts a pass over
-//! all of them, which
+//! `NodeQualifier`: the node controller. Level-triggered: any change to a NodeAttestation, a
+//! LatencyMeasurement or a LocalityPolicy, any change of a Node's name, labels, provider ID or
+//! addresses (not its heartbeats), and the next attestation expiry start a pass over all of
+//! them, which
 //! 1. mirrors each valid attestation into the `node-restriction.kubernetes.io/hexagone-country`
 //!    label and removes the label wherever no valid, agreeing attestation stands behind it;
 //! 2. judges every node under every policy (with the round trips measured to its addresses, as
@@ -11,7 +12,10 @@
 //! 5. updates the eligible-node gauges.
 //!
 //! A pass is idempotent: it writes only what differs, so its own writes settle after one more
-//! pass. One pass at a time, so the policy status has a single writer.
+//! pass. One pass at a time, so the policy status has a single writer. A pass reads caches that
+//! watches keep (the Nodes' is the Workplace controller's), never a list of every object: at a
+//! thousand nodes and attestations, lists on every pass were most of the API server's work.
+//! Changes arriving in a burst (nodes labelled one after another) settle into one pass.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,10 +33,10 @@ use hexagone_platform::{
     Attestation, Facts, Judge, Observation, SubjectKind, attested_label, observe,
 };
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -42,6 +46,56 @@ use crate::metrics::Metrics;
 
 /// The longest a pass waits for, even without changes (expiries are also scheduled exactly).
 const RESYNC: Duration = Duration::from_secs(300);
+/// A pass starts once no change came for this long...
+const QUIET: Duration = Duration::from_millis(250);
+/// ... or this long after the first change, whichever comes first.
+const SETTLE: Duration = Duration::from_secs(2);
+/// How often the geolocation databases on disk are looked at between passes (a pass no
+/// longer follows every Node heartbeat, which used to reload them in passing).
+const GEO_CHECK: Duration = Duration::from_secs(30);
+/// How long a pass waits for a cache's first listing before it fails (and is retried).
+const CACHE_READY: Duration = Duration::from_secs(30);
+
+/// The Nodes as the Workplace controller's watch caches them, and the signal it gives when one
+/// changes in what a pass reads (name, labels, provider ID, addresses; not a heartbeat).
+#[derive(Clone)]
+pub struct NodeFeed {
+    /// Every Node, without managed fields.
+    pub store: Store<Node>,
+    /// Notified after the store holds a change.
+    pub changed: Arc<Notify>,
+}
+
+/// A spawned watch, stopped with the qualifier (a replica that loses the Lease stops watching).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The qualifier's own caches.
+struct Caches {
+    attestations: Store<NodeAttestation>,
+    measurements: Store<LatencyMeasurement>,
+    policies: Store<LocalityPolicyResource>,
+}
+
+/// A cache's objects, once it has listed them.
+async fn ready<K>(store: &Store<K>, what: &str) -> Result<Vec<Arc<K>>, QualifyError>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    if crate::watches::listed(store, CACHE_READY).await {
+        Ok(store.state())
+    } else {
+        Err(QualifyError::Cache(format!(
+            "the {what} were not listed within {CACHE_READY:?} (is the watch allowed?)"
+        )))
+    }
+}
 
 /// What can stop a pass.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +108,9 @@ pub enum QualifyError {
         /// Why it failed.
         source: kube::Error,
     },
+    /// A cache of the cluster's objects is not filled yet.
+    #[error("{0}")]
+    Cache(String),
 }
 
 fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> QualifyError {
@@ -64,6 +121,7 @@ fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> QualifyError {
 /// The node controller.
 pub struct NodeQualifier {
     client: Client,
+    nodes: NodeFeed,
     geo: Arc<GeoDatabases>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -76,6 +134,7 @@ impl NodeQualifier {
         geo: Arc<GeoDatabases>,
         metrics: Arc<Metrics>,
         reporter: &str,
+        nodes: NodeFeed,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -86,110 +145,129 @@ impl NodeQualifier {
         );
         NodeQualifier {
             client,
+            nodes,
             geo,
             metrics,
             recorder,
         }
     }
 
-    /// Watches Nodes, NodeAttestations and LocalityPolicies and runs a pass after each change,
-    /// until the watchers end (never, in practice).
+    /// Watches NodeAttestations, LatencyMeasurements and LocalityPolicies (into caches of its
+    /// own) and the Nodes (through the cache it shares with the Workplace controller), and runs
+    /// a pass after each change, until the watchers end (never, in practice).
     pub async fn run(self) -> anyhow::Result<()> {
-        let changed = Arc::new(Notify::new());
-        let watch = |stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>| {
-            let changed = changed.clone();
-            tokio::spawn(async move {
-                let mut stream = stream;
+        let changed = self.nodes.changed.clone();
+        // Each cache is filled before its event goes on: a pass it starts reads the change.
+        fn watch<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, AbortOnDrop)
+        where
+            K: Resource<DynamicType = ()>
+                + Clone
+                + serde::de::DeserializeOwned
+                + std::fmt::Debug
+                + Send
+                + Sync
+                + 'static,
+        {
+            let (store, writer) = reflector::store();
+            let mut stream = watcher(api, watcher::Config::default())
+                .backoff(crate::watches::WatchBackoff::default())
+                .modify(|o| o.managed_fields_mut().clear())
+                .reflect(writer)
+                .boxed();
+            let task = tokio::spawn(async move {
                 while let Some(item) = stream.next().await {
                     match item {
-                        Ok(()) => changed.notify_one(),
+                        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                        Ok(_) => changed.notify_one(),
                         Err(e) => tracing::warn!("watch: {e}"),
                     }
                 }
-            })
+            });
+            (store, AbortOnDrop(task))
+        }
+        let (attestations, _a) = watch(
+            Api::<NodeAttestation>::all(self.client.clone()),
+            changed.clone(),
+        );
+        let (measurements, _m) = watch(
+            Api::<LatencyMeasurement>::all(self.client.clone()),
+            changed.clone(),
+        );
+        let (policies, _p) = watch(
+            Api::<LocalityPolicyResource>::all(self.client.clone()),
+            changed.clone(),
+        );
+        let caches = Caches {
+            attestations,
+            measurements,
+            policies,
         };
-        let cfg = watcher::Config::default;
-        let _nodes = watch(
-            watcher(Api::<Node>::all(self.client.clone()), cfg())
-                .default_backoff()
-                .map(|r| r.map(|_| ()))
-                .boxed(),
-        );
-        let _attestations = watch(
-            watcher(Api::<NodeAttestation>::all(self.client.clone()), cfg())
-                .default_backoff()
-                .map(|r| r.map(|_| ()))
-                .boxed(),
-        );
-        let _measurements = watch(
-            watcher(Api::<LatencyMeasurement>::all(self.client.clone()), cfg())
-                .default_backoff()
-                .map(|r| r.map(|_| ()))
-                .boxed(),
-        );
-        let _policies = watch(
-            watcher(
-                Api::<LocalityPolicyResource>::all(self.client.clone()),
-                cfg(),
-            )
-            .default_backoff()
-            .map(|r| r.map(|_| ()))
-            .boxed(),
-        );
         let mut backoff = Duration::from_millis(500);
-        let mut wait = Duration::ZERO;
+        let mut due = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                () = changed.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+            let left = due.saturating_duration_since(tokio::time::Instant::now());
+            let notified = tokio::select! {
+                () = changed.notified() => true,
+                () = tokio::time::sleep(left.min(GEO_CHECK)) => false,
+            };
+            // Between passes, a look at the geolocation databases on disk every GEO_CHECK: a
+            // file replaced there is a change (a range now placed abroad).
+            if !notified && tokio::time::Instant::now() < due {
+                match self.geo.refresh() {
+                    Ok(0) => continue,
+                    Ok(n) => tracing::info!("{n} geolocation database(s) reloaded: a pass starts"),
+                    Err(e) => {
+                        tracing::warn!(
+                            "geolocation databases not reloaded, the previous ones serve: {e}"
+                        );
+                        continue;
+                    }
+                }
             }
-            // Let a burst of changes (a kubectl apply of many objects) settle into one pass.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match self.pass().await {
+            // Let a burst of changes (a kubectl apply of many objects, nodes labelled one
+            // after another) settle into one pass: until none came for QUIET, at most SETTLE.
+            let first = tokio::time::Instant::now();
+            while first.elapsed() < SETTLE {
+                tokio::select! {
+                    () = changed.notified() => {}
+                    () = tokio::time::sleep(QUIET) => break,
+                }
+            }
+            match self.pass(&caches).await {
                 Ok(next) => {
                     self.metrics.passes.inc();
                     self.metrics.set_ready();
                     backoff = Duration::from_millis(500);
-                    wait = next;
+                    due = tokio::time::Instant::now() + next;
                 }
                 Err(e) => {
                     self.metrics.pass_errors.inc();
                     tracing::warn!("qualification pass failed, retrying in {backoff:?}: {e:#}");
-                    wait = backoff;
+                    due = tokio::time::Instant::now() + backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
         }
     }
 
-    /// One pass over every node and policy; returns how long until the next one is due (the
-    /// next attestation expiry, at most five minutes).
-    pub async fn pass(&self) -> Result<Duration, QualifyError> {
+    /// One pass over every node and policy, as the caches hold them; returns how long until
+    /// the next one is due (the next attestation expiry, at most five minutes).
+    async fn pass(&self, caches: &Caches) -> Result<Duration, QualifyError> {
         let nodes_api = Api::<Node>::all(self.client.clone());
-        let nodes = nodes_api
-            .list(&ListParams::default())
-            .await
-            .map_err(failed("listing nodes"))?
-            .items;
-        let attestation_resources = Api::<NodeAttestation>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(failed("listing NodeAttestations"))?
-            .items;
-        let measurements: Vec<Measurement> = Api::<LatencyMeasurement>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(failed("listing LatencyMeasurements"))?
-            .items
-            .into_iter()
-            .map(|m| m.spec)
+        let nodes = ready(&self.nodes.store, "Nodes").await?;
+        let attestation_resources: Vec<NodeAttestation> =
+            ready(&caches.attestations, "NodeAttestations")
+                .await?
+                .iter()
+                .map(|a| (**a).clone())
+                .collect();
+        let measurements: Vec<Measurement> = ready(&caches.measurements, "LatencyMeasurements")
+            .await?
+            .iter()
+            .map(|m| m.spec.clone())
             .collect();
         let policies_api = Api::<LocalityPolicyResource>::all(self.client.clone());
-        let policies = policies_api
-            .list(&ListParams::default())
-            .await
-            .map_err(failed("listing LocalityPolicies"))?
-            .items;
+        let policies = ready(&caches.policies, "LocalityPolicies").await?;
         if let Err(e) = self.geo.refresh() {
             tracing::warn!("geolocation databases not reloaded, the previous ones serve: {e}");
         }
@@ -197,7 +275,7 @@ impl NodeQualifier {
         let now = OffsetDateTime::now_utc();
         let attestations = attestations(&attestation_resources);
 
-        let mut all_facts: Vec<(Node, Facts)> = Vec::with_capacity(nodes.len());
+        let mut all_facts: Vec<(Arc<Node>, Facts)> = Vec::with_capacity(nodes.len());
         for node in nodes {
             let described = describe(&node);
             let mut facts = observe(&described, SubjectKind::Node, &attestations, &geo, now);
@@ -326,7 +404,7 @@ impl NodeQualifier {
         &self,
         api: &Api<LocalityPolicyResource>,
         policy: &LocalityPolicyResource,
-        all_facts: &[(Node, Facts)],
+        all_facts: &[(Arc<Node>, Facts)],
     ) -> Result<Vec<String>, QualifyError> {
         let name = policy.name_any();
         let mut admitted = Vec::new();

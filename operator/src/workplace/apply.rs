@@ -19,7 +19,8 @@ use super::{FIELD_MANAGER, ReconcileError, failed};
 /// Applies a rendered workplace: the StorageClass, the missing credentials, then every object in
 /// order, server-side with [`FIELD_MANAGER`], owned by `owner` when given (the controller passes
 /// the Workplace; the scale benchmark applies the same objects without one, as its baseline).
-/// Returns what was put back in the pod templates (see `foreign_in_template`).
+/// Returns what was put back in the pod templates and isolation rules (see
+/// `foreign_in_template`, `foreign_rules`).
 pub async fn apply_rendered(
     client: &Client,
     ns: &str,
@@ -27,11 +28,24 @@ pub async fn apply_rendered(
     rendered: &Rendered,
     owner: Option<&OwnerReference>,
 ) -> Result<Vec<String>, ReconcileError> {
+    apply_rendered_telling(client, ns, instance, rendered, owner, &|_, _, _| {}).await
+}
+
+/// [`apply_rendered`], calling `wrote(kind, name, resource version)` as each write returns: a
+/// watch event carrying that version is the operator's own write, not a change by someone else.
+pub(super) async fn apply_rendered_telling(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    rendered: &Rendered,
+    owner: Option<&OwnerReference>,
+    wrote: &(dyn Fn(&str, &str, String) + Sync),
+) -> Result<Vec<String>, ReconcileError> {
     apply_storage_class(client, ns, instance, rendered).await?;
     ensure_credentials(client, ns, instance, rendered, owner).await?;
     let mut reverted = Vec::new();
     for object in &rendered.objects {
-        reverted.extend(apply_object(client, ns, object, owner).await?);
+        reverted.extend(apply_object(client, ns, object, owner, wrote).await?);
     }
     Ok(reverted)
 }
@@ -119,6 +133,7 @@ async fn apply_object(
     ns: &str,
     object: &Value,
     owner: Option<&OwnerReference>,
+    told: &(dyn Fn(&str, &str, String) + Sync),
 ) -> Result<Vec<String>, ReconcileError> {
     let mut object = object.clone();
     if let Some(owner) = owner {
@@ -133,12 +148,13 @@ async fn apply_object(
     let c = client.clone();
     let patch = Patch::Apply(&object);
     let what = || format!("applying {kind} {ns}/{name}");
+    let wrote = |version: Option<String>| told(&kind, &name, version.unwrap_or_default());
     macro_rules! apply_as {
         ($t:ty) => {
             Api::<$t>::namespaced(c, ns)
                 .patch(&name, &pp, &patch)
                 .await
-                .map(|_| ())
+                .map(|o| wrote(o.resource_version()))
                 .map_err(failed(what()))
         };
     }
@@ -148,14 +164,15 @@ async fn apply_object(
             let put_back = |foreign: Vec<String>, fix: Value| {
                 let (api, name, kind) = (api.clone(), name.as_str(), kind.as_str());
                 async move {
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
+                    let fixed = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
                         .await
                         .map_err(failed(format!(
                             "putting back the pod template of {kind} {ns}/{name}"
                         )))?;
-                    Ok::<_, ReconcileError>(format!(
-                        "{kind} {name}: removed {}",
-                        foreign.join(", ")
+                    Ok::<_, ReconcileError>((
+                        format!("{kind} {name}: removed {}", foreign.join(", ")),
+                        fixed.resource_version(),
                     ))
                 }
             };
@@ -165,16 +182,21 @@ async fn apply_object(
             if let Some(live) = api.get_opt(&name).await.map_err(failed(what()))? {
                 let live = serde_json::to_value(&live).unwrap_or_default();
                 if let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) {
-                    removed.push(put_back(foreign, fix).await?);
+                    let (line, version) = put_back(foreign, fix).await?;
+                    removed.push(line);
+                    wrote(version);
                 }
             }
             let live = api
                 .patch(&name, &pp, &patch)
                 .await
                 .map_err(failed(what()))?;
+            wrote(live.resource_version());
             let live = serde_json::to_value(&live).unwrap_or_default();
             if let Some((foreign, fix)) = foreign_in_template(&object, &live, $template) {
-                removed.push(put_back(foreign, fix).await?);
+                let (line, version) = put_back(foreign, fix).await?;
+                removed.push(line);
+                wrote(version);
             }
             return Ok(removed);
         }};
@@ -195,13 +217,16 @@ async fn apply_object(
                 .patch(&name, &pp, &patch)
                 .await
                 .map_err(failed(what()))?;
+            wrote(live.resource_version());
             let live = serde_json::to_value(&live).unwrap_or_default();
             if let Some((foreign, fix)) = foreign_rules(&object, &live) {
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
+                let fixed = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&fix))
                     .await
                     .map_err(failed(format!(
                         "putting back the rules of NetworkPolicy {ns}/{name}"
                     )))?;
+                wrote(fixed.resource_version());
                 return Ok(vec![format!(
                     "NetworkPolicy {name}: removed {}",
                     foreign.join(", ")

@@ -18,6 +18,11 @@ use super::{Context, ReconcileError, failed};
 /// spec asks, the volume claims; the namespaced objects go with their owner.
 pub(super) async fn cleanup(wp: &Workplace, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = wp.namespace().unwrap_or_default();
+    ctx.applied.lock().expect("not poisoned").forget(&ns);
+    ctx.status_written
+        .lock()
+        .expect("not poisoned")
+        .remove(&super::key(wp));
     let name = wp.name_any();
     let sc = storage_class_name(&ns, &name);
     let classes = Api::<StorageClass>::all(ctx.client.clone());

@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::apply::{apply_rendered, storage_class_taken};
+use super::apply::{apply_rendered_telling, storage_class_taken};
 use super::capacity::capacity_shortfall;
 use super::prune::prune;
 use super::readiness::readiness;
@@ -25,6 +25,11 @@ use super::sovereignty::{Response, sovereignty};
 use super::status::{Report, event, publish_status};
 use super::supply::{judge_egress, judge_images_and_storage};
 use super::{Context, RESYNC, ReconcileError, SOON, failed, key};
+use crate::changes::hash_of;
+
+/// How long a reconcile waits for the Nodes' cache to be filled (the first listing after the
+/// operator starts, or takes the Lease) before it fails and is tried again.
+const NODES_LISTED: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Deploys a live Workplace: refuses what cannot be deployed, else applies the rendered objects
 /// and reports readiness, capacity and sovereignty (evicting misplaced pods under enforce).
@@ -109,8 +114,13 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
         Response::Audit
     };
 
-    // Eligible nodes, as the qualifier labelled them.
-    let _ = ctx.nodes.wait_until_ready().await;
+    // Eligible nodes, as the qualifier labelled them. Waited for a while only: a reconcile
+    // waiting holds its Workplace, whose later changes wait behind it.
+    if !crate::watches::listed(&ctx.nodes, NODES_LISTED).await {
+        return Err(ReconcileError::NotListed(format!(
+            "the Nodes were not listed within {NODES_LISTED:?}: eligibility unknown, nothing applied"
+        )));
+    }
     let eligible: Vec<Arc<Node>> = ctx
         .nodes
         .state()
@@ -167,27 +177,68 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     .map_err(ReconcileError::Render)?;
     let capacity = capacity_shortfall(&catalog, wp, &eligible);
 
-    if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
-        return refuse(wp, ctx, report, "StorageClassTaken", m).await;
-    }
     let owner = wp
         .controller_owner_ref(&())
         .expect("a Workplace has a name and uid");
-    let reverted = apply_rendered(&ctx.client, &ns, &name, &rendered, Some(&owner)).await?;
-    if !reverted.is_empty() {
-        let m = format!(
-            "put back the pod templates and isolation rules the operator renders, changed by someone else: {}",
-            reverted.join("; ")
-        );
-        event(ctx, wp, true, "TemplateRestored", m).await;
-    }
-    let removed = prune(&ctx.client, &ns, &name, &owner.uid, &rendered).await?;
-    if !removed.is_empty() {
-        let m = format!(
-            "removed what the Workplace no longer renders: {}",
-            removed.join(", ")
-        );
-        event(ctx, wp, false, "Pruned", m).await;
+    // Applied already, and nothing of it changed since: readiness and placement only.
+    let print = fingerprint(&owner.uid, &rendered);
+    let (fresh, counted) = {
+        let applied = ctx.applied.lock().expect("not poisoned");
+        (applied.fresh(&ns, print), applied.counted(&ns))
+    };
+    if fresh.is_none() {
+        if ctx.applied.lock().expect("not poisoned").terminating(&ns) {
+            return Ok(Action::requeue(SOON));
+        }
+        let why = ctx.applied.lock().expect("not poisoned").why(&ns, print);
+        tracing::info!("applying Workplace {}: {why}", key(wp));
+        if let Some(m) = storage_class_taken(&ctx.client, &ns, &name).await? {
+            return refuse(wp, ctx, report, "StorageClassTaken", m).await;
+        }
+        ctx.applied.lock().expect("not poisoned").starting(&ns);
+        let wrote = |kind: &str, object: &str, version: String| {
+            let mut applied = ctx.applied.lock().expect("not poisoned");
+            let own = applied.own.entry(ns.clone()).or_default();
+            own.insert((kind.to_owned(), object.to_owned(), version));
+        };
+        let applying =
+            apply_rendered_telling(&ctx.client, &ns, &name, &rendered, Some(&owner), &wrote);
+        let reverted = match applying.await {
+            // Its namespace is being deleted, and the Workplace with it: every pod event of
+            // the deletion would try again, each refused (a warning and a request each).
+            Err(e) if e.namespace_terminating() => {
+                tracing::info!(
+                    "namespace {ns} is being deleted: Workplace {} applies nothing until it is gone",
+                    key(wp)
+                );
+                let mut applied = ctx.applied.lock().expect("not poisoned");
+                applied
+                    .terminating
+                    .insert(ns.clone(), std::time::Instant::now());
+                return Ok(Action::requeue(SOON));
+            }
+            r => r?,
+        };
+        if !reverted.is_empty() {
+            let m = format!(
+                "put back the pod templates and isolation rules the operator renders, changed by someone else: {}",
+                reverted.join("; ")
+            );
+            event(ctx, wp, true, "TemplateRestored", m).await;
+        }
+        let removed = prune(&ctx.client, &ns, &name, &owner.uid, &rendered).await?;
+        if !removed.is_empty() {
+            let m = format!(
+                "removed what the Workplace no longer renders: {}",
+                removed.join(", ")
+            );
+            event(ctx, wp, false, "Pruned", m).await;
+        }
+        ctx.metrics.workplace_applies.inc();
+        let mut applied = ctx.applied.lock().expect("not poisoned");
+        applied
+            .done
+            .insert(ns.clone(), (print, counted, std::time::Instant::now()));
     }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
@@ -198,11 +249,9 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     let moving = sovereignty(wp, ctx, &policy, response, &mut report).await?;
     publish_status(wp, ctx, report).await?;
     ctx.failures.lock().expect("not poisoned").remove(&key(wp));
-    Ok(Action::requeue(if all_ready && !moving {
-        RESYNC
-    } else {
-        SOON
-    }))
+    let next = if all_ready && !moving { RESYNC } else { SOON };
+    // A trusted apply expires: what no watch announces is put back then, not a resync later.
+    Ok(Action::requeue(fresh.map_or(next, |left| next.min(left))))
 }
 
 /// A paused Workplace: nothing is created, changed or evicted, but Sovereign still says where
@@ -256,6 +305,19 @@ async fn paused(
     }
     publish_status(wp, ctx, report).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// What an apply of `rendered` for the Workplace of uid `owner` puts in the cluster, as a hash:
+/// the objects, the StorageClass and the credentials asked for.
+fn fingerprint(owner: &str, rendered: &hexagone_platform::render::Rendered) -> u64 {
+    let text = |v: &serde_json::Value| serde_json::to_string(v).expect("a JSON value prints");
+    hash_of(&(
+        owner,
+        rendered.storage_class.as_ref().map(text),
+        rendered.objects.iter().map(text).collect::<Vec<_>>(),
+        &rendered.secret.names,
+        &rendered.secret.files,
+    ))
 }
 
 /// Why a Workplace may not use a policy: only a security officer lists the namespaces a policy

@@ -3,6 +3,7 @@
 
 use hexagone_platform::k8s::LocalityPolicyResource;
 use hexagone_platform::workplace::Workplace;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::status::{Report, event, publish_status};
@@ -17,6 +18,11 @@ pub(super) async fn refuse(
     reason: &str,
     message: String,
 ) -> Result<Action, ReconcileError> {
+    // Whatever was applied before, the next apply is a whole one.
+    ctx.applied
+        .lock()
+        .expect("not poisoned")
+        .forget(&wp.namespace().unwrap_or_default());
     let was = report
         .previous
         .iter()

@@ -70,14 +70,20 @@ pub(super) async fn publish_status(
 ) -> Result<(), ReconcileError> {
     let mut status = report.status;
     status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    if wp.status.as_ref() == Some(&status) {
+    // Recorded before it is written, so its own watch event reads as the operator's.
+    let last = ctx
+        .status_written
+        .lock()
+        .expect("not poisoned")
+        .insert(key(wp), super::status_print(&status));
+    if !must_write(wp.status.as_ref(), last, &status) {
         return Ok(());
     }
     let api = Api::<Workplace>::namespaced(ctx.client.clone(), &wp.namespace().unwrap_or_default());
     api.patch_status(
         &wp.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": status })),
+        &Patch::Merge(&status_patch(&status)),
     )
     .await
     .map_err(failed(format!(
@@ -86,6 +92,44 @@ pub(super) async fn publish_status(
     )))?;
     Ok(())
 }
+
+/// Whether `status` must be written: the Workplace as the cache holds it (`cached`) has
+/// another, or the operator's last write (`last`, its fingerprint) was another. The cache lags
+/// behind the operator's own writes: a reconcile started as the previous one ends (a pod's
+/// change held while that one ran) reads the status from before that one's write; judged by
+/// the cache alone, it found nothing to write when its status was that older one (Sovereign
+/// True again once an evicted pod is gone) and left the previous write in place
+/// (Sovereign=False), while the watch event of that write, the operator's own, started no
+/// reconcile.
+fn must_write(
+    cached: Option<&WorkplaceStatus>,
+    last: Option<u64>,
+    status: &WorkplaceStatus,
+) -> bool {
+    cached != Some(status) || last.is_some_and(|l| l != super::status_print(status))
+}
+
+/// The merge patch writing `status` whole: a field it leaves out (a list emptied, the
+/// violations once every pod is back on a compliant node) is named null, since a merge patch
+/// keeps what it does not name.
+fn status_patch(status: &WorkplaceStatus) -> serde_json::Value {
+    let mut body = serde_json::to_value(status).expect("a status serializes");
+    let fields = body.as_object_mut().expect("a status is an object");
+    for field in STATUS_FIELDS {
+        fields.entry(*field).or_insert(serde_json::Value::Null);
+    }
+    json!({ "status": body })
+}
+
+/// Every field of a Workplace status (`status_patch`).
+const STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "conditions",
+    "eligibleNodes",
+    "eligibleZones",
+    "components",
+    "violations",
+];
 
 pub(super) async fn event(
     ctx: &Context,
@@ -113,5 +157,82 @@ pub(super) async fn event(
     };
     if let Err(err) = ctx.recorder.publish(&e, &wp.object_ref(&())).await {
         tracing::warn!("event on Workplace {}: {err}", key(wp));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hexagone_platform::workplace::{ComponentStatus, Condition, WorkplaceStatus};
+
+    use super::{STATUS_FIELDS, must_write, status_patch};
+
+    fn sovereign(yes: bool, violations: &[&str]) -> WorkplaceStatus {
+        WorkplaceStatus {
+            conditions: vec![Condition {
+                type_: "Sovereign".into(),
+                status: if yes { "True" } else { "False" }.into(),
+                reason: "r".into(),
+                message: "m".into(),
+                last_transition_time: "2026-12-07T12:57:47Z".into(),
+                observed_generation: Some(1),
+            }],
+            violations: violations.iter().map(|v| (*v).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A pod evicted: one reconcile writes Sovereign=False, the next starts before the cache
+    /// holds that write and finds Sovereign True again, as the cache says: it writes, since
+    /// the operator's last write says otherwise. Nothing is written when both agree.
+    #[test]
+    fn a_status_is_written_when_the_cache_or_the_last_write_differs() {
+        let (before, evicting) = (sovereign(true, &[]), sovereign(false, &["pod side-job"]));
+        let print = |s: &WorkplaceStatus| crate::workplace::status_print(s);
+        assert!(
+            must_write(Some(&before), Some(print(&evicting)), &before),
+            "the cache lags"
+        );
+        assert!(!must_write(Some(&before), Some(print(&before)), &before));
+        assert!(
+            !must_write(Some(&before), None, &before),
+            "nothing written since the start"
+        );
+        assert!(must_write(Some(&evicting), Some(print(&evicting)), &before));
+        assert!(must_write(None, None, &before));
+    }
+
+    /// Every field is named in the patch: one emptied since (the violations of a Workplace
+    /// sovereign again) is removed, not kept by the merge.
+    #[test]
+    fn an_emptied_field_is_removed_by_the_status_patch() {
+        let patch = status_patch(&sovereign(true, &[]));
+        assert_eq!(patch["status"]["violations"], serde_json::Value::Null);
+        assert!(
+            patch["status"]
+                .as_object()
+                .unwrap()
+                .contains_key("violations")
+        );
+        let full = WorkplaceStatus {
+            observed_generation: Some(1),
+            eligible_nodes: 1,
+            eligible_zones: vec!["fr-par-1".into()],
+            components: vec![ComponentStatus {
+                name: "exo".into(),
+                ready_replicas: 1,
+                replicas: 1,
+                ready: true,
+            }],
+            ..sovereign(false, &["pod side-job"])
+        };
+        let full = serde_json::to_value(&full).unwrap();
+        let named: Vec<&String> = full.as_object().unwrap().keys().collect();
+        for field in &named {
+            assert!(
+                STATUS_FIELDS.contains(&field.as_str()),
+                "{field} not in STATUS_FIELDS"
+            );
+        }
+        assert_eq!(named.len(), STATUS_FIELDS.len());
     }
 }

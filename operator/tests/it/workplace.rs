@@ -182,6 +182,14 @@ pub async fn placement(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<S
     Ok(out)
 }
 
+/// The value of counter `name` on the operator's metrics endpoint.
+pub async fn counter(operator: &Operator, name: &str) -> anyhow::Result<f64> {
+    let (_, body) = operator.get("/metrics").await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} in the metrics: {body}"))
+}
+
 /// The Events in [`NS`] about object `regarding`.
 pub async fn events_about(client: &Client, regarding: &str) -> Vec<Event> {
     Api::<Event>::namespaced(client.clone(), NS)
@@ -337,6 +345,100 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
         topo[0]["matchLabelExpressions"][0]["values"],
         json!(["fr-par-1", "fr-par-2"])
     );
+    // A pod replaced (a node drained, a crash) reconciles the Workplace, which reads readiness
+    // and placement again but applies nothing: nothing it applied changed. Before, every
+    // reconcile applied every object, and a large workplace's pods kept the API server busy.
+    let before = (
+        counter(&operator, "hexagone_workplace_reconciles_total").await?,
+        counter(&operator, "hexagone_workplace_applies_total").await?,
+    );
+    let pods = Api::<Pod>::namespaced(admin.clone(), NS);
+    let replaced = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.owner_references().iter().any(|o| o.kind == "ReplicaSet"))
+        .expect("a Deployment's pod");
+    let set = replaced.owner_references()[0].uid.clone();
+    let siblings = |pods: Vec<Pod>| {
+        pods.into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.owner_references().iter().any(|o| o.uid == set))
+            .collect::<Vec<_>>()
+    };
+    let replicas = siblings(pods.list(&ListParams::default()).await?.items).len();
+    pods.delete(&replaced.name_any(), &DeleteParams::default())
+        .await?;
+    eventually("the pod replaced, and seen by the operator", || {
+        let (pods, operator) = (pods.clone(), &operator);
+        let (gone, siblings) = (replaced.name_any(), &siblings);
+        async move {
+            let now = siblings(
+                pods.list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .items,
+            );
+            let reconciles = counter(operator, "hexagone_workplace_reconciles_total")
+                .await
+                .map_err(|e| e.to_string())?;
+            let placed = now
+                .iter()
+                .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
+            let back = now.len() == replicas && placed && now.iter().all(|p| p.name_any() != gone);
+            if back && reconciles >= before.0 + 2.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {replicas} pods placed: {placed}; {reconciles} reconciles",
+                    now.len()
+                ))
+            }
+        }
+    })
+    .await?;
+    let applies = counter(&operator, "hexagone_workplace_applies_total").await?;
+    // One apply may fall in: every four minutes everything is applied again.
+    assert!(
+        applies <= before.1 + 1.0,
+        "a replaced pod applied everything again: {applies} applies, {} before",
+        before.1
+    );
+
+    // Drift of a kind without a generation, its instance label removed in the same edit (the
+    // operator's bookkeeping must not lose it): the ConfigMap's value and label are put back.
+    let maps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), NS);
+    let map = maps
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=intranet"))
+        .await?
+        .items
+        .into_iter()
+        .find(|m| m.data.as_ref().is_some_and(|d| !d.is_empty()))
+        .expect("a ConfigMap with data");
+    let (k, v) = map.data.as_ref().unwrap().iter().next().unwrap();
+    maps.patch(
+        &map.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(
+            &json!({"metadata": {"labels": {"app.kubernetes.io/instance": null}},
+                              "data": {k: "edited by hand"}}),
+        ),
+    )
+    .await?;
+    eventually("the ConfigMap's value and label put back", || {
+        let (maps, name) = (maps.clone(), map.name_any());
+        async move {
+            let m = maps.get(&name).await.map_err(|e| e.to_string())?;
+            let label = m.labels().get("app.kubernetes.io/instance").cloned();
+            match m.data.as_ref().and_then(|d| d.get(k)) {
+                Some(now) if now == v && label.as_deref() == Some("intranet") => Ok(()),
+                other => Err(format!("{other:?}, label {label:?}")),
+            }
+        }
+    })
+    .await?;
+
     // An isolating NetworkPolicy opened by hand (a rule allowing everything added to one
     // rendered without rules, which server-side apply alone would keep): the rule is removed.
     let policies_np =
@@ -358,6 +460,30 @@ async fn a_workplace_runs_on_eligible_french_nodes_and_is_moved_when_one_lapses(
             match np.spec.and_then(|s| s.egress) {
                 None => Ok(()),
                 Some(rules) if rules.is_empty() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await?;
+
+    // A status written by someone else (a Workplace said Ready that is not, or the reverse) is
+    // written over: the operator's own status writes start no reconcile, others' do.
+    workplaces
+        .patch_status(
+            "intranet",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"eligibleNodes": 99}})),
+        )
+        .await?;
+    eventually("the status written by the operator again", || {
+        let workplaces = workplaces.clone();
+        async move {
+            let wp = workplaces
+                .get("intranet")
+                .await
+                .map_err(|e| e.to_string())?;
+            match wp.status.map(|s| s.eligible_nodes) {
+                Some(4) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         }
