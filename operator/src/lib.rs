@@ -8,6 +8,7 @@
 mod changes;
 pub mod crds;
 pub mod metrics;
+mod patch;
 pub mod qualifier;
 pub mod render;
 mod watches;

@@ -478,7 +478,7 @@ impl NodeQualifier {
             api.patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": status })),
+                &Patch::Merge(&crate::patch::whole_status(&status)),
             )
             .await
             .map_err(failed(format!(

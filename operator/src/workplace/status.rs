@@ -5,7 +5,6 @@ use hexagone_platform::workplace::{Condition, Workplace, WorkplaceStatus};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -83,7 +82,7 @@ pub(super) async fn publish_status(
     api.patch_status(
         &wp.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(&status_patch(&status)),
+        &Patch::Merge(&crate::patch::whole_status(&status)),
     )
     .await
     .map_err(failed(format!(
@@ -108,28 +107,6 @@ fn must_write(
 ) -> bool {
     cached != Some(status) || last.is_some_and(|l| l != super::status_print(status))
 }
-
-/// The merge patch writing `status` whole: a field it leaves out (a list emptied, the
-/// violations once every pod is back on a compliant node) is named null, since a merge patch
-/// keeps what it does not name.
-fn status_patch(status: &WorkplaceStatus) -> serde_json::Value {
-    let mut body = serde_json::to_value(status).expect("a status serializes");
-    let fields = body.as_object_mut().expect("a status is an object");
-    for field in STATUS_FIELDS {
-        fields.entry(*field).or_insert(serde_json::Value::Null);
-    }
-    json!({ "status": body })
-}
-
-/// Every field of a Workplace status (`status_patch`).
-const STATUS_FIELDS: &[&str] = &[
-    "observedGeneration",
-    "conditions",
-    "eligibleNodes",
-    "eligibleZones",
-    "components",
-    "violations",
-];
 
 pub(super) async fn event(
     ctx: &Context,
@@ -162,9 +139,9 @@ pub(super) async fn event(
 
 #[cfg(test)]
 mod tests {
-    use hexagone_platform::workplace::{ComponentStatus, Condition, WorkplaceStatus};
+    use hexagone_platform::workplace::{Condition, WorkplaceStatus};
 
-    use super::{STATUS_FIELDS, must_write, status_patch};
+    use super::must_write;
 
     fn sovereign(yes: bool, violations: &[&str]) -> WorkplaceStatus {
         WorkplaceStatus {
@@ -199,40 +176,5 @@ mod tests {
         );
         assert!(must_write(Some(&evicting), Some(print(&evicting)), &before));
         assert!(must_write(None, None, &before));
-    }
-
-    /// Every field is named in the patch: one emptied since (the violations of a Workplace
-    /// sovereign again) is removed, not kept by the merge.
-    #[test]
-    fn an_emptied_field_is_removed_by_the_status_patch() {
-        let patch = status_patch(&sovereign(true, &[]));
-        assert_eq!(patch["status"]["violations"], serde_json::Value::Null);
-        assert!(
-            patch["status"]
-                .as_object()
-                .unwrap()
-                .contains_key("violations")
-        );
-        let full = WorkplaceStatus {
-            observed_generation: Some(1),
-            eligible_nodes: 1,
-            eligible_zones: vec!["fr-par-1".into()],
-            components: vec![ComponentStatus {
-                name: "exo".into(),
-                ready_replicas: 1,
-                replicas: 1,
-                ready: true,
-            }],
-            ..sovereign(false, &["pod side-job"])
-        };
-        let full = serde_json::to_value(&full).unwrap();
-        let named: Vec<&String> = full.as_object().unwrap().keys().collect();
-        for field in &named {
-            assert!(
-                STATUS_FIELDS.contains(&field.as_str()),
-                "{field} not in STATUS_FIELDS"
-            );
-        }
-        assert_eq!(named.len(), STATUS_FIELDS.len());
     }
 }

@@ -32,6 +32,14 @@ async fn verdicts(client: &Client, name: &str) -> Result<BTreeMap<String, (Strin
         .collect())
 }
 
+/// A policy as the API server holds it (for `eventually`).
+async fn get_policy(client: Client, name: &str) -> Result<LocalityPolicyResource, String> {
+    Api::<LocalityPolicyResource>::all(client)
+        .get(name)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn label(client: &Client, node: &str) -> Option<String> {
     let n = Api::<Node>::all(client.clone()).get(node).await.ok()?;
     n.labels().get(ATTESTED_COUNTRY_LABEL).cloned()
@@ -403,12 +411,32 @@ async fn an_invalid_policy_is_reported_not_applied() -> anyhow::Result<()> {
     eventually("the invalid policy's status says why", || {
         let admin = admin.clone();
         async move {
-            let p = Api::<LocalityPolicyResource>::all(admin)
-                .get("odd")
-                .await
-                .map_err(|e| e.to_string())?;
+            let p = get_policy(admin, "odd").await?;
             match p.status.and_then(|s| s.error) {
                 Some(e) if e.contains("networkOperator.allowPrivateAddresses") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await?;
+
+    // Its rules fixed, the error goes: a merge patch of the status as it serializes (no
+    // `error` field) kept the old one, and every Workplace naming the policy stayed refused.
+    let fixed = policy("odd", "france-on-premises");
+    Api::<LocalityPolicyResource>::all(admin.clone())
+        .patch(
+            "odd",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"requiredSources": fixed.spec.required_sources}})),
+        )
+        .await?;
+    eventually("the fixed policy's error gone", || {
+        let admin = admin.clone();
+        async move {
+            let p = get_policy(admin, "odd").await?;
+            let generation = p.metadata.generation;
+            match p.status {
+                Some(s) if s.observed_generation == generation && s.error.is_none() => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         }
