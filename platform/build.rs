@@ -23,20 +23,17 @@ fn bundle() {
     use std::fmt::Write;
     use std::path::PathBuf;
 
-    // Place in the layout, and whether a MaxMind DB's country is read as a registration.
-    const FILES: [(&str, bool); 4] = [
-        (
-            "geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb",
-            false,
-        ),
-        ("iptoasn-country-mmdb/iptoasn-country.mmdb", true),
-        ("asn/asn-ipv4.csv", false),
-        ("asn/asn-ipv6.csv", false),
+    // Places in the ip-location-db layout.
+    const FILES: [&str; 4] = [
+        "geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb",
+        "iptoasn-country-mmdb/iptoasn-country.mmdb",
+        "asn/asn-ipv4.csv",
+        "asn/asn-ipv6.csv",
     ];
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let mut list = String::from("&[\n");
-    for (k, (name, registration)) in FILES.iter().enumerate() {
+    for (k, name) in FILES.iter().enumerate() {
         let path = manifest.join("data/ip-location-db").join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = std::fs::read(&path)
@@ -53,9 +50,21 @@ fn bundle() {
                 "{}: bundled MaxMind DBs must be flat (one country per record), not {kind}",
                 path.display()
             );
-            let table = table::flatten_mmdb(&reader, *registration)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-                .unwrap_or_else(|m| panic!("{}: {}", path.display(), m.message));
+            // The program reads a bundled table in either role: the table must not depend on
+            // which country field is read (a record holding `country` and `registered_country`
+            // would give another table for each).
+            let flatten = |registration| {
+                table::flatten_mmdb(&reader, registration)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                    .unwrap_or_else(|m| panic!("{}: {}", path.display(), m.message))
+            };
+            let table = flatten(false);
+            assert!(
+                table == flatten(true),
+                "{}: its records give other countries as locations and as registrations; \
+                 bundled MaxMind DBs must hold one country per record",
+                path.display()
+            );
             let epoch = reader.metadata().build_epoch;
             (table, Some((kind, epoch)))
         } else {

@@ -63,8 +63,8 @@ pub(super) fn parse_file(
 }
 
 /// A bundled file, whose table and facts were made when the program was built, in `role`; its
-/// role is checked as a file's is. Its MaxMind DBs are flat (the build refuses others), so the
-/// table answers for either country field.
+/// role is checked as a file's is. Its table answers for either country field: the build
+/// refuses a MaxMind DB whose table would differ between the two (`platform/build.rs`).
 pub(super) fn open_built_in(
     role: &'static str,
     path: &Path,
