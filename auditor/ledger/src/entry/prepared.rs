@@ -37,7 +37,7 @@ impl Prepared {
 
     /// Encodes the next entry, about the body encoded as `body` ([`Body::encode`]).
     pub fn push_encoded(&mut self, body: &EncodedBody) {
-        self.push_with(|text| text.push_str(&body.0));
+        self.push_with(|text| body.write(text));
     }
 
     /// The next entry's head (its `prev` blank), then its body as `body` writes it.
