@@ -588,26 +588,18 @@ async fn sequence(
     failed: oneshot::Sender<()>,
 ) -> anyhow::Result<(Ledger, Sequencer)> {
     while let Some(first) = rx.recv().await {
-        let deadline = first.arrived + flush;
+        // Group commit: let the queue fill for `flush` after the first request.
+        tokio::time::sleep_until((first.arrived + flush).into()).await;
         let mut n = first.items.len();
         let mut jobs = vec![first];
-        let gather = |rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, n: &mut usize| {
-            while *n < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => {
-                        *n += j.items.len();
-                        jobs.push(j);
-                    }
-                    Err(_) => break,
+        while n < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => {
+                    n += j.items.len();
+                    jobs.push(j);
                 }
+                Err(_) => break,
             }
-        };
-        gather(&mut rx, &mut jobs, &mut n);
-        // Group commit: let the queue fill for `flush` after the first request, unless the
-        // requests waiting already fill a batch.
-        if n < MAX_BATCH {
-            tokio::time::sleep_until(deadline.into()).await;
-            gather(&mut rx, &mut jobs, &mut n);
         }
         shared.metrics.queue_depth.set(rx.len() as i64);
         // The submissions move out of their requests (no copy); each request keeps its count.

@@ -33,7 +33,7 @@ pub use observation::{
     Assessment, DatabaseId, Evidence, Judged, Locality, ObjectId, Observation, PolicyRef, Verdict,
     check_text, check_verdict,
 };
-pub use prepared::Prepared;
+pub use prepared::{ENTRY_HEAD_MAX, Prepared};
 pub use timestamp::Timestamp;
 
 /// The locality vocabulary, owned by the platform: this module holds only how entries spell it.

@@ -335,6 +335,8 @@ impl Judged {
         check_locality(&locality)?;
         let mut tail = String::with_capacity(4096);
         encode_locality_tail(&mut tail, &locality);
+        // No observation made with it could fit an entry: refused now, as each would be.
+        check_size(tail.len())?;
         Ok(Self {
             locality,
             tail: tail.into(),
@@ -561,8 +563,8 @@ mod tests {
             Observation::new_judged(object, o.content, &judged, o.locality.observed_at, None)
                 .is_err()
         );
-        // Sixteen database identities of 4 KB each: the locality is valid, but no observation
-        // made with it fits an entry, kept or not.
+        // Sixteen database identities of 4 KB each: the locality's texts are valid, but no
+        // observation made with it fits an entry: refused when kept, as when made whole.
         let mut long = o.locality.clone();
         let text = "d".repeat(MAX_TEXT);
         long.databases = (0..MAX_DATABASES)
@@ -574,24 +576,19 @@ mod tests {
                 sha256: [1; 32],
             })
             .collect();
-        let judged = Judged::new(long.clone()).unwrap();
-        let kept = Observation::new_judged(
-            o.object.clone(),
-            o.content,
-            &judged,
-            o.locality.observed_at,
-            None,
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+        let kept = Judged::new(long.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         let whole = Observation::new_encoded(o.object.clone(), o.content, long, None)
             .map(|_| ())
             .map_err(|e| e.to_string());
-        assert!(
-            kept.as_ref()
-                .is_err_and(|e| e.contains("more than an entry may hold")),
-            "{kept:?}"
-        );
-        assert_eq!(kept, whole);
+        for refused in [&kept, &whole] {
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("more than an entry may hold")),
+                "{refused:?}"
+            );
+        }
     }
 }

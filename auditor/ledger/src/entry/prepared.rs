@@ -6,7 +6,7 @@ use crate::tree::Hash;
 
 /// The most an entry's head takes before its body: `{"v":N,"seq":` and 20 digits, the time,
 /// `prev` and its 64 hex digits.
-const ENTRY_HEAD_MAX: usize = 160;
+pub const ENTRY_HEAD_MAX: usize = 160;
 
 /// Entries encoded whole ahead of sealing, one after another in one text, each followed by a
 /// newline (the layout entries are stored in), their `prev` left as zeros for the sequencer to
