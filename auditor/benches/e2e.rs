@@ -13,10 +13,17 @@
 //! `HEXAGONE_BENCH_E2E_ROUNDS` times (default 3); medians and ranges are printed, the ratio of
 //! medians and the issue's target (`append` ≥ 120,000 observations/s). When
 //! `HEXAGONE_BENCH_E2E_BEFORE` names another build of `hexagone-auditor` (an earlier commit's),
-//! it runs on the same input in the same rounds, for a before/after ratio measured together.
+//! it runs on the same input in the same rounds, `append` and `serve`, for before/after ratios
+//! measured together.
 //!
-//! After the first round the ledger is exported and `verify --policy` replays every verdict
-//! (not timed): the fast path records what the engine decides.
+//! Each round also runs `hexagone-auditor serve` with the same policy and places on a fresh
+//! ledger: `HEXAGONE_BENCH_E2E_CLIENTS` writers (default 32) post the same observations over
+//! loopback in arrays of 500, each waiting for its request's acknowledgement (durable under a
+//! signed checkpoint) before the next; timed from the first request to the last
+//! acknowledgement, against the issue's target (≥ 150,000 observations/s) and immudb.
+//!
+//! After the first round the ledgers of `append` and of `serve` are exported and `verify
+//! --policy` replays every verdict (not timed): the fast paths record what the engine decides.
 //!
 //! `HEXAGONE_BENCH_E2E_N` sets the number of observations (default 300,000). With
 //! `HEXAGONE_BENCH_E2E_FIXTURE=DIR` the benchmark only writes its input, attestations and
@@ -27,7 +34,10 @@
 mod knobs;
 #[path = "common/peer.rs"]
 mod peer;
+#[path = "common/service.rs"]
+mod service;
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +50,10 @@ use peer::{immudb_peer, spread};
 
 const BATCH: usize = 10_000;
 const TARGET: f64 = 120_000.0;
+/// Issue 26's target for `serve` over HTTP: observations judged, durable and acknowledged.
+const SERVE_TARGET: f64 = 150_000.0;
+/// Observations per request to `serve`.
+const PER_REQUEST: usize = 500;
 const NODES: usize = 400;
 const ENDPOINTS: usize = 120;
 
@@ -263,7 +277,7 @@ fn entries(db: &str, out: &Path) -> (usize, [usize; 3]) {
 }
 
 /// Exports the ledger at `db` and replays it with `verify --policy`; its time.
-fn verify(program: &Path, f: &Fixture, db: &str, name: &str) -> Duration {
+fn verify(program: &Path, f: &Fixture, db: &str, name: &str, key: &Path) -> Duration {
     let bundle = f.dir.path().join(format!("{name}.bundle"));
     let t = Instant::now();
     let run = |args: &mut Command| {
@@ -278,16 +292,60 @@ fn verify(program: &Path, f: &Fixture, db: &str, name: &str) -> Duration {
     run(Command::new(program)
         .args(["export", "--db", db, "--out"])
         .arg(&bundle));
-    let key = f.dir.path().join(format!("{name}.key.pub"));
     run(Command::new(program)
         .arg("verify")
         .arg(&bundle)
         .arg("--trust")
-        .arg(&key)
+        .arg(key)
         .args(["--policy", &policy()]));
     let d = t.elapsed();
     let _ = std::fs::remove_file(&bundle);
     d
+}
+
+/// One `serve` run of `program` on a fresh ledger `name`, with the same policy and places as
+/// `append`: `clients` writers post `bodies` over loopback until every request is
+/// acknowledged. Its time from the first request to the last acknowledgement, the time the
+/// service took to start listening, and what the writers were told to retry. In round 0 the
+/// ledger is exported and every verdict replayed (not timed): the service's parallel judging
+/// records what the engine decides.
+fn serve(
+    program: &Path,
+    f: &Fixture,
+    bodies: &[String],
+    clients: usize,
+    name: &str,
+    n: usize,
+    replay: bool,
+) -> (Duration, Duration, service::Retries) {
+    let db = format!(
+        "sqlite:{}",
+        f.dir.path().join(format!("{name}.sqlite")).display()
+    );
+    let args: Vec<OsString> = vec![
+        "--policy".into(),
+        policy().into(),
+        "--attestations".into(),
+        f.attestations.clone().into(),
+        "--inventory".into(),
+        f.inventory.clone().into(),
+    ];
+    let t = Instant::now();
+    let service = service::start(program, f.dir.path(), name, &db, &args);
+    let started = t.elapsed();
+    let (d, retries) = service::post_all(&service, bodies, clients);
+    let key_pub = service.key_pub.clone();
+    service::stop(service, n);
+    if replay {
+        let v = verify(program, f, &db, name, &key_pub);
+        println!(
+            "  serve's ledger exported and verify --policy (every verdict replayed): passed in {v:.2?}"
+        );
+    }
+    for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
+        let _ = std::fs::remove_file(f.dir.path().join(format!("{name}.{ext}")));
+    }
+    (d, started, retries)
 }
 
 const PEER_MODES: [(&str, &[&str]); 2] = [
@@ -310,6 +368,7 @@ fn load() -> String {
 fn main() {
     let n = env("HEXAGONE_BENCH_E2E_N", 300_000).max(1);
     let rounds = env("HEXAGONE_BENCH_E2E_ROUNDS", 3).max(1);
+    let clients = env("HEXAGONE_BENCH_E2E_CLIENTS", 32).max(1);
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_hexagone-auditor"));
     let before = std::env::var("HEXAGONE_BENCH_E2E_BEFORE")
         .ok()
@@ -333,11 +392,17 @@ fn main() {
         input_bytes / n as u64,
         load()
     );
+    let bodies = service::bodies(
+        std::fs::read_to_string(&f.input).unwrap().lines(),
+        PER_REQUEST,
+    );
     let entries_file = f.dir.path().join("entries.txt");
+    let mut serve_rates: Vec<f64> = Vec::new();
     let mut rates: Vec<f64> = Vec::new();
     let mut startups: Vec<f64> = Vec::new();
     let mut steady: Vec<f64> = Vec::new();
     let mut before_rates: Vec<f64> = Vec::new();
+    let mut before_serve: Vec<f64> = Vec::new();
     let mut peers: Vec<Vec<f64>> = vec![Vec::new(); PEER_MODES.len()];
     for round in 0..rounds {
         let (startup, _) = append(&ours, &f, &f.empty, &format!("empty-{round}"), 0);
@@ -367,12 +432,35 @@ fn main() {
                 verdicts[2],
                 std::fs::metadata(&entries_file).unwrap().len() / n as u64
             );
-            let v = verify(&ours, &f, &db, &name);
+            let v = verify(
+                &ours,
+                &f,
+                &db,
+                &name,
+                &f.dir.path().join(format!("{name}.key.pub")),
+            );
             println!("  export and verify --policy (every verdict replayed): passed in {v:.2?}");
         }
         for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
             let _ = std::fs::remove_file(f.dir.path().join(format!("{name}.{ext}")));
         }
+        let (d, started, retries) = serve(
+            &ours,
+            &f,
+            &bodies,
+            clients,
+            &format!("serve-{round}"),
+            n,
+            round == 0,
+        );
+        let rate = n as f64 / d.as_secs_f64();
+        serve_rates.push(rate);
+        println!(
+            "  serve over HTTP, {clients} writers x {PER_REQUEST} per request: {rate:.0} observations/s ({d:.2?} from the first request to the last acknowledgement; listening after {started:.2?}; retried {} busy, {} connections closed); load {}",
+            retries.busy,
+            retries.closed,
+            load()
+        );
         if let Some(program) = &before {
             let name = format!("before-{round}");
             let (d, _) = append(program, &f, &f.input, &name, n);
@@ -382,6 +470,18 @@ fn main() {
                 "  before ({}): {rate:.0} observations/s ({d:.2?})",
                 program.display()
             );
+            let (d, _, _) = serve(
+                program,
+                &f,
+                &bodies,
+                clients,
+                &format!("before-serve-{round}"),
+                n,
+                false,
+            );
+            let rate = n as f64 / d.as_secs_f64();
+            before_serve.push(rate);
+            println!("  before, serve over HTTP: {rate:.0} observations/s ({d:.2?})");
             for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
                 let _ = std::fs::remove_file(f.dir.path().join(format!("{name}.{ext}")));
             }
@@ -411,11 +511,28 @@ fn main() {
         "append target >= {TARGET:.0} observations/s: {}",
         if median >= TARGET { "met" } else { "NOT met" }
     );
+    let (serve_median, serve_low, serve_high) = spread(&mut serve_rates);
+    println!(
+        "serve over {rounds} rounds, {clients} writers: median {serve_median:.0} observations/s (range {serve_low:.0}..{serve_high:.0}), first request to last acknowledgement"
+    );
+    println!(
+        "serve target >= {SERVE_TARGET:.0} observations/s over HTTP: {}",
+        if serve_median >= SERVE_TARGET {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
     if !before_rates.is_empty() {
         let (b, lo, hi) = spread(&mut before_rates);
         println!(
             "before over {rounds} rounds: median {b:.0} observations/s (range {lo:.0}..{hi:.0}); ratio of medians append / before: {:.2}",
             median / b
+        );
+        let (b, lo, hi) = spread(&mut before_serve);
+        println!(
+            "before, serve over {rounds} rounds: median {b:.0} observations/s (range {lo:.0}..{hi:.0}); ratio of medians serve / before: {:.2}",
+            serve_median / b
         );
     }
     match &peer {
@@ -427,12 +544,13 @@ fn main() {
             for ((label, _), rates) in PEER_MODES.iter().zip(&mut peers) {
                 let (m, lo, hi) = spread(rates);
                 println!(
-                    "immudb ({label}) over {rounds} rounds: median {m:.0} entries/s (range {lo:.0}..{hi:.0}); ratio of medians append / immudb: {:.2}",
-                    median / m
+                    "immudb ({label}) over {rounds} rounds: median {m:.0} entries/s (range {lo:.0}..{hi:.0}); ratio of medians append / immudb: {:.2}, serve / immudb: {:.2}",
+                    median / m,
+                    serve_median / m
                 );
             }
             println!(
-                "what each side does: append starts the process, opens the databases, reads and parses each line, judges it (the engine's evaluation of its place, kept per place; evidence, verdict, policy and database identities in the entry), seals it (canonical encoding, SHA-256 leaf, chain, Merkle tree), packs and LZ4-compresses the texts, signs a checkpoint per batch and commits it with the head, synced, and prints each acknowledgement; immudb, in a process of its own with the entries already in memory and keyed, stores the same entry texts under their object in its hash tree and commit log, synced, one transaction per batch (indexed before Commit returns, or after AsyncCommit returns), and neither judges, compresses nor signs."
+                "what each side does: append starts the process, opens the databases, reads and parses each line, judges it (the engine's evaluation of its place, kept per place; evidence, verdict, policy and database identities in the entry), seals it (canonical encoding, SHA-256 leaf, chain, Merkle tree), packs and LZ4-compresses the texts, signs a checkpoint per batch and commits it with the head, synced, and prints each acknowledgement; serve does the same per request, judging requests on every core while the sequencer commits (the process and its start not timed), each request acknowledged once durable; immudb, in a process of its own with the entries already in memory and keyed, stores the same entry texts under their object in its hash tree and commit log, synced, one transaction per batch (indexed before Commit returns, or after AsyncCommit returns), and neither judges, compresses nor signs."
             );
         }
     }

@@ -19,12 +19,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[path = "common/knobs.rs"]
 mod knobs;
+#[path = "common/service.rs"]
+mod service;
 
 use knobs::env;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hexagone_auditor::keys::SignerKey;
@@ -180,85 +179,25 @@ fn direct(dir: &Path, lines: &[String]) -> (Duration, Phases) {
     })
 }
 
-fn post(addr: &str, token: &str, body: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST /v1/observations HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The service: `serve` on loopback, `clients` threads posting arrays, retrying on 503.
+/// The service: `serve` on loopback, `clients` writers posting arrays, retrying when busy.
 fn http(dir: &Path, lines: &[String], clients: usize) -> Duration {
-    let key = dir.join("k");
-    hexagone_auditor::keyfile::save(&SignerKey::generate("bench.hexagone/ingest").unwrap(), &key)
-        .unwrap();
-    let tokens = dir.join("tokens");
-    let token = hexagone_auditor::serve::tokens::add(&tokens, "bench").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hexagone-auditor"))
-        .args(["serve", "--db"])
-        .arg(format!("sqlite:{}", dir.join("http.sqlite").display()))
-        .args(["--key", key.to_str().unwrap(), "--policy", &policy()])
-        .args([
-            "--tokens",
-            tokens.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("serve listening on ")
-        .unwrap()
-        .to_string();
-    let bodies: Vec<String> = lines
-        .chunks(PER_REQUEST)
-        .map(|c| format!("[{}]", c.join(",")))
-        .collect();
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for c in 0..clients {
-            let (addr, token, bodies) = (&addr, &token, &bodies);
-            s.spawn(move || {
-                for body in bodies.iter().skip(c).step_by(clients) {
-                    loop {
-                        match post(addr, token, body) {
-                            200 => break,
-                            503 => std::thread::sleep(Duration::from_millis(10)),
-                            code => panic!("serve answered {code}"),
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let d = t.elapsed();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    assert!(child.wait().unwrap().success(), "{rest}");
-    assert!(
-        rest.contains(&format!("final checkpoint, size {}", lines.len())),
-        "{rest}"
+    let db = format!("sqlite:{}", dir.join("http.sqlite").display());
+    let service = service::start(
+        Path::new(env!("CARGO_BIN_EXE_hexagone-auditor")),
+        dir,
+        "http",
+        &db,
+        &["--policy".into(), policy().into()],
     );
+    let bodies = service::bodies(lines.iter(), PER_REQUEST);
+    let (d, retries) = service::post_all(&service, &bodies, clients);
+    service::stop(service, lines.len());
+    if retries.busy + retries.closed > 0 {
+        println!(
+            "  the writers retried {} requests answered busy and {} connections closed unanswered",
+            retries.busy, retries.closed
+        );
+    }
     d
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
-use super::entry::{Body, EncodedBody, Entry, GENESIS_PREV, Prepared, Timestamp};
+use super::entry::{Body, ENTRY_HEAD_MAX, EncodedBody, Entry, GENESIS_PREV, Prepared, Timestamp};
 use super::tree::{
     Frontier, Hash, Subtree, TreeError, leaf_hash, verify_consistency, verify_inclusion,
 };
@@ -300,7 +300,7 @@ impl Sequencer {
     pub fn seal_encoded(&mut self, now: Timestamp, body: &EncodedBody) -> Sealed {
         let time = self.stamp(now);
         let seq = self.size();
-        let mut text = String::with_capacity(body.len() + 128);
+        let mut text = String::with_capacity(body.len() + ENTRY_HEAD_MAX);
         Entry::encode_with(seq, time, &self.prev, body, &mut text);
         let leaf = leaf_hash(text.as_bytes());
         self.prev = leaf;

@@ -355,7 +355,7 @@ fn placement_key(o: &Observation, kind: Kind) -> String {
         // pulled) decides as well.
         key.push_str(&format!("{:?}\n", o.content));
     }
-    for e in &o.locality.evidence {
+    for e in o.locality.evidence.iter() {
         key.push_str(&format!("{:?} {:?} {:?}\n", e.source, e.assessment, e.fact));
     }
     key.push_str(&format!("{:?}", o.locality.verdict));

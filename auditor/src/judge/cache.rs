@@ -8,7 +8,7 @@ use hexagone_platform::geo::GeoSnapshot;
 use hexagone_platform::{NodeDescription, SubjectKind};
 use time::OffsetDateTime;
 
-use crate::ledger::entry::Locality;
+use crate::ledger::entry::Judged;
 
 /// A place as the engine evaluates it: its description, and whether it is a node or an
 /// endpoint.
@@ -28,7 +28,7 @@ pub(super) struct Evaluations {
 struct Kept {
     from: OffsetDateTime,
     until: Option<OffsetDateTime>,
-    locality: Arc<Locality>,
+    judged: Arc<Judged>,
 }
 
 /// How many places are kept at most; past that the cache starts again empty.
@@ -43,16 +43,16 @@ impl Evaluations {
         generation: u64,
         geo: &GeoSnapshot,
         now: OffsetDateTime,
-    ) -> Option<Arc<Locality>> {
+    ) -> Option<Arc<Judged>> {
         self.places
             .get(place)
             .filter(|k| k.from <= now && k.until.is_none_or(|u| now < u))
             .filter(|_| self.geo.as_ref().is_some_and(|g| g.same_contents(geo)))
             .filter(|_| self.generation == generation)
-            .map(|k| k.locality.clone())
+            .map(|k| k.judged.clone())
     }
 
-    /// Keeps `locality`, made at `from` with the attestations' `generation` and the database
+    /// Keeps `judged`, made at `from` with the attestations' `generation` and the database
     /// contents of `geo`, for `place` until `until`; nothing when `generation` is older than
     /// the cache's.
     pub(super) fn keep(
@@ -62,7 +62,7 @@ impl Evaluations {
         geo: &GeoSnapshot,
         from: OffsetDateTime,
         until: Option<OffsetDateTime>,
-        locality: &Locality,
+        judged: Arc<Judged>,
     ) {
         if self.align(generation, geo) {
             if self.places.len() >= KEPT_PLACES {
@@ -73,7 +73,7 @@ impl Evaluations {
                 Kept {
                     from,
                     until,
-                    locality: Arc::new(locality.clone()),
+                    judged,
                 },
             );
         }

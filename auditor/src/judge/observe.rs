@@ -2,6 +2,8 @@
 //! (geolocation databases, attestations), judges it under the policy and builds the ledger
 //! observation.
 
+use std::sync::Arc;
+
 use hexagone_platform::geo::{GeoDatabases, GeoError, GeoSnapshot};
 use hexagone_platform::latency::{self, Measurement};
 use hexagone_platform::{
@@ -13,7 +15,7 @@ use super::body::locality;
 use super::cache::Evaluations;
 use super::{Inventory, JudgeError};
 use crate::ingest::{Report, Submission};
-use crate::ledger::entry::{Body, Locality, Observation, Timestamp, request_hash};
+use crate::ledger::entry::{Body, Judged, Observation, Timestamp, request_hash};
 
 /// The auditor's judge: one policy, the geolocation databases, the attestations and the
 /// inventory; turns reports (facts) into ledger observations (facts, evidence, verdict).
@@ -98,10 +100,11 @@ impl<'a> ObservationJudge<'a> {
         let (subject, kind) = self.inventory.resolve(report.location)?;
         // The entry keeps milliseconds: judge at a time it can record exactly.
         let now = Timestamp::from_datetime(now).to_datetime().unwrap_or(now);
-        let (observation, encoded) = Observation::new_encoded(
+        let (observation, encoded) = Observation::new_judged(
             report.object,
             report.content,
-            self.locality(subject, kind, geo, now)?,
+            &*self.judged(subject, kind, geo, now)?,
+            Timestamp::from_datetime(now),
             report.id.as_deref().map(request_hash),
         )?;
         Ok(Submission::encoded(
@@ -111,14 +114,15 @@ impl<'a> ObservationJudge<'a> {
         ))
     }
 
-    /// The engine's evaluation of `subject` at `now`, kept or made (and then kept).
-    fn locality(
+    /// The engine's evaluation of `subject` at `now`, checked and encoded for the ledger, kept
+    /// or made (and then kept).
+    fn judged(
         &self,
         subject: NodeDescription,
         kind: SubjectKind,
         geo: &GeoSnapshot,
         now: OffsetDateTime,
-    ) -> Result<Locality, JudgeError> {
+    ) -> Result<Arc<Judged>, JudgeError> {
         let key = (subject, kind);
         let generation = self.generation();
         let kept = self
@@ -127,9 +131,7 @@ impl<'a> ObservationJudge<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key, generation, geo, now);
         if let Some(kept) = kept {
-            let mut l = Locality::clone(&kept);
-            l.observed_at = Timestamp::from_datetime(now);
-            return Ok(l);
+            return Ok(kept);
         }
         let (generation, evaluation, until) = {
             let held = self
@@ -155,11 +157,11 @@ impl<'a> ObservationJudge<'a> {
             let evaluation = self.judge.judge(facts);
             (held.0, evaluation, until)
         };
-        let made = locality(&evaluation)?;
+        let made = Arc::new(Judged::new(locality(&evaluation)?)?);
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keep(key, generation, geo, now, until, &made);
+            .keep(key, generation, geo, now, until, made.clone());
         Ok(made)
     }
 

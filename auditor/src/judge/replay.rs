@@ -171,7 +171,7 @@ impl Replayer {
         if let Some((i, (was, is))) = l
             .evidence
             .iter()
-            .zip(&again.evidence)
+            .zip(again.evidence.iter())
             .enumerate()
             .find(|(_, (a, b))| a != b)
         {
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(replayer.check(&honest), Ok(()));
         // Whoever holds the key writes "compliant" over a German address, consistently.
         let mut forged = honest.clone();
-        for e in &mut forged.locality.evidence {
+        for e in std::sync::Arc::make_mut(&mut forged.locality.evidence) {
             if matches!(e.assessment, Assessment::Contradicts(_)) {
                 e.assessment = Assessment::Supports;
             }
@@ -301,7 +301,8 @@ mod tests {
         );
         // An edited sentence is named too.
         let mut edited = honest.clone();
-        edited.locality.evidence[0].sentence = "the node is in Paris".into();
+        std::sync::Arc::make_mut(&mut edited.locality.evidence)[0].sentence =
+            "the node is in Paris".into();
         assert_eq!(
             replayer.check(&edited),
             Err("evidence 0 (topologyLabel) says \"the node is in Paris\", judged again \"topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country\"".into())

@@ -639,14 +639,15 @@ pub(crate) mod fixture {
                     evidence: vec![
                         evidence(Source::Address, country, None, bad),
                         evidence(Source::NetworkOperator, country, Some(24940), false),
-                    ],
+                    ]
+                    .into(),
                     verdict,
                     policy: PolicyRef {
                         classification: "Standard".into(),
                         digest: "sha256:aa".into(),
                         extra_eu_control: None,
                     },
-                    databases: vec![],
+                    databases: vec![].into(),
                 },
                 request: None,
             }),

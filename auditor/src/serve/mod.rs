@@ -824,7 +824,7 @@ async fn commit(
         if let Body::Observation(o) = item.body() {
             shared.metrics.verdicts.with_label_values(&[&verdict]).inc();
             if verdict == "violation" {
-                for e in &o.locality.evidence {
+                for e in o.locality.evidence.iter() {
                     if let Assessment::Contradicts(rule) = &e.assessment {
                         shared.metrics.violations.with_label_values(&[rule]).inc();
                     }

@@ -1305,7 +1305,12 @@ async fn seal_and_insert(
         encoded.push(rx);
         encoders.push(tokio::task::spawn_blocking(move || {
             for (at, piece) in lane {
-                let mut p = Prepared::new(at, time, piece.len());
+                let mut p = match &piece {
+                    Items::Encoded(encoded) => {
+                        Prepared::for_encoded(at, time, encoded.iter().map(|(b, _)| b))
+                    }
+                    Items::Bodies(bodies) => Prepared::new(at, time, bodies.len()),
+                };
                 let mut keys = Vec::with_capacity(piece.len());
                 match piece {
                     Items::Bodies(bodies) => {

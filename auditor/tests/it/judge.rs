@@ -361,7 +361,7 @@ async fn a_verdict_its_evidence_does_not_give_fails_verify_policy() {
     let (_, entries) = s.export();
     let mut forged = observation(&entries[1]).clone();
     assert_eq!(forged.locality.verdict.as_str(), "violation");
-    for e in &mut forged.locality.evidence {
+    for e in std::sync::Arc::make_mut(&mut forged.locality.evidence) {
         if matches!(e.assessment, Assessment::Contradicts(_)) {
             e.assessment = Assessment::Supports;
         }

@@ -326,14 +326,14 @@ impl RawEntry<'_> {
                             &required("subject_kind", self.subject_kind)?,
                         )?,
                         observed_at: observed_at(self.observed_at)?,
-                        evidence,
+                        evidence: evidence.into(),
                         verdict: make_verdict(&verdict_name, reasons)?,
                         policy: PolicyRef {
                             classification: text("policy", self.policy)?,
                             digest: required("policy_digest", self.policy_digest)?.into_owned(),
                             extra_eu_control: self.extra_eu_control.map(Cow::into_owned),
                         },
-                        databases,
+                        databases: databases.into(),
                     },
                     request: request(self.request)?,
                 };

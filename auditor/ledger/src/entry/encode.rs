@@ -2,9 +2,8 @@
 //! whitespace; the bytes an entry's leaf hash is taken of.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use super::{Body, ENTRY_VERSION, EncodedBody, Entry, ObjectId, Observation, Timestamp};
+use super::{Body, ENTRY_VERSION, EncodedBody, Entry, Locality, ObjectId, Observation, Timestamp};
 use crate::tree::{Hash, leaf_hash};
 
 impl Body {
@@ -15,7 +14,7 @@ impl Body {
         // Observations are about 2 to 3 KB: one allocation, no regrowth.
         let mut out = String::with_capacity(4096);
         self.encode_into(&mut out);
-        EncodedBody(Arc::new(out))
+        EncodedBody::whole(out)
     }
 
     pub(super) fn encode_into(&self, out: &mut String) {
@@ -83,7 +82,7 @@ impl Entry {
         out: &mut String,
     ) {
         Self::encode_head(seq, time, prev, out);
-        out.push_str(&body.0);
+        body.write(out);
     }
 
     pub(super) fn encode_head(seq: u64, time: Timestamp, prev: &Hash, out: &mut String) {
@@ -123,9 +122,9 @@ pub(super) const OBSERVATION_BODY: &str = "\",\"kind\":\"observation\"";
 
 /// The canonical encoding of `Body::Observation(o)`.
 pub(super) fn encode_observation_body(out: &mut String, o: &Observation) {
-    out.push_str(OBSERVATION_BODY);
-    encode_observation(out, o);
-    out.push('}');
+    encode_observation_head(out, o);
+    encode_locality_tail(out, &o.locality);
+    encode_observation_end(out, o);
 }
 
 /// An object's identity keys: `"store"`, `"class"`, `"object"`, each after a comma.
@@ -138,9 +137,11 @@ fn push_object(out: &mut String, object: &ObjectId) {
     push_str(out, &object.id);
 }
 
-/// The observation keys, from `"store"` to the end (without the closing brace).
-fn encode_observation(out: &mut String, o: &Observation) {
+/// An observation body from its start to its `"observed_at"` (its value's closing quote
+/// included): what differs from one object to the next at the same place.
+pub(super) fn encode_observation_head(out: &mut String, o: &Observation) {
     let l = &o.locality;
+    out.push_str(OBSERVATION_BODY);
     push_object(out, &o.object);
     out.push_str(",\"content\":\"");
     push_hex(out, &o.content);
@@ -150,7 +151,14 @@ fn encode_observation(out: &mut String, o: &Observation) {
     out.push_str(l.subject_kind.as_str());
     out.push_str("\",\"observed_at\":\"");
     l.observed_at.write(out);
-    out.push_str("\",\"evidence\":[");
+    out.push('"');
+}
+
+/// An observation body's keys from `"evidence"` to `"databases"`, after a comma: what the
+/// engine made of the place, the same text for every object judged there the same way
+/// ([`super::Judged`]).
+pub(super) fn encode_locality_tail(out: &mut String, l: &Locality) {
+    out.push_str(",\"evidence\":[");
     for (i, e) in l.evidence.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -209,7 +217,12 @@ fn encode_observation(out: &mut String, o: &Observation) {
         out.push_str("\"}");
     }
     out.push(']');
+}
+
+/// An observation body's end: its `"request"` if it records one, and the closing brace.
+pub(super) fn encode_observation_end(out: &mut String, o: &Observation) {
     push_request(out, o.request.as_ref());
+    out.push('}');
 }
 
 /// The last key of an observation, removal or policy that records a writer's request,

@@ -106,7 +106,7 @@ pub fn observation(i: u64) -> Body {
             subject: node,
             subject_kind: SubjectKind::Node,
             observed_at: Timestamp(1_764_300_000_000),
-            evidence: ev,
+            evidence: ev.into(),
             verdict,
             policy: PolicyRef {
                 classification: "Standard (France)".into(),
@@ -119,7 +119,8 @@ pub fn observation(i: u64) -> Body {
                 format: "MaxMind DB geo-whois-asn-country".into(),
                 built: Some("2026-11-01T00:00:00Z".into()),
                 sha256: [0x11; 32],
-            }],
+            }]
+            .into(),
         },
     )
     .expect("a valid fixture");

@@ -30,10 +30,10 @@ mod timestamp;
 pub use decode::{make_verdict, parse_country, parse_hash};
 pub use fact::Fact;
 pub use observation::{
-    Assessment, DatabaseId, Evidence, Locality, ObjectId, Observation, PolicyRef, Verdict,
+    Assessment, DatabaseId, Evidence, Judged, Locality, ObjectId, Observation, PolicyRef, Verdict,
     check_text, check_verdict,
 };
-pub use prepared::Prepared;
+pub use prepared::{ENTRY_HEAD_MAX, Prepared};
 pub use timestamp::Timestamp;
 
 /// The locality vocabulary, owned by the platform: this module holds only how entries spell it.
@@ -213,20 +213,75 @@ impl Body {
 
 /// A body in its canonical encoding ([`Body::encode`]), ready to be sealed. Shared, not
 /// copied, when cloned (a submission's text goes to the sequencer while the caller keeps it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedBody(Arc<String>);
+/// An observation judged on a kept evaluation ([`Observation::new_judged`]) is held in three
+/// pieces, the middle one shared by every observation judged at that place the same way: the
+/// text is written out once, into the entry.
+#[derive(Debug, Clone)]
+pub struct EncodedBody(Arc<Pieces>);
+
+#[derive(Debug)]
+struct Pieces {
+    head: String,
+    shared: Option<Arc<str>>,
+    end: String,
+}
 
 impl EncodedBody {
+    /// A body's text in one piece.
+    pub(crate) fn whole(text: String) -> Self {
+        Self(Arc::new(Pieces {
+            head: text,
+            shared: None,
+            end: String::new(),
+        }))
+    }
+
+    /// A body's text as `head`, then the `shared` text, then `end`.
+    pub(crate) fn pieces(head: String, shared: Arc<str>, end: String) -> Self {
+        Self(Arc::new(Pieces {
+            head,
+            shared: Some(shared),
+            end,
+        }))
+    }
+
+    /// The pieces, in order.
+    fn parts(&self) -> [&str; 3] {
+        let p = &*self.0;
+        [&p.head, p.shared.as_deref().unwrap_or(""), &p.end]
+    }
+
+    /// Appends the text to `out`.
+    pub(crate) fn write(&self, out: &mut String) {
+        for part in self.parts() {
+            out.push_str(part);
+        }
+    }
+
     /// Its length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.parts().iter().map(|p| p.len()).sum()
     }
 
     /// Whether it is empty (never, for a body).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 }
+
+/// Two encodings are equal when their texts are, however they are cut into pieces.
+impl PartialEq for EncodedBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .parts()
+                .iter()
+                .flat_map(|p| p.bytes())
+                .eq(other.parts().iter().flat_map(|p| p.bytes()))
+    }
+}
+
+impl Eq for EncodedBody {}
 
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

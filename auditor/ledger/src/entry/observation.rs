@@ -6,7 +6,10 @@ use std::sync::Arc;
 use hexagone_platform::vocabulary::{self, Weighed};
 
 use super::decode::parse_hash_bytes;
-use super::encode::{OBSERVATION_BODY, encode_observation_body};
+use super::encode::{
+    OBSERVATION_BODY, encode_locality_tail, encode_observation_body, encode_observation_end,
+    encode_observation_head,
+};
 use super::{
     AssessmentKind, Controller, EncodedBody, EntryError, Fact, MAX_DATABASES, MAX_ENTRY,
     MAX_EVIDENCE, MAX_REASONS, MAX_TEXT, Source, SubjectKind, Timestamp, VerdictKind,
@@ -203,14 +206,15 @@ pub struct Locality {
     pub subject_kind: SubjectKind,
     /// When the facts were gathered (which decided attestation expiry).
     pub observed_at: Timestamp,
-    /// The engine's evidence, in observation order.
-    pub evidence: Vec<Evidence>,
+    /// The engine's evidence, in observation order (shared by the observations judged on the
+    /// same evaluation).
+    pub evidence: Arc<[Evidence]>,
     /// The engine's verdict.
     pub verdict: Verdict,
     /// The policy judged under.
     pub policy: PolicyRef,
-    /// The geolocation databases the facts were read from.
-    pub databases: Vec<DatabaseId>,
+    /// The geolocation databases the facts were read from (shared, as the evidence).
+    pub databases: Arc<[DatabaseId]>,
 }
 
 /// An observation of where one object is stored, and the verdict on it.
@@ -254,16 +258,8 @@ impl Observation {
         o.check()?;
         let mut out = String::with_capacity(4096);
         encode_observation_body(&mut out, &o);
-        let own = out.len() - OBSERVATION_BODY.len() - 1;
-        if own > MAX_ENTRY - 256 {
-            return Err(EntryError::Field {
-                field: "evidence",
-                problem: format!(
-                    "the observation takes {own} bytes, more than an entry may hold ({MAX_ENTRY})"
-                ),
-            });
-        }
-        Ok((o, EncodedBody(Arc::new(out))))
+        check_size(out.len() - OBSERVATION_BODY.len() - 1)?;
+        Ok((o, EncodedBody::whole(out)))
     }
 
     /// The rules of an observation entry: bounded texts without control characters, each
@@ -273,67 +269,146 @@ impl Observation {
     /// location source and no reason; violation and unknown give reasons). Whether the verdict
     /// follows from the facts under the policy is for `verify --policy`, which replays it.
     pub fn check(&self) -> Result<(), EntryError> {
-        let l = &self.locality;
         self.object.check()?;
-        check_text("subject", &l.subject)?;
-        check_text("policy", &l.policy.classification)?;
-        check_digest("policy_digest", &l.policy.digest)?;
-        if let Some(d) = &l.policy.extra_eu_control {
-            check_digest("extra_eu_control", d)?;
-        }
-        let count = |field: &'static str, n: usize, max: usize| {
-            if n > max {
-                Err(EntryError::Field {
-                    field,
-                    problem: format!("{n} items, at most {max}"),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        count("evidence", l.evidence.len(), MAX_EVIDENCE)?;
-        count("reasons", l.verdict.reasons().len(), MAX_REASONS)?;
-        count("databases", l.databases.len(), MAX_DATABASES)?;
-        for d in &l.databases {
-            check_text("databases.role", &d.role)?;
-            check_text("databases.file", &d.file)?;
-            check_text("databases.format", &d.format)?;
-            if let Some(b) = &d.built {
-                check_text("databases.built", b)?;
-            }
-        }
-        for r in l.verdict.reasons() {
-            check_text("reasons", r)?;
-        }
-        for (i, e) in l.evidence.iter().enumerate() {
-            let bad = |problem: String| EntryError::Field {
-                field: "evidence",
-                problem: format!("item {i}: {problem}"),
-            };
-            check_text("evidence.sentence", &e.sentence)?;
-            if e.fact.kind().source() != e.source {
-                return Err(bad(format!(
-                    "a {} fact is not {} evidence",
-                    e.fact.kind().as_str(),
-                    e.source.as_str()
-                )));
-            }
-            let controller = e.source.controller(l.subject_kind);
-            if e.controller != controller {
-                return Err(bad(format!(
-                    "{} evidence about a {} is controlled by {}, not {}",
-                    e.source.as_str(),
-                    l.subject_kind.as_str(),
-                    controller.as_str(),
-                    e.controller.as_str()
-                )));
-            }
-            if e.asn.is_some() && e.source != Source::NetworkOperator {
-                return Err(bad("only network-operator evidence has an AS number".into()));
-            }
-        }
-        check_verdict(&l.evidence, &l.verdict)
+        check_locality(&self.locality)
     }
+
+    /// An observation of `object` (content `content`) at the place of `judged`, observed at
+    /// `observed_at`, recording the writer's request `request` if any, and its body's canonical
+    /// encoding: [`Observation::new_encoded`] for a locality checked and encoded once
+    /// ([`Judged`]), whose text the encoding shares rather than writes again.
+    pub fn new_judged(
+        object: ObjectId,
+        content: Hash,
+        judged: &Judged,
+        observed_at: Timestamp,
+        request: Option<Hash>,
+    ) -> Result<(Self, EncodedBody), EntryError> {
+        object.check()?;
+        let mut locality = judged.locality.clone();
+        locality.observed_at = observed_at;
+        let o = Self {
+            object,
+            content,
+            locality,
+            request,
+        };
+        let mut head = String::with_capacity(512);
+        encode_observation_head(&mut head, &o);
+        let mut end = String::new();
+        encode_observation_end(&mut end, &o);
+        let own = head.len() + judged.tail.len() + end.len() - OBSERVATION_BODY.len() - 1;
+        check_size(own)?;
+        let encoded = EncodedBody::pieces(head, judged.tail.clone(), end);
+        debug_assert_eq!(encoded, super::Body::Observation(o.clone()).encode());
+        Ok((o, encoded))
+    }
+}
+
+/// An observation's size past its kind: what must leave room in an entry for its head.
+fn check_size(own: usize) -> Result<(), EntryError> {
+    if own > MAX_ENTRY - 256 {
+        return Err(EntryError::Field {
+            field: "evidence",
+            problem: format!(
+                "the observation takes {own} bytes, more than an entry may hold ({MAX_ENTRY})"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A locality checked once against the rules of an observation entry, and its keys from
+/// `"evidence"` to `"databases"` encoded once: the judge keeps one per place it evaluated, and
+/// every object reported there while the evaluation holds is recorded with it
+/// ([`Observation::new_judged`]) without copying, checking or encoding it again.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    locality: Locality,
+    tail: Arc<str>,
+}
+
+impl Judged {
+    /// `locality`, if it satisfies the rules of an observation entry (those of
+    /// [`Observation::check`] that are not about the object).
+    pub fn new(locality: Locality) -> Result<Self, EntryError> {
+        check_locality(&locality)?;
+        let mut tail = String::with_capacity(4096);
+        encode_locality_tail(&mut tail, &locality);
+        // No observation made with it could fit an entry: refused now, as each would be.
+        check_size(tail.len())?;
+        Ok(Self {
+            locality,
+            tail: tail.into(),
+        })
+    }
+
+    /// The locality.
+    pub fn locality(&self) -> &Locality {
+        &self.locality
+    }
+}
+
+/// The rules of [`Observation::check`] about the locality.
+fn check_locality(l: &Locality) -> Result<(), EntryError> {
+    check_text("subject", &l.subject)?;
+    check_text("policy", &l.policy.classification)?;
+    check_digest("policy_digest", &l.policy.digest)?;
+    if let Some(d) = &l.policy.extra_eu_control {
+        check_digest("extra_eu_control", d)?;
+    }
+    let count = |field: &'static str, n: usize, max: usize| {
+        if n > max {
+            Err(EntryError::Field {
+                field,
+                problem: format!("{n} items, at most {max}"),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    count("evidence", l.evidence.len(), MAX_EVIDENCE)?;
+    count("reasons", l.verdict.reasons().len(), MAX_REASONS)?;
+    count("databases", l.databases.len(), MAX_DATABASES)?;
+    for d in l.databases.iter() {
+        check_text("databases.role", &d.role)?;
+        check_text("databases.file", &d.file)?;
+        check_text("databases.format", &d.format)?;
+        if let Some(b) = &d.built {
+            check_text("databases.built", b)?;
+        }
+    }
+    for r in l.verdict.reasons() {
+        check_text("reasons", r)?;
+    }
+    for (i, e) in l.evidence.iter().enumerate() {
+        let bad = |problem: String| EntryError::Field {
+            field: "evidence",
+            problem: format!("item {i}: {problem}"),
+        };
+        check_text("evidence.sentence", &e.sentence)?;
+        if e.fact.kind().source() != e.source {
+            return Err(bad(format!(
+                "a {} fact is not {} evidence",
+                e.fact.kind().as_str(),
+                e.source.as_str()
+            )));
+        }
+        let controller = e.source.controller(l.subject_kind);
+        if e.controller != controller {
+            return Err(bad(format!(
+                "{} evidence about a {} is controlled by {}, not {}",
+                e.source.as_str(),
+                l.subject_kind.as_str(),
+                controller.as_str(),
+                e.controller.as_str()
+            )));
+        }
+        if e.asn.is_some() && e.source != Source::NetworkOperator {
+            return Err(bad("only network-operator evidence has an AS number".into()));
+        }
+    }
+    check_verdict(&l.evidence, &l.verdict)
 }
 
 /// Checks a policy's or list's digest: `sha256:` and 64 lowercase hex digits.
@@ -416,13 +491,104 @@ mod tests {
             Err("field `verdict`: a violation for contradicting evidence gives exactly those evidence sentences as reasons".into())
         );
         let mut no_location = compliant.clone();
-        no_location
+        no_location.locality.evidence = no_location
             .locality
             .evidence
-            .retain(|e| e.source == Source::NetworkOperator);
+            .iter()
+            .filter(|e| e.source == Source::NetworkOperator)
+            .cloned()
+            .collect();
         assert_eq!(
             no_location.check().map_err(|e| e.to_string()),
             Err("field `verdict`: compliant without any location evidence supporting it".into())
         );
+    }
+
+    /// An observation made on a kept locality is the observation `new_encoded` makes, byte for
+    /// byte, with or without a request; the kept locality is checked once, when kept, with the
+    /// same rules (a bad one is refused then, not recorded later); and an observation it makes
+    /// is still refused when its object is bad or it would not fit an entry.
+    #[test]
+    fn an_observation_on_a_kept_locality_is_the_one_made_whole() {
+        for n in [0, 3] {
+            let Body::Observation(o) = fixture::observation(n) else {
+                unreachable!()
+            };
+            let judged = Judged::new(o.locality.clone()).unwrap();
+            for request in [None, Some([9; 32])] {
+                let at = Timestamp(o.locality.observed_at.0 + 1234);
+                let (made, encoded) =
+                    Observation::new_judged(o.object.clone(), o.content, &judged, at, request)
+                        .unwrap();
+                let mut whole = o.clone();
+                whole.locality.observed_at = at;
+                whole.request = request;
+                let (same, text) = Observation::new_encoded(
+                    whole.object.clone(),
+                    whole.content,
+                    whole.locality.clone(),
+                    request,
+                )
+                .unwrap();
+                assert_eq!(made, same);
+                assert_eq!(encoded, text);
+                assert_eq!(encoded.len(), text.len());
+                let (mut a, mut b) = (String::new(), String::new());
+                encoded.write(&mut a);
+                text.write(&mut b);
+                assert_eq!(a, b);
+                assert_eq!(a, {
+                    let mut c = String::new();
+                    Body::Observation(whole).encode_into(&mut c);
+                    c
+                });
+            }
+        }
+        let Body::Observation(o) = fixture::observation(3) else {
+            unreachable!()
+        };
+        let mut bad = o.locality.clone();
+        bad.subject = "gra\n3".into();
+        assert_eq!(
+            Judged::new(bad).map(|_| ()).map_err(|e| e.to_string()),
+            Err("field `subject`: contains a control character".into())
+        );
+        let mut lying = o.locality.clone();
+        lying.verdict = Verdict::Compliant;
+        assert!(Judged::new(lying).is_err());
+        let judged = Judged::new(o.locality.clone()).unwrap();
+        let mut object = o.object.clone();
+        object.id = String::new();
+        assert!(
+            Observation::new_judged(object, o.content, &judged, o.locality.observed_at, None)
+                .is_err()
+        );
+        // Sixteen database identities of 4 KB each: the locality's texts are valid, but no
+        // observation made with it fits an entry: refused when kept, as when made whole.
+        let mut long = o.locality.clone();
+        let text = "d".repeat(MAX_TEXT);
+        long.databases = (0..MAX_DATABASES)
+            .map(|_| DatabaseId {
+                role: text.clone(),
+                file: text.clone(),
+                format: text.clone(),
+                built: Some(text.clone()),
+                sha256: [1; 32],
+            })
+            .collect();
+        let kept = Judged::new(long.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let whole = Observation::new_encoded(o.object.clone(), o.content, long, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for refused in [&kept, &whole] {
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("more than an entry may hold")),
+                "{refused:?}"
+            );
+        }
     }
 }
