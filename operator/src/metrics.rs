@@ -37,6 +37,9 @@ pub struct Metrics {
     pub evictions: IntCounter,
     /// 1 while this replica holds the Lease and runs the controllers.
     pub leader: prometheus::IntGauge,
+    /// Errors of the watches of the API server, per kind watched (each backs off and watches
+    /// again: a count that keeps rising is a watch that does not come back).
+    pub watch_errors: prometheus::IntCounterVec,
     ready: AtomicBool,
 }
 
@@ -114,8 +117,17 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controllers, else 0.",
         )
         .expect("valid metric");
+        let watch_errors = prometheus::IntCounterVec::new(
+            Opts::new(
+                "hexagone_watch_errors_total",
+                "Errors of the operator's watches of the API server, per kind watched (each watch backs off and watches again).",
+            ),
+            &["watch"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(watch_errors.clone()),
             Box::new(eligible_nodes.clone()),
             Box::new(node_verdicts.clone()),
             Box::new(passes.clone()),
@@ -142,6 +154,7 @@ impl Metrics {
             components_ready,
             evictions,
             leader,
+            watch_errors,
             ready: AtomicBool::new(false),
         }
     }

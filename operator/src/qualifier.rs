@@ -158,7 +158,7 @@ impl NodeQualifier {
     pub async fn run(self) -> anyhow::Result<()> {
         let changed = self.nodes.changed.clone();
         // Each cache is filled before its event goes on: a pass it starts reads the change.
-        fn watch<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, AbortOnDrop)
+        fn watch<K>(api: Api<K>, changed: Arc<Notify>, metrics: &Metrics) -> (Store<K>, AbortOnDrop)
         where
             K: Resource<DynamicType = ()>
                 + Clone
@@ -169,6 +169,8 @@ impl NodeQualifier {
                 + 'static,
         {
             let (store, writer) = reflector::store();
+            let kind = K::kind(&()).into_owned();
+            let errors = metrics.watch_errors.with_label_values(&[kind.as_str()]);
             let mut stream = watcher(api, watcher::Config::default())
                 .backoff(crate::watches::WatchBackoff::default())
                 .modify(|o| o.managed_fields_mut().clear())
@@ -179,7 +181,10 @@ impl NodeQualifier {
                     match item {
                         Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                         Ok(_) => changed.notify_one(),
-                        Err(e) => tracing::warn!("watch: {e}"),
+                        Err(e) => {
+                            errors.inc();
+                            tracing::warn!("watching {kind}: {e} (trying again)");
+                        }
                     }
                 }
             });
@@ -188,14 +193,17 @@ impl NodeQualifier {
         let (attestations, _a) = watch(
             Api::<NodeAttestation>::all(self.client.clone()),
             changed.clone(),
+            &self.metrics,
         );
         let (measurements, _m) = watch(
             Api::<LatencyMeasurement>::all(self.client.clone()),
             changed.clone(),
+            &self.metrics,
         );
         let (policies, _p) = watch(
             Api::<LocalityPolicyResource>::all(self.client.clone()),
             changed.clone(),
+            &self.metrics,
         );
         let caches = Caches {
             attestations,

@@ -55,10 +55,12 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// `stream` without its errors, each logged as a failure to watch `what`: the watch backs off
+/// `stream` without its errors, each logged as a failure to watch `what` and counted in
+/// `errors` (`hexagone_watch_errors_total`, labelled with the kind watched): the watch backs off
 /// and tries again by itself ([`WatchBackoff`]); passed on, an error would pause the others.
 pub(crate) fn logged<S, T>(
     what: impl std::fmt::Display + Send + 'static,
+    errors: prometheus::IntCounter,
     stream: S,
 ) -> impl Stream<Item = T> + Send
 where
@@ -69,6 +71,7 @@ where
         std::future::ready(match item {
             Ok(item) => Some(item),
             Err(e) => {
+                errors.inc();
                 tracing::warn!("watching {what}: {e} (trying again)");
                 None
             }
@@ -106,7 +109,7 @@ mod tests {
     use kube::runtime::utils::Backoff as _;
     use kube::runtime::watcher::Event;
 
-    use super::{WatchBackoff, listed};
+    use super::{WatchBackoff, listed, logged};
 
     /// Each watch's backoff doubles to 5 s at most, never gives up, and starts again at 0.5 s
     /// after an event.
@@ -153,5 +156,26 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(!listed(&never.as_reader(), Duration::from_millis(500)).await);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A watch's errors are dropped from its stream (the controller never sees one), and each
+    /// is counted under the kind watched: ops see a watch failing in the metrics, not only in
+    /// the log.
+    #[tokio::test]
+    async fn a_watch_error_is_counted_and_not_passed_on() {
+        use futures::StreamExt as _;
+        let metrics = crate::metrics::Metrics::new();
+        let errors = metrics.watch_errors.with_label_values(&["Node"]);
+        let failed = || Err(kube::runtime::watcher::Error::NoResourceVersion);
+        let events = futures::stream::iter(vec![Ok(1), failed(), Ok(2), failed(), failed()]);
+        let passed: Vec<i32> = logged("Nodes", errors.clone(), events).collect().await;
+        assert_eq!(passed, [1, 2]);
+        assert_eq!(errors.get(), 3);
+        assert_eq!(metrics.watch_errors.with_label_values(&["Pod"]).get(), 0);
+        let text = metrics.render();
+        assert!(
+            text.contains("hexagone_watch_errors_total{watch=\"Node\"} 3"),
+            "{text}"
+        );
     }
 }

@@ -22,6 +22,8 @@ pub(super) struct Evaluations {
     /// The database contents they were read from.
     geo: Option<GeoSnapshot>,
     places: HashMap<Place, Kept>,
+    /// What the kept evaluations take ([`Judged::bytes`]).
+    bytes: usize,
 }
 
 /// One kept evaluation: valid at times in `from..until` (no end when `until` is `None`).
@@ -33,6 +35,12 @@ struct Kept {
 
 /// How many places are kept at most; past that the cache starts again empty.
 const KEPT_PLACES: usize = 4096;
+
+/// How many bytes of kept evaluations at most ([`Judged::bytes`]); past that the cache starts
+/// again empty. A writer reporting places of its own making (without `serve --kubernetes`)
+/// decides how large their evaluations are (up to the size of an entry): the places alone do
+/// not bound the memory.
+const KEPT_BYTES: usize = 64 << 20;
 
 impl Evaluations {
     /// The evaluation kept for `place`, if it holds at `now` and was made with the
@@ -65,10 +73,13 @@ impl Evaluations {
         judged: Arc<Judged>,
     ) {
         if self.align(generation, geo) {
-            if self.places.len() >= KEPT_PLACES {
+            let bytes = judged.bytes();
+            if self.places.len() >= KEPT_PLACES || self.bytes + bytes > KEPT_BYTES {
                 self.places.clear();
+                self.bytes = 0;
             }
-            self.places.insert(
+            self.bytes += bytes;
+            let replaced = self.places.insert(
                 place,
                 Kept {
                     from,
@@ -76,6 +87,9 @@ impl Evaluations {
                     judged,
                 },
             );
+            if let Some(old) = replaced {
+                self.bytes -= old.judged.bytes();
+            }
         }
     }
 
@@ -88,6 +102,7 @@ impl Evaluations {
         let same_geo = self.geo.as_ref().is_some_and(|g| g.same_contents(geo));
         if generation != self.generation || !same_geo {
             self.places.clear();
+            self.bytes = 0;
             self.generation = generation;
             self.geo = Some(geo.clone());
         }
@@ -166,5 +181,65 @@ mod tests {
         let got = run(&judge, &good, at(3));
         assert_eq!(got, fresh(Vec::new(), &good, at(3)));
         assert_eq!(got.locality.verdict.as_str(), "violation");
+    }
+
+    /// The memory kept is bounded in bytes as well as in places: evaluations as large as an
+    /// entry allows, for as many places as the cache keeps, would take hundreds of megabytes;
+    /// the cache starts again empty before it holds more than its budget, and what it counts
+    /// is what it holds.
+    #[test]
+    fn kept_evaluations_are_bounded_in_bytes() {
+        use crate::ledger::entry::{DatabaseId, Judged, fixture};
+        use std::sync::Arc;
+
+        let Body::Observation(o) = fixture::observation(0) else {
+            unreachable!()
+        };
+        let mut large = o.locality.clone();
+        let text = "d".repeat(900);
+        large.databases = (0..16)
+            .map(|_| DatabaseId {
+                role: text.clone(),
+                file: text.clone(),
+                format: text.clone(),
+                built: None,
+                sha256: [1; 32],
+            })
+            .collect();
+        let judged = Arc::new(Judged::new(large).unwrap());
+        let each = judged.bytes();
+        assert!(each > 80_000, "{each}");
+        assert!(
+            super::KEPT_PLACES * each > 4 * super::KEPT_BYTES,
+            "the places alone would not bound it"
+        );
+        let geo = geo().snapshot();
+        let mut kept = super::Evaluations::default();
+        let mut most = 0;
+        for i in 0..super::KEPT_PLACES {
+            let place = (
+                hexagone_platform::NodeDescription {
+                    name: format!("node-{i}"),
+                    ..Default::default()
+                },
+                hexagone_platform::SubjectKind::Node,
+            );
+            kept.keep(place, 0, &geo, now(), None, judged.clone());
+            assert!(kept.bytes <= super::KEPT_BYTES, "{} after {i}", kept.bytes);
+            assert_eq!(kept.bytes, kept.places.len() * each);
+            most = most.max(kept.places.len());
+        }
+        assert_eq!(most, super::KEPT_BYTES / each);
+        // The same place kept again counts once.
+        let n = kept.places.len();
+        let place = (
+            hexagone_platform::NodeDescription {
+                name: format!("node-{}", super::KEPT_PLACES - 1),
+                ..Default::default()
+            },
+            hexagone_platform::SubjectKind::Node,
+        );
+        kept.keep(place, 0, &geo, now(), None, judged.clone());
+        assert_eq!((kept.places.len(), kept.bytes), (n, n * each));
     }
 }

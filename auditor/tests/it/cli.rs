@@ -397,6 +397,25 @@ fn a_stream_gets_acks_on_a_timer_and_retries_are_recorded_once() {
     assert!(out.contains("valid: 4 entries"), "{out}");
 }
 
+/// `command`'s output, for a binary this process has just written: while it was being copied,
+/// another test's thread may have forked, and its child holds the copy open for writing until
+/// it executes its own program; executing the copy meanwhile fails with `ETXTBSY` ("text file
+/// busy", the race golang/go#22315 describes). Tried again for up to 5 s.
+fn output_of_fresh_binary(command: &mut std::process::Command) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match command.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.unwrap(),
+        }
+    }
+}
+
 /// An installed binary (copied elsewhere, run from another directory) needs no data file and
 /// no source tree: alone it reads the geolocation data built into it; with the data installed
 /// next to it in `<prefix>/share/hexagone/ip-location-db`, it reads that copy (a newer one can
@@ -411,12 +430,12 @@ fn an_installed_binary_runs_alone_or_with_its_data_next_to_it_and_names_its_vers
     let elsewhere = tempfile::tempdir().unwrap();
     // `locate` exits 1 for a violation: the exit code is checked by the caller.
     let run_installed = |args: &[&str], code: i32| {
-        let out = std::process::Command::new(&installed)
-            .args(args)
-            .current_dir(elsewhere.path())
-            .env_remove("HEXAGONE_GEO_DIR")
-            .output()
-            .unwrap();
+        let out = output_of_fresh_binary(
+            std::process::Command::new(&installed)
+                .args(args)
+                .current_dir(elsewhere.path())
+                .env_remove("HEXAGONE_GEO_DIR"),
+        );
         assert_eq!(
             out.status.code(),
             Some(code),

@@ -315,7 +315,9 @@ where
     let ctx = ctx.clone();
     let events =
         watcher(Api::<K>::all(ctx.client.clone()), config).backoff(WatchBackoff::default());
-    logged(K::kind(&()).into_owned(), events).filter_map(move |event| {
+    let kind = K::kind(&()).into_owned();
+    let errors = ctx.metrics.watch_errors.with_label_values(&[kind.as_str()]);
+    logged(kind, errors, events).filter_map(move |event| {
         // A relist counts when it starts: the objects it lists next start
         // reconciles, which must apply.
         let relist = matches!(event, watcher::Event::Init);
@@ -418,11 +420,12 @@ pub async fn run(ctx: Arc<Context>) {
         })
         .applied_objects()
         .predicate_filter(predicates::labels, Default::default());
-    let nodes = logged("Nodes", nodes).map(|_| ());
+    let errors = |what: &str| ctx.metrics.watch_errors.with_label_values(&[what]);
+    let nodes = logged("Nodes", errors("Node"), nodes).map(|_| ());
     let policies = watcher(Api::<LocalityPolicyResource>::all(client.clone()), cfg())
         .backoff(WatchBackoff::default())
         .touched_objects();
-    let policies = logged("LocalityPolicies", policies).map(|_| ());
+    let policies = logged("LocalityPolicies", errors("LocalityPolicy"), policies).map(|_| ());
     let everything = futures::stream::select(nodes, policies);
     // The Workplaces, without the operator's own status writes: a reconcile writes status, and
     // reading it back would start another.
@@ -446,7 +449,7 @@ pub async fn run(ctx: Arc<Context>) {
         );
     // No watch hands its errors to the controller (`watches.rs`): its trigger backoff would
     // pause them all, the Nodes' with them.
-    let wanted = logged("Workplaces", wanted).map(Ok);
+    let wanted = logged("Workplaces", errors("Workplace"), wanted).map(Ok);
     let controller = Controller::for_stream(wanted, workplaces.clone());
     // Every pod of a namespace counts (not only those the operator rendered): a pod's change
     // reconciles the namespace's Workplace.
@@ -460,7 +463,7 @@ pub async fn run(ctx: Arc<Context>) {
         .owns_stream(owned::<PodDisruptionBudget>(&ctx))
         .owns_stream(owned::<NetworkPolicy>(&ctx))
         .owns_stream(owned::<Ingress>(&ctx))
-        .watches_stream(pods(client.clone()), move |pod| {
+        .watches_stream(pods(client.clone(), errors("Pod")), move |pod| {
             let ns = pod.namespace();
             workplaces
                 .state()
@@ -484,11 +487,12 @@ pub async fn run(ctx: Arc<Context>) {
 /// component's readiness is read from its workloads, whose status changes reconcile.
 fn pods(
     client: Client,
+    errors: prometheus::IntCounter,
 ) -> impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static {
     let mut changes = Changes::new(pod_print);
     let events = watcher(Api::<Pod>::all(client), watcher::Config::default())
         .backoff(WatchBackoff::default());
-    logged("Pods", events).filter_map(move |event| {
+    logged("Pods", errors, events).filter_map(move |event| {
         let changed = changes.judge(&event);
         std::future::ready(match event {
             watcher::Event::Apply(p) | watcher::Event::Delete(p) | watcher::Event::InitApply(p)

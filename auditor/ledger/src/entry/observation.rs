@@ -347,6 +347,12 @@ impl Judged {
     pub fn locality(&self) -> &Locality {
         &self.locality
     }
+
+    /// About the memory it takes: its encoded text, and as much again for the locality it
+    /// encodes (the same texts, held apart).
+    pub fn bytes(&self) -> usize {
+        2 * self.tail.len() + self.locality.subject.len()
+    }
 }
 
 /// The rules of [`Observation::check`] about the locality.
