@@ -8,7 +8,9 @@
 //!    latency evidence) and writes the verdicts to the policy's status;
 //! 3. raises an Event on a Node whose verdict under a policy changed, and on each label change;
 //! 4. sets `eligible.hexagone.node-restriction.kubernetes.io/<policy>=true` on each node a
-//!    policy admits and removes it elsewhere (the label Workplace pods require);
+//!    policy admits and removes it elsewhere (the label Workplace pods require), and with it
+//!    `node-restriction.kubernetes.io/hexagone-zone`, the zone a valid attestation names (the
+//!    only zone label a Workplace's volumes trust);
 //! 5. updates the eligible-node gauges.
 //!
 //! A pass is idempotent: it writes only what differs, so its own writes settle after one more
@@ -27,7 +29,9 @@ use hexagone_platform::k8s::{
     LatencyMeasurement, LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict,
     attestations, describe,
 };
-use hexagone_platform::labels::{ATTESTED_COUNTRY_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label};
+use hexagone_platform::labels::{
+    ATTESTED_COUNTRY_LABEL, ATTESTED_ZONE_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label,
+};
 use hexagone_platform::latency::{self, Measurement};
 use hexagone_platform::{
     Attestation, Facts, Judge, Observation, SubjectKind, attested_label, observe,
@@ -322,7 +326,7 @@ impl NodeQualifier {
                 }
             }
         }
-        for (node, _) in &all_facts {
+        for (node, facts) in &all_facts {
             let mut wanted = eligible.remove(&node.name_any()).unwrap_or_default();
             let stale: Vec<String> = node
                 .labels()
@@ -336,6 +340,11 @@ impl NodeQualifier {
             wanted.retain(|k, _| node.labels().get(k).map(String::as_str) != Some("true"));
             for k in stale {
                 wanted.entry(k).or_insert(serde_json::Value::Null);
+            }
+            // The zone a valid attestation names, where a kubelet cannot write it.
+            let zone = attested_zone(facts, &attestations);
+            if node.labels().get(ATTESTED_ZONE_LABEL) != zone.as_ref() {
+                wanted.insert(ATTESTED_ZONE_LABEL.to_owned(), json!(zone));
             }
             if wanted.is_empty() {
                 continue;
@@ -525,6 +534,25 @@ fn next_expiry(attestations: &[Attestation], now: OffsetDateTime) -> Option<Dura
         .filter(|t| *t > now)
         .min()
         .map(|t| Duration::try_from(t - now).unwrap_or(RESYNC) + Duration::from_millis(50))
+}
+
+/// The zone the node's valid attestation names, if it holds and names one (what
+/// [`ATTESTED_ZONE_LABEL`] must say); `None` when the attested country label must be absent too.
+fn attested_zone(facts: &Facts, attestations: &[Attestation]) -> Option<String> {
+    attested_label(facts).ok()?;
+    let name = facts.observations.iter().find_map(|o| match o {
+        Observation::Attestation {
+            attestation: Some(a),
+            ..
+        } => Some(a.name.as_str()),
+        _ => None,
+    })?;
+    attestations
+        .iter()
+        .find(|a| a.name() == name)?
+        .spec()
+        .zone
+        .clone()
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@
 //! StorageClass's topology there.
 
 use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::labels::ATTESTED_ZONE_LABEL;
 use hexagone_platform::render::storage_class_name;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -199,6 +201,47 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
                 e.reason.as_deref() == Some("ZoneNotInPolicy")
                     && e.note.as_deref().is_some_and(|n| {
                         n.contains("volumes are not placed in us-east-1a (ovh-par1-b): this zone is not in LocalityPolicy dr's regions table")
+                    })
+            })
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", events.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>()))
+    })
+    .await?;
+    assert_eq!(
+        topology().await.map_err(anyhow::Error::msg)?,
+        json!(["fr-par-1", "fr-par-2"])
+    );
+    let wp = workplaces.get("intranet").await?;
+    assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
+
+    // The operator mirrored the zone the officer attests where no kubelet can write.
+    let attested = Api::<Node>::all(admin.clone()).get("ovh-par1-b").await?;
+    assert_eq!(
+        attested
+            .labels()
+            .get(ATTESTED_ZONE_LABEL)
+            .map(String::as_str),
+        Some("fr-par-1")
+    );
+    // The same kubelet names a zone the table does place in France, another provider's (AWS
+    // Paris, under US law): its attestation names fr-par-1, so the label places nothing.
+    Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
+        .patch(
+            "ovh-par1-b",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "eu-west-3"}}}),
+            ),
+        )
+        .await?;
+    eventually("a ZoneNotAttested warning", || async {
+        let events = events_about(&admin, "intranet").await;
+        events
+            .iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("ZoneNotAttested")
+                    && e.note.as_deref().is_some_and(|n| {
+                        n.contains("do not place volumes: eu-west-3 (ovh-par1-b: its NodeAttestation names zone fr-par-1)")
                     })
             })
             .map(|_| ())

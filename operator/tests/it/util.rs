@@ -244,6 +244,8 @@ pub fn attestation(node: &str, country: &str, until: &str) -> NodeAttestation {
             country: country.parse().unwrap(),
             hosting_company: "OVH SAS".into(),
             site: "Gravelines GRA3".into(),
+            // The zone the test bed's node is in, as a security officer attests it.
+            zone: hexagone_testbed::sovereign::zone(node),
             basis: Basis::Contract,
             reference: Some("contract 2026-042".into()),
             attested_by: "rssi@ministere.example.fr".into(),

@@ -72,6 +72,19 @@ pub struct AttestationSpec {
     pub hosting_company: String,
     /// The site (data centre) the machine is in.
     pub site: String,
+    /// The zone the machine is in, as its provider names it in `topology.kubernetes.io/zone`
+    /// (`fr-par-1`). The operator mirrors it into a label a kubelet cannot set, and a node's
+    /// zone counts for volume placement only when it matches; a policy that requires
+    /// attestations counts no zone that an attestation does not name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+        )
+    )]
+    pub zone: Option<String>,
     /// What the attestation rests on.
     pub basis: Basis,
     /// A reference to the contract, inspection report or inventory extract.
@@ -280,6 +293,7 @@ mod tests {
                 country: country.parse().unwrap(),
                 hosting_company: "OVH SAS".into(),
                 site: "Gravelines GRA3".into(),
+                zone: None,
                 basis: Basis::Contract,
                 reference: None,
                 attested_by: "rssi@example.fr".into(),

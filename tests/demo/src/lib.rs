@@ -191,6 +191,11 @@ impl Process {
 
 /// A NodeAttestation of `node`, written by a security officer.
 fn attestation(node: &str, company: &str, site: &str) -> String {
+    // The zone the node is in, as the officer attests it: a kubelet may rewrite its own zone
+    // label, so under this policy only an attested zone places volumes.
+    let zone = hexagone_testbed::sovereign::zone(node)
+        .map(|z| format!("\n  zone: {z}"))
+        .unwrap_or_default();
     format!(
         "apiVersion: hexagone.fr/v1alpha1
 kind: NodeAttestation
@@ -201,7 +206,7 @@ spec:
   providerID: kwok://{node}
   country: FR
   hostingCompany: {company}
-  site: {site}
+  site: {site}{zone}
   basis: contract
   reference: demo contract 2026-042
   attestedBy: rssi@ministere.example.fr
