@@ -60,7 +60,9 @@ fn spec() -> WorkplaceSpec {
         "policy": "dr",
         "profile": "users5000",
         "domain": "intranet.example.fr",
-        "storage": {"provisioner": util::TEST_PROVISIONER}
+        "storage": {"provisioner": util::TEST_PROVISIONER},
+        // The shipped strict policy requires digests.
+        "components": util::pinned_components(None)
     }))
     .expect("a valid spec")
 }

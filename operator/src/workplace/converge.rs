@@ -147,7 +147,7 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     }
     if !unattested.is_empty() {
         let m = format!(
-            "these nodes' zone labels do not place volumes: {}; a node's kubelet may set its own zone label, so under LocalityPolicy {} it counts only when the node's NodeAttestation names that zone (spec.zone)",
+            "these nodes' zone labels do not place volumes: {}; a node's kubelet may set its own zone label, so a zone counts only when it is the one the node's NodeAttestation names (spec.zone), and under LocalityPolicy {}, which requires attestations, only when one does",
             unattested.join(", "),
             wp.spec.policy
         );
@@ -176,6 +176,10 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
             eligible.len(),
             wp.spec.policy
         );
+        // Nothing new is placed, but pods already running are still judged (and, under
+        // enforce, evicted from nodes no longer eligible), as when no node is eligible.
+        let mut report = report;
+        sovereignty(wp, ctx, &policy, response, &mut report).await?;
         return refuse(wp, ctx, report, "NoEligibleZone", m).await;
     }
 

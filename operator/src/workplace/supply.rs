@@ -36,7 +36,12 @@ pub(super) fn judge_images_and_storage(
         })
         .collect();
     if !images.is_empty() {
-        return Some(("ImageNotAllowed", images.join("; ")));
+        let hint = if policy.images.require_digest {
+            " (pin each as spec.components.<name>.image: repo:tag@sha256:<digest>, the digest your registry serves)"
+        } else {
+            ""
+        };
+        return Some(("ImageNotAllowed", format!("{}{hint}", images.join("; "))));
     }
     policy
         .refuses_provisioner(provisioner)

@@ -6,7 +6,7 @@
 //! node writes itself: an eligible node's kubelet relabelling its zone does not move the
 //! StorageClass's topology there.
 
-use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
 use hexagone_platform::labels::ATTESTED_ZONE_LABEL;
 use hexagone_platform::render::storage_class_name;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -95,7 +95,9 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         "ImageNotAllowed",
         vec![
             "LocalityPolicy dr: ".into(),
-            "image docker.io/exoplatform/exo-community:7.1.0 is not from a registry the policy allows (registry.interieur.gouv.fr/hexagone)".into(),
+            "image docker.io/exoplatform/exo-community:7.1.0@sha256:".into(),
+            " is not from a registry the policy allows (registry.interieur.gouv.fr/hexagone)"
+                .into(),
         ],
     )
     .await?;
@@ -103,11 +105,15 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         .list(&ListParams::default())
         .await?;
     assert!(rendered.items.is_empty(), "rendered with refused images");
-    // The site's mirror, but tags, not digests.
-    ops_edit(json!({"registry": "registry.interieur.gouv.fr/hexagone"})).await?;
+    // The site's mirror, but tags, not digests: the refusal says how to pin them.
+    ops_edit(json!({"registry": "registry.interieur.gouv.fr/hexagone", "components": null}))
+        .await?;
     refused(
         "ImageNotAllowed",
-        vec!["image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into()],
+        vec![
+            "image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into(),
+            "(pin each as spec.components.<name>.image: repo:tag@sha256:<digest>".into(),
+        ],
     )
     .await?;
 
@@ -254,5 +260,44 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
     );
     let wp = workplaces.get("intranet").await?;
     assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
+
+    // The officer rewrites the attestation of both fr-par-2 nodes without a zone: the mirrored
+    // label goes, with an Event on each node, and under this policy fr-par-2 places no volume.
+    let attestations = Api::<NodeAttestation>::all(bed.client_as("alice", Some(OFFICERS)).await?);
+    for node in ["outscale-par2-a", "ovh-par2-b"] {
+        attestations
+            .patch(
+                &format!("{node}-attestation"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"zone": null}})),
+            )
+            .await?;
+    }
+    eventually("fr-par-2 out of the StorageClass", || async {
+        match topology().await? {
+            v if v == json!(["fr-par-1"]) => Ok(()),
+            other => Err(format!("{other}")),
+        }
+    })
+    .await?;
+    let nodes = Api::<Node>::all(admin.clone());
+    let node = nodes.get("ovh-par2-b").await?;
+    assert_eq!(node.labels().get(ATTESTED_ZONE_LABEL), None);
+    eventually("an AttestedZoneRemoved Event on ovh-par2-b", || async {
+        let events = Api::<k8s_openapi::api::events::v1::Event>::all(admin.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        events
+            .iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ovh-par2-b")
+                    && e.reason.as_deref() == Some("AttestedZoneRemoved")
+            })
+            .then_some(())
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await?;
     Ok(())
 }

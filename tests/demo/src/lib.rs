@@ -668,7 +668,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
 
     step(
         started,
-        "kubectl apply: a 5,000-user Workplace under Diffusion Restreinte (manifests/samples/workplace.yaml)",
+        "kubectl apply: a 5,000-user Workplace under Diffusion Restreinte (manifests/samples/workplace.yaml; images from the site's mirror, pinned by stand-in digests as the policy requires: kwok pulls no image)",
     );
     let sample = std::fs::read_to_string(repo.join("manifests/samples/workplace.yaml"))?;
     ensure!(
@@ -680,8 +680,26 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         sample.contains("  profile: users5000\n"),
         "the sample Workplace changed: update the demo"
     );
+    const VIDEO: &str = "  components:\n    jitsi-jvb:\n      replicas: 4\n";
+    ensure!(
+        sample.contains(VIDEO),
+        "the sample Workplace changed: update the demo"
+    );
     // Images from the site's mirror, which the auditor's inventory declares (the projects'
-    // own registries are placed by nothing: each image would be a violation).
+    // own registries are placed by nothing: each image would be a violation), each pinned by
+    // digest as the policy requires: stand-in digests, since kwok nodes pull no image and no
+    // registry is reachable here (a site pins the digests its mirror serves).
+    let mirror = format!("{MIRROR}/hexagone");
+    let catalog = hexagone_platform::catalog::Catalog::shipped().with_registry(&mirror)?;
+    let mut components = String::from("  components:\n");
+    for (i, c) in catalog.components.iter().enumerate() {
+        let mut image = c.image.clone();
+        image.digest = Some(format!("sha256:{:064x}", i + 1));
+        components.push_str(&format!("    {}:\n      image: {image}\n", c.name));
+        if c.name == "jitsi-jvb" {
+            components.push_str("      replicas: 4\n");
+        }
+    }
     std::fs::write(
         &workplace,
         sample
@@ -691,8 +709,9 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
             )
             .replace(
                 "  profile: users5000\n",
-                &format!("  profile: users5000\n  registry: {MIRROR}/hexagone\n"),
-            ),
+                &format!("  profile: users5000\n  registry: {mirror}\n"),
+            )
+            .replace(VIDEO, &components),
     )?;
     kubectl(
         &bed,
