@@ -111,8 +111,7 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
     refused(
         "ImageNotAllowed",
         vec![
-            "image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into(),
-            "(pin each as spec.components.<name>.image: repo:tag@sha256:<digest>".into(),
+            "LocalityPolicy dr: pin each image as spec.components.<name>.image: repo:tag@sha256:<digest>, the digest your registry serves; exo: image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into(),
         ],
     )
     .await?;
@@ -190,35 +189,52 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         }
     })
     .await?;
-    Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
-        .patch(
-            "ovh-par1-b",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "us-east-1a"}}}),
-            ),
-        )
-        .await?;
-    eventually("a ZoneNotInPolicy warning", || async {
-        let events = events_about(&admin, "intranet").await;
-        events
-            .iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("ZoneNotInPolicy")
-                    && e.note.as_deref().is_some_and(|n| {
-                        n.contains("volumes are not placed in us-east-1a (ovh-par1-b): this zone is not in LocalityPolicy dr's regions table")
+    // The kubelet relabels its node; the zone stays out, a Warning says why.
+    let relabelled = |zone: &'static str, reason: &'static str, note: &'static str| {
+        let bed = &bed;
+        let admin = admin.clone();
+        let workplaces = workplaces.clone();
+        let topology = &topology;
+        async move {
+            Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
+                .patch(
+                    "ovh-par1-b",
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}}),
+                    ),
+                )
+                .await?;
+            eventually(&format!("a {reason} warning"), || async {
+                let events = events_about(&admin, "intranet").await;
+                events
+                    .iter()
+                    .find(|e| {
+                        e.reason.as_deref() == Some(reason)
+                            && e.note.as_deref().is_some_and(|n| n.contains(note))
+                    })
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        let seen: Vec<_> = events.iter().map(|e| (&e.reason, &e.note)).collect();
+                        format!("{seen:?}")
                     })
             })
-            .map(|_| ())
-            .ok_or_else(|| format!("{:?}", events.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>()))
-    })
+            .await?;
+            assert_eq!(
+                topology().await.map_err(anyhow::Error::msg)?,
+                json!(["fr-par-1", "fr-par-2"])
+            );
+            let wp = workplaces.get("intranet").await?;
+            assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
+            anyhow::Ok(())
+        }
+    };
+    relabelled(
+        "us-east-1a",
+        "ZoneNotInPolicy",
+        "volumes are not placed in us-east-1a (ovh-par1-b): this zone is not in LocalityPolicy dr's regions table",
+    )
     .await?;
-    assert_eq!(
-        topology().await.map_err(anyhow::Error::msg)?,
-        json!(["fr-par-1", "fr-par-2"])
-    );
-    let wp = workplaces.get("intranet").await?;
-    assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
 
     // The operator mirrored the zone the officer attests where no kubelet can write.
     let attested = Api::<Node>::all(admin.clone()).get("ovh-par1-b").await?;
@@ -231,35 +247,12 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
     );
     // The same kubelet names a zone the table does place in France, another provider's (AWS
     // Paris, under US law): its attestation names fr-par-1, so the label places nothing.
-    Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
-        .patch(
-            "ovh-par1-b",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "eu-west-3"}}}),
-            ),
-        )
-        .await?;
-    eventually("a ZoneNotAttested warning", || async {
-        let events = events_about(&admin, "intranet").await;
-        events
-            .iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("ZoneNotAttested")
-                    && e.note.as_deref().is_some_and(|n| {
-                        n.contains("do not place volumes: eu-west-3 (ovh-par1-b: its NodeAttestation names zone fr-par-1)")
-                    })
-            })
-            .map(|_| ())
-            .ok_or_else(|| format!("{:?}", events.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>()))
-    })
+    relabelled(
+        "eu-west-3",
+        "ZoneNotAttested",
+        "do not place volumes: eu-west-3 (ovh-par1-b: its NodeAttestation names zone fr-par-1)",
+    )
     .await?;
-    assert_eq!(
-        topology().await.map_err(anyhow::Error::msg)?,
-        json!(["fr-par-1", "fr-par-2"])
-    );
-    let wp = workplaces.get("intranet").await?;
-    assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
 
     // The officer rewrites the attestation of both fr-par-2 nodes without a zone: the mirrored
     // label goes, with an Event on each node, and under this policy fr-par-2 places no volume.
