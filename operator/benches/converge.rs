@@ -60,7 +60,9 @@ fn spec() -> WorkplaceSpec {
         "policy": "dr",
         "profile": "users5000",
         "domain": "intranet.example.fr",
-        "storage": {"provisioner": util::TEST_PROVISIONER}
+        "storage": {"provisioner": util::TEST_PROVISIONER},
+        // The shipped strict policy requires digests.
+        "components": util::pinned_components(None)
     }))
     .expect("a valid spec")
 }
@@ -331,12 +333,10 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     bed.add_nodes(&fakes).await?;
-    for f in &fakes {
-        util::create_attestation(
-            &officer,
-            &util::attestation(&f.name, "FR", "2030-01-01T00:00:00Z"),
-        )
-        .await?;
+    for (i, f) in fakes.iter().enumerate() {
+        let mut a = util::attestation(&f.name, "FR", "2030-01-01T00:00:00Z");
+        a.spec.zone = Some(ZONES[i % ZONES.len()].to_owned());
+        util::create_attestation(&officer, &a).await?;
     }
     // The security officer lists every namespace the operator's rounds use.
     let mut policy = util::policy("dr", "france-diffusion-restreinte");

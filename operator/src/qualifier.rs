@@ -8,7 +8,9 @@
 //!    latency evidence) and writes the verdicts to the policy's status;
 //! 3. raises an Event on a Node whose verdict under a policy changed, and on each label change;
 //! 4. sets `eligible.hexagone.node-restriction.kubernetes.io/<policy>=true` on each node a
-//!    policy admits and removes it elsewhere (the label Workplace pods require);
+//!    policy admits and removes it elsewhere (the label Workplace pods require), and with it
+//!    `node-restriction.kubernetes.io/hexagone-zone`, the zone a valid attestation names (the
+//!    only zone label a Workplace's volumes trust);
 //! 5. updates the eligible-node gauges.
 //!
 //! A pass is idempotent: it writes only what differs, so its own writes settle after one more
@@ -27,10 +29,12 @@ use hexagone_platform::k8s::{
     LatencyMeasurement, LocalityPolicyResource, LocalityPolicyStatus, NodeAttestation, NodeVerdict,
     attestations, describe,
 };
-use hexagone_platform::labels::{ATTESTED_COUNTRY_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label};
+use hexagone_platform::labels::{
+    ATTESTED_COUNTRY_LABEL, ATTESTED_ZONE_LABEL, ELIGIBLE_LABEL_DOMAIN, eligible_label,
+};
 use hexagone_platform::latency::{self, Measurement};
 use hexagone_platform::{
-    Attestation, Facts, Judge, Observation, SubjectKind, attested_label, observe,
+    Attestation, Facts, Judge, Observation, SubjectKind, attested_label, attested_zone, observe,
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
@@ -284,6 +288,8 @@ impl NodeQualifier {
         let attestations = attestations(&attestation_resources);
 
         let mut all_facts: Vec<(Arc<Node>, Facts)> = Vec::with_capacity(nodes.len());
+        // Per node, the zone its attestations name, where the attested country label stands.
+        let mut zones: BTreeMap<String, Option<String>> = BTreeMap::new();
         for node in nodes {
             let described = describe(&node);
             let mut facts = observe(&described, SubjectKind::Node, &attestations, &geo, now);
@@ -302,6 +308,10 @@ impl NodeQualifier {
                     }
                 }
             }
+            let zone = attested_label(&facts)
+                .ok()
+                .and_then(|_| attested_zone(&described, &attestations, now));
+            zones.insert(node.name_any(), zone);
             all_facts.push((node, facts));
         }
 
@@ -337,6 +347,13 @@ impl NodeQualifier {
             for k in stale {
                 wanted.entry(k).or_insert(serde_json::Value::Null);
             }
+            // The zone the attestations name, where a kubelet cannot write it.
+            let zone = zones.remove(&node.name_any()).flatten();
+            let current = node.labels().get(ATTESTED_ZONE_LABEL);
+            let zone_event = (current != zone.as_ref()).then(|| {
+                wanted.insert(ATTESTED_ZONE_LABEL.to_owned(), json!(zone));
+                zone_event(current, zone.as_deref())
+            });
             if wanted.is_empty() {
                 continue;
             }
@@ -349,9 +366,12 @@ impl NodeQualifier {
                 )
                 .await
                 .map_err(failed(format!(
-                    "setting the eligibility labels of node {}",
+                    "setting the eligibility and attested zone labels of node {}",
                     node.name_any()
                 )))?;
+            if let Some(event) = zone_event {
+                self.publish(&event, node).await;
+            }
         }
         Ok(next_expiry(&attestations, now)
             .unwrap_or(RESYNC)
@@ -525,6 +545,32 @@ fn next_expiry(attestations: &[Attestation], now: OffsetDateTime) -> Option<Dura
         .filter(|t| *t > now)
         .min()
         .map(|t| Duration::try_from(t - now).unwrap_or(RESYNC) + Duration::from_millis(50))
+}
+
+/// The Event explaining a change of [`ATTESTED_ZONE_LABEL`] from `from` to `to`.
+fn zone_event(from: Option<&String>, to: Option<&str>) -> Event {
+    let (type_, reason, note) = match (from, to) {
+        (_, Some(z)) => (
+            EventType::Normal,
+            "AttestedZoneMirrored",
+            format!("set {ATTESTED_ZONE_LABEL}={z}: the zone its valid NodeAttestations name"),
+        ),
+        (z, None) => (
+            EventType::Warning,
+            "AttestedZoneRemoved",
+            format!(
+                "removed {ATTESTED_ZONE_LABEL}={}: no valid NodeAttestation with an agreeing country names one zone for the node, so its zone label places no volume under a policy that requires attestations",
+                z.map_or("", String::as_str)
+            ),
+        ),
+    };
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Label".into(),
+        secondary: None,
+    }
 }
 
 #[cfg(test)]

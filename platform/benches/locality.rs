@@ -120,6 +120,7 @@ addresses: [{{type: InternalIP, address: 10.0.0.{i}}}, {{type: ExternalIP, addre
                     country: "FR".parse().unwrap(),
                     hosting_company: "Hoster SAS".into(),
                     site: "Site".into(),
+                    zone: None,
                     basis: Basis::Contract,
                     reference: None,
                     attested_by: "bench".into(),

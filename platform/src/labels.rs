@@ -18,6 +18,11 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// locality engine counts it only when an attestation stands behind it.
 pub const ATTESTED_COUNTRY_LABEL: &str = "node-restriction.kubernetes.io/hexagone-country";
 
+/// The zone a valid NodeAttestation names for a node (its `zone`), mirrored by the operator
+/// under the same protected prefix as [`ATTESTED_COUNTRY_LABEL`]: a kubelet may rewrite its own
+/// [`ZONE_LABEL`], never this one, so a node's zone label counts only when it matches.
+pub const ATTESTED_ZONE_LABEL: &str = "node-restriction.kubernetes.io/hexagone-zone";
+
 /// Prefix of the label the operator sets on each node a policy admits: the key is
 /// `eligible.hexagone.node-restriction.kubernetes.io/<policy name>`. It lies under the
 /// `node-restriction.kubernetes.io` domain, which the NodeRestriction admission plugin forbids a
@@ -61,13 +66,15 @@ mod tests {
 
     #[test]
     fn label_key_is_valid() {
-        let (prefix, name) = ATTESTED_COUNTRY_LABEL.split_once('/').unwrap();
-        assert_eq!(prefix, "node-restriction.kubernetes.io");
-        assert!(name.len() <= 63);
-        assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        );
+        for label in [ATTESTED_COUNTRY_LABEL, ATTESTED_ZONE_LABEL] {
+            let (prefix, name) = label.split_once('/').unwrap();
+            assert_eq!(prefix, "node-restriction.kubernetes.io");
+            assert!(name.len() <= 63);
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            );
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use vocabulary::{
 };
 
 #[cfg(feature = "engine")]
-pub use attestation::{Attestation, AttestationSpec, AttestationStatus, Basis};
+pub use attestation::{Attestation, AttestationSpec, AttestationStatus, Basis, attested_zone};
 #[cfg(feature = "engine")]
 pub use catalog::{Catalog, CatalogError, Component, DataClass, ImageRef, Profile, StoreKind};
 #[cfg(feature = "engine")]

@@ -94,6 +94,7 @@ impl Inventory {
                         country: a.country,
                         hosting_company: a.hosting_company,
                         site: a.site,
+                        zone: None,
                         basis: a.basis,
                         reference: a.reference,
                         attested_by: a.attested_by,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hexagone_platform::Mode;
 use hexagone_platform::catalog::Catalog;
 use hexagone_platform::k8s::LocalityPolicyResource;
-use hexagone_platform::labels::{ZONE_LABEL, eligible_label};
+use hexagone_platform::labels::{ATTESTED_ZONE_LABEL, ZONE_LABEL, eligible_label};
 use hexagone_platform::render::{RenderInput, render};
 use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::core::v1::Node;
@@ -127,7 +127,11 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
         .into_iter()
         .filter(|n| n.labels().get(&label).map(String::as_str) == Some("true"))
         .collect();
-    let (zones, unlisted) = attested_zones(&eligible, &policy.spec);
+    let Zones {
+        counted: zones,
+        unlisted,
+        unattested,
+    } = attested_zones(&eligible, &policy.spec);
     if !unlisted.is_empty() {
         let m = format!(
             "volumes are not placed in {}: {} not in LocalityPolicy {}'s regions table as a country it allows, and a node's kubelet may set its own zone label",
@@ -140,6 +144,14 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
             wp.spec.policy
         );
         event(ctx, wp, true, "ZoneNotInPolicy", m).await;
+    }
+    if !unattested.is_empty() {
+        let m = format!(
+            "these nodes' zone labels do not place volumes: {}; a node's kubelet may set its own zone label, so a zone counts only when it is the one the node's NodeAttestation names (spec.zone), and under LocalityPolicy {}, which requires attestations, only when one does",
+            unattested.join(", "),
+            wp.spec.policy
+        );
+        event(ctx, wp, true, "ZoneNotAttested", m).await;
     }
     report.status.eligible_nodes = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
     report.status.eligible_zones = zones.clone();
@@ -160,10 +172,14 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     }
     if zones.is_empty() {
         let m = format!(
-            "the {} eligible nodes carry no {ZONE_LABEL} label that LocalityPolicy {}'s regions table places in a country it allows, so no volume can be placed",
+            "the {} eligible nodes carry no {ZONE_LABEL} label that LocalityPolicy {}'s regions table places in a country it allows and, where required, their NodeAttestation names, so no volume can be placed",
             eligible.len(),
             wp.spec.policy
         );
+        // Nothing new is placed, but pods already running are still judged (and, under
+        // enforce, evicted from nodes no longer eligible), as when no node is eligible.
+        let mut report = report;
+        sovereignty(wp, ctx, &policy, response, &mut report).await?;
         return refuse(wp, ctx, report, "NoEligibleZone", m).await;
     }
 
@@ -328,31 +344,123 @@ fn not_allowed(policy: &str, ns: &str) -> String {
     )
 }
 
+/// Which eligible nodes' zones volumes may be placed in, and which are left out.
+#[derive(Debug, Default, PartialEq)]
+struct Zones {
+    /// The zones that count, in order.
+    counted: Vec<String>,
+    /// Zones the policy's regions table does not place in a country it allows, each as
+    /// `zone (node, …)`.
+    unlisted: Vec<String>,
+    /// Zones no valid attestation names, each as `zone (node: why)`.
+    unattested: Vec<String>,
+}
+
 /// The zones volumes may be placed in: the [`ZONE_LABEL`] values of eligible nodes that the
-/// policy's regions table (the security officer's) places in a country it allows, in order;
-/// then the others, each as `zone (node, …)`. The label is the node's own (NodeRestriction lets
-/// a kubelet set it), so it counts only where the officer's table vouches for it: an eligible
-/// node cannot steer the StorageClass's topology to a zone abroad by relabelling itself.
-fn attested_zones(
-    eligible: &[Arc<Node>],
-    policy: &hexagone_platform::LocalityPolicy,
-) -> (Vec<String>, Vec<String>) {
+/// policy's regions table (the security officer's) places in a country it allows and, where an
+/// attestation names the node's zone ([`ATTESTED_ZONE_LABEL`], the operator's mirror of it) or
+/// the policy requires attestations, that the attestation names. The zone label is the node's
+/// own (NodeRestriction lets a kubelet set it), so it counts only where the officer vouches for
+/// it: an eligible node cannot steer the StorageClass's topology to a zone abroad, nor to another
+/// provider's zone the table places in France, by relabelling itself.
+fn attested_zones(eligible: &[Arc<Node>], policy: &hexagone_platform::LocalityPolicy) -> Zones {
+    let must_attest = policy
+        .required_sources
+        .contains(&hexagone_platform::LocationSource::Attestation);
     let mut zones = BTreeSet::new();
     let mut unlisted = std::collections::BTreeMap::<&str, Vec<String>>::new();
+    let mut unattested = std::collections::BTreeMap::<&str, Vec<String>>::new();
     for n in eligible {
         let Some(z) = n.labels().get(ZONE_LABEL) else {
             continue;
         };
         match policy.regions.get(z.as_str()) {
-            Some(c) if policy.allowed_countries.contains(*c) => {
+            Some(c) if policy.allowed_countries.contains(*c) => {}
+            _ => {
+                unlisted.entry(z).or_default().push(n.name_any());
+                continue;
+            }
+        }
+        match n.labels().get(ATTESTED_ZONE_LABEL) {
+            Some(a) if a != z => unattested.entry(z).or_default().push(format!(
+                "{}: its NodeAttestation names zone {a}",
+                n.name_any()
+            )),
+            None if must_attest => unattested.entry(z).or_default().push(format!(
+                "{}: its NodeAttestation names no zone",
+                n.name_any()
+            )),
+            _ => {
                 zones.insert(z.clone());
             }
-            _ => unlisted.entry(z).or_default().push(n.name_any()),
         }
     }
-    let unlisted = unlisted
-        .into_iter()
-        .map(|(z, nodes)| format!("{z} ({})", nodes.join(", ")))
-        .collect();
-    (zones.into_iter().collect(), unlisted)
+    let list = |m: std::collections::BTreeMap<&str, Vec<String>>| {
+        m.into_iter()
+            .map(|(z, nodes)| format!("{z} ({})", nodes.join(", ")))
+            .collect()
+    };
+    Zones {
+        counted: zones.into_iter().collect(),
+        unlisted: list(unlisted),
+        unattested: list(unattested),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hexagone_platform::LocalityPolicy;
+
+    fn node(name: &str, zone: &str, attested: Option<&str>) -> Arc<Node> {
+        let mut labels = serde_json::json!({ZONE_LABEL: zone});
+        if let Some(a) = attested {
+            labels[ATTESTED_ZONE_LABEL] = a.into();
+        }
+        Arc::new(
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": name, "labels": labels}}),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn policy(required: &str) -> LocalityPolicy {
+        LocalityPolicy::from_yaml(&format!(
+            "classification: test\nmode: enforce\nallowedCountries: [FR]\nnetworkOperator: {{allowedCountries: [FR]}}\nregions: {{fr-par-1: FR, fr-par-2: FR, eu-west-3: FR, eu-central-1: DE}}\nquorum: 1\nrequiredSources: [{required}]\nonUnknown: violation\n"
+        ), "test")
+        .unwrap()
+    }
+
+    #[test]
+    fn a_zone_counts_only_where_the_table_and_the_attestation_vouch_for_it() {
+        let nodes = [
+            node("a", "fr-par-1", Some("fr-par-1")),
+            // Its kubelet relabelled it into a zone the table places in France (AWS Paris).
+            node("b", "eu-west-3", Some("fr-par-1")),
+            // Attested, but the attestation names no zone.
+            node("c", "fr-par-2", None),
+            node("d", "eu-central-1", Some("eu-central-1")),
+        ];
+        let strict = attested_zones(&nodes, &policy("attestation"));
+        assert_eq!(
+            strict,
+            Zones {
+                counted: vec!["fr-par-1".into()],
+                unlisted: vec!["eu-central-1 (d)".into()],
+                unattested: vec![
+                    "eu-west-3 (b: its NodeAttestation names zone fr-par-1)".into(),
+                    "fr-par-2 (c: its NodeAttestation names no zone)".into(),
+                ],
+            }
+        );
+        // A policy that does not require attestations still holds a node to the zone its
+        // attestation names, and takes the table's word where none does.
+        let lax = attested_zones(&nodes, &policy("address"));
+        assert_eq!(lax.counted, ["fr-par-1", "fr-par-2"]);
+        assert_eq!(
+            lax.unattested,
+            ["eu-west-3 (b: its NodeAttestation names zone fr-par-1)"]
+        );
+    }
 }

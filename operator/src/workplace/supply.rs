@@ -20,6 +20,9 @@ use super::{Context, ReconcileError, failed};
 pub(super) type Refusal = (&'static str, String);
 
 /// Judges images and the provisioner (no I/O).
+/// What the policy's image rule (`ImageRule::refuses`) says of an image not pinned by digest.
+const UNPINNED: &str = "is not pinned by digest";
+
 pub(super) fn judge_images_and_storage(
     catalog: &Catalog,
     provisioner: &str,
@@ -36,7 +39,13 @@ pub(super) fn judge_images_and_storage(
         })
         .collect();
     if !images.is_empty() {
-        return Some(("ImageNotAllowed", images.join("; ")));
+        // First, so that an Event's note, which the API server cuts at 1 KiB, keeps it.
+        let hint = if images.iter().any(|i| i.contains(UNPINNED)) {
+            "pin each image as spec.components.<name>.image: repo:tag@sha256:<digest>, the digest your registry serves; "
+        } else {
+            ""
+        };
+        return Some(("ImageNotAllowed", format!("{hint}{}", images.join("; "))));
     }
     policy
         .refuses_provisioner(provisioner)

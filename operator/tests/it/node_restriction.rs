@@ -98,6 +98,18 @@ async fn a_node_cannot_make_itself_compliant() -> anyhow::Result<()> {
         err.to_string().contains("node-restriction.kubernetes.io"),
         "{err}"
     );
+    // Refused likewise: the attested zone, which alone lets its zone label place volumes.
+    let err = nodes
+        .patch(
+            "hostile",
+            &pp,
+            &Patch::Merge(
+                json!({"metadata": {"labels": {hexagone_platform::labels::ATTESTED_ZONE_LABEL: "fr-par-1"}}}),
+            ),
+        )
+        .await
+        .expect_err("a kubelet may not attest its own zone");
+    assert_eq!(status_of(&err), 403, "{err}");
     // Refused: another node's labels (Node authorizer / NodeRestriction).
     let err = nodes
         .patch(

@@ -6,11 +6,13 @@
 //! node writes itself: an eligible node's kubelet relabelling its zone does not move the
 //! StorageClass's topology there.
 
-use hexagone_platform::k8s::LocalityPolicyResource;
+use hexagone_platform::k8s::{LocalityPolicyResource, NodeAttestation};
+use hexagone_platform::labels::ATTESTED_ZONE_LABEL;
 use hexagone_platform::render::storage_class_name;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -93,7 +95,9 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         "ImageNotAllowed",
         vec![
             "LocalityPolicy dr: ".into(),
-            "image docker.io/exoplatform/exo-community:7.1.0 is not from a registry the policy allows (registry.interieur.gouv.fr/hexagone)".into(),
+            "image docker.io/exoplatform/exo-community:7.1.0@sha256:".into(),
+            " is not from a registry the policy allows (registry.interieur.gouv.fr/hexagone)"
+                .into(),
         ],
     )
     .await?;
@@ -101,11 +105,14 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         .list(&ListParams::default())
         .await?;
     assert!(rendered.items.is_empty(), "rendered with refused images");
-    // The site's mirror, but tags, not digests.
-    ops_edit(json!({"registry": "registry.interieur.gouv.fr/hexagone"})).await?;
+    // The site's mirror, but tags, not digests: the refusal says how to pin them.
+    ops_edit(json!({"registry": "registry.interieur.gouv.fr/hexagone", "components": null}))
+        .await?;
     refused(
         "ImageNotAllowed",
-        vec!["image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into()],
+        vec![
+            "LocalityPolicy dr: pin each image as spec.components.<name>.image: repo:tag@sha256:<digest>, the digest your registry serves; exo: image registry.interieur.gouv.fr/hexagone/exoplatform/exo-community:7.1.0 is not pinned by digest, which the policy requires".into(),
+        ],
     )
     .await?;
 
@@ -182,34 +189,108 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         }
     })
     .await?;
-    Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
-        .patch(
-            "ovh-par1-b",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "us-east-1a"}}}),
-            ),
-        )
-        .await?;
-    eventually("a ZoneNotInPolicy warning", || async {
-        let events = events_about(&admin, "intranet").await;
-        events
-            .iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("ZoneNotInPolicy")
-                    && e.note.as_deref().is_some_and(|n| {
-                        n.contains("volumes are not placed in us-east-1a (ovh-par1-b): this zone is not in LocalityPolicy dr's regions table")
+    // The kubelet relabels its node; the zone stays out, a Warning says why.
+    let relabelled = |zone: &'static str, reason: &'static str, note: &'static str| {
+        let bed = &bed;
+        let admin = admin.clone();
+        let workplaces = workplaces.clone();
+        let topology = &topology;
+        async move {
+            Api::<Node>::all(bed.kubelet_client("ovh-par1-b").await?)
+                .patch(
+                    "ovh-par1-b",
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}}),
+                    ),
+                )
+                .await?;
+            eventually(&format!("a {reason} warning"), || async {
+                let events = events_about(&admin, "intranet").await;
+                events
+                    .iter()
+                    .find(|e| {
+                        e.reason.as_deref() == Some(reason)
+                            && e.note.as_deref().is_some_and(|n| n.contains(note))
+                    })
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        let seen: Vec<_> = events.iter().map(|e| (&e.reason, &e.note)).collect();
+                        format!("{seen:?}")
                     })
             })
-            .map(|_| ())
-            .ok_or_else(|| format!("{:?}", events.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>()))
+            .await?;
+            assert_eq!(
+                topology().await.map_err(anyhow::Error::msg)?,
+                json!(["fr-par-1", "fr-par-2"])
+            );
+            let wp = workplaces.get("intranet").await?;
+            assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
+            anyhow::Ok(())
+        }
+    };
+    relabelled(
+        "us-east-1a",
+        "ZoneNotInPolicy",
+        "volumes are not placed in us-east-1a (ovh-par1-b): this zone is not in LocalityPolicy dr's regions table",
+    )
+    .await?;
+
+    // The operator mirrored the zone the officer attests where no kubelet can write.
+    let attested = Api::<Node>::all(admin.clone()).get("ovh-par1-b").await?;
+    assert_eq!(
+        attested
+            .labels()
+            .get(ATTESTED_ZONE_LABEL)
+            .map(String::as_str),
+        Some("fr-par-1")
+    );
+    // The same kubelet names a zone the table does place in France, another provider's (AWS
+    // Paris, under US law): its attestation names fr-par-1, so the label places nothing.
+    relabelled(
+        "eu-west-3",
+        "ZoneNotAttested",
+        "do not place volumes: eu-west-3 (ovh-par1-b: its NodeAttestation names zone fr-par-1)",
+    )
+    .await?;
+
+    // The officer rewrites the attestation of both fr-par-2 nodes without a zone: the mirrored
+    // label goes, with an Event on each node, and under this policy fr-par-2 places no volume.
+    let attestations = Api::<NodeAttestation>::all(bed.client_as("alice", Some(OFFICERS)).await?);
+    for node in ["outscale-par2-a", "ovh-par2-b"] {
+        attestations
+            .patch(
+                &format!("{node}-attestation"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"zone": null}})),
+            )
+            .await?;
+    }
+    eventually("fr-par-2 out of the StorageClass", || async {
+        match topology().await? {
+            v if v == json!(["fr-par-1"]) => Ok(()),
+            other => Err(format!("{other}")),
+        }
     })
     .await?;
-    assert_eq!(
-        topology().await.map_err(anyhow::Error::msg)?,
-        json!(["fr-par-1", "fr-par-2"])
-    );
-    let wp = workplaces.get("intranet").await?;
-    assert_eq!(wp.status.unwrap().eligible_zones, ["fr-par-1", "fr-par-2"]);
+    let nodes = Api::<Node>::all(admin.clone());
+    let node = nodes.get("ovh-par2-b").await?;
+    assert_eq!(node.labels().get(ATTESTED_ZONE_LABEL), None);
+    eventually("an AttestedZoneRemoved Event on ovh-par2-b", || async {
+        let events = Api::<k8s_openapi::api::events::v1::Event>::all(admin.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        events
+            .iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ovh-par2-b")
+                    && e.reason.as_deref() == Some("AttestedZoneRemoved")
+            })
+            .then_some(())
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await?;
     Ok(())
 }

@@ -244,6 +244,8 @@ pub fn attestation(node: &str, country: &str, until: &str) -> NodeAttestation {
             country: country.parse().unwrap(),
             hosting_company: "OVH SAS".into(),
             site: "Gravelines GRA3".into(),
+            // The zone the test bed's node is in, as a security officer attests it.
+            zone: hexagone_testbed::sovereign::zone(node),
             basis: Basis::Contract,
             reference: Some("contract 2026-042".into()),
             attested_by: "rssi@ministere.example.fr".into(),
@@ -271,3 +273,28 @@ pub fn status_of(e: &kube::Error) -> u16 {
 }
 
 pub use hexagone_testbed::provisioner::{Provisioner, TEST_PROVISIONER};
+
+/// Every catalog component's image, from `registry` when given (a mirror, as `spec.registry`
+/// rewrites it), pinned by a stand-in digest: `sha256:` and 64 hex digits numbering it. The
+/// shipped strict policies require digests, and kwok nodes pull no image, so no registry is
+/// asked; a site pins the digests its mirror serves.
+pub fn pinned_components(registry: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
+    let catalog = hexagone_platform::catalog::Catalog::shipped();
+    let catalog = match registry {
+        Some(r) => catalog.with_registry(r).expect("a registry"),
+        None => catalog.clone(),
+    };
+    catalog
+        .components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut image = c.image.clone();
+            image.digest = Some(format!("sha256:{:064x}", i + 1));
+            (
+                c.name.clone(),
+                serde_json::json!({"image": image.to_string()}),
+            )
+        })
+        .collect()
+}

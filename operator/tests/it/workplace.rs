@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::util::{
     self, OFFICERS, Operator, Provisioner, TEST_PROVISIONER, attestation, create_attestation,
-    eventually, policy,
+    eventually, pinned_components, policy,
 };
 
 const LATER: &str = "2030-01-01T00:00:00Z";
@@ -75,15 +75,36 @@ pub async fn create_workplace(admin: &Client, name: &str) -> anyhow::Result<Api<
     Ok(workplaces)
 }
 
+/// A Workplace `name` with the default spec, every image pinned (the shipped strict policies
+/// require it: `util::pinned_components`), and `extra`'s keys over it. `extra`'s `components`
+/// are merged into the pins, component by component; `"components": null` leaves every image
+/// as the catalog has it, unpinned.
 pub fn workplace(name: &str, extra: serde_json::Value) -> anyhow::Result<Workplace> {
     let mut spec = json!({
         "policy": "dr",
         "profile": "users5000",
         "domain": "intranet.ministere.example.fr",
-        "storage": {"provisioner": TEST_PROVISIONER}
+        "storage": {"provisioner": TEST_PROVISIONER},
+        "components": pinned_components(None)
     });
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        spec[k] = v;
+        match (k.as_str(), v) {
+            ("components", serde_json::Value::Null) => {
+                spec.as_object_mut().map(|s| s.remove("components"));
+            }
+            ("components", serde_json::Value::Object(overrides)) => {
+                for (c, o) in overrides {
+                    let slot = &mut spec["components"][&c];
+                    if slot.is_null() {
+                        *slot = json!({});
+                    }
+                    for (field, value) in o.as_object().cloned().unwrap_or_default() {
+                        slot[field] = value;
+                    }
+                }
+            }
+            (_, v) => spec[k] = v,
+        }
     }
     let spec: WorkplaceSpec = serde_json::from_value(spec)?;
     Ok(Workplace::new(name, spec))
@@ -728,7 +749,8 @@ async fn bad_workplaces_are_refused_with_a_clear_message_and_nothing_applied() -
             &PostParams::default(),
             &workplace(
                 "pinned",
-                json!({"requireDigests": true, "mail": {"relay": "192.0.2.25", "port": 587}}),
+                json!({"requireDigests": true, "components": null,
+                       "mail": {"relay": "192.0.2.25", "port": 587}}),
             )?,
         )
         .await?;

@@ -72,6 +72,19 @@ pub struct AttestationSpec {
     pub hosting_company: String,
     /// The site (data centre) the machine is in.
     pub site: String,
+    /// The zone the machine is in, as its provider names it in `topology.kubernetes.io/zone`
+    /// (`fr-par-1`). The operator mirrors it into a label a kubelet cannot set, and a node's
+    /// zone counts for volume placement only when it matches; a policy that requires
+    /// attestations counts no zone that an attestation does not name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+        )
+    )]
+    pub zone: Option<String>,
     /// What the attestation rests on.
     pub basis: Basis,
     /// A reference to the contract, inspection report or inventory extract.
@@ -223,6 +236,34 @@ impl Attestation {
     }
 }
 
+/// The zone the node's valid attestations name (`spec.zone`), when they all name the same one
+/// and it is a label value (at most 63 characters: letters, digits, `-`, `_`, `.`, alphanumeric
+/// at both ends); `None` when none is valid, one names no zone, or two disagree: a zone places
+/// volumes only when every standing attestation vouches for it.
+pub fn attested_zone(
+    node: &NodeDescription,
+    attestations: &[Attestation],
+    now: OffsetDateTime,
+) -> Option<String> {
+    let mut zones = attestations
+        .iter()
+        .filter(|a| {
+            a.spec.node_name == node.name && a.status(node, now) == AttestationStatus::Valid
+        })
+        .map(|a| a.spec.zone.as_deref());
+    let first = zones.next()??;
+    if zones.any(|z| z != Some(first)) {
+        return None;
+    }
+    let label_value = first.len() <= 63
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && first.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && first.ends_with(|c: char| c.is_ascii_alphanumeric());
+    label_value.then(|| first.to_owned())
+}
+
 /// Picks, among `attestations`, the one that speaks for `node` at `now`: the valid one (the
 /// longest-lived when several agree), otherwise the latest-expiring invalid one, so the
 /// evaluation can say why it does not hold. Valid attestations that disagree on the country
@@ -280,6 +321,7 @@ mod tests {
                 country: country.parse().unwrap(),
                 hosting_company: "OVH SAS".into(),
                 site: "Gravelines GRA3".into(),
+                zone: None,
                 basis: Basis::Contract,
                 reference: None,
                 attested_by: "rssi@example.fr".into(),
@@ -298,6 +340,54 @@ mod tests {
         let (record, status) = select(&node, attestations, now);
         let got = format!("{:?} {status}", record.map(|r| r.name.clone()));
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_zone_is_attested_only_when_every_valid_attestation_names_it() {
+        let node = NodeDescription {
+            name: "gra-1".into(),
+            provider_id: Some("ovh://gra/1".into()),
+            ..NodeDescription::default()
+        };
+        let now = OffsetDateTime::parse("2026-11-29T12:00:00Z", &Rfc3339).unwrap();
+        let zoned = |name: &str, zone: Option<&str>, until: &str| {
+            let mut a = attestation(name, "FR", "ovh://gra/1", until);
+            a.spec.zone = zone.map(Into::into);
+            a
+        };
+        let later = "2027-01-01T00:00:00Z";
+        let zone = |all: &[Attestation]| attested_zone(&node, all, now);
+        assert_eq!(
+            zone(&[zoned("a", Some("fr-par-1"), later)]),
+            Some("fr-par-1".into())
+        );
+        assert_eq!(zone(&[zoned("a", None, later)]), None);
+        assert_eq!(zone(&[]), None);
+        // Expired, or another machine's: it vouches for nothing.
+        assert_eq!(
+            zone(&[zoned("a", Some("fr-par-1"), "2026-01-01T00:00:00Z")]),
+            None
+        );
+        let mut other = zoned("a", Some("fr-par-1"), later);
+        other.spec.provider_id = "ovh://gra/9".into();
+        assert_eq!(zone(&[other]), None);
+        // Two standing attestations: the same zone, or none at all.
+        let two = |z: Option<&str>| [zoned("a", Some("fr-par-1"), later), zoned("b", z, later)];
+        assert_eq!(zone(&two(Some("fr-par-1"))), Some("fr-par-1".into()));
+        assert_eq!(zone(&two(Some("fr-par-2"))), None);
+        assert_eq!(zone(&two(None)), None);
+        // An expired one does not count against the standing one.
+        assert_eq!(
+            zone(&[
+                zoned("a", Some("fr-par-1"), later),
+                zoned("old", Some("gra"), "2026-01-01T00:00:00Z")
+            ]),
+            Some("fr-par-1".into())
+        );
+        // Not a label value (a CRD relaxed, a resource written around it): no zone.
+        for bad in ["", "-fr", "fr par", &"z".repeat(64)] {
+            assert_eq!(zone(&[zoned("a", Some(bad), later)]), None, "{bad:?}");
+        }
     }
 
     #[test]

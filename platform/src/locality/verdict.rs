@@ -999,6 +999,7 @@ onUnknown: violation
                 country: country.parse().unwrap(),
                 hosting_company: "OVH SAS".into(),
                 site: "GRA3".into(),
+                zone: None,
                 basis: Basis::Contract,
                 reference: None,
                 attested_by: "rssi".into(),

@@ -51,6 +51,7 @@ pub fn attestation(node: &str, country: &str) -> Attestation {
             country: country.parse().unwrap(),
             hosting_company: "Hoster SAS".into(),
             site: "Site 1".into(),
+            zone: None,
             basis: Basis::Contract,
             reference: Some("contract 2026-042".into()),
             attested_by: "security officer".into(),

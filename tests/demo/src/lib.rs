@@ -191,6 +191,11 @@ impl Process {
 
 /// A NodeAttestation of `node`, written by a security officer.
 fn attestation(node: &str, company: &str, site: &str) -> String {
+    // The zone the node is in, as the officer attests it: a kubelet may rewrite its own zone
+    // label, so under this policy only an attested zone places volumes.
+    let zone = hexagone_testbed::sovereign::zone(node)
+        .map(|z| format!("\n  zone: {z}"))
+        .unwrap_or_default();
     format!(
         "apiVersion: hexagone.fr/v1alpha1
 kind: NodeAttestation
@@ -201,7 +206,7 @@ spec:
   providerID: kwok://{node}
   country: FR
   hostingCompany: {company}
-  site: {site}
+  site: {site}{zone}
   basis: contract
   reference: demo contract 2026-042
   attestedBy: rssi@ministere.example.fr
@@ -663,7 +668,7 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
 
     step(
         started,
-        "kubectl apply: a 5,000-user Workplace under Diffusion Restreinte (manifests/samples/workplace.yaml)",
+        "kubectl apply: a 5,000-user Workplace under Diffusion Restreinte (manifests/samples/workplace.yaml; images from the site's mirror, pinned by stand-in digests as the policy requires: kwok pulls no image)",
     );
     let sample = std::fs::read_to_string(repo.join("manifests/samples/workplace.yaml"))?;
     ensure!(
@@ -675,8 +680,26 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
         sample.contains("  profile: users5000\n"),
         "the sample Workplace changed: update the demo"
     );
+    const VIDEO: &str = "  components:\n    jitsi-jvb:\n      replicas: 4\n";
+    ensure!(
+        sample.contains(VIDEO),
+        "the sample Workplace changed: update the demo"
+    );
     // Images from the site's mirror, which the auditor's inventory declares (the projects'
-    // own registries are placed by nothing: each image would be a violation).
+    // own registries are placed by nothing: each image would be a violation), each pinned by
+    // digest as the policy requires: stand-in digests, since kwok nodes pull no image and no
+    // registry is reachable here (a site pins the digests its mirror serves).
+    let mirror = format!("{MIRROR}/hexagone");
+    let catalog = hexagone_platform::catalog::Catalog::shipped().with_registry(&mirror)?;
+    let mut components = String::from("  components:\n");
+    for (i, c) in catalog.components.iter().enumerate() {
+        let mut image = c.image.clone();
+        image.digest = Some(format!("sha256:{:064x}", i + 1));
+        components.push_str(&format!("    {}:\n      image: {image}\n", c.name));
+        if c.name == "jitsi-jvb" {
+            components.push_str("      replicas: 4\n");
+        }
+    }
     std::fs::write(
         &workplace,
         sample
@@ -686,8 +709,9 @@ pub async fn run(out: &Path) -> anyhow::Result<Outcome> {
             )
             .replace(
                 "  profile: users5000\n",
-                &format!("  profile: users5000\n  registry: {MIRROR}/hexagone\n"),
-            ),
+                &format!("  profile: users5000\n  registry: {mirror}\n"),
+            )
+            .replace(VIDEO, &components),
     )?;
     kubectl(
         &bed,

@@ -42,3 +42,12 @@ pub fn nodes() -> Vec<FakeNode> {
             .external_ip([15, 188, 0, 1].into()),
     ]
 }
+
+/// The zone [`nodes`] gives the node named `name` (what its NodeAttestation attests), if any.
+pub fn zone(name: &str) -> Option<String> {
+    nodes()
+        .into_iter()
+        .find(|n| n.name == name)?
+        .labels
+        .remove("topology.kubernetes.io/zone")
+}
