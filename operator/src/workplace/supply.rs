@@ -20,9 +20,6 @@ use super::{Context, ReconcileError, failed};
 pub(super) type Refusal = (&'static str, String);
 
 /// Judges images and the provisioner (no I/O).
-/// What the policy's image rule (`ImageRule::refuses`) says of an image not pinned by digest.
-const UNPINNED: &str = "is not pinned by digest";
-
 pub(super) fn judge_images_and_storage(
     catalog: &Catalog,
     provisioner: &str,
@@ -40,7 +37,8 @@ pub(super) fn judge_images_and_storage(
         .collect();
     if !images.is_empty() {
         // First, so that an Event's note, which the API server cuts at 1 KiB, keeps it.
-        let hint = if images.iter().any(|i| i.contains(UNPINNED)) {
+        let unpinned = catalog.components.iter().any(|c| c.image.digest.is_none());
+        let hint = if policy.images.require_digest && unpinned {
             "pin each image as spec.components.<name>.image: repo:tag@sha256:<digest>, the digest your registry serves; "
         } else {
             ""
