@@ -126,3 +126,53 @@ pub fn observation(i: u64) -> Body {
     .expect("a valid fixture");
     Body::Observation(observation)
 }
+
+/// A plausible image the collector observed, object `i`: container `app` of pod `exo-{i}` runs
+/// `registry.example.fr/hexagone/exo:7.1`, pulled as the digest of `i`, from a registry no
+/// evidence places (verdict unknown).
+pub fn image_observation(i: u64) -> Body {
+    let digest = hex::encode(leaf_hash(&i.to_le_bytes()));
+    let observation = Observation::new_encoded(
+        ObjectId {
+            store: COLLECTOR_STORE.into(),
+            class: IMAGE_CLASS.into(),
+            id: format!("image/workplace/exo-{i}/app"),
+        },
+        leaf_hash(&i.to_be_bytes()),
+        Some(
+            ImageRef::new(
+                "registry.example.fr/hexagone/exo:7.1".into(),
+                Some(format!("registry.example.fr/hexagone/exo@sha256:{digest}")),
+            )
+            .expect("a valid image"),
+        ),
+        Locality {
+            subject: "registry.example.fr".into(),
+            subject_kind: SubjectKind::Endpoint,
+            observed_at: Timestamp(1_764_300_000_000),
+            evidence: vec![evidence(
+                Source::Attestation,
+                Controller::SecurityOfficer,
+                None,
+                None,
+                Assessment::Inconclusive,
+                serde_json::json!({"kind": "attestation", "label": null, "status": {"state": "missing"}}),
+                "no attestation names the endpoint, which proves nothing".into(),
+            )]
+            .into(),
+            verdict: Verdict::Unknown(vec![
+                "no location evidence places the endpoint".into(),
+            ]),
+            policy: PolicyRef {
+                classification: "Standard (France)".into(),
+                digest: POLICY_DIGEST.into(),
+                extra_eu_control: None,
+            },
+            databases: Vec::new().into(),
+        },
+        None,
+    )
+    .expect("a valid fixture")
+    .0;
+    Body::Observation(observation)
+}

@@ -30,8 +30,8 @@ mod timestamp;
 pub use decode::{make_verdict, parse_country, parse_hash};
 pub use fact::Fact;
 pub use observation::{
-    Assessment, DatabaseId, Evidence, Judged, Locality, ObjectId, Observation, PolicyRef, Verdict,
-    check_text, check_verdict,
+    Assessment, DatabaseId, Evidence, ImageRef, Judged, Locality, ObjectId, Observation, PolicyRef,
+    Verdict, check_image, check_text, check_verdict,
 };
 pub use prepared::{ENTRY_HEAD_MAX, Prepared};
 pub use timestamp::Timestamp;
@@ -53,6 +53,14 @@ pub const MAX_REASONS: usize = 32;
 pub const MAX_DATABASES: usize = 16;
 /// Longest fact, in bytes of canonical JSON.
 pub const MAX_FACT: usize = 2048;
+/// Longest image reference or image ID, in bytes (the reference grammar's longest is 520: a
+/// 255-byte name, a 128-byte tag and a SHA-512 digest).
+pub const MAX_IMAGE: usize = 600;
+/// The object class of the images the collector records ([`Observation::image`]).
+pub const IMAGE_CLASS: &str = "image";
+/// The store the auditor's own Kubernetes collector records in, which no writer may use: the
+/// only one whose observations may name an image.
+pub const COLLECTOR_STORE: &str = "kubernetes";
 /// Longest entry, in bytes (a bundle line holds an entry and 10 bytes more).
 pub const MAX_ENTRY: usize = 60 * 1024;
 
