@@ -11,9 +11,10 @@
 //!
 //! Whoever wrote the pod — the operator rendering the catalog, ops overriding the registry, or
 //! anyone who patches a pod's image or adds an ephemeral container — the image is recorded
-//! where it was taken from. Its content stamp is the image as written and, once the kubelet
-//! reports it, the image ID it resolved (`status.containerStatuses[].imageID`, the digest
-//! actually pulled): a tag moved to other content is recorded again.
+//! where it was taken from, and the entry names it: the reference as written and, once the
+//! kubelet reports it, the image ID it resolved (`status.containerStatuses[].imageID`, the
+//! digest actually pulled). Its content stamp is made of both: a tag moved to other content is
+//! recorded again.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +22,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, ObjectReference, Pod};
 use sha2::{Digest as _, Sha256};
 
 use super::volumes::STORE;
-use crate::ledger::entry::{EntryError, ObjectId};
+use crate::ledger::entry::{ImageRef, ObjectId};
 use crate::ledger::tree::Hash;
 
 /// The object class of an image a workplace pod runs.
@@ -40,6 +41,10 @@ pub struct Image {
     pub content: Hash,
     /// The registry host (with its port, if any) the image is pulled from.
     pub registry: String,
+    /// The image as the entry names it; `None` for a reference no runtime can pull (outside
+    /// the reference grammar's characters: nothing ran from it). An image ID outside them is
+    /// left out (`image_id: None`).
+    pub image: Option<ImageRef>,
     /// The pod and the container's field, which a violation's Event is about.
     pub regarding: ObjectReference,
 }
@@ -69,11 +74,13 @@ pub fn registry(reference: &str) -> String {
 }
 
 /// Every container image and image volume of every pod bound to a node in `namespaces` (the
-/// workplace namespaces), finished or not, sorted by object.
+/// workplace namespaces), finished or not, sorted by object. One that cannot be named as an
+/// object (an identifier past an entry's bounds, which the API server's own limits prevent) is
+/// left out with a warning: it does not keep the others from being recorded.
 pub fn images<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     namespaces: &BTreeSet<String>,
-) -> Result<Vec<Image>, EntryError> {
+) -> Vec<Image> {
     let mut out = Vec::new();
     for pod in pods {
         let (Some(ns), Some(name), Some(spec)) =
@@ -130,14 +137,35 @@ pub fn images<'a>(
                 h.update(part);
                 h.update(b"\n");
             }
+            let object = match ObjectId::new(
+                STORE.to_owned(),
+                CLASS.to_owned(),
+                format!("image/{ns}/{name}/{container}"),
+            ) {
+                Ok(object) => object,
+                Err(e) => {
+                    tracing::warn!(
+                        "kubernetes: the image of {ns}/{name} {container} cannot be recorded: {e}"
+                    );
+                    continue;
+                }
+            };
+            let image_id = (!image_id.is_empty()).then(|| image_id.to_owned());
+            let named = match ImageRef::new(image.to_owned(), image_id.clone()) {
+                Ok(named) => Some(named),
+                Err(_) if image_id.is_some() => {
+                    tracing::warn!(
+                        "kubernetes: the image ID {image_id:?} of {ns}/{name} {container} is not one an entry can name: recorded without it"
+                    );
+                    ImageRef::new(image.to_owned(), None).ok()
+                }
+                Err(_) => None,
+            };
             out.push(Image {
-                object: ObjectId::new(
-                    STORE.to_owned(),
-                    CLASS.to_owned(),
-                    format!("image/{ns}/{name}/{container}"),
-                )?,
+                object,
                 content: h.finalize().into(),
                 registry: registry(image),
+                image: named,
                 regarding: ObjectReference {
                     api_version: Some("v1".to_owned()),
                     kind: Some("Pod".to_owned()),
@@ -154,7 +182,7 @@ pub fn images<'a>(
         }
     }
     out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -208,36 +236,87 @@ mod tests {
             pod("wp", "pending", None, "Pending"),
             pod("other", "kc-0", Some("a"), "Running"),
         ];
-        let found = images(&pods, &BTreeSet::from(["wp".to_owned()])).unwrap();
+        let found = images(&pods, &BTreeSet::from(["wp".to_owned()]));
         let shown: Vec<String> = found
             .iter()
             .map(|i| {
+                let image = i.image.as_ref().unwrap();
                 format!(
-                    "{} {} {}",
+                    "{} {} {} {} {}",
                     i.object.id,
                     i.registry,
-                    i.regarding.field_path.as_deref().unwrap()
+                    i.regarding.field_path.as_deref().unwrap(),
+                    image.reference,
+                    image.image_id.as_deref().unwrap_or("-"),
                 )
             })
             .collect();
         assert_eq!(
             shown,
             [
-                "image/wp/kc-0/app quay.io spec.containers{app}",
+                // The entry names the image as written and the digest the kubelet pulled.
+                "image/wp/kc-0/app quay.io spec.containers{app} quay.io/keycloak/keycloak:26.0 quay.io/keycloak/keycloak@sha256:aa",
                 // An ephemeral container someone added to debug the pod runs code too.
-                "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger}",
-                "image/wp/kc-0/init registry.gouv.example spec.initContainers{init}",
+                "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger} busybox -",
+                "image/wp/kc-0/init registry.gouv.example spec.initContainers{init} registry.gouv.example/busybox:1 -",
                 // An OCI artifact mounted as a volume is pulled from a registry too.
-                "image/wp/kc-0/volume:models ghcr.io spec.volumes{models}",
+                "image/wp/kc-0/volume:models ghcr.io spec.volumes{models} ghcr.io/acme/models:1 -",
             ]
         );
         // A finished Job's code ran: its images stay recorded while the pod exists.
         let done = images(
             &[pod("wp", "done", Some("a"), "Succeeded")],
             &BTreeSet::from(["wp".to_owned()]),
-        )
-        .unwrap();
+        );
         assert_eq!(done.len(), 4);
+    }
+
+    /// Whoever writes the pod writes the texts the entry would hold: a reference outside the
+    /// reference grammar's characters (which no runtime pulls) is recorded at its registry
+    /// without being named, an image ID outside them is left out, and neither keeps the other
+    /// containers from being recorded with theirs.
+    #[test]
+    fn an_image_text_no_entry_can_hold_is_left_out_not_the_image() {
+        let mut p = pod("wp", "x", Some("a"), "Running");
+        let spec = p.spec.as_mut().unwrap();
+        spec.containers[0].image = Some("quay.io/keycloak/keycloak:26.0 jdupont@example.fr".into());
+        spec.init_containers.as_mut().unwrap()[0].image = Some(format!("r/{}", "a".repeat(700)));
+        p.status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .image_id = "docker-pullable://x@y@sha256:aa".into();
+        let found = images(&[p], &BTreeSet::from(["wp".to_owned()]));
+        let named: Vec<(&str, Option<&ImageRef>)> = found
+            .iter()
+            .map(|i| (i.object.id.as_str(), i.image.as_ref()))
+            .collect();
+        assert_eq!(found.len(), 4, "{named:?}");
+        assert_eq!(named[0], ("image/wp/x/app", None));
+        assert_eq!(found[0].registry, "quay.io");
+        assert_eq!(named[2], ("image/wp/x/init", None));
+        assert_eq!(
+            named[1]
+                .1
+                .map(|i| (i.reference.as_str(), i.image_id.as_deref())),
+            Some(("busybox", None))
+        );
+        let mut p = pod("wp", "y", Some("a"), "Running");
+        p.status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .image_id = "docker-pullable://x@y@sha256:aa".into();
+        let app = images(&[p], &BTreeSet::from(["wp".to_owned()])).remove(0);
+        assert_eq!(
+            app.image,
+            Some(ImageRef::new("quay.io/keycloak/keycloak:26.0".into(), None).unwrap()),
+            "a bad image ID is left out, the reference is kept"
+        );
     }
 
     #[test]
@@ -245,7 +324,6 @@ mod tests {
         let set = BTreeSet::from(["wp".to_owned()]);
         let app = |p: Pod| {
             images(&[p], &set)
-                .unwrap()
                 .into_iter()
                 .find(|i| i.object.id.ends_with("/app"))
                 .unwrap()

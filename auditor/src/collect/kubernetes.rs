@@ -352,8 +352,9 @@ fn placement_key(o: &Observation, kind: Kind) -> String {
     let mut key = format!("{}\n{}\n", o.object.class, o.locality.subject);
     if matches!(kind, Kind::Image) {
         // One registry serves other code too: the image itself (as written, and the digest
-        // pulled) decides as well.
-        key.push_str(&format!("{:?}\n", o.content));
+        // pulled) decides as well, and whether the entry names it (entries written before
+        // they did are written again, once, naming it).
+        key.push_str(&format!("{:?}\n{:?}\n", o.content, o.image));
     }
     for e in o.locality.evidence.iter() {
         key.push_str(&format!("{:?} {:?} {:?}\n", e.source, e.assessment, e.fact));
@@ -656,11 +657,7 @@ async fn pass(
         tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
         Vec::new()
     });
-    let images =
-        super::images::images(pods.iter().map(|a| &**a), &namespaces).unwrap_or_else(|e| {
-            tracing::warn!("kubernetes: an image cannot be recorded: {e}");
-            Vec::new()
-        });
+    let images = super::images::images(pods.iter().map(|a| &**a), &namespaces);
     let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
         .map(|p| (Item::on_node(p), Kind::Volume))
@@ -688,7 +685,10 @@ async fn pass(
                     place: Place::Registry(i.registry.clone()),
                     object: i.object,
                     content: i.content,
-                    location: Location::Registry(i.registry),
+                    location: Location::Registry {
+                        host: i.registry,
+                        image: i.image,
+                    },
                     regarding: i.regarding,
                 },
                 Kind::Image,

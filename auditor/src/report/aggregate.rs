@@ -629,6 +629,7 @@ pub(crate) mod fixture {
             time: Timestamp(day * DAY),
             prev: [0; 32],
             body: Body::Observation(Observation {
+                image: None,
                 object: ObjectId::new("minio/documents".into(), "document".into(), object.into())
                     .unwrap(),
                 content: [1; 32],
