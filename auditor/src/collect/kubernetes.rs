@@ -1061,3 +1061,28 @@ fn truncated(mut s: String, max: usize) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::{Timestamp, fixture};
+
+    /// An image entry written before entries named their image is written again once, naming
+    /// it (the first pass after the upgrade); then only a change records it again.
+    #[test]
+    fn an_image_entry_that_does_not_name_its_image_is_written_again_once() {
+        let Body::Observation(named) = fixture::image_observation(0) else {
+            unreachable!()
+        };
+        let mut older = named.clone();
+        older.image = None;
+        let key = |o: &Observation| placement_key(o, Kind::Image);
+        assert_ne!(key(&older), key(&named));
+        let mut later = named.clone();
+        later.locality.observed_at = Timestamp(named.locality.observed_at.0 + 60_000);
+        assert_eq!(key(&later), key(&named));
+        let mut pulled = named.clone();
+        pulled.image.as_mut().unwrap().image_id = None;
+        assert_ne!(key(&pulled), key(&named));
+    }
+}
