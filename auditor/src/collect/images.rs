@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, ObjectReference, Pod};
 use sha2::{Digest as _, Sha256};
 
 use super::volumes::STORE;
-use crate::ledger::entry::{ImageRef, ObjectId};
+use crate::ledger::entry::{ImageRef, ObjectId, check_image_id};
 use crate::ledger::tree::Hash;
 
 /// The object class of an image a workplace pod runs.
@@ -73,6 +73,53 @@ pub fn registry(reference: &str) -> String {
     }
 }
 
+/// A reference as runtimes resolve it, to compare two spellings of one image: the registry
+/// host ([`registry`]), `library/` for a Docker Hub image of one component, and `:latest`
+/// when neither tag nor digest is written (distribution/reference `normalize.go`,
+/// `ParseNormalizedNamed` and `TagNameOnly`).
+fn normalized(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    let path = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            rest
+        }
+        _ => name,
+    };
+    let host = registry(reference);
+    let mut path = path.to_owned();
+    if host == DEFAULT_REGISTRY && !path.contains('/') {
+        path.insert_str(0, "library/");
+    }
+    let tagged = path.rsplit('/').next().is_some_and(|l| l.contains(':'));
+    if !tagged && digest.is_none() {
+        path.push_str(":latest");
+    }
+    match digest {
+        Some(d) => format!("{host}/{path}@{d}"),
+        None => format!("{host}/{path}"),
+    }
+}
+
+/// Whether a container status is of `image`, the reference the spec names: the same image
+/// once both are resolved, or, for a reference pinned by digest, an image ID of that digest.
+fn of_image(status: &ContainerStatus, image: &str) -> bool {
+    if normalized(&status.image) == normalized(image) {
+        return true;
+    }
+    image.split_once('@').is_some_and(|(_, digest)| {
+        status.image_id.ends_with(&format!("@{digest}"))
+            || status.image_id.ends_with(&format!("/{digest}"))
+            || status.image_id == digest
+    })
+}
+
 /// Every container image and image volume of every pod bound to a node in `namespaces` (the
 /// workplace namespaces), finished or not, sorted by object. One that cannot be named as an
 /// object (an identifier past an entry's bounds, which the API server's own limits prevent) is
@@ -121,13 +168,12 @@ pub fn images<'a>(
                 status.and_then(|s| s.container_statuses.as_ref()),
                 status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
             ];
-            let image_id = statuses
+            let found = statuses
                 .into_iter()
                 .flatten()
                 .flatten()
-                .find(|s| s.name == container)
-                .map(|s| s.image_id.as_str())
-                .unwrap_or_default();
+                .find(|s| s.name == container);
+            let image_id = found.map(|s| s.image_id.as_str()).unwrap_or_default();
             let mut h = Sha256::new();
             for part in [
                 pod.metadata.uid.as_deref().unwrap_or_default(),
@@ -150,16 +196,30 @@ pub fn images<'a>(
                     continue;
                 }
             };
-            let image_id = (!image_id.is_empty()).then(|| image_id.to_owned());
-            let named = match ImageRef::new(image.to_owned(), image_id.clone()) {
-                Ok(named) => Some(named),
-                Err(_) if image_id.is_some() => {
-                    tracing::warn!(
-                        "kubernetes: the image ID {image_id:?} of {ns}/{name} {container} is not one an entry can name: recorded without it"
-                    );
-                    ImageRef::new(image.to_owned(), None).ok()
+            let named = match ImageRef::new(image.to_owned(), None) {
+                Ok(mut named) => {
+                    // The status speaks of this image only when it is of the image the spec
+                    // names now: after a patch it still describes the old container until
+                    // the kubelet replaces it.
+                    let pulled = found
+                        .filter(|s| !s.image_id.is_empty() && of_image(s, image))
+                        .map(|s| s.image_id.clone());
+                    if let Some(id) = pulled {
+                        match check_image_id("image.image_id", &id) {
+                            Ok(()) => named.image_id = Some(id),
+                            Err(e) => tracing::warn!(
+                                "kubernetes: the image of {ns}/{name} {container} is recorded without its image ID: {e}"
+                            ),
+                        }
+                    }
+                    Some(named)
                 }
-                Err(_) => None,
+                Err(e) => {
+                    tracing::warn!(
+                        "kubernetes: the image of {ns}/{name} {container} is recorded at its registry without being named: {e}"
+                    );
+                    None
+                }
             };
             out.push(Image {
                 object,
@@ -210,6 +270,8 @@ mod tests {
         }
     }
 
+    const PULLED: &str = "quay.io/keycloak/keycloak@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
     fn pod(ns: &str, name: &str, node: Option<&str>, phase: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
@@ -222,7 +284,7 @@ mod tests {
                             {"name": "scratch", "emptyDir": {}}]
             },
             "status": {"phase": phase, "containerStatuses": [
-                {"name": "app", "image": "quay.io/keycloak/keycloak:26.0", "imageID": "quay.io/keycloak/keycloak@sha256:aa",
+                {"name": "app", "image": "quay.io/keycloak/keycloak:26.0", "imageID": PULLED,
                  "ready": true, "restartCount": 0}
             ]}
         }))
@@ -255,7 +317,9 @@ mod tests {
             shown,
             [
                 // The entry names the image as written and the digest the kubelet pulled.
-                "image/wp/kc-0/app quay.io spec.containers{app} quay.io/keycloak/keycloak:26.0 quay.io/keycloak/keycloak@sha256:aa",
+                &format!(
+                    "image/wp/kc-0/app quay.io spec.containers{{app}} quay.io/keycloak/keycloak:26.0 {PULLED}"
+                ),
                 // An ephemeral container someone added to debug the pod runs code too.
                 "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger} busybox -",
                 "image/wp/kc-0/init registry.gouv.example spec.initContainers{init} registry.gouv.example/busybox:1 -",
@@ -317,6 +381,74 @@ mod tests {
             Some(ImageRef::new("quay.io/keycloak/keycloak:26.0".into(), None).unwrap()),
             "a bad image ID is left out, the reference is kept"
         );
+    }
+
+    /// The digest a status reports is signed as the image's only when the status is of that
+    /// image: a container patched to another image still reports the old one's until the
+    /// kubelet replaces it, and the entry then names no digest rather than the old one's.
+    #[test]
+    fn a_status_of_another_image_does_not_name_the_digest() {
+        let set = BTreeSet::from(["wp".to_owned()]);
+        let app = |p: Pod| {
+            images(&[p], &set)
+                .into_iter()
+                .find(|i| i.object.id.ends_with("/app"))
+                .unwrap()
+                .image
+                .unwrap()
+        };
+        let mut patched = pod("wp", "x", Some("a"), "Running");
+        patched.spec.as_mut().unwrap().containers[0].image =
+            Some("quay.io/keycloak/keycloak:26.1".into());
+        let named = app(patched.clone());
+        assert_eq!(
+            (named.reference.as_str(), named.image_id),
+            ("quay.io/keycloak/keycloak:26.1", None)
+        );
+        // The kubelet replaced it: the status is of the new image, in the runtime's spelling.
+        let statuses = patched
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap();
+        statuses[0].image = "quay.io/keycloak/keycloak:26.1".into();
+        assert_eq!(app(patched.clone()).image_id.as_deref(), Some(PULLED));
+        // Docker Hub's short names, as containerd reports them, are the same image.
+        for (spec, status) in [
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
+            ("index.docker.io/library/postgres:17", "postgres:17"),
+        ] {
+            let mut p = pod("wp", "x", Some("a"), "Running");
+            p.spec.as_mut().unwrap().containers[0].image = Some(spec.into());
+            p.status
+                .as_mut()
+                .unwrap()
+                .container_statuses
+                .as_mut()
+                .unwrap()[0]
+                .image = status.into();
+            assert_eq!(
+                app(p).image_id.as_deref(),
+                Some(PULLED),
+                "{spec} / {status}"
+            );
+        }
+        // Pinned by digest: an image ID of that digest is of it, whatever the status's name.
+        let digest = PULLED.split_once('@').unwrap().1;
+        let mut p = pod("wp", "x", Some("a"), "Running");
+        p.spec.as_mut().unwrap().containers[0].image =
+            Some(format!("registry.example.fr/keycloak@{digest}"));
+        p.status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .image = "sha256:0000".into();
+        assert_eq!(app(p).image_id.as_deref(), Some(PULLED));
     }
 
     #[test]

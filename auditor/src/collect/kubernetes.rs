@@ -363,6 +363,16 @@ fn placement_key(o: &Observation, kind: Kind) -> String {
     key
 }
 
+/// Whether `o` differs from the placement recorded under `previous` only by naming its image
+/// (an entry written before entries named images, recorded again once after the upgrade).
+fn only_naming(previous: &str, o: &Observation, kind: Kind) -> bool {
+    o.image.is_some() && {
+        let mut unnamed = o.clone();
+        unnamed.image = None;
+        placement_key(&unnamed, kind) == previous
+    }
+}
+
 /// The latest entry about the collector's `object_id` (in its own store) in the ledger
 /// under the signed head the service's own sequencer published, if any: an entry about the
 /// same identifier in another store is not the volume's, and an entry row the database's owner
@@ -498,6 +508,9 @@ enum Pending {
         place: Place,
         reason: Option<String>,
         kind: Kind,
+        /// The entry only names the image its latest entry did not (the first pass after an
+        /// upgrade): its violation, if any, was raised when first recorded.
+        named_only: bool,
     },
     /// An object gone from the cluster (its identifier).
     Removed(String),
@@ -887,6 +900,9 @@ async fn pass(
                 }
                 if recorded.get(&id).map(|r| &r.key) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
+                    let named_only = recorded
+                        .get(&id)
+                        .is_some_and(|r| only_naming(&r.key, o, kind));
                     items.push(submission);
                     keys.push(Pending::Placed {
                         recorded: Recorded { object, key },
@@ -894,6 +910,7 @@ async fn pass(
                         place,
                         reason,
                         kind,
+                        named_only,
                     });
                 }
             }
@@ -936,7 +953,7 @@ async fn pass(
         match answer.await {
             Ok(Ok(committed)) => {
                 for (pending, outcome) in keys.by_ref().take(n).zip(&committed.entries) {
-                    let (recorded_now, regarding, place, reason, kind) = match pending {
+                    let (recorded_now, regarding, place, reason, kind, named_only) = match pending {
                         Pending::Removed(id) => {
                             tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
                             recorded.remove(&id);
@@ -960,7 +977,8 @@ async fn pass(
                             place,
                             reason,
                             kind,
-                        } => (recorded, regarding, place, reason, kind),
+                            named_only,
+                        } => (recorded, regarding, place, reason, kind, named_only),
                     };
                     let id = recorded_now.object.id.clone();
                     tracing::info!(
@@ -968,7 +986,7 @@ async fn pass(
                         outcome.verdict,
                         outcome.seq
                     );
-                    if outcome.verdict == "violation" {
+                    if outcome.verdict == "violation" && !named_only {
                         let (at, node) = match &place {
                             Place::Node(node) => (format!("on node {node}"), Some(node)),
                             Place::Destination(block) => (format!("egress to {block}"), None),
@@ -1084,5 +1102,11 @@ mod tests {
         let mut pulled = named.clone();
         pulled.image.as_mut().unwrap().image_id = None;
         assert_ne!(key(&pulled), key(&named));
+        // Naming the image is all that changed: no Event is raised again for it.
+        assert!(only_naming(&key(&older), &named, Kind::Image));
+        assert!(!only_naming(&key(&named), &named, Kind::Image));
+        let mut moved = named.clone();
+        moved.content = [0; 32];
+        assert!(!only_naming(&key(&older), &moved, Kind::Image));
     }
 }

@@ -105,7 +105,11 @@ fn violation<M: Markup>(out: &mut String, v: &ViolationRow) {
         true,
     );
     if let Some(i) = &v.image {
-        M::paragraph(out, &format!("Image: {}.", image::<M>(i)), false);
+        M::paragraph(
+            out,
+            &format!("Image at the last violation entry: {}.", image::<M>(i)),
+            false,
+        );
     }
     if let Some(r) = &v.resolved {
         let how = if r.subject_kind == super::REMOVED {

@@ -545,6 +545,18 @@ impl SignedReport {
                 "a {FORMAT_V2} report has no policies_in_force (added in {FORMAT})"
             )));
         }
+        let r = &self.report;
+        if format == FORMAT_V2
+            && (r.objects.iter().any(|o| o.image.is_some())
+                || r.open_violations
+                    .iter()
+                    .chain(&r.resolved_violations)
+                    .any(|v| v.image.is_some()))
+        {
+            return Err(ReportError::NotAReport(format!(
+                "a {FORMAT_V2} report names no images (added in {FORMAT})"
+            )));
+        }
         let cp = &self.report.checkpoint;
         let (body, _) = open_checkpoint(&cp.note, keys)
             .map_err(|e| ReportError::Checkpoint(format!("its note does not open: {e}")))?;
@@ -980,6 +992,15 @@ mod tests {
         }];
         let err = forged.sign(&k).check(k.verifier()).unwrap_err().to_string();
         assert!(err.contains("has no policies_in_force"), "{err}");
+        // Or with an image named: refused.
+        let mut forged = sample(&k);
+        forged.format = FORMAT_V2.into();
+        assert!(forged.open_violations[0].image.is_some());
+        let err = forged.sign(&k).check(k.verifier()).unwrap_err().to_string();
+        assert!(
+            err.contains("a hexagone.report@v2 report names no images"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1039,29 +1039,46 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     let debugger = "image/intranet/exo-0/debugger image ghcr.io violation";
     wait_for(&auditor.db, dir.path(), &[pod, app, init, app, debugger]).await;
     // The kubelet reports the digest it pulled (kwok's stages report none: the test writes
-    // the status as a kubelet would): recorded again, naming it.
+    // the status as a kubelet would). First the old container's, not yet replaced: recorded
+    // again (the stamp changed) but naming no digest, since the status is of `app:1`; then
+    // the new container's: recorded naming it.
+    let old = format!("registry.gouv.example/app@sha256:{}", "cd".repeat(32));
     let digest = format!("registry.gouv.example/app@sha256:{}", "ab".repeat(32));
-    let mut status = pods.get_status("exo-0").await.unwrap().status.unwrap();
-    for s in status.container_statuses.iter_mut().flatten() {
-        if s.name == "app" {
-            s.image_id = digest.clone();
+    let report = |image: &'static str, id: String| {
+        let pods = pods.clone();
+        async move {
+            let mut status = pods.get_status("exo-0").await.unwrap().status.unwrap();
+            for s in status.container_statuses.iter_mut().flatten() {
+                if s.name == "app" {
+                    s.image = image.to_owned();
+                    s.image_id = id.clone();
+                }
+            }
+            pods.patch_status(
+                "exo-0",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"containerStatuses": status.container_statuses}})),
+            )
+            .await
+            .unwrap();
         }
-    }
-    pods.patch_status(
-        "exo-0",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"containerStatuses": status.container_statuses}})),
-    )
-    .await
-    .unwrap();
+    };
+    report("registry.gouv.example/app:1", old).await;
     wait_for(
         &auditor.db,
         dir.path(),
         &[pod, app, init, app, debugger, app],
     )
     .await;
+    report("registry.gouv.example/app:2", digest.clone()).await;
+    wait_for(
+        &auditor.db,
+        dir.path(),
+        &[pod, app, init, app, debugger, app, app],
+    )
+    .await;
     // Each image entry names the image as the pod spec wrote it, and the digest pulled once
-    // the kubelet reported it.
+    // the kubelet reported it for that image.
     assert_eq!(
         named_images(&auditor.db, &dir.path().join("images.jsonl")),
         [
@@ -1069,6 +1086,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
             "image/intranet/exo-0/init busybox:1.36 -",
             "image/intranet/exo-0/app registry.gouv.example/app:2 -",
             "image/intranet/exo-0/debugger ghcr.io/someone/tools:1 -",
+            "image/intranet/exo-0/app registry.gouv.example/app:2 -",
             &format!("image/intranet/exo-0/app registry.gouv.example/app:2 {digest}"),
         ]
     );
@@ -1108,6 +1126,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
         app,
         debugger,
         app,
+        app,
         "image/intranet/exo-0/app image removed",
         "image/intranet/exo-0/debugger image removed",
         "image/intranet/exo-0/init image removed",
@@ -1116,7 +1135,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     wait_for(&auditor.db, dir.path(), &all).await;
     let metrics = get(&auditor.addr, "/metrics");
     for want in [
-        "hexagone_auditor_collected_images_total 5",
+        "hexagone_auditor_collected_images_total 6",
         "hexagone_auditor_collected_removals_total 4",
     ] {
         assert!(metrics.contains(want), "{want} not in {metrics}");
@@ -1124,7 +1143,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     auditor.stop_and_verify(
         dir.path(),
         all.len(),
-        "verdicts: 4 compliant, 2 violation, 0 unknown",
+        "verdicts: 5 compliant, 2 violation, 0 unknown",
     );
 }
 

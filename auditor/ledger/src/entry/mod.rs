@@ -23,15 +23,17 @@ mod encode;
 mod fact;
 #[doc(hidden)]
 pub mod fixture;
+mod image;
 mod observation;
 mod prepared;
 mod timestamp;
 
 pub use decode::{make_verdict, parse_country, parse_hash};
 pub use fact::Fact;
+pub use image::{ImageRef, check_image_id, check_reference};
 pub use observation::{
-    Assessment, DatabaseId, Evidence, ImageRef, Judged, Locality, ObjectId, Observation, PolicyRef,
-    Verdict, check_image, check_text, check_verdict,
+    Assessment, DatabaseId, Evidence, Judged, Locality, ObjectId, Observation, PolicyRef, Verdict,
+    check_text, check_verdict,
 };
 pub use prepared::{ENTRY_HEAD_MAX, Prepared};
 pub use timestamp::Timestamp;
@@ -53,9 +55,6 @@ pub const MAX_REASONS: usize = 32;
 pub const MAX_DATABASES: usize = 16;
 /// Longest fact, in bytes of canonical JSON.
 pub const MAX_FACT: usize = 2048;
-/// Longest image reference or image ID, in bytes (the reference grammar's longest is 520: a
-/// 255-byte name, a 128-byte tag and a SHA-512 digest).
-pub const MAX_IMAGE: usize = 600;
 /// The object class of the images the collector records ([`Observation::image`]).
 pub const IMAGE_CLASS: &str = "image";
 /// The store the auditor's own Kubernetes collector records in, which no writer may use: the
