@@ -272,6 +272,17 @@ mod tests {
 
     const PULLED: &str = "quay.io/keycloak/keycloak@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
+    /// The status of the `app` container of a pod made by [`pod`].
+    fn app_status(p: &mut Pod) -> &mut ContainerStatus {
+        &mut p
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+    }
+
     fn pod(ns: &str, name: &str, node: Option<&str>, phase: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
@@ -345,13 +356,7 @@ mod tests {
         let spec = p.spec.as_mut().unwrap();
         spec.containers[0].image = Some("quay.io/keycloak/keycloak:26.0 jdupont@example.fr".into());
         spec.init_containers.as_mut().unwrap()[0].image = Some(format!("r/{}", "a".repeat(700)));
-        p.status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0]
-            .image_id = "docker-pullable://x@y@sha256:aa".into();
+        app_status(&mut p).image_id = "docker-pullable://x@y@sha256:aa".into();
         let found = images(&[p], &BTreeSet::from(["wp".to_owned()]));
         let named: Vec<(&str, Option<&ImageRef>)> = found
             .iter()
@@ -368,13 +373,7 @@ mod tests {
             Some(("busybox", None))
         );
         let mut p = pod("wp", "y", Some("a"), "Running");
-        p.status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0]
-            .image_id = "docker-pullable://x@y@sha256:aa".into();
+        app_status(&mut p).image_id = "docker-pullable://x@y@sha256:aa".into();
         let app = images(&[p], &BTreeSet::from(["wp".to_owned()])).remove(0);
         assert_eq!(
             app.image,
@@ -406,14 +405,7 @@ mod tests {
             ("quay.io/keycloak/keycloak:26.1", None)
         );
         // The kubelet replaced it: the status is of the new image, in the runtime's spelling.
-        let statuses = patched
-            .status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap();
-        statuses[0].image = "quay.io/keycloak/keycloak:26.1".into();
+        app_status(&mut patched).image = "quay.io/keycloak/keycloak:26.1".into();
         assert_eq!(app(patched.clone()).image_id.as_deref(), Some(PULLED));
         // Docker Hub's short names, as containerd reports them, are the same image.
         for (spec, status) in [
@@ -423,13 +415,7 @@ mod tests {
         ] {
             let mut p = pod("wp", "x", Some("a"), "Running");
             p.spec.as_mut().unwrap().containers[0].image = Some(spec.into());
-            p.status
-                .as_mut()
-                .unwrap()
-                .container_statuses
-                .as_mut()
-                .unwrap()[0]
-                .image = status.into();
+            app_status(&mut p).image = status.into();
             assert_eq!(
                 app(p).image_id.as_deref(),
                 Some(PULLED),
@@ -441,13 +427,7 @@ mod tests {
         let mut p = pod("wp", "x", Some("a"), "Running");
         p.spec.as_mut().unwrap().containers[0].image =
             Some(format!("registry.example.fr/keycloak@{digest}"));
-        p.status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0]
-            .image = "sha256:0000".into();
+        app_status(&mut p).image = "sha256:0000".into();
         assert_eq!(app(p).image_id.as_deref(), Some(PULLED));
     }
 
@@ -468,14 +448,7 @@ mod tests {
             Some("quay.io/keycloak/keycloak:26.1".into());
         assert_ne!(first, app(patched), "the image was patched");
         let mut moved = pod("wp", "x", Some("a"), "Running");
-        moved
-            .status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0]
-            .image_id = "quay.io/keycloak/keycloak@sha256:bb".into();
+        app_status(&mut moved).image_id = "quay.io/keycloak/keycloak@sha256:bb".into();
         assert_ne!(first, app(moved), "the tag now names other content");
         let mut again = pod("wp", "x", Some("a"), "Running");
         again.metadata.uid = Some("another".into());

@@ -55,13 +55,13 @@ impl ImageRef {
 /// The longest name (domain and path) of a reference, in bytes (`NameTotalLengthMax`).
 const MAX_NAME: usize = 255;
 
-/// Checks an image reference ([module documentation](self)).
+/// Checks an image reference ([`ImageRef`] and `docs/ledger.md`).
 pub fn check_reference(field: &'static str, s: &str) -> Result<(), EntryError> {
     reference(s, true).map_err(|problem| bad(field, s, problem))
 }
 
 /// Checks an image ID as the kubelet reports it: a digest, or a name and digest, possibly
-/// behind `docker-pullable://` or `docker://` ([module documentation](self)).
+/// behind `docker-pullable://` or `docker://` ([`ImageRef`] and `docs/ledger.md`).
 pub fn check_image_id(field: &'static str, s: &str) -> Result<(), EntryError> {
     let rest = s
         .strip_prefix("docker-pullable://")
