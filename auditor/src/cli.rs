@@ -657,6 +657,17 @@ fn prove_verify(a: ProveVerifyArgs) -> anyhow::Result<u8> {
     for reason in l.verdict.reasons() {
         println!("  - {reason}");
     }
+    if let Some(i) = &o.image {
+        println!(
+            "image {}, {}",
+            i.reference,
+            i.image_id
+                .as_deref()
+                .map_or("no pull reported yet".to_owned(), |id| format!(
+                    "pulled as {id}"
+                ))
+        );
+    }
     if !a.policies.is_empty() {
         println!("the verdict replays from the recorded evidence under the policy given");
     }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer};
 use hexagone_platform::NodeDescription;
 
 use crate::ledger::entry::{
-    Body, EncodedBody, EntryError, ObjectId, Timestamp, check_text, parse_hash, request_hash,
+    Body, EncodedBody, EntryError, ImageRef, ObjectId, Timestamp, check_text, parse_hash,
+    request_hash,
 };
 use crate::ledger::tree::Hash;
 
@@ -147,8 +148,14 @@ pub enum Location {
     Endpoint(String),
     /// At the registry a container image is pulled from (its host): an endpoint of the
     /// inventory by that name, else a place nothing locates (the collector's images; never
-    /// written by an HTTP writer).
-    Registry(String),
+    /// written by an HTTP writer), and which image it is, which the entry names.
+    Registry {
+        /// The registry host, with its port if any.
+        host: String,
+        /// The image: reference and image ID (`None` when the reference is not one an entry
+        /// can hold).
+        image: Option<ImageRef>,
+    },
 }
 
 /// One observation as reported: facts only, not yet judged.

@@ -259,9 +259,14 @@ class Pod:
 class Ground:
     runs = 0
 
-    def __init__(self, docs, budget, keep, keycloak=False):
+    def __init__(self, docs, budget, keep, keycloak=False, auditor=None):
         self.docs = docs
         self.keycloak = keycloak
+        # The auditor's binary: `hexagone-auditor serve` stands where the rendering sends the
+        # filer's notifications (check_notifications); None: not run.
+        self.auditor = auditor
+        self.auditor_ep = None
+        self.auditor_proc = None
         self.budget = budget
         self.keep = keep
         self.namespace = None
@@ -368,9 +373,13 @@ class Ground:
         public = sorted({r["host"] for i in self.ingresses for r in i["spec"].get("rules") or [] if r.get("host")})
         if public:
             self.hosts.append(f"{self.subnet}.1 {' '.join(public)}")
+        self.auditor_up()
         self.outside_up()
         for pod in self.pods + self.jobs + self.crons:
             self.attach(pod)
+        if self.auditor_ep is not None:
+            self.attach(self.auditor_ep)
+            self.auditor_start()
         self.police()
 
     def attach(self, pod):
@@ -423,7 +432,8 @@ class Ground:
     def endpoints(self):
         """Everything with an address a peer can select: pods, Jobs, clients, and the bridge,
         which is the node and plays the ingress controller's namespace."""
-        return [p for p in self.pods + self.jobs + self.crons + list(self.clients.values()) if p.ip] + [self.controller] + self.virtual
+        auditor = [self.auditor_ep] if self.auditor_ep is not None else []
+        return [p for p in self.pods + self.jobs + self.crons + list(self.clients.values()) if p.ip] + [self.controller] + self.virtual + auditor
 
     def namespace_of(self, ep):
         return ep.namespace or self.namespace
@@ -637,6 +647,124 @@ class Ground:
                                                 f"log={self.relay_log}", *targets],
                                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.scratch, "outside.log"), "ab"),
                                                start_new_session=True))
+
+    # --- the auditor, where the filer's notifications go ---------------------------------
+
+    def notification_url(self):
+        """The auditor URL the rendered filer notifies (its notification.toml), or None."""
+        for data in self.configmaps.values():
+            m = re.search(r'endpoint = "(http://[^"]+)"', data.get("notification.toml", ""))
+            if m:
+                return m.group(1)
+        return None
+
+    def auditor_up(self):
+        """The auditor as the rendering expects it (namespace hexagone-audit, pods and Service
+        hexagone-auditor, its port; platform/src/workplace/render.rs): an address of its own,
+        named by its Service in every pod's hosts file, selected by the filer's egress policy as
+        a pod of that namespace with its labels. Its ledger, key, policy and inventory (the
+        endpoint the URL names, at the filer's addresses) in the scratch root, and the writer
+        token the filer's env takes from the Secret the operations guide has ops create, made
+        by `serve token add` (docs/auditor-service.md)."""
+        url = self.notification_url()
+        if self.auditor is None or url is None:
+            return
+        u = urllib.parse.urlsplit(url)
+        service, namespace = u.hostname.split(".")[:2]
+        ep = Pod("Client", service, service, {"metadata": {"labels": {"app.kubernetes.io/name": service}},
+                                              "spec": {"containers": [{}]}}, 0)
+        ep.namespace, ep.ip = namespace, self.address()
+        ep.port = u.port
+        ep.endpoint = dict(urllib.parse.parse_qsl(u.query))["endpoint"]
+        names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+        self.hosts.append(f"{ep.ip} {' '.join(names)}")
+        d = os.path.join(self.scratch, "auditor")
+        os.makedirs(d)
+        run([self.auditor, "keygen", "--name", "proving.hexagone.test/ledger", "--out", os.path.join(d, "ledger.key")])
+        token = subprocess.run([self.auditor, "serve", "token", "add", "seaweedfs", "--tokens", os.path.join(d, "tokens")],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        for (name, key) in [(n, k) for n, k in self.secret_refs() if n == "hexagone-auditor-token"]:
+            self.secrets[(name, key)] = token
+        ep.dir = d
+        self.auditor_ep = ep
+
+    def secret_refs(self):
+        """Every (Secret, key) a rendered container's env names."""
+        for pod in self.pods + self.jobs + self.crons:
+            for c in (pod.spec.get("initContainers") or []) + pod.spec["containers"]:
+                for e in c.get("env") or []:
+                    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                    if ref:
+                        yield ref["name"], ref["key"]
+
+    def auditor_start(self):
+        """`hexagone-auditor serve` in the auditor's namespace, once it listens."""
+        ep, d = self.auditor_ep, self.auditor_ep.dir
+        filers = [p.ip_for(self) for p in self.pods if p.adapter() == "seaweedfs" and (p.container.get("args") or [""])[0] == "filer"]
+        with open(os.path.join(d, "inventory.yaml"), "w") as f:
+            f.write(f"- name: {ep.endpoint}\n  addresses: [{', '.join(filers) or ep.ip}]\n")
+        policy = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "policies", "france-standard.yaml")
+        ep.db = f"sqlite:{os.path.join(d, 'ledger.sqlite')}"
+        self.auditor_proc = subprocess.Popen(
+            ["ip", "netns", "exec", ep.ns, self.auditor, "serve", "--db", ep.db, "--key", os.path.join(d, "ledger.key"),
+             "--policy", policy, "--tokens", os.path.join(d, "tokens"), "--inventory", os.path.join(d, "inventory.yaml"),
+             "--listen", f"{ep.ip}:{ep.port}"],
+            stdout=subprocess.PIPE, stderr=open(os.path.join(self.scratch, "auditor.log"), "ab"), text=True,
+            start_new_session=True)
+        line = self.auditor_proc.stdout.readline()
+        if not line.startswith("serve listening on "):
+            raise RuntimeError(f"hexagone-auditor serve did not start: {line!r}; {tail(self.scratch, 'auditor')}")
+
+    def ledger(self):
+        """The auditor's entries so far, as `export` writes them."""
+        out = os.path.join(self.auditor_ep.dir, "bundle.jsonl")
+        r = subprocess.run([self.auditor, "export", "--db", self.auditor_ep.db, "--out", out], capture_output=True, text=True)
+        if r.returncode != 0:
+            return []
+        return [json.loads(line)["entry"] for line in open(out) if line.startswith('{"entry":')]
+
+    def check_notifications(self):
+        """The rendered filer notifies the auditor (SeaweedFS's webhook notifier, configured by
+        the rendering's notification.toml, its token from the Secret): a document put through S3
+        with the rendered credentials is recorded, as its bucket's and key's SHA-256 on the
+        endpoint the URL names; deleted through S3, its removal is recorded; the backup's dump is
+        recorded too (docs/auditor-service.md, "SeaweedFS")."""
+        if self.auditor_ep is None:
+            log("notifications: not checked: " + ("no auditor binary given" if self.auditor is None else "no filer notification rendered"))
+            return
+        s3 = getattr(self, "s3", None)
+        name = "seaweedfs: the filer notifies the auditor of a document put through S3, then of its deletion"
+        if s3 is None:
+            self.check(name, False, "S3 is not ready")
+            return
+        _, client, url, key, secret = s3
+        bucket, obj = "documents", f"spaces/7/proving-{self.tag}.odt"
+        digest = lambda s: hashlib.sha256(s.encode() + b"\0").hexdigest()  # noqa: E731 - events.rs `digest`
+        store = f"seaweedfs/{self.auditor_ep.endpoint}/bucket-sha256:{digest(bucket)}"
+        wanted = {"store": store, "object": f"sha256:{digest(obj)}"}
+        steps = []
+        for method, body in [("PUT", None), ("PUT", "compte rendu de la réunion"), ("DELETE", None)]:
+            target = f"{url}{bucket}" + ("" if body is None and method == "PUT" else f"/{obj}")
+            data = (body or "").encode()
+            status, text = self.http(client, target, method=method, body=body, headers=sigv4(method, target, key, secret, data))
+            steps.append(f"{method} {target[len(url):]}: {status}")
+            if status not in (200, 204, 409):
+                self.check(name, False, f"{'; '.join(steps)}: {text[-200:]}")
+                return
+        deadline = time.monotonic() + 20
+        kinds = []
+        while time.monotonic() < deadline:
+            entries = [e for e in self.ledger() if e.get("store") == wanted["store"] and e.get("object") == wanted["object"]]
+            kinds = [e["kind"] for e in entries]
+            if kinds[-1:] == ["removal"]:
+                break
+            time.sleep(0.5)
+        dumps = [e for e in self.ledger() if e.get("kind") == "observation" and e.get("store", "").startswith(f"seaweedfs/{self.auditor_ep.endpoint}/")
+                 and e.get("store") != wanted["store"]]
+        self.check(name, "observation" in kinds and kinds[-1:] == ["removal"],
+                   f"{'; '.join(steps)}; the ledger holds {kinds} for it; {tail(self.scratch, 'auditor')}")
+        self.check("seaweedfs: the filer notifies the auditor of the backup's dump", bool(dumps),
+                   f"{len(self.ledger())} entries, none of another bucket")
 
     # --- a pod's environment and volumes ------------------------------------------------
 
@@ -1130,6 +1258,7 @@ class Ground:
         self.check_matrix_admin()
         self.check_seaweedfs()
         self.check_backups()
+        self.check_notifications()
 
     def run_job(self, job, deadline):
         try:
@@ -1758,6 +1887,8 @@ class Ground:
     def down(self):
         if self.ingress is not None:
             self.ingress.close()
+        if self.auditor_proc is not None:
+            kill(self.auditor_proc, signal.SIGKILL)
         for proc in self.listeners:
             kill(proc, signal.SIGKILL)
         # Every pod is stopped at once, as a namespace's deletion does, each with its image's
@@ -1937,7 +2068,7 @@ def kill(proc, sig=signal.SIGTERM):
 
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: eXo's mail sent to a port of the
-    relay its egress does not open, Valkey without --requirepass, an
+    relay its egress does not open, the filer not notifying deletions, Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
     client for Synapse allowing another callback, the namespace's isolation policy dropped, the
     ingress policies' pod peers made
@@ -1948,6 +2079,12 @@ def mutants(docs):
 
     docs = copy.deepcopy(docs)
     must_fail = set()
+    # The filer not told of deletions: the auditor would keep a deleted document where it was.
+    for d in docs:
+        toml = (d.get("data") or {}).get("notification.toml") if d.get("kind") == "ConfigMap" else None
+        if toml and '"delete", ' in toml:
+            d["data"]["notification.toml"] = toml.replace('"delete", ', "")
+            must_fail.add("seaweedfs: the filer notifies the auditor of a document put through S3, then of its deletion")
     # eXo told to submit its mail on a port of the relay its egress policy does not open.
     for d in docs:
         data = d.get("data") or {}
@@ -2094,6 +2231,7 @@ def main():
     ap.add_argument("--keycloak", action="store_true",
                     help="run Keycloak too (its build and first start take minutes on two cores; not in the mutants' run)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch root (logs, data) for inspection")
+    ap.add_argument("--auditor", help="the hexagone-auditor binary, to stand where the filer's notifications go")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("proving: needs root (network namespaces, setpriv)", file=sys.stderr)
@@ -2104,7 +2242,7 @@ def main():
         return 2
     # A stopped run (tests/run's trap, a CI timeout) still removes its namespaces and processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    g = Ground(docs, a.budget, a.keep, keycloak=a.keycloak)
+    g = Ground(docs, a.budget, a.keep, keycloak=a.keycloak, auditor=a.auditor)
     try:
         g.go()
         rc = g.report()
@@ -2115,7 +2253,7 @@ def main():
         if not must_fail:
             print("proving: the mutants found nothing to break (the rendering changed?)", file=sys.stderr)
             return 1
-        m = Ground(bad, a.budget, False)
+        m = Ground(bad, a.budget, False, auditor=a.auditor)
         try:
             m.go()
         finally:

@@ -11,9 +11,10 @@
 //!
 //! Whoever wrote the pod — the operator rendering the catalog, ops overriding the registry, or
 //! anyone who patches a pod's image or adds an ephemeral container — the image is recorded
-//! where it was taken from. Its content stamp is the image as written and, once the kubelet
-//! reports it, the image ID it resolved (`status.containerStatuses[].imageID`, the digest
-//! actually pulled): a tag moved to other content is recorded again.
+//! where it was taken from, and the entry names it: the reference as written and, once the
+//! kubelet reports it, the image ID it resolved (`status.containerStatuses[].imageID`, the
+//! digest actually pulled). Its content stamp is made of both: a tag moved to other content is
+//! recorded again.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +22,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, ObjectReference, Pod};
 use sha2::{Digest as _, Sha256};
 
 use super::volumes::STORE;
-use crate::ledger::entry::{EntryError, ObjectId};
+use crate::ledger::entry::{ImageRef, ObjectId, check_image_id};
 use crate::ledger::tree::Hash;
 
 /// The object class of an image a workplace pod runs.
@@ -40,6 +41,10 @@ pub struct Image {
     pub content: Hash,
     /// The registry host (with its port, if any) the image is pulled from.
     pub registry: String,
+    /// The image as the entry names it; `None` for a reference no runtime can pull (outside
+    /// the reference grammar's characters: nothing ran from it). An image ID outside them is
+    /// left out (`image_id: None`).
+    pub image: Option<ImageRef>,
     /// The pod and the container's field, which a violation's Event is about.
     pub regarding: ObjectReference,
 }
@@ -68,12 +73,61 @@ pub fn registry(reference: &str) -> String {
     }
 }
 
+/// A reference as runtimes resolve it, to compare two spellings of one image: the registry
+/// host ([`registry`]), `library/` for a Docker Hub image of one component, and `:latest`
+/// when neither tag nor digest is written (distribution/reference `normalize.go`,
+/// `ParseNormalizedNamed` and `TagNameOnly`).
+fn normalized(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    let path = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            rest
+        }
+        _ => name,
+    };
+    let host = registry(reference);
+    let mut path = path.to_owned();
+    if host == DEFAULT_REGISTRY && !path.contains('/') {
+        path.insert_str(0, "library/");
+    }
+    let tagged = path.rsplit('/').next().is_some_and(|l| l.contains(':'));
+    if !tagged && digest.is_none() {
+        path.push_str(":latest");
+    }
+    match digest {
+        Some(d) => format!("{host}/{path}@{d}"),
+        None => format!("{host}/{path}"),
+    }
+}
+
+/// Whether a container status is of `image`, the reference the spec names: the same image
+/// once both are resolved, or, for a reference pinned by digest, an image ID of that digest.
+fn of_image(status: &ContainerStatus, image: &str) -> bool {
+    if normalized(&status.image) == normalized(image) {
+        return true;
+    }
+    image.split_once('@').is_some_and(|(_, digest)| {
+        status.image_id.ends_with(&format!("@{digest}"))
+            || status.image_id.ends_with(&format!("/{digest}"))
+            || status.image_id == digest
+    })
+}
+
 /// Every container image and image volume of every pod bound to a node in `namespaces` (the
-/// workplace namespaces), finished or not, sorted by object.
+/// workplace namespaces), finished or not, sorted by object. One that cannot be named as an
+/// object (an identifier past an entry's bounds, which the API server's own limits prevent) is
+/// left out with a warning: it does not keep the others from being recorded.
 pub fn images<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     namespaces: &BTreeSet<String>,
-) -> Result<Vec<Image>, EntryError> {
+) -> Vec<Image> {
     let mut out = Vec::new();
     for pod in pods {
         let (Some(ns), Some(name), Some(spec)) =
@@ -114,13 +168,12 @@ pub fn images<'a>(
                 status.and_then(|s| s.container_statuses.as_ref()),
                 status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
             ];
-            let image_id = statuses
+            let found = statuses
                 .into_iter()
                 .flatten()
                 .flatten()
-                .find(|s| s.name == container)
-                .map(|s| s.image_id.as_str())
-                .unwrap_or_default();
+                .find(|s| s.name == container);
+            let image_id = found.map(|s| s.image_id.as_str()).unwrap_or_default();
             let mut h = Sha256::new();
             for part in [
                 pod.metadata.uid.as_deref().unwrap_or_default(),
@@ -130,14 +183,49 @@ pub fn images<'a>(
                 h.update(part);
                 h.update(b"\n");
             }
+            let object = match ObjectId::new(
+                STORE.to_owned(),
+                CLASS.to_owned(),
+                format!("image/{ns}/{name}/{container}"),
+            ) {
+                Ok(object) => object,
+                Err(e) => {
+                    tracing::warn!(
+                        "kubernetes: the image of {ns}/{name} {container} cannot be recorded: {e}"
+                    );
+                    continue;
+                }
+            };
+            let named = match ImageRef::new(image.to_owned(), None) {
+                Ok(mut named) => {
+                    // The status speaks of this image only when it is of the image the spec
+                    // names now: after a patch it still describes the old container until
+                    // the kubelet replaces it.
+                    let pulled = found
+                        .filter(|s| !s.image_id.is_empty() && of_image(s, image))
+                        .map(|s| s.image_id.clone());
+                    if let Some(id) = pulled {
+                        match check_image_id("image.image_id", &id) {
+                            Ok(()) => named.image_id = Some(id),
+                            Err(e) => tracing::warn!(
+                                "kubernetes: the image of {ns}/{name} {container} is recorded without its image ID: {e}"
+                            ),
+                        }
+                    }
+                    Some(named)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "kubernetes: the image of {ns}/{name} {container} is recorded at its registry without being named: {e}"
+                    );
+                    None
+                }
+            };
             out.push(Image {
-                object: ObjectId::new(
-                    STORE.to_owned(),
-                    CLASS.to_owned(),
-                    format!("image/{ns}/{name}/{container}"),
-                )?,
+                object,
                 content: h.finalize().into(),
                 registry: registry(image),
+                image: named,
                 regarding: ObjectReference {
                     api_version: Some("v1".to_owned()),
                     kind: Some("Pod".to_owned()),
@@ -154,7 +242,7 @@ pub fn images<'a>(
         }
     }
     out.sort_by(|a, b| a.object.id.cmp(&b.object.id));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -182,6 +270,19 @@ mod tests {
         }
     }
 
+    const PULLED: &str = "quay.io/keycloak/keycloak@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    /// The status of the `app` container of a pod made by [`pod`].
+    fn app_status(p: &mut Pod) -> &mut ContainerStatus {
+        &mut p
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+    }
+
     fn pod(ns: &str, name: &str, node: Option<&str>, phase: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
@@ -194,7 +295,7 @@ mod tests {
                             {"name": "scratch", "emptyDir": {}}]
             },
             "status": {"phase": phase, "containerStatuses": [
-                {"name": "app", "image": "quay.io/keycloak/keycloak:26.0", "imageID": "quay.io/keycloak/keycloak@sha256:aa",
+                {"name": "app", "image": "quay.io/keycloak/keycloak:26.0", "imageID": PULLED,
                  "ready": true, "restartCount": 0}
             ]}
         }))
@@ -208,36 +309,126 @@ mod tests {
             pod("wp", "pending", None, "Pending"),
             pod("other", "kc-0", Some("a"), "Running"),
         ];
-        let found = images(&pods, &BTreeSet::from(["wp".to_owned()])).unwrap();
+        let found = images(&pods, &BTreeSet::from(["wp".to_owned()]));
         let shown: Vec<String> = found
             .iter()
             .map(|i| {
+                let image = i.image.as_ref().unwrap();
                 format!(
-                    "{} {} {}",
+                    "{} {} {} {} {}",
                     i.object.id,
                     i.registry,
-                    i.regarding.field_path.as_deref().unwrap()
+                    i.regarding.field_path.as_deref().unwrap(),
+                    image.reference,
+                    image.image_id.as_deref().unwrap_or("-"),
                 )
             })
             .collect();
         assert_eq!(
             shown,
             [
-                "image/wp/kc-0/app quay.io spec.containers{app}",
+                // The entry names the image as written and the digest the kubelet pulled.
+                &format!(
+                    "image/wp/kc-0/app quay.io spec.containers{{app}} quay.io/keycloak/keycloak:26.0 {PULLED}"
+                ),
                 // An ephemeral container someone added to debug the pod runs code too.
-                "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger}",
-                "image/wp/kc-0/init registry.gouv.example spec.initContainers{init}",
+                "image/wp/kc-0/debugger docker.io spec.ephemeralContainers{debugger} busybox -",
+                "image/wp/kc-0/init registry.gouv.example spec.initContainers{init} registry.gouv.example/busybox:1 -",
                 // An OCI artifact mounted as a volume is pulled from a registry too.
-                "image/wp/kc-0/volume:models ghcr.io spec.volumes{models}",
+                "image/wp/kc-0/volume:models ghcr.io spec.volumes{models} ghcr.io/acme/models:1 -",
             ]
         );
         // A finished Job's code ran: its images stay recorded while the pod exists.
         let done = images(
             &[pod("wp", "done", Some("a"), "Succeeded")],
             &BTreeSet::from(["wp".to_owned()]),
-        )
-        .unwrap();
+        );
         assert_eq!(done.len(), 4);
+    }
+
+    /// Whoever writes the pod writes the texts the entry would hold: a reference outside the
+    /// reference grammar's characters (which no runtime pulls) is recorded at its registry
+    /// without being named, an image ID outside them is left out, and neither keeps the other
+    /// containers from being recorded with theirs.
+    #[test]
+    fn an_image_text_no_entry_can_hold_is_left_out_not_the_image() {
+        let mut p = pod("wp", "x", Some("a"), "Running");
+        let spec = p.spec.as_mut().unwrap();
+        spec.containers[0].image = Some("quay.io/keycloak/keycloak:26.0 jdupont@example.fr".into());
+        spec.init_containers.as_mut().unwrap()[0].image = Some(format!("r/{}", "a".repeat(700)));
+        app_status(&mut p).image_id = "docker-pullable://x@y@sha256:aa".into();
+        let found = images(&[p], &BTreeSet::from(["wp".to_owned()]));
+        let named: Vec<(&str, Option<&ImageRef>)> = found
+            .iter()
+            .map(|i| (i.object.id.as_str(), i.image.as_ref()))
+            .collect();
+        assert_eq!(found.len(), 4, "{named:?}");
+        assert_eq!(named[0], ("image/wp/x/app", None));
+        assert_eq!(found[0].registry, "quay.io");
+        assert_eq!(named[2], ("image/wp/x/init", None));
+        assert_eq!(
+            named[1]
+                .1
+                .map(|i| (i.reference.as_str(), i.image_id.as_deref())),
+            Some(("busybox", None))
+        );
+        let mut p = pod("wp", "y", Some("a"), "Running");
+        app_status(&mut p).image_id = "docker-pullable://x@y@sha256:aa".into();
+        let app = images(&[p], &BTreeSet::from(["wp".to_owned()])).remove(0);
+        assert_eq!(
+            app.image,
+            Some(ImageRef::new("quay.io/keycloak/keycloak:26.0".into(), None).unwrap()),
+            "a bad image ID is left out, the reference is kept"
+        );
+    }
+
+    /// The digest a status reports is signed as the image's only when the status is of that
+    /// image: a container patched to another image still reports the old one's until the
+    /// kubelet replaces it, and the entry then names no digest rather than the old one's.
+    #[test]
+    fn a_status_of_another_image_does_not_name_the_digest() {
+        let set = BTreeSet::from(["wp".to_owned()]);
+        let app = |p: Pod| {
+            images(&[p], &set)
+                .into_iter()
+                .find(|i| i.object.id.ends_with("/app"))
+                .unwrap()
+                .image
+                .unwrap()
+        };
+        let mut patched = pod("wp", "x", Some("a"), "Running");
+        patched.spec.as_mut().unwrap().containers[0].image =
+            Some("quay.io/keycloak/keycloak:26.1".into());
+        let named = app(patched.clone());
+        assert_eq!(
+            (named.reference.as_str(), named.image_id),
+            ("quay.io/keycloak/keycloak:26.1", None)
+        );
+        // The kubelet replaced it: the status is of the new image, in the runtime's spelling.
+        app_status(&mut patched).image = "quay.io/keycloak/keycloak:26.1".into();
+        assert_eq!(app(patched.clone()).image_id.as_deref(), Some(PULLED));
+        // Docker Hub's short names, as containerd reports them, are the same image.
+        for (spec, status) in [
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
+            ("index.docker.io/library/postgres:17", "postgres:17"),
+        ] {
+            let mut p = pod("wp", "x", Some("a"), "Running");
+            p.spec.as_mut().unwrap().containers[0].image = Some(spec.into());
+            app_status(&mut p).image = status.into();
+            assert_eq!(
+                app(p).image_id.as_deref(),
+                Some(PULLED),
+                "{spec} / {status}"
+            );
+        }
+        // Pinned by digest: an image ID of that digest is of it, whatever the status's name.
+        let digest = PULLED.split_once('@').unwrap().1;
+        let mut p = pod("wp", "x", Some("a"), "Running");
+        p.spec.as_mut().unwrap().containers[0].image =
+            Some(format!("registry.example.fr/keycloak@{digest}"));
+        app_status(&mut p).image = "sha256:0000".into();
+        assert_eq!(app(p).image_id.as_deref(), Some(PULLED));
     }
 
     #[test]
@@ -245,7 +436,6 @@ mod tests {
         let set = BTreeSet::from(["wp".to_owned()]);
         let app = |p: Pod| {
             images(&[p], &set)
-                .unwrap()
                 .into_iter()
                 .find(|i| i.object.id.ends_with("/app"))
                 .unwrap()
@@ -258,14 +448,7 @@ mod tests {
             Some("quay.io/keycloak/keycloak:26.1".into());
         assert_ne!(first, app(patched), "the image was patched");
         let mut moved = pod("wp", "x", Some("a"), "Running");
-        moved
-            .status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0]
-            .image_id = "quay.io/keycloak/keycloak@sha256:bb".into();
+        app_status(&mut moved).image_id = "quay.io/keycloak/keycloak@sha256:bb".into();
         assert_ne!(first, app(moved), "the tag now names other content");
         let mut again = pod("wp", "x", Some("a"), "Running");
         again.metadata.uid = Some("another".into());

@@ -352,14 +352,25 @@ fn placement_key(o: &Observation, kind: Kind) -> String {
     let mut key = format!("{}\n{}\n", o.object.class, o.locality.subject);
     if matches!(kind, Kind::Image) {
         // One registry serves other code too: the image itself (as written, and the digest
-        // pulled) decides as well.
-        key.push_str(&format!("{:?}\n", o.content));
+        // pulled) decides as well, and whether the entry names it (entries written before
+        // they did are written again, once, naming it).
+        key.push_str(&format!("{:?}\n{:?}\n", o.content, o.image));
     }
     for e in o.locality.evidence.iter() {
         key.push_str(&format!("{:?} {:?} {:?}\n", e.source, e.assessment, e.fact));
     }
     key.push_str(&format!("{:?}", o.locality.verdict));
     key
+}
+
+/// Whether `o` differs from the placement recorded under `previous` only by naming its image
+/// (an entry written before entries named images, recorded again once after the upgrade).
+fn only_naming(previous: &str, o: &Observation, kind: Kind) -> bool {
+    o.image.is_some() && {
+        let mut unnamed = o.clone();
+        unnamed.image = None;
+        placement_key(&unnamed, kind) == previous
+    }
 }
 
 /// The latest entry about the collector's `object_id` (in its own store) in the ledger
@@ -497,6 +508,9 @@ enum Pending {
         place: Place,
         reason: Option<String>,
         kind: Kind,
+        /// The entry only names the image its latest entry did not (the first pass after an
+        /// upgrade): its violation, if any, was raised when first recorded.
+        named_only: bool,
     },
     /// An object gone from the cluster (its identifier).
     Removed(String),
@@ -656,11 +670,7 @@ async fn pass(
         tracing::warn!("kubernetes: an egress destination cannot be recorded: {e}");
         Vec::new()
     });
-    let images =
-        super::images::images(pods.iter().map(|a| &**a), &namespaces).unwrap_or_else(|e| {
-            tracing::warn!("kubernetes: an image cannot be recorded: {e}");
-            Vec::new()
-        });
+    let images = super::images::images(pods.iter().map(|a| &**a), &namespaces);
     let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
         .map(|p| (Item::on_node(p), Kind::Volume))
@@ -688,7 +698,10 @@ async fn pass(
                     place: Place::Registry(i.registry.clone()),
                     object: i.object,
                     content: i.content,
-                    location: Location::Registry(i.registry),
+                    location: Location::Registry {
+                        host: i.registry,
+                        image: i.image,
+                    },
                     regarding: i.regarding,
                 },
                 Kind::Image,
@@ -887,6 +900,9 @@ async fn pass(
                 }
                 if recorded.get(&id).map(|r| &r.key) != Some(&key) {
                     let reason = o.locality.verdict.reasons().first().cloned();
+                    let named_only = recorded
+                        .get(&id)
+                        .is_some_and(|r| only_naming(&r.key, o, kind));
                     items.push(submission);
                     keys.push(Pending::Placed {
                         recorded: Recorded { object, key },
@@ -894,6 +910,7 @@ async fn pass(
                         place,
                         reason,
                         kind,
+                        named_only,
                     });
                 }
             }
@@ -936,7 +953,7 @@ async fn pass(
         match answer.await {
             Ok(Ok(committed)) => {
                 for (pending, outcome) in keys.by_ref().take(n).zip(&committed.entries) {
-                    let (recorded_now, regarding, place, reason, kind) = match pending {
+                    let (recorded_now, regarding, place, reason, kind, named_only) = match pending {
                         Pending::Removed(id) => {
                             tracing::info!("kubernetes: {id}: removed (entry {})", outcome.seq);
                             recorded.remove(&id);
@@ -960,7 +977,8 @@ async fn pass(
                             place,
                             reason,
                             kind,
-                        } => (recorded, regarding, place, reason, kind),
+                            named_only,
+                        } => (recorded, regarding, place, reason, kind, named_only),
                     };
                     let id = recorded_now.object.id.clone();
                     tracing::info!(
@@ -968,7 +986,7 @@ async fn pass(
                         outcome.verdict,
                         outcome.seq
                     );
-                    if outcome.verdict == "violation" {
+                    if outcome.verdict == "violation" && !named_only {
                         let (at, node) = match &place {
                             Place::Node(node) => (format!("on node {node}"), Some(node)),
                             Place::Destination(block) => (format!("egress to {block}"), None),
@@ -1060,4 +1078,35 @@ fn truncated(mut s: String, max: usize) -> String {
         s.push_str("...");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::{Timestamp, fixture};
+
+    /// An image entry written before entries named their image is written again once, naming
+    /// it (the first pass after the upgrade); then only a change records it again.
+    #[test]
+    fn an_image_entry_that_does_not_name_its_image_is_written_again_once() {
+        let Body::Observation(named) = fixture::image_observation(0) else {
+            unreachable!()
+        };
+        let mut older = named.clone();
+        older.image = None;
+        let key = |o: &Observation| placement_key(o, Kind::Image);
+        assert_ne!(key(&older), key(&named));
+        let mut later = named.clone();
+        later.locality.observed_at = Timestamp(named.locality.observed_at.0 + 60_000);
+        assert_eq!(key(&later), key(&named));
+        let mut pulled = named.clone();
+        pulled.image.as_mut().unwrap().image_id = None;
+        assert_ne!(key(&pulled), key(&named));
+        // Naming the image is all that changed: no Event is raised again for it.
+        assert!(only_naming(&key(&older), &named, Kind::Image));
+        assert!(!only_naming(&key(&named), &named, Kind::Image));
+        let mut moved = named.clone();
+        moved.content = [0; 32];
+        assert!(!only_naming(&key(&older), &moved, Kind::Image));
+    }
 }

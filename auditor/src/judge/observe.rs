@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::body::locality;
 use super::cache::Evaluations;
 use super::{Inventory, JudgeError};
-use crate::ingest::{Report, Submission};
+use crate::ingest::{Location, Report, Submission};
 use crate::ledger::entry::{Body, Judged, Observation, Timestamp, request_hash};
 
 /// The auditor's judge: one policy, the geolocation databases, the attestations and the
@@ -97,12 +97,17 @@ impl<'a> ObservationJudge<'a> {
         geo: &GeoSnapshot,
         now: OffsetDateTime,
     ) -> Result<Submission, JudgeError> {
+        let image = match &report.location {
+            Location::Registry { image, .. } => image.clone(),
+            Location::Node(_) | Location::Endpoint(_) => None,
+        };
         let (subject, kind) = self.inventory.resolve(report.location)?;
         // The entry keeps milliseconds: judge at a time it can record exactly.
         let now = Timestamp::from_datetime(now).to_datetime().unwrap_or(now);
         let (observation, encoded) = Observation::new_judged(
             report.object,
             report.content,
+            image,
             &*self.judged(subject, kind, geo, now)?,
             Timestamp::from_datetime(now),
             report.id.as_deref().map(request_hash),

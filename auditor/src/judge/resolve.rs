@@ -137,7 +137,7 @@ impl Inventory {
     ) -> Result<(NodeDescription, SubjectKind), JudgeError> {
         Ok(match location {
             Location::Node(node) => (node.into_description(), SubjectKind::Node),
-            Location::Registry(host) => {
+            Location::Registry { host, .. } => {
                 // The host without its port: `host:port`, `[v6]` or `[v6]:port`.
                 let bare = match host.strip_prefix('[') {
                     Some(rest) => rest.split(']').next().unwrap_or_default(),
@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn a_registry_is_an_endpoint_of_the_inventory_or_placed_by_nothing() {
         let at = |host: &str| Report {
-            location: Location::Registry(host.into()),
+            location: Location::Registry {
+                host: host.into(),
+                image: None,
+            },
             ..parse_line(1, &endpoint("backup-gra")).unwrap()
         };
         let standard = "france-standard";

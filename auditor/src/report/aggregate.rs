@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    BoundRow, CheckpointRef, CountRow, FORMAT, JurisdictionRow, ObjectRow, Period, PolicyChangeRow,
-    PolicyInForceRow, PolicyRow, REMOVED, Report, Resolution, StoreRow, Totals, Verdicts,
-    ViolationRow,
+    BoundRow, CheckpointRef, CountRow, FORMAT, ImageRow, JurisdictionRow, ObjectRow, Period,
+    PolicyChangeRow, PolicyInForceRow, PolicyRow, REMOVED, Report, Resolution, StoreRow, Totals,
+    Verdicts, ViolationRow,
 };
 use crate::ledger::entry::{
     Assessment, Body, Entry, ObjectId, Observation, POLICY_CLASS, Source, Timestamp, Verdict,
@@ -121,6 +121,7 @@ impl Aggregator {
             store: key.0.clone(),
             class: key.1.clone(),
             object: key.2.clone(),
+            image: o.image.as_ref().map(ImageRow::from),
             subject: l.subject.clone(),
             subject_kind: l.subject_kind.as_str().into(),
             country: countries(o),
@@ -139,6 +140,7 @@ impl Aggregator {
                     store: key.0.clone(),
                     class: key.1.clone(),
                     object: key.2.clone(),
+                    image: None,
                     subject: String::new(),
                     subject_kind: String::new(),
                     country: String::new(),
@@ -153,6 +155,7 @@ impl Aggregator {
                     evidence: vec![],
                     resolved: None,
                 });
+                v.image = row.image.clone();
                 v.subject = row.subject.clone();
                 v.subject_kind = row.subject_kind.clone();
                 v.country = row.country.clone();
@@ -615,6 +618,29 @@ pub(crate) mod fixture {
         }
     }
 
+    /// Entry `seq` at day `day`: the collector's image `object`, `reference` pulled as
+    /// `image_id`, from `registry` in `country` (a violation unless FR).
+    pub fn image_entry(
+        seq: u64,
+        day: i64,
+        object: &str,
+        registry: &str,
+        country: &str,
+        (reference, image_id): (&str, Option<&str>),
+    ) -> Entry {
+        let mut e = entry(seq, day, object, registry, country);
+        let Body::Observation(o) = &mut e.body else {
+            unreachable!()
+        };
+        o.object = ObjectId::new("kubernetes".into(), "image".into(), object.into()).unwrap();
+        o.locality.subject_kind = SubjectKind::Endpoint;
+        o.image = Some(
+            crate::ledger::entry::ImageRef::new(reference.into(), image_id.map(Into::into))
+                .unwrap(),
+        );
+        e
+    }
+
     /// Entry `seq` at day `day`: object `object` on `node`, in `country` (a violation
     /// unless FR).
     pub fn entry(seq: u64, day: i64, object: &str, node: &str, country: &str) -> Entry {
@@ -629,6 +655,7 @@ pub(crate) mod fixture {
             time: Timestamp(day * DAY),
             prev: [0; 32],
             body: Body::Observation(Observation {
+                image: None,
                 object: ObjectId::new("minio/documents".into(), "document".into(), object.into())
                     .unwrap(),
                 content: [1; 32],

@@ -141,6 +141,7 @@ pub fn render(signed: &SignedReport) -> String {
     markup::inventory::<Html>(&mut h, r);
     markup::bounds::<Html>(&mut h, &r.bounds);
     markup::objects::<Html>(&mut h, &r.objects);
+    markup::images::<Html>(&mut h, &r.objects);
     markup::policies::<Html>(&mut h, &r.policies);
     markup::policies_in_force::<Html>(&mut h, &r.policies_in_force);
     markup::policy_changes::<Html>(&mut h, &r.policy_changes);

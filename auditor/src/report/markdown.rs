@@ -76,6 +76,7 @@ pub fn render(signed: &SignedReport) -> String {
     markup::inventory::<Markdown>(&mut m, r);
     markup::bounds::<Markdown>(&mut m, &r.bounds);
     markup::objects::<Markdown>(&mut m, &r.objects);
+    markup::images::<Markdown>(&mut m, &r.objects);
     markup::policies::<Markdown>(&mut m, &r.policies);
     markup::policies_in_force::<Markdown>(&mut m, &r.policies_in_force);
     markup::policy_changes::<Markdown>(&mut m, &r.policy_changes);

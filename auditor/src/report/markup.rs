@@ -3,7 +3,7 @@
 //! own frame (cards, charts, the embedded data) stays with its format.
 
 use super::{
-    BoundRow, ObjectRow, PolicyChangeRow, PolicyInForceRow, PolicyRow, Report, Verdicts,
+    BoundRow, ImageRow, ObjectRow, PolicyChangeRow, PolicyInForceRow, PolicyRow, Report, Verdicts,
     ViolationRow,
 };
 
@@ -104,6 +104,13 @@ fn violation<M: Markup>(out: &mut String, v: &ViolationRow) {
         ),
         true,
     );
+    if let Some(i) = &v.image {
+        M::paragraph(
+            out,
+            &format!("Image at the last violation entry: {}.", image::<M>(i)),
+            false,
+        );
+    }
     if let Some(r) = &v.resolved {
         let how = if r.subject_kind == super::REMOVED {
             "the object was removed".to_owned()
@@ -258,6 +265,54 @@ pub(super) fn objects<M: Markup>(out: &mut String, objects: &[ObjectRow]) {
                 (M::escape(&o.verdict), Cell::Verdict),
                 (o.seq.to_string(), Cell::Number),
                 (M::escape(&o.time), Cell::Mono),
+            ]
+        })
+        .collect();
+    M::table(out, &heads, &rows);
+}
+
+/// An image, for a person: its reference and the digest pulled, or that none was reported.
+fn image<M: Markup>(i: &ImageRow) -> String {
+    match &i.image_id {
+        Some(id) => format!("{}, pulled as {}", M::code(&i.reference), M::code(id)),
+        None => format!("{}, no pull reported yet", M::code(&i.reference)),
+    }
+}
+
+/// The images the workplace's pods run at the period's end, where their entries name them:
+/// which image, pulled as which digest, from which registry; nothing when none does.
+pub(super) fn images<M: Markup>(out: &mut String, objects: &[ObjectRow]) {
+    let named: Vec<(&ObjectRow, &ImageRow)> = objects
+        .iter()
+        .filter_map(|o| Some((o, o.image.as_ref()?)))
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    M::heading(out, "Images at the period's end", None);
+    let heads = [
+        ("Object", false),
+        ("Image", false),
+        ("Image ID (pulled)", false),
+        ("Registry", false),
+        ("Country", false),
+        ("Verdict", false),
+        ("Entry", true),
+    ];
+    let rows: Vec<Vec<(String, Cell)>> = named
+        .iter()
+        .map(|(o, i)| {
+            vec![
+                (M::escape(&o.object), Cell::Mono),
+                (M::escape(&i.reference), Cell::Mono),
+                (
+                    M::escape(i.image_id.as_deref().unwrap_or("not reported yet")),
+                    Cell::Mono,
+                ),
+                (M::escape(&o.subject), Cell::Mono),
+                (M::escape(&o.country), Cell::Text),
+                (M::escape(&o.verdict), Cell::Verdict),
+                (o.seq.to_string(), Cell::Number),
             ]
         })
         .collect();

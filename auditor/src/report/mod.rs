@@ -356,6 +356,9 @@ pub struct ObjectRow {
     pub class: String,
     /// Identifier in the store (as recorded: an identifier or a hash).
     pub object: String,
+    /// For an image the collector recorded: which image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRow>,
     /// Node or endpoint holding it.
     pub subject: String,
     /// `node` or `endpoint`.
@@ -381,6 +384,9 @@ pub struct ViolationRow {
     pub class: String,
     /// Identifier in the store.
     pub object: String,
+    /// For an image: which image, as the last violation entry names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRow>,
     /// Node or endpoint holding it at the last violation entry.
     pub subject: String,
     /// `node` or `endpoint`.
@@ -410,6 +416,25 @@ pub struct ViolationRow {
     pub evidence: Vec<String>,
     /// The compliant entry that resolved it; `None` while it is open.
     pub resolved: Option<Resolution>,
+}
+
+/// Which image a container runs, as its entry names it ([`crate::ledger::entry::ImageRef`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRow {
+    /// The image as the pod spec writes it.
+    pub reference: String,
+    /// The image ID the kubelet reported pulling (the digest), `None` until it did.
+    pub image_id: Option<String>,
+}
+
+impl From<&crate::ledger::entry::ImageRef> for ImageRow {
+    fn from(i: &crate::ledger::entry::ImageRef) -> Self {
+        Self {
+            reference: i.reference.clone(),
+            image_id: i.image_id.clone(),
+        }
+    }
 }
 
 /// Where a violation went: the compliant entry that resolved it.
@@ -458,7 +483,18 @@ impl Report {
     /// compares a report with: the report the ledger gives, in the report's own version.
     pub fn as_version(mut self, format: &str) -> Self {
         if format == FORMAT_V2 {
+            // Nor images: that version's ledgers named none.
             self.policies_in_force.clear();
+            for o in &mut self.objects {
+                o.image = None;
+            }
+            for v in self
+                .open_violations
+                .iter_mut()
+                .chain(&mut self.resolved_violations)
+            {
+                v.image = None;
+            }
         }
         self.format = format.to_owned();
         self
@@ -507,6 +543,18 @@ impl SignedReport {
         if format == FORMAT_V2 && !self.report.policies_in_force.is_empty() {
             return Err(ReportError::NotAReport(format!(
                 "a {FORMAT_V2} report has no policies_in_force (added in {FORMAT})"
+            )));
+        }
+        let r = &self.report;
+        if format == FORMAT_V2
+            && (r.objects.iter().any(|o| o.image.is_some())
+                || r.open_violations
+                    .iter()
+                    .chain(&r.resolved_violations)
+                    .any(|v| v.image.is_some()))
+        {
+            return Err(ReportError::NotAReport(format!(
+                "a {FORMAT_V2} report names no images (added in {FORMAT})"
             )));
         }
         let cp = &self.report.checkpoint;
@@ -703,11 +751,33 @@ mod tests {
             stores: vec![],
             countries: vec![],
             jurisdictions: vec![],
-            objects: vec![],
+            objects: vec![ObjectRow {
+                store: "kubernetes".into(),
+                class: "image".into(),
+                object: "image/wp/exo-0/exo".into(),
+                image: Some(ImageRow {
+                    reference: "registry.example.fr/hexagone/exo:7.1".into(),
+                    image_id: Some(
+                        "registry.example.fr/hexagone/exo@sha256:\
+                         9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                            .into(),
+                    ),
+                }),
+                subject: "registry.example.fr".into(),
+                subject_kind: "endpoint".into(),
+                country: "FR".into(),
+                verdict: "compliant".into(),
+                seq: 2,
+                time: "2026-11-03T00:00:00.000Z".into(),
+            }],
             open_violations: vec![ViolationRow {
                 store: "minio/documents".into(),
                 class: "document".into(),
                 object: "<script>alert(1)</script>".into(),
+                image: Some(ImageRow {
+                    reference: "<b>exo</b>".into(),
+                    image_id: None,
+                }),
                 subject: "fsn-1".into(),
                 subject_kind: "node".into(),
                 country: "DE".into(),
@@ -816,9 +886,46 @@ mod tests {
     #[test]
     fn renderings_match_the_committed_snapshots() {
         let k = key(1);
-        let a = snapshot_ledger(9);
+        let mut a = snapshot_ledger(9);
+        // The collector's images, named by their entries (a v2 report had none).
+        use super::aggregate::fixture::image_entry;
+        for e in [
+            image_entry(
+                10,
+                9,
+                "image/wp/exo-0/exo",
+                "registry.example.fr",
+                "FR",
+                (
+                    "registry.example.fr/hexagone/exo:7.1",
+                    Some(
+                        "registry.example.fr/hexagone/exo@sha256:\
+                         9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    ),
+                ),
+            ),
+            image_entry(
+                11,
+                9,
+                "image/wp/exo-0/debugger",
+                "5.9.0.1:5000",
+                "DE",
+                ("5.9.0.1:5000/tools/debug:1", None),
+            ),
+        ] {
+            a.add(&e);
+        }
         let sample = sample(&k);
         let signed = a.finish(sample.checkpoint, sample.generated_at).sign(&k);
+        let named = |r: &Report| {
+            r.objects.iter().filter(|o| o.image.is_some()).count()
+                + r.open_violations
+                    .iter()
+                    .filter(|v| v.image.is_some())
+                    .count()
+        };
+        assert_eq!(named(&signed.report), 3);
+        assert_eq!(named(&signed.report.clone().as_version(FORMAT_V2)), 0);
         for format in [Format::Json, Format::Md, Format::Html] {
             let text = render(&signed, format);
             insta::with_settings!({
@@ -885,6 +992,15 @@ mod tests {
         }];
         let err = forged.sign(&k).check(k.verifier()).unwrap_err().to_string();
         assert!(err.contains("has no policies_in_force"), "{err}");
+        // Or with an image named: refused.
+        let mut forged = sample(&k);
+        forged.format = FORMAT_V2.into();
+        assert!(forged.open_violations[0].image.is_some());
+        let err = forged.sign(&k).check(k.verifier()).unwrap_err().to_string();
+        assert!(
+            err.contains("a hexagone.report@v2 report names no images"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -343,6 +343,33 @@ fn recorded(db: &str, out: &std::path::Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// The images the ledger's entries name, in ledger order: `object reference image-ID` (`-`
+/// for none reported).
+fn named_images(db: &str, out: &std::path::Path) -> Vec<String> {
+    run_ok(
+        &["export", "--db", db, "--out", out.to_str().unwrap()],
+        None,
+    );
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("{\"entry\":"))
+        .map(|e| Entry::decode(&e.as_bytes()[..e.len() - 1]).unwrap())
+        .filter_map(|e| match e.body {
+            Body::Observation(o) => {
+                let i = o.image?;
+                Some(format!(
+                    "{} {} {}",
+                    o.object.id,
+                    i.reference,
+                    i.image_id.as_deref().unwrap_or("-")
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 async fn wait_for(db: &str, dir: &std::path::Path, want: &[&str]) {
     let out = dir.join("poll.jsonl");
     eventually(&format!("the ledger holds {want:?}"), || {
@@ -1011,6 +1038,84 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     .unwrap();
     let debugger = "image/intranet/exo-0/debugger image ghcr.io violation";
     wait_for(&auditor.db, dir.path(), &[pod, app, init, app, debugger]).await;
+    // The kubelet reports the digest it pulled (kwok's stages report none: the test writes
+    // the status as a kubelet would). First the old container's, not yet replaced: recorded
+    // again (the stamp changed) but naming no digest, since the status is of `app:1`; then
+    // the new container's: recorded naming it.
+    let old = format!("registry.gouv.example/app@sha256:{}", "cd".repeat(32));
+    let digest = format!("registry.gouv.example/app@sha256:{}", "ab".repeat(32));
+    let report = |image: &'static str, id: String| {
+        let pods = pods.clone();
+        async move {
+            let mut status = pods.get_status("exo-0").await.unwrap().status.unwrap();
+            for s in status.container_statuses.iter_mut().flatten() {
+                if s.name == "app" {
+                    s.image = image.to_owned();
+                    s.image_id = id.clone();
+                }
+            }
+            pods.patch_status(
+                "exo-0",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"containerStatuses": status.container_statuses}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    report("registry.gouv.example/app:1", old).await;
+    wait_for(
+        &auditor.db,
+        dir.path(),
+        &[pod, app, init, app, debugger, app],
+    )
+    .await;
+    report("registry.gouv.example/app:2", digest.clone()).await;
+    wait_for(
+        &auditor.db,
+        dir.path(),
+        &[pod, app, init, app, debugger, app, app],
+    )
+    .await;
+    // Each image entry names the image as the pod spec wrote it, and the digest pulled once
+    // the kubelet reported it for that image.
+    assert_eq!(
+        named_images(&auditor.db, &dir.path().join("images.jsonl")),
+        [
+            "image/intranet/exo-0/app registry.gouv.example/app:1 -",
+            "image/intranet/exo-0/init busybox:1.36 -",
+            "image/intranet/exo-0/app registry.gouv.example/app:2 -",
+            "image/intranet/exo-0/debugger ghcr.io/someone/tools:1 -",
+            "image/intranet/exo-0/app registry.gouv.example/app:2 -",
+            &format!("image/intranet/exo-0/app registry.gouv.example/app:2 {digest}"),
+        ]
+    );
+    // An auditor checking the app's entry offline reads which image and digest it was.
+    let proof = dir.path().join("app.proof");
+    let (db, vkey) = (auditor.db.clone(), auditor.vkey.clone());
+    let want = format!("image registry.gouv.example/app:2, pulled as {digest}");
+    eventually("a proof of the app's latest image entry", || {
+        let made = crate::util::run(
+            &[
+                "prove",
+                "--db",
+                &db,
+                "--object",
+                "image/intranet/exo-0/app",
+                "--out",
+                proof.to_str().unwrap(),
+            ],
+            None,
+        );
+        let checked = crate::util::run(
+            &["prove", "verify", proof.to_str().unwrap(), "--trust", &vkey],
+            None,
+        );
+        let out = String::from_utf8_lossy(&checked.stdout).into_owned();
+        let ok = made.status.success() && checked.status.success() && out.contains(&want);
+        async move { if ok { Ok(()) } else { Err(out) } }
+    })
+    .await;
     pods.delete("exo-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
@@ -1020,6 +1125,8 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
         init,
         app,
         debugger,
+        app,
+        app,
         "image/intranet/exo-0/app image removed",
         "image/intranet/exo-0/debugger image removed",
         "image/intranet/exo-0/init image removed",
@@ -1028,7 +1135,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     wait_for(&auditor.db, dir.path(), &all).await;
     let metrics = get(&auditor.addr, "/metrics");
     for want in [
-        "hexagone_auditor_collected_images_total 4",
+        "hexagone_auditor_collected_images_total 6",
         "hexagone_auditor_collected_removals_total 4",
     ] {
         assert!(metrics.contains(want), "{want} not in {metrics}");
@@ -1036,7 +1143,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     auditor.stop_and_verify(
         dir.path(),
         all.len(),
-        "verdicts: 3 compliant, 2 violation, 0 unknown",
+        "verdicts: 5 compliant, 2 violation, 0 unknown",
     );
 }
 

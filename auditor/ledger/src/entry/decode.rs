@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::observation::check_digest;
 use super::{
     Assessment, AssessmentKind, Body, DatabaseId, ENTRY_VERSION, Entry, EntryError, Evidence, Fact,
-    Locality, MAX_ENTRY, MAX_EVIDENCE, MAX_REASONS, ObjectId, Observation, PolicyRef, Timestamp,
-    Verdict, check_text,
+    ImageRef, Locality, MAX_ENTRY, MAX_EVIDENCE, MAX_REASONS, ObjectId, Observation, PolicyRef,
+    Timestamp, Verdict, check_text,
 };
 use crate::tree::Hash;
 
@@ -165,6 +165,15 @@ struct RawDatabase<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawImage<'a> {
+    #[serde(borrow)]
+    reference: Cow<'a, str>,
+    #[serde(borrow)]
+    image_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawEntry<'a> {
     v: u8,
     seq: u64,
@@ -182,6 +191,8 @@ struct RawEntry<'a> {
     object: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    image: Option<RawImage<'a>>,
     #[serde(borrow, default)]
     subject: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -319,6 +330,10 @@ impl RawEntry<'_> {
                 let observation = Observation {
                     object,
                     content,
+                    image: self.image.map(|i| ImageRef {
+                        reference: i.reference.into_owned(),
+                        image_id: i.image_id.map(Cow::into_owned),
+                    }),
                     locality: Locality {
                         subject: text("subject", self.subject)?,
                         subject_kind: name(

@@ -145,7 +145,15 @@ pub(super) fn encode_observation_head(out: &mut String, o: &Observation) {
     push_object(out, &o.object);
     out.push_str(",\"content\":\"");
     push_hex(out, &o.content);
-    out.push_str("\",\"subject\":");
+    out.push('"');
+    if let Some(image) = &o.image {
+        out.push_str(",\"image\":{\"reference\":");
+        push_str(out, &image.reference);
+        out.push_str(",\"image_id\":");
+        push_opt_str(out, image.image_id.as_deref());
+        out.push('}');
+    }
+    out.push_str(",\"subject\":");
     push_str(out, &l.subject);
     out.push_str(",\"subject_kind\":\"");
     out.push_str(l.subject_kind.as_str());
@@ -467,8 +475,22 @@ mod tests {
         // A retried report of the policy is the same report when the digest is.
         let later = Body::policy(object.clone(), digest.into(), Timestamp(5_000)).unwrap();
         assert!(policy.body.same_report(&later));
-        let changed = Body::policy(object, digest.replace("e3b0", "e3b1"), Timestamp(999)).unwrap();
+        let changed = Body::policy(
+            object.clone(),
+            digest.replace("e3b0", "e3b1"),
+            Timestamp(999),
+        )
+        .unwrap();
         assert!(!policy.body.same_report(&changed));
+        // A retried removal (a notification delivered again) is seen again at another time.
+        let removal = |object: ObjectId, at: i64| Body::Removal {
+            object,
+            observed_at: Timestamp(at),
+            request: None,
+        };
+        assert!(removal(object.clone(), 1).same_report(&removal(object.clone(), 2)));
+        let other = ObjectId::new("kubernetes".into(), "pod".into(), "pod/wp/x".into()).unwrap();
+        assert!(!removal(object, 1).same_report(&removal(other, 1)));
     }
 
     /// An observation or removal recording a writer's request ends with `"request"`, the hash
@@ -504,7 +526,7 @@ mod tests {
             unreachable!()
         };
         let (_, encoded) =
-            Observation::new_encoded(o.object, o.content, o.locality, Some(request)).unwrap();
+            Observation::new_encoded(o.object, o.content, None, o.locality, Some(request)).unwrap();
         assert_eq!(encoded, with.body.encode());
         let removal = Entry {
             seq: 3,
@@ -552,6 +574,94 @@ mod tests {
                 r#"","request":"15ca8c68c26ae4283392ea6340a075728af00b0818f64c175e3ccc6935721017"}"#,
             ),
             Some("not allowed in a key rotation"),
+        );
+    }
+
+    /// The image an image observation names comes right after its content, reference then
+    /// image ID (`null` until the kubelet reports one); an entry without an image has no such
+    /// key, and decoding refuses every other spelling, an image where none belongs, and one
+    /// that is not an image reference.
+    #[test]
+    fn an_image_is_encoded_after_the_content_in_one_way() {
+        let entry = Entry {
+            seq: 4,
+            time: Timestamp(1_764_300_000_123),
+            prev: GENESIS_PREV,
+            body: fixture::image_observation(0),
+        };
+        let text = entry.encode();
+        let at = text.find(r#","image":{"reference":"registry.example.fr/hexagone/exo:7.1","image_id":"registry.example.fr/hexagone/exo@sha256:"#).unwrap();
+        let content = text.find(r#","content":""#).unwrap();
+        assert_eq!(at, content + r#","content":""#.len() + 64 + 1, "{text}");
+        assert!(
+            text[at..].contains(r#""},"subject":"registry.example.fr","subject_kind":"endpoint""#),
+            "{text}"
+        );
+        assert_eq!(Entry::decode(text.as_bytes()).unwrap(), entry);
+        check(&text, None);
+        let Body::Observation(o) = &entry.body else {
+            unreachable!()
+        };
+        let mut unreported = o.clone();
+        unreported.image.as_mut().unwrap().image_id = None;
+        let unreported = Entry {
+            body: Body::Observation(unreported),
+            ..entry.clone()
+        }
+        .encode();
+        assert!(
+            unreported.contains(r#"exo:7.1","image_id":null},"subject""#),
+            "{unreported}"
+        );
+        check(&unreported, None);
+        // Another spelling of the same image: refused.
+        check(
+            &unreported.replace(r#","image_id":null"#, ""),
+            Some("canonical"),
+        );
+        check(
+            &text.replace(
+                r#""image":{"reference""#,
+                r#""image":{"ref":"x","reference""#,
+            ),
+            Some("unknown field `ref`"),
+        );
+        // No image is no key, not `null`.
+        let plain = sample(1).encode();
+        check(
+            &plain.replace(r#"","subject""#, r#"","image":null,"subject""#),
+            Some("canonical"),
+        );
+        // An image on a writer's document: refused by the rule, not only by the encoding.
+        check(
+            &plain.replace(
+                r#"","subject""#,
+                r#"","image":{"reference":"exo:7","image_id":null},"subject""#,
+            ),
+            Some("field `image`: only an observation of class"),
+        );
+        // An image reference that smuggles another text, or one on a removal: refused.
+        check(
+            &text.replace("hexagone/exo:7.1", "hexagone/exo:7.1 jdupont"),
+            Some("field `image.reference`"),
+        );
+        let removal = Entry {
+            seq: 3,
+            time: Timestamp(1_000),
+            prev: GENESIS_PREV,
+            body: Body::Removal {
+                object: o.object.clone(),
+                observed_at: Timestamp(999),
+                request: None,
+            },
+        }
+        .encode();
+        check(
+            &removal.replace(
+                r#","observed_at""#,
+                r#","image":{"reference":"exo:7","image_id":null},"observed_at""#,
+            ),
+            Some("canonical"),
         );
     }
 }

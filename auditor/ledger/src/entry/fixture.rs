@@ -28,6 +28,19 @@ fn evidence(
     }
 }
 
+/// The security officer's attestation, missing: it says nothing (`sentence`).
+fn no_attestation(sentence: &str) -> Evidence {
+    evidence(
+        Source::Attestation,
+        Controller::SecurityOfficer,
+        None,
+        None,
+        Assessment::Inconclusive,
+        serde_json::json!({"kind": "attestation", "label": null, "status": {"state": "missing"}}),
+        sentence.into(),
+    )
+}
+
 /// A plausible observation of object `i` on node `node-{i % 13}`: compliant, except every
 /// 7th from 3 (its address is in DE: a violation) and every 7th from 5 (no address: unknown).
 pub fn observation(i: u64) -> Body {
@@ -42,15 +55,7 @@ pub fn observation(i: u64) -> Body {
             serde_json::json!({"kind": "topologyLabel", "key": "topology.kubernetes.io/region", "value": "fr-par"}),
             "topology label topology.kubernetes.io/region=fr-par (set by the node) is in FR by the policy's region table, an allowed country".into(),
         ),
-        evidence(
-            Source::Attestation,
-            Controller::SecurityOfficer,
-            None,
-            None,
-            Assessment::Inconclusive,
-            serde_json::json!({"kind": "attestation", "label": null, "status": {"state": "missing"}}),
-            "no NodeAttestation names the node, which proves nothing".into(),
-        ),
+        no_attestation("no NodeAttestation names the node, which proves nothing"),
     ];
     let verdict = match i % 7 {
         3 => {
@@ -124,5 +129,47 @@ pub fn observation(i: u64) -> Body {
         },
     )
     .expect("a valid fixture");
+    Body::Observation(observation)
+}
+
+/// A plausible image the collector observed, object `i`: container `app` of pod `exo-{i}` runs
+/// `registry.example.fr/hexagone/exo:7.1`, pulled as the digest of `i`, from a registry no
+/// evidence places (verdict unknown).
+pub fn image_observation(i: u64) -> Body {
+    let digest = hex::encode(leaf_hash(&i.to_le_bytes()));
+    let observation = Observation::new_encoded(
+        ObjectId {
+            store: COLLECTOR_STORE.into(),
+            class: IMAGE_CLASS.into(),
+            id: format!("image/workplace/exo-{i}/app"),
+        },
+        leaf_hash(&i.to_be_bytes()),
+        Some(
+            ImageRef::new(
+                "registry.example.fr/hexagone/exo:7.1".into(),
+                Some(format!("registry.example.fr/hexagone/exo@sha256:{digest}")),
+            )
+            .expect("a valid image"),
+        ),
+        Locality {
+            subject: "registry.example.fr".into(),
+            subject_kind: SubjectKind::Endpoint,
+            observed_at: Timestamp(1_764_300_000_000),
+            evidence: vec![no_attestation(
+                "no attestation names the endpoint, which proves nothing",
+            )]
+            .into(),
+            verdict: Verdict::Unknown(vec!["no location evidence places the endpoint".into()]),
+            policy: PolicyRef {
+                classification: "Standard (France)".into(),
+                digest: POLICY_DIGEST.into(),
+                extra_eu_control: None,
+            },
+            databases: Vec::new().into(),
+        },
+        None,
+    )
+    .expect("a valid fixture")
+    .0;
     Body::Observation(observation)
 }

@@ -23,12 +23,14 @@ mod encode;
 mod fact;
 #[doc(hidden)]
 pub mod fixture;
+mod image;
 mod observation;
 mod prepared;
 mod timestamp;
 
 pub use decode::{make_verdict, parse_country, parse_hash};
 pub use fact::Fact;
+pub use image::{ImageRef, check_image_id, check_reference};
 pub use observation::{
     Assessment, DatabaseId, Evidence, Judged, Locality, ObjectId, Observation, PolicyRef, Verdict,
     check_text, check_verdict,
@@ -53,6 +55,11 @@ pub const MAX_REASONS: usize = 32;
 pub const MAX_DATABASES: usize = 16;
 /// Longest fact, in bytes of canonical JSON.
 pub const MAX_FACT: usize = 2048;
+/// The object class of the images the collector records ([`Observation::image`]).
+pub const IMAGE_CLASS: &str = "image";
+/// The store the auditor's own Kubernetes collector records in, which no writer may use: the
+/// only one whose observations may name an image.
+pub const COLLECTOR_STORE: &str = "kubernetes";
 /// Longest entry, in bytes (a bundle line holds an entry and 10 bytes more).
 pub const MAX_ENTRY: usize = 60 * 1024;
 
@@ -185,6 +192,7 @@ impl Body {
     /// Whether `other` reports the same thing: for observations the same object, content and
     /// node or endpoint (a retried report is judged again, at another time, so its evidence
     /// and verdict may differ); for policies the same policy with the same digest (seen again
+    /// at another time); for removals the same object (a retried notification is seen again
     /// at another time); for rotations the same key. What an idempotency key must match.
     pub fn same_report(&self, other: &Body) -> bool {
         match (self, other) {
@@ -200,6 +208,7 @@ impl Body {
                     ..
                 },
             ) => a == b && da == db,
+            (Body::Removal { object: a, .. }, Body::Removal { object: b, .. }) => a == b,
             (Body::Observation(a), Body::Observation(b)) => {
                 a.object == b.object
                     && a.content == b.content

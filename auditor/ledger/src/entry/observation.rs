@@ -11,8 +11,9 @@ use super::encode::{
     encode_observation_head,
 };
 use super::{
-    AssessmentKind, Controller, EncodedBody, EntryError, Fact, MAX_DATABASES, MAX_ENTRY,
-    MAX_EVIDENCE, MAX_REASONS, MAX_TEXT, Source, SubjectKind, Timestamp, VerdictKind,
+    AssessmentKind, COLLECTOR_STORE, Controller, EncodedBody, EntryError, Fact, IMAGE_CLASS,
+    ImageRef, MAX_DATABASES, MAX_ENTRY, MAX_EVIDENCE, MAX_REASONS, MAX_TEXT, Source, SubjectKind,
+    Timestamp, VerdictKind,
 };
 use crate::tree::Hash;
 
@@ -224,6 +225,8 @@ pub struct Observation {
     pub object: ObjectId,
     /// SHA-256 of the object's content (as reported by its store), never the content itself.
     pub content: Hash,
+    /// For an image the collector observed: which image (reference and image ID).
+    pub image: Option<ImageRef>,
     /// Where it is and the verdict.
     pub locality: Locality,
     /// The writer's request it records: [`request_hash`](super::request_hash) of the writer's
@@ -236,22 +239,25 @@ impl Observation {
     /// The one validated constructor: every rule an observation entry must satisfy, whatever
     /// the policy (see [`Observation::check`]), and a canonical encoding that fits a bundle line.
     pub fn new(object: ObjectId, content: Hash, locality: Locality) -> Result<Self, EntryError> {
-        Self::new_encoded(object, content, locality, None).map(|(o, _)| o)
+        Self::new_encoded(object, content, None, locality, None).map(|(o, _)| o)
     }
 
     /// [`Observation::new`], also returning the canonical encoding of the entry body holding
     /// it ([`Body::encode`](super::Body::encode)), which checking its size takes anyway: a
     /// body judged this way is encoded once, by whoever judged it, not again by the sequencer.
-    /// `request` is the hash of the writer's scoped idempotency key, if the report had one.
+    /// `image` is which image, for the collector's image observations; `request` is the hash
+    /// of the writer's scoped idempotency key, if the report had one.
     pub fn new_encoded(
         object: ObjectId,
         content: Hash,
+        image: Option<ImageRef>,
         locality: Locality,
         request: Option<Hash>,
     ) -> Result<(Self, EncodedBody), EntryError> {
         let o = Self {
             object,
             content,
+            image,
             locality,
             request,
         };
@@ -268,18 +274,44 @@ impl Observation {
     /// makes a violation whose reasons are exactly those sentences; compliant needs a supporting
     /// location source and no reason; violation and unknown give reasons). Whether the verdict
     /// follows from the facts under the policy is for `verify --policy`, which replays it.
+    ///
+    /// An `image` is allowed only in an observation of class [`IMAGE_CLASS`] in store
+    /// [`COLLECTOR_STORE`] (which no writer may use) about an endpoint (the registry), and its
+    /// texts are an image reference and an image ID ([`ImageRef::new`]).
     pub fn check(&self) -> Result<(), EntryError> {
         self.object.check()?;
+        self.check_image()?;
         check_locality(&self.locality)
     }
 
+    fn check_image(&self) -> Result<(), EntryError> {
+        let Some(image) = &self.image else {
+            return Ok(());
+        };
+        if self.object.class != IMAGE_CLASS
+            || self.object.store != COLLECTOR_STORE
+            || self.locality.subject_kind != SubjectKind::Endpoint
+        {
+            return Err(EntryError::Field {
+                field: "image",
+                problem: format!(
+                    "only an observation of class {IMAGE_CLASS:?} in store {COLLECTOR_STORE:?} \
+                     about an endpoint names an image"
+                ),
+            });
+        }
+        image.check()
+    }
+
     /// An observation of `object` (content `content`) at the place of `judged`, observed at
-    /// `observed_at`, recording the writer's request `request` if any, and its body's canonical
-    /// encoding: [`Observation::new_encoded`] for a locality checked and encoded once
-    /// ([`Judged`]), whose text the encoding shares rather than writes again.
+    /// `observed_at`, naming `image` if it is one, recording the writer's request `request` if
+    /// any, and its body's canonical encoding: [`Observation::new_encoded`] for a locality
+    /// checked and encoded once ([`Judged`]), whose text the encoding shares rather than writes
+    /// again.
     pub fn new_judged(
         object: ObjectId,
         content: Hash,
+        image: Option<ImageRef>,
         judged: &Judged,
         observed_at: Timestamp,
         request: Option<Hash>,
@@ -290,9 +322,11 @@ impl Observation {
         let o = Self {
             object,
             content,
+            image,
             locality,
             request,
         };
+        o.check_image()?;
         let mut head = String::with_capacity(512);
         encode_observation_head(&mut head, &o);
         let mut end = String::new();
@@ -516,22 +550,33 @@ mod tests {
     /// is still refused when its object is bad or it would not fit an entry.
     #[test]
     fn an_observation_on_a_kept_locality_is_the_one_made_whole() {
-        for n in [0, 3] {
-            let Body::Observation(o) = fixture::observation(n) else {
+        for body in [
+            fixture::observation(0),
+            fixture::observation(3),
+            fixture::image_observation(2),
+        ] {
+            let Body::Observation(o) = body else {
                 unreachable!()
             };
             let judged = Judged::new(o.locality.clone()).unwrap();
             for request in [None, Some([9; 32])] {
                 let at = Timestamp(o.locality.observed_at.0 + 1234);
-                let (made, encoded) =
-                    Observation::new_judged(o.object.clone(), o.content, &judged, at, request)
-                        .unwrap();
+                let (made, encoded) = Observation::new_judged(
+                    o.object.clone(),
+                    o.content,
+                    o.image.clone(),
+                    &judged,
+                    at,
+                    request,
+                )
+                .unwrap();
                 let mut whole = o.clone();
                 whole.locality.observed_at = at;
                 whole.request = request;
                 let (same, text) = Observation::new_encoded(
                     whole.object.clone(),
                     whole.content,
+                    whole.image.clone(),
                     whole.locality.clone(),
                     request,
                 )
@@ -566,8 +611,15 @@ mod tests {
         let mut object = o.object.clone();
         object.id = String::new();
         assert!(
-            Observation::new_judged(object, o.content, &judged, o.locality.observed_at, None)
-                .is_err()
+            Observation::new_judged(
+                object,
+                o.content,
+                None,
+                &judged,
+                o.locality.observed_at,
+                None
+            )
+            .is_err()
         );
         // Sixteen database identities of 4 KB each: the locality's texts are valid, but no
         // observation made with it fits an entry: refused when kept, as when made whole.
@@ -585,7 +637,7 @@ mod tests {
         let kept = Judged::new(long.clone())
             .map(|_| ())
             .map_err(|e| e.to_string());
-        let whole = Observation::new_encoded(o.object.clone(), o.content, long, None)
+        let whole = Observation::new_encoded(o.object.clone(), o.content, None, long, None)
             .map(|_| ())
             .map_err(|e| e.to_string());
         for refused in [&kept, &whole] {
@@ -596,5 +648,64 @@ mod tests {
                 "{refused:?}"
             );
         }
+    }
+
+    /// An image is named only where the collector observed an image at a registry, and only in
+    /// the characters of an image reference: no writer's object, node or free text carries
+    /// one, made on a kept locality or whole.
+    #[test]
+    fn only_the_collector_s_image_observations_name_an_image() {
+        let Body::Observation(image) = fixture::image_observation(1) else {
+            unreachable!()
+        };
+        let named = image.image.clone().unwrap();
+        let judged = Judged::new(image.locality.clone()).unwrap();
+        let at = image.locality.observed_at;
+        let refused = |object: ObjectId, locality: &Judged, i: Option<ImageRef>| {
+            Observation::new_judged(object, image.content, i, locality, at, None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            refused(image.object.clone(), &judged, Some(named.clone())),
+            Ok(())
+        );
+        let only = Err(
+            "field `image`: only an observation of class \"image\" in store \"kubernetes\" \
+             about an endpoint names an image"
+                .to_string(),
+        );
+        for (store, class) in [("minio/documents", "image"), ("kubernetes", "volume")] {
+            let object =
+                ObjectId::new(store.into(), class.into(), image.object.id.clone()).unwrap();
+            assert_eq!(refused(object.clone(), &judged, Some(named.clone())), only);
+            assert_eq!(refused(object, &judged, None), Ok(()));
+        }
+        let Body::Observation(on_node) = fixture::observation(0) else {
+            unreachable!()
+        };
+        let node = Judged::new(on_node.locality.clone()).unwrap();
+        assert_eq!(
+            refused(image.object.clone(), &node, Some(named.clone())),
+            only
+        );
+        let mut whole = image.clone();
+        whole.locality = on_node.locality.clone();
+        assert!(whole.check().is_err());
+        // The grammar itself is `image.rs`'s to test: here, that a constructor applies it.
+        assert_eq!(
+            ImageRef::new("exo 7.1".into(), None).map_err(|e| e.to_string()),
+            Err(
+                "field `image.reference`: \"exo 7.1\" is not an image reference: a path \
+                 component \"exo 7.1\" outside lowercase letters and digits joined by . _ __ or -"
+                    .into()
+            )
+        );
+        assert!(
+            ImageRef::new(named.reference.clone(), Some("sha256:0123".into()))
+                .unwrap_err()
+                .to_string()
+                .starts_with("field `image.image_id`: ")
+        );
     }
 }
