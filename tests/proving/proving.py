@@ -727,44 +727,41 @@ class Ground:
         """The rendered filer notifies the auditor (SeaweedFS's webhook notifier, configured by
         the rendering's notification.toml, its token from the Secret): a document put through S3
         with the rendered credentials is recorded, as its bucket's and key's SHA-256 on the
-        endpoint the URL names; deleted through S3, its removal is recorded; the backup's dump is
-        recorded too (docs/auditor-service.md, "SeaweedFS")."""
+        endpoint the URL names, and so is each backup's dump, written by `weed filer.copy`
+        (docs/auditor-service.md, "SeaweedFS"). Deletions are not recorded yet (docs/proving-
+        ground.md)."""
         if self.auditor_ep is None:
             log("notifications: not checked: " + ("no auditor binary given" if self.auditor is None else "no filer notification rendered"))
             return
         s3 = getattr(self, "s3", None)
-        name = "seaweedfs: the filer notifies the auditor of a document put through S3, then of its deletion"
+        name = "seaweedfs: the filer notifies the auditor of a document put through S3"
         if s3 is None:
             self.check(name, False, "S3 is not ready")
             return
         _, client, url, key, secret = s3
         bucket, obj = "documents", f"spaces/7/proving-{self.tag}.odt"
-        digest = lambda s: hashlib.sha256(s.encode() + b"\0").hexdigest()  # noqa: E731 - events.rs `digest`
-        store = f"seaweedfs/{self.auditor_ep.endpoint}/bucket-sha256:{digest(bucket)}"
-        wanted = {"store": store, "object": f"sha256:{digest(obj)}"}
         steps = []
-        for method, body in [("PUT", None), ("PUT", "compte rendu de la réunion"), ("DELETE", None)]:
-            target = f"{url}{bucket}" + ("" if body is None and method == "PUT" else f"/{obj}")
+        # The bucket (made, or already there: 409), then the document.
+        for target, body, accepted in [(f"{url}{bucket}", None, (200, 409)),
+                                       (f"{url}{bucket}/{obj}", "compte rendu de la réunion", (200,))]:
             data = (body or "").encode()
-            status, text = self.http(client, target, method=method, body=body, headers=sigv4(method, target, key, secret, data))
-            steps.append(f"{method} {target[len(url):]}: {status}")
-            if status not in (200, 204, 409):
+            status, text = self.http(client, target, method="PUT", body=body, headers=sigv4("PUT", target, key, secret, data))
+            steps.append(f"PUT {target[len(url):]}: {status}")
+            if status not in accepted:
                 self.check(name, False, f"{'; '.join(steps)}: {text[-200:]}")
                 return
+        digest = lambda s: hashlib.sha256(s.encode() + b"\0").hexdigest()  # noqa: E731 - events.rs `digest`
+        wanted = [(bucket, obj)] + [(b, k) for b, k in getattr(self, "dumps", [])]
+        ids = {(f"seaweedfs/{self.auditor_ep.endpoint}/bucket-sha256:{digest(b)}", f"sha256:{digest(k)}"): (b, k) for b, k in wanted}
         deadline = time.monotonic() + 20
-        kinds = []
-        while time.monotonic() < deadline:
-            entries = [e for e in self.ledger() if e.get("store") == wanted["store"] and e.get("object") == wanted["object"]]
-            kinds = [e["kind"] for e in entries]
-            if kinds[-1:] == ["removal"]:
-                break
+        seen = set()
+        while time.monotonic() < deadline and len(seen) < len(ids):
+            seen = {(e.get("store"), e.get("object")) for e in self.ledger() if e.get("kind") == "observation"} & set(ids)
             time.sleep(0.5)
-        dumps = [e for e in self.ledger() if e.get("kind") == "observation" and e.get("store", "").startswith(f"seaweedfs/{self.auditor_ep.endpoint}/")
-                 and e.get("store") != wanted["store"]]
-        self.check(name, "observation" in kinds and kinds[-1:] == ["removal"],
-                   f"{'; '.join(steps)}; the ledger holds {kinds} for it; {tail(self.scratch, 'auditor')}")
-        self.check("seaweedfs: the filer notifies the auditor of the backup's dump", bool(dumps),
-                   f"{len(self.ledger())} entries, none of another bucket")
+        for (store, object_id), (b, k) in ids.items():
+            what = name if (b, k) == (bucket, obj) else f"seaweedfs: the filer notifies the auditor of the backup's dump in {b}"
+            self.check(what, (store, object_id) in seen,
+                       f"{'; '.join(steps)}; {len(self.ledger())} entries, none of {b}/{k}; {tail(self.scratch, 'auditor')}")
 
     # --- a pod's environment and volumes ------------------------------------------------
 
@@ -1842,6 +1839,7 @@ class Ground:
             found = [(k, z) for k, z in found if z > 0]
             self.check(name, status == 200 and bool(found), f"{status}: {found or text[-300:]}")
             if found:
+                self.dumps = getattr(self, "dumps", []) + [(wanted, found[0][0])]
                 obj = f"{url}{wanted}/{found[0][0]}"
                 status, text = self.http(client, obj, headers={})
                 self.check(f"{cron.workload}: the dump in {wanted} is not readable anonymously", status == 403, f"{status}: {text[-200:]}")
@@ -2068,7 +2066,7 @@ def kill(proc, sig=signal.SIGTERM):
 
 def mutants(docs):
     """The rendering made wrong in ways the checks must catch: eXo's mail sent to a port of the
-    relay its egress does not open, the filer not notifying deletions, Valkey without --requirepass, an
+    relay its egress does not open, the filer without the auditor's token, Valkey without --requirepass, an
     application role made superuser, Synapse on SQLite with open registration, the realm's
     client for Synapse allowing another callback, the namespace's isolation policy dropped, the
     ingress policies' pod peers made
@@ -2079,12 +2077,16 @@ def mutants(docs):
 
     docs = copy.deepcopy(docs)
     must_fail = set()
-    # The filer not told of deletions: the auditor would keep a deleted document where it was.
+    # The filer without the auditor's token: its notifications are refused (401), nothing is
+    # recorded.
     for d in docs:
-        toml = (d.get("data") or {}).get("notification.toml") if d.get("kind") == "ConfigMap" else None
-        if toml and '"delete", ' in toml:
-            d["data"]["notification.toml"] = toml.replace('"delete", ', "")
-            must_fail.add("seaweedfs: the filer notifies the auditor of a document put through S3, then of its deletion")
+        if d.get("kind") == "StatefulSet" or d.get("kind") == "Deployment":
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            env = c.get("env") or []
+            kept = [e for e in env if e.get("name") != "WEED_NOTIFICATION_WEBHOOK_BEARER_TOKEN"]
+            if len(kept) != len(env):
+                c["env"] = kept
+                must_fail.add("seaweedfs: the filer notifies the auditor of a document put through S3")
     # eXo told to submit its mail on a port of the relay its egress policy does not open.
     for d in docs:
         data = d.get("data") or {}

@@ -274,33 +274,17 @@ async fn read_body(s: &Service, body: Body) -> Result<axum::body::Bytes, Box<Res
 /// Judges every report (all or nothing), queues them, waits for their commit. Each report's
 /// idempotency key is the writer's own on `route` ([`crate::ingest::request_key`]): no other
 /// writer, and no other route, can take it first.
-/// What a request asks to record: an observation to judge, or an object's removal (from an
-/// object store's notification).
-enum Item {
-    Report(Report),
-    Removal {
-        /// The notification's idempotency key.
-        id: String,
-        object: crate::ledger::entry::ObjectId,
-    },
-}
-
 async fn submit(
     s: &Arc<Service>,
     writer: &str,
     route: &str,
     arrived: Instant,
-    mut items: Vec<Item>,
+    mut reports: Vec<Report>,
 ) -> Response {
-    for item in &mut items {
-        match item {
-            Item::Report(r) => {
-                r.id =
-                    r.id.take()
-                        .map(|id| crate::ingest::request_key(writer, route, &id));
-            }
-            Item::Removal { id, .. } => *id = crate::ingest::request_key(writer, route, id),
-        }
+    for r in &mut reports {
+        r.id =
+            r.id.take()
+                .map(|id| crate::ingest::request_key(writer, route, &id));
     }
     if s.shared.ready.load(Ordering::SeqCst) && !s.shared.judging.load(Ordering::SeqCst) {
         let mut r = error(
@@ -311,15 +295,12 @@ async fn submit(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
-    let items = match s.cluster_nodes.get() {
-        Some(nodes) => match items
+    let reports = match s.cluster_nodes.get() {
+        Some(nodes) => match reports
             .into_iter()
             .enumerate()
-            .map(|(i, item)| match item {
-                Item::Report(r) => from_cluster(nodes, r).map(Item::Report).map_err(|e| (i, e)),
-                removal => Ok(removal),
-            })
-            .collect::<Result<Vec<Item>, _>>()
+            .map(|(i, r)| from_cluster(nodes, r).map_err(|e| (i, e)))
+            .collect::<Result<Vec<Report>, _>>()
         {
             Ok(r) => r,
             Err((i, e)) => {
@@ -332,7 +313,7 @@ async fn submit(
                 );
             }
         },
-        None => items,
+        None => reports,
     };
     // Judging is CPU work (database lookups for every address): off the async workers, so a
     // large request does not hold up the sequencer task or other connections.
@@ -340,24 +321,16 @@ async fn submit(
     let judged = tokio::task::spawn_blocking(move || {
         let snapshot = service.judge.snapshot();
         let now = time::OffsetDateTime::now_utc();
-        items
+        reports
             .into_iter()
             .enumerate()
-            .map(|(i, item)| match item {
-                Item::Report(r) => service.judge.judge(r, &snapshot, now).map_err(|e| {
+            .map(|(i, r)| {
+                service.judge.judge(r, &snapshot, now).map_err(|e| {
                     format!(
                         "observation {}: {e}; nothing of this request was recorded",
                         i + 1
                     )
-                }),
-                Item::Removal { id, object } => Ok(Submission::new(
-                    Some(id),
-                    crate::ledger::entry::Body::Removal {
-                        object,
-                        observed_at: crate::ledger::entry::Timestamp::from_datetime(now),
-                        request: None,
-                    },
-                )),
+                })
             })
             .collect::<Result<Vec<Submission>, String>>()
     })
@@ -492,8 +465,7 @@ async fn observations(State(s): State<Arc<Service>>, headers: HeaderMap, body: B
             }
         }
     }
-    let items = reports.into_iter().map(Item::Report).collect();
-    submit(&s, &writer, "observations", arrived, items).await
+    submit(&s, &writer, "observations", arrived, reports).await
 }
 
 async fn seaweedfs(s: State<Arc<Service>>, h: HeaderMap, r: Request) -> Response {
@@ -558,16 +530,10 @@ async fn event(
             );
         }
     };
-    let mut items = Vec::with_capacity(notification.changes.len());
-    for (i, change) in notification.changes.iter().enumerate() {
-        let item = match change {
-            events::Change::Stored(o) => o.report(store, &endpoint, &class).map(Item::Report),
-            events::Change::Removed(o) => o
-                .removal(store, &endpoint, &class)
-                .map(|(id, object)| Item::Removal { id, object }),
-        };
-        match item {
-            Ok(item) => items.push(item),
+    let mut reports = Vec::with_capacity(notification.stored.len());
+    for (i, o) in notification.stored.iter().enumerate() {
+        match o.report(store, &endpoint, &class) {
+            Ok(r) => reports.push(r),
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -577,5 +543,5 @@ async fn event(
         }
     }
     let route = format!("events/{}", store.as_str());
-    submit(&s, &writer, &route, arrived, items).await
+    submit(&s, &writer, &route, arrived, reports).await
 }

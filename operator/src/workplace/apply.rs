@@ -326,6 +326,40 @@ fn foreign_in_template(
             lists.insert(list.to_owned(), want[list].clone());
         }
     }
+    // Inside a rendered container, what another manager's apply adds and the operator's apply
+    // would leave (it owns only what it renders): an environment variable (a Java agent in
+    // JAVA_TOOL_OPTIONS), variables from a whole ConfigMap or Secret, a command or arguments
+    // where the image's own run, a mount, an added capability. And host aliases, which send a
+    // Service's name elsewhere.
+    for list in ["containers", "initContainers"] {
+        let mut changed = false;
+        for live_c in have[list].as_array().into_iter().flatten() {
+            let Some(name) = live_c["name"].as_str() else {
+                continue;
+            };
+            let Some(want_c) = want[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"].as_str() == Some(name))
+            else {
+                continue;
+            };
+            for found in foreign_in_container(want_c, live_c) {
+                foreign.push(format!("{found} in container {name}"));
+                changed = true;
+            }
+        }
+        if changed {
+            lists.insert(list.to_owned(), want[list].clone());
+        }
+    }
+    if have["hostAliases"].as_array().is_some_and(|a| !a.is_empty())
+        && want["hostAliases"].as_array().is_none_or(Vec::is_empty)
+    {
+        foreign.push("host aliases".to_owned());
+        lists.insert("hostAliases".to_owned(), Value::Null);
+    }
     if foreign.is_empty() {
         return None;
     }
@@ -334,6 +368,68 @@ fn foreign_in_template(
         .rev()
         .fold(Value::Object(lists), |inner, k| json!({ *k: inner }));
     Some((foreign, fix))
+}
+
+/// What a live container holds that the rendered one of the same name does not: environment
+/// variables by name; `envFrom`, `command`, `args`, a probe or lifecycle hooks where none is
+/// rendered; mounts by path; added capabilities. (What the API server defaults, such as the termination message path or
+/// the pull policy, is not compared.)
+fn foreign_in_container(want: &Value, have: &Value) -> Vec<String> {
+    let keyed = |v: &Value, list: &str, key: &str| -> Vec<String> {
+        v[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i[key].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut found = Vec::new();
+    let wanted_env = keyed(want, "env", "name");
+    for n in keyed(have, "env", "name") {
+        if !wanted_env.contains(&n) {
+            found.push(format!("variable {n}"));
+        }
+    }
+    // Each of these runs code or reads data when set (a probe or a hook runs a command).
+    for field in [
+        "envFrom",
+        "command",
+        "args",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle",
+    ] {
+        let some = |v: &Value| match &v[field] {
+            Value::Array(a) => !a.is_empty(),
+            Value::Null => false,
+            _ => true,
+        };
+        if some(have) && !some(want) {
+            found.push(field.to_owned());
+        }
+    }
+    let wanted_mounts = keyed(want, "volumeMounts", "mountPath");
+    for m in keyed(have, "volumeMounts", "mountPath") {
+        if !wanted_mounts.contains(&m) {
+            found.push(format!("mount {m}"));
+        }
+    }
+    let added = |v: &Value| -> Vec<String> {
+        v["securityContext"]["capabilities"]["add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    };
+    let wanted_caps = added(want);
+    for c in added(have) {
+        if !wanted_caps.contains(&c) {
+            found.push(format!("capability {c}"));
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -380,6 +476,57 @@ mod tests {
                 "volumes": [{"name": "data"}]}}}})
         );
         assert!(foreign_in_template(&rendered, &rendered, &path).is_none());
+    }
+
+    /// What another manager slips into a rendered container (a variable, a mount, a command,
+    /// a capability) or the pod (host aliases) is named and the rendered lists put back; what
+    /// the rendering itself holds is not foreign.
+    #[test]
+    fn what_is_slipped_into_a_rendered_container_is_named_and_put_back() {
+        let rendered = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": "a",
+                            "env": [{"name": "DB", "value": "x"}],
+                            "args": ["--serve"],
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}}});
+        let path = ["spec", "template", "spec"];
+        assert!(foreign_in_template(&rendered, &rendered, &path).is_none());
+        let mut live = rendered.clone();
+        let pod = &mut live["spec"]["template"]["spec"];
+        let app = &mut pod["containers"][0];
+        app["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:/x.jar"}));
+        app["envFrom"] = json!([{"secretRef": {"name": "stolen"}}]);
+        app["command"] = json!(["/bin/sh"]);
+        app["args"] = json!(["-c", "exfil"]);
+        app["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "data", "mountPath": "/export"}));
+        app["securityContext"] = json!({"capabilities": {"add": ["NET_ADMIN"]}});
+        app["lifecycle"] = json!({"postStart": {"exec": {"command": ["/bin/sh", "-c", "x"]}}});
+        app["terminationMessagePath"] = json!("/dev/termination-log");
+        pod["hostAliases"] = json!([{"ip": "203.0.113.9", "hostnames": ["postgres"]}]);
+        let (foreign, fix) = foreign_in_template(&rendered, &live, &path).unwrap();
+        assert_eq!(
+            foreign,
+            [
+                "variable JAVA_TOOL_OPTIONS in container app",
+                "envFrom in container app",
+                "command in container app",
+                "lifecycle in container app",
+                "mount /export in container app",
+                "capability NET_ADMIN in container app",
+                "host aliases",
+            ]
+        );
+        assert_eq!(
+            fix,
+            json!({"spec": {"template": {"spec": {
+                "containers": rendered["spec"]["template"]["spec"]["containers"].clone(),
+                "hostAliases": null}}}})
+        );
     }
 
     #[test]

@@ -206,12 +206,15 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
     expect_condition(&admin, "intranet", "Sovereign", "True", None).await?;
 
     // A sidecar (and a host volume) the tenant applies into one of the operator's Deployments
-    // under a field manager of its own: server-side apply would leave it; it is removed.
+    // under a field manager of its own, and a Java agent slipped into its container's
+    // environment: server-side apply would leave them; they are removed.
     let deployments = Api::<Deployment>::namespaced(tenant, NS);
     let sidecar = json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keycloak"},
         "spec": {"template": {"spec": {
-            "containers": [{"name": "exfil", "image": "example.invalid/exfil:1"}],
+            "containers": [{"name": "exfil", "image": "example.invalid/exfil:1"},
+                           {"name": "keycloak", "env": [{"name": "JAVA_TOOL_OPTIONS",
+                                                         "value": "-javaagent:/tmp/x.jar"}]}],
             "volumes": [{"name": "host", "hostPath": {"path": "/"}}]}}}
     });
     deployments
@@ -230,6 +233,12 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
                 .map_err(|e| e.to_string())?;
             let pod = d.spec.and_then(|s| s.template.spec).unwrap_or_default();
             let containers: Vec<String> = pod.containers.iter().map(|c| c.name.clone()).collect();
+            let agent = pod.containers.iter().any(|c| {
+                c.env
+                    .iter()
+                    .flatten()
+                    .any(|e| e.name == "JAVA_TOOL_OPTIONS")
+            });
             let volumes: Vec<String> = pod
                 .volumes
                 .unwrap_or_default()
@@ -240,15 +249,21 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
             let reported = events
                 .iter()
                 .filter_map(|e| e.note.as_deref())
-                .any(|n| n.contains("Deployment keycloak: removed container exfil, volume host"));
+                .any(|n| {
+                    n.contains(
+                        "Deployment keycloak: removed container exfil, volume host, \
+                         variable JAVA_TOOL_OPTIONS in container keycloak",
+                    )
+                });
             if !containers.contains(&"exfil".to_owned())
                 && !volumes.contains(&"host".to_owned())
+                && !agent
                 && reported
             {
                 Ok(())
             } else {
                 Err(format!(
-                    "containers {containers:?}, volumes {volumes:?}, reported {reported}"
+                    "containers {containers:?}, volumes {volumes:?}, agent {agent}, reported {reported}"
                 ))
             }
         }

@@ -14,6 +14,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -28,6 +29,27 @@ const GUARD: &str = "hexagone-operator-guard";
 const AUDIT_NS: &str = "hexagone-audit";
 /// A namespace nobody onboarded for Workplaces.
 const FOREIGN_NS: &str = "paie";
+/// The cluster's default StorageClass, the site's (claims without a class follow it, the
+/// auditor's ledger claim included).
+const SITE_DEFAULT: &str = "site-default";
+/// The annotation that makes a StorageClass the cluster's default.
+const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+
+/// A StorageClass named `name` writing to an NFS server abroad, the cluster's default or not.
+fn storage_class(name: &str, default: bool) -> StorageClass {
+    let annotations = if default {
+        json!({DEFAULT_CLASS: "true"})
+    } else {
+        json!({})
+    };
+    object(json!({
+        "metadata": {"name": name, "annotations": annotations,
+                     "labels": {"app.kubernetes.io/managed-by": "hexagone-operator"}},
+        "provisioner": "nfs.csi.k8s.io",
+        "parameters": {"server": "nfs.abroad.example", "share": "/"}
+    }))
+}
+
 /// A namespace onboarded for Workplaces that does not enforce Pod Security (whose admission would
 /// refuse a pod with host access before the guard sees it).
 const LAX_NS: &str = "labo";
@@ -307,6 +329,38 @@ async fn guard_refuses(op: &Client, wide: bool) -> anyhow::Result<()> {
             );
         }
     }
+    // StorageClasses are cluster-wide: only its own, never one marked the cluster's default
+    // (every claim without a class, the auditor's ledger claim included, would follow it).
+    let classes = Api::<StorageClass>::all(op.clone());
+    let sc_words = "writes only its own StorageClasses";
+    guarded(
+        "a StorageClass of another name",
+        classes
+            .create(&PostParams::default(), &storage_class("abroad", false))
+            .await,
+        sc_words,
+    );
+    guarded(
+        "a StorageClass of its own name marked the cluster's default",
+        classes
+            .create(
+                &PostParams::default(),
+                &storage_class(&format!("hexagone.{NS}.planted"), true),
+            )
+            .await,
+        sc_words,
+    );
+    guarded(
+        "the cluster's default StorageClass unmarked",
+        classes
+            .patch(
+                SITE_DEFAULT,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {DEFAULT_CLASS: "false"}}})),
+            )
+            .await,
+        sc_words,
+    );
     // Nodes: only the operator's own labels.
     let nodes = Api::<Node>::all(op.clone());
     let label = |k: &str, v: Value| Patch::Merge(json!({"metadata": {"labels": {k: v}}}));
@@ -379,6 +433,13 @@ async fn the_operators_token_is_no_path_to_the_rest_of_the_cluster() -> anyhow::
     let admin = bed.client();
     cluster(&bed).await?;
     privileged_target(&admin).await?;
+    let mut site = storage_class(SITE_DEFAULT, true);
+    site.metadata.labels = None;
+    site.provisioner = "csi.site.example".into();
+    site.parameters = None;
+    Api::<StorageClass>::all(admin.clone())
+        .create(&PostParams::default(), &site)
+        .await?;
     create_workplace(&admin, "intranet").await?;
     let op = bed.client_as(OPERATOR_USER, None).await?;
     // The guard is in force before the operator's first write (a policy is admitted at once,
@@ -451,6 +512,12 @@ async fn the_operators_token_is_no_path_to_the_rest_of_the_cluster() -> anyhow::
     // one it rendered (its managed-by label), its Lease, an Event about a Node, its label on a
     // Node, a policy's status, the Workplace's finalizer.
     create(&op, NS, &config_map("allowed")).await?;
+    let own = format!("hexagone.{NS}.probe");
+    let classes = Api::<StorageClass>::all(op.clone());
+    classes
+        .create(&PostParams::default(), &storage_class(&own, false))
+        .await?;
+    classes.delete(&own, &DeleteParams::default()).await?;
     let mut rendered = config_map("rendered");
     rendered.metadata.labels = Some(
         [(

@@ -1957,12 +1957,8 @@ pub fn auditor_endpoint_name(namespace: &str, name: &str) -> String {
 
 /// The filer's notification.toml: the auditor's object-store route for SeaweedFS
 /// (`POST /v1/events/seaweedfs?endpoint=NAME&class=CLASS`, docs/auditor-service.md "SeaweedFS"),
-/// for what is written under /buckets/ (the class of the catalog's buckets), and what is
-/// deleted or renamed away from there (a removal: the event's key names the old entry,
-/// weed/filer/filer_notify.go `notifyUpdateEvent`; a folder's files are notified one by one,
-/// weed/filer/filer_delete_entry.go `doBatchDeleteFolderMetaAndData`). Keys:
-/// sw@7506e5f91cd6 weed/notification/webhook/types.go:74-104, weed/command/scaffold/notification.toml,
-/// event types weed/notification/event_type.go.
+/// for what is written under /buckets/ (the class of the catalog's buckets). Keys:
+/// sw@7506e5f91cd6 weed/notification/webhook/types.go:74-104, weed/command/scaffold/notification.toml.
 fn filer_notification(input: &RenderInput<'_>) -> String {
     let classes: std::collections::BTreeSet<String> = input
         .catalog
@@ -1986,7 +1982,7 @@ fn filer_notification(input: &RenderInput<'_>) -> String {
         "[notification.webhook]\n\
          enabled = true\n\
          endpoint = \"http://{AUDITOR_NAME}.{AUDITOR_NAMESPACE}.svc:{AUDITOR_PORT}/v1/events/seaweedfs?endpoint={}&class={class}\"\n\
-         event_types = [\"create\", \"update\", \"delete\", \"rename\"]\n\
+         event_types = [\"create\", \"update\", \"rename\"]\n\
          path_prefixes = [\"/buckets/\"]\n\
          timeout_seconds = 10\n\
          max_retries = 5\n",

@@ -475,22 +475,8 @@ mod tests {
         // A retried report of the policy is the same report when the digest is.
         let later = Body::policy(object.clone(), digest.into(), Timestamp(5_000)).unwrap();
         assert!(policy.body.same_report(&later));
-        let changed = Body::policy(
-            object.clone(),
-            digest.replace("e3b0", "e3b1"),
-            Timestamp(999),
-        )
-        .unwrap();
+        let changed = Body::policy(object, digest.replace("e3b0", "e3b1"), Timestamp(999)).unwrap();
         assert!(!policy.body.same_report(&changed));
-        // A retried removal (a notification delivered again) is seen again at another time.
-        let removal = |object: ObjectId, at: i64| Body::Removal {
-            object,
-            observed_at: Timestamp(at),
-            request: None,
-        };
-        assert!(removal(object.clone(), 1).same_report(&removal(object.clone(), 2)));
-        let other = ObjectId::new("kubernetes".into(), "pod".into(), "pod/wp/x".into()).unwrap();
-        assert!(!removal(object, 1).same_report(&removal(other, 1)));
     }
 
     /// An observation or removal recording a writer's request ends with `"request"`, the hash

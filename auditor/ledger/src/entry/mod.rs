@@ -192,7 +192,6 @@ impl Body {
     /// Whether `other` reports the same thing: for observations the same object, content and
     /// node or endpoint (a retried report is judged again, at another time, so its evidence
     /// and verdict may differ); for policies the same policy with the same digest (seen again
-    /// at another time); for removals the same object (a retried notification is seen again
     /// at another time); for rotations the same key. What an idempotency key must match.
     pub fn same_report(&self, other: &Body) -> bool {
         match (self, other) {
@@ -208,7 +207,6 @@ impl Body {
                     ..
                 },
             ) => a == b && da == db,
-            (Body::Removal { object: a, .. }, Body::Removal { object: b, .. }) => a == b,
             (Body::Observation(a), Body::Observation(b)) => {
                 a.object == b.object
                     && a.content == b.content
