@@ -881,6 +881,22 @@ async fn create_pod(bed: &ControlPlane, pod: serde_json::Value) {
 }
 
 /// A pod without volumes on `node` in `namespace`, labelled part of a workplace or not.
+/// A client of the workplace namespace's admin (user `carol`, the built-in `admin` role bound
+/// there): a tenant.
+async fn tenant_admin(bed: &ControlPlane) -> kube::Client {
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "tenant-admin", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(bed.client(), NS)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    bed.client_as("carol", None).await.unwrap()
+}
+
 async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, part_of: bool) {
     let labels = part_of.then(|| json!({"app.kubernetes.io/part-of": "hexagone-workplace"}));
     let pod = json!({
@@ -894,7 +910,8 @@ async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, p
 
 /// Class 5 of the operator's hostile review: a pod with no volume processes the workplace's
 /// data where it runs. Every pod of a workplace's namespace is recorded where it runs, the
-/// one started there without the operator's labels too; pods of other namespaces are not.
+/// one its admin (a tenant) started there without the operator's labels too; pods of other
+/// namespaces are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
     let bed = cluster().await;
@@ -903,9 +920,18 @@ async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
     // next test; the operator's own egress policy selects only its labelled pods).
     network_policy(&bed, NS, "default-deny", json!([])).await;
     bare_pod(&bed, NS, "exo-0", FR, true).await;
-    // Started in the workplace's namespace by someone else, on the German node, no labels,
-    // no volume: the placement the operator never sees.
-    bare_pod(&bed, NS, "miner", DE, false).await;
+    // Started in the workplace's namespace by its admin (a tenant), on the German node, no
+    // labels, no volume: the placement the operator never sees.
+    let miner_pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "miner", "namespace": NS},
+        "spec": {"nodeName": DE, "automountServiceAccountToken": false,
+                 "containers": [{"name": "app", "image": IMAGE}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(tenant_admin(&bed).await, NS)
+        .create(&PostParams::default(), &miner_pod)
+        .await
+        .unwrap();
     // Outside any workplace: not the auditor's business.
     bare_pod(&bed, "default", "elsewhere", DE, false).await;
     let dir = tempfile::tempdir().unwrap();
@@ -983,9 +1009,10 @@ async fn serve_records_where_every_pod_of_a_workplace_runs_labelled_or_not() {
 /// Class 5 of the operator's hostile review: the images a workplace runs. Every container of
 /// a workplace pod is recorded at the registry its image comes from, judged there: the site's
 /// mirror that the inventory declares is compliant; Docker Hub, which nothing places, is a
-/// violation with a Warning Event on the pod. Someone patching a container's image, or adding
-/// an ephemeral container as `kubectl debug` does, is recorded as well, and a pod deleted takes
-/// its images with it.
+/// violation with a Warning Event on the pod. The namespace's admin (a tenant) patching a
+/// container's image, or adding an ephemeral container as `kubectl debug` does, is recorded as
+/// well, each entry naming the image and, once the kubelet reports it for that image, the
+/// digest pulled; a pod deleted takes its images with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     let bed = cluster().await;
@@ -1016,7 +1043,10 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
             ),
         "{notes:?}"
     );
-    let pods = Api::<Pod>::namespaced(bed.client(), NS);
+    // The workplace namespace's admin (the built-in `admin` role there) patches the pod, as
+    // a tenant would; the kubelet of its node reports its status.
+    let pods = Api::<Pod>::namespaced(tenant_admin(&bed).await, NS);
+    let kubelet = Api::<Pod>::namespaced(bed.kubelet_client(FR).await.unwrap(), NS);
     // Another image from the same mirror: recorded again (other code), still compliant.
     pods.patch(
         "exo-0",
@@ -1027,15 +1057,54 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     .await
     .unwrap();
     wait_for(&auditor.db, dir.path(), &[pod, app, init, app]).await;
-    // A debugging container added to the running pod, from another registry.
-    pods.patch_ephemeral_containers(
-        "exo-0",
-        &PatchParams::default(),
-        &Patch::Strategic(json!({"spec": {"ephemeralContainers": [
-            {"name": "debugger", "image": "ghcr.io/someone/tools:1"}]}})),
-    )
-    .await
+    // A debugging container added to the running pod, from another registry, by someone
+    // granted `kubectl debug` there (the built-in `admin` role does not include
+    // pods/ephemeralcontainers: the API server refuses the tenant).
+    let debug = serde_json::json!({
+        "metadata": {"name": "debugger", "namespace": NS},
+        "rules": [{"apiGroups": [""], "resources": ["pods/ephemeralcontainers"],
+                   "verbs": ["patch", "update"]},
+                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    });
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(bed.client(), NS)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(debug).unwrap(),
+        )
+        .await
+        .unwrap();
+    let grant: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "debugger", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "debugger"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"}]
+    }))
     .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(bed.client(), NS)
+        .create(&PostParams::default(), &grant)
+        .await
+        .unwrap();
+    let refused = pods
+        .patch_ephemeral_containers(
+            "exo-0",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [
+                {"name": "debugger", "image": "ghcr.io/someone/tools:1"}]}})),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403),
+        "{refused:?}"
+    );
+    let debugger_client = bed.client_as("dave", None).await.unwrap();
+    Api::<Pod>::namespaced(debugger_client, NS)
+        .patch_ephemeral_containers(
+            "exo-0",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [
+            {"name": "debugger", "image": "ghcr.io/someone/tools:1"}]}})),
+        )
+        .await
+        .unwrap();
     let debugger = "image/intranet/exo-0/debugger image ghcr.io violation";
     wait_for(&auditor.db, dir.path(), &[pod, app, init, app, debugger]).await;
     // The kubelet reports the digest it pulled (kwok's stages report none: the test writes
@@ -1045,9 +1114,9 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
     let old = format!("registry.gouv.example/app@sha256:{}", "cd".repeat(32));
     let digest = format!("registry.gouv.example/app@sha256:{}", "ab".repeat(32));
     let report = |image: &'static str, id: String| {
-        let pods = pods.clone();
+        let pods = kubelet.clone();
         async move {
-            let mut status = pods.get_status("exo-0").await.unwrap().status.unwrap();
+            let mut status = pods.get("exo-0").await.unwrap().status.unwrap();
             for s in status.container_statuses.iter_mut().flatten() {
                 if s.name == "app" {
                     s.image = image.to_owned();

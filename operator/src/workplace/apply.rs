@@ -354,7 +354,9 @@ fn foreign_in_template(
             lists.insert(list.to_owned(), want[list].clone());
         }
     }
-    if have["hostAliases"].as_array().is_some_and(|a| !a.is_empty())
+    if have["hostAliases"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
         && want["hostAliases"].as_array().is_none_or(Vec::is_empty)
     {
         foreign.push("host aliases".to_owned());
