@@ -888,19 +888,27 @@ impl Db {
                 // checkpointed log is cut back to 64 MiB.
                 .pragma("wal_autocheckpoint", "0")
                 .pragma("journal_size_limit", "67108864");
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(60))
-                .connect_with(opts)
-                .await?;
             // Waiting for another process (or task) migrating must not hold an async worker.
+            // Taken before the first connection: opening a new file sets its page size and
+            // turns it to WAL, which takes locks SQLite does not wait for (its busy timeout
+            // does not cover them), so two processes opening one new ledger at once made one
+            // fail with `database is locked`.
             let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
                 .await
                 .expect("the lock task does not panic")
                 .map_err(lock_err)?;
-            let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+            let migrated = async {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .connect_with(opts)
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Ok::<_, StoreError>(pool)
+            }
+            .await;
             drop(lock);
-            migrated?;
+            let pool = migrated?;
             tokio::spawn(checkpoint_wal(pool.clone()));
             Ok(Self::Sqlite(pool))
         }
