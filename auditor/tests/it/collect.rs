@@ -880,23 +880,29 @@ async fn create_pod(bed: &ControlPlane, pod: serde_json::Value) {
     .await;
 }
 
-/// A pod without volumes on `node` in `namespace`, labelled part of a workplace or not.
-/// A client of the workplace namespace's admin (user `carol`, the built-in `admin` role bound
-/// there): a tenant.
-async fn tenant_admin(bed: &ControlPlane) -> kube::Client {
+/// A client of `user`, bound in the workplace namespace to `role` (a `ClusterRole` or a
+/// `Role` there, by `kind`).
+async fn bound(bed: &ControlPlane, user: &str, kind: &str, role: &str) -> kube::Client {
     let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "tenant-admin", "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
+        "metadata": {"name": user, "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
     }))
     .unwrap();
     Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(bed.client(), NS)
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
-    bed.client_as("carol", None).await.unwrap()
+    bed.client_as(user, None).await.unwrap()
 }
 
+/// A client of the workplace namespace's admin (user `carol`, the built-in `admin` role bound
+/// there): a tenant.
+async fn tenant_admin(bed: &ControlPlane) -> kube::Client {
+    bound(bed, "carol", "ClusterRole", "admin").await
+}
+
+/// A pod without volumes on `node` in `namespace`, labelled part of a workplace or not.
 async fn bare_pod(bed: &ControlPlane, namespace: &str, name: &str, node: &str, part_of: bool) {
     let labels = part_of.then(|| json!({"app.kubernetes.io/part-of": "hexagone-workplace"}));
     let pod = json!({
@@ -1073,16 +1079,7 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
         )
         .await
         .unwrap();
-    let grant: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "debugger", "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "debugger"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"}]
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(bed.client(), NS)
-        .create(&PostParams::default(), &grant)
-        .await
-        .unwrap();
+    let debugger_client = bound(&bed, "dave", "Role", "debugger").await;
     let refused = pods
         .patch_ephemeral_containers(
             "exo-0",
@@ -1095,7 +1092,6 @@ async fn serve_records_where_every_image_of_a_workplace_comes_from() {
         matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403),
         "{refused:?}"
     );
-    let debugger_client = bed.client_as("dave", None).await.unwrap();
     Api::<Pod>::namespaced(debugger_client, NS)
         .patch_ephemeral_containers(
             "exo-0",

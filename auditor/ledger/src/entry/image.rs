@@ -14,7 +14,9 @@
 //!
 //! The image ID is what the kubelet reports (`status.containerStatuses[].imageID`): a digest
 //! (`sha256:…`, a local image ID) or a name and digest (`repo@sha256:…`, the digest pulled),
-//! possibly behind the runtime's prefix `docker-pullable://` or `docker://`.
+//! possibly behind the runtime's prefix `docker-pullable://` (a repository digest) or
+//! `docker://` (a local image ID): the dockershim's `DockerPullableImageIDPrefix` and
+//! `DockerImageIDPrefix` (kubernetes pkg/kubelet/dockershim, kept by cri-dockerd).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
