@@ -9,9 +9,11 @@ has a local stand-in below (IMAGES), the harness runs the real program as a proc
 
 - the pod's rendered env (value, secretKeyRef, configMapKeyRef, fieldRef, envFrom), with
   $(VAR) expanded in command and args as the kubelet does;
-- its volumes under a scratch root: ConfigMap and Secret keys written as files, emptyDir and
-  claims as empty directories owned by the pod's fsGroup, every mount path in args, env and
-  the mounted ConfigMap files rewritten to its scratch directory;
+- its volumes under a scratch root: ConfigMap and Secret keys written as files, emptyDir as
+  empty directories owned by the pod's fsGroup, claims as empty tmpfs of the size they request
+  (a program sizing itself by its disk, SeaweedFS's volume server, sees its claim, not the
+  host's free space), every mount path in args, env and the mounted ConfigMap files rewritten
+  to its scratch directory;
 - under the pod's runAsUser/runAsGroup, no capabilities (empty bounding and inheritable sets)
   and no_new_privs (setpriv);
 - in a network namespace of its own on a bridge, where every Service name (short, with the
@@ -163,6 +165,10 @@ ISOLATION_PARALLEL = 16
 
 # How long the backup CronJobs' run (check_backups) may take, dumps and uploads together.
 BACKUP_SECONDS = 30
+# The wait before a failed container of a backup runs again (run_cron).
+RESTART_SECONDS = 2
+# How long an S3 request answered 500 or 503 is asked again (check_notifications).
+S3_RETRY_SECONDS = 20
 
 # Why the other images do not run here (named in the output).
 NOT_HERE = {
@@ -220,6 +226,7 @@ class Pod:
         self.restarts = 0
         self.inits = []
         self.respawn = None
+        self.claims = {}  # a StatefulSet's claim templates: name -> requested storage
 
     def init_view(self, container):
         """The same pod with one of its init containers as its container."""
@@ -322,6 +329,8 @@ class Ground:
                 for i in range(replicas):
                     name = f"{meta['name']}-{i}" if kind == "StatefulSet" else f"{meta['name']}-{i}"
                     pod = Pod(kind, meta["name"], name, spec["template"], i)
+                    pod.claims = {t["metadata"]["name"]: ((t.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+                                  for t in spec.get("volumeClaimTemplates") or []}
                     if pod.adapter() == "keycloak" and not self.keycloak:
                         pod.skip_reason = NOT_HERE["keycloak/keycloak"]
                     (self.pods if pod.adapter() and not pod.skip_reason else self.skipped).append(pod)
@@ -330,6 +339,9 @@ class Ground:
             elif kind == "CronJob":
                 tpl = d["spec"]["jobTemplate"]["spec"]["template"]
                 cron = Pod(kind, meta["name"], meta["name"], tpl, 0)
+                # Kubernetes's default when the Job names none (k8s.io/api batch/v1 types.go,
+                # JobSpec.BackoffLimit: "Defaults to 6").
+                cron.backoff_limit = d["spec"]["jobTemplate"]["spec"].get("backoffLimit", 6)
                 # A backup CronJob runs once, as its Job would, when every program it names
                 # runs here (its dump's database and SeaweedFS's client): check_backups.
                 runnable = all(IMAGES.get(image_repo(c.get("image", ""))) for c in (tpl["spec"].get("initContainers") or []) + tpl["spec"]["containers"])
@@ -741,12 +753,19 @@ class Ground:
         _, client, url, key, secret = s3
         bucket, obj = "documents", f"spaces/7/proving-{self.tag}.odt"
         steps = []
-        # The bucket (made, or already there: 409), then the document.
+        # The bucket (made, or already there: 409), then the document. An InternalError (500,
+        # "please try again") is asked again, as S3 clients do, for up to S3_RETRY_SECONDS:
+        # the filer answers it while no volume server has a writable volume yet.
         for target, body, accepted in [(f"{url}{bucket}", None, (200, 409)),
                                        (f"{url}{bucket}/{obj}", "compte rendu de la réunion", (200,))]:
             data = (body or "").encode()
-            status, text = self.http(client, target, method="PUT", body=body, headers=sigv4("PUT", target, key, secret, data))
-            steps.append(f"PUT {target[len(url):]}: {status}")
+            until = time.monotonic() + S3_RETRY_SECONDS
+            while True:
+                status, text = self.http(client, target, method="PUT", body=body, headers=sigv4("PUT", target, key, secret, data))
+                steps.append(f"PUT {target[len(url):]}: {status}")
+                if status not in (500, 503) or time.monotonic() >= until:
+                    break
+                time.sleep(1)
             if status not in accepted:
                 self.check(name, False, f"{'; '.join(steps)}: {text[-200:]}")
                 return
@@ -803,6 +822,16 @@ class Ground:
                     open(os.path.join(target, k), "w").write(v)
                     os.chown(os.path.join(target, k), 0, owner_gid)
                     os.chmod(os.path.join(target, k), mode)
+            elif m["name"] in pod.claims and pod.claims[m["name"]]:
+                # The claim: a volume of the capacity it requests, empty on first use; a tmpfs
+                # (its pages are only what is written).
+                top = os.path.join(pod.root, "vol", m["name"])
+                os.makedirs(top, exist_ok=True)
+                with self.lock:
+                    if top not in self.bound:
+                        run(["mount", "-t", "tmpfs", "-o", f"size={quantity_bytes(pod.claims[m['name']])},mode=0755", "tmpfs", top])
+                        self.bound.append(top)
+                os.makedirs(path, exist_ok=True)
             else:
                 os.makedirs(path, exist_ok=True)
             readonly = "configMap" in vol or "secret" in vol
@@ -1787,22 +1816,31 @@ class Ground:
 
     def run_cron(self, cron, deadline):
         """One run of a CronJob's pod: its init containers in order, then its container, each
-        to completion, as written."""
-        steps = []
+        to completion, as written. A container that fails is run again, as the kubelet restarts
+        it under `restartPolicy: OnFailure`, until the Job's backoffLimit of failures; here
+        after RESTART_SECONDS, where the kubelet waits 10 s, then twice as long each time."""
+        steps, failures = [], 0
         try:
             for c in (cron.spec.get("initContainers") or []) + cron.spec["containers"]:
-                view = cron.init_view(c)
-                view.ns, view.ip, view.kind = cron.ns, cron.ip, "Job"
-                self.prepare(view)
-                proc = self.spawn(view, self.argv(view), view.name)
-                try:
-                    rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    kill(proc)
-                    rc = f"no end within {BACKUP_SECONDS} s"
-                steps.append(f"{c['name']} {rc}")
-                if rc != 0:
-                    raise RuntimeError(f"{c['name']}: exit {rc}: {tail(self.scratch, view.name)}")
+                while True:
+                    view = cron.init_view(c)
+                    view.ns, view.ip, view.kind = cron.ns, cron.ip, "Job"
+                    self.prepare(view)
+                    proc = self.spawn(view, self.argv(view), view.name)
+                    try:
+                        rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        kill(proc)
+                        rc = f"no end within {BACKUP_SECONDS} s"
+                    steps.append(f"{c['name']} {rc}")
+                    if rc == 0:
+                        break
+                    failures += 1
+                    restart = cron.spec.get("restartPolicy") == "OnFailure" and isinstance(rc, int)
+                    if not restart or failures > cron.backoff_limit or time.monotonic() + RESTART_SECONDS >= deadline:
+                        raise RuntimeError(f"{c['name']}: exit {rc}: {tail(self.scratch, view.name)}")
+                    log(f"{cron.name}: {c['name']} exited {rc}, run again: {tail(self.scratch, view.name)[-200:]}")
+                    time.sleep(RESTART_SECONDS)
             self.results[cron.name] = ("completed", f"{time.monotonic() - self.started:.1f} s: " + ", ".join(steps))
         except Exception as e:  # noqa: BLE001 - reported per CronJob
             self.results[cron.name] = ("failed", str(e))
@@ -1981,6 +2019,19 @@ def sigv4(method, url, key, secret, body=b"", region="us-east-1"):
     signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
     return {"Authorization": f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={signed}, Signature={signature}",
             "x-amz-content-sha256": payload, "x-amz-date": amzdate}
+
+
+def quantity_bytes(q):
+    """A Kubernetes storage quantity ("200Gi", "2Ti", "500M", "1e9") in bytes
+    (k8s.io/apimachinery pkg/api/resource/quantity.go: binary suffixes Ki..Ei, decimal k..E)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?(?:[eE]\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?", str(q))
+    if not m:
+        fail(f"storage quantity {q!r} not understood")
+    binary = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+    decimal = {"k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+    unit = m.group(2)
+    factor = 1024 ** binary[unit] if unit in binary else 1000 ** decimal.get(unit, 0)
+    return int(float(m.group(1)) * factor)
 
 
 def selects(selector, labels):

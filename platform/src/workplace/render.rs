@@ -1793,11 +1793,7 @@ fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Optio
     spec["containers"] = json!([{
         "name": "upload",
         "image": filer.image.to_string(),
-        // -logtostderr: glog would otherwise write its files to /tmp, on a read-only root.
-        "command": ["sh", "-c", format!(
-            "weed -logtostderr=true filer.copy /dump/dump.sql http://seaweedfs-filer:8888/buckets/{}/$(date -u +%Y%m%dT%H%M%SZ)/",
-            backup.bucket
-        )],
+        "command": ["sh", "-c", backup_upload(&backup.bucket)],
         "volumeMounts": [{"name": "dump", "mountPath": "/dump"}],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": upload_security,
@@ -1821,6 +1817,29 @@ fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Optio
             }}}
         }
     }))
+}
+
+/// The backup's upload: `weed filer.copy` to `/buckets/<bucket>/<UTC time>/`, then the filer asked
+/// for the file it should now hold, its size against the dump's. `filer.copy` exits 0 when its
+/// upload fails (it prints "copy file error" and still returns true:
+/// sw@7506e5f91cd6:weed/command/filer_copy.go:170-179, and `weed` exits with what the command
+/// returns, weed/weed.go:97-106), so without the check a failed upload is a successful Job and a
+/// missing backup nobody sees. The filer answers a HEAD with 404 for a missing file and the
+/// file's size as Content-Length (weed/server/filer_server_handlers_read.go:150-153, 242-243);
+/// `curl` is in the image (docker/Dockerfile.go_build:100-101). A failed check fails the
+/// container, so the Job restarts it (`restartPolicy: OnFailure`, `backoffLimit`): a filer
+/// without writable volumes yet, right after the workplace starts, is retried.
+/// `-logtostderr`: glog would otherwise write its files to /tmp, on a read-only root.
+fn backup_upload(bucket: &str) -> String {
+    format!(
+        "set -eu; dir=/buckets/{bucket}/$(date -u +%Y%m%dT%H%M%SZ)/; \
+         weed -logtostderr=true filer.copy /dump/dump.sql http://seaweedfs-filer:8888$dir; \
+         want=$(wc -c < /dump/dump.sql); \
+         got=$(curl -fsS -I http://seaweedfs-filer:8888${{dir}}dump.sql | tr -d '\\r' | \
+         sed -n 's/^[Cc]ontent-[Ll]ength: *//p'); \
+         if [ \"$got\" != \"$want\" ]; then \
+         echo \"upload failed: the filer holds ${{got:-no}} bytes at ${{dir}}dump.sql, the dump has $want\" >&2; exit 1; fi"
+    )
 }
 
 fn protocol(p: Protocol) -> &'static str {
@@ -3107,6 +3126,89 @@ mod tests {
             pod["initContainers"][0]["securityContext"]["runAsNonRoot"],
             true
         );
+    }
+
+    /// The backup's upload as rendered, run by `sh` with stand-ins for `weed` and `curl` (its
+    /// dump in a scratch directory instead of `/dump`): `weed filer.copy` exits 0 after a failed
+    /// upload, as upstream's does, so the Job succeeds only when the filer then holds the file,
+    /// its size the dump's, at the path `filer.copy` was given.
+    #[test]
+    fn a_backup_upload_the_filer_does_not_hold_fails_its_job() {
+        use std::os::unix::fs::PermissionsExt;
+        let r = rendered(SPEC, &["fr-par-1"]);
+        let cron = r
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "postgresql-backup")
+            .unwrap();
+        let command =
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][2]
+                .as_str()
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("dump.sql"), "-- PostgreSQL database dump\n").unwrap();
+        let bin = root.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let stand_ins = [
+            // filer.copy's failure: an error on stderr, exit status 0.
+            (
+                "weed",
+                "echo \"$@\" >> \"$LOG\"; echo 'copy file error: upload data: no writable volumes' >&2; exit 0",
+            ),
+            // The filer's answer to a HEAD: 404 (curl -f: 22) or a Content-Length.
+            (
+                "curl",
+                "echo \"$@\" >> \"$LOG\"; [ \"$SIZE\" = missing ] && exit 22; printf 'HTTP/1.1 200 OK\\r\\nContent-Length: %s\\r\\n\\r\\n' \"$SIZE\"",
+            ),
+        ];
+        for (name, body) in stand_ins {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = command.replace("/dump/", &format!("{}/", root.display()));
+        let run = |size: &str| {
+            let log = root.join(format!("log-{size}"));
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .env("LOG", &log)
+                .env("SIZE", size)
+                .output()
+                .unwrap();
+            let calls = std::fs::read_to_string(&log).unwrap_or_default();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                calls,
+            )
+        };
+        let whole = std::fs::metadata(root.join("dump.sql"))
+            .unwrap()
+            .len()
+            .to_string();
+        let (code, stderr, calls) = run(&whole);
+        assert_eq!(code, Some(0), "{stderr}");
+        // The file asked for is the one filer.copy was told to write.
+        let lines: Vec<&str> = calls.lines().collect();
+        let copied_to = lines[0].split_whitespace().last().unwrap();
+        assert!(
+            copied_to.starts_with("http://seaweedfs-filer:8888/buckets/postgresql-backups/"),
+            "{calls}"
+        );
+        assert!(
+            lines[1].ends_with(&format!("{copied_to}dump.sql")),
+            "{calls}"
+        );
+        for size in ["missing", "3"] {
+            let (code, stderr, _) = run(size);
+            assert_eq!(code, Some(1), "{size}: {stderr}");
+            assert!(
+                stderr.contains("upload failed: the filer holds"),
+                "{stderr}"
+            );
+        }
     }
 
     /// The superusers' credentials, each with the only component whose pods may use it.
