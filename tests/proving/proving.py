@@ -1815,32 +1815,53 @@ class Ground:
             self.s3 = (pod, client, url, key, secret)
 
     def run_cron(self, cron, deadline):
-        """One run of a CronJob's pod: its init containers in order, then its container, each
-        to completion, as written. A container that fails is run again, as the kubelet restarts
-        it under `restartPolicy: OnFailure`, until the Job's backoffLimit of failures; here
-        after RESTART_SECONDS, where the kubelet waits 10 s, then twice as long each time."""
+        """One run of a CronJob's Job: its pod's init containers in order, then its container,
+        each to completion, as written. A failure is tried again as Kubernetes does: under
+        `restartPolicy: Never` the Job starts a new pod (empty emptyDirs, every container
+        again) until more pods failed than its backoffLimit; under `OnFailure` the kubelet
+        restarts the failed container in place until the restarts reach the backoffLimit
+        (kubernetes pkg/controller/job/job_controller.go, pastBackoffLimitOnFailure). Here
+        after RESTART_SECONDS, where the Job controller and the kubelet wait 10 s, then twice as
+        long each time."""
         steps, failures = [], 0
+        never = cron.spec.get("restartPolicy") == "Never"
+        containers = (cron.spec.get("initContainers") or []) + cron.spec["containers"]
         try:
-            for c in (cron.spec.get("initContainers") or []) + cron.spec["containers"]:
-                while True:
-                    view = cron.init_view(c)
-                    view.ns, view.ip, view.kind = cron.ns, cron.ip, "Job"
-                    self.prepare(view)
-                    proc = self.spawn(view, self.argv(view), view.name)
-                    try:
-                        rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
-                    except subprocess.TimeoutExpired:
-                        kill(proc)
-                        rc = f"no end within {BACKUP_SECONDS} s"
-                    steps.append(f"{c['name']} {rc}")
-                    if rc == 0:
+            while True:
+                failed = None
+                for c in containers:
+                    while True:
+                        view = cron.init_view(c)
+                        view.ns, view.ip, view.kind = cron.ns, cron.ip, "Job"
+                        self.prepare(view)
+                        proc = self.spawn(view, self.argv(view), view.name)
+                        try:
+                            rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
+                        except subprocess.TimeoutExpired:
+                            kill(proc)
+                            rc = f"no end within {BACKUP_SECONDS} s"
+                        steps.append(f"{c['name']} {rc}")
+                        if rc == 0:
+                            break
+                        failures += 1
+                        why = f"{c['name']}: exit {rc}: {tail(self.scratch, view.name)}"
+                        again = isinstance(rc, int) and time.monotonic() + RESTART_SECONDS < deadline and (
+                            failures <= cron.backoff_limit if never else failures < cron.backoff_limit)
+                        if not again:
+                            raise RuntimeError(why)
+                        log(f"{cron.name}: {c['name']} exited {rc}, run again ({'a new pod' if never else 'restarted'}): {why[-200:]}")
+                        time.sleep(RESTART_SECONDS)
+                        if never:
+                            failed = why
+                            break
+                    if failed:
                         break
-                    failures += 1
-                    restart = cron.spec.get("restartPolicy") == "OnFailure" and isinstance(rc, int)
-                    if not restart or failures > cron.backoff_limit or time.monotonic() + RESTART_SECONDS >= deadline:
-                        raise RuntimeError(f"{c['name']}: exit {rc}: {tail(self.scratch, view.name)}")
-                    log(f"{cron.name}: {c['name']} exited {rc}, run again: {tail(self.scratch, view.name)[-200:]}")
-                    time.sleep(RESTART_SECONDS)
+                if not failed:
+                    break
+                # A new pod: its emptyDir volumes start empty.
+                for v in cron.spec.get("volumes") or []:
+                    if "emptyDir" in v:
+                        shutil.rmtree(os.path.join(self.scratch, cron.name, "vol", v["name"]), ignore_errors=True)
             self.results[cron.name] = ("completed", f"{time.monotonic() - self.started:.1f} s: " + ", ".join(steps))
         except Exception as e:  # noqa: BLE001 - reported per CronJob
             self.results[cron.name] = ("failed", str(e))
@@ -1864,17 +1885,25 @@ class Ground:
             bucket = re.search(r"/buckets/([^/\s]+)/", command)
             name = f"{cron.workload}: its commands, run as written, put a dump into the bucket {bucket.group(1) if bucket else '?'}"
             s3 = getattr(self, "s3", None)
-            if self.results[cron.name][0] != "completed" or not bucket or s3 is None:
+            completed = self.results[cron.name][0] == "completed"
+            found = []
+            if bucket and s3 is not None:
+                _, client, url, key, secret = s3
+                listing = f"{url}{bucket.group(1)}?list-type=2"
+                status, text = self.http(client, listing, headers=sigv4("GET", listing, key, secret))
+                # ListObjectsV2: one <Contents> per object, with its <Key> and <Size>.
+                found = [(k, int(z)) for block in re.findall(r"<Contents>(.*?)</Contents>", text, re.S)
+                         for k, z in re.findall(r"<Key>([^<]*dump\.sql)</Key>.*?<Size>(\d+)</Size>", block, re.S)]
+                found = [(k, z) for k, z in found if z > 0]
+                # A Job that completes without its dump in the bucket is a lost backup nobody
+                # sees (filer.copy exits 0 when its upload fails): never.
+                self.check(f"{cron.workload}: its Job completes only with its dump in the bucket",
+                           not completed or bool(found),
+                           f"completed with {found or 'nothing'} in {bucket.group(1)}: {self.results[cron.name][1][-200:]}")
+            if not completed or not bucket or s3 is None:
                 self.check(name, False, f"{self.results[cron.name][1][-300:]}; S3 checked: {s3 is not None}")
                 continue
             wanted = bucket.group(1)
-            _, client, url, key, secret = s3
-            listing = f"{url}{wanted}?list-type=2"
-            status, text = self.http(client, listing, headers=sigv4("GET", listing, key, secret))
-            # ListObjectsV2: one <Contents> per object, with its <Key> and <Size>.
-            found = [(k, int(z)) for block in re.findall(r"<Contents>(.*?)</Contents>", text, re.S)
-                     for k, z in re.findall(r"<Key>([^<]*dump\.sql)</Key>.*?<Size>(\d+)</Size>", block, re.S)]
-            found = [(k, z) for k, z in found if z > 0]
             self.check(name, status == 200 and bool(found), f"{status}: {found or text[-300:]}")
             if found:
                 self.dumps = getattr(self, "dumps", []) + [(wanted, found[0][0])]
@@ -1944,13 +1973,21 @@ class Ground:
                     pod.proc.wait(timeout=max(0.01, grace - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     kill(pod.proc, signal.SIGKILL)
+        killed = []
         for ns in self.netns:
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
             for pid in pids:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
                 except ProcessLookupError:
                     pass
+        # Gone before their volumes are unmounted (a process still holding a file in a claim's
+        # tmpfs would make it busy): up to 5 s.
+        gone = time.monotonic() + 5
+        while killed and time.monotonic() < gone:
+            killed = [pid for pid in killed if os.path.exists(f"/proc/{pid}")]
+            time.sleep(0.05)
         for proc in [subprocess.Popen(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL) for ns in self.netns]:
             proc.wait()
         for ns in self.netns:
@@ -1965,10 +2002,16 @@ class Ground:
         for sock in glob.glob("/tmp/seaweedfs-*.sock"):
             if any(p.adapter() == "seaweedfs" and p.proc is not None for p in self.pods):
                 os.unlink(sock)
+        # Every mount undone, each tried even when one before failed; one still busy is
+        # detached (`umount -l`: gone once its last user is), and the scratch directory kept.
+        stuck = []
         for path in reversed(self.bound):
             if subprocess.run(["umount", path], capture_output=True).returncode != 0:
-                log(f"could not unmount {path}: {self.scratch} kept")
-                return
+                subprocess.run(["umount", "-l", path], capture_output=True)
+                stuck.append(path)
+        if stuck:
+            log(f"could not unmount {', '.join(stuck)} (detached instead): {self.scratch} kept")
+            return
         if self.keep:
             log(f"kept {self.scratch}")
         else:

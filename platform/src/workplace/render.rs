@@ -1780,7 +1780,8 @@ fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Optio
         upload_security["runAsGroup"] = json!(fc.run_as.gid);
     }
     let mut spec = pod_spec.clone();
-    spec["restartPolicy"] = json!("OnFailure");
+    // Never: a failed run's pod stays, with its log, and the Job starts another.
+    spec["restartPolicy"] = json!("Never");
     spec["volumes"] = json!([{"name": "dump", "emptyDir": {}}]);
     spec["initContainers"] = json!([{
         "name": "dump",
@@ -1819,26 +1820,29 @@ fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Optio
     }))
 }
 
-/// The backup's upload: `weed filer.copy` to `/buckets/<bucket>/<UTC time>/`, then the filer asked
-/// for the file it should now hold, its size against the dump's. `filer.copy` exits 0 when its
+/// The backup's upload: `weed filer.copy` to `/buckets/<bucket>/<UTC time>/`, then the file read
+/// back from the filer and compared with the dump, byte for byte. `filer.copy` exits 0 when its
 /// upload fails (it prints "copy file error" and still returns true:
 /// sw@7506e5f91cd6:weed/command/filer_copy.go:170-179, and `weed` exits with what the command
 /// returns, weed/weed.go:97-106), so without the check a failed upload is a successful Job and a
-/// missing backup nobody sees. The filer answers a HEAD with 404 for a missing file and the
-/// file's size as Content-Length (weed/server/filer_server_handlers_read.go:150-153, 242-243);
-/// `curl` is in the image (docker/Dockerfile.go_build:100-101). A failed check fails the
-/// container, so the Job restarts it (`restartPolicy: OnFailure`, `backoffLimit`): a filer
-/// without writable volumes yet, right after the workplace starts, is retried.
-/// `-logtostderr`: glog would otherwise write its files to /tmp, on a read-only root.
+/// missing backup nobody sees. It writes the file as `<dir>` + the local file's base name
+/// (filer_copy.go:339, 392); the filer answers a GET of a missing file with 404
+/// (weed/server/filer_server_handlers_read.go:150-153), which `curl -f` turns into no output,
+/// so `cmp` finds a difference. `curl` is in the image (docker/Dockerfile.go_build:100-101), `cmp`
+/// in its Alpine base's BusyBox (alpinelinux/aports main/busybox/busyboxconfig, CONFIG_CMP=y).
+/// Reading the data back, not the entry's size (which `filer.copy` sets from its own `stat`,
+/// filer_copy.go:392), shows the volume servers hold it. A failed check fails the pod, and the
+/// Job starts another (`restartPolicy: Never`, up to `backoffLimit`), keeping each failed pod and
+/// its log, where the reason is read: a filer without writable volumes yet, right after the
+/// workplace starts, is tried again. `-logtostderr`: glog would otherwise write its files to /tmp,
+/// on a read-only root.
 fn backup_upload(bucket: &str) -> String {
     format!(
         "set -eu; dir=/buckets/{bucket}/$(date -u +%Y%m%dT%H%M%SZ)/; \
          weed -logtostderr=true filer.copy /dump/dump.sql http://seaweedfs-filer:8888$dir; \
-         want=$(wc -c < /dump/dump.sql); \
-         got=$(curl -fsS -I http://seaweedfs-filer:8888${{dir}}dump.sql | tr -d '\\r' | \
-         sed -n 's/^[Cc]ontent-[Ll]ength: *//p'); \
-         if [ \"$got\" != \"$want\" ]; then \
-         echo \"upload failed: the filer holds ${{got:-no}} bytes at ${{dir}}dump.sql, the dump has $want\" >&2; exit 1; fi"
+         if ! curl -fsS http://seaweedfs-filer:8888${{dir}}dump.sql | cmp -s - /dump/dump.sql; then \
+         echo \"upload failed: the filer does not give back the dump ($(wc -c < /dump/dump.sql) bytes) \
+         at ${{dir}}dump.sql\" >&2; exit 1; fi"
     )
 }
 
@@ -3130,10 +3134,11 @@ mod tests {
 
     /// The backup's upload as rendered, run by `sh` with stand-ins for `weed` and `curl` (its
     /// dump in a scratch directory instead of `/dump`): `weed filer.copy` exits 0 after a failed
-    /// upload, as upstream's does, so the Job succeeds only when the filer then holds the file,
-    /// its size the dump's, at the path `filer.copy` was given.
+    /// upload, as upstream's does, so the Job succeeds only when the filer then gives back the
+    /// dump's bytes at the path `filer.copy` was given: not when it gives nothing, another
+    /// content of the same size, or part of it.
     #[test]
-    fn a_backup_upload_the_filer_does_not_hold_fails_its_job() {
+    fn a_backup_upload_the_filer_does_not_give_back_fails_its_job() {
         use std::os::unix::fs::PermissionsExt;
         let r = rendered(SPEC, &["fr-par-1"]);
         let cron = r
@@ -3148,6 +3153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::write(root.join("dump.sql"), "-- PostgreSQL database dump\n").unwrap();
+        assert_eq!(std::fs::metadata(root.join("dump.sql")).unwrap().len(), 28);
         let bin = root.join("bin");
         std::fs::create_dir(&bin).unwrap();
         let stand_ins = [
@@ -3156,10 +3162,10 @@ mod tests {
                 "weed",
                 "echo \"$@\" >> \"$LOG\"; echo 'copy file error: upload data: no writable volumes' >&2; exit 0",
             ),
-            // The filer's answer to a HEAD: 404 (curl -f: 22) or a Content-Length.
+            // The filer's answer to a GET: 404 (curl -f: 22, no output) or the bytes it holds.
             (
                 "curl",
-                "echo \"$@\" >> \"$LOG\"; [ \"$SIZE\" = missing ] && exit 22; printf 'HTTP/1.1 200 OK\\r\\nContent-Length: %s\\r\\n\\r\\n' \"$SIZE\"",
+                "echo \"$@\" >> \"$LOG\"; [ \"$HELD\" = missing ] && exit 22; cat \"$HELD\"",
             ),
         ];
         for (name, body) in stand_ins {
@@ -3168,13 +3174,13 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let script = command.replace("/dump/", &format!("{}/", root.display()));
-        let run = |size: &str| {
-            let log = root.join(format!("log-{size}"));
+        let run = |held: &str| {
+            let log = root.join(format!("log-{}", held.replace('/', "_")));
             let out = std::process::Command::new("sh")
                 .args(["-c", &script])
                 .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
                 .env("LOG", &log)
-                .env("SIZE", size)
+                .env("HELD", held)
                 .output()
                 .unwrap();
             let calls = std::fs::read_to_string(&log).unwrap_or_default();
@@ -3184,11 +3190,11 @@ mod tests {
                 calls,
             )
         };
-        let whole = std::fs::metadata(root.join("dump.sql"))
-            .unwrap()
-            .len()
-            .to_string();
-        let (code, stderr, calls) = run(&whole);
+        // What the filer gives back: the dump, another dump of the same size, a truncated one.
+        std::fs::write(root.join("other.sql"), "-- PostgreSQL database dumq\n").unwrap();
+        std::fs::write(root.join("short.sql"), "-- PostgreSQL").unwrap();
+        let held = |name: &str| root.join(name).display().to_string();
+        let (code, stderr, calls) = run(&held("dump.sql"));
         assert_eq!(code, Some(0), "{stderr}");
         // The file asked for is the one filer.copy was told to write.
         let lines: Vec<&str> = calls.lines().collect();
@@ -3201,11 +3207,11 @@ mod tests {
             lines[1].ends_with(&format!("{copied_to}dump.sql")),
             "{calls}"
         );
-        for size in ["missing", "3"] {
-            let (code, stderr, _) = run(size);
-            assert_eq!(code, Some(1), "{size}: {stderr}");
+        for bad in ["missing".to_owned(), held("other.sql"), held("short.sql")] {
+            let (code, stderr, _) = run(&bad);
+            assert_eq!(code, Some(1), "{bad}: {stderr}");
             assert!(
-                stderr.contains("upload failed: the filer holds"),
+                stderr.contains("upload failed: the filer does not give back the dump (28 bytes) at /buckets/postgresql-backups/"),
                 "{stderr}"
             );
         }
