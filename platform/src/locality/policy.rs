@@ -160,8 +160,9 @@ struct QualifiedStorageFields {
 }
 
 impl<'de> Deserialize<'de> for QualifiedStorage {
-    /// A map of the fields; a driver name alone (the former form, which let any parameters
-    /// through) is refused, saying what to write instead.
+    /// A map of the fields, or a driver name alone: the former form, which let any parameters
+    /// through and now means the driver with none (a policy written before stays readable and
+    /// fails closed: a Workplace giving parameters under it is refused, each one named).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Entry;
         impl<'de> de::Visitor<'de> for Entry {
@@ -170,11 +171,10 @@ impl<'de> Deserialize<'de> for QualifiedStorage {
                 f.write_str("a qualified storage: {driver: csi.example.fr, parameters: {...}}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Err(E::custom(format!(
-                    "{v:?} is a driver name alone; write {{driver: {v}, parameters: {{...}}}} \
-                     with every parameter its storage is qualified with (none: leave \
-                     parameters out), since parameters too decide where data is written"
-                )))
+                Ok(QualifiedStorage {
+                    driver: v.to_owned(),
+                    parameters: BTreeMap::new(),
+                })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let f = QualifiedStorageFields::deserialize(
@@ -1137,14 +1137,32 @@ onUnknown: violation
             &format!("{GOOD}provisioners: [{{driver: \"\"}}]\n"),
             "p.yaml:13:1: provisioners[0].driver: \"\": expected a CSI driver name such as csi.example.fr",
         );
-        // The former form, a driver name alone, says what is expected now.
-        check(
+        // The former form, a driver name alone, still reads (a policy stored before the
+        // parameters were judged is not broken by the upgrade), as the driver with no
+        // parameters: fails closed.
+        let former = LocalityPolicy::from_yaml(
             &format!("{GOOD}provisioners: [csi.interieur.gouv.fr]\n"),
-            "p.yaml:13:16: provisioners[0]: \"csi.interieur.gouv.fr\" is a driver name alone; write \
-             {driver: csi.interieur.gouv.fr, parameters: {...}} with every parameter its storage \
-             is qualified with (none: leave parameters out), since parameters too decide where \
-             data is written",
+            "p.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            former.refuses_storage("csi.interieur.gouv.fr", &params(&[])),
+            None
         );
+        assert_eq!(
+            former.refuses_storage(
+                "csi.interieur.gouv.fr",
+                &params(&[("server", "nfs.example.us")])
+            ),
+            Some(
+                "storage provisioner csi.interieur.gouv.fr is allowed only with the parameters \
+                 the policy qualifies: server: nfs.example.us is not a qualified parameter"
+                    .into()
+            )
+        );
+        let json: LocalityPolicy =
+            serde_json::from_value(serde_json::to_value(&former).unwrap()).unwrap();
+        assert_eq!(json, former);
     }
 
     #[test]
