@@ -98,12 +98,11 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
         let m = format!("LocalityPolicy {}: {e}", wp.spec.policy);
         return refuse(wp, ctx, report, "PolicyInvalid", m).await;
     }
-    // What ops wrote that the policy alone may allow: images, provisioner, egress.
-    let judged =
-        match judge_images_and_storage(&catalog, &wp.spec.storage.provisioner, &policy.spec) {
-            Some(r) => Some(r),
-            None => judge_egress(&wp.spec.egress, &policy.spec, ctx).await?,
-        };
+    // What ops wrote that the policy alone may allow: images, storage, egress.
+    let judged = match judge_images_and_storage(&catalog, &wp.spec.storage, &policy.spec) {
+        Some(r) => Some(r),
+        None => judge_egress(&wp.spec.egress, &policy.spec, ctx).await?,
+    };
     if let Some((reason, m)) = judged {
         let m = format!("LocalityPolicy {}: {m}", wp.spec.policy);
         return refuse(wp, ctx, report, reason, m).await;

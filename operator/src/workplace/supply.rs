@@ -1,6 +1,6 @@
 //! What a Workplace pulls in and sends out, judged under its LocalityPolicy before anything is
 //! rendered: its images (registries the policy allows, pinned by digest when it says so), its
-//! storage provisioner (the policy's allow-list) and its egress destinations (each one address,
+//! storage (a driver and parameters the policy qualifies) and its egress destinations (each one address,
 //! judged by the locality engine as an endpoint, like a node). Ops write these fields; only the
 //! policy, which only the security officer writes, decides whether they may be used.
 
@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use hexagone_platform::catalog::Catalog;
 use hexagone_platform::k8s::{NodeAttestation, attestations};
 use hexagone_platform::locality::address::Block;
-use hexagone_platform::workplace::EgressRule;
+use hexagone_platform::workplace::{EgressRule, StorageSpec};
 use hexagone_platform::{Judge, LocalityPolicy, NodeDescription, SubjectKind, observe};
 use kube::api::{Api, ListParams};
 use time::OffsetDateTime;
@@ -19,10 +19,10 @@ use super::{Context, ReconcileError, failed};
 /// Why the Workplace may not be deployed under its policy: `(reason, message)`.
 pub(super) type Refusal = (&'static str, String);
 
-/// Judges images and the provisioner (no I/O).
+/// Judges images and the storage, its driver and parameters (no I/O).
 pub(super) fn judge_images_and_storage(
     catalog: &Catalog,
-    provisioner: &str,
+    storage: &StorageSpec,
     policy: &LocalityPolicy,
 ) -> Option<Refusal> {
     let images: Vec<String> = catalog
@@ -46,7 +46,7 @@ pub(super) fn judge_images_and_storage(
         return Some(("ImageNotAllowed", format!("{hint}{}", images.join("; "))));
     }
     policy
-        .refuses_provisioner(provisioner)
+        .refuses_storage(&storage.provisioner, &storage.parameters)
         .map(|m| ("ProvisionerNotAllowed", m))
 }
 

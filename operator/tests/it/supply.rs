@@ -117,7 +117,8 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
     .await?;
 
     // A provisioner the policy does not list.
-    set_policy(json!({"images": null, "provisioners": ["csi.interieur.gouv.fr"]})).await?;
+    set_policy(json!({"images": null, "provisioners": [{"driver": "csi.interieur.gouv.fr"}]}))
+        .await?;
     refused(
         "ProvisionerNotAllowed",
         vec![format!(
@@ -125,7 +126,46 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
         )],
     )
     .await?;
-    set_policy(json!({"provisioners": [TEST_PROVISIONER]})).await?;
+    // The driver the policy qualifies, with a server of ops' choosing: the parameters decide
+    // where the data is written as much as the driver does.
+    let qualified = json!({"server": "nfs.paris.interieur.gouv.fr", "share": "/exports"});
+    set_policy(json!({"provisioners": [{"driver": TEST_PROVISIONER, "parameters": qualified}]}))
+        .await?;
+    refused(
+        "ProvisionerNotAllowed",
+        vec![format!(
+            "storage provisioner {TEST_PROVISIONER} is allowed only with the parameters the \
+             policy qualifies: server missing, qualified as nfs.paris.interieur.gouv.fr; share \
+             missing, qualified as /exports"
+        )],
+    )
+    .await?;
+    ops_edit(json!({"storage": {"provisioner": TEST_PROVISIONER,
+                                "parameters": {"server": "nfs.example.us", "share": "/exports"}}}))
+    .await?;
+    refused(
+        "ProvisionerNotAllowed",
+        vec!["server: nfs.example.us, qualified as nfs.paris.interieur.gouv.fr".into()],
+    )
+    .await?;
+    ops_edit(json!({"storage": {"provisioner": TEST_PROVISIONER, "parameters": qualified}}))
+        .await?;
+    // The refusal lifts (the next one is the egress below): the StorageClass carries exactly
+    // the qualified parameters.
+    let classes = Api::<StorageClass>::all(admin.clone());
+    eventually("the StorageClass with the qualified parameters", || {
+        let classes = classes.clone();
+        let qualified = qualified.clone();
+        async move {
+            let sc = classes
+                .get(&storage_class_name(NS, "intranet"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let p = serde_json::to_value(&sc.parameters).map_err(|e| e.to_string())?;
+            (p == qualified).then_some(()).ok_or_else(|| format!("{p}"))
+        }
+    })
+    .await?;
 
     // Egress: everywhere, a range, an address abroad.
     ops_edit(json!({"egress": [{"name": "anywhere", "cidr": "0.0.0.0/0"}]})).await?;
@@ -170,7 +210,6 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
     // zone the officer's regions table does not place in France stays out of the
     // StorageClass's topology, and a Warning says which and why. The node stays eligible (its
     // region label and the other sources still place it in France).
-    let classes = Api::<StorageClass>::all(admin.clone());
     let topology = || {
         let classes = classes.clone();
         async move {

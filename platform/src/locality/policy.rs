@@ -82,10 +82,26 @@ pub struct LocalityPolicy {
     /// (catalog, `spec.registry`, per-component overrides) break it, before rendering anything.
     #[serde(default, skip_serializing_if = "ImageRule::is_unrestricted")]
     pub images: ImageRule,
-    /// The storage provisioners (CSI driver names) a Workplace's StorageClass may name
-    /// (`spec.storage.provisioner`): where its volumes' data is written. Empty: any.
+    /// The qualified storage a Workplace's StorageClass may be (`spec.storage`): each a CSI
+    /// driver with the exact parameters it is qualified with. Both decide where the volumes'
+    /// data is written: an NFS driver writes to the server its `server` parameter names. Empty:
+    /// any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub provisioners: Vec<String>,
+    pub provisioners: Vec<QualifiedStorage>,
+}
+
+/// One qualified storage: a CSI driver and the parameters its StorageClass must have, exactly.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QualifiedStorage {
+    /// The CSI driver's name (`csi.interieur.gouv.fr`, `nfs.csi.k8s.io`).
+    pub driver: String,
+    /// The StorageClass parameters, all of them, the storage was qualified with
+    /// (`{server: nfs.paris.interieur.gouv.fr, share: /exports/hexagone}`). A Workplace giving
+    /// any other set, one more key, one fewer or another value, is refused. Empty: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// Where images may come from.
@@ -134,17 +150,102 @@ impl ImageRule {
     }
 }
 
+/// The fields of a [`QualifiedStorage`], read from a map.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QualifiedStorageFields {
+    driver: String,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for QualifiedStorage {
+    /// A map of the fields, or a driver name alone: the former form, which let any parameters
+    /// through and now means the driver with none (a policy written before stays readable and
+    /// fails closed: a Workplace giving parameters under it is refused, each one named).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> de::Visitor<'de> for Entry {
+            type Value = QualifiedStorage;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a qualified storage: {driver: csi.example.fr, parameters: {...}}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(QualifiedStorage {
+                    driver: v.to_owned(),
+                    parameters: BTreeMap::new(),
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let f = QualifiedStorageFields::deserialize(
+                    de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(QualifiedStorage {
+                    driver: f.driver,
+                    parameters: f.parameters,
+                })
+            }
+        }
+        d.deserialize_any(Entry)
+    }
+}
+
 impl LocalityPolicy {
-    /// Why a Workplace may not write its volumes through `provisioner`, if it may not.
-    pub fn refuses_provisioner(&self, provisioner: &str) -> Option<String> {
-        (!self.provisioners.is_empty() && !self.provisioners.iter().any(|p| p == provisioner)).then(
-            || {
-                format!(
-                    "storage provisioner {provisioner} is not one the policy allows ({})",
-                    self.provisioners.join(", ")
-                )
-            },
-        )
+    /// Why a Workplace may not write its volumes through `provisioner` with `parameters`, if it
+    /// may not: the pair must be one the policy qualifies, parameters and all.
+    pub fn refuses_storage(
+        &self,
+        provisioner: &str,
+        parameters: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        if self.provisioners.is_empty() {
+            return None;
+        }
+        let same_driver: Vec<&QualifiedStorage> = self
+            .provisioners
+            .iter()
+            .filter(|q| q.driver == provisioner)
+            .collect();
+        if same_driver.is_empty() {
+            let drivers: Vec<&str> = self
+                .provisioners
+                .iter()
+                .map(|q| q.driver.as_str())
+                .collect();
+            return Some(format!(
+                "storage provisioner {provisioner} is not one the policy allows ({})",
+                drivers.join(", ")
+            ));
+        }
+        if same_driver.iter().any(|q| &q.parameters == parameters) {
+            return None;
+        }
+        // The differences from the driver's first qualified set, each named.
+        let qualified = &same_driver[0].parameters;
+        let mut differences = Vec::new();
+        for (k, v) in parameters {
+            match qualified.get(k) {
+                None => differences.push(format!("{k}: {v} is not a qualified parameter")),
+                Some(q) if q != v => differences.push(format!("{k}: {v}, qualified as {q}")),
+                Some(_) => {}
+            }
+        }
+        for k in qualified.keys().filter(|k| !parameters.contains_key(*k)) {
+            differences.push(format!("{k} missing, qualified as {}", qualified[k]));
+        }
+        let more = match same_driver.len() {
+            1 => String::new(),
+            n => format!(
+                " (and {} other qualified set{})",
+                n - 1,
+                if n > 2 { "s" } else { "" }
+            ),
+        };
+        Some(format!(
+            "storage provisioner {provisioner} is allowed only with the parameters the policy \
+             qualifies{more}: {}",
+            differences.join("; ")
+        ))
     }
 }
 
@@ -628,10 +729,13 @@ impl LocalityPolicy {
             }
         }
         for (i, p) in self.provisioners.iter().enumerate() {
-            if p.trim().is_empty() || p.contains(char::is_whitespace) {
+            if p.driver.trim().is_empty() || p.driver.contains(char::is_whitespace) {
                 return Err((
-                    vec![Key("provisioners"), Index(i)],
-                    format!("{p:?}: expected a CSI driver name such as csi.example.fr"),
+                    vec![Key("provisioners"), Index(i), Key("driver")],
+                    format!(
+                        "{:?}: expected a CSI driver name such as csi.example.fr",
+                        p.driver
+                    ),
                 ));
             }
         }
@@ -935,7 +1039,8 @@ onUnknown: violation
         let p = LocalityPolicy::from_yaml(
             &format!(
                 "{GOOD}images:\n  registries: [registry.interieur.gouv.fr/hexagone, mirror.local:5000]\n  \
-                 requireDigest: true\nprovisioners: [csi.interieur.gouv.fr]\n"
+                 requireDigest: true\nprovisioners:\n- driver: csi.interieur.gouv.fr\n\
+                 - driver: nfs.csi.k8s.io\n  parameters: {{server: nfs.paris.interieur.gouv.fr, share: /exports}}\n"
             ),
             "p.yaml",
         )
@@ -969,24 +1074,95 @@ onUnknown: violation
                     .into()
             )
         );
-        assert_eq!(p.refuses_provisioner("csi.interieur.gouv.fr"), None);
+        let params = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         assert_eq!(
-            p.refuses_provisioner("nfs.csi.k8s.io"),
-            Some("storage provisioner nfs.csi.k8s.io is not one the policy allows (csi.interieur.gouv.fr)".into())
+            p.refuses_storage("csi.interieur.gouv.fr", &params(&[])),
+            None
+        );
+        assert_eq!(
+            p.refuses_storage("csi.other.example", &params(&[])),
+            Some("storage provisioner csi.other.example is not one the policy allows (csi.interieur.gouv.fr, nfs.csi.k8s.io)".into())
+        );
+        let qualified = [
+            ("server", "nfs.paris.interieur.gouv.fr"),
+            ("share", "/exports"),
+        ];
+        assert_eq!(
+            p.refuses_storage("nfs.csi.k8s.io", &params(&qualified)),
+            None
+        );
+        // The allowed driver writing to a server abroad, with a parameter more, or one fewer.
+        assert_eq!(
+            p.refuses_storage(
+                "nfs.csi.k8s.io",
+                &params(&[("server", "nfs.example.us"), ("share", "/exports"), ("subDir", "x")])
+            ),
+            Some(
+                "storage provisioner nfs.csi.k8s.io is allowed only with the parameters the policy \
+                 qualifies: server: nfs.example.us, qualified as nfs.paris.interieur.gouv.fr; \
+                 subDir: x is not a qualified parameter"
+                    .into()
+            )
+        );
+        assert_eq!(
+            p.refuses_storage("nfs.csi.k8s.io", &params(&qualified[..1])),
+            Some(
+                "storage provisioner nfs.csi.k8s.io is allowed only with the parameters the policy \
+                 qualifies: share missing, qualified as /exports"
+                    .into()
+            )
+        );
+        // A driver qualified without parameters is refused with any.
+        assert!(
+            p.refuses_storage("csi.interieur.gouv.fr", &params(&[("server", "x")]))
+                .is_some()
         );
         // Unset: anything goes, and the digest of a policy without them is unchanged.
         let open = LocalityPolicy::from_yaml(GOOD, "p.yaml").unwrap();
         assert_eq!(open.images.refuses("docker.io/library/postgres:17"), None);
-        assert_eq!(open.refuses_provisioner("nfs.csi.k8s.io"), None);
+        assert_eq!(
+            open.refuses_storage("nfs.csi.k8s.io", &params(&qualified)),
+            None
+        );
         assert!(!serde_json::to_string(&open).unwrap().contains("images"));
         check(
             &format!("{GOOD}images:\n  registries: [https://registry.example.fr]\n"),
             "p.yaml:14:3: images.registries[0]: \"https://registry.example.fr\": expected a registry host with an optional port and path (registry.example.fr/mirror), without scheme or trailing slash",
         );
         check(
-            &format!("{GOOD}provisioners: [\"\"]\n"),
-            "p.yaml:13:1: provisioners[0]: \"\": expected a CSI driver name such as csi.example.fr",
+            &format!("{GOOD}provisioners: [{{driver: \"\"}}]\n"),
+            "p.yaml:13:1: provisioners[0].driver: \"\": expected a CSI driver name such as csi.example.fr",
         );
+        // The former form, a driver name alone, still reads (a policy stored before the
+        // parameters were judged is not broken by the upgrade), as the driver with no
+        // parameters: fails closed.
+        let former = LocalityPolicy::from_yaml(
+            &format!("{GOOD}provisioners: [csi.interieur.gouv.fr]\n"),
+            "p.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            former.refuses_storage("csi.interieur.gouv.fr", &params(&[])),
+            None
+        );
+        assert_eq!(
+            former.refuses_storage(
+                "csi.interieur.gouv.fr",
+                &params(&[("server", "nfs.example.us")])
+            ),
+            Some(
+                "storage provisioner csi.interieur.gouv.fr is allowed only with the parameters \
+                 the policy qualifies: server: nfs.example.us is not a qualified parameter"
+                    .into()
+            )
+        );
+        let json: LocalityPolicy =
+            serde_json::from_value(serde_json::to_value(&former).unwrap()).unwrap();
+        assert_eq!(json, former);
     }
 
     #[test]
