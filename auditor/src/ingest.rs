@@ -146,6 +146,10 @@ pub enum Location {
     /// On a storage endpoint outside the cluster: a name from the auditor's inventory, or an
     /// IP address.
     Endpoint(String),
+    /// On the server of a network volume (its host, as the PersistentVolume names it): an
+    /// endpoint of the inventory by that name, else a place nothing locates, as a registry is
+    /// (the collector's network volumes; never written by an HTTP writer).
+    Server(String),
     /// At the registry a container image is pulled from (its host): an endpoint of the
     /// inventory by that name, else a place nothing locates (the collector's images; never
     /// written by an HTTP writer), and which image it is, which the entry names.

@@ -47,7 +47,7 @@ use kube::api::{ApiResource, DynamicObject};
 
 use super::policies::{PolicyChange, PolicyLog, PolicyRecord, policy_digest};
 use super::snapshots::{VolumeSnapshot, VolumeSnapshotContent};
-use super::volumes::{Placement, STORE};
+use super::volumes::{Held, Placement, STORE};
 use crate::ingest::{Location, Report};
 use crate::ledger::checkpoint::{Checkpoint, parse_note};
 use crate::ledger::entry::{Body, Observation};
@@ -532,6 +532,8 @@ enum Kind {
 #[derive(Debug, Clone)]
 enum Place {
     Node(String),
+    /// A network volume's server.
+    Server(String),
     Destination(String),
     Registry(String),
 }
@@ -673,13 +675,13 @@ async fn pass(
     let images = super::images::images(pods.iter().map(|a| &**a), &namespaces);
     let placements: Vec<(Item, Kind)> = volumes
         .into_iter()
-        .map(|p| (Item::on_node(p), Kind::Volume))
+        .map(|p| (Item::held(p), Kind::Volume))
         .chain(
             snapshots
                 .into_iter()
-                .map(|p| (Item::on_node(p), Kind::Snapshot)),
+                .map(|p| (Item::held(p), Kind::Snapshot)),
         )
-        .chain(on_nodes.into_iter().map(|p| (Item::on_node(p), Kind::Pod)))
+        .chain(on_nodes.into_iter().map(|p| (Item::held(p), Kind::Pod)))
         .chain(egress.into_iter().map(|d| {
             (
                 Item {
@@ -989,6 +991,7 @@ async fn pass(
                     if outcome.verdict == "violation" && !named_only {
                         let (at, node) = match &place {
                             Place::Node(node) => (format!("on node {node}"), Some(node)),
+                            Place::Server(host) => (format!("on storage server {host}"), None),
                             Place::Destination(block) => (format!("egress to {block}"), None),
                             Place::Registry(host) => (format!("image from registry {host}"), None),
                         };
@@ -1056,12 +1059,19 @@ struct Item {
 }
 
 impl Item {
-    fn on_node(p: Placement) -> Self {
+    /// A placement where it is held: on a node, judged as the node; on a network volume's
+    /// server, judged as that endpoint (a name of the inventory, or an address; else placed by
+    /// nothing, so not compliant).
+    fn held(p: Placement) -> Self {
+        let (place, location) = match p.held {
+            Held::Node(n) => (Place::Node(n.name.clone()), Location::Node(n)),
+            Held::Server(s) => (Place::Server(s.clone()), Location::Server(s)),
+        };
         Item {
-            place: Place::Node(p.node.name.clone()),
+            place,
             object: p.object,
             content: p.content,
-            location: Location::Node(p.node),
+            location,
             regarding: p.regarding,
         }
     }

@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use hexagone_platform::labels::{PART_OF, PART_OF_LABEL};
 
-use super::volumes::{Placement, STORE, known};
+use super::volumes::{Held, Placement, STORE, known};
 use crate::ledger::entry::{EntryError, ObjectId};
 
 /// The object class of a pod's placement.
@@ -100,7 +100,7 @@ pub fn placements<'a>(
                 format!("pod/{ns}/{name}"),
             )?,
             content: h.finalize().into(),
-            node: known(&nodes, node),
+            held: Held::Node(known(&nodes, node)),
             regarding: ObjectReference {
                 api_version: Some("v1".to_owned()),
                 kind: Some("Pod".to_owned()),
@@ -136,7 +136,14 @@ mod tests {
         placements(pods, &nodes, &namespaces)
             .unwrap()
             .iter()
-            .map(|p| format!("{} {} {}", p.object.id, p.node.name, p.node.labels.len()))
+            .map(|p| {
+                format!(
+                    "{} {} {}",
+                    p.object.id,
+                    p.held.name(),
+                    p.held.node().unwrap().labels.len()
+                )
+            })
             .collect()
     }
 

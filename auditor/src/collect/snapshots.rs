@@ -209,7 +209,7 @@ pub fn placements<'a>(
                 format!("snapshot/{ns}/{name}"),
             )?,
             content: h.finalize().into(),
-            node: volume.node.clone(),
+            held: volume.held.clone(),
             regarding: ObjectReference {
                 api_version: Some(format!("{GROUP}/v1")),
                 kind: Some("VolumeSnapshot".to_owned()),
@@ -227,6 +227,7 @@ pub fn placements<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::volumes::Held;
     use crate::ingest::ReportedNode;
     use serde_json::{from_value, json};
 
@@ -235,12 +236,12 @@ mod tests {
             object: ObjectId::new(STORE.into(), class.into(), format!("volume/ns/{claim}"))
                 .unwrap(),
             content: [0; 32],
-            node: ReportedNode {
+            held: Held::Node(ReportedNode {
                 name: node.into(),
                 provider_id: None,
                 labels: Default::default(),
                 addresses: Vec::new(),
-            },
+            }),
             regarding: ObjectReference {
                 namespace: Some("ns".into()),
                 name: Some(claim.into()),
@@ -286,7 +287,7 @@ mod tests {
         let got: Vec<String> = placements(snapshots, contents, &pvs, &volumes)
             .unwrap()
             .iter()
-            .map(|p| format!("{} {} {}", p.object.id, p.object.class, p.node.name))
+            .map(|p| format!("{} {} {}", p.object.id, p.object.class, p.held.name()))
             .collect();
         assert_eq!(got, want);
     }

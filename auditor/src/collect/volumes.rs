@@ -28,8 +28,37 @@ const COMPONENT_LABEL: &str = "app.kubernetes.io/name";
 /// The node-affinity key a local volume names its node with.
 const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 
-/// One data object (a bound volume, or a snapshot of one) and the node holding it, as the
-/// cluster reports them.
+/// Where a data object's bytes are: on a node of the cluster, or on the server of a network
+/// volume, whatever node mounts it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held {
+    /// On a node (name only when the cluster has no Node of that name).
+    Node(ReportedNode),
+    /// On a storage server outside the nodes: its host name or address, as the volume names it
+    /// (an NFS server, an iSCSI portal's host, an SMB share's host).
+    Server(String),
+}
+
+impl Held {
+    /// Where, in words an Event's note carries: the node's name or the server.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Node(n) => &n.name,
+            Self::Server(s) => s,
+        }
+    }
+
+    /// The node, when a node holds it.
+    pub fn node(&self) -> Option<&ReportedNode> {
+        match self {
+            Self::Node(n) => Some(n),
+            Self::Server(_) => None,
+        }
+    }
+}
+
+/// One data object (a bound volume, or a snapshot of one) and where it is held, as the cluster
+/// reports them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     /// `kubernetes` / class / `volume/<namespace>/<claim>` (`snapshot/<namespace>/<name>`).
@@ -37,8 +66,8 @@ pub struct Placement {
     /// SHA-256 of the PersistentVolume's uid and resourceVersion: which version of which
     /// volume was seen (never its contents, which the auditor does not read).
     pub content: Hash,
-    /// The node (name only when the cluster has no Node of that name).
-    pub node: ReportedNode,
+    /// Where it is held.
+    pub held: Held,
     /// What a violation's Event is about: the volume's claim, or the VolumeSnapshot.
     pub regarding: ObjectReference,
 }
@@ -121,9 +150,50 @@ fn affinity_node(pv: &PersistentVolume) -> Option<String> {
     })
 }
 
-/// Every bound volume with the node holding it, sorted by object. Volumes on no node (not
-/// mounted, no node affinity: a network volume) are left out: the cluster does not say where
-/// their data is.
+/// The server holding a network volume's data, as the PersistentVolume names it: in-tree NFS
+/// (`spec.nfs.server`) and iSCSI (`spec.iscsi.targetPortal`, its host), and the CSI drivers
+/// whose volume attributes name it: `nfs.csi.k8s.io` (`server`, kubernetes-csi/csi-driver-nfs
+/// docs/driver-parameters.md and deploy/example/pv-nfs-csi.yaml) and `smb.csi.k8s.io`
+/// (`source`, `//host/share`: kubernetes-csi/csi-driver-smb docs/driver-parameters.md). The
+/// node mounting such a volume holds none of its bytes. Other drivers: `None` (their volumes
+/// are where their node affinity or their pod says, as block and local volumes are).
+pub fn server(pv: &PersistentVolume) -> Option<String> {
+    let spec = pv.spec.as_ref()?;
+    let host = |s: &str| -> Option<String> {
+        let s = s.trim();
+        let h = match s.strip_prefix('[') {
+            // [v6]:port
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None if s.matches(':').count() == 1 => s.split(':').next().unwrap_or_default(),
+            None => s,
+        };
+        (!h.is_empty()).then(|| h.to_owned())
+    };
+    if let Some(nfs) = &spec.nfs {
+        return host(&nfs.server);
+    }
+    if let Some(iscsi) = &spec.iscsi {
+        return host(&iscsi.target_portal);
+    }
+    let csi = spec.csi.as_ref()?;
+    let attrs = csi.volume_attributes.as_ref()?;
+    match csi.driver.as_str() {
+        "nfs.csi.k8s.io" => host(attrs.get("server")?),
+        "smb.csi.k8s.io" => {
+            let source = attrs.get("source")?.trim();
+            let rest = source
+                .strip_prefix("//")
+                .or_else(|| source.strip_prefix("\\\\"))?;
+            host(rest.split(['/', '\\']).next()?)
+        }
+        _ => None,
+    }
+}
+
+/// Every bound volume with where it is held, sorted by object: a network volume on its server
+/// ([`server`]), any other on the node of the running pod using it, else on the node its node
+/// affinity names. Volumes held nowhere the cluster says (no server named, not mounted, no node
+/// affinity) are left out.
 pub fn placements<'a>(
     pvs: impl IntoIterator<Item = &'a PersistentVolume>,
     claims: impl IntoIterator<Item = &'a PersistentVolumeClaim>,
@@ -172,8 +242,12 @@ pub fn placements<'a>(
             continue;
         }
         let key = (ns.clone(), claim.clone());
-        let Some(node) = mounted.get(&key).cloned().or_else(|| affinity_node(pv)) else {
-            continue;
+        let held = match server(pv) {
+            Some(s) => Held::Server(s),
+            None => match mounted.get(&key).cloned().or_else(|| affinity_node(pv)) {
+                Some(node) => Held::Node(known(&nodes, &node)),
+                None => continue,
+            },
         };
         let class = claims
             .get(&key)
@@ -189,7 +263,6 @@ pub fn placements<'a>(
                 .or_else(|| claim_ref.uid.clone()),
             ..ObjectReference::default()
         };
-        let node = known(&nodes, &node);
         let mut h = Sha256::new();
         h.update(pv.metadata.uid.as_deref().unwrap_or_default());
         h.update(b"\n");
@@ -197,7 +270,7 @@ pub fn placements<'a>(
         out.push(Placement {
             object: ObjectId::new(STORE.to_owned(), class, format!("volume/{ns}/{claim}"))?,
             content: h.finalize().into(),
-            node,
+            held,
             regarding: claim_ref,
         });
     }
@@ -208,6 +281,7 @@ pub fn placements<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn object<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         serde_json::from_value(v).unwrap()
@@ -257,8 +331,8 @@ mod tests {
                     "{} {} {} {}",
                     p.object.id,
                     p.object.class,
-                    p.node.name,
-                    p.node.labels.len()
+                    p.held.name(),
+                    p.held.node().map_or(0, |n| n.labels.len())
                 )
             })
             .collect();
@@ -292,6 +366,68 @@ mod tests {
             ],
             &[],
             &["volume/ns/gone unknown a 1", "volume/ns/other unknown a 1"],
+        );
+    }
+
+    /// A network volume's bytes are on its server, not on the node mounting it: a French node
+    /// mounting an NFS share abroad does not make the share French. Mounted or not, with node
+    /// affinity or not.
+    #[test]
+    fn a_network_volume_is_where_its_server_is() {
+        let search = "volume/ns/data-search-0 search-index";
+        let with = |source: serde_json::Value| {
+            let mut v = pv("data-search-0", Some("b"), "Bound");
+            let mut spec = serde_json::to_value(v.spec.take().unwrap()).unwrap();
+            for (k, x) in source.as_object().unwrap() {
+                spec[k] = x.clone();
+            }
+            v.spec = Some(object(spec));
+            v
+        };
+        let cases = [
+            (
+                json!({"nfs": {"server": "nfs.example.us", "path": "/exports"}}),
+                "nfs.example.us",
+            ),
+            (
+                json!({"iscsi": {"targetPortal": "198.51.100.7:3260", "iqn": "iqn.2001-04.com.example:storage", "lun": 0}}),
+                "198.51.100.7",
+            ),
+            (
+                json!({"iscsi": {"targetPortal": "[2001:db8::7]:3260", "iqn": "iqn.2001-04.com.example:storage", "lun": 0}}),
+                "2001:db8::7",
+            ),
+            (
+                json!({"csi": {"driver": "nfs.csi.k8s.io", "volumeHandle": "h",
+                            "volumeAttributes": {"server": "nfs.example.us", "share": "/"}}}),
+                "nfs.example.us",
+            ),
+            (
+                json!({"csi": {"driver": "smb.csi.k8s.io", "volumeHandle": "h",
+                            "volumeAttributes": {"source": "//smb.example.us/share"}}}),
+                "smb.example.us",
+            ),
+        ];
+        for (source, server) in cases {
+            let v = with(source.clone());
+            check(
+                std::slice::from_ref(&v),
+                &[pod("a", "data-search-0", "Running")],
+                &[&format!("{search} {server} 0")],
+            );
+            // Not mounted, no affinity: still where its server is.
+            let mut bare = v.clone();
+            bare.spec.as_mut().unwrap().node_affinity = None;
+            check(&[bare], &[], &[&format!("{search} {server} 0")]);
+        }
+        // A CSI driver that names no server: where its pod is, as before.
+        check(
+            &[with(
+                json!({"csi": {"driver": "csi.example.fr", "volumeHandle": "h",
+                                  "volumeAttributes": {"server": "x"}}}),
+            )],
+            &[pod("a", "data-search-0", "Running")],
+            &[&format!("{search} a 1")],
         );
     }
 

@@ -99,7 +99,7 @@ impl<'a> ObservationJudge<'a> {
     ) -> Result<Submission, JudgeError> {
         let image = match &report.location {
             Location::Registry { image, .. } => image.clone(),
-            Location::Node(_) | Location::Endpoint(_) => None,
+            Location::Node(_) | Location::Endpoint(_) | Location::Server(_) => None,
         };
         let (subject, kind) = self.inventory.resolve(report.location)?;
         // The entry keeps milliseconds: judge at a time it can record exactly.

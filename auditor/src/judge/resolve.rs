@@ -129,15 +129,16 @@ impl Inventory {
 
     /// The place `location` names, and whether it is a node or an endpoint: a node as the
     /// cluster reports it; an endpoint of the inventory, named or by one of its addresses;
-    /// else an endpoint at the address given (the auditor resolves no names). A registry is an
-    /// endpoint of the inventory by name, or else one that no evidence places.
+    /// else an endpoint at the address given (the auditor resolves no names). A registry, or a
+    /// network volume's server, is an endpoint of the inventory by name, or else one that no
+    /// evidence places.
     pub(super) fn resolve(
         &self,
         location: Location,
     ) -> Result<(NodeDescription, SubjectKind), JudgeError> {
         Ok(match location {
             Location::Node(node) => (node.into_description(), SubjectKind::Node),
-            Location::Registry { host, .. } => {
+            Location::Registry { host, .. } | Location::Server(host) => {
                 // The host without its port: `host:port`, `[v6]` or `[v6]:port`.
                 let bare = match host.strip_prefix('[') {
                     Some(rest) => rest.split(']').next().unwrap_or_default(),

@@ -222,14 +222,28 @@ const DRIVER: &str = "hostpath.csi.k8s.io";
 /// A PersistentVolume bound (by the controller-manager) to claim `claim`, which carries
 /// `labels`: a CSI volume with handle `csi` if given, else a hostPath volume.
 async fn volume(bed: &ControlPlane, claim: &str, labels: serde_json::Value, csi: Option<&str>) {
+    let source = match csi {
+        Some(handle) => json!({"csi": {"driver": DRIVER, "volumeHandle": handle}}),
+        None => json!({"hostPath": {"path": format!("/srv/{claim}")}}),
+    };
+    volume_from(bed, claim, labels, source).await;
+}
+
+/// A PersistentVolume with the volume source `source` (`{"nfs": {...}}`), bound to claim
+/// `claim`, which carries `labels`.
+async fn volume_from(
+    bed: &ControlPlane,
+    claim: &str,
+    labels: serde_json::Value,
+    source: serde_json::Value,
+) {
     let pv = format!("pv-{claim}");
     let mut spec = json!({
         "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
         "storageClassName": "", "claimRef": {"namespace": NS, "name": claim}
     });
-    match csi {
-        Some(handle) => spec["csi"] = json!({"driver": DRIVER, "volumeHandle": handle}),
-        None => spec["hostPath"] = json!({"path": format!("/srv/{claim}")}),
+    for (k, v) in source.as_object().unwrap() {
+        spec[k] = v.clone();
     }
     apply(
         &Api::<PersistentVolume>::all(bed.client()),
@@ -850,10 +864,50 @@ async fn serve_records_where_each_volume_is_and_when_it_changes() {
     );
 }
 
-/// The auditor's inventory: the site's registry mirror, in France, attested like the French
-/// node (the test pods' images come from it).
+/// A network volume's bytes are on its server, not on the node mounting it: an NFS share the
+/// inventory places in France is compliant though a German node mounts it, and an NFS share no
+/// inventory entry places is a violation though the French node mounts it, its Event naming the
+/// server. A kubelet's node cannot make a share abroad French by mounting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_records_a_network_volume_where_its_server_is() {
+    let bed = cluster().await;
+    let nfs = |server: &str| json!({"nfs": {"server": server, "path": "/exports/hexagone"}});
+    volume_from(
+        &bed,
+        "data-search-0",
+        json!({"app.kubernetes.io/name": "search"}),
+        nfs("nfs.gouv.example"),
+    )
+    .await;
+    volume_from(&bed, "scratch", json!({}), nfs("nfs.example.us")).await;
+    pod(&bed, "search-0", DE, "data-search-0").await;
+    pod(&bed, "batch", FR, "scratch").await;
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::start(&bed, dir.path()).await;
+    let french = "volume/intranet/data-search-0 search-index nfs.gouv.example compliant";
+    let abroad = "volume/intranet/scratch unknown nfs.example.us violation";
+    wait_for(&auditor.db.clone(), dir.path(), &[french, abroad]).await;
+    let notes = violation_events(&bed, "PersistentVolumeClaim", 1).await;
+    assert!(
+        notes[0].starts_with("scratch on storage server nfs.example.us: violation first recorded"),
+        "{notes:?}"
+    );
+    auditor.stop_and_verify(
+        dir.path(),
+        2,
+        "verdicts: 1 compliant, 1 violation, 0 unknown",
+    );
+}
+
+/// The auditor's inventory: the site's registry mirror and its NFS server, in France, attested
+/// like the French node (the test pods' images come from the mirror).
 const INVENTORY: &str = "- name: registry.gouv.example
   addresses: [51.38.7.7]
+  region: fr-par
+  attestation: {country: FR, hostingCompany: OVH SAS, site: Gravelines GRA1, basis: contract,
+                attestedBy: rssi@ministere.example.fr, validUntil: '2030-01-01T00:00:00Z'}
+- name: nfs.gouv.example
+  addresses: [51.38.7.8]
   region: fr-par
   attestation: {country: FR, hostingCompany: OVH SAS, site: Gravelines GRA1, basis: contract,
                 attestedBy: rssi@ministere.example.fr, validUntil: '2030-01-01T00:00:00Z'}
