@@ -1003,8 +1003,19 @@ async fn pass(
                         let event = Event {
                             type_: EventType::Warning,
                             reason: VIOLATION_REASON.to_owned(),
+                            // Without a node to tell two violations apart, the note's digest
+                            // does: the recorder counts an Event with the same reason and
+                            // action as a repeat and keeps the first one's note, which would
+                            // name the former server or destination.
+                            action: match node {
+                                Some(_) => "Recorded".to_owned(),
+                                None => {
+                                    let tag =
+                                        hexagone_platform::digest::sha256_tag(note.as_bytes());
+                                    format!("Recorded {}", &tag[tag.len() - 12..])
+                                }
+                            },
                             note: Some(truncated(note, 1024)),
-                            action: "Recorded".to_owned(),
                             // The node makes the Event's identity: the same violation on the same
                             // node again is a series of the first Event (whose note stays), a
                             // violation on another node a new Event.

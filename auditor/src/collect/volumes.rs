@@ -151,12 +151,18 @@ fn affinity_node(pv: &PersistentVolume) -> Option<String> {
 }
 
 /// The server holding a network volume's data, as the PersistentVolume names it: in-tree NFS
-/// (`spec.nfs.server`) and iSCSI (`spec.iscsi.targetPortal`, its host), and the CSI drivers
-/// whose volume attributes name it: `nfs.csi.k8s.io` (`server`, kubernetes-csi/csi-driver-nfs
-/// docs/driver-parameters.md and deploy/example/pv-nfs-csi.yaml) and `smb.csi.k8s.io`
-/// (`source`, `//host/share`: kubernetes-csi/csi-driver-smb docs/driver-parameters.md). The
-/// node mounting such a volume holds none of its bytes. Other drivers: `None` (their volumes
-/// are where their node affinity or their pod says, as block and local volumes are).
+/// (`spec.nfs.server`), iSCSI (`spec.iscsi.targetPortal` and every `portals` entry, their hosts;
+/// the kubelet logs into each), CephFS and RBD (`monitors`), and the CSI drivers whose volume
+/// attributes name it: `nfs.csi.k8s.io` (`server`, kubernetes-csi/csi-driver-nfs
+/// docs/driver-parameters.md and deploy/example/pv-nfs-csi.yaml), `smb.csi.k8s.io` (`source`,
+/// `//host/share`: kubernetes-csi/csi-driver-smb docs/driver-parameters.md), attribute names
+/// matched without case, as those drivers do (csi-driver-nfs pkg/nfs/nodeserver.go,
+/// `strings.ToLower(k)`). A mount option naming the address connected to (`ip=`, `addr=`,
+/// `mountaddr=`) counts too. One host: that host, lower-cased, without a trailing dot. Several
+/// different ones: `one of A, B`, which no inventory entry names, so a place nothing locates.
+/// Another in-tree network source (GlusterFS, a cloud disk, Fibre Channel, ...): its kind, a
+/// place nothing locates. Any other CSI driver, `local` or `hostPath`: `None` (where its node
+/// affinity or its pod says).
 pub fn server(pv: &PersistentVolume) -> Option<String> {
     let spec = pv.spec.as_ref()?;
     let host = |s: &str| -> Option<String> {
@@ -167,28 +173,107 @@ pub fn server(pv: &PersistentVolume) -> Option<String> {
             None if s.matches(':').count() == 1 => s.split(':').next().unwrap_or_default(),
             None => s,
         };
-        (!h.is_empty()).then(|| h.to_owned())
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        (!h.is_empty()).then_some(h)
     };
+    let mut hosts: Vec<String> = Vec::new();
+    let mut network = false;
     if let Some(nfs) = &spec.nfs {
-        return host(&nfs.server);
+        network = true;
+        hosts.extend(host(&nfs.server));
     }
     if let Some(iscsi) = &spec.iscsi {
-        return host(&iscsi.target_portal);
+        network = true;
+        hosts.extend(host(&iscsi.target_portal));
+        hosts.extend(iscsi.portals.iter().flatten().filter_map(|p| host(p)));
     }
-    let csi = spec.csi.as_ref()?;
-    let attrs = csi.volume_attributes.as_ref()?;
-    match csi.driver.as_str() {
-        "nfs.csi.k8s.io" => host(attrs.get("server")?),
-        "smb.csi.k8s.io" => {
-            let source = attrs.get("source")?.trim();
-            let rest = source
-                .strip_prefix("//")
-                .or_else(|| source.strip_prefix("\\\\"))?;
-            host(rest.split(['/', '\\']).next()?)
+    if let Some(c) = &spec.cephfs {
+        network = true;
+        hosts.extend(c.monitors.iter().filter_map(|m| host(m)));
+    }
+    if let Some(r) = &spec.rbd {
+        network = true;
+        hosts.extend(r.monitors.iter().filter_map(|m| host(m)));
+    }
+    if let Some(csi) = &spec.csi {
+        let attrs = csi.volume_attributes.clone().unwrap_or_default();
+        let named = |key: &str| -> Vec<&String> {
+            attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+                .collect()
+        };
+        match csi.driver.as_str() {
+            "nfs.csi.k8s.io" => {
+                network = true;
+                hosts.extend(named("server").into_iter().filter_map(|v| host(v)));
+            }
+            "smb.csi.k8s.io" => {
+                network = true;
+                for source in named("source") {
+                    let source = source.trim();
+                    if let Some(rest) = source
+                        .strip_prefix("//")
+                        .or_else(|| source.strip_prefix("\\\\"))
+                    {
+                        hosts.extend(rest.split(['/', '\\']).next().and_then(host));
+                    }
+                }
+            }
+            _ => {}
         }
-        _ => None,
+    }
+    if network {
+        for o in spec
+            .mount_options
+            .iter()
+            .flatten()
+            .flat_map(|o| o.split(','))
+        {
+            let o = o.trim();
+            for key in ["ip=", "addr=", "mountaddr="] {
+                if let Some(v) = o.strip_prefix(key) {
+                    hosts.extend(host(v));
+                }
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    if !network {
+        let value = serde_json::to_value(spec).unwrap_or_default();
+        let kind = NETWORK_SOURCES
+            .iter()
+            .find(|k| value.get(**k).is_some_and(|v| !v.is_null()))?;
+        return Some(format!("the servers of a {kind} volume (not read)"));
+    }
+    match hosts.len() {
+        0 => Some("no server named".to_owned()),
+        1 => hosts.pop(),
+        _ => Some(format!("one of {}", hosts.join(", "))),
     }
 }
+
+/// The in-tree volume sources whose data is on servers the PersistentVolume does not name in a
+/// form read here: placed by nothing.
+const NETWORK_SOURCES: &[&str] = &[
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cinder",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "glusterfs",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "quobyte",
+    "scaleIO",
+    "storageos",
+    "vsphereVolume",
+];
 
 /// Every bound volume with where it is held, sorted by object: a network volume on its server
 /// ([`server`]), any other on the node of the running pod using it, else on the node its node
@@ -417,6 +502,48 @@ mod tests {
             );
             // Not mounted, no affinity: still where its server is.
             let mut bare = v.clone();
+            bare.spec.as_mut().unwrap().node_affinity = None;
+            check(&[bare], &[], &[&format!("{search} {server} 0")]);
+        }
+        // Attribute names without case, as the drivers read them; portals and mount options
+        // that name other hosts; monitors; other in-tree network sources; names normalised.
+        let more = [
+            (
+                json!({"csi": {"driver": "nfs.csi.k8s.io", "volumeHandle": "h",
+                            "volumeAttributes": {"Server": "NFS.Example.US.", "share": "/"}}}),
+                "nfs.example.us",
+            ),
+            (
+                json!({"csi": {"driver": "nfs.csi.k8s.io", "volumeHandle": "h",
+                            "volumeAttributes": {"server": "nfs.gouv.example", "SERVER": "nfs.example.us"}}}),
+                "one of nfs.example.us, nfs.gouv.example",
+            ),
+            (
+                json!({"iscsi": {"targetPortal": "192.0.2.7:3260", "portals": ["198.51.100.7:3260"],
+                              "iqn": "iqn.2001-04.com.example:storage", "lun": 0}}),
+                "one of 192.0.2.7, 198.51.100.7",
+            ),
+            (
+                json!({"csi": {"driver": "smb.csi.k8s.io", "volumeHandle": "h",
+                            "volumeAttributes": {"source": "//smb.gouv.example/share"}},
+                    "mountOptions": ["vers=3.0,ip=203.0.113.9"]}),
+                "one of 203.0.113.9, smb.gouv.example",
+            ),
+            (
+                json!({"rbd": {"monitors": ["192.0.2.10:6789"], "image": "i"}}),
+                "192.0.2.10",
+            ),
+            (
+                json!({"glusterfs": {"endpoints": "glusterfs-cluster", "path": "vol"}}),
+                "the servers of a glusterfs volume (not read)",
+            ),
+            (
+                json!({"nfs": {"server": "", "path": "/"}}),
+                "no server named",
+            ),
+        ];
+        for (source, server) in more {
+            let mut bare = with(source.clone());
             bare.spec.as_mut().unwrap().node_affinity = None;
             check(&[bare], &[], &[&format!("{search} {server} 0")]);
         }

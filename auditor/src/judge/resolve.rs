@@ -138,10 +138,17 @@ impl Inventory {
     ) -> Result<(NodeDescription, SubjectKind), JudgeError> {
         Ok(match location {
             Location::Node(node) => (node.into_description(), SubjectKind::Node),
-            Location::Registry { host, .. } | Location::Server(host) => {
-                // The host without its port: `host:port`, `[v6]` or `[v6]:port`.
+            Location::Registry { .. } | Location::Server(_) => {
+                let (host, has_port) = match location {
+                    Location::Registry { host, .. } => (host, true),
+                    Location::Server(host) => (host, false),
+                    _ => unreachable!("matched above"),
+                };
+                // The host without its port: `host:port`, `[v6]` or `[v6]:port` (a server is
+                // named without one: `collect::volumes::server`).
                 let bare = match host.strip_prefix('[') {
                     Some(rest) => rest.split(']').next().unwrap_or_default(),
+                    None if !has_port => host.as_str(),
                     None => match host.rsplit_once(':') {
                         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
                         _ => host.as_str(),
@@ -251,6 +258,29 @@ mod tests {
             "france-diffusion-restreinte",
             at("docker.io"),
             "[violation] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the attestation to place the node in an allowed country, and it does not / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 3 location sources the policy requires place the node in an allowed country",
+        );
+    }
+
+    /// A network volume's server is judged as a registry is, but named without a port: an IPv6
+    /// address whose last group is all digits stays the address.
+    #[test]
+    fn a_volume_server_is_an_endpoint_of_the_inventory_or_placed_by_nothing() {
+        let at = |host: &str| Report {
+            location: Location::Server(host.into()),
+            ..parse_line(1, &endpoint("backup-gra")).unwrap()
+        };
+        let standard = "france-standard";
+        check_report(standard, at("37.59.0.1"), "[compliant] ");
+        check_report(
+            standard,
+            at("2001:db8::7"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / no NodeAttestation names the node, which proves nothing / address 2001:db8::7 is in the documentation range 2001:db8::/32 (RFC 3849) and has no location, which proves nothing / the network of address 2001:db8::7 is in the documentation range 2001:db8::/32 (RFC 3849) and has no operator, which does not establish the operator's jurisdiction / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
+        );
+        check_report(standard, at("one of 37.59.0.1, 3.5.0.1"), UNPLACED);
+        check_report(
+            standard,
+            at("backup-gra"),
+            "[unknown] the node has no topology.kubernetes.io/region or topology.kubernetes.io/zone label, which proves nothing / NodeAttestation inventory/backup-gra names provider ID inventory://backup-gra, but the node reports no provider ID, which proves nothing / no network operator of the node's addresses is established as accepted / the policy requires the address to place the node in an allowed country, and it does not / only 0 of the 2 location sources the policy requires place the node in an allowed country",
         );
     }
 
