@@ -257,9 +257,28 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
-    match capacity {
-        Some(m) => report.set("Degraded", true, "InsufficientCapacity", m),
-        None => report.set("Degraded", false, "AsExpected", "nothing is degraded"),
+    let failing = super::backups::backups(ctx, &ns, &name, &mut report).await?;
+    match (capacity, failing.is_empty()) {
+        (Some(m), true) => report.set("Degraded", true, "InsufficientCapacity", m),
+        (Some(m), false) => report.set(
+            "Degraded",
+            true,
+            "InsufficientCapacity",
+            format!("{m}; backups failing: {}", failing.join("; ")),
+        ),
+        (None, false) => {
+            let m = format!("the latest run failed: {}", failing.join("; "));
+            // A Warning when it starts or says something new, not at every reconcile.
+            let said = report
+                .previous
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.reason == "BackupFailed" && c.message == m);
+            if !said {
+                event(ctx, wp, true, "BackupFailed", m.clone()).await;
+            }
+            report.set("Degraded", true, "BackupFailed", m)
+        }
+        (None, true) => report.set("Degraded", false, "AsExpected", "nothing is degraded"),
     }
     let moving = sovereignty(wp, ctx, &policy, response, &mut report).await?;
     publish_status(wp, ctx, report).await?;

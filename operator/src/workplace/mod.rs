@@ -35,6 +35,7 @@
 //! finalizers or deletion does.
 
 mod apply;
+mod backups;
 mod capacity;
 mod cleanup;
 mod converge;
