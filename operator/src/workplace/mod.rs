@@ -46,6 +46,7 @@ mod refuse;
 mod sovereignty;
 mod status;
 mod supply;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
