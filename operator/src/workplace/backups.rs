@@ -37,7 +37,7 @@ pub(super) async fn backups(
             failing.push(format!(
                 "{}: {} failed ({}); last success {}",
                 status.name,
-                status.job.as_deref().unwrap_or_default(),
+                status.job.as_deref().unwrap_or("a run"),
                 status.message.as_deref().unwrap_or("no reason given"),
                 status.last_success.as_deref().unwrap_or("never")
             ));
@@ -70,7 +70,32 @@ fn of(cron: &CronJob, jobs: &[Job]) -> BackupStatus {
             .and_then(|cs| cs.iter().find(|c| c.type_ == type_ && c.status == "True"))
             .cloned()
     };
+    let status = cron.status.as_ref();
+    let scheduled = status
+        .and_then(|s| s.last_schedule_time.as_ref())
+        .map(|t| t.0);
+    let succeeded = status
+        .and_then(|s| s.last_successful_time.as_ref())
+        .map(|t| t.0);
+    let active = status
+        .and_then(|s| s.active.as_ref())
+        .is_some_and(|a| !a.is_empty());
+    // A run the controller scheduled after the last success, with no Job of it to be seen (not
+    // active, the latest Job older): deleted, so its failure cannot hide.
+    let vanished = match (scheduled, latest) {
+        (Some(at), _) if active || succeeded.is_some_and(|s| s >= at) => None,
+        (Some(at), Some(j)) if j.creation_timestamp().is_some_and(|c| c.0 >= at) => None,
+        (Some(at), _) => Some(at),
+        (None, _) => None,
+    };
     let (last_run, message) = match latest {
+        _ if vanished.is_some() => (
+            "Failed",
+            Some(format!(
+                "the run scheduled at {} did not succeed and its Job is gone",
+                vanished.expect("some")
+            )),
+        ),
         None => ("None", None),
         Some(j) => match (condition(j, "Complete"), condition(j, "Failed")) {
             (Some(_), _) => ("Succeeded", None),
@@ -88,7 +113,7 @@ fn of(cron: &CronJob, jobs: &[Job]) -> BackupStatus {
     BackupStatus {
         name: cron.name_any(),
         last_run: last_run.to_owned(),
-        job: latest.map(|j| j.name_any()),
+        job: latest.filter(|_| vanished.is_none()).map(|j| j.name_any()),
         last_success: cron
             .status
             .as_ref()

@@ -7,6 +7,7 @@
 
 use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -14,17 +15,19 @@ use serde_json::json;
 use crate::util::{self, Operator, eventually};
 use crate::workplace::{NS, cluster, create_workplace, events_about, expect_message};
 
-/// A Job of `cron` named `name`, started at `started`, ended as `condition` (`Complete` or
-/// `Failed`, with `reason` and `message`), its status written as the Job controller writes it.
+/// A Job of `cron` named `name`, created as the CronJob controller does (its identity: no one
+/// else may, `manifests/admission/backups.yaml`), started at `started`, ended as `condition`
+/// (`Complete` or `Failed`, with `reason` and `message`: `ended`), its status written as the Job
+/// controller writes it.
 async fn run(
+    controller: &Api<Job>,
     jobs: &Api<Job>,
     cron: &CronJob,
     name: &str,
     started: &str,
-    condition: &str,
-    reason: &str,
-    message: &str,
+    ended: (&str, &str, &str),
 ) -> anyhow::Result<()> {
+    let (condition, reason, message) = ended;
     let template = cron
         .spec
         .as_ref()
@@ -43,7 +46,7 @@ async fn run(
     // Not the built-in controller's: kwok would never end its pods.
     spec.managed_by = Some("hexagone.test/job-outcomes".into());
     job.spec = Some(spec);
-    jobs.create(&PostParams::default(), &job).await?;
+    controller.create(&PostParams::default(), &job).await?;
     let mut conditions = vec![
         json!({"type": condition, "status": "True", "reason": reason,
         "message": message, "lastProbeTime": started, "lastTransitionTime": started}),
@@ -97,15 +100,57 @@ async fn a_failed_backup_degrades_the_workplace_until_one_succeeds() -> anyhow::
     })
     .await?;
     let jobs = Api::<Job>::namespaced(admin.clone(), NS);
+    let controller = Api::<Job>::namespaced(
+        bed.client_as("system:serviceaccount:kube-system:cronjob-controller", None)
+            .await?,
+        NS,
+    );
+    // The namespace's admin may create Jobs, but not one a backup CronJob owns: a Job that
+    // runs `true` would clear a failure and count as the backup's last success.
+    let tenant_role: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "tenant-admin", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
+    }))?;
+    Api::<RoleBinding>::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &tenant_role)
+        .await?;
+    let tenant = Api::<Job>::namespaced(bed.client_as("carol", None).await?, NS);
+    let mut forged: Job = serde_json::from_value(json!({
+        "metadata": {"name": "postgresql-backup-forged", "namespace": NS, "ownerReferences": [{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "postgresql-backup",
+            "uid": cron.uid().unwrap(), "controller": true}]},
+    }))?;
+    forged.spec = cron.spec.as_ref().unwrap().job_template.spec.clone();
+    let refused = eventually("the forged backup Job refused", || {
+        let (tenant, forged) = (tenant.clone(), forged.clone());
+        async move {
+            match tenant.create(&PostParams::default(), &forged).await {
+                Err(e) => Ok(e.to_string()),
+                Ok(_) => {
+                    let _ = tenant
+                        .delete("postgresql-backup-forged", &Default::default())
+                        .await;
+                    Err("created".to_owned())
+                }
+            }
+        }
+    })
+    .await?;
+    assert!(
+        refused.contains(
+            "only the CronJob controller starts Jobs owned by backup CronJob postgresql-backup"
+        ),
+        "{refused}"
+    );
     let why = "Job has reached the specified backoff limit";
     run(
+        &controller,
         &jobs,
         &cron,
         "postgresql-backup-29000001",
         "2026-12-08T02:00:00Z",
-        "Failed",
-        "BackoffLimitExceeded",
-        why,
+        ("Failed", "BackoffLimitExceeded", why),
     )
     .await?;
     let degraded = format!(
@@ -160,13 +205,16 @@ async fn a_failed_backup_degrades_the_workplace_until_one_succeeds() -> anyhow::
     // The next run succeeds: Degraded clears; the CronJob's last success shows (written by the
     // CronJob controller, here as it would).
     run(
+        &controller,
         &jobs,
         &cron,
         "postgresql-backup-29000002",
         "2026-12-08T03:00:00Z",
-        "Complete",
-        "CompletionsReached",
-        "Reached expected number of succeeded pods",
+        (
+            "Complete",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+        ),
     )
     .await?;
     crons
@@ -192,5 +240,26 @@ async fn a_failed_backup_degrades_the_workplace_until_one_succeeds() -> anyhow::
         json!({"name": "postgresql-backup", "lastRun": "Succeeded",
                "job": "postgresql-backup-29000002", "lastSuccess": "2026-12-08T03:00:05Z"})
     );
+    // A later scheduled run whose Job is deleted (by whoever may delete Jobs): its failure
+    // does not vanish with it.
+    crons
+        .patch_status(
+            "postgresql-backup",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"lastScheduleTime": "2026-12-09T03:00:00Z"}})),
+        )
+        .await?;
+    expect_message(
+        &admin,
+        "intranet",
+        "Degraded",
+        "True",
+        "BackupFailed",
+        &[
+            "postgresql-backup: a run failed (the run scheduled at 2026-12-09T03:00:00Z did not \
+           succeed and its Job is gone); last success 2026-12-08T03:00:05Z",
+        ],
+    )
+    .await?;
     Ok(())
 }
