@@ -7,13 +7,14 @@
 
 use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::util::{self, Operator, eventually};
-use crate::workplace::{NS, cluster, create_workplace, events_about, expect_message};
+use crate::workplace::{
+    NS, cluster, create_workplace, events_about, expect_message, namespace_admin,
+};
 
 /// A Job of `cron` named `name`, created as the CronJob controller does (its identity: no one
 /// else may, `manifests/admission/backups.yaml`), started at `started`, ended as `condition`
@@ -107,15 +108,7 @@ async fn a_failed_backup_degrades_the_workplace_until_one_succeeds() -> anyhow::
     );
     // The namespace's admin may create Jobs, but not one a backup CronJob owns: a Job that
     // runs `true` would clear a failure and count as the backup's last success.
-    let tenant_role: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "tenant-admin", "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
-    }))?;
-    Api::<RoleBinding>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &tenant_role)
-        .await?;
-    let tenant = Api::<Job>::namespaced(bed.client_as("carol", None).await?, NS);
+    let tenant = Api::<Job>::namespaced(namespace_admin(&bed, "carol").await?, NS);
     let mut forged: Job = serde_json::from_value(json!({
         "metadata": {"name": "postgresql-backup-forged", "namespace": NS, "ownerReferences": [{
             "apiVersion": "batch/v1", "kind": "CronJob", "name": "postgresql-backup",
@@ -217,13 +210,20 @@ async fn a_failed_backup_degrades_the_workplace_until_one_succeeds() -> anyhow::
         ),
     )
     .await?;
-    crons
-        .patch_status(
-            "postgresql-backup",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"lastSuccessfulTime": "2026-12-08T03:00:05Z"}})),
-        )
-        .await?;
+    // What the CronJob controller writes in the CronJob's status.
+    let controller_writes = |status: serde_json::Value| {
+        let crons = crons.clone();
+        async move {
+            crons
+                .patch_status(
+                    "postgresql-backup",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "status": status })),
+                )
+                .await
+        }
+    };
+    controller_writes(json!({"lastSuccessfulTime": "2026-12-08T03:00:05Z"})).await?;
     expect_message(
         &admin,
         "intranet",
@@ -242,13 +242,7 @@ async fn a_failed_backup_degrades_the_workplace_until_one_succeeds() -> anyhow::
     );
     // A later scheduled run whose Job is deleted (by whoever may delete Jobs): its failure
     // does not vanish with it.
-    crons
-        .patch_status(
-            "postgresql-backup",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"lastScheduleTime": "2026-12-09T03:00:00Z"}})),
-        )
-        .await?;
+    controller_writes(json!({"lastScheduleTime": "2026-12-09T03:00:00Z"})).await?;
     expect_message(
         &admin,
         "intranet",
