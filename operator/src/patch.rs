@@ -56,9 +56,10 @@ mod tests {
             "eligibleZones",
             "components",
             "violations",
+            "backups",
         ] {
             assert!(status.contains_key(field), "{field} missing: {patch}");
         }
-        assert_eq!(status.len(), 6, "{patch}");
+        assert_eq!(status.len(), 7, "{patch}");
     }
 }

@@ -257,9 +257,29 @@ pub(super) async fn converge(wp: &Workplace, ctx: &Context) -> Result<Action, Re
     }
 
     let all_ready = readiness(ctx, &ns, &name, &catalog, &eligible, &zones, &mut report).await?;
-    match capacity {
-        Some(m) => report.set("Degraded", true, "InsufficientCapacity", m),
-        None => report.set("Degraded", false, "AsExpected", "nothing is degraded"),
+    let failing = super::backups::backups(ctx, &ns, &name, &mut report).await?;
+    let backups =
+        (!failing.is_empty()).then(|| format!("the latest run failed: {}", failing.join("; ")));
+    if let Some(m) = &backups {
+        // A Warning when it starts or says something new, not at every reconcile.
+        let said = report
+            .previous
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == "True" && c.message.contains(m.as_str()));
+        if !said {
+            event(ctx, wp, true, "BackupFailed", m.clone()).await;
+        }
+    }
+    match (capacity, backups) {
+        (Some(m), None) => report.set("Degraded", true, "InsufficientCapacity", m),
+        (Some(m), Some(b)) => report.set(
+            "Degraded",
+            true,
+            "InsufficientCapacity",
+            format!("{m}; backups: {b}"),
+        ),
+        (None, Some(b)) => report.set("Degraded", true, "BackupFailed", b),
+        (None, None) => report.set("Degraded", false, "AsExpected", "nothing is degraded"),
     }
     let moving = sovereignty(wp, ctx, &policy, response, &mut report).await?;
     publish_status(wp, ctx, report).await?;
@@ -317,6 +337,7 @@ async fn paused(
         report.status.eligible_nodes = s.eligible_nodes;
         report.status.eligible_zones = s.eligible_zones.clone();
         report.status.components = s.components.clone();
+        report.status.backups = s.backups.clone();
     }
     publish_status(wp, ctx, report).await?;
     Ok(Action::requeue(RESYNC))

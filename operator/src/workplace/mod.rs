@@ -35,6 +35,7 @@
 //! finalizers or deletion does.
 
 mod apply;
+mod backups;
 mod capacity;
 mod cleanup;
 mod converge;
@@ -45,6 +46,7 @@ mod refuse;
 mod sovereignty;
 mod status;
 mod supply;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -104,12 +104,23 @@ pub(super) async fn sovereignty(
             }
         }
     }
+    let pods_misplaced = violations.len();
+    // The volumes the namespace's claims are bound to, against the policy's qualified storage:
+    // reported with the pods; nothing to evict (moving a pod does not move its volume).
+    violations.extend(super::volumes::unqualified(ctx, &ns, &policy.spec).await?);
+    let reason = if pods_misplaced > 0 {
+        "PodsOnIneligibleNodes"
+    } else {
+        "VolumesOnUnqualifiedStorage"
+    };
     let was_sovereign = report
         .previous
         .iter()
         .any(|c| c.type_ == "Sovereign" && c.status == "True");
     let was_violating = report.previous.iter().any(|c| {
-        c.type_ == "Sovereign" && c.status == "False" && c.reason == "PodsOnIneligibleNodes"
+        c.type_ == "Sovereign"
+            && c.status == "False"
+            && ["PodsOnIneligibleNodes", "VolumesOnUnqualifiedStorage"].contains(&c.reason.as_str())
     });
     if violations.is_empty() {
         report.set(
@@ -135,10 +146,25 @@ pub(super) async fn sovereignty(
         return Ok(false);
     }
     let action = response.says();
+    let volumes = violations.len() - pods_misplaced;
+    let what = match (pods_misplaced, volumes) {
+        (p, 0) => format!(
+            "{p} pods run on nodes LocalityPolicy {} does not find compliant ({action})",
+            wp.spec.policy
+        ),
+        (0, v) => format!(
+            "{v} claims are on volumes of a storage LocalityPolicy {} does not qualify (the data \
+             stays there: move it to a qualified storage)",
+            wp.spec.policy
+        ),
+        (p, v) => format!(
+            "{p} pods run on nodes LocalityPolicy {} does not find compliant ({action}), and {v} \
+             claims are on volumes of a storage it does not qualify",
+            wp.spec.policy
+        ),
+    };
     let message = format!(
-        "{} pods run on nodes LocalityPolicy {} does not find compliant ({action}): {}",
-        violations.len(),
-        wp.spec.policy,
+        "{what}: {}",
         violations
             .iter()
             .take(3)
@@ -149,12 +175,12 @@ pub(super) async fn sovereignty(
     if !was_violating || report.status.violations != violations {
         event(ctx, wp, true, "SovereigntyViolation", message.clone()).await;
     }
-    report.set("Sovereign", false, "PodsOnIneligibleNodes", message);
+    report.set("Sovereign", false, reason, message);
     report.status.violations = violations;
     if response == Response::Evict {
         evict(wp, ctx, &pods_api, &misplaced).await?;
     }
-    Ok(response == Response::Evict)
+    Ok(response == Response::Evict && !misplaced.is_empty())
 }
 
 /// Evicts the misplaced pods, several at a time: a budget that refuses one pod (for now) does not hold

@@ -11,7 +11,7 @@ use hexagone_platform::workplace::Workplace;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -163,15 +163,7 @@ async fn every_pod_counts_paused_or_not_and_a_deleted_object_comes_back() -> any
     assert!(deleted.elapsed() < std::time::Duration::from_secs(60));
 
     // A namespace admin's own pod, which the operator did not render, placed on the German node.
-    let tenant_role: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "tenant-admin", "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
-    }))?;
-    Api::<RoleBinding>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &tenant_role)
-        .await?;
-    let tenant = bed.client_as("carol", None).await?;
+    let tenant = crate::workplace::namespace_admin(&bed, "carol").await?;
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "side-job"},
         "spec": {

@@ -3,6 +3,7 @@
 //! module per capability.
 
 mod authority;
+mod backups;
 mod credentials;
 mod guard;
 mod leader;

@@ -333,3 +333,90 @@ async fn images_storage_and_egress_are_the_policys_to_allow() -> anyhow::Result<
     .await?;
     Ok(())
 }
+
+/// What binds without the StorageClass the operator judged: a PersistentVolume made by hand for
+/// a Workplace's claim (it binds before any provisioning), here an in-tree NFS share abroad.
+/// Under a policy that qualifies its storage, the Workplace is not Sovereign while a claim of
+/// its namespace is on it, the condition and a Warning Event naming the claim, the volume and
+/// why; nothing is evicted (moving a pod does not move its volume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_made_by_hand_outside_the_qualified_storage_is_not_sovereign() -> anyhow::Result<()>
+{
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    cluster(&bed).await?;
+    Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?)
+        .patch(
+            "dr",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"images": null,
+                                          "provisioners": [{"driver": TEST_PROVISIONER}]}})),
+        )
+        .await?;
+    // Before the Workplace: ready for the claim its PostgreSQL StatefulSet will make.
+    let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "pv-abroad"},
+        "spec": {
+            "capacity": {"storage": "100Ti"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class_name(NS, "intranet"),
+            "persistentVolumeReclaimPolicy": "Retain",
+            "nfs": {"server": "nfs.example.us", "path": "/exports"},
+            "claimRef": {"namespace": NS, "name": "data-postgresql-0"}
+        }
+    }))?;
+    Api::all(admin.clone())
+        .create(&kube::api::PostParams::default(), &pv)
+        .await?;
+    let _operator = Operator::start(&bed).await?;
+    create_workplace(&admin, "intranet").await?;
+    let claims =
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(admin.clone(), NS);
+    eventually("data-postgresql-0 bound to pv-abroad", || {
+        let claims = claims.clone();
+        async move {
+            let c = claims
+                .get("data-postgresql-0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let name = c.spec.as_ref().and_then(|s| s.volume_name.clone());
+            (name.as_deref() == Some("pv-abroad"))
+                .then_some(())
+                .ok_or_else(|| format!("{:?} {:?}", name, c.status))
+        }
+    })
+    .await?;
+    let why = "claim data-postgresql-0: volume pv-abroad is a nfs volume, not of a storage the \
+               policy qualifies (a CSI driver it lists)";
+    expect_message(
+        &admin,
+        "intranet",
+        "Sovereign",
+        "False",
+        "VolumesOnUnqualifiedStorage",
+        &[
+            "1 claims are on volumes of a storage LocalityPolicy dr does not qualify",
+            why,
+        ],
+    )
+    .await?;
+    eventually("a SovereigntyViolation Warning naming the volume", || {
+        let admin = admin.clone();
+        async move {
+            let events = events_about(&admin, "intranet").await;
+            events
+                .iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("SovereigntyViolation")
+                        && e.note.as_deref().is_some_and(|n| n.contains(why))
+                })
+                .map(|_| ())
+                .ok_or_else(|| {
+                    let seen: Vec<_> = events.iter().map(|e| (&e.reason, &e.note)).collect();
+                    format!("{seen:?}")
+                })
+        }
+    })
+    .await?;
+    Ok(())
+}

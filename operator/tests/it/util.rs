@@ -57,6 +57,7 @@ pub const INSTALLED: &[&str] = &[
     "manifests/rbac/operator.yaml",
     "manifests/rbac/security-officer.yaml",
     "manifests/admission/operator.yaml",
+    "manifests/admission/backups.yaml",
 ];
 
 /// Starts a control plane and installs what `kubectl apply -k manifests/` installs, but the

@@ -67,6 +67,20 @@ pub async fn onboard_namespace(admin: &Client, name: &str) -> anyhow::Result<()>
 }
 
 /// Creates Workplace `name` in [`NS`] with the default spec; its API.
+/// A client for `user`, the admin of the workplace's namespace (the built-in `admin` role bound
+/// there): a tenant who may create pods, Jobs and most else in it.
+pub async fn namespace_admin(bed: &ControlPlane, user: &str) -> anyhow::Result<Client> {
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{user}-admin"), "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))?;
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(bed.client(), NS)
+        .create(&PostParams::default(), &binding)
+        .await?;
+    Ok(bed.client_as(user, None).await?)
+}
+
 pub async fn create_workplace(admin: &Client, name: &str) -> anyhow::Result<Api<Workplace>> {
     let workplaces = Api::<Workplace>::namespaced(admin.clone(), NS);
     workplaces

@@ -1812,13 +1812,23 @@ fn backup_job(c: &Component, input: &RenderInput<'_>, pod_spec: &Value) -> Optio
             "concurrencyPolicy": "Forbid",
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {"backoffLimit": 3, "template": {
+            // A run that hangs (a dump waiting on a lock, an upload on a dead connection)
+            // fails after BACKUP_DEADLINE_SECONDS instead of holding the schedule for ever
+            // (`concurrencyPolicy: Forbid` starts no run while one is active), and so shows as
+            // a failed backup on the Workplace.
+            "jobTemplate": {"spec": {"backoffLimit": 3,
+                                     "activeDeadlineSeconds": BACKUP_DEADLINE_SECONDS,
+                                     "template": {
                 "metadata": {"labels": labels(input, Some(&name))},
                 "spec": spec
             }}}
         }
     }))
 }
+
+/// How long one backup run (every attempt of its Job) may take: six hours, for the largest
+/// profile's dump and upload with margin. Past it the Job fails (`DeadlineExceeded`).
+const BACKUP_DEADLINE_SECONDS: u64 = 6 * 3600;
 
 /// The backup's upload: `weed filer.copy` to `/buckets/<bucket>/<UTC time>/`, then the file read
 /// back from the filer and compared with the dump, byte for byte. `filer.copy` exits 0 when its
@@ -3119,6 +3129,10 @@ mod tests {
             .collect();
         assert_eq!(names, ["mysql-backup", "postgresql-backup"]);
         let pod = &crons[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(
+            crons[1]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"],
+            6 * 3600
+        );
         let upload = pod["containers"][0]["command"][2].as_str().unwrap();
         assert!(upload.contains("/buckets/postgresql-backups/"), "{upload}");
         assert_eq!(

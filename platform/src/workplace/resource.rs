@@ -333,6 +333,28 @@ pub struct WorkplaceStatus {
     /// Workplace pods on a node the policy does not find compliant, `pod on node: why`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<String>,
+    /// Each backup CronJob's last run and last success.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupStatus>,
+}
+
+/// One backup CronJob: how its latest run ended, and when it last succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// The CronJob (`postgresql-backup`).
+    pub name: String,
+    /// Its latest run: `Succeeded`, `Failed`, `Running`, or `None` before the first.
+    pub last_run: String,
+    /// The latest run's Job, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// When a run last succeeded (the CronJob's `lastSuccessfulTime`), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// Why the latest run failed (its Job's Failed condition: reason and message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Readiness of one component.

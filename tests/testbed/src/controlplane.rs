@@ -580,24 +580,46 @@ impl ControlPlane {
         fake: &FakeNode,
         node: Node,
     ) -> Result<Node, Error> {
+        // kwok may apply its initial stage once more right after the node turns Ready (its
+        // cache still shows it not Ready: two status patches 16 ms apart were seen), writing its
+        // own list over the declared one: put it back until it stays, read again after a pause.
         let wanted = fake.status_addresses();
-        let current = node
-            .status
-            .as_ref()
-            .and_then(|s| s.addresses.clone())
-            .unwrap_or_default();
-        if current == wanted {
-            return Ok(node);
+        let addresses = |n: &Node| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.addresses.clone())
+                .unwrap_or_default()
+        };
+        let mut node = node;
+        for _ in 0..20 {
+            if addresses(&node) != wanted {
+                let patch = serde_json::json!({ "status": { "addresses": wanted } });
+                api.patch_status(&fake.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| {
+                        Error::kube(
+                            format!("setting the addresses of fake node {}", fake.name),
+                            e,
+                        )
+                    })?;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let again = api
+                .get(&fake.name)
+                .await
+                .map_err(|e| Error::kube(format!("reading fake node {}", fake.name), e))?;
+            if addresses(&again) == wanted {
+                return Ok(again);
+            }
+            node = again;
         }
-        let patch = serde_json::json!({ "status": { "addresses": wanted } });
-        api.patch_status(&fake.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| {
-                Error::kube(
-                    format!("setting the addresses of fake node {}", fake.name),
-                    e,
-                )
-            })
+        Err(Error::InvalidNode {
+            node: fake.name.clone(),
+            detail: format!(
+                "its addresses did not stay as declared: {:?}",
+                addresses(&node)
+            ),
+        })
     }
 }
 
