@@ -107,10 +107,10 @@ async fn apply_storage_class(
         // Workplace's name and labels (whoever may create StorageClasses) with `Delete`, `Immediate`
         // binding or mount options of its own would otherwise be adopted as it is.
         let current = serde_json::to_value(&current).unwrap_or_default();
-        let field = |v: &serde_json::Value, k: &str| match v.get(k) {
-            None | Some(serde_json::Value::Null) => json!(null),
-            Some(serde_json::Value::Object(o)) if o.is_empty() => json!(null),
-            Some(serde_json::Value::Array(a)) if a.is_empty() => json!(null),
+        let field = |v: &Value, k: &str| match v.get(k) {
+            None | Some(Value::Null) => json!(null),
+            Some(Value::Object(o)) if o.is_empty() => json!(null),
+            Some(Value::Array(a)) if a.is_empty() => json!(null),
             Some(x) => x.clone(),
         };
         let same = [

@@ -346,14 +346,11 @@ async fn a_volume_made_by_hand_outside_the_qualified_storage_is_not_sovereign() 
     let bed = util::start().await?;
     let admin = bed.client();
     cluster(&bed).await?;
-    Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?)
-        .patch(
-            "dr",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"images": null,
-                                          "provisioners": [{"driver": TEST_PROVISIONER}]}})),
-        )
-        .await?;
+    officer_sets(
+        &bed,
+        json!({"images": null, "provisioners": [{"driver": TEST_PROVISIONER}]}),
+    )
+    .await?;
     // Before the Workplace: ready for the claim its PostgreSQL StatefulSet will make.
     let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
         "metadata": {"name": "pv-abroad"},
@@ -432,13 +429,7 @@ async fn a_storage_class_made_beforehand_under_the_workplaces_name_is_replaced_w
     let bed = util::start().await?;
     let admin = bed.client();
     cluster(&bed).await?;
-    Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?)
-        .patch(
-            "dr",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"images": null}})),
-        )
-        .await?;
+    officer_sets(&bed, json!({"images": null})).await?;
     let name = storage_class_name(NS, "intranet");
     let planted: StorageClass = serde_json::from_value(json!({
         "metadata": {"name": name,
@@ -476,5 +467,20 @@ async fn a_storage_class_made_beforehand_under_the_workplaces_name_is_replaced_w
         }
     })
     .await?;
+    Ok(())
+}
+
+/// The security officer merges `spec` into LocalityPolicy `dr`.
+async fn officer_sets(
+    bed: &hexagone_testbed::ControlPlane,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
+    Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?)
+        .patch(
+            "dr",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await?;
     Ok(())
 }
