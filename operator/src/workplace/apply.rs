@@ -103,10 +103,27 @@ async fn apply_storage_class(
                 "StorageClass {name} is not Workplace {ns}/{instance}'s: not replaced"
             )));
         }
+        // The whole class, not only where it provisions: a class made beforehand under the
+        // Workplace's name and labels (whoever may create StorageClasses) with `Delete`, `Immediate`
+        // binding or mount options of its own would otherwise be adopted as it is.
         let current = serde_json::to_value(&current).unwrap_or_default();
-        let same = current["allowedTopologies"] == sc["allowedTopologies"]
-            && current["provisioner"] == sc["provisioner"]
-            && current.get("parameters").cloned().unwrap_or(json!({})) == sc["parameters"];
+        let field = |v: &Value, k: &str| match v.get(k) {
+            None | Some(Value::Null) => json!(null),
+            Some(Value::Object(o)) if o.is_empty() => json!(null),
+            Some(Value::Array(a)) if a.is_empty() => json!(null),
+            Some(x) => x.clone(),
+        };
+        let same = [
+            "allowedTopologies",
+            "provisioner",
+            "parameters",
+            "reclaimPolicy",
+            "volumeBindingMode",
+            "allowVolumeExpansion",
+            "mountOptions",
+        ]
+        .iter()
+        .all(|k| field(&current, k) == field(sc, k));
         if same {
             return Ok(());
         }

@@ -346,14 +346,11 @@ async fn a_volume_made_by_hand_outside_the_qualified_storage_is_not_sovereign() 
     let bed = util::start().await?;
     let admin = bed.client();
     cluster(&bed).await?;
-    Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?)
-        .patch(
-            "dr",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"images": null,
-                                          "provisioners": [{"driver": TEST_PROVISIONER}]}})),
-        )
-        .await?;
+    officer_sets(
+        &bed,
+        json!({"images": null, "provisioners": [{"driver": TEST_PROVISIONER}]}),
+    )
+    .await?;
     // Before the Workplace: ready for the claim its PostgreSQL StatefulSet will make.
     let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
         "metadata": {"name": "pv-abroad"},
@@ -418,5 +415,72 @@ async fn a_volume_made_by_hand_outside_the_qualified_storage_is_not_sovereign() 
         }
     })
     .await?;
+    Ok(())
+}
+
+/// A StorageClass made beforehand under the Workplace's name and labels (by whoever may create
+/// StorageClasses), provisioning where the policy allows but deleting volumes with their claims,
+/// binding them at once and mounting them its own way: the operator does not adopt it as it is,
+/// it replaces it with the rendered class, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_class_made_beforehand_under_the_workplaces_name_is_replaced_whole()
+-> anyhow::Result<()> {
+    let _turn = util::serial().await;
+    let bed = util::start().await?;
+    let admin = bed.client();
+    cluster(&bed).await?;
+    officer_sets(&bed, json!({"images": null})).await?;
+    let name = storage_class_name(NS, "intranet");
+    let planted: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": name,
+                     "labels": hexagone_platform::render::storage_class_labels(NS, "intranet")},
+        "provisioner": TEST_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+        "mountOptions": ["soft"],
+        "allowedTopologies": [{"matchLabelExpressions": [
+            {"key": "topology.kubernetes.io/zone", "values": ["fr-par-1", "fr-par-2"]}]}]
+    }))?;
+    let classes = Api::<StorageClass>::all(admin.clone());
+    classes
+        .create(&kube::api::PostParams::default(), &planted)
+        .await?;
+    let _operator = Operator::start(&bed).await?;
+    create_workplace(&admin, "intranet").await?;
+    eventually("the rendered StorageClass in its place", || {
+        let (classes, name) = (classes.clone(), name.clone());
+        async move {
+            let sc = classes.get(&name).await.map_err(|e| e.to_string())?;
+            let seen = (
+                sc.reclaim_policy.clone(),
+                sc.volume_binding_mode.clone(),
+                sc.mount_options.clone(),
+            );
+            (seen
+                == (
+                    Some("Retain".to_owned()),
+                    Some("WaitForFirstConsumer".to_owned()),
+                    None,
+                ))
+                .then_some(())
+                .ok_or_else(|| format!("{seen:?}"))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The security officer merges `spec` into LocalityPolicy `dr`.
+async fn officer_sets(
+    bed: &hexagone_testbed::ControlPlane,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
+    Api::<LocalityPolicyResource>::all(bed.client_as("alice", Some(OFFICERS)).await?)
+        .patch(
+            "dr",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await?;
     Ok(())
 }
