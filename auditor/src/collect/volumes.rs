@@ -178,6 +178,8 @@ pub fn server(pv: &PersistentVolume) -> Option<String> {
     };
     let mut hosts: Vec<String> = Vec::new();
     let mut network = false;
+    // Mount options, the PersistentVolume's and those a driver takes from its attributes.
+    let mut options: Vec<String> = spec.mount_options.clone().unwrap_or_default();
     if let Some(nfs) = &spec.nfs {
         network = true;
         hosts.extend(host(&nfs.server));
@@ -208,6 +210,9 @@ pub fn server(pv: &PersistentVolume) -> Option<String> {
             "nfs.csi.k8s.io" => {
                 network = true;
                 hosts.extend(named("server").into_iter().filter_map(|v| host(v)));
+                // The driver appends the `mountOptions` attribute to the mount's options
+                // (pkg/nfs/nodeserver.go, `mountOptionsField`).
+                options.extend(named("mountoptions").into_iter().cloned());
             }
             "smb.csi.k8s.io" => {
                 network = true;
@@ -225,12 +230,7 @@ pub fn server(pv: &PersistentVolume) -> Option<String> {
         }
     }
     if network {
-        for o in spec
-            .mount_options
-            .iter()
-            .flatten()
-            .flat_map(|o| o.split(','))
-        {
+        for o in options.iter().flat_map(|o| o.split(',')) {
             let o = o.trim();
             for key in ["ip=", "addr=", "mountaddr="] {
                 if let Some(v) = o.strip_prefix(key) {
@@ -540,6 +540,12 @@ mod tests {
             (
                 json!({"nfs": {"server": "", "path": "/"}}),
                 "no server named",
+            ),
+            (
+                json!({"csi": {"driver": "nfs.csi.k8s.io", "volumeHandle": "h",
+                               "volumeAttributes": {"server": "nfs.gouv.example",
+                                                    "mountOptions": "nfsvers=4.1,addr=203.0.113.9"}}}),
+                "one of 203.0.113.9, nfs.gouv.example",
             ),
         ];
         for (source, server) in more {
